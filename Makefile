@@ -1,0 +1,39 @@
+# Top-level entry points. `make demo` and `make test` are the README's quick
+# start: both install missing Debian packages first (scripts/install-deps.sh).
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+.PHONY: all deps build build-asan demo test unit format format-check clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDROVER_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+demo: build
+	@./scripts/demo.sh $(BUILD)
+
+# Everything CI runs: formatting, the normal build's tests, then the same
+# tests again on the ASan/UBSan build.
+test: format-check build build-asan
+	@ctest --test-dir $(BUILD) --output-on-failure -j 2
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check: deps
+	@./scripts/check-format.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

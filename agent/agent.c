@@ -1,0 +1,663 @@
+/* agent — see agent.h.
+ *
+ * Loop structure mirrors droverd's: handlers (socket, process output,
+ * process exit, timers) only queue work; a high-priority ev_prepare sends
+ * one batched AgentMessage per iteration (assignment acks + due reports)
+ * and frees finished attempts. Log output is buffered per attempt and sent
+ * as LOG reports of up to LOG_CHUNK bytes, or every LOG_FLUSH_S.
+ */
+#include <czmq.h>
+
+#include "agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "idmap.h"
+#include "log.h"
+#include "outbox.h"
+#include "runner.h"
+#include "sdnotify.h"
+#include "util.h"
+#include "zev.h"
+
+#define LOG_CHUNK          (64 * 1024)
+#define LOG_FLUSH_S        0.1
+#define RESEND_MS          3000
+#define BATCH_REPORTS      1024
+#define BATCH_BYTES        (4 << 20)
+#define FINISHED_MEMORY    4096
+#define MAX_MESSAGE        (64 << 20)
+#define NAME_COMPONENT_MAX 128
+
+typedef struct attempt attempt_t;
+struct attempt {
+    agent_t *agent;
+    uint64_t id;
+    char *run_id, *task, *dir;
+    uint32_t number;
+    runner_t *runner;
+    uint8_t *logbuf;
+    size_t loglen;
+    uint64_t log_start; /* stream offset of logbuf[0] */
+    bool exited;
+    attempt_t *dead_next;
+};
+
+struct agent {
+    agent_config_t cfg;
+    struct ev_loop *loop;
+    zsock_t *sock;
+    zev_t *zev;
+    ev_prepare flush_w;
+    ev_timer heartbeat_w, logflush_w, stop_w, watchdog_w;
+    ev_signal sigint_w, sigterm_w;
+    bool registered, stopping, resend_all, want_send;
+    int64_t last_rx_mono;
+    outbox_t *outbox;
+    idmap_t *attempts; /* running (or finishing) attempts by id */
+    idmap_t *finished; /* recently finished attempt ids (value unused) */
+    uint64_t finished_ring[FINISHED_MEMORY];
+    size_t finished_pos;
+    uint64_t *acks;
+    size_t n_acks;
+    attempt_t *dead;
+};
+
+/* ------------------------------------------------------------ config */
+
+static uint32_t detect_gpus(void)
+{
+    DIR *d = opendir("/proc/driver/nvidia/gpus");
+    uint32_t n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+void agent_config_defaults(agent_config_t *cfg)
+{
+    static char host[64];
+    memset(cfg, 0, sizeof *cfg);
+    cfg->scheduler = "tcp://127.0.0.1:7070";
+    cfg->work_dir = "/var/lib/drover-agent";
+    if (gethostname(host, sizeof host - 1) < 0 || !host[0])
+        snprintf(host, sizeof host, "agent");
+    cfg->name = host;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->cpu_milli = (uint32_t)(cpus > 0 ? cpus : 1) * 1000;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    cfg->memory_bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    cfg->gpus = detect_gpus();
+    cfg->heartbeat_ms = 1000;
+    cfg->kill_grace_ms = 10000;
+    cfg->log_limit = 8u << 20;
+}
+
+/* ------------------------------------------------------------ sending */
+
+static void send_message(agent_t *a, const Drover__AgentMessage *m)
+{
+    size_t n = drover__agent_message__get_packed_size(m);
+    uint8_t *buf = xmalloc(n);
+    drover__agent_message__pack(m, buf);
+    zframe_t *f = zframe_new(buf, n);
+    free(buf);
+    if (zframe_send(&f, a->sock, 0) < 0) {
+        /* Not connected (ZMQ_IMMEDIATE) or queue full: the outbox and the
+         * next heartbeat cover it. */
+        log_debug("send to droverd: %s", zmq_strerror(zmq_errno()));
+        zframe_destroy(&f);
+    }
+}
+
+static void collect_held(uint64_t id, void *value, void *arg)
+{
+    Drover__Register *reg = arg;
+    reg->attempts[reg->n_attempts++] = id;
+}
+
+static void collect_exit(uint64_t id, void *arg)
+{
+    Drover__Register *reg = arg;
+    reg->attempts[reg->n_attempts++] = id;
+}
+
+static void send_register(agent_t *a)
+{
+    Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
+    Drover__Register reg = DROVER__REGISTER__INIT;
+    Drover__Resources cap = DROVER__RESOURCES__INIT;
+    cap.cpu_milli = a->cfg.cpu_milli;
+    cap.memory_bytes = a->cfg.memory_bytes;
+    cap.gpus = a->cfg.gpus;
+    reg.name = (char *)a->cfg.name;
+    reg.labels = a->cfg.labels;
+    reg.n_labels = a->cfg.n_labels;
+    reg.capacity = &cap;
+    reg.version = DROVER_VERSION;
+    /* Held attempts: running ones, and finished ones whose exit report has
+     * not been acknowledged (it will be re-sent once registered). */
+    reg.attempts =
+        xcalloc(idmap_size(a->attempts) + outbox_count(a->outbox) + 1, sizeof *reg.attempts);
+    idmap_each(a->attempts, collect_held, &reg);
+    outbox_each_exit(a->outbox, collect_exit, &reg);
+    m.register_ = &reg;
+    send_message(a, &m);
+    free(reg.attempts);
+}
+
+static void collect_running(uint64_t id, void *value, void *arg)
+{
+    Drover__Heartbeat *hb = arg;
+    if (!((attempt_t *)value)->exited)
+        hb->running[hb->n_running++] = id;
+}
+
+static void send_heartbeat(agent_t *a)
+{
+    Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
+    Drover__Heartbeat hb = DROVER__HEARTBEAT__INIT;
+    hb.running = xcalloc(idmap_size(a->attempts) + 1, sizeof *hb.running);
+    idmap_each(a->attempts, collect_running, &hb);
+    m.heartbeat = &hb;
+    send_message(a, &m);
+    free(hb.running);
+}
+
+/* ------------------------------------------------------------ reports */
+
+static Drover__Report *report_new(const attempt_t *at, Drover__ReportKind kind)
+{
+    Drover__Report *r = xmalloc(sizeof *r);
+    drover__report__init(r);
+    r->attempt_id = at->id;
+    r->kind = kind;
+    r->time_ms = util_now_ms();
+    return r;
+}
+
+static void queue_report(agent_t *a, Drover__Report *r)
+{
+    outbox_add(a->outbox, r);
+    a->want_send = true;
+}
+
+static void flush_log(attempt_t *at)
+{
+    if (at->loglen == 0)
+        return;
+    Drover__Report *r = report_new(at, DROVER__REPORT_KIND__REPORT_LOG);
+    r->offset = at->log_start;
+    r->data.data = at->logbuf;
+    r->data.len = at->loglen;
+    at->log_start += at->loglen;
+    at->logbuf = NULL;
+    at->loglen = 0;
+    queue_report(at->agent, r);
+}
+
+static void on_output(void *arg, const uint8_t *data, size_t len)
+{
+    attempt_t *at = arg;
+    /* One byte past the limit is sent so droverd can tell it truncated. */
+    uint64_t limit = at->agent->cfg.log_limit + 1;
+    while (len > 0) {
+        uint64_t pos = at->log_start + at->loglen;
+        if (pos >= limit)
+            return;
+        if (!at->logbuf)
+            at->logbuf = xmalloc(LOG_CHUNK);
+        size_t room = LOG_CHUNK - at->loglen;
+        if (room > limit - pos)
+            room = (size_t)(limit - pos);
+        size_t take = len < room ? len : room;
+        memcpy(at->logbuf + at->loglen, data, take);
+        at->loglen += take;
+        data += take;
+        len -= take;
+        if (at->loglen == LOG_CHUNK)
+            flush_log(at);
+        if (take == 0)
+            break;
+    }
+}
+
+static void remember_finished(agent_t *a, uint64_t id)
+{
+    uint64_t old = a->finished_ring[a->finished_pos];
+    if (old)
+        idmap_del(a->finished, old);
+    a->finished_ring[a->finished_pos] = id;
+    a->finished_pos = (a->finished_pos + 1) % FINISHED_MEMORY;
+    idmap_put(a->finished, id, (void *)1);
+}
+
+static void retire(agent_t *a, attempt_t *at)
+{
+    idmap_del(a->attempts, at->id);
+    remember_finished(a, at->id);
+    at->dead_next = a->dead;
+    a->dead = at;
+}
+
+static void on_exit_cb(void *arg, const runner_exit_t *ex)
+{
+    attempt_t *at = arg;
+    agent_t *a = at->agent;
+    at->exited = true;
+    if (a->stopping) {
+        retire(a, at); /* no report: droverd sees the agent go and requeues */
+        return;
+    }
+    flush_log(at);
+    Drover__Report *r = report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
+    r->exit_code = ex->exit_code;
+    r->term_signal = ex->term_signal;
+    r->timed_out = ex->timed_out;
+    if (ex->reason[0])
+        r->reason = xstrdup(ex->reason);
+    queue_report(a, r);
+    log_info("attempt %" PRIu64 " (%s/%s #%u) exited: code %d signal %d%s%s", at->id, at->run_id,
+             at->task, at->number, ex->exit_code, ex->term_signal, ex->reason[0] ? ", " : "",
+             ex->reason);
+    retire(a, at);
+}
+
+static void free_attempt(attempt_t *at)
+{
+    runner_destroy(&at->runner);
+    if (at->dir && !at->agent->cfg.keep_work_dirs)
+        util_rm_rf(at->dir);
+    free(at->logbuf);
+    free(at->run_id);
+    free(at->task);
+    free(at->dir);
+    free(at);
+}
+
+/* ------------------------------------------------------------ assignments */
+
+/* A run id or step name is used as a path component: no "..", no '/'. */
+static bool safe_component(const char *s)
+{
+    return strcmp(s, ".") != 0 && strcmp(s, "..") != 0 &&
+           util_valid_name(s, strlen(s), NAME_COMPONENT_MAX, NULL);
+}
+
+static char **build_env(const agent_t *a, const Drover__Assignment *as, const attempt_t *at)
+{
+    static const char *const passthrough[] = {"PATH", "HOME", "LANG",    "LC_ALL",
+                                              "TZ",   "USER", "LOGNAME", "TMPDIR"};
+    size_t cap = 8 + as->n_env + 12, n = 0;
+    char **env = xcalloc(cap + 1, sizeof *env);
+    for (size_t i = 0; i < sizeof passthrough / sizeof *passthrough; i++) {
+        const char *v = getenv(passthrough[i]);
+        if (v)
+            env[n++] = xasprintf("%s=%s", passthrough[i], v);
+        else if (strcmp(passthrough[i], "PATH") == 0)
+            env[n++] = xstrdup("PATH=/usr/local/bin:/usr/bin:/bin");
+    }
+    for (size_t i = 0; i < as->n_env; i++)
+        env[n++] = xasprintf("%s=%s", as->env[i]->key, as->env[i]->value);
+    env[n++] = xasprintf("DROVER_RUN_ID=%s", at->run_id);
+    env[n++] = xasprintf("DROVER_TASK=%s", at->task);
+    env[n++] = xasprintf("DROVER_ATTEMPT=%u", at->number);
+    env[n++] = xasprintf("DROVER_AGENT=%s", a->cfg.name);
+    env[n++] = xasprintf("DROVER_INPUTS=%s/inputs", at->dir);
+    env[n++] = xasprintf("DROVER_OUTPUTS=%s/outputs", at->dir);
+    env[n++] = xasprintf("DROVER_CHECKPOINT_DIR=%s/checkpoint", at->dir);
+    env[n++] = xasprintf("DROVER_PROGRESS=%s/progress.jsonl", at->dir);
+    env[n++] = xasprintf("DROVER_WORK_DIR=%s/work", at->dir);
+    env[n] = NULL;
+    return env;
+}
+
+static void free_strv(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Report an attempt that could not start as exited with code 127. */
+static void report_start_failure(agent_t *a, attempt_t *at, const char *why)
+{
+    log_warn("attempt %" PRIu64 " (%s/%s): %s", at->id, at->run_id, at->task, why);
+    Drover__Report *r = report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
+    r->exit_code = 127;
+    r->reason = xstrdup(why);
+    queue_report(a, r);
+    idmap_put(a->attempts, at->id, at);
+    retire(a, at);
+}
+
+static void start_attempt(agent_t *a, const Drover__Assignment *as)
+{
+    char err[512];
+    attempt_t *at = xcalloc(1, sizeof *at);
+    at->agent = a;
+    at->id = as->attempt_id;
+    at->run_id = xstrdup(as->run_id);
+    at->task = xstrdup(as->task);
+    at->number = as->attempt;
+    if (!safe_component(as->run_id) || !safe_component(as->task) || as->n_argv == 0) {
+        report_start_failure(a, at, "invalid assignment: bad run id, task name or empty command");
+        return;
+    }
+    at->dir = xasprintf("%s/runs/%s/%s/%u", a->cfg.work_dir, at->run_id, at->task, at->number);
+    static const char *const subdirs[] = {"work", "inputs", "outputs", "checkpoint"};
+    for (size_t i = 0; i < 4; i++) {
+        char *d = xasprintf("%s/%s", at->dir, subdirs[i]);
+        int rc = util_mkdir_p(d, 0755);
+        free(d);
+        if (rc < 0) {
+            snprintf(err, sizeof err, "cannot create work dir %s: %s", at->dir, strerror(-rc));
+            report_start_failure(a, at, err);
+            return;
+        }
+    }
+    char **argv = xcalloc(as->n_argv + 1, sizeof *argv);
+    for (size_t i = 0; i < as->n_argv; i++)
+        argv[i] = as->argv[i];
+    char **envp = build_env(a, as, at);
+    char *cwd = xasprintf("%s/work", at->dir);
+    runner_spec_t spec = {.argv = argv,
+                          .envp = envp,
+                          .cwd = cwd,
+                          .timeout_ms = as->timeout_ms,
+                          .kill_grace_ms = a->cfg.kill_grace_ms,
+                          .on_output = on_output,
+                          .on_exit = on_exit_cb,
+                          .arg = at};
+    at->runner = runner_start(a->loop, &spec, err, sizeof err);
+    free(argv);
+    free_strv(envp);
+    free(cwd);
+    if (!at->runner) {
+        report_start_failure(a, at, err);
+        return;
+    }
+    idmap_put(a->attempts, at->id, at);
+    queue_report(a, report_new(at, DROVER__REPORT_KIND__REPORT_STARTED));
+    log_info("attempt %" PRIu64 " (%s/%s #%u) started: pid %d", at->id, at->run_id, at->task,
+             at->number, (int)runner_pid(at->runner));
+}
+
+static void handle_assignment(agent_t *a, const Drover__Assignment *as)
+{
+    a->acks = xrealloc(a->acks, (a->n_acks + 1) * sizeof *a->acks);
+    a->acks[a->n_acks++] = as->attempt_id;
+    a->want_send = true;
+    if (as->attempt_id == 0 || idmap_get(a->attempts, as->attempt_id) ||
+        idmap_get(a->finished, as->attempt_id))
+        return; /* a re-send: already running or done */
+    start_attempt(a, as);
+}
+
+/* ------------------------------------------------------------ receiving */
+
+static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
+{
+    a->last_rx_mono = util_mono_ms();
+    if (m->refused && *m->refused) {
+        log_error("droverd refused registration: %s", m->refused);
+        a->registered = false;
+        return;
+    }
+    if (m->reregister && a->registered) {
+        log_info("droverd asks to register again (it restarted?)");
+        a->registered = false;
+    }
+    if (m->reregister)
+        send_register(a);
+    if (m->registered && !a->registered) {
+        log_info("registered with droverd at %s", a->cfg.scheduler);
+        a->registered = true;
+        a->resend_all = true;
+        a->want_send = true;
+    }
+    for (size_t i = 0; i < m->n_acks; i++)
+        outbox_ack(a->outbox, m->acks[i]);
+    for (size_t i = 0; i < m->n_assigns; i++)
+        handle_assignment(a, m->assigns[i]);
+    for (size_t i = 0; i < m->n_kills; i++) {
+        attempt_t *at = idmap_get(a->attempts, m->kills[i]);
+        if (at && at->runner && !at->exited) {
+            log_info("attempt %" PRIu64 " (%s/%s): killed on droverd's request", at->id, at->run_id,
+                     at->task);
+            runner_kill(at->runner, "killed by droverd (cancelled or superseded)");
+        }
+    }
+}
+
+static void on_readable(void *arg)
+{
+    agent_t *a = arg;
+    for (int i = 0; i < 256; i++) {
+        zframe_t *f = zframe_recv(a->sock);
+        if (!f)
+            break;
+        Drover__SchedulerMessage *m =
+            drover__scheduler_message__unpack(NULL, zframe_size(f), zframe_data(f));
+        if (m) {
+            handle_message(a, m);
+            drover__scheduler_message__free_unpacked(m, NULL);
+        } else {
+            log_warn("undecodable message of %zu bytes from droverd dropped", zframe_size(f));
+        }
+        zframe_destroy(&f);
+    }
+}
+
+/* ------------------------------------------------------------ loop */
+
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    agent_t *a = w->data;
+    Drover__Report *batch[BATCH_REPORTS];
+    if (a->want_send && !a->stopping) {
+        Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
+        m.assign_acks = a->acks;
+        m.n_assign_acks = a->n_acks;
+        /* Unregistered, droverd would drop reports: keep them for later. */
+        bool more = false;
+        if (a->registered)
+            m.n_reports = outbox_collect(a->outbox, util_mono_ms(), RESEND_MS, a->resend_all, batch,
+                                         BATCH_REPORTS, BATCH_BYTES, &more);
+        m.reports = batch;
+        if (m.n_reports || m.n_assign_acks)
+            send_message(a, &m);
+        a->n_acks = 0;
+        /* A full batch means more is due: stay in send mode next time. */
+        a->want_send = more;
+        a->resend_all = a->resend_all && more;
+    }
+    for (attempt_t *at = a->dead, *next; at; at = next) {
+        next = at->dead_next;
+        free_attempt(at);
+    }
+    a->dead = NULL;
+    if (a->stopping && idmap_size(a->attempts) == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void flush_one_log(uint64_t id, void *value, void *arg)
+{
+    attempt_t *at = value;
+    if (!at->exited)
+        flush_log(at);
+}
+
+static void on_logflush(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    agent_t *a = w->data;
+    idmap_each(a->attempts, flush_one_log, NULL);
+}
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    agent_t *a = w->data;
+    int64_t silence = util_mono_ms() - a->last_rx_mono;
+    int64_t limit = (int64_t)a->cfg.heartbeat_ms * 5;
+    if (limit < 3000)
+        limit = 3000;
+    if (a->registered && silence > limit) {
+        log_warn("no word from droverd for %" PRId64 " ms: registering again", silence);
+        a->registered = false;
+    }
+    if (a->registered) {
+        send_heartbeat(a);
+        a->want_send = a->want_send || outbox_count(a->outbox) > 0; /* re-send due reports */
+    } else {
+        send_register(a);
+    }
+}
+
+static void kill_one(uint64_t id, void *value, void *arg)
+{
+    attempt_t *at = value;
+    if (at->runner && !at->exited)
+        runner_kill(at->runner, "agent stopping");
+}
+
+static void kill_now(uint64_t id, void *value, void *arg)
+{
+    attempt_t *at = value;
+    if (at->runner)
+        runner_kill_now(at->runner);
+}
+
+static void on_stop_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    agent_t *a = w->data;
+    idmap_each(a->attempts, kill_now, NULL);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    agent_t *a = w->data;
+    if (a->stopping)
+        return;
+    log_info("signal %d: stopping %zu running steps", w->signum, idmap_size(a->attempts));
+    a->stopping = true;
+    sdnotify_stopping();
+    idmap_each(a->attempts, kill_one, NULL);
+    ev_timer_init(&a->stop_w, on_stop_deadline, (double)a->cfg.kill_grace_ms / 1000.0 + 1.0, 0.);
+    a->stop_w.data = a;
+    ev_timer_start(loop, &a->stop_w);
+}
+
+agent_t *agent_new(const agent_config_t *cfg)
+{
+    agent_t *a = xcalloc(1, sizeof *a);
+    a->cfg = *cfg;
+    a->outbox = outbox_new();
+    a->attempts = idmap_new();
+    a->finished = idmap_new();
+    zsys_init();
+    zsys_handler_set(NULL);
+    int rc = util_mkdir_p(cfg->work_dir, 0755);
+    if (rc < 0) {
+        log_error("mkdir(%s): %s", cfg->work_dir, strerror(-rc));
+        goto fail;
+    }
+    a->sock = zsock_new(ZMQ_DEALER);
+    if (!a->sock)
+        goto fail;
+    zsock_set_identity(a->sock, cfg->name);
+    zsock_set_immediate(a->sock, 1);
+    zsock_set_rcvtimeo(a->sock, 0);
+    zsock_set_sndtimeo(a->sock, 0);
+    zsock_set_linger(a->sock, 0);
+    zsock_set_sndhwm(a->sock, 10000);
+    zsock_set_maxmsgsize(a->sock, MAX_MESSAGE);
+    zsock_set_reconnect_ivl(a->sock, 100);
+    zsock_set_reconnect_ivl_max(a->sock, 1000);
+    if (zsock_connect(a->sock, "%s", cfg->scheduler) < 0) {
+        log_error("zmq_connect(%s): %s", cfg->scheduler, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    a->loop = EV_DEFAULT;
+    a->zev = zev_new(a->loop, zsock_resolve(a->sock), on_readable, a);
+    if (!a->zev)
+        goto fail;
+    ev_prepare_init(&a->flush_w, on_flush);
+    ev_set_priority(&a->flush_w, EV_MAXPRI);
+    a->flush_w.data = a;
+    ev_prepare_start(a->loop, &a->flush_w);
+    double hb = (double)cfg->heartbeat_ms / 1000.0;
+    ev_timer_init(&a->heartbeat_w, on_heartbeat, 0., hb);
+    a->heartbeat_w.data = a;
+    ev_timer_start(a->loop, &a->heartbeat_w);
+    ev_timer_init(&a->logflush_w, on_logflush, LOG_FLUSH_S, LOG_FLUSH_S);
+    a->logflush_w.data = a;
+    ev_timer_start(a->loop, &a->logflush_w);
+    ev_signal_init(&a->sigint_w, on_stop_signal, SIGINT);
+    ev_signal_init(&a->sigterm_w, on_stop_signal, SIGTERM);
+    a->sigint_w.data = a->sigterm_w.data = a;
+    ev_signal_start(a->loop, &a->sigint_w);
+    ev_signal_start(a->loop, &a->sigterm_w);
+    signal(SIGPIPE, SIG_IGN);
+    return a;
+fail:
+    agent_destroy(&a);
+    return NULL;
+}
+
+int agent_run(agent_t *a)
+{
+    char status[256];
+    snprintf(status, sizeof status, "agent %s → %s", a->cfg.name, a->cfg.scheduler);
+    log_info("%s: cpu %.1f, memory %" PRIu64 " MiB, gpus %u, work dir %s", status,
+             a->cfg.cpu_milli / 1000.0, a->cfg.memory_bytes >> 20, a->cfg.gpus, a->cfg.work_dir);
+    sdnotify_ready(a->loop, &a->watchdog_w, status);
+    ev_run(a->loop, 0);
+    return 0;
+}
+
+static void destroy_attempt(uint64_t id, void *value, void *arg)
+{
+    free_attempt(value);
+}
+
+void agent_destroy(agent_t **ap)
+{
+    if (!ap || !*ap)
+        return;
+    agent_t *a = *ap;
+    if (a->loop) {
+        ev_prepare_stop(a->loop, &a->flush_w);
+        ev_timer_stop(a->loop, &a->heartbeat_w);
+        ev_timer_stop(a->loop, &a->logflush_w);
+        ev_timer_stop(a->loop, &a->stop_w);
+        ev_timer_stop(a->loop, &a->watchdog_w);
+        ev_signal_stop(a->loop, &a->sigint_w);
+        ev_signal_stop(a->loop, &a->sigterm_w);
+    }
+    for (attempt_t *at = a->dead, *next; at; at = next) {
+        next = at->dead_next;
+        free_attempt(at);
+    }
+    if (a->attempts)
+        idmap_each(a->attempts, destroy_attempt, NULL);
+    idmap_destroy(&a->attempts);
+    idmap_destroy(&a->finished);
+    outbox_destroy(&a->outbox);
+    zev_destroy(&a->zev);
+    zsock_destroy(&a->sock);
+    free(a->acks);
+    free(a);
+    *ap = NULL;
+}

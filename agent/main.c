@@ -1,0 +1,150 @@
+/* drover-agent — flags and config, then agent_run. Every flag can also be
+ * set in the --config file (see common/config.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "config.h"
+#include "log.h"
+#include "spec.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: drover-agent [options]\n"
+               "  --scheduler ENDPOINT   droverd's agents endpoint [tcp://127.0.0.1:7070]\n"
+               "  --work-dir DIR         where steps run [/var/lib/drover-agent]\n"
+               "  --name NAME            agent name [hostname]\n"
+               "  --cpus N               cpus offered (e.g. 4, 0.5) [detected]\n"
+               "  --memory QTY           memory offered (e.g. 8Gi) [detected]\n"
+               "  --gpus N               GPUs offered [detected]\n"
+               "  --labels k=v,...       labels steps can select with placement.labels\n"
+               "  --heartbeat DUR        heartbeat interval [1s]\n"
+               "  --kill-grace DUR       SIGTERM → SIGKILL delay when stopping a step [10s]\n"
+               "  --log-limit BYTES      log bytes sent per attempt [8Mi]\n"
+               "  --keep-work-dirs       keep each attempt's directory after it ends\n"
+               "  --config FILE          YAML file of the same settings (key: value)\n"
+               "  --debug                verbose logging\n");
+}
+
+typedef struct {
+    agent_config_t cfg;
+    char *owned[16];
+    int n_owned;
+} options_t;
+
+static const char *keep(options_t *o, const char *v)
+{
+    if (o->n_owned == 16)
+        return v;
+    return o->owned[o->n_owned++] = xstrdup(v);
+}
+
+static int parse_bool(const char *v)
+{
+    return strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0;
+}
+
+/* Apply one setting; shared by flags and the config file. */
+static int apply(const char *key, const char *value, void *arg)
+{
+    options_t *o = arg;
+    agent_config_t *c = &o->cfg;
+    if (strcmp(key, "scheduler") == 0)
+        c->scheduler = keep(o, value);
+    else if (strcmp(key, "work-dir") == 0)
+        c->work_dir = keep(o, value);
+    else if (strcmp(key, "name") == 0) {
+        if (!util_valid_name(value, strlen(value), 63, NULL))
+            return -EINVAL;
+        c->name = keep(o, value);
+    } else if (strcmp(key, "cpus") == 0)
+        return spec_parse_cpu(value, &c->cpu_milli);
+    else if (strcmp(key, "memory") == 0)
+        return spec_parse_memory(value, &c->memory_bytes);
+    else if (strcmp(key, "gpus") == 0) {
+        char *end;
+        unsigned long n = strtoul(value, &end, 10);
+        if (!*value || *end || n > 1024)
+            return -EINVAL;
+        c->gpus = (uint32_t)n;
+    } else if (strcmp(key, "labels") == 0) {
+        util_free_kvs(c->labels, c->n_labels);
+        return util_parse_kv_list(value, &c->labels, &c->n_labels);
+    } else if (strcmp(key, "heartbeat") == 0) {
+        int rc = spec_parse_duration(value, &c->heartbeat_ms);
+        return rc < 0 || c->heartbeat_ms == 0 ? -EINVAL : 0;
+    } else if (strcmp(key, "kill-grace") == 0)
+        return spec_parse_duration(value, &c->kill_grace_ms);
+    else if (strcmp(key, "log-limit") == 0)
+        return spec_parse_memory(value, &c->log_limit);
+    else if (strcmp(key, "keep-work-dirs") == 0)
+        c->keep_work_dirs = parse_bool(value);
+    else if (strcmp(key, "debug") == 0)
+        log_set_debug(parse_bool(value));
+    else
+        return -ENOENT;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"scheduler", required_argument, 0, 0},
+                                             {"work-dir", required_argument, 0, 0},
+                                             {"name", required_argument, 0, 0},
+                                             {"cpus", required_argument, 0, 0},
+                                             {"memory", required_argument, 0, 0},
+                                             {"gpus", required_argument, 0, 0},
+                                             {"labels", required_argument, 0, 0},
+                                             {"heartbeat", required_argument, 0, 0},
+                                             {"kill-grace", required_argument, 0, 0},
+                                             {"log-limit", required_argument, 0, 0},
+                                             {"keep-work-dirs", no_argument, 0, 0},
+                                             {"config", required_argument, 0, 0},
+                                             {"debug", no_argument, 0, 0},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    options_t o = {0};
+    int idx, c, rc = 1;
+    char err[512];
+
+    log_init("drover-agent");
+    agent_config_defaults(&o.cfg);
+    while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (c != 0) {
+            usage(stderr);
+            return 2;
+        }
+        const char *name = longopts[idx].name;
+        if (strcmp(name, "config") == 0) {
+            if (config_load(optarg, apply, &o, err, sizeof err) < 0) {
+                log_error("config: %s", err);
+                return 2;
+            }
+        } else if (apply(name, optarg ? optarg : "true", &o) < 0) {
+            log_error("bad value '%s' for --%s", optarg ? optarg : "", name);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        log_error("unexpected argument '%s'", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    agent_t *a = agent_new(&o.cfg);
+    if (a) {
+        rc = agent_run(a);
+        agent_destroy(&a);
+    }
+    util_free_kvs(o.cfg.labels, o.cfg.n_labels);
+    for (int i = 0; i < o.n_owned; i++)
+        free(o.owned[i]);
+    return rc;
+}

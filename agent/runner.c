@@ -1,0 +1,228 @@
+/* runner — see runner.h.
+ *
+ * Ordering matters for a faithful report: the exit status comes from
+ * ev_child, but output may still sit in the pipe (or be held open by a
+ * grandchild). After the leader exits we SIGKILL its group, keep reading
+ * until EOF, and only then call on_exit — with a short fallback timer in
+ * case a process escaped the group and holds the pipe open.
+ */
+#include "runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define READ_CHUNK       65536
+#define DRAIN_FALLBACK_S 2.0
+
+struct runner {
+    struct ev_loop *loop;
+    runner_spec_t spec;
+    pid_t pid;
+    int out_fd;
+    ev_io out_w;
+    ev_child child_w;
+    ev_timer timeout_w, grace_w, drain_w;
+    bool exited, reported, signalled;
+    runner_exit_t result;
+    uint8_t *buf;
+};
+
+static void finish(runner_t *r)
+{
+    if (r->reported)
+        return;
+    r->reported = true;
+    ev_io_stop(r->loop, &r->out_w);
+    ev_timer_stop(r->loop, &r->timeout_w);
+    ev_timer_stop(r->loop, &r->grace_w);
+    ev_timer_stop(r->loop, &r->drain_w);
+    if (r->out_fd >= 0) {
+        close(r->out_fd);
+        r->out_fd = -1;
+    }
+    r->spec.on_exit(r->spec.arg, &r->result);
+}
+
+static void on_output(struct ev_loop *loop, ev_io *w, int revents)
+{
+    runner_t *r = w->data;
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(r->out_fd, r->buf, READ_CHUNK);
+        if (n > 0) {
+            r->spec.on_output(r->spec.arg, r->buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        /* EOF (or a read error): no more output. */
+        ev_io_stop(loop, w);
+        if (r->exited)
+            finish(r);
+        return;
+    }
+}
+
+static void signal_group(runner_t *r, int sig)
+{
+    if (kill(-r->pid, sig) < 0 && errno != ESRCH)
+        log_warn("kill(-%d, %d): %s", (int)r->pid, sig, strerror(errno));
+}
+
+static void on_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+    runner_t *r = w->data;
+    ev_child_stop(loop, w);
+    ev_timer_stop(loop, &r->timeout_w); /* it ended on its own: no timeout now */
+    r->exited = true;
+    if (WIFSIGNALED(w->rstatus))
+        r->result.term_signal = WTERMSIG(w->rstatus);
+    else
+        r->result.exit_code = WEXITSTATUS(w->rstatus);
+    signal_group(r, SIGKILL); /* leftovers of the step die with it */
+    if (!ev_is_active(&r->out_w)) {
+        finish(r);
+        return;
+    }
+    ev_timer_start(loop, &r->drain_w);
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    finish(w->data);
+}
+
+static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    runner_t *r = w->data;
+    if (!r->exited)
+        signal_group(r, SIGKILL);
+}
+
+static void stop_group(runner_t *r)
+{
+    if (r->exited || r->signalled)
+        return;
+    r->signalled = true;
+    signal_group(r, SIGTERM);
+    ev_timer_start(r->loop, &r->grace_w);
+}
+
+static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    runner_t *r = w->data;
+    r->result.timed_out = true;
+    snprintf(r->result.reason, sizeof r->result.reason, "timeout after %.3gs",
+             (double)r->spec.timeout_ms / 1000.0);
+    stop_group(r);
+}
+
+void runner_kill(runner_t *r, const char *reason)
+{
+    if (r->exited)
+        return;
+    if (!r->result.killed) {
+        r->result.killed = true;
+        snprintf(r->result.reason, sizeof r->result.reason, "%s", reason);
+    }
+    stop_group(r);
+}
+
+void runner_kill_now(runner_t *r)
+{
+    if (!r->exited)
+        signal_group(r, SIGKILL);
+}
+
+pid_t runner_pid(const runner_t *r)
+{
+    return r->pid;
+}
+
+runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *err, size_t errlen)
+{
+    int pipefd[2] = {-1, -1};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, defaults;
+    runner_t *r = NULL;
+
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe2: %s", strerror(errno));
+        return NULL;
+    }
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
+    /* A fresh process group, no blocked signals, default dispositions (the
+     * agent ignores SIGPIPE; a step must not inherit that). */
+    sigemptyset(&none);
+    sigfillset(&defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, spec->argv[0], &fa, &attr, spec->argv, spec->envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(pipefd[1]);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot run '%s': %s", spec->argv[0], strerror(rc));
+        close(pipefd[0]);
+        return NULL;
+    }
+    fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
+
+    r = xcalloc(1, sizeof *r);
+    r->loop = loop;
+    r->spec = *spec;
+    r->pid = pid;
+    r->out_fd = pipefd[0];
+    r->buf = xmalloc(READ_CHUNK);
+    ev_io_init(&r->out_w, on_output, r->out_fd, EV_READ);
+    ev_child_init(&r->child_w, on_child, pid, 0);
+    ev_timer_init(&r->timeout_w, on_timeout, (double)spec->timeout_ms / 1000.0, 0.);
+    ev_timer_init(&r->grace_w, on_grace, (double)spec->kill_grace_ms / 1000.0, 0.);
+    ev_timer_init(&r->drain_w, on_drain_timeout, DRAIN_FALLBACK_S, 0.);
+    r->out_w.data = r->child_w.data = r->timeout_w.data = r->grace_w.data = r->drain_w.data = r;
+    ev_io_start(loop, &r->out_w);
+    ev_child_start(loop, &r->child_w);
+    if (spec->timeout_ms)
+        ev_timer_start(loop, &r->timeout_w);
+    return r;
+}
+
+void runner_destroy(runner_t **rp)
+{
+    if (!rp || !*rp)
+        return;
+    runner_t *r = *rp;
+    if (!r->exited)
+        signal_group(r, SIGKILL);
+    ev_io_stop(r->loop, &r->out_w);
+    ev_child_stop(r->loop, &r->child_w);
+    ev_timer_stop(r->loop, &r->timeout_w);
+    ev_timer_stop(r->loop, &r->grace_w);
+    ev_timer_stop(r->loop, &r->drain_w);
+    if (r->out_fd >= 0)
+        close(r->out_fd);
+    free(r->buf);
+    free(r);
+    *rp = NULL;
+}

@@ -1,0 +1,257 @@
+/* api — see api.h. Plain libzmq: a REQ socket with ZMQ_LINGER 0 so an
+ * unanswered request never holds the process at exit, and receive/send
+ * timeouts so a missing droverd is reported instead of waited on forever.
+ * For ipc:// endpoints a socket nobody listens on is reported at once
+ * rather than after the timeout. */
+#include "api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cli.h"
+#include "log.h"
+#include "util.h"
+
+/* Bound on an answer's size; the largest legitimate ones are run views of
+ * big fan-outs and 1 MiB log pages. */
+#define API_MAX_ANSWER (256LL << 20)
+
+struct api {
+    void *ctx;
+    void *sock; /* NULL until the first call, and after a timeout */
+    char *endpoint;
+    int timeout_ms;
+};
+
+const char *api_endpoint(const char *flag)
+{
+    const char *env = getenv("DROVER_API");
+    if (flag)
+        return flag;
+    if (env && *env)
+        return env;
+    return API_DEFAULT_ENDPOINT;
+}
+
+static int timeout_from_env(int *out)
+{
+    const char *s = getenv("DROVER_API_TIMEOUT_MS");
+    uint32_t v;
+    *out = API_DEFAULT_TIMEOUT_MS;
+    if (!s || !*s)
+        return 0;
+    if (cli_parse_u32(s, &v) < 0 || v == 0 || v > 3600000) {
+        log_error("DROVER_API_TIMEOUT_MS: expected milliseconds in 1..3600000, got '%s'", s);
+        return -EINVAL;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+api_t *api_new(const char *endpoint)
+{
+    int timeout_ms;
+    if (timeout_from_env(&timeout_ms) < 0)
+        return NULL;
+    void *ctx = zmq_ctx_new();
+    if (!ctx) {
+        log_error("zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    api_t *api = xcalloc(1, sizeof *api);
+    api->ctx = ctx;
+    api->endpoint = xstrdup(endpoint);
+    api->timeout_ms = timeout_ms;
+    return api;
+}
+
+static void close_socket(api_t *api)
+{
+    if (api->sock)
+        zmq_close(api->sock);
+    api->sock = NULL;
+}
+
+void api_destroy(api_t **api)
+{
+    if (!api || !*api)
+        return;
+    close_socket(*api);
+    zmq_ctx_term((*api)->ctx);
+    free((*api)->endpoint);
+    free(*api);
+    *api = NULL;
+}
+
+static void report_no_answer(const api_t *api)
+{
+    log_error("no answer from droverd at %s (is droverd running? set --api or DROVER_API)",
+              api->endpoint);
+}
+
+/* For ipc://PATH, fail fast when nothing listens there: a missing file,
+ * a stale one (connection refused) or one we may not open. ZeroMQ would
+ * otherwise retry quietly until the timeout. */
+static int check_ipc_path(const api_t *api)
+{
+    const char *path = api->endpoint + strlen("ipc://");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int rc = 0;
+    if (strncmp(api->endpoint, "ipc://", 6) != 0 || path[0] == '@' ||
+        strlen(path) >= sizeof sa.sun_path)
+        return 0; /* not a file (tcp, an abstract socket), or ZeroMQ will say */
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0; /* let ZeroMQ try and report */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        rc = -errno;
+        if (rc == -ENOENT || rc == -ECONNREFUSED)
+            report_no_answer(api);
+        else if (rc == -EACCES)
+            log_error("cannot connect to droverd at %s: %s", api->endpoint, strerror(EACCES));
+        else
+            rc = 0; /* anything else: let ZeroMQ try */
+    }
+    close(fd);
+    return rc;
+}
+
+static int open_socket(api_t *api)
+{
+    int linger = 0;
+    int64_t max = API_MAX_ANSWER;
+    int rc = check_ipc_path(api);
+    if (rc < 0)
+        return rc;
+    api->sock = zmq_socket(api->ctx, ZMQ_REQ);
+    if (!api->sock) {
+        rc = -zmq_errno();
+        log_error("zmq_socket(REQ): %s", zmq_strerror(-rc));
+        return rc;
+    }
+    zmq_setsockopt(api->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &api->timeout_ms, sizeof api->timeout_ms);
+    zmq_setsockopt(api->sock, ZMQ_SNDTIMEO, &api->timeout_ms, sizeof api->timeout_ms);
+    zmq_setsockopt(api->sock, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if (zmq_connect(api->sock, api->endpoint) < 0) {
+        rc = -zmq_errno();
+        log_error("zmq_connect(%s): %s", api->endpoint, zmq_strerror(-rc));
+        close_socket(api);
+        return rc;
+    }
+    return 0;
+}
+
+static int send_request(api_t *api, const Drover__ApiRequest *req)
+{
+    size_t len = drover__api_request__get_packed_size(req);
+    uint8_t *buf = xmalloc(len);
+    drover__api_request__pack(req, buf);
+    int rc = 0;
+    while (zmq_send(api->sock, buf, len, 0) < 0) {
+        if (zmq_errno() == EINTR)
+            continue;
+        rc = -zmq_errno();
+        if (rc == -EAGAIN)
+            report_no_answer(api);
+        else
+            log_error("zmq_send(%s): %s", api->endpoint, zmq_strerror(-rc));
+        break;
+    }
+    free(buf);
+    return rc;
+}
+
+/* Receive one frame into msg; the error is reported here. */
+static int recv_answer(api_t *api, zmq_msg_t *msg)
+{
+    int64_t deadline = util_mono_ms() + api->timeout_ms;
+    while (zmq_msg_recv(msg, api->sock, 0) < 0) {
+        int err = zmq_errno();
+        int64_t left = deadline - util_mono_ms();
+        if (err == EINTR && left > 0) {
+            int t = (int)left;
+            zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &t, sizeof t);
+            continue;
+        }
+        if (err == EAGAIN || err == EINTR) {
+            report_no_answer(api);
+            return -ETIMEDOUT;
+        }
+        log_error("zmq_msg_recv(%s): %s", api->endpoint, zmq_strerror(err));
+        return -err;
+    }
+    zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &api->timeout_ms, sizeof api->timeout_ms);
+    return 0;
+}
+
+static int decode(const api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
+{
+    Drover__ApiResponse *r =
+        drover__api_response__unpack(NULL, zmq_msg_size(msg), zmq_msg_data(msg));
+    if (!r) {
+        log_error("malformed answer from droverd at %s", api->endpoint);
+        return -EPROTO;
+    }
+    if (r->error && *r->error) {
+        log_error("%s", r->error);
+        drover__api_response__free_unpacked(r, NULL);
+        return -EREMOTEIO;
+    }
+    *resp = r;
+    return 0;
+}
+
+int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp)
+{
+    zmq_msg_t msg;
+    int rc;
+    *resp = NULL;
+    if (!api->sock && (rc = open_socket(api)) < 0)
+        return rc;
+    zmq_msg_init(&msg);
+    rc = send_request(api, req);
+    if (rc == 0)
+        rc = recv_answer(api, &msg);
+    if (rc == 0)
+        rc = decode(api, &msg, resp);
+    else
+        close_socket(api); /* a REQ socket stuck mid-exchange is useless */
+    zmq_msg_close(&msg);
+    return rc;
+}
+
+int api_get_run(api_t *api, const char *run_id, Drover__ApiResponse **resp)
+{
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
+    rr.id = (char *)run_id;
+    req.op_case = DROVER__API_REQUEST__OP_GET_RUN;
+    req.get_run = &rr;
+    int rc = api_call(api, &req, resp);
+    if (rc == 0 && !(*resp)->run) {
+        log_error("droverd answered get_run without a run");
+        drover__api_response__free_unpacked(*resp, NULL);
+        *resp = NULL;
+        rc = -EPROTO;
+    }
+    return rc;
+}
+
+int api_call_once(const char *endpoint_flag, const Drover__ApiRequest *req,
+                  Drover__ApiResponse **resp)
+{
+    api_t *api = api_new(api_endpoint(endpoint_flag));
+    *resp = NULL;
+    if (!api)
+        return -EINVAL;
+    int rc = api_call(api, req, resp);
+    api_destroy(&api);
+    return rc;
+}

@@ -1,0 +1,47 @@
+/* api — the CLI's side of the droverd API socket.
+ *
+ * One ZeroMQ REQ socket per api_t, connected lazily; each api_call() sends
+ * one packed ApiRequest frame and waits for one ApiResponse frame, up to a
+ * timeout (10 s, or $DROVER_API_TIMEOUT_MS). A REQ socket that timed out is
+ * stuck mid-exchange, so it is closed and the next call opens a new one.
+ * Failures are reported here, once, as "drover: error: ..." on stderr, so
+ * callers only map a non-zero return to exit status 2.
+ */
+#ifndef DROVER_CLI_API_H
+#define DROVER_CLI_API_H
+
+#include "drover.pb-c.h"
+
+#define API_DEFAULT_ENDPOINT   "ipc:///var/lib/drover/api.sock"
+#define API_DEFAULT_TIMEOUT_MS 10000
+
+typedef struct api api_t;
+
+/* The endpoint to use: flag if not NULL, else $DROVER_API if set and not
+ * empty, else API_DEFAULT_ENDPOINT. The result is not owned by the caller. */
+const char *api_endpoint(const char *flag);
+
+/* A client for endpoint (copied). NULL, with the error printed, when the
+ * timeout in the environment is malformed or ZeroMQ cannot start. The
+ * caller frees it with api_destroy. */
+api_t *api_new(const char *endpoint);
+
+/* Close the socket and free the client; accepts NULL, nulls the pointer. */
+void api_destroy(api_t **api);
+
+/* Send req and wait for the answer. On success returns 0 and stores the
+ * response in *resp (the caller frees it with
+ * drover__api_response__free_unpacked(*resp, NULL)). Returns a negative
+ * errno, *resp NULL and the error printed when droverd does not answer in
+ * time (-ETIMEDOUT), cannot be reached, answers garbage (-EPROTO), or
+ * answers with a non-empty error (-EREMOTEIO). */
+int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp);
+
+/* api_call for get_run: on success (*resp)->run is set. */
+int api_get_run(api_t *api, const char *run_id, Drover__ApiResponse **resp);
+
+/* api_new + api_call + api_destroy for commands that make one request. */
+int api_call_once(const char *endpoint_flag, const Drover__ApiRequest *req,
+                  Drover__ApiResponse **resp);
+
+#endif

@@ -1,0 +1,298 @@
+/* cmd_watch — `drover run watch ID`: follow a run until it ends.
+ *
+ * Polls get_run every WATCH_POLL_MS on one API client. On a terminal the
+ * whole view (title, step table, summary) is redrawn in place: the cursor
+ * goes back up over the previous drawing and clears to the end of the
+ * screen, so every line is clipped to the terminal's width and the table
+ * to its height (a wrapped line would break the count). Elsewhere (a pipe,
+ * a log file) it prints one timestamped line per step status change, which
+ * reads well in CI logs. Either way it ends with "run ID STATUS in 4.2s"
+ * and exits 0 only if the run SUCCEEDED.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cli.h"
+#include "fmt.h"
+#include "runview.h"
+#include "table.h"
+#include "util.h"
+
+#define WATCH_POLL_MS 300
+
+#define WATCH_USAGE "drover run watch ID"
+#define WATCH_HELP                                                                                 \
+    "Follow a run until it ends, showing each step's status. Exits 0 if the run\n"                 \
+    "succeeded, 1 if it failed or was cancelled.\n"
+
+/* What was last shown for a step (line mode). */
+typedef struct {
+    char *name;
+    Drover__TaskStatus status;
+    uint32_t attempts;
+} shown_t;
+
+typedef struct {
+    bool tty, color;
+    size_t lines_drawn; /* tty mode: lines of the previous drawing */
+    shown_t *shown;     /* line mode: one per step seen */
+    size_t n_shown;
+} watch_t;
+
+static void watch_free(watch_t *w)
+{
+    for (size_t i = 0; i < w->n_shown; i++)
+        free(w->shown[i].name);
+    free(w->shown);
+}
+
+/* ---------------------------------------------------------------- terminal */
+
+static void term_size(size_t *cols, size_t *rows)
+{
+    struct winsize ws;
+    *cols = 80;
+    *rows = 24;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 && ws.ws_row > 0) {
+        *cols = ws.ws_col;
+        *rows = ws.ws_row;
+    }
+}
+
+static void summary_counts(const Drover__RunView *run, size_t *running, size_t *failed)
+{
+    *running = *failed = 0;
+    for (size_t i = 0; i < run->n_tasks; i++) {
+        Drover__TaskStatus s = run->tasks[i]->status;
+        if (s == DROVER__TASK_STATUS__TASK_RUNNING)
+            (*running)++;
+        if (s == DROVER__TASK_STATUS__TASK_FAILED || s == DROVER__TASK_STATUS__TASK_LOST)
+            (*failed)++;
+    }
+}
+
+/* "RUNNING  3/5 done, 1 running  12.3s" — short, so not clipped. */
+static void print_summary(const watch_t *w, const Drover__RunView *run, int64_t now)
+{
+    size_t running, failed;
+    char buf[FMT_BUF];
+    const char *sgr = w->color ? fmt_run_color(run->status) : NULL;
+    int64_t end = run->finished_ms ? run->finished_ms : now;
+    summary_counts(run, &running, &failed);
+    if (sgr)
+        printf("\033[%sm%s\033[0m", sgr, util_run_status_name(run->status));
+    else
+        fputs(util_run_status_name(run->status), stdout);
+    printf("  %u/%u done, %zu running", run->tasks_done, run->task_count, running);
+    if (failed)
+        printf(", %zu failed", failed);
+    printf("  %s\n", run->created_ms ? fmt_duration(end - run->created_ms, buf) : "");
+}
+
+/* How much a step's row deserves one of few lines: lower is more. */
+static int row_rank(Drover__TaskStatus s)
+{
+    switch (s) {
+    case DROVER__TASK_STATUS__TASK_WAITING:
+        return 2;
+    case DROVER__TASK_STATUS__TASK_READY:
+        return 1;
+    case DROVER__TASK_STATUS__TASK_SUCCEEDED:
+    case DROVER__TASK_STATUS__TASK_SKIPPED:
+    case DROVER__TASK_STATUS__TASK_CANCELLED:
+    case DROVER__TASK_STATUS__TASK_CACHED:
+        return 3;
+    default:
+        return 0; /* assigned, running, failed, lost, preempted */
+    }
+}
+
+/* Choose at most max steps to show, the liveliest first, kept in file
+ * order. Returns the count; idx has room for run->n_tasks. */
+static size_t pick_rows(const Drover__RunView *run, size_t max, size_t *idx)
+{
+    size_t n = 0;
+    for (int rank = 0; rank <= 3 && n < max; rank++)
+        for (size_t i = 0; i < run->n_tasks && n < max; i++)
+            if (row_rank(run->tasks[i]->status) == rank)
+                idx[n++] = i;
+    for (size_t i = 1; i < n; i++) /* insertion sort back to file order */
+        for (size_t k = i; k > 0 && idx[k - 1] > idx[k]; k--) {
+            size_t tmp = idx[k];
+            idx[k] = idx[k - 1];
+            idx[k - 1] = tmp;
+        }
+    return n;
+}
+
+static void redraw(watch_t *w, const Drover__RunView *run, int64_t now)
+{
+    size_t cols, rows, lines = 0;
+    term_size(&cols, &rows);
+    /* title + table header + summary + "more" line + the final line */
+    size_t max_rows = rows > 6 ? rows - 5 : 1;
+    size_t *idx = xcalloc(run->n_tasks, sizeof *idx);
+    size_t shown = pick_rows(run, max_rows, idx);
+    table_t *t = runview_task_table(run, idx, shown, now);
+    char *title = xasprintf("run %s  %s", run->id, run->name);
+
+    if (w->lines_drawn)
+        printf("\033[%zuA\r\033[J", w->lines_drawn);
+    table_clip(title, cols - 1);
+    fmt_put_clean(stdout, title);
+    putchar('\n');
+    lines++;
+    lines += table_print(t, stdout, 0, cols - 1, w->color);
+    if (shown < run->n_tasks) {
+        printf("... %zu more steps\n", run->n_tasks - shown);
+        lines++;
+    }
+    print_summary(w, run, now);
+    lines++;
+    fflush(stdout);
+    w->lines_drawn = lines;
+    free(title);
+    free(idx);
+    table_destroy(&t);
+}
+
+/* ---------------------------------------------------------------- lines */
+
+/* The record for step name, which usually sits at index hint (droverd
+ * lists steps in a fixed order), so big fan-outs stay linear. */
+static shown_t *find_shown(watch_t *w, const char *name, size_t hint)
+{
+    if (hint < w->n_shown && strcmp(w->shown[hint].name, name) == 0)
+        return &w->shown[hint];
+    for (size_t i = 0; i < w->n_shown; i++)
+        if (strcmp(w->shown[i].name, name) == 0)
+            return &w->shown[i];
+    return NULL;
+}
+
+/* Whether a task's reason explains this status (it is also left over
+ * from an earlier attempt while a later one runs). */
+static bool reason_applies(Drover__TaskStatus s)
+{
+    return s != DROVER__TASK_STATUS__TASK_ASSIGNED && s != DROVER__TASK_STATUS__TASK_RUNNING &&
+           s != DROVER__TASK_STATUS__TASK_SUCCEEDED && s != DROVER__TASK_STATUS__TASK_CACHED;
+}
+
+/* "12:00:01 train FAILED on a1 (attempt 1, exit 1): reason; retry in 5s" */
+static void print_change(const Drover__TaskView *t, int64_t now)
+{
+    char clock[FMT_BUF], ex[FMT_BUF];
+    char *line = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&line, &len);
+    if (!m)
+        return; /* out of memory: skip a line rather than die */
+    fprintf(m, "%s %s %s", fmt_clock(now, clock), t->name, util_task_status_name(t->status));
+    if (*t->agent && t->status != DROVER__TASK_STATUS__TASK_READY)
+        fprintf(m, " on %s", t->agent);
+    if (t->attempts) {
+        fprintf(m, " (attempt %u", t->attempts);
+        if (t->term_signal)
+            fprintf(m, ", %s", fmt_task_exit(t, ex));
+        else if (t->has_exit)
+            fprintf(m, ", exit %s", fmt_task_exit(t, ex));
+        fputc(')', m);
+    }
+    if (*t->reason && reason_applies(t->status))
+        fprintf(m, ": %s", t->reason);
+    if (t->status == DROVER__TASK_STATUS__TASK_FAILED && t->retry_at_ms > now)
+        fprintf(m, "; retry in %llds", (long long)(t->retry_at_ms - now + 999) / 1000);
+    fclose(m);
+    fmt_put_clean(stdout, line);
+    putchar('\n');
+    free(line);
+}
+
+static void print_changes(watch_t *w, const Drover__RunView *run, int64_t now)
+{
+    for (size_t i = 0; i < run->n_tasks; i++) {
+        const Drover__TaskView *t = run->tasks[i];
+        shown_t *s = find_shown(w, t->name, i);
+        if (!s) {
+            w->shown = xrealloc(w->shown, (w->n_shown + 1) * sizeof *w->shown);
+            s = &w->shown[w->n_shown++];
+            s->name = xstrdup(t->name);
+            s->status = DROVER__TASK_STATUS__TASK_WAITING;
+            s->attempts = 0;
+        }
+        if (s->status != t->status || s->attempts != t->attempts)
+            print_change(t, now);
+        s->status = t->status;
+        s->attempts = t->attempts;
+    }
+    fflush(stdout);
+}
+
+/* ---------------------------------------------------------------- loop */
+
+static void print_final(const Drover__RunView *run, int64_t now)
+{
+    char buf[FMT_BUF];
+    int64_t end = run->finished_ms ? run->finished_ms : now;
+    printf("run %s %s in %s\n", run->id, util_run_status_name(run->status),
+           fmt_duration(run->created_ms ? end - run->created_ms : 0, buf));
+    fflush(stdout);
+}
+
+int run_watch(cli_t *cli, const char *run_id)
+{
+    watch_t w = {.tty = fmt_is_terminal(stdout), .color = fmt_color_ok(stdout)};
+    api_t *api = api_new(api_endpoint(cli->api));
+    int rc = CLI_EXIT_ERROR;
+    if (!api)
+        goto cleanup;
+    for (;;) {
+        Drover__ApiResponse *resp = NULL;
+        if (api_get_run(api, run_id, &resp) < 0)
+            goto cleanup;
+        const Drover__RunView *run = resp->run;
+        int64_t now = util_now_ms();
+        if (w.tty)
+            redraw(&w, run, now);
+        else
+            print_changes(&w, run, now);
+        bool done = runview_run_final(run->status);
+        if (done) {
+            print_final(run, now);
+            rc = run->status == DROVER__RUN_STATUS__RUN_SUCCEEDED ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+        }
+        drover__api_response__free_unpacked(resp, NULL);
+        if (done)
+            break;
+        cli_sleep_ms(WATCH_POLL_MS);
+    }
+cleanup:
+    api_destroy(&api);
+    watch_free(&w);
+    return rc;
+}
+
+int cmd_run_watch(cli_t *cli, int argc, char **argv)
+{
+    static const cli_opt_t none[] = {{NULL, 0, false, 0}};
+    const char *id = NULL;
+    args_t a;
+    int opt;
+    args_init(&a, cli, argc, argv, none, WATCH_USAGE);
+    while ((opt = args_next(&a)) != ARGS_END) {
+        if (opt == ARGS_ERROR)
+            return CLI_EXIT_ERROR;
+        if (opt == ARGS_HELP)
+            return cli_help(WATCH_USAGE, WATCH_HELP);
+        if (id)
+            return cli_usage_error(WATCH_USAGE, "unexpected argument '%s'", a.value);
+        id = a.value;
+    }
+    if (!id)
+        return cli_usage_error(WATCH_USAGE, "missing run ID");
+    return run_watch(cli, id);
+}

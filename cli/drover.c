@@ -1,0 +1,192 @@
+/* drover — the command line users type: `drover submit`, `runs`, `run get`,
+ * `run watch`, `run cancel`, `logs`, `agents`, `agent drain`.
+ *
+ * main() reads the global flags and the command words ("run get" is a
+ * group and a subcommand), then hands the remaining words to the command's
+ * function (cli.h). Each command talks to droverd over the API socket
+ * (api.h) and prints a table or JSON. Exit status: 0 success, 1 a watched
+ * run did not succeed, 2 any error (one "drover: error: ..." line).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "log.h"
+
+typedef int (*cmd_fn)(cli_t *cli, int argc, char **argv);
+
+typedef struct {
+    const char *group; /* "run", "agent", or NULL for a top-level command */
+    const char *name;
+    cmd_fn fn;
+    const char *synopsis; /* after "drover [GROUP] NAME" */
+    const char *summary;
+} command_t;
+
+static const command_t commands[] = {
+    {NULL, "submit", cmd_submit, "FILE [-p KEY=VALUE]... [--watch]",
+     "submit a pipeline as a new run"},
+    {NULL, "runs", cmd_runs, "[-o table|json] [--limit N]", "list recent runs"},
+    {"run", "get", cmd_run_get, "ID [-o table|json]", "show a run and its steps"},
+    {"run", "watch", cmd_run_watch, "ID", "follow a run until it ends"},
+    {"run", "cancel", cmd_run_cancel, "ID", "cancel a run"},
+    {NULL, "logs", cmd_logs, "ID STEP [--attempt N] [-f]", "print a step's output"},
+    {NULL, "agents", cmd_agents, "[-o table|json]", "list agents and their resources"},
+    {"agent", "drain", cmd_agent_drain, "NAME", "stop placing steps on an agent"},
+    {"agent", "undrain", cmd_agent_undrain, "NAME", "put a drained agent back in service"},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof *commands)
+#define TOP_USAGE  "drover [--api ENDPOINT] COMMAND [ARGS]... (drover --help lists commands)"
+
+static void print_commands(const char *group)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const command_t *c = &commands[i];
+        char words[96];
+        if (group && (!c->group || strcmp(c->group, group) != 0))
+            continue;
+        snprintf(words, sizeof words, "%s%s%s %s", c->group ? c->group : "", c->group ? " " : "",
+                 c->name, c->synopsis);
+        printf("  %-46s %s\n", words, c->summary);
+    }
+}
+
+static int top_help(void)
+{
+    printf("usage: drover [--api ENDPOINT] COMMAND [ARGS]...\n"
+           "\nCommands:\n");
+    print_commands(NULL);
+    printf("\nGlobal flags (before or after the command):\n"
+           "  --api ENDPOINT  droverd's API socket; default $DROVER_API, else\n"
+           "                  ipc:///var/lib/drover/api.sock\n"
+           "  -h, --help      show help; `drover COMMAND --help` for one command\n"
+           "\nEnvironment: DROVER_API, DROVER_API_TIMEOUT_MS (default 10000), NO_COLOR.\n"
+           "Exit status: 0 success, 1 a watched run did not succeed, 2 error.\n");
+    return CLI_EXIT_OK;
+}
+
+static int group_help(const char *group)
+{
+    printf("usage: drover %s SUBCOMMAND [ARGS]...\n", group);
+    print_commands(group);
+    return CLI_EXIT_OK;
+}
+
+/* A usage error inside a group, naming its subcommands: sub is the unknown
+ * subcommand, or NULL when it is missing. */
+static int group_usage_error(const char *group, const char *sub)
+{
+    char usage[128], subs[64] = "";
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (!commands[i].group || strcmp(commands[i].group, group) != 0)
+            continue;
+        snprintf(subs + strlen(subs), sizeof subs - strlen(subs), "%s%s", *subs ? "|" : "",
+                 commands[i].name);
+    }
+    snprintf(usage, sizeof usage, "drover %s %s [ARGS]...", group, subs);
+    if (!sub)
+        return cli_usage_error(usage, "missing subcommand after '%s'", group);
+    return cli_usage_error(usage, "unknown command '%s %s'", group, sub);
+}
+
+static bool is_group(const char *word)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (commands[i].group && strcmp(commands[i].group, word) == 0)
+            return true;
+    return false;
+}
+
+static const command_t *find_command(const char *group, const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const command_t *c = &commands[i];
+        bool same_group = group ? c->group && strcmp(c->group, group) == 0 : !c->group;
+        if (same_group && strcmp(c->name, name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+/* The next command word, skipping global flags. 0 with *word set (NULL
+ * at the end), CLI_STOP when help was printed, or CLI_EXIT_ERROR. */
+static int next_word(args_t *a, const char *usage_group, const char **word)
+{
+    static const cli_opt_t none[] = {{NULL, 0, false, 0}};
+    a->opts = none;
+    *word = NULL;
+    int opt = args_next(a);
+    if (opt == ARGS_ERROR)
+        return CLI_EXIT_ERROR;
+    if (opt == ARGS_HELP) {
+        if (usage_group)
+            group_help(usage_group);
+        else
+            top_help();
+        return CLI_STOP;
+    }
+    if (opt == ARGS_POSITIONAL)
+        *word = a->value;
+    return 0;
+}
+
+/* "drover help [COMMAND...]": the same as COMMAND --help. */
+static int help_command(cli_t *cli, int argc, char **argv)
+{
+    static char help_flag[] = "--help";
+    char *args[] = {help_flag};
+    if (argc == 0)
+        return top_help();
+    if (!is_group(argv[0])) {
+        const command_t *c = find_command(NULL, argv[0]);
+        if (!c)
+            return cli_usage_error(TOP_USAGE, "unknown command '%s'", argv[0]);
+        return c->fn(cli, 1, args);
+    }
+    if (argc == 1)
+        return group_help(argv[0]);
+    const command_t *c = find_command(argv[0], argv[1]);
+    if (!c)
+        return group_usage_error(argv[0], argv[1]);
+    return c->fn(cli, 1, args);
+}
+
+static int dispatch(cli_t *cli, int argc, char **argv)
+{
+    args_t a;
+    const char *word, *sub = NULL;
+    args_init(&a, cli, argc - 1, argv + 1, NULL, TOP_USAGE);
+    int rc = next_word(&a, NULL, &word);
+    if (rc != 0)
+        return cli_status(rc);
+    if (!word)
+        return cli_usage_error(TOP_USAGE, "missing command");
+    if (strcmp(word, "help") == 0)
+        return help_command(cli, argc - 1 - a.i, argv + 1 + a.i);
+    if (is_group(word)) {
+        if ((rc = next_word(&a, word, &sub)) != 0)
+            return cli_status(rc);
+        if (!sub)
+            return group_usage_error(word, NULL);
+    }
+    const command_t *c = find_command(sub ? word : NULL, sub ? sub : word);
+    if (!c && sub)
+        return group_usage_error(word, sub);
+    if (!c)
+        return cli_usage_error(TOP_USAGE, "unknown command '%s'", word);
+    return c->fn(cli, argc - 1 - a.i, argv + 1 + a.i);
+}
+
+int main(int argc, char **argv)
+{
+    cli_t cli = {0};
+    log_init("drover");
+    int rc = dispatch(&cli, argc, argv);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        log_error("write to stdout: %s", strerror(errno ? errno : EIO));
+        return CLI_EXIT_ERROR;
+    }
+    return rc;
+}

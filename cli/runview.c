@@ -1,0 +1,135 @@
+/* runview — see runview.h. JSON numbers that mean "unset" stay 0 as the
+ * API sends them (times) except exit codes and signals, which are null when
+ * there is none, since 0 is a real exit code: exit_code is null unless the
+ * process exited by itself (has_exit, no signal), signal null unless it was
+ * killed by one. */
+#include "runview.h"
+
+#include <stdlib.h>
+
+#include "fmt.h"
+#include "util.h"
+
+table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_t n, int64_t now_ms)
+{
+    static const char *const headers[] = {"STEP", "STATUS", "ATTEMPTS", "AGENT", "EXIT", "REASON"};
+    table_t *t = table_new(6, headers);
+    char buf[FMT_BUF];
+    if (!idx)
+        n = run->n_tasks;
+    for (size_t i = 0; i < n; i++) {
+        const Drover__TaskView *task = run->tasks[idx ? idx[i] : i];
+        table_add(t, task->name, NULL);
+        table_add(t, fmt_task_status(task, now_ms, buf), fmt_task_color(task->status));
+        table_addf(t, "%u", task->attempts);
+        table_add(t, task->agent, NULL);
+        table_add(t, fmt_task_exit(task, buf), NULL);
+        table_add(t, task->reason, NULL);
+    }
+    return t;
+}
+
+static void json_params(json_t *j, Drover__KeyValue *const *kvs, size_t n)
+{
+    json_object_begin(j);
+    for (size_t i = 0; i < n; i++)
+        json_field_str(j, kvs[i]->key, kvs[i]->value);
+    json_object_end(j);
+}
+
+static void json_attempt(json_t *j, const Drover__AttemptRecord *a)
+{
+    bool exited =
+        a->finished_ms != 0 && a->status != DROVER__TASK_STATUS__TASK_LOST && a->term_signal == 0;
+    json_object_begin(j);
+    json_field_uint(j, "attempt", a->number);
+    json_field_uint(j, "id", a->id);
+    json_field_str(j, "agent", a->agent);
+    json_field_str(j, "status", util_task_status_name(a->status));
+    json_key(j, "exit_code");
+    if (exited)
+        json_int(j, a->exit_code);
+    else
+        json_null(j);
+    json_key(j, "signal");
+    if (a->term_signal)
+        json_int(j, a->term_signal);
+    else
+        json_null(j);
+    json_field_int(j, "started_ms", a->started_ms);
+    json_field_int(j, "finished_ms", a->finished_ms);
+    json_field_str(j, "reason", a->reason);
+    json_field_uint(j, "log_bytes", a->log_bytes);
+    json_field_bool(j, "log_truncated", a->log_truncated);
+    json_object_end(j);
+}
+
+static void json_task(json_t *j, const Drover__TaskView *t)
+{
+    json_object_begin(j);
+    json_field_str(j, "name", t->name);
+    json_field_str(j, "status", util_task_status_name(t->status));
+    json_field_uint(j, "attempts", t->attempts);
+    json_field_str(j, "agent", t->agent);
+    json_key(j, "exit_code");
+    if (t->has_exit && t->term_signal == 0)
+        json_int(j, t->exit_code);
+    else
+        json_null(j);
+    json_key(j, "signal");
+    if (t->term_signal)
+        json_int(j, t->term_signal);
+    else
+        json_null(j);
+    json_field_str(j, "reason", t->reason);
+    json_field_uint(j, "retries_used", t->retries_used);
+    json_field_uint(j, "preemptions", t->preemptions);
+    json_field_int(j, "retry_at_ms", t->retry_at_ms);
+    json_field_int(j, "started_ms", t->started_ms);
+    json_field_int(j, "finished_ms", t->finished_ms);
+    json_key(j, "history");
+    json_array_begin(j);
+    for (size_t i = 0; i < t->n_history; i++)
+        json_attempt(j, t->history[i]);
+    json_array_end(j);
+    json_object_end(j);
+}
+
+void runview_json_run(json_t *j, const Drover__RunView *run)
+{
+    json_object_begin(j);
+    json_field_str(j, "id", run->id);
+    json_field_str(j, "name", run->name);
+    json_field_str(j, "status", util_run_status_name(run->status));
+    json_key(j, "params");
+    json_params(j, run->params, run->n_params);
+    json_field_int(j, "created_ms", run->created_ms);
+    json_field_int(j, "finished_ms", run->finished_ms);
+    json_field_uint(j, "task_count", run->task_count);
+    json_field_uint(j, "tasks_done", run->tasks_done);
+    json_key(j, "tasks");
+    json_array_begin(j);
+    for (size_t i = 0; i < run->n_tasks; i++)
+        json_task(j, run->tasks[i]);
+    json_array_end(j);
+    json_object_end(j);
+}
+
+void runview_json_summary(json_t *j, const Drover__RunView *run)
+{
+    json_object_begin(j);
+    json_field_str(j, "id", run->id);
+    json_field_str(j, "name", run->name);
+    json_field_str(j, "status", util_run_status_name(run->status));
+    json_field_int(j, "created_ms", run->created_ms);
+    json_field_int(j, "finished_ms", run->finished_ms);
+    json_field_uint(j, "tasks", run->task_count);
+    json_field_uint(j, "done", run->tasks_done);
+    json_object_end(j);
+}
+
+bool runview_run_final(Drover__RunStatus s)
+{
+    return s == DROVER__RUN_STATUS__RUN_SUCCEEDED || s == DROVER__RUN_STATUS__RUN_FAILED ||
+           s == DROVER__RUN_STATUS__RUN_CANCELLED;
+}

@@ -1,0 +1,31 @@
+/* runview — how runs look, shared by `runs`, `run get`, `run watch`:
+ * the step table and the JSON forms of RunView, TaskView and
+ * AttemptRecord. Nothing here talks to droverd. */
+#ifndef DROVER_CLI_RUNVIEW_H
+#define DROVER_CLI_RUNVIEW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "drover.pb-c.h"
+#include "json.h"
+#include "table.h"
+
+/* The step table of a run (STEP STATUS ATTEMPTS AGENT EXIT REASON), with
+ * statuses as at now_ms: the n steps run->tasks[idx[i]], or every step
+ * when idx is NULL. The caller frees it with table_destroy. */
+table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_t n,
+                            int64_t now_ms);
+
+/* A run as one JSON object: id, name, status, params, created_ms,
+ * finished_ms, task_count, tasks_done and tasks[] (each with history[]). */
+void runview_json_run(json_t *j, const Drover__RunView *run);
+
+/* A run in a listing: {"id","name","status","created_ms","finished_ms",
+ * "tasks","done"}. */
+void runview_json_summary(json_t *j, const Drover__RunView *run);
+
+/* Whether a run status is final (SUCCEEDED, FAILED, CANCELLED). */
+bool runview_run_final(Drover__RunStatus s);
+
+#endif

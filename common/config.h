@@ -1,0 +1,23 @@
+/* config — `--config FILE` for the daemons.
+ *
+ * A config file is a flat YAML mapping whose keys are the long flag names
+ * (either "agent-timeout" or "agent_timeout"), e.g.
+ *     state-dir: /var/lib/drover
+ *     listen: tcp://0.0.0.0:7070
+ * Each pair is handed to the same function that handles the flag, so a
+ * config file can say exactly what the command line can; flags given on
+ * the command line after --config win.
+ */
+#ifndef DROVER_CONFIG_H
+#define DROVER_CONFIG_H
+
+#include <stddef.h>
+
+/* Call apply(key, value, arg) for each pair in file order, with '_' in
+ * keys turned into '-'. apply returns 0, -ENOENT for an unknown key, or
+ * another negative errno for a bad value.
+ * Returns 0, or -errno with "FILE:LINE:COL: reason" in err. */
+int config_load(const char *path, int (*apply)(const char *key, const char *value, void *arg),
+                void *arg, char *err, size_t errlen);
+
+#endif

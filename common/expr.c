@@ -1,0 +1,851 @@
+/* expr — see expr.h for the language.
+ *
+ * The text is lexed whole into a token array (at most one token per byte
+ * plus the end), then parsed by recursive descent twice. The first pass
+ * checks syntax and, after it, that every lone literal is a boolean; it
+ * never calls back, so every error in the text comes before any resolver
+ * error and a malformed expression never reaches the resolver. The second
+ * pass evaluates, resolving only the operands of branches actually taken.
+ * Tokens keep only their source span; an operand's value is rebuilt from
+ * it when needed. Recursion is bounded by EXPR_MAX_DEPTH.
+ */
+#include "expr.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define SHOW_MAX 40 /* bytes of source or value quoted in an error */
+#define CB_ERR   256
+
+enum tok_type { T_END, T_OR, T_AND, T_NOT, T_LP, T_RP, T_CMP, T_WORD, T_STRING, T_REF };
+enum cmp_op { OP_EQ, OP_NE, OP_LT, OP_GT, OP_LE, OP_GE };
+
+struct tok {
+    enum tok_type type;
+    enum cmp_op op; /* T_CMP */
+    size_t off;     /* in the text */
+    size_t len;
+    bool has_ref; /* T_REF, or a T_STRING with a {{ }} inside */
+};
+
+struct ctx {
+    const char *text;
+    size_t len;
+    struct tok *toks;
+    size_t ntoks, pos;
+    int depth;
+    expr_resolve_fn resolve;
+    void *arg;
+    char *refbuf; /* the trimmed reference handed to a callback */
+    char *err;
+    size_t errlen;
+};
+
+/* An operand's value: s points into owned or at the resolver's string. */
+struct val {
+    const char *s;
+    char *owned;
+};
+
+struct sb {
+    char *buf;
+    size_t len, cap;
+};
+
+static void sb_add(struct sb *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->buf = xrealloc(b->buf, cap);
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+
+/* The buffer, never NULL; the caller frees. */
+static char *sb_take(struct sb *b)
+{
+    char *s = b->buf ? b->buf : xstrdup("");
+    *b = (struct sb){0};
+    return s;
+}
+
+static bool is_ws(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
+}
+
+static bool is_digit(char ch)
+{
+    return ch >= '0' && ch <= '9';
+}
+
+static bool is_word(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) || ch == '_' ||
+           ch == '.' || ch == ':' || ch == '/' || ch == '-';
+}
+
+static bool ieq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = (*a >= 'A' && *a <= 'Z') ? (char)(*a + 32) : *a;
+        if (x != *b) /* b is lower case */
+            return false;
+    }
+    return *a == *b;
+}
+
+/* Length of the decimal number at the start of s, 0 if none. */
+static size_t scan_number(const char *s)
+{
+    size_t i = 0, digits = 0;
+    if (s[i] == '+' || s[i] == '-')
+        i++;
+    for (; is_digit(s[i]); i++)
+        digits++;
+    if (s[i] == '.')
+        for (i++; is_digit(s[i]); i++)
+            digits++;
+    if (!digits)
+        return 0;
+    if (s[i] == 'e' || s[i] == 'E') {
+        size_t j = i + 1;
+        if (s[j] == '+' || s[j] == '-')
+            j++;
+        if (is_digit(s[j])) {
+            while (is_digit(s[j]))
+                j++;
+            i = j;
+        }
+    }
+    return i;
+}
+
+/* Whether s is, in full, a finite decimal number; its value in *d. */
+static bool is_number(const char *s, double *d)
+{
+    size_t n = scan_number(s);
+    if (!n || s[n])
+        return false;
+    char *end = NULL;
+    *d = strtod(s, &end);
+    /* end != s + n only under a locale whose decimal point is not '.' */
+    return end == s + n && isfinite(*d);
+}
+
+/* Copy at most SHOW_MAX bytes of s[0..n) into dst (at least SHOW_MAX + 4
+ * bytes), control bytes as '?', "..." when cut: keeps errors one line. */
+static void show(char *dst, const char *s, size_t n)
+{
+    size_t k = n < SHOW_MAX ? n : SHOW_MAX;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        dst[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+    }
+    strcpy(dst + k, n > k ? "..." : "");
+}
+
+/* A callback's reason, made one terminated line in place. */
+static void one_line(char *s, size_t cap)
+{
+    s[cap - 1] = '\0';
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20)
+            *s = ' ';
+}
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* "col N: ..." for the byte at offset off; always -EINVAL. */
+static int fail(struct ctx *c, size_t off, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct ctx *c, size_t off, const char *fmt, ...)
+{
+    if (!c->err || !c->errlen)
+        return -EINVAL;
+    int n = snprintf(c->err, c->errlen, "col %zu: ", off + 1);
+    if (n >= 0 && (size_t)n < c->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -EINVAL;
+}
+
+/* Describe a token for an error: 'src' or "end of expression". */
+static void desc(const struct ctx *c, const struct tok *k, char *dst)
+{
+    if (k->type == T_END) {
+        strcpy(dst, "end of expression");
+        return;
+    }
+    dst[0] = '\'';
+    show(dst + 1, c->text + k->off, k->len);
+    strcat(dst, "'");
+}
+
+/* The {{ at text[at]: its closing "}}" (NULL if none) and its trimmed
+ * inner span [*ref, *ref + *n). */
+static const char *ref_span(const char *text, size_t at, const char **ref, size_t *n)
+{
+    const char *open = text + at + 2;
+    const char *close = strstr(open, "}}");
+    if (!close)
+        return NULL;
+    const char *a = open, *b = close;
+    while (a < b && is_ws(*a))
+        a++;
+    while (b > a && is_ws(b[-1]))
+        b--;
+    *ref = a;
+    *n = (size_t)(b - a);
+    return close;
+}
+
+/* Lex the {{ at text[at]; *n its length including the braces. */
+static int lex_ref(struct ctx *c, size_t at, size_t *n)
+{
+    const char *ref;
+    size_t rn;
+    const char *close = ref_span(c->text, at, &ref, &rn);
+    if (!close)
+        return fail(c, at, "unterminated '{{'");
+    if (!rn)
+        return fail(c, at, "empty reference '{{}}'");
+    *n = (size_t)(close + 2 - (c->text + at));
+    return 0;
+}
+
+static int lex_string(struct ctx *c, size_t at, size_t *n, bool *has_ref)
+{
+    const char *t = c->text;
+    char q = t[at];
+    size_t j = at + 1;
+    for (;;) {
+        char ch = t[j];
+        if (!ch)
+            return fail(c, at, "unterminated string");
+        if (ch == q) {
+            *n = j + 1 - at;
+            return 0;
+        }
+        if (ch == '\\') {
+            char e = t[j + 1];
+            if (!e)
+                return fail(c, at, "unterminated string");
+            if (e != '\\' && e != '"' && e != '\'') {
+                char s[SHOW_MAX + 4];
+                show(s, &e, 1);
+                return fail(c, j, "unknown escape '\\%s' in string (only \\\\, \\\" and \\')", s);
+            }
+            j += 2;
+        } else if (ch == '{' && t[j + 1] == '{') {
+            size_t m = 0;
+            int rc = lex_ref(c, j, &m);
+            if (rc)
+                return rc;
+            *has_ref = true;
+            j += m;
+        } else {
+            j++;
+        }
+    }
+}
+
+static int unexpected_char(struct ctx *c, size_t at)
+{
+    unsigned char ch = (unsigned char)c->text[at];
+    if (ch < 0x20 || ch >= 0x7f)
+        return fail(c, at, "unexpected byte 0x%02x", ch);
+    return fail(c, at, "unexpected '%c'", ch);
+}
+
+/* A number or bare word at text[at]. */
+static int lex_bare(struct ctx *c, size_t at, size_t *n)
+{
+    const char *t = c->text + at;
+    size_t num = scan_number(t), w = 0;
+    while (is_word(t[w]))
+        w++;
+    if (num > w) { /* a '+' in the number, which words may not hold */
+        if (is_word(t[num])) {
+            char s[SHOW_MAX + 4];
+            size_t e = num;
+            while (is_word(t[e]))
+                e++;
+            show(s, t, e);
+            return fail(c, at, "malformed number '%s'", s);
+        }
+        *n = num;
+        return 0;
+    }
+    if (!w)
+        return unexpected_char(c, at);
+    *n = w;
+    return 0;
+}
+
+static int lex(struct ctx *c)
+{
+    const char *t = c->text;
+    size_t i = 0;
+    for (;;) {
+        while (is_ws(t[i]))
+            i++;
+        struct tok *k = &c->toks[c->ntoks++];
+        *k = (struct tok){.type = T_END, .off = i};
+        char ch = t[i], nx = ch ? t[i + 1] : '\0';
+        size_t n = 1;
+        int rc = 0;
+        switch (ch) {
+        case '\0':
+            return 0;
+        case '(':
+            k->type = T_LP;
+            break;
+        case ')':
+            k->type = T_RP;
+            break;
+        case '|':
+        case '&':
+            if (nx != ch)
+                return fail(c, i, "unexpected '%c' (use '%c%c')", ch, ch, ch);
+            k->type = ch == '|' ? T_OR : T_AND;
+            n = 2;
+            break;
+        case '=':
+            if (nx != '=')
+                return fail(c, i, "unexpected '=' (use '==')");
+            *k = (struct tok){.type = T_CMP, .op = OP_EQ, .off = i};
+            n = 2;
+            break;
+        case '!':
+            if (nx == '=') {
+                *k = (struct tok){.type = T_CMP, .op = OP_NE, .off = i};
+                n = 2;
+            } else {
+                k->type = T_NOT;
+            }
+            break;
+        case '<':
+        case '>':
+            k->type = T_CMP;
+            if (nx == '=') {
+                k->op = ch == '<' ? OP_LE : OP_GE;
+                n = 2;
+            } else {
+                k->op = ch == '<' ? OP_LT : OP_GT;
+            }
+            break;
+        case '\'':
+        case '"':
+            k->type = T_STRING;
+            rc = lex_string(c, i, &n, &k->has_ref);
+            break;
+        case '{':
+            if (nx != '{')
+                return unexpected_char(c, i);
+            k->type = T_REF;
+            k->has_ref = true;
+            rc = lex_ref(c, i, &n);
+            break;
+        default:
+            k->type = T_WORD;
+            rc = lex_bare(c, i, &n);
+            break;
+        }
+        if (rc)
+            return rc;
+        k->len = n;
+        i += n;
+    }
+}
+
+static bool is_operand(const struct tok *k)
+{
+    return k->type == T_WORD || k->type == T_STRING || k->type == T_REF;
+}
+
+/* Resolve the {{ at text[at]: *value and its length, *after = offset just
+ * past the "}}". */
+static int resolve_ref(struct ctx *c, size_t at, const char **value, size_t *vlen, size_t *after)
+{
+    const char *ref;
+    size_t rn;
+    const char *close = ref_span(c->text, at, &ref, &rn);
+    memcpy(c->refbuf, ref, rn);
+    c->refbuf[rn] = '\0';
+    *after = (size_t)(close + 2 - c->text);
+    char s[SHOW_MAX + 4];
+    show(s, ref, rn);
+    char why[CB_ERR] = "";
+    const char *v = NULL;
+    int rc = c->resolve ? c->resolve(c->refbuf, &v, c->arg, why, sizeof why) : -ENOENT;
+    if (rc || !v) {
+        one_line(why, sizeof why);
+        if (!c->resolve)
+            return fail(c, at, "unknown reference: {{%s}} (no resolver)", s);
+        if (!rc)
+            return fail(c, at, "unknown reference: {{%s}} resolved to nothing", s);
+        if (why[0])
+            return fail(c, at, "unknown reference: %s", why);
+        return fail(c, at, "unknown reference: {{%s}}", s);
+    }
+    *vlen = strnlen(v, EXPR_MAX_VALUE + 1);
+    if (*vlen > EXPR_MAX_VALUE)
+        return fail(c, at, "value of {{%s}} is longer than %d bytes", s, EXPR_MAX_VALUE);
+    *value = v;
+    return 0;
+}
+
+/* The value of an operand token; resolves only in the evaluating pass. */
+static int operand_value(struct ctx *c, const struct tok *k, struct val *v)
+{
+    const char *t = c->text + k->off;
+    size_t vlen = 0, after = 0;
+    *v = (struct val){0};
+    if (k->type == T_WORD) {
+        v->owned = xstrndup(t, k->len);
+        v->s = v->owned;
+        return 0;
+    }
+    if (k->type == T_REF)
+        return resolve_ref(c, k->off, &v->s, &vlen, &after);
+    struct sb b = {0};
+    size_t i = 1, end = k->len - 1;
+    int rc = 0;
+    while (i < end) {
+        if (t[i] == '\\') {
+            sb_add(&b, t + i + 1, 1);
+            i += 2;
+        } else if (t[i] == '{' && t[i + 1] == '{') {
+            const char *s = NULL;
+            rc = resolve_ref(c, k->off + i, &s, &vlen, &after);
+            if (rc)
+                break;
+            if (b.len + vlen > EXPR_MAX_OPERAND) {
+                rc = fail(c, k->off, "string longer than %d bytes after substitution",
+                          EXPR_MAX_OPERAND);
+                break;
+            }
+            sb_add(&b, s, vlen);
+            i = after - k->off;
+        } else {
+            sb_add(&b, t + i, 1);
+            i++;
+        }
+    }
+    v->owned = sb_take(&b);
+    v->s = v->owned;
+    return rc;
+}
+
+static void val_free(struct val *v)
+{
+    free(v->owned);
+    *v = (struct val){0};
+}
+
+static bool compare_values(const char *a, enum cmp_op op, const char *b)
+{
+    double x, y;
+    int d;
+    if (is_number(a, &x) && is_number(b, &y))
+        d = (x > y) - (x < y);
+    else
+        d = strcmp(a, b); /* compares as unsigned char: byte-wise */
+    switch (op) {
+    case OP_EQ:
+        return d == 0;
+    case OP_NE:
+        return d != 0;
+    case OP_LT:
+        return d < 0;
+    case OP_GT:
+        return d > 0;
+    case OP_LE:
+        return d <= 0;
+    case OP_GE:
+        return d >= 0;
+    }
+    return false;
+}
+
+static int truth(const char *s, bool *out)
+{
+    double d;
+    if (!*s || ieq(s, "false") || ieq(s, "no")) {
+        *out = false;
+        return 0;
+    }
+    if (ieq(s, "true") || ieq(s, "yes")) {
+        *out = true;
+        return 0;
+    }
+    if (is_number(s, &d)) {
+        *out = d != 0;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* The truth of operand k (value v), or its "not a boolean" error. */
+static int truth_of(struct ctx *c, const struct tok *k, const char *v, bool *out)
+{
+    if (!truth(v, out))
+        return 0;
+    char s[SHOW_MAX + 4], src[SHOW_MAX + 4];
+    show(s, v, strlen(v));
+    show(src, c->text + k->off, k->len);
+    if (k->has_ref)
+        return fail(c, k->off, "'%s' is not a boolean (value of %s)", s, src);
+    return fail(c, k->off, "'%s' is not a boolean", s);
+}
+
+/* A lone operand in a branch being evaluated. */
+static int lone(struct ctx *c, const struct tok *k, bool live, bool *out)
+{
+    if (!live)
+        return 0;
+    struct val v;
+    int rc = operand_value(c, k, &v);
+    if (!rc)
+        rc = truth_of(c, k, v.s, out);
+    val_free(&v);
+    return rc;
+}
+
+/* After the syntax pass: every lone literal must be a boolean, taken
+ * branch or not, since its value never changes. */
+static int check_literals(struct ctx *c)
+{
+    for (size_t i = 0; i + 1 < c->ntoks; i++) {
+        const struct tok *k = &c->toks[i];
+        if (!is_operand(k) || k->has_ref || c->toks[i + 1].type == T_CMP ||
+            (i > 0 && c->toks[i - 1].type == T_CMP))
+            continue;
+        struct val v;
+        bool ignored = false;
+        int rc = operand_value(c, k, &v);
+        if (!rc)
+            rc = truth_of(c, k, v.s, &ignored);
+        val_free(&v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int expect_operand(struct ctx *c, const struct tok *k)
+{
+    char d[SHOW_MAX + 8], p[SHOW_MAX + 8];
+    desc(c, k, d);
+    if (c->pos == 0)
+        return fail(c, k->off, "expected an operand, found %s", d);
+    desc(c, &c->toks[c->pos - 1], p);
+    return fail(c, k->off, "expected an operand after %s, found %s", p, d);
+}
+
+/* k follows a complete (sub)expression where only an operator, ')' (when
+ * lp is an open '(') or the end may stand. */
+static int junk(struct ctx *c, const struct tok *k, const struct tok *lp)
+{
+    char d[SHOW_MAX + 8];
+    desc(c, k, d);
+    if (k->type == T_END)
+        return fail(c, k->off, "missing ')' to close '(' at col %zu", lp->off + 1);
+    if (k->type == T_RP)
+        return fail(c, k->off, "unmatched ')'");
+    if (k->type == T_CMP)
+        return fail(c, k->off, "%s cannot follow ')': only operands are compared", d);
+    if (lp)
+        return fail(c, k->off, "expected an operator or ')' before %s", d);
+    return fail(c, k->off, "expected an operator before %s", d);
+}
+
+static int parse_or(struct ctx *c, bool live, bool *out);
+
+static int parse_cmp(struct ctx *c, bool live, bool *out)
+{
+    const struct tok *l = &c->toks[c->pos];
+    if (!is_operand(l))
+        return expect_operand(c, l);
+    c->pos++;
+    const struct tok *op = &c->toks[c->pos];
+    if (op->type != T_CMP)
+        return lone(c, l, live, out);
+    c->pos++;
+    const struct tok *r = &c->toks[c->pos];
+    if (!is_operand(r))
+        return expect_operand(c, r);
+    c->pos++;
+    if (c->toks[c->pos].type == T_CMP)
+        return fail(c, c->toks[c->pos].off, "comparisons cannot be chained; use '&&'");
+    if (!live)
+        return 0;
+    struct val a, b = {0};
+    int rc = operand_value(c, l, &a);
+    if (!rc)
+        rc = operand_value(c, r, &b);
+    if (!rc)
+        *out = compare_values(a.s, op->op, b.s);
+    val_free(&a);
+    val_free(&b);
+    return rc;
+}
+
+/* Enter a '(' or '!' at tok k. */
+static int nest(struct ctx *c, const struct tok *k)
+{
+    if (++c->depth > EXPR_MAX_DEPTH)
+        return fail(c, k->off, "nesting deeper than %d levels", EXPR_MAX_DEPTH);
+    c->pos++;
+    return 0;
+}
+
+static int parse_unary(struct ctx *c, bool live, bool *out)
+{
+    const struct tok *k = &c->toks[c->pos];
+    *out = false;
+    if (k->type == T_NOT) {
+        bool v = false;
+        int rc = nest(c, k);
+        if (!rc)
+            rc = parse_unary(c, live, &v);
+        c->depth--;
+        *out = !v;
+        return rc;
+    }
+    if (k->type == T_LP) {
+        int rc = nest(c, k);
+        if (!rc)
+            rc = parse_or(c, live, out);
+        c->depth--;
+        if (rc)
+            return rc;
+        if (c->toks[c->pos].type != T_RP)
+            return junk(c, &c->toks[c->pos], k);
+        c->pos++;
+        return 0;
+    }
+    return parse_cmp(c, live, out);
+}
+
+static int parse_and(struct ctx *c, bool live, bool *out)
+{
+    int rc = parse_unary(c, live, out);
+    while (!rc && c->toks[c->pos].type == T_AND) {
+        bool take = live && *out, r = false;
+        c->pos++;
+        rc = parse_unary(c, take, &r);
+        if (take)
+            *out = r;
+    }
+    return rc;
+}
+
+static int parse_or(struct ctx *c, bool live, bool *out)
+{
+    int rc = parse_and(c, live, out);
+    while (!rc && c->toks[c->pos].type == T_OR) {
+        bool take = live && !*out, r = false;
+        c->pos++;
+        rc = parse_and(c, take, &r);
+        if (take)
+            *out = r;
+    }
+    return rc;
+}
+
+static int parse_all(struct ctx *c, bool live, bool *out)
+{
+    c->pos = 0;
+    c->depth = 0;
+    int rc = parse_or(c, live, out);
+    if (!rc && c->toks[c->pos].type != T_END)
+        rc = junk(c, &c->toks[c->pos], NULL);
+    return rc;
+}
+
+/* Bounds, lexing and the syntax pass; c->toks and c->refbuf are the
+ * caller's to free whatever the result. */
+static int prepare(struct ctx *c, const char *text, char *err, size_t errlen)
+{
+    *c = (struct ctx){.err = err, .errlen = errlen};
+    if (err && errlen)
+        err[0] = '\0';
+    if (!text)
+        return fail(c, 0, "empty expression");
+    c->len = strnlen(text, EXPR_MAX_TEXT + 1);
+    if (c->len > EXPR_MAX_TEXT)
+        return fail(c, EXPR_MAX_TEXT, "expression longer than %d bytes", EXPR_MAX_TEXT);
+    c->text = text;
+    c->toks = xmalloc((c->len + 1) * sizeof *c->toks);
+    c->refbuf = xmalloc(c->len + 1);
+    int rc = lex(c);
+    if (rc)
+        return rc;
+    if (c->toks[0].type == T_END)
+        return fail(c, 0, "empty expression");
+    bool ignored = false;
+    rc = parse_all(c, false, &ignored);
+    return rc ? rc : check_literals(c);
+}
+
+int expr_eval(const char *text, expr_resolve_fn resolve, void *arg, bool *result, char *err,
+              size_t errlen)
+{
+    struct ctx c;
+    bool v = false;
+    int rc = prepare(&c, text, err, errlen);
+    if (rc)
+        goto cleanup;
+    c.resolve = resolve;
+    c.arg = arg;
+    rc = parse_all(&c, true, &v);
+    if (!rc && result)
+        *result = v;
+cleanup:
+    free(c.toks);
+    free(c.refbuf);
+    return rc;
+}
+
+/* Call visit for each {{ in operand token k, in order. */
+static int visit_refs(struct ctx *c, const struct tok *k,
+                      int (*visit)(const char *ref, void *arg, char *err, size_t errlen), void *arg)
+{
+    const char *t = c->text;
+    size_t i = k->off, end = k->off + k->len;
+    while (i < end) {
+        if (k->type == T_STRING && t[i] == '\\') {
+            i += 2;
+            continue;
+        }
+        if (t[i] != '{' || t[i + 1] != '{') {
+            i++;
+            continue;
+        }
+        const char *ref;
+        size_t rn;
+        const char *close = ref_span(t, i, &ref, &rn);
+        memcpy(c->refbuf, ref, rn);
+        c->refbuf[rn] = '\0';
+        char why[CB_ERR] = "";
+        if (visit(c->refbuf, arg, why, sizeof why)) {
+            char s[SHOW_MAX + 4];
+            one_line(why, sizeof why);
+            show(s, ref, rn);
+            if (why[0])
+                return fail(c, i, "%s", why);
+            return fail(c, i, "rejected reference {{%s}}", s);
+        }
+        i = (size_t)(close + 2 - t);
+    }
+    return 0;
+}
+
+int expr_check(const char *text, int (*visit)(const char *ref, void *arg, char *err, size_t errlen),
+               void *arg, char *err, size_t errlen)
+{
+    struct ctx c;
+    int rc = prepare(&c, text, err, errlen);
+    for (size_t i = 0; !rc && visit && i < c.ntoks; i++)
+        if (c.toks[i].has_ref)
+            rc = visit_refs(&c, &c.toks[i], visit, arg);
+    free(c.toks);
+    free(c.refbuf);
+    return rc;
+}
+
+int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max_out, char **out,
+                char *err, size_t errlen)
+{
+    struct sb b = {0};
+    char *ref = NULL;
+    int rc = 0;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!out || !text) {
+        errf(err, errlen, "no text or no output");
+        return -EINVAL;
+    }
+    *out = NULL;
+    const char *p = text;
+    for (;;) {
+        const char *open = strstr(p, "{{");
+        size_t lit = open ? (size_t)(open - p) : strlen(p);
+        if (lit > max_out - b.len) {
+            errf(err, errlen, "col %zu: expanded text longer than %zu bytes",
+                 (size_t)(p - text) + (max_out - b.len) + 1, max_out);
+            rc = -E2BIG;
+            goto cleanup;
+        }
+        sb_add(&b, p, lit);
+        if (!open)
+            break;
+        size_t col = (size_t)(open - text) + 1, rn;
+        const char *r;
+        const char *close = ref_span(text, (size_t)(open - text), &r, &rn);
+        if (!close || !rn) {
+            errf(err, errlen,
+                 close ? "col %zu: empty reference '{{}}'" : "col %zu: unterminated '{{'", col);
+            rc = -EINVAL;
+            goto cleanup;
+        }
+        ref = xstrndup(r, rn);
+        char why[CB_ERR] = "", s[SHOW_MAX + 4];
+        const char *v = NULL;
+        show(s, r, rn);
+        if (!resolve || resolve(ref, &v, arg, why, sizeof why) || !v) {
+            one_line(why, sizeof why);
+            if (why[0])
+                errf(err, errlen, "col %zu: unknown reference: %s", col, why);
+            else
+                errf(err, errlen, "col %zu: unknown reference: {{%s}}", col, s);
+            rc = -EINVAL;
+            goto cleanup;
+        }
+        size_t room = max_out - b.len;
+        size_t vlen = strnlen(v, room < PTRDIFF_MAX ? room + 1 : PTRDIFF_MAX);
+        if (vlen > room) {
+            errf(err, errlen, "col %zu: expanded text longer than %zu bytes ({{%s}})", col, max_out,
+                 s);
+            rc = -E2BIG;
+            goto cleanup;
+        }
+        sb_add(&b, v, vlen);
+        free(ref);
+        ref = NULL;
+        p = close + 2;
+    }
+    *out = sb_take(&b);
+cleanup:
+    free(ref);
+    free(b.buf);
+    return rc;
+}

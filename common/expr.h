@@ -1,0 +1,88 @@
+/* expr — the `when:` condition language of pipeline steps, and {{ }}
+ * template expansion.
+ *
+ * Grammar (DESIGN.md "Pipeline spec"):
+ *   or      := and ('||' and)*
+ *   and     := unary ('&&' unary)*
+ *   unary   := '!' unary | primary
+ *   primary := '(' or ')' | cmp
+ *   cmp     := operand (('=='|'!='|'<'|'>'|'<='|'>=') operand)?
+ * So '!' binds tighter than '&&', '&&' tighter than '||', and a comparison
+ * tighter than '!': "!a == b" is "!(a == b)". Comparisons do not chain, and
+ * only operands are compared ("(a) == b" is an error).
+ *
+ * Operands: a template reference {{ ref }} (one token whatever it holds);
+ * a '...' or "..." string (escapes \\ \" \' only; a {{ ref }} inside is
+ * replaced by the resolved text, so a string cannot hold a literal "{{");
+ * a number (decimal: optional sign, digits, fraction, exponent); a bare
+ * word [A-Za-z0-9_.:/-]+. Every operand is text once resolved: a resolved
+ * value is never re-parsed, whatever operators or spaces it contains.
+ *
+ * Comparison is numeric when BOTH values are decimal numbers in full (the
+ * number syntax above, finite as strtod reads it; no surrounding spaces, no
+ * hex, inf or nan), else byte-wise string comparison. Quoting does not
+ * matter: '10' > '9' is true, as is "{{params.n}}" > 9 for n = 10, since a
+ * resolved value cannot say whether it was quoted. A lone operand is true
+ * for "true"/"yes" (any case) or a non-zero number, false for
+ * "false"/"no" (any case), a zero number or "", and an error otherwise.
+ *
+ * '&&' and '||' short-circuit: references in a branch that is not taken
+ * are not resolved. They are still syntax-checked: the whole expression is
+ * parsed before anything is resolved, and a lone literal that is not a
+ * boolean ("true || maybe") is an error wherever it stands.
+ *
+ * Errors are -EINVAL (whatever a callback returned) with one line in err:
+ * "col N: reason", N the 1-based byte offset in the expression. Nesting
+ * depth counts every '(' and '!'. No global state: reentrant.
+ */
+#ifndef DROVER_EXPR_H
+#define DROVER_EXPR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define EXPR_MAX_TEXT    4096      /* bytes of expression text */
+#define EXPR_MAX_DEPTH   64        /* nested '(' and '!' */
+#define EXPR_MAX_VALUE   65536     /* bytes of one resolved reference */
+#define EXPR_MAX_OPERAND (1 << 20) /* bytes of one quoted string after substitution */
+
+/* Resolve the text inside {{ }} (trimmed of surrounding whitespace, e.g.
+ * "steps.eval.outputs.params.better"). Return 0 and set *value (the callee
+ * keeps ownership; it must stay valid until the expr_ call returns), or a
+ * negative errno and write a reason to err (errlen bytes, may be left
+ * empty). */
+typedef int (*expr_resolve_fn)(const char *ref, const char **value, void *arg, char *err,
+                               size_t errlen);
+
+/* Evaluate text (at most EXPR_MAX_TEXT bytes), resolving references through
+ * resolve(ref, &value, arg, ...). Returns 0 and sets *result, or -EINVAL
+ * with a one-line reason in err (when err is non-NULL and errlen > 0), e.g.
+ * "col 14: expected an operand after '&&', found end of expression",
+ * "col 3: unterminated string", "col 1: unknown reference: <resolver's
+ * reason>", "col 1: 'maybe' is not a boolean". A syntax error is reported
+ * before any call to resolve. Resolved values longer than EXPR_MAX_VALUE
+ * are an error. resolve may be NULL when text holds no reference. */
+int expr_eval(const char *text, expr_resolve_fn resolve, void *arg, bool *result, char *err,
+              size_t errlen);
+
+/* Check text's syntax (everything expr_eval checks before resolving), then
+ * call visit(ref, arg, err, errlen) for every template reference, those
+ * inside quoted strings too, in text order. visit returns 0 to accept or a
+ * negative errno with a reason in err to reject (e.g. an unknown step);
+ * the first rejection stops the walk and is returned as -EINVAL with
+ * "col N: <visit's reason>". visit may be NULL (syntax only). 0 when the
+ * expression is valid and every reference accepted. */
+int expr_check(const char *text, int (*visit)(const char *ref, void *arg, char *err, size_t errlen),
+               void *arg, char *err, size_t errlen);
+
+/* Expand every {{ ref }} in text via resolve into a newly allocated string:
+ * on success *out is the result (the caller frees); on error *out is NULL.
+ * Text without templates is copied; resolved values are inserted as they
+ * are (never expanded again); there is no escape for a literal "{{".
+ * Returns 0; -EINVAL for "col N: unterminated '{{'", an empty reference or
+ * a failed resolve ("col N: unknown reference: <reason>"); -E2BIG when the
+ * result would be longer than max_out bytes (not counting the NUL). */
+int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max_out, char **out,
+                char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,33 @@
+/* log — see log.h. Formats into a local buffer so each line is written by
+ * a single stdio call and lines from threads never interleave. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static const char *log_program = "drover";
+static int log_debug_on;
+
+void log_init(const char *program)
+{
+    log_program = program;
+}
+
+void log_set_debug(int on)
+{
+    log_debug_on = on;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    char line[2048];
+    va_list ap;
+
+    if (level == LVL_DEBUG && !log_debug_on)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: %s: %s\n", log_program, names[level], line);
+}

@@ -1,0 +1,1701 @@
+/* spec — see spec.h.
+ *
+ * Design: libyaml's event API feeds a small tree of our own (node_t: map,
+ * sequence or scalar, each with its 1-based line and column). Building
+ * the tree ourselves, rather than using yaml_parser_load(), lets us refuse
+ * aliases as they arrive (no billion laughs), bound nesting depth and node
+ * count, and catch duplicate keys in every mapping in one place. A second
+ * pass walks the tree top-down: name, params (+ -p overrides), defaults,
+ * steps, finally; then needs are resolved and checked for cycles.
+ *
+ * Errors: the first real error stops the walk and is reported. Keys that
+ * later releases implement are shape-checked and their first position is
+ * remembered; only when the whole document is otherwise valid is that
+ * "not implemented yet" reported, so real mistakes always win.
+ *
+ * Merging: a step's settings override `defaults:` field by field
+ * (resources.cpu, retries.backoff, ...) and key by key (env, labels);
+ * what neither says comes from the SPEC_DEFAULT_* macros.
+ *
+ * Params: values are kept as text; a param declared with no value (`x:`)
+ * must be given with -p. Templates are substituted in one pass (a value
+ * that itself contains "{{" is not expanded again).
+ *
+ * Quantities: memory may carry a decimal fraction only with a unit suffix
+ * ("1.5Gi"); the result is rounded up to a whole byte, as Kubernetes does.
+ * cpu takes at most millicore precision ("0.0005" is refused). Durations
+ * are whole numbers with units h, m, s, ms, each at most once and largest
+ * first ("1h30m"); a bare number is seconds.
+ *
+ * Limits (all errors, never truncation): 1 MiB of YAML, 32 levels of
+ * nesting, 200k YAML nodes, 1000 steps, 1000 params, 63-byte names,
+ * 64 KiB param values, 1000 env entries and 64 labels per map, 1 MiB per
+ * string after substitution, 64 MiB of argv/env/labels in the result.
+ */
+#include "spec.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#include "util.h"
+
+#define SPEC_MAX_TEXT       (1024u * 1024u) /* bytes of YAML */
+#define SPEC_MAX_STEPS      1000u           /* steps + finally */
+#define SPEC_MAX_PARAMS     1000u
+#define SPEC_MAX_NAME       63u
+#define SPEC_MAX_PARAM_VAL  (64u * 1024u)
+#define SPEC_MAX_EXPANDED   (1024u * 1024u)       /* one string after templates */
+#define SPEC_MAX_EXPAND_ALL (16u * 1024u * 1024u) /* all strings together */
+#define SPEC_MAX_DEPTH      32
+#define SPEC_MAX_NODES      200000u
+#define SPEC_MAX_GPUS       64u
+#define SPEC_MAX_RETRIES    100u
+#define SPEC_MAX_COUNT      1000u /* keep, max_preemptions, fallback_after */
+#define SPEC_MAX_PARALLEL   10000u
+#define SPEC_MAX_LABEL_KEY  63u
+#define SPEC_MAX_LABEL_VAL  255u
+#define SPEC_MAX_ENV        1000u /* entries in one env map */
+#define SPEC_MAX_LABELS     64u   /* entries in one labels map */
+/* argv, env and labels of all steps together, defaults' copies included */
+#define SPEC_MAX_RESULT (64u * 1024u * 1024u)
+
+/* ---- the YAML tree ---- */
+
+typedef enum { N_SCALAR, N_SEQ, N_MAP } ntype_t;
+
+typedef struct node {
+    ntype_t type;
+    int line, col;
+    bool plain;         /* scalar written without quotes (so "" and ~ mean null) */
+    char *str;          /* scalar: NUL-terminated value */
+    size_t len;         /* scalar: length of str */
+    struct node **kids; /* seq: items; map: key, value, key, value... */
+    size_t nkids, cap;
+} node_t;
+
+static void node_free(node_t *n)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->nkids; i++)
+        node_free(n->kids[i]);
+    free(n->kids);
+    free(n->str);
+    free(n);
+}
+
+static size_t map_len(const node_t *m)
+{
+    return m->nkids / 2;
+}
+
+static node_t *map_key(const node_t *m, size_t i)
+{
+    return m->kids[2 * i];
+}
+
+static node_t *map_val(const node_t *m, size_t i)
+{
+    return m->kids[2 * i + 1];
+}
+
+static bool is_null(const node_t *n)
+{
+    return n->type == N_SCALAR && n->plain &&
+           (n->len == 0 || !strcmp(n->str, "~") || !strcmp(n->str, "null") ||
+            !strcmp(n->str, "Null") || !strcmp(n->str, "NULL"));
+}
+
+/* ---- parse context and messages ---- */
+
+typedef struct {
+    node_t *name_node;  /* the step's name value */
+    node_t *needs_node; /* the step's needs list, or NULL */
+    bool is_finally;
+} step_aux_t;
+
+typedef struct {
+    const char *file;
+    char *err;
+    size_t errlen;
+    bool failed;
+    char show[4][112]; /* display copies of user strings for messages */
+    int show_i;
+    size_t nodes;
+    size_t expanded; /* bytes produced by template expansion so far */
+    size_t result;   /* bytes of argv, env and labels in the result so far */
+    const spec_kv_t *params;
+    size_t param_count;
+    /* the first not-yet-implemented feature seen, reported at the end */
+    bool ni_set;
+    int ni_line, ni_col;
+    char *ni_what;
+} ctx_t;
+
+/* A user string made safe for a one-line message: control characters
+ * escaped, long strings shortened with "...". Display only. */
+static const char *show(ctx_t *c, const char *s)
+{
+    char *b = c->show[c->show_i];
+    c->show_i = (c->show_i + 1) % 4;
+    size_t o = 0, cap = sizeof c->show[0];
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (o + 8 >= cap) {
+            memcpy(b + o, "...", 4);
+            return b;
+        }
+        if (*p < 0x20 || *p == 0x7f)
+            o += (size_t)snprintf(b + o, cap - o, "\\x%02x", *p);
+        else
+            b[o++] = (char)*p;
+    }
+    b[o] = '\0';
+    return b;
+}
+
+static int vfail_at(ctx_t *c, int line, int col, const char *fmt, va_list ap)
+{
+    if (c->failed)
+        return -EINVAL;
+    c->failed = true;
+    if (!c->err || c->errlen == 0)
+        return -EINVAL;
+    int n = snprintf(c->err, c->errlen, "%s:%d:%d: ", c->file, line, col);
+    if (n >= 0 && (size_t)n < c->errlen)
+        vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    return -EINVAL;
+}
+
+static int fail_at(ctx_t *c, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_at(ctx_t *c, int line, int col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail_at(c, line, col, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int fail(ctx_t *c, const node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(ctx_t *c, const node_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail_at(c, n ? n->line : 1, n ? n->col : 1, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Remember a not-yet-implemented feature; the earliest in the file wins. */
+static void not_impl(ctx_t *c, const node_t *n, const char *what, const char *feature)
+{
+    if (c->ni_set && (c->ni_line < n->line || (c->ni_line == n->line && c->ni_col <= n->col)))
+        return;
+    free(c->ni_what);
+    c->ni_what = xasprintf("'%s' (%s)", show(c, what), feature);
+    c->ni_set = true;
+    c->ni_line = n->line;
+    c->ni_col = n->col;
+}
+
+/* Line and column (1-based) of byte offset off in text. */
+static void offset_pos(const char *text, size_t len, size_t off, int *line, int *col)
+{
+    int l = 1, cl = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text[i] == '\n') {
+            l++;
+            cl = 1;
+        } else if (((unsigned char)text[i] & 0xc0) != 0x80) {
+            cl++;
+        }
+    }
+    *line = l;
+    *col = cl;
+}
+
+/* True when text holds only blank lines and comments (libyaml itself
+ * rejects some of these, e.g. a tab on an otherwise empty line). */
+static bool blank_text(const char *text, size_t len)
+{
+    size_t i = 0;
+    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
+        i = 3; /* UTF-8 byte order mark */
+    while (i < len) {
+        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r'))
+            i++;
+        if (i < len && text[i] == '#') {
+            while (i < len && text[i] != '\n')
+                i++;
+        }
+        if (i < len && text[i] != '\n')
+            return false;
+        i++;
+    }
+    return true;
+}
+
+/* ---- building the tree from libyaml events ---- */
+
+static int cmp_key(const void *a, const void *b)
+{
+    const node_t *x = *(node_t *const *)a, *y = *(node_t *const *)b;
+    int r = strcmp(x->str, y->str);
+    if (r)
+        return r;
+    /* same text: file order, so the later one is reported */
+    return (x->line != y->line) ? (x->line < y->line ? -1 : 1)
+                                : (x->col < y->col ? -1 : (x->col > y->col));
+}
+
+/* Every key of a finished mapping is a scalar and appears once. */
+static int check_map_keys(ctx_t *c, node_t *m)
+{
+    size_t n = map_len(m);
+    node_t **keys = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (map_key(m, i)->type != N_SCALAR)
+            return fail(c, map_key(m, i), "mapping keys must be plain strings");
+    }
+    if (n < 2)
+        return 0;
+    keys = xmalloc(n * sizeof *keys);
+    for (size_t i = 0; i < n; i++)
+        keys[i] = map_key(m, i);
+    qsort(keys, n, sizeof *keys, cmp_key);
+    const node_t *dup = NULL;
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(keys[i - 1]->str, keys[i]->str))
+            continue;
+        if (!dup || keys[i]->line < dup->line ||
+            (keys[i]->line == dup->line && keys[i]->col < dup->col))
+            dup = keys[i];
+    }
+    if (dup)
+        rc = fail(c, dup, "duplicate key '%s'", show(c, dup->str));
+    free(keys);
+    return rc;
+}
+
+static void node_add(node_t *parent, node_t *kid)
+{
+    if (parent->nkids == parent->cap) {
+        parent->cap = parent->cap ? parent->cap * 2 : 4;
+        parent->kids = xrealloc(parent->kids, parent->cap * sizeof *parent->kids);
+    }
+    parent->kids[parent->nkids++] = kid;
+}
+
+/* Parse text into *root (NULL for an empty stream). 0 or -EINVAL. */
+static int load_tree(ctx_t *c, const char *text, size_t len, node_t **root)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    node_t *stack[SPEC_MAX_DEPTH];
+    int depth = 0, docs = 0, rc = 0;
+    bool have_event = false, done = false;
+    node_t *top = NULL;
+
+    if (!yaml_parser_initialize(&p))
+        return fail_at(c, 1, 1, "cannot start the YAML parser (out of memory)");
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    while (!done) {
+        if (!yaml_parser_parse(&p, &ev)) {
+            int line = (int)p.problem_mark.line + 1, col = (int)p.problem_mark.column + 1;
+            if (p.error == YAML_READER_ERROR)
+                offset_pos(text, len, p.problem_offset, &line, &col);
+            rc = fail_at(c, line, col, "not YAML: %s", p.problem ? p.problem : "parse error");
+            goto cleanup;
+        }
+        have_event = true;
+        int line = (int)ev.start_mark.line + 1, col = (int)ev.start_mark.column + 1;
+        node_t *n = NULL;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1) {
+                rc = fail_at(c, line, col, "only one YAML document is allowed in a spec");
+                goto cleanup;
+            }
+            break;
+        case YAML_ALIAS_EVENT:
+            rc = fail_at(c, line, col, "aliases are not allowed (*%s)",
+                         show(c, (const char *)ev.data.alias.anchor));
+            goto cleanup;
+        case YAML_SCALAR_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (++c->nodes > SPEC_MAX_NODES) {
+                rc = fail_at(c, line, col, "spec is too large (more than %u YAML nodes)",
+                             SPEC_MAX_NODES);
+                goto cleanup;
+            }
+            n = xcalloc(1, sizeof *n);
+            n->line = line;
+            n->col = col;
+            if (ev.type == YAML_SCALAR_EVENT) {
+                n->type = N_SCALAR;
+                n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                n->len = ev.data.scalar.length;
+                n->str = xstrndup((const char *)ev.data.scalar.value, n->len);
+                if (memchr(ev.data.scalar.value, '\0', n->len)) {
+                    node_free(n);
+                    rc = fail_at(c, line, col, "strings may not contain NUL characters");
+                    goto cleanup;
+                }
+            } else {
+                n->type = ev.type == YAML_MAPPING_START_EVENT ? N_MAP : N_SEQ;
+            }
+            if (depth > 0)
+                node_add(stack[depth - 1], n);
+            else
+                top = n; /* one document has one root */
+            if (n->type != N_SCALAR) {
+                if (depth == SPEC_MAX_DEPTH) {
+                    rc = fail_at(c, line, col, "nesting is deeper than %d levels", SPEC_MAX_DEPTH);
+                    goto cleanup;
+                }
+                stack[depth++] = n;
+            }
+            break;
+        case YAML_MAPPING_END_EVENT:
+            if (depth > 0 && check_map_keys(c, stack[depth - 1]) < 0) {
+                rc = -EINVAL;
+                goto cleanup;
+            }
+            depth--;
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+            depth--;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+        have_event = false;
+    }
+    *root = top;
+    top = NULL;
+cleanup:
+    if (have_event)
+        yaml_event_delete(&ev);
+    node_free(top);
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+/* ---- scalar helpers ---- */
+
+/* ASCII only, whatever the process locale says. */
+static bool is_alpha(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+static bool is_alnum(char ch)
+{
+    return is_alpha(ch) || (ch >= '0' && ch <= '9');
+}
+
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > SPEC_MAX_NAME)
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (!is_alnum(*p) && *p != '_' && *p != '.' && *p != '-')
+            return false;
+    }
+    return true;
+}
+
+static bool valid_env_name(const char *s)
+{
+    if (!is_alpha(*s) && *s != '_')
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (!is_alnum(*p) && *p != '_')
+            return false;
+    }
+    return true;
+}
+
+static bool valid_label_key(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > SPEC_MAX_LABEL_KEY)
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (!is_alnum(*p) && !strchr("_.-/", *p))
+            return false;
+    }
+    return true;
+}
+
+/* Decimal digits only, at most max. */
+static int parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return -EINVAL;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, *p - '0', &v))
+            return -EINVAL;
+    }
+    if (v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *yes[] = {"true", "yes", "on"}, *no[] = {"false", "no", "off"};
+    for (size_t i = 0; i < 3; i++) {
+        if (!strcasecmp(s, yes[i])) {
+            *out = true;
+            return 0;
+        }
+        if (!strcasecmp(s, no[i])) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* A number >= 1 written in decimal ("2", "1.5", "1e1"). */
+static int parse_factor(const char *s, double *out)
+{
+    if (*s < '0' || *s > '9' || strspn(s, "0123456789.eE+-") != strlen(s))
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (*end || errno || !isfinite(d) || d < 1.0 || d > 1000.0)
+        return -EINVAL;
+    *out = d;
+    return 0;
+}
+
+/* A non-null scalar, or an error naming what it should be. */
+static int want_str(ctx_t *c, const node_t *v, const char *what)
+{
+    if (v->type != N_SCALAR || is_null(v))
+        return fail(c, v, "'%s' must be a string", what);
+    return 0;
+}
+
+static int want_map(ctx_t *c, const node_t *v, const char *what, const char *keys)
+{
+    if (v->type != N_MAP)
+        return fail(c, v, "'%s' must be a map (%s)", what, keys);
+    return 0;
+}
+
+static int want_uint(ctx_t *c, const node_t *v, const char *what, uint64_t min, uint64_t max,
+                     uint64_t *out)
+{
+    if (v->type != N_SCALAR || parse_uint(v->str, max, out) < 0 || *out < min)
+        return fail(c, v, "'%s' must be a whole number from %llu to %llu", what,
+                    (unsigned long long)min, (unsigned long long)max);
+    return 0;
+}
+
+static int want_duration(ctx_t *c, const node_t *v, const char *what, uint64_t *out)
+{
+    if (v->type != N_SCALAR || spec_parse_duration(v->str, out) < 0)
+        return fail(c, v, "bad duration '%s' for %s (e.g. 90s, 5m, 1h30m, 100ms)",
+                    v->type == N_SCALAR ? show(c, v->str) : "(not a string)", what);
+    return 0;
+}
+
+/* ---- templates ---- */
+
+static const spec_kv_t *find_param(ctx_t *c, const char *name, size_t len)
+{
+    for (size_t i = 0; i < c->param_count; i++) {
+        if (strlen(c->params[i].key) == len && !memcmp(c->params[i].key, name, len))
+            return &c->params[i];
+    }
+    return NULL;
+}
+
+static bool has_prefix_word(const char *s, size_t len, const char *word)
+{
+    size_t w = strlen(word);
+    return len >= w && !memcmp(s, word, w) && (len == w || s[w] == '.' || s[w] == '[');
+}
+
+/* The template open[0..whole) ("{{ ... }}") found in scalar v: *value is
+ * the param's value, or NULL to keep the text as written (a form that a
+ * later release implements, noted). 0 or -EINVAL. */
+static int resolve_template(ctx_t *c, const node_t *v, const char *open, size_t whole,
+                            const char **value)
+{
+    const char *in = open + 2, *end = open + whole - 2;
+    char *label = xstrndup(open, whole), *name = NULL;
+    int rc = 0;
+
+    while (in < end && (*in == ' ' || *in == '\t'))
+        in++;
+    while (end > in && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t ilen = (size_t)(end - in);
+    *value = NULL;
+    if (ilen > 7 && !memcmp(in, "params.", 7)) {
+        const spec_kv_t *kv = find_param(c, in + 7, ilen - 7);
+        if (!kv) {
+            name = xstrndup(in + 7, ilen - 7);
+            rc = fail(c, v, "unknown param '%s' in template", show(c, name));
+            goto cleanup;
+        }
+        *value = kv->value;
+    } else if (has_prefix_word(in, ilen, "steps")) {
+        not_impl(c, v, label, "step outputs in templates");
+    } else if (has_prefix_word(in, ilen, "item")) {
+        not_impl(c, v, label, "for_each items in templates");
+    } else if (has_prefix_word(in, ilen, "run")) {
+        not_impl(c, v, label, "run fields in templates");
+    } else if (has_prefix_word(in, ilen, "inputs")) {
+        not_impl(c, v, label, "inputs in templates");
+    } else {
+        rc = fail(c, v, "bad template '%s' (use {{params.NAME}})", show(c, label));
+    }
+cleanup:
+    free(label);
+    free(name);
+    return rc;
+}
+
+/* Substitute {{params.NAME}} in the scalar v; *out is new (caller frees).
+ * One pass: a substituted value is not scanned again. */
+static int expand(ctx_t *c, const node_t *v, char **out)
+{
+    const char *s = v->str;
+    size_t cap = v->len + 1, o = 0;
+    char *b = xmalloc(cap);
+    int rc = 0;
+
+    while (*s) {
+        const char *open = strstr(s, "{{"), *piece = s, *value = NULL;
+        size_t plen = open ? (size_t)(open - s) : strlen(s);
+        s += plen;
+        if (open) {
+            const char *close = strstr(open + 2, "}}");
+            if (!close) {
+                rc = fail(c, v, "unterminated '{{' in template (missing '}}')");
+                goto cleanup;
+            }
+            size_t whole = (size_t)(close + 2 - open);
+            if ((rc = resolve_template(c, v, open, whole, &value)) < 0)
+                goto cleanup;
+            if (!value)
+                plen += whole; /* keep a later release's template as written */
+            s = close + 2;
+        }
+        size_t vlen = value ? strlen(value) : 0;
+        if (o + plen + vlen > SPEC_MAX_EXPANDED) {
+            rc = fail(c, v, "string is longer than %u bytes after template substitution",
+                      SPEC_MAX_EXPANDED);
+            goto cleanup;
+        }
+        if (c->expanded + plen + vlen > SPEC_MAX_EXPAND_ALL) {
+            rc = fail(c, v, "templates expand to more than %u bytes in all", SPEC_MAX_EXPAND_ALL);
+            goto cleanup;
+        }
+        c->expanded += plen + vlen;
+        if (o + plen + vlen + 1 > cap) {
+            while (cap < o + plen + vlen + 1)
+                cap *= 2;
+            b = xrealloc(b, cap);
+        }
+        memcpy(b + o, piece, plen);
+        o += plen;
+        memcpy(b + o, value ? value : "", vlen);
+        o += vlen;
+    }
+    b[o] = '\0';
+    *out = b;
+    b = NULL;
+cleanup:
+    free(b);
+    return rc;
+}
+
+/* ---- inheritable settings (defaults: and the same keys on a step) ---- */
+
+enum {
+    HAS_CPU = 1 << 0,
+    HAS_MEM = 1 << 1,
+    HAS_GPU = 1 << 2,
+    HAS_LIMIT = 1 << 3,
+    HAS_BACKOFF = 1 << 4,
+    HAS_FACTOR = 1 << 5,
+    HAS_MAXB = 1 << 6,
+    HAS_TIMEOUT = 1 << 7,
+    HAS_MAXP = 1 << 8,
+};
+
+typedef struct {
+    unsigned has;
+    uint32_t cpu_milli;
+    uint64_t memory_bytes;
+    uint32_t gpus;
+    spec_retry_t retries;
+    uint64_t timeout_ms;
+    uint32_t max_preemptions;
+    spec_kv_t *env;
+    size_t env_count;
+    spec_kv_t *labels;
+    size_t label_count;
+} settings_t;
+
+static void kvs_free(spec_kv_t *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].key);
+        free(kv[i].value);
+    }
+    free(kv);
+}
+
+static void settings_free(settings_t *s)
+{
+    kvs_free(s->env, s->env_count);
+    kvs_free(s->labels, s->label_count);
+    memset(s, 0, sizeof *s);
+}
+
+static bool is_setting_key(const char *k)
+{
+    static const char *keys[] = {"retries", "timeout",    "resources",  "placement",
+                                 "env",     "checkpoint", "preemption", "cache"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (!strcmp(k, keys[i]))
+            return true;
+    }
+    return false;
+}
+
+static int parse_resources(ctx_t *c, const node_t *v, settings_t *s)
+{
+    if (want_map(c, v, "resources", "cpu, memory, gpu") < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        const char *txt = x->type == N_SCALAR ? show(c, x->str) : "(not a string)";
+        uint64_t u;
+        if (!strcmp(k->str, "cpu")) {
+            if (x->type != N_SCALAR || spec_parse_cpu(x->str, &s->cpu_milli) < 0)
+                return fail(c, x, "bad quantity '%s' for resources.cpu (e.g. 2, 0.5, 500m)", txt);
+            s->has |= HAS_CPU;
+        } else if (!strcmp(k->str, "memory")) {
+            if (x->type != N_SCALAR || spec_parse_memory(x->str, &s->memory_bytes) < 0)
+                return fail(c, x, "bad quantity '%s' for resources.memory (e.g. 512Mi, 2Gi, 1G)",
+                            txt);
+            s->has |= HAS_MEM;
+        } else if (!strcmp(k->str, "gpu")) {
+            if (x->type != N_SCALAR || parse_uint(x->str, SPEC_MAX_GPUS, &u) < 0)
+                return fail(c, x, "bad quantity '%s' for resources.gpu (a whole number 0-%u)", txt,
+                            SPEC_MAX_GPUS);
+            s->gpus = (uint32_t)u;
+            s->has |= HAS_GPU;
+        } else {
+            return fail(c, k, "unknown key '%s' in resources (cpu, memory, gpu)", show(c, k->str));
+        }
+    }
+    return 0;
+}
+
+static int parse_retries(ctx_t *c, const node_t *v, settings_t *s)
+{
+    uint64_t u;
+    if (v->type == N_SCALAR && !is_null(v)) {
+        if (want_uint(c, v, "retries", 0, SPEC_MAX_RETRIES, &u) < 0)
+            return -EINVAL;
+        s->retries.limit = (uint32_t)u;
+        s->has |= HAS_LIMIT;
+        return 0;
+    }
+    if (v->type != N_MAP)
+        return fail(c, v,
+                    "'retries' must be a number or a map (limit, backoff, factor, "
+                    "max_backoff)");
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        if (!strcmp(k->str, "limit")) {
+            if (want_uint(c, x, "retries.limit", 0, SPEC_MAX_RETRIES, &u) < 0)
+                return -EINVAL;
+            s->retries.limit = (uint32_t)u;
+            s->has |= HAS_LIMIT;
+        } else if (!strcmp(k->str, "backoff")) {
+            if (want_duration(c, x, "retries.backoff", &s->retries.backoff_ms) < 0)
+                return -EINVAL;
+            s->has |= HAS_BACKOFF;
+        } else if (!strcmp(k->str, "factor")) {
+            if (x->type != N_SCALAR || parse_factor(x->str, &s->retries.factor) < 0)
+                return fail(c, x, "'retries.factor' must be a number from 1 to 1000");
+            s->has |= HAS_FACTOR;
+        } else if (!strcmp(k->str, "max_backoff")) {
+            if (want_duration(c, x, "retries.max_backoff", &s->retries.max_backoff_ms) < 0)
+                return -EINVAL;
+            s->has |= HAS_MAXB;
+        } else {
+            return fail(c, k, "unknown key '%s' in retries (limit, backoff, factor, max_backoff)",
+                        show(c, k->str));
+        }
+    }
+    return 0;
+}
+
+/* Append to a kv list whose keys are known to be new. Takes ownership. */
+static void kv_append(spec_kv_t **kv, size_t *n, char *key, char *value)
+{
+    *kv = xrealloc(*kv, (*n + 1) * sizeof **kv);
+    (*kv)[*n].key = key;
+    (*kv)[*n].value = value;
+    (*n)++;
+}
+
+/* Replace key among the first *search entries of a kv list, or append it.
+ * Takes ownership of key and value. */
+static void kv_set(spec_kv_t **kv, size_t *search, size_t *n, char *key, char *value)
+{
+    for (size_t i = 0; i < *search; i++) {
+        if (!strcmp((*kv)[i].key, key)) {
+            free(key);
+            free((*kv)[i].value);
+            (*kv)[i].value = value;
+            return;
+        }
+    }
+    kv_append(kv, n, key, value);
+}
+
+/* Count n more bytes against the size of the whole result. */
+static int charge(ctx_t *c, const node_t *at, size_t n)
+{
+    if (n > SPEC_MAX_RESULT - c->result)
+        return fail(c, at,
+                    "spec is too large: commands, env and labels of all steps exceed %u "
+                    "MiB",
+                    SPEC_MAX_RESULT / (1024u * 1024u));
+    c->result += n;
+    return 0;
+}
+
+static int parse_env(ctx_t *c, const node_t *v, settings_t *s)
+{
+    if (v->type != N_MAP)
+        return fail(c, v, "'env' must be a map of NAME: value");
+    if (map_len(v) > SPEC_MAX_ENV)
+        return fail(c, v, "too many env entries (%zu; at most %u)", map_len(v), SPEC_MAX_ENV);
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        char *val = NULL;
+        if (!valid_env_name(k->str))
+            return fail(c, k,
+                        "bad env name '%s' (letters, digits and '_', not starting with a "
+                        "digit)",
+                        show(c, k->str));
+        if (x->type != N_SCALAR || is_null(x))
+            return fail(c, x, "env '%s' must be a string (use \"\" for empty)", show(c, k->str));
+        if (expand(c, x, &val) < 0)
+            return -EINVAL;
+        /* keys of one map are unique (checked when it was read) */
+        kv_append(&s->env, &s->env_count, xstrdup(k->str), val);
+    }
+    return 0;
+}
+
+static int parse_placement(ctx_t *c, const node_t *v, settings_t *s)
+{
+    static const char *spots[] = {"prefer", "avoid", "require", "any"};
+    if (want_map(c, v, "placement", "labels, spot") < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        if (!strcmp(k->str, "labels")) {
+            if (x->type != N_MAP)
+                return fail(c, x, "'placement.labels' must be a map of key: value");
+            if (map_len(x) > SPEC_MAX_LABELS)
+                return fail(c, x, "too many labels (%zu; at most %u)", map_len(x), SPEC_MAX_LABELS);
+            for (size_t j = 0; j < map_len(x); j++) {
+                const node_t *lk = map_key(x, j), *lv = map_val(x, j);
+                if (!valid_label_key(lk->str))
+                    return fail(c, lk,
+                                "bad label key '%s' (letters, digits, '_', '.', '-', "
+                                "'/'; at most %u)",
+                                show(c, lk->str), SPEC_MAX_LABEL_KEY);
+                if (lv->type != N_SCALAR || is_null(lv) || lv->len > SPEC_MAX_LABEL_VAL)
+                    return fail(c, lv, "label '%s' must be a string of at most %u bytes",
+                                show(c, lk->str), SPEC_MAX_LABEL_VAL);
+                kv_append(&s->labels, &s->label_count, xstrdup(lk->str), xstrdup(lv->str));
+            }
+        } else if (!strcmp(k->str, "spot")) {
+            bool ok = false;
+            for (size_t j = 0; x->type == N_SCALAR && j < 4; j++)
+                ok = ok || !strcmp(x->str, spots[j]);
+            if (!ok)
+                return fail(c, x, "'placement.spot' must be one of prefer, avoid, require, any");
+            not_impl(c, k, "placement.spot", "spot placement");
+        } else {
+            return fail(c, k, "unknown key '%s' in placement (labels, spot)", show(c, k->str));
+        }
+    }
+    return 0;
+}
+
+static int parse_checkpoint(ctx_t *c, const node_t *k, const node_t *v)
+{
+    uint64_t u;
+    if (want_map(c, v, "checkpoint", "min_interval, keep") < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *ck = map_key(v, i), *x = map_val(v, i);
+        if (!strcmp(ck->str, "min_interval")) {
+            if (want_duration(c, x, "checkpoint.min_interval", &u) < 0)
+                return -EINVAL;
+        } else if (!strcmp(ck->str, "keep")) {
+            if (want_uint(c, x, "checkpoint.keep", 1, SPEC_MAX_COUNT, &u) < 0)
+                return -EINVAL;
+        } else {
+            return fail(c, ck, "unknown key '%s' in checkpoint (min_interval, keep)",
+                        show(c, ck->str));
+        }
+    }
+    not_impl(c, k, "checkpoint", "checkpoints");
+    return 0;
+}
+
+static int parse_preemption(ctx_t *c, const node_t *v, settings_t *s)
+{
+    static const char *sigs[] = {"SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGQUIT"};
+    uint64_t u;
+    if (want_map(c, v, "preemption", "signal, grace, max_preemptions, fallback_after") < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        if (!strcmp(k->str, "signal")) {
+            bool ok = false;
+            for (size_t j = 0; x->type == N_SCALAR && j < sizeof sigs / sizeof sigs[0]; j++)
+                ok = ok || !strcmp(x->str, sigs[j]);
+            if (!ok)
+                return fail(c, x,
+                            "'preemption.signal' must be one of SIGTERM, SIGINT, SIGUSR1, "
+                            "SIGUSR2, SIGHUP, SIGQUIT");
+            not_impl(c, k, "preemption.signal", "preemption signals");
+        } else if (!strcmp(k->str, "grace")) {
+            if (want_duration(c, x, "preemption.grace", &u) < 0)
+                return -EINVAL;
+            not_impl(c, k, "preemption.grace", "preemption grace periods");
+        } else if (!strcmp(k->str, "max_preemptions")) {
+            if (want_uint(c, x, "preemption.max_preemptions", 0, SPEC_MAX_COUNT, &u) < 0)
+                return -EINVAL;
+            s->max_preemptions = (uint32_t)u;
+            s->has |= HAS_MAXP;
+        } else if (!strcmp(k->str, "fallback_after")) {
+            if (want_uint(c, x, "preemption.fallback_after", 0, SPEC_MAX_COUNT, &u) < 0)
+                return -EINVAL;
+            not_impl(c, k, "preemption.fallback_after", "on-demand fallback");
+        } else {
+            return fail(c, k,
+                        "unknown key '%s' in preemption (signal, grace, max_preemptions, "
+                        "fallback_after)",
+                        show(c, k->str));
+        }
+    }
+    return 0;
+}
+
+/* One inheritable key k: v into s. The caller has checked is_setting_key. */
+static int parse_setting(ctx_t *c, const node_t *k, const node_t *v, settings_t *s)
+{
+    const char *key = k->str;
+    if (!strcmp(key, "resources"))
+        return parse_resources(c, v, s);
+    if (!strcmp(key, "retries"))
+        return parse_retries(c, v, s);
+    if (!strcmp(key, "timeout")) {
+        if (want_duration(c, v, "timeout", &s->timeout_ms) < 0)
+            return -EINVAL;
+        s->has |= HAS_TIMEOUT;
+        return 0;
+    }
+    if (!strcmp(key, "env"))
+        return parse_env(c, v, s);
+    if (!strcmp(key, "placement"))
+        return parse_placement(c, v, s);
+    if (!strcmp(key, "checkpoint"))
+        return parse_checkpoint(c, k, v);
+    if (!strcmp(key, "preemption"))
+        return parse_preemption(c, v, s);
+    /* cache */
+    bool b;
+    if (v->type != N_SCALAR || parse_bool(v->str, &b) < 0)
+        return fail(c, v, "'cache' must be true or false");
+    not_impl(c, k, "cache", "step caching");
+    return 0;
+}
+
+/* ---- steps ---- */
+
+/* A list of names (outputs.artifacts, outputs.params). */
+static int want_name_list(ctx_t *c, const node_t *v, const char *what)
+{
+    if (v->type != N_SEQ)
+        return fail(c, v, "'%s' must be a list of names", what);
+    for (size_t i = 0; i < v->nkids; i++) {
+        const node_t *x = v->kids[i];
+        if (x->type != N_SCALAR || !valid_name(x->str))
+            return fail(c, x, "bad name in '%s' (letters, digits, '_', '.', '-'; at most %u)", what,
+                        SPEC_MAX_NAME);
+    }
+    return 0;
+}
+
+/* inputs: {artifacts: {name: step.artifact}, params: {name: value}} */
+static int check_inputs(ctx_t *c, const node_t *v)
+{
+    if (want_map(c, v, "inputs", "artifacts, params") < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        if (strcmp(k->str, "artifacts") && strcmp(k->str, "params"))
+            return fail(c, k, "unknown key '%s' in inputs (artifacts, params)", show(c, k->str));
+        if (x->type != N_MAP)
+            return fail(c, x, "'inputs.%s' must be a map of name: source", k->str);
+        for (size_t j = 0; j < map_len(x); j++) {
+            if (!valid_name(map_key(x, j)->str))
+                return fail(c, map_key(x, j), "bad name '%s' in 'inputs.%s'",
+                            show(c, map_key(x, j)->str), k->str);
+            if (want_str(c, map_val(x, j), "inputs source") < 0)
+                return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int check_outputs(ctx_t *c, const node_t *v)
+{
+    if (want_map(c, v, "outputs", "artifacts, params") < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        if (!strcmp(k->str, "artifacts")) {
+            if (want_name_list(c, x, "outputs.artifacts") < 0)
+                return -EINVAL;
+        } else if (!strcmp(k->str, "params")) {
+            if (want_name_list(c, x, "outputs.params") < 0)
+                return -EINVAL;
+        } else {
+            return fail(c, k, "unknown key '%s' in outputs (artifacts, params)", show(c, k->str));
+        }
+    }
+    return 0;
+}
+
+/* Keys only a step may have, besides the inheritable ones. */
+static bool is_step_only_key(const char *k)
+{
+    static const char *keys[] = {"name",    "command", "script",   "needs",       "inputs",
+                                 "outputs", "when",    "for_each", "parallelism", "image"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (!strcmp(k, keys[i]))
+            return true;
+    }
+    return false;
+}
+
+/* Fill st from step map m: its own keys over defaults d over SPEC_DEFAULT_*.
+ * st->name is set first, so callers can free st whatever happens. */
+static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all, size_t idx,
+                      step_aux_t *aux)
+{
+    spec_step_t *st = &all[idx];
+    settings_t own = {0};
+    const node_t *cmd = NULL, *script = NULL, *name = NULL;
+    int rc = 0;
+
+    if (m->type != N_MAP) {
+        rc = fail(c, m, "each step must be a map (name, command or script, needs, ...)");
+        goto cleanup;
+    }
+    st->line = m->line;
+    st->col = m->col;
+    for (size_t i = 0; i < map_len(m); i++) {
+        if (!strcmp(map_key(m, i)->str, "name"))
+            name = map_val(m, i);
+    }
+    if (!name) {
+        rc = fail(c, m, "step has no 'name'");
+        goto cleanup;
+    }
+    if (name->type != N_SCALAR || !valid_name(name->str)) {
+        rc = fail(c, name, "bad step name '%s' (letters, digits, '_', '.', '-'; at most %u)",
+                  name->type == N_SCALAR ? show(c, name->str) : "(not a string)", SPEC_MAX_NAME);
+        goto cleanup;
+    }
+    for (size_t j = 0; j < idx; j++) {
+        if (!strcmp(all[j].name, name->str)) {
+            rc = fail(c, name, "duplicate step name '%s' (first defined at %d:%d)",
+                      show(c, name->str), aux[j].name_node->line, aux[j].name_node->col);
+            goto cleanup;
+        }
+    }
+    st->name = xstrdup(name->str);
+    aux[idx].name_node = (node_t *)name;
+
+    for (size_t i = 0; i < map_len(m); i++) {
+        const node_t *k = map_key(m, i), *v = map_val(m, i);
+        const char *key = k->str;
+        uint64_t u;
+        if (!strcmp(key, "name")) {
+            continue;
+        } else if (!strcmp(key, "command")) {
+            if (v->type != N_SEQ || v->nkids == 0) {
+                rc = fail(c, v, "'command' must be a non-empty list of strings (an argv)");
+                goto cleanup;
+            }
+            for (size_t j = 0; j < v->nkids; j++) {
+                if (v->kids[j]->type != N_SCALAR || is_null(v->kids[j])) {
+                    rc = fail(c, v->kids[j], "'command' items must be strings");
+                    goto cleanup;
+                }
+            }
+            if (script) {
+                rc = fail(c, k, "step '%s' has both 'command' and 'script'; use one",
+                          show(c, st->name));
+                goto cleanup;
+            }
+            cmd = v;
+        } else if (!strcmp(key, "script")) {
+            if (want_str(c, v, "script") < 0) {
+                rc = -EINVAL;
+                goto cleanup;
+            }
+            if (cmd) {
+                rc = fail(c, k, "step '%s' has both 'command' and 'script'; use one",
+                          show(c, st->name));
+                goto cleanup;
+            }
+            script = v;
+        } else if (!strcmp(key, "needs")) {
+            bool ok = v->type == N_SEQ;
+            for (size_t j = 0; ok && j < v->nkids; j++)
+                ok = v->kids[j]->type == N_SCALAR && !is_null(v->kids[j]);
+            if (!ok) {
+                rc = fail(c, v, "'needs' must be a list of step names");
+                goto cleanup;
+            }
+            aux[idx].needs_node = (node_t *)v;
+        } else if (is_setting_key(key)) {
+            if ((rc = parse_setting(c, k, v, &own)) < 0)
+                goto cleanup;
+        } else if (!strcmp(key, "inputs")) {
+            if ((rc = check_inputs(c, v)) < 0)
+                goto cleanup;
+            not_impl(c, k, "inputs", "step inputs");
+        } else if (!strcmp(key, "outputs")) {
+            if ((rc = check_outputs(c, v)) < 0)
+                goto cleanup;
+            not_impl(c, k, "outputs", "step outputs");
+        } else if (!strcmp(key, "when")) {
+            char *tmp = NULL;
+            if ((rc = want_str(c, v, "when")) < 0 || (rc = expand(c, v, &tmp)) < 0)
+                goto cleanup;
+            free(tmp);
+            not_impl(c, k, "when", "conditions");
+        } else if (!strcmp(key, "for_each")) {
+            if (v->type == N_SEQ) {
+                for (size_t j = 0; j < v->nkids; j++) {
+                    if (v->kids[j]->type == N_SEQ) {
+                        rc = fail(c, v->kids[j], "'for_each' items must be strings or maps");
+                        goto cleanup;
+                    }
+                }
+            } else if (v->type != N_SCALAR || is_null(v)) {
+                rc = fail(c, v, "'for_each' must be a list or a template string");
+                goto cleanup;
+            }
+            not_impl(c, k, "for_each", "fan-out");
+        } else if (!strcmp(key, "parallelism")) {
+            if ((rc = want_uint(c, v, "parallelism", 1, SPEC_MAX_PARALLEL, &u)) < 0)
+                goto cleanup;
+            not_impl(c, k, "parallelism", "fan-out");
+        } else if (!strcmp(key, "image")) {
+            if ((rc = want_str(c, v, "image")) < 0)
+                goto cleanup;
+            not_impl(c, k, "image", "containers");
+        } else {
+            rc = fail(c, k, "unknown key '%s' in step '%s'", show(c, key), show(c, st->name));
+            goto cleanup;
+        }
+    }
+    if (!cmd && !script) {
+        rc = fail(c, m, "step '%s' needs a 'command' (an argv list) or a 'script'",
+                  show(c, st->name));
+        goto cleanup;
+    }
+
+    /* argv */
+    if (cmd) {
+        st->argc = cmd->nkids;
+        st->argv = xcalloc(st->argc + 1, sizeof *st->argv);
+        for (size_t j = 0; j < cmd->nkids; j++) {
+            if ((rc = expand(c, cmd->kids[j], &st->argv[j])) < 0 ||
+                (rc = charge(c, cmd->kids[j], strlen(st->argv[j]) + 1)) < 0)
+                goto cleanup;
+        }
+    } else {
+        st->argc = 3;
+        st->argv = xcalloc(4, sizeof *st->argv);
+        st->argv[0] = xstrdup("/bin/sh");
+        st->argv[1] = xstrdup("-ec");
+        if ((rc = expand(c, script, &st->argv[2])) < 0 ||
+            (rc = charge(c, script, strlen(st->argv[2]) + 1)) < 0)
+            goto cleanup;
+    }
+
+    /* merge: step over defaults over built-ins */
+#define PICK(bit, field, builtin)                                                                  \
+    ((own.has & (bit)) ? own.field : (d->has & (bit)) ? d->field : (builtin))
+    st->cpu_milli = PICK(HAS_CPU, cpu_milli, SPEC_DEFAULT_CPU_MILLI);
+    st->memory_bytes = PICK(HAS_MEM, memory_bytes, 0);
+    st->gpus = PICK(HAS_GPU, gpus, 0);
+    st->retries.limit = PICK(HAS_LIMIT, retries.limit, 0);
+    st->retries.backoff_ms = PICK(HAS_BACKOFF, retries.backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
+    st->retries.factor = PICK(HAS_FACTOR, retries.factor, SPEC_DEFAULT_FACTOR);
+    st->retries.max_backoff_ms =
+        PICK(HAS_MAXB, retries.max_backoff_ms, SPEC_DEFAULT_MAX_BACKOFF_MS);
+    st->timeout_ms = PICK(HAS_TIMEOUT, timeout_ms, 0);
+    st->max_preemptions = PICK(HAS_MAXP, max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
+#undef PICK
+    /* env and labels: defaults first, the step's own keys replace theirs */
+    const spec_kv_t *lists[4] = {d->env, own.env, d->labels, own.labels};
+    size_t counts[4] = {d->env_count, own.env_count, d->label_count, own.label_count};
+    for (int l = 0; l < 4; l++) {
+        spec_kv_t **dst = l < 2 ? &st->env : &st->labels;
+        size_t *n = l < 2 ? &st->env_count : &st->label_count;
+        size_t inherited = *n; /* own keys are unique: only these can clash */
+        for (size_t j = 0; j < counts[l]; j++) {
+            const spec_kv_t *e = &lists[l][j];
+            if ((rc = charge(c, m, strlen(e->key) + strlen(e->value) + 2)) < 0)
+                goto cleanup;
+            kv_set(dst, &inherited, n, xstrdup(e->key), xstrdup(e->value));
+        }
+    }
+cleanup:
+    settings_free(&own);
+    return rc;
+}
+
+static int parse_defaults(ctx_t *c, const node_t *v, settings_t *d)
+{
+    if (is_null(v))
+        return 0;
+    if (v->type != N_MAP)
+        return fail(c, v,
+                    "'defaults' must be a map of step settings (retries, timeout, "
+                    "resources, placement, env, checkpoint, preemption, cache)");
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i);
+        if (is_setting_key(k->str)) {
+            if (parse_setting(c, k, map_val(v, i), d) < 0)
+                return -EINVAL;
+        } else if (is_step_only_key(k->str)) {
+            return fail(c, k, "'%s' cannot be set under defaults", k->str);
+        } else {
+            return fail(c, k, "unknown key '%s' in defaults", show(c, k->str));
+        }
+    }
+    return 0;
+}
+
+/* params: declared values, then -p overrides; all go to s->params (owned
+ * by s, so nothing to undo here on failure). */
+static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t nov, spec_t *s)
+{
+    if (v && !is_null(v)) {
+        if (v->type != N_MAP)
+            return fail(c, v, "'params' must be a map of name: value");
+        if (map_len(v) > SPEC_MAX_PARAMS)
+            return fail(c, v, "too many params (at most %u)", SPEC_MAX_PARAMS);
+        s->params = xcalloc(map_len(v), sizeof *s->params);
+        for (size_t i = 0; i < map_len(v); i++) {
+            const node_t *k = map_key(v, i), *x = map_val(v, i);
+            if (!valid_name(k->str))
+                return fail(c, k,
+                            "bad param name '%s' (letters, digits, '_', '.', '-'; at most %u)",
+                            show(c, k->str), SPEC_MAX_NAME);
+            if (x->type != N_SCALAR)
+                return fail(c, x, "param '%s' must be a single value (a string or number)",
+                            show(c, k->str));
+            if (x->len > SPEC_MAX_PARAM_VAL)
+                return fail(c, x, "param '%s' is longer than %u bytes", show(c, k->str),
+                            SPEC_MAX_PARAM_VAL);
+            s->params[i].key = xstrdup(k->str);
+            /* a null value declares a param that -p must provide */
+            s->params[i].value = is_null(x) ? NULL : xstrdup(x->str);
+            s->param_count++;
+        }
+    }
+    for (size_t j = 0; j < nov; j++) {
+        const char *key = ov[j].key ? ov[j].key : "";
+        size_t i = 0;
+        while (i < s->param_count && strcmp(s->params[i].key, key))
+            i++;
+        if (i == s->param_count)
+            return fail(c, v,
+                        "unknown param '%s' (-p %s=...): declare it under params:", show(c, key),
+                        show(c, key));
+        const char *val = ov[j].value ? ov[j].value : "";
+        if (strlen(val) > SPEC_MAX_PARAM_VAL)
+            return fail(c, v, "param '%s' (-p %s=...) is longer than %u bytes", show(c, key),
+                        show(c, key), SPEC_MAX_PARAM_VAL);
+        free(s->params[i].value);
+        s->params[i].value = xstrdup(val);
+    }
+    for (size_t i = 0; i < s->param_count; i++) {
+        if (!s->params[i].value)
+            return fail(c, map_key(v, i),
+                        "param '%s' has no value: give one under params: or "
+                        "with -p %s=...",
+                        show(c, s->params[i].key), show(c, s->params[i].key));
+    }
+    c->params = s->params;
+    c->param_count = s->param_count;
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    size_t idx;
+} name_idx_t;
+
+static int cmp_name_idx(const void *a, const void *b)
+{
+    return strcmp(((const name_idx_t *)a)->name, ((const name_idx_t *)b)->name);
+}
+
+/* Depth-first search from u; on a back edge report the cycle path. */
+static int dfs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t u, unsigned char *color,
+               size_t *path, size_t depth)
+{
+    color[u] = 1;
+    path[depth] = u;
+    for (size_t j = 0; j < all[u].need_count; j++) {
+        size_t w = all[u].needs[j];
+        if (color[w] == 2)
+            continue;
+        if (color[w] == 1) {
+            size_t from = depth;
+            while (path[from] != w)
+                from--;
+            size_t cap = 64, o = 0;
+            char *msg = xmalloc(cap);
+            msg[0] = '\0';
+            for (size_t i = from; i <= depth + 1; i++) {
+                const char *nm = all[i <= depth ? path[i] : w].name;
+                size_t need = o + strlen(nm) + 5;
+                if (need > cap) {
+                    while (cap < need)
+                        cap *= 2;
+                    msg = xrealloc(msg, cap);
+                }
+                o += (size_t)snprintf(msg + o, cap - o, "%s%s", i > from ? " -> " : "", nm);
+            }
+            int rc = fail(c, aux[u].needs_node->kids[j], "cycle: %s", msg);
+            free(msg);
+            return rc;
+        }
+        if (dfs(c, all, aux, w, color, path, depth + 1) < 0)
+            return -EINVAL;
+    }
+    color[u] = 2;
+    return 0;
+}
+
+/* Resolve every needs list to indexes and refuse cycles. */
+static int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
+{
+    name_idx_t *sorted = xcalloc(n, sizeof *sorted);
+    unsigned char *seen = xcalloc(n, 1), *color = xcalloc(n, 1);
+    size_t *path = xcalloc(n + 1, sizeof *path);
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        sorted[i].name = all[i].name;
+        sorted[i].idx = i;
+    }
+    qsort(sorted, n, sizeof *sorted, cmp_name_idx);
+    for (size_t i = 0; i < n; i++) {
+        const node_t *nl = aux[i].needs_node;
+        if (!nl)
+            continue;
+        memset(seen, 0, n);
+        all[i].needs = xcalloc(nl->nkids, sizeof *all[i].needs);
+        for (size_t j = 0; j < nl->nkids; j++) {
+            const node_t *x = nl->kids[j];
+            name_idx_t key = {x->str, 0};
+            const name_idx_t *hit = bsearch(&key, sorted, n, sizeof *sorted, cmp_name_idx);
+            if (!hit) {
+                rc = fail(c, x, "step '%s' needs unknown step '%s'", show(c, all[i].name),
+                          show(c, x->str));
+                goto cleanup;
+            }
+            if (aux[hit->idx].is_finally && !aux[i].is_finally) {
+                rc = fail(c, x, "step '%s' cannot need '%s', a finally step", show(c, all[i].name),
+                          show(c, x->str));
+                goto cleanup;
+            }
+            if (seen[hit->idx]) {
+                rc = fail(c, x, "step '%s' lists '%s' twice in needs", show(c, all[i].name),
+                          show(c, x->str));
+                goto cleanup;
+            }
+            seen[hit->idx] = 1;
+            all[i].needs[all[i].need_count++] = hit->idx;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (color[i] == 0 && (rc = dfs(c, all, aux, i, color, path, 0)) < 0)
+            goto cleanup;
+    }
+cleanup:
+    free(sorted);
+    free(seen);
+    free(color);
+    free(path);
+    return rc;
+}
+
+/* The whole document; root is a map. */
+static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t nov, spec_t *s)
+{
+    const node_t *name = NULL, *params = NULL, *defaults = NULL, *steps = NULL, *fin = NULL;
+    const node_t *fin_key = NULL;
+    settings_t d = {0};
+    step_aux_t *aux = NULL;
+    int rc = 0;
+
+    for (size_t i = 0; i < map_len(root); i++) {
+        const node_t *k = map_key(root, i), *v = map_val(root, i);
+        if (!strcmp(k->str, "name"))
+            name = v;
+        else if (!strcmp(k->str, "params"))
+            params = v;
+        else if (!strcmp(k->str, "defaults"))
+            defaults = v;
+        else if (!strcmp(k->str, "steps"))
+            steps = v;
+        else if (!strcmp(k->str, "finally")) {
+            fin = v;
+            fin_key = k;
+        } else {
+            rc = fail(c, k, "unknown key '%s'", show(c, k->str));
+            goto cleanup;
+        }
+    }
+    if (!name) {
+        rc = fail(c, root, "missing 'name' (the pipeline's name)");
+        goto cleanup;
+    }
+    if (name->type != N_SCALAR || !valid_name(name->str)) {
+        rc = fail(c, name, "bad pipeline name '%s' (letters, digits, '_', '.', '-'; at most %u)",
+                  name->type == N_SCALAR ? show(c, name->str) : "(not a string)", SPEC_MAX_NAME);
+        goto cleanup;
+    }
+    s->name = xstrdup(name->str);
+    if ((rc = parse_params(c, params, ov, nov, s)) < 0)
+        goto cleanup;
+    if (defaults && (rc = parse_defaults(c, defaults, &d)) < 0)
+        goto cleanup;
+    if (!steps) {
+        rc = fail(c, root, "missing 'steps' (the list of steps)");
+        goto cleanup;
+    }
+    if (steps->type != N_SEQ || steps->nkids == 0) {
+        rc = fail(c, steps, "'steps' must be a non-empty list of steps");
+        goto cleanup;
+    }
+    if (fin && is_null(fin))
+        fin = NULL;
+    if (fin && fin->type != N_SEQ) {
+        rc = fail(c, fin, "'finally' must be a list of steps");
+        goto cleanup;
+    }
+    size_t nsteps = steps->nkids, nfin = fin ? fin->nkids : 0;
+    if (nsteps + nfin > SPEC_MAX_STEPS) {
+        rc = fail(c, steps, "too many steps (%zu; at most %u)", nsteps + nfin, SPEC_MAX_STEPS);
+        goto cleanup;
+    }
+    s->steps = xcalloc(nsteps + nfin, sizeof *s->steps);
+    aux = xcalloc(nsteps + nfin, sizeof *aux);
+    for (size_t i = 0; i < nsteps + nfin; i++) {
+        const node_t *m = i < nsteps ? steps->kids[i] : fin->kids[i - nsteps];
+        aux[i].is_finally = i >= nsteps;
+        s->step_count = i + 1; /* so spec_destroy frees what parse_step made */
+        if ((rc = parse_step(c, m, &d, s->steps, i, aux)) < 0)
+            goto cleanup;
+    }
+    if ((rc = resolve_needs(c, s->steps, aux, nsteps + nfin)) < 0)
+        goto cleanup;
+    if (nfin > 0)
+        not_impl(c, fin_key, "finally", "exit handlers");
+cleanup:
+    settings_free(&d);
+    free(aux);
+    return rc;
+}
+
+/* Parse and validate a whole spec (contract in spec.h). Order: size and
+ * NUL checks, YAML → tree (syntax, aliases, depth, duplicate keys), then
+ * the document; "not implemented yet" only when nothing else is wrong.
+ * Every path frees what it built; *out is set only on success. */
+int spec_parse(const char *filename, const char *text, size_t len, const spec_kv_t *overrides,
+               size_t override_count, spec_t **out, char *err, size_t errlen)
+{
+    ctx_t c = {.file = filename ? filename : "<spec>", .err = err, .errlen = errlen};
+    node_t *root = NULL;
+    spec_t *s = NULL;
+    int rc = 0;
+
+    if (out)
+        *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!out || (!text && len) || (!overrides && override_count)) {
+        rc = fail_at(&c, 1, 1, "bad arguments to spec_parse");
+        goto cleanup;
+    }
+    if (len > SPEC_MAX_TEXT) {
+        rc = fail_at(&c, 1, 1, "spec is larger than 1 MiB (%zu bytes)", len);
+        goto cleanup;
+    }
+    const char *nul = len ? memchr(text, '\0', len) : NULL;
+    if (nul) {
+        int line, col;
+        offset_pos(text, len, (size_t)(nul - text), &line, &col);
+        rc = fail_at(&c, line, col, "NUL byte in spec");
+        goto cleanup;
+    }
+    if (blank_text(text, len)) {
+        rc = fail_at(&c, 1, 1, "empty spec");
+        goto cleanup;
+    }
+    if ((rc = load_tree(&c, text ? text : "", len, &root)) < 0)
+        goto cleanup;
+    if (!root || is_null(root)) {
+        rc = fail_at(&c, 1, 1, "empty spec");
+        goto cleanup;
+    }
+    if (root->type != N_MAP) {
+        rc = fail(&c, root, "the top level must be a map (name, params, defaults, steps, finally)");
+        goto cleanup;
+    }
+    s = xcalloc(1, sizeof *s);
+    if ((rc = parse_doc(&c, root, overrides, override_count, s)) < 0)
+        goto cleanup;
+    if (c.ni_set) {
+        rc = fail_at(&c, c.ni_line, c.ni_col,
+                     "%s is not implemented yet in this version of drover; remove it to run "
+                     "this pipeline",
+                     c.ni_what);
+        goto cleanup;
+    }
+    *out = s;
+    s = NULL;
+cleanup:
+    spec_destroy(&s);
+    node_free(root);
+    free(c.ni_what);
+    return rc;
+}
+
+/* Free a spec and everything it owns, then NULL *spec. NULL-safe; also
+ * frees a partly built spec (unset fields are NULL). */
+void spec_destroy(spec_t **spec)
+{
+    if (!spec || !*spec)
+        return;
+    spec_t *s = *spec;
+    free(s->name);
+    kvs_free(s->params, s->param_count);
+    for (size_t i = 0; i < s->step_count; i++) {
+        spec_step_t *st = &s->steps[i];
+        free(st->name);
+        for (size_t j = 0; st->argv && j < st->argc; j++)
+            free(st->argv[j]);
+        free(st->argv);
+        kvs_free(st->env, st->env_count);
+        kvs_free(st->labels, st->label_count);
+        free(st->needs);
+    }
+    free(s->steps);
+    free(s);
+    *spec = NULL;
+}
+
+/* ---- quantities ---- */
+
+/* Leading decimal digits of *p into *v (no overflow); advances *p. */
+static int take_digits(const char **p, uint64_t *v, size_t *ndigits)
+{
+    uint64_t x = 0;
+    size_t n = 0;
+    while (**p >= '0' && **p <= '9') {
+        if (__builtin_mul_overflow(x, 10, &x) || __builtin_add_overflow(x, **p - '0', &x))
+            return -EINVAL;
+        (*p)++;
+        n++;
+    }
+    *v = x;
+    *ndigits = n;
+    return n ? 0 : -EINVAL;
+}
+
+/* Bytes from "N", "N[KMGT]" (powers of 1000) or "N[KMGT]i" (powers of
+ * 1024); "N.F" only with a suffix, rounded up to a whole byte. No sign,
+ * spaces or exponent; overflow of 64 bits is -EINVAL. */
+int spec_parse_memory(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mult;
+    } units[] = {{"", 1},
+                 {"K", 1000ull},
+                 {"M", 1000000ull},
+                 {"G", 1000000000ull},
+                 {"T", 1000000000000ull},
+                 {"Ki", 1ull << 10},
+                 {"Mi", 1ull << 20},
+                 {"Gi", 1ull << 30},
+                 {"Ti", 1ull << 40}};
+    uint64_t whole, frac = 0, mult = 0;
+    size_t nd, nf = 0;
+    const char *p = s;
+
+    if (!s || !out || take_digits(&p, &whole, &nd) < 0)
+        return -EINVAL;
+    if (*p == '.') {
+        p++;
+        if (take_digits(&p, &frac, &nf) < 0 || nf > 18)
+            return -EINVAL;
+    }
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (!strcmp(p, units[i].suffix))
+            mult = units[i].mult;
+    }
+    if (!mult || (nf && mult == 1))
+        return -EINVAL;
+    unsigned __int128 v = (unsigned __int128)whole * mult;
+    if (nf) {
+        unsigned __int128 scale = 1;
+        for (size_t i = 0; i < nf; i++)
+            scale *= 10;
+        /* round a fractional byte up */
+        v += ((unsigned __int128)frac * mult + scale - 1) / scale;
+    }
+    if (v > UINT64_MAX)
+        return -EINVAL;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* Millicores from "N", "N.F" (to millicore precision; further digits must
+ * be 0) or "Nm". "0" is allowed (no cpu request). At most UINT32_MAX. */
+int spec_parse_cpu(const char *s, uint32_t *out_milli)
+{
+    uint64_t whole, milli;
+    size_t nd;
+    const char *p = s;
+
+    if (!s || !out_milli || take_digits(&p, &whole, &nd) < 0)
+        return -EINVAL;
+    if (!strcmp(p, "m")) {
+        milli = whole;
+    } else {
+        uint64_t frac = 0;
+        if (*p == '.') {
+            p++;
+            /* up to three digits are millicores; any further must be zero */
+            size_t nf = 0;
+            for (; *p >= '0' && *p <= '9'; p++, nf++) {
+                if (nf < 3)
+                    frac = frac * 10 + (uint64_t)(*p - '0');
+                else if (*p != '0')
+                    return -EINVAL;
+            }
+            if (nf == 0)
+                return -EINVAL;
+            for (; nf < 3; nf++)
+                frac *= 10;
+        }
+        if (*p || __builtin_mul_overflow(whole, 1000, &milli) ||
+            __builtin_add_overflow(milli, frac, &milli))
+            return -EINVAL;
+    }
+    if (milli > UINT32_MAX)
+        return -EINVAL;
+    *out_milli = (uint32_t)milli;
+    return 0;
+}
+
+/* Milliseconds from a bare number of seconds, or from whole-number parts
+ * with units h, m, s, ms, each once and largest first ("1h30m", "2s500ms").
+ * Empty, fractions, other units and 64-bit overflow are -EINVAL. */
+int spec_parse_duration(const char *s, uint64_t *out_ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"h", 3600000ull}, {"m", 60000ull}, {"s", 1000ull}};
+    uint64_t total = 0, v, part;
+    size_t nd;
+    int last_rank = 5; /* h=4, m=3, s=2, ms=1: largest first, each once */
+    const char *p = s;
+
+    if (!s || !out_ms || !*s)
+        return -EINVAL;
+    if (parse_uint(s, UINT64_MAX, &v) == 0) {
+        if (__builtin_mul_overflow(v, 1000, &total))
+            return -EINVAL;
+        *out_ms = total;
+        return 0;
+    }
+    while (*p) {
+        if (take_digits(&p, &v, &nd) < 0)
+            return -EINVAL;
+        size_t u = 0, n = sizeof units / sizeof units[0];
+        while (u < n && strncmp(p, units[u].unit, strlen(units[u].unit)))
+            u++;
+        if (u == n)
+            return -EINVAL;
+        int rank = units[u].ms == 1 ? 1 : units[u].ms == 1000 ? 2 : units[u].ms == 60000 ? 3 : 4;
+        if (rank >= last_rank)
+            return -EINVAL;
+        last_rank = rank;
+        p += strlen(units[u].unit);
+        if (__builtin_mul_overflow(v, units[u].ms, &part) ||
+            __builtin_add_overflow(total, part, &total))
+            return -EINVAL;
+    }
+    *out_ms = total;
+    return 0;
+}

@@ -1,0 +1,87 @@
+/* spec — pipeline YAML → validated, params-substituted step list.
+ *
+ * spec_parse() reads a pipeline spec (DESIGN.md "Pipeline spec") with
+ * libyaml, keeping each node's line and column so every error names
+ * file:line:col and a reason. It checks the whole document (unknown keys,
+ * duplicate step names, unknown or cyclic needs, bad quantities and
+ * durations, template references) and substitutes {{params.x}} in
+ * command, script and env values. Keys that later releases implement
+ * (inputs, outputs, when, for_each, finally, image, checkpoint,
+ * preemption.signal/grace, placement.spot, cache, parallelism) are parsed
+ * and shape-checked, then refused with "not implemented yet", so a spec is
+ * never half-run. The result owns all its memory.
+ */
+#ifndef DROVER_SPEC_H
+#define DROVER_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char *key;
+    char *value;
+} spec_kv_t;
+
+typedef struct {
+    uint32_t limit;          /* retries after the first attempt */
+    uint64_t backoff_ms;     /* delay before the first retry */
+    double factor;           /* multiplier per further retry (>= 1) */
+    uint64_t max_backoff_ms; /* cap on the delay; 0 = no cap */
+} spec_retry_t;
+
+typedef struct {
+    char *name;
+    char **argv; /* NULL-terminated; a script becomes /bin/sh -ec SCRIPT */
+    size_t argc;
+    spec_kv_t *env;
+    size_t env_count;
+    uint32_t cpu_milli; /* requested cpu, 1000 = one core */
+    uint64_t memory_bytes;
+    uint32_t gpus;
+    spec_kv_t *labels; /* placement.labels: agent must carry all of them */
+    size_t label_count;
+    spec_retry_t retries;
+    uint64_t timeout_ms; /* 0 = none */
+    size_t *needs;       /* indexes into spec_t.steps */
+    size_t need_count;
+    uint32_t max_preemptions; /* cap on LOST/PREEMPTED requeues */
+    int line, col;            /* where the step starts in the file */
+} spec_step_t;
+
+typedef struct {
+    char *name;
+    spec_kv_t *params; /* declared params with overrides applied */
+    size_t param_count;
+    spec_step_t *steps; /* in file order */
+    size_t step_count;
+} spec_t;
+
+/* Defaults applied when neither the step nor `defaults:` says otherwise. */
+#define SPEC_DEFAULT_CPU_MILLI       1000u
+#define SPEC_DEFAULT_BACKOFF_MS      1000u
+#define SPEC_DEFAULT_FACTOR          2.0
+#define SPEC_DEFAULT_MAX_BACKOFF_MS  300000u
+#define SPEC_DEFAULT_MAX_PREEMPTIONS 20u
+
+/* Parse and validate a spec.
+ * filename: used only in messages. text/len: the YAML (need not be
+ * NUL-terminated). overrides: `-p k=v` values; each key must be declared
+ * under params. On success returns 0 and stores a new spec in *out (caller
+ * frees with spec_destroy). On failure returns -EINVAL, leaves *out NULL
+ * and writes one line "FILE:LINE:COL: reason" (LINE/COL 1-based) to err. */
+int spec_parse(const char *filename, const char *text, size_t len, const spec_kv_t *overrides,
+               size_t override_count, spec_t **out, char *err, size_t errlen);
+
+/* Free a spec and NULL the pointer; accepts NULL. */
+void spec_destroy(spec_t **spec);
+
+/* Quantities. Each returns 0, or -EINVAL on anything but the exact forms
+ * listed, with *out untouched.
+ *   memory: "512Mi", "2Gi", "1G", "100M", "64Ki", "1000" (bytes)
+ *   cpu:    "2", "0.5", "500m"  → millicores
+ *   duration: "100ms", "5s", "1m", "2h", "1h30m", "90" (seconds) → ms */
+int spec_parse_memory(const char *s, uint64_t *out);
+int spec_parse_cpu(const char *s, uint32_t *out_milli);
+int spec_parse_duration(const char *s, uint64_t *out_ms);
+
+#endif

@@ -1,0 +1,256 @@
+/* util — see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int64_t util_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *oom_check(void *p)
+{
+    if (!p) {
+        log_error("out of memory");
+        abort();
+    }
+    return p;
+}
+
+void *xmalloc(size_t n)
+{
+    return oom_check(malloc(n ? n : 1));
+}
+
+void *xcalloc(size_t count, size_t size)
+{
+    return oom_check(calloc(count ? count : 1, size ? size : 1));
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    return oom_check(realloc(p, n ? n : 1));
+}
+
+char *xstrdup(const char *s)
+{
+    return oom_check(strdup(s ? s : ""));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    return oom_check(strndup(s, n));
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    int rc = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        oom_check(NULL);
+    return s;
+}
+
+int util_mkdir_p(const char *path, unsigned mode)
+{
+    char *p = xstrdup(path);
+    int rc = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char saved = *s;
+        *s = '\0';
+        if (mkdir(p, mode) < 0 && errno != EEXIST) {
+            rc = -errno;
+            break;
+        }
+        *s = saved;
+        if (saved == '\0')
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int util_rm_rf(const char *path)
+{
+    if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+int util_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap + 1);
+    int rc = 0;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max) {
+                rc = -EFBIG;
+                goto cleanup;
+            }
+            cap = cap * 2 > max ? max : cap * 2;
+            buf = xrealloc(buf, cap + 1);
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            goto cleanup;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > max) {
+        rc = -EFBIG;
+        goto cleanup;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    buf = NULL;
+cleanup:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+const char *util_task_status_name(Drover__TaskStatus s)
+{
+    switch (s) {
+    case DROVER__TASK_STATUS__TASK_WAITING:
+        return "WAITING";
+    case DROVER__TASK_STATUS__TASK_READY:
+        return "READY";
+    case DROVER__TASK_STATUS__TASK_ASSIGNED:
+        return "ASSIGNED";
+    case DROVER__TASK_STATUS__TASK_RUNNING:
+        return "RUNNING";
+    case DROVER__TASK_STATUS__TASK_SUCCEEDED:
+        return "SUCCEEDED";
+    case DROVER__TASK_STATUS__TASK_FAILED:
+        return "FAILED";
+    case DROVER__TASK_STATUS__TASK_PREEMPTED:
+        return "PREEMPTED";
+    case DROVER__TASK_STATUS__TASK_LOST:
+        return "LOST";
+    case DROVER__TASK_STATUS__TASK_SKIPPED:
+        return "SKIPPED";
+    case DROVER__TASK_STATUS__TASK_CANCELLED:
+        return "CANCELLED";
+    case DROVER__TASK_STATUS__TASK_CACHED:
+        return "CACHED";
+    default:
+        return "UNKNOWN";
+    }
+}
+
+const char *util_run_status_name(Drover__RunStatus s)
+{
+    switch (s) {
+    case DROVER__RUN_STATUS__RUN_PENDING:
+        return "PENDING";
+    case DROVER__RUN_STATUS__RUN_RUNNING:
+        return "RUNNING";
+    case DROVER__RUN_STATUS__RUN_SUCCEEDED:
+        return "SUCCEEDED";
+    case DROVER__RUN_STATUS__RUN_FAILED:
+        return "FAILED";
+    case DROVER__RUN_STATUS__RUN_CANCELLED:
+        return "CANCELLED";
+    default:
+        return "UNKNOWN";
+    }
+}
+
+Drover__KeyValue *util_kv_new(const char *key, const char *value)
+{
+    Drover__KeyValue *kv = xmalloc(sizeof *kv);
+    drover__key_value__init(kv);
+    kv->key = xstrdup(key);
+    kv->value = xstrdup(value);
+    return kv;
+}
+
+void util_free_kvs(Drover__KeyValue **kvs, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(kvs[i]->key);
+        free(kvs[i]->value);
+        free(kvs[i]);
+    }
+    free(kvs);
+}
+
+int util_valid_name(const char *s, size_t len, size_t max, const char *extra)
+{
+    if (len == 0 || len > max)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+            c != '_' && c != '.' && c != '-' && (c == 0 || !extra || !strchr(extra, c)))
+            return 0;
+    }
+    return 1;
+}
+
+int util_parse_kv_list(const char *s, Drover__KeyValue ***out, size_t *count)
+{
+    Drover__KeyValue **kvs = NULL;
+    size_t n = 0;
+    *out = NULL;
+    *count = 0;
+    if (!s || !*s)
+        return 0;
+    char *copy = xstrdup(s), *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        if (!eq || !util_valid_name(item, (size_t)(eq - item), 63, "/") || strlen(eq + 1) > 255) {
+            util_free_kvs(kvs, n);
+            free(copy);
+            return -EINVAL;
+        }
+        *eq = '\0';
+        kvs = xrealloc(kvs, (n + 1) * sizeof *kvs);
+        kvs[n++] = util_kv_new(item, eq + 1);
+    }
+    free(copy);
+    *out = kvs;
+    *count = n;
+    return 0;
+}

@@ -1,0 +1,51 @@
+/* util — small helpers every program uses: clocks, checked allocation,
+ * files and directories, status names, "k=v,k=v" lists. */
+#ifndef DROVER_UTIL_H
+#define DROVER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drover.pb-c.h"
+
+/* Wall clock in milliseconds since the epoch (what records store). */
+int64_t util_now_ms(void);
+
+/* Monotonic clock in milliseconds (for timeouts). */
+int64_t util_mono_ms(void);
+
+/* Allocation that aborts the process on out-of-memory; the caller frees. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* mkdir -p with the given mode for created directories. 0 or -errno. */
+int util_mkdir_p(const char *path, unsigned mode);
+
+/* rm -rf. 0 or -errno (a missing path is not an error). */
+int util_rm_rf(const char *path);
+
+/* Read a whole file, at most max bytes. On success *out is a NUL-terminated
+ * buffer the caller frees and *len its length. -EFBIG when larger than max,
+ * else -errno. */
+int util_read_file(const char *path, size_t max, char **out, size_t *len);
+
+/* Whether s[0..len) is 1..max characters of [A-Za-z0-9_.-] plus any in
+ * extra (NUL never counts as valid): agent, run, step and label names. */
+int util_valid_name(const char *s, size_t len, size_t max, const char *extra);
+
+/* Names used in every output: "SUCCEEDED", "RUNNING", ... */
+const char *util_task_status_name(Drover__TaskStatus s);
+const char *util_run_status_name(Drover__RunStatus s);
+
+/* Parse "k=v,k2=v2" into newly allocated KeyValue messages (caller frees
+ * with util_free_kvs). Keys must match [A-Za-z0-9_.-/]+, at most 63 bytes;
+ * values at most 255 bytes. 0 or -EINVAL (with *count 0). */
+int util_parse_kv_list(const char *s, Drover__KeyValue ***out, size_t *count);
+Drover__KeyValue *util_kv_new(const char *key, const char *value);
+void util_free_kvs(Drover__KeyValue **kvs, size_t count);
+
+#endif

@@ -1,0 +1,324 @@
+/* agents — droverd's side of the agents protocol (DESIGN.md "Messages and
+ * reliability").
+ *
+ * An agent's ZeroMQ routing id is its name. It registers with its labels,
+ * capacity and the attempts it holds; droverd reconciles both ways: an
+ * attempt droverd thinks is RUNNING there but the agent no longer has is
+ * LOST, an ASSIGNED one is re-sent, and one the agent runs that is not
+ * current is killed (fencing). Every report carries a sequence number and
+ * is acknowledged only after the transition it causes is committed; reports
+ * are applied idempotently by attempt id, so re-sent ones are harmless. A
+ * message from an agent not registered in this droverd session (e.g. after
+ * a restart) is answered with "reregister" and otherwise ignored.
+ */
+#include "sched_internal.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define AGENT_NAME_MAX   63
+#define AGENT_LABELS_MAX 64
+
+agent_t *agents_find(sched_t *s, const char *name)
+{
+    return zhashx_lookup(s->agents, name);
+}
+
+static agent_t *agent_new(sched_t *s, const char *name)
+{
+    agent_t *a = xcalloc(1, sizeof *a);
+    a->name = xstrdup(name);
+    drover__resources__init(&a->capacity);
+    drover__resources__init(&a->used);
+    a->last_seen_mono = util_mono_ms();
+    zhashx_insert(s->agents, a->name, a);
+    return a;
+}
+
+static void set_labels(agent_t *a, Drover__KeyValue **labels, size_t n)
+{
+    util_free_kvs(a->labels, a->n_labels);
+    a->labels = xcalloc(n, sizeof *a->labels);
+    for (size_t i = 0; i < n; i++)
+        a->labels[i] = util_kv_new(labels[i]->key, labels[i]->value);
+    a->n_labels = n;
+}
+
+void agents_load(sched_t *s, const Drover__AgentRecord *rec)
+{
+    agent_t *a = agent_new(s, rec->name);
+    set_labels(a, rec->labels, rec->n_labels);
+    if (rec->capacity) {
+        a->capacity.cpu_milli = rec->capacity->cpu_milli;
+        a->capacity.memory_bytes = rec->capacity->memory_bytes;
+        a->capacity.gpus = rec->capacity->gpus;
+    }
+    a->drained = rec->drained;
+    a->last_seen_ms = rec->last_seen_ms;
+}
+
+void agents_record(const agent_t *a, Drover__AgentRecord *rec)
+{
+    drover__agent_record__init(rec);
+    rec->name = a->name;
+    rec->n_labels = a->n_labels;
+    rec->labels = a->labels;
+    rec->capacity = (Drover__Resources *)&a->capacity;
+    rec->drained = a->drained;
+    rec->last_seen_ms = a->last_seen_ms;
+}
+
+void agents_free_all(sched_t *s)
+{
+    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+        for (size_t i = 0; i < a->out.n_assigns; i++)
+            free(a->out.assigns[i]);
+        free(a->out.assigns);
+        free(a->out.kills);
+        free(a->out.acks);
+        util_free_kvs(a->labels, a->n_labels);
+        free(a->tasks);
+        free(a->name);
+        free(a);
+    }
+    zhashx_purge(s->agents);
+}
+
+/* Append to a uint64 list whose capacity doubles at each power of two. */
+static void push_u64(uint64_t **list, size_t *n, uint64_t v)
+{
+    if ((*n & (*n - 1)) == 0)
+        *list = xrealloc(*list, (*n ? *n * 2 : 8) * sizeof **list);
+    (*list)[(*n)++] = v;
+}
+
+/* A duplicate kill is harmless (the agent ignores unknown attempts), so
+ * no de-duplication: that would be quadratic in a hostile heartbeat. */
+static void queue_kill(sched_t *s, agent_t *a, uint64_t attempt_id)
+{
+    agent_out_t *out = sched_agent_out(s, a);
+    push_u64(&out->kills, &out->n_kills, attempt_id);
+}
+
+static void queue_ack(sched_t *s, agent_t *a, uint64_t seq)
+{
+    agent_out_t *out = sched_agent_out(s, a);
+    push_u64(&out->acks, &out->n_acks, seq);
+}
+
+/* The task whose *current* attempt is attempt_id on agent a, or NULL. */
+static task_t *current_task(sched_t *s, agent_t *a, uint64_t attempt_id)
+{
+    task_t *t = idmap_get(s->attempts, attempt_id);
+    if (!t || t->agent != a)
+        return NULL;
+    Drover__AttemptRecord *at = dag_current_attempt(t);
+    return at && at->id == attempt_id ? t : NULL;
+}
+
+/* Lose every attempt bound to a (it stopped answering or restarted). */
+static void lose_all(sched_t *s, agent_t *a, const char *reason)
+{
+    while (a->n_tasks)
+        dag_task_lost(s, a->tasks[a->n_tasks - 1], reason);
+}
+
+/* Why a registration is unacceptable, or NULL. */
+static const char *register_problem(const agent_t *a, const Drover__Register *reg)
+{
+    if (!reg->name || strcmp(reg->name, a->name) != 0)
+        return "registered name differs from the connection's routing id";
+    if (reg->n_labels > AGENT_LABELS_MAX)
+        return "too many labels (at most 64)";
+    for (size_t i = 0; i < reg->n_labels; i++) {
+        const Drover__KeyValue *kv = reg->labels[i];
+        if (!util_valid_name(kv->key, strlen(kv->key), 63, "/") || strlen(kv->value) > 255)
+            return "bad label: keys are 1-63 characters of [A-Za-z0-9_.-/], values at most 255";
+    }
+    if (!reg->capacity)
+        return "no capacity given";
+    return NULL;
+}
+
+static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
+{
+    agent_out_t *out = sched_agent_out(s, a);
+    const char *problem = register_problem(a, reg);
+    if (problem) {
+        log_warn("agent %s: registration refused: %s", a->name, problem);
+        out->refused = problem;
+        if (a->connected) {
+            a->connected = false;
+            lose_all(s, a, "agent re-registered with an invalid registration");
+            sched_mark_agent(s, a);
+        }
+        return;
+    }
+    bool was_connected = a->connected;
+    set_labels(a, reg->labels, reg->n_labels);
+    a->capacity.cpu_milli = reg->capacity->cpu_milli;
+    a->capacity.memory_bytes = reg->capacity->memory_bytes;
+    a->capacity.gpus = reg->capacity->gpus;
+    a->connected = true;
+    a->last_seen_mono = util_mono_ms();
+    a->last_seen_ms = util_now_ms();
+    sched_mark_agent(s, a);
+    out->registered = true;
+
+    /* droverd's view → agent: what the agent no longer has. Walk backwards:
+     * losing a task swap-removes it from a->tasks. */
+    idmap_t *held_ids = idmap_new();
+    for (size_t j = 0; j < reg->n_attempts; j++)
+        if (reg->attempts[j])
+            idmap_put(held_ids, reg->attempts[j], held_ids);
+    for (size_t i = a->n_tasks; i-- > 0;) {
+        task_t *t = a->tasks[i];
+        if (idmap_get(held_ids, dag_current_attempt(t)->id))
+            t->assign_acked = true;
+        else if (t->status == DROVER__TASK_STATUS__TASK_ASSIGNED)
+            placer_send_assignment(s, t);
+        else
+            dag_task_lost(s, t, "agent restarted and no longer has the attempt");
+    }
+    idmap_destroy(&held_ids);
+    /* agent → droverd's view: what the agent holds that is not current. */
+    for (size_t j = 0; j < reg->n_attempts; j++)
+        if (!current_task(s, a, reg->attempts[j]))
+            queue_kill(s, a, reg->attempts[j]);
+    log_info("agent %s %sregistered: cpu %.1f, memory %" PRIu64 " MiB, gpus %u, %zu labels, "
+             "%zu attempts held",
+             a->name, was_connected ? "re" : "", a->capacity.cpu_milli / 1000.0,
+             a->capacity.memory_bytes >> 20, a->capacity.gpus, a->n_labels, reg->n_attempts);
+}
+
+static void store_log(sched_t *s, task_t *t, Drover__AttemptRecord *at, const Drover__Report *rep)
+{
+    uint64_t limit = s->cfg.log_limit;
+    size_t len = rep->data.len;
+    if (rep->offset >= limit) {
+        len = 0;
+    } else if (rep->offset + len > limit) {
+        len = (size_t)(limit - rep->offset);
+    }
+    if (len < rep->data.len && !at->log_truncated) {
+        at->log_truncated = true;
+        sched_mark_task(s, t);
+    }
+    if (len == 0)
+        return;
+    log_write_t *w = xmalloc(sizeof *w + len);
+    w->run_id = t->run->rec->id;
+    w->task = t->index;
+    w->attempt = at->number;
+    w->offset = rep->offset;
+    w->len = len;
+    w->next = NULL;
+    memcpy(w->data, rep->data.data, len);
+    *s->log_writes_tail = w;
+    s->log_writes_tail = &w->next;
+    if (rep->offset + len > at->log_bytes) {
+        at->log_bytes = rep->offset + len;
+        sched_mark_task(s, t);
+    }
+}
+
+static void handle_report(sched_t *s, agent_t *a, const Drover__Report *rep)
+{
+    task_t *t = current_task(s, a, rep->attempt_id);
+    queue_ack(s, a, rep->seq);
+    if (!t) {
+        /* Fencing: an attempt that is no longer current must not run. */
+        if (rep->kind != DROVER__REPORT_KIND__REPORT_EXITED)
+            queue_kill(s, a, rep->attempt_id);
+        return;
+    }
+    switch (rep->kind) {
+    case DROVER__REPORT_KIND__REPORT_STARTED:
+        t->assign_acked = true;
+        dag_task_started(s, t, rep->time_ms);
+        break;
+    case DROVER__REPORT_KIND__REPORT_LOG:
+        store_log(s, t, dag_current_attempt(t), rep);
+        break;
+    case DROVER__REPORT_KIND__REPORT_EXITED:
+        dag_task_exited(s, t, rep);
+        break;
+    default:
+        log_warn("agent %s: report of unknown kind %d ignored", a->name, rep->kind);
+    }
+}
+
+void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
+{
+    char name[AGENT_NAME_MAX + 1];
+    size_t nlen = zframe_size(identity);
+    if (!util_valid_name((const char *)zframe_data(identity), nlen, AGENT_NAME_MAX, NULL)) {
+        log_warn("agents socket: message from a peer with an invalid routing id dropped");
+        return;
+    }
+    memcpy(name, zframe_data(identity), nlen);
+    name[nlen] = '\0';
+    Drover__AgentMessage *msg = drover__agent_message__unpack(NULL, len, data);
+    if (!msg) {
+        log_warn("agent %s: undecodable message of %zu bytes dropped", name, len);
+        return;
+    }
+    agent_t *a = agents_find(s, name);
+    if (msg->register_) {
+        if (!a)
+            a = agent_new(s, name);
+        handle_register(s, a, msg->register_);
+        goto cleanup;
+    }
+    if (!a || !a->connected) {
+        /* Unknown in this session (droverd restarted, or the agent was
+         * declared lost): it must register before anything else counts. */
+        sched_queue_reregister(s, name);
+        goto cleanup;
+    }
+    a->last_seen_mono = util_mono_ms();
+    a->last_seen_ms = util_now_ms();
+    if (msg->heartbeat) {
+        sched_agent_out(s, a)->heartbeat_ack = true;
+        for (size_t i = 0; i < msg->heartbeat->n_running; i++)
+            if (!current_task(s, a, msg->heartbeat->running[i]))
+                queue_kill(s, a, msg->heartbeat->running[i]);
+    }
+    for (size_t i = 0; i < msg->n_reports; i++)
+        handle_report(s, a, msg->reports[i]);
+    for (size_t i = 0; i < msg->n_assign_acks; i++) {
+        task_t *t = current_task(s, a, msg->assign_acks[i]);
+        if (t)
+            t->assign_acked = true;
+    }
+cleanup:
+    drover__agent_message__free_unpacked(msg, NULL);
+}
+
+void agents_tick(sched_t *s)
+{
+    int64_t now = util_mono_ms();
+    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+        if ((a->connected || a->n_tasks) &&
+            now - a->last_seen_mono > (int64_t)s->cfg.agent_timeout_ms) {
+            log_warn("agent %s lost: no heartbeat for %" PRId64 " ms; %zu attempts lost", a->name,
+                     now - a->last_seen_mono, a->n_tasks);
+            a->connected = false;
+            lose_all(s, a, "agent stopped answering");
+            sched_mark_agent(s, a);
+            continue;
+        }
+        if (!a->connected)
+            continue;
+        for (size_t i = 0; i < a->n_tasks; i++) {
+            task_t *t = a->tasks[i];
+            if (t->status == DROVER__TASK_STATUS__TASK_ASSIGNED && !t->assign_acked &&
+                now - t->assign_sent_mono > (int64_t)s->cfg.assign_resend_ms)
+                placer_send_assignment(s, t);
+        }
+    }
+}

@@ -1,0 +1,276 @@
+/* api — droverd's answers to the CLI (ApiRequest → ApiResponse).
+ *
+ * Each request is handled at once on the loop thread and its reply queued;
+ * sched.c sends it after the iteration's commit, so "submitted" means
+ * stored. Views point into the live model (no copies); the reply is packed
+ * before anything can change it.
+ */
+#include "sched_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define API_MAX_LIST     10000
+#define API_DEFAULT_LIST 100
+#define API_MAX_LOG      (4u << 20)
+
+static void set_error(Drover__ApiResponse *resp, char **owned, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_error(Drover__ApiResponse *resp, char **owned, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(owned, fmt, ap) < 0)
+        *owned = NULL;
+    va_end(ap);
+    resp->error = *owned ? *owned : (char *)"out of memory";
+}
+
+static void do_submit(sched_t *s, const Drover__SubmitRequest *req, Drover__ApiResponse *resp,
+                      char **err_owned)
+{
+    char err[1024];
+    spec_t *spec = NULL;
+    spec_kv_t *overrides = xcalloc(req->n_params, sizeof *overrides);
+    for (size_t i = 0; i < req->n_params; i++) {
+        overrides[i].key = req->params[i]->key;
+        overrides[i].value = req->params[i]->value;
+    }
+    const char *file = req->file && *req->file ? req->file : "<spec>";
+    if (spec_parse(file, (const char *)req->spec.data, req->spec.len, overrides, req->n_params,
+                   &spec, err, sizeof err) < 0) {
+        set_error(resp, err_owned, "%s", err);
+        goto cleanup;
+    }
+    run_t *r = dag_create_run(s, spec, file);
+    resp->run_id = r->rec->id;
+cleanup:
+    free(overrides);
+    spec_destroy(&spec);
+}
+
+/* Fill a run view; tasks only when with_tasks (they point into the run). */
+static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
+{
+    drover__run_view__init(v);
+    v->id = r->rec->id;
+    v->name = r->rec->name;
+    v->status = r->rec->status;
+    v->created_ms = r->rec->created_ms;
+    v->finished_ms = r->rec->finished_ms;
+    v->task_count = (uint32_t)r->n_tasks;
+    v->tasks_done = (uint32_t)(r->n_tasks - r->unfinished);
+    v->n_params = r->rec->n_params;
+    v->params = r->rec->params;
+    if (!with_tasks)
+        return;
+    v->n_tasks = r->n_tasks;
+    v->tasks = xcalloc(r->n_tasks, sizeof *v->tasks);
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        const task_t *t = &r->tasks[i];
+        Drover__TaskView *tv = xmalloc(sizeof *tv);
+        drover__task_view__init(tv);
+        tv->name = t->step->name;
+        tv->status = t->status;
+        tv->attempts = (uint32_t)t->n_attempts;
+        tv->reason = t->reason ? t->reason : (char *)"";
+        tv->retry_at_ms = t->retry_at_ms;
+        tv->retries_used = t->retries_used;
+        tv->preemptions = t->preemptions;
+        tv->n_history = t->n_attempts;
+        tv->history = t->attempts;
+        const Drover__AttemptRecord *a = dag_current_attempt(t);
+        if (a) {
+            tv->agent = a->agent;
+            tv->exit_code = a->exit_code;
+            tv->term_signal = a->term_signal;
+            tv->started_ms = a->started_ms;
+            tv->finished_ms = a->finished_ms;
+            tv->has_exit = a->finished_ms && a->term_signal == 0 &&
+                           (a->status == DROVER__TASK_STATUS__TASK_SUCCEEDED ||
+                            a->status == DROVER__TASK_STATUS__TASK_FAILED);
+        }
+        v->tasks[i] = tv;
+    }
+}
+
+static void free_run_view_tasks(Drover__RunView *v)
+{
+    for (size_t i = 0; i < v->n_tasks; i++)
+        free(v->tasks[i]);
+    free(v->tasks);
+}
+
+static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiResponse *resp,
+                    Drover__LogsView *lv, char **err_owned)
+{
+    run_t *r = dag_find_run(s, req->run_id);
+    if (!r) {
+        set_error(resp, err_owned, "no run '%s'", req->run_id);
+        return;
+    }
+    task_t *t = dag_find_task(r, req->task);
+    if (!t) {
+        set_error(resp, err_owned, "run %s has no step '%s'", r->rec->id, req->task);
+        return;
+    }
+    drover__logs_view__init(lv);
+    resp->logs = lv;
+    if (t->n_attempts == 0) {
+        lv->done = dag_task_final(t);
+        return;
+    }
+    uint32_t number = req->attempt ? req->attempt : (uint32_t)t->n_attempts;
+    if (number > t->n_attempts) {
+        set_error(resp, err_owned, "step '%s' of run %s has %zu attempts, not %u", req->task,
+                  r->rec->id, t->n_attempts, number);
+        resp->logs = NULL;
+        return;
+    }
+    const Drover__AttemptRecord *a = t->attempts[number - 1];
+    size_t max = req->max_bytes && req->max_bytes < API_MAX_LOG ? req->max_bytes : API_MAX_LOG;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = store_get_log(s->store, r->rec->id, t->index, number, req->offset, max, &data, &len);
+    if (rc < 0) {
+        set_error(resp, err_owned, "reading logs: %s", strerror(-rc));
+        resp->logs = NULL;
+        return;
+    }
+    lv->data.data = data;
+    lv->data.len = len;
+    lv->next_offset = req->offset + len;
+    lv->attempt = number;
+    lv->truncated = a->log_truncated;
+    lv->done = a->finished_ms != 0 && lv->next_offset >= a->log_bytes;
+}
+
+static void agent_view(const agent_t *a, Drover__AgentView *v)
+{
+    drover__agent_view__init(v);
+    v->name = a->name;
+    v->connected = a->connected;
+    v->drained = a->drained;
+    v->n_labels = a->n_labels;
+    v->labels = a->labels;
+    v->capacity = (Drover__Resources *)&a->capacity;
+    v->used = (Drover__Resources *)&a->used;
+    v->running = (uint32_t)a->n_tasks;
+    v->last_seen_ms = a->last_seen_ms;
+}
+
+void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
+{
+    Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
+    Drover__RunView run = DROVER__RUN_VIEW__INIT;
+    Drover__RunView **runs = NULL;
+    Drover__AgentView **agents = NULL;
+    Drover__LogsView logs;
+    char *err = NULL;
+    Drover__ApiRequest *req = drover__api_request__unpack(NULL, len, data);
+
+    if (!req) {
+        set_error(&resp, &err, "undecodable request (%zu bytes): is the CLI the same version?",
+                  len);
+        goto reply;
+    }
+    switch (req->op_case) {
+    case DROVER__API_REQUEST__OP_SUBMIT:
+        do_submit(s, req->submit, &resp, &err);
+        break;
+    case DROVER__API_REQUEST__OP_LIST_RUNS: {
+        size_t limit = req->list_runs->limit ? req->list_runs->limit : API_DEFAULT_LIST;
+        if (limit > API_MAX_LIST)
+            limit = API_MAX_LIST;
+        size_t n = s->n_runs < limit ? s->n_runs : limit;
+        runs = xcalloc(n, sizeof *runs);
+        for (size_t i = 0; i < n; i++) {
+            runs[i] = xmalloc(sizeof **runs);
+            run_view(s->runs[s->n_runs - 1 - i], runs[i], false); /* newest first */
+        }
+        resp.n_runs = n;
+        resp.runs = runs;
+        break;
+    }
+    case DROVER__API_REQUEST__OP_GET_RUN:
+    case DROVER__API_REQUEST__OP_CANCEL_RUN: {
+        const char *id = req->op_case == DROVER__API_REQUEST__OP_GET_RUN ? req->get_run->id
+                                                                         : req->cancel_run->id;
+        run_t *r = dag_find_run(s, id);
+        if (!r) {
+            set_error(&resp, &err, "no run '%s'", id);
+            break;
+        }
+        if (req->op_case == DROVER__API_REQUEST__OP_CANCEL_RUN) {
+            if (r->unfinished == 0) {
+                set_error(&resp, &err, "run %s already ended %s", id,
+                          util_run_status_name(r->rec->status));
+                break;
+            }
+            log_info("run %s cancelled", id);
+            dag_cancel_run(s, r);
+            resp.run_id = r->rec->id;
+            break;
+        }
+        run_view(r, &run, true);
+        resp.run = &run;
+        break;
+    }
+    case DROVER__API_REQUEST__OP_LOGS:
+        do_logs(s, req->logs, &resp, &logs, &err);
+        break;
+    case DROVER__API_REQUEST__OP_LIST_AGENTS: {
+        size_t n = zhashx_size(s->agents), i = 0;
+        agents = xcalloc(n, sizeof *agents);
+        for (agent_t *a = zhashx_first(s->agents); a && i < n; a = zhashx_next(s->agents)) {
+            if (!a->connected && a->capacity.cpu_milli == 0 && !a->n_tasks)
+                continue; /* spoke once, never registered */
+            agents[i] = xmalloc(sizeof **agents);
+            agent_view(a, agents[i++]);
+        }
+        resp.n_agents = i;
+        resp.agents = agents;
+        break;
+    }
+    case DROVER__API_REQUEST__OP_DRAIN_AGENT: {
+        agent_t *a = agents_find(s, req->drain_agent->name);
+        if (!a) {
+            set_error(&resp, &err, "no agent '%s'", req->drain_agent->name);
+            break;
+        }
+        a->drained = !req->drain_agent->undrain;
+        sched_mark_agent(s, a);
+        log_info("agent %s %s", a->name,
+                 a->drained ? "drained: no new work will be placed there" : "back in service");
+        break;
+    }
+    default:
+        set_error(&resp, &err, "unknown request: is the CLI newer than droverd?");
+    }
+
+reply:;
+    size_t n = drover__api_response__get_packed_size(&resp);
+    uint8_t *buf = xmalloc(n);
+    drover__api_response__pack(&resp, buf);
+    sched_queue_reply(s, identity, buf, n);
+
+    if (resp.logs)
+        free(resp.logs->data.data);
+    free_run_view_tasks(&run);
+    for (size_t i = 0; i < resp.n_runs; i++)
+        free(runs[i]);
+    free(runs);
+    for (size_t i = 0; i < resp.n_agents; i++)
+        free(agents[i]);
+    free(agents);
+    free(err);
+    if (req)
+        drover__api_request__free_unpacked(req, NULL);
+}

@@ -1,0 +1,160 @@
+/* placer — matches READY tasks to agents.
+ *
+ * A task fits an agent that is connected, not drained, carries every label
+ * the step's placement asks for, and has the cpu, memory and GPUs free
+ * (capacity minus what the scheduler itself has bound there, so placement
+ * never waits on a heartbeat). Among fitting agents the one with the most
+ * free cpu wins, which spreads work. The ready queue is walked in FIFO
+ * order; a task that fits nowhere stays queued and the walk goes on, up to
+ * a bound per pass so a long blocked queue costs little.
+ */
+#include "sched_internal.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define PLACER_MAX_MISSES 1024
+
+static const char *label_of(const agent_t *a, const char *key)
+{
+    for (size_t i = 0; i < a->n_labels; i++)
+        if (strcmp(a->labels[i]->key, key) == 0)
+            return a->labels[i]->value;
+    return NULL;
+}
+
+bool placer_fits(const agent_t *a, const task_t *t)
+{
+    const Drover__Resources *want = t->step->resources;
+    if (!a->connected || a->drained)
+        return false;
+    if (want) {
+        if ((uint64_t)a->used.cpu_milli + want->cpu_milli > a->capacity.cpu_milli)
+            return false;
+        if (want->memory_bytes &&
+            a->used.memory_bytes + want->memory_bytes > a->capacity.memory_bytes)
+            return false;
+        if ((uint64_t)a->used.gpus + want->gpus > a->capacity.gpus)
+            return false;
+    }
+    for (size_t i = 0; i < t->step->n_labels; i++) {
+        const char *have = label_of(a, t->step->labels[i]->key);
+        if (!have || strcmp(have, t->step->labels[i]->value) != 0)
+            return false;
+    }
+    return true;
+}
+
+void placer_bind(sched_t *s, agent_t *a, task_t *t)
+{
+    const Drover__Resources *want = t->step->resources;
+    if (a->n_tasks == a->cap_tasks) {
+        a->cap_tasks = a->cap_tasks ? a->cap_tasks * 2 : 8;
+        a->tasks = xrealloc(a->tasks, a->cap_tasks * sizeof *a->tasks);
+    }
+    t->agent = a;
+    t->agent_slot = a->n_tasks;
+    a->tasks[a->n_tasks++] = t;
+    if (want) {
+        a->used.cpu_milli += want->cpu_milli;
+        a->used.memory_bytes += want->memory_bytes;
+        a->used.gpus += want->gpus;
+    }
+}
+
+void placer_unbind(sched_t *s, task_t *t)
+{
+    agent_t *a = t->agent;
+    const Drover__Resources *want = t->step->resources;
+    if (!a)
+        return;
+    /* swap-remove from the agent's task list */
+    task_t *last = a->tasks[--a->n_tasks];
+    a->tasks[t->agent_slot] = last;
+    last->agent_slot = t->agent_slot;
+    if (want) {
+        a->used.cpu_milli -= want->cpu_milli;
+        a->used.memory_bytes -= want->memory_bytes;
+        a->used.gpus -= want->gpus;
+    }
+    t->agent = NULL;
+}
+
+void placer_send_assignment(sched_t *s, task_t *t)
+{
+    Drover__AttemptRecord *at = dag_current_attempt(t);
+    agent_out_t *out = sched_agent_out(s, t->agent);
+    Drover__Assignment *m = xmalloc(sizeof *m);
+    drover__assignment__init(m);
+    /* Strings point into the run and task, which outlive the send. */
+    m->attempt_id = at->id;
+    m->run_id = t->run->rec->id;
+    m->task = t->step->name;
+    m->attempt = at->number;
+    m->n_argv = t->step->n_argv;
+    m->argv = t->step->argv;
+    m->n_env = t->step->n_env;
+    m->env = t->step->env;
+    m->timeout_ms = t->step->timeout_ms;
+    m->resources = t->step->resources;
+    out->assigns = xrealloc(out->assigns, (out->n_assigns + 1) * sizeof *out->assigns);
+    out->assigns[out->n_assigns++] = m;
+    t->assign_sent_mono = util_mono_ms();
+}
+
+/* Start a new attempt of t on a. */
+static void assign(sched_t *s, agent_t *a, task_t *t)
+{
+    Drover__AttemptRecord *at = xmalloc(sizeof *at);
+    drover__attempt_record__init(at);
+    at->id = ++s->next_attempt;
+    s->counters_dirty = true;
+    at->number = (uint32_t)t->n_attempts + 1;
+    at->agent = xstrdup(a->name);
+    at->reason = xstrdup("");
+    at->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
+    t->attempts = xrealloc(t->attempts, (t->n_attempts + 1) * sizeof *t->attempts);
+    t->attempts[t->n_attempts++] = at;
+    t->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
+    t->assign_acked = false;
+    dag_ready_remove(s, t);
+    idmap_put(s->attempts, at->id, t);
+    placer_bind(s, a, t);
+    placer_send_assignment(s, t);
+    sched_mark_task(s, t);
+    log_debug("assign %s/%s attempt %u (id %" PRIu64 ") to %s", t->run->rec->id, t->step->name,
+              at->number, at->id, a->name);
+}
+
+void placer_place(sched_t *s)
+{
+    if (!s->ready_head)
+        return;
+    size_t n = zhashx_size(s->agents), n_cand = 0;
+    agent_t **cand = xcalloc(n, sizeof *cand);
+    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents))
+        if (a->connected && !a->drained)
+            cand[n_cand++] = a;
+    size_t misses = 0;
+    for (task_t *t = s->ready_head, *next; t && n_cand && misses < PLACER_MAX_MISSES; t = next) {
+        next = t->ready_next;
+        agent_t *best = NULL;
+        for (size_t i = 0; i < n_cand; i++) {
+            agent_t *a = cand[i];
+            if (!placer_fits(a, t))
+                continue;
+            if (!best || a->capacity.cpu_milli - a->used.cpu_milli >
+                             best->capacity.cpu_milli - best->used.cpu_milli)
+                best = a;
+        }
+        if (best)
+            assign(s, best, t);
+        else
+            misses++;
+    }
+    free(cand);
+}

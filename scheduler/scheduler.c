@@ -1,0 +1,441 @@
+/* scheduler — droverd's loop: sockets, group commit, outbound batches.
+ *
+ * One libev loop. Incoming messages (agents and API) are handled in
+ * bounded batches as they arrive; handlers change the in-memory model and
+ * mark what changed. A high-priority ev_prepare (run before the loop would
+ * block) then: places ready tasks, writes every dirty run, task, agent,
+ * counter and log chunk in ONE LMDB write transaction and commits it, and
+ * only then sends the queued assignments, kills, acks and API replies.
+ * So an acknowledgement or assignment never leaves before the state it
+ * reflects is on disk, and a burst of events costs one fsync.
+ */
+#include "sched_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sdnotify.h"
+#include "util.h"
+
+#define BATCH_MESSAGES 512
+#define TICK_SECONDS   0.1
+#define MAX_MESSAGE    (64 << 20)
+
+void sched_config_defaults(sched_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->listen = "tcp://127.0.0.1:7070";
+    cfg->agent_timeout_ms = 10000;
+    cfg->log_limit = 8u << 20;
+    cfg->assign_resend_ms = 2000;
+}
+
+/* ------------------------------------------------------------ marking */
+
+void sched_mark_run(sched_t *s, run_t *r)
+{
+    if (r->dirty)
+        return;
+    r->dirty = true;
+    r->dirty_next = s->dirty_runs;
+    s->dirty_runs = r;
+}
+
+void sched_mark_task(sched_t *s, task_t *t)
+{
+    if (t->dirty)
+        return;
+    t->dirty = true;
+    t->dirty_next = s->dirty_tasks;
+    s->dirty_tasks = t;
+}
+
+void sched_mark_agent(sched_t *s, agent_t *a)
+{
+    if (a->dirty)
+        return;
+    a->dirty = true;
+    a->dirty_next = s->dirty_agents;
+    s->dirty_agents = a;
+}
+
+agent_out_t *sched_agent_out(sched_t *s, agent_t *a)
+{
+    if (!a->out.queued) {
+        a->out.queued = true;
+        a->out_next = s->outbound;
+        s->outbound = a;
+    }
+    return &a->out;
+}
+
+void sched_queue_reregister(sched_t *s, const char *routing_id)
+{
+    if (s->n_reregister >= 4096)
+        return; /* the peer asks again with its next heartbeat */
+    s->reregister = xrealloc(s->reregister, (s->n_reregister + 1) * sizeof *s->reregister);
+    s->reregister[s->n_reregister++] = xstrdup(routing_id);
+}
+
+void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len)
+{
+    api_reply_t *r = xmalloc(sizeof *r);
+    r->identity = identity;
+    r->data = data;
+    r->len = len;
+    r->next = NULL;
+    *s->replies_tail = r;
+    s->replies_tail = &r->next;
+}
+
+/* ------------------------------------------------------------ commit */
+
+static int write_dirty(sched_t *s)
+{
+    int rc = 0;
+    for (run_t *r = s->dirty_runs; r && rc == 0; r = r->dirty_next)
+        rc = store_put_run(s->store, r->rec);
+    for (task_t *t = s->dirty_tasks; t && rc == 0; t = t->dirty_next) {
+        Drover__TaskRecord rec;
+        dag_task_record(t, &rec);
+        rc = store_put_task(s->store, t->run->rec->id, &rec);
+    }
+    for (agent_t *a = s->dirty_agents; a && rc == 0; a = a->dirty_next) {
+        Drover__AgentRecord rec;
+        agents_record(a, &rec);
+        rc = store_put_agent(s->store, &rec);
+    }
+    for (log_write_t *w = s->log_writes; w && rc == 0; w = w->next)
+        rc = store_put_log(s->store, w->run_id, w->task, w->attempt, w->offset, w->data, w->len);
+    if (rc == 0 && s->counters_dirty) {
+        rc = store_put_counter(s->store, "next_run", s->next_run);
+        if (rc == 0)
+            rc = store_put_counter(s->store, "next_attempt", s->next_attempt);
+    }
+    return rc;
+}
+
+static void clear_dirty(sched_t *s)
+{
+    for (run_t *r = s->dirty_runs, *n; r; r = n) {
+        n = r->dirty_next;
+        r->dirty = false;
+        r->dirty_next = NULL;
+    }
+    for (task_t *t = s->dirty_tasks, *n; t; t = n) {
+        n = t->dirty_next;
+        t->dirty = false;
+        t->dirty_next = NULL;
+    }
+    for (agent_t *a = s->dirty_agents, *n; a; a = n) {
+        n = a->dirty_next;
+        a->dirty = false;
+        a->dirty_next = NULL;
+    }
+    for (log_write_t *w = s->log_writes, *n; w; w = n) {
+        n = w->next;
+        free(w);
+    }
+    s->dirty_runs = NULL;
+    s->dirty_tasks = NULL;
+    s->dirty_agents = NULL;
+    s->log_writes = NULL;
+    s->log_writes_tail = &s->log_writes;
+    s->counters_dirty = false;
+}
+
+static int commit(sched_t *s)
+{
+    if (!s->dirty_runs && !s->dirty_tasks && !s->dirty_agents && !s->log_writes &&
+        !s->counters_dirty)
+        return 0;
+    int rc = store_begin(s->store);
+    if (rc == 0)
+        rc = write_dirty(s);
+    if (rc == 0)
+        rc = store_commit(s->store);
+    else
+        store_abort(s->store);
+    if (rc < 0)
+        return rc;
+    clear_dirty(s);
+    return 0;
+}
+
+/* ------------------------------------------------------------ sending */
+
+static void send_frames(zsock_t *sock, const void *id, size_t id_len, bool delimiter,
+                        const uint8_t *data, size_t len)
+{
+    zmsg_t *m = zmsg_new();
+    zmsg_addmem(m, id, id_len);
+    if (delimiter)
+        zmsg_addmem(m, NULL, 0);
+    zmsg_addmem(m, data, len);
+    if (zmsg_send(&m, sock) < 0) {
+        /* Unreachable peer or full queue: the reliability layer re-sends. */
+        log_debug("zmsg_send: %s", zmq_strerror(zmq_errno()));
+        zmsg_destroy(&m);
+    }
+}
+
+static void send_agent_batch(sched_t *s, agent_t *a)
+{
+    agent_out_t *o = &a->out;
+    Drover__SchedulerMessage m = DROVER__SCHEDULER_MESSAGE__INIT;
+    m.registered = o->registered;
+    m.refused = (char *)(o->refused ? o->refused : "");
+    m.n_acks = o->n_acks;
+    m.acks = o->acks;
+    m.n_assigns = o->n_assigns;
+    m.assigns = o->assigns;
+    m.n_kills = o->n_kills;
+    m.kills = o->kills;
+    m.heartbeat_ack = o->heartbeat_ack;
+    size_t n = drover__scheduler_message__get_packed_size(&m);
+    uint8_t *buf = xmalloc(n);
+    drover__scheduler_message__pack(&m, buf);
+    send_frames(s->agents_sock, a->name, strlen(a->name), false, buf, n);
+    free(buf);
+    for (size_t i = 0; i < o->n_assigns; i++)
+        free(o->assigns[i]);
+    free(o->assigns);
+    free(o->kills);
+    free(o->acks);
+    memset(o, 0, sizeof *o);
+}
+
+static void send_all(sched_t *s)
+{
+    for (agent_t *a = s->outbound, *n; a; a = n) {
+        n = a->out_next;
+        a->out_next = NULL;
+        send_agent_batch(s, a);
+    }
+    s->outbound = NULL;
+    if (s->n_reregister) {
+        Drover__SchedulerMessage m = DROVER__SCHEDULER_MESSAGE__INIT;
+        m.reregister = true;
+        uint8_t buf[16];
+        size_t n = drover__scheduler_message__pack(&m, buf);
+        for (size_t i = 0; i < s->n_reregister; i++) {
+            send_frames(s->agents_sock, s->reregister[i], strlen(s->reregister[i]), false, buf, n);
+            free(s->reregister[i]);
+        }
+        s->n_reregister = 0;
+    }
+    for (api_reply_t *r = s->replies, *n; r; r = n) {
+        n = r->next;
+        send_frames(s->api_sock, zframe_data(r->identity), zframe_size(r->identity), true, r->data,
+                    r->len);
+        zframe_destroy(&r->identity);
+        free(r->data);
+        free(r);
+    }
+    s->replies = NULL;
+    s->replies_tail = &s->replies;
+}
+
+/* Runs before the loop blocks: place, commit, then send. */
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    sched_t *s = w->data;
+    placer_place(s);
+    int rc = commit(s);
+    if (rc < 0) {
+        /* Nothing that depends on the lost transaction may leave. Stop: a
+         * restart reloads the last durable state. */
+        log_error("store commit failed (%s): stopping without sending", strerror(-rc));
+        s->fatal = rc;
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    send_all(s);
+}
+
+/* ------------------------------------------------------------ receiving */
+
+static void on_agents_readable(void *arg)
+{
+    sched_t *s = arg;
+    for (int i = 0; i < BATCH_MESSAGES; i++) {
+        zmsg_t *m = zmsg_recv(s->agents_sock);
+        if (!m)
+            break;
+        zframe_t *id = zmsg_pop(m);
+        zframe_t *body = zmsg_pop(m);
+        if (id && body && zmsg_size(m) == 0)
+            agents_handle(s, id, zframe_data(body), zframe_size(body));
+        else
+            log_warn("agents socket: message with unexpected framing dropped");
+        zframe_destroy(&id);
+        zframe_destroy(&body);
+        zmsg_destroy(&m);
+    }
+}
+
+static void on_api_readable(void *arg)
+{
+    sched_t *s = arg;
+    for (int i = 0; i < BATCH_MESSAGES; i++) {
+        zmsg_t *m = zmsg_recv(s->api_sock);
+        if (!m)
+            break;
+        zframe_t *id = zmsg_pop(m);
+        zframe_t *delim = zmsg_pop(m);
+        zframe_t *body = zmsg_pop(m);
+        if (id && delim && body && zframe_size(delim) == 0 && zmsg_size(m) == 0)
+            api_handle(s, id, zframe_data(body), zframe_size(body)); /* takes id */
+        else {
+            log_warn("api socket: request with unexpected framing dropped");
+            zframe_destroy(&id);
+        }
+        zframe_destroy(&delim);
+        zframe_destroy(&body);
+        zmsg_destroy(&m);
+    }
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    sched_t *s = w->data;
+    dag_retry_due(s, util_now_ms());
+    agents_tick(s);
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_info("signal %d: stopping", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* ------------------------------------------------------------ setup */
+
+static zsock_t *bind_router(const char *endpoint)
+{
+    zsock_t *sock = zsock_new(ZMQ_ROUTER);
+    if (!sock)
+        return NULL;
+    zsock_set_router_handover(sock, 1);
+    zsock_set_router_mandatory(sock, 1);
+    zsock_set_rcvtimeo(sock, 0);
+    zsock_set_sndtimeo(sock, 0);
+    zsock_set_sndhwm(sock, 100000);
+    zsock_set_rcvhwm(sock, 100000);
+    zsock_set_maxmsgsize(sock, MAX_MESSAGE);
+    zsock_set_linger(sock, 0);
+    if (zsock_bind(sock, "%s", endpoint) < 0) {
+        log_error("zmq_bind(%s): %s", endpoint, zmq_strerror(zmq_errno()));
+        zsock_destroy(&sock);
+        return NULL;
+    }
+    return sock;
+}
+
+sched_t *sched_new(const sched_config_t *cfg)
+{
+    char err[512];
+    sched_t *s = xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    s->log_writes_tail = &s->log_writes;
+    s->replies_tail = &s->replies;
+    s->api_endpoint = cfg->api ? xstrdup(cfg->api) : xasprintf("ipc://%s/api.sock", cfg->state_dir);
+    s->runs_by_id = zhashx_new();
+    s->agents = zhashx_new();
+    s->attempts = idmap_new();
+    zsys_init();
+    zsys_handler_set(NULL); /* signals are ours (ev_signal) */
+
+    s->store = store_new(cfg->state_dir, err, sizeof err);
+    if (!s->store) {
+        log_error("state dir %s: %s", cfg->state_dir, err);
+        goto fail;
+    }
+    int rc = dag_load(s);
+    if (rc < 0) {
+        log_error("loading state from %s: %s", cfg->state_dir, strerror(-rc));
+        goto fail;
+    }
+    s->agents_sock = bind_router(cfg->listen);
+    s->api_sock = bind_router(s->api_endpoint);
+    if (!s->agents_sock || !s->api_sock)
+        goto fail;
+
+    s->loop = EV_DEFAULT;
+    s->agents_zev = zev_new(s->loop, zsock_resolve(s->agents_sock), on_agents_readable, s);
+    s->api_zev = zev_new(s->loop, zsock_resolve(s->api_sock), on_api_readable, s);
+    if (!s->agents_zev || !s->api_zev)
+        goto fail;
+    ev_prepare_init(&s->flush_w, on_flush);
+    ev_set_priority(&s->flush_w, EV_MAXPRI);
+    s->flush_w.data = s;
+    ev_prepare_start(s->loop, &s->flush_w);
+    ev_timer_init(&s->tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
+    s->tick_w.data = s;
+    ev_timer_start(s->loop, &s->tick_w);
+    ev_signal_init(&s->sigint_w, on_stop_signal, SIGINT);
+    ev_signal_init(&s->sigterm_w, on_stop_signal, SIGTERM);
+    ev_signal_start(s->loop, &s->sigint_w);
+    ev_signal_start(s->loop, &s->sigterm_w);
+    signal(SIGPIPE, SIG_IGN);
+    return s;
+fail:
+    sched_destroy(&s);
+    return NULL;
+}
+
+int sched_run(sched_t *s)
+{
+    char status[256];
+    snprintf(status, sizeof status, "agents on %s, api on %s", s->cfg.listen, s->api_endpoint);
+    log_info("droverd serving: %s, state in %s", status, s->cfg.state_dir);
+    sdnotify_ready(s->loop, &s->watchdog_w, status);
+    ev_run(s->loop, 0);
+    sdnotify_stopping();
+    return s->fatal;
+}
+
+void sched_destroy(sched_t **sp)
+{
+    if (!sp || !*sp)
+        return;
+    sched_t *s = *sp;
+    if (s->loop) {
+        ev_prepare_stop(s->loop, &s->flush_w);
+        ev_timer_stop(s->loop, &s->tick_w);
+        ev_timer_stop(s->loop, &s->watchdog_w);
+        ev_signal_stop(s->loop, &s->sigint_w);
+        ev_signal_stop(s->loop, &s->sigterm_w);
+    }
+    if (!s->fatal && s->store)
+        commit(s); /* nothing should be pending, but never drop a change */
+    zev_destroy(&s->agents_zev);
+    zev_destroy(&s->api_zev);
+    zsock_destroy(&s->agents_sock);
+    zsock_destroy(&s->api_sock);
+    for (agent_t *a = s->outbound; a; a = a->out_next)
+        a->out.queued = false;
+    for (api_reply_t *r = s->replies, *n; r; r = n) {
+        n = r->next;
+        zframe_destroy(&r->identity);
+        free(r->data);
+        free(r);
+    }
+    for (size_t i = 0; i < s->n_reregister; i++)
+        free(s->reregister[i]);
+    free(s->reregister);
+    clear_dirty(s);
+    dag_free_all(s);
+    if (s->agents)
+        agents_free_all(s);
+    zhashx_destroy(&s->agents);
+    zhashx_destroy(&s->runs_by_id);
+    idmap_destroy(&s->attempts);
+    store_destroy(&s->store);
+    free(s->api_endpoint);
+    free(s);
+    *sp = NULL;
+}

@@ -1,0 +1,39 @@
+/* scheduler — droverd: the scheduler's event loop and its configuration.
+ *
+ * sched_new() opens the store, reloads every run, task and agent, binds
+ * the agents socket (ROUTER) and the API socket (ROUTER), and sched_run()
+ * serves until SIGINT/SIGTERM. Each loop iteration handles a bounded batch
+ * of messages, places ready tasks, commits every change in one LMDB write
+ * transaction, and only then sends the replies and assignments that depend
+ * on it (durable first, then act).
+ */
+#ifndef DROVER_SCHEDULER_H
+#define DROVER_SCHEDULER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *state_dir;
+    const char *listen;        /* agents endpoint */
+    const char *api;           /* API endpoint; NULL = ipc://STATE_DIR/api.sock */
+    uint64_t agent_timeout_ms; /* no heartbeat for this long → agent lost */
+    uint64_t log_limit;        /* stored log bytes per attempt */
+    uint64_t assign_resend_ms; /* re-send unacknowledged assignments after */
+} sched_config_t;
+
+typedef struct sched sched_t;
+
+/* Default configuration values (state_dir left NULL). */
+void sched_config_defaults(sched_config_t *cfg);
+
+/* Open state and bind sockets. NULL on failure (the reason is logged). */
+sched_t *sched_new(const sched_config_t *cfg);
+
+/* Serve until a stop signal. Returns 0, or -errno if the store failed. */
+int sched_run(sched_t *s);
+
+/* Close sockets and store, free everything; NULLs the pointer. */
+void sched_destroy(sched_t **s);
+
+#endif

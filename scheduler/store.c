@@ -1,0 +1,409 @@
+/* store — see store.h.
+ *
+ * One LMDB environment, five named databases. The environment is opened
+ * with default (fully durable) sync settings: a commit returns only once
+ * the data is on disk. The map is sized generously up front (it is sparse)
+ * and MDB_MAP_FULL surfaces as -ENOSPC.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define STORE_MAP_SIZE (64ULL << 30)
+#define KEY_MAX        512
+
+struct store {
+    int lock_fd; /* flock'd: one droverd per state dir */
+    MDB_env *env;
+    MDB_dbi meta, runs, tasks, agents, logs;
+    MDB_txn *txn; /* the open write transaction, or NULL */
+};
+
+static int lmdb_errno(int rc)
+{
+    if (rc == MDB_MAP_FULL)
+        return -ENOSPC;
+    return rc > 0 ? -rc : -EIO;
+}
+
+static int check_schema(store_t *s, MDB_txn *txn, char *err, size_t errlen)
+{
+    MDB_val key = {.mv_size = 6, .mv_data = "schema"}, val;
+    char want[16];
+    snprintf(want, sizeof want, "%d", STORE_SCHEMA_VERSION);
+    int rc = mdb_get(txn, s->meta, &key, &val);
+    if (rc == MDB_NOTFOUND) {
+        val.mv_size = strlen(want);
+        val.mv_data = want;
+        rc = mdb_put(txn, s->meta, &key, &val, 0);
+        if (rc)
+            snprintf(err, errlen, "mdb_put(schema): %s", mdb_strerror(rc));
+        return rc ? lmdb_errno(rc) : 0;
+    }
+    if (rc) {
+        snprintf(err, errlen, "mdb_get(schema): %s", mdb_strerror(rc));
+        return lmdb_errno(rc);
+    }
+    if (val.mv_size != strlen(want) || memcmp(val.mv_data, want, val.mv_size) != 0) {
+        snprintf(err, errlen, "state dir has schema version %.*s; this droverd reads version %s",
+                 (int)(val.mv_size > 16 ? 16 : val.mv_size), (const char *)val.mv_data, want);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* Take the state dir's lock file; LMDB itself would let two droverds
+ * share the environment and each believe it owns every run. */
+static int lock_dir(store_t *s, const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/droverd.lock", dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "open(%s): %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(s->lock_fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, errlen, "%s is in use by another droverd%s%s%s", dir, pid[0] ? " (pid " : "",
+                 pid, pid[0] ? ")" : "");
+        return e == EWOULDBLOCK ? -EBUSY : -e;
+    }
+    char line[32];
+    int len = snprintf(line, sizeof line, "%d\n", (int)getpid());
+    if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, line, (size_t)len, 0) < 0)
+        log_warn("writing %s: %s", path, strerror(errno));
+    return 0;
+}
+
+store_t *store_new(const char *dir, char *err, size_t errlen)
+{
+    store_t *s = xcalloc(1, sizeof *s);
+    MDB_txn *txn = NULL;
+    s->lock_fd = -1;
+    int rc = util_mkdir_p(dir, 0750);
+    if (rc < 0) {
+        snprintf(err, errlen, "mkdir(%s): %s", dir, strerror(-rc));
+        goto fail;
+    }
+    if (lock_dir(s, dir, err, errlen) < 0)
+        goto fail;
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
+        (rc = mdb_env_set_mapsize(s->env, STORE_MAP_SIZE))) {
+        snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
+        goto fail;
+    }
+    if ((rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0640))) {
+        snprintf(err, errlen, "mdb_env_open(%s): %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn))) {
+        snprintf(err, errlen, "mdb_txn_begin: %s", mdb_strerror(rc));
+        goto fail;
+    }
+    if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
+        (rc = mdb_dbi_open(txn, "runs", MDB_CREATE, &s->runs)) ||
+        (rc = mdb_dbi_open(txn, "tasks", MDB_CREATE, &s->tasks)) ||
+        (rc = mdb_dbi_open(txn, "agents", MDB_CREATE, &s->agents)) ||
+        (rc = mdb_dbi_open(txn, "logs", MDB_CREATE, &s->logs))) {
+        snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
+        goto fail;
+    }
+    if (check_schema(s, txn, err, errlen) < 0)
+        goto fail;
+    if ((rc = mdb_txn_commit(txn))) {
+        txn = NULL;
+        snprintf(err, errlen, "mdb_txn_commit: %s", mdb_strerror(rc));
+        goto fail;
+    }
+    return s;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (s->env)
+        mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    free(s);
+    return NULL;
+}
+
+void store_destroy(store_t **store)
+{
+    if (!store || !*store)
+        return;
+    store_abort(*store);
+    mdb_env_close((*store)->env);
+    close((*store)->lock_fd);
+    free(*store);
+    *store = NULL;
+}
+
+int store_begin(store_t *s)
+{
+    if (s->txn)
+        return -EBUSY;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &s->txn);
+    if (rc) {
+        s->txn = NULL;
+        log_error("mdb_txn_begin: %s", mdb_strerror(rc));
+        return lmdb_errno(rc);
+    }
+    return 0;
+}
+
+int store_commit(store_t *s)
+{
+    if (!s->txn)
+        return -EINVAL;
+    int rc = mdb_txn_commit(s->txn);
+    s->txn = NULL;
+    if (rc) {
+        log_error("mdb_txn_commit: %s", mdb_strerror(rc));
+        return lmdb_errno(rc);
+    }
+    return 0;
+}
+
+void store_abort(store_t *s)
+{
+    if (s->txn)
+        mdb_txn_abort(s->txn);
+    s->txn = NULL;
+}
+
+/* Pack msg and put it under key in dbi of the open transaction. */
+static int put_message(store_t *s, MDB_dbi dbi, const void *kdata, size_t klen,
+                       const ProtobufCMessage *msg)
+{
+    if (!s->txn)
+        return -EINVAL;
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    MDB_val key = {.mv_size = klen, .mv_data = (void *)kdata};
+    MDB_val val = {.mv_size = n, .mv_data = NULL};
+    /* MDB_RESERVE: pack straight into the page, no intermediate buffer. */
+    int rc = mdb_put(s->txn, dbi, &key, &val, MDB_RESERVE);
+    if (rc) {
+        log_error("mdb_put: %s", mdb_strerror(rc));
+        return lmdb_errno(rc);
+    }
+    protobuf_c_message_pack(msg, val.mv_data);
+    return 0;
+}
+
+static size_t task_key(uint8_t *buf, const char *run_id, uint32_t index)
+{
+    size_t n = strnlen(run_id, 128);
+    memcpy(buf, run_id, n);
+    buf[n++] = 0;
+    for (int i = 3; i >= 0; i--)
+        buf[n++] = (uint8_t)(index >> (i * 8));
+    return n;
+}
+
+static size_t log_key(uint8_t *buf, const char *run_id, uint32_t task, uint32_t attempt,
+                      uint64_t offset)
+{
+    size_t n = task_key(buf, run_id, task);
+    for (int i = 3; i >= 0; i--)
+        buf[n++] = (uint8_t)(attempt >> (i * 8));
+    for (int i = 7; i >= 0; i--)
+        buf[n++] = (uint8_t)(offset >> (i * 8));
+    return n;
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int store_put_run(store_t *s, const Drover__RunRecord *run)
+{
+    return put_message(s, s->runs, run->id, strlen(run->id), &run->base);
+}
+
+int store_put_task(store_t *s, const char *run_id, const Drover__TaskRecord *task)
+{
+    uint8_t key[KEY_MAX];
+    size_t n = task_key(key, run_id, task->index);
+    return put_message(s, s->tasks, key, n, &task->base);
+}
+
+int store_put_agent(store_t *s, const Drover__AgentRecord *agent)
+{
+    return put_message(s, s->agents, agent->name, strlen(agent->name), &agent->base);
+}
+
+int store_put_counter(store_t *s, const char *name, uint64_t value)
+{
+    if (!s->txn)
+        return -EINVAL;
+    MDB_val key = {.mv_size = strlen(name), .mv_data = (void *)name};
+    MDB_val val = {.mv_size = sizeof value, .mv_data = &value};
+    int rc = mdb_put(s->txn, s->meta, &key, &val, 0);
+    return rc ? lmdb_errno(rc) : 0;
+}
+
+int store_put_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,
+                  const uint8_t *data, size_t len)
+{
+    if (!s->txn)
+        return -EINVAL;
+    uint8_t kbuf[KEY_MAX];
+    MDB_val key = {.mv_size = log_key(kbuf, run_id, task, attempt, offset), .mv_data = kbuf};
+    MDB_val val = {.mv_size = len, .mv_data = (void *)data};
+    int rc = mdb_put(s->txn, s->logs, &key, &val, 0);
+    return rc ? lmdb_errno(rc) : 0;
+}
+
+uint64_t store_get_counter(store_t *s, const char *name)
+{
+    MDB_txn *txn;
+    uint64_t value = 0;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+        return 0;
+    MDB_val key = {.mv_size = strlen(name), .mv_data = (void *)name}, val;
+    if (mdb_get(txn, s->meta, &key, &val) == 0 && val.mv_size == sizeof value)
+        memcpy(&value, val.mv_data, sizeof value);
+    mdb_txn_abort(txn);
+    return value;
+}
+
+/* Walk one database, unpacking each value with desc and calling fn. */
+static int load_db(store_t *s, MDB_txn *txn, MDB_dbi dbi, const ProtobufCMessageDescriptor *desc,
+                   void (*fn)(const MDB_val *key, const ProtobufCMessage *msg, void *arg),
+                   void *arg)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc)
+        return lmdb_errno(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, val.mv_size, val.mv_data);
+        if (!msg) {
+            log_error("store: undecodable record of %zu bytes in %s; skipped", val.mv_size,
+                      desc->name);
+            continue;
+        }
+        fn(&key, msg, arg);
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
+}
+
+static void load_run(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
+{
+    const store_loader_t *l = arg;
+    l->run((const Drover__RunRecord *)msg, l->arg);
+}
+
+static void load_task(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
+{
+    const store_loader_t *l = arg;
+    const char *run_id = key->mv_data;
+    if (!memchr(run_id, 0, key->mv_size))
+        return;
+    l->task(run_id, (const Drover__TaskRecord *)msg, l->arg);
+}
+
+static void load_agent(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
+{
+    const store_loader_t *l = arg;
+    l->agent((const Drover__AgentRecord *)msg, l->arg);
+}
+
+int store_load(store_t *s, const store_loader_t *loader)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    store_loader_t *l = (store_loader_t *)loader;
+    if ((rc = load_db(s, txn, s->runs, &drover__run_record__descriptor, load_run, l)) == 0 &&
+        (rc = load_db(s, txn, s->tasks, &drover__task_record__descriptor, load_task, l)) == 0)
+        rc = load_db(s, txn, s->agents, &drover__agent_record__descriptor, load_agent, l);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int store_get_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,
+                  size_t max, uint8_t **out, size_t *len)
+{
+    uint8_t kbuf[KEY_MAX];
+    size_t prefix = log_key(kbuf, run_id, task, attempt, 0) - 8;
+    MDB_val key = {.mv_size = prefix + 8, .mv_data = kbuf}, val;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc;
+
+    log_key(kbuf, run_id, task, attempt, offset);
+    *out = NULL;
+    *len = 0;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) ||
+        (rc = mdb_cursor_open(txn, s->logs, &cur))) {
+        rc = lmdb_errno(rc);
+        goto cleanup;
+    }
+    /* The chunk holding offset starts at or before it: find the first chunk
+     * starting after offset, then step back one. */
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    if (rc == 0 && key.mv_size == prefix + 8 && memcmp(key.mv_data, kbuf, prefix) == 0 &&
+        be64((uint8_t *)key.mv_data + prefix) == offset) {
+        /* exact hit */
+    } else {
+        rc = rc == 0 ? mdb_cursor_get(cur, &key, &val, MDB_PREV)
+                     : mdb_cursor_get(cur, &key, &val, MDB_LAST);
+    }
+    buf = xmalloc(max ? max : 1);
+    while (rc == 0 && n < max) {
+        if (key.mv_size != prefix + 8 || memcmp(key.mv_data, kbuf, prefix) != 0)
+            break;
+        uint64_t start = be64((uint8_t *)key.mv_data + prefix);
+        uint64_t end = start + val.mv_size;
+        uint64_t want = offset + n;
+        if (start > want)
+            break; /* a gap: stop at what is contiguous */
+        if (end > want) {
+            size_t take = (size_t)(end - want);
+            if (take > max - n)
+                take = max - n;
+            memcpy(buf + n, (uint8_t *)val.mv_data + (want - start), take);
+            n += take;
+        }
+        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    }
+    rc = 0;
+    *out = buf;
+    *len = n;
+    buf = NULL;
+cleanup:
+    free(buf);
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}

@@ -1,0 +1,70 @@
+/* store — droverd's durable state in one LMDB environment.
+ *
+ * Named databases: meta (schema version, id counters), runs (run id →
+ * RunRecord), tasks (run id + index → TaskRecord), agents (name →
+ * AgentRecord), logs (run id + task + attempt + byte offset → chunk).
+ * Values are protobuf-encoded (proto/drover.proto).
+ *
+ * Writes are grouped: the scheduler opens one write transaction per loop
+ * iteration (store_begin), puts every record that changed, and commits
+ * (store_commit) before sending any message that depends on them. A failed
+ * commit leaves the previous durable state untouched.
+ */
+#ifndef DROVER_STORE_H
+#define DROVER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drover.pb-c.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+typedef struct store store_t;
+
+/* Open (creating if needed) the environment in dir. Refuses a state dir
+ * written with another schema version. NULL on failure, with a reason in
+ * err. */
+store_t *store_new(const char *dir, char *err, size_t errlen);
+
+/* Close and NULL the pointer; accepts NULL. Aborts an open transaction. */
+void store_destroy(store_t **store);
+
+/* Start the write transaction the put functions use. 0 or -errno. */
+int store_begin(store_t *s);
+
+/* Make everything put since store_begin durable. 0 or -errno; on failure
+ * nothing of the transaction is stored. */
+int store_commit(store_t *s);
+
+/* Drop the open write transaction, if any. */
+void store_abort(store_t *s);
+
+/* Puts (inside store_begin/store_commit). 0 or -errno. */
+int store_put_run(store_t *s, const Drover__RunRecord *run);
+int store_put_task(store_t *s, const char *run_id, const Drover__TaskRecord *task);
+int store_put_agent(store_t *s, const Drover__AgentRecord *agent);
+int store_put_counter(store_t *s, const char *name, uint64_t value);
+int store_put_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,
+                  const uint8_t *data, size_t len);
+
+/* A counter's value (0 if never set), read in its own read transaction. */
+uint64_t store_get_counter(store_t *s, const char *name);
+
+/* Startup load: calls each callback once per record in key order; records
+ * are unpacked and freed by the store after the callback returns (copy what
+ * you keep). Tasks come grouped by run, after all runs. 0 or -errno. */
+typedef struct {
+    void (*run)(const Drover__RunRecord *run, void *arg);
+    void (*task)(const char *run_id, const Drover__TaskRecord *task, void *arg);
+    void (*agent)(const Drover__AgentRecord *agent, void *arg);
+    void *arg;
+} store_loader_t;
+int store_load(store_t *s, const store_loader_t *loader);
+
+/* Copy up to max bytes of one attempt's log starting at offset into a new
+ * buffer (*out, caller frees, may be NULL when *len is 0). 0 or -errno. */
+int store_get_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,
+                  size_t max, uint8_t **out, size_t *len);
+
+#endif

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Install the Debian packages drover needs to build, test and run its demo.
+# Does nothing (and needs no network) when every package is already present.
+set -eu
+PKGS="build-essential cmake pkg-config clang-format python3
+libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
+libev-dev libssl-dev libcriterion-dev libsodium-dev libyaml-dev
+libcurl4-openssl-dev libsystemd-dev"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

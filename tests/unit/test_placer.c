@@ -1,0 +1,353 @@
+/* test_placer — which READY task goes to which agent.
+ *
+ * On a real droverd (temp state dir, loop not run), agents register
+ * through the agents protocol and runs come from specs; placer_place() is
+ * called directly. Checked: cpu, memory and GPU requests against what is
+ * free (capacity minus what droverd has bound there), labels (all must
+ * match), drained and disconnected agents, spreading to the least loaded
+ * agent, FIFO order with blocked tasks skipped, and resources coming back
+ * when a task ends.
+ */
+#define DROVER_TEST_SCHED
+#include "helpers.h"
+
+static char *dir;
+static sched_t *s;
+
+static void setup(void)
+{
+    dir = h_tmpdir();
+    s = h_sched_open(dir);
+}
+
+static void teardown(void)
+{
+    h_sched_close(&s);
+    util_rm_rf(dir);
+    free(dir);
+}
+
+TestSuite(placer, .init = setup, .fini = teardown, .timeout = 60);
+
+#define ST(x) DROVER__TASK_STATUS__TASK_##x
+#define GiB   (1ull << 30)
+
+static void expect_status(const task_t *t, Drover__TaskStatus want)
+{
+    cr_assert_eq(t->status, want, "task %s is %s, want %s", t->step->name,
+                 util_task_status_name(t->status), util_task_status_name(want));
+}
+
+static void expect_on(const task_t *t, const agent_t *a)
+{
+    expect_status(t, ST(ASSIGNED));
+    cr_assert_eq(t->agent, a, "task %s on %s, want %s", t->step->name,
+                 t->agent ? t->agent->name : "(none)", a->name);
+    cr_assert_str_eq(dag_current_attempt(t)->agent, a->name);
+}
+
+static void expect_waiting_for_room(const task_t *t)
+{
+    expect_status(t, ST(READY));
+    cr_assert(h_in_ready_queue(s, t), "task %s left the ready queue", t->step->name);
+    cr_assert_null(t->agent);
+    cr_assert_eq(t->n_attempts, 0, "no attempt was started for %s", t->step->name);
+}
+
+Test(placer, gpu_request_needs_a_gpu_agent)
+{
+    run_t *r = h_submit(s, "name: g\n"
+                           "steps:\n"
+                           "  - {name: train, command: [x], resources: {cpu: 1, gpu: 1}}\n");
+    task_t *t = h_task(r, "train");
+    agent_t *cpu_only = h_register(s, "cpu-only", 32000, 64 * GiB, 0, NULL);
+    placer_place(s);
+    expect_waiting_for_room(t);
+    cr_assert_not(placer_fits(cpu_only, t));
+
+    agent_t *gpu = h_register(s, "gpu", 4000, 16 * GiB, 1, NULL);
+    cr_assert(placer_fits(gpu, t));
+    placer_place(s);
+    expect_on(t, gpu);
+    cr_assert_eq(gpu->used.gpus, 1);
+    cr_assert_eq(cpu_only->n_tasks, 0);
+}
+
+Test(placer, second_gpu_task_waits_for_the_first)
+{
+    run_t *r = h_submit(s, "name: g\n"
+                           "steps:\n"
+                           "  - {name: one, command: [x], resources: {cpu: 1, gpu: 1}}\n"
+                           "  - {name: two, command: [x], resources: {cpu: 1, gpu: 1}}\n");
+    task_t *one = h_task(r, "one"), *two = h_task(r, "two");
+    agent_t *a = h_register(s, "gpu", 16000, 64 * GiB, 1, NULL);
+    placer_place(s);
+    expect_on(one, a);
+    expect_waiting_for_room(two);
+    cr_assert_not(placer_fits(a, two), "the only GPU is taken");
+    placer_place(s); /* placing again changes nothing */
+    expect_waiting_for_room(two);
+
+    h_exit(s, one, 0);
+    cr_assert_eq(a->used.gpus, 0, "the GPU is released when the task ends");
+    placer_place(s);
+    expect_on(two, a);
+}
+
+Test(placer, cpu_and_memory_limit_what_fits)
+{
+    run_t *r = h_submit(s, "name: m\n"
+                           "steps:\n"
+                           "  - {name: a, command: [x], resources: {cpu: 1, memory: 512Mi}}\n"
+                           "  - {name: b, command: [x], resources: {cpu: 1, memory: 512Mi}}\n"
+                           "  - {name: c, command: [x], resources: {cpu: 1, memory: 512Mi}}\n"
+                           "  - {name: huge, command: [x], resources: {cpu: 1, memory: 4Gi}}\n"
+                           "  - {name: cpu2, command: [x], resources: {cpu: 2}}\n");
+    task_t *a = h_task(r, "a"), *b = h_task(r, "b"), *c = h_task(r, "c"), *huge = h_task(r, "huge"),
+           *cpu2 = h_task(r, "cpu2");
+    /* 3.5 cores, 1 GiB. */
+    agent_t *n = h_register(s, "n1", 3500, 1 * GiB, 0, NULL);
+    placer_place(s);
+    expect_on(a, n);
+    expect_on(b, n);
+    expect_waiting_for_room(c);    /* memory: 1 GiB is used up */
+    expect_waiting_for_room(huge); /* never fits 1 GiB */
+    expect_waiting_for_room(cpu2); /* 1.5 cores left (no memory asked) */
+    cr_assert_eq(n->used.cpu_milli, 2000);
+    cr_assert_eq(n->used.memory_bytes, 1 * GiB);
+
+    h_exit(s, a, 0);
+    cr_assert_eq(n->used.memory_bytes, 512ull << 20);
+    placer_place(s);
+    expect_on(c, n); /* FIFO: c was queued before cpu2 */
+    expect_waiting_for_room(cpu2);
+    h_exit(s, b, 0);
+    placer_place(s);
+    expect_on(cpu2, n);
+    cr_assert_eq(n->used.cpu_milli, 3000);
+    expect_waiting_for_room(huge);
+}
+
+Test(placer, blocked_task_does_not_hold_up_the_queue)
+{
+    run_t *r = h_submit(s, "name: q\n"
+                           "steps:\n"
+                           "  - {name: big, command: [x], resources: {cpu: 64}}\n"
+                           "  - {name: small, command: [x], resources: {cpu: 1}}\n");
+    agent_t *a = h_register(s, "n1", 4000, 0, 0, NULL);
+    placer_place(s);
+    expect_waiting_for_room(h_task(r, "big"));
+    expect_on(h_task(r, "small"), a);
+}
+
+Test(placer, every_label_must_match)
+{
+    run_t *r = h_submit(s, "name: l\n"
+                           "steps:\n"
+                           "  - name: t\n"
+                           "    command: [x]\n"
+                           "    placement: {labels: {pool: train, zone: a}}\n");
+    task_t *t = h_task(r, "t");
+    agent_t *none = h_register(s, "none", 64000, 0, 0, NULL);
+    agent_t *pool_only = h_register(s, "pool-only", 64000, 0, 0, "pool=train");
+    agent_t *zone_b = h_register(s, "zone-b", 64000, 0, 0, "pool=train,zone=b");
+    agent_t *swapped = h_register(s, "swapped", 64000, 0, 0, "pool=a,zone=train");
+    agent_t *prefix = h_register(s, "prefix", 64000, 0, 0, "pool=trainer,zone=a");
+    placer_place(s);
+    expect_waiting_for_room(t);
+    cr_assert_not(placer_fits(none, t));
+    cr_assert_not(placer_fits(pool_only, t));
+    cr_assert_not(placer_fits(zone_b, t));
+    cr_assert_not(placer_fits(swapped, t));
+    cr_assert_not(placer_fits(prefix, t));
+
+    /* Extra labels on the agent do not matter; order does not either. */
+    agent_t *ok = h_register(s, "ok", 1000, 0, 0, "gpu=none,zone=a,pool=train");
+    placer_place(s);
+    expect_on(t, ok);
+}
+
+Test(placer, unlabelled_task_runs_anywhere)
+{
+    run_t *r = h_submit(s, "name: u\nsteps:\n  - {name: t, command: [x]}\n");
+    agent_t *a = h_register(s, "n1", 1000, 0, 0, "pool=gpu,zone=z");
+    placer_place(s);
+    expect_on(h_task(r, "t"), a);
+}
+
+Test(placer, drained_and_disconnected_agents_get_no_work)
+{
+    run_t *r = h_submit(s, "name: d\n"
+                           "steps:\n"
+                           "  - {name: t1, command: [x]}\n"
+                           "  - {name: t2, command: [x]}\n");
+    task_t *t1 = h_task(r, "t1"), *t2 = h_task(r, "t2");
+
+    /* Drained through the API, as `drover drain` does. */
+    agent_t *drained = h_register(s, "drained", 64000, 0, 0, NULL);
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__AgentRequest ar = DROVER__AGENT_REQUEST__INIT;
+    ar.name = "drained";
+    req.op_case = DROVER__API_REQUEST__OP_DRAIN_AGENT;
+    req.drain_agent = &ar;
+    size_t n = drover__api_request__get_packed_size(&req);
+    uint8_t *buf = xmalloc(n);
+    drover__api_request__pack(&req, buf);
+    api_handle(s, zframe_new("cli", 3), buf, n);
+    free(buf);
+    cr_assert(drained->drained);
+
+    /* Known from a stored record but not registered in this session. */
+    Drover__AgentRecord rec = DROVER__AGENT_RECORD__INIT;
+    Drover__Resources cap = DROVER__RESOURCES__INIT;
+    cap.cpu_milli = 64000;
+    rec.name = "offline";
+    rec.capacity = &cap;
+    agents_load(s, &rec);
+    agent_t *offline = agents_find(s, "offline");
+    cr_assert_not_null(offline);
+    cr_assert_not(offline->connected);
+
+    /* Registered, then stopped answering. */
+    agent_t *lost = h_register(s, "lost", 64000, 0, 0, NULL);
+    lost->last_seen_mono = util_mono_ms() - (int64_t)s->cfg.agent_timeout_ms - 1000;
+    agents_tick(s);
+    cr_assert_not(lost->connected);
+
+    placer_place(s);
+    expect_waiting_for_room(t1);
+    expect_waiting_for_room(t2);
+    cr_assert_not(placer_fits(drained, t1));
+    cr_assert_not(placer_fits(offline, t1));
+    cr_assert_not(placer_fits(lost, t1));
+
+    agent_t *good = h_register(s, "good", 1000, 0, 0, NULL);
+    placer_place(s);
+    expect_on(t1, good);
+    expect_waiting_for_room(t2); /* good has room for one only */
+    cr_assert_eq(drained->n_tasks + offline->n_tasks + lost->n_tasks, 0);
+}
+
+Test(placer, draining_keeps_running_work_but_adds_none)
+{
+    run_t *r = h_submit(s, "name: d\n"
+                           "steps:\n"
+                           "  - {name: t1, command: [x]}\n"
+                           "  - {name: t2, needs: [t1], command: [x]}\n");
+    agent_t *a = h_register(s, "n1", 8000, 0, 0, NULL);
+    placer_place(s);
+    task_t *t1 = h_task(r, "t1"), *t2 = h_task(r, "t2");
+    expect_on(t1, a);
+    a->drained = true;
+    dag_task_started(s, t1, 0);
+    cr_assert_eq(t1->agent, a, "a drained agent keeps what it runs");
+    h_exit(s, t1, 0);
+    placer_place(s);
+    expect_waiting_for_room(t2);
+}
+
+Test(placer, work_spreads_to_the_least_loaded_agent)
+{
+    run_t *r = h_submit(s, "name: spread\n"
+                           "steps:\n"
+                           "  - {name: t1, command: [x]}\n"
+                           "  - {name: t2, command: [x]}\n"
+                           "  - {name: t3, command: [x]}\n"
+                           "  - {name: t4, command: [x]}\n"
+                           "  - {name: t5, command: [x]}\n");
+    agent_t *a = h_register(s, "a", 4000, 0, 0, NULL);
+    agent_t *b = h_register(s, "b", 4000, 0, 0, NULL);
+    placer_place(s);
+    /* 5 one-core tasks over two 4-core agents: 3 + 2, never 4 + 1. */
+    cr_assert_eq(a->n_tasks + b->n_tasks, 5);
+    cr_assert(a->n_tasks >= 2 && b->n_tasks >= 2, "a has %zu, b has %zu", a->n_tasks, b->n_tasks);
+    /* Consecutive tasks alternate. */
+    cr_assert_neq(h_task(r, "t1")->agent, h_task(r, "t2")->agent);
+    cr_assert_neq(h_task(r, "t3")->agent, h_task(r, "t4")->agent);
+
+    /* A bigger agent takes work first. */
+    run_t *r2 = h_submit(s, "name: more\nsteps:\n  - {name: x, command: [x]}\n");
+    agent_t *c = h_register(s, "c", 16000, 0, 0, NULL);
+    placer_place(s);
+    expect_on(h_task(r2, "x"), c);
+}
+
+Test(placer, resources_come_back_when_tasks_end_any_way)
+{
+    run_t *r =
+        h_submit(s, "name: rel\n"
+                    "steps:\n"
+                    "  - {name: ok, command: [x], resources: {cpu: 1, memory: 1Gi, gpu: 1}}\n"
+                    "  - {name: bad, command: [x], resources: {cpu: 1, memory: 1Gi, gpu: "
+                    "1}}\n"
+                    "  - {name: gone, command: [x], resources: {cpu: 1, memory: 1Gi, gpu: "
+                    "1}}\n");
+    agent_t *a = h_register(s, "n1", 3000, 3 * GiB, 3, NULL);
+    placer_place(s);
+    cr_assert_eq(a->used.cpu_milli, 3000);
+    cr_assert_eq(a->used.memory_bytes, 3 * GiB);
+    cr_assert_eq(a->used.gpus, 3);
+    cr_assert_eq(a->n_tasks, 3);
+
+    h_exit(s, h_task(r, "ok"), 0);
+    h_exit(s, h_task(r, "bad"), 1);
+    dag_task_lost(s, h_task(r, "gone"), "preempted");
+    cr_assert_eq(a->used.cpu_milli, 0, "every ending returned its share");
+    cr_assert_eq(a->used.memory_bytes, 0);
+    cr_assert_eq(a->used.gpus, 0);
+    cr_assert_eq(a->n_tasks, 0);
+    placer_place(s); /* only the requeued task is placed again */
+    expect_on(h_task(r, "gone"), a);
+    cr_assert_eq(a->used.cpu_milli, 1000);
+    cr_assert_eq(a->used.memory_bytes, 1 * GiB);
+    cr_assert_eq(a->used.gpus, 1);
+    cr_assert_eq(a->n_tasks, 1);
+    cr_assert_eq(a->tasks[0], h_task(r, "gone"));
+    dag_cancel_run(s, r);
+    cr_assert_eq(a->used.cpu_milli, 0);
+    cr_assert_eq(a->used.memory_bytes, 0);
+    cr_assert_eq(a->used.gpus, 0);
+    cr_assert_eq(a->n_tasks, 0);
+}
+
+Test(placer, many_tasks_fill_agents_exactly)
+{
+    /* 40 one-core tasks, agents of 8 + 8 + 4 cores: 20 run, 20 wait; as
+     * they finish, the waiting ones take their place. */
+    char *yaml = xstrdup("name: many\nsteps:\n");
+    for (int i = 0; i < 40; i++) {
+        char *more = xasprintf("%s  - {name: t%02d, command: [x]}\n", yaml, i);
+        free(yaml);
+        yaml = more;
+    }
+    run_t *r = h_submit(s, yaml);
+    free(yaml);
+    agent_t *ag[3] = {h_register(s, "a", 8000, 0, 0, NULL), h_register(s, "b", 8000, 0, 0, NULL),
+                      h_register(s, "c", 4000, 0, 0, NULL)};
+    placer_place(s);
+    cr_assert_eq(ag[0]->n_tasks, 8);
+    cr_assert_eq(ag[1]->n_tasks, 8);
+    cr_assert_eq(ag[2]->n_tasks, 4);
+    cr_assert_eq(s->n_ready, 20);
+    for (int round = 0; round < 10; round++) {
+        for (size_t i = 0; i < r->n_tasks; i++) {
+            task_t *t = &r->tasks[i];
+            if (t->status == ST(ASSIGNED) && (i + round) % 3 == 0)
+                h_exit(s, t, 0);
+        }
+        placer_place(s);
+        for (int k = 0; k < 3; k++)
+            cr_assert_leq(ag[k]->used.cpu_milli, ag[k]->capacity.cpu_milli);
+    }
+    while (r->unfinished) {
+        for (size_t i = 0; i < r->n_tasks; i++)
+            if (r->tasks[i].status == ST(ASSIGNED))
+                h_exit(s, &r->tasks[i], 0);
+        placer_place(s);
+    }
+    cr_assert_eq(r->rec->status, DROVER__RUN_STATUS__RUN_SUCCEEDED);
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(ag[k]->used.cpu_milli, 0);
+        cr_assert_eq(ag[k]->n_tasks, 0);
+    }
+}

@@ -1,0 +1,475 @@
+/* test_runner — step attempts as real local processes.
+ *
+ * Each test runs real programs (/bin/sh, sleep, env, pwd) on the default
+ * libev loop and waits for on_exit by running the loop, with a watchdog
+ * timer so a broken runner fails the test instead of hanging it. Checked:
+ * exit codes and signals, combined stdout+stderr in order, failure to
+ * start, timeout (SIGTERM), runner_kill escalating to SIGKILL after the
+ * grace period, leftovers of the step killed with it, its own process
+ * group, cwd and exact environment.
+ */
+#include "helpers.h"
+
+#include <ev.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runner.h"
+
+static char *dir;
+static struct ev_loop *loop;
+
+typedef struct {
+    uint8_t *out;
+    size_t out_len;
+    int exits;
+    runner_exit_t ex;
+    int64_t exit_mono;
+} result_t;
+
+static void setup(void)
+{
+    dir = h_tmpdir();
+    loop = EV_DEFAULT;
+}
+
+static void teardown(void)
+{
+    util_rm_rf(dir);
+    free(dir);
+}
+
+TestSuite(runner, .init = setup, .fini = teardown, .timeout = 60);
+
+static void on_output(void *arg, const uint8_t *data, size_t len)
+{
+    result_t *r = arg;
+    cr_assert_eq(r->exits, 0, "output after on_exit");
+    r->out = xrealloc(r->out, r->out_len + len + 1);
+    memcpy(r->out + r->out_len, data, len);
+    r->out_len += len;
+    r->out[r->out_len] = '\0';
+}
+
+static void on_exit_cb(void *arg, const runner_exit_t *ex)
+{
+    result_t *r = arg;
+    r->exits++;
+    r->ex = *ex;
+    r->exit_mono = util_mono_ms();
+}
+
+static bool watchdog_fired;
+
+static void on_watchdog(struct ev_loop *l, ev_timer *w, int revents)
+{
+    watchdog_fired = true;
+}
+
+/* Run the loop until cond(arg) holds or timeout_s passes. */
+static bool run_until(bool (*cond)(void *), void *arg, double timeout_s)
+{
+    ev_timer wd;
+    watchdog_fired = false;
+    ev_timer_init(&wd, on_watchdog, timeout_s, 0.);
+    ev_timer_start(loop, &wd);
+    while (!cond(arg) && !watchdog_fired)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &wd);
+    return cond(arg);
+}
+
+static bool exited(void *arg)
+{
+    return ((result_t *)arg)->exits > 0;
+}
+
+static char *default_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+
+static runner_t *start(char *const *argv, result_t *res, uint64_t timeout_ms, uint64_t grace_ms)
+{
+    char errbuf[256] = "";
+    runner_spec_t spec = {.argv = argv,
+                          .envp = default_env,
+                          .cwd = dir,
+                          .timeout_ms = timeout_ms,
+                          .kill_grace_ms = grace_ms,
+                          .on_output = on_output,
+                          .on_exit = on_exit_cb,
+                          .arg = res};
+    runner_t *r = runner_start(loop, &spec, errbuf, sizeof errbuf);
+    cr_assert_not_null(r, "runner_start(%s): %s", argv[0], errbuf);
+    cr_assert_gt(runner_pid(r), 0);
+    return r;
+}
+
+/* Run argv to completion (20 s at most) and return the result. */
+static void run_to_end(char *const *argv, result_t *res, uint64_t timeout_ms, uint64_t grace_ms)
+{
+    runner_t *r = start(argv, res, timeout_ms, grace_ms);
+    cr_assert(run_until(exited, res, 20.0), "%s did not finish within 20 s", argv[0]);
+    cr_assert_eq(res->exits, 1);
+    runner_destroy(&r);
+    cr_assert_null(r);
+}
+
+/* Whether pid is gone (or a zombie nobody reaped: not running either). */
+static bool process_dead(pid_t pid)
+{
+    if (kill(pid, 0) < 0)
+        return errno == ESRCH;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+static bool wait_dead(pid_t pid, int64_t timeout_ms)
+{
+    int64_t end = util_mono_ms() + timeout_ms;
+    while (util_mono_ms() < end) {
+        if (process_dead(pid))
+            return true;
+        usleep(10000);
+    }
+    return process_dead(pid);
+}
+
+static pid_t read_pidfile(const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int64_t end = util_mono_ms() + 10000;
+    while (util_read_file(path, 64, &text, &len) < 0 || len == 0 || !strchr(text, '\n')) {
+        free(text);
+        text = NULL;
+        cr_assert_lt(util_mono_ms(), end, "no pid written to %s", path);
+        ev_run(loop, EVRUN_NOWAIT);
+        usleep(10000);
+    }
+    pid_t pid = (pid_t)atoi(text);
+    free(text);
+    cr_assert_gt(pid, 1);
+    return pid;
+}
+
+Test(runner, exit_code_is_captured)
+{
+    result_t res = {0};
+    char *argv[] = {"sh", "-c", "exit 7", NULL};
+    run_to_end(argv, &res, 0, 1000);
+    cr_assert_eq(res.ex.exit_code, 7);
+    cr_assert_eq(res.ex.term_signal, 0);
+    cr_assert_not(res.ex.timed_out);
+    cr_assert_not(res.ex.killed);
+    cr_assert_str_eq(res.ex.reason, "");
+    free(res.out);
+
+    result_t ok = {0};
+    char *argv2[] = {"true", NULL};
+    run_to_end(argv2, &ok, 0, 1000);
+    cr_assert_eq(ok.ex.exit_code, 0);
+    cr_assert_eq(ok.out_len, 0);
+    free(ok.out);
+}
+
+Test(runner, signal_death_is_captured)
+{
+    result_t res = {0};
+    char *argv[] = {"sh", "-c", "kill -USR1 $$", NULL};
+    run_to_end(argv, &res, 0, 1000);
+    cr_assert_eq(res.ex.term_signal, SIGUSR1);
+    cr_assert_not(res.ex.killed);
+    free(res.out);
+}
+
+Test(runner, stdout_and_stderr_arrive_in_order)
+{
+    result_t res = {0};
+    char *argv[] = {"sh", "-c",
+                    "echo one; echo two >&2; printf three; echo ' four' >&2; "
+                    "read x || echo 'stdin is empty'",
+                    NULL};
+    run_to_end(argv, &res, 0, 1000);
+    cr_assert_eq(res.ex.exit_code, 0);
+    cr_assert_str_eq((char *)res.out, "one\ntwo\nthree four\nstdin is empty\n");
+    free(res.out);
+}
+
+Test(runner, large_output_is_complete)
+{
+    /* ~1 MiB, more than any pipe buffer: the runner must keep reading. */
+    result_t res = {0};
+    char *argv[] = {"sh", "-c",
+                    "i=0; while [ $i -lt 16384 ]; do "
+                    "echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789a"
+                    "bcde; i=$((i+1)); done",
+                    NULL};
+    run_to_end(argv, &res, 0, 1000);
+    cr_assert_eq(res.ex.exit_code, 0);
+    cr_assert_eq(res.out_len, 16384 * 64);
+    for (size_t i = 0; i < res.out_len; i += 64)
+        cr_assert_eq(res.out[i + 63], '\n', "line %zu is damaged", i / 64);
+    free(res.out);
+}
+
+Test(runner, missing_binary_is_refused_at_start)
+{
+    char errbuf[256] = "";
+    result_t res = {0};
+    char *argv[] = {"drover-no-such-program", "x", NULL};
+    runner_spec_t spec = {.argv = argv,
+                          .envp = default_env,
+                          .cwd = dir,
+                          .kill_grace_ms = 100,
+                          .on_output = on_output,
+                          .on_exit = on_exit_cb,
+                          .arg = &res};
+    runner_t *r = runner_start(loop, &spec, errbuf, sizeof errbuf);
+    cr_assert_null(r);
+    cr_assert(strstr(errbuf, "cannot run") != NULL, "err: %s", errbuf);
+    cr_assert(strstr(errbuf, "drover-no-such-program") != NULL, "names the program: %s", errbuf);
+    cr_assert(strstr(errbuf, "No such file") != NULL, "says why: %s", errbuf);
+    /* No callbacks for a failed start. */
+    ev_run(loop, EVRUN_NOWAIT);
+    cr_assert_eq(res.exits, 0);
+}
+
+Test(runner, timeout_terminates_the_step)
+{
+    result_t res = {0};
+    char *argv[] = {"sleep", "30", NULL};
+    int64_t t0 = util_mono_ms();
+    run_to_end(argv, &res, 200, 5000);
+    int64_t took = res.exit_mono - t0;
+    cr_assert(res.ex.timed_out);
+    cr_assert_not(res.ex.killed);
+    cr_assert_eq(res.ex.term_signal, SIGTERM, "SIGTERM first (got signal %d)", res.ex.term_signal);
+    cr_assert(strstr(res.ex.reason, "timeout") != NULL, "reason: %s", res.ex.reason);
+    cr_assert_geq(took, 190, "stopped before its timeout (%ld ms)", (long)took);
+    cr_assert_lt(took, 4000, "the timeout took %ld ms", (long)took);
+    free(res.out);
+}
+
+Test(runner, kill_escalates_to_sigkill_after_grace)
+{
+    result_t res = {0};
+    char *pidfile = xasprintf("%s/ready", dir);
+    char *script = xasprintf("trap '' TERM; echo $$ > %s; sleep 30", pidfile);
+    char *argv[] = {"sh", "-c", script, NULL};
+    runner_t *r = start(argv, &res, 0, 300);
+    read_pidfile(pidfile); /* the trap is installed */
+    int64_t t0 = util_mono_ms();
+    runner_kill(r, "run cancelled");
+    runner_kill(r, "second reason is ignored"); /* idempotent */
+    cr_assert(run_until(exited, &res, 20.0), "not dead 20 s after runner_kill");
+    int64_t took = res.exit_mono - t0;
+    cr_assert_eq(res.exits, 1);
+    cr_assert(res.ex.killed);
+    cr_assert_not(res.ex.timed_out);
+    cr_assert_eq(res.ex.term_signal, SIGKILL, "SIGTERM was ignored, so SIGKILL (got %d)",
+                 res.ex.term_signal);
+    cr_assert_str_eq(res.ex.reason, "run cancelled");
+    cr_assert_geq(took, 250, "SIGKILL came before the grace period (%ld ms)", (long)took);
+    cr_assert_lt(took, 5000);
+    runner_destroy(&r);
+    free(script);
+    free(pidfile);
+    free(res.out);
+}
+
+Test(runner, kill_of_a_cooperative_step_needs_no_sigkill)
+{
+    result_t res = {0};
+    char *argv[] = {"sleep", "30", NULL};
+    runner_t *r = start(argv, &res, 0, 10000);
+    runner_kill(r, "preempted");
+    cr_assert(run_until(exited, &res, 5.0), "SIGTERM alone should end sleep");
+    cr_assert_eq(res.ex.term_signal, SIGTERM);
+    cr_assert(res.ex.killed);
+    runner_destroy(&r);
+    free(res.out);
+}
+
+Test(runner, leftovers_of_the_step_die_with_it)
+{
+    result_t res = {0};
+    char *pidfile = xasprintf("%s/bg.pid", dir);
+    char *script = xasprintf("sleep 30 & echo $! > %s; echo started", pidfile);
+    char *argv[] = {"sh", "-c", script, NULL};
+    run_to_end(argv, &res, 0, 1000);
+    cr_assert_eq(res.ex.exit_code, 0);
+    cr_assert_str_eq((char *)res.out, "started\n");
+    pid_t bg = read_pidfile(pidfile);
+    cr_assert(wait_dead(bg, 5000), "background process %d of the step still runs", (int)bg);
+    free(script);
+    free(pidfile);
+    free(res.out);
+}
+
+Test(runner, on_exit_waits_for_output_of_the_last_moment)
+{
+    /* The step's last words come right before it exits. */
+    result_t res = {0};
+    char *argv[] = {"sh", "-c", "echo last words; exit 3", NULL};
+    run_to_end(argv, &res, 0, 1000);
+    cr_assert_eq(res.ex.exit_code, 3);
+    cr_assert_str_eq((char *)res.out, "last words\n");
+    free(res.out);
+}
+
+Test(runner, own_process_group_and_cwd)
+{
+    result_t res = {0};
+    char *pidfile = xasprintf("%s/pg.pid", dir);
+    char *script = xasprintf("pwd -P; echo $$ > %s; sleep 30", pidfile);
+    char *argv[] = {"sh", "-c", script, NULL};
+    runner_t *r = start(argv, &res, 0, 1000);
+    pid_t pid = runner_pid(r);
+    cr_assert_eq(read_pidfile(pidfile), pid, "runner_pid is the step's process");
+    cr_assert_eq(getpgid(pid), pid, "the step leads its own process group");
+    cr_assert_neq(getpgid(pid), getpgrp(), "not in the test's group");
+    runner_kill(r, "done");
+    cr_assert(run_until(exited, &res, 10.0));
+    char real[4096];
+    cr_assert_not_null(realpath(dir, real));
+    char *want = xasprintf("%s\n", real);
+    cr_assert_str_eq((char *)res.out, want, "cwd is the spec's directory");
+    runner_destroy(&r);
+    free(want);
+    free(script);
+    free(pidfile);
+    free(res.out);
+}
+
+Test(runner, environment_is_exactly_envp)
+{
+    result_t res = {0};
+    char *env[] = {"A=1", "B=two words", "EMPTY=", NULL};
+    char *argv[] = {"env", NULL};
+    char errbuf[256] = "";
+    runner_spec_t spec = {.argv = argv,
+                          .envp = env,
+                          .cwd = dir,
+                          .kill_grace_ms = 100,
+                          .on_output = on_output,
+                          .on_exit = on_exit_cb,
+                          .arg = &res};
+    setenv("DROVER_TEST_LEAK", "must-not-show", 1);
+    runner_t *r = runner_start(loop, &spec, errbuf, sizeof errbuf);
+    cr_assert_not_null(r, "%s", errbuf);
+    cr_assert(run_until(exited, &res, 20.0));
+    cr_assert_eq(res.ex.exit_code, 0);
+    cr_assert_str_eq((char *)res.out, "A=1\nB=two words\nEMPTY=\n");
+    runner_destroy(&r);
+    free(res.out);
+}
+
+Test(runner, step_does_not_inherit_ignored_signals)
+{
+    /* The agent ignores SIGPIPE; a step must get default dispositions for
+     * the standard signals (glibc itself marks its internal real-time
+     * signals 32 and 33 ignored in a spawned child; those are not ours). */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    result_t res = {0};
+    char *argv[] = {"sh", "-c", "grep '^SigIgn:' /proc/self/status", NULL};
+    run_to_end(argv, &res, 0, 1000);
+    cr_assert_not_null(res.out);
+    unsigned long long ign = 0;
+    cr_assert_eq(sscanf((char *)res.out, "SigIgn: %llx", &ign), 1, "output: %s", res.out);
+    cr_assert_eq(ign & 0x7fffffffULL, 0, "signals ignored in the step: %s", res.out);
+    free(res.out);
+}
+
+Test(runner, destroy_kills_a_running_step)
+{
+    result_t res = {0};
+    char *argv[] = {"sleep", "30", NULL};
+    runner_t *r = start(argv, &res, 0, 1000);
+    pid_t pid = runner_pid(r);
+    runner_destroy(&r);
+    cr_assert_null(r);
+    /* Nobody reaps it through the runner any more: reap it here. */
+    int64_t end = util_mono_ms() + 5000;
+    bool gone = false;
+    while (!gone && util_mono_ms() < end) {
+        int st;
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid) {
+            cr_assert(WIFSIGNALED(st));
+            cr_assert_eq(WTERMSIG(st), SIGKILL);
+            gone = true;
+        } else if (w < 0) {
+            gone = process_dead(pid); /* reaped by libev's SIGCHLD handler */
+        } else {
+            usleep(10000);
+        }
+    }
+    cr_assert(gone, "sleep %d survived runner_destroy", (int)pid);
+    cr_assert_eq(res.exits, 0, "no on_exit after destroy");
+}
+
+Test(runner, many_steps_at_once)
+{
+    enum { N = 20 };
+    result_t res[N];
+    runner_t *r[N];
+    char *scripts[N];
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < N; i++) {
+        scripts[i] = xasprintf("echo step %d; exit %d", i, i);
+        char *argv[] = {"sh", "-c", scripts[i], NULL};
+        r[i] = start(argv, &res[i], 0, 1000);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert(run_until(exited, &res[i], 20.0), "step %d did not finish", i);
+        cr_assert_eq(res[i].ex.exit_code, i);
+        char *want = xasprintf("step %d\n", i);
+        cr_assert_str_eq((char *)res[i].out, want);
+        free(want);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(res[i].exits, 1);
+        runner_destroy(&r[i]);
+        free(scripts[i]);
+        free(res[i].out);
+    }
+}
+
+Test(runner, step_that_exits_before_its_timeout_is_not_timed_out)
+{
+    /* The step starts a daemon in its own session (out of the step's
+     * process group; it keeps the output pipe open) and exits 0 at once,
+     * long before its 500 ms timeout. The runner waits up to its drain
+     * fallback for EOF; the step still exited by itself, on time. */
+    result_t res = {0};
+    char *pidfile = xasprintf("%s/daemon.pid", dir);
+    char *script = xasprintf("setsid sh -c 'echo $$ > %s.tmp; mv %s.tmp %s; exec sleep 5' & "
+                             "while [ ! -s %s ]; do :; done; exit 0",
+                             pidfile, pidfile, pidfile, pidfile);
+    char *argv[] = {"sh", "-c", script, NULL};
+    int64_t t0 = util_mono_ms();
+    run_to_end(argv, &res, 500, 1000);
+    pid_t daemon_pid = read_pidfile(pidfile);
+    kill(daemon_pid, SIGKILL);
+    free(script);
+    free(pidfile);
+    runner_exit_t ex = res.ex;
+    int64_t took = res.exit_mono - t0;
+    free(res.out);
+    cr_assert_eq(ex.exit_code, 0);
+    cr_assert_eq(ex.term_signal, 0);
+    cr_assert_lt(took, 10000);
+    cr_assert_not(ex.timed_out, "exited at once, reported as timed out (reason '%s')", ex.reason);
+    cr_assert_str_eq(ex.reason, "");
+}

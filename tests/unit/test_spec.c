@@ -1,0 +1,1236 @@
+/* test_spec — spec_parse, spec_destroy and the quantity parsers.
+ *
+ * Valid specs are checked field by field; every error class is checked for
+ * its message and, for several, the exact line:col. A fuzz-style test feeds
+ * truncations, byte mutations and random inputs and requires 0 or -EINVAL
+ * with a "FILE:" message, never a crash (run it under ASan/UBSan too).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spec.h"
+
+#define ERRLEN 512
+
+static char err[ERRLEN];
+
+static int parse_ov(const char *yaml, const spec_kv_t *ov, size_t nov, spec_t **out)
+{
+    memset(err, 0, sizeof err);
+    return spec_parse("t.yaml", yaml, strlen(yaml), ov, nov, out, err, sizeof err);
+}
+
+static spec_t *parse_ok(const char *yaml)
+{
+    spec_t *s = NULL;
+    int rc = parse_ov(yaml, NULL, 0, &s);
+    cr_assert_eq(rc, 0, "spec_parse failed: %s", err);
+    cr_assert_not_null(s);
+    return s;
+}
+
+/* Parse must fail with a message containing want; returns the message. */
+static const char *parse_bad(const char *yaml, const char *want)
+{
+    spec_t *s = (spec_t *)0x1;
+    int rc = parse_ov(yaml, NULL, 0, &s);
+    cr_assert_eq(rc, -EINVAL, "expected -EINVAL for:\n%s\n(err: %s)", yaml, err);
+    cr_assert_null(s, "*out must be NULL on failure");
+    cr_assert(strncmp(err, "t.yaml:", 7) == 0, "message lacks file: %s", err);
+    cr_assert(strstr(err, want) != NULL, "message '%s' lacks '%s'", err, want);
+    return err;
+}
+
+/* As parse_bad, and the message starts "t.yaml:LINE:COL: ". */
+static void parse_bad_at(const char *yaml, int line, int col, const char *want)
+{
+    parse_bad(yaml, want);
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "t.yaml:%d:%d: ", line, col);
+    cr_assert(strncmp(err, prefix, strlen(prefix)) == 0, "want position %s got: %s", prefix, err);
+}
+
+static const spec_step_t *step(const spec_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->step_count; i++) {
+        if (!strcmp(s->steps[i].name, name))
+            return &s->steps[i];
+    }
+    cr_assert_fail("no step %s", name);
+    return NULL;
+}
+
+static const char *kv(const spec_kv_t *kvs, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(kvs[i].key, key))
+            return kvs[i].value;
+    }
+    return NULL;
+}
+
+static const char *FULL = "name: train-classifier\n" /* 1 */
+                          "params:\n"                /* 2 */
+                          "  rows: \"20000\"\n"      /* 3 */
+                          "  lr: 0.1\n"              /* 4 */
+                          "defaults:\n"              /* 5 */
+                          "  retries: {limit: 2, backoff: 5s, factor: 2, max_backoff: 1m}\n"
+                          "  timeout: 1h\n"     /* 7 */
+                          "steps:\n"            /* 8 */
+                          "  - name: prepare\n" /* 9 */
+                          "    command: [python3, prepare.py, --rows, \"{{params.rows}}\"]\n"
+                          "  - name: train\n"      /* 11 */
+                          "    needs: [prepare]\n" /* 12 */
+                          "    command: [python3, train.py, --lr, \"{{params.lr}}\"]\n"
+                          "    resources: {cpu: 1, memory: 512Mi, gpu: 2}\n"   /* 14 */
+                          "    placement: {labels: {pool: train, zone: a}}\n"  /* 15 */
+                          "    preemption: {max_preemptions: 5}\n"             /* 16 */
+                          "    env: {LR: \"{{ params.lr }}\", MODE: fast}\n"   /* 17 */
+                          "  - name: evaluate\n"                               /* 18 */
+                          "    needs: [train, prepare]\n"                      /* 19 */
+                          "    script: ./evaluate.sh --rows {{params.rows}}\n" /* 20 */
+                          "    timeout: 90s\n"                                 /* 21 */
+                          "    retries: 0\n"                                   /* 22 */
+                          "    resources: {cpu: 500m, memory: 1.5Gi}\n";       /* 23 */
+
+Test(spec, full_valid_spec)
+{
+    spec_t *s = parse_ok(FULL);
+    cr_assert_str_eq(s->name, "train-classifier");
+    cr_assert_eq(s->param_count, 2);
+    cr_assert_str_eq(kv(s->params, s->param_count, "rows"), "20000");
+    cr_assert_str_eq(kv(s->params, s->param_count, "lr"), "0.1");
+    cr_assert_eq(s->step_count, 3);
+
+    const spec_step_t *p = &s->steps[0];
+    cr_assert_str_eq(p->name, "prepare");
+    cr_assert_eq(p->line, 9);
+    cr_assert_eq(p->col, 5);
+    cr_assert_eq(p->argc, 4);
+    cr_assert_str_eq(p->argv[0], "python3");
+    cr_assert_str_eq(p->argv[1], "prepare.py");
+    cr_assert_str_eq(p->argv[2], "--rows");
+    cr_assert_str_eq(p->argv[3], "20000");
+    cr_assert_null(p->argv[4]);
+    cr_assert_eq(p->need_count, 0);
+    cr_assert_eq(p->cpu_milli, SPEC_DEFAULT_CPU_MILLI);
+    cr_assert_eq(p->memory_bytes, 0);
+    cr_assert_eq(p->gpus, 0);
+    cr_assert_eq(p->retries.limit, 2);
+    cr_assert_eq(p->retries.backoff_ms, 5000);
+    cr_assert_float_eq(p->retries.factor, 2.0, 1e-9);
+    cr_assert_eq(p->retries.max_backoff_ms, 60000);
+    cr_assert_eq(p->timeout_ms, 3600000);
+    cr_assert_eq(p->max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
+    cr_assert_eq(p->env_count, 0);
+    cr_assert_eq(p->label_count, 0);
+
+    const spec_step_t *t = &s->steps[1];
+    cr_assert_str_eq(t->name, "train");
+    cr_assert_eq(t->line, 11);
+    cr_assert_eq(t->argc, 4);
+    cr_assert_str_eq(t->argv[3], "0.1");
+    cr_assert_eq(t->need_count, 1);
+    cr_assert_eq(t->needs[0], 0);
+    cr_assert_eq(t->cpu_milli, 1000);
+    cr_assert_eq(t->memory_bytes, 512ull * 1024 * 1024);
+    cr_assert_eq(t->gpus, 2);
+    cr_assert_eq(t->label_count, 2);
+    cr_assert_str_eq(kv(t->labels, t->label_count, "pool"), "train");
+    cr_assert_str_eq(kv(t->labels, t->label_count, "zone"), "a");
+    cr_assert_eq(t->max_preemptions, 5);
+    cr_assert_eq(t->env_count, 2);
+    cr_assert_str_eq(kv(t->env, t->env_count, "LR"), "0.1");
+    cr_assert_str_eq(kv(t->env, t->env_count, "MODE"), "fast");
+
+    const spec_step_t *e = &s->steps[2];
+    cr_assert_str_eq(e->name, "evaluate");
+    cr_assert_eq(e->argc, 3);
+    cr_assert_str_eq(e->argv[0], "/bin/sh");
+    cr_assert_str_eq(e->argv[1], "-ec");
+    cr_assert_str_eq(e->argv[2], "./evaluate.sh --rows 20000");
+    cr_assert_null(e->argv[3]);
+    cr_assert_eq(e->need_count, 2);
+    cr_assert_eq(e->needs[0], 1);
+    cr_assert_eq(e->needs[1], 0);
+    cr_assert_eq(e->timeout_ms, 90000);
+    cr_assert_eq(e->retries.limit, 0, "bare 'retries: 0' overrides defaults' limit 2");
+    cr_assert_eq(e->retries.backoff_ms, 5000, "other retry fields still inherited");
+    cr_assert_eq(e->cpu_milli, 500);
+    cr_assert_eq(e->memory_bytes, 1610612736ull);
+
+    spec_destroy(&s);
+    cr_assert_null(s);
+    spec_destroy(&s); /* NULL is fine */
+    spec_destroy(NULL);
+}
+
+Test(spec, builtin_defaults_without_defaults_section)
+{
+    spec_t *s = parse_ok("name: p\nsteps:\n  - name: a\n    command: [true]\n");
+    const spec_step_t *a = &s->steps[0];
+    cr_assert_eq(a->cpu_milli, SPEC_DEFAULT_CPU_MILLI);
+    cr_assert_eq(a->memory_bytes, 0);
+    cr_assert_eq(a->gpus, 0);
+    cr_assert_eq(a->retries.limit, 0);
+    cr_assert_eq(a->retries.backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
+    cr_assert_float_eq(a->retries.factor, SPEC_DEFAULT_FACTOR, 1e-9);
+    cr_assert_eq(a->retries.max_backoff_ms, SPEC_DEFAULT_MAX_BACKOFF_MS);
+    cr_assert_eq(a->timeout_ms, 0);
+    cr_assert_eq(a->max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
+    cr_assert_eq(s->param_count, 0);
+    cr_assert_str_eq(a->argv[0], "true");
+    spec_destroy(&s);
+}
+
+Test(spec, defaults_inherit_and_override)
+{
+    spec_t *s = parse_ok("name: p\n"
+                         "defaults:\n"
+                         "  resources: {cpu: 2, memory: 1Gi, gpu: 1}\n"
+                         "  retries: {limit: 3, backoff: 2s, factor: 1.5, max_backoff: 0}\n"
+                         "  timeout: 10m\n"
+                         "  env: {A: one, B: two}\n"
+                         "  placement: {labels: {pool: cpu, zone: x}}\n"
+                         "  preemption: {max_preemptions: 7}\n"
+                         "steps:\n"
+                         "  - name: inherit\n"
+                         "    command: [x]\n"
+                         "  - name: override\n"
+                         "    command: [y]\n"
+                         "    resources: {memory: 100M}\n"
+                         "    retries: {backoff: 1m30s}\n"
+                         "    timeout: 100ms\n"
+                         "    env: {B: TWO, C: three}\n"
+                         "    placement: {labels: {pool: gpu}}\n"
+                         "    preemption: {max_preemptions: 0}\n");
+    const spec_step_t *a = step(s, "inherit"), *b = step(s, "override");
+    cr_assert_eq(a->cpu_milli, 2000);
+    cr_assert_eq(a->memory_bytes, 1ull << 30);
+    cr_assert_eq(a->gpus, 1);
+    cr_assert_eq(a->retries.limit, 3);
+    cr_assert_eq(a->retries.backoff_ms, 2000);
+    cr_assert_float_eq(a->retries.factor, 1.5, 1e-9);
+    cr_assert_eq(a->retries.max_backoff_ms, 0);
+    cr_assert_eq(a->timeout_ms, 600000);
+    cr_assert_eq(a->env_count, 2);
+    cr_assert_str_eq(kv(a->env, a->env_count, "A"), "one");
+    cr_assert_str_eq(kv(a->env, a->env_count, "B"), "two");
+    cr_assert_eq(a->label_count, 2);
+    cr_assert_str_eq(kv(a->labels, a->label_count, "pool"), "cpu");
+    cr_assert_eq(a->max_preemptions, 7);
+
+    /* field by field: memory overridden, cpu and gpu inherited */
+    cr_assert_eq(b->cpu_milli, 2000);
+    cr_assert_eq(b->memory_bytes, 100000000ull);
+    cr_assert_eq(b->gpus, 1);
+    cr_assert_eq(b->retries.limit, 3);
+    cr_assert_eq(b->retries.backoff_ms, 90000);
+    cr_assert_float_eq(b->retries.factor, 1.5, 1e-9);
+    cr_assert_eq(b->timeout_ms, 100);
+    /* key by key: env and labels merge, the step wins */
+    cr_assert_eq(b->env_count, 3);
+    cr_assert_str_eq(kv(b->env, b->env_count, "A"), "one");
+    cr_assert_str_eq(kv(b->env, b->env_count, "B"), "TWO");
+    cr_assert_str_eq(kv(b->env, b->env_count, "C"), "three");
+    cr_assert_eq(b->label_count, 2);
+    cr_assert_str_eq(kv(b->labels, b->label_count, "pool"), "gpu");
+    cr_assert_str_eq(kv(b->labels, b->label_count, "zone"), "x");
+    cr_assert_eq(b->max_preemptions, 0);
+    spec_destroy(&s);
+}
+
+Test(spec, bare_retries_integer)
+{
+    spec_t *s = parse_ok("name: p\nsteps:\n  - name: a\n    command: [x]\n    retries: 4\n");
+    cr_assert_eq(s->steps[0].retries.limit, 4);
+    cr_assert_eq(s->steps[0].retries.backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
+    spec_destroy(&s);
+}
+
+#define PARAMS_HEAD                                                                                \
+    "name: p\n"                                                                                    \
+    "params:\n"                                                                                    \
+    "  rows: \"10\"\n"                                                                             \
+    "  lr: 0.1\n"                                                                                  \
+    "  req:\n" /* no value: must come from -p */                                                   \
+    "steps:\n"                                                                                     \
+    "  - name: a\n"                                                                                \
+    "    command: [run, \"--rows={{params.rows}}\", \"{{  params.lr\t}}\","                        \
+    " \"{{params.req}}{{params.rows}}x\""
+#define PARAMS_TAIL                                                                                \
+    "]\n"                                                                                          \
+    "    env: {R: \"<{{params.rows}}>\"}\n"                                                        \
+    "  - name: b\n"                                                                                \
+    "    script: echo {{params.rows}} }} {x} {{params.lr}}\n"
+
+Test(spec, param_overrides_substitute)
+{
+    spec_kv_t ov[] = {{"rows", "20000"}, {"req", "R"}};
+    spec_t *s = NULL;
+    int rc = parse_ov(PARAMS_HEAD PARAMS_TAIL, ov, 2, &s);
+    cr_assert_eq(rc, 0, "%s", err);
+    const spec_step_t *a = &s->steps[0];
+    cr_assert_eq(a->argc, 4);
+    cr_assert_str_eq(a->argv[0], "run");
+    cr_assert_str_eq(a->argv[1], "--rows=20000");
+    cr_assert_str_eq(a->argv[2], "0.1");
+    cr_assert_str_eq(a->argv[3], "R20000x");
+    cr_assert_str_eq(kv(a->env, a->env_count, "R"), "<20000>");
+    cr_assert_str_eq(s->steps[1].argv[2], "echo 20000 }} {x} 0.1");
+    cr_assert_str_eq(kv(s->params, s->param_count, "rows"), "20000");
+    cr_assert_str_eq(kv(s->params, s->param_count, "lr"), "0.1");
+    cr_assert_str_eq(kv(s->params, s->param_count, "req"), "R");
+    spec_destroy(&s);
+
+    /* without overrides: declared values, and the required one is missing */
+    rc = parse_ov(PARAMS_HEAD PARAMS_TAIL, NULL, 0, &s);
+    cr_assert_eq(rc, -EINVAL);
+    cr_assert(strstr(err, "t.yaml:5:3: param 'req' has no value"), "%s", err);
+
+    /* an unterminated template is refused where it is */
+    rc = parse_ov(PARAMS_HEAD ", \"{{params.rows\"" PARAMS_TAIL, ov, 2, &s);
+    cr_assert_eq(rc, -EINVAL);
+    cr_assert(strstr(err, "t.yaml:8:") == err, "%s", err);
+    cr_assert(strstr(err, "unterminated '{{'"), "%s", err);
+}
+
+Test(spec, param_value_not_reexpanded)
+{
+    spec_kv_t ov[] = {{"a", "{{params.b}}"}};
+    spec_t *s = NULL;
+    int rc = parse_ov("name: p\nparams: {a: x, b: y}\nsteps:\n - name: s\n   command: "
+                      "[\"{{params.a}}\"]\n",
+                      ov, 1, &s);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_str_eq(s->steps[0].argv[0], "{{params.b}}");
+    spec_destroy(&s);
+}
+
+Test(spec, required_param_missing)
+{
+    parse_bad_at("name: p\nparams:\n  req:\nsteps:\n  - name: a\n    command: [x]\n", 3, 3,
+                 "param 'req' has no value");
+}
+
+Test(spec, unknown_override)
+{
+    spec_kv_t ov[] = {{"rows", "1"}, {"nope", "2"}};
+    spec_t *s = (spec_t *)0x1;
+    int rc =
+        parse_ov("name: p\nparams:\n  rows: 5\nsteps:\n  - name: a\n    command: [x]\n", ov, 2, &s);
+    cr_assert_eq(rc, -EINVAL);
+    cr_assert_null(s);
+    cr_assert_str_eq(err, "t.yaml:3:3: unknown param 'nope' (-p nope=...): declare it under "
+                          "params:");
+    /* no params at all: position 1:1 */
+    rc = parse_ov("name: p\nsteps:\n  - name: a\n    command: [x]\n", ov, 1, &s);
+    cr_assert_eq(rc, -EINVAL);
+    cr_assert(strncmp(err, "t.yaml:1:1: unknown param 'rows'", 32) == 0, "%s", err);
+}
+
+Test(spec, script_becomes_sh_ec)
+{
+    spec_t *s =
+        parse_ok("name: p\nsteps:\n  - name: a\n    script: |\n      set -x\n      echo hi\n");
+    const spec_step_t *a = &s->steps[0];
+    cr_assert_eq(a->argc, 3);
+    cr_assert_str_eq(a->argv[0], "/bin/sh");
+    cr_assert_str_eq(a->argv[1], "-ec");
+    cr_assert_str_eq(a->argv[2], "set -x\necho hi\n");
+    cr_assert_null(a->argv[3]);
+    spec_destroy(&s);
+}
+
+/* ---- errors ---- */
+
+Test(spec, cycle_two)
+{
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - name: a\n"
+                 "    needs: [b]\n"
+                 "    command: [x]\n"
+                 "  - name: b\n"
+                 "    needs: [a]\n"
+                 "    command: [x]\n",
+                 7, 13, "cycle: a -> b -> a");
+}
+
+Test(spec, cycle_three_with_tail)
+{
+    parse_bad("name: p\n"
+              "steps:\n"
+              "  - {name: s, command: [x]}\n"
+              "  - {name: a, command: [x], needs: [s, c]}\n"
+              "  - {name: b, command: [x], needs: [a]}\n"
+              "  - {name: c, command: [x], needs: [b]}\n",
+              "cycle: a -> c -> b -> a");
+}
+
+Test(spec, self_need_is_cycle)
+{
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    needs: [a]\n", 5, 13,
+                 "cycle: a -> a");
+}
+
+Test(spec, unknown_need)
+{
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - name: a\n"
+                 "    command: [x]\n"
+                 "  - name: b\n"
+                 "    command: [x]\n"
+                 "    needs: [a, zz]\n",
+                 7, 16, "step 'b' needs unknown step 'zz'");
+}
+
+Test(spec, need_listed_twice)
+{
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x]}\n  - {name: b, command: [x], needs: "
+              "[a, a]}\n",
+              "lists 'a' twice");
+}
+
+Test(spec, duplicate_step_name)
+{
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - name: a\n"
+                 "    command: [x]\n"
+                 "  - name: a\n"
+                 "    command: [y]\n",
+                 5, 11, "duplicate step name 'a' (first defined at 3:11)");
+}
+
+Test(spec, duplicate_name_across_finally)
+{
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - {name: a, script: "
+              "x}\n",
+              "duplicate step name 'a'");
+}
+
+Test(spec, unknown_top_key)
+{
+    parse_bad_at("name: p\nstpes: []\nsteps:\n  - {name: a, command: [x]}\n", 2, 1,
+                 "unknown key 'stpes'");
+}
+
+Test(spec, unknown_step_key)
+{
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    comand: [y]\n", 5, 5,
+                 "unknown key 'comand' in step 'a'");
+}
+
+Test(spec, unknown_nested_keys)
+{
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: {cpus: 1}}\n",
+              "unknown key 'cpus' in resources");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], retries: {limt: 1}}\n",
+              "unknown key 'limt' in retries");
+    parse_bad("name: p\ndefaults: {command: [x]}\nsteps:\n  - {name: a, command: [x]}\n",
+              "'command' cannot be set under defaults");
+    parse_bad("name: p\ndefaults: {bogus: 1}\nsteps:\n  - {name: a, command: [x]}\n",
+              "unknown key 'bogus' in defaults");
+}
+
+Test(spec, duplicate_key)
+{
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    env: {A: 1, B: 2, A: 3}\n", 5,
+                 23, "duplicate key 'A'");
+    parse_bad_at("name: p\nname: q\nsteps: []\n", 2, 1, "duplicate key 'name'");
+}
+
+Test(spec, bad_memory_position)
+{
+    /* line 7, col 22 */
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - name: a\n"
+                 "    command: [x]\n"
+                 "    resources:\n"
+                 "      cpu: 1\n"
+                 "      memory:       12Qi\n",
+                 7, 21, "bad quantity '12Qi' for resources.memory");
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - name: a\n"
+                 "    command: [x]\n"
+                 "    resources:\n"
+                 "      cpu: 1\n"
+                 "      memory:        -5Mi\n",
+                 7, 22, "bad quantity '-5Mi' for resources.memory");
+}
+
+Test(spec, bad_quantities)
+{
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: {cpu: lots}}\n",
+              "bad quantity 'lots' for resources.cpu");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: {cpu: -1}}\n",
+              "bad quantity '-1' for resources.cpu");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: {gpu: 65}}\n",
+              "bad quantity '65' for resources.gpu");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: {gpu: 1.5}}\n",
+              "bad quantity '1.5' for resources.gpu");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: {memory: [1]}}\n",
+              "for resources.memory");
+    parse_bad("name: p\ndefaults: {resources: {memory: 1.5}}\nsteps:\n  - {name: a, command: "
+              "[x]}\n",
+              "bad quantity '1.5' for resources.memory");
+}
+
+Test(spec, bad_durations)
+{
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    timeout: 5 minutes\n", 5, 14,
+                 "bad duration '5 minutes' for timeout");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], retries: {backoff: 1d}}\n",
+              "bad duration '1d' for retries.backoff");
+    parse_bad("name: p\ndefaults: {retries: {max_backoff: -1s}}\nsteps:\n  - {name: a, command: "
+              "[x]}\n",
+              "bad duration '-1s' for retries.max_backoff");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], retries: {factor: 0.5}}\n",
+              "'retries.factor' must be a number");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], retries: 101}\n",
+              "'retries' must be a whole number from 0 to 100");
+}
+
+Test(spec, empty_specs)
+{
+    static const char *empties[] = {
+        "", "   \n\n\t\n", "# just a comment\n  # another\n", "\t# tabbed\r\n", "---\n", "~\n"};
+    for (size_t i = 0; i < sizeof empties / sizeof empties[0]; i++) {
+        spec_t *s = NULL;
+        int rc = parse_ov(empties[i], NULL, 0, &s);
+        cr_assert_eq(rc, -EINVAL, "case %zu", i);
+        cr_assert_str_eq(err, "t.yaml:1:1: empty spec", "case %zu: %s", i, err);
+        cr_assert_null(s);
+    }
+    /* NULL text with len 0 is an empty spec too */
+    spec_t *s = NULL;
+    cr_assert_eq(spec_parse("t.yaml", NULL, 0, NULL, 0, &s, err, sizeof err), -EINVAL);
+    cr_assert_str_eq(err, "t.yaml:1:1: empty spec");
+}
+
+Test(spec, not_yaml)
+{
+    parse_bad_at("name: p\nsteps: [a, b\n", 3, 1, "not YAML: ");
+    parse_bad("name: p\n  bad: indent\n: x\n", "not YAML: ");
+    parse_bad_at("name: \"p\nsteps: x", 2, 9, "not YAML: found unexpected end of stream");
+    /* invalid UTF-8 is reported where it is */
+    parse_bad_at("name: p\nsteps: \xff\n", 2, 8, "not YAML: ");
+}
+
+Test(spec, top_level_not_a_map)
+{
+    parse_bad_at("- name: a\n  command: [x]\n", 1, 1, "top level must be a map");
+    parse_bad_at("just a string\n", 1, 1, "top level must be a map");
+}
+
+Test(spec, missing_required)
+{
+    parse_bad("steps:\n  - {name: a, command: [x]}\n", "missing 'name'");
+    parse_bad("name: p\n", "missing 'steps'");
+    parse_bad("name: p\nsteps: []\n", "'steps' must be a non-empty list");
+    parse_bad("name: p\nsteps: {a: 1}\n", "'steps' must be a non-empty list");
+    parse_bad("name: bad/name\nsteps:\n  - {name: a, command: [x]}\n", "bad pipeline name");
+    parse_bad("name: p\nsteps:\n  - {command: [x]}\n", "step has no 'name'");
+    parse_bad("name: p\nsteps:\n  - {name: \"a b\", command: [x]}\n", "bad step name 'a b'");
+    parse_bad("name: p\nsteps:\n  - just-a-string\n", "each step must be a map");
+}
+
+Test(spec, command_and_script)
+{
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    script: echo\n", 5, 5,
+                 "has both 'command' and 'script'");
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    env: {A: b}\n", 3, 5,
+                 "step 'a' needs a 'command' (an argv list) or a 'script'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: []}\n", "'command' must be a non-empty");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: echo hi}\n",
+              "'command' must be a non-empty list");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [echo, [x]]}\n",
+              "'command' items must be strings");
+    parse_bad("name: p\nsteps:\n  - {name: a, script: [x]}\n", "'script' must be a string");
+}
+
+Test(spec, wrong_types)
+{
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], needs: a}\n",
+              "'needs' must be a list of step names");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], env: [A]}\n",
+              "'env' must be a map of NAME: value");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], env: {1A: x}}\n", "bad env name '1A'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], env: {A: }}\n",
+              "env 'A' must be a string");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: 2}\n",
+              "'resources' must be a map");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], placement: {labels: [a]}}\n",
+              "'placement.labels' must be a map");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], placement: {spot: maybe}}\n",
+              "'placement.spot' must be one of");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], preemption: {signal: SIGKILL}}\n",
+              "'preemption.signal' must be one of");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], cache: maybe}\n",
+              "'cache' must be true or false");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], parallelism: 0}\n",
+              "'parallelism' must be a whole number from 1");
+    parse_bad("name: p\nparams: {a: [1]}\nsteps:\n  - {name: a, command: [x]}\n",
+              "param 'a' must be a single value");
+    parse_bad("name: p\nparams: [a]\nsteps:\n  - {name: a, command: [x]}\n",
+              "'params' must be a map");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally: {a: 1}\n",
+              "'finally' must be a list");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x]}\n  - {name: b, command: [x], needs: "
+              "[a], preemption: {max_preemptions: x}}\n",
+              "'preemption.max_preemptions' must be a whole number");
+    parse_bad("name: p\n{a: 1}: x\nsteps: []\n", "mapping keys must be plain strings");
+}
+
+Test(spec, template_errors)
+{
+    parse_bad_at("name: p\nparams: {rows: 1}\nsteps:\n  - name: a\n    command: [echo, "
+                 "\"{{params.unknown}}\"]\n",
+                 5, 21, "unknown param 'unknown' in template");
+    parse_bad("name: p\nsteps:\n  - {name: a, script: \"echo {{ nope }}\"}\n",
+              "bad template '{{ nope }}'");
+    parse_bad("name: p\nsteps:\n  - {name: a, script: \"echo {{}}\"}\n", "bad template '{{}}'");
+    parse_bad("name: p\nparams: {a: 1}\nsteps:\n  - {name: a, script: \"echo {{params.a\"}\n",
+              "unterminated '{{'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], env: {A: \"{{params.q}}\"}}\n",
+              "unknown param 'q' in template");
+    parse_bad("name: p\nparams: {a: 1}\ndefaults: {env: {A: \"{{params}}\"}}\nsteps:\n  - {name: "
+              "a, command: [x]}\n",
+              "bad template '{{params}}'");
+}
+
+Test(spec, alias_refused)
+{
+    parse_bad_at("name: p\n"
+                 "defaults: &d\n"
+                 "  timeout: 5s\n"
+                 "steps:\n"
+                 "  - name: a\n"
+                 "    command: [x]\n"
+                 "    env: *d\n",
+                 7, 10, "aliases are not allowed");
+    /* the billion-laughs shape fails fast on the first alias */
+    parse_bad("name: p\n"
+              "a: &a [x, x, x, x, x, x, x, x, x]\n"
+              "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+              "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n",
+              "aliases are not allowed");
+}
+
+Test(spec, anchors_tags_bom_directive_ok)
+{
+    /* an anchor with no alias is harmless; tags are ignored */
+    spec_t *s = parse_ok("\xef\xbb\xbf%YAML 1.1\n---\nname: &n p\nsteps:\n  - &s {name: a, "
+                         "command: !!seq [!!str x, 1]}\n");
+    cr_assert_str_eq(s->name, "p");
+    cr_assert_str_eq(s->steps[0].argv[1], "1");
+    spec_destroy(&s);
+}
+
+Test(spec, bad_arguments)
+{
+    const char *y = "name: p\nsteps:\n  - {name: a, command: [x]}\n";
+    cr_assert_eq(spec_parse("t.yaml", y, strlen(y), NULL, 0, NULL, err, sizeof err), -EINVAL);
+    spec_t *s = NULL;
+    cr_assert_eq(spec_parse("t.yaml", y, strlen(y), NULL, 2, &s, err, sizeof err), -EINVAL);
+    cr_assert_null(s);
+    /* a NULL filename still gives a located message */
+    cr_assert_eq(spec_parse(NULL, "x: 1", 4, NULL, 0, &s, err, sizeof err), -EINVAL);
+    cr_assert_str_eq(err, "<spec>:1:1: unknown key 'x'");
+}
+
+Test(spec, multiple_documents)
+{
+    parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x]}\n---\nname: q\n", 4, 1,
+                 "only one YAML document");
+}
+
+Test(spec, nul_bytes)
+{
+    static const char text[] = "name: p\nsteps:\n  - {name: a, com\0mand: [x]}\n";
+    spec_t *s = NULL;
+    int rc = spec_parse("t.yaml", text, sizeof text - 1, NULL, 0, &s, err, sizeof err);
+    cr_assert_eq(rc, -EINVAL);
+    cr_assert_str_eq(err, "t.yaml:3:18: NUL byte in spec");
+    /* a NUL produced by an escape is refused too */
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [\"a\\0b\"]}\n", "NUL");
+}
+
+Test(spec, limits)
+{
+    /* more than 1 MiB */
+    size_t big = 1024 * 1024 + 1;
+    char *t = malloc(big + 1);
+    memset(t, '#', big);
+    t[big] = '\0';
+    spec_t *s = NULL;
+    cr_assert_eq(spec_parse("t.yaml", t, big, NULL, 0, &s, err, sizeof err), -EINVAL);
+    cr_assert(strstr(err, "t.yaml:1:1: spec is larger than 1 MiB"), "%s", err);
+    free(t);
+
+    /* 1001 steps */
+    size_t cap = 64 * 1024, o = 0;
+    t = malloc(cap);
+    o += (size_t)snprintf(t + o, cap - o, "name: p\nsteps:\n");
+    for (int i = 0; i < 1001; i++)
+        o += (size_t)snprintf(t + o, cap - o, "- {name: s%d, command: [x]}\n", i);
+    parse_bad(t, "too many steps (1001; at most 1000)");
+    /* exactly 1000 is fine */
+    char *last = strstr(t, "- {name: s1000,");
+    *last = '\0';
+    s = parse_ok(t);
+    cr_assert_eq(s->step_count, 1000);
+    spec_destroy(&s);
+    free(t);
+
+    /* a 64-char name */
+    parse_bad("name: p\nsteps:\n  - {name: "
+              "a123456789012345678901234567890123456789012345678901234567890123, command: [x]}\n",
+              "bad step name");
+    s = parse_ok("name: p\nsteps:\n  - {name: "
+                 "a12345678901234567890123456789012345678901234567890123456789012, command: "
+                 "[x]}\n");
+    spec_destroy(&s);
+
+    /* deep nesting */
+    char deep[400];
+    o = (size_t)snprintf(deep, sizeof deep, "name: p\nsteps: ");
+    for (int i = 0; i < 100; i++)
+        deep[o++] = '[';
+    deep[o] = '\0';
+    parse_bad(deep, "nesting is deeper than");
+
+    /* param value over 64 KiB, in the file and from -p */
+    size_t pv = 64 * 1024 + 1;
+    t = malloc(pv + 200);
+    o = (size_t)snprintf(t, 200, "name: p\nparams:\n  v: ");
+    memset(t + o, 'v', pv);
+    strcpy(t + o + pv, "\nsteps:\n  - {name: a, command: [x]}\n");
+    parse_bad(t, "param 'v' is longer than 65536 bytes");
+    free(t);
+    char *val = malloc(pv + 1);
+    memset(val, 'v', pv);
+    val[pv] = '\0';
+    spec_kv_t ov[] = {{"v", val}};
+    cr_assert_eq(
+        parse_ov("name: p\nparams: {v: 1}\nsteps:\n  - {name: a, command: [x]}\n", ov, 1, &s),
+        -EINVAL);
+    cr_assert(strstr(err, "is longer than 65536 bytes"), "%s", err);
+    free(val);
+}
+
+Test(spec, expansion_is_bounded)
+{
+    /* 64 KiB param used 40 times in one string: over 1 MiB after expansion */
+    size_t pv = 64 * 1024;
+    char *val = malloc(pv + 1);
+    memset(val, 'v', pv);
+    val[pv] = '\0';
+    spec_kv_t ov[] = {{"v", val}};
+    char yaml[2048];
+    size_t o = (size_t)snprintf(yaml, sizeof yaml,
+                                "name: p\nparams: {v: x}\nsteps:\n  - {name: a, script: \"");
+    for (int i = 0; i < 40; i++)
+        o += (size_t)snprintf(yaml + o, sizeof yaml - o, "{{params.v}}");
+    snprintf(yaml + o, sizeof yaml - o, "\"}\n");
+    spec_t *s = NULL;
+    cr_assert_eq(parse_ov(yaml, ov, 1, &s), -EINVAL);
+    cr_assert(strstr(err, "after template substitution"), "%s", err);
+    free(val);
+}
+
+Test(spec, map_size_limits)
+{
+    size_t cap = 32 * 1024, o = 0;
+    char *t = malloc(cap);
+    o += (size_t)snprintf(t + o, cap - o,
+                          "name: p\nsteps:\n  - name: a\n    command: [x]\n    env:\n");
+    for (int i = 0; i < 1001; i++)
+        o += (size_t)snprintf(t + o, cap - o, "      E%d: v\n", i);
+    parse_bad_at(t, 6, 7, "too many env entries (1001; at most 1000)");
+
+    o = (size_t)snprintf(t, cap,
+                         "name: p\nsteps:\n  - name: a\n    command: [x]\n    placement:\n"
+                         "      labels:\n");
+    for (int i = 0; i < 65; i++)
+        o += (size_t)snprintf(t + o, cap - o, "        l%d: v\n", i);
+    parse_bad(t, "too many labels (65; at most 64)");
+    free(t);
+}
+
+Test(spec, result_size_is_bounded)
+{
+    /* a 100 KB env value in defaults is copied into each of 1000 steps */
+    size_t vlen = 100 * 1000, cap = vlen + 64 * 1024, o = 0;
+    char *t = malloc(cap);
+    o += (size_t)snprintf(t + o, cap - o, "name: p\ndefaults:\n  env:\n    BIG: ");
+    memset(t + o, 'b', vlen);
+    o += vlen;
+    o += (size_t)snprintf(t + o, cap - o, "\nsteps:\n");
+    for (int i = 0; i < 1000; i++)
+        o += (size_t)snprintf(t + o, cap - o, "- {name: s%d, command: [x]}\n", i);
+    parse_bad(t, "spec is too large: commands, env and labels of all steps exceed 64 MiB");
+    free(t);
+}
+
+Test(spec, small_error_buffer)
+{
+    char small[12];
+    memset(small, 'Z', sizeof small);
+    spec_t *s = NULL;
+    const char *y = "name: p\nbogus_key_with_a_long_name: 1\n";
+    cr_assert_eq(spec_parse("file.yaml", y, strlen(y), NULL, 0, &s, small, 8), -EINVAL);
+    cr_assert_eq(strlen(small), 7);
+    cr_assert_eq(small[8], 'Z', "wrote past errlen");
+    cr_assert_eq(spec_parse("file.yaml", y, strlen(y), NULL, 0, &s, NULL, 0), -EINVAL);
+}
+
+Test(spec, control_chars_escaped_in_messages)
+{
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], \"bad\\nkey\": 1}\n",
+              "unknown key 'bad\\x0akey' in step 'a'");
+    cr_assert_null(strchr(err, '\n'));
+}
+
+/* ---- not implemented yet ---- */
+
+typedef struct {
+    const char *extra; /* line 5 of the step, indented 4 */
+    const char *key;   /* as named in the message */
+    int col;
+} ni_case_t;
+
+Test(spec, not_implemented_keys)
+{
+    static const ni_case_t cases[] = {
+        {"inputs: {artifacts: {data: x.y}}", "'inputs'", 5},
+        {"outputs: {artifacts: [model], params: [n]}", "'outputs'", 5},
+        {"when: \"1 == 1\"", "'when'", 5},
+        {"for_each: [a, b, c]", "'for_each'", 5},
+        {"for_each: \"{{steps.x.outputs.params.list}}\"", "'for_each'", 5},
+        {"parallelism: 2", "'parallelism'", 5},
+        {"image: registry.example/deploy:1", "'image' (containers)", 5},
+        {"checkpoint: {min_interval: 10s}", "'checkpoint'", 5},
+        {"preemption: {signal: SIGTERM}", "'preemption.signal'", 18},
+        {"preemption: {grace: 90s, max_preemptions: 3}", "'preemption.grace'", 18},
+        {"preemption: {max_preemptions: 3, fallback_after: 2}", "'preemption.fallback_after'", 38},
+        {"placement: {labels: {a: b}, spot: prefer}", "'placement.spot'", 33},
+        {"cache: false", "'cache'", 5},
+        {"script: echo {{item}}", "'{{item}}'", 13},
+        {"script: echo {{ item.x }}", "'{{ item.x }}'", 13},
+        {"script: echo {{run.id}}", "'{{run.id}}'", 13},
+        {"script: echo {{steps.a.outputs.params.better}}", "'{{steps.a.outputs.params.better}}'",
+         13},
+        {"env: {X: \"{{inputs.artifacts.data}}\"}", "'{{inputs.artifacts.data}}'", 14},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[512];
+        const char *cmd = strncmp(cases[i].extra, "script", 6) ? "command: [x]" : "env: {}";
+        snprintf(yaml, sizeof yaml, "name: p\nsteps:\n  - name: s\n    %s\n    %s\n", cmd,
+                 cases[i].extra);
+        spec_t *s = (spec_t *)0x1;
+        int rc = parse_ov(yaml, NULL, 0, &s);
+        cr_assert_eq(rc, -EINVAL, "case %zu (%s): %s", i, cases[i].extra, err);
+        cr_assert_null(s);
+        char want[512];
+        snprintf(want, sizeof want, "t.yaml:5:%d: %s", cases[i].col, cases[i].key);
+        cr_assert(strncmp(err, want, strlen(want)) == 0, "case %zu: want '%s...' got '%s'", i, want,
+                  err);
+        cr_assert(strstr(err, "is not implemented yet in this version of drover; remove it to "
+                              "run this pipeline"),
+                  "case %zu: %s", i, err);
+    }
+}
+
+Test(spec, not_implemented_exact_message)
+{
+    parse_ov("name: p\nsteps:\n  - name: s\n    command: [x]\n    image: a/b:1\n", NULL, 0,
+             &(spec_t *){NULL});
+    cr_assert_str_eq(err, "t.yaml:5:5: 'image' (containers) is not implemented yet in this "
+                          "version of drover; remove it to run this pipeline");
+}
+
+Test(spec, not_implemented_finally_and_defaults)
+{
+    parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - name: notify\n    "
+                 "script: echo done\n",
+                 4, 1, "'finally' (exit handlers) is not implemented yet");
+    /* an empty finally is fine */
+    spec_t *s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally: []\n");
+    cr_assert_eq(s->step_count, 1);
+    spec_destroy(&s);
+    parse_bad_at("name: p\ndefaults:\n  cache: true\nsteps:\n  - {name: a, command: [x]}\n", 3, 3,
+                 "'cache' (step caching) is not implemented");
+    parse_bad_at("name: p\ndefaults:\n  placement: {spot: avoid}\nsteps:\n  - {name: a, command: "
+                 "[x]}\n",
+                 3, 15, "'placement.spot'");
+}
+
+Test(spec, real_errors_beat_not_implemented)
+{
+    /* image comes first, but the unknown key later is the real error */
+    parse_bad("name: p\nsteps:\n  - name: a\n    image: x\n    command: [x]\n  - name: b\n    "
+              "command: [x]\n    colour: red\n",
+              "unknown key 'colour' in step 'b'");
+    /* ... and a cycle, found after all steps are read */
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], cache: true, needs: [b]}\n  - {name: "
+              "b, command: [x], needs: [a]}\n",
+              "cycle: a -> b -> a");
+    /* ... and an unknown param in a template */
+    parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{item}} {{params.zz}}\"}\n",
+              "unknown param 'zz'");
+    /* ... and a bad shape of a not-implemented key */
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: {min_interval: soon}}\n",
+              "bad duration 'soon' for checkpoint.min_interval");
+    /* the earliest not-implemented key is named */
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    when: x\n    image: y\n", 5,
+                 5, "'when' (conditions)");
+}
+
+Test(spec, design_doc_example)
+{
+    const char *doc = "name: train-classifier\n"
+                      "params:\n"
+                      "  rows: \"20000\"\n"
+                      "  lr: \"0.1\"\n"
+                      "defaults:\n"
+                      "  retries: {limit: 2, backoff: 5s, factor: 2, max_backoff: 1m}\n"
+                      "  timeout: 1h\n"
+                      "steps:\n"
+                      "  - name: prepare\n"
+                      "    command: [python3, prepare.py, --rows, \"{{params.rows}}\"]\n"
+                      "    outputs: {artifacts: [dataset], params: [n_features]}\n"
+                      "  - name: train\n"
+                      "    needs: [prepare]\n"
+                      "    inputs: {artifacts: {data: prepare.dataset}}\n"
+                      "    command: [python3, train.py, --lr, \"{{params.lr}}\"]\n"
+                      "    resources: {cpu: 1, memory: 512Mi, gpu: 0}\n"
+                      "    placement: {spot: prefer, labels: {pool: train}}\n"
+                      "    checkpoint: {min_interval: 10s}\n"
+                      "    preemption: {signal: SIGTERM, grace: 90s, max_preemptions: 20}\n"
+                      "  - name: shard\n"
+                      "    needs: [prepare]\n"
+                      "    for_each: [\"a\", \"b\", \"c\"]\n"
+                      "    script: echo shard {{item}}\n"
+                      "  - name: evaluate\n"
+                      "    needs: [train]\n"
+                      "    outputs: {params: [better]}\n"
+                      "    script: ./evaluate.sh\n"
+                      "  - name: deploy\n"
+                      "    needs: [evaluate]\n"
+                      "    when: \"{{steps.evaluate.outputs.params.better}} == true\"\n"
+                      "    image: registry.example/deploy:1\n"
+                      "    command: [deploy, --model, /in/model]\n"
+                      "finally:\n"
+                      "  - name: notify\n"
+                      "    script: echo run {{run.id}} ended {{run.status}}\n";
+    parse_bad_at(doc, 11, 5, "'outputs' (step outputs) is not implemented yet");
+}
+
+/* ---- quantities ---- */
+
+Test(quantity, memory)
+{
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } good[] = {
+        {"0", 0},
+        {"1000", 1000},
+        {"512Mi", 512ull << 20},
+        {"2Gi", 2ull << 30},
+        {"1G", 1000000000ull},
+        {"100M", 100000000ull},
+        {"64Ki", 65536},
+        {"3K", 3000},
+        {"2T", 2000000000000ull},
+        {"1Ti", 1ull << 40},
+        {"1.5Gi", 1610612736ull},
+        {"0.5Ki", 512},
+        {"1.0001K", 1001}, /* 1000.1 bytes rounds up */
+        {"18446744073709551615", UINT64_MAX},
+        {"007", 7},
+    };
+    static const char *bad[] = {"",
+                                "-1",
+                                "1.5",
+                                "1.5B",
+                                "Mi",
+                                "1 Mi",
+                                " 1",
+                                "1Mi ",
+                                "1mi",
+                                "1k",
+                                "1KB",
+                                "1.Gi",
+                                ".5Gi",
+                                "1e3",
+                                "+1",
+                                "0x10",
+                                "1Pi",
+                                "1..5Gi",
+                                "18446744073709551616",
+                                "16777216Ti",
+                                "1.5.5Gi",
+                                "1.5Gii",
+                                "99999999999999999999Gi"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint64_t v = 12345;
+        cr_assert_eq(spec_parse_memory(good[i].s, &v), 0, "%s", good[i].s);
+        cr_assert_eq(v, good[i].v, "%s → %llu", good[i].s, (unsigned long long)v);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t v = 12345;
+        cr_assert_eq(spec_parse_memory(bad[i], &v), -EINVAL, "'%s' accepted", bad[i]);
+        cr_assert_eq(v, 12345, "out touched for '%s'", bad[i]);
+    }
+    uint64_t v;
+    cr_assert_eq(spec_parse_memory(NULL, &v), -EINVAL);
+}
+
+Test(quantity, cpu)
+{
+    static const struct {
+        const char *s;
+        uint32_t v;
+    } good[] = {
+        {"0", 0},
+        {"2", 2000},
+        {"0.5", 500},
+        {"500m", 500},
+        {"1.25", 1250},
+        {"0.001", 1},
+        {"1.5000", 1500},
+        {"0m", 0},
+        {"64", 64000},
+        {"4294967", 4294967000u},
+        {"4294967295m", UINT32_MAX},
+    };
+    static const char *bad[] = {
+        "",       "-1",      "-0.5",        "abc", "1.",    ".5",
+        "1.0005", "1.5m",    "m",           "2 ",  " 2",    "2c",
+        "1e3",    "4294968", "4294967296m", "+1",  "0.5.5", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint32_t v = 777;
+        cr_assert_eq(spec_parse_cpu(good[i].s, &v), 0, "%s", good[i].s);
+        cr_assert_eq(v, good[i].v, "%s → %u", good[i].s, v);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint32_t v = 777;
+        cr_assert_eq(spec_parse_cpu(bad[i], &v), -EINVAL, "'%s' accepted", bad[i]);
+        cr_assert_eq(v, 777, "out touched for '%s'", bad[i]);
+    }
+}
+
+Test(quantity, duration)
+{
+    static const struct {
+        const char *s;
+        uint64_t v;
+    } good[] = {
+        {"100ms", 100},         {"5s", 5000},     {"2m", 120000},     {"1h", 3600000},
+        {"1h30m", 5400000},     {"90", 90000},    {"0", 0},           {"0s", 0},
+        {"1h2m3s4ms", 3723004}, {"1m30s", 90000}, {"36h", 129600000}, {"1500ms", 1500},
+    };
+    static const char *bad[] = {"",
+                                "s",
+                                "-5s",
+                                "5x",
+                                "1d",
+                                "1.5h",
+                                "5 s",
+                                "30m1h",
+                                "1s1s",
+                                "1ms1s",
+                                "5sec",
+                                "h1",
+                                "1h 30m",
+                                "18446744073709551616",
+                                "18446744073709552s",
+                                "99999999999999999999h",
+                                "5S",
+                                "1hm"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint64_t v = 4242;
+        cr_assert_eq(spec_parse_duration(good[i].s, &v), 0, "%s", good[i].s);
+        cr_assert_eq(v, good[i].v, "%s → %llu", good[i].s, (unsigned long long)v);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t v = 4242;
+        cr_assert_eq(spec_parse_duration(bad[i], &v), -EINVAL, "'%s' accepted", bad[i]);
+        cr_assert_eq(v, 4242, "out touched for '%s'", bad[i]);
+    }
+}
+
+/* ---- fuzz-style robustness ---- */
+
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+    /* xorshift64*: deterministic across runs */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+static int fuzz_one(const char *buf, size_t len, const spec_kv_t *ov, size_t nov)
+{
+    char e[256];
+    spec_t *s = (spec_t *)0x1;
+    memset(e, 0, sizeof e);
+    int rc = spec_parse("fuzz.yaml", buf, len, ov, nov, &s, e, sizeof e);
+    cr_assert(rc == 0 || rc == -EINVAL, "rc %d", rc);
+    if (rc == 0) {
+        cr_assert_not_null(s);
+        cr_assert_gt(s->step_count, 0);
+        for (size_t i = 0; i < s->step_count; i++) {
+            cr_assert_gt(s->steps[i].argc, 0);
+            cr_assert_null(s->steps[i].argv[s->steps[i].argc]);
+            for (size_t j = 0; j < s->steps[i].need_count; j++)
+                cr_assert_lt(s->steps[i].needs[j], s->step_count);
+        }
+        spec_destroy(&s);
+    } else {
+        cr_assert_null(s);
+        cr_assert(strncmp(e, "fuzz.yaml:", 10) == 0, "bad message '%s'", e);
+        cr_assert_gt(strlen(e), 14);
+        cr_assert_null(strchr(e, '\n'), "message spans lines: %s", e);
+    }
+    return rc;
+}
+
+static const char *FUZZ_BASE = "name: fz\n"
+                               "params: {rows: \"10\", lr: 0.1}\n"
+                               "defaults:\n"
+                               "  retries: {limit: 2, backoff: 5s, factor: 2, max_backoff: 1m}\n"
+                               "  timeout: 1h\n"
+                               "  env: {A: \"{{params.rows}}\"}\n"
+                               "steps:\n"
+                               "  - name: a\n"
+                               "    command: [run, \"{{params.rows}}\", '{{ params.lr }}']\n"
+                               "    resources: {cpu: 500m, memory: 1.5Gi, gpu: 1}\n"
+                               "    placement: {labels: {pool: x}}\n"
+                               "  - name: b\n"
+                               "    needs: [a]\n"
+                               "    script: |\n"
+                               "      echo {{params.lr}}\n"
+                               "    env:\n"
+                               "      B: two\n"
+                               "    retries: 3\n"
+                               "    preemption: {max_preemptions: 4}\n"
+                               "  - {name: c, needs: [a, b], command: [x], timeout: 1h30m}\n";
+
+Test(spec, fuzz, .timeout = 240)
+{
+    size_t len = strlen(FUZZ_BASE);
+    spec_kv_t ov[] = {{"rows", "99"}};
+    cr_assert_eq(fuzz_one(FUZZ_BASE, len, ov, 1), 0, "base spec must be valid");
+
+    /* every truncation */
+    int ok = 0;
+    for (size_t n = 0; n <= len; n++)
+        ok += fuzz_one(FUZZ_BASE, n, ov, 1) == 0;
+    cr_assert_gt(ok, 0);
+    cr_assert_lt(ok, (int)len);
+
+    static const char interesting[] = "{}[]:-,#&*!|>'\"\n \t%@`?~\\0.";
+    char *buf = malloc(len + 64);
+    rng_state = 0x5eed5eed12345ull;
+    int rejected = 0;
+    for (int iter = 0; iter < 2000; iter++) {
+        size_t n = len;
+        memcpy(buf, FUZZ_BASE, len);
+        int edits = 1 + (int)(rng() % 4);
+        for (int k = 0; k < edits; k++) {
+            size_t pos = (size_t)(rng() % n);
+            switch (rng() % 4) {
+            case 0: /* random byte, NUL included */
+                buf[pos] = (char)(rng() & 0xff);
+                break;
+            case 1: /* a YAML-significant byte */
+                buf[pos] = interesting[rng() % (sizeof interesting - 1)];
+                break;
+            case 2: /* delete */
+                memmove(buf + pos, buf + pos + 1, n - pos - 1);
+                n--;
+                break;
+            default: /* insert */
+                memmove(buf + pos + 1, buf + pos, n - pos);
+                buf[pos] = interesting[rng() % (sizeof interesting - 1)];
+                n++;
+                break;
+            }
+        }
+        rejected += fuzz_one(buf, n, ov, 1) != 0;
+    }
+    cr_assert_gt(rejected, 100, "mutations should mostly be caught");
+    free(buf);
+
+    /* random byte strings and random token soups */
+    static const char *tokens[] = {"name: ",
+                                   "steps:",
+                                   "\n",
+                                   "  ",
+                                   "- ",
+                                   "{",
+                                   "}",
+                                   "[",
+                                   "]",
+                                   ", ",
+                                   "command: ",
+                                   "script: ",
+                                   "needs: ",
+                                   "a",
+                                   "b",
+                                   "x",
+                                   "{{params.rows}}",
+                                   "{{",
+                                   "}}",
+                                   "&a ",
+                                   "*a",
+                                   "!!str ",
+                                   "---\n",
+                                   "resources: ",
+                                   "memory: ",
+                                   "1Gi",
+                                   "env: ",
+                                   "retries: ",
+                                   "\"",
+                                   "'",
+                                   "#",
+                                   "? ",
+                                   ": ",
+                                   "|\n",
+                                   "finally: ",
+                                   "params: "};
+    char rnd[512];
+    for (int iter = 0; iter < 1000; iter++) {
+        size_t n = 0;
+        if (iter % 2) {
+            n = (size_t)(rng() % sizeof rnd);
+            for (size_t i = 0; i < n; i++)
+                rnd[i] = (char)(rng() & 0xff);
+        } else {
+            size_t count = (size_t)(rng() % 60);
+            for (size_t t = 0; t < count; t++) {
+                const char *tok = tokens[rng() % (sizeof tokens / sizeof tokens[0])];
+                size_t tl = strlen(tok);
+                if (n + tl >= sizeof rnd)
+                    break;
+                memcpy(rnd + n, tok, tl);
+                n += tl;
+            }
+        }
+        fuzz_one(rnd, n, ov, 1);
+    }
+}
