@@ -24,6 +24,7 @@
 #include "outbox.h"
 #include "runner.h"
 #include "sdnotify.h"
+#include "transfer.h"
 #include "util.h"
 #include "zev.h"
 
@@ -42,7 +43,11 @@ struct attempt {
     uint64_t id;
     char *run_id, *task, *dir;
     uint32_t number;
+    Drover__Assignment *as; /* a copy: the process starts after inputs arrive */
     runner_t *runner;
+    xfer_in_t *xin;   /* fetching inputs, before the process */
+    xfer_out_t *xout; /* uploading outputs, after it */
+    runner_exit_t result;
     uint8_t *logbuf;
     size_t loglen;
     uint64_t log_start; /* stream offset of logbuf[0] */
@@ -68,6 +73,18 @@ struct agent {
     uint64_t *acks;
     size_t n_acks;
     attempt_t *dead;
+    worker_t *worker; /* artifact I/O and hashing */
+    xfer_host_t xfer;
+    char *cache_dir;
+    /* transfer messages for the next batch (owned) */
+    Drover__UploadOffer **offers;
+    size_t n_offers;
+    Drover__BlobChunk **chunks;
+    size_t n_chunks;
+    Drover__ChunkAck **chunk_acks;
+    size_t n_chunk_acks;
+    Drover__FetchRequest **fetches;
+    size_t n_fetches;
 };
 
 /* ------------------------------------------------------------ config */
@@ -251,22 +268,29 @@ static void retire(agent_t *a, attempt_t *at)
     a->dead = at;
 }
 
-static void on_exit_cb(void *arg, const runner_exit_t *ex)
+/* The attempt is over: send its EXITED report (with outputs, if any). */
+static void report_exit(attempt_t *at, Drover__Artifact **arts, size_t n_arts,
+                        Drover__KeyValue **params, size_t n_params)
 {
-    attempt_t *at = arg;
     agent_t *a = at->agent;
-    at->exited = true;
-    if (a->stopping) {
-        retire(a, at); /* no report: droverd sees the agent go and requeues */
-        return;
-    }
-    flush_log(at);
+    const runner_exit_t *ex = &at->result;
     Drover__Report *r = report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
     r->exit_code = ex->exit_code;
     r->term_signal = ex->term_signal;
     r->timed_out = ex->timed_out;
     if (ex->reason[0])
         r->reason = xstrdup(ex->reason);
+    r->outputs = xcalloc(n_arts, sizeof *r->outputs);
+    for (size_t i = 0; i < n_arts; i++) {
+        size_t n = drover__artifact__get_packed_size(arts[i]);
+        uint8_t *buf = xmalloc(n);
+        drover__artifact__pack(arts[i], buf);
+        r->outputs[r->n_outputs++] = drover__artifact__unpack(NULL, n, buf);
+        free(buf);
+    }
+    r->out_params = xcalloc(n_params, sizeof *r->out_params);
+    for (size_t i = 0; i < n_params; i++)
+        r->out_params[r->n_out_params++] = util_kv_new(params[i]->key, params[i]->value);
     queue_report(a, r);
     log_info("attempt %" PRIu64 " (%s/%s #%u) exited: code %d signal %d%s%s", at->id, at->run_id,
              at->task, at->number, ex->exit_code, ex->term_signal, ex->reason[0] ? ", " : "",
@@ -274,9 +298,45 @@ static void on_exit_cb(void *arg, const runner_exit_t *ex)
     retire(a, at);
 }
 
+static void on_outputs(void *arg, Drover__Artifact **arts, size_t n_arts, Drover__KeyValue **params,
+                       size_t n_params, const char *error)
+{
+    attempt_t *at = arg;
+    if (error)
+        snprintf(at->result.reason, sizeof at->result.reason, "%s", error);
+    report_exit(at, arts, n_arts, params, n_params);
+}
+
+static void on_exit_cb(void *arg, const runner_exit_t *ex)
+{
+    attempt_t *at = arg;
+    agent_t *a = at->agent;
+    at->exited = true;
+    at->result = *ex;
+    if (a->stopping) {
+        retire(a, at); /* no report: droverd sees the agent go and requeues */
+        return;
+    }
+    flush_log(at);
+    bool clean = ex->exit_code == 0 && ex->term_signal == 0 && !ex->reason[0];
+    if (clean && at->as->n_out_artifacts + at->as->n_out_params > 0) {
+        char *outputs = xasprintf("%s/outputs", at->dir);
+        at->xout = xfer_out_start(&a->xfer, at->id, outputs, at->as->out_artifacts,
+                                  at->as->n_out_artifacts, at->as->out_params, at->as->n_out_params,
+                                  on_outputs, at);
+        free(outputs);
+        return;
+    }
+    report_exit(at, NULL, 0, NULL, 0);
+}
+
 static void free_attempt(attempt_t *at)
 {
     runner_destroy(&at->runner);
+    xfer_in_cancel(&at->xin);
+    xfer_out_cancel(&at->xout);
+    if (at->as)
+        drover__assignment__free_unpacked(at->as, NULL);
     if (at->dir && !at->agent->cfg.keep_work_dirs)
         util_rm_rf(at->dir);
     free(at->logbuf);
@@ -288,12 +348,16 @@ static void free_attempt(attempt_t *at)
 
 /* ------------------------------------------------------------ assignments */
 
-/* A run id or step name is used as a path component: no "..", no '/'. */
+/* A run id or task name ("step" or "step[3]") is a path component: no "..", no '/'. */
 static bool safe_component(const char *s)
 {
     return strcmp(s, ".") != 0 && strcmp(s, "..") != 0 &&
-           util_valid_name(s, strlen(s), NAME_COMPONENT_MAX, NULL);
+           util_valid_name(s, strlen(s), NAME_COMPONENT_MAX, "[]");
 }
+
+static char **build_env(const agent_t *a, const Drover__Assignment *as, const attempt_t *at);
+static void report_start_failure(agent_t *a, attempt_t *at, const char *why);
+static void spawn(attempt_t *at);
 
 static char **build_env(const agent_t *a, const Drover__Assignment *as, const attempt_t *at)
 {
@@ -342,6 +406,50 @@ static void report_start_failure(agent_t *a, attempt_t *at, const char *why)
     retire(a, at);
 }
 
+static void on_inputs(void *arg, const char *error)
+{
+    attempt_t *at = arg;
+    if (error) {
+        char *why = xasprintf("inputs: %s", error);
+        report_start_failure(at->agent, at, why);
+        free(why);
+        return;
+    }
+    spawn(at);
+}
+
+/* Start the attempt's process (inputs, if any, are in place). */
+static void spawn(attempt_t *at)
+{
+    char err[512];
+    agent_t *a = at->agent;
+    const Drover__Assignment *as = at->as;
+    char **argv = xcalloc(as->n_argv + 1, sizeof *argv);
+    for (size_t i = 0; i < as->n_argv; i++)
+        argv[i] = as->argv[i];
+    char **envp = build_env(a, as, at);
+    char *cwd = xasprintf("%s/work", at->dir);
+    runner_spec_t spec = {.argv = argv,
+                          .envp = envp,
+                          .cwd = cwd,
+                          .timeout_ms = as->timeout_ms,
+                          .kill_grace_ms = a->cfg.kill_grace_ms,
+                          .on_output = on_output,
+                          .on_exit = on_exit_cb,
+                          .arg = at};
+    at->runner = runner_start(a->loop, &spec, err, sizeof err);
+    free(argv);
+    free_strv(envp);
+    free(cwd);
+    if (!at->runner) {
+        report_start_failure(a, at, err);
+        return;
+    }
+    queue_report(a, report_new(at, DROVER__REPORT_KIND__REPORT_STARTED));
+    log_info("attempt %" PRIu64 " (%s/%s #%u) started: pid %d", at->id, at->run_id, at->task,
+             at->number, (int)runner_pid(at->runner));
+}
+
 static void start_attempt(agent_t *a, const Drover__Assignment *as)
 {
     char err[512];
@@ -367,31 +475,19 @@ static void start_attempt(agent_t *a, const Drover__Assignment *as)
             return;
         }
     }
-    char **argv = xcalloc(as->n_argv + 1, sizeof *argv);
-    for (size_t i = 0; i < as->n_argv; i++)
-        argv[i] = as->argv[i];
-    char **envp = build_env(a, as, at);
-    char *cwd = xasprintf("%s/work", at->dir);
-    runner_spec_t spec = {.argv = argv,
-                          .envp = envp,
-                          .cwd = cwd,
-                          .timeout_ms = as->timeout_ms,
-                          .kill_grace_ms = a->cfg.kill_grace_ms,
-                          .on_output = on_output,
-                          .on_exit = on_exit_cb,
-                          .arg = at};
-    at->runner = runner_start(a->loop, &spec, err, sizeof err);
-    free(argv);
-    free_strv(envp);
-    free(cwd);
-    if (!at->runner) {
-        report_start_failure(a, at, err);
+    size_t n = drover__assignment__get_packed_size(as);
+    uint8_t *buf = xmalloc(n);
+    drover__assignment__pack(as, buf);
+    at->as = drover__assignment__unpack(NULL, n, buf);
+    free(buf);
+    idmap_put(a->attempts, at->id, at);
+    if (as->n_inputs == 0) {
+        spawn(at);
         return;
     }
-    idmap_put(a->attempts, at->id, at);
-    queue_report(a, report_new(at, DROVER__REPORT_KIND__REPORT_STARTED));
-    log_info("attempt %" PRIu64 " (%s/%s #%u) started: pid %d", at->id, at->run_id, at->task,
-             at->number, (int)runner_pid(at->runner));
+    char *inputs = xasprintf("%s/inputs", at->dir);
+    at->xin = xfer_in_start(&a->xfer, at->id, as->inputs, as->n_inputs, inputs, on_inputs, at);
+    free(inputs);
 }
 
 static void handle_assignment(agent_t *a, const Drover__Assignment *as)
@@ -405,7 +501,73 @@ static void handle_assignment(agent_t *a, const Drover__Assignment *as)
     start_attempt(a, as);
 }
 
+/* ------------------------------------------------------------ transfer I/O */
+
+#define APPEND(list, n, item)                                                                      \
+    do {                                                                                           \
+        (list) = xrealloc((list), ((n) + 1) * sizeof *(list));                                     \
+        (list)[(n)++] = (item);                                                                    \
+    } while (0)
+
+static void host_offer(void *host, Drover__UploadOffer *m)
+{
+    agent_t *a = host;
+    APPEND(a->offers, a->n_offers, m);
+    a->want_send = true;
+}
+
+static void host_chunk(void *host, Drover__BlobChunk *m)
+{
+    agent_t *a = host;
+    APPEND(a->chunks, a->n_chunks, m);
+    a->want_send = true;
+}
+
+static void host_chunk_ack(void *host, Drover__ChunkAck *m)
+{
+    agent_t *a = host;
+    APPEND(a->chunk_acks, a->n_chunk_acks, m);
+    a->want_send = true;
+}
+
+static void host_fetch(void *host, Drover__FetchRequest *m)
+{
+    agent_t *a = host;
+    APPEND(a->fetches, a->n_fetches, m);
+    a->want_send = true;
+}
+
+static void free_transfer_messages(agent_t *a)
+{
+    for (size_t i = 0; i < a->n_offers; i++)
+        drover__upload_offer__free_unpacked(a->offers[i], NULL);
+    for (size_t i = 0; i < a->n_chunks; i++)
+        drover__blob_chunk__free_unpacked(a->chunks[i], NULL);
+    for (size_t i = 0; i < a->n_chunk_acks; i++)
+        drover__chunk_ack__free_unpacked(a->chunk_acks[i], NULL);
+    for (size_t i = 0; i < a->n_fetches; i++)
+        drover__fetch_request__free_unpacked(a->fetches[i], NULL);
+    free(a->offers);
+    free(a->chunks);
+    free(a->chunk_acks);
+    free(a->fetches);
+    a->offers = NULL;
+    a->chunks = NULL;
+    a->chunk_acks = NULL;
+    a->fetches = NULL;
+    a->n_offers = a->n_chunks = a->n_chunk_acks = a->n_fetches = 0;
+}
+
 /* ------------------------------------------------------------ receiving */
+
+static void restart_transfer(uint64_t id, void *value, void *arg)
+{
+    attempt_t *at = value;
+    if (at->xin)
+        xfer_in_restart(at->xin);
+    if (at->xout)
+        xfer_out_restart(at->xout);
+}
 
 static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
 {
@@ -426,6 +588,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
         a->registered = true;
         a->resend_all = true;
         a->want_send = true;
+        idmap_each(a->attempts, restart_transfer, NULL); /* droverd dropped them */
     }
     for (size_t i = 0; i < m->n_acks; i++)
         outbox_ack(a->outbox, m->acks[i]);
@@ -433,11 +596,40 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
         handle_assignment(a, m->assigns[i]);
     for (size_t i = 0; i < m->n_kills; i++) {
         attempt_t *at = idmap_get(a->attempts, m->kills[i]);
-        if (at && at->runner && !at->exited) {
-            log_info("attempt %" PRIu64 " (%s/%s): killed on droverd's request", at->id, at->run_id,
-                     at->task);
+        if (!at)
+            continue;
+        log_info("attempt %" PRIu64 " (%s/%s): killed on droverd's request", at->id, at->run_id,
+                 at->task);
+        if (at->runner && !at->exited) {
             runner_kill(at->runner, "killed by droverd (cancelled or superseded)");
+        } else if (at->xin || at->xout) { /* no process to kill: drop the transfer */
+            xfer_in_cancel(&at->xin);
+            xfer_out_cancel(&at->xout);
+            snprintf(at->result.reason, sizeof at->result.reason, "killed by droverd");
+            report_exit(at, NULL, 0, NULL, 0);
         }
+    }
+    for (size_t i = 0; i < m->n_wants; i++) {
+        attempt_t *at = idmap_get(a->attempts, m->wants[i]->attempt_id);
+        if (at && at->xout)
+            xfer_out_want(at->xout, m->wants[i]);
+    }
+    for (size_t i = 0; i < m->n_chunk_acks; i++) {
+        attempt_t *at = idmap_get(a->attempts, m->chunk_acks[i]->attempt_id);
+        if (at && at->xout)
+            xfer_out_chunk_ack(at->xout, m->chunk_acks[i]);
+    }
+    for (size_t i = 0; i < m->n_chunks; i++) {
+        attempt_t *at = idmap_get(a->attempts, m->chunks[i]->attempt_id);
+        if (at && at->xin)
+            xfer_in_chunk(at->xin, m->chunks[i]);
+    }
+    for (size_t i = 0; i < m->n_blob_done; i++) {
+        attempt_t *at = idmap_get(a->attempts, m->blob_done[i]->attempt_id);
+        if (at && at->xin)
+            xfer_in_blob_done(at->xin, m->blob_done[i]);
+        else if (at && at->xout)
+            xfer_out_blob_done(at->xout, m->blob_done[i]);
     }
 }
 
@@ -476,8 +668,22 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
             m.n_reports = outbox_collect(a->outbox, util_mono_ms(), RESEND_MS, a->resend_all, batch,
                                          BATCH_REPORTS, BATCH_BYTES, &more);
         m.reports = batch;
-        if (m.n_reports || m.n_assign_acks)
+        /* Transfers only make sense to a droverd that knows us; while
+         * unregistered they are dropped and restart after registration. */
+        if (a->registered) {
+            m.offers = a->offers;
+            m.n_offers = a->n_offers;
+            m.chunks = a->chunks;
+            m.n_chunks = a->n_chunks;
+            m.chunk_acks = a->chunk_acks;
+            m.n_chunk_acks = a->n_chunk_acks;
+            m.fetches = a->fetches;
+            m.n_fetches = a->n_fetches;
+        }
+        if (m.n_reports || m.n_assign_acks || m.n_offers || m.n_chunks || m.n_chunk_acks ||
+            m.n_fetches)
             send_message(a, &m);
+        free_transfer_messages(a);
         a->n_acks = 0;
         /* A full batch means more is due: stay in send mode next time. */
         a->want_send = more;
@@ -505,6 +711,16 @@ static void on_logflush(struct ev_loop *loop, ev_timer *w, int revents)
     idmap_each(a->attempts, flush_one_log, NULL);
 }
 
+static void tick_transfer(uint64_t id, void *value, void *arg)
+{
+    attempt_t *at = value;
+    int64_t now = util_mono_ms();
+    if (at->xin)
+        xfer_in_tick(at->xin, now);
+    if (at->xout)
+        xfer_out_tick(at->xout, now);
+}
+
 static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 {
     agent_t *a = w->data;
@@ -516,6 +732,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
         log_warn("no word from droverd for %" PRId64 " ms: registering again", silence);
         a->registered = false;
     }
+    idmap_each(a->attempts, tick_transfer, NULL);
     if (a->registered) {
         send_heartbeat(a);
         a->want_send = a->want_send || outbox_count(a->outbox) > 0; /* re-send due reports */
@@ -590,6 +807,20 @@ agent_t *agent_new(const agent_config_t *cfg)
         goto fail;
     }
     a->loop = EV_DEFAULT;
+    a->worker = worker_new(a->loop);
+    if (!a->worker)
+        goto fail;
+    a->cache_dir = xasprintf("%s/cache", cfg->work_dir);
+    char *tmp = xasprintf("%s/tmp", a->cache_dir);
+    util_rm_rf(tmp); /* partial downloads of a previous agent process */
+    free(tmp);
+    a->xfer = (xfer_host_t){.worker = a->worker,
+                            .cache_dir = a->cache_dir,
+                            .send_offer = host_offer,
+                            .send_chunk = host_chunk,
+                            .send_chunk_ack = host_chunk_ack,
+                            .send_fetch = host_fetch,
+                            .host = a};
     a->zev = zev_new(a->loop, zsock_resolve(a->sock), on_readable, a);
     if (!a->zev)
         goto fail;
@@ -652,6 +883,9 @@ void agent_destroy(agent_t **ap)
     }
     if (a->attempts)
         idmap_each(a->attempts, destroy_attempt, NULL);
+    worker_destroy(&a->worker); /* runs the cancelled transfers' last jobs */
+    free_transfer_messages(a);
+    free(a->cache_dir);
     idmap_destroy(&a->attempts);
     idmap_destroy(&a->finished);
     outbox_destroy(&a->outbox);

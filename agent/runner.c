@@ -5,6 +5,11 @@
  * grandchild). After the leader exits we SIGKILL its group, keep reading
  * until EOF, and only then call on_exit — with a short fallback timer in
  * case a process escaped the group and holds the pipe open.
+ *
+ * A spec with child_fn (runtime drivers) is started with fork() instead of
+ * posix_spawn so the driver can act in the child before exec (join a
+ * cgroup) or be the child (a container shim); an error pipe keeps exec
+ * failures synchronous, as posix_spawn reports them.
  */
 #include "runner.h"
 
@@ -150,42 +155,141 @@ pid_t runner_pid(const runner_t *r)
     return r->pid;
 }
 
+/* The child side of fork_child: set up what posix_spawn would, then run
+ * child_fn and exec. Failures go to errfd as {stage, errno}. Only calls
+ * that are safe after fork. */
+static void child_main(const runner_spec_t *spec, int outfd, int errfd)
+{
+    int stage = 0, e = 0;
+    sigset_t none;
+    setpgid(0, 0);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(outfd, 1) < 0 || dup2(outfd, 2) < 0) {
+        e = errno;
+        goto fail;
+    }
+    if (devnull > 2)
+        close(devnull);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL); /* fails harmlessly for glibc's internal signals */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (spec->cwd && chdir(spec->cwd) < 0) {
+        e = errno;
+        goto fail;
+    }
+    stage = 1;
+    int rc = spec->child_fn(spec->child_arg);
+    if (!spec->argv)
+        _exit(rc < 0 ? 127 : rc);
+    if (rc < 0) {
+        e = -rc;
+        goto fail;
+    }
+    stage = 2;
+    execvpe(spec->argv[0], spec->argv, spec->envp);
+    e = errno;
+fail:
+    if (errfd >= 0) {
+        int rec[2] = {stage, e};
+        ssize_t ignored = write(errfd, rec, sizeof rec);
+        (void)ignored;
+    }
+    _exit(127);
+}
+
+/* fork() variant of the spawn, for spec->child_fn. With argv, waits (like
+ * posix_spawn does) until the child has exec'd or failed. */
+static int fork_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *err, size_t errlen)
+{
+    int ep[2] = {-1, -1};
+    const char *what = spec->argv ? spec->argv[0] : "shim";
+    if (spec->argv && pipe2(ep, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "pipe2: %s", strerror(errno));
+        return -1;
+    }
+    *pid = fork();
+    if (*pid < 0) {
+        snprintf(err, errlen, "cannot run '%s': fork: %s", what, strerror(errno));
+        if (ep[0] >= 0) {
+            close(ep[0]);
+            close(ep[1]);
+        }
+        return -1;
+    }
+    if (*pid == 0) {
+        if (ep[0] >= 0)
+            close(ep[0]);
+        child_main(spec, outfd, ep[1]);
+    }
+    if (ep[0] < 0)
+        return 0;
+    close(ep[1]);
+    int rec[2];
+    ssize_t n;
+    do
+        n = read(ep[0], rec, sizeof rec);
+    while (n < 0 && errno == EINTR);
+    close(ep[0]);
+    if (n != (ssize_t)sizeof rec)
+        return 0; /* EOF: exec succeeded */
+    /* The child has exited (or is about to): reap it here, before the loop
+     * sees it. */
+    while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (rec[0] == 1)
+        snprintf(err, errlen, "cannot start '%s': %s", what, strerror(rec[1]));
+    else
+        snprintf(err, errlen, "cannot run '%s': %s", what, strerror(rec[1]));
+    return -1;
+}
+
 runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *err, size_t errlen)
 {
     int pipefd[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, defaults;
     runner_t *r = NULL;
+    pid_t pid;
 
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         snprintf(err, errlen, "pipe2: %s", strerror(errno));
         return NULL;
     }
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-    posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
-    /* A fresh process group, no blocked signals, default dispositions (the
-     * agent ignores SIGPIPE; a step must not inherit that). */
-    sigemptyset(&none);
-    sigfillset(&defaults);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, spec->argv[0], &fa, &attr, spec->argv, spec->envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close(pipefd[1]);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot run '%s': %s", spec->argv[0], strerror(rc));
-        close(pipefd[0]);
-        return NULL;
+    if (spec->child_fn) {
+        int rc = fork_child(spec, pipefd[1], &pid, err, errlen);
+        close(pipefd[1]);
+        if (rc < 0) {
+            close(pipefd[0]);
+            return NULL;
+        }
+    } else {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t none, defaults;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawnattr_init(&attr);
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+        posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
+        /* A fresh process group, no blocked signals, default dispositions (the
+         * agent ignores SIGPIPE; a step must not inherit that). */
+        sigemptyset(&none);
+        sigfillset(&defaults);
+        posix_spawnattr_setpgroup(&attr, 0);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &defaults);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                            POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
+        int rc = posix_spawnp(&pid, spec->argv[0], &fa, &attr, spec->argv, spec->envp);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        close(pipefd[1]);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot run '%s': %s", spec->argv[0], strerror(rc));
+            close(pipefd[0]);
+            return NULL;
+        }
     }
     fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
 

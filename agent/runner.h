@@ -24,11 +24,13 @@ typedef struct {
     int term_signal; /* signal that ended the main process, or 0 */
     bool timed_out;
     bool killed;      /* by runner_kill */
+    bool oom_killed;  /* the step's memory limit killed it (set by runtime drivers, never by runner)
+                       */
     char reason[256]; /* why it could not start or was stopped; "" for a normal exit */
 } runner_exit_t;
 
 typedef struct {
-    char *const *argv; /* NULL-terminated, argv[0] looked up in PATH */
+    char *const *argv; /* NULL-terminated, argv[0] looked up in PATH; NULL only with child_fn */
     char *const *envp; /* NULL-terminated */
     const char *cwd;
     uint64_t timeout_ms;    /* 0 = none */
@@ -36,6 +38,17 @@ typedef struct {
     void (*on_output)(void *arg, const uint8_t *data, size_t len);
     void (*on_exit)(void *arg, const runner_exit_t *exit);
     void *arg;
+    /* Optional, for runtime drivers (runtime.h); NULL for a plain spawn.
+     * When set, the child is made with fork() instead of posix_spawn, and
+     * child_fn(child_arg) runs in it once stdin, stdout+stderr, process
+     * group, signal mask and dispositions and cwd are set up, before argv
+     * is exec'd. It may only make calls that are safe in a forked child
+     * (async-signal-safe ones, plus glibc malloc, which survives fork).
+     * Returning -errno fails runner_start with that error. With argv NULL
+     * child_fn is the whole child (a container shim): it must _exit(), and
+     * runner_start returns as soon as the child exists. */
+    int (*child_fn)(void *child_arg);
+    void *child_arg;
 } runner_spec_t;
 
 /* Start a process. Returns the runner, or NULL when spawning failed (the

@@ -6,7 +6,9 @@
  * aliases as they arrive (no billion laughs), bound nesting depth and node
  * count, and catch duplicate keys in every mapping in one place. A second
  * pass walks the tree top-down: name, params (+ -p overrides), defaults,
- * steps, finally; then needs are resolved and checked for cycles.
+ * steps, finally (appended after the steps, flagged is_finally); then
+ * needs are resolved and checked for cycles, and last the data flow
+ * (inputs and run-time references) is checked against the resolved graph.
  *
  * Errors: the first real error stops the walk and is reported. Keys that
  * later releases implement are shape-checked and their first position is
@@ -19,7 +21,29 @@
  *
  * Params: values are kept as text; a param declared with no value (`x:`)
  * must be given with -p. Templates are substituted in one pass (a value
- * that itself contains "{{" is not expanded again).
+ * that itself contains "{{" is not expanded again), in command, script,
+ * env values, when, a string for_each and the scalars of for_each items.
+ *
+ * Run-time templates ({{steps.S.outputs.params.P}}, {{item}},
+ * {{item.KEY}}, {{run.id|name|status}}) are kept verbatim where they are
+ * written (command, script, env values, when, a string for_each). Their
+ * form is checked as they are met; what they refer to is checked after
+ * needs are resolved, by rescanning the source scalars (for `when`, by
+ * expr_check over the params-substituted text): S must be an ancestor of
+ * the step through needs (for a finally step, any main step also counts)
+ * and declare P; {{item...}} needs for_each; {{run.status}} a finally
+ * step. In a steps reference, S is what lies between "steps." and the
+ * first ".outputs.params."; in an input source "A.B.C" every split at a
+ * '.' whose left part names a step is tried (names may hold dots), and
+ * the split whose step declares the artifact wins. Ancestor sets are bit
+ * sets filled once in dependency order, only when some step needs them.
+ *
+ * for_each: a list gives literal items (a scalar as its text; a map or
+ * list as compact JSON, where plain YAML numbers, booleans and nulls keep
+ * their JSON type and every other scalar is a string); a string is either
+ * one {{steps...}} template (items_from) or JSON text read with
+ * json_parse_list. Run-time templates cannot appear inside items: nothing
+ * would expand them.
  *
  * Quantities: memory may carry a decimal fraction only with a unit suffix
  * ("1.5Gi"); the result is rounded up to a whole byte, as Kubernetes does.
@@ -28,9 +52,12 @@
  * first ("1h30m"); a bare number is seconds.
  *
  * Limits (all errors, never truncation): 1 MiB of YAML, 32 levels of
- * nesting, 200k YAML nodes, 1000 steps, 1000 params, 63-byte names,
- * 64 KiB param values, 1000 env entries and 64 labels per map, 1 MiB per
- * string after substitution, 64 MiB of argv/env/labels in the result.
+ * nesting, 200k YAML nodes, 10,000 steps (main and finally together),
+ * 1000 params, 63-byte names, 64 KiB param values, 1000 env entries and
+ * 64 labels per map, 100,000 for_each items per step, 1 MiB per string
+ * after substitution, 64 MiB of argv/env/labels/items in the result.
+ * Step names are found through a hash table, output names by binary
+ * search, so no check is quadratic in the size of the spec.
  */
 #include "spec.h"
 
@@ -44,10 +71,13 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "expr.h"
+#include "json.h"
 #include "util.h"
 
 #define SPEC_MAX_TEXT       (1024u * 1024u) /* bytes of YAML */
-#define SPEC_MAX_STEPS      1000u           /* steps + finally */
+#define SPEC_MAX_STEPS      10000u          /* steps + finally */
+#define SPEC_MAX_ITEMS      100000u         /* for_each items of one step */
 #define SPEC_MAX_PARAMS     1000u
 #define SPEC_MAX_NAME       63u
 #define SPEC_MAX_PARAM_VAL  (64u * 1024u)
@@ -63,7 +93,8 @@
 #define SPEC_MAX_LABEL_VAL  255u
 #define SPEC_MAX_ENV        1000u /* entries in one env map */
 #define SPEC_MAX_LABELS     64u   /* entries in one labels map */
-/* argv, env and labels of all steps together, defaults' copies included */
+/* argv, env, labels and items of all steps together, defaults' copies
+ * included */
 #define SPEC_MAX_RESULT (64u * 1024u * 1024u)
 
 /* ---- the YAML tree ---- */
@@ -115,10 +146,24 @@ static bool is_null(const node_t *n)
 
 /* ---- parse context and messages ---- */
 
+/* Where an env value of a step came from (for rescanning its templates). */
+typedef struct {
+    const node_t *node;
+    bool inherited; /* from defaults: */
+} env_src_t;
+
+/* Per-step parse state kept until the data flow is checked. */
 typedef struct {
     node_t *name_node;  /* the step's name value */
     node_t *needs_node; /* the step's needs list, or NULL */
     bool is_finally;
+    const node_t *cmd, *script; /* sources of argv */
+    env_src_t *env_src;         /* parallel to the step's env */
+    const node_t *when;         /* the when value, or NULL */
+    const node_t *for_each;     /* the for_each value, or NULL */
+    const node_t **input_src;   /* parallel to inputs: each source scalar */
+    char **arts_sorted;         /* out_artifacts, sorted (pointers into the step) */
+    char **params_sorted;       /* out_params, sorted */
 } step_aux_t;
 
 typedef struct {
@@ -133,6 +178,10 @@ typedef struct {
     size_t result;   /* bytes of argv, env and labels in the result so far */
     const spec_kv_t *params;
     size_t param_count;
+    /* step names: open addressing, slot = index + 1, 0 = empty */
+    const spec_step_t *steps;
+    size_t *names;
+    size_t names_cap; /* a power of two, at least twice the step count */
     /* the first not-yet-implemented feature seen, reported at the end */
     bool ni_set;
     int ni_line, ni_col;
@@ -524,6 +573,53 @@ static int want_duration(ctx_t *c, const node_t *v, const char *what, uint64_t *
     return 0;
 }
 
+/* ---- step names ---- */
+
+static size_t name_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return (size_t)h;
+}
+
+/* A table for n steps, which live in steps (filled as they are parsed). */
+static void names_init(ctx_t *c, const spec_step_t *steps, size_t n)
+{
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    c->steps = steps;
+    c->names = xcalloc(cap, sizeof *c->names);
+    c->names_cap = cap;
+}
+
+/* The index of the step named s[0..n), or false. */
+static bool names_find(const ctx_t *c, const char *s, size_t n, size_t *idx)
+{
+    size_t mask = c->names_cap - 1;
+    for (size_t i = name_hash(s, n) & mask; c->names[i]; i = (i + 1) & mask) {
+        const char *nm = c->steps[c->names[i] - 1].name;
+        if (strlen(nm) == n && !memcmp(nm, s, n)) {
+            *idx = c->names[i] - 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Add step idx, whose name is not in the table yet. */
+static void names_add(ctx_t *c, size_t idx)
+{
+    const char *nm = c->steps[idx].name;
+    size_t mask = c->names_cap - 1, i = name_hash(nm, strlen(nm)) & mask;
+    while (c->names[i])
+        i = (i + 1) & mask;
+    c->names[i] = idx + 1;
+}
+
 /* ---- templates ---- */
 
 static const spec_kv_t *find_param(ctx_t *c, const char *name, size_t len)
@@ -541,40 +637,133 @@ static bool has_prefix_word(const char *s, size_t len, const char *word)
     return len >= w && !memcmp(s, word, w) && (len == w || s[w] == '.' || s[w] == '[');
 }
 
-/* The template open[0..whole) ("{{ ... }}") found in scalar v: *value is
- * the param's value, or NULL to keep the text as written (a form that a
- * later release implements, noted). 0 or -EINVAL. */
-static int resolve_template(ctx_t *c, const node_t *v, const char *open, size_t whole,
-                            const char **value)
+/* 1 or more of [A-Za-z0-9_.-] */
+static bool name_chars(const char *s, size_t n)
 {
-    const char *in = open + 2, *end = open + whole - 2;
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    }
+    return true;
+}
+
+typedef enum {
+    REF_PARAM,  /* params.NAME: substituted at parse time */
+    REF_STEP,   /* steps.S.outputs.params.P */
+    REF_ITEM,   /* item, item.KEY */
+    REF_RUN,    /* run.id, run.name */
+    REF_STATUS, /* run.status */
+    REF_INPUTS, /* inputs.*: a later release */
+    REF_BAD,    /* anything else; why says what would be right */
+} ref_kind_t;
+
+typedef struct {
+    ref_kind_t kind;
+    const char *a; /* params: the name; steps: S; item: KEY (alen 0 for none) */
+    size_t alen;
+    const char *b; /* steps: P */
+    size_t blen;
+    const char *why; /* REF_BAD: the forms to use */
+} ref_t;
+
+/* Classify the trimmed text inside {{ }}. */
+static ref_t classify_ref(const char *in, size_t n)
+{
+    static const char mid[] = ".outputs.params.";
+    ref_t r = {.kind = REF_BAD,
+               .why = "use {{params.NAME}}, {{steps.STEP.outputs.params.NAME}}, {{item}}, "
+                      "{{item.KEY}}, {{run.id}}, {{run.name}} or {{run.status}}"};
+    if (n > 7 && !memcmp(in, "params.", 7)) {
+        r.kind = REF_PARAM;
+        r.a = in + 7;
+        r.alen = n - 7;
+    } else if (has_prefix_word(in, n, "steps")) {
+        r.why = "use {{steps.STEP.outputs.params.NAME}}";
+        const char *s = in + (n > 6 ? 6 : n), *end = in + n, *m = NULL;
+        for (const char *p = s; p + sizeof mid - 1 <= end; p++) {
+            if (!memcmp(p, mid, sizeof mid - 1)) {
+                m = p;
+                break;
+            }
+        }
+        if (m && name_chars(s, (size_t)(m - s)) &&
+            name_chars(m + sizeof mid - 1, (size_t)(end - m - (sizeof mid - 1)))) {
+            r.kind = REF_STEP;
+            r.a = s;
+            r.alen = (size_t)(m - s);
+            r.b = m + sizeof mid - 1;
+            r.blen = (size_t)(end - r.b);
+        }
+    } else if (has_prefix_word(in, n, "item")) {
+        r.why = "use {{item}} or {{item.KEY}}";
+        if (n == 4 || (in[4] == '.' && name_chars(in + 5, n - 5))) {
+            r.kind = REF_ITEM;
+            r.a = in + 5;
+            r.alen = n > 4 ? n - 5 : 0;
+        }
+    } else if (has_prefix_word(in, n, "run")) {
+        r.why = "use {{run.id}}, {{run.name}} or {{run.status}}";
+        if ((n == 6 && !memcmp(in, "run.id", 6)) || (n == 8 && !memcmp(in, "run.name", 8)))
+            r.kind = REF_RUN;
+        else if (n == 10 && !memcmp(in, "run.status", 10))
+            r.kind = REF_STATUS;
+    } else if (has_prefix_word(in, n, "inputs")) {
+        r.kind = REF_INPUTS;
+    }
+    return r;
+}
+
+/* Trim the inside of the template open[0..whole) ("{{ ... }}"). */
+static void template_inner(const char *open, size_t whole, const char **in, size_t *n)
+{
+    const char *a = open + 2, *b = open + whole - 2;
+    while (a < b && (*a == ' ' || *a == '\t'))
+        a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+        b--;
+    *in = a;
+    *n = (size_t)(b - a);
+}
+
+typedef enum {
+    EXP_ALL,    /* run-time templates are kept as written */
+    EXP_PARAMS, /* only {{params.NAME}} may appear (for_each items) */
+} exp_mode_t;
+
+/* The template open[0..whole) ("{{ ... }}") found in scalar v: *value is
+ * the param's value, or NULL to keep the text as written (a run-time
+ * template, whose form is checked here and its target later; or a form
+ * that a later release implements, noted). 0 or -EINVAL. */
+static int resolve_template(ctx_t *c, const node_t *v, const char *open, size_t whole,
+                            exp_mode_t mode, const char **value)
+{
     char *label = xstrndup(open, whole), *name = NULL;
+    const char *in;
+    size_t ilen;
     int rc = 0;
 
-    while (in < end && (*in == ' ' || *in == '\t'))
-        in++;
-    while (end > in && (end[-1] == ' ' || end[-1] == '\t'))
-        end--;
-    size_t ilen = (size_t)(end - in);
+    template_inner(open, whole, &in, &ilen);
+    ref_t r = classify_ref(in, ilen);
     *value = NULL;
-    if (ilen > 7 && !memcmp(in, "params.", 7)) {
-        const spec_kv_t *kv = find_param(c, in + 7, ilen - 7);
+    if (r.kind == REF_PARAM) {
+        const spec_kv_t *kv = find_param(c, r.a, r.alen);
         if (!kv) {
-            name = xstrndup(in + 7, ilen - 7);
+            name = xstrndup(r.a, r.alen);
             rc = fail(c, v, "unknown param '%s' in template", show(c, name));
             goto cleanup;
         }
         *value = kv->value;
-    } else if (has_prefix_word(in, ilen, "steps")) {
-        not_impl(c, v, label, "step outputs in templates");
-    } else if (has_prefix_word(in, ilen, "item")) {
-        not_impl(c, v, label, "for_each items in templates");
-    } else if (has_prefix_word(in, ilen, "run")) {
-        not_impl(c, v, label, "run fields in templates");
-    } else if (has_prefix_word(in, ilen, "inputs")) {
+    } else if (r.kind == REF_BAD) {
+        rc = fail(c, v, "bad template '%s' (%s)", show(c, label), r.why);
+    } else if (mode == EXP_PARAMS) {
+        rc = fail(c, v,
+                  "'%s' cannot be used in a for_each item (only {{params.NAME}}: nothing expands "
+                  "items)",
+                  show(c, label));
+    } else if (r.kind == REF_INPUTS) {
         not_impl(c, v, label, "inputs in templates");
-    } else {
-        rc = fail(c, v, "bad template '%s' (use {{params.NAME}})", show(c, label));
     }
 cleanup:
     free(label);
@@ -583,14 +772,17 @@ cleanup:
 }
 
 /* Substitute {{params.NAME}} in the scalar v; *out is new (caller frees).
- * One pass: a substituted value is not scanned again. */
-static int expand(ctx_t *c, const node_t *v, char **out)
+ * One pass: a substituted value is not scanned again. *kept (may be NULL)
+ * counts templates left as written. */
+static int expand_mode(ctx_t *c, const node_t *v, exp_mode_t mode, char **out, size_t *kept)
 {
     const char *s = v->str;
     size_t cap = v->len + 1, o = 0;
     char *b = xmalloc(cap);
     int rc = 0;
 
+    if (kept)
+        *kept = 0;
     while (*s) {
         const char *open = strstr(s, "{{"), *piece = s, *value = NULL;
         size_t plen = open ? (size_t)(open - s) : strlen(s);
@@ -602,10 +794,13 @@ static int expand(ctx_t *c, const node_t *v, char **out)
                 goto cleanup;
             }
             size_t whole = (size_t)(close + 2 - open);
-            if ((rc = resolve_template(c, v, open, whole, &value)) < 0)
+            if ((rc = resolve_template(c, v, open, whole, mode, &value)) < 0)
                 goto cleanup;
-            if (!value)
-                plen += whole; /* keep a later release's template as written */
+            if (!value) {
+                plen += whole; /* keep a run-time template as written */
+                if (kept)
+                    (*kept)++;
+            }
             s = close + 2;
         }
         size_t vlen = value ? strlen(value) : 0;
@@ -637,6 +832,11 @@ cleanup:
     return rc;
 }
 
+static int expand(ctx_t *c, const node_t *v, char **out)
+{
+    return expand_mode(c, v, EXP_ALL, out, NULL);
+}
+
 /* ---- inheritable settings (defaults: and the same keys on a step) ---- */
 
 enum {
@@ -649,6 +849,7 @@ enum {
     HAS_MAXB = 1 << 6,
     HAS_TIMEOUT = 1 << 7,
     HAS_MAXP = 1 << 8,
+    HAS_CACHE = 1 << 9,
 };
 
 typedef struct {
@@ -659,7 +860,9 @@ typedef struct {
     spec_retry_t retries;
     uint64_t timeout_ms;
     uint32_t max_preemptions;
+    bool cache;
     spec_kv_t *env;
+    const node_t **env_nodes; /* parallel to env: each value's scalar */
     size_t env_count;
     spec_kv_t *labels;
     size_t label_count;
@@ -677,6 +880,7 @@ static void kvs_free(spec_kv_t *kv, size_t n)
 static void settings_free(settings_t *s)
 {
     kvs_free(s->env, s->env_count);
+    free(s->env_nodes);
     kvs_free(s->labels, s->label_count);
     memset(s, 0, sizeof *s);
 }
@@ -773,18 +977,19 @@ static void kv_append(spec_kv_t **kv, size_t *n, char *key, char *value)
 }
 
 /* Replace key among the first *search entries of a kv list, or append it.
- * Takes ownership of key and value. */
-static void kv_set(spec_kv_t **kv, size_t *search, size_t *n, char *key, char *value)
+ * Takes ownership of key and value. Returns the entry's index. */
+static size_t kv_set(spec_kv_t **kv, size_t *search, size_t *n, char *key, char *value)
 {
     for (size_t i = 0; i < *search; i++) {
         if (!strcmp((*kv)[i].key, key)) {
             free(key);
             free((*kv)[i].value);
             (*kv)[i].value = value;
-            return;
+            return i;
         }
     }
     kv_append(kv, n, key, value);
+    return *n - 1;
 }
 
 /* Count n more bytes against the size of the whole result. */
@@ -818,6 +1023,8 @@ static int parse_env(ctx_t *c, const node_t *v, settings_t *s)
         if (expand(c, x, &val) < 0)
             return -EINVAL;
         /* keys of one map are unique (checked when it was read) */
+        s->env_nodes = xrealloc(s->env_nodes, (s->env_count + 1) * sizeof *s->env_nodes);
+        s->env_nodes[s->env_count] = x;
         kv_append(&s->env, &s->env_count, xstrdup(k->str), val);
     }
     return 0;
@@ -946,31 +1153,133 @@ static int parse_setting(ctx_t *c, const node_t *k, const node_t *v, settings_t 
     if (!strcmp(key, "preemption"))
         return parse_preemption(c, v, s);
     /* cache */
-    bool b;
-    if (v->type != N_SCALAR || parse_bool(v->str, &b) < 0)
+    if (v->type != N_SCALAR || parse_bool(v->str, &s->cache) < 0)
         return fail(c, v, "'cache' must be true or false");
-    not_impl(c, k, "cache", "step caching");
+    s->has |= HAS_CACHE;
     return 0;
 }
 
 /* ---- steps ---- */
 
-/* A list of names (outputs.artifacts, outputs.params). */
-static int want_name_list(ctx_t *c, const node_t *v, const char *what)
+/* Output and input names become file names under $DROVER_OUTPUTS and
+ * $DROVER_INPUTS: [A-Za-z0-9_.-], 1-63 bytes, not ".", no "..". */
+static bool valid_file_name(const char *s)
 {
-    if (v->type != N_SEQ)
-        return fail(c, v, "'%s' must be a list of names", what);
-    for (size_t i = 0; i < v->nkids; i++) {
-        const node_t *x = v->kids[i];
-        if (x->type != N_SCALAR || !valid_name(x->str))
-            return fail(c, x, "bad name in '%s' (letters, digits, '_', '.', '-'; at most %u)", what,
-                        SPEC_MAX_NAME);
-    }
-    return 0;
+    return valid_name(s) && strcmp(s, ".") && !strstr(s, "..");
 }
 
-/* inputs: {artifacts: {name: step.artifact}, params: {name: value}} */
-static int check_inputs(ctx_t *c, const node_t *v)
+#define FILE_NAME_RULE "names are 1-63 characters of [A-Za-z0-9_.-] (not '.', no '..')"
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A sorted array of the pointers names[0..n) (NULL when n is 0). */
+static char **sorted_copy(char **names, size_t n)
+{
+    if (n == 0)
+        return NULL;
+    char **s = xmalloc(n * sizeof *s);
+    memcpy(s, names, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_str);
+    return s;
+}
+
+/* Whether s[0..len) is among sorted[0..n). */
+static bool sorted_has(char *const *sorted, size_t n, const char *s, size_t len)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *x = sorted[mid];
+        int r = strncmp(s, x, len);
+        if (r == 0)
+            r = x[len] ? -1 : 0; /* s is a prefix of a longer name */
+        if (r == 0)
+            return true;
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
+}
+
+/* outputs: {artifacts: [names], params: [names]}; one namespace for both. */
+static int parse_outputs(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t *a)
+{
+    const node_t *lists[2] = {NULL, NULL};
+    node_t **names = NULL;
+    size_t total = 0;
+    int rc = 0;
+
+    if (want_map(c, v, "outputs", "artifacts, params") < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        int which = !strcmp(k->str, "artifacts") ? 0 : !strcmp(k->str, "params") ? 1 : -1;
+        if (which < 0)
+            return fail(c, k, "unknown key '%s' in outputs (artifacts, params)", show(c, k->str));
+        if (x->type != N_SEQ)
+            return fail(c, x, "'outputs.%s' must be a list of names", k->str);
+        for (size_t j = 0; j < x->nkids; j++) {
+            const node_t *y = x->kids[j];
+            if (y->type != N_SCALAR || !valid_file_name(y->str))
+                return fail(c, y, "bad output name '%s': " FILE_NAME_RULE,
+                            y->type == N_SCALAR ? show(c, y->str) : "(not a string)");
+        }
+        lists[which] = x;
+        total += x->nkids;
+    }
+    /* unique across both lists: report the second of the earliest pair */
+    if (total > 1) {
+        names = xmalloc(total * sizeof *names);
+        size_t o = 0;
+        for (int l = 0; l < 2; l++) {
+            for (size_t j = 0; lists[l] && j < lists[l]->nkids; j++)
+                names[o++] = lists[l]->kids[j];
+        }
+        qsort(names, total, sizeof *names, cmp_key);
+        const node_t *dup = NULL;
+        for (size_t i = 1; i < total; i++) {
+            if (strcmp(names[i - 1]->str, names[i]->str))
+                continue;
+            if (!dup || names[i]->line < dup->line ||
+                (names[i]->line == dup->line && names[i]->col < dup->col))
+                dup = names[i];
+        }
+        if (dup) {
+            rc = fail(c, dup, "output '%s' declared twice", show(c, dup->str));
+            goto cleanup;
+        }
+    }
+    for (int l = 0; l < 2; l++) {
+        const node_t *x = lists[l];
+        if (!x || x->nkids == 0)
+            continue;
+        char **dst = xcalloc(x->nkids, sizeof *dst);
+        for (size_t j = 0; j < x->nkids; j++)
+            dst[j] = xstrdup(x->kids[j]->str);
+        if (l == 0) {
+            st->out_artifacts = dst;
+            st->out_artifact_count = x->nkids;
+            a->arts_sorted = sorted_copy(dst, x->nkids);
+        } else {
+            st->out_params = dst;
+            st->out_param_count = x->nkids;
+            a->params_sorted = sorted_copy(dst, x->nkids);
+        }
+    }
+cleanup:
+    free(names);
+    return rc;
+}
+
+/* inputs: {artifacts: {local: STEP.ARTIFACT}}; the sources are resolved
+ * in check_flow, once every step is known. inputs.params is a later
+ * release's (shape-checked, noted). */
+static int parse_inputs(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t *a)
 {
     if (want_map(c, v, "inputs", "artifacts, params") < 0)
         return -EINVAL;
@@ -978,36 +1287,237 @@ static int check_inputs(ctx_t *c, const node_t *v)
         const node_t *k = map_key(v, i), *x = map_val(v, i);
         if (strcmp(k->str, "artifacts") && strcmp(k->str, "params"))
             return fail(c, k, "unknown key '%s' in inputs (artifacts, params)", show(c, k->str));
+        if (!strcmp(k->str, "params")) {
+            if (x->type != N_MAP)
+                return fail(c, x, "'inputs.params' must be a map of name: value");
+            for (size_t j = 0; j < map_len(x); j++) {
+                if (!valid_name(map_key(x, j)->str))
+                    return fail(c, map_key(x, j), "bad name '%s' in 'inputs.params'",
+                                show(c, map_key(x, j)->str));
+                if (want_str(c, map_val(x, j), "inputs.params value") < 0)
+                    return -EINVAL;
+            }
+            not_impl(c, k, "inputs.params", "input params; use {{steps.STEP.outputs.params.NAME}}");
+            continue;
+        }
         if (x->type != N_MAP)
-            return fail(c, x, "'inputs.%s' must be a map of name: source", k->str);
-        for (size_t j = 0; j < map_len(x); j++) {
-            if (!valid_name(map_key(x, j)->str))
-                return fail(c, map_key(x, j), "bad name '%s' in 'inputs.%s'",
-                            show(c, map_key(x, j)->str), k->str);
-            if (want_str(c, map_val(x, j), "inputs source") < 0)
+            return fail(c, x, "'inputs.artifacts' must be a map of name: STEP.ARTIFACT");
+        size_t n = map_len(x);
+        st->inputs = n ? xcalloc(n, sizeof *st->inputs) : NULL;
+        a->input_src = n ? xcalloc(n, sizeof *a->input_src) : NULL;
+        for (size_t j = 0; j < n; j++) {
+            const node_t *lk = map_key(x, j), *src = map_val(x, j);
+            if (!valid_file_name(lk->str))
+                return fail(c, lk, "bad input name '%s': " FILE_NAME_RULE, show(c, lk->str));
+            if (want_str(c, src, "inputs.artifacts source") < 0)
                 return -EINVAL;
+            const char *dot = strchr(src->str, '.');
+            if (!dot || dot == src->str || src->str[src->len - 1] == '.')
+                return fail(c, src, "input '%s': '%s' is not STEP.ARTIFACT", show(c, lk->str),
+                            show(c, src->str));
+            st->inputs[st->input_count].local = xstrdup(lk->str);
+            a->input_src[st->input_count++] = src;
         }
     }
     return 0;
 }
 
-static int check_outputs(ctx_t *c, const node_t *v)
+/* A growing string. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} buf_t;
+
+static void buf_add(buf_t *b, const char *s, size_t n)
 {
-    if (want_map(c, v, "outputs", "artifacts, params") < 0)
-        return -EINVAL;
-    for (size_t i = 0; i < map_len(v); i++) {
-        const node_t *k = map_key(v, i), *x = map_val(v, i);
-        if (!strcmp(k->str, "artifacts")) {
-            if (want_name_list(c, x, "outputs.artifacts") < 0)
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->p = xrealloc(b->p, cap);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_add_quoted(buf_t *b, const char *s)
+{
+    char *q = json_quote(s);
+    buf_add(b, q, strlen(q));
+    free(q);
+}
+
+/* The whole of s is a JSON number. */
+static bool json_number(const char *s)
+{
+    const char *p = s;
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return false;
+    if (*p == '.') {
+        if (*++p < '0' || *p > '9')
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (*p < '0' || *p > '9')
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return *p == '\0';
+}
+
+/* A for_each item that is a map or list, as compact JSON into b. Plain
+ * scalars that YAML reads as null, booleans or numbers keep that type;
+ * every other scalar is a string, with {{params.NAME}} substituted. */
+static int item_json(ctx_t *c, const node_t *v, buf_t *b)
+{
+    if (v->type == N_MAP || v->type == N_SEQ) {
+        buf_add(b, v->type == N_MAP ? "{" : "[", 1);
+        size_t step = v->type == N_MAP ? 2 : 1;
+        for (size_t i = 0; i < v->nkids; i += step) {
+            if (i)
+                buf_add(b, ",", 1);
+            if (v->type == N_MAP) {
+                buf_add_quoted(b, v->kids[i]->str);
+                buf_add(b, ":", 1);
+            }
+            if (item_json(c, v->kids[i + step - 1], b) < 0)
                 return -EINVAL;
-        } else if (!strcmp(k->str, "params")) {
-            if (want_name_list(c, x, "outputs.params") < 0)
-                return -EINVAL;
-        } else {
-            return fail(c, k, "unknown key '%s' in outputs (artifacts, params)", show(c, k->str));
+        }
+        buf_add(b, v->type == N_MAP ? "}" : "]", 1);
+        return 0;
+    }
+    static const char *lits[][2] = {{"true", "true"},   {"True", "true"},   {"TRUE", "true"},
+                                    {"false", "false"}, {"False", "false"}, {"FALSE", "false"}};
+    if (v->plain) {
+        if (is_null(v)) {
+            buf_add(b, "null", 4);
+            return 0;
+        }
+        for (size_t i = 0; i < sizeof lits / sizeof lits[0]; i++) {
+            if (!strcmp(v->str, lits[i][0])) {
+                buf_add(b, lits[i][1], strlen(lits[i][1]));
+                return 0;
+            }
+        }
+        if (json_number(v->str)) {
+            buf_add(b, v->str, v->len);
+            return 0;
         }
     }
+    char *text;
+    if (expand_mode(c, v, EXP_PARAMS, &text, NULL) < 0)
+        return -EINVAL;
+    buf_add_quoted(b, text);
+    free(text);
     return 0;
+}
+
+/* for_each: a list of literal items, or a string: one
+ * {{steps.S.outputs.params.P}} (items_from, checked in check_flow) or
+ * JSON text of a list, after params substitution. */
+static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t *a)
+{
+    char *text = NULL;
+    char jerr[160];
+    size_t kept = 0;
+    int rc = 0;
+
+    st->fan_out = true;
+    a->for_each = v;
+    if (v->type == N_SEQ) {
+        if (v->nkids > SPEC_MAX_ITEMS)
+            return fail(c, v, "too many for_each items (%zu; at most %u)", v->nkids,
+                        SPEC_MAX_ITEMS);
+        st->items = v->nkids ? xcalloc(v->nkids, sizeof *st->items) : NULL;
+        for (size_t j = 0; j < v->nkids; j++) {
+            const node_t *x = v->kids[j];
+            char *item = NULL;
+            if (x->type == N_SCALAR) {
+                if (expand_mode(c, x, EXP_PARAMS, &item, NULL) < 0)
+                    return -EINVAL;
+            } else {
+                buf_t b = {0};
+                if (item_json(c, x, &b) < 0) {
+                    free(b.p);
+                    return -EINVAL;
+                }
+                item = b.p;
+            }
+            st->items[st->item_count++] = item;
+            if (charge(c, x, strlen(item) + 1) < 0)
+                return -EINVAL;
+        }
+        return 0;
+    }
+    if (v->type != N_SCALAR || is_null(v))
+        return fail(c, v,
+                    "'for_each' must be a list of items or a string (a JSON list, or "
+                    "{{steps.STEP.outputs.params.NAME}})");
+    if (expand_mode(c, v, EXP_ALL, &text, &kept) < 0)
+        return -EINVAL;
+    const char *t = text, *end = text + strlen(text);
+    while (t < end && strchr(" \t\r\n", *t))
+        t++;
+    while (end > t && strchr(" \t\r\n", end[-1]))
+        end--;
+    size_t tlen = (size_t)(end - t);
+    const char *close = tlen >= 4 && !memcmp(t, "{{", 2) ? strstr(t + 2, "}}") : NULL;
+    if (close && close + 2 == end) {
+        const char *in;
+        size_t ilen;
+        template_inner(t, tlen, &in, &ilen);
+        if (classify_ref(in, ilen).kind != REF_STEP) {
+            char *tmpl = xstrndup(t, tlen);
+            rc = fail(c, v,
+                      "'for_each' template must be {{steps.STEP.outputs.params.NAME}}, not '%s'",
+                      show(c, tmpl));
+            free(tmpl);
+            goto cleanup;
+        }
+        st->items_from = xstrndup(t, tlen);
+        goto cleanup;
+    }
+    if (kept) {
+        rc = fail(c, v,
+                  "'for_each' may hold a run-time template only as the whole string "
+                  "{{steps.STEP.outputs.params.NAME}}");
+        goto cleanup;
+    }
+    rc = json_parse_list(text, strlen(text), SPEC_MAX_ITEMS, &st->items, &st->item_count, jerr,
+                         sizeof jerr);
+    if (rc == -E2BIG) {
+        rc = fail(c, v, "too many for_each items (more than %u)", SPEC_MAX_ITEMS);
+        goto cleanup;
+    }
+    if (rc < 0) {
+        rc = fail(c, v,
+                  "'for_each' string must be a JSON list or {{steps.STEP.outputs.params.NAME}}: "
+                  "%s",
+                  jerr);
+        goto cleanup;
+    }
+    for (size_t j = 0; j < st->item_count; j++) {
+        if ((rc = charge(c, v, strlen(st->items[j]) + 1)) < 0)
+            goto cleanup;
+    }
+cleanup:
+    free(text);
+    return rc;
 }
 
 /* Keys only a step may have, besides the inheritable ones. */
@@ -1028,8 +1538,9 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
                       step_aux_t *aux)
 {
     spec_step_t *st = &all[idx];
+    step_aux_t *a = &aux[idx];
     settings_t own = {0};
-    const node_t *cmd = NULL, *script = NULL, *name = NULL;
+    const node_t *cmd = NULL, *script = NULL, *name = NULL, *par_key = NULL;
     int rc = 0;
 
     if (m->type != N_MAP) {
@@ -1038,6 +1549,7 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
     }
     st->line = m->line;
     st->col = m->col;
+    st->is_finally = a->is_finally;
     for (size_t i = 0; i < map_len(m); i++) {
         if (!strcmp(map_key(m, i)->str, "name"))
             name = map_val(m, i);
@@ -1051,15 +1563,15 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
                   name->type == N_SCALAR ? show(c, name->str) : "(not a string)", SPEC_MAX_NAME);
         goto cleanup;
     }
-    for (size_t j = 0; j < idx; j++) {
-        if (!strcmp(all[j].name, name->str)) {
-            rc = fail(c, name, "duplicate step name '%s' (first defined at %d:%d)",
-                      show(c, name->str), aux[j].name_node->line, aux[j].name_node->col);
-            goto cleanup;
-        }
+    size_t first;
+    if (names_find(c, name->str, name->len, &first)) {
+        rc = fail(c, name, "duplicate step name '%s' (first defined at %d:%d)", show(c, name->str),
+                  aux[first].name_node->line, aux[first].name_node->col);
+        goto cleanup;
     }
     st->name = xstrdup(name->str);
-    aux[idx].name_node = (node_t *)name;
+    names_add(c, idx);
+    a->name_node = (node_t *)name;
 
     for (size_t i = 0; i < map_len(m); i++) {
         const node_t *k = map_key(m, i), *v = map_val(m, i);
@@ -1103,41 +1615,34 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
                 rc = fail(c, v, "'needs' must be a list of step names");
                 goto cleanup;
             }
-            aux[idx].needs_node = (node_t *)v;
+            a->needs_node = (node_t *)v;
         } else if (is_setting_key(key)) {
             if ((rc = parse_setting(c, k, v, &own)) < 0)
                 goto cleanup;
         } else if (!strcmp(key, "inputs")) {
-            if ((rc = check_inputs(c, v)) < 0)
+            if ((rc = parse_inputs(c, v, st, a)) < 0)
                 goto cleanup;
-            not_impl(c, k, "inputs", "step inputs");
         } else if (!strcmp(key, "outputs")) {
-            if ((rc = check_outputs(c, v)) < 0)
+            if ((rc = parse_outputs(c, v, st, a)) < 0)
                 goto cleanup;
-            not_impl(c, k, "outputs", "step outputs");
         } else if (!strcmp(key, "when")) {
-            char *tmp = NULL;
-            if ((rc = want_str(c, v, "when")) < 0 || (rc = expand(c, v, &tmp)) < 0)
+            char e[256];
+            if ((rc = want_str(c, v, "when")) < 0 || (rc = expand(c, v, &st->when)) < 0)
                 goto cleanup;
-            free(tmp);
-            not_impl(c, k, "when", "conditions");
-        } else if (!strcmp(key, "for_each")) {
-            if (v->type == N_SEQ) {
-                for (size_t j = 0; j < v->nkids; j++) {
-                    if (v->kids[j]->type == N_SEQ) {
-                        rc = fail(c, v->kids[j], "'for_each' items must be strings or maps");
-                        goto cleanup;
-                    }
-                }
-            } else if (v->type != N_SCALAR || is_null(v)) {
-                rc = fail(c, v, "'for_each' must be a list or a template string");
+            /* syntax now, in file order; references once all steps are known */
+            if (expr_check(st->when, NULL, NULL, e, sizeof e) < 0) {
+                rc = fail(c, v, "bad when expression: %s", e);
                 goto cleanup;
             }
-            not_impl(c, k, "for_each", "fan-out");
+            a->when = v;
+        } else if (!strcmp(key, "for_each")) {
+            if ((rc = parse_for_each(c, v, st, a)) < 0)
+                goto cleanup;
         } else if (!strcmp(key, "parallelism")) {
             if ((rc = want_uint(c, v, "parallelism", 1, SPEC_MAX_PARALLEL, &u)) < 0)
                 goto cleanup;
-            not_impl(c, k, "parallelism", "fan-out");
+            st->parallelism = (uint32_t)u;
+            par_key = k;
         } else if (!strcmp(key, "image")) {
             if ((rc = want_str(c, v, "image")) < 0)
                 goto cleanup;
@@ -1152,6 +1657,14 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
                   show(c, st->name));
         goto cleanup;
     }
+    if (par_key && !st->fan_out) {
+        rc = fail(c, par_key,
+                  "parallelism without for_each (it bounds how many items of a fan-out run at "
+                  "once)");
+        goto cleanup;
+    }
+    a->cmd = cmd;
+    a->script = script;
 
     /* argv */
     if (cmd) {
@@ -1185,10 +1698,15 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
         PICK(HAS_MAXB, retries.max_backoff_ms, SPEC_DEFAULT_MAX_BACKOFF_MS);
     st->timeout_ms = PICK(HAS_TIMEOUT, timeout_ms, 0);
     st->max_preemptions = PICK(HAS_MAXP, max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
+    st->cache = PICK(HAS_CACHE, cache, true);
 #undef PICK
-    /* env and labels: defaults first, the step's own keys replace theirs */
+    /* env and labels: defaults first, the step's own keys replace theirs;
+     * each env value remembers its source scalar for check_flow */
     const spec_kv_t *lists[4] = {d->env, own.env, d->labels, own.labels};
+    const node_t *const *srcs[2] = {d->env_nodes, own.env_nodes};
     size_t counts[4] = {d->env_count, own.env_count, d->label_count, own.label_count};
+    if (d->env_count + own.env_count)
+        a->env_src = xcalloc(d->env_count + own.env_count, sizeof *a->env_src);
     for (int l = 0; l < 4; l++) {
         spec_kv_t **dst = l < 2 ? &st->env : &st->labels;
         size_t *n = l < 2 ? &st->env_count : &st->label_count;
@@ -1197,7 +1715,9 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
             const spec_kv_t *e = &lists[l][j];
             if ((rc = charge(c, m, strlen(e->key) + strlen(e->value) + 2)) < 0)
                 goto cleanup;
-            kv_set(dst, &inherited, n, xstrdup(e->key), xstrdup(e->value));
+            size_t at = kv_set(dst, &inherited, n, xstrdup(e->key), xstrdup(e->value));
+            if (l < 2)
+                a->env_src[at] = (env_src_t){srcs[l][j], l == 0};
         }
     }
 cleanup:
@@ -1283,16 +1803,6 @@ static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t n
     return 0;
 }
 
-typedef struct {
-    const char *name;
-    size_t idx;
-} name_idx_t;
-
-static int cmp_name_idx(const void *a, const void *b)
-{
-    return strcmp(((const name_idx_t *)a)->name, ((const name_idx_t *)b)->name);
-}
-
 /* Depth-first search from u; on a back edge report the cycle path. */
 static int dfs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t u, unsigned char *color,
                size_t *path, size_t depth)
@@ -1331,46 +1841,48 @@ static int dfs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t u, unsigned c
     return 0;
 }
 
-/* Resolve every needs list to indexes and refuse cycles. */
+/* Resolve every needs list to indexes and refuse cycles. Main steps may
+ * not need finally steps (those run after them), nor finally steps main
+ * steps (pointless: they run after every main step anyway). */
 static int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
 {
-    name_idx_t *sorted = xcalloc(n, sizeof *sorted);
-    unsigned char *seen = xcalloc(n, 1), *color = xcalloc(n, 1);
+    size_t *seen = xcalloc(n, sizeof *seen); /* i + 1 once step i listed it */
+    unsigned char *color = xcalloc(n, 1);
     size_t *path = xcalloc(n + 1, sizeof *path);
     int rc = 0;
 
     for (size_t i = 0; i < n; i++) {
-        sorted[i].name = all[i].name;
-        sorted[i].idx = i;
-    }
-    qsort(sorted, n, sizeof *sorted, cmp_name_idx);
-    for (size_t i = 0; i < n; i++) {
         const node_t *nl = aux[i].needs_node;
         if (!nl)
             continue;
-        memset(seen, 0, n);
         all[i].needs = xcalloc(nl->nkids, sizeof *all[i].needs);
         for (size_t j = 0; j < nl->nkids; j++) {
             const node_t *x = nl->kids[j];
-            name_idx_t key = {x->str, 0};
-            const name_idx_t *hit = bsearch(&key, sorted, n, sizeof *sorted, cmp_name_idx);
-            if (!hit) {
+            size_t w;
+            if (!names_find(c, x->str, x->len, &w)) {
                 rc = fail(c, x, "step '%s' needs unknown step '%s'", show(c, all[i].name),
                           show(c, x->str));
                 goto cleanup;
             }
-            if (aux[hit->idx].is_finally && !aux[i].is_finally) {
+            if (aux[w].is_finally && !aux[i].is_finally) {
                 rc = fail(c, x, "step '%s' cannot need '%s', a finally step", show(c, all[i].name),
                           show(c, x->str));
                 goto cleanup;
             }
-            if (seen[hit->idx]) {
+            if (aux[i].is_finally && !aux[w].is_finally) {
+                rc = fail(c, x,
+                          "finally step '%s' cannot need main step '%s': exit handlers run after "
+                          "every main step anyway",
+                          show(c, all[i].name), show(c, x->str));
+                goto cleanup;
+            }
+            if (seen[w] == i + 1) {
                 rc = fail(c, x, "step '%s' lists '%s' twice in needs", show(c, all[i].name),
                           show(c, x->str));
                 goto cleanup;
             }
-            seen[hit->idx] = 1;
-            all[i].needs[all[i].need_count++] = hit->idx;
+            seen[w] = i + 1;
+            all[i].needs[all[i].need_count++] = w;
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -1378,10 +1890,254 @@ static int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
             goto cleanup;
     }
 cleanup:
-    free(sorted);
     free(seen);
     free(color);
     free(path);
+    return rc;
+}
+
+/* ---- data flow: inputs and run-time references ---- */
+
+typedef struct {
+    ctx_t *c;
+    spec_step_t *all;
+    step_aux_t *aux;
+    size_t n;
+    uint64_t *anc; /* row i, bit j: step i needs step j, directly or not */
+    unsigned char *anc_done;
+    size_t words; /* per row */
+    size_t cur;   /* the step whose `when` is being visited */
+} flow_t;
+
+/* Fill row i from its needs' rows (the graph has no cycles by now). */
+static void anc_fill(flow_t *f, size_t i)
+{
+    uint64_t *row = f->anc + i * f->words;
+    f->anc_done[i] = 1;
+    for (size_t j = 0; j < f->all[i].need_count; j++) {
+        size_t w = f->all[i].needs[j];
+        if (!f->anc_done[w])
+            anc_fill(f, w);
+        const uint64_t *wrow = f->anc + w * f->words;
+        for (size_t k = 0; k < f->words; k++)
+            row[k] |= wrow[k];
+        row[w / 64] |= 1ull << (w % 64);
+    }
+}
+
+static bool is_ancestor(flow_t *f, size_t i, size_t s)
+{
+    if (!f->anc) {
+        f->words = (f->n + 63) / 64;
+        f->anc = xcalloc(f->n * f->words, sizeof *f->anc);
+        f->anc_done = xcalloc(f->n, 1);
+    }
+    if (!f->anc_done[i])
+        anc_fill(f, i);
+    return (f->anc[i * f->words + s / 64] >> (s % 64)) & 1;
+}
+
+/* Whether step i may use the outputs of step s; if not, 0 is returned
+ * with why = "WHAT: reason". */
+static bool may_use(flow_t *f, size_t i, size_t s, const char *what, char *why, size_t whylen)
+{
+    ctx_t *c = f->c;
+    const char *me = f->all[i].name, *it = f->all[s].name;
+    if (s == i) {
+        snprintf(why, whylen, "%s: step '%s' cannot use its own outputs", what, show(c, me));
+        return false;
+    }
+    if (f->aux[i].is_finally && !f->aux[s].is_finally)
+        return true; /* exit handlers run after every main step */
+    if (!f->aux[i].is_finally && f->aux[s].is_finally) {
+        snprintf(why, whylen, "%s: '%s' is a finally step, which runs after every main step", what,
+                 show(c, it));
+        return false;
+    }
+    if (!is_ancestor(f, i, s)) {
+        snprintf(why, whylen, "%s: step '%s' does not need '%s' (add it to needs)", what,
+                 show(c, me), show(c, it));
+        return false;
+    }
+    return true;
+}
+
+/* Check the reference in[0..n) (trimmed text inside {{ }}) used by step i.
+ * in_when: it comes from a params-substituted `when`, so params and bad
+ * forms can only come from a param's value. 0, or -EINVAL with why. */
+static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when, char *why,
+                     size_t whylen)
+{
+    ctx_t *c = f->c;
+    ref_t r = classify_ref(in, n);
+    char *label = xasprintf("{{%.*s}}", (int)n, in), *a = NULL, *b = NULL;
+    const char *lb = show(c, label);
+    size_t s;
+    int rc = -EINVAL;
+
+    switch (r.kind) {
+    case REF_PARAM:
+        snprintf(why, whylen, "%s comes from a param's value; param values are not expanded", lb);
+        break;
+    case REF_BAD:
+        snprintf(why, whylen, "bad template '%s' (%s)", lb, r.why);
+        break;
+    case REF_INPUTS:
+        if (in_when)
+            not_impl(c, f->aux[i].when, label, "inputs in templates");
+        rc = 0;
+        break;
+    case REF_STEP:
+        a = xstrndup(r.a, r.alen);
+        b = xstrndup(r.b, r.blen);
+        if (!names_find(c, r.a, r.alen, &s))
+            snprintf(why, whylen, "%s: no step named '%s'", lb, show(c, a));
+        else if (!may_use(f, i, s, lb, why, whylen))
+            ;
+        else if (!sorted_has(f->aux[s].params_sorted, f->all[s].out_param_count, r.b, r.blen))
+            snprintf(why, whylen,
+                     "%s: step '%s' declares no output param '%s' (add it to its "
+                     "outputs.params)",
+                     lb, show(c, a), show(c, b));
+        else
+            rc = 0;
+        break;
+    case REF_ITEM:
+        if (!f->all[i].fan_out)
+            snprintf(why, whylen, "%s used outside a for_each step", lb);
+        else
+            rc = 0;
+        break;
+    case REF_STATUS:
+        if (!f->aux[i].is_finally)
+            snprintf(why, whylen, "%s is only known in finally steps (exit handlers)", lb);
+        else
+            rc = 0;
+        break;
+    case REF_RUN:
+        rc = 0;
+        break;
+    }
+    free(label);
+    free(a);
+    free(b);
+    return rc;
+}
+
+/* Check the run-time references written in scalar v, used by step i. */
+static int check_scalar(flow_t *f, size_t i, const node_t *v, bool inherited)
+{
+    char why[512];
+    for (const char *p = strstr(v->str, "{{"); p; p = strstr(p, "{{")) {
+        const char *close = strstr(p + 2, "}}"), *in;
+        size_t n;
+        if (!close) /* expand() refused this already */
+            return fail(f->c, v, "unterminated '{{' in template (missing '}}')");
+        template_inner(p, (size_t)(close + 2 - p), &in, &n);
+        ref_kind_t kind = classify_ref(in, n).kind;
+        p = close + 2;
+        if (kind == REF_PARAM || kind == REF_INPUTS)
+            continue; /* substituted, or noted as not implemented */
+        if (check_ref(f, i, in, n, false, why, sizeof why) < 0) {
+            if (inherited)
+                return fail(f->c, v, "%s (in defaults, inherited by step '%s')", why,
+                            show(f->c, f->all[i].name));
+            return fail(f->c, v, "%s", why);
+        }
+    }
+    return 0;
+}
+
+static int when_visit(const char *ref, void *arg, char *err, size_t errlen)
+{
+    flow_t *f = arg;
+    return check_ref(f, f->cur, ref, strlen(ref), true, err, errlen);
+}
+
+/* Resolve input k of step i: its source "A.B.C" is tried at every '.'
+ * whose left part names a step; the split whose step declares the
+ * artifact wins (more than one is ambiguous). */
+static int resolve_input(flow_t *f, size_t i, size_t k)
+{
+    ctx_t *c = f->c;
+    spec_input_t *in = &f->all[i].inputs[k];
+    const node_t *src = f->aux[i].input_src[k];
+    const char *t = src->str, *art = NULL, *art_first = NULL;
+    size_t best = SIZE_MAX, first = SIZE_MAX, matches = 0, s;
+    char what[160], why[512];
+
+    for (size_t p = 1; p + 1 < src->len; p++) {
+        if (t[p] != '.' || !names_find(c, t, p, &s))
+            continue;
+        if (first == SIZE_MAX) {
+            first = s;
+            art_first = t + p + 1;
+        }
+        if (sorted_has(f->aux[s].arts_sorted, f->all[s].out_artifact_count, t + p + 1,
+                       src->len - p - 1)) {
+            if (matches++ == 0) {
+                best = s;
+                art = t + p + 1;
+            }
+        }
+    }
+    snprintf(what, sizeof what, "input '%s'", show(c, in->local));
+    if (matches > 1)
+        return fail(c, src, "%s: '%s' is ambiguous: more than one STEP.ARTIFACT split matches",
+                    what, show(c, t));
+    if (first == SIZE_MAX) {
+        char *nm = xstrndup(t, (size_t)(strchr(t, '.') - t));
+        int rc = fail(c, src, "%s: no step named '%s' (write STEP.ARTIFACT)", what, show(c, nm));
+        free(nm);
+        return rc;
+    }
+    if (best == SIZE_MAX) {
+        best = first;
+        art = art_first;
+    }
+    if (!may_use(f, i, best, what, why, sizeof why))
+        return fail(c, src, "%s", why);
+    if (matches == 0)
+        return fail(c, src, "%s: step '%s' declares no output artifact '%s'", what,
+                    show(c, f->all[best].name), show(c, art));
+    in->step = best;
+    in->artifact = xstrdup(art);
+    return 0;
+}
+
+/* Once needs are resolved: every input and run-time reference of every
+ * step names a step it may read from, and an output that step declares. */
+static int check_flow(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
+{
+    flow_t f = {.c = c, .all = all, .aux = aux, .n = n};
+    char e[512];
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const step_aux_t *a = &aux[i];
+        for (size_t k = 0; k < all[i].input_count && rc == 0; k++)
+            rc = resolve_input(&f, i, k);
+        for (size_t k = 0; a->cmd && k < a->cmd->nkids && rc == 0; k++)
+            rc = check_scalar(&f, i, a->cmd->kids[k], false);
+        if (a->script && rc == 0)
+            rc = check_scalar(&f, i, a->script, false);
+        for (size_t k = 0; k < all[i].env_count && rc == 0; k++)
+            rc = check_scalar(&f, i, a->env_src[k].node, a->env_src[k].inherited);
+        if (a->when && rc == 0) {
+            f.cur = i;
+            if (expr_check(all[i].when, when_visit, &f, e, sizeof e) < 0)
+                rc = fail(c, a->when, "bad when expression: %s", e);
+        }
+        if (all[i].items_from && rc == 0) {
+            const char *in;
+            size_t len;
+            template_inner(all[i].items_from, strlen(all[i].items_from), &in, &len);
+            if (check_ref(&f, i, in, len, false, e, sizeof e) < 0)
+                rc = fail(c, a->for_each, "for_each %s", e);
+        }
+    }
+    free(f.anc);
+    free(f.anc_done);
     return rc;
 }
 
@@ -1389,7 +2145,6 @@ cleanup:
 static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t nov, spec_t *s)
 {
     const node_t *name = NULL, *params = NULL, *defaults = NULL, *steps = NULL, *fin = NULL;
-    const node_t *fin_key = NULL;
     settings_t d = {0};
     step_aux_t *aux = NULL;
     int rc = 0;
@@ -1404,10 +2159,9 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
             defaults = v;
         else if (!strcmp(k->str, "steps"))
             steps = v;
-        else if (!strcmp(k->str, "finally")) {
+        else if (!strcmp(k->str, "finally"))
             fin = v;
-            fin_key = k;
-        } else {
+        else {
             rc = fail(c, k, "unknown key '%s'", show(c, k->str));
             goto cleanup;
         }
@@ -1447,6 +2201,7 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
     }
     s->steps = xcalloc(nsteps + nfin, sizeof *s->steps);
     aux = xcalloc(nsteps + nfin, sizeof *aux);
+    names_init(c, s->steps, nsteps + nfin);
     for (size_t i = 0; i < nsteps + nfin; i++) {
         const node_t *m = i < nsteps ? steps->kids[i] : fin->kids[i - nsteps];
         aux[i].is_finally = i >= nsteps;
@@ -1456,10 +2211,15 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
     }
     if ((rc = resolve_needs(c, s->steps, aux, nsteps + nfin)) < 0)
         goto cleanup;
-    if (nfin > 0)
-        not_impl(c, fin_key, "finally", "exit handlers");
+    rc = check_flow(c, s->steps, aux, nsteps + nfin);
 cleanup:
     settings_free(&d);
+    for (size_t i = 0; aux && i < s->step_count; i++) {
+        free(aux[i].env_src);
+        free(aux[i].input_src);
+        free(aux[i].arts_sorted);
+        free(aux[i].params_sorted);
+    }
     free(aux);
     return rc;
 }
@@ -1525,6 +2285,7 @@ cleanup:
     spec_destroy(&s);
     node_free(root);
     free(c.ni_what);
+    free(c.names);
     return rc;
 }
 
@@ -1546,6 +2307,22 @@ void spec_destroy(spec_t **spec)
         kvs_free(st->env, st->env_count);
         kvs_free(st->labels, st->label_count);
         free(st->needs);
+        for (size_t j = 0; j < st->out_artifact_count; j++)
+            free(st->out_artifacts[j]);
+        free(st->out_artifacts);
+        for (size_t j = 0; j < st->out_param_count; j++)
+            free(st->out_params[j]);
+        free(st->out_params);
+        for (size_t j = 0; j < st->input_count; j++) {
+            free(st->inputs[j].local);
+            free(st->inputs[j].artifact);
+        }
+        free(st->inputs);
+        free(st->when);
+        for (size_t j = 0; j < st->item_count; j++)
+            free(st->items[j]);
+        free(st->items);
+        free(st->items_from);
     }
     free(s->steps);
     free(s);

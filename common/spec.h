@@ -5,15 +5,16 @@
  * file:line:col and a reason. It checks the whole document (unknown keys,
  * duplicate step names, unknown or cyclic needs, bad quantities and
  * durations, template references) and substitutes {{params.x}} in
- * command, script and env values. Keys that later releases implement
- * (inputs, outputs, when, for_each, finally, image, checkpoint,
- * preemption.signal/grace, placement.spot, cache, parallelism) are parsed
- * and shape-checked, then refused with "not implemented yet", so a spec is
- * never half-run. The result owns all its memory.
+ * command, script, env values, when and for_each. Keys that later releases
+ * implement (image, checkpoint, preemption.signal/grace/fallback_after,
+ * placement.spot) are parsed and shape-checked, then refused with "not
+ * implemented yet", so a spec is never half-run. The result owns all its
+ * memory.
  */
 #ifndef DROVER_SPEC_H
 #define DROVER_SPEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,13 @@ typedef struct {
     double factor;           /* multiplier per further retry (>= 1) */
     uint64_t max_backoff_ms; /* cap on the delay; 0 = no cap */
 } spec_retry_t;
+
+/* inputs.artifacts entry: materialize STEP.ARTIFACT under $DROVER_INPUTS/local */
+typedef struct {
+    char *local;
+    size_t step; /* index into spec_t.steps of the producing step */
+    char *artifact;
+} spec_input_t;
 
 typedef struct {
     char *name;
@@ -46,6 +54,26 @@ typedef struct {
     size_t need_count;
     uint32_t max_preemptions; /* cap on LOST/PREEMPTED requeues */
     int line, col;            /* where the step starts in the file */
+
+    /* Data flow. Run-time templates ({{steps.S.outputs.params.P}},
+     * {{item}}, {{item.KEY}}, {{run.id}}, {{run.name}}, {{run.status}})
+     * are validated here and left verbatim in argv, env values, when and
+     * items_from for droverd to expand when the step is dispatched;
+     * {{params.x}} is already substituted. */
+    char **out_artifacts; /* outputs.artifacts names */
+    size_t out_artifact_count;
+    char **out_params; /* outputs.params names */
+    size_t out_param_count;
+    spec_input_t *inputs; /* inputs.artifacts */
+    size_t input_count;
+    char *when;   /* condition, NULL = always */
+    bool fan_out; /* for_each present */
+    char **items; /* literal for_each items: scalars as text, maps/lists as compact JSON */
+    size_t item_count;
+    char *items_from;     /* for_each as a run-time template yielding a JSON list, or NULL */
+    uint32_t parallelism; /* max items running at once; 0 = unlimited */
+    bool is_finally;      /* an exit handler (from finally:) */
+    bool cache;           /* may be served from cache (default true) */
 } spec_step_t;
 
 typedef struct {

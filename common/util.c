@@ -197,6 +197,13 @@ const char *util_run_status_name(Drover__RunStatus s)
     }
 }
 
+void util_pb_set_str(char **field, const char *value)
+{
+    if (*field && *field != protobuf_c_empty_string)
+        free(*field);
+    *field = xstrdup(value);
+}
+
 Drover__KeyValue *util_kv_new(const char *key, const char *value)
 {
     Drover__KeyValue *kv = xmalloc(sizeof *kv);

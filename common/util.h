@@ -37,6 +37,11 @@ int util_read_file(const char *path, size_t max, char **out, size_t *len);
  * extra (NUL never counts as valid): agent, run, step and label names. */
 int util_valid_name(const char *s, size_t len, size_t max, const char *extra);
 
+/* Replace a protobuf-c string field with a copy of value. Unpacked
+ * messages use a shared static "" for empty strings, which must not be
+ * freed; this handles both. */
+void util_pb_set_str(char **field, const char *value);
+
 /* Names used in every output: "SUCCEEDED", "RUNNING", ... */
 const char *util_task_status_name(Drover__TaskStatus s);
 const char *util_run_status_name(Drover__RunStatus s);

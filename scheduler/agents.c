@@ -75,11 +75,7 @@ void agents_record(const agent_t *a, Drover__AgentRecord *rec)
 void agents_free_all(sched_t *s)
 {
     for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
-        for (size_t i = 0; i < a->out.n_assigns; i++)
-            free(a->out.assigns[i]);
-        free(a->out.assigns);
-        free(a->out.kills);
-        free(a->out.acks);
+        agent_out_free(&a->out);
         util_free_kvs(a->labels, a->n_labels);
         free(a->tasks);
         free(a->name);
@@ -159,6 +155,7 @@ static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
         return;
     }
     bool was_connected = a->connected;
+    blobs_agent_gone(s, a); /* transfers restart after a registration */
     set_labels(a, reg->labels, reg->n_labels);
     a->capacity.cpu_milli = reg->capacity->cpu_milli;
     a->capacity.memory_bytes = reg->capacity->memory_bytes;
@@ -295,6 +292,14 @@ void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t l
         if (t)
             t->assign_acked = true;
     }
+    for (size_t i = 0; i < msg->n_offers; i++)
+        blobs_offer(s, a, msg->offers[i]);
+    for (size_t i = 0; i < msg->n_chunks; i++)
+        blobs_chunk_in(s, a, msg->chunks[i]);
+    for (size_t i = 0; i < msg->n_chunk_acks; i++)
+        blobs_chunk_ack(s, a, msg->chunk_acks[i]);
+    for (size_t i = 0; i < msg->n_fetches; i++)
+        blobs_fetch(s, a, msg->fetches[i]);
 cleanup:
     drover__agent_message__free_unpacked(msg, NULL);
 }
@@ -308,6 +313,7 @@ void agents_tick(sched_t *s)
             log_warn("agent %s lost: no heartbeat for %" PRId64 " ms; %zu attempts lost", a->name,
                      now - a->last_seen_mono, a->n_tasks);
             a->connected = false;
+            blobs_agent_gone(s, a);
             lose_all(s, a, "agent stopped answering");
             sched_mark_agent(s, a);
             continue;

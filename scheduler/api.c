@@ -49,7 +49,7 @@ static void do_submit(sched_t *s, const Drover__SubmitRequest *req, Drover__ApiR
         set_error(resp, err_owned, "%s", err);
         goto cleanup;
     }
-    run_t *r = dag_create_run(s, spec, file);
+    run_t *r = dag_create_run(s, spec, file, req->no_cache);
     resp->run_id = r->rec->id;
 cleanup:
     free(overrides);
@@ -74,10 +74,14 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     v->n_tasks = r->n_tasks;
     v->tasks = xcalloc(r->n_tasks, sizeof *v->tasks);
     for (size_t i = 0; i < r->n_tasks; i++) {
-        const task_t *t = &r->tasks[i];
+        const task_t *t = r->tasks[i];
         Drover__TaskView *tv = xmalloc(sizeof *tv);
         drover__task_view__init(tv);
-        tv->name = t->step->name;
+        tv->name = t->name;
+        tv->n_out_params = t->n_out_params;
+        tv->out_params = t->out_params;
+        tv->cached_from = t->cached_from ? t->cached_from : (char *)"";
+        tv->item_value = t->item_value ? t->item_value : (char *)"";
         tv->status = t->status;
         tv->attempts = (uint32_t)t->n_attempts;
         tv->reason = t->reason ? t->reason : (char *)"";
@@ -150,6 +154,34 @@ static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiRespo
     lv->attempt = number;
     lv->truncated = a->log_truncated;
     lv->done = a->finished_ms != 0 && lv->next_offset >= a->log_bytes;
+}
+
+static void do_artifacts(sched_t *s, const Drover__ArtifactsRequest *req, Drover__ApiResponse *resp,
+                         char **err_owned)
+{
+    run_t *r = dag_find_run(s, req->run_id);
+    if (!r) {
+        set_error(resp, err_owned, "no run '%s'", req->run_id);
+        return;
+    }
+    bool one = req->task && *req->task;
+    if (one && !dag_find_task(r, req->task)) {
+        set_error(resp, err_owned, "run %s has no step '%s'", r->rec->id, req->task);
+        return;
+    }
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        const task_t *t = r->tasks[i];
+        if (one && strcmp(t->name, req->task) != 0)
+            continue;
+        for (size_t k = 0; k < t->n_outputs; k++) {
+            Drover__ArtifactView *v = xmalloc(sizeof *v);
+            drover__artifact_view__init(v);
+            v->task = t->name;
+            v->artifact = t->outputs[k];
+            resp->artifacts = xrealloc(resp->artifacts, (resp->n_artifacts + 1) * sizeof *v);
+            resp->artifacts[resp->n_artifacts++] = v;
+        }
+    }
 }
 
 static void agent_view(const agent_t *a, Drover__AgentView *v)
@@ -251,6 +283,37 @@ void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
                  a->drained ? "drained: no new work will be placed there" : "back in service");
         break;
     }
+    case DROVER__API_REQUEST__OP_ARTIFACTS:
+        do_artifacts(s, req->artifacts, &resp, &err);
+        break;
+    case DROVER__API_REQUEST__OP_READ_BLOB: {
+        const Drover__BlobRequest *b = req->read_blob;
+        if (b->digest.len != 32 || !blobs_exists(s, b->digest.data)) {
+            set_error(&resp, &err, "no such blob");
+            break;
+        }
+        size_t max = b->max_bytes && b->max_bytes < API_MAX_LOG ? b->max_bytes : API_MAX_LOG;
+        blobs_api_read(s, identity, b->digest.data, b->offset, max); /* replies when read */
+        identity = NULL;
+        goto done;
+    }
+    case DROVER__API_REQUEST__OP_DELETE_RUN: {
+        run_t *r = dag_find_run(s, req->delete_run->id);
+        if (!r) {
+            set_error(&resp, &err, "no run '%s'", req->delete_run->id);
+            break;
+        }
+        if (dag_delete_run(s, r) < 0) {
+            set_error(&resp, &err, "run %s is still running: cancel it first", r->rec->id);
+            break;
+        }
+        resp.run_id = req->delete_run->id;
+        break;
+    }
+    case DROVER__API_REQUEST__OP_CLEAR_CACHE:
+        s->clear_cache = true;
+        log_info("step cache cleared");
+        break;
     default:
         set_error(&resp, &err, "unknown request: is the CLI newer than droverd?");
     }
@@ -260,6 +323,10 @@ reply:;
     uint8_t *buf = xmalloc(n);
     drover__api_response__pack(&resp, buf);
     sched_queue_reply(s, identity, buf, n);
+done:
+    for (size_t i = 0; i < resp.n_artifacts; i++)
+        free(resp.artifacts[i]);
+    free(resp.artifacts);
 
     if (resp.logs)
         free(resp.logs->data.data);

@@ -2,10 +2,17 @@
  *
  * Readiness is incremental: each task counts its needs that have not yet
  * SUCCEEDED (unfinished_deps) and lists its children; a success decrements
- * the children's counts and pushes those that reach zero onto the ready
- * queue, so no event scans a whole run. A task that fails for good skips
- * its WAITING descendants (an upstream failed). A run ends when its last
- * task reaches a final state: FAILED if any task failed, else SUCCEEDED.
+ * the children's counts and activates those that reach zero, so no event
+ * scans a whole run. Activation decides a step: its `when` (false →
+ * SKIPPED), its fan-out (a for_each step becomes a group of item tasks,
+ * released under its parallelism cap), the cache (a hit → CACHED, no
+ * agent), else READY for the placer.
+ *
+ * A task that fails for good, or is skipped, skips its WAITING
+ * descendants. Exit handlers (finally steps) wait until every main task has
+ * ended and then run whatever happened, with {{run.status}}. A run ends
+ * when its last task does: CANCELLED if cancelled, FAILED if any task
+ * failed, else SUCCEEDED.
  *
  * LOST (the agent vanished) and PREEMPTED requeue the task without using a
  * retry; they count against the step's max_preemptions instead.
@@ -15,11 +22,15 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "log.h"
 #include "util.h"
+
+static void activate(sched_t *s, task_t *t);
 
 bool dag_task_final(const task_t *t)
 {
@@ -34,6 +45,12 @@ bool dag_task_final(const task_t *t)
     default:
         return false;
     }
+}
+
+static bool succeeded(const task_t *t)
+{
+    return t->status == DROVER__TASK_STATUS__TASK_SUCCEEDED ||
+           t->status == DROVER__TASK_STATUS__TASK_CACHED;
 }
 
 uint64_t dag_backoff_ms(const Drover__RetryPolicy *p, uint32_t n)
@@ -93,12 +110,13 @@ void dag_ready_remove(sched_t *s, task_t *t)
     s->n_ready--;
 }
 
-/* ------------------------------------------------------------ transitions */
+/* ------------------------------------------------------------ helpers */
 
 static void set_reason(task_t *t, const char *reason)
 {
+    char *copy = reason ? xstrdup(reason) : NULL; /* reason may be t->reason */
     free(t->reason);
-    t->reason = reason ? xstrdup(reason) : NULL;
+    t->reason = copy;
 }
 
 /* Remember a task waiting out its retry backoff (see dag_retry_due). */
@@ -111,42 +129,88 @@ static void retry_push(sched_t *s, task_t *t)
     s->retrying[s->n_retrying++] = t;
 }
 
-static void make_ready(sched_t *s, task_t *t)
+static task_t *task_new(run_t *r, uint32_t step_index)
 {
-    t->status = DROVER__TASK_STATUS__TASK_READY;
-    t->retry_at_ms = 0;
-    dag_ready_push(s, t);
-    sched_mark_task(s, t);
+    if (r->n_tasks == r->cap_tasks) {
+        r->cap_tasks = r->cap_tasks ? r->cap_tasks * 2 : 8;
+        r->tasks = xrealloc(r->tasks, r->cap_tasks * sizeof *r->tasks);
+    }
+    task_t *t = xcalloc(1, sizeof *t);
+    t->run = r;
+    t->index = (uint32_t)r->n_tasks;
+    t->step_index = step_index;
+    t->step = r->rec->steps[step_index];
+    r->tasks[r->n_tasks++] = t;
+    return t;
 }
+
+static void task_free(task_t *t)
+{
+    for (size_t k = 0; k < t->n_attempts; k++)
+        drover__attempt_record__free_unpacked(t->attempts[k], NULL);
+    free(t->attempts);
+    free(t->children);
+    free(t->items);
+    free(t->reason);
+    free(t->name);
+    free(t->item_value);
+    free(t->cached_from);
+    util_free_kvs(t->out_params, t->n_out_params);
+    for (size_t k = 0; k < t->n_outputs; k++)
+        drover__artifact__free_unpacked(t->outputs[k], NULL);
+    free(t->outputs);
+    flow_unprepare(t);
+    free(t);
+}
+
+static task_t *group_of(const task_t *item)
+{
+    return item->run->tasks[item->step_index];
+}
+
+/* ------------------------------------------------------------ endings */
+
+static void start_finally(sched_t *s, run_t *r);
+static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status);
+static void fail_for_good(sched_t *s, task_t *t, const char *reason);
+
+static void group_item_done(sched_t *s, task_t *item);
 
 /* A task reached a final state: account for it in its run. */
 static void task_finished(sched_t *s, task_t *t)
 {
     run_t *r = t->run;
     dag_ready_remove(s, t);
+    flow_unprepare(t);
     if (r->unfinished > 0)
         r->unfinished--;
+    if (!t->step->is_finally && r->main_unfinished > 0)
+        r->main_unfinished--;
     if (t->status == DROVER__TASK_STATUS__TASK_FAILED)
         r->failed = true; /* the run fails, but only once every branch has ended */
-    if (r->unfinished == 0) {
-        if (r->rec->status != DROVER__RUN_STATUS__RUN_CANCELLED)
-            r->rec->status =
-                r->failed ? DROVER__RUN_STATUS__RUN_FAILED : DROVER__RUN_STATUS__RUN_SUCCEEDED;
+    if (t->is_item)
+        group_item_done(s, t);
+    if (r->main_unfinished == 0)
+        start_finally(s, r);
+    if (r->unfinished == 0 && !dag_run_final(r)) {
+        r->rec->status = r->cancelled ? DROVER__RUN_STATUS__RUN_CANCELLED
+                         : r->failed  ? DROVER__RUN_STATUS__RUN_FAILED
+                                      : DROVER__RUN_STATUS__RUN_SUCCEEDED;
         r->rec->finished_ms = util_now_ms();
         log_info("run %s %s", r->rec->id, util_run_status_name(r->rec->status));
     }
     sched_mark_run(s, r);
 }
 
-/* Skip every WAITING descendant of t (an upstream failed or was skipped). */
+/* Skip every WAITING descendant of t. */
 static void skip_descendants(sched_t *s, task_t *t, const char *why)
 {
     for (size_t i = 0; i < t->n_children; i++) {
-        task_t *c = &t->run->tasks[t->children[i]];
+        task_t *c = t->run->tasks[t->children[i]];
         if (c->status != DROVER__TASK_STATUS__TASK_WAITING)
             continue;
         c->status = DROVER__TASK_STATUS__TASK_SKIPPED;
-        char *reason = xasprintf("upstream %s %s", t->step->name, why);
+        char *reason = xasprintf("upstream %s %s", t->name, why);
         set_reason(c, reason);
         free(reason);
         sched_mark_task(s, c);
@@ -155,36 +219,227 @@ static void skip_descendants(sched_t *s, task_t *t, const char *why)
     }
 }
 
-static void task_succeeded(sched_t *s, task_t *t)
+static void skip(sched_t *s, task_t *t, const char *reason)
 {
-    t->status = DROVER__TASK_STATUS__TASK_SUCCEEDED;
-    set_reason(t, NULL);
+    t->status = DROVER__TASK_STATUS__TASK_SKIPPED;
+    set_reason(t, reason);
     sched_mark_task(s, t);
     task_finished(s, t);
+    skip_descendants(s, t, "skipped");
+}
+
+static void fail_for_good(sched_t *s, task_t *t, const char *reason)
+{
+    t->status = DROVER__TASK_STATUS__TASK_FAILED;
+    t->retry_at_ms = 0;
+    set_reason(t, reason);
+    sched_mark_task(s, t);
+    task_finished(s, t);
+    skip_descendants(s, t, "failed");
+}
+
+static bool cacheable(const task_t *t)
+{
+    return t->step->cache && !t->run->rec->no_cache && !(t->step->fan_out && !t->is_item);
+}
+
+/* t ended well (status SUCCEEDED or CACHED): release its children. */
+static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status)
+{
+    t->status = status;
+    set_reason(t, NULL);
+    sched_mark_task(s, t);
+    if (t->has_cache_key && cacheable(t))
+        sched_cache_put(s, t);
+    task_finished(s, t);
     for (size_t i = 0; i < t->n_children; i++) {
-        task_t *c = &t->run->tasks[t->children[i]];
+        task_t *c = t->run->tasks[t->children[i]];
         if (c->unfinished_deps > 0 && --c->unfinished_deps == 0 &&
             c->status == DROVER__TASK_STATUS__TASK_WAITING)
-            make_ready(s, c);
+            activate(s, c);
     }
 }
 
 static void task_failed(sched_t *s, task_t *t, const char *reason)
 {
     const Drover__RetryPolicy *p = t->step->retries;
-    set_reason(t, reason);
-    t->status = DROVER__TASK_STATUS__TASK_FAILED;
-    sched_mark_task(s, t);
     if (p && t->retries_used < p->limit) {
+        set_reason(t, reason);
+        t->status = DROVER__TASK_STATUS__TASK_FAILED;
         t->retries_used++;
         t->retry_at_ms = util_now_ms() + (int64_t)dag_backoff_ms(p, t->retries_used);
         retry_push(s, t);
+        sched_mark_task(s, t);
         return;
     }
-    t->retry_at_ms = 0;
-    task_finished(s, t);
-    skip_descendants(s, t, "failed");
+    fail_for_good(s, t, reason);
 }
+
+/* ------------------------------------------------------------ activation */
+
+/* Serve t from the cache if an identical step already succeeded. */
+static bool try_cache(sched_t *s, task_t *t)
+{
+    char run_id[128];
+    uint32_t index;
+    if (!cacheable(t))
+        return false;
+    flow_cache_key(t);
+    if (store_cache_get(s->store, t->cache_key, run_id, sizeof run_id, &index) < 0)
+        return false;
+    run_t *src_run = dag_find_run(s, run_id);
+    if (!src_run || src_run->deleting || index >= src_run->n_tasks)
+        return false;
+    task_t *src = src_run->tasks[index];
+    if (src == t || !succeeded(src))
+        return false;
+    flow_set_outputs(s, t, src->outputs, src->n_outputs, src->out_params, src->n_out_params);
+    free(t->cached_from);
+    t->cached_from = xasprintf("%s/%s", src_run->rec->id, src->name);
+    log_debug("%s/%s served from cache (%s)", t->run->rec->id, t->name, t->cached_from);
+    task_succeeded(s, t, DROVER__TASK_STATUS__TASK_CACHED);
+    return true;
+}
+
+static void make_ready(sched_t *s, task_t *t)
+{
+    t->retry_at_ms = 0;
+    if (dag_prepare(s, t) < 0) {
+        char *why = xasprintf("cannot expand templates: %s", t->reason);
+        fail_for_good(s, t, why);
+        free(why);
+        return;
+    }
+    if (t->n_attempts == 0 && try_cache(s, t))
+        return;
+    t->status = DROVER__TASK_STATUS__TASK_READY;
+    dag_ready_push(s, t);
+    sched_mark_task(s, t);
+}
+
+/* Release WAITING items of a fan-out group up to its parallelism. */
+static void release_items(sched_t *s, task_t *g)
+{
+    uint32_t cap = g->step->parallelism;
+    while (g->items_released < g->n_items &&
+           (cap == 0 || g->items_released - g->items_done < cap)) {
+        task_t *it = g->run->tasks[g->items[g->items_released++]];
+        if (it->status == DROVER__TASK_STATUS__TASK_WAITING)
+            activate(s, it);
+    }
+}
+
+static void expand_fan_out(sched_t *s, task_t *g)
+{
+    char err[512], **items = NULL;
+    size_t n = 0;
+    if (flow_items(s, g, &items, &n, err, sizeof err) < 0) {
+        fail_for_good(s, g, err);
+        return;
+    }
+    run_t *r = g->run;
+    g->items = xcalloc(n, sizeof *g->items);
+    g->n_items = n;
+    for (size_t i = 0; i < n; i++) {
+        task_t *it = task_new(r, g->step_index);
+        it->is_item = true;
+        it->item = (uint32_t)i;
+        it->item_value = items[i];
+        items[i] = NULL;
+        it->name = xasprintf("%s[%zu]", g->name, i);
+        it->status = DROVER__TASK_STATUS__TASK_WAITING;
+        g->items[i] = it->index;
+        r->unfinished++;
+        if (!g->step->is_finally)
+            r->main_unfinished++;
+        sched_mark_task(s, it);
+    }
+    json_free_list(items, n);
+    g->status = DROVER__TASK_STATUS__TASK_RUNNING;
+    sched_mark_task(s, g);
+    sched_mark_run(s, r);
+    if (n == 0) {
+        flow_collect_items(s, g);
+        task_succeeded(s, g, DROVER__TASK_STATUS__TASK_SUCCEEDED);
+        return;
+    }
+    release_items(s, g);
+}
+
+static void group_item_done(sched_t *s, task_t *item)
+{
+    task_t *g = group_of(item);
+    g->items_done++;
+    if (item->status == DROVER__TASK_STATUS__TASK_FAILED)
+        g->items_failed++;
+    if (dag_task_final(g))
+        return; /* cancelled meanwhile */
+    if (g->items_done < g->n_items) {
+        if (item->status == DROVER__TASK_STATUS__TASK_CANCELLED)
+            return; /* a cancel is under way: release nothing more */
+        release_items(s, g);
+        return;
+    }
+    if (g->items_failed) {
+        char *why = xasprintf("%zu of %zu items failed", g->items_failed, g->n_items);
+        fail_for_good(s, g, why);
+        free(why);
+        return;
+    }
+    if (g->run->cancelled) {
+        g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+        set_reason(g, "run cancelled");
+        sched_mark_task(s, g);
+        task_finished(s, g);
+        return;
+    }
+    flow_collect_items(s, g);
+    task_succeeded(s, g, DROVER__TASK_STATUS__TASK_SUCCEEDED);
+}
+
+/* All needs done: decide the step (condition, fan-out, cache) or queue it. */
+static void activate(sched_t *s, task_t *t)
+{
+    if (t->step->is_finally && !t->run->finally_started)
+        return; /* exit handlers wait for every main step */
+    bool item_when = t->step->when && strstr(t->step->when, "{{item") != NULL;
+    if (t->step->when && *t->step->when && item_when == t->is_item) {
+        char err[512];
+        bool ok = false;
+        if (flow_when(s, t, &ok, err, sizeof err) < 0) {
+            char *why = xasprintf("when: %s", err);
+            fail_for_good(s, t, why);
+            free(why);
+            return;
+        }
+        if (!ok) {
+            char *why = xasprintf("when: %s was false", t->step->when);
+            skip(s, t, why);
+            free(why);
+            return;
+        }
+    }
+    if (t->step->fan_out && !t->is_item) {
+        expand_fan_out(s, t);
+        return;
+    }
+    make_ready(s, t);
+}
+
+static void start_finally(sched_t *s, run_t *r)
+{
+    if (r->finally_started)
+        return;
+    r->finally_started = true;
+    for (size_t i = 0; i < r->rec->n_steps; i++) {
+        task_t *t = r->tasks[i];
+        if (t->step->is_finally && t->status == DROVER__TASK_STATUS__TASK_WAITING &&
+            t->unfinished_deps == 0)
+            activate(s, t);
+    }
+}
+
+/* ------------------------------------------------------------ agents' events */
 
 static Drover__AttemptRecord *current_open_attempt(task_t *t)
 {
@@ -214,10 +469,8 @@ static void close_attempt(sched_t *s, task_t *t, Drover__TaskStatus status, cons
         a->finished_ms = util_now_ms();
         if (!a->started_ms)
             a->started_ms = a->finished_ms;
-        if (reason) {
-            free(a->reason);
-            a->reason = xstrdup(reason);
-        }
+        if (reason)
+            util_pb_set_str(&a->reason, reason);
         idmap_del(s->attempts, a->id);
     }
     placer_unbind(s, t);
@@ -226,6 +479,7 @@ static void close_attempt(sched_t *s, task_t *t, Drover__TaskStatus status, cons
 
 void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
 {
+    char err[512];
     Drover__AttemptRecord *a = current_open_attempt(t);
     if (!a)
         return;
@@ -233,14 +487,18 @@ void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
     a->term_signal = rep->term_signal;
     if (!a->started_ms && rep->time_ms)
         a->started_ms = rep->time_ms;
-    if (rep->exit_code == 0 && rep->term_signal == 0 && !rep->timed_out &&
-        (!rep->reason || !*rep->reason)) {
+    bool clean = rep->exit_code == 0 && rep->term_signal == 0 && !rep->timed_out &&
+                 (!rep->reason || !*rep->reason);
+    if (clean && flow_check_outputs(s, t, rep, err, sizeof err) == 0) {
         close_attempt(s, t, DROVER__TASK_STATUS__TASK_SUCCEEDED, NULL);
-        task_succeeded(s, t);
+        flow_set_outputs(s, t, rep->outputs, rep->n_outputs, rep->out_params, rep->n_out_params);
+        task_succeeded(s, t, DROVER__TASK_STATUS__TASK_SUCCEEDED);
         return;
     }
     char *reason;
-    if (rep->timed_out)
+    if (clean)
+        reason = xstrdup(err);
+    else if (rep->timed_out)
         reason = xasprintf("timeout after %.3gs", (double)t->step->timeout_ms / 1000.0);
     else if (rep->reason && *rep->reason)
         reason = xstrdup(rep->reason);
@@ -264,40 +522,42 @@ void dag_task_lost(sched_t *s, task_t *t, const char *reason)
     if (t->preemptions > t->step->max_preemptions) {
         char *why =
             xasprintf("%s; gave up after %u lost/preempted attempts", reason, t->preemptions);
-        t->status = DROVER__TASK_STATUS__TASK_FAILED;
-        t->retry_at_ms = 0;
-        set_reason(t, why);
+        fail_for_good(s, t, why);
         free(why);
-        task_finished(s, t);
-        skip_descendants(s, t, "failed");
         return;
     }
     set_reason(t, reason);
-    make_ready(s, t);
+    t->status = DROVER__TASK_STATUS__TASK_READY;
+    dag_ready_push(s, t);
+    sched_mark_task(s, t);
+}
+
+static void cancel_task(sched_t *s, task_t *t)
+{
+    if (t->agent) {
+        Drover__AttemptRecord *a = current_open_attempt(t);
+        agent_out_t *out = sched_agent_out(s, t->agent);
+        out->kills = xrealloc(out->kills, (out->n_kills + 1) * sizeof *out->kills);
+        out->kills[out->n_kills++] = a ? a->id : 0;
+    }
+    close_attempt(s, t, DROVER__TASK_STATUS__TASK_CANCELLED, "run cancelled");
+    t->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+    t->retry_at_ms = 0;
+    set_reason(t, "run cancelled");
+    task_finished(s, t);
 }
 
 void dag_cancel_run(sched_t *s, run_t *r)
 {
-    for (size_t i = 0; i < r->n_tasks; i++) {
-        task_t *t = &r->tasks[i];
-        if (dag_task_final(t))
-            continue;
-        if (t->agent) {
-            Drover__AttemptRecord *a = current_open_attempt(t);
-            agent_out_t *out = sched_agent_out(s, t->agent);
-            out->kills = xrealloc(out->kills, (out->n_kills + 1) * sizeof *out->kills);
-            out->kills[out->n_kills++] = a ? a->id : 0;
-        }
-        close_attempt(s, t, DROVER__TASK_STATUS__TASK_CANCELLED, "run cancelled");
-        t->status = DROVER__TASK_STATUS__TASK_CANCELLED;
-        t->retry_at_ms = 0;
-        set_reason(t, "run cancelled");
-        r->rec->status = DROVER__RUN_STATUS__RUN_CANCELLED;
-        task_finished(s, t);
+    bool again = r->cancelled; /* a second cancel stops the exit handlers too */
+    r->cancelled = true;
+    r->rec->cancelled = true;
+    /* Items first, so their groups end after them. */
+    for (size_t i = r->n_tasks; i-- > 0;) {
+        task_t *t = r->tasks[i];
+        if (!dag_task_final(t) && (!t->step->is_finally || again))
+            cancel_task(s, t);
     }
-    r->rec->status = DROVER__RUN_STATUS__RUN_CANCELLED;
-    if (!r->rec->finished_ms)
-        r->rec->finished_ms = util_now_ms();
     sched_mark_run(s, r);
 }
 
@@ -316,6 +576,13 @@ void dag_retry_due(sched_t *s, int64_t now_ms)
     s->n_retrying = kept;
 }
 
+bool dag_run_final(const run_t *r)
+{
+    return r->rec->status == DROVER__RUN_STATUS__RUN_SUCCEEDED ||
+           r->rec->status == DROVER__RUN_STATUS__RUN_FAILED ||
+           r->rec->status == DROVER__RUN_STATUS__RUN_CANCELLED;
+}
+
 /* ------------------------------------------------------------ creation */
 
 static Drover__KeyValue **copy_spec_kvs(const spec_kv_t *kvs, size_t n)
@@ -326,15 +593,21 @@ static Drover__KeyValue **copy_spec_kvs(const spec_kv_t *kvs, size_t n)
     return out;
 }
 
+static char **copy_strv(char *const *v, size_t n)
+{
+    char **out = xcalloc(n, sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        out[i] = xstrdup(v[i]);
+    return out;
+}
+
 static Drover__StepSpec *step_from_spec(const spec_step_t *st)
 {
     Drover__StepSpec *p = xmalloc(sizeof *p);
     drover__step_spec__init(p);
     p->name = xstrdup(st->name);
     p->n_argv = st->argc;
-    p->argv = xcalloc(st->argc, sizeof *p->argv);
-    for (size_t i = 0; i < st->argc; i++)
-        p->argv[i] = xstrdup(st->argv[i]);
+    p->argv = copy_strv(st->argv, st->argc);
     p->n_env = st->env_count;
     p->env = copy_spec_kvs(st->env, st->env_count);
     p->resources = xmalloc(sizeof *p->resources);
@@ -356,34 +629,53 @@ static Drover__StepSpec *step_from_spec(const spec_step_t *st)
     for (size_t i = 0; i < st->need_count; i++)
         p->needs[i] = (uint32_t)st->needs[i];
     p->max_preemptions = st->max_preemptions;
+    p->n_out_artifacts = st->out_artifact_count;
+    p->out_artifacts = copy_strv(st->out_artifacts, st->out_artifact_count);
+    p->n_out_params = st->out_param_count;
+    p->out_params = copy_strv(st->out_params, st->out_param_count);
+    p->n_inputs = st->input_count;
+    p->inputs = xcalloc(st->input_count, sizeof *p->inputs);
+    for (size_t i = 0; i < st->input_count; i++) {
+        Drover__InputSpec *in = xmalloc(sizeof *in);
+        drover__input_spec__init(in);
+        in->local = xstrdup(st->inputs[i].local);
+        in->step = (uint32_t)st->inputs[i].step;
+        in->artifact = xstrdup(st->inputs[i].artifact);
+        p->inputs[i] = in;
+    }
+    p->when = xstrdup(st->when ? st->when : "");
+    p->fan_out = st->fan_out;
+    p->n_items = st->item_count;
+    p->items = copy_strv(st->items, st->item_count);
+    p->items_from = xstrdup(st->items_from ? st->items_from : "");
+    p->parallelism = st->parallelism;
+    p->is_finally = st->is_finally;
+    p->cache = st->cache;
     return p;
 }
 
-/* Build the tasks of r from r->rec->steps (one task per step). */
-static void build_tasks(run_t *r)
+/* Create the step tasks of r and their children lists. */
+static void build_step_tasks(run_t *r)
 {
     size_t n = r->rec->n_steps;
-    r->tasks = xcalloc(n, sizeof *r->tasks);
-    r->n_tasks = n;
-    r->unfinished = n;
     size_t *child_counts = xcalloc(n, sizeof *child_counts);
     for (size_t i = 0; i < n; i++) {
-        task_t *t = &r->tasks[i];
-        t->run = r;
-        t->index = (uint32_t)i;
-        t->step = r->rec->steps[i];
+        task_t *t = task_new(r, (uint32_t)i);
+        t->name = xstrdup(t->step->name);
         for (size_t j = 0; j < t->step->n_needs; j++)
             if (t->step->needs[j] < n)
                 child_counts[t->step->needs[j]]++;
     }
     for (size_t i = 0; i < n; i++)
-        r->tasks[i].children = xcalloc(child_counts[i], sizeof(uint32_t));
+        r->tasks[i]->children = xcalloc(child_counts[i], sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) {
-        task_t *t = &r->tasks[i];
+        task_t *t = r->tasks[i];
         for (size_t j = 0; j < t->step->n_needs; j++) {
             uint32_t p = t->step->needs[j];
-            if (p < n)
-                r->tasks[p].children[r->tasks[p].n_children++] = (uint32_t)i;
+            if (p < n) {
+                task_t *parent = r->tasks[p];
+                parent->children[parent->n_children++] = (uint32_t)i;
+            }
         }
     }
     free(child_counts);
@@ -399,7 +691,15 @@ static void add_run(sched_t *s, run_t *r)
     zhashx_insert(s->runs_by_id, r->rec->id, r);
 }
 
-run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file)
+static size_t count_main(const run_t *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->rec->n_steps; i++)
+        n += !r->rec->steps[i]->is_finally;
+    return n;
+}
+
+run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_cache)
 {
     Drover__RunRecord *rec = xmalloc(sizeof *rec);
     drover__run_record__init(rec);
@@ -415,23 +715,33 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file)
     rec->steps = xcalloc(spec->step_count, sizeof *rec->steps);
     for (size_t i = 0; i < spec->step_count; i++)
         rec->steps[i] = step_from_spec(&spec->steps[i]);
+    rec->no_cache = no_cache;
 
     run_t *r = xcalloc(1, sizeof *r);
     r->rec = rec;
-    build_tasks(r);
-    for (size_t i = 0; i < r->n_tasks; i++) {
-        task_t *t = &r->tasks[i];
-        t->unfinished_deps = (uint32_t)t->step->n_needs;
-        t->status = DROVER__TASK_STATUS__TASK_WAITING;
-        sched_mark_task(s, t);
-        if (t->unfinished_deps == 0)
-            make_ready(s, t);
-    }
+    build_step_tasks(r);
+    r->unfinished = r->n_tasks;
+    r->main_unfinished = count_main(r);
     add_run(s, r);
     sched_mark_run(s, r);
     log_info("run %s (%s) submitted: %zu steps", rec->id, rec->name, r->n_tasks);
-    if (r->n_tasks == 0)
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        task_t *t = r->tasks[i];
+        t->unfinished_deps = (uint32_t)t->step->n_needs;
+        t->status = DROVER__TASK_STATUS__TASK_WAITING;
+        sched_mark_task(s, t);
+    }
+    if (r->main_unfinished == 0)
+        start_finally(s, r);
+    for (size_t i = 0; i < r->rec->n_steps; i++) {
+        task_t *t = r->tasks[i];
+        if (t->unfinished_deps == 0 && t->status == DROVER__TASK_STATUS__TASK_WAITING)
+            activate(s, t);
+    }
+    if (r->n_tasks == 0) {
         rec->status = DROVER__RUN_STATUS__RUN_SUCCEEDED;
+        rec->finished_ms = rec->created_ms;
+    }
     return r;
 }
 
@@ -439,14 +749,15 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file)
 
 run_t *dag_find_run(sched_t *s, const char *id)
 {
-    return zhashx_lookup(s->runs_by_id, id);
+    run_t *r = zhashx_lookup(s->runs_by_id, id);
+    return r && !r->deleting ? r : NULL;
 }
 
 task_t *dag_find_task(run_t *r, const char *name)
 {
     for (size_t i = 0; i < r->n_tasks; i++)
-        if (strcmp(r->tasks[i].step->name, name) == 0)
-            return &r->tasks[i];
+        if (strcmp(r->tasks[i]->name, name) == 0)
+            return r->tasks[i];
     return NULL;
 }
 
@@ -463,22 +774,21 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
     rec->reason = t->reason ? t->reason : (char *)"";
     rec->n_attempts = t->n_attempts;
     rec->attempts = t->attempts;
-}
-
-static Drover__AttemptRecord *copy_attempt(const Drover__AttemptRecord *src)
-{
-    Drover__AttemptRecord *a = xmalloc(sizeof *a);
-    *a = *src;
-    a->agent = xstrdup(src->agent);
-    a->reason = xstrdup(src->reason);
-    return a;
-}
-
-static void free_attempt(Drover__AttemptRecord *a)
-{
-    free(a->agent);
-    free(a->reason);
-    free(a);
+    rec->step = t->step_index;
+    rec->is_item = t->is_item;
+    rec->item = t->item;
+    rec->item_value = t->item_value ? t->item_value : (char *)"";
+    rec->n_items = t->n_items;
+    rec->items = t->items;
+    rec->n_out_params = t->n_out_params;
+    rec->out_params = t->out_params;
+    rec->n_outputs = t->n_outputs;
+    rec->outputs = t->outputs;
+    if (t->has_cache_key) {
+        rec->cache_key.data = (uint8_t *)t->cache_key;
+        rec->cache_key.len = sizeof t->cache_key;
+    }
+    rec->cached_from = t->cached_from ? t->cached_from : (char *)"";
 }
 
 static void load_run(const Drover__RunRecord *rec, void *arg)
@@ -490,19 +800,42 @@ static void load_run(const Drover__RunRecord *rec, void *arg)
     run_t *r = xcalloc(1, sizeof *r);
     r->rec = drover__run_record__unpack(NULL, n, buf);
     free(buf);
-    build_tasks(r);
+    r->cancelled = r->rec->cancelled;
+    build_step_tasks(r);
     add_run(s, r);
+}
+
+static Drover__KeyValue **copy_kvs(Drover__KeyValue **kvs, size_t n)
+{
+    Drover__KeyValue **out = xcalloc(n, sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        out[i] = util_kv_new(kvs[i]->key, kvs[i]->value);
+    return out;
+}
+
+static Drover__AttemptRecord *copy_attempt(const Drover__AttemptRecord *src)
+{
+    size_t n = drover__attempt_record__get_packed_size(src);
+    uint8_t *buf = xmalloc(n);
+    drover__attempt_record__pack(src, buf);
+    Drover__AttemptRecord *a = drover__attempt_record__unpack(NULL, n, buf);
+    free(buf);
+    return a;
 }
 
 static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *arg)
 {
     sched_t *s = arg;
     run_t *r = dag_find_run(s, run_id);
-    if (!r || rec->index >= r->n_tasks) {
+    if (!r || rec->step >= r->rec->n_steps || rec->index > 100000000u) {
         log_warn("store: task %u of unknown run %s ignored", rec->index, run_id);
         return;
     }
-    task_t *t = &r->tasks[rec->index];
+    while (r->n_tasks <= rec->index) /* items: created in order, so no real gaps */
+        task_new(r, rec->step)->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+    task_t *t = r->tasks[rec->index];
+    t->step_index = rec->step;
+    t->step = r->rec->steps[rec->step];
     t->status = rec->status;
     t->retries_used = rec->retries_used;
     t->preemptions = rec->preemptions;
@@ -512,6 +845,28 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->attempts = xcalloc(rec->n_attempts, sizeof *t->attempts);
     for (size_t i = 0; i < rec->n_attempts; i++)
         t->attempts[i] = copy_attempt(rec->attempts[i]);
+    t->is_item = rec->is_item;
+    t->item = rec->item;
+    if (t->is_item) {
+        t->item_value = xstrdup(rec->item_value);
+        free(t->name);
+        t->name = xasprintf("%s[%u]", t->step->name, rec->item);
+    }
+    t->n_items = rec->n_items;
+    t->items = xcalloc(rec->n_items, sizeof *t->items);
+    if (rec->n_items)
+        memcpy(t->items, rec->items, rec->n_items * sizeof *t->items);
+    t->out_params = copy_kvs(rec->out_params, rec->n_out_params);
+    t->n_out_params = rec->n_out_params;
+    t->outputs = xcalloc(rec->n_outputs, sizeof *t->outputs);
+    for (size_t i = 0; i < rec->n_outputs; i++)
+        t->outputs[i] = flow_copy_artifact(rec->outputs[i]);
+    t->n_outputs = rec->n_outputs;
+    if (rec->cache_key.len == sizeof t->cache_key) {
+        memcpy(t->cache_key, rec->cache_key.data, sizeof t->cache_key);
+        t->has_cache_key = true;
+    }
+    t->cached_from = rec->cached_from && *rec->cached_from ? xstrdup(rec->cached_from) : NULL;
 }
 
 static void load_agent(const Drover__AgentRecord *rec, void *arg)
@@ -522,23 +877,38 @@ static void load_agent(const Drover__AgentRecord *rec, void *arg)
 /* After records are loaded: recompute counters, queues and bindings. */
 static void rebuild_run(sched_t *s, run_t *r)
 {
-    r->unfinished = 0;
+    r->unfinished = r->main_unfinished = 0;
     for (size_t i = 0; i < r->n_tasks; i++) {
-        task_t *t = &r->tasks[i];
-        if (!dag_task_final(t))
+        task_t *t = r->tasks[i];
+        if (!t->name)
+            t->name = xasprintf("%s[%u]", t->step->name, t->item);
+        if (!dag_task_final(t)) {
             r->unfinished++;
-        else if (t->status == DROVER__TASK_STATUS__TASK_FAILED)
+            r->main_unfinished += !t->step->is_finally;
+        } else if (t->status == DROVER__TASK_STATUS__TASK_FAILED) {
             r->failed = true;
+        }
+        if (t->is_item)
+            continue;
         t->unfinished_deps = 0;
         for (size_t j = 0; j < t->step->n_needs; j++) {
             uint32_t p = t->step->needs[j];
-            if (p < r->n_tasks && r->tasks[p].status != DROVER__TASK_STATUS__TASK_SUCCEEDED &&
-                r->tasks[p].status != DROVER__TASK_STATUS__TASK_CACHED)
+            if (p < r->rec->n_steps && !succeeded(r->tasks[p]))
                 t->unfinished_deps++;
         }
+        for (size_t k = 0; k < t->n_items; k++) {
+            const task_t *it = t->items[k] < r->n_tasks ? r->tasks[t->items[k]] : NULL;
+            if (!it)
+                continue;
+            t->items_done += dag_task_final(it);
+            t->items_failed += it->status == DROVER__TASK_STATUS__TASK_FAILED;
+            if (it->status != DROVER__TASK_STATUS__TASK_WAITING)
+                t->items_released = k + 1;
+        }
     }
+    r->finally_started = r->main_unfinished == 0;
     for (size_t i = 0; i < r->n_tasks; i++) {
-        task_t *t = &r->tasks[i];
+        task_t *t = r->tasks[i];
         Drover__AttemptRecord *a = current_open_attempt(t);
         switch (t->status) {
         case DROVER__TASK_STATUS__TASK_READY:
@@ -549,13 +919,18 @@ static void rebuild_run(sched_t *s, run_t *r)
                 retry_push(s, t);
             break;
         case DROVER__TASK_STATUS__TASK_WAITING:
-            /* A crash between a parent's success and this task's promotion
-             * cannot happen (one transaction), but be forgiving. */
-            if (t->unfinished_deps == 0)
-                make_ready(s, t);
+            /* Decisions are made in the same transaction as the event that
+             * enables them; this only catches what a crash could leave. */
+            if (!t->is_item && t->unfinished_deps == 0)
+                activate(s, t);
             break;
-        case DROVER__TASK_STATUS__TASK_ASSIGNED:
-        case DROVER__TASK_STATUS__TASK_RUNNING: {
+        case DROVER__TASK_STATUS__TASK_RUNNING:
+            if (t->step->fan_out && !t->is_item) {
+                release_items(s, t);
+                break;
+            }
+            /* fall through */
+        case DROVER__TASK_STATUS__TASK_ASSIGNED: {
             agent_t *ag = a ? agents_find(s, a->agent) : NULL;
             if (!ag) {
                 dag_task_lost(s, t, "agent unknown after restart");
@@ -590,25 +965,80 @@ int dag_load(sched_t *s)
     return 0;
 }
 
-void dag_free_all(sched_t *s)
+/* ------------------------------------------------------------ deletion */
+
+static void run_free(run_t *r)
 {
+    for (size_t j = 0; j < r->n_tasks; j++)
+        task_free(r->tasks[j]);
+    free(r->tasks);
+    drover__run_record__free_unpacked(r->rec, NULL);
+    free(r);
+}
+
+int dag_delete_run(sched_t *s, run_t *r)
+{
+    if (r->unfinished)
+        return -EBUSY;
+    if (r->deleting)
+        return 0;
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        task_t *t = r->tasks[i];
+        for (size_t k = 0; k < t->n_outputs; k++)
+            blobs_ref_artifact(s, t->outputs[k], -1);
+    }
+    r->deleting = true;
+    r->deleting_next = s->deleting;
+    s->deleting = r;
+    log_info("run %s deleted", r->rec->id);
+    return 0;
+}
+
+int dag_commit_deletions(sched_t *s)
+{
+    for (run_t *r = s->deleting; r; r = r->deleting_next) {
+        int rc = store_delete_run(s->store, r->rec->id);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void dag_free_deleted(sched_t *s)
+{
+    for (run_t *r = s->deleting, *next; r; r = next) {
+        next = r->deleting_next;
+        zhashx_delete(s->runs_by_id, r->rec->id);
+        size_t kept = 0;
+        for (size_t i = 0; i < s->n_runs; i++)
+            if (s->runs[i] != r)
+                s->runs[kept++] = s->runs[i];
+        s->n_runs = kept;
+        run_free(r);
+    }
+    s->deleting = NULL;
+}
+
+void dag_retention(sched_t *s, int64_t now_ms)
+{
+    if (!s->cfg.retention_ms)
+        return;
     for (size_t i = 0; i < s->n_runs; i++) {
         run_t *r = s->runs[i];
-        for (size_t j = 0; j < r->n_tasks; j++) {
-            task_t *t = &r->tasks[j];
-            for (size_t k = 0; k < t->n_attempts; k++)
-                free_attempt(t->attempts[k]);
-            free(t->attempts);
-            free(t->children);
-            free(t->reason);
-        }
-        free(r->tasks);
-        drover__run_record__free_unpacked(r->rec, NULL);
-        free(r);
+        if (!r->unfinished && r->rec->finished_ms &&
+            r->rec->finished_ms < now_ms - (int64_t)s->cfg.retention_ms)
+            dag_delete_run(s, r);
     }
+}
+
+void dag_free_all(sched_t *s)
+{
+    for (size_t i = 0; i < s->n_runs; i++)
+        run_free(s->runs[i]);
     free(s->runs);
     free(s->retrying);
     s->retrying = NULL;
     s->runs = NULL;
     s->n_runs = s->cap_runs = 0;
+    s->deleting = NULL;
 }

@@ -88,19 +88,41 @@ void placer_send_assignment(sched_t *s, task_t *t)
 {
     Drover__AttemptRecord *at = dag_current_attempt(t);
     agent_out_t *out = sched_agent_out(s, t->agent);
+    dag_prepare(s, t); /* after a restart the expansion is redone */
     Drover__Assignment *m = xmalloc(sizeof *m);
     drover__assignment__init(m);
     /* Strings point into the run and task, which outlive the send. */
     m->attempt_id = at->id;
     m->run_id = t->run->rec->id;
-    m->task = t->step->name;
+    m->task = t->name;
     m->attempt = at->number;
-    m->n_argv = t->step->n_argv;
-    m->argv = t->step->argv;
-    m->n_env = t->step->n_env;
-    m->env = t->step->env;
     m->timeout_ms = t->step->timeout_ms;
     m->resources = t->step->resources;
+    m->n_out_artifacts = t->step->n_out_artifacts;
+    m->out_artifacts = t->step->out_artifacts;
+    m->n_out_params = t->step->n_out_params;
+    m->out_params = t->step->out_params;
+    /* argv and env are this task's expansions (copied: the task frees its
+     * own when it ends, possibly before a re-send). */
+    m->n_argv = t->argc;
+    m->argv = xcalloc(t->argc, sizeof *m->argv);
+    for (size_t i = 0; i < t->argc; i++)
+        m->argv[i] = xstrdup(t->argv[i]);
+    m->n_env = t->n_env;
+    m->env = xcalloc(t->n_env, sizeof *m->env);
+    for (size_t i = 0; i < t->n_env; i++)
+        m->env[i] = util_kv_new(t->env[i]->key, t->env[i]->value);
+    m->inputs = xcalloc(t->step->n_inputs, sizeof *m->inputs);
+    for (size_t i = 0; i < t->step->n_inputs; i++) {
+        const Drover__Artifact *art = flow_input_artifact(t, t->step->inputs[i]);
+        if (!art)
+            continue; /* cannot happen: inputs come from succeeded ancestors */
+        Drover__InputArtifact *in = xmalloc(sizeof *in);
+        drover__input_artifact__init(in);
+        in->local = xstrdup(t->step->inputs[i]->local);
+        in->artifact = (Drover__Artifact *)art;
+        m->inputs[m->n_inputs++] = in;
+    }
     out->assigns = xrealloc(out->assigns, (out->n_assigns + 1) * sizeof *out->assigns);
     out->assigns[out->n_assigns++] = m;
     t->assign_sent_mono = util_mono_ms();
@@ -126,7 +148,7 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
     placer_bind(s, a, t);
     placer_send_assignment(s, t);
     sched_mark_task(s, t);
-    log_debug("assign %s/%s attempt %u (id %" PRIu64 ") to %s", t->run->rec->id, t->step->name,
+    log_debug("assign %s/%s attempt %u (id %" PRIu64 ") to %s", t->run->rec->id, t->name,
               at->number, at->id, a->name);
 }
 

@@ -26,6 +26,7 @@
 #include "scheduler.h"
 #include "spec.h"
 #include "store.h"
+#include "worker.h"
 #include "zev.h"
 
 typedef struct run run_t;
@@ -34,8 +35,13 @@ typedef struct agent agent_t;
 
 struct task {
     run_t *run;
-    uint32_t index;
+    uint32_t index;         /* position in run->tasks (steps first, then items) */
+    uint32_t step_index;    /* the step it runs */
     Drover__StepSpec *step; /* owned by run->rec */
+    char *name;             /* step name, or "step[i]" for an item */
+    bool is_item;
+    uint32_t item;    /* position in the fan-out list */
+    char *item_value; /* {{item}} */
     Drover__TaskStatus status;
     uint32_t retries_used, preemptions;
     int64_t retry_at_ms; /* FAILED with a retry pending: when it becomes READY */
@@ -45,6 +51,23 @@ struct task {
     uint32_t unfinished_deps; /* needs not yet SUCCEEDED */
     uint32_t *children;       /* indexes of tasks that need this one */
     size_t n_children;
+    /* Fan-out step: its items (task indexes), how many ended, failed, and
+     * the next one to release under the parallelism cap. */
+    uint32_t *items;
+    size_t n_items, items_done, items_failed, items_released;
+    /* Results (owned). */
+    Drover__KeyValue **out_params;
+    size_t n_out_params;
+    Drover__Artifact **outputs;
+    size_t n_outputs;
+    uint8_t cache_key[32];
+    bool has_cache_key;
+    char *cached_from;
+    /* Templates expanded for dispatch (owned; NULL until prepared). */
+    char **argv;
+    size_t argc;
+    Drover__KeyValue **env;
+    size_t n_env;
 
     /* Runtime only (rebuilt on load). */
     agent_t *agent; /* where the current attempt is, while ASSIGNED/RUNNING */
@@ -59,10 +82,15 @@ struct task {
 
 struct run {
     Drover__RunRecord *rec; /* owned: protobuf_c_message_free_unpacked */
-    task_t *tasks;
-    size_t n_tasks;
-    size_t unfinished; /* tasks not in a final state */
-    bool failed;       /* a task FAILED for good: the run will end FAILED */
+    task_t **tasks;         /* steps (index = step index), then fan-out items */
+    size_t n_tasks, cap_tasks;
+    size_t unfinished;      /* tasks not in a final state */
+    size_t main_unfinished; /* of those, not exit handlers (finally) */
+    bool failed;            /* a task FAILED for good: the run will end FAILED */
+    bool cancelled;         /* mirrors rec->cancelled */
+    bool finally_started;   /* main steps all ended: exit handlers may run */
+    bool deleting;          /* removed at the next commit */
+    run_t *deleting_next;
     bool dirty;
     run_t *dirty_next;
 };
@@ -72,6 +100,15 @@ typedef struct {
     size_t n_assigns;
     uint64_t *kills, *acks;
     size_t n_kills, n_acks;
+    /* artifact transfers (owned; freed after sending) */
+    Drover__UploadWant **wants;
+    size_t n_wants;
+    Drover__BlobChunk **chunks;
+    size_t n_chunks;
+    Drover__ChunkAck **chunk_acks;
+    size_t n_chunk_acks;
+    Drover__BlobDone **done;
+    size_t n_done;
     bool registered, heartbeat_ack;
     const char *refused;
     bool queued; /* on sched->outbound */
@@ -102,6 +139,7 @@ struct log_write {
     uint8_t data[];
 };
 
+typedef struct blob_op blob_op_t;
 typedef struct api_reply api_reply_t;
 struct api_reply {
     zframe_t *identity;
@@ -135,6 +173,7 @@ struct sched {
     bool counters_dirty;
 
     run_t *dirty_runs;
+    run_t *deleting; /* runs to delete at the next commit */
     task_t *dirty_tasks;
     agent_t *dirty_agents;
     log_write_t *log_writes, **log_writes_tail;
@@ -142,6 +181,14 @@ struct sched {
     api_reply_t *replies, **replies_tail;
     char **reregister; /* routing ids to tell "register first" */
     size_t n_reregister;
+    worker_t *worker;    /* file I/O and hashing off the loop */
+    zhashx_t *xfers;     /* blob transfers in progress */
+    task_t **cache_puts; /* cache entries for the next commit */
+    size_t n_cache_puts, cap_cache_puts;
+    bool clear_cache;    /* drop every cache entry at the next commit */
+    int64_t last_gc_ms;  /* retention and blob sweep, hourly */
+    blob_op_t *blob_ops; /* reference changes for the next commit */
+    size_t n_blob_ops, cap_blob_ops;
     int fatal; /* a commit failed: stop */
 };
 
@@ -151,6 +198,10 @@ void sched_mark_task(sched_t *s, task_t *t);
 void sched_mark_agent(sched_t *s, agent_t *a);
 /* The agent's outbound batch, queued for sending after the next commit. */
 agent_out_t *sched_agent_out(sched_t *s, agent_t *a);
+/* Free everything an outbound batch holds and reset it. */
+void agent_out_free(agent_out_t *o);
+/* Record t's cache key → t at the next commit. */
+void sched_cache_put(sched_t *s, task_t *t);
 /* Tell the peer with this routing id to register (it is not known). */
 void sched_queue_reregister(sched_t *s, const char *routing_id);
 /* Queue an API reply (takes ownership of identity and data). */
@@ -161,7 +212,13 @@ bool dag_task_final(const task_t *t);
 /* Backoff before retry number n (1 = first retry), per the policy. */
 uint64_t dag_backoff_ms(const Drover__RetryPolicy *p, uint32_t n);
 /* Create a run from a parsed spec; returns the new run (owned by s). */
-run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file);
+run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_cache);
+/* Whether the run has reached SUCCEEDED, FAILED or CANCELLED. */
+bool dag_run_final(const run_t *r);
+/* Commit-time halves of dag_delete_run: delete records (in the
+ * transaction), then free the runs (after it). */
+int dag_commit_deletions(sched_t *s);
+void dag_free_deleted(sched_t *s);
 /* Rebuild the in-memory model from the store at startup. 0 or -errno. */
 int dag_load(sched_t *s);
 run_t *dag_find_run(sched_t *s, const char *id);
@@ -182,8 +239,38 @@ void dag_ready_push(sched_t *s, task_t *t);
 void dag_ready_remove(sched_t *s, task_t *t);
 /* Free all runs. */
 void dag_free_all(sched_t *s);
+/* Delete a finished run: records, logs, blob references. 0 or -errno
+ * (-EBUSY while it still runs). */
+int dag_delete_run(sched_t *s, run_t *r);
+/* Delete finished runs older than the retention setting. */
+void dag_retention(sched_t *s, int64_t now_ms);
+/* Expand a task's run-time templates for dispatch (idempotent). 0, or
+ * -EINVAL with the reason in t->reason... the task is then failed. */
+int dag_prepare(sched_t *s, task_t *t);
 /* A task record as stored (points into t; valid until t changes). */
 void dag_task_record(const task_t *t, Drover__TaskRecord *rec);
+
+/* --- flow.c */
+/* Evaluate t's `when`. 0 or -EINVAL with the reason in err. */
+int flow_when(sched_t *s, task_t *t, bool *result, char *err, size_t errlen);
+/* t's fan-out list (caller frees with json_free_list). 0 or -errno + err. */
+int flow_items(sched_t *s, task_t *t, char ***items, size_t *n, char *err, size_t errlen);
+/* Free what dag_prepare expanded. */
+void flow_unprepare(task_t *t);
+/* The upstream artifact an input names, or NULL if it has none. */
+const Drover__Artifact *flow_input_artifact(const task_t *t, const Drover__InputSpec *in);
+/* Compute t->cache_key from its prepared argv/env and inputs. */
+void flow_cache_key(task_t *t);
+/* Deep copy (free with drover__artifact__free_unpacked). */
+Drover__Artifact *flow_copy_artifact(const Drover__Artifact *src);
+/* Record outputs on t (copies) and take blob references. */
+void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_arts,
+                      Drover__KeyValue **params, size_t n_params);
+/* Whether an EXITED report carries every declared output (uploaded). */
+int flow_check_outputs(sched_t *s, const task_t *t, const Drover__Report *rep, char *err,
+                       size_t errlen);
+/* A fan-out step's outputs from its items'. */
+void flow_collect_items(sched_t *s, task_t *g);
 
 /* --- placer.c */
 /* Whether agent a can take task t now (labels, resources, state). */
@@ -206,6 +293,31 @@ agent_t *agents_find(sched_t *s, const char *name);
 void agents_load(sched_t *s, const Drover__AgentRecord *rec);
 void agents_free_all(sched_t *s);
 void agents_record(const agent_t *a, Drover__AgentRecord *rec);
+
+/* --- blobs.c */
+int blobs_init(sched_t *s);
+void blobs_shutdown(sched_t *s);
+/* Path of a blob's file (caller frees). */
+char *blobs_path(const sched_t *s, const uint8_t digest[32]);
+bool blobs_exists(sched_t *s, const uint8_t digest[32]);
+/* Agent → droverd upload, droverd → agent fetch. */
+void blobs_offer(sched_t *s, agent_t *a, const Drover__UploadOffer *o);
+void blobs_chunk_in(sched_t *s, agent_t *a, const Drover__BlobChunk *c);
+void blobs_fetch(sched_t *s, agent_t *a, const Drover__FetchRequest *f);
+void blobs_chunk_ack(sched_t *s, agent_t *a, const Drover__ChunkAck *ack);
+/* Drop the transfers of an agent that went away or re-registered. */
+void blobs_agent_gone(sched_t *s, agent_t *a);
+/* Reference changes, applied in the next commit (blobs_commit inside the
+ * transaction, blobs_after_commit after it). kind: 0 new, 1 ref, 2 drop. */
+void blobs_queue_op(sched_t *s, int kind, const uint8_t digest[32], int64_t delta, uint64_t size);
+void blobs_ref_artifact(sched_t *s, const Drover__Artifact *art, int delta);
+int blobs_commit(sched_t *s);
+void blobs_after_commit(sched_t *s);
+/* Queue removal of blobs unreferenced for an hour. */
+void blobs_sweep(sched_t *s);
+/* Answer an API read of a blob range (reply queued when read). */
+void blobs_api_read(sched_t *s, zframe_t *identity, const uint8_t digest[32], uint64_t offset,
+                    size_t max);
 
 /* --- api.c */
 /* Handle one API request frame; queues exactly one reply. */

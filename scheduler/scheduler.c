@@ -23,6 +23,7 @@
 #define BATCH_MESSAGES 512
 #define TICK_SECONDS   0.1
 #define MAX_MESSAGE    (64 << 20)
+#define GC_INTERVAL_MS (3600 * 1000)
 
 void sched_config_defaults(sched_config_t *cfg)
 {
@@ -31,6 +32,8 @@ void sched_config_defaults(sched_config_t *cfg)
     cfg->agent_timeout_ms = 10000;
     cfg->log_limit = 8u << 20;
     cfg->assign_resend_ms = 2000;
+    cfg->retention_ms = 30ULL * 24 * 3600 * 1000;
+    cfg->max_items = 1000000;
 }
 
 /* ------------------------------------------------------------ marking */
@@ -72,6 +75,15 @@ agent_out_t *sched_agent_out(sched_t *s, agent_t *a)
     return &a->out;
 }
 
+void sched_cache_put(sched_t *s, task_t *t)
+{
+    if (s->n_cache_puts == s->cap_cache_puts) {
+        s->cap_cache_puts = s->cap_cache_puts ? s->cap_cache_puts * 2 : 64;
+        s->cache_puts = xrealloc(s->cache_puts, s->cap_cache_puts * sizeof *s->cache_puts);
+    }
+    s->cache_puts[s->n_cache_puts++] = t;
+}
+
 void sched_queue_reregister(sched_t *s, const char *routing_id)
 {
     if (s->n_reregister >= 4096)
@@ -97,12 +109,28 @@ static int write_dirty(sched_t *s)
 {
     int rc = 0;
     for (run_t *r = s->dirty_runs; r && rc == 0; r = r->dirty_next)
-        rc = store_put_run(s->store, r->rec);
+        if (!r->deleting)
+            rc = store_put_run(s->store, r->rec);
     for (task_t *t = s->dirty_tasks; t && rc == 0; t = t->dirty_next) {
         Drover__TaskRecord rec;
+        if (t->run->deleting)
+            continue;
         dag_task_record(t, &rec);
         rc = store_put_task(s->store, t->run->rec->id, &rec);
     }
+    if (rc == 0 && s->clear_cache) {
+        uint64_t n;
+        rc = store_cache_clear(s->store, &n);
+    }
+    for (size_t i = 0; i < s->n_cache_puts && rc == 0; i++) {
+        task_t *t = s->cache_puts[i];
+        if (!t->run->deleting)
+            rc = store_cache_put(s->store, t->cache_key, t->run->rec->id, t->index);
+    }
+    if (rc == 0)
+        rc = blobs_commit(s);
+    if (rc == 0)
+        rc = dag_commit_deletions(s);
     for (agent_t *a = s->dirty_agents; a && rc == 0; a = a->dirty_next) {
         Drover__AgentRecord rec;
         agents_record(a, &rec);
@@ -139,6 +167,8 @@ static void clear_dirty(sched_t *s)
         n = w->next;
         free(w);
     }
+    s->n_cache_puts = 0;
+    s->clear_cache = false;
     s->dirty_runs = NULL;
     s->dirty_tasks = NULL;
     s->dirty_agents = NULL;
@@ -150,7 +180,7 @@ static void clear_dirty(sched_t *s)
 static int commit(sched_t *s)
 {
     if (!s->dirty_runs && !s->dirty_tasks && !s->dirty_agents && !s->log_writes &&
-        !s->counters_dirty)
+        !s->counters_dirty && !s->n_cache_puts && !s->clear_cache && !s->n_blob_ops && !s->deleting)
         return 0;
     int rc = store_begin(s->store);
     if (rc == 0)
@@ -162,6 +192,8 @@ static int commit(sched_t *s)
     if (rc < 0)
         return rc;
     clear_dirty(s);
+    blobs_after_commit(s);
+    dag_free_deleted(s);
     return 0;
 }
 
@@ -182,6 +214,40 @@ static void send_frames(zsock_t *sock, const void *id, size_t id_len, bool delim
     }
 }
 
+void agent_out_free(agent_out_t *o)
+{
+    /* Assignments point into runs; only their own arrays are ours. */
+    for (size_t i = 0; i < o->n_assigns; i++) {
+        Drover__Assignment *m = o->assigns[i];
+        for (size_t j = 0; j < m->n_inputs; j++) {
+            free(m->inputs[j]->local);
+            free(m->inputs[j]); /* the artifact belongs to the upstream task */
+        }
+        free(m->inputs);
+        for (size_t j = 0; j < m->n_argv; j++)
+            free(m->argv[j]);
+        free(m->argv);
+        util_free_kvs(m->env, m->n_env);
+        free(m);
+    }
+    free(o->assigns);
+    free(o->kills);
+    free(o->acks);
+    for (size_t i = 0; i < o->n_wants; i++)
+        drover__upload_want__free_unpacked(o->wants[i], NULL);
+    free(o->wants);
+    for (size_t i = 0; i < o->n_chunks; i++)
+        drover__blob_chunk__free_unpacked(o->chunks[i], NULL);
+    free(o->chunks);
+    for (size_t i = 0; i < o->n_chunk_acks; i++)
+        drover__chunk_ack__free_unpacked(o->chunk_acks[i], NULL);
+    free(o->chunk_acks);
+    for (size_t i = 0; i < o->n_done; i++)
+        drover__blob_done__free_unpacked(o->done[i], NULL);
+    free(o->done);
+    memset(o, 0, sizeof *o);
+}
+
 static void send_agent_batch(sched_t *s, agent_t *a)
 {
     agent_out_t *o = &a->out;
@@ -195,17 +261,20 @@ static void send_agent_batch(sched_t *s, agent_t *a)
     m.n_kills = o->n_kills;
     m.kills = o->kills;
     m.heartbeat_ack = o->heartbeat_ack;
+    m.n_wants = o->n_wants;
+    m.wants = o->wants;
+    m.n_chunks = o->n_chunks;
+    m.chunks = o->chunks;
+    m.n_chunk_acks = o->n_chunk_acks;
+    m.chunk_acks = o->chunk_acks;
+    m.n_blob_done = o->n_done;
+    m.blob_done = o->done;
     size_t n = drover__scheduler_message__get_packed_size(&m);
     uint8_t *buf = xmalloc(n);
     drover__scheduler_message__pack(&m, buf);
     send_frames(s->agents_sock, a->name, strlen(a->name), false, buf, n);
     free(buf);
-    for (size_t i = 0; i < o->n_assigns; i++)
-        free(o->assigns[i]);
-    free(o->assigns);
-    free(o->kills);
-    free(o->acks);
-    memset(o, 0, sizeof *o);
+    agent_out_free(o);
 }
 
 static void send_all(sched_t *s)
@@ -302,8 +371,14 @@ static void on_api_readable(void *arg)
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     sched_t *s = w->data;
-    dag_retry_due(s, util_now_ms());
+    int64_t now = util_now_ms();
+    dag_retry_due(s, now);
     agents_tick(s);
+    if (now - s->last_gc_ms > GC_INTERVAL_MS) {
+        s->last_gc_ms = now;
+        dag_retention(s, now);
+        blobs_sweep(s);
+    }
 }
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -354,6 +429,11 @@ sched_t *sched_new(const sched_config_t *cfg)
         log_error("state dir %s: %s", cfg->state_dir, err);
         goto fail;
     }
+    s->loop = EV_DEFAULT;
+    s->worker = worker_new(s->loop);
+    if (!s->worker || blobs_init(s) < 0)
+        goto fail;
+    s->last_gc_ms = util_now_ms() - GC_INTERVAL_MS + 60 * 1000; /* first pass a minute in */
     int rc = dag_load(s);
     if (rc < 0) {
         log_error("loading state from %s: %s", cfg->state_dir, strerror(-rc));
@@ -364,7 +444,6 @@ sched_t *sched_new(const sched_config_t *cfg)
     if (!s->agents_sock || !s->api_sock)
         goto fail;
 
-    s->loop = EV_DEFAULT;
     s->agents_zev = zev_new(s->loop, zsock_resolve(s->agents_sock), on_agents_readable, s);
     s->api_zev = zev_new(s->loop, zsock_resolve(s->api_sock), on_api_readable, s);
     if (!s->agents_zev || !s->api_zev)
@@ -410,8 +489,10 @@ void sched_destroy(sched_t **sp)
         ev_signal_stop(s->loop, &s->sigint_w);
         ev_signal_stop(s->loop, &s->sigterm_w);
     }
+    worker_destroy(&s->worker); /* finishes queued I/O first */
     if (!s->fatal && s->store)
         commit(s); /* nothing should be pending, but never drop a change */
+    blobs_shutdown(s);
     zev_destroy(&s->agents_zev);
     zev_destroy(&s->api_zev);
     zsock_destroy(&s->agents_sock);
@@ -428,6 +509,8 @@ void sched_destroy(sched_t **sp)
         free(s->reregister[i]);
     free(s->reregister);
     clear_dirty(s);
+    free(s->cache_puts);
+    dag_free_deleted(s);
     dag_free_all(s);
     if (s->agents)
         agents_free_all(s);

@@ -20,6 +20,8 @@ typedef struct {
     uint64_t agent_timeout_ms; /* no heartbeat for this long → agent lost */
     uint64_t log_limit;        /* stored log bytes per attempt */
     uint64_t assign_resend_ms; /* re-send unacknowledged assignments after */
+    uint64_t retention_ms;     /* delete finished runs older than this; 0 = keep */
+    size_t max_items;          /* items one fan-out may produce */
 } sched_config_t;
 
 typedef struct sched sched_t;

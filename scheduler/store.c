@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@
 struct store {
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
-    MDB_dbi meta, runs, tasks, agents, logs;
+    MDB_dbi meta, runs, tasks, agents, logs, blobs, cache;
     MDB_txn *txn; /* the open write transaction, or NULL */
 };
 
@@ -103,7 +104,7 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
     }
     if (lock_dir(s, dir, err, errlen) < 0)
         goto fail;
-    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 16)) ||
         (rc = mdb_env_set_mapsize(s->env, STORE_MAP_SIZE))) {
         snprintf(err, errlen, "mdb_env_create: %s", mdb_strerror(rc));
         goto fail;
@@ -120,7 +121,9 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "runs", MDB_CREATE, &s->runs)) ||
         (rc = mdb_dbi_open(txn, "tasks", MDB_CREATE, &s->tasks)) ||
         (rc = mdb_dbi_open(txn, "agents", MDB_CREATE, &s->agents)) ||
-        (rc = mdb_dbi_open(txn, "logs", MDB_CREATE, &s->logs))) {
+        (rc = mdb_dbi_open(txn, "logs", MDB_CREATE, &s->logs)) ||
+        (rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &s->blobs)) ||
+        (rc = mdb_dbi_open(txn, "cache", MDB_CREATE, &s->cache))) {
         snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
         goto fail;
     }
@@ -405,5 +408,166 @@ cleanup:
         mdb_cursor_close(cur);
     if (txn)
         mdb_txn_abort(txn);
+    return rc;
+}
+
+/* ------------------------------------------------------------ blobs */
+
+int store_blob_get(store_t *s, const uint8_t digest[32], uint64_t *size, uint64_t *refs)
+{
+    MDB_txn *txn = s->txn;
+    int rc = 0;
+    if (!txn && (rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)))
+        return lmdb_errno(rc);
+    MDB_val key = {.mv_size = 32, .mv_data = (void *)digest}, val;
+    rc = mdb_get(txn, s->blobs, &key, &val);
+    if (rc == 0) {
+        Drover__BlobRecord *b = drover__blob_record__unpack(NULL, val.mv_size, val.mv_data);
+        if (b) {
+            *size = b->size;
+            *refs = b->refs;
+            drover__blob_record__free_unpacked(b, NULL);
+        } else {
+            rc = MDB_CORRUPTED;
+        }
+    }
+    if (txn != s->txn)
+        mdb_txn_abort(txn);
+    return rc == MDB_NOTFOUND ? -ENOENT : rc ? lmdb_errno(rc) : 0;
+}
+
+int store_blob_adjust(store_t *s, const uint8_t digest[32], int64_t delta, uint64_t size,
+                      uint64_t *refs)
+{
+    uint64_t cur_size = 0, cur_refs = 0;
+    int rc = store_blob_get(s, digest, &cur_size, &cur_refs);
+    if (rc < 0 && rc != -ENOENT)
+        return rc;
+    bool existed = rc == 0;
+    if (!existed && delta < 0) {
+        *refs = 0;
+        return 0;
+    }
+    int64_t n = (int64_t)cur_refs + delta;
+    *refs = n > 0 ? (uint64_t)n : 0;
+    if (existed && *refs == 0 && delta < 0) {
+        MDB_val key = {.mv_size = 32, .mv_data = (void *)digest};
+        rc = mdb_del(s->txn, s->blobs, &key, NULL);
+        return rc ? lmdb_errno(rc) : 0;
+    }
+    Drover__BlobRecord b = DROVER__BLOB_RECORD__INIT;
+    b.size = existed ? cur_size : size;
+    b.refs = *refs;
+    b.created_ms = util_now_ms();
+    return put_message(s, s->blobs, digest, 32, &b.base);
+}
+
+int store_blob_unreferenced(store_t *s, int64_t before_ms,
+                            void (*fn)(const uint8_t digest[32], void *arg), void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    if ((rc = mdb_cursor_open(txn, s->blobs, &cur))) {
+        mdb_txn_abort(txn);
+        return lmdb_errno(rc);
+    }
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        Drover__BlobRecord *b = drover__blob_record__unpack(NULL, val.mv_size, val.mv_data);
+        if (b && b->refs == 0 && b->created_ms < before_ms && key.mv_size == 32)
+            fn(key.mv_data, arg);
+        drover__blob_record__free_unpacked(b, NULL);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return 0;
+}
+
+/* ------------------------------------------------------------ cache */
+
+int store_cache_get(store_t *s, const uint8_t key32[32], char *run_id, size_t run_id_len,
+                    uint32_t *task)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    MDB_val key = {.mv_size = 32, .mv_data = (void *)key32}, val;
+    rc = mdb_get(txn, s->cache, &key, &val);
+    if (rc == 0) {
+        Drover__CacheRecord *c = drover__cache_record__unpack(NULL, val.mv_size, val.mv_data);
+        if (c) {
+            snprintf(run_id, run_id_len, "%s", c->run_id);
+            *task = c->task;
+            drover__cache_record__free_unpacked(c, NULL);
+        } else {
+            rc = MDB_NOTFOUND;
+        }
+    }
+    mdb_txn_abort(txn);
+    return rc == MDB_NOTFOUND ? -ENOENT : rc ? lmdb_errno(rc) : 0;
+}
+
+int store_cache_put(store_t *s, const uint8_t key[32], const char *run_id, uint32_t task)
+{
+    Drover__CacheRecord c = DROVER__CACHE_RECORD__INIT;
+    c.run_id = (char *)run_id;
+    c.task = task;
+    return put_message(s, s->cache, key, 32, &c.base);
+}
+
+int store_cache_clear(store_t *s, uint64_t *count)
+{
+    MDB_stat st;
+    if (!s->txn)
+        return -EINVAL;
+    int rc = mdb_stat(s->txn, s->cache, &st);
+    if (rc == 0)
+        rc = mdb_drop(s->txn, s->cache, 0);
+    *count = rc == 0 ? st.ms_entries : 0;
+    return rc ? lmdb_errno(rc) : 0;
+}
+
+/* ------------------------------------------------------------ deletion */
+
+/* Delete every key of dbi starting with prefix. */
+static int delete_prefix(store_t *s, MDB_dbi dbi, const uint8_t *prefix, size_t n)
+{
+    MDB_cursor *cur;
+    MDB_val key = {.mv_size = n, .mv_data = (void *)prefix}, val;
+    int rc = mdb_cursor_open(s->txn, dbi, &cur);
+    if (rc)
+        return lmdb_errno(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size < n || memcmp(key.mv_data, prefix, n) != 0)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)))
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
+}
+
+int store_delete_run(store_t *s, const char *run_id)
+{
+    if (!s->txn)
+        return -EINVAL;
+    uint8_t prefix[KEY_MAX];
+    size_t n = strnlen(run_id, 128);
+    memcpy(prefix, run_id, n);
+    prefix[n++] = 0; /* tasks and logs keys: run id, NUL, ... */
+    int rc = delete_prefix(s, s->tasks, prefix, n);
+    if (rc == 0)
+        rc = delete_prefix(s, s->logs, prefix, n);
+    if (rc == 0) {
+        MDB_val key = {.mv_size = n - 1, .mv_data = (void *)run_id};
+        int r = mdb_del(s->txn, s->runs, &key, NULL);
+        rc = r && r != MDB_NOTFOUND ? lmdb_errno(r) : 0;
+    }
     return rc;
 }

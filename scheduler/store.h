@@ -2,7 +2,9 @@
  *
  * Named databases: meta (schema version, id counters), runs (run id →
  * RunRecord), tasks (run id + index → TaskRecord), agents (name →
- * AgentRecord), logs (run id + task + attempt + byte offset → chunk).
+ * AgentRecord), logs (run id + task + attempt + byte offset → chunk),
+ * blobs (digest → BlobRecord: size, references), cache (step cache key →
+ * CacheRecord).
  * Values are protobuf-encoded (proto/drover.proto).
  *
  * Writes are grouped: the scheduler opens one write transaction per loop
@@ -61,6 +63,32 @@ typedef struct {
     void *arg;
 } store_loader_t;
 int store_load(store_t *s, const store_loader_t *loader);
+
+/* Blobs (content-addressed artifact files; the files themselves live in
+ * STATE_DIR/blobs, see blobs.c). */
+/* Read a blob's record (read transaction). 0, -ENOENT, or -errno. */
+int store_blob_get(store_t *s, const uint8_t digest[32], uint64_t *size, uint64_t *refs);
+/* Inside the write transaction: add delta to a blob's reference count,
+ * creating the record (with size) when absent and delta >= 0. *refs gets
+ * the new count. A count reaching 0 with delta < 0 deletes the record
+ * (the caller then removes the file, after the commit). 0 or -errno. */
+int store_blob_adjust(store_t *s, const uint8_t digest[32], int64_t delta, uint64_t size,
+                      uint64_t *refs);
+/* Call fn for every blob with no references created before before_ms
+ * (read transaction). */
+int store_blob_unreferenced(store_t *s, int64_t before_ms,
+                            void (*fn)(const uint8_t digest[32], void *arg), void *arg);
+
+/* Step cache: cache key → the task whose outputs can be reused. */
+int store_cache_get(store_t *s, const uint8_t key[32], char *run_id, size_t run_id_len,
+                    uint32_t *task);
+int store_cache_put(store_t *s, const uint8_t key[32], const char *run_id, uint32_t task);
+/* Drop every cache entry (inside the write transaction); *count gets how many. */
+int store_cache_clear(store_t *s, uint64_t *count);
+
+/* Delete a run: its record, every task record and every log chunk
+ * (inside the write transaction). 0 or -errno. */
+int store_delete_run(store_t *s, const char *run_id);
 
 /* Copy up to max bytes of one attempt's log starting at offset into a new
  * buffer (*out, caller frees, may be NULL when *len is 0). 0 or -errno. */

@@ -21,7 +21,6 @@ DROVER_TEST_VERBOSE=1 prints the daemon logs of passing tests too.
 """
 import json
 import os
-import random
 import re
 import select
 import shutil

@@ -1,6 +1,7 @@
 """Crashes: a lost agent, kill -9 of droverd mid-run (repeatedly), agents
 that start first, and exit reports that arrive after a scheduler restart."""
 import os
+import random
 import sys
 import time
 
@@ -65,7 +66,7 @@ class FailuresTest(harness.DroverTestCase):
                   for m in mids]
         steps.append({"name": "last", "needs": mids, "script": "echo last >> %s" % effects})
         rid = c.submit({"name": "hammer", "steps": steps})
-        rng = harness.random.Random(7)
+        rng = random.Random(7)
         for _ in range(6):
             if c.get_run(rid)["status"] in harness.FINAL_RUN:
                 break

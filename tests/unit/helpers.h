@@ -83,7 +83,7 @@ static inline run_t *h_submit(sched_t *s, const char *yaml)
     spec_t *spec = NULL;
     int rc = spec_parse("t.yaml", yaml, strlen(yaml), NULL, 0, &spec, err, sizeof err);
     cr_assert_eq(rc, 0, "spec_parse: %s", err);
-    run_t *r = dag_create_run(s, spec, "t.yaml");
+    run_t *r = dag_create_run(s, spec, "t.yaml", false);
     spec_destroy(&spec);
     cr_assert_not_null(r);
     return r;

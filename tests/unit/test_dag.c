@@ -458,7 +458,7 @@ Test(dag, cancel_marks_unfinished_tasks_and_the_run)
     expect_status(retrying, ST(CANCELLED));
     cr_assert_eq(retrying->retry_at_ms, 0);
     for (size_t i = 0; i < r->n_tasks; i++)
-        cr_assert(dag_task_final(&r->tasks[i]), "task %s not final", r->tasks[i].step->name);
+        cr_assert(dag_task_final(r->tasks[i]), "task %s not final", r->tasks[i]->name);
     cr_assert_str_eq(waiting->reason, "run cancelled");
     cr_assert_eq(s->n_ready, 0);
     cr_assert_null(s->ready_head);
@@ -474,7 +474,7 @@ Test(dag, cancel_marks_unfinished_tasks_and_the_run)
     expect_status(retrying, ST(CANCELLED));
     placer_place(s);
     for (size_t i = 0; i < r->n_tasks; i++)
-        cr_assert_neq(r->tasks[i].status, ST(ASSIGNED));
+        cr_assert_neq(r->tasks[i]->status, ST(ASSIGNED));
     Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
     Drover__Report rep = DROVER__REPORT__INIT, *reps[1] = {&rep};
     rep.seq = 7;

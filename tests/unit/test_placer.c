@@ -331,7 +331,7 @@ Test(placer, many_tasks_fill_agents_exactly)
     cr_assert_eq(s->n_ready, 20);
     for (int round = 0; round < 10; round++) {
         for (size_t i = 0; i < r->n_tasks; i++) {
-            task_t *t = &r->tasks[i];
+            task_t *t = r->tasks[i];
             if (t->status == ST(ASSIGNED) && (i + round) % 3 == 0)
                 h_exit(s, t, 0);
         }
@@ -341,8 +341,8 @@ Test(placer, many_tasks_fill_agents_exactly)
     }
     while (r->unfinished) {
         for (size_t i = 0; i < r->n_tasks; i++)
-            if (r->tasks[i].status == ST(ASSIGNED))
-                h_exit(s, &r->tasks[i], 0);
+            if (r->tasks[i]->status == ST(ASSIGNED))
+                h_exit(s, r->tasks[i], 0);
         placer_place(s);
     }
     cr_assert_eq(r->rec->status, DROVER__RUN_STATUS__RUN_SUCCEEDED);

@@ -676,19 +676,23 @@ Test(spec, limits)
     cr_assert(strstr(err, "t.yaml:1:1: spec is larger than 1 MiB"), "%s", err);
     free(t);
 
-    /* 1001 steps */
-    size_t cap = 64 * 1024, o = 0;
+    /* 10,001 steps */
+    size_t cap = 512 * 1024, o = 0;
     t = malloc(cap);
     o += (size_t)snprintf(t + o, cap - o, "name: p\nsteps:\n");
-    for (int i = 0; i < 1001; i++)
+    for (int i = 0; i < 10001; i++)
         o += (size_t)snprintf(t + o, cap - o, "- {name: s%d, command: [x]}\n", i);
-    parse_bad(t, "too many steps (1001; at most 1000)");
-    /* exactly 1000 is fine */
-    char *last = strstr(t, "- {name: s1000,");
+    parse_bad_at(t, 3, 1, "too many steps (10001; at most 10000)");
+    /* exactly 10,000 is fine */
+    char *last = strstr(t, "- {name: s10000,");
     *last = '\0';
     s = parse_ok(t);
-    cr_assert_eq(s->step_count, 1000);
+    cr_assert_eq(s->step_count, 10000);
     spec_destroy(&s);
+    /* main and finally steps count together */
+    last = strstr(t, "- {name: s9999,");
+    strcpy(last, "finally:\n- {name: f1, script: x}\n- {name: f2, script: x}\n");
+    parse_bad(t, "too many steps (10001; at most 10000)");
     free(t);
 
     /* a 64-char name */
@@ -811,25 +815,15 @@ typedef struct {
 Test(spec, not_implemented_keys)
 {
     static const ni_case_t cases[] = {
-        {"inputs: {artifacts: {data: x.y}}", "'inputs'", 5},
-        {"outputs: {artifacts: [model], params: [n]}", "'outputs'", 5},
-        {"when: \"1 == 1\"", "'when'", 5},
-        {"for_each: [a, b, c]", "'for_each'", 5},
-        {"for_each: \"{{steps.x.outputs.params.list}}\"", "'for_each'", 5},
-        {"parallelism: 2", "'parallelism'", 5},
         {"image: registry.example/deploy:1", "'image' (containers)", 5},
         {"checkpoint: {min_interval: 10s}", "'checkpoint'", 5},
         {"preemption: {signal: SIGTERM}", "'preemption.signal'", 18},
         {"preemption: {grace: 90s, max_preemptions: 3}", "'preemption.grace'", 18},
         {"preemption: {max_preemptions: 3, fallback_after: 2}", "'preemption.fallback_after'", 38},
         {"placement: {labels: {a: b}, spot: prefer}", "'placement.spot'", 33},
-        {"cache: false", "'cache'", 5},
-        {"script: echo {{item}}", "'{{item}}'", 13},
-        {"script: echo {{ item.x }}", "'{{ item.x }}'", 13},
-        {"script: echo {{run.id}}", "'{{run.id}}'", 13},
-        {"script: echo {{steps.a.outputs.params.better}}", "'{{steps.a.outputs.params.better}}'",
-         13},
         {"env: {X: \"{{inputs.artifacts.data}}\"}", "'{{inputs.artifacts.data}}'", 14},
+        {"script: echo {{ inputs.x }}", "'{{ inputs.x }}'", 13},
+        {"inputs: {params: {n: \"1\"}}", "'inputs.params'", 14},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char yaml[512];
@@ -858,20 +852,21 @@ Test(spec, not_implemented_exact_message)
                           "version of drover; remove it to run this pipeline");
 }
 
-Test(spec, not_implemented_finally_and_defaults)
+Test(spec, not_implemented_in_defaults_and_finally)
 {
-    parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - name: notify\n    "
-                 "script: echo done\n",
-                 4, 1, "'finally' (exit handlers) is not implemented yet");
-    /* an empty finally is fine */
-    spec_t *s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally: []\n");
-    cr_assert_eq(s->step_count, 1);
-    spec_destroy(&s);
-    parse_bad_at("name: p\ndefaults:\n  cache: true\nsteps:\n  - {name: a, command: [x]}\n", 3, 3,
-                 "'cache' (step caching) is not implemented");
     parse_bad_at("name: p\ndefaults:\n  placement: {spot: avoid}\nsteps:\n  - {name: a, command: "
                  "[x]}\n",
                  3, 15, "'placement.spot'");
+    parse_bad_at("name: p\ndefaults:\n  checkpoint: {keep: 3}\nsteps:\n  - {name: a, command: "
+                 "[x]}\n",
+                 3, 3, "'checkpoint' (checkpoints) is not implemented");
+    parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - name: n\n    "
+                 "script: x\n    image: y\n",
+                 7, 5, "'image' (containers) is not implemented");
+    /* an {{inputs...}} reference reaching `when` through a param is noted too */
+    parse_bad_at("name: p\nparams: {c: \"{{inputs.x}}\"}\nsteps:\n  - name: a\n    command: [x]\n"
+                 "    when: \"{{params.c}} == 1\"\n",
+                 6, 11, "'{{inputs.x}}' (inputs in templates) is not implemented");
 }
 
 Test(spec, real_errors_beat_not_implemented)
@@ -881,22 +876,32 @@ Test(spec, real_errors_beat_not_implemented)
               "command: [x]\n    colour: red\n",
               "unknown key 'colour' in step 'b'");
     /* ... and a cycle, found after all steps are read */
-    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], cache: true, needs: [b]}\n  - {name: "
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], image: i, needs: [b]}\n  - {name: "
               "b, command: [x], needs: [a]}\n",
               "cycle: a -> b -> a");
+    /* ... and a data-flow error, found after needs are resolved */
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], image: i}\n  - {name: b, script: "
+              "\"{{steps.a.outputs.params.x}}\"}\n",
+              "step 'b' does not need 'a'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: {keep: 1}, inputs: "
+              "{artifacts: {d: b.x}}}\n  - {name: b, command: [x]}\n",
+              "input 'd': step 'a' does not need 'b'");
     /* ... and an unknown param in a template */
-    parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{item}} {{params.zz}}\"}\n",
+    parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{inputs.x}} {{params.zz}}\"}\n",
               "unknown param 'zz'");
     /* ... and a bad shape of a not-implemented key */
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: {min_interval: soon}}\n",
               "bad duration 'soon' for checkpoint.min_interval");
     /* the earliest not-implemented key is named */
-    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    when: x\n    image: y\n", 5,
-                 5, "'when' (conditions)");
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    checkpoint: {keep: 2}\n    "
+                 "image: y\n",
+                 5, 5, "'checkpoint' (checkpoints)");
 }
 
 Test(spec, design_doc_example)
 {
+    /* DESIGN.md's example without image, checkpoint, preemption.signal,
+     * preemption.grace and placement.spot (later releases) */
     const char *doc = "name: train-classifier\n"
                       "params:\n"
                       "  rows: \"20000\"\n"
@@ -913,9 +918,8 @@ Test(spec, design_doc_example)
                       "    inputs: {artifacts: {data: prepare.dataset}}\n"
                       "    command: [python3, train.py, --lr, \"{{params.lr}}\"]\n"
                       "    resources: {cpu: 1, memory: 512Mi, gpu: 0}\n"
-                      "    placement: {spot: prefer, labels: {pool: train}}\n"
-                      "    checkpoint: {min_interval: 10s}\n"
-                      "    preemption: {signal: SIGTERM, grace: 90s, max_preemptions: 20}\n"
+                      "    placement: {labels: {pool: train}}\n"
+                      "    preemption: {max_preemptions: 20}\n"
                       "  - name: shard\n"
                       "    needs: [prepare]\n"
                       "    for_each: [\"a\", \"b\", \"c\"]\n"
@@ -927,12 +931,622 @@ Test(spec, design_doc_example)
                       "  - name: deploy\n"
                       "    needs: [evaluate]\n"
                       "    when: \"{{steps.evaluate.outputs.params.better}} == true\"\n"
-                      "    image: registry.example/deploy:1\n"
                       "    command: [deploy, --model, /in/model]\n"
                       "finally:\n"
                       "  - name: notify\n"
                       "    script: echo run {{run.id}} ended {{run.status}}\n";
-    parse_bad_at(doc, 11, 5, "'outputs' (step outputs) is not implemented yet");
+    spec_t *s = parse_ok(doc);
+    cr_assert_eq(s->step_count, 6);
+    const spec_step_t *p = step(s, "prepare"), *t = step(s, "train"), *sh = step(s, "shard");
+    const spec_step_t *ev = step(s, "evaluate"), *d = step(s, "deploy"), *n = step(s, "notify");
+    cr_assert_eq(p->out_artifact_count, 1);
+    cr_assert_str_eq(p->out_artifacts[0], "dataset");
+    cr_assert_eq(p->out_param_count, 1);
+    cr_assert_str_eq(p->out_params[0], "n_features");
+    cr_assert_eq(t->input_count, 1);
+    cr_assert_str_eq(t->inputs[0].local, "data");
+    cr_assert_eq(t->inputs[0].step, 0);
+    cr_assert_str_eq(t->inputs[0].artifact, "dataset");
+    cr_assert_eq(t->max_preemptions, 20);
+    cr_assert(sh->fan_out);
+    cr_assert_eq(sh->item_count, 3);
+    cr_assert_str_eq(sh->items[2], "c");
+    cr_assert_str_eq(sh->argv[2], "echo shard {{item}}");
+    cr_assert_eq(ev->out_param_count, 1);
+    cr_assert_str_eq(d->when, "{{steps.evaluate.outputs.params.better}} == true");
+    cr_assert_not(d->is_finally);
+    cr_assert(n->is_finally);
+    cr_assert_eq(n, &s->steps[5]);
+    cr_assert_str_eq(n->argv[2], "echo run {{run.id}} ended {{run.status}}");
+    cr_assert_eq(n->retries.limit, 2, "defaults apply to finally steps too");
+    spec_destroy(&s);
+}
+
+/* ---- data flow ---- */
+
+Test(spec, outputs_fields)
+{
+    spec_t *s = parse_ok("name: p\nsteps:\n  - name: a\n    command: [x]\n    outputs:\n"
+                         "      artifacts: [model, metrics.json, a-b_c.1]\n"
+                         "      params: [acc, n.rows]\n"
+                         "  - {name: b, command: [x], outputs: {params: [only]}}\n"
+                         "  - {name: c, command: [x], outputs: {artifacts: []}}\n");
+    const spec_step_t *a = &s->steps[0], *b = &s->steps[1], *c = &s->steps[2];
+    cr_assert_eq(a->out_artifact_count, 3);
+    cr_assert_str_eq(a->out_artifacts[0], "model");
+    cr_assert_str_eq(a->out_artifacts[1], "metrics.json");
+    cr_assert_str_eq(a->out_artifacts[2], "a-b_c.1");
+    cr_assert_eq(a->out_param_count, 2);
+    cr_assert_str_eq(a->out_params[0], "acc");
+    cr_assert_str_eq(a->out_params[1], "n.rows");
+    cr_assert_eq(b->out_artifact_count, 0);
+    cr_assert_null(b->out_artifacts);
+    cr_assert_eq(b->out_param_count, 1);
+    cr_assert_eq(c->out_artifact_count, 0);
+    cr_assert_eq(c->input_count, 0);
+    cr_assert_null(c->when);
+    cr_assert_not(c->fan_out);
+    cr_assert_null(c->items_from);
+    cr_assert_eq(c->parallelism, 0);
+    spec_destroy(&s);
+}
+
+Test(spec, outputs_errors)
+{
+    static const struct {
+        const char *name;
+        int col;
+    } bad[] = {{"../x", 27},
+               {"a/b", 27},
+               {"..", 27},
+               {".", 27},
+               {"a..b", 27},
+               {"a b", 27},
+               {"\"\"", 27},
+               {"x\\ny", 27},
+               {"a123456789012345678901234567890123456789012345678901234567890123", 27}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char yaml[512], want[256];
+        snprintf(yaml, sizeof yaml,
+                 "name: p\nsteps:\n  - name: a\n    command: [x]\n    outputs: {artifacts: "
+                 "[%s%s%s]}\n",
+                 bad[i].name[0] == '"' || strchr(bad[i].name, '\\') ? "" : "\"", bad[i].name,
+                 bad[i].name[0] == '"' || strchr(bad[i].name, '\\') ? "" : "\"");
+        if (strchr(bad[i].name, '\\')) /* a quoted escape: write it double-quoted */
+            snprintf(yaml, sizeof yaml,
+                     "name: p\nsteps:\n  - name: a\n    command: [x]\n    outputs: {artifacts: "
+                     "[\"%s\"]}\n",
+                     bad[i].name);
+        snprintf(want, sizeof want,
+                 "names are 1-63 characters of [A-Za-z0-9_.-] (not '.', no "
+                 "'..')");
+        parse_bad_at(yaml, 5, bad[i].col, want);
+        cr_assert(strstr(err, "bad output name '"), "%s", err);
+        cr_assert_null(strchr(err, '\n'));
+    }
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: {artifacts: [\"../x\"]}}\n",
+              "bad output name '../x': names are 1-63 characters of [A-Za-z0-9_.-]");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: {params: [\"a/b\"]}}\n",
+              "bad output name 'a/b'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: {params: [[x]]}}\n",
+              "bad output name '(not a string)'");
+    /* unique across both lists; the second is reported */
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    outputs:\n"
+                 "      artifacts: [model, data]\n      params: [n, model]\n",
+                 7, 19, "output 'model' declared twice");
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    outputs:\n"
+                 "      params: [n, m, n]\n",
+                 6, 22, "output 'n' declared twice");
+    /* two steps may declare the same names */
+    spec_t *s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x], outputs: {params: [n]}}\n"
+                         "  - {name: b, command: [x], outputs: {params: [n]}}\n");
+    spec_destroy(&s);
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: [model]}\n",
+              "'outputs' must be a map (artifacts, params)");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: {artifacts: model}}\n",
+              "'outputs.artifacts' must be a list of names");
+    parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x], outputs: {files: [model]}}\n", 3, 39,
+                 "unknown key 'files' in outputs (artifacts, params)");
+    parse_bad("name: p\ndefaults: {outputs: {params: [x]}}\nsteps:\n  - {name: a, command: [x]}\n",
+              "'outputs' cannot be set under defaults");
+}
+
+Test(spec, inputs_fields)
+{
+    spec_t *s = parse_ok("name: p\nsteps:\n"
+                         "  - {name: z, command: [x], needs: [b], inputs: {artifacts: {m: b.model, "
+                         "d: a.data.tar}}}\n"
+                         "  - {name: a, command: [x], outputs: {artifacts: [data.tar]}}\n"
+                         "  - {name: b, command: [x], needs: [a], outputs: {artifacts: [model]}}\n"
+                         "  - {name: pre.p, command: [x], outputs: {artifacts: [x]}}\n"
+                         "  - {name: q, command: [x], needs: [pre.p], inputs: {artifacts: {in: "
+                         "pre.p.x}}}\n");
+    const spec_step_t *z = step(s, "z"), *q = step(s, "q");
+    cr_assert_eq(z->input_count, 2);
+    cr_assert_str_eq(z->inputs[0].local, "m");
+    cr_assert_eq(z->inputs[0].step, 2);
+    cr_assert_str_eq(z->inputs[0].artifact, "model");
+    /* transitively needed: z needs b needs a */
+    cr_assert_str_eq(z->inputs[1].local, "d");
+    cr_assert_eq(z->inputs[1].step, 1);
+    cr_assert_str_eq(z->inputs[1].artifact, "data.tar");
+    /* a step name with a dot */
+    cr_assert_eq(q->inputs[0].step, 3);
+    cr_assert_str_eq(q->inputs[0].artifact, "x");
+    spec_destroy(&s);
+}
+
+#define IN_HEAD                                                                                    \
+    "name: p\nsteps:\n"                                                                            \
+    "  - {name: prepare, command: [x], outputs: {artifacts: [dataset]}}\n"                         \
+    "  - {name: other, command: [x]}\n"
+
+Test(spec, inputs_errors)
+{
+    parse_bad_at(IN_HEAD "  - name: train\n    command: [x]\n    inputs: {artifacts: {data: "
+                         "prepare.dataset}}\n",
+                 7, 32, "input 'data': step 'train' does not need 'prepare' (add it to needs)");
+    parse_bad_at(IN_HEAD "  - name: train\n    needs: [prepare]\n    command: [x]\n    inputs: "
+                         "{artifacts: {data: prepare.datasets}}\n",
+                 8, 32, "input 'data': step 'prepare' declares no output artifact 'datasets'");
+    parse_bad(IN_HEAD "  - {name: t, command: [x], needs: [other], inputs: {artifacts: {d: "
+                      "other.dataset}}}\n",
+              "input 'd': step 'other' declares no output artifact 'dataset'");
+    parse_bad(IN_HEAD "  - {name: t, command: [x], inputs: {artifacts: {d: nope.dataset}}}\n",
+              "input 'd': no step named 'nope' (write STEP.ARTIFACT)");
+    parse_bad(IN_HEAD "  - {name: t, command: [x], inputs: {artifacts: {d: prepare}}}\n",
+              "input 'd': 'prepare' is not STEP.ARTIFACT");
+    parse_bad(IN_HEAD "  - {name: t, command: [x], inputs: {artifacts: {d: prepare.}}}\n",
+              "is not STEP.ARTIFACT");
+    parse_bad(IN_HEAD "  - {name: t, command: [x], inputs: {artifacts: {d: .x}}}\n",
+              "is not STEP.ARTIFACT");
+    parse_bad(IN_HEAD "  - {name: t, command: [x], inputs: {artifacts: {d: [prepare.dataset]}}}\n",
+              "'inputs.artifacts source' must be a string");
+    parse_bad_at(IN_HEAD "  - {name: t, command: [x], needs: [prepare], inputs: {artifacts: "
+                         "{../d: prepare.dataset}}}\n",
+                 5, 68, "bad input name '../d': names are 1-63 characters");
+    parse_bad(IN_HEAD "  - {name: t, command: [x], inputs: {artifacts: [prepare.dataset]}}\n",
+              "'inputs.artifacts' must be a map of name: STEP.ARTIFACT");
+    parse_bad(IN_HEAD "  - {name: t, command: [x], inputs: {files: {}}}\n",
+              "unknown key 'files' in inputs");
+    /* its own outputs */
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: {artifacts: [m]}, inputs: "
+              "{artifacts: {m: a.m}}}\n",
+              "input 'm': step 'a' cannot use its own outputs");
+    /* a step that depends on the consumer, not the other way round */
+    parse_bad(IN_HEAD "  - {name: t, command: [x], needs: [prepare], outputs: {artifacts: [o]}}\n"
+                      "  - {name: u, command: [x], needs: [t]}\n"
+                      "  - {name: v, command: [x], needs: [u], inputs: {artifacts: {i: "
+                      "t.o}}}\n"
+                      "  - {name: w, command: [x], needs: [prepare], inputs: {artifacts: {i: "
+                      "u.o}}}\n",
+              "input 'i': step 'w' does not need 'u'");
+    /* both splits of a.b.c name a step that declares the rest: ambiguous */
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: {artifacts: [b.c]}}\n"
+              "  - {name: a.b, command: [x], outputs: {artifacts: [c]}}\n"
+              "  - {name: t, command: [x], needs: [a, a.b], inputs: {artifacts: {i: a.b.c}}}\n",
+              "input 'i': 'a.b.c' is ambiguous");
+}
+
+Test(spec, runtime_refs_kept_verbatim)
+{
+    spec_kv_t ov[] = {{"tag", "v2"}};
+    spec_t *s = NULL;
+    int rc = parse_ov(
+        "name: p\nparams: {tag: v1}\n"
+        "defaults: {env: {RUN: \"{{run.id}}/{{ run.name }}\"}}\n"
+        "steps:\n"
+        "  - {name: a, command: [x], outputs: {params: [acc, n.rows]}}\n"
+        "  - name: b\n"
+        "    needs: [a]\n"
+        "    command: [eval, \"--acc={{steps.a.outputs.params.acc}}\", \"{{ "
+        "steps.a.outputs.params.n.rows }}\", \"{{params.tag}}\"]\n"
+        "    env: {ACC: \"{{steps.a.outputs.params.acc}}-{{params.tag}}\"}\n"
+        "  - {name: c, needs: [b], script: \"echo {{steps.a.outputs.params.acc}} {{run.name}}\"}\n",
+        ov, 1, &s);
+    cr_assert_eq(rc, 0, "%s", err);
+    const spec_step_t *b = step(s, "b"), *c = step(s, "c");
+    cr_assert_str_eq(b->argv[1], "--acc={{steps.a.outputs.params.acc}}");
+    cr_assert_str_eq(b->argv[2], "{{ steps.a.outputs.params.n.rows }}");
+    cr_assert_str_eq(b->argv[3], "v2");
+    cr_assert_str_eq(kv(b->env, b->env_count, "ACC"), "{{steps.a.outputs.params.acc}}-v2");
+    cr_assert_str_eq(kv(b->env, b->env_count, "RUN"), "{{run.id}}/{{ run.name }}");
+    cr_assert_str_eq(c->argv[2], "echo {{steps.a.outputs.params.acc}} {{run.name}}");
+    spec_destroy(&s);
+}
+
+#define REF_HEAD                                                                                   \
+    "name: p\nsteps:\n"                                                                            \
+    "  - {name: a, command: [x], outputs: {params: [acc]}}\n"                                      \
+    "  - {name: other, command: [x]}\n"
+
+Test(spec, runtime_ref_errors)
+{
+    parse_bad_at(REF_HEAD "  - name: b\n    command: [x, \"{{steps.a.outputs.params.acc}}\"]\n", 6,
+                 18,
+                 "{{steps.a.outputs.params.acc}}: step 'b' does not need 'a' (add it to needs)");
+    parse_bad_at(REF_HEAD "  - name: b\n    needs: [a]\n    command: [x]\n    env:\n      X: "
+                          "\"{{steps.a.outputs.params.ac}}\"\n",
+                 9, 10, "{{steps.a.outputs.params.ac}}: step 'a' declares no output param 'ac'");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{steps.zz.outputs.params.acc}}\"}\n",
+              "{{steps.zz.outputs.params.acc}}: no step named 'zz'");
+    parse_bad(REF_HEAD
+              "  - {name: b, needs: [other], script: \"{{steps.other.outputs.params.acc}}\"}\n",
+              "step 'other' declares no output param 'acc'");
+    parse_bad("name: p\nsteps:\n  - {name: a, outputs: {params: [n]}, script: "
+              "\"{{steps.a.outputs.params.n}}\"}\n",
+              "step 'a' cannot use its own outputs");
+    /* malformed forms are refused where they are written */
+    parse_bad_at(REF_HEAD "  - {name: b, script: \"echo {{steps.a.acc}}\"}\n", 5, 23,
+                 "bad template '{{steps.a.acc}}' (use {{steps.STEP.outputs.params.NAME}})");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{steps}}\"}\n", "bad template '{{steps}}'");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{steps.a.outputs.params.}}\"}\n", "bad template");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{run.date}}\"}\n",
+              "bad template '{{run.date}}' (use {{run.id}}, {{run.name}} or {{run.status}})");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{item[0]}}\"}\n",
+              "bad template '{{item[0]}}' (use {{item}} or {{item.KEY}})");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{item.a b}}\"}\n", "bad template '{{item.a b}}'");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{items}}\"}\n", "bad template '{{items}}'");
+    /* item only in for_each steps */
+    parse_bad_at(REF_HEAD "  - name: b\n    script: echo {{item}}\n", 6, 13,
+                 "{{item}} used outside a for_each step");
+    parse_bad(REF_HEAD "  - {name: b, command: [x, \"{{ item.shard }}\"]}\n",
+              "{{item.shard}} used outside a for_each step");
+    /* run.status only in finally steps */
+    parse_bad_at(REF_HEAD "  - name: b\n    script: echo {{run.status}}\n", 6, 13,
+                 "{{run.status}} is only known in finally steps (exit handlers)");
+    /* main steps cannot read finally steps */
+    parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{steps.f.outputs.params.x}}\"}\nfinally:\n"
+              "  - {name: f, command: [x], outputs: {params: [x]}}\n",
+              "{{steps.f.outputs.params.x}}: 'f' is a finally step, which runs after every main "
+              "step");
+}
+
+Test(spec, runtime_refs_from_defaults)
+{
+    /* inherited env values are checked for each step that inherits them */
+    parse_bad_at("name: p\ndefaults:\n  env: {I: \"{{item}}\"}\nsteps:\n  - {name: a, command: "
+                 "[x], for_each: [1]}\n  - {name: b, command: [x]}\n",
+                 3, 12,
+                 "{{item}} used outside a for_each step (in defaults, inherited by step 'b')");
+    /* ... but not where the step overrides the key */
+    spec_t *s = parse_ok("name: p\ndefaults:\n  env: {I: \"{{item}}\"}\nsteps:\n  - {name: a, "
+                         "command: [x], for_each: [1]}\n  - {name: b, command: [x], env: {I: "
+                         "none}}\n");
+    cr_assert_str_eq(kv(s->steps[0].env, s->steps[0].env_count, "I"), "{{item}}");
+    cr_assert_str_eq(kv(s->steps[1].env, s->steps[1].env_count, "I"), "none");
+    spec_destroy(&s);
+    parse_bad("name: p\ndefaults:\n  env: {S: \"{{run.status}}\"}\nsteps:\n  - {name: a, "
+              "command: [x]}\nfinally:\n  - {name: f, command: [x]}\n",
+              "{{run.status}} is only known in finally steps (exit handlers) (in defaults, "
+              "inherited by step 'a')");
+}
+
+Test(spec, when_fields_and_errors)
+{
+    spec_kv_t ov[] = {{"min", "0.9"}};
+    spec_t *s = NULL;
+    int rc = parse_ov("name: p\nparams: {min: \"0.5\", env: prod}\nsteps:\n"
+                      "  - {name: a, command: [x], outputs: {params: [acc]}}\n"
+                      "  - name: b\n    needs: [a]\n    command: [x]\n"
+                      "    when: \"{{steps.a.outputs.params.acc}} >= {{params.min}} && "
+                      "'{{params.env}}' == 'prod' && '{{run.name}}' != ''\"\n"
+                      "  - {name: c, command: [x], when: \"true\"}\n",
+                      ov, 1, &s);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_str_eq(step(s, "b")->when, "{{steps.a.outputs.params.acc}} >= 0.9 && 'prod' == "
+                                         "'prod' && '{{run.name}}' != ''");
+    cr_assert_str_eq(step(s, "c")->when, "true");
+    cr_assert_null(step(s, "a")->when);
+    spec_destroy(&s);
+
+    /* syntax: at the when value, with the expression's own column */
+    parse_bad("name: p\nsteps:\n  - name: a\n    command: [x]\n    when: \"{{run.id}} &&\"\n",
+              "bad when expression");
+    cr_assert_str_eq(err, "t.yaml:5:11: bad when expression: col 14: expected an operand after "
+                          "'&&', found end of expression");
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    when: \"(1 == 1\"\n", 5, 11,
+                 "bad when expression: col ");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], when: \"maybe\"}\n",
+              "bad when expression: col 1: 'maybe' is not a boolean");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], when: \"\"}\n",
+              "bad when expression: col 1: empty expression");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], when: [x]}\n",
+              "'when' must be a string");
+    /* references: an unknown step, a step not needed, a param not declared */
+    parse_bad_at(REF_HEAD "  - name: b\n    command: [x]\n    when: \"1 == {{steps.nope.outputs."
+                          "params.x}}\"\n",
+                 7, 11,
+                 "bad when expression: col 6: {{steps.nope.outputs.params.x}}: no step named "
+                 "'nope'");
+    parse_bad(REF_HEAD "  - {name: b, command: [x], when: \"{{steps.a.outputs.params.acc}}\"}\n",
+              "bad when expression: col 1: {{steps.a.outputs.params.acc}}: step 'b' does not "
+              "need 'a' (add it to needs)");
+    parse_bad(REF_HEAD "  - {name: b, needs: [a], command: [x], when: \"'{{steps.a.outputs.params."
+                       "x}}' == y\"}\n",
+              "bad when expression: col 2: {{steps.a.outputs.params.x}}: step 'a' declares no "
+              "output param 'x'");
+    parse_bad(REF_HEAD "  - {name: b, command: [x], when: \"{{item}}\"}\n",
+              "bad when expression: col 1: {{item}} used outside a for_each step");
+    parse_bad(REF_HEAD "  - {name: b, command: [x], when: \"{{run.status}} == Failed\"}\n",
+              "{{run.status}} is only known in finally steps");
+    parse_bad(REF_HEAD "  - {name: b, command: [x], when: \"{{params.q}}\"}\n",
+              "unknown param 'q' in template");
+    /* a template arriving in a param's value cannot be resolved at run time */
+    parse_bad("name: p\nparams: {c: \"{{params.d}}\", d: x}\nsteps:\n  - {name: a, command: [x], "
+              "when: \"{{params.c}} == x\"}\n",
+              "bad when expression: col 1: {{params.d}} comes from a param's value");
+    parse_bad("name: p\nparams: {c: \"{{bogus}}\"}\nsteps:\n  - {name: a, command: [x], "
+              "when: \"{{params.c}} == x\"}\n",
+              "bad when expression: col 1: bad template '{{bogus}}'");
+    /* the params-substituted text is what is checked */
+    parse_bad("name: p\nparams: {op: \"&&\"}\nsteps:\n  - {name: a, command: [x], when: \"1 "
+              "{{params.op}}\"}\n",
+              "bad when expression: col 5: expected an operand after '&&'");
+}
+
+Test(spec, for_each_literal_items)
+{
+    spec_t *s = parse_ok(
+        "name: p\nparams: {region: eu}\nsteps:\n"
+        "  - name: a\n"
+        "    for_each:\n"
+        "      - plain\n"
+        "      - \"{{params.region}}-1\"\n"
+        "      - 42\n"
+        "      - {shard: s1, rows: 100, ok: true, none: ~, q: \"1\", r: \"{{params.region}}\", "
+        "nested: [1, x, {k: \"a\\\"b\"}], e: 1e3, h: 0x10}\n"
+        "      - [x, 2.5, false]\n"
+        "      - {}\n"
+        "    parallelism: 2\n"
+        "    command: [run, \"{{item}}\", \"{{item.shard}}\"]\n"
+        "    env: {ROWS: \"{{ item.rows }}\"}\n"
+        "    when: \"'{{item.ok}}' == true\"\n"
+        "  - {name: e, command: [x], for_each: []}\n");
+    const spec_step_t *a = &s->steps[0], *e = &s->steps[1];
+    cr_assert(a->fan_out);
+    cr_assert_eq(a->item_count, 6);
+    cr_assert_str_eq(a->items[0], "plain");
+    cr_assert_str_eq(a->items[1], "eu-1");
+    cr_assert_str_eq(a->items[2], "42");
+    cr_assert_str_eq(a->items[3],
+                     "{\"shard\":\"s1\",\"rows\":100,\"ok\":true,\"none\":null,"
+                     "\"q\":\"1\",\"r\":\"eu\",\"nested\":[1,\"x\",{\"k\":\"a\\\"b\"}],"
+                     "\"e\":1e3,\"h\":\"0x10\"}");
+    cr_assert_str_eq(a->items[4], "[\"x\",2.5,false]");
+    cr_assert_str_eq(a->items[5], "{}");
+    cr_assert_null(a->items_from);
+    cr_assert_eq(a->parallelism, 2);
+    cr_assert_str_eq(a->argv[1], "{{item}}");
+    cr_assert_str_eq(a->argv[2], "{{item.shard}}");
+    cr_assert_str_eq(kv(a->env, a->env_count, "ROWS"), "{{ item.rows }}");
+    cr_assert_str_eq(a->when, "'{{item.ok}}' == true");
+    cr_assert(e->fan_out, "an empty list is a fan-out of nothing");
+    cr_assert_eq(e->item_count, 0);
+    cr_assert_eq(e->parallelism, 0);
+    spec_destroy(&s);
+}
+
+Test(spec, for_each_strings)
+{
+    /* a param holding JSON */
+    spec_kv_t ov[] = {{"shards", "[\"a\", \"b\", {\"n\": 1}]"}};
+    spec_t *s = NULL;
+    int rc = parse_ov("name: p\nparams: {shards: \"[]\"}\nsteps:\n"
+                      "  - {name: a, command: [x], for_each: \"{{params.shards}}\"}\n"
+                      "  - {name: b, command: [x], for_each: \"  [1, 2]  \"}\n",
+                      ov, 1, &s);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(s->steps[0].fan_out);
+    cr_assert_eq(s->steps[0].item_count, 3);
+    cr_assert_str_eq(s->steps[0].items[0], "a");
+    cr_assert_str_eq(s->steps[0].items[1], "b");
+    cr_assert_str_eq(s->steps[0].items[2], "{\"n\":1}");
+    cr_assert_null(s->steps[0].items_from);
+    cr_assert_eq(s->steps[1].item_count, 2);
+    spec_destroy(&s);
+    /* the declared default: an empty list */
+    s = parse_ok("name: p\nparams: {shards: \"[]\"}\nsteps:\n"
+                 "  - {name: a, command: [x], for_each: \"{{params.shards}}\"}\n");
+    cr_assert(s->steps[0].fan_out);
+    cr_assert_eq(s->steps[0].item_count, 0);
+    spec_destroy(&s);
+
+    /* items from a step's output param, at run time */
+    s = parse_ok("name: p\nsteps:\n"
+                 "  - {name: list, command: [x], outputs: {params: [shards]}}\n"
+                 "  - name: work\n    needs: [list]\n    parallelism: 4\n"
+                 "    for_each: \"{{ steps.list.outputs.params.shards }}\"\n"
+                 "    script: echo {{item}}\n");
+    const spec_step_t *w = &s->steps[1];
+    cr_assert(w->fan_out);
+    cr_assert_str_eq(w->items_from, "{{ steps.list.outputs.params.shards }}");
+    cr_assert_eq(w->item_count, 0);
+    cr_assert_null(w->items);
+    cr_assert_eq(w->parallelism, 4);
+    spec_destroy(&s);
+    /* ... which is checked like any reference */
+    parse_bad_at("name: p\nsteps:\n  - {name: list, command: [x], outputs: {params: [shards]}}\n"
+                 "  - name: work\n    for_each: \"{{steps.list.outputs.params.shards}}\"\n"
+                 "    script: x\n",
+                 5, 15,
+                 "for_each {{steps.list.outputs.params.shards}}: step 'work' does not need 'list'");
+    parse_bad("name: p\nsteps:\n  - {name: list, command: [x]}\n  - {name: w, needs: [list], "
+              "script: x, for_each: \"{{steps.list.outputs.params.s}}\"}\n",
+              "step 'list' declares no output param 's'");
+}
+
+Test(spec, for_each_errors)
+{
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    for_each: \"a, b\"\n", 5, 15,
+                 "'for_each' string must be a JSON list or {{steps.STEP.outputs.params.NAME}}: "
+                 "offset 0: expected '[' (a JSON list), found 'a'");
+    parse_bad("name: p\nparams: {s: \"[1,]\"}\nsteps:\n  - {name: a, command: [x], for_each: "
+              "\"{{params.s}}\"}\n",
+              "offset 3: expected a value, found ']'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{item}}\"}\n",
+              "'for_each' template must be {{steps.STEP.outputs.params.NAME}}, not '{{item}}'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{run.id}}\"}\n",
+              "'for_each' template must be");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: {params: [l]}}\n  - {name: "
+              "b, command: [x], needs: [a], for_each: \"[{{steps.a.outputs.params.l}}]\"}\n",
+              "'for_each' may hold a run-time template only as the whole string");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{steps.a}}\"}\n",
+              "bad template '{{steps.a}}'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: {a: 1}}\n",
+              "'for_each' must be a list of items or a string");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: }\n",
+              "'for_each' must be a list of items or a string");
+    /* run-time templates inside items would never be expanded */
+    parse_bad_at(
+        "name: p\nsteps:\n  - name: a\n    command: [x]\n    for_each: [a, \"{{run.id}}\"]\n", 5,
+        19, "'{{run.id}}' cannot be used in a for_each item");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: [{k: \"{{item}}\"}]}\n",
+              "'{{item}}' cannot be used in a for_each item");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: [\"{{params.nope}}\"]}\n",
+              "unknown param 'nope' in template");
+    /* parallelism belongs to a fan-out */
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    parallelism: 3\n", 5, 5,
+                 "parallelism without for_each");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: [1], parallelism: 10001}\n",
+              "'parallelism' must be a whole number from 1 to 10000");
+    parse_bad("name: p\ndefaults: {for_each: [1]}\nsteps:\n  - {name: a, command: [x]}\n",
+              "'for_each' cannot be set under defaults");
+}
+
+Test(spec, for_each_item_limit)
+{
+    /* 100,000 literal items are fine, 100,001 are not */
+    size_t cap = 100002 * 2 + 256, o = 0;
+    char *t = malloc(cap);
+    o += (size_t)snprintf(t, cap, "name: p\nsteps:\n  - {name: a, command: [x], for_each: [");
+    for (int i = 0; i < 100000; i++)
+        o += (size_t)snprintf(t + o, cap - o, "%s%d", i ? "," : "", i % 10);
+    strcpy(t + o, "]}\n");
+    spec_t *s = parse_ok(t);
+    cr_assert_eq(s->steps[0].item_count, 100000);
+    cr_assert_str_eq(s->steps[0].items[99999], "9");
+    spec_destroy(&s);
+    strcpy(t + o, ",1]}\n");
+    parse_bad_at(t, 3, 39, "too many for_each items (100001; at most 100000)");
+
+    /* the same through a param holding JSON */
+    char *val = malloc(cap);
+    o = 0;
+    val[o++] = '[';
+    for (int i = 0; i <= 100000; i++)
+        o += (size_t)snprintf(val + o, cap - o, "%s%d", i ? "," : "", i % 10);
+    strcpy(val + o, "]");
+    spec_kv_t ov[] = {{"l", val}};
+    cr_assert_eq(parse_ov("name: p\nparams: {l: x}\nsteps:\n  - {name: a, command: [x], "
+                          "for_each: \"{{params.l}}\"}\n",
+                          ov, 1, &s),
+                 -EINVAL);
+    cr_assert(strstr(err, "param 'l' (-p l=...) is longer than 65536 bytes"), "%s", err);
+    free(val);
+    free(t);
+}
+
+Test(spec, finally_steps)
+{
+    spec_t *s = parse_ok("name: p\n"
+                         "finally:\n"
+                         "  - name: notify\n"
+                         "    script: echo {{run.id}} {{run.status}} {{steps.a.outputs.params.n}}\n"
+                         "    when: \"'{{run.status}}' != Succeeded\"\n"
+                         "    inputs: {artifacts: {log: b.log}}\n"
+                         "  - name: cleanup\n"
+                         "    needs: [notify]\n"
+                         "    command: [rm, -rf, /tmp/x]\n"
+                         "steps:\n"
+                         "  - {name: a, command: [x], outputs: {params: [n]}}\n"
+                         "  - {name: b, command: [x], outputs: {artifacts: [log]}}\n");
+    cr_assert_eq(s->step_count, 4);
+    /* main steps first in file order, then finally steps */
+    cr_assert_str_eq(s->steps[0].name, "a");
+    cr_assert_str_eq(s->steps[1].name, "b");
+    cr_assert_str_eq(s->steps[2].name, "notify");
+    cr_assert_str_eq(s->steps[3].name, "cleanup");
+    cr_assert_not(s->steps[0].is_finally);
+    cr_assert_not(s->steps[1].is_finally);
+    cr_assert(s->steps[2].is_finally);
+    cr_assert(s->steps[3].is_finally);
+    cr_assert_eq(s->steps[3].need_count, 1);
+    cr_assert_eq(s->steps[3].needs[0], 2);
+    cr_assert_eq(s->steps[2].line, 3);
+    /* a finally step may read any main step without needing it */
+    cr_assert_eq(s->steps[2].inputs[0].step, 1);
+    cr_assert_str_eq(s->steps[2].when, "'{{run.status}}' != Succeeded");
+    spec_destroy(&s);
+
+    /* an empty finally is fine */
+    s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally: []\n");
+    cr_assert_eq(s->step_count, 1);
+    spec_destroy(&s);
+    s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n");
+    cr_assert_eq(s->step_count, 1);
+    spec_destroy(&s);
+
+    parse_bad_at("name: p\nsteps:\n  - {name: train, command: [x]}\nfinally:\n  - name: notify\n"
+                 "    needs: [train]\n    script: x\n",
+                 6, 13,
+                 "finally step 'notify' cannot need main step 'train': exit handlers run after "
+                 "every main step anyway");
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    needs: [n]\n    command: [x]\nfinally:\n"
+                 "  - {name: n, script: x}\n",
+                 4, 13, "step 'a' cannot need 'n', a finally step");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - {name: f, script: x, "
+              "needs: [g]}\n  - {name: g, script: x, needs: [f]}\n",
+              "cycle: f -> g -> f");
+    /* finally steps read other finally steps only through needs */
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - {name: f, command: [x], "
+              "outputs: {params: [r]}}\n  - {name: g, script: \"{{steps.f.outputs.params.r}}\"}\n",
+              "{{steps.f.outputs.params.r}}: step 'g' does not need 'f' (add it to needs)");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - name: f\n",
+              "step 'f' needs a 'command'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - just-a-string\n",
+              "each step must be a map");
+}
+
+Test(spec, cache_flag)
+{
+    spec_t *s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x]}\n  - {name: b, command: "
+                         "[x], cache: false}\n  - {name: c, command: [x], cache: true}\n");
+    cr_assert(s->steps[0].cache, "default true");
+    cr_assert_not(s->steps[1].cache);
+    cr_assert(s->steps[2].cache);
+    spec_destroy(&s);
+    s = parse_ok("name: p\ndefaults: {cache: false}\nsteps:\n  - {name: a, command: [x]}\n  - "
+                 "{name: b, command: [x], cache: yes}\nfinally:\n  - {name: f, command: [x]}\n");
+    cr_assert_not(s->steps[0].cache, "from defaults");
+    cr_assert(s->steps[1].cache, "the step wins");
+    cr_assert_not(s->steps[2].cache, "finally steps inherit defaults too");
+    spec_destroy(&s);
+    parse_bad_at("name: p\ndefaults: {cache: sometimes}\nsteps:\n  - {name: a, command: [x]}\n", 2,
+                 19, "'cache' must be true or false");
+}
+
+Test(spec, long_chain_of_references, .timeout = 60)
+{
+    /* 10,000 steps in a chain; the last reads the first: ancestors are
+     * found transitively, and nothing is quadratic */
+    size_t cap = 1024 * 1024, o = 0;
+    char *t = malloc(cap);
+    o += (size_t)snprintf(t + o, cap - o,
+                          "name: p\nsteps:\n- {name: s0, command: [x], outputs: {params: [v], "
+                          "artifacts: [m]}}\n");
+    for (int i = 1; i < 9999; i++)
+        o += (size_t)snprintf(t + o, cap - o, "- {name: s%d, needs: [s%d], command: [x]}\n", i,
+                              i - 1);
+    o += (size_t)snprintf(t + o, cap - o,
+                          "- {name: last, needs: [s9998], inputs: {artifacts: {m: s0.m}}, when: "
+                          "\"{{steps.s0.outputs.params.v}}\", script: x}\n");
+    cr_assert_lt(o, cap);
+    spec_t *s = parse_ok(t);
+    cr_assert_eq(s->step_count, 10000);
+    cr_assert_eq(s->steps[9999].inputs[0].step, 0);
+    spec_destroy(&s);
+    free(t);
 }
 
 /* ---- quantities ---- */
@@ -1094,10 +1708,21 @@ static int fuzz_one(const char *buf, size_t len, const spec_kv_t *ov, size_t nov
         cr_assert_not_null(s);
         cr_assert_gt(s->step_count, 0);
         for (size_t i = 0; i < s->step_count; i++) {
-            cr_assert_gt(s->steps[i].argc, 0);
-            cr_assert_null(s->steps[i].argv[s->steps[i].argc]);
-            for (size_t j = 0; j < s->steps[i].need_count; j++)
-                cr_assert_lt(s->steps[i].needs[j], s->step_count);
+            const spec_step_t *st = &s->steps[i];
+            cr_assert_gt(st->argc, 0);
+            cr_assert_null(st->argv[st->argc]);
+            for (size_t j = 0; j < st->need_count; j++)
+                cr_assert_lt(st->needs[j], s->step_count);
+            for (size_t j = 0; j < st->input_count; j++) {
+                cr_assert_lt(st->inputs[j].step, s->step_count);
+                cr_assert_neq(st->inputs[j].step, i);
+                cr_assert_not_null(st->inputs[j].artifact);
+            }
+            for (size_t j = 0; j < st->item_count; j++)
+                cr_assert_not_null(st->items[j]);
+            cr_assert(st->fan_out || (!st->item_count && !st->items_from && !st->parallelism));
+            if (i > 0)
+                cr_assert(st->is_finally || !s->steps[i - 1].is_finally, "finally steps last");
         }
         spec_destroy(&s);
     } else {
@@ -1109,32 +1734,51 @@ static int fuzz_one(const char *buf, size_t len, const spec_kv_t *ov, size_t nov
     return rc;
 }
 
-static const char *FUZZ_BASE = "name: fz\n"
-                               "params: {rows: \"10\", lr: 0.1}\n"
-                               "defaults:\n"
-                               "  retries: {limit: 2, backoff: 5s, factor: 2, max_backoff: 1m}\n"
-                               "  timeout: 1h\n"
-                               "  env: {A: \"{{params.rows}}\"}\n"
-                               "steps:\n"
-                               "  - name: a\n"
-                               "    command: [run, \"{{params.rows}}\", '{{ params.lr }}']\n"
-                               "    resources: {cpu: 500m, memory: 1.5Gi, gpu: 1}\n"
-                               "    placement: {labels: {pool: x}}\n"
-                               "  - name: b\n"
-                               "    needs: [a]\n"
-                               "    script: |\n"
-                               "      echo {{params.lr}}\n"
-                               "    env:\n"
-                               "      B: two\n"
-                               "    retries: 3\n"
-                               "    preemption: {max_preemptions: 4}\n"
-                               "  - {name: c, needs: [a, b], command: [x], timeout: 1h30m}\n";
+static const char *FUZZ_BASE =
+    "name: fz\n"
+    "params: {rows: \"10\", lr: 0.1}\n"
+    "defaults:\n"
+    "  retries: {limit: 2, backoff: 5s, factor: 2, max_backoff: 1m}\n"
+    "  timeout: 1h\n"
+    "  env: {A: \"{{params.rows}}\"}\n"
+    "steps:\n"
+    "  - name: a\n"
+    "    command: [run, \"{{params.rows}}\", '{{ params.lr }}']\n"
+    "    resources: {cpu: 500m, memory: 1.5Gi, gpu: 1}\n"
+    "    placement: {labels: {pool: x}}\n"
+    "    outputs: {artifacts: [data], params: [n]}\n"
+    "  - name: b\n"
+    "    needs: [a]\n"
+    "    script: |\n"
+    "      echo {{params.lr}}\n"
+    "    env:\n"
+    "      B: two\n"
+    "    retries: 3\n"
+    "    preemption: {max_preemptions: 4}\n"
+    "  - {name: c, needs: [a, b], command: [x], timeout: 1h30m}\n"
+    "  - name: d\n"
+    "    needs: [c]\n"
+    "    outputs: {artifacts: [m], params: [p, l]}\n"
+    "    inputs: {artifacts: {in: a.data}}\n"
+    "    when: \"'{{run.id}}' != x && {{params.rows}} > 1\"\n"
+    "    for_each: [a, {k: 1, v: [x]}]\n"
+    "    parallelism: 2\n"
+    "    command: [\"{{item.k}}\", \"{{steps.a.outputs.params.n}}\"]\n"
+    "  - {name: e, needs: [d], for_each: \"{{steps.d.outputs.params.l}}\","
+    " script: \"{{item}}\", cache: false}\n"
+    "finally:\n"
+    "  - {name: f, script: \"{{run.status}} {{steps.d.outputs.params.p}}\"}\n";
 
 Test(spec, fuzz, .timeout = 240)
 {
     size_t len = strlen(FUZZ_BASE);
     spec_kv_t ov[] = {{"rows", "99"}};
     cr_assert_eq(fuzz_one(FUZZ_BASE, len, ov, 1), 0, "base spec must be valid");
+
+    spec_t *s = NULL;
+    cr_assert_eq(parse_ov(FUZZ_BASE, ov, 1, &s), 0, "%s", err);
+    cr_assert_eq(s->step_count, 6);
+    spec_destroy(&s);
 
     /* every truncation */
     int ok = 0;
@@ -1212,7 +1856,20 @@ Test(spec, fuzz, .timeout = 240)
                                    ": ",
                                    "|\n",
                                    "finally: ",
-                                   "params: "};
+                                   "params: ",
+                                   "outputs: ",
+                                   "inputs: ",
+                                   "artifacts: ",
+                                   "when: ",
+                                   "for_each: ",
+                                   "parallelism: ",
+                                   "cache: ",
+                                   "{{item}}",
+                                   "{{steps.a.outputs.params.n}}",
+                                   "{{run.status}}",
+                                   "a.data",
+                                   " && ",
+                                   " == "};
     char rnd[512];
     for (int iter = 0; iter < 1000; iter++) {
         size_t n = 0;

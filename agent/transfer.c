@@ -1,0 +1,924 @@
+/* transfer — see transfer.h.
+ *
+ * Threading: session fields are owned by the loop thread, except the
+ * w_* fields, which only worker jobs touch (jobs run one at a time, in
+ * order). Every job carries the session's generation; a restart bumps it,
+ * so results of jobs queued before the restart are ignored, and the first
+ * write job of the new generation starts the temp file and hash afresh.
+ */
+#include "transfer.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "log.h"
+#include "util.h"
+
+#define CHUNK     (256 * 1024)
+#define WINDOW    8
+#define STALL_MS  10000
+#define MAX_PARAM 65536
+#define MAX_FILES 100000
+#define MAX_DEPTH 64
+
+/* ------------------------------------------------------------ common */
+
+static char *cache_path(const char *cache_dir, const uint8_t *digest)
+{
+    char hex[DIGEST_HEX_LEN + 1];
+    digest_hex(digest, hex);
+    return xasprintf("%s/%.2s/%s", cache_dir, hex, hex);
+}
+
+static ProtobufCBinaryData dup_digest(const uint8_t *d)
+{
+    ProtobufCBinaryData b = {.len = DIGEST_LEN, .data = xmalloc(DIGEST_LEN)};
+    memcpy(b.data, d, DIGEST_LEN);
+    return b;
+}
+
+static bool same_digest(ProtobufCBinaryData b, const uint8_t *d)
+{
+    return b.len == DIGEST_LEN && memcmp(b.data, d, DIGEST_LEN) == 0;
+}
+
+/* A relative path inside a task dir: no "..", no absolute, no empty parts. */
+static bool safe_relative(const char *p)
+{
+    if (!*p || *p == '/')
+        return false;
+    for (const char *seg = p; seg;) {
+        const char *end = strchr(seg, '/');
+        size_t n = end ? (size_t)(end - seg) : strlen(seg);
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        seg = end ? end + 1 : NULL;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ inputs */
+
+typedef struct {
+    uint8_t digest[DIGEST_LEN];
+    uint64_t size;
+} need_t;
+
+struct xfer_in {
+    xfer_host_t h;
+    uint64_t attempt_id;
+    char *inputs_dir;
+    Drover__InputArtifact **inputs; /* deep copies */
+    size_t n_inputs;
+    need_t *need; /* blobs to fetch */
+    size_t n_need, cur;
+    uint64_t received; /* bytes of need[cur] handed to the worker */
+    unsigned gen, jobs;
+    bool cancelled, finished;
+    int64_t last_progress;
+    void (*done)(void *arg, const char *error);
+    void *arg;
+    /* worker-only */
+    unsigned w_gen;
+    int w_fd;
+    digest_ctx_t *w_hash;
+    char *w_tmp;
+};
+
+typedef struct {
+    xfer_in_t *x;
+    unsigned gen;
+    uint64_t offset;
+    uint8_t *data;
+    size_t len;
+    bool last;
+    char error[256];
+} in_job_t;
+
+static void in_free(xfer_in_t *x)
+{
+    if (x->w_fd >= 0)
+        close(x->w_fd);
+    if (x->w_tmp) {
+        unlink(x->w_tmp);
+        free(x->w_tmp);
+    }
+    digest_abort(x->w_hash);
+    for (size_t i = 0; i < x->n_inputs; i++) {
+        free(x->inputs[i]->local);
+        drover__artifact__free_unpacked(x->inputs[i]->artifact, NULL);
+        free(x->inputs[i]);
+    }
+    free(x->inputs);
+    free(x->need);
+    free(x->inputs_dir);
+    free(x);
+}
+
+static void in_finish(xfer_in_t *x, const char *error)
+{
+    if (x->finished)
+        return;
+    x->finished = true;
+    x->done(x->arg, error);
+}
+
+static void in_job_release(xfer_in_t *x)
+{
+    x->jobs--;
+    if (x->cancelled && x->jobs == 0)
+        in_free(x);
+}
+
+/* Worker: which needed blobs are already in the cache (size 0 ones are
+ * created here). Marks found ones by zeroing their size to UINT64_MAX. */
+static void in_check_work(void *arg)
+{
+    in_job_t *j = arg;
+    xfer_in_t *x = j->x;
+    for (size_t i = 0; i < x->n_need; i++) {
+        char *p = cache_path(x->h.cache_dir, x->need[i].digest);
+        struct stat st;
+        if (stat(p, &st) == 0 && (uint64_t)st.st_size == x->need[i].size) {
+            x->need[i].size = UINT64_MAX;
+        } else if (x->need[i].size == 0) {
+            char *dir = xstrndup(p, (size_t)(strrchr(p, '/') - p));
+            util_mkdir_p(dir, 0755);
+            int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            if (fd >= 0) {
+                close(fd);
+                x->need[i].size = UINT64_MAX;
+            }
+            free(dir);
+        }
+        free(p);
+    }
+}
+
+static void in_materialize_work(void *arg);
+static void in_materialize_done(void *arg);
+
+static void in_next(xfer_in_t *x)
+{
+    while (x->cur < x->n_need && x->need[x->cur].size == UINT64_MAX)
+        x->cur++;
+    if (x->cur == x->n_need) {
+        in_job_t *j = xcalloc(1, sizeof *j);
+        j->x = x;
+        j->gen = x->gen;
+        x->jobs++;
+        worker_submit(x->h.worker, in_materialize_work, in_materialize_done, j);
+        return;
+    }
+    x->received = 0;
+    x->last_progress = util_mono_ms();
+    Drover__FetchRequest *f = xmalloc(sizeof *f);
+    drover__fetch_request__init(f);
+    f->attempt_id = x->attempt_id;
+    f->digest = dup_digest(x->need[x->cur].digest);
+    x->h.send_fetch(x->h.host, f);
+}
+
+static void in_check_done(void *arg)
+{
+    in_job_t *j = arg;
+    xfer_in_t *x = j->x;
+    free(j);
+    if (!x->cancelled)
+        in_next(x);
+    in_job_release(x);
+}
+
+xfer_in_t *xfer_in_start(const xfer_host_t *h, uint64_t attempt_id,
+                         Drover__InputArtifact *const *inputs, size_t n, const char *inputs_dir,
+                         void (*done)(void *arg, const char *error), void *arg)
+{
+    xfer_in_t *x = xcalloc(1, sizeof *x);
+    x->h = *h;
+    x->attempt_id = attempt_id;
+    x->inputs_dir = xstrdup(inputs_dir);
+    x->done = done;
+    x->arg = arg;
+    x->w_fd = -1;
+    x->inputs = xcalloc(n, sizeof *x->inputs);
+    for (size_t i = 0; i < n; i++) {
+        Drover__InputArtifact *in = xmalloc(sizeof *in);
+        drover__input_artifact__init(in);
+        in->local = xstrdup(inputs[i]->local);
+        size_t len = drover__artifact__get_packed_size(inputs[i]->artifact);
+        uint8_t *buf = xmalloc(len);
+        drover__artifact__pack(inputs[i]->artifact, buf);
+        in->artifact = drover__artifact__unpack(NULL, len, buf);
+        free(buf);
+        x->inputs[x->n_inputs++] = in;
+        for (size_t k = 0; in->artifact && k < in->artifact->n_files; k++) {
+            const Drover__FileEntry *f = in->artifact->files[k];
+            if (f->digest.len != DIGEST_LEN)
+                continue;
+            bool dup = false;
+            for (size_t m = 0; m < x->n_need && !dup; m++)
+                dup = memcmp(x->need[m].digest, f->digest.data, DIGEST_LEN) == 0;
+            if (dup)
+                continue;
+            x->need = xrealloc(x->need, (x->n_need + 1) * sizeof *x->need);
+            memcpy(x->need[x->n_need].digest, f->digest.data, DIGEST_LEN);
+            x->need[x->n_need++].size = f->size;
+        }
+    }
+    in_job_t *j = xcalloc(1, sizeof *j);
+    j->x = x;
+    x->jobs++;
+    worker_submit(h->worker, in_check_work, in_check_done, j);
+    return x;
+}
+
+static void in_write_work(void *arg)
+{
+    in_job_t *j = arg;
+    xfer_in_t *x = j->x;
+    const need_t *nd = &x->need[x->cur];
+    if (j->gen != x->w_gen || x->w_fd < 0) {
+        if (x->w_fd >= 0)
+            close(x->w_fd);
+        digest_abort(x->w_hash);
+        if (!x->w_tmp) {
+            char hex[DIGEST_HEX_LEN + 1];
+            digest_hex(nd->digest, hex);
+            char *tmpdir = xasprintf("%s/tmp", x->h.cache_dir);
+            util_mkdir_p(tmpdir, 0755);
+            x->w_tmp = xasprintf("%s/%" PRIu64 "-%s", tmpdir, x->attempt_id, hex);
+            free(tmpdir);
+        }
+        x->w_fd = open(x->w_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        x->w_hash = digest_begin();
+        x->w_gen = j->gen;
+        if (x->w_fd < 0) {
+            snprintf(j->error, sizeof j->error, "open(%s): %s", x->w_tmp, strerror(errno));
+            return;
+        }
+    }
+    size_t done = 0;
+    while (done < j->len) {
+        ssize_t n = pwrite(x->w_fd, j->data + done, j->len - done, (off_t)(j->offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(j->error, sizeof j->error, "writing input blob: %s", strerror(errno));
+            return;
+        }
+        done += (size_t)n;
+    }
+    digest_update(x->w_hash, j->data, j->len);
+    if (!j->last)
+        return;
+    uint8_t got[DIGEST_LEN];
+    digest_final(x->w_hash, got);
+    x->w_hash = NULL;
+    close(x->w_fd);
+    x->w_fd = -1;
+    if (memcmp(got, nd->digest, DIGEST_LEN) != 0) {
+        snprintf(j->error, sizeof j->error, "input blob arrived corrupted (digest mismatch)");
+        return;
+    }
+    char *dest = cache_path(x->h.cache_dir, nd->digest);
+    char *dir = xstrndup(dest, (size_t)(strrchr(dest, '/') - dest));
+    util_mkdir_p(dir, 0755);
+    if (rename(x->w_tmp, dest) < 0)
+        snprintf(j->error, sizeof j->error, "rename into cache: %s", strerror(errno));
+    free(x->w_tmp);
+    x->w_tmp = NULL;
+    free(dir);
+    free(dest);
+}
+
+static void in_write_done(void *arg)
+{
+    in_job_t *j = arg;
+    xfer_in_t *x = j->x;
+    if (!x->cancelled && j->gen == x->gen && !x->finished) {
+        if (j->error[0]) {
+            in_finish(x, j->error);
+        } else {
+            x->last_progress = util_mono_ms();
+            Drover__ChunkAck *a = xmalloc(sizeof *a);
+            drover__chunk_ack__init(a);
+            a->attempt_id = x->attempt_id;
+            a->digest = dup_digest(x->need[x->cur].digest);
+            a->end = j->offset + j->len;
+            x->h.send_chunk_ack(x->h.host, a);
+            if (j->last) {
+                x->need[x->cur].size = UINT64_MAX;
+                in_next(x);
+            }
+        }
+    }
+    free(j->data);
+    free(j);
+    in_job_release(x);
+}
+
+void xfer_in_chunk(xfer_in_t *x, const Drover__BlobChunk *c)
+{
+    if (x->finished || x->cur >= x->n_need || !same_digest(c->digest, x->need[x->cur].digest))
+        return;
+    const need_t *nd = &x->need[x->cur];
+    if (c->offset != x->received || c->offset + c->data.len > nd->size)
+        return; /* stale or out of order: the stall timer restarts the blob */
+    in_job_t *j = xcalloc(1, sizeof *j);
+    j->x = x;
+    j->gen = x->gen;
+    j->offset = c->offset;
+    j->len = c->data.len;
+    j->data = xmalloc(j->len ? j->len : 1);
+    memcpy(j->data, c->data.data, j->len);
+    j->last = c->offset + c->data.len == nd->size;
+    x->received += c->data.len;
+    x->jobs++;
+    worker_submit(x->h.worker, in_write_work, in_write_done, j);
+}
+
+void xfer_in_blob_done(xfer_in_t *x, const Drover__BlobDone *d)
+{
+    if (x->finished || d->ok || x->cur >= x->n_need ||
+        !same_digest(d->digest, x->need[x->cur].digest))
+        return;
+    char *why = xasprintf("fetching input: %s", d->error);
+    in_finish(x, why);
+    free(why);
+}
+
+void xfer_in_restart(xfer_in_t *x)
+{
+    if (x->finished || x->cur >= x->n_need || x->jobs)
+        return; /* checking or materializing: nothing on the wire */
+    x->gen++;
+    in_next(x);
+}
+
+void xfer_in_tick(xfer_in_t *x, int64_t now_ms)
+{
+    if (!x->finished && x->cur < x->n_need && now_ms - x->last_progress > STALL_MS) {
+        log_warn("attempt %" PRIu64 ": input transfer stalled; asking again", x->attempt_id);
+        x->gen++;
+        in_next(x);
+    }
+}
+
+void xfer_in_cancel(xfer_in_t **xp)
+{
+    if (!xp || !*xp)
+        return;
+    xfer_in_t *x = *xp;
+    *xp = NULL;
+    x->cancelled = true;
+    if (x->jobs == 0)
+        in_free(x);
+}
+
+/* Copy src to dest (kernel-side copy; a link would let a step change the
+ * cache through its input). */
+static int copy_file(const char *src, const char *dest, uint32_t mode)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    int out = open(dest, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode ? mode & 0777 : 0644);
+    if (out < 0) {
+        int e = -errno;
+        close(in);
+        return e;
+    }
+    int rc = 0;
+    for (;;) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+    }
+    if (mode)
+        fchmod(out, mode & 0777);
+    close(in);
+    close(out);
+    return rc;
+}
+
+static void in_materialize_work(void *arg)
+{
+    in_job_t *j = arg;
+    xfer_in_t *x = j->x;
+    for (size_t i = 0; i < x->n_inputs && !j->error[0]; i++) {
+        const Drover__InputArtifact *in = x->inputs[i];
+        const Drover__Artifact *a = in->artifact;
+        if (!a || !util_valid_name(in->local, strlen(in->local), 63, NULL) ||
+            strcmp(in->local, "..") == 0 || strcmp(in->local, ".") == 0) {
+            snprintf(j->error, sizeof j->error, "input '%s': bad name", in->local);
+            break;
+        }
+        char *base = xasprintf("%s/%s", x->inputs_dir, in->local);
+        if (a->is_dir)
+            util_mkdir_p(base, 0755);
+        for (size_t k = 0; k < a->n_files && !j->error[0]; k++) {
+            const Drover__FileEntry *f = a->files[k];
+            if (a->is_dir && !safe_relative(f->path)) {
+                snprintf(j->error, sizeof j->error,
+                         "input '%s': path '%.80s' escapes the task dir; refused", in->local,
+                         f->path);
+                break;
+            }
+            char *dest = a->is_dir ? xasprintf("%s/%s", base, f->path) : xstrdup(base);
+            char *slash = strrchr(dest, '/');
+            *slash = '\0';
+            util_mkdir_p(dest, 0755);
+            *slash = '/';
+            char *src = cache_path(x->h.cache_dir, f->digest.data);
+            int rc = f->digest.len == DIGEST_LEN ? copy_file(src, dest, f->mode) : -EINVAL;
+            if (rc < 0)
+                snprintf(j->error, sizeof j->error, "input '%s': %s: %s", in->local, f->path,
+                         strerror(-rc));
+            free(src);
+            free(dest);
+        }
+        free(base);
+    }
+}
+
+static void in_materialize_done(void *arg)
+{
+    in_job_t *j = arg;
+    xfer_in_t *x = j->x;
+    if (!x->cancelled)
+        in_finish(x, j->error[0] ? j->error : NULL);
+    free(j);
+    in_job_release(x);
+}
+
+/* ------------------------------------------------------------ outputs */
+
+typedef struct {
+    uint8_t digest[DIGEST_LEN];
+    uint64_t size;
+    char *path; /* a file with this content */
+} blob_src_t;
+
+struct xfer_out {
+    xfer_host_t h;
+    uint64_t attempt_id;
+    char *outputs_dir;
+    char **names, **params;
+    size_t n_names, n_params;
+    /* scan results */
+    Drover__Artifact **arts;
+    size_t n_arts;
+    Drover__KeyValue **vals;
+    size_t n_vals;
+    blob_src_t *blobs;
+    size_t n_blobs;
+    /* upload state */
+    bool offered, wanted;
+    size_t *queue; /* indexes into blobs */
+    size_t n_queue, qpos;
+    uint64_t sent, acked;
+    unsigned gen, jobs;
+    bool cancelled, finished;
+    int64_t last_progress;
+    char error[512];
+    xfer_out_done_fn done;
+    void *arg;
+};
+
+typedef struct {
+    xfer_out_t *x;
+    unsigned gen;
+    size_t blob;
+    uint64_t offset;
+    size_t len;
+    uint8_t *data;
+    char error[256];
+} out_job_t;
+
+static void out_free(xfer_out_t *x)
+{
+    for (size_t i = 0; i < x->n_arts; i++)
+        drover__artifact__free_unpacked(x->arts[i], NULL);
+    free(x->arts);
+    util_free_kvs(x->vals, x->n_vals);
+    for (size_t i = 0; i < x->n_blobs; i++)
+        free(x->blobs[i].path);
+    free(x->blobs);
+    free(x->queue);
+    for (size_t i = 0; i < x->n_names; i++)
+        free(x->names[i]);
+    free(x->names);
+    for (size_t i = 0; i < x->n_params; i++)
+        free(x->params[i]);
+    free(x->params);
+    free(x->outputs_dir);
+    free(x);
+}
+
+static void out_job_release(xfer_out_t *x)
+{
+    x->jobs--;
+    if (x->cancelled && x->jobs == 0)
+        out_free(x);
+}
+
+static void out_finish(xfer_out_t *x, const char *error)
+{
+    if (x->finished)
+        return;
+    x->finished = true;
+    if (error)
+        x->done(x->arg, NULL, 0, NULL, 0, error);
+    else
+        x->done(x->arg, x->arts, x->n_arts, x->vals, x->n_vals, NULL);
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const Drover__FileEntry *x = *(Drover__FileEntry *const *)a;
+    const Drover__FileEntry *y = *(Drover__FileEntry *const *)b;
+    return strcmp(x->path, y->path);
+}
+
+/* Worker: add one regular file to artifact a (path relative, "" for a
+ * single-file artifact) and to the blob list. */
+static int add_file(xfer_out_t *x, Drover__Artifact *a, const char *full, const char *rel,
+                    const struct stat *st, char *err, size_t errlen)
+{
+    if (a->n_files >= MAX_FILES) {
+        snprintf(err, errlen, "output '%s' has more than %d files", a->name, MAX_FILES);
+        return -E2BIG;
+    }
+    Drover__FileEntry *e = xmalloc(sizeof *e);
+    drover__file_entry__init(e);
+    e->path = xstrdup(rel);
+    e->mode = st->st_mode & 0777;
+    e->digest.data = xmalloc(DIGEST_LEN);
+    e->digest.len = DIGEST_LEN;
+    int rc = digest_file(full, e->digest.data, &e->size);
+    a->files = xrealloc(a->files, (a->n_files + 1) * sizeof *a->files);
+    a->files[a->n_files++] = e;
+    if (rc < 0) {
+        snprintf(err, errlen, "reading output %s: %s", full, strerror(-rc));
+        return rc;
+    }
+    a->size += e->size;
+    for (size_t i = 0; i < x->n_blobs; i++)
+        if (memcmp(x->blobs[i].digest, e->digest.data, DIGEST_LEN) == 0)
+            return 0;
+    x->blobs = xrealloc(x->blobs, (x->n_blobs + 1) * sizeof *x->blobs);
+    memcpy(x->blobs[x->n_blobs].digest, e->digest.data, DIGEST_LEN);
+    x->blobs[x->n_blobs].size = e->size;
+    x->blobs[x->n_blobs++].path = xstrdup(full);
+    return 0;
+}
+
+static int walk(xfer_out_t *x, Drover__Artifact *a, const char *full, const char *rel, int depth,
+                char *err, size_t errlen)
+{
+    if (depth > MAX_DEPTH) {
+        snprintf(err, errlen, "output '%s' is nested too deeply", a->name);
+        return -ELOOP;
+    }
+    DIR *d = opendir(full);
+    if (!d) {
+        snprintf(err, errlen, "reading output %s: %s", full, strerror(errno));
+        return -errno;
+    }
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *cfull = xasprintf("%s/%s", full, e->d_name);
+        char *crel = *rel ? xasprintf("%s/%s", rel, e->d_name) : xstrdup(e->d_name);
+        struct stat st;
+        if (lstat(cfull, &st) < 0) {
+            snprintf(err, errlen, "reading output %s: %s", cfull, strerror(errno));
+            rc = -errno;
+        } else if (S_ISDIR(st.st_mode)) {
+            rc = walk(x, a, cfull, crel, depth + 1, err, errlen);
+        } else if (S_ISREG(st.st_mode)) {
+            rc = add_file(x, a, cfull, crel, &st, err, errlen);
+        } else {
+            snprintf(err, errlen,
+                     "output '%s' contains %s '%s': only regular files and directories are "
+                     "stored (a link could point outside the task dir)",
+                     a->name, S_ISLNK(st.st_mode) ? "a symbolic link" : "a special file", crel);
+            rc = -EINVAL;
+        }
+        free(cfull);
+        free(crel);
+    }
+    closedir(d);
+    return rc;
+}
+
+static void out_scan_work(void *arg)
+{
+    out_job_t *j = arg;
+    xfer_out_t *x = j->x;
+    char *err = x->error;
+    size_t errlen = sizeof x->error;
+    if (err[0])
+        return;
+    x->arts = xcalloc(x->n_names, sizeof *x->arts);
+    for (size_t i = 0; i < x->n_names && !err[0]; i++) {
+        char *full = xasprintf("%s/%s", x->outputs_dir, x->names[i]);
+        struct stat st;
+        Drover__Artifact *a = xmalloc(sizeof *a);
+        drover__artifact__init(a);
+        a->name = xstrdup(x->names[i]);
+        x->arts[x->n_arts++] = a;
+        if (lstat(full, &st) < 0) {
+            snprintf(err, errlen,
+                     "declared output artifact '%s' was not written to $DROVER_OUTPUTS/%s",
+                     x->names[i], x->names[i]);
+        } else if (S_ISREG(st.st_mode)) {
+            add_file(x, a, full, "", &st, err, errlen);
+        } else if (S_ISDIR(st.st_mode)) {
+            a->is_dir = true;
+            if (walk(x, a, full, "", 0, err, errlen) == 0)
+                qsort(a->files, a->n_files, sizeof *a->files, cmp_entry);
+        } else {
+            snprintf(err, errlen, "output '%s' is not a regular file or directory", x->names[i]);
+        }
+        free(full);
+        if (err[0])
+            break;
+        if (a->is_dir) { /* a directory's digest is its manifest's */
+            size_t n = drover__artifact__get_packed_size(a);
+            uint8_t *buf = xmalloc(n);
+            drover__artifact__pack(a, buf);
+            a->digest = dup_digest((uint8_t[DIGEST_LEN]){0});
+            digest_buffer(buf, n, a->digest.data);
+            free(buf);
+        } else {
+            a->digest = dup_digest(a->files[0]->digest.data);
+        }
+    }
+    x->vals = xcalloc(x->n_params, sizeof *x->vals);
+    for (size_t i = 0; i < x->n_params && !err[0]; i++) {
+        char *full = xasprintf("%s/%s", x->outputs_dir, x->params[i]);
+        char *text = NULL;
+        size_t len = 0;
+        struct stat st;
+        int rc = lstat(full, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -EINVAL;
+        if (rc == 0)
+            rc = util_read_file(full, MAX_PARAM, &text, &len);
+        if (rc == -ENOENT)
+            snprintf(err, errlen,
+                     "declared output param '%s' was not written to $DROVER_OUTPUTS/%s",
+                     x->params[i], x->params[i]);
+        else if (rc == -EFBIG)
+            snprintf(err, errlen, "output param '%s' is larger than %d bytes (use an artifact)",
+                     x->params[i], MAX_PARAM);
+        else if (rc < 0)
+            snprintf(err, errlen, "output param '%s': %s", x->params[i], strerror(-rc));
+        if (rc == 0) {
+            if (len > 0 && text[len - 1] == '\n')
+                text[--len] = '\0';
+            x->vals[x->n_vals++] = util_kv_new(x->params[i], text);
+        }
+        free(text);
+        free(full);
+    }
+}
+
+static void send_offer(xfer_out_t *x)
+{
+    Drover__UploadOffer *o = xmalloc(sizeof *o);
+    drover__upload_offer__init(o);
+    o->attempt_id = x->attempt_id;
+    o->digests = xcalloc(x->n_blobs, sizeof *o->digests);
+    o->sizes = xcalloc(x->n_blobs, sizeof *o->sizes);
+    for (size_t i = 0; i < x->n_blobs; i++) {
+        o->digests[i] = dup_digest(x->blobs[i].digest);
+        o->sizes[i] = x->blobs[i].size;
+    }
+    o->n_digests = o->n_sizes = x->n_blobs;
+    x->offered = true;
+    x->wanted = false;
+    x->last_progress = util_mono_ms();
+    x->h.send_offer(x->h.host, o);
+}
+
+static void out_scan_done(void *arg)
+{
+    out_job_t *j = arg;
+    xfer_out_t *x = j->x;
+    free(j);
+    if (!x->cancelled) {
+        if (x->error[0])
+            out_finish(x, x->error);
+        else if (x->n_blobs == 0)
+            out_finish(x, NULL);
+        else
+            send_offer(x);
+    }
+    out_job_release(x);
+}
+
+xfer_out_t *xfer_out_start(const xfer_host_t *h, uint64_t attempt_id, const char *outputs_dir,
+                           char *const *artifacts, size_t n_artifacts, char *const *params,
+                           size_t n_params, xfer_out_done_fn done, void *arg)
+{
+    xfer_out_t *x = xcalloc(1, sizeof *x);
+    x->h = *h;
+    x->attempt_id = attempt_id;
+    x->outputs_dir = xstrdup(outputs_dir);
+    x->names = xcalloc(n_artifacts, sizeof *x->names);
+    for (size_t i = 0; i < n_artifacts; i++)
+        x->names[i] = xstrdup(artifacts[i]);
+    x->n_names = n_artifacts;
+    x->params = xcalloc(n_params, sizeof *x->params);
+    for (size_t i = 0; i < n_params; i++)
+        x->params[i] = xstrdup(params[i]);
+    x->n_params = n_params;
+    x->done = done;
+    x->arg = arg;
+    /* Names are paths under $DROVER_OUTPUTS: refuse anything that could
+     * leave it (the scan then reports the error). */
+    for (size_t i = 0; i < n_artifacts + n_params && !x->error[0]; i++) {
+        const char *n = i < n_artifacts ? artifacts[i] : params[i - n_artifacts];
+        if (!util_valid_name(n, strlen(n), 63, NULL) || strcmp(n, "..") == 0 || strcmp(n, ".") == 0)
+            snprintf(x->error, sizeof x->error, "bad output name '%.80s'", n);
+    }
+    out_job_t *j = xcalloc(1, sizeof *j);
+    j->x = x;
+    x->jobs++;
+    worker_submit(h->worker, out_scan_work, out_scan_done, j);
+    return x;
+}
+
+static void out_read_work(void *arg)
+{
+    out_job_t *j = arg;
+    const blob_src_t *b = &j->x->blobs[j->blob];
+    int fd = open(b->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(j->error, sizeof j->error, "reading output %s: %s", b->path, strerror(errno));
+        return;
+    }
+    j->data = xmalloc(j->len ? j->len : 1);
+    size_t done = 0;
+    while (done < j->len) {
+        ssize_t n = pread(fd, j->data + done, j->len - done, (off_t)(j->offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(j->error, sizeof j->error, "output %s changed while uploading", b->path);
+            break;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+}
+
+static void pump(xfer_out_t *x);
+
+static void out_read_done(void *arg)
+{
+    out_job_t *j = arg;
+    xfer_out_t *x = j->x;
+    if (!x->cancelled && j->gen == x->gen && !x->finished) {
+        if (j->error[0]) {
+            out_finish(x, j->error);
+        } else {
+            Drover__BlobChunk *c = xmalloc(sizeof *c);
+            drover__blob_chunk__init(c);
+            c->attempt_id = x->attempt_id;
+            c->digest = dup_digest(x->blobs[j->blob].digest);
+            c->offset = j->offset;
+            c->data.data = j->data;
+            c->data.len = j->len;
+            c->size = x->blobs[j->blob].size;
+            j->data = NULL;
+            x->h.send_chunk(x->h.host, c);
+        }
+    }
+    free(j->data);
+    free(j);
+    out_job_release(x);
+}
+
+/* Keep up to WINDOW chunks of the current blob in flight. */
+static void pump(xfer_out_t *x)
+{
+    if (x->qpos >= x->n_queue) {
+        out_finish(x, NULL);
+        return;
+    }
+    size_t b = x->queue[x->qpos];
+    uint64_t size = x->blobs[b].size;
+    if (size == 0 && x->sent == 0) { /* an empty blob: one empty chunk */
+        x->sent = 1;
+        out_job_t *j = xcalloc(1, sizeof *j);
+        j->x = x;
+        j->gen = x->gen;
+        j->blob = b;
+        x->jobs++;
+        worker_submit(x->h.worker, out_read_work, out_read_done, j);
+        return;
+    }
+    while (x->sent < size && x->sent - x->acked < (uint64_t)WINDOW * CHUNK) {
+        out_job_t *j = xcalloc(1, sizeof *j);
+        j->x = x;
+        j->gen = x->gen;
+        j->blob = b;
+        j->offset = x->sent;
+        j->len = size - x->sent < CHUNK ? (size_t)(size - x->sent) : CHUNK;
+        x->sent += j->len;
+        x->jobs++;
+        worker_submit(x->h.worker, out_read_work, out_read_done, j);
+    }
+}
+
+void xfer_out_want(xfer_out_t *x, const Drover__UploadWant *w)
+{
+    if (x->finished || !x->offered || x->wanted)
+        return;
+    x->wanted = true;
+    x->gen++;
+    free(x->queue);
+    x->queue = xcalloc(w->n_digests + 1, sizeof *x->queue);
+    x->n_queue = x->qpos = 0;
+    for (size_t i = 0; i < w->n_digests; i++)
+        for (size_t b = 0; b < x->n_blobs; b++)
+            if (same_digest(w->digests[i], x->blobs[b].digest)) {
+                x->queue[x->n_queue++] = b;
+                break;
+            }
+    x->sent = x->acked = 0;
+    x->last_progress = util_mono_ms();
+    pump(x);
+}
+
+void xfer_out_chunk_ack(xfer_out_t *x, const Drover__ChunkAck *a)
+{
+    if (x->finished || !x->wanted || x->qpos >= x->n_queue ||
+        !same_digest(a->digest, x->blobs[x->queue[x->qpos]].digest) || a->end <= x->acked ||
+        a->end > x->sent)
+        return;
+    x->acked = a->end;
+    x->last_progress = util_mono_ms();
+    pump(x);
+}
+
+void xfer_out_blob_done(xfer_out_t *x, const Drover__BlobDone *d)
+{
+    if (x->finished || !x->wanted || x->qpos >= x->n_queue ||
+        !same_digest(d->digest, x->blobs[x->queue[x->qpos]].digest))
+        return;
+    if (!d->ok) {
+        char *why = xasprintf("uploading output: %s", d->error);
+        out_finish(x, why);
+        free(why);
+        return;
+    }
+    x->qpos++;
+    x->sent = x->acked = 0;
+    x->gen++;
+    x->last_progress = util_mono_ms();
+    pump(x);
+}
+
+void xfer_out_restart(xfer_out_t *x)
+{
+    if (!x->finished && x->offered) {
+        x->gen++;
+        send_offer(x);
+    }
+}
+
+void xfer_out_tick(xfer_out_t *x, int64_t now_ms)
+{
+    if (!x->finished && x->offered && now_ms - x->last_progress > STALL_MS) {
+        log_warn("attempt %" PRIu64 ": output upload stalled; offering again", x->attempt_id);
+        xfer_out_restart(x);
+    }
+}
+
+void xfer_out_cancel(xfer_out_t **xp)
+{
+    if (!xp || !*xp)
+        return;
+    xfer_out_t *x = *xp;
+    *xp = NULL;
+    x->cancelled = true;
+    if (x->jobs == 0)
+        out_free(x);
+}

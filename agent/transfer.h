@@ -1,0 +1,69 @@
+/* transfer — the agent's side of artifact movement for one attempt.
+ *
+ * Before a step starts, xfer_in fetches the blobs of its inputs that the
+ * agent's cache lacks (droverd streams them in chunks; the agent acks each
+ * chunk once written, which is droverd's credit to send more), verifies
+ * each digest, and materializes the inputs under $DROVER_INPUTS by
+ * hard-linking from the cache. After a step exits 0, xfer_out scans the
+ * declared outputs (files, or directories as manifests of files), reads
+ * the output params, offers the digests to droverd, uploads only the blobs
+ * droverd lacks (at most WINDOW chunks unacknowledged), and hands back the
+ * artifacts for the EXITED report. All file I/O and hashing run on the
+ * worker thread. A session restarts its current blob after droverd
+ * restarts (xfer_*_restart) or when it stalls.
+ */
+#ifndef DROVER_TRANSFER_H
+#define DROVER_TRANSFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drover.pb-c.h"
+#include "worker.h"
+
+/* How a session sends messages (each call takes ownership of the message,
+ * freed with its protobuf-c free_unpacked after sending). */
+typedef struct {
+    worker_t *worker;
+    const char *cache_dir; /* content-addressed blob cache of this agent */
+    void (*send_offer)(void *host, Drover__UploadOffer *m);
+    void (*send_chunk)(void *host, Drover__BlobChunk *m);
+    void (*send_chunk_ack)(void *host, Drover__ChunkAck *m);
+    void (*send_fetch)(void *host, Drover__FetchRequest *m);
+    void *host;
+} xfer_host_t;
+
+typedef struct xfer_in xfer_in_t;
+typedef struct xfer_out xfer_out_t;
+
+/* Fetch and materialize inputs into inputs_dir/LOCAL. done(arg, NULL) on
+ * success or done(arg, reason) on failure, once, from the loop thread. */
+xfer_in_t *xfer_in_start(const xfer_host_t *h, uint64_t attempt_id,
+                         Drover__InputArtifact *const *inputs, size_t n, const char *inputs_dir,
+                         void (*done)(void *arg, const char *error), void *arg);
+void xfer_in_chunk(xfer_in_t *x, const Drover__BlobChunk *c);
+void xfer_in_blob_done(xfer_in_t *x, const Drover__BlobDone *d);
+void xfer_in_restart(xfer_in_t *x);
+/* Cancel (no callback); frees once pending worker jobs are back. NULLs *x. */
+void xfer_in_cancel(xfer_in_t **x);
+
+/* Collect and upload outputs from outputs_dir. done(arg, arts, n_arts,
+ * params, n_params, NULL) on success (the callee copies what it keeps), or
+ * done(arg, NULL, 0, NULL, 0, reason). */
+typedef void (*xfer_out_done_fn)(void *arg, Drover__Artifact **arts, size_t n_arts,
+                                 Drover__KeyValue **params, size_t n_params, const char *error);
+xfer_out_t *xfer_out_start(const xfer_host_t *h, uint64_t attempt_id, const char *outputs_dir,
+                           char *const *artifacts, size_t n_artifacts, char *const *params,
+                           size_t n_params, xfer_out_done_fn done, void *arg);
+void xfer_out_want(xfer_out_t *x, const Drover__UploadWant *w);
+void xfer_out_chunk_ack(xfer_out_t *x, const Drover__ChunkAck *a);
+void xfer_out_blob_done(xfer_out_t *x, const Drover__BlobDone *d);
+void xfer_out_restart(xfer_out_t *x);
+void xfer_out_cancel(xfer_out_t **x);
+
+/* Periodic: restart sessions with no progress for a while. */
+void xfer_in_tick(xfer_in_t *x, int64_t now_ms);
+void xfer_out_tick(xfer_out_t *x, int64_t now_ms);
+
+#endif

@@ -1,0 +1,379 @@
+/* flow — what moves between steps: run-time templates, conditions,
+ * fan-out lists, outputs and the step cache.
+ *
+ * Templates that depend on the run ({{steps.S.outputs.params.P}},
+ * {{item}}, {{item.KEY}}, {{run.id}}, {{run.name}}, {{run.status}}) were
+ * validated at submit time and are expanded here, when a step is about to
+ * be decided (its `when`, its fan-out list) or dispatched (argv, env). A
+ * fan-out step's output param resolves to the JSON list of its items'
+ * values, in item order — that is how a fan-in collects.
+ *
+ * The cache key is a SHA-256 over everything that determines a step's
+ * result: pipeline and step name, item, expanded argv and env, input
+ * artifact digests and the declared outputs. A SUCCEEDED task's key maps to it in LMDB; a later
+ * task with the same key is CACHED and reuses its outputs without any agent.
+ */
+#include "sched_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "digest.h"
+#include "expr.h"
+#include "json.h"
+#include "log.h"
+#include "util.h"
+
+#define MAX_EXPANDED (1 << 20)
+
+typedef struct {
+    sched_t *s;
+    task_t *t;
+    char *scratch; /* last value built for the resolver (owned) */
+} resolve_ctx_t;
+
+static const char *main_status_word(const run_t *r)
+{
+    if (r->cancelled)
+        return "cancelled";
+    return r->failed ? "failed" : "succeeded";
+}
+
+static const char *kv_find(Drover__KeyValue **kvs, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(kvs[i]->key, key) == 0)
+            return kvs[i]->value;
+    return NULL;
+}
+
+static int resolve(const char *ref, const char **value, void *arg, char *err, size_t errlen)
+{
+    resolve_ctx_t *c = arg;
+    task_t *t = c->t;
+    run_t *r = t->run;
+    free(c->scratch);
+    c->scratch = NULL;
+    if (strcmp(ref, "run.id") == 0) {
+        *value = r->rec->id;
+        return 0;
+    }
+    if (strcmp(ref, "run.name") == 0) {
+        *value = r->rec->name;
+        return 0;
+    }
+    if (strcmp(ref, "run.status") == 0) {
+        *value = main_status_word(r);
+        return 0;
+    }
+    if (strcmp(ref, "item") == 0 && t->item_value) {
+        *value = t->item_value;
+        return 0;
+    }
+    if (strncmp(ref, "item.", 5) == 0 && t->item_value) {
+        int rc = json_object_get(t->item_value, ref + 5, &c->scratch);
+        if (rc < 0) {
+            snprintf(err, errlen, "{{%s}}: item %s has no key '%s'", ref, t->item_value, ref + 5);
+            return -EINVAL;
+        }
+        *value = c->scratch;
+        return 0;
+    }
+    const char *prefix = "steps.";
+    const char *mid = strstr(ref, ".outputs.params.");
+    if (strncmp(ref, prefix, 6) == 0 && mid) {
+        char *step = xstrndup(ref + 6, (size_t)(mid - (ref + 6)));
+        const char *param = mid + strlen(".outputs.params.");
+        task_t *src = dag_find_task(r, step);
+        int rc = 0;
+        const char *v = NULL;
+        if (!src || src->is_item)
+            rc = -ENOENT;
+        else if (src->status != DROVER__TASK_STATUS__TASK_SUCCEEDED &&
+                 src->status != DROVER__TASK_STATUS__TASK_CACHED) {
+            if (t->step->is_finally) {
+                *value = ""; /* an exit handler sees empty outputs of steps that did not run */
+                free(step);
+                return 0;
+            }
+            snprintf(err, errlen, "{{%s}}: step '%s' is %s", ref, step,
+                     util_task_status_name(src->status));
+            rc = -EINVAL;
+        } else if (!(v = kv_find(src->out_params, src->n_out_params, param))) {
+            rc = -ENOENT;
+        }
+        if (rc == -ENOENT)
+            snprintf(err, errlen, "{{%s}}: no such output", ref);
+        free(step);
+        if (rc < 0)
+            return -EINVAL;
+        *value = v;
+        return 0;
+    }
+    snprintf(err, errlen, "{{%s}}: unknown reference", ref);
+    return -EINVAL;
+}
+
+static int expand(sched_t *s, task_t *t, const char *text, char **out, char *err, size_t errlen)
+{
+    resolve_ctx_t c = {.s = s, .t = t};
+    int rc = expr_expand(text, resolve, &c, MAX_EXPANDED, out, err, errlen);
+    free(c.scratch);
+    return rc;
+}
+
+int flow_when(sched_t *s, task_t *t, bool *result, char *err, size_t errlen)
+{
+    resolve_ctx_t c = {.s = s, .t = t};
+    int rc = expr_eval(t->step->when, resolve, &c, result, err, errlen);
+    free(c.scratch);
+    return rc;
+}
+
+int flow_items(sched_t *s, task_t *t, char ***items, size_t *n, char *err, size_t errlen)
+{
+    const Drover__StepSpec *st = t->step;
+    if (!st->items_from || !*st->items_from) {
+        *items = xcalloc(st->n_items, sizeof **items);
+        for (size_t i = 0; i < st->n_items; i++)
+            (*items)[i] = xstrdup(st->items[i]);
+        *n = st->n_items;
+        return 0;
+    }
+    char *text = NULL;
+    int rc = expand(s, t, st->items_from, &text, err, errlen);
+    if (rc == 0) {
+        char jerr[256];
+        rc = json_parse_list(text, strlen(text), s->cfg.max_items, items, n, jerr, sizeof jerr);
+        if (rc < 0)
+            snprintf(err, errlen, "for_each %s is not a JSON list: %s", st->items_from, jerr);
+    }
+    free(text);
+    return rc;
+}
+
+int dag_prepare(sched_t *s, task_t *t)
+{
+    char err[512];
+    if (t->argv)
+        return 0;
+    char **argv = xcalloc(t->step->n_argv + 1, sizeof *argv);
+    Drover__KeyValue **env = xcalloc(t->step->n_env + 1, sizeof *env);
+    size_t n_env = 0;
+    int rc = 0;
+    for (size_t i = 0; i < t->step->n_argv && rc == 0; i++)
+        rc = expand(s, t, t->step->argv[i], &argv[i], err, sizeof err);
+    for (size_t i = 0; i < t->step->n_env && rc == 0; i++) {
+        char *v = NULL;
+        rc = expand(s, t, t->step->env[i]->value, &v, err, sizeof err);
+        if (rc == 0) {
+            env[n_env++] = util_kv_new(t->step->env[i]->key, v);
+            free(v);
+        }
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < t->step->n_argv; i++)
+            free(argv[i]);
+        free(argv);
+        util_free_kvs(env, n_env);
+        free(t->reason);
+        t->reason = xstrdup(err);
+        return rc;
+    }
+    t->argv = argv;
+    t->argc = t->step->n_argv;
+    t->env = env;
+    t->n_env = n_env;
+    return 0;
+}
+
+void flow_unprepare(task_t *t)
+{
+    if (!t->argv)
+        return;
+    for (size_t i = 0; i < t->argc; i++)
+        free(t->argv[i]);
+    free(t->argv);
+    util_free_kvs(t->env, t->n_env);
+    t->argv = NULL;
+    t->env = NULL;
+    t->argc = t->n_env = 0;
+}
+
+/* ------------------------------------------------------------ artifacts */
+
+Drover__Artifact *flow_copy_artifact(const Drover__Artifact *src)
+{
+    size_t n = drover__artifact__get_packed_size(src);
+    uint8_t *buf = xmalloc(n);
+    drover__artifact__pack(src, buf);
+    Drover__Artifact *a = drover__artifact__unpack(NULL, n, buf);
+    free(buf);
+    if (!a)
+        abort(); /* we just packed it */
+    return a;
+}
+
+/* The upstream artifact an input names, or NULL. */
+const Drover__Artifact *flow_input_artifact(const task_t *t, const Drover__InputSpec *in)
+{
+    run_t *r = t->run;
+    if (in->step >= r->rec->n_steps)
+        return NULL;
+    const task_t *src = r->tasks[in->step];
+    for (size_t i = 0; i < src->n_outputs; i++)
+        if (strcmp(src->outputs[i]->name, in->artifact) == 0)
+            return src->outputs[i];
+    return NULL;
+}
+
+static void hash_str(digest_ctx_t *c, const char *s)
+{
+    uint64_t n = strlen(s);
+    digest_update(c, &n, sizeof n);
+    digest_update(c, s, n);
+}
+
+void flow_cache_key(task_t *t)
+{
+    digest_ctx_t *c = digest_begin();
+    /* The pipeline and step names are part of the key: identical commands
+     * in two different steps are not interchangeable to a user. */
+    hash_str(c, "drover-cache-v1");
+    hash_str(c, t->run->rec->name);
+    hash_str(c, t->step->name);
+    hash_str(c, t->item_value ? t->item_value : "");
+    for (size_t i = 0; i < t->argc; i++)
+        hash_str(c, t->argv[i]);
+    hash_str(c, "env");
+    for (size_t i = 0; i < t->n_env; i++) {
+        hash_str(c, t->env[i]->key);
+        hash_str(c, t->env[i]->value);
+    }
+    hash_str(c, "inputs");
+    for (size_t i = 0; i < t->step->n_inputs; i++) {
+        const Drover__Artifact *a = flow_input_artifact(t, t->step->inputs[i]);
+        hash_str(c, t->step->inputs[i]->local);
+        if (a)
+            digest_update(c, a->digest.data, a->digest.len);
+    }
+    hash_str(c, "outputs");
+    for (size_t i = 0; i < t->step->n_out_artifacts; i++)
+        hash_str(c, t->step->out_artifacts[i]);
+    hash_str(c, "params");
+    for (size_t i = 0; i < t->step->n_out_params; i++)
+        hash_str(c, t->step->out_params[i]);
+    digest_final(c, t->cache_key);
+    t->has_cache_key = true;
+}
+
+void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_arts,
+                      Drover__KeyValue **params, size_t n_params)
+{
+    t->outputs = xcalloc(n_arts, sizeof *t->outputs);
+    for (size_t i = 0; i < n_arts; i++) {
+        t->outputs[i] = flow_copy_artifact(arts[i]);
+        blobs_ref_artifact(s, t->outputs[i], +1);
+    }
+    t->n_outputs = n_arts;
+    t->out_params = xcalloc(n_params, sizeof *t->out_params);
+    for (size_t i = 0; i < n_params; i++)
+        t->out_params[i] = util_kv_new(params[i]->key, params[i]->value);
+    t->n_out_params = n_params;
+}
+
+int flow_check_outputs(sched_t *s, const task_t *t, const Drover__Report *rep, char *err,
+                       size_t errlen)
+{
+    const Drover__StepSpec *st = t->step;
+    for (size_t i = 0; i < st->n_out_artifacts; i++) {
+        const Drover__Artifact *found = NULL;
+        for (size_t j = 0; j < rep->n_outputs && !found; j++)
+            if (strcmp(rep->outputs[j]->name, st->out_artifacts[i]) == 0)
+                found = rep->outputs[j];
+        if (!found) {
+            snprintf(err, errlen, "declared output artifact '%s' was not produced",
+                     st->out_artifacts[i]);
+            return -EINVAL;
+        }
+        for (size_t k = 0; k < found->n_files; k++)
+            if (found->files[k]->digest.len != 32 ||
+                !blobs_exists(s, found->files[k]->digest.data)) {
+                snprintf(err, errlen, "output artifact '%s': a file was not uploaded", found->name);
+                return -EINVAL;
+            }
+    }
+    for (size_t i = 0; i < st->n_out_params; i++)
+        if (!kv_find(rep->out_params, rep->n_out_params, st->out_params[i])) {
+            snprintf(err, errlen, "declared output param '%s' was not written", st->out_params[i]);
+            return -EINVAL;
+        }
+    return 0;
+}
+
+/* ------------------------------------------------------------ fan-in */
+
+/* A fan-out step's outputs: each param is the JSON list of its items'
+ * values; each artifact a directory with item i's files under "i/". */
+void flow_collect_items(sched_t *s, task_t *g)
+{
+    run_t *r = g->run;
+    const Drover__StepSpec *st = g->step;
+    Drover__KeyValue **params = xcalloc(st->n_out_params, sizeof *params);
+    char **values = xcalloc(g->n_items + 1, sizeof *values);
+    for (size_t p = 0; p < st->n_out_params; p++) {
+        for (size_t i = 0; i < g->n_items; i++) {
+            const task_t *it = r->tasks[g->items[i]];
+            const char *v = kv_find(it->out_params, it->n_out_params, st->out_params[p]);
+            values[i] = (char *)(v ? v : "");
+        }
+        char *list = json_list_of(values, g->n_items, false);
+        params[p] = util_kv_new(st->out_params[p], list);
+        free(list);
+    }
+    free(values);
+    Drover__Artifact **arts = xcalloc(st->n_out_artifacts, sizeof *arts);
+    for (size_t a = 0; a < st->n_out_artifacts; a++) {
+        Drover__Artifact *m = xmalloc(sizeof *m);
+        drover__artifact__init(m);
+        m->name = xstrdup(st->out_artifacts[a]);
+        m->is_dir = true;
+        for (size_t i = 0; i < g->n_items; i++) {
+            const task_t *it = r->tasks[g->items[i]];
+            for (size_t k = 0; k < it->n_outputs; k++) {
+                const Drover__Artifact *ia = it->outputs[k];
+                if (strcmp(ia->name, m->name) != 0)
+                    continue;
+                m->files = xrealloc(m->files, (m->n_files + ia->n_files) * sizeof *m->files);
+                for (size_t f = 0; f < ia->n_files; f++) {
+                    Drover__FileEntry *e = xmalloc(sizeof *e);
+                    drover__file_entry__init(e);
+                    e->path = ia->files[f]->path[0] ? xasprintf("%zu/%s", i, ia->files[f]->path)
+                                                    : xasprintf("%zu/%s", i, ia->name);
+                    e->mode = ia->files[f]->mode;
+                    e->size = ia->files[f]->size;
+                    e->digest.len = ia->files[f]->digest.len;
+                    e->digest.data = xmalloc(e->digest.len);
+                    memcpy(e->digest.data, ia->files[f]->digest.data, e->digest.len);
+                    m->size += e->size;
+                    m->files[m->n_files++] = e;
+                }
+            }
+        }
+        size_t n = drover__artifact__get_packed_size(m);
+        uint8_t *buf = xmalloc(n);
+        drover__artifact__pack(m, buf);
+        m->digest.data = xmalloc(32);
+        m->digest.len = 32;
+        digest_buffer(buf, n, m->digest.data);
+        free(buf);
+        arts[a] = m;
+    }
+    flow_set_outputs(s, g, arts, st->n_out_artifacts, params, st->n_out_params);
+    for (size_t a = 0; a < st->n_out_artifacts; a++)
+        drover__artifact__free_unpacked(arts[a], NULL);
+    free(arts);
+    util_free_kvs(params, st->n_out_params);
+}
