@@ -272,6 +272,12 @@ void flow_cache_key(task_t *t)
 void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_arts,
                       Drover__KeyValue **params, size_t n_params)
 {
+    for (size_t i = 0; i < t->n_outputs; i++) { /* an earlier attempt's, if any */
+        blobs_ref_artifact(s, t->outputs[i], -1);
+        drover__artifact__free_unpacked(t->outputs[i], NULL);
+    }
+    free(t->outputs);
+    util_free_kvs(t->out_params, t->n_out_params);
     t->outputs = xcalloc(n_arts, sizeof *t->outputs);
     for (size_t i = 0; i < n_arts; i++) {
         t->outputs[i] = flow_copy_artifact(arts[i]);

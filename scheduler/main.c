@@ -21,6 +21,9 @@ static void usage(FILE *f)
                "  --config FILE          YAML file of the same settings (key: value)\n"
                "  --agent-timeout DUR    declare an agent lost after this silence [10s]\n"
                "  --log-limit BYTES      stored log bytes per attempt [8Mi]\n"
+               "  --retention DUR        delete finished runs (logs, unreferenced artifacts)\n"
+               "                         older than this; 0 keeps them [720h]\n"
+               "  --max-items N          items one fan-out may produce [1000000]\n"
                "  --debug                verbose logging\n");
 }
 
@@ -52,7 +55,16 @@ static int apply(const char *key, const char *value, void *arg)
         return spec_parse_duration(value, &c->agent_timeout_ms);
     else if (strcmp(key, "log-limit") == 0)
         return spec_parse_memory(value, &c->log_limit);
-    else if (strcmp(key, "debug") == 0)
+    else if (strcmp(key, "retention") == 0)
+        return strcmp(value, "0") == 0 ? (c->retention_ms = 0, 0)
+                                       : spec_parse_duration(value, &c->retention_ms);
+    else if (strcmp(key, "max-items") == 0) {
+        char *end;
+        unsigned long long n = strtoull(value, &end, 10);
+        if (!*value || *end || n == 0 || n > 100000000ULL)
+            return -EINVAL;
+        c->max_items = (size_t)n;
+    } else if (strcmp(key, "debug") == 0)
         log_set_debug(strcmp(value, "true") == 0 || strcmp(value, "1") == 0);
     else
         return -ENOENT;

@@ -35,16 +35,17 @@ done
 drover agents
 echo
 echo "== drover submit examples/ml/pipeline.yaml --watch"
-run=$(drover submit "$root/examples/ml/pipeline.yaml" -p src="$root/examples/ml" \
-    -p workspace="$demo/workspace")
+run=$(drover submit "$root/examples/ml/pipeline.yaml" -p src="$root/examples/ml")
 echo "$run"
 status=0
 drover run watch "$run" || status=$?
 echo
 drover run get "$run"
 echo
-echo "== drover logs $run train"
-drover logs "$run" train
-echo "== drover logs $run evaluate"
-drover logs "$run" evaluate
+for step in "train[0]" evaluate deploy notify; do
+    echo "== drover logs $run $step"
+    drover logs "$run" "$step"
+done
+echo "== drover artifacts $run"
+drover artifacts "$run" 2>/dev/null || true
 exit $status
