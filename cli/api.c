@@ -2,10 +2,12 @@
  * unanswered request never holds the process at exit, and receive/send
  * timeouts so a missing droverd is reported instead of waited on forever.
  * For ipc:// endpoints a socket nobody listens on is reported at once
- * rather than after the timeout. */
+ * rather than after the timeout. With patience, those "no answer" cases
+ * are kept quiet and retried; every other failure is final at once. */
 #include "api.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,6 +28,9 @@ struct api {
     void *sock; /* NULL until the first call, and after a timeout */
     char *endpoint;
     int timeout_ms;
+    int64_t patience_ms; /* 0: the first missed answer is an error */
+    bool quiet;          /* retrying: do not report missed answers */
+    bool outage_noted;   /* a note went to stderr (api_take_outage) */
 };
 
 const char *api_endpoint(const char *flag)
@@ -90,6 +95,8 @@ void api_destroy(api_t **api)
 
 static void report_no_answer(const api_t *api)
 {
+    if (api->quiet)
+        return;
     log_error("no answer from droverd at %s (is droverd running? set --api or DROVER_API)",
               api->endpoint);
 }
@@ -208,7 +215,27 @@ static int decode(const api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
     return 0;
 }
 
-int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp)
+void api_set_patience(api_t *api, int64_t ms)
+{
+    api->patience_ms = ms > 0 ? ms : 0;
+}
+
+bool api_take_outage(api_t *api)
+{
+    bool noted = api->outage_noted;
+    api->outage_noted = false;
+    return noted;
+}
+
+/* Whether rc from call_once means droverd did not answer (and a retry on a
+ * new socket may well succeed). */
+static bool no_answer(int rc)
+{
+    return rc == -ETIMEDOUT || rc == -ENOENT || rc == -ECONNREFUSED || rc == -EAGAIN;
+}
+
+/* One exchange: send req, wait for the answer, decode it. */
+static int call_once(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp)
 {
     zmq_msg_t msg;
     int rc;
@@ -225,6 +252,41 @@ int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **re
         close_socket(api); /* a REQ socket stuck mid-exchange is useless */
     zmq_msg_close(&msg);
     return rc;
+}
+
+int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp)
+{
+    int64_t first_miss = 0;
+    bool lost = false;
+    if (api->patience_ms == 0)
+        return call_once(api, req, resp);
+    for (;;) {
+        api->quiet = true;
+        int rc = call_once(api, req, resp);
+        api->quiet = false;
+        if (!no_answer(rc)) {
+            if (lost) {
+                fprintf(stderr, "drover: note: droverd at %s answers again\n", api->endpoint);
+                api->outage_noted = true;
+            }
+            return rc;
+        }
+        int64_t now = util_mono_ms();
+        if (!lost) {
+            lost = true;
+            first_miss = now;
+            fprintf(stderr,
+                    "drover: note: no answer from droverd at %s; retrying for up to %llds\n",
+                    api->endpoint, (long long)(api->patience_ms + 999) / 1000);
+            api->outage_noted = true;
+        }
+        if (now - first_miss >= api->patience_ms) {
+            log_error("no answer from droverd at %s for %llds; giving up", api->endpoint,
+                      (long long)(now - first_miss) / 1000);
+            return rc;
+        }
+        cli_sleep_ms(API_RETRY_INTERVAL_MS);
+    }
 }
 
 int api_get_run(api_t *api, const char *run_id, Drover__ApiResponse **resp)

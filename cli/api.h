@@ -6,14 +6,25 @@
  * stuck mid-exchange, so it is closed and the next call opens a new one.
  * Failures are reported here, once, as "drover: error: ..." on stderr, so
  * callers only map a non-zero return to exit status 2.
+ *
+ * Commands that follow something for a long time (run watch, logs -f) give
+ * the client some patience (api_set_patience): a call that gets no answer
+ * (droverd restarting: its socket gone or refusing, or a request lost with
+ * the old process) is then retried on a fresh socket every
+ * API_RETRY_INTERVAL_MS until droverd answers or the patience runs out,
+ * with one note on stderr when contact is lost and one when it is back.
  */
 #ifndef DROVER_CLI_API_H
 #define DROVER_CLI_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "drover.pb-c.h"
 
 #define API_DEFAULT_ENDPOINT   "ipc:///var/lib/drover/api.sock"
 #define API_DEFAULT_TIMEOUT_MS 10000
+#define API_RETRY_INTERVAL_MS  500
 
 typedef struct api api_t;
 
@@ -29,12 +40,23 @@ api_t *api_new(const char *endpoint);
 /* Close the socket and free the client; accepts NULL, nulls the pointer. */
 void api_destroy(api_t **api);
 
+/* Keep retrying calls that get no answer for up to ms milliseconds (0,
+ * the default, reports the first missed answer as an error). Only for
+ * requests that may safely be repeated (reads): a request droverd handled
+ * just before it died is sent again. */
+void api_set_patience(api_t *api, int64_t ms);
+
+/* Whether a note about lost contact was printed on stderr since the last
+ * call to this function (a caller redrawing the terminal starts afresh). */
+bool api_take_outage(api_t *api);
+
 /* Send req and wait for the answer. On success returns 0 and stores the
  * response in *resp (the caller frees it with
  * drover__api_response__free_unpacked(*resp, NULL)). Returns a negative
  * errno, *resp NULL and the error printed when droverd does not answer in
  * time (-ETIMEDOUT), cannot be reached, answers garbage (-EPROTO), or
- * answers with a non-empty error (-EREMOTEIO). */
+ * answers with a non-empty error (-EREMOTEIO). With patience, "no answer"
+ * is only returned once the patience has run out. */
 int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp);
 
 /* api_call for get_run: on success (*resp)->run is set. */

@@ -7,7 +7,9 @@
  * and everything was returned (done), which also covers a step that has
  * not started yet. When following the latest attempt, the attempt number
  * from the first answer that names one is pinned, so a retry starting
- * meanwhile does not splice two attempts' output together.
+ * meanwhile does not splice two attempts' output together. With -f a
+ * droverd restart is waited out: pages that get no answer are retried for
+ * up to LOGS_PATIENCE_MS.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -19,8 +21,9 @@
 #include "log.h"
 #include "util.h"
 
-#define LOGS_PAGE    (1u << 20)
-#define LOGS_POLL_MS 200
+#define LOGS_PAGE        (1u << 20)
+#define LOGS_POLL_MS     200
+#define LOGS_PATIENCE_MS 60000
 
 enum { OPT_ATTEMPT = 1, OPT_FOLLOW };
 
@@ -34,7 +37,8 @@ static const cli_opt_t logs_opts[] = {
 #define LOGS_HELP                                                                                  \
     "Print the output (stdout and stderr together) of a step of run ID.\n"                         \
     "      --attempt N  that attempt (1 is the first), instead of the latest\n"                    \
-    "  -f, --follow     keep printing until the attempt ends (waits for it to start)\n"
+    "  -f, --follow     keep printing until the attempt ends (waits for it to start,\n"            \
+    "                   and for up to 60s for a restarting droverd)\n"
 
 typedef struct {
     const char *run_id, *step;
@@ -142,6 +146,8 @@ int cmd_logs(cli_t *cli, int argc, char **argv)
     api_t *api = api_new(api_endpoint(cli->api));
     if (!api)
         return CLI_EXIT_ERROR;
+    if (l.follow)
+        api_set_patience(api, LOGS_PATIENCE_MS);
     cursor_t c = {.attempt = l.attempt};
     rc = copy_logs(api, &l, &c) < 0 ? CLI_EXIT_ERROR : CLI_EXIT_OK;
     api_destroy(&api);

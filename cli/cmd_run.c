@@ -1,5 +1,5 @@
-/* cmd_run — `drover runs`, `drover run get` and `drover run cancel`: one
- * request each, printed as a table or as JSON. */
+/* cmd_run — `drover runs`, `drover run get`, `drover run cancel` and
+ * `drover run delete`: one request each, printed as a table or as JSON. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,10 +35,16 @@ static const cli_opt_t runs_opts[] = {
     "      --limit N        show at most N runs (default 50)\n"
 #define GET_USAGE "drover run get ID [-o table|json]"
 #define GET_HELP                                                                                   \
-    "Show a run and the status of each of its steps.\n"                                            \
+    "Show a run and the status of each of its steps (a step served from the cache\n"               \
+    "says which earlier step it reused), then the output params steps produced\n"                  \
+    "(STEP.PARAM = VALUE).\n"                                                                      \
     "  -o, --output FORMAT  table (default) or json\n"
 #define CANCEL_USAGE "drover run cancel ID"
 #define CANCEL_HELP  "Cancel a run: running steps are killed, the rest will not start.\n"
+#define DELETE_USAGE "drover run delete ID"
+#define DELETE_HELP                                                                                \
+    "Delete a run that has ended: its record, logs and the artifacts only it\n"                    \
+    "references. droverd refuses a run that is still running (cancel it first).\n"
 
 static void print_runs_json(Drover__ApiResponse *resp)
 {
@@ -200,6 +206,7 @@ int cmd_run_get(cli_t *cli, int argc, char **argv)
         putchar('\n');
         table_print(t, stdout, 0, 0, color);
         table_destroy(&t);
+        runview_print_outputs(stdout, resp->run);
     }
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
@@ -221,6 +228,26 @@ int cmd_run_cancel(cli_t *cli, int argc, char **argv)
     if (api_call_once(cli->api, &req, &resp) < 0)
         return CLI_EXIT_ERROR;
     printf("cancelled %s\n", *resp->run_id ? resp->run_id : id);
+    drover__api_response__free_unpacked(resp, NULL);
+    return CLI_EXIT_OK;
+}
+
+int cmd_run_delete(cli_t *cli, int argc, char **argv)
+{
+    const char *id;
+    int rc = parse_id_args(cli, argc, argv, DELETE_USAGE, DELETE_HELP, &id, NULL);
+    if (rc != 0)
+        return cli_status(rc);
+
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
+    Drover__ApiResponse *resp = NULL;
+    rr.id = (char *)id;
+    req.op_case = DROVER__API_REQUEST__OP_DELETE_RUN;
+    req.delete_run = &rr;
+    if (api_call_once(cli->api, &req, &resp) < 0)
+        return CLI_EXIT_ERROR;
+    printf("deleted %s\n", *resp->run_id ? resp->run_id : id);
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
 }

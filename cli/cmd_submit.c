@@ -1,7 +1,9 @@
-/* cmd_submit — `drover submit FILE [-p KEY=VALUE]... [--watch]`: send a
- * pipeline spec to droverd, which parses and validates it (errors come
- * back naming FILE:LINE:COL), print the new run's id, optionally follow
- * it. The spec travels as bytes; the CLI does not parse YAML. */
+/* cmd_submit — `drover submit FILE [-p KEY=VALUE]... [--watch] [--no-cache]`:
+ * send a pipeline spec to droverd, which parses and validates it (errors
+ * come back naming FILE:LINE:COL), print the new run's id, optionally
+ * follow it. The spec travels as bytes; the CLI does not parse YAML.
+ * --no-cache asks droverd to run every step even where an identical one
+ * already succeeded (SubmitRequest.no_cache). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,27 +17,31 @@
 /* Largest spec file accepted. */
 #define SUBMIT_MAX_SPEC (1u << 20)
 
-enum { OPT_PARAM = 1, OPT_WATCH };
+enum { OPT_PARAM = 1, OPT_WATCH, OPT_NO_CACHE };
 
 static const cli_opt_t submit_opts[] = {
     {"param", 'p', true, OPT_PARAM},
     {"watch", 'w', false, OPT_WATCH},
+    {"no-cache", 0, false, OPT_NO_CACHE},
     {NULL, 0, false, 0},
 };
 
-#define SUBMIT_USAGE "drover submit FILE [-p KEY=VALUE]... [--watch]"
+#define SUBMIT_USAGE "drover submit FILE [-p KEY=VALUE]... [--watch] [--no-cache]"
 #define SUBMIT_HELP                                                                                \
     "Submit a pipeline spec (YAML) as a new run and print the run's id.\n"                         \
     "FILE may be - for standard input.\n"                                                          \
     "  -p, --param KEY=VALUE  override a parameter declared under params: (repeatable)\n"          \
     "  -w, --watch            then follow the run as `drover run watch` does; the exit\n"          \
-    "                         status is 0 only if the run succeeds\n"
+    "                         status is 0 only if the run succeeds\n"                              \
+    "      --no-cache         run every step, even one identical to a step that\n"                 \
+    "                         already succeeded (by default its outputs are reused)\n"
 
 typedef struct {
     const char *file;
     Drover__KeyValue **params;
     size_t n_params;
     bool watch;
+    bool no_cache;
 } submit_args_t;
 
 static void submit_args_free(submit_args_t *s)
@@ -76,6 +82,8 @@ static int parse_submit_args(cli_t *cli, int argc, char **argv, submit_args_t *s
             return CLI_EXIT_ERROR;
         if (opt == OPT_WATCH)
             s->watch = true;
+        if (opt == OPT_NO_CACHE)
+            s->no_cache = true;
     }
     if (!s->file)
         return cli_usage_error(SUBMIT_USAGE, "missing FILE");
@@ -106,6 +114,7 @@ static int submit(cli_t *cli, const submit_args_t *s, const char *text, size_t l
     sub.spec.len = len;
     sub.params = s->params;
     sub.n_params = s->n_params;
+    sub.no_cache = s->no_cache;
     req.op_case = DROVER__API_REQUEST__OP_SUBMIT;
     req.submit = &sub;
     if (api_call_once(cli->api, &req, &resp) < 0)

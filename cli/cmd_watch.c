@@ -8,6 +8,10 @@
  * a log file) it prints one timestamped line per step status change, which
  * reads well in CI logs. Either way it ends with "run ID STATUS in 4.2s"
  * and exits 0 only if the run SUCCEEDED.
+ *
+ * A droverd restart does not end the watch: polls that get no answer are
+ * retried for up to WATCH_PATIENCE_MS (api_set_patience); on a terminal the
+ * next drawing starts below the notes that were printed meanwhile.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +26,14 @@
 #include "table.h"
 #include "util.h"
 
-#define WATCH_POLL_MS 300
+#define WATCH_POLL_MS     300
+#define WATCH_PATIENCE_MS 60000
 
 #define WATCH_USAGE "drover run watch ID"
 #define WATCH_HELP                                                                                 \
     "Follow a run until it ends, showing each step's status. Exits 0 if the run\n"                 \
-    "succeeded, 1 if it failed or was cancelled.\n"
+    "succeeded, 1 if it failed or was cancelled. If droverd stops answering (a\n"                  \
+    "restart), keeps trying for up to 60s before giving up with exit status 2.\n"
 
 /* What was last shown for a step (line mode). */
 typedef struct {
@@ -250,10 +256,13 @@ int run_watch(cli_t *cli, const char *run_id)
     int rc = CLI_EXIT_ERROR;
     if (!api)
         goto cleanup;
+    api_set_patience(api, WATCH_PATIENCE_MS);
     for (;;) {
         Drover__ApiResponse *resp = NULL;
         if (api_get_run(api, run_id, &resp) < 0)
             goto cleanup;
+        if (api_take_outage(api))
+            w.lines_drawn = 0; /* notes were printed below the last drawing */
         const Drover__RunView *run = resp->run;
         int64_t now = util_now_ms();
         if (w.tty)

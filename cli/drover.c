@@ -1,5 +1,6 @@
 /* drover — the command line users type: `drover submit`, `runs`, `run get`,
- * `run watch`, `run cancel`, `logs`, `agents`, `agent drain`.
+ * `run watch`, `run cancel`, `run delete`, `logs`, `artifacts`, `artifact
+ * get`, `cache clear`, `agents`, `agent drain`, `agent undrain`.
  *
  * main() reads the global flags and the command words ("run get" is a
  * group and a subcommand), then hands the remaining words to the command's
@@ -17,7 +18,7 @@
 typedef int (*cmd_fn)(cli_t *cli, int argc, char **argv);
 
 typedef struct {
-    const char *group; /* "run", "agent", or NULL for a top-level command */
+    const char *group; /* "run", "agent", ..., or NULL for a top-level command */
     const char *name;
     cmd_fn fn;
     const char *synopsis; /* after "drover [GROUP] NAME" */
@@ -25,13 +26,19 @@ typedef struct {
 } command_t;
 
 static const command_t commands[] = {
-    {NULL, "submit", cmd_submit, "FILE [-p KEY=VALUE]... [--watch]",
+    {NULL, "submit", cmd_submit, "FILE [-p KEY=VALUE]... [--watch] [--no-cache]",
      "submit a pipeline as a new run"},
     {NULL, "runs", cmd_runs, "[-o table|json] [--limit N]", "list recent runs"},
-    {"run", "get", cmd_run_get, "ID [-o table|json]", "show a run and its steps"},
+    {"run", "get", cmd_run_get, "ID [-o table|json]", "show a run, its steps and output params"},
     {"run", "watch", cmd_run_watch, "ID", "follow a run until it ends"},
     {"run", "cancel", cmd_run_cancel, "ID", "cancel a run"},
+    {"run", "delete", cmd_run_delete, "ID", "delete an ended run, its logs and artifacts"},
     {NULL, "logs", cmd_logs, "ID STEP [--attempt N] [-f]", "print a step's output"},
+    {NULL, "artifacts", cmd_artifacts, "RUN [STEP] [-o table|json]",
+     "list the artifacts a run's steps produced"},
+    {"artifact", "get", cmd_artifact_get, "RUN STEP NAME -o PATH [--force]",
+     "download an artifact to a file or directory"},
+    {"cache", "clear", cmd_cache_clear, "", "forget cached step results"},
     {NULL, "agents", cmd_agents, "[-o table|json]", "list agents and their resources"},
     {"agent", "drain", cmd_agent_drain, "NAME", "stop placing steps on an agent"},
     {"agent", "undrain", cmd_agent_undrain, "NAME", "put a drained agent back in service"},
@@ -40,16 +47,23 @@ static const command_t commands[] = {
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 #define TOP_USAGE  "drover [--api ENDPOINT] COMMAND [ARGS]... (drover --help lists commands)"
 
+/* Width of the "COMMAND ARGS" column of the help; longer ones put their
+ * summary on the next line. */
+#define HELP_COL 46
+
 static void print_commands(const char *group)
 {
     for (size_t i = 0; i < N_COMMANDS; i++) {
         const command_t *c = &commands[i];
-        char words[96];
+        char words[128];
         if (group && (!c->group || strcmp(c->group, group) != 0))
             continue;
-        snprintf(words, sizeof words, "%s%s%s %s", c->group ? c->group : "", c->group ? " " : "",
-                 c->name, c->synopsis);
-        printf("  %-46s %s\n", words, c->summary);
+        snprintf(words, sizeof words, "%s%s%s%s%s", c->group ? c->group : "", c->group ? " " : "",
+                 c->name, *c->synopsis ? " " : "", c->synopsis);
+        if (strlen(words) > HELP_COL)
+            printf("  %s\n  %-*s %s\n", words, HELP_COL, "", c->summary);
+        else
+            printf("  %-*s %s\n", HELP_COL, words, c->summary);
     }
 }
 

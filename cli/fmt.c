@@ -82,6 +82,15 @@ char *fmt_bytes(uint64_t bytes, char *buf)
     return buf;
 }
 
+char *fmt_size(uint64_t bytes, char *buf)
+{
+    if (bytes < 1024)
+        snprintf(buf, FMT_BUF, "%" PRIu64 "B", bytes);
+    else
+        strcat(fmt_bytes(bytes, buf), "B");
+    return buf;
+}
+
 char *fmt_cpu(uint32_t milli, char *buf)
 {
     uint32_t tenths = (milli + 50) / 100;
@@ -181,4 +190,28 @@ void fmt_put_clean(FILE *out, const char *s)
         else
             fputc(*p, out);
     }
+}
+
+char *fmt_clean(const char *s, size_t max)
+{
+    size_t chars = 0, len = strlen(s), cut = len;
+    for (size_t i = 0; i < len; i++) {
+        if (((unsigned char)s[i] & 0xc0) == 0x80)
+            continue;
+        if (max && chars == max - 1 && cut == len)
+            cut = i; /* where "…" goes if s turns out too long */
+        chars++;
+    }
+    bool shorten = max && chars > max;
+    char *out = xmalloc((shorten ? cut : len) + sizeof "…");
+    for (size_t i = 0; i < (shorten ? cut : len); i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\n' || c == '\r' || c == '\t')
+            c = ' ';
+        else if (c < 0x20 || c == 0x7f)
+            c = '?';
+        out[i] = (char)c;
+    }
+    strcpy(out + (shorten ? cut : len), shorten ? "…" : "");
+    return out;
 }

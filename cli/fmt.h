@@ -26,6 +26,9 @@ char *fmt_duration(int64_t ms, char *buf);
 /* Memory with binary units, at most one decimal: "0", "512Mi", "1.5Gi". */
 char *fmt_bytes(uint64_t bytes, char *buf);
 
+/* A file size: "0B", "812B", "3.9KiB", "1.5GiB". */
+char *fmt_size(uint64_t bytes, char *buf);
+
 /* CPU cores from millicores, one decimal: 1500 → "1.5". */
 char *fmt_cpu(uint32_t milli, char *buf);
 
@@ -52,6 +55,12 @@ bool fmt_is_terminal(FILE *f);
 /* Write s with control characters shown as '?' (line breaks and tabs as
  * a space): for text from specs and agents printed outside a table. */
 void fmt_put_clean(FILE *out, const char *s);
+
+/* A copy of s for one line of output: control characters shown as '?'
+ * (line breaks and tabs as a space) and, when max > 0 and s is longer
+ * than max characters, cut to max - 1 characters followed by "…". The
+ * caller frees the result. */
+char *fmt_clean(const char *s, size_t max);
 
 /* "k=v,k2=v2" (sep between items) from n key/values; "" when n is 0. The
  * caller frees the result. */

@@ -2,7 +2,8 @@
  * API sends them (times) except exit codes and signals, which are null when
  * there is none, since 0 is a real exit code: exit_code is null unless the
  * process exited by itself (has_exit, no signal), signal null unless it was
- * killed by one. */
+ * killed by one. cached_from and item are null rather than "" when a task
+ * has none. */
 #include "runview.h"
 
 #include <stdlib.h>
@@ -24,9 +25,42 @@ table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_
         table_addf(t, "%u", task->attempts);
         table_add(t, task->agent, NULL);
         table_add(t, fmt_task_exit(task, buf), NULL);
-        table_add(t, task->reason, NULL);
+        if (task->status == DROVER__TASK_STATUS__TASK_CACHED && *task->cached_from)
+            table_addf(t, "reused %s", task->cached_from);
+        else
+            table_add(t, task->reason, NULL);
     }
     return t;
+}
+
+void runview_print_outputs(FILE *out, const Drover__RunView *run)
+{
+    bool any = false;
+    for (size_t i = 0; i < run->n_tasks; i++) {
+        const Drover__TaskView *t = run->tasks[i];
+        for (size_t k = 0; k < t->n_out_params; k++) {
+            char *name = xasprintf("%s.%s", t->name, t->out_params[k]->key);
+            char *shown = fmt_clean(name, 0);
+            char *value = fmt_clean(t->out_params[k]->value, RUNVIEW_MAX_VALUE);
+            if (!any)
+                fputs("\nOUTPUTS\n", out);
+            any = true;
+            fprintf(out, "%s = %s\n", shown, value);
+            free(value);
+            free(shown);
+            free(name);
+        }
+    }
+}
+
+/* A string, or null when it is empty. */
+static void json_str_or_null(json_t *j, const char *key, const char *s)
+{
+    json_key(j, key);
+    if (s && *s)
+        json_str(j, s);
+    else
+        json_null(j);
 }
 
 static void json_params(json_t *j, Drover__KeyValue *const *kvs, size_t n)
@@ -87,6 +121,13 @@ static void json_task(json_t *j, const Drover__TaskView *t)
     json_field_int(j, "retry_at_ms", t->retry_at_ms);
     json_field_int(j, "started_ms", t->started_ms);
     json_field_int(j, "finished_ms", t->finished_ms);
+    json_key(j, "outputs");
+    json_object_begin(j);
+    json_key(j, "params");
+    json_params(j, t->out_params, t->n_out_params);
+    json_object_end(j);
+    json_str_or_null(j, "cached_from", t->cached_from);
+    json_str_or_null(j, "item", t->item_value);
     json_key(j, "history");
     json_array_begin(j);
     for (size_t i = 0; i < t->n_history; i++)

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "drover.pb-c.h"
 #include "json.h"
@@ -13,12 +14,21 @@
 
 /* The step table of a run (STEP STATUS ATTEMPTS AGENT EXIT REASON), with
  * statuses as at now_ms: the n steps run->tasks[idx[i]], or every step
- * when idx is NULL. The caller frees it with table_destroy. */
+ * when idx is NULL. A CACHED step's reason is "reused RUN/STEP". The
+ * caller frees it with table_destroy. */
 table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_t n,
                             int64_t now_ms);
 
+/* The OUTPUTS section of `run get`: a blank line, "OUTPUTS", then one
+ * "STEP.PARAM = VALUE" line per output param (values cut to
+ * RUNVIEW_MAX_VALUE characters, control characters replaced). Nothing
+ * when no step has output params. */
+#define RUNVIEW_MAX_VALUE 60
+void runview_print_outputs(FILE *out, const Drover__RunView *run);
+
 /* A run as one JSON object: id, name, status, params, created_ms,
- * finished_ms, task_count, tasks_done and tasks[] (each with history[]). */
+ * finished_ms, task_count, tasks_done and tasks[] (each with history[],
+ * outputs {"params": {...}}, cached_from and item, null when unset). */
 void runview_json_run(json_t *j, const Drover__RunView *run);
 
 /* A run in a listing: {"id","name","status","created_ms","finished_ms",

@@ -238,9 +238,11 @@ static void fail_for_good(sched_t *s, task_t *t, const char *reason)
     skip_descendants(s, t, "failed");
 }
 
+/* Whether t's result may be stored in the cache: a run submitted with
+ * --no-cache still refreshes it (it only refuses to read it). */
 static bool cacheable(const task_t *t)
 {
-    return t->step->cache && !t->run->rec->no_cache && !(t->step->fan_out && !t->is_item);
+    return t->step->cache && !(t->step->fan_out && !t->is_item);
 }
 
 /* t ended well (status SUCCEEDED or CACHED): release its children. */
@@ -285,6 +287,8 @@ static bool try_cache(sched_t *s, task_t *t)
     if (!cacheable(t))
         return false;
     flow_cache_key(t);
+    if (t->run->rec->no_cache)
+        return false; /* computed anyway: the result still refreshes the cache */
     if (store_cache_get(s->store, t->cache_key, run_id, sizeof run_id, &index) < 0)
         return false;
     run_t *src_run = dag_find_run(s, run_id);
@@ -753,11 +757,24 @@ run_t *dag_find_run(sched_t *s, const char *id)
     return r && !r->deleting ? r : NULL;
 }
 
+/* By name: "step" scans the steps only; "step[i]" goes through the
+ * step's item list — never a scan of a (possibly huge) fan-out. */
 task_t *dag_find_task(run_t *r, const char *name)
 {
-    for (size_t i = 0; i < r->n_tasks; i++)
-        if (strcmp(r->tasks[i]->name, name) == 0)
-            return r->tasks[i];
+    const char *open = strchr(name, '[');
+    size_t base = open ? (size_t)(open - name) : strlen(name);
+    for (size_t i = 0; i < r->rec->n_steps; i++) {
+        task_t *t = r->tasks[i];
+        if (strncmp(t->name, name, base) != 0 || t->name[base] != '\0')
+            continue;
+        if (!open)
+            return t;
+        char *end;
+        unsigned long k = strtoul(open + 1, &end, 10);
+        if (end == open + 1 || strcmp(end, "]") != 0 || k >= t->n_items)
+            return NULL;
+        return r->tasks[t->items[k]];
+    }
     return NULL;
 }
 
