@@ -117,11 +117,11 @@ int util_read_file(const char *path, size_t max, char **out, size_t *len)
     int rc = 0;
     for (;;) {
         if (n == cap) {
-            if (cap >= max) {
+            if (cap > max) { /* read one byte past max: it is larger */
                 rc = -EFBIG;
                 goto cleanup;
             }
-            cap = cap * 2 > max ? max : cap * 2;
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
             buf = xrealloc(buf, cap + 1);
         }
         ssize_t r = read(fd, buf + n, cap - n);

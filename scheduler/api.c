@@ -312,6 +312,7 @@ void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
     }
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         s->clear_cache = true;
+        s->n_cache_puts = 0; /* earlier in this iteration, but before the clear */
         log_info("step cache cleared");
         break;
     default:

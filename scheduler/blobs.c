@@ -37,7 +37,8 @@
 #define MAX_BLOB     (1ULL << 40)
 #define SWEEP_AGE_MS (3600 * 1000)
 
-typedef enum { OP_NEW, OP_REF, OP_DROP } blob_op_kind_t;
+/* OP_UNLINK: internal, a record deleted by this commit; unlink after it. */
+typedef enum { OP_NEW, OP_REF, OP_DROP, OP_UNLINK } blob_op_kind_t;
 
 struct blob_op {
     blob_op_kind_t kind;
@@ -170,8 +171,12 @@ void blobs_offer(sched_t *s, agent_t *a, const Drover__UploadOffer *o)
         uint64_t size, refs;
         if (!valid_digest(o->digests[i]))
             continue;
-        if (store_blob_get(s->store, o->digests[i].data, &size, &refs) == 0)
-            continue; /* stored once, whoever produced it */
+        if (store_blob_get(s->store, o->digests[i].data, &size, &refs) == 0) {
+            /* stored once, whoever produced it; touch it so the sweep of
+             * unreferenced blobs spares it until the step reports */
+            blobs_queue_op(s, OP_NEW, o->digests[i].data, 0, size);
+            continue;
+        }
         ProtobufCBinaryData *d = &w->digests[w->n_digests++];
         d->data = xmalloc(DIGEST_LEN);
         memcpy(d->data, o->digests[i].data, DIGEST_LEN);
@@ -492,10 +497,14 @@ bool blobs_exists(sched_t *s, const uint8_t digest[DIGEST_LEN])
     return store_blob_get(s->store, digest, &size, &refs) == 0;
 }
 
-int blobs_commit(sched_t *s)
+/* Apply the queued ops of one kind class: references first, then the
+ * sweep's drops, so a blob referenced in the same commit is never dropped. */
+static int apply_ops(sched_t *s, bool drops)
 {
     for (size_t i = 0; i < s->n_blob_ops; i++) {
         blob_op_t *op = &s->blob_ops[i];
+        if ((op->kind == OP_DROP) != drops)
+            continue;
         uint64_t refs = 0, size, cur;
         int rc;
         switch (op->kind) {
@@ -505,26 +514,37 @@ int blobs_commit(sched_t *s)
         case OP_REF:
             rc = store_blob_adjust(s->store, op->digest, op->delta, op->size, &refs);
             if (rc == 0 && op->delta < 0 && refs == 0)
-                op->kind = OP_DROP; /* record deleted: remove the file after commit */
+                op->kind = OP_UNLINK; /* record deleted: remove the file after commit */
             else
                 op->kind = OP_NEW; /* nothing to do after commit */
             break;
         case OP_DROP: /* sweep: only if still unreferenced */
             rc = store_blob_get(s->store, op->digest, &size, &cur);
-            if (rc == 0 && cur == 0)
+            if (rc == 0 && cur == 0) {
                 rc = store_blob_adjust(s->store, op->digest, -1, 0, &refs);
-            else {
+            } else {
                 op->kind = OP_NEW;
                 rc = 0;
+                continue;
             }
+            break;
+        case OP_UNLINK:
             break;
         default:
             rc = -EINVAL;
         }
         if (rc < 0)
             return rc;
+        if (op->kind == OP_DROP && drops)
+            op->kind = OP_UNLINK;
     }
     return 0;
+}
+
+int blobs_commit(sched_t *s)
+{
+    int rc = apply_ops(s, false);
+    return rc < 0 ? rc : apply_ops(s, true);
 }
 
 static void unlink_blob(void *arg)
@@ -535,7 +555,7 @@ static void unlink_blob(void *arg)
 void blobs_after_commit(sched_t *s)
 {
     for (size_t i = 0; i < s->n_blob_ops; i++) {
-        if (s->blob_ops[i].kind != OP_DROP)
+        if (s->blob_ops[i].kind != OP_UNLINK)
             continue;
         char *path = blobs_path(s, s->blob_ops[i].digest);
         if (s->worker) {

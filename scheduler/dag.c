@@ -175,6 +175,7 @@ static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status);
 static void fail_for_good(sched_t *s, task_t *t, const char *reason);
 
 static void group_item_done(sched_t *s, task_t *item);
+static void group_complete(sched_t *s, task_t *g);
 
 /* A task reached a final state: account for it in its run. */
 static void task_finished(sched_t *s, task_t *t)
@@ -321,16 +322,24 @@ static void make_ready(sched_t *s, task_t *t)
     sched_mark_task(s, t);
 }
 
-/* Release WAITING items of a fan-out group up to its parallelism. */
+/* Release WAITING items of a fan-out group up to its parallelism. Items
+ * decided at once (skipped, cached) end inside activate(); the loop here
+ * picks up the room they leave, so the recursion never nests per item. */
 static void release_items(sched_t *s, task_t *g)
 {
     uint32_t cap = g->step->parallelism;
+    if (g->releasing)
+        return;
+    g->releasing = true;
     while (g->items_released < g->n_items &&
            (cap == 0 || g->items_released - g->items_done < cap)) {
         task_t *it = g->run->tasks[g->items[g->items_released++]];
         if (it->status == DROVER__TASK_STATUS__TASK_WAITING)
             activate(s, it);
     }
+    g->releasing = false;
+    if (g->n_items && g->items_done == g->n_items && !dag_task_final(g))
+        group_complete(s, g);
 }
 
 static void expand_fan_out(sched_t *s, task_t *g)
@@ -376,14 +385,20 @@ static void group_item_done(sched_t *s, task_t *item)
     g->items_done++;
     if (item->status == DROVER__TASK_STATUS__TASK_FAILED)
         g->items_failed++;
-    if (dag_task_final(g))
-        return; /* cancelled meanwhile */
+    if (dag_task_final(g) || g->releasing)
+        return; /* cancelled meanwhile, or release_items carries on */
     if (g->items_done < g->n_items) {
         if (item->status == DROVER__TASK_STATUS__TASK_CANCELLED)
             return; /* a cancel is under way: release nothing more */
         release_items(s, g);
         return;
     }
+    group_complete(s, g);
+}
+
+/* Every item of g has ended: the group succeeds or fails as a whole. */
+static void group_complete(sched_t *s, task_t *g)
+{
     if (g->items_failed) {
         char *why = xasprintf("%zu of %zu items failed", g->items_failed, g->n_items);
         fail_for_good(s, g, why);

@@ -55,6 +55,7 @@ struct task {
      * the next one to release under the parallelism cap. */
     uint32_t *items;
     size_t n_items, items_done, items_failed, items_released;
+    bool releasing; /* release_items is on the stack */
     /* Results (owned). */
     Drover__KeyValue **out_params;
     size_t n_out_params;
