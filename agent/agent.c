@@ -10,7 +10,6 @@
 
 #include "agent.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -22,7 +21,8 @@
 #include "idmap.h"
 #include "log.h"
 #include "outbox.h"
-#include "runner.h"
+#include "gpu.h"
+#include "runtime.h"
 #include "sdnotify.h"
 #include "transfer.h"
 #include "util.h"
@@ -44,7 +44,9 @@ struct attempt {
     char *run_id, *task, *dir;
     uint32_t number;
     Drover__Assignment *as; /* a copy: the process starts after inputs arrive */
-    runner_t *runner;
+    rt_task_t *proc;        /* the running step (process or container) */
+    int gpus[GPU_MAX];      /* device indexes allocated to it */
+    size_t n_gpus;
     xfer_in_t *xin;   /* fetching inputs, before the process */
     xfer_out_t *xout; /* uploading outputs, after it */
     runner_exit_t result;
@@ -73,6 +75,11 @@ struct agent {
     uint64_t *acks;
     size_t n_acks;
     attempt_t *dead;
+    runtime_t *rt;             /* how steps run (process or a container runtime) */
+    gpu_info_t gpu_info;       /* detected or --gpus */
+    gpu_pool_t *gpus;          /* which device indexes are free */
+    Drover__KeyValue **labels; /* --labels plus gpu.model */
+    size_t n_labels;
     worker_t *worker; /* artifact I/O and hashing */
     xfer_host_t xfer;
     char *cache_dir;
@@ -89,19 +96,6 @@ struct agent {
 
 /* ------------------------------------------------------------ config */
 
-static uint32_t detect_gpus(void)
-{
-    DIR *d = opendir("/proc/driver/nvidia/gpus");
-    uint32_t n = 0;
-    if (!d)
-        return 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 void agent_config_defaults(agent_config_t *cfg)
 {
     static char host[64];
@@ -115,7 +109,7 @@ void agent_config_defaults(agent_config_t *cfg)
     cfg->cpu_milli = (uint32_t)(cpus > 0 ? cpus : 1) * 1000;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     cfg->memory_bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
-    cfg->gpus = detect_gpus();
+    cfg->runtime = "auto";
     cfg->heartbeat_ms = 1000;
     cfg->kill_grace_ms = 10000;
     cfg->log_limit = 8u << 20;
@@ -157,10 +151,12 @@ static void send_register(agent_t *a)
     Drover__Resources cap = DROVER__RESOURCES__INIT;
     cap.cpu_milli = a->cfg.cpu_milli;
     cap.memory_bytes = a->cfg.memory_bytes;
-    cap.gpus = a->cfg.gpus;
+    cap.gpus = (uint32_t)gpu_pool_size(a->gpus);
     reg.name = (char *)a->cfg.name;
-    reg.labels = a->cfg.labels;
-    reg.n_labels = a->cfg.n_labels;
+    reg.labels = a->labels;
+    reg.n_labels = a->n_labels;
+    reg.runtime = (char *)runtime_name(a->rt);
+    reg.images = runtime_can_run_images(a->rt);
     reg.capacity = &cap;
     reg.version = DROVER_VERSION;
     /* Held attempts: running ones, and finished ones whose exit report has
@@ -332,7 +328,9 @@ static void on_exit_cb(void *arg, const runner_exit_t *ex)
 
 static void free_attempt(attempt_t *at)
 {
-    runner_destroy(&at->runner);
+    rt_task_destroy(&at->proc);
+    if (at->n_gpus)
+        gpu_free(at->agent->gpus, at->gpus, at->n_gpus);
     xfer_in_cancel(&at->xin);
     xfer_out_cancel(&at->xout);
     if (at->as)
@@ -365,7 +363,9 @@ static char **build_env(const agent_t *a, const Drover__Assignment *as, const at
                                               "TZ",   "USER", "LOGNAME", "TMPDIR"};
     size_t cap = 8 + as->n_env + 12, n = 0;
     char **env = xcalloc(cap + 1, sizeof *env);
-    for (size_t i = 0; i < sizeof passthrough / sizeof *passthrough; i++) {
+    /* A container step gets its image's environment, not the agent's. */
+    bool container = as->image && *as->image;
+    for (size_t i = 0; !container && i < sizeof passthrough / sizeof *passthrough; i++) {
         const char *v = getenv(passthrough[i]);
         if (v)
             env[n++] = xasprintf("%s=%s", passthrough[i], v);
@@ -424,30 +424,45 @@ static void spawn(attempt_t *at)
     char err[512];
     agent_t *a = at->agent;
     const Drover__Assignment *as = at->as;
+    uint32_t want_gpus = as->resources ? as->resources->gpus : 0;
+    if (want_gpus && (want_gpus > GPU_MAX || gpu_alloc(a->gpus, want_gpus, at->gpus) < 0)) {
+        snprintf(err, sizeof err, "no %u free GPUs on this agent (%zu of %zu free)", want_gpus,
+                 gpu_pool_free_count(a->gpus), gpu_pool_size(a->gpus));
+        report_start_failure(a, at, err);
+        return;
+    }
+    at->n_gpus = want_gpus;
     char **argv = xcalloc(as->n_argv + 1, sizeof *argv);
     for (size_t i = 0; i < as->n_argv; i++)
         argv[i] = as->argv[i];
     char **envp = build_env(a, as, at);
-    char *cwd = xasprintf("%s/work", at->dir);
-    runner_spec_t spec = {.argv = argv,
-                          .envp = envp,
-                          .cwd = cwd,
-                          .timeout_ms = as->timeout_ms,
-                          .kill_grace_ms = a->cfg.kill_grace_ms,
-                          .on_output = on_output,
-                          .on_exit = on_exit_cb,
-                          .arg = at};
-    at->runner = runner_start(a->loop, &spec, err, sizeof err);
+    char *id = xasprintf("%" PRIu64, at->id);
+    rt_spec_t spec = {.id = id,
+                      .image = as->image,
+                      .argv = argv,
+                      .envp = envp,
+                      .attempt_dir = at->dir,
+                      .cpu_milli = as->resources ? as->resources->cpu_milli : 0,
+                      .memory_bytes = as->resources ? as->resources->memory_bytes : 0,
+                      .gpus = at->gpus,
+                      .n_gpus = at->n_gpus,
+                      .hide_gpus = gpu_pool_size(a->gpus) > 0,
+                      .timeout_ms = as->timeout_ms,
+                      .kill_grace_ms = a->cfg.kill_grace_ms,
+                      .on_output = on_output,
+                      .on_exit = on_exit_cb,
+                      .arg = at};
+    at->proc = runtime_start(a->rt, a->loop, &spec, err, sizeof err);
     free(argv);
     free_strv(envp);
-    free(cwd);
-    if (!at->runner) {
+    free(id);
+    if (!at->proc) {
         report_start_failure(a, at, err);
         return;
     }
     queue_report(a, report_new(at, DROVER__REPORT_KIND__REPORT_STARTED));
     log_info("attempt %" PRIu64 " (%s/%s #%u) started: pid %d", at->id, at->run_id, at->task,
-             at->number, (int)runner_pid(at->runner));
+             at->number, (int)rt_task_pid(at->proc));
 }
 
 static void start_attempt(agent_t *a, const Drover__Assignment *as)
@@ -600,8 +615,8 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
             continue;
         log_info("attempt %" PRIu64 " (%s/%s): killed on droverd's request", at->id, at->run_id,
                  at->task);
-        if (at->runner && !at->exited) {
-            runner_kill(at->runner, "killed by droverd (cancelled or superseded)");
+        if (at->proc && !at->exited) {
+            rt_task_kill(at->proc, "killed by droverd (cancelled or superseded)");
         } else if (at->xin || at->xout) { /* no process to kill: drop the transfer */
             xfer_in_cancel(&at->xin);
             xfer_out_cancel(&at->xout);
@@ -744,15 +759,15 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 static void kill_one(uint64_t id, void *value, void *arg)
 {
     attempt_t *at = value;
-    if (at->runner && !at->exited)
-        runner_kill(at->runner, "agent stopping");
+    if (at->proc && !at->exited)
+        rt_task_kill(at->proc, "agent stopping");
 }
 
 static void kill_now(uint64_t id, void *value, void *arg)
 {
     attempt_t *at = value;
-    if (at->runner)
-        runner_kill_now(at->runner);
+    if (at->proc)
+        rt_task_kill_now(at->proc);
 }
 
 static void on_stop_deadline(struct ev_loop *loop, ev_timer *w, int revents)
@@ -785,11 +800,31 @@ agent_t *agent_new(const agent_config_t *cfg)
     a->finished = idmap_new();
     zsys_init();
     zsys_handler_set(NULL);
+    char err[512];
     int rc = util_mkdir_p(cfg->work_dir, 0755);
     if (rc < 0) {
         log_error("mkdir(%s): %s", cfg->work_dir, strerror(-rc));
         goto fail;
     }
+    rc = cfg->gpus ? gpu_override(&a->gpu_info, cfg->gpus) : gpu_detect(&a->gpu_info);
+    if (rc < 0)
+        log_warn("GPU detection: %s (offering %zu GPUs)", strerror(-rc), a->gpu_info.count);
+    a->gpus = gpu_pool_new(&a->gpu_info);
+    /* Labels: the configured ones, plus the GPU model so steps can ask
+     * for one with placement.labels. */
+    a->labels = xcalloc(cfg->n_labels + 1, sizeof *a->labels);
+    for (size_t i = 0; i < cfg->n_labels; i++)
+        a->labels[a->n_labels++] = util_kv_new(cfg->labels[i]->key, cfg->labels[i]->value);
+    if (a->gpu_info.count && gpu_model(&a->gpu_info)[0])
+        a->labels[a->n_labels++] = util_kv_new("gpu.model", gpu_model(&a->gpu_info));
+    a->rt = runtime_new(cfg->runtime, cfg->work_dir, err, sizeof err);
+    if (!a->rt) {
+        log_error("runtime %s: %s", cfg->runtime, err);
+        goto fail;
+    }
+    int orphans = runtime_cleanup_orphans(a->rt);
+    if (orphans > 0)
+        log_info("removed %d containers/cgroups left by a previous agent", orphans);
     a->sock = zsock_new(ZMQ_DEALER);
     if (!a->sock)
         goto fail;
@@ -851,8 +886,9 @@ int agent_run(agent_t *a)
 {
     char status[256];
     snprintf(status, sizeof status, "agent %s → %s", a->cfg.name, a->cfg.scheduler);
-    log_info("%s: cpu %.1f, memory %" PRIu64 " MiB, gpus %u, work dir %s", status,
-             a->cfg.cpu_milli / 1000.0, a->cfg.memory_bytes >> 20, a->cfg.gpus, a->cfg.work_dir);
+    log_info("%s: cpu %.1f, memory %" PRIu64 " MiB, gpus %zu (%s), runtime %s, work dir %s", status,
+             a->cfg.cpu_milli / 1000.0, a->cfg.memory_bytes >> 20, gpu_pool_size(a->gpus),
+             a->gpu_info.source, runtime_describe(a->rt), a->cfg.work_dir);
     sdnotify_ready(a->loop, &a->watchdog_w, status);
     ev_run(a->loop, 0);
     return 0;
@@ -886,6 +922,9 @@ void agent_destroy(agent_t **ap)
     worker_destroy(&a->worker); /* runs the cancelled transfers' last jobs */
     free_transfer_messages(a);
     free(a->cache_dir);
+    runtime_destroy(&a->rt);
+    gpu_pool_destroy(&a->gpus);
+    util_free_kvs(a->labels, a->n_labels);
     idmap_destroy(&a->attempts);
     idmap_destroy(&a->finished);
     outbox_destroy(&a->outbox);

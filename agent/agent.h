@@ -24,7 +24,8 @@ typedef struct {
     const char *name;
     uint32_t cpu_milli;
     uint64_t memory_bytes;
-    uint32_t gpus;
+    const char *gpus;    /* --gpus override: "N", "0,2" or "none"; NULL = detect */
+    const char *runtime; /* "process", "oci", "podman", "docker", "auto" (+ ":/path") */
     Drover__KeyValue **labels;
     size_t n_labels;
     uint64_t heartbeat_ms;

@@ -8,6 +8,7 @@
 
 #include "agent.h"
 #include "config.h"
+#include "gpu.h"
 #include "log.h"
 #include "spec.h"
 #include "util.h"
@@ -20,7 +21,10 @@ static void usage(FILE *f)
                "  --name NAME            agent name [hostname]\n"
                "  --cpus N               cpus offered (e.g. 4, 0.5) [detected]\n"
                "  --memory QTY           memory offered (e.g. 8Gi) [detected]\n"
-               "  --gpus N               GPUs offered [detected]\n"
+               "  --gpus N|I,J|none      GPUs offered: a count, device indexes, or none\n"
+               "                         [detected with nvidia-smi or /proc/driver/nvidia]\n"
+               "  --runtime NAME         how steps run: process, oci, podman, docker or auto\n"
+               "                         (oci = runc or crun; NAME:/path picks the binary) [auto]\n"
                "  --labels k=v,...       labels steps can select with placement.labels\n"
                "  --heartbeat DUR        heartbeat interval [1s]\n"
                "  --kill-grace DUR       SIGTERM → SIGKILL delay when stopping a step [10s]\n"
@@ -66,12 +70,13 @@ static int apply(const char *key, const char *value, void *arg)
     else if (strcmp(key, "memory") == 0)
         return spec_parse_memory(value, &c->memory_bytes);
     else if (strcmp(key, "gpus") == 0) {
-        char *end;
-        unsigned long n = strtoul(value, &end, 10);
-        if (!*value || *end || n > 1024)
+        gpu_info_t probe = {0};
+        if (gpu_override(&probe, value) < 0)
             return -EINVAL;
-        c->gpus = (uint32_t)n;
-    } else if (strcmp(key, "labels") == 0) {
+        c->gpus = keep(o, value);
+    } else if (strcmp(key, "runtime") == 0)
+        c->runtime = keep(o, value);
+    else if (strcmp(key, "labels") == 0) {
         util_free_kvs(c->labels, c->n_labels);
         return util_parse_kv_list(value, &c->labels, &c->n_labels);
     } else if (strcmp(key, "heartbeat") == 0) {
@@ -92,21 +97,15 @@ static int apply(const char *key, const char *value, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"scheduler", required_argument, 0, 0},
-                                             {"work-dir", required_argument, 0, 0},
-                                             {"name", required_argument, 0, 0},
-                                             {"cpus", required_argument, 0, 0},
-                                             {"memory", required_argument, 0, 0},
-                                             {"gpus", required_argument, 0, 0},
-                                             {"labels", required_argument, 0, 0},
-                                             {"heartbeat", required_argument, 0, 0},
-                                             {"kill-grace", required_argument, 0, 0},
-                                             {"log-limit", required_argument, 0, 0},
-                                             {"keep-work-dirs", no_argument, 0, 0},
-                                             {"config", required_argument, 0, 0},
-                                             {"debug", no_argument, 0, 0},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
+    static const struct option longopts[] = {
+        {"scheduler", required_argument, 0, 0}, {"work-dir", required_argument, 0, 0},
+        {"name", required_argument, 0, 0},      {"cpus", required_argument, 0, 0},
+        {"memory", required_argument, 0, 0},    {"gpus", required_argument, 0, 0},
+        {"labels", required_argument, 0, 0},    {"runtime", required_argument, 0, 0},
+        {"heartbeat", required_argument, 0, 0}, {"kill-grace", required_argument, 0, 0},
+        {"log-limit", required_argument, 0, 0}, {"keep-work-dirs", no_argument, 0, 0},
+        {"config", required_argument, 0, 0},    {"debug", no_argument, 0, 0},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     options_t o = {0};
     int idx, c, rc = 1;
     char err[512];

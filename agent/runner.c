@@ -170,11 +170,11 @@ static void child_main(const runner_spec_t *spec, int outfd, int errfd)
     }
     if (devnull > 2)
         close(devnull);
+    /* All signals are still blocked (fork_child): a signal sent to the new
+     * process before it is ready stays pending instead of killing it. */
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             signal(sig, SIG_DFL); /* fails harmlessly for glibc's internal signals */
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
     if (spec->cwd && chdir(spec->cwd) < 0) {
         e = errno;
         goto fail;
@@ -188,6 +188,8 @@ static void child_main(const runner_spec_t *spec, int outfd, int errfd)
         goto fail;
     }
     stage = 2;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     execvpe(spec->argv[0], spec->argv, spec->envp);
     e = errno;
 fail:
@@ -209,19 +211,24 @@ static int fork_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *er
         snprintf(err, errlen, "pipe2: %s", strerror(errno));
         return -1;
     }
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
     *pid = fork();
+    if (*pid == 0) {
+        if (ep[0] >= 0)
+            close(ep[0]);
+        child_main(spec, outfd, ep[1]);
+    }
+    int fork_errno = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (*pid < 0) {
-        snprintf(err, errlen, "cannot run '%s': fork: %s", what, strerror(errno));
+        snprintf(err, errlen, "cannot run '%s': fork: %s", what, strerror(fork_errno));
         if (ep[0] >= 0) {
             close(ep[0]);
             close(ep[1]);
         }
         return -1;
-    }
-    if (*pid == 0) {
-        if (ep[0] >= 0)
-            close(ep[0]);
-        child_main(spec, outfd, ep[1]);
     }
     if (ep[0] < 0)
         return 0;

@@ -41,9 +41,10 @@ typedef struct {
     /* Optional, for runtime drivers (runtime.h); NULL for a plain spawn.
      * When set, the child is made with fork() instead of posix_spawn, and
      * child_fn(child_arg) runs in it once stdin, stdout+stderr, process
-     * group, signal mask and dispositions and cwd are set up, before argv
-     * is exec'd. It may only make calls that are safe in a forked child
-     * (async-signal-safe ones, plus glibc malloc, which survives fork).
+     * group, default signal dispositions and cwd are set up, with every
+     * signal blocked (so none kills it before it is ready; the exec of argv
+     * unblocks them all). It may only make calls that are safe in a forked
+     * child (async-signal-safe ones, plus glibc malloc, which survives fork).
      * Returning -errno fails runner_start with that error. With argv NULL
      * child_fn is the whole child (a container shim): it must _exit(), and
      * runner_start returns as soon as the child exists. */

@@ -58,15 +58,16 @@ static void add_agent_row(table_t *t, const Drover__AgentView *a)
     table_addf(t, "%s/%s", fmt_bytes(used->memory_bytes, x), fmt_bytes(cap->memory_bytes, y));
     table_addf(t, "%u/%u", used->gpus, cap->gpus);
     table_addf(t, "%u", a->running);
+    table_add(t, a->runtime && *a->runtime ? a->runtime : "-", NULL);
     table_add(t, labels, NULL);
     free(labels);
 }
 
 static void print_agents_table(const Drover__ApiResponse *resp)
 {
-    static const char *const headers[] = {"NAME", "STATE",   "CPU",   "MEMORY",
-                                          "GPU",  "RUNNING", "LABELS"};
-    table_t *t = table_new(7, headers);
+    static const char *const headers[] = {"NAME", "STATE",   "CPU",     "MEMORY",
+                                          "GPU",  "RUNNING", "RUNTIME", "LABELS"};
+    table_t *t = table_new(8, headers);
     for (size_t i = 0; i < resp->n_agents; i++)
         add_agent_row(t, resp->agents[i]);
     table_print(t, stdout, 0, 0, fmt_color_ok(stdout));
@@ -92,6 +93,8 @@ static void json_agent(json_t *j, const Drover__AgentView *a)
     json_field_uint(j, "used_memory_bytes", used->memory_bytes);
     json_field_uint(j, "used_gpus", used->gpus);
     json_field_uint(j, "running", a->running);
+    json_field_str(j, "runtime", a->runtime);
+    json_field_bool(j, "images", a->images);
     json_field_int(j, "last_seen_ms", a->last_seen_ms);
     json_object_end(j);
 }

@@ -1644,9 +1644,9 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
             st->parallelism = (uint32_t)u;
             par_key = k;
         } else if (!strcmp(key, "image")) {
-            if ((rc = want_str(c, v, "image")) < 0)
+            if ((rc = want_str(c, v, "image")) < 0 ||
+                (rc = expand_mode(c, v, EXP_PARAMS, &st->image, NULL)) < 0)
                 goto cleanup;
-            not_impl(c, k, "image", "containers");
         } else {
             rc = fail(c, k, "unknown key '%s' in step '%s'", show(c, key), show(c, st->name));
             goto cleanup;
@@ -2301,6 +2301,7 @@ void spec_destroy(spec_t **spec)
     for (size_t i = 0; i < s->step_count; i++) {
         spec_step_t *st = &s->steps[i];
         free(st->name);
+        free(st->image);
         for (size_t j = 0; st->argv && j < st->argc; j++)
             free(st->argv[j]);
         free(st->argv);

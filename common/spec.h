@@ -5,8 +5,8 @@
  * file:line:col and a reason. It checks the whole document (unknown keys,
  * duplicate step names, unknown or cyclic needs, bad quantities and
  * durations, template references) and substitutes {{params.x}} in
- * command, script, env values, when and for_each. Keys that later releases
- * implement (image, checkpoint, preemption.signal/grace/fallback_after,
+ * command, script, env values, when, for_each and image. Keys that later
+ * releases implement (checkpoint, preemption.signal/grace/fallback_after,
  * placement.spot) are parsed and shape-checked, then refused with "not
  * implemented yet", so a spec is never half-run. The result owns all its
  * memory.
@@ -73,6 +73,7 @@ typedef struct {
     char *items_from;     /* for_each as a run-time template yielding a JSON list, or NULL */
     uint32_t parallelism; /* max items running at once; 0 = unlimited */
     bool is_finally;      /* an exit handler (from finally:) */
+    char *image;          /* container image (params substituted), NULL = a process */
     bool cache;           /* may be served from cache (default true) */
 } spec_step_t;
 

@@ -59,6 +59,8 @@ void agents_load(sched_t *s, const Drover__AgentRecord *rec)
     }
     a->drained = rec->drained;
     a->last_seen_ms = rec->last_seen_ms;
+    a->runtime = xstrdup(rec->runtime);
+    a->images = rec->images;
 }
 
 void agents_record(const agent_t *a, Drover__AgentRecord *rec)
@@ -70,6 +72,8 @@ void agents_record(const agent_t *a, Drover__AgentRecord *rec)
     rec->capacity = (Drover__Resources *)&a->capacity;
     rec->drained = a->drained;
     rec->last_seen_ms = a->last_seen_ms;
+    rec->runtime = a->runtime ? a->runtime : (char *)"";
+    rec->images = a->images;
 }
 
 void agents_free_all(sched_t *s)
@@ -77,6 +81,7 @@ void agents_free_all(sched_t *s)
     for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
         agent_out_free(&a->out);
         util_free_kvs(a->labels, a->n_labels);
+        free(a->runtime);
         free(a->tasks);
         free(a->name);
         free(a);
@@ -160,6 +165,9 @@ static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
     a->capacity.cpu_milli = reg->capacity->cpu_milli;
     a->capacity.memory_bytes = reg->capacity->memory_bytes;
     a->capacity.gpus = reg->capacity->gpus;
+    free(a->runtime);
+    a->runtime = xstrndup(reg->runtime && *reg->runtime ? reg->runtime : "process", 32);
+    a->images = reg->images;
     a->connected = true;
     a->last_seen_mono = util_mono_ms();
     a->last_seen_ms = util_now_ms();

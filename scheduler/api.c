@@ -196,6 +196,8 @@ static void agent_view(const agent_t *a, Drover__AgentView *v)
     v->used = (Drover__Resources *)&a->used;
     v->running = (uint32_t)a->n_tasks;
     v->last_seen_ms = a->last_seen_ms;
+    v->runtime = a->runtime ? a->runtime : (char *)"";
+    v->images = a->images;
 }
 
 void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)

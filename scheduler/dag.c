@@ -670,6 +670,7 @@ static Drover__StepSpec *step_from_spec(const spec_step_t *st)
     p->parallelism = st->parallelism;
     p->is_finally = st->is_finally;
     p->cache = st->cache;
+    p->image = xstrdup(st->image ? st->image : "");
     return p;
 }
 

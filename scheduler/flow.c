@@ -245,6 +245,7 @@ void flow_cache_key(task_t *t)
     hash_str(c, t->run->rec->name);
     hash_str(c, t->step->name);
     hash_str(c, t->item_value ? t->item_value : "");
+    hash_str(c, t->step->image ? t->step->image : "");
     for (size_t i = 0; i < t->argc; i++)
         hash_str(c, t->argv[i]);
     hash_str(c, "env");

@@ -1,12 +1,11 @@
 /* placer — matches READY tasks to agents.
  *
- * A task fits an agent that is connected, not drained, carries every label
- * the step's placement asks for, and has the cpu, memory and GPUs free
- * (capacity minus what the scheduler itself has bound there, so placement
- * never waits on a heartbeat). Among fitting agents the one with the most
- * free cpu wins, which spreads work. The ready queue is walked in FIFO
- * order; a task that fits nowhere stays queued and the walk goes on, up to
- * a bound per pass so a long blocked queue costs little.
+ * A task fits an agent that is connected, not drained, can run images if
+ * the step has one, carries every label the step's placement asks for, and has the cpu, memory and
+ * GPUs free (capacity minus what the scheduler itself has bound there, so placement never waits on
+ * a heartbeat). Among fitting agents the one with the most free cpu wins, which spreads work. The
+ * ready queue is walked in FIFO order; a task that fits nowhere stays queued and the walk goes on,
+ * up to a bound per pass so a long blocked queue costs little.
  */
 #include "sched_internal.h"
 
@@ -32,6 +31,8 @@ bool placer_fits(const agent_t *a, const task_t *t)
     const Drover__Resources *want = t->step->resources;
     if (!a->connected || a->drained)
         return false;
+    if (t->step->image && *t->step->image && !a->images)
+        return false; /* a container step needs an agent with a container runtime */
     if (want) {
         if ((uint64_t)a->used.cpu_milli + want->cpu_milli > a->capacity.cpu_milli)
             return false;
@@ -102,6 +103,7 @@ void placer_send_assignment(sched_t *s, task_t *t)
     m->out_artifacts = t->step->out_artifacts;
     m->n_out_params = t->step->n_out_params;
     m->out_params = t->step->out_params;
+    m->image = t->step->image;
     /* argv and env are this task's expansions (copied: the task frees its
      * own when it ends, possibly before a re-send). */
     m->n_argv = t->argc;

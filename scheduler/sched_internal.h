@@ -120,6 +120,8 @@ struct agent {
     Drover__KeyValue **labels;
     size_t n_labels;
     Drover__Resources capacity, used;
+    char *runtime;  /* the agent's step runtime ("process", "oci", ...) */
+    bool images;    /* it can run steps with an image */
     bool connected; /* registered in this droverd session and not lost */
     bool drained;
     bool dirty;

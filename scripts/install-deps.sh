@@ -5,7 +5,8 @@ set -eu
 PKGS="build-essential cmake pkg-config clang-format python3
 libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
 libev-dev libssl-dev libcriterion-dev libsodium-dev libyaml-dev
-libcurl4-openssl-dev libsystemd-dev"
+libcurl4-openssl-dev libsystemd-dev
+runc podman busybox-static"
 
 missing=""
 for p in $PKGS; do

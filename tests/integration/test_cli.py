@@ -247,15 +247,15 @@ class CliTest(harness.DroverTestCase):
         self.assertIn("undeclared", r.err)
         self.assertEqual(self.run_ids(), before)
 
-    def test_image_is_not_implemented(self):
+    def test_unimplemented_key_is_refused(self):
         c = self.c
         before = self.run_ids()
         path = c.write_spec(
-            "name: img\n"
+            "name: ckpt\n"
             "steps:\n"
             "  - name: a\n"
-            "    image: registry.example/tool:1\n"
-            "    command: [tool]\n", "image.yaml")
+            "    checkpoint: {min_interval: 10s}\n"
+            "    command: [tool]\n", "ckpt.yaml")
         r = c.cli("submit", path)
         self.assertNotEqual(r.rc, 0, r)
         self.assertIn("not implemented", r.err, r)

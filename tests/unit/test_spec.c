@@ -815,7 +815,6 @@ typedef struct {
 Test(spec, not_implemented_keys)
 {
     static const ni_case_t cases[] = {
-        {"image: registry.example/deploy:1", "'image' (containers)", 5},
         {"checkpoint: {min_interval: 10s}", "'checkpoint'", 5},
         {"preemption: {signal: SIGTERM}", "'preemption.signal'", 18},
         {"preemption: {grace: 90s, max_preemptions: 3}", "'preemption.grace'", 18},
@@ -846,10 +845,27 @@ Test(spec, not_implemented_keys)
 
 Test(spec, not_implemented_exact_message)
 {
-    parse_ov("name: p\nsteps:\n  - name: s\n    command: [x]\n    image: a/b:1\n", NULL, 0,
+    parse_ov("name: p\nsteps:\n  - name: s\n    command: [x]\n    checkpoint: {keep: 1}\n", NULL, 0,
              &(spec_t *){NULL});
-    cr_assert_str_eq(err, "t.yaml:5:5: 'image' (containers) is not implemented yet in this "
+    cr_assert_str_eq(err, "t.yaml:5:5: 'checkpoint' (checkpoints) is not implemented yet in this "
                           "version of drover; remove it to run this pipeline");
+}
+
+Test(spec, image_with_params)
+{
+    spec_t *s = NULL;
+    cr_assert_eq(
+        parse_ov("name: p\nparams: {tag: \"3\"}\nsteps:\n  - name: s\n    command: [x]\n"
+                 "    image: /images/busybox:{{params.tag}}\n  - {name: t, command: [y]}\n",
+                 NULL, 0, &s),
+        0, "%s", err);
+    cr_assert_str_eq(s->steps[0].image, "/images/busybox:3");
+    cr_assert_null(s->steps[1].image, "a step without image runs as a process");
+    spec_destroy(&s);
+    parse_bad(
+        "name: p\nsteps:\n  - {name: a, command: [x], image: \"{{steps.b.outputs.params.i}}\"}"
+        "\n  - {name: b, command: [x], outputs: {params: [i]}}\n",
+        "{{steps.b.outputs.params.i}}");
 }
 
 Test(spec, not_implemented_in_defaults_and_finally)
@@ -861,8 +877,8 @@ Test(spec, not_implemented_in_defaults_and_finally)
                  "[x]}\n",
                  3, 3, "'checkpoint' (checkpoints) is not implemented");
     parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - name: n\n    "
-                 "script: x\n    image: y\n",
-                 7, 5, "'image' (containers) is not implemented");
+                 "script: x\n    checkpoint: {keep: 1}\n",
+                 7, 5, "'checkpoint' (checkpoints) is not implemented");
     /* an {{inputs...}} reference reaching `when` through a param is noted too */
     parse_bad_at("name: p\nparams: {c: \"{{inputs.x}}\"}\nsteps:\n  - name: a\n    command: [x]\n"
                  "    when: \"{{params.c}} == 1\"\n",
