@@ -19,8 +19,9 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDROVER_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# CONTAINERS=1 runs the demo's steps in OCI containers.
 demo: build
-	@./scripts/demo.sh $(BUILD)
+	@CONTAINERS=$(CONTAINERS) ./scripts/demo.sh $(BUILD)
 
 # Everything CI runs: formatting, the normal build's tests, then the same
 # tests again on the ASan/UBSan build.
@@ -37,3 +38,10 @@ format-check: deps
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# Benchmarks against Slurm and Dask (bench/README.md): installs what they
+# need, runs every workload on all three and writes bench/results/latest.*
+# (about 15 minutes). Not part of `make test`; BENCH_QUICK=1 for a short run.
+.PHONY: bench
+bench: build
+	@BENCH_QUICK=$(BENCH_QUICK) python3 bench/bench.py --bin-dir $(BUILD)

@@ -641,9 +641,11 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
     }
     for (size_t i = 0; i < m->n_blob_done; i++) {
         attempt_t *at = idmap_get(a->attempts, m->blob_done[i]->attempt_id);
+        /* Both may be set (inputs stay until the attempt ends); each checks
+         * the digest against the blob it is moving. */
         if (at && at->xin)
             xfer_in_blob_done(at->xin, m->blob_done[i]);
-        else if (at && at->xout)
+        if (at && at->xout)
             xfer_out_blob_done(at->xout, m->blob_done[i]);
     }
 }

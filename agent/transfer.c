@@ -338,7 +338,8 @@ void xfer_in_chunk(xfer_in_t *x, const Drover__BlobChunk *c)
     j->offset = c->offset;
     j->len = c->data.len;
     j->data = xmalloc(j->len ? j->len : 1);
-    memcpy(j->data, c->data.data, j->len);
+    if (j->len)
+        memcpy(j->data, c->data.data, j->len);
     j->last = c->offset + c->data.len == nd->size;
     x->received += c->data.len;
     x->jobs++;
@@ -651,7 +652,7 @@ static void out_scan_work(void *arg)
             add_file(x, a, full, "", &st, err, errlen);
         } else if (S_ISDIR(st.st_mode)) {
             a->is_dir = true;
-            if (walk(x, a, full, "", 0, err, errlen) == 0)
+            if (walk(x, a, full, "", 0, err, errlen) == 0 && a->n_files)
                 qsort(a->files, a->n_files, sizeof *a->files, cmp_entry);
         } else {
             snprintf(err, errlen, "output '%s' is not a regular file or directory", x->names[i]);

@@ -866,6 +866,7 @@ typedef struct {
     size_t env_count;
     spec_kv_t *labels;
     size_t label_count;
+    char *image; /* NULL = not set here */
 } settings_t;
 
 static void kvs_free(spec_kv_t *kv, size_t n)
@@ -882,13 +883,14 @@ static void settings_free(settings_t *s)
     kvs_free(s->env, s->env_count);
     free(s->env_nodes);
     kvs_free(s->labels, s->label_count);
+    free(s->image);
     memset(s, 0, sizeof *s);
 }
 
 static bool is_setting_key(const char *k)
 {
-    static const char *keys[] = {"retries", "timeout",    "resources",  "placement",
-                                 "env",     "checkpoint", "preemption", "cache"};
+    static const char *keys[] = {"retries",    "timeout",    "resources", "placement", "env",
+                                 "checkpoint", "preemption", "cache",     "image"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (!strcmp(k, keys[i]))
             return true;
@@ -1152,6 +1154,13 @@ static int parse_setting(ctx_t *c, const node_t *k, const node_t *v, settings_t 
         return parse_checkpoint(c, k, v);
     if (!strcmp(key, "preemption"))
         return parse_preemption(c, v, s);
+    if (!strcmp(key, "image")) {
+        free(s->image);
+        s->image = NULL;
+        if (want_str(c, v, "image") < 0 || expand_mode(c, v, EXP_PARAMS, &s->image, NULL) < 0)
+            return -EINVAL;
+        return 0;
+    }
     /* cache */
     if (v->type != N_SCALAR || parse_bool(v->str, &s->cache) < 0)
         return fail(c, v, "'cache' must be true or false");
@@ -1523,8 +1532,8 @@ cleanup:
 /* Keys only a step may have, besides the inheritable ones. */
 static bool is_step_only_key(const char *k)
 {
-    static const char *keys[] = {"name",    "command", "script",   "needs",       "inputs",
-                                 "outputs", "when",    "for_each", "parallelism", "image"};
+    static const char *keys[] = {"name",    "command", "script",   "needs",      "inputs",
+                                 "outputs", "when",    "for_each", "parallelism"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (!strcmp(k, keys[i]))
             return true;
@@ -1643,10 +1652,6 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
                 goto cleanup;
             st->parallelism = (uint32_t)u;
             par_key = k;
-        } else if (!strcmp(key, "image")) {
-            if ((rc = want_str(c, v, "image")) < 0 ||
-                (rc = expand_mode(c, v, EXP_PARAMS, &st->image, NULL)) < 0)
-                goto cleanup;
         } else {
             rc = fail(c, k, "unknown key '%s' in step '%s'", show(c, key), show(c, st->name));
             goto cleanup;
@@ -1700,6 +1705,9 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
     st->max_preemptions = PICK(HAS_MAXP, max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
     st->cache = PICK(HAS_CACHE, cache, true);
 #undef PICK
+    const char *image = own.image ? own.image : d->image;
+    if (image && *image) /* "" (e.g. an empty param) means: run as a process */
+        st->image = xstrdup(image);
     /* env and labels: defaults first, the step's own keys replace theirs;
      * each env value remembers its source scalar for check_flow */
     const spec_kv_t *lists[4] = {d->env, own.env, d->labels, own.labels};

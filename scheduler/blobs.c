@@ -321,7 +321,8 @@ void blobs_chunk_in(sched_t *s, agent_t *a, const Drover__BlobChunk *c)
     j->offset = c->offset;
     j->len = c->data.len;
     j->data = xmalloc(j->len ? j->len : 1);
-    memcpy(j->data, c->data.data, j->len);
+    if (j->len) /* an empty blob arrives as one empty chunk */
+        memcpy(j->data, c->data.data, j->len);
     j->last = c->offset + c->data.len == x->size;
     x->next += c->data.len;
     x->jobs++;

@@ -299,8 +299,10 @@ static bool try_cache(sched_t *s, task_t *t)
     if (src == t || !succeeded(src))
         return false;
     flow_set_outputs(s, t, src->outputs, src->n_outputs, src->out_params, src->n_out_params);
+    /* Name the task that really ran the step, even when src reused it. */
     free(t->cached_from);
-    t->cached_from = xasprintf("%s/%s", src_run->rec->id, src->name);
+    t->cached_from = src->cached_from ? xstrdup(src->cached_from)
+                                      : xasprintf("%s/%s", src_run->rec->id, src->name);
     log_debug("%s/%s served from cache (%s)", t->run->rec->id, t->name, t->cached_from);
     task_succeeded(s, t, DROVER__TASK_STATUS__TASK_CACHED);
     return true;
