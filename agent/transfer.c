@@ -83,6 +83,7 @@ struct xfer_in {
     uint64_t received; /* bytes of need[cur] handed to the worker */
     unsigned gen, jobs;
     bool cancelled, finished;
+    bool fetching; /* a FetchRequest is out (not checking or materializing) */
     int64_t last_progress;
     void (*done)(void *arg, const char *error);
     void *arg;
@@ -171,6 +172,7 @@ static void in_next(xfer_in_t *x)
     while (x->cur < x->n_need && x->need[x->cur].size == UINT64_MAX)
         x->cur++;
     if (x->cur == x->n_need) {
+        x->fetching = false;
         in_job_t *j = xcalloc(1, sizeof *j);
         j->x = x;
         j->gen = x->gen;
@@ -180,6 +182,7 @@ static void in_next(xfer_in_t *x)
     }
     x->received = 0;
     x->last_progress = util_mono_ms();
+    x->fetching = true;
     Drover__FetchRequest *f = xmalloc(sizeof *f);
     drover__fetch_request__init(f);
     f->attempt_id = x->attempt_id;
@@ -358,7 +361,7 @@ void xfer_in_blob_done(xfer_in_t *x, const Drover__BlobDone *d)
 
 void xfer_in_restart(xfer_in_t *x)
 {
-    if (x->finished || x->cur >= x->n_need || x->jobs)
+    if (x->finished || !x->fetching)
         return; /* checking or materializing: nothing on the wire */
     x->gen++;
     in_next(x);
@@ -366,7 +369,7 @@ void xfer_in_restart(xfer_in_t *x)
 
 void xfer_in_tick(xfer_in_t *x, int64_t now_ms)
 {
-    if (!x->finished && x->cur < x->n_need && now_ms - x->last_progress > STALL_MS) {
+    if (!x->finished && x->fetching && now_ms - x->last_progress > STALL_MS) {
         log_warn("attempt %" PRIu64 ": input transfer stalled; asking again", x->attempt_id);
         x->gen++;
         in_next(x);
