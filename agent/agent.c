@@ -28,14 +28,15 @@
 #include "util.h"
 #include "zev.h"
 
-#define LOG_CHUNK          (64 * 1024)
-#define LOG_FLUSH_S        0.1
-#define RESEND_MS          3000
-#define BATCH_REPORTS      1024
-#define BATCH_BYTES        (4 << 20)
-#define FINISHED_MEMORY    4096
-#define MAX_MESSAGE        (64 << 20)
-#define NAME_COMPONENT_MAX 128
+#define LOG_CHUNK            (64 * 1024)
+#define LOG_FLUSH_S          0.1
+#define RESEND_MS            3000
+#define BATCH_REPORTS        1024
+#define BATCH_BYTES          (4 << 20)
+#define FINISHED_MEMORY      4096
+#define MAX_MESSAGE          (64 << 20)
+#define NAME_COMPONENT_MAX   128
+#define STARTS_PER_ITERATION 16
 
 typedef struct attempt attempt_t;
 struct attempt {
@@ -54,7 +55,9 @@ struct attempt {
     size_t loglen;
     uint64_t log_start; /* stream offset of logbuf[0] */
     bool exited;
-    attempt_t *dead_next;
+    bool queued; /* accepted, waiting in the start queue */
+    bool kill_logged;
+    attempt_t *pending_next, *dead_next;
 };
 
 struct agent {
@@ -75,6 +78,8 @@ struct agent {
     uint64_t *acks;
     size_t n_acks;
     attempt_t *dead;
+    attempt_t *pending_head, *pending_tail; /* accepted, not started yet */
+    ev_idle starts_w;
     runtime_t *rt;             /* how steps run (process or a container runtime) */
     gpu_info_t gpu_info;       /* detected or --gpus */
     gpu_pool_t *gpus;          /* which device indexes are free */
@@ -436,7 +441,9 @@ static void spawn(attempt_t *at)
     for (size_t i = 0; i < as->n_argv; i++)
         argv[i] = as->argv[i];
     char **envp = build_env(a, as, at);
-    char *id = xasprintf("%" PRIu64, at->id);
+    /* Attempt ids are per droverd: with the agent's name the container name
+     * stays unique when agents of several droverds share one podman. */
+    char *id = xasprintf("%.40s-%" PRIu64, a->cfg.name, at->id);
     rt_spec_t spec = {.id = id,
                       .image = as->image,
                       .argv = argv,
@@ -465,9 +472,9 @@ static void spawn(attempt_t *at)
              at->number, (int)rt_task_pid(at->proc));
 }
 
+/* Accept an assignment: validate and queue it; start_pending starts it. */
 static void start_attempt(agent_t *a, const Drover__Assignment *as)
 {
-    char err[512];
     attempt_t *at = xcalloc(1, sizeof *at);
     at->agent = a;
     at->id = as->attempt_id;
@@ -479,6 +486,26 @@ static void start_attempt(agent_t *a, const Drover__Assignment *as)
         return;
     }
     at->dir = xasprintf("%s/runs/%s/%s/%u", a->cfg.work_dir, at->run_id, at->task, at->number);
+    size_t n = drover__assignment__get_packed_size(as);
+    uint8_t *buf = xmalloc(n);
+    drover__assignment__pack(as, buf);
+    at->as = drover__assignment__unpack(NULL, n, buf);
+    free(buf);
+    idmap_put(a->attempts, at->id, at);
+    at->queued = true;
+    if (a->pending_tail)
+        a->pending_tail->pending_next = at;
+    else
+        a->pending_head = at;
+    a->pending_tail = at;
+    ev_idle_start(a->loop, &a->starts_w);
+}
+
+/* Make the attempt's directories, then fetch its inputs or spawn it. */
+static void begin_attempt(attempt_t *at)
+{
+    char err[512];
+    agent_t *a = at->agent;
     static const char *const subdirs[] = {"work", "inputs", "outputs", "checkpoint"};
     for (size_t i = 0; i < 4; i++) {
         char *d = xasprintf("%s/%s", at->dir, subdirs[i]);
@@ -490,19 +517,56 @@ static void start_attempt(agent_t *a, const Drover__Assignment *as)
             return;
         }
     }
-    size_t n = drover__assignment__get_packed_size(as);
-    uint8_t *buf = xmalloc(n);
-    drover__assignment__pack(as, buf);
-    at->as = drover__assignment__unpack(NULL, n, buf);
-    free(buf);
-    idmap_put(a->attempts, at->id, at);
-    if (as->n_inputs == 0) {
+    if (at->as->n_inputs == 0) {
         spawn(at);
         return;
     }
     char *inputs = xasprintf("%s/inputs", at->dir);
-    at->xin = xfer_in_start(&a->xfer, at->id, as->inputs, as->n_inputs, inputs, on_inputs, at);
+    at->xin =
+        xfer_in_start(&a->xfer, at->id, at->as->inputs, at->as->n_inputs, inputs, on_inputs, at);
     free(inputs);
+}
+
+/* Take a queued attempt out of the start queue (it will never start). */
+static void unqueue(agent_t *a, attempt_t *at)
+{
+    attempt_t **pp = &a->pending_head, *prev = NULL;
+    while (*pp && *pp != at) {
+        prev = *pp;
+        pp = &(*pp)->pending_next;
+    }
+    if (*pp) {
+        *pp = at->pending_next;
+        if (a->pending_tail == at)
+            a->pending_tail = prev;
+    }
+    at->pending_next = NULL;
+    at->queued = false;
+}
+
+/* Start queued attempts, a bounded number per loop iteration: spawning is
+ * a few hundred microseconds each, and a burst of thousands must not keep
+ * heartbeats and droverd's messages waiting. */
+static void start_pending(agent_t *a)
+{
+    for (int i = 0; i < STARTS_PER_ITERATION && a->pending_head; i++) {
+        attempt_t *at = a->pending_head;
+        a->pending_head = at->pending_next;
+        if (!a->pending_head)
+            a->pending_tail = NULL;
+        at->pending_next = NULL;
+        at->queued = false;
+        begin_attempt(at);
+    }
+    if (a->pending_head)
+        ev_idle_start(a->loop, &a->starts_w);
+}
+
+static void on_starts(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    agent_t *a = w->data;
+    ev_idle_stop(loop, w);
+    start_pending(a);
 }
 
 static void handle_assignment(agent_t *a, const Drover__Assignment *as)
@@ -613,9 +677,16 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
         attempt_t *at = idmap_get(a->attempts, m->kills[i]);
         if (!at)
             continue;
-        log_info("attempt %" PRIu64 " (%s/%s): killed on droverd's request", at->id, at->run_id,
-                 at->task);
-        if (at->proc && !at->exited) {
+        if (!at->kill_logged) /* droverd repeats the kill until the step is gone */
+            log_info("attempt %" PRIu64 " (%s/%s): killed on droverd's request", at->id, at->run_id,
+                     at->task);
+        at->kill_logged = true;
+        if (at->queued) {
+            unqueue(a, at);
+            snprintf(at->result.reason, sizeof at->result.reason, "killed by droverd");
+            at->result.exit_code = 127;
+            report_exit(at, NULL, 0, NULL, 0);
+        } else if (at->proc && !at->exited) {
             rt_task_kill(at->proc, "killed by droverd (cancelled or superseded)");
         } else if (at->xin || at->xout) { /* no process to kill: drop the transfer */
             xfer_in_cancel(&at->xin);
@@ -787,6 +858,12 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     log_info("signal %d: stopping %zu running steps", w->signum, idmap_size(a->attempts));
     a->stopping = true;
     sdnotify_stopping();
+    while (a->pending_head) { /* never started: forget them (droverd requeues them) */
+        attempt_t *at = a->pending_head;
+        unqueue(a, at);
+        at->exited = true;
+        retire(a, at);
+    }
     idmap_each(a->attempts, kill_one, NULL);
     ev_timer_init(&a->stop_w, on_stop_deadline, (double)a->cfg.kill_grace_ms / 1000.0 + 1.0, 0.);
     a->stop_w.data = a;
@@ -808,9 +885,13 @@ agent_t *agent_new(const agent_config_t *cfg)
         log_error("mkdir(%s): %s", cfg->work_dir, strerror(-rc));
         goto fail;
     }
-    rc = cfg->gpus ? gpu_override(&a->gpu_info, cfg->gpus) : gpu_detect(&a->gpu_info);
+    /* Detect first: --gpus picks among the detected devices (keeping their
+     * models) rather than replacing them. */
+    rc = gpu_detect(&a->gpu_info);
     if (rc < 0)
         log_warn("GPU detection: %s (offering %zu GPUs)", strerror(-rc), a->gpu_info.count);
+    if (cfg->gpus)
+        gpu_override(&a->gpu_info, cfg->gpus);
     a->gpus = gpu_pool_new(&a->gpu_info);
     /* Labels: the configured ones, plus the GPU model so steps can ask
      * for one with placement.labels. */
@@ -869,6 +950,8 @@ agent_t *agent_new(const agent_config_t *cfg)
     ev_timer_init(&a->heartbeat_w, on_heartbeat, 0., hb);
     a->heartbeat_w.data = a;
     ev_timer_start(a->loop, &a->heartbeat_w);
+    ev_idle_init(&a->starts_w, on_starts);
+    a->starts_w.data = a;
     ev_timer_init(&a->logflush_w, on_logflush, LOG_FLUSH_S, LOG_FLUSH_S);
     a->logflush_w.data = a;
     ev_timer_start(a->loop, &a->logflush_w);
@@ -910,6 +993,7 @@ void agent_destroy(agent_t **ap)
         ev_prepare_stop(a->loop, &a->flush_w);
         ev_timer_stop(a->loop, &a->heartbeat_w);
         ev_timer_stop(a->loop, &a->logflush_w);
+        ev_idle_stop(a->loop, &a->starts_w);
         ev_timer_stop(a->loop, &a->stop_w);
         ev_timer_stop(a->loop, &a->watchdog_w);
         ev_signal_stop(a->loop, &a->sigint_w);

@@ -1,8 +1,8 @@
 /* rt_process — the process driver: a step as a process group on the host.
  *
  * runner.h does the work (spawn, output, timeout, SIGTERM → SIGKILL). What
- * this adds is limits: when the step asks for memory, cpu or pids and
- * cgroups are writable, the child joins a fresh cgroup
+ * this adds is limits: when the step asks for memory (its cpu then
+ * limited too) or pids and cgroups are writable, the child joins a fresh cgroup
  * drover/<owner>/drover-<id> between fork and exec (runner's child_fn), so
  * nothing runs unlimited even for a moment. After the exit the OOM counter
  * says whether the memory limit killed it (reported as OOMKilled), and the
@@ -105,7 +105,10 @@ int rt_process_start(rt_task_t *t, char *err, size_t errlen)
     cgroup_limits_t lim = {.memory_bytes = t->spec.memory_bytes,
                            .cpu_milli = t->spec.cpu_milli,
                            .pids_max = t->spec.pids_max};
-    bool want = lim.memory_bytes || lim.cpu_milli || lim.pids_max;
+    /* A cgroup per step costs a few milliseconds (mkdir, limits, rmdir) and
+     * forces fork over vfork: make one when the step bounds its memory (or
+     * pids); cpu alone is already reserved by droverd's placement. */
+    bool want = lim.memory_bytes || lim.pids_max;
     if (want && rt->cg_mode != CGROUP_NONE) {
         char why[256];
         t->cg_rel = xasprintf("%s/%s", rt->cg_parent, t->name);

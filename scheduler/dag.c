@@ -478,7 +478,11 @@ void dag_task_started(sched_t *s, task_t *t, int64_t time_ms)
     t->status = DROVER__TASK_STATUS__TASK_RUNNING;
     a->status = DROVER__TASK_STATUS__TASK_RUNNING;
     a->started_ms = time_ms ? time_ms : util_now_ms();
-    sched_mark_task(s, t);
+    /* Written with the next commit, but not worth one of its own: nothing
+     * is sent because of it, and if it is lost in a crash the task is still
+     * ASSIGNED to the agent that re-registers holding it, and its EXITED
+     * report is accepted from ASSIGNED as well. */
+    sched_mark_task_lazy(s, t);
 }
 
 /* Close the current attempt with a final status; frees the task's agent. */

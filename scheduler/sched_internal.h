@@ -174,6 +174,7 @@ struct sched {
     size_t n_retrying, cap_retrying;
     uint64_t next_run, next_attempt;
     bool counters_dirty;
+    bool must_commit; /* a non-lazy change is waiting for the next commit */
 
     run_t *dirty_runs;
     run_t *deleting; /* runs to delete at the next commit */
@@ -198,6 +199,9 @@ struct sched {
 /* --- scheduler.c */
 void sched_mark_run(sched_t *s, run_t *r);
 void sched_mark_task(sched_t *s, task_t *t);
+/* Mark t changed without forcing a commit this iteration: for changes
+ * nothing outgoing depends on (a task seen RUNNING). */
+void sched_mark_task_lazy(sched_t *s, task_t *t);
 void sched_mark_agent(sched_t *s, agent_t *a);
 /* The agent's outbound batch, queued for sending after the next commit. */
 agent_out_t *sched_agent_out(sched_t *s, agent_t *a);

@@ -49,6 +49,12 @@ void sched_mark_run(sched_t *s, run_t *r)
 
 void sched_mark_task(sched_t *s, task_t *t)
 {
+    s->must_commit = true;
+    sched_mark_task_lazy(s, t);
+}
+
+void sched_mark_task_lazy(sched_t *s, task_t *t)
+{
     if (t->dirty)
         return;
     t->dirty = true;
@@ -179,7 +185,9 @@ static void clear_dirty(sched_t *s)
 
 static int commit(sched_t *s)
 {
-    if (!s->dirty_runs && !s->dirty_tasks && !s->dirty_agents && !s->log_writes &&
+    /* Lazily marked tasks alone (sched_mark_task_lazy) wait for the next
+     * commit that something else needs. */
+    if (!s->must_commit && !s->dirty_runs && !s->dirty_agents && !s->log_writes &&
         !s->counters_dirty && !s->n_cache_puts && !s->clear_cache && !s->n_blob_ops && !s->deleting)
         return 0;
     int rc = store_begin(s->store);
@@ -192,6 +200,7 @@ static int commit(sched_t *s)
     if (rc < 0)
         return rc;
     clear_dirty(s);
+    s->must_commit = false;
     blobs_after_commit(s);
     dag_free_deleted(s);
     return 0;
