@@ -107,36 +107,13 @@ int main(int argc, char **argv)
         {"config", required_argument, 0, 0},    {"debug", no_argument, 0, 0},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     options_t o = {0};
-    int idx, c, rc = 1;
-    char err[512];
+    int rc = 1;
 
     log_init("drover-agent");
     agent_config_defaults(&o.cfg);
-    while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 0;
-        }
-        if (c != 0) {
-            usage(stderr);
-            return 2;
-        }
-        const char *name = longopts[idx].name;
-        if (strcmp(name, "config") == 0) {
-            if (config_load(optarg, apply, &o, err, sizeof err) < 0) {
-                log_error("config: %s", err);
-                return 2;
-            }
-        } else if (apply(name, optarg ? optarg : "true", &o) < 0) {
-            log_error("bad value '%s' for --%s", optarg ? optarg : "", name);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        log_error("unexpected argument '%s'", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
+    int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
+    if (status >= 0)
+        return status;
     agent_t *a = agent_new(&o.cfg);
     if (a) {
         rc = agent_run(a);

@@ -3,11 +3,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
+#include "log.h"
 #include "util.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -84,4 +86,38 @@ int config_load(const char *path, int (*apply)(const char *key, const char *valu
     yaml_parser_delete(&parser);
     free(text);
     return rc;
+}
+
+int config_parse_args(int argc, char **argv, const struct option *longopts,
+                      int (*apply)(const char *key, const char *value, void *arg), void *arg,
+                      void (*usage)(FILE *stream))
+{
+    char err[512];
+    int idx, c;
+    while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (c != 0) {
+            usage(stderr);
+            return 2;
+        }
+        const char *name = longopts[idx].name;
+        if (strcmp(name, "config") == 0) {
+            if (config_load(optarg, apply, arg, err, sizeof err) < 0) {
+                log_error("config: %s", err);
+                return 2;
+            }
+        } else if (apply(name, optarg ? optarg : "true", arg) < 0) {
+            log_error("bad value '%s' for --%s", optarg ? optarg : "", name);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        log_error("unexpected argument '%s'", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return -1;
 }

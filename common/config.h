@@ -12,6 +12,7 @@
 #define DROVER_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Call apply(key, value, arg) for each pair in file order, with '_' in
  * keys turned into '-'. apply returns 0, -ENOENT for an unknown key, or
@@ -19,5 +20,16 @@
  * Returns 0, or -errno with "FILE:LINE:COL: reason" in err. */
 int config_load(const char *path, int (*apply)(const char *key, const char *value, void *arg),
                 void *arg, char *err, size_t errlen);
+
+struct option;
+
+/* Parse a daemon's command line: every long option (all take their value
+ * as --name VALUE, or none for a flag, which then gets "true") goes through
+ * apply, and --config FILE through config_load with the same apply.
+ * usage(stream) prints the help. Returns -1 to go on, or the exit status to
+ * return from main (0 after --help, 2 after an error, which is logged). */
+int config_parse_args(int argc, char **argv, const struct option *longopts,
+                      int (*apply)(const char *key, const char *value, void *arg), void *arg,
+                      void (*usage)(FILE *stream));
 
 #endif

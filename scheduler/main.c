@@ -83,37 +83,14 @@ int main(int argc, char **argv)
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     options_t o = {0};
-    int idx, c, rc = 1;
-    char err[512];
+    int rc = 1;
 
     log_init("droverd");
     sched_config_defaults(&o.cfg);
     o.cfg.state_dir = "/var/lib/drover";
-    while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
-        if (c == 'h') {
-            usage(stdout);
-            return 0;
-        }
-        if (c != 0) {
-            usage(stderr);
-            return 2;
-        }
-        const char *name = longopts[idx].name;
-        if (strcmp(name, "config") == 0) {
-            if (config_load(optarg, apply, &o, err, sizeof err) < 0) {
-                log_error("config: %s", err);
-                return 2;
-            }
-        } else if (apply(name, optarg ? optarg : "true", &o) < 0) {
-            log_error("bad value '%s' for --%s", optarg, name);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        log_error("unexpected argument '%s'", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
+    int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
+    if (status >= 0)
+        return status;
     sched_t *s = sched_new(&o.cfg);
     if (s) {
         rc = sched_run(s) < 0 ? 1 : 0;
