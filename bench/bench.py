@@ -1,0 +1,1572 @@
+#!/usr/bin/env python3
+"""bench — drover, Slurm and Dask side by side on one machine (`make bench`).
+
+Installs what is missing (slurm-wlm, munge, python3-distributed, gnuplot),
+starts a one-node Slurm (munged, slurmctld, slurmd as root, configured in a
+temp dir), a Dask distributed scheduler with two workers and drover (droverd
+with two drover-agents, or with drover-simagent's simulated agents), runs the
+workloads of bench/README.md, and writes bench/results/latest.{md,json,png,log}
+and the results section of bench/README.md. Every figure is the median of
+several repetitions, with min and max. Everything it starts runs in its own
+process group under one temp dir and is stopped at the end, whatever happened.
+
+A workload drover cannot run yet (a spec it refuses: fan-out not implemented,
+too many steps) is recorded as "n/a (reason)" and the suite goes on; where a
+same-sized equivalent exists (independent steps split over several runs) it is
+measured instead and the table says so.
+
+Standard library only. The Dask client runs in a separate script
+(bench/dask_bench.py) under the python3 that has the distributed package.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.path.dirname(HERE)
+
+# Sizes. "full" is the issue's workload; "quick" (BENCH_QUICK=1) is for
+# development; "smoke" is what tests/integration/test_bench_smoke.py runs.
+SIZES = {
+    "full": dict(
+        reps=3, throughput=2000, chain=200, wide=10000,
+        slurm_chain=30, slurm_wide_reps=1,
+        cap_agents=1000, cap_cpus="16", cap_tasks=100000,
+        hb_agents=5000, hb_window=10,
+        rec_agents=1000, rec_slots=10, rec_tasks=30000,
+        big_agents=1000, big_tasks=1000000),
+    "quick": dict(
+        reps=1, throughput=500, chain=50, wide=1000,
+        slurm_chain=10, slurm_wide_reps=1,
+        cap_agents=100, cap_cpus="16", cap_tasks=10000,
+        hb_agents=500, hb_window=3,
+        rec_agents=100, rec_slots=10, rec_tasks=3000,
+        big_agents=100, big_tasks=50000),
+    "smoke": dict(
+        reps=1, throughput=40, chain=10, wide=50,
+        slurm_chain=5, slurm_wide_reps=1,
+        cap_agents=10, cap_cpus="4", cap_tasks=400,
+        hb_agents=50, hb_window=1,
+        rec_agents=10, rec_slots=4, rec_tasks=120,
+        big_agents=10, big_tasks=2000),
+}
+
+WORKLOADS = ("throughput", "chain", "wide", "capacity", "heartbeat", "recovery", "big")
+SYSTEMS = ("drover", "slurm", "dask")
+APT_PACKAGES = ("slurm-wlm", "munge", "python3-distributed", "gnuplot-nox")
+MAX_STEPS_PER_SPEC = 1000  # what every drover so far accepts in one spec
+
+# Targets from the issue: (row key, comparison, value).
+TARGETS = {
+    "throughput": (">=", 2000.0),
+    "chain": ("<=", 2.0),
+    "capacity": (">=", 50000.0),
+    "capacity_rss": ("<=", None),
+    "heartbeat": ("<=", 25.0),
+    "recovery": ("<=", 1.0),
+    "recovery_lost": ("<=", 0.0),
+    "recovery_dup": ("<=", 0.0),
+    "big_submit": ("<=", 10.0),
+    "big_makespan": (None, None),
+    "big_rss": ("<=", 1024.0),
+}
+
+
+class NA(Exception):
+    """A workload that cannot be measured on a system; str() is the reason."""
+
+
+# ------------------------------------------------------------------ logging
+
+
+class Log:
+    def __init__(self):
+        self.t0 = time.monotonic()
+        self.file = None
+
+    def open(self, path):
+        self.file = open(path, "w")
+
+    def __call__(self, fmt, *args):
+        line = "[%6.1fs] %s" % (time.monotonic() - self.t0, fmt % args if args else fmt)
+        print(line, file=sys.stderr, flush=True)
+        if self.file:
+            self.file.write(line + "\n")
+            self.file.flush()
+
+
+log = Log()
+
+
+# ------------------------------------------------------------------ processes
+
+
+class Procs:
+    """Every process the bench starts: each in its own session (process
+    group), so stopping one stops what it started too."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, argv, log_path, env=None, cwd=None):
+        out = open(log_path, "ab")
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             env=env, cwd=cwd, start_new_session=True)
+        out.close()
+        p.bench_name = name
+        p.log_path = log_path
+        self.procs.append(p)
+        return p
+
+    @staticmethod
+    def signal(p, sig):
+        try:
+            os.killpg(p.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, p, timeout=15):
+        if p.poll() is None:
+            self.signal(p, signal.SIGTERM)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log("%s did not stop within %ds of SIGTERM: SIGKILL", p.bench_name, timeout)
+        self.signal(p, signal.SIGKILL)  # whatever is left in its group
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def kill9(self, p):
+        self.signal(p, signal.SIGKILL)
+        p.wait(timeout=30)
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in reversed(list(self.procs)):
+            self.stop(p, timeout=10)
+
+
+procs = Procs()
+
+
+def run(argv, timeout=600, check=True, env=None, cwd=None, quiet=False):
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout, env=env, cwd=cwd)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s failed (rc %d): %s" % (" ".join(argv[:3]), r.returncode,
+                                                      (r.stderr or r.stdout).strip()[-800:]))
+    if not quiet and r.returncode != 0:
+        log("%s: rc %d: %s", " ".join(argv[:3]), r.returncode, r.stderr.strip()[-300:])
+    return r
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def wait_for(pred, timeout, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of pid (and its reaped children: none)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def dir_size(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def short_reason(text):
+    """The gist of a CLI error for a table cell."""
+    text = (text or "").strip().splitlines()[-1] if (text or "").strip() else "no output"
+    text = re.sub(r"^drover: error: ", "", text)
+    text = re.sub(r"^\S+\.yaml(:\d+:\d+)?: ", "", text)
+    m = re.search(r"'?([\w.]+)'? \(([^)]*)\) is not implemented yet", text)
+    if m:
+        return "%s (%s) not implemented yet" % (m.group(1), m.group(2))
+    return text[:110]
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    want = min(want, 1 << 20)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ------------------------------------------------------------------ install
+
+
+def have(cmd):
+    return shutil.which(cmd) is not None
+
+
+def find_dask_python():
+    for py in ("/usr/bin/python3", sys.executable, shutil.which("python3")):
+        if py and os.access(py, os.X_OK):
+            r = subprocess.run([py, "-c", "import distributed"], capture_output=True)
+            if r.returncode == 0:
+                return py
+    return None
+
+
+def install(systems):
+    need = []
+    if "slurm" in systems and not all(have(c) for c in ("slurmctld", "slurmd", "sbatch")):
+        need.append("slurm-wlm")
+    if "slurm" in systems and not (have("munged") or os.path.exists("/usr/sbin/munged")):
+        need.append("munge")
+    if "dask" in systems and not find_dask_python():
+        need.append("python3-distributed")
+    if not have("gnuplot"):
+        need.append("gnuplot-nox")
+    if not need:
+        log("install: everything needed is present")
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("bench: need root to install %s (apt-get)" % " ".join(need))
+    log("install: apt-get install %s", " ".join(need))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], timeout=900, env=env)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"] + need, timeout=1800, env=env)
+
+
+# ------------------------------------------------------------------ specs
+
+
+def spec_fanout(name, n, cpu=None, join=False):
+    """One fan-out step of n items running `true` (+ an optional fan-in).
+    The items are a JSON list in one YAML scalar: the most compact form."""
+    items = "[" + ",".join(str(i) for i in range(n)) + "]"
+    lines = ["name: %s" % name]
+    if cpu:
+        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
+    lines += ["steps:", "  - name: t", '    command: ["true"]', "    for_each: '%s'" % items]
+    if join:
+        lines += ["  - name: join", "    needs: [t]", '    command: ["true"]']
+    return "\n".join(lines) + "\n"
+
+
+def spec_packed(name, n, cpu=None, per_step=100000):
+    """n tasks as fan-out steps of at most per_step items each, every item
+    "0" (items need not differ: a task is named STEP[i]): the most tasks a
+    1 MiB spec can hold (5 x 100,000)."""
+    lines = ["name: %s" % name]
+    if cpu:
+        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
+    lines.append("steps:")
+    k = 0
+    while n > 0:
+        m = min(per_step, n)
+        lines += ["  - name: t%d" % k, '    command: ["true"]',
+                  "    for_each: '[%s]'" % ",".join("0" * m)]
+        n -= m
+        k += 1
+    return "\n".join(lines) + "\n"
+
+
+def spec_steps(name, n, cpu=None, chain=False, first=0):
+    lines = ["name: %s" % name]
+    if cpu:
+        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
+    lines.append("steps:")
+    for i in range(first, first + n):
+        if chain and i > first:
+            lines.append('  - {name: s%d, needs: [s%d], command: ["true"]}' % (i, i - 1))
+        else:
+            lines.append('  - {name: s%d, command: ["true"]}' % i)
+    return "\n".join(lines) + "\n"
+
+
+def fallback_ok(err):
+    return bool(re.search(r"not implemented|too many|larger than|at most", err or ""))
+
+
+# ------------------------------------------------------------------ drover
+
+
+class Drover:
+    """One droverd (fresh state dir) plus the CLI, under root."""
+
+    def __init__(self, bindir, root):
+        self.bindir = bindir
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+        self.state = os.path.join(root, "state")
+        self.api = "ipc://%s/api.sock" % root
+        self.port = free_port()
+        self.endpoint = "tcp://127.0.0.1:%d" % self.port
+        self.proc = None
+        self.nspec = 0
+        self.agents = []
+        self.max_api_s = 0.0  # longest `runs` answer seen (a busy loop answers late)
+        # droverd answers nothing while one loop iteration runs: wait, and
+        # measure it, rather than fail after the CLI's default 10 s.
+        self.env = dict(os.environ, DROVER_API_TIMEOUT_MS="600000")
+
+    def bin(self, name):
+        return os.path.join(self.bindir, name)
+
+    def start(self, wait=True):
+        argv = [self.bin("droverd"), "--state-dir", self.state, "--listen", self.endpoint,
+                "--api", self.api]
+        self.proc = procs.start("droverd", argv, os.path.join(self.root, "droverd.log"))
+        if wait:
+            self.wait_api()
+        return self.proc
+
+    def wait_api(self, timeout=60):
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError("droverd exited (rc %s); see %s" % (self.proc.returncode,
+                                                                       self.proc.log_path))
+            return self.cli("runs", "-o", "json", "--limit", "1", check=False,
+                            api_timeout_ms=2000).returncode == 0
+        wait_for(up, timeout, 0.02, "droverd's API")
+
+    def cli(self, *args, check=True, timeout=900, api_timeout_ms=None):
+        env = self.env
+        if api_timeout_ms:
+            env = dict(env, DROVER_API_TIMEOUT_MS=str(api_timeout_ms))
+        return run([self.bin("drover"), "--api", self.api] + [str(a) for a in args],
+                   check=check, timeout=timeout, quiet=True, env=env)
+
+    def start_agents(self, n=2):
+        cpus = str(os.cpu_count() or 2)
+        for i in range(1, n + 1):
+            work = os.path.join(self.root, "agent-%d" % i)
+            os.makedirs(work, exist_ok=True)
+            argv = [self.bin("drover-agent"), "--scheduler", self.endpoint, "--work-dir", work,
+                    "--name", "agent-%d" % i, "--cpus", cpus]
+            self.agents.append(procs.start("agent-%d" % i, argv,
+                                           os.path.join(self.root, "agent-%d.log" % i)))
+
+        def connected():
+            out = json.loads(self.cli("agents", "-o", "json").stdout)
+            if isinstance(out, dict):
+                out = out.get("agents", [])
+            return sum(1 for a in out if a.get("connected")) >= n
+        wait_for(connected, 60, 0.1, "agents to connect")
+
+    def submit(self, text):
+        """Submit spec text; returns (run id, None) or (None, error text)."""
+        self.nspec += 1
+        path = os.path.join(self.root, "spec%d.yaml" % self.nspec)
+        with open(path, "w") as f:
+            f.write(text)
+        r = self.cli("submit", path, check=False)
+        if r.returncode != 0:
+            return None, (r.stderr or r.stdout).strip()
+        return r.stdout.strip(), None
+
+    def submit_tasks(self, name, n, cpu=None):
+        """n independent `true` tasks: one fan-out run, or (when drover
+        refuses that) runs of at most MAX_STEPS_PER_SPEC steps. Returns
+        (run ids, note or None)."""
+        rid, err = self.submit(spec_fanout(name, n, cpu))
+        if rid:
+            return [rid], None
+        if not fallback_ok(err):
+            raise NA(short_reason(err))
+        rids, k = [], 0
+        while k < n:
+            m = min(MAX_STEPS_PER_SPEC, n - k)
+            rid2, err2 = self.submit(spec_steps("%s-%d" % (name, len(rids)), m, cpu, first=k))
+            if not rid2:
+                raise NA(short_reason(err2))
+            rids.append(rid2)
+            k += m
+        return rids, "as %d run%s of at most %d steps: one fan-out run is refused (%s)" % (
+            len(rids), "" if len(rids) == 1 else "s", MAX_STEPS_PER_SPEC, short_reason(err))
+
+    def runs(self):
+        t = time.monotonic()
+        out = json.loads(self.cli("runs", "-o", "json", "--limit", "10000").stdout)
+        self.max_api_s = max(self.max_api_s, time.monotonic() - t)
+        if isinstance(out, dict):
+            out = out.get("runs", [])
+        return {r["id"]: r for r in out}
+
+    def wait_runs(self, ids, timeout, interval=0.1):
+        ids = set(ids)
+
+        def done():
+            if self.proc.poll() is not None:
+                raise RuntimeError("droverd exited (rc %s)" % self.proc.returncode)
+            rs = self.runs()
+            if all(i in rs and rs[i]["status"] in ("SUCCEEDED", "FAILED", "CANCELLED")
+                   for i in ids):
+                return {i: rs[i] for i in ids}
+            return None
+        rs = wait_for(done, timeout, interval, "runs %s to finish" % ",".join(sorted(ids)[:3]))
+        bad = [(i, r["status"]) for i, r in rs.items() if r["status"] != "SUCCEEDED"]
+        if bad:
+            raise RuntimeError("runs did not succeed: %s" % bad[:5])
+        return rs
+
+    def run_get(self, rid):
+        return json.loads(self.cli("run", "get", rid, "-o", "json").stdout)
+
+    def rss_peak_mb(self):
+        return proc_status_kb(self.proc.pid, "VmHWM") / 1024.0
+
+    def cpu(self):
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self):
+        for a in self.agents:
+            procs.stop(a)
+        self.agents = []
+        if self.proc:
+            procs.stop(self.proc)
+
+
+class SimAgents:
+    """One drover-simagent process with many agents."""
+
+    def __init__(self, drover, n, extra=(), name="sim"):
+        self.d = drover
+        self.n = n
+        self.stats_path = os.path.join(drover.root, "%s-stats.json" % name)
+        argv = [drover.bin("drover-simagent"), "--scheduler", drover.endpoint, "--agents", str(n),
+                "--prefix", name, "--stats", self.stats_path] + list(extra)
+        self.proc = procs.start("simagent", argv, os.path.join(drover.root, "%s.log" % name))
+
+    def stats(self):
+        try:
+            with open(self.stats_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def wait_registered(self, timeout=120):
+        def ok():
+            if self.proc.poll() is not None:
+                raise RuntimeError("drover-simagent exited (rc %s); see %s"
+                                   % (self.proc.returncode, self.proc.log_path))
+            return self.stats().get("registered", 0) >= self.n
+        wait_for(ok, timeout, 0.1, "%d simulated agents to register" % self.n)
+
+    def mark(self):
+        """Set the mark (SIGUSR1): see simagent.c. Does not wait for it."""
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def stop(self):
+        """SIGTERM (it writes final stats) and return the stats."""
+        procs.stop(self.proc)
+        return self.stats()
+
+
+def binaries_ok(bindir):
+    missing = [b for b in ("droverd", "drover-agent", "drover", "drover-simagent")
+               if not os.access(os.path.join(bindir, b), os.X_OK)]
+    if missing:
+        raise SystemExit("bench: missing in %s: %s (run `make build`)" % (bindir, ", ".join(missing)))
+
+
+# ---- drover workloads on real agents
+
+
+def drover_real(bench, sz):
+    """throughput, chain and wide DAG on droverd + 2 drover-agents."""
+    out = {}
+    d = Drover(bench.bindir, os.path.join(bench.work, "drover-real"))
+    try:
+        d.start()
+        d.start_agents(2)
+        for wl in ("throughput", "chain", "wide"):
+            if wl not in bench.workloads:
+                continue
+            vals, note = [], None
+            try:
+                for rep in range(sz["reps"]):
+                    if wl == "throughput":
+                        n = sz["throughput"]
+                        t0 = time.time()
+                        rids, note = d.submit_tasks("tp%d" % rep, n, cpu="10m")
+                        rs = d.wait_runs(rids, 600)
+                        secs = max(r["finished_ms"] for r in rs.values()) / 1000.0 - t0
+                        vals.append(n / secs)
+                    elif wl == "chain":
+                        n = sz["chain"]
+                        if n > MAX_STEPS_PER_SPEC:
+                            raise NA("chain longer than %d steps" % MAX_STEPS_PER_SPEC)
+                        t0 = time.time()
+                        rid, err = d.submit(spec_steps("chain%d" % rep, n, "10m", chain=True))
+                        if not rid:
+                            raise NA(short_reason(err))
+                        r = d.wait_runs([rid], 600)[rid]
+                        vals.append((r["finished_ms"] / 1000.0 - t0) / n * 1000.0)
+                    else:
+                        n = sz["wide"]
+                        t0 = time.time()
+                        rid, err = d.submit(spec_fanout("wide%d" % rep, n, "10m", join=True))
+                        if not rid:
+                            raise NA(short_reason(err))
+                        r = d.wait_runs([rid], 900)[rid]
+                        vals.append(r["finished_ms"] / 1000.0 - t0)
+                    log("drover %s rep %d: %.4g", wl, rep + 1, vals[-1])
+                out[wl] = {"values": vals, "note": note}
+            except NA as e:
+                log("drover %s: n/a (%s)", wl, e)
+                out[wl] = {"na": str(e)}
+            except Exception as e:  # noqa: BLE001 - recorded, the suite goes on
+                log("drover %s: error: %s\n%s", wl, e, traceback.format_exc())
+                out[wl] = {"na": "error: %s" % str(e)[:100]}
+    finally:
+        d.stop()
+    return out
+
+
+# ---- drover workloads on simulated agents
+
+
+def sim_capacity(bench, sz, rep):
+    n, agents = sz["cap_tasks"], sz["cap_agents"]
+    d = Drover(bench.bindir, os.path.join(bench.work, "capacity-%d" % rep))
+    sim = None
+    try:
+        d.start()
+        simargs = ["--cpus", sz["cap_cpus"]]
+        # First try one fan-out run, submitted to connected agents.
+        sim = SimAgents(d, agents, simargs)
+        sim.wait_registered()
+        cpu0 = d.cpu()
+        t0 = time.time()
+        rid, err = d.submit(spec_fanout("capacity", n))
+        note = None
+        if rid:
+            submit_s = time.time() - t0
+            rids = [rid]
+        else:
+            if not fallback_ok(err):
+                raise NA(short_reason(err))
+            # Runs of independent steps, all submitted before the agents
+            # connect, so submitting does not pace dispatching.
+            sim.stop()
+            d.stop()
+            shutil.rmtree(d.state, ignore_errors=True)
+            d.start()
+            t0 = time.time()
+            rids, note = d.submit_tasks("capacity", n)
+            submit_s = time.time() - t0
+            cpu0 = d.cpu()
+            sim = SimAgents(d, agents, simargs, name="sim2")
+        rs = d.wait_runs(rids, 900, interval=0.2)
+        cpu = d.cpu() - cpu0
+        st = sim.stop()  # final stats (the periodic ones may be older than the run)
+        sim = None
+        first = st.get("first_assign_ms") or 0
+        last = max(r["finished_ms"] for r in rs.values())
+        if not first:
+            raise RuntimeError("drover-simagent saw no assignment")
+        secs = max(last - first, 1) / 1000.0
+        res = {"rate": n / secs, "rss_mb": d.rss_peak_mb(), "note": note, "submit_s": submit_s,
+               "cpu_us_per_task": cpu / n * 1e6, "state_mb": dir_size(d.state) / 2**20,
+               "duplicates": st.get("duplicate_tasks", 0)}
+        log("capacity rep %d: %.0f tasks/s, peak RSS %.0f MiB, %.1f us CPU/task%s", rep + 1,
+            res["rate"], res["rss_mb"], res["cpu_us_per_task"], " (%s)" % note if note else "")
+        return res
+    finally:
+        if sim:
+            sim.stop()
+        d.stop()
+        shutil.rmtree(d.root, ignore_errors=True)
+
+
+def sim_heartbeat(bench, sz):
+    agents, window = sz["hb_agents"], sz["hb_window"]
+    d = Drover(bench.bindir, os.path.join(bench.work, "heartbeat"))
+    sim = None
+    try:
+        d.start()
+        sim = SimAgents(d, agents, ["--cpus", "4"])
+        sim.wait_registered(timeout=180)
+        time.sleep(min(2.0, window))  # registrations done and committed
+        vals, simcpu = [], []
+        for rep in range(sz["reps"]):
+            c0, s0, t0 = d.cpu(), cpu_seconds(sim.proc.pid), time.monotonic()
+            time.sleep(window)
+            dt = time.monotonic() - t0
+            vals.append((d.cpu() - c0) / dt * 100.0)
+            simcpu.append((cpu_seconds(sim.proc.pid) - s0) / dt * 100.0)
+            log("heartbeat rep %d: droverd %.1f%% of a core (simagent %.1f%%), %d agents",
+                rep + 1, vals[-1], simcpu[-1], agents)
+        st = sim.stats()
+        if st.get("registered", 0) < agents:
+            raise RuntimeError("only %s of %d agents registered at the end"
+                               % (st.get("registered"), agents))
+        return {"values": vals, "sim_cpu": simcpu, "rss_mb": d.rss_peak_mb()}
+    finally:
+        if sim:
+            sim.stop()
+        d.stop()
+        shutil.rmtree(d.root, ignore_errors=True)
+
+
+def count_lost(run):
+    """Tasks of a finished run that were not SUCCEEDED in exactly one
+    attempt, or whose history shows an attempt LOST."""
+    lost = 0
+    for t in run.get("tasks") or []:
+        hist = t.get("history") or []
+        if (t.get("status") != "SUCCEEDED" or (t.get("attempts") or 0) > 1
+                or any(h.get("status") == "LOST" for h in hist)):
+            lost += 1
+    return lost
+
+
+def sim_recovery(bench, sz, rep):
+    agents, slots, total = sz["rec_agents"], sz["rec_slots"], sz["rec_tasks"]
+    inflight = agents * slots
+    d = Drover(bench.bindir, os.path.join(bench.work, "recovery-%d" % rep))
+    sim = None
+    try:
+        d.start()
+        # All the work is queued before the agents come, so they fill up at
+        # once. Each task needs 1 cpu (the default): `slots` at once per
+        # agent. Durations vary (2-4 s) so completions are spread out.
+        rids, note = d.submit_tasks("recovery", total)
+        sim = SimAgents(d, agents, ["--cpus", str(slots), "--task-time", "2s",
+                                    "--task-time-max", "4s", "--seed", str(rep + 1)])
+
+        def steady():
+            st = sim.stats()
+            if st.get("exits", 0) >= total:
+                raise RuntimeError("every task finished before %d were in flight" % inflight)
+            return (st.get("running", 0) >= inflight * 0.95 and st.get("exits", 0) >= inflight // 4
+                    and st)
+        wait_for(steady, 120, 0.05, "%d tasks in flight, a quarter of them done" % inflight)
+        t_kill = time.time()
+        procs.kill9(d.proc)
+        sim.mark()
+        d.start(wait=False)
+        d.wait_api()
+        api_s = time.time() - t_kill
+        d.wait_runs(rids, 300, interval=0.2)
+        st = wait_for(lambda: (sim.stats().get("mark_assign_ms") or 0) > 0 and sim.stats(), 30,
+                      0.05, "a dispatch after the restart")
+        final = sim.stop()
+        sim = None
+        lost = sum(count_lost(d.run_get(r)) for r in rids)
+        res = {"seconds": (st["mark_assign_ms"] / 1000.0) - t_kill, "api_s": api_s,
+               "registered_s": (st["mark_registered_ms"] or 0) / 1000.0 - t_kill,
+               "all_registered_s": ((final.get("mark_all_registered_ms") or 0) / 1000.0 - t_kill
+                                    if final.get("mark_all_registered_ms") else None),
+               "inflight": final.get("mark_running", 0), "lost": lost,
+               "dup": final.get("duplicate_tasks", 0), "dup_names": final.get("duplicates", []),
+               "tasks_seen": final.get("tasks", 0), "total": total, "note": note}
+        if res["tasks_seen"] != total:
+            res["lost"] = max(res["lost"], total - res["tasks_seen"])
+        log("recovery rep %d: %d in flight; dispatching again %.3fs after kill -9 (API %.3fs, "
+            "first re-registration %.3fs); lost %d, duplicated %d", rep + 1, res["inflight"],
+            res["seconds"], api_s, res["registered_s"], res["lost"], res["dup"])
+        return res
+    finally:
+        if sim:
+            sim.stop()
+        d.stop()
+        shutil.rmtree(d.root, ignore_errors=True)
+
+
+def sim_big(bench, sz):
+    n, agents = sz["big_tasks"], sz["big_agents"]
+    d = Drover(bench.bindir, os.path.join(bench.work, "big"))
+    sim = None
+    try:
+        d.start()
+        sim = SimAgents(d, agents, ["--cpus", "64"])
+        sim.wait_registered()
+        # One fan-out step of n items; else the same n packed into steps of
+        # 100,000 "0" items; else the most tasks that fit (halving).
+        note, first_err, want = None, None, n
+        while True:
+            for form in (spec_fanout, spec_packed):
+                t0 = time.time()
+                rid, err = d.submit(form("big", want, cpu="10m"))
+                submit_s = time.time() - t0
+                if rid:
+                    break
+                first_err = first_err or err
+                if not fallback_ok(err):
+                    raise NA(short_reason(err))
+            if rid or want <= 100000:
+                break
+            want //= 2
+        if not rid:
+            raise NA(short_reason(first_err))
+        if want != n:
+            note = "%s tasks (%d fan-out steps of 100,000): %s of them is refused (%s)" % (
+                "{:,}".format(want), math.ceil(want / 100000), "{:,}".format(n),
+                short_reason(first_err))
+        n = want
+        d.max_api_s = 0.0
+        r = d.wait_runs([rid], 1200, interval=0.5)[rid]
+        final = sim.stop()
+        sim = None
+        res = {"submit_s": submit_s, "makespan_s": r["finished_ms"] / 1000.0 - t0,
+               "state_mb": dir_size(d.state) / 2**20, "rss_mb": d.rss_peak_mb(),
+               "dup": final.get("duplicate_tasks", 0), "tasks": n, "note": note,
+               "api_stall_s": d.max_api_s,
+               "seen": final.get("tasks", 0)}
+        if res["seen"] != n:
+            raise RuntimeError("the simulated agents saw %d of %d tasks" % (res["seen"], n))
+        log("big run: %d tasks, submit %.2fs, makespan %.1fs, state %.0f MiB, RSS %.0f MiB", n,
+            submit_s, res["makespan_s"], res["state_mb"], res["rss_mb"])
+        return res
+    finally:
+        if sim:
+            sim.stop()
+        d.stop()
+        shutil.rmtree(d.root, ignore_errors=True)
+
+
+def drover_sim(bench, sz):
+    out = {}
+
+    def guarded(key, fn):
+        try:
+            out[key] = fn()
+        except NA as e:
+            log("%s: n/a (%s)", key, e)
+            out[key] = {"na": str(e)}
+        except Exception as e:  # noqa: BLE001 - recorded, the suite goes on
+            log("%s: error: %s\n%s", key, e, traceback.format_exc())
+            out[key] = {"na": "error: %s" % str(e)[:100]}
+
+    if "capacity" in bench.workloads:
+        guarded("capacity", lambda: [sim_capacity(bench, sz, i) for i in range(sz["reps"])])
+    if "heartbeat" in bench.workloads:
+        guarded("heartbeat", lambda: sim_heartbeat(bench, sz))
+    if "recovery" in bench.workloads:
+        guarded("recovery", lambda: [sim_recovery(bench, sz, i) for i in range(sz["reps"])])
+    if "big" in bench.workloads:
+        guarded("big", lambda: sim_big(bench, sz))
+    return out
+
+
+# ------------------------------------------------------------------ Slurm
+
+
+class Slurm:
+    """A one-node Slurm (munged, slurmctld, slurmd as root) in a temp dir."""
+
+    def __init__(self, root):
+        self.root = root
+        self.procs = []
+        self.env = None
+        self.version = "?"
+
+    def path(self, *p):
+        return os.path.join(self.root, *p)
+
+    def start(self):
+        for d in ("state", "spool", "log", "munge"):
+            os.makedirs(self.path(d), mode=0o700, exist_ok=True)
+        # munged refuses a socket whose ancestors are not searchable by all.
+        for d in (os.path.dirname(self.root), self.root, self.path("munge")):
+            os.chmod(d, 0o755)
+        key = self.path("munge", "munge.key")
+        if have("mungekey") or os.path.exists("/usr/sbin/mungekey"):
+            run([shutil.which("mungekey") or "/usr/sbin/mungekey", "-c", "-f", "-k", key])
+        else:
+            with open(key, "wb") as f:
+                f.write(os.urandom(1024))
+        os.chmod(key, 0o600)
+        sock = self.path("munge", "munge.sock")
+        munged = shutil.which("munged") or "/usr/sbin/munged"
+        self.procs.append(procs.start("munged", [
+            munged, "-F", "--socket=" + sock, "--key-file=" + key,
+            "--log-file=" + self.path("munge", "munged.log"),
+            "--pid-file=" + self.path("munge", "munged.pid"),
+            "--seed-file=" + self.path("munge", "munged.seed")], self.path("log", "munged.out")))
+        wait_for(lambda: os.path.exists(sock), 20, 0.05, "munged's socket")
+        host = socket.gethostname().split(".")[0]
+        cpus = 64  # slots: short jobs need many at once (config_overrides)
+        conf = self.path("slurm.conf")
+        with open(conf, "w") as f:
+            f.write("""# generated by drover's bench/bench.py
+ClusterName=drover-bench
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={cport}
+SlurmdPort={dport}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={sock}
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/log/slurmctld.log
+SlurmdLogFile={root}/log/slurmd.log
+SlurmctldDebug=error
+SlurmdDebug=error
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+SchedulerParameters=sched_min_interval=0,batch_sched_delay=0,kill_invalid_depend
+MpiDefault=none
+ReturnToService=2
+MaxJobCount=200000
+MaxArraySize=100001
+SlurmdParameters=config_overrides
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+PartitionName=bench Nodes={host} Default=YES MaxTime=INFINITE State=UP
+""".format(host=host, cport=free_port(), dport=free_port(), sock=sock, root=self.root,
+           cpus=cpus))
+        self.env = dict(os.environ, SLURM_CONF=conf)
+        reap = [sys.executable, os.path.abspath(__file__), "--reap"]
+        self.procs.append(procs.start("slurmctld", reap + ["slurmctld", "-D", "-f", conf],
+                                      self.path("log", "slurmctld.out"), env=self.env))
+        time.sleep(0.5)
+        self.procs.append(procs.start("slurmd", reap + ["slurmd", "-D", "-f", conf, "-N", host],
+                                      self.path("log", "slurmd.out"), env=self.env))
+
+        def idle():
+            for p in self.procs:
+                if p.poll() is not None:
+                    raise RuntimeError("%s exited (rc %s); see %s"
+                                       % (p.bench_name, p.returncode, p.log_path))
+            r = run(["sinfo", "-h", "-o", "%T"], check=False, env=self.env, quiet=True)
+            return r.returncode == 0 and r.stdout.strip() == "idle"
+        wait_for(idle, 90, 0.25, "the Slurm node to be idle")
+        self.version = run(["sinfo", "--version"], env=self.env).stdout.strip()
+        log("Slurm up: %s, node %s with %d CPUs", self.version, host, cpus)
+
+    def sbatch(self, *args):
+        r = run(["sbatch", "--parsable", "-o", "/dev/null", "-e", "/dev/null"] + list(args)
+                + ["--wrap", "true"], env=self.env)
+        return r.stdout.strip().split(";")[0]
+
+    def active(self, jobid):
+        r = run(["squeue", "-h", "-r", "-j", jobid, "-t", "PD,R,CG,CF,S", "-o", "%i"],
+                check=False, env=self.env, quiet=True)
+        return r.returncode == 0 and r.stdout.strip() != ""
+
+    def states(self, jobid):
+        r = run(["squeue", "-h", "-r", "-j", jobid, "-t", "all", "-o", "%T"], env=self.env)
+        counts = {}
+        for s in r.stdout.split():
+            counts[s] = counts.get(s, 0) + 1
+        return counts
+
+    def wait_done(self, jobid, timeout, interval=0.2):
+        wait_for(lambda: not self.active(jobid), timeout, interval, "Slurm job %s" % jobid)
+        return time.time()
+
+    def stop(self):
+        if self.env:
+            run(["scontrol", "shutdown"], check=False, env=self.env, quiet=True, timeout=30)
+            time.sleep(1)
+        for p in reversed(self.procs):
+            procs.stop(p)
+        self.procs = []
+
+
+def slurm_workloads(bench, sz):
+    out = {}
+    s = Slurm(os.path.join(bench.work, "slurm"))
+    try:
+        s.start()
+        bench.versions["slurm"] = s.version
+        for wl in ("throughput", "chain", "wide"):
+            if wl not in bench.workloads:
+                continue
+            vals = []
+            reps = sz["slurm_wide_reps"] if wl == "wide" else sz["reps"]
+            for rep in range(reps):
+                if wl == "throughput":
+                    n = sz["throughput"]
+                    t0 = time.time()
+                    jid = s.sbatch("--array=0-%d" % (n - 1))
+                    t1 = s.wait_done(jid, 1800)
+                    st = s.states(jid)
+                    if st.get("COMPLETED", 0) != n:
+                        raise RuntimeError("Slurm array %s: %s" % (jid, st))
+                    vals.append(n / (t1 - t0))
+                elif wl == "chain":
+                    n = sz["slurm_chain"]
+                    t0 = time.time()
+                    jid = s.sbatch()
+                    for _ in range(n - 1):
+                        jid = s.sbatch("--dependency=afterok:%s" % jid)
+                    t1 = s.wait_done(jid, 1800, interval=0.1)
+                    if s.states(jid).get("COMPLETED", 0) != 1:
+                        raise RuntimeError("Slurm chain end %s: %s" % (jid, s.states(jid)))
+                    vals.append((t1 - t0) / n * 1000.0)
+                else:
+                    n = sz["wide"]
+                    t0 = time.time()
+                    arr = s.sbatch("--array=0-%d" % (n - 1))
+                    jid = s.sbatch("--dependency=afterok:%s" % arr)
+                    t1 = s.wait_done(jid, 3600, interval=0.25)
+                    if s.states(jid).get("COMPLETED", 0) != 1:
+                        raise RuntimeError("Slurm fan-in %s: %s" % (jid, s.states(jid)))
+                    vals.append(t1 - t0)
+                log("slurm %s rep %d: %.4g", wl, rep + 1, vals[-1])
+            note = {"throughput": "one job array (sbatch --array), Slurm's fast path",
+                    "chain": "%d-step chain (sbatch --dependency=afterok)" % sz["slurm_chain"],
+                    "wide": "job array + one afterok job; %d run(s)" % reps}[wl]
+            out[wl] = {"values": vals, "note": note}
+    finally:
+        s.stop()
+    return out
+
+
+# ------------------------------------------------------------------ Dask
+
+
+def dask_workloads(bench, sz):
+    out = {}
+    py = find_dask_python()
+    if not py:
+        raise NA("python3-distributed not installed")
+    root = os.path.join(bench.work, "dask")
+    os.makedirs(root, exist_ok=True)
+    port = free_port()
+    addr = "tcp://127.0.0.1:%d" % port
+    started = []
+    try:
+        started.append(procs.start("dask-scheduler", [
+            py, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+            "--no-dashboard"], os.path.join(root, "scheduler.log"), cwd=root))
+        for i in (1, 2):
+            started.append(procs.start("dask-worker-%d" % i, [
+                py, "-m", "distributed.cli.dask_worker", addr, "--nthreads",
+                str(os.cpu_count() or 2), "--no-dashboard", "--local-directory", root],
+                os.path.join(root, "worker-%d.log" % i), cwd=root))
+        bench.versions["dask"] = run([py, "-c", "import distributed; print(distributed.__version__)"]
+                                     ).stdout.strip()
+        for wl in ("throughput", "chain", "wide"):
+            if wl not in bench.workloads:
+                continue
+            n = sz[wl]
+            r = run([py, os.path.join(HERE, "dask_bench.py"), "--scheduler", addr, "--workload", wl,
+                     "-n", str(n), "--reps", str(sz["reps"])], timeout=1800, cwd=root)
+            secs = json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
+            if wl == "throughput":
+                vals = [n / x for x in secs]
+            elif wl == "chain":
+                vals = [x / n * 1000.0 for x in secs]
+            else:
+                vals = secs
+            log("dask %s: %s", wl, ", ".join("%.4g" % v for v in vals))
+            out[wl] = {"values": vals, "note": None}
+    finally:
+        for p in reversed(started):
+            procs.stop(p)
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+
+def stat3(vals):
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def fmt_num(v, unit):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "?"
+    if unit in ("steps/s", "tasks/s"):
+        return "{:,.0f}".format(v)
+    if unit in ("MiB",):
+        return "{:,.0f}".format(v)
+    if unit == "% of a core":
+        return "%.1f" % v
+    if unit == "tasks":
+        return "%d" % v
+    if abs(v) >= 100:
+        return "{:,.0f}".format(v)
+    if abs(v) >= 10:
+        return "%.1f" % v
+    if abs(v) >= 1:
+        return "%.2f" % v
+    return "%.3f" % v
+
+
+def fmt_cell(vals, unit):
+    if not vals:
+        return "?"
+    med, lo, hi = stat3(vals)
+    if len(vals) == 1 or lo == hi:
+        return fmt_num(med, unit)
+    return "%s (%s–%s)" % (fmt_num(med, unit), fmt_num(lo, unit), fmt_num(hi, unit))
+
+
+class Row:
+    def __init__(self, key, title, unit, better, values=None, na=None, peers=None, note=None,
+                 target=None):
+        self.key, self.title, self.unit, self.better = key, title, unit, better
+        self.values, self.na, self.note = values, na, note
+        self.peers = peers or {}  # system → {"values"} or {"na"}
+        self.target = target
+
+    def median(self):
+        return stat3(self.values)[0] if self.values else None
+
+    def met(self):
+        if not self.target or self.target[1] is None or not self.values:
+            return None
+        op, v = self.target
+        m = self.median()
+        return m >= v if op == ">=" else m <= v
+
+
+def ratio_text(row, peer):
+    p = row.peers.get(peer)
+    if not p or not p.get("values") or not row.values:
+        return "—"
+    d, o = row.median(), statistics.median(p["values"])
+    if d <= 0 or o <= 0:
+        return "—"
+    x = d / o if row.better == "higher" else o / d
+    return ("%.1f× better" % x) if x >= 1 else ("%.2f× (worse)" % x)
+
+
+def build_rows(res, sz):
+    rows = []
+    real = res.get("drover", {})
+
+    def peer(system, wl):
+        r = res.get(system)
+        if r is None:
+            return {"na": "not run"}
+        if isinstance(r, dict) and "na" in r and wl not in r:
+            return {"na": r["na"]}
+        return r.get(wl, {"na": "not run"})
+
+    spec = [("throughput", "throughput: %s independent `true` steps" % "{:,}".format(sz["throughput"]),
+             "steps/s", "higher"),
+            ("chain", "chain latency: %d-step chain of `true`" % sz["chain"], "ms/step", "lower"),
+            ("wide", "wide DAG: fan-out of %s → fan-in of 1" % "{:,}".format(sz["wide"]),
+             "s makespan", "lower")]
+    for key, title, unit, better in spec:
+        d = real.get(key)
+        if d is None:
+            continue
+        rows.append(Row(key, title, unit, better, values=d.get("values"), na=d.get("na"),
+                        note=d.get("note"), peers={"slurm": peer("slurm", key),
+                                                   "dask": peer("dask", key)},
+                        target=TARGETS.get(key)))
+    sim = res.get("drover_sim", {})
+    cap = sim.get("capacity")
+    if cap is not None:
+        title = "scheduler capacity: %s agents, %s tasks" % ("{:,}".format(sz["cap_agents"]),
+                                                              "{:,}".format(sz["cap_tasks"]))
+        if isinstance(cap, dict):
+            rows.append(Row("capacity", title, "tasks/s", "higher", na=cap["na"],
+                            target=TARGETS["capacity"]))
+        else:
+            note = cap[0].get("note")
+            rows.append(Row("capacity", title + " (assignments + completions, durable)", "tasks/s",
+                            "higher", values=[c["rate"] for c in cap], note=note,
+                            target=TARGETS["capacity"]))
+            rows.append(Row("capacity_rss", "scheduler capacity: droverd peak RSS", "MiB", "lower",
+                            values=[c["rss_mb"] for c in cap]))
+            rows.append(Row("capacity_cpu", "scheduler capacity: droverd CPU per task", "µs",
+                            "lower", values=[c["cpu_us_per_task"] for c in cap]))
+    hb = sim.get("heartbeat")
+    if hb is not None:
+        title = "heartbeat load: %s agents at 1 Hz, droverd CPU" % "{:,}".format(sz["hb_agents"])
+        rows.append(Row("heartbeat", title, "% of a core", "lower", values=hb.get("values"),
+                        na=hb.get("na"), target=TARGETS["heartbeat"]))
+    rec = sim.get("recovery")
+    if rec is not None:
+        title = "recovery: kill -9 droverd with %s tasks in flight; time to dispatch again" % (
+            "{:,}".format(sz["rec_agents"] * sz["rec_slots"]))
+        if isinstance(rec, dict):
+            rows.append(Row("recovery", title, "s", "lower", na=rec["na"],
+                            target=TARGETS["recovery"]))
+        else:
+            rows.append(Row("recovery", title, "s", "lower", values=[r["seconds"] for r in rec],
+                            note=rec[0].get("note"), target=TARGETS["recovery"]))
+            rows.append(Row("recovery_lost", "recovery: tasks lost", "tasks", "lower",
+                            values=[r["lost"] for r in rec], target=TARGETS["recovery_lost"]))
+            rows.append(Row("recovery_dup", "recovery: tasks run twice", "tasks", "lower",
+                            values=[r["dup"] for r in rec], target=TARGETS["recovery_dup"]))
+    big = sim.get("big")
+    if big is not None:
+        n = "{:,}".format(sz["big_tasks"])
+        if "na" in big:
+            rows.append(Row("big_submit", "big run: one run of %s tasks (fan-out)" % n, "s", "lower",
+                            na=big["na"], target=TARGETS["big_submit"]))
+        else:
+            n = "{:,}".format(big.get("tasks", sz["big_tasks"]))
+            # The targets are for the full size: not judged on a smaller run.
+            full = big.get("tasks", 0) >= SIZES["full"]["big_tasks"]
+            rows.append(Row("big_submit", "big run (%s tasks): submit time" % n, "s", "lower",
+                            values=[big["submit_s"]],
+                            target=TARGETS["big_submit"] if full else None,
+                            note=big.get("note")))
+            rows.append(Row("big_makespan", "big run: makespan", "s", "lower",
+                            values=[big["makespan_s"]]))
+            rows.append(Row("big_state", "big run: state dir size", "MiB", "lower",
+                            values=[big["state_mb"]]))
+            rows.append(Row("big_rss", "big run: droverd peak RSS", "MiB", "lower",
+                            values=[big["rss_mb"]], target=TARGETS["big_rss"] if full else None))
+    return rows
+
+
+def target_text(row):
+    if not row.target or row.target[1] is None:
+        return ""
+    op, v = row.target
+    sym = "≥" if op == ">=" else "≤"
+    unit = {"% of a core": "%", "tasks/s": "/s", "steps/s": "/s", "ms/step": " ms", "s": " s",
+            "MiB": " MiB", "tasks": ""}.get(row.unit, "")
+    met = row.met()
+    mark = "" if met is None else (" ✅" if met else " ❌")
+    return "%s %s%s%s" % (sym, fmt_num(v, row.unit) if row.unit != "tasks" else "%d" % v, unit, mark)
+
+
+def table_md(rows):
+    out = ["| workload | unit | drover | Slurm | Dask | drover vs Slurm | drover vs Dask | target |",
+           "|---|---|---|---|---|---|---|---|"]
+    notes = []
+
+    def cell(d):
+        if d is None:
+            return "—"
+        if d.get("na"):
+            return "n/a (%s)" % d["na"]
+        return fmt_cell(d.get("values"), unit)
+
+    for r in rows:
+        unit = r.unit
+        drover = "n/a (%s)" % r.na if r.na else fmt_cell(r.values, unit)
+        if r.note:
+            notes.append(r.note)
+            drover += " [%d]" % len(notes)
+        peer_cells = []
+        for system in ("slurm", "dask"):
+            p = r.peers.get(system)
+            c = cell(p) if p is not None else "—"
+            if p and p.get("note"):
+                notes.append("%s: %s" % ("Slurm" if system == "slurm" else "Dask", p["note"]))
+                c += " [%d]" % len(notes)
+            peer_cells.append(c)
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r.title, unit, drover, peer_cells[0], peer_cells[1], ratio_text(r, "slurm"),
+            ratio_text(r, "dask"), target_text(r)))
+    if notes:
+        out.append("")
+        for i, n in enumerate(notes, 1):
+            out.append("[%d] %s  " % (i, n))
+    return "\n".join(out)
+
+
+def machine_text():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return "%d cores (%s), %.0f GiB memory, Linux %s" % (os.cpu_count() or 0, model, mem,
+                                                       os.uname().release)
+
+
+def git_rev():
+    if os.environ.get("BENCH_DROVER_REV"):  # binaries built from elsewhere
+        return os.environ["BENCH_DROVER_REV"]
+    try:
+        rev = subprocess.run(["git", "-C", SOURCE_DIR, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", SOURCE_DIR, "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True).stdout
+        return rev + ("+changes" if dirty.strip() else "")
+    except OSError:
+        return "?"
+
+
+def write_chart(rows, res, png, data_dir):
+    """A 2×2 PNG: the three peer workloads (log scale, median with min–max
+    bars) and drover's simulated workloads against their targets."""
+    if not have("gnuplot"):
+        log("chart: gnuplot not installed; skipped")
+        return False
+    panels = []
+    for key in ("throughput", "chain", "wide"):
+        r = next((x for x in rows if x.key == key), None)
+        if r is None:
+            continue
+        vals = [("drover", r.values), ("Slurm", (r.peers.get("slurm") or {}).get("values")),
+                ("Dask", (r.peers.get("dask") or {}).get("values"))]
+        path = os.path.join(data_dir, "chart-%s.dat" % key)
+        with open(path, "w") as f:
+            for i, (name, v) in enumerate(vals):
+                if v:
+                    med, lo, hi = stat3(v)
+                    f.write('%d "%s" %g %g %g\n' % (i, name, med, lo, hi))
+                else:
+                    f.write('%d "%s (n/a)" NaN NaN NaN\n' % (i, name))
+        ylabel = {"throughput": "steps/s (higher is better)",
+                  "chain": "ms per step (lower is better)",
+                  "wide": "makespan, s (lower is better)"}[key]
+        panels.append((path, r.title.replace("`", ""), ylabel, any(v for _, v in vals)))
+    # drover vs target: (target/measured or measured/target) ≥ 1 = met
+    tpath = os.path.join(data_dir, "chart-targets.dat")
+    tn = 0
+    with open(tpath, "w") as f:
+        for r in rows:
+            if r.key in ("throughput", "chain", "recovery_lost", "recovery_dup") or not r.target \
+                    or r.target[1] is None:
+                continue
+            label = {"capacity": "capacity", "heartbeat": "heartbeat CPU", "recovery": "recovery",
+                     "big_submit": "1M submit", "big_rss": "1M RSS"}.get(r.key, r.key)
+            if r.values:
+                m = r.median()
+                x = (m / r.target[1]) if r.target[0] == ">=" else (r.target[1] / max(m, 1e-9))
+                f.write('%d "%s" %g\n' % (tn, label, x))
+            else:
+                f.write('%d "%s (n/a)" NaN\n' % (tn, label))
+            tn += 1
+        for key, label in (("throughput", "throughput"), ("chain", "chain")):
+            r = next((x for x in rows if x.key == key), None)
+            if r and r.target:
+                if r.values:
+                    m = r.median()
+                    x = (m / r.target[1]) if r.target[0] == ">=" else (r.target[1] / max(m, 1e-9))
+                    f.write('%d "%s" %g\n' % (tn, label, x))
+                else:
+                    f.write('%d "%s (n/a)" NaN\n' % (tn, label))
+                tn += 1
+    gp = os.path.join(data_dir, "chart.gp")
+    colors = ["#1f77b4", "#d62728", "#2ca02c"]
+    lines = ["set terminal pngcairo size 1400,1000 font 'sans,10'",
+             "set output '%s'" % png,
+             "set multiplot layout 2,2 title 'drover vs Slurm vs Dask on %d cores (median of runs; "
+             "bars: min-max)'" % (os.cpu_count() or 0),
+             "set style fill solid 0.8 border -1", "set boxwidth 0.6", "set grid ytics",
+             "set logscale y", "set key off", "set xrange [-0.7:2.7]",
+             "set offsets 0, 0, graph 0.12, 0",
+             "set datafile missing 'NaN'"]
+    for path, title, ylabel, some in panels:
+        lines += ["set title '%s'" % title.replace("'", ""), "set ylabel '%s'" % ylabel]
+        if not some:  # gnuplot refuses a plot with no points: an empty panel
+            lines += ["set label 1 'n/a on every system' at graph 0.5,0.5 center",
+                      "set yrange [1:10]", "unset xtics", "plot 100 notitle", "unset label 1",
+                      "set autoscale y", "set xtics"]
+            continue
+        lines += ["plot '%s' using 1:3:($0==0?0x%s:$0==1?0x%s:0x%s):xtic(2) with boxes "
+                  "lc rgb variable, '' using 1:3:4:5 with yerrorbars lc rgb 'black' pt 0, "
+                  "'' using 1:3:(sprintf('%%.3g', $3)) with labels offset 0,1"
+                  % (path, colors[0][1:], colors[1][1:], colors[2][1:])]
+    if tn:
+        lines += ["set title 'drover against the issue targets (>= 1 means met)'",
+                  "set ylabel 'measured / target, oriented so that higher is better'",
+                  "set xrange [-0.7:%g]" % (tn - 0.3), "set xtics rotate by -20",
+                  "set arrow 1 from -0.7,1 to %g,1 nohead lc rgb 'black' dt 2" % (tn - 0.3),
+                  "plot '%s' using 1:3:xtic(2) with boxes lc rgb '%s', "
+                  "'' using 1:3:(sprintf('%%.2g', $3)) with labels offset 0,1" % (tpath, colors[0])]
+    lines.append("unset multiplot")
+    with open(gp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
+    if r.returncode != 0:
+        log("chart: gnuplot failed: %s", r.stderr.strip()[-500:])
+        return False
+    return True
+
+
+def details_md(res, sz):
+    out = []
+    sim = res.get("drover_sim", {})
+    cap = sim.get("capacity")
+    if isinstance(cap, list):
+        out.append("- capacity: submit %s s; droverd CPU %s µs per task; state dir %s MiB; "
+                   "duplicates %s" % (
+                       ", ".join("%.2f" % c["submit_s"] for c in cap),
+                       ", ".join("%.1f" % c["cpu_us_per_task"] for c in cap),
+                       ", ".join("%.0f" % c["state_mb"] for c in cap),
+                       ", ".join(str(c["duplicates"]) for c in cap)))
+    hb = sim.get("heartbeat")
+    if isinstance(hb, dict) and hb.get("values"):
+        out.append("- heartbeat load: drover-simagent itself used %s%% of a core; droverd peak "
+                   "RSS %.0f MiB" % (", ".join("%.1f" % v for v in hb["sim_cpu"]), hb["rss_mb"]))
+    rec = sim.get("recovery")
+    if isinstance(rec, list):
+        for i, r in enumerate(rec, 1):
+            out.append("- recovery run %d: %d attempts in flight at the kill; droverd's API "
+                       "answered %.3f s after kill -9, the first agent was registered again at "
+                       "%.3f s, the first new assignment came at %.3f s, all agents were "
+                       "registered again at %s s; %d/%d tasks seen by the agents; lost %d, run "
+                       "twice %d%s" % (
+                           i, r["inflight"], r["api_s"], r["registered_s"], r["seconds"],
+                           "%.3f" % r["all_registered_s"] if r.get("all_registered_s") else "?",
+                           r["tasks_seen"], r["total"], r["lost"], r["dup"],
+                           (" (%s)" % ", ".join(r["dup_names"][:5])) if r["dup_names"] else ""))
+    big = sim.get("big")
+    if isinstance(big, dict) and "na" not in big:
+        out.append("- big run: tasks run twice: %s; the longest wait for droverd to answer "
+                   "`drover runs` while the run ran (one busy loop iteration blocks the API): "
+                   "%.1f s (the submit itself waited %.1f s)" % (
+                       big.get("dup"), big.get("api_stall_s", 0), big["submit_s"]))
+    return "\n".join(out)
+
+
+def write_report(bench, res, sz, elapsed):
+    rows = build_rows(res, sz)
+    os.makedirs(bench.out, exist_ok=True)
+    png = os.path.join(bench.out, "latest.png")
+    chart = write_chart(rows, res, png, bench.work)
+    when = time.strftime("%Y-%m-%d %H:%M %Z")
+    phases = ", ".join("%s %.0f s" % (k, v) for k, v in bench.phase_times.items())
+    md = ["# drover benchmark results (%s)" % bench.mode, "",
+          "%s; `make bench%s`; total %.1f min (%s)." % (
+              when, " BENCH_QUICK=1" if bench.mode == "quick" else "", elapsed / 60.0, phases), "",
+          "- machine: %s" % machine_text(),
+          "- drover %s; %s; Dask distributed %s" % (git_rev(), bench.versions.get("slurm", "Slurm ?"),
+                                                   bench.versions.get("dask", "?")),
+          "- load average (1 min) at the start and end of each phase, a sign of other work on "
+          "the machine (the suite itself keeps about 1-2 busy): %s" % ", ".join(
+              "%s %.1f→%.1f" % (k, a, z) for k, (a, z) in bench.loads.items() if k != "install"),
+          "- figures: median (min–max) of %d run(s) each; \"vs\" columns: how many times better "
+          "drover's median is (higher rate, or lower time)" % sz["reps"], "",
+          table_md(rows), ""]
+    det = details_md(res, sz)
+    if det:
+        md += ["Details:", "", det, ""]
+    if chart:
+        md += ["![drover vs Slurm vs Dask](latest.png)", ""]
+    text = "\n".join(md)
+    with open(os.path.join(bench.out, "latest.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(bench.out, "latest.json"), "w") as f:
+        json.dump({"mode": bench.mode, "sizes": sz, "results": res, "elapsed_s": elapsed,
+                   "phases": bench.phase_times, "loads": bench.loads, "versions": bench.versions,
+                   "when": when},
+                  f, indent=1, default=str)
+    log("wrote %s", os.path.join(bench.out, "latest.md"))
+    if bench.update_readme:
+        update_readme(text)
+    return text
+
+
+def update_readme(text):
+    path = os.path.join(HERE, "README.md")
+    try:
+        with open(path) as f:
+            readme = f.read()
+    except OSError:
+        return
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if begin not in readme or end not in readme:
+        return
+    body = text.replace("](latest.png)", "](results/latest.png)")
+    body = re.sub(r"^# drover benchmark results", "### Latest results", body, flags=re.M)
+    head, rest = readme.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    with open(path, "w") as f:
+        f.write(head + begin + "\n" + body.strip() + "\n" + end + tail)
+    log("updated the results section of %s", path)
+
+
+# ------------------------------------------------------------------ main
+
+
+def reaper_main(argv):
+    """`bench.py --reap CMD...`: run CMD as a child subreaper that reaps
+    every orphan below it (slurmd's slurmstepd processes), so a machine
+    whose PID 1 reaps slowly or never does not fill up with zombies.
+    Forwards SIGTERM/SIGINT to CMD; exits with CMD's status once every
+    descendant is gone."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    child = subprocess.Popen(argv)
+
+    def forward(signum, frame):
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    rc = 0
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid == child.pid:
+            rc = os.waitstatus_to_exitcode(status)
+            child.returncode = rc
+    return rc if rc >= 0 else 128 - rc
+
+
+class Bench:
+    pass
+
+
+def main():
+    if sys.argv[1:2] == ["--reap"]:
+        return reaper_main(sys.argv[2:])
+    ap = argparse.ArgumentParser(description="drover vs Slurm vs Dask benchmarks (bench/README.md)")
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
+                    help="fewer repetitions, smaller sizes (also BENCH_QUICK=1)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, for the smoke test")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help="subset of drover,slurm,dask")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    help="subset of " + ",".join(WORKLOADS))
+    ap.add_argument("--reps", type=int, help="repetitions (default: 3, quick: 1)")
+    ap.add_argument("--bin-dir", default=os.path.join(SOURCE_DIR, "build"),
+                    help="where droverd, drover-agent, drover and drover-simagent are")
+    ap.add_argument("--build", action="store_true", help="run `make build` first")
+    ap.add_argument("--no-install", action="store_true", help="never run apt-get")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, state)")
+    args = ap.parse_args()
+
+    b = Bench()
+    b.mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    sz = dict(SIZES[b.mode])
+    if args.reps:
+        sz["reps"] = args.reps
+    b.systems = [s for s in args.systems.split(",") if s]
+    b.workloads = [w for w in args.workloads.split(",") if w]
+    for s in b.systems:
+        if s not in SYSTEMS:
+            ap.error("unknown system %r" % s)
+    for w in b.workloads:
+        if w not in WORKLOADS:
+            ap.error("unknown workload %r" % w)
+    b.bindir = os.path.abspath(args.bin_dir)
+    b.out = os.path.abspath(args.out)
+    b.update_readme = b.mode == "full" and b.out == os.path.join(HERE, "results") and \
+        set(b.systems) == set(SYSTEMS) and set(b.workloads) == set(WORKLOADS)
+    b.versions = {}
+    b.phase_times = {}
+    b.loads = {}
+    os.makedirs(b.out, exist_ok=True)
+    log.open(os.path.join(b.out, "latest.log"))
+    base = "/tmp" if len(tempfile.gettempdir()) > 40 else tempfile.gettempdir()
+    b.work = tempfile.mkdtemp(prefix="drover-bench-", dir=base)
+    nofile = raise_fd_limit()
+    log("bench (%s): systems %s; workloads %s; work dir %s; fd limit %d", b.mode,
+        ",".join(b.systems), ",".join(b.workloads), b.work, nofile)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    t_start = time.monotonic()
+    res = {}
+    ok = True
+
+    def phase(name, fn, key=None):
+        t = time.monotonic()
+        load0 = os.getloadavg()[0]
+        try:
+            res[key or name] = fn()
+        except NA as e:
+            log("%s: n/a (%s)", name, e)
+            res[key or name] = {"na": str(e)}
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - one system failing must not stop the rest
+            log("%s failed: %s\n%s", name, e, traceback.format_exc())
+            res[key or name] = {"na": "error: %s" % str(e)[:120]}
+        b.phase_times[name] = time.monotonic() - t
+        b.loads[name] = (load0, os.getloadavg()[0])
+
+    try:
+        if not args.no_install:
+            phase("install", lambda: install(b.systems))
+        if args.build:
+            phase("build", lambda: run(["make", "-C", SOURCE_DIR, "build"], timeout=1800))
+        binaries_ok(b.bindir)
+        real = [w for w in ("throughput", "chain", "wide") if w in b.workloads]
+        simw = [w for w in ("capacity", "heartbeat", "recovery", "big") if w in b.workloads]
+        if "drover" in b.systems and real:
+            phase("drover", lambda: drover_real(b, sz))
+        if "drover" in b.systems and simw:
+            phase("drover-sim", lambda: drover_sim(b, sz), key="drover_sim")
+        if "dask" in b.systems and real:
+            phase("dask", lambda: dask_workloads(b, sz))
+        if "slurm" in b.systems and real:
+            phase("slurm", lambda: slurm_workloads(b, sz))
+        res.pop("install", None)
+        res.pop("build", None)
+        elapsed = time.monotonic() - t_start
+        text = write_report(b, res, sz, elapsed)
+        print(text)
+        log("bench done in %.1f min", elapsed / 60.0)
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        ok = False
+    finally:
+        procs.stop_all()
+        if args.keep:
+            log("kept %s", b.work)
+        else:
+            shutil.rmtree(b.work, ignore_errors=True)
+    return 0 if ok else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
