@@ -79,6 +79,16 @@ static int run_in(cgroup_t *cg, const char *script, pid_t *pid_out)
     return status;
 }
 
+/* Poll (up to 10 s) until the cgroup holds at least n processes; returns
+ * how many it holds then (cgroup_signal with 0 counts them). */
+static int wait_members(const char *cg, int n)
+{
+    int have = 0;
+    for (int i = 0; i < 1000 && (have = cgroup_signal(cg, 0)) < n; i++)
+        usleep(10 * 1000);
+    return have;
+}
+
 Test(cgroup, limits_land_in_the_kernel_files)
 {
     cgroup_mode_t mode = need_cgroups();
@@ -160,8 +170,7 @@ Test(cgroup, signal_and_remove_reach_escaped_processes)
     pid_t pid;
     /* A daemon that left its parent's session, and the parent itself. */
     run_in(cg, "setsid sleep 30 & exec sleep 30", &pid);
-    usleep(200 * 1000);
-    cr_assert_geq(cgroup_signal(rel, 0), 2, "both sleeps are in the cgroup");
+    cr_assert_geq(wait_members(rel, 2), 2, "both sleeps are in the cgroup");
     cr_assert_eq(cgroup_remove(rel, false), -EBUSY, "busy while they run");
     cr_assert_eq(cgroup_remove_wait(rel, 3000), 0, "killed and removed");
     int status;
@@ -183,7 +192,7 @@ Test(cgroup, children_of_a_parent_are_removed)
     run_in(cb, "exec sleep 30", &pid);
     cgroup_destroy(&ca);
     cgroup_destroy(&cb);
-    usleep(100 * 1000);
+    cr_assert_geq(wait_members(b, 1), 1, "the sleep is in b");
     cr_assert_geq(cgroup_remove_children(rel, 3000), 2);
     int status;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
