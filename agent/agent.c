@@ -68,7 +68,7 @@ struct agent {
     ev_prepare flush_w;
     ev_timer heartbeat_w, logflush_w, stop_w, watchdog_w;
     ev_signal sigint_w, sigterm_w;
-    bool registered, stopping, resend_all, want_send;
+    bool registered, stopping, want_send;
     int64_t last_rx_mono;
     outbox_t *outbox;
     idmap_t *attempts; /* running (or finishing) attempts by id */
@@ -665,7 +665,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
     if (m->registered && !a->registered) {
         log_info("registered with droverd at %s", a->cfg.scheduler);
         a->registered = true;
-        a->resend_all = true;
+        outbox_mark_unsent(a->outbox); /* droverd may have lost any of them */
         a->want_send = true;
         idmap_each(a->attempts, restart_transfer, NULL); /* droverd dropped them */
     }
@@ -753,7 +753,7 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
         /* Unregistered, droverd would drop reports: keep them for later. */
         bool more = false;
         if (a->registered)
-            m.n_reports = outbox_collect(a->outbox, util_mono_ms(), RESEND_MS, a->resend_all, batch,
+            m.n_reports = outbox_collect(a->outbox, util_mono_ms(), RESEND_MS, false, batch,
                                          BATCH_REPORTS, BATCH_BYTES, &more);
         m.reports = batch;
         /* Transfers only make sense to a droverd that knows us; while
@@ -775,7 +775,6 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
         a->n_acks = 0;
         /* A full batch means more is due: stay in send mode next time. */
         a->want_send = more;
-        a->resend_all = a->resend_all && more;
     }
     for (attempt_t *at = a->dead, *next; at; at = next) {
         next = at->dead_next;

@@ -118,6 +118,12 @@ size_t outbox_collect(outbox_t *ob, int64_t now, int64_t resend_ms, bool all, Dr
     return k;
 }
 
+void outbox_mark_unsent(outbox_t *ob)
+{
+    for (node_t *n = ob->head; n; n = n->next)
+        n->sent_at = 0;
+}
+
 bool outbox_has_exit(const outbox_t *ob, uint64_t attempt_id)
 {
     return idmap_get(ob->exits, attempt_id) != NULL;

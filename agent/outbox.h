@@ -39,6 +39,10 @@ void outbox_ack(outbox_t *ob, uint64_t seq);
 size_t outbox_collect(outbox_t *ob, int64_t now, int64_t resend_ms, bool all, Drover__Report **out,
                       size_t max, size_t max_bytes, bool *more);
 
+/* Treat every queued report as never sent, so the next collects send them
+ * all, batch after batch (after a re-registration). */
+void outbox_mark_unsent(outbox_t *ob);
+
 /* Whether an EXITED report for attempt_id is still unacknowledged. */
 bool outbox_has_exit(const outbox_t *ob, uint64_t attempt_id);
 

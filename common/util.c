@@ -74,25 +74,30 @@ char *xasprintf(const char *fmt, ...)
     return s;
 }
 
+/* Try the directory itself first and walk up only on ENOENT: creating
+ * WORK/runs/R/T/N/outputs costs one mkdir when its parent exists, not one
+ * per path component. */
 int util_mkdir_p(const char *path, unsigned mode)
 {
-    char *p = xstrdup(path);
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char saved = *s;
-        *s = '\0';
-        if (mkdir(p, mode) < 0 && errno != EEXIST) {
-            rc = -errno;
-            break;
-        }
-        *s = saved;
-        if (saved == '\0')
-            break;
+    if (mkdir(path, mode) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
+    char *parent = xstrdup(path);
+    char *slash = strrchr(parent, '/');
+    while (slash && slash > parent && slash[1] == '\0') { /* trailing slashes */
+        *slash = '\0';
+        slash = strrchr(parent, '/');
     }
-    free(p);
-    return rc;
+    int rc = -ENOENT;
+    if (slash && slash > parent) {
+        *slash = '\0';
+        rc = util_mkdir_p(parent, mode);
+    }
+    free(parent);
+    if (rc < 0)
+        return rc;
+    return mkdir(path, mode) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -330,3 +330,22 @@ Test(outbox, report_free_handles_unadded_reports)
     q->reason = xstrdup("killed");
     outbox_add(ob, q);
 }
+
+/* After a re-registration everything must go again — in successive
+ * batches, never the same first batch over and over. */
+Test(outbox, mark_unsent_resends_everything_in_batches)
+{
+    uint64_t seqs[8];
+    for (int i = 0; i < 10; i++)
+        add(DROVER__REPORT_KIND__REPORT_LOG, 1, 10);
+    cr_assert_eq(collect_seqs(1000, 3000, false, seqs, 8), 8);
+    cr_assert_eq(collect_seqs(1000, 3000, false, seqs, 8), 2, "the rest of the first send");
+    outbox_mark_unsent(ob);
+    size_t n1 = collect_seqs(1001, 3000, false, seqs, 8);
+    cr_assert_eq(n1, 8);
+    uint64_t first = seqs[0];
+    size_t n2 = collect_seqs(1001, 3000, false, seqs, 8);
+    cr_assert_eq(n2, 2, "the second batch holds the other two, not the first eight again");
+    cr_assert_neq(seqs[0], first);
+    cr_assert_eq(collect_seqs(1002, 3000, false, seqs, 8), 0, "nothing due until the interval");
+}
