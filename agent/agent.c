@@ -331,6 +331,11 @@ static void on_exit_cb(void *arg, const runner_exit_t *ex)
     report_exit(at, NULL, 0, NULL, 0);
 }
 
+static void remove_dir(void *path)
+{
+    util_rm_rf(path);
+}
+
 static void free_attempt(attempt_t *at)
 {
     rt_task_destroy(&at->proc);
@@ -340,8 +345,12 @@ static void free_attempt(attempt_t *at)
     xfer_out_cancel(&at->xout);
     if (at->as)
         drover__assignment__free_unpacked(at->as, NULL);
-    if (at->dir && !at->agent->cfg.keep_work_dirs)
-        util_rm_rf(at->dir);
+    if (at->dir && !at->agent->cfg.keep_work_dirs && at->agent->worker) {
+        /* Removing a tree is blocking file-system work: the worker does it.
+         * The queued job owns the path string. */
+        worker_submit(at->agent->worker, remove_dir, free, at->dir);
+        at->dir = NULL;
+    }
     free(at->logbuf);
     free(at->run_id);
     free(at->task);
