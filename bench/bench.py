@@ -10,7 +10,7 @@ and the results section of bench/README.md. Every figure is the median of
 several repetitions, with min and max. Everything it starts runs in its own
 process group under one temp dir and is stopped at the end, whatever happened.
 
-A workload drover cannot run yet (a spec it refuses: fan-out not implemented,
+A workload drover cannot run yet (a spec it refuses: a key not implemented,
 too many steps) is recorded as "n/a (reason)" and the suite goes on; where a
 same-sized equivalent exists (independent steps split over several runs) it is
 measured instead and the table says so.

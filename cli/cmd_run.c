@@ -212,10 +212,12 @@ int cmd_run_get(cli_t *cli, int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
-int cmd_run_cancel(cli_t *cli, int argc, char **argv)
+/* run cancel / run delete: one run id in, "VERB ID" out. */
+static int run_op(cli_t *cli, int argc, char **argv, const char *usage, const char *help,
+                  Drover__ApiRequest__OpCase op, const char *verb)
 {
     const char *id;
-    int rc = parse_id_args(cli, argc, argv, CANCEL_USAGE, CANCEL_HELP, &id, NULL);
+    int rc = parse_id_args(cli, argc, argv, usage, help, &id, NULL);
     if (rc != 0)
         return cli_status(rc);
 
@@ -223,31 +225,26 @@ int cmd_run_cancel(cli_t *cli, int argc, char **argv)
     Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
     Drover__ApiResponse *resp = NULL;
     rr.id = (char *)id;
-    req.op_case = DROVER__API_REQUEST__OP_CANCEL_RUN;
-    req.cancel_run = &rr;
+    req.op_case = op;
+    if (op == DROVER__API_REQUEST__OP_CANCEL_RUN)
+        req.cancel_run = &rr;
+    else
+        req.delete_run = &rr;
     if (api_call_once(cli->api, &req, &resp) < 0)
         return CLI_EXIT_ERROR;
-    printf("cancelled %s\n", *resp->run_id ? resp->run_id : id);
+    printf("%s %s\n", verb, *resp->run_id ? resp->run_id : id);
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
 }
 
+int cmd_run_cancel(cli_t *cli, int argc, char **argv)
+{
+    return run_op(cli, argc, argv, CANCEL_USAGE, CANCEL_HELP, DROVER__API_REQUEST__OP_CANCEL_RUN,
+                  "cancelled");
+}
+
 int cmd_run_delete(cli_t *cli, int argc, char **argv)
 {
-    const char *id;
-    int rc = parse_id_args(cli, argc, argv, DELETE_USAGE, DELETE_HELP, &id, NULL);
-    if (rc != 0)
-        return cli_status(rc);
-
-    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
-    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
-    Drover__ApiResponse *resp = NULL;
-    rr.id = (char *)id;
-    req.op_case = DROVER__API_REQUEST__OP_DELETE_RUN;
-    req.delete_run = &rr;
-    if (api_call_once(cli->api, &req, &resp) < 0)
-        return CLI_EXIT_ERROR;
-    printf("deleted %s\n", *resp->run_id ? resp->run_id : id);
-    drover__api_response__free_unpacked(resp, NULL);
-    return CLI_EXIT_OK;
+    return run_op(cli, argc, argv, DELETE_USAGE, DELETE_HELP, DROVER__API_REQUEST__OP_DELETE_RUN,
+                  "deleted");
 }

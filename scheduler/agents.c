@@ -99,7 +99,7 @@ static void push_u64(uint64_t **list, size_t *n, uint64_t v)
 
 /* A duplicate kill is harmless (the agent ignores unknown attempts), so
  * no de-duplication: that would be quadratic in a hostile heartbeat. */
-static void queue_kill(sched_t *s, agent_t *a, uint64_t attempt_id)
+void agents_queue_kill(sched_t *s, agent_t *a, uint64_t attempt_id)
 {
     agent_out_t *out = sched_agent_out(s, a);
     push_u64(&out->kills, &out->n_kills, attempt_id);
@@ -193,7 +193,7 @@ static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
     /* agent → droverd's view: what the agent holds that is not current. */
     for (size_t j = 0; j < reg->n_attempts; j++)
         if (!current_task(s, a, reg->attempts[j]))
-            queue_kill(s, a, reg->attempts[j]);
+            agents_queue_kill(s, a, reg->attempts[j]);
     log_info("agent %s %sregistered: cpu %.1f, memory %" PRIu64 " MiB, gpus %u, %zu labels, "
              "%zu attempts held",
              a->name, was_connected ? "re" : "", a->capacity.cpu_milli / 1000.0,
@@ -238,7 +238,7 @@ static void handle_report(sched_t *s, agent_t *a, const Drover__Report *rep)
     if (!t) {
         /* Fencing: an attempt that is no longer current must not run. */
         if (rep->kind != DROVER__REPORT_KIND__REPORT_EXITED)
-            queue_kill(s, a, rep->attempt_id);
+            agents_queue_kill(s, a, rep->attempt_id);
         return;
     }
     switch (rep->kind) {
@@ -291,7 +291,7 @@ void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t l
         sched_agent_out(s, a)->heartbeat_ack = true;
         for (size_t i = 0; i < msg->heartbeat->n_running; i++)
             if (!current_task(s, a, msg->heartbeat->running[i]))
-                queue_kill(s, a, msg->heartbeat->running[i]);
+                agents_queue_kill(s, a, msg->heartbeat->running[i]);
     }
     for (size_t i = 0; i < msg->n_reports; i++)
         handle_report(s, a, msg->reports[i]);

@@ -559,12 +559,9 @@ void dag_task_lost(sched_t *s, task_t *t, const char *reason)
 
 static void cancel_task(sched_t *s, task_t *t)
 {
-    if (t->agent) {
-        Drover__AttemptRecord *a = current_open_attempt(t);
-        agent_out_t *out = sched_agent_out(s, t->agent);
-        out->kills = xrealloc(out->kills, (out->n_kills + 1) * sizeof *out->kills);
-        out->kills[out->n_kills++] = a ? a->id : 0;
-    }
+    Drover__AttemptRecord *a = current_open_attempt(t);
+    if (t->agent && a)
+        agents_queue_kill(s, t->agent, a->id);
     close_attempt(s, t, DROVER__TASK_STATUS__TASK_CANCELLED, "run cancelled");
     t->status = DROVER__TASK_STATUS__TASK_CANCELLED;
     t->retry_at_ms = 0;

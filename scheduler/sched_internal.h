@@ -296,6 +296,8 @@ void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t l
 /* Periodic: lost agents, re-sending unacknowledged assignments. */
 void agents_tick(sched_t *s);
 agent_t *agents_find(sched_t *s, const char *name);
+/* Tell agent a to kill an attempt (sent after the next commit). */
+void agents_queue_kill(sched_t *s, agent_t *a, uint64_t attempt_id);
 /* Startup: recreate an agent from its record (disconnected). */
 void agents_load(sched_t *s, const Drover__AgentRecord *rec);
 void agents_free_all(sched_t *s);

@@ -712,3 +712,22 @@ def main():
           % (os.path.basename(sys.argv[0]), r.testsRun, len(r.failures), len(r.errors),
              len(r.skipped), "OK" if ok else "FAIL"), flush=True)
     sys.exit(0 if ok else 1)
+
+
+def check_daemons(c):
+    """Fail at once when droverd or an agent died on its own."""
+    for d in c.daemons:
+        if not d.expected_exit and not d.alive():
+            raise DaemonDied("%s %s died (rc %s); log tail:\n%s" % (
+                d.kind, d.name, d.p.returncode, tail(d.log_text(), 40)))
+
+
+def wait_final(c, rid, timeout=90):
+    """c.wait_run_final, but give up at once when a daemon died (a crashed
+    agent would otherwise leave its step hanging until the timeout)."""
+    def final():
+        check_daemons(c)
+        r = c.get_run(rid)
+        return r if r["status"] in FINAL_RUN else None
+
+    return wait_until(final, timeout=timeout, interval=0.1, what="run %s to finish" % rid)

@@ -16,26 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 from harness import task  # noqa: E402
-
-
-def check_daemons(c):
-    """Fail at once when droverd or an agent died on its own."""
-    for d in c.daemons:
-        if not d.expected_exit and not d.alive():
-            raise harness.DaemonDied("%s %s died (rc %s); log tail:\n%s" % (
-                d.kind, d.name, d.p.returncode, harness.tail(d.log_text(), 40)))
-
-
-def wait_final(c, rid, timeout=90):
-    """c.wait_run_final, but give up at once when a daemon died (a crashed
-    agent would otherwise leave its step hanging until the timeout)."""
-    def final():
-        check_daemons(c)
-        r = c.get_run(rid)
-        return r if r["status"] in harness.FINAL_RUN else None
-
-    return harness.wait_until(final, timeout=timeout, interval=0.1,
-                              what="run %s to finish" % rid)
+from harness import check_daemons, wait_final  # noqa: E402,F401
 
 MiB = 1 << 20
 
