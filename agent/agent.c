@@ -6,9 +6,7 @@
  * and frees finished attempts. Log output is buffered per attempt and sent
  * as LOG reports of up to LOG_CHUNK bytes, or every LOG_FLUSH_S.
  */
-#include <czmq.h>
-
-#include "agent.h"
+#include "agent_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,86 +16,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "idmap.h"
 #include "log.h"
-#include "outbox.h"
-#include "gpu.h"
-#include "runtime.h"
 #include "sdnotify.h"
-#include "transfer.h"
 #include "util.h"
-#include "zev.h"
 
 #define LOG_CHUNK            (64 * 1024)
 #define LOG_FLUSH_S          0.1
 #define RESEND_MS            3000
 #define BATCH_REPORTS        1024
 #define BATCH_BYTES          (4 << 20)
-#define FINISHED_MEMORY      4096
 #define MAX_MESSAGE          (64 << 20)
 #define NAME_COMPONENT_MAX   128
 #define STARTS_PER_ITERATION 16
-
-typedef struct attempt attempt_t;
-struct attempt {
-    agent_t *agent;
-    uint64_t id;
-    char *run_id, *task, *dir;
-    uint32_t number;
-    Drover__Assignment *as; /* a copy: the process starts after inputs arrive */
-    rt_task_t *proc;        /* the running step (process or container) */
-    int gpus[GPU_MAX];      /* device indexes allocated to it */
-    size_t n_gpus;
-    xfer_in_t *xin;   /* fetching inputs, before the process */
-    xfer_out_t *xout; /* uploading outputs, after it */
-    runner_exit_t result;
-    uint8_t *logbuf;
-    size_t loglen;
-    uint64_t log_start; /* stream offset of logbuf[0] */
-    bool exited;
-    bool queued; /* accepted, waiting in the start queue */
-    bool kill_logged;
-    attempt_t *pending_next, *dead_next;
-};
-
-struct agent {
-    agent_config_t cfg;
-    struct ev_loop *loop;
-    zsock_t *sock;
-    zev_t *zev;
-    ev_prepare flush_w;
-    ev_timer heartbeat_w, logflush_w, stop_w, watchdog_w;
-    ev_signal sigint_w, sigterm_w;
-    bool registered, stopping, want_send;
-    int64_t last_rx_mono;
-    outbox_t *outbox;
-    idmap_t *attempts; /* running (or finishing) attempts by id */
-    idmap_t *finished; /* recently finished attempt ids (value unused) */
-    uint64_t finished_ring[FINISHED_MEMORY];
-    size_t finished_pos;
-    uint64_t *acks;
-    size_t n_acks;
-    attempt_t *dead;
-    attempt_t *pending_head, *pending_tail; /* accepted, not started yet */
-    ev_idle starts_w;
-    runtime_t *rt;             /* how steps run (process or a container runtime) */
-    gpu_info_t gpu_info;       /* detected or --gpus */
-    gpu_pool_t *gpus;          /* which device indexes are free */
-    Drover__KeyValue **labels; /* --labels plus gpu.model */
-    size_t n_labels;
-    worker_t *worker; /* artifact I/O and hashing */
-    xfer_host_t xfer;
-    char *cache_dir;
-    /* transfer messages for the next batch (owned) */
-    Drover__UploadOffer **offers;
-    size_t n_offers;
-    Drover__BlobChunk **chunks;
-    size_t n_chunks;
-    Drover__ChunkAck **chunk_acks;
-    size_t n_chunk_acks;
-    Drover__FetchRequest **fetches;
-    size_t n_fetches;
-};
 
 /* ------------------------------------------------------------ config */
 
@@ -118,6 +48,10 @@ void agent_config_defaults(agent_config_t *cfg)
     cfg->heartbeat_ms = 1000;
     cfg->kill_grace_ms = 10000;
     cfg->log_limit = 8u << 20;
+    cfg->spot = -1;
+    cfg->metadata_poll_ms = 1000;
+    cfg->stop_timeout_ms = 90000; /* systemd's default TimeoutStopSec */
+    cfg->upload_margin_ms = 10000;
 }
 
 /* ------------------------------------------------------------ sending */
@@ -164,6 +98,10 @@ static void send_register(agent_t *a)
     reg.images = runtime_can_run_images(a->rt);
     reg.capacity = &cap;
     reg.version = DROVER_VERSION;
+    reg.spot = a->cfg.spot == 1;
+    reg.price = a->cfg.price;
+    Drover__PreemptNotice notice;
+    reg.preempt = spot_notice_message(a, &notice);
     /* Held attempts: running ones, and finished ones whose exit report has
      * not been acknowledged (it will be re-sent once registered). */
     reg.attempts =
@@ -178,24 +116,32 @@ static void send_register(agent_t *a)
 static void collect_running(uint64_t id, void *value, void *arg)
 {
     Drover__Heartbeat *hb = arg;
-    if (!((attempt_t *)value)->exited)
+    const attempt_t *at = value;
+    if (!at->exited) {
+        hb->progress[hb->n_running] = at->progress;
         hb->running[hb->n_running++] = id;
+    }
 }
 
-static void send_heartbeat(agent_t *a)
+void agent_send_heartbeat(agent_t *a)
 {
     Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
     Drover__Heartbeat hb = DROVER__HEARTBEAT__INIT;
+    Drover__PreemptNotice notice;
     hb.running = xcalloc(idmap_size(a->attempts) + 1, sizeof *hb.running);
+    hb.progress = xcalloc(idmap_size(a->attempts) + 1, sizeof *hb.progress);
     idmap_each(a->attempts, collect_running, &hb);
+    hb.n_progress = hb.n_running;
+    hb.preempt = spot_notice_message(a, &notice);
     m.heartbeat = &hb;
     send_message(a, &m);
     free(hb.running);
+    free(hb.progress);
 }
 
 /* ------------------------------------------------------------ reports */
 
-static Drover__Report *report_new(const attempt_t *at, Drover__ReportKind kind)
+Drover__Report *agent_report_new(const attempt_t *at, Drover__ReportKind kind)
 {
     Drover__Report *r = xmalloc(sizeof *r);
     drover__report__init(r);
@@ -205,7 +151,7 @@ static Drover__Report *report_new(const attempt_t *at, Drover__ReportKind kind)
     return r;
 }
 
-static void queue_report(agent_t *a, Drover__Report *r)
+void agent_queue_report(agent_t *a, Drover__Report *r)
 {
     outbox_add(a->outbox, r);
     a->want_send = true;
@@ -215,14 +161,14 @@ static void flush_log(attempt_t *at)
 {
     if (at->loglen == 0)
         return;
-    Drover__Report *r = report_new(at, DROVER__REPORT_KIND__REPORT_LOG);
+    Drover__Report *r = agent_report_new(at, DROVER__REPORT_KIND__REPORT_LOG);
     r->offset = at->log_start;
     r->data.data = at->logbuf;
     r->data.len = at->loglen;
     at->log_start += at->loglen;
     at->logbuf = NULL;
     at->loglen = 0;
-    queue_report(at->agent, r);
+    agent_queue_report(at->agent, r);
 }
 
 static void on_output(void *arg, const uint8_t *data, size_t len)
@@ -261,7 +207,7 @@ static void remember_finished(agent_t *a, uint64_t id)
     idmap_put(a->finished, id, (void *)1);
 }
 
-static void retire(agent_t *a, attempt_t *at)
+void agent_retire(agent_t *a, attempt_t *at)
 {
     idmap_del(a->attempts, at->id);
     remember_finished(a, at->id);
@@ -275,28 +221,35 @@ static void report_exit(attempt_t *at, Drover__Artifact **arts, size_t n_arts,
 {
     agent_t *a = at->agent;
     const runner_exit_t *ex = &at->result;
-    Drover__Report *r = report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
+    Drover__Report *r = agent_report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
     r->exit_code = ex->exit_code;
     r->term_signal = ex->term_signal;
     r->timed_out = ex->timed_out;
     if (ex->reason[0])
         r->reason = xstrdup(ex->reason);
     r->outputs = xcalloc(n_arts, sizeof *r->outputs);
-    for (size_t i = 0; i < n_arts; i++) {
-        size_t n = drover__artifact__get_packed_size(arts[i]);
-        uint8_t *buf = xmalloc(n);
-        drover__artifact__pack(arts[i], buf);
-        r->outputs[r->n_outputs++] = drover__artifact__unpack(NULL, n, buf);
-        free(buf);
-    }
+    for (size_t i = 0; i < n_arts; i++)
+        r->outputs[r->n_outputs++] = agent_copy_artifact(arts[i]);
     r->out_params = xcalloc(n_params, sizeof *r->out_params);
     for (size_t i = 0; i < n_params; i++)
         r->out_params[r->n_out_params++] = util_kv_new(params[i]->key, params[i]->value);
-    queue_report(a, r);
+    agent_queue_report(a, r);
     log_info("attempt %" PRIu64 " (%s/%s #%u) exited: code %d signal %d%s%s", at->id, at->run_id,
              at->task, at->number, ex->exit_code, ex->term_signal, ex->reason[0] ? ", " : "",
              ex->reason);
-    retire(a, at);
+    agent_retire(a, at);
+}
+
+Drover__Artifact *agent_copy_artifact(const Drover__Artifact *src)
+{
+    size_t n = drover__artifact__get_packed_size(src);
+    uint8_t *buf = xmalloc(n);
+    drover__artifact__pack(src, buf);
+    Drover__Artifact *copy = drover__artifact__unpack(NULL, n, buf);
+    free(buf);
+    if (!copy)
+        abort(); /* out of memory */
+    return copy;
 }
 
 static void on_outputs(void *arg, Drover__Artifact **arts, size_t n_arts, Drover__KeyValue **params,
@@ -314,11 +267,29 @@ static void on_exit_cb(void *arg, const runner_exit_t *ex)
     agent_t *a = at->agent;
     at->exited = true;
     at->result = *ex;
-    if (a->stopping) {
-        retire(a, at); /* no report: droverd sees the agent go and requeues */
+    ev_timer_stop(a->loop, &at->preempt_w);
+    if (a->forced) {
+        agent_retire(a, at); /* no report: droverd sees the agent go and requeues */
         return;
     }
     flush_log(at);
+    spot_read_progress(at); /* a checkpoint line written just before the end */
+    agent_finish_attempt(at);
+}
+
+void agent_finish_attempt(attempt_t *at)
+{
+    agent_t *a = at->agent;
+    const runner_exit_t *ex = &at->result;
+    if (at->xout) { /* a checkpoint upload: its end calls here again */
+        at->exit_waiting = true;
+        return;
+    }
+    at->exit_waiting = false;
+    if (at->preempted) {
+        spot_finish_preempted(at);
+        return;
+    }
     bool clean = ex->exit_code == 0 && ex->term_signal == 0 && !ex->reason[0];
     if (clean && at->as->n_out_artifacts + at->as->n_out_params > 0) {
         char *outputs = xasprintf("%s/outputs", at->dir);
@@ -338,6 +309,8 @@ static void remove_dir(void *path)
 
 static void free_attempt(attempt_t *at)
 {
+    ev_timer_stop(at->agent->loop, &at->preempt_w);
+    spot_attempt_free(at);
     rt_task_destroy(&at->proc);
     if (at->n_gpus)
         gpu_free(at->agent->gpus, at->gpus, at->n_gpus);
@@ -375,7 +348,7 @@ static char **build_env(const agent_t *a, const Drover__Assignment *as, const at
 {
     static const char *const passthrough[] = {"PATH", "HOME", "LANG",    "LC_ALL",
                                               "TZ",   "USER", "LOGNAME", "TMPDIR"};
-    size_t cap = 8 + as->n_env + 12, n = 0;
+    size_t cap = 8 + as->n_env + 14, n = 0;
     char **env = xcalloc(cap + 1, sizeof *env);
     /* A container step gets its image's environment, not the agent's. */
     bool container = as->image && *as->image;
@@ -397,6 +370,10 @@ static char **build_env(const agent_t *a, const Drover__Assignment *as, const at
     env[n++] = xasprintf("DROVER_CHECKPOINT_DIR=%s/checkpoint", at->dir);
     env[n++] = xasprintf("DROVER_PROGRESS=%s/progress.jsonl", at->dir);
     env[n++] = xasprintf("DROVER_WORK_DIR=%s/work", at->dir);
+    if (as->resume_from && as->resume_from->artifact) {
+        env[n++] = xstrdup("DROVER_RESUMED=1");
+        env[n++] = xasprintf("DROVER_CHECKPOINT_STEP=%" PRIu64, as->resume_from->step);
+    }
     env[n] = NULL;
     return env;
 }
@@ -412,17 +389,18 @@ static void free_strv(char **v)
 static void report_start_failure(agent_t *a, attempt_t *at, const char *why)
 {
     log_warn("attempt %" PRIu64 " (%s/%s): %s", at->id, at->run_id, at->task, why);
-    Drover__Report *r = report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
+    Drover__Report *r = agent_report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
     r->exit_code = 127;
     r->reason = xstrdup(why);
-    queue_report(a, r);
+    agent_queue_report(a, r);
     idmap_put(a->attempts, at->id, at);
-    retire(a, at);
+    agent_retire(a, at);
 }
 
 static void on_inputs(void *arg, const char *error)
 {
     attempt_t *at = arg;
+    xfer_in_cancel(&at->xin); /* done with it (freed once its jobs are back) */
     if (error) {
         char *why = xasprintf("inputs: %s", error);
         report_start_failure(at->agent, at, why);
@@ -430,6 +408,35 @@ static void on_inputs(void *arg, const char *error)
         return;
     }
     spawn(at);
+}
+
+static void fetch_inputs(attempt_t *at)
+{
+    agent_t *a = at->agent;
+    if (at->as->n_inputs == 0) {
+        spawn(at);
+        return;
+    }
+    char *inputs = xasprintf("%s/inputs", at->dir);
+    at->xin =
+        xfer_in_start(&a->xfer, at->id, at->as->inputs, at->as->n_inputs, inputs, on_inputs, at);
+    free(inputs);
+}
+
+/* The checkpoint to resume from is in $DROVER_CHECKPOINT_DIR: inputs next. */
+static void on_checkpoint_restored(void *arg, const char *error)
+{
+    attempt_t *at = arg;
+    xfer_in_cancel(&at->xin);
+    if (error) {
+        char *why = xasprintf("restoring checkpoint: %s", error);
+        report_start_failure(at->agent, at, why);
+        free(why);
+        return;
+    }
+    log_info("attempt %" PRIu64 " (%s/%s #%u): checkpoint of step %" PRIu64 " restored", at->id,
+             at->run_id, at->task, at->number, at->as->resume_from->step);
+    fetch_inputs(at);
 }
 
 /* Start the attempt's process (inputs, if any, are in place). */
@@ -476,7 +483,8 @@ static void spawn(attempt_t *at)
         report_start_failure(a, at, err);
         return;
     }
-    queue_report(a, report_new(at, DROVER__REPORT_KIND__REPORT_STARTED));
+    agent_queue_report(a, agent_report_new(at, DROVER__REPORT_KIND__REPORT_STARTED));
+    spot_attempt_started(at);
     log_info("attempt %" PRIu64 " (%s/%s #%u) started: pid %d", at->id, at->run_id, at->task,
              at->number, (int)rt_task_pid(at->proc));
 }
@@ -490,6 +498,8 @@ static void start_attempt(agent_t *a, const Drover__Assignment *as)
     at->run_id = xstrdup(as->run_id);
     at->task = xstrdup(as->task);
     at->number = as->attempt;
+    at->progress_fd = -1;
+    at->progress = -1;
     if (!safe_component(as->run_id) || !safe_component(as->task) || as->n_argv == 0) {
         report_start_failure(a, at, "invalid assignment: bad run id, task name or empty command");
         return;
@@ -526,18 +536,25 @@ static void begin_attempt(attempt_t *at)
             return;
         }
     }
-    if (at->as->n_inputs == 0) {
-        spawn(at);
+    if (a->terminating) { /* the node is going away: hand it back unstarted */
+        spot_report_unstarted(at);
         return;
     }
-    char *inputs = xasprintf("%s/inputs", at->dir);
-    at->xin =
-        xfer_in_start(&a->xfer, at->id, at->as->inputs, at->as->n_inputs, inputs, on_inputs, at);
-    free(inputs);
+    const Drover__Checkpoint *ck = at->as->resume_from;
+    if (!ck || !ck->artifact) {
+        fetch_inputs(at);
+        return;
+    }
+    /* Restored first, as input "checkpoint" of the attempt dir (so into
+     * $DROVER_CHECKPOINT_DIR), through the same verified cache. */
+    Drover__InputArtifact in = DROVER__INPUT_ARTIFACT__INIT, *ins[1] = {&in};
+    in.local = (char *)"checkpoint";
+    in.artifact = ck->artifact;
+    at->xin = xfer_in_start(&a->xfer, at->id, ins, 1, at->dir, on_checkpoint_restored, at);
 }
 
 /* Take a queued attempt out of the start queue (it will never start). */
-static void unqueue(agent_t *a, attempt_t *at)
+void agent_unqueue(agent_t *a, attempt_t *at)
 {
     attempt_t **pp = &a->pending_head, *prev = NULL;
     while (*pp && *pp != at) {
@@ -691,7 +708,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
                      at->task);
         at->kill_logged = true;
         if (at->queued) {
-            unqueue(a, at);
+            agent_unqueue(a, at);
             snprintf(at->result.reason, sizeof at->result.reason, "killed by droverd");
             at->result.exit_code = 127;
             report_exit(at, NULL, 0, NULL, 0);
@@ -704,6 +721,9 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
             report_exit(at, NULL, 0, NULL, 0);
         }
     }
+    if (m->preempt)
+        spot_notice(a, m->preempt->terminate, m->preempt->deadline_ms,
+                    m->preempt->reason && *m->preempt->reason ? m->preempt->reason : "droverd");
     for (size_t i = 0; i < m->n_wants; i++) {
         attempt_t *at = idmap_get(a->attempts, m->wants[i]->attempt_id);
         if (at && at->xout)
@@ -755,7 +775,7 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     agent_t *a = w->data;
     Drover__Report *batch[BATCH_REPORTS];
-    if (a->want_send && !a->stopping) {
+    if (a->want_send && !a->forced) {
         Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
         m.assign_acks = a->acks;
         m.n_assign_acks = a->n_acks;
@@ -790,7 +810,10 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
         free_attempt(at);
     }
     a->dead = NULL;
-    if (a->stopping && idmap_size(a->attempts) == 0)
+    /* Stopping: once every step is handed back and droverd has the reports
+     * (or there is no droverd to tell). */
+    if (a->stopping && idmap_size(a->attempts) == 0 &&
+        (outbox_count(a->outbox) == 0 || !a->registered))
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -830,18 +853,11 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     }
     idmap_each(a->attempts, tick_transfer, NULL);
     if (a->registered) {
-        send_heartbeat(a);
+        agent_send_heartbeat(a);
         a->want_send = a->want_send || outbox_count(a->outbox) > 0; /* re-send due reports */
     } else {
         send_register(a);
     }
-}
-
-static void kill_one(uint64_t id, void *value, void *arg)
-{
-    attempt_t *at = value;
-    if (at->proc && !at->exited)
-        rt_task_kill(at->proc, "agent stopping");
 }
 
 static void kill_now(uint64_t id, void *value, void *arg)
@@ -858,22 +874,27 @@ static void on_stop_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* SIGTERM/SIGINT (systemd stopping the node) is a preemption notice
+ * whose deadline is the unit's stop timeout: the steps are handed back
+ * with their checkpoints, then the agent exits. A second signal: now. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     agent_t *a = w->data;
-    if (a->stopping)
+    if (a->stopping) {
+        if (!a->forced)
+            log_warn("signal %d again: killing %zu steps and exiting now", w->signum,
+                     idmap_size(a->attempts));
+        a->forced = true;
+        idmap_each(a->attempts, kill_now, NULL);
+        ev_break(loop, EVBREAK_ALL);
         return;
-    log_info("signal %d: stopping %zu running steps", w->signum, idmap_size(a->attempts));
+    }
     a->stopping = true;
     sdnotify_stopping();
-    while (a->pending_head) { /* never started: forget them (droverd requeues them) */
-        attempt_t *at = a->pending_head;
-        unqueue(a, at);
-        at->exited = true;
-        retire(a, at);
-    }
-    idmap_each(a->attempts, kill_one, NULL);
-    ev_timer_init(&a->stop_w, on_stop_deadline, (double)a->cfg.kill_grace_ms / 1000.0 + 1.0, 0.);
+    char why[64];
+    snprintf(why, sizeof why, "agent stopping (%s)", strsignal(w->signum));
+    spot_notice(a, true, util_now_ms() + (int64_t)a->cfg.stop_timeout_ms, why);
+    ev_timer_init(&a->stop_w, on_stop_deadline, (double)a->cfg.stop_timeout_ms / 1000.0, 0.);
     a->stop_w.data = a;
     ev_timer_start(loop, &a->stop_w);
 }
@@ -960,6 +981,7 @@ agent_t *agent_new(const agent_config_t *cfg)
     ev_timer_start(a->loop, &a->heartbeat_w);
     ev_idle_init(&a->starts_w, on_starts);
     a->starts_w.data = a;
+    spot_start(a);
     ev_timer_init(&a->logflush_w, on_logflush, LOG_FLUSH_S, LOG_FLUSH_S);
     a->logflush_w.data = a;
     ev_timer_start(a->loop, &a->logflush_w);
@@ -1006,6 +1028,7 @@ void agent_destroy(agent_t **ap)
         ev_timer_stop(a->loop, &a->watchdog_w);
         ev_signal_stop(a->loop, &a->sigint_w);
         ev_signal_stop(a->loop, &a->sigterm_w);
+        spot_stop(a);
     }
     for (attempt_t *at = a->dead, *next; at; at = next) {
         next = at->dead_next;

@@ -8,6 +8,11 @@
  * one never starts a step twice. If droverd goes quiet or answers
  * "reregister" (it restarted), the agent registers again and re-sends its
  * whole outbox; running steps are never interrupted by a droverd restart.
+ *
+ * On a spot node the agent also follows each task's progress file,
+ * commits its checkpoints to droverd's artifact store, and on a
+ * preemption notice (a cloud's metadata, SIGTERM, or a drill) hands all
+ * its work back: signal, wait, last checkpoint, PREEMPTED (spot.c).
  */
 #ifndef DROVER_AGENT_H
 #define DROVER_AGENT_H
@@ -32,6 +37,13 @@ typedef struct {
     uint64_t kill_grace_ms; /* SIGTERM → SIGKILL when a step is stopped */
     uint64_t log_limit;     /* log bytes sent per attempt */
     bool keep_work_dirs;
+    /* Spot capacity. */
+    int spot;     /* 1 spot node, 0 on-demand, -1 = detect from metadata (else 0) */
+    double price; /* per hour, for cost estimates */
+    const char *aws_url, *gcp_url, *azure_url; /* metadata watchers; NULL = off */
+    uint64_t metadata_poll_ms;
+    uint64_t stop_timeout_ms;  /* SIGTERM: the drain's deadline (systemd TimeoutStopSec) */
+    uint64_t upload_margin_ms; /* kept before a deadline for the last checkpoint */
 } agent_config_t;
 
 typedef struct agent agent_t;
@@ -42,7 +54,9 @@ void agent_config_defaults(agent_config_t *cfg);
 /* Create the work dir and socket. NULL on failure (the reason is logged). */
 agent_t *agent_new(const agent_config_t *cfg);
 
-/* Serve until SIGINT/SIGTERM; running steps are then stopped. Returns 0. */
+/* Serve until SIGINT/SIGTERM, which is a preemption notice: the steps
+ * are handed back (see above), then it returns 0. A second signal stops
+ * at once. */
 int agent_run(agent_t *a);
 
 /* Free everything; NULLs the pointer. */

@@ -30,19 +30,34 @@ static void usage(FILE *f)
                "  --kill-grace DUR       SIGTERM → SIGKILL delay when stopping a step [10s]\n"
                "  --log-limit BYTES      log bytes sent per attempt [8Mi]\n"
                "  --keep-work-dirs       keep each attempt's directory after it ends\n"
+               "spot nodes:\n"
+               "  --spot true|false      this is a spot/preemptible node [label spot=, else\n"
+               "                         asked from the metadata below, else false]\n"
+               "  --price N              its price per hour, for cost estimates [0]\n"
+               "  --aws-metadata URL     watch AWS IMDSv2 for spot interruptions and rebalance\n"
+               "                         recommendations ('on' = http://169.254.169.254)\n"
+               "  --gcp-metadata URL     watch GCP for preemption and maintenance events\n"
+               "                         ('on' = http://metadata.google.internal)\n"
+               "  --azure-metadata URL   watch Azure Scheduled Events for Preempt/Terminate\n"
+               "                         ('on' = http://169.254.169.254)\n"
+               "  --metadata-poll DUR    between metadata polls [1s]\n"
+               "  --stop-timeout DUR     on SIGTERM, time to hand steps back before exiting;\n"
+               "                         match the unit's TimeoutStopSec [90s]\n"
+               "  --upload-margin DUR    kept before a preemption deadline for the last\n"
+               "                         checkpoint's upload [10s]\n"
                "  --config FILE          YAML file of the same settings (key: value)\n"
                "  --debug                verbose logging\n");
 }
 
 typedef struct {
     agent_config_t cfg;
-    char *owned[16];
+    char *owned[32];
     int n_owned;
 } options_t;
 
 static const char *keep(options_t *o, const char *v)
 {
-    if (o->n_owned == 16)
+    if (o->n_owned == 32)
         return v;
     return o->owned[o->n_owned++] = xstrdup(v);
 }
@@ -50,6 +65,16 @@ static const char *keep(options_t *o, const char *v)
 static int parse_bool(const char *v)
 {
     return strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0;
+}
+
+/* A metadata base URL: "on" = the provider's well-known address. */
+static int metadata_url(options_t *o, const char **field, const char *value, const char *dflt)
+{
+    if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0 &&
+        strcmp(value, "on") != 0)
+        return -EINVAL;
+    *field = strcmp(value, "on") == 0 ? dflt : keep(o, value);
+    return 0;
 }
 
 /* Apply one setting; shared by flags and the config file. */
@@ -88,6 +113,27 @@ static int apply(const char *key, const char *value, void *arg)
         return spec_parse_memory(value, &c->log_limit);
     else if (strcmp(key, "keep-work-dirs") == 0)
         c->keep_work_dirs = parse_bool(value);
+    else if (strcmp(key, "spot") == 0) {
+        if (strcmp(value, "true") && strcmp(value, "false"))
+            return -EINVAL;
+        c->spot = parse_bool(value);
+    } else if (strcmp(key, "price") == 0) {
+        char *end;
+        c->price = strtod(value, &end);
+        return *end || !(c->price >= 0 && c->price < 1e6) ? -EINVAL : 0;
+    } else if (strcmp(key, "aws-metadata") == 0)
+        return metadata_url(o, &c->aws_url, value, "http://169.254.169.254");
+    else if (strcmp(key, "gcp-metadata") == 0)
+        return metadata_url(o, &c->gcp_url, value, "http://metadata.google.internal");
+    else if (strcmp(key, "azure-metadata") == 0)
+        return metadata_url(o, &c->azure_url, value, "http://169.254.169.254");
+    else if (strcmp(key, "metadata-poll") == 0) {
+        int rc = spec_parse_duration(value, &c->metadata_poll_ms);
+        return rc < 0 || c->metadata_poll_ms == 0 ? -EINVAL : 0;
+    } else if (strcmp(key, "stop-timeout") == 0)
+        return spec_parse_duration(value, &c->stop_timeout_ms);
+    else if (strcmp(key, "upload-margin") == 0)
+        return spec_parse_duration(value, &c->upload_margin_ms);
     else if (strcmp(key, "debug") == 0)
         log_set_debug(parse_bool(value));
     else
@@ -97,15 +143,30 @@ static int apply(const char *key, const char *value, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"scheduler", required_argument, 0, 0}, {"work-dir", required_argument, 0, 0},
-        {"name", required_argument, 0, 0},      {"cpus", required_argument, 0, 0},
-        {"memory", required_argument, 0, 0},    {"gpus", required_argument, 0, 0},
-        {"labels", required_argument, 0, 0},    {"runtime", required_argument, 0, 0},
-        {"heartbeat", required_argument, 0, 0}, {"kill-grace", required_argument, 0, 0},
-        {"log-limit", required_argument, 0, 0}, {"keep-work-dirs", no_argument, 0, 0},
-        {"config", required_argument, 0, 0},    {"debug", no_argument, 0, 0},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"scheduler", required_argument, 0, 0},
+                                             {"work-dir", required_argument, 0, 0},
+                                             {"name", required_argument, 0, 0},
+                                             {"cpus", required_argument, 0, 0},
+                                             {"memory", required_argument, 0, 0},
+                                             {"gpus", required_argument, 0, 0},
+                                             {"labels", required_argument, 0, 0},
+                                             {"runtime", required_argument, 0, 0},
+                                             {"heartbeat", required_argument, 0, 0},
+                                             {"kill-grace", required_argument, 0, 0},
+                                             {"log-limit", required_argument, 0, 0},
+                                             {"keep-work-dirs", no_argument, 0, 0},
+                                             {"config", required_argument, 0, 0},
+                                             {"debug", no_argument, 0, 0},
+                                             {"spot", required_argument, 0, 0},
+                                             {"price", required_argument, 0, 0},
+                                             {"aws-metadata", required_argument, 0, 0},
+                                             {"gcp-metadata", required_argument, 0, 0},
+                                             {"azure-metadata", required_argument, 0, 0},
+                                             {"metadata-poll", required_argument, 0, 0},
+                                             {"stop-timeout", required_argument, 0, 0},
+                                             {"upload-margin", required_argument, 0, 0},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     options_t o = {0};
     int rc = 1;
 

@@ -1,6 +1,7 @@
-/* cmd_agents — `drover agents` (the fleet, as a table or JSON) and
+/* cmd_agents — `drover agents` (the fleet, as a table or JSON),
  * `drover agent drain NAME` (stop placing new work on an agent; what runs
- * there finishes). */
+ * there finishes) and `drover agent preempt NAME` (a preemption drill:
+ * the agent hands its steps back as if its cloud had reclaimed it). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -8,6 +9,7 @@
 #include "cli.h"
 #include "fmt.h"
 #include "json.h"
+#include "spec.h"
 #include "table.h"
 #include "util.h"
 
@@ -26,11 +28,19 @@ static const cli_opt_t agents_opts[] = {
 #define DRAIN_HELP    "Stop placing new steps on agent NAME; steps running there finish.\n"
 #define UNDRAIN_USAGE "drover agent undrain NAME"
 #define UNDRAIN_HELP  "Put a drained agent NAME back in service.\n"
+#define PREEMPT_USAGE "drover agent preempt NAME [--deadline DUR]"
+#define PREEMPT_HELP                                                                               \
+    "Drill a preemption of agent NAME through the same path as a cloud's notice:\n"                \
+    "droverd stops placing work there, the agent signals its steps, commits their\n"               \
+    "last checkpoints and hands them back to resume elsewhere.\n"                                  \
+    "  --deadline DUR  when the node 'goes away' (e.g. 30s, 2m) [30s]\n"
 
 static const char *agent_state(const Drover__AgentView *a)
 {
     if (!a->connected)
         return a->drained ? "disconnected,drained" : "disconnected";
+    if (a->preempt)
+        return a->preempt->terminate ? "preempting" : "at-risk";
     return a->drained ? "drained" : "connected";
 }
 
@@ -38,7 +48,7 @@ static const char *state_color(const Drover__AgentView *a)
 {
     if (!a->connected)
         return "31";
-    return a->drained ? "33" : "32";
+    return a->drained || a->preempt ? "33" : "32";
 }
 
 static const Drover__Resources *res_or_zero(const Drover__Resources *r)
@@ -59,15 +69,19 @@ static void add_agent_row(table_t *t, const Drover__AgentView *a)
     table_addf(t, "%u/%u", used->gpus, cap->gpus);
     table_addf(t, "%u", a->running);
     table_add(t, a->runtime && *a->runtime ? a->runtime : "-", NULL);
+    if (a->price > 0)
+        table_addf(t, "%s $%.3g/h", a->spot ? "spot" : "on-demand", a->price);
+    else
+        table_add(t, a->spot ? "spot" : "on-demand", NULL);
     table_add(t, labels, NULL);
     free(labels);
 }
 
 static void print_agents_table(const Drover__ApiResponse *resp)
 {
-    static const char *const headers[] = {"NAME", "STATE",   "CPU",     "MEMORY",
-                                          "GPU",  "RUNNING", "RUNTIME", "LABELS"};
-    table_t *t = table_new(8, headers);
+    static const char *const headers[] = {"NAME",    "STATE",   "CPU",      "MEMORY", "GPU",
+                                          "RUNNING", "RUNTIME", "CAPACITY", "LABELS"};
+    table_t *t = table_new(9, headers);
     for (size_t i = 0; i < resp->n_agents; i++)
         add_agent_row(t, resp->agents[i]);
     table_print(t, stdout, 0, 0, fmt_color_ok(stdout));
@@ -95,6 +109,18 @@ static void json_agent(json_t *j, const Drover__AgentView *a)
     json_field_uint(j, "running", a->running);
     json_field_str(j, "runtime", a->runtime);
     json_field_bool(j, "images", a->images);
+    json_field_bool(j, "spot", a->spot);
+    json_field_double(j, "price", a->price);
+    json_key(j, "preemption");
+    if (a->preempt) {
+        json_object_begin(j);
+        json_field_bool(j, "terminate", a->preempt->terminate);
+        json_field_int(j, "deadline_ms", a->preempt->deadline_ms);
+        json_field_str(j, "reason", a->preempt->reason);
+        json_object_end(j);
+    } else {
+        json_null(j);
+    }
     json_field_int(j, "last_seen_ms", a->last_seen_ms);
     json_object_end(j);
 }
@@ -184,4 +210,48 @@ int cmd_agent_drain(cli_t *cli, int argc, char **argv)
 int cmd_agent_undrain(cli_t *cli, int argc, char **argv)
 {
     return drain(cli, argc, argv, true);
+}
+
+enum { OPT_DEADLINE = 1 };
+
+int cmd_agent_preempt(cli_t *cli, int argc, char **argv)
+{
+    static const cli_opt_t opts[] = {{"deadline", 0, true, OPT_DEADLINE}, {NULL, 0, false, 0}};
+    const char *name = NULL;
+    uint64_t deadline_ms = 30000;
+    args_t a;
+    int opt;
+    args_init(&a, cli, argc, argv, opts, PREEMPT_USAGE);
+    while ((opt = args_next(&a)) != ARGS_END) {
+        if (opt == ARGS_ERROR)
+            return CLI_EXIT_ERROR;
+        if (opt == ARGS_HELP)
+            return cli_help(PREEMPT_USAGE, PREEMPT_HELP);
+        if (opt == OPT_DEADLINE) {
+            if (spec_parse_duration(a.value, &deadline_ms) < 0)
+                return cli_usage_error(PREEMPT_USAGE,
+                                       "--deadline expects a duration such as "
+                                       "30s or 2m, got '%s'",
+                                       a.value);
+            continue;
+        }
+        if (name)
+            return cli_usage_error(PREEMPT_USAGE, "unexpected argument '%s'", a.value);
+        name = a.value;
+    }
+    if (!name)
+        return cli_usage_error(PREEMPT_USAGE, "missing agent NAME");
+
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__AgentRequest ar = DROVER__AGENT_REQUEST__INIT;
+    Drover__ApiResponse *resp = NULL;
+    ar.name = (char *)name;
+    ar.deadline_ms = deadline_ms;
+    req.op_case = DROVER__API_REQUEST__OP_PREEMPT_AGENT;
+    req.preempt_agent = &ar;
+    if (api_call_once(cli->api, &req, &resp) < 0)
+        return CLI_EXIT_ERROR;
+    printf("preemption notice sent to %s (deadline in %.0fs)\n", name, deadline_ms / 1000.0);
+    drover__api_response__free_unpacked(resp, NULL);
+    return CLI_EXIT_OK;
 }

@@ -206,6 +206,7 @@ int cmd_run_get(cli_t *cli, int argc, char **argv)
         putchar('\n');
         table_print(t, stdout, 0, 0, color);
         table_destroy(&t);
+        runview_print_spot(stdout, resp->run, color);
         runview_print_outputs(stdout, resp->run);
     }
     drover__api_response__free_unpacked(resp, NULL);

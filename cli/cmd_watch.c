@@ -40,6 +40,7 @@ typedef struct {
     char *name;
     Drover__TaskStatus status;
     uint32_t attempts;
+    int tenth; /* progress shown, in tenths; -1 = none */
 } shown_t;
 
 typedef struct {
@@ -212,6 +213,8 @@ static void print_change(const Drover__TaskView *t, int64_t now)
         fprintf(m, ": %s", t->reason);
     if (t->status == DROVER__TASK_STATUS__TASK_FAILED && t->retry_at_ms > now)
         fprintf(m, "; retry in %llds", (long long)(t->retry_at_ms - now + 999) / 1000);
+    if (t->status == DROVER__TASK_STATUS__TASK_RUNNING && t->progress >= 0)
+        fprintf(m, " %s", fmt_progress(t->progress, ex));
     fclose(m);
     fmt_put_clean(stdout, line);
     putchar('\n');
@@ -229,11 +232,17 @@ static void print_changes(watch_t *w, const Drover__RunView *run, int64_t now)
             s->name = xstrdup(t->name);
             s->status = DROVER__TASK_STATUS__TASK_WAITING;
             s->attempts = 0;
+            s->tenth = -1;
         }
-        if (s->status != t->status || s->attempts != t->attempts)
+        /* progress: a line per tenth done */
+        int tenth = t->status == DROVER__TASK_STATUS__TASK_RUNNING && t->progress >= 0
+                        ? (int)(t->progress * 10.0f)
+                        : -1;
+        if (s->status != t->status || s->attempts != t->attempts || tenth > s->tenth)
             print_change(t, now);
         s->status = t->status;
         s->attempts = t->attempts;
+        s->tenth = tenth;
     }
     fflush(stdout);
 }

@@ -42,6 +42,8 @@ static const command_t commands[] = {
     {NULL, "agents", cmd_agents, "[-o table|json]", "list agents and their resources"},
     {"agent", "drain", cmd_agent_drain, "NAME", "stop placing steps on an agent"},
     {"agent", "undrain", cmd_agent_undrain, "NAME", "put a drained agent back in service"},
+    {"agent", "preempt", cmd_agent_preempt, "NAME [--deadline DUR]",
+     "drill a preemption: the agent hands its steps back"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof *commands)

@@ -109,12 +109,30 @@ char *fmt_task_exit(const Drover__TaskView *t, char *buf)
     return buf;
 }
 
+char *fmt_progress(float progress, char *buf)
+{
+    char bar[11];
+    if (progress < 0)
+        progress = 0;
+    if (progress > 1)
+        progress = 1;
+    int filled = (int)(progress * 10.0f + 0.5f);
+    for (int i = 0; i < 10; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[10] = '\0';
+    snprintf(buf, FMT_BUF, "[%s] %d%%", bar, (int)(progress * 100.0f + 0.5f));
+    return buf;
+}
+
 char *fmt_task_status(const Drover__TaskView *t, int64_t now_ms, char *buf)
 {
     const char *name = util_task_status_name(t->status);
     if (t->status == DROVER__TASK_STATUS__TASK_FAILED && t->retry_at_ms > now_ms) {
         int64_t secs = (t->retry_at_ms - now_ms + 999) / 1000;
         snprintf(buf, FMT_BUF, "%s (retry in %" PRId64 "s)", name, secs);
+    } else if (t->status == DROVER__TASK_STATUS__TASK_RUNNING && t->progress >= 0) {
+        char bar[FMT_BUF];
+        snprintf(buf, FMT_BUF, "%s %s", name, fmt_progress(t->progress, bar));
     } else {
         snprintf(buf, FMT_BUF, "%s", name);
     }

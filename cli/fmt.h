@@ -36,8 +36,12 @@ char *fmt_cpu(uint32_t milli, char *buf);
  * exited, else "-". */
 char *fmt_task_exit(const Drover__TaskView *t, char *buf);
 
-/* The STATUS cell of a task: its name, or "FAILED (retry in 3s)" while a
- * retry is pending at now_ms. */
+/* A task's reported progress as "[######....] 60%". */
+char *fmt_progress(float progress, char *buf);
+
+/* The STATUS cell of a task: its name, "RUNNING [###.......] 30%" with
+ * reported progress, or "FAILED (retry in 3s)" while a retry is pending
+ * at now_ms. */
 char *fmt_task_status(const Drover__TaskView *t, int64_t now_ms, char *buf);
 
 /* SGR colour code for a status (green success, red failure, yellow

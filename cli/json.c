@@ -185,6 +185,19 @@ void json_int(json_t *j, int64_t v)
     after_value(j);
 }
 
+void json_double(json_t *j, double v)
+{
+    before_value(j, false);
+    fprintf(j->out, "%.6g", v);
+    after_value(j);
+}
+
+void json_field_double(json_t *j, const char *key, double v)
+{
+    json_key(j, key);
+    json_double(j, v);
+}
+
 void json_uint(json_t *j, uint64_t v)
 {
     before_value(j, false);

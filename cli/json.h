@@ -42,6 +42,7 @@ void json_str(json_t *j, const char *s);
 void json_strn(json_t *j, const char *s, size_t n);
 void json_int(json_t *j, int64_t v);
 void json_uint(json_t *j, uint64_t v);
+void json_double(json_t *j, double v); /* finite values only */
 void json_bool(json_t *j, bool v);
 void json_null(json_t *j);
 
@@ -50,6 +51,7 @@ void json_field_str(json_t *j, const char *key, const char *s);
 void json_field_int(json_t *j, const char *key, int64_t v);
 void json_field_uint(json_t *j, const char *key, uint64_t v);
 void json_field_bool(json_t *j, const char *key, bool v);
+void json_field_double(json_t *j, const char *key, double v);
 
 /* End the document (every container must be closed), flush the stream,
  * free the writer and NULL the pointer. Write errors stay on the stream

@@ -6,6 +6,7 @@
  * has none. */
 #include "runview.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 
 #include "fmt.h"
@@ -31,6 +32,56 @@ table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_
             table_add(t, task->reason, NULL);
     }
     return t;
+}
+
+/* Seconds as "12s", "3m04s", "1h02m". */
+static char *fmt_span(int64_t ms, char *buf)
+{
+    int64_t s = ms / 1000;
+    if (s < 60)
+        snprintf(buf, FMT_BUF, "%" PRId64 "s", s);
+    else if (s < 3600)
+        snprintf(buf, FMT_BUF, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
+    else
+        snprintf(buf, FMT_BUF, "%" PRId64 "h%02" PRId64 "m", s / 3600, s % 3600 / 60);
+    return buf;
+}
+
+void runview_print_spot(FILE *out, const Drover__RunView *run, bool color)
+{
+    static const char *const headers[] = {"STEP", "PREEMPTED", "RETRIES",   "CHECKPOINT",
+                                          "SPOT", "ON-DEMAND", "WORK LOST", "COST"};
+    bool any = false;
+    for (size_t i = 0; i < run->n_tasks && !any; i++) {
+        const Drover__TaskView *t = run->tasks[i];
+        any = t->spot_ms || t->preemptions || t->checkpoints || t->cost > 0;
+    }
+    if (!any)
+        return;
+    table_t *tab = table_new(8, headers);
+    char buf[FMT_BUF];
+    double total = 0;
+    for (size_t i = 0; i < run->n_tasks; i++) {
+        const Drover__TaskView *t = run->tasks[i];
+        if (!t->attempts)
+            continue;
+        table_add(tab, t->name, NULL);
+        table_addf(tab, "%u", t->preemptions);
+        table_addf(tab, "%u", t->retries_used);
+        if (t->checkpoint_ms)
+            table_addf(tab, "step %" PRIu64, t->checkpoint_step);
+        else
+            table_add(tab, "-", NULL);
+        table_add(tab, fmt_span(t->spot_ms, buf), NULL);
+        table_add(tab, fmt_span(t->ondemand_ms, buf), NULL);
+        table_add(tab, fmt_span(t->lost_ms, buf), t->lost_ms ? "33" : NULL);
+        table_addf(tab, "$%.4f", t->cost);
+        total += t->cost;
+    }
+    fputs("\nSPOT\n", out);
+    table_print(tab, out, 0, 0, color);
+    table_destroy(&tab);
+    fprintf(out, "estimated cost: $%.4f\n", total);
 }
 
 void runview_print_outputs(FILE *out, const Drover__RunView *run)
@@ -95,6 +146,15 @@ static void json_attempt(json_t *j, const Drover__AttemptRecord *a)
     json_field_str(j, "reason", a->reason);
     json_field_uint(j, "log_bytes", a->log_bytes);
     json_field_bool(j, "log_truncated", a->log_truncated);
+    json_field_bool(j, "spot", a->spot);
+    json_field_double(j, "price", a->price);
+    json_field_int(j, "lost_ms", a->lost_ms);
+    json_field_uint(j, "checkpoints", a->checkpoints);
+    json_key(j, "resumed_step");
+    if (a->resumed)
+        json_uint(j, a->resumed_step);
+    else
+        json_null(j);
     json_object_end(j);
 }
 
@@ -118,6 +178,25 @@ static void json_task(json_t *j, const Drover__TaskView *t)
     json_field_str(j, "reason", t->reason);
     json_field_uint(j, "retries_used", t->retries_used);
     json_field_uint(j, "preemptions", t->preemptions);
+    json_key(j, "progress");
+    if (t->progress >= 0)
+        json_double(j, t->progress);
+    else
+        json_null(j);
+    json_key(j, "checkpoint");
+    if (t->checkpoint_ms) {
+        json_object_begin(j);
+        json_field_uint(j, "step", t->checkpoint_step);
+        json_field_int(j, "time_ms", t->checkpoint_ms);
+        json_field_uint(j, "kept", t->checkpoints);
+        json_object_end(j);
+    } else {
+        json_null(j);
+    }
+    json_field_int(j, "spot_ms", t->spot_ms);
+    json_field_int(j, "ondemand_ms", t->ondemand_ms);
+    json_field_int(j, "lost_ms", t->lost_ms);
+    json_field_double(j, "cost", t->cost);
     json_field_int(j, "retry_at_ms", t->retry_at_ms);
     json_field_int(j, "started_ms", t->started_ms);
     json_field_int(j, "finished_ms", t->finished_ms);

@@ -26,6 +26,12 @@ table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_
 #define RUNVIEW_MAX_VALUE 60
 void runview_print_outputs(FILE *out, const Drover__RunView *run);
 
+/* Per step, when any ran on spot nodes, was preempted or checkpointed:
+ * preemptions, retries, latest checkpoint, time on spot and on-demand
+ * nodes, work lost, estimated cost (from the agents' prices); then the
+ * run's total. */
+void runview_print_spot(FILE *out, const Drover__RunView *run, bool color);
+
 /* A run as one JSON object: id, name, status, params, created_ms,
  * finished_ms, task_count, tasks_done and tasks[] (each with history[],
  * outputs {"params": {...}}, cached_from and item, null when unset). */

@@ -62,6 +62,7 @@
 #include "spec.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -850,6 +851,11 @@ enum {
     HAS_TIMEOUT = 1 << 7,
     HAS_MAXP = 1 << 8,
     HAS_CACHE = 1 << 9,
+    HAS_SPOT = 1 << 10,
+    HAS_CKPT = 1 << 11,
+    HAS_SIGNAL = 1 << 12,
+    HAS_GRACE = 1 << 13,
+    HAS_FALLBACK = 1 << 14,
 };
 
 typedef struct {
@@ -861,6 +867,13 @@ typedef struct {
     uint64_t timeout_ms;
     uint32_t max_preemptions;
     bool cache;
+    spec_spot_t spot;
+    bool checkpoint; /* checkpoint: given and not false */
+    uint64_t checkpoint_min_interval_ms;
+    uint32_t checkpoint_keep;
+    int preempt_signal;
+    uint64_t preempt_grace_ms;
+    uint32_t fallback_after;
     spec_kv_t *env;
     const node_t **env_nodes; /* parallel to env: each value's scalar */
     size_t env_count;
@@ -1062,7 +1075,11 @@ static int parse_placement(ctx_t *c, const node_t *v, settings_t *s)
                 ok = ok || !strcmp(x->str, spots[j]);
             if (!ok)
                 return fail(c, x, "'placement.spot' must be one of prefer, avoid, require, any");
-            not_impl(c, k, "placement.spot", "spot placement");
+            for (size_t j = 0; j < 4; j++) {
+                if (!strcmp(x->str, spots[j]))
+                    s->spot = (spec_spot_t)(SPEC_SPOT_PREFER + j);
+            }
+            s->has |= HAS_SPOT;
         } else {
             return fail(c, k, "unknown key '%s' in placement (labels, spot)", show(c, k->str));
         }
@@ -1070,49 +1087,65 @@ static int parse_placement(ctx_t *c, const node_t *v, settings_t *s)
     return 0;
 }
 
-static int parse_checkpoint(ctx_t *c, const node_t *k, const node_t *v)
+/* checkpoint: true | false | {min_interval, keep}. The whole block
+ * replaces the one in defaults. */
+static int parse_checkpoint(ctx_t *c, const node_t *v, settings_t *s)
 {
     uint64_t u;
+    s->has |= HAS_CKPT;
+    s->checkpoint = true;
+    s->checkpoint_min_interval_ms = 0;
+    s->checkpoint_keep = SPEC_DEFAULT_CHECKPOINT_KEEP;
+    if (v->type == N_SCALAR && !is_null(v)) {
+        if (parse_bool(v->str, &s->checkpoint) < 0)
+            return fail(c, v, "'checkpoint' must be true, false or a map (min_interval, keep)");
+        return 0;
+    }
+    if (is_null(v))
+        return 0;
     if (want_map(c, v, "checkpoint", "min_interval, keep") < 0)
         return -EINVAL;
     for (size_t i = 0; i < map_len(v); i++) {
         const node_t *ck = map_key(v, i), *x = map_val(v, i);
         if (!strcmp(ck->str, "min_interval")) {
-            if (want_duration(c, x, "checkpoint.min_interval", &u) < 0)
+            if (want_duration(c, x, "checkpoint.min_interval", &s->checkpoint_min_interval_ms) < 0)
                 return -EINVAL;
         } else if (!strcmp(ck->str, "keep")) {
             if (want_uint(c, x, "checkpoint.keep", 1, SPEC_MAX_COUNT, &u) < 0)
                 return -EINVAL;
+            s->checkpoint_keep = (uint32_t)u;
         } else {
             return fail(c, ck, "unknown key '%s' in checkpoint (min_interval, keep)",
                         show(c, ck->str));
         }
     }
-    not_impl(c, k, "checkpoint", "checkpoints");
     return 0;
 }
 
 static int parse_preemption(ctx_t *c, const node_t *v, settings_t *s)
 {
     static const char *sigs[] = {"SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGQUIT"};
+    static const int signums[] = {SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP, SIGQUIT};
     uint64_t u;
     if (want_map(c, v, "preemption", "signal, grace, max_preemptions, fallback_after") < 0)
         return -EINVAL;
     for (size_t i = 0; i < map_len(v); i++) {
         const node_t *k = map_key(v, i), *x = map_val(v, i);
         if (!strcmp(k->str, "signal")) {
-            bool ok = false;
-            for (size_t j = 0; x->type == N_SCALAR && j < sizeof sigs / sizeof sigs[0]; j++)
-                ok = ok || !strcmp(x->str, sigs[j]);
-            if (!ok)
+            s->preempt_signal = 0;
+            for (size_t j = 0; x->type == N_SCALAR && j < sizeof sigs / sizeof sigs[0]; j++) {
+                if (!strcmp(x->str, sigs[j]))
+                    s->preempt_signal = signums[j];
+            }
+            if (!s->preempt_signal)
                 return fail(c, x,
                             "'preemption.signal' must be one of SIGTERM, SIGINT, SIGUSR1, "
                             "SIGUSR2, SIGHUP, SIGQUIT");
-            not_impl(c, k, "preemption.signal", "preemption signals");
+            s->has |= HAS_SIGNAL;
         } else if (!strcmp(k->str, "grace")) {
-            if (want_duration(c, x, "preemption.grace", &u) < 0)
+            if (want_duration(c, x, "preemption.grace", &s->preempt_grace_ms) < 0)
                 return -EINVAL;
-            not_impl(c, k, "preemption.grace", "preemption grace periods");
+            s->has |= HAS_GRACE;
         } else if (!strcmp(k->str, "max_preemptions")) {
             if (want_uint(c, x, "preemption.max_preemptions", 0, SPEC_MAX_COUNT, &u) < 0)
                 return -EINVAL;
@@ -1121,7 +1154,8 @@ static int parse_preemption(ctx_t *c, const node_t *v, settings_t *s)
         } else if (!strcmp(k->str, "fallback_after")) {
             if (want_uint(c, x, "preemption.fallback_after", 0, SPEC_MAX_COUNT, &u) < 0)
                 return -EINVAL;
-            not_impl(c, k, "preemption.fallback_after", "on-demand fallback");
+            s->fallback_after = (uint32_t)u;
+            s->has |= HAS_FALLBACK;
         } else {
             return fail(c, k,
                         "unknown key '%s' in preemption (signal, grace, max_preemptions, "
@@ -1151,7 +1185,7 @@ static int parse_setting(ctx_t *c, const node_t *k, const node_t *v, settings_t 
     if (!strcmp(key, "placement"))
         return parse_placement(c, v, s);
     if (!strcmp(key, "checkpoint"))
-        return parse_checkpoint(c, k, v);
+        return parse_checkpoint(c, v, s);
     if (!strcmp(key, "preemption"))
         return parse_preemption(c, v, s);
     if (!strcmp(key, "image")) {
@@ -1704,6 +1738,15 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
     st->timeout_ms = PICK(HAS_TIMEOUT, timeout_ms, 0);
     st->max_preemptions = PICK(HAS_MAXP, max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
     st->cache = PICK(HAS_CACHE, cache, true);
+    st->checkpoint = PICK(HAS_CKPT, checkpoint, false);
+    st->checkpoint_min_interval_ms = PICK(HAS_CKPT, checkpoint_min_interval_ms, 0);
+    st->checkpoint_keep = PICK(HAS_CKPT, checkpoint_keep, SPEC_DEFAULT_CHECKPOINT_KEEP);
+    st->preempt_signal = PICK(HAS_SIGNAL, preempt_signal, SIGTERM);
+    st->preempt_grace_ms = PICK(HAS_GRACE, preempt_grace_ms, SPEC_DEFAULT_GRACE_MS);
+    st->fallback_after = PICK(HAS_FALLBACK, fallback_after, SPEC_DEFAULT_FALLBACK_AFTER);
+    /* A step that checkpoints loses little on a spot node: it prefers
+     * them; one that does not prefers on-demand nodes. */
+    st->spot = PICK(HAS_SPOT, spot, st->checkpoint ? SPEC_SPOT_PREFER : SPEC_SPOT_AVOID);
 #undef PICK
     const char *image = own.image ? own.image : d->image;
     if (image && *image) /* "" (e.g. an empty param) means: run as a process */

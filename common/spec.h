@@ -6,10 +6,9 @@
  * duplicate step names, unknown or cyclic needs, bad quantities and
  * durations, template references) and substitutes {{params.x}} in
  * command, script, env values, when, for_each and image. Keys that later
- * releases implement (checkpoint, preemption.signal/grace/fallback_after,
- * placement.spot) are parsed and shape-checked, then refused with "not
- * implemented yet", so a spec is never half-run. The result owns all its
- * memory.
+ * releases implement ({{inputs...}} templates, inputs.params) are parsed
+ * and shape-checked, then refused with "not implemented yet", so a spec is
+ * never half-run. The result owns all its memory.
  */
 #ifndef DROVER_SPEC_H
 #define DROVER_SPEC_H
@@ -22,6 +21,14 @@ typedef struct {
     char *key;
     char *value;
 } spec_kv_t;
+
+/* placement.spot: where a step would rather run. */
+typedef enum {
+    SPEC_SPOT_PREFER = 1,  /* spot nodes first, on-demand when none fits */
+    SPEC_SPOT_AVOID = 2,   /* on-demand first, spot when none fits */
+    SPEC_SPOT_REQUIRE = 3, /* spot nodes only */
+    SPEC_SPOT_ANY = 4,     /* no preference */
+} spec_spot_t;
 
 typedef struct {
     uint32_t limit;          /* retries after the first attempt */
@@ -54,6 +61,15 @@ typedef struct {
     size_t need_count;
     uint32_t max_preemptions; /* cap on LOST/PREEMPTED requeues */
     int line, col;            /* where the step starts in the file */
+
+    /* Spot capacity and checkpoints. */
+    bool checkpoint;                     /* checkpoint: commits $DROVER_CHECKPOINT_DIR */
+    uint64_t checkpoint_min_interval_ms; /* at most one commit per interval */
+    uint32_t checkpoint_keep;            /* committed checkpoints kept (>= 1) */
+    int preempt_signal;                  /* sent to the task on a preemption notice */
+    uint64_t preempt_grace_ms;           /* then SIGKILL after this (or the deadline) */
+    uint32_t fallback_after;             /* preemptions before on-demand only; 0 = never */
+    spec_spot_t spot;                    /* placement.spot, or the default for it */
 
     /* Data flow. Run-time templates ({{steps.S.outputs.params.P}},
      * {{item}}, {{item.KEY}}, {{run.id}}, {{run.name}}, {{run.status}})
@@ -91,6 +107,9 @@ typedef struct {
 #define SPEC_DEFAULT_FACTOR          2.0
 #define SPEC_DEFAULT_MAX_BACKOFF_MS  300000u
 #define SPEC_DEFAULT_MAX_PREEMPTIONS 20u
+#define SPEC_DEFAULT_CHECKPOINT_KEEP 2u
+#define SPEC_DEFAULT_GRACE_MS        90000u
+#define SPEC_DEFAULT_FALLBACK_AFTER  3u
 
 /* Parse and validate a spec.
  * filename: used only in messages. text/len: the YAML (need not be

@@ -10,6 +10,11 @@
  * are applied idempotently by attempt id, so re-sent ones are harmless. A
  * message from an agent not registered in this droverd session (e.g. after
  * a restart) is answered with "reregister" and otherwise ignored.
+ *
+ * Spot nodes: registration and every heartbeat carry the node's
+ * preemption notice while it has one. A terminating node takes no new
+ * work (placer.c); its tasks are requeued when the agent reports them
+ * PREEMPTED (with their final checkpoints), or LOST if it vanishes first.
  */
 #include "sched_internal.h"
 
@@ -61,6 +66,8 @@ void agents_load(sched_t *s, const Drover__AgentRecord *rec)
     a->last_seen_ms = rec->last_seen_ms;
     a->runtime = xstrdup(rec->runtime);
     a->images = rec->images;
+    a->spot = rec->spot;
+    a->price = rec->price;
 }
 
 void agents_record(const agent_t *a, Drover__AgentRecord *rec)
@@ -74,6 +81,8 @@ void agents_record(const agent_t *a, Drover__AgentRecord *rec)
     rec->last_seen_ms = a->last_seen_ms;
     rec->runtime = a->runtime ? a->runtime : (char *)"";
     rec->images = a->images;
+    rec->spot = a->spot;
+    rec->price = a->price;
 }
 
 void agents_free_all(sched_t *s)
@@ -82,6 +91,7 @@ void agents_free_all(sched_t *s)
         agent_out_free(&a->out);
         util_free_kvs(a->labels, a->n_labels);
         free(a->runtime);
+        free(a->notice_reason);
         free(a->tasks);
         free(a->name);
         free(a);
@@ -142,7 +152,46 @@ static const char *register_problem(const agent_t *a, const Drover__Register *re
     }
     if (!reg->capacity)
         return "no capacity given";
+    if (!(reg->price >= 0 && reg->price < 1e6)) /* NaN fails too */
+        return "price per hour out of range (0 to 1e6)";
     return NULL;
+}
+
+/* The agent's preemption notice (NULL = none): logged when it changes. */
+static void set_notice(sched_t *s, agent_t *a, const Drover__PreemptNotice *n)
+{
+    bool terminating = n && n->terminate;
+    if (!n) {
+        if (a->noticed)
+            log_info("agent %s: preemption notice withdrawn", a->name);
+        a->noticed = a->terminating = false;
+        return;
+    }
+    if (!a->noticed || terminating != a->terminating) {
+        int64_t left = n->deadline_ms ? n->deadline_ms - util_now_ms() : 0;
+        log_warn("agent %s: %s (%s%s%.1fs): %s", a->name,
+                 terminating ? "preempting: no new work; its tasks resume elsewhere"
+                             : "at risk: placed last",
+                 n->deadline_ms ? "deadline in " : "no deadline", n->deadline_ms ? "" : ", ",
+                 left / 1000.0, n->reason ? n->reason : "");
+    }
+    a->noticed = true;
+    a->terminating = terminating;
+    a->notice_deadline_ms = n->deadline_ms;
+    free(a->notice_reason);
+    a->notice_reason = xstrndup(n->reason ? n->reason : "", 255);
+}
+
+void agents_send_preempt(sched_t *s, agent_t *a, uint64_t deadline_ms)
+{
+    agent_out_t *out = sched_agent_out(s, a);
+    if (!out->preempt) {
+        out->preempt = xmalloc(sizeof *out->preempt);
+        drover__preempt_notice__init(out->preempt);
+        out->preempt->reason = xstrdup("drill (drover agent preempt)");
+    }
+    out->preempt->terminate = true;
+    out->preempt->deadline_ms = util_now_ms() + (int64_t)deadline_ms;
 }
 
 static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
@@ -168,6 +217,9 @@ static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
     free(a->runtime);
     a->runtime = xstrndup(reg->runtime && *reg->runtime ? reg->runtime : "process", 32);
     a->images = reg->images;
+    a->spot = reg->spot;
+    a->price = reg->price;
+    set_notice(s, a, reg->preempt);
     a->connected = true;
     a->last_seen_mono = util_mono_ms();
     a->last_seen_ms = util_now_ms();
@@ -252,6 +304,9 @@ static void handle_report(sched_t *s, agent_t *a, const Drover__Report *rep)
     case DROVER__REPORT_KIND__REPORT_EXITED:
         dag_task_exited(s, t, rep);
         break;
+    case DROVER__REPORT_KIND__REPORT_CHECKPOINT:
+        dag_task_checkpoint(s, t, rep->checkpoint);
+        break;
     default:
         log_warn("agent %s: report of unknown kind %d ignored", a->name, rep->kind);
     }
@@ -288,10 +343,16 @@ void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t l
     a->last_seen_mono = util_mono_ms();
     a->last_seen_ms = util_now_ms();
     if (msg->heartbeat) {
+        const Drover__Heartbeat *hb = msg->heartbeat;
         sched_agent_out(s, a)->heartbeat_ack = true;
-        for (size_t i = 0; i < msg->heartbeat->n_running; i++)
-            if (!current_task(s, a, msg->heartbeat->running[i]))
-                agents_queue_kill(s, a, msg->heartbeat->running[i]);
+        set_notice(s, a, hb->preempt);
+        for (size_t i = 0; i < hb->n_running; i++) {
+            task_t *t = current_task(s, a, hb->running[i]);
+            if (!t)
+                agents_queue_kill(s, a, hb->running[i]);
+            else if (i < hb->n_progress && hb->progress[i] >= 0 && hb->progress[i] <= 1)
+                t->progress = hb->progress[i];
+        }
     }
     for (size_t i = 0; i < msg->n_reports; i++)
         handle_report(s, a, msg->reports[i]);

@@ -57,6 +57,26 @@ cleanup:
 }
 
 /* Fill a run view; tasks only when with_tasks (they point into the run). */
+/* Spot accounting of a task from its attempts: time on spot and
+ * on-demand nodes, work lost to preemptions, and the estimated cost. */
+static void spot_view(const task_t *t, Drover__TaskView *tv, int64_t now)
+{
+    for (size_t k = 0; k < t->n_attempts; k++) {
+        const Drover__AttemptRecord *a = t->attempts[k];
+        if (!a->started_ms)
+            continue;
+        int64_t end = a->finished_ms ? a->finished_ms : now;
+        int64_t ran = end > a->started_ms ? end - a->started_ms : 0;
+        *(a->spot ? &tv->spot_ms : &tv->ondemand_ms) += ran;
+        tv->lost_ms += a->lost_ms;
+        tv->cost += a->price * (double)ran / 3600000.0;
+    }
+    const Drover__Checkpoint *ck = dag_latest_checkpoint(t);
+    tv->checkpoints = (uint32_t)t->n_checkpoints;
+    tv->checkpoint_step = ck ? ck->step : 0;
+    tv->checkpoint_ms = ck ? ck->time_ms : 0;
+}
+
 static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
 {
     drover__run_view__init(v);
@@ -90,6 +110,8 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
         tv->preemptions = t->preemptions;
         tv->n_history = t->n_attempts;
         tv->history = t->attempts;
+        tv->progress = t->status == DROVER__TASK_STATUS__TASK_SUCCEEDED ? 1.0f : t->progress;
+        spot_view(t, tv, util_now_ms());
         const Drover__AttemptRecord *a = dag_current_attempt(t);
         if (a) {
             tv->agent = a->agent;
@@ -198,6 +220,15 @@ static void agent_view(const agent_t *a, Drover__AgentView *v)
     v->last_seen_ms = a->last_seen_ms;
     v->runtime = a->runtime ? a->runtime : (char *)"";
     v->images = a->images;
+    v->spot = a->spot;
+    v->price = a->price;
+    if (a->noticed) { /* freed with the view; the reason stays the agent's */
+        v->preempt = xmalloc(sizeof *v->preempt);
+        drover__preempt_notice__init(v->preempt);
+        v->preempt->terminate = a->terminating;
+        v->preempt->deadline_ms = a->notice_deadline_ms;
+        v->preempt->reason = a->notice_reason;
+    }
 }
 
 void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
@@ -285,6 +316,17 @@ void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
                  a->drained ? "drained: no new work will be placed there" : "back in service");
         break;
     }
+    case DROVER__API_REQUEST__OP_PREEMPT_AGENT: {
+        agent_t *a = agents_find(s, req->preempt_agent->name);
+        if (!a || !a->connected) {
+            set_error(&resp, &err, "no connected agent '%s'", req->preempt_agent->name);
+            break;
+        }
+        log_info("agent %s: preemption drill, deadline in %.1fs", a->name,
+                 req->preempt_agent->deadline_ms / 1000.0);
+        agents_send_preempt(s, a, req->preempt_agent->deadline_ms);
+        break;
+    }
     case DROVER__API_REQUEST__OP_ARTIFACTS:
         do_artifacts(s, req->artifacts, &resp, &err);
         break;
@@ -337,8 +379,10 @@ done:
     for (size_t i = 0; i < resp.n_runs; i++)
         free(runs[i]);
     free(runs);
-    for (size_t i = 0; i < resp.n_agents; i++)
+    for (size_t i = 0; i < resp.n_agents; i++) {
+        free(agents[i]->preempt);
         free(agents[i]);
+    }
     free(agents);
     free(err);
     if (req)

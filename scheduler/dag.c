@@ -140,6 +140,7 @@ static task_t *task_new(run_t *r, uint32_t step_index)
     t->index = (uint32_t)r->n_tasks;
     t->step_index = step_index;
     t->step = r->rec->steps[step_index];
+    t->progress = -1;
     r->tasks[r->n_tasks++] = t;
     return t;
 }
@@ -155,6 +156,10 @@ static void task_free(task_t *t)
     free(t->name);
     free(t->item_value);
     free(t->cached_from);
+    free(t->avoid_agent);
+    for (size_t k = 0; k < t->n_checkpoints; k++)
+        drover__checkpoint__free_unpacked(t->checkpoints[k], NULL);
+    free(t->checkpoints);
     util_free_kvs(t->out_params, t->n_out_params);
     for (size_t k = 0; k < t->n_outputs; k++)
         drover__artifact__free_unpacked(t->outputs[k], NULL);
@@ -246,11 +251,27 @@ static bool cacheable(const task_t *t)
     return t->step->cache && !(t->step->fan_out && !t->is_item);
 }
 
+/* Keep the newest `keep` checkpoints of t; release the others' blobs. */
+static void trim_checkpoints(sched_t *s, task_t *t, size_t keep)
+{
+    if (t->n_checkpoints <= keep)
+        return;
+    size_t drop = t->n_checkpoints - keep;
+    for (size_t k = 0; k < drop; k++) {
+        blobs_ref_artifact(s, t->checkpoints[k]->artifact, -1);
+        drover__checkpoint__free_unpacked(t->checkpoints[k], NULL);
+    }
+    memmove(t->checkpoints, t->checkpoints + drop, keep * sizeof *t->checkpoints);
+    t->n_checkpoints = keep;
+    sched_mark_task(s, t);
+}
+
 /* t ended well (status SUCCEEDED or CACHED): release its children. */
 static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status)
 {
     t->status = status;
     set_reason(t, NULL);
+    trim_checkpoints(s, t, 0); /* a finished step never resumes */
     sched_mark_task(s, t);
     if (t->has_cache_key && cacheable(t))
         sched_cache_put(s, t);
@@ -502,6 +523,73 @@ static void close_attempt(sched_t *s, task_t *t, Drover__TaskStatus status, cons
     sched_mark_task(s, t);
 }
 
+const Drover__Checkpoint *dag_latest_checkpoint(const task_t *t)
+{
+    return t->n_checkpoints ? t->checkpoints[t->n_checkpoints - 1] : NULL;
+}
+
+void dag_task_checkpoint(sched_t *s, task_t *t, const Drover__Checkpoint *ck)
+{
+    char err[256];
+    Drover__AttemptRecord *a = current_open_attempt(t);
+    if (!a || !ck || !ck->artifact || !t->step->checkpoint)
+        return;
+    if (flow_check_artifact(s, ck->artifact, err, sizeof err) < 0) {
+        log_warn("%s/%s: checkpoint of attempt %u ignored: %s", t->run->rec->id, t->name, a->number,
+                 err);
+        return;
+    }
+    const Drover__Checkpoint *last = dag_latest_checkpoint(t);
+    if (last && last->attempt == a->number && last->time_ms == ck->time_ms &&
+        last->step == ck->step)
+        return; /* the same one again (a final checkpoint already committed) */
+    Drover__Checkpoint *copy = xmalloc(sizeof *copy);
+    drover__checkpoint__init(copy);
+    copy->artifact = flow_copy_artifact(ck->artifact);
+    copy->step = ck->step;
+    copy->time_ms = ck->time_ms ? ck->time_ms : util_now_ms();
+    copy->attempt = a->number;
+    blobs_ref_artifact(s, copy->artifact, +1);
+    t->checkpoints = xrealloc(t->checkpoints, (t->n_checkpoints + 1) * sizeof *t->checkpoints);
+    t->checkpoints[t->n_checkpoints++] = copy;
+    trim_checkpoints(s, t, t->step->checkpoint_keep ? t->step->checkpoint_keep : 1);
+    a->checkpoints++;
+    sched_mark_task(s, t);
+    log_info("%s/%s: checkpoint at step %" PRIu64 " committed (%zu files, %" PRIu64 " bytes)",
+             t->run->rec->id, t->name, copy->step, copy->artifact->n_files, copy->artifact->size);
+}
+
+/* The attempt ended by its node going away, not by its own failure: back
+ * to READY (resuming from the latest checkpoint), counted against
+ * max_preemptions and never against retries. status: PREEMPTED or LOST. */
+static void requeue(sched_t *s, task_t *t, Drover__TaskStatus status, const char *reason)
+{
+    Drover__AttemptRecord *a = current_open_attempt(t);
+    const Drover__Checkpoint *ck = dag_latest_checkpoint(t);
+    if (a) {
+        /* Work lost: from this attempt's last checkpoint (or its start) to
+         * when its node was last heard from. */
+        int64_t from = ck && ck->attempt == a->number ? ck->time_ms : a->started_ms;
+        int64_t end = t->agent && t->agent->last_seen_ms ? t->agent->last_seen_ms : util_now_ms();
+        a->lost_ms = a->started_ms && from && end > from ? end - from : 0;
+        if (status == DROVER__TASK_STATUS__TASK_PREEMPTED)
+            util_pb_set_str(&t->avoid_agent, a->agent);
+    }
+    close_attempt(s, t, status, reason);
+    t->preemptions++;
+    if (t->preemptions > t->step->max_preemptions) {
+        char *why =
+            xasprintf("%s; gave up after %u lost/preempted attempts", reason, t->preemptions);
+        fail_for_good(s, t, why);
+        free(why);
+        return;
+    }
+    set_reason(t, reason);
+    t->status = DROVER__TASK_STATUS__TASK_READY;
+    dag_ready_push(s, t);
+    sched_mark_task(s, t);
+}
+
 void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
 {
     char err[512];
@@ -512,6 +600,13 @@ void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
     a->term_signal = rep->term_signal;
     if (!a->started_ms && rep->time_ms)
         a->started_ms = rep->time_ms;
+    if (rep->preempted) {
+        if (rep->checkpoint)
+            dag_task_checkpoint(s, t, rep->checkpoint);
+        requeue(s, t, DROVER__TASK_STATUS__TASK_PREEMPTED,
+                rep->reason && *rep->reason ? rep->reason : "node preempted");
+        return;
+    }
     bool clean = rep->exit_code == 0 && rep->term_signal == 0 && !rep->timed_out &&
                  (!rep->reason || !*rep->reason);
     if (clean && flow_check_outputs(s, t, rep, err, sizeof err) == 0) {
@@ -542,19 +637,7 @@ void dag_task_lost(sched_t *s, task_t *t, const char *reason)
     if (t->status != DROVER__TASK_STATUS__TASK_ASSIGNED &&
         t->status != DROVER__TASK_STATUS__TASK_RUNNING)
         return;
-    close_attempt(s, t, DROVER__TASK_STATUS__TASK_LOST, reason);
-    t->preemptions++;
-    if (t->preemptions > t->step->max_preemptions) {
-        char *why =
-            xasprintf("%s; gave up after %u lost/preempted attempts", reason, t->preemptions);
-        fail_for_good(s, t, why);
-        free(why);
-        return;
-    }
-    set_reason(t, reason);
-    t->status = DROVER__TASK_STATUS__TASK_READY;
-    dag_ready_push(s, t);
-    sched_mark_task(s, t);
+    requeue(s, t, DROVER__TASK_STATUS__TASK_LOST, reason);
 }
 
 static void cancel_task(sched_t *s, task_t *t)
@@ -674,6 +757,13 @@ static Drover__StepSpec *step_from_spec(const spec_step_t *st)
     p->is_finally = st->is_finally;
     p->cache = st->cache;
     p->image = xstrdup(st->image ? st->image : "");
+    p->checkpoint = st->checkpoint;
+    p->checkpoint_min_interval_ms = st->checkpoint_min_interval_ms;
+    p->checkpoint_keep = st->checkpoint_keep;
+    p->preempt_signal = st->preempt_signal;
+    p->preempt_grace_ms = st->preempt_grace_ms;
+    p->fallback_after = st->fallback_after;
+    p->spot = (Drover__SpotPolicy)st->spot; /* the same numbering */
     return p;
 }
 
@@ -825,6 +915,9 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
         rec->cache_key.len = sizeof t->cache_key;
     }
     rec->cached_from = t->cached_from ? t->cached_from : (char *)"";
+    rec->n_checkpoints = t->n_checkpoints;
+    rec->checkpoints = t->checkpoints;
+    rec->avoid_agent = t->avoid_agent ? t->avoid_agent : (char *)"";
 }
 
 static void load_run(const Drover__RunRecord *rec, void *arg)
@@ -903,6 +996,19 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
         t->has_cache_key = true;
     }
     t->cached_from = rec->cached_from && *rec->cached_from ? xstrdup(rec->cached_from) : NULL;
+    t->checkpoints = xcalloc(rec->n_checkpoints, sizeof *t->checkpoints);
+    for (size_t i = 0; i < rec->n_checkpoints; i++) {
+        size_t n = drover__checkpoint__get_packed_size(rec->checkpoints[i]);
+        uint8_t *buf = xmalloc(n);
+        drover__checkpoint__pack(rec->checkpoints[i], buf);
+        Drover__Checkpoint *ck = drover__checkpoint__unpack(NULL, n, buf);
+        free(buf);
+        if (ck && ck->artifact)
+            t->checkpoints[t->n_checkpoints++] = ck;
+        else if (ck)
+            drover__checkpoint__free_unpacked(ck, NULL);
+    }
+    t->avoid_agent = rec->avoid_agent && *rec->avoid_agent ? xstrdup(rec->avoid_agent) : NULL;
 }
 
 static void load_agent(const Drover__AgentRecord *rec, void *arg)
@@ -1022,6 +1128,8 @@ int dag_delete_run(sched_t *s, run_t *r)
         task_t *t = r->tasks[i];
         for (size_t k = 0; k < t->n_outputs; k++)
             blobs_ref_artifact(s, t->outputs[k], -1);
+        for (size_t k = 0; k < t->n_checkpoints; k++) /* of tasks that never succeeded */
+            blobs_ref_artifact(s, t->checkpoints[k]->artifact, -1);
     }
     r->deleting = true;
     r->deleting_next = s->deleting;

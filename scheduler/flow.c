@@ -291,6 +291,17 @@ void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_a
     t->n_out_params = n_params;
 }
 
+int flow_check_artifact(sched_t *s, const Drover__Artifact *art, char *err, size_t errlen)
+{
+    for (size_t k = 0; k < art->n_files; k++) {
+        if (art->files[k]->digest.len != 32 || !blobs_exists(s, art->files[k]->digest.data)) {
+            snprintf(err, errlen, "artifact '%s': a file was not uploaded", art->name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int flow_check_outputs(sched_t *s, const task_t *t, const Drover__Report *rep, char *err,
                        size_t errlen)
 {
@@ -305,12 +316,8 @@ int flow_check_outputs(sched_t *s, const task_t *t, const Drover__Report *rep, c
                      st->out_artifacts[i]);
             return -EINVAL;
         }
-        for (size_t k = 0; k < found->n_files; k++)
-            if (found->files[k]->digest.len != 32 ||
-                !blobs_exists(s, found->files[k]->digest.data)) {
-                snprintf(err, errlen, "output artifact '%s': a file was not uploaded", found->name);
-                return -EINVAL;
-            }
+        if (flow_check_artifact(s, found, err, errlen) < 0)
+            return -EINVAL;
     }
     for (size_t i = 0; i < st->n_out_params; i++)
         if (!kv_find(rep->out_params, rep->n_out_params, st->out_params[i])) {

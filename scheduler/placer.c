@@ -1,11 +1,17 @@
 /* placer — matches READY tasks to agents.
  *
- * A task fits an agent that is connected, not drained, can run images if
- * the step has one, carries every label the step's placement asks for, and has the cpu, memory and
- * GPUs free (capacity minus what the scheduler itself has bound there, so placement never waits on
- * a heartbeat). Among fitting agents the one with the most free cpu wins, which spreads work. The
- * ready queue is walked in FIFO order; a task that fits nowhere stays queued and the walk goes on,
- * up to a bound per pass so a long blocked queue costs little.
+ * A task fits an agent that is connected, not drained, not being reclaimed
+ * (a preemption notice), not the node it was last preempted on, can run
+ * images if the step has one, carries every label the step's placement
+ * asks for, and has the cpu, memory and GPUs free (capacity minus what the
+ * scheduler itself has bound there, so placement never waits on a
+ * heartbeat). Fitting agents are ranked by the step's spot policy (spot
+ * first, on-demand first, spot only, or no preference; after
+ * fallback_after preemptions, on-demand only while the fleet has any), and
+ * nodes at risk (a rebalance notice) come last; within a rank the one
+ * with the most free cpu wins, which spreads work. The ready queue is
+ * walked in FIFO order; a task that fits nowhere stays queued and the walk
+ * goes on, up to a bound per pass so a long blocked queue costs little.
  */
 #include "sched_internal.h"
 
@@ -29,7 +35,11 @@ static const char *label_of(const agent_t *a, const char *key)
 bool placer_fits(const agent_t *a, const task_t *t)
 {
     const Drover__Resources *want = t->step->resources;
-    if (!a->connected || a->drained)
+    if (!a->connected || a->drained || a->terminating)
+        return false;
+    if (t->avoid_agent && strcmp(t->avoid_agent, a->name) == 0)
+        return false;
+    if (t->step->spot == DROVER__SPOT_POLICY__SPOT_REQUIRE && !a->spot)
         return false;
     if (t->step->image && *t->step->image && !a->images)
         return false; /* a container step needs an agent with a container runtime */
@@ -104,6 +114,15 @@ void placer_send_assignment(sched_t *s, task_t *t)
     m->n_out_params = t->step->n_out_params;
     m->out_params = t->step->out_params;
     m->image = t->step->image;
+    m->checkpoint = t->step->checkpoint;
+    m->checkpoint_min_interval_ms = t->step->checkpoint_min_interval_ms;
+    m->preempt_signal = t->step->preempt_signal;
+    m->preempt_grace_ms = t->step->preempt_grace_ms;
+    const Drover__Checkpoint *ck = dag_latest_checkpoint(t);
+    if (ck) { /* a shallow copy: its artifact stays the task's */
+        m->resume_from = xmalloc(sizeof *m->resume_from);
+        *m->resume_from = *ck;
+    }
     /* argv and env are this task's expansions (copied: the task frees its
      * own when it ends, possibly before a re-send). */
     m->n_argv = t->argc;
@@ -141,6 +160,12 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
     at->agent = xstrdup(a->name);
     at->reason = xstrdup("");
     at->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
+    at->spot = a->spot;
+    at->price = a->price;
+    const Drover__Checkpoint *ck = dag_latest_checkpoint(t);
+    at->resumed = ck != NULL;
+    at->resumed_step = ck ? ck->step : 0;
+    t->progress = -1;
     t->attempts = xrealloc(t->attempts, (t->n_attempts + 1) * sizeof *t->attempts);
     t->attempts[t->n_attempts++] = at;
     t->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
@@ -154,26 +179,57 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
               at->number, at->id, a->name);
 }
 
+/* How much t would rather not run on a (0 best), or -1 if it must not:
+ * the spot policy, then nodes at risk last. ondemand_fleet: whether any
+ * on-demand agent is in service. */
+int placer_rank(const agent_t *a, const task_t *t, bool ondemand_fleet)
+{
+    int rank = 0;
+    Drover__SpotPolicy policy = t->step->spot;
+    if (policy == DROVER__SPOT_POLICY__SPOT_UNSET) /* a run stored before spot policies */
+        policy = DROVER__SPOT_POLICY__SPOT_ANY;
+    if (t->step->fallback_after && t->preemptions >= t->step->fallback_after && ondemand_fleet) {
+        if (a->spot)
+            return -1; /* preempted often enough: on-demand only */
+    } else if (policy == DROVER__SPOT_POLICY__SPOT_PREFER) {
+        rank = !a->spot;
+    } else if (policy == DROVER__SPOT_POLICY__SPOT_AVOID) {
+        rank = a->spot;
+    }
+    return a->noticed ? rank + 2 : rank;
+}
+
 void placer_place(sched_t *s)
 {
     if (!s->ready_head)
         return;
     size_t n = zhashx_size(s->agents), n_cand = 0;
     agent_t **cand = xcalloc(n, sizeof *cand);
-    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents))
-        if (a->connected && !a->drained)
+    bool ondemand_fleet = false;
+    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+        if (a->connected && !a->drained && !a->terminating) {
             cand[n_cand++] = a;
+            ondemand_fleet = ondemand_fleet || !a->spot;
+        }
+    }
     size_t misses = 0;
     for (task_t *t = s->ready_head, *next; t && n_cand && misses < PLACER_MAX_MISSES; t = next) {
         next = t->ready_next;
         agent_t *best = NULL;
+        int best_rank = 0;
         for (size_t i = 0; i < n_cand; i++) {
             agent_t *a = cand[i];
             if (!placer_fits(a, t))
                 continue;
-            if (!best || a->capacity.cpu_milli - a->used.cpu_milli >
-                             best->capacity.cpu_milli - best->used.cpu_milli)
+            int rank = placer_rank(a, t, ondemand_fleet);
+            if (rank < 0)
+                continue;
+            if (!best || rank < best_rank ||
+                (rank == best_rank && a->capacity.cpu_milli - a->used.cpu_milli >
+                                          best->capacity.cpu_milli - best->used.cpu_milli)) {
                 best = a;
+                best_rank = rank;
+            }
         }
         if (best)
             assign(s, best, t);

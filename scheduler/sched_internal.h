@@ -64,6 +64,10 @@ struct task {
     uint8_t cache_key[32];
     bool has_cache_key;
     char *cached_from;
+    /* Committed checkpoints, oldest first (owned; blobs referenced). */
+    Drover__Checkpoint **checkpoints;
+    size_t n_checkpoints;
+    char *avoid_agent; /* the node it was last preempted on */
     /* Templates expanded for dispatch (owned; NULL until prepared). */
     char **argv;
     size_t argc;
@@ -75,6 +79,7 @@ struct task {
     size_t agent_slot;
     bool assign_acked;
     int64_t assign_sent_mono;
+    float progress; /* latest from the agent's heartbeat; -1 = none */
     bool dirty;
     task_t *dirty_next;
     task_t *ready_prev, *ready_next;
@@ -112,7 +117,8 @@ typedef struct {
     size_t n_done;
     bool registered, heartbeat_ack;
     const char *refused;
-    bool queued; /* on sched->outbound */
+    Drover__PreemptNotice *preempt; /* a drill (owned) */
+    bool queued;                    /* on sched->outbound */
 } agent_out_t;
 
 struct agent {
@@ -124,6 +130,12 @@ struct agent {
     bool images;    /* it can run steps with an image */
     bool connected; /* registered in this droverd session and not lost */
     bool drained;
+    bool spot;    /* a spot/preemptible node */
+    double price; /* per hour, for cost estimates */
+    /* Its preemption notice, while it has one (from its heartbeats). */
+    bool noticed, terminating; /* terminating: it goes away (else only at risk) */
+    int64_t notice_deadline_ms;
+    char *notice_reason;
     bool dirty;
     int64_t last_seen_mono, last_seen_ms;
     task_t **tasks; /* tasks whose current attempt is on this agent */
@@ -235,6 +247,11 @@ void dag_task_started(sched_t *s, task_t *t, int64_t time_ms);
 void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep);
 /* The current attempt vanished with its agent (not a retry). */
 void dag_task_lost(sched_t *s, task_t *t, const char *reason);
+/* Record a checkpoint the current attempt committed (its blobs are
+ * uploaded); older ones beyond checkpoint_keep are released. */
+void dag_task_checkpoint(sched_t *s, task_t *t, const Drover__Checkpoint *ck);
+/* The checkpoint a new attempt resumes from, or NULL. */
+const Drover__Checkpoint *dag_latest_checkpoint(const task_t *t);
 /* Cancel every unfinished task of a run; running attempts are killed. */
 void dag_cancel_run(sched_t *s, run_t *r);
 /* Move FAILED tasks whose backoff has passed back to READY. */
@@ -273,6 +290,8 @@ Drover__Artifact *flow_copy_artifact(const Drover__Artifact *src);
 /* Record outputs on t (copies) and take blob references. */
 void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_arts,
                       Drover__KeyValue **params, size_t n_params);
+/* Whether every file of art is in the blob store. 0 or -EINVAL + err. */
+int flow_check_artifact(sched_t *s, const Drover__Artifact *art, char *err, size_t errlen);
 /* Whether an EXITED report carries every declared output (uploaded). */
 int flow_check_outputs(sched_t *s, const task_t *t, const Drover__Report *rep, char *err,
                        size_t errlen);
@@ -282,6 +301,10 @@ void flow_collect_items(sched_t *s, task_t *g);
 /* --- placer.c */
 /* Whether agent a can take task t now (labels, resources, state). */
 bool placer_fits(const agent_t *a, const task_t *t);
+/* How much t would rather not run on a (0 = best), -1 = not at all: its
+ * spot policy, then nodes at risk last. ondemand_fleet: an on-demand
+ * agent is in service (the fallback to on-demand needs one). */
+int placer_rank(const agent_t *a, const task_t *t, bool ondemand_fleet);
 /* Assign as many READY tasks as agents have room for. */
 void placer_place(sched_t *s);
 /* Bind/unbind a task's current attempt to an agent (resources, task list). */
@@ -298,6 +321,8 @@ void agents_tick(sched_t *s);
 agent_t *agents_find(sched_t *s, const char *name);
 /* Tell agent a to kill an attempt (sent after the next commit). */
 void agents_queue_kill(sched_t *s, agent_t *a, uint64_t attempt_id);
+/* Deliver a preemption drill to a connected agent (drover agent preempt). */
+void agents_send_preempt(sched_t *s, agent_t *a, uint64_t deadline_ms);
 /* Startup: recreate an agent from its record (disconnected). */
 void agents_load(sched_t *s, const Drover__AgentRecord *rec);
 void agents_free_all(sched_t *s);

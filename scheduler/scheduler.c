@@ -237,6 +237,7 @@ void agent_out_free(agent_out_t *o)
             free(m->argv[j]);
         free(m->argv);
         util_free_kvs(m->env, m->n_env);
+        free(m->resume_from); /* its artifact belongs to the task */
         free(m);
     }
     free(o->assigns);
@@ -254,6 +255,8 @@ void agent_out_free(agent_out_t *o)
     for (size_t i = 0; i < o->n_done; i++)
         drover__blob_done__free_unpacked(o->done[i], NULL);
     free(o->done);
+    if (o->preempt)
+        drover__preempt_notice__free_unpacked(o->preempt, NULL);
     memset(o, 0, sizeof *o);
 }
 
@@ -278,6 +281,7 @@ static void send_agent_batch(sched_t *s, agent_t *a)
     m.chunk_acks = o->chunk_acks;
     m.n_blob_done = o->n_done;
     m.blob_done = o->done;
+    m.preempt = o->preempt;
     size_t n = drover__scheduler_message__get_packed_size(&m);
     uint8_t *buf = xmalloc(n);
     drover__scheduler_message__pack(&m, buf);

@@ -1,6 +1,8 @@
 #!/bin/sh
 # make demo: a local droverd and two agents on an embedded state dir
-# (.demo/), then the example ML pipeline (examples/ml) run to the end.
+# (.demo/), then the example ML pipeline (examples/ml) run to the end,
+# then a training step on the spot agent (examples/spot) preempted midway
+# by a drill and resumed on the on-demand agent from its checkpoint.
 # Daemon logs are in .demo/*.log; everything stops when the demo ends.
 # CONTAINERS=1 runs every step in an OCI container (runc) whose image is
 # this machine's own root filesystem, mounted read-only.
@@ -23,9 +25,12 @@ fi
 
 "$bin/droverd" --state-dir "$demo/state" --listen "tcp://127.0.0.1:$port" 2>"$demo/droverd.log" &
 pids=$!
+# agent-1 plays a spot node, agent-2 an on-demand one (prices per hour)
 for i in 1 2; do
+    if [ $i = 1 ]; then capacity="--spot true --price 0.35"; else capacity="--spot false --price 1.10"; fi
+    # shellcheck disable=SC2086
     "$bin/drover-agent" --scheduler "tcp://127.0.0.1:$port" --work-dir "$demo/agent-$i" \
-        --name "agent-$i" --cpus 2 --memory 2Gi --labels "node=local-$i" \
+        --name "agent-$i" --cpus 2 --memory 2Gi --labels "node=local-$i" $capacity \
         --runtime "$runtime" 2>"$demo/agent-$i.log" &
     pids="$pids $!"
 done
@@ -57,4 +62,39 @@ for step in "train[0]" evaluate deploy notify; do
 done
 echo "== drover artifacts $run"
 drover artifacts "$run" 2>/dev/null || true
+[ $status = 0 ] || exit $status
+
+# Spot: the training step checkpoints every epoch and prefers spot nodes.
+echo
+echo "== drover submit examples/spot/pipeline.yaml (a training step on the spot agent)"
+spot=$(drover submit "$root/examples/spot/pipeline.yaml" -p dir="$root/examples/spot" \
+    -p epochs=24 -p epoch_seconds=0.25)
+echo "$spot"
+drover run watch "$spot" &
+watcher=$!
+checkpoint_step() {
+    drover run get "$spot" -o json | python3 -c 'import json, sys
+t = [t for t in json.load(sys.stdin)["tasks"] if t["name"] == "train"][0]
+print((t["checkpoint"] or {}).get("step", 0))'
+}
+tries=0
+until [ "$(checkpoint_step)" -ge 8 ]; do
+    tries=$((tries + 1))
+    if [ $tries -gt 600 ]; then
+        echo "demo: no checkpoint from the training step; see $demo/*.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+echo
+echo "== drover agent preempt agent-1 --deadline 30s  (a drill: the same path as a cloud's notice)"
+drover agent preempt agent-1 --deadline 30s
+wait $watcher || status=$?
+echo
+drover run get "$spot"
+echo
+echo "== drover logs $spot train --attempt 1  (on the spot agent, until the notice)"
+drover logs "$spot" train --attempt 1 | tail -n 3
+echo "== drover logs $spot train  (resumed on the on-demand agent)"
+drover logs "$spot" train | head -n 3
 exit $status

@@ -254,7 +254,7 @@ class CliTest(harness.DroverTestCase):
             "name: ckpt\n"
             "steps:\n"
             "  - name: a\n"
-            "    checkpoint: {min_interval: 10s}\n"
+            "    inputs: {params: {n: \"1\"}}\n"
             "    command: [tool]\n", "ckpt.yaml")
         r = c.cli("submit", path)
         self.assertNotEqual(r.rc, 0, r)

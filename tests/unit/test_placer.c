@@ -351,3 +351,56 @@ Test(placer, many_tasks_fill_agents_exactly)
         cr_assert_eq(ag[k]->n_tasks, 0);
     }
 }
+
+/* Spot policies: where each step would rather run, and what it must not. */
+Test(placer, spot_policies_rank_spot_and_on_demand_agents)
+{
+    run_t *r = h_submit(s, "name: sp\n"
+                           "steps:\n"
+                           "  - {name: ckpt, command: [x], checkpoint: true}\n"
+                           "  - {name: plain, command: [x]}\n"
+                           "  - {name: req, command: [x], placement: {spot: require}}\n"
+                           "  - {name: any, command: [x], placement: {spot: any}}\n"
+                           "  - {name: fb, command: [x], checkpoint: true,\n"
+                           "     preemption: {fallback_after: 2}}\n");
+    /* the spot agent has more free cpu, so without a policy it would win */
+    agent_t *spot = h_register(s, "spot", 16000, 64 * GiB, 0, NULL);
+    agent_t *od = h_register(s, "od", 8000, 64 * GiB, 0, NULL);
+    spot->spot = true;
+    task_t *ckpt = h_task(r, "ckpt"), *plain = h_task(r, "plain"), *req = h_task(r, "req");
+    task_t *any = h_task(r, "any"), *fb = h_task(r, "fb");
+    cr_assert_eq(placer_rank(spot, ckpt, true), 0, "a checkpointing step prefers spot");
+    cr_assert_eq(placer_rank(od, ckpt, true), 1);
+    cr_assert_eq(placer_rank(spot, plain, true), 1, "a step without checkpoints prefers on-demand");
+    cr_assert_eq(placer_rank(od, plain, true), 0);
+    cr_assert_not(placer_fits(od, req), "require: spot only");
+    cr_assert_eq(placer_rank(spot, any, true), placer_rank(od, any, true));
+    fb->preemptions = 2;
+    cr_assert_eq(placer_rank(spot, fb, true), -1, "preempted twice: on-demand only");
+    cr_assert_eq(placer_rank(spot, fb, false), 0, "... unless the fleet has no on-demand node");
+    placer_place(s);
+    expect_on(ckpt, spot);
+    expect_on(plain, od);
+    expect_on(req, spot);
+    expect_on(any, spot); /* most free cpu */
+    expect_on(fb, od);
+}
+
+Test(placer, preempting_and_at_risk_agents)
+{
+    run_t *r = h_submit(s, "name: pr\n"
+                           "steps:\n"
+                           "  - {name: a, command: [x], placement: {spot: any}}\n"
+                           "  - {name: b, command: [x], placement: {spot: any}}\n");
+    agent_t *going = h_register(s, "going", 16000, 64 * GiB, 0, NULL);
+    agent_t *risky = h_register(s, "risky", 16000, 64 * GiB, 0, NULL);
+    agent_t *calm = h_register(s, "calm", 1000, 64 * GiB, 0, NULL);
+    going->noticed = going->terminating = true;
+    risky->noticed = true; /* a rebalance recommendation: at risk only */
+    task_t *a = h_task(r, "a"), *b = h_task(r, "b");
+    cr_assert_not(placer_fits(going, a), "a node being reclaimed takes no work");
+    cr_assert_eq(placer_rank(risky, a, true), 2);
+    placer_place(s);
+    expect_on(a, calm);
+    expect_on(b, risky); /* calm is full: an at-risk node beats none */
+}

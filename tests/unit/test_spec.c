@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -804,6 +805,65 @@ Test(spec, control_chars_escaped_in_messages)
     cr_assert_null(strchr(err, '\n'));
 }
 
+/* ---- spot and checkpoints ---- */
+
+Test(spec, checkpoint_preemption_and_spot_settings)
+{
+    spec_t *s = NULL;
+    cr_assert_eq(
+        parse_ov("name: p\n"
+                 "defaults:\n"
+                 "  checkpoint: {min_interval: 10s}\n"
+                 "  preemption: {signal: SIGUSR1, grace: 20s}\n"
+                 "steps:\n"
+                 "  - {name: a, command: [x]}\n"
+                 "  - name: b\n"
+                 "    command: [x]\n"
+                 "    checkpoint: {keep: 5}\n"
+                 "    preemption: {fallback_after: 0, max_preemptions: 4}\n"
+                 "    placement: {spot: require}\n"
+                 "  - {name: c, command: [x], checkpoint: false}\n"
+                 "  - {name: d, command: [x], checkpoint: false, placement: {spot: any}}\n",
+                 NULL, 0, &s),
+        0, "%s", err);
+    const spec_step_t *a = &s->steps[0], *b = &s->steps[1], *c = &s->steps[2], *d = &s->steps[3];
+    cr_assert(a->checkpoint);
+    cr_assert_eq(a->checkpoint_min_interval_ms, 10000);
+    cr_assert_eq(a->checkpoint_keep, SPEC_DEFAULT_CHECKPOINT_KEEP);
+    cr_assert_eq(a->preempt_signal, SIGUSR1);
+    cr_assert_eq(a->preempt_grace_ms, 20000);
+    cr_assert_eq(a->fallback_after, SPEC_DEFAULT_FALLBACK_AFTER);
+    cr_assert_eq(a->spot, SPEC_SPOT_PREFER, "a checkpointing step prefers spot nodes");
+    cr_assert(b->checkpoint);
+    cr_assert_eq(b->checkpoint_keep, 5);
+    cr_assert_eq(b->checkpoint_min_interval_ms, 0, "the step's block replaces the default's");
+    cr_assert_eq(b->fallback_after, 0);
+    cr_assert_eq(b->max_preemptions, 4);
+    cr_assert_eq(b->spot, SPEC_SPOT_REQUIRE);
+    cr_assert_not(c->checkpoint);
+    cr_assert_eq(c->spot, SPEC_SPOT_AVOID, "a step without checkpoints prefers on-demand");
+    cr_assert_eq(c->preempt_signal, SIGUSR1);
+    cr_assert_eq(d->spot, SPEC_SPOT_ANY);
+    spec_destroy(&s);
+    cr_assert_eq(parse_ov("name: p\nsteps:\n  - {name: a, command: [x]}\n", NULL, 0, &s), 0);
+    cr_assert_not(s->steps[0].checkpoint);
+    cr_assert_eq(s->steps[0].preempt_signal, SIGTERM);
+    cr_assert_eq(s->steps[0].preempt_grace_ms, SPEC_DEFAULT_GRACE_MS);
+    spec_destroy(&s);
+}
+
+Test(spec, bad_checkpoint_settings)
+{
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: sometimes}\n",
+              "'checkpoint' must be true, false or a map");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: {keep: 0}}\n",
+              "'checkpoint.keep'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: {every: 1s}}\n",
+              "unknown key 'every' in checkpoint (min_interval, keep)");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], preemption: {grace: soon}}\n",
+              "bad duration 'soon' for preemption.grace");
+}
+
 /* ---- not implemented yet ---- */
 
 typedef struct {
@@ -815,11 +875,6 @@ typedef struct {
 Test(spec, not_implemented_keys)
 {
     static const ni_case_t cases[] = {
-        {"checkpoint: {min_interval: 10s}", "'checkpoint'", 5},
-        {"preemption: {signal: SIGTERM}", "'preemption.signal'", 18},
-        {"preemption: {grace: 90s, max_preemptions: 3}", "'preemption.grace'", 18},
-        {"preemption: {max_preemptions: 3, fallback_after: 2}", "'preemption.fallback_after'", 38},
-        {"placement: {labels: {a: b}, spot: prefer}", "'placement.spot'", 33},
         {"env: {X: \"{{inputs.artifacts.data}}\"}", "'{{inputs.artifacts.data}}'", 14},
         {"script: echo {{ inputs.x }}", "'{{ inputs.x }}'", 13},
         {"inputs: {params: {n: \"1\"}}", "'inputs.params'", 14},
@@ -845,9 +900,10 @@ Test(spec, not_implemented_keys)
 
 Test(spec, not_implemented_exact_message)
 {
-    parse_ov("name: p\nsteps:\n  - name: s\n    command: [x]\n    checkpoint: {keep: 1}\n", NULL, 0,
-             &(spec_t *){NULL});
-    cr_assert_str_eq(err, "t.yaml:5:5: 'checkpoint' (checkpoints) is not implemented yet in this "
+    parse_ov("name: p\nsteps:\n  - name: s\n    command: [x]\n    inputs: {params: {n: \"1\"}}\n",
+             NULL, 0, &(spec_t *){NULL});
+    cr_assert_str_eq(err, "t.yaml:5:14: 'inputs.params' (input params; use "
+                          "{{steps.STEP.outputs.params.NAME}}) is not implemented yet in this "
                           "version of drover; remove it to run this pipeline");
 }
 
@@ -870,15 +926,12 @@ Test(spec, image_with_params)
 
 Test(spec, not_implemented_in_defaults_and_finally)
 {
-    parse_bad_at("name: p\ndefaults:\n  placement: {spot: avoid}\nsteps:\n  - {name: a, command: "
+    parse_bad_at("name: p\ndefaults:\n  env: {X: \"{{inputs.y}}\"}\nsteps:\n  - {name: a, command: "
                  "[x]}\n",
-                 3, 15, "'placement.spot'");
-    parse_bad_at("name: p\ndefaults:\n  checkpoint: {keep: 3}\nsteps:\n  - {name: a, command: "
-                 "[x]}\n",
-                 3, 3, "'checkpoint' (checkpoints) is not implemented");
+                 3, 12, "'{{inputs.y}}' (inputs in templates) is not implemented");
     parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - name: n\n    "
-                 "script: x\n    checkpoint: {keep: 1}\n",
-                 7, 5, "'checkpoint' (checkpoints) is not implemented");
+                 "script: x\n    inputs: {params: {n: \"1\"}}\n",
+                 7, 14, "'inputs.params' (input params");
     /* an {{inputs...}} reference reaching `when` through a param is noted too */
     parse_bad_at("name: p\nparams: {c: \"{{inputs.x}}\"}\nsteps:\n  - name: a\n    command: [x]\n"
                  "    when: \"{{params.c}} == 1\"\n",
@@ -906,12 +959,13 @@ Test(spec, real_errors_beat_not_implemented)
     parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{inputs.x}} {{params.zz}}\"}\n",
               "unknown param 'zz'");
     /* ... and a bad shape of a not-implemented key */
-    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: {min_interval: soon}}\n",
-              "bad duration 'soon' for checkpoint.min_interval");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], inputs: {params: 3}}\n",
+              "'inputs.params'");
     /* the earliest not-implemented key is named */
-    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    checkpoint: {keep: 2}\n    "
-                 "image: y\n",
-                 5, 5, "'checkpoint' (checkpoints)");
+    parse_bad_at(
+        "name: p\nsteps:\n  - name: a\n    command: [x]\n    inputs: {params: {n: \"1\"}}\n"
+        "    env: {X: \"{{inputs.x}}\"}\n",
+        5, 14, "'inputs.params' (input params");
 }
 
 Test(spec, design_doc_example)

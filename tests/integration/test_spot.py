@@ -1,0 +1,340 @@
+"""Spot nodes: checkpoints, preemption notices, the drain, resuming elsewhere.
+
+Real daemons, a real training step (examples/spot/train_sgd.py: SGD on
+generated data, a checkpoint every epoch) and a fake cloud metadata server
+(fakemeta.py) on loopback that starts announcing a reclaim mid-training.
+The resumed run must end with exactly the model of an uninterrupted one
+(same seed), with the preemption counted as such and no retry spent.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from harness import (SOURCE_DIR, DroverTestCase, check_daemons, main, task, wait_final,
+                     wait_until)
+from fakemeta import FakeMeta
+
+TRAIN = os.path.join(SOURCE_DIR, "examples", "spot", "train_sgd.py")
+
+
+def train_step(name="train", epochs=12, secs=0.3, args=(), **extra):
+    step = {"name": name,
+            "command": ["python3", TRAIN, "--epochs", str(epochs), "--epoch-seconds", str(secs)]
+            + list(args),
+            "outputs": {"artifacts": ["model"]},
+            "checkpoint": {"keep": 2},
+            "preemption": {"grace": "20s", "max_preemptions": 5},
+            "placement": {"spot": "prefer"}}
+    step.update(extra)
+    return step
+
+
+def reference_model(epochs, args=()):
+    """The model of an uninterrupted run (same seed), computed locally."""
+    with tempfile.TemporaryDirectory() as d:
+        os.makedirs(os.path.join(d, "ck"))
+        env = dict(os.environ, DROVER_OUTPUTS=d, DROVER_CHECKPOINT_DIR=os.path.join(d, "ck"))
+        env.pop("DROVER_PROGRESS", None)
+        env.pop("DROVER_RESUMED", None)
+        subprocess.run(["python3", TRAIN, "--epochs", str(epochs)] + list(args), env=env,
+                       check=True, stdout=subprocess.DEVNULL, timeout=120)
+        with open(os.path.join(d, "model")) as f:
+            return json.load(f)
+
+
+def iso_in(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
+class SpotTest(DroverTestCase):
+    def setUp(self):
+        super().setUp()
+        self.meta = None
+
+    def tearDown(self):
+        if self.meta:
+            self.meta.close()
+
+    def start(self, spot_extra=(), ondemand=True):
+        c = self.c
+        c.start_droverd()
+        c.start_agent("spot1", cpus=2, extra=["--spot", "true", "--price", "0.3"]
+                      + list(spot_extra))
+        if ondemand:
+            c.start_agent("od1", cpus=2, extra=["--spot", "false", "--price", "1.2"])
+        return c
+
+    def with_meta(self, provider, **state):
+        self.meta = FakeMeta()
+        self.meta.set(**state)
+        return ["--%s-metadata" % provider, self.meta.url, "--metadata-poll", "200ms"]
+
+    def wait_checkpoint(self, rid, name="train", step=3, timeout=60):
+        def ok(t):
+            ck = t.get("checkpoint")
+            return ck is not None and ck["step"] >= step
+        return self.c.wait_task(rid, name, ok, timeout=timeout,
+                                what="a checkpoint at step >= %d" % step)
+
+    def model_of(self, rid, name="train"):
+        out = self.c.path("model-%s-%s.json" % (rid, name))
+        r = self.c.cli("artifact", "get", rid, name, "model", "-o", out, "--force")
+        self.assertEqual(r.rc, 0, r)
+        with open(out) as f:
+            return json.load(f)
+
+    def assert_resumed_once(self, rid, epochs, preempted_on="spot1"):
+        run = wait_final(self.c, rid, timeout=120)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual(t["preemptions"], 1, t)
+        self.assertEqual(t["retries_used"], 0, t)
+        first, last = t["history"][0], t["history"][-1]
+        self.assertEqual(first["agent"], preempted_on, t)
+        self.assertEqual(first["status"], "PREEMPTED", t)
+        self.assertEqual(last["agent"], "od1", t)
+        self.assertIsNotNone(last["resumed_step"], "the second attempt resumed: %r" % t)
+        self.assertGreaterEqual(last["resumed_step"], 3, t)
+        self.assertEqual(self.model_of(rid), reference_model(epochs),
+                         "the resumed run ends with the uninterrupted run's model")
+        logs = self.c.cli("logs", rid, "train")
+        self.assertIn("resumed from the checkpoint of epoch %d" % last["resumed_step"], logs.out)
+        self.assertGreater(t["spot_ms"], 0, t)
+        self.assertGreater(t["ondemand_ms"], 0, t)
+        self.assertGreater(t["cost"], 0, t)
+        return t
+
+    # ---------------------------------------------------------------- clouds
+
+    def test_aws_spot_interruption(self):
+        c = self.start(self.with_meta("aws"))
+        self.meta.set(aws_spot=True)
+        rid = c.submit({"name": "aws", "steps": [train_step()]})
+        self.wait_checkpoint(rid)
+        self.meta.set(aws_action={"action": "terminate", "time": iso_in(60)})
+        wait_until(lambda: (c.agent("spot1") or {}).get("preemption") is not None, 30,
+                   what="droverd to see spot1 preempting")
+        self.assert_resumed_once(rid, 12)
+        reqs = self.meta.requests()
+        self.assertTrue(any(r["method"] == "PUT" and r["path"] == "/latest/api/token"
+                            for r in reqs), "IMDSv2: a token was asked for")
+        self.assertIn("aws spot/instance-action", c.agents["spot1"].log_text())
+        check_daemons(c)
+
+    def test_gcp_preemption(self):
+        c = self.start(self.with_meta("gcp"))
+        rid = c.submit({"name": "gcp", "steps": [train_step()]})
+        self.wait_checkpoint(rid)
+        self.meta.set(gcp_preempted=True)
+        self.assert_resumed_once(rid, 12)
+        self.assertTrue(all(r["headers"].get("metadata-flavor") == "Google"
+                            for r in self.meta.requests() if r["path"].startswith("/compute")))
+        check_daemons(c)
+
+    def test_azure_preempt_event_acknowledged(self):
+        c = self.start(self.with_meta("azure", azure_vm="vm-spot1"))
+        rid = c.submit({"name": "azure", "steps": [train_step(epochs=20)]})
+        self.wait_checkpoint(rid)
+        not_before = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
+        self.meta.set(azure_events=[
+            {"EventId": "E-other", "EventType": "Preempt", "ResourceType": "VirtualMachine",
+             "Resources": ["some-other-vm"], "EventStatus": "Scheduled",
+             "NotBefore": not_before},
+            {"EventId": "E-ours", "EventType": "Preempt", "ResourceType": "VirtualMachine",
+             "Resources": ["vm-spot1"], "EventStatus": "Scheduled", "NotBefore": not_before}])
+        self.assert_resumed_once(rid, 20)
+
+        def acked():
+            for r in self.meta.requests():
+                if r["method"] == "POST" and "scheduledevents" in r["path"]:
+                    body = json.loads(r["body"] or "{}")
+                    ids = [e.get("EventId") for e in body.get("StartRequests", [])]
+                    if ids:
+                        return ids
+            return None
+        ids = wait_until(acked, 30, what="the StartRequests acknowledgement")
+        self.assertEqual(ids, ["E-ours"], "only this VM's event is acknowledged")
+        check_daemons(c)
+
+    def test_rebalance_commits_checkpoint_and_kills_nothing(self):
+        c = self.start(self.with_meta("aws"))
+        step = train_step(epochs=20, secs=0.3, checkpoint={"min_interval": "1h"})
+        rid = c.submit({"name": "rebalance", "steps": [step]})
+        # min_interval 1h: only the first checkpoint line is committed ...
+        self.wait_checkpoint(rid, step=1)
+        c.wait_task(rid, "train", lambda t: (t.get("progress") or 0) >= 0.25, timeout=60,
+                    what="more epochs")
+        self.assertEqual(task(c.get_run(rid), "train")["checkpoint"]["step"], 1)
+        # ... until the rebalance recommendation commits the latest one now
+        self.meta.set(aws_rebalance={"noticeTime": iso_in(0)})
+        t = self.wait_checkpoint(rid, step=4)
+        self.assertEqual(t["status"], "RUNNING")
+        self.assertEqual(t["attempts"], 1, "nothing was killed: %r" % t)
+        self.assertEqual((c.agent("spot1") or {}).get("preemption", {}).get("terminate"), False)
+        run = wait_final(c, rid, timeout=120)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual((t["attempts"], t["preemptions"]), (1, 0), t)
+        check_daemons(c)
+
+    # ---------------------------------------------------------------- failures
+
+    def test_agent_kill9_resumes_from_last_checkpoint(self):
+        c = self.start()
+        rid = c.submit({"name": "kill9", "steps": [train_step(epochs=14, secs=0.4)]})
+        self.wait_checkpoint(rid, step=4)
+        c.kill_agent("spot1")  # the node is gone: no notice at all
+        run = wait_final(c, rid, timeout=120)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual((t["preemptions"], t["retries_used"]), (1, 0), t)
+        first, last = t["history"][0], t["history"][-1]
+        self.assertEqual(first["status"], "LOST", t)
+        # work lost is at most one checkpoint interval (one epoch): the
+        # resumed attempt starts at most one epoch behind the last epoch
+        # the killed attempt logged
+        log1 = c.cli("logs", rid, "train", "--attempt", "1").out
+        done = max(int(m) for m in re.findall(r"epoch (\d+)/", log1))
+        self.assertGreaterEqual(last["resumed_step"], done - 1, (done, t))
+        self.assertEqual(self.model_of(rid), reference_model(14))
+        check_daemons(c)
+
+    def test_task_ignoring_sigterm_is_killed_at_the_deadline(self):
+        c = self.start()
+        step = train_step(epochs=20, secs=0.3, args=["--ignore-sigterm"],
+                          preemption={"grace": "1s", "max_preemptions": 5})
+        rid = c.submit({"name": "stubborn", "steps": [step]})
+        self.wait_checkpoint(rid, step=3)
+        r = c.cli("agent", "preempt", "spot1", "--deadline", "30s")
+        self.assertEqual(r.rc, 0, r)
+        t = self.assert_resumed_once(rid, 20, preempted_on="spot1")
+        self.assertEqual(t["history"][0]["signal"], signal.SIGKILL, t)
+        self.assertIn("still running at its preemption deadline", c.agents["spot1"].log_text())
+        check_daemons(c)
+
+    def test_droverd_kill9_during_checkpoint_upload(self):
+        """The previous checkpoint stays the latest until a new one is whole."""
+        c = self.start(ondemand=False)
+        # a 24 MiB checkpoint per epoch: its upload takes a while
+        step = {"name": "big", "command": ["python3", "-c", BIG_CHECKPOINTER],
+                "checkpoint": {"keep": 2}}
+        rid = c.submit({"name": "bigck", "steps": [step]})
+        t = self.wait_checkpoint(rid, name="big", step=1)
+        # kill droverd while the next checkpoint is on its way
+        wait_until(lambda: "step 2 written" in c.cli("logs", rid, "big").out, 60,
+                   what="the second checkpoint to be written")
+        c.kill_droverd()
+        c.start_droverd()
+        t = task(c.get_run(rid), "big")
+        self.assertGreaterEqual(t["checkpoint"]["step"], 1, t)
+        run = wait_final(c, rid, timeout=120)
+        self.assertRunSucceeded(run)
+        t = task(run, "big")
+        self.assertIsNone(t["checkpoint"], "a finished step keeps no checkpoint")
+        check_daemons(c)
+
+    def test_preemption_storm(self):
+        c = self.c
+        c.start_droverd()
+        for k in range(1, 6):
+            c.start_agent("spot%d" % k, cpus=4, extra=["--spot", "true", "--price", "0.3"])
+        c.start_agent("od1", cpus=4, extra=["--spot", "false", "--price", "1.2"])
+        steps = [train_step(name="s%02d" % i, epochs=16, secs=0.25, args=["--seed", str(i)])
+                 for i in range(20)]
+        rid = c.submit({"name": "storm", "steps": steps})
+        for k in range(1, 6):
+            victim = "spot%d" % k
+
+            def running_with_checkpoint():
+                run = c.get_run(rid)
+                mine = [t for t in run["tasks"] if t["agent"] == victim
+                        and t["status"] == "RUNNING"]
+                return mine and all(t.get("checkpoint") for t in mine)
+            try:
+                wait_until(running_with_checkpoint, 30, what="checkpointed steps on " + victim)
+            except AssertionError:
+                pass  # nothing left there to preempt: preempt it anyway
+            r = c.cli("agent", "preempt", victim, "--deadline", "20s")
+            self.assertEqual(r.rc, 0, r)
+        run = wait_final(c, rid, timeout=300)
+        self.assertRunSucceeded(run)
+        preempted = 0
+        for t in run["tasks"]:
+            self.assertEqual(t["retries_used"], 0, t)
+            preempted += t["preemptions"]
+            committed = 0
+            for a in t["history"]:
+                if committed:
+                    self.assertIsNotNone(a["resumed_step"],
+                                         "%s ran from scratch after a checkpoint: %r"
+                                         % (t["name"], t))
+                committed += a["checkpoints"]
+        self.assertGreaterEqual(preempted, 5, "the storm hit running steps")
+        check_daemons(c)
+
+    # ---------------------------------------------------------------- bad input
+
+    def test_bad_metadata_servers_do_not_drain(self):
+        c = self.c
+        c.start_droverd()
+        self.meta = FakeMeta()
+        names = []
+        for provider in ("aws", "gcp", "azure"):
+            name = "bad-" + provider
+            names.append(name)
+            c.start_agent(name, cpus=1, extra=["--%s-metadata" % provider, self.meta.url,
+                                               "--metadata-poll", "200ms", "--spot", "true"])
+        for mode in ("garbage", "500", "hang", "huge"):
+            self.meta.set(mode=mode)
+            rid = c.submit({"name": "still-" + mode,
+                            "steps": [{"name": "s%d" % i, "command": ["true"]}
+                                      for i in range(6)]})
+            self.assertRunSucceeded(wait_final(c, rid, timeout=60))
+        for name in names:
+            a = c.agent(name)
+            self.assertTrue(a["connected"], a)
+            self.assertIsNone(a["preemption"], "a bad answer is no notice: %r" % a)
+            log = c.agents[name].log_text()
+            self.assertRegex(log, r"(?i)metadata|watch", name)
+            self.assertNotIn("preemption notice", log)
+        check_daemons(c)
+
+    def test_drill_shows_in_run_get(self):
+        c = self.start()
+        rid = c.submit({"name": "drill", "steps": [train_step(epochs=10)]})
+        self.wait_checkpoint(rid)
+        r = c.cli("agent", "preempt", "spot1", "--deadline", "20s")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("preempting", c.cli("agents").out)
+        self.assert_resumed_once(rid, 10)
+        out = c.cli("run", "get", rid).out
+        for col in ("SPOT", "PREEMPTED", "CHECKPOINT", "WORK LOST", "estimated cost"):
+            self.assertIn(col, out)
+        r = c.cli("agent", "preempt", "nobody")
+        self.assertNotEqual(r.rc, 0)
+        self.assertIn("no connected agent 'nobody'", r.err)
+        check_daemons(c)
+
+
+BIG_CHECKPOINTER = r"""
+import json, os
+ck, prog = os.environ["DROVER_CHECKPOINT_DIR"], os.environ["DROVER_PROGRESS"]
+start = int(os.environ.get("DROVER_CHECKPOINT_STEP", "0"))
+for step in range(start + 1, 5):
+    tmp = os.path.join(ck, "blob.tmp")
+    with open(tmp, "wb") as f:
+        f.write(os.urandom(24 << 20))
+    os.replace(tmp, os.path.join(ck, "blob"))
+    print("step %d written" % step, flush=True)
+    with open(prog, "a") as f:
+        f.write(json.dumps({"checkpoint": True, "step": step}) + "\n")
+    import time; time.sleep(1.5)
+"""
+
+if __name__ == "__main__":
+    main()
