@@ -900,6 +900,8 @@ static void az_ack_start(preempt_watch_t *w, chan_t *c)
         chan_start(w, c, "POST", xasprintf("%s/metadata/scheduledevents?" AZ_API, w->azure), hdrs,
                    2, xasprintf("{\"StartRequests\":%s}", list), timeout_of(w));
         free(list);
+        for (size_t i = 0; i < w->n_seen && !c->x.easy; i++)
+            w->seen[i].in_ack = false; /* not started: retried when due */
     }
     for (size_t i = 0; i < n; i++)
         free(ids[i]);
@@ -920,14 +922,16 @@ static void az_ack_done(preempt_watch_t *w, chan_t *c, int r, long status, const
         az_seen_t *s = &w->seen[i];
         if (!s->in_ack)
             continue;
+        char safe_id[AZ_ID_MAX];
+        copy_printable(safe_id, sizeof safe_id, s->id);
         s->in_ack = false;
         if (ok) {
             s->acked = true;
             s->ack_pending = false;
-            log_info("preempt: azure: acknowledged event %s", s->id);
+            log_info("preempt: azure: acknowledged event %s", safe_id);
         } else if (++s->ack_tries >= AZ_ACK_TRIES) {
             s->ack_pending = false;
-            log_warn("preempt: azure: giving up acknowledging event %s", s->id);
+            log_warn("preempt: azure: giving up acknowledging event %s", safe_id);
         }
     }
     for (size_t i = 0; i < w->n_seen; i++)

@@ -532,11 +532,13 @@ class RuntimeCases:
         self.assertIn("%s attempt 2" % m2, self.logs(rid2, "long"))
         self.assertNothingLeft("w1", "after the rerun ended")
 
-        # the agent stopped (systemctl stop: SIGTERM) while a step runs:
-        # it exits cleanly and takes its container with it
+        # the agent stopped (systemctl stop: SIGTERM) while a step runs: a
+        # preemption notice; the step (whose shell ignores SIGTERM as PID 1)
+        # is killed after its grace, handed back, and the agent exits
+        # cleanly, taking its container with it
         m3 = self.marker("stop")
         rid3 = c.submit({"name": "ctr-stop", "steps": [
-            {"name": "long", "image": self.img("produce"),
+            {"name": "long", "image": self.img("produce"), "preemption": {"grace": "2s"},
              "script": "echo %s started\nsleep 300\necho %s\n" % (m3, m3)}]})
         self.wait_log(rid3, "long", "%s started" % m3)
         pids = wait_until(lambda: procs_with(m3), timeout=30, what="the container's processes")
@@ -547,6 +549,9 @@ class RuntimeCases:
         self.assertEqual([p for p in pids if harness.pid_alive(p)], [],
                          "container processes outlived the agent's stop")
         self.assertNothingLeft("w1", "after the agent stopped")
+        t = task(c.get_run(rid3), "long")
+        self.assertEqual(t["history"][-1]["status"], "PREEMPTED", t)
+        self.assertEqual((t["preemptions"], t["retries_used"]), (1, 0), t)
 
     # ---- two agents of two schedulers on one host
 

@@ -129,8 +129,9 @@ class DagTest(harness.DroverTestCase):
         c.start_agent("x", cpus=2, labels={"pool": "train", "zone": "a"})
         c.start_agent("y", cpus=4, labels={"pool": "batch"})
         ax, ay = c.agent("x"), c.agent("y")
-        self.assertEqual(ax["labels"], {"pool": "train", "zone": "a"})
-        self.assertEqual(ay["labels"], {"pool": "batch"})
+        # every agent also carries spot=true|false
+        self.assertEqual(ax["labels"], {"pool": "train", "zone": "a", "spot": "false"})
+        self.assertEqual(ay["labels"], {"pool": "batch", "spot": "false"})
         self.assertEqual(ax["cpu_milli"], 2000)
         self.assertEqual(ax["memory_bytes"], 1 << 30)
         self.assertEqual(ax["gpus"], 0)
