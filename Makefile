@@ -29,6 +29,7 @@ test: format-check build build-asan
 	@ctest --test-dir $(BUILD) --output-on-failure -j 2
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
@@ -38,6 +39,27 @@ format-check: deps
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
+
+# --- fuzzing (fuzz/README.md): libFuzzer targets built with clang, ASan and
+# UBSan in their own CMake project. `make fuzz` runs each target for
+# FUZZ_SECONDS (two at a time on two cores), keeping its corpus in
+# $(FUZZ_BUILD)/corpus; `make fuzz-smoke` (part of `make test`) runs each
+# for FUZZ_SMOKE_SECONDS from the seeds in tests/fuzz. FUZZ_TARGETS picks.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_TARGETS ?= agents spec expr progress
+
+.PHONY: build-fuzz fuzz fuzz-smoke
+build-fuzz: deps
+	@cmake -S fuzz -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+fuzz: build-fuzz
+	@./scripts/fuzz.sh run $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: build-fuzz
+	@./scripts/fuzz.sh smoke $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # Benchmarks against Slurm and Dask (bench/README.md): installs what they
 # need, runs every workload on all three and writes bench/results/latest.*

@@ -35,9 +35,28 @@ static bool parse_number(const char *s, double *out)
     return true;
 }
 
+/* val as a reason may quote it: at most SHOW_MAX bytes, cut before a
+ * partial UTF-8 character, control characters as '?', so the reason stays
+ * one line whatever a string value held ({"step":"\n"}). */
+#define SHOW_MAX 40
+static const char *show(const char *val, char out[SHOW_MAX + 1])
+{
+    size_t n = strnlen(val, SHOW_MAX);
+    if (val[n]) /* cut: back up to the start of a character */
+        while (n > 0 && ((unsigned char)val[n] & 0xC0) == 0x80)
+            n--;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)val[i];
+        out[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    out[n] = '\0';
+    return out;
+}
+
 int progress_parse_line(const char *text, size_t len, progress_line_t *out, char *err,
                         size_t errlen)
 {
+    char shown[SHOW_MAX + 1];
     memset(out, 0, sizeof *out);
     size_t i = 0;
     while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r'))
@@ -65,7 +84,8 @@ int progress_parse_line(const char *text, size_t len, progress_line_t *out, char
     if (m == 0) {
         double v;
         if (!parse_number(val, &v) || v < 0 || v > 1) {
-            snprintf(err, errlen, "\"progress\" must be a number from 0 to 1, not %.40s", val);
+            snprintf(err, errlen, "\"progress\" must be a number from 0 to 1, not %s",
+                     show(val, shown));
             goto out;
         }
         out->has_progress = true;
@@ -75,7 +95,7 @@ int progress_parse_line(const char *text, size_t len, progress_line_t *out, char
     val = NULL;
     if (member(obj, "checkpoint", &val) == 0) {
         if (strcmp(val, "true") != 0 && strcmp(val, "false") != 0) {
-            snprintf(err, errlen, "\"checkpoint\" must be true or false, not %.40s", val);
+            snprintf(err, errlen, "\"checkpoint\" must be true or false, not %s", show(val, shown));
             goto out;
         }
         out->checkpoint = strcmp(val, "true") == 0;
@@ -85,7 +105,8 @@ int progress_parse_line(const char *text, size_t len, progress_line_t *out, char
     if (member(obj, "step", &val) == 0) {
         double v;
         if (!parse_number(val, &v) || v < 0 || v >= 9007199254740992.0 || v != floor(v)) {
-            snprintf(err, errlen, "\"step\" must be a non-negative integer, not %.40s", val);
+            snprintf(err, errlen, "\"step\" must be a non-negative integer, not %s",
+                     show(val, shown));
             goto out;
         }
         out->has_step = true;

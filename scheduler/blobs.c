@@ -530,6 +530,7 @@ static int apply_ops(sched_t *s, bool drops)
             }
             break;
         case OP_UNLINK:
+            rc = 0;
             break;
         default:
             rc = -EINVAL;

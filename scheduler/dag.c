@@ -374,6 +374,7 @@ static void expand_fan_out(sched_t *s, task_t *g)
         return;
     }
     run_t *r = g->run;
+    free(g->items); /* an empty list when reloaded before it expanded */
     g->items = xcalloc(n, sizeof *g->items);
     g->n_items = n;
     for (size_t i = 0; i < n; i++) {

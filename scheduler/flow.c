@@ -293,6 +293,14 @@ void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_a
 
 int flow_check_artifact(sched_t *s, const Drover__Artifact *art, char *err, size_t errlen)
 {
+    /* A single file is exactly one entry, whose digest is the artifact's. */
+    if (!art->is_dir &&
+        (art->n_files != 1 || art->digest.len != 32 || art->files[0]->digest.len != 32 ||
+         memcmp(art->digest.data, art->files[0]->digest.data, 32) != 0)) {
+        snprintf(err, errlen, "artifact '%s': a file artifact must list exactly its one file",
+                 art->name);
+        return -EINVAL;
+    }
     for (size_t k = 0; k < art->n_files; k++) {
         if (art->files[k]->digest.len != 32 || !blobs_exists(s, art->files[k]->digest.data)) {
             snprintf(err, errlen, "artifact '%s': a file was not uploaded", art->name);

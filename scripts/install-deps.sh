@@ -2,7 +2,7 @@
 # Install the Debian packages drover needs to build, test and run its demo.
 # Does nothing (and needs no network) when every package is already present.
 set -eu
-PKGS="build-essential cmake pkg-config clang-format python3
+PKGS="build-essential cmake pkg-config clang-format python3 clang libclang-rt-14-dev
 libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
 libev-dev libssl-dev libcriterion-dev libsodium-dev libyaml-dev
 libcurl4-openssl-dev libsystemd-dev

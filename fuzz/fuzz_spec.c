@@ -1,0 +1,194 @@
+/* fuzz_spec — the pipeline spec parser and validator (common/spec.h).
+ *
+ * Input: the YAML text, optionally followed by a NUL byte and `-p` style
+ * overrides, one "key=value" per line. spec_parse must return 0 with a
+ * spec whose indexes all point inside it (needs, inputs), whose argv are
+ * NULL-terminated, whose needs have no cycle and whose `when` is valid
+ * syntax; or fail with *out NULL and one "fuzz.yaml:LINE:COL: reason"
+ * line. The quantity parsers get the first line of the input too.
+ *
+ * An accepted spec is then submitted, as `drover run submit` would, to a
+ * fresh scheduler with three agents (agents_harness.h), and those agents
+ * run whatever is placed on them for a few rounds (fz_drive): so what the
+ * parser accepts must also be what droverd can build, expand (templates,
+ * `when`, fan-outs, inputs) and run. DROVER_FUZZ_SUBMIT=0 skips this
+ * (parser only, about three times faster).
+ */
+#include "agents_harness.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "expr.h"
+#include "fuzz_common.h"
+#include "spec.h"
+
+#define MAX_OVERRIDES 16
+
+static void check_kvs(const spec_kv_t *kv, size_t n, const char *what)
+{
+    if (n && !kv)
+        fz_fail("%zu %s but no array", n, what);
+    for (size_t i = 0; i < n; i++)
+        if (!kv[i].key || !kv[i].value)
+            fz_fail("%s %zu has a NULL key or value", what, i);
+}
+
+static void check_strv(char *const *v, size_t n, const char *what)
+{
+    if (n && !v)
+        fz_fail("%zu %s but no array", n, what);
+    for (size_t i = 0; i < n; i++)
+        if (!v[i])
+            fz_fail("%s %zu is NULL", what, i);
+}
+
+/* Depth-first search for a cycle through needs; 1 = on the stack. */
+static bool has_cycle(const spec_t *s, size_t i, uint8_t *mark)
+{
+    if (mark[i] == 1)
+        return true;
+    if (mark[i] == 2)
+        return false;
+    mark[i] = 1;
+    for (size_t j = 0; j < s->steps[i].need_count; j++)
+        if (has_cycle(s, s->steps[i].needs[j], mark))
+            return true;
+    mark[i] = 2;
+    return false;
+}
+
+static void check_spec(const spec_t *s)
+{
+    if (!s->name)
+        fz_fail("spec without a name");
+    check_kvs(s->params, s->param_count, "params");
+    if (s->step_count && !s->steps)
+        fz_fail("steps missing");
+    for (size_t i = 0; i < s->step_count; i++) {
+        const spec_step_t *st = &s->steps[i];
+        if (!st->name || !st->argv || st->argv[st->argc] != NULL)
+            fz_fail("step %zu: no name, or argv not NULL-terminated", i);
+        check_strv(st->argv, st->argc, "argv");
+        check_kvs(st->env, st->env_count, "env");
+        check_kvs(st->labels, st->label_count, "labels");
+        check_strv(st->out_artifacts, st->out_artifact_count, "out_artifacts");
+        check_strv(st->out_params, st->out_param_count, "out_params");
+        check_strv(st->items, st->item_count, "items");
+        for (size_t j = 0; j < st->need_count; j++)
+            if (st->needs[j] >= s->step_count || st->needs[j] == i)
+                fz_fail("step %s: need %zu out of range", st->name, st->needs[j]);
+        for (size_t j = 0; j < st->input_count; j++)
+            if (st->inputs[j].step >= s->step_count || !st->inputs[j].local ||
+                !st->inputs[j].artifact)
+                fz_fail("step %s: input %zu malformed", st->name, j);
+        if (st->retries.factor < 1)
+            fz_fail("step %s: retry factor %g below 1", st->name, st->retries.factor);
+        if ((st->items || st->item_count || st->items_from) && !st->fan_out)
+            fz_fail("step %s: items without for_each", st->name);
+        if (st->when && expr_check(st->when, NULL, NULL, NULL, 0) != 0)
+            fz_fail("step %s: accepted a `when` whose syntax is bad: %s", st->name, st->when);
+    }
+    uint8_t *mark = calloc(s->step_count + 1, 1);
+    for (size_t i = 0; i < s->step_count; i++)
+        if (has_cycle(s, i, mark))
+            fz_fail("accepted a cycle through step %s", s->steps[i].name);
+    free(mark);
+}
+
+static void quantities(const uint8_t *data, size_t size)
+{
+    size_t n = 0;
+    while (n < size && n < 40 && data[n] != '\n' && data[n] != '\0')
+        n++;
+    char *q = fz_strndup(data, n);
+    uint64_t u = 0xdead;
+    uint32_t c = 0xbeef;
+    if (spec_parse_memory(q, &u) != 0 && u != 0xdead)
+        fz_fail("spec_parse_memory failed but wrote *out");
+    if (spec_parse_cpu(q, &c) != 0 && c != 0xbeef)
+        fz_fail("spec_parse_cpu failed but wrote *out");
+    u = 0xdead;
+    if (spec_parse_duration(q, &u) != 0 && u != 0xdead)
+        fz_fail("spec_parse_duration failed but wrote *out");
+    free(q);
+}
+
+static bool submit = true;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    const char *e = getenv("DROVER_FUZZ_SUBMIT");
+    submit = !e || strcmp(e, "0") != 0;
+    return 0;
+}
+
+/* Submit the spec and let the fleet run it for a few rounds. */
+static void run_spec(const spec_t *spec)
+{
+    fz_t *fz = fz_open_fleet(false);
+    if (!dag_create_run(fz_sched(fz), spec, "fuzz.yaml", false))
+        fz_fail("dag_create_run refused a spec spec_parse accepted");
+    fz_flush(fz);
+    fz_drive(fz, 6);
+    fz_close(&fz);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const uint8_t *nul = memchr(data, '\0', size);
+    size_t ylen = nul ? (size_t)(nul - data) : size;
+    /* The YAML in a buffer of its exact size (it need not be terminated). */
+    char *yaml = malloc(ylen ? ylen : 1);
+    memcpy(yaml, data, ylen);
+
+    spec_kv_t ov[MAX_OVERRIDES];
+    size_t n_ov = 0;
+    char *rest = nul ? fz_strndup(nul + 1, size - ylen - 1) : NULL;
+    for (char *line = rest, *next; line && *line && n_ov < MAX_OVERRIDES; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        ov[n_ov].key = line;
+        ov[n_ov].value = eq + 1;
+        n_ov++;
+    }
+
+    size_t errlen = size % 17 == 4 ? 9 : 512;
+    char *err = malloc(errlen);
+    err[0] = '\0';
+    spec_t *spec = (spec_t *)1;
+    int rc = spec_parse("fuzz.yaml", yaml, ylen, ov, n_ov, &spec, err, errlen);
+    if (rc == 0) {
+        if (!spec)
+            fz_fail("spec_parse = 0 without a spec");
+        check_spec(spec);
+        if (submit)
+            run_spec(spec);
+        spec_destroy(&spec);
+        if (spec)
+            fz_fail("spec_destroy left the pointer set");
+    } else {
+        if (rc > 0)
+            fz_fail("spec_parse = %d", rc);
+        if (spec)
+            fz_fail("spec_parse = %d left *out set", rc);
+        if (!fz_one_line(err, errlen))
+            fz_fail("spec_parse = %d: reason not one NUL-terminated line", rc);
+        if (strncmp(err, "fuzz.yaml", errlen - 1 < 9 ? errlen - 1 : 9) != 0)
+            fz_fail("spec_parse = %d: reason '%s' does not name the file", rc, err);
+    }
+    quantities(data, size);
+    free(err);
+    free(rest);
+    free(yaml);
+    return 0;
+}

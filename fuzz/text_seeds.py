@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""text_seeds — (re)write the seed corpora of the text fuzz targets.
+
+    python3 fuzz/text_seeds.py [--out tests/fuzz]
+
+spec/      examples/ml/pipeline.yaml, every spec-looking string of
+           tests/unit/test_spec.c and tests/integration/*.py (string
+           literals, and dict literals rendered with the integration
+           harness's to_yaml), plus a few with `-p` overrides (the target
+           reads "YAML NUL key=value...").
+expr/      the string literals of tests/unit/test_expr.c that look like
+           expressions, and the `when:` of the specs above.
+progress/  hand-written lines and streams.
+
+Seed files are named by content (sha1 prefix), so rerunning adds what is
+new and never duplicates; files already there are left alone (crash
+reproducers live next to them, named crash-*). The agents corpus is written
+by build-fuzz/gen_agents_seeds instead.
+"""
+import argparse
+import ast
+import hashlib
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+C_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+C_GAP = re.compile(r'\s*(?:/\*.*?\*/\s*)*', re.S)
+
+
+def c_unescape(s):
+    out = bytearray()
+    i = 0
+    simple = {"n": 10, "t": 9, "r": 13, "0": 0, "\\": 92, '"': 34, "'": 39, "a": 7,
+              "b": 8, "f": 12, "v": 11, "?": 63}
+    while i < len(s):
+        c = s[i]
+        if c != "\\":
+            out += c.encode()
+            i += 1
+            continue
+        n = s[i + 1]
+        if n == "x":
+            m = re.match(r"[0-9a-fA-F]+", s[i + 2:])
+            out.append(int(m.group(0), 16) & 0xFF)
+            i += 2 + len(m.group(0))
+        elif n in "01234567":
+            m = re.match(r"[0-7]{1,3}", s[i + 1:])
+            out.append(int(m.group(0), 8) & 0xFF)
+            i += 1 + len(m.group(0))
+        else:
+            out.append(simple.get(n, ord(n)))
+            i += 2
+    return bytes(out)
+
+
+def c_strings(path):
+    """Adjacent C string literals (joined across whitespace and comments)."""
+    text = open(path, encoding="utf-8").read()
+    pos, out = 0, []
+    while True:
+        m = C_STRING.search(text, pos)
+        if not m:
+            return out
+        parts = [m.group(1)]
+        end = m.end()
+        while True:
+            g = C_GAP.match(text, end)
+            m2 = C_STRING.match(text, g.end())
+            if not m2:
+                break
+            parts.append(m2.group(1))
+            end = m2.end()
+        out.append(c_unescape("".join(parts)))
+        pos = end
+
+
+def py_specs(path, to_yaml):
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+            v = node.value.encode() if isinstance(node.value, str) else node.value
+            if b"steps:" in v and len(v) < 20000:
+                out.append(v)
+        elif isinstance(node, ast.Dict):
+            try:
+                d = ast.literal_eval(node)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(d, dict) and "steps" in d:
+                out.append(to_yaml(d).encode())
+    return out
+
+
+def write(dirpath, blobs, limit):
+    os.makedirs(dirpath, exist_ok=True)
+    seen, n = set(), 0
+    for b in blobs:
+        h = hashlib.sha1(b).hexdigest()
+        if h in seen:
+            continue
+        seen.add(h)
+        p = os.path.join(dirpath, "seed-" + h[:12])
+        if not os.path.exists(p):
+            with open(p, "wb") as f:
+                f.write(b)
+        n += 1
+        if n >= limit:
+            break
+    print("%s: %d seeds" % (os.path.relpath(dirpath, ROOT), n))
+
+
+PROGRESS = [
+    b'{"progress":0.5}\n',
+    b'{"progress":0}\n{"progress":1}\n',
+    b'{"checkpoint":true,"step":3}\n',
+    b'{"progress":0.42,"checkpoint":true,"step":1200}\n',
+    b'{"checkpoint":false}\n',
+    b'{"progress": 1e-3, "other": [1, {"x": null}], "step": 9007199254740991}\n',
+    b'  {"progress":0.25}\r\n\n\n',
+    b'{"progress":"0.5"}\n{"progress":1.5}\n{"step":-1}\n{"step":2.5}\n',
+    b'{"checkpoint":1}\nnot json\n[1,2]\n{"progress":0.1,"progress":0.2}\n',
+    b'{"progress":0.3}\n{"progress":0.6',
+    b'{"msg":"\\u00e9\\ud83d\\ude00","progress":0.7}\n',
+    b"{\"progress\":0.1}\n" + b" " * 5000 + b"\n{\"progress\":0.9}\n",
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fuzz"))
+    args = ap.parse_args()
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    sys.dont_write_bytecode = True
+    from harness import to_yaml  # noqa: E402
+
+    specs = [open(os.path.join(ROOT, "examples/ml/pipeline.yaml"), "rb").read()]
+    integ = os.path.join(ROOT, "tests", "integration")
+    for f in sorted(os.listdir(integ)):
+        if f.startswith("test_") and f.endswith(".py"):
+            specs += py_specs(os.path.join(integ, f), to_yaml)
+    unit = [s for s in c_strings(os.path.join(ROOT, "tests/unit/test_spec.c"))
+            if b"steps:" in s or b"name:" in s]
+    specs += unit[:80]
+    # -p overrides after a NUL byte
+    specs += [
+        b"name: p\nparams:\n  n: \"1\"\n  msg: hi\nsteps:\n  - name: a\n"
+        b"    command: [echo, \"{{params.n}}\", \"{{ params.msg }}\"]\n\0n=5\nmsg=a b\n",
+        b"name: p\nparams: {lrs: '[1, 2]'}\nsteps:\n  - name: a\n    for_each: \"{{params.lrs}}\"\n"
+        b"    command: [echo, \"{{item}}\"]\n\0lrs=[\"x\", {\"y\": 1}]\nnope=1\n",
+    ]
+    write(os.path.join(args.out, "spec"), specs, 130)
+
+    exprs = []
+    for s in specs:
+        for m in re.finditer(rb"when: *(\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\n]+)", s):
+            w = m.group(1)
+            if w[:1] in b"\"'":
+                w = w[1:-1]
+            exprs.append(w)
+    exprs += [b"{{echo:1 || 0}} == '1 || 0'", b"{{?{{params.n}} > 3}} && !{{?false}}",
+              b"'{{params.big}}' == x", b"{{params.nan}} != {{params.huge}}"]
+    for s in c_strings(os.path.join(ROOT, "tests/unit/test_expr.c")):
+        if 0 < len(s) <= 300 and not s.startswith(b"col ") and \
+                re.search(rb"[=<>!&|(]|\{\{|^(true|false|yes|no)$", s):
+            exprs.append(s)
+    write(os.path.join(args.out, "expr"), exprs, 120)
+
+    write(os.path.join(args.out, "progress"), PROGRESS, 100)
+
+
+if __name__ == "__main__":
+    main()
