@@ -678,7 +678,13 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
 {
     a->last_rx_mono = util_mono_ms();
     if (m->refused && *m->refused) {
-        log_error("droverd refused registration: %s", m->refused);
+        /* Retried with backoff: an admin may authorize the key any time. */
+        a->refused_backoff_ms = a->refused_backoff_ms ? a->refused_backoff_ms * 2 : 1000;
+        if (a->refused_backoff_ms > 60000)
+            a->refused_backoff_ms = 60000;
+        a->refused_until_mono = util_mono_ms() + a->refused_backoff_ms;
+        log_error("droverd refused this agent: %s (trying again in %.0fs)", m->refused,
+                  a->refused_backoff_ms / 1000.0);
         a->registered = false;
         return;
     }
@@ -691,6 +697,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
     if (m->registered && !a->registered) {
         log_info("registered with droverd at %s", a->cfg.scheduler);
         a->registered = true;
+        a->refused_backoff_ms = 0;
         outbox_mark_unsent(a->outbox); /* droverd may have lost any of them */
         a->want_send = true;
         idmap_each(a->attempts, restart_transfer, NULL); /* droverd dropped them */
@@ -855,7 +862,7 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     if (a->registered) {
         agent_send_heartbeat(a);
         a->want_send = a->want_send || outbox_count(a->outbox) > 0; /* re-send due reports */
-    } else {
+    } else if (util_mono_ms() >= a->refused_until_mono) {
         send_register(a);
     }
 }
@@ -949,6 +956,29 @@ agent_t *agent_new(const agent_config_t *cfg)
     zsock_set_maxmsgsize(a->sock, MAX_MESSAGE);
     zsock_set_reconnect_ivl(a->sock, 100);
     zsock_set_reconnect_ivl_max(a->sock, 1000);
+    if ((cfg->key != NULL) != (cfg->scheduler_key != NULL)) {
+        log_error("--key and --scheduler-key go together (CURVE needs both)");
+        goto fail;
+    }
+    if (cfg->key) {
+        zcert_t *mine = NULL, *theirs = NULL;
+        if (keys_load_secret(cfg->key, &mine, err, sizeof err) < 0 ||
+            keys_load_public(cfg->scheduler_key, &theirs, err, sizeof err) < 0) {
+            log_error("%s", err);
+            zcert_destroy(&mine);
+            goto fail;
+        }
+        zcert_apply(mine, a->sock);
+        zsock_set_curve_serverkey(a->sock, zcert_public_txt(theirs));
+        log_info("CURVE on: agent key %s, droverd key %s", zcert_public_txt(mine),
+                 zcert_public_txt(theirs));
+        zcert_destroy(&mine);
+        zcert_destroy(&theirs);
+    } else if (!keys_endpoint_is_local(cfg->scheduler)) {
+        log_warn("INSECURE: talking to %s without keys: anyone on the path can read steps and "
+                 "pose as droverd (use --key and --scheduler-key)",
+                 cfg->scheduler);
+    }
     if (zsock_connect(a->sock, "%s", cfg->scheduler) < 0) {
         log_error("zmq_connect(%s): %s", cfg->scheduler, zmq_strerror(zmq_errno()));
         goto fail;

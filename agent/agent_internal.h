@@ -17,6 +17,7 @@
 #include "agent.h"
 #include "gpu.h"
 #include "idmap.h"
+#include "keys.h"
 #include "outbox.h"
 #include "preempt.h"
 #include "progress.h"
@@ -75,7 +76,9 @@ struct agent {
     ev_timer heartbeat_w, logflush_w, stop_w, watchdog_w;
     ev_signal sigint_w, sigterm_w;
     bool registered, stopping, want_send;
-    bool forced; /* a second stop signal: no more draining */
+    bool forced;                /* a second stop signal: no more draining */
+    int64_t refused_until_mono; /* droverd refused us: next try after this */
+    int64_t refused_backoff_ms;
     int64_t last_rx_mono;
     outbox_t *outbox;
     idmap_t *attempts; /* running (or finishing) attempts by id */

@@ -45,6 +45,9 @@ static void usage(FILE *f)
                "                         match the unit's TimeoutStopSec [90s]\n"
                "  --upload-margin DUR    kept before a preemption deadline for the last\n"
                "                         checkpoint's upload [10s]\n"
+               "security:\n"
+               "  --key FILE             this agent's secret key (drover keygen NAME)\n"
+               "  --scheduler-key FILE   droverd's public key (droverd.key)\n"
                "  --config FILE          YAML file of the same settings (key: value)\n"
                "  --debug                verbose logging\n");
 }
@@ -134,6 +137,10 @@ static int apply(const char *key, const char *value, void *arg)
         return spec_parse_duration(value, &c->stop_timeout_ms);
     else if (strcmp(key, "upload-margin") == 0)
         return spec_parse_duration(value, &c->upload_margin_ms);
+    else if (strcmp(key, "key") == 0)
+        c->key = keep(o, value);
+    else if (strcmp(key, "scheduler-key") == 0)
+        c->scheduler_key = keep(o, value);
     else if (strcmp(key, "debug") == 0)
         log_set_debug(parse_bool(value));
     else
@@ -165,6 +172,8 @@ int main(int argc, char **argv)
                                              {"metadata-poll", required_argument, 0, 0},
                                              {"stop-timeout", required_argument, 0, 0},
                                              {"upload-margin", required_argument, 0, 0},
+                                             {"key", required_argument, 0, 0},
+                                             {"scheduler-key", required_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     options_t o = {0};

@@ -4,6 +4,8 @@
  * For ipc:// endpoints a socket nobody listens on is reported at once
  * rather than after the timeout. With patience, those "no answer" cases
  * are kept quiet and retried; every other failure is final at once. */
+#include "keys.h" /* czmq first */
+
 #include "api.h"
 
 #include <errno.h>
@@ -32,6 +34,42 @@ struct api {
     bool quiet;          /* retrying: do not report missed answers */
     bool outage_noted;   /* a note went to stderr (api_take_outage) */
 };
+
+static const char *key_flag, *server_key_flag;
+
+void api_set_key_flag(bool server, const char *path)
+{
+    *(server ? &server_key_flag : &key_flag) = path;
+}
+
+/* CURVE for a tcp:// endpoint when keys are given. 0 or -errno (logged). */
+static int apply_keys(api_t *api)
+{
+    const char *key = key_flag ? key_flag : getenv("DROVER_KEY");
+    const char *server = server_key_flag ? server_key_flag : getenv("DROVER_SERVER_KEY");
+    char err[512];
+    if (strncmp(api->endpoint, "tcp://", 6) != 0 || (!(key && *key) && !(server && *server)))
+        return 0;
+    if (!(key && *key) || !(server && *server)) {
+        log_error("a CURVE API connection needs both --key (yours, secret) and --server-key "
+                  "(droverd's public key), or $DROVER_KEY and $DROVER_SERVER_KEY");
+        return -EINVAL;
+    }
+    zcert_t *mine = NULL, *theirs = NULL;
+    int rc = keys_load_secret(key, &mine, err, sizeof err);
+    if (rc == 0)
+        rc = keys_load_public(server, &theirs, err, sizeof err);
+    if (rc < 0) {
+        log_error("%s", err);
+    } else {
+        zmq_setsockopt(api->sock, ZMQ_CURVE_SERVERKEY, zcert_public_txt(theirs), 40);
+        zmq_setsockopt(api->sock, ZMQ_CURVE_PUBLICKEY, zcert_public_txt(mine), 40);
+        zmq_setsockopt(api->sock, ZMQ_CURVE_SECRETKEY, zcert_secret_txt(mine), 40);
+    }
+    zcert_destroy(&mine);
+    zcert_destroy(&theirs);
+    return rc;
+}
 
 const char *api_endpoint(const char *flag)
 {
@@ -146,6 +184,10 @@ static int open_socket(api_t *api)
     zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &api->timeout_ms, sizeof api->timeout_ms);
     zmq_setsockopt(api->sock, ZMQ_SNDTIMEO, &api->timeout_ms, sizeof api->timeout_ms);
     zmq_setsockopt(api->sock, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if ((rc = apply_keys(api)) < 0) {
+        close_socket(api);
+        return rc;
+    }
     if (zmq_connect(api->sock, api->endpoint) < 0) {
         rc = -zmq_errno();
         log_error("zmq_connect(%s): %s", api->endpoint, zmq_strerror(-rc));

@@ -66,4 +66,9 @@ int api_get_run(api_t *api, const char *run_id, Drover__ApiResponse **resp);
 int api_call_once(const char *endpoint_flag, const Drover__ApiRequest *req,
                   Drover__ApiResponse **resp);
 
+/* --key FILE / --server-key FILE (global flags): this user's secret key
+ * and droverd's public key, for a tcp:// API endpoint (CURVE). Without
+ * the flags, $DROVER_KEY and $DROVER_SERVER_KEY. */
+void api_set_key_flag(bool server, const char *path);
+
 #endif

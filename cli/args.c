@@ -10,12 +10,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "api.h"
 #include "util.h"
 
-enum { GLOBAL_API = -100, GLOBAL_HELP = -101 };
+enum { GLOBAL_API = -100, GLOBAL_HELP = -101, GLOBAL_KEY = -102, GLOBAL_SERVER_KEY = -103 };
 
 static const cli_opt_t global_opts[] = {
     {"api", 0, true, GLOBAL_API},
+    {"key", 0, true, GLOBAL_KEY},
+    {"server-key", 0, true, GLOBAL_SERVER_KEY},
     {"help", 'h', false, GLOBAL_HELP},
     {NULL, 0, false, 0},
 };
@@ -91,6 +94,10 @@ static int take_value(args_t *a, const cli_opt_t *o, const char *word, const cha
 static int handle(args_t *a, const cli_opt_t *o, const char *word, const char *attached)
 {
     int id = take_value(a, o, word, attached);
+    if (id == GLOBAL_KEY || id == GLOBAL_SERVER_KEY) {
+        api_set_key_flag(id == GLOBAL_SERVER_KEY, a->value);
+        return args_next(a);
+    }
     if (id == GLOBAL_API) {
         a->cli->api = a->value;
         return args_next(a);

@@ -100,6 +100,8 @@ int cmd_agents(cli_t *cli, int argc, char **argv);
 int cmd_agent_drain(cli_t *cli, int argc, char **argv);
 int cmd_agent_undrain(cli_t *cli, int argc, char **argv);
 int cmd_agent_preempt(cli_t *cli, int argc, char **argv);
+int cmd_keygen(cli_t *cli, int argc, char **argv);
+int cmd_status(cli_t *cli, int argc, char **argv);
 
 /* Follow run_id until it reaches a final status, as `drover run watch`
  * does; returns 0 if it SUCCEEDED, 1 if it ended otherwise, 2 on error. */

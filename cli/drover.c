@@ -44,6 +44,9 @@ static const command_t commands[] = {
     {"agent", "undrain", cmd_agent_undrain, "NAME", "put a drained agent back in service"},
     {"agent", "preempt", cmd_agent_preempt, "NAME [--deadline DUR]",
      "drill a preemption: the agent hands its steps back"},
+    {NULL, "status", cmd_status, "[-o table|json]", "droverd's keys, limits and what it refused"},
+    {NULL, "keygen", cmd_keygen, "NAME [--dir DIR] [--role ROLE]",
+     "write a CURVE key pair (droverd, an agent, an API user)"},
 };
 
 #define N_COMMANDS (sizeof commands / sizeof *commands)
@@ -77,8 +80,11 @@ static int top_help(void)
     printf("\nGlobal flags (before or after the command):\n"
            "  --api ENDPOINT  droverd's API socket; default $DROVER_API, else\n"
            "                  ipc:///var/lib/drover/api.sock\n"
+           "  --key FILE      your secret key, for a tcp:// API (CURVE); $DROVER_KEY\n"
+           "  --server-key FILE  droverd's public key (droverd.key); $DROVER_SERVER_KEY\n"
            "  -h, --help      show help; `drover COMMAND --help` for one command\n"
-           "\nEnvironment: DROVER_API, DROVER_API_TIMEOUT_MS (default 10000), NO_COLOR.\n"
+           "\nEnvironment: DROVER_API, DROVER_API_TIMEOUT_MS (default 10000), DROVER_KEY,\n"
+           "DROVER_SERVER_KEY, NO_COLOR.\n"
            "Exit status: 0 success, 1 a watched run did not succeed, 2 error.\n");
     return CLI_EXIT_OK;
 }

@@ -171,7 +171,9 @@ typedef struct {
     const char *file;
     char *err;
     size_t errlen;
+    spec_limits_t lim;
     bool failed;
+    bool over_limit;   /* the failure is a limit (fail_limit) */
     char show[4][112]; /* display copies of user strings for messages */
     int show_i;
     size_t nodes;
@@ -240,6 +242,21 @@ static int fail(ctx_t *c, const node_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    int rc = vfail_at(c, n ? n->line : 1, n ? n->col : 1, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* A failure because the spec is beyond one of droverd's limits: the same
+ * message, and spec_parse_limited returns -E2BIG. */
+static int fail_limit(ctx_t *c, const node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_limit(ctx_t *c, const node_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (!c->failed)
+        c->over_limit = true;
     int rc = vfail_at(c, n ? n->line : 1, n ? n->col : 1, fmt, ap);
     va_end(ap);
     return rc;
@@ -1055,8 +1072,9 @@ static int parse_placement(ctx_t *c, const node_t *v, settings_t *s)
         if (!strcmp(k->str, "labels")) {
             if (x->type != N_MAP)
                 return fail(c, x, "'placement.labels' must be a map of key: value");
-            if (map_len(x) > SPEC_MAX_LABELS)
-                return fail(c, x, "too many labels (%zu; at most %u)", map_len(x), SPEC_MAX_LABELS);
+            if (map_len(x) > c->lim.max_labels)
+                return fail_limit(c, x, "too many labels (%zu; at most %zu)", map_len(x),
+                                  c->lim.max_labels);
             for (size_t j = 0; j < map_len(x); j++) {
                 const node_t *lk = map_key(x, j), *lv = map_val(x, j);
                 if (!valid_label_key(lk->str))
@@ -1483,9 +1501,9 @@ static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t
     st->fan_out = true;
     a->for_each = v;
     if (v->type == N_SEQ) {
-        if (v->nkids > SPEC_MAX_ITEMS)
-            return fail(c, v, "too many for_each items (%zu; at most %u)", v->nkids,
-                        SPEC_MAX_ITEMS);
+        if (v->nkids > c->lim.max_items)
+            return fail_limit(c, v, "too many for_each items (%zu; at most %zu)", v->nkids,
+                              c->lim.max_items);
         st->items = v->nkids ? xcalloc(v->nkids, sizeof *st->items) : NULL;
         for (size_t j = 0; j < v->nkids; j++) {
             const node_t *x = v->kids[j];
@@ -1541,10 +1559,10 @@ static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t
                   "{{steps.STEP.outputs.params.NAME}}");
         goto cleanup;
     }
-    rc = json_parse_list(text, strlen(text), SPEC_MAX_ITEMS, &st->items, &st->item_count, jerr,
+    rc = json_parse_list(text, strlen(text), c->lim.max_items, &st->items, &st->item_count, jerr,
                          sizeof jerr);
     if (rc == -E2BIG) {
-        rc = fail(c, v, "too many for_each items (more than %u)", SPEC_MAX_ITEMS);
+        rc = fail_limit(c, v, "too many for_each items (more than %zu)", c->lim.max_items);
         goto cleanup;
     }
     if (rc < 0) {
@@ -1817,9 +1835,9 @@ static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t n
             if (x->type != N_SCALAR)
                 return fail(c, x, "param '%s' must be a single value (a string or number)",
                             show(c, k->str));
-            if (x->len > SPEC_MAX_PARAM_VAL)
-                return fail(c, x, "param '%s' is longer than %u bytes", show(c, k->str),
-                            SPEC_MAX_PARAM_VAL);
+            if (x->len > c->lim.max_param_bytes)
+                return fail_limit(c, x, "param '%s' is longer than %zu bytes", show(c, k->str),
+                                  c->lim.max_param_bytes);
             s->params[i].key = xstrdup(k->str);
             /* a null value declares a param that -p must provide */
             s->params[i].value = is_null(x) ? NULL : xstrdup(x->str);
@@ -1836,9 +1854,9 @@ static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t n
                         "unknown param '%s' (-p %s=...): declare it under params:", show(c, key),
                         show(c, key));
         const char *val = ov[j].value ? ov[j].value : "";
-        if (strlen(val) > SPEC_MAX_PARAM_VAL)
-            return fail(c, v, "param '%s' (-p %s=...) is longer than %u bytes", show(c, key),
-                        show(c, key), SPEC_MAX_PARAM_VAL);
+        if (strlen(val) > c->lim.max_param_bytes)
+            return fail_limit(c, v, "param '%s' (-p %s=...) is longer than %zu bytes", show(c, key),
+                              show(c, key), c->lim.max_param_bytes);
         free(s->params[i].value);
         s->params[i].value = xstrdup(val);
     }
@@ -2246,8 +2264,9 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
         goto cleanup;
     }
     size_t nsteps = steps->nkids, nfin = fin ? fin->nkids : 0;
-    if (nsteps + nfin > SPEC_MAX_STEPS) {
-        rc = fail(c, steps, "too many steps (%zu; at most %u)", nsteps + nfin, SPEC_MAX_STEPS);
+    if (nsteps + nfin > c->lim.max_steps) {
+        rc = fail_limit(c, steps, "too many steps (%zu; at most %zu)", nsteps + nfin,
+                        c->lim.max_steps);
         goto cleanup;
     }
     s->steps = xcalloc(nsteps + nfin, sizeof *s->steps);
@@ -2279,10 +2298,31 @@ cleanup:
  * NUL checks, YAML → tree (syntax, aliases, depth, duplicate keys), then
  * the document; "not implemented yet" only when nothing else is wrong.
  * Every path frees what it built; *out is set only on success. */
+void spec_limits_defaults(spec_limits_t *lim)
+{
+    lim->max_bytes = SPEC_MAX_TEXT;
+    lim->max_steps = SPEC_MAX_STEPS;
+    lim->max_items = SPEC_MAX_ITEMS;
+    lim->max_param_bytes = SPEC_MAX_PARAM_VAL;
+    lim->max_labels = SPEC_MAX_LABELS;
+}
+
 int spec_parse(const char *filename, const char *text, size_t len, const spec_kv_t *overrides,
                size_t override_count, spec_t **out, char *err, size_t errlen)
 {
+    return spec_parse_limited(filename, text, len, overrides, override_count, NULL, out, err,
+                              errlen);
+}
+
+int spec_parse_limited(const char *filename, const char *text, size_t len,
+                       const spec_kv_t *overrides, size_t override_count,
+                       const spec_limits_t *limits, spec_t **out, char *err, size_t errlen)
+{
     ctx_t c = {.file = filename ? filename : "<spec>", .err = err, .errlen = errlen};
+    if (limits)
+        c.lim = *limits;
+    else
+        spec_limits_defaults(&c.lim);
     node_t *root = NULL;
     spec_t *s = NULL;
     int rc = 0;
@@ -2295,8 +2335,10 @@ int spec_parse(const char *filename, const char *text, size_t len, const spec_kv
         rc = fail_at(&c, 1, 1, "bad arguments to spec_parse");
         goto cleanup;
     }
-    if (len > SPEC_MAX_TEXT) {
-        rc = fail_at(&c, 1, 1, "spec is larger than 1 MiB (%zu bytes)", len);
+    if (len > c.lim.max_bytes) {
+        rc = fail_at(&c, 1, 1, "spec is larger than the limit of %zu bytes (%zu bytes)",
+                     c.lim.max_bytes, len);
+        c.over_limit = true;
         goto cleanup;
     }
     const char *nul = len ? memchr(text, '\0', len) : NULL;
@@ -2337,7 +2379,7 @@ cleanup:
     node_free(root);
     free(c.ni_what);
     free(c.names);
-    return rc;
+    return rc < 0 && c.over_limit ? -E2BIG : rc;
 }
 
 /* Free a spec and everything it owns, then NULL *spec. NULL-safe; also

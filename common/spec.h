@@ -111,6 +111,18 @@ typedef struct {
 #define SPEC_DEFAULT_GRACE_MS        90000u
 #define SPEC_DEFAULT_FALLBACK_AFTER  3u
 
+/* Limits a spec must stay within (droverd's --max-* settings). */
+typedef struct {
+    size_t max_bytes;       /* YAML text [1 MiB] */
+    size_t max_steps;       /* steps + finally [10000] */
+    size_t max_items;       /* literal for_each items of one step [100000] */
+    size_t max_param_bytes; /* one param value [64 KiB] */
+    size_t max_labels;      /* placement labels of one step [64] */
+} spec_limits_t;
+
+/* The built-in limits. */
+void spec_limits_defaults(spec_limits_t *lim);
+
 /* Parse and validate a spec.
  * filename: used only in messages. text/len: the YAML (need not be
  * NUL-terminated). overrides: `-p k=v` values; each key must be declared
@@ -119,6 +131,11 @@ typedef struct {
  * and writes one line "FILE:LINE:COL: reason" (LINE/COL 1-based) to err. */
 int spec_parse(const char *filename, const char *text, size_t len, const spec_kv_t *overrides,
                size_t override_count, spec_t **out, char *err, size_t errlen);
+/* The same within limits (NULL = the built-in ones); -E2BIG (with the
+ * message in err) when the spec is beyond one of them. */
+int spec_parse_limited(const char *filename, const char *text, size_t len,
+                       const spec_kv_t *overrides, size_t override_count,
+                       const spec_limits_t *limits, spec_t **out, char *err, size_t errlen);
 
 /* Free a spec and NULL the pointer; accepts NULL. */
 void spec_destroy(spec_t **spec);

@@ -25,8 +25,7 @@
 #include "log.h"
 #include "util.h"
 
-#define AGENT_NAME_MAX   63
-#define AGENT_LABELS_MAX 64
+#define AGENT_NAME_MAX 63
 
 agent_t *agents_find(sched_t *s, const char *name)
 {
@@ -139,12 +138,12 @@ static void lose_all(sched_t *s, agent_t *a, const char *reason)
 }
 
 /* Why a registration is unacceptable, or NULL. */
-static const char *register_problem(const agent_t *a, const Drover__Register *reg)
+static const char *register_problem(const sched_t *s, const agent_t *a, const Drover__Register *reg)
 {
     if (!reg->name || strcmp(reg->name, a->name) != 0)
         return "registered name differs from the connection's routing id";
-    if (reg->n_labels > AGENT_LABELS_MAX)
-        return "too many labels (at most 64)";
+    if (reg->n_labels > s->cfg.spec_limits.max_labels + 2) /* + spot= and gpu.model= */
+        return "too many labels (more than droverd's --max-labels)";
     for (size_t i = 0; i < reg->n_labels; i++) {
         const Drover__KeyValue *kv = reg->labels[i];
         if (!util_valid_name(kv->key, strlen(kv->key), 63, "/") || strlen(kv->value) > 255)
@@ -197,8 +196,9 @@ void agents_send_preempt(sched_t *s, agent_t *a, uint64_t deadline_ms)
 static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
 {
     agent_out_t *out = sched_agent_out(s, a);
-    const char *problem = register_problem(a, reg);
+    const char *problem = register_problem(s, a, reg);
     if (problem) {
+        s->counters.refused_agents++;
         log_warn("agent %s: registration refused: %s", a->name, problem);
         out->refused = problem;
         if (a->connected) {
@@ -263,6 +263,7 @@ static void store_log(sched_t *s, task_t *t, Drover__AttemptRecord *at, const Dr
     }
     if (len < rep->data.len && !at->log_truncated) {
         at->log_truncated = true;
+        s->counters.truncated_logs++;
         sched_mark_task(s, t);
     }
     if (len == 0)
@@ -324,6 +325,7 @@ void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t l
     name[nlen] = '\0';
     Drover__AgentMessage *msg = drover__agent_message__unpack(NULL, len, data);
     if (!msg) {
+        s->counters.bad_messages++;
         log_warn("agent %s: undecodable message of %zu bytes dropped", name, len);
         return;
     }

@@ -8,6 +8,7 @@
 #include "sched_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,8 @@ static void set_error(Drover__ApiResponse *resp, char **owned, const char *fmt, 
     resp->error = *owned ? *owned : (char *)"out of memory";
 }
 
-static void do_submit(sched_t *s, const Drover__SubmitRequest *req, Drover__ApiResponse *resp,
-                      char **err_owned)
+static void do_submit(sched_t *s, const Drover__SubmitRequest *req, const char *owner,
+                      Drover__ApiResponse *resp, char **err_owned)
 {
     char err[1024];
     spec_t *spec = NULL;
@@ -44,12 +45,18 @@ static void do_submit(sched_t *s, const Drover__SubmitRequest *req, Drover__ApiR
         overrides[i].value = req->params[i]->value;
     }
     const char *file = req->file && *req->file ? req->file : "<spec>";
-    if (spec_parse(file, (const char *)req->spec.data, req->spec.len, overrides, req->n_params,
-                   &spec, err, sizeof err) < 0) {
+    int rc = spec_parse_limited(file, (const char *)req->spec.data, req->spec.len, overrides,
+                                req->n_params, &s->cfg.spec_limits, &spec, err, sizeof err);
+    if (rc < 0) {
+        if (rc == -E2BIG) {
+            s->counters.over_limits++;
+            log_warn("api: spec refused (%s): %s", owner, err);
+        }
         set_error(resp, err_owned, "%s", err);
         goto cleanup;
     }
     run_t *r = dag_create_run(s, spec, file, req->no_cache);
+    util_pb_set_str(&r->rec->owner, owner); /* committed with the run */
     resp->run_id = r->rec->id;
 cleanup:
     free(overrides);
@@ -231,7 +238,98 @@ static void agent_view(const agent_t *a, Drover__AgentView *v)
     }
 }
 
+static void add_kv(Drover__KeyValue ***list, size_t *n, const char *key, uint64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    *list = xrealloc(*list, (*n + 1) * sizeof **list);
+    (*list)[(*n)++] = util_kv_new(key, buf);
+}
+
+/* Security settings, limits and refusal counters (freed with the reply). */
+static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
+{
+    Drover__StatusView *v = xmalloc(sizeof *v);
+    drover__status_view__init(v);
+    const sched_config_t *c = &s->cfg;
+    const sched_counters_t *k = &s->counters;
+    v->version = xstrdup(DROVER_VERSION);
+    v->curve = s->agents_curve;
+    v->api_curve = s->api_curve;
+    v->agent_keys = s->agent_keys ? (uint32_t)zhashx_size(s->agent_keys) : 0;
+    v->api_keys = s->api_keys ? (uint32_t)zhashx_size(s->api_keys) : 0;
+    v->caller = xasprintf("%s (%s)", caller->name,
+                          caller->role == API_ROLE_ADMIN    ? "admin"
+                          : caller->role == API_ROLE_SUBMIT ? "submit"
+                                                            : "read");
+    add_kv(&v->limits, &v->n_limits, "max-message", c->max_message);
+    add_kv(&v->limits, &v->n_limits, "max-spec", c->spec_limits.max_bytes);
+    add_kv(&v->limits, &v->n_limits, "max-steps", c->spec_limits.max_steps);
+    add_kv(&v->limits, &v->n_limits, "max-items", c->max_items);
+    add_kv(&v->limits, &v->n_limits, "max-param", c->spec_limits.max_param_bytes);
+    add_kv(&v->limits, &v->n_limits, "max-labels", c->spec_limits.max_labels);
+    add_kv(&v->limits, &v->n_limits, "log-limit", c->log_limit);
+    add_kv(&v->counters, &v->n_counters, "refused_agents", k->refused_agents);
+    add_kv(&v->counters, &v->n_counters, "refused_api", k->refused_api);
+    add_kv(&v->counters, &v->n_counters, "refused_role", k->refused_role);
+    add_kv(&v->counters, &v->n_counters, "over_limits", k->over_limits);
+    add_kv(&v->counters, &v->n_counters, "bad_messages", k->bad_messages);
+    add_kv(&v->counters, &v->n_counters, "bad_requests", k->bad_requests);
+    add_kv(&v->counters, &v->n_counters, "truncated_logs", k->truncated_logs);
+    return v;
+}
+
+/* The least role an operation needs: read (look), submit (run and cancel
+ * one's own runs), admin (the fleet and everything else). */
+static api_role_t role_needed(Drover__ApiRequest__OpCase op)
+{
+    switch (op) {
+    case DROVER__API_REQUEST__OP_LIST_RUNS:
+    case DROVER__API_REQUEST__OP_GET_RUN:
+    case DROVER__API_REQUEST__OP_LOGS:
+    case DROVER__API_REQUEST__OP_LIST_AGENTS:
+    case DROVER__API_REQUEST__OP_ARTIFACTS:
+    case DROVER__API_REQUEST__OP_READ_BLOB:
+    case DROVER__API_REQUEST__OP_STATUS:
+        return API_ROLE_READ;
+    case DROVER__API_REQUEST__OP_SUBMIT:
+    case DROVER__API_REQUEST__OP_CANCEL_RUN:
+        return API_ROLE_SUBMIT;
+    default:
+        return API_ROLE_ADMIN;
+    }
+}
+
+static const char *role_name(api_role_t r)
+{
+    return r == API_ROLE_ADMIN ? "admin" : r == API_ROLE_SUBMIT ? "submit" : "read";
+}
+
+/* Why caller may not do req, or NULL. */
+static char *forbidden(sched_t *s, const api_caller_t *c, const Drover__ApiRequest *req)
+{
+    api_role_t need = role_needed(req->op_case);
+    if (c->role < need)
+        return xasprintf("permission denied: key '%s' has role %s; this needs %s", c->name,
+                         role_name(c->role), role_name(need));
+    if (c->role == API_ROLE_SUBMIT && req->op_case == DROVER__API_REQUEST__OP_CANCEL_RUN) {
+        const run_t *r = dag_find_run(s, req->cancel_run->id);
+        if (r && strcmp(r->rec->owner, c->name) != 0)
+            return xasprintf("permission denied: run %s was submitted by '%s'; role submit may "
+                             "cancel only its own runs",
+                             r->rec->id, *r->rec->owner ? r->rec->owner : "someone else");
+    }
+    return NULL;
+}
+
 void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
+{
+    api_caller_t admin = {.role = API_ROLE_ADMIN, .name = "local"};
+    api_handle_as(s, &admin, identity, data, len);
+}
+
+void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, const uint8_t *data,
+                   size_t len)
 {
     Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
     Drover__RunView run = DROVER__RUN_VIEW__INIT;
@@ -242,13 +340,20 @@ void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
     Drover__ApiRequest *req = drover__api_request__unpack(NULL, len, data);
 
     if (!req) {
+        s->counters.bad_requests++;
         set_error(&resp, &err, "undecodable request (%zu bytes): is the CLI the same version?",
                   len);
         goto reply;
     }
+    if ((err = forbidden(s, caller, req))) {
+        resp.error = err;
+        s->counters.refused_role++;
+        log_warn("api: %s", err);
+        goto reply;
+    }
     switch (req->op_case) {
     case DROVER__API_REQUEST__OP_SUBMIT:
-        do_submit(s, req->submit, &resp, &err);
+        do_submit(s, req->submit, caller->name, &resp, &err);
         break;
     case DROVER__API_REQUEST__OP_LIST_RUNS: {
         size_t limit = req->list_runs->limit ? req->list_runs->limit : API_DEFAULT_LIST;
@@ -330,6 +435,9 @@ void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
     case DROVER__API_REQUEST__OP_ARTIFACTS:
         do_artifacts(s, req->artifacts, &resp, &err);
         break;
+    case DROVER__API_REQUEST__OP_STATUS:
+        resp.status = status_view(s, caller);
+        break;
     case DROVER__API_REQUEST__OP_READ_BLOB: {
         const Drover__BlobRequest *b = req->read_blob;
         if (b->digest.len != 32 || !blobs_exists(s, b->digest.data)) {
@@ -369,6 +477,8 @@ reply:;
     drover__api_response__pack(&resp, buf);
     sched_queue_reply(s, identity, buf, n);
 done:
+    if (resp.status)
+        drover__status_view__free_unpacked(resp.status, NULL);
     for (size_t i = 0; i < resp.n_artifacts; i++)
         free(resp.artifacts[i]);
     free(resp.artifacts);

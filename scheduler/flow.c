@@ -147,8 +147,13 @@ int flow_items(sched_t *s, task_t *t, char ***items, size_t *n, char *err, size_
     if (rc == 0) {
         char jerr[256];
         rc = json_parse_list(text, strlen(text), s->cfg.max_items, items, n, jerr, sizeof jerr);
-        if (rc < 0)
+        if (rc == -E2BIG) {
+            s->counters.over_limits++;
+            snprintf(err, errlen, "for_each %s has more than %zu items (droverd's --max-items)",
+                     st->items_from, s->cfg.max_items);
+        } else if (rc < 0) {
             snprintf(err, errlen, "for_each %s is not a JSON list: %s", st->items_from, jerr);
+        }
     }
     free(text);
     return rc;

@@ -23,19 +23,32 @@ static void usage(FILE *f)
                "  --log-limit BYTES      stored log bytes per attempt [8Mi]\n"
                "  --retention DUR        delete finished runs (logs, unreferenced artifacts)\n"
                "                         older than this; 0 keeps them [720h]\n"
-               "  --max-items N          items one fan-out may produce [1000000]\n"
+               "limits (each violation is refused with a reason and counted; drover status):\n"
+               "  --max-items N          items of one fan-out [1000000 at run time,\n"
+               "                         100000 in a literal for_each list]\n"
+               "  --max-spec BYTES       size of a submitted spec [1Mi]\n"
+               "  --max-steps N          steps of one run [10000]\n"
+               "  --max-param BYTES      one param value [64Ki]\n"
+               "  --max-labels N         placement labels of a step, and an agent's [64]\n"
+               "  --max-message BYTES    one message on the agents or API socket [64Mi]\n"
+               "security (README: Running on several machines):\n"
+               "  --key FILE             droverd's secret key (drover keygen droverd): CURVE on\n"
+               "                         the agents socket and a TCP API\n"
+               "  --authorized-keys DIR  agents' public keys, one file each (SIGHUP reloads)\n"
+               "  --api-keys DIR         CLI users' public keys with roles admin, submit, read\n"
+               "  --insecure             allow non-loopback endpoints without keys (warned)\n"
                "  --debug                verbose logging\n");
 }
 
 typedef struct {
     sched_config_t cfg;
-    char *owned[8]; /* strings from the config file */
+    char *owned[16]; /* strings from the config file */
     int n_owned;
 } options_t;
 
 static const char *keep(options_t *o, const char *v)
 {
-    if (o->n_owned == 8)
+    if (o->n_owned == 16)
         return v;
     return o->owned[o->n_owned++] = xstrdup(v);
 }
@@ -64,7 +77,33 @@ static int apply(const char *key, const char *value, void *arg)
         if (!*value || *end || n == 0 || n > 100000000ULL)
             return -EINVAL;
         c->max_items = (size_t)n;
-    } else if (strcmp(key, "debug") == 0)
+        if (n < c->spec_limits.max_items)
+            c->spec_limits.max_items = (size_t)n; /* lowers the literal list's cap too */
+    } else if (strcmp(key, "max-message") == 0 || strcmp(key, "max-spec") == 0 ||
+               strcmp(key, "max-param") == 0) {
+        uint64_t n;
+        /* a message must hold a blob chunk (256 KiB) and its envelope */
+        uint64_t min = key[4] == 'm' ? 512ull << 10 : 1;
+        if (spec_parse_memory(value, &n) < 0 || n < min || n > (1ull << 30))
+            return -EINVAL;
+        *(key[4] == 'm'   ? &c->max_message
+          : key[4] == 's' ? &c->spec_limits.max_bytes
+                          : &c->spec_limits.max_param_bytes) = (size_t)n;
+    } else if (strcmp(key, "max-steps") == 0 || strcmp(key, "max-labels") == 0) {
+        char *end;
+        unsigned long long n = strtoull(value, &end, 10);
+        if (!*value || *end || n == 0 || n > 1000000ULL)
+            return -EINVAL;
+        *(key[4] == 's' ? &c->spec_limits.max_steps : &c->spec_limits.max_labels) = (size_t)n;
+    } else if (strcmp(key, "key") == 0)
+        c->key = keep(o, value);
+    else if (strcmp(key, "authorized-keys") == 0)
+        c->authorized_keys = keep(o, value);
+    else if (strcmp(key, "api-keys") == 0)
+        c->api_keys = keep(o, value);
+    else if (strcmp(key, "insecure") == 0)
+        c->insecure = strcmp(value, "true") == 0 || strcmp(value, "1") == 0;
+    else if (strcmp(key, "debug") == 0)
         log_set_debug(strcmp(value, "true") == 0 || strcmp(value, "1") == 0);
     else
         return -ENOENT;
@@ -79,6 +118,17 @@ int main(int argc, char **argv)
                                              {"config", required_argument, 0, 0},
                                              {"agent-timeout", required_argument, 0, 0},
                                              {"log-limit", required_argument, 0, 0},
+                                             {"retention", required_argument, 0, 0},
+                                             {"max-items", required_argument, 0, 0},
+                                             {"max-spec", required_argument, 0, 0},
+                                             {"max-steps", required_argument, 0, 0},
+                                             {"max-param", required_argument, 0, 0},
+                                             {"max-labels", required_argument, 0, 0},
+                                             {"max-message", required_argument, 0, 0},
+                                             {"key", required_argument, 0, 0},
+                                             {"authorized-keys", required_argument, 0, 0},
+                                             {"api-keys", required_argument, 0, 0},
+                                             {"insecure", no_argument, 0, 0},
                                              {"debug", no_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};

@@ -156,6 +156,23 @@ struct log_write {
 
 typedef struct blob_op blob_op_t;
 typedef struct api_reply api_reply_t;
+
+typedef enum { API_ROLE_READ = 0, API_ROLE_SUBMIT = 1, API_ROLE_ADMIN = 2 } api_role_t;
+typedef struct {
+    api_role_t role;
+    char name[64]; /* the key's name ("local" on the ipc socket) */
+} api_caller_t;
+
+/* What droverd refused, for `drover status`. */
+typedef struct {
+    uint64_t refused_agents; /* messages from unknown or mismatched agent keys */
+    uint64_t refused_api;    /* API requests from unknown keys */
+    uint64_t refused_role;   /* API requests beyond the caller's role */
+    uint64_t bad_messages;   /* undecodable or out-of-bounds agent messages */
+    uint64_t bad_requests;   /* undecodable or out-of-bounds API requests */
+    uint64_t over_limits;    /* specs beyond a configured limit */
+    uint64_t truncated_logs; /* attempts whose log went past log-limit */
+} sched_counters_t;
 struct api_reply {
     zframe_t *identity;
     uint8_t *data;
@@ -206,6 +223,15 @@ struct sched {
     blob_op_t *blob_ops; /* reference changes for the next commit */
     size_t n_blob_ops, cap_blob_ops;
     int fatal; /* a commit failed: stop */
+    /* auth.c */
+    zcert_t *cert;                /* droverd's key pair; NULL = no CURVE */
+    zhashx_t *agent_keys;         /* Z85 → keys_entry_t */
+    zhashx_t *api_keys;           /* Z85 → keys_entry_t (with role) */
+    bool agents_curve, api_curve; /* which sockets are CURVE servers */
+    zsock_t *zap;                 /* our ZAP handler */
+    zev_t *zap_zev;
+    ev_signal sighup_w;
+    sched_counters_t counters;
 };
 
 /* --- scheduler.c */
@@ -354,7 +380,28 @@ void blobs_api_read(sched_t *s, zframe_t *identity, const uint8_t digest[32], ui
                     size_t max);
 
 /* --- api.c */
-/* Handle one API request frame; queues exactly one reply. */
+/* Handle one API request frame from an admin; queues exactly one reply. */
 void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len);
+/* The same for a caller whose role limits what it may do. */
+void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, const uint8_t *data,
+                   size_t len);
+
+/* --- auth.c */
+/* Load keys, check the safe defaults, start the ZAP handler (before any
+ * socket binds). 0, or -errno with the reason in err. */
+int auth_init(sched_t *s, char *err, size_t errlen);
+/* Make sock a CURVE server if that side is secured (before binding). */
+void auth_secure(sched_t *s, zsock_t *sock, bool api);
+/* ipc:// endpoints: make the socket's directory (0770) before binding,
+ * and the socket 0660 after. */
+int auth_prepare_ipc(const char *endpoint, char *err, size_t errlen);
+void auth_after_bind(const char *endpoint);
+/* SIGHUP: reload authorized-keys and api-keys. */
+void auth_reload(sched_t *s);
+/* Why a message from agent `name` must be refused (in buf), or NULL. */
+const char *auth_agent_refusal(sched_t *s, const char *name, zframe_t *body, char *buf, size_t len);
+/* Who sent an API request: 0, or -EPERM for an unknown key. */
+int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller);
+void auth_shutdown(sched_t *s);
 
 #endif

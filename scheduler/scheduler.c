@@ -34,6 +34,8 @@ void sched_config_defaults(sched_config_t *cfg)
     cfg->assign_resend_ms = 2000;
     cfg->retention_ms = 30ULL * 24 * 3600 * 1000;
     cfg->max_items = 1000000;
+    spec_limits_defaults(&cfg->spec_limits);
+    cfg->max_message = MAX_MESSAGE;
 }
 
 /* ------------------------------------------------------------ marking */
@@ -340,6 +342,30 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 
 /* ------------------------------------------------------------ receiving */
 
+/* Refuse a message whose sender's key may not speak for that agent
+ * (it is never decoded); otherwise hand it to agents.c. */
+static void receive_agent_message(sched_t *s, zframe_t *id, zframe_t *body)
+{
+    char name[64], why[256];
+    snprintf(name, sizeof name, "%.*s", (int)(zframe_size(id) < 63 ? zframe_size(id) : 63),
+             (const char *)zframe_data(id));
+    if (!auth_agent_refusal(s, name, body, why, sizeof why)) {
+        agents_handle(s, id, zframe_data(body), zframe_size(body));
+        return;
+    }
+    /* Logged once per peer and reason change, not per heartbeat. */
+    if (s->counters.refused_agents < 100 || s->counters.refused_agents % 1000 == 0)
+        log_warn("agent '%s' refused: %s", name, why);
+    Drover__SchedulerMessage m = DROVER__SCHEDULER_MESSAGE__INIT;
+    m.refused = why;
+    uint8_t buf[512];
+    size_t n = drover__scheduler_message__get_packed_size(&m);
+    if (n <= sizeof buf) {
+        drover__scheduler_message__pack(&m, buf);
+        send_frames(s->agents_sock, zframe_data(id), zframe_size(id), false, buf, n);
+    }
+}
+
 static void on_agents_readable(void *arg)
 {
     sched_t *s = arg;
@@ -350,13 +376,30 @@ static void on_agents_readable(void *arg)
         zframe_t *id = zmsg_pop(m);
         zframe_t *body = zmsg_pop(m);
         if (id && body && zmsg_size(m) == 0)
-            agents_handle(s, id, zframe_data(body), zframe_size(body));
+            receive_agent_message(s, id, body);
         else
             log_warn("agents socket: message with unexpected framing dropped");
         zframe_destroy(&id);
         zframe_destroy(&body);
         zmsg_destroy(&m);
     }
+}
+
+static void refuse_api(sched_t *s, zframe_t *id, zframe_t *body)
+{
+    const char *user = zframe_meta(body, "User-Id");
+    char why[256];
+    snprintf(why, sizeof why,
+             "permission denied: key %s is not in droverd's api-keys directory (an admin adds "
+             "it and sends droverd SIGHUP)",
+             user ? user : "(none)");
+    log_warn("api: %s", why);
+    Drover__ApiResponse r = DROVER__API_RESPONSE__INIT;
+    r.error = why;
+    size_t n = drover__api_response__get_packed_size(&r);
+    uint8_t *buf = xmalloc(n);
+    drover__api_response__pack(&r, buf);
+    sched_queue_reply(s, id, buf, n);
 }
 
 static void on_api_readable(void *arg)
@@ -369,8 +412,12 @@ static void on_api_readable(void *arg)
         zframe_t *id = zmsg_pop(m);
         zframe_t *delim = zmsg_pop(m);
         zframe_t *body = zmsg_pop(m);
-        if (id && delim && body && zframe_size(delim) == 0 && zmsg_size(m) == 0)
-            api_handle(s, id, zframe_data(body), zframe_size(body)); /* takes id */
+        api_caller_t caller;
+        if (id && delim && body && zframe_size(delim) == 0 && zmsg_size(m) == 0 &&
+            auth_api_caller(s, body, &caller) < 0) {
+            refuse_api(s, id, body); /* takes id */
+        } else if (id && delim && body && zframe_size(delim) == 0 && zmsg_size(m) == 0)
+            api_handle_as(s, &caller, id, zframe_data(body), zframe_size(body)); /* takes id */
         else {
             log_warn("api socket: request with unexpected framing dropped");
             zframe_destroy(&id);
@@ -394,6 +441,11 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    auth_reload(w->data);
+}
+
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     log_info("signal %d: stopping", w->signum);
@@ -402,24 +454,31 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ------------------------------------------------------------ setup */
 
-static zsock_t *bind_router(const char *endpoint)
+static zsock_t *bind_router(sched_t *s, const char *endpoint, bool api)
 {
+    char err[512];
+    if (auth_prepare_ipc(endpoint, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return NULL;
+    }
     zsock_t *sock = zsock_new(ZMQ_ROUTER);
     if (!sock)
         return NULL;
+    auth_secure(s, sock, api);
     zsock_set_router_handover(sock, 1);
     zsock_set_router_mandatory(sock, 1);
     zsock_set_rcvtimeo(sock, 0);
     zsock_set_sndtimeo(sock, 0);
     zsock_set_sndhwm(sock, 100000);
     zsock_set_rcvhwm(sock, 100000);
-    zsock_set_maxmsgsize(sock, MAX_MESSAGE);
+    zsock_set_maxmsgsize(sock, (int64_t)s->cfg.max_message);
     zsock_set_linger(sock, 0);
     if (zsock_bind(sock, "%s", endpoint) < 0) {
         log_error("zmq_bind(%s): %s", endpoint, zmq_strerror(zmq_errno()));
         zsock_destroy(&sock);
         return NULL;
     }
+    auth_after_bind(endpoint);
     return sock;
 }
 
@@ -452,8 +511,12 @@ sched_t *sched_new(const sched_config_t *cfg)
         log_error("loading state from %s: %s", cfg->state_dir, strerror(-rc));
         goto fail;
     }
-    s->agents_sock = bind_router(cfg->listen);
-    s->api_sock = bind_router(s->api_endpoint);
+    if (auth_init(s, err, sizeof err) < 0) {
+        log_error("%s", err);
+        goto fail;
+    }
+    s->agents_sock = bind_router(s, cfg->listen, false);
+    s->api_sock = bind_router(s, s->api_endpoint, true);
     if (!s->agents_sock || !s->api_sock)
         goto fail;
 
@@ -472,6 +535,9 @@ sched_t *sched_new(const sched_config_t *cfg)
     ev_signal_init(&s->sigterm_w, on_stop_signal, SIGTERM);
     ev_signal_start(s->loop, &s->sigint_w);
     ev_signal_start(s->loop, &s->sigterm_w);
+    ev_signal_init(&s->sighup_w, on_reload_signal, SIGHUP);
+    s->sighup_w.data = s;
+    ev_signal_start(s->loop, &s->sighup_w);
     signal(SIGPIPE, SIG_IGN);
     return s;
 fail:
@@ -501,6 +567,7 @@ void sched_destroy(sched_t **sp)
         ev_timer_stop(s->loop, &s->watchdog_w);
         ev_signal_stop(s->loop, &s->sigint_w);
         ev_signal_stop(s->loop, &s->sigterm_w);
+        ev_signal_stop(s->loop, &s->sighup_w);
     }
     worker_destroy(&s->worker); /* finishes queued I/O first */
     if (!s->fatal && s->store)
@@ -510,6 +577,7 @@ void sched_destroy(sched_t **sp)
     zev_destroy(&s->api_zev);
     zsock_destroy(&s->agents_sock);
     zsock_destroy(&s->api_sock);
+    auth_shutdown(s);
     for (agent_t *a = s->outbound; a; a = a->out_next)
         a->out.queued = false;
     for (api_reply_t *r = s->replies, *n; r; r = n) {

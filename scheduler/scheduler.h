@@ -10,8 +10,11 @@
 #ifndef DROVER_SCHEDULER_H
 #define DROVER_SCHEDULER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "spec.h"
 
 typedef struct {
     const char *state_dir;
@@ -21,7 +24,14 @@ typedef struct {
     uint64_t log_limit;        /* stored log bytes per attempt */
     uint64_t assign_resend_ms; /* re-send unacknowledged assignments after */
     uint64_t retention_ms;     /* delete finished runs older than this; 0 = keep */
-    size_t max_items;          /* items one fan-out may produce */
+    size_t max_items;          /* items one fan-out may produce (run time) */
+    spec_limits_t spec_limits; /* what a submitted spec may be */
+    size_t max_message;        /* bytes of one message on either socket */
+    /* Security (auth.c). */
+    const char *key;             /* droverd's secret key file: CURVE on */
+    const char *authorized_keys; /* dir of agents' public keys */
+    const char *api_keys;        /* dir of CLI users' public keys (with roles) */
+    bool insecure;               /* allow non-loopback endpoints without keys */
 } sched_config_t;
 
 typedef struct sched sched_t;

@@ -1,0 +1,87 @@
+/* cmd_status — `drover status`: droverd's security settings (CURVE,
+ * keys loaded), its limits, and what it refused since it started. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "cli.h"
+#include "json.h"
+
+#define STATUS_USAGE "drover status [-o table|json]"
+#define STATUS_HELP                                                                                \
+    "Show droverd's version, whether keys are required on the agents and API\n"                    \
+    "sockets, its limits, and counters of what it refused (unknown keys, roles,\n"                 \
+    "specs over a limit, undecodable messages).\n"                                                 \
+    "  -o, --output FORMAT  table (default) or json\n"
+
+enum { OPT_OUTPUT = 1 };
+
+static void print_kvs_json(json_t *j, const char *key, Drover__KeyValue **kvs, size_t n)
+{
+    json_key(j, key);
+    json_object_begin(j);
+    for (size_t i = 0; i < n; i++) {
+        json_key(j, kvs[i]->key);
+        json_uint(j, strtoull(kvs[i]->value, NULL, 10));
+    }
+    json_object_end(j);
+}
+
+int cmd_status(cli_t *cli, int argc, char **argv)
+{
+    static const cli_opt_t opts[] = {{"output", 'o', true, OPT_OUTPUT}, {NULL, 0, false, 0}};
+    bool json = false;
+    args_t a;
+    int opt;
+    args_init(&a, cli, argc, argv, opts, STATUS_USAGE);
+    while ((opt = args_next(&a)) != ARGS_END) {
+        if (opt == ARGS_ERROR)
+            return CLI_EXIT_ERROR;
+        if (opt == ARGS_HELP)
+            return cli_help(STATUS_USAGE, STATUS_HELP);
+        if (opt == ARGS_POSITIONAL)
+            return cli_usage_error(STATUS_USAGE, "unexpected argument '%s'", a.value);
+        if (opt == OPT_OUTPUT && cli_parse_output(a.value, &json) < 0)
+            return cli_usage_error(STATUS_USAGE, "-o expects table or json, got '%s'", a.value);
+    }
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__Empty empty = DROVER__EMPTY__INIT;
+    Drover__ApiResponse *resp = NULL;
+    req.op_case = DROVER__API_REQUEST__OP_STATUS;
+    req.status = &empty;
+    if (api_call_once(cli->api, &req, &resp) < 0)
+        return CLI_EXIT_ERROR;
+    const Drover__StatusView *v = resp->status;
+    if (!v) {
+        fprintf(stderr, "drover: error: droverd sent no status (an older droverd?)\n");
+        drover__api_response__free_unpacked(resp, NULL);
+        return CLI_EXIT_ERROR;
+    }
+    if (json) {
+        json_t *j = json_new(stdout);
+        json_object_begin(j);
+        json_field_str(j, "version", v->version);
+        json_field_bool(j, "curve", v->curve);
+        json_field_bool(j, "api_curve", v->api_curve);
+        json_field_uint(j, "agent_keys", v->agent_keys);
+        json_field_uint(j, "api_keys", v->api_keys);
+        json_field_str(j, "caller", v->caller);
+        print_kvs_json(j, "limits", v->limits, v->n_limits);
+        print_kvs_json(j, "counters", v->counters, v->n_counters);
+        json_object_end(j);
+        json_finish(&j);
+    } else {
+        printf("droverd %s; you are %s\n", v->version, v->caller);
+        printf("agents socket: %s\n", v->curve ? "CURVE (keys required)" : "no keys");
+        printf("api socket:    %s\n", v->api_curve ? "CURVE (keys required)" : "local (ipc)");
+        printf("keys loaded:   %u agents, %u API users\n", v->agent_keys, v->api_keys);
+        printf("\nLIMITS\n");
+        for (size_t i = 0; i < v->n_limits; i++)
+            printf("  %-16s %s\n", v->limits[i]->key, v->limits[i]->value);
+        printf("\nREFUSED SINCE START\n");
+        for (size_t i = 0; i < v->n_counters; i++)
+            printf("  %-16s %s\n", v->counters[i]->key, v->counters[i]->value);
+    }
+    drover__api_response__free_unpacked(resp, NULL);
+    return CLI_EXIT_OK;
+}
