@@ -48,8 +48,6 @@
 #define CLI_TIMEOUT_MS 120000 /* create may pull or copy an image */
 #define NPROC_CAP      32768
 
-extern char **environ;
-
 typedef struct {
     char **create; /* full argv of `<cli> create ...` */
     char *image_arg;
@@ -426,6 +424,13 @@ static int cli_shim(void *arg)
     rt_strv_free(start);
     char *fmt = "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}";
     int ist = cli_run(rt, out, sizeof out, NULL, 0, "inspect", "--format", fmt, t->name, NULL);
+    if (exited_ok(ist) && strncmp(out, "exited|", 7) != 0 && strncmp(out, "stopped|", 8) != 0) {
+        /* `start --attach` can return before the engine has recorded the
+         * exit (podman 4 under load: "getting exit code ... from DB"):
+         * wait for it, then look again. */
+        cli_run(rt, NULL, 0, NULL, 0, "wait", t->name, NULL);
+        ist = cli_run(rt, out, sizeof out, NULL, 0, "inspect", "--format", fmt, t->name, NULL);
+    }
     char *code = strchr(out, '|'), *oom = code ? strchr(code + 1, '|') : NULL;
     if (!exited_ok(ist) || !code || !oom) {
         rt_status(t, "error %s inspect %s failed after start (exit status %d): %s", name, t->name,
@@ -476,7 +481,7 @@ static void cli_deliver(rt_task_t *t, int sig)
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+    int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv, rt_tool_env());
     if (rc != 0)
         log_warn("%s kill %s: %s", t->rt->bin, t->name, strerror(rc));
     posix_spawn_file_actions_destroy(&fa);

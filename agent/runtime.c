@@ -44,6 +44,30 @@
 
 extern char **environ;
 
+/* The agent's environment without what systemd gave the agent alone:
+ * with NOTIFY_SOCKET, `runc run` waits for a READY from the container
+ * (and conmon reports its own MAINPID to the agent's unit). Built once;
+ * the agent's environment does not change after start-up. */
+char **rt_tool_env(void)
+{
+    static char **env;
+    static const char *const drop[] = {"NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC="};
+    if (env)
+        return env;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    env = xcalloc(n + 1, sizeof *env);
+    for (size_t i = 0, k = 0; i < n; i++) {
+        bool keep = true;
+        for (size_t d = 0; d < sizeof drop / sizeof *drop; d++)
+            keep = keep && strncmp(environ[i], drop[d], strlen(drop[d])) != 0;
+        if (keep)
+            env[k++] = environ[i];
+    }
+    return env;
+}
+
 /* ------------------------------------------------------------ small helpers */
 
 size_t rt_strv_len(char *const *v)
@@ -413,7 +437,7 @@ int rt_run(char *const *argv, int out_fd, int err_fd, char *capture, size_t capl
         posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
     else if (err_fd == -1)
         posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    int src = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+    int src = posix_spawnp(&pid, argv[0], &fa, &attr, argv, rt_tool_env());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (outp[1] >= 0)
@@ -921,7 +945,7 @@ static int start_container(rt_task_t *t, char *err, size_t errlen)
     t->status_rfd = sp[0];
     t->status_wfd = sp[1];
     runner_spec_t rs = {.argv = NULL,
-                        .envp = environ,
+                        .envp = rt_tool_env(),
                         .cwd = t->bundle,
                         .on_output = on_output,
                         .on_exit = on_shim_exit,

@@ -313,6 +313,10 @@ char *rt_which(const char *name);
 void rt_format_bytes(uint64_t n, char *buf, size_t len);
 
 char **rt_strv_dup(char *const *v);
+
+/* The environment for the container tools and shims the agent runs: its
+ * own without NOTIFY_SOCKET / WATCHDOG_* (those are for the agent only). */
+char **rt_tool_env(void);
 size_t rt_strv_len(char *const *v);
 void rt_strv_free(char **v);
 void rt_strv_push(char ***v, size_t *n, char *s); /* takes s */

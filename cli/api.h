@@ -22,7 +22,7 @@
 
 #include "drover.pb-c.h"
 
-#define API_DEFAULT_ENDPOINT   "ipc:///var/lib/drover/api.sock"
+#define API_DEFAULT_ENDPOINT   "ipc:///run/drover/api.sock"
 #define API_DEFAULT_TIMEOUT_MS 10000
 #define API_RETRY_INTERVAL_MS  500
 

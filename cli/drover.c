@@ -79,7 +79,7 @@ static int top_help(void)
     print_commands(NULL);
     printf("\nGlobal flags (before or after the command):\n"
            "  --api ENDPOINT  droverd's API socket; default $DROVER_API, else\n"
-           "                  ipc:///var/lib/drover/api.sock\n"
+           "                  ipc:///run/drover/api.sock (the systemd unit's)\n"
            "  --key FILE      your secret key, for a tcp:// API (CURVE); $DROVER_KEY\n"
            "  --server-key FILE  droverd's public key (droverd.key); $DROVER_SERVER_KEY\n"
            "  -h, --help      show help; `drover COMMAND --help` for one command\n"
