@@ -12,9 +12,9 @@
  * unknown key completes the handshake only to be told it is refused: its
  * messages are never decoded.
  *
- * Safe defaults: without keys droverd listens on loopback only (agents
- * socket, and a TCP API), unless --insecure, which is logged at every
- * start. The default API socket is ipc:// in a directory of mode 0770 with
+ * Safe defaults: without keys droverd's agents socket listens on loopback
+ * only and there is no TCP API, unless --insecure, which is logged at
+ * every start. The default API socket is ipc:// in a directory of mode 0770 with
  * the socket 0660, so file permissions (root and the drover group) guard
  * it; its callers are admins.
  */
@@ -141,9 +141,13 @@ int auth_init(sched_t *s, char *err, size_t errlen)
                  "reaches it can register an agent and receive steps; %s",
                  c->listen, how);
     }
-    if (!s->cert && !keys_endpoint_is_local(s->api_endpoint)) {
+    /* Even on loopback: a TCP API without keys would let any local user
+     * in as an admin, around the ipc socket's file permissions. */
+    if (!s->cert && is_tcp(s->api_endpoint)) {
         if (!c->insecure) {
-            snprintf(err, errlen, "refusing a TCP API endpoint %s without keys; %s",
+            snprintf(err, errlen,
+                     "refusing a TCP API endpoint %s without keys (--key and --api-keys); "
+                     "use the default ipc socket, or %s",
                      s->api_endpoint, how);
             return -EPERM;
         }

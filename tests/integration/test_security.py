@@ -148,6 +148,11 @@ class SecurityTest(DroverTestCase):
         log = d.log_text()
         self.assertIn("refusing to listen on %s without keys" % open_ep, log)
         self.assertIn("drover keygen", log, "it says how to set keys up")
+        api = "tcp://127.0.0.1:%d" % free_port()
+        d = c.start_droverd(extra=["--api", api], wait=False)
+        wait_until(lambda: not d.alive(), 30, what="droverd to refuse a TCP API without keys")
+        d.expected_exit = True
+        self.assertIn("refusing a TCP API endpoint %s without keys" % api, d.log_text())
         c.start_droverd(extra=["--listen", open_ep, "--insecure"])
         self.assertIn("INSECURE: agents socket %s is open without keys" % open_ep,
                       c.droverd.log_text())
