@@ -229,7 +229,7 @@ static void report_exit(attempt_t *at, Drover__Artifact **arts, size_t n_arts,
         r->reason = xstrdup(ex->reason);
     r->outputs = xcalloc(n_arts, sizeof *r->outputs);
     for (size_t i = 0; i < n_arts; i++)
-        r->outputs[r->n_outputs++] = agent_copy_artifact(arts[i]);
+        r->outputs[r->n_outputs++] = util_pb_copy(arts[i]);
     r->out_params = xcalloc(n_params, sizeof *r->out_params);
     for (size_t i = 0; i < n_params; i++)
         r->out_params[r->n_out_params++] = util_kv_new(params[i]->key, params[i]->value);
@@ -238,18 +238,6 @@ static void report_exit(attempt_t *at, Drover__Artifact **arts, size_t n_arts,
              at->task, at->number, ex->exit_code, ex->term_signal, ex->reason[0] ? ", " : "",
              ex->reason);
     agent_retire(a, at);
-}
-
-Drover__Artifact *agent_copy_artifact(const Drover__Artifact *src)
-{
-    size_t n = drover__artifact__get_packed_size(src);
-    uint8_t *buf = xmalloc(n);
-    drover__artifact__pack(src, buf);
-    Drover__Artifact *copy = drover__artifact__unpack(NULL, n, buf);
-    free(buf);
-    if (!copy)
-        abort(); /* out of memory */
-    return copy;
 }
 
 static void on_outputs(void *arg, Drover__Artifact **arts, size_t n_arts, Drover__KeyValue **params,
@@ -505,11 +493,7 @@ static void start_attempt(agent_t *a, const Drover__Assignment *as)
         return;
     }
     at->dir = xasprintf("%s/runs/%s/%s/%u", a->cfg.work_dir, at->run_id, at->task, at->number);
-    size_t n = drover__assignment__get_packed_size(as);
-    uint8_t *buf = xmalloc(n);
-    drover__assignment__pack(as, buf);
-    at->as = drover__assignment__unpack(NULL, n, buf);
-    free(buf);
+    at->as = util_pb_copy(as);
     idmap_put(a->attempts, at->id, at);
     at->queued = true;
     if (a->pending_tail)

@@ -128,8 +128,6 @@ void agent_finish_attempt(attempt_t *at);
 /* Take a queued attempt out of the start queue. */
 void agent_unqueue(agent_t *a, attempt_t *at);
 void agent_send_heartbeat(agent_t *a);
-/* Copy an artifact (free with drover__artifact__free_unpacked). */
-Drover__Artifact *agent_copy_artifact(const Drover__Artifact *src);
 
 /* --- spot.c */
 /* Start watching the clouds' metadata, per the config (none: no-op). */

@@ -134,7 +134,7 @@ static Drover__Checkpoint *checkpoint_new(const attempt_t *at, const Drover__Art
 {
     Drover__Checkpoint *ck = xmalloc(sizeof *ck);
     drover__checkpoint__init(ck);
-    ck->artifact = agent_copy_artifact(art);
+    ck->artifact = util_pb_copy(art);
     ck->step = at->up_step;
     ck->time_ms = at->up_time_ms;
     ck->attempt = at->number;

@@ -216,11 +216,7 @@ xfer_in_t *xfer_in_start(const xfer_host_t *h, uint64_t attempt_id,
         Drover__InputArtifact *in = xmalloc(sizeof *in);
         drover__input_artifact__init(in);
         in->local = xstrdup(inputs[i]->local);
-        size_t len = drover__artifact__get_packed_size(inputs[i]->artifact);
-        uint8_t *buf = xmalloc(len);
-        drover__artifact__pack(inputs[i]->artifact, buf);
-        in->artifact = drover__artifact__unpack(NULL, len, buf);
-        free(buf);
+        in->artifact = util_pb_copy(inputs[i]->artifact);
         x->inputs[x->n_inputs++] = in;
         for (size_t k = 0; in->artifact && k < in->artifact->n_files; k++) {
             const Drover__FileEntry *f = in->artifact->files[k];

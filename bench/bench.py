@@ -877,7 +877,9 @@ PartitionName=bench Nodes={host} Default=YES MaxTime=INFINITE State=UP
         reap = [sys.executable, os.path.abspath(__file__), "--reap"]
         self.procs.append(procs.start("slurmctld", reap + ["slurmctld", "-D", "-f", conf],
                                       self.path("log", "slurmctld.out"), env=self.env))
-        time.sleep(0.5)
+        wait_for(lambda: "is UP" in run(["scontrol", "ping"], check=False, env=self.env,
+                                         quiet=True).stdout,
+                 60, 0.1, "slurmctld to answer")
         self.procs.append(procs.start("slurmd", reap + ["slurmd", "-D", "-f", conf, "-N", host],
                                       self.path("log", "slurmd.out"), env=self.env))
 
@@ -916,7 +918,11 @@ PartitionName=bench Nodes={host} Default=YES MaxTime=INFINITE State=UP
     def stop(self):
         if self.env:
             run(["scontrol", "shutdown"], check=False, env=self.env, quiet=True, timeout=30)
-            time.sleep(1)
+            for p in self.procs:  # a clean exit first; procs.stop signals what is left
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
         for p in reversed(self.procs):
             procs.stop(p)
         self.procs = []

@@ -58,6 +58,16 @@ def once(client, workload, n):
     return seconds
 
 
+def forgotten(client, timeout=60):
+    """Wait until the scheduler has forgotten the last run's tasks, so the
+    next repetition starts from the same empty state."""
+    deadline = time.monotonic() + timeout
+    while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+        if time.monotonic() > deadline:
+            raise SystemExit("the Dask scheduler still holds tasks after %ds" % timeout)
+        time.sleep(0.05)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scheduler", required=True, help="tcp://HOST:PORT")
@@ -72,7 +82,7 @@ def main():
         seconds = []
         for _ in range(args.reps):
             seconds.append(once(client, args.workload, args.n))
-            time.sleep(0.5)  # let the scheduler forget the finished tasks
+            forgotten(client)
     print(json.dumps({"workload": args.workload, "n": args.n, "seconds": seconds}))
 
 

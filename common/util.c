@@ -202,6 +202,19 @@ const char *util_run_status_name(Drover__RunStatus s)
     }
 }
 
+void *util_pb_copy(const void *message)
+{
+    const ProtobufCMessage *m = message;
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = xmalloc(n ? n : 1);
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *copy = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    free(buf);
+    if (!copy)
+        abort(); /* we just packed it: only memory can be missing */
+    return copy;
+}
+
 void util_pb_set_str(char **field, const char *value)
 {
     if (*field && *field != protobuf_c_empty_string)

@@ -42,6 +42,11 @@ int util_valid_name(const char *s, size_t len, size_t max, const char *extra);
  * freed; this handles both. */
 void util_pb_set_str(char **field, const char *value);
 
+/* A deep copy of any protobuf-c message (pack, then unpack), owned by the
+ * caller: free it with its type's free_unpacked. Aborts when out of
+ * memory. */
+void *util_pb_copy(const void *message);
+
 /* Names used in every output: "SUCCEEDED", "RUNNING", ... */
 const char *util_task_status_name(Drover__TaskStatus s);
 const char *util_run_status_name(Drover__RunStatus s);

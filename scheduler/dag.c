@@ -546,7 +546,7 @@ void dag_task_checkpoint(sched_t *s, task_t *t, const Drover__Checkpoint *ck)
         return; /* the same one again (a final checkpoint already committed) */
     Drover__Checkpoint *copy = xmalloc(sizeof *copy);
     drover__checkpoint__init(copy);
-    copy->artifact = flow_copy_artifact(ck->artifact);
+    copy->artifact = util_pb_copy(ck->artifact);
     copy->step = ck->step;
     copy->time_ms = ck->time_ms ? ck->time_ms : util_now_ms();
     copy->attempt = a->number;
@@ -924,12 +924,8 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
 static void load_run(const Drover__RunRecord *rec, void *arg)
 {
     sched_t *s = arg;
-    size_t n = protobuf_c_message_get_packed_size(&rec->base);
-    uint8_t *buf = xmalloc(n);
-    protobuf_c_message_pack(&rec->base, buf);
     run_t *r = xcalloc(1, sizeof *r);
-    r->rec = drover__run_record__unpack(NULL, n, buf);
-    free(buf);
+    r->rec = util_pb_copy(rec);
     r->cancelled = r->rec->cancelled;
     build_step_tasks(r);
     add_run(s, r);
@@ -941,16 +937,6 @@ static Drover__KeyValue **copy_kvs(Drover__KeyValue **kvs, size_t n)
     for (size_t i = 0; i < n; i++)
         out[i] = util_kv_new(kvs[i]->key, kvs[i]->value);
     return out;
-}
-
-static Drover__AttemptRecord *copy_attempt(const Drover__AttemptRecord *src)
-{
-    size_t n = drover__attempt_record__get_packed_size(src);
-    uint8_t *buf = xmalloc(n);
-    drover__attempt_record__pack(src, buf);
-    Drover__AttemptRecord *a = drover__attempt_record__unpack(NULL, n, buf);
-    free(buf);
-    return a;
 }
 
 static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *arg)
@@ -974,7 +960,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->n_attempts = rec->n_attempts;
     t->attempts = xcalloc(rec->n_attempts, sizeof *t->attempts);
     for (size_t i = 0; i < rec->n_attempts; i++)
-        t->attempts[i] = copy_attempt(rec->attempts[i]);
+        t->attempts[i] = util_pb_copy(rec->attempts[i]);
     t->is_item = rec->is_item;
     t->item = rec->item;
     if (t->is_item) {
@@ -990,7 +976,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->n_out_params = rec->n_out_params;
     t->outputs = xcalloc(rec->n_outputs, sizeof *t->outputs);
     for (size_t i = 0; i < rec->n_outputs; i++)
-        t->outputs[i] = flow_copy_artifact(rec->outputs[i]);
+        t->outputs[i] = util_pb_copy(rec->outputs[i]);
     t->n_outputs = rec->n_outputs;
     if (rec->cache_key.len == sizeof t->cache_key) {
         memcpy(t->cache_key, rec->cache_key.data, sizeof t->cache_key);
@@ -999,15 +985,8 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->cached_from = rec->cached_from && *rec->cached_from ? xstrdup(rec->cached_from) : NULL;
     t->checkpoints = xcalloc(rec->n_checkpoints, sizeof *t->checkpoints);
     for (size_t i = 0; i < rec->n_checkpoints; i++) {
-        size_t n = drover__checkpoint__get_packed_size(rec->checkpoints[i]);
-        uint8_t *buf = xmalloc(n);
-        drover__checkpoint__pack(rec->checkpoints[i], buf);
-        Drover__Checkpoint *ck = drover__checkpoint__unpack(NULL, n, buf);
-        free(buf);
-        if (ck && ck->artifact)
-            t->checkpoints[t->n_checkpoints++] = ck;
-        else if (ck)
-            drover__checkpoint__free_unpacked(ck, NULL);
+        if (rec->checkpoints[i]->artifact)
+            t->checkpoints[t->n_checkpoints++] = util_pb_copy(rec->checkpoints[i]);
     }
     t->avoid_agent = rec->avoid_agent && *rec->avoid_agent ? xstrdup(rec->avoid_agent) : NULL;
 }

@@ -209,18 +209,6 @@ void flow_unprepare(task_t *t)
 
 /* ------------------------------------------------------------ artifacts */
 
-Drover__Artifact *flow_copy_artifact(const Drover__Artifact *src)
-{
-    size_t n = drover__artifact__get_packed_size(src);
-    uint8_t *buf = xmalloc(n);
-    drover__artifact__pack(src, buf);
-    Drover__Artifact *a = drover__artifact__unpack(NULL, n, buf);
-    free(buf);
-    if (!a)
-        abort(); /* we just packed it */
-    return a;
-}
-
 /* The upstream artifact an input names, or NULL. */
 const Drover__Artifact *flow_input_artifact(const task_t *t, const Drover__InputSpec *in)
 {
@@ -286,7 +274,7 @@ void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_a
     util_free_kvs(t->out_params, t->n_out_params);
     t->outputs = xcalloc(n_arts, sizeof *t->outputs);
     for (size_t i = 0; i < n_arts; i++) {
-        t->outputs[i] = flow_copy_artifact(arts[i]);
+        t->outputs[i] = util_pb_copy(arts[i]);
         blobs_ref_artifact(s, t->outputs[i], +1);
     }
     t->n_outputs = n_arts;

@@ -311,8 +311,6 @@ void flow_unprepare(task_t *t);
 const Drover__Artifact *flow_input_artifact(const task_t *t, const Drover__InputSpec *in);
 /* Compute t->cache_key from its prepared argv/env and inputs. */
 void flow_cache_key(task_t *t);
-/* Deep copy (free with drover__artifact__free_unpacked). */
-Drover__Artifact *flow_copy_artifact(const Drover__Artifact *src);
 /* Record outputs on t (copies) and take blob references. */
 void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_arts,
                       Drover__KeyValue **params, size_t n_params);
