@@ -269,11 +269,8 @@ void agent_finish_attempt(attempt_t *at)
 {
     agent_t *a = at->agent;
     const runner_exit_t *ex = &at->result;
-    if (at->xout) { /* a checkpoint upload: its end calls here again */
-        at->exit_waiting = true;
-        return;
-    }
-    at->exit_waiting = false;
+    if (at->xout)
+        return; /* a checkpoint upload: its end calls here again (at->exited) */
     if (at->preempted) {
         spot_finish_preempted(at);
         return;

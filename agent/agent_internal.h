@@ -50,10 +50,9 @@ struct attempt {
     int progress_fd; /* $DROVER_PROGRESS, read as the task appends; -1 = none */
     uint64_t progress_off;
     progress_reader_t *progress_rd;
-    float progress;          /* latest fraction; -1 = none reported */
-    bool xout_is_checkpoint; /* xout uploads a checkpoint, not the outputs */
-    bool ck_pending;         /* a checkpoint line not committed yet */
-    uint64_t ck_step;        /* ... its step and time */
+    float progress;   /* latest fraction; -1 = none reported */
+    bool ck_pending;  /* a checkpoint line not committed yet */
+    uint64_t ck_step; /* ... its step and time */
     int64_t ck_time_ms;
     uint64_t up_step; /* the checkpoint being uploaded */
     int64_t up_time_ms;
@@ -63,7 +62,6 @@ struct attempt {
     /* Preemption. */
     bool preempted;     /* signalled for a preemption: it ends PREEMPTED */
     ev_timer preempt_w; /* SIGKILL at min(grace, deadline - upload margin) */
-    bool exit_waiting;  /* exited while a checkpoint uploads */
     attempt_t *pending_next, *dead_next;
 };
 

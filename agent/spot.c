@@ -70,7 +70,8 @@ static void on_progress_line(void *arg, const progress_line_t *line, const char 
     at->ck_pending = true;
     at->ck_step = line->has_step ? line->step : at->ck_step + 1;
     at->ck_time_ms = util_now_ms();
-    try_commit(at, false);
+    if (!at->exited) /* after the end only a preempted task's last one counts */
+        try_commit(at, false);
 }
 
 void spot_read_progress(attempt_t *at)
@@ -166,7 +167,6 @@ static void on_checkpoint_uploaded(void *arg, Drover__Artifact **arts, size_t n_
         ck = checkpoint_new(at, arts[0]); /* arts are the session's: copy first */
     xfer_out_t *x = at->xout;
     at->xout = NULL;
-    at->xout_is_checkpoint = false;
     xfer_out_cancel(&x); /* done with it (freed once its jobs are back) */
     if (!ck)
         log_warn("attempt %" PRIu64 " (%s/%s): checkpoint of step %" PRIu64
@@ -184,9 +184,9 @@ static void on_checkpoint_uploaded(void *arg, Drover__Artifact **arts, size_t n_
         log_debug("attempt %" PRIu64 ": checkpoint of step %" PRIu64 " uploaded", at->id,
                   at->up_step);
     }
-    if (at->exit_waiting)
+    if (at->exited) /* the process ended during the upload */
         agent_finish_attempt(at);
-    else if (at->ck_pending && !at->exited)
+    else if (at->ck_pending)
         try_commit(at, false);
 }
 
@@ -206,7 +206,6 @@ static void try_commit(attempt_t *at, bool now)
     at->ck_last_mono = mono;
     at->up_step = at->ck_step;
     at->up_time_ms = at->ck_time_ms;
-    at->xout_is_checkpoint = true;
     at->xout =
         xfer_out_start(&a->xfer, at->id, at->dir, names, 1, NULL, 0, on_checkpoint_uploaded, at);
 }

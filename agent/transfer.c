@@ -577,14 +577,36 @@ static int add_file(xfer_out_t *x, Drover__Artifact *a, const char *full, const 
         return rc;
     }
     a->size += e->size;
-    for (size_t i = 0; i < x->n_blobs; i++)
-        if (memcmp(x->blobs[i].digest, e->digest.data, DIGEST_LEN) == 0)
-            return 0;
-    x->blobs = xrealloc(x->blobs, (x->n_blobs + 1) * sizeof *x->blobs);
+    /* Duplicates are dropped once the scan is done (unique_blobs). */
+    if ((x->n_blobs & (x->n_blobs - 1)) == 0) /* capacity doubles at powers of two */
+        x->blobs = xrealloc(x->blobs, (x->n_blobs ? x->n_blobs * 2 : 8) * sizeof *x->blobs);
     memcpy(x->blobs[x->n_blobs].digest, e->digest.data, DIGEST_LEN);
     x->blobs[x->n_blobs].size = e->size;
     x->blobs[x->n_blobs++].path = xstrdup(full);
     return 0;
+}
+
+static int cmp_blob(const void *a, const void *b)
+{
+    return memcmp(((const blob_src_t *)a)->digest, ((const blob_src_t *)b)->digest, DIGEST_LEN);
+}
+
+/* Sort the scanned blobs by digest and keep one of each content, so the
+ * offer names it once and xfer_out_want finds it by binary search (a
+ * directory of 100,000 files is not a quadratic scan). */
+static void unique_blobs(xfer_out_t *x)
+{
+    if (x->n_blobs == 0)
+        return;
+    qsort(x->blobs, x->n_blobs, sizeof *x->blobs, cmp_blob);
+    size_t kept = 1;
+    for (size_t i = 1; i < x->n_blobs; i++) {
+        if (cmp_blob(&x->blobs[kept - 1], &x->blobs[i]) == 0)
+            free(x->blobs[i].path);
+        else
+            x->blobs[kept++] = x->blobs[i];
+    }
+    x->n_blobs = kept;
 }
 
 static int walk(xfer_out_t *x, Drover__Artifact *a, const char *full, const char *rel, int depth,
@@ -696,6 +718,7 @@ static void out_scan_work(void *arg)
         free(text);
         free(full);
     }
+    unique_blobs(x);
 }
 
 static void send_offer(xfer_out_t *x)
@@ -856,12 +879,15 @@ void xfer_out_want(xfer_out_t *x, const Drover__UploadWant *w)
     free(x->queue);
     x->queue = xcalloc(w->n_digests + 1, sizeof *x->queue);
     x->n_queue = x->qpos = 0;
-    for (size_t i = 0; i < w->n_digests; i++)
-        for (size_t b = 0; b < x->n_blobs; b++)
-            if (same_digest(w->digests[i], x->blobs[b].digest)) {
-                x->queue[x->n_queue++] = b;
-                break;
-            }
+    for (size_t i = 0; i < w->n_digests; i++) {
+        blob_src_t key;
+        if (w->digests[i].len != DIGEST_LEN)
+            continue;
+        memcpy(key.digest, w->digests[i].data, DIGEST_LEN);
+        const blob_src_t *b = bsearch(&key, x->blobs, x->n_blobs, sizeof *x->blobs, cmp_blob);
+        if (b)
+            x->queue[x->n_queue++] = (size_t)(b - x->blobs);
+    }
     x->sent = x->acked = 0;
     x->last_progress = util_mono_ms();
     pump(x);

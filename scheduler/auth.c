@@ -239,7 +239,7 @@ const char *auth_agent_refusal(sched_t *s, const char *name, zframe_t *body, cha
     return buf;
 }
 
-int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller)
+int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why, size_t len)
 {
     memset(caller, 0, sizeof *caller);
     if (!s->api_curve) { /* ipc: guarded by file permissions */
@@ -250,6 +250,10 @@ int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller)
     const char *user = zframe_meta(body, "User-Id");
     const keys_entry_t *k = user && s->api_keys ? zhashx_lookup(s->api_keys, user) : NULL;
     if (!k) {
+        snprintf(why, len,
+                 "permission denied: key %s is not in droverd's api-keys directory (an admin "
+                 "adds it and sends droverd SIGHUP)",
+                 user ? user : "(none)");
         s->counters.refused_api++;
         return -EPERM;
     }

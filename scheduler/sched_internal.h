@@ -398,8 +398,8 @@ void auth_after_bind(const char *endpoint);
 void auth_reload(sched_t *s);
 /* Why a message from agent `name` must be refused (in buf), or NULL. */
 const char *auth_agent_refusal(sched_t *s, const char *name, zframe_t *body, char *buf, size_t len);
-/* Who sent an API request: 0, or -EPERM for an unknown key. */
-int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller);
+/* Who sent an API request: 0, or -EPERM for an unknown key (why says so). */
+int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why, size_t len);
 void auth_shutdown(sched_t *s);
 
 #endif
