@@ -200,6 +200,11 @@ static void in_check_done(void *arg)
     in_job_release(x);
 }
 
+static int cmp_need(const void *a, const void *b)
+{
+    return memcmp(((const need_t *)a)->digest, ((const need_t *)b)->digest, DIGEST_LEN);
+}
+
 xfer_in_t *xfer_in_start(const xfer_host_t *h, uint64_t attempt_id,
                          Drover__InputArtifact *const *inputs, size_t n, const char *inputs_dir,
                          void (*done)(void *arg, const char *error), void *arg)
@@ -222,15 +227,21 @@ xfer_in_t *xfer_in_start(const xfer_host_t *h, uint64_t attempt_id,
             const Drover__FileEntry *f = in->artifact->files[k];
             if (f->digest.len != DIGEST_LEN)
                 continue;
-            bool dup = false;
-            for (size_t m = 0; m < x->n_need && !dup; m++)
-                dup = memcmp(x->need[m].digest, f->digest.data, DIGEST_LEN) == 0;
-            if (dup)
-                continue;
-            x->need = xrealloc(x->need, (x->n_need + 1) * sizeof *x->need);
+            if ((x->n_need & (x->n_need - 1)) == 0) /* capacity doubles at powers of two */
+                x->need = xrealloc(x->need, (x->n_need ? x->n_need * 2 : 8) * sizeof *x->need);
             memcpy(x->need[x->n_need].digest, f->digest.data, DIGEST_LEN);
             x->need[x->n_need++].size = f->size;
         }
+    }
+    /* Each content once, however many files hold it: sorted, then unique. */
+    if (x->n_need) {
+        qsort(x->need, x->n_need, sizeof *x->need, cmp_need);
+        size_t kept = 1;
+        for (size_t i = 1; i < x->n_need; i++) {
+            if (cmp_need(&x->need[kept - 1], &x->need[i]) != 0)
+                x->need[kept++] = x->need[i];
+        }
+        x->n_need = kept;
     }
     in_job_t *j = xcalloc(1, sizeof *j);
     j->x = x;
