@@ -28,6 +28,7 @@
 #define MAX_MESSAGE          (64 << 20)
 #define NAME_COMPONENT_MAX   128
 #define STARTS_PER_ITERATION 16
+#define SPARE_DIRS           1024 /* clean attempt dirs kept for reuse */
 
 /* ------------------------------------------------------------ config */
 
@@ -287,11 +288,6 @@ void agent_finish_attempt(attempt_t *at)
     report_exit(at, NULL, 0, NULL, 0);
 }
 
-static void remove_dir(void *path)
-{
-    util_rm_rf(path);
-}
-
 static void free_attempt(attempt_t *at)
 {
     ev_timer_stop(at->agent->loop, &at->preempt_w);
@@ -303,10 +299,9 @@ static void free_attempt(attempt_t *at)
     xfer_out_cancel(&at->xout);
     if (at->as)
         drover__assignment__free_unpacked(at->as, NULL);
-    if (at->dir && !at->agent->cfg.keep_work_dirs && at->agent->worker) {
-        /* Removing a tree is blocking file-system work: the worker does it.
-         * The queued job owns the path string. */
-        worker_submit(at->agent->worker, remove_dir, free, at->dir);
+    if (at->dir_made && at->agent->workdirs) {
+        /* Emptied for reuse or removed on the worker; it takes the path. */
+        workdirs_release(at->agent->workdirs, at->dir);
         at->dir = NULL;
     }
     free(at->logbuf);
@@ -353,7 +348,7 @@ static char **build_env(const agent_t *a, const Drover__Assignment *as, const at
     env[n++] = xasprintf("DROVER_INPUTS=%s/inputs", at->dir);
     env[n++] = xasprintf("DROVER_OUTPUTS=%s/outputs", at->dir);
     env[n++] = xasprintf("DROVER_CHECKPOINT_DIR=%s/checkpoint", at->dir);
-    env[n++] = xasprintf("DROVER_PROGRESS=%s/progress.jsonl", at->dir);
+    env[n++] = xasprintf("DROVER_PROGRESS=%s/" WORKDIRS_PROGRESS, at->dir);
     env[n++] = xasprintf("DROVER_WORK_DIR=%s/work", at->dir);
     if (as->resume_from && as->resume_from->artifact) {
         env[n++] = xstrdup("DROVER_RESUMED=1");
@@ -506,16 +501,12 @@ static void begin_attempt(attempt_t *at)
 {
     char err[512];
     agent_t *a = at->agent;
-    static const char *const subdirs[] = {"work", "inputs", "outputs", "checkpoint"};
-    for (size_t i = 0; i < 4; i++) {
-        char *d = xasprintf("%s/%s", at->dir, subdirs[i]);
-        int rc = util_mkdir_p(d, 0755);
-        free(d);
-        if (rc < 0) {
-            snprintf(err, sizeof err, "cannot create work dir %s: %s", at->dir, strerror(-rc));
-            report_start_failure(a, at, err);
-            return;
-        }
+    at->dir_made = true;
+    int rc = workdirs_make(a->workdirs, at->dir, at->number);
+    if (rc < 0) {
+        snprintf(err, sizeof err, "cannot create work dir %s: %s", at->dir, strerror(-rc));
+        report_start_failure(a, at, err);
+        return;
     }
     if (a->terminating) { /* the node is going away: hand it back unstarted */
         spot_report_unstarted(at);
@@ -968,6 +959,9 @@ agent_t *agent_new(const agent_config_t *cfg)
     a->worker = worker_new(a->loop);
     if (!a->worker)
         goto fail;
+    a->workdirs = workdirs_new(cfg->work_dir, a->worker, SPARE_DIRS, cfg->keep_work_dirs);
+    if (!a->workdirs)
+        goto fail;
     a->cache_dir = xasprintf("%s/cache", cfg->work_dir);
     char *tmp = xasprintf("%s/tmp", a->cache_dir);
     util_rm_rf(tmp); /* partial downloads of a previous agent process */
@@ -1041,6 +1035,8 @@ void agent_destroy(agent_t **ap)
         ev_signal_stop(a->loop, &a->sigterm_w);
         spot_stop(a);
     }
+    if (a->workdirs)
+        workdirs_close(a->workdirs); /* the worker stops below */
     for (attempt_t *at = a->dead, *next; at; at = next) {
         next = at->dead_next;
         free_attempt(at);
@@ -1048,6 +1044,7 @@ void agent_destroy(agent_t **ap)
     if (a->attempts)
         idmap_each(a->attempts, destroy_attempt, NULL);
     worker_destroy(&a->worker); /* runs the cancelled transfers' last jobs */
+    workdirs_destroy(&a->workdirs);
     free_transfer_messages(a);
     free(a->cache_dir);
     runtime_destroy(&a->rt);

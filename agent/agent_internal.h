@@ -23,6 +23,7 @@
 #include "progress.h"
 #include "runtime.h"
 #include "transfer.h"
+#include "workdirs.h"
 #include "zev.h"
 
 #define FINISHED_MEMORY 4096 /* finished attempt ids remembered (re-sent assignments) */
@@ -44,7 +45,8 @@ struct attempt {
     size_t loglen;
     uint64_t log_start; /* stream offset of logbuf[0] */
     bool exited;
-    bool queued; /* accepted, waiting in the start queue */
+    bool queued;   /* accepted, waiting in the start queue */
+    bool dir_made; /* workdirs_make called: workdirs_release follows */
     bool kill_logged;
     /* Progress and checkpoints (spot.c). */
     int progress_fd; /* $DROVER_PROGRESS, read as the task appends; -1 = none */
@@ -93,7 +95,8 @@ struct agent {
     gpu_pool_t *gpus;          /* which device indexes are free */
     Drover__KeyValue **labels; /* --labels plus gpu.model */
     size_t n_labels;
-    worker_t *worker; /* artifact I/O and hashing */
+    worker_t *worker;     /* artifact I/O and hashing */
+    workdirs_t *workdirs; /* attempt dirs, recycled */
     xfer_host_t xfer;
     char *cache_dir;
     /* transfer messages for the next batch (owned) */

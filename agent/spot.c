@@ -94,7 +94,7 @@ void spot_read_progress(attempt_t *at)
 
 void spot_attempt_started(attempt_t *at)
 {
-    char *path = xasprintf("%s/progress.jsonl", at->dir);
+    char *path = xasprintf("%s/" WORKDIRS_PROGRESS, at->dir);
     /* Created by the agent so it exists before the task writes; anyone
      * may append (a container may run as another user). */
     at->progress_fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0666);

@@ -299,6 +299,16 @@ def spec_fanout(name, n, cpu=None, join=False):
     return "\n".join(lines) + "\n"
 
 
+def spec_range(name, n, cpu=None):
+    """One fan-out step of n items given as a range: a million tasks in a
+    few bytes of spec."""
+    lines = ["name: %s" % name]
+    if cpu:
+        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
+    lines += ["steps:", "  - name: t", '    command: ["true"]', "    for_each: {range: %d}" % n]
+    return "\n".join(lines) + "\n"
+
+
 def spec_packed(name, n, cpu=None, per_step=100000):
     """n tasks as fan-out steps of at most per_step items each, every item
     "0" (items need not differ: a task is named STEP[i]): the most tasks a
@@ -331,7 +341,7 @@ def spec_steps(name, n, cpu=None, chain=False, first=0):
 
 
 def fallback_ok(err):
-    return bool(re.search(r"not implemented|too many|larger than|at most", err or ""))
+    return bool(re.search(r"not implemented|too many|larger than|at most|for_each", err or ""))
 
 
 # ------------------------------------------------------------------ drover
@@ -729,11 +739,12 @@ def sim_big(bench, sz):
         d.start()
         sim = SimAgents(d, agents, ["--cpus", "64"])
         sim.wait_registered()
-        # One fan-out step of n items; else the same n packed into steps of
-        # 100,000 "0" items; else the most tasks that fit (halving).
+        # One fan-out step of n items (a range, else a list); else the same
+        # n packed into steps of 100,000 "0" items; else the most tasks that
+        # fit (halving).
         note, first_err, want = None, None, n
         while True:
-            for form in (spec_fanout, spec_packed):
+            for form in (spec_range, spec_fanout, spec_packed):
                 t0 = time.time()
                 rid, err = d.submit(form("big", want, cpu="10m"))
                 submit_s = time.time() - t0
@@ -758,6 +769,8 @@ def sim_big(bench, sz):
         sim = None
         res = {"submit_s": submit_s, "makespan_s": r["finished_ms"] / 1000.0 - t0,
                "state_mb": dir_size(d.state) / 2**20, "rss_mb": d.rss_peak_mb(),
+               "rss_anon_mb": proc_status_kb(d.proc.pid, "RssAnon") / 1024.0,
+               "rss_file_mb": proc_status_kb(d.proc.pid, "RssFile") / 1024.0,
                "dup": final.get("duplicate_tasks", 0), "tasks": n, "note": note,
                "api_stall_s": d.max_api_s,
                "seen": final.get("tasks", 0)}
@@ -1370,8 +1383,10 @@ def details_md(res, sz):
     if isinstance(big, dict) and "na" not in big:
         out.append("- big run: tasks run twice: %s; the longest wait for droverd to answer "
                    "`drover runs` while the run ran (one busy loop iteration blocks the API): "
-                   "%.1f s (the submit itself waited %.1f s)" % (
-                       big.get("dup"), big.get("api_stall_s", 0), big["submit_s"]))
+                   "%.1f s (the submit itself waited %.1f s); droverd's memory at the end: "
+                   "%.0f MiB heap and %.0f MiB of mapped state (LMDB pages it touched)" % (
+                       big.get("dup"), big.get("api_stall_s", 0), big["submit_s"],
+                       big.get("rss_anon_mb", 0), big.get("rss_file_mb", 0)))
     return "\n".join(out)
 
 

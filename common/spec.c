@@ -43,7 +43,12 @@
  * their JSON type and every other scalar is a string); a string is either
  * one {{steps...}} template (items_from) or JSON text read with
  * json_parse_list. Run-time templates cannot appear inside items: nothing
- * would expand them.
+ * would expand them. A map {range: END | [START, END] | [START, END, STEP]}
+ * is a range, as Python's range(): int64 numbers (a plain integer, or a
+ * string of {{params.NAME}} that makes one), stored as three numbers, not
+ * items; droverd makes the decimal strings when the step runs. Its count
+ * is bounded by the run-time fan-out limit (lim.max_range_items), not the
+ * literal list's, since it costs no spec bytes.
  *
  * Quantities: memory may carry a decimal fraction only with a unit suffix
  * ("1.5Gi"); the result is rounded up to a whole byte, as Kubernetes does.
@@ -54,8 +59,9 @@
  * Limits (all errors, never truncation): 1 MiB of YAML, 32 levels of
  * nesting, 200k YAML nodes, 10,000 steps (main and finally together),
  * 1000 params, 63-byte names, 64 KiB param values, 1000 env entries and
- * 64 labels per map, 100,000 for_each items per step, 1 MiB per string
- * after substitution, 64 MiB of argv/env/labels/items in the result.
+ * 64 labels per map, 100,000 for_each items per step (a range: 1,000,000,
+ * or droverd's --max-items), 1 MiB per string after substitution, 64 MiB
+ * of argv/env/labels/items in the result.
  * Step names are found through a hash table, output names by binary
  * search, so no check is quadratic in the size of the spec.
  */
@@ -79,6 +85,7 @@
 #define SPEC_MAX_TEXT       (1024u * 1024u) /* bytes of YAML */
 #define SPEC_MAX_STEPS      10000u          /* steps + finally */
 #define SPEC_MAX_ITEMS      100000u         /* for_each items of one step */
+#define SPEC_MAX_RANGE      1000000u        /* items of a for_each range (droverd's --max-items) */
 #define SPEC_MAX_PARAMS     1000u
 #define SPEC_MAX_NAME       63u
 #define SPEC_MAX_PARAM_VAL  (64u * 1024u)
@@ -748,6 +755,7 @@ static void template_inner(const char *open, size_t whole, const char **in, size
 typedef enum {
     EXP_ALL,    /* run-time templates are kept as written */
     EXP_PARAMS, /* only {{params.NAME}} may appear (for_each items) */
+    EXP_RANGE,  /* the same, in the numbers of a for_each range */
 } exp_mode_t;
 
 /* The template open[0..whole) ("{{ ... }}") found in scalar v: *value is
@@ -779,6 +787,11 @@ static int resolve_template(ctx_t *c, const node_t *v, const char *open, size_t 
         rc = fail(c, v,
                   "'%s' cannot be used in a for_each item (only {{params.NAME}}: nothing expands "
                   "items)",
+                  show(c, label));
+    } else if (mode == EXP_RANGE) {
+        rc = fail(c, v,
+                  "'%s' cannot be used in a for_each range (only {{params.NAME}}: a range is "
+                  "fixed when the run is submitted)",
                   show(c, label));
     } else if (r.kind == REF_INPUTS) {
         not_impl(c, v, label, "inputs in templates");
@@ -1488,9 +1501,117 @@ static int item_json(ctx_t *c, const node_t *v, buf_t *b)
     return 0;
 }
 
-/* for_each: a list of literal items, or a string: one
+#define RANGE_FORMS "{range: END}, {range: [START, END]} or {range: [START, END, STEP]}"
+
+/* One number of a for_each range (what: START, END or STEP): a scalar
+ * that is a decimal int64 after {{params.NAME}} substitution. */
+static int range_number(ctx_t *c, const node_t *v, const char *what, int64_t *out)
+{
+    char *text = NULL;
+    uint64_t mag = 0;
+    int rc = 0;
+
+    if (v->type != N_SCALAR || is_null(v))
+        return fail(c, v, "for_each range %s must be an integer (%s)", what, RANGE_FORMS);
+    if (expand_mode(c, v, EXP_RANGE, &text, NULL) < 0)
+        return -EINVAL;
+    const char *p = text;
+    bool neg = *p == '-';
+    if (*p == '-' || *p == '+')
+        p++;
+    bool digits = *p != '\0', over = false;
+    for (; *p && digits; p++) {
+        if (*p < '0' || *p > '9')
+            digits = false;
+        else if (__builtin_mul_overflow(mag, 10, &mag) ||
+                 __builtin_add_overflow(mag, (uint64_t)(*p - '0'), &mag))
+            over = true;
+    }
+    if (!digits) {
+        rc = fail(c, v, "for_each range %s must be a decimal integer, not '%s'", what,
+                  show(c, text));
+        goto cleanup;
+    }
+    if (over || mag > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX)) {
+        rc = fail(c, v, "for_each range %s %s overflows a 64-bit integer (%lld to %lld)", what,
+                  show(c, text), (long long)INT64_MIN, (long long)INT64_MAX);
+        goto cleanup;
+    }
+    *out = neg ? (int64_t)(0 - mag) : (int64_t)mag;
+cleanup:
+    free(text);
+    return rc;
+}
+
+uint64_t spec_range_count(int64_t start, int64_t end, int64_t step)
+{
+    uint64_t span, stride;
+    if (step > 0 && end > start) {
+        span = (uint64_t)end - (uint64_t)start;
+        stride = (uint64_t)step;
+    } else if (step < 0 && end < start) {
+        span = (uint64_t)start - (uint64_t)end;
+        stride = 0 - (uint64_t)step;
+    } else {
+        return 0;
+    }
+    return span / stride + (span % stride != 0);
+}
+
+/* for_each: {range: ...} (map v): END, [START, END] or [START, END, STEP],
+ * at most lim.max_range_items items; stored as numbers, the items are
+ * made at run time. */
+static int parse_range(ctx_t *c, const node_t *v, spec_step_t *st)
+{
+    static const char *names1[] = {"END"}, *names3[] = {"START", "END", "STEP"};
+    const node_t *r = NULL, *nums[3] = {NULL, NULL, NULL};
+    int64_t val[3] = {0, 0, 1};
+    size_t n = 1;
+
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i);
+        if (strcmp(k->str, "range"))
+            return fail(c, k, "unknown key '%s' in for_each (a map is a range: %s)",
+                        show(c, k->str), RANGE_FORMS);
+        r = map_val(v, i);
+    }
+    if (!r)
+        return fail(c, v, "'for_each' map must hold the key 'range': %s", RANGE_FORMS);
+    if (r->type == N_MAP) {
+        return fail(c, r, "for_each range must be %s, not a map", RANGE_FORMS);
+    } else if (r->type == N_SEQ) {
+        if (r->nkids < 2 || r->nkids > 3)
+            return fail(c, r, "for_each range must be %s, not a list of %zu", RANGE_FORMS,
+                        r->nkids);
+        n = r->nkids;
+        for (size_t j = 0; j < n; j++)
+            nums[j] = r->kids[j];
+    } else {
+        nums[0] = r;
+    }
+    const char **names = n == 1 ? names1 : names3;
+    for (size_t j = 0; j < n; j++) {
+        if (range_number(c, nums[j], names[j], &val[n == 1 ? 1 : j]) < 0)
+            return -EINVAL;
+    }
+    if (val[2] == 0)
+        return fail(c, nums[2], "for_each range STEP must not be 0");
+    uint64_t count = spec_range_count(val[0], val[1], val[2]);
+    if (count > c->lim.max_range_items)
+        return fail_limit(c, r,
+                          "too many for_each items in range (%llu; at most %zu, droverd's "
+                          "--max-items)",
+                          (unsigned long long)count, c->lim.max_range_items);
+    st->has_range = true;
+    st->range_start = val[0];
+    st->range_end = val[1];
+    st->range_step = val[2];
+    return 0;
+}
+
+/* for_each: a list of literal items; a string: one
  * {{steps.S.outputs.params.P}} (items_from, checked in check_flow) or
- * JSON text of a list, after params substitution. */
+ * JSON text of a list, after params substitution; or a {range: ...} map. */
 static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t *a)
 {
     char *text = NULL;
@@ -1525,10 +1646,13 @@ static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t
         }
         return 0;
     }
+    if (v->type == N_MAP)
+        return parse_range(c, v, st);
     if (v->type != N_SCALAR || is_null(v))
         return fail(c, v,
-                    "'for_each' must be a list of items or a string (a JSON list, or "
-                    "{{steps.STEP.outputs.params.NAME}})");
+                    "'for_each' must be a list of items, a string (a JSON list, or "
+                    "{{steps.STEP.outputs.params.NAME}}) or a range (%s)",
+                    RANGE_FORMS);
     if (expand_mode(c, v, EXP_ALL, &text, &kept) < 0)
         return -EINVAL;
     const char *t = text, *end = text + strlen(text);
@@ -2303,6 +2427,7 @@ void spec_limits_defaults(spec_limits_t *lim)
     lim->max_bytes = SPEC_MAX_TEXT;
     lim->max_steps = SPEC_MAX_STEPS;
     lim->max_items = SPEC_MAX_ITEMS;
+    lim->max_range_items = SPEC_MAX_RANGE;
     lim->max_param_bytes = SPEC_MAX_PARAM_VAL;
     lim->max_labels = SPEC_MAX_LABELS;
 }

@@ -87,6 +87,10 @@ typedef struct {
     char **items; /* literal for_each items: scalars as text, maps/lists as compact JSON */
     size_t item_count;
     char *items_from;     /* for_each as a run-time template yielding a JSON list, or NULL */
+    bool has_range;       /* for_each: {range: ...}; items and items_from are empty */
+    int64_t range_start;  /* the items are range_start, + range_step, ... */
+    int64_t range_end;    /* ... up to range_end, exclusive (Python's range) */
+    int64_t range_step;   /* never 0; negative counts down */
     uint32_t parallelism; /* max items running at once; 0 = unlimited */
     bool is_finally;      /* an exit handler (from finally:) */
     char *image;          /* container image (params substituted), NULL = a process */
@@ -116,6 +120,7 @@ typedef struct {
     size_t max_bytes;       /* YAML text [1 MiB] */
     size_t max_steps;       /* steps + finally [10000] */
     size_t max_items;       /* literal for_each items of one step [100000] */
+    size_t max_range_items; /* items of a for_each range: run-time --max-items [1000000] */
     size_t max_param_bytes; /* one param value [64 KiB] */
     size_t max_labels;      /* placement labels of one step [64] */
 } spec_limits_t;
@@ -139,6 +144,11 @@ int spec_parse_limited(const char *filename, const char *text, size_t len,
 
 /* Free a spec and NULL the pointer; accepts NULL. */
 void spec_destroy(spec_t **spec);
+
+/* The number of items of a for_each range: how many of start, start +
+ * step, ... lie before end (after it when step < 0), as Python's
+ * range(start, end, step) gives; 0 when step is 0. Never overflows. */
+uint64_t spec_range_count(int64_t start, int64_t end, int64_t step);
 
 /* Quantities. Each returns 0, or -EINVAL on anything but the exact forms
  * listed, with *out untouched.

@@ -90,6 +90,10 @@ static void check_spec(const spec_t *s)
             fz_fail("step %s: retry factor %g below 1", st->name, st->retries.factor);
         if ((st->items || st->item_count || st->items_from) && !st->fan_out)
             fz_fail("step %s: items without for_each", st->name);
+        if (st->has_range &&
+            (!st->fan_out || st->items || st->item_count || st->items_from || st->range_step == 0 ||
+             spec_range_count(st->range_start, st->range_end, st->range_step) > 1000000))
+            fz_fail("step %s: a range with items, a step of 0 or over the limit", st->name);
         if (st->when && expr_check(st->when, NULL, NULL, NULL, 0) != 0)
             fz_fail("step %s: accepted a `when` whose syntax is bad: %s", st->name, st->when);
     }

@@ -152,6 +152,9 @@ def main():
         b"    command: [echo, \"{{params.n}}\", \"{{ params.msg }}\"]\n\0n=5\nmsg=a b\n",
         b"name: p\nparams: {lrs: '[1, 2]'}\nsteps:\n  - name: a\n    for_each: \"{{params.lrs}}\"\n"
         b"    command: [echo, \"{{item}}\"]\n\0lrs=[\"x\", {\"y\": 1}]\nnope=1\n",
+        b"name: p\nparams: {n: \"3\"}\nsteps:\n  - name: a\n"
+        b"    for_each: {range: [\"{{params.n}}\", -4, -2]}\n"
+        b"    command: [echo, \"{{item}}\"]\n\0n=9\n",
     ]
     write(os.path.join(args.out, "spec"), specs, 130)
 

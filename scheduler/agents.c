@@ -235,7 +235,7 @@ static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
     for (size_t i = a->n_tasks; i-- > 0;) {
         task_t *t = a->tasks[i];
         if (idmap_get(held_ids, dag_current_attempt(t)->id))
-            t->assign_acked = true;
+            placer_acked(t);
         else if (t->status == DROVER__TASK_STATUS__TASK_ASSIGNED)
             placer_send_assignment(s, t);
         else
@@ -296,7 +296,7 @@ static void handle_report(sched_t *s, agent_t *a, const Drover__Report *rep)
     }
     switch (rep->kind) {
     case DROVER__REPORT_KIND__REPORT_STARTED:
-        t->assign_acked = true;
+        placer_acked(t);
         dag_task_started(s, t, rep->time_ms);
         break;
     case DROVER__REPORT_KIND__REPORT_LOG:
@@ -361,7 +361,7 @@ void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t l
     for (size_t i = 0; i < msg->n_assign_acks; i++) {
         task_t *t = current_task(s, a, msg->assign_acks[i]);
         if (t)
-            t->assign_acked = true;
+            placer_acked(t);
     }
     for (size_t i = 0; i < msg->n_offers; i++)
         blobs_offer(s, a, msg->offers[i]);
@@ -393,9 +393,14 @@ void agents_tick(sched_t *s)
             continue;
         for (size_t i = 0; i < a->n_tasks; i++) {
             task_t *t = a->tasks[i];
+            /* Lost on the way (a reconnect, a full queue): sent again, each
+             * time after twice as long, so a slow agent is not flooded. */
+            int64_t wait = (int64_t)s->cfg.assign_resend_ms << (t->resends < 5 ? t->resends : 5);
             if (t->status == DROVER__TASK_STATUS__TASK_ASSIGNED && !t->assign_acked &&
-                now - t->assign_sent_mono > (int64_t)s->cfg.assign_resend_ms)
+                now - t->assign_sent_mono > wait) {
+                t->resends++;
                 placer_send_assignment(s, t);
+            }
         }
     }
 }

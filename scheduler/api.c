@@ -162,7 +162,7 @@ static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiRespo
     }
     uint32_t number = req->attempt ? req->attempt : (uint32_t)t->n_attempts;
     if (number > t->n_attempts) {
-        set_error(resp, err_owned, "step '%s' of run %s has %zu attempts, not %u", req->task,
+        set_error(resp, err_owned, "step '%s' of run %s has %u attempts, not %u", req->task,
                   r->rec->id, t->n_attempts, number);
         resp->logs = NULL;
         return;

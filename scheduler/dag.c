@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "digest.h"
 #include "json.h"
 #include "log.h"
 #include "util.h"
@@ -69,6 +70,12 @@ uint64_t dag_backoff_ms(const Drover__RetryPolicy *p, uint32_t n)
     if (delay > 1e15)
         delay = 1e15;
     return (uint64_t)delay;
+}
+
+void dag_attempt_free(Drover__AttemptRecord *a)
+{
+    a->agent = NULL; /* interned */
+    drover__attempt_record__free_unpacked(a, NULL);
 }
 
 Drover__AttemptRecord *dag_current_attempt(const task_t *t)
@@ -129,6 +136,18 @@ static void retry_push(sched_t *s, task_t *t)
     s->retrying[s->n_retrying++] = t;
 }
 
+/* An item's name ("step[k]") and value in one allocation: a million items
+ * make two million small strings otherwise. t->name owns the block. */
+static void item_label(task_t *t, const char *step, uint32_t k, const char *value)
+{
+    size_t nlen = (size_t)snprintf(NULL, 0, "%s[%u]", step, k), vlen = strlen(value);
+    free(t->name);
+    t->name = xmalloc(nlen + 1 + vlen + 1);
+    snprintf(t->name, nlen + 1, "%s[%u]", step, k);
+    t->item_value = t->name + nlen + 1;
+    memcpy(t->item_value, value, vlen + 1);
+}
+
 static task_t *task_new(run_t *r, uint32_t step_index)
 {
     if (r->n_tasks == r->cap_tasks) {
@@ -148,14 +167,14 @@ static task_t *task_new(run_t *r, uint32_t step_index)
 static void task_free(task_t *t)
 {
     for (size_t k = 0; k < t->n_attempts; k++)
-        drover__attempt_record__free_unpacked(t->attempts[k], NULL);
+        dag_attempt_free(t->attempts[k]);
     free(t->attempts);
     free(t->children);
     free(t->items);
     free(t->reason);
-    free(t->name);
-    free(t->item_value);
+    free(t->name); /* an item's value shares its block (item_label) */
     free(t->cached_from);
+    free(t->cache_key);
     free(t->avoid_agent);
     for (size_t k = 0; k < t->n_checkpoints; k++)
         drover__checkpoint__free_unpacked(t->checkpoints[k], NULL);
@@ -273,8 +292,12 @@ static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status)
     set_reason(t, NULL);
     trim_checkpoints(s, t, 0); /* a finished step never resumes */
     sched_mark_task(s, t);
-    if (t->has_cache_key && cacheable(t))
+    if (cacheable(t) && dag_prepare(s, t) == 0) { /* it ran with this expansion */
+        if (!t->cache_key)
+            t->cache_key = xmalloc(DIGEST_LEN);
+        flow_cache_key(t, t->cache_key);
         sched_cache_put(s, t);
+    }
     task_finished(s, t);
     for (size_t i = 0; i < t->n_children; i++) {
         task_t *c = t->run->tasks[t->children[i]];
@@ -308,10 +331,11 @@ static bool try_cache(sched_t *s, task_t *t)
     uint32_t index;
     if (!cacheable(t))
         return false;
-    flow_cache_key(t);
     if (t->run->rec->no_cache)
-        return false; /* computed anyway: the result still refreshes the cache */
-    if (store_cache_get(s->store, t->cache_key, run_id, sizeof run_id, &index) < 0)
+        return false; /* the result still refreshes the cache */
+    uint8_t key[DIGEST_LEN];
+    flow_cache_key(t, key);
+    if (store_cache_get(s->store, key, run_id, sizeof run_id, &index) < 0)
         return false;
     run_t *src_run = dag_find_run(s, run_id);
     if (!src_run || src_run->deleting || index >= src_run->n_tasks)
@@ -340,9 +364,12 @@ static void make_ready(sched_t *s, task_t *t)
     }
     if (t->n_attempts == 0 && try_cache(s, t))
         return;
+    if (t->is_item)
+        flow_unprepare(t); /* checked; expanded again when it is assigned */
     t->status = DROVER__TASK_STATUS__TASK_READY;
     dag_ready_push(s, t);
-    sched_mark_task(s, t);
+    if (!t->is_item || t->n_attempts)
+        sched_mark_task(s, t); /* a fresh item is written once it is assigned */
 }
 
 /* Release WAITING items of a fan-out group up to its parallelism. Items
@@ -381,15 +408,17 @@ static void expand_fan_out(sched_t *s, task_t *g)
         task_t *it = task_new(r, g->step_index);
         it->is_item = true;
         it->item = (uint32_t)i;
-        it->item_value = items[i];
-        items[i] = NULL;
-        it->name = xasprintf("%s[%zu]", g->name, i);
+        item_label(it, g->name, (uint32_t)i, items[i]);
         it->status = DROVER__TASK_STATUS__TASK_WAITING;
         g->items[i] = it->index;
         r->unfinished++;
         if (!g->step->is_finally)
             r->main_unfinished++;
-        sched_mark_task(s, it);
+        /* Not written: a fresh item is WAITING or READY, which a reload
+         * derives from its group (rebuild_items); it is stored from its
+         * first assignment or decision on. A million-item fan-out is then
+         * one small record, and its items go to disk in placement-sized
+         * transactions. */
     }
     json_free_list(items, n);
     g->status = DROVER__TASK_STATUS__TASK_RUNNING;
@@ -424,7 +453,7 @@ static void group_item_done(sched_t *s, task_t *item)
 static void group_complete(sched_t *s, task_t *g)
 {
     if (g->items_failed) {
-        char *why = xasprintf("%zu of %zu items failed", g->items_failed, g->n_items);
+        char *why = xasprintf("%u of %u items failed", g->items_failed, g->n_items);
         fail_for_good(s, g, why);
         free(why);
         return;
@@ -754,6 +783,10 @@ static Drover__StepSpec *step_from_spec(const spec_step_t *st)
     p->n_items = st->item_count;
     p->items = copy_strv(st->items, st->item_count);
     p->items_from = xstrdup(st->items_from ? st->items_from : "");
+    p->has_range = st->has_range;
+    p->range_start = st->range_start;
+    p->range_end = st->range_end;
+    p->range_step = st->range_step;
     p->parallelism = st->parallelism;
     p->is_finally = st->is_finally;
     p->cache = st->cache;
@@ -911,10 +944,6 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
     rec->out_params = t->out_params;
     rec->n_outputs = t->n_outputs;
     rec->outputs = t->outputs;
-    if (t->has_cache_key) {
-        rec->cache_key.data = (uint8_t *)t->cache_key;
-        rec->cache_key.len = sizeof t->cache_key;
-    }
     rec->cached_from = t->cached_from ? t->cached_from : (char *)"";
     rec->n_checkpoints = t->n_checkpoints;
     rec->checkpoints = t->checkpoints;
@@ -959,14 +988,18 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->reason = rec->reason && *rec->reason ? xstrdup(rec->reason) : NULL;
     t->n_attempts = rec->n_attempts;
     t->attempts = xcalloc(rec->n_attempts, sizeof *t->attempts);
-    for (size_t i = 0; i < rec->n_attempts; i++)
-        t->attempts[i] = util_pb_copy(rec->attempts[i]);
+    for (size_t i = 0; i < rec->n_attempts; i++) {
+        Drover__AttemptRecord *a = util_pb_copy(rec->attempts[i]);
+        char *own = a->agent;
+        a->agent = sched_intern(s, own ? own : "");
+        if (own != protobuf_c_empty_string)
+            free(own);
+        t->attempts[i] = a;
+    }
     t->is_item = rec->is_item;
     t->item = rec->item;
     if (t->is_item) {
-        t->item_value = xstrdup(rec->item_value);
-        free(t->name);
-        t->name = xasprintf("%s[%u]", t->step->name, rec->item);
+        item_label(t, t->step->name, rec->item, rec->item_value ? rec->item_value : "");
     }
     t->n_items = rec->n_items;
     t->items = xcalloc(rec->n_items, sizeof *t->items);
@@ -978,10 +1011,6 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     for (size_t i = 0; i < rec->n_outputs; i++)
         t->outputs[i] = util_pb_copy(rec->outputs[i]);
     t->n_outputs = rec->n_outputs;
-    if (rec->cache_key.len == sizeof t->cache_key) {
-        memcpy(t->cache_key, rec->cache_key.data, sizeof t->cache_key);
-        t->has_cache_key = true;
-    }
     t->cached_from = rec->cached_from && *rec->cached_from ? xstrdup(rec->cached_from) : NULL;
     t->checkpoints = xcalloc(rec->n_checkpoints, sizeof *t->checkpoints);
     for (size_t i = 0; i < rec->n_checkpoints; i++) {
@@ -996,9 +1025,42 @@ static void load_agent(const Drover__AgentRecord *rec, void *arg)
     agents_load(arg, rec);
 }
 
+/* Recreate the items of group g that have no record (never assigned nor
+ * decided: WAITING), with their values from the fan-out list again. */
+static void rebuild_items(sched_t *s, task_t *g)
+{
+    char **values = NULL, err[512];
+    size_t n_values = 0;
+    bool listed = false;
+    for (uint32_t k = 0; k < g->n_items; k++) {
+        if (g->items[k] > 100000000u)
+            continue;
+        run_t *r = g->run;
+        while (r->n_tasks <= g->items[k])
+            task_new(r, g->step_index)->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+        task_t *it = r->tasks[g->items[k]];
+        if (it->name)
+            continue; /* it has its record */
+        if (!listed && flow_items(s, g, &values, &n_values, err, sizeof err) < 0)
+            log_warn("run %s: %s: items without a record get no value: %s", r->rec->id, g->name,
+                     err);
+        listed = true;
+        it->step_index = g->step_index;
+        it->step = g->step;
+        it->is_item = true;
+        it->item = k;
+        item_label(it, g->name, k, k < n_values ? values[k] : "");
+        it->status = DROVER__TASK_STATUS__TASK_WAITING;
+    }
+    json_free_list(values, n_values);
+}
+
 /* After records are loaded: recompute counters, queues and bindings. */
 static void rebuild_run(sched_t *s, run_t *r)
 {
+    for (size_t i = 0; i < r->rec->n_steps && i < r->n_tasks; i++)
+        if (r->tasks[i]->n_items)
+            rebuild_items(s, r->tasks[i]);
     r->unfinished = r->main_unfinished = 0;
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
@@ -1060,7 +1122,8 @@ static void rebuild_run(sched_t *s, run_t *r)
             }
             idmap_put(s->attempts, a->id, t);
             placer_bind(s, ag, t);
-            t->assign_acked = t->status == DROVER__TASK_STATUS__TASK_RUNNING;
+            if (t->status == DROVER__TASK_STATUS__TASK_RUNNING)
+                placer_acked(t);
             break;
         }
         default:

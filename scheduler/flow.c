@@ -6,7 +6,8 @@
  * validated at submit time and are expanded here, when a step is about to
  * be decided (its `when`, its fan-out list) or dispatched (argv, env). A
  * fan-out step's output param resolves to the JSON list of its items'
- * values, in item order — that is how a fan-in collects.
+ * values, in item order — that is how a fan-in collects. A for_each range
+ * is stored as three numbers and becomes its decimal strings here.
  *
  * The cache key is a SHA-256 over everything that determines a step's
  * result: pipeline and step name, item, expanded argv and env, input
@@ -132,9 +133,38 @@ int flow_when(sched_t *s, task_t *t, bool *result, char *err, size_t errlen)
     return rc;
 }
 
+/* A range's items: the decimal strings of range_start, + range_step, ...
+ * before range_end. The count was bounded at submit; it is checked again
+ * against today's --max-items (droverd may have restarted with less). */
+static int range_items(sched_t *s, const Drover__StepSpec *st, char ***items, size_t *n, char *err,
+                       size_t errlen)
+{
+    if (st->range_step == 0) {
+        snprintf(err, errlen, "for_each range has a step of 0");
+        return -EINVAL;
+    }
+    uint64_t count = spec_range_count(st->range_start, st->range_end, st->range_step);
+    if (count > s->cfg.max_items) {
+        s->counters.over_limits++;
+        snprintf(err, errlen,
+                 "for_each range has %llu items, more than %zu (droverd's --max-items)",
+                 (unsigned long long)count, s->cfg.max_items);
+        return -E2BIG;
+    }
+    *items = xcalloc((size_t)count, sizeof **items);
+    /* in uint64_t, where wrapping is defined; every value lies in [start, end) */
+    uint64_t v = (uint64_t)st->range_start;
+    for (size_t i = 0; i < count; i++, v += (uint64_t)st->range_step)
+        (*items)[i] = xasprintf("%lld", (long long)(int64_t)v);
+    *n = (size_t)count;
+    return 0;
+}
+
 int flow_items(sched_t *s, task_t *t, char ***items, size_t *n, char *err, size_t errlen)
 {
     const Drover__StepSpec *st = t->step;
+    if (st->has_range)
+        return range_items(s, st, items, n, err, errlen);
     if (!st->items_from || !*st->items_from) {
         *items = xcalloc(st->n_items, sizeof **items);
         for (size_t i = 0; i < st->n_items; i++)
@@ -229,7 +259,7 @@ static void hash_str(digest_ctx_t *c, const char *s)
     digest_update(c, s, n);
 }
 
-void flow_cache_key(task_t *t)
+void flow_cache_key(const task_t *t, uint8_t key[DIGEST_LEN])
 {
     digest_ctx_t *c = digest_begin();
     /* The pipeline and step names are part of the key: identical commands
@@ -259,8 +289,7 @@ void flow_cache_key(task_t *t)
     hash_str(c, "params");
     for (size_t i = 0; i < t->step->n_out_params; i++)
         hash_str(c, t->step->out_params[i]);
-    digest_final(c, t->cache_key);
-    t->has_cache_key = true;
+    digest_final(c, key);
 }
 
 void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_arts,

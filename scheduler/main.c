@@ -24,8 +24,8 @@ static void usage(FILE *f)
                "  --retention DUR        delete finished runs (logs, unreferenced artifacts)\n"
                "                         older than this; 0 keeps them [720h]\n"
                "limits (each violation is refused with a reason and counted; drover status):\n"
-               "  --max-items N          items of one fan-out [1000000 at run time,\n"
-               "                         100000 in a literal for_each list]\n"
+               "  --max-items N          items of one fan-out [1000000 at run time and in\n"
+               "                         a for_each range, 100000 in a literal list]\n"
                "  --max-spec BYTES       size of a submitted spec [1Mi]\n"
                "  --max-steps N          steps of one run [10000]\n"
                "  --max-param BYTES      one param value [64Ki]\n"
@@ -77,6 +77,7 @@ static int apply(const char *key, const char *value, void *arg)
         if (!*value || *end || n == 0 || n > 100000000ULL)
             return -EINVAL;
         c->max_items = (size_t)n;
+        c->spec_limits.max_range_items = (size_t)n; /* a range's items are made at run time */
         if (n < c->spec_limits.max_items)
             c->spec_limits.max_items = (size_t)n; /* lowers the literal list's cap too */
     } else if (strcmp(key, "max-message") == 0 || strcmp(key, "max-spec") == 0 ||

@@ -12,6 +12,8 @@
  * with the most free cpu wins, which spreads work. The ready queue is
  * walked in FIFO order; a task that fits nowhere stays queued and the walk
  * goes on, up to a bound per pass so a long blocked queue costs little.
+ * Agents are found through an index (below), not a scan per task; a pass
+ * assigns at most PLACER_MAX_PER_PASS tasks.
  */
 #include "sched_internal.h"
 
@@ -23,6 +25,14 @@
 #include "util.h"
 
 #define PLACER_MAX_MISSES 1024
+/* Assignments per pass: a backlog of a million READY tasks goes out in
+ * batches, each its own commit, so no transaction, batch of messages or
+ * loop iteration grows with the backlog. */
+#define PLACER_MAX_PER_PASS 8192
+/* Flow control: an agent gets no new assignment while this many are on
+ * the way to it, unacknowledged, so a slow agent (or one flooded by a
+ * huge fan-out) is not buried in messages it cannot read yet. */
+#define PLACER_MAX_UNACKED 64
 
 static const char *label_of(const agent_t *a, const char *key)
 {
@@ -32,10 +42,16 @@ static const char *label_of(const agent_t *a, const char *key)
     return NULL;
 }
 
+/* Whether a may take any task now (placer_fits for any task). */
+static bool placeable(const agent_t *a)
+{
+    return a->connected && !a->drained && !a->terminating && a->unacked < PLACER_MAX_UNACKED;
+}
+
 bool placer_fits(const agent_t *a, const task_t *t)
 {
     const Drover__Resources *want = t->step->resources;
-    if (!a->connected || a->drained || a->terminating)
+    if (!placeable(a))
         return false;
     if (t->avoid_agent && strcmp(t->avoid_agent, a->name) == 0)
         return false;
@@ -60,6 +76,13 @@ bool placer_fits(const agent_t *a, const task_t *t)
     return true;
 }
 
+void placer_acked(task_t *t)
+{
+    if (!t->assign_acked && t->agent)
+        t->agent->unacked--;
+    t->assign_acked = true;
+}
+
 void placer_bind(sched_t *s, agent_t *a, task_t *t)
 {
     const Drover__Resources *want = t->step->resources;
@@ -70,6 +93,7 @@ void placer_bind(sched_t *s, agent_t *a, task_t *t)
     t->agent = a;
     t->agent_slot = a->n_tasks;
     a->tasks[a->n_tasks++] = t;
+    a->unacked += !t->assign_acked;
     if (want) {
         a->used.cpu_milli += want->cpu_milli;
         a->used.memory_bytes += want->memory_bytes;
@@ -84,6 +108,7 @@ void placer_unbind(sched_t *s, task_t *t)
     if (!a)
         return;
     /* swap-remove from the agent's task list */
+    a->unacked -= !t->assign_acked;
     task_t *last = a->tasks[--a->n_tasks];
     a->tasks[t->agent_slot] = last;
     last->agent_slot = t->agent_slot;
@@ -157,8 +182,7 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
     at->id = ++s->next_attempt;
     s->counters_dirty = true;
     at->number = (uint32_t)t->n_attempts + 1;
-    at->agent = xstrdup(a->name);
-    at->reason = xstrdup("");
+    at->agent = sched_intern(s, a->name);
     at->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
     at->spot = a->spot;
     at->price = a->price;
@@ -170,6 +194,7 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
     t->attempts[t->n_attempts++] = at;
     t->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
     t->assign_acked = false;
+    t->resends = 0;
     dag_ready_remove(s, t);
     idmap_put(s->attempts, at->id, t);
     placer_bind(s, a, t);
@@ -199,42 +224,151 @@ int placer_rank(const agent_t *a, const task_t *t, bool ondemand_fleet)
     return a->noticed ? rank + 2 : rank;
 }
 
-void placer_place(sched_t *s)
+/* ------------------------------------------------------------ the index
+ *
+ * Candidates are split into four classes by what ranks them (spot or not,
+ * at risk or not), each a max-heap by free cpu. A task looks at the
+ * classes in its rank order and takes the first agent of a class's heap
+ * that fits: when the top of a heap lacks the cpu, nothing below has it,
+ * so the common case is O(log agents) per task instead of a scan of every
+ * agent. Tops that fit for other reasons (labels, memory, GPUs, images,
+ * the avoided node) are set aside for this task only. */
+
+#define N_CLASSES 4
+
+typedef struct {
+    agent_t **a;
+    size_t n;
+} heap_t;
+
+static uint64_t free_cpu(const agent_t *a)
+{
+    return a->used.cpu_milli >= a->capacity.cpu_milli
+               ? 0
+               : (uint64_t)a->capacity.cpu_milli - a->used.cpu_milli;
+}
+
+static void heap_down(heap_t *h, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < h->n && free_cpu(h->a[l]) > free_cpu(h->a[top]))
+            top = l;
+        if (r < h->n && free_cpu(h->a[r]) > free_cpu(h->a[top]))
+            top = r;
+        if (top == i)
+            return;
+        agent_t *x = h->a[i];
+        h->a[i] = h->a[top];
+        h->a[top] = x;
+        i = top;
+    }
+}
+
+static void heap_up(heap_t *h, size_t i)
+{
+    while (i > 0 && free_cpu(h->a[(i - 1) / 2]) < free_cpu(h->a[i])) {
+        agent_t *x = h->a[i];
+        h->a[i] = h->a[(i - 1) / 2];
+        h->a[(i - 1) / 2] = x;
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_push(heap_t *h, agent_t *a)
+{
+    h->a[h->n++] = a;
+    heap_up(h, h->n - 1);
+}
+
+static agent_t *heap_pop(heap_t *h)
+{
+    agent_t *top = h->a[0];
+    h->a[0] = h->a[--h->n];
+    heap_down(h, 0);
+    return top;
+}
+
+static int class_of(const agent_t *a)
+{
+    return (a->spot ? 1 : 0) | (a->noticed ? 2 : 0);
+}
+
+/* The fitting agent with the most free cpu in class h, or NULL; it stays
+ * at the top of the heap. set_aside (room for h->n) collects the tops
+ * that do not fit t, to be pushed back by the caller. */
+static agent_t *heap_find(heap_t *h, const task_t *t, agent_t **set_aside, size_t *n_aside)
+{
+    uint64_t want = t->step->resources ? t->step->resources->cpu_milli : 0;
+    while (h->n) {
+        agent_t *a = h->a[0];
+        if (free_cpu(a) < want)
+            return NULL; /* nothing below has more */
+        if (placer_fits(a, t))
+            return a;
+        set_aside[(*n_aside)++] = heap_pop(h);
+    }
+    return NULL;
+}
+
+bool placer_place(sched_t *s)
 {
     if (!s->ready_head)
-        return;
-    size_t n = zhashx_size(s->agents), n_cand = 0;
-    agent_t **cand = xcalloc(n, sizeof *cand);
+        return false;
+    size_t n = zhashx_size(s->agents), counts[N_CLASSES] = {0};
+    heap_t heaps[N_CLASSES];
+    agent_t **space = xcalloc(2 * n + 1, sizeof *space), **set_aside = space + n;
     bool ondemand_fleet = false;
     for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
-        if (a->connected && !a->drained && !a->terminating) {
-            cand[n_cand++] = a;
-            ondemand_fleet = ondemand_fleet || !a->spot;
-        }
+        if (a->connected && !a->drained && !a->terminating)
+            ondemand_fleet = ondemand_fleet || !a->spot; /* in service, if busy */
+        if (placeable(a))
+            counts[class_of(a)]++;
     }
-    size_t misses = 0;
-    for (task_t *t = s->ready_head, *next; t && n_cand && misses < PLACER_MAX_MISSES; t = next) {
+    for (int c = 0, at = 0; c < N_CLASSES; at += (int)counts[c], c++)
+        heaps[c] = (heap_t){.a = space + at, .n = 0};
+    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+        if (placeable(a))
+            heap_push(&heaps[class_of(a)], a);
+    }
+    size_t misses = 0, placed = 0;
+    for (task_t *t = s->ready_head, *next; t && misses < PLACER_MAX_MISSES; t = next) {
+        if (placed == PLACER_MAX_PER_PASS) {
+            free(space);
+            return true;
+        }
         next = t->ready_next;
         agent_t *best = NULL;
-        int best_rank = 0;
-        for (size_t i = 0; i < n_cand; i++) {
-            agent_t *a = cand[i];
-            if (!placer_fits(a, t))
+        int best_rank = 0, best_class = 0;
+        size_t aside_from[N_CLASSES], n_aside = 0;
+        for (int c = 0; c < N_CLASSES; c++) {
+            aside_from[c] = n_aside;
+            if (!heaps[c].n)
                 continue;
-            int rank = placer_rank(a, t, ondemand_fleet);
-            if (rank < 0)
+            int rank = placer_rank(heaps[c].a[0], t, ondemand_fleet); /* the same for the class */
+            if (rank < 0 || (best && rank > best_rank))
                 continue;
-            if (!best || rank < best_rank ||
-                (rank == best_rank && a->capacity.cpu_milli - a->used.cpu_milli >
-                                          best->capacity.cpu_milli - best->used.cpu_milli)) {
+            agent_t *a = heap_find(&heaps[c], t, set_aside, &n_aside);
+            if (a && (!best || rank < best_rank || free_cpu(a) > free_cpu(best))) {
                 best = a;
                 best_rank = rank;
+                best_class = c;
             }
         }
-        if (best)
+        if (best) {
             assign(s, best, t);
-        else
+            if (best->unacked >= PLACER_MAX_UNACKED) /* best is its heap's top */
+                heap_pop(&heaps[best_class]);
+            else
+                heap_down(&heaps[best_class], 0);
+            placed++;
+        } else {
             misses++;
+        }
+        for (int c = N_CLASSES - 1; c >= 0; c--) /* put back what this task skipped */
+            while (n_aside > aside_from[c])
+                heap_push(&heaps[c], set_aside[--n_aside]);
     }
-    free(cand);
+    free(space);
+    return false;
 }

@@ -35,54 +35,53 @@ typedef struct agent agent_t;
 
 struct task {
     run_t *run;
-    uint32_t index;         /* position in run->tasks (steps first, then items) */
-    uint32_t step_index;    /* the step it runs */
     Drover__StepSpec *step; /* owned by run->rec */
     char *name;             /* step name, or "step[i]" for an item */
-    bool is_item;
-    uint32_t item;    /* position in the fan-out list */
-    char *item_value; /* {{item}} */
+    char *item_value;       /* {{item}}; inside name's allocation */
+    uint32_t index;         /* position in run->tasks (steps first, then items) */
+    uint32_t step_index;    /* the step it runs */
+    uint32_t item;          /* position in the fan-out list */
     Drover__TaskStatus status;
     uint32_t retries_used, preemptions;
-    int64_t retry_at_ms; /* FAILED with a retry pending: when it becomes READY */
+    uint32_t unfinished_deps; /* needs not yet SUCCEEDED */
+    float progress;           /* latest from the agent's heartbeat; -1 = none */
+    int64_t retry_at_ms;      /* FAILED with a retry pending: when it becomes READY */
     char *reason;
     Drover__AttemptRecord **attempts; /* history, oldest first; owned */
-    size_t n_attempts;
-    uint32_t unfinished_deps; /* needs not yet SUCCEEDED */
-    uint32_t *children;       /* indexes of tasks that need this one */
-    size_t n_children;
+    uint32_t n_attempts;
+    uint32_t n_children;
+    uint32_t *children; /* indexes of tasks that need this one */
     /* Fan-out step: its items (task indexes), how many ended, failed, and
      * the next one to release under the parallelism cap. */
     uint32_t *items;
-    size_t n_items, items_done, items_failed, items_released;
-    bool releasing; /* release_items is on the stack */
+    uint32_t n_items, items_done, items_failed, items_released;
     /* Results (owned). */
     Drover__KeyValue **out_params;
-    size_t n_out_params;
     Drover__Artifact **outputs;
-    size_t n_outputs;
-    uint8_t cache_key[32];
-    bool has_cache_key;
+    uint32_t n_out_params, n_outputs;
+    uint8_t *cache_key; /* 32 bytes (owned) from success until its entry is stored */
     char *cached_from;
     /* Committed checkpoints, oldest first (owned; blobs referenced). */
     Drover__Checkpoint **checkpoints;
-    size_t n_checkpoints;
-    char *avoid_agent; /* the node it was last preempted on */
+    uint32_t n_checkpoints;
     /* Templates expanded for dispatch (owned; NULL until prepared). */
+    uint32_t argc;
     char **argv;
-    size_t argc;
     Drover__KeyValue **env;
-    size_t n_env;
+    uint32_t n_env;
+    uint32_t agent_slot; /* runtime: position in agent->tasks */
+    char *avoid_agent;   /* the node it was last preempted on */
 
     /* Runtime only (rebuilt on load). */
     agent_t *agent; /* where the current attempt is, while ASSIGNED/RUNNING */
-    size_t agent_slot;
-    bool assign_acked;
     int64_t assign_sent_mono;
-    float progress; /* latest from the agent's heartbeat; -1 = none */
-    bool dirty;
     task_t *dirty_next;
     task_t *ready_prev, *ready_next;
+    bool is_item;
+    bool releasing; /* release_items is on the stack */
+    bool assign_acked;
+    uint8_t resends; /* of the current assignment, for the backoff */
+    bool dirty;
     bool in_ready;
 };
 
@@ -138,7 +137,8 @@ struct agent {
     char *notice_reason;
     bool dirty;
     int64_t last_seen_mono, last_seen_ms;
-    task_t **tasks; /* tasks whose current attempt is on this agent */
+    task_t **tasks;   /* tasks whose current attempt is on this agent */
+    uint32_t unacked; /* of those, assignments it has not acknowledged yet */
     size_t n_tasks, cap_tasks;
     agent_out_t out;
     agent_t *dirty_next, *out_next;
@@ -188,6 +188,7 @@ struct sched {
     zsock_t *agents_sock, *api_sock;
     zev_t *agents_zev, *api_zev;
     ev_prepare flush_w;
+    ev_idle more_w; /* keeps the loop turning while a placement backlog drains */
     ev_timer tick_w, watchdog_w;
     ev_signal sigint_w, sigterm_w;
 
@@ -195,6 +196,7 @@ struct sched {
     run_t **runs;         /* creation order */
     size_t n_runs, cap_runs;
     zhashx_t *agents;  /* name → agent_t (owned) */
+    zhashx_t *names;   /* interned strings (sched_intern) */
     idmap_t *attempts; /* attempt id → task_t, for current attempts */
 
     task_t *ready_head, *ready_tail;
@@ -245,6 +247,10 @@ void sched_mark_agent(sched_t *s, agent_t *a);
 agent_out_t *sched_agent_out(sched_t *s, agent_t *a);
 /* Free everything an outbound batch holds and reset it. */
 void agent_out_free(agent_out_t *o);
+/* One shared copy of str, alive as long as s: attempt records name their
+ * agent with it (a million attempts, a few agents), so they must be freed
+ * with dag_attempt_free. */
+char *sched_intern(sched_t *s, const char *str);
 /* Record t's cache key → t at the next commit. */
 void sched_cache_put(sched_t *s, task_t *t);
 /* Tell the peer with this routing id to register (it is not known). */
@@ -282,6 +288,8 @@ const Drover__Checkpoint *dag_latest_checkpoint(const task_t *t);
 void dag_cancel_run(sched_t *s, run_t *r);
 /* Move FAILED tasks whose backoff has passed back to READY. */
 void dag_retry_due(sched_t *s, int64_t now_ms);
+/* Free an attempt record whose agent name is interned. */
+void dag_attempt_free(Drover__AttemptRecord *a);
 /* Current attempt record of a task, or NULL. */
 Drover__AttemptRecord *dag_current_attempt(const task_t *t);
 /* Ready queue. */
@@ -309,8 +317,8 @@ int flow_items(sched_t *s, task_t *t, char ***items, size_t *n, char *err, size_
 void flow_unprepare(task_t *t);
 /* The upstream artifact an input names, or NULL if it has none. */
 const Drover__Artifact *flow_input_artifact(const task_t *t, const Drover__InputSpec *in);
-/* Compute t->cache_key from its prepared argv/env and inputs. */
-void flow_cache_key(task_t *t);
+/* t's cache key, from its prepared argv/env and inputs. */
+void flow_cache_key(const task_t *t, uint8_t key[32]);
 /* Record outputs on t (copies) and take blob references. */
 void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_arts,
                       Drover__KeyValue **params, size_t n_params);
@@ -329,9 +337,14 @@ bool placer_fits(const agent_t *a, const task_t *t);
  * spot policy, then nodes at risk last. ondemand_fleet: an on-demand
  * agent is in service (the fallback to on-demand needs one). */
 int placer_rank(const agent_t *a, const task_t *t, bool ondemand_fleet);
-/* Assign as many READY tasks as agents have room for. */
-void placer_place(sched_t *s);
-/* Bind/unbind a task's current attempt to an agent (resources, task list). */
+/* Assign READY tasks to agents with room, at most a bounded batch per
+ * call; true if it stopped at that bound with tasks left to place (call
+ * again in the next loop iteration). */
+bool placer_place(sched_t *s);
+/* The agent has t's current assignment (it acknowledged or reported it). */
+void placer_acked(task_t *t);
+/* Bind/unbind a task's current attempt to an agent (resources, task list,
+ * unacknowledged assignments). */
 void placer_bind(sched_t *s, agent_t *a, task_t *t);
 void placer_unbind(sched_t *s, task_t *t);
 /* Queue the assignment message for t's current attempt to its agent. */

@@ -83,6 +83,22 @@ agent_out_t *sched_agent_out(sched_t *s, agent_t *a)
     return &a->out;
 }
 
+static void free_name(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+char *sched_intern(sched_t *s, const char *str)
+{
+    char *copy = zhashx_lookup(s->names, str);
+    if (!copy) {
+        copy = xstrdup(str);
+        zhashx_insert(s->names, copy, copy);
+    }
+    return copy;
+}
+
 void sched_cache_put(sched_t *s, task_t *t)
 {
     if (s->n_cache_puts == s->cap_cache_puts) {
@@ -174,6 +190,10 @@ static void clear_dirty(sched_t *s)
     for (log_write_t *w = s->log_writes, *n; w; w = n) {
         n = w->next;
         free(w);
+    }
+    for (size_t i = 0; i < s->n_cache_puts; i++) { /* stored: the keys are done */
+        free(s->cache_puts[i]->cache_key);
+        s->cache_puts[i]->cache_key = NULL;
     }
     s->n_cache_puts = 0;
     s->clear_cache = false;
@@ -323,11 +343,19 @@ static void send_all(sched_t *s)
     s->replies_tail = &s->replies;
 }
 
+/* An idle watcher only makes the loop poll without blocking, so that
+ * on_flush runs again soon; one turn is enough. */
+static void on_more(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    ev_idle_stop(loop, w);
+}
+
 /* Runs before the loop blocks: place, commit, then send. */
 static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     sched_t *s = w->data;
-    placer_place(s);
+    if (placer_place(s))
+        ev_idle_start(loop, &s->more_w); /* place the rest next iteration */
     int rc = commit(s);
     if (rc < 0) {
         /* Nothing that depends on the lost transaction may leave. Stop: a
@@ -493,6 +521,8 @@ sched_t *sched_new(const sched_config_t *cfg)
     s->api_endpoint = cfg->api ? xstrdup(cfg->api) : xasprintf("ipc://%s/api.sock", cfg->state_dir);
     s->runs_by_id = zhashx_new();
     s->agents = zhashx_new();
+    s->names = zhashx_new();
+    zhashx_set_destructor(s->names, free_name);
     s->attempts = idmap_new();
     zsys_init();
     zsys_handler_set(NULL); /* signals are ours (ev_signal) */
@@ -529,6 +559,7 @@ sched_t *sched_new(const sched_config_t *cfg)
     ev_set_priority(&s->flush_w, EV_MAXPRI);
     s->flush_w.data = s;
     ev_prepare_start(s->loop, &s->flush_w);
+    ev_idle_init(&s->more_w, on_more);
     ev_timer_init(&s->tick_w, on_tick, TICK_SECONDS, TICK_SECONDS);
     s->tick_w.data = s;
     ev_timer_start(s->loop, &s->tick_w);
@@ -564,6 +595,7 @@ void sched_destroy(sched_t **sp)
     sched_t *s = *sp;
     if (s->loop) {
         ev_prepare_stop(s->loop, &s->flush_w);
+        ev_idle_stop(s->loop, &s->more_w);
         ev_timer_stop(s->loop, &s->tick_w);
         ev_timer_stop(s->loop, &s->watchdog_w);
         ev_signal_stop(s->loop, &s->sigint_w);
@@ -597,6 +629,7 @@ void sched_destroy(sched_t **sp)
     if (s->agents)
         agents_free_all(s);
     zhashx_destroy(&s->agents);
+    zhashx_destroy(&s->names);
     zhashx_destroy(&s->runs_by_id);
     idmap_destroy(&s->attempts);
     store_destroy(&s->store);

@@ -584,6 +584,128 @@ Test(flow, for_each_from_a_param_that_is_not_a_list_fails_the_group)
     }
 }
 
+/* for_each: {range: ...}: the items are the decimal strings, made when
+ * the group is decided, and behave as a list of those numbers would */
+Test(flow, fan_out_of_a_range)
+{
+    run_t *r = h_submit(s, "name: rng\n"
+                           "steps:\n"
+                           "  - name: shard\n"
+                           "    for_each: {range: [10, 0, -3]}\n"
+                           "    parallelism: 2\n"
+                           "    when: \"{{item}} != 4\"\n"
+                           "    command: [work, \"{{item}}\"]\n"
+                           "    outputs: {params: [r]}\n"
+                           "  - name: gather\n"
+                           "    needs: [shard]\n"
+                           "    command: [gather, \"{{steps.shard.outputs.params.r}}\"]\n");
+    task_t *g = h_task(r, "shard");
+    cr_assert(g->step->has_range);
+    cr_assert_eq(g->step->n_items, 0, "a range is stored as three numbers");
+    expect_status(g, ST(RUNNING));
+    cr_assert_eq(g->n_items, 4);
+    const char *vals[] = {"10", "7", "4", "1"};
+    for (size_t i = 0; i < 4; i++) {
+        task_t *it = item(r, "shard", i);
+        char want[16];
+        snprintf(want, sizeof want, "shard[%zu]", i);
+        cr_assert_str_eq(it->name, want);
+        cr_assert(it->is_item);
+        cr_assert_eq(it->item, i);
+        cr_assert_str_eq(it->item_value, vals[i]);
+        expect_status(it, i < 2 ? ST(READY) : ST(WAITING));
+    }
+    agent();
+    placer_place(s);
+    for (size_t i = 0; i < 2; i++) {
+        const Drover__Assignment *as = assignment(item(r, "shard", i));
+        cr_assert_not_null(as, "no assignment for shard[%zu]", i);
+        cr_assert_str_eq(as->argv[1], vals[i]);
+    }
+    finish(item(r, "shard", 0), "r", "R10");
+    finish(item(r, "shard", 1), "r", "R7");
+    /* 4 is skipped by its condition as it is released; 1 runs */
+    expect_status(item(r, "shard", 2), ST(SKIPPED));
+    expect_status(item(r, "shard", 3), ST(READY));
+    placer_place(s);
+    cr_assert_str_eq(assignment(item(r, "shard", 3))->argv[1], "1");
+    finish(item(r, "shard", 3), "r", "R1");
+    expect_status(g, ST(SUCCEEDED));
+    cr_assert_str_eq(param(g, "r"), "[\"R10\",\"R7\",\"\",\"R1\"]");
+    expect_status(h_task(r, "gather"), ST(READY));
+}
+
+Test(flow, an_empty_range_succeeds_at_once)
+{
+    run_t *r =
+        h_submit(s, "name: rng\n"
+                    "steps:\n"
+                    "  - {name: shard, for_each: {range: [5, 5]}, command: [w, \"{{item}}\"]}\n"
+                    "  - {name: after, needs: [shard], command: [a]}\n");
+    expect_status(h_task(r, "shard"), ST(SUCCEEDED));
+    cr_assert_eq(h_task(r, "shard")->n_items, 0);
+    expect_status(h_task(r, "after"), ST(READY));
+}
+
+Test(flow, a_range_at_the_ends_of_int64)
+{
+    run_t *r = h_submit(s, "name: rng\n"
+                           "steps:\n"
+                           "  - name: shard\n"
+                           "    for_each:\n"
+                           "      range: [-9223372036854775808, 9223372036854775807, "
+                           "9223372036854775807]\n"
+                           "    command: [w, \"{{item}}\"]\n");
+    task_t *g = h_task(r, "shard");
+    cr_assert_eq(g->n_items, 3);
+    cr_assert_str_eq(item(r, "shard", 0)->item_value, "-9223372036854775808");
+    cr_assert_str_eq(item(r, "shard", 1)->item_value, "-1");
+    cr_assert_str_eq(item(r, "shard", 2)->item_value, "9223372036854775806");
+}
+
+/* Beyond the literal list's 100,000: a range costs no spec bytes. Items
+ * decided at once must not nest (see a_large_fan_out_whose_items_...). */
+Test(flow, a_range_larger_than_a_literal_list_may_be)
+{
+    run_t *r = h_submit(s, "name: big\n"
+                           "steps:\n"
+                           "  - name: shard\n"
+                           "    for_each: {range: [0, 300000, 2]}\n"
+                           "    when: \"{{item}} < 0\"\n"
+                           "    command: [w, \"{{item}}\"]\n");
+    task_t *g = h_task(r, "shard");
+    expect_status(g, ST(SUCCEEDED));
+    cr_assert_eq(g->n_items, 150000);
+    task_t *last = item(r, "shard", 149999);
+    cr_assert_str_eq(last->item_value, "299998");
+    expect_status(last, ST(SKIPPED));
+    expect_run(r, RS(SUCCEEDED));
+}
+
+Test(flow, a_range_beyond_max_items_fails_the_group)
+{
+    s->cfg.max_items = 3; /* droverd restarted with less than the run was submitted under */
+    uint64_t over = s->counters.over_limits;
+    run_t *r = h_submit(s, "name: rng\n"
+                           "steps:\n"
+                           "  - {name: shard, for_each: {range: 4}, command: [w, \"{{item}}\"]}\n"
+                           "  - {name: after, needs: [shard], command: [a]}\n");
+    task_t *g = h_task(r, "shard");
+    expect_status(g, ST(FAILED));
+    expect_reason(g, "for_each range has 4 items, more than 3 (droverd's --max-items)");
+    cr_assert_eq(g->n_items, 0);
+    cr_assert_eq(s->counters.over_limits, over + 1);
+    expect_status(h_task(r, "after"), ST(SKIPPED));
+    expect_run(r, RS(FAILED));
+    /* exactly the limit is fine */
+    r = h_submit(s, "name: rng\n"
+                    "steps:\n"
+                    "  - {name: shard, for_each: {range: [1, 4]}, command: [w, \"{{item}}\"]}\n");
+    expect_status(h_task(r, "shard"), ST(RUNNING));
+    cr_assert_eq(h_task(r, "shard")->n_items, 3);
+    cr_assert_str_eq(item(r, "shard", 2)->item_value, "3");
+}
+
 /* ------------------------------------------------------------ finally */
 
 static const char *HANDLERS = "name: handlers\n"
@@ -991,7 +1113,8 @@ Test(flow, fan_out_items_are_cached_one_by_one)
     expect_cached_from(item(r2, "shard", 1), r1);
     cr_assert_str_eq(param(h_task(r2, "shard"), "r"), "[\"ra\",\"rb\"]");
     expect_status(item(r2, "more", 0), ST(READY));
-    cr_assert_str_eq(item(r2, "more", 0)->argv[1], "a-x");
+    ensure_assigned(item(r2, "more", 0)); /* a READY item is expanded when assigned */
+    cr_assert_str_eq(assignment(item(r2, "more", 0))->argv[1], "a-x");
 }
 
 /* ------------------------------------------------------------ restart */
@@ -1088,6 +1211,93 @@ Test(flow, a_fan_out_group_restored_with_items_still_to_release)
     expect_status(item(r, "shard", 2), ST(READY));
     finish(item(r, "shard", 2));
     expect_status(g, ST(SUCCEEDED));
+    expect_run(r, RS(SUCCEEDED));
+}
+
+/* The range is kept in the run's record: a group not yet expanded makes
+ * its items after a restart; items are cached one by one. */
+Test(flow, a_range_survives_a_restart_and_its_items_are_cached)
+{
+    const char *spec = "name: rng\n"
+                       "steps:\n"
+                       "  - {name: first, command: [f]}\n"
+                       "  - name: shard\n"
+                       "    needs: [first]\n"
+                       "    for_each: {range: [0, 30, 10]}\n"
+                       "    command: [w, \"{{item}}\"]\n"
+                       "    outputs: {params: [r]}\n";
+    run_t *r = h_submit(s, spec);
+    cr_assert_eq(r->n_tasks, 2, "no items before the group is decided");
+    commit();
+    h_sched_close(&s);
+    s = h_sched_open(dir);
+    r = dag_find_run(s, "r000001");
+    cr_assert_not_null(r);
+    finish(h_task(r, "first"));
+    task_t *g = h_task(r, "shard");
+    expect_status(g, ST(RUNNING));
+    cr_assert_eq(g->n_items, 3);
+    const char *vals[] = {"0", "10", "20"};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_str_eq(item(r, "shard", i)->item_value, vals[i]);
+        char out[8];
+        snprintf(out, sizeof out, "r%s", vals[i]);
+        finish(item(r, "shard", i), "r", out);
+    }
+    expect_status(g, ST(SUCCEEDED));
+    cr_assert_str_eq(param(g, "r"), "[\"r0\",\"r10\",\"r20\"]");
+    expect_run(r, RS(SUCCEEDED));
+    commit();
+
+    run_t *r2 = h_submit(s, spec);
+    expect_cached_from(h_task(r2, "first"), r);
+    task_t *g2 = h_task(r2, "shard");
+    expect_status(g2, ST(SUCCEEDED));
+    for (size_t i = 0; i < 3; i++)
+        expect_cached_from(item(r2, "shard", i), r);
+    cr_assert_str_eq(param(g2, "r"), "[\"r0\",\"r10\",\"r20\"]");
+}
+
+/* Fresh items are not stored (only the group is): a restart right after
+ * the expansion makes them again, with their values, names and order. */
+Test(flow, items_never_assigned_are_made_again_after_a_restart)
+{
+    run_t *r = h_submit(s, "name: fresh\n"
+                           "steps:\n"
+                           "  - name: shard\n"
+                           "    for_each: {range: [5, 11, 2]}\n"
+                           "    parallelism: 2\n"
+                           "    command: [w, \"{{item}}\"]\n"
+                           "  - {name: after, needs: [shard], command: [a]}\n");
+    cr_assert_eq(r->n_tasks, 5);
+    commit();
+    h_sched_close(&s);
+    s = h_sched_open(dir);
+    r = dag_find_run(s, "r000001");
+    cr_assert_not_null(r);
+    cr_assert_eq(r->n_tasks, 5, "both steps and all three items");
+    task_t *g = h_task(r, "shard");
+    expect_status(g, ST(RUNNING));
+    cr_assert_eq(active_items(g), 2, "parallelism holds after a restart");
+    const char *vals[] = {"5", "7", "9"};
+    for (size_t i = 0; i < 3; i++) {
+        task_t *it = item(r, "shard", i);
+        cr_assert(it->is_item);
+        cr_assert_str_eq(it->item_value, vals[i]);
+        char name[16];
+        snprintf(name, sizeof name, "shard[%zu]", i);
+        cr_assert_str_eq(it->name, name);
+        cr_assert_eq(dag_find_task(r, name), it);
+        cr_assert_str_eq(h_task(r, name)->name, name);
+    }
+    expect_status(item(r, "shard", 2), ST(WAITING));
+    for (size_t i = 0; i < 3; i++) {
+        finish(item(r, "shard", i));
+        if (i < 2)
+            expect_status(g, ST(RUNNING));
+    }
+    expect_status(g, ST(SUCCEEDED));
+    finish(h_task(r, "after"));
     expect_run(r, RS(SUCCEEDED));
 }
 
@@ -1246,7 +1456,11 @@ Test(flow, a_large_fan_out_served_entirely_from_the_cache)
     size_t n = 100000; /* the most literal items a spec may list */
     char *y = big_fan(n, NULL);
     run_t *r1 = h_submit(s, y);
-    h_register(s, "a1", 1000 * 1000, 1ull << 50, 0, NULL); /* 1,000 items at a time */
+    for (int i = 0; i < 16; i++) { /* 16 x 64 unacknowledged: 1,024 items at a time */
+        char name[8];
+        snprintf(name, sizeof name, "a%d", i);
+        h_register(s, name, 1000 * 1000, 1ull << 50, 0, NULL);
+    }
     task_t *g1 = h_task(r1, "shard");
     for (size_t next = 0; next < n;) {
         commit(); /* places the next items; sends (and so empties) the agent's batch */

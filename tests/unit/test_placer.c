@@ -5,8 +5,9 @@
  * called directly. Checked: cpu, memory and GPU requests against what is
  * free (capacity minus what droverd has bound there), labels (all must
  * match), drained and disconnected agents, spreading to the least loaded
- * agent, FIFO order with blocked tasks skipped, and resources coming back
- * when a task ends.
+ * agent, FIFO order with blocked tasks skipped, resources coming back
+ * when a task ends, the index agreeing with a scan, bounded passes and
+ * flow control (unacknowledged assignments).
  */
 #define DROVER_TEST_SCHED
 #include "helpers.h"
@@ -403,4 +404,86 @@ Test(placer, preempting_and_at_risk_agents)
     placer_place(s);
     expect_on(a, calm);
     expect_on(b, risky); /* calm is full: an at-risk node beats none */
+}
+
+/* Flow control: an agent that has not acknowledged 64 assignments gets no
+ * more, however much room it has, until it acknowledges them. */
+Test(placer, an_agent_that_does_not_acknowledge_gets_no_more_work)
+{
+    run_t *r =
+        h_submit(s, "name: flood\n"
+                    "steps:\n"
+                    "  - {name: t, command: [x], for_each: {range: 200}, resources: {cpu: 1m}}\n");
+    agent_t *a = h_register(s, "slow", 64000, 0, 0, NULL);
+    placer_place(s);
+    cr_assert_eq(a->n_tasks, 64, "%zu assignments before any acknowledgement", a->n_tasks);
+    cr_assert_eq(a->unacked, 64);
+    placer_place(s);
+    cr_assert_eq(a->n_tasks, 64, "still 64: nothing was acknowledged");
+
+    Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
+    uint64_t acks[64];
+    for (size_t i = 0; i < 64; i++)
+        acks[i] = dag_current_attempt(a->tasks[i])->id;
+    m.assign_acks = acks;
+    m.n_assign_acks = 64;
+    h_agent_send(s, "slow", &m);
+    cr_assert_eq(a->unacked, 0);
+    placer_place(s);
+    cr_assert_eq(a->n_tasks, 128, "64 more once the first were acknowledged");
+    while (r->unfinished) {
+        for (size_t i = a->n_tasks; i-- > 0;)
+            h_exit(s, a->tasks[i], 0); /* an exit acknowledges too */
+        placer_place(s);
+    }
+    cr_assert_eq(r->rec->status, DROVER__RUN_STATUS__RUN_SUCCEEDED);
+    cr_assert_eq(a->unacked, 0);
+}
+
+/* A pass assigns a bounded batch and says more is waiting; the next
+ * passes place the rest. */
+Test(placer, a_big_backlog_goes_out_in_bounded_passes)
+{
+    run_t *r = h_submit(s, "name: big\n"
+                           "steps:\n"
+                           "  - {name: t, command: [x], for_each: {range: 20000}, "
+                           "resources: {cpu: 1m}}\n");
+    agent_t *ag[400]; /* room for 20,000 unacknowledged (64 each) */
+    for (int i = 0; i < 400; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "a%03d", i);
+        ag[i] = h_register(s, name, 1000000, 0, 0, NULL);
+    }
+    cr_assert(placer_place(s), "the first pass stops at its bound");
+    cr_assert_eq(s->n_ready, 20000 - 8192);
+    cr_assert(placer_place(s));
+    cr_assert_not(placer_place(s), "the third pass places the rest");
+    cr_assert_eq(s->n_ready, 0);
+    size_t total = 0;
+    for (int i = 0; i < 400; i++) {
+        cr_assert_eq(ag[i]->n_tasks, 50, "%s has %zu tasks: work is spread", ag[i]->name,
+                     ag[i]->n_tasks);
+        total += ag[i]->n_tasks;
+    }
+    cr_assert_eq(total, r->n_tasks - 1);
+}
+
+/* The index finds what a scan of every agent would: the fitting agent with
+ * the most free cpu, labels and memory honoured, across spot classes. */
+Test(placer, the_index_picks_the_agent_a_full_scan_would)
+{
+    agent_t *big_a = h_register(s, "big-a", 16000, 1 * GiB, 0, NULL);
+    agent_t *mid_b = h_register(s, "mid-b", 8000, 64 * GiB, 0, "zone=b");
+    agent_t *small_b = h_register(s, "small-b", 2000, 64 * GiB, 0, "zone=b");
+    run_t *r = h_submit(s, "name: idx\n"
+                           "steps:\n"
+                           "  - {name: anywhere, command: [x], resources: {cpu: 1}}\n"
+                           "  - {name: in-b, command: [x], resources: {cpu: 1},\n"
+                           "     placement: {labels: {zone: b}}}\n"
+                           "  - {name: big-mem, command: [x], resources: {cpu: 1, memory: 8Gi}}\n");
+    placer_place(s);
+    expect_on(h_task(r, "anywhere"), big_a); /* the most free cpu */
+    expect_on(h_task(r, "in-b"), mid_b);     /* big-a lacks the label: set aside */
+    expect_on(h_task(r, "big-mem"), mid_b);  /* big-a lacks the memory */
+    cr_assert_eq(small_b->n_tasks, 0);
 }

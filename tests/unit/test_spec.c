@@ -1465,9 +1465,12 @@ Test(spec, for_each_errors)
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{steps.a}}\"}\n",
               "bad template '{{steps.a}}'");
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: {a: 1}}\n",
-              "'for_each' must be a list of items or a string");
+              "unknown key 'a' in for_each (a map is a range: {range: END}, {range: [START, "
+              "END]} or {range: [START, END, STEP]})");
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: }\n",
-              "'for_each' must be a list of items or a string");
+              "'for_each' must be a list of items, a string (a JSON list, or "
+              "{{steps.STEP.outputs.params.NAME}}) or a range ({range: END}, {range: [START, "
+              "END]} or {range: [START, END, STEP]})");
     /* run-time templates inside items would never be expanded */
     parse_bad_at(
         "name: p\nsteps:\n  - name: a\n    command: [x]\n    for_each: [a, \"{{run.id}}\"]\n", 5,
@@ -1516,6 +1519,203 @@ Test(spec, for_each_item_limit)
     cr_assert(strstr(err, "param 'l' (-p l=...) is longer than 65536 bytes"), "%s", err);
     free(val);
     free(t);
+}
+
+/* for_each: {range: ...}: three numbers, no items (droverd makes them) */
+static void expect_range(const spec_step_t *st, int64_t start, int64_t end, int64_t step,
+                         uint64_t count)
+{
+    cr_assert(st->fan_out, "step %s: a range is a fan-out", st->name);
+    cr_assert(st->has_range, "step %s has no range", st->name);
+    cr_assert_eq(st->range_start, start, "step %s: start %lld", st->name,
+                 (long long)st->range_start);
+    cr_assert_eq(st->range_end, end, "step %s: end %lld", st->name, (long long)st->range_end);
+    cr_assert_eq(st->range_step, step, "step %s: step %lld", st->name, (long long)st->range_step);
+    cr_assert_eq(st->item_count, 0);
+    cr_assert_null(st->items);
+    cr_assert_null(st->items_from);
+    uint64_t n = spec_range_count(start, end, step);
+    cr_assert_eq(n, count, "step %s: %llu items, want %llu", st->name, (unsigned long long)n,
+                 (unsigned long long)count);
+}
+
+Test(spec, for_each_range)
+{
+    spec_t *s =
+        parse_ok("name: p\nparams: {n: \"5\", lo: \"-3\"}\nsteps:\n"
+                 "  - {name: a, command: [x, \"{{item}}\"], for_each: {range: 1000000}}\n"
+                 "  - {name: b, command: [x], for_each: {range: [1, 101]}}\n"
+                 "  - name: c\n"
+                 "    for_each: {range: [0, 100, 10]}\n"
+                 "    parallelism: 3\n"
+                 "    when: \"{{item}} != 40\"\n"
+                 "    command: [x, \"{{ item }}\", \"{{item.k}}\"]\n"
+                 "  - {name: d, command: [x], for_each: {range: [10, 0, -2]}}\n"
+                 "  - {name: e, command: [x], for_each: {range: \"{{params.n}}\"}}\n"
+                 "  - {name: f, command: [x], for_each: {range: [\"{{params.lo}}\", +7, \"2\"]}}\n"
+                 "  - {name: g, command: [x], for_each: {range: 0}}\n"
+                 "  - {name: h, command: [x], for_each: {range: [5, 1]}}\n"
+                 "  - name: i\n"
+                 "    command: [x]\n"
+                 "    for_each:\n"
+                 "      range: [-9223372036854775808, 9223372036854775807, 9223372036854775807]\n");
+    expect_range(step(s, "a"), 0, 1000000, 1, 1000000);
+    cr_assert_str_eq(step(s, "a")->argv[1], "{{item}}");
+    expect_range(step(s, "b"), 1, 101, 1, 100);
+    expect_range(step(s, "c"), 0, 100, 10, 10);
+    cr_assert_eq(step(s, "c")->parallelism, 3);
+    cr_assert_str_eq(step(s, "c")->when, "{{item}} != 40");
+    expect_range(step(s, "d"), 10, 0, -2, 5);
+    expect_range(step(s, "e"), 0, 5, 1, 5);
+    expect_range(step(s, "f"), -3, 7, 2, 5);
+    expect_range(step(s, "g"), 0, 0, 1, 0); /* empty, as range(0) and for_each: [] */
+    expect_range(step(s, "h"), 5, 1, 1, 0);
+    expect_range(step(s, "i"), INT64_MIN, INT64_MAX, INT64_MAX, 3);
+    spec_destroy(&s);
+
+    /* a -p override sets the size */
+    spec_kv_t ov[] = {{"n", "250000"}};
+    cr_assert_eq(parse_ov("name: p\nparams: {n: \"1\"}\nsteps:\n"
+                          "  - {name: a, command: [x], for_each: {range: [0, \"{{params.n}}\"]}}\n",
+                          ov, 1, &s),
+                 0, "%s", err);
+    expect_range(&s->steps[0], 0, 250000, 1, 250000);
+    spec_destroy(&s);
+}
+
+Test(spec, range_count)
+{
+    cr_assert_eq(spec_range_count(0, 10, 3), 4);
+    cr_assert_eq(spec_range_count(10, 0, -3), 4);
+    cr_assert_eq(spec_range_count(0, 10, 10), 1);
+    cr_assert_eq(spec_range_count(0, 10, 11), 1);
+    cr_assert_eq(spec_range_count(5, 5, 1), 0);
+    cr_assert_eq(spec_range_count(5, 5, -1), 0);
+    cr_assert_eq(spec_range_count(0, 10, -1), 0);
+    cr_assert_eq(spec_range_count(10, 0, 1), 0);
+    cr_assert_eq(spec_range_count(0, 10, 0), 0);
+    cr_assert_eq(spec_range_count(-5, 5, 1), 10);
+    cr_assert_eq(spec_range_count(INT64_MIN, INT64_MAX, 1), UINT64_MAX);
+    cr_assert_eq(spec_range_count(INT64_MAX, INT64_MIN, -1), UINT64_MAX);
+    cr_assert_eq(spec_range_count(INT64_MAX, INT64_MIN, INT64_MIN), 2);
+    cr_assert_eq(spec_range_count(INT64_MIN, INT64_MAX, INT64_MAX), 3);
+}
+
+/* A one-step spec whose for_each (on line 5, from column 15) is fe. */
+static const char *range_spec(const char *fe)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf,
+             "name: p\nparams: {n: ten, k: \"7\"}\nsteps:\n  - name: a\n    for_each: %s\n"
+             "    command: [x, \"{{item}}\"]\n",
+             fe);
+    return buf;
+}
+
+Test(spec, for_each_range_errors)
+{
+    /* step 0 */
+    parse_bad_at(range_spec("{range: [0, 10, 0]}"), 5, 31, "for_each range STEP must not be 0");
+    parse_bad_at(range_spec("{range: [0, 10, \"{{params.n}}\"]}"), 5, 31,
+                 "for_each range STEP must be a decimal integer, not 'ten'");
+    /* not integers */
+    parse_bad_at(range_spec("{range: [0, 1.5]}"), 5, 27,
+                 "for_each range END must be a decimal integer, not '1.5'");
+    parse_bad_at(range_spec("{range: 1e6}"), 5, 23,
+                 "for_each range END must be a decimal integer, not '1e6'");
+    parse_bad_at(range_spec("{range: [0x10, 20]}"), 5, 24,
+                 "for_each range START must be a decimal integer, not '0x10'");
+    parse_bad_at(range_spec("{range: [1, \"\"]}"), 5, 27,
+                 "for_each range END must be a decimal integer, not ''");
+    parse_bad_at(range_spec("{range: [\"-\", 2]}"), 5, 24,
+                 "for_each range START must be a decimal integer, not '-'");
+    parse_bad_at(range_spec("{range: \" 5\"}"), 5, 23,
+                 "for_each range END must be a decimal integer, not ' 5'");
+    parse_bad_at(range_spec("{range: [1, ~]}"), 5, 27,
+                 "for_each range END must be an integer ({range: END}, {range: [START, END]} or "
+                 "{range: [START, END, STEP]})");
+    parse_bad_at(range_spec("{range: [1, [2]]}"), 5, 27, "for_each range END must be an integer");
+    parse_bad_at(range_spec("{range: }"), 5, 23, "for_each range END must be an integer");
+    /* arity */
+    parse_bad_at(range_spec("{range: [1]}"), 5, 23,
+                 "for_each range must be {range: END}, {range: [START, END]} or {range: [START, "
+                 "END, STEP]}, not a list of 1");
+    parse_bad_at(range_spec("{range: []}"), 5, 23, "not a list of 0");
+    parse_bad_at(range_spec("{range: [1, 2, 3, 4]}"), 5, 23, "not a list of 4");
+    parse_bad_at(range_spec("{range: {end: 3}}"), 5, 23,
+                 "for_each range must be {range: END}, {range: [START, END]} or {range: [START, "
+                 "END, STEP]}, not a map");
+    /* keys of the map */
+    parse_bad_at(range_spec("{range: 5, step: 2}"), 5, 26,
+                 "unknown key 'step' in for_each (a map is a range: {range: END}, {range: "
+                 "[START, END]} or {range: [START, END, STEP]})");
+    parse_bad_at(range_spec("{}"), 5, 15,
+                 "'for_each' map must hold the key 'range': {range: END}, {range: [START, END]} "
+                 "or {range: [START, END, STEP]}");
+    parse_bad_at(range_spec("{range: 1, range: 2}"), 5, 26, "duplicate key 'range'");
+    /* overflow */
+    parse_bad_at(range_spec("{range: 9223372036854775808}"), 5, 23,
+                 "for_each range END 9223372036854775808 overflows a 64-bit integer "
+                 "(-9223372036854775808 to 9223372036854775807)");
+    parse_bad_at(range_spec("{range: [-9223372036854775809, 0]}"), 5, 24,
+                 "for_each range START -9223372036854775809 overflows a 64-bit integer");
+    parse_bad_at(range_spec("{range: [0, 1, 123456789012345678901234567890]}"), 5, 30,
+                 "for_each range STEP 123456789012345678901234567890 overflows a 64-bit integer");
+    /* templates: {{params.NAME}} only, fixed at submit */
+    parse_bad_at(range_spec("{range: \"{{params.n}}\"}"), 5, 23,
+                 "for_each range END must be a decimal integer, not 'ten'");
+    parse_bad_at(range_spec("{range: [\"{{params.k}}0\", \"{{params.nope}}\"]}"), 5, 41,
+                 "unknown param 'nope' in template");
+    parse_bad_at(range_spec("{range: \"{{item}}\"}"), 5, 23,
+                 "'{{item}}' cannot be used in a for_each range (only {{params.NAME}}: a range "
+                 "is fixed when the run is submitted)");
+    parse_bad(range_spec("{range: \"{{steps.b.outputs.params.n}}\"}"),
+              "'{{steps.b.outputs.params.n}}' cannot be used in a for_each range");
+    parse_bad(range_spec("{range: \"{{run.id}}\"}"),
+              "'{{run.id}}' cannot be used in a for_each range");
+    /* ranges are for_each: not under defaults; parallelism needs them */
+    parse_bad("name: p\ndefaults: {for_each: {range: 3}}\nsteps:\n  - {name: a, command: [x]}\n",
+              "'for_each' cannot be set under defaults");
+}
+
+Test(spec, for_each_range_limit)
+{
+    /* droverd's run-time fan-out limit (1,000,000), not the literal list's */
+    spec_t *s = parse_ok(range_spec("{range: [1, 1000001]}"));
+    cr_assert_eq(
+        spec_range_count(s->steps[0].range_start, s->steps[0].range_end, s->steps[0].range_step),
+        1000000);
+    spec_destroy(&s);
+    s = NULL;
+    cr_assert_eq(parse_ov(range_spec("{range: 1000001}"), NULL, 0, &s), -E2BIG);
+    cr_assert_null(s);
+    cr_assert_str_eq(err, "t.yaml:5:23: too many for_each items in range (1000001; at most "
+                          "1000000, droverd's --max-items)");
+    parse_bad_at(range_spec("{range: [-9223372036854775808, 9223372036854775807]}"), 5, 23,
+                 "too many for_each items in range (18446744073709551615; at most 1000000, "
+                 "droverd's --max-items)");
+    parse_bad_at(range_spec("{range: [0, 20000000, 10]}"), 5, 23,
+                 "too many for_each items in range (2000000; at most 1000000");
+    s = parse_ok(range_spec("{range: [0, 20000000, 20]}"));
+    spec_destroy(&s);
+
+    /* what droverd passes: --max-items 10 */
+    spec_limits_t lim;
+    spec_limits_defaults(&lim);
+    cr_assert_eq(lim.max_range_items, 1000000);
+    cr_assert_eq(lim.max_items, 100000);
+    lim.max_range_items = 10;
+    lim.max_items = 5;
+    const char *y = range_spec("{range: [0, 100, 10]}");
+    cr_assert_eq(spec_parse_limited("t.yaml", y, strlen(y), NULL, 0, &lim, &s, err, sizeof err), 0,
+                 "%s", err);
+    expect_range(&s->steps[0], 0, 100, 10, 10);
+    spec_destroy(&s);
+    y = range_spec("{range: [0, 101, 10]}");
+    cr_assert_eq(spec_parse_limited("t.yaml", y, strlen(y), NULL, 0, &lim, &s, err, sizeof err),
+                 -E2BIG);
+    cr_assert_str_eq(err, "t.yaml:5:23: too many for_each items in range (11; at most 10, "
+                          "droverd's --max-items)");
 }
 
 Test(spec, finally_steps)
