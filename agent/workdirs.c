@@ -197,6 +197,20 @@ static int check_sig(int fd, const isig_t *ref)
 
 static int remove_entry(int dfd, const char *name, unsigned char type, dev_t dev, int depth);
 
+/* The next entry of d other than "." and "..": 1 with *e set, 0 at the
+ * end, or -errno. */
+static int next_entry(DIR *d, struct dirent **e)
+{
+    for (;;) {
+        errno = 0;
+        *e = readdir(d);
+        if (!*e)
+            return errno ? -errno : 0;
+        if (!is_dot((*e)->d_name))
+            return 1;
+    }
+}
+
 /* Remove everything in d, pass after pass until one reads it empty (an
  * entry removed during readdir must not hide another). */
 static int empty_dir(DIR *d, dev_t dev, int depth)
@@ -205,21 +219,16 @@ static int empty_dir(DIR *d, dev_t dev, int depth)
         return -ELOOP;
     for (int pass = 0;; pass++) {
         size_t seen = 0;
-        for (;;) {
-            errno = 0;
-            struct dirent *e = readdir(d);
-            if (!e) {
-                if (errno)
-                    return -errno;
-                break;
-            }
-            if (is_dot(e->d_name))
-                continue;
+        struct dirent *e;
+        int more;
+        while ((more = next_entry(d, &e)) > 0) {
             seen++;
             int rc = remove_entry(dirfd(d), e->d_name, e->d_type, dev, depth);
             if (rc < 0)
                 return rc;
         }
+        if (more < 0)
+            return more;
         if (seen == 0)
             return 0;
         if (pass + 1 == MAX_PASSES)
@@ -337,16 +346,9 @@ static int clean_attempt(DIR *d, const workdirs_t *w)
     bool kept = false;
     for (int pass = 0;; pass++) {
         size_t removed = 0;
-        for (;;) {
-            errno = 0;
-            struct dirent *e = readdir(d);
-            if (!e) {
-                if (errno)
-                    return -errno;
-                break;
-            }
-            if (is_dot(e->d_name))
-                continue;
+        struct dirent *e;
+        int more;
+        while ((more = next_entry(d, &e)) > 0) {
             int i = subdir_index(e->d_name), rc = 0;
             bool progress = strcmp(e->d_name, WORKDIRS_PROGRESS) == 0;
             if (progress && kept)
@@ -363,6 +365,8 @@ static int clean_attempt(DIR *d, const workdirs_t *w)
             if (rc < 0)
                 return rc;
         }
+        if (more < 0)
+            return more;
         if (removed == 0)
             break;
         if (pass + 1 == MAX_PASSES)
@@ -383,17 +387,10 @@ static int only_entry(int fd, const char *name)
             close(dup_fd);
         return rc;
     }
-    int rc = 0;
+    int rc;
     size_t n = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *e = readdir(d);
-        if (!e) {
-            rc = errno ? -errno : 0;
-            break;
-        }
-        if (is_dot(e->d_name))
-            continue;
+    struct dirent *e;
+    while ((rc = next_entry(d, &e)) > 0) {
         if (++n > 1 || strcmp(e->d_name, name) != 0) {
             rc = -ENOTEMPTY;
             break;
