@@ -60,6 +60,7 @@ struct attempt {
     int64_t up_time_ms;
     int64_t ck_last_mono; /* when the last commit began; 0 = never */
     bool ck_warned;       /* "checkpointing is off" logged once */
+    xfer_memo_t *ck_memo; /* digests of its checkpoint files (worker only) */
     bool final_commit;    /* the upload is the preempted task's last */
     /* Preemption. */
     bool preempted;     /* signalled for a preemption: it ends PREEMPTED */

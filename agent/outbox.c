@@ -11,6 +11,7 @@ typedef struct node node_t;
 struct node {
     Drover__Report *rep;
     int64_t sent_at; /* 0 = never sent */
+    unsigned sends;  /* since it was queued or marked unsent: the back-off */
     node_t *prev, *next;
 };
 
@@ -105,7 +106,10 @@ size_t outbox_collect(outbox_t *ob, int64_t now, int64_t resend_ms, bool all, Dr
     size_t k = 0, bytes = 0;
     *more = false;
     for (node_t *n = ob->head; n; n = n->next) {
-        if (!all && n->sent_at && now - n->sent_at < resend_ms)
+        /* Each re-send waits twice as long as the one before (up to 16x):
+         * a droverd that is only slow is not sent every report again. */
+        int64_t wait = n->sends ? resend_ms << (n->sends - 1 < 4 ? n->sends - 1 : 4) : 0;
+        if (!all && n->sent_at && now - n->sent_at < wait)
             continue;
         if (k == max || (k > 0 && bytes + n->rep->data.len > max_bytes)) {
             *more = true;
@@ -113,6 +117,7 @@ size_t outbox_collect(outbox_t *ob, int64_t now, int64_t resend_ms, bool all, Dr
         }
         bytes += n->rep->data.len;
         n->sent_at = now ? now : 1;
+        n->sends = all ? 1 : n->sends + 1;
         out[k++] = n->rep;
     }
     return k;
@@ -120,8 +125,10 @@ size_t outbox_collect(outbox_t *ob, int64_t now, int64_t resend_ms, bool all, Dr
 
 void outbox_mark_unsent(outbox_t *ob)
 {
-    for (node_t *n = ob->head; n; n = n->next)
+    for (node_t *n = ob->head; n; n = n->next) {
         n->sent_at = 0;
+        n->sends = 0;
+    }
 }
 
 bool outbox_has_exit(const outbox_t *ob, uint64_t attempt_id)

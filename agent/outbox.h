@@ -3,8 +3,10 @@
  * ZeroMQ does not redeliver across reconnects, so every report (STARTED,
  * LOG, EXITED) gets a sequence number and stays here until droverd acks
  * that number. Reports never sent, or sent longer ago than the resend
- * interval, are collected again for sending; after a re-registration all
- * of them are. Acks remove in O(1) (seq → node map).
+ * interval, are collected again for sending, each re-send after twice the
+ * wait of the one before (up to 16 times the interval); after a
+ * re-registration all of them are, and the back-off starts over. Acks
+ * remove in O(1) (seq → node map).
  */
 #ifndef DROVER_OUTBOX_H
 #define DROVER_OUTBOX_H
@@ -32,7 +34,8 @@ uint64_t outbox_add(outbox_t *ob, Drover__Report *rep);
 void outbox_ack(outbox_t *ob, uint64_t seq);
 
 /* Collect up to max reports (and about max_bytes of log data) that are due:
- * never sent, or sent at least resend_ms before now, or every one if all.
+ * never sent, or sent at least resend_ms before now (doubling with each
+ * re-send, up to 16 x resend_ms), or every one if all.
  * Pointers stay owned by the outbox and valid until acked. Marks them sent
  * at now. Returns how many were stored in out; *more is set when due
  * reports were left for a further call. */

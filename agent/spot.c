@@ -114,6 +114,8 @@ void spot_attempt_free(attempt_t *at)
     at->progress_fd = -1;
     free(at->progress_rd);
     at->progress_rd = NULL;
+    xfer_memo_release(&at->agent->xfer, at->ck_memo); /* after its scans */
+    at->ck_memo = NULL;
 }
 
 static void poll_one(uint64_t id, void *value, void *arg)
@@ -201,13 +203,14 @@ static void try_commit(attempt_t *at, bool now)
         mono - at->ck_last_mono < (int64_t)at->as->checkpoint_min_interval_ms)
         return; /* remembered: a later line, a notice or the end commits it */
     agent_t *a = at->agent;
-    char *names[] = {(char *)"checkpoint"};
     at->ck_pending = false;
     at->ck_last_mono = mono;
     at->up_step = at->ck_step;
     at->up_time_ms = at->ck_time_ms;
+    if (!at->ck_memo)
+        at->ck_memo = xfer_memo_new(2);
     at->xout =
-        xfer_out_start(&a->xfer, at->id, at->dir, names, 1, NULL, 0, on_checkpoint_uploaded, at);
+        xfer_checkpoint_start(&a->xfer, at->id, at->dir, at->ck_memo, on_checkpoint_uploaded, at);
 }
 
 void spot_finish_preempted(attempt_t *at)

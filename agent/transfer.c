@@ -8,6 +8,8 @@
  */
 #include "transfer.h"
 
+#include <czmq.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "digest.h"
@@ -508,7 +511,82 @@ struct xfer_out {
     char error[512];
     xfer_out_done_fn done;
     void *arg;
+    xfer_memo_t *memo; /* checkpoints: digests already known (worker only) */
 };
+
+struct xfer_memo {
+    zhashx_t *by_path; /* relative path → memo_entry_t */
+    int racy_s;
+};
+
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+    uint8_t digest[DIGEST_LEN];
+} memo_entry_t;
+
+static void free_entry(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+xfer_memo_t *xfer_memo_new(int racy_s)
+{
+    xfer_memo_t *m = xcalloc(1, sizeof *m);
+    m->racy_s = racy_s;
+    m->by_path = zhashx_new();
+    zhashx_set_destructor(m->by_path, free_entry);
+    return m;
+}
+
+static void memo_free_work(void *arg)
+{
+    xfer_memo_t *m = arg;
+    zhashx_destroy(&m->by_path);
+    free(m);
+}
+
+void xfer_memo_release(const xfer_host_t *h, xfer_memo_t *m)
+{
+    if (m)
+        worker_submit(h->worker, memo_free_work, NULL, m); /* after the scans queued before */
+}
+
+static bool same_time(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+/* The digest of rel remembered for exactly this file state, if any. */
+static bool memo_get(xfer_memo_t *m, const char *rel, const struct stat *st, uint8_t *digest)
+{
+    const memo_entry_t *e = m ? zhashx_lookup(m->by_path, rel) : NULL;
+    if (!e || e->dev != st->st_dev || e->ino != st->st_ino || e->size != st->st_size ||
+        !same_time(e->mtime, st->st_mtim) || !same_time(e->ctime, st->st_ctim))
+        return false;
+    memcpy(digest, e->digest, DIGEST_LEN);
+    return true;
+}
+
+static void memo_put(xfer_memo_t *m, const char *rel, const struct stat *st, const uint8_t *digest,
+                     uint64_t size_read)
+{
+    time_t now = time(NULL);
+    if (!m || (uint64_t)st->st_size != size_read || st->st_mtim.tv_sec >= now - m->racy_s ||
+        st->st_ctim.tv_sec >= now - m->racy_s)
+        return; /* changing, or too recent to tell a later write apart */
+    memo_entry_t *e = xmalloc(sizeof *e);
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->size = st->st_size;
+    e->mtime = st->st_mtim;
+    e->ctime = st->st_ctim;
+    memcpy(e->digest, digest, DIGEST_LEN);
+    zhashx_update(m->by_path, rel, e);
+}
 
 typedef struct {
     xfer_out_t *x;
@@ -580,7 +658,14 @@ static int add_file(xfer_out_t *x, Drover__Artifact *a, const char *full, const 
     e->mode = st->st_mode & 0777;
     e->digest.data = xmalloc(DIGEST_LEN);
     e->digest.len = DIGEST_LEN;
-    int rc = digest_file(full, e->digest.data, &e->size);
+    int rc = 0;
+    if (memo_get(x->memo, rel, st, e->digest.data)) {
+        e->size = (uint64_t)st->st_size;
+    } else {
+        rc = digest_file(full, e->digest.data, &e->size);
+        if (rc == 0)
+            memo_put(x->memo, rel, st, e->digest.data, e->size);
+    }
     a->files = xrealloc(a->files, (a->n_files + 1) * sizeof *a->files);
     a->files[a->n_files++] = e;
     if (rc < 0) {
@@ -766,11 +851,12 @@ static void out_scan_done(void *arg)
     out_job_release(x);
 }
 
-xfer_out_t *xfer_out_start(const xfer_host_t *h, uint64_t attempt_id, const char *outputs_dir,
-                           char *const *artifacts, size_t n_artifacts, char *const *params,
-                           size_t n_params, xfer_out_done_fn done, void *arg)
+static xfer_out_t *out_start(const xfer_host_t *h, uint64_t attempt_id, const char *outputs_dir,
+                             char *const *artifacts, size_t n_artifacts, char *const *params,
+                             size_t n_params, xfer_memo_t *memo, xfer_out_done_fn done, void *arg)
 {
     xfer_out_t *x = xcalloc(1, sizeof *x);
+    x->memo = memo;
     x->h = *h;
     x->attempt_id = attempt_id;
     x->outputs_dir = xstrdup(outputs_dir);
@@ -796,6 +882,21 @@ xfer_out_t *xfer_out_start(const xfer_host_t *h, uint64_t attempt_id, const char
     x->jobs++;
     worker_submit(h->worker, out_scan_work, out_scan_done, j);
     return x;
+}
+
+xfer_out_t *xfer_out_start(const xfer_host_t *h, uint64_t attempt_id, const char *outputs_dir,
+                           char *const *artifacts, size_t n_artifacts, char *const *params,
+                           size_t n_params, xfer_out_done_fn done, void *arg)
+{
+    return out_start(h, attempt_id, outputs_dir, artifacts, n_artifacts, params, n_params, NULL,
+                     done, arg);
+}
+
+xfer_out_t *xfer_checkpoint_start(const xfer_host_t *h, uint64_t attempt_id, const char *dir,
+                                  xfer_memo_t *memo, xfer_out_done_fn done, void *arg)
+{
+    char *names[] = {(char *)"checkpoint"};
+    return out_start(h, attempt_id, dir, names, 1, NULL, 0, memo, done, arg);
 }
 
 static void out_read_work(void *arg)

@@ -56,6 +56,20 @@ typedef void (*xfer_out_done_fn)(void *arg, Drover__Artifact **arts, size_t n_ar
 xfer_out_t *xfer_out_start(const xfer_host_t *h, uint64_t attempt_id, const char *outputs_dir,
                            char *const *artifacts, size_t n_artifacts, char *const *params,
                            size_t n_params, xfer_out_done_fn done, void *arg);
+/* Digests of files already hashed, for the checkpoints of one attempt: a
+ * file whose device, inode, size, mtime and ctime are unchanged since it
+ * was hashed is not read again. A file changed within the last racy_s
+ * seconds is not remembered (a write in the same timestamp tick would not
+ * show; the agent uses 2). Used only on the worker thread; release it
+ * through the worker. */
+typedef struct xfer_memo xfer_memo_t;
+xfer_memo_t *xfer_memo_new(int racy_s);
+/* Free m after every job already queued on h's worker (NULL is fine). */
+void xfer_memo_release(const xfer_host_t *h, xfer_memo_t *m);
+/* Upload dir/checkpoint as the artifact "checkpoint", like xfer_out_start,
+ * hashing only what changed since the memo's last scans. */
+xfer_out_t *xfer_checkpoint_start(const xfer_host_t *h, uint64_t attempt_id, const char *dir,
+                                  xfer_memo_t *memo, xfer_out_done_fn done, void *arg);
 void xfer_out_want(xfer_out_t *x, const Drover__UploadWant *w);
 void xfer_out_chunk_ack(xfer_out_t *x, const Drover__ChunkAck *a);
 void xfer_out_blob_done(xfer_out_t *x, const Drover__BlobDone *d);

@@ -6,11 +6,11 @@
  * and held attempts, a Heartbeat every --heartbeat listing running
  * attempts, an assign_ack for every assignment, and STARTED / EXITED
  * reports with per-agent sequence numbers that stay in an outbox until
- * droverd acks them (re-sent every 3 s, and all at once after a
- * re-registration). It runs nothing: an assignment exits 0 at once, in the
- * same message as its ack and STARTED report, or after --task-time (like
- * Nomad's mock driver). So droverd's own cost per task can be measured
- * without process spawns, and with thousands of agents.
+ * droverd acks them (re-sent after 3 s, then after twice as long each time
+ * up to 48 s, and all at once after a re-registration). It runs nothing: an assignment exits 0 at
+ * once, in the same message as its ack and STARTED report, or after --task-time (like Nomad's mock
+ * driver). So droverd's own cost per task can be measured without process spawns, and with
+ * thousands of agents.
  *
  * Loop: one thread, one libev loop. zev's per-socket ev_prepare would cost
  * O(agents) per iteration, so instead each socket's ZMQ_FD gets an ev_io
@@ -72,6 +72,7 @@ typedef struct {
     uint64_t seq, attempt_id;
     int64_t time_ms;
     int64_t sent_mono; /* 0: never sent */
+    uint8_t sends;     /* the re-send back-off, as drover-agent's outbox */
     int32_t exit_code, term_signal;
     uint8_t kind;
     bool acked;
@@ -363,7 +364,8 @@ static void flush(sim_agent_t *a)
             pending_t *p = &a->out[i];
             if (p->acked)
                 continue;
-            if (p->sent_mono != 0 && now - p->sent_mono < RESEND_MS)
+            int64_t wait = (int64_t)RESEND_MS << (p->sends > 4 ? 4 : p->sends);
+            if (p->sent_mono != 0 && now - p->sent_mono < wait)
                 continue;
             if (n == BATCH_REPORTS) {
                 more = true;
@@ -380,8 +382,10 @@ static void flush(sim_agent_t *a)
             if (p->term_signal)
                 r->reason = "killed by droverd (simulated)";
             ptrs[n++] = r;
-            if (p->sent_mono)
+            if (p->sent_mono) {
                 s->reports_resent++;
+                p->sends++;
+            }
             p->sent_mono = now;
         }
     }
@@ -549,8 +553,10 @@ static void handle_message(sim_agent_t *a, const Drover__SchedulerMessage *m)
     if (m->registered && !a->registered) {
         set_registered(a, true);
         /* Send every unacked report again, as drover-agent does. */
-        for (size_t i = a->out_head; i < a->out_n; i++)
+        for (size_t i = a->out_head; i < a->out_n; i++) {
             a->out[i].sent_mono = 0;
+            a->out[i].sends = 0;
+        }
         a->want_send = true;
         s->registrations++;
         if (s->n_outages && !s->outages[s->n_outages - 1].registered_ms)

@@ -165,6 +165,33 @@ Test(outbox, collect_follows_the_resend_interval)
     cr_assert_eq(seqs[0], s2);
 }
 
+/* A droverd that is slow, not gone, is not sent every report again every
+ * interval: each re-send waits twice as long, up to 16 intervals; a
+ * re-registration starts over. */
+Test(outbox, resends_back_off)
+{
+    const int64_t resend = 500;
+    uint64_t seqs[4];
+    add(KIND(EXITED), 1, 0);
+    cr_assert_eq(collect_seqs(1000, resend, false, seqs, 4), 1, "first send");
+    cr_assert_eq(collect_seqs(1499, resend, false, seqs, 4), 0);
+    cr_assert_eq(collect_seqs(1500, resend, false, seqs, 4), 1, "re-send after 500 ms");
+    cr_assert_eq(collect_seqs(2499, resend, false, seqs, 4), 0, "the next waits 1,000 ms");
+    cr_assert_eq(collect_seqs(2500, resend, false, seqs, 4), 1);
+    cr_assert_eq(collect_seqs(4499, resend, false, seqs, 4), 0, "then 2,000 ms");
+    cr_assert_eq(collect_seqs(4500, resend, false, seqs, 4), 1);
+    int64_t t = 4500;
+    for (int i = 0; i < 4; i++) { /* 4,000, then 8,000 ms thrice: the cap */
+        int64_t wait = i == 0 ? 4000 : 8000;
+        cr_assert_eq(collect_seqs(t + wait - 1, resend, false, seqs, 4), 0, "round %d", i);
+        cr_assert_eq(collect_seqs(t + wait, resend, false, seqs, 4), 1, "round %d", i);
+        t += wait;
+    }
+    outbox_mark_unsent(ob); /* re-registered */
+    cr_assert_eq(collect_seqs(t + 1, resend, false, seqs, 4), 1);
+    cr_assert_eq(collect_seqs(t + 501, resend, false, seqs, 4), 1, "the back-off starts over");
+}
+
 Test(outbox, collect_at_time_zero_still_counts_as_sent)
 {
     uint64_t seqs[4];

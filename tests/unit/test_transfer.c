@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -625,6 +626,93 @@ Test(transfer, outputs_offered_uploaded_on_demand_and_reported)
     cr_assert_eq(res.calls, 1);
     xfer_out_cancel(&x);
     cr_assert_null(x);
+}
+
+/* Names of files in the watched dir opened since the last call. */
+static size_t opened(int ino_fd, char names[][32], size_t max)
+{
+    size_t n = 0;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t len;
+    while ((len = read(ino_fd, buf, sizeof buf)) > 0) {
+        for (char *p = buf; p < buf + len;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            if ((ev->mask & IN_OPEN) && ev->len && n < max)
+                snprintf(names[n++], 32, "%s", ev->name);
+            p += sizeof *ev + ev->len;
+        }
+    }
+    return n;
+}
+
+/* One checkpoint commit of root/checkpoint: the digests of a.bin, b.bin. */
+static void checkpoint_scan(xfer_memo_t *memo, uint8_t a_digest[DIGEST_LEN],
+                            uint8_t b_digest[DIGEST_LEN])
+{
+    xfer_host_t h = host();
+    result_free();
+    fake_free();
+    xfer_out_t *x = xfer_checkpoint_start(&h, 9, root, memo, out_done, &res);
+    cr_assert(pump_until(have_offer, NULL));
+    want(x, 9, NULL, 0);
+    wait_done();
+    cr_assert_null(res.error, "%s", res.error);
+    const Drover__Artifact *ck = find_art("checkpoint");
+    cr_assert_eq(ck->n_files, 2);
+    cr_assert_str_eq(ck->files[0]->path, "a.bin");
+    cr_assert_str_eq(ck->files[1]->path, "b.bin");
+    memcpy(a_digest, ck->files[0]->digest.data, DIGEST_LEN);
+    memcpy(b_digest, ck->files[1]->digest.data, DIGEST_LEN);
+    xfer_out_cancel(&x);
+}
+
+/* A checkpoint commit reads only the files that changed since the last
+ * one: a multi-gigabyte model shard that stayed the same is not hashed
+ * again at every checkpoint. */
+Test(transfer, checkpoints_hash_only_what_changed)
+{
+    char *ckdir = xasprintf("%s/checkpoint", root);
+    cr_assert_eq(util_mkdir_p(ckdir, 0755), 0);
+    char *a = xasprintf("%s/a.bin", ckdir), *b = xasprintf("%s/b.bin", ckdir);
+    write_file(a, "model weights", 13, 0644);
+    write_file(b, "optimizer v1", 12, 0644);
+    int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    cr_assert_geq(ino, 0);
+    cr_assert_geq(inotify_add_watch(ino, ckdir, IN_OPEN), 0);
+    /* racy window -10 s: trust what was just written (the agent uses 2 s) */
+    xfer_memo_t *memo = xfer_memo_new(-10);
+    uint8_t a1[DIGEST_LEN], b1[DIGEST_LEN], a2[DIGEST_LEN], b2[DIGEST_LEN], want_b[DIGEST_LEN];
+    char names[8][32];
+
+    checkpoint_scan(memo, a1, b1);
+    size_t n = opened(ino, names, 8);
+    cr_assert_eq(n, 2, "the first commit reads both files (%zu opens)", n);
+
+    write_file(b, "optimizer v2", 12, 0644); /* same size, new content */
+    opened(ino, names, 8);                   /* (the write itself) */
+    checkpoint_scan(memo, a2, b2);
+    n = opened(ino, names, 8);
+    cr_assert_eq(n, 1, "only the changed file is read again (%zu opens)", n);
+    cr_assert_str_eq(names[0], "b.bin");
+    cr_assert(memcmp(a1, a2, DIGEST_LEN) == 0, "the unchanged file keeps its digest");
+    uint64_t size;
+    cr_assert_eq(digest_file(b, want_b, &size), 0);
+    cr_assert(memcmp(b2, want_b, DIGEST_LEN) == 0, "the changed file has its new content's digest");
+    cr_assert_neq(memcmp(b1, b2, DIGEST_LEN), 0);
+
+    /* Without the memo (outputs), every file is read. */
+    opened(ino, names, 8); /* (digest_file above) */
+    checkpoint_scan(NULL, a2, b2);
+    n = opened(ino, names, 8);
+    cr_assert_eq(n, 2, "without a memo both files are read (%zu opens)", n);
+
+    xfer_host_t h = host();
+    xfer_memo_release(&h, memo);
+    settle();
+    close(ino);
+    free(a);
+    free(b);
+    free(ckdir);
 }
 
 Test(transfer, nothing_wanted_means_done_without_uploading)
