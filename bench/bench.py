@@ -519,6 +519,40 @@ class SimAgents:
         return self.stats()
 
 
+class SimBed:
+    """A fresh droverd in bench.work/NAME and, once agents() is called, a
+    drover-simagent for it: a with-block stops both and removes the dir,
+    whatever happened."""
+
+    def __init__(self, bench, name):
+        self.d = Drover(bench.bindir, os.path.join(bench.work, name))
+        self.sim = None
+
+    def __enter__(self):
+        try:
+            self.d.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def agents(self, n, extra=(), name="sim"):
+        self.sim = SimAgents(self.d, n, extra, name=name)
+        return self.sim
+
+    def stop_agents(self):
+        """Stop the simulated agents; their final stats."""
+        sim, self.sim = self.sim, None
+        return sim.stop()
+
+    def __exit__(self, *exc):
+        if self.sim:
+            self.stop_agents()
+        self.d.stop()
+        shutil.rmtree(self.d.root, ignore_errors=True)
+        return False
+
+
 def binaries_ok(bindir):
     missing = [b for b in ("droverd", "drover-agent", "drover", "drover-simagent")
                if not os.access(os.path.join(bindir, b), os.X_OK)]
@@ -585,13 +619,11 @@ def drover_real(bench, sz):
 
 def sim_capacity(bench, sz, rep):
     n, agents = sz["cap_tasks"], sz["cap_agents"]
-    d = Drover(bench.bindir, os.path.join(bench.work, "capacity-%d" % rep))
-    sim = None
-    try:
-        d.start()
+    with SimBed(bench, "capacity-%d" % rep) as bed:
+        d = bed.d
         simargs = ["--cpus", sz["cap_cpus"]]
         # First try one fan-out run, submitted to connected agents.
-        sim = SimAgents(d, agents, simargs)
+        sim = bed.agents(agents, simargs)
         sim.wait_registered()
         cpu0 = d.cpu()
         t0 = time.time()
@@ -605,7 +637,7 @@ def sim_capacity(bench, sz, rep):
                 raise NA(short_reason(err))
             # Runs of independent steps, all submitted before the agents
             # connect, so submitting does not pace dispatching.
-            sim.stop()
+            bed.stop_agents()
             d.stop()
             shutil.rmtree(d.state, ignore_errors=True)
             d.start()
@@ -613,11 +645,10 @@ def sim_capacity(bench, sz, rep):
             rids, note = d.submit_tasks("capacity", n)
             submit_s = time.time() - t0
             cpu0 = d.cpu()
-            sim = SimAgents(d, agents, simargs, name="sim2")
+            sim = bed.agents(agents, simargs, name="sim2")
         rs = d.wait_runs(rids, 900, interval=0.2)
         cpu = d.cpu() - cpu0
-        st = sim.stop()  # final stats (the periodic ones may be older than the run)
-        sim = None
+        st = bed.stop_agents()  # final stats (the periodic ones may be older than the run)
         first = st.get("first_assign_ms") or 0
         last = max(r["finished_ms"] for r in rs.values())
         if not first:
@@ -629,20 +660,13 @@ def sim_capacity(bench, sz, rep):
         log("capacity rep %d: %.0f tasks/s, peak RSS %.0f MiB, %.1f us CPU/task%s", rep + 1,
             res["rate"], res["rss_mb"], res["cpu_us_per_task"], " (%s)" % note if note else "")
         return res
-    finally:
-        if sim:
-            sim.stop()
-        d.stop()
-        shutil.rmtree(d.root, ignore_errors=True)
 
 
 def sim_heartbeat(bench, sz):
     agents, window = sz["hb_agents"], sz["hb_window"]
-    d = Drover(bench.bindir, os.path.join(bench.work, "heartbeat"))
-    sim = None
-    try:
-        d.start()
-        sim = SimAgents(d, agents, ["--cpus", "4"])
+    with SimBed(bench, "heartbeat") as bed:
+        d = bed.d
+        sim = bed.agents(agents, ["--cpus", "4"])
         sim.wait_registered(timeout=180)
         time.sleep(min(2.0, window))  # registrations done and committed
         vals, simcpu = [], []
@@ -659,11 +683,6 @@ def sim_heartbeat(bench, sz):
             raise RuntimeError("only %s of %d agents registered at the end"
                                % (st.get("registered"), agents))
         return {"values": vals, "sim_cpu": simcpu, "rss_mb": d.rss_peak_mb()}
-    finally:
-        if sim:
-            sim.stop()
-        d.stop()
-        shutil.rmtree(d.root, ignore_errors=True)
 
 
 def count_lost(run):
@@ -681,16 +700,14 @@ def count_lost(run):
 def sim_recovery(bench, sz, rep):
     agents, slots, total = sz["rec_agents"], sz["rec_slots"], sz["rec_tasks"]
     inflight = agents * slots
-    d = Drover(bench.bindir, os.path.join(bench.work, "recovery-%d" % rep))
-    sim = None
-    try:
-        d.start()
+    with SimBed(bench, "recovery-%d" % rep) as bed:
+        d = bed.d
         # All the work is queued before the agents come, so they fill up at
         # once. Each task needs 1 cpu (the default): `slots` at once per
         # agent. Durations vary (2-4 s) so completions are spread out.
         rids, note = d.submit_tasks("recovery", total)
-        sim = SimAgents(d, agents, ["--cpus", str(slots), "--task-time", "2s",
-                                    "--task-time-max", "4s", "--seed", str(rep + 1)])
+        sim = bed.agents(agents, ["--cpus", str(slots), "--task-time", "2s",
+                                  "--task-time-max", "4s", "--seed", str(rep + 1)])
 
         def steady():
             st = sim.stats()
@@ -708,8 +725,7 @@ def sim_recovery(bench, sz, rep):
         d.wait_runs(rids, 300, interval=0.2)
         st = wait_for(lambda: (sim.stats().get("mark_assign_ms") or 0) > 0 and sim.stats(), 30,
                       0.05, "a dispatch after the restart")
-        final = sim.stop()
-        sim = None
+        final = bed.stop_agents()
         lost = sum(count_lost(d.run_get(r)) for r in rids)
         res = {"seconds": (st["mark_assign_ms"] / 1000.0) - t_kill, "api_s": api_s,
                "registered_s": (st["mark_registered_ms"] or 0) / 1000.0 - t_kill,
@@ -724,20 +740,13 @@ def sim_recovery(bench, sz, rep):
             "first re-registration %.3fs); lost %d, duplicated %d", rep + 1, res["inflight"],
             res["seconds"], api_s, res["registered_s"], res["lost"], res["dup"])
         return res
-    finally:
-        if sim:
-            sim.stop()
-        d.stop()
-        shutil.rmtree(d.root, ignore_errors=True)
 
 
 def sim_big(bench, sz):
     n, agents = sz["big_tasks"], sz["big_agents"]
-    d = Drover(bench.bindir, os.path.join(bench.work, "big"))
-    sim = None
-    try:
-        d.start()
-        sim = SimAgents(d, agents, ["--cpus", "64"])
+    with SimBed(bench, "big") as bed:
+        d = bed.d
+        sim = bed.agents(agents, ["--cpus", "64"])
         sim.wait_registered()
         # One fan-out step of n items (a range, else a list); else the same
         # n packed into steps of 100,000 "0" items; else the most tasks that
@@ -765,8 +774,7 @@ def sim_big(bench, sz):
         n = want
         d.max_api_s = 0.0
         r = d.wait_runs([rid], 1200, interval=0.5)[rid]
-        final = sim.stop()
-        sim = None
+        final = bed.stop_agents()
         res = {"submit_s": submit_s, "makespan_s": r["finished_ms"] / 1000.0 - t0,
                "state_mb": dir_size(d.state) / 2**20, "rss_mb": d.rss_peak_mb(),
                "rss_anon_mb": proc_status_kb(d.proc.pid, "RssAnon") / 1024.0,
@@ -779,11 +787,6 @@ def sim_big(bench, sz):
         log("big run: %d tasks, submit %.2fs, makespan %.1fs, state %.0f MiB, RSS %.0f MiB", n,
             submit_s, res["makespan_s"], res["state_mb"], res["rss_mb"])
         return res
-    finally:
-        if sim:
-            sim.stop()
-        d.stop()
-        shutil.rmtree(d.root, ignore_errors=True)
 
 
 def drover_sim(bench, sz):

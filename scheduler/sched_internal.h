@@ -221,6 +221,7 @@ struct sched {
     task_t **cache_puts; /* cache entries for the next commit */
     size_t n_cache_puts, cap_cache_puts;
     bool clear_cache;    /* drop every cache entry at the next commit */
+    bool prune_cache;    /* drop the entries of deleted runs at the next commit */
     int64_t last_gc_ms;  /* retention and blob sweep, hourly */
     blob_op_t *blob_ops; /* reference changes for the next commit */
     size_t n_blob_ops, cap_blob_ops;

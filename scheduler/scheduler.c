@@ -12,6 +12,7 @@
 #include "sched_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,12 @@ void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len
 
 /* ------------------------------------------------------------ commit */
 
+/* store_cache_prune: whether an entry's run is still there. */
+static bool run_alive(const char *run_id, void *arg)
+{
+    return dag_find_run(arg, run_id) != NULL;
+}
+
 static int write_dirty(sched_t *s)
 {
     int rc = 0;
@@ -141,6 +148,12 @@ static int write_dirty(sched_t *s)
             continue;
         dag_task_record(t, &rec);
         rc = store_put_task(s->store, t->run->rec->id, &rec);
+    }
+    if (rc == 0 && s->prune_cache && !s->clear_cache) {
+        uint64_t n;
+        rc = store_cache_prune(s->store, run_alive, s, &n);
+        if (rc == 0 && n)
+            log_info("step cache: %" PRIu64 " entries of deleted runs removed", n);
     }
     if (rc == 0 && s->clear_cache) {
         uint64_t n;
@@ -197,6 +210,7 @@ static void clear_dirty(sched_t *s)
     }
     s->n_cache_puts = 0;
     s->clear_cache = false;
+    s->prune_cache = false;
     s->dirty_runs = NULL;
     s->dirty_tasks = NULL;
     s->dirty_agents = NULL;
@@ -210,7 +224,8 @@ static int commit(sched_t *s)
     /* Lazily marked tasks alone (sched_mark_task_lazy) wait for the next
      * commit that something else needs. */
     if (!s->must_commit && !s->dirty_runs && !s->dirty_agents && !s->log_writes &&
-        !s->counters_dirty && !s->n_cache_puts && !s->clear_cache && !s->n_blob_ops && !s->deleting)
+        !s->counters_dirty && !s->n_cache_puts && !s->clear_cache && !s->prune_cache &&
+        !s->n_blob_ops && !s->deleting)
         return 0;
     int rc = store_begin(s->store);
     if (rc == 0)
@@ -467,6 +482,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         s->last_gc_ms = now;
         dag_retention(s, now);
         blobs_sweep(s);
+        s->prune_cache = true; /* entries whose run was deleted, by now or before */
     }
 }
 

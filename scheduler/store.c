@@ -532,6 +532,33 @@ int store_cache_clear(store_t *s, uint64_t *count)
     return rc ? lmdb_errno(rc) : 0;
 }
 
+int store_cache_prune(store_t *s, bool (*keep)(const char *run_id, void *arg), void *arg,
+                      uint64_t *count)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    *count = 0;
+    if (!s->txn)
+        return -EINVAL;
+    int rc = mdb_cursor_open(s->txn, s->cache, &cur);
+    if (rc)
+        return lmdb_errno(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        Drover__CacheRecord *c = drover__cache_record__unpack(NULL, val.mv_size, val.mv_data);
+        bool gone = !c || !keep(c->run_id, arg);
+        if (c)
+            drover__cache_record__free_unpacked(c, NULL);
+        if (gone) {
+            if ((rc = mdb_cursor_del(cur, 0)))
+                break;
+            (*count)++;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
+}
+
 /* ------------------------------------------------------------ deletion */
 
 /* Delete every key of dbi starting with prefix. */

@@ -15,6 +15,7 @@
 #ifndef DROVER_STORE_H
 #define DROVER_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -85,6 +86,10 @@ int store_cache_get(store_t *s, const uint8_t key[32], char *run_id, size_t run_
 int store_cache_put(store_t *s, const uint8_t key[32], const char *run_id, uint32_t task);
 /* Drop every cache entry (inside the write transaction); *count gets how many. */
 int store_cache_clear(store_t *s, uint64_t *count);
+/* Drop the entries whose run keep() says is gone (inside the write
+ * transaction); *count gets how many. One pass over the cache. */
+int store_cache_prune(store_t *s, bool (*keep)(const char *run_id, void *arg), void *arg,
+                      uint64_t *count);
 
 /* Delete a run: its record, every task record and every log chunk
  * (inside the write transaction). 0 or -errno. */

@@ -1070,6 +1070,44 @@ Test(flow, clear_cache_drops_every_entry)
     expect_cached_from(h_task(h_submit(s, CACHED), "train"), r3);
 }
 
+static bool count_entry(const char *run_id, void *arg)
+{
+    (*(size_t *)arg)++;
+    return true;
+}
+
+static size_t cache_entries(void)
+{
+    size_t n = 0;
+    uint64_t removed;
+    cr_assert_eq(store_begin(s->store), 0);
+    cr_assert_eq(store_cache_prune(s->store, count_entry, &n, &removed), 0);
+    store_abort(s->store);
+    return n;
+}
+
+/* Entries that point at deleted runs leave the cache at the hourly sweep
+ * (the store does not grow with every run ever cached). */
+Test(flow, entries_of_deleted_runs_leave_the_cache)
+{
+    cache_blobs_t b;
+    make_blobs(&b);
+    run_t *r1 = h_submit(s, CACHED);
+    run_cached_pipeline(r1, &b, false);
+    commit();
+    size_t n = cache_entries();
+    cr_assert_gt(n, 0);
+    cr_assert_eq(dag_delete_run(s, r1), 0);
+    commit();
+    cr_assert_eq(cache_entries(), n, "kept until the sweep");
+    s->prune_cache = true; /* what the hourly sweep sets */
+    commit();
+    cr_assert_eq(cache_entries(), 0);
+    run_t *r2 = h_submit(s, CACHED);
+    expect_status(h_task(r2, "prep"), ST(READY));
+    cr_assert_null(h_task(r2, "prep")->cached_from);
+}
+
 /* The clear is applied in the same commit as entries queued before it
  * (a run served from the cache, or a step that succeeded, in the same
  * loop iteration as the request): those must go too. */
