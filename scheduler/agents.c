@@ -398,7 +398,7 @@ void agents_tick(sched_t *s)
             int64_t wait = (int64_t)s->cfg.assign_resend_ms << (t->resends < 5 ? t->resends : 5);
             if (t->status == DROVER__TASK_STATUS__TASK_ASSIGNED && !t->assign_acked &&
                 now - t->assign_sent_mono > wait) {
-                t->resends++;
+                t->resends += t->resends < 255;
                 placer_send_assignment(s, t);
             }
         }

@@ -297,6 +297,8 @@ static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status)
             t->cache_key = xmalloc(DIGEST_LEN);
         flow_cache_key(t, t->cache_key);
         sched_cache_put(s, t);
+    } else {
+        set_reason(t, NULL); /* a failed expansion leaves one: it succeeded, uncached */
     }
     task_finished(s, t);
     for (size_t i = 0; i < t->n_children; i++) {
