@@ -72,6 +72,21 @@ uint64_t dag_backoff_ms(const Drover__RetryPolicy *p, uint32_t n)
     return (uint64_t)delay;
 }
 
+void dag_add_attempt(task_t *t, Drover__AttemptRecord *a)
+{
+    if (t->n_attempts == 0) {
+        t->first_attempt = a;
+        t->attempts = &t->first_attempt;
+    } else {
+        Drover__AttemptRecord **old = t->attempts;
+        t->attempts = xmalloc((t->n_attempts + 1) * sizeof *t->attempts);
+        memcpy(t->attempts, old, t->n_attempts * sizeof *t->attempts);
+        if (old != &t->first_attempt)
+            free(old);
+    }
+    t->attempts[t->n_attempts++] = a;
+}
+
 void dag_attempt_free(Drover__AttemptRecord *a)
 {
     a->agent = NULL; /* interned */
@@ -168,7 +183,8 @@ static void task_free(task_t *t)
 {
     for (size_t k = 0; k < t->n_attempts; k++)
         dag_attempt_free(t->attempts[k]);
-    free(t->attempts);
+    if (t->attempts != &t->first_attempt)
+        free(t->attempts);
     free(t->children);
     free(t->items);
     free(t->reason);
@@ -988,15 +1004,13 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->preemptions = rec->preemptions;
     t->retry_at_ms = rec->retry_at_ms;
     t->reason = rec->reason && *rec->reason ? xstrdup(rec->reason) : NULL;
-    t->n_attempts = rec->n_attempts;
-    t->attempts = xcalloc(rec->n_attempts, sizeof *t->attempts);
     for (size_t i = 0; i < rec->n_attempts; i++) {
         Drover__AttemptRecord *a = util_pb_copy(rec->attempts[i]);
         char *own = a->agent;
         a->agent = sched_intern(s, own ? own : "");
         if (own != protobuf_c_empty_string)
             free(own);
-        t->attempts[i] = a;
+        dag_add_attempt(t, a);
     }
     t->is_item = rec->is_item;
     t->item = rec->item;

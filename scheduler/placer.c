@@ -190,8 +190,7 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
     at->resumed = ck != NULL;
     at->resumed_step = ck ? ck->step : 0;
     t->progress = -1;
-    t->attempts = xrealloc(t->attempts, (t->n_attempts + 1) * sizeof *t->attempts);
-    t->attempts[t->n_attempts++] = at;
+    dag_add_attempt(t, at);
     t->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
     t->assign_acked = false;
     t->resends = 0;

@@ -47,7 +47,8 @@ struct task {
     float progress;           /* latest from the agent's heartbeat; -1 = none */
     int64_t retry_at_ms;      /* FAILED with a retry pending: when it becomes READY */
     char *reason;
-    Drover__AttemptRecord **attempts; /* history, oldest first; owned */
+    Drover__AttemptRecord **attempts;     /* history, oldest first; owned (dag_add_attempt) */
+    Drover__AttemptRecord *first_attempt; /* attempts[] while there is one (no array) */
     uint32_t n_attempts;
     uint32_t n_children;
     uint32_t *children; /* indexes of tasks that need this one */
@@ -289,6 +290,9 @@ const Drover__Checkpoint *dag_latest_checkpoint(const task_t *t);
 void dag_cancel_run(sched_t *s, run_t *r);
 /* Move FAILED tasks whose backoff has passed back to READY. */
 void dag_retry_due(sched_t *s, int64_t now_ms);
+/* Append an attempt to t's history (most tasks have one: it needs no
+ * array of its own). */
+void dag_add_attempt(task_t *t, Drover__AttemptRecord *a);
 /* Free an attempt record whose agent name is interned. */
 void dag_attempt_free(Drover__AttemptRecord *a);
 /* Current attempt record of a task, or NULL. */
