@@ -527,18 +527,12 @@ typedef struct {
     uint8_t digest[DIGEST_LEN];
 } memo_entry_t;
 
-static void free_entry(void **item)
-{
-    free(*item);
-    *item = NULL;
-}
-
 xfer_memo_t *xfer_memo_new(int racy_s)
 {
     xfer_memo_t *m = xcalloc(1, sizeof *m);
     m->racy_s = racy_s;
     m->by_path = zhashx_new();
-    zhashx_set_destructor(m->by_path, free_entry);
+    zhashx_set_destructor(m->by_path, util_free_item);
     return m;
 }
 

@@ -286,14 +286,21 @@ def install(systems):
 # ------------------------------------------------------------------ specs
 
 
+def spec_head(name, cpu):
+    """A spec's lines up to its steps: the name and, with cpu, every step's
+    request."""
+    lines = ["name: %s" % name]
+    if cpu:
+        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
+    return lines + ["steps:"]
+
+
 def spec_fanout(name, n, cpu=None, join=False):
     """One fan-out step of n items running `true` (+ an optional fan-in).
     The items are a JSON list in one YAML scalar: the most compact form."""
     items = "[" + ",".join(str(i) for i in range(n)) + "]"
-    lines = ["name: %s" % name]
-    if cpu:
-        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
-    lines += ["steps:", "  - name: t", '    command: ["true"]', "    for_each: '%s'" % items]
+    lines = spec_head(name, cpu)
+    lines += ["  - name: t", '    command: ["true"]', "    for_each: '%s'" % items]
     if join:
         lines += ["  - name: join", "    needs: [t]", '    command: ["true"]']
     return "\n".join(lines) + "\n"
@@ -302,10 +309,8 @@ def spec_fanout(name, n, cpu=None, join=False):
 def spec_range(name, n, cpu=None):
     """One fan-out step of n items given as a range: a million tasks in a
     few bytes of spec."""
-    lines = ["name: %s" % name]
-    if cpu:
-        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
-    lines += ["steps:", "  - name: t", '    command: ["true"]', "    for_each: {range: %d}" % n]
+    lines = spec_head(name, cpu)
+    lines += ["  - name: t", '    command: ["true"]', "    for_each: {range: %d}" % n]
     return "\n".join(lines) + "\n"
 
 
@@ -313,10 +318,7 @@ def spec_packed(name, n, cpu=None, per_step=100000):
     """n tasks as fan-out steps of at most per_step items each, every item
     "0" (items need not differ: a task is named STEP[i]): the most tasks a
     1 MiB spec can hold (5 x 100,000)."""
-    lines = ["name: %s" % name]
-    if cpu:
-        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
-    lines.append("steps:")
+    lines = spec_head(name, cpu)
     k = 0
     while n > 0:
         m = min(per_step, n)
@@ -328,10 +330,7 @@ def spec_packed(name, n, cpu=None, per_step=100000):
 
 
 def spec_steps(name, n, cpu=None, chain=False, first=0):
-    lines = ["name: %s" % name]
-    if cpu:
-        lines.append("defaults: {resources: {cpu: %s}}" % cpu)
-    lines.append("steps:")
+    lines = spec_head(name, cpu)
     for i in range(first, first + n):
         if chain and i > first:
             lines.append('  - {name: s%d, needs: [s%d], command: ["true"]}' % (i, i - 1))

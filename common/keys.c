@@ -75,12 +75,6 @@ int keys_load_public(const char *path, zcert_t **cert, char *err, size_t errlen)
     return load(path, false, cert, err, errlen);
 }
 
-static void entry_free(void **item)
-{
-    free(*item);
-    *item = NULL;
-}
-
 int keys_load_dir(const char *dir, zhashx_t **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -91,7 +85,7 @@ int keys_load_dir(const char *dir, zhashx_t **out, char *err, size_t errlen)
         return -e;
     }
     zhashx_t *h = zhashx_new();
-    zhashx_set_destructor(h, entry_free);
+    zhashx_set_destructor(h, util_free_item);
     for (struct dirent *e; (e = readdir(d));) {
         size_t n = strlen(e->d_name);
         if (n < 5 || strcmp(e->d_name + n - 4, ".key") != 0)

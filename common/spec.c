@@ -2418,10 +2418,6 @@ cleanup:
     return rc;
 }
 
-/* Parse and validate a whole spec (contract in spec.h). Order: size and
- * NUL checks, YAML → tree (syntax, aliases, depth, duplicate keys), then
- * the document; "not implemented yet" only when nothing else is wrong.
- * Every path frees what it built; *out is set only on success. */
 void spec_limits_defaults(spec_limits_t *lim)
 {
     lim->max_bytes = SPEC_MAX_TEXT;
@@ -2439,6 +2435,10 @@ int spec_parse(const char *filename, const char *text, size_t len, const spec_kv
                               errlen);
 }
 
+/* Parse and validate a whole spec (contract in spec.h). Order: size and
+ * NUL checks, YAML → tree (syntax, aliases, depth, duplicate keys), then
+ * the document; "not implemented yet" only when nothing else is wrong.
+ * Every path frees what it built; *out is set only on success. */
 int spec_parse_limited(const char *filename, const char *text, size_t len,
                        const spec_kv_t *overrides, size_t override_count,
                        const spec_limits_t *limits, spec_t **out, char *err, size_t errlen)

@@ -231,6 +231,12 @@ Drover__KeyValue *util_kv_new(const char *key, const char *value)
     return kv;
 }
 
+void util_free_item(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
 void util_free_kvs(Drover__KeyValue **kvs, size_t count)
 {
     for (size_t i = 0; i < count; i++) {

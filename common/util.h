@@ -58,4 +58,8 @@ int util_parse_kv_list(const char *s, Drover__KeyValue ***out, size_t *count);
 Drover__KeyValue *util_kv_new(const char *key, const char *value);
 void util_free_kvs(Drover__KeyValue **kvs, size_t count);
 
+/* A container destructor (czmq's zhashx_set_destructor) for items that are
+ * one malloc'd block: frees *item and NULLs it. */
+void util_free_item(void **item);
+
 #endif

@@ -389,8 +389,8 @@ void agents_tick(sched_t *s)
             sched_mark_agent(s, a);
             continue;
         }
-        if (!a->connected)
-            continue;
+        if (!a->connected || a->unacked == 0)
+            continue; /* nothing on the way to it */
         for (size_t i = 0; i < a->n_tasks; i++) {
             task_t *t = a->tasks[i];
             /* Lost on the way (a reconnect, a full queue): sent again, each

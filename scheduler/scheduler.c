@@ -84,12 +84,6 @@ agent_out_t *sched_agent_out(sched_t *s, agent_t *a)
     return &a->out;
 }
 
-static void free_name(void **item)
-{
-    free(*item);
-    *item = NULL;
-}
-
 char *sched_intern(sched_t *s, const char *str)
 {
     char *copy = zhashx_lookup(s->names, str);
@@ -538,7 +532,7 @@ sched_t *sched_new(const sched_config_t *cfg)
     s->runs_by_id = zhashx_new();
     s->agents = zhashx_new();
     s->names = zhashx_new();
-    zhashx_set_destructor(s->names, free_name);
+    zhashx_set_destructor(s->names, util_free_item);
     s->attempts = idmap_new();
     zsys_init();
     zsys_handler_set(NULL); /* signals are ours (ev_signal) */
