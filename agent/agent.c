@@ -64,7 +64,7 @@ static void send_message(agent_t *a, const Drover__AgentMessage *m)
     drover__agent_message__pack(m, buf);
     zframe_t *f = zframe_new(buf, n);
     free(buf);
-    if (zframe_send(&f, a->sock, 0) < 0) {
+    if (!a->sock || zframe_send(&f, a->sock, 0) < 0) {
         /* Not connected (ZMQ_IMMEDIATE) or queue full: the outbox and the
          * next heartbeat cover it. */
         log_debug("send to droverd: %s", zmq_strerror(zmq_errno()));
@@ -155,6 +155,8 @@ Drover__Report *agent_report_new(const attempt_t *at, Drover__ReportKind kind)
 void agent_queue_report(agent_t *a, Drover__Report *r)
 {
     outbox_add(a->outbox, r);
+    if (r->kind == DROVER__REPORT_KIND__REPORT_EXITED)
+        exits_save(a->exits, r);
     a->want_send = true;
 }
 
@@ -292,7 +294,6 @@ static void free_attempt(attempt_t *at)
 {
     ev_timer_stop(at->agent->loop, &at->preempt_w);
     spot_attempt_free(at);
-    rt_task_destroy(&at->proc);
     if (at->n_gpus)
         gpu_free(at->agent->gpus, at->gpus, at->n_gpus);
     xfer_in_cancel(&at->xin);
@@ -301,9 +302,10 @@ static void free_attempt(attempt_t *at)
         drover__assignment__free_unpacked(at->as, NULL);
     if (at->dir_made && at->agent->workdirs) {
         /* Emptied for reuse or removed on the worker; it takes the path. */
-        workdirs_release(at->agent->workdirs, at->dir);
+        workdirs_release(at->agent->workdirs, at->dir, !at->proc || rt_task_contained(at->proc));
         at->dir = NULL;
     }
+    rt_task_destroy(&at->proc);
     free(at->logbuf);
     free(at->run_id);
     free(at->task);
@@ -670,12 +672,15 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
         log_info("registered with droverd at %s", a->cfg.scheduler);
         a->registered = true;
         a->refused_backoff_ms = 0;
+        a->silence_warn_ms = a->silence_warn_mono = 0;
         outbox_mark_unsent(a->outbox); /* droverd may have lost any of them */
         a->want_send = true;
         idmap_each(a->attempts, restart_transfer, NULL); /* droverd dropped them */
     }
+    uint64_t id;
     for (size_t i = 0; i < m->n_acks; i++)
-        outbox_ack(a->outbox, m->acks[i]);
+        if ((id = outbox_ack(a->outbox, m->acks[i])) != 0)
+            exits_drop(a->exits, id);
     for (size_t i = 0; i < m->n_assigns; i++)
         handle_assignment(a, m->assigns[i]);
     for (size_t i = 0; i < m->n_kills; i++) {
@@ -819,6 +824,69 @@ static void tick_transfer(uint64_t id, void *value, void *arg)
         xfer_out_tick(at->xout, now);
 }
 
+/* exits_load: a finished attempt's report from before a restart. */
+static void load_exit(Drover__Report *rep, void *arg)
+{
+    agent_t *a = arg;
+    remember_finished(a, rep->attempt_id); /* a re-sent assignment never runs it again */
+    outbox_add(a->outbox, rep);
+}
+
+/* A new socket to droverd (replacing the old one, if any). No routing id
+ * of our own: droverd's ROUTER names the connection, so nobody can take
+ * it over by claiming our name. 0 or -1 (logged). */
+static int connect_scheduler(agent_t *a)
+{
+    zev_destroy(&a->zev);
+    zsock_destroy(&a->sock);
+    a->sock = zsock_new(ZMQ_DEALER);
+    if (!a->sock)
+        return -1;
+    zsock_set_immediate(a->sock, 1);
+    zsock_set_rcvtimeo(a->sock, 0);
+    zsock_set_sndtimeo(a->sock, 0);
+    zsock_set_linger(a->sock, 0);
+    zsock_set_sndhwm(a->sock, 10000);
+    zsock_set_maxmsgsize(a->sock, MAX_MESSAGE);
+    zsock_set_reconnect_ivl(a->sock, 100);
+    zsock_set_reconnect_ivl_max(a->sock, 1000);
+    if (a->cert) {
+        zcert_apply(a->cert, a->sock);
+        zsock_set_curve_serverkey(a->sock, zcert_public_txt(a->scheduler_cert));
+    }
+    if (zsock_connect(a->sock, "%s", a->cfg.scheduler) < 0) {
+        log_error("zmq_connect(%s): %s", a->cfg.scheduler, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    a->zev = zev_new(a->loop, zsock_resolve(a->sock), on_readable, a);
+    a->connected_mono = a->last_rx_mono = util_mono_ms();
+    return a->zev ? 0 : -1;
+}
+
+/* droverd has said nothing for `silence` ms while we are not registered:
+ * say so (after 5 heartbeats, then at growing intervals up to 5 minutes)
+ * with the likely cause. */
+static void warn_silence(agent_t *a, int64_t silence)
+{
+    int64_t now = util_mono_ms();
+    if (now < a->silence_warn_mono)
+        return;
+    a->silence_warn_ms = a->silence_warn_ms ? a->silence_warn_ms * 2 : 10000;
+    if (a->silence_warn_ms > 300000)
+        a->silence_warn_ms = 300000;
+    a->silence_warn_mono = now + a->silence_warn_ms;
+    if (a->cert)
+        log_warn("droverd at %s has not answered for %.0fs: if it is running and reachable, a "
+                 "CURVE handshake failure is the likely cause: check that --scheduler-key is "
+                 "droverd's public key (droverd counts failed handshakes in `drover status`)",
+                 a->cfg.scheduler, silence / 1000.0);
+    else
+        log_warn("droverd at %s has not answered for %.0fs: if it is running and reachable, it "
+                 "probably requires keys (CURVE): start this agent with --key and "
+                 "--scheduler-key",
+                 a->cfg.scheduler, silence / 1000.0);
+}
+
 static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
 {
     agent_t *a = w->data;
@@ -826,9 +894,18 @@ static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
     int64_t limit = (int64_t)a->cfg.heartbeat_ms * 5;
     if (limit < 3000)
         limit = 3000;
-    if (a->registered && silence > limit) {
-        log_warn("no word from droverd for %" PRId64 " ms: registering again", silence);
+    if (silence > limit) {
+        if (a->registered)
+            log_warn("no word from droverd for %" PRId64 " ms: reconnecting and registering "
+                     "again",
+                     silence);
+        else
+            warn_silence(a, silence);
         a->registered = false;
+        /* A dead connection (or one droverd dropped) is not revived by
+         * re-sending on it: make a new one. */
+        if (util_mono_ms() - a->connected_mono > limit && connect_scheduler(a) < 0)
+            return; /* logged; tried again at the next heartbeat */
     }
     idmap_each(a->attempts, tick_transfer, NULL);
     if (a->registered) {
@@ -916,44 +993,22 @@ agent_t *agent_new(const agent_config_t *cfg)
     int orphans = runtime_cleanup_orphans(a->rt);
     if (orphans > 0)
         log_info("removed %d containers/cgroups left by a previous agent", orphans);
-    a->sock = zsock_new(ZMQ_DEALER);
-    if (!a->sock)
-        goto fail;
-    zsock_set_identity(a->sock, cfg->name);
-    zsock_set_immediate(a->sock, 1);
-    zsock_set_rcvtimeo(a->sock, 0);
-    zsock_set_sndtimeo(a->sock, 0);
-    zsock_set_linger(a->sock, 0);
-    zsock_set_sndhwm(a->sock, 10000);
-    zsock_set_maxmsgsize(a->sock, MAX_MESSAGE);
-    zsock_set_reconnect_ivl(a->sock, 100);
-    zsock_set_reconnect_ivl_max(a->sock, 1000);
     if ((cfg->key != NULL) != (cfg->scheduler_key != NULL)) {
         log_error("--key and --scheduler-key go together (CURVE needs both)");
         goto fail;
     }
     if (cfg->key) {
-        zcert_t *mine = NULL, *theirs = NULL;
-        if (keys_load_secret(cfg->key, &mine, err, sizeof err) < 0 ||
-            keys_load_public(cfg->scheduler_key, &theirs, err, sizeof err) < 0) {
+        if (keys_load_secret(cfg->key, &a->cert, err, sizeof err) < 0 ||
+            keys_load_public(cfg->scheduler_key, &a->scheduler_cert, err, sizeof err) < 0) {
             log_error("%s", err);
-            zcert_destroy(&mine);
             goto fail;
         }
-        zcert_apply(mine, a->sock);
-        zsock_set_curve_serverkey(a->sock, zcert_public_txt(theirs));
-        log_info("CURVE on: agent key %s, droverd key %s", zcert_public_txt(mine),
-                 zcert_public_txt(theirs));
-        zcert_destroy(&mine);
-        zcert_destroy(&theirs);
+        log_info("CURVE on: agent key %s, droverd key %s", zcert_public_txt(a->cert),
+                 zcert_public_txt(a->scheduler_cert));
     } else if (!keys_endpoint_is_local(cfg->scheduler)) {
         log_warn("INSECURE: talking to %s without keys: anyone on the path can read steps and "
                  "pose as droverd (use --key and --scheduler-key)",
                  cfg->scheduler);
-    }
-    if (zsock_connect(a->sock, "%s", cfg->scheduler) < 0) {
-        log_error("zmq_connect(%s): %s", cfg->scheduler, zmq_strerror(zmq_errno()));
-        goto fail;
     }
     a->loop = EV_DEFAULT;
     a->worker = worker_new(a->loop);
@@ -962,6 +1017,12 @@ agent_t *agent_new(const agent_config_t *cfg)
     a->workdirs = workdirs_new(cfg->work_dir, a->worker, SPARE_DIRS, cfg->keep_work_dirs);
     if (!a->workdirs)
         goto fail;
+    a->exits = exits_open(cfg->work_dir, a->worker);
+    size_t kept = exits_load(a->exits, load_exit, a);
+    if (kept)
+        log_info("%zu attempts finished before this agent restarted: their exit reports go to "
+                 "droverd now",
+                 kept);
     a->cache_dir = xasprintf("%s/cache", cfg->work_dir);
     char *tmp = xasprintf("%s/tmp", a->cache_dir);
     util_rm_rf(tmp); /* partial downloads of a previous agent process */
@@ -973,8 +1034,7 @@ agent_t *agent_new(const agent_config_t *cfg)
                             .send_chunk_ack = host_chunk_ack,
                             .send_fetch = host_fetch,
                             .host = a};
-    a->zev = zev_new(a->loop, zsock_resolve(a->sock), on_readable, a);
-    if (!a->zev)
+    if (connect_scheduler(a) < 0)
         goto fail;
     ev_prepare_init(&a->flush_w, on_flush);
     ev_set_priority(&a->flush_w, EV_MAXPRI);
@@ -1044,6 +1104,7 @@ void agent_destroy(agent_t **ap)
     if (a->attempts)
         idmap_each(a->attempts, destroy_attempt, NULL);
     worker_destroy(&a->worker); /* runs the cancelled transfers' last jobs */
+    exits_close(&a->exits);
     workdirs_destroy(&a->workdirs);
     free_transfer_messages(a);
     free(a->cache_dir);
@@ -1055,6 +1116,8 @@ void agent_destroy(agent_t **ap)
     outbox_destroy(&a->outbox);
     zev_destroy(&a->zev);
     zsock_destroy(&a->sock);
+    zcert_destroy(&a->cert);
+    zcert_destroy(&a->scheduler_cert);
     free(a->acks);
     free(a);
     *ap = NULL;

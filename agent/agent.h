@@ -1,6 +1,9 @@
 /* agent — drover-agent: one per node; runs the steps droverd assigns.
  *
- * A DEALER socket (routing id = the agent's name) to droverd. The agent
+ * A DEALER socket to droverd (its routing id is droverd's to choose; the
+ * agent is known by the name it registers, and with CURVE by its key). A
+ * socket that hears nothing for 5 heartbeats is replaced by a new one, and
+ * the silence is logged with its likely cause. The agent
  * registers with its name, labels and capacity plus the attempts it still
  * holds, heartbeats with the attempts it runs, and sends reports through
  * the outbox (sequence-numbered, re-sent until acknowledged). Assignments

@@ -24,6 +24,7 @@
 #include "runtime.h"
 #include "transfer.h"
 #include "workdirs.h"
+#include "exits.h"
 #include "zev.h"
 
 #define FINISHED_MEMORY 4096 /* finished attempt ids remembered (re-sent assignments) */
@@ -81,7 +82,13 @@ struct agent {
     int64_t refused_until_mono; /* droverd refused us: next try after this */
     int64_t refused_backoff_ms;
     int64_t last_rx_mono;
+    /* Connection: CURVE keys (NULL without), when this socket was made, and
+     * the back-off of the "droverd does not answer" warning. */
+    zcert_t *cert, *scheduler_cert;
+    int64_t connected_mono;
+    int64_t silence_warn_mono, silence_warn_ms;
     outbox_t *outbox;
+    exits_t *exits;    /* EXITED reports on disk until acked (may be NULL) */
     idmap_t *attempts; /* running (or finishing) attempts by id */
     idmap_t *finished; /* recently finished attempt ids (value unused) */
     uint64_t finished_ring[FINISHED_MEMORY];

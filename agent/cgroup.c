@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 #define MAX_HIER      32
@@ -44,6 +45,7 @@ struct cgroup {
     int procs_fd[MAX_FDS];
     size_t n_procs;
     int oom_efd, oom_ctl_fd; /* v1 OOM notification */
+    int tasks_fd;            /* v1 tracking cgroup: its tasks file (cgroup_enter) */
     uint64_t oom_events;     /* v1: eventfd counts read so far */
     char *memory_dir;        /* memory (v1) or unified (v2) directory */
 };
@@ -284,9 +286,12 @@ static cgroup_t *new_v1(cgroup_t *cg, const cgroup_limits_t *lim, char *err, siz
     char *dirs[3] = {NULL, NULL, NULL};
     bool have[3] = {false, false, false};
     int rc = 0;
+    /* Without limits the cgroup only keeps track of processes: the pids
+     * hierarchy does that at a third of the memory controller's cost. */
+    bool track_only = !lim && v1_hier("pids");
     for (int i = 0; i < 3 && rc == 0; i++) {
         const hier_t *h = v1_hier(names[i]);
-        if (!h)
+        if (!h || (track_only && i != 2))
             continue;
         dirs[i] = xasprintf("%s/%s", h->path, cg->rel);
         rc = util_mkdir_p(dirs[i], 0755);
@@ -304,15 +309,20 @@ static cgroup_t *new_v1(cgroup_t *cg, const cgroup_limits_t *lim, char *err, siz
         if (!dup)
             rc = open_procs(cg, dirs[i], err, errlen);
     }
-    if (rc == 0 && !have[0]) {
+    if (rc == 0 && !have[0] && !track_only) {
         snprintf(err, errlen, "no cgroup v1 memory hierarchy");
         rc = -ENOENT;
     }
     if (rc == 0 && lim)
         format_limits_v1(cg, have[0] ? dirs[0] : NULL, have[1] ? dirs[1] : NULL,
                          have[2] ? dirs[2] : NULL, lim, &rc, err, errlen);
-    if (rc == 0)
+    if (rc == 0 && have[0])
         cg->memory_dir = xstrdup(dirs[0]);
+    if (rc == 0 && track_only) {
+        char *tasks = xasprintf("%s/tasks", dirs[2]);
+        cg->tasks_fd = open(tasks, O_WRONLY | O_CLOEXEC);
+        free(tasks);
+    }
     if (rc == 0 && lim && lim->memory_bytes)
         rc = arm_oom_eventfd(cg, dirs[0], err, errlen);
     for (int i = 0; i < 3; i++)
@@ -396,7 +406,7 @@ cgroup_t *cgroup_new(const char *rel, const cgroup_limits_t *lim, char *err, siz
     cgroup_t *cg = xcalloc(1, sizeof *cg);
     cg->rel = xstrdup(rel);
     cg->mode = mode;
-    cg->oom_efd = cg->oom_ctl_fd = -1;
+    cg->oom_efd = cg->oom_ctl_fd = cg->tasks_fd = -1;
     return mode == CGROUP_V2 ? new_v2(cg, lim, err, errlen) : new_v1(cg, lim, err, errlen);
 }
 
@@ -411,6 +421,45 @@ int cgroup_join(const cgroup_t *cg)
         if (write(cg->procs_fd[i], "0", 1) != 1)
             return -errno;
     return 0;
+}
+
+/* The tasks file of the calling process's own v1 pids cgroup, where
+ * cgroup_leave puts the thread back (opened once: the agent's cgroup does
+ * not change under it). */
+static int home_tasks_fd(void)
+{
+    static int fd = -2;
+    if (fd != -2)
+        return fd;
+    fd = -1;
+    const hier_t *h = v1_hier("pids");
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[4096];
+    while (h && f && fgets(line, sizeof line, f)) {
+        char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL;
+        if (!path || strncmp(ctl + 1, "pids:", 5) != 0)
+            continue;
+        path[strcspn(path, "\n")] = '\0';
+        char *tasks = xasprintf("%s%s/tasks", h->path, path + 1);
+        fd = open(tasks, O_WRONLY | O_CLOEXEC);
+        free(tasks);
+    }
+    if (f)
+        fclose(f);
+    return fd;
+}
+
+int cgroup_enter(const cgroup_t *cg)
+{
+    if (cg->tasks_fd < 0 || home_tasks_fd() < 0)
+        return -ENOTSUP;
+    return write(cg->tasks_fd, "0", 1) == 1 ? 0 : -errno;
+}
+
+void cgroup_leave(const cgroup_t *cg)
+{
+    if (cg->tasks_fd >= 0 && home_tasks_fd() >= 0 && write(home_tasks_fd(), "0", 1) != 1)
+        log_warn("cgroup: moving the agent's thread back from %s: %s", cg->rel, strerror(errno));
 }
 
 size_t cgroup_fds(const cgroup_t *cg, int *fds, size_t max)
@@ -519,15 +568,25 @@ static int signal_tree(const char *dir, int sig, int depth)
 
 int cgroup_signal(const char *rel, int sig)
 {
-    const hier_t *h = cgroup_mode(NULL, 0) == CGROUP_V2 ? v2_hier() : v1_hier("memory");
-    if (!h)
-        h = v1_hier("pids");
-    if (!h)
-        return 0;
-    char *dir = xasprintf("%s/%s", h->path, rel);
-    int n = signal_tree(dir, sig, 0);
-    free(dir);
-    return n;
+    const hier_t *h[2] = {NULL, NULL};
+    if (cgroup_mode(NULL, 0) == CGROUP_V2) {
+        h[0] = v2_hier();
+    } else { /* a limited cgroup is in memory, a tracking-only one in pids */
+        h[0] = v1_hier("memory");
+        h[1] = v1_hier("pids");
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!h[i])
+            continue;
+        char *dir = xasprintf("%s/%s", h[i]->path, rel);
+        struct stat st;
+        bool there = stat(dir, &st) == 0;
+        int n = there ? signal_tree(dir, sig, 0) : 0;
+        free(dir);
+        if (there)
+            return n;
+    }
+    return 0;
 }
 
 static int remove_tree(const char *dir, bool kill_procs, int depth)
@@ -617,6 +676,8 @@ void cgroup_destroy(cgroup_t **cgp)
         close(cg->oom_efd);
     if (cg->oom_ctl_fd >= 0)
         close(cg->oom_ctl_fd);
+    if (cg->tasks_fd >= 0)
+        close(cg->tasks_fd);
     free(cg->memory_dir);
     free(cg->rel);
     free(cg);

@@ -45,7 +45,10 @@ cgroup_mode_t cgroup_mode(char *why, size_t whylen);
 bool cgroup_unified_only(void);
 
 /* Create the cgroup rel (e.g. "drover/ab12/drover-42") in every hierarchy
- * the mode uses, with the given limits (lim may be NULL). Returns NULL
+ * the mode uses, with the given limits. lim NULL: a cgroup that only keeps
+ * track of a step's processes (v1: the pids hierarchy alone, the cheapest),
+ * so that everything the step started, even what left its process group,
+ * can be found and killed. Returns NULL
  * with err set when cgroups are unusable or a write fails. The caller
  * destroys it with cgroup_destroy and removes the directories with
  * cgroup_remove. */
@@ -58,6 +61,15 @@ const char *cgroup_rel(const cgroup_t *cg);
  * descriptors opened by cgroup_new: async-signal-safe, for a child between
  * fork and exec. 0 or -errno. */
 int cgroup_join(const cgroup_t *cg);
+
+/* v1 tracking cgroups (lim NULL): move the calling thread alone into cg,
+ * so that a process it spawns (posix_spawn: vfork, no code of ours runs in
+ * the child) starts inside, and back to the process's own cgroup with
+ * cgroup_leave right after. Nothing of the step ever runs outside. 0, or
+ * -ENOTSUP (v2, or a cgroup with limits: join from the child instead) or
+ * -errno. */
+int cgroup_enter(const cgroup_t *cg);
+void cgroup_leave(const cgroup_t *cg);
 
 /* The file descriptors cg holds open (at most max written to fds): what a
  * forked child that closes everything else must keep. Returns the count. */

@@ -78,11 +78,11 @@ uint64_t outbox_add(outbox_t *ob, Drover__Report *rep)
     return rep->seq;
 }
 
-void outbox_ack(outbox_t *ob, uint64_t seq)
+uint64_t outbox_ack(outbox_t *ob, uint64_t seq)
 {
     node_t *n = idmap_del(ob->by_seq, seq);
     if (!n)
-        return;
+        return 0;
     if (n->prev)
         n->prev->next = n->next;
     else
@@ -91,13 +91,14 @@ void outbox_ack(outbox_t *ob, uint64_t seq)
         n->next->prev = n->prev;
     else
         ob->tail = n->prev;
-    if (n->rep->kind == DROVER__REPORT_KIND__REPORT_EXITED &&
-        idmap_get(ob->exits, n->rep->attempt_id) == n)
-        idmap_del(ob->exits, n->rep->attempt_id);
+    uint64_t exited = n->rep->kind == DROVER__REPORT_KIND__REPORT_EXITED ? n->rep->attempt_id : 0;
+    if (exited && idmap_get(ob->exits, exited) == n)
+        idmap_del(ob->exits, exited);
     ob->count--;
     ob->bytes -= n->rep->data.len;
     outbox_report_free(n->rep);
     free(n);
+    return exited;
 }
 
 size_t outbox_collect(outbox_t *ob, int64_t now, int64_t resend_ms, bool all, Drover__Report **out,

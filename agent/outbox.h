@@ -30,8 +30,9 @@ void outbox_destroy(outbox_t **ob);
  * returns rep->seq. */
 uint64_t outbox_add(outbox_t *ob, Drover__Report *rep);
 
-/* droverd acknowledged seq: drop that report. Unknown seqs are ignored. */
-void outbox_ack(outbox_t *ob, uint64_t seq);
+/* droverd acknowledged seq: drop that report. Unknown seqs are ignored.
+ * Returns the attempt id when the report was an EXITED one, else 0. */
+uint64_t outbox_ack(outbox_t *ob, uint64_t seq);
 
 /* Collect up to max reports (and about max_bytes of log data) that are due:
  * never sent, or sent at least resend_ms before now (doubling with each

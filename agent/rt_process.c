@@ -1,16 +1,25 @@
 /* rt_process — the process driver: a step as a process group on the host.
  *
  * runner.h does the work (spawn, output, timeout, SIGTERM → SIGKILL). What
- * this adds is limits: when the step asks for memory (its cpu then
- * limited too) or pids and cgroups are writable, the child joins a fresh cgroup
- * drover/<owner>/drover-<id> between fork and exec (runner's child_fn), so
- * nothing runs unlimited even for a moment. After the exit the OOM counter
- * says whether the memory limit killed it (reported as OOMKilled), and the
- * cgroup is removed, with whatever escaped the process group killed first;
- * if processes are still leaving, removal is retried on a short timer
- * before on_exit, so on_exit means nothing is left. Where a cgroup cannot
- * be made (cgroups absent or not writable), the step runs without limits
- * and a warning says so.
+ * this adds is a cgroup drover/<owner>/drover-<id> per step wherever
+ * cgroups are writable, so that nothing a step started outlives it — not
+ * even what left its process group (setsid, daemons) — and a restarted
+ * agent finds and kills what its previous life left (runtime_cleanup_
+ * orphans). When the step asks for memory (its cpu then limited too) or
+ * pids, the child joins the limited cgroup between fork and exec
+ * (runner's child_fn), so nothing runs unlimited even for a moment.
+ * Otherwise the cgroup only keeps track (v1: pids hierarchy alone): the
+ * agent's thread steps into it for the posix_spawn (vfork, the cheap path:
+ * a fork of the agent costs milliseconds) and out again, so the child is
+ * born inside. On v2, where a thread cannot move alone, the child joins
+ * between fork and exec as for limits (slower; clone3's CLONE_INTO_CGROUP
+ * would avoid the fork). After the exit the OOM counter says
+ * whether the memory limit killed it (reported as OOMKilled), and the
+ * cgroup is removed, with whatever is left killed first; if processes are
+ * still leaving, removal is retried on a short timer before on_exit, so
+ * on_exit means nothing is left (rt_task_contained() says so). Where a
+ * cgroup cannot be made, the step runs without one (and without limits,
+ * with a warning when it asked for them).
  */
 #define RT_DRIVER_INTERNAL
 #include "runtime.h"
@@ -58,6 +67,7 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     if (rc < 0)
         log_warn("cgroup %s: not removed: %s", t->cg_rel, strerror(-rc));
+    t->contained = rc == 0 && t->in_cgroup;
     proc_report(t);
 }
 
@@ -85,6 +95,7 @@ static void on_exit_cb(void *arg, const runner_exit_t *ex)
     if (rc != -EBUSY) {
         if (rc < 0)
             log_warn("cgroup %s: not removed: %s", t->cg_rel, strerror(-rc));
+        t->contained = rc == 0 && t->in_cgroup;
         proc_report(t);
         return;
     }
@@ -105,24 +116,28 @@ int rt_process_start(rt_task_t *t, char *err, size_t errlen)
     cgroup_limits_t lim = {.memory_bytes = t->spec.memory_bytes,
                            .cpu_milli = t->spec.cpu_milli,
                            .pids_max = t->spec.pids_max};
-    /* A cgroup per step costs a few milliseconds (mkdir, limits, rmdir) and
-     * forces fork over vfork: make one when the step bounds its memory (or
-     * pids); cpu alone is already reserved by droverd's placement. */
-    bool want = lim.memory_bytes || lim.pids_max;
-    if (want && rt->cg_mode != CGROUP_NONE) {
+    /* Limits force fork over vfork (the child joins before exec): only
+     * when the step bounds its memory (or pids); cpu alone is already
+     * reserved by droverd's placement. */
+    bool limited = lim.memory_bytes || lim.pids_max;
+    if (rt->cg_mode != CGROUP_NONE) {
         char why[256];
         t->cg_rel = xasprintf("%s/%s", rt->cg_parent, t->name);
         cgroup_remove(t->cg_rel, true); /* a leftover of a crashed agent */
-        t->cg = cgroup_new(t->cg_rel, &lim, why, sizeof why);
+        t->cg = cgroup_new(t->cg_rel, limited ? &lim : NULL, why, sizeof why);
         if (!t->cg) {
             /* Limits are best effort where cgroups do not cooperate (a
              * delegated hierarchy we may not write): say so, run anyway. */
-            log_warn("%s: running without memory/cpu/pids limits: cgroup %s: %s", t->name,
-                     t->cg_rel, why);
+            if (limited)
+                log_warn("%s: running without memory/cpu/pids limits: cgroup %s: %s", t->name,
+                         t->cg_rel, why);
             free(t->cg_rel);
             t->cg_rel = NULL;
         }
     }
+    /* v1 tracking: this thread enters the cgroup for the spawn. */
+    bool entered = t->cg && !limited && cgroup_enter(t->cg) == 0;
+    bool child_joins = t->cg && !entered;
     char **env = rt_process_env(t);
     runner_spec_t rs = {.argv = t->argv,
                         .envp = env,
@@ -132,14 +147,17 @@ int rt_process_start(rt_task_t *t, char *err, size_t errlen)
                         .on_output = on_output,
                         .on_exit = on_exit_cb,
                         .arg = t,
-                        .child_fn = t->cg ? join_cgroup : NULL,
+                        .child_fn = child_joins ? join_cgroup : NULL,
                         .child_arg = t->cg};
     t->runner = runner_start(t->loop, &rs, err, errlen);
+    if (entered)
+        cgroup_leave(t->cg);
     rt_strv_free(env);
     if (!t->runner) {
         if (t->cg_rel)
             cgroup_remove(t->cg_rel, true);
         return -EIO;
     }
+    t->in_cgroup = t->cg != NULL;
     return 0;
 }

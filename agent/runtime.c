@@ -1110,6 +1110,11 @@ static void task_free(rt_task_t *t)
     free(t);
 }
 
+bool rt_task_contained(const rt_task_t *t)
+{
+    return t->reported && (t->container ? t->done : t->contained);
+}
+
 void rt_task_destroy(rt_task_t **tp)
 {
     if (!tp || !*tp)

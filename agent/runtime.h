@@ -152,6 +152,12 @@ pid_t rt_task_pid(const rt_task_t *t);
 /* "drover-<id>" (owned by t). */
 const char *rt_task_name(const rt_task_t *t);
 
+/* After on_exit: whether nothing the step started can still run — its
+ * cgroup was emptied and removed (processes), or its container removed.
+ * False for a process that ran without a cgroup: a detached leftover may
+ * live on, so its attempt dir must not be handed to another attempt. */
+bool rt_task_contained(const rt_task_t *t);
+
 /* Free the task; NULLs the pointer. After on_exit everything is already
  * removed. Before it (agent shutdown), the step is killed and a detached
  * child removes its container, bundle and cgroup. Must not be called from
@@ -232,6 +238,8 @@ struct rt_task {
     char error[256];
     /* control */
     bool container, killed, timed_out, term_sent, kill_sent, exited, reported;
+    bool in_cgroup; /* process: the step was started inside t->cg */
+    bool contained; /* rt_task_contained() */
     int pending_sig;
     int sent_sig; /* last signal delivered, to read 128+n exit codes */
     ev_timer timeout_w, grace_w, hard_w, retry_w;

@@ -609,7 +609,7 @@ int workdirs_make(workdirs_t *w, const char *dir, uint32_t number)
     return 0;
 }
 
-void workdirs_release(workdirs_t *w, char *dir)
+void workdirs_release(workdirs_t *w, char *dir, bool contained)
 {
     char *task_dir = parent_of(dir);
     uint64_t key = hold_key(task_dir);
@@ -619,7 +619,7 @@ void workdirs_release(workdirs_t *w, char *dir)
         free(dir);
         return;
     }
-    if (w->closing || w->n_spares + w->cleaning >= w->cap) {
+    if (!contained || w->closing || w->n_spares + w->cleaning >= w->cap) {
         free(task_dir);
         task_dir = NULL; /* only remove it */
     }

@@ -51,10 +51,13 @@ workdirs_t *workdirs_new(const char *work_dir, worker_t *worker, size_t cap, boo
  * follow, also when this fails. 0 or a negative errno (nothing logged). */
 int workdirs_make(workdirs_t *w, const char *dir, uint32_t number);
 
-/* The attempt made with workdirs_make(dir, ...) is over (its processes
- * are gone, its transfers cancelled): recycle or remove its dir in the
- * background. Takes dir (freed once done). */
-void workdirs_release(workdirs_t *w, char *dir);
+/* The attempt made with workdirs_make(dir, ...) is over (its transfers
+ * cancelled): recycle or remove its dir in the background. contained: none
+ * of its processes can still run (rt_task_contained); otherwise the dir is
+ * only removed, never handed to another attempt, since a detached leftover
+ * could still write into it (a process's cwd follows a rename). Takes dir
+ * (freed once done). */
+void workdirs_release(workdirs_t *w, char *dir, bool contained);
 
 /* Spares ready to be taken. */
 size_t workdirs_spares(const workdirs_t *w);

@@ -798,8 +798,7 @@ static int agent_open(sim_t *s, sim_agent_t *a, size_t index)
         log_error("zmq_socket(ZMQ_DEALER) for agent %zu: %s", index + 1, zmq_strerror(zmq_errno()));
         return -ENOMEM;
     }
-    if (zmq_setsockopt(a->sock, ZMQ_ROUTING_ID, a->name, strlen(a->name)) < 0 ||
-        zmq_setsockopt(a->sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
+    if (zmq_setsockopt(a->sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
         zmq_setsockopt(a->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
         zmq_setsockopt(a->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
         zmq_setsockopt(a->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) < 0 ||

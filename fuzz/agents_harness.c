@@ -131,7 +131,7 @@ static void send_register(sched_t *s, const char *name, uint32_t cpu, uint64_t m
     uint8_t *buf = xmalloc(n ? n : 1);
     drover__agent_message__pack(&m, buf);
     zframe_t *id = zframe_new(name, strlen(name));
-    agents_handle(s, id, buf, n);
+    agents_handle(s, id, NULL, buf, n);
     zframe_destroy(&id);
     free(buf);
     util_free_kvs(kvs, n_kvs);
@@ -289,7 +289,7 @@ void fz_deliver(fz_t *f, uint8_t sel, const uint8_t *body, size_t len)
     if (who == FZ_API) {
         api_handle(f->s, id, copy, len); /* takes id */
     } else {
-        agents_handle(f->s, id, copy, len);
+        agents_handle(f->s, id, NULL, copy, len);
         zframe_destroy(&id);
     }
     free(copy);
@@ -321,7 +321,7 @@ static void deliver_msg(fz_t *f, const char *name, const Drover__AgentMessage *m
     uint8_t *buf = xmalloc(n ? n : 1);
     drover__agent_message__pack(m, buf);
     zframe_t *id = zframe_new(name, strlen(name));
-    agents_handle(f->s, id, buf, n);
+    agents_handle(f->s, id, NULL, buf, n);
     zframe_destroy(&id);
     free(buf);
     fz_flush(f);

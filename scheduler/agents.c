@@ -1,7 +1,15 @@
 /* agents — droverd's side of the agents protocol (DESIGN.md "Messages and
  * reliability").
  *
- * An agent's ZeroMQ routing id is its name. It registers with its labels,
+ * Identity: a connection's routing id is droverd's own (agents set none),
+ * so no peer can choose, claim or displace another's. A Register binds its
+ * connection to the agent it names — with CURVE only if the sender's key is
+ * authorized for that name — and every other message counts only on the
+ * connection bound to an agent, from that agent's key. A newer accepted
+ * Register (the agent restarted or reconnected) moves the binding; a
+ * refused one never touches it. A revoked key loses its agent at once.
+ *
+ * An agent registers with its labels,
  * capacity and the attempts it holds; droverd reconciles both ways: an
  * attempt droverd thinks is RUNNING there but the agent no longer has is
  * LOST, an ASSIGNED one is re-sent, and one the agent runs that is not
@@ -88,6 +96,8 @@ void agents_free_all(sched_t *s)
 {
     for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
         agent_out_free(&a->out);
+        zframe_destroy(&a->conn);
+        free(a->conn_hex);
         util_free_kvs(a->labels, a->n_labels);
         free(a->runtime);
         free(a->notice_reason);
@@ -138,10 +148,10 @@ static void lose_all(sched_t *s, agent_t *a, const char *reason)
 }
 
 /* Why a registration is unacceptable, or NULL. */
-static const char *register_problem(const sched_t *s, const agent_t *a, const Drover__Register *reg)
+static const char *register_problem(const sched_t *s, const Drover__Register *reg)
 {
-    if (!reg->name || strcmp(reg->name, a->name) != 0)
-        return "registered name differs from the connection's routing id";
+    if (!reg->name || !util_valid_name(reg->name, strlen(reg->name), AGENT_NAME_MAX, NULL))
+        return "bad agent name: 1-63 characters of [A-Za-z0-9_.-]";
     if (reg->n_labels > s->cfg.spec_limits.max_labels + 2) /* + spot= and gpu.model= */
         return "too many labels (more than droverd's --max-labels)";
     for (size_t i = 0; i < reg->n_labels; i++) {
@@ -193,21 +203,87 @@ void agents_send_preempt(sched_t *s, agent_t *a, uint64_t deadline_ms)
     out->preempt->deadline_ms = util_now_ms() + (int64_t)deadline_ms;
 }
 
-static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
+/* Hex of a routing id: the key of s->conns (ids are binary). */
+static char *conn_hex(zframe_t *conn)
 {
-    agent_out_t *out = sched_agent_out(s, a);
-    const char *problem = register_problem(s, a, reg);
-    if (problem) {
-        s->counters.refused_agents++;
-        log_warn("agent %s: registration refused: %s", a->name, problem);
-        out->refused = problem;
-        if (a->connected) {
-            a->connected = false;
-            lose_all(s, a, "agent re-registered with an invalid registration");
-            sched_mark_agent(s, a);
-        }
+    static const char digits[] = "0123456789abcdef";
+    size_t n = zframe_size(conn);
+    const uint8_t *d = zframe_data(conn);
+    char *hex = xmalloc(2 * n + 1);
+    for (size_t i = 0; i < n; i++) {
+        hex[2 * i] = digits[d[i] >> 4];
+        hex[2 * i + 1] = digits[d[i] & 15];
+    }
+    hex[2 * n] = '\0';
+    return hex;
+}
+
+static void unbind_conn(sched_t *s, agent_t *a)
+{
+    if (a->conn_hex)
+        zhashx_delete(s->conns, a->conn_hex);
+    zframe_destroy(&a->conn);
+    free(a->conn_hex);
+    a->conn_hex = NULL;
+}
+
+/* a is no longer in service: its attempts are lost, its transfers end. */
+static void disconnect(sched_t *s, agent_t *a, const char *reason)
+{
+    a->connected = false;
+    blobs_agent_gone(s, a);
+    lose_all(s, a, reason);
+    sched_mark_agent(s, a);
+}
+
+/* From now on, a speaks on conn (with key, under CURVE). */
+static void bind_conn(sched_t *s, agent_t *a, zframe_t *conn, const keys_entry_t *key)
+{
+    char *hex = conn_hex(conn);
+    if (a->conn_hex && strcmp(a->conn_hex, hex) == 0) {
+        free(hex);
         return;
     }
+    if (a->conn)
+        log_info("agent %s: a new connection registered (the agent restarted or reconnected)",
+                 a->name);
+    unbind_conn(s, a);
+    a->conn = zframe_dup(conn);
+    a->conn_hex = hex;
+    zhashx_insert(s->conns, hex, a);
+    snprintf(a->key, sizeof a->key, "%s", key ? key->key : "");
+}
+
+static void handle_register(sched_t *s, agent_t *bound, zframe_t *conn, const keys_entry_t *key,
+                            const Drover__Register *reg)
+{
+    char why[256];
+    const char *problem = register_problem(s, reg);
+    if (!problem && key && strcmp(key->name, reg->name) != 0) {
+        snprintf(why, sizeof why, "key %s belongs to agent '%s', not '%s'", key->key, key->name,
+                 reg->name);
+        problem = why;
+    }
+    if (!problem && bound && strcmp(bound->name, reg->name) != 0) {
+        snprintf(why, sizeof why, "this connection is agent '%s'; it cannot register as '%s'",
+                 bound->name, reg->name);
+        problem = why;
+    }
+    if (problem) {
+        s->counters.refused_agents++;
+        if (s->counters.refused_agents < 100 || s->counters.refused_agents % 1000 == 0)
+            log_warn("agent '%.63s': registration refused: %s", reg->name ? reg->name : "",
+                     problem);
+        sched_queue_peer_reply(s, conn, problem);
+        if (bound && bound->connected) /* its own connection re-registered badly */
+            disconnect(s, bound, "agent re-registered with an invalid registration");
+        return;
+    }
+    agent_t *a = agents_find(s, reg->name);
+    if (!a)
+        a = agent_new(s, reg->name);
+    bind_conn(s, a, conn, key);
+    agent_out_t *out = sched_agent_out(s, a);
     bool was_connected = a->connected;
     blobs_agent_gone(s, a); /* transfers restart after a registration */
     set_labels(a, reg->labels, reg->n_labels);
@@ -237,7 +313,13 @@ static void handle_register(sched_t *s, agent_t *a, const Drover__Register *reg)
         if (idmap_get(held_ids, dag_current_attempt(t)->id))
             placer_acked(t);
         else if (t->status == DROVER__TASK_STATUS__TASK_ASSIGNED)
-            placer_send_assignment(s, t);
+            /* Fencing: it may have started there before the agent (or
+             * droverd, whose RUNNING write is lazy) restarted, in that
+             * attempt's directory. Never re-send that id: rerun it as a
+             * new attempt, so each start is in the history. */
+            dag_task_lost(s, t,
+                          "agent registered without the assigned attempt (it may have "
+                          "started there before a restart)");
         else
             dag_task_lost(s, t, "agent restarted and no longer has the attempt");
     }
@@ -313,33 +395,31 @@ static void handle_report(sched_t *s, agent_t *a, const Drover__Report *rep)
     }
 }
 
-void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len)
+void agents_handle(sched_t *s, zframe_t *conn, const keys_entry_t *key, const uint8_t *data,
+                   size_t len)
 {
-    char name[AGENT_NAME_MAX + 1];
-    size_t nlen = zframe_size(identity);
-    if (!util_valid_name((const char *)zframe_data(identity), nlen, AGENT_NAME_MAX, NULL)) {
-        log_warn("agents socket: message from a peer with an invalid routing id dropped");
+    if (zframe_size(conn) == 0) {
+        log_warn("agents socket: message without a routing id dropped");
         return;
     }
-    memcpy(name, zframe_data(identity), nlen);
-    name[nlen] = '\0';
     Drover__AgentMessage *msg = drover__agent_message__unpack(NULL, len, data);
     if (!msg) {
         s->counters.bad_messages++;
-        log_warn("agent %s: undecodable message of %zu bytes dropped", name, len);
+        log_warn("agents socket: undecodable message of %zu bytes dropped", len);
         return;
     }
-    agent_t *a = agents_find(s, name);
+    char *hex = conn_hex(conn);
+    agent_t *a = zhashx_lookup(s->conns, hex);
+    free(hex);
     if (msg->register_) {
-        if (!a)
-            a = agent_new(s, name);
-        handle_register(s, a, msg->register_);
+        handle_register(s, a, conn, key, msg->register_);
         goto cleanup;
     }
     if (!a || !a->connected) {
-        /* Unknown in this session (droverd restarted, or the agent was
-         * declared lost): it must register before anything else counts. */
-        sched_queue_reregister(s, name);
+        /* Unknown in this session (droverd restarted, the agent was
+         * declared lost, or this is a stale connection): it must register
+         * before anything else counts. */
+        sched_queue_peer_reply(s, conn, NULL);
         goto cleanup;
     }
     a->last_seen_mono = util_mono_ms();
@@ -383,10 +463,7 @@ void agents_tick(sched_t *s)
             now - a->last_seen_mono > (int64_t)s->cfg.agent_timeout_ms) {
             log_warn("agent %s lost: no heartbeat for %" PRId64 " ms; %zu attempts lost", a->name,
                      now - a->last_seen_mono, a->n_tasks);
-            a->connected = false;
-            blobs_agent_gone(s, a);
-            lose_all(s, a, "agent stopped answering");
-            sched_mark_agent(s, a);
+            disconnect(s, a, "agent stopped answering");
             continue;
         }
         if (!a->connected || a->unacked == 0)
@@ -402,5 +479,22 @@ void agents_tick(sched_t *s)
                 placer_send_assignment(s, t);
             }
         }
+    }
+}
+
+void agents_keys_changed(sched_t *s)
+{
+    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+        if (!a->conn || !a->key[0])
+            continue;
+        const keys_entry_t *k = zhashx_lookup(s->agent_keys, a->key);
+        if (k && strcmp(k->name, a->name) == 0)
+            continue;
+        log_warn("agent %s: its key %s was revoked: lost now, %zu attempts rescheduled", a->name,
+                 a->key, a->n_tasks);
+        s->counters.revoked_agents++;
+        unbind_conn(s, a);
+        if (a->connected || a->n_tasks)
+            disconnect(s, a, "agent's key was revoked");
     }
 }

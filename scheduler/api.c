@@ -272,6 +272,8 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->counters, &v->n_counters, "refused_agents", k->refused_agents);
     add_kv(&v->counters, &v->n_counters, "refused_api", k->refused_api);
     add_kv(&v->counters, &v->n_counters, "refused_role", k->refused_role);
+    add_kv(&v->counters, &v->n_counters, "failed_handshakes", k->failed_handshakes);
+    add_kv(&v->counters, &v->n_counters, "revoked_agents", k->revoked_agents);
     add_kv(&v->counters, &v->n_counters, "over_limits", k->over_limits);
     add_kv(&v->counters, &v->n_counters, "bad_messages", k->bad_messages);
     add_kv(&v->counters, &v->n_counters, "bad_requests", k->bad_requests);

@@ -21,6 +21,7 @@
 #include "sched_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +169,29 @@ int auth_init(sched_t *s, char *err, size_t errlen)
     return 0;
 }
 
+/* A monitor event of the agents socket: two frames, (u16 event, u32
+ * value) and the peer's address. */
+static void on_monitor(void *arg)
+{
+    sched_t *s = arg;
+    for (int i = 0; i < 64; i++) {
+        zmsg_t *m = zmsg_recv(s->monitor);
+        if (!m)
+            return;
+        zframe_t *head = zmsg_first(m), *addr = zmsg_next(m);
+        if (head && zframe_size(head) == 6) {
+            uint16_t event;
+            uint32_t value;
+            memcpy(&event, zframe_data(head), 2);
+            memcpy(&value, zframe_data(head) + 2, 4);
+            char *address = addr ? zframe_strdup(addr) : xstrdup("?");
+            auth_handshake_failed(s, event, (int)value, address);
+            free(address);
+        }
+        zmsg_destroy(&m);
+    }
+}
+
 void auth_secure(sched_t *s, zsock_t *sock, bool api)
 {
     if (!(api ? s->api_curve : s->agents_curve))
@@ -175,6 +199,21 @@ void auth_secure(sched_t *s, zsock_t *sock, bool api)
     zcert_apply(s->cert, sock);
     zsock_set_curve_server(sock, 1);
     zsock_set_zap_domain(sock, api ? "api" : "agents");
+    if (api || s->monitor)
+        return;
+    /* Failed handshakes never reach a handler: a monitor counts them. */
+    const char *ep = "inproc://drover-agents-monitor";
+    if (zmq_socket_monitor(zsock_resolve(sock), ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) < 0 ||
+        !(s->monitor = zsock_new_pair(">inproc://drover-agents-monitor"))) {
+        log_warn("agents socket monitor: %s (failed handshakes are not counted)",
+                 zmq_strerror(zmq_errno()));
+        return;
+    }
+    zsock_set_rcvtimeo(s->monitor, 0);
+    s->monitor_zev = zev_new(s->loop, zsock_resolve(s->monitor), on_monitor, s);
 }
 
 int auth_prepare_ipc(const char *endpoint, char *err, size_t errlen)
@@ -217,26 +256,43 @@ void auth_reload(sched_t *s)
     }
     log_info("SIGHUP: reloaded %zu agent keys, %zu api keys", zhashx_size(s->agent_keys),
              s->api_keys ? zhashx_size(s->api_keys) : 0);
+    agents_keys_changed(s);
 }
 
-const char *auth_agent_refusal(sched_t *s, const char *name, zframe_t *body, char *buf, size_t len)
+int auth_agent_key(sched_t *s, zframe_t *body, const keys_entry_t **key, char *buf, size_t len)
 {
+    *key = NULL;
     if (!s->agents_curve)
-        return NULL;
+        return 0;
     const char *user = zframe_meta(body, "User-Id");
-    const keys_entry_t *k = user ? zhashx_lookup(s->agent_keys, user) : NULL;
-    if (!k) {
-        snprintf(buf, len,
-                 "unknown key %s: add its public key file to droverd's authorized-keys "
-                 "directory and send droverd SIGHUP",
-                 user ? user : "(none)");
-    } else if (strcmp(k->name, name) != 0) {
-        snprintf(buf, len, "key %s belongs to agent '%s', not '%s'", user, k->name, name);
-    } else {
-        return NULL;
-    }
+    *key = user ? zhashx_lookup(s->agent_keys, user) : NULL;
+    if (*key)
+        return 0;
+    snprintf(buf, len,
+             "unknown key %s: add its public key file to droverd's authorized-keys "
+             "directory and send droverd SIGHUP",
+             user ? user : "(none)");
     s->counters.refused_agents++;
-    return buf;
+    return -EPERM;
+}
+
+void auth_handshake_failed(sched_t *s, int event, int value, const char *address)
+{
+    s->counters.failed_handshakes++;
+    const char *why = "handshake failed";
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+        value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+        why = "CURVE handshake failed (the peer does not have droverd's public key: wrong "
+              "--scheduler-key?)";
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+             value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        why = "security mechanism mismatch (the peer has no keys: start the agent with --key "
+              "and --scheduler-key)";
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        why = "handshake refused by authentication";
+    if (s->counters.failed_handshakes < 100 || s->counters.failed_handshakes % 1000 == 0)
+        log_warn("agents socket: %s from %s (%" PRIu64 " failed handshakes so far)", why, address,
+                 s->counters.failed_handshakes);
 }
 
 int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why, size_t len)
@@ -266,6 +322,8 @@ int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why,
 
 void auth_shutdown(sched_t *s)
 {
+    zev_destroy(&s->monitor_zev);
+    zsock_destroy(&s->monitor);
     zev_destroy(&s->zap_zev);
     zsock_destroy(&s->zap);
     zcert_destroy(&s->cert);

@@ -23,6 +23,7 @@
 
 #include "drover.pb-c.h"
 #include "idmap.h"
+#include "keys.h"
 #include "scheduler.h"
 #include "spec.h"
 #include "store.h"
@@ -116,13 +117,20 @@ typedef struct {
     Drover__BlobDone **done;
     size_t n_done;
     bool registered, heartbeat_ack;
-    const char *refused;
     Drover__PreemptNotice *preempt; /* a drill (owned) */
     bool queued;                    /* on sched->outbound */
 } agent_out_t;
 
 struct agent {
     char *name;
+    /* Its connection: the routing id droverd's ROUTER gave the socket that
+     * last registered as this agent (peers never choose routing ids, so
+     * none can claim another's), and its hex form, the key of
+     * sched->conns. NULL while it has none. With CURVE, key is the public
+     * key (Z85) it registered with: only that key's messages count. */
+    zframe_t *conn;
+    char *conn_hex;
+    char key[41];
     Drover__KeyValue **labels;
     size_t n_labels;
     Drover__Resources capacity, used;
@@ -166,14 +174,22 @@ typedef struct {
 
 /* What droverd refused, for `drover status`. */
 typedef struct {
-    uint64_t refused_agents; /* messages from unknown or mismatched agent keys */
-    uint64_t refused_api;    /* API requests from unknown keys */
-    uint64_t refused_role;   /* API requests beyond the caller's role */
-    uint64_t bad_messages;   /* undecodable or out-of-bounds agent messages */
-    uint64_t bad_requests;   /* undecodable or out-of-bounds API requests */
-    uint64_t over_limits;    /* specs beyond a configured limit */
-    uint64_t truncated_logs; /* attempts whose log went past log-limit */
+    uint64_t refused_agents;    /* messages from unknown or mismatched agent keys */
+    uint64_t refused_api;       /* API requests from unknown keys */
+    uint64_t refused_role;      /* API requests beyond the caller's role */
+    uint64_t bad_messages;      /* undecodable or out-of-bounds agent messages */
+    uint64_t bad_requests;      /* undecodable or out-of-bounds API requests */
+    uint64_t over_limits;       /* specs beyond a configured limit */
+    uint64_t truncated_logs;    /* attempts whose log went past log-limit */
+    uint64_t failed_handshakes; /* CURVE handshakes that failed (no or wrong keys) */
+    uint64_t revoked_agents;    /* connected agents dropped when their key was revoked */
 } sched_counters_t;
+/* A reply to a connection no agent is bound to: "register first", or a
+ * refusal saying why. */
+typedef struct {
+    zframe_t *conn;
+    char *refused; /* NULL = reregister */
+} peer_reply_t;
 struct api_reply {
     zframe_t *identity;
     uint8_t *data;
@@ -197,6 +213,7 @@ struct sched {
     run_t **runs;         /* creation order */
     size_t n_runs, cap_runs;
     zhashx_t *agents;  /* name → agent_t (owned) */
+    zhashx_t *conns;   /* agent_t.conn_hex → agent_t (not owned) */
     zhashx_t *names;   /* interned strings (sched_intern) */
     idmap_t *attempts; /* attempt id → task_t, for current attempts */
 
@@ -215,8 +232,8 @@ struct sched {
     log_write_t *log_writes, **log_writes_tail;
     agent_t *outbound;
     api_reply_t *replies, **replies_tail;
-    char **reregister; /* routing ids to tell "register first" */
-    size_t n_reregister;
+    peer_reply_t *peer_replies; /* to unbound connections */
+    size_t n_peer_replies;
     worker_t *worker;    /* file I/O and hashing off the loop */
     zhashx_t *xfers;     /* blob transfers in progress */
     task_t **cache_puts; /* cache entries for the next commit */
@@ -234,6 +251,8 @@ struct sched {
     bool agents_curve, api_curve; /* which sockets are CURVE servers */
     zsock_t *zap;                 /* our ZAP handler */
     zev_t *zap_zev;
+    zsock_t *monitor; /* the agents socket's failed handshakes */
+    zev_t *monitor_zev;
     ev_signal sighup_w;
     sched_counters_t counters;
 };
@@ -255,8 +274,10 @@ void agent_out_free(agent_out_t *o);
 char *sched_intern(sched_t *s, const char *str);
 /* Record t's cache key → t at the next commit. */
 void sched_cache_put(sched_t *s, task_t *t);
-/* Tell the peer with this routing id to register (it is not known). */
-void sched_queue_reregister(sched_t *s, const char *routing_id);
+/* Answer a connection that is bound to no agent: with "register first"
+ * (refused NULL) or a refusal (copied). conn is copied. Sent after the next
+ * commit; at most 4,096 wait (the peer asks again). */
+void sched_queue_peer_reply(sched_t *s, zframe_t *conn, const char *refused);
 /* Queue an API reply (takes ownership of identity and data). */
 void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len);
 
@@ -356,8 +377,16 @@ void placer_unbind(sched_t *s, task_t *t);
 void placer_send_assignment(sched_t *s, task_t *t);
 
 /* --- agents.c */
-/* Handle one frame from an agent. */
-void agents_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len);
+/* Handle one frame that arrived on connection conn (its routing id).
+ * key: with CURVE, the sender's authorized key (auth_agent_key), which
+ * names the one agent it may be; NULL without CURVE. A Register binds
+ * the connection to the agent it names (if the key allows); any other
+ * message counts only on a bound connection. */
+void agents_handle(sched_t *s, zframe_t *conn, const keys_entry_t *key, const uint8_t *data,
+                   size_t len);
+/* The authorized keys changed (SIGHUP): an agent whose key is gone, or
+ * now names another agent, is lost at once and its connection unbound. */
+void agents_keys_changed(sched_t *s);
 /* Periodic: lost agents, re-sending unacknowledged assignments. */
 void agents_tick(sched_t *s);
 agent_t *agents_find(sched_t *s, const char *name);
@@ -414,8 +443,12 @@ int auth_prepare_ipc(const char *endpoint, char *err, size_t errlen);
 void auth_after_bind(const char *endpoint);
 /* SIGHUP: reload authorized-keys and api-keys. */
 void auth_reload(sched_t *s);
-/* Why a message from agent `name` must be refused (in buf), or NULL. */
-const char *auth_agent_refusal(sched_t *s, const char *name, zframe_t *body, char *buf, size_t len);
+/* The authorized key a message on the agents socket was sent with: *key
+ * (NULL without CURVE) and 0, or -EPERM with why in buf (unknown key;
+ * counted). */
+int auth_agent_key(sched_t *s, zframe_t *body, const keys_entry_t **key, char *buf, size_t len);
+/* Count and log a failed CURVE handshake on the agents socket. */
+void auth_handshake_failed(sched_t *s, int event, int value, const char *address);
 /* Who sent an API request: 0, or -EPERM for an unknown key (why says so). */
 int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why, size_t len);
 void auth_shutdown(sched_t *s);

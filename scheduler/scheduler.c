@@ -103,12 +103,13 @@ void sched_cache_put(sched_t *s, task_t *t)
     s->cache_puts[s->n_cache_puts++] = t;
 }
 
-void sched_queue_reregister(sched_t *s, const char *routing_id)
+void sched_queue_peer_reply(sched_t *s, zframe_t *conn, const char *refused)
 {
-    if (s->n_reregister >= 4096)
-        return; /* the peer asks again with its next heartbeat */
-    s->reregister = xrealloc(s->reregister, (s->n_reregister + 1) * sizeof *s->reregister);
-    s->reregister[s->n_reregister++] = xstrdup(routing_id);
+    if (s->n_peer_replies >= 4096)
+        return; /* the peer asks again with its next message */
+    s->peer_replies = xrealloc(s->peer_replies, (s->n_peer_replies + 1) * sizeof *s->peer_replies);
+    s->peer_replies[s->n_peer_replies++] =
+        (peer_reply_t){zframe_dup(conn), refused ? xstrdup(refused) : NULL};
 }
 
 void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len)
@@ -296,7 +297,6 @@ static void send_agent_batch(sched_t *s, agent_t *a)
     agent_out_t *o = &a->out;
     Drover__SchedulerMessage m = DROVER__SCHEDULER_MESSAGE__INIT;
     m.registered = o->registered;
-    m.refused = (char *)(o->refused ? o->refused : "");
     m.n_acks = o->n_acks;
     m.acks = o->acks;
     m.n_assigns = o->n_assigns;
@@ -316,7 +316,8 @@ static void send_agent_batch(sched_t *s, agent_t *a)
     size_t n = drover__scheduler_message__get_packed_size(&m);
     uint8_t *buf = xmalloc(n);
     drover__scheduler_message__pack(&m, buf);
-    send_frames(s->agents_sock, a->name, strlen(a->name), false, buf, n);
+    if (a->conn) /* else it went away since: the reliability layer re-sends */
+        send_frames(s->agents_sock, zframe_data(a->conn), zframe_size(a->conn), false, buf, n);
     free(buf);
     agent_out_free(o);
 }
@@ -329,17 +330,19 @@ static void send_all(sched_t *s)
         send_agent_batch(s, a);
     }
     s->outbound = NULL;
-    if (s->n_reregister) {
+    for (size_t i = 0; i < s->n_peer_replies; i++) {
+        peer_reply_t *p = &s->peer_replies[i];
         Drover__SchedulerMessage m = DROVER__SCHEDULER_MESSAGE__INIT;
-        m.reregister = true;
-        uint8_t buf[16];
-        size_t n = drover__scheduler_message__pack(&m, buf);
-        for (size_t i = 0; i < s->n_reregister; i++) {
-            send_frames(s->agents_sock, s->reregister[i], strlen(s->reregister[i]), false, buf, n);
-            free(s->reregister[i]);
-        }
-        s->n_reregister = 0;
+        m.reregister = p->refused == NULL;
+        m.refused = p->refused ? p->refused : (char *)"";
+        uint8_t buf[512];
+        if (drover__scheduler_message__get_packed_size(&m) <= sizeof buf)
+            send_frames(s->agents_sock, zframe_data(p->conn), zframe_size(p->conn), false, buf,
+                        drover__scheduler_message__pack(&m, buf));
+        zframe_destroy(&p->conn);
+        free(p->refused);
     }
+    s->n_peer_replies = 0;
     for (api_reply_t *r = s->replies, *n; r; r = n) {
         n = r->next;
         send_frames(s->api_sock, zframe_data(r->identity), zframe_size(r->identity), true, r->data,
@@ -379,32 +382,20 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 
 /* ------------------------------------------------------------ receiving */
 
-/* Refuse a message whose sender's key may not speak for that agent
- * (it is never decoded); otherwise hand it to agents.c. */
-static void receive_agent_message(sched_t *s, zframe_t *id, zframe_t *body)
+/* A message from an unknown key is refused without being decoded;
+ * otherwise agents.c decides what it may do. */
+static void receive_agent_message(sched_t *s, zframe_t *conn, zframe_t *body)
 {
-    char name[64], why[256];
-    if (!s->agents_curve) { /* no keys: nothing to check (the hot path) */
-        agents_handle(s, id, zframe_data(body), zframe_size(body));
+    const keys_entry_t *key;
+    char why[256];
+    if (auth_agent_key(s, body, &key, why, sizeof why) == 0) {
+        agents_handle(s, conn, key, zframe_data(body), zframe_size(body));
         return;
     }
-    snprintf(name, sizeof name, "%.*s", (int)(zframe_size(id) < 63 ? zframe_size(id) : 63),
-             (const char *)zframe_data(id));
-    if (!auth_agent_refusal(s, name, body, why, sizeof why)) {
-        agents_handle(s, id, zframe_data(body), zframe_size(body));
-        return;
-    }
-    /* Logged once per peer and reason change, not per heartbeat. */
+    /* Logged for the first hundred and then every thousandth. */
     if (s->counters.refused_agents < 100 || s->counters.refused_agents % 1000 == 0)
-        log_warn("agent '%s' refused: %s", name, why);
-    Drover__SchedulerMessage m = DROVER__SCHEDULER_MESSAGE__INIT;
-    m.refused = why;
-    uint8_t buf[512];
-    size_t n = drover__scheduler_message__get_packed_size(&m);
-    if (n <= sizeof buf) {
-        drover__scheduler_message__pack(&m, buf);
-        send_frames(s->agents_sock, zframe_data(id), zframe_size(id), false, buf, n);
-    }
+        log_warn("agents socket: message refused: %s", why);
+    sched_queue_peer_reply(s, conn, why);
 }
 
 static void on_agents_readable(void *arg)
@@ -504,7 +495,8 @@ static zsock_t *bind_router(sched_t *s, const char *endpoint, bool api)
     if (!sock)
         return NULL;
     auth_secure(s, sock, api);
-    zsock_set_router_handover(sock, 1);
+    /* No handover: routing ids are droverd's own (peers set none), so a
+     * new connection never takes an existing one's place. */
     zsock_set_router_mandatory(sock, 1);
     zsock_set_rcvtimeo(sock, 0);
     zsock_set_sndtimeo(sock, 0);
@@ -531,6 +523,7 @@ sched_t *sched_new(const sched_config_t *cfg)
     s->api_endpoint = cfg->api ? xstrdup(cfg->api) : xasprintf("ipc://%s/api.sock", cfg->state_dir);
     s->runs_by_id = zhashx_new();
     s->agents = zhashx_new();
+    s->conns = zhashx_new();
     s->names = zhashx_new();
     zhashx_set_destructor(s->names, util_free_item);
     s->attempts = idmap_new();
@@ -629,9 +622,11 @@ void sched_destroy(sched_t **sp)
         free(r->data);
         free(r);
     }
-    for (size_t i = 0; i < s->n_reregister; i++)
-        free(s->reregister[i]);
-    free(s->reregister);
+    for (size_t i = 0; i < s->n_peer_replies; i++) {
+        zframe_destroy(&s->peer_replies[i].conn);
+        free(s->peer_replies[i].refused);
+    }
+    free(s->peer_replies);
     clear_dirty(s);
     free(s->cache_puts);
     dag_free_deleted(s);
@@ -639,6 +634,7 @@ void sched_destroy(sched_t **sp)
     if (s->agents)
         agents_free_all(s);
     zhashx_destroy(&s->agents);
+    zhashx_destroy(&s->conns);
     zhashx_destroy(&s->names);
     zhashx_destroy(&s->runs_by_id);
     idmap_destroy(&s->attempts);

@@ -14,7 +14,7 @@ import threading
 import uuid
 
 import harness
-from harness import DroverTestCase, free_port, main, task, wait_final, wait_until
+from harness import DroverTestCase, free_port, holds_for, main, task, wait_final, wait_until
 
 
 class Recorder:
@@ -162,7 +162,7 @@ class SecurityTest(DroverTestCase):
         self.keygen("a1")
         self.secure_droverd()
         a = self.secure_agent("a1", wait=False)
-        wait_until(lambda: "agent 'a1' refused: unknown key" in c.droverd.log_text(), 30,
+        wait_until(lambda: "message refused: unknown key" in c.droverd.log_text(), 30,
                    what="droverd to log the refusal")
         wait_until(lambda: a.log_text().count("droverd refused this agent") >= 2, 30,
                    what="the agent to report the refusal and try again")
@@ -183,6 +183,9 @@ class SecurityTest(DroverTestCase):
                    what="the revoked agent's next message to be refused")
         wait_until(lambda: not (c.agent("a1") or {}).get("connected"), 30,
                    what="droverd to drop the revoked agent")
+        self.assertIn("agent a1: its key %s was revoked" % self.pubkey("a1"),
+                      c.droverd.log_text())
+        self.assertEqual(c.cli_json("status")["counters"]["revoked_agents"], 1)
 
     def test_a_second_key_cannot_take_over_a_name(self):
         c = self.c
@@ -197,10 +200,114 @@ class SecurityTest(DroverTestCase):
         impostor = self.secure_agent("a1", key="b1", wait=False)
         wait_until(lambda: "belongs to agent 'b1', not 'a1'" in impostor.log_text(), 30,
                    what="the impostor to be refused")
-        self.assertIn("agent 'a1' refused: key", c.droverd.log_text())
+        self.assertIn("agent 'a1': registration refused: key", c.droverd.log_text())
         self.assertFalse((c.agent("a1") or {}).get("connected"))
         impostor.kill()
         self.secure_agent("a1")  # the real key still works
+
+    def pubkey(self, name):
+        """The Z85 public key in NAME.key (czmq's zcert text format)."""
+        with open(os.path.join(self.keys, name + ".key")) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("public-key"):
+                    return line.split("=", 1)[1].strip().strip('"')
+        raise AssertionError("no public key in %s.key" % name)
+
+    def attacker(self, name, key):
+        """drover-agent --name NAME with KEY's secret, from its own work dir
+        (the attacker's machine)."""
+        c = self.c
+        work = c.path("attacker-" + key)
+        os.makedirs(work, exist_ok=True)
+        argv = [harness.bin_path("drover-agent"), "--scheduler", c.agents_endpoint,
+                "--work-dir", work, "--name", name, "--cpus", "2", "--heartbeat", "200ms",
+                "--key", os.path.join(self.keys, key + ".key_secret"),
+                "--scheduler-key", self.server_pub]
+        d = harness.Daemon("agent", "attacker", argv, c.path("attacker-%s.log" % key), c.env,
+                           c.tmp)
+        c.daemons.append(d)
+        return d
+
+    def test_no_key_can_take_an_agents_name_away(self):
+        """Issue 12, defect 1: a refused peer (an unknown key, or another
+        agent's authorized key) that claims a connected agent's name never
+        displaces it: the agent stays connected, its step runs to the end
+        there, and new work still reaches it."""
+        c = self.c
+        self.keygen("a1")
+        self.keygen("b1")
+        self.keygen("mallory")  # never authorized
+        self.authorize("a1")
+        self.authorize("b1")
+        self.secure_droverd()
+        self.secure_agent("a1")
+        rid = c.submit({"name": "victim", "steps": [
+            {"name": "s", "script": "sleep 6; echo survived"}]})
+        c.wait_task_status(rid, "s", "RUNNING")
+        for key in ("mallory", "b1"):
+            seen = c.droverd.log_text().count("refused")
+            evil = self.attacker("a1", key)
+            wait_until(lambda: c.droverd.log_text().count("refused") >= seen + 3, 60,
+                       what="droverd to refuse the %s key's messages three times" % key)
+            holds_for(lambda: (c.agent("a1") or {}).get("connected"), 3,
+                      what="a1 to stay connected while %s claims its name" % key)
+            evil.kill()
+        run = wait_final(c, rid)
+        self.assertRunSucceeded(run)
+        self.assertEqual(len(task(run, "s")["history"]), 1, "the step ran once, undisturbed")
+        self.assertIn("survived", c.cli("logs", rid, "s").out)
+        self.assertNotIn("agent a1 lost", c.droverd.log_text())
+        rid = c.submit({"name": "after", "steps": [{"name": "t", "command": ["true"]}]})
+        self.assertRunSucceeded(wait_final(c, rid))
+
+    def test_a_revoked_agent_is_lost_at_once(self):
+        """Issue 12, defect 7: revoking a key (SIGHUP) takes its agent out
+        of service at once: its steps are rescheduled, with the reason."""
+        c = self.c
+        for n in ("a1", "a2"):
+            self.keygen(n)
+            self.authorize(n)
+        self.secure_droverd(extra=["--agent-timeout", "1h"])
+        self.secure_agent("a1")
+        rid = c.submit({"name": "revoke", "steps": [
+            {"name": "s", "script": "sleep 2"}]})
+        t = c.wait_task_status(rid, "s", "RUNNING")
+        self.assertEqual(t["agent"], "a1")
+        self.secure_agent("a2")
+        os.remove(os.path.join(self.auth, "a1.key"))
+        self.sighup()
+        run = wait_final(c, rid)  # with a 1 h agent timeout: only the revocation frees it
+        self.assertRunSucceeded(run)
+        s = task(run, "s")
+        self.assertEqual(s["history"][0]["status"], "LOST")
+        self.assertIn("revoked", s["history"][0]["reason"])
+        self.assertEqual(s["history"][-1]["agent"], "a2")
+
+    def test_key_trouble_is_said_within_seconds(self):
+        """Issue 12, defect 7: an agent with no key, or the wrong droverd
+        key, says that droverd does not answer and why; droverd counts the
+        failed handshakes."""
+        c = self.c
+        self.keygen("a1")
+        self.authorize("a1")
+        self.keygen("not-droverd")
+        self.secure_droverd()
+        bare = c.start_agent("bare", cpus=1, wait=False)
+        wait_until(lambda: "probably requires keys (CURVE)" in bare.log_text(), 60,
+                   what="the keyless agent to say droverd requires keys")
+        wrong = c.start_agent("a1", cpus=1, wait=False, extra=[
+            "--key", os.path.join(self.keys, "a1.key_secret"),
+            "--scheduler-key", os.path.join(self.keys, "not-droverd.key")])
+        wait_until(lambda: "CURVE handshake failure is the likely cause" in wrong.log_text(), 60,
+                   what="the agent with the wrong droverd key to say so")
+        counters = c.cli_json("status")["counters"]
+        self.assertGreaterEqual(counters["failed_handshakes"], 2, counters)
+        log = c.droverd.log_text()
+        self.assertIn("security mechanism mismatch", log)
+        self.assertIn("does not have droverd's public key", log)
+        wrong.kill()
+        self.secure_agent("a1")  # the right keys still work
 
     # ---------------------------------------------------------------- traffic
 

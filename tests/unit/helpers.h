@@ -104,7 +104,7 @@ static inline void h_agent_send(sched_t *s, const char *name, const Drover__Agen
     uint8_t *buf = xmalloc(n ? n : 1);
     drover__agent_message__pack(m, buf);
     zframe_t *id = zframe_new(name, strlen(name));
-    agents_handle(s, id, buf, n);
+    agents_handle(s, id, NULL, buf, n);
     zframe_destroy(&id);
     free(buf);
 }
@@ -132,9 +132,10 @@ static inline agent_t *h_register(sched_t *s, const char *name, uint32_t cpu_mil
     h_agent_send(s, name, &m);
     util_free_kvs(kvs, n_kvs);
     agent_t *a = agents_find(s, name);
-    cr_assert_not_null(a);
+    const char *refused = s->n_peer_replies ? s->peer_replies[s->n_peer_replies - 1].refused : NULL;
+    cr_assert_not_null(a, "agent %s not made (refused: %s)", name, refused ? refused : "-");
     cr_assert(a->connected, "agent %s not connected after registering (refused: %s)", name,
-              a->out.refused ? a->out.refused : "-");
+              refused ? refused : "-");
     return a;
 }
 

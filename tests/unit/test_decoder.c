@@ -271,7 +271,7 @@ static size_t valid_api_frames(blob_t *out)
 static void agent_frame(const char *name, const uint8_t *data, size_t len)
 {
     zframe_t *id = zframe_new(name, strlen(name));
-    agents_handle(s, id, data, len);
+    agents_handle(s, id, NULL, data, len);
     zframe_destroy(&id);
 }
 
@@ -391,36 +391,63 @@ Test(decoder, random_agent_bytes)
     expect_still_serving();
 }
 
-Test(decoder, invalid_routing_ids_are_dropped)
+/* A Register frame from the agent called name (capacity only). */
+static blob_t register_frame(const char *name)
 {
-    blob_t frames[8];
-    size_t nf = valid_agent_frames(frames, 1, 2);
-    const char *bad[] = {"", "has space", "dot/slash", "../up",
-                         "0123456789012345678901234567890123456789012345678901234567890123456789"};
-    size_t made = 0;
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        agent_frame(bad[i], frames[0].data, frames[0].len);
-        made += agents_find(s, bad[i]) != NULL;
-    }
-    for (size_t f = 0; f < nf; f++)
-        free(frames[f].data);
-    cr_assert_eq(made, 0, "agents were made for invalid routing ids");
-    cr_assert_eq(zhashx_size(s->agents), 0);
+    Drover__Resources cap = DROVER__RESOURCES__INIT;
+    cap.cpu_milli = 1000;
+    Drover__Register reg = DROVER__REGISTER__INIT;
+    reg.name = (char *)name;
+    reg.capacity = &cap;
+    Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
+    m.register_ = &reg;
+    return pack_agent(&m);
 }
 
-Test(decoder, routing_id_with_nul_does_not_alias_an_agent)
+Test(decoder, invalid_agent_names_are_refused)
 {
-    /* The register frame names "a1"; a peer whose routing id is "a1\0x"
-     * must not be able to register (and so act) as agent a1. */
-    blob_t frames[8];
-    size_t nf = valid_agent_frames(frames, 1, 2);
-    zframe_t *id = zframe_new("a1\0x", 4);
-    agents_handle(s, id, frames[0].data, frames[0].len);
-    zframe_destroy(&id);
+    const char *bad[] = {"", "has space", "dot/slash", "../up",
+                         "0123456789012345678901234567890123456789012345678901234567890123456789"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        blob_t f = register_frame(bad[i]);
+        agent_frame("conn", f.data, f.len);
+        free(f.data);
+        cr_assert_null(agents_find(s, bad[i]), "an agent was made for the name '%s'", bad[i]);
+    }
+    cr_assert_eq(zhashx_size(s->agents), 0);
+    cr_assert_eq(s->n_peer_replies, sizeof bad / sizeof *bad, "each refusal is answered");
+}
+
+Test(decoder, a_connection_speaks_only_for_the_agent_it_registered)
+{
+    /* Routing ids are droverd's: a connection is bound to the agent it
+     * registered as, and nothing else it says can act for another. */
+    uint64_t id1, id2;
+    populate(&id1, &id2); /* a1 registered on connection "a1" */
     agent_t *a1 = agents_find(s, "a1");
-    for (size_t f = 0; f < nf; f++)
-        free(frames[f].data);
-    cr_assert(a1 == NULL || !a1->connected, "routing id 'a1\\0x' registered as agent a1");
+    size_t held = a1->n_tasks;
+    cr_assert_gt(held, 0);
+    blob_t f = register_frame("a2");
+    agent_frame("a1", f.data, f.len); /* a1's connection claims to be a2 */
+    free(f.data);
+    cr_assert_null(agents_find(s, "a2"), "a connection registered as a second agent");
+    /* A heartbeat on a connection no agent registered: "register first". */
+    size_t before = s->n_peer_replies;
+    blob_t frames[8];
+    size_t nf = valid_agent_frames(frames, id1, id2);
+    agent_frame("stranger", frames[1].data, frames[1].len);
+    cr_assert_eq(s->n_peer_replies, before + 1);
+    cr_assert_null(s->peer_replies[before].refused, "the stranger is asked to register");
+    for (size_t i = 0; i < nf; i++)
+        free(frames[i].data);
+    /* a1 was refused for its bad registration: no longer in service. */
+    cr_assert(!a1->connected);
+    /* A new connection registering as a1 takes over (the agent restarted). */
+    f = register_frame("a1");
+    agent_frame("a1-again", f.data, f.len);
+    free(f.data);
+    cr_assert(a1->connected);
+    cr_assert_eq(zframe_size(a1->conn), strlen("a1-again"));
 }
 
 Test(decoder, truncated_api_requests)
@@ -528,14 +555,18 @@ static void send_register(const char *identity, const char *name, size_t n_label
     util_free_kvs(kvs, n_labels);
 }
 
+/* The last reply went to connection identity and refused it, and no
+ * agent of that name is in service. */
 static void expect_refused(const char *identity)
 {
+    cr_assert_gt(s->n_peer_replies, 0, "registration of %s was not answered", identity);
+    const peer_reply_t *p = &s->peer_replies[s->n_peer_replies - 1];
+    cr_assert(zframe_streq(p->conn, identity), "the refusal went to another connection");
+    cr_assert_not_null(p->refused, "registration of %s was not refused", identity);
+    cr_assert_neq(p->refused[0], '\0');
     agent_t *a = agents_find(s, identity);
-    cr_assert_not_null(a, "no agent state for %s", identity);
-    cr_assert_not_null(a->out.refused, "registration of %s was not refused", identity);
-    cr_assert_neq(a->out.refused[0], '\0');
-    cr_assert_not(a->connected, "refused agent %s is connected", identity);
-    cr_assert_not(a->out.registered);
+    cr_assert(!a || !a->connected, "refused agent %s is connected", identity);
+    cr_assert(!a || !a->out.registered);
 }
 
 /* A task that any connected agent could take must not go to a refused one. */
@@ -548,14 +579,11 @@ static void expect_no_work_for(const char *identity)
                  t->agent ? t->agent->name : "?", identity);
 }
 
-Test(decoder, register_with_another_name_is_refused)
+Test(decoder, register_without_a_name_is_refused)
 {
-    send_register("node-1", "node-2", 0, 0, 0);
-    expect_refused("node-1");
-    cr_assert_null(agents_find(s, "node-2"), "the claimed name got an agent");
     send_register("node-3", "", 0, 0, 0);
     expect_refused("node-3");
-    expect_no_work_for("node-1");
+    cr_assert_eq(zhashx_size(s->agents), 0);
 }
 
 Test(decoder, register_with_too_many_labels_is_refused)
@@ -563,11 +591,11 @@ Test(decoder, register_with_too_many_labels_is_refused)
     /* --max-labels (64) plus the two the agent adds itself (spot, gpu.model) */
     send_register("node-1", "node-1", 67, 4, 4);
     expect_refused("node-1");
-    cr_assert_eq(agents_find(s, "node-1")->n_labels, 0, "labels of a refused agent kept");
+    cr_assert_null(agents_find(s, "node-1"), "a refused agent was recorded");
     expect_no_work_for("node-1");
     send_register("node-2", "node-2", 66, 4, 4);
     agent_t *ok = agents_find(s, "node-2");
-    cr_assert(ok->connected, "66 labels refused: %s", ok->out.refused);
+    cr_assert(ok && ok->connected, "66 labels refused");
     cr_assert_eq(ok->n_labels, 66);
 }
 
@@ -602,8 +630,9 @@ Test(decoder, messages_before_registration_ask_to_register)
     m.heartbeat = &h;
     h_agent_send(s, "early", &m);
     cr_assert_null(agents_find(s, "early"), "no agent record for a peer that never registered");
-    cr_assert_eq(s->n_reregister, 1);
-    cr_assert_str_eq(s->reregister[0], "early", "the peer is told to register first");
+    cr_assert_eq(s->n_peer_replies, 1);
+    cr_assert(zframe_streq(s->peer_replies[0].conn, "early"));
+    cr_assert_null(s->peer_replies[0].refused, "the peer is told to register first");
     expect_no_work_for("early");
 }
 

@@ -95,7 +95,7 @@ static char *make_attempt(const char *run, const char *task, unsigned n)
 
 static void release(char *dir)
 {
-    workdirs_release(wd, xstrdup(dir));
+    workdirs_release(wd, xstrdup(dir), true);
 }
 
 static bool exists(const char *path)
@@ -565,6 +565,19 @@ Test(workdirs, closing_only_removes)
     release(dir);
     settle();
     cr_assert_eq(workdirs_spares(wd), 0);
+    cr_assert_not(exists(dir));
+    free(dir);
+}
+
+/* Issue 12, defect 5: an attempt whose processes may live on (no cgroup
+ * showed them gone) leaves its dir to no one: removed, not recycled. */
+Test(workdirs, uncontained_attempt_is_only_removed)
+{
+    open_pool(8);
+    char *dir = make_attempt("r", "t", 1);
+    workdirs_release(wd, xstrdup(dir), false);
+    settle();
+    cr_assert_eq(workdirs_spares(wd), 0, "a dir a leftover may still use was recycled");
     cr_assert_not(exists(dir));
     free(dir);
 }
