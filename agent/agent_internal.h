@@ -119,10 +119,11 @@ struct agent {
     /* Spot (spot.c): the node's preemption notice, and the watchers. */
     preempt_watch_t *watch;
     ev_timer progress_w;
-    bool noticed, terminating; /* terminating: it goes away (else: at risk) */
-    int64_t notice_deadline_ms;
-    char notice_reason[256];
-    bool drained_logged; /* after a terminating notice, all work handed back */
+    bool noticed, terminating;  /* terminating: it goes away (else: at risk) */
+    int64_t notice_deadline_ms; /* the earliest of the terminating notices; 0 = none given */
+    char notice_reason[256];    /* of the notice that set the deadline */
+    char notice_source[16];     /* "aws", "gcp", "azure" for a cloud's; "" otherwise */
+    bool drained_logged;        /* after a terminating notice, all work handed back */
 };
 
 /* --- agent.c */
@@ -155,7 +156,9 @@ void spot_finish_preempted(attempt_t *at);
  * as PREEMPTED. */
 void spot_report_unstarted(attempt_t *at);
 /* A notice (a cloud's, SIGTERM, or droverd's drill). terminate: the node
- * goes away at deadline_ms (0 = unknown); else it is only at risk. */
+ * goes away at deadline_ms (0 = unknown); else it is only at risk. A
+ * terminating notice after the first one only moves the deadline earlier
+ * (and the SIGKILLs planned from it), never later. */
 void spot_notice(agent_t *a, bool terminate, int64_t deadline_ms, const char *reason);
 /* The notice as sent in heartbeats and registration (NULL = none; the
  * caller frees nothing: it points into a). */

@@ -18,8 +18,15 @@
  *          and starts a new cycle at once (once, unless the token was new).
  *   GCP    a plain GET learns the value and ETag, then long polls with
  *          wait_for_change=true&last_etag=ETAG, so no change is missed.
+ *          maintenance-event back to NONE after MIGRATE/TERMINATE is a
+ *          PREEMPT_WITHDRAWN notice (the agent drops its at-risk mark).
  *   Azure  the VM name once, then Scheduled Events every poll; the first
- *          events call may take the platform up to two minutes.
+ *          events call may take the platform up to two minutes. An event
+ *          whose Resources names other VMs as well is reported but never
+ *          acknowledged: Azure lets an acknowledged event proceed for
+ *          every VM listed, which would cut the others' notice short.
+ *          Acknowledgements go one event per POST, each with its own
+ *          tries and due time, so a rejected EventId holds up no other.
  */
 #include "preempt.h"
 
@@ -101,10 +108,12 @@ typedef struct {
 typedef struct {
     char id[AZ_ID_MAX];
     bool reported;    /* a Preempt/Terminate notice went out for it */
+    bool shared;      /* its Resources names other VMs too: never acknowledged */
     bool ack_pending; /* acknowledgement asked for and not yet done */
-    bool in_ack;      /* part of the acknowledgement POST in flight */
+    bool in_ack;      /* its acknowledgement POST is in flight */
     bool acked;
     int ack_tries;
+    int64_t ack_due; /* monotonic ms of its next acknowledgement try */
 } az_seen_t;
 
 struct preempt_watch {
@@ -488,13 +497,14 @@ static void notify(preempt_watch_t *w, preempt_kind_t kind, const char *source, 
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     copy_printable(n.detail, sizeof n.detail, detail);
+    const char *what = kind == PREEMPT_TERMINATE   ? "terminate notice"
+                       : kind == PREEMPT_REBALANCE ? "rebalance notice"
+                                                   : "notice withdrawn";
     if (deadline > 0)
-        log_info("preempt: %s notice, %.1f s left: %s",
-                 kind == PREEMPT_TERMINATE ? "terminate" : "rebalance",
-                 (double)(deadline - util_now_ms()) / 1000.0, n.detail);
-    else
-        log_info("preempt: %s notice: %s", kind == PREEMPT_TERMINATE ? "terminate" : "rebalance",
+        log_info("preempt: %s, %.1f s left: %s", what, (double)(deadline - util_now_ms()) / 1000.0,
                  n.detail);
+    else
+        log_info("preempt: %s: %s", what, n.detail);
     pthread_mutex_lock(&w->lock);
     if (w->n_queue < NOTICE_QUEUE_MAX)
         w->queue[w->n_queue++] = n;
@@ -698,6 +708,7 @@ static void gcp_done(preempt_watch_t *w, chan_t *c, int r, long status, const ch
         c->due = now + w->poll_ms;
         return;
     }
+    bool was_event = c->last && strcmp(c->last, "NONE") != 0;
     free(c->last);
     c->last = xstrdup(v);
     c->due = c->etag[0] ? now : now + w->poll_ms; /* without an ETag: plain polling */
@@ -710,6 +721,8 @@ static void gcp_done(preempt_watch_t *w, chan_t *c, int r, long status, const ch
     else if (!preempted && strcmp(v, "MIGRATE_ON_HOST_MAINTENANCE") == 0)
         notify(w, PREEMPT_REBALANCE, "gcp", 0,
                "gcp instance/maintenance-event MIGRATE_ON_HOST_MAINTENANCE");
+    else if (!preempted && was_event) /* NONE again: the maintenance is over */
+        notify(w, PREEMPT_WITHDRAWN, "gcp", 0, "gcp instance/maintenance-event NONE");
 }
 
 /* ------------------------------------------------------------ Azure */
@@ -783,17 +796,23 @@ static az_seen_t *az_remember(preempt_watch_t *w, const char *id)
     return s;
 }
 
-/* Whether the Resources array text res names this VM. */
-static bool az_mine(preempt_watch_t *w, const char *res)
+/* Whether the Resources array text res names this VM; *others: how many
+ * other VMs it names. */
+static bool az_mine(preempt_watch_t *w, const char *res, size_t *others)
 {
     char **items = NULL;
     size_t n = 0;
     bool mine = false;
+    *others = 0;
     if (res[0] != '[' ||
         json_parse_list(res, strlen(res), AZ_RESOURCES_MAX, &items, &n, NULL, 0) != 0)
         return false;
-    for (size_t i = 0; i < n && !mine; i++)
-        mine = strcasecmp(items[i], w->az_vm) == 0; /* Azure names ignore case */
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(items[i], w->az_vm) == 0) /* Azure names ignore case */
+            mine = true;
+        else
+            (*others)++;
+    }
     json_free_list(items, n);
     return mine;
 }
@@ -802,12 +821,13 @@ static bool az_mine(preempt_watch_t *w, const char *res)
 static void az_event(preempt_watch_t *w, const char *ev)
 {
     char *id = NULL, *type = NULL, *res = NULL, *nb = NULL;
+    size_t others = 0;
     if (json_object_get(ev, "EventId", &id) != 0 || json_object_get(ev, "EventType", &type) != 0 ||
         json_object_get(ev, "Resources", &res) != 0) {
         log_debug("preempt: azure: skipping an event without EventId/EventType/Resources");
         goto cleanup;
     }
-    if (!*id || strlen(id) >= AZ_ID_MAX || az_find(w, id) || !az_mine(w, res))
+    if (!*id || strlen(id) >= AZ_ID_MAX || az_find(w, id) || !az_mine(w, res, &others))
         goto cleanup;
     char safe_id[AZ_ID_MAX], safe_type[32];
     copy_printable(safe_id, sizeof safe_id, id);
@@ -826,6 +846,12 @@ static void az_event(preempt_watch_t *w, const char *ev)
         deadline = 0;
     }
     s->reported = true;
+    s->shared = others > 0;
+    if (s->shared)
+        log_info("preempt: azure: event %s also names %zu other VM%s: it will not be "
+                 "acknowledged (that would let it proceed for them too); it starts at its "
+                 "NotBefore",
+                 safe_id, others, others == 1 ? "" : "s");
     notify(w, PREEMPT_TERMINATE, "azure", deadline, "azure %s event %s for %s not before %s",
            safe_type, safe_id, w->az_vm, nb && *nb ? nb : "(now)");
 cleanup:
@@ -863,67 +889,85 @@ cleanup:
     json_free_list(items, n);
 }
 
-/* preempt_watch_ack arrived: everything reported and not yet acked. */
+/* The acknowledgement channel's next start: the earliest due event
+ * waiting for its acknowledgement (NEVER when none). */
+static void az_ack_schedule(preempt_watch_t *w)
+{
+    int64_t due = NEVER;
+    for (size_t i = 0; i < w->n_seen; i++) {
+        const az_seen_t *s = &w->seen[i];
+        if (s->ack_pending && !s->in_ack && s->ack_due < due)
+            due = s->ack_due;
+    }
+    w->ch[CH_AZ_ACK].due = due;
+}
+
+/* preempt_watch_ack arrived: every event reported for this VM alone and
+ * not yet acknowledged. */
 static void az_ack_wanted(preempt_watch_t *w)
 {
     size_t n = 0;
+    int64_t now = util_mono_ms();
     for (size_t i = 0; i < w->n_seen; i++) {
         az_seen_t *s = &w->seen[i];
-        if (s->reported && !s->acked && !s->in_ack) {
+        if (s->reported && !s->shared && !s->acked && !s->in_ack && !s->ack_pending) {
             s->ack_pending = true;
             s->ack_tries = 0;
+            s->ack_due = now;
             n++;
         }
     }
-    if (n > 0)
-        w->ch[CH_AZ_ACK].due = util_mono_ms();
-    else
+    if (n == 0) {
         log_debug("preempt: nothing to acknowledge");
+        return;
+    }
+    if (!w->ch[CH_AZ_ACK].x.easy) /* else: its done function schedules it */
+        az_ack_schedule(w);
 }
 
+/* One POST per event: {"StartRequests":[{"EventId":"..."}]}. */
 static void az_ack_start(preempt_watch_t *w, chan_t *c)
 {
-    char **ids = xcalloc(w->n_seen ? w->n_seen : 1, sizeof *ids);
-    size_t n = 0;
+    az_seen_t *next = NULL;
+    int64_t now = util_mono_ms();
     for (size_t i = 0; i < w->n_seen; i++) {
         az_seen_t *s = &w->seen[i];
-        if (!s->ack_pending)
-            continue;
-        char *q = json_quote(s->id);
-        ids[n++] = xasprintf("{\"EventId\":%s}", q);
-        free(q);
-        s->in_ack = true;
+        if (s->ack_pending && s->ack_due <= now && (!next || s->ack_due < next->ack_due))
+            next = s;
     }
-    if (n > 0) {
-        char *list = json_list_of(ids, n, true);
-        const char *hdrs[] = {"Metadata: true", "Content-Type: application/json"};
-        chan_start(w, c, "POST", xasprintf("%s/metadata/scheduledevents?" AZ_API, w->azure), hdrs,
-                   2, xasprintf("{\"StartRequests\":%s}", list), timeout_of(w));
-        free(list);
-        for (size_t i = 0; i < w->n_seen && !c->x.easy; i++)
-            w->seen[i].in_ack = false; /* not started: retried when due */
+    if (!next) {
+        az_ack_schedule(w);
+        return;
     }
-    for (size_t i = 0; i < n; i++)
-        free(ids[i]);
-    free(ids);
+    char *q = json_quote(next->id);
+    const char *hdrs[] = {"Metadata: true", "Content-Type: application/json"};
+    next->in_ack = true;
+    chan_start(w, c, "POST", xasprintf("%s/metadata/scheduledevents?" AZ_API, w->azure), hdrs, 2,
+               xasprintf("{\"StartRequests\":[{\"EventId\":%s}]}", q), timeout_of(w));
+    free(q);
+    if (!c->x.easy) { /* not started: retried when due */
+        next->in_ack = false;
+        next->ack_due = c->due;
+    }
 }
 
 static void az_ack_done(preempt_watch_t *w, chan_t *c, int r, long status, const char *why)
 {
     bool ok = r == 0 && status >= 200 && status < 300;
-    bool pending = false;
+    az_seen_t *s = NULL;
+    for (size_t i = 0; i < w->n_seen && !s; i++)
+        if (w->seen[i].in_ack)
+            s = &w->seen[i];
+    char safe_id[AZ_ID_MAX] = "";
+    if (s)
+        copy_printable(safe_id, sizeof safe_id, s->id);
     if (r != 0)
-        chan_error(c, "%s", why);
+        chan_error(c, "event %s: %s", safe_id, why);
     else if (!ok)
-        chan_error(c, "HTTP %ld", status);
+        chan_error(c, "event %s: HTTP %ld", safe_id, status);
     else
         chan_ok(c);
-    for (size_t i = 0; i < w->n_seen; i++) {
-        az_seen_t *s = &w->seen[i];
-        if (!s->in_ack)
-            continue;
-        char safe_id[AZ_ID_MAX];
-        copy_printable(safe_id, sizeof safe_id, s->id);
+    if (s) {
         s->in_ack = false;
         if (ok) {
             s->acked = true;
@@ -932,12 +976,11 @@ static void az_ack_done(preempt_watch_t *w, chan_t *c, int r, long status, const
         } else if (++s->ack_tries >= AZ_ACK_TRIES) {
             s->ack_pending = false;
             log_warn("preempt: azure: giving up acknowledging event %s", safe_id);
+        } else {
+            s->ack_due = util_mono_ms() + w->poll_ms; /* the others go first */
         }
     }
-    for (size_t i = 0; i < w->n_seen; i++)
-        pending = pending || w->seen[i].ack_pending;
-    if (pending) /* retries, or events whose ack was asked for meanwhile */
-        c->due = util_mono_ms() + (ok ? 0 : w->poll_ms);
+    az_ack_schedule(w); /* the next event's, or retries */
 }
 
 /* ------------------------------------------------------------ thread */

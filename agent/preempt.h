@@ -6,8 +6,9 @@
  * one background thread that drives every request through a curl multi
  * handle, so nothing here ever blocks the event loop and destroy can cut an
  * open request short at once. Each distinct notice reaches the caller once,
- * on the loop thread. Metadata base URLs are configurable so tests can use
- * a fake server on loopback (tests/integration/fakemeta.py).
+ * on the loop thread; so does the withdrawal of an at-risk notice (GCP's
+ * maintenance-event back to NONE). Metadata base URLs are configurable so
+ * tests can use a fake server on loopback (tests/integration/fakemeta.py).
  *
  * Bad answers (HTTP errors, garbage, hangs, oversized bodies, refused
  * connections) never produce a notice: they are logged once when they start
@@ -26,6 +27,8 @@
 typedef enum {
     PREEMPT_TERMINATE = 0, /* the node will be reclaimed */
     PREEMPT_REBALANCE = 1, /* at risk: checkpoint now, kill nothing */
+    PREEMPT_WITHDRAWN = 2, /* this source's earlier notice no longer holds
+                              (deadline_ms 0): GCP maintenance-event back to NONE */
 } preempt_kind_t;
 
 typedef struct {
@@ -58,10 +61,13 @@ preempt_watch_t *preempt_watch_new(struct ev_loop *loop, const preempt_config_t 
                                    preempt_notice_fn fn, void *arg);
 
 /* The agent has finished draining. Azure: acknowledge (POST StartRequests)
- * every Preempt/Terminate event reported so far and not yet acknowledged,
- * so the platform may proceed at once; a failed POST is retried on the
- * next polls (a few times). AWS and GCP: nothing. Never blocks: the HTTP
- * happens on the watcher thread. Call from the loop thread; accepts NULL. */
+ * every Preempt/Terminate event reported so far and not yet acknowledged
+ * whose Resources names this VM alone (an acknowledgement lets the event
+ * proceed for every VM it lists, so one naming others too is left to its
+ * NotBefore); one POST per event, so a rejected EventId delays no other,
+ * and a failed POST is retried on later polls (a few times). AWS and GCP:
+ * nothing. Never blocks: the HTTP happens on the watcher thread. Call from
+ * the loop thread; accepts NULL. */
 void preempt_watch_ack(preempt_watch_t *w);
 
 /* Stop the thread (promptly, also with a request hanging or a GCP long

@@ -24,6 +24,16 @@
  * it left (if it wrote a checkpoint line since the last commit) is
  * committed and the attempt reported PREEMPTED with it. A rebalance notice
  * only commits pending checkpoints at once and marks the node at risk.
+ *
+ * Several notices: the node keeps one. A terminating notice overrides an
+ * at-risk one; a later terminating notice with an earlier deadline (GCP's
+ * preempted=TRUE after systemd's SIGTERM, Azure Preempt after Terminate)
+ * moves the deadline earlier and brings every planned SIGKILL forward, so
+ * the last checkpoint still has the upload margin; a later deadline is
+ * ignored. An at-risk notice is withdrawn when its source says so (GCP
+ * maintenance-event back to NONE): the node takes work as before. The
+ * stop timer of SIGTERM (--stop-timeout) is left as it is: it only bounds
+ * how long the agent lingers, and the steps are killed by their own plan.
  */
 #include "agent_internal.h"
 
@@ -244,6 +254,37 @@ static void on_preempt_kill(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* ms until a running task's SIGKILL: grace, or less to leave the upload
+ * margin before the notice's deadline. */
+static int64_t kill_delay(const agent_t *a, int64_t grace)
+{
+    if (a->notice_deadline_ms) {
+        int64_t left = a->notice_deadline_ms - (int64_t)a->cfg.upload_margin_ms - util_now_ms();
+        if (left < grace)
+            grace = left > 0 ? left : 0;
+    }
+    return grace;
+}
+
+/* The deadline moved earlier: bring at's planned SIGKILL forward. */
+static void replan_kill(uint64_t id, void *value, void *arg)
+{
+    attempt_t *at = value;
+    agent_t *a = at->agent;
+    if (!ev_is_active(&at->preempt_w) || at->exited)
+        return; /* no SIGKILL planned (not signalled, or already killed) */
+    int64_t planned = (int64_t)(ev_timer_remaining(a->loop, &at->preempt_w) * 1000.0);
+    int64_t now = kill_delay(a, planned);
+    if (now >= planned)
+        return;
+    ev_timer_stop(a->loop, &at->preempt_w);
+    ev_timer_set(&at->preempt_w, (double)now / 1000.0, 0.);
+    ev_timer_start(a->loop, &at->preempt_w);
+    log_info("attempt %" PRIu64 " (%s/%s): deadline moved earlier: SIGKILL in %.1fs (was %.1fs) "
+             "if still running",
+             at->id, at->run_id, at->task, now / 1000.0, planned / 1000.0);
+}
+
 /* Hand one attempt back: at once if it has not started; a running task
  * gets its signal and a deadline; one already ended finishes its upload. */
 static void drain_one(uint64_t id, void *value, void *arg)
@@ -264,13 +305,8 @@ static void drain_one(uint64_t id, void *value, void *arg)
         return;
     }
     int sig = at->as->preempt_signal ? at->as->preempt_signal : SIGTERM;
-    int64_t grace = at->as->preempt_grace_ms ? (int64_t)at->as->preempt_grace_ms
-                                             : (int64_t)a->cfg.kill_grace_ms;
-    if (a->notice_deadline_ms) {
-        int64_t left = a->notice_deadline_ms - (int64_t)a->cfg.upload_margin_ms - util_now_ms();
-        if (left < grace)
-            grace = left > 0 ? left : 0;
-    }
+    int64_t grace = kill_delay(a, at->as->preempt_grace_ms ? (int64_t)at->as->preempt_grace_ms
+                                                           : (int64_t)a->cfg.kill_grace_ms);
     log_info("attempt %" PRIu64 " (%s/%s): %s, SIGKILL in %.1fs if still running", at->id,
              at->run_id, at->task, strsignal(sig), grace / 1000.0);
     spot_read_progress(at); /* a checkpoint line already written counts */
@@ -290,17 +326,50 @@ static void commit_pending(uint64_t id, void *value, void *arg)
     }
 }
 
-void spot_notice(agent_t *a, bool terminate, int64_t deadline_ms, const char *reason)
+/* "deadline in 12.3s" or "no deadline" into buf. */
+static void deadline_text(char *buf, size_t size, int64_t deadline_ms)
 {
-    if (a->terminating || (a->noticed && !terminate))
-        return; /* the first terminating notice decides the deadline */
+    if (deadline_ms)
+        snprintf(buf, size, "deadline in %.1fs", (double)(deadline_ms - util_now_ms()) / 1000.0);
+    else
+        snprintf(buf, size, "no deadline");
+}
+
+/* Whether deadline b (0 = none) is earlier than a. */
+static bool earlier(int64_t b, int64_t a)
+{
+    return b > 0 && (a == 0 || b < a);
+}
+
+static void take_notice(agent_t *a, bool terminate, int64_t deadline_ms, const char *reason,
+                        const char *source)
+{
+    char when[48];
+    deadline_text(when, sizeof when, deadline_ms);
+    if (a->terminating) {
+        if (!terminate || !earlier(deadline_ms, a->notice_deadline_ms)) {
+            log_info("%s notice ignored: %s (%s): the node is already going away (%s)",
+                     terminate ? "preemption" : "rebalance", reason, when, a->notice_reason);
+            return;
+        }
+        log_warn("preemption notice: %s (%s): earlier than the deadline so far (%s)", reason, when,
+                 a->notice_reason);
+        a->notice_deadline_ms = deadline_ms;
+        snprintf(a->notice_reason, sizeof a->notice_reason, "%s", reason);
+        snprintf(a->notice_source, sizeof a->notice_source, "%s", source);
+        if (a->registered)
+            agent_send_heartbeat(a); /* droverd shows the new deadline */
+        idmap_each(a->attempts, replan_kill, NULL);
+        return;
+    }
+    if (a->noticed && !terminate)
+        return; /* at risk already */
     a->noticed = true;
     a->terminating = terminate;
     a->notice_deadline_ms = deadline_ms;
     snprintf(a->notice_reason, sizeof a->notice_reason, "%s", reason);
-    int64_t left = deadline_ms ? deadline_ms - util_now_ms() : 0;
-    log_warn("%s notice: %s%s%.1fs)", terminate ? "preemption" : "rebalance", reason,
-             deadline_ms ? " (deadline in " : " (no deadline", deadline_ms ? left / 1000.0 : 0.0);
+    snprintf(a->notice_source, sizeof a->notice_source, "%s", source);
+    log_warn("%s notice: %s (%s)", terminate ? "preemption" : "rebalance", reason, when);
     if (a->registered)
         agent_send_heartbeat(a); /* droverd stops placing work here at once */
     if (terminate)
@@ -308,6 +377,34 @@ void spot_notice(agent_t *a, bool terminate, int64_t deadline_ms, const char *re
     else
         idmap_each(a->attempts, commit_pending, NULL);
     spot_check_drained(a);
+}
+
+void spot_notice(agent_t *a, bool terminate, int64_t deadline_ms, const char *reason)
+{
+    take_notice(a, terminate, deadline_ms, reason, "");
+}
+
+/* source says its earlier notice no longer holds: an at-risk mark it set
+ * is dropped (the next heartbeat carries no notice, so droverd places
+ * work here as before); a drain once begun goes on. */
+static void withdraw_notice(agent_t *a, const char *source, const char *reason)
+{
+    if (!a->noticed || strcmp(a->notice_source, source) != 0) {
+        log_info("%s: no %s notice to withdraw", reason, source);
+        return;
+    }
+    if (a->terminating) {
+        log_info("%s: the node is draining already (%s): it goes on", reason, a->notice_reason);
+        return;
+    }
+    log_info("rebalance notice withdrawn: %s (it was: %s): the node takes work as before", reason,
+             a->notice_reason);
+    a->noticed = false;
+    a->notice_deadline_ms = 0;
+    a->notice_reason[0] = '\0';
+    a->notice_source[0] = '\0';
+    if (a->registered)
+        agent_send_heartbeat(a);
 }
 
 Drover__PreemptNotice *spot_notice_message(agent_t *a, Drover__PreemptNotice *buf)
@@ -332,7 +429,10 @@ void spot_check_drained(agent_t *a)
 
 static void on_cloud_notice(void *arg, const preempt_notice_t *n)
 {
-    spot_notice(arg, n->kind == PREEMPT_TERMINATE, n->deadline_ms, n->detail);
+    if (n->kind == PREEMPT_WITHDRAWN)
+        withdraw_notice(arg, n->source, n->detail);
+    else
+        take_notice(arg, n->kind == PREEMPT_TERMINATE, n->deadline_ms, n->detail, n->source);
 }
 
 /* ------------------------------------------------------------ set-up */

@@ -176,13 +176,15 @@ static void set_notice(sched_t *s, agent_t *a, const Drover__PreemptNotice *n)
         a->noticed = a->terminating = false;
         return;
     }
-    if (!a->noticed || terminating != a->terminating) {
-        int64_t left = n->deadline_ms ? n->deadline_ms - util_now_ms() : 0;
-        log_warn("agent %s: %s (%s%s%.1fs): %s", a->name,
+    if (!a->noticed || terminating != a->terminating || n->deadline_ms != a->notice_deadline_ms) {
+        char when[48] = "no deadline";
+        if (n->deadline_ms)
+            snprintf(when, sizeof when, "deadline in %.1fs",
+                     (double)(n->deadline_ms - util_now_ms()) / 1000.0);
+        log_warn("agent %s: %s (%s): %s", a->name,
                  terminating ? "preempting: no new work; its tasks resume elsewhere"
                              : "at risk: placed last",
-                 n->deadline_ms ? "deadline in " : "no deadline", n->deadline_ms ? "" : ", ",
-                 left / 1000.0, n->reason ? n->reason : "");
+                 when, n->reason ? n->reason : "");
     }
     a->noticed = true;
     a->terminating = terminating;

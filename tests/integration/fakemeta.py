@@ -10,6 +10,19 @@ requests need "Metadata: true" (else 400). GCP ?wait_for_change=true
 blocks until the value changes (or 20 s, or timeout_sec), honouring
 last_etag like the real server.
 
+As the vendors document them: GCP instance/maintenance-event is NONE,
+MIGRATE_ON_HOST_MAINTENANCE or TERMINATE_ON_HOST_MAINTENANCE (back to NONE
+once the maintenance is over) and instance/preempted is TRUE or FALSE.
+Azure Scheduled Events list Events with EventId, EventType (Freeze, Reboot,
+Redeploy, Preempt, Terminate), ResourceType, Resources (every VM the event
+affects: one document goes to all VMs of an availability set or scale
+set), EventStatus (Scheduled, Started) and NotBefore (RFC 1123, "" once
+started). POST {"StartRequests": [{"EventId": ...}, ...]} starts each
+event named for every VM in its Resources (EventStatus "Started"); a POST
+naming an EventId that is not in the current document is rejected whole
+(400, nothing started), so a client acknowledging several events in one
+request loses them all to one stale id.
+
 Control (JSON over HTTP, or the FakeMeta object's methods):
   POST /_control {"aws_action": {"action": "terminate", "time": "..."} | null,
                   "aws_rebalance": {"noticeTime": "..."} | null,
@@ -20,8 +33,10 @@ Control (JSON over HTTP, or the FakeMeta object's methods):
                   "azure_vm": "vm1", "azure_events": [...],
                   "azure_priority": "Spot" | "Regular",
                   "mode": "ok" | "garbage" | "500" | "hang" | "huge"}
-  GET /_requests   -> JSON list of {"method", "path", "headers", "body"}
-                      for every provider request seen, oldest first.
+  GET /_requests   -> JSON list of {"method", "path", "headers", "body",
+                      "status"} for every provider request seen, oldest
+                      first ("status": the HTTP status answered, null while
+                      the answer is pending).
 A mode other than "ok" applies to every provider endpoint: garbage = 200
 with non-JSON junk, 500 = server error, hang = no answer until the mode
 changes or the server closes, huge = 200 with a 1 MiB body.
@@ -58,6 +73,9 @@ KEYS = {
     "azure_priority", "mode",
 }
 MODES = {"ok", "garbage", "500", "hang", "huge"}
+GCP_MAINTENANCE = {"NONE", "MIGRATE_ON_HOST_MAINTENANCE", "TERMINATE_ON_HOST_MAINTENANCE"}
+AZURE_TYPES = {"Freeze", "Reboot", "Redeploy", "Preempt", "Terminate"}
+AZURE_STATUSES = {"Scheduled", "Started"}
 
 
 class State:
@@ -87,6 +105,17 @@ class State:
             raise ValueError("unknown control keys: %s" % ", ".join(sorted(unknown)))
         if "mode" in changes and changes["mode"] not in MODES:
             raise ValueError("mode must be one of %s" % ", ".join(sorted(MODES)))
+        if "gcp_maintenance" in changes and changes["gcp_maintenance"] not in GCP_MAINTENANCE:
+            raise ValueError("gcp_maintenance must be one of %s"
+                             % ", ".join(sorted(GCP_MAINTENANCE)))
+        for e in changes.get("azure_events") or []:
+            if not isinstance(e, dict) or not isinstance(e.get("Resources", []), list):
+                raise ValueError("an Azure event is an object whose Resources is a list")
+            if e.get("EventType") not in AZURE_TYPES:
+                raise ValueError("EventType must be one of %s" % ", ".join(sorted(AZURE_TYPES)))
+            if e.get("EventStatus", "Scheduled") not in AZURE_STATUSES:
+                raise ValueError("EventStatus must be one of %s"
+                                 % ", ".join(sorted(AZURE_STATUSES)))
         with self.cv:
             for key, value in changes.items():
                 if key == "aws_expire_tokens":
@@ -127,6 +156,9 @@ class Handler(BaseHTTPRequestHandler):
     def reply(self, code, body=b"", ctype="text/plain", headers=()):
         if isinstance(body, str):
             body = body.encode()
+        if self.entry is not None:
+            with self.st.cv:
+                self.entry["status"] = code
         try:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
@@ -139,6 +171,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client went away
 
     def dispatch(self):
+        self.entry = None  # this request's line in the log (a connection serves several)
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n > 0 else b""
         url = urlsplit(self.path)
@@ -155,8 +188,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, data, "application/json")
         hdrs = {h: self.headers[h] for h in RECORDED_HEADERS if self.headers[h] is not None}
         with self.st.cv:
-            self.st.log.append({"method": self.command, "path": self.path, "headers": hdrs,
-                                "body": body.decode("utf-8", "replace")})
+            self.entry = {"method": self.command, "path": self.path, "headers": hdrs,
+                          "body": body.decode("utf-8", "replace"), "status": None}
+            self.st.log.append(self.entry)
             while self.st.mode == "hang" and not self.st.closing:
                 self.st.cv.wait()
             if self.st.closing:
@@ -277,9 +311,15 @@ class Handler(BaseHTTPRequestHandler):
                 ids = [r["EventId"] for r in json.loads(body)["StartRequests"]]
             except (ValueError, KeyError, TypeError):
                 return 400, '{"error":"Bad request"}', "application/json"
+            known = {e.get("EventId") for e in st.azure_events}
+            stale = [i for i in ids if i not in known]
+            if stale or not ids:
+                return (400, json.dumps({"error": "Bad request. Unknown EventId: %s"
+                                         % ", ".join(map(str, stale))}), "application/json")
             for e in st.azure_events:
-                if e.get("EventId") in ids:
+                if e.get("EventId") in ids:  # for every VM in its Resources
                     e["EventStatus"] = "Started"
+                    e["NotBefore"] = ""
             st.azure_incarnation += 1
             return 200, "", "text/plain"
         if self.command == "GET" and query.get("format") == "text":
@@ -316,6 +356,11 @@ class FakeMeta:
     def requests(self):
         with self.server.state.cv:
             return json.loads(json.dumps(self.server.state.log))
+
+    def azure_events(self):
+        """The Scheduled Events as the server now has them (EventStatus included)."""
+        with self.server.state.cv:
+            return json.loads(json.dumps(self.server.state.azure_events))
 
     def close(self):
         st = self.server.state

@@ -51,6 +51,25 @@ def iso_in(seconds):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
 
 
+def rfc1123_in(seconds):
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + seconds))
+
+
+def azure_event(event_id, event_type, resources, not_before):
+    return {"EventId": event_id, "EventType": event_type, "ResourceType": "VirtualMachine",
+            "Resources": list(resources), "EventStatus": "Scheduled", "NotBefore": not_before,
+            "Description": "", "EventSource": "Platform", "DurationInSeconds": -1}
+
+
+def stubborn_step():
+    """Ignores SIGTERM and checkpoints every 0.3 s until killed; resumed, it
+    ends at once (so only the first attempt's end matters)."""
+    return {"name": "train", "command": ["python3", "-c", STUBBORN],
+            "checkpoint": {"keep": 2},
+            "preemption": {"grace": "600s", "max_preemptions": 5},
+            "placement": {"spot": "prefer"}}
+
+
 class SpotTest(DroverTestCase):
     def setUp(self):
         super().setUp()
@@ -171,15 +190,108 @@ class SpotTest(DroverTestCase):
                     what="more epochs")
         self.assertEqual(task(c.get_run(rid), "train")["checkpoint"]["step"], 1)
         # ... until the rebalance recommendation commits the latest one now
-        self.meta.set(aws_rebalance={"noticeTime": iso_in(0)})
+        notice_time = iso_in(0)
+        self.meta.set(aws_rebalance={"noticeTime": notice_time})
         t = self.wait_checkpoint(rid, step=4)
         self.assertEqual(t["status"], "RUNNING")
         self.assertEqual(t["attempts"], 1, "nothing was killed: %r" % t)
         self.assertEqual((c.agent("spot1") or {}).get("preemption", {}).get("terminate"), False)
+        # a notice without a deadline says so, in the agent's log and droverd's
+        self.assertIn("rebalance notice: aws events/recommendations/rebalance noticeTime %s "
+                      "(no deadline)\n" % notice_time, c.agents["spot1"].log_text())
+        self.assertRegex(c.droverd.log_text(), r"agent spot1: at risk: placed last "
+                         r"\(no deadline\): aws events/recommendations/rebalance")
         run = wait_final(c, rid, timeout=120)
         self.assertRunSucceeded(run)
         t = task(run, "train")
         self.assertEqual((t["attempts"], t["preemptions"]), (1, 0), t)
+        check_daemons(c)
+
+    # ---------------------------------------------------------------- several notices
+
+    def kill_plans(self, name):
+        """The SIGKILL delays (s) the agent planned, in its log's order."""
+        return [float(m) for m in re.findall(r"SIGKILL in ([0-9.]+)s",
+                                             self.c.agents[name].log_text())]
+
+    def assert_handed_back_before(self, rid, deadline_s):
+        """The first attempt was killed and reported, with its last
+        checkpoint, before the node goes away at deadline_s (Unix s)."""
+        c = self.c
+        t = c.wait_task(rid, "train", lambda t: t["history"] and t["history"][0]["finished_ms"],
+                        timeout=120, what="the first attempt handed back")
+        first = t["history"][0]
+        self.assertEqual(first["status"], "PREEMPTED", t)
+        self.assertEqual(first["signal"], signal.SIGKILL, t)
+        self.assertLess(first["finished_ms"] / 1000.0, deadline_s,
+                        "the step was handed back %.1f s after the node went away"
+                        % (first["finished_ms"] / 1000.0 - deadline_s))
+        run = wait_final(c, rid, timeout=120)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual((t["preemptions"], t["retries_used"]), (1, 0), t)
+        self.assertGreaterEqual(t["history"][-1]["resumed_step"] or 0, 3, t)
+        self.assertIn("deadline moved earlier", c.agents["spot1"].log_text())
+        return t
+
+    def test_gcp_sigterm_then_preempted_keeps_the_earlier_deadline(self):
+        """On GCP, systemd's SIGTERM (stop timeout 90 s) and preempted=TRUE
+        (power-off about 30 s later) arrive together: the 30 s decide."""
+        c = self.start(self.with_meta("gcp") + ["--stop-timeout", "90s",
+                                                 "--upload-margin", "25s"])
+        rid = c.submit({"name": "gcp-two-notices", "steps": [stubborn_step()]})
+        self.wait_checkpoint(rid)
+        c.agents["spot1"].terminate()  # systemd stops the unit
+        wait_until(lambda: self.kill_plans("spot1"), 30, what="the SIGKILL planned on SIGTERM")
+        self.assertGreater(self.kill_plans("spot1")[0], 50)  # 90 s - 25 s margin
+        power_off = time.time() + 30
+        self.meta.set(gcp_preempted=True)
+        self.assert_handed_back_before(rid, power_off)
+        check_daemons(c)
+
+    def test_azure_terminate_then_preempt_keeps_the_earlier_deadline(self):
+        c = self.start(self.with_meta("azure", azure_vm="vm-spot1") + ["--upload-margin", "25s"])
+        rid = c.submit({"name": "azure-two-notices", "steps": [stubborn_step()]})
+        self.wait_checkpoint(rid)
+        terminate = azure_event("E-terminate", "Terminate", ["vm-spot1"], rfc1123_in(300))
+        self.meta.set(azure_events=[terminate])
+        wait_until(lambda: self.kill_plans("spot1"), 30, what="the SIGKILL planned on Terminate")
+        self.assertGreater(self.kill_plans("spot1")[0], 200)  # 300 s - 25 s margin
+        not_before = int(time.time()) + 30
+        self.meta.set(azure_events=[terminate, azure_event(
+            "E-preempt", "Preempt", ["vm-spot1"],
+            time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(not_before)))])
+        self.assert_handed_back_before(rid, not_before)
+        # drained: both events acknowledged, each in its own request
+        wait_until(lambda: all(e["EventStatus"] == "Started" for e in self.meta.azure_events()),
+                   30, what="both events acknowledged")
+        for r in self.meta.requests():
+            if r["method"] == "POST":
+                self.assertEqual(len(json.loads(r["body"])["StartRequests"]), 1, r)
+        check_daemons(c)
+
+    def test_gcp_migration_at_risk_until_maintenance_ends(self):
+        c = self.start(self.with_meta("gcp"))
+
+        def placed_on(name):
+            rid = c.submit({"name": name, "steps": [
+                {"name": "s", "command": ["true"], "placement": {"spot": "prefer"}}]})
+            run = wait_final(c, rid, timeout=60)
+            self.assertRunSucceeded(run)
+            return task(run, "s")["agent"]
+
+        def preemption():
+            return (c.agent("spot1") or {}).get("preemption")
+
+        self.assertEqual(placed_on("before"), "spot1")
+        self.meta.set(gcp_maintenance="MIGRATE_ON_HOST_MAINTENANCE")
+        wait_until(lambda: (preemption() or {}).get("terminate") is False, 30,
+                   what="spot1 at risk")
+        self.assertEqual(placed_on("during"), "od1", "a node at risk is placed last")
+        self.meta.set(gcp_maintenance="NONE")  # migrated: the risk is over
+        wait_until(lambda: preemption() is None, 30, what="the at-risk mark withdrawn")
+        self.assertIn("agent spot1: preemption notice withdrawn", c.droverd.log_text())
+        self.assertEqual(placed_on("after"), "spot1", "spot1 is placed first again")
         check_daemons(c)
 
     # ---------------------------------------------------------------- failures
@@ -320,6 +432,25 @@ class SpotTest(DroverTestCase):
         self.assertIn("no connected agent 'nobody'", r.err)
         check_daemons(c)
 
+
+STUBBORN = r"""
+import json, os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+ck, prog = os.environ["DROVER_CHECKPOINT_DIR"], os.environ["DROVER_PROGRESS"]
+if os.environ.get("DROVER_RESUMED") == "1":
+    print("resumed at step", open(os.path.join(ck, "step")).read(), flush=True)
+    sys.exit(0)
+step = 0
+while True:
+    step += 1
+    tmp = os.path.join(ck, "step.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(step))
+    os.replace(tmp, os.path.join(ck, "step"))
+    with open(prog, "a") as f:
+        f.write(json.dumps({"checkpoint": True, "step": step}) + "\n")
+    time.sleep(0.3)
+"""
 
 BIG_CHECKPOINTER = r"""
 import json, os

@@ -413,12 +413,30 @@ Test(preempt, gcp_maintenance_event)
                   notices[1].deadline_ms <= util_now_ms() + 60000,
               "deadline %lld", (long long)notices[1].deadline_ms);
 
-    /* back to NONE: seen (the watcher re-arms its long poll), no notice */
-    size_t before = count_requests("GET", GCP_PATH_MAINT);
+    /* back to NONE: the maintenance is over, the notice withdrawn */
     meta_set("{\"gcp_maintenance\":\"NONE\"}");
-    reqs_t r = {"GET", GCP_PATH_MAINT, before + 1};
-    cr_assert(pump_until(have_requests, &r, WAIT_MS));
-    cr_assert_eq(n_notices, 2);
+    wait_notices(3);
+    cr_assert_eq(notices[2].kind, PREEMPT_WITHDRAWN);
+    cr_assert_str_eq(notices[2].source, "gcp");
+    cr_assert_eq(notices[2].deadline_ms, 0);
+    cr_assert_not_null(strstr(notices[2].detail, "NONE"), "%s", notices[2].detail);
+    destroy_quickly();
+}
+
+Test(preempt, gcp_migration_notice_withdrawn_when_maintenance_ends)
+{
+    /* NONE at the start is no withdrawal (there was nothing to withdraw) */
+    start(NULL, meta_url, NULL, 0);
+    wait_total("GET", GCP_PATH_MAINT "?wait_for_change=true", 1);
+    for (size_t round = 0; round < 2; round++) {
+        meta_set("{\"gcp_maintenance\":\"MIGRATE_ON_HOST_MAINTENANCE\"}");
+        wait_notices(2 * round + 1);
+        cr_assert_eq(notices[2 * round].kind, PREEMPT_REBALANCE, "round %zu", round);
+        meta_set("{\"gcp_maintenance\":\"NONE\"}");
+        wait_notices(2 * round + 2);
+        cr_assert_eq(notices[2 * round + 1].kind, PREEMPT_WITHDRAWN, "round %zu", round);
+        cr_assert_str_eq(notices[2 * round + 1].source, "gcp");
+    }
     destroy_quickly();
 }
 
@@ -445,7 +463,7 @@ Test(preempt, gcp_answer_without_flavor_header_is_ignored)
     "{\"EventId\":\"reboot-event\",\"EventType\":\"Reboot\",\"ResourceType\":\"VirtualMachine\","  \
     "\"Resources\":[\"vm1\"],\"EventStatus\":\"Scheduled\",\"NotBefore\":\"\"},"                   \
     "{\"EventId\":\"" AZ_EVENT_ID "\",\"EventType\":\"Preempt\",\"ResourceType\":"                 \
-    "\"VirtualMachine\",\"Resources\":[\"vm0\",\"vm1\"],\"EventStatus\":\"Scheduled\","            \
+    "\"VirtualMachine\",\"Resources\":[\"vm1\"],\"EventStatus\":\"Scheduled\","                    \
     "\"NotBefore\":\"" AZ_NOT_BEFORE "\",\"Description\":\"\",\"EventSource\":\"Platform\","       \
     "\"DurationInSeconds\":-1}]}"
 
@@ -505,6 +523,103 @@ Test(preempt, azure_preempt_for_this_vm_and_acknowledgement)
     wait_more("GET", AZ_PATH_EVENTS, 3);
     cr_assert_eq(count_requests("POST", AZ_PATH_EVENTS), 1);
     cr_assert_eq(n_notices, 1);
+    destroy_quickly();
+}
+
+/* The POSTs to Scheduled Events so far: how many; how many named more
+ * than one event; how many named exactly id and were answered status (0:
+ * any). */
+static size_t az_posts(const char *id, long status, size_t *several)
+{
+    size_t n = 0, total = 0, hits = 0;
+    char **reqs = meta_requests(&n);
+    if (several)
+        *several = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!req_is(reqs[i], "POST", AZ_PATH_EVENTS))
+            continue;
+        total++;
+        char *body = field(reqs[i], "body", false), *st = field(reqs[i], "status", false);
+        char *list = NULL, **items = NULL, *eid = NULL;
+        size_t n_items = 0;
+        cr_assert_eq(json_object_get(body, "StartRequests", &list), 0, "%s", body);
+        cr_assert_eq(json_parse_list(list, strlen(list), 64, &items, &n_items, NULL, 0), 0);
+        if (n_items > 1 && several)
+            (*several)++;
+        if (n_items == 1 && json_object_get(items[0], "EventId", &eid) == 0 && id &&
+            strcmp(eid, id) == 0 && (!status || (st && atol(st) == status)))
+            hits++;
+        free(eid);
+        json_free_list(items, n_items);
+        free(list);
+        free(body);
+        free(st);
+    }
+    json_free_list(reqs, n);
+    return id ? hits : total;
+}
+
+static bool have_ack(void *arg)
+{
+    return az_posts(arg, 200, NULL) >= 1;
+}
+
+#define AZ_EVENT(id, type, resources)                                                              \
+    "{\"EventId\":\"" id "\",\"EventType\":\"" type "\",\"ResourceType\":\"VirtualMachine\","      \
+    "\"Resources\":" resources ",\"EventStatus\":\"Scheduled\",\"NotBefore\":\"" AZ_NOT_BEFORE     \
+    "\",\"Description\":\"\",\"EventSource\":\"Platform\",\"DurationInSeconds\":-1}"
+
+/* Azure documents that acknowledging an event lets it proceed for every
+ * VM in its Resources: an event naming other VMs too is a notice here,
+ * but its acknowledgement is left to the others' agents (or NotBefore). */
+Test(preempt, azure_event_naming_other_vms_too_is_not_acknowledged)
+{
+    meta_set("{\"azure_vm\":\"vm1\",\"azure_events\":[" AZ_EVENT(
+        "shared", "Preempt", "[\"vm1\",\"vm2\",\"vm3\"]") "," AZ_EVENT("ours", "Terminate",
+                                                                       "[\"VM1\"]") "]}");
+    start(NULL, NULL, meta_url, 0);
+    wait_notices(2);
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_eq(notices[i].kind, PREEMPT_TERMINATE);
+        cr_assert_eq(notices[i].deadline_ms, AZ_NB_MS);
+    }
+    preempt_watch_ack(watch);
+    cr_assert(pump_until(have_ack, "ours", WAIT_MS), "this VM's own event was not acknowledged");
+    /* several polls later: the shared event was never acknowledged */
+    wait_more("GET", AZ_PATH_EVENTS, 3);
+    size_t several = 0;
+    cr_assert_eq(az_posts("shared", 0, &several), 0,
+                 "an event naming vm2 and vm3 was acknowledged");
+    cr_assert_eq(several, 0);
+    cr_assert_eq(az_posts(NULL, 0, NULL), 1);
+    destroy_quickly();
+}
+
+/* One event the server no longer knows (it rejects a StartRequests that
+ * names it) must not keep the others from being acknowledged. */
+Test(preempt, azure_acknowledgements_go_one_event_per_request)
+{
+    meta_set("{\"azure_vm\":\"vm1\",\"azure_events\":[" AZ_EVENT(
+        "e1", "Preempt", "[\"vm1\"]") "," AZ_EVENT("e2", "Preempt",
+                                                   "[\"vm1\"]") "," AZ_EVENT("e3", "Terminate",
+                                                                             "[\"vm1\"]") "]}");
+    start(NULL, NULL, meta_url, 0);
+    wait_notices(3);
+    /* e2 goes away (cancelled) before the agent has drained */
+    meta_set("{\"azure_events\":[" AZ_EVENT("e1", "Preempt", "[\"vm1\"]") "," AZ_EVENT(
+        "e3", "Terminate", "[\"vm1\"]") "]}");
+    wait_more("GET", AZ_PATH_EVENTS, 1);
+    preempt_watch_ack(watch);
+    cr_assert(pump_until(have_ack, "e1", WAIT_MS), "e1 was not acknowledged");
+    cr_assert(pump_until(have_ack, "e3", WAIT_MS), "e3 was not acknowledged");
+    /* e2 is tried (and rejected) a few times, never with the others */
+    size_t several = 0;
+    az_posts(NULL, 0, &several);
+    cr_assert_eq(several, 0, "a StartRequests named several events");
+    cr_assert_geq(az_posts("e2", 400, NULL), 1);
+    cr_assert_eq(az_posts("e2", 200, NULL), 0);
+    cr_assert_eq(az_posts("e1", 0, NULL), 1, "acknowledged once");
+    cr_assert_eq(az_posts("e3", 0, NULL), 1, "acknowledged once");
     destroy_quickly();
 }
 
