@@ -45,7 +45,6 @@ struct cgroup {
     int procs_fd[MAX_FDS];
     size_t n_procs;
     int oom_efd, oom_ctl_fd; /* v1 OOM notification */
-    int tasks_fd;            /* v1 tracking cgroup: its tasks file (cgroup_enter) */
     uint64_t oom_events;     /* v1: eventfd counts read so far */
     char *memory_dir;        /* memory (v1) or unified (v2) directory */
 };
@@ -318,11 +317,6 @@ static cgroup_t *new_v1(cgroup_t *cg, const cgroup_limits_t *lim, char *err, siz
                          have[2] ? dirs[2] : NULL, lim, &rc, err, errlen);
     if (rc == 0 && have[0])
         cg->memory_dir = xstrdup(dirs[0]);
-    if (rc == 0 && track_only) {
-        char *tasks = xasprintf("%s/tasks", dirs[2]);
-        cg->tasks_fd = open(tasks, O_WRONLY | O_CLOEXEC);
-        free(tasks);
-    }
     if (rc == 0 && lim && lim->memory_bytes)
         rc = arm_oom_eventfd(cg, dirs[0], err, errlen);
     for (int i = 0; i < 3; i++)
@@ -406,7 +400,7 @@ cgroup_t *cgroup_new(const char *rel, const cgroup_limits_t *lim, char *err, siz
     cgroup_t *cg = xcalloc(1, sizeof *cg);
     cg->rel = xstrdup(rel);
     cg->mode = mode;
-    cg->oom_efd = cg->oom_ctl_fd = cg->tasks_fd = -1;
+    cg->oom_efd = cg->oom_ctl_fd = -1;
     return mode == CGROUP_V2 ? new_v2(cg, lim, err, errlen) : new_v1(cg, lim, err, errlen);
 }
 
@@ -421,45 +415,6 @@ int cgroup_join(const cgroup_t *cg)
         if (write(cg->procs_fd[i], "0", 1) != 1)
             return -errno;
     return 0;
-}
-
-/* The tasks file of the calling process's own v1 pids cgroup, where
- * cgroup_leave puts the thread back (opened once: the agent's cgroup does
- * not change under it). */
-static int home_tasks_fd(void)
-{
-    static int fd = -2;
-    if (fd != -2)
-        return fd;
-    fd = -1;
-    const hier_t *h = v1_hier("pids");
-    FILE *f = fopen("/proc/self/cgroup", "re");
-    char line[4096];
-    while (h && f && fgets(line, sizeof line, f)) {
-        char *ctl = strchr(line, ':'), *path = ctl ? strchr(ctl + 1, ':') : NULL;
-        if (!path || strncmp(ctl + 1, "pids:", 5) != 0)
-            continue;
-        path[strcspn(path, "\n")] = '\0';
-        char *tasks = xasprintf("%s%s/tasks", h->path, path + 1);
-        fd = open(tasks, O_WRONLY | O_CLOEXEC);
-        free(tasks);
-    }
-    if (f)
-        fclose(f);
-    return fd;
-}
-
-int cgroup_enter(const cgroup_t *cg)
-{
-    if (cg->tasks_fd < 0 || home_tasks_fd() < 0)
-        return -ENOTSUP;
-    return write(cg->tasks_fd, "0", 1) == 1 ? 0 : -errno;
-}
-
-void cgroup_leave(const cgroup_t *cg)
-{
-    if (cg->tasks_fd >= 0 && home_tasks_fd() >= 0 && write(home_tasks_fd(), "0", 1) != 1)
-        log_warn("cgroup: moving the agent's thread back from %s: %s", cg->rel, strerror(errno));
 }
 
 size_t cgroup_fds(const cgroup_t *cg, int *fds, size_t max)
@@ -676,8 +631,6 @@ void cgroup_destroy(cgroup_t **cgp)
         close(cg->oom_efd);
     if (cg->oom_ctl_fd >= 0)
         close(cg->oom_ctl_fd);
-    if (cg->tasks_fd >= 0)
-        close(cg->tasks_fd);
     free(cg->memory_dir);
     free(cg->rel);
     free(cg);

@@ -62,15 +62,6 @@ const char *cgroup_rel(const cgroup_t *cg);
  * fork and exec. 0 or -errno. */
 int cgroup_join(const cgroup_t *cg);
 
-/* v1 tracking cgroups (lim NULL): move the calling thread alone into cg,
- * so that a process it spawns (posix_spawn: vfork, no code of ours runs in
- * the child) starts inside, and back to the process's own cgroup with
- * cgroup_leave right after. Nothing of the step ever runs outside. 0, or
- * -ENOTSUP (v2, or a cgroup with limits: join from the child instead) or
- * -errno. */
-int cgroup_enter(const cgroup_t *cg);
-void cgroup_leave(const cgroup_t *cg);
-
 /* The file descriptors cg holds open (at most max written to fds): what a
  * forked child that closes everything else must keep. Returns the count. */
 size_t cgroup_fds(const cgroup_t *cg, int *fds, size_t max);

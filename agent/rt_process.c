@@ -5,15 +5,11 @@
  * cgroups are writable, so that nothing a step started outlives it — not
  * even what left its process group (setsid, daemons) — and a restarted
  * agent finds and kills what its previous life left (runtime_cleanup_
- * orphans). When the step asks for memory (its cpu then limited too) or
- * pids, the child joins the limited cgroup between fork and exec
- * (runner's child_fn), so nothing runs unlimited even for a moment.
- * Otherwise the cgroup only keeps track (v1: pids hierarchy alone): the
- * agent's thread steps into it for the posix_spawn (vfork, the cheap path:
- * a fork of the agent costs milliseconds) and out again, so the child is
- * born inside. On v2, where a thread cannot move alone, the child joins
- * between fork and exec as for limits (slower; clone3's CLONE_INTO_CGROUP
- * would avoid the fork). After the exit the OOM counter says
+ * orphans). The child joins it between clone and exec (runner's child_fn),
+ * so nothing of the step ever runs outside, nor unlimited for a moment.
+ * When the step asks for memory (its cpu then limited too) or pids, the
+ * cgroup has those limits; otherwise it only keeps track (v1: the pids
+ * hierarchy alone, the cheapest). After the exit the OOM counter says
  * whether the memory limit killed it (reported as OOMKilled), and the
  * cgroup is removed, with whatever is left killed first; if processes are
  * still leaving, removal is retried on a short timer before on_exit, so
@@ -116,9 +112,8 @@ int rt_process_start(rt_task_t *t, char *err, size_t errlen)
     cgroup_limits_t lim = {.memory_bytes = t->spec.memory_bytes,
                            .cpu_milli = t->spec.cpu_milli,
                            .pids_max = t->spec.pids_max};
-    /* Limits force fork over vfork (the child joins before exec): only
-     * when the step bounds its memory (or pids); cpu alone is already
-     * reserved by droverd's placement. */
+    /* Limits only when the step bounds its memory (or pids); cpu alone is
+     * already reserved by droverd's placement. */
     bool limited = lim.memory_bytes || lim.pids_max;
     if (rt->cg_mode != CGROUP_NONE) {
         char why[256];
@@ -135,9 +130,6 @@ int rt_process_start(rt_task_t *t, char *err, size_t errlen)
             t->cg_rel = NULL;
         }
     }
-    /* v1 tracking: this thread enters the cgroup for the spawn. */
-    bool entered = t->cg && !limited && cgroup_enter(t->cg) == 0;
-    bool child_joins = t->cg && !entered;
     char **env = rt_process_env(t);
     runner_spec_t rs = {.argv = t->argv,
                         .envp = env,
@@ -147,11 +139,9 @@ int rt_process_start(rt_task_t *t, char *err, size_t errlen)
                         .on_output = on_output,
                         .on_exit = on_exit_cb,
                         .arg = t,
-                        .child_fn = child_joins ? join_cgroup : NULL,
+                        .child_fn = t->cg ? join_cgroup : NULL,
                         .child_arg = t->cg};
     t->runner = runner_start(t->loop, &rs, err, errlen);
-    if (entered)
-        cgroup_leave(t->cg);
     rt_strv_free(env);
     if (!t->runner) {
         if (t->cg_rel)

@@ -6,17 +6,23 @@
  * until EOF, and only then call on_exit — with a short fallback timer in
  * case a process escaped the group and holds the pipe open.
  *
- * A spec with child_fn (runtime drivers) is started with fork() instead of
- * posix_spawn so the driver can act in the child before exec (join a
- * cgroup) or be the child (a container shim); an error pipe keeps exec
- * failures synchronous, as posix_spawn reports them.
+ * A step is started the way posix_spawn starts a process — clone() with
+ * CLONE_VM | CLONE_VFORK on a stack of its own, so the agent's memory is
+ * never copied (a fork of a big agent costs milliseconds) — but with our
+ * own child code, which also makes the step die with the agent
+ * (PR_SET_PDEATHSIG: a step whose agent was killed must not run on, and
+ * finish, unseen while droverd runs it again elsewhere) and lets a driver
+ * act before exec (child_fn: join a cgroup). An error pipe keeps exec
+ * failures synchronous, as posix_spawn reports them. A spec without argv
+ * (a container shim: the whole child is ours, it allocates) is fork()ed.
  */
 #include "runner.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,14 +161,18 @@ pid_t runner_pid(const runner_t *r)
     return r->pid;
 }
 
-/* The child side of fork_child: set up what posix_spawn would, then run
- * child_fn and exec. Failures go to errfd as {stage, errno}. Only calls
- * that are safe after fork. */
-static void child_main(const runner_spec_t *spec, int outfd, int errfd)
+/* The child side of start_child: set up what posix_spawn would, then run
+ * child_fn and exec. Failures go to errfd as {stage, errno}. Only
+ * async-signal-safe calls: with argv it runs in the agent's memory (vfork),
+ * on its own stack. */
+static void child_main(const runner_spec_t *spec, int outfd, int errfd, pid_t agent)
 {
     int stage = 0, e = 0;
     sigset_t none;
     setpgid(0, 0);
+    /* Die with the agent (and if it died already, do not start at all). */
+    if (spec->argv && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent))
+        _exit(127);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(outfd, 1) < 0 || dup2(outfd, 2) < 0) {
         e = errno;
@@ -170,7 +180,7 @@ static void child_main(const runner_spec_t *spec, int outfd, int errfd)
     }
     if (devnull > 2)
         close(devnull);
-    /* All signals are still blocked (fork_child): a signal sent to the new
+    /* All signals are still blocked (start_child): a signal sent to the new
      * process before it is ready stays pending instead of killing it. */
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
@@ -180,7 +190,7 @@ static void child_main(const runner_spec_t *spec, int outfd, int errfd)
         goto fail;
     }
     stage = 1;
-    int rc = spec->child_fn(spec->child_arg);
+    int rc = spec->child_fn ? spec->child_fn(spec->child_arg) : 0;
     if (!spec->argv)
         _exit(rc < 0 ? 127 : rc);
     if (rc < 0) {
@@ -201,10 +211,27 @@ fail:
     _exit(127);
 }
 
-/* fork() variant of the spawn, for spec->child_fn. With argv, waits (like
- * posix_spawn does) until the child has exec'd or failed. */
-static int fork_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *err, size_t errlen)
+typedef struct {
+    const runner_spec_t *spec;
+    int outfd, errfd;
+    pid_t agent;
+} child_args_t;
+
+static int vfork_main(void *arg)
 {
+    child_args_t *c = arg;
+    child_main(c->spec, c->outfd, c->errfd, c->agent);
+    return 127; /* not reached */
+}
+
+/* Start the child; with argv, wait (like posix_spawn does) until it has
+ * exec'd or failed. */
+static int start_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *err, size_t errlen)
+{
+    /* The vfork child's stack: the loop is one thread and CLONE_VFORK holds
+     * it until the child has exec'd or exited, so one buffer serves all.
+     * Room for execvp's copies of argv (a script it hands to /bin/sh). */
+    static uint8_t stack[256 << 10] __attribute__((aligned(16)));
     int ep[2] = {-1, -1};
     const char *what = spec->argv ? spec->argv[0] : "shim";
     if (spec->argv && pipe2(ep, O_CLOEXEC) < 0) {
@@ -214,16 +241,23 @@ static int fork_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *er
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
-    *pid = fork();
-    if (*pid == 0) {
-        if (ep[0] >= 0)
-            close(ep[0]);
-        child_main(spec, outfd, ep[1]);
+    child_args_t args = {spec, outfd, ep[1], getpid()};
+    if (spec->argv) {
+        /* ep[0] is O_CLOEXEC: the exec closes it in the child. */
+        *pid = clone(vfork_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    } else {
+        *pid = fork();
+        if (*pid == 0) {
+            if (ep[0] >= 0)
+                close(ep[0]);
+            child_main(spec, outfd, ep[1], args.agent);
+        }
     }
     int fork_errno = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (*pid < 0) {
-        snprintf(err, errlen, "cannot run '%s': fork: %s", what, strerror(fork_errno));
+        snprintf(err, errlen, "cannot run '%s': %s: %s", what, spec->argv ? "clone" : "fork",
+                 strerror(fork_errno));
         if (ep[0] >= 0) {
             close(ep[0]);
             close(ep[1]);
@@ -262,41 +296,11 @@ runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *er
         snprintf(err, errlen, "pipe2: %s", strerror(errno));
         return NULL;
     }
-    if (spec->child_fn) {
-        int rc = fork_child(spec, pipefd[1], &pid, err, errlen);
-        close(pipefd[1]);
-        if (rc < 0) {
-            close(pipefd[0]);
-            return NULL;
-        }
-    } else {
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t none, defaults;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawnattr_init(&attr);
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-        posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
-        /* A fresh process group, no blocked signals, default dispositions (the
-         * agent ignores SIGPIPE; a step must not inherit that). */
-        sigemptyset(&none);
-        sigfillset(&defaults);
-        posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setsigdefault(&attr, &defaults);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                            POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_USEVFORK);
-        int rc = posix_spawnp(&pid, spec->argv[0], &fa, &attr, spec->argv, spec->envp);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        close(pipefd[1]);
-        if (rc != 0) {
-            snprintf(err, errlen, "cannot run '%s': %s", spec->argv[0], strerror(rc));
-            close(pipefd[0]);
-            return NULL;
-        }
+    int rc = start_child(spec, pipefd[1], &pid, err, errlen);
+    close(pipefd[1]);
+    if (rc < 0) {
+        close(pipefd[0]);
+        return NULL;
     }
     fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
 

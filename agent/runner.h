@@ -1,12 +1,12 @@
 /* runner — one step attempt as a local process.
  *
- * runner_start() spawns argv with posix_spawnp in a new process group, in
- * the given working directory, with stdin from /dev/null and stdout+stderr
- * on one pipe, without blocking the loop. Output is delivered as it is read
- * (on_output); exit is detected with ev_child. When the main process exits
- * the rest of its process group is killed, the pipe is drained, and then
- * on_exit is called exactly once. A timeout or runner_kill() sends SIGTERM
- * to the group and SIGKILL after the grace period.
+ * runner_start() spawns argv (as posix_spawnp would, without copying the
+ * agent's memory) in a new process group, in the given working directory,
+ * with stdin from /dev/null and stdout+stderr on one pipe, without
+ * blocking the loop; the process is SIGKILLed should the agent die. Output is delivered as it is
+ * read (on_output); exit is detected with ev_child. When the main process exits the rest of its
+ * process group is killed, the pipe is drained, and then on_exit is called exactly once. A timeout
+ * or runner_kill() sends SIGTERM to the group and SIGKILL after the grace period.
  */
 #ifndef DROVER_RUNNER_H
 #define DROVER_RUNNER_H
@@ -39,14 +39,14 @@ typedef struct {
     void (*on_exit)(void *arg, const runner_exit_t *exit);
     void *arg;
     /* Optional, for runtime drivers (runtime.h); NULL for a plain spawn.
-     * When set, the child is made with fork() instead of posix_spawn, and
-     * child_fn(child_arg) runs in it once stdin, stdout+stderr, process
-     * group, default signal dispositions and cwd are set up, with every
-     * signal blocked (so none kills it before it is ready; the exec of argv
-     * unblocks them all). It may only make calls that are safe in a forked
-     * child (async-signal-safe ones, plus glibc malloc, which survives fork).
-     * Returning -errno fails runner_start with that error. With argv NULL
-     * child_fn is the whole child (a container shim): it must _exit(), and
+     * child_fn(child_arg) runs in the child once stdin, stdout+stderr,
+     * process group, default signal dispositions and cwd are set up, with
+     * every signal blocked (so none kills it before it is ready; the exec of
+     * argv unblocks them all). With argv the child shares the agent's
+     * memory until it execs (vfork): child_fn may only make
+     * async-signal-safe calls (no malloc). Returning -errno fails
+     * runner_start with that error. With argv NULL child_fn is the whole
+     * child (a container shim), made with fork(): it must _exit(), and
      * runner_start returns as soon as the child exists. */
     int (*child_fn)(void *child_arg);
     void *child_arg;

@@ -9,15 +9,15 @@
  * Register (the agent restarted or reconnected) moves the binding; a
  * refused one never touches it. A revoked key loses its agent at once.
  *
- * An agent registers with its labels,
- * capacity and the attempts it holds; droverd reconciles both ways: an
- * attempt droverd thinks is RUNNING there but the agent no longer has is
- * LOST, an ASSIGNED one is re-sent, and one the agent runs that is not
- * current is killed (fencing). Every report carries a sequence number and
- * is acknowledged only after the transition it causes is committed; reports
- * are applied idempotently by attempt id, so re-sent ones are harmless. A
- * message from an agent not registered in this droverd session (e.g. after
- * a restart) is answered with "reregister" and otherwise ignored.
+ * An agent registers with its labels, capacity and the attempts it holds;
+ * droverd reconciles both ways: an attempt droverd thinks is RUNNING or
+ * ASSIGNED there but the agent does not hold is LOST (rerun as a new
+ * attempt: one that may have started is never sent again under its id),
+ * and one the agent runs that is not current is killed (fencing). Every report carries a sequence
+ * number and is acknowledged only after the transition it causes is committed; reports are applied
+ * idempotently by attempt id, so re-sent ones are harmless. A message from an agent not registered
+ * in this droverd session (e.g. after a restart) is answered with "reregister" and otherwise
+ * ignored.
  *
  * Spot nodes: registration and every heartbeat carry the node's
  * preemption notice while it has one. A terminating node takes no new

@@ -35,20 +35,26 @@ class ExactlyOnceTest(DroverTestCase):
                           what="the step to start (%d)" % n)
 
     def test_killed_agent_leaves_no_step_running(self):
-        """Defect 3: kill -9 of an agent; its restart kills what its
-        previous life left before it registers, so the step droverd reruns
-        never runs beside the old copy."""
+        """Defect 3: kill -9 of an agent (the daemon only). Its step dies
+        with it at once; what the step detached (setsid) is killed by the
+        restarted agent before it registers; droverd reruns the step as a
+        new attempt, which never runs beside the old one."""
         c = self.c
         c.start_droverd(extra=["--agent-timeout", "60s"])
         c.start_agent("a1", cpus=2)
         m = c.path("marker")
-        rid = c.submit({"name": "orphan", "steps": [marker_step("s", m, 4)]})
+        step = marker_step("s", m, 4)
+        step["script"] = ('setsid sh -c \'echo $$ > "$M.bg"; exec sleep 60\' </dev/null >/dev/null 2>&1 &\n'
+                          + step["script"])
+        rid = c.submit({"name": "orphan", "steps": [step]})
         first_pid = int(self.wait_started(m)[0][2])
+        bg = int(wait_until(lambda: read_lines(m + ".bg"), 30, what="the detached child")[0])
         c.kill_agent("a1", node=False)  # the daemon only
-        self.assertTrue(pid_alive(first_pid), "the step outlived its agent (as it may)")
+        wait_until(lambda: not pid_alive(first_pid), 30, what="the step to die with its agent")
+        self.assertTrue(pid_alive(bg), "what the step detached lives on until the agent is back")
         c.start_agent("a1", cpus=2)
-        wait_until(lambda: not pid_alive(first_pid), 30,
-                   what="the restarted agent to kill its previous life's step")
+        wait_until(lambda: not pid_alive(bg), 30,
+                   what="the restarted agent to kill what its previous life left")
         run = wait_final(c, rid)
         self.assertRunSucceeded(run)
         self.assertEqual(len(ends(m)), 1, read_lines(m))

@@ -473,3 +473,40 @@ Test(runner, step_that_exits_before_its_timeout_is_not_timed_out)
     cr_assert_not(ex.timed_out, "exited at once, reported as timed out (reason '%s')", ex.reason);
     cr_assert_str_eq(ex.reason, "");
 }
+
+/* Issue 12, defect 3: a step dies with its agent (kill -9 of the agent,
+ * not of the machine), so it cannot run on, and finish, unseen while
+ * droverd runs it again elsewhere. The "agent" is a child of the test
+ * that starts a step and is then killed. */
+Test(runner, a_step_dies_with_its_agent)
+{
+    char *pidfile = xasprintf("%s/step.pid", dir);
+    char *script = xasprintf("echo $$ > %s; exec sleep 60", pidfile);
+    pid_t agent = fork();
+    cr_assert_geq(agent, 0);
+    if (agent == 0) {
+        struct ev_loop *own = EV_DEFAULT; /* child watchers need the default loop */
+        ev_loop_fork(own);
+        char *argv[] = {"sh", "-c", script, NULL};
+        char err[256];
+        result_t res = {0};
+        runner_spec_t spec = {.argv = argv,
+                              .envp = environ,
+                              .cwd = dir,
+                              .kill_grace_ms = 1000,
+                              .on_output = on_output,
+                              .on_exit = on_exit_cb,
+                              .arg = &res};
+        if (!runner_start(own, &spec, err, sizeof err))
+            _exit(1);
+        ev_run(own, 0);
+        _exit(0);
+    }
+    pid_t step = read_pidfile(pidfile);
+    cr_assert(!wait_dead(step, 200), "the step did not start");
+    kill(agent, SIGKILL);
+    waitpid(agent, NULL, 0);
+    cr_assert(wait_dead(step, 5000), "step %d outlived its agent", (int)step);
+    free(script);
+    free(pidfile);
+}
