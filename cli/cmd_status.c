@@ -1,5 +1,6 @@
 /* cmd_status — `drover status`: droverd's security settings (CURVE,
- * keys loaded), its limits, and what it refused since it started. */
+ * keys loaded), its limits, and what it refused or dropped since it
+ * started. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -11,7 +12,8 @@
 #define STATUS_HELP                                                                                \
     "Show droverd's version, whether keys are required on the agents and API\n"                    \
     "sockets, its limits, and counters of what it refused (unknown keys, roles,\n"                 \
-    "specs over a limit, undecodable messages).\n"                                                 \
+    "specs over a limit, undecodable messages) or dropped (API clients not reading\n"              \
+    "their replies).\n"                                                                            \
     "  -o, --output FORMAT  table (default) or json\n"
 
 enum { OPT_OUTPUT = 1 };
@@ -77,10 +79,10 @@ int cmd_status(cli_t *cli, int argc, char **argv)
         printf("keys loaded:   %u agents, %u API users\n", v->agent_keys, v->api_keys);
         printf("\nLIMITS\n");
         for (size_t i = 0; i < v->n_limits; i++)
-            printf("  %-16s %s\n", v->limits[i]->key, v->limits[i]->value);
-        printf("\nREFUSED SINCE START\n");
+            printf("  %-18s %s\n", v->limits[i]->key, v->limits[i]->value);
+        printf("\nREFUSED OR DROPPED SINCE START\n");
         for (size_t i = 0; i < v->n_counters; i++)
-            printf("  %-16s %s\n", v->counters[i]->key, v->counters[i]->value);
+            printf("  %-18s %s\n", v->counters[i]->key, v->counters[i]->value);
     }
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;

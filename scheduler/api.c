@@ -269,6 +269,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->limits, &v->n_limits, "max-param", c->spec_limits.max_param_bytes);
     add_kv(&v->limits, &v->n_limits, "max-labels", c->spec_limits.max_labels);
     add_kv(&v->limits, &v->n_limits, "log-limit", c->log_limit);
+    add_kv(&v->limits, &v->n_limits, "api-peer-queue", c->api_peer_queue);
     add_kv(&v->counters, &v->n_counters, "refused_agents", k->refused_agents);
     add_kv(&v->counters, &v->n_counters, "refused_api", k->refused_api);
     add_kv(&v->counters, &v->n_counters, "refused_role", k->refused_role);
@@ -278,6 +279,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->counters, &v->n_counters, "bad_messages", k->bad_messages);
     add_kv(&v->counters, &v->n_counters, "bad_requests", k->bad_requests);
     add_kv(&v->counters, &v->n_counters, "truncated_logs", k->truncated_logs);
+    add_kv(&v->counters, &v->n_counters, "dropped_api_peers", k->dropped_api_peers);
     return v;
 }
 

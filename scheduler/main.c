@@ -31,6 +31,8 @@ static void usage(FILE *f)
                "  --max-param BYTES      one param value [64Ki]\n"
                "  --max-labels N         placement labels of a step, and an agent's [64]\n"
                "  --max-message BYTES    one message on the agents or API socket [64Mi]\n"
+               "  --api-peer-queue BYTES replies held for one API client; one that does not\n"
+               "                         read them is dropped (at least 64Ki) [32Mi]\n"
                "security (README: Running on several machines):\n"
                "  --key FILE             droverd's secret key (drover keygen droverd): CURVE on\n"
                "                         the agents socket and a TCP API\n"
@@ -90,6 +92,11 @@ static int apply(const char *key, const char *value, void *arg)
         *(key[4] == 'm'   ? &c->max_message
           : key[4] == 's' ? &c->spec_limits.max_bytes
                           : &c->spec_limits.max_param_bytes) = (size_t)n;
+    } else if (strcmp(key, "api-peer-queue") == 0) {
+        uint64_t n;
+        if (spec_parse_memory(value, &n) < 0 || n < (64u << 10) || n > (1ull << 40))
+            return -EINVAL;
+        c->api_peer_queue = (size_t)n;
     } else if (strcmp(key, "max-steps") == 0 || strcmp(key, "max-labels") == 0) {
         char *end;
         unsigned long long n = strtoull(value, &end, 10);
@@ -126,6 +133,7 @@ int main(int argc, char **argv)
                                              {"max-param", required_argument, 0, 0},
                                              {"max-labels", required_argument, 0, 0},
                                              {"max-message", required_argument, 0, 0},
+                                             {"api-peer-queue", required_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"authorized-keys", required_argument, 0, 0},
                                              {"api-keys", required_argument, 0, 0},

@@ -9,6 +9,7 @@
  *   agents.c  the agents protocol: register, heartbeat, reports, lost
  *             agents, re-sending unacknowledged assignments;
  *   api.c     the CLI's requests;
+ *   replies.c API replies on their way out, bounded in bytes per client;
  *   scheduler.c the loop, sockets, group commit and the outbound batches.
  * Any change to a record sets its dirty flag (sched_mark_*); sched.c writes
  * all dirty records in one transaction per loop iteration.
@@ -165,6 +166,7 @@ struct log_write {
 
 typedef struct blob_op blob_op_t;
 typedef struct api_reply api_reply_t;
+typedef struct api_peer api_peer_t;
 
 typedef enum { API_ROLE_READ = 0, API_ROLE_SUBMIT = 1, API_ROLE_ADMIN = 2 } api_role_t;
 typedef struct {
@@ -183,6 +185,7 @@ typedef struct {
     uint64_t truncated_logs;    /* attempts whose log went past log-limit */
     uint64_t failed_handshakes; /* CURVE handshakes that failed (no or wrong keys) */
     uint64_t revoked_agents;    /* connected agents dropped when their key was revoked */
+    uint64_t dropped_api_peers; /* API peers over --api-peer-queue (not reading) */
 } sched_counters_t;
 /* A reply to a connection no agent is bound to: "register first", or a
  * refusal saying why. */
@@ -191,10 +194,11 @@ typedef struct {
     char *refused; /* NULL = reregister */
 } peer_reply_t;
 struct api_reply {
-    zframe_t *identity;
+    zframe_t *identity; /* NULL once sent */
     uint8_t *data;
     size_t len;
     api_reply_t *next;
+    api_peer_t *peer; /* holds a reference (replies.c) */
 };
 
 struct sched {
@@ -234,6 +238,7 @@ struct sched {
     api_reply_t *replies, **replies_tail;
     peer_reply_t *peer_replies; /* to unbound connections */
     size_t n_peer_replies;
+    zhashx_t *api_peers; /* routing id (hex) → api_peer_t with replies queued or in ZMQ */
     worker_t *worker;    /* file I/O and hashing off the loop */
     zhashx_t *xfers;     /* blob transfers in progress */
     task_t **cache_puts; /* cache entries for the next commit */
@@ -278,8 +283,25 @@ void sched_cache_put(sched_t *s, task_t *t);
  * (refused NULL) or a refusal (copied). conn is copied. Sent after the next
  * commit; at most 4,096 wait (the peer asks again). */
 void sched_queue_peer_reply(sched_t *s, zframe_t *conn, const char *refused);
-/* Queue an API reply (takes ownership of identity and data). */
+
+/* --- replies.c */
+/* No replies queued, no peers known. */
+void replies_init(sched_t *s);
+/* Queue an API reply for sending after the next commit (takes ownership
+ * of identity and data). Discarded when its peer was dropped, or when it
+ * would take the peer over --api-peer-queue: the peer is then dropped
+ * (counted, logged). */
 void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len);
+/* Hand every queued reply to ZMQ. */
+void replies_flush(sched_t *s);
+/* Whether the peer with this routing id was dropped and ZMQ has not let go
+ * of its replies yet (it neither read them nor left): ignore its requests. */
+bool replies_peer_dropped(sched_t *s, zframe_t *identity);
+/* Forget peers with no reply queued or in ZMQ (from the tick). */
+void replies_sweep(sched_t *s);
+/* Free the queued replies and the table; peers ZMQ still holds replies
+ * for are freed with those. */
+void replies_shutdown(sched_t *s);
 
 /* --- dag.c */
 bool dag_task_final(const task_t *t);

@@ -24,6 +24,7 @@
 #define BATCH_MESSAGES 512
 #define TICK_SECONDS   0.1
 #define MAX_MESSAGE    (64 << 20)
+#define API_PEER_QUEUE (32u << 20)
 #define GC_INTERVAL_MS (3600 * 1000)
 
 void sched_config_defaults(sched_config_t *cfg)
@@ -37,6 +38,7 @@ void sched_config_defaults(sched_config_t *cfg)
     cfg->max_items = 1000000;
     spec_limits_defaults(&cfg->spec_limits);
     cfg->max_message = MAX_MESSAGE;
+    cfg->api_peer_queue = API_PEER_QUEUE;
 }
 
 /* ------------------------------------------------------------ marking */
@@ -110,17 +112,6 @@ void sched_queue_peer_reply(sched_t *s, zframe_t *conn, const char *refused)
     s->peer_replies = xrealloc(s->peer_replies, (s->n_peer_replies + 1) * sizeof *s->peer_replies);
     s->peer_replies[s->n_peer_replies++] =
         (peer_reply_t){zframe_dup(conn), refused ? xstrdup(refused) : NULL};
-}
-
-void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len)
-{
-    api_reply_t *r = xmalloc(sizeof *r);
-    r->identity = identity;
-    r->data = data;
-    r->len = len;
-    r->next = NULL;
-    *s->replies_tail = r;
-    s->replies_tail = &r->next;
 }
 
 /* ------------------------------------------------------------ commit */
@@ -240,13 +231,12 @@ static int commit(sched_t *s)
 
 /* ------------------------------------------------------------ sending */
 
-static void send_frames(zsock_t *sock, const void *id, size_t id_len, bool delimiter,
-                        const uint8_t *data, size_t len)
+/* One message to an agent (API replies: replies.c). */
+static void send_frames(zsock_t *sock, const void *id, size_t id_len, const uint8_t *data,
+                        size_t len)
 {
     zmsg_t *m = zmsg_new();
     zmsg_addmem(m, id, id_len);
-    if (delimiter)
-        zmsg_addmem(m, NULL, 0);
     zmsg_addmem(m, data, len);
     if (zmsg_send(&m, sock) < 0) {
         /* Unreachable peer or full queue: the reliability layer re-sends. */
@@ -317,7 +307,7 @@ static void send_agent_batch(sched_t *s, agent_t *a)
     uint8_t *buf = xmalloc(n);
     drover__scheduler_message__pack(&m, buf);
     if (a->conn) /* else it went away since: the reliability layer re-sends */
-        send_frames(s->agents_sock, zframe_data(a->conn), zframe_size(a->conn), false, buf, n);
+        send_frames(s->agents_sock, zframe_data(a->conn), zframe_size(a->conn), buf, n);
     free(buf);
     agent_out_free(o);
 }
@@ -337,22 +327,13 @@ static void send_all(sched_t *s)
         m.refused = p->refused ? p->refused : (char *)"";
         uint8_t buf[512];
         if (drover__scheduler_message__get_packed_size(&m) <= sizeof buf)
-            send_frames(s->agents_sock, zframe_data(p->conn), zframe_size(p->conn), false, buf,
+            send_frames(s->agents_sock, zframe_data(p->conn), zframe_size(p->conn), buf,
                         drover__scheduler_message__pack(&m, buf));
         zframe_destroy(&p->conn);
         free(p->refused);
     }
     s->n_peer_replies = 0;
-    for (api_reply_t *r = s->replies, *n; r; r = n) {
-        n = r->next;
-        send_frames(s->api_sock, zframe_data(r->identity), zframe_size(r->identity), true, r->data,
-                    r->len);
-        zframe_destroy(&r->identity);
-        free(r->data);
-        free(r);
-    }
-    s->replies = NULL;
-    s->replies_tail = &s->replies;
+    replies_flush(s);
 }
 
 /* An idle watcher only makes the loop poll without blocking, so that
@@ -442,8 +423,10 @@ static void on_api_readable(void *arg)
         zframe_t *body = zmsg_pop(m);
         api_caller_t caller;
         char why[256];
-        if (id && delim && body && zframe_size(delim) == 0 && zmsg_size(m) == 0 &&
-            auth_api_caller(s, body, &caller, why, sizeof why) < 0) {
+        if (id && replies_peer_dropped(s, id)) {
+            zframe_destroy(&id); /* dropped: not reading; ignored, never decoded */
+        } else if (id && delim && body && zframe_size(delim) == 0 && zmsg_size(m) == 0 &&
+                   auth_api_caller(s, body, &caller, why, sizeof why) < 0) {
             refuse_api(s, id, why); /* takes id */
         } else if (id && delim && body && zframe_size(delim) == 0 && zmsg_size(m) == 0)
             api_handle_as(s, &caller, id, zframe_data(body), zframe_size(body)); /* takes id */
@@ -463,6 +446,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     int64_t now = util_now_ms();
     dag_retry_due(s, now);
     agents_tick(s);
+    replies_sweep(s);
     if (now - s->last_gc_ms > GC_INTERVAL_MS) {
         s->last_gc_ms = now;
         dag_retention(s, now);
@@ -519,7 +503,7 @@ sched_t *sched_new(const sched_config_t *cfg)
     sched_t *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
     s->log_writes_tail = &s->log_writes;
-    s->replies_tail = &s->replies;
+    replies_init(s);
     s->api_endpoint = cfg->api ? xstrdup(cfg->api) : xasprintf("ipc://%s/api.sock", cfg->state_dir);
     s->runs_by_id = zhashx_new();
     s->agents = zhashx_new();
@@ -616,12 +600,7 @@ void sched_destroy(sched_t **sp)
     auth_shutdown(s);
     for (agent_t *a = s->outbound; a; a = a->out_next)
         a->out.queued = false;
-    for (api_reply_t *r = s->replies, *n; r; r = n) {
-        n = r->next;
-        zframe_destroy(&r->identity);
-        free(r->data);
-        free(r);
-    }
+    replies_shutdown(s);
     for (size_t i = 0; i < s->n_peer_replies; i++) {
         zframe_destroy(&s->peer_replies[i].conn);
         free(s->peer_replies[i].refused);

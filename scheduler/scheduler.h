@@ -27,6 +27,7 @@ typedef struct {
     size_t max_items;          /* items one fan-out may produce (run time) */
     spec_limits_t spec_limits; /* what a submitted spec may be */
     size_t max_message;        /* bytes of one message on either socket */
+    size_t api_peer_queue;     /* reply bytes droverd holds for one API peer */
     /* Security (auth.c). */
     const char *key;             /* droverd's secret key file: CURVE on */
     const char *authorized_keys; /* dir of agents' public keys */

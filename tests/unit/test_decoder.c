@@ -47,20 +47,16 @@ static size_t count_replies(void)
     return n;
 }
 
-/* Free the queued replies (as sending would), checking each decodes. */
+/* Check each queued reply decodes, then send them (to a peer that is not
+ * connected: ZMQ refuses them and they are freed). */
 static void drain_replies(void)
 {
-    for (api_reply_t *r = s->replies, *next; r; r = next) {
-        next = r->next;
+    for (api_reply_t *r = s->replies; r; r = r->next) {
         Drover__ApiResponse *resp = drover__api_response__unpack(NULL, r->len, r->data);
         cr_assert_not_null(resp, "a reply of %zu bytes does not decode", r->len);
         drover__api_response__free_unpacked(resp, NULL);
-        zframe_destroy(&r->identity);
-        free(r->data);
-        free(r);
     }
-    s->replies = NULL;
-    s->replies_tail = &s->replies;
+    replies_flush(s);
 }
 
 /* One API request; exactly one reply must be queued for it. */
