@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -424,11 +425,16 @@ static int cli_shim(void *arg)
     rt_strv_free(start);
     char *fmt = "{{.State.Status}}|{{.State.ExitCode}}|{{.State.OOMKilled}}";
     int ist = cli_run(rt, out, sizeof out, NULL, 0, "inspect", "--format", fmt, t->name, NULL);
-    if (exited_ok(ist) && strncmp(out, "exited|", 7) != 0 && strncmp(out, "stopped|", 8) != 0) {
-        /* `start --attach` can return before the engine has recorded the
-         * exit (podman 4 under load: "getting exit code ... from DB"):
-         * wait for it, then look again. */
-        cli_run(rt, NULL, 0, NULL, 0, "wait", t->name, NULL);
+    /* `start --attach` can return before the engine has recorded the exit
+     * (podman 4 under load: "getting exit code ... from DB"), and `wait`
+     * can fail the same way: wait, then look again, for up to 30 s. */
+    for (int i = 0; i < 150 && exited_ok(ist) && strncmp(out, "exited|", 7) != 0 &&
+                    strncmp(out, "stopped|", 8) != 0;
+         i++) {
+        if (i == 0)
+            cli_run(rt, NULL, 0, NULL, 0, "wait", t->name, NULL);
+        else
+            nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
         ist = cli_run(rt, out, sizeof out, NULL, 0, "inspect", "--format", fmt, t->name, NULL);
     }
     char *code = strchr(out, '|'), *oom = code ? strchr(code + 1, '|') : NULL;

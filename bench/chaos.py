@@ -34,13 +34,7 @@ def main():
 
     class ChaosBench(harness.DroverTestCase):
         def test_long_chaos_run(self):
-            c = self.c
-            # the production default: an agent restarted within it keeps its place
-            c.start_droverd(extra=["--agent-timeout", "10s"])
-            agents = ["c1", "c2"]
-            for a in agents:
-                c.start_agent(a, cpus=2)
-            results.update(run_chaos(c, self, steps=args.steps, agents=agents, seed=args.seed,
+            results.update(run_chaos(self.c, self, steps=args.steps, seed=args.seed,
                                      max_kills=args.kills, timeout=1800))
 
     r = unittest.TextTestRunner(verbosity=2).run(

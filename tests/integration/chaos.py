@@ -16,8 +16,9 @@ promises:
   before recording it; README "What a step must do itself"). Such doubles
   are counted and reported, never silently accepted otherwise.
 
-The kills are agents' daemons only (kill -9 of drover-agent, not of its
-steps): a restarted agent must clean up what its previous life left.
+The kills are of the daemons' processes (kill -9 of drover-agent, not of
+the machine): the steps die with their agent, and a restarted agent must
+clean up what they left.
 """
 import os
 import random
@@ -114,7 +115,14 @@ def check(c, rid, markers, chaos, test):
     return counts
 
 
-def run_chaos(c, test, steps, agents, seed, max_kills, timeout):
+def run_chaos(c, test, steps, seed, max_kills, timeout):
+    """droverd and two agents on cluster c, a run of `steps` steps, at most
+    max_kills kills; returns the counts of check() and of the kills."""
+    # the production agent timeout: an agent restarted within it keeps its place
+    c.start_droverd(extra=["--agent-timeout", "10s"])
+    agents = ["c1", "c2"]
+    for a in agents:
+        c.start_agent(a, cpus=2)
     markers = c.path("markers")
     os.makedirs(markers, exist_ok=True)
     rid = c.submit(spec(steps, markers, seed))

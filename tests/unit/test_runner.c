@@ -485,21 +485,11 @@ Test(runner, a_step_dies_with_its_agent)
     pid_t agent = fork();
     cr_assert_geq(agent, 0);
     if (agent == 0) {
-        struct ev_loop *own = EV_DEFAULT; /* child watchers need the default loop */
-        ev_loop_fork(own);
+        ev_loop_fork(loop); /* the default loop: child watchers need it */
         char *argv[] = {"sh", "-c", script, NULL};
-        char err[256];
         result_t res = {0};
-        runner_spec_t spec = {.argv = argv,
-                              .envp = environ,
-                              .cwd = dir,
-                              .kill_grace_ms = 1000,
-                              .on_output = on_output,
-                              .on_exit = on_exit_cb,
-                              .arg = &res};
-        if (!runner_start(own, &spec, err, sizeof err))
-            _exit(1);
-        ev_run(own, 0);
+        start(argv, &res, 0, 1000);
+        ev_run(loop, 0);
         _exit(0);
     }
     pid_t step = read_pidfile(pidfile);
