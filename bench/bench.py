@@ -41,21 +41,23 @@ SOURCE_DIR = os.path.dirname(HERE)
 # development; "smoke" is what tests/integration/test_bench_smoke.py runs.
 SIZES = {
     "full": dict(
-        reps=3, throughput=2000, chain=200, wide=10000,
+        reps=3, throughput=2000, distinct=2000, chain=200, chain_long=5000, literal=10000,
+        wide=10000,
         slurm_chain=30, slurm_wide_reps=1,
         cap_agents=1000, cap_cpus="16", cap_tasks=100000,
         hb_agents=5000, hb_window=10,
         rec_agents=1000, rec_slots=10, rec_tasks=30000,
         big_agents=1000, big_tasks=1000000),
     "quick": dict(
-        reps=1, throughput=500, chain=50, wide=1000,
+        reps=1, throughput=500, distinct=500, chain=50, chain_long=1000, literal=2000,
+        wide=1000,
         slurm_chain=10, slurm_wide_reps=1,
         cap_agents=100, cap_cpus="16", cap_tasks=10000,
         hb_agents=500, hb_window=3,
         rec_agents=100, rec_slots=10, rec_tasks=3000,
         big_agents=100, big_tasks=50000),
     "smoke": dict(
-        reps=1, throughput=40, chain=10, wide=50,
+        reps=1, throughput=40, distinct=40, chain=10, chain_long=20, literal=60, wide=50,
         slurm_chain=5, slurm_wide_reps=1,
         cap_agents=10, cap_cpus="4", cap_tasks=400,
         hb_agents=50, hb_window=1,
@@ -63,7 +65,10 @@ SIZES = {
         big_agents=10, big_tasks=2000),
 }
 
-WORKLOADS = ("throughput", "chain", "wide", "capacity", "heartbeat", "recovery", "big")
+WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide", "capacity",
+             "heartbeat", "recovery", "big")
+# Workloads on droverd + real drover-agents (the rest use drover-simagent).
+REAL_WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide")
 SYSTEMS = ("drover", "slurm", "dask")
 APT_PACKAGES = ("slurm-wlm", "munge", "python3-distributed", "gnuplot-nox")
 MAX_STEPS_PER_SPEC = 1000  # what every drover so far accepts in one spec
@@ -71,7 +76,9 @@ MAX_STEPS_PER_SPEC = 1000  # what every drover so far accepts in one spec
 # Targets from the issue: (row key, comparison, value).
 TARGETS = {
     "throughput": (">=", 2000.0),
+    "distinct": (">=", 2000.0),
     "chain": ("<=", 2.0),
+    "chain_long": ("<=", 2.0),
     "capacity": (">=", 50000.0),
     "capacity_rss": ("<=", None),
     "heartbeat": ("<=", 25.0),
@@ -205,6 +212,18 @@ def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_io(pid):
+    """/proc/PID/io as a dict: write_bytes is what the process dirtied in the
+    page cache (what the disk is sent: whole page-cache folios, up to 2 MiB
+    each on recent kernels), wchar every byte it passed to write calls."""
+    out = {}
+    with open("/proc/%d/io" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k.strip()] = int(v)
+    return out
 
 
 def proc_status_kb(pid, key):
@@ -474,6 +493,10 @@ class Drover:
     def cpu(self):
         return cpu_seconds(self.proc.pid)
 
+    def io(self):
+        """droverd's /proc/PID/io counters so far."""
+        return proc_io(self.proc.pid)
+
     def stop(self):
         for a in self.agents:
             procs.stop(a)
@@ -562,46 +585,59 @@ def binaries_ok(bindir):
 # ---- drover workloads on real agents
 
 
+def drover_real_once(d, wl, n, rep):
+    """One repetition of a real-agents workload: its figure (steps/s, ms per
+    step, or seconds) and its n tasks."""
+    t0 = time.time()
+    if wl == "throughput":  # one fan-out step: the cheapest shape
+        rids, note = d.submit_tasks("tp%d" % rep, n, cpu="10m")
+        rs = d.wait_runs(rids, 600)
+        return n / (max(r["finished_ms"] for r in rs.values()) / 1000.0 - t0), note
+    if wl in ("distinct", "literal"):  # n literal steps in one spec
+        rid, err = d.submit(spec_steps("%s%d" % (wl, rep), n, "10m"))
+        if not rid:
+            raise NA(short_reason(err))
+        r = d.wait_runs([rid], 900)[rid]
+        return n / (r["finished_ms"] / 1000.0 - t0), None
+    if wl in ("chain", "chain_long"):
+        rid, err = d.submit(spec_steps("%s%d" % (wl, rep), n, "10m", chain=True))
+        if not rid:
+            raise NA(short_reason(err))
+        r = d.wait_runs([rid], 1800)[rid]
+        return (r["finished_ms"] / 1000.0 - t0) / n * 1000.0, None
+    rid, err = d.submit(spec_fanout("wide%d" % rep, n, "10m", join=True))
+    if not rid:
+        raise NA(short_reason(err))
+    r = d.wait_runs([rid], 900)[rid]
+    return r["finished_ms"] / 1000.0 - t0, None
+
+
 def drover_real(bench, sz):
-    """throughput, chain and wide DAG on droverd + 2 drover-agents."""
+    """The REAL_WORKLOADS on droverd + 2 drover-agents. Besides each figure,
+    the bytes droverd wrote per task (write_bytes and wchar of /proc/PID/io
+    from just before the submit until the run is seen finished: its LMDB
+    commits, and a few log lines; see bench/README.md)."""
     out = {}
     d = Drover(bench.bindir, os.path.join(bench.work, "drover-real"))
     try:
         d.start()
         d.start_agents(2)
-        for wl in ("throughput", "chain", "wide"):
+        for wl in REAL_WORKLOADS:
             if wl not in bench.workloads:
                 continue
-            vals, note = [], None
+            vals, io, wchar, note = [], [], [], None
+            n = sz[wl]
             try:
                 for rep in range(sz["reps"]):
-                    if wl == "throughput":
-                        n = sz["throughput"]
-                        t0 = time.time()
-                        rids, note = d.submit_tasks("tp%d" % rep, n, cpu="10m")
-                        rs = d.wait_runs(rids, 600)
-                        secs = max(r["finished_ms"] for r in rs.values()) / 1000.0 - t0
-                        vals.append(n / secs)
-                    elif wl == "chain":
-                        n = sz["chain"]
-                        if n > MAX_STEPS_PER_SPEC:
-                            raise NA("chain longer than %d steps" % MAX_STEPS_PER_SPEC)
-                        t0 = time.time()
-                        rid, err = d.submit(spec_steps("chain%d" % rep, n, "10m", chain=True))
-                        if not rid:
-                            raise NA(short_reason(err))
-                        r = d.wait_runs([rid], 600)[rid]
-                        vals.append((r["finished_ms"] / 1000.0 - t0) / n * 1000.0)
-                    else:
-                        n = sz["wide"]
-                        t0 = time.time()
-                        rid, err = d.submit(spec_fanout("wide%d" % rep, n, "10m", join=True))
-                        if not rid:
-                            raise NA(short_reason(err))
-                        r = d.wait_runs([rid], 900)[rid]
-                        vals.append(r["finished_ms"] / 1000.0 - t0)
-                    log("drover %s rep %d: %.4g", wl, rep + 1, vals[-1])
-                out[wl] = {"values": vals, "note": note}
+                    io0 = d.io()
+                    v, note = drover_real_once(d, wl, n, rep)
+                    io1 = d.io()
+                    vals.append(v)
+                    io.append((io1["write_bytes"] - io0["write_bytes"]) / 1024.0 / n)
+                    wchar.append((io1["wchar"] - io0["wchar"]) / 1024.0 / n)
+                    log("drover %s rep %d: %.4g; per task droverd dirtied %.1f KiB of files "
+                        "(write_bytes), wrote %.1f KiB (wchar)", wl, rep + 1, v, io[-1], wchar[-1])
+                out[wl] = {"values": vals, "note": note, "io_kib": io, "wchar_kib": wchar}
             except NA as e:
                 log("drover %s: n/a (%s)", wl, e)
                 out[wl] = {"na": str(e)}
@@ -949,7 +985,7 @@ def slurm_workloads(bench, sz):
     try:
         s.start()
         bench.versions["slurm"] = s.version
-        for wl in ("throughput", "chain", "wide"):
+        for wl in SLURM_WORKLOADS:
             if wl not in bench.workloads:
                 continue
             vals = []
@@ -996,6 +1032,13 @@ def slurm_workloads(bench, sz):
 # ------------------------------------------------------------------ Dask
 
 
+# What the peers run: Dask has no fan-out of its own, so its "throughput" and
+# "distinct" are both n distinct tasks (client.map); Slurm's throughput is a
+# job array, and n separate jobs would only measure sbatch.
+DASK_WORKLOADS = ("throughput", "distinct", "chain", "wide")
+SLURM_WORKLOADS = ("throughput", "chain", "wide")
+
+
 def dask_workloads(bench, sz):
     out = {}
     py = find_dask_python()
@@ -1017,14 +1060,14 @@ def dask_workloads(bench, sz):
                 os.path.join(root, "worker-%d.log" % i), cwd=root))
         bench.versions["dask"] = run([py, "-c", "import distributed; print(distributed.__version__)"]
                                      ).stdout.strip()
-        for wl in ("throughput", "chain", "wide"):
+        for wl in DASK_WORKLOADS:
             if wl not in bench.workloads:
                 continue
             n = sz[wl]
             r = run([py, os.path.join(HERE, "dask_bench.py"), "--scheduler", addr, "--workload", wl,
                      "-n", str(n), "--reps", str(sz["reps"])], timeout=1800, cwd=root)
             secs = json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
-            if wl == "throughput":
+            if wl in ("throughput", "distinct"):
                 vals = [n / x for x in secs]
             elif wl == "chain":
                 vals = [x / n * 1000.0 for x in secs]
@@ -1116,19 +1159,33 @@ def build_rows(res, sz):
             return {"na": r["na"]}
         return r.get(wl, {"na": "not run"})
 
-    spec = [("throughput", "throughput: %s independent `true` steps" % "{:,}".format(sz["throughput"]),
+    spec = [("throughput", "throughput: %s independent `true` steps (one fan-out step)" % (
+                "{:,}".format(sz["throughput"])), "steps/s", "higher"),
+            ("distinct", "throughput: %s distinct `true` steps" % "{:,}".format(sz["distinct"]),
              "steps/s", "higher"),
             ("chain", "chain latency: %d-step chain of `true`" % sz["chain"], "ms/step", "lower"),
+            ("chain_long", "chain latency: %s-step chain of `true`" % "{:,}".format(
+                sz["chain_long"]), "ms/step", "lower"),
+            ("literal", "throughput: %s distinct `true` steps" % "{:,}".format(sz["literal"]),
+             "steps/s", "higher"),
             ("wide", "wide DAG: fan-out of %s → fan-in of 1" % "{:,}".format(sz["wide"]),
              "s makespan", "lower")]
     for key, title, unit, better in spec:
         d = real.get(key)
         if d is None:
             continue
+        peers = {}
+        if key in SLURM_WORKLOADS:
+            peers["slurm"] = peer("slurm", key)
+        if key in DASK_WORKLOADS:
+            peers["dask"] = peer("dask", key)
         rows.append(Row(key, title, unit, better, values=d.get("values"), na=d.get("na"),
-                        note=d.get("note"), peers={"slurm": peer("slurm", key),
-                                                   "dask": peer("dask", key)},
-                        target=TARGETS.get(key)))
+                        note=d.get("note"), peers=peers, target=TARGETS.get(key)))
+    for key, title, _, _ in spec:  # what each task cost droverd in disk writes
+        d = real.get(key)
+        if d and d.get("io_kib"):
+            rows.append(Row(key + "_io", "%s: droverd bytes written per task" % title.split(
+                ":", 1)[1].strip(), "KiB", "lower", values=d["io_kib"]))
     sim = res.get("drover_sim", {})
     cap = sim.get("capacity")
     if cap is not None:
@@ -1298,7 +1355,8 @@ def write_chart(rows, res, png, data_dir):
                     or r.target[1] is None:
                 continue
             label = {"capacity": "capacity", "heartbeat": "heartbeat CPU", "recovery": "recovery",
-                     "big_submit": "1M submit", "big_rss": "1M RSS"}.get(r.key, r.key)
+                     "big_submit": "1M submit", "big_rss": "1M RSS", "distinct": "distinct steps",
+                     "chain_long": "long chain"}.get(r.key, r.key)
             if r.values:
                 m = r.median()
                 x = (m / r.target[1]) if r.target[0] == ">=" else (r.target[1] / max(m, 1e-9))
@@ -1563,7 +1621,7 @@ def main():
         if args.build:
             phase("build", lambda: run(["make", "-C", SOURCE_DIR, "build"], timeout=1800))
         binaries_ok(b.bindir)
-        real = [w for w in ("throughput", "chain", "wide") if w in b.workloads]
+        real = [w for w in REAL_WORKLOADS if w in b.workloads]
         simw = [w for w in ("capacity", "heartbeat", "recovery", "big") if w in b.workloads]
         if "drover" in b.systems and real:
             phase("drover", lambda: drover_real(b, sz))

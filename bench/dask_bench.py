@@ -5,6 +5,8 @@ each task running the `true` process as drover's and Slurm's do:
 
   throughput N   N independent tasks; seconds from the first submit to the
                  last result
+  distinct N     the same (Dask's tasks are always distinct: drover's
+                 throughput is one fan-out step, its distinct is N steps)
   chain N        N tasks, each depending on the previous one; seconds
   wide N         N independent tasks and one that depends on all of them;
                  seconds (makespan)
@@ -33,7 +35,7 @@ def join(results):
 
 def once(client, workload, n):
     t0 = time.perf_counter()
-    if workload == "throughput":
+    if workload in ("throughput", "distinct"):
         futures = client.map(run_true, range(n), pure=False)
         wait(futures)
         bad = [f for f in futures if f.status != "finished"]
@@ -71,7 +73,7 @@ def forgotten(client, timeout=60):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scheduler", required=True, help="tcp://HOST:PORT")
-    ap.add_argument("--workload", required=True, choices=("throughput", "chain", "wide"))
+    ap.add_argument("--workload", required=True, choices=("throughput", "distinct", "chain", "wide"))
     ap.add_argument("-n", type=int, required=True)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2, help="wait for this many workers")

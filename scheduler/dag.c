@@ -173,7 +173,7 @@ static task_t *task_new(run_t *r, uint32_t step_index)
     t->run = r;
     t->index = (uint32_t)r->n_tasks;
     t->step_index = step_index;
-    t->step = r->rec->steps[step_index];
+    t->step = r->steps->steps[step_index];
     t->progress = -1;
     r->tasks[r->n_tasks++] = t;
     return t;
@@ -239,8 +239,8 @@ static void task_finished(sched_t *s, task_t *t)
                                       : DROVER__RUN_STATUS__RUN_SUCCEEDED;
         r->rec->finished_ms = util_now_ms();
         log_info("run %s %s", r->rec->id, util_run_status_name(r->rec->status));
+        sched_mark_run(s, r); /* the run's record changes only here */
     }
-    sched_mark_run(s, r);
 }
 
 /* Skip every WAITING descendant of t. */
@@ -441,7 +441,6 @@ static void expand_fan_out(sched_t *s, task_t *g)
     json_free_list(items, n);
     g->status = DROVER__TASK_STATUS__TASK_RUNNING;
     sched_mark_task(s, g);
-    sched_mark_run(s, r);
     if (n == 0) {
         flow_collect_items(s, g);
         task_succeeded(s, g, DROVER__TASK_STATUS__TASK_SUCCEEDED);
@@ -521,7 +520,7 @@ static void start_finally(sched_t *s, run_t *r)
     if (r->finally_started)
         return;
     r->finally_started = true;
-    for (size_t i = 0; i < r->rec->n_steps; i++) {
+    for (size_t i = 0; i < r->steps->n_steps; i++) {
         task_t *t = r->tasks[i];
         if (t->step->is_finally && t->status == DROVER__TASK_STATUS__TASK_WAITING &&
             t->unfinished_deps == 0)
@@ -822,7 +821,7 @@ static Drover__StepSpec *step_from_spec(const spec_step_t *st)
 /* Create the step tasks of r and their children lists. */
 static void build_step_tasks(run_t *r)
 {
-    size_t n = r->rec->n_steps;
+    size_t n = r->steps->n_steps;
     size_t *child_counts = xcalloc(n, sizeof *child_counts);
     for (size_t i = 0; i < n; i++) {
         task_t *t = task_new(r, (uint32_t)i);
@@ -859,8 +858,8 @@ static void add_run(sched_t *s, run_t *r)
 static size_t count_main(const run_t *r)
 {
     size_t n = 0;
-    for (size_t i = 0; i < r->rec->n_steps; i++)
-        n += !r->rec->steps[i]->is_finally;
+    for (size_t i = 0; i < r->steps->n_steps; i++)
+        n += !r->steps->steps[i]->is_finally;
     return n;
 }
 
@@ -876,14 +875,18 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     rec->spec_file = xstrdup(file ? file : "");
     rec->n_params = spec->param_count;
     rec->params = copy_spec_kvs(spec->params, spec->param_count);
-    rec->n_steps = spec->step_count;
-    rec->steps = xcalloc(spec->step_count, sizeof *rec->steps);
-    for (size_t i = 0; i < spec->step_count; i++)
-        rec->steps[i] = step_from_spec(&spec->steps[i]);
     rec->no_cache = no_cache;
+    Drover__RunSteps *steps = xmalloc(sizeof *steps);
+    drover__run_steps__init(steps);
+    steps->n_steps = spec->step_count;
+    steps->steps = xcalloc(spec->step_count, sizeof *steps->steps);
+    for (size_t i = 0; i < spec->step_count; i++)
+        steps->steps[i] = step_from_spec(&spec->steps[i]);
 
     run_t *r = xcalloc(1, sizeof *r);
     r->rec = rec;
+    r->steps = steps;
+    r->steps_unwritten = true;
     build_step_tasks(r);
     r->unfinished = r->n_tasks;
     r->main_unfinished = count_main(r);
@@ -898,7 +901,7 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     }
     if (r->main_unfinished == 0)
         start_finally(s, r);
-    for (size_t i = 0; i < r->rec->n_steps; i++) {
+    for (size_t i = 0; i < r->steps->n_steps; i++) {
         task_t *t = r->tasks[i];
         if (t->unfinished_deps == 0 && t->status == DROVER__TASK_STATUS__TASK_WAITING)
             activate(s, t);
@@ -924,7 +927,7 @@ task_t *dag_find_task(run_t *r, const char *name)
 {
     const char *open = strchr(name, '[');
     size_t base = open ? (size_t)(open - name) : strlen(name);
-    for (size_t i = 0; i < r->rec->n_steps; i++) {
+    for (size_t i = 0; i < r->steps->n_steps; i++) {
         task_t *t = r->tasks[i];
         if (strncmp(t->name, name, base) != 0 || t->name[base] != '\0')
             continue;
@@ -968,11 +971,12 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
     rec->avoid_agent = t->avoid_agent ? t->avoid_agent : (char *)"";
 }
 
-static void load_run(const Drover__RunRecord *rec, void *arg)
+static void load_run(const Drover__RunRecord *rec, const Drover__RunSteps *steps, void *arg)
 {
     sched_t *s = arg;
     run_t *r = xcalloc(1, sizeof *r);
     r->rec = util_pb_copy(rec);
+    r->steps = util_pb_copy(steps);
     r->cancelled = r->rec->cancelled;
     build_step_tasks(r);
     add_run(s, r);
@@ -990,7 +994,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
 {
     sched_t *s = arg;
     run_t *r = dag_find_run(s, run_id);
-    if (!r || rec->step >= r->rec->n_steps || rec->index > 100000000u) {
+    if (!r || rec->step >= r->steps->n_steps || rec->index > 100000000u) {
         log_warn("store: task %u of unknown run %s ignored", rec->index, run_id);
         return;
     }
@@ -998,7 +1002,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
         task_new(r, rec->step)->status = DROVER__TASK_STATUS__TASK_CANCELLED;
     task_t *t = r->tasks[rec->index];
     t->step_index = rec->step;
-    t->step = r->rec->steps[rec->step];
+    t->step = r->steps->steps[rec->step];
     t->status = rec->status;
     t->retries_used = rec->retries_used;
     t->preemptions = rec->preemptions;
@@ -1074,7 +1078,7 @@ static void rebuild_items(sched_t *s, task_t *g)
 /* After records are loaded: recompute counters, queues and bindings. */
 static void rebuild_run(sched_t *s, run_t *r)
 {
-    for (size_t i = 0; i < r->rec->n_steps && i < r->n_tasks; i++)
+    for (size_t i = 0; i < r->steps->n_steps && i < r->n_tasks; i++)
         if (r->tasks[i]->n_items)
             rebuild_items(s, r->tasks[i]);
     r->unfinished = r->main_unfinished = 0;
@@ -1093,7 +1097,7 @@ static void rebuild_run(sched_t *s, run_t *r)
         t->unfinished_deps = 0;
         for (size_t j = 0; j < t->step->n_needs; j++) {
             uint32_t p = t->step->needs[j];
-            if (p < r->rec->n_steps && !succeeded(r->tasks[p]))
+            if (p < r->steps->n_steps && !succeeded(r->tasks[p]))
                 t->unfinished_deps++;
         }
         for (size_t k = 0; k < t->n_items; k++) {
@@ -1174,6 +1178,7 @@ static void run_free(run_t *r)
         task_free(r->tasks[j]);
     free(r->tasks);
     drover__run_record__free_unpacked(r->rec, NULL);
+    drover__run_steps__free_unpacked(r->steps, NULL);
     free(r);
 }
 

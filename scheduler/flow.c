@@ -243,7 +243,7 @@ void flow_unprepare(task_t *t)
 const Drover__Artifact *flow_input_artifact(const task_t *t, const Drover__InputSpec *in)
 {
     run_t *r = t->run;
-    if (in->step >= r->rec->n_steps)
+    if (in->step >= r->steps->n_steps)
         return NULL;
     const task_t *src = r->tasks[in->step];
     for (size_t i = 0; i < src->n_outputs; i++)

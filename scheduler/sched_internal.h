@@ -37,7 +37,7 @@ typedef struct agent agent_t;
 
 struct task {
     run_t *run;
-    Drover__StepSpec *step; /* owned by run->rec */
+    Drover__StepSpec *step; /* owned by run->steps */
     char *name;             /* step name, or "step[i]" for an item */
     char *item_value;       /* {{item}}; inside name's allocation */
     uint32_t index;         /* position in run->tasks (steps first, then items) */
@@ -89,8 +89,9 @@ struct task {
 };
 
 struct run {
-    Drover__RunRecord *rec; /* owned: protobuf_c_message_free_unpacked */
-    task_t **tasks;         /* steps (index = step index), then fan-out items */
+    Drover__RunRecord *rec;  /* owned: protobuf_c_message_free_unpacked */
+    Drover__RunSteps *steps; /* owned, likewise: the compiled steps, never changed */
+    task_t **tasks;          /* steps (index = step index), then fan-out items */
     size_t n_tasks, cap_tasks;
     size_t unfinished;      /* tasks not in a final state */
     size_t main_unfinished; /* of those, not exit handlers (finally) */
@@ -99,7 +100,10 @@ struct run {
     bool finally_started;   /* main steps all ended: exit handlers may run */
     bool deleting;          /* removed at the next commit */
     run_t *deleting_next;
+    /* rec changed (status, end, cancel): written at the next commit. Only
+     * the run's own state marks it, never a task's transition. */
     bool dirty;
+    bool steps_unwritten; /* just created: the steps go with the next commit */
     run_t *dirty_next;
 };
 

@@ -125,9 +125,13 @@ static bool run_alive(const char *run_id, void *arg)
 static int write_dirty(sched_t *s)
 {
     int rc = 0;
-    for (run_t *r = s->dirty_runs; r && rc == 0; r = r->dirty_next)
-        if (!r->deleting)
-            rc = store_put_run(s->store, r->rec);
+    for (run_t *r = s->dirty_runs; r && rc == 0; r = r->dirty_next) {
+        if (r->deleting)
+            continue;
+        rc = store_put_run(s->store, r->rec);
+        if (rc == 0 && r->steps_unwritten) /* once, at submit */
+            rc = store_put_steps(s->store, r->rec->id, r->steps);
+    }
     for (task_t *t = s->dirty_tasks; t && rc == 0; t = t->dirty_next) {
         Drover__TaskRecord rec;
         if (t->run->deleting)
@@ -174,6 +178,7 @@ static void clear_dirty(sched_t *s)
     for (run_t *r = s->dirty_runs, *n; r; r = n) {
         n = r->dirty_next;
         r->dirty = false;
+        r->steps_unwritten = false;
         r->dirty_next = NULL;
     }
     for (task_t *t = s->dirty_tasks, *n; t; t = n) {

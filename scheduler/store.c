@@ -1,9 +1,16 @@
 /* store — see store.h.
  *
- * One LMDB environment, five named databases. The environment is opened
+ * One LMDB environment, eight named databases. The environment is opened
  * with default (fully durable) sync settings: a commit returns only once
  * the data is on disk. The map is sized generously up front (it is sparse)
  * and MDB_MAP_FULL surfaces as -ENOSPC.
+ *
+ * Schema versions: 1 kept a run's compiled steps inside its RunRecord
+ * (field legacy_steps), so every rewrite of the run wrote them again; 2
+ * keeps them in the steps database, written once. Opening a version-1
+ * state dir migrates it in the opening transaction (every run record
+ * rewritten without its steps, the steps stored apart, the version set to
+ * 2): a crash midway leaves version 1 as it was.
  */
 #include "store.h"
 
@@ -27,8 +34,9 @@
 struct store {
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
-    MDB_dbi meta, runs, tasks, agents, logs, blobs, cache;
-    MDB_txn *txn; /* the open write transaction, or NULL */
+    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache;
+    MDB_txn *txn;                  /* the open write transaction, or NULL */
+    uint64_t txn_bytes, bytes_put; /* value bytes put: in txn, by committed ones */
 };
 
 static int lmdb_errno(int rc)
@@ -38,13 +46,97 @@ static int lmdb_errno(int rc)
     return rc > 0 ? -rc : -EIO;
 }
 
-static int check_schema(store_t *s, MDB_txn *txn, char *err, size_t errlen)
+/* Pack msg and put it under key in dbi of txn (MDB_RESERVE: packed
+ * straight into the page, no intermediate buffer). *bytes += its size.
+ * 0 or an LMDB error. */
+static int put_packed(MDB_txn *txn, MDB_dbi dbi, const void *kdata, size_t klen,
+                      const ProtobufCMessage *msg, uint64_t *bytes)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    MDB_val key = {.mv_size = klen, .mv_data = (void *)kdata};
+    MDB_val val = {.mv_size = n, .mv_data = NULL};
+    int rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
+    if (rc)
+        return rc;
+    protobuf_c_message_pack(msg, val.mv_data);
+    *bytes += n;
+    return 0;
+}
+
+/* Schema 1 → 2 inside txn: move each run's compiled steps out of its
+ * RunRecord into the steps database. *runs gets how many were moved.
+ * 0 or an LMDB error (err set). */
+static int migrate_1_to_2(store_t *s, MDB_txn *txn, size_t *runs, char *err, size_t errlen)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    char **ids = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t bytes = 0;
+    *runs = 0;
+    /* The run ids first: the records are rewritten after the walk. */
+    int rc = mdb_cursor_open(txn, s->runs, &cur);
+    if (rc == 0) {
+        for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                ids = xrealloc(ids, cap * sizeof *ids);
+            }
+            ids[n++] = xstrndup(key.mv_data, key.mv_size);
+        }
+        mdb_cursor_close(cur);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        key.mv_size = strlen(ids[i]);
+        key.mv_data = ids[i];
+        if ((rc = mdb_get(txn, s->runs, &key, &val)))
+            break;
+        Drover__RunRecord *r = drover__run_record__unpack(NULL, val.mv_size, val.mv_data);
+        if (!r) {
+            log_warn("store: migration: run %s has an undecodable record; left as it is", ids[i]);
+            continue;
+        }
+        Drover__RunSteps steps = DROVER__RUN_STEPS__INIT;
+        steps.n_steps = r->n_legacy_steps;
+        steps.steps = r->legacy_steps;
+        rc = put_packed(txn, s->steps, key.mv_data, key.mv_size, &steps.base, &bytes);
+        if (rc == 0) {
+            size_t was = r->n_legacy_steps;
+            r->n_legacy_steps = 0;
+            rc = put_packed(txn, s->runs, key.mv_data, key.mv_size, &r->base, &bytes);
+            r->n_legacy_steps = was; /* freed with the record */
+        }
+        drover__run_record__free_unpacked(r, NULL);
+        *runs += rc == 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    if (rc)
+        snprintf(err, errlen, "migrating the state dir to schema 2: %s", mdb_strerror(rc));
+    return rc;
+}
+
+/* A fresh dir gets the current version; version 1 is migrated (*migrated
+ * = how many runs, else -1); any other is refused (a newer droverd wrote
+ * it, or it is not ours). 0 or -errno with err set. */
+static int check_schema(store_t *s, MDB_txn *txn, long *migrated, char *err, size_t errlen)
 {
     MDB_val key = {.mv_size = 6, .mv_data = "schema"}, val;
     char want[16];
     snprintf(want, sizeof want, "%d", STORE_SCHEMA_VERSION);
     int rc = mdb_get(txn, s->meta, &key, &val);
-    if (rc == MDB_NOTFOUND) {
+    bool migrate = rc == 0 && val.mv_size == 1 && memcmp(val.mv_data, "1", 1) == 0;
+    *migrated = -1;
+    if (migrate) {
+        size_t runs;
+        if ((rc = migrate_1_to_2(s, txn, &runs, err, errlen)))
+            return lmdb_errno(rc);
+        *migrated = (long)runs;
+    }
+    if (rc == MDB_NOTFOUND || migrate) {
         val.mv_size = strlen(want);
         val.mv_data = want;
         rc = mdb_put(txn, s->meta, &key, &val, 0);
@@ -57,7 +149,9 @@ static int check_schema(store_t *s, MDB_txn *txn, char *err, size_t errlen)
         return lmdb_errno(rc);
     }
     if (val.mv_size != strlen(want) || memcmp(val.mv_data, want, val.mv_size) != 0) {
-        snprintf(err, errlen, "state dir has schema version %.*s; this droverd reads version %s",
+        snprintf(err, errlen,
+                 "state dir has schema version %.*s; this droverd reads version %s (and migrates "
+                 "version 1)",
                  (int)(val.mv_size > 16 ? 16 : val.mv_size), (const char *)val.mv_data, want);
         return -EPROTO;
     }
@@ -119,6 +213,7 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
     }
     if ((rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
         (rc = mdb_dbi_open(txn, "runs", MDB_CREATE, &s->runs)) ||
+        (rc = mdb_dbi_open(txn, "steps", MDB_CREATE, &s->steps)) ||
         (rc = mdb_dbi_open(txn, "tasks", MDB_CREATE, &s->tasks)) ||
         (rc = mdb_dbi_open(txn, "agents", MDB_CREATE, &s->agents)) ||
         (rc = mdb_dbi_open(txn, "logs", MDB_CREATE, &s->logs)) ||
@@ -127,13 +222,19 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
         goto fail;
     }
-    if (check_schema(s, txn, err, errlen) < 0)
+    long migrated;
+    if (check_schema(s, txn, &migrated, err, errlen) < 0)
         goto fail;
     if ((rc = mdb_txn_commit(txn))) {
         txn = NULL;
-        snprintf(err, errlen, "mdb_txn_commit: %s", mdb_strerror(rc));
+        snprintf(err, errlen, "%smdb_txn_commit: %s",
+                 migrated >= 0 ? "migrating the state dir to schema 2: " : "", mdb_strerror(rc));
         goto fail;
     }
+    if (migrated >= 0)
+        log_info("store: %s migrated from schema 1 to %d: the compiled steps of %ld runs moved "
+                 "out of their run records",
+                 dir, STORE_SCHEMA_VERSION, migrated);
     return s;
 fail:
     if (txn)
@@ -176,6 +277,9 @@ int store_commit(store_t *s)
         return -EINVAL;
     int rc = mdb_txn_commit(s->txn);
     s->txn = NULL;
+    if (rc == 0)
+        s->bytes_put += s->txn_bytes;
+    s->txn_bytes = 0;
     if (rc) {
         log_error("mdb_txn_commit: %s", mdb_strerror(rc));
         return lmdb_errno(rc);
@@ -188,6 +292,12 @@ void store_abort(store_t *s)
     if (s->txn)
         mdb_txn_abort(s->txn);
     s->txn = NULL;
+    s->txn_bytes = 0;
+}
+
+uint64_t store_bytes_put(const store_t *s)
+{
+    return s->bytes_put;
 }
 
 /* Pack msg and put it under key in dbi of the open transaction. */
@@ -196,16 +306,11 @@ static int put_message(store_t *s, MDB_dbi dbi, const void *kdata, size_t klen,
 {
     if (!s->txn)
         return -EINVAL;
-    size_t n = protobuf_c_message_get_packed_size(msg);
-    MDB_val key = {.mv_size = klen, .mv_data = (void *)kdata};
-    MDB_val val = {.mv_size = n, .mv_data = NULL};
-    /* MDB_RESERVE: pack straight into the page, no intermediate buffer. */
-    int rc = mdb_put(s->txn, dbi, &key, &val, MDB_RESERVE);
+    int rc = put_packed(s->txn, dbi, kdata, klen, msg, &s->txn_bytes);
     if (rc) {
         log_error("mdb_put: %s", mdb_strerror(rc));
         return lmdb_errno(rc);
     }
-    protobuf_c_message_pack(msg, val.mv_data);
     return 0;
 }
 
@@ -240,7 +345,14 @@ static uint64_t be64(const uint8_t *p)
 
 int store_put_run(store_t *s, const Drover__RunRecord *run)
 {
+    if (run->n_legacy_steps)
+        return -EINVAL; /* the steps go to store_put_steps, once */
     return put_message(s, s->runs, run->id, strlen(run->id), &run->base);
+}
+
+int store_put_steps(store_t *s, const char *run_id, const Drover__RunSteps *steps)
+{
+    return put_message(s, s->steps, run_id, strlen(run_id), &steps->base);
 }
 
 int store_put_task(store_t *s, const char *run_id, const Drover__TaskRecord *task)
@@ -262,6 +374,7 @@ int store_put_counter(store_t *s, const char *name, uint64_t value)
     MDB_val key = {.mv_size = strlen(name), .mv_data = (void *)name};
     MDB_val val = {.mv_size = sizeof value, .mv_data = &value};
     int rc = mdb_put(s->txn, s->meta, &key, &val, 0);
+    s->txn_bytes += rc ? 0 : sizeof value;
     return rc ? lmdb_errno(rc) : 0;
 }
 
@@ -274,6 +387,7 @@ int store_put_log(store_t *s, const char *run_id, uint32_t task, uint32_t attemp
     MDB_val key = {.mv_size = log_key(kbuf, run_id, task, attempt, offset), .mv_data = kbuf};
     MDB_val val = {.mv_size = len, .mv_data = (void *)data};
     int rc = mdb_put(s->txn, s->logs, &key, &val, 0);
+    s->txn_bytes += rc ? 0 : len;
     return rc ? lmdb_errno(rc) : 0;
 }
 
@@ -315,10 +429,28 @@ static int load_db(store_t *s, MDB_txn *txn, MDB_dbi dbi, const ProtobufCMessage
     return rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
 }
 
+/* load_db's callback for runs: the run with its steps record. */
+typedef struct {
+    store_t *s;
+    MDB_txn *txn;
+    const store_loader_t *l;
+} run_loader_t;
+
 static void load_run(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
 {
-    const store_loader_t *l = arg;
-    l->run((const Drover__RunRecord *)msg, l->arg);
+    const run_loader_t *rl = arg;
+    const Drover__RunRecord *run = (const Drover__RunRecord *)msg;
+    Drover__RunSteps none = DROVER__RUN_STEPS__INIT, *steps = NULL;
+    MDB_val k = *key, val;
+    int rc = mdb_get(rl->txn, rl->s->steps, &k, &val);
+    if (rc == 0)
+        steps = drover__run_steps__unpack(NULL, val.mv_size, val.mv_data);
+    if (!steps)
+        log_error("store: run %s has %s steps record; loaded without steps", run->id,
+                  rc == 0 ? "an undecodable" : "no");
+    rl->l->run(run, steps ? steps : &none, rl->l->arg);
+    if (steps)
+        drover__run_steps__free_unpacked(steps, NULL);
 }
 
 static void load_task(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
@@ -343,7 +475,8 @@ int store_load(store_t *s, const store_loader_t *loader)
     if (rc)
         return lmdb_errno(rc);
     store_loader_t *l = (store_loader_t *)loader;
-    if ((rc = load_db(s, txn, s->runs, &drover__run_record__descriptor, load_run, l)) == 0 &&
+    run_loader_t rl = {.s = s, .txn = txn, .l = loader};
+    if ((rc = load_db(s, txn, s->runs, &drover__run_record__descriptor, load_run, &rl)) == 0 &&
         (rc = load_db(s, txn, s->tasks, &drover__task_record__descriptor, load_task, l)) == 0)
         rc = load_db(s, txn, s->agents, &drover__agent_record__descriptor, load_agent, l);
     mdb_txn_abort(txn);
@@ -591,9 +724,10 @@ int store_delete_run(store_t *s, const char *run_id)
     int rc = delete_prefix(s, s->tasks, prefix, n);
     if (rc == 0)
         rc = delete_prefix(s, s->logs, prefix, n);
-    if (rc == 0) {
+    MDB_dbi records[] = {s->steps, s->runs};
+    for (size_t i = 0; i < 2 && rc == 0; i++) {
         MDB_val key = {.mv_size = n - 1, .mv_data = (void *)run_id};
-        int r = mdb_del(s->txn, s->runs, &key, NULL);
+        int r = mdb_del(s->txn, records[i], &key, NULL);
         rc = r && r != MDB_NOTFOUND ? lmdb_errno(r) : 0;
     }
     return rc;

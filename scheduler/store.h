@@ -1,11 +1,15 @@
 /* store — droverd's durable state in one LMDB environment.
  *
  * Named databases: meta (schema version, id counters), runs (run id →
- * RunRecord), tasks (run id + index → TaskRecord), agents (name →
- * AgentRecord), logs (run id + task + attempt + byte offset → chunk),
- * blobs (digest → BlobRecord: size, references), cache (step cache key →
- * CacheRecord).
- * Values are protobuf-encoded (proto/drover.proto).
+ * RunRecord: the run's own small state), steps (run id → RunSteps: its
+ * compiled steps, written once at submit), tasks (run id + index →
+ * TaskRecord), agents (name → AgentRecord), logs (run id + task + attempt
+ * + byte offset → chunk), blobs (digest → BlobRecord: size, references),
+ * cache (step cache key → CacheRecord).
+ * Values are protobuf-encoded (proto/drover.proto). A run's record and
+ * its steps are apart so that what changes often (the run's status) does
+ * not rewrite what never changes (its steps): a task's transition costs
+ * the task's record, not the run's.
  *
  * Writes are grouped: the scheduler opens one write transaction per loop
  * iteration (store_begin), puts every record that changed, and commits
@@ -21,13 +25,16 @@
 
 #include "drover.pb-c.h"
 
-#define STORE_SCHEMA_VERSION 1
+/* 2: compiled steps in their own database (1 kept them in RunRecord; a
+ * version-1 state dir is migrated when opened). */
+#define STORE_SCHEMA_VERSION 2
 
 typedef struct store store_t;
 
-/* Open (creating if needed) the environment in dir. Refuses a state dir
- * written with another schema version. NULL on failure, with a reason in
- * err. */
+/* Open (creating if needed) the environment in dir. A state dir of
+ * schema version 1 is migrated to the current one in one transaction
+ * (all or nothing); any other version is refused. NULL on failure, with a
+ * reason in err. */
 store_t *store_new(const char *dir, char *err, size_t errlen);
 
 /* Close and NULL the pointer; accepts NULL. Aborts an open transaction. */
@@ -44,21 +51,32 @@ int store_commit(store_t *s);
 void store_abort(store_t *s);
 
 /* Puts (inside store_begin/store_commit). 0 or -errno. */
+/* The run's own record; -EINVAL if it carries legacy_steps (the steps go
+ * to store_put_steps). */
 int store_put_run(store_t *s, const Drover__RunRecord *run);
+/* A run's compiled steps: once, when it is created. */
+int store_put_steps(store_t *s, const char *run_id, const Drover__RunSteps *steps);
 int store_put_task(store_t *s, const char *run_id, const Drover__TaskRecord *task);
 int store_put_agent(store_t *s, const Drover__AgentRecord *agent);
 int store_put_counter(store_t *s, const char *name, uint64_t value);
 int store_put_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,
                   const uint8_t *data, size_t len);
 
+/* Bytes of values (records, counters, log chunks) put by the transactions
+ * committed since the store was opened: what commits wrote, before LMDB
+ * rounds it up to pages. For tests and accounting. */
+uint64_t store_bytes_put(const store_t *s);
+
 /* A counter's value (0 if never set), read in its own read transaction. */
 uint64_t store_get_counter(store_t *s, const char *name);
 
 /* Startup load: calls each callback once per record in key order; records
  * are unpacked and freed by the store after the callback returns (copy what
- * you keep). Tasks come grouped by run, after all runs. 0 or -errno. */
+ * you keep). A run comes with its steps (never NULL: empty, with an error
+ * logged, if its steps record is missing or undecodable). Tasks come
+ * grouped by run, after all runs. 0 or -errno. */
 typedef struct {
-    void (*run)(const Drover__RunRecord *run, void *arg);
+    void (*run)(const Drover__RunRecord *run, const Drover__RunSteps *steps, void *arg);
     void (*task)(const char *run_id, const Drover__TaskRecord *task, void *arg);
     void (*agent)(const Drover__AgentRecord *agent, void *arg);
     void *arg;
@@ -91,8 +109,8 @@ int store_cache_clear(store_t *s, uint64_t *count);
 int store_cache_prune(store_t *s, bool (*keep)(const char *run_id, void *arg), void *arg,
                       uint64_t *count);
 
-/* Delete a run: its record, every task record and every log chunk
- * (inside the write transaction). 0 or -errno. */
+/* Delete a run: its record, its steps, every task record and every log
+ * chunk (inside the write transaction). 0 or -errno. */
 int store_delete_run(store_t *s, const char *run_id);
 
 /* Copy up to max bytes of one attempt's log starting at offset into a new

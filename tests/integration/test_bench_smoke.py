@@ -8,7 +8,7 @@ benchmark itself stays out of `make test`.
   it; the run finishes with no task lost and none run twice, and droverd
   dispatches again after the restart;
 - bench/bench.py --smoke on drover alone (tiny sizes): it runs end to end and
-  writes its table.
+  writes its table, with the bytes droverd wrote per task.
 
 drover-simagent is looked for next to droverd in DROVER_BIN_DIR (where
 bench/CMakeLists.txt puts it), then in DROVER_BIN_DIR/bench.
@@ -159,7 +159,7 @@ class BenchDriverTest(DroverTestCase):
             os.symlink(simagent_path(), os.path.join(bindir, "drover-simagent"))
         argv = [sys.executable, os.path.join(SOURCE_DIR, "bench", "bench.py"), "--smoke",
                 "--systems", "drover", "--no-install", "--keep", "--bin-dir", bindir, "--out", out,
-                "--workloads", "throughput,chain,capacity,heartbeat,recovery"]
+                "--workloads", "throughput,distinct,chain,capacity,heartbeat,recovery"]
         env = dict(self.c.env)
         env.pop("BENCH_QUICK", None)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -184,6 +184,12 @@ class BenchDriverTest(DroverTestCase):
         self.assertEqual(len(real["chain"]["values"]), 1, real)
         self.assertGreater(real["chain"]["values"][0], 0)
         self.assertGreater(real["throughput"]["values"][0], 0, real)
+        self.assertGreater(real["distinct"]["values"][0], 0, real)
+        # bytes droverd wrote per task (/proc/PID/io): it commits every run
+        for wl in ("throughput", "distinct", "chain"):
+            self.assertGreater(real[wl]["wchar_kib"][0], 0, real[wl])
+            self.assertGreaterEqual(real[wl]["io_kib"][0], 0, real[wl])
+        self.assertIn("droverd bytes written per task", md)
         sim = res["drover_sim"]
         self.assertIsInstance(sim["capacity"], list, sim["capacity"])
         self.assertGreater(sim["capacity"][0]["rate"], 0)

@@ -1,7 +1,8 @@
 /* helpers — shared by the unit tests (header-only; every helper is static
  * inline so a test that does not use one gets no warning).
  *
- * Always: temporary directories and a seeded PRNG. With DROVER_TEST_SCHED
+ * Always: temporary directories, a seeded PRNG, and a state dir turned
+ * back into schema 1's layout (to test the migration). With DROVER_TEST_SCHED
  * defined before inclusion: a real droverd (sched_new on a temp state dir
  * with ipc:// endpoints, no loop run) and shortcuts that drive it the way
  * agents and the CLI do: submit a spec, register an agent, report an exit.
@@ -16,6 +17,7 @@
 #endif
 
 #include <criterion/criterion.h>
+#include <lmdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,54 @@ static inline uint64_t h_rand(uint64_t *state)
     x ^= x >> 27;
     *state = x;
     return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Rewrite the state dir dir (no store open on it) into the layout of
+ * schema 1, as a droverd before the steps database left it: each run's
+ * steps back inside its RunRecord (field 8, which schema 1 called steps
+ * and is now legacy_steps: the same bytes), no steps database, meta
+ * schema "1". Returns how many runs it rewrote. */
+static inline size_t h_state_to_schema1(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta, runs, steps;
+    MDB_cursor *cur;
+    MDB_val key, val, skey = {.mv_size = 6, .mv_data = "schema"}, sval = {1, "1"};
+    size_t n = 0;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+    cr_assert_eq(mdb_env_open(env, dir, 0, 0640), 0, "no state in %s", dir);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "runs", 0, &runs), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "steps", 0, &steps), 0, "no steps database to fold back");
+    cr_assert_eq(mdb_cursor_open(txn, steps, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        Drover__RunSteps *st = drover__run_steps__unpack(NULL, val.mv_size, val.mv_data);
+        MDB_val rval;
+        cr_assert_not_null(st);
+        cr_assert_eq(mdb_get(txn, runs, &key, &rval), 0, "steps of a run without a record");
+        Drover__RunRecord *r = drover__run_record__unpack(NULL, rval.mv_size, rval.mv_data);
+        cr_assert_not_null(r);
+        r->n_legacy_steps = st->n_steps;
+        r->legacy_steps = st->steps;
+        rval.mv_size = drover__run_record__get_packed_size(r);
+        cr_assert_eq(mdb_put(txn, runs, &key, &rval, MDB_RESERVE), 0);
+        drover__run_record__pack(r, rval.mv_data);
+        r->n_legacy_steps = 0; /* they belong to st */
+        r->legacy_steps = NULL;
+        drover__run_record__free_unpacked(r, NULL);
+        drover__run_steps__free_unpacked(st, NULL);
+        n++;
+    }
+    mdb_cursor_close(cur);
+    cr_assert_eq(mdb_drop(txn, steps, 1), 0);
+    cr_assert_eq(mdb_put(txn, meta, &skey, &sval, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    return n;
 }
 
 #ifdef DROVER_TEST_SCHED

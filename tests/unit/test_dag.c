@@ -6,13 +6,16 @@
  * with placer_place / dag_task_started / dag_task_exited / dag_task_lost /
  * dag_cancel_run / dag_retry_due, then checks what a user would see: task
  * and run statuses, reasons, attempt history, the ready queue, retry times
- * and agent resources. The persistence test closes the scheduler (which
- * commits) and reopens the same state dir.
+ * and agent resources. The persistence tests close the scheduler (which
+ * commits) and reopen the same state dir (one after turning it back into
+ * schema 1's layout). One test counts what each commit stores
+ * (store_bytes_put): a task's transition must not rewrite its run.
  */
 #define DROVER_TEST_SCHED
 #include "helpers.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 
 static char *dir;
@@ -707,4 +710,153 @@ Test(dag, restart_loses_attempts_on_an_agent_that_comes_back_without_them)
     placer_place(s);
     expect_status(root, ST(ASSIGNED));
     cr_assert_eq(dag_current_attempt(root)->number, 2);
+}
+
+/* ------------------------------------------------------------ what a commit writes */
+
+/* A chain of n steps whose commands are long: its compiled steps are n ×
+ * about 300 bytes. Caller frees. */
+static char *long_chain(size_t n)
+{
+    const char *pad =
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    size_t cap = 256 + n * 512, len = 0;
+    char *y = xmalloc(cap);
+    len += (size_t)snprintf(y + len, cap - len, "name: long\nsteps:\n");
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(y + len, cap - len, "  - name: s%zu\n", i);
+        if (i)
+            len += (size_t)snprintf(y + len, cap - len, "    needs: [s%zu]\n", i - 1);
+        len +=
+            (size_t)snprintf(y + len, cap - len, "    command: [sh, -c, 'echo %zu %s']\n", i, pad);
+    }
+    return y;
+}
+
+/* One loop iteration: place, commit, send. What it stored, in bytes. */
+static uint64_t flush_bytes(void)
+{
+    uint64_t before = store_bytes_put(s->store);
+    ev_run(s->loop, EVRUN_NOWAIT);
+    cr_assert_eq(s->fatal, 0, "commit failed");
+    return store_bytes_put(s->store) - before;
+}
+
+/* The issue: every finished task rewrote its run record with every
+ * compiled step (641 KiB per task in a 5,000-step chain). A task's
+ * transition now stores that task (and small counters); the steps are
+ * stored once, at submit, and the run record only when the run's own
+ * state changes, and it stays small. */
+Test(dag, a_task_transition_writes_the_task_not_the_run)
+{
+    const size_t n = 200;
+    char *y = long_chain(n);
+    run_t *r = h_submit(s, y);
+    free(y);
+    big_agent("a1");
+    uint64_t submit = flush_bytes();
+    cr_assert_gt(submit, n * 300, "the submit stores the compiled steps: %" PRIu64 " bytes",
+                 submit);
+
+    for (size_t i = 0; i + 1 < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "s%zu", i);
+        task_t *t = h_task(r, name);
+        expect_status(t, ST(ASSIGNED));
+        dag_task_started(s, t, 0);
+        h_exit(s, t, 0);
+        /* t SUCCEEDED, the next step READY, placed, ASSIGNED: */
+        uint64_t w = flush_bytes();
+        cr_assert_lt(w, 2048,
+                     "step %zu of %zu: one task's transition stored %" PRIu64
+                     " bytes (the compiled steps are %" PRIu64 ")",
+                     i, n, w, submit);
+    }
+    task_t *last = h_task(r, "s199");
+    dag_task_started(s, last, 0);
+    h_exit(s, last, 0);
+    expect_run(r, RS(SUCCEEDED));
+    uint64_t w = flush_bytes();
+    cr_assert_lt(w, 2048, "the run's end stored %" PRIu64 " bytes", w);
+
+    /* Reloaded, the run has every step and its outcome. */
+    h_sched_close(&s);
+    s = h_sched_open(dir);
+    r = dag_find_run(s, "r000001");
+    cr_assert_not_null(r);
+    expect_run(r, RS(SUCCEEDED));
+    cr_assert_eq(r->n_tasks, n);
+    task_t *t = h_task(r, "s150");
+    expect_status(t, ST(SUCCEEDED));
+    cr_assert_str_eq(t->step->argv[0], "sh");
+    cr_assert(strncmp(t->step->argv[2], "echo 150 xxx", 12) == 0, "%s", t->step->argv[2]);
+    cr_assert_eq(t->step->n_needs, 1);
+    cr_assert_eq(t->step->needs[0], 149);
+}
+
+/* An operator's state dir from before the steps had their own database
+ * (schema 1) loads: runs in flight carry on where they were, and a
+ * finished one can be deleted. */
+Test(dag, schema_1_state_dir_loads_and_its_runs_carry_on)
+{
+    run_t *r = h_submit(s, DIAMOND);
+    run_t *done = h_submit(s, "name: done\nsteps:\n  - {name: a, command: [echo, hi]}\n");
+    h_register(s, "a1", 8000, 0, 0, NULL);
+    placer_place(s);
+    h_exit(s, h_task(done, "a"), 0);
+    expect_run(done, RS(SUCCEEDED));
+    task_t *root = h_task(r, "root");
+    dag_task_started(s, root, 0);
+    h_exit(s, root, 0);
+    placer_place(s); /* left, right */
+    uint64_t left_id = dag_current_attempt(h_task(r, "left"))->id;
+    uint64_t right_id = dag_current_attempt(h_task(r, "right"))->id;
+    h_sched_close(&s);
+    cr_assert_eq(h_state_to_schema1(dir), 2);
+
+    s = h_sched_open(dir);
+    cr_assert_eq(s->n_runs, 2);
+    r = dag_find_run(s, "r000001");
+    done = dag_find_run(s, "r000002");
+    cr_assert_not_null(r);
+    cr_assert_not_null(done);
+    expect_run(r, RS(RUNNING));
+    expect_run(done, RS(SUCCEEDED));
+    cr_assert_eq(r->steps->n_steps, 4);
+    cr_assert_eq(r->rec->n_legacy_steps, 0);
+    task_t *join = h_task(r, "join");
+    cr_assert_eq(join->step->n_needs, 2);
+    cr_assert_str_eq(h_task(done, "a")->step->argv[1], "hi");
+    expect_status(h_task(r, "root"), ST(SUCCEEDED));
+    expect_status(h_task(r, "left"), ST(ASSIGNED));
+    cr_assert_eq(join->unfinished_deps, 2);
+
+    /* a1 comes back holding both attempts; the run finishes. */
+    Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
+    Drover__Register reg = DROVER__REGISTER__INIT;
+    Drover__Resources cap = DROVER__RESOURCES__INIT;
+    uint64_t held[2] = {left_id, right_id};
+    cap.cpu_milli = 8000;
+    reg.name = "a1";
+    reg.capacity = &cap;
+    reg.attempts = held;
+    reg.n_attempts = 2;
+    m.register_ = &reg;
+    h_agent_send(s, "a1", &m);
+    h_exit(s, h_task(r, "left"), 0);
+    h_exit(s, h_task(r, "right"), 0);
+    placer_place(s);
+    h_exit(s, join, 0);
+    expect_run(r, RS(SUCCEEDED));
+
+    /* The finished run of the old layout is deleted like any other. */
+    cr_assert_eq(dag_delete_run(s, done), 0);
+    flush_bytes();
+    h_sched_close(&s);
+    s = h_sched_open(dir);
+    cr_assert_eq(s->n_runs, 1);
+    cr_assert_null(dag_find_run(s, "r000002"));
+    expect_run(dag_find_run(s, "r000001"), RS(SUCCEEDED));
 }

@@ -2,12 +2,17 @@
  *
  * Covers: a new state dir gets the schema version; committed records and
  * counters come back after reopening, in the documented order; an aborted
- * (or never committed) transaction leaves nothing; a state dir of another
- * schema version is refused with both versions named; log chunks read back
- * contiguously from any offset, stop at gaps, respect max and never mix
- * attempts, tasks or runs; a commit on a full filesystem fails with
- * -ENOSPC and leaves the previous durable state readable (needs root to
- * mount a tiny tmpfs; skipped with the reason otherwise).
+ * (or never committed) transaction leaves nothing; a run's steps are
+ * stored apart from its record, which never carries them, so rewriting a
+ * run stores the run alone; a state dir of schema 1 (steps inside the run
+ * records) is migrated when opened and loads as it was; a state dir of
+ * another schema version is refused with both versions named; deleting a
+ * run removes its record, steps, tasks and logs and nothing of another;
+ * log chunks read back contiguously from any offset, stop at gaps, respect
+ * max and never mix attempts, tasks or runs; a commit on a full filesystem
+ * fails with -ENOSPC and leaves the previous durable state readable, and a
+ * migration there fails the open and leaves schema 1 as it was (needs root
+ * to mount a tiny tmpfs; skipped with the reason otherwise).
  */
 #include "helpers.h"
 
@@ -49,8 +54,10 @@ static store_t *open_ok(void)
     return s;
 }
 
-/* Read meta/key of the environment in d with plain LMDB (store closed). */
-static char *read_meta(const char *d, const char *k)
+/* Read db/key of the environment in d with plain LMDB (store closed):
+ * the value (NUL-terminated copy, caller frees; *len its size), or NULL
+ * when the key, or the whole database, is not there. */
+static char *read_raw(const char *d, const char *db, const char *k, size_t *len)
 {
     MDB_env *env;
     MDB_txn *txn;
@@ -58,15 +65,36 @@ static char *read_meta(const char *d, const char *k)
     MDB_val key = {.mv_size = strlen(k), .mv_data = (void *)k}, val;
     char *out = NULL;
     cr_assert_eq(mdb_env_create(&env), 0);
-    cr_assert_eq(mdb_env_set_maxdbs(env, 8), 0);
+    cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
     cr_assert_eq(mdb_env_open(env, d, MDB_RDONLY, 0640), 0);
     cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0, "no meta database");
-    if (mdb_get(txn, dbi, &key, &val) == 0)
-        out = xstrndup(val.mv_data, val.mv_size);
+    if (mdb_dbi_open(txn, db, 0, &dbi) == 0 && mdb_get(txn, dbi, &key, &val) == 0) {
+        out = xmalloc(val.mv_size + 1); /* records are binary: no strndup */
+        memcpy(out, val.mv_data, val.mv_size);
+        out[val.mv_size] = '\0';
+        if (len)
+            *len = val.mv_size;
+    }
     mdb_txn_abort(txn);
     mdb_env_close(env);
     return out;
+}
+
+static char *read_meta(const char *d, const char *k)
+{
+    return read_raw(d, "meta", k, NULL);
+}
+
+/* The run record of id as stored (store closed); the caller frees it. */
+static Drover__RunRecord *read_run_record(const char *d, const char *id)
+{
+    size_t len = 0;
+    char *raw = read_raw(d, "runs", id, &len);
+    cr_assert_not_null(raw, "no run record %s", id);
+    Drover__RunRecord *r = drover__run_record__unpack(NULL, len, (uint8_t *)raw);
+    cr_assert_not_null(r, "run record %s undecodable", id);
+    free(raw);
+    return r;
 }
 
 static void write_meta(const char *d, const char *k, const char *v)
@@ -117,20 +145,23 @@ typedef struct {
     size_t n_agents;
 } loaded_t;
 
-static void on_run(const Drover__RunRecord *r, void *arg)
+static void on_run(const Drover__RunRecord *r, const Drover__RunSteps *plan, void *arg)
 {
     loaded_t *l = arg;
     cr_assert_lt(l->n_runs, 8);
+    cr_assert_not_null(plan, "a run always comes with its steps");
+    cr_assert_eq(r->n_legacy_steps, 0, "steps inside a run record (schema 1) reached the loader");
     l->order[l->n++] = 'R';
     size_t i = l->n_runs++;
     l->run_ids[i] = xstrdup(r->id);
     l->run_names[i] = xstrdup(r->name);
     l->run_status[i] = r->status;
-    l->run_steps[i] = r->n_steps;
-    if (r->n_steps) {
-        l->step0_name[i] = xstrdup(r->steps[0]->name);
-        l->step0_argv1[i] = xstrdup(r->steps[0]->n_argv > 1 ? r->steps[0]->argv[1] : "");
-        l->step0_memory[i] = r->steps[0]->resources ? r->steps[0]->resources->memory_bytes : 0;
+    l->run_steps[i] = plan->n_steps;
+    if (plan->n_steps) {
+        l->step0_name[i] = xstrdup(plan->steps[0]->name);
+        l->step0_argv1[i] = xstrdup(plan->steps[0]->n_argv > 1 ? plan->steps[0]->argv[1] : "");
+        l->step0_memory[i] =
+            plan->steps[0]->resources ? plan->steps[0]->resources->memory_bytes : 0;
     }
 }
 
@@ -192,9 +223,11 @@ static void loaded_free(loaded_t *l)
     }
 }
 
-/* A run record with one step "train" (argv python3 train.py, 512 MiB). */
+/* A run record and its steps: one step "train" (argv python3 train.py,
+ * 512 MiB). */
 typedef struct {
     Drover__RunRecord run;
+    Drover__RunSteps plan;
     Drover__StepSpec step, *steps[1];
     Drover__Resources res;
     char *argv[2];
@@ -216,8 +249,16 @@ static void run_fixture(run_fixture_t *f, const char *id, const char *name)
     f->run.id = (char *)id;
     f->run.name = (char *)name;
     f->run.status = DROVER__RUN_STATUS__RUN_RUNNING;
-    f->run.n_steps = 1;
-    f->run.steps = f->steps;
+    drover__run_steps__init(&f->plan);
+    f->plan.n_steps = 1;
+    f->plan.steps = f->steps;
+}
+
+/* Put the fixture's run record and steps, as droverd does at submit. */
+static void put_run_fixture(run_fixture_t *f)
+{
+    cr_assert_eq(store_put_run(st, &f->run), 0);
+    cr_assert_eq(store_put_steps(st, f->run.id, &f->plan), 0);
 }
 
 Test(store, new_dir_gets_schema_version)
@@ -284,8 +325,8 @@ Test(store, committed_records_and_counters_survive_reopen)
 
     cr_assert_eq(store_begin(st), 0);
     cr_assert_eq(store_begin(st), -EBUSY, "a second begin while one is open");
-    cr_assert_eq(store_put_run(st, &r1.run), 0);
-    cr_assert_eq(store_put_run(st, &r2.run), 0);
+    put_run_fixture(&r1);
+    put_run_fixture(&r2);
     cr_assert_eq(store_put_task(st, "r000002", &t256), 0);
     cr_assert_eq(store_put_task(st, "r000002", &t1), 0);
     cr_assert_eq(store_put_task(st, "r000002", &t0), 0);
@@ -346,7 +387,7 @@ Test(store, later_put_of_same_key_replaces_record)
     run_fixture_t r;
     run_fixture(&r, "r000001", "p");
     cr_assert_eq(store_begin(st), 0);
-    cr_assert_eq(store_put_run(st, &r.run), 0);
+    put_run_fixture(&r);
     cr_assert_eq(store_commit(st), 0);
     r.run.status = DROVER__RUN_STATUS__RUN_FAILED;
     cr_assert_eq(store_begin(st), 0);
@@ -356,7 +397,55 @@ Test(store, later_put_of_same_key_replaces_record)
     load_all(st, &l);
     cr_assert_eq(l.n_runs, 1, "one run, not two versions");
     cr_assert_eq(l.run_status[0], DROVER__RUN_STATUS__RUN_FAILED);
+    cr_assert_eq(l.run_steps[0], 1, "rewriting the run keeps the steps stored at submit");
+    cr_assert_str_eq(l.step0_name[0], "train");
     loaded_free(&l);
+}
+
+/* The steps are stored once, apart: a run record never carries them (what
+ * made every rewrite of a run as big as its spec), and rewriting the run
+ * stores only the run. */
+Test(store, run_record_is_small_and_steps_are_stored_apart)
+{
+    st = open_ok();
+    run_fixture_t r;
+    run_fixture(&r, "r000001", "p");
+    cr_assert_eq(store_begin(st), 0);
+    put_run_fixture(&r);
+    r.run.n_legacy_steps = r.plan.n_steps; /* a schema-1 record */
+    r.run.legacy_steps = r.plan.steps;
+    cr_assert_eq(store_put_run(st, &r.run), -EINVAL, "a run record with steps inside");
+    r.run.n_legacy_steps = 0;
+    r.run.legacy_steps = NULL;
+    cr_assert_eq(store_commit(st), 0);
+
+    uint64_t before = store_bytes_put(st);
+    r.run.status = DROVER__RUN_STATUS__RUN_SUCCEEDED;
+    cr_assert_eq(store_begin(st), 0);
+    cr_assert_eq(store_put_run(st, &r.run), 0);
+    cr_assert_eq(store_commit(st), 0);
+    cr_assert_eq(store_bytes_put(st) - before, drover__run_record__get_packed_size(&r.run),
+                 "rewriting the run stores the run record alone");
+    cr_assert_eq(store_begin(st), 0);
+    cr_assert_eq(store_put_run(st, &r.run), 0);
+    store_abort(st);
+    cr_assert_eq(store_bytes_put(st) - before, drover__run_record__get_packed_size(&r.run),
+                 "an aborted transaction stored nothing");
+    store_destroy(&st);
+
+    Drover__RunRecord *rec = read_run_record(dir, "r000001");
+    cr_assert_eq(rec->n_legacy_steps, 0);
+    cr_assert_eq(rec->status, DROVER__RUN_STATUS__RUN_SUCCEEDED);
+    drover__run_record__free_unpacked(rec, NULL);
+    size_t len = 0;
+    char *raw = read_raw(dir, "steps", "r000001", &len);
+    cr_assert_not_null(raw, "no steps record");
+    Drover__RunSteps *steps = drover__run_steps__unpack(NULL, len, (uint8_t *)raw);
+    cr_assert_not_null(steps);
+    cr_assert_eq(steps->n_steps, 1);
+    cr_assert_str_eq(steps->steps[0]->argv[1], "train.py");
+    drover__run_steps__free_unpacked(steps, NULL);
+    free(raw);
 }
 
 Test(store, aborted_transaction_stores_nothing)
@@ -423,6 +512,78 @@ Test(store, schema_that_only_shares_a_prefix_is_refused)
     st = store_new(dir, err, sizeof err);
     cr_assert_null(st, "schema %s must not pass for %d", v, STORE_SCHEMA_VERSION);
     cr_assert(strstr(err, v) != NULL, "message names %s: %s", v, err);
+}
+
+/* A state dir written before the steps had their own database (schema 1:
+ * the steps inside each RunRecord) is migrated when opened, and everything
+ * in it loads as it was. */
+Test(store, schema_1_state_dir_is_migrated_on_open)
+{
+    st = open_ok();
+    run_fixture_t r1, r2;
+    run_fixture(&r1, "r000001", "first");
+    run_fixture(&r2, "r000002", "second");
+    r1.run.status = DROVER__RUN_STATUS__RUN_SUCCEEDED;
+    Drover__TaskRecord t0 = DROVER__TASK_RECORD__INIT;
+    t0.index = 0;
+    t0.status = DROVER__TASK_STATUS__TASK_READY;
+    cr_assert_eq(store_begin(st), 0);
+    put_run_fixture(&r1);
+    put_run_fixture(&r2);
+    cr_assert_eq(store_put_task(st, "r000002", &t0), 0);
+    cr_assert_eq(store_put_counter(st, "next_run", 2), 0);
+    cr_assert_eq(store_commit(st), 0);
+    store_destroy(&st);
+    cr_assert_eq(h_state_to_schema1(dir), 2);
+
+    /* The old layout, as a droverd of schema 1 left it. */
+    char *v = read_meta(dir, "schema");
+    cr_assert_str_eq(v, "1");
+    free(v);
+    Drover__RunRecord *rec = read_run_record(dir, "r000002");
+    cr_assert_eq(rec->n_legacy_steps, 1, "schema 1 keeps the steps in the run record");
+    drover__run_record__free_unpacked(rec, NULL);
+    cr_assert_null(read_raw(dir, "steps", "r000002", NULL));
+
+    st = open_ok();
+    loaded_t l;
+    load_all(st, &l);
+    cr_assert_str_eq(l.order, "RRT");
+    cr_assert_str_eq(l.run_names[0], "first");
+    cr_assert_eq(l.run_status[0], DROVER__RUN_STATUS__RUN_SUCCEEDED);
+    cr_assert_str_eq(l.run_names[1], "second");
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(l.run_steps[i], 1, "run %d lost its steps in the migration", i);
+        cr_assert_str_eq(l.step0_name[i], "train");
+        cr_assert_str_eq(l.step0_argv1[i], "train.py");
+        cr_assert_eq(l.step0_memory[i], 512ull << 20);
+    }
+    cr_assert_eq(l.task_status[0], DROVER__TASK_STATUS__TASK_READY);
+    loaded_free(&l);
+    cr_assert_eq(store_get_counter(st, "next_run"), 2);
+    store_destroy(&st);
+
+    /* Stored in the new layout, durably: version 2, the steps apart. */
+    char want[16];
+    snprintf(want, sizeof want, "%d", STORE_SCHEMA_VERSION);
+    v = read_meta(dir, "schema");
+    cr_assert_str_eq(v, want);
+    free(v);
+    rec = read_run_record(dir, "r000002");
+    cr_assert_eq(rec->n_legacy_steps, 0, "the migrated run record still carries its steps");
+    cr_assert_str_eq(rec->name, "second");
+    drover__run_record__free_unpacked(rec, NULL);
+    size_t len = 0;
+    char *raw = read_raw(dir, "steps", "r000002", &len);
+    cr_assert_not_null(raw, "the migration stored no steps record");
+    free(raw);
+
+    /* Opening it again is a plain open. */
+    st = open_ok();
+    load_all(st, &l);
+    cr_assert_eq(l.n_runs, 2);
+    cr_assert_eq(l.run_steps[1], 1);
+    loaded_free(&l);
 }
 
 Test(store, unopenable_dir_is_reported)
@@ -542,6 +703,45 @@ Test(store, log_chunk_resent_with_other_bounds_reads_once)
     expect_log("r1", 0, 1, 75, 1 << 20, 75, 0);
 }
 
+/* Deleting a run removes its steps with it, and nothing of a run whose id
+ * extends its own. */
+Test(store, delete_run_removes_record_steps_tasks_and_logs)
+{
+    st = open_ok();
+    run_fixture_t r1, r10;
+    run_fixture(&r1, "r1", "gone");
+    run_fixture(&r10, "r10", "kept");
+    Drover__TaskRecord t0 = DROVER__TASK_RECORD__INIT;
+    cr_assert_eq(store_begin(st), 0);
+    put_run_fixture(&r1);
+    put_run_fixture(&r10);
+    cr_assert_eq(store_put_task(st, "r1", &t0), 0);
+    cr_assert_eq(store_put_task(st, "r10", &t0), 0);
+    put_chunk("r1", 0, 1, 0, 100, 0);
+    put_chunk("r10", 0, 1, 0, 100, 1);
+    cr_assert_eq(store_commit(st), 0);
+    cr_assert_eq(store_delete_run(st, "r1"), -EINVAL, "outside a transaction");
+    cr_assert_eq(store_begin(st), 0);
+    cr_assert_eq(store_delete_run(st, "r1"), 0);
+    cr_assert_eq(store_delete_run(st, "r1"), 0, "deleting what is gone is fine");
+    cr_assert_eq(store_commit(st), 0);
+
+    loaded_t l;
+    load_all(st, &l);
+    cr_assert_str_eq(l.order, "RT");
+    cr_assert_str_eq(l.run_ids[0], "r10");
+    cr_assert_eq(l.run_steps[0], 1);
+    cr_assert_str_eq(l.task_run[0], "r10");
+    loaded_free(&l);
+    expect_log("r1", 0, 1, 0, 1 << 20, 0, 0);
+    expect_log("r10", 0, 1, 0, 1 << 20, 100, 1);
+    store_destroy(&st);
+    cr_assert_null(read_raw(dir, "steps", "r1", NULL), "the deleted run's steps are still stored");
+    char *raw = read_raw(dir, "steps", "r10", NULL);
+    cr_assert_not_null(raw);
+    free(raw);
+}
+
 /* ------------------------------------------------------------ full disk */
 
 static char *mnt;
@@ -598,14 +798,14 @@ Test(store_disk, commit_on_full_disk_fails_and_keeps_state, .init = disk_setup,
     run_fixture(&r1, "r000001", "kept");
     run_fixture(&r2, "r000002", "lost");
     cr_assert_eq(store_begin(st), 0);
-    cr_assert_eq(store_put_run(st, &r1.run), 0);
+    put_run_fixture(&r1);
     cr_assert_eq(store_put_counter(st, "next_run", 1), 0);
     put_chunk("r000001", 0, 1, 0, 1000, 0);
     cr_assert_eq(store_commit(st), 0);
 
     char *filler = fill_fs(mnt);
     cr_assert_eq(store_begin(st), 0);
-    cr_assert_eq(store_put_run(st, &r2.run), 0);
+    put_run_fixture(&r2);
     cr_assert_eq(store_put_counter(st, "next_run", 2), 0);
     put_chunk("r000001", 0, 1, 1000, 256 * 1024, 0); /* cannot fit */
     int rc = store_commit(st);
@@ -633,8 +833,81 @@ Test(store_disk, commit_on_full_disk_fails_and_keeps_state, .init = disk_setup,
     cr_assert_eq(unlink(filler), 0);
     free(filler);
     cr_assert_eq(store_begin(st), 0);
-    cr_assert_eq(store_put_run(st, &r2.run), 0);
+    put_run_fixture(&r2);
     cr_assert_eq(store_put_counter(st, "next_run", 2), 0);
     cr_assert_eq(store_commit(st), 0);
     cr_assert_eq(store_get_counter(st, "next_run"), 2);
+}
+
+/* store_load callback: count runs and steps into size_t[2]. */
+static void count_run(const Drover__RunRecord *r, const Drover__RunSteps *steps, void *arg)
+{
+    size_t *counts = arg;
+    counts[0]++;
+    counts[1] += steps->n_steps + r->n_legacy_steps;
+}
+
+/* A migration that cannot be stored (full disk) fails the open with the
+ * reason and leaves the schema-1 state as it was; with space back, the
+ * next open migrates it. */
+Test(store_disk, migration_on_full_disk_keeps_schema_1, .init = disk_setup, .fini = disk_teardown,
+     .timeout = 60)
+{
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=2m") < 0)
+        cr_skip_test("cannot mount a 2 MiB tmpfs on %s (%s): needs root", mnt, strerror(errno));
+    mounted = true;
+    dir = xasprintf("%s/state", mnt);
+    st = open_ok();
+    /* 40 runs of 20 steps with long commands: about 200 KiB to move. */
+    enum { RUNS = 40, STEPS = 20 };
+    char arg[4096];
+    memset(arg, 'x', 200);
+    arg[200] = '\0';
+    Drover__StepSpec steps[STEPS], *stepv[STEPS];
+    char *argv[STEPS][2];
+    for (int k = 0; k < STEPS; k++) {
+        drover__step_spec__init(&steps[k]);
+        argv[k][0] = "echo";
+        argv[k][1] = arg;
+        steps[k].name = "s";
+        steps[k].n_argv = 2;
+        steps[k].argv = argv[k];
+        stepv[k] = &steps[k];
+    }
+    cr_assert_eq(store_begin(st), 0);
+    for (int i = 0; i < RUNS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%06d", i + 1);
+        Drover__RunRecord run = DROVER__RUN_RECORD__INIT;
+        Drover__RunSteps plan = DROVER__RUN_STEPS__INIT;
+        run.id = id;
+        run.name = "many";
+        plan.n_steps = STEPS;
+        plan.steps = stepv;
+        cr_assert_eq(store_put_run(st, &run), 0);
+        cr_assert_eq(store_put_steps(st, id, &plan), 0);
+    }
+    cr_assert_eq(store_commit(st), 0);
+    store_destroy(&st);
+    cr_assert_eq(h_state_to_schema1(dir), RUNS);
+
+    char *filler = fill_fs(mnt);
+    st = store_new(dir, err, sizeof err);
+    cr_assert_null(st, "the migration cannot have been stored on a full disk");
+    cr_assert(strstr(err, "space") != NULL, "the reason names the full disk: %s", err);
+    char *v = read_meta(dir, "schema");
+    cr_assert_str_eq(v, "1", "a failed migration left schema %s", v);
+    free(v);
+    Drover__RunRecord *rec = read_run_record(dir, "r000040");
+    cr_assert_eq(rec->n_legacy_steps, STEPS, "a failed migration changed a run record");
+    drover__run_record__free_unpacked(rec, NULL);
+
+    cr_assert_eq(unlink(filler), 0);
+    free(filler);
+    st = open_ok();
+    size_t counts[2] = {0, 0}; /* runs, steps */
+    store_loader_t loader = {.run = count_run, .task = NULL, .agent = NULL, .arg = counts};
+    cr_assert_eq(store_load(st, &loader), 0);
+    cr_assert_eq(counts[0], RUNS);
+    cr_assert_eq(counts[1], RUNS * STEPS, "steps lost in the migration");
 }
