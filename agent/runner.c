@@ -208,8 +208,9 @@ static int fork_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *er
     int ep[2] = {-1, -1};
     const char *what = spec->argv ? spec->argv[0] : "shim";
     if (spec->argv && pipe2(ep, O_CLOEXEC) < 0) {
-        snprintf(err, errlen, "pipe2: %s", strerror(errno));
-        return -1;
+        int e = errno;
+        snprintf(err, errlen, "pipe2: %s", strerror(e));
+        return -e;
     }
     sigset_t all, old;
     sigfillset(&all);
@@ -228,7 +229,7 @@ static int fork_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *er
             close(ep[0]);
             close(ep[1]);
         }
-        return -1;
+        return -fork_errno;
     }
     if (ep[0] < 0)
         return 0;
@@ -249,7 +250,7 @@ static int fork_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *er
         snprintf(err, errlen, "cannot start '%s': %s", what, strerror(rec[1]));
     else
         snprintf(err, errlen, "cannot run '%s': %s", what, strerror(rec[1]));
-    return -1;
+    return rec[1] > 0 ? -rec[1] : -EIO;
 }
 
 runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *err, size_t errlen)
@@ -259,7 +260,9 @@ runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *er
     pid_t pid;
 
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        snprintf(err, errlen, "pipe2: %s", strerror(errno));
+        int e = errno;
+        snprintf(err, errlen, "pipe2: %s", strerror(e));
+        errno = e;
         return NULL;
     }
     if (spec->child_fn) {
@@ -267,6 +270,7 @@ runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *er
         close(pipefd[1]);
         if (rc < 0) {
             close(pipefd[0]);
+            errno = -rc;
             return NULL;
         }
     } else {
@@ -295,6 +299,7 @@ runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *er
         if (rc != 0) {
             snprintf(err, errlen, "cannot run '%s': %s", spec->argv[0], strerror(rc));
             close(pipefd[0]);
+            errno = rc;
             return NULL;
         }
     }
