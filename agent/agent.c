@@ -218,18 +218,65 @@ void agent_retire(agent_t *a, attempt_t *at)
     a->dead = at;
 }
 
+/* A system error's reason: the agent, and the cause. The caller frees. */
+static char *system_reason(const attempt_t *at)
+{
+    return xasprintf("system error on agent %s (not the step's failure): %s", at->agent->cfg.name,
+                     at->system_error);
+}
+
+/* The attempt failed for the agent's own reasons: why (with the disk's
+ * state when the work dir is full, the likeliest cause of all). */
+static void set_system_error(attempt_t *at, const char *why)
+{
+    char note[512];
+    free(at->system_error);
+    if (util_disk_full(at->agent->cfg.work_dir, "work dir", note, sizeof note))
+        at->system_error = xasprintf("%s; %s", note, why);
+    else
+        at->system_error = xstrdup(why);
+}
+
+/* A step that failed while the agent's work dir is full failed because of
+ * it, whatever its exit code says (a write refused with ENOSPC ends most
+ * programs with some error): a system error. Not for an attempt stopped on
+ * purpose (timeout, kill) or already classified. */
+static void check_disk_full(attempt_t *at)
+{
+    const runner_exit_t *ex = &at->result;
+    char note[512], end[400];
+    bool failed = ex->exit_code != 0 || ex->term_signal != 0 || ex->reason[0];
+    if (!failed || ex->killed || ex->timed_out || at->system_error ||
+        !util_disk_full(at->agent->cfg.work_dir, "work dir", note, sizeof note))
+        return;
+    if (ex->reason[0])
+        snprintf(end, sizeof end, "%s", ex->reason);
+    else if (ex->term_signal)
+        snprintf(end, sizeof end, "killed by signal %d", ex->term_signal);
+    else
+        snprintf(end, sizeof end, "exit code %d", ex->exit_code);
+    at->system_error = xasprintf("%s; the step ended with: %s", note, end);
+}
+
 /* The attempt is over: send its EXITED report (with outputs, if any). */
 static void report_exit(attempt_t *at, Drover__Artifact **arts, size_t n_arts,
                         Drover__KeyValue **params, size_t n_params)
 {
     agent_t *a = at->agent;
     const runner_exit_t *ex = &at->result;
+    check_disk_full(at);
     Drover__Report *r = agent_report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
     r->exit_code = ex->exit_code;
     r->term_signal = ex->term_signal;
     r->timed_out = ex->timed_out;
-    if (ex->reason[0])
+    if (at->system_error) {
+        r->system_error = true;
+        r->reason = system_reason(at);
+        log_warn("attempt %" PRIu64 " (%s/%s #%u): %s", at->id, at->run_id, at->task, at->number,
+                 r->reason);
+    } else if (ex->reason[0]) {
         r->reason = xstrdup(ex->reason);
+    }
     r->outputs = xcalloc(n_arts, sizeof *r->outputs);
     for (size_t i = 0; i < n_arts; i++)
         r->outputs[r->n_outputs++] = util_pb_copy(arts[i]);
@@ -307,6 +354,7 @@ static void free_attempt(attempt_t *at)
     }
     rt_task_destroy(&at->proc);
     free(at->logbuf);
+    free(at->system_error);
     free(at->run_id);
     free(at->task);
     free(at->dir);
@@ -323,7 +371,7 @@ static bool safe_component(const char *s)
 }
 
 static char **build_env(const agent_t *a, const Drover__Assignment *as, const attempt_t *at);
-static void report_start_failure(agent_t *a, attempt_t *at, const char *why);
+static void report_start_failure(agent_t *a, attempt_t *at, const char *why, bool system);
 static void spawn(attempt_t *at);
 
 static char **build_env(const agent_t *a, const Drover__Assignment *as, const attempt_t *at)
@@ -367,13 +415,21 @@ static void free_strv(char **v)
     free(v);
 }
 
-/* Report an attempt that could not start as exited with code 127. */
-static void report_start_failure(agent_t *a, attempt_t *at, const char *why)
+/* Report an attempt that could not start as exited with code 127.
+ * system: for the agent's own reasons (work dir, inputs, GPUs, no process
+ * to be had), not the step's (a bad assignment, a missing command). */
+static void report_start_failure(agent_t *a, attempt_t *at, const char *why, bool system)
 {
-    log_warn("attempt %" PRIu64 " (%s/%s): %s", at->id, at->run_id, at->task, why);
     Drover__Report *r = agent_report_new(at, DROVER__REPORT_KIND__REPORT_EXITED);
     r->exit_code = 127;
-    r->reason = xstrdup(why);
+    if (system) {
+        set_system_error(at, why);
+        r->system_error = true;
+        r->reason = system_reason(at);
+    } else {
+        r->reason = xstrdup(why);
+    }
+    log_warn("attempt %" PRIu64 " (%s/%s): %s", at->id, at->run_id, at->task, r->reason);
     agent_queue_report(a, r);
     idmap_put(a->attempts, at->id, at);
     agent_retire(a, at);
@@ -385,7 +441,7 @@ static void on_inputs(void *arg, const char *error)
     xfer_in_cancel(&at->xin); /* done with it (freed once its jobs are back) */
     if (error) {
         char *why = xasprintf("inputs: %s", error);
-        report_start_failure(at->agent, at, why);
+        report_start_failure(at->agent, at, why, true);
         free(why);
         return;
     }
@@ -412,7 +468,7 @@ static void on_checkpoint_restored(void *arg, const char *error)
     xfer_in_cancel(&at->xin);
     if (error) {
         char *why = xasprintf("restoring checkpoint: %s", error);
-        report_start_failure(at->agent, at, why);
+        report_start_failure(at->agent, at, why, true);
         free(why);
         return;
     }
@@ -431,7 +487,7 @@ static void spawn(attempt_t *at)
     if (want_gpus && (want_gpus > GPU_MAX || gpu_alloc(a->gpus, want_gpus, at->gpus) < 0)) {
         snprintf(err, sizeof err, "no %u free GPUs on this agent (%zu of %zu free)", want_gpus,
                  gpu_pool_free_count(a->gpus), gpu_pool_size(a->gpus));
-        report_start_failure(a, at, err);
+        report_start_failure(a, at, err, true);
         return;
     }
     at->n_gpus = want_gpus;
@@ -458,11 +514,18 @@ static void spawn(attempt_t *at)
                       .on_exit = on_exit_cb,
                       .arg = at};
     at->proc = runtime_start(a->rt, a->loop, &spec, err, sizeof err);
+    int start_errno = errno;
     free(argv);
     free_strv(envp);
     free(id);
     if (!at->proc) {
-        report_start_failure(a, at, err);
+        /* A missing or unrunnable command is the step's failure; no
+         * process to be had (EAGAIN, ENOMEM, EMFILE, ENOSPC...) or its
+         * directory gone is the agent's. */
+        char *work = xasprintf("%s/work", at->dir);
+        bool system = util_errno_is_system(start_errno) || access(work, X_OK) < 0;
+        free(work);
+        report_start_failure(a, at, err, system);
         return;
     }
     agent_queue_report(a, agent_report_new(at, DROVER__REPORT_KIND__REPORT_STARTED));
@@ -483,7 +546,8 @@ static void start_attempt(agent_t *a, const Drover__Assignment *as)
     at->progress_fd = -1;
     at->progress = -1;
     if (!safe_component(as->run_id) || !safe_component(as->task) || as->n_argv == 0) {
-        report_start_failure(a, at, "invalid assignment: bad run id, task name or empty command");
+        report_start_failure(a, at, "invalid assignment: bad run id, task name or empty command",
+                             false);
         return;
     }
     at->dir = xasprintf("%s/runs/%s/%s/%u", a->cfg.work_dir, at->run_id, at->task, at->number);
@@ -507,7 +571,7 @@ static void begin_attempt(attempt_t *at)
     int rc = workdirs_make(a->workdirs, at->dir, at->number);
     if (rc < 0) {
         snprintf(err, sizeof err, "cannot create work dir %s: %s", at->dir, strerror(-rc));
-        report_start_failure(a, at, err);
+        report_start_failure(a, at, err, true);
         return;
     }
     if (a->terminating) { /* the node is going away: hand it back unstarted */
@@ -695,6 +759,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
             agent_unqueue(a, at);
             snprintf(at->result.reason, sizeof at->result.reason, "killed by droverd");
             at->result.exit_code = 127;
+            at->result.killed = true;
             report_exit(at, NULL, 0, NULL, 0);
         } else if (at->proc && !at->exited) {
             rt_task_kill(at->proc, "killed by droverd (cancelled or superseded)");
@@ -702,6 +767,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
             xfer_in_cancel(&at->xin);
             xfer_out_cancel(&at->xout);
             snprintf(at->result.reason, sizeof at->result.reason, "killed by droverd");
+            at->result.killed = true;
             report_exit(at, NULL, 0, NULL, 0);
         }
     }

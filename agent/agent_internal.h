@@ -42,6 +42,10 @@ struct attempt {
     xfer_in_t *xin;   /* fetching inputs, before the process */
     xfer_out_t *xout; /* uploading outputs, after it */
     runner_exit_t result;
+    /* Why it failed for the agent's own reasons (owned; NULL: it did not):
+     * reported as a system error, which droverd retries elsewhere without
+     * spending the step's retries. */
+    char *system_error;
     uint8_t *logbuf;
     size_t loglen;
     uint64_t log_start; /* stream offset of logbuf[0] */

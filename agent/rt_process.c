@@ -142,11 +142,12 @@ int rt_process_start(rt_task_t *t, char *err, size_t errlen)
                         .child_fn = t->cg ? join_cgroup : NULL,
                         .child_arg = t->cg};
     t->runner = runner_start(t->loop, &rs, err, errlen);
+    int spawn_errno = errno;
     rt_strv_free(env);
     if (!t->runner) {
         if (t->cg_rel)
             cgroup_remove(t->cg_rel, true);
-        return -EIO;
+        return spawn_errno > 0 ? -spawn_errno : -EIO;
     }
     t->in_cgroup = t->cg != NULL;
     return 0;

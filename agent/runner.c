@@ -235,8 +235,9 @@ static int start_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *e
     int ep[2] = {-1, -1};
     const char *what = spec->argv ? spec->argv[0] : "shim";
     if (spec->argv && pipe2(ep, O_CLOEXEC) < 0) {
-        snprintf(err, errlen, "pipe2: %s", strerror(errno));
-        return -1;
+        int e = errno;
+        snprintf(err, errlen, "pipe2: %s", strerror(e));
+        return -e;
     }
     sigset_t all, old;
     sigfillset(&all);
@@ -262,7 +263,7 @@ static int start_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *e
             close(ep[0]);
             close(ep[1]);
         }
-        return -1;
+        return -fork_errno;
     }
     if (ep[0] < 0)
         return 0;
@@ -283,7 +284,12 @@ static int start_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *e
         snprintf(err, errlen, "cannot start '%s': %s", what, strerror(rec[1]));
     else
         snprintf(err, errlen, "cannot run '%s': %s", what, strerror(rec[1]));
-    return -1;
+    /* Before exec (stage 1: the driver's setup, e.g. joining the cgroup)
+     * nothing of the step ran: whatever went wrong is the agent's, so the
+     * error is one a caller classifies as such (the text has the cause). */
+    if (rec[0] == 1)
+        return -EAGAIN;
+    return rec[1] > 0 ? -rec[1] : -EIO;
 }
 
 runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *err, size_t errlen)
@@ -293,13 +299,16 @@ runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *er
     pid_t pid;
 
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        snprintf(err, errlen, "pipe2: %s", strerror(errno));
+        int e = errno;
+        snprintf(err, errlen, "pipe2: %s", strerror(e));
+        errno = e;
         return NULL;
     }
     int rc = start_child(spec, pipefd[1], &pid, err, errlen);
     close(pipefd[1]);
     if (rc < 0) {
         close(pipefd[0]);
+        errno = -rc;
         return NULL;
     }
     fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);

@@ -54,7 +54,10 @@ typedef struct {
 
 /* Start a process. Returns the runner, or NULL when spawning failed (the
  * reason is written to err, e.g. "cannot run 'foo': No such file or
- * directory"). Callbacks are not called for a failed start. */
+ * directory", and errno says why: the exec's error for the command itself,
+ * EAGAIN/ENOMEM/EMFILE... when the machine ran short, EAGAIN when child_fn
+ * failed before exec: not the command's fault). Callbacks are not called
+ * for a failed start. */
 runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *err, size_t errlen);
 
 /* Stop the process group: SIGTERM now, SIGKILL after the grace period.

@@ -953,13 +953,14 @@ static int start_container(rt_task_t *t, char *err, size_t errlen)
                         .child_fn = rt->drv->shim,
                         .child_arg = t};
     t->runner = runner_start(t->loop, &rs, err, errlen);
+    int spawn_errno = errno;
     close(t->status_wfd);
     t->status_wfd = -1;
     if (!t->runner) {
         util_rm_rf(t->bundle);
         if (t->cg_rel && t->cg)
             cgroup_remove(t->cg_rel, true);
-        return -EIO;
+        return spawn_errno > 0 ? -spawn_errno : -EIO;
     }
     t->shim_pid = runner_pid(t->runner);
     fcntl(t->status_rfd, F_SETFL, fcntl(t->status_rfd, F_GETFL) | O_NONBLOCK);
@@ -978,14 +979,17 @@ rt_task_t *runtime_start(runtime_t *rt, struct ev_loop *loop, const rt_spec_t *s
     if (!valid_id(spec->id)) {
         snprintf(err, errlen, "bad attempt id '%s' for a container name",
                  spec->id ? spec->id : "(null)");
+        errno = EINVAL;
         return NULL;
     }
     if (!spec->attempt_dir || spec->attempt_dir[0] != '/') {
         snprintf(err, errlen, "the attempt dir must be an absolute path");
+        errno = EINVAL;
         return NULL;
     }
     if (!image && (!spec->argv || !spec->argv[0])) {
         snprintf(err, errlen, "empty command");
+        errno = EINVAL;
         return NULL;
     }
     rt_task_t *t = xcalloc(1, sizeof *t);
@@ -1023,6 +1027,7 @@ rt_task_t *runtime_start(runtime_t *rt, struct ev_loop *loop, const rt_spec_t *s
     int rc = image ? start_container(t, err, errlen) : rt_process_start(t, err, errlen);
     if (rc < 0) {
         task_free(t);
+        errno = -rc;
         return NULL;
     }
     return t;

@@ -127,7 +127,9 @@ int runtime_cleanup_orphans(runtime_t *rt);
  * ev_child). Returns the task, or NULL when it could not start, with err
  * set ("image /x/y.tar: not an OCI layout or docker-save archive (no
  * index.json or manifest.json)", "runtime 'process' cannot run images",
- * "cannot run 'foo': No such file or directory"); callbacks are not called
+ * "cannot run 'foo': No such file or directory") and errno saying why
+ * (ENOENT for a missing command, EAGAIN or ENOMEM when the machine could
+ * not make a process: util_errno_is_system); callbacks are not called
  * then. Some failures are only known in the shim (a corrupt layer, an
  * executable missing from the image): they arrive as on_exit with exit code
  * 127 and the reason. Quick: image metadata reads and a fork, no unpacking. */

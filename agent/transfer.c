@@ -25,12 +25,16 @@
 #include "log.h"
 #include "util.h"
 
-#define CHUNK     (256 * 1024)
-#define WINDOW    8
-#define STALL_MS  10000
-#define MAX_PARAM 65536
-#define MAX_FILES 100000
-#define MAX_DEPTH 64
+#define CHUNK    (256 * 1024)
+#define WINDOW   8
+#define STALL_MS 10000
+/* droverd could not store an upload (its disk is full): offer it again
+ * after 1 s, doubling up to 30 s, for as long as it takes. */
+#define STORE_RETRY_MIN_MS 1000
+#define STORE_RETRY_MAX_MS 30000
+#define MAX_PARAM          65536
+#define MAX_FILES          100000
+#define MAX_DEPTH          64
 
 /* ------------------------------------------------------------ common */
 
@@ -508,6 +512,7 @@ struct xfer_out {
     unsigned gen, jobs;
     bool cancelled, finished;
     int64_t last_progress;
+    int64_t retry_at, retry_ms; /* droverd asked to offer again then (mono) */
     char error[512];
     xfer_out_done_fn done;
     void *arg;
@@ -1015,12 +1020,27 @@ void xfer_out_blob_done(xfer_out_t *x, const Drover__BlobDone *d)
     if (x->finished || !x->wanted || x->qpos >= x->n_queue ||
         !same_digest(d->digest, x->blobs[x->queue[x->qpos]].digest))
         return;
+    if (!d->ok && d->retry) {
+        /* droverd's own trouble, not the step's: the outputs stay here and
+         * are offered again (droverd keeps the blobs it already has). */
+        x->retry_ms = x->retry_ms ? x->retry_ms * 2 : STORE_RETRY_MIN_MS;
+        if (x->retry_ms > STORE_RETRY_MAX_MS)
+            x->retry_ms = STORE_RETRY_MAX_MS;
+        x->retry_at = util_mono_ms() + x->retry_ms;
+        x->wanted = false; /* late chunk acks of this round are ignored */
+        x->gen++;
+        log_warn("attempt %" PRIu64 ": droverd could not store an upload: %s; offering again in "
+                 "%.0fs",
+                 x->attempt_id, d->error, x->retry_ms / 1000.0);
+        return;
+    }
     if (!d->ok) {
         char *why = xasprintf("uploading output: %s", d->error);
         out_finish(x, why);
         free(why);
         return;
     }
+    x->retry_ms = 0;
     x->qpos++;
     x->sent = x->acked = 0;
     x->gen++;
@@ -1032,12 +1052,18 @@ void xfer_out_restart(xfer_out_t *x)
 {
     if (!x->finished && x->offered) {
         x->gen++;
+        x->retry_at = 0;
         send_offer(x);
     }
 }
 
 void xfer_out_tick(xfer_out_t *x, int64_t now_ms)
 {
+    if (!x->finished && x->retry_at) {
+        if (now_ms >= x->retry_at)
+            xfer_out_restart(x);
+        return;
+    }
     if (!x->finished && x->offered && now_ms - x->last_progress > STALL_MS) {
         log_warn("attempt %" PRIu64 ": output upload stalled; offering again", x->attempt_id);
         xfer_out_restart(x);

@@ -10,7 +10,9 @@
  * droverd lacks (at most WINDOW chunks unacknowledged), and hands back the
  * artifacts for the EXITED report. All file I/O and hashing run on the
  * worker thread. A session restarts its current blob after droverd
- * restarts (xfer_*_restart) or when it stalls.
+ * restarts (xfer_*_restart) or when it stalls. An upload droverd could not
+ * store for its own reasons (BlobDone.retry: its disk is full) is not a
+ * failure: it is offered again after a growing delay (xfer_out_tick).
  */
 #ifndef DROVER_TRANSFER_H
 #define DROVER_TRANSFER_H

@@ -150,6 +150,7 @@ static void json_attempt(json_t *j, const Drover__AttemptRecord *a)
     json_field_double(j, "price", a->price);
     json_field_int(j, "lost_ms", a->lost_ms);
     json_field_uint(j, "checkpoints", a->checkpoints);
+    json_field_bool(j, "system_error", a->system_error);
     json_key(j, "resumed_step");
     if (a->resumed)
         json_uint(j, a->resumed_step);
@@ -178,6 +179,7 @@ static void json_task(json_t *j, const Drover__TaskView *t)
     json_field_str(j, "reason", t->reason);
     json_field_uint(j, "retries_used", t->retries_used);
     json_field_uint(j, "preemptions", t->preemptions);
+    json_field_uint(j, "system_errors", t->system_errors);
     json_key(j, "progress");
     if (t->progress >= 0)
         json_double(j, t->progress);

@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,6 +105,45 @@ int util_mkdir_p(const char *path, unsigned mode)
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+int util_disk_free(const char *path, uint64_t *bytes, uint64_t *inodes)
+{
+    struct statvfs st;
+    if (statvfs(path, &st) < 0)
+        return -errno;
+    bool root = geteuid() == 0;
+    uint64_t blocks = root ? st.f_bfree : st.f_bavail;
+    *bytes = (uint64_t)blocks * (st.f_frsize ? st.f_frsize : st.f_bsize);
+    *inodes = st.f_files == 0 ? UINT64_MAX : (uint64_t)(root ? st.f_ffree : st.f_favail);
+    return 0;
+}
+
+bool util_disk_full(const char *path, const char *what, char *note, size_t len)
+{
+    uint64_t bytes, inodes;
+    if (util_disk_free(path, &bytes, &inodes) < 0 || (bytes >= UTIL_DISK_LOW && inodes > 0))
+        return false;
+    snprintf(note, len, "no space left on device (%s %s: %" PRIu64 " bytes free%s)", what, path,
+             bytes, inodes == 0 ? ", no inode free" : "");
+    return true;
+}
+
+bool util_errno_is_system(int err)
+{
+    switch (err) {
+    case EAGAIN:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case ENOBUFS:
+        return true;
+    default:
+        return false;
+    }
 }
 
 int util_rm_rf(const char *path)

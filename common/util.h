@@ -1,8 +1,10 @@
 /* util — small helpers every program uses: clocks, checked allocation,
- * files and directories, status names, "k=v,k=v" lists. */
+ * files and directories, free space and system errors, status names,
+ * "k=v,k=v" lists. */
 #ifndef DROVER_UTIL_H
 #define DROVER_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +34,26 @@ int util_rm_rf(const char *path);
  * buffer the caller frees and *len its length. -EFBIG when larger than max,
  * else -errno. */
 int util_read_file(const char *path, size_t max, char **out, size_t *len);
+
+/* Space left for this process on the file system holding path (root may
+ * use the blocks reserved for it, others may not): bytes and inodes
+ * (UINT64_MAX where the file system does not count them). 0 or -errno. */
+int util_disk_free(const char *path, uint64_t *bytes, uint64_t *inodes);
+
+/* Fewer bytes than this left, or no inode, and a file system is full. */
+#define UTIL_DISK_LOW (1u << 20)
+
+/* Whether the file system holding path is full (UTIL_DISK_LOW). If so,
+ * note gets "no space left on device (WHAT PATH: N bytes free)" (", no
+ * inode free" when that is what ran out). For deciding that a failure was
+ * the machine's rather than its job's: a disk does not fill by itself
+ * between the failure and the check often enough to matter. */
+bool util_disk_full(const char *path, const char *what, char *note, size_t len);
+
+/* Whether err says the machine ran short (memory, processes, open files,
+ * disk space or quota, I/O) rather than that the request itself was wrong
+ * (ENOENT, EACCES, ENOEXEC, EINVAL, ...): a system error, not a job's. */
+bool util_errno_is_system(int err);
 
 /* Whether s[0..len) is 1..max characters of [A-Za-z0-9_.-] plus any in
  * extra (NUL never counts as valid): agent, run, step and label names. */

@@ -114,6 +114,7 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
         tv->reason = t->reason ? t->reason : (char *)"";
         tv->retry_at_ms = t->retry_at_ms;
         tv->retries_used = t->retries_used;
+        tv->system_errors = t->system_errors;
         tv->preemptions = t->preemptions;
         tv->n_history = t->n_attempts;
         tv->history = t->attempts;
@@ -270,6 +271,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->limits, &v->n_limits, "max-labels", c->spec_limits.max_labels);
     add_kv(&v->limits, &v->n_limits, "log-limit", c->log_limit);
     add_kv(&v->limits, &v->n_limits, "api-peer-queue", c->api_peer_queue);
+    add_kv(&v->limits, &v->n_limits, "max-system-errors", c->max_system_errors);
     add_kv(&v->counters, &v->n_counters, "refused_agents", k->refused_agents);
     add_kv(&v->counters, &v->n_counters, "refused_api", k->refused_api);
     add_kv(&v->counters, &v->n_counters, "refused_role", k->refused_role);

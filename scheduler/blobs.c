@@ -73,7 +73,7 @@ typedef struct {
     uint8_t *data;
     bool last;
     int error; /* 0 or -errno */
-    char reason[160];
+    char reason[512];
 } chunk_job_t;
 
 char *blobs_path(const sched_t *s, const uint8_t digest[DIGEST_LEN])
@@ -140,8 +140,9 @@ static task_t *attempt_task(sched_t *s, agent_t *a, uint64_t attempt_id)
     return t && t->agent == a && dag_current_attempt(t)->id == attempt_id ? t : NULL;
 }
 
+/* retry: not ok for droverd's own reasons; the agent offers it again. */
 static void queue_done(sched_t *s, agent_t *a, uint64_t attempt_id, const uint8_t *digest, bool ok,
-                       const char *error)
+                       const char *error, bool retry)
 {
     agent_out_t *out = sched_agent_out(s, a);
     Drover__BlobDone *d = xmalloc(sizeof *d);
@@ -151,6 +152,7 @@ static void queue_done(sched_t *s, agent_t *a, uint64_t attempt_id, const uint8_
     memcpy(d->digest.data, digest, DIGEST_LEN);
     d->digest.len = DIGEST_LEN;
     d->ok = ok;
+    d->retry = retry;
     d->error = xstrdup(error ? error : "");
     out->done = xrealloc(out->done, (out->n_done + 1) * sizeof *out->done);
     out->done[out->n_done++] = d;
@@ -186,6 +188,18 @@ void blobs_offer(sched_t *s, agent_t *a, const Drover__UploadOffer *o)
     out->wants[out->n_wants++] = w;
 }
 
+/* A write error of job j: what (and errno) in its reason, or, when the
+ * state dir's disk is full, that (with the bytes left) instead. Worker. */
+static void write_failed(chunk_job_t *j, const char *what, int err)
+{
+    char note[sizeof j->reason - 64];
+    j->error = -err;
+    if (util_disk_full(j->x->s->cfg.state_dir, "state dir", note, sizeof note))
+        snprintf(j->reason, sizeof j->reason, "%.40s: %s", what, note);
+    else
+        snprintf(j->reason, sizeof j->reason, "%s: %s", what, strerror(err));
+}
+
 static void write_chunk(void *arg)
 {
     chunk_job_t *j = arg;
@@ -193,8 +207,7 @@ static void write_chunk(void *arg)
     if (x->fd < 0) {
         x->fd = open(x->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
         if (x->fd < 0) {
-            j->error = -errno;
-            snprintf(j->reason, sizeof j->reason, "open(%s): %s", x->tmp_path, strerror(errno));
+            write_failed(j, "creating blob", errno);
             return;
         }
     }
@@ -204,8 +217,7 @@ static void write_chunk(void *arg)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            j->error = -errno;
-            snprintf(j->reason, sizeof j->reason, "writing blob: %s", strerror(errno));
+            write_failed(j, "writing blob", errno);
             return;
         }
         done += (size_t)n;
@@ -222,16 +234,14 @@ static void write_chunk(void *arg)
         return;
     }
     if (fsync(x->fd) < 0) {
-        j->error = -errno;
-        snprintf(j->reason, sizeof j->reason, "fsync: %s", strerror(errno));
+        write_failed(j, "fsync", errno);
         return;
     }
     char *path = blobs_path(x->s, x->digest);
     char *dir = xstrndup(path, (size_t)(strrchr(path, '/') - path));
     util_mkdir_p(dir, 0750);
     if (rename(x->tmp_path, path) < 0) {
-        j->error = -errno;
-        snprintf(j->reason, sizeof j->reason, "rename into %s: %s", path, strerror(errno));
+        write_failed(j, "renaming blob into place", errno);
     } else {
         free(x->tmp_path);
         x->tmp_path = NULL;
@@ -270,15 +280,24 @@ static void write_done(void *arg)
     if (!a) {
         xfer_end(s, x);
     } else if (j->error) {
-        log_warn("upload of a blob from %s (attempt %" PRIu64 ") failed: %s", x->agent,
-                 x->attempt_id, j->reason);
-        queue_done(s, a, x->attempt_id, x->digest, false, j->reason);
+        /* A blob that does not match its digest is the sender's; anything
+         * else (a full disk, an I/O error) is droverd's own, never the
+         * step's: the agent keeps its outputs and offers them again. */
+        bool ours = j->error != -EBADMSG;
+        if (ours)
+            log_error("upload of a blob from %s (attempt %" PRIu64 ") failed: %s; the agent "
+                      "offers it again",
+                      x->agent, x->attempt_id, j->reason);
+        else
+            log_warn("upload of a blob from %s (attempt %" PRIu64 ") failed: %s", x->agent,
+                     x->attempt_id, j->reason);
+        queue_done(s, a, x->attempt_id, x->digest, false, j->reason, ours);
         xfer_end(s, x);
     } else {
         queue_chunk_ack(s, a, x, j->offset + j->len);
         if (j->last) {
             blobs_queue_op(s, OP_NEW, x->digest, 0, x->size);
-            queue_done(s, a, x->attempt_id, x->digest, true, NULL);
+            queue_done(s, a, x->attempt_id, x->digest, true, NULL, false);
             xfer_end(s, x);
         }
     }
@@ -376,7 +395,7 @@ static void read_done(void *arg)
         xfer_end(s, x);
         free(j->data);
     } else if (j->error) {
-        queue_done(s, a, x->attempt_id, x->digest, false, j->reason);
+        queue_done(s, a, x->attempt_id, x->digest, false, j->reason, false);
         xfer_end(s, x);
         free(j->data);
     } else {
@@ -416,7 +435,7 @@ void blobs_fetch(sched_t *s, agent_t *a, const Drover__FetchRequest *f)
     if (!valid_digest(f->digest) || !attempt_task(s, a, f->attempt_id))
         return;
     if (store_blob_get(s->store, f->digest.data, &size, &refs) < 0) {
-        queue_done(s, a, f->attempt_id, f->digest.data, false, "no such blob in the store");
+        queue_done(s, a, f->attempt_id, f->digest.data, false, "no such blob in the store", false);
         return;
     }
     char *key = xfer_key(f->attempt_id, f->digest.data, false);
@@ -433,7 +452,7 @@ void blobs_fetch(sched_t *s, agent_t *a, const Drover__FetchRequest *f)
     x->fd = -1;
     zhashx_insert(s->xfers, x->key, x);
     if (size == 0) {
-        queue_done(s, a, x->attempt_id, x->digest, true, NULL);
+        queue_done(s, a, x->attempt_id, x->digest, true, NULL, false);
         xfer_end(s, x);
         return;
     }
@@ -451,7 +470,7 @@ void blobs_chunk_ack(sched_t *s, agent_t *a, const Drover__ChunkAck *ack)
         return;
     x->acked = ack->end;
     if (x->acked == x->size) {
-        queue_done(s, a, x->attempt_id, x->digest, true, NULL);
+        queue_done(s, a, x->attempt_id, x->digest, true, NULL, false);
         xfer_end(s, x);
         return;
     }

@@ -15,7 +15,11 @@
  * failed, else SUCCEEDED.
  *
  * LOST (the agent vanished) and PREEMPTED requeue the task without using a
- * retry; they count against the step's max_preemptions instead.
+ * retry; they count against the step's max_preemptions instead. A system
+ * error (the agent's disk was full, it could not fetch the inputs or make
+ * a process: Report.system_error) is not the step's failure either: the
+ * task goes back to READY at once, avoiding that agent, without using a
+ * retry, and fails only after --max-system-errors of them.
  */
 #include "sched_internal.h"
 
@@ -637,6 +641,33 @@ static void requeue(sched_t *s, task_t *t, Drover__TaskStatus status, const char
     sched_mark_task(s, t);
 }
 
+/* The attempt failed for its agent's reasons, not the step's: back to
+ * READY at once, on another agent if one could take it (placer.c waives
+ * the avoidance otherwise), without using a retry; after
+ * max_system_errors of them the task fails, with the cause. */
+static void system_error(sched_t *s, task_t *t, const char *reason)
+{
+    Drover__AttemptRecord *a = current_open_attempt(t);
+    if (a) {
+        a->system_error = true;
+        util_pb_set_str(&t->avoid_agent, a->agent);
+    }
+    close_attempt(s, t, DROVER__TASK_STATUS__TASK_FAILED, reason);
+    t->system_errors++;
+    log_warn("%s/%s: attempt %u: %s (%u of %u system errors)", t->run->rec->id, t->name,
+             a ? a->number : 0, reason, t->system_errors, s->cfg.max_system_errors);
+    if (t->system_errors >= s->cfg.max_system_errors) {
+        char *why = xasprintf("%s; gave up after %u system errors", reason, t->system_errors);
+        fail_for_good(s, t, why);
+        free(why);
+        return;
+    }
+    set_reason(t, reason);
+    t->status = DROVER__TASK_STATUS__TASK_READY;
+    dag_ready_push(s, t);
+    sched_mark_task(s, t);
+}
+
 void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
 {
     char err[512];
@@ -652,6 +683,10 @@ void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
             dag_task_checkpoint(s, t, rep->checkpoint);
         requeue(s, t, DROVER__TASK_STATUS__TASK_PREEMPTED,
                 rep->reason && *rep->reason ? rep->reason : "node preempted");
+        return;
+    }
+    if (rep->system_error) {
+        system_error(s, t, rep->reason && *rep->reason ? rep->reason : "system error on its agent");
         return;
     }
     bool clean = rep->exit_code == 0 && rep->term_signal == 0 && !rep->timed_out &&
@@ -950,6 +985,7 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
     rec->index = t->index;
     rec->status = t->status;
     rec->retries_used = t->retries_used;
+    rec->system_errors = t->system_errors;
     rec->preemptions = t->preemptions;
     rec->retry_at_ms = t->retry_at_ms;
     rec->reason = t->reason ? t->reason : (char *)"";
@@ -1005,6 +1041,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->step = r->steps->steps[rec->step];
     t->status = rec->status;
     t->retries_used = rec->retries_used;
+    t->system_errors = rec->system_errors;
     t->preemptions = rec->preemptions;
     t->retry_at_ms = rec->retry_at_ms;
     t->reason = rec->reason && *rec->reason ? xstrdup(rec->reason) : NULL;

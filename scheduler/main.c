@@ -23,6 +23,9 @@ static void usage(FILE *f)
                "  --log-limit BYTES      stored log bytes per attempt [8Mi]\n"
                "  --retention DUR        delete finished runs (logs, unreferenced artifacts)\n"
                "                         older than this; 0 keeps them [720h]\n"
+               "  --max-system-errors N  attempts of a step that may end in system errors (an\n"
+               "                         agent's full disk, no process to be had: retried\n"
+               "                         elsewhere, not its retries) before it fails [3]\n"
                "limits (each violation is refused with a reason and counted; drover status):\n"
                "  --max-items N          items of one fan-out [1000000 at run time and in\n"
                "                         a for_each range, 100000 in a literal list]\n"
@@ -97,6 +100,12 @@ static int apply(const char *key, const char *value, void *arg)
         if (spec_parse_memory(value, &n) < 0 || n < (64u << 10) || n > (1ull << 40))
             return -EINVAL;
         c->api_peer_queue = (size_t)n;
+    } else if (strcmp(key, "max-system-errors") == 0) {
+        char *end;
+        unsigned long n = strtoul(value, &end, 10);
+        if (!*value || *end || n == 0 || n > 1000)
+            return -EINVAL;
+        c->max_system_errors = (uint32_t)n;
     } else if (strcmp(key, "max-steps") == 0 || strcmp(key, "max-labels") == 0) {
         char *end;
         unsigned long long n = strtoull(value, &end, 10);
@@ -134,6 +143,7 @@ int main(int argc, char **argv)
                                              {"max-labels", required_argument, 0, 0},
                                              {"max-message", required_argument, 0, 0},
                                              {"api-peer-queue", required_argument, 0, 0},
+                                             {"max-system-errors", required_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"authorized-keys", required_argument, 0, 0},
                                              {"api-keys", required_argument, 0, 0},

@@ -1,7 +1,9 @@
 /* placer — matches READY tasks to agents.
  *
  * A task fits an agent that is connected, not drained, not being reclaimed
- * (a preemption notice), not the node it was last preempted on, can run
+ * (a preemption notice), not the node it was last preempted on or hit a
+ * system error on (unless no other agent in service could ever take it:
+ * then that avoidance is dropped rather than keep it waiting), can run
  * images if the step has one, carries every label the step's placement
  * asks for, and has the cpu, memory and GPUs free (capacity minus what the
  * scheduler itself has bound there, so placement never waits on a
@@ -48,6 +50,21 @@ static bool placeable(const agent_t *a)
     return a->connected && !a->drained && !a->terminating && a->unacked < PLACER_MAX_UNACKED;
 }
 
+/* What of a fit does not change while t waits: spot only, images, labels. */
+static bool suits(const agent_t *a, const task_t *t)
+{
+    if (t->step->spot == DROVER__SPOT_POLICY__SPOT_REQUIRE && !a->spot)
+        return false;
+    if (t->step->image && *t->step->image && !a->images)
+        return false; /* a container step needs an agent with a container runtime */
+    for (size_t i = 0; i < t->step->n_labels; i++) {
+        const char *have = label_of(a, t->step->labels[i]->key);
+        if (!have || strcmp(have, t->step->labels[i]->value) != 0)
+            return false;
+    }
+    return true;
+}
+
 bool placer_fits(const agent_t *a, const task_t *t)
 {
     const Drover__Resources *want = t->step->resources;
@@ -55,10 +72,6 @@ bool placer_fits(const agent_t *a, const task_t *t)
         return false;
     if (t->avoid_agent && strcmp(t->avoid_agent, a->name) == 0)
         return false;
-    if (t->step->spot == DROVER__SPOT_POLICY__SPOT_REQUIRE && !a->spot)
-        return false;
-    if (t->step->image && *t->step->image && !a->images)
-        return false; /* a container step needs an agent with a container runtime */
     if (want) {
         if ((uint64_t)a->used.cpu_milli + want->cpu_milli > a->capacity.cpu_milli)
             return false;
@@ -68,12 +81,26 @@ bool placer_fits(const agent_t *a, const task_t *t)
         if ((uint64_t)a->used.gpus + want->gpus > a->capacity.gpus)
             return false;
     }
-    for (size_t i = 0; i < t->step->n_labels; i++) {
-        const char *have = label_of(a, t->step->labels[i]->key);
-        if (!have || strcmp(have, t->step->labels[i]->value) != 0)
-            return false;
+    return suits(a, t);
+}
+
+/* Whether an agent in service other than the one t avoids could ever take
+ * t (it suits, and has the capacity once free). Only for a task that found
+ * no agent: the first such agent ends the walk, usually at once. */
+static bool another_could_run(sched_t *s, const task_t *t)
+{
+    const Drover__Resources *want = t->step->resources;
+    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+        if (!a->connected || a->drained || a->terminating || strcmp(a->name, t->avoid_agent) == 0 ||
+            !suits(a, t))
+            continue;
+        if (want && (want->cpu_milli > a->capacity.cpu_milli ||
+                     (want->memory_bytes && want->memory_bytes > a->capacity.memory_bytes) ||
+                     want->gpus > a->capacity.gpus))
+            continue;
+        return true;
     }
-    return true;
+    return false;
 }
 
 void placer_acked(task_t *t)
@@ -361,6 +388,13 @@ bool placer_place(sched_t *s)
             else
                 heap_down(&heaps[best_class], 0);
             placed++;
+        } else if (t->avoid_agent && !another_could_run(s, t)) {
+            /* Avoiding its last agent would keep it waiting for good: try
+             * it again at once without that. */
+            free(t->avoid_agent);
+            t->avoid_agent = NULL;
+            sched_mark_task_lazy(s, t);
+            next = t;
         } else {
             misses++;
         }

@@ -45,6 +45,7 @@ struct task {
     uint32_t item;          /* position in the fan-out list */
     Drover__TaskStatus status;
     uint32_t retries_used, preemptions;
+    uint32_t system_errors;   /* attempts ended by system errors (--max-system-errors) */
     uint32_t unfinished_deps; /* needs not yet SUCCEEDED */
     float progress;           /* latest from the agent's heartbeat; -1 = none */
     int64_t retry_at_ms;      /* FAILED with a retry pending: when it becomes READY */
@@ -73,7 +74,7 @@ struct task {
     Drover__KeyValue **env;
     uint32_t n_env;
     uint32_t agent_slot; /* runtime: position in agent->tasks */
-    char *avoid_agent;   /* the node it was last preempted on */
+    char *avoid_agent;   /* the node it was last preempted on, or hit a system error on */
 
     /* Runtime only (rebuilt on load). */
     agent_t *agent; /* where the current attempt is, while ASSIGNED/RUNNING */

@@ -39,6 +39,7 @@ void sched_config_defaults(sched_config_t *cfg)
     spec_limits_defaults(&cfg->spec_limits);
     cfg->max_message = MAX_MESSAGE;
     cfg->api_peer_queue = API_PEER_QUEUE;
+    cfg->max_system_errors = 3;
 }
 
 /* ------------------------------------------------------------ marking */
@@ -358,7 +359,9 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     if (rc < 0) {
         /* Nothing that depends on the lost transaction may leave. Stop: a
          * restart reloads the last durable state. */
-        log_error("store commit failed (%s): stopping without sending", strerror(-rc));
+        char why[512];
+        log_error("store commit failed (%s): stopping without sending",
+                  store_strerror(s->store, rc, why, sizeof why));
         s->fatal = rc;
         ev_break(loop, EVBREAK_ALL);
         return;

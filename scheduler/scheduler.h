@@ -18,16 +18,17 @@
 
 typedef struct {
     const char *state_dir;
-    const char *listen;        /* agents endpoint */
-    const char *api;           /* API endpoint; NULL = ipc://STATE_DIR/api.sock */
-    uint64_t agent_timeout_ms; /* no heartbeat for this long → agent lost */
-    uint64_t log_limit;        /* stored log bytes per attempt */
-    uint64_t assign_resend_ms; /* re-send unacknowledged assignments after */
-    uint64_t retention_ms;     /* delete finished runs older than this; 0 = keep */
-    size_t max_items;          /* items one fan-out may produce (run time) */
-    spec_limits_t spec_limits; /* what a submitted spec may be */
-    size_t max_message;        /* bytes of one message on either socket */
-    size_t api_peer_queue;     /* reply bytes droverd holds for one API peer */
+    const char *listen;         /* agents endpoint */
+    const char *api;            /* API endpoint; NULL = ipc://STATE_DIR/api.sock */
+    uint64_t agent_timeout_ms;  /* no heartbeat for this long → agent lost */
+    uint64_t log_limit;         /* stored log bytes per attempt */
+    uint64_t assign_resend_ms;  /* re-send unacknowledged assignments after */
+    uint64_t retention_ms;      /* delete finished runs older than this; 0 = keep */
+    size_t max_items;           /* items one fan-out may produce (run time) */
+    spec_limits_t spec_limits;  /* what a submitted spec may be */
+    size_t max_message;         /* bytes of one message on either socket */
+    size_t api_peer_queue;      /* reply bytes droverd holds for one API peer */
+    uint32_t max_system_errors; /* system errors (not the step's) before a task fails */
     /* Security (auth.c). */
     const char *key;             /* droverd's secret key file: CURVE on */
     const char *authorized_keys; /* dir of agents' public keys */

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #define KEY_MAX        512
 
 struct store {
+    char *dir;   /* the state dir */
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
     MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache;
@@ -191,6 +193,7 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
     store_t *s = xcalloc(1, sizeof *s);
     MDB_txn *txn = NULL;
     s->lock_fd = -1;
+    s->dir = xstrdup(dir);
     int rc = util_mkdir_p(dir, 0750);
     if (rc < 0) {
         snprintf(err, errlen, "mkdir(%s): %s", dir, strerror(-rc));
@@ -243,6 +246,7 @@ fail:
         mdb_env_close(s->env);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    free(s->dir);
     free(s);
     return NULL;
 }
@@ -254,6 +258,7 @@ void store_destroy(store_t **store)
     store_abort(*store);
     mdb_env_close((*store)->env);
     close((*store)->lock_fd);
+    free((*store)->dir);
     free(*store);
     *store = NULL;
 }
@@ -298,6 +303,20 @@ void store_abort(store_t *s)
 uint64_t store_bytes_put(const store_t *s)
 {
     return s->bytes_put;
+}
+
+const char *store_strerror(const store_t *s, int err, char *buf, size_t len)
+{
+    uint64_t bytes, inodes;
+    bool space = err == -EIO || err == -ENOSPC || err == -EDQUOT;
+    if (space && util_disk_full(s->dir, "state dir", buf, len))
+        return buf;
+    if (space && util_disk_free(s->dir, &bytes, &inodes) == 0)
+        snprintf(buf, len, "%s (state dir %s: %" PRIu64 " bytes free)", strerror(-err), s->dir,
+                 bytes);
+    else
+        snprintf(buf, len, "%s", strerror(-err));
+    return buf;
 }
 
 /* Pack msg and put it under key in dbi of the open transaction. */

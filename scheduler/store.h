@@ -50,6 +50,13 @@ int store_commit(store_t *s);
 /* Drop the open write transaction, if any. */
 void store_abort(store_t *s);
 
+/* What a failed store call's -errno err means, for the log, in buf
+ * (returned): when the state dir's disk is full, "no space left on device
+ * (state dir DIR: N bytes free)" whatever LMDB said (a short write is
+ * EIO to it); otherwise strerror, with the free space added for an I/O
+ * or space error ("Input/output error (state dir DIR: N bytes free)"). */
+const char *store_strerror(const store_t *s, int err, char *buf, size_t len);
+
 /* Puts (inside store_begin/store_commit). 0 or -errno. */
 /* The run's own record; -EINVAL if it carries legacy_steps (the steps go
  * to store_put_steps). */

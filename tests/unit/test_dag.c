@@ -393,6 +393,103 @@ Test(dag, lost_attempts_requeue_without_spending_retries)
     cr_assert_gt(r->rec->finished_ms, 0);
 }
 
+/* The agent running t reports its attempt failed for the agent's own
+ * reasons (Report.system_error), as the agent does when its disk is full. */
+static void system_error_exit(task_t *t, const char *why)
+{
+    Drover__Report rep = DROVER__REPORT__INIT;
+    rep.attempt_id = dag_current_attempt(t)->id;
+    rep.kind = DROVER__REPORT_KIND__REPORT_EXITED;
+    rep.exit_code = 1;
+    rep.reason = (char *)why;
+    rep.system_error = true;
+    dag_task_exited(s, t, &rep);
+}
+
+static const char *DISKY = "name: disky\n"
+                           "steps:\n"
+                           "  - name: write\n"
+                           "    command: [true]\n"
+                           "    retries: {limit: 2}\n"
+                           "  - name: after\n"
+                           "    needs: [write]\n"
+                           "    command: [true]\n";
+
+Test(dag, system_errors_move_the_task_without_spending_retries)
+{
+    run_t *r = h_submit(s, DISKY);
+    task_t *t = h_task(r, "write"), *after = h_task(r, "after");
+    agent_t *full = h_register(s, "full", 8000, 16ull << 30, 0, NULL); /* most free cpu */
+    agent_t *ok = h_register(s, "ok", 2000, 16ull << 30, 0, NULL);
+    const char *why = "system error on agent full (not the step's failure): no space left on "
+                      "device (work dir /w: 0 bytes free); the step ended with: exit code 1";
+
+    placer_place(s);
+    cr_assert_eq(t->agent, full);
+    dag_task_started(s, t, 0);
+    system_error_exit(t, why);
+    expect_ready(t, true);
+    expect_run(r, RS(RUNNING));
+    cr_assert_eq(t->retries_used, 0, "a system error is not a retry");
+    cr_assert_eq(t->system_errors, 1);
+    cr_assert_eq(t->retry_at_ms, 0, "requeued at once, no backoff");
+    cr_assert_eq(t->attempts[0]->status, ST(FAILED));
+    cr_assert(t->attempts[0]->system_error);
+    cr_assert_str_eq(t->attempts[0]->reason, why);
+    cr_assert_str_eq(t->reason, why);
+    cr_assert_eq(full->used.cpu_milli, 0, "resources released");
+
+    placer_place(s);
+    cr_assert_eq(t->agent, ok, "the agent of the system error is avoided while another fits");
+    system_error_exit(t, "system error on agent ok (not the step's failure): inputs: x");
+    expect_ready(t, true);
+    placer_place(s);
+    cr_assert_eq(t->agent, full, "now the other one is avoided");
+
+    /* The third is the last (--max-system-errors 3 by default). */
+    system_error_exit(t, why);
+    expect_status(t, ST(FAILED));
+    cr_assert(dag_task_final(t), "gave up: final with retries left");
+    cr_assert_eq(t->retries_used, 0);
+    cr_assert_eq(t->system_errors, 3);
+    cr_assert(strstr(t->reason, "no space left on device") != NULL, "reason: %s", t->reason);
+    cr_assert(strstr(t->reason, "gave up after 3 system errors") != NULL, "reason: %s", t->reason);
+    expect_status(after, ST(SKIPPED));
+    expect_run(r, RS(FAILED));
+
+    /* Durable: the count and which attempts were system errors. */
+    h_sched_close(&s);
+    s = h_sched_open(dir);
+    run_t *again = dag_find_run(s, "r000001");
+    cr_assert_not_null(again);
+    t = h_task(again, "write");
+    cr_assert_eq(t->system_errors, 3);
+    cr_assert_eq(t->retries_used, 0);
+    cr_assert_eq(t->n_attempts, 3);
+    for (uint32_t i = 0; i < 3; i++)
+        cr_assert(t->attempts[i]->system_error, "attempt %u", i + 1);
+}
+
+Test(dag, system_error_on_the_only_agent_that_fits_tries_it_again)
+{
+    run_t *r = h_submit(s, DISKY);
+    task_t *t = h_task(r, "write");
+    agent_t *a1 = h_register(s, "a1", 4000, 16ull << 30, 0, NULL);
+    h_register(s, "tiny", 500, 16ull << 30, 0, NULL); /* never room for cpu: 1 */
+    placer_place(s);
+    cr_assert_eq(t->agent, a1);
+    system_error_exit(t, "system error on agent a1 (not the step's failure): fork: EAGAIN");
+    expect_ready(t, true);
+    placer_place(s);
+    expect_status(t, ST(ASSIGNED));
+    cr_assert_eq(t->agent, a1, "no other agent could ever take it: a1 again, not forever READY");
+    cr_assert_eq(dag_current_attempt(t)->number, 2);
+    h_exit(s, t, 0);
+    expect_status(t, ST(SUCCEEDED));
+    cr_assert_eq(t->system_errors, 1);
+    cr_assert_eq(t->retries_used, 0);
+}
+
 Test(dag, silent_agent_is_declared_lost_and_its_tasks_move)
 {
     run_t *r = h_submit(s, LOSSY);

@@ -4,15 +4,17 @@
  * libev loop and waits for on_exit by running the loop, with a watchdog
  * timer so a broken runner fails the test instead of hanging it. Checked:
  * exit codes and signals, combined stdout+stderr in order, failure to
- * start, timeout (SIGTERM), runner_kill escalating to SIGKILL after the
- * grace period, leftovers of the step killed with it, its own process
- * group, cwd and exact environment.
+ * start (errno: the step's or the machine's), timeout (SIGTERM), runner_kill escalating to SIGKILL
+ * after the grace period, leftovers of the step killed with it, its own process group, cwd and
+ * exact environment.
  */
 #include "helpers.h"
 
 #include <ev.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -239,7 +241,50 @@ Test(runner, missing_binary_is_refused_at_start)
     cr_assert(strstr(errbuf, "cannot run") != NULL, "err: %s", errbuf);
     cr_assert(strstr(errbuf, "drover-no-such-program") != NULL, "names the program: %s", errbuf);
     cr_assert(strstr(errbuf, "No such file") != NULL, "says why: %s", errbuf);
+    cr_assert_eq(errno, ENOENT, "errno says why: %s", strerror(errno));
+    cr_assert_not(util_errno_is_system(errno), "a missing command is the step's failure");
     /* No callbacks for a failed start. */
+    ev_run(loop, EVRUN_NOWAIT);
+    cr_assert_eq(res.exits, 0);
+}
+
+static int join_nothing(void *arg)
+{
+    return 0;
+}
+
+/* Out of file descriptors (a real RLIMIT_NOFILE, as a busy agent hits it):
+ * no process can be made, and errno says it is the machine's trouble, not
+ * the step's, whichever way it spawns (posix_spawn, or the fork runtime
+ * drivers use). Criterion runs each test in its own process, so the limit
+ * dies with it. */
+Test(runner, no_descriptors_left_is_a_system_error)
+{
+    char errbuf[256] = "";
+    result_t res = {0};
+    char *argv[] = {"true", NULL};
+    runner_spec_t spec = {.argv = argv,
+                          .envp = default_env,
+                          .cwd = dir,
+                          .kill_grace_ms = 100,
+                          .on_output = on_output,
+                          .on_exit = on_exit_cb,
+                          .arg = &res};
+    /* open() takes the lowest free descriptor: with the limit at it, none
+     * is left. */
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    struct rlimit lim;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &lim), 0);
+    lim.rlim_cur = (rlim_t)fd;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0, "setrlimit: %s", strerror(errno));
+    for (int fork_path = 0; fork_path < 2; fork_path++) {
+        spec.child_fn = fork_path ? join_nothing : NULL;
+        runner_t *r = runner_start(loop, &spec, errbuf, sizeof errbuf);
+        cr_assert_null(r, "started with no descriptor left");
+        cr_assert_eq(errno, EMFILE, "errno %s (%s)", strerror(errno), errbuf);
+        cr_assert(util_errno_is_system(errno), "EMFILE is the machine's trouble: %s", errbuf);
+    }
     ev_run(loop, EVRUN_NOWAIT);
     cr_assert_eq(res.exits, 0);
 }

@@ -11,8 +11,10 @@
  * log chunks read back contiguously from any offset, stop at gaps, respect
  * max and never mix attempts, tasks or runs; a commit on a full filesystem
  * fails with -ENOSPC and leaves the previous durable state readable, and a
- * migration there fails the open and leaves schema 1 as it was (needs root
- * to mount a tiny tmpfs; skipped with the reason otherwise).
+ * migration there fails the open and leaves schema 1 as it was, and a
+ * commit's error (EIO too: a write cut short) is explained as the full
+ * disk it is (needs root to mount a tiny tmpfs; skipped with the reason
+ * otherwise).
  */
 #include "helpers.h"
 
@@ -810,6 +812,9 @@ Test(store_disk, commit_on_full_disk_fails_and_keeps_state, .init = disk_setup,
     put_chunk("r000001", 0, 1, 1000, 256 * 1024, 0); /* cannot fit */
     int rc = store_commit(st);
     cr_assert_eq(rc, -ENOSPC, "commit on a full disk: %d (%s), want -ENOSPC", rc, strerror(-rc));
+    char why[512], *want = xasprintf("no space left on device (state dir %s: ", dir);
+    cr_assert(strstr(store_strerror(st, rc, why, sizeof why), want), "explained as: %s", why);
+    free(want);
 
     /* The previous durable state is what reads back, in this handle... */
     cr_assert_eq(store_get_counter(st, "next_run"), 1);
@@ -910,4 +915,48 @@ Test(store_disk, migration_on_full_disk_keeps_schema_1, .init = disk_setup, .fin
     cr_assert_eq(store_load(st, &loader), 0);
     cr_assert_eq(counts[0], RUNS);
     cr_assert_eq(counts[1], RUNS * STEPS, "steps lost in the migration");
+}
+
+/* LMDB reports a write cut short by a full disk as EIO ("store commit
+ * failed (Input/output error)" told an operator nothing): the explanation
+ * looks at the disk and says it is full; with room, EIO stays EIO, with
+ * the free space. */
+Test(store_disk, commit_cut_short_by_a_full_disk_is_named, .init = disk_setup,
+     .fini = disk_teardown, .timeout = 60)
+{
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=2m") < 0)
+        cr_skip_test("cannot mount a 2 MiB tmpfs on %s (%s): needs root", mnt, strerror(errno));
+    mounted = true;
+    dir = xasprintf("%s/state", mnt);
+    st = open_ok();
+    /* Leave a few pages: the commit's write starts, then runs out. */
+    uint64_t bytes, inodes;
+    cr_assert_eq(util_disk_free(mnt, &bytes, &inodes), 0);
+    char *filler = xasprintf("%s/filler", mnt);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    static uint8_t block[65536];
+    for (uint64_t left = bytes - 3 * 4096; left > 0;) {
+        ssize_t n = write(fd, block, left < sizeof block ? (size_t)left : sizeof block);
+        cr_assert_gt(n, 0, "filling: %s", strerror(errno));
+        left -= (uint64_t)n;
+    }
+    close(fd);
+    cr_assert_eq(store_begin(st), 0);
+    put_chunk("r000001", 0, 1, 0, 256 * 1024, 0);
+    int rc = store_commit(st);
+    cr_assert(rc == -EIO || rc == -ENOSPC, "commit with 12 KiB left: %d (%s)", rc, strerror(-rc));
+    char why[512], *want = xasprintf("no space left on device (state dir %s: ", dir);
+    cr_assert(strstr(store_strerror(st, rc, why, sizeof why), want), "%s explained as: %s",
+              strerror(-rc), why);
+    cr_assert(strstr(store_strerror(st, -EIO, why, sizeof why), want), "EIO explained as: %s", why);
+    free(want);
+
+    cr_assert_eq(unlink(filler), 0);
+    free(filler);
+    store_strerror(st, -EIO, why, sizeof why);
+    cr_assert(strstr(why, "Input/output error (state dir ") == why, "with room: %s", why);
+    cr_assert(strstr(why, "bytes free)"), "with room: %s", why);
+    store_strerror(st, -EPROTO, why, sizeof why);
+    cr_assert_str_eq(why, strerror(EPROTO));
 }

@@ -11,7 +11,8 @@
  * droverd wants are uploaded, in chunks of at most 256 KiB with never more
  * than 8 unacknowledged; done() gets manifests listing every file (sorted
  * paths, modes, sizes, digests) and the params with one trailing newline
- * stripped; symlinks, missing outputs and oversized params are errors.
+ * stripped; symlinks, missing outputs and oversized params are errors; a
+ * blob droverd could not store for its own reasons is offered again.
  * Inputs: missing blobs are fetched (acks come back), verified, stored in
  * the cache and materialized with their modes; a corrupted chunk fails
  * the transfer; a manifest path that would leave the inputs dir is
@@ -773,6 +774,48 @@ Test(transfer, failed_blob_fails_the_upload)
     for (size_t i = 0; i < n; i++)
         cr_assert(same(fake.chunks[i]->digest, wanted[0]->digest),
                   "the second blob was uploaded after the first failed");
+    xfer_out_cancel(&x);
+}
+
+/* droverd could not store a blob for its own reasons (its disk is full:
+ * BlobDone.retry): the upload is not over and nothing is reported; the
+ * outputs are offered again after a delay, and once stored the artifacts
+ * are reported as if nothing had happened. */
+Test(transfer, blob_droverd_could_not_store_is_offered_again)
+{
+    make_outputs();
+    xfer_host_t h = host();
+    xfer_out_t *x = xfer_out_start(&h, 9, outdir, OUT_ARTS, 2, OUT_PARAMS, 3, out_done, &res);
+    cr_assert(pump_until(have_offer, NULL));
+    cr_assert_eq(fake.n_offers, 1);
+    const out_file_t *wanted[] = {out_file("model")};
+    want(x, 9, wanted, 1);
+    settle();
+    cr_assert_gt(fake.n_chunks, 0);
+    Drover__BlobDone d = DROVER__BLOB_DONE__INIT;
+    d.attempt_id = 9;
+    d.digest.data = (uint8_t *)wanted[0]->digest;
+    d.digest.len = DIGEST_LEN;
+    d.ok = false;
+    d.retry = true;
+    d.error = "writing blob: no space left on device (state dir /s: 0 bytes free)";
+    xfer_out_blob_done(x, &d);
+    settle();
+    cr_assert_eq(res.calls, 0, "droverd's full disk ended the upload: %s", res.error);
+    int64_t now = util_mono_ms();
+    xfer_out_tick(x, now + 500);
+    cr_assert_eq(fake.n_offers, 1, "offered again before the delay");
+    xfer_out_tick(x, now + 1500);
+    cr_assert_eq(fake.n_offers, 2, "never offered again");
+    cr_assert_eq(fake.offers[1]->n_digests, fake.offers[0]->n_digests);
+
+    size_t next = fake.n_chunks; /* the failed round's chunks are history */
+    want(x, 9, wanted, 1);
+    serve_blob(x, 9, wanted[0], &next, 3);
+    wait_done();
+    cr_assert_null(res.error, "error: %s", res.error);
+    cr_assert_eq(res.n_arts, 2);
+    cr_assert_eq(find_art("model")->size, wanted[0]->size);
     xfer_out_cancel(&x);
 }
 
