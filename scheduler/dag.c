@@ -613,6 +613,24 @@ void dag_task_checkpoint(sched_t *s, task_t *t, const Drover__Checkpoint *ck)
 /* The attempt ended by its node going away, not by its own failure: back
  * to READY (resuming from the latest checkpoint), counted against
  * max_preemptions and never against retries. status: PREEMPTED or LOST. */
+/* An attempt ended for no fault of the step: READY again (not a retry),
+ * or, once `give_up` (its own bound passed), failed for good saying after
+ * how many `what`. */
+static void back_to_ready(sched_t *s, task_t *t, const char *reason, bool give_up, uint32_t count,
+                          const char *what)
+{
+    if (give_up) {
+        char *why = xasprintf("%s; gave up after %u %s", reason, count, what);
+        fail_for_good(s, t, why);
+        free(why);
+        return;
+    }
+    set_reason(t, reason);
+    t->status = DROVER__TASK_STATUS__TASK_READY;
+    dag_ready_push(s, t);
+    sched_mark_task(s, t);
+}
+
 static void requeue(sched_t *s, task_t *t, Drover__TaskStatus status, const char *reason)
 {
     Drover__AttemptRecord *a = current_open_attempt(t);
@@ -628,17 +646,8 @@ static void requeue(sched_t *s, task_t *t, Drover__TaskStatus status, const char
     }
     close_attempt(s, t, status, reason);
     t->preemptions++;
-    if (t->preemptions > t->step->max_preemptions) {
-        char *why =
-            xasprintf("%s; gave up after %u lost/preempted attempts", reason, t->preemptions);
-        fail_for_good(s, t, why);
-        free(why);
-        return;
-    }
-    set_reason(t, reason);
-    t->status = DROVER__TASK_STATUS__TASK_READY;
-    dag_ready_push(s, t);
-    sched_mark_task(s, t);
+    back_to_ready(s, t, reason, t->preemptions > t->step->max_preemptions, t->preemptions,
+                  "lost/preempted attempts");
 }
 
 /* The attempt failed for its agent's reasons, not the step's: back to
@@ -656,16 +665,8 @@ static void system_error(sched_t *s, task_t *t, const char *reason)
     t->system_errors++;
     log_warn("%s/%s: attempt %u: %s (%u of %u system errors)", t->run->rec->id, t->name,
              a ? a->number : 0, reason, t->system_errors, s->cfg.max_system_errors);
-    if (t->system_errors >= s->cfg.max_system_errors) {
-        char *why = xasprintf("%s; gave up after %u system errors", reason, t->system_errors);
-        fail_for_good(s, t, why);
-        free(why);
-        return;
-    }
-    set_reason(t, reason);
-    t->status = DROVER__TASK_STATUS__TASK_READY;
-    dag_ready_push(s, t);
-    sched_mark_task(s, t);
+    back_to_ready(s, t, reason, t->system_errors >= s->cfg.max_system_errors, t->system_errors,
+                  "system errors");
 }
 
 void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
