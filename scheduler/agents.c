@@ -34,6 +34,7 @@
 #include "util.h"
 
 #define AGENT_NAME_MAX 63
+#define CONN_HEX_MAX   (2 * 255 + 1)
 
 agent_t *agents_find(sched_t *s, const char *name)
 {
@@ -205,13 +206,13 @@ void agents_send_preempt(sched_t *s, agent_t *a, uint64_t deadline_ms)
     out->preempt->deadline_ms = util_now_ms() + (int64_t)deadline_ms;
 }
 
-/* Hex of a routing id: the key of s->conns (ids are binary). */
-static char *conn_hex(zframe_t *conn)
+/* Hex of a routing id (at most 255 bytes): the key of s->conns (ids are
+ * binary). Returns hex. */
+static char *conn_hex(zframe_t *conn, char hex[CONN_HEX_MAX])
 {
     static const char digits[] = "0123456789abcdef";
-    size_t n = zframe_size(conn);
+    size_t n = zframe_size(conn) < 255 ? zframe_size(conn) : 255;
     const uint8_t *d = zframe_data(conn);
-    char *hex = xmalloc(2 * n + 1);
     for (size_t i = 0; i < n; i++) {
         hex[2 * i] = digits[d[i] >> 4];
         hex[2 * i + 1] = digits[d[i] & 15];
@@ -241,18 +242,16 @@ static void disconnect(sched_t *s, agent_t *a, const char *reason)
 /* From now on, a speaks on conn (with key, under CURVE). */
 static void bind_conn(sched_t *s, agent_t *a, zframe_t *conn, const keys_entry_t *key)
 {
-    char *hex = conn_hex(conn);
-    if (a->conn_hex && strcmp(a->conn_hex, hex) == 0) {
-        free(hex);
+    char hex[CONN_HEX_MAX];
+    if (a->conn_hex && strcmp(a->conn_hex, conn_hex(conn, hex)) == 0)
         return;
-    }
     if (a->conn)
         log_info("agent %s: a new connection registered (the agent restarted or reconnected)",
                  a->name);
     unbind_conn(s, a);
     a->conn = zframe_dup(conn);
-    a->conn_hex = hex;
-    zhashx_insert(s->conns, hex, a);
+    a->conn_hex = xstrdup(conn_hex(conn, hex));
+    zhashx_insert(s->conns, a->conn_hex, a);
     snprintf(a->key, sizeof a->key, "%s", key ? key->key : "");
 }
 
@@ -410,9 +409,8 @@ void agents_handle(sched_t *s, zframe_t *conn, const keys_entry_t *key, const ui
         log_warn("agents socket: undecodable message of %zu bytes dropped", len);
         return;
     }
-    char *hex = conn_hex(conn);
-    agent_t *a = zhashx_lookup(s->conns, hex);
-    free(hex);
+    char hex[CONN_HEX_MAX];
+    agent_t *a = zhashx_lookup(s->conns, conn_hex(conn, hex));
     if (msg->register_) {
         handle_register(s, a, conn, key, msg->register_);
         goto cleanup;
