@@ -112,6 +112,29 @@ class ExactlyOnceTest(DroverTestCase):
         self.assertIn("exit reports go to droverd now", c.agents["a1"].log_text())
         wait_until(lambda: not os.listdir(exits), 30, what="the kept report to be dropped once acked")
 
+    def test_agent_reconnects_on_a_new_connection_after_silence(self):
+        """Defect 1's other half: an agent that hears nothing makes a new
+        connection (a dead one is not revived by re-sending on it), and its
+        running step is not disturbed by droverd's pause."""
+        c = self.c
+        c.start_droverd(extra=["--agent-timeout", "60s"])
+        c.start_agent("a1", cpus=2)
+        m = c.path("marker")
+        rid = c.submit({"name": "pause", "steps": [marker_step("s", m, 6)]})
+        self.wait_started(m)
+        os.kill(c.droverd.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: "reconnecting and registering again" in c.agents["a1"].log_text(),
+                       60, what="the agent to give up on its silent connection")
+        finally:
+            os.kill(c.droverd.pid, signal.SIGCONT)
+        wait_until(lambda: "agent a1: a new connection registered" in c.droverd.log_text(), 60,
+                   what="droverd to see a1 on its new connection")
+        run = wait_final(c, rid)
+        self.assertRunSucceeded(run)
+        self.assertEqual(len(starts(m)), 1, "the step ran once, through the pause")
+        self.assertEqual(len(task(run, "s")["history"]), 1)
+
     def test_detached_leftovers_die_with_their_step(self):
         """Defect 5: a step that leaves a detached (setsid) writer behind;
         the writer is killed when the step ends, and later attempts never
