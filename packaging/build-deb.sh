@@ -16,7 +16,8 @@ case ${1:-build/deb} in
 *) out=$root/${1:-build/deb} ;;
 esac
 src=$out/src/drover
-rm -rf "$out"
+rm -rf "$out/src"
+rm -f "$out"/*.deb "$out"/*.changes "$out"/*.buildinfo "$out/build.log"
 mkdir -p "$src"
 (cd "$root" && git ls-files -z --cached --others --exclude-standard |
     xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
