@@ -38,4 +38,9 @@ fi
     exit 1
 }
 mv "$out"/src/*.deb "$out"/src/*.changes "$out"/src/*.buildinfo "$out"/
-ls "$out"/*.deb | grep -v -- -dbgsym_
+for f in "$out"/*.deb; do
+    case $f in
+    *-dbgsym_*) ;;
+    *) echo "$f" ;;
+    esac
+done

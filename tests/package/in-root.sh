@@ -29,7 +29,7 @@ wait_for() {
 }
 # unit_line UNIT KEY: the value of KEY= in the installed unit, "+" dropped.
 unit_line() {
-    sed -n "s/^$2=+\{0,1\}//p" /lib/systemd/system/$1.service
+    sed -n "s/^$2=+\{0,1\}//p" "/lib/systemd/system/$1.service"
 }
 apt_q() { apt-get -q -y -o Dpkg::Use-Pty=0 "$@" >/tmp/apt.log 2>&1 || { cat /tmp/apt.log >&2; fail "apt-get $*"; }; }
 
