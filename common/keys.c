@@ -146,10 +146,19 @@ int keys_generate(const char *dir, const char *name, const char *role, char *err
     }
     char *meta = role ? xasprintf("    name = \"%s\"\n    role = \"%s\"\n", name, role)
                       : xasprintf("    name = \"%s\"\n", name);
-    char *pub = xasprintf("#   drover public key of %s: copy it to droverd's authorized-keys\n"
-                          "#   (agents) or api-keys (CLI users) directory\n"
-                          "metadata\n%scurve\n    public-key = \"%s\"\n",
-                          name, meta, zcert_public_txt(cert));
+    /* What the public half is for: droverd's own key goes to agents and
+     * CLI users, never into its own authorized-keys. */
+    const char *use =
+        strcmp(name, "droverd") == 0 && !role
+            ? "#   drover public key of droverd (the scheduler): agents' scheduler-key,\n"
+              "#   CLI users' --server-key; not for droverd's authorized-keys\n"
+        : role ? "#   drover public key of CLI user %s: copy it to droverd's api-keys directory\n"
+               : "#   drover public key of agent %s: copy it to droverd's authorized-keys\n"
+                 "#   directory (a CLI user's key, made with --role, goes to api-keys)\n";
+    char *head = xasprintf(use, name);
+    char *pub = xasprintf("%smetadata\n%scurve\n    public-key = \"%s\"\n", head, meta,
+                          zcert_public_txt(cert));
+    free(head);
     char *sec = xasprintf("#   drover SECRET key of %s: keep it on its machine, mode 0600\n"
                           "metadata\n%scurve\n    public-key = \"%s\"\n    secret-key = \"%s\"\n",
                           name, meta, zcert_public_txt(cert), zcert_secret_txt(cert));

@@ -1,27 +1,46 @@
 #!/bin/sh
-# Build build/drover_VERSION_ARCH.deb from a release build with dpkg-deb:
-# binaries, systemd units, example configs and pipeline, README.
-# Usage: packaging/build-deb.sh [BUILD_DIR]
+# Build the Debian packages (debian/: debhelper) from this checkout:
+# drover (CLI, examples, drover-identity), droverd and drover-agent, into
+# OUT_DIR (default build/deb), and print their paths. The tracked and
+# untracked-but-not-ignored files are copied to OUT_DIR/src first, so the
+# checkout and its build directories are left alone.
+# DROVER_DEB_VERSION=V builds version V instead of debian/changelog's (a
+# changelog entry is added to the copy; the package test's upgrade).
+# Needs: dpkg-dev, debhelper, help2man and the build dependencies
+# (scripts/install-deps.sh installs them).
+# Usage: packaging/build-deb.sh [OUT_DIR]
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/${1:-build}
-version=$(sed -n 's/^project(drover VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
-arch=$(dpkg --print-architecture)
-stage=$build/deb-stage
-rm -rf "$stage"
-DESTDIR=$stage cmake --install "$build" --prefix /usr >/dev/null
-install -D -m 644 "$root/systemd/droverd.service" "$stage/lib/systemd/system/droverd.service"
-install -D -m 644 "$root/systemd/drover-agent.service" "$stage/lib/systemd/system/drover-agent.service"
-doc=$stage/usr/share/doc/drover
-install -D -m 644 "$root/README.md" "$doc/README.md"
-install -D -m 644 "$root/systemd/droverd.yaml.example" "$doc/examples/droverd.yaml.example"
-install -D -m 644 "$root/systemd/agent.yaml.example" "$doc/examples/agent.yaml.example"
-mkdir -p "$stage/usr/share/drover/examples" "$stage/etc/drover"
-cp -r "$root/examples/ml" "$stage/usr/share/drover/examples/"
-mkdir -p "$stage/DEBIAN"
-sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" "$root/packaging/debian/control.in" \
-    >"$stage/DEBIAN/control"
-install -m 755 "$root/packaging/debian/postinst" "$stage/DEBIAN/postinst"
-out=$build/drover_${version}_${arch}.deb
-dpkg-deb --root-owner-group --build "$stage" "$out" >/dev/null
-echo "$out"
+case ${1:-build/deb} in
+/*) out=${1} ;;
+*) out=$root/${1:-build/deb} ;;
+esac
+src=$out/src/drover
+rm -rf "$out/src"
+rm -f "$out"/*.deb "$out"/*.changes "$out"/*.buildinfo "$out/build.log"
+mkdir -p "$src"
+(cd "$root" && git ls-files -z --cached --others --exclude-standard |
+    xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
+    tar --null -T - -cf -) | tar -C "$src" -xf -
+if [ -n "${DROVER_DEB_VERSION:-}" ]; then
+    cl=$src/debian/changelog
+    {
+        printf 'drover (%s) bookworm; urgency=medium\n\n' "$DROVER_DEB_VERSION"
+        printf '  * Rebuild as %s.\n\n' "$DROVER_DEB_VERSION"
+        printf ' -- drover developers <drover@example.org>  %s\n\n' "$(date -R)"
+        cat "$cl"
+    } >"$cl.new"
+    mv "$cl.new" "$cl"
+fi
+(cd "$src" && dpkg-buildpackage -us -uc -b -j"${JOBS:-2}" >"$out/build.log" 2>&1) || {
+    tail -n 40 "$out/build.log" >&2
+    echo "build-deb: dpkg-buildpackage failed; full log: $out/build.log" >&2
+    exit 1
+}
+mv "$out"/src/*.deb "$out"/src/*.changes "$out"/src/*.buildinfo "$out"/
+for f in "$out"/*.deb; do
+    case $f in
+    *-dbgsym_*) ;;
+    *) echo "$f" ;;
+    esac
+done

@@ -34,6 +34,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 for u in droverd drover-agent; do
     sed -e "s#/usr/bin/$u #$build/$u #g" -e "s#/usr/bin/$u\$#$build/$u#g" \
+        -e "s#/usr/libexec/drover/drover-identity#$root/systemd/drover-identity#g" \
         "$root/systemd/$u.service" >"$tmp/$u.service"
 done
 

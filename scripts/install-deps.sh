@@ -1,12 +1,14 @@
 #!/bin/sh
-# Install the Debian packages drover needs to build, test and run its demo.
+# Install the Debian packages drover needs to build, test and run its demo,
+# and to build and test its Debian packages (debhelper ... debootstrap).
 # Does nothing (and needs no network) when every package is already present.
 set -eu
 PKGS="build-essential cmake pkg-config clang-format python3 clang libclang-rt-14-dev
 libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
 libev-dev libssl-dev libcriterion-dev libsodium-dev libyaml-dev
 libcurl4-openssl-dev libsystemd-dev
-runc podman busybox-static"
+runc podman busybox-static
+debhelper help2man lintian debootstrap"
 
 missing=""
 for p in $PKGS; do

@@ -122,6 +122,14 @@ class SecurityTest(DroverTestCase):
         r = c.cli("keygen", "a1", "--dir", self.keys, api=False)
         self.assertNotEqual(r.rc, 0)
         self.assertIn("exists", r.err)
+        # Each public key's header says where it goes: droverd's own key to
+        # agents and users, never into its authorized-keys.
+        with open(self.server_pub) as f:
+            head = f.read().split("metadata")[0]
+        self.assertIn("scheduler-key", head)
+        self.assertNotIn("copy it to droverd's authorized-keys", head)
+        with open(pub) as f:
+            self.assertIn("copy it to droverd's authorized-keys", f.read())
         os.chmod(self.server_sec, 0o640)
         d = c.start_droverd(extra=["--key", self.server_sec, "--authorized-keys", self.auth],
                             wait=False)
