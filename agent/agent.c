@@ -762,6 +762,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
             at->result.killed = true;
             report_exit(at, NULL, 0, NULL, 0);
         } else if (at->proc && !at->exited) {
+            spot_drop_checkpoints(at); /* its end is reported at once */
             rt_task_kill(at->proc, "killed by droverd (cancelled or superseded)");
         } else if (at->xin || at->xout) { /* no process to kill: drop the transfer */
             xfer_in_cancel(&at->xin);
@@ -771,9 +772,11 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
             report_exit(at, NULL, 0, NULL, 0);
         }
     }
-    if (m->preempt)
-        spot_notice(a, m->preempt->terminate, m->preempt->deadline_ms,
-                    m->preempt->reason && *m->preempt->reason ? m->preempt->reason : "droverd");
+    if (m->preempt && m->preempt->withdraw)
+        spot_drill_end(a, "drover agent undrain");
+    else if (m->preempt)
+        spot_drill(a, m->preempt->deadline_ms,
+                   m->preempt->reason && *m->preempt->reason ? m->preempt->reason : "droverd");
     for (size_t i = 0; i < m->n_wants; i++) {
         attempt_t *at = idmap_get(a->attempts, m->wants[i]->attempt_id);
         if (at && at->xout)

@@ -45,6 +45,8 @@ static void usage(FILE *f)
                "                         match the unit's TimeoutStopSec [90s]\n"
                "  --upload-margin DUR    kept before a preemption deadline for the last\n"
                "                         checkpoint's upload [10s]\n"
+               "  --drill-exit           at a drill's deadline (drover agent preempt) exit,\n"
+               "                         as a reclaimed node would [return to service]\n"
                "security:\n"
                "  --key FILE             this agent's secret key (drover keygen NAME)\n"
                "  --scheduler-key FILE   droverd's public key (droverd.key)\n"
@@ -137,6 +139,8 @@ static int apply(const char *key, const char *value, void *arg)
         return spec_parse_duration(value, &c->stop_timeout_ms);
     else if (strcmp(key, "upload-margin") == 0)
         return spec_parse_duration(value, &c->upload_margin_ms);
+    else if (strcmp(key, "drill-exit") == 0)
+        c->drill_exit = parse_bool(value);
     else if (strcmp(key, "key") == 0)
         c->key = keep(o, value);
     else if (strcmp(key, "scheduler-key") == 0)
@@ -172,6 +176,7 @@ int main(int argc, char **argv)
                                              {"metadata-poll", required_argument, 0, 0},
                                              {"stop-timeout", required_argument, 0, 0},
                                              {"upload-margin", required_argument, 0, 0},
+                                             {"drill-exit", no_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"scheduler-key", required_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},

@@ -14,9 +14,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -433,6 +435,107 @@ static int copy_file(const char *src, const char *dest, uint32_t mode)
     return rc;
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+/* Whether the checkpoint rule leaves name out: dot-files and "*.tmp". */
+static bool snapshot_skips(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] == '.' || (n >= 4 && strcmp(name + n - 4, ".tmp") == 0);
+}
+
+/* Capture one file: a reflink clone (a true copy-on-write snapshot) where
+ * the filesystem has one, else a hard link, else a copy. *mode remembers
+ * what worked, so a filesystem without reflinks is asked once. */
+static int capture_file(const char *src, const char *dest, const struct stat *st, int *mode)
+{
+    if (*mode == 0) {
+        int in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+            return -errno;
+        int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st->st_mode & 0777);
+        if (out < 0) {
+            int e = -errno;
+            close(in);
+            return e;
+        }
+        int rc = ioctl(out, FICLONE, in) < 0 ? -errno : 0;
+        close(in);
+        close(out);
+        if (rc == 0)
+            return 0;
+        unlink(dest);
+        *mode = 1; /* EOPNOTSUPP, EXDEV, EINVAL...: links from now on */
+    }
+    if (*mode == 1) {
+        if (link(src, dest) == 0)
+            return 0;
+        if (errno != EXDEV && errno != EPERM && errno != EMLINK && errno != ENOTSUP)
+            return -errno;
+        *mode = 2;
+    }
+    return copy_file(src, dest, st->st_mode);
+}
+
+static int snapshot_dir(const char *src, const char *dest, int depth, int *mode, char *err,
+                        size_t errlen)
+{
+    if (depth > MAX_DEPTH) {
+        snprintf(err, errlen, "checkpoint is nested too deeply");
+        return -ELOOP;
+    }
+    if (mkdir(dest, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "snapshot %s: %s", dest, strerror(errno));
+        return -errno;
+    }
+    DIR *d = opendir(src);
+    if (!d) {
+        snprintf(err, errlen, "reading checkpoint %s: %s", src, strerror(errno));
+        return -errno;
+    }
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        if (snapshot_skips(e->d_name)) /* also "." and ".." */
+            continue;
+        char *cs = xasprintf("%s/%s", src, e->d_name);
+        char *cd = xasprintf("%s/%s", dest, e->d_name);
+        struct stat st;
+        if (lstat(cs, &st) < 0) {
+            if (errno != ENOENT) { /* gone since readdir: not part of it */
+                rc = -errno;
+                snprintf(err, errlen, "reading checkpoint %s: %s", cs, strerror(errno));
+            }
+        } else if (S_ISDIR(st.st_mode)) {
+            rc = snapshot_dir(cs, cd, depth + 1, mode, err, errlen);
+        } else if (S_ISREG(st.st_mode)) {
+            rc = capture_file(cs, cd, &st, mode);
+            if (rc == -ENOENT) /* renamed away since readdir */
+                rc = 0;
+            else if (rc < 0)
+                snprintf(err, errlen, "snapshot of %s: %s", cs, strerror(-rc));
+        } else {
+            snprintf(err, errlen,
+                     "checkpoint contains %s '%s': only regular files and directories are stored",
+                     S_ISLNK(st.st_mode) ? "a symbolic link" : "a special file", e->d_name);
+            rc = -EINVAL;
+        }
+        free(cs);
+        free(cd);
+    }
+    closedir(d);
+    return rc;
+}
+
+int xfer_snapshot(const char *src, const char *dest, char *err, size_t errlen)
+{
+    static int mode; /* loop thread only: 0 reflink, 1 link, 2 copy */
+    err[0] = '\0';
+    int rc = snapshot_dir(src, dest, 0, &mode, err, errlen);
+    if (rc < 0)
+        util_rm_rf(dest);
+    return rc;
+}
+
 static void in_materialize_work(void *arg)
 {
     in_job_t *j = arg;
@@ -528,7 +631,7 @@ typedef struct {
     dev_t dev;
     ino_t ino;
     off_t size;
-    struct timespec mtime, ctime;
+    struct timespec mtime;
     uint8_t digest[DIGEST_LEN];
 } memo_entry_t;
 
@@ -564,7 +667,7 @@ static bool memo_get(xfer_memo_t *m, const char *rel, const struct stat *st, uin
 {
     const memo_entry_t *e = m ? zhashx_lookup(m->by_path, rel) : NULL;
     if (!e || e->dev != st->st_dev || e->ino != st->st_ino || e->size != st->st_size ||
-        !same_time(e->mtime, st->st_mtim) || !same_time(e->ctime, st->st_ctim))
+        !same_time(e->mtime, st->st_mtim))
         return false;
     memcpy(digest, e->digest, DIGEST_LEN);
     return true;
@@ -574,15 +677,13 @@ static void memo_put(xfer_memo_t *m, const char *rel, const struct stat *st, con
                      uint64_t size_read)
 {
     time_t now = time(NULL);
-    if (!m || (uint64_t)st->st_size != size_read || st->st_mtim.tv_sec >= now - m->racy_s ||
-        st->st_ctim.tv_sec >= now - m->racy_s)
+    if (!m || (uint64_t)st->st_size != size_read || st->st_mtim.tv_sec >= now - m->racy_s)
         return; /* changing, or too recent to tell a later write apart */
     memo_entry_t *e = xmalloc(sizeof *e);
     e->dev = st->st_dev;
     e->ino = st->st_ino;
     e->size = st->st_size;
     e->mtime = st->st_mtim;
-    e->ctime = st->st_ctim;
     memcpy(e->digest, digest, DIGEST_LEN);
     zhashx_update(m->by_path, rel, e);
 }

@@ -59,8 +59,10 @@ xfer_out_t *xfer_out_start(const xfer_host_t *h, uint64_t attempt_id, const char
                            char *const *artifacts, size_t n_artifacts, char *const *params,
                            size_t n_params, xfer_out_done_fn done, void *arg);
 /* Digests of files already hashed, for the checkpoints of one attempt: a
- * file whose device, inode, size, mtime and ctime are unchanged since it
- * was hashed is not read again. A file changed within the last racy_s
+ * file whose device, inode, size and mtime are unchanged since it was
+ * hashed is not read again. ctime is not compared: each snapshot's hard
+ * link changes it (xfer_snapshot); the checkpoint rule (replace files by
+ * rename, README) makes a changed file a new inode. A file changed within the last racy_s
  * seconds is not remembered (a write in the same timestamp tick would not
  * show; the agent uses 2). Used only on the worker thread; release it
  * through the worker. */
@@ -72,6 +74,15 @@ void xfer_memo_release(const xfer_host_t *h, xfer_memo_t *m);
  * hashing only what changed since the memo's last scans. */
 xfer_out_t *xfer_checkpoint_start(const xfer_host_t *h, uint64_t attempt_id, const char *dir,
                                   xfer_memo_t *memo, xfer_out_done_fn done, void *arg);
+/* Capture the directory src as it is now into dest (made here; dest's
+ * parent must exist, on src's filesystem for links): each regular file is
+ * a reflink clone where the filesystem can (FICLONE: immune to any later
+ * write), else a hard link (immune to a replacement by rename, not to a
+ * rewrite in place), else a copy. Dot-files and "*.tmp" (a temp file being
+ * written) are left out, also in subdirectories; a file gone since the
+ * directory was read is left out. Blocking, but a link or clone per file
+ * is cheap; loop thread. 0, or -errno with err set and dest removed. */
+int xfer_snapshot(const char *src, const char *dest, char *err, size_t errlen);
 void xfer_out_want(xfer_out_t *x, const Drover__UploadWant *w);
 void xfer_out_chunk_ack(xfer_out_t *x, const Drover__ChunkAck *a);
 void xfer_out_blob_done(xfer_out_t *x, const Drover__BlobDone *d);

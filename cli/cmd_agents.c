@@ -4,6 +4,7 @@
  * the agent hands its steps back as if its cloud had reclaimed it). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api.h"
 #include "cli.h"
@@ -39,6 +40,10 @@ static const char *agent_state(const Drover__AgentView *a)
 {
     if (!a->connected)
         return a->drained ? "disconnected,drained" : "disconnected";
+    if (a->preempt && a->preempt->terminate && a->preempt->reason &&
+        strncmp(a->preempt->reason, "drill", 5) == 0)
+        return strstr(a->preempt->reason, "agent exits") ? "preempting (drill; then exits)"
+                                                         : "preempting (drill; then back)";
     if (a->preempt)
         return a->preempt->terminate ? "preempting" : "at-risk";
     return a->drained ? "drained" : "connected";
