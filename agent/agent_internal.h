@@ -114,6 +114,7 @@ struct agent {
     workdirs_t *workdirs; /* attempt dirs, recycled */
     xfer_host_t xfer;
     char *cache_dir;
+    xfer_cache_t *cache; /* its bound and counters (transfer.c) */
     /* transfer messages for the next batch (owned) */
     Drover__UploadOffer **offers;
     size_t n_offers;

@@ -29,6 +29,9 @@ static void usage(FILE *f)
                "  --heartbeat DUR        heartbeat interval [1s]\n"
                "  --kill-grace DUR       SIGTERM → SIGKILL delay when stopping a step [10s]\n"
                "  --log-limit BYTES      log bytes sent per attempt [8Mi]\n"
+               "  --cache-size BYTES     bound of WORK_DIR/cache (inputs, restored\n"
+               "                         checkpoints): least recently used blobs are\n"
+               "                         evicted [a quarter of its disk]\n"
                "  --keep-work-dirs       keep each attempt's directory after it ends\n"
                "spot nodes:\n"
                "  --spot true|false      this is a spot/preemptible node [label spot=, else\n"
@@ -139,6 +142,8 @@ static int apply(const char *key, const char *value, void *arg)
         return spec_parse_duration(value, &c->stop_timeout_ms);
     else if (strcmp(key, "upload-margin") == 0)
         return spec_parse_duration(value, &c->upload_margin_ms);
+    else if (strcmp(key, "cache-size") == 0)
+        return spec_parse_memory(value, &c->cache_size);
     else if (strcmp(key, "drill-exit") == 0)
         c->drill_exit = parse_bool(value);
     else if (strcmp(key, "key") == 0)
@@ -177,6 +182,7 @@ int main(int argc, char **argv)
                                              {"stop-timeout", required_argument, 0, 0},
                                              {"upload-margin", required_argument, 0, 0},
                                              {"drill-exit", no_argument, 0, 0},
+                                             {"cache-size", required_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"scheduler-key", required_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},

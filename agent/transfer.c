@@ -11,6 +11,7 @@
 #include <czmq.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -74,6 +75,147 @@ static bool safe_relative(const char *p)
     return true;
 }
 
+/* ------------------------------------------------------------ cache */
+
+struct xfer_cache {
+    char *dir;
+    uint64_t limit;
+    pthread_mutex_t mu; /* guards everything below */
+    zhashx_t *pins;     /* hex digest → pin count (as a pointer) */
+    xfer_cache_stats_t st;
+};
+
+xfer_cache_t *xfer_cache_new(const char *dir, uint64_t limit)
+{
+    xfer_cache_t *c = xcalloc(1, sizeof *c);
+    c->dir = xstrdup(dir);
+    c->limit = c->st.limit = limit;
+    pthread_mutex_init(&c->mu, NULL);
+    c->pins = zhashx_new();
+    return c;
+}
+
+void xfer_cache_destroy(xfer_cache_t **cp)
+{
+    xfer_cache_t *c = cp ? *cp : NULL;
+    if (!c)
+        return;
+    *cp = NULL;
+    zhashx_destroy(&c->pins);
+    pthread_mutex_destroy(&c->mu);
+    free(c->dir);
+    free(c);
+}
+
+void xfer_cache_stats(xfer_cache_t *c, xfer_cache_stats_t *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->st;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void cache_pin(xfer_cache_t *c, const uint8_t *digest, int by)
+{
+    if (!c)
+        return;
+    char hex[DIGEST_HEX_LEN + 1];
+    digest_hex(digest, hex);
+    pthread_mutex_lock(&c->mu);
+    uintptr_t n = (uintptr_t)zhashx_lookup(c->pins, hex) + (uintptr_t)(intptr_t)by;
+    if (n)
+        zhashx_update(c->pins, hex, (void *)n);
+    else
+        zhashx_delete(c->pins, hex);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void cache_count(xfer_cache_t *c, uint64_t hits, uint64_t misses)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->st.hits += hits;
+    c->st.misses += misses;
+    pthread_mutex_unlock(&c->mu);
+}
+
+typedef struct {
+    char name[DIGEST_HEX_LEN + 1];
+    uint64_t size;
+    struct timespec used;
+} cached_t;
+
+static int cmp_used(const void *a, const void *b)
+{
+    const struct timespec *x = &((const cached_t *)a)->used, *y = &((const cached_t *)b)->used;
+    if (x->tv_sec != y->tv_sec)
+        return x->tv_sec < y->tv_sec ? -1 : 1;
+    return x->tv_nsec < y->tv_nsec ? -1 : x->tv_nsec > y->tv_nsec;
+}
+
+void xfer_cache_prune(xfer_cache_t *c)
+{
+    if (!c)
+        return;
+    cached_t *all = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t total = 0;
+    DIR *top = opendir(c->dir);
+    for (struct dirent *e; top && (e = readdir(top));) {
+        if (strlen(e->d_name) != 2) /* "tmp", ".", ".." */
+            continue;
+        char *sub = xasprintf("%s/%s", c->dir, e->d_name);
+        DIR *d = opendir(sub);
+        for (struct dirent *f; d && (f = readdir(d));) {
+            struct stat st;
+            if (strlen(f->d_name) != DIGEST_HEX_LEN || fstatat(dirfd(d), f->d_name, &st, 0) < 0 ||
+                !S_ISREG(st.st_mode))
+                continue;
+            if (n == cap)
+                all = xrealloc(all, (cap = cap ? cap * 2 : 64) * sizeof *all);
+            memcpy(all[n].name, f->d_name, DIGEST_HEX_LEN + 1);
+            all[n].size = (uint64_t)st.st_size;
+            all[n++].used = st.st_mtim;
+            total += (uint64_t)st.st_size;
+        }
+        if (d)
+            closedir(d);
+        free(sub);
+    }
+    if (top)
+        closedir(top);
+    uint64_t evicted = 0, bytes = 0;
+    if (c->limit && total > c->limit) {
+        qsort(all, n, sizeof *all, cmp_used);
+        for (size_t i = 0; i < n && total > c->limit; i++) {
+            pthread_mutex_lock(&c->mu);
+            bool pinned = zhashx_lookup(c->pins, all[i].name) != NULL;
+            pthread_mutex_unlock(&c->mu);
+            if (pinned)
+                continue; /* in use: an input session still needs it */
+            char *p = xasprintf("%s/%.2s/%s", c->dir, all[i].name, all[i].name);
+            if (unlink(p) == 0) {
+                total -= all[i].size;
+                bytes += all[i].size;
+                evicted++;
+            }
+            free(p);
+        }
+    }
+    free(all);
+    pthread_mutex_lock(&c->mu);
+    c->st.evictions += evicted;
+    c->st.evicted_bytes += bytes;
+    c->st.bytes = total;
+    xfer_cache_stats_t st = c->st;
+    pthread_mutex_unlock(&c->mu);
+    if (evicted)
+        log_info("cache: %" PRIu64 " least recently used blobs (%.1f MiB) evicted; %.1f MiB of "
+                 "%.1f MiB used; hits %" PRIu64 ", misses %" PRIu64 ", evictions %" PRIu64,
+                 evicted, bytes / 1048576.0, total / 1048576.0, c->limit / 1048576.0, st.hits,
+                 st.misses, st.evictions);
+}
+
 /* ------------------------------------------------------------ inputs */
 
 typedef struct {
@@ -115,6 +257,8 @@ typedef struct {
 
 static void in_free(xfer_in_t *x)
 {
+    for (size_t i = 0; i < x->n_need; i++)
+        cache_pin(x->h.cache, x->need[i].digest, -1);
     if (x->w_fd >= 0)
         close(x->w_fd);
     if (x->w_tmp) {
@@ -154,11 +298,14 @@ static void in_check_work(void *arg)
 {
     in_job_t *j = arg;
     xfer_in_t *x = j->x;
+    uint64_t hits = 0;
     for (size_t i = 0; i < x->n_need; i++) {
         char *p = cache_path(x->h.cache_dir, x->need[i].digest);
         struct stat st;
         if (stat(p, &st) == 0 && (uint64_t)st.st_size == x->need[i].size) {
             x->need[i].size = UINT64_MAX;
+            utimensat(AT_FDCWD, p, NULL, 0); /* used now: last to be evicted */
+            hits++;
         } else if (x->need[i].size == 0) {
             char *dir = xstrndup(p, (size_t)(strrchr(p, '/') - p));
             util_mkdir_p(dir, 0755);
@@ -171,6 +318,10 @@ static void in_check_work(void *arg)
         }
         free(p);
     }
+    uint64_t misses = 0;
+    for (size_t i = 0; i < x->n_need; i++)
+        misses += x->need[i].size != UINT64_MAX;
+    cache_count(x->h.cache, hits, misses);
 }
 
 static void in_materialize_work(void *arg);
@@ -252,6 +403,8 @@ xfer_in_t *xfer_in_start(const xfer_host_t *h, uint64_t attempt_id,
         }
         x->n_need = kept;
     }
+    for (size_t i = 0; i < x->n_need; i++) /* in use until the session is freed */
+        cache_pin(x->h.cache, x->need[i].digest, +1);
     in_job_t *j = xcalloc(1, sizeof *j);
     j->x = x;
     x->jobs++;
@@ -574,6 +727,7 @@ static void in_materialize_work(void *arg)
         }
         free(base);
     }
+    xfer_cache_prune(x->h.cache); /* its blobs are copied out: bound the cache */
 }
 
 static void in_materialize_done(void *arg)

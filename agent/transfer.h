@@ -26,15 +26,36 @@
 
 /* How a session sends messages (each call takes ownership of the message,
  * freed with its protobuf-c free_unpacked after sending). */
+typedef struct xfer_cache xfer_cache_t;
 typedef struct {
     worker_t *worker;
     const char *cache_dir; /* content-addressed blob cache of this agent */
+    xfer_cache_t *cache;   /* its bound and counters; NULL = unbounded */
     void (*send_offer)(void *host, Drover__UploadOffer *m);
     void (*send_chunk)(void *host, Drover__BlobChunk *m);
     void (*send_chunk_ack)(void *host, Drover__ChunkAck *m);
     void (*send_fetch)(void *host, Drover__FetchRequest *m);
     void *host;
 } xfer_host_t;
+
+/* The bound of the blob cache at dir (<dir>/<2 hex>/<64 hex>). A blob's
+ * mtime is its last use: set when it is fetched, and again on every hit.
+ * Once an attempt's inputs are materialized (copied out of the cache), the
+ * least recently used blobs are removed until the cache holds at most
+ * limit bytes, except blobs in use: those an input session still needs
+ * (pinned from xfer_in_start until it is freed). Counters: hits (blobs
+ * found in the cache), misses (fetched), evictions. Thread-safe (a mutex):
+ * pins are taken on the loop thread, pruning runs on the worker. limit 0:
+ * unbounded (still counted). */
+xfer_cache_t *xfer_cache_new(const char *dir, uint64_t limit);
+void xfer_cache_destroy(xfer_cache_t **c);
+typedef struct {
+    uint64_t limit, hits, misses, evictions, evicted_bytes, bytes; /* bytes: at the last prune */
+} xfer_cache_stats_t;
+void xfer_cache_stats(xfer_cache_t *c, xfer_cache_stats_t *out);
+/* Worker (or a test): remove LRU blobs not in use until at most limit
+ * bytes remain. */
+void xfer_cache_prune(xfer_cache_t *c);
 
 typedef struct xfer_in xfer_in_t;
 typedef struct xfer_out xfer_out_t;

@@ -530,6 +530,39 @@ class SpotTest(DroverTestCase):
                    what="the agent to exit at its drill's deadline")
         self.assertIn("drill deadline: the agent exits", c.agents["spot1"].log_text())
 
+    # ---------------------------------------------------------------- the blob cache
+
+    def test_agent_blob_cache_stays_bounded(self):
+        """Inputs and restored checkpoints go through WORK_DIR/cache: with
+        --cache-size 30Mi it stays under 30 MiB across 12 steps of 8 MiB
+        inputs each (96 MiB unbounded), evicting the least recently used."""
+        c = self.c
+        c.start_droverd()
+        c.start_agent("prod", cpus=4, labels={"role": "prod"})
+        c.start_agent("cons", cpus=1, labels={"role": "cons"}, extra=["--cache-size", "30Mi"])
+        steps = []
+        for i in range(12):
+            steps.append({"name": "p%d" % i, "outputs": {"artifacts": ["blob"]},
+                          "placement": {"labels": {"role": "prod"}},
+                          "command": ["python3", "-c",
+                                      "import os; open(os.environ['DROVER_OUTPUTS'] + '/blob', "
+                                      "'wb').write(os.urandom(8 << 20))"]})
+            steps.append({"name": "c%d" % i, "needs": ["p%d" % i],
+                          "inputs": {"artifacts": {"b": "p%d.blob" % i}},
+                          "placement": {"labels": {"role": "cons"}},
+                          "command": ["python3", "-c",
+                                      "import os, sys; sys.exit(os.path.getsize("
+                                      "os.environ['DROVER_INPUTS'] + '/b') != 8 << 20)"]})
+        rid = c.submit({"name": "cachebound", "steps": steps})
+        run = wait_final(c, rid, timeout=300)
+        self.assertRunSucceeded(run)
+        cache = os.path.join(c.agent_work_dir("cons"), "cache")
+        total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache)
+                    for f in fs)
+        self.assertLessEqual(total, 30 << 20, "the cache holds %d bytes" % total)
+        self.assertIn("least recently used blobs (", c.agents["cons"].log_text())
+        check_daemons(c)
+
 STUBBORN = r"""
 import json, os, signal, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -25,6 +25,7 @@
 #include <ftw.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "digest.h"
@@ -1391,4 +1392,63 @@ Test(transfer, snapshot_is_the_checkpoint_as_it_was)
     cr_assert_eq(access(snap2, F_OK), -1, "a failed snapshot is removed");
     free(ck), free(sub), free(last), free(tmp), free(hidden), free(opt), free(subtmp);
     free(snap), free(lnk), free(snap2);
+}
+
+/* Put a blob of size bytes into cache dir c, last used `age` seconds ago. */
+static void lru_put(const char *c, char fill, size_t size, int age)
+{
+    char *data = xmalloc(size);
+    memset(data, fill, size);
+    uint8_t d[DIGEST_LEN];
+    digest_buffer(data, size, d);
+    char hex[DIGEST_HEX_LEN + 1];
+    digest_hex(d, hex);
+    char *p = xasprintf("%s/%.2s/%s", c, hex, hex);
+    write_file(p, data, size, 0644);
+    struct timespec t[2] = {{.tv_sec = time(NULL) - age}, {.tv_sec = time(NULL) - age}};
+    cr_assert_eq(utimensat(AT_FDCWD, p, t, 0), 0);
+    free(p);
+    free(data);
+}
+
+static size_t cache_files(const char *c)
+{
+    char *cmd = xasprintf("find %s -type f | wc -l", c);
+    FILE *f = popen(cmd, "r");
+    size_t n = 0;
+    cr_assert_eq(fscanf(f, "%zu", &n), 1);
+    pclose(f);
+    free(cmd);
+    return n;
+}
+
+/* The cache keeps at most its bound: the least recently used blobs go
+ * first, and what goes is counted. */
+Test(transfer, cache_evicts_least_recently_used)
+{
+    char *c = xasprintf("%s/lru", root);
+    lru_put(c, 'a', 1000, 300); /* oldest */
+    lru_put(c, 'b', 1000, 200);
+    lru_put(c, 'c', 1000, 100);
+    xfer_cache_t *cache = xfer_cache_new(c, 2500);
+    xfer_cache_prune(cache);
+    xfer_cache_stats_t st;
+    xfer_cache_stats(cache, &st);
+    cr_assert_eq(st.evictions, 1);
+    cr_assert_eq(st.evicted_bytes, 1000);
+    cr_assert_eq(st.bytes, 2000);
+    cr_assert_eq(cache_files(c), 2);
+    uint8_t d[DIGEST_LEN];
+    char buf[1000], hex[DIGEST_HEX_LEN + 1];
+    memset(buf, 'a', sizeof buf);
+    digest_buffer(buf, sizeof buf, d);
+    digest_hex(d, hex);
+    char *p = xasprintf("%s/%.2s/%s", c, hex, hex);
+    cr_assert_eq(access(p, F_OK), -1, "the least recently used blob is the one evicted");
+    free(p);
+    xfer_cache_prune(cache); /* under the bound: nothing more */
+    xfer_cache_stats(cache, &st);
+    cr_assert_eq(st.evictions, 1);
+    xfer_cache_destroy(&cache);
+    free(c);
 }
