@@ -102,7 +102,8 @@ xfer_out_t *xfer_checkpoint_start(const xfer_host_t *h, uint64_t attempt_id, con
  * rewrite in place), else a copy. Dot-files and "*.tmp" (a temp file being
  * written) are left out, also in subdirectories; a file gone since the
  * directory was read is left out. Blocking, but a link or clone per file
- * is cheap; loop thread. 0, or -errno with err set and dest removed. */
+ * is cheap (a copy is not: only where links fail); loop thread. 0, or -errno with err set and dest
+ * removed. */
 int xfer_snapshot(const char *src, const char *dest, char *err, size_t errlen);
 void xfer_out_want(xfer_out_t *x, const Drover__UploadWant *w);
 void xfer_out_chunk_ack(xfer_out_t *x, const Drover__ChunkAck *a);

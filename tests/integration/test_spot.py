@@ -14,12 +14,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 from harness import (SOURCE_DIR, DroverTestCase, check_daemons, main, task, wait_final,
                      wait_until)
 from fakemeta import FakeMeta
 
 TRAIN = os.path.join(SOURCE_DIR, "examples", "spot", "train_sgd.py")
+TRAIN_TORCH = os.path.join(SOURCE_DIR, "examples", "spot", "train_torch.py")
+try:
+    import torch  # noqa: F401 (only the PyTorch example's test needs it)
+    HAVE_TORCH = True
+except ImportError:
+    HAVE_TORCH = False
 
 
 def train_step(name="train", epochs=12, secs=0.3, args=(), **extra):
@@ -561,6 +568,45 @@ class SpotTest(DroverTestCase):
                     for f in fs)
         self.assertLessEqual(total, 30 << 20, "the cache holds %d bytes" % total)
         self.assertIn("least recently used blobs (", c.agents["cons"].log_text())
+        check_daemons(c)
+
+    # ---------------------------------------------------------------- PyTorch
+
+    @unittest.skipUnless(HAVE_TORCH, "python3-torch is not installed: the PyTorch example is "
+                         "not run (make demo uses the standard-library trainer)")
+    def test_pytorch_example_resumes_to_the_same_weights(self):
+        args = ["--epochs", "12", "--width", "512", "--epoch-seconds", "0.3"]
+        c = self.start()
+        step = {"name": "train", "command": ["python3", TRAIN_TORCH] + args,
+                "outputs": {"artifacts": ["model.pt"]},
+                "checkpoint": {"keep": 2, "min_interval": "0s"},
+                "preemption": {"grace": "20s", "max_preemptions": 5},
+                "placement": {"spot": "prefer"}}
+        rid = c.submit({"name": "torch", "steps": [step]})
+        self.wait_checkpoint(rid, step=3, timeout=120)
+        r = c.cli("agent", "preempt", "spot1", "--deadline", "30s")
+        self.assertEqual(r.rc, 0, r)
+        run = wait_final(c, rid, timeout=300)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual((t["preemptions"], t["retries_used"]), (1, 0), t)
+        self.assertGreaterEqual(t["history"][-1]["resumed_step"], 3, t)
+        got = c.path("model.pt")
+        r = c.cli("artifact", "get", rid, "train", "model.pt", "-o", got, "--force")
+        self.assertEqual(r.rc, 0, r)
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "ck"))
+            env = dict(os.environ, DROVER_OUTPUTS=d, DROVER_CHECKPOINT_DIR=os.path.join(d, "ck"))
+            for k in ("DROVER_PROGRESS", "DROVER_RESUMED"):
+                env.pop(k, None)
+            subprocess.run(["python3", TRAIN_TORCH] + args[:4], env=env, check=True,
+                           stdout=subprocess.DEVNULL, timeout=600)
+            want = torch.load(os.path.join(d, "model.pt"))
+        have = torch.load(got)
+        self.assertEqual(sorted(have), sorted(want))
+        for k in want:
+            self.assertTrue(torch.equal(have[k], want[k]), "weights %s differ" % k)
+        self.assertNotIn("not committed", c.agents["spot1"].log_text())
         check_daemons(c)
 
 STUBBORN = r"""
