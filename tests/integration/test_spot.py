@@ -609,6 +609,27 @@ class SpotTest(DroverTestCase):
         self.assertNotIn("not committed", c.agents["spot1"].log_text())
         check_daemons(c)
 
+    def test_agent_cache_bounded_across_resumes(self):
+        """20 resumes of a 10 MiB checkpoint, each a new one restored
+        through the cache (200 MiB unbounded): it stays under 30 MiB."""
+        c = self.c
+        c.start_droverd()
+        c.start_agent("a1", cpus=1, extra=["--cache-size", "30Mi"])
+        step = {"name": "train", "command": ["python3", "-c", RESUMER, "20"],
+                "checkpoint": {"keep": 1, "min_interval": "0s"},
+                "retries": {"limit": 60, "backoff": "100ms", "factor": 1}}
+        rid = c.submit({"name": "resumes", "steps": [step]})
+        run = wait_final(c, rid, timeout=400)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual(t["history"][-1]["resumed_step"], 20, t)
+        cache = os.path.join(c.agent_work_dir("a1"), "cache")
+        total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache)
+                    for f in fs)
+        self.assertLessEqual(total, 30 << 20, "the cache holds %d bytes" % total)
+        self.assertIn("least recently used blobs (", c.agents["a1"].log_text())
+        check_daemons(c)
+
 STUBBORN = r"""
 import json, os, signal, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -686,6 +707,26 @@ signal.signal(signal.SIGTERM, on_term)
 for step in range(1, 1000):
     save(step, 1024)
     time.sleep(0.3)
+"""
+
+RESUMER = r"""
+import json, os, sys, time
+ck, prog = os.environ["DROVER_CHECKPOINT_DIR"], os.environ["DROVER_PROGRESS"]
+path = os.path.join(ck, "last.pt")
+start = int(os.environ.get("DROVER_CHECKPOINT_STEP", "0"))
+if start:
+    with open(path, "rb") as f:
+        assert int(f.read(16)) == start, "restored the checkpoint of its step"
+if start >= int(sys.argv[1]):
+    sys.exit(0)
+with open(path + ".tmp", "wb") as f:
+    f.write(b"%016d" % (start + 1))
+    f.write(os.urandom(10 << 20))
+os.replace(path + ".tmp", path)
+with open(prog, "a") as f:
+    f.write(json.dumps({"checkpoint": True, "step": start + 1}) + "\n")
+time.sleep(1.5)  # committed meanwhile; then fail, to be retried from it
+sys.exit(1)
 """
 
 if __name__ == "__main__":
