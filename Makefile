@@ -66,12 +66,15 @@ fuzz-smoke: build-fuzz
 # Benchmarks against Slurm and Dask (bench/README.md): installs what they
 # need, runs every workload on all three and writes bench/results/latest.*
 # (about 15 minutes), then the long chaos run (bench/chaos.py: 1,000 steps
-# under random kill -9 of droverd and agents; bench/results/chaos.json).
+# under random kill -9 of droverd and agents; bench/results/chaos.json),
+# and checkpoint commits of 200 MB saved every second (bench/checkpoint.py;
+# bench/results/checkpoint.json).
 # Not part of `make test`; BENCH_QUICK=1 for a short run.
 .PHONY: bench
 bench: build
 	@BENCH_QUICK=$(BENCH_QUICK) python3 bench/bench.py --bin-dir $(BUILD)
 	@python3 bench/chaos.py --bin-dir $(BUILD) $(if $(BENCH_QUICK),--steps 200 --kills 10)
+	@python3 bench/checkpoint.py --bin-dir $(BUILD) $(if $(BENCH_QUICK),--saves 5)
 
 # --- Debian packages (debian/, README "Installing the packages").
 # `make deb` builds drover, droverd and drover-agent into build/deb/;

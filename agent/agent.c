@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -762,6 +763,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
             at->result.killed = true;
             report_exit(at, NULL, 0, NULL, 0);
         } else if (at->proc && !at->exited) {
+            spot_drop_checkpoints(at); /* its end is reported at once */
             rt_task_kill(at->proc, "killed by droverd (cancelled or superseded)");
         } else if (at->xin || at->xout) { /* no process to kill: drop the transfer */
             xfer_in_cancel(&at->xin);
@@ -771,9 +773,11 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
             report_exit(at, NULL, 0, NULL, 0);
         }
     }
-    if (m->preempt)
-        spot_notice(a, m->preempt->terminate, m->preempt->deadline_ms,
-                    m->preempt->reason && *m->preempt->reason ? m->preempt->reason : "droverd");
+    if (m->preempt && m->preempt->withdraw)
+        spot_drill_end(a, "drover agent undrain");
+    else if (m->preempt)
+        spot_drill(a, m->preempt->deadline_ms,
+                   m->preempt->reason && *m->preempt->reason ? m->preempt->reason : "droverd");
     for (size_t i = 0; i < m->n_wants; i++) {
         attempt_t *at = idmap_get(a->attempts, m->wants[i]->attempt_id);
         if (at && at->xout)
@@ -1093,8 +1097,15 @@ agent_t *agent_new(const agent_config_t *cfg)
     char *tmp = xasprintf("%s/tmp", a->cache_dir);
     util_rm_rf(tmp); /* partial downloads of a previous agent process */
     free(tmp);
+    uint64_t cache_size = cfg->cache_size;
+    struct statvfs vfs;
+    if (!cache_size && statvfs(cfg->work_dir, &vfs) == 0)
+        cache_size = (uint64_t)vfs.f_blocks * vfs.f_frsize / 4; /* a quarter of its disk */
+    a->cache = xfer_cache_new(a->cache_dir, cache_size);
+    log_info("blob cache %s: bound %.0f MiB", a->cache_dir, cache_size / 1048576.0);
     a->xfer = (xfer_host_t){.worker = a->worker,
                             .cache_dir = a->cache_dir,
+                            .cache = a->cache,
                             .send_offer = host_offer,
                             .send_chunk = host_chunk,
                             .send_chunk_ack = host_chunk_ack,
@@ -1173,6 +1184,14 @@ void agent_destroy(agent_t **ap)
     exits_close(&a->exits);
     workdirs_destroy(&a->workdirs);
     free_transfer_messages(a);
+    if (a->cache) {
+        xfer_cache_stats_t st;
+        xfer_cache_stats(a->cache, &st);
+        log_info("blob cache: hits %" PRIu64 ", misses %" PRIu64 ", evictions %" PRIu64
+                 " (%.1f MiB)",
+                 st.hits, st.misses, st.evictions, st.evicted_bytes / 1048576.0);
+    }
+    xfer_cache_destroy(&a->cache); /* after the worker: its jobs prune */
     free(a->cache_dir);
     runtime_destroy(&a->rt);
     gpu_pool_destroy(&a->gpus);

@@ -47,6 +47,8 @@ typedef struct {
     uint64_t metadata_poll_ms;
     uint64_t stop_timeout_ms;  /* SIGTERM: the drain's deadline (systemd TimeoutStopSec) */
     uint64_t upload_margin_ms; /* kept before a deadline for the last checkpoint */
+    bool drill_exit;           /* at a drill's deadline: exit (else: back in service) */
+    uint64_t cache_size;       /* bound of WORK_DIR/cache; 0 = a quarter of its disk */
     /* CURVE (both or neither). */
     const char *key;           /* this agent's secret key file */
     const char *scheduler_key; /* droverd's public key file */

@@ -67,6 +67,9 @@ struct attempt {
     bool ck_warned;       /* "checkpointing is off" logged once */
     xfer_memo_t *ck_memo; /* digests of its checkpoint files (worker only) */
     bool final_commit;    /* the upload is the preempted task's last */
+    char *ck_snap;        /* snapshot of the newest pending line (dir) */
+    char *up_snap;        /* snapshot being uploaded (dir) */
+    unsigned snap_seq;    /* names snapshots <dir>/snap-<seq> */
     /* Preemption. */
     bool preempted;     /* signalled for a preemption: it ends PREEMPTED */
     ev_timer preempt_w; /* SIGKILL at min(grace, deadline - upload margin) */
@@ -111,6 +114,7 @@ struct agent {
     workdirs_t *workdirs; /* attempt dirs, recycled */
     xfer_host_t xfer;
     char *cache_dir;
+    xfer_cache_t *cache; /* its bound and counters (transfer.c) */
     /* transfer messages for the next batch (owned) */
     Drover__UploadOffer **offers;
     size_t n_offers;
@@ -128,6 +132,7 @@ struct agent {
     char notice_reason[256];    /* of the notice that set the deadline */
     char notice_source[16];     /* "aws", "gcp", "azure" for a cloud's; "" otherwise */
     bool drained_logged;        /* after a terminating notice, all work handed back */
+    ev_timer drill_w;           /* a drill's deadline: its end (or the agent's, --drill-exit) */
 };
 
 /* --- agent.c */
@@ -164,10 +169,20 @@ void spot_report_unstarted(attempt_t *at);
  * terminating notice after the first one only moves the deadline earlier
  * (and the SIGKILLs planned from it), never later. */
 void spot_notice(agent_t *a, bool terminate, int64_t deadline_ms, const char *reason);
+/* droverd's drill (drover agent preempt): a terminating notice that ends
+ * at its deadline: the agent then exits (--drill-exit, as a reclaimed node
+ * would) or takes work again. spot_drill_end ends it at once (drover agent
+ * undrain); a cloud's or SIGTERM's notice is not ended by it. */
+void spot_drill(agent_t *a, int64_t deadline_ms, const char *reason);
+void spot_drill_end(agent_t *a, const char *why);
 /* The notice as sent in heartbeats and registration (NULL = none; the
  * caller frees nothing: it points into a). */
 Drover__PreemptNotice *spot_notice_message(agent_t *a, Drover__PreemptNotice *buf);
 /* Once a terminating node has handed back all its work. */
 void spot_check_drained(agent_t *a);
+/* droverd killed at (cancelled, superseded): its checkpoint upload and
+ * pending snapshot are dropped, and later checkpoint lines are ignored,
+ * so its end is reported at once. */
+void spot_drop_checkpoints(attempt_t *at);
 
 #endif

@@ -29,6 +29,9 @@ static void usage(FILE *f)
                "  --heartbeat DUR        heartbeat interval [1s]\n"
                "  --kill-grace DUR       SIGTERM → SIGKILL delay when stopping a step [10s]\n"
                "  --log-limit BYTES      log bytes sent per attempt [8Mi]\n"
+               "  --cache-size BYTES     bound of WORK_DIR/cache (inputs, restored\n"
+               "                         checkpoints): least recently used blobs are\n"
+               "                         evicted [a quarter of its disk]\n"
                "  --keep-work-dirs       keep each attempt's directory after it ends\n"
                "spot nodes:\n"
                "  --spot true|false      this is a spot/preemptible node [label spot=, else\n"
@@ -45,6 +48,8 @@ static void usage(FILE *f)
                "                         match the unit's TimeoutStopSec [90s]\n"
                "  --upload-margin DUR    kept before a preemption deadline for the last\n"
                "                         checkpoint's upload [10s]\n"
+               "  --drill-exit           at a drill's deadline (drover agent preempt) exit,\n"
+               "                         as a reclaimed node would [return to service]\n"
                "security:\n"
                "  --key FILE             this agent's secret key (drover keygen NAME)\n"
                "  --scheduler-key FILE   droverd's public key (droverd.key)\n"
@@ -137,6 +142,10 @@ static int apply(const char *key, const char *value, void *arg)
         return spec_parse_duration(value, &c->stop_timeout_ms);
     else if (strcmp(key, "upload-margin") == 0)
         return spec_parse_duration(value, &c->upload_margin_ms);
+    else if (strcmp(key, "cache-size") == 0)
+        return spec_parse_memory(value, &c->cache_size);
+    else if (strcmp(key, "drill-exit") == 0)
+        c->drill_exit = parse_bool(value);
     else if (strcmp(key, "key") == 0)
         c->key = keep(o, value);
     else if (strcmp(key, "scheduler-key") == 0)
@@ -172,6 +181,8 @@ int main(int argc, char **argv)
                                              {"metadata-poll", required_argument, 0, 0},
                                              {"stop-timeout", required_argument, 0, 0},
                                              {"upload-margin", required_argument, 0, 0},
+                                             {"drill-exit", no_argument, 0, 0},
+                                             {"cache-size", required_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"scheduler-key", required_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},

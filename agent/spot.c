@@ -5,16 +5,25 @@
  * appended to $DROVER_PROGRESS and parses it line by line (common/
  * progress.c). The latest fraction rides on the next heartbeat.
  *
- * Checkpoints: a {"checkpoint":true} line commits $DROVER_CHECKPOINT_DIR
- * as it is then: the directory is scanned into a manifest of content
- * digests and offered to droverd, which asks only for the blobs it lacks
- * (transfer.c), so an unchanged file is never sent twice. Once every blob
- * is stored, a CHECKPOINT report goes through the outbox; droverd records
- * it in LMDB and only then is it the task's latest. One upload at a time
- * per attempt (the attempt's transfer channel is shared with its outputs);
- * a line that arrives during an upload, or within checkpoint.min_interval
- * of the last commit, is not committed then but remembered, so a
- * rebalance notice or the final commit after a preemption can take it.
+ * Checkpoints: when the agent reads a {"checkpoint":true} line (within
+ * PROGRESS_POLL_S of its writing) it captures $DROVER_CHECKPOINT_DIR as
+ * it is then into a snapshot, <attempt dir>/snap-<n>/checkpoint
+ * (xfer_snapshot: reflink clones, else hard links, else copies; dot-files
+ * and *.tmp left out), and the commit uploads the snapshot, never the
+ * live directory: a save that replaces last.pt during an upload cannot
+ * change what is being sent. The snapshot is scanned into a manifest of
+ * content digests and offered to droverd, which asks only for the blobs
+ * it lacks (transfer.c), so an unchanged file is never sent twice. Once
+ * every blob is stored, a CHECKPOINT report goes through the outbox;
+ * droverd records it in LMDB and only then is it the task's latest. One
+ * upload at a time per attempt (the attempt's transfer channel is shared
+ * with its outputs); a line that arrives during an upload, or within
+ * checkpoint.min_interval of the last commit, is captured but not
+ * committed then: it is the one pending snapshot, and a newer line
+ * replaces it (only the newest is ever uploaded next), so a rebalance
+ * notice, the end of the upload or the final commit after a preemption
+ * takes it. After droverd killed the attempt (cancel), nothing more is
+ * captured or uploaded.
  *
  * Preemption: a notice (a cloud's, SIGTERM, or droverd's drill) is kept on
  * the agent and repeated in every heartbeat. A terminating notice drains
@@ -34,6 +43,12 @@
  * maintenance-event back to NONE): the node takes work as before. The
  * stop timer of SIGTERM (--stop-timeout) is left as it is: it only bounds
  * how long the agent lingers, and the steps are killed by their own plan.
+ *
+ * A drill (droverd's, drover agent preempt) is a terminating notice of
+ * source "drill" that ends: at its deadline the agent exits (--drill-exit,
+ * what a reclaimed node does) or returns to service, and drover agent
+ * undrain ends it at once. A real notice arriving during a drill takes
+ * over (its source replaces "drill"), and then nothing ends it.
  */
 #include "agent_internal.h"
 
@@ -77,8 +92,37 @@ static void on_progress_line(void *arg, const progress_line_t *line, const char 
         at->ck_warned = true;
         return;
     }
+    if (at->kill_logged) /* cancelled or superseded: it ends now */
+        return;
+    uint64_t step = line->has_step ? line->step : at->ck_step + 1;
+    char err[512];
+    char *snap = xasprintf("%s/snap-%u", at->dir, ++at->snap_seq);
+    char *ckdir = xasprintf("%s/checkpoint", at->dir);
+    char *dest = xasprintf("%s/checkpoint", snap);
+    int rc = mkdir(snap, 0755) < 0 ? -errno : 0;
+    if (rc < 0)
+        snprintf(err, sizeof err, "%s: %s", snap, strerror(-rc));
+    else
+        rc = xfer_snapshot(ckdir, dest, err, sizeof err);
+    free(ckdir);
+    free(dest);
+    if (rc < 0) {
+        log_warn("attempt %" PRIu64 " (%s/%s): checkpoint of step %" PRIu64 " not captured: %s",
+                 at->id, at->run_id, at->task, step, err);
+        util_rm_rf(snap);
+        free(snap);
+        return;
+    }
+    if (at->ck_snap) { /* superseded before it was uploaded */
+        log_debug("attempt %" PRIu64 ": checkpoint of step %" PRIu64 " superseded by step %" PRIu64
+                  " before its upload",
+                  at->id, at->ck_step, step);
+        util_rm_rf(at->ck_snap);
+        free(at->ck_snap);
+    }
+    at->ck_snap = snap;
     at->ck_pending = true;
-    at->ck_step = line->has_step ? line->step : at->ck_step + 1;
+    at->ck_step = step;
     at->ck_time_ms = util_now_ms();
     if (!at->exited) /* after the end only a preempted task's last one counts */
         try_commit(at, false);
@@ -126,6 +170,33 @@ void spot_attempt_free(attempt_t *at)
     at->progress_rd = NULL;
     xfer_memo_release(&at->agent->xfer, at->ck_memo); /* after its scans */
     at->ck_memo = NULL;
+    /* The snapshot dirs go with the attempt dir (workdirs_release). */
+    free(at->ck_snap);
+    free(at->up_snap);
+    at->ck_snap = at->up_snap = NULL;
+}
+
+/* Remove the snapshot just uploaded (or dropped). */
+static void drop_upload_snapshot(attempt_t *at)
+{
+    if (at->up_snap)
+        util_rm_rf(at->up_snap);
+    free(at->up_snap);
+    at->up_snap = NULL;
+}
+
+void spot_drop_checkpoints(attempt_t *at)
+{
+    if (at->xout || at->ck_pending)
+        log_info("attempt %" PRIu64 " (%s/%s): checkpoint upload dropped: killed by droverd",
+                 at->id, at->run_id, at->task);
+    xfer_out_cancel(&at->xout);
+    drop_upload_snapshot(at);
+    if (at->ck_snap)
+        util_rm_rf(at->ck_snap);
+    free(at->ck_snap);
+    at->ck_snap = NULL;
+    at->ck_pending = false;
 }
 
 static void poll_one(uint64_t id, void *value, void *arg)
@@ -180,10 +251,9 @@ static void on_checkpoint_uploaded(void *arg, Drover__Artifact **arts, size_t n_
     xfer_out_t *x = at->xout;
     at->xout = NULL;
     xfer_out_cancel(&x); /* done with it (freed once its jobs are back) */
+    drop_upload_snapshot(at);
     if (!ck)
-        log_warn("attempt %" PRIu64 " (%s/%s): checkpoint of step %" PRIu64
-                 " not committed: %s (the task should write files whole, e.g. "
-                 "write a temp file and rename it)",
+        log_warn("attempt %" PRIu64 " (%s/%s): checkpoint of step %" PRIu64 " not committed: %s",
                  at->id, at->run_id, at->task, at->up_step, error ? error : "nothing scanned");
     if (at->final_commit) {
         report_preempted(at, ck);
@@ -202,8 +272,8 @@ static void on_checkpoint_uploaded(void *arg, Drover__Artifact **arts, size_t n_
         try_commit(at, false);
 }
 
-/* Commit the checkpoint dir as it is now, unless an upload is running or
- * (without now) the last commit is more recent than min_interval. */
+/* Commit the pending snapshot, unless an upload is running or (without
+ * now) the last commit is more recent than min_interval. */
 static void try_commit(attempt_t *at, bool now)
 {
     int64_t mono = util_mono_ms();
@@ -219,8 +289,10 @@ static void try_commit(attempt_t *at, bool now)
     at->up_time_ms = at->ck_time_ms;
     if (!at->ck_memo)
         at->ck_memo = xfer_memo_new(2);
-    at->xout =
-        xfer_checkpoint_start(&a->xfer, at->id, at->dir, at->ck_memo, on_checkpoint_uploaded, at);
+    at->up_snap = at->ck_snap;
+    at->ck_snap = NULL;
+    at->xout = xfer_checkpoint_start(&a->xfer, at->id, at->up_snap, at->ck_memo,
+                                     on_checkpoint_uploaded, at);
 }
 
 void spot_finish_preempted(attempt_t *at)
@@ -387,6 +459,8 @@ void spot_notice(agent_t *a, bool terminate, int64_t deadline_ms, const char *re
 /* source says its earlier notice no longer holds: an at-risk mark it set
  * is dropped (the next heartbeat carries no notice, so droverd places
  * work here as before); a drain once begun goes on. */
+static void clear_notice(agent_t *a);
+
 static void withdraw_notice(agent_t *a, const char *source, const char *reason)
 {
     if (!a->noticed || strcmp(a->notice_source, source) != 0) {
@@ -399,12 +473,64 @@ static void withdraw_notice(agent_t *a, const char *source, const char *reason)
     }
     log_info("rebalance notice withdrawn: %s (it was: %s): the node takes work as before", reason,
              a->notice_reason);
-    a->noticed = false;
+    clear_notice(a);
+}
+
+/* The notice is over: the node takes work again (droverd sees no notice
+ * in the next heartbeat and places work here). */
+static void clear_notice(agent_t *a)
+{
+    a->noticed = a->terminating = false;
     a->notice_deadline_ms = 0;
     a->notice_reason[0] = '\0';
     a->notice_source[0] = '\0';
+    a->drained_logged = false;
+    ev_timer_stop(a->loop, &a->drill_w);
     if (a->registered)
         agent_send_heartbeat(a);
+}
+
+static void on_drill_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    agent_t *a = w->data;
+    if (strcmp(a->notice_source, "drill") != 0)
+        return; /* a real notice took over: it goes on */
+    if (a->cfg.drill_exit) {
+        log_warn("drill deadline: the agent exits, as a reclaimed node would (--drill-exit)");
+        a->stopping = true; /* exits once its steps are handed back */
+        return;
+    }
+    spot_drill_end(a, "its deadline passed");
+}
+
+void spot_drill(agent_t *a, int64_t deadline_ms, const char *reason)
+{
+    if (a->noticed && strcmp(a->notice_source, "drill") != 0 && a->terminating) {
+        log_info("drill ignored: the node is already going away (%s)", a->notice_reason);
+        return;
+    }
+    char why[200];
+    snprintf(why, sizeof why, "%.120s; at the deadline %s", reason,
+             a->cfg.drill_exit ? "the agent exits" : "it returns to service");
+    take_notice(a, true, deadline_ms, why, "drill");
+    if (strcmp(a->notice_source, "drill") != 0)
+        return;
+    double in = (double)(a->notice_deadline_ms - util_now_ms()) / 1000.0;
+    ev_timer_stop(a->loop, &a->drill_w);
+    ev_timer_init(&a->drill_w, on_drill_deadline, in > 0 ? in : 0., 0.);
+    a->drill_w.data = a;
+    ev_timer_start(a->loop, &a->drill_w);
+}
+
+void spot_drill_end(agent_t *a, const char *why)
+{
+    if (!a->noticed || strcmp(a->notice_source, "drill") != 0) {
+        log_info("drill end (%s): no drill in progress%s%s", why,
+                 a->noticed ? ": the notice is " : "", a->noticed ? a->notice_reason : "");
+        return;
+    }
+    log_info("drill over (%s): back in service", why);
+    clear_notice(a);
 }
 
 Drover__PreemptNotice *spot_notice_message(agent_t *a, Drover__PreemptNotice *buf)
@@ -484,6 +610,7 @@ void spot_start(agent_t *a)
 
 void spot_stop(agent_t *a)
 {
+    ev_timer_stop(a->loop, &a->drill_w);
     preempt_watch_destroy(&a->watch);
     ev_timer_stop(a->loop, &a->progress_w);
 }

@@ -11,12 +11,15 @@
 #include <czmq.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +75,147 @@ static bool safe_relative(const char *p)
     return true;
 }
 
+/* ------------------------------------------------------------ cache */
+
+struct xfer_cache {
+    char *dir;
+    uint64_t limit;
+    pthread_mutex_t mu; /* guards everything below */
+    zhashx_t *pins;     /* hex digest → pin count (as a pointer) */
+    xfer_cache_stats_t st;
+};
+
+xfer_cache_t *xfer_cache_new(const char *dir, uint64_t limit)
+{
+    xfer_cache_t *c = xcalloc(1, sizeof *c);
+    c->dir = xstrdup(dir);
+    c->limit = c->st.limit = limit;
+    pthread_mutex_init(&c->mu, NULL);
+    c->pins = zhashx_new();
+    return c;
+}
+
+void xfer_cache_destroy(xfer_cache_t **cp)
+{
+    xfer_cache_t *c = cp ? *cp : NULL;
+    if (!c)
+        return;
+    *cp = NULL;
+    zhashx_destroy(&c->pins);
+    pthread_mutex_destroy(&c->mu);
+    free(c->dir);
+    free(c);
+}
+
+void xfer_cache_stats(xfer_cache_t *c, xfer_cache_stats_t *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->st;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void cache_pin(xfer_cache_t *c, const uint8_t *digest, int by)
+{
+    if (!c)
+        return;
+    char hex[DIGEST_HEX_LEN + 1];
+    digest_hex(digest, hex);
+    pthread_mutex_lock(&c->mu);
+    uintptr_t n = (uintptr_t)zhashx_lookup(c->pins, hex) + (uintptr_t)(intptr_t)by;
+    if (n)
+        zhashx_update(c->pins, hex, (void *)n);
+    else
+        zhashx_delete(c->pins, hex);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void cache_count(xfer_cache_t *c, uint64_t hits, uint64_t misses)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->st.hits += hits;
+    c->st.misses += misses;
+    pthread_mutex_unlock(&c->mu);
+}
+
+typedef struct {
+    char name[DIGEST_HEX_LEN + 1];
+    uint64_t size;
+    struct timespec used;
+} cached_t;
+
+static int cmp_used(const void *a, const void *b)
+{
+    const struct timespec *x = &((const cached_t *)a)->used, *y = &((const cached_t *)b)->used;
+    if (x->tv_sec != y->tv_sec)
+        return x->tv_sec < y->tv_sec ? -1 : 1;
+    return x->tv_nsec < y->tv_nsec ? -1 : x->tv_nsec > y->tv_nsec;
+}
+
+void xfer_cache_prune(xfer_cache_t *c)
+{
+    if (!c)
+        return;
+    cached_t *all = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t total = 0;
+    DIR *top = opendir(c->dir);
+    for (struct dirent *e; top && (e = readdir(top));) {
+        if (strlen(e->d_name) != 2) /* "tmp", ".", ".." */
+            continue;
+        char *sub = xasprintf("%s/%s", c->dir, e->d_name);
+        DIR *d = opendir(sub);
+        for (struct dirent *f; d && (f = readdir(d));) {
+            struct stat st;
+            if (strlen(f->d_name) != DIGEST_HEX_LEN || fstatat(dirfd(d), f->d_name, &st, 0) < 0 ||
+                !S_ISREG(st.st_mode))
+                continue;
+            if (n == cap)
+                all = xrealloc(all, (cap = cap ? cap * 2 : 64) * sizeof *all);
+            memcpy(all[n].name, f->d_name, DIGEST_HEX_LEN + 1);
+            all[n].size = (uint64_t)st.st_size;
+            all[n++].used = st.st_mtim;
+            total += (uint64_t)st.st_size;
+        }
+        if (d)
+            closedir(d);
+        free(sub);
+    }
+    if (top)
+        closedir(top);
+    uint64_t evicted = 0, bytes = 0;
+    if (c->limit && total > c->limit) {
+        qsort(all, n, sizeof *all, cmp_used);
+        for (size_t i = 0; i < n && total > c->limit; i++) {
+            pthread_mutex_lock(&c->mu);
+            bool pinned = zhashx_lookup(c->pins, all[i].name) != NULL;
+            pthread_mutex_unlock(&c->mu);
+            if (pinned)
+                continue; /* in use: an input session still needs it */
+            char *p = xasprintf("%s/%.2s/%s", c->dir, all[i].name, all[i].name);
+            if (unlink(p) == 0) {
+                total -= all[i].size;
+                bytes += all[i].size;
+                evicted++;
+            }
+            free(p);
+        }
+    }
+    free(all);
+    pthread_mutex_lock(&c->mu);
+    c->st.evictions += evicted;
+    c->st.evicted_bytes += bytes;
+    c->st.bytes = total;
+    xfer_cache_stats_t st = c->st;
+    pthread_mutex_unlock(&c->mu);
+    if (evicted)
+        log_info("cache: %" PRIu64 " least recently used blobs (%.1f MiB) evicted; %.1f MiB of "
+                 "%.1f MiB used; hits %" PRIu64 ", misses %" PRIu64 ", evictions %" PRIu64,
+                 evicted, bytes / 1048576.0, total / 1048576.0, c->limit / 1048576.0, st.hits,
+                 st.misses, st.evictions);
+}
+
 /* ------------------------------------------------------------ inputs */
 
 typedef struct {
@@ -113,6 +257,8 @@ typedef struct {
 
 static void in_free(xfer_in_t *x)
 {
+    for (size_t i = 0; i < x->n_need; i++)
+        cache_pin(x->h.cache, x->need[i].digest, -1);
     if (x->w_fd >= 0)
         close(x->w_fd);
     if (x->w_tmp) {
@@ -152,11 +298,14 @@ static void in_check_work(void *arg)
 {
     in_job_t *j = arg;
     xfer_in_t *x = j->x;
+    uint64_t hits = 0;
     for (size_t i = 0; i < x->n_need; i++) {
         char *p = cache_path(x->h.cache_dir, x->need[i].digest);
         struct stat st;
         if (stat(p, &st) == 0 && (uint64_t)st.st_size == x->need[i].size) {
             x->need[i].size = UINT64_MAX;
+            utimensat(AT_FDCWD, p, NULL, 0); /* used now: last to be evicted */
+            hits++;
         } else if (x->need[i].size == 0) {
             char *dir = xstrndup(p, (size_t)(strrchr(p, '/') - p));
             util_mkdir_p(dir, 0755);
@@ -169,6 +318,10 @@ static void in_check_work(void *arg)
         }
         free(p);
     }
+    uint64_t misses = 0;
+    for (size_t i = 0; i < x->n_need; i++)
+        misses += x->need[i].size != UINT64_MAX;
+    cache_count(x->h.cache, hits, misses);
 }
 
 static void in_materialize_work(void *arg);
@@ -250,6 +403,8 @@ xfer_in_t *xfer_in_start(const xfer_host_t *h, uint64_t attempt_id,
         }
         x->n_need = kept;
     }
+    for (size_t i = 0; i < x->n_need; i++) /* in use until the session is freed */
+        cache_pin(x->h.cache, x->need[i].digest, +1);
     in_job_t *j = xcalloc(1, sizeof *j);
     j->x = x;
     x->jobs++;
@@ -433,6 +588,107 @@ static int copy_file(const char *src, const char *dest, uint32_t mode)
     return rc;
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+/* Whether the checkpoint rule leaves name out: dot-files and "*.tmp". */
+static bool snapshot_skips(const char *name)
+{
+    size_t n = strlen(name);
+    return name[0] == '.' || (n >= 4 && strcmp(name + n - 4, ".tmp") == 0);
+}
+
+/* Capture one file: a reflink clone (a true copy-on-write snapshot) where
+ * the filesystem has one, else a hard link, else a copy. *mode remembers
+ * what worked, so a filesystem without reflinks is asked once. */
+static int capture_file(const char *src, const char *dest, const struct stat *st, int *mode)
+{
+    if (*mode == 0) {
+        int in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+            return -errno;
+        int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st->st_mode & 0777);
+        if (out < 0) {
+            int e = -errno;
+            close(in);
+            return e;
+        }
+        int rc = ioctl(out, FICLONE, in) < 0 ? -errno : 0;
+        close(in);
+        close(out);
+        if (rc == 0)
+            return 0;
+        unlink(dest);
+        *mode = 1; /* EOPNOTSUPP, EXDEV, EINVAL...: links from now on */
+    }
+    if (*mode == 1) {
+        if (link(src, dest) == 0)
+            return 0;
+        if (errno != EXDEV && errno != EPERM && errno != EMLINK && errno != ENOTSUP)
+            return -errno;
+        *mode = 2;
+    }
+    return copy_file(src, dest, st->st_mode);
+}
+
+static int snapshot_dir(const char *src, const char *dest, int depth, int *mode, char *err,
+                        size_t errlen)
+{
+    if (depth > MAX_DEPTH) {
+        snprintf(err, errlen, "checkpoint is nested too deeply");
+        return -ELOOP;
+    }
+    if (mkdir(dest, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "snapshot %s: %s", dest, strerror(errno));
+        return -errno;
+    }
+    DIR *d = opendir(src);
+    if (!d) {
+        snprintf(err, errlen, "reading checkpoint %s: %s", src, strerror(errno));
+        return -errno;
+    }
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+        if (snapshot_skips(e->d_name)) /* also "." and ".." */
+            continue;
+        char *cs = xasprintf("%s/%s", src, e->d_name);
+        char *cd = xasprintf("%s/%s", dest, e->d_name);
+        struct stat st;
+        if (lstat(cs, &st) < 0) {
+            if (errno != ENOENT) { /* gone since readdir: not part of it */
+                rc = -errno;
+                snprintf(err, errlen, "reading checkpoint %s: %s", cs, strerror(errno));
+            }
+        } else if (S_ISDIR(st.st_mode)) {
+            rc = snapshot_dir(cs, cd, depth + 1, mode, err, errlen);
+        } else if (S_ISREG(st.st_mode)) {
+            rc = capture_file(cs, cd, &st, mode);
+            if (rc == -ENOENT) /* renamed away since readdir */
+                rc = 0;
+            else if (rc < 0)
+                snprintf(err, errlen, "snapshot of %s: %s", cs, strerror(-rc));
+        } else {
+            snprintf(err, errlen,
+                     "checkpoint contains %s '%s': only regular files and directories are stored",
+                     S_ISLNK(st.st_mode) ? "a symbolic link" : "a special file", e->d_name);
+            rc = -EINVAL;
+        }
+        free(cs);
+        free(cd);
+    }
+    closedir(d);
+    return rc;
+}
+
+int xfer_snapshot(const char *src, const char *dest, char *err, size_t errlen)
+{
+    static int mode; /* loop thread only: 0 reflink, 1 link, 2 copy */
+    err[0] = '\0';
+    int rc = snapshot_dir(src, dest, 0, &mode, err, errlen);
+    if (rc < 0)
+        util_rm_rf(dest);
+    return rc;
+}
+
 static void in_materialize_work(void *arg)
 {
     in_job_t *j = arg;
@@ -471,6 +727,7 @@ static void in_materialize_work(void *arg)
         }
         free(base);
     }
+    xfer_cache_prune(x->h.cache); /* its blobs are copied out: bound the cache */
 }
 
 static void in_materialize_done(void *arg)
@@ -528,7 +785,7 @@ typedef struct {
     dev_t dev;
     ino_t ino;
     off_t size;
-    struct timespec mtime, ctime;
+    struct timespec mtime;
     uint8_t digest[DIGEST_LEN];
 } memo_entry_t;
 
@@ -564,7 +821,7 @@ static bool memo_get(xfer_memo_t *m, const char *rel, const struct stat *st, uin
 {
     const memo_entry_t *e = m ? zhashx_lookup(m->by_path, rel) : NULL;
     if (!e || e->dev != st->st_dev || e->ino != st->st_ino || e->size != st->st_size ||
-        !same_time(e->mtime, st->st_mtim) || !same_time(e->ctime, st->st_ctim))
+        !same_time(e->mtime, st->st_mtim))
         return false;
     memcpy(digest, e->digest, DIGEST_LEN);
     return true;
@@ -574,15 +831,13 @@ static void memo_put(xfer_memo_t *m, const char *rel, const struct stat *st, con
                      uint64_t size_read)
 {
     time_t now = time(NULL);
-    if (!m || (uint64_t)st->st_size != size_read || st->st_mtim.tv_sec >= now - m->racy_s ||
-        st->st_ctim.tv_sec >= now - m->racy_s)
+    if (!m || (uint64_t)st->st_size != size_read || st->st_mtim.tv_sec >= now - m->racy_s)
         return; /* changing, or too recent to tell a later write apart */
     memo_entry_t *e = xmalloc(sizeof *e);
     e->dev = st->st_dev;
     e->ino = st->st_ino;
     e->size = st->st_size;
     e->mtime = st->st_mtim;
-    e->ctime = st->st_ctim;
     memcpy(e->digest, digest, DIGEST_LEN);
     zhashx_update(m->by_path, rel, e);
 }

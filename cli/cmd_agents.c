@@ -4,6 +4,7 @@
  * the agent hands its steps back as if its cloud had reclaimed it). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api.h"
 #include "cli.h"
@@ -27,18 +28,26 @@ static const cli_opt_t agents_opts[] = {
 #define DRAIN_USAGE   "drover agent drain NAME"
 #define DRAIN_HELP    "Stop placing new steps on agent NAME; steps running there finish.\n"
 #define UNDRAIN_USAGE "drover agent undrain NAME"
-#define UNDRAIN_HELP  "Put a drained agent NAME back in service.\n"
+#define UNDRAIN_HELP                                                                               \
+    "Put a drained agent NAME back in service; a drill (drover agent preempt) of it\n"             \
+    "ends at once. A cloud's preemption notice is not ended.\n"
 #define PREEMPT_USAGE "drover agent preempt NAME [--deadline DUR]"
 #define PREEMPT_HELP                                                                               \
     "Drill a preemption of agent NAME through the same path as a cloud's notice:\n"                \
     "droverd stops placing work there, the agent signals its steps, commits their\n"               \
-    "last checkpoints and hands them back to resume elsewhere.\n"                                  \
+    "last checkpoints and hands them back to resume elsewhere. At the deadline the\n"              \
+    "drill ends: the agent returns to service, or exits if it runs with --drill-exit\n"            \
+    "(drover agents says which); drover agent undrain ends it at once.\n"                          \
     "  --deadline DUR  when the node 'goes away' (e.g. 30s, 2m) [30s]\n"
 
 static const char *agent_state(const Drover__AgentView *a)
 {
     if (!a->connected)
         return a->drained ? "disconnected,drained" : "disconnected";
+    if (a->preempt && a->preempt->terminate && a->preempt->reason &&
+        strncmp(a->preempt->reason, "drill", 5) == 0)
+        return strstr(a->preempt->reason, "agent exits") ? "preempting (drill; then exits)"
+                                                         : "preempting (drill; then back)";
     if (a->preempt)
         return a->preempt->terminate ? "preempting" : "at-risk";
     return a->drained ? "drained" : "connected";

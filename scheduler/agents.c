@@ -203,7 +203,19 @@ void agents_send_preempt(sched_t *s, agent_t *a, uint64_t deadline_ms)
         out->preempt->reason = xstrdup("drill (drover agent preempt)");
     }
     out->preempt->terminate = true;
+    out->preempt->withdraw = false;
     out->preempt->deadline_ms = util_now_ms() + (int64_t)deadline_ms;
+}
+
+void agents_end_drill(sched_t *s, agent_t *a)
+{
+    agent_out_t *out = sched_agent_out(s, a);
+    if (!out->preempt) {
+        out->preempt = xmalloc(sizeof *out->preempt);
+        drover__preempt_notice__init(out->preempt);
+        out->preempt->reason = xstrdup("drover agent undrain");
+    }
+    out->preempt->withdraw = true;
 }
 
 /* Hex of a routing id (at most 255 bytes): the key of s->conns (ids are

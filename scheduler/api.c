@@ -422,6 +422,8 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
             break;
         }
         a->drained = !req->drain_agent->undrain;
+        if (!a->drained && a->connected)
+            agents_end_drill(s, a); /* a drill ends with undrain */
         sched_mark_agent(s, a);
         log_info("agent %s %s", a->name,
                  a->drained ? "drained: no new work will be placed there" : "back in service");

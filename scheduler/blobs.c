@@ -162,8 +162,13 @@ static void queue_done(sched_t *s, agent_t *a, uint64_t attempt_id, const uint8_
 
 void blobs_offer(sched_t *s, agent_t *a, const Drover__UploadOffer *o)
 {
-    if (!attempt_task(s, a, o->attempt_id))
-        return; /* not current: the agent's EXITED report will be fenced */
+    if (!attempt_task(s, a, o->attempt_id)) {
+        /* Not current (cancelled, superseded, handed back): no blob is
+         * wanted, and the agent is told to drop the attempt, or it would
+         * offer the upload again forever. */
+        agents_queue_kill(s, a, o->attempt_id);
+        return;
+    }
     agent_out_t *out = sched_agent_out(s, a);
     Drover__UploadWant *w = xmalloc(sizeof *w);
     drover__upload_want__init(w);

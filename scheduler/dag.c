@@ -635,6 +635,7 @@ static void requeue(sched_t *s, task_t *t, Drover__TaskStatus status, const char
 {
     Drover__AttemptRecord *a = current_open_attempt(t);
     const Drover__Checkpoint *ck = dag_latest_checkpoint(t);
+    int64_t heard = t->agent ? t->agent->last_seen_ms : 0; /* its node's last heartbeat */
     if (a) {
         /* Work lost: from this attempt's last checkpoint (or its start) to
          * when its node was last heard from. */
@@ -645,6 +646,13 @@ static void requeue(sched_t *s, task_t *t, Drover__TaskStatus status, const char
             util_pb_set_str(&t->avoid_agent, a->agent);
     }
     close_attempt(s, t, status, reason);
+    if (a && status == DROVER__TASK_STATUS__TASK_LOST) {
+        /* Its node went silent: it ran (and is charged, spot time and
+         * cost) until the last heartbeat, not until the loss was noticed
+         * an agent timeout later. */
+        if (heard && heard >= a->started_ms && heard < a->finished_ms)
+            a->finished_ms = heard;
+    }
     t->preemptions++;
     back_to_ready(s, t, reason, t->preemptions > t->step->max_preemptions, t->preemptions,
                   "lost/preempted attempts");

@@ -421,6 +421,9 @@ agent_t *agents_find(sched_t *s, const char *name);
 void agents_queue_kill(sched_t *s, agent_t *a, uint64_t attempt_id);
 /* Deliver a preemption drill to a connected agent (drover agent preempt). */
 void agents_send_preempt(sched_t *s, agent_t *a, uint64_t deadline_ms);
+/* End a drill of a connected agent (drover agent undrain): it takes work
+ * again once its next heartbeat carries no notice. A cloud's notice stays. */
+void agents_end_drill(sched_t *s, agent_t *a);
 /* Startup: recreate an agent from its record (disconnected). */
 void agents_load(sched_t *s, const Drover__AgentRecord *rec);
 void agents_free_all(sched_t *s);

@@ -14,12 +14,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 from harness import (SOURCE_DIR, DroverTestCase, check_daemons, main, task, wait_final,
                      wait_until)
 from fakemeta import FakeMeta
 
 TRAIN = os.path.join(SOURCE_DIR, "examples", "spot", "train_sgd.py")
+TRAIN_TORCH = os.path.join(SOURCE_DIR, "examples", "spot", "train_torch.py")
+try:
+    import torch  # noqa: F401 (only the PyTorch example's test needs it)
+    HAVE_TORCH = True
+except ImportError:
+    HAVE_TORCH = False
 
 
 def train_step(name="train", epochs=12, secs=0.3, args=(), **extra):
@@ -300,6 +307,7 @@ class SpotTest(DroverTestCase):
         c = self.start()
         rid = c.submit({"name": "kill9", "steps": [train_step(epochs=14, secs=0.4)]})
         self.wait_checkpoint(rid, step=4)
+        killed_ms = int(time.time() * 1000)
         c.kill_agent("spot1")  # the node is gone: no notice at all
         run = wait_final(c, rid, timeout=120)
         self.assertRunSucceeded(run)
@@ -307,6 +315,9 @@ class SpotTest(DroverTestCase):
         self.assertEqual((t["preemptions"], t["retries_used"]), (1, 0), t)
         first, last = t["history"][0], t["history"][-1]
         self.assertEqual(first["status"], "LOST", t)
+        # charged up to its last heartbeat, not the detection window after
+        # it (droverd's --agent-timeout here is 2 s)
+        self.assertLessEqual(first["finished_ms"], killed_ms + 500, (killed_ms, t))
         # work lost is at most one checkpoint interval (one epoch): the
         # resumed attempt starts at most one epoch behind the last epoch
         # the killed attempt logged
@@ -433,6 +444,192 @@ class SpotTest(DroverTestCase):
         check_daemons(c)
 
 
+    # ---------------------------------------------------------------- big checkpoints
+
+    def test_saves_faster_than_uploads_always_commit(self):
+        """A trainer replacing a 40 MB last.pt (temp file and rename) every
+        0.2 s, faster than one upload: no checkpoint is refused, the temp
+        file is never part of one, the newest line is the one committed
+        last, and a drill resumes from exactly that checkpoint."""
+        c = self.start()
+        step = {"name": "train", "command": ["python3", "-c", RAPID_SAVER, "40"],
+                "checkpoint": {"keep": 2, "min_interval": "0s"},
+                "preemption": {"grace": "20s", "max_preemptions": 5},
+                "placement": {"spot": "prefer"}}
+        rid = c.submit({"name": "rapid", "steps": [step]})
+        wait_until(lambda: "all saved" in c.cli("logs", rid, "train").out, 120,
+                   what="the ten checkpoints to be written")
+        self.wait_checkpoint(rid, step=10, timeout=60)
+        log = c.agents["spot1"].log_text()
+        self.assertNotIn("not committed", log)
+        self.assertNotIn("not captured", log)
+        r = c.cli("agent", "preempt", "spot1", "--deadline", "30s")
+        self.assertEqual(r.rc, 0, r)
+        run = wait_final(c, rid, timeout=120)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual(t["history"][-1]["resumed_step"], 10, t)
+        out = c.cli("logs", rid, "train").out
+        self.assertIn("resumed: step 10, file of step 10, files ['last.pt']", out)
+        check_daemons(c)
+
+    def test_cancel_during_checkpoint_upload_ends_the_attempt(self):
+        """Cancelled, the trainer writes a last big checkpoint line: the
+        attempt still ends at once and its directory is removed."""
+        c = self.start(ondemand=False)
+        marker = c.path("final-checkpoint-written")
+        step = {"name": "train", "command": ["python3", "-c", SAVE_ON_SIGTERM, marker],
+                "checkpoint": {"keep": 2, "min_interval": "0s"}}
+        rid = c.submit({"name": "cancelck", "steps": [step]})
+        self.wait_checkpoint(rid, step=2)
+        attempt_dir = os.path.join(c.agent_work_dir("spot1"), "runs", rid, "train", "1")
+        self.assertTrue(os.path.isdir(attempt_dir), attempt_dir)
+        r = c.cli("run", "cancel", rid)
+        self.assertEqual(r.rc, 0, r)
+        wait_until(lambda: os.path.exists(marker), 30, what="the trainer's last checkpoint line")
+        wait_until(lambda: not os.path.exists(attempt_dir), 20,
+                   what="the cancelled attempt's directory to be removed")
+        self.assertNotIn("stalled", c.agents["spot1"].log_text())
+        # the agent stops at once: nothing of the attempt holds it
+        c.agents["spot1"].terminate()
+        wait_until(lambda: not c.agents["spot1"].alive(), 10, what="the agent to stop")
+        check_daemons(c)
+
+    # ---------------------------------------------------------------- drills
+
+    def placed_on_spot(self, name):
+        """A spot: prefer run: the agent its step ran on."""
+        rid = self.c.submit({"name": name, "steps": [
+            {"name": "s", "command": ["true"], "placement": {"spot": "prefer"}}]})
+        run = wait_final(self.c, rid, timeout=60)
+        self.assertRunSucceeded(run)
+        return task(run, "s")["history"][-1]["agent"]
+
+    def test_drill_ends_at_its_deadline_or_with_undrain(self):
+        c = self.start()
+        # at its deadline a drill ends: spot1 (no --drill-exit) takes work again
+        r = c.cli("agent", "preempt", "spot1", "--deadline", "2s")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("preempting (drill; then back)", c.cli("agents").out)
+        wait_until(lambda: c.agent("spot1")["preemption"] is None, 30,
+                   what="spot1's drill to end at its deadline")
+        self.assertEqual(self.placed_on_spot("after-deadline"), "spot1")
+        # undrain ends a drill at once
+        r = c.cli("agent", "preempt", "spot1", "--deadline", "600s")
+        self.assertEqual(r.rc, 0, r)
+        wait_until(lambda: (c.agent("spot1")["preemption"] or {}).get("terminate"), 30,
+                   what="spot1 preempting")
+        self.assertEqual(self.placed_on_spot("during-drill"), "od1")
+        r = c.cli("agent", "undrain", "spot1")
+        self.assertEqual(r.rc, 0, r)
+        wait_until(lambda: c.agent("spot1")["preemption"] is None, 30,
+                   what="undrain to end spot1's drill")
+        self.assertEqual(self.placed_on_spot("after-undrain"), "spot1")
+        check_daemons(c)
+
+    def test_drill_exit_agent_leaves_at_the_deadline(self):
+        c = self.start(spot_extra=["--drill-exit"], ondemand=False)
+        r = c.cli("agent", "preempt", "spot1", "--deadline", "2s")
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("preempting (drill; then exits)", c.cli("agents").out)
+        c.agents["spot1"].expected_exit = True
+        wait_until(lambda: not c.agents["spot1"].alive(), 30,
+                   what="the agent to exit at its drill's deadline")
+        self.assertIn("drill deadline: the agent exits", c.agents["spot1"].log_text())
+
+    # ---------------------------------------------------------------- the blob cache
+
+    def test_agent_blob_cache_stays_bounded(self):
+        """Inputs and restored checkpoints go through WORK_DIR/cache: with
+        --cache-size 30Mi it stays under 30 MiB across 12 steps of 8 MiB
+        inputs each (96 MiB unbounded), evicting the least recently used."""
+        c = self.c
+        c.start_droverd()
+        c.start_agent("prod", cpus=4, labels={"role": "prod"})
+        c.start_agent("cons", cpus=1, labels={"role": "cons"}, extra=["--cache-size", "30Mi"])
+        steps = []
+        for i in range(12):
+            steps.append({"name": "p%d" % i, "outputs": {"artifacts": ["blob"]},
+                          "placement": {"labels": {"role": "prod"}},
+                          "command": ["python3", "-c",
+                                      "import os; open(os.environ['DROVER_OUTPUTS'] + '/blob', "
+                                      "'wb').write(os.urandom(8 << 20))"]})
+            steps.append({"name": "c%d" % i, "needs": ["p%d" % i],
+                          "inputs": {"artifacts": {"b": "p%d.blob" % i}},
+                          "placement": {"labels": {"role": "cons"}},
+                          "command": ["python3", "-c",
+                                      "import os, sys; sys.exit(os.path.getsize("
+                                      "os.environ['DROVER_INPUTS'] + '/b') != 8 << 20)"]})
+        rid = c.submit({"name": "cachebound", "steps": steps})
+        run = wait_final(c, rid, timeout=300)
+        self.assertRunSucceeded(run)
+        cache = os.path.join(c.agent_work_dir("cons"), "cache")
+        total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache)
+                    for f in fs)
+        self.assertLessEqual(total, 30 << 20, "the cache holds %d bytes" % total)
+        self.assertIn("least recently used blobs (", c.agents["cons"].log_text())
+        check_daemons(c)
+
+    # ---------------------------------------------------------------- PyTorch
+
+    @unittest.skipUnless(HAVE_TORCH, "python3-torch is not installed: the PyTorch example is "
+                         "not run (make demo uses the standard-library trainer)")
+    def test_pytorch_example_resumes_to_the_same_weights(self):
+        args = ["--epochs", "12", "--width", "512", "--epoch-seconds", "0.3"]
+        c = self.start()
+        step = {"name": "train", "command": ["python3", TRAIN_TORCH] + args,
+                "outputs": {"artifacts": ["model.pt"]},
+                "checkpoint": {"keep": 2, "min_interval": "0s"},
+                "preemption": {"grace": "20s", "max_preemptions": 5},
+                "placement": {"spot": "prefer"}}
+        rid = c.submit({"name": "torch", "steps": [step]})
+        self.wait_checkpoint(rid, step=3, timeout=120)
+        r = c.cli("agent", "preempt", "spot1", "--deadline", "30s")
+        self.assertEqual(r.rc, 0, r)
+        run = wait_final(c, rid, timeout=300)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual((t["preemptions"], t["retries_used"]), (1, 0), t)
+        self.assertGreaterEqual(t["history"][-1]["resumed_step"], 3, t)
+        got = c.path("model.pt")
+        r = c.cli("artifact", "get", rid, "train", "model.pt", "-o", got, "--force")
+        self.assertEqual(r.rc, 0, r)
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "ck"))
+            env = dict(os.environ, DROVER_OUTPUTS=d, DROVER_CHECKPOINT_DIR=os.path.join(d, "ck"))
+            for k in ("DROVER_PROGRESS", "DROVER_RESUMED"):
+                env.pop(k, None)
+            subprocess.run(["python3", TRAIN_TORCH] + args[:4], env=env, check=True,
+                           stdout=subprocess.DEVNULL, timeout=600)
+            want = torch.load(os.path.join(d, "model.pt"))
+        have = torch.load(got)
+        self.assertEqual(sorted(have), sorted(want))
+        for k in want:
+            self.assertTrue(torch.equal(have[k], want[k]), "weights %s differ" % k)
+        self.assertNotIn("not committed", c.agents["spot1"].log_text())
+        check_daemons(c)
+
+    def test_agent_cache_bounded_across_resumes(self):
+        """20 resumes of a 10 MiB checkpoint, each a new one restored
+        through the cache (200 MiB unbounded): it stays under 30 MiB."""
+        c = self.c
+        c.start_droverd()
+        c.start_agent("a1", cpus=1, extra=["--cache-size", "30Mi"])
+        step = {"name": "train", "command": ["python3", "-c", RESUMER, "20"],
+                "checkpoint": {"keep": 1, "min_interval": "0s"},
+                "retries": {"limit": 60, "backoff": "100ms", "factor": 1}}
+        rid = c.submit({"name": "resumes", "steps": [step]})
+        run = wait_final(c, rid, timeout=400)
+        self.assertRunSucceeded(run)
+        t = task(run, "train")
+        self.assertEqual(t["history"][-1]["resumed_step"], 20, t)
+        cache = os.path.join(c.agent_work_dir("a1"), "cache")
+        total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache)
+                    for f in fs)
+        self.assertLessEqual(total, 30 << 20, "the cache holds %d bytes" % total)
+        self.assertIn("least recently used blobs (", c.agents["a1"].log_text())
+        check_daemons(c)
+
 STUBBORN = r"""
 import json, os, signal, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -465,6 +662,71 @@ for step in range(start + 1, 5):
     with open(prog, "a") as f:
         f.write(json.dumps({"checkpoint": True, "step": step}) + "\n")
     import time; time.sleep(1.5)
+"""
+
+RAPID_SAVER = r"""
+import json, os, sys, time
+ck, prog = os.environ["DROVER_CHECKPOINT_DIR"], os.environ["DROVER_PROGRESS"]
+path = os.path.join(ck, "last.pt")
+if os.environ.get("DROVER_RESUMED") == "1":
+    step = int(os.environ["DROVER_CHECKPOINT_STEP"])
+    with open(path, "rb") as f:
+        head = int(f.read(16))
+    names = sorted(os.listdir(ck))
+    print("resumed: step %d, file of step %d, files %s" % (step, head, names), flush=True)
+    sys.exit(0 if head == step and names == ["last.pt"] else 1)
+block = os.urandom(1 << 20)
+for step in range(1, 11):
+    time.sleep(0.2)
+    with open(path + ".tmp", "wb") as f:
+        f.write(b"%016d" % step)
+        for _ in range(int(sys.argv[1])):
+            f.write(block)
+    os.replace(path + ".tmp", path)
+    with open(prog, "a") as f:
+        f.write(json.dumps({"checkpoint": True, "step": step}) + "\n")
+print("all saved", flush=True)
+time.sleep(600)
+"""
+
+SAVE_ON_SIGTERM = r"""
+import json, os, signal, sys, time
+ck, prog = os.environ["DROVER_CHECKPOINT_DIR"], os.environ["DROVER_PROGRESS"]
+def save(step, size):
+    with open(os.path.join(ck, "last.pt.tmp"), "wb") as f:
+        f.write(os.urandom(size))
+    os.replace(os.path.join(ck, "last.pt.tmp"), os.path.join(ck, "last.pt"))
+    with open(prog, "a") as f:
+        f.write(json.dumps({"checkpoint": True, "step": step}) + "\n")
+def on_term(*_):
+    save(1000, 40 << 20)
+    open(sys.argv[1], "w").close()
+    time.sleep(1.5)  # the agent reads the line while the process runs
+    sys.exit(143)
+signal.signal(signal.SIGTERM, on_term)
+for step in range(1, 1000):
+    save(step, 1024)
+    time.sleep(0.3)
+"""
+
+RESUMER = r"""
+import json, os, sys, time
+ck, prog = os.environ["DROVER_CHECKPOINT_DIR"], os.environ["DROVER_PROGRESS"]
+path = os.path.join(ck, "last.pt")
+start = int(os.environ.get("DROVER_CHECKPOINT_STEP", "0"))
+if start:
+    with open(path, "rb") as f:
+        assert int(f.read(16)) == start, "restored the checkpoint of its step"
+if start >= int(sys.argv[1]):
+    sys.exit(0)
+with open(path + ".tmp", "wb") as f:
+    f.write(b"%016d" % (start + 1))
+    f.write(os.urandom(10 << 20))
+os.replace(path + ".tmp", path)
+with open(prog, "a") as f:
+    f.write(json.dumps({"checkpoint": True, "step": start + 1}) + "\n")
+time.sleep(1.5)  # committed meanwhile; then fail, to be retried from it
+sys.exit(1)
 """
 
 if __name__ == "__main__":

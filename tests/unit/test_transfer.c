@@ -25,6 +25,7 @@
 #include <ftw.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "digest.h"
@@ -1331,4 +1332,123 @@ Test(transfer, missing_blob_on_the_scheduler_fails_the_fetch)
     cr_assert(strstr(res.error, "no such blob in the store") != NULL, "error: %s", res.error);
     xfer_in_cancel(&x);
     blobs_free();
+}
+
+/* The file at path holds exactly text. */
+static void assert_content(const char *path, const char *text)
+{
+    char *got = NULL;
+    size_t len = 0;
+    cr_assert_eq(util_read_file(path, 1024, &got, &len), 0, "%s", path);
+    cr_assert(len == strlen(text) && memcmp(got, text, len) == 0, "%s: '%.*s', not '%s'", path,
+              (int)len, got, text);
+    free(got);
+}
+
+/* A checkpoint snapshot is the directory as it was when taken: a save that
+ * replaces last.pt by rename afterwards does not change it, and the temp
+ * files of the save idiom and dot-files are not part of it. */
+Test(transfer, snapshot_is_the_checkpoint_as_it_was)
+{
+    char *ck = xasprintf("%s/ck", root), *sub = xasprintf("%s/ck/sub", root);
+    cr_assert_eq(util_mkdir_p(sub, 0755), 0);
+    char *last = xasprintf("%s/last.pt", ck), *tmp = xasprintf("%s/last.pt.tmp", ck);
+    char *hidden = xasprintf("%s/.lock", ck), *opt = xasprintf("%s/opt.bin", sub);
+    char *subtmp = xasprintf("%s/x.tmp", sub);
+    write_file(last, "epoch 1", 7, 0600);
+    write_file(tmp, "half of epoch 2", 15, 0644);
+    write_file(hidden, "x", 1, 0644);
+    write_file(opt, "adam 1", 6, 0644);
+    write_file(subtmp, "y", 1, 0644);
+    char *snap = xasprintf("%s/snap", root), err[512];
+    cr_assert_eq(xfer_snapshot(ck, snap, err, sizeof err), 0, "%s", err);
+
+    write_file(tmp, "epoch 2", 7, 0644); /* the next save lands */
+    cr_assert_eq(rename(tmp, last), 0);
+    cr_assert_eq(unlink(opt), 0); /* replaced, not rewritten in place */
+    write_file(opt, "adam 2!", 7, 0644);
+
+    char *p = xasprintf("%s/last.pt", snap);
+    assert_content(p, "epoch 1");
+    struct stat st;
+    cr_assert_eq(stat(p, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600, "the file's mode is kept");
+    free(p);
+    p = xasprintf("%s/sub/opt.bin", snap);
+    assert_content(p, "adam 1");
+    free(p);
+    const char *left_out[] = {"last.pt.tmp", ".lock", "sub/x.tmp"};
+    for (size_t i = 0; i < 3; i++) {
+        p = xasprintf("%s/%s", snap, left_out[i]);
+        cr_assert_eq(access(p, F_OK), -1, "%s is not part of the snapshot", left_out[i]);
+        free(p);
+    }
+
+    /* A link could point outside the task dir: refused, nothing left. */
+    char *lnk = xasprintf("%s/escape", ck), *snap2 = xasprintf("%s/snap2", root);
+    cr_assert_eq(symlink("/etc/passwd", lnk), 0);
+    cr_assert_lt(xfer_snapshot(ck, snap2, err, sizeof err), 0);
+    cr_assert(strstr(err, "symbolic link 'escape'"), "%s", err);
+    cr_assert_eq(access(snap2, F_OK), -1, "a failed snapshot is removed");
+    free(ck), free(sub), free(last), free(tmp), free(hidden), free(opt), free(subtmp);
+    free(snap), free(lnk), free(snap2);
+}
+
+/* Put a blob of size bytes into cache dir c, last used `age` seconds ago. */
+static void lru_put(const char *c, char fill, size_t size, int age)
+{
+    char *data = xmalloc(size);
+    memset(data, fill, size);
+    uint8_t d[DIGEST_LEN];
+    digest_buffer(data, size, d);
+    char hex[DIGEST_HEX_LEN + 1];
+    digest_hex(d, hex);
+    char *p = xasprintf("%s/%.2s/%s", c, hex, hex);
+    write_file(p, data, size, 0644);
+    struct timespec t[2] = {{.tv_sec = time(NULL) - age}, {.tv_sec = time(NULL) - age}};
+    cr_assert_eq(utimensat(AT_FDCWD, p, t, 0), 0);
+    free(p);
+    free(data);
+}
+
+static size_t cache_files(const char *c)
+{
+    char *cmd = xasprintf("find %s -type f | wc -l", c);
+    FILE *f = popen(cmd, "r");
+    size_t n = 0;
+    cr_assert_eq(fscanf(f, "%zu", &n), 1);
+    pclose(f);
+    free(cmd);
+    return n;
+}
+
+/* The cache keeps at most its bound: the least recently used blobs go
+ * first, and what goes is counted. */
+Test(transfer, cache_evicts_least_recently_used)
+{
+    char *c = xasprintf("%s/lru", root);
+    lru_put(c, 'a', 1000, 300); /* oldest */
+    lru_put(c, 'b', 1000, 200);
+    lru_put(c, 'c', 1000, 100);
+    xfer_cache_t *cache = xfer_cache_new(c, 2500);
+    xfer_cache_prune(cache);
+    xfer_cache_stats_t st;
+    xfer_cache_stats(cache, &st);
+    cr_assert_eq(st.evictions, 1);
+    cr_assert_eq(st.evicted_bytes, 1000);
+    cr_assert_eq(st.bytes, 2000);
+    cr_assert_eq(cache_files(c), 2);
+    uint8_t d[DIGEST_LEN];
+    char buf[1000], hex[DIGEST_HEX_LEN + 1];
+    memset(buf, 'a', sizeof buf);
+    digest_buffer(buf, sizeof buf, d);
+    digest_hex(d, hex);
+    char *p = xasprintf("%s/%.2s/%s", c, hex, hex);
+    cr_assert_eq(access(p, F_OK), -1, "the least recently used blob is the one evicted");
+    free(p);
+    xfer_cache_prune(cache); /* under the bound: nothing more */
+    xfer_cache_stats(cache, &st);
+    cr_assert_eq(st.evictions, 1);
+    xfer_cache_destroy(&cache);
+    free(c);
 }
