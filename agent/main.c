@@ -49,7 +49,9 @@ static void usage(FILE *f)
                "  --key FILE             this agent's secret key (drover keygen NAME)\n"
                "  --scheduler-key FILE   droverd's public key (droverd.key)\n"
                "  --config FILE          YAML file of the same settings (key: value)\n"
-               "  --debug                verbose logging\n");
+               "  --debug                verbose logging\n"
+               "  -V, --version          print the version and exit\n"
+               "  -h, --help             print this help and exit\n");
 }
 
 typedef struct {
@@ -175,6 +177,7 @@ int main(int argc, char **argv)
                                              {"key", required_argument, 0, 0},
                                              {"scheduler-key", required_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, 'V'},
                                              {0, 0, 0, 0}};
     options_t o = {0};
     int rc = 1;

@@ -159,7 +159,9 @@ static int check_ipc_path(const api_t *api)
         if (rc == -ENOENT || rc == -ECONNREFUSED)
             report_no_answer(api);
         else if (rc == -EACCES)
-            log_error("cannot connect to droverd at %s: %s", api->endpoint, strerror(EACCES));
+            log_error("cannot connect to droverd at %s: %s (the API socket is for root and "
+                      "group drover: `sudo adduser $USER drover`, then log in again)",
+                      api->endpoint, strerror(EACCES));
         else
             rc = 0; /* anything else: let ZeroMQ try */
     }
@@ -191,6 +193,7 @@ static int open_socket(api_t *api)
     if (zmq_connect(api->sock, api->endpoint) < 0) {
         rc = -zmq_errno();
         log_error("zmq_connect(%s): %s", api->endpoint, zmq_strerror(-rc));
+        cli_set_failure(CLI_EXIT_UNREACHABLE);
         close_socket(api);
         return rc;
     }
@@ -240,6 +243,22 @@ static int recv_answer(api_t *api, zmq_msg_t *msg)
     return 0;
 }
 
+/* The exit status for droverd's kind of error. */
+static int exit_status_of(Drover__ApiErrorCode code)
+{
+    switch (code) {
+    case DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND:
+        return CLI_EXIT_NOT_FOUND;
+    case DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED:
+        return CLI_EXIT_DENIED;
+    case DROVER__API_ERROR_CODE__API_ERROR_INVALID:
+    case DROVER__API_ERROR_CODE__API_ERROR_CONFLICT:
+        return CLI_EXIT_REFUSED;
+    default:
+        return CLI_EXIT_ERROR;
+    }
+}
+
 static int decode(const api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
 {
     Drover__ApiResponse *r =
@@ -250,6 +269,7 @@ static int decode(const api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
     }
     if (r->error && *r->error) {
         log_error("%s", r->error);
+        cli_set_failure(exit_status_of(r->error_code));
         drover__api_response__free_unpacked(r, NULL);
         return -EREMOTEIO;
     }
@@ -296,12 +316,21 @@ static int call_once(api_t *api, const Drover__ApiRequest *req, Drover__ApiRespo
     return rc;
 }
 
+/* Record the exit status for a failed call's rc (droverd's own errors are
+ * recorded by decode). Returns rc. */
+static int note_failure(int rc)
+{
+    if (rc < 0 && (no_answer(rc) || rc == -EACCES))
+        cli_set_failure(CLI_EXIT_UNREACHABLE);
+    return rc;
+}
+
 int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp)
 {
     int64_t first_miss = 0;
     bool lost = false;
     if (api->patience_ms == 0)
-        return call_once(api, req, resp);
+        return note_failure(call_once(api, req, resp));
     for (;;) {
         api->quiet = true;
         int rc = call_once(api, req, resp);
@@ -325,7 +354,7 @@ int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **re
         if (now - first_miss >= api->patience_ms) {
             log_error("no answer from droverd at %s for %llds; giving up", api->endpoint,
                       (long long)(now - first_miss) / 1000);
-            return rc;
+            return note_failure(rc);
         }
         cli_sleep_ms(API_RETRY_INTERVAL_MS);
     }

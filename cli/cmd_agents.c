@@ -143,7 +143,7 @@ int cmd_agents(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, agents_opts, AGENTS_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(AGENTS_USAGE, AGENTS_HELP);
         if (opt == ARGS_POSITIONAL)
@@ -178,7 +178,7 @@ static int drain(cli_t *cli, int argc, char **argv, bool undrain)
     args_init(&a, cli, argc, argv, none, usage);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(usage, undrain ? UNDRAIN_HELP : DRAIN_HELP);
         if (name)
@@ -224,7 +224,7 @@ int cmd_agent_preempt(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, opts, PREEMPT_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(PREEMPT_USAGE, PREEMPT_HELP);
         if (opt == OPT_DEADLINE) {

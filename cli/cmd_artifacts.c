@@ -170,7 +170,7 @@ int cmd_artifacts(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, list_opts, LIST_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(LIST_USAGE, LIST_HELP);
         if (opt == OPT_OUTPUT && cli_parse_output(a.value, &json) < 0)
@@ -217,7 +217,7 @@ static int parse_get_args(cli_t *cli, int argc, char **argv, get_args_t *g)
     args_init(&a, cli, argc, argv, get_opts, GET_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(GET_USAGE, GET_HELP), CLI_STOP;
         if (opt == OPT_OUTPUT)
@@ -282,6 +282,7 @@ static const Drover__Artifact *find_artifact(const Drover__ApiResponse *resp, co
     else
         log_error("step %s of run %s has no artifact '%s'; it has no artifacts", g->step, g->run,
                   name);
+    cli_set_failure(CLI_EXIT_NOT_FOUND);
     free(name);
     free(shown);
     free(names);

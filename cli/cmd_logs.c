@@ -64,11 +64,11 @@ static int parse_logs_args(cli_t *cli, int argc, char **argv, logs_args_t *l)
     args_init(&a, cli, argc, argv, logs_opts, LOGS_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(LOGS_USAGE, LOGS_HELP), CLI_STOP;
         if (opt == ARGS_POSITIONAL && positional(l, a.value) != 0)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == OPT_ATTEMPT && (cli_parse_u32(a.value, &l->attempt) < 0 || l->attempt == 0))
             return cli_usage_error(LOGS_USAGE, "--attempt expects a number from 1, got '%s'",
                                    a.value);

@@ -88,7 +88,7 @@ static int parse_runs_args(cli_t *cli, int argc, char **argv, runs_args_t *out)
     out->limit = RUNS_DEFAULT_LIMIT;
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(RUNS_USAGE, RUNS_HELP), CLI_STOP;
         if (opt == ARGS_POSITIONAL)
@@ -126,7 +126,7 @@ int cmd_runs(cli_t *cli, int argc, char **argv)
 }
 
 /* Parse "ID [-o FORMAT]" (json may be NULL when -o is not accepted).
- * Returns 0 with *id set, CLI_STOP after printing help, or CLI_EXIT_ERROR. */
+ * Returns 0 with *id set, CLI_STOP after printing help, or CLI_EXIT_USAGE. */
 static int parse_id_args(cli_t *cli, int argc, char **argv, const char *usage, const char *help,
                          const char **id, bool *json)
 {
@@ -137,7 +137,7 @@ static int parse_id_args(cli_t *cli, int argc, char **argv, const char *usage, c
     args_init(&a, cli, argc, argv, json ? output_opts : none, usage);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(usage, help), CLI_STOP;
         if (opt == ARGS_POSITIONAL && *id)

@@ -10,7 +10,7 @@
 
 #define STATUS_USAGE "drover status [-o table|json]"
 #define STATUS_HELP                                                                                \
-    "Show droverd's version, whether keys are required on the agents and API\n"                    \
+    "Show this CLI's and droverd's versions, whether keys are required on the agents and API\n"    \
     "sockets, its limits, and counters of what it refused (unknown keys, roles,\n"                 \
     "specs over a limit, undecodable messages) or dropped (API clients not reading\n"              \
     "their replies).\n"                                                                            \
@@ -38,7 +38,7 @@ int cmd_status(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, opts, STATUS_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(STATUS_USAGE, STATUS_HELP);
         if (opt == ARGS_POSITIONAL)
@@ -63,6 +63,7 @@ int cmd_status(cli_t *cli, int argc, char **argv)
         json_t *j = json_new(stdout);
         json_object_begin(j);
         json_field_str(j, "version", v->version);
+        json_field_str(j, "cli_version", DROVER_VERSION);
         json_field_bool(j, "curve", v->curve);
         json_field_bool(j, "api_curve", v->api_curve);
         json_field_uint(j, "agent_keys", v->agent_keys);
@@ -73,7 +74,8 @@ int cmd_status(cli_t *cli, int argc, char **argv)
         json_object_end(j);
         json_finish(&j);
     } else {
-        printf("droverd %s; you are %s\n", v->version, v->caller);
+        printf("droverd %s, drover (this CLI) %s; you are %s\n", v->version, DROVER_VERSION,
+               v->caller);
         printf("agents socket: %s\n", v->curve ? "CURVE (keys required)" : "no keys");
         printf("api socket:    %s\n", v->api_curve ? "CURVE (keys required)" : "local (ipc)");
         printf("keys loaded:   %u agents, %u API users\n", v->agent_keys, v->api_keys);

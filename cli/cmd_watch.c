@@ -303,7 +303,7 @@ int cmd_run_watch(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, none, WATCH_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(WATCH_USAGE, WATCH_HELP);
         if (id)

@@ -5,8 +5,9 @@
  * main() reads the global flags and the command words ("run get" is a
  * group and a subcommand), then hands the remaining words to the command's
  * function (cli.h). Each command talks to droverd over the API socket
- * (api.h) and prints a table or JSON. Exit status: 0 success, 1 a watched
- * run did not succeed, 2 any error (one "drover: error: ..." line).
+ * (api.h) and prints a table or JSON. Errors are one "drover: error: ..."
+ * line; the exit status tells their kind (cli.h, CLI_EXIT_*), recorded
+ * where the error is found (cli_set_failure) and applied here.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -83,9 +84,19 @@ static int top_help(void)
            "  --key FILE      your secret key, for a tcp:// API (CURVE); $DROVER_KEY\n"
            "  --server-key FILE  droverd's public key (droverd.key); $DROVER_SERVER_KEY\n"
            "  -h, --help      show help; `drover COMMAND --help` for one command\n"
+           "  -V, --version   print drover's version (`drover status`: droverd's too)\n"
            "\nEnvironment: DROVER_API, DROVER_API_TIMEOUT_MS (default 10000), DROVER_KEY,\n"
            "DROVER_SERVER_KEY, NO_COLOR.\n"
-           "Exit status: 0 success, 1 a watched run did not succeed, 2 error.\n");
+           "\nExit status:\n"
+           "  0  success\n"
+           "  1  the command worked; the run it watched did not succeed\n"
+           "  2  usage error: unknown command or flag, bad or missing value\n"
+           "  3  not found: no such run, step, attempt, agent or artifact\n"
+           "  4  cannot reach droverd: no socket, no permission on it, no answer\n"
+           "  5  refused by role: your API key's role may not do this\n"
+           "  6  refused by droverd: invalid spec, or not in this state (still running,\n"
+           "     already ended)\n"
+           "  7  any other error (a local file, a garbled answer)\n");
     return CLI_EXIT_OK;
 }
 
@@ -94,6 +105,41 @@ static int group_help(const char *group)
     printf("usage: drover %s SUBCOMMAND [ARGS]...\n", group);
     print_commands(group);
     return CLI_EXIT_OK;
+}
+
+/* The command words at one level: the subcommands of group, or the
+ * top-level commands and the groups (each once) when group is NULL; NULL
+ * ends the list. */
+static void command_words(const char *group, const char *words[N_COMMANDS + 2])
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        const command_t *c = &commands[i];
+        const char *w = group ? (c->group && strcmp(c->group, group) == 0 ? c->name : NULL)
+                              : (c->group ? c->group : c->name);
+        bool seen = false;
+        for (size_t k = 0; w && k < n; k++)
+            seen |= strcmp(words[k], w) == 0;
+        if (w && !seen)
+            words[n++] = w;
+    }
+    if (!group)
+        words[n++] = "help";
+    words[n] = NULL;
+}
+
+/* "unknown command 'WORDS'", with the closest command when one is close. */
+static int unknown_command(const char *usage, const char *group, const char *word)
+{
+    const char *words[N_COMMANDS + 2];
+    command_words(group, words);
+    const char *hint = cli_suggest(word, strlen(word), words);
+    if (hint)
+        return cli_usage_error(usage, "unknown command '%s%s%s'; did you mean '%s%s%s'?",
+                               group ? group : "", group ? " " : "", word, group ? group : "",
+                               group ? " " : "", hint);
+    return cli_usage_error(usage, "unknown command '%s%s%s'", group ? group : "", group ? " " : "",
+                           word);
 }
 
 /* A usage error inside a group, naming its subcommands: sub is the unknown
@@ -110,7 +156,7 @@ static int group_usage_error(const char *group, const char *sub)
     snprintf(usage, sizeof usage, "drover %s %s [ARGS]...", group, subs);
     if (!sub)
         return cli_usage_error(usage, "missing subcommand after '%s'", group);
-    return cli_usage_error(usage, "unknown command '%s %s'", group, sub);
+    return unknown_command(usage, group, sub);
 }
 
 static bool is_group(const char *word)
@@ -141,7 +187,7 @@ static int next_word(args_t *a, const char *usage_group, const char **word)
     *word = NULL;
     int opt = args_next(a);
     if (opt == ARGS_ERROR)
-        return CLI_EXIT_ERROR;
+        return CLI_EXIT_USAGE;
     if (opt == ARGS_HELP) {
         if (usage_group)
             group_help(usage_group);
@@ -164,7 +210,7 @@ static int help_command(cli_t *cli, int argc, char **argv)
     if (!is_group(argv[0])) {
         const command_t *c = find_command(NULL, argv[0]);
         if (!c)
-            return cli_usage_error(TOP_USAGE, "unknown command '%s'", argv[0]);
+            return unknown_command(TOP_USAGE, NULL, argv[0]);
         return c->fn(cli, 1, args);
     }
     if (argc == 1)
@@ -197,7 +243,7 @@ static int dispatch(cli_t *cli, int argc, char **argv)
     if (!c && sub)
         return group_usage_error(word, sub);
     if (!c)
-        return cli_usage_error(TOP_USAGE, "unknown command '%s'", word);
+        return unknown_command(TOP_USAGE, NULL, word);
     return c->fn(cli, argc - 1 - a.i, argv + 1 + a.i);
 }
 
@@ -210,5 +256,5 @@ int main(int argc, char **argv)
         log_error("write to stdout: %s", strerror(errno ? errno : EIO));
         return CLI_EXIT_ERROR;
     }
-    return rc;
+    return rc == CLI_EXIT_ERROR ? cli_failure(CLI_EXIT_ERROR) : rc;
 }

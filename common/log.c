@@ -13,6 +13,11 @@ void log_init(const char *program)
     log_program = program;
 }
 
+const char *log_program_name(void)
+{
+    return log_program;
+}
+
 void log_set_debug(int on)
 {
     log_debug_on = on;

@@ -12,6 +12,9 @@ enum log_level { LVL_DEBUG, LVL_INFO, LVL_WARN, LVL_ERROR };
 /* Set the program name printed on every line (not copied: pass a literal). */
 void log_init(const char *program);
 
+/* The name given to log_init ("drover" before it is called). */
+const char *log_program_name(void);
+
 /* Enable or disable LVL_DEBUG lines. */
 void log_set_debug(int on);
 

@@ -21,11 +21,15 @@
 #define API_DEFAULT_LIST 100
 #define API_MAX_LOG      (4u << 20)
 
-static void set_error(Drover__ApiResponse *resp, char **owned, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Set resp's error (formatted into *owned, which the caller frees) and its
+ * kind. */
+static void set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode code,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void set_error(Drover__ApiResponse *resp, char **owned, const char *fmt, ...)
+static void set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode code,
+                      const char *fmt, ...)
 {
+    resp->error_code = code;
     va_list ap;
     va_start(ap, fmt);
     if (vasprintf(owned, fmt, ap) < 0)
@@ -52,7 +56,7 @@ static void do_submit(sched_t *s, const Drover__SubmitRequest *req, const char *
             s->counters.over_limits++;
             log_warn("api: spec refused (%s): %s", owner, err);
         }
-        set_error(resp, err_owned, "%s", err);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_INVALID, "%s", err);
         goto cleanup;
     }
     run_t *r = dag_create_run(s, spec, file, req->no_cache);
@@ -147,12 +151,14 @@ static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiRespo
 {
     run_t *r = dag_find_run(s, req->run_id);
     if (!r) {
-        set_error(resp, err_owned, "no run '%s'", req->run_id);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%s'",
+                  req->run_id);
         return;
     }
     task_t *t = dag_find_task(r, req->task);
     if (!t) {
-        set_error(resp, err_owned, "run %s has no step '%s'", r->rec->id, req->task);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "run %s has no step '%s'", r->rec->id, req->task);
         return;
     }
     drover__logs_view__init(lv);
@@ -163,8 +169,9 @@ static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiRespo
     }
     uint32_t number = req->attempt ? req->attempt : (uint32_t)t->n_attempts;
     if (number > t->n_attempts) {
-        set_error(resp, err_owned, "step '%s' of run %s has %u attempts, not %u", req->task,
-                  r->rec->id, t->n_attempts, number);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "step '%s' of run %s has %u attempts, not %u", req->task, r->rec->id,
+                  t->n_attempts, number);
         resp->logs = NULL;
         return;
     }
@@ -174,7 +181,8 @@ static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiRespo
     size_t len = 0;
     int rc = store_get_log(s->store, r->rec->id, t->index, number, req->offset, max, &data, &len);
     if (rc < 0) {
-        set_error(resp, err_owned, "reading logs: %s", strerror(-rc));
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_OTHER, "reading logs: %s",
+                  strerror(-rc));
         resp->logs = NULL;
         return;
     }
@@ -191,12 +199,14 @@ static void do_artifacts(sched_t *s, const Drover__ArtifactsRequest *req, Drover
 {
     run_t *r = dag_find_run(s, req->run_id);
     if (!r) {
-        set_error(resp, err_owned, "no run '%s'", req->run_id);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%s'",
+                  req->run_id);
         return;
     }
     bool one = req->task && *req->task;
     if (one && !dag_find_task(r, req->task)) {
-        set_error(resp, err_owned, "run %s has no step '%s'", r->rec->id, req->task);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "run %s has no step '%s'", r->rec->id, req->task);
         return;
     }
     for (size_t i = 0; i < r->n_tasks; i++) {
@@ -347,12 +357,13 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
 
     if (!req) {
         s->counters.bad_requests++;
-        set_error(&resp, &err, "undecodable request (%zu bytes): is the CLI the same version?",
-                  len);
+        set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_INVALID,
+                  "undecodable request (%zu bytes): is the CLI the same version?", len);
         goto reply;
     }
     if ((err = forbidden(s, caller, req))) {
         resp.error = err;
+        resp.error_code = DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED;
         s->counters.refused_role++;
         log_warn("api: %s", err);
         goto reply;
@@ -381,13 +392,13 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
                                                                          : req->cancel_run->id;
         run_t *r = dag_find_run(s, id);
         if (!r) {
-            set_error(&resp, &err, "no run '%s'", id);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%s'", id);
             break;
         }
         if (req->op_case == DROVER__API_REQUEST__OP_CANCEL_RUN) {
             if (r->unfinished == 0) {
-                set_error(&resp, &err, "run %s already ended %s", id,
-                          util_run_status_name(r->rec->status));
+                set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_CONFLICT,
+                          "run %s already ended %s", id, util_run_status_name(r->rec->status));
                 break;
             }
             log_info("run %s cancelled", id);
@@ -418,7 +429,8 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_DRAIN_AGENT: {
         agent_t *a = agents_find(s, req->drain_agent->name);
         if (!a) {
-            set_error(&resp, &err, "no agent '%s'", req->drain_agent->name);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no agent '%s'",
+                      req->drain_agent->name);
             break;
         }
         a->drained = !req->drain_agent->undrain;
@@ -430,7 +442,8 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_PREEMPT_AGENT: {
         agent_t *a = agents_find(s, req->preempt_agent->name);
         if (!a || !a->connected) {
-            set_error(&resp, &err, "no connected agent '%s'", req->preempt_agent->name);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                      "no connected agent '%s'", req->preempt_agent->name);
             break;
         }
         log_info("agent %s: preemption drill, deadline in %.1fs", a->name,
@@ -447,7 +460,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_READ_BLOB: {
         const Drover__BlobRequest *b = req->read_blob;
         if (b->digest.len != 32 || !blobs_exists(s, b->digest.data)) {
-            set_error(&resp, &err, "no such blob");
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no such blob");
             break;
         }
         size_t max = b->max_bytes && b->max_bytes < API_MAX_LOG ? b->max_bytes : API_MAX_LOG;
@@ -458,11 +471,13 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_DELETE_RUN: {
         run_t *r = dag_find_run(s, req->delete_run->id);
         if (!r) {
-            set_error(&resp, &err, "no run '%s'", req->delete_run->id);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%s'",
+                      req->delete_run->id);
             break;
         }
         if (dag_delete_run(s, r) < 0) {
-            set_error(&resp, &err, "run %s is still running: cancel it first", r->rec->id);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_CONFLICT,
+                      "run %s is still running: cancel it first", r->rec->id);
             break;
         }
         resp.run_id = req->delete_run->id;
@@ -474,7 +489,8 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         log_info("step cache cleared");
         break;
     default:
-        set_error(&resp, &err, "unknown request: is the CLI newer than droverd?");
+        set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_INVALID,
+                  "unknown request: is the CLI newer than droverd?");
     }
 
 reply:;

@@ -413,6 +413,7 @@ static void refuse_api(sched_t *s, zframe_t *id, char *why)
         log_warn("api: %s", why);
     Drover__ApiResponse r = DROVER__API_RESPONSE__INIT;
     r.error = why;
+    r.error_code = DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED;
     size_t n = drover__api_response__get_packed_size(&r);
     uint8_t *buf = xmalloc(n);
     drover__api_response__pack(&r, buf);

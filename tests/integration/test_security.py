@@ -375,7 +375,7 @@ class SecurityTest(DroverTestCase):
             {"name": "s", "command": ["sleep", "30"]}]})
         # read: look, but not submit or cancel
         r = cli("rita", "submit", spec)
-        self.assertNotEqual(r.rc, 0)
+        self.assertEqual(r.rc, 5)
         self.assertIn("permission denied: key 'rita' has role read; this needs submit", r.err)
         self.assertEqual(cli("rita", "agents").rc, 0)
         # submit: run and cancel its own, not others', not the fleet
@@ -388,16 +388,16 @@ class SecurityTest(DroverTestCase):
         r = cli("rita", "run", "cancel", mine)
         self.assertIn("role read", r.err)
         r = cli("alice", "agent", "drain", "a1")
-        self.assertNotEqual(r.rc, 0)
+        self.assertEqual(r.rc, 5)
         self.assertIn("permission denied: key 'alice' has role submit; this needs admin", r.err)
         r = cli("alice", "run", "cancel", hers)
-        self.assertNotEqual(r.rc, 0)
+        self.assertEqual(r.rc, 5)
         self.assertIn("submitted by 'carol'", r.err)
         self.assertEqual(cli("alice", "run", "cancel", mine).rc, 0)
         self.assertEqual(cli("rita", "run", "get", mine, "-o", "json").rc, 0)
         # an unknown key is refused whatever its metadata claims
         r = cli("eve", "agents")
-        self.assertNotEqual(r.rc, 0)
+        self.assertEqual(r.rc, 5)
         self.assertIn("not in droverd's api-keys directory", r.err)
         # admin: everything
         self.assertEqual(cli("root", "agent", "drain", "a1").rc, 0)
