@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "json.h"
 #include "util.h"
 
 enum {
@@ -241,15 +242,21 @@ int args_next(args_t *a)
     return next_short(a, word);
 }
 
-int cli_parse_output(const char *s, bool *json)
+int cli_parse_output(const char *usage, const char *s, cli_output_t *out)
 {
-    if (strcmp(s, "json") == 0)
-        *json = true;
-    else if (strcmp(s, "table") == 0)
-        *json = false;
-    else
-        return -EINVAL;
-    return 0;
+    static const char *const names[] = {"table", "wide", "json", "yaml", "name", NULL};
+    for (int i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (cli_output_t)i;
+            return 0;
+        }
+    cli_usage_error(usage, "-o expects table, wide, json, yaml or name, got '%s'", s);
+    return -EINVAL;
+}
+
+struct json *cli_doc_writer(cli_output_t o)
+{
+    return o == CLI_OUT_YAML ? json_new_yaml(stdout) : json_new(stdout);
 }
 
 int cli_parse_u32(const char *s, uint32_t *out)

@@ -105,8 +105,29 @@ int cli_help(const char *usage, const char *text);
 /* Print "drover VERSION" to stdout (--version, -V). */
 void cli_print_version(void);
 
-/* Parse "-o" values: "json" → *json true, "table" → false. 0 or -EINVAL. */
-int cli_parse_output(const char *s, bool *json);
+/* `-o FORMAT` of every listing: an aligned table, the same with more
+ * columns, JSON, YAML (the same document), or one name (id) per line. */
+typedef enum { CLI_OUT_TABLE, CLI_OUT_WIDE, CLI_OUT_JSON, CLI_OUT_YAML, CLI_OUT_NAME } cli_output_t;
+
+#define CLI_OUTPUTS "table|wide|json|yaml|name"
+#define CLI_OUTPUT_HELP                                                                            \
+    "  -o, --output FORMAT  table (default), wide (more columns), json, yaml, or\n"                \
+    "                       name (one per line, for scripts)\n"
+
+/* Parse an -o value into *out. 0, or -EINVAL with the usage error printed. */
+int cli_parse_output(const char *usage, const char *s, cli_output_t *out);
+
+/* Whether o is a document format (json or yaml). */
+static inline bool cli_output_doc(cli_output_t o)
+{
+    return o == CLI_OUT_JSON || o == CLI_OUT_YAML;
+}
+
+struct json;
+
+/* A writer on stdout for a document format: JSON or YAML. The caller ends
+ * it with json_finish. */
+struct json *cli_doc_writer(cli_output_t o);
 
 /* Parse a decimal number in [0, UINT32_MAX]. 0 or -EINVAL. */
 int cli_parse_u32(const char *s, uint32_t *out);

@@ -29,23 +29,26 @@ typedef struct {
 static const command_t commands[] = {
     {NULL, "submit", cmd_submit, "FILE [-p KEY=VALUE]... [--watch] [--no-cache]",
      "submit a pipeline as a new run"},
-    {NULL, "runs", cmd_runs, "[-o table|json] [--limit N]", "list recent runs"},
-    {"run", "get", cmd_run_get, "ID [-o table|json]", "show a run, its steps and output params"},
+    {NULL, "runs", cmd_runs, "[-o FORMAT] [--status S] [--name N] [--since DUR] [-w]",
+     "list recent runs (filters: see runs --help)"},
+    {"run", "get", cmd_run_get, "ID [-o FORMAT]", "show a run, its steps and output params"},
     {"run", "watch", cmd_run_watch, "ID", "follow a run until it ends"},
     {"run", "cancel", cmd_run_cancel, "ID", "cancel a run"},
     {"run", "delete", cmd_run_delete, "ID", "delete an ended run, its logs and artifacts"},
     {NULL, "logs", cmd_logs, "ID STEP [--attempt N] [-f]", "print a step's output"},
-    {NULL, "artifacts", cmd_artifacts, "RUN [STEP] [-o table|json]",
+    {NULL, "artifacts", cmd_artifacts, "RUN [STEP] [-o FORMAT]",
      "list the artifacts a run's steps produced"},
     {"artifact", "get", cmd_artifact_get, "RUN STEP NAME -o PATH [--force]",
      "download an artifact to a file or directory"},
     {"cache", "clear", cmd_cache_clear, "", "forget cached step results"},
-    {NULL, "agents", cmd_agents, "[-o table|json]", "list agents and their resources"},
+    {NULL, "agents", cmd_agents, "[-o FORMAT] [-l KEY=VALUE]... [-w]",
+     "list agents and their resources"},
     {"agent", "drain", cmd_agent_drain, "NAME", "stop placing steps on an agent"},
     {"agent", "undrain", cmd_agent_undrain, "NAME", "put a drained agent back in service"},
     {"agent", "preempt", cmd_agent_preempt, "NAME [--deadline DUR]",
      "drill a preemption: the agent hands its steps back"},
-    {NULL, "status", cmd_status, "[-o table|json]", "droverd's keys, limits and what it refused"},
+    {NULL, "status", cmd_status, "[-o table|json|yaml]",
+     "droverd's keys, limits and what it refused"},
     {NULL, "keygen", cmd_keygen, "NAME [--dir DIR] [--role ROLE]",
      "write a CURVE key pair (droverd, an agent, an API user)"},
 };
@@ -85,6 +88,7 @@ static int top_help(void)
            "  --server-key FILE  droverd's public key (droverd.key); $DROVER_SERVER_KEY\n"
            "  -h, --help      show help; `drover COMMAND --help` for one command\n"
            "  -V, --version   print drover's version (`drover status`: droverd's too)\n"
+           "\nListings take -o table|wide|json|yaml|name (FORMAT above).\n"
            "\nEnvironment: DROVER_API, DROVER_API_TIMEOUT_MS (default 10000), DROVER_KEY,\n"
            "DROVER_SERVER_KEY, NO_COLOR.\n"
            "\nExit status:\n"

@@ -88,6 +88,18 @@ static void spot_view(const task_t *t, Drover__TaskView *tv, int64_t now)
     tv->checkpoint_ms = ck ? ck->time_ms : 0;
 }
 
+/* Whether run r passes the filters of a list_runs request (each one unset
+ * passes everything). */
+static bool run_matches(const run_t *r, const Drover__ListRunsRequest *lr)
+{
+    bool status_ok = lr->n_status == 0;
+    for (size_t i = 0; i < lr->n_status; i++)
+        status_ok |= r->rec->status == lr->status[i];
+    return status_ok && (!*lr->name || strcmp(r->rec->name, lr->name) == 0) &&
+           r->rec->created_ms >= lr->since_ms &&
+           (!*lr->owner || strcmp(r->rec->owner, lr->owner) == 0);
+}
+
 static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
 {
     drover__run_view__init(v);
@@ -100,6 +112,7 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     v->tasks_done = (uint32_t)(r->n_tasks - r->unfinished);
     v->n_params = r->rec->n_params;
     v->params = r->rec->params;
+    v->owner = r->rec->owner;
     if (!with_tasks)
         return;
     v->n_tasks = r->n_tasks;
@@ -373,14 +386,16 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         do_submit(s, req->submit, caller->name, &resp, &err);
         break;
     case DROVER__API_REQUEST__OP_LIST_RUNS: {
-        size_t limit = req->list_runs->limit ? req->list_runs->limit : API_DEFAULT_LIST;
+        const Drover__ListRunsRequest *lr = req->list_runs;
+        size_t limit = lr->limit ? lr->limit : API_DEFAULT_LIST, n = 0;
         if (limit > API_MAX_LIST)
             limit = API_MAX_LIST;
-        size_t n = s->n_runs < limit ? s->n_runs : limit;
-        runs = xcalloc(n, sizeof *runs);
-        for (size_t i = 0; i < n; i++) {
-            runs[i] = xmalloc(sizeof **runs);
-            run_view(s->runs[s->n_runs - 1 - i], runs[i], false); /* newest first */
+        runs = xcalloc(s->n_runs < limit ? s->n_runs : limit, sizeof *runs);
+        for (size_t i = s->n_runs; i-- > 0 && n < limit;) { /* newest first */
+            if (!run_matches(s->runs[i], lr))
+                continue;
+            runs[n] = xmalloc(sizeof **runs);
+            run_view(s->runs[i], runs[n++], false);
         }
         resp.n_runs = n;
         resp.runs = runs;

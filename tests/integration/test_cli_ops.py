@@ -2,6 +2,7 @@
 program, the server's version in `drover status`, distinct exit statuses,
 "did you mean" for a mistyped command or flag, and a permission error on
 the API socket that says what to do."""
+import json
 import os
 import re
 import shutil
@@ -12,7 +13,11 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from harness import bin_path  # noqa: E402
+from harness import bin_path, wait_until  # noqa: E402
+
+import yaml  # noqa: E402  (python3-yaml)
+
+RFC3339 = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 
 # The exit statuses `drover --help` and README document.
 USAGE, NOT_FOUND, UNREACHABLE, DENIED, REFUSED, ERROR = 2, 3, 4, 5, 6, 7
@@ -144,6 +149,157 @@ class SocketPermissionTest(harness.DroverTestCase):
         self.assertIn("Permission denied", err)
         self.assertIn("group drover", err)
         self.assertIn("adduser", err)
+
+
+class ListingTest(harness.DroverTestCase):
+    """-o table|wide|json|yaml|name on every listing, filters, --watch."""
+
+    def setUp(self):
+        super().setUp()
+        self.c.start_droverd()
+        self.c.start_agent("w1", cpus=2, labels={"zone": "a", "gpu": "no"})
+        self.c.start_agent("w2", cpus=2, labels={"zone": "b"})
+
+    def outputs(self, *args):
+        """The listing in every format: {format: CliResult}, each rc 0."""
+        res = {}
+        for o in ("table", "wide", "json", "yaml", "name"):
+            r = self.c.cli(*args, "-o", o)
+            self.assertEqual(r.rc, 0, r)
+            res[o] = r
+        # yaml is the same document as json, parsed strictly
+        self.assertEqual(yaml.safe_load(res["yaml"].out), json.loads(res["json"].out), args)
+        return res
+
+    def test_every_listing_has_every_format(self):
+        c = self.c
+        good = c.submit({"name": "alpha", "steps": [
+            {"name": "s", "script": "echo x > $DROVER_OUTPUTS/f", "outputs": {"artifacts": ["f"]}}]})
+        self.assertRunSucceeded(c.wait_run_final(good))
+        # runs
+        res = self.outputs("runs")
+        self.assertEqual(res["name"].out, good + "\n")
+        head = res["table"].out.splitlines()[0].split()
+        self.assertEqual(head, ["ID", "NAME", "STATUS", "TASKS", "AGE", "DURATION"])
+        self.assertEqual(res["wide"].out.splitlines()[0].split(),
+                         head + ["OWNER", "CREATED"])
+        row = res["wide"].out.splitlines()[1]
+        self.assertIn("local", row)
+        self.assertRegex(row, r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z]+",
+                         "the created time carries its zone")
+        doc = json.loads(res["json"].out)[0]
+        self.assertRegex(doc["created"], RFC3339)
+        self.assertRegex(doc["finished"], RFC3339)
+        self.assertGreater(doc["created_ms"], 0)
+        self.assertEqual(doc["owner"], "local")
+        # run get
+        for o in ("json", "yaml"):
+            r = c.cli("run", "get", good, "-o", o)
+            self.assertEqual(r.rc, 0, r)
+        self.assertEqual(yaml.safe_load(c.cli("run", "get", good, "-o", "yaml").out),
+                         json.loads(c.cli("run", "get", good, "-o", "json").out))
+        self.assertEqual(c.cli("run", "get", good, "-o", "name").out, good + "\n")
+        # agents
+        res = self.outputs("agents")
+        self.assertEqual(sorted(res["name"].out.split()), ["w1", "w2"])
+        self.assertIn("LAST SEEN", res["table"].out)
+        self.assertIn("SEEN AT", res["wide"].out)
+        self.assertNotIn("SEEN AT", res["table"].out)
+        for a in json.loads(res["json"].out):
+            self.assertRegex(a["last_seen"], RFC3339)
+        # artifacts
+        res = self.outputs("artifacts", good)
+        self.assertEqual(res["name"].out, "s f\n")
+        digest = json.loads(res["json"].out)[0]["digest"]
+        self.assertIn(digest, res["wide"].out)
+        self.assertNotIn(digest, res["table"].out)
+        # status: a document too
+        r = c.cli("status", "-o", "yaml")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(yaml.safe_load(r.out)["version"], c.cli_json("status")["version"])
+        # a wrong format is a usage error naming the choices
+        r = c.cli("agents", "-o", "xml")
+        self.assertEqual(r.rc, USAGE, r)
+        self.assertIn("table, wide, json, yaml or name", r.err)
+
+    def test_yaml_quotes_what_yaml_would_misread(self):
+        c = self.c
+        # params whose text a YAML reader would take for other types
+        rid = c.submit({"name": "tricky", "params": {
+            "yes": "no", "n": "1e3", "null": "~", "q": "a: b # c", "nl": "x\ny\t\"z\""},
+            "steps": [{"name": "s", "script": "true"}]})
+        c.wait_run_final(rid)
+        j = json.loads(c.cli("run", "get", rid, "-o", "json").out)
+        y = yaml.safe_load(c.cli("run", "get", rid, "-o", "yaml").out)
+        self.assertEqual(y, j)
+
+    def test_filters(self):
+        c = self.c
+        ok = c.submit({"name": "alpha", "steps": [{"name": "s", "script": "true"}]})
+        bad = c.submit({"name": "beta", "steps": [{"name": "s", "script": "exit 3",
+                                                    "retries": 0}]})
+        c.wait_run_final(ok)
+        c.wait_run_final(bad)
+        names = lambda *a: c.cli("runs", "-o", "name", *a).out.split()  # noqa: E731
+        self.assertEqual(names("--status", "failed"), [bad])
+        self.assertEqual(names("--status", "SUCCEEDED,failed"), [bad, ok])
+        self.assertEqual(names("--name", "alpha"), [ok])
+        self.assertEqual(names("--owner", "local"), [bad, ok])
+        self.assertEqual(names("--owner", "someone"), [])
+        self.assertEqual(names("--since", "1h"), [bad, ok])
+        self.assertEqual(names("--status", "failed", "--limit", "1"), [bad])
+        r = c.cli("runs", "--status", "done")
+        self.assertEqual(r.rc, USAGE, r)
+        self.assertIn("'done'", r.err)
+        r = c.cli("runs", "--since", "soon")
+        self.assertEqual(r.rc, USAGE, r)
+        # agents by label
+        self.assertEqual(c.cli("agents", "-o", "name", "-l", "zone=a").out, "w1\n")
+        self.assertEqual(c.cli("agents", "-o", "name", "-l", "zone=b").out, "w2\n")
+        self.assertEqual(c.cli("agents", "-o", "name", "-l", "zone=a", "-l", "gpu=yes").out, "")
+        self.assertEqual(len(c.cli_json("agents", "-l", "zone=a")), 1)
+        r = c.cli("agents", "-l", "zone")
+        self.assertEqual(r.rc, USAGE, r)
+
+    def read_until(self, p, needle, lines):
+        def more():
+            line = p.stdout.readline().decode()
+            lines.append(line)
+            return needle in line
+        wait_until(more, timeout=60, what="%r in the watch output" % needle)
+
+    def watch(self, *args):
+        p = self.c.popen_cli(*args)
+
+        def stop():
+            p.kill()
+            p.communicate()
+        self.addCleanup(stop)
+        return p
+
+    def test_watch_prints_changes(self):
+        c = self.c
+        go = c.path("go")
+        p = self.watch("runs", "-w")
+        lines = []
+        self.read_until(p, "ID", lines)  # the header of an empty table
+        rid = c.submit({"name": "watched", "steps": [
+            {"name": "s", "script": "while [ ! -e %s ]; do sleep 0.05; done" % go}]})
+        self.read_until(p, rid, lines)
+        with open(go, "w"):
+            pass
+        self.read_until(p, "SUCCEEDED", lines)
+        self.assertEqual(sum(1 for x in lines if x.split()[:1] == ["ID"]), 1,
+                         "one header: %r" % lines)
+        # agents -w: a drained agent's row comes again
+        p = self.watch("agents", "-w", "-l", "zone=a")
+        lines = []
+        self.read_until(p, "w1", lines)
+        self.assertEqual(c.cli("agent", "drain", "w1").rc, 0)
+        self.read_until(p, "drained", lines)
+        self.assertFalse(any("w2" in x for x in lines), lines)
+        r = c.cli("runs", "-w", "-o", "json")
+        self.assertEqual(r.rc, USAGE, r)
 
 
 if __name__ == "__main__":
