@@ -150,6 +150,7 @@ int cmd_agents(cli_t *cli, int argc, char **argv);
 int cmd_agent_drain(cli_t *cli, int argc, char **argv);
 int cmd_agent_undrain(cli_t *cli, int argc, char **argv);
 int cmd_agent_preempt(cli_t *cli, int argc, char **argv);
+int cmd_agent_forget(cli_t *cli, int argc, char **argv);
 int cmd_keygen(cli_t *cli, int argc, char **argv);
 int cmd_status(cli_t *cli, int argc, char **argv);
 

@@ -1,7 +1,7 @@
 /* cmd_agents — `drover agents` (the fleet, as a table or JSON),
  * `drover agent drain NAME` (stop placing new work on an agent; what runs
- * there finishes) and `drover agent preempt NAME` (a preemption drill:
- * the agent hands its steps back as if its cloud had reclaimed it). */
+ * there finishes), `drover agent forget NAME` (drop a gone agent) and `drover agent preempt NAME`
+ * (a preemption drill: the agent hands its steps back as if its cloud had reclaimed it). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +40,11 @@ static const cli_opt_t agents_opts[] = {
 #define DRAIN_HELP    "Stop placing new steps on agent NAME; steps running there finish.\n"
 #define UNDRAIN_USAGE "drover agent undrain NAME"
 #define UNDRAIN_HELP  "Put a drained agent NAME back in service.\n"
+#define FORGET_USAGE  "drover agent forget NAME"
+#define FORGET_HELP                                                                                \
+    "Forget agent NAME (admin): droverd drops its record. Only an agent that is\n"                 \
+    "disconnected and holds no steps can be forgotten; one that registers again\n"                 \
+    "later is a new agent.\n"
 #define PREEMPT_USAGE "drover agent preempt NAME [--deadline DUR]"
 #define PREEMPT_HELP                                                                               \
     "Drill a preemption of agent NAME through the same path as a cloud's notice:\n"                \
@@ -300,11 +305,13 @@ int cmd_agents(cli_t *cli, int argc, char **argv)
     return rc;
 }
 
-/* drain or undrain: the same request with a flag. */
-static int drain(cli_t *cli, int argc, char **argv, bool undrain)
+/* drain, undrain or forget: one agent NAME, one request, "VERB NAME". */
+static int name_op(cli_t *cli, int argc, char **argv, Drover__ApiRequest__OpCase op, bool undrain)
 {
     static const cli_opt_t none[] = {{NULL, 0, false, 0}};
-    const char *usage = undrain ? UNDRAIN_USAGE : DRAIN_USAGE;
+    bool forget = op == DROVER__API_REQUEST__OP_FORGET_AGENT;
+    const char *usage = forget ? FORGET_USAGE : undrain ? UNDRAIN_USAGE : DRAIN_USAGE;
+    const char *help = forget ? FORGET_HELP : undrain ? UNDRAIN_HELP : DRAIN_HELP;
     const char *name = NULL;
     args_t a;
     int opt;
@@ -313,7 +320,7 @@ static int drain(cli_t *cli, int argc, char **argv, bool undrain)
         if (opt == ARGS_ERROR)
             return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
-            return cli_help(usage, undrain ? UNDRAIN_HELP : DRAIN_HELP);
+            return cli_help(usage, help);
         if (name)
             return cli_usage_error(usage, "unexpected argument '%s'", a.value);
         name = a.value;
@@ -326,23 +333,31 @@ static int drain(cli_t *cli, int argc, char **argv, bool undrain)
     Drover__ApiResponse *resp = NULL;
     ar.name = (char *)name;
     ar.undrain = undrain;
-    req.op_case = DROVER__API_REQUEST__OP_DRAIN_AGENT;
-    req.drain_agent = &ar;
+    req.op_case = op;
+    if (forget)
+        req.forget_agent = &ar;
+    else
+        req.drain_agent = &ar;
     if (api_call_once(cli->api, &req, &resp) < 0)
         return CLI_EXIT_ERROR;
-    printf("%s %s\n", undrain ? "undrained" : "drained", name);
+    printf("%s %s\n", forget ? "forgot" : undrain ? "undrained" : "drained", name);
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
 }
 
 int cmd_agent_drain(cli_t *cli, int argc, char **argv)
 {
-    return drain(cli, argc, argv, false);
+    return name_op(cli, argc, argv, DROVER__API_REQUEST__OP_DRAIN_AGENT, false);
 }
 
 int cmd_agent_undrain(cli_t *cli, int argc, char **argv)
 {
-    return drain(cli, argc, argv, true);
+    return name_op(cli, argc, argv, DROVER__API_REQUEST__OP_DRAIN_AGENT, true);
+}
+
+int cmd_agent_forget(cli_t *cli, int argc, char **argv)
+{
+    return name_op(cli, argc, argv, DROVER__API_REQUEST__OP_FORGET_AGENT, false);
 }
 
 enum { OPT_DEADLINE = 1 };

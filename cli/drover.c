@@ -45,6 +45,8 @@ static const command_t commands[] = {
      "list agents and their resources"},
     {"agent", "drain", cmd_agent_drain, "NAME", "stop placing steps on an agent"},
     {"agent", "undrain", cmd_agent_undrain, "NAME", "put a drained agent back in service"},
+    {"agent", "forget", cmd_agent_forget, "NAME",
+     "forget a disconnected agent with no steps (admin)"},
     {"agent", "preempt", cmd_agent_preempt, "NAME [--deadline DUR]",
      "drill a preemption: the agent hands its steps back"},
     {NULL, "status", cmd_status, "[-o table|json|yaml]",

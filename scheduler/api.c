@@ -454,6 +454,24 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
                  a->drained ? "drained: no new work will be placed there" : "back in service");
         break;
     }
+    case DROVER__API_REQUEST__OP_FORGET_AGENT: {
+        agent_t *a = agents_find(s, req->forget_agent->name);
+        if (!a) {
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no agent '%s'",
+                      req->forget_agent->name);
+            break;
+        }
+        if (a->connected || a->n_tasks) {
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_CONFLICT,
+                      "agent %s is %s: only a disconnected agent with no steps can be forgotten "
+                      "(stop it first)",
+                      a->name, a->connected ? "connected" : "still holding steps");
+            break;
+        }
+        log_info("agent %s forgotten", a->name);
+        agents_forget(s, a);
+        break;
+    }
     case DROVER__API_REQUEST__OP_PREEMPT_AGENT: {
         agent_t *a = agents_find(s, req->preempt_agent->name);
         if (!a || !a->connected) {

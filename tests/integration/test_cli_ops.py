@@ -131,6 +131,38 @@ class DidYouMeanTest(harness.DroverTestCase):
         self.assertNotIn("did you mean", r.err)
 
 
+class ForgetAgentTest(harness.DroverTestCase):
+    def test_forget_only_a_gone_agent(self):
+        c = self.c
+        c.start_droverd()
+        c.start_agent("w1", cpus=1)
+        c.start_agent("w2", cpus=1)
+        # connected: refused, and nothing changes
+        r = c.cli("agent", "forget", "w1")
+        self.assertEqual(r.rc, REFUSED, r)
+        self.assertIn("agent w1 is connected", r.err)
+        self.assertTrue(c.agent("w1")["connected"])
+        r = c.cli("agent", "forget", "nobody")
+        self.assertEqual(r.rc, NOT_FOUND, r)
+        self.assertIn("no agent 'nobody'", r.err)
+        # gone: forgotten, and it stays forgotten across a restart
+        c.kill_agent("w1")
+        wait_until(lambda: not c.agent("w1")["connected"], 30, what="w1 to be disconnected")
+        r = c.cli("agent", "forget", "w1")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.out, "forgot w1\n")
+        self.assertEqual(c.cli("agents", "-o", "name").out, "w2\n")
+        c.restart_droverd()
+        c.wait_agent_connected("w2")
+        self.assertEqual(c.cli("agents", "-o", "name").out, "w2\n")
+        r = c.cli("agent", "forget", "w1")
+        self.assertEqual(r.rc, NOT_FOUND, r)
+        # the same name registering again is a new agent
+        c.start_agent("w1", cpus=1)
+        self.assertEqual(sorted(c.cli("agents", "-o", "name").out.split()), ["w1", "w2"])
+        self.assertIn("agent w1 forgotten", c.droverd.log_text())
+
+
 class SocketPermissionTest(harness.DroverTestCase):
     def test_permission_error_names_the_group(self):
         if os.geteuid() != 0 or not shutil.which("setpriv"):

@@ -390,6 +390,12 @@ class SecurityTest(DroverTestCase):
         r = cli("alice", "agent", "drain", "a1")
         self.assertEqual(r.rc, 5)
         self.assertIn("permission denied: key 'alice' has role submit; this needs admin", r.err)
+        r = cli("alice", "agent", "forget", "a1")
+        self.assertEqual(r.rc, 5, r)
+        self.assertIn("this needs admin", r.err)
+        r = cli("root", "agent", "forget", "a1")  # admin may ask; a1 is connected
+        self.assertEqual(r.rc, 6, r)
+        self.assertIn("a1 is connected", r.err)
         r = cli("alice", "run", "cancel", hers)
         self.assertEqual(r.rc, 5)
         self.assertIn("submitted by 'carol'", r.err)
