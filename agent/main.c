@@ -183,6 +183,7 @@ int main(int argc, char **argv)
     int rc = 1;
 
     log_init("drover-agent");
+    log_daemon_timestamps();
     agent_config_defaults(&o.cfg);
     int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
     if (status >= 0)

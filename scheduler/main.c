@@ -158,6 +158,7 @@ int main(int argc, char **argv)
     int rc = 1;
 
     log_init("droverd");
+    log_daemon_timestamps();
     sched_config_defaults(&o.cfg);
     o.cfg.state_dir = "/var/lib/drover";
     int status = config_parse_args(argc, argv, longopts, apply, &o, usage);

@@ -60,6 +60,36 @@ class VersionTest(harness.DroverTestCase):
         self.assertIn("droverd %s, drover (this CLI) %s" % (mine, mine), r.out)
 
 
+class DaemonLogTest(harness.DroverTestCase):
+    STAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z %s: "
+
+    def test_lines_are_stamped_unless_under_journald(self):
+        for prog in ("droverd", "drover-agent"):
+            env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+            # a bad flag: one error line, then exit 2
+            p = subprocess.run([bin_path(prog), "--heartbeat" if prog != "droverd"
+                                else "--agent-timeout", "soon"],
+                               capture_output=True, timeout=30, env=env)
+            err = p.stderr.decode()
+            self.assertEqual(p.returncode, 2, err)
+            self.assertRegex(err, self.STAMP % prog + "error: bad value 'soon'")
+            env["JOURNAL_STREAM"] = "8:12345"  # journald stamps lines itself
+            p = subprocess.run([bin_path(prog), "--heartbeat" if prog != "droverd"
+                                else "--agent-timeout", "soon"],
+                               capture_output=True, timeout=30, env=env)
+            self.assertTrue(p.stderr.decode().startswith(prog + ": error: bad value"),
+                            p.stderr)
+        # a running droverd's lines too; the CLI's never
+        c = self.c
+        c.env.pop("JOURNAL_STREAM", None)
+        c.start_droverd()
+        first = c.droverd.log_text().splitlines()
+        served = [ln for ln in first if "droverd serving" in ln]
+        self.assertTrue(served and re.match(self.STAMP % "droverd", served[0]), first)
+        r = c.cli("run", "get", "r999999")
+        self.assertTrue(r.err.startswith("drover: error: no run"), r)
+
+
 class ExitStatusTest(harness.DroverTestCase):
     def test_each_kind_of_failure_has_its_status(self):
         c = self.c
