@@ -47,6 +47,10 @@ static int apply_keys(api_t *api)
 {
     const char *key = key_flag ? key_flag : getenv("DROVER_KEY");
     const char *server = server_key_flag ? server_key_flag : getenv("DROVER_SERVER_KEY");
+    if (!(key && *key))
+        key = context_setting("key");
+    if (!(server && *server))
+        server = context_setting("server-key");
     char err[512];
     if (strncmp(api->endpoint, "tcp://", 6) != 0 || (!(key && *key) && !(server && *server)))
         return 0;
@@ -78,6 +82,8 @@ const char *api_endpoint(const char *flag)
         return flag;
     if (env && *env)
         return env;
+    if (context_setting("api"))
+        return context_setting("api");
     return API_DEFAULT_ENDPOINT;
 }
 

@@ -29,7 +29,8 @@
 typedef struct api api_t;
 
 /* The endpoint to use: flag if not NULL, else $DROVER_API if set and not
- * empty, else API_DEFAULT_ENDPOINT. The result is not owned by the caller. */
+ * empty, else the context's (context_setting), else API_DEFAULT_ENDPOINT.
+ * The result is not owned by the caller. */
 const char *api_endpoint(const char *flag);
 
 /* A client for endpoint (copied). NULL, with the error printed, when the
@@ -68,7 +69,7 @@ int api_call_once(const char *endpoint_flag, const Drover__ApiRequest *req,
 
 /* --key FILE / --server-key FILE (global flags): this user's secret key
  * and droverd's public key, for a tcp:// API endpoint (CURVE). Without
- * the flags, $DROVER_KEY and $DROVER_SERVER_KEY. */
+ * the flags, $DROVER_KEY and $DROVER_SERVER_KEY, else the context's. */
 void api_set_key_flag(bool server, const char *path);
 
 #endif

@@ -19,13 +19,15 @@ enum {
     GLOBAL_HELP = -101,
     GLOBAL_KEY = -102,
     GLOBAL_SERVER_KEY = -103,
-    GLOBAL_VERSION = -104
+    GLOBAL_VERSION = -104,
+    GLOBAL_CONTEXT = -105
 };
 
 static const cli_opt_t global_opts[] = {
     {"api", 0, true, GLOBAL_API},
     {"key", 0, true, GLOBAL_KEY},
     {"server-key", 0, true, GLOBAL_SERVER_KEY},
+    {"context", 0, true, GLOBAL_CONTEXT},
     {"help", 'h', false, GLOBAL_HELP},
     {"version", 'V', false, GLOBAL_VERSION},
     {NULL, 0, false, 0},
@@ -167,6 +169,10 @@ static int handle(args_t *a, const cli_opt_t *o, const char *word, const char *a
     int id = take_value(a, o, word, attached);
     if (id == GLOBAL_KEY || id == GLOBAL_SERVER_KEY) {
         api_set_key_flag(id == GLOBAL_SERVER_KEY, a->value);
+        return args_next(a);
+    }
+    if (id == GLOBAL_CONTEXT) {
+        context_set_flag(a->value);
         return args_next(a);
     }
     if (id == GLOBAL_API) {

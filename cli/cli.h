@@ -4,7 +4,8 @@
  * Each subcommand is `int cmd_x(cli_t *cli, int argc, char **argv)`, given
  * the words after its name, returning the process exit status. Arguments
  * are read with args_next(), which knows the command's own flags and the
- * global ones (--api, --key, --server-key, -h/--help, -V/--version), so a
+ * global ones (--api, --key, --server-key, --context, -h/--help,
+ * -V/--version), so a
  * global flag may sit before or after the subcommand. Options look like "--limit 5", "--limit=5",
  * "-o json" or
  * "-ojson"; "--" ends them.
@@ -151,6 +152,21 @@ int cmd_agent_drain(cli_t *cli, int argc, char **argv);
 int cmd_agent_undrain(cli_t *cli, int argc, char **argv);
 int cmd_agent_preempt(cli_t *cli, int argc, char **argv);
 int cmd_agent_forget(cli_t *cli, int argc, char **argv);
+int cmd_context_add(cli_t *cli, int argc, char **argv);
+int cmd_context_use(cli_t *cli, int argc, char **argv);
+int cmd_context_list(cli_t *cli, int argc, char **argv);
+int cmd_context_remove(cli_t *cli, int argc, char **argv);
+
+/* --context NAME (a global flag): the context to use instead of $DROVER_CONTEXT
+ * or the current one (context.c). name is not copied. */
+void context_set_flag(const char *name);
+
+/* A setting of the context in use ("api", "key" or "server-key"), or NULL
+ * when no context is in use or it does not set it. Loads the context on the
+ * first call; a context named by --context or $DROVER_CONTEXT that does not
+ * exist, or one that cannot be read, ends the process with the error
+ * printed. The result lives until exit. */
+const char *context_setting(const char *which);
 int cmd_keygen(cli_t *cli, int argc, char **argv);
 int cmd_status(cli_t *cli, int argc, char **argv);
 

@@ -49,6 +49,11 @@ static const command_t commands[] = {
      "forget a disconnected agent with no steps (admin)"},
     {"agent", "preempt", cmd_agent_preempt, "NAME [--deadline DUR]",
      "drill a preemption: the agent hands its steps back"},
+    {"context", "add", cmd_context_add, "NAME --api ENDPOINT [--key F] [--server-key F]",
+     "save a cluster's endpoint and keys as a context"},
+    {"context", "use", cmd_context_use, "NAME", "talk to context NAME's cluster by default"},
+    {"context", "list", cmd_context_list, "[-o FORMAT]", "list contexts, * the current"},
+    {"context", "remove", cmd_context_remove, "NAME", "delete a context"},
     {NULL, "status", cmd_status, "[-o table|json|yaml]",
      "droverd's keys, limits and what it refused"},
     {NULL, "keygen", cmd_keygen, "NAME [--dir DIR] [--role ROLE]",
@@ -88,11 +93,13 @@ static int top_help(void)
            "                  ipc:///run/drover/api.sock (the systemd unit's)\n"
            "  --key FILE      your secret key, for a tcp:// API (CURVE); $DROVER_KEY\n"
            "  --server-key FILE  droverd's public key (droverd.key); $DROVER_SERVER_KEY\n"
+           "  --context NAME  use context NAME (drover context list); $DROVER_CONTEXT;\n"
+           "                  flags and the variables above win over a context\n"
            "  -h, --help      show help; `drover COMMAND --help` for one command\n"
            "  -V, --version   print drover's version (`drover status`: droverd's too)\n"
            "\nListings take -o table|wide|json|yaml|name (FORMAT above).\n"
            "\nEnvironment: DROVER_API, DROVER_API_TIMEOUT_MS (default 10000), DROVER_KEY,\n"
-           "DROVER_SERVER_KEY, NO_COLOR.\n"
+           "DROVER_SERVER_KEY, DROVER_CONTEXT, XDG_CONFIG_HOME (contexts), NO_COLOR.\n"
            "\nExit status:\n"
            "  0  success\n"
            "  1  the command worked; the run it watched did not succeed\n"

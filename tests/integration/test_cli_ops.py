@@ -193,6 +193,75 @@ class ForgetAgentTest(harness.DroverTestCase):
         self.assertIn("agent w1 forgotten", c.droverd.log_text())
 
 
+class ContextTest(harness.DroverTestCase):
+    def test_contexts_choose_the_cluster(self):
+        c = self.c
+        c.start_droverd()
+        cfg = c.path("cfg")
+        env = {"XDG_CONFIG_HOME": cfg}
+
+        def cli(*args, **kw):
+            e = dict(env)
+            e.update(kw.pop("env", {}))
+            return c.cli(*args, api=False, env=e, **kw)
+
+        # nothing saved: the default socket, which is not there
+        r = cli("runs", env={"DROVER_API_TIMEOUT_MS": "2000"})
+        self.assertEqual(r.rc, UNREACHABLE, r)
+        self.assertIn("ipc:///run/drover/api.sock", r.err)
+        r = cli("context", "add", "here", "--api", c.api, "--use")
+        self.assertEqual((r.rc, r.out), (0, "saved context here (current)\n"), r)
+        gone = "ipc://%s" % c.path("nobody-here.sock")
+        self.assertEqual(cli("context", "add", "there", "--api", gone).rc, 0)
+        # the files: private, one per context, and a current
+        self.assertEqual(os.stat(os.path.join(cfg, "drover")).st_mode & 0o777, 0o700)
+        self.assertEqual(
+            os.stat(os.path.join(cfg, "drover", "contexts", "here.yaml")).st_mode & 0o777, 0o600)
+        with open(os.path.join(cfg, "drover", "current")) as f:
+            self.assertEqual(f.read(), "here\n")
+        # the current context is used
+        r = cli("runs", "-o", "json")
+        self.assertEqual((r.rc, r.out), (0, "[]\n"), r)
+        lst = json.loads(cli("context", "list", "-o", "json").out)
+        self.assertEqual([(x["name"], x["current"], x["api"]) for x in lst],
+                         [("here", True, c.api), ("there", False, gone)])
+        self.assertEqual(yaml.safe_load(cli("context", "list", "-o", "yaml").out), lst)
+        self.assertRegex(cli("context", "list").out, r"\*\s+here\s")
+        # precedence: --context and $DROVER_CONTEXT over current; the
+        # environment over a context; flags over everything
+        self.assertEqual(cli("--context", "there", "runs").rc, UNREACHABLE)
+        self.assertEqual(cli("runs", env={"DROVER_CONTEXT": "there"}).rc, UNREACHABLE)
+        self.assertEqual(cli("--context", "there", "runs", env={"DROVER_API": c.api}).rc, 0)
+        self.assertEqual(cli("--context", "there", "--api", c.api, "runs").rc, 0)
+        r = cli("--context", "nope", "runs")
+        self.assertEqual(r.rc, NOT_FOUND, r)
+        self.assertIn("no context 'nope'", r.err)
+        # use and remove
+        self.assertEqual(cli("context", "use", "there").out, "using context there\n")
+        self.assertEqual(cli("runs").rc, UNREACHABLE)
+        self.assertEqual(cli("context", "use", "nope").rc, NOT_FOUND)
+        self.assertEqual(cli("context", "remove", "there").out, "removed context there\n")
+        self.assertFalse(os.path.exists(os.path.join(cfg, "drover", "current")))
+        self.assertEqual(cli("context", "list", "-o", "name").out, "here\n")
+        self.assertEqual(cli("context", "remove", "there").rc, NOT_FOUND)
+        # bad input is refused, nothing written
+        for args in (["context", "add", "x"], ["context", "add", "x", "--api", "http://h"],
+                     ["context", "add", "../x", "--api", c.api],
+                     ["context", "add", "x", "--api", c.api, "--key", c.path("no-key")]):
+            r = cli(*args)
+            self.assertEqual(r.rc, USAGE, r)
+        self.assertEqual(cli("context", "list", "-o", "name").out, "here\n")
+        # without XDG_CONFIG_HOME: ~/.config/drover
+        home = c.path("home")
+        os.makedirs(home)
+        r = cli("context", "add", "h", "--api", c.api, "--use",
+                env={"XDG_CONFIG_HOME": "", "HOME": home})
+        self.assertEqual(r.rc, 0, r)
+        self.assertTrue(os.path.exists(os.path.join(home, ".config", "drover", "contexts",
+                                                    "h.yaml")))
+        self.assertEqual(cli("runs", env={"XDG_CONFIG_HOME": "", "HOME": home}).rc, 0)
+
+
 class SocketPermissionTest(harness.DroverTestCase):
     def test_permission_error_names_the_group(self):
         if os.geteuid() != 0 or not shutil.which("setpriv"):

@@ -5,6 +5,7 @@ Real droverd and agents with keys made by `drover keygen`; a raw TCP proxy
 between an agent and droverd records every byte, to show the traffic is
 not plaintext (and, as a control, that it is without keys).
 """
+import json
 import os
 import shutil
 import signal
@@ -405,6 +406,17 @@ class SecurityTest(DroverTestCase):
         r = cli("eve", "agents")
         self.assertEqual(r.rc, 5)
         self.assertIn("not in droverd's api-keys directory", r.err)
+        # a context holds the endpoint and both keys: no flags needed
+        xdg = {"XDG_CONFIG_HOME": c.path("cfg")}
+        r = c.cli("context", "add", "sec", "--api", api, "--use", "--key",
+                  os.path.join(self.keys, "rita.key_secret"), "--server-key", self.server_pub,
+                  api=False, env=xdg)
+        self.assertEqual(r.rc, 0, r)
+        r = c.cli("status", "-o", "json", api=False, env=xdg)
+        self.assertEqual(r.rc, 0, r)
+        self.assertIn("rita", json.loads(r.out)["caller"])
+        r = c.cli("agent", "drain", "a1", api=False, env=xdg)
+        self.assertEqual(r.rc, 5, r)
         # admin: everything
         self.assertEqual(cli("root", "agent", "drain", "a1").rc, 0)
         self.assertEqual(cli("root", "run", "cancel", hers).rc, 0)
