@@ -33,6 +33,9 @@ struct api {
     int64_t patience_ms; /* 0: the first missed answer is an error */
     bool quiet;          /* retrying: do not report missed answers */
     bool outage_noted;   /* a note went to stderr (api_take_outage) */
+    bool quiet_errors;   /* api_set_quiet_errors */
+    char *last_error;    /* the last error answer's text (owned) */
+    Drover__ApiErrorCode last_code;
 };
 
 static const char *key_flag, *server_key_flag;
@@ -133,6 +136,7 @@ void api_destroy(api_t **api)
     close_socket(*api);
     zmq_ctx_term((*api)->ctx);
     free((*api)->endpoint);
+    free((*api)->last_error);
     free(*api);
     *api = NULL;
 }
@@ -265,7 +269,7 @@ static int exit_status_of(Drover__ApiErrorCode code)
     }
 }
 
-static int decode(const api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
+static int decode(api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
 {
     Drover__ApiResponse *r =
         drover__api_response__unpack(NULL, zmq_msg_size(msg), zmq_msg_data(msg));
@@ -274,13 +278,37 @@ static int decode(const api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
         return -EPROTO;
     }
     if (r->error && *r->error) {
-        log_error("%s", r->error);
-        cli_set_failure(exit_status_of(r->error_code));
+        free(api->last_error);
+        api->last_error = xstrdup(r->error);
+        api->last_code = r->error_code;
+        if (!api->quiet_errors) {
+            log_error("%s", r->error);
+            cli_set_failure(exit_status_of(r->error_code));
+        }
         drover__api_response__free_unpacked(r, NULL);
         return -EREMOTEIO;
     }
     *resp = r;
     return 0;
+}
+
+void api_set_quiet_errors(api_t *api, bool quiet)
+{
+    api->quiet_errors = quiet;
+}
+
+Drover__ApiErrorCode api_last_error(const api_t *api, const char **text)
+{
+    *text = api->last_error ? api->last_error : "";
+    return api->last_error ? api->last_code : DROVER__API_ERROR_CODE__API_ERROR_OTHER;
+}
+
+void api_report_last_error(const api_t *api)
+{
+    const char *text;
+    Drover__ApiErrorCode code = api_last_error(api, &text);
+    log_error("%s", *text ? text : "droverd answered with an error");
+    cli_set_failure(exit_status_of(code));
 }
 
 void api_set_patience(api_t *api, int64_t ms)
@@ -308,6 +336,8 @@ static int call_once(api_t *api, const Drover__ApiRequest *req, Drover__ApiRespo
     zmq_msg_t msg;
     int rc;
     *resp = NULL;
+    free(api->last_error);
+    api->last_error = NULL;
     if (!api->sock && (rc = open_socket(api)) < 0)
         return rc;
     zmq_msg_init(&msg);

@@ -51,6 +51,19 @@ void api_set_patience(api_t *api, int64_t ms);
  * call to this function (a caller redrawing the terminal starts afresh). */
 bool api_take_outage(api_t *api);
 
+/* With quiet set, an error answer from droverd is neither printed nor
+ * recorded as the exit status: api_call returns -EREMOTEIO and the caller
+ * reads it with api_last_error and decides (logs -f waiting for a step). */
+void api_set_quiet_errors(api_t *api, bool quiet);
+
+/* The last error answer's kind and text (valid until the next call), or
+ * DROVER__API_ERROR_CODE__API_ERROR_OTHER and "" when there was none. */
+Drover__ApiErrorCode api_last_error(const api_t *api, const char **text);
+
+/* Print the last error answer (quiet mode) as api_call would have, and
+ * record its exit status. */
+void api_report_last_error(const api_t *api);
+
 /* Send req and wait for the answer. On success returns 0 and stores the
  * response in *resp (the caller frees it with
  * drover__api_response__free_unpacked(*resp, NULL)). Returns a negative

@@ -50,7 +50,8 @@ char *fmt_age(int64_t ms, int64_t now_ms, char *buf)
 char *fmt_clock(int64_t ms, char *buf)
 {
     struct tm tm = local_tm(ms);
-    strftime(buf, FMT_BUF, "%H:%M:%S", &tm);
+    size_t n = strftime(buf, FMT_BUF, "%H:%M:%S", &tm);
+    snprintf(buf + n, FMT_BUF - n, ".%03d", (int)(ms % 1000));
     return buf;
 }
 

@@ -25,7 +25,7 @@ char *fmt_rfc3339(int64_t ms, char *buf);
 /* How long ago ms was at now_ms, as fmt_duration ("3m12s"); "-" for 0. */
 char *fmt_age(int64_t ms, int64_t now_ms, char *buf);
 
-/* Local time of day "12:00:01". */
+/* Local time of day with milliseconds, "12:00:01.250". */
 char *fmt_clock(int64_t ms, char *buf);
 
 /* A duration: "850ms", "4.2s", "3m12s", "2h05m", "3d4h". Negative → "0ms". */

@@ -161,6 +161,88 @@ class DidYouMeanTest(harness.DroverTestCase):
         self.assertNotIn("did you mean", r.err)
 
 
+class FollowTest(harness.DroverTestCase):
+    def setUp(self):
+        super().setUp()
+        self.c.start_droverd()
+        self.c.start_agent("w1", cpus=4)
+
+    def test_logs_follow_waits_for_a_fan_out_item(self):
+        c = self.c
+        go = c.path("go")
+        rid = c.submit({"name": "fan", "steps": [
+            {"name": "prep", "outputs": {"params": ["items"]},
+             "script": "while [ ! -e %s ]; do sleep 0.05; done; echo '[\"x\", \"y\"]' "
+                       "> $DROVER_OUTPUTS/items" % go},
+            {"name": "shard", "needs": ["prep"], "for_each": "{{steps.prep.outputs.params.items}}",
+             "script": "echo item {{item}}"}]})
+        c.wait_task_status(rid, "prep", "RUNNING")
+        self.assertNotIn("shard[1]", [t["name"] for t in c.cli_json("run", "get", rid)["tasks"]])
+        p = c.popen_cli("logs", rid, "shard[1]", "-f")
+        try:
+            # it says it waits, and does
+            line = p.stderr.readline().decode()
+            self.assertIn("run %s has no step 'shard[1]' yet; waiting for it" % rid, line)
+            self.assertIsNone(p.poll())
+            with open(go, "w"):
+                pass
+            out, err = p.communicate(timeout=60 * harness.SCALE)
+        finally:
+            p.kill()
+            p.communicate()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(out.decode(), "item y\n")
+        # a step that never comes: the wait ends with the run
+        rid = c.submit({"name": "short", "steps": [
+            {"name": "s", "script": "while [ ! -e %s ]; do sleep 0.05; done" % c.path("go2")}]})
+        c.wait_task_status(rid, "s", "RUNNING")
+        p = c.popen_cli("logs", rid, "nope", "-f")
+        try:
+            self.assertIn("waiting for it", p.stderr.readline().decode())
+            with open(c.path("go2"), "w"):
+                pass
+            out, err = p.communicate(timeout=60 * harness.SCALE)
+        finally:
+            p.kill()
+            p.communicate()
+        self.assertEqual(p.returncode, NOT_FOUND, err)
+        self.assertIn("has no step 'nope' (the run has ended SUCCEEDED)", err.decode())
+        # without -f: not found at once
+        r = c.cli("logs", rid, "nope")
+        self.assertEqual(r.rc, NOT_FOUND, r)
+
+    def test_watch_to_a_file_is_in_order_with_milliseconds(self):
+        c = self.c
+        # "slow" is listed first but ends last; "fast" ends first
+        go = c.path("go")
+        rid = c.submit({"name": "order", "steps": [
+            {"name": "slow", "script": "while [ ! -e %s ]; do sleep 0.05; done" % go},
+            {"name": "fast", "script": "true"},
+            {"name": "after", "needs": ["fast"], "script": "touch %s" % go}]})
+        self.assertRunSucceeded(c.wait_run_final(rid))
+        # watched after the fact: every change arrives in one poll
+        out = c.path("watch.txt")
+        with open(out, "w") as f:
+            p = subprocess.run([bin_path("drover"), "--api", c.api, "run", "watch", rid],
+                               stdout=f, stderr=subprocess.PIPE, timeout=60, env=c.env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            lines = f.read().splitlines()
+        events = [ln for ln in lines if not ln.startswith("run ")]
+        times = []
+        for ln in events:
+            m = re.match(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) (\S+) (\S+)", ln)
+            self.assertTrue(m, "a millisecond time first: %r" % ln)
+            h, mi, sec, ms = (int(x) for x in m.groups()[:4])
+            times.append(((h * 60 + mi) * 60 + sec) * 1000 + ms)
+        self.assertEqual(times, sorted(times), lines)
+        order = [" ".join(ln.split()[1:3]) for ln in events]
+        for a, b in (("fast RUNNING", "fast SUCCEEDED"), ("fast SUCCEEDED", "after RUNNING"),
+                     ("after SUCCEEDED", "slow SUCCEEDED"), ("slow RUNNING", "slow SUCCEEDED")):
+            self.assertLess(order.index(a), order.index(b), lines)
+        self.assertTrue(lines[-1].startswith("run %s SUCCEEDED in " % rid), lines)
+
+
 class ForgetAgentTest(harness.DroverTestCase):
     def test_forget_only_a_gone_agent(self):
         c = self.c
