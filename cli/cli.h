@@ -161,6 +161,18 @@ int cmd_context_remove(cli_t *cli, int argc, char **argv);
  * or the current one (context.c). name is not copied. */
 void context_set_flag(const char *name);
 
+/* The saved contexts' names, sorted, into *names (the caller frees each and
+ * the array); returns how many. */
+size_t context_names(char ***names);
+
+/* Shell completion (complete.c): print the names starting with prefix, one
+ * a line; nothing on any failure. */
+void complete_runs(cli_t *cli, const char *prefix);
+void complete_steps(cli_t *cli, const char *run, const char *prefix);
+void complete_artifacts(cli_t *cli, const char *run, const char *step, const char *prefix);
+void complete_agents(cli_t *cli, const char *prefix);
+void complete_contexts(const char *prefix);
+
 /* A setting of the context in use ("api", "key" or "server-key"), or NULL
  * when no context is in use or it does not set it. Loads the context on the
  * first call; a context named by --context or $DROVER_CONTEXT that does not

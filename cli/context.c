@@ -388,11 +388,36 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+size_t context_names(char ***out)
+{
+    char dir[PATH_MAX], sub[PATH_MAX + 16];
+    char **names = NULL;
+    size_t n = 0;
+    DIR *d = NULL;
+    if (config_dir(dir, sizeof dir) == 0) {
+        snprintf(sub, sizeof sub, "%s/contexts", dir);
+        d = opendir(sub);
+    }
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len > 5 && strcmp(e->d_name + len - 5, ".yaml") == 0 && e->d_name[0] != '.') {
+            names = xrealloc(names, (n + 1) * sizeof *names);
+            names[n++] = xstrndup(e->d_name, len - 5);
+        }
+    }
+    if (d)
+        closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, compare_names);
+    *out = names;
+    return n;
+}
+
 int cmd_context_list(cli_t *cli, int argc, char **argv)
 {
     static const cli_opt_t opts[] = {{"output", 'o', true, OPT_OUTPUT}, {NULL, 0, false, 0}};
     cli_output_t out = CLI_OUT_TABLE;
-    char dir[PATH_MAX], sub[PATH_MAX + 16], current[128];
+    char current[128];
     char **names = NULL;
     size_t n = 0;
     args_t a;
@@ -409,20 +434,7 @@ int cmd_context_list(cli_t *cli, int argc, char **argv)
             return CLI_EXIT_USAGE;
     }
     read_current(current, sizeof current);
-    DIR *d = config_dir(dir, sizeof dir) == 0
-                 ? (snprintf(sub, sizeof sub, "%s/contexts", dir), opendir(sub))
-                 : NULL;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        size_t len = strlen(e->d_name);
-        if (len > 5 && strcmp(e->d_name + len - 5, ".yaml") == 0) {
-            names = xrealloc(names, (n + 1) * sizeof *names);
-            names[n++] = xstrndup(e->d_name, len - 5);
-        }
-    }
-    if (d)
-        closedir(d);
-    if (n)
-        qsort(names, n, sizeof *names, compare_names);
+    n = context_names(&names);
 
     static const char *const headers[] = {"CURRENT", "NAME", "API", "KEY", "SERVER KEY"};
     table_t *t = out == CLI_OUT_TABLE || out == CLI_OUT_WIDE ? table_new(5, headers) : NULL;

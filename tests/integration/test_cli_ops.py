@@ -344,6 +344,125 @@ class ContextTest(harness.DroverTestCase):
         self.assertEqual(cli("runs", env={"XDG_CONFIG_HOME": "", "HOME": home}).rc, 0)
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class CompletionTest(harness.DroverTestCase):
+    def setUp(self):
+        super().setUp()
+        self.c.start_droverd()
+        self.c.start_agent("gpu-1", cpus=1)
+        self.c.start_agent("cpu-1", cpus=1)
+        self.rid = self.c.submit({"name": "comp", "steps": [
+            {"name": "prepare", "script": "echo x > $DROVER_OUTPUTS/data",
+             "outputs": {"artifacts": ["data"]}},
+            {"name": "train", "needs": ["prepare"], "script": "true"}]})
+        self.assertRunSucceeded(self.c.wait_run_final(self.rid))
+
+    def complete(self, *words):
+        r = self.c.cli("__complete", *words)
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.err, "")
+        return r.out.split("\n")[:-1]
+
+    def test_complete_engine(self):
+        c, rid = self.c, self.rid
+        self.assertIn("runs", self.complete(""))
+        self.assertIn("context", self.complete(""))
+        self.assertEqual(self.complete("ru"), ["runs", "run"])
+        self.assertEqual(self.complete("run", "w"), ["watch"])
+        self.assertEqual(self.complete("agent", ""), ["drain", "undrain", "forget", "preempt"])
+        self.assertEqual(self.complete("run", "get", ""), [rid])
+        self.assertEqual(self.complete("logs", rid, ""), ["prepare", "train"])
+        self.assertEqual(self.complete("logs", rid, "tr"), ["train"])
+        self.assertEqual(self.complete("artifact", "get", rid, "prepare", ""), ["data"])
+        self.assertEqual(self.complete("agent", "drain", "gp"), ["gpu-1"])
+        self.assertEqual(sorted(self.complete("agent", "forget", "")), ["cpu-1", "gpu-1"])
+        self.assertEqual(self.complete("runs", "-o", ""), ["table", "wide", "json", "yaml", "name"])
+        self.assertEqual(self.complete("runs", "--status", "f"), ["failed"])
+        self.assertIn("--since", self.complete("runs", "--s"))
+        self.assertEqual(self.complete("runs", "--wa"), ["--watch"])
+        self.assertIn("--api", self.complete("--"))
+        self.assertEqual(self.complete("submit", ""), [":files"])
+        self.assertEqual(self.complete("artifact", "get", rid, "prepare", "data", "-o", ""),
+                         [":files"])
+        self.assertEqual(self.complete("help", "ag"), ["agents", "agent"])
+        # global flags are skipped, and --api is used for droverd's names
+        self.assertEqual(c.cli("__complete", "--api", c.api, "run", "get", "", api=False).out,
+                         rid + "\n")
+        self.assertEqual(self.complete("nonsense", ""), [])
+        # droverd away: nothing, quietly
+        r = c.cli("__complete", "--api", "ipc://" + c.path("none.sock"), "run", "get", "",
+                  api=False)
+        self.assertEqual((r.rc, r.out, r.err), (0, "", ""))
+
+    def test_flags_offered_are_the_commands_own(self):
+        # every flag completion offers is in the command's --help (the tables agree)
+        c = self.c
+        cmds = [w for w in self.complete("") if w != "help"]
+        groups = ("run", "agent", "artifact", "cache", "context")
+        checked = 0
+        for w in cmds:
+            for words in ([[w, sub] for sub in self.complete(w, "")] if w in groups else [[w]]):
+                flags = [f for f in self.complete(*words, "-")
+                         if f not in ("--api", "--key", "--server-key", "--context", "--help",
+                                      "-h", "--version", "-V")]
+                helptext = c.cli(*words, "--help").out
+                checked += len(flags)
+                for f in flags:
+                    self.assertRegex(helptext,
+                                     r"(^|[\s\[,])%s\b" % re.escape(f),
+                                     "%s: %s offered, not in --help" % (" ".join(words), f))
+        self.assertGreater(checked, 30)
+
+    def test_bash_script(self):
+        if not shutil.which("bash"):
+            self.skipTest("no bash")
+        c = self.c
+        script = os.path.join(REPO, "completions", "drover.bash")
+        drv = bin_path("drover")
+
+        def bash_complete(line):
+            words = line.split(" ")
+            prog = ("source %s; COMP_WORDS=(%s); COMP_CWORD=%d; _drover; "
+                    "printf '%%s\\n' \"${COMPREPLY[@]}\"" % (
+                        script, " ".join("'%s'" % w for w in [drv] + words[1:]),
+                        len(words) - 1))
+            p = subprocess.run(["bash", "-c", prog], capture_output=True, timeout=30,
+                               env=dict(c.env, DROVER_API=c.api), cwd=c.tmp)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return [x for x in p.stdout.decode().split("\n") if x]
+
+        self.assertEqual(bash_complete("drover run ca"), ["cancel"])
+        self.assertEqual(bash_complete("drover logs %s pre" % self.rid), ["prepare"])
+        self.assertEqual(sorted(bash_complete("drover agent drain ")), ["cpu-1", "gpu-1"])
+        with open(c.path("pipeline.yaml"), "w") as f:
+            f.write("name: x\n")
+        self.assertIn("pipeline.yaml", bash_complete("drover submit pipe"))
+
+    def test_zsh_script(self):
+        if not shutil.which("zsh"):
+            self.skipTest("no zsh")
+        c = self.c
+        # load the function the way compinit would, with compadd and _files
+        # standing in for the completion system: they print what is offered
+        prog = ("compadd() { [[ $1 == -- ]] && shift; print -l -- \"$@\"; }; "
+                "_files() { print -- FILES; }; "
+                "source %s; words=(%s); CURRENT=${#words}; _drover")
+        script = os.path.join(REPO, "completions", "_drover")
+
+        def zsh_complete(*words):
+            quoted = " ".join("'%s'" % w for w in (bin_path("drover"),) + words)
+            p = subprocess.run(["zsh", "-f", "-c", prog % (script, quoted)], capture_output=True,
+                               timeout=30, env=dict(c.env, DROVER_API=c.api), cwd=c.tmp)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return [x for x in p.stdout.decode().split("\n") if x]
+
+        self.assertEqual(zsh_complete("run", "ca"), ["cancel"])
+        self.assertEqual(zsh_complete("logs", self.rid, ""), ["prepare", "train"])
+        self.assertEqual(zsh_complete("submit", ""), ["FILES"])
+
+
 class SocketPermissionTest(harness.DroverTestCase):
     def test_permission_error_names_the_group(self):
         if os.geteuid() != 0 or not shutil.which("setpriv"):
