@@ -50,12 +50,18 @@ static int apply_keys(api_t *api)
 {
     const char *key = key_flag ? key_flag : getenv("DROVER_KEY");
     const char *server = server_key_flag ? server_key_flag : getenv("DROVER_SERVER_KEY");
-    if (!(key && *key))
-        key = context_setting("key");
-    if (!(server && *server))
-        server = context_setting("server-key");
+    const char *ctx_api;
     char err[512];
-    if (strncmp(api->endpoint, "tcp://", 6) != 0 || (!(key && *key) && !(server && *server)))
+    if (strncmp(api->endpoint, "tcp://", 6) != 0)
+        return 0;
+    /* a context's keys are for its own endpoint only */
+    if ((ctx_api = context_setting("api")) && strcmp(ctx_api, api->endpoint) == 0) {
+        if (!(key && *key))
+            key = context_setting("key");
+        if (!(server && *server))
+            server = context_setting("server-key");
+    }
+    if (!(key && *key) && !(server && *server))
         return 0;
     if (!(key && *key) || !(server && *server)) {
         log_error("a CURVE API connection needs both --key (yours, secret) and --server-key "

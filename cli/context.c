@@ -12,8 +12,10 @@
  * Which settings a command uses (api.c asks context_setting): a flag, else
  * the environment ($DROVER_API, $DROVER_KEY, $DROVER_SERVER_KEY), else the
  * context chosen by --context, else $DROVER_CONTEXT, else `current`, else
- * the defaults. A context chosen by name that does not exist is an error;
- * a `current` naming a removed one is ignored with a note.
+ * the defaults. A context's keys are used only with its own endpoint (keys
+ * for one droverd mean nothing to another). A context chosen by name that
+ * does not exist is an error; a `current` naming a removed one is ignored
+ * with a note.
  */
 #include <errno.h>
 #include <fcntl.h>
