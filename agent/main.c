@@ -54,7 +54,9 @@ static void usage(FILE *f)
                "  --key FILE             this agent's secret key (drover keygen NAME)\n"
                "  --scheduler-key FILE   droverd's public key (droverd.key)\n"
                "  --config FILE          YAML file of the same settings (key: value)\n"
-               "  --debug                verbose logging\n");
+               "  --debug                verbose logging\n"
+               "  -V, --version          print the version and exit\n"
+               "  -h, --help             print this help and exit\n");
 }
 
 typedef struct {
@@ -186,11 +188,13 @@ int main(int argc, char **argv)
                                              {"key", required_argument, 0, 0},
                                              {"scheduler-key", required_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, 'V'},
                                              {0, 0, 0, 0}};
     options_t o = {0};
     int rc = 1;
 
     log_init("drover-agent");
+    log_daemon_timestamps();
     agent_config_defaults(&o.cfg);
     int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
     if (status >= 0)

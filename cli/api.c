@@ -33,6 +33,9 @@ struct api {
     int64_t patience_ms; /* 0: the first missed answer is an error */
     bool quiet;          /* retrying: do not report missed answers */
     bool outage_noted;   /* a note went to stderr (api_take_outage) */
+    bool quiet_errors;   /* api_set_quiet_errors */
+    char *last_error;    /* the last error answer's text (owned) */
+    Drover__ApiErrorCode last_code;
 };
 
 static const char *key_flag, *server_key_flag;
@@ -47,8 +50,18 @@ static int apply_keys(api_t *api)
 {
     const char *key = key_flag ? key_flag : getenv("DROVER_KEY");
     const char *server = server_key_flag ? server_key_flag : getenv("DROVER_SERVER_KEY");
+    const char *ctx_api;
     char err[512];
-    if (strncmp(api->endpoint, "tcp://", 6) != 0 || (!(key && *key) && !(server && *server)))
+    if (strncmp(api->endpoint, "tcp://", 6) != 0)
+        return 0;
+    /* a context's keys are for its own endpoint only */
+    if ((ctx_api = context_setting("api")) && strcmp(ctx_api, api->endpoint) == 0) {
+        if (!(key && *key))
+            key = context_setting("key");
+        if (!(server && *server))
+            server = context_setting("server-key");
+    }
+    if (!(key && *key) && !(server && *server))
         return 0;
     if (!(key && *key) || !(server && *server)) {
         log_error("a CURVE API connection needs both --key (yours, secret) and --server-key "
@@ -78,6 +91,8 @@ const char *api_endpoint(const char *flag)
         return flag;
     if (env && *env)
         return env;
+    if (context_setting("api"))
+        return context_setting("api");
     return API_DEFAULT_ENDPOINT;
 }
 
@@ -127,6 +142,7 @@ void api_destroy(api_t **api)
     close_socket(*api);
     zmq_ctx_term((*api)->ctx);
     free((*api)->endpoint);
+    free((*api)->last_error);
     free(*api);
     *api = NULL;
 }
@@ -159,7 +175,9 @@ static int check_ipc_path(const api_t *api)
         if (rc == -ENOENT || rc == -ECONNREFUSED)
             report_no_answer(api);
         else if (rc == -EACCES)
-            log_error("cannot connect to droverd at %s: %s", api->endpoint, strerror(EACCES));
+            log_error("cannot connect to droverd at %s: %s (the API socket is for root and "
+                      "group drover: `sudo adduser $USER drover`, then log in again)",
+                      api->endpoint, strerror(EACCES));
         else
             rc = 0; /* anything else: let ZeroMQ try */
     }
@@ -191,6 +209,7 @@ static int open_socket(api_t *api)
     if (zmq_connect(api->sock, api->endpoint) < 0) {
         rc = -zmq_errno();
         log_error("zmq_connect(%s): %s", api->endpoint, zmq_strerror(-rc));
+        cli_set_failure(CLI_EXIT_UNREACHABLE);
         close_socket(api);
         return rc;
     }
@@ -240,7 +259,23 @@ static int recv_answer(api_t *api, zmq_msg_t *msg)
     return 0;
 }
 
-static int decode(const api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
+/* The exit status for droverd's kind of error. */
+static int exit_status_of(Drover__ApiErrorCode code)
+{
+    switch (code) {
+    case DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND:
+        return CLI_EXIT_NOT_FOUND;
+    case DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED:
+        return CLI_EXIT_DENIED;
+    case DROVER__API_ERROR_CODE__API_ERROR_INVALID:
+    case DROVER__API_ERROR_CODE__API_ERROR_CONFLICT:
+        return CLI_EXIT_REFUSED;
+    default:
+        return CLI_EXIT_ERROR;
+    }
+}
+
+static int decode(api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
 {
     Drover__ApiResponse *r =
         drover__api_response__unpack(NULL, zmq_msg_size(msg), zmq_msg_data(msg));
@@ -249,12 +284,37 @@ static int decode(const api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
         return -EPROTO;
     }
     if (r->error && *r->error) {
-        log_error("%s", r->error);
+        free(api->last_error);
+        api->last_error = xstrdup(r->error);
+        api->last_code = r->error_code;
+        if (!api->quiet_errors) {
+            log_error("%s", r->error);
+            cli_set_failure(exit_status_of(r->error_code));
+        }
         drover__api_response__free_unpacked(r, NULL);
         return -EREMOTEIO;
     }
     *resp = r;
     return 0;
+}
+
+void api_set_quiet_errors(api_t *api, bool quiet)
+{
+    api->quiet_errors = quiet;
+}
+
+Drover__ApiErrorCode api_last_error(const api_t *api, const char **text)
+{
+    *text = api->last_error ? api->last_error : "";
+    return api->last_error ? api->last_code : DROVER__API_ERROR_CODE__API_ERROR_OTHER;
+}
+
+void api_report_last_error(const api_t *api)
+{
+    const char *text;
+    Drover__ApiErrorCode code = api_last_error(api, &text);
+    log_error("%s", *text ? text : "droverd answered with an error");
+    cli_set_failure(exit_status_of(code));
 }
 
 void api_set_patience(api_t *api, int64_t ms)
@@ -282,6 +342,8 @@ static int call_once(api_t *api, const Drover__ApiRequest *req, Drover__ApiRespo
     zmq_msg_t msg;
     int rc;
     *resp = NULL;
+    free(api->last_error);
+    api->last_error = NULL;
     if (!api->sock && (rc = open_socket(api)) < 0)
         return rc;
     zmq_msg_init(&msg);
@@ -296,12 +358,21 @@ static int call_once(api_t *api, const Drover__ApiRequest *req, Drover__ApiRespo
     return rc;
 }
 
+/* Record the exit status for a failed call's rc (droverd's own errors are
+ * recorded by decode). Returns rc. */
+static int note_failure(int rc)
+{
+    if (rc < 0 && (no_answer(rc) || rc == -EACCES))
+        cli_set_failure(CLI_EXIT_UNREACHABLE);
+    return rc;
+}
+
 int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp)
 {
     int64_t first_miss = 0;
     bool lost = false;
     if (api->patience_ms == 0)
-        return call_once(api, req, resp);
+        return note_failure(call_once(api, req, resp));
     for (;;) {
         api->quiet = true;
         int rc = call_once(api, req, resp);
@@ -325,7 +396,7 @@ int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **re
         if (now - first_miss >= api->patience_ms) {
             log_error("no answer from droverd at %s for %llds; giving up", api->endpoint,
                       (long long)(now - first_miss) / 1000);
-            return rc;
+            return note_failure(rc);
         }
         cli_sleep_ms(API_RETRY_INTERVAL_MS);
     }

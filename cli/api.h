@@ -29,7 +29,8 @@
 typedef struct api api_t;
 
 /* The endpoint to use: flag if not NULL, else $DROVER_API if set and not
- * empty, else API_DEFAULT_ENDPOINT. The result is not owned by the caller. */
+ * empty, else the context's (context_setting), else API_DEFAULT_ENDPOINT.
+ * The result is not owned by the caller. */
 const char *api_endpoint(const char *flag);
 
 /* A client for endpoint (copied). NULL, with the error printed, when the
@@ -50,6 +51,19 @@ void api_set_patience(api_t *api, int64_t ms);
  * call to this function (a caller redrawing the terminal starts afresh). */
 bool api_take_outage(api_t *api);
 
+/* With quiet set, an error answer from droverd is neither printed nor
+ * recorded as the exit status: api_call returns -EREMOTEIO and the caller
+ * reads it with api_last_error and decides (logs -f waiting for a step). */
+void api_set_quiet_errors(api_t *api, bool quiet);
+
+/* The last error answer's kind and text (valid until the next call), or
+ * DROVER__API_ERROR_CODE__API_ERROR_OTHER and "" when there was none. */
+Drover__ApiErrorCode api_last_error(const api_t *api, const char **text);
+
+/* Print the last error answer (quiet mode) as api_call would have, and
+ * record its exit status. */
+void api_report_last_error(const api_t *api);
+
 /* Send req and wait for the answer. On success returns 0 and stores the
  * response in *resp (the caller frees it with
  * drover__api_response__free_unpacked(*resp, NULL)). Returns a negative
@@ -68,7 +82,7 @@ int api_call_once(const char *endpoint_flag, const Drover__ApiRequest *req,
 
 /* --key FILE / --server-key FILE (global flags): this user's secret key
  * and droverd's public key, for a tcp:// API endpoint (CURVE). Without
- * the flags, $DROVER_KEY and $DROVER_SERVER_KEY. */
+ * the flags, $DROVER_KEY and $DROVER_SERVER_KEY, else the context's. */
 void api_set_key_flag(bool server, const char *path);
 
 #endif

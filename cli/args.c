@@ -11,15 +11,25 @@
 #include <time.h>
 
 #include "api.h"
+#include "json.h"
 #include "util.h"
 
-enum { GLOBAL_API = -100, GLOBAL_HELP = -101, GLOBAL_KEY = -102, GLOBAL_SERVER_KEY = -103 };
+enum {
+    GLOBAL_API = -100,
+    GLOBAL_HELP = -101,
+    GLOBAL_KEY = -102,
+    GLOBAL_SERVER_KEY = -103,
+    GLOBAL_VERSION = -104,
+    GLOBAL_CONTEXT = -105
+};
 
 static const cli_opt_t global_opts[] = {
     {"api", 0, true, GLOBAL_API},
     {"key", 0, true, GLOBAL_KEY},
     {"server-key", 0, true, GLOBAL_SERVER_KEY},
+    {"context", 0, true, GLOBAL_CONTEXT},
     {"help", 'h', false, GLOBAL_HELP},
+    {"version", 'V', false, GLOBAL_VERSION},
     {NULL, 0, false, 0},
 };
 
@@ -42,13 +52,76 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nusage: %s\n", usage);
-    return CLI_EXIT_ERROR;
+    return CLI_EXIT_USAGE;
+}
+
+static int failure_status; /* 0: none recorded */
+
+void cli_set_failure(int status)
+{
+    if (!failure_status)
+        failure_status = status;
+}
+
+int cli_failure(int fallback)
+{
+    return failure_status ? failure_status : fallback;
 }
 
 int cli_help(const char *usage, const char *text)
 {
     printf("usage: %s\n%s%s", usage, text && *text ? "\n" : "", text ? text : "");
     return CLI_EXIT_OK;
+}
+
+void cli_print_version(void)
+{
+    printf("drover %s\n", DROVER_VERSION);
+}
+
+/* Edit distance (insert, delete, substitute, swap two neighbours) of a[0..n)
+ * and b, both short words; larger than any bound for long ones. */
+static size_t edit_distance(const char *a, size_t n, const char *b)
+{
+    enum { MAX = 64 };
+    size_t m = strlen(b), d[MAX + 1][MAX + 1];
+    if (n > MAX || m > MAX)
+        return SIZE_MAX;
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+const char *cli_suggest(const char *word, size_t len, const char *const *candidates)
+{
+    const char *best = NULL, *prefixed = NULL;
+    size_t best_d = len >= 5 ? 2 : 1, n_prefixed = 0;
+    for (const char *const *c = candidates; *c; c++) {
+        size_t d = edit_distance(word, len, *c);
+        if (d <= best_d && (!best || d < best_d)) {
+            best = *c;
+            best_d = d;
+        }
+        if (len >= 2 && strncmp(*c, word, len) == 0) {
+            prefixed = *c;
+            n_prefixed++;
+        }
+    }
+    return best ? best : n_prefixed == 1 ? prefixed : NULL;
 }
 
 static const cli_opt_t *find_long(const cli_opt_t *opts, const char *name, size_t len)
@@ -98,12 +171,20 @@ static int handle(args_t *a, const cli_opt_t *o, const char *word, const char *a
         api_set_key_flag(id == GLOBAL_SERVER_KEY, a->value);
         return args_next(a);
     }
+    if (id == GLOBAL_CONTEXT) {
+        context_set_flag(a->value);
+        return args_next(a);
+    }
     if (id == GLOBAL_API) {
         a->cli->api = a->value;
         return args_next(a);
     }
     if (id == GLOBAL_HELP)
         return ARGS_HELP;
+    if (id == GLOBAL_VERSION) {
+        cli_print_version();
+        exit(fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR);
+    }
     return id;
 }
 
@@ -115,7 +196,19 @@ static int next_long(args_t *a, const char *word)
     if (!o)
         o = find_long(global_opts, name, len);
     if (!o) {
-        cli_usage_error(a->usage, "unknown flag '--%.*s'", (int)len, name);
+        const char *names[64], *hint;
+        size_t n = 0;
+        for (const cli_opt_t *t = a->opts; t->id != 0 && n < 32; t++)
+            if (t->name)
+                names[n++] = t->name;
+        for (const cli_opt_t *t = global_opts; t->id != 0; t++)
+            names[n++] = t->name;
+        names[n] = NULL;
+        if ((hint = cli_suggest(name, len, names)))
+            cli_usage_error(a->usage, "unknown flag '--%.*s'; did you mean '--%s'?", (int)len, name,
+                            hint);
+        else
+            cli_usage_error(a->usage, "unknown flag '--%.*s'", (int)len, name);
         return ARGS_ERROR;
     }
     return handle(a, o, word, eq ? eq + 1 : NULL);
@@ -155,15 +248,21 @@ int args_next(args_t *a)
     return next_short(a, word);
 }
 
-int cli_parse_output(const char *s, bool *json)
+int cli_parse_output(const char *usage, const char *s, cli_output_t *out)
 {
-    if (strcmp(s, "json") == 0)
-        *json = true;
-    else if (strcmp(s, "table") == 0)
-        *json = false;
-    else
-        return -EINVAL;
-    return 0;
+    static const char *const names[] = {"table", "wide", "json", "yaml", "name", NULL};
+    for (int i = 0; names[i]; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (cli_output_t)i;
+            return 0;
+        }
+    cli_usage_error(usage, "-o expects table, wide, json, yaml or name, got '%s'", s);
+    return -EINVAL;
+}
+
+struct json *cli_doc_writer(cli_output_t o)
+{
+    return o == CLI_OUT_YAML ? json_new_yaml(stdout) : json_new(stdout);
 }
 
 int cli_parse_u32(const char *s, uint32_t *out)

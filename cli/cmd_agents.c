@@ -1,7 +1,7 @@
 /* cmd_agents — `drover agents` (the fleet, as a table or JSON),
  * `drover agent drain NAME` (stop placing new work on an agent; what runs
- * there finishes) and `drover agent preempt NAME` (a preemption drill:
- * the agent hands its steps back as if its cloud had reclaimed it). */
+ * there finishes), `drover agent forget NAME` (drop a gone agent) and `drover agent preempt NAME`
+ * (a preemption drill: the agent hands its steps back as if its cloud had reclaimed it). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,23 +14,39 @@
 #include "table.h"
 #include "util.h"
 
-enum { OPT_OUTPUT = 1 };
+enum { OPT_OUTPUT = 1, OPT_LABEL, OPT_WATCH };
+
+/* How often `agents --watch` asks again. */
+#define AGENTS_WATCH_INTERVAL_MS 1000
+
+/* At most this many -l filters. */
+#define MAX_LABEL_FILTERS 16
 
 static const cli_opt_t agents_opts[] = {
     {"output", 'o', true, OPT_OUTPUT},
+    {"label", 'l', true, OPT_LABEL},
+    {"watch", 'w', false, OPT_WATCH},
     {NULL, 0, false, 0},
 };
 
-#define AGENTS_USAGE "drover agents [-o table|json]"
+#define AGENTS_USAGE "drover agents [-o " CLI_OUTPUTS "] [-l KEY=VALUE]... [-w]"
 #define AGENTS_HELP                                                                                \
-    "List the agents droverd knows, with used/total resources.\n"                                  \
-    "  -o, --output FORMAT  table (default) or json\n"
+    "List the agents droverd knows, with used/total resources and how long ago\n"                  \
+    "each was last heard from (LAST SEEN; -o wide adds the time with its zone).\n" CLI_OUTPUT_HELP \
+    "  -l, --label KEY=VALUE  only agents with this label (repeat: all of them)\n"                 \
+    "  -w, --watch            keep going: print an agent's row again whenever it\n"                \
+    "                         changes (table, wide or name output; Ctrl-C stops)\n"
 #define DRAIN_USAGE   "drover agent drain NAME"
 #define DRAIN_HELP    "Stop placing new steps on agent NAME; steps running there finish.\n"
 #define UNDRAIN_USAGE "drover agent undrain NAME"
 #define UNDRAIN_HELP                                                                               \
     "Put a drained agent NAME back in service; a drill (drover agent preempt) of it\n"             \
     "ends at once. A cloud's preemption notice is not ended.\n"
+#define FORGET_USAGE "drover agent forget NAME"
+#define FORGET_HELP                                                                                \
+    "Forget agent NAME (admin): droverd drops its record. Only an agent that is\n"                 \
+    "disconnected and holds no steps can be forgotten; one that registers again\n"                 \
+    "later is a new agent.\n"
 #define PREEMPT_USAGE "drover agent preempt NAME [--deadline DUR]"
 #define PREEMPT_HELP                                                                               \
     "Drill a preemption of agent NAME through the same path as a cloud's notice:\n"                \
@@ -66,7 +82,8 @@ static const Drover__Resources *res_or_zero(const Drover__Resources *r)
     return r ? r : &zero;
 }
 
-static void add_agent_row(table_t *t, const Drover__AgentView *a)
+/* The row of a, up to LABELS; seen is the LAST SEEN cell. */
+static void add_agent_row(table_t *t, const Drover__AgentView *a, const char *seen)
 {
     const Drover__Resources *cap = res_or_zero(a->capacity), *used = res_or_zero(a->used);
     char x[FMT_BUF], y[FMT_BUF];
@@ -82,17 +99,31 @@ static void add_agent_row(table_t *t, const Drover__AgentView *a)
         table_addf(t, "%s $%.3g/h", a->spot ? "spot" : "on-demand", a->price);
     else
         table_add(t, a->spot ? "spot" : "on-demand", NULL);
+    table_add(t, seen, NULL);
     table_add(t, labels, NULL);
     free(labels);
 }
 
-static void print_agents_table(const Drover__ApiResponse *resp)
+/* The agents whose show[i] is set (all when show is NULL). */
+static void print_agents_table(const Drover__ApiResponse *resp, bool wide, const bool *show,
+                               bool header)
 {
-    static const char *const headers[] = {"NAME",    "STATE",   "CPU",      "MEMORY", "GPU",
-                                          "RUNNING", "RUNTIME", "CAPACITY", "LABELS"};
-    table_t *t = table_new(9, headers);
-    for (size_t i = 0; i < resp->n_agents; i++)
-        add_agent_row(t, resp->agents[i]);
+    static const char *const headers[] = {"NAME",      "STATE",   "CPU",     "MEMORY",
+                                          "GPU",       "RUNNING", "RUNTIME", "CAPACITY",
+                                          "LAST SEEN", "LABELS",  "SEEN AT"};
+    table_t *t = table_new(wide ? 11 : 10, headers);
+    char buf[FMT_BUF];
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < resp->n_agents; i++) {
+        const Drover__AgentView *a = resp->agents[i];
+        if (show && !show[i])
+            continue;
+        add_agent_row(t, a, fmt_age(a->last_seen_ms, now, buf));
+        if (wide)
+            table_add(t, fmt_local_time(a->last_seen_ms, buf), NULL);
+    }
+    if (!header)
+        table_hide_header(t);
     table_print(t, stdout, 0, 0, fmt_color_ok(stdout));
     table_destroy(&t);
 }
@@ -130,66 +161,174 @@ static void json_agent(json_t *j, const Drover__AgentView *a)
     } else {
         json_null(j);
     }
-    json_field_int(j, "last_seen_ms", a->last_seen_ms);
+    json_field_time(j, "last_seen", a->last_seen_ms);
     json_object_end(j);
 }
 
-static void print_agents_json(const Drover__ApiResponse *resp)
+static void print_agents(const Drover__ApiResponse *resp, cli_output_t o, const bool *show,
+                         bool header)
 {
-    json_t *j = json_new(stdout);
+    if (o == CLI_OUT_TABLE || o == CLI_OUT_WIDE) {
+        print_agents_table(resp, o == CLI_OUT_WIDE, show, header);
+        return;
+    }
+    if (o == CLI_OUT_NAME) {
+        for (size_t i = 0; i < resp->n_agents; i++)
+            if (!show || show[i])
+                printf("%s\n", resp->agents[i]->name);
+        return;
+    }
+    json_t *j = cli_doc_writer(o);
     json_array_begin(j);
     for (size_t i = 0; i < resp->n_agents; i++)
-        json_agent(j, resp->agents[i]);
+        if (!show || show[i])
+            json_agent(j, resp->agents[i]);
     json_array_end(j);
     json_finish(&j);
 }
 
-int cmd_agents(cli_t *cli, int argc, char **argv)
+typedef struct {
+    cli_output_t out;
+    bool watch;
+    const char *labels[MAX_LABEL_FILTERS]; /* "key=value", in argv */
+    size_t n_labels;
+} agents_args_t;
+
+/* Whether agent a has every label of the -l filters. */
+static bool agent_matches(const Drover__AgentView *a, const agents_args_t *f)
 {
-    bool json = false;
+    for (size_t i = 0; i < f->n_labels; i++) {
+        const char *eq = strchr(f->labels[i], '=');
+        size_t klen = (size_t)(eq - f->labels[i]);
+        bool found = false;
+        for (size_t k = 0; k < a->n_labels && !found; k++)
+            found = strlen(a->labels[k]->key) == klen &&
+                    strncmp(a->labels[k]->key, f->labels[i], klen) == 0 &&
+                    strcmp(a->labels[k]->value, eq + 1) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* What a row shows changed between before and now. */
+static bool agent_changed(const Drover__AgentView *a, const Drover__AgentView *b)
+{
+    const Drover__Resources *ua = res_or_zero(a->used), *ub = res_or_zero(b->used);
+    return a->connected != b->connected || a->drained != b->drained ||
+           (a->preempt != NULL) != (b->preempt != NULL) || a->running != b->running ||
+           ua->cpu_milli != ub->cpu_milli || ua->memory_bytes != ub->memory_bytes ||
+           ua->gpus != ub->gpus;
+}
+
+/* Fill show[i] for the agents that pass the filters and, with prev, are
+ * new or changed since prev. Returns whether any is shown. */
+static bool select_agents(const Drover__ApiResponse *resp, const Drover__ApiResponse *prev,
+                          const agents_args_t *f, bool *show)
+{
+    bool any = false;
+    for (size_t i = 0; i < resp->n_agents; i++) {
+        const Drover__AgentView *a = resp->agents[i], *before = NULL;
+        for (size_t k = 0; prev && k < prev->n_agents && !before; k++)
+            if (strcmp(prev->agents[k]->name, a->name) == 0)
+                before = prev->agents[k];
+        show[i] = agent_matches(a, f) && (!prev || !before || agent_changed(a, before));
+        any |= show[i];
+    }
+    return any;
+}
+
+static int parse_agents_args(cli_t *cli, int argc, char **argv, agents_args_t *f)
+{
     args_t a;
     int opt;
+    memset(f, 0, sizeof *f);
     args_init(&a, cli, argc, argv, agents_opts, AGENTS_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
-            return cli_help(AGENTS_USAGE, AGENTS_HELP);
+            return cli_help(AGENTS_USAGE, AGENTS_HELP), CLI_STOP;
         if (opt == ARGS_POSITIONAL)
             return cli_usage_error(AGENTS_USAGE, "unexpected argument '%s'", a.value);
-        if (opt == OPT_OUTPUT && cli_parse_output(a.value, &json) < 0)
-            return cli_usage_error(AGENTS_USAGE, "-o expects table or json, got '%s'", a.value);
+        if (opt == OPT_OUTPUT && cli_parse_output(AGENTS_USAGE, a.value, &f->out) < 0)
+            return CLI_EXIT_USAGE;
+        if (opt == OPT_WATCH)
+            f->watch = true;
+        if (opt == OPT_LABEL) {
+            const char *eq = strchr(a.value, '=');
+            if (!eq || eq == a.value)
+                return cli_usage_error(AGENTS_USAGE, "-l expects KEY=VALUE, got '%s'", a.value);
+            if (f->n_labels == MAX_LABEL_FILTERS)
+                return cli_usage_error(AGENTS_USAGE, "at most %d -l filters", MAX_LABEL_FILTERS);
+            f->labels[f->n_labels++] = a.value;
+        }
     }
+    if (f->watch && cli_output_doc(f->out))
+        return cli_usage_error(AGENTS_USAGE, "--watch prints table, wide or name output");
+    return 0;
+}
+
+int cmd_agents(cli_t *cli, int argc, char **argv)
+{
+    agents_args_t f;
+    int rc = parse_agents_args(cli, argc, argv, &f);
+    if (rc != 0)
+        return cli_status(rc);
 
     Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
     Drover__AgentRequest ar = DROVER__AGENT_REQUEST__INIT;
-    Drover__ApiResponse *resp = NULL;
+    Drover__ApiResponse *prev = NULL;
     req.op_case = DROVER__API_REQUEST__OP_LIST_AGENTS;
     req.list_agents = &ar;
-    if (api_call_once(cli->api, &req, &resp) < 0)
+    api_t *api = api_new(api_endpoint(cli->api));
+    if (!api)
         return CLI_EXIT_ERROR;
-    if (json)
-        print_agents_json(resp);
-    else
-        print_agents_table(resp);
-    drover__api_response__free_unpacked(resp, NULL);
-    return CLI_EXIT_OK;
+    if (f.watch)
+        api_set_patience(api, 60000);
+    rc = CLI_EXIT_ERROR;
+    for (bool first = true;; first = false) {
+        Drover__ApiResponse *resp = NULL;
+        if (api_call(api, &req, &resp) < 0)
+            break;
+        bool *show = xcalloc(resp->n_agents + 1, sizeof *show);
+        if (select_agents(resp, prev, &f, show) || first)
+            print_agents(resp, f.out, show, first);
+        fflush(stdout);
+        free(show);
+        if (prev)
+            drover__api_response__free_unpacked(prev, NULL);
+        prev = resp;
+        if (!f.watch) {
+            rc = CLI_EXIT_OK;
+            break;
+        }
+        if (ferror(stdout))
+            break;
+        cli_sleep_ms(AGENTS_WATCH_INTERVAL_MS);
+    }
+    if (prev)
+        drover__api_response__free_unpacked(prev, NULL);
+    api_destroy(&api);
+    return rc;
 }
 
-/* drain or undrain: the same request with a flag. */
-static int drain(cli_t *cli, int argc, char **argv, bool undrain)
+/* drain, undrain or forget: one agent NAME, one request, "VERB NAME". */
+static int name_op(cli_t *cli, int argc, char **argv, Drover__ApiRequest__OpCase op, bool undrain)
 {
     static const cli_opt_t none[] = {{NULL, 0, false, 0}};
-    const char *usage = undrain ? UNDRAIN_USAGE : DRAIN_USAGE;
+    bool forget = op == DROVER__API_REQUEST__OP_FORGET_AGENT;
+    const char *usage = forget ? FORGET_USAGE : undrain ? UNDRAIN_USAGE : DRAIN_USAGE;
+    const char *help = forget ? FORGET_HELP : undrain ? UNDRAIN_HELP : DRAIN_HELP;
     const char *name = NULL;
     args_t a;
     int opt;
     args_init(&a, cli, argc, argv, none, usage);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
-            return cli_help(usage, undrain ? UNDRAIN_HELP : DRAIN_HELP);
+            return cli_help(usage, help);
         if (name)
             return cli_usage_error(usage, "unexpected argument '%s'", a.value);
         name = a.value;
@@ -202,23 +341,31 @@ static int drain(cli_t *cli, int argc, char **argv, bool undrain)
     Drover__ApiResponse *resp = NULL;
     ar.name = (char *)name;
     ar.undrain = undrain;
-    req.op_case = DROVER__API_REQUEST__OP_DRAIN_AGENT;
-    req.drain_agent = &ar;
+    req.op_case = op;
+    if (forget)
+        req.forget_agent = &ar;
+    else
+        req.drain_agent = &ar;
     if (api_call_once(cli->api, &req, &resp) < 0)
         return CLI_EXIT_ERROR;
-    printf("%s %s\n", undrain ? "undrained" : "drained", name);
+    printf("%s %s\n", forget ? "forgot" : undrain ? "undrained" : "drained", name);
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
 }
 
 int cmd_agent_drain(cli_t *cli, int argc, char **argv)
 {
-    return drain(cli, argc, argv, false);
+    return name_op(cli, argc, argv, DROVER__API_REQUEST__OP_DRAIN_AGENT, false);
 }
 
 int cmd_agent_undrain(cli_t *cli, int argc, char **argv)
 {
-    return drain(cli, argc, argv, true);
+    return name_op(cli, argc, argv, DROVER__API_REQUEST__OP_DRAIN_AGENT, true);
+}
+
+int cmd_agent_forget(cli_t *cli, int argc, char **argv)
+{
+    return name_op(cli, argc, argv, DROVER__API_REQUEST__OP_FORGET_AGENT, false);
 }
 
 enum { OPT_DEADLINE = 1 };
@@ -233,7 +380,7 @@ int cmd_agent_preempt(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, opts, PREEMPT_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(PREEMPT_USAGE, PREEMPT_HELP);
         if (opt == OPT_DEADLINE) {

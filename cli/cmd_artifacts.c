@@ -56,12 +56,12 @@ static const cli_opt_t get_opts[] = {
     {NULL, 0, false, 0},
 };
 
-#define LIST_USAGE "drover artifacts RUN [STEP] [-o table|json]"
+#define LIST_USAGE "drover artifacts RUN [STEP] [-o " CLI_OUTPUTS "]"
 #define LIST_HELP                                                                                  \
     "List the artifacts the steps of run RUN produced (only STEP's with STEP; a\n"                 \
     "fan-out item is named like shard[2]): kind (file or dir), number of files,\n"                 \
-    "total size and SHA-256 digest (a directory's is its manifest's).\n"                           \
-    "  -o, --output FORMAT  table (default) or json\n"
+    "total size and SHA-256 digest (a directory's is its manifest's; its first 12\n"               \
+    "characters, all of it with -o wide). -o name prints \"STEP NAME\" lines.\n" CLI_OUTPUT_HELP
 #define GET_USAGE "drover artifact get RUN STEP NAME -o PATH [--force]"
 #define GET_HELP                                                                                   \
     "Download artifact NAME of step STEP of run RUN to PATH: a file artifact\n"                    \
@@ -97,7 +97,8 @@ static void hex_or_empty(const ProtobufCBinaryData *d, char out[DIGEST_HEX_LEN +
 
 /* ---------------------------------------------------------------- listing */
 
-static void print_list_table(const Drover__ApiResponse *resp)
+/* wide shows the whole digest, table its first SHORT_DIGEST characters. */
+static void print_list_table(const Drover__ApiResponse *resp, bool wide)
 {
     static const char *const headers[] = {"STEP", "ARTIFACT", "KIND", "FILES", "SIZE", "DIGEST"};
     table_t *t = table_new(6, headers);
@@ -108,7 +109,8 @@ static void print_list_table(const Drover__ApiResponse *resp)
         if (!a)
             continue;
         hex_or_empty(&a->digest, hex);
-        hex[SHORT_DIGEST] = '\0';
+        if (!wide)
+            hex[SHORT_DIGEST] = '\0';
         table_add(t, v->task, NULL);
         table_add(t, a->name, NULL);
         table_add(t, a->is_dir ? "dir" : "file", NULL);
@@ -133,10 +135,22 @@ static void json_file(json_t *j, const Drover__FileEntry *f)
     json_object_end(j);
 }
 
-static void print_list_json(const Drover__ApiResponse *resp)
+/* "STEP NAME" per artifact: the words `drover artifact get RUN` takes. */
+static void print_list_names(const Drover__ApiResponse *resp)
+{
+    for (size_t i = 0; i < resp->n_artifacts; i++)
+        if (resp->artifacts[i]->artifact) {
+            fmt_put_clean(stdout, resp->artifacts[i]->task);
+            fputc(' ', stdout);
+            fmt_put_clean(stdout, resp->artifacts[i]->artifact->name);
+            fputc('\n', stdout);
+        }
+}
+
+static void print_list_doc(const Drover__ApiResponse *resp, cli_output_t o)
 {
     char hex[DIGEST_HEX_LEN + 1];
-    json_t *j = json_new(stdout);
+    json_t *j = cli_doc_writer(o);
     json_array_begin(j);
     for (size_t i = 0; i < resp->n_artifacts; i++) {
         const Drover__ArtifactView *v = resp->artifacts[i];
@@ -164,17 +178,17 @@ static void print_list_json(const Drover__ApiResponse *resp)
 int cmd_artifacts(cli_t *cli, int argc, char **argv)
 {
     const char *run = NULL, *step = NULL;
-    bool json = false;
+    cli_output_t out = CLI_OUT_TABLE;
     args_t a;
     int opt;
     args_init(&a, cli, argc, argv, list_opts, LIST_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(LIST_USAGE, LIST_HELP);
-        if (opt == OPT_OUTPUT && cli_parse_output(a.value, &json) < 0)
-            return cli_usage_error(LIST_USAGE, "-o expects table or json, got '%s'", a.value);
+        if (opt == OPT_OUTPUT && cli_parse_output(LIST_USAGE, a.value, &out) < 0)
+            return CLI_EXIT_USAGE;
         if (opt != ARGS_POSITIONAL)
             continue;
         if (run && step)
@@ -192,10 +206,12 @@ int cmd_artifacts(cli_t *cli, int argc, char **argv)
     api_destroy(&api);
     if (rc < 0)
         return CLI_EXIT_ERROR;
-    if (json)
-        print_list_json(resp);
+    if (cli_output_doc(out))
+        print_list_doc(resp, out);
+    else if (out == CLI_OUT_NAME)
+        print_list_names(resp);
     else
-        print_list_table(resp);
+        print_list_table(resp, out == CLI_OUT_WIDE);
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
 }
@@ -217,7 +233,7 @@ static int parse_get_args(cli_t *cli, int argc, char **argv, get_args_t *g)
     args_init(&a, cli, argc, argv, get_opts, GET_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(GET_USAGE, GET_HELP), CLI_STOP;
         if (opt == OPT_OUTPUT)
@@ -282,6 +298,7 @@ static const Drover__Artifact *find_artifact(const Drover__ApiResponse *resp, co
     else
         log_error("step %s of run %s has no artifact '%s'; it has no artifacts", g->step, g->run,
                   name);
+    cli_set_failure(CLI_EXIT_NOT_FOUND);
     free(name);
     free(shown);
     free(names);

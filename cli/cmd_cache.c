@@ -20,7 +20,7 @@ int cmd_cache_clear(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, none, CLEAR_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(CLEAR_USAGE, CLEAR_HELP);
         return cli_usage_error(CLEAR_USAGE, "unexpected argument '%s'", a.value);

@@ -29,7 +29,7 @@ int cmd_keygen(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, opts, KEYGEN_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(KEYGEN_USAGE, KEYGEN_HELP);
         if (opt == OPT_DIR)

@@ -3,19 +3,25 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "cli.h"
 #include "fmt.h"
 #include "json.h"
 #include "runview.h"
+#include "spec.h"
 #include "table.h"
 #include "util.h"
 
-enum { OPT_OUTPUT = 1, OPT_LIMIT };
+enum { OPT_OUTPUT = 1, OPT_LIMIT, OPT_STATUS, OPT_NAME, OPT_SINCE, OPT_OWNER, OPT_WATCH };
 
 /* What `runs` asks for without --limit. */
 #define RUNS_DEFAULT_LIMIT 50
+
+/* How often `runs --watch` asks again. */
+#define RUNS_WATCH_INTERVAL_MS 1000
 
 static const cli_opt_t output_opts[] = {
     {"output", 'o', true, OPT_OUTPUT},
@@ -23,22 +29,33 @@ static const cli_opt_t output_opts[] = {
 };
 
 static const cli_opt_t runs_opts[] = {
-    {"output", 'o', true, OPT_OUTPUT},
-    {"limit", 0, true, OPT_LIMIT},
-    {NULL, 0, false, 0},
+    {"output", 'o', true, OPT_OUTPUT}, {"limit", 0, true, OPT_LIMIT},
+    {"status", 0, true, OPT_STATUS},   {"name", 0, true, OPT_NAME},
+    {"since", 0, true, OPT_SINCE},     {"owner", 0, true, OPT_OWNER},
+    {"watch", 'w', false, OPT_WATCH},  {NULL, 0, false, 0},
 };
 
-#define RUNS_USAGE "drover runs [-o table|json] [--limit N]"
+#define RUNS_USAGE                                                                                 \
+    "drover runs [-o " CLI_OUTPUTS "] [--limit N] [--status S[,S]...] [--name NAME]\n"             \
+    "            [--since DUR] [--owner WHO] [-w]"
 #define RUNS_HELP                                                                                  \
-    "List the most recent runs, newest first.\n"                                                   \
-    "  -o, --output FORMAT  table (default) or json\n"                                             \
-    "      --limit N        show at most N runs (default 50)\n"
-#define GET_USAGE "drover run get ID [-o table|json]"
+    "List the most recent runs, newest first: AGE since created, DURATION (so far,\n"              \
+    "while running); -o wide adds the owner and the created time with its zone.\n" CLI_OUTPUT_HELP \
+    "      --limit N        show at most N runs that match (default 50)\n"                         \
+    "      --status S,...   only runs in one of these statuses (pending, running,\n"               \
+    "                       succeeded, failed, cancelled)\n"                                       \
+    "      --name NAME      only runs of this pipeline name\n"                                     \
+    "      --since DUR      only runs created in the last DUR (30m, 2h, 7d = 168h)\n"              \
+    "      --owner WHO      only runs submitted by WHO (an API key's name; local\n"                \
+    "                       for the ipc socket)\n"                                                 \
+    "  -w, --watch          keep going: print a run's row again whenever it changes\n"             \
+    "                       (table, wide or name output; Ctrl-C stops)\n"
+#define GET_USAGE "drover run get ID [-o table|json|yaml|name]"
 #define GET_HELP                                                                                   \
     "Show a run and the status of each of its steps (a step served from the cache\n"               \
     "says which earlier step it reused), then the output params steps produced\n"                  \
     "(STEP.PARAM = VALUE).\n"                                                                      \
-    "  -o, --output FORMAT  table (default) or json\n"
+    "  -o, --output FORMAT  table (default), json, yaml or name (the run's id)\n"
 #define CANCEL_USAGE "drover run cancel ID"
 #define CANCEL_HELP  "Cancel a run: running steps are killed, the rest will not start.\n"
 #define DELETE_USAGE "drover run delete ID"
@@ -46,9 +63,9 @@ static const cli_opt_t runs_opts[] = {
     "Delete a run that has ended: its record, logs and the artifacts only it\n"                    \
     "references. droverd refuses a run that is still running (cancel it first).\n"
 
-static void print_runs_json(Drover__ApiResponse *resp)
+static void print_runs_doc(Drover__ApiResponse *resp, cli_output_t o)
 {
-    json_t *j = json_new(stdout);
+    json_t *j = cli_doc_writer(o);
     json_array_begin(j);
     for (size_t i = 0; i < resp->n_runs; i++)
         runview_json_summary(j, resp->runs[i]);
@@ -56,50 +73,177 @@ static void print_runs_json(Drover__ApiResponse *resp)
     json_finish(&j);
 }
 
-static void print_runs_table(Drover__ApiResponse *resp)
+/* The table of runs (or the rows of those with show[i] set, when show is
+ * not NULL), with the header unless header is false. */
+static void print_runs_table(Drover__ApiResponse *resp, bool wide, const bool *show, bool header)
 {
-    static const char *const headers[] = {"ID", "NAME", "STATUS", "TASKS", "CREATED"};
-    table_t *t = table_new(5, headers);
+    static const char *const headers[] = {"ID",  "NAME",     "STATUS", "TASKS",
+                                          "AGE", "DURATION", "OWNER",  "CREATED"};
+    table_t *t = table_new(wide ? 8 : 6, headers);
     char buf[FMT_BUF];
+    int64_t now = util_now_ms();
     for (size_t i = 0; i < resp->n_runs; i++) {
         const Drover__RunView *r = resp->runs[i];
+        if (show && !show[i])
+            continue;
         table_add(t, r->id, NULL);
         table_add(t, r->name, NULL);
         table_add(t, util_run_status_name(r->status), fmt_run_color(r->status));
         table_addf(t, "%u/%u", r->tasks_done, r->task_count);
-        table_add(t, fmt_local_time(r->created_ms, buf), NULL);
+        table_add(t, fmt_age(r->created_ms, now, buf), NULL);
+        table_add(t,
+                  r->created_ms
+                      ? fmt_duration((r->finished_ms ? r->finished_ms : now) - r->created_ms, buf)
+                      : "-",
+                  NULL);
+        if (wide) {
+            table_add(t, r->owner, NULL);
+            table_add(t, fmt_local_time(r->created_ms, buf), NULL);
+        }
     }
+    if (!header)
+        table_hide_header(t);
     table_print(t, stdout, 0, 0, fmt_color_ok(stdout));
     table_destroy(&t);
 }
 
+static void print_runs(Drover__ApiResponse *resp, cli_output_t o, const bool *show, bool header)
+{
+    if (cli_output_doc(o)) {
+        print_runs_doc(resp, o);
+        return;
+    }
+    if (o != CLI_OUT_NAME) {
+        print_runs_table(resp, o == CLI_OUT_WIDE, show, header);
+        return;
+    }
+    for (size_t i = 0; i < resp->n_runs; i++)
+        if (!show || show[i])
+            printf("%s\n", resp->runs[i]->id);
+}
+
 /* Options of `runs`, parsed. */
 typedef struct {
-    bool json;
-    uint32_t limit;
+    cli_output_t out;
+    bool watch;
+    Drover__ListRunsRequest list; /* strings point into argv */
+    Drover__RunStatus statuses[5];
 } runs_args_t;
+
+/* Parse "--status running,failed" into r->list. 0 or a usage error. */
+static int parse_statuses(runs_args_t *r, const char *value)
+{
+    char *copy = xstrdup(value), *save = NULL;
+    int rc = 0;
+    r->list.n_status = 0;
+    for (char *w = strtok_r(copy, ",", &save); w && rc == 0; w = strtok_r(NULL, ",", &save)) {
+        int found = -1;
+        for (int s = 0; s < 5 && found < 0; s++)
+            if (strcasecmp(w, util_run_status_name((Drover__RunStatus)s)) == 0)
+                found = s;
+        if (found < 0)
+            rc = cli_usage_error(RUNS_USAGE,
+                                 "--status: '%s' is not pending, running, succeeded, failed or "
+                                 "cancelled",
+                                 w);
+        else if (r->list.n_status < 5)
+            r->statuses[r->list.n_status++] = (Drover__RunStatus)found;
+    }
+    free(copy);
+    r->list.status = r->statuses;
+    return rc;
+}
 
 static int parse_runs_args(cli_t *cli, int argc, char **argv, runs_args_t *out)
 {
     args_t a;
     int opt;
+    uint64_t since;
     args_init(&a, cli, argc, argv, runs_opts, RUNS_USAGE);
-    out->json = false;
-    out->limit = RUNS_DEFAULT_LIMIT;
+    memset(out, 0, sizeof *out);
+    drover__list_runs_request__init(&out->list);
+    out->list.limit = RUNS_DEFAULT_LIMIT;
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(RUNS_USAGE, RUNS_HELP), CLI_STOP;
         if (opt == ARGS_POSITIONAL)
             return cli_usage_error(RUNS_USAGE, "unexpected argument '%s'", a.value);
-        if (opt == OPT_OUTPUT && cli_parse_output(a.value, &out->json) < 0)
-            return cli_usage_error(RUNS_USAGE, "-o expects table or json, got '%s'", a.value);
-        if (opt == OPT_LIMIT && (cli_parse_u32(a.value, &out->limit) < 0 || out->limit == 0))
+        if (opt == OPT_OUTPUT && cli_parse_output(RUNS_USAGE, a.value, &out->out) < 0)
+            return CLI_EXIT_USAGE;
+        if (opt == OPT_LIMIT &&
+            (cli_parse_u32(a.value, &out->list.limit) < 0 || out->list.limit == 0))
             return cli_usage_error(RUNS_USAGE, "--limit expects a positive number, got '%s'",
                                    a.value);
+        if (opt == OPT_STATUS && parse_statuses(out, a.value) != 0)
+            return CLI_EXIT_USAGE;
+        if (opt == OPT_NAME)
+            out->list.name = (char *)a.value;
+        if (opt == OPT_OWNER)
+            out->list.owner = (char *)a.value;
+        if (opt == OPT_SINCE && (spec_parse_duration(a.value, &since) < 0 || since == 0))
+            return cli_usage_error(
+                RUNS_USAGE, "--since expects a duration such as 30m or 2h, got '%s'", a.value);
+        if (opt == OPT_SINCE)
+            out->list.since_ms = util_now_ms() - (int64_t)since;
+        if (opt == OPT_WATCH)
+            out->watch = true;
     }
+    if (out->watch && cli_output_doc(out->out))
+        return cli_usage_error(RUNS_USAGE, "--watch prints table, wide or name output, not %s",
+                               out->out == CLI_OUT_JSON ? "json" : "yaml");
     return 0;
+}
+
+/* Whether run a (now) differs from b (before) in what a row shows. */
+static bool run_changed(const Drover__RunView *a, const Drover__RunView *b)
+{
+    return a->status != b->status || a->tasks_done != b->tasks_done ||
+           a->task_count != b->task_count;
+}
+
+/* --watch: ask again every RUNS_WATCH_INTERVAL_MS; print the rows of runs
+ * that are new or changed since the last answer (the first answer whole).
+ * Runs until interrupted or droverd stays away past the patience. */
+static int watch_runs(cli_t *cli, runs_args_t *ra)
+{
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__ApiResponse *prev = NULL;
+    api_t *api = api_new(api_endpoint(cli->api));
+    if (!api)
+        return CLI_EXIT_ERROR;
+    api_set_patience(api, 60000);
+    req.op_case = DROVER__API_REQUEST__OP_LIST_RUNS;
+    req.list_runs = &ra->list;
+    for (bool first = true;; first = false) {
+        Drover__ApiResponse *resp = NULL;
+        if (api_call(api, &req, &resp) < 0)
+            break;
+        bool *show = xcalloc(resp->n_runs + 1, sizeof *show), any = false;
+        for (size_t i = 0; i < resp->n_runs; i++) {
+            const Drover__RunView *before = NULL;
+            for (size_t k = 0; prev && k < prev->n_runs && !before; k++)
+                if (strcmp(prev->runs[k]->id, resp->runs[i]->id) == 0)
+                    before = prev->runs[k];
+            show[i] = !before || run_changed(resp->runs[i], before);
+            any |= show[i];
+        }
+        if (any || first)
+            print_runs(resp, ra->out, show, first);
+        fflush(stdout);
+        free(show);
+        if (prev)
+            drover__api_response__free_unpacked(prev, NULL);
+        prev = resp;
+        if (ferror(stdout))
+            break;
+        cli_sleep_ms(RUNS_WATCH_INTERVAL_MS);
+    }
+    if (prev)
+        drover__api_response__free_unpacked(prev, NULL);
+    api_destroy(&api);
+    return CLI_EXIT_ERROR;
 }
 
 int cmd_runs(cli_t *cli, int argc, char **argv)
@@ -108,44 +252,41 @@ int cmd_runs(cli_t *cli, int argc, char **argv)
     int rc = parse_runs_args(cli, argc, argv, &ra);
     if (rc != 0)
         return cli_status(rc);
+    if (ra.watch)
+        return watch_runs(cli, &ra);
 
     Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
-    Drover__ListRunsRequest list = DROVER__LIST_RUNS_REQUEST__INIT;
     Drover__ApiResponse *resp = NULL;
-    list.limit = ra.limit;
     req.op_case = DROVER__API_REQUEST__OP_LIST_RUNS;
-    req.list_runs = &list;
+    req.list_runs = &ra.list;
     if (api_call_once(cli->api, &req, &resp) < 0)
         return CLI_EXIT_ERROR;
-    if (ra.json)
-        print_runs_json(resp);
-    else
-        print_runs_table(resp);
+    print_runs(resp, ra.out, NULL, true);
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
 }
 
-/* Parse "ID [-o FORMAT]" (json may be NULL when -o is not accepted).
- * Returns 0 with *id set, CLI_STOP after printing help, or CLI_EXIT_ERROR. */
+/* Parse "ID [-o FORMAT]" (out may be NULL when -o is not accepted).
+ * Returns 0 with *id set, CLI_STOP after printing help, or CLI_EXIT_USAGE. */
 static int parse_id_args(cli_t *cli, int argc, char **argv, const char *usage, const char *help,
-                         const char **id, bool *json)
+                         const char **id, cli_output_t *out)
 {
     static const cli_opt_t none[] = {{NULL, 0, false, 0}};
     args_t a;
     int opt;
     *id = NULL;
-    args_init(&a, cli, argc, argv, json ? output_opts : none, usage);
+    args_init(&a, cli, argc, argv, out ? output_opts : none, usage);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(usage, help), CLI_STOP;
         if (opt == ARGS_POSITIONAL && *id)
             return cli_usage_error(usage, "unexpected argument '%s'", a.value);
         if (opt == ARGS_POSITIONAL)
             *id = a.value;
-        if (opt == OPT_OUTPUT && cli_parse_output(a.value, json) < 0)
-            return cli_usage_error(usage, "-o expects table or json, got '%s'", a.value);
+        if (opt == OPT_OUTPUT && cli_parse_output(usage, a.value, out) < 0)
+            return CLI_EXIT_USAGE;
     }
     if (!*id)
         return cli_usage_error(usage, "missing run ID");
@@ -188,17 +329,19 @@ static int get_run(cli_t *cli, const char *id, Drover__ApiResponse **resp)
 int cmd_run_get(cli_t *cli, int argc, char **argv)
 {
     const char *id;
-    bool json = false;
-    int rc = parse_id_args(cli, argc, argv, GET_USAGE, GET_HELP, &id, &json);
+    cli_output_t out = CLI_OUT_TABLE;
+    int rc = parse_id_args(cli, argc, argv, GET_USAGE, GET_HELP, &id, &out);
     Drover__ApiResponse *resp = NULL;
     if (rc != 0)
         return cli_status(rc);
     if (get_run(cli, id, &resp) < 0)
         return CLI_EXIT_ERROR;
-    if (json) {
-        json_t *j = json_new(stdout);
+    if (cli_output_doc(out)) {
+        json_t *j = cli_doc_writer(out);
         runview_json_run(j, resp->run);
         json_finish(&j);
+    } else if (out == CLI_OUT_NAME) {
+        printf("%s\n", resp->run->id);
     } else {
         bool color = fmt_color_ok(stdout);
         table_t *t = runview_task_table(resp->run, NULL, 0, util_now_ms());

@@ -8,13 +8,13 @@
 #include "cli.h"
 #include "json.h"
 
-#define STATUS_USAGE "drover status [-o table|json]"
+#define STATUS_USAGE "drover status [-o table|json|yaml]"
 #define STATUS_HELP                                                                                \
-    "Show droverd's version, whether keys are required on the agents and API\n"                    \
+    "Show this CLI's and droverd's versions, whether keys are required on the agents and API\n"    \
     "sockets, its limits, and counters of what it refused (unknown keys, roles,\n"                 \
     "specs over a limit, undecodable messages) or dropped (API clients not reading\n"              \
     "their replies).\n"                                                                            \
-    "  -o, --output FORMAT  table (default) or json\n"
+    "  -o, --output FORMAT  table (default), json or yaml\n"
 
 enum { OPT_OUTPUT = 1 };
 
@@ -32,19 +32,22 @@ static void print_kvs_json(json_t *j, const char *key, Drover__KeyValue **kvs, s
 int cmd_status(cli_t *cli, int argc, char **argv)
 {
     static const cli_opt_t opts[] = {{"output", 'o', true, OPT_OUTPUT}, {NULL, 0, false, 0}};
-    bool json = false;
+    cli_output_t out = CLI_OUT_TABLE;
     args_t a;
     int opt;
     args_init(&a, cli, argc, argv, opts, STATUS_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(STATUS_USAGE, STATUS_HELP);
         if (opt == ARGS_POSITIONAL)
             return cli_usage_error(STATUS_USAGE, "unexpected argument '%s'", a.value);
-        if (opt == OPT_OUTPUT && cli_parse_output(a.value, &json) < 0)
-            return cli_usage_error(STATUS_USAGE, "-o expects table or json, got '%s'", a.value);
+        if (opt == OPT_OUTPUT && cli_parse_output(STATUS_USAGE, a.value, &out) < 0)
+            return CLI_EXIT_USAGE;
+        if (opt == OPT_OUTPUT && (out == CLI_OUT_WIDE || out == CLI_OUT_NAME))
+            return cli_usage_error(STATUS_USAGE, "-o expects table, json or yaml, got '%s'",
+                                   a.value);
     }
     Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
     Drover__Empty empty = DROVER__EMPTY__INIT;
@@ -59,10 +62,11 @@ int cmd_status(cli_t *cli, int argc, char **argv)
         drover__api_response__free_unpacked(resp, NULL);
         return CLI_EXIT_ERROR;
     }
-    if (json) {
-        json_t *j = json_new(stdout);
+    if (cli_output_doc(out)) {
+        json_t *j = cli_doc_writer(out);
         json_object_begin(j);
         json_field_str(j, "version", v->version);
+        json_field_str(j, "cli_version", DROVER_VERSION);
         json_field_bool(j, "curve", v->curve);
         json_field_bool(j, "api_curve", v->api_curve);
         json_field_uint(j, "agent_keys", v->agent_keys);
@@ -73,7 +77,8 @@ int cmd_status(cli_t *cli, int argc, char **argv)
         json_object_end(j);
         json_finish(&j);
     } else {
-        printf("droverd %s; you are %s\n", v->version, v->caller);
+        printf("droverd %s, drover (this CLI) %s; you are %s\n", v->version, DROVER_VERSION,
+               v->caller);
         printf("agents socket: %s\n", v->curve ? "CURVE (keys required)" : "no keys");
         printf("api socket:    %s\n", v->api_curve ? "CURVE (keys required)" : "local (ipc)");
         printf("keys loaded:   %u agents, %u API users\n", v->agent_keys, v->api_keys);

@@ -71,7 +71,7 @@ static int parse_submit_args(cli_t *cli, int argc, char **argv, submit_args_t *s
     args_init(&a, cli, argc, argv, submit_opts, SUBMIT_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(SUBMIT_USAGE, SUBMIT_HELP), CLI_STOP;
         if (opt == ARGS_POSITIONAL && s->file)

@@ -5,9 +5,11 @@
  * goes back up over the previous drawing and clears to the end of the
  * screen, so every line is clipped to the terminal's width and the table
  * to its height (a wrapped line would break the count). Elsewhere (a pipe,
- * a log file) it prints one timestamped line per step status change, which
- * reads well in CI logs. Either way it ends with "run ID STATUS in 4.2s"
- * and exits 0 only if the run SUCCEEDED.
+ * a log file) it prints one line per step status change, stamped with the
+ * time of the change to the millisecond (the attempt's start or end, as
+ * droverd recorded it) and sorted by it, so a file reads in the order
+ * things happened even when several changed between two polls. Either way it ends with "run ID
+ * STATUS in 4.2s" and exits 0 only if the run SUCCEEDED.
  *
  * A droverd restart does not end the watch: polls that get no answer are
  * retried for up to WATCH_PATIENCE_MS (api_set_patience); on a terminal the
@@ -33,7 +35,9 @@
 #define WATCH_HELP                                                                                 \
     "Follow a run until it ends, showing each step's status. Exits 0 if the run\n"                 \
     "succeeded, 1 if it failed or was cancelled. If droverd stops answering (a\n"                  \
-    "restart), keeps trying for up to 60s before giving up with exit status 2.\n"
+    "restart), keeps trying for up to 60s before giving up (exit status 4).\n"                     \
+    "Piped to a file, it prints a line per change, in the order they happened,\n"                  \
+    "with millisecond times.\n"
 
 /* What was last shown for a step (line mode). */
 typedef struct {
@@ -189,8 +193,9 @@ static bool reason_applies(Drover__TaskStatus s)
            s != DROVER__TASK_STATUS__TASK_SUCCEEDED && s != DROVER__TASK_STATUS__TASK_CACHED;
 }
 
-/* "12:00:01 train FAILED on a1 (attempt 1, exit 1): reason; retry in 5s" */
-static void print_change(const Drover__TaskView *t, int64_t now)
+/* "12:00:01.250 train FAILED on a1 (attempt 1, exit 1): reason; retry in 5s",
+ * at time `when`. */
+static void print_change(const Drover__TaskView *t, int64_t when, int64_t now)
 {
     char clock[FMT_BUF], ex[FMT_BUF];
     char *line = NULL;
@@ -198,7 +203,7 @@ static void print_change(const Drover__TaskView *t, int64_t now)
     FILE *m = open_memstream(&line, &len);
     if (!m)
         return; /* out of memory: skip a line rather than die */
-    fprintf(m, "%s %s %s", fmt_clock(now, clock), t->name, util_task_status_name(t->status));
+    fprintf(m, "%s %s %s", fmt_clock(when, clock), t->name, util_task_status_name(t->status));
     if (*t->agent && t->status != DROVER__TASK_STATUS__TASK_READY)
         fprintf(m, " on %s", t->agent);
     if (t->attempts) {
@@ -221,8 +226,54 @@ static void print_change(const Drover__TaskView *t, int64_t now)
     free(line);
 }
 
+/* One line to print: a step's status at the time it took it. */
+typedef struct {
+    int64_t when;
+    size_t seq; /* ties keep the order they were found in */
+    Drover__TaskView view;
+} event_t;
+
+static bool ended(Drover__TaskStatus s)
+{
+    return s >= DROVER__TASK_STATUS__TASK_SUCCEEDED;
+}
+
+/* When t took its status, as far as the view tells: the attempt's start
+ * for ASSIGNED/RUNNING, its end for an ended status; else now. */
+static int64_t status_time(const Drover__TaskView *t, int64_t now)
+{
+    int64_t at = 0;
+    if (t->status == DROVER__TASK_STATUS__TASK_RUNNING ||
+        t->status == DROVER__TASK_STATUS__TASK_ASSIGNED)
+        at = t->started_ms;
+    else if (ended(t->status))
+        at = t->finished_ms;
+    return at > 0 && at <= now ? at : now;
+}
+
+static int compare_events(const void *a, const void *b)
+{
+    const event_t *x = a, *y = b;
+    if (x->when != y->when)
+        return x->when < y->when ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void push_event(event_t **ev, size_t *n, const Drover__TaskView *t, int64_t when)
+{
+    if ((*n & (*n - 1)) == 0)
+        *ev = xrealloc(*ev, (*n ? *n * 2 : 8) * sizeof **ev);
+    (*ev)[*n] = (event_t){.when = when, .seq = *n, .view = *t};
+    (*n)++;
+}
+
+/* Print what changed since the last poll, in the order it happened: a step
+ * that started and ended between two polls gets its RUNNING line (at its
+ * start) before its end, and the lines of all steps are sorted by time. */
 static void print_changes(watch_t *w, const Drover__RunView *run, int64_t now)
 {
+    event_t *ev = NULL;
+    size_t n = 0;
     for (size_t i = 0; i < run->n_tasks; i++) {
         const Drover__TaskView *t = run->tasks[i];
         shown_t *s = find_shown(w, t->name, i);
@@ -238,12 +289,30 @@ static void print_changes(watch_t *w, const Drover__RunView *run, int64_t now)
         int tenth = t->status == DROVER__TASK_STATUS__TASK_RUNNING && t->progress >= 0
                         ? (int)(t->progress * 10.0f)
                         : -1;
-        if (s->status != t->status || s->attempts != t->attempts || tenth > s->tenth)
-            print_change(t, now);
+        bool changed = s->status != t->status || s->attempts != t->attempts;
+        if (changed && ended(t->status) && t->started_ms > 0 &&
+            (s->status != DROVER__TASK_STATUS__TASK_RUNNING || s->attempts != t->attempts)) {
+            Drover__TaskView running = *t; /* the start this poll missed */
+            running.status = DROVER__TASK_STATUS__TASK_RUNNING;
+            running.has_exit = false;
+            running.term_signal = 0;
+            running.reason = (char *)"";
+            running.progress = -1;
+            push_event(&ev, &n, &running, status_time(&running, now));
+        }
+        if (changed)
+            push_event(&ev, &n, t, status_time(t, now));
+        else if (tenth > s->tenth)
+            push_event(&ev, &n, t, now);
         s->status = t->status;
         s->attempts = t->attempts;
         s->tenth = tenth;
     }
+    if (n)
+        qsort(ev, n, sizeof *ev, compare_events);
+    for (size_t i = 0; i < n; i++)
+        print_change(&ev[i].view, ev[i].when, now);
+    free(ev);
     fflush(stdout);
 }
 
@@ -303,7 +372,7 @@ int cmd_run_watch(cli_t *cli, int argc, char **argv)
     args_init(&a, cli, argc, argv, none, WATCH_USAGE);
     while ((opt = args_next(&a)) != ARGS_END) {
         if (opt == ARGS_ERROR)
-            return CLI_EXIT_ERROR;
+            return CLI_EXIT_USAGE;
         if (opt == ARGS_HELP)
             return cli_help(WATCH_USAGE, WATCH_HELP);
         if (id)

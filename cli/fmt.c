@@ -24,14 +24,34 @@ char *fmt_local_time(int64_t ms, char *buf)
         return buf;
     }
     struct tm tm = local_tm(ms);
-    strftime(buf, FMT_BUF, "%Y-%m-%d %H:%M:%S", &tm);
+    strftime(buf, FMT_BUF, "%Y-%m-%d %H:%M:%S %Z", &tm);
     return buf;
+}
+
+char *fmt_rfc3339(int64_t ms, char *buf)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(buf, FMT_BUF, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, FMT_BUF - n, ".%03dZ", (int)(ms % 1000));
+    return buf;
+}
+
+char *fmt_age(int64_t ms, int64_t now_ms, char *buf)
+{
+    if (ms <= 0) {
+        strcpy(buf, "-");
+        return buf;
+    }
+    return fmt_duration(now_ms - ms, buf);
 }
 
 char *fmt_clock(int64_t ms, char *buf)
 {
     struct tm tm = local_tm(ms);
-    strftime(buf, FMT_BUF, "%H:%M:%S", &tm);
+    size_t n = strftime(buf, FMT_BUF, "%H:%M:%S", &tm);
+    snprintf(buf + n, FMT_BUF - n, ".%03d", (int)(ms % 1000));
     return buf;
 }
 

@@ -14,10 +14,18 @@
 
 #define FMT_BUF 64
 
-/* Local date and time "2024-05-01 12:00:01"; "-" for 0 (unset). */
+/* Local date and time with the zone, "2024-05-01 12:00:01 CEST"; "-" for 0
+ * (unset). */
 char *fmt_local_time(int64_t ms, char *buf);
 
-/* Local time of day "12:00:01". */
+/* RFC 3339 in UTC with milliseconds, "2024-05-01T10:00:01.250Z" (ms > 0),
+ * for JSON next to the epoch milliseconds. */
+char *fmt_rfc3339(int64_t ms, char *buf);
+
+/* How long ago ms was at now_ms, as fmt_duration ("3m12s"); "-" for 0. */
+char *fmt_age(int64_t ms, int64_t now_ms, char *buf);
+
+/* Local time of day with milliseconds, "12:00:01.250". */
 char *fmt_clock(int64_t ms, char *buf);
 
 /* A duration: "850ms", "4.2s", "3m12s", "2h05m", "3d4h". Negative → "0ms". */

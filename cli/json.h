@@ -1,4 +1,5 @@
-/* json — a streaming JSON writer for the CLI's `-o json` output.
+/* json — a streaming JSON (or YAML) writer for the CLI's `-o json` and
+ * `-o yaml` output.
  *
  * The writer keeps a small stack of open containers so callers never place
  * commas themselves: open an object or array, write keys and values, close
@@ -23,6 +24,10 @@ typedef struct json json_t;
 
 /* A writer on out (not owned, not closed). Never NULL (aborts on OOM). */
 json_t *json_new(FILE *out);
+
+/* The same writer producing block YAML instead (see json.c): one set of
+ * calls gives both `-o json` and `-o yaml`. Never NULL. */
+json_t *json_new_yaml(FILE *out);
 
 /* Free the writer and NULL the pointer; accepts NULL. Does not flush. */
 void json_destroy(json_t **j);
@@ -52,6 +57,10 @@ void json_field_int(json_t *j, const char *key, int64_t v);
 void json_field_uint(json_t *j, const char *key, uint64_t v);
 void json_field_bool(json_t *j, const char *key, bool v);
 void json_field_double(json_t *j, const char *key, double v);
+
+/* A point in time ms (epoch milliseconds) as two fields: "NAME_ms": ms and
+ * "NAME": its RFC 3339 UTC text, or null when ms is 0 (not yet). */
+void json_field_time(json_t *j, const char *name, int64_t ms);
 
 /* End the document (every container must be closed), flush the stream,
  * free the writer and NULL the pointer. Write errors stay on the stream

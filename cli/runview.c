@@ -141,8 +141,8 @@ static void json_attempt(json_t *j, const Drover__AttemptRecord *a)
         json_int(j, a->term_signal);
     else
         json_null(j);
-    json_field_int(j, "started_ms", a->started_ms);
-    json_field_int(j, "finished_ms", a->finished_ms);
+    json_field_time(j, "started", a->started_ms);
+    json_field_time(j, "finished", a->finished_ms);
     json_field_str(j, "reason", a->reason);
     json_field_uint(j, "log_bytes", a->log_bytes);
     json_field_bool(j, "log_truncated", a->log_truncated);
@@ -199,9 +199,9 @@ static void json_task(json_t *j, const Drover__TaskView *t)
     json_field_int(j, "ondemand_ms", t->ondemand_ms);
     json_field_int(j, "lost_ms", t->lost_ms);
     json_field_double(j, "cost", t->cost);
-    json_field_int(j, "retry_at_ms", t->retry_at_ms);
-    json_field_int(j, "started_ms", t->started_ms);
-    json_field_int(j, "finished_ms", t->finished_ms);
+    json_field_time(j, "retry_at", t->retry_at_ms);
+    json_field_time(j, "started", t->started_ms);
+    json_field_time(j, "finished", t->finished_ms);
     json_key(j, "outputs");
     json_object_begin(j);
     json_key(j, "params");
@@ -225,8 +225,8 @@ void runview_json_run(json_t *j, const Drover__RunView *run)
     json_field_str(j, "status", util_run_status_name(run->status));
     json_key(j, "params");
     json_params(j, run->params, run->n_params);
-    json_field_int(j, "created_ms", run->created_ms);
-    json_field_int(j, "finished_ms", run->finished_ms);
+    json_field_time(j, "created", run->created_ms);
+    json_field_time(j, "finished", run->finished_ms);
     json_field_uint(j, "task_count", run->task_count);
     json_field_uint(j, "tasks_done", run->tasks_done);
     json_key(j, "tasks");
@@ -243,10 +243,11 @@ void runview_json_summary(json_t *j, const Drover__RunView *run)
     json_field_str(j, "id", run->id);
     json_field_str(j, "name", run->name);
     json_field_str(j, "status", util_run_status_name(run->status));
-    json_field_int(j, "created_ms", run->created_ms);
-    json_field_int(j, "finished_ms", run->finished_ms);
+    json_field_time(j, "created", run->created_ms);
+    json_field_time(j, "finished", run->finished_ms);
     json_field_uint(j, "tasks", run->task_count);
     json_field_uint(j, "done", run->tasks_done);
+    json_field_str(j, "owner", run->owner);
     json_object_end(j);
 }
 

@@ -18,6 +18,7 @@ struct table {
     size_t ncols;
     cell_t *cells;
     size_t count, cap;
+    bool no_header; /* table_hide_header */
 };
 
 /* Copy s, replacing what must never reach a terminal inside a cell. */
@@ -80,6 +81,11 @@ void table_addf(table_t *t, const char *fmt, ...)
         s = xstrdup("?");
     push(t, s, NULL);
     free(s);
+}
+
+void table_hide_header(table_t *t)
+{
+    t->no_header = true;
 }
 
 size_t table_rows(const table_t *t)
@@ -158,6 +164,8 @@ size_t table_print(const table_t *t, FILE *out, size_t max_rows, size_t max_widt
         const cell_t *row = &t->cells[r * t->ncols];
         if (r * t->ncols + t->ncols > t->count)
             break; /* an unfinished last row is not printed */
+        if (r == 0 && t->no_header)
+            continue; /* its widths still count: rows line up with the first table's */
         print_row(t, row, widths, out, max_width, color);
         lines++;
     }

@@ -29,6 +29,9 @@ void table_destroy(table_t **t);
 void table_add(table_t *t, const char *text, const char *sgr);
 void table_addf(table_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Print no header line (rows added to an earlier table's output). */
+void table_hide_header(table_t *t);
+
 /* Rows added so far (the header not counted). */
 size_t table_rows(const table_t *t);
 

@@ -94,9 +94,13 @@ int config_parse_args(int argc, char **argv, const struct option *longopts,
 {
     char err[512];
     int idx, c;
-    while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, "hV", longopts, &idx)) != -1) {
         if (c == 'h') {
             usage(stdout);
+            return 0;
+        }
+        if (c == 'V') {
+            printf("%s %s\n", log_program_name(), DROVER_VERSION);
             return 0;
         }
         if (c != 0) {

@@ -26,8 +26,10 @@ struct option;
 /* Parse a daemon's command line: every long option (all take their value
  * as --name VALUE, or none for a flag, which then gets "true") goes through
  * apply, and --config FILE through config_load with the same apply.
- * usage(stream) prints the help. Returns -1 to go on, or the exit status to
- * return from main (0 after --help, 2 after an error, which is logged). */
+ * usage(stream) prints the help; -V/--version (which longopts must list with
+ * val 'V') prints "PROGRAM VERSION" (log_init's name). Returns -1 to go on,
+ * or the exit status to return from main (0 after --help or --version, 2
+ * after an error, which is logged). */
 int config_parse_args(int argc, char **argv, const struct option *longopts,
                       int (*apply)(const char *key, const char *value, void *arg), void *arg,
                       void (*usage)(FILE *stream));

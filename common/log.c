@@ -4,13 +4,27 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 
 static const char *log_program = "drover";
 static int log_debug_on;
+static int log_stamp; /* log_daemon_timestamps, not under journald */
+
+void log_daemon_timestamps(void)
+{
+    const char *j = getenv("JOURNAL_STREAM");
+    log_stamp = !(j && *j);
+}
 
 void log_init(const char *program)
 {
     log_program = program;
+}
+
+const char *log_program_name(void)
+{
+    return log_program;
 }
 
 void log_set_debug(int on)
@@ -29,5 +43,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s: %s: %s\n", log_program, names[level], line);
+    if (log_stamp) {
+        struct timespec ts;
+        struct tm tm;
+        char when[40];
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(when + n, sizeof when - n, ".%03dZ ", (int)(ts.tv_nsec / 1000000));
+        fprintf(stderr, "%s%s: %s: %s\n", when, log_program, names[level], line);
+    } else {
+        fprintf(stderr, "%s: %s: %s\n", log_program, names[level], line);
+    }
 }

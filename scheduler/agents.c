@@ -93,20 +93,34 @@ void agents_record(const agent_t *a, Drover__AgentRecord *rec)
     rec->price = a->price;
 }
 
+static void agent_free(agent_t *a)
+{
+    agent_out_free(&a->out);
+    zframe_destroy(&a->conn);
+    free(a->conn_hex);
+    util_free_kvs(a->labels, a->n_labels);
+    free(a->runtime);
+    free(a->notice_reason);
+    free(a->tasks);
+    free(a->name);
+    free(a);
+}
+
 void agents_free_all(sched_t *s)
 {
-    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
-        agent_out_free(&a->out);
-        zframe_destroy(&a->conn);
-        free(a->conn_hex);
-        util_free_kvs(a->labels, a->n_labels);
-        free(a->runtime);
-        free(a->notice_reason);
-        free(a->tasks);
-        free(a->name);
-        free(a);
-    }
+    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents))
+        agent_free(a);
     zhashx_purge(s->agents);
+}
+
+/* Remove a from a singly linked list through the next field at offset. */
+static void unlink_agent(agent_t **head, agent_t *a, bool dirty_list)
+{
+    for (agent_t **p = head; *p; p = dirty_list ? &(*p)->dirty_next : &(*p)->out_next)
+        if (*p == a) {
+            *p = dirty_list ? a->dirty_next : a->out_next;
+            return;
+        }
 }
 
 /* Append to a uint64 list whose capacity doubles at each power of two. */
@@ -265,6 +279,23 @@ static void bind_conn(sched_t *s, agent_t *a, zframe_t *conn, const keys_entry_t
     a->conn_hex = xstrdup(conn_hex(conn, hex));
     zhashx_insert(s->conns, a->conn_hex, a);
     snprintf(a->key, sizeof a->key, "%s", key ? key->key : "");
+}
+
+void agents_forget(sched_t *s, agent_t *a)
+{
+    unbind_conn(s, a);
+    blobs_agent_gone(s, a);
+    if (a->dirty)
+        unlink_agent(&s->dirty_agents, a, true);
+    if (a->out.queued)
+        unlink_agent(&s->outbound, a, false);
+    zhashx_delete(s->agents, a->name);
+    s->forgotten_agents =
+        xrealloc(s->forgotten_agents, (s->n_forgotten_agents + 1) * sizeof *s->forgotten_agents);
+    s->forgotten_agents[s->n_forgotten_agents++] = a->name;
+    a->name = NULL;
+    s->must_commit = true;
+    agent_free(a);
 }
 
 static void handle_register(sched_t *s, agent_t *bound, zframe_t *conn, const keys_entry_t *key,

@@ -21,11 +21,15 @@
 #define API_DEFAULT_LIST 100
 #define API_MAX_LOG      (4u << 20)
 
-static void set_error(Drover__ApiResponse *resp, char **owned, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Set resp's error (formatted into *owned, which the caller frees) and its
+ * kind. */
+static void set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode code,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void set_error(Drover__ApiResponse *resp, char **owned, const char *fmt, ...)
+static void set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode code,
+                      const char *fmt, ...)
 {
+    resp->error_code = code;
     va_list ap;
     va_start(ap, fmt);
     if (vasprintf(owned, fmt, ap) < 0)
@@ -52,7 +56,7 @@ static void do_submit(sched_t *s, const Drover__SubmitRequest *req, const char *
             s->counters.over_limits++;
             log_warn("api: spec refused (%s): %s", owner, err);
         }
-        set_error(resp, err_owned, "%s", err);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_INVALID, "%s", err);
         goto cleanup;
     }
     run_t *r = dag_create_run(s, spec, file, req->no_cache);
@@ -84,6 +88,18 @@ static void spot_view(const task_t *t, Drover__TaskView *tv, int64_t now)
     tv->checkpoint_ms = ck ? ck->time_ms : 0;
 }
 
+/* Whether run r passes the filters of a list_runs request (each one unset
+ * passes everything). */
+static bool run_matches(const run_t *r, const Drover__ListRunsRequest *lr)
+{
+    bool status_ok = lr->n_status == 0;
+    for (size_t i = 0; i < lr->n_status; i++)
+        status_ok |= r->rec->status == lr->status[i];
+    return status_ok && (!*lr->name || strcmp(r->rec->name, lr->name) == 0) &&
+           r->rec->created_ms >= lr->since_ms &&
+           (!*lr->owner || strcmp(r->rec->owner, lr->owner) == 0);
+}
+
 static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
 {
     drover__run_view__init(v);
@@ -96,6 +112,7 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     v->tasks_done = (uint32_t)(r->n_tasks - r->unfinished);
     v->n_params = r->rec->n_params;
     v->params = r->rec->params;
+    v->owner = r->rec->owner;
     if (!with_tasks)
         return;
     v->n_tasks = r->n_tasks;
@@ -147,12 +164,14 @@ static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiRespo
 {
     run_t *r = dag_find_run(s, req->run_id);
     if (!r) {
-        set_error(resp, err_owned, "no run '%s'", req->run_id);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%s'",
+                  req->run_id);
         return;
     }
     task_t *t = dag_find_task(r, req->task);
     if (!t) {
-        set_error(resp, err_owned, "run %s has no step '%s'", r->rec->id, req->task);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "run %s has no step '%s'", r->rec->id, req->task);
         return;
     }
     drover__logs_view__init(lv);
@@ -163,8 +182,9 @@ static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiRespo
     }
     uint32_t number = req->attempt ? req->attempt : (uint32_t)t->n_attempts;
     if (number > t->n_attempts) {
-        set_error(resp, err_owned, "step '%s' of run %s has %u attempts, not %u", req->task,
-                  r->rec->id, t->n_attempts, number);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "step '%s' of run %s has %u attempts, not %u", req->task, r->rec->id,
+                  t->n_attempts, number);
         resp->logs = NULL;
         return;
     }
@@ -174,7 +194,8 @@ static void do_logs(sched_t *s, const Drover__LogsRequest *req, Drover__ApiRespo
     size_t len = 0;
     int rc = store_get_log(s->store, r->rec->id, t->index, number, req->offset, max, &data, &len);
     if (rc < 0) {
-        set_error(resp, err_owned, "reading logs: %s", strerror(-rc));
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_OTHER, "reading logs: %s",
+                  strerror(-rc));
         resp->logs = NULL;
         return;
     }
@@ -191,12 +212,14 @@ static void do_artifacts(sched_t *s, const Drover__ArtifactsRequest *req, Drover
 {
     run_t *r = dag_find_run(s, req->run_id);
     if (!r) {
-        set_error(resp, err_owned, "no run '%s'", req->run_id);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%s'",
+                  req->run_id);
         return;
     }
     bool one = req->task && *req->task;
     if (one && !dag_find_task(r, req->task)) {
-        set_error(resp, err_owned, "run %s has no step '%s'", r->rec->id, req->task);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "run %s has no step '%s'", r->rec->id, req->task);
         return;
     }
     for (size_t i = 0; i < r->n_tasks; i++) {
@@ -347,12 +370,13 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
 
     if (!req) {
         s->counters.bad_requests++;
-        set_error(&resp, &err, "undecodable request (%zu bytes): is the CLI the same version?",
-                  len);
+        set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_INVALID,
+                  "undecodable request (%zu bytes): is the CLI the same version?", len);
         goto reply;
     }
     if ((err = forbidden(s, caller, req))) {
         resp.error = err;
+        resp.error_code = DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED;
         s->counters.refused_role++;
         log_warn("api: %s", err);
         goto reply;
@@ -362,14 +386,16 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         do_submit(s, req->submit, caller->name, &resp, &err);
         break;
     case DROVER__API_REQUEST__OP_LIST_RUNS: {
-        size_t limit = req->list_runs->limit ? req->list_runs->limit : API_DEFAULT_LIST;
+        const Drover__ListRunsRequest *lr = req->list_runs;
+        size_t limit = lr->limit ? lr->limit : API_DEFAULT_LIST, n = 0;
         if (limit > API_MAX_LIST)
             limit = API_MAX_LIST;
-        size_t n = s->n_runs < limit ? s->n_runs : limit;
-        runs = xcalloc(n, sizeof *runs);
-        for (size_t i = 0; i < n; i++) {
-            runs[i] = xmalloc(sizeof **runs);
-            run_view(s->runs[s->n_runs - 1 - i], runs[i], false); /* newest first */
+        runs = xcalloc(s->n_runs < limit ? s->n_runs : limit, sizeof *runs);
+        for (size_t i = s->n_runs; i-- > 0 && n < limit;) { /* newest first */
+            if (!run_matches(s->runs[i], lr))
+                continue;
+            runs[n] = xmalloc(sizeof **runs);
+            run_view(s->runs[i], runs[n++], false);
         }
         resp.n_runs = n;
         resp.runs = runs;
@@ -381,13 +407,13 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
                                                                          : req->cancel_run->id;
         run_t *r = dag_find_run(s, id);
         if (!r) {
-            set_error(&resp, &err, "no run '%s'", id);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%s'", id);
             break;
         }
         if (req->op_case == DROVER__API_REQUEST__OP_CANCEL_RUN) {
             if (r->unfinished == 0) {
-                set_error(&resp, &err, "run %s already ended %s", id,
-                          util_run_status_name(r->rec->status));
+                set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_CONFLICT,
+                          "run %s already ended %s", id, util_run_status_name(r->rec->status));
                 break;
             }
             log_info("run %s cancelled", id);
@@ -418,7 +444,8 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_DRAIN_AGENT: {
         agent_t *a = agents_find(s, req->drain_agent->name);
         if (!a) {
-            set_error(&resp, &err, "no agent '%s'", req->drain_agent->name);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no agent '%s'",
+                      req->drain_agent->name);
             break;
         }
         a->drained = !req->drain_agent->undrain;
@@ -429,10 +456,29 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
                  a->drained ? "drained: no new work will be placed there" : "back in service");
         break;
     }
+    case DROVER__API_REQUEST__OP_FORGET_AGENT: {
+        agent_t *a = agents_find(s, req->forget_agent->name);
+        if (!a) {
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no agent '%s'",
+                      req->forget_agent->name);
+            break;
+        }
+        if (a->connected || a->n_tasks) {
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_CONFLICT,
+                      "agent %s is %s: only a disconnected agent with no steps can be forgotten "
+                      "(stop it first)",
+                      a->name, a->connected ? "connected" : "still holding steps");
+            break;
+        }
+        log_info("agent %s forgotten", a->name);
+        agents_forget(s, a);
+        break;
+    }
     case DROVER__API_REQUEST__OP_PREEMPT_AGENT: {
         agent_t *a = agents_find(s, req->preempt_agent->name);
         if (!a || !a->connected) {
-            set_error(&resp, &err, "no connected agent '%s'", req->preempt_agent->name);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                      "no connected agent '%s'", req->preempt_agent->name);
             break;
         }
         log_info("agent %s: preemption drill, deadline in %.1fs", a->name,
@@ -449,7 +495,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_READ_BLOB: {
         const Drover__BlobRequest *b = req->read_blob;
         if (b->digest.len != 32 || !blobs_exists(s, b->digest.data)) {
-            set_error(&resp, &err, "no such blob");
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no such blob");
             break;
         }
         size_t max = b->max_bytes && b->max_bytes < API_MAX_LOG ? b->max_bytes : API_MAX_LOG;
@@ -460,11 +506,13 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_DELETE_RUN: {
         run_t *r = dag_find_run(s, req->delete_run->id);
         if (!r) {
-            set_error(&resp, &err, "no run '%s'", req->delete_run->id);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%s'",
+                      req->delete_run->id);
             break;
         }
         if (dag_delete_run(s, r) < 0) {
-            set_error(&resp, &err, "run %s is still running: cancel it first", r->rec->id);
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_CONFLICT,
+                      "run %s is still running: cancel it first", r->rec->id);
             break;
         }
         resp.run_id = req->delete_run->id;
@@ -476,7 +524,8 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         log_info("step cache cleared");
         break;
     default:
-        set_error(&resp, &err, "unknown request: is the CLI newer than droverd?");
+        set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_INVALID,
+                  "unknown request: is the CLI newer than droverd?");
     }
 
 reply:;

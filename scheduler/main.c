@@ -42,7 +42,9 @@ static void usage(FILE *f)
                "  --authorized-keys DIR  agents' public keys, one file each (SIGHUP reloads)\n"
                "  --api-keys DIR         CLI users' public keys with roles admin, submit, read\n"
                "  --insecure             allow non-loopback endpoints without keys (warned)\n"
-               "  --debug                verbose logging\n");
+               "  --debug                verbose logging\n"
+               "  -V, --version          print the version and exit\n"
+               "  -h, --help             print this help and exit\n");
 }
 
 typedef struct {
@@ -150,11 +152,13 @@ int main(int argc, char **argv)
                                              {"insecure", no_argument, 0, 0},
                                              {"debug", no_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},
+                                             {"version", no_argument, 0, 'V'},
                                              {0, 0, 0, 0}};
     options_t o = {0};
     int rc = 1;
 
     log_init("droverd");
+    log_daemon_timestamps();
     sched_config_defaults(&o.cfg);
     o.cfg.state_dir = "/var/lib/drover";
     int status = config_parse_args(argc, argv, longopts, apply, &o, usage);

@@ -238,6 +238,8 @@ struct sched {
     run_t *deleting; /* runs to delete at the next commit */
     task_t *dirty_tasks;
     agent_t *dirty_agents;
+    char **forgotten_agents; /* names whose records the next commit deletes (owned) */
+    size_t n_forgotten_agents;
     log_write_t *log_writes, **log_writes_tail;
     agent_t *outbound;
     api_reply_t *replies, **replies_tail;
@@ -428,6 +430,12 @@ void agents_end_drill(sched_t *s, agent_t *a);
 void agents_load(sched_t *s, const Drover__AgentRecord *rec);
 void agents_free_all(sched_t *s);
 void agents_record(const agent_t *a, Drover__AgentRecord *rec);
+
+/* Forget agent a (`drover agent forget`): it must be disconnected with no
+ * tasks. It leaves every list and index now and is freed; its record is
+ * deleted at the next commit (s->forgotten_agents). An agent of that name
+ * that registers later starts afresh. */
+void agents_forget(sched_t *s, agent_t *a);
 
 /* --- blobs.c */
 int blobs_init(sched_t *s);

@@ -159,6 +159,8 @@ static int write_dirty(sched_t *s)
         rc = blobs_commit(s);
     if (rc == 0)
         rc = dag_commit_deletions(s);
+    for (size_t i = 0; i < s->n_forgotten_agents && rc == 0; i++)
+        rc = store_delete_agent(s->store, s->forgotten_agents[i]); /* before any re-register */
     for (agent_t *a = s->dirty_agents; a && rc == 0; a = a->dirty_next) {
         Drover__AgentRecord rec;
         agents_record(a, &rec);
@@ -196,6 +198,9 @@ static void clear_dirty(sched_t *s)
         n = w->next;
         free(w);
     }
+    for (size_t i = 0; i < s->n_forgotten_agents; i++)
+        free(s->forgotten_agents[i]);
+    s->n_forgotten_agents = 0;
     for (size_t i = 0; i < s->n_cache_puts; i++) { /* stored: the keys are done */
         free(s->cache_puts[i]->cache_key);
         s->cache_puts[i]->cache_key = NULL;
@@ -413,6 +418,7 @@ static void refuse_api(sched_t *s, zframe_t *id, char *why)
         log_warn("api: %s", why);
     Drover__ApiResponse r = DROVER__API_RESPONSE__INIT;
     r.error = why;
+    r.error_code = DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED;
     size_t n = drover__api_response__get_packed_size(&r);
     uint8_t *buf = xmalloc(n);
     drover__api_response__pack(&r, buf);
@@ -616,6 +622,9 @@ void sched_destroy(sched_t **sp)
     free(s->peer_replies);
     clear_dirty(s);
     free(s->cache_puts);
+    for (size_t i = 0; i < s->n_forgotten_agents; i++)
+        free(s->forgotten_agents[i]);
+    free(s->forgotten_agents);
     dag_free_deleted(s);
     dag_free_all(s);
     if (s->agents)

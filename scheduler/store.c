@@ -732,6 +732,15 @@ static int delete_prefix(store_t *s, MDB_dbi dbi, const uint8_t *prefix, size_t 
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
 }
 
+int store_delete_agent(store_t *s, const char *name)
+{
+    if (!s->txn)
+        return -EINVAL;
+    MDB_val key = {.mv_size = strlen(name), .mv_data = (void *)name};
+    int rc = mdb_del(s->txn, s->agents, &key, NULL);
+    return rc && rc != MDB_NOTFOUND ? lmdb_errno(rc) : 0;
+}
+
 int store_delete_run(store_t *s, const char *run_id)
 {
     if (!s->txn)

@@ -120,6 +120,10 @@ int store_cache_prune(store_t *s, bool (*keep)(const char *run_id, void *arg), v
  * chunk (inside the write transaction). 0 or -errno. */
 int store_delete_run(store_t *s, const char *run_id);
 
+/* Delete agent name's record in the open transaction (absent: fine). 0 or
+ * -errno. */
+int store_delete_agent(store_t *s, const char *name);
+
 /* Copy up to max bytes of one attempt's log starting at offset into a new
  * buffer (*out, caller frees, may be NULL when *len is 0). 0 or -errno. */
 int store_get_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,

@@ -137,7 +137,7 @@ class CancelTest(harness.DroverTestCase):
         c = self.c
         c.start_droverd()
         r = c.cli("run", "cancel", "no-such-run")
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("drover: error:", r.err)
 
 

