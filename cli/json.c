@@ -67,53 +67,43 @@ static void indent(json_t *j)
         fputs("  ", j->out);
 }
 
-/* Everything a value (or key) needs before it: a comma after an earlier
- * member, a newline and indentation inside a container. */
-static void yaml_before_value(json_t *j, bool is_key);
-
-static void before_value(json_t *j, bool is_key)
+/* The checks both writers make before a value (or key): true when it
+ * starts a member of a container (*first: the container's first), false
+ * when nothing goes before it (top level, or right after its key: the
+ * value's own writer adds what follows "key:"). */
+static bool start_member(json_t *j, bool is_key, bool *first)
 {
-    if (j->yaml) {
-        yaml_before_value(j, is_key);
-        return;
-    }
     if (j->after_key) {
         if (is_key)
             misuse("key after key");
         j->after_key = false;
-        return;
+        return false;
     }
     if (j->depth == 0)
-        return;
+        return false;
     char kind = j->kind[j->depth - 1];
     if (kind == '{' && !is_key)
         misuse("value without a key in an object");
     if (kind == '[' && is_key)
         misuse("key inside an array");
-    if (j->members[j->depth - 1]++ > 0)
-        fputc(',', j->out);
-    indent(j);
+    *first = j->members[j->depth - 1]++ == 0;
+    return true;
 }
 
-/* YAML: what goes before a key, an array item (both start a member line) or
- * a value (after "key:" or "-": a space, or nothing for a container, whose
- * members start their own lines). */
-static void yaml_before_value(json_t *j, bool is_key)
+/* Everything a value (or key) needs before it. JSON: a comma after an
+ * earlier member, a newline and indentation. YAML: a key or an array item
+ * starts a member line (or stays inline after "- "), and an item its "-". */
+static void before_value(json_t *j, bool is_key)
 {
-    if (j->after_key) {
-        if (is_key)
-            misuse("key after key");
-        j->after_key = false;
-        return; /* the value's own writer adds the space */
-    }
-    if (j->depth == 0)
+    bool first = false;
+    if (!start_member(j, is_key, &first))
         return;
-    char kind = j->kind[j->depth - 1];
-    if (kind == '{' && !is_key)
-        misuse("value without a key in an object");
-    if (kind == '[' && is_key)
-        misuse("key inside an array");
-    bool first = j->members[j->depth - 1]++ == 0;
+    if (!j->yaml) {
+        if (!first)
+            fputc(',', j->out);
+        indent(j);
+        return;
+    }
     if (first && j->inline_first)
         fputc(' ', j->out);
     else if (j->started) {
@@ -123,7 +113,7 @@ static void yaml_before_value(json_t *j, bool is_key)
     }
     j->inline_first = false;
     j->started = true;
-    if (kind == '[')
+    if (j->kind[j->depth - 1] == '[')
         fputc('-', j->out); /* the item's value follows */
 }
 
