@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "util.h"
 
 #define SHOW_MAX 40 /* bytes of source or value quoted in an error */
@@ -53,34 +54,6 @@ struct val {
     const char *s;
     char *owned;
 };
-
-struct sb {
-    char *buf;
-    size_t len, cap;
-};
-
-static void sb_add(struct sb *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->buf = xrealloc(b->buf, cap);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
-}
-
-/* The buffer, never NULL; the caller frees. */
-static char *sb_take(struct sb *b)
-{
-    char *s = b->buf ? b->buf : xstrdup("");
-    *b = (struct sb){0};
-    return s;
-}
 
 static bool is_ws(char ch)
 {
@@ -435,7 +408,7 @@ static int operand_value(struct ctx *c, const struct tok *k, struct val *v)
     }
     if (k->type == T_REF)
         return resolve_ref(c, k->off, &v->s, &vlen, &after);
-    struct sb b = {0};
+    strbuf_t b = {0};
     size_t i = 1, end = k->len - 1;
     int rc = 0;
     while (i < end) {
@@ -785,7 +758,7 @@ int expr_check(const char *text, int (*visit)(const char *ref, void *arg, char *
 int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max_out, char **out,
                 char *err, size_t errlen)
 {
-    struct sb b = {0};
+    strbuf_t b = {0};
     char *ref = NULL;
     int rc = 0;
     if (err && errlen)
@@ -846,6 +819,6 @@ int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max
     *out = sb_take(&b);
 cleanup:
     free(ref);
-    free(b.buf);
+    sb_free(&b);
     return rc;
 }

@@ -20,40 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "util.h"
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} sb_t;
-
-static void sb_add(sb_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 32;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->buf = xrealloc(b->buf, cap);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
-}
-
-static void sb_putc(sb_t *b, char ch)
-{
-    sb_add(b, &ch, 1);
-}
-
-/* The buffer as a string (never NULL); b is left empty. */
-static char *sb_take(sb_t *b)
-{
-    char *s = b->buf ? b->buf : xstrdup("");
-    *b = (sb_t){0};
-    return s;
-}
 
 /* Length (1-4) of the valid UTF-8 sequence at p (avail bytes readable), or
  * 0: no overlong forms, no surrogates, nothing above U+10FFFF. */
@@ -90,7 +58,7 @@ static size_t utf8_len(const unsigned char *p, size_t avail)
     return n;
 }
 
-static void put_utf8(sb_t *b, uint32_t cp)
+static void put_utf8(strbuf_t *b, uint32_t cp)
 {
     char u[4];
     size_t n;
@@ -117,7 +85,7 @@ static void put_utf8(sb_t *b, uint32_t cp)
 }
 
 /* One ASCII character as json_quote writes it inside a string literal. */
-static void put_quoted_ascii(sb_t *b, unsigned char c)
+static void put_quoted_ascii(strbuf_t *b, unsigned char c)
 {
     if (c == '"' || c == '\\') {
         char e[2] = {'\\', (char)c};
@@ -212,7 +180,7 @@ static int hex4(const jp_t *p, size_t at, uint32_t *out)
 
 /* The string at pos (a '"'): unescaped into out, or re-quoted when quoted.
  * allow_nul: whether \u0000 may appear (only where out stays JSON). */
-static int read_string(jp_t *p, sb_t *out, bool quoted, bool allow_nul)
+static int read_string(jp_t *p, strbuf_t *out, bool quoted, bool allow_nul)
 {
     size_t start = p->pos++;
     if (quoted)
@@ -316,7 +284,7 @@ static bool is_digit(int c)
 }
 
 /* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? copied as written. */
-static int read_number(jp_t *p, sb_t *out)
+static int read_number(jp_t *p, strbuf_t *out)
 {
     size_t start = p->pos;
     if (peek(p) == '-')
@@ -351,10 +319,10 @@ static int read_number(jp_t *p, sb_t *out)
     return 0;
 }
 
-static int read_value(jp_t *p, sb_t *out, bool unescape);
+static int read_value(jp_t *p, strbuf_t *out, bool unescape);
 
 /* An array (at '[') or object (at '{'), written compactly. */
-static int read_container(jp_t *p, sb_t *out)
+static int read_container(jp_t *p, strbuf_t *out)
 {
     char open = p->s[p->pos], close = open == '[' ? ']' : '}';
     int rc;
@@ -405,7 +373,7 @@ static int read_container(jp_t *p, sb_t *out)
 
 /* Any value at pos. unescape: a string is written as its raw value (and
  * may not hold NUL); otherwise everything is written as compact JSON. */
-static int read_value(jp_t *p, sb_t *out, bool unescape)
+static int read_value(jp_t *p, strbuf_t *out, bool unescape)
 {
     static const char *words[] = {"true", "false", "null"};
     int c = peek(p);
@@ -433,7 +401,7 @@ int json_parse_list(const char *text, size_t len, size_t max_items, char ***item
     jp_t p = {.s = text, .len = text ? len : 0, .err = err, .errlen = errlen};
     char **v = NULL;
     size_t n = 0, cap = 0;
-    sb_t b = {0};
+    strbuf_t b = {0};
     int rc = 0;
 
     if (err && errlen)
@@ -495,7 +463,7 @@ int json_parse_list(const char *text, size_t len, size_t max_items, char ***item
     n = 0;
 cleanup:
     json_free_list(v, n);
-    free(b.buf);
+    sb_free(&b);
     return rc;
 }
 
@@ -513,7 +481,7 @@ void json_free_list(char **items, size_t count)
 int json_object_get(const char *obj, const char *key, char **out)
 {
     jp_t p = {.s = obj};
-    sb_t k = {0}, val = {0}, scratch = {0};
+    strbuf_t k = {0}, val = {0}, scratch = {0};
     bool hit = false;
     int rc = 0;
 
@@ -583,16 +551,16 @@ int json_object_get(const char *obj, const char *key, char **out)
     }
     *out = sb_take(&val);
 cleanup:
-    free(k.buf);
-    free(val.buf);
-    free(scratch.buf);
+    sb_free(&k);
+    sb_free(&val);
+    sb_free(&scratch);
     return rc;
 }
 
 /* Quote s as a JSON string literal (contract in json.h). */
 char *json_quote(const char *s)
 {
-    sb_t b = {0};
+    strbuf_t b = {0};
     if (!s)
         return xstrdup("null");
     size_t len = strlen(s);
@@ -620,7 +588,7 @@ char *json_quote(const char *s)
 /* Build "[...]" from values (contract in json.h). */
 char *json_list_of(char **values, size_t n, bool raw)
 {
-    sb_t b = {0};
+    strbuf_t b = {0};
     sb_putc(&b, '[');
     for (size_t i = 0; i < n; i++) {
         if (i)
