@@ -584,6 +584,8 @@ static int want_map(ctx_t *c, const node_t *v, const char *what, const char *key
 static int want_uint(ctx_t *c, const node_t *v, const char *what, uint64_t min, uint64_t max,
                      uint64_t *out)
 {
+    *out = 0; /* written on every path: callers read it only on success, but
+                 gcc -O3 cannot see that through fail() */
     if (v->type != N_SCALAR || parse_uint(v->str, max, out) < 0 || *out < min)
         return fail(c, v, "'%s' must be a whole number from %llu to %llu", what,
                     (unsigned long long)min, (unsigned long long)max);
@@ -909,7 +911,9 @@ typedef struct {
     size_t env_count;
     spec_kv_t *labels;
     size_t label_count;
-    char *image; /* NULL = not set here */
+    char *image;                 /* NULL = not set here */
+    const node_t *spot_node;     /* placement.spot's value, when HAS_SPOT */
+    const node_t *fallback_node; /* preemption.fallback_after's value, when HAS_FALLBACK */
 } settings_t;
 
 static void kvs_free(spec_kv_t *kv, size_t n)
@@ -1110,6 +1114,7 @@ static int parse_placement(ctx_t *c, const node_t *v, settings_t *s)
                 if (!strcmp(x->str, spots[j]))
                     s->spot = (spec_spot_t)(SPEC_SPOT_PREFER + j);
             }
+            s->spot_node = x;
             s->has |= HAS_SPOT;
         } else {
             return fail(c, k, "unknown key '%s' in placement (labels, spot)", show(c, k->str));
@@ -1186,6 +1191,7 @@ static int parse_preemption(ctx_t *c, const node_t *v, settings_t *s)
             if (want_uint(c, x, "preemption.fallback_after", 0, SPEC_MAX_COUNT, &u) < 0)
                 return -EINVAL;
             s->fallback_after = (uint32_t)u;
+            s->fallback_node = x;
             s->has |= HAS_FALLBACK;
         } else {
             return fail(c, k,
@@ -1717,6 +1723,31 @@ static bool is_step_only_key(const char *k)
     return false;
 }
 
+/* A step with spot: require (written at spot, inherited from defaults when
+ * spot_dflt) never runs on an on-demand node, so falling back to one after
+ * preemptions cannot apply: a fallback_after other than 0 written anywhere
+ * (at fb; fb_dflt: in defaults) is refused, naming both keys, and the
+ * built-in default (SPEC_DEFAULT_FALLBACK_AFTER) becomes 0. Without this
+ * the step waited in READY forever after that many preemptions. */
+static int spot_fallback(ctx_t *c, spec_step_t *st, const node_t *spot, const node_t *fb,
+                         bool spot_dflt, bool fb_dflt)
+{
+    if (!fb) {
+        st->fallback_after = 0;
+        return 0;
+    }
+    if (st->fallback_after == 0)
+        return 0;
+    char whose[128] = "";
+    if (fb_dflt)
+        snprintf(whose, sizeof whose, " (in defaults, inherited by step '%s')", show(c, st->name));
+    return fail(c, fb,
+                "'preemption.fallback_after: %u'%s cannot be used with 'placement.spot: require' "
+                "(at %d:%d%s): a step that requires spot nodes never runs on on-demand nodes; "
+                "use spot: prefer to fall back, or fallback_after: 0",
+                st->fallback_after, whose, spot->line, spot->col, spot_dflt ? ", in defaults" : "");
+}
+
 /* Fill st from step map m: its own keys over defaults d over SPEC_DEFAULT_*.
  * st->name is set first, so callers can free st whatever happens. */
 static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all, size_t idx,
@@ -1889,6 +1920,11 @@ static int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_
     /* A step that checkpoints loses little on a spot node: it prefers
      * them; one that does not prefers on-demand nodes. */
     st->spot = PICK(HAS_SPOT, spot, st->checkpoint ? SPEC_SPOT_PREFER : SPEC_SPOT_AVOID);
+    if (st->spot == SPEC_SPOT_REQUIRE &&
+        (rc = spot_fallback(c, st, PICK(HAS_SPOT, spot_node, NULL),
+                            PICK(HAS_FALLBACK, fallback_node, NULL), !(own.has & HAS_SPOT),
+                            !(own.has & HAS_FALLBACK))) < 0)
+        goto cleanup;
 #undef PICK
     const char *image = own.image ? own.image : d->image;
     if (image && *image) /* "" (e.g. an empty param) means: run as a process */

@@ -121,7 +121,7 @@ int util_disk_free(const char *path, uint64_t *bytes, uint64_t *inodes)
 
 bool util_disk_full(const char *path, const char *what, char *note, size_t len)
 {
-    uint64_t bytes, inodes;
+    uint64_t bytes = 0, inodes = 0; /* -errno may be 0 to the compiler */
     if (util_disk_free(path, &bytes, &inodes) < 0 || (bytes >= UTIL_DISK_LOW && inodes > 0))
         return false;
     snprintf(note, len, "no space left on device (%s %s: %" PRIu64 " bytes free%s)", what, path,

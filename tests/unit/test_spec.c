@@ -853,6 +853,53 @@ Test(spec, checkpoint_preemption_and_spot_settings)
     spec_destroy(&s);
 }
 
+/* placement.spot: require never runs a step on an on-demand node, so
+ * preemption.fallback_after (on-demand only after N preemptions) cannot
+ * apply to it: written together they are refused, naming both keys; the
+ * default fallback (3) does not apply to a step that requires spot nodes
+ * (it used to leave the step READY forever after its third preemption). */
+Test(spec, spot_require_refuses_fallback_after)
+{
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - name: a\n"
+                 "    command: [x]\n"
+                 "    placement: {spot: require}\n"
+                 "    preemption: {fallback_after: 1}\n",
+                 6, 34,
+                 "'preemption.fallback_after: 1' cannot be used with 'placement.spot: "
+                 "require' (at 5:23)");
+    cr_assert(strstr(err, "never runs on on-demand nodes") != NULL, "%s", err);
+    /* either one from defaults: still both named, at the fallback_after */
+    parse_bad_at("name: p\n"
+                 "defaults:\n"
+                 "  placement: {spot: require}\n"
+                 "steps:\n"
+                 "  - {name: a, command: [x], preemption: {fallback_after: 2}}\n",
+                 5, 58, "'placement.spot: require' (at 3:21, in defaults)");
+    parse_bad_at("name: p\n"
+                 "defaults:\n"
+                 "  preemption: {fallback_after: 4}\n"
+                 "steps:\n"
+                 "  - {name: a, command: [x], placement: {spot: require}}\n",
+                 3, 32, "(in defaults, inherited by step 'a')");
+
+    spec_t *s = parse_ok("name: p\n"
+                         "defaults:\n"
+                         "  preemption: {fallback_after: 4}\n"
+                         "steps:\n"
+                         "  - {name: a, command: [x], placement: {spot: require}, preemption: "
+                         "{fallback_after: 0}}\n"
+                         "  - {name: c, command: [x], checkpoint: true}\n");
+    cr_assert_eq(step(s, "a")->fallback_after, 0);
+    cr_assert_eq(step(s, "c")->fallback_after, 4);
+    spec_destroy(&s);
+    s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x], placement: {spot: require}}\n");
+    cr_assert_eq(s->steps[0].fallback_after, 0,
+                 "the built-in fallback (3) does not apply to spot: require");
+    spec_destroy(&s);
+}
+
 Test(spec, bad_checkpoint_settings)
 {
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: sometimes}\n",
