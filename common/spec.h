@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "units.h" /* the quantity parsers, once spec.c's; kept for their callers */
+
 typedef struct {
     char *key;
     char *value;
@@ -149,14 +151,5 @@ void spec_destroy(spec_t **spec);
  * step, ... lie before end (after it when step < 0), as Python's
  * range(start, end, step) gives; 0 when step is 0. Never overflows. */
 uint64_t spec_range_count(int64_t start, int64_t end, int64_t step);
-
-/* Quantities. Each returns 0, or -EINVAL on anything but the exact forms
- * listed, with *out untouched.
- *   memory: "512Mi", "2Gi", "1G", "100M", "64Ki", "1000" (bytes)
- *   cpu:    "2", "0.5", "500m"  → millicores
- *   duration: "100ms", "5s", "1m", "2h", "1h30m", "90" (seconds) → ms */
-int spec_parse_memory(const char *s, uint64_t *out);
-int spec_parse_cpu(const char *s, uint32_t *out_milli);
-int spec_parse_duration(const char *s, uint64_t *out_ms);
 
 #endif

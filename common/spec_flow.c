@@ -1,0 +1,346 @@
+/* spec_flow — the graph of a spec: needs resolved to indexes (no cycles,
+ * main and finally steps apart), then the data-flow check: every input and
+ * run-time reference of every step names a step it may read from (an
+ * ancestor through needs; for a finally step any main step) and an output
+ * that step declares. Ancestor sets are bit sets filled once in dependency
+ * order, only when some step needs them.
+ */
+#include "spec_internal.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "expr.h"
+#include "strbuf.h"
+#include "util.h"
+
+/* Depth-first search from u; on a back edge report the cycle path. */
+static int dfs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t u, unsigned char *color,
+               size_t *path, size_t depth)
+{
+    color[u] = 1;
+    path[depth] = u;
+    for (size_t j = 0; j < all[u].need_count; j++) {
+        size_t w = all[u].needs[j];
+        if (color[w] == 2)
+            continue;
+        if (color[w] == 1) {
+            size_t from = depth;
+            while (path[from] != w)
+                from--;
+            strbuf_t msg = {0};
+            for (size_t i = from; i <= depth + 1; i++)
+                sb_printf(&msg, "%s%s", i > from ? " -> " : "", all[i <= depth ? path[i] : w].name);
+            int rc = fail(c, aux[u].needs_node->kids[j], "cycle: %s", msg.buf);
+            sb_free(&msg);
+            return rc;
+        }
+        if (dfs(c, all, aux, w, color, path, depth + 1) < 0)
+            return -EINVAL;
+    }
+    color[u] = 2;
+    return 0;
+}
+
+/* Resolve every needs list to indexes and refuse cycles. Main steps may
+ * not need finally steps (those run after them), nor finally steps main
+ * steps (pointless: they run after every main step anyway). */
+int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
+{
+    size_t *seen = xcalloc(n, sizeof *seen); /* i + 1 once step i listed it */
+    unsigned char *color = xcalloc(n, 1);
+    size_t *path = xcalloc(n + 1, sizeof *path);
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const node_t *nl = aux[i].needs_node;
+        if (!nl)
+            continue;
+        all[i].needs = xcalloc(nl->nkids, sizeof *all[i].needs);
+        for (size_t j = 0; j < nl->nkids; j++) {
+            const node_t *x = nl->kids[j];
+            size_t w;
+            if (!names_find(c, x->str, x->len, &w)) {
+                rc = fail(c, x, "step '%s' needs unknown step '%s'", show(c, all[i].name),
+                          show(c, x->str));
+                goto cleanup;
+            }
+            if (aux[w].is_finally && !aux[i].is_finally) {
+                rc = fail(c, x, "step '%s' cannot need '%s', a finally step", show(c, all[i].name),
+                          show(c, x->str));
+                goto cleanup;
+            }
+            if (aux[i].is_finally && !aux[w].is_finally) {
+                rc = fail(c, x,
+                          "finally step '%s' cannot need main step '%s': exit handlers run after "
+                          "every main step anyway",
+                          show(c, all[i].name), show(c, x->str));
+                goto cleanup;
+            }
+            if (seen[w] == i + 1) {
+                rc = fail(c, x, "step '%s' lists '%s' twice in needs", show(c, all[i].name),
+                          show(c, x->str));
+                goto cleanup;
+            }
+            seen[w] = i + 1;
+            all[i].needs[all[i].need_count++] = w;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (color[i] == 0 && (rc = dfs(c, all, aux, i, color, path, 0)) < 0)
+            goto cleanup;
+    }
+cleanup:
+    free(seen);
+    free(color);
+    free(path);
+    return rc;
+}
+
+/* ---- data flow: inputs and run-time references ---- */
+
+typedef struct {
+    ctx_t *c;
+    spec_step_t *all;
+    step_aux_t *aux;
+    size_t n;
+    uint64_t *anc; /* row i, bit j: step i needs step j, directly or not */
+    unsigned char *anc_done;
+    size_t words; /* per row */
+    size_t cur;   /* the step whose `when` is being visited */
+} flow_t;
+
+/* Fill row i from its needs' rows (the graph has no cycles by now). */
+static void anc_fill(flow_t *f, size_t i)
+{
+    uint64_t *row = f->anc + i * f->words;
+    f->anc_done[i] = 1;
+    for (size_t j = 0; j < f->all[i].need_count; j++) {
+        size_t w = f->all[i].needs[j];
+        if (!f->anc_done[w])
+            anc_fill(f, w);
+        const uint64_t *wrow = f->anc + w * f->words;
+        for (size_t k = 0; k < f->words; k++)
+            row[k] |= wrow[k];
+        row[w / 64] |= 1ull << (w % 64);
+    }
+}
+
+static bool is_ancestor(flow_t *f, size_t i, size_t s)
+{
+    if (!f->anc) {
+        f->words = (f->n + 63) / 64;
+        f->anc = xcalloc(f->n * f->words, sizeof *f->anc);
+        f->anc_done = xcalloc(f->n, 1);
+    }
+    if (!f->anc_done[i])
+        anc_fill(f, i);
+    return (f->anc[i * f->words + s / 64] >> (s % 64)) & 1;
+}
+
+/* Whether step i may use the outputs of step s; if not, 0 is returned
+ * with why = "WHAT: reason". */
+static bool may_use(flow_t *f, size_t i, size_t s, const char *what, char *why, size_t whylen)
+{
+    ctx_t *c = f->c;
+    const char *me = f->all[i].name, *it = f->all[s].name;
+    if (s == i) {
+        snprintf(why, whylen, "%s: step '%s' cannot use its own outputs", what, show(c, me));
+        return false;
+    }
+    if (f->aux[i].is_finally && !f->aux[s].is_finally)
+        return true; /* exit handlers run after every main step */
+    if (!f->aux[i].is_finally && f->aux[s].is_finally) {
+        snprintf(why, whylen, "%s: '%s' is a finally step, which runs after every main step", what,
+                 show(c, it));
+        return false;
+    }
+    if (!is_ancestor(f, i, s)) {
+        snprintf(why, whylen, "%s: step '%s' does not need '%s' (add it to needs)", what,
+                 show(c, me), show(c, it));
+        return false;
+    }
+    return true;
+}
+
+/* Check the reference in[0..n) (trimmed text inside {{ }}) used by step i.
+ * in_when: it comes from a params-substituted `when`, so params and bad
+ * forms can only come from a param's value. 0, or -EINVAL with why. */
+static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when, char *why,
+                     size_t whylen)
+{
+    ctx_t *c = f->c;
+    ref_t r = classify_ref(in, n);
+    char *label = xasprintf("{{%.*s}}", (int)n, in), *a = NULL, *b = NULL;
+    const char *lb = show(c, label);
+    size_t s;
+    int rc = -EINVAL;
+
+    switch (r.kind) {
+    case REF_PARAM:
+        snprintf(why, whylen, "%s comes from a param's value; param values are not expanded", lb);
+        break;
+    case REF_BAD:
+        snprintf(why, whylen, "bad template '%s' (%s)", lb, r.why);
+        break;
+    case REF_INPUTS:
+        if (in_when)
+            not_impl(c, f->aux[i].when, label, "inputs in templates");
+        rc = 0;
+        break;
+    case REF_STEP:
+        a = xstrndup(r.a, r.alen);
+        b = xstrndup(r.b, r.blen);
+        if (!names_find(c, r.a, r.alen, &s))
+            snprintf(why, whylen, "%s: no step named '%s'", lb, show(c, a));
+        else if (!may_use(f, i, s, lb, why, whylen))
+            ;
+        else if (!sorted_has(f->aux[s].params_sorted, f->all[s].out_param_count, r.b, r.blen))
+            snprintf(why, whylen,
+                     "%s: step '%s' declares no output param '%s' (add it to its "
+                     "outputs.params)",
+                     lb, show(c, a), show(c, b));
+        else
+            rc = 0;
+        break;
+    case REF_ITEM:
+        if (!f->all[i].fan_out)
+            snprintf(why, whylen, "%s used outside a for_each step", lb);
+        else
+            rc = 0;
+        break;
+    case REF_STATUS:
+        if (!f->aux[i].is_finally)
+            snprintf(why, whylen, "%s is only known in finally steps (exit handlers)", lb);
+        else
+            rc = 0;
+        break;
+    case REF_RUN:
+        rc = 0;
+        break;
+    }
+    free(label);
+    free(a);
+    free(b);
+    return rc;
+}
+
+/* Check the run-time references written in scalar v, used by step i. */
+static int check_scalar(flow_t *f, size_t i, const node_t *v, bool inherited)
+{
+    char why[512];
+    for (const char *p = strstr(v->str, "{{"); p; p = strstr(p, "{{")) {
+        const char *close = strstr(p + 2, "}}"), *in;
+        size_t n;
+        if (!close) /* expand() refused this already */
+            return fail(f->c, v, "unterminated '{{' in template (missing '}}')");
+        template_inner(p, (size_t)(close + 2 - p), &in, &n);
+        ref_kind_t kind = classify_ref(in, n).kind;
+        p = close + 2;
+        if (kind == REF_PARAM || kind == REF_INPUTS)
+            continue; /* substituted, or noted as not implemented */
+        if (check_ref(f, i, in, n, false, why, sizeof why) < 0) {
+            if (inherited)
+                return fail(f->c, v, "%s (in defaults, inherited by step '%s')", why,
+                            show(f->c, f->all[i].name));
+            return fail(f->c, v, "%s", why);
+        }
+    }
+    return 0;
+}
+
+static int when_visit(const char *ref, void *arg, char *err, size_t errlen)
+{
+    flow_t *f = arg;
+    return check_ref(f, f->cur, ref, strlen(ref), true, err, errlen);
+}
+
+/* Resolve input k of step i: its source "A.B.C" is tried at every '.'
+ * whose left part names a step; the split whose step declares the
+ * artifact wins (more than one is ambiguous). */
+static int resolve_input(flow_t *f, size_t i, size_t k)
+{
+    ctx_t *c = f->c;
+    spec_input_t *in = &f->all[i].inputs[k];
+    const node_t *src = f->aux[i].input_src[k];
+    const char *t = src->str, *art = NULL, *art_first = NULL;
+    size_t best = SIZE_MAX, first = SIZE_MAX, matches = 0, s;
+    char what[160], why[512];
+
+    for (size_t p = 1; p + 1 < src->len; p++) {
+        if (t[p] != '.' || !names_find(c, t, p, &s))
+            continue;
+        if (first == SIZE_MAX) {
+            first = s;
+            art_first = t + p + 1;
+        }
+        if (sorted_has(f->aux[s].arts_sorted, f->all[s].out_artifact_count, t + p + 1,
+                       src->len - p - 1)) {
+            if (matches++ == 0) {
+                best = s;
+                art = t + p + 1;
+            }
+        }
+    }
+    snprintf(what, sizeof what, "input '%s'", show(c, in->local));
+    if (matches > 1)
+        return fail(c, src, "%s: '%s' is ambiguous: more than one STEP.ARTIFACT split matches",
+                    what, show(c, t));
+    if (first == SIZE_MAX) {
+        char *nm = xstrndup(t, (size_t)(strchr(t, '.') - t));
+        int rc = fail(c, src, "%s: no step named '%s' (write STEP.ARTIFACT)", what, show(c, nm));
+        free(nm);
+        return rc;
+    }
+    if (best == SIZE_MAX) {
+        best = first;
+        art = art_first;
+    }
+    if (!may_use(f, i, best, what, why, sizeof why))
+        return fail(c, src, "%s", why);
+    if (matches == 0)
+        return fail(c, src, "%s: step '%s' declares no output artifact '%s'", what,
+                    show(c, f->all[best].name), show(c, art));
+    in->step = best;
+    in->artifact = xstrdup(art);
+    return 0;
+}
+
+/* Once needs are resolved: every input and run-time reference of every
+ * step names a step it may read from, and an output that step declares. */
+int check_flow(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
+{
+    flow_t f = {.c = c, .all = all, .aux = aux, .n = n};
+    char e[512];
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const step_aux_t *a = &aux[i];
+        for (size_t k = 0; k < all[i].input_count && rc == 0; k++)
+            rc = resolve_input(&f, i, k);
+        for (size_t k = 0; a->cmd && k < a->cmd->nkids && rc == 0; k++)
+            rc = check_scalar(&f, i, a->cmd->kids[k], false);
+        if (a->script && rc == 0)
+            rc = check_scalar(&f, i, a->script, false);
+        for (size_t k = 0; k < all[i].env_count && rc == 0; k++)
+            rc = check_scalar(&f, i, a->env_src[k].node, a->env_src[k].inherited);
+        if (a->when && rc == 0) {
+            f.cur = i;
+            if (expr_check(all[i].when, when_visit, &f, e, sizeof e) < 0)
+                rc = fail(c, a->when, "bad when expression: %s", e);
+        }
+        if (all[i].items_from && rc == 0) {
+            const char *in;
+            size_t len;
+            template_inner(all[i].items_from, strlen(all[i].items_from), &in, &len);
+            if (check_ref(&f, i, in, len, false, e, sizeof e) < 0)
+                rc = fail(c, a->for_each, "for_each %s", e);
+        }
+    }
+    free(f.anc);
+    free(f.anc_done);
+    return rc;
+}

@@ -1,0 +1,299 @@
+/* spec_internal — what the parts of the spec compiler share (common/spec*.c;
+ * not for other modules: include spec.h).
+ *
+ * The parts, in the order a spec goes through them (spec.c's comment has
+ * the design as a whole):
+ *   spec_yaml.c      YAML text -> node_t tree (libyaml events; positions,
+ *                    no aliases, bounded depth and size, duplicate keys)
+ *   spec.c           the document: name, params, defaults, steps, finally;
+ *                    messages (FILE:LINE:COL), the step-name table, scalar
+ *                    checks; spec_parse / spec_destroy
+ *   spec_settings.c  the keys a step inherits from defaults: (resources,
+ *                    retries, timeout, env, placement, checkpoint,
+ *                    preemption, cache, image)
+ *   spec_step.c      one step: its own keys, outputs, inputs, for_each, and
+ *                    the merge step > defaults > built-ins
+ *   spec_template.c  {{ ... }} references: classify, substitute params
+ *   spec_flow.c      needs (indexes, cycles) and the data-flow check
+ * The quantity parsers (memory, cpu, durations) are in units.c, apart, so
+ * that programs parsing "5s" do not link the spec compiler or libyaml.
+ *
+ * Ownership: ctx_t and step_aux_t live for one spec_parse_limited call;
+ * node_t trees are owned by it (node_free); everything put into a
+ * spec_step_t belongs to the spec (spec_destroy).
+ */
+#ifndef DROVER_SPEC_INTERNAL_H
+#define DROVER_SPEC_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spec.h"
+
+#define SPEC_MAX_TEXT       (1024u * 1024u) /* bytes of YAML */
+#define SPEC_MAX_STEPS      10000u          /* steps + finally */
+#define SPEC_MAX_ITEMS      100000u         /* for_each items of one step */
+#define SPEC_MAX_RANGE      1000000u        /* items of a for_each range (droverd's --max-items) */
+#define SPEC_MAX_PARAMS     1000u
+#define SPEC_MAX_NAME       63u
+#define SPEC_MAX_PARAM_VAL  (64u * 1024u)
+#define SPEC_MAX_EXPANDED   (1024u * 1024u)       /* one string after templates */
+#define SPEC_MAX_EXPAND_ALL (16u * 1024u * 1024u) /* all strings together */
+#define SPEC_MAX_DEPTH      32
+#define SPEC_MAX_NODES      200000u
+#define SPEC_MAX_GPUS       64u
+#define SPEC_MAX_RETRIES    100u
+#define SPEC_MAX_COUNT      1000u /* keep, max_preemptions, fallback_after */
+#define SPEC_MAX_PARALLEL   10000u
+#define SPEC_MAX_LABEL_KEY  63u
+#define SPEC_MAX_LABEL_VAL  255u
+#define SPEC_MAX_ENV        1000u /* entries in one env map */
+#define SPEC_MAX_LABELS     64u   /* entries in one labels map */
+/* argv, env, labels and items of all steps together, defaults' copies
+ * included */
+#define SPEC_MAX_RESULT (64u * 1024u * 1024u)
+
+typedef enum { N_SCALAR, N_SEQ, N_MAP } ntype_t;
+
+typedef struct node {
+    ntype_t type;
+    int line, col;
+    bool plain;         /* scalar written without quotes (so "" and ~ mean null) */
+    char *str;          /* scalar: NUL-terminated value */
+    size_t len;         /* scalar: length of str */
+    struct node **kids; /* seq: items; map: key, value, key, value... */
+    size_t nkids, cap;
+} node_t;
+
+static inline size_t map_len(const node_t *m)
+{
+    return m->nkids / 2;
+}
+
+static inline node_t *map_key(const node_t *m, size_t i)
+{
+    return m->kids[2 * i];
+}
+
+static inline node_t *map_val(const node_t *m, size_t i)
+{
+    return m->kids[2 * i + 1];
+}
+
+/* Where an env value of a step came from (for rescanning its templates). */
+typedef struct {
+    const node_t *node;
+    bool inherited; /* from defaults: */
+} env_src_t;
+
+/* Per-step parse state kept until the data flow is checked. */
+typedef struct {
+    node_t *name_node;  /* the step's name value */
+    node_t *needs_node; /* the step's needs list, or NULL */
+    bool is_finally;
+    const node_t *cmd, *script; /* sources of argv */
+    env_src_t *env_src;         /* parallel to the step's env */
+    const node_t *when;         /* the when value, or NULL */
+    const node_t *for_each;     /* the for_each value, or NULL */
+    const node_t **input_src;   /* parallel to inputs: each source scalar */
+    char **arts_sorted;         /* out_artifacts, sorted (pointers into the step) */
+    char **params_sorted;       /* out_params, sorted */
+} step_aux_t;
+
+typedef struct {
+    const char *file;
+    char *err;
+    size_t errlen;
+    spec_limits_t lim;
+    bool failed;
+    bool over_limit;   /* the failure is a limit (fail_limit) */
+    char show[4][112]; /* display copies of user strings for messages */
+    int show_i;
+    size_t nodes;
+    size_t expanded; /* bytes produced by template expansion so far */
+    size_t result;   /* bytes of argv, env and labels in the result so far */
+    const spec_kv_t *params;
+    size_t param_count;
+    /* step names: open addressing, slot = index + 1, 0 = empty */
+    const spec_step_t *steps;
+    size_t *names;
+    size_t names_cap; /* a power of two, at least twice the step count */
+    /* the first not-yet-implemented feature seen, reported at the end */
+    bool ni_set;
+    int ni_line, ni_col;
+    char *ni_what;
+} ctx_t;
+
+typedef enum {
+    REF_PARAM,  /* params.NAME: substituted at parse time */
+    REF_STEP,   /* steps.S.outputs.params.P */
+    REF_ITEM,   /* item, item.KEY */
+    REF_RUN,    /* run.id, run.name */
+    REF_STATUS, /* run.status */
+    REF_INPUTS, /* inputs.*: a later release */
+    REF_BAD,    /* anything else; why says what would be right */
+} ref_kind_t;
+
+typedef struct {
+    ref_kind_t kind;
+    const char *a; /* params: the name; steps: S; item: KEY (alen 0 for none) */
+    size_t alen;
+    const char *b; /* steps: P */
+    size_t blen;
+    const char *why; /* REF_BAD: the forms to use */
+} ref_t;
+
+typedef enum {
+    EXP_ALL,    /* run-time templates are kept as written */
+    EXP_PARAMS, /* only {{params.NAME}} may appear (for_each items) */
+    EXP_RANGE,  /* the same, in the numbers of a for_each range */
+} exp_mode_t;
+
+enum {
+    HAS_CPU = 1 << 0,
+    HAS_MEM = 1 << 1,
+    HAS_GPU = 1 << 2,
+    HAS_LIMIT = 1 << 3,
+    HAS_BACKOFF = 1 << 4,
+    HAS_FACTOR = 1 << 5,
+    HAS_MAXB = 1 << 6,
+    HAS_TIMEOUT = 1 << 7,
+    HAS_MAXP = 1 << 8,
+    HAS_CACHE = 1 << 9,
+    HAS_SPOT = 1 << 10,
+    HAS_CKPT = 1 << 11,
+    HAS_SIGNAL = 1 << 12,
+    HAS_GRACE = 1 << 13,
+    HAS_FALLBACK = 1 << 14,
+};
+
+typedef struct {
+    unsigned has;
+    uint32_t cpu_milli;
+    uint64_t memory_bytes;
+    uint32_t gpus;
+    spec_retry_t retries;
+    uint64_t timeout_ms;
+    uint32_t max_preemptions;
+    bool cache;
+    spec_spot_t spot;
+    bool checkpoint; /* checkpoint: given and not false */
+    uint64_t checkpoint_min_interval_ms;
+    uint32_t checkpoint_keep;
+    int preempt_signal;
+    uint64_t preempt_grace_ms;
+    uint32_t fallback_after;
+    spec_kv_t *env;
+    const node_t **env_nodes; /* parallel to env: each value's scalar */
+    size_t env_count;
+    spec_kv_t *labels;
+    size_t label_count;
+    char *image;                 /* NULL = not set here */
+    const node_t *spot_node;     /* placement.spot's value, when HAS_SPOT */
+    const node_t *fallback_node; /* preemption.fallback_after's value, when HAS_FALLBACK */
+} settings_t;
+
+/* ---- the YAML tree (spec_yaml.c) ---- */
+
+/* Free a tree; NULL-safe. */
+void node_free(node_t *n);
+/* A plain scalar YAML reads as null ("", ~, null). */
+bool is_null(const node_t *n);
+/* Line and column (1-based) of byte offset off in text. */
+void offset_pos(const char *text, size_t len, size_t off, int *line, int *col);
+/* True when text holds only blank lines and comments. */
+bool blank_text(const char *text, size_t len);
+/* qsort order of scalar nodes: by text, then file position. */
+int cmp_key(const void *a, const void *b);
+/* Parse text into *root (NULL for an empty stream; caller frees with
+ * node_free). 0 or -EINVAL with the message in c. */
+int load_tree(ctx_t *c, const char *text, size_t len, node_t **root);
+
+/* ---- messages, scalars, step names (spec.c) ---- */
+
+/* A user string made safe for a one-line message (one of four rotating
+ * buffers in c: valid until four more calls). */
+const char *show(ctx_t *c, const char *s);
+/* Record the first error as "FILE:LINE:COL: reason" (at n, or 1:1 when n
+ * is NULL); always -EINVAL. fail_limit: the same, and spec_parse_limited
+ * returns -E2BIG (a droverd limit). */
+int fail_at(ctx_t *c, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int fail(ctx_t *c, const node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int fail_limit(ctx_t *c, const node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Remember a not-yet-implemented feature at n; the earliest in the file
+ * is reported once the spec is otherwise valid. */
+void not_impl(ctx_t *c, const node_t *n, const char *what, const char *feature);
+/* ASCII classes, whatever the locale. */
+bool is_alpha(char ch);
+bool is_alnum(char ch);
+/* 1-63 of [A-Za-z0-9_.-]: step, pipeline and param names. */
+bool valid_name(const char *s);
+/* true/yes/on, false/no/off (any case); -EINVAL otherwise. */
+int parse_bool(const char *s, bool *out);
+/* v is the kind named, or an error naming what (and, for maps, keys). */
+int want_str(ctx_t *c, const node_t *v, const char *what);
+int want_map(ctx_t *c, const node_t *v, const char *what, const char *keys);
+/* A whole number in [min, max] into *out (always written; 0 on error). */
+int want_uint(ctx_t *c, const node_t *v, const char *what, uint64_t min, uint64_t max,
+              uint64_t *out);
+/* A duration (units.h) into *out. */
+int want_duration(ctx_t *c, const node_t *v, const char *what, uint64_t *out);
+/* The step-name table: for n steps living in steps (filled as parsed);
+ * find the step named s[0..n); add step idx (not in the table yet). */
+void names_init(ctx_t *c, const spec_step_t *steps, size_t n);
+bool names_find(const ctx_t *c, const char *s, size_t n, size_t *idx);
+void names_add(ctx_t *c, size_t idx);
+
+/* ---- templates (spec_template.c) ---- */
+
+/* Classify the trimmed text inside {{ }}. */
+ref_t classify_ref(const char *in, size_t n);
+/* Trim the inside of the template open[0..whole) ("{{ ... }}"). */
+void template_inner(const char *open, size_t whole, const char **in, size_t *n);
+/* Substitute {{params.NAME}} in scalar v into *out (caller frees); other
+ * references are checked for form (mode says which may appear) and kept.
+ * *kept (may be NULL) counts those kept. expand: EXP_ALL. */
+int expand_mode(ctx_t *c, const node_t *v, exp_mode_t mode, char **out, size_t *kept);
+int expand(ctx_t *c, const node_t *v, char **out);
+
+/* ---- inheritable settings (spec_settings.c) ---- */
+
+/* Free n key/value pairs and the array. */
+void kvs_free(spec_kv_t *kv, size_t n);
+/* Free what s owns and zero it. */
+void settings_free(settings_t *s);
+/* k is a key defaults: may set (and a step may override). */
+bool is_setting_key(const char *k);
+/* One inheritable key k: v into s (the caller checked is_setting_key). */
+int parse_setting(ctx_t *c, const node_t *k, const node_t *v, settings_t *s);
+/* defaults: v into d. */
+int parse_defaults(ctx_t *c, const node_t *v, settings_t *d);
+/* Replace key among the first *search entries of a kv list, or append it;
+ * takes key and value. Returns the entry's index. */
+size_t kv_set(spec_kv_t **kv, size_t *search, size_t *n, char *key, char *value);
+/* Count n more bytes against the size of the whole result. */
+int charge(ctx_t *c, const node_t *at, size_t n);
+
+/* ---- steps (spec_step.c) ---- */
+
+/* Whether s[0..len) is among the sorted names sorted[0..n). */
+bool sorted_has(char *const *sorted, size_t n, const char *s, size_t len);
+/* Keys only a step may have, besides the inheritable ones. */
+bool is_step_only_key(const char *k);
+/* Fill all[idx] (and aux[idx]) from step map m over defaults d. */
+int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all, size_t idx,
+               step_aux_t *aux);
+
+/* ---- needs and data flow (spec_flow.c) ---- */
+
+/* Resolve every needs list to indexes and refuse cycles. */
+int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n);
+/* Every input and run-time reference names a step it may read from and
+ * an output that step declares. */
+int check_flow(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n);
+
+#endif
