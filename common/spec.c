@@ -27,6 +27,8 @@
  * Run-time templates ({{steps.S.outputs.params.P}}, {{item}},
  * {{item.KEY}}, {{run.id|name|status}}) are kept verbatim where they are
  * written (command, script, env values, when, a string for_each). Their
+ * grammar (spacing, forms) is expr.h's, through its template iterator and
+ * expr_ref_parse, so droverd reads them exactly as they were checked. Their
  * form is checked as they are met; what they refer to is checked after
  * needs are resolved, by rescanning the source scalars (for `when`, by
  * expr_check over the params-substituted text): S must be an ancestor of
@@ -80,6 +82,7 @@
 
 #include "expr.h"
 #include "json.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define SPEC_MAX_TEXT       (1024u * 1024u) /* bytes of YAML */
@@ -656,133 +659,34 @@ static const spec_kv_t *find_param(ctx_t *c, const char *name, size_t len)
     return NULL;
 }
 
-static bool has_prefix_word(const char *s, size_t len, const char *word)
-{
-    size_t w = strlen(word);
-    return len >= w && !memcmp(s, word, w) && (len == w || s[w] == '.' || s[w] == '[');
-}
-
-/* 1 or more of [A-Za-z0-9_.-] */
-static bool name_chars(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
-            return false;
-    }
-    return true;
-}
-
-typedef enum {
-    REF_PARAM,  /* params.NAME: substituted at parse time */
-    REF_STEP,   /* steps.S.outputs.params.P */
-    REF_ITEM,   /* item, item.KEY */
-    REF_RUN,    /* run.id, run.name */
-    REF_STATUS, /* run.status */
-    REF_INPUTS, /* inputs.*: a later release */
-    REF_BAD,    /* anything else; why says what would be right */
-} ref_kind_t;
-
-typedef struct {
-    ref_kind_t kind;
-    const char *a; /* params: the name; steps: S; item: KEY (alen 0 for none) */
-    size_t alen;
-    const char *b; /* steps: P */
-    size_t blen;
-    const char *why; /* REF_BAD: the forms to use */
-} ref_t;
-
-/* Classify the trimmed text inside {{ }}. */
-static ref_t classify_ref(const char *in, size_t n)
-{
-    static const char mid[] = ".outputs.params.";
-    ref_t r = {.kind = REF_BAD,
-               .why = "use {{params.NAME}}, {{steps.STEP.outputs.params.NAME}}, {{item}}, "
-                      "{{item.KEY}}, {{run.id}}, {{run.name}} or {{run.status}}"};
-    if (n > 7 && !memcmp(in, "params.", 7)) {
-        r.kind = REF_PARAM;
-        r.a = in + 7;
-        r.alen = n - 7;
-    } else if (has_prefix_word(in, n, "steps")) {
-        r.why = "use {{steps.STEP.outputs.params.NAME}}";
-        const char *s = in + (n > 6 ? 6 : n), *end = in + n, *m = NULL;
-        for (const char *p = s; p + sizeof mid - 1 <= end; p++) {
-            if (!memcmp(p, mid, sizeof mid - 1)) {
-                m = p;
-                break;
-            }
-        }
-        if (m && name_chars(s, (size_t)(m - s)) &&
-            name_chars(m + sizeof mid - 1, (size_t)(end - m - (sizeof mid - 1)))) {
-            r.kind = REF_STEP;
-            r.a = s;
-            r.alen = (size_t)(m - s);
-            r.b = m + sizeof mid - 1;
-            r.blen = (size_t)(end - r.b);
-        }
-    } else if (has_prefix_word(in, n, "item")) {
-        r.why = "use {{item}} or {{item.KEY}}";
-        if (n == 4 || (in[4] == '.' && name_chars(in + 5, n - 5))) {
-            r.kind = REF_ITEM;
-            r.a = in + 5;
-            r.alen = n > 4 ? n - 5 : 0;
-        }
-    } else if (has_prefix_word(in, n, "run")) {
-        r.why = "use {{run.id}}, {{run.name}} or {{run.status}}";
-        if ((n == 6 && !memcmp(in, "run.id", 6)) || (n == 8 && !memcmp(in, "run.name", 8)))
-            r.kind = REF_RUN;
-        else if (n == 10 && !memcmp(in, "run.status", 10))
-            r.kind = REF_STATUS;
-    } else if (has_prefix_word(in, n, "inputs")) {
-        r.kind = REF_INPUTS;
-    }
-    return r;
-}
-
-/* Trim the inside of the template open[0..whole) ("{{ ... }}"). */
-static void template_inner(const char *open, size_t whole, const char **in, size_t *n)
-{
-    const char *a = open + 2, *b = open + whole - 2;
-    while (a < b && (*a == ' ' || *a == '\t'))
-        a++;
-    while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-        b--;
-    *in = a;
-    *n = (size_t)(b - a);
-}
-
 typedef enum {
     EXP_ALL,    /* run-time templates are kept as written */
     EXP_PARAMS, /* only {{params.NAME}} may appear (for_each items) */
     EXP_RANGE,  /* the same, in the numbers of a for_each range */
 } exp_mode_t;
 
-/* The template open[0..whole) ("{{ ... }}") found in scalar v: *value is
- * the param's value, or NULL to keep the text as written (a run-time
- * template, whose form is checked here and its target later; or a form
- * that a later release implements, noted). 0 or -EINVAL. */
-static int resolve_template(ctx_t *c, const node_t *v, const char *open, size_t whole,
-                            exp_mode_t mode, const char **value)
+/* The reference p found in scalar v: *value is the param's value, or NULL
+ * to keep the text as written (a run-time template, whose form is checked
+ * here and its target later; or a form that a later release implements,
+ * noted). 0 or -EINVAL. */
+static int resolve_template(ctx_t *c, const node_t *v, const expr_piece_t *p, exp_mode_t mode,
+                            const char **value)
 {
-    char *label = xstrndup(open, whole), *name = NULL;
-    const char *in;
-    size_t ilen;
+    char *label = xstrndup(v->str + p->off, p->len), *name = NULL;
+    const expr_ref_t *r = &p->ref;
     int rc = 0;
 
-    template_inner(open, whole, &in, &ilen);
-    ref_t r = classify_ref(in, ilen);
     *value = NULL;
-    if (r.kind == REF_PARAM) {
-        const spec_kv_t *kv = find_param(c, r.a, r.alen);
+    if (r->kind == EXPR_REF_PARAM) {
+        const spec_kv_t *kv = find_param(c, r->a, r->alen);
         if (!kv) {
-            name = xstrndup(r.a, r.alen);
+            name = xstrndup(r->a, r->alen);
             rc = fail(c, v, "unknown param '%s' in template", show(c, name));
             goto cleanup;
         }
         *value = kv->value;
-    } else if (r.kind == REF_BAD) {
-        rc = fail(c, v, "bad template '%s' (%s)", show(c, label), r.why);
+    } else if (r->kind == EXPR_REF_BAD) {
+        rc = fail(c, v, "bad template '%s' (%s)", show(c, label), r->why);
     } else if (mode == EXP_PARAMS) {
         rc = fail(c, v,
                   "'%s' cannot be used in a for_each item (only {{params.NAME}}: nothing expands "
@@ -793,7 +697,7 @@ static int resolve_template(ctx_t *c, const node_t *v, const char *open, size_t 
                   "'%s' cannot be used in a for_each range (only {{params.NAME}}: a range is "
                   "fixed when the run is submitted)",
                   show(c, label));
-    } else if (r.kind == REF_INPUTS) {
+    } else if (r->kind == EXPR_REF_INPUTS) {
         not_impl(c, v, label, "inputs in templates");
     }
 cleanup:
@@ -807,35 +711,27 @@ cleanup:
  * counts templates left as written. */
 static int expand_mode(ctx_t *c, const node_t *v, exp_mode_t mode, char **out, size_t *kept)
 {
-    const char *s = v->str;
-    size_t cap = v->len + 1, o = 0;
-    char *b = xmalloc(cap);
-    int rc = 0;
+    strbuf_t b = {0};
+    expr_tmpl_t it;
+    expr_piece_t p;
+    int rc = 0, more;
 
     if (kept)
         *kept = 0;
-    while (*s) {
-        const char *open = strstr(s, "{{"), *piece = s, *value = NULL;
-        size_t plen = open ? (size_t)(open - s) : strlen(s);
-        s += plen;
-        if (open) {
-            const char *close = strstr(open + 2, "}}");
-            if (!close) {
-                rc = fail(c, v, "unterminated '{{' in template (missing '}}')");
+    expr_tmpl_init(&it, v->str);
+    while ((more = expr_tmpl_next(&it, &p)) > 0) {
+        const char *value = NULL;
+        size_t plen = p.len; /* of the text kept as written */
+        if (p.is_ref) {
+            if ((rc = resolve_template(c, v, &p, mode, &value)) < 0)
                 goto cleanup;
-            }
-            size_t whole = (size_t)(close + 2 - open);
-            if ((rc = resolve_template(c, v, open, whole, mode, &value)) < 0)
-                goto cleanup;
-            if (!value) {
-                plen += whole; /* keep a run-time template as written */
-                if (kept)
-                    (*kept)++;
-            }
-            s = close + 2;
+            if (value)
+                plen = 0;
+            else if (kept)
+                (*kept)++;
         }
         size_t vlen = value ? strlen(value) : 0;
-        if (o + plen + vlen > SPEC_MAX_EXPANDED) {
+        if (b.len + plen + vlen > SPEC_MAX_EXPANDED) {
             rc = fail(c, v, "string is longer than %u bytes after template substitution",
                       SPEC_MAX_EXPANDED);
             goto cleanup;
@@ -845,21 +741,16 @@ static int expand_mode(ctx_t *c, const node_t *v, exp_mode_t mode, char **out, s
             goto cleanup;
         }
         c->expanded += plen + vlen;
-        if (o + plen + vlen + 1 > cap) {
-            while (cap < o + plen + vlen + 1)
-                cap *= 2;
-            b = xrealloc(b, cap);
-        }
-        memcpy(b + o, piece, plen);
-        o += plen;
-        memcpy(b + o, value ? value : "", vlen);
-        o += vlen;
+        sb_add(&b, v->str + p.off, plen);
+        sb_add(&b, value ? value : "", vlen);
     }
-    b[o] = '\0';
-    *out = b;
-    b = NULL;
+    if (more < 0) {
+        rc = fail(c, v, "unterminated '{{' in template (missing '}}')");
+        goto cleanup;
+    }
+    *out = sb_take(&b);
 cleanup:
-    free(b);
+    sb_free(&b);
     return rc;
 }
 
@@ -1661,22 +1552,22 @@ static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t
     while (end > t && strchr(" \t\r\n", end[-1]))
         end--;
     size_t tlen = (size_t)(end - t);
-    const char *close = tlen >= 4 && !memcmp(t, "{{", 2) ? strstr(t + 2, "}}") : NULL;
-    if (close && close + 2 == end) {
-        const char *in;
-        size_t ilen;
-        template_inner(t, tlen, &in, &ilen);
-        if (classify_ref(in, ilen).kind != REF_STEP) {
-            char *tmpl = xstrndup(t, tlen);
+    char *tmpl = xstrndup(t, tlen);
+    expr_tmpl_t it;
+    expr_piece_t p;
+    expr_tmpl_init(&it, tmpl);
+    if (expr_tmpl_next(&it, &p) > 0 && p.is_ref && p.len == tlen) { /* one reference */
+        if (p.ref.kind != EXPR_REF_STEP) {
             rc = fail(c, v,
                       "'for_each' template must be {{steps.STEP.outputs.params.NAME}}, not '%s'",
                       show(c, tmpl));
             free(tmpl);
             goto cleanup;
         }
-        st->items_from = xstrndup(t, tlen);
+        st->items_from = tmpl;
         goto cleanup;
     }
+    free(tmpl);
     if (kept) {
         rc = fail(c, v,
                   "'for_each' may hold a run-time template only as the whole string "
@@ -2162,25 +2053,25 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
                      size_t whylen)
 {
     ctx_t *c = f->c;
-    ref_t r = classify_ref(in, n);
+    expr_ref_t r = expr_ref_parse(in, n);
     char *label = xasprintf("{{%.*s}}", (int)n, in), *a = NULL, *b = NULL;
     const char *lb = show(c, label);
     size_t s;
     int rc = -EINVAL;
 
     switch (r.kind) {
-    case REF_PARAM:
+    case EXPR_REF_PARAM:
         snprintf(why, whylen, "%s comes from a param's value; param values are not expanded", lb);
         break;
-    case REF_BAD:
+    case EXPR_REF_BAD:
         snprintf(why, whylen, "bad template '%s' (%s)", lb, r.why);
         break;
-    case REF_INPUTS:
+    case EXPR_REF_INPUTS:
         if (in_when)
             not_impl(c, f->aux[i].when, label, "inputs in templates");
         rc = 0;
         break;
-    case REF_STEP:
+    case EXPR_REF_STEP:
         a = xstrndup(r.a, r.alen);
         b = xstrndup(r.b, r.blen);
         if (!names_find(c, r.a, r.alen, &s))
@@ -2195,19 +2086,19 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
         else
             rc = 0;
         break;
-    case REF_ITEM:
+    case EXPR_REF_ITEM:
         if (!f->all[i].fan_out)
             snprintf(why, whylen, "%s used outside a for_each step", lb);
         else
             rc = 0;
         break;
-    case REF_STATUS:
+    case EXPR_REF_STATUS:
         if (!f->aux[i].is_finally)
             snprintf(why, whylen, "%s is only known in finally steps (exit handlers)", lb);
         else
             rc = 0;
         break;
-    case REF_RUN:
+    case EXPR_REF_RUN:
         rc = 0;
         break;
     }
@@ -2221,23 +2112,22 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
 static int check_scalar(flow_t *f, size_t i, const node_t *v, bool inherited)
 {
     char why[512];
-    for (const char *p = strstr(v->str, "{{"); p; p = strstr(p, "{{")) {
-        const char *close = strstr(p + 2, "}}"), *in;
-        size_t n;
-        if (!close) /* expand() refused this already */
-            return fail(f->c, v, "unterminated '{{' in template (missing '}}')");
-        template_inner(p, (size_t)(close + 2 - p), &in, &n);
-        ref_kind_t kind = classify_ref(in, n).kind;
-        p = close + 2;
-        if (kind == REF_PARAM || kind == REF_INPUTS)
+    expr_tmpl_t it;
+    expr_piece_t p;
+    int more;
+    expr_tmpl_init(&it, v->str);
+    while ((more = expr_tmpl_next(&it, &p)) > 0) {
+        if (!p.is_ref || p.ref.kind == EXPR_REF_PARAM || p.ref.kind == EXPR_REF_INPUTS)
             continue; /* substituted, or noted as not implemented */
-        if (check_ref(f, i, in, n, false, why, sizeof why) < 0) {
+        if (check_ref(f, i, p.in, p.inlen, false, why, sizeof why) < 0) {
             if (inherited)
                 return fail(f->c, v, "%s (in defaults, inherited by step '%s')", why,
                             show(f->c, f->all[i].name));
             return fail(f->c, v, "%s", why);
         }
     }
+    if (more < 0) /* expand() refused this already */
+        return fail(f->c, v, "unterminated '{{' in template (missing '}}')");
     return 0;
 }
 
@@ -2322,10 +2212,11 @@ static int check_flow(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
                 rc = fail(c, a->when, "bad when expression: %s", e);
         }
         if (all[i].items_from && rc == 0) {
-            const char *in;
-            size_t len;
-            template_inner(all[i].items_from, strlen(all[i].items_from), &in, &len);
-            if (check_ref(&f, i, in, len, false, e, sizeof e) < 0)
+            expr_tmpl_t it;
+            expr_piece_t p;
+            expr_tmpl_init(&it, all[i].items_from); /* one reference, parse_for_each saw */
+            if (expr_tmpl_next(&it, &p) > 0 &&
+                check_ref(&f, i, p.in, p.inlen, false, e, sizeof e) < 0)
                 rc = fail(c, a->for_each, "for_each %s", e);
         }
     }
