@@ -309,8 +309,6 @@ int expr_tmpl_next(expr_tmpl_t *it, expr_piece_t *p)
     p->is_ref = true;
     p->len = (size_t)(close + 2 - here);
     p->ref = expr_ref_parse(p->in, p->inlen);
-    if (!p->inlen)
-        p->ref.why = "an empty reference";
     it->pos += p->len;
     return 1;
 }

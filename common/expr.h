@@ -115,9 +115,11 @@ typedef enum {
     EXPR_REF_INPUTS, /* inputs...: a later release */
 } expr_ref_kind_t;
 
-/* A parsed reference. Its pointers point into the text it was parsed
- * from (not NUL-terminated there, except that b, and a of params and
- * item, run to the end of the reference). */
+/* A parsed reference. a and b are borrowed: they point into the text it
+ * was parsed from, which must outlive them. They are spans, not strings;
+ * but steps' b and the a of params, item and run end where the reference
+ * ends, so in a NUL-terminated reference (a resolver's ref) they are
+ * NUL-terminated too. */
 typedef struct {
     expr_ref_kind_t kind;
     const char *a; /* params: NAME; steps: S; item: KEY (alen 0: the whole item); run: the word */
