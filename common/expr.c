@@ -8,6 +8,12 @@
  * pass evaluates, resolving only the operands of branches actually taken.
  * Tokens keep only their source span; an operand's value is rebuilt from
  * it when needed. Recursion is bounded by EXPR_MAX_DEPTH.
+ *
+ * Templates: ref_span() is the only code that finds the end of a "{{" and
+ * trims its inside, and expr_ref_parse() the only one that tells the
+ * reference forms apart; the expression lexer, expr_expand() and the
+ * template iterator all go through them, as do (through this API) the
+ * spec compiler and droverd, so no two readers can disagree on spacing.
  */
 #include "expr.h"
 
@@ -181,6 +187,8 @@ static void desc(const struct ctx *c, const struct tok *k, char *dst)
     strcat(dst, "'");
 }
 
+/* ---- the template grammar (see expr.h): every "{{" goes through here */
+
 /* The {{ at text[at]: its closing "}}" (NULL if none) and its trimmed
  * inner span [*ref, *ref + *n). */
 static const char *ref_span(const char *text, size_t at, const char **ref, size_t *n)
@@ -197,6 +205,112 @@ static const char *ref_span(const char *text, size_t at, const char **ref, size_
     *ref = a;
     *n = (size_t)(b - a);
     return close;
+}
+
+/* in[0..n) is word, alone or followed by '.' or '[' (the start of a
+ * form of word, right or wrong). */
+static bool has_prefix_word(const char *in, size_t n, const char *word)
+{
+    size_t w = strlen(word);
+    return n >= w && !memcmp(in, word, w) && (n == w || in[w] == '.' || in[w] == '[');
+}
+
+/* One or more of [A-Za-z0-9_.-]: a step, param or item key name. */
+static bool name_chars(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') && !is_digit(ch) && ch != '_' &&
+            ch != '.' && ch != '-')
+            return false;
+    }
+    return true;
+}
+
+static bool span_is(const char *in, size_t n, const char *word)
+{
+    return n == strlen(word) && !memcmp(in, word, n);
+}
+
+expr_ref_t expr_ref_parse(const char *in, size_t n)
+{
+    static const char mid[] = ".outputs.params.";
+    const size_t mlen = sizeof mid - 1;
+    expr_ref_t r = {.kind = EXPR_REF_BAD,
+                    .why = "use {{params.NAME}}, {{steps.STEP.outputs.params.NAME}}, {{item}}, "
+                           "{{item.KEY}}, {{run.id}}, {{run.name}} or {{run.status}}"};
+    if (!in)
+        return r;
+    if (n > 7 && !memcmp(in, "params.", 7)) {
+        r.kind = EXPR_REF_PARAM;
+        r.a = in + 7;
+        r.alen = n - 7;
+    } else if (has_prefix_word(in, n, "steps")) {
+        r.why = "use {{steps.STEP.outputs.params.NAME}}";
+        const char *s = in + (n > 6 ? 6 : n), *end = in + n, *m = NULL;
+        for (const char *p = s; p + mlen <= end; p++) {
+            if (!memcmp(p, mid, mlen)) {
+                m = p;
+                break;
+            }
+        }
+        if (m && name_chars(s, (size_t)(m - s)) && name_chars(m + mlen, (size_t)(end - m - mlen))) {
+            r.kind = EXPR_REF_STEP;
+            r.a = s;
+            r.alen = (size_t)(m - s);
+            r.b = m + mlen;
+            r.blen = (size_t)(end - r.b);
+        }
+    } else if (has_prefix_word(in, n, "item")) {
+        r.why = "use {{item}} or {{item.KEY}}";
+        if (n == 4 || (in[4] == '.' && name_chars(in + 5, n - 5))) {
+            r.kind = EXPR_REF_ITEM;
+            r.a = in + (n > 4 ? 5 : 4);
+            r.alen = n > 4 ? n - 5 : 0;
+        }
+    } else if (has_prefix_word(in, n, "run")) {
+        r.why = "use {{run.id}}, {{run.name}} or {{run.status}}";
+        if (span_is(in, n, "run.id") || span_is(in, n, "run.name"))
+            r.kind = EXPR_REF_RUN;
+        else if (span_is(in, n, "run.status"))
+            r.kind = EXPR_REF_STATUS;
+        if (r.kind != EXPR_REF_BAD) {
+            r.a = in + 4;
+            r.alen = n - 4;
+        }
+    } else if (has_prefix_word(in, n, "inputs")) {
+        r.kind = EXPR_REF_INPUTS;
+    }
+    return r;
+}
+
+void expr_tmpl_init(expr_tmpl_t *it, const char *text)
+{
+    *it = (expr_tmpl_t){.text = text ? text : ""};
+}
+
+int expr_tmpl_next(expr_tmpl_t *it, expr_piece_t *p)
+{
+    const char *here = it->text + it->pos;
+    *p = (expr_piece_t){.off = it->pos};
+    if (!*here)
+        return 0;
+    const char *open = strstr(here, "{{");
+    if (open != here) { /* a literal up to the next "{{" or the end */
+        p->len = open ? (size_t)(open - here) : strlen(here);
+        it->pos += p->len;
+        return 1;
+    }
+    const char *close = ref_span(it->text, it->pos, &p->in, &p->inlen);
+    if (!close)
+        return -EINVAL;
+    p->is_ref = true;
+    p->len = (size_t)(close + 2 - here);
+    p->ref = expr_ref_parse(p->in, p->inlen);
+    it->pos += p->len;
+    return 1;
 }
 
 /* Lex the {{ at text[at]; *n its length including the braces. */
@@ -760,7 +874,9 @@ int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max
 {
     strbuf_t b = {0};
     char *ref = NULL;
-    int rc = 0;
+    expr_tmpl_t it;
+    expr_piece_t p;
+    int rc = 0, more;
     if (err && errlen)
         err[0] = '\0';
     if (!out || !text) {
@@ -768,32 +884,28 @@ int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max
         return -EINVAL;
     }
     *out = NULL;
-    const char *p = text;
-    for (;;) {
-        const char *open = strstr(p, "{{");
-        size_t lit = open ? (size_t)(open - p) : strlen(p);
-        if (lit > max_out - b.len) {
-            errf(err, errlen, "col %zu: expanded text longer than %zu bytes",
-                 (size_t)(p - text) + (max_out - b.len) + 1, max_out);
-            rc = -E2BIG;
-            goto cleanup;
+    expr_tmpl_init(&it, text);
+    while ((more = expr_tmpl_next(&it, &p)) > 0) {
+        size_t col = p.off + 1, room = max_out - b.len;
+        if (!p.is_ref) {
+            if (p.len > room) {
+                errf(err, errlen, "col %zu: expanded text longer than %zu bytes", col + room,
+                     max_out);
+                rc = -E2BIG;
+                goto cleanup;
+            }
+            sb_add(&b, text + p.off, p.len);
+            continue;
         }
-        sb_add(&b, p, lit);
-        if (!open)
-            break;
-        size_t col = (size_t)(open - text) + 1, rn;
-        const char *r;
-        const char *close = ref_span(text, (size_t)(open - text), &r, &rn);
-        if (!close || !rn) {
-            errf(err, errlen,
-                 close ? "col %zu: empty reference '{{}}'" : "col %zu: unterminated '{{'", col);
+        if (!p.inlen) {
+            errf(err, errlen, "col %zu: empty reference '{{}}'", col);
             rc = -EINVAL;
             goto cleanup;
         }
-        ref = xstrndup(r, rn);
+        ref = xstrndup(p.in, p.inlen);
         char why[CB_ERR] = "", s[SHOW_MAX + 4];
         const char *v = NULL;
-        show(s, r, rn);
+        show(s, p.in, p.inlen);
         if (!resolve || resolve(ref, &v, arg, why, sizeof why) || !v) {
             one_line(why, sizeof why);
             if (why[0])
@@ -803,7 +915,6 @@ int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max
             rc = -EINVAL;
             goto cleanup;
         }
-        size_t room = max_out - b.len;
         size_t vlen = strnlen(v, room < PTRDIFF_MAX ? room + 1 : PTRDIFF_MAX);
         if (vlen > room) {
             errf(err, errlen, "col %zu: expanded text longer than %zu bytes ({{%s}})", col, max_out,
@@ -814,11 +925,32 @@ int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max
         sb_add(&b, v, vlen);
         free(ref);
         ref = NULL;
-        p = close + 2;
+    }
+    if (more < 0) {
+        errf(err, errlen, "col %zu: unterminated '{{'", p.off + 1);
+        rc = -EINVAL;
+        goto cleanup;
     }
     *out = sb_take(&b);
 cleanup:
     free(ref);
     sb_free(&b);
     return rc;
+}
+
+static int item_visit(const char *ref, void *arg, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    if (expr_ref_parse(ref, strlen(ref)).kind == EXPR_REF_ITEM)
+        *(bool *)arg = true;
+    return 0;
+}
+
+bool expr_when_per_item(const char *when)
+{
+    bool item = false;
+    if (!when || !*when || expr_check(when, item_visit, &item, NULL, 0) < 0)
+        return false;
+    return item;
 }

@@ -35,6 +35,24 @@
  * "col N: reason", N the 1-based byte offset in the expression. Nesting
  * depth counts every '(' and '!'. No global state: reentrant.
  */
+/*
+ * Templates: a text with {{ ref }} references in it (argv, env values,
+ * for_each strings, `when`). The one grammar of a template, used by the
+ * spec compiler (common/spec.c), droverd's expansion (scheduler/flow.c)
+ * and its per-item decision (scheduler/dag.c), is here:
+ *   template := (literal | '{{' ws* ref ws* '}}')*
+ * A reference ends at the first "}}" after its "{{" (there is no escape
+ * for a literal "{{" and references do not nest); ws is any of " \t\n\r\f\v",
+ * so "{{ item }}" and "{{item}}" are the same reference. The trimmed
+ * inside is one of (expr_ref_parse):
+ *   params.NAME                  NAME: any bytes (the spec says which exist)
+ *   steps.S.outputs.params.P     S and P: [A-Za-z0-9_.-]+; S ends at the
+ *                                first ".outputs.params."
+ *   item | item.KEY              KEY: [A-Za-z0-9_.-]+
+ *   run.id | run.name | run.status
+ *   inputs...                    a later release
+ * Anything else is a bad reference, with the forms to use in `why`.
+ */
 #ifndef DROVER_EXPR_H
 #define DROVER_EXPR_H
 
@@ -84,5 +102,69 @@ int expr_check(const char *text, int (*visit)(const char *ref, void *arg, char *
  * result would be longer than max_out bytes (not counting the NUL). */
 int expr_expand(const char *text, expr_resolve_fn resolve, void *arg, size_t max_out, char **out,
                 char *err, size_t errlen);
+
+/* ---- references and templates ---- */
+
+typedef enum {
+    EXPR_REF_BAD,    /* none of the forms below, or empty; why says what to write */
+    EXPR_REF_PARAM,  /* params.NAME */
+    EXPR_REF_STEP,   /* steps.S.outputs.params.P */
+    EXPR_REF_ITEM,   /* item, item.KEY */
+    EXPR_REF_RUN,    /* run.id, run.name */
+    EXPR_REF_STATUS, /* run.status */
+    EXPR_REF_INPUTS, /* inputs...: a later release */
+} expr_ref_kind_t;
+
+/* A parsed reference. a and b are borrowed: they point into the text it
+ * was parsed from, which must outlive them. They are spans, not strings;
+ * but steps' b and the a of params, item and run end where the reference
+ * ends, so in a NUL-terminated reference (a resolver's ref) they are
+ * NUL-terminated too. */
+typedef struct {
+    expr_ref_kind_t kind;
+    const char *a; /* params: NAME; steps: S; item: KEY (alen 0: the whole item); run: the word */
+    size_t alen;
+    const char *b; /* steps: P */
+    size_t blen;
+    const char *why; /* EXPR_REF_BAD: the forms to use (static text) */
+} expr_ref_t;
+
+/* Parse the inside of a reference, in[0..n), already trimmed of
+ * whitespace (as expr_resolve_fn and expr_check's visit receive it).
+ * Never fails: what matches no form is EXPR_REF_BAD with why set. */
+expr_ref_t expr_ref_parse(const char *in, size_t n);
+
+/* One piece of a template: a literal span, or a reference. */
+typedef struct {
+    bool is_ref;
+    size_t off, len; /* in the text: the literal, or the whole "{{ ... }}" */
+    const char *in;  /* reference: its inside, trimmed (not NUL-terminated) */
+    size_t inlen;
+    expr_ref_t ref; /* reference: expr_ref_parse(in, inlen) */
+} expr_piece_t;
+
+/* An iterator over a template's pieces; text must outlive it. */
+typedef struct {
+    const char *text;
+    size_t pos;
+} expr_tmpl_t;
+
+/* Start iterating over the NUL-terminated text. */
+void expr_tmpl_init(expr_tmpl_t *it, const char *text);
+
+/* The next piece of the template into *p: 1, or 0 at the end of the text,
+ * or -EINVAL for a "{{" with no "}}" after it (p->off is the offset of the
+ * "{{", for a "col N" of p->off + 1; the iterator stays there). Literal
+ * pieces are never empty; an empty reference "{{ }}" is a reference piece
+ * with inlen 0 (kind EXPR_REF_BAD). */
+int expr_tmpl_next(expr_tmpl_t *it, expr_piece_t *p);
+
+/* Whether the condition when refers to the item of a for_each step
+ * ({{item}} or {{item.KEY}}, spaced or not, anywhere: in any branch or
+ * inside a quoted string). Such a `when` is decided for each item; any
+ * other for the step as a whole, before its items exist. false for NULL,
+ * "" and text that is not a valid expression (its error is then reported
+ * once, for the whole step). */
+bool expr_when_per_item(const char *when);
 
 #endif

@@ -29,6 +29,8 @@
  * Run-time templates ({{steps.S.outputs.params.P}}, {{item}},
  * {{item.KEY}}, {{run.id|name|status}}) are kept verbatim where they are
  * written (command, script, env values, when, a string for_each). Their
+ * grammar (spacing, forms) is expr.h's, through its template iterator and
+ * expr_ref_parse, so droverd reads them exactly as they were checked. Their
  * form is checked as they are met; what they refer to is checked after
  * needs are resolved, by rescanning the source scalars (for `when`, by
  * expr_check over the params-substituted text): S must be an ancestor of
@@ -78,6 +80,7 @@
 #include "units.h"
 #include "util.h"
 
+#include "strbuf.h"
 /* A user string made safe for a one-line message: control characters
  * escaped, long strings shortened with "...". Display only. */
 const char *show(ctx_t *c, const char *s)

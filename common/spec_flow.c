@@ -173,25 +173,25 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
                      size_t whylen)
 {
     ctx_t *c = f->c;
-    ref_t r = classify_ref(in, n);
+    expr_ref_t r = expr_ref_parse(in, n);
     char *label = xasprintf("{{%.*s}}", (int)n, in), *a = NULL, *b = NULL;
     const char *lb = show(c, label);
     size_t s;
     int rc = -EINVAL;
 
     switch (r.kind) {
-    case REF_PARAM:
+    case EXPR_REF_PARAM:
         snprintf(why, whylen, "%s comes from a param's value; param values are not expanded", lb);
         break;
-    case REF_BAD:
+    case EXPR_REF_BAD:
         snprintf(why, whylen, "bad template '%s' (%s)", lb, r.why);
         break;
-    case REF_INPUTS:
+    case EXPR_REF_INPUTS:
         if (in_when)
             not_impl(c, f->aux[i].when, label, "inputs in templates");
         rc = 0;
         break;
-    case REF_STEP:
+    case EXPR_REF_STEP:
         a = xstrndup(r.a, r.alen);
         b = xstrndup(r.b, r.blen);
         if (!names_find(c, r.a, r.alen, &s))
@@ -206,19 +206,19 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
         else
             rc = 0;
         break;
-    case REF_ITEM:
+    case EXPR_REF_ITEM:
         if (!f->all[i].fan_out)
             snprintf(why, whylen, "%s used outside a for_each step", lb);
         else
             rc = 0;
         break;
-    case REF_STATUS:
+    case EXPR_REF_STATUS:
         if (!f->aux[i].is_finally)
             snprintf(why, whylen, "%s is only known in finally steps (exit handlers)", lb);
         else
             rc = 0;
         break;
-    case REF_RUN:
+    case EXPR_REF_RUN:
         rc = 0;
         break;
     }
@@ -232,23 +232,22 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
 static int check_scalar(flow_t *f, size_t i, const node_t *v, bool inherited)
 {
     char why[512];
-    for (const char *p = strstr(v->str, "{{"); p; p = strstr(p, "{{")) {
-        const char *close = strstr(p + 2, "}}"), *in;
-        size_t n;
-        if (!close) /* expand() refused this already */
-            return fail(f->c, v, "unterminated '{{' in template (missing '}}')");
-        template_inner(p, (size_t)(close + 2 - p), &in, &n);
-        ref_kind_t kind = classify_ref(in, n).kind;
-        p = close + 2;
-        if (kind == REF_PARAM || kind == REF_INPUTS)
+    expr_tmpl_t it;
+    expr_piece_t p;
+    int more;
+    expr_tmpl_init(&it, v->str);
+    while ((more = expr_tmpl_next(&it, &p)) > 0) {
+        if (!p.is_ref || p.ref.kind == EXPR_REF_PARAM || p.ref.kind == EXPR_REF_INPUTS)
             continue; /* substituted, or noted as not implemented */
-        if (check_ref(f, i, in, n, false, why, sizeof why) < 0) {
+        if (check_ref(f, i, p.in, p.inlen, false, why, sizeof why) < 0) {
             if (inherited)
                 return fail(f->c, v, "%s (in defaults, inherited by step '%s')", why,
                             show(f->c, f->all[i].name));
             return fail(f->c, v, "%s", why);
         }
     }
+    if (more < 0) /* expand() refused this already */
+        return fail(f->c, v, "unterminated '{{' in template (missing '}}')");
     return 0;
 }
 
@@ -333,10 +332,11 @@ int check_flow(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
                 rc = fail(c, a->when, "bad when expression: %s", e);
         }
         if (all[i].items_from && rc == 0) {
-            const char *in;
-            size_t len;
-            template_inner(all[i].items_from, strlen(all[i].items_from), &in, &len);
-            if (check_ref(&f, i, in, len, false, e, sizeof e) < 0)
+            expr_tmpl_t it;
+            expr_piece_t p;
+            expr_tmpl_init(&it, all[i].items_from); /* one reference, parse_for_each saw */
+            if (expr_tmpl_next(&it, &p) > 0 &&
+                check_ref(&f, i, p.in, p.inlen, false, e, sizeof e) < 0)
                 rc = fail(c, a->for_each, "for_each %s", e);
         }
     }

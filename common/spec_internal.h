@@ -127,25 +127,6 @@ typedef struct {
 } ctx_t;
 
 typedef enum {
-    REF_PARAM,  /* params.NAME: substituted at parse time */
-    REF_STEP,   /* steps.S.outputs.params.P */
-    REF_ITEM,   /* item, item.KEY */
-    REF_RUN,    /* run.id, run.name */
-    REF_STATUS, /* run.status */
-    REF_INPUTS, /* inputs.*: a later release */
-    REF_BAD,    /* anything else; why says what would be right */
-} ref_kind_t;
-
-typedef struct {
-    ref_kind_t kind;
-    const char *a; /* params: the name; steps: S; item: KEY (alen 0 for none) */
-    size_t alen;
-    const char *b; /* steps: P */
-    size_t blen;
-    const char *why; /* REF_BAD: the forms to use */
-} ref_t;
-
-typedef enum {
     EXP_ALL,    /* run-time templates are kept as written */
     EXP_PARAMS, /* only {{params.NAME}} may appear (for_each items) */
     EXP_RANGE,  /* the same, in the numbers of a for_each range */
@@ -250,10 +231,6 @@ void names_add(ctx_t *c, size_t idx);
 
 /* ---- templates (spec_template.c) ---- */
 
-/* Classify the trimmed text inside {{ }}. */
-ref_t classify_ref(const char *in, size_t n);
-/* Trim the inside of the template open[0..whole) ("{{ ... }}"). */
-void template_inner(const char *open, size_t whole, const char **in, size_t *n);
 /* Substitute {{params.NAME}} in scalar v into *out (caller frees); other
  * references are checked for form (mode says which may appear) and kept.
  * *kept (may be NULL) counts those kept. expand: EXP_ALL. */

@@ -428,22 +428,22 @@ static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t
     while (end > t && strchr(" \t\r\n", end[-1]))
         end--;
     size_t tlen = (size_t)(end - t);
-    const char *close = tlen >= 4 && !memcmp(t, "{{", 2) ? strstr(t + 2, "}}") : NULL;
-    if (close && close + 2 == end) {
-        const char *in;
-        size_t ilen;
-        template_inner(t, tlen, &in, &ilen);
-        if (classify_ref(in, ilen).kind != REF_STEP) {
-            char *tmpl = xstrndup(t, tlen);
+    char *tmpl = xstrndup(t, tlen);
+    expr_tmpl_t it;
+    expr_piece_t p;
+    expr_tmpl_init(&it, tmpl);
+    if (expr_tmpl_next(&it, &p) > 0 && p.is_ref && p.len == tlen) { /* one reference */
+        if (p.ref.kind != EXPR_REF_STEP) {
             rc = fail(c, v,
                       "'for_each' template must be {{steps.STEP.outputs.params.NAME}}, not '%s'",
                       show(c, tmpl));
             free(tmpl);
             goto cleanup;
         }
-        st->items_from = xstrndup(t, tlen);
+        st->items_from = tmpl;
         goto cleanup;
     }
+    free(tmpl);
     if (kept) {
         rc = fail(c, v,
                   "'for_each' may hold a run-time template only as the whole string "

@@ -8,6 +8,10 @@
  * (-E2BIG too for expand), a one-line "col N:" reason, a syntax error found
  * by check is found by eval before any resolve call, and eval fails after a
  * successful check only on resolving or on a non-boolean lone operand.
+ * The template iterator (expr_tmpl_next) must cut the text into contiguous
+ * pieces, references trimmed and parsed as expr_ref_parse does, stop at
+ * an unterminated "{{" exactly when expr_expand does, and
+ * expr_when_per_item must say what expr_check's visits saw.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -91,6 +95,58 @@ static int visit_count(const char *ref, void *arg, char *err, size_t errlen)
     return 0;
 }
 
+static int visit_item(const char *ref, void *arg, char *err, size_t errlen)
+{
+    if (expr_ref_parse(ref, strlen(ref)).kind == EXPR_REF_ITEM)
+        *(bool *)arg = true;
+    return 0;
+}
+
+static bool ws(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
+}
+
+/* The template's pieces: contiguous from 0, each reference "{{ in }}"
+ * with in trimmed and parsed; 0 at the end of the text, or -EINVAL at a
+ * "{{" with no "}}" after it. */
+static int check_pieces(const char *text)
+{
+    expr_tmpl_t it;
+    expr_piece_t p;
+    size_t at = 0, len = strlen(text);
+    int rc;
+    expr_tmpl_init(&it, text);
+    while ((rc = expr_tmpl_next(&it, &p)) > 0) {
+        if (p.off != at || !p.len || p.off + p.len > len)
+            fz_fail("piece [%zu, +%zu) after %zu in %zu bytes", p.off, p.len, at, len);
+        const char *s = text + p.off;
+        if (p.is_ref) {
+            if (memcmp(s, "{{", 2) || memcmp(s + p.len - 2, "}}", 2))
+                fz_fail("reference piece at %zu is not {{...}}", p.off);
+            if (p.in < s + 2 || p.in + p.inlen > s + p.len - 2)
+                fz_fail("reference inside out of its piece at %zu", p.off);
+            if (p.inlen && (ws(p.in[0]) || ws(p.in[p.inlen - 1])))
+                fz_fail("reference at %zu not trimmed", p.off);
+            expr_ref_t r = expr_ref_parse(p.in, p.inlen);
+            if (r.kind != p.ref.kind || r.alen != p.ref.alen || r.blen != p.ref.blen)
+                fz_fail("reference at %zu parsed differently", p.off);
+            if (r.kind == EXPR_REF_BAD && !r.why)
+                fz_fail("bad reference at %zu without why", p.off);
+        } else {
+            for (size_t j = 0; j + 1 < p.len; j++)
+                if (s[j] == '{' && s[j + 1] == '{')
+                    fz_fail("literal piece at %zu holds '{{'", p.off);
+        }
+        at += p.len;
+    }
+    if (rc == 0 && at != len)
+        fz_fail("pieces end at %zu of %zu", at, len);
+    if (rc < 0 && (p.off != at || memcmp(text + at, "{{", 2) || strstr(text + at + 2, "}}")))
+        fz_fail("iterator error at %zu is not an unterminated '{{'", p.off);
+    return rc;
+}
+
 static int visit_reject(const char *ref, void *arg, char *err, size_t errlen)
 {
     if (!strncmp(ref, "steps.x", 7)) {
@@ -161,6 +217,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (crc && !vrc)
         fz_fail("expr_check accepted with a rejecting visitor what it refused without one");
 
+    int prc = check_pieces(text);
+    bool item = false;
+    if (expr_check(text, visit_item, &item, NULL, 0) != crc)
+        fz_fail("expr_check with no err buffer differs");
+    bool per_item = expr_when_per_item(text);
+    if (per_item != (crc == 0 && item))
+        fz_fail("expr_when_per_item = %d, but check %d and item %d", per_item, crc, item);
+
     for (int k = 0; k < 2; k++) {
         size_t max_out = k ? 1 << 16 : size / 2;
         char *out = (char *)1;
@@ -168,6 +232,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int erc = expr_expand(text, resolve, &est, max_out, &out, err, errlen);
         if (erc != 0 && erc != -EINVAL && erc != -E2BIG)
             fz_fail("expr_expand = %d", erc);
+        const char *why = erc == -EINVAL && errlen > 100 ? strstr(err, ": ") : NULL;
+        if (why && !strcmp(why, ": unterminated '{{'") && prc >= 0)
+            fz_fail("expr_expand found an unterminated '{{' the iterator did not: %s", err);
+        if (prc < 0 && !erc)
+            fz_fail("expr_expand accepted an unterminated '{{'");
         if (erc) {
             if (out)
                 fz_fail("expr_expand = %d left *out set", erc);

@@ -129,6 +129,32 @@ PROGRESS = [
     b"{\"progress\":0.1}\n" + b" " * 5000 + b"\n{\"progress\":0.9}\n",
 ]
 
+# References written with whitespace inside the braces (issue 14: the spec,
+# droverd's expansion and its per-item decision must read them alike).
+SPACED_SPECS = [
+    b"name: sp\nsteps:\n  - name: s\n    for_each: [1, 4, 5]\n"
+    b"    when: \"{{ item }} != 4\"\n    command: [w, \"{{ item }}\", \"{{\\titem\\n}}\"]\n",
+    b"name: sp\nsteps:\n  - {name: l, command: [l], outputs: {params: [xs, t]}}\n"
+    b"  - name: e\n    needs: [l]\n    for_each: \"  {{ steps.l.outputs.params.xs }} \"\n"
+    b"    when: \"'{{ item.k }}' != skip && {{ steps.l.outputs.params.t }} == go\"\n"
+    b"    env: {K: \"{{ item.k }}\", R: \"{{ run.name }}\"}\n"
+    b"    command: [w, \"{{ item.k }}-{{ run.id }}\"]\n",
+    b"name: sp\nparams: {n: \"1\"}\nsteps:\n  - name: a\n"
+    b"    command: [x, \"{{ params.n }}\", \"{{\\n params.n \\t}}\"]\n"
+    b"    when: \"{{ params.n }} == 1 || {{ run.name }} == sp\"\n"
+    b"finally:\n  - {name: f, command: [x, \"{{ run.status }}\"]}\n\0n=2\n",
+    b"name: sp\nsteps:\n  - {name: a, command: [x, \"{{ }}\", \"{{ item }}\"]}\n",
+]
+SPACED_EXPRS = [
+    b"{{ item }} != 4",
+    b"{{\titem\n}} != 4 && '{{ item.k }}' == a",
+    b"{{ params.n }} == 10 && '{{  params.n\t}}' > 9",
+    b"{{ steps.e.outputs.params.better }} || {{ item }}",
+    b"'{{ run.status }}' == Succeeded",
+    b"{{ }} == 1",
+    b"{{ item",
+]
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -139,6 +165,7 @@ def main():
     from harness import to_yaml  # noqa: E402
 
     specs = [open(os.path.join(ROOT, "examples/ml/pipeline.yaml"), "rb").read()]
+    specs += SPACED_SPECS
     integ = os.path.join(ROOT, "tests", "integration")
     for f in sorted(os.listdir(integ)):
         if f.startswith("test_") and f.endswith(".py"):
@@ -156,9 +183,9 @@ def main():
         b"    for_each: {range: [\"{{params.n}}\", -4, -2]}\n"
         b"    command: [echo, \"{{item}}\"]\n\0n=9\n",
     ]
-    write(os.path.join(args.out, "spec"), specs, 130)
+    write(os.path.join(args.out, "spec"), specs, 140)
 
-    exprs = []
+    exprs = list(SPACED_EXPRS)
     for s in specs:
         for m in re.finditer(rb"when: *(\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\n]+)", s):
             w = m.group(1)
@@ -171,7 +198,7 @@ def main():
         if 0 < len(s) <= 300 and not s.startswith(b"col ") and \
                 re.search(rb"[=<>!&|(]|\{\{|^(true|false|yes|no)$", s):
             exprs.append(s)
-    write(os.path.join(args.out, "expr"), exprs, 120)
+    write(os.path.join(args.out, "expr"), exprs, 135)
 
     write(os.path.join(args.out, "progress"), PROGRESS, 100)
 

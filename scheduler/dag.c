@@ -4,9 +4,10 @@
  * SUCCEEDED (unfinished_deps) and lists its children; a success decrements
  * the children's counts and activates those that reach zero, so no event
  * scans a whole run. Activation decides a step: its `when` (false →
- * SKIPPED), its fan-out (a for_each step becomes a group of item tasks,
- * released under its parallelism cap), the cache (a hit → CACHED, no
- * agent), else READY for the placer.
+ * SKIPPED; for a for_each step whose `when` refers to the item, decided
+ * per item instead: StepSpec.when_scope, fixed at submit), its fan-out (a for_each step becomes a
+ * group of item tasks, released under its parallelism cap), the cache (a hit → CACHED, no agent),
+ * else READY for the placer.
  *
  * A task that fails for good, or is skipped, skips its WAITING
  * descendants. Exit handlers (finally steps) wait until every main task has
@@ -31,6 +32,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "expr.h"
 #include "json.h"
 #include "log.h"
 #include "util.h"
@@ -495,7 +497,7 @@ static void activate(sched_t *s, task_t *t)
 {
     if (t->step->is_finally && !t->run->finally_started)
         return; /* exit handlers wait for every main step */
-    bool item_when = t->step->when && strstr(t->step->when, "{{item") != NULL;
+    bool item_when = t->step->when_scope == DROVER__WHEN_SCOPE__WHEN_SCOPE_ITEM;
     if (t->step->when && *t->step->when && item_when == t->is_item) {
         char err[512];
         bool ok = false;
@@ -862,6 +864,17 @@ static Drover__StepSpec *step_from_spec(const spec_step_t *st)
     return p;
 }
 
+/* Decide, once, whether st's `when` is evaluated for each item or for the
+ * step as a whole: at submit, or at load for a run stored before the
+ * field existed (when_scope UNSET). */
+static void decide_when_scope(Drover__StepSpec *st)
+{
+    if (st->when_scope == DROVER__WHEN_SCOPE__WHEN_SCOPE_UNSET)
+        st->when_scope = st->fan_out && expr_when_per_item(st->when)
+                             ? DROVER__WHEN_SCOPE__WHEN_SCOPE_ITEM
+                             : DROVER__WHEN_SCOPE__WHEN_SCOPE_STEP;
+}
+
 /* Create the step tasks of r and their children lists. */
 static void build_step_tasks(run_t *r)
 {
@@ -924,8 +937,10 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     drover__run_steps__init(steps);
     steps->n_steps = spec->step_count;
     steps->steps = xcalloc(spec->step_count, sizeof *steps->steps);
-    for (size_t i = 0; i < spec->step_count; i++)
+    for (size_t i = 0; i < spec->step_count; i++) {
         steps->steps[i] = step_from_spec(&spec->steps[i]);
+        decide_when_scope(steps->steps[i]);
+    }
 
     run_t *r = xcalloc(1, sizeof *r);
     r->rec = rec;
@@ -1022,6 +1037,8 @@ static void load_run(const Drover__RunRecord *rec, const Drover__RunSteps *steps
     run_t *r = xcalloc(1, sizeof *r);
     r->rec = util_pb_copy(rec);
     r->steps = util_pb_copy(steps);
+    for (size_t i = 0; i < r->steps->n_steps; i++)
+        decide_when_scope(r->steps->steps[i]);
     r->cancelled = r->rec->cancelled;
     build_step_tasks(r);
     add_run(s, r);

@@ -55,38 +55,32 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
     resolve_ctx_t *c = arg;
     task_t *t = c->t;
     run_t *r = t->run;
+    expr_ref_t rf = expr_ref_parse(ref, strlen(ref));
     free(c->scratch);
     c->scratch = NULL;
-    if (strcmp(ref, "run.id") == 0) {
-        *value = r->rec->id;
+    switch (rf.kind) {
+    case EXPR_REF_RUN:
+        *value = rf.a[0] == 'i' ? r->rec->id : r->rec->name;
         return 0;
-    }
-    if (strcmp(ref, "run.name") == 0) {
-        *value = r->rec->name;
-        return 0;
-    }
-    if (strcmp(ref, "run.status") == 0) {
+    case EXPR_REF_STATUS:
         *value = main_status_word(r);
         return 0;
-    }
-    if (strcmp(ref, "item") == 0 && t->item_value) {
-        *value = t->item_value;
-        return 0;
-    }
-    if (strncmp(ref, "item.", 5) == 0 && t->item_value) {
-        int rc = json_object_get(t->item_value, ref + 5, &c->scratch);
-        if (rc < 0) {
-            snprintf(err, errlen, "{{%s}}: item %s has no key '%s'", ref, t->item_value, ref + 5);
+    case EXPR_REF_ITEM:
+        if (!t->item_value)
+            break;
+        if (!rf.alen) {
+            *value = t->item_value;
+            return 0;
+        }
+        if (json_object_get(t->item_value, rf.a, &c->scratch) < 0) {
+            snprintf(err, errlen, "{{%s}}: item %s has no key '%s'", ref, t->item_value, rf.a);
             return -EINVAL;
         }
         *value = c->scratch;
         return 0;
-    }
-    const char *prefix = "steps.";
-    const char *mid = strstr(ref, ".outputs.params.");
-    if (strncmp(ref, prefix, 6) == 0 && mid) {
-        char *step = xstrndup(ref + 6, (size_t)(mid - (ref + 6)));
-        const char *param = mid + strlen(".outputs.params.");
+    case EXPR_REF_STEP: {
+        char *step = xstrndup(rf.a, rf.alen);
+        const char *param = rf.b; /* the rest of ref */
         task_t *src = dag_find_task(r, step);
         int rc = 0;
         const char *v = NULL;
@@ -112,6 +106,11 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
             return -EINVAL;
         *value = v;
         return 0;
+    }
+    case EXPR_REF_BAD:
+    case EXPR_REF_PARAM:
+    case EXPR_REF_INPUTS:
+        break;
     }
     snprintf(err, errlen, "{{%s}}: unknown reference", ref);
     return -EINVAL;

@@ -83,6 +83,46 @@ class FanoutRangeTest(harness.DroverTestCase):
         self.assertEqual(sorted(t["name"] for t in run["tasks"] if t["name"] != "s"),
                          ["s[%d]" % i for i in range(5)])
 
+    def test_spaced_item_condition_is_decided_per_item(self):
+        # issue 14: "{{ item }}" with spaces is the item, as "{{item}}" is:
+        # the condition is decided per item (it was taken for the group's,
+        # which then failed with "unknown reference: {{item}}")
+        c = self.c
+        c.start_droverd()
+        c.start_agent("w1", cpus=2)
+        log = c.path("items.log")
+        spec = ("name: spaced\n"
+                "steps:\n"
+                "  - name: sq\n"
+                "    for_each: {range: [1, 6]}\n"
+                "    when: \"{{ item }} != 4\"\n"
+                "    script: |\n"
+                "      flock %(log)s -c \"echo '{{ item }} $DROVER_TASK' >> %(log)s\"\n"
+                "      echo $(( {{  item\t}} * 2 )) > $DROVER_OUTPUTS/d\n"
+                "    outputs: {params: [d]}\n"
+                "  - name: kv\n"
+                "    for_each: [{k: a}, {k: skip}]\n"
+                "    when: \"'{{ item.k }}' != skip\"\n"
+                "    command: [test, \"{{ item.k }}\", =, a]\n"
+                "  - name: gather\n"
+                "    needs: [sq, kv]\n"
+                "    command: [test, \"{{ steps.sq.outputs.params.d }}\", =,\n"
+                "              '[\"2\",\"4\",\"6\",\"\",\"10\"]']\n"
+                % {"log": log})
+        rid = c.submit(spec)
+        run = wait_final(c, rid)
+        self.assertEqual(run["status"], "SUCCEEDED", run)
+        self.assertEqual(task(run, "sq")["status"], "SUCCEEDED", task(run, "sq"))
+        for i, v in enumerate([1, 2, 3, 4, 5]):
+            it = task(run, "sq[%d]" % i)
+            self.assertEqual(it["status"], "SKIPPED" if v == 4 else "SUCCEEDED", it)
+        self.assertEqual(task(run, "kv[0]")["status"], "SUCCEEDED")
+        self.assertEqual(task(run, "kv[1]")["status"], "SKIPPED")
+        self.assertEqual(task(run, "gather")["status"], "SUCCEEDED", task(run, "gather"))
+        self.assertEqual(sorted(harness.read_lines(log)),
+                         sorted("%d sq[%d]" % (v, i) for i, v in enumerate([1, 2, 3, 4, 5])
+                                if v != 4))
+
 
 if __name__ == "__main__":
     harness.main()

@@ -593,6 +593,195 @@ Test(expr, expand)
     cr_assert_eq(expr_expand("x", resolve, NULL, 10, NULL, err, sizeof err), -EINVAL);
 }
 
+/* --- the template grammar (issue 14): one parser for spec.c, flow.c, dag.c */
+
+static void ref_is(const char *in, expr_ref_kind_t kind, const char *a, const char *b)
+{
+    expr_ref_t r = expr_ref_parse(in, strlen(in));
+    cr_assert_eq(r.kind, kind, "expr_ref_parse(%s): kind %d, want %d", in, r.kind, kind);
+    if (kind == EXPR_REF_BAD) {
+        cr_assert_not_null(r.why, "expr_ref_parse(%s): no why", in);
+        return;
+    }
+    if (a) {
+        cr_assert_eq(r.alen, strlen(a), "expr_ref_parse(%s): a is '%.*s', want '%s'", in,
+                     (int)r.alen, r.a, a);
+        cr_assert(!memcmp(r.a, a, r.alen));
+    }
+    if (b) {
+        cr_assert_eq(r.blen, strlen(b), "expr_ref_parse(%s): b is '%.*s', want '%s'", in,
+                     (int)r.blen, r.b, b);
+        cr_assert(!memcmp(r.b, b, r.blen));
+    }
+}
+
+Test(expr, ref_forms)
+{
+    ref_is("params.n", EXPR_REF_PARAM, "n", NULL);
+    ref_is("params.a b", EXPR_REF_PARAM, "a b", NULL); /* the spec says which params exist */
+    ref_is("steps.train.outputs.params.acc", EXPR_REF_STEP, "train", "acc");
+    ref_is("steps.a.b.outputs.params.c.d", EXPR_REF_STEP, "a.b", "c.d");
+    ref_is("steps.a.outputs.params.outputs.params.x", EXPR_REF_STEP, "a",
+           "outputs.params.x"); /* S ends at the first ".outputs.params." */
+    ref_is("item", EXPR_REF_ITEM, "", NULL);
+    ref_is("item.shard", EXPR_REF_ITEM, "shard", NULL);
+    ref_is("item.a-b_c.d", EXPR_REF_ITEM, "a-b_c.d", NULL);
+    ref_is("run.id", EXPR_REF_RUN, "id", NULL);
+    ref_is("run.name", EXPR_REF_RUN, "name", NULL);
+    ref_is("run.status", EXPR_REF_STATUS, "status", NULL);
+    ref_is("inputs.x", EXPR_REF_INPUTS, NULL, NULL);
+    ref_is("inputs", EXPR_REF_INPUTS, NULL, NULL);
+    const char *bad[] = {"",
+                         "params.",
+                         "params",
+                         "steps",
+                         "steps.a",
+                         "steps.a.acc",
+                         "steps.a.outputs.params.",
+                         "steps..outputs.params.x",
+                         "steps.a b.outputs.params.x",
+                         "item.",
+                         "item[0]",
+                         "item.a b",
+                         "items",
+                         " item", /* not trimmed: the caller trims */
+                         "item ",
+                         "run",
+                         "run.date",
+                         "run.idx",
+                         "nope",
+                         "echo:x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ref_is(bad[i], EXPR_REF_BAD, NULL, NULL);
+    cr_assert_str_eq(expr_ref_parse("item[0]", 7).why, "use {{item}} or {{item.KEY}}");
+    cr_assert_eq(expr_ref_parse(NULL, 0).kind, EXPR_REF_BAD);
+    /* the length bounds the parse, not a NUL */
+    cr_assert_eq(expr_ref_parse("item.kXYZ", 4).kind, EXPR_REF_ITEM);
+    cr_assert_eq(expr_ref_parse("run.idXYZ", 6).kind, EXPR_REF_RUN);
+}
+
+/* The pieces of text as "T:literal" and "R:inside" joined by '|'; the
+ * iterator's result at the end in *rc, each piece's offset checked. */
+static char *pieces(const char *text, int *rc)
+{
+    static char out[512];
+    expr_tmpl_t it;
+    expr_piece_t p;
+    size_t o = 0, expect_off = 0;
+    out[0] = '\0';
+    expr_tmpl_init(&it, text);
+    while ((*rc = expr_tmpl_next(&it, &p)) > 0) {
+        cr_assert_eq(p.off, expect_off, "%s: piece at %zu, want %zu", text, p.off, expect_off);
+        cr_assert_gt(p.len, 0);
+        if (p.is_ref) {
+            cr_assert(!memcmp(text + p.off, "{{", 2) && !memcmp(text + p.off + p.len - 2, "}}", 2));
+            cr_assert_eq(p.ref.kind, expr_ref_parse(p.in, p.inlen).kind);
+            o += (size_t)snprintf(out + o, sizeof out - o, "%sR:%.*s", o ? "|" : "", (int)p.inlen,
+                                  p.in);
+        } else {
+            for (size_t j = p.off; j + 1 < p.off + p.len; j++)
+                cr_assert(text[j] != '{' || text[j + 1] != '{', "%s: a literal holds '{{'", text);
+            o += (size_t)snprintf(out + o, sizeof out - o, "%sT:%.*s", o ? "|" : "", (int)p.len,
+                                  text + p.off);
+        }
+        expect_off = p.off + p.len;
+    }
+    if (*rc < 0)
+        cr_assert_eq(p.off, expect_off, "%s: error at %zu, want %zu", text, p.off, expect_off);
+    else
+        cr_assert_eq(expect_off, strlen(text), "%s: pieces do not cover the text", text);
+    return out;
+}
+
+Test(expr, template_pieces)
+{
+    int rc;
+    cr_assert_str_eq(pieces("", &rc), "");
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(pieces("plain } { text", &rc), "T:plain } { text");
+    cr_assert_str_eq(pieces("{{item}}", &rc), "R:item");
+    cr_assert_str_eq(pieces("{{ item }}", &rc), "R:item");
+    cr_assert_str_eq(pieces("{{\t\n item\r\n\v\f}}", &rc), "R:item");
+    cr_assert_str_eq(pieces("a {{ item.k }}-{{run.id}}b", &rc), "T:a |R:item.k|T:-|R:run.id|T:b");
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(pieces("{{a}}{{ b }}", &rc), "R:a|R:b");
+    cr_assert_str_eq(pieces("{{ }}", &rc), "R:");
+    cr_assert_str_eq(pieces("{{{item}}}", &rc), "R:{item|T:}"); /* ends at the first }} */
+    cr_assert_str_eq(pieces("{{ a {{ b }} }}", &rc), "R:a {{ b|T: }}");
+    cr_assert_str_eq(pieces("x }} {", &rc), "T:x }} {");
+    /* unterminated: an error at the "{{", after the pieces before it */
+    cr_assert_str_eq(pieces("ab {{item", &rc), "T:ab ");
+    cr_assert_eq(rc, -EINVAL);
+    cr_assert_str_eq(pieces("{{a}} {{", &rc), "R:a|T: ");
+    cr_assert_eq(rc, -EINVAL);
+
+    expr_tmpl_t it;
+    expr_piece_t p;
+    expr_tmpl_init(&it, "x{{ steps.s.outputs.params.p }}");
+    cr_assert_eq(expr_tmpl_next(&it, &p), 1);
+    cr_assert_eq(expr_tmpl_next(&it, &p), 1);
+    cr_assert(p.is_ref);
+    cr_assert_eq(p.off, 1);
+    cr_assert_eq(p.len, 30);
+    cr_assert_eq(p.ref.kind, EXPR_REF_STEP);
+    cr_assert_eq(p.ref.alen, 1);
+    cr_assert_eq(p.ref.a[0], 's');
+    cr_assert_eq(expr_tmpl_next(&it, &p), 0);
+    cr_assert_eq(expr_tmpl_next(&it, &p), 0, "the end stays the end");
+    expr_tmpl_init(&it, NULL);
+    cr_assert_eq(expr_tmpl_next(&it, &p), 0);
+}
+
+Test(expr, when_per_item)
+{
+    const char *yes[] = {"{{item}} != 4",
+                         "{{ item }} != 4",
+                         "{{\titem\n}} != 4",
+                         "{{ item.k }} == a",
+                         "'{{item}}' != b && '{{ item }}' != c",
+                         "\"x{{ item.shard }}\" == xa",
+                         "true || {{ item }}",
+                         "{{steps.a.outputs.params.x}} == {{ item }}",
+                         "!({{ item }})"};
+    const char *no[] = {NULL,
+                        "",
+                        "true",
+                        "{{steps.a.outputs.params.item}} == 1",
+                        "{{ steps.item.outputs.params.x }} == 1",
+                        "{{run.name}} == item",
+                        "'item' == item",
+                        "{{ items }} == 1", /* a bad reference, not the item */
+                        "{{ params.item }} == 1",
+                        "{{ item }} ==", /* not an expression */
+                        "'{{ item }} == 1"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        cr_assert(expr_when_per_item(yes[i]), "'%s' should be per item", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        cr_assert(!expr_when_per_item(no[i]), "'%s' should be for the whole step", no[i]);
+}
+
+/* The evaluator, expansion and check read spaced references as the
+ * unspaced ones: the resolver gets the same trimmed text. */
+Test(expr, spaced_references_resolve_alike)
+{
+    const char *forms[] = {"{{params.n}}", "{{ params.n }}", "{{\tparams.n\n}}",
+                           "{{ \r\n params.n \v\f}}"};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char text[64], err[128] = "";
+        struct rstate st = {0};
+        bool r = false;
+        snprintf(text, sizeof text, "%s == 10 && '%s' > 9", forms[i], forms[i]);
+        cr_assert_eq(expr_eval(text, resolve, &st, &r, err, sizeof err), 0, "%s: %s", text, err);
+        cr_assert(r, "%s", text);
+        cr_assert_str_eq(st.seen, "params.n;params.n;", "%s", text);
+        char *out = NULL;
+        snprintf(text, sizeof text, "n=%s.", forms[i]);
+        cr_assert_eq(expr_expand(text, resolve, NULL, 100, &out, err, sizeof err), 0, "%s", err);
+        cr_assert_str_eq(out, "n=10.");
+        free(out);
+    }
+}
+
 /* --- fuzz */
 
 static int accept_all(const char *ref, void *arg, char *err, size_t errlen)

@@ -1434,6 +1434,128 @@ Test(flow, items_with_an_item_condition_are_skipped_one_by_one)
     cr_assert_str_eq(param(g, "r"), "[\"ra\",\"\",\"\",\"rd\"]");
 }
 
+/* issue 14: "{{ item }}" (spaced) is the same reference as "{{item}}":
+ * the condition is decided per item, not taken for the group's (which
+ * failed the whole group with "unknown reference: {{item}}"). */
+Test(flow, a_spaced_item_condition_is_decided_per_item)
+{
+    run_t *r = h_submit(s, "name: g\n"
+                           "steps:\n"
+                           "  - name: shard\n"
+                           "    for_each: [1, 4, 5]\n"
+                           "    when: \"{{ item }} != 4\"\n"
+                           "    command: [w, \"{{ item }}\", \"{{\\titem\\t}}\"]\n"
+                           "    outputs: {params: [r]}\n");
+    task_t *g = h_task(r, "shard");
+    cr_assert_eq(g->step->when_scope, DROVER__WHEN_SCOPE__WHEN_SCOPE_ITEM);
+    expect_status(g, ST(RUNNING));
+    cr_assert_eq(g->n_items, 3);
+    expect_status(item(r, "shard", 0), ST(READY));
+    expect_status(item(r, "shard", 1), ST(SKIPPED));
+    expect_reason(item(r, "shard", 1), "when");
+    expect_status(item(r, "shard", 2), ST(READY));
+    agent();
+    placer_place(s);
+    cr_assert_str_eq(assignment(item(r, "shard", 0))->argv[1], "1");
+    cr_assert_str_eq(assignment(item(r, "shard", 2))->argv[2], "5");
+    finish(item(r, "shard", 0), "r", "r1");
+    finish(item(r, "shard", 2), "r", "r5");
+    expect_status(g, ST(SUCCEEDED));
+    cr_assert_str_eq(param(g, "r"), "[\"r1\",\"\",\"r5\"]");
+    expect_run(r, RS(SUCCEEDED));
+}
+
+/* Every spaced form, as a user may write them: items from a step's
+ * output, keys of map items, step outputs, the run's name, in command and
+ * env and a per-item condition on a key. */
+Test(flow, spaced_references_in_every_place)
+{
+    run_t *r = h_submit(s, "name: sp\n"
+                           "steps:\n"
+                           "  - {name: list, command: [l], outputs: {params: [xs, tag]}}\n"
+                           "  - name: each\n"
+                           "    needs: [list]\n"
+                           "    for_each: \"{{  steps.list.outputs.params.xs  }}\"\n"
+                           "    when: \"'{{ item.k }}' != skip && {{ steps.list.outputs.params.tag "
+                           "}} == go\"\n"
+                           "    env: {K: \"{{ item.k }}\"}\n"
+                           "    command: [w, \"{{ item.k }}-{{ run.name }}\",\n"
+                           "              \"{{ steps.list.outputs.params.tag }}\"]\n");
+    task_t *g = h_task(r, "each");
+    cr_assert_eq(g->step->when_scope, DROVER__WHEN_SCOPE__WHEN_SCOPE_ITEM);
+    finish(h_task(r, "list"), "xs", "[{\"k\": \"a\"}, {\"k\": \"skip\"}]", "tag", "go");
+    expect_status(g, ST(RUNNING));
+    cr_assert_eq(g->n_items, 2);
+    expect_status(item(r, "each", 1), ST(SKIPPED));
+    task_t *a = item(r, "each", 0);
+    expect_status(a, ST(READY));
+    agent();
+    placer_place(s);
+    const Drover__Assignment *as = assignment(a);
+    cr_assert_not_null(as);
+    cr_assert_str_eq(as->argv[1], "a-sp");
+    cr_assert_str_eq(as->argv[2], "go");
+    bool found = false;
+    for (size_t i = 0; i < as->n_env; i++)
+        if (!strcmp(as->env[i]->key, "K")) {
+            cr_assert_str_eq(as->env[i]->value, "a");
+            found = true;
+        }
+    cr_assert(found, "env K was not handed to the agent");
+    finish(a);
+    expect_status(g, ST(SUCCEEDED));
+    expect_run(r, RS(SUCCEEDED));
+}
+
+/* A group-level condition written with spaces stays the group's: false
+ * skips the whole group before any item exists. */
+Test(flow, a_spaced_group_condition_skips_the_whole_group)
+{
+    run_t *r = h_submit(s, "name: g\n"
+                           "steps:\n"
+                           "  - {name: check, command: [c], outputs: {params: [go]}}\n"
+                           "  - name: shard\n"
+                           "    needs: [check]\n"
+                           "    when: \"{{ steps.check.outputs.params.go }} == yes\"\n"
+                           "    for_each: [a, b]\n"
+                           "    command: [w, \"{{ item }}\"]\n");
+    task_t *g = h_task(r, "shard");
+    cr_assert_eq(g->step->when_scope, DROVER__WHEN_SCOPE__WHEN_SCOPE_STEP);
+    finish(h_task(r, "check"), "go", "no");
+    expect_status(g, ST(SKIPPED));
+    cr_assert_eq(g->n_items, 0, "a skipped group makes no items");
+    expect_run(r, RS(SUCCEEDED));
+}
+
+/* A run stored before StepSpec.when_scope existed has no such field in
+ * its record (0, UNSET): droverd decides it when it loads the run. */
+Test(flow, a_run_stored_without_when_scope_decides_it_at_load)
+{
+    run_t *r = h_submit(s, "name: old\n"
+                           "steps:\n"
+                           "  - {name: first, command: [f]}\n"
+                           "  - name: shard\n"
+                           "    needs: [first]\n"
+                           "    for_each: [1, 4, 5]\n"
+                           "    when: \"{{ item }} != 4\"\n"
+                           "    command: [w, \"{{ item }}\"]\n");
+    cr_assert(r->steps_unwritten, "the steps are stored at the next commit");
+    r->steps->steps[1]->when_scope = DROVER__WHEN_SCOPE__WHEN_SCOPE_UNSET;
+    r->steps->steps[0]->when_scope = DROVER__WHEN_SCOPE__WHEN_SCOPE_UNSET;
+    h_sched_close(&s);
+    s = h_sched_open(dir);
+    r = dag_find_run(s, "r000001");
+    cr_assert_not_null(r);
+    task_t *g = h_task(r, "shard");
+    cr_assert_eq(g->step->when_scope, DROVER__WHEN_SCOPE__WHEN_SCOPE_ITEM);
+    cr_assert_eq(h_task(r, "first")->step->when_scope, DROVER__WHEN_SCOPE__WHEN_SCOPE_STEP);
+    finish(h_task(r, "first"));
+    expect_status(g, ST(RUNNING));
+    expect_status(item(r, "shard", 0), ST(READY));
+    expect_status(item(r, "shard", 1), ST(SKIPPED));
+    expect_status(item(r, "shard", 2), ST(READY));
+}
+
 Test(flow, cancel_stops_every_item_and_the_group)
 {
     run_t *r = h_submit(s, FAN);

@@ -1320,6 +1320,53 @@ Test(spec, runtime_ref_errors)
               "step");
 }
 
+/* issue 14: a reference may be written with whitespace inside its braces
+ * ("{{ item }}", tabs, a newline in a quoted YAML string): the spec reads
+ * it exactly as droverd's evaluator does, in every place. */
+Test(spec, spaced_references)
+{
+    spec_kv_t ov[] = {{"n", "7"}};
+    spec_t *s = NULL;
+    int rc = parse_ov("name: p\nparams: {n: \"1\"}\nsteps:\n"
+                      "  - {name: list, command: [x], outputs: {params: [xs]}}\n"
+                      "  - name: w\n"
+                      "    needs: [list]\n"
+                      "    for_each: \"  {{\\tsteps.list.outputs.params.xs\\n}}  \"\n"
+                      "    when: \"{{ item }} != 4 && '{{\\nitem.k }}' != {{ params.n }}\"\n"
+                      "    env: {N: \"{{\\n params.n \\n}}\", R: \"{{ run.name }}\"}\n"
+                      "    command: [x, \"{{\\n item \\n}}\", \"{{ item.k }}\", \"{{  "
+                      "steps.list.outputs.params.xs\\t}}\"]\n",
+                      ov, 1, &s);
+    cr_assert_eq(rc, 0, "%s", err);
+    const spec_step_t *w = &s->steps[1];
+    cr_assert(w->fan_out);
+    cr_assert_str_eq(w->items_from, "{{\tsteps.list.outputs.params.xs\n}}");
+    cr_assert_str_eq(w->when, "{{ item }} != 4 && '{{\nitem.k }}' != 7");
+    cr_assert_str_eq(kv(w->env, w->env_count, "N"), "7");
+    cr_assert_str_eq(kv(w->env, w->env_count, "R"), "{{ run.name }}");
+    cr_assert_str_eq(w->argv[1], "{{\n item \n}}");
+    cr_assert_str_eq(w->argv[3], "{{  steps.list.outputs.params.xs\t}}");
+    spec_destroy(&s);
+
+    /* the same checks as without the spaces, naming the reference */
+    parse_bad(REF_HEAD "  - {name: b, command: [x], when: \"{{ item }} != 4\"}\n",
+              "bad when expression: col 1: {{item}} used outside a for_each step");
+    parse_bad_at(REF_HEAD "  - name: b\n    command: [x, \"{{\\titem\\n}}\"]\n", 6, 18,
+                 "{{item}} used outside a for_each step");
+    parse_bad_at(REF_HEAD "  - name: b\n    script: \"{{ steps.a.outputs.params.acc }}\"\n", 6, 13,
+                 "{{steps.a.outputs.params.acc}}: step 'b' does not need 'a'");
+    parse_bad_at(REF_HEAD "  - name: b\n    script: \"echo {{\\n nope }}\"\n", 6, 13,
+                 "bad template '{{\\x0a nope }}' (use {{params.NAME}}");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{ }}\"}\n", "bad template '{{ }}'");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{ params.nope }}\"}\n",
+              "unknown param 'nope' in template");
+    parse_bad_at(
+        "name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{ item }}\"}\n", 3, 39,
+        "'for_each' template must be {{steps.STEP.outputs.params.NAME}}, not '{{ item }}'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: [\"{{ item }}\"]}\n",
+              "'{{ item }}' cannot be used in a for_each item");
+}
+
 Test(spec, runtime_refs_from_defaults)
 {
     /* inherited env values are checked for each step that inherits them */
