@@ -353,8 +353,8 @@ static int put_file(const char *path, const void *data, size_t len)
 typedef struct {
     char type; /* 'f' file, 'd' dir, 'l' symlink, 'h' hard link, 'c'/'b' device */
     const char *path;
-    const char *arg; /* file contents, link target */
-    unsigned major, minor;
+    const char *arg;       /* file contents, link target */
+    unsigned major, minor; /* devices; for 'd', major is the mode (0: 0755) */
 } hentry_t;
 
 /* Write entries as a tar (compressed with filter: ARCHIVE_FILTER_*) and
@@ -384,7 +384,8 @@ static char *hostile_image(const char *name, const hentry_t *entries, size_t n, 
             break;
         case 'd':
             archive_entry_set_filetype(ae, AE_IFDIR);
-            archive_entry_set_perm(ae, 0755);
+            archive_entry_set_perm(ae, e->major ? e->major : 0755);
+            archive_entry_set_mtime(ae, 1000000000, 0);
             break;
         case 'l':
             archive_entry_set_filetype(ae, AE_IFLNK);
@@ -542,6 +543,32 @@ Test(image, hostile_write_through_symlink)
                     {'l', "a/up", "../../../../../outside", 0, 0},
                     {'f', "a/up/victim", "pwned\n", 0, 0}};
     hostile_fails("symlink-rel", r, 3, "a/up/victim");
+    free(out);
+}
+
+/* A directory's mode and time are set when the extraction closes (after
+ * its contents): a later entry replacing it with a symlink must not
+ * redirect them outside. Whether the layer fails or unpacks, the outside
+ * directory keeps its mode and time. */
+Test(image, hostile_directory_fixup_through_symlink)
+{
+    need_root();
+    char *out = make_outside();
+    struct stat before, after;
+    cr_assert_eq(chmod(out, 0750), 0);
+    cr_assert_eq(stat(out, &before), 0);
+    hentry_t e[] = {{'d', "d", NULL, 0777, 0}, {'l', "d", out, 0, 0}};
+    char *layout = hostile_image("fixup", e, 2, ARCHIVE_FILTER_NONE);
+    image_t *img = open_ok(layout, dir);
+    char err[512] = "";
+    int rc = image_unpack(img, NULL, err, sizeof err);
+    cr_log_info("fixup: rc %d %s", rc, err);
+    outside_unchanged(out, "fixup");
+    cr_assert_eq(stat(out, &after), 0);
+    cr_assert_eq(after.st_mode, before.st_mode, "mode %o became %o", before.st_mode, after.st_mode);
+    cr_assert_eq(after.st_mtime, before.st_mtime, "the time was changed");
+    image_destroy(&img);
+    free(layout);
     free(out);
 }
 
