@@ -56,6 +56,15 @@
 #define LINK_HOPS   8
 #define PASSWD_MAX  (1 << 20)
 
+/* Control characters (an entry name is any bytes) as '?': an error
+ * message is one line. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 /* ------------------------------------------------------------ JSON */
 
 /* A member of object j, or NULL (also when j is not an object). Through
@@ -788,6 +797,7 @@ cleanup:
     src_close(&src);
     if (rc < 0) {
         snprintf(err, errlen, "image %s: %s", ref, why[0] ? why : "cannot open");
+        one_line(err);
         image_destroy(&img);
     }
     return img;
@@ -971,13 +981,15 @@ static int extract_entries(struct archive *in, char *why, size_t whylen)
             break;
         }
         const char *name = archive_entry_pathname(e);
+        if (!name)
+            name = "";
         mode_t type = archive_entry_filetype(e);
         if (type == AE_IFCHR || type == AE_IFBLK)
             continue; /* device nodes are never created */
-        char *norm = normalize_name(name ? name : "");
+        char *norm = normalize_name(name);
         bool root = strcmp(norm, "") == 0 || strcmp(norm, ".") == 0;
         free(norm);
-        if (root && name && name[0] != '/')
+        if (root && name[0] != '/')
             continue; /* "./": the layer directory itself */
         r = archive_write_header(out, e);
         if (r >= ARCHIVE_WARN && archive_entry_size(e) > 0) {
@@ -999,16 +1011,15 @@ static int extract_entries(struct archive *in, char *why, size_t whylen)
             }
         } else if (r < ARCHIVE_WARN) {
             const char *hl = archive_entry_hardlink(e);
-            snprintf(why, whylen, "unsafe or unusable entry '%.200s'%s%.200s%s: %s",
-                     name ? name : "", hl ? " (hard link to '" : "", hl ? hl : "", hl ? "')" : "",
+            snprintf(why, whylen, "unsafe or unusable entry '%.200s'%s%.200s%s: %s", name,
+                     hl ? " (hard link to '" : "", hl ? hl : "", hl ? "')" : "",
                      archive_error_string(out));
         }
         if (r >= ARCHIVE_WARN)
             r = archive_write_finish_entry(out);
         if (r < ARCHIVE_WARN) {
             if (!why[0])
-                snprintf(why, whylen, "entry '%.200s': %s", name ? name : "",
-                         archive_error_string(out));
+                snprintf(why, whylen, "entry '%.200s': %s", name, archive_error_string(out));
             rc = -EIO;
             break;
         }
@@ -1169,6 +1180,7 @@ int image_unpack(const image_t *img, bool (*cancelled)(void), char *err, size_t 
         free(final);
         if (rc < 0) {
             snprintf(err, errlen, "image %s: %s", img->ref, why);
+            one_line(err);
             return rc;
         }
     }

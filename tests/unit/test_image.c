@@ -504,6 +504,7 @@ static void hostile_fails(const char *name, const hentry_t *entries, size_t n, c
     cr_assert_lt(rc, 0, "%s: the layer unpacked", name);
     cr_assert(strstr(err, want), "%s: got '%s', want '%s'", name, err, want);
     cr_assert(strstr(err, "layer sha256:"), "%s: names the layer: %s", name, err);
+    cr_assert_null(strchr(err, '\n'), "%s: the message is one line: %s", name, err);
     cr_assert_not(image_cached(img), "%s: nothing half-unpacked is left", name);
     image_destroy(&img);
     free(cache);
@@ -520,6 +521,9 @@ Test(image, hostile_dotdot_entry)
                     {'f', "../../../../outside/dotdot", "pwned\n", 0, 0},
                     {'f', "ok/../../../../../outside/dotdot2", "pwned\n", 0, 0}};
     hostile_fails("dotdot", e, 3, "outside/dotdot");
+    /* an entry name is any bytes: the message stays one line */
+    hentry_t nl[] = {{'f', "new\nline/../../../../../outside/nl", "pwned\n", 0, 0}};
+    hostile_fails("dotdot-newline", nl, 1, "new?line/");
 }
 
 Test(image, hostile_absolute_path)
