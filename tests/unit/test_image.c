@@ -301,7 +301,7 @@ Test(image, missing_and_corrupt_layers)
     img = open_ok(copy, dir);
     char err[512] = "";
     cr_assert_lt(image_unpack(img, NULL, err, sizeof err), 0);
-    cr_assert(strstr(err, "digest mismatch") || strstr(err, "tar failed"), "%s", err);
+    cr_assert(strstr(err, "digest mismatch"), "a flipped byte is a digest mismatch: %s", err);
     cr_assert_not(image_cached(img), "nothing half-unpacked is left in the cache");
     image_destroy(&img);
 
