@@ -50,7 +50,7 @@ clean:
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 30
-FUZZ_TARGETS ?= agents spec expr progress
+FUZZ_TARGETS ?= agents spec expr progress image
 
 .PHONY: build-fuzz fuzz fuzz-smoke
 build-fuzz: deps

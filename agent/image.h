@@ -7,16 +7,20 @@
  *     tar of one;
  *   - a `docker save` archive (manifest.json + <id>/layer.tar + config),
  *     or a directory holding its unpacked contents.
- * Archives are read in place: a scan of the tar headers (seeking over the
- * data) finds each member's offset, so nothing is extracted to open one.
+ * Archives are read in place with libarchive: a scan of the tar headers
+ * (seeking over the data) indexes the members, so nothing is extracted to
+ * open one.
  *
  * image_open() is the cheap, synchronous part: it reads the small JSON
  * documents (index, manifest, config), checks that every blob is present,
  * and reports a bad reference at once with a clear message ("image
  * /x/y.tar: not an OCI layout or docker-save archive (no index.json or
  * manifest.json)"). image_unpack() is the blocking part: each layer not yet
- * in <cache>/layers/sha256/<hex> is streamed (verifying its SHA-256) into
- * `tar -x`, its OCI whiteouts are turned into overlayfs ones, and the
+ * in <cache>/layers/sha256/<hex> is streamed (verifying its SHA-256)
+ * through libarchive into a temporary directory, with its secure-extraction
+ * flags (a layer is untrusted input unpacked as root: an entry that would
+ * land outside the layer fails it, device nodes are skipped; image.c says
+ * exactly what), its OCI whiteouts are turned into overlayfs ones, and the
  * directory is renamed into place, so concurrent attempts and crashes
  * never see a half-unpacked layer. Drivers call it in their shim process,
  * never on the agent's loop; the union of the layers is mounted with
@@ -76,9 +80,11 @@ bool image_cached(const image_t *img);
 /* Unpack the layers that are not cached yet (blocking; see above). The
  * optional cancelled() is polled between chunks; when it returns true the
  * work stops with -ECANCELED. 0, or -errno with err set ("image <ref>:
- * layer sha256:…: digest mismatch (corrupt image)"). Uses posix_spawn and
- * waitpid on its own children: call it from a process or thread whose
- * children nobody else reaps (a shim, a test), not from the agent's loop. */
+ * layer sha256:…: digest mismatch (corrupt image)", "… unsafe or unusable
+ * entry '../x': Path contains '..'"). Changes the working directory of the
+ * process for the time of each extraction (libarchive writes relative to
+ * it) and restores it: call it from a single-threaded process (a shim, a
+ * test), never from the agent's loop. */
 int image_unpack(const image_t *img, bool (*cancelled)(void), char *err, size_t errlen);
 
 /* The overlayfs lowerdir option for the image: layer directories topmost

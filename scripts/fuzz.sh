@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh smoke BUILD_DIR SECONDS [TARGET...]   (make test)
 #   scripts/fuzz.sh run   BUILD_DIR SECONDS [TARGET...]   (make fuzz)
 #
-# TARGET is agents, spec, expr or progress (default: all four). Every run
+# TARGET is agents, spec, expr, progress or image (default: all five). Every run
 # starts from the checked-in seeds in tests/fuzz/TARGET (crash reproducers
 # included, so they are replayed first). smoke uses a fresh scratch corpus
 # each time; run keeps what it finds in BUILD_DIR/corpus/TARGET across
@@ -23,6 +23,7 @@ if [ "${1:-}" = one ]; then
     spec) max_len=16384 ;;
     expr) max_len=6000 ;;
     progress) max_len=12000 ;;
+    image) max_len=65536 ;;
     *) echo "fuzz: unknown target $t" >&2; exit 2 ;;
     esac
     if [ "$mode" = smoke ]; then
@@ -60,7 +61,7 @@ mode=${1:?usage: fuzz.sh smoke|run BUILD_DIR SECONDS [TARGET...]}
 build=${2:?build dir}
 secs=${3:?seconds}
 shift 3
-[ $# -gt 0 ] || set -- agents spec expr progress
+[ $# -gt 0 ] || set -- agents spec expr progress image
 case $mode in smoke | run) ;; *) echo "fuzz: mode is smoke or run" >&2; exit 2 ;; esac
 jobs=${FUZZ_JOBS:-$(nproc)}
 echo "fuzz: $mode, $secs s per target, $jobs at a time: $*"

@@ -20,12 +20,14 @@ this file into a temp dir). Container tests need root and runc (or crun);
 podman tests are skipped, with the reason, when `podman info` fails.
 """
 import hashlib
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import unittest
 import uuid
@@ -84,6 +86,40 @@ def tearDownModule():
 def image(kind):
     """Path of a test image: rootfs, oci (layout dir), oci.tar, docker.tar."""
     return os.path.join(IMAGES, kind)
+
+
+def hostile_layout(dst, outside):
+    """A copy of the OCI test image with one more layer on top that aims
+    outside the layer cache: a symlink to the directory outside, then a
+    file written through it, then a file at an absolute path there."""
+    shutil.copytree(image("oci"), dst)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        lnk = tarfile.TarInfo("lnk")
+        lnk.type, lnk.linkname = tarfile.SYMTYPE, outside
+        tf.addfile(lnk)
+        for name in ("lnk/escaped", os.path.join(outside, "escaped-abs")):
+            f = tarfile.TarInfo(name)
+            f.size = 6
+            tf.addfile(f, io.BytesIO(b"pwned\n"))
+    layer = buf.getvalue()
+    blobs = os.path.join(dst, "blobs", "sha256")
+
+    def put(data):
+        d = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, d), "wb") as f:
+            f.write(data)
+        return "sha256:" + d
+
+    with open(os.path.join(dst, "index.json")) as f:
+        index = json.load(f)
+    with open(os.path.join(blobs, index["manifests"][0]["digest"].split(":")[1])) as f:
+        manifest = json.load(f)
+    manifest["layers"].append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                               "digest": put(layer), "size": len(layer)})
+    index["manifests"][0]["digest"] = put(json.dumps(manifest).encode())
+    with open(os.path.join(dst, "index.json"), "w") as f:
+        json.dump(index, f)
 
 
 def oci_unavailable():
@@ -623,11 +659,17 @@ class OciTest(RuntimeCases, ContainerCase):
         size = os.path.getsize(lpath)
         with open(lpath, "wb") as f:
             f.write(os.urandom(size))
+        # a layer that writes through a symlink and to an absolute path
+        outside = c.path("outside")
+        os.makedirs(outside)
+        hostile = c.path("hostile-oci")
+        hostile_layout(hostile, outside)
         rid = c.submit({"name": "bad-images", "steps": [
             {"name": "missing", "image": missing, "script": "echo should not run"},
             {"name": "corrupt", "image": corrupt, "script": "echo should not run"},
             {"name": "badlayer", "image": badlayer, "script": "echo should not run"},
             {"name": "noexec", "image": image("oci"), "command": ["no-such-program", "x"]},
+            {"name": "hostile", "image": hostile, "script": "echo should not run"},
         ]})
         run = c.wait_run_final(rid)
         self.assertEqual(run["status"], "FAILED", run)
@@ -635,11 +677,15 @@ class OciTest(RuntimeCases, ContainerCase):
         self.assertTaskFailedWith(run, "corrupt", "corrupt-image.tar")
         self.assertTaskFailedWith(run, "badlayer")
         self.assertTaskFailedWith(run, "noexec", "no-such-program")
-        for name in ("missing", "corrupt", "badlayer", "noexec"):
+        # refused, naming the entry; nothing written outside the cache
+        self.assertTaskFailedWith(run, "hostile", "hostile-oci", "unsafe", "'lnk/escaped'")
+        self.assertEqual(os.listdir(outside), [])
+        for name in ("missing", "corrupt", "badlayer", "noexec", "hostile"):
             t = task(run, name)
             self.assertEqual(t["exit_code"], 127, t)
             self.assertNotIn("should not run", self.logs(rid, name))
-        reasons = {n: task(run, n)["reason"] for n in ("missing", "corrupt", "badlayer", "noexec")}
+        reasons = {n: task(run, n)["reason"]
+                   for n in ("missing", "corrupt", "badlayer", "noexec", "hostile")}
         print("\n  reasons: %s" % json.dumps(reasons, indent=1), flush=True)
         bl = reasons["badlayer"].lower()
         self.assertTrue(any(w in bl for w in ("layer", "digest", "gzip", "corrupt", "bad-layer")),
