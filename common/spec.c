@@ -232,7 +232,7 @@ static size_t name_hash(const char *s, size_t n)
 }
 
 /* A table for n steps, which live in steps (filled as they are parsed). */
-void names_init(ctx_t *c, const spec_step_t *steps, size_t n)
+void names_init(ctx_t *c, Drover__StepSpec *const *steps, size_t n)
 {
     size_t cap = 16;
     while (cap < 2 * n)
@@ -247,7 +247,7 @@ bool names_find(const ctx_t *c, const char *s, size_t n, size_t *idx)
 {
     size_t mask = c->names_cap - 1;
     for (size_t i = name_hash(s, n) & mask; c->names[i]; i = (i + 1) & mask) {
-        const char *nm = c->steps[c->names[i] - 1].name;
+        const char *nm = c->steps[c->names[i] - 1]->name;
         if (strlen(nm) == n && !memcmp(nm, s, n)) {
             *idx = c->names[i] - 1;
             return true;
@@ -259,7 +259,7 @@ bool names_find(const ctx_t *c, const char *s, size_t n, size_t *idx)
 /* Add step idx, whose name is not in the table yet. */
 void names_add(ctx_t *c, size_t idx)
 {
-    const char *nm = c->steps[idx].name;
+    const char *nm = c->steps[idx]->name;
     size_t mask = c->names_cap - 1, i = name_hash(nm, strlen(nm)) & mask;
     while (c->names[i])
         i = (i + 1) & mask;
@@ -382,11 +382,13 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
         goto cleanup;
     }
     s->steps = xcalloc(nsteps + nfin, sizeof *s->steps);
+    s->pos = xcalloc(nsteps + nfin, sizeof *s->pos);
     aux = xcalloc(nsteps + nfin, sizeof *aux);
     names_init(c, s->steps, nsteps + nfin);
     for (size_t i = 0; i < nsteps + nfin; i++) {
         const node_t *m = i < nsteps ? steps->kids[i] : fin->kids[i - nsteps];
         aux[i].is_finally = i >= nsteps;
+        s->pos[i] = (spec_pos_t){m->line, m->col};
         s->step_count = i + 1; /* so spec_destroy frees what parse_step made */
         if ((rc = parse_step(c, m, &d, s->steps, i, aux)) < 0)
             goto cleanup;
@@ -496,7 +498,7 @@ cleanup:
 }
 
 /* Free a spec and everything it owns, then NULL *spec. NULL-safe; also
- * frees a partly built spec (unset fields are NULL). */
+ * frees a partly built spec (unset pointers are NULL). */
 void spec_destroy(spec_t **spec)
 {
     if (!spec || !*spec)
@@ -505,33 +507,25 @@ void spec_destroy(spec_t **spec)
     free(s->name);
     kvs_free(s->params, s->param_count);
     for (size_t i = 0; i < s->step_count; i++) {
-        spec_step_t *st = &s->steps[i];
-        free(st->name);
-        free(st->image);
-        for (size_t j = 0; st->argv && j < st->argc; j++)
-            free(st->argv[j]);
-        free(st->argv);
-        kvs_free(st->env, st->env_count);
-        kvs_free(st->labels, st->label_count);
-        free(st->needs);
-        for (size_t j = 0; j < st->out_artifact_count; j++)
-            free(st->out_artifacts[j]);
-        free(st->out_artifacts);
-        for (size_t j = 0; j < st->out_param_count; j++)
-            free(st->out_params[j]);
-        free(st->out_params);
-        for (size_t j = 0; j < st->input_count; j++) {
-            free(st->inputs[j].local);
-            free(st->inputs[j].artifact);
-        }
-        free(st->inputs);
-        free(st->when);
-        for (size_t j = 0; j < st->item_count; j++)
-            free(st->items[j]);
-        free(st->items);
-        free(st->items_from);
+        if (s->steps[i])
+            drover__step_spec__free_unpacked(s->steps[i], NULL);
     }
     free(s->steps);
+    free(s->pos);
     free(s);
     *spec = NULL;
+}
+
+/* Through the wire format: every field the schema has, whatever it is,
+ * without a copy to keep in step with it. */
+Drover__StepSpec *spec_step_dup(const Drover__StepSpec *st)
+{
+    size_t len = drover__step_spec__get_packed_size(st);
+    uint8_t *buf = xmalloc(len ? len : 1);
+    drover__step_spec__pack(st, buf);
+    Drover__StepSpec *copy = drover__step_spec__unpack(NULL, len, buf);
+    free(buf);
+    if (!copy)
+        abort(); /* only out of memory: we packed it ourselves */
+    return copy;
 }
