@@ -1,4 +1,5 @@
-/* spec — pipeline YAML → validated, params-substituted step list.
+/* spec — pipeline YAML → validated, params-substituted steps, as the
+ * StepSpec messages droverd stores (one step schema: proto/drover.proto).
  *
  * spec_parse() reads a pipeline spec (DESIGN.md "Pipeline spec") with
  * libyaml, keeping each node's line and column so every error names
@@ -8,7 +9,9 @@
  * command, script, env values, when, for_each and image. Keys that later
  * releases implement ({{inputs...}} templates, inputs.params) are parsed
  * and shape-checked, then refused with "not implemented yet", so a spec is
- * never half-run. The result owns all its memory.
+ * never half-run. The result owns all its memory. The parts of the
+ * compiler are listed in spec_internal.h; the quantity parsers are in
+ * units.h (included here for the callers that used to find them here).
  */
 #ifndef DROVER_SPEC_H
 #define DROVER_SPEC_H

@@ -179,6 +179,63 @@ Test(spec, full_valid_spec)
     spec_destroy(NULL);
 }
 
+/* One step schema: what the parser makes is the message droverd stores,
+ * and spec_step_dup (droverd's copy) keeps every field of it, whatever
+ * the schema holds: the copy packs to the same bytes. */
+Test(spec, step_dup_keeps_every_field)
+{
+    spec_t *s = parse_ok("name: p\n"
+                         "params: {n: '3'}\n"
+                         "defaults: {env: {A: x}, placement: {labels: {zone: a}}}\n"
+                         "steps:\n"
+                         "  - name: a\n"
+                         "    command: [echo, '{{params.n}}']\n"
+                         "    resources: {cpu: 500m, memory: 1Gi, gpu: 1}\n"
+                         "    retries: {limit: 2, backoff: 3s, factor: 1.5, max_backoff: 1m}\n"
+                         "    timeout: 1h\n"
+                         "    checkpoint: {min_interval: 10s, keep: 3}\n"
+                         "    preemption: {signal: SIGUSR1, grace: 5s, fallback_after: 2}\n"
+                         "    image: busybox\n"
+                         "    cache: false\n"
+                         "    outputs: {artifacts: [model], params: [score]}\n"
+                         "  - name: b\n"
+                         "    needs: [a]\n"
+                         "    script: echo {{item}}\n"
+                         "    inputs: {artifacts: {m: a.model}}\n"
+                         "    when: \"{{steps.a.outputs.params.score}} > 1\"\n"
+                         "    for_each: {range: [0, 10, 3]}\n"
+                         "    parallelism: 2\n"
+                         "  - {name: c, command: [x], for_each: [1, {k: v}]}\n"
+                         "finally:\n"
+                         "  - {name: f, command: [x], placement: {spot: require}}\n");
+    for (size_t i = 0; i < s->step_count; i++) {
+        const Drover__StepSpec *st = s->steps[i];
+        Drover__StepSpec *copy = spec_step_dup(st);
+        size_t n = drover__step_spec__get_packed_size(st);
+        cr_assert_eq(drover__step_spec__get_packed_size(copy), n, "step %s", st->name);
+        uint8_t *x = malloc(n + 1), *y = malloc(n + 1);
+        drover__step_spec__pack(st, x);
+        drover__step_spec__pack(copy, y);
+        cr_assert(memcmp(x, y, n) == 0, "step %s: the copy differs", st->name);
+        cr_assert_neq(copy->argv, st->argv, "a deep copy");
+        free(x);
+        free(y);
+        drover__step_spec__free_unpacked(copy, NULL);
+    }
+    const Drover__StepSpec *a = s->steps[0], *b = s->steps[1];
+    cr_assert_eq(a->resources->gpus, 1);
+    cr_assert_eq(a->retries->limit, 2);
+    cr_assert_eq(a->spot, DROVER__SPOT_POLICY__SPOT_PREFER);
+    cr_assert_str_eq(kvm(a->labels, a->n_labels, "zone"), "a");
+    cr_assert_eq(b->inputs[0]->step, 0);
+    cr_assert_str_eq(b->inputs[0]->artifact, "model");
+    cr_assert(b->has_range);
+    cr_assert_eq(s->pos[1].line, 15);
+    cr_assert_eq(s->pos[3].line, 24);
+    cr_assert_eq(s->pos[3].col, 5);
+    spec_destroy(&s);
+}
+
 Test(spec, builtin_defaults_without_defaults_section)
 {
     spec_t *s = parse_ok("name: p\nsteps:\n  - name: a\n    command: [true]\n");
