@@ -21,6 +21,10 @@
  * (resources.cpu, retries.backoff, ...) and key by key (env, labels);
  * what neither says comes from the SPEC_DEFAULT_* macros.
  *
+ * Steps: each is parsed straight into the Drover__StepSpec message that
+ * droverd stores (spec.h), so proto/drover.proto is the one step schema;
+ * only parse-time facts stay outside it (spec_t.pos, step_aux_t).
+ *
  * Params: values are kept as text; a param declared with no value (`x:`)
  * must be given with -p. Templates are substituted in one pass (a value
  * that itself contains "{{" is not expanded again), in command, script,
@@ -66,14 +70,11 @@
 #include "spec_internal.h"
 
 #include <errno.h>
-#include <signal.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "units.h"
 #include "util.h"
