@@ -50,7 +50,7 @@
 #include "drover.pb-c.h"
 #include "idmap.h"
 #include "log.h"
-#include "spec.h"
+#include "units.h"
 #include "util.h"
 
 #define RESEND_MS       3000

@@ -10,7 +10,7 @@
 #include "cli.h"
 #include "fmt.h"
 #include "json.h"
-#include "spec.h"
+#include "units.h"
 #include "table.h"
 #include "util.h"
 

@@ -11,7 +11,7 @@
 #include "fmt.h"
 #include "json.h"
 #include "runview.h"
-#include "spec.h"
+#include "units.h"
 #include "table.h"
 #include "util.h"
 

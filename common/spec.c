@@ -21,6 +21,10 @@
  * (resources.cpu, retries.backoff, ...) and key by key (env, labels);
  * what neither says comes from the SPEC_DEFAULT_* macros.
  *
+ * Steps: each is parsed straight into the Drover__StepSpec message that
+ * droverd stores (spec.h), so proto/drover.proto is the one step schema;
+ * only parse-time facts stay outside it (spec_t.pos, step_aux_t).
+ *
  * Params: values are kept as text; a param declared with no value (`x:`)
  * must be given with -p. Templates are substituted in one pass (a value
  * that itself contains "{{" is not expanded again), in command, script,
@@ -68,14 +72,11 @@
 #include "spec_internal.h"
 
 #include <errno.h>
-#include <signal.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "units.h"
 #include "util.h"
@@ -235,7 +236,7 @@ static size_t name_hash(const char *s, size_t n)
 }
 
 /* A table for n steps, which live in steps (filled as they are parsed). */
-void names_init(ctx_t *c, const spec_step_t *steps, size_t n)
+void names_init(ctx_t *c, Drover__StepSpec *const *steps, size_t n)
 {
     size_t cap = 16;
     while (cap < 2 * n)
@@ -250,7 +251,7 @@ bool names_find(const ctx_t *c, const char *s, size_t n, size_t *idx)
 {
     size_t mask = c->names_cap - 1;
     for (size_t i = name_hash(s, n) & mask; c->names[i]; i = (i + 1) & mask) {
-        const char *nm = c->steps[c->names[i] - 1].name;
+        const char *nm = c->steps[c->names[i] - 1]->name;
         if (strlen(nm) == n && !memcmp(nm, s, n)) {
             *idx = c->names[i] - 1;
             return true;
@@ -262,7 +263,7 @@ bool names_find(const ctx_t *c, const char *s, size_t n, size_t *idx)
 /* Add step idx, whose name is not in the table yet. */
 void names_add(ctx_t *c, size_t idx)
 {
-    const char *nm = c->steps[idx].name;
+    const char *nm = c->steps[idx]->name;
     size_t mask = c->names_cap - 1, i = name_hash(nm, strlen(nm)) & mask;
     while (c->names[i])
         i = (i + 1) & mask;
@@ -385,11 +386,13 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
         goto cleanup;
     }
     s->steps = xcalloc(nsteps + nfin, sizeof *s->steps);
+    s->pos = xcalloc(nsteps + nfin, sizeof *s->pos);
     aux = xcalloc(nsteps + nfin, sizeof *aux);
     names_init(c, s->steps, nsteps + nfin);
     for (size_t i = 0; i < nsteps + nfin; i++) {
         const node_t *m = i < nsteps ? steps->kids[i] : fin->kids[i - nsteps];
         aux[i].is_finally = i >= nsteps;
+        s->pos[i] = (spec_pos_t){m->line, m->col};
         s->step_count = i + 1; /* so spec_destroy frees what parse_step made */
         if ((rc = parse_step(c, m, &d, s->steps, i, aux)) < 0)
             goto cleanup;
@@ -499,7 +502,7 @@ cleanup:
 }
 
 /* Free a spec and everything it owns, then NULL *spec. NULL-safe; also
- * frees a partly built spec (unset fields are NULL). */
+ * frees a partly built spec (unset pointers are NULL). */
 void spec_destroy(spec_t **spec)
 {
     if (!spec || !*spec)
@@ -508,33 +511,25 @@ void spec_destroy(spec_t **spec)
     free(s->name);
     kvs_free(s->params, s->param_count);
     for (size_t i = 0; i < s->step_count; i++) {
-        spec_step_t *st = &s->steps[i];
-        free(st->name);
-        free(st->image);
-        for (size_t j = 0; st->argv && j < st->argc; j++)
-            free(st->argv[j]);
-        free(st->argv);
-        kvs_free(st->env, st->env_count);
-        kvs_free(st->labels, st->label_count);
-        free(st->needs);
-        for (size_t j = 0; j < st->out_artifact_count; j++)
-            free(st->out_artifacts[j]);
-        free(st->out_artifacts);
-        for (size_t j = 0; j < st->out_param_count; j++)
-            free(st->out_params[j]);
-        free(st->out_params);
-        for (size_t j = 0; j < st->input_count; j++) {
-            free(st->inputs[j].local);
-            free(st->inputs[j].artifact);
-        }
-        free(st->inputs);
-        free(st->when);
-        for (size_t j = 0; j < st->item_count; j++)
-            free(st->items[j]);
-        free(st->items);
-        free(st->items_from);
+        if (s->steps[i])
+            drover__step_spec__free_unpacked(s->steps[i], NULL);
     }
     free(s->steps);
+    free(s->pos);
     free(s);
     *spec = NULL;
+}
+
+/* Through the wire format: every field the schema has, whatever it is,
+ * without a copy to keep in step with it. */
+Drover__StepSpec *spec_step_dup(const Drover__StepSpec *st)
+{
+    size_t len = drover__step_spec__get_packed_size(st);
+    uint8_t *buf = xmalloc(len ? len : 1);
+    drover__step_spec__pack(st, buf);
+    Drover__StepSpec *copy = drover__step_spec__unpack(NULL, len, buf);
+    free(buf);
+    if (!copy)
+        abort(); /* only out of memory: we packed it ourselves */
+    return copy;
 }

@@ -1,4 +1,5 @@
-/* spec — pipeline YAML → validated, params-substituted step list.
+/* spec — pipeline YAML → validated, params-substituted steps, as the
+ * StepSpec messages droverd stores (one step schema: proto/drover.proto).
  *
  * spec_parse() reads a pipeline spec (DESIGN.md "Pipeline spec") with
  * libyaml, keeping each node's line and column so every error names
@@ -8,7 +9,9 @@
  * command, script, env values, when, for_each and image. Keys that later
  * releases implement ({{inputs...}} templates, inputs.params) are parsed
  * and shape-checked, then refused with "not implemented yet", so a spec is
- * never half-run. The result owns all its memory.
+ * never half-run. The result owns all its memory. The parts of the
+ * compiler are listed in spec_internal.h; the quantity parsers are in
+ * units.h (included here for the callers that used to find them here).
  */
 #ifndef DROVER_SPEC_H
 #define DROVER_SPEC_H
@@ -17,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "drover.pb-c.h"
 #include "units.h" /* the quantity parsers, once spec.c's; kept for their callers */
 
 typedef struct {
@@ -24,86 +28,31 @@ typedef struct {
     char *value;
 } spec_kv_t;
 
-/* placement.spot: where a step would rather run. */
-typedef enum {
-    SPEC_SPOT_PREFER = 1,  /* spot nodes first, on-demand when none fits */
-    SPEC_SPOT_AVOID = 2,   /* on-demand first, spot when none fits */
-    SPEC_SPOT_REQUIRE = 3, /* spot nodes only */
-    SPEC_SPOT_ANY = 4,     /* no preference */
-} spec_spot_t;
-
+/* Where a step was written (1-based): a parse-time fact, kept beside the
+ * step's message rather than in it. */
 typedef struct {
-    uint32_t limit;          /* retries after the first attempt */
-    uint64_t backoff_ms;     /* delay before the first retry */
-    double factor;           /* multiplier per further retry (>= 1) */
-    uint64_t max_backoff_ms; /* cap on the delay; 0 = no cap */
-} spec_retry_t;
-
-/* inputs.artifacts entry: materialize STEP.ARTIFACT under $DROVER_INPUTS/local */
-typedef struct {
-    char *local;
-    size_t step; /* index into spec_t.steps of the producing step */
-    char *artifact;
-} spec_input_t;
-
-typedef struct {
-    char *name;
-    char **argv; /* NULL-terminated; a script becomes /bin/sh -ec SCRIPT */
-    size_t argc;
-    spec_kv_t *env;
-    size_t env_count;
-    uint32_t cpu_milli; /* requested cpu, 1000 = one core */
-    uint64_t memory_bytes;
-    uint32_t gpus;
-    spec_kv_t *labels; /* placement.labels: agent must carry all of them */
-    size_t label_count;
-    spec_retry_t retries;
-    uint64_t timeout_ms; /* 0 = none */
-    size_t *needs;       /* indexes into spec_t.steps */
-    size_t need_count;
-    uint32_t max_preemptions; /* cap on LOST/PREEMPTED requeues */
-    int line, col;            /* where the step starts in the file */
-
-    /* Spot capacity and checkpoints. */
-    bool checkpoint;                     /* checkpoint: commits $DROVER_CHECKPOINT_DIR */
-    uint64_t checkpoint_min_interval_ms; /* at most one commit per interval */
-    uint32_t checkpoint_keep;            /* committed checkpoints kept (>= 1) */
-    int preempt_signal;                  /* sent to the task on a preemption notice */
-    uint64_t preempt_grace_ms;           /* then SIGKILL after this (or the deadline) */
-    uint32_t fallback_after;             /* preemptions before on-demand only; 0 = never */
-    spec_spot_t spot;                    /* placement.spot, or the default for it */
-
-    /* Data flow. Run-time templates ({{steps.S.outputs.params.P}},
-     * {{item}}, {{item.KEY}}, {{run.id}}, {{run.name}}, {{run.status}})
-     * are validated here and left verbatim in argv, env values, when and
-     * items_from for droverd to expand when the step is dispatched;
-     * {{params.x}} is already substituted. */
-    char **out_artifacts; /* outputs.artifacts names */
-    size_t out_artifact_count;
-    char **out_params; /* outputs.params names */
-    size_t out_param_count;
-    spec_input_t *inputs; /* inputs.artifacts */
-    size_t input_count;
-    char *when;   /* condition, NULL = always */
-    bool fan_out; /* for_each present */
-    char **items; /* literal for_each items: scalars as text, maps/lists as compact JSON */
-    size_t item_count;
-    char *items_from;     /* for_each as a run-time template yielding a JSON list, or NULL */
-    bool has_range;       /* for_each: {range: ...}; items and items_from are empty */
-    int64_t range_start;  /* the items are range_start, + range_step, ... */
-    int64_t range_end;    /* ... up to range_end, exclusive (Python's range) */
-    int64_t range_step;   /* never 0; negative counts down */
-    uint32_t parallelism; /* max items running at once; 0 = unlimited */
-    bool is_finally;      /* an exit handler (from finally:) */
-    char *image;          /* container image (params substituted), NULL = a process */
-    bool cache;           /* may be served from cache (default true) */
-} spec_step_t;
+    int line, col;
+} spec_pos_t;
 
 typedef struct {
     char *name;
     spec_kv_t *params; /* declared params with overrides applied */
     size_t param_count;
-    spec_step_t *steps; /* in file order */
+    /* The steps in file order (finally steps after the main ones), parsed
+     * straight into the messages droverd stores (proto/drover.proto
+     * StepSpec: one schema; a new step key is a field there and its
+     * parser here). Each message and every field is its own malloc'd
+     * block, as drover__step_spec__unpack makes them: spec_destroy frees
+     * them with drover__step_spec__free_unpacked. Strings not given are
+     * "" (when, items_from, image), never NULL; needs and
+     * inputs[].step are indexes into steps. Run-time templates
+     * ({{steps.S.outputs.params.P}}, {{item}}, {{item.KEY}},
+     * {{run.id}}, {{run.name}}, {{run.status}}) are validated and left
+     * verbatim in argv, env values, when and items_from for droverd to
+     * expand when the step is dispatched; {{params.x}} is already
+     * substituted. */
+    Drover__StepSpec **steps;
+    spec_pos_t *pos; /* parallel to steps: where each starts in the file */
     size_t step_count;
 } spec_t;
 
@@ -146,6 +95,11 @@ int spec_parse_limited(const char *filename, const char *text, size_t len,
 
 /* Free a spec and NULL the pointer; accepts NULL. */
 void spec_destroy(spec_t **spec);
+
+/* A deep copy of step st (the caller frees it with
+ * drover__step_spec__free_unpacked), field for field whatever the schema
+ * holds: droverd's copy of a parsed spec's step. */
+Drover__StepSpec *spec_step_dup(const Drover__StepSpec *st);
 
 /* The number of items of a for_each range: how many of start, start +
  * step, ... lie before end (after it when step < 0), as Python's

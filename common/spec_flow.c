@@ -18,13 +18,13 @@
 #include "util.h"
 
 /* Depth-first search from u; on a back edge report the cycle path. */
-static int dfs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t u, unsigned char *color,
+static int dfs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t u, unsigned char *color,
                size_t *path, size_t depth)
 {
     color[u] = 1;
     path[depth] = u;
-    for (size_t j = 0; j < all[u].need_count; j++) {
-        size_t w = all[u].needs[j];
+    for (size_t j = 0; j < all[u]->n_needs; j++) {
+        size_t w = all[u]->needs[j];
         if (color[w] == 2)
             continue;
         if (color[w] == 1) {
@@ -33,7 +33,8 @@ static int dfs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t u, unsigned c
                 from--;
             strbuf_t msg = {0};
             for (size_t i = from; i <= depth + 1; i++)
-                sb_printf(&msg, "%s%s", i > from ? " -> " : "", all[i <= depth ? path[i] : w].name);
+                sb_printf(&msg, "%s%s", i > from ? " -> " : "",
+                          all[i <= depth ? path[i] : w]->name);
             int rc = fail(c, aux[u].needs_node->kids[j], "cycle: %s", msg.buf);
             sb_free(&msg);
             return rc;
@@ -48,7 +49,7 @@ static int dfs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t u, unsigned c
 /* Resolve every needs list to indexes and refuse cycles. Main steps may
  * not need finally steps (those run after them), nor finally steps main
  * steps (pointless: they run after every main step anyway). */
-int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
+int resolve_needs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
 {
     size_t *seen = xcalloc(n, sizeof *seen); /* i + 1 once step i listed it */
     unsigned char *color = xcalloc(n, 1);
@@ -59,17 +60,17 @@ int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
         const node_t *nl = aux[i].needs_node;
         if (!nl)
             continue;
-        all[i].needs = xcalloc(nl->nkids, sizeof *all[i].needs);
+        all[i]->needs = xcalloc(nl->nkids, sizeof *all[i]->needs);
         for (size_t j = 0; j < nl->nkids; j++) {
             const node_t *x = nl->kids[j];
             size_t w;
             if (!names_find(c, x->str, x->len, &w)) {
-                rc = fail(c, x, "step '%s' needs unknown step '%s'", show(c, all[i].name),
+                rc = fail(c, x, "step '%s' needs unknown step '%s'", show(c, all[i]->name),
                           show(c, x->str));
                 goto cleanup;
             }
             if (aux[w].is_finally && !aux[i].is_finally) {
-                rc = fail(c, x, "step '%s' cannot need '%s', a finally step", show(c, all[i].name),
+                rc = fail(c, x, "step '%s' cannot need '%s', a finally step", show(c, all[i]->name),
                           show(c, x->str));
                 goto cleanup;
             }
@@ -77,16 +78,16 @@ int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
                 rc = fail(c, x,
                           "finally step '%s' cannot need main step '%s': exit handlers run after "
                           "every main step anyway",
-                          show(c, all[i].name), show(c, x->str));
+                          show(c, all[i]->name), show(c, x->str));
                 goto cleanup;
             }
             if (seen[w] == i + 1) {
-                rc = fail(c, x, "step '%s' lists '%s' twice in needs", show(c, all[i].name),
+                rc = fail(c, x, "step '%s' lists '%s' twice in needs", show(c, all[i]->name),
                           show(c, x->str));
                 goto cleanup;
             }
             seen[w] = i + 1;
-            all[i].needs[all[i].need_count++] = w;
+            all[i]->needs[all[i]->n_needs++] = (uint32_t)w;
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -104,7 +105,7 @@ cleanup:
 
 typedef struct {
     ctx_t *c;
-    spec_step_t *all;
+    Drover__StepSpec **all;
     step_aux_t *aux;
     size_t n;
     uint64_t *anc; /* row i, bit j: step i needs step j, directly or not */
@@ -118,8 +119,8 @@ static void anc_fill(flow_t *f, size_t i)
 {
     uint64_t *row = f->anc + i * f->words;
     f->anc_done[i] = 1;
-    for (size_t j = 0; j < f->all[i].need_count; j++) {
-        size_t w = f->all[i].needs[j];
+    for (size_t j = 0; j < f->all[i]->n_needs; j++) {
+        size_t w = f->all[i]->needs[j];
         if (!f->anc_done[w])
             anc_fill(f, w);
         const uint64_t *wrow = f->anc + w * f->words;
@@ -146,7 +147,7 @@ static bool is_ancestor(flow_t *f, size_t i, size_t s)
 static bool may_use(flow_t *f, size_t i, size_t s, const char *what, char *why, size_t whylen)
 {
     ctx_t *c = f->c;
-    const char *me = f->all[i].name, *it = f->all[s].name;
+    const char *me = f->all[i]->name, *it = f->all[s]->name;
     if (s == i) {
         snprintf(why, whylen, "%s: step '%s' cannot use its own outputs", what, show(c, me));
         return false;
@@ -198,7 +199,7 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
             snprintf(why, whylen, "%s: no step named '%s'", lb, show(c, a));
         else if (!may_use(f, i, s, lb, why, whylen))
             ;
-        else if (!sorted_has(f->aux[s].params_sorted, f->all[s].out_param_count, r.b, r.blen))
+        else if (!sorted_has(f->aux[s].params_sorted, f->all[s]->n_out_params, r.b, r.blen))
             snprintf(why, whylen,
                      "%s: step '%s' declares no output param '%s' (add it to its "
                      "outputs.params)",
@@ -207,7 +208,7 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
             rc = 0;
         break;
     case EXPR_REF_ITEM:
-        if (!f->all[i].fan_out)
+        if (!f->all[i]->fan_out)
             snprintf(why, whylen, "%s used outside a for_each step", lb);
         else
             rc = 0;
@@ -242,7 +243,7 @@ static int check_scalar(flow_t *f, size_t i, const node_t *v, bool inherited)
         if (check_ref(f, i, p.in, p.inlen, false, why, sizeof why) < 0) {
             if (inherited)
                 return fail(f->c, v, "%s (in defaults, inherited by step '%s')", why,
-                            show(f->c, f->all[i].name));
+                            show(f->c, f->all[i]->name));
             return fail(f->c, v, "%s", why);
         }
     }
@@ -263,7 +264,7 @@ static int when_visit(const char *ref, void *arg, char *err, size_t errlen)
 static int resolve_input(flow_t *f, size_t i, size_t k)
 {
     ctx_t *c = f->c;
-    spec_input_t *in = &f->all[i].inputs[k];
+    Drover__InputSpec *in = f->all[i]->inputs[k];
     const node_t *src = f->aux[i].input_src[k];
     const char *t = src->str, *art = NULL, *art_first = NULL;
     size_t best = SIZE_MAX, first = SIZE_MAX, matches = 0, s;
@@ -276,7 +277,7 @@ static int resolve_input(flow_t *f, size_t i, size_t k)
             first = s;
             art_first = t + p + 1;
         }
-        if (sorted_has(f->aux[s].arts_sorted, f->all[s].out_artifact_count, t + p + 1,
+        if (sorted_has(f->aux[s].arts_sorted, f->all[s]->n_out_artifacts, t + p + 1,
                        src->len - p - 1)) {
             if (matches++ == 0) {
                 best = s;
@@ -302,15 +303,15 @@ static int resolve_input(flow_t *f, size_t i, size_t k)
         return fail(c, src, "%s", why);
     if (matches == 0)
         return fail(c, src, "%s: step '%s' declares no output artifact '%s'", what,
-                    show(c, f->all[best].name), show(c, art));
-    in->step = best;
+                    show(c, f->all[best]->name), show(c, art));
+    in->step = (uint32_t)best;
     in->artifact = xstrdup(art);
     return 0;
 }
 
 /* Once needs are resolved: every input and run-time reference of every
  * step names a step it may read from, and an output that step declares. */
-int check_flow(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
+int check_flow(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
 {
     flow_t f = {.c = c, .all = all, .aux = aux, .n = n};
     char e[512];
@@ -318,23 +319,23 @@ int check_flow(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n)
 
     for (size_t i = 0; i < n && rc == 0; i++) {
         const step_aux_t *a = &aux[i];
-        for (size_t k = 0; k < all[i].input_count && rc == 0; k++)
+        for (size_t k = 0; k < all[i]->n_inputs && rc == 0; k++)
             rc = resolve_input(&f, i, k);
         for (size_t k = 0; a->cmd && k < a->cmd->nkids && rc == 0; k++)
             rc = check_scalar(&f, i, a->cmd->kids[k], false);
         if (a->script && rc == 0)
             rc = check_scalar(&f, i, a->script, false);
-        for (size_t k = 0; k < all[i].env_count && rc == 0; k++)
+        for (size_t k = 0; k < all[i]->n_env && rc == 0; k++)
             rc = check_scalar(&f, i, a->env_src[k].node, a->env_src[k].inherited);
         if (a->when && rc == 0) {
             f.cur = i;
-            if (expr_check(all[i].when, when_visit, &f, e, sizeof e) < 0)
+            if (expr_check(all[i]->when, when_visit, &f, e, sizeof e) < 0)
                 rc = fail(c, a->when, "bad when expression: %s", e);
         }
-        if (all[i].items_from && rc == 0) {
+        if (*all[i]->items_from && rc == 0) {
             expr_tmpl_t it;
             expr_piece_t p;
-            expr_tmpl_init(&it, all[i].items_from); /* one reference, parse_for_each saw */
+            expr_tmpl_init(&it, all[i]->items_from); /* one reference, parse_for_each saw */
             if (expr_tmpl_next(&it, &p) > 0 &&
                 check_ref(&f, i, p.in, p.inlen, false, e, sizeof e) < 0)
                 rc = fail(c, a->for_each, "for_each %s", e);

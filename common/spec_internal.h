@@ -20,7 +20,7 @@
  *
  * Ownership: ctx_t and step_aux_t live for one spec_parse_limited call;
  * node_t trees are owned by it (node_free); everything put into a
- * spec_step_t belongs to the spec (spec_destroy).
+ * step message belongs to the spec (spec_destroy).
  */
 #ifndef DROVER_SPEC_INTERNAL_H
 #define DROVER_SPEC_INTERNAL_H
@@ -117,7 +117,7 @@ typedef struct {
     const spec_kv_t *params;
     size_t param_count;
     /* step names: open addressing, slot = index + 1, 0 = empty */
-    const spec_step_t *steps;
+    Drover__StepSpec *const *steps;
     size_t *names;
     size_t names_cap; /* a power of two, at least twice the step count */
     /* the first not-yet-implemented feature seen, reported at the end */
@@ -155,11 +155,11 @@ typedef struct {
     uint32_t cpu_milli;
     uint64_t memory_bytes;
     uint32_t gpus;
-    spec_retry_t retries;
+    Drover__RetryPolicy retries; /* fields only: no message header use */
     uint64_t timeout_ms;
     uint32_t max_preemptions;
     bool cache;
-    spec_spot_t spot;
+    Drover__SpotPolicy spot;
     bool checkpoint; /* checkpoint: given and not false */
     uint64_t checkpoint_min_interval_ms;
     uint32_t checkpoint_keep;
@@ -225,7 +225,7 @@ int want_uint(ctx_t *c, const node_t *v, const char *what, uint64_t min, uint64_
 int want_duration(ctx_t *c, const node_t *v, const char *what, uint64_t *out);
 /* The step-name table: for n steps living in steps (filled as parsed);
  * find the step named s[0..n); add step idx (not in the table yet). */
-void names_init(ctx_t *c, const spec_step_t *steps, size_t n);
+void names_init(ctx_t *c, Drover__StepSpec *const *steps, size_t n);
 bool names_find(const ctx_t *c, const char *s, size_t n, size_t *idx);
 void names_add(ctx_t *c, size_t idx);
 
@@ -262,15 +262,15 @@ bool sorted_has(char *const *sorted, size_t n, const char *s, size_t len);
 /* Keys only a step may have, besides the inheritable ones. */
 bool is_step_only_key(const char *k);
 /* Fill all[idx] (and aux[idx]) from step map m over defaults d. */
-int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all, size_t idx,
+int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec **all, size_t idx,
                step_aux_t *aux);
 
 /* ---- needs and data flow (spec_flow.c) ---- */
 
 /* Resolve every needs list to indexes and refuse cycles. */
-int resolve_needs(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n);
+int resolve_needs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n);
 /* Every input and run-time reference names a step it may read from and
  * an output that step declares. */
-int check_flow(ctx_t *c, spec_step_t *all, step_aux_t *aux, size_t n);
+int check_flow(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n);
 
 #endif

@@ -269,7 +269,7 @@ static int parse_placement(ctx_t *c, const node_t *v, settings_t *s)
                 return fail(c, x, "'placement.spot' must be one of prefer, avoid, require, any");
             for (size_t j = 0; j < 4; j++) {
                 if (!strcmp(x->str, spots[j]))
-                    s->spot = (spec_spot_t)(SPEC_SPOT_PREFER + j);
+                    s->spot = (Drover__SpotPolicy)(DROVER__SPOT_POLICY__SPOT_PREFER + j);
             }
             s->spot_node = x;
             s->has |= HAS_SPOT;

@@ -68,7 +68,7 @@ bool sorted_has(char *const *sorted, size_t n, const char *s, size_t len)
 }
 
 /* outputs: {artifacts: [names], params: [names]}; one namespace for both. */
-static int parse_outputs(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t *a)
+static int parse_outputs(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_aux_t *a)
 {
     const node_t *lists[2] = {NULL, NULL};
     node_t **names = NULL;
@@ -124,11 +124,11 @@ static int parse_outputs(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t 
             dst[j] = xstrdup(x->kids[j]->str);
         if (l == 0) {
             st->out_artifacts = dst;
-            st->out_artifact_count = x->nkids;
+            st->n_out_artifacts = x->nkids;
             a->arts_sorted = sorted_copy(dst, x->nkids);
         } else {
             st->out_params = dst;
-            st->out_param_count = x->nkids;
+            st->n_out_params = x->nkids;
             a->params_sorted = sorted_copy(dst, x->nkids);
         }
     }
@@ -140,7 +140,7 @@ cleanup:
 /* inputs: {artifacts: {local: STEP.ARTIFACT}}; the sources are resolved
  * in check_flow, once every step is known. inputs.params is a later
  * release's (shape-checked, noted). */
-static int parse_inputs(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t *a)
+static int parse_inputs(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_aux_t *a)
 {
     if (want_map(c, v, "inputs", "artifacts, params") < 0)
         return -EINVAL;
@@ -176,8 +176,11 @@ static int parse_inputs(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t *
             if (!dot || dot == src->str || src->str[src->len - 1] == '.')
                 return fail(c, src, "input '%s': '%s' is not STEP.ARTIFACT", show(c, lk->str),
                             show(c, src->str));
-            st->inputs[st->input_count].local = xstrdup(lk->str);
-            a->input_src[st->input_count++] = src;
+            Drover__InputSpec *in = xmalloc(sizeof *in);
+            drover__input_spec__init(in);
+            in->local = xstrdup(lk->str);
+            st->inputs[st->n_inputs] = in;
+            a->input_src[st->n_inputs++] = src;
         }
     }
     return 0;
@@ -328,7 +331,7 @@ uint64_t spec_range_count(int64_t start, int64_t end, int64_t step)
 /* for_each: {range: ...} (map v): END, [START, END] or [START, END, STEP],
  * at most lim.max_range_items items; stored as numbers, the items are
  * made at run time. */
-static int parse_range(ctx_t *c, const node_t *v, spec_step_t *st)
+static int parse_range(ctx_t *c, const node_t *v, Drover__StepSpec *st)
 {
     static const char *names1[] = {"END"}, *names3[] = {"START", "END", "STEP"};
     const node_t *r = NULL, *nums[3] = {NULL, NULL, NULL};
@@ -379,7 +382,7 @@ static int parse_range(ctx_t *c, const node_t *v, spec_step_t *st)
 /* for_each: a list of literal items; a string: one
  * {{steps.S.outputs.params.P}} (items_from, checked in check_flow) or
  * JSON text of a list, after params substitution; or a {range: ...} map. */
-static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t *a)
+static int parse_for_each(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_aux_t *a)
 {
     char *text = NULL;
     char jerr[160];
@@ -407,7 +410,7 @@ static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t
                 }
                 item = sb_take(&b);
             }
-            st->items[st->item_count++] = item;
+            st->items[st->n_items++] = item;
             if (charge(c, x, strlen(item) + 1) < 0)
                 return -EINVAL;
         }
@@ -450,7 +453,7 @@ static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t
                   "{{steps.STEP.outputs.params.NAME}}");
         goto cleanup;
     }
-    rc = json_parse_list(text, strlen(text), c->lim.max_items, &st->items, &st->item_count, jerr,
+    rc = json_parse_list(text, strlen(text), c->lim.max_items, &st->items, &st->n_items, jerr,
                          sizeof jerr);
     if (rc == -E2BIG) {
         rc = fail_limit(c, v, "too many for_each items (more than %zu)", c->lim.max_items);
@@ -463,13 +466,41 @@ static int parse_for_each(ctx_t *c, const node_t *v, spec_step_t *st, step_aux_t
                   jerr);
         goto cleanup;
     }
-    for (size_t j = 0; j < st->item_count; j++) {
+    for (size_t j = 0; j < st->n_items; j++) {
         if ((rc = charge(c, v, strlen(st->items[j]) + 1)) < 0)
             goto cleanup;
     }
 cleanup:
     free(text);
     return rc;
+}
+
+/* A new step message with its resources and retries, every field its own
+ * block (spec.h), so a half-parsed step frees like a whole one. */
+static Drover__StepSpec *step_new(void)
+{
+    Drover__StepSpec *st = xmalloc(sizeof *st);
+    drover__step_spec__init(st);
+    st->resources = xmalloc(sizeof *st->resources);
+    drover__resources__init(st->resources);
+    st->retries = xmalloc(sizeof *st->retries);
+    drover__retry_policy__init(st->retries);
+    return st;
+}
+
+/* The pairs kv[0..n) as KeyValue messages, taking their strings and
+ * freeing kv (NULL when n is 0). */
+static Drover__KeyValue **kv_msgs(spec_kv_t *kv, size_t n)
+{
+    Drover__KeyValue **out = n ? xcalloc(n, sizeof *out) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = xmalloc(sizeof *out[i]);
+        drover__key_value__init(out[i]);
+        out[i]->key = kv[i].key;
+        out[i]->value = kv[i].value;
+    }
+    free(kv);
+    return out;
 }
 
 /* Keys only a step may have, besides the inheritable ones. */
@@ -490,7 +521,7 @@ bool is_step_only_key(const char *k)
  * (at fb; fb_dflt: in defaults) is refused, naming both keys, and the
  * built-in default (SPEC_DEFAULT_FALLBACK_AFTER) becomes 0. Without this
  * the step waited in READY forever after that many preemptions. */
-static int spot_fallback(ctx_t *c, spec_step_t *st, const node_t *spot, const node_t *fb,
+static int spot_fallback(ctx_t *c, Drover__StepSpec *st, const node_t *spot, const node_t *fb,
                          bool spot_dflt, bool fb_dflt)
 {
     if (!fb) {
@@ -510,13 +541,15 @@ static int spot_fallback(ctx_t *c, spec_step_t *st, const node_t *spot, const no
 }
 
 /* Fill st from step map m: its own keys over defaults d over SPEC_DEFAULT_*.
- * st->name is set first, so callers can free st whatever happens. */
-int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all, size_t idx,
+ * all[idx] is made first, so callers can free it whatever happens. */
+int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec **all, size_t idx,
                step_aux_t *aux)
 {
-    spec_step_t *st = &all[idx];
+    Drover__StepSpec *st = all[idx] = step_new();
     step_aux_t *a = &aux[idx];
     settings_t own = {0};
+    spec_kv_t *kvs[2] = {NULL, NULL}; /* env and labels, merged */
+    size_t nkv[2] = {0, 0};
     const node_t *cmd = NULL, *script = NULL, *name = NULL, *par_key = NULL;
     int rc = 0;
 
@@ -524,8 +557,6 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all,
         rc = fail(c, m, "each step must be a map (name, command or script, needs, ...)");
         goto cleanup;
     }
-    st->line = m->line;
-    st->col = m->col;
     st->is_finally = a->is_finally;
     for (size_t i = 0; i < map_len(m); i++) {
         if (!strcmp(map_key(m, i)->str, "name"))
@@ -641,16 +672,16 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all,
 
     /* argv */
     if (cmd) {
-        st->argc = cmd->nkids;
-        st->argv = xcalloc(st->argc + 1, sizeof *st->argv);
+        st->n_argv = cmd->nkids;
+        st->argv = xcalloc(st->n_argv, sizeof *st->argv);
         for (size_t j = 0; j < cmd->nkids; j++) {
             if ((rc = expand(c, cmd->kids[j], &st->argv[j])) < 0 ||
                 (rc = charge(c, cmd->kids[j], strlen(st->argv[j]) + 1)) < 0)
                 goto cleanup;
         }
     } else {
-        st->argc = 3;
-        st->argv = xcalloc(4, sizeof *st->argv);
+        st->n_argv = 3;
+        st->argv = xcalloc(3, sizeof *st->argv);
         st->argv[0] = xstrdup("/bin/sh");
         st->argv[1] = xstrdup("-ec");
         if ((rc = expand(c, script, &st->argv[2])) < 0 ||
@@ -661,13 +692,13 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all,
     /* merge: step over defaults over built-ins */
 #define PICK(bit, field, builtin)                                                                  \
     ((own.has & (bit)) ? own.field : (d->has & (bit)) ? d->field : (builtin))
-    st->cpu_milli = PICK(HAS_CPU, cpu_milli, SPEC_DEFAULT_CPU_MILLI);
-    st->memory_bytes = PICK(HAS_MEM, memory_bytes, 0);
-    st->gpus = PICK(HAS_GPU, gpus, 0);
-    st->retries.limit = PICK(HAS_LIMIT, retries.limit, 0);
-    st->retries.backoff_ms = PICK(HAS_BACKOFF, retries.backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
-    st->retries.factor = PICK(HAS_FACTOR, retries.factor, SPEC_DEFAULT_FACTOR);
-    st->retries.max_backoff_ms =
+    st->resources->cpu_milli = PICK(HAS_CPU, cpu_milli, SPEC_DEFAULT_CPU_MILLI);
+    st->resources->memory_bytes = PICK(HAS_MEM, memory_bytes, 0);
+    st->resources->gpus = PICK(HAS_GPU, gpus, 0);
+    st->retries->limit = PICK(HAS_LIMIT, retries.limit, 0);
+    st->retries->backoff_ms = PICK(HAS_BACKOFF, retries.backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
+    st->retries->factor = PICK(HAS_FACTOR, retries.factor, SPEC_DEFAULT_FACTOR);
+    st->retries->max_backoff_ms =
         PICK(HAS_MAXB, retries.max_backoff_ms, SPEC_DEFAULT_MAX_BACKOFF_MS);
     st->timeout_ms = PICK(HAS_TIMEOUT, timeout_ms, 0);
     st->max_preemptions = PICK(HAS_MAXP, max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
@@ -680,8 +711,10 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all,
     st->fallback_after = PICK(HAS_FALLBACK, fallback_after, SPEC_DEFAULT_FALLBACK_AFTER);
     /* A step that checkpoints loses little on a spot node: it prefers
      * them; one that does not prefers on-demand nodes. */
-    st->spot = PICK(HAS_SPOT, spot, st->checkpoint ? SPEC_SPOT_PREFER : SPEC_SPOT_AVOID);
-    if (st->spot == SPEC_SPOT_REQUIRE &&
+    st->spot =
+        PICK(HAS_SPOT, spot,
+             st->checkpoint ? DROVER__SPOT_POLICY__SPOT_PREFER : DROVER__SPOT_POLICY__SPOT_AVOID);
+    if (st->spot == DROVER__SPOT_POLICY__SPOT_REQUIRE &&
         (rc = spot_fallback(c, st, PICK(HAS_SPOT, spot_node, NULL),
                             PICK(HAS_FALLBACK, fallback_node, NULL), !(own.has & HAS_SPOT),
                             !(own.has & HAS_FALLBACK))) < 0)
@@ -698,8 +731,8 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all,
     if (d->env_count + own.env_count)
         a->env_src = xcalloc(d->env_count + own.env_count, sizeof *a->env_src);
     for (int l = 0; l < 4; l++) {
-        spec_kv_t **dst = l < 2 ? &st->env : &st->labels;
-        size_t *n = l < 2 ? &st->env_count : &st->label_count;
+        spec_kv_t **dst = &kvs[l / 2];
+        size_t *n = &nkv[l / 2];
         size_t inherited = *n; /* own keys are unique: only these can clash */
         for (size_t j = 0; j < counts[l]; j++) {
             const spec_kv_t *e = &lists[l][j];
@@ -710,7 +743,15 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, spec_step_t *all,
                 a->env_src[at] = (env_src_t){srcs[l][j], l == 0};
         }
     }
+    st->env = kv_msgs(kvs[0], nkv[0]);
+    st->n_env = nkv[0];
+    st->labels = kv_msgs(kvs[1], nkv[1]);
+    st->n_labels = nkv[1];
+    kvs[0] = kvs[1] = NULL;
+    nkv[0] = nkv[1] = 0;
 cleanup:
+    kvs_free(kvs[0], nkv[0]);
+    kvs_free(kvs[1], nkv[1]);
     settings_free(&own);
     return rc;
 }

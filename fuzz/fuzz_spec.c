@@ -38,6 +38,15 @@ static void check_kvs(const spec_kv_t *kv, size_t n, const char *what)
             fz_fail("%s %zu has a NULL key or value", what, i);
 }
 
+static void check_kv_msgs(Drover__KeyValue *const *kv, size_t n, const char *what)
+{
+    if (n && !kv)
+        fz_fail("%zu %s but no array", n, what);
+    for (size_t i = 0; i < n; i++)
+        if (!kv[i] || !kv[i]->key || !kv[i]->value)
+            fz_fail("%s %zu has a NULL key or value", what, i);
+}
+
 static void check_strv(char *const *v, size_t n, const char *what)
 {
     if (n && !v)
@@ -55,8 +64,8 @@ static bool has_cycle(const spec_t *s, size_t i, uint8_t *mark)
     if (mark[i] == 2)
         return false;
     mark[i] = 1;
-    for (size_t j = 0; j < s->steps[i].need_count; j++)
-        if (has_cycle(s, s->steps[i].needs[j], mark))
+    for (size_t j = 0; j < s->steps[i]->n_needs; j++)
+        if (has_cycle(s, s->steps[i]->needs[j], mark))
             return true;
     mark[i] = 2;
     return false;
@@ -70,37 +79,40 @@ static void check_spec(const spec_t *s)
     if (s->step_count && !s->steps)
         fz_fail("steps missing");
     for (size_t i = 0; i < s->step_count; i++) {
-        const spec_step_t *st = &s->steps[i];
-        if (!st->name || !st->argv || st->argv[st->argc] != NULL)
-            fz_fail("step %zu: no name, or argv not NULL-terminated", i);
-        check_strv(st->argv, st->argc, "argv");
-        check_kvs(st->env, st->env_count, "env");
-        check_kvs(st->labels, st->label_count, "labels");
-        check_strv(st->out_artifacts, st->out_artifact_count, "out_artifacts");
-        check_strv(st->out_params, st->out_param_count, "out_params");
-        check_strv(st->items, st->item_count, "items");
-        for (size_t j = 0; j < st->need_count; j++)
+        const Drover__StepSpec *st = s->steps[i];
+        if (!st || !*st->name || !st->n_argv || !st->when || !st->items_from || !st->image ||
+            !st->resources || !st->retries)
+            fz_fail("step %zu: no name, no argv, a NULL string or no resources/retries", i);
+        check_strv(st->argv, st->n_argv, "argv");
+        check_kv_msgs(st->env, st->n_env, "env");
+        check_kv_msgs(st->labels, st->n_labels, "labels");
+        check_strv(st->out_artifacts, st->n_out_artifacts, "out_artifacts");
+        check_strv(st->out_params, st->n_out_params, "out_params");
+        check_strv(st->items, st->n_items, "items");
+        for (size_t j = 0; j < st->n_needs; j++)
             if (st->needs[j] >= s->step_count || st->needs[j] == i)
-                fz_fail("step %s: need %zu out of range", st->name, st->needs[j]);
-        for (size_t j = 0; j < st->input_count; j++)
-            if (st->inputs[j].step >= s->step_count || !st->inputs[j].local ||
-                !st->inputs[j].artifact)
+                fz_fail("step %s: need %u out of range", st->name, st->needs[j]);
+        for (size_t j = 0; j < st->n_inputs; j++)
+            if (st->inputs[j]->step >= s->step_count || !*st->inputs[j]->local ||
+                !*st->inputs[j]->artifact)
                 fz_fail("step %s: input %zu malformed", st->name, j);
-        if (st->retries.factor < 1)
-            fz_fail("step %s: retry factor %g below 1", st->name, st->retries.factor);
-        if ((st->items || st->item_count || st->items_from) && !st->fan_out)
+        if (st->retries->factor < 1)
+            fz_fail("step %s: retry factor %g below 1", st->name, st->retries->factor);
+        if ((st->items || st->n_items || *st->items_from) && !st->fan_out)
             fz_fail("step %s: items without for_each", st->name);
         if (st->has_range &&
-            (!st->fan_out || st->items || st->item_count || st->items_from || st->range_step == 0 ||
+            (!st->fan_out || st->items || st->n_items || *st->items_from || st->range_step == 0 ||
              spec_range_count(st->range_start, st->range_end, st->range_step) > 1000000))
             fz_fail("step %s: a range with items, a step of 0 or over the limit", st->name);
-        if (st->when && expr_check(st->when, NULL, NULL, NULL, 0) != 0)
+        if (st->spot == DROVER__SPOT_POLICY__SPOT_REQUIRE && st->fallback_after)
+            fz_fail("step %s: spot: require with a fallback to on-demand nodes", st->name);
+        if (*st->when && expr_check(st->when, NULL, NULL, NULL, 0) != 0)
             fz_fail("step %s: accepted a `when` whose syntax is bad: %s", st->name, st->when);
     }
     uint8_t *mark = calloc(s->step_count + 1, 1);
     for (size_t i = 0; i < s->step_count; i++)
         if (has_cycle(s, i, mark))
-            fz_fail("accepted a cycle through step %s", s->steps[i].name);
+            fz_fail("accepted a cycle through step %s", s->steps[i]->name);
     free(mark);
 }
 

@@ -791,79 +791,6 @@ static Drover__KeyValue **copy_spec_kvs(const spec_kv_t *kvs, size_t n)
     return out;
 }
 
-static char **copy_strv(char *const *v, size_t n)
-{
-    char **out = xcalloc(n, sizeof *out);
-    for (size_t i = 0; i < n; i++)
-        out[i] = xstrdup(v[i]);
-    return out;
-}
-
-static Drover__StepSpec *step_from_spec(const spec_step_t *st)
-{
-    Drover__StepSpec *p = xmalloc(sizeof *p);
-    drover__step_spec__init(p);
-    p->name = xstrdup(st->name);
-    p->n_argv = st->argc;
-    p->argv = copy_strv(st->argv, st->argc);
-    p->n_env = st->env_count;
-    p->env = copy_spec_kvs(st->env, st->env_count);
-    p->resources = xmalloc(sizeof *p->resources);
-    drover__resources__init(p->resources);
-    p->resources->cpu_milli = st->cpu_milli;
-    p->resources->memory_bytes = st->memory_bytes;
-    p->resources->gpus = st->gpus;
-    p->n_labels = st->label_count;
-    p->labels = copy_spec_kvs(st->labels, st->label_count);
-    p->retries = xmalloc(sizeof *p->retries);
-    drover__retry_policy__init(p->retries);
-    p->retries->limit = st->retries.limit;
-    p->retries->backoff_ms = st->retries.backoff_ms;
-    p->retries->factor = st->retries.factor;
-    p->retries->max_backoff_ms = st->retries.max_backoff_ms;
-    p->timeout_ms = st->timeout_ms;
-    p->n_needs = st->need_count;
-    p->needs = xcalloc(st->need_count, sizeof *p->needs);
-    for (size_t i = 0; i < st->need_count; i++)
-        p->needs[i] = (uint32_t)st->needs[i];
-    p->max_preemptions = st->max_preemptions;
-    p->n_out_artifacts = st->out_artifact_count;
-    p->out_artifacts = copy_strv(st->out_artifacts, st->out_artifact_count);
-    p->n_out_params = st->out_param_count;
-    p->out_params = copy_strv(st->out_params, st->out_param_count);
-    p->n_inputs = st->input_count;
-    p->inputs = xcalloc(st->input_count, sizeof *p->inputs);
-    for (size_t i = 0; i < st->input_count; i++) {
-        Drover__InputSpec *in = xmalloc(sizeof *in);
-        drover__input_spec__init(in);
-        in->local = xstrdup(st->inputs[i].local);
-        in->step = (uint32_t)st->inputs[i].step;
-        in->artifact = xstrdup(st->inputs[i].artifact);
-        p->inputs[i] = in;
-    }
-    p->when = xstrdup(st->when ? st->when : "");
-    p->fan_out = st->fan_out;
-    p->n_items = st->item_count;
-    p->items = copy_strv(st->items, st->item_count);
-    p->items_from = xstrdup(st->items_from ? st->items_from : "");
-    p->has_range = st->has_range;
-    p->range_start = st->range_start;
-    p->range_end = st->range_end;
-    p->range_step = st->range_step;
-    p->parallelism = st->parallelism;
-    p->is_finally = st->is_finally;
-    p->cache = st->cache;
-    p->image = xstrdup(st->image ? st->image : "");
-    p->checkpoint = st->checkpoint;
-    p->checkpoint_min_interval_ms = st->checkpoint_min_interval_ms;
-    p->checkpoint_keep = st->checkpoint_keep;
-    p->preempt_signal = st->preempt_signal;
-    p->preempt_grace_ms = st->preempt_grace_ms;
-    p->fallback_after = st->fallback_after;
-    p->spot = (Drover__SpotPolicy)st->spot; /* the same numbering */
-    return p;
-}
-
 /* Decide, once, whether st's `when` is evaluated for each item or for the
  * step as a whole: at submit, or at load for a run stored before the
  * field existed (when_scope UNSET). */
@@ -938,7 +865,7 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     steps->n_steps = spec->step_count;
     steps->steps = xcalloc(spec->step_count, sizeof *steps->steps);
     for (size_t i = 0; i < spec->step_count; i++) {
-        steps->steps[i] = step_from_spec(&spec->steps[i]);
+        steps->steps[i] = spec_step_dup(spec->steps[i]); /* the parser's message */
         decide_when_scope(steps->steps[i]);
     }
 

@@ -214,6 +214,17 @@ class CliTest(harness.DroverTestCase):
             "  - name: a\n"
             "    script: echo {{params.nope}}\n",
             "bad-ref.yaml", "nope", position="5:")
+        # spot: require never runs on on-demand nodes, so a fallback to
+        # them cannot apply (it used to leave the step READY forever)
+        self.check_refused(
+            "name: spot\n"
+            "steps:\n"
+            "  - name: a\n"
+            "    script: echo a\n"
+            "    placement: {spot: require}\n"
+            "    preemption: {fallback_after: 1}\n",
+            "spot-fallback.yaml", "preemption.fallback_after", "placement.spot: require",
+            position="6:34")
         r = self.c.cli("submit", self.c.path("does-not-exist.yaml"))
         self.assertEqual(r.rc, 7, r)
         self.assertIn("drover: error:", r.err)

@@ -56,11 +56,11 @@ static void parse_bad_at(const char *yaml, int line, int col, const char *want)
     cr_assert(strncmp(err, prefix, strlen(prefix)) == 0, "want position %s got: %s", prefix, err);
 }
 
-static const spec_step_t *step(const spec_t *s, const char *name)
+static const Drover__StepSpec *step(const spec_t *s, const char *name)
 {
     for (size_t i = 0; i < s->step_count; i++) {
-        if (!strcmp(s->steps[i].name, name))
-            return &s->steps[i];
+        if (!strcmp(s->steps[i]->name, name))
+            return s->steps[i];
     }
     cr_assert_fail("no step %s", name);
     return NULL;
@@ -71,6 +71,16 @@ static const char *kv(const spec_kv_t *kvs, size_t n, const char *key)
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(kvs[i].key, key))
             return kvs[i].value;
+    }
+    return NULL;
+}
+
+/* The same over a step's env or labels (KeyValue messages). */
+static const char *kvm(Drover__KeyValue *const *kvs, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(kvs[i]->key, key))
+            return kvs[i]->value;
     }
     return NULL;
 }
@@ -108,62 +118,60 @@ Test(spec, full_valid_spec)
     cr_assert_str_eq(kv(s->params, s->param_count, "lr"), "0.1");
     cr_assert_eq(s->step_count, 3);
 
-    const spec_step_t *p = &s->steps[0];
+    const Drover__StepSpec *p = s->steps[0];
     cr_assert_str_eq(p->name, "prepare");
-    cr_assert_eq(p->line, 9);
-    cr_assert_eq(p->col, 5);
-    cr_assert_eq(p->argc, 4);
+    cr_assert_eq(s->pos[0].line, 9);
+    cr_assert_eq(s->pos[0].col, 5);
+    cr_assert_eq(p->n_argv, 4);
     cr_assert_str_eq(p->argv[0], "python3");
     cr_assert_str_eq(p->argv[1], "prepare.py");
     cr_assert_str_eq(p->argv[2], "--rows");
     cr_assert_str_eq(p->argv[3], "20000");
-    cr_assert_null(p->argv[4]);
-    cr_assert_eq(p->need_count, 0);
-    cr_assert_eq(p->cpu_milli, SPEC_DEFAULT_CPU_MILLI);
-    cr_assert_eq(p->memory_bytes, 0);
-    cr_assert_eq(p->gpus, 0);
-    cr_assert_eq(p->retries.limit, 2);
-    cr_assert_eq(p->retries.backoff_ms, 5000);
-    cr_assert_float_eq(p->retries.factor, 2.0, 1e-9);
-    cr_assert_eq(p->retries.max_backoff_ms, 60000);
+    cr_assert_eq(p->n_needs, 0);
+    cr_assert_eq(p->resources->cpu_milli, SPEC_DEFAULT_CPU_MILLI);
+    cr_assert_eq(p->resources->memory_bytes, 0);
+    cr_assert_eq(p->resources->gpus, 0);
+    cr_assert_eq(p->retries->limit, 2);
+    cr_assert_eq(p->retries->backoff_ms, 5000);
+    cr_assert_float_eq(p->retries->factor, 2.0, 1e-9);
+    cr_assert_eq(p->retries->max_backoff_ms, 60000);
     cr_assert_eq(p->timeout_ms, 3600000);
     cr_assert_eq(p->max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
-    cr_assert_eq(p->env_count, 0);
-    cr_assert_eq(p->label_count, 0);
+    cr_assert_eq(p->n_env, 0);
+    cr_assert_eq(p->n_labels, 0);
 
-    const spec_step_t *t = &s->steps[1];
+    const Drover__StepSpec *t = s->steps[1];
     cr_assert_str_eq(t->name, "train");
-    cr_assert_eq(t->line, 11);
-    cr_assert_eq(t->argc, 4);
+    cr_assert_eq(s->pos[1].line, 11);
+    cr_assert_eq(t->n_argv, 4);
     cr_assert_str_eq(t->argv[3], "0.1");
-    cr_assert_eq(t->need_count, 1);
+    cr_assert_eq(t->n_needs, 1);
     cr_assert_eq(t->needs[0], 0);
-    cr_assert_eq(t->cpu_milli, 1000);
-    cr_assert_eq(t->memory_bytes, 512ull * 1024 * 1024);
-    cr_assert_eq(t->gpus, 2);
-    cr_assert_eq(t->label_count, 2);
-    cr_assert_str_eq(kv(t->labels, t->label_count, "pool"), "train");
-    cr_assert_str_eq(kv(t->labels, t->label_count, "zone"), "a");
+    cr_assert_eq(t->resources->cpu_milli, 1000);
+    cr_assert_eq(t->resources->memory_bytes, 512ull * 1024 * 1024);
+    cr_assert_eq(t->resources->gpus, 2);
+    cr_assert_eq(t->n_labels, 2);
+    cr_assert_str_eq(kvm(t->labels, t->n_labels, "pool"), "train");
+    cr_assert_str_eq(kvm(t->labels, t->n_labels, "zone"), "a");
     cr_assert_eq(t->max_preemptions, 5);
-    cr_assert_eq(t->env_count, 2);
-    cr_assert_str_eq(kv(t->env, t->env_count, "LR"), "0.1");
-    cr_assert_str_eq(kv(t->env, t->env_count, "MODE"), "fast");
+    cr_assert_eq(t->n_env, 2);
+    cr_assert_str_eq(kvm(t->env, t->n_env, "LR"), "0.1");
+    cr_assert_str_eq(kvm(t->env, t->n_env, "MODE"), "fast");
 
-    const spec_step_t *e = &s->steps[2];
+    const Drover__StepSpec *e = s->steps[2];
     cr_assert_str_eq(e->name, "evaluate");
-    cr_assert_eq(e->argc, 3);
+    cr_assert_eq(e->n_argv, 3);
     cr_assert_str_eq(e->argv[0], "/bin/sh");
     cr_assert_str_eq(e->argv[1], "-ec");
     cr_assert_str_eq(e->argv[2], "./evaluate.sh --rows 20000");
-    cr_assert_null(e->argv[3]);
-    cr_assert_eq(e->need_count, 2);
+    cr_assert_eq(e->n_needs, 2);
     cr_assert_eq(e->needs[0], 1);
     cr_assert_eq(e->needs[1], 0);
     cr_assert_eq(e->timeout_ms, 90000);
-    cr_assert_eq(e->retries.limit, 0, "bare 'retries: 0' overrides defaults' limit 2");
-    cr_assert_eq(e->retries.backoff_ms, 5000, "other retry fields still inherited");
-    cr_assert_eq(e->cpu_milli, 500);
-    cr_assert_eq(e->memory_bytes, 1610612736ull);
+    cr_assert_eq(e->retries->limit, 0, "bare 'retries: 0' overrides defaults' limit 2");
+    cr_assert_eq(e->retries->backoff_ms, 5000, "other retry fields still inherited");
+    cr_assert_eq(e->resources->cpu_milli, 500);
+    cr_assert_eq(e->resources->memory_bytes, 1610612736ull);
 
     spec_destroy(&s);
     cr_assert_null(s);
@@ -171,17 +179,74 @@ Test(spec, full_valid_spec)
     spec_destroy(NULL);
 }
 
+/* One step schema: what the parser makes is the message droverd stores,
+ * and spec_step_dup (droverd's copy) keeps every field of it, whatever
+ * the schema holds: the copy packs to the same bytes. */
+Test(spec, step_dup_keeps_every_field)
+{
+    spec_t *s = parse_ok("name: p\n"
+                         "params: {n: '3'}\n"
+                         "defaults: {env: {A: x}, placement: {labels: {zone: a}}}\n"
+                         "steps:\n"
+                         "  - name: a\n"
+                         "    command: [echo, '{{params.n}}']\n"
+                         "    resources: {cpu: 500m, memory: 1Gi, gpu: 1}\n"
+                         "    retries: {limit: 2, backoff: 3s, factor: 1.5, max_backoff: 1m}\n"
+                         "    timeout: 1h\n"
+                         "    checkpoint: {min_interval: 10s, keep: 3}\n"
+                         "    preemption: {signal: SIGUSR1, grace: 5s, fallback_after: 2}\n"
+                         "    image: busybox\n"
+                         "    cache: false\n"
+                         "    outputs: {artifacts: [model], params: [score]}\n"
+                         "  - name: b\n"
+                         "    needs: [a]\n"
+                         "    script: echo {{item}}\n"
+                         "    inputs: {artifacts: {m: a.model}}\n"
+                         "    when: \"{{steps.a.outputs.params.score}} > 1\"\n"
+                         "    for_each: {range: [0, 10, 3]}\n"
+                         "    parallelism: 2\n"
+                         "  - {name: c, command: [x], for_each: [1, {k: v}]}\n"
+                         "finally:\n"
+                         "  - {name: f, command: [x], placement: {spot: require}}\n");
+    for (size_t i = 0; i < s->step_count; i++) {
+        const Drover__StepSpec *st = s->steps[i];
+        Drover__StepSpec *copy = spec_step_dup(st);
+        size_t n = drover__step_spec__get_packed_size(st);
+        cr_assert_eq(drover__step_spec__get_packed_size(copy), n, "step %s", st->name);
+        uint8_t *x = malloc(n + 1), *y = malloc(n + 1);
+        drover__step_spec__pack(st, x);
+        drover__step_spec__pack(copy, y);
+        cr_assert(memcmp(x, y, n) == 0, "step %s: the copy differs", st->name);
+        cr_assert_neq(copy->argv, st->argv, "a deep copy");
+        free(x);
+        free(y);
+        drover__step_spec__free_unpacked(copy, NULL);
+    }
+    const Drover__StepSpec *a = s->steps[0], *b = s->steps[1];
+    cr_assert_eq(a->resources->gpus, 1);
+    cr_assert_eq(a->retries->limit, 2);
+    cr_assert_eq(a->spot, DROVER__SPOT_POLICY__SPOT_PREFER);
+    cr_assert_str_eq(kvm(a->labels, a->n_labels, "zone"), "a");
+    cr_assert_eq(b->inputs[0]->step, 0);
+    cr_assert_str_eq(b->inputs[0]->artifact, "model");
+    cr_assert(b->has_range);
+    cr_assert_eq(s->pos[1].line, 15);
+    cr_assert_eq(s->pos[3].line, 24);
+    cr_assert_eq(s->pos[3].col, 5);
+    spec_destroy(&s);
+}
+
 Test(spec, builtin_defaults_without_defaults_section)
 {
     spec_t *s = parse_ok("name: p\nsteps:\n  - name: a\n    command: [true]\n");
-    const spec_step_t *a = &s->steps[0];
-    cr_assert_eq(a->cpu_milli, SPEC_DEFAULT_CPU_MILLI);
-    cr_assert_eq(a->memory_bytes, 0);
-    cr_assert_eq(a->gpus, 0);
-    cr_assert_eq(a->retries.limit, 0);
-    cr_assert_eq(a->retries.backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
-    cr_assert_float_eq(a->retries.factor, SPEC_DEFAULT_FACTOR, 1e-9);
-    cr_assert_eq(a->retries.max_backoff_ms, SPEC_DEFAULT_MAX_BACKOFF_MS);
+    const Drover__StepSpec *a = s->steps[0];
+    cr_assert_eq(a->resources->cpu_milli, SPEC_DEFAULT_CPU_MILLI);
+    cr_assert_eq(a->resources->memory_bytes, 0);
+    cr_assert_eq(a->resources->gpus, 0);
+    cr_assert_eq(a->retries->limit, 0);
+    cr_assert_eq(a->retries->backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
+    cr_assert_float_eq(a->retries->factor, SPEC_DEFAULT_FACTOR, 1e-9);
+    cr_assert_eq(a->retries->max_backoff_ms, SPEC_DEFAULT_MAX_BACKOFF_MS);
     cr_assert_eq(a->timeout_ms, 0);
     cr_assert_eq(a->max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
     cr_assert_eq(s->param_count, 0);
@@ -210,38 +275,38 @@ Test(spec, defaults_inherit_and_override)
                          "    env: {B: TWO, C: three}\n"
                          "    placement: {labels: {pool: gpu}}\n"
                          "    preemption: {max_preemptions: 0}\n");
-    const spec_step_t *a = step(s, "inherit"), *b = step(s, "override");
-    cr_assert_eq(a->cpu_milli, 2000);
-    cr_assert_eq(a->memory_bytes, 1ull << 30);
-    cr_assert_eq(a->gpus, 1);
-    cr_assert_eq(a->retries.limit, 3);
-    cr_assert_eq(a->retries.backoff_ms, 2000);
-    cr_assert_float_eq(a->retries.factor, 1.5, 1e-9);
-    cr_assert_eq(a->retries.max_backoff_ms, 0);
+    const Drover__StepSpec *a = step(s, "inherit"), *b = step(s, "override");
+    cr_assert_eq(a->resources->cpu_milli, 2000);
+    cr_assert_eq(a->resources->memory_bytes, 1ull << 30);
+    cr_assert_eq(a->resources->gpus, 1);
+    cr_assert_eq(a->retries->limit, 3);
+    cr_assert_eq(a->retries->backoff_ms, 2000);
+    cr_assert_float_eq(a->retries->factor, 1.5, 1e-9);
+    cr_assert_eq(a->retries->max_backoff_ms, 0);
     cr_assert_eq(a->timeout_ms, 600000);
-    cr_assert_eq(a->env_count, 2);
-    cr_assert_str_eq(kv(a->env, a->env_count, "A"), "one");
-    cr_assert_str_eq(kv(a->env, a->env_count, "B"), "two");
-    cr_assert_eq(a->label_count, 2);
-    cr_assert_str_eq(kv(a->labels, a->label_count, "pool"), "cpu");
+    cr_assert_eq(a->n_env, 2);
+    cr_assert_str_eq(kvm(a->env, a->n_env, "A"), "one");
+    cr_assert_str_eq(kvm(a->env, a->n_env, "B"), "two");
+    cr_assert_eq(a->n_labels, 2);
+    cr_assert_str_eq(kvm(a->labels, a->n_labels, "pool"), "cpu");
     cr_assert_eq(a->max_preemptions, 7);
 
     /* field by field: memory overridden, cpu and gpu inherited */
-    cr_assert_eq(b->cpu_milli, 2000);
-    cr_assert_eq(b->memory_bytes, 100000000ull);
-    cr_assert_eq(b->gpus, 1);
-    cr_assert_eq(b->retries.limit, 3);
-    cr_assert_eq(b->retries.backoff_ms, 90000);
-    cr_assert_float_eq(b->retries.factor, 1.5, 1e-9);
+    cr_assert_eq(b->resources->cpu_milli, 2000);
+    cr_assert_eq(b->resources->memory_bytes, 100000000ull);
+    cr_assert_eq(b->resources->gpus, 1);
+    cr_assert_eq(b->retries->limit, 3);
+    cr_assert_eq(b->retries->backoff_ms, 90000);
+    cr_assert_float_eq(b->retries->factor, 1.5, 1e-9);
     cr_assert_eq(b->timeout_ms, 100);
     /* key by key: env and labels merge, the step wins */
-    cr_assert_eq(b->env_count, 3);
-    cr_assert_str_eq(kv(b->env, b->env_count, "A"), "one");
-    cr_assert_str_eq(kv(b->env, b->env_count, "B"), "TWO");
-    cr_assert_str_eq(kv(b->env, b->env_count, "C"), "three");
-    cr_assert_eq(b->label_count, 2);
-    cr_assert_str_eq(kv(b->labels, b->label_count, "pool"), "gpu");
-    cr_assert_str_eq(kv(b->labels, b->label_count, "zone"), "x");
+    cr_assert_eq(b->n_env, 3);
+    cr_assert_str_eq(kvm(b->env, b->n_env, "A"), "one");
+    cr_assert_str_eq(kvm(b->env, b->n_env, "B"), "TWO");
+    cr_assert_str_eq(kvm(b->env, b->n_env, "C"), "three");
+    cr_assert_eq(b->n_labels, 2);
+    cr_assert_str_eq(kvm(b->labels, b->n_labels, "pool"), "gpu");
+    cr_assert_str_eq(kvm(b->labels, b->n_labels, "zone"), "x");
     cr_assert_eq(b->max_preemptions, 0);
     spec_destroy(&s);
 }
@@ -249,8 +314,8 @@ Test(spec, defaults_inherit_and_override)
 Test(spec, bare_retries_integer)
 {
     spec_t *s = parse_ok("name: p\nsteps:\n  - name: a\n    command: [x]\n    retries: 4\n");
-    cr_assert_eq(s->steps[0].retries.limit, 4);
-    cr_assert_eq(s->steps[0].retries.backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
+    cr_assert_eq(s->steps[0]->retries->limit, 4);
+    cr_assert_eq(s->steps[0]->retries->backoff_ms, SPEC_DEFAULT_BACKOFF_MS);
     spec_destroy(&s);
 }
 
@@ -276,14 +341,14 @@ Test(spec, param_overrides_substitute)
     spec_t *s = NULL;
     int rc = parse_ov(PARAMS_HEAD PARAMS_TAIL, ov, 2, &s);
     cr_assert_eq(rc, 0, "%s", err);
-    const spec_step_t *a = &s->steps[0];
-    cr_assert_eq(a->argc, 4);
+    const Drover__StepSpec *a = s->steps[0];
+    cr_assert_eq(a->n_argv, 4);
     cr_assert_str_eq(a->argv[0], "run");
     cr_assert_str_eq(a->argv[1], "--rows=20000");
     cr_assert_str_eq(a->argv[2], "0.1");
     cr_assert_str_eq(a->argv[3], "R20000x");
-    cr_assert_str_eq(kv(a->env, a->env_count, "R"), "<20000>");
-    cr_assert_str_eq(s->steps[1].argv[2], "echo 20000 }} {x} 0.1");
+    cr_assert_str_eq(kvm(a->env, a->n_env, "R"), "<20000>");
+    cr_assert_str_eq(s->steps[1]->argv[2], "echo 20000 }} {x} 0.1");
     cr_assert_str_eq(kv(s->params, s->param_count, "rows"), "20000");
     cr_assert_str_eq(kv(s->params, s->param_count, "lr"), "0.1");
     cr_assert_str_eq(kv(s->params, s->param_count, "req"), "R");
@@ -309,7 +374,7 @@ Test(spec, param_value_not_reexpanded)
                       "[\"{{params.a}}\"]\n",
                       ov, 1, &s);
     cr_assert_eq(rc, 0, "%s", err);
-    cr_assert_str_eq(s->steps[0].argv[0], "{{params.b}}");
+    cr_assert_str_eq(s->steps[0]->argv[0], "{{params.b}}");
     spec_destroy(&s);
 }
 
@@ -339,12 +404,11 @@ Test(spec, script_becomes_sh_ec)
 {
     spec_t *s =
         parse_ok("name: p\nsteps:\n  - name: a\n    script: |\n      set -x\n      echo hi\n");
-    const spec_step_t *a = &s->steps[0];
-    cr_assert_eq(a->argc, 3);
+    const Drover__StepSpec *a = s->steps[0];
+    cr_assert_eq(a->n_argv, 3);
     cr_assert_str_eq(a->argv[0], "/bin/sh");
     cr_assert_str_eq(a->argv[1], "-ec");
     cr_assert_str_eq(a->argv[2], "set -x\necho hi\n");
-    cr_assert_null(a->argv[3]);
     spec_destroy(&s);
 }
 
@@ -633,7 +697,7 @@ Test(spec, anchors_tags_bom_directive_ok)
     spec_t *s = parse_ok("\xef\xbb\xbf%YAML 1.1\n---\nname: &n p\nsteps:\n  - &s {name: a, "
                          "command: !!seq [!!str x, 1]}\n");
     cr_assert_str_eq(s->name, "p");
-    cr_assert_str_eq(s->steps[0].argv[1], "1");
+    cr_assert_str_eq(s->steps[0]->argv[1], "1");
     spec_destroy(&s);
 }
 
@@ -827,29 +891,31 @@ Test(spec, checkpoint_preemption_and_spot_settings)
                  "  - {name: d, command: [x], checkpoint: false, placement: {spot: any}}\n",
                  NULL, 0, &s),
         0, "%s", err);
-    const spec_step_t *a = &s->steps[0], *b = &s->steps[1], *c = &s->steps[2], *d = &s->steps[3];
+    const Drover__StepSpec *a = s->steps[0], *b = s->steps[1], *c = s->steps[2], *d = s->steps[3];
     cr_assert(a->checkpoint);
     cr_assert_eq(a->checkpoint_min_interval_ms, 10000);
     cr_assert_eq(a->checkpoint_keep, SPEC_DEFAULT_CHECKPOINT_KEEP);
     cr_assert_eq(a->preempt_signal, SIGUSR1);
     cr_assert_eq(a->preempt_grace_ms, 20000);
     cr_assert_eq(a->fallback_after, SPEC_DEFAULT_FALLBACK_AFTER);
-    cr_assert_eq(a->spot, SPEC_SPOT_PREFER, "a checkpointing step prefers spot nodes");
+    cr_assert_eq(a->spot, DROVER__SPOT_POLICY__SPOT_PREFER,
+                 "a checkpointing step prefers spot nodes");
     cr_assert(b->checkpoint);
     cr_assert_eq(b->checkpoint_keep, 5);
     cr_assert_eq(b->checkpoint_min_interval_ms, 0, "the step's block replaces the default's");
     cr_assert_eq(b->fallback_after, 0);
     cr_assert_eq(b->max_preemptions, 4);
-    cr_assert_eq(b->spot, SPEC_SPOT_REQUIRE);
+    cr_assert_eq(b->spot, DROVER__SPOT_POLICY__SPOT_REQUIRE);
     cr_assert_not(c->checkpoint);
-    cr_assert_eq(c->spot, SPEC_SPOT_AVOID, "a step without checkpoints prefers on-demand");
+    cr_assert_eq(c->spot, DROVER__SPOT_POLICY__SPOT_AVOID,
+                 "a step without checkpoints prefers on-demand");
     cr_assert_eq(c->preempt_signal, SIGUSR1);
-    cr_assert_eq(d->spot, SPEC_SPOT_ANY);
+    cr_assert_eq(d->spot, DROVER__SPOT_POLICY__SPOT_ANY);
     spec_destroy(&s);
     cr_assert_eq(parse_ov("name: p\nsteps:\n  - {name: a, command: [x]}\n", NULL, 0, &s), 0);
-    cr_assert_not(s->steps[0].checkpoint);
-    cr_assert_eq(s->steps[0].preempt_signal, SIGTERM);
-    cr_assert_eq(s->steps[0].preempt_grace_ms, SPEC_DEFAULT_GRACE_MS);
+    cr_assert_not(s->steps[0]->checkpoint);
+    cr_assert_eq(s->steps[0]->preempt_signal, SIGTERM);
+    cr_assert_eq(s->steps[0]->preempt_grace_ms, SPEC_DEFAULT_GRACE_MS);
     spec_destroy(&s);
 }
 
@@ -895,7 +961,7 @@ Test(spec, spot_require_refuses_fallback_after)
     cr_assert_eq(step(s, "c")->fallback_after, 4);
     spec_destroy(&s);
     s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x], placement: {spot: require}}\n");
-    cr_assert_eq(s->steps[0].fallback_after, 0,
+    cr_assert_eq(s->steps[0]->fallback_after, 0,
                  "the built-in fallback (3) does not apply to spot: require");
     spec_destroy(&s);
 }
@@ -963,8 +1029,8 @@ Test(spec, image_with_params)
                  "    image: /images/busybox:{{params.tag}}\n  - {name: t, command: [y]}\n",
                  NULL, 0, &s),
         0, "%s", err);
-    cr_assert_str_eq(s->steps[0].image, "/images/busybox:3");
-    cr_assert_null(s->steps[1].image, "a step without image runs as a process");
+    cr_assert_str_eq(s->steps[0]->image, "/images/busybox:3");
+    cr_assert_str_empty(s->steps[1]->image, "a step without image runs as a process");
     spec_destroy(&s);
     parse_bad(
         "name: p\nsteps:\n  - {name: a, command: [x], image: \"{{steps.b.outputs.params.i}}\"}"
@@ -1055,28 +1121,29 @@ Test(spec, design_doc_example)
                       "    script: echo run {{run.id}} ended {{run.status}}\n";
     spec_t *s = parse_ok(doc);
     cr_assert_eq(s->step_count, 6);
-    const spec_step_t *p = step(s, "prepare"), *t = step(s, "train"), *sh = step(s, "shard");
-    const spec_step_t *ev = step(s, "evaluate"), *d = step(s, "deploy"), *n = step(s, "notify");
-    cr_assert_eq(p->out_artifact_count, 1);
+    const Drover__StepSpec *p = step(s, "prepare"), *t = step(s, "train"), *sh = step(s, "shard");
+    const Drover__StepSpec *ev = step(s, "evaluate"), *d = step(s, "deploy"),
+                           *n = step(s, "notify");
+    cr_assert_eq(p->n_out_artifacts, 1);
     cr_assert_str_eq(p->out_artifacts[0], "dataset");
-    cr_assert_eq(p->out_param_count, 1);
+    cr_assert_eq(p->n_out_params, 1);
     cr_assert_str_eq(p->out_params[0], "n_features");
-    cr_assert_eq(t->input_count, 1);
-    cr_assert_str_eq(t->inputs[0].local, "data");
-    cr_assert_eq(t->inputs[0].step, 0);
-    cr_assert_str_eq(t->inputs[0].artifact, "dataset");
+    cr_assert_eq(t->n_inputs, 1);
+    cr_assert_str_eq(t->inputs[0]->local, "data");
+    cr_assert_eq(t->inputs[0]->step, 0);
+    cr_assert_str_eq(t->inputs[0]->artifact, "dataset");
     cr_assert_eq(t->max_preemptions, 20);
     cr_assert(sh->fan_out);
-    cr_assert_eq(sh->item_count, 3);
+    cr_assert_eq(sh->n_items, 3);
     cr_assert_str_eq(sh->items[2], "c");
     cr_assert_str_eq(sh->argv[2], "echo shard {{item}}");
-    cr_assert_eq(ev->out_param_count, 1);
+    cr_assert_eq(ev->n_out_params, 1);
     cr_assert_str_eq(d->when, "{{steps.evaluate.outputs.params.better}} == true");
     cr_assert_not(d->is_finally);
     cr_assert(n->is_finally);
-    cr_assert_eq(n, &s->steps[5]);
+    cr_assert_eq(n, s->steps[5]);
     cr_assert_str_eq(n->argv[2], "echo run {{run.id}} ended {{run.status}}");
-    cr_assert_eq(n->retries.limit, 2, "defaults apply to finally steps too");
+    cr_assert_eq(n->retries->limit, 2, "defaults apply to finally steps too");
     spec_destroy(&s);
 }
 
@@ -1089,22 +1156,22 @@ Test(spec, outputs_fields)
                          "      params: [acc, n.rows]\n"
                          "  - {name: b, command: [x], outputs: {params: [only]}}\n"
                          "  - {name: c, command: [x], outputs: {artifacts: []}}\n");
-    const spec_step_t *a = &s->steps[0], *b = &s->steps[1], *c = &s->steps[2];
-    cr_assert_eq(a->out_artifact_count, 3);
+    const Drover__StepSpec *a = s->steps[0], *b = s->steps[1], *c = s->steps[2];
+    cr_assert_eq(a->n_out_artifacts, 3);
     cr_assert_str_eq(a->out_artifacts[0], "model");
     cr_assert_str_eq(a->out_artifacts[1], "metrics.json");
     cr_assert_str_eq(a->out_artifacts[2], "a-b_c.1");
-    cr_assert_eq(a->out_param_count, 2);
+    cr_assert_eq(a->n_out_params, 2);
     cr_assert_str_eq(a->out_params[0], "acc");
     cr_assert_str_eq(a->out_params[1], "n.rows");
-    cr_assert_eq(b->out_artifact_count, 0);
+    cr_assert_eq(b->n_out_artifacts, 0);
     cr_assert_null(b->out_artifacts);
-    cr_assert_eq(b->out_param_count, 1);
-    cr_assert_eq(c->out_artifact_count, 0);
-    cr_assert_eq(c->input_count, 0);
-    cr_assert_null(c->when);
+    cr_assert_eq(b->n_out_params, 1);
+    cr_assert_eq(c->n_out_artifacts, 0);
+    cr_assert_eq(c->n_inputs, 0);
+    cr_assert_str_empty(c->when);
     cr_assert_not(c->fan_out);
-    cr_assert_null(c->items_from);
+    cr_assert_str_empty(c->items_from);
     cr_assert_eq(c->parallelism, 0);
     spec_destroy(&s);
 }
@@ -1179,18 +1246,18 @@ Test(spec, inputs_fields)
                          "  - {name: pre.p, command: [x], outputs: {artifacts: [x]}}\n"
                          "  - {name: q, command: [x], needs: [pre.p], inputs: {artifacts: {in: "
                          "pre.p.x}}}\n");
-    const spec_step_t *z = step(s, "z"), *q = step(s, "q");
-    cr_assert_eq(z->input_count, 2);
-    cr_assert_str_eq(z->inputs[0].local, "m");
-    cr_assert_eq(z->inputs[0].step, 2);
-    cr_assert_str_eq(z->inputs[0].artifact, "model");
+    const Drover__StepSpec *z = step(s, "z"), *q = step(s, "q");
+    cr_assert_eq(z->n_inputs, 2);
+    cr_assert_str_eq(z->inputs[0]->local, "m");
+    cr_assert_eq(z->inputs[0]->step, 2);
+    cr_assert_str_eq(z->inputs[0]->artifact, "model");
     /* transitively needed: z needs b needs a */
-    cr_assert_str_eq(z->inputs[1].local, "d");
-    cr_assert_eq(z->inputs[1].step, 1);
-    cr_assert_str_eq(z->inputs[1].artifact, "data.tar");
+    cr_assert_str_eq(z->inputs[1]->local, "d");
+    cr_assert_eq(z->inputs[1]->step, 1);
+    cr_assert_str_eq(z->inputs[1]->artifact, "data.tar");
     /* a step name with a dot */
-    cr_assert_eq(q->inputs[0].step, 3);
-    cr_assert_str_eq(q->inputs[0].artifact, "x");
+    cr_assert_eq(q->inputs[0]->step, 3);
+    cr_assert_str_eq(q->inputs[0]->artifact, "x");
     spec_destroy(&s);
 }
 
@@ -1263,12 +1330,12 @@ Test(spec, runtime_refs_kept_verbatim)
         "  - {name: c, needs: [b], script: \"echo {{steps.a.outputs.params.acc}} {{run.name}}\"}\n",
         ov, 1, &s);
     cr_assert_eq(rc, 0, "%s", err);
-    const spec_step_t *b = step(s, "b"), *c = step(s, "c");
+    const Drover__StepSpec *b = step(s, "b"), *c = step(s, "c");
     cr_assert_str_eq(b->argv[1], "--acc={{steps.a.outputs.params.acc}}");
     cr_assert_str_eq(b->argv[2], "{{ steps.a.outputs.params.n.rows }}");
     cr_assert_str_eq(b->argv[3], "v2");
-    cr_assert_str_eq(kv(b->env, b->env_count, "ACC"), "{{steps.a.outputs.params.acc}}-v2");
-    cr_assert_str_eq(kv(b->env, b->env_count, "RUN"), "{{run.id}}/{{ run.name }}");
+    cr_assert_str_eq(kvm(b->env, b->n_env, "ACC"), "{{steps.a.outputs.params.acc}}-v2");
+    cr_assert_str_eq(kvm(b->env, b->n_env, "RUN"), "{{run.id}}/{{ run.name }}");
     cr_assert_str_eq(c->argv[2], "echo {{steps.a.outputs.params.acc}} {{run.name}}");
     spec_destroy(&s);
 }
@@ -1338,12 +1405,12 @@ Test(spec, spaced_references)
                       "steps.list.outputs.params.xs\\t}}\"]\n",
                       ov, 1, &s);
     cr_assert_eq(rc, 0, "%s", err);
-    const spec_step_t *w = &s->steps[1];
+    const Drover__StepSpec *w = s->steps[1];
     cr_assert(w->fan_out);
     cr_assert_str_eq(w->items_from, "{{\tsteps.list.outputs.params.xs\n}}");
     cr_assert_str_eq(w->when, "{{ item }} != 4 && '{{\nitem.k }}' != 7");
-    cr_assert_str_eq(kv(w->env, w->env_count, "N"), "7");
-    cr_assert_str_eq(kv(w->env, w->env_count, "R"), "{{ run.name }}");
+    cr_assert_str_eq(kvm(w->env, w->n_env, "N"), "7");
+    cr_assert_str_eq(kvm(w->env, w->n_env, "R"), "{{ run.name }}");
     cr_assert_str_eq(w->argv[1], "{{\n item \n}}");
     cr_assert_str_eq(w->argv[3], "{{  steps.list.outputs.params.xs\t}}");
     spec_destroy(&s);
@@ -1378,8 +1445,8 @@ Test(spec, runtime_refs_from_defaults)
     spec_t *s = parse_ok("name: p\ndefaults:\n  env: {I: \"{{item}}\"}\nsteps:\n  - {name: a, "
                          "command: [x], for_each: [1]}\n  - {name: b, command: [x], env: {I: "
                          "none}}\n");
-    cr_assert_str_eq(kv(s->steps[0].env, s->steps[0].env_count, "I"), "{{item}}");
-    cr_assert_str_eq(kv(s->steps[1].env, s->steps[1].env_count, "I"), "none");
+    cr_assert_str_eq(kvm(s->steps[0]->env, s->steps[0]->n_env, "I"), "{{item}}");
+    cr_assert_str_eq(kvm(s->steps[1]->env, s->steps[1]->n_env, "I"), "none");
     spec_destroy(&s);
     parse_bad("name: p\ndefaults:\n  env: {S: \"{{run.status}}\"}\nsteps:\n  - {name: a, "
               "command: [x]}\nfinally:\n  - {name: f, command: [x]}\n",
@@ -1402,7 +1469,7 @@ Test(spec, when_fields_and_errors)
     cr_assert_str_eq(step(s, "b")->when, "{{steps.a.outputs.params.acc}} >= 0.9 && 'prod' == "
                                          "'prod' && '{{run.name}}' != ''");
     cr_assert_str_eq(step(s, "c")->when, "true");
-    cr_assert_null(step(s, "a")->when);
+    cr_assert_str_empty(step(s, "a")->when);
     spec_destroy(&s);
 
     /* syntax: at the when value, with the expression's own column */
@@ -1468,9 +1535,9 @@ Test(spec, for_each_literal_items)
         "    env: {ROWS: \"{{ item.rows }}\"}\n"
         "    when: \"'{{item.ok}}' == true\"\n"
         "  - {name: e, command: [x], for_each: []}\n");
-    const spec_step_t *a = &s->steps[0], *e = &s->steps[1];
+    const Drover__StepSpec *a = s->steps[0], *e = s->steps[1];
     cr_assert(a->fan_out);
-    cr_assert_eq(a->item_count, 6);
+    cr_assert_eq(a->n_items, 6);
     cr_assert_str_eq(a->items[0], "plain");
     cr_assert_str_eq(a->items[1], "eu-1");
     cr_assert_str_eq(a->items[2], "42");
@@ -1480,14 +1547,14 @@ Test(spec, for_each_literal_items)
                      "\"e\":1e3,\"h\":\"0x10\"}");
     cr_assert_str_eq(a->items[4], "[\"x\",2.5,false]");
     cr_assert_str_eq(a->items[5], "{}");
-    cr_assert_null(a->items_from);
+    cr_assert_str_empty(a->items_from);
     cr_assert_eq(a->parallelism, 2);
     cr_assert_str_eq(a->argv[1], "{{item}}");
     cr_assert_str_eq(a->argv[2], "{{item.shard}}");
-    cr_assert_str_eq(kv(a->env, a->env_count, "ROWS"), "{{ item.rows }}");
+    cr_assert_str_eq(kvm(a->env, a->n_env, "ROWS"), "{{ item.rows }}");
     cr_assert_str_eq(a->when, "'{{item.ok}}' == true");
     cr_assert(e->fan_out, "an empty list is a fan-out of nothing");
-    cr_assert_eq(e->item_count, 0);
+    cr_assert_eq(e->n_items, 0);
     cr_assert_eq(e->parallelism, 0);
     spec_destroy(&s);
 }
@@ -1502,19 +1569,19 @@ Test(spec, for_each_strings)
                       "  - {name: b, command: [x], for_each: \"  [1, 2]  \"}\n",
                       ov, 1, &s);
     cr_assert_eq(rc, 0, "%s", err);
-    cr_assert(s->steps[0].fan_out);
-    cr_assert_eq(s->steps[0].item_count, 3);
-    cr_assert_str_eq(s->steps[0].items[0], "a");
-    cr_assert_str_eq(s->steps[0].items[1], "b");
-    cr_assert_str_eq(s->steps[0].items[2], "{\"n\":1}");
-    cr_assert_null(s->steps[0].items_from);
-    cr_assert_eq(s->steps[1].item_count, 2);
+    cr_assert(s->steps[0]->fan_out);
+    cr_assert_eq(s->steps[0]->n_items, 3);
+    cr_assert_str_eq(s->steps[0]->items[0], "a");
+    cr_assert_str_eq(s->steps[0]->items[1], "b");
+    cr_assert_str_eq(s->steps[0]->items[2], "{\"n\":1}");
+    cr_assert_str_empty(s->steps[0]->items_from);
+    cr_assert_eq(s->steps[1]->n_items, 2);
     spec_destroy(&s);
     /* the declared default: an empty list */
     s = parse_ok("name: p\nparams: {shards: \"[]\"}\nsteps:\n"
                  "  - {name: a, command: [x], for_each: \"{{params.shards}}\"}\n");
-    cr_assert(s->steps[0].fan_out);
-    cr_assert_eq(s->steps[0].item_count, 0);
+    cr_assert(s->steps[0]->fan_out);
+    cr_assert_eq(s->steps[0]->n_items, 0);
     spec_destroy(&s);
 
     /* items from a step's output param, at run time */
@@ -1523,10 +1590,10 @@ Test(spec, for_each_strings)
                  "  - name: work\n    needs: [list]\n    parallelism: 4\n"
                  "    for_each: \"{{ steps.list.outputs.params.shards }}\"\n"
                  "    script: echo {{item}}\n");
-    const spec_step_t *w = &s->steps[1];
+    const Drover__StepSpec *w = s->steps[1];
     cr_assert(w->fan_out);
     cr_assert_str_eq(w->items_from, "{{ steps.list.outputs.params.shards }}");
-    cr_assert_eq(w->item_count, 0);
+    cr_assert_eq(w->n_items, 0);
     cr_assert_null(w->items);
     cr_assert_eq(w->parallelism, 4);
     spec_destroy(&s);
@@ -1592,8 +1659,8 @@ Test(spec, for_each_item_limit)
         o += (size_t)snprintf(t + o, cap - o, "%s%d", i ? "," : "", i % 10);
     strcpy(t + o, "]}\n");
     spec_t *s = parse_ok(t);
-    cr_assert_eq(s->steps[0].item_count, 100000);
-    cr_assert_str_eq(s->steps[0].items[99999], "9");
+    cr_assert_eq(s->steps[0]->n_items, 100000);
+    cr_assert_str_eq(s->steps[0]->items[99999], "9");
     spec_destroy(&s);
     strcpy(t + o, ",1]}\n");
     parse_bad_at(t, 3, 39, "too many for_each items (100001; at most 100000)");
@@ -1616,7 +1683,7 @@ Test(spec, for_each_item_limit)
 }
 
 /* for_each: {range: ...}: three numbers, no items (droverd makes them) */
-static void expect_range(const spec_step_t *st, int64_t start, int64_t end, int64_t step,
+static void expect_range(const Drover__StepSpec *st, int64_t start, int64_t end, int64_t step,
                          uint64_t count)
 {
     cr_assert(st->fan_out, "step %s: a range is a fan-out", st->name);
@@ -1625,9 +1692,9 @@ static void expect_range(const spec_step_t *st, int64_t start, int64_t end, int6
                  (long long)st->range_start);
     cr_assert_eq(st->range_end, end, "step %s: end %lld", st->name, (long long)st->range_end);
     cr_assert_eq(st->range_step, step, "step %s: step %lld", st->name, (long long)st->range_step);
-    cr_assert_eq(st->item_count, 0);
+    cr_assert_eq(st->n_items, 0);
     cr_assert_null(st->items);
-    cr_assert_null(st->items_from);
+    cr_assert_str_empty(st->items_from);
     uint64_t n = spec_range_count(start, end, step);
     cr_assert_eq(n, count, "step %s: %llu items, want %llu", st->name, (unsigned long long)n,
                  (unsigned long long)count);
@@ -1673,7 +1740,7 @@ Test(spec, for_each_range)
                           "  - {name: a, command: [x], for_each: {range: [0, \"{{params.n}}\"]}}\n",
                           ov, 1, &s),
                  0, "%s", err);
-    expect_range(&s->steps[0], 0, 250000, 1, 250000);
+    expect_range(s->steps[0], 0, 250000, 1, 250000);
     spec_destroy(&s);
 }
 
@@ -1777,7 +1844,7 @@ Test(spec, for_each_range_limit)
     /* droverd's run-time fan-out limit (1,000,000), not the literal list's */
     spec_t *s = parse_ok(range_spec("{range: [1, 1000001]}"));
     cr_assert_eq(
-        spec_range_count(s->steps[0].range_start, s->steps[0].range_end, s->steps[0].range_step),
+        spec_range_count(s->steps[0]->range_start, s->steps[0]->range_end, s->steps[0]->range_step),
         1000000);
     spec_destroy(&s);
     s = NULL;
@@ -1803,7 +1870,7 @@ Test(spec, for_each_range_limit)
     const char *y = range_spec("{range: [0, 100, 10]}");
     cr_assert_eq(spec_parse_limited("t.yaml", y, strlen(y), NULL, 0, &lim, &s, err, sizeof err), 0,
                  "%s", err);
-    expect_range(&s->steps[0], 0, 100, 10, 10);
+    expect_range(s->steps[0], 0, 100, 10, 10);
     spec_destroy(&s);
     y = range_spec("{range: [0, 101, 10]}");
     cr_assert_eq(spec_parse_limited("t.yaml", y, strlen(y), NULL, 0, &lim, &s, err, sizeof err),
@@ -1828,20 +1895,20 @@ Test(spec, finally_steps)
                          "  - {name: b, command: [x], outputs: {artifacts: [log]}}\n");
     cr_assert_eq(s->step_count, 4);
     /* main steps first in file order, then finally steps */
-    cr_assert_str_eq(s->steps[0].name, "a");
-    cr_assert_str_eq(s->steps[1].name, "b");
-    cr_assert_str_eq(s->steps[2].name, "notify");
-    cr_assert_str_eq(s->steps[3].name, "cleanup");
-    cr_assert_not(s->steps[0].is_finally);
-    cr_assert_not(s->steps[1].is_finally);
-    cr_assert(s->steps[2].is_finally);
-    cr_assert(s->steps[3].is_finally);
-    cr_assert_eq(s->steps[3].need_count, 1);
-    cr_assert_eq(s->steps[3].needs[0], 2);
-    cr_assert_eq(s->steps[2].line, 3);
+    cr_assert_str_eq(s->steps[0]->name, "a");
+    cr_assert_str_eq(s->steps[1]->name, "b");
+    cr_assert_str_eq(s->steps[2]->name, "notify");
+    cr_assert_str_eq(s->steps[3]->name, "cleanup");
+    cr_assert_not(s->steps[0]->is_finally);
+    cr_assert_not(s->steps[1]->is_finally);
+    cr_assert(s->steps[2]->is_finally);
+    cr_assert(s->steps[3]->is_finally);
+    cr_assert_eq(s->steps[3]->n_needs, 1);
+    cr_assert_eq(s->steps[3]->needs[0], 2);
+    cr_assert_eq(s->pos[2].line, 3);
     /* a finally step may read any main step without needing it */
-    cr_assert_eq(s->steps[2].inputs[0].step, 1);
-    cr_assert_str_eq(s->steps[2].when, "'{{run.status}}' != Succeeded");
+    cr_assert_eq(s->steps[2]->inputs[0]->step, 1);
+    cr_assert_str_eq(s->steps[2]->when, "'{{run.status}}' != Succeeded");
     spec_destroy(&s);
 
     /* an empty finally is fine */
@@ -1877,15 +1944,15 @@ Test(spec, cache_flag)
 {
     spec_t *s = parse_ok("name: p\nsteps:\n  - {name: a, command: [x]}\n  - {name: b, command: "
                          "[x], cache: false}\n  - {name: c, command: [x], cache: true}\n");
-    cr_assert(s->steps[0].cache, "default true");
-    cr_assert_not(s->steps[1].cache);
-    cr_assert(s->steps[2].cache);
+    cr_assert(s->steps[0]->cache, "default true");
+    cr_assert_not(s->steps[1]->cache);
+    cr_assert(s->steps[2]->cache);
     spec_destroy(&s);
     s = parse_ok("name: p\ndefaults: {cache: false}\nsteps:\n  - {name: a, command: [x]}\n  - "
                  "{name: b, command: [x], cache: yes}\nfinally:\n  - {name: f, command: [x]}\n");
-    cr_assert_not(s->steps[0].cache, "from defaults");
-    cr_assert(s->steps[1].cache, "the step wins");
-    cr_assert_not(s->steps[2].cache, "finally steps inherit defaults too");
+    cr_assert_not(s->steps[0]->cache, "from defaults");
+    cr_assert(s->steps[1]->cache, "the step wins");
+    cr_assert_not(s->steps[2]->cache, "finally steps inherit defaults too");
     spec_destroy(&s);
     parse_bad_at("name: p\ndefaults: {cache: sometimes}\nsteps:\n  - {name: a, command: [x]}\n", 2,
                  19, "'cache' must be true or false");
@@ -1909,7 +1976,7 @@ Test(spec, long_chain_of_references, .timeout = 60)
     cr_assert_lt(o, cap);
     spec_t *s = parse_ok(t);
     cr_assert_eq(s->step_count, 10000);
-    cr_assert_eq(s->steps[9999].inputs[0].step, 0);
+    cr_assert_eq(s->steps[9999]->inputs[0]->step, 0);
     spec_destroy(&s);
     free(t);
 }
@@ -2073,21 +2140,22 @@ static int fuzz_one(const char *buf, size_t len, const spec_kv_t *ov, size_t nov
         cr_assert_not_null(s);
         cr_assert_gt(s->step_count, 0);
         for (size_t i = 0; i < s->step_count; i++) {
-            const spec_step_t *st = &s->steps[i];
-            cr_assert_gt(st->argc, 0);
-            cr_assert_null(st->argv[st->argc]);
-            for (size_t j = 0; j < st->need_count; j++)
+            const Drover__StepSpec *st = s->steps[i];
+            cr_assert_gt(st->n_argv, 0);
+            for (size_t j = 0; j < st->n_argv; j++)
+                cr_assert_not_null(st->argv[j]);
+            for (size_t j = 0; j < st->n_needs; j++)
                 cr_assert_lt(st->needs[j], s->step_count);
-            for (size_t j = 0; j < st->input_count; j++) {
-                cr_assert_lt(st->inputs[j].step, s->step_count);
-                cr_assert_neq(st->inputs[j].step, i);
-                cr_assert_not_null(st->inputs[j].artifact);
+            for (size_t j = 0; j < st->n_inputs; j++) {
+                cr_assert_lt(st->inputs[j]->step, s->step_count);
+                cr_assert_neq(st->inputs[j]->step, i);
+                cr_assert(*st->inputs[j]->artifact, "an input is resolved to its artifact");
             }
-            for (size_t j = 0; j < st->item_count; j++)
+            for (size_t j = 0; j < st->n_items; j++)
                 cr_assert_not_null(st->items[j]);
-            cr_assert(st->fan_out || (!st->item_count && !st->items_from && !st->parallelism));
+            cr_assert(st->fan_out || (!st->n_items && !*st->items_from && !st->parallelism));
             if (i > 0)
-                cr_assert(st->is_finally || !s->steps[i - 1].is_finally, "finally steps last");
+                cr_assert(st->is_finally || !s->steps[i - 1]->is_finally, "finally steps last");
         }
         spec_destroy(&s);
     } else {
