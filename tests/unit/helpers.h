@@ -181,8 +181,9 @@ static inline agent_t *h_register(sched_t *s, const char *name, uint32_t cpu_mil
     m.register_ = &reg;
     h_agent_send(s, name, &m);
     util_free_kvs(kvs, n_kvs);
-    agent_t *a = agents_find(s, name);
-    const char *refused = s->n_peer_replies ? s->peer_replies[s->n_peer_replies - 1].refused : NULL;
+    agent_t *a = fleet_find(&s->fleet, name);
+    const char *refused =
+        s->out.n_peer_replies ? s->out.peer_replies[s->out.n_peer_replies - 1].refused : NULL;
     cr_assert_not_null(a, "agent %s not made (refused: %s)", name, refused ? refused : "-");
     cr_assert(a->connected, "agent %s not connected after registering (refused: %s)", name,
               refused ? refused : "-");
@@ -205,7 +206,7 @@ static inline void h_exit(sched_t *s, task_t *t, int code)
  * trusting the task's own flag). */
 static inline bool h_in_ready_queue(const sched_t *s, const task_t *t)
 {
-    for (const task_t *q = s->ready_head; q; q = q->ready_next)
+    for (const task_t *q = s->dag.ready_head; q; q = q->ready_next)
         if (q == t)
             return true;
     return false;

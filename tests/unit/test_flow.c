@@ -71,7 +71,7 @@ static void expect_reason(const task_t *t, const char *part)
 
 static agent_t *agent(void)
 {
-    agent_t *a = agents_find(s, "a1");
+    agent_t *a = fleet_find(&s->fleet, "a1");
     return a && a->connected ? a : h_register(s, "a1", 1000000, 1ull << 40, 0, NULL);
 }
 
@@ -102,7 +102,7 @@ static run_t *submit_with(const char *yaml, int no_cache, ...)
 /* The latest assignment for t in the agent's outbound batch, or NULL. */
 static const Drover__Assignment *assignment(const task_t *t)
 {
-    agent_t *a = agents_find(s, "a1");
+    agent_t *a = fleet_find(&s->fleet, "a1");
     if (!a)
         return NULL;
     for (size_t i = a->out.n_assigns; i-- > 0;)
@@ -861,9 +861,9 @@ static void make_blobs(cache_blobs_t *b)
     digest_buffer("dataset", 7, b->data);
     digest_buffer("model-1", 7, b->model);
     digest_buffer("model-2", 7, b->model2);
-    blobs_queue_op(s, 0, b->data, 0, 7);
-    blobs_queue_op(s, 0, b->model, 0, 7);
-    blobs_queue_op(s, 0, b->model2, 0, 7);
+    blobstore_queue_op(s, BLOB_OP_NEW, b->data, 0, 7);
+    blobstore_queue_op(s, BLOB_OP_NEW, b->model, 0, 7);
+    blobstore_queue_op(s, BLOB_OP_NEW, b->model2, 0, 7);
     commit();
 }
 
@@ -1100,7 +1100,7 @@ Test(flow, entries_of_deleted_runs_leave_the_cache)
     cr_assert_eq(dag_delete_run(s, r1), 0);
     commit();
     cr_assert_eq(cache_entries(), n, "kept until the sweep");
-    s->prune_cache = true; /* what the hourly sweep sets */
+    s->journal.prune_cache = true; /* what the hourly sweep sets */
     commit();
     cr_assert_eq(cache_entries(), 0);
     run_t *r2 = h_submit(s, CACHED);
@@ -1347,7 +1347,7 @@ Test(flow, fan_in_of_artifacts_is_one_directory_with_a_dir_per_item)
     const char *content[] = {"part zero", "part one", "part two"};
     for (int i = 0; i < 3; i++) {
         digest_buffer(content[i], strlen(content[i]), d[i]);
-        blobs_queue_op(s, 0, d[i], 0, strlen(content[i]));
+        blobstore_queue_op(s, BLOB_OP_NEW, d[i], 0, strlen(content[i]));
     }
     commit();
     run_t *r = h_submit(s, "name: parts\n"
