@@ -5,7 +5,9 @@
  * back into schema 1's layout (to test the migration). With DROVER_TEST_SCHED
  * defined before inclusion: a real droverd (sched_new on a temp state dir
  * with ipc:// endpoints, no loop run) and shortcuts that drive it the way
- * agents and the CLI do: submit a spec, register an agent, report an exit.
+ * agents and the CLI do: submit a spec, register an agent, report an exit;
+ * and the one fixture of the scheduler suites (h_sched_setup/teardown: a
+ * droverd s on a fresh state dir h_dir; h_sched_restart reopens it).
  * Include this header first: sched_internal.h brings czmq, whose prelude
  * must come before system headers.
  */
@@ -210,6 +212,35 @@ static inline bool h_in_ready_queue(const sched_t *s, const task_t *t)
         if (q == t)
             return true;
     return false;
+}
+
+/* The fixture every scheduler suite shares: h_dir, a fresh state dir, and
+ * s, a droverd on it, made before each test and closed and removed after:
+ *   TestSuite(name, .init = h_sched_setup, .fini = h_sched_teardown);
+ * Tests use s and h_dir directly. */
+static char *h_dir;
+static sched_t *s;
+
+static inline void h_sched_setup(void)
+{
+    h_dir = h_tmpdir();
+    s = h_sched_open(h_dir);
+}
+
+static inline void h_sched_teardown(void)
+{
+    h_sched_close(&s);
+    util_rm_rf(h_dir);
+    free(h_dir);
+    h_dir = NULL;
+}
+
+/* A droverd restart: close s (sched_destroy commits what is pending) and
+ * open the same state dir again. */
+static inline void h_sched_restart(void)
+{
+    h_sched_close(&s);
+    s = h_sched_open(h_dir);
 }
 
 #endif /* DROVER_TEST_SCHED */

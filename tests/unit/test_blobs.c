@@ -23,23 +23,7 @@
 
 #define WAIT_MS 10000
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(blobs, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(blobs, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 #define ST(x) DROVER__TASK_STATUS__TASK_##x
 #define RS(x) DROVER__RUN_STATUS__RUN_##x
@@ -272,8 +256,7 @@ Test(blobs, references_follow_outputs_and_are_applied_at_commit)
     expect_refs(&x, 1);
 
     /* and counts survive a restart */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     expect_refs(&x, 1);
     expect_refs(&y, 4);
     expect_refs(&z, 2);
@@ -337,8 +320,7 @@ Test(blobs, deleting_a_run_drops_its_references_and_unlinks_unshared_blobs)
     cr_assert(file_exists(w.d));
 
     /* the deletion is durable; r2 is untouched */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     cr_assert_null(dag_find_run(s, id1), "the deleted run came back after a restart");
     run_t *back = dag_find_run(s, id2);
     cr_assert_not_null(back);
@@ -422,7 +404,7 @@ static void raw_put_blob(const blob_t *b, uint64_t nrefs, int64_t created_ms)
     MDB_dbi dbi;
     cr_assert_eq(mdb_env_create(&env), 0);
     cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
-    int rc = mdb_env_open(env, dir, MDB_NOTLS, 0640);
+    int rc = mdb_env_open(env, h_dir, MDB_NOTLS, 0640);
     cr_assert_eq(rc, 0, "mdb_env_open: %s", mdb_strerror(rc));
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     cr_assert_eq(mdb_dbi_open(txn, "blobs", 0, &dbi), 0);
@@ -449,7 +431,7 @@ Test(blobs, sweep_removes_only_unreferenced_blobs_older_than_an_hour)
     raw_put_blob(&old0, 0, now - 2 * 3600 * 1000);
     raw_put_blob(&old1, 1, now - 2 * 3600 * 1000);
     raw_put_blob(&edge, 0, now - 59 * 60 * 1000);
-    s = h_sched_open(dir);
+    s = h_sched_open(h_dir);
     expect_refs(&old0, 0);
     expect_refs(&old1, 1);
 
@@ -478,7 +460,7 @@ Test(blobs, sweep_spares_a_blob_referenced_before_the_commit)
     commit();
     h_sched_close(&s);
     raw_put_blob(&old0, 0, util_now_ms() - 2 * 3600 * 1000);
-    s = h_sched_open(dir);
+    s = h_sched_open(h_dir);
     h_register(s, "a1", 8000, 8ull << 30, 0, NULL);
 
     /* The hourly sweep and a task reporting this blob as its output land

@@ -1,6 +1,6 @@
 /* test_dag — the task state machine of DESIGN.md on a real droverd.
  *
- * Each test opens a scheduler (sched_new on a temp state dir, ipc://
+ * Each test opens a scheduler (sched_new on a temp state h_dir, ipc://
  * endpoints there; the loop is never run), submits specs through the spec
  * parser, registers agents through the agents protocol, and drives tasks
  * with placer_place / dag_task_started / dag_task_exited / dag_task_lost /
@@ -18,23 +18,7 @@
 #include <inttypes.h>
 #include <math.h>
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(dag, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(dag, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 #define ST(x) DROVER__TASK_STATUS__TASK_##x
 #define RS(x) DROVER__RUN_STATUS__RUN_##x
@@ -458,8 +442,7 @@ Test(dag, system_errors_move_the_task_without_spending_retries)
     expect_run(r, RS(FAILED));
 
     /* Durable: the count and which attempts were system errors. */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     run_t *again = dag_find_run(s, "r000001");
     cr_assert_not_null(again);
     t = h_task(again, "write");
@@ -695,8 +678,7 @@ Test(dag, state_survives_restart)
     uint64_t next_attempt = s->dag.next_attempt;
 
     /* Restart: sched_destroy commits what is pending; reopen the dir. */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
 
     cr_assert_eq(s->dag.n_runs, 1);
     r = dag_find_run(s, "r000001");
@@ -792,8 +774,7 @@ Test(dag, restart_loses_attempts_on_an_agent_that_comes_back_without_them)
     placer_place(s);
     task_t *root = h_task(r, "root");
     dag_task_started(s, root, 0);
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     root = h_task(r, "root");
     expect_status(root, ST(RUNNING));
@@ -879,8 +860,7 @@ Test(dag, a_task_transition_writes_the_task_not_the_run)
     cr_assert_lt(w, 2048, "the run's end stored %" PRIu64 " bytes", w);
 
     /* Reloaded, the run has every step and its outcome. */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     expect_run(r, RS(SUCCEEDED));
@@ -911,9 +891,9 @@ Test(dag, schema_1_state_dir_loads_and_its_runs_carry_on)
     uint64_t left_id = dag_current_attempt(h_task(r, "left"))->id;
     uint64_t right_id = dag_current_attempt(h_task(r, "right"))->id;
     h_sched_close(&s);
-    cr_assert_eq(h_state_to_schema1(dir), 2);
+    cr_assert_eq(h_state_to_schema1(h_dir), 2);
 
-    s = h_sched_open(dir);
+    s = h_sched_open(h_dir);
     cr_assert_eq(s->dag.n_runs, 2);
     r = dag_find_run(s, "r000001");
     done = dag_find_run(s, "r000002");
@@ -951,8 +931,7 @@ Test(dag, schema_1_state_dir_loads_and_its_runs_carry_on)
     /* The finished run of the old layout is deleted like any other. */
     cr_assert_eq(dag_delete_run(s, done), 0);
     flush_bytes();
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     cr_assert_eq(s->dag.n_runs, 1);
     cr_assert_null(dag_find_run(s, "r000002"));
     expect_run(dag_find_run(s, "r000001"), RS(SUCCEEDED));

@@ -1,6 +1,6 @@
 /* test_decoder — droverd's message handling under hostile input.
  *
- * A real droverd (temp state dir, ipc:// endpoints, loop not run) is fed,
+ * A real droverd (temp state h_dir, ipc:// endpoints, loop not run) is fed,
  * through agents_handle() and api_handle() exactly as its sockets would,
  * every truncated prefix and thousands of bit-flipped copies of valid
  * AgentMessage and ApiRequest frames, and thousands of seeded random byte
@@ -13,23 +13,7 @@
 #define DROVER_TEST_SCHED
 #include "helpers.h"
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(decoder, .init = setup, .fini = teardown, .timeout = 240);
+TestSuite(decoder, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 240);
 
 static const char *SPEC = "name: fuzzed\n"
                           "steps:\n"

@@ -28,23 +28,7 @@
 
 #include "digest.h"
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(flow, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(flow, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 #define ST(x) DROVER__TASK_STATUS__TASK_##x
 #define RS(x) DROVER__RUN_STATUS__RUN_##x
@@ -943,8 +927,7 @@ Test(flow, an_identical_run_is_served_from_the_cache)
 
     /* durable: also after a restart */
     commit();
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     run_t *r3 = h_submit(s, CACHED);
     task_t *t3 = h_task(r3, "train");
     expect_cached(t3);
@@ -1171,8 +1154,7 @@ Test(flow, a_half_done_fan_out_survives_a_restart)
     uint64_t id1 = dag_current_attempt(i1)->id;
     uint64_t id2 = dag_current_attempt(item(r, "shard", 2))->id;
 
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     expect_run(r, RS(RUNNING));
@@ -1237,8 +1219,7 @@ Test(flow, a_fan_out_group_restored_with_items_still_to_release)
                            "    command: [w, \"{{item}}\"]\n");
     finish(item(r, "shard", 0));
     expect_status(item(r, "shard", 1), ST(READY));
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     task_t *g = h_task(r, "shard");
     expect_status(item(r, "shard", 1), ST(READY));
@@ -1267,8 +1248,7 @@ Test(flow, a_range_survives_a_restart_and_its_items_are_cached)
     run_t *r = h_submit(s, spec);
     cr_assert_eq(r->n_tasks, 2, "no items before the group is decided");
     commit();
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     finish(h_task(r, "first"));
@@ -1309,8 +1289,7 @@ Test(flow, items_never_assigned_are_made_again_after_a_restart)
                            "  - {name: after, needs: [shard], command: [a]}\n");
     cr_assert_eq(r->n_tasks, 5);
     commit();
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     cr_assert_eq(r->n_tasks, 5, "both steps and all three items");

@@ -1,6 +1,6 @@
 /* test_placer — which READY task goes to which agent.
  *
- * On a real droverd (temp state dir, loop not run), agents register
+ * On a real droverd (temp state h_dir, loop not run), agents register
  * through the agents protocol and runs come from specs; placer_place() is
  * called directly. Checked: cpu, memory and GPU requests against what is
  * free (capacity minus what droverd has bound there), labels (all must
@@ -12,23 +12,7 @@
 #define DROVER_TEST_SCHED
 #include "helpers.h"
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(placer, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(placer, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 #define ST(x) DROVER__TASK_STATUS__TASK_##x
 #define GiB   (1ull << 30)
