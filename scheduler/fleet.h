@@ -26,6 +26,7 @@ typedef struct {
 void fleet_init(fleet_t *f);
 /* Free every agent and the tables. */
 void fleet_free(fleet_t *f);
+/* The agent called name, or NULL (connected or not). */
 agent_t *fleet_find(fleet_t *f, const char *name);
 /* A new disconnected agent called name, in the table (owned by f). */
 agent_t *fleet_add(fleet_t *f, const char *name);

@@ -23,13 +23,6 @@ agent_out_t *outbound_batch(outbound_t *o, agent_t *a)
     return &a->out;
 }
 
-void outbound_assign(outbound_t *o, agent_t *a, Drover__Assignment *m)
-{
-    agent_out_t *out = outbound_batch(o, a);
-    out->assigns = xrealloc(out->assigns, (out->n_assigns + 1) * sizeof *out->assigns);
-    out->assigns[out->n_assigns++] = m;
-}
-
 /* Append to a uint64 list whose capacity doubles at each power of two. */
 static void push_u64(uint64_t **list, size_t *n, uint64_t v)
 {

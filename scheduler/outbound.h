@@ -16,6 +16,8 @@
 #include <czmq.h>
 #include <stdint.h>
 
+#include "util.h"
+
 /* A reply to a connection no agent is bound to: "register first", or a
  * refusal saying why. */
 typedef struct {
@@ -31,9 +33,6 @@ typedef struct {
 
 /* a's batch, queued for sending after the next commit. */
 agent_out_t *outbound_batch(outbound_t *o, agent_t *a);
-/* Add an assignment to a's batch (takes m; its strings and artifacts
- * point into the run and task, see agent_out_free). */
-void outbound_assign(outbound_t *o, agent_t *a, Drover__Assignment *m);
 /* Tell a to kill an attempt. A duplicate is harmless (the agent ignores
  * unknown attempts), so no de-duplication. */
 void outbound_kill(outbound_t *o, agent_t *a, uint64_t attempt_id);
@@ -60,5 +59,15 @@ void outbound_send(outbound_t *o, zsock_t *sock);
 void outbound_free(outbound_t *o);
 /* Free everything a batch holds and reset it. */
 void agent_out_free(agent_out_t *out);
+
+/* Add an assignment to a's batch (takes m; its strings and artifacts
+ * point into the run and task, see agent_out_free). Inline: once per
+ * placed task. */
+static inline void outbound_assign(outbound_t *o, agent_t *a, Drover__Assignment *m)
+{
+    agent_out_t *out = outbound_batch(o, a);
+    out->assigns = xrealloc(out->assigns, (out->n_assigns + 1) * sizeof *out->assigns);
+    out->assigns[out->n_assigns++] = m;
+}
 
 #endif
