@@ -135,7 +135,7 @@ static void send_register(sched_t *s, const char *name, uint32_t cpu, uint64_t m
     zframe_destroy(&id);
     free(buf);
     util_free_kvs(kvs, n_kvs);
-    agent_t *a = agents_find(s, name);
+    agent_t *a = fleet_find(&s->fleet, name);
     if (!a || !a->connected)
         die("an agent did not register");
 }
@@ -252,7 +252,7 @@ static void tick(fz_t *f, agent_t *aged, bool gc)
     agents_tick(s);
     if (gc) { /* droverd's hourly pass, as if the retention time had passed */
         dag_retention(s, now + (int64_t)s->cfg.retention_ms + HOUR_MS);
-        blobs_sweep(s);
+        blobstore_sweep(s);
     }
 }
 
@@ -278,7 +278,7 @@ void fz_deliver(fz_t *f, uint8_t sel, const uint8_t *body, size_t len)
     if (sel & FZ_RESTART)
         fz_restart(f);
     if (sel & (FZ_AGE | FZ_TICK)) {
-        agent_t *a = (sel & FZ_AGE) && who < FZ_API ? agents_find(f->s, name) : NULL;
+        agent_t *a = (sel & FZ_AGE) && who < FZ_API ? fleet_find(&f->s->fleet, name) : NULL;
         tick(f, a, (sel & (FZ_AGE | FZ_TICK)) == (FZ_AGE | FZ_TICK));
     }
     /* The body in a buffer of its exact size: overreads are ASan reports. */
@@ -374,7 +374,7 @@ static bool drive_agent(fz_t *f, agent_t *a, uint64_t *seq)
     Drover__KeyValue kvs[64][4], *kp[64][4];
     e.reports = rp;
     for (size_t i = 0; i < n; i++) {
-        task_t *t = idmap_get(f->s->attempts, ids[i]);
+        task_t *t = idmap_get(f->s->dag.attempts, ids[i]);
         drover__report__init(&reps[i]);
         reps[i].seq = ++*seq;
         reps[i].attempt_id = ids[i];
@@ -434,7 +434,7 @@ void fz_drive(fz_t *f, int rounds)
     for (int r = 0; r < rounds; r++) {
         bool any = false;
         for (int who = 0; who < FZ_AGENTS; who++) {
-            agent_t *a = agents_find(f->s, fz_agent_names[who]);
+            agent_t *a = fleet_find(&f->s->fleet, fz_agent_names[who]);
             if (a && !a->connected)
                 reregister(f, a);
             if (a && a->connected)
@@ -443,7 +443,7 @@ void fz_drive(fz_t *f, int rounds)
         if (!any) { /* retries waiting out their backoff? */
             tick(f, NULL, false);
             fz_flush(f);
-            if (!f->s->n_ready)
+            if (!f->s->dag.n_ready)
                 return;
         }
     }

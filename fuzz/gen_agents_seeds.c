@@ -184,7 +184,7 @@ typedef struct {
     bool no_upload;         /* report outputs without uploading them */
     bool chunked;           /* upload in 3-byte chunks, one re-sent */
     bool preempt;           /* gpu-1 is preempted during gpu's first attempt */
-} fleet_t;
+} seed_fleet_t;
 
 #define CKPT_STEP "gpu" /* the harness's checkpointing step */
 
@@ -285,12 +285,12 @@ static size_t input_files(const Drover__Artifact *art, const Drover__FileEntry *
  * fetched chunks, offer uploads; 2 upload; 3 CHECKPOINT (checkpointing
  * step); 4 EXITED with outputs and params. The heartbeat lists the running
  * attempts with their progress. */
-static bool fleet_round(const fleet_t *fl)
+static bool fleet_round(const seed_fleet_t *fl)
 {
     sched_t *s = fz_sched(f);
     bool sent = false;
     for (int who = 0; who <= FZ_GHOST; who++) {
-        agent_t *a = agents_find(s, who == FZ_GHOST ? "ghost" : fz_agent_names[who]);
+        agent_t *a = fleet_find(&s->fleet, who == FZ_GHOST ? "ghost" : fz_agent_names[who]);
         if (!a || !a->connected || !a->n_tasks)
             continue;
         Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
@@ -506,7 +506,7 @@ static bool fleet_round(const fleet_t *fl)
 
 /* Rounds until the run ends; a round with nothing to say is a tick (the
  * retry backoff passes), two in a row end the play. */
-static void play(const fleet_t *fl, int max_rounds)
+static void play(const seed_fleet_t *fl, int max_rounds)
 {
     int idle = 0;
     for (int i = 0; i < max_rounds && idle < 2; i++) {
@@ -525,7 +525,7 @@ static void play(const fleet_t *fl, int max_rounds)
     }
 }
 
-static const fleet_t HAPPY = {.score = "0.9", .list = "[\"x\",\"y\",{\"k\":1}]"};
+static const seed_fleet_t HAPPY = {.score = "0.9", .list = "[\"x\",\"y\",{\"k\":1}]"};
 
 /* ------------------------------------------------------------ messages */
 
@@ -572,7 +572,7 @@ static void reg(uint8_t sel, const char *name, const char *labels, const uint64_
 /* Attempt ids an agent holds now. */
 static size_t held(int who, uint64_t *ids, size_t max)
 {
-    agent_t *a = agents_find(fz_sched(f), fz_agent_names[who]);
+    agent_t *a = fleet_find(&fz_sched(f)->fleet, fz_agent_names[who]);
     size_t n = 0;
     for (size_t i = 0; a && i < a->n_tasks && n < max; i++)
         ids[n++] = dag_current_attempt(a->tasks[i])->id;
@@ -693,7 +693,7 @@ int main(int argc, char **argv)
 
     /* A failure and its retry; `when` false (eval skipped). */
     begin();
-    fleet_t retry = HAPPY;
+    seed_fleet_t retry = HAPPY;
     retry.fail_step = "gpu";
     retry.score = "0.1";
     play(&retry, 60);
@@ -703,7 +703,7 @@ int main(int argc, char **argv)
      * with a final checkpoint; the notice is withdrawn and the step
      * resumes from its checkpoint. */
     begin();
-    fleet_t pre = HAPPY;
+    seed_fleet_t pre = HAPPY;
     pre.preempt = true;
     reg_gpus(FZ_GHOST, "ghost", "zone=a", 1, NULL, 0); /* where gpu resumes */
     play(&pre, 60);
@@ -711,7 +711,7 @@ int main(int argc, char **argv)
 
     /* Fan-out lists that are too long or not JSON; chunked uploads. */
     begin();
-    fleet_t lists = HAPPY;
+    seed_fleet_t lists = HAPPY;
     lists.list = "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,"
                  "29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,"
                  "55,56,57,58,59,60,61,62,63,64,65]";
@@ -726,7 +726,7 @@ int main(int argc, char **argv)
 
     /* Uploads that fail: a digest mismatch, outputs never uploaded. */
     begin();
-    fleet_t bad = HAPPY;
+    seed_fleet_t bad = HAPPY;
     bad.bad_digest = "prep";
     play(&bad, 10);
     end(dir, "bad-digest");

@@ -1,7 +1,7 @@
 /* api — droverd's answers to the CLI (ApiRequest → ApiResponse).
  *
  * Each request is handled at once on the loop thread and its reply queued;
- * sched.c sends it after the iteration's commit, so "submitted" means
+ * scheduler.c sends it after the iteration's commit, so "submitted" means
  * stored. Views point into the live model (no copies); the reply is packed
  * before anything can change it.
  */
@@ -278,10 +278,10 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     const sched_config_t *c = &s->cfg;
     const sched_counters_t *k = &s->counters;
     v->version = xstrdup(DROVER_VERSION);
-    v->curve = s->agents_curve;
-    v->api_curve = s->api_curve;
-    v->agent_keys = s->agent_keys ? (uint32_t)zhashx_size(s->agent_keys) : 0;
-    v->api_keys = s->api_keys ? (uint32_t)zhashx_size(s->api_keys) : 0;
+    v->curve = s->auth.agents_curve;
+    v->api_curve = s->auth.api_curve;
+    v->agent_keys = s->auth.agent_keys ? (uint32_t)zhashx_size(s->auth.agent_keys) : 0;
+    v->api_keys = s->auth.api_keys ? (uint32_t)zhashx_size(s->auth.api_keys) : 0;
     v->caller = xasprintf("%s (%s)", caller->name,
                           caller->role == API_ROLE_ADMIN    ? "admin"
                           : caller->role == API_ROLE_SUBMIT ? "submit"
@@ -390,12 +390,12 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         size_t limit = lr->limit ? lr->limit : API_DEFAULT_LIST, n = 0;
         if (limit > API_MAX_LIST)
             limit = API_MAX_LIST;
-        runs = xcalloc(s->n_runs < limit ? s->n_runs : limit, sizeof *runs);
-        for (size_t i = s->n_runs; i-- > 0 && n < limit;) { /* newest first */
-            if (!run_matches(s->runs[i], lr))
+        runs = xcalloc(s->dag.n_runs < limit ? s->dag.n_runs : limit, sizeof *runs);
+        for (size_t i = s->dag.n_runs; i-- > 0 && n < limit;) { /* newest first */
+            if (!run_matches(s->dag.runs[i], lr))
                 continue;
             runs[n] = xmalloc(sizeof **runs);
-            run_view(s->runs[i], runs[n++], false);
+            run_view(s->dag.runs[i], runs[n++], false);
         }
         resp.n_runs = n;
         resp.runs = runs;
@@ -429,9 +429,10 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         do_logs(s, req->logs, &resp, &logs, &err);
         break;
     case DROVER__API_REQUEST__OP_LIST_AGENTS: {
-        size_t n = zhashx_size(s->agents), i = 0;
+        size_t n = zhashx_size(s->fleet.agents), i = 0;
         agents = xcalloc(n, sizeof *agents);
-        for (agent_t *a = zhashx_first(s->agents); a && i < n; a = zhashx_next(s->agents)) {
+        for (agent_t *a = zhashx_first(s->fleet.agents); a && i < n;
+             a = zhashx_next(s->fleet.agents)) {
             if (!a->connected && a->capacity.cpu_milli == 0 && !a->n_tasks)
                 continue; /* spoke once, never registered */
             agents[i] = xmalloc(sizeof **agents);
@@ -442,7 +443,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         break;
     }
     case DROVER__API_REQUEST__OP_DRAIN_AGENT: {
-        agent_t *a = agents_find(s, req->drain_agent->name);
+        agent_t *a = fleet_find(&s->fleet, req->drain_agent->name);
         if (!a) {
             set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no agent '%s'",
                       req->drain_agent->name);
@@ -450,14 +451,14 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         }
         a->drained = !req->drain_agent->undrain;
         if (!a->drained && a->connected)
-            agents_end_drill(s, a); /* a drill ends with undrain */
-        sched_mark_agent(s, a);
+            outbound_end_drill(&s->out, a); /* a drill ends with undrain */
+        journal_mark_agent(&s->journal, a);
         log_info("agent %s %s", a->name,
                  a->drained ? "drained: no new work will be placed there" : "back in service");
         break;
     }
     case DROVER__API_REQUEST__OP_FORGET_AGENT: {
-        agent_t *a = agents_find(s, req->forget_agent->name);
+        agent_t *a = fleet_find(&s->fleet, req->forget_agent->name);
         if (!a) {
             set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no agent '%s'",
                       req->forget_agent->name);
@@ -475,7 +476,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         break;
     }
     case DROVER__API_REQUEST__OP_PREEMPT_AGENT: {
-        agent_t *a = agents_find(s, req->preempt_agent->name);
+        agent_t *a = fleet_find(&s->fleet, req->preempt_agent->name);
         if (!a || !a->connected) {
             set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
                       "no connected agent '%s'", req->preempt_agent->name);
@@ -483,7 +484,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         }
         log_info("agent %s: preemption drill, deadline in %.1fs", a->name,
                  req->preempt_agent->deadline_ms / 1000.0);
-        agents_send_preempt(s, a, req->preempt_agent->deadline_ms);
+        outbound_drill(&s->out, a, req->preempt_agent->deadline_ms);
         break;
     }
     case DROVER__API_REQUEST__OP_ARTIFACTS:
@@ -494,7 +495,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         break;
     case DROVER__API_REQUEST__OP_READ_BLOB: {
         const Drover__BlobRequest *b = req->read_blob;
-        if (b->digest.len != 32 || !blobs_exists(s, b->digest.data)) {
+        if (b->digest.len != 32 || !blobstore_exists(s, b->digest.data)) {
             set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no such blob");
             break;
         }
@@ -519,8 +520,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         break;
     }
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
-        s->clear_cache = true;
-        s->n_cache_puts = 0; /* earlier in this iteration, but before the clear */
+        journal_clear_cache(&s->journal); /* and the puts before it */
         log_info("step cache cleared");
         break;
     default:

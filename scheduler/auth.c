@@ -52,7 +52,7 @@ static void on_zap(void *arg)
 {
     sched_t *s = arg;
     for (int i = 0; i < 64; i++) {
-        zmsg_t *m = zmsg_recv(s->zap);
+        zmsg_t *m = zmsg_recv(s->auth.zap);
         if (!m)
             return;
         char *version = zmsg_popstr(m);
@@ -67,7 +67,7 @@ static void on_zap(void *arg)
         if (ok)
             zmq_z85_encode(z85, zframe_data(key), 32);
         if (request_id)
-            zap_reply(s->zap, request_id, ok ? "200" : "400", ok ? "OK" : "CURVE only", z85);
+            zap_reply(s->auth.zap, request_id, ok ? "200" : "400", ok ? "OK" : "CURVE only", z85);
         zframe_destroy(&identity);
         zframe_destroy(&key);
         free(version);
@@ -94,10 +94,10 @@ static int load_dirs(sched_t *s, char *err, size_t errlen)
             snprintf(k->role, sizeof k->role, "read");
         }
     }
-    zhashx_destroy(&s->agent_keys);
-    zhashx_destroy(&s->api_keys);
-    s->agent_keys = agents;
-    s->api_keys = api;
+    zhashx_destroy(&s->auth.agent_keys);
+    zhashx_destroy(&s->auth.api_keys);
+    s->auth.agent_keys = agents;
+    s->auth.api_keys = api;
     return 0;
 }
 
@@ -110,7 +110,7 @@ int auth_init(sched_t *s, char *err, size_t errlen)
 {
     const sched_config_t *c = &s->cfg;
     if (c->key) {
-        if (keys_load_secret(c->key, &s->cert, err, errlen) < 0)
+        if (keys_load_secret(c->key, &s->auth.cert, err, errlen) < 0)
             return -EINVAL;
         if (!c->authorized_keys) {
             snprintf(err, errlen, "--key needs --authorized-keys DIR (the agents' public keys)");
@@ -119,9 +119,9 @@ int auth_init(sched_t *s, char *err, size_t errlen)
         if (load_dirs(s, err, errlen) < 0)
             return -EINVAL;
     }
-    s->agents_curve = s->cert != NULL;
-    s->api_curve = s->cert != NULL && is_tcp(s->api_endpoint);
-    if (s->api_curve && !c->api_keys) {
+    s->auth.agents_curve = s->auth.cert != NULL;
+    s->auth.api_curve = s->auth.cert != NULL && is_tcp(s->api_endpoint);
+    if (s->auth.api_curve && !c->api_keys) {
         snprintf(err, errlen,
                  "a TCP API endpoint needs --api-keys DIR (the CLI users' public keys "
                  "and roles)");
@@ -130,7 +130,7 @@ int auth_init(sched_t *s, char *err, size_t errlen)
     const char *how = "create keys with `drover keygen droverd` and `drover keygen AGENT`, then "
                       "start droverd with --key droverd.key_secret --authorized-keys DIR "
                       "(README: Running on several machines)";
-    if (!s->cert && !keys_endpoint_is_local(c->listen)) {
+    if (!s->auth.cert && !keys_endpoint_is_local(c->listen)) {
         if (!c->insecure) {
             snprintf(err, errlen,
                      "refusing to listen on %s without keys: anyone who reaches it could pose "
@@ -144,7 +144,7 @@ int auth_init(sched_t *s, char *err, size_t errlen)
     }
     /* Even on loopback: a TCP API without keys would let any local user
      * in as an admin, around the ipc socket's file permissions. */
-    if (!s->cert && is_tcp(s->api_endpoint)) {
+    if (!s->auth.cert && is_tcp(s->api_endpoint)) {
         if (!c->insecure) {
             snprintf(err, errlen,
                      "refusing a TCP API endpoint %s without keys (--key and --api-keys); "
@@ -154,17 +154,17 @@ int auth_init(sched_t *s, char *err, size_t errlen)
         }
         log_warn("INSECURE: API endpoint %s is open without keys (--insecure)", s->api_endpoint);
     }
-    if (s->cert) {
+    if (s->auth.cert) {
         /* The ZAP handler must exist before a CURVE socket is bound. */
-        s->zap = zsock_new(ZMQ_REP);
-        if (!s->zap || zsock_bind(s->zap, ZAP_ENDPOINT) < 0) {
+        s->auth.zap = zsock_new(ZMQ_REP);
+        if (!s->auth.zap || zsock_bind(s->auth.zap, ZAP_ENDPOINT) < 0) {
             snprintf(err, errlen, "ZAP handler: %s", zmq_strerror(zmq_errno()));
             return -EIO;
         }
-        zsock_set_rcvtimeo(s->zap, 0);
-        s->zap_zev = zev_new(s->loop, zsock_resolve(s->zap), on_zap, s);
-        log_info("CURVE on: %zu agent keys, %zu api keys", zhashx_size(s->agent_keys),
-                 s->api_keys ? zhashx_size(s->api_keys) : 0);
+        zsock_set_rcvtimeo(s->auth.zap, 0);
+        s->auth.zap_zev = zev_new(s->loop, zsock_resolve(s->auth.zap), on_zap, s);
+        log_info("CURVE on: %zu agent keys, %zu api keys", zhashx_size(s->auth.agent_keys),
+                 s->auth.api_keys ? zhashx_size(s->auth.api_keys) : 0);
     }
     return 0;
 }
@@ -175,7 +175,7 @@ static void on_monitor(void *arg)
 {
     sched_t *s = arg;
     for (int i = 0; i < 64; i++) {
-        zmsg_t *m = zmsg_recv(s->monitor);
+        zmsg_t *m = zmsg_recv(s->auth.monitor);
         if (!m)
             return;
         zframe_t *head = zmsg_first(m), *addr = zmsg_next(m);
@@ -194,12 +194,12 @@ static void on_monitor(void *arg)
 
 void auth_secure(sched_t *s, zsock_t *sock, bool api)
 {
-    if (!(api ? s->api_curve : s->agents_curve))
+    if (!(api ? s->auth.api_curve : s->auth.agents_curve))
         return;
-    zcert_apply(s->cert, sock);
+    zcert_apply(s->auth.cert, sock);
     zsock_set_curve_server(sock, 1);
     zsock_set_zap_domain(sock, api ? "api" : "agents");
-    if (api || s->monitor)
+    if (api || s->auth.monitor)
         return;
     /* Failed handshakes never reach a handler: a monitor counts them. */
     const char *ep = "inproc://drover-agents-monitor";
@@ -207,13 +207,13 @@ void auth_secure(sched_t *s, zsock_t *sock, bool api)
                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) < 0 ||
-        !(s->monitor = zsock_new_pair(">inproc://drover-agents-monitor"))) {
+        !(s->auth.monitor = zsock_new_pair(">inproc://drover-agents-monitor"))) {
         log_warn("agents socket monitor: %s (failed handshakes are not counted)",
                  zmq_strerror(zmq_errno()));
         return;
     }
-    zsock_set_rcvtimeo(s->monitor, 0);
-    s->monitor_zev = zev_new(s->loop, zsock_resolve(s->monitor), on_monitor, s);
+    zsock_set_rcvtimeo(s->auth.monitor, 0);
+    s->auth.monitor_zev = zev_new(s->loop, zsock_resolve(s->auth.monitor), on_monitor, s);
 }
 
 int auth_prepare_ipc(const char *endpoint, char *err, size_t errlen)
@@ -246,7 +246,7 @@ void auth_after_bind(const char *endpoint)
 void auth_reload(sched_t *s)
 {
     char err[512];
-    if (!s->cert) {
+    if (!s->auth.cert) {
         log_info("SIGHUP: no keys configured, nothing to reload");
         return;
     }
@@ -254,18 +254,18 @@ void auth_reload(sched_t *s)
         log_error("SIGHUP: %s; keeping the keys loaded before", err);
         return;
     }
-    log_info("SIGHUP: reloaded %zu agent keys, %zu api keys", zhashx_size(s->agent_keys),
-             s->api_keys ? zhashx_size(s->api_keys) : 0);
+    log_info("SIGHUP: reloaded %zu agent keys, %zu api keys", zhashx_size(s->auth.agent_keys),
+             s->auth.api_keys ? zhashx_size(s->auth.api_keys) : 0);
     agents_keys_changed(s);
 }
 
 int auth_agent_key(sched_t *s, zframe_t *body, const keys_entry_t **key, char *buf, size_t len)
 {
     *key = NULL;
-    if (!s->agents_curve)
+    if (!s->auth.agents_curve)
         return 0;
     const char *user = zframe_meta(body, "User-Id");
-    *key = user ? zhashx_lookup(s->agent_keys, user) : NULL;
+    *key = user ? zhashx_lookup(s->auth.agent_keys, user) : NULL;
     if (*key)
         return 0;
     snprintf(buf, len,
@@ -298,13 +298,13 @@ void auth_handshake_failed(sched_t *s, int event, int value, const char *address
 int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why, size_t len)
 {
     memset(caller, 0, sizeof *caller);
-    if (!s->api_curve) { /* ipc: guarded by file permissions */
+    if (!s->auth.api_curve) { /* ipc: guarded by file permissions */
         caller->role = API_ROLE_ADMIN;
         snprintf(caller->name, sizeof caller->name, "local");
         return 0;
     }
     const char *user = zframe_meta(body, "User-Id");
-    const keys_entry_t *k = user && s->api_keys ? zhashx_lookup(s->api_keys, user) : NULL;
+    const keys_entry_t *k = user && s->auth.api_keys ? zhashx_lookup(s->auth.api_keys, user) : NULL;
     if (!k) {
         snprintf(why, len,
                  "permission denied: key %s is not in droverd's api-keys directory (an admin "
@@ -322,11 +322,11 @@ int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why,
 
 void auth_shutdown(sched_t *s)
 {
-    zev_destroy(&s->monitor_zev);
-    zsock_destroy(&s->monitor);
-    zev_destroy(&s->zap_zev);
-    zsock_destroy(&s->zap);
-    zcert_destroy(&s->cert);
-    zhashx_destroy(&s->agent_keys);
-    zhashx_destroy(&s->api_keys);
+    zev_destroy(&s->auth.monitor_zev);
+    zsock_destroy(&s->auth.monitor);
+    zev_destroy(&s->auth.zap_zev);
+    zsock_destroy(&s->auth.zap);
+    zcert_destroy(&s->auth.cert);
+    zhashx_destroy(&s->auth.agent_keys);
+    zhashx_destroy(&s->auth.api_keys);
 }

@@ -1,21 +1,18 @@
-/* blobs — droverd's content-addressed artifact store and its transfers.
+/* blobs — moving blobs between droverd and agents, and API reads of them
+ * (the store itself, its references and sweep: blobstore.c).
  *
- * A blob is a file's content, named by its SHA-256: STATE_DIR/blobs/AB/
- * ABCD...; its record (size, references) is in LMDB. Files are written
- * under blobs/tmp/ and renamed into place only after the digest checked
- * out and the data was fsync'd, so a blob that exists is always whole; a
- * crash leaves at most a temp file, removed at the next start.
+ * An upload is written under blobs/tmp/ and renamed into place only after
+ * the digest checked out and the data was fsync'd, so a blob that exists
+ * is always whole; a crash leaves at most a temp file, removed at the
+ * next start.
  *
  * Transfers run over the agents socket in CHUNK-sized pieces. The receiver
  * acknowledges each chunk once it is written; the sender keeps at most
  * WINDOW unacknowledged chunks (credit), so memory stays bounded on both
  * sides whatever the blob's size, and heartbeats interleave with data.
  * Every read, write, hash, fsync and unlink runs on the worker thread.
- *
- * Reference counts change inside the loop's group commit (blobs_commit);
- * a blob whose count drops to zero is unlinked after the commit. Blobs
- * that were uploaded but never referenced (an attempt lost after its
- * upload) are swept an hour later.
+ * A finished upload queues a BLOB_OP_NEW (blobstore.c) so the sweep of
+ * unreferenced blobs spares it until the step reports.
  */
 #include "sched_internal.h"
 
@@ -32,20 +29,9 @@
 #include "log.h"
 #include "util.h"
 
-#define CHUNK        (256 * 1024)
-#define WINDOW       8
-#define MAX_BLOB     (1ULL << 40)
-#define SWEEP_AGE_MS (3600 * 1000)
-
-/* OP_UNLINK: internal, a record deleted by this commit; unlink after it. */
-typedef enum { OP_NEW, OP_REF, OP_DROP, OP_UNLINK } blob_op_kind_t;
-
-struct blob_op {
-    blob_op_kind_t kind;
-    uint8_t digest[DIGEST_LEN];
-    int64_t delta;
-    uint64_t size;
-};
+#define CHUNK    (256 * 1024)
+#define WINDOW   8
+#define MAX_BLOB (1ULL << 40)
 
 /* One blob moving between droverd and an agent for one attempt. */
 typedef struct xfer xfer_t;
@@ -76,23 +62,10 @@ typedef struct {
     char reason[512];
 } chunk_job_t;
 
-char *blobs_path(const sched_t *s, const uint8_t digest[DIGEST_LEN])
-{
-    char hex[DIGEST_HEX_LEN + 1];
-    digest_hex(digest, hex);
-    return xasprintf("%s/blobs/%.2s/%s", s->cfg.state_dir, hex, hex);
-}
-
 int blobs_init(sched_t *s)
 {
-    char *tmp = xasprintf("%s/blobs/tmp", s->cfg.state_dir);
-    util_rm_rf(tmp); /* half-received blobs of a previous run */
-    int rc = util_mkdir_p(tmp, 0750);
-    if (rc < 0)
-        log_error("mkdir(%s): %s", tmp, strerror(-rc));
-    free(tmp);
-    s->xfers = zhashx_new();
-    return rc;
+    s->blobs.xfers = zhashx_new();
+    return blobstore_init(s);
 }
 
 /* ------------------------------------------------------------ sessions */
@@ -122,7 +95,7 @@ static void xfer_end(sched_t *s, xfer_t *x)
 {
     if (!x->cancelled) {
         x->cancelled = true;
-        zhashx_delete(s->xfers, x->key);
+        zhashx_delete(s->blobs.xfers, x->key);
     }
     if (x->jobs == 0)
         xfer_free(x);
@@ -136,7 +109,7 @@ static bool valid_digest(ProtobufCBinaryData d)
 /* The task whose current attempt is attempt_id on agent a, or NULL. */
 static task_t *attempt_task(sched_t *s, agent_t *a, uint64_t attempt_id)
 {
-    task_t *t = idmap_get(s->attempts, attempt_id);
+    task_t *t = idmap_get(s->dag.attempts, attempt_id);
     return t && t->agent == a && dag_current_attempt(t)->id == attempt_id ? t : NULL;
 }
 
@@ -144,7 +117,7 @@ static task_t *attempt_task(sched_t *s, agent_t *a, uint64_t attempt_id)
 static void queue_done(sched_t *s, agent_t *a, uint64_t attempt_id, const uint8_t *digest, bool ok,
                        const char *error, bool retry)
 {
-    agent_out_t *out = sched_agent_out(s, a);
+    agent_out_t *out = outbound_batch(&s->out, a);
     Drover__BlobDone *d = xmalloc(sizeof *d);
     drover__blob_done__init(d);
     d->attempt_id = attempt_id;
@@ -166,10 +139,10 @@ void blobs_offer(sched_t *s, agent_t *a, const Drover__UploadOffer *o)
         /* Not current (cancelled, superseded, handed back): no blob is
          * wanted, and the agent is told to drop the attempt, or it would
          * offer the upload again forever. */
-        agents_queue_kill(s, a, o->attempt_id);
+        outbound_kill(&s->out, a, o->attempt_id);
         return;
     }
-    agent_out_t *out = sched_agent_out(s, a);
+    agent_out_t *out = outbound_batch(&s->out, a);
     Drover__UploadWant *w = xmalloc(sizeof *w);
     drover__upload_want__init(w);
     w->attempt_id = o->attempt_id;
@@ -181,7 +154,7 @@ void blobs_offer(sched_t *s, agent_t *a, const Drover__UploadOffer *o)
         if (store_blob_get(s->store, o->digests[i].data, &size, &refs) == 0) {
             /* stored once, whoever produced it; touch it so the sweep of
              * unreferenced blobs spares it until the step reports */
-            blobs_queue_op(s, OP_NEW, o->digests[i].data, 0, size);
+            blobstore_queue_op(s, BLOB_OP_NEW, o->digests[i].data, 0, size);
             continue;
         }
         ProtobufCBinaryData *d = &w->digests[w->n_digests++];
@@ -242,7 +215,7 @@ static void write_chunk(void *arg)
         write_failed(j, "fsync", errno);
         return;
     }
-    char *path = blobs_path(x->s, x->digest);
+    char *path = blobstore_path(x->s, x->digest);
     char *dir = xstrndup(path, (size_t)(strrchr(path, '/') - path));
     util_mkdir_p(dir, 0750);
     if (rename(x->tmp_path, path) < 0) {
@@ -263,7 +236,7 @@ static void write_chunk(void *arg)
 
 static void queue_chunk_ack(sched_t *s, agent_t *a, xfer_t *x, uint64_t end)
 {
-    agent_out_t *out = sched_agent_out(s, a);
+    agent_out_t *out = outbound_batch(&s->out, a);
     Drover__ChunkAck *ack = xmalloc(sizeof *ack);
     drover__chunk_ack__init(ack);
     ack->attempt_id = x->attempt_id;
@@ -281,7 +254,7 @@ static void write_done(void *arg)
     xfer_t *x = j->x;
     sched_t *s = x->s;
     x->jobs--;
-    agent_t *a = x->cancelled ? NULL : agents_find(s, x->agent);
+    agent_t *a = x->cancelled ? NULL : fleet_find(&s->fleet, x->agent);
     if (!a) {
         xfer_end(s, x);
     } else if (j->error) {
@@ -301,7 +274,7 @@ static void write_done(void *arg)
     } else {
         queue_chunk_ack(s, a, x, j->offset + j->len);
         if (j->last) {
-            blobs_queue_op(s, OP_NEW, x->digest, 0, x->size);
+            blobstore_queue_op(s, BLOB_OP_NEW, x->digest, 0, x->size);
             queue_done(s, a, x->attempt_id, x->digest, true, NULL, false);
             xfer_end(s, x);
         }
@@ -316,7 +289,7 @@ void blobs_chunk_in(sched_t *s, agent_t *a, const Drover__BlobChunk *c)
         c->offset + c->data.len > c->size || !attempt_task(s, a, c->attempt_id))
         return;
     char *key = xfer_key(c->attempt_id, c->digest.data, true);
-    xfer_t *x = zhashx_lookup(s->xfers, key);
+    xfer_t *x = zhashx_lookup(s->blobs.xfers, key);
     if (!x && c->offset == 0) {
         x = xcalloc(1, sizeof *x);
         x->s = s;
@@ -330,7 +303,7 @@ void blobs_chunk_in(sched_t *s, agent_t *a, const Drover__BlobChunk *c)
         x->fd = -1;
         x->hash = digest_begin();
         x->tmp_path = xasprintf("%s/blobs/tmp/%s", s->cfg.state_dir, x->key);
-        zhashx_insert(s->xfers, x->key, x);
+        zhashx_insert(s->blobs.xfers, x->key, x);
     }
     free(key);
     if (!x)
@@ -360,7 +333,7 @@ static void read_chunk(void *arg)
     chunk_job_t *j = arg;
     xfer_t *x = j->x;
     if (x->fd < 0) {
-        char *path = blobs_path(x->s, x->digest);
+        char *path = blobstore_path(x->s, x->digest);
         x->fd = open(path, O_RDONLY | O_CLOEXEC);
         if (x->fd < 0) {
             j->error = -errno;
@@ -395,7 +368,7 @@ static void read_done(void *arg)
     xfer_t *x = j->x;
     sched_t *s = x->s;
     x->jobs--;
-    agent_t *a = x->cancelled ? NULL : agents_find(s, x->agent);
+    agent_t *a = x->cancelled ? NULL : fleet_find(&s->fleet, x->agent);
     if (!a) {
         xfer_end(s, x);
         free(j->data);
@@ -404,7 +377,7 @@ static void read_done(void *arg)
         xfer_end(s, x);
         free(j->data);
     } else {
-        agent_out_t *out = sched_agent_out(s, a);
+        agent_out_t *out = outbound_batch(&s->out, a);
         Drover__BlobChunk *c = xmalloc(sizeof *c);
         drover__blob_chunk__init(c);
         c->attempt_id = x->attempt_id;
@@ -444,7 +417,7 @@ void blobs_fetch(sched_t *s, agent_t *a, const Drover__FetchRequest *f)
         return;
     }
     char *key = xfer_key(f->attempt_id, f->digest.data, false);
-    xfer_t *old = zhashx_lookup(s->xfers, key);
+    xfer_t *old = zhashx_lookup(s->blobs.xfers, key);
     if (old)
         xfer_end(s, old); /* the agent restarted this fetch */
     xfer_t *x = xcalloc(1, sizeof *x);
@@ -455,7 +428,7 @@ void blobs_fetch(sched_t *s, agent_t *a, const Drover__FetchRequest *f)
     memcpy(x->digest, f->digest.data, DIGEST_LEN);
     x->size = size;
     x->fd = -1;
-    zhashx_insert(s->xfers, x->key, x);
+    zhashx_insert(s->blobs.xfers, x->key, x);
     if (size == 0) {
         queue_done(s, a, x->attempt_id, x->digest, true, NULL, false);
         xfer_end(s, x);
@@ -469,7 +442,7 @@ void blobs_chunk_ack(sched_t *s, agent_t *a, const Drover__ChunkAck *ack)
     if (!valid_digest(ack->digest))
         return;
     char *key = xfer_key(ack->attempt_id, ack->digest.data, false);
-    xfer_t *x = zhashx_lookup(s->xfers, key);
+    xfer_t *x = zhashx_lookup(s->blobs.xfers, key);
     free(key);
     if (!x || strcmp(x->agent, a->name) != 0 || ack->end <= x->acked || ack->end > x->next)
         return;
@@ -484,124 +457,13 @@ void blobs_chunk_ack(sched_t *s, agent_t *a, const Drover__ChunkAck *ack)
 
 void blobs_agent_gone(sched_t *s, agent_t *a)
 {
-    zlistx_t *keys = zhashx_keys(s->xfers);
+    zlistx_t *keys = zhashx_keys(s->blobs.xfers);
     for (char *k = zlistx_first(keys); k; k = zlistx_next(keys)) {
-        xfer_t *x = zhashx_lookup(s->xfers, k);
+        xfer_t *x = zhashx_lookup(s->blobs.xfers, k);
         if (x && strcmp(x->agent, a->name) == 0)
             xfer_end(s, x);
     }
     zlistx_destroy(&keys);
-}
-
-/* ------------------------------------------------------------ references */
-
-void blobs_queue_op(sched_t *s, int kind, const uint8_t digest[DIGEST_LEN], int64_t delta,
-                    uint64_t size)
-{
-    if (s->n_blob_ops == s->cap_blob_ops) {
-        s->cap_blob_ops = s->cap_blob_ops ? s->cap_blob_ops * 2 : 64;
-        s->blob_ops = xrealloc(s->blob_ops, s->cap_blob_ops * sizeof *s->blob_ops);
-    }
-    blob_op_t *op = &s->blob_ops[s->n_blob_ops++];
-    op->kind = (blob_op_kind_t)kind;
-    memcpy(op->digest, digest, DIGEST_LEN);
-    op->delta = delta;
-    op->size = size;
-}
-
-void blobs_ref_artifact(sched_t *s, const Drover__Artifact *art, int delta)
-{
-    for (size_t i = 0; i < art->n_files; i++)
-        if (valid_digest(art->files[i]->digest))
-            blobs_queue_op(s, OP_REF, art->files[i]->digest.data, delta, art->files[i]->size);
-}
-
-bool blobs_exists(sched_t *s, const uint8_t digest[DIGEST_LEN])
-{
-    uint64_t size, refs;
-    return store_blob_get(s->store, digest, &size, &refs) == 0;
-}
-
-/* Apply the queued ops of one kind class: references first, then the
- * sweep's drops, so a blob referenced in the same commit is never dropped. */
-static int apply_ops(sched_t *s, bool drops)
-{
-    for (size_t i = 0; i < s->n_blob_ops; i++) {
-        blob_op_t *op = &s->blob_ops[i];
-        if ((op->kind == OP_DROP) != drops)
-            continue;
-        uint64_t refs = 0, size, cur;
-        int rc;
-        switch (op->kind) {
-        case OP_NEW:
-            rc = store_blob_adjust(s->store, op->digest, 0, op->size, &refs);
-            break;
-        case OP_REF:
-            rc = store_blob_adjust(s->store, op->digest, op->delta, op->size, &refs);
-            if (rc == 0 && op->delta < 0 && refs == 0)
-                op->kind = OP_UNLINK; /* record deleted: remove the file after commit */
-            else
-                op->kind = OP_NEW; /* nothing to do after commit */
-            break;
-        case OP_DROP: /* sweep: only if still unreferenced */
-            rc = store_blob_get(s->store, op->digest, &size, &cur);
-            if (rc == 0 && cur == 0) {
-                rc = store_blob_adjust(s->store, op->digest, -1, 0, &refs);
-            } else {
-                op->kind = OP_NEW;
-                rc = 0;
-                continue;
-            }
-            break;
-        case OP_UNLINK:
-            rc = 0;
-            break;
-        default:
-            rc = -EINVAL;
-        }
-        if (rc < 0)
-            return rc;
-        if (op->kind == OP_DROP && drops)
-            op->kind = OP_UNLINK;
-    }
-    return 0;
-}
-
-int blobs_commit(sched_t *s)
-{
-    int rc = apply_ops(s, false);
-    return rc < 0 ? rc : apply_ops(s, true);
-}
-
-static void unlink_blob(void *arg)
-{
-    unlink((char *)arg);
-}
-
-void blobs_after_commit(sched_t *s)
-{
-    for (size_t i = 0; i < s->n_blob_ops; i++) {
-        if (s->blob_ops[i].kind != OP_UNLINK)
-            continue;
-        char *path = blobs_path(s, s->blob_ops[i].digest);
-        if (s->worker) {
-            worker_submit(s->worker, unlink_blob, free, path);
-        } else { /* shutting down */
-            unlink_blob(path);
-            free(path);
-        }
-    }
-    s->n_blob_ops = 0;
-}
-
-static void sweep_one(const uint8_t digest[DIGEST_LEN], void *arg)
-{
-    blobs_queue_op(arg, OP_DROP, digest, 0, 0);
-}
-
-void blobs_sweep(sched_t *s)
-{
-    store_blob_unreferenced(s->store, util_now_ms() - SWEEP_AGE_MS, sweep_one, s);
 }
 
 /* ------------------------------------------------------------ API reads */
@@ -656,7 +518,7 @@ void blobs_api_read(sched_t *s, zframe_t *identity, const uint8_t digest[DIGEST_
     api_read_t *r = xcalloc(1, sizeof *r);
     r->s = s;
     r->identity = identity;
-    r->path = blobs_path(s, digest);
+    r->path = blobstore_path(s, digest);
     r->offset = offset;
     r->max = max;
     worker_submit(s->worker, api_read_work, api_read_done, r);
@@ -664,13 +526,11 @@ void blobs_api_read(sched_t *s, zframe_t *identity, const uint8_t digest[DIGEST_
 
 void blobs_shutdown(sched_t *s)
 {
-    if (!s->xfers)
+    if (!s->blobs.xfers)
         return;
-    zlistx_t *keys = zhashx_keys(s->xfers);
+    zlistx_t *keys = zhashx_keys(s->blobs.xfers);
     for (char *k = zlistx_first(keys); k; k = zlistx_next(keys))
-        xfer_end(s, zhashx_lookup(s->xfers, k));
+        xfer_end(s, zhashx_lookup(s->blobs.xfers, k));
     zlistx_destroy(&keys);
-    zhashx_destroy(&s->xfers);
-    free(s->blob_ops);
-    s->blob_ops = NULL;
+    zhashx_destroy(&s->blobs.xfers);
 }

@@ -111,14 +111,14 @@ void dag_ready_push(sched_t *s, task_t *t)
     if (t->in_ready)
         return;
     t->ready_next = NULL;
-    t->ready_prev = s->ready_tail;
-    if (s->ready_tail)
-        s->ready_tail->ready_next = t;
+    t->ready_prev = s->dag.ready_tail;
+    if (s->dag.ready_tail)
+        s->dag.ready_tail->ready_next = t;
     else
-        s->ready_head = t;
-    s->ready_tail = t;
+        s->dag.ready_head = t;
+    s->dag.ready_tail = t;
     t->in_ready = true;
-    s->n_ready++;
+    s->dag.n_ready++;
 }
 
 void dag_ready_remove(sched_t *s, task_t *t)
@@ -128,14 +128,14 @@ void dag_ready_remove(sched_t *s, task_t *t)
     if (t->ready_prev)
         t->ready_prev->ready_next = t->ready_next;
     else
-        s->ready_head = t->ready_next;
+        s->dag.ready_head = t->ready_next;
     if (t->ready_next)
         t->ready_next->ready_prev = t->ready_prev;
     else
-        s->ready_tail = t->ready_prev;
+        s->dag.ready_tail = t->ready_prev;
     t->ready_prev = t->ready_next = NULL;
     t->in_ready = false;
-    s->n_ready--;
+    s->dag.n_ready--;
 }
 
 /* ------------------------------------------------------------ helpers */
@@ -150,11 +150,11 @@ static void set_reason(task_t *t, const char *reason)
 /* Remember a task waiting out its retry backoff (see dag_retry_due). */
 static void retry_push(sched_t *s, task_t *t)
 {
-    if (s->n_retrying == s->cap_retrying) {
-        s->cap_retrying = s->cap_retrying ? s->cap_retrying * 2 : 16;
-        s->retrying = xrealloc(s->retrying, s->cap_retrying * sizeof *s->retrying);
+    if (s->dag.n_retrying == s->dag.cap_retrying) {
+        s->dag.cap_retrying = s->dag.cap_retrying ? s->dag.cap_retrying * 2 : 16;
+        s->dag.retrying = xrealloc(s->dag.retrying, s->dag.cap_retrying * sizeof *s->dag.retrying);
     }
-    s->retrying[s->n_retrying++] = t;
+    s->dag.retrying[s->dag.n_retrying++] = t;
 }
 
 /* An item's name ("step[k]") and value in one allocation: a million items
@@ -245,7 +245,7 @@ static void task_finished(sched_t *s, task_t *t)
                                       : DROVER__RUN_STATUS__RUN_SUCCEEDED;
         r->rec->finished_ms = util_now_ms();
         log_info("run %s %s", r->rec->id, util_run_status_name(r->rec->status));
-        sched_mark_run(s, r); /* the run's record changes only here */
+        journal_mark_run(&s->journal, r); /* the run's record changes only here */
     }
 }
 
@@ -260,7 +260,7 @@ static void skip_descendants(sched_t *s, task_t *t, const char *why)
         char *reason = xasprintf("upstream %s %s", t->name, why);
         set_reason(c, reason);
         free(reason);
-        sched_mark_task(s, c);
+        journal_mark_task(&s->journal, c);
         task_finished(s, c);
         skip_descendants(s, c, "skipped");
     }
@@ -270,7 +270,7 @@ static void skip(sched_t *s, task_t *t, const char *reason)
 {
     t->status = DROVER__TASK_STATUS__TASK_SKIPPED;
     set_reason(t, reason);
-    sched_mark_task(s, t);
+    journal_mark_task(&s->journal, t);
     task_finished(s, t);
     skip_descendants(s, t, "skipped");
 }
@@ -280,7 +280,7 @@ static void fail_for_good(sched_t *s, task_t *t, const char *reason)
     t->status = DROVER__TASK_STATUS__TASK_FAILED;
     t->retry_at_ms = 0;
     set_reason(t, reason);
-    sched_mark_task(s, t);
+    journal_mark_task(&s->journal, t);
     task_finished(s, t);
     skip_descendants(s, t, "failed");
 }
@@ -299,12 +299,12 @@ static void trim_checkpoints(sched_t *s, task_t *t, size_t keep)
         return;
     size_t drop = t->n_checkpoints - keep;
     for (size_t k = 0; k < drop; k++) {
-        blobs_ref_artifact(s, t->checkpoints[k]->artifact, -1);
+        blobstore_ref_artifact(s, t->checkpoints[k]->artifact, -1);
         drover__checkpoint__free_unpacked(t->checkpoints[k], NULL);
     }
     memmove(t->checkpoints, t->checkpoints + drop, keep * sizeof *t->checkpoints);
     t->n_checkpoints = keep;
-    sched_mark_task(s, t);
+    journal_mark_task(&s->journal, t);
 }
 
 /* t ended well (status SUCCEEDED or CACHED): release its children. */
@@ -313,12 +313,12 @@ static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status)
     t->status = status;
     set_reason(t, NULL);
     trim_checkpoints(s, t, 0); /* a finished step never resumes */
-    sched_mark_task(s, t);
+    journal_mark_task(&s->journal, t);
     if (cacheable(t) && dag_prepare(s, t) == 0) { /* it ran with this expansion */
         if (!t->cache_key)
             t->cache_key = xmalloc(DIGEST_LEN);
         flow_cache_key(t, t->cache_key);
-        sched_cache_put(s, t);
+        journal_cache_put(&s->journal, t);
     } else {
         set_reason(t, NULL); /* a failed expansion leaves one: it succeeded, uncached */
     }
@@ -340,7 +340,7 @@ static void task_failed(sched_t *s, task_t *t, const char *reason)
         t->retries_used++;
         t->retry_at_ms = util_now_ms() + (int64_t)dag_backoff_ms(p, t->retries_used);
         retry_push(s, t);
-        sched_mark_task(s, t);
+        journal_mark_task(&s->journal, t);
         return;
     }
     fail_for_good(s, t, reason);
@@ -393,7 +393,7 @@ static void make_ready(sched_t *s, task_t *t)
     t->status = DROVER__TASK_STATUS__TASK_READY;
     dag_ready_push(s, t);
     if (!t->is_item || t->n_attempts)
-        sched_mark_task(s, t); /* a fresh item is written once it is assigned */
+        journal_mark_task(&s->journal, t); /* a fresh item is written once it is assigned */
 }
 
 /* Release WAITING items of a fan-out group up to its parallelism. Items
@@ -446,7 +446,7 @@ static void expand_fan_out(sched_t *s, task_t *g)
     }
     json_free_list(items, n);
     g->status = DROVER__TASK_STATUS__TASK_RUNNING;
-    sched_mark_task(s, g);
+    journal_mark_task(&s->journal, g);
     if (n == 0) {
         flow_collect_items(s, g);
         task_succeeded(s, g, DROVER__TASK_STATUS__TASK_SUCCEEDED);
@@ -484,7 +484,7 @@ static void group_complete(sched_t *s, task_t *g)
     if (g->run->cancelled) {
         g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
         set_reason(g, "run cancelled");
-        sched_mark_task(s, g);
+        journal_mark_task(&s->journal, g);
         task_finished(s, g);
         return;
     }
@@ -556,7 +556,7 @@ void dag_task_started(sched_t *s, task_t *t, int64_t time_ms)
      * is sent because of it, and if it is lost in a crash the task is still
      * ASSIGNED to the agent that re-registers holding it, and its EXITED
      * report is accepted from ASSIGNED as well. */
-    sched_mark_task_lazy(s, t);
+    journal_mark_task_lazy(&s->journal, t);
 }
 
 /* Close the current attempt with a final status; frees the task's agent. */
@@ -570,10 +570,10 @@ static void close_attempt(sched_t *s, task_t *t, Drover__TaskStatus status, cons
             a->started_ms = a->finished_ms;
         if (reason)
             util_pb_set_str(&a->reason, reason);
-        idmap_del(s->attempts, a->id);
+        idmap_del(s->dag.attempts, a->id);
     }
-    placer_unbind(s, t);
-    sched_mark_task(s, t);
+    fleet_unbind_task(t);
+    journal_mark_task(&s->journal, t);
 }
 
 const Drover__Checkpoint *dag_latest_checkpoint(const task_t *t)
@@ -602,12 +602,12 @@ void dag_task_checkpoint(sched_t *s, task_t *t, const Drover__Checkpoint *ck)
     copy->step = ck->step;
     copy->time_ms = ck->time_ms ? ck->time_ms : util_now_ms();
     copy->attempt = a->number;
-    blobs_ref_artifact(s, copy->artifact, +1);
+    blobstore_ref_artifact(s, copy->artifact, +1);
     t->checkpoints = xrealloc(t->checkpoints, (t->n_checkpoints + 1) * sizeof *t->checkpoints);
     t->checkpoints[t->n_checkpoints++] = copy;
     trim_checkpoints(s, t, t->step->checkpoint_keep ? t->step->checkpoint_keep : 1);
     a->checkpoints++;
-    sched_mark_task(s, t);
+    journal_mark_task(&s->journal, t);
     log_info("%s/%s: checkpoint at step %" PRIu64 " committed (%zu files, %" PRIu64 " bytes)",
              t->run->rec->id, t->name, copy->step, copy->artifact->n_files, copy->artifact->size);
 }
@@ -630,7 +630,7 @@ static void back_to_ready(sched_t *s, task_t *t, const char *reason, bool give_u
     set_reason(t, reason);
     t->status = DROVER__TASK_STATUS__TASK_READY;
     dag_ready_push(s, t);
-    sched_mark_task(s, t);
+    journal_mark_task(&s->journal, t);
 }
 
 static void requeue(sched_t *s, task_t *t, Drover__TaskStatus status, const char *reason)
@@ -737,7 +737,7 @@ static void cancel_task(sched_t *s, task_t *t)
 {
     Drover__AttemptRecord *a = current_open_attempt(t);
     if (t->agent && a)
-        agents_queue_kill(s, t->agent, a->id);
+        outbound_kill(&s->out, t->agent, a->id);
     close_attempt(s, t, DROVER__TASK_STATUS__TASK_CANCELLED, "run cancelled");
     t->status = DROVER__TASK_STATUS__TASK_CANCELLED;
     t->retry_at_ms = 0;
@@ -756,22 +756,22 @@ void dag_cancel_run(sched_t *s, run_t *r)
         if (!dag_task_final(t) && (!t->step->is_finally || again))
             cancel_task(s, t);
     }
-    sched_mark_run(s, r);
+    journal_mark_run(&s->journal, r);
 }
 
 void dag_retry_due(sched_t *s, int64_t now_ms)
 {
     size_t kept = 0;
-    for (size_t i = 0; i < s->n_retrying; i++) {
-        task_t *t = s->retrying[i];
+    for (size_t i = 0; i < s->dag.n_retrying; i++) {
+        task_t *t = s->dag.retrying[i];
         if (t->status != DROVER__TASK_STATUS__TASK_FAILED || !t->retry_at_ms)
             continue; /* cancelled meanwhile */
         if (t->retry_at_ms <= now_ms)
             make_ready(s, t);
         else
-            s->retrying[kept++] = t;
+            s->dag.retrying[kept++] = t;
     }
-    s->n_retrying = kept;
+    s->dag.n_retrying = kept;
 }
 
 bool dag_run_final(const run_t *r)
@@ -831,12 +831,12 @@ static void build_step_tasks(run_t *r)
 
 static void add_run(sched_t *s, run_t *r)
 {
-    if (s->n_runs == s->cap_runs) {
-        s->cap_runs = s->cap_runs ? s->cap_runs * 2 : 64;
-        s->runs = xrealloc(s->runs, s->cap_runs * sizeof *s->runs);
+    if (s->dag.n_runs == s->dag.cap_runs) {
+        s->dag.cap_runs = s->dag.cap_runs ? s->dag.cap_runs * 2 : 64;
+        s->dag.runs = xrealloc(s->dag.runs, s->dag.cap_runs * sizeof *s->dag.runs);
     }
-    s->runs[s->n_runs++] = r;
-    zhashx_insert(s->runs_by_id, r->rec->id, r);
+    s->dag.runs[s->dag.n_runs++] = r;
+    zhashx_insert(s->dag.runs_by_id, r->rec->id, r);
 }
 
 static size_t count_main(const run_t *r)
@@ -851,8 +851,8 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
 {
     Drover__RunRecord *rec = xmalloc(sizeof *rec);
     drover__run_record__init(rec);
-    rec->id = xasprintf("r%06" PRIu64, ++s->next_run);
-    s->counters_dirty = true;
+    rec->id = xasprintf("r%06" PRIu64, ++s->dag.next_run);
+    journal_mark_counters(&s->journal);
     rec->name = xstrdup(spec->name);
     rec->status = DROVER__RUN_STATUS__RUN_RUNNING;
     rec->created_ms = util_now_ms();
@@ -877,13 +877,13 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     r->unfinished = r->n_tasks;
     r->main_unfinished = count_main(r);
     add_run(s, r);
-    sched_mark_run(s, r);
+    journal_mark_run(&s->journal, r);
     log_info("run %s (%s) submitted: %zu steps", rec->id, rec->name, r->n_tasks);
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
         t->unfinished_deps = (uint32_t)t->step->n_needs;
         t->status = DROVER__TASK_STATUS__TASK_WAITING;
-        sched_mark_task(s, t);
+        journal_mark_task(&s->journal, t);
     }
     if (r->main_unfinished == 0)
         start_finally(s, r);
@@ -903,7 +903,7 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
 
 run_t *dag_find_run(sched_t *s, const char *id)
 {
-    run_t *r = zhashx_lookup(s->runs_by_id, id);
+    run_t *r = zhashx_lookup(s->dag.runs_by_id, id);
     return r && !r->deleting ? r : NULL;
 }
 
@@ -1001,7 +1001,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     for (size_t i = 0; i < rec->n_attempts; i++) {
         Drover__AttemptRecord *a = util_pb_copy(rec->attempts[i]);
         char *own = a->agent;
-        a->agent = sched_intern(s, own ? own : "");
+        a->agent = journal_intern(&s->journal, own ? own : "");
         if (own != protobuf_c_empty_string)
             free(own);
         dag_add_attempt(t, a);
@@ -1032,7 +1032,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
 
 static void load_agent(const Drover__AgentRecord *rec, void *arg)
 {
-    agents_load(arg, rec);
+    fleet_load(&((sched_t *)arg)->fleet, rec);
 }
 
 /* Recreate the items of group g that have no record (never assigned nor
@@ -1125,15 +1125,15 @@ static void rebuild_run(sched_t *s, run_t *r)
             }
             /* fall through */
         case DROVER__TASK_STATUS__TASK_ASSIGNED: {
-            agent_t *ag = a ? agents_find(s, a->agent) : NULL;
+            agent_t *ag = a ? fleet_find(&s->fleet, a->agent) : NULL;
             if (!ag) {
                 dag_task_lost(s, t, "agent unknown after restart");
                 break;
             }
-            idmap_put(s->attempts, a->id, t);
-            placer_bind(s, ag, t);
+            idmap_put(s->dag.attempts, a->id, t);
+            fleet_bind_task(ag, t);
             if (t->status == DROVER__TASK_STATUS__TASK_RUNNING)
-                placer_acked(t);
+                fleet_acked(t);
             break;
         }
         default:
@@ -1148,15 +1148,16 @@ int dag_load(sched_t *s)
     int rc = store_load(s->store, &loader);
     if (rc < 0)
         return rc;
-    s->next_run = store_get_counter(s->store, "next_run");
-    s->next_attempt = store_get_counter(s->store, "next_attempt");
+    s->dag.next_run = store_get_counter(s->store, "next_run");
+    s->dag.next_attempt = store_get_counter(s->store, "next_attempt");
     size_t active = 0;
-    for (size_t i = 0; i < s->n_runs; i++) {
-        rebuild_run(s, s->runs[i]);
-        if (s->runs[i]->unfinished)
+    for (size_t i = 0; i < s->dag.n_runs; i++) {
+        rebuild_run(s, s->dag.runs[i]);
+        if (s->dag.runs[i]->unfinished)
             active++;
     }
-    log_info("loaded %zu runs (%zu active), %zu agents", s->n_runs, active, zhashx_size(s->agents));
+    log_info("loaded %zu runs (%zu active), %zu agents", s->dag.n_runs, active,
+             zhashx_size(s->fleet.agents));
     return 0;
 }
 
@@ -1181,20 +1182,18 @@ int dag_delete_run(sched_t *s, run_t *r)
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
         for (size_t k = 0; k < t->n_outputs; k++)
-            blobs_ref_artifact(s, t->outputs[k], -1);
+            blobstore_ref_artifact(s, t->outputs[k], -1);
         for (size_t k = 0; k < t->n_checkpoints; k++) /* of tasks that never succeeded */
-            blobs_ref_artifact(s, t->checkpoints[k]->artifact, -1);
+            blobstore_ref_artifact(s, t->checkpoints[k]->artifact, -1);
     }
-    r->deleting = true;
-    r->deleting_next = s->deleting;
-    s->deleting = r;
+    journal_delete_run(&s->journal, r);
     log_info("run %s deleted", r->rec->id);
     return 0;
 }
 
 int dag_commit_deletions(sched_t *s)
 {
-    for (run_t *r = s->deleting; r; r = r->deleting_next) {
+    for (run_t *r = s->journal.deleting; r; r = r->deleting_next) {
         int rc = store_delete_run(s->store, r->rec->id);
         if (rc < 0)
             return rc;
@@ -1204,25 +1203,25 @@ int dag_commit_deletions(sched_t *s)
 
 void dag_free_deleted(sched_t *s)
 {
-    for (run_t *r = s->deleting, *next; r; r = next) {
+    for (run_t *r = s->journal.deleting, *next; r; r = next) {
         next = r->deleting_next;
-        zhashx_delete(s->runs_by_id, r->rec->id);
+        zhashx_delete(s->dag.runs_by_id, r->rec->id);
         size_t kept = 0;
-        for (size_t i = 0; i < s->n_runs; i++)
-            if (s->runs[i] != r)
-                s->runs[kept++] = s->runs[i];
-        s->n_runs = kept;
+        for (size_t i = 0; i < s->dag.n_runs; i++)
+            if (s->dag.runs[i] != r)
+                s->dag.runs[kept++] = s->dag.runs[i];
+        s->dag.n_runs = kept;
         run_free(r);
     }
-    s->deleting = NULL;
+    s->journal.deleting = NULL;
 }
 
 void dag_retention(sched_t *s, int64_t now_ms)
 {
     if (!s->cfg.retention_ms)
         return;
-    for (size_t i = 0; i < s->n_runs; i++) {
-        run_t *r = s->runs[i];
+    for (size_t i = 0; i < s->dag.n_runs; i++) {
+        run_t *r = s->dag.runs[i];
         if (!r->unfinished && r->rec->finished_ms &&
             r->rec->finished_ms < now_ms - (int64_t)s->cfg.retention_ms)
             dag_delete_run(s, r);
@@ -1231,12 +1230,12 @@ void dag_retention(sched_t *s, int64_t now_ms)
 
 void dag_free_all(sched_t *s)
 {
-    for (size_t i = 0; i < s->n_runs; i++)
-        run_free(s->runs[i]);
-    free(s->runs);
-    free(s->retrying);
-    s->retrying = NULL;
-    s->runs = NULL;
-    s->n_runs = s->cap_runs = 0;
-    s->deleting = NULL;
+    for (size_t i = 0; i < s->dag.n_runs; i++)
+        run_free(s->dag.runs[i]);
+    free(s->dag.runs);
+    free(s->dag.retrying);
+    s->dag.retrying = NULL;
+    s->dag.runs = NULL;
+    s->dag.n_runs = s->dag.cap_runs = 0;
+    s->journal.deleting = NULL;
 }

@@ -295,7 +295,7 @@ void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_a
                       Drover__KeyValue **params, size_t n_params)
 {
     for (size_t i = 0; i < t->n_outputs; i++) { /* an earlier attempt's, if any */
-        blobs_ref_artifact(s, t->outputs[i], -1);
+        blobstore_ref_artifact(s, t->outputs[i], -1);
         drover__artifact__free_unpacked(t->outputs[i], NULL);
     }
     free(t->outputs);
@@ -303,7 +303,7 @@ void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_a
     t->outputs = xcalloc(n_arts, sizeof *t->outputs);
     for (size_t i = 0; i < n_arts; i++) {
         t->outputs[i] = util_pb_copy(arts[i]);
-        blobs_ref_artifact(s, t->outputs[i], +1);
+        blobstore_ref_artifact(s, t->outputs[i], +1);
     }
     t->n_outputs = n_arts;
     t->out_params = xcalloc(n_params, sizeof *t->out_params);
@@ -323,7 +323,7 @@ int flow_check_artifact(sched_t *s, const Drover__Artifact *art, char *err, size
         return -EINVAL;
     }
     for (size_t k = 0; k < art->n_files; k++) {
-        if (art->files[k]->digest.len != 32 || !blobs_exists(s, art->files[k]->digest.data)) {
+        if (art->files[k]->digest.len != 32 || !blobstore_exists(s, art->files[k]->digest.data)) {
             snprintf(err, errlen, "artifact '%s': a file was not uploaded", art->name);
             return -EINVAL;
         }

@@ -20,6 +20,7 @@
 #include "sched_internal.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,8 @@
 #include "util.h"
 
 #define PLACER_MAX_MISSES 1024
+/* The reason of a READY task the placer cannot place (see note_waiting). */
+#define WAIT_PREFIX "waiting: "
 /* Assignments per pass: a backlog of a million READY tasks goes out in
  * batches, each its own commit, so no transaction, batch of messages or
  * loop iteration grows with the backlog. */
@@ -90,7 +93,7 @@ bool placer_fits(const agent_t *a, const task_t *t)
 static bool another_could_run(sched_t *s, const task_t *t)
 {
     const Drover__Resources *want = t->step->resources;
-    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+    for (agent_t *a = zhashx_first(s->fleet.agents); a; a = zhashx_next(s->fleet.agents)) {
         if (!a->connected || a->drained || a->terminating || strcmp(a->name, t->avoid_agent) == 0 ||
             !suits(a, t))
             continue;
@@ -103,54 +106,9 @@ static bool another_could_run(sched_t *s, const task_t *t)
     return false;
 }
 
-void placer_acked(task_t *t)
-{
-    if (!t->assign_acked && t->agent)
-        t->agent->unacked--;
-    t->assign_acked = true;
-}
-
-void placer_bind(sched_t *s, agent_t *a, task_t *t)
-{
-    const Drover__Resources *want = t->step->resources;
-    if (a->n_tasks == a->cap_tasks) {
-        a->cap_tasks = a->cap_tasks ? a->cap_tasks * 2 : 8;
-        a->tasks = xrealloc(a->tasks, a->cap_tasks * sizeof *a->tasks);
-    }
-    t->agent = a;
-    t->agent_slot = a->n_tasks;
-    a->tasks[a->n_tasks++] = t;
-    a->unacked += !t->assign_acked;
-    if (want) {
-        a->used.cpu_milli += want->cpu_milli;
-        a->used.memory_bytes += want->memory_bytes;
-        a->used.gpus += want->gpus;
-    }
-}
-
-void placer_unbind(sched_t *s, task_t *t)
-{
-    agent_t *a = t->agent;
-    const Drover__Resources *want = t->step->resources;
-    if (!a)
-        return;
-    /* swap-remove from the agent's task list */
-    a->unacked -= !t->assign_acked;
-    task_t *last = a->tasks[--a->n_tasks];
-    a->tasks[t->agent_slot] = last;
-    last->agent_slot = t->agent_slot;
-    if (want) {
-        a->used.cpu_milli -= want->cpu_milli;
-        a->used.memory_bytes -= want->memory_bytes;
-        a->used.gpus -= want->gpus;
-    }
-    t->agent = NULL;
-}
-
 void placer_send_assignment(sched_t *s, task_t *t)
 {
     Drover__AttemptRecord *at = dag_current_attempt(t);
-    agent_out_t *out = sched_agent_out(s, t->agent);
     dag_prepare(s, t); /* after a restart the expansion is redone */
     Drover__Assignment *m = xmalloc(sizeof *m);
     drover__assignment__init(m);
@@ -196,8 +154,7 @@ void placer_send_assignment(sched_t *s, task_t *t)
         in->artifact = (Drover__Artifact *)art;
         m->inputs[m->n_inputs++] = in;
     }
-    out->assigns = xrealloc(out->assigns, (out->n_assigns + 1) * sizeof *out->assigns);
-    out->assigns[out->n_assigns++] = m;
+    outbound_assign(&s->out, t->agent, m);
     t->assign_sent_mono = util_mono_ms();
 }
 
@@ -206,10 +163,10 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
 {
     Drover__AttemptRecord *at = xmalloc(sizeof *at);
     drover__attempt_record__init(at);
-    at->id = ++s->next_attempt;
-    s->counters_dirty = true;
+    at->id = ++s->dag.next_attempt;
+    journal_mark_counters(&s->journal);
     at->number = (uint32_t)t->n_attempts + 1;
-    at->agent = sched_intern(s, a->name);
+    at->agent = journal_intern(&s->journal, a->name);
     at->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
     at->spot = a->spot;
     at->price = a->price;
@@ -218,16 +175,30 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
     at->resumed_step = ck ? ck->step : 0;
     t->progress = -1;
     dag_add_attempt(t, at);
+    if (t->reason && strncmp(t->reason, WAIT_PREFIX, strlen(WAIT_PREFIX)) == 0) {
+        free(t->reason); /* it waits no longer (marked below) */
+        t->reason = NULL;
+    }
     t->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
     t->assign_acked = false;
     t->resends = 0;
     dag_ready_remove(s, t);
-    idmap_put(s->attempts, at->id, t);
-    placer_bind(s, a, t);
+    idmap_put(s->dag.attempts, at->id, t);
+    fleet_bind_task(a, t);
     placer_send_assignment(s, t);
-    sched_mark_task(s, t);
+    journal_mark_task(&s->journal, t);
     log_debug("assign %s/%s attempt %u (id %" PRIu64 ") to %s", t->run->rec->id, t->name,
               at->number, at->id, a->name);
+}
+
+/* Whether t was preempted often enough (fallback_after) to go to
+ * on-demand agents only; never for spot: require, which never runs on
+ * on-demand (the fallback does not apply to it). ondemand_fleet: whether
+ * any on-demand agent is in service. */
+static bool fallback_on(const task_t *t, bool ondemand_fleet)
+{
+    return t->step->fallback_after && t->preemptions >= t->step->fallback_after && ondemand_fleet &&
+           t->step->spot != DROVER__SPOT_POLICY__SPOT_REQUIRE;
 }
 
 /* How much t would rather not run on a (0 best), or -1 if it must not:
@@ -239,7 +210,7 @@ int placer_rank(const agent_t *a, const task_t *t, bool ondemand_fleet)
     Drover__SpotPolicy policy = t->step->spot;
     if (policy == DROVER__SPOT_POLICY__SPOT_UNSET) /* a run stored before spot policies */
         policy = DROVER__SPOT_POLICY__SPOT_ANY;
-    if (t->step->fallback_after && t->preemptions >= t->step->fallback_after && ondemand_fleet) {
+    if (fallback_on(t, ondemand_fleet)) {
         if (a->spot)
             return -1; /* preempted often enough: on-demand only */
     } else if (policy == DROVER__SPOT_POLICY__SPOT_PREFER) {
@@ -248,6 +219,130 @@ int placer_rank(const agent_t *a, const task_t *t, bool ondemand_fleet)
         rank = a->spot;
     }
     return a->noticed ? rank + 2 : rank;
+}
+
+/* ------------------------------------------------------------ waiting reasons
+ *
+ * A READY task a pass could not place either waits for room (an agent in
+ * service suits it and could hold it once free: nothing to say) or for an
+ * agent that is not there: then its reason says what it waits for, so no
+ * task waits with no reason shown (`drover run get`). The verdict depends
+ * only on the task's shape (its step, and whether its spot fallback is
+ * on) and the fleet, so a pass works it out once per shape (the last
+ * WAIT_SHAPES are kept, on the stack) and only copies it onto a task whose
+ * reason differs: a blocked queue costs a pointer compare per task. */
+
+#define WAIT_SHAPES 8
+
+typedef struct {
+    const Drover__StepSpec *step;
+    bool fallback;
+    bool busy; /* waiting for room: no reason of its own */
+    char why[192];
+} wait_shape_t;
+
+typedef struct {
+    wait_shape_t shapes[WAIT_SHAPES];
+    size_t n, next;
+} wait_cache_t;
+
+static bool in_service(const agent_t *a)
+{
+    return a->connected && !a->drained && !a->terminating;
+}
+
+/* Whether a could hold want once it is free. */
+static bool big_enough(const agent_t *a, const Drover__Resources *want)
+{
+    return !want || (want->cpu_milli <= a->capacity.cpu_milli &&
+                     (!want->memory_bytes || want->memory_bytes <= a->capacity.memory_bytes) &&
+                     want->gpus <= a->capacity.gpus);
+}
+
+/* Work out what a task of this shape waits for (sh->step, sh->fallback):
+ * the first requirement no agent in service meets, in the order the
+ * placer checks them; sh->busy if some agent meets them all. */
+static void why_waiting(sched_t *s, const task_t *t, wait_shape_t *sh)
+{
+    const Drover__StepSpec *st = t->step;
+    size_t n = 0, spot = 0, image = 0, labels = 0;
+    sh->busy = false;
+    for (agent_t *a = zhashx_first(s->fleet.agents); a; a = zhashx_next(s->fleet.agents)) {
+        if (!in_service(a))
+            continue;
+        n++;
+        if (sh->fallback ? a->spot : st->spot == DROVER__SPOT_POLICY__SPOT_REQUIRE && !a->spot)
+            continue;
+        spot++;
+        if (st->image && *st->image && !a->images)
+            continue;
+        image++;
+        bool all = true;
+        for (size_t i = 0; i < st->n_labels && all; i++) {
+            const char *have = label_of(a, st->labels[i]->key);
+            all = have && strcmp(have, st->labels[i]->value) == 0;
+        }
+        if (!all)
+            continue;
+        labels++;
+        if (big_enough(a, st->resources)) {
+            sh->busy = true;
+            return;
+        }
+    }
+    if (!n)
+        snprintf(sh->why, sizeof sh->why, WAIT_PREFIX "no agent in service");
+    else if (!spot && sh->fallback)
+        snprintf(sh->why, sizeof sh->why,
+                 WAIT_PREFIX "preempted %u times (fallback_after): on-demand only, and no "
+                             "on-demand agent in service",
+                 t->preemptions);
+    else if (!spot)
+        snprintf(sh->why, sizeof sh->why,
+                 WAIT_PREFIX "spot: require and no spot agent in service (%zu on-demand "
+                             "agent%s in service)",
+                 n, n == 1 ? "" : "s");
+    else if (!image)
+        snprintf(sh->why, sizeof sh->why,
+                 WAIT_PREFIX "the step has an image and no agent in service can run "
+                             "containers");
+    else if (!labels)
+        snprintf(sh->why, sizeof sh->why,
+                 WAIT_PREFIX "no agent in service has the labels the step asks for");
+    else
+        snprintf(sh->why, sizeof sh->why,
+                 WAIT_PREFIX "no agent in service is big enough (cpu %.1f, memory %" PRIu64
+                             " MiB, gpus %u wanted)",
+                 st->resources->cpu_milli / 1000.0, st->resources->memory_bytes >> 20,
+                 st->resources->gpus);
+}
+
+/* t was not placed in this pass: show what it waits for, or drop a
+ * waiting reason that no longer holds (it waits for room now). */
+static void note_waiting(sched_t *s, task_t *t, bool ondemand_fleet, wait_cache_t *c)
+{
+    bool fallback = fallback_on(t, ondemand_fleet);
+    wait_shape_t *sh = NULL;
+    for (size_t i = 0; i < c->n && !sh; i++)
+        if (c->shapes[i].step == t->step && c->shapes[i].fallback == fallback)
+            sh = &c->shapes[i];
+    if (!sh) {
+        sh = &c->shapes[c->n < WAIT_SHAPES ? c->n++ : c->next++ % WAIT_SHAPES];
+        sh->step = t->step;
+        sh->fallback = fallback;
+        why_waiting(s, t, sh);
+    }
+    if (sh->busy) {
+        if (t->reason && strncmp(t->reason, WAIT_PREFIX, strlen(WAIT_PREFIX)) == 0) {
+            free(t->reason);
+            t->reason = NULL;
+            journal_mark_task_lazy(&s->journal, t);
+        }
+    } else if (!t->reason || strcmp(t->reason, sh->why) != 0) {
+        free(t->reason);
+        t->reason = xstrdup(sh->why);
+        journal_mark_task_lazy(&s->journal, t);
+    }
 }
 
 /* ------------------------------------------------------------ the index
@@ -339,13 +434,13 @@ static agent_t *heap_find(heap_t *h, const task_t *t, agent_t **set_aside, size_
 
 bool placer_place(sched_t *s)
 {
-    if (!s->ready_head)
+    if (!s->dag.ready_head)
         return false;
-    size_t n = zhashx_size(s->agents), counts[N_CLASSES] = {0};
+    size_t n = zhashx_size(s->fleet.agents), counts[N_CLASSES] = {0};
     heap_t heaps[N_CLASSES];
     agent_t **space = xcalloc(2 * n + 1, sizeof *space), **set_aside = space + n;
     bool ondemand_fleet = false;
-    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+    for (agent_t *a = zhashx_first(s->fleet.agents); a; a = zhashx_next(s->fleet.agents)) {
         if (a->connected && !a->drained && !a->terminating)
             ondemand_fleet = ondemand_fleet || !a->spot; /* in service, if busy */
         if (placeable(a))
@@ -353,12 +448,14 @@ bool placer_place(sched_t *s)
     }
     for (int c = 0, at = 0; c < N_CLASSES; at += (int)counts[c], c++)
         heaps[c] = (heap_t){.a = space + at, .n = 0};
-    for (agent_t *a = zhashx_first(s->agents); a; a = zhashx_next(s->agents)) {
+    for (agent_t *a = zhashx_first(s->fleet.agents); a; a = zhashx_next(s->fleet.agents)) {
         if (placeable(a))
             heap_push(&heaps[class_of(a)], a);
     }
     size_t misses = 0, placed = 0;
-    for (task_t *t = s->ready_head, *next; t && misses < PLACER_MAX_MISSES; t = next) {
+    wait_cache_t waiting;
+    waiting.n = waiting.next = 0;
+    for (task_t *t = s->dag.ready_head, *next; t && misses < PLACER_MAX_MISSES; t = next) {
         if (placed == PLACER_MAX_PER_PASS) {
             free(space);
             return true;
@@ -393,9 +490,10 @@ bool placer_place(sched_t *s)
              * it again at once without that. */
             free(t->avoid_agent);
             t->avoid_agent = NULL;
-            sched_mark_task_lazy(s, t);
+            journal_mark_task_lazy(&s->journal, t);
             next = t;
         } else {
+            note_waiting(s, t, ondemand_fleet, &waiting);
             misses++;
         }
         for (int c = N_CLASSES - 1; c >= 0; c--) /* put back what this task skipped */

@@ -98,10 +98,10 @@ static void reply_discard(api_reply_t *r)
 
 void replies_init(sched_t *s)
 {
-    s->replies = NULL;
-    s->replies_tail = &s->replies;
-    s->api_peers = zhashx_new();
-    zhashx_set_destructor(s->api_peers, peer_forget);
+    s->replies.head = NULL;
+    s->replies.tail = &s->replies.head;
+    s->replies.peers = zhashx_new();
+    zhashx_set_destructor(s->replies.peers, peer_forget);
 }
 
 static void drop(sched_t *s, api_peer_t *p, const char *key, size_t bytes)
@@ -121,12 +121,12 @@ void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len
     r->data = data;
     r->len = len;
     char *key = zframe_strhex(identity);
-    api_peer_t *p = zhashx_lookup(s->api_peers, key);
+    api_peer_t *p = zhashx_lookup(s->replies.peers, key);
     if (!p) {
         p = xcalloc(1, sizeof *p);
         atomic_init(&p->held, 0);
         atomic_init(&p->refs, 1);
-        zhashx_insert(s->api_peers, key, p);
+        zhashx_insert(s->replies.peers, key, p);
     }
     size_t before = atomic_load(&p->held) + p->queued;
     if (!p->dropped && before > 0 && before + cost(r) > s->cfg.api_peer_queue)
@@ -141,8 +141,8 @@ void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len
     p->queued += cost(r);
     if (before + cost(r) > p->peak)
         p->peak = before + cost(r);
-    *s->replies_tail = r;
-    s->replies_tail = &r->next;
+    *s->replies.tail = r;
+    s->replies.tail = &r->next;
 }
 
 /* Hand r to ZMQ: from here its body is ZMQ's, or released through
@@ -182,20 +182,20 @@ void replies_flush(sched_t *s)
 {
     /* Replies queued before their peer was dropped go too: they were within
      * the bound, and ZMQ holding them keeps the peer known as dropped. */
-    for (api_reply_t *r = s->replies, *n; r; r = n) {
+    for (api_reply_t *r = s->replies.head, *n; r; r = n) {
         n = r->next;
         send_reply(s, r);
     }
-    s->replies = NULL;
-    s->replies_tail = &s->replies;
+    s->replies.head = NULL;
+    s->replies.tail = &s->replies.head;
 }
 
 bool replies_peer_dropped(sched_t *s, zframe_t *identity)
 {
-    if (zhashx_size(s->api_peers) == 0)
+    if (zhashx_size(s->replies.peers) == 0)
         return false;
     char *key = zframe_strhex(identity);
-    api_peer_t *p = zhashx_lookup(s->api_peers, key);
+    api_peer_t *p = zhashx_lookup(s->replies.peers, key);
     free(key);
     return p && p->dropped;
 }
@@ -205,15 +205,15 @@ void replies_sweep(sched_t *s)
     char **gone = NULL;
     size_t n = 0;
     bool trim = false;
-    for (api_peer_t *p = zhashx_first(s->api_peers); p; p = zhashx_next(s->api_peers)) {
+    for (api_peer_t *p = zhashx_first(s->replies.peers); p; p = zhashx_next(s->replies.peers)) {
         if (atomic_load(&p->refs) != 1)
             continue; /* replies of it are queued, or ZMQ holds them */
         trim |= p->dropped || p->peak >= TRIM_AFTER;
         gone = xrealloc(gone, (n + 1) * sizeof *gone);
-        gone[n++] = xstrdup(zhashx_cursor(s->api_peers));
+        gone[n++] = xstrdup(zhashx_cursor(s->replies.peers));
     }
     for (size_t i = 0; i < n; i++) {
-        zhashx_delete(s->api_peers, gone[i]);
+        zhashx_delete(s->replies.peers, gone[i]);
         free(gone[i]);
     }
     free(gone);
@@ -225,11 +225,11 @@ void replies_sweep(sched_t *s)
 
 void replies_shutdown(sched_t *s)
 {
-    for (api_reply_t *r = s->replies, *n; r; r = n) {
+    for (api_reply_t *r = s->replies.head, *n; r; r = n) {
         n = r->next;
         reply_discard(r);
     }
-    s->replies = NULL;
-    s->replies_tail = &s->replies;
-    zhashx_destroy(&s->api_peers); /* peers ZMQ still holds replies for live on */
+    s->replies.head = NULL;
+    s->replies.tail = &s->replies.head;
+    zhashx_destroy(&s->replies.peers); /* peers ZMQ still holds replies for live on */
 }

@@ -1,18 +1,25 @@
-/* sched_internal — the scheduler's in-memory model, shared by its modules.
- *
- * droverd keeps every unfinished run fully in memory and LMDB as its
- * durable copy. Each module owns one concern:
- *   dag.c     runs and tasks: creation from a spec, reload, the task state
- *             machine, incremental readiness (per-task count of unfinished
- *             needs + children lists), retries, run completion, cancel;
- *   placer.c  matching READY tasks to agents with room and labels;
- *   agents.c  the agents protocol: register, heartbeat, reports, lost
- *             agents, re-sending unacknowledged assignments;
- *   api.c     the CLI's requests;
- *   replies.c API replies on their way out, bounded in bytes per client;
- *   scheduler.c the loop, sockets, group commit and the outbound batches.
- * Any change to a record sets its dirty flag (sched_mark_*); sched.c writes
- * all dirty records in one transaction per loop iteration.
+/* sched_internal — the scheduler's in-memory model and its layers, shared
+ * by its modules (docs/architecture.md, "droverd's layers", has the
+ * picture). From the top down; a file calls only into its own layer or
+ * the ones below, never up:
+ *   loop      scheduler.c: sockets, timers, and the order of the phases
+ *             in each iteration: handlers mark → placer_place → commit →
+ *             outbound_send + replies_flush. commit.c is its commit phase.
+ *   handlers  agents.c (the agents protocol), api.c (the CLI's requests),
+ *             blobs.c (blob transfers), auth.c (keys): they decode, check
+ *             and call the model.
+ *   model     dag.c (runs and tasks: creation, reload, the state machine,
+ *             readiness, retries, completion, cancel), flow.c (templates,
+ *             when, fan-out lists, outputs, cache keys), placer.c (READY
+ *             tasks onto agents). It records what it changed in the
+ *             journal and what to send in the outbound queue.
+ *   below     journal.h (what changed, interned names, cache puts),
+ *             outbound.h (agent batches, kills, peer replies), replies.c
+ *             (API replies), fleet.h (the agents table, records, bound
+ *             tasks), blobstore.h (blob files and references), store.c
+ *             (LMDB).
+ * struct sched holds one sub-struct per module; a module's functions take
+ * the sub-struct where they need nothing else.
  */
 #ifndef DROVER_SCHED_INTERNAL_H
 #define DROVER_SCHED_INTERNAL_H
@@ -124,7 +131,7 @@ typedef struct {
     size_t n_done;
     bool registered, heartbeat_ack;
     Drover__PreemptNotice *preempt; /* a drill (owned) */
-    bool queued;                    /* on sched->outbound */
+    bool queued;                    /* on sched->out.queue */
 } agent_out_t;
 
 struct agent {
@@ -132,7 +139,7 @@ struct agent {
     /* Its connection: the routing id droverd's ROUTER gave the socket that
      * last registered as this agent (peers never choose routing ids, so
      * none can claim another's), and its hex form, the key of
-     * sched->conns. NULL while it has none. With CURVE, key is the public
+     * sched->fleet.conns. NULL while it has none. With CURVE, key is the public
      * key (Z85) it registered with: only that key's messages count. */
     zframe_t *conn;
     char *conn_hex;
@@ -169,7 +176,6 @@ struct log_write {
     uint8_t data[];
 };
 
-typedef struct blob_op blob_op_t;
 typedef struct api_reply api_reply_t;
 typedef struct api_peer api_peer_t;
 
@@ -192,12 +198,6 @@ typedef struct {
     uint64_t revoked_agents;    /* connected agents dropped when their key was revoked */
     uint64_t dropped_api_peers; /* API peers over --api-peer-queue (not reading) */
 } sched_counters_t;
-/* A reply to a connection no agent is bound to: "register first", or a
- * refusal saying why. */
-typedef struct {
-    zframe_t *conn;
-    char *refused; /* NULL = reregister */
-} peer_reply_t;
 struct api_reply {
     zframe_t *identity; /* NULL once sent */
     uint8_t *data;
@@ -206,7 +206,44 @@ struct api_reply {
     api_peer_t *peer; /* holds a reference (replies.c) */
 };
 
+#include "journal.h"
+#include "outbound.h"
+#include "fleet.h"
+#include "blobstore.h"
+
+/* dag.c: every run, the ready queue, the retry list, current attempts. */
+typedef struct {
+    zhashx_t *runs_by_id; /* id → run_t (owned) */
+    run_t **runs;         /* creation order */
+    size_t n_runs, cap_runs;
+    idmap_t *attempts; /* attempt id → task_t, for current attempts */
+    task_t *ready_head, *ready_tail;
+    size_t n_ready;
+    task_t **retrying; /* FAILED tasks waiting out their backoff */
+    size_t n_retrying, cap_retrying;
+    uint64_t next_run, next_attempt; /* id counters (journal_mark_counters) */
+} dag_state_t;
+
+/* replies.c: API replies on their way out. */
+typedef struct {
+    api_reply_t *head, **tail;
+    zhashx_t *peers; /* routing id (hex) → api_peer_t with replies queued or in ZMQ */
+} replies_t;
+
+/* auth.c */
+typedef struct {
+    zcert_t *cert;                /* droverd's key pair; NULL = no CURVE */
+    zhashx_t *agent_keys;         /* Z85 → keys_entry_t */
+    zhashx_t *api_keys;           /* Z85 → keys_entry_t (with role) */
+    bool agents_curve, api_curve; /* which sockets are CURVE servers */
+    zsock_t *zap;                 /* our ZAP handler */
+    zev_t *zap_zev;
+    zsock_t *monitor; /* the agents socket's failed handshakes */
+    zev_t *monitor_zev;
+} auth_state_t;
+
 struct sched {
+    /* the loop (scheduler.c) */
     sched_config_t cfg;
     char *api_endpoint;
     struct ev_loop *loop;
@@ -216,80 +253,29 @@ struct sched {
     ev_prepare flush_w;
     ev_idle more_w; /* keeps the loop turning while a placement backlog drains */
     ev_timer tick_w, watchdog_w;
-    ev_signal sigint_w, sigterm_w;
-
-    zhashx_t *runs_by_id; /* id → run_t (owned) */
-    run_t **runs;         /* creation order */
-    size_t n_runs, cap_runs;
-    zhashx_t *agents;  /* name → agent_t (owned) */
-    zhashx_t *conns;   /* agent_t.conn_hex → agent_t (not owned) */
-    zhashx_t *names;   /* interned strings (sched_intern) */
-    idmap_t *attempts; /* attempt id → task_t, for current attempts */
-
-    task_t *ready_head, *ready_tail;
-    size_t n_ready;
-    task_t **retrying; /* FAILED tasks waiting out their backoff */
-    size_t n_retrying, cap_retrying;
-    uint64_t next_run, next_attempt;
-    bool counters_dirty;
-    bool must_commit; /* a non-lazy change is waiting for the next commit */
-
-    run_t *dirty_runs;
-    run_t *deleting; /* runs to delete at the next commit */
-    task_t *dirty_tasks;
-    agent_t *dirty_agents;
-    char **forgotten_agents; /* names whose records the next commit deletes (owned) */
-    size_t n_forgotten_agents;
-    log_write_t *log_writes, **log_writes_tail;
-    agent_t *outbound;
-    api_reply_t *replies, **replies_tail;
-    peer_reply_t *peer_replies; /* to unbound connections */
-    size_t n_peer_replies;
-    zhashx_t *api_peers; /* routing id (hex) → api_peer_t with replies queued or in ZMQ */
-    worker_t *worker;    /* file I/O and hashing off the loop */
-    zhashx_t *xfers;     /* blob transfers in progress */
-    task_t **cache_puts; /* cache entries for the next commit */
-    size_t n_cache_puts, cap_cache_puts;
-    bool clear_cache;    /* drop every cache entry at the next commit */
-    bool prune_cache;    /* drop the entries of deleted runs at the next commit */
-    int64_t last_gc_ms;  /* retention and blob sweep, hourly */
-    blob_op_t *blob_ops; /* reference changes for the next commit */
-    size_t n_blob_ops, cap_blob_ops;
-    int fatal; /* a commit failed: stop */
-    /* auth.c */
-    zcert_t *cert;                /* droverd's key pair; NULL = no CURVE */
-    zhashx_t *agent_keys;         /* Z85 → keys_entry_t */
-    zhashx_t *api_keys;           /* Z85 → keys_entry_t (with role) */
-    bool agents_curve, api_curve; /* which sockets are CURVE servers */
-    zsock_t *zap;                 /* our ZAP handler */
-    zev_t *zap_zev;
-    zsock_t *monitor; /* the agents socket's failed handshakes */
-    zev_t *monitor_zev;
-    ev_signal sighup_w;
+    ev_signal sigint_w, sigterm_w, sighup_w;
+    worker_t *worker;   /* file I/O and hashing off the loop */
+    int64_t last_gc_ms; /* retention and blob sweep, hourly */
+    int fatal;          /* a commit failed: stop */
     sched_counters_t counters;
+
+    dag_state_t dag;
+    journal_t journal;
+    outbound_t out;
+    fleet_t fleet;
+    replies_t replies;
+    auth_state_t auth;
+    struct {
+        zhashx_t *xfers; /* blob transfers in progress */
+    } blobs;
 };
 
-/* --- scheduler.c */
-void sched_mark_run(sched_t *s, run_t *r);
-void sched_mark_task(sched_t *s, task_t *t);
-/* Mark t changed without forcing a commit this iteration: for changes
- * nothing outgoing depends on (a task seen RUNNING). */
-void sched_mark_task_lazy(sched_t *s, task_t *t);
-void sched_mark_agent(sched_t *s, agent_t *a);
-/* The agent's outbound batch, queued for sending after the next commit. */
-agent_out_t *sched_agent_out(sched_t *s, agent_t *a);
-/* Free everything an outbound batch holds and reset it. */
-void agent_out_free(agent_out_t *o);
-/* One shared copy of str, alive as long as s: attempt records name their
- * agent with it (a million attempts, a few agents), so they must be freed
- * with dag_attempt_free. */
-char *sched_intern(sched_t *s, const char *str);
-/* Record t's cache key → t at the next commit. */
-void sched_cache_put(sched_t *s, task_t *t);
-/* Answer a connection that is bound to no agent: with "register first"
- * (refused NULL) or a refusal (copied). conn is copied. Sent after the next
- * commit; at most 4,096 wait (the peer asks again). */
-void sched_queue_peer_reply(sched_t *s, zframe_t *conn, const char *refused);
+/* --- commit.c: the loop's commit phase */
+/* Write everything the journal holds in ONE store transaction and commit
+ * it, then empty the journal, unlink dropped blobs and free deleted runs.
+ * Nothing to write: nothing done. 0 or -errno (the transaction aborted,
+ * the journal kept). */
+int commit_journal(sched_t *s);
 
 /* --- replies.c */
 /* No replies queued, no peers known. */
@@ -396,12 +382,6 @@ int placer_rank(const agent_t *a, const task_t *t, bool ondemand_fleet);
  * call; true if it stopped at that bound with tasks left to place (call
  * again in the next loop iteration). */
 bool placer_place(sched_t *s);
-/* The agent has t's current assignment (it acknowledged or reported it). */
-void placer_acked(task_t *t);
-/* Bind/unbind a task's current attempt to an agent (resources, task list,
- * unacknowledged assignments). */
-void placer_bind(sched_t *s, agent_t *a, task_t *t);
-void placer_unbind(sched_t *s, task_t *t);
 /* Queue the assignment message for t's current attempt to its agent. */
 void placer_send_assignment(sched_t *s, task_t *t);
 
@@ -418,31 +398,18 @@ void agents_handle(sched_t *s, zframe_t *conn, const keys_entry_t *key, const ui
 void agents_keys_changed(sched_t *s);
 /* Periodic: lost agents, re-sending unacknowledged assignments. */
 void agents_tick(sched_t *s);
-agent_t *agents_find(sched_t *s, const char *name);
-/* Tell agent a to kill an attempt (sent after the next commit). */
-void agents_queue_kill(sched_t *s, agent_t *a, uint64_t attempt_id);
-/* Deliver a preemption drill to a connected agent (drover agent preempt). */
-void agents_send_preempt(sched_t *s, agent_t *a, uint64_t deadline_ms);
-/* End a drill of a connected agent (drover agent undrain): it takes work
- * again once its next heartbeat carries no notice. A cloud's notice stays. */
-void agents_end_drill(sched_t *s, agent_t *a);
-/* Startup: recreate an agent from its record (disconnected). */
-void agents_load(sched_t *s, const Drover__AgentRecord *rec);
-void agents_free_all(sched_t *s);
-void agents_record(const agent_t *a, Drover__AgentRecord *rec);
 
 /* Forget agent a (`drover agent forget`): it must be disconnected with no
  * tasks. It leaves every list and index now and is freed; its record is
- * deleted at the next commit (s->forgotten_agents). An agent of that name
+ * deleted at the next commit (journal_forget_agent). An agent of that name
  * that registers later starts afresh. */
 void agents_forget(sched_t *s, agent_t *a);
 
-/* --- blobs.c */
+/* --- blobs.c: blob transfers (the store itself: blobstore.h) */
+/* The transfers table, and the blob store (blobstore_init). 0 or -errno. */
 int blobs_init(sched_t *s);
+/* End every transfer (their temp files go). */
 void blobs_shutdown(sched_t *s);
-/* Path of a blob's file (caller frees). */
-char *blobs_path(const sched_t *s, const uint8_t digest[32]);
-bool blobs_exists(sched_t *s, const uint8_t digest[32]);
 /* Agent → droverd upload, droverd → agent fetch. */
 void blobs_offer(sched_t *s, agent_t *a, const Drover__UploadOffer *o);
 void blobs_chunk_in(sched_t *s, agent_t *a, const Drover__BlobChunk *c);
@@ -450,14 +417,6 @@ void blobs_fetch(sched_t *s, agent_t *a, const Drover__FetchRequest *f);
 void blobs_chunk_ack(sched_t *s, agent_t *a, const Drover__ChunkAck *ack);
 /* Drop the transfers of an agent that went away or re-registered. */
 void blobs_agent_gone(sched_t *s, agent_t *a);
-/* Reference changes, applied in the next commit (blobs_commit inside the
- * transaction, blobs_after_commit after it). kind: 0 new, 1 ref, 2 drop. */
-void blobs_queue_op(sched_t *s, int kind, const uint8_t digest[32], int64_t delta, uint64_t size);
-void blobs_ref_artifact(sched_t *s, const Drover__Artifact *art, int delta);
-int blobs_commit(sched_t *s);
-void blobs_after_commit(sched_t *s);
-/* Queue removal of blobs unreferenced for an hour. */
-void blobs_sweep(sched_t *s);
 /* Answer an API read of a blob range (reply queued when read). */
 void blobs_api_read(sched_t *s, zframe_t *identity, const uint8_t digest[32], uint64_t offset,
                     size_t max);

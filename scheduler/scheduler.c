@@ -1,11 +1,16 @@
-/* scheduler — droverd's loop: sockets, group commit, outbound batches.
+/* scheduler — droverd's loop: sockets, timers, and the order of the
+ * phases. It owns no model state and makes no decision of its own.
  *
  * One libev loop. Incoming messages (agents and API) are handled in
- * bounded batches as they arrive; handlers change the in-memory model and
- * mark what changed. A high-priority ev_prepare (run before the loop would
- * block) then: places ready tasks, writes every dirty run, task, agent,
- * counter and log chunk in ONE LMDB write transaction and commits it, and
- * only then sends the queued assignments, kills, acks and API replies.
+ * bounded batches as they arrive; handlers change the in-memory model,
+ * which records what changed in the journal and what to send in the
+ * outbound queue. A high-priority ev_prepare (run before the loop would
+ * block) then runs the phases, in this order and nowhere else:
+ *   1. place: placer_place (at most a bounded batch of READY tasks);
+ *   2. commit: commit_journal writes everything the journal holds in ONE
+ *      LMDB write transaction and commits it;
+ *   3. send: outbound_send (assignments, kills, acks, transfer messages,
+ *      peer replies), then replies_flush (API replies).
  * So an acknowledgement or assignment never leaves before the state it
  * reflects is on disk, and a burst of events costs one fsync.
  */
@@ -42,311 +47,6 @@ void sched_config_defaults(sched_config_t *cfg)
     cfg->max_system_errors = 3;
 }
 
-/* ------------------------------------------------------------ marking */
-
-void sched_mark_run(sched_t *s, run_t *r)
-{
-    if (r->dirty)
-        return;
-    r->dirty = true;
-    r->dirty_next = s->dirty_runs;
-    s->dirty_runs = r;
-}
-
-void sched_mark_task(sched_t *s, task_t *t)
-{
-    s->must_commit = true;
-    sched_mark_task_lazy(s, t);
-}
-
-void sched_mark_task_lazy(sched_t *s, task_t *t)
-{
-    if (t->dirty)
-        return;
-    t->dirty = true;
-    t->dirty_next = s->dirty_tasks;
-    s->dirty_tasks = t;
-}
-
-void sched_mark_agent(sched_t *s, agent_t *a)
-{
-    if (a->dirty)
-        return;
-    a->dirty = true;
-    a->dirty_next = s->dirty_agents;
-    s->dirty_agents = a;
-}
-
-agent_out_t *sched_agent_out(sched_t *s, agent_t *a)
-{
-    if (!a->out.queued) {
-        a->out.queued = true;
-        a->out_next = s->outbound;
-        s->outbound = a;
-    }
-    return &a->out;
-}
-
-char *sched_intern(sched_t *s, const char *str)
-{
-    char *copy = zhashx_lookup(s->names, str);
-    if (!copy) {
-        copy = xstrdup(str);
-        zhashx_insert(s->names, copy, copy);
-    }
-    return copy;
-}
-
-void sched_cache_put(sched_t *s, task_t *t)
-{
-    if (s->n_cache_puts == s->cap_cache_puts) {
-        s->cap_cache_puts = s->cap_cache_puts ? s->cap_cache_puts * 2 : 64;
-        s->cache_puts = xrealloc(s->cache_puts, s->cap_cache_puts * sizeof *s->cache_puts);
-    }
-    s->cache_puts[s->n_cache_puts++] = t;
-}
-
-void sched_queue_peer_reply(sched_t *s, zframe_t *conn, const char *refused)
-{
-    if (s->n_peer_replies >= 4096)
-        return; /* the peer asks again with its next message */
-    s->peer_replies = xrealloc(s->peer_replies, (s->n_peer_replies + 1) * sizeof *s->peer_replies);
-    s->peer_replies[s->n_peer_replies++] =
-        (peer_reply_t){zframe_dup(conn), refused ? xstrdup(refused) : NULL};
-}
-
-/* ------------------------------------------------------------ commit */
-
-/* store_cache_prune: whether an entry's run is still there. */
-static bool run_alive(const char *run_id, void *arg)
-{
-    return dag_find_run(arg, run_id) != NULL;
-}
-
-static int write_dirty(sched_t *s)
-{
-    int rc = 0;
-    for (run_t *r = s->dirty_runs; r && rc == 0; r = r->dirty_next) {
-        if (r->deleting)
-            continue;
-        rc = store_put_run(s->store, r->rec);
-        if (rc == 0 && r->steps_unwritten) /* once, at submit */
-            rc = store_put_steps(s->store, r->rec->id, r->steps);
-    }
-    for (task_t *t = s->dirty_tasks; t && rc == 0; t = t->dirty_next) {
-        Drover__TaskRecord rec;
-        if (t->run->deleting)
-            continue;
-        dag_task_record(t, &rec);
-        rc = store_put_task(s->store, t->run->rec->id, &rec);
-    }
-    if (rc == 0 && s->prune_cache && !s->clear_cache) {
-        uint64_t n;
-        rc = store_cache_prune(s->store, run_alive, s, &n);
-        if (rc == 0 && n)
-            log_info("step cache: %" PRIu64 " entries of deleted runs removed", n);
-    }
-    if (rc == 0 && s->clear_cache) {
-        uint64_t n;
-        rc = store_cache_clear(s->store, &n);
-    }
-    for (size_t i = 0; i < s->n_cache_puts && rc == 0; i++) {
-        task_t *t = s->cache_puts[i];
-        if (!t->run->deleting)
-            rc = store_cache_put(s->store, t->cache_key, t->run->rec->id, t->index);
-    }
-    if (rc == 0)
-        rc = blobs_commit(s);
-    if (rc == 0)
-        rc = dag_commit_deletions(s);
-    for (size_t i = 0; i < s->n_forgotten_agents && rc == 0; i++)
-        rc = store_delete_agent(s->store, s->forgotten_agents[i]); /* before any re-register */
-    for (agent_t *a = s->dirty_agents; a && rc == 0; a = a->dirty_next) {
-        Drover__AgentRecord rec;
-        agents_record(a, &rec);
-        rc = store_put_agent(s->store, &rec);
-    }
-    for (log_write_t *w = s->log_writes; w && rc == 0; w = w->next)
-        rc = store_put_log(s->store, w->run_id, w->task, w->attempt, w->offset, w->data, w->len);
-    if (rc == 0 && s->counters_dirty) {
-        rc = store_put_counter(s->store, "next_run", s->next_run);
-        if (rc == 0)
-            rc = store_put_counter(s->store, "next_attempt", s->next_attempt);
-    }
-    return rc;
-}
-
-static void clear_dirty(sched_t *s)
-{
-    for (run_t *r = s->dirty_runs, *n; r; r = n) {
-        n = r->dirty_next;
-        r->dirty = false;
-        r->steps_unwritten = false;
-        r->dirty_next = NULL;
-    }
-    for (task_t *t = s->dirty_tasks, *n; t; t = n) {
-        n = t->dirty_next;
-        t->dirty = false;
-        t->dirty_next = NULL;
-    }
-    for (agent_t *a = s->dirty_agents, *n; a; a = n) {
-        n = a->dirty_next;
-        a->dirty = false;
-        a->dirty_next = NULL;
-    }
-    for (log_write_t *w = s->log_writes, *n; w; w = n) {
-        n = w->next;
-        free(w);
-    }
-    for (size_t i = 0; i < s->n_forgotten_agents; i++)
-        free(s->forgotten_agents[i]);
-    s->n_forgotten_agents = 0;
-    for (size_t i = 0; i < s->n_cache_puts; i++) { /* stored: the keys are done */
-        free(s->cache_puts[i]->cache_key);
-        s->cache_puts[i]->cache_key = NULL;
-    }
-    s->n_cache_puts = 0;
-    s->clear_cache = false;
-    s->prune_cache = false;
-    s->dirty_runs = NULL;
-    s->dirty_tasks = NULL;
-    s->dirty_agents = NULL;
-    s->log_writes = NULL;
-    s->log_writes_tail = &s->log_writes;
-    s->counters_dirty = false;
-}
-
-static int commit(sched_t *s)
-{
-    /* Lazily marked tasks alone (sched_mark_task_lazy) wait for the next
-     * commit that something else needs. */
-    if (!s->must_commit && !s->dirty_runs && !s->dirty_agents && !s->log_writes &&
-        !s->counters_dirty && !s->n_cache_puts && !s->clear_cache && !s->prune_cache &&
-        !s->n_blob_ops && !s->deleting)
-        return 0;
-    int rc = store_begin(s->store);
-    if (rc == 0)
-        rc = write_dirty(s);
-    if (rc == 0)
-        rc = store_commit(s->store);
-    else
-        store_abort(s->store);
-    if (rc < 0)
-        return rc;
-    clear_dirty(s);
-    s->must_commit = false;
-    blobs_after_commit(s);
-    dag_free_deleted(s);
-    return 0;
-}
-
-/* ------------------------------------------------------------ sending */
-
-/* One message to an agent (API replies: replies.c). */
-static void send_frames(zsock_t *sock, const void *id, size_t id_len, const uint8_t *data,
-                        size_t len)
-{
-    zmsg_t *m = zmsg_new();
-    zmsg_addmem(m, id, id_len);
-    zmsg_addmem(m, data, len);
-    if (zmsg_send(&m, sock) < 0) {
-        /* Unreachable peer or full queue: the reliability layer re-sends. */
-        log_debug("zmsg_send: %s", zmq_strerror(zmq_errno()));
-        zmsg_destroy(&m);
-    }
-}
-
-void agent_out_free(agent_out_t *o)
-{
-    /* Assignments point into runs; only their own arrays are ours. */
-    for (size_t i = 0; i < o->n_assigns; i++) {
-        Drover__Assignment *m = o->assigns[i];
-        for (size_t j = 0; j < m->n_inputs; j++) {
-            free(m->inputs[j]->local);
-            free(m->inputs[j]); /* the artifact belongs to the upstream task */
-        }
-        free(m->inputs);
-        for (size_t j = 0; j < m->n_argv; j++)
-            free(m->argv[j]);
-        free(m->argv);
-        util_free_kvs(m->env, m->n_env);
-        free(m->resume_from); /* its artifact belongs to the task */
-        free(m);
-    }
-    free(o->assigns);
-    free(o->kills);
-    free(o->acks);
-    for (size_t i = 0; i < o->n_wants; i++)
-        drover__upload_want__free_unpacked(o->wants[i], NULL);
-    free(o->wants);
-    for (size_t i = 0; i < o->n_chunks; i++)
-        drover__blob_chunk__free_unpacked(o->chunks[i], NULL);
-    free(o->chunks);
-    for (size_t i = 0; i < o->n_chunk_acks; i++)
-        drover__chunk_ack__free_unpacked(o->chunk_acks[i], NULL);
-    free(o->chunk_acks);
-    for (size_t i = 0; i < o->n_done; i++)
-        drover__blob_done__free_unpacked(o->done[i], NULL);
-    free(o->done);
-    if (o->preempt)
-        drover__preempt_notice__free_unpacked(o->preempt, NULL);
-    memset(o, 0, sizeof *o);
-}
-
-static void send_agent_batch(sched_t *s, agent_t *a)
-{
-    agent_out_t *o = &a->out;
-    Drover__SchedulerMessage m = DROVER__SCHEDULER_MESSAGE__INIT;
-    m.registered = o->registered;
-    m.n_acks = o->n_acks;
-    m.acks = o->acks;
-    m.n_assigns = o->n_assigns;
-    m.assigns = o->assigns;
-    m.n_kills = o->n_kills;
-    m.kills = o->kills;
-    m.heartbeat_ack = o->heartbeat_ack;
-    m.n_wants = o->n_wants;
-    m.wants = o->wants;
-    m.n_chunks = o->n_chunks;
-    m.chunks = o->chunks;
-    m.n_chunk_acks = o->n_chunk_acks;
-    m.chunk_acks = o->chunk_acks;
-    m.n_blob_done = o->n_done;
-    m.blob_done = o->done;
-    m.preempt = o->preempt;
-    size_t n = drover__scheduler_message__get_packed_size(&m);
-    uint8_t *buf = xmalloc(n);
-    drover__scheduler_message__pack(&m, buf);
-    if (a->conn) /* else it went away since: the reliability layer re-sends */
-        send_frames(s->agents_sock, zframe_data(a->conn), zframe_size(a->conn), buf, n);
-    free(buf);
-    agent_out_free(o);
-}
-
-static void send_all(sched_t *s)
-{
-    for (agent_t *a = s->outbound, *n; a; a = n) {
-        n = a->out_next;
-        a->out_next = NULL;
-        send_agent_batch(s, a);
-    }
-    s->outbound = NULL;
-    for (size_t i = 0; i < s->n_peer_replies; i++) {
-        peer_reply_t *p = &s->peer_replies[i];
-        Drover__SchedulerMessage m = DROVER__SCHEDULER_MESSAGE__INIT;
-        m.reregister = p->refused == NULL;
-        m.refused = p->refused ? p->refused : (char *)"";
-        uint8_t buf[512];
-        if (drover__scheduler_message__get_packed_size(&m) <= sizeof buf)
-            send_frames(s->agents_sock, zframe_data(p->conn), zframe_size(p->conn), buf,
-                        drover__scheduler_message__pack(&m, buf));
-        zframe_destroy(&p->conn);
-        free(p->refused);
-    }
-    s->n_peer_replies = 0;
-    replies_flush(s);
-}
-
 /* An idle watcher only makes the loop poll without blocking, so that
  * on_flush runs again soon; one turn is enough. */
 static void on_more(struct ev_loop *loop, ev_idle *w, int revents)
@@ -360,7 +60,7 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
     sched_t *s = w->data;
     if (placer_place(s))
         ev_idle_start(loop, &s->more_w); /* place the rest next iteration */
-    int rc = commit(s);
+    int rc = commit_journal(s);
     if (rc < 0) {
         /* Nothing that depends on the lost transaction may leave. Stop: a
          * restart reloads the last durable state. */
@@ -371,7 +71,8 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    send_all(s);
+    outbound_send(&s->out, s->agents_sock);
+    replies_flush(s);
 }
 
 /* ------------------------------------------------------------ receiving */
@@ -389,7 +90,7 @@ static void receive_agent_message(sched_t *s, zframe_t *conn, zframe_t *body)
     /* Logged for the first hundred and then every thousandth. */
     if (s->counters.refused_agents < 100 || s->counters.refused_agents % 1000 == 0)
         log_warn("agents socket: message refused: %s", why);
-    sched_queue_peer_reply(s, conn, why);
+    outbound_peer_reply(&s->out, conn, why);
 }
 
 static void on_agents_readable(void *arg)
@@ -464,8 +165,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     if (now - s->last_gc_ms > GC_INTERVAL_MS) {
         s->last_gc_ms = now;
         dag_retention(s, now);
-        blobs_sweep(s);
-        s->prune_cache = true; /* entries whose run was deleted, by now or before */
+        blobstore_sweep(s);
+        journal_prune_cache(&s->journal); /* entries whose run was deleted, by now or before */
     }
 }
 
@@ -516,15 +217,12 @@ sched_t *sched_new(const sched_config_t *cfg)
     char err[512];
     sched_t *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
-    s->log_writes_tail = &s->log_writes;
+    journal_init(&s->journal);
+    fleet_init(&s->fleet);
     replies_init(s);
     s->api_endpoint = cfg->api ? xstrdup(cfg->api) : xasprintf("ipc://%s/api.sock", cfg->state_dir);
-    s->runs_by_id = zhashx_new();
-    s->agents = zhashx_new();
-    s->conns = zhashx_new();
-    s->names = zhashx_new();
-    zhashx_set_destructor(s->names, util_free_item);
-    s->attempts = idmap_new();
+    s->dag.runs_by_id = zhashx_new();
+    s->dag.attempts = idmap_new();
     zsys_init();
     zsys_handler_set(NULL); /* signals are ours (ev_signal) */
 
@@ -605,35 +303,22 @@ void sched_destroy(sched_t **sp)
     }
     worker_destroy(&s->worker); /* finishes queued I/O first */
     if (!s->fatal && s->store)
-        commit(s); /* nothing should be pending, but never drop a change */
+        commit_journal(s); /* nothing should be pending, but never drop a change */
     blobs_shutdown(s);
     zev_destroy(&s->agents_zev);
     zev_destroy(&s->api_zev);
     zsock_destroy(&s->agents_sock);
     zsock_destroy(&s->api_sock);
     auth_shutdown(s);
-    for (agent_t *a = s->outbound; a; a = a->out_next)
-        a->out.queued = false;
+    outbound_free(&s->out);
     replies_shutdown(s);
-    for (size_t i = 0; i < s->n_peer_replies; i++) {
-        zframe_destroy(&s->peer_replies[i].conn);
-        free(s->peer_replies[i].refused);
-    }
-    free(s->peer_replies);
-    clear_dirty(s);
-    free(s->cache_puts);
-    for (size_t i = 0; i < s->n_forgotten_agents; i++)
-        free(s->forgotten_agents[i]);
-    free(s->forgotten_agents);
+    journal_reset(&s->journal); /* what a failed commit left (touches tasks: before they go) */
     dag_free_deleted(s);
     dag_free_all(s);
-    if (s->agents)
-        agents_free_all(s);
-    zhashx_destroy(&s->agents);
-    zhashx_destroy(&s->conns);
-    zhashx_destroy(&s->names);
-    zhashx_destroy(&s->runs_by_id);
-    idmap_destroy(&s->attempts);
+    fleet_free(&s->fleet);
+    journal_free(&s->journal); /* after the attempt records that name interned agents */
+    zhashx_destroy(&s->dag.runs_by_id);
+    idmap_destroy(&s->dag.attempts);
     store_destroy(&s->store);
     free(s->api_endpoint);
     free(s);

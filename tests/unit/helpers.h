@@ -5,7 +5,9 @@
  * back into schema 1's layout (to test the migration). With DROVER_TEST_SCHED
  * defined before inclusion: a real droverd (sched_new on a temp state dir
  * with ipc:// endpoints, no loop run) and shortcuts that drive it the way
- * agents and the CLI do: submit a spec, register an agent, report an exit.
+ * agents and the CLI do: submit a spec, register an agent, report an exit;
+ * and the one fixture of the scheduler suites (h_sched_setup/teardown: a
+ * droverd s on a fresh state dir h_dir; h_sched_restart reopens it).
  * Include this header first: sched_internal.h brings czmq, whose prelude
  * must come before system headers.
  */
@@ -181,8 +183,9 @@ static inline agent_t *h_register(sched_t *s, const char *name, uint32_t cpu_mil
     m.register_ = &reg;
     h_agent_send(s, name, &m);
     util_free_kvs(kvs, n_kvs);
-    agent_t *a = agents_find(s, name);
-    const char *refused = s->n_peer_replies ? s->peer_replies[s->n_peer_replies - 1].refused : NULL;
+    agent_t *a = fleet_find(&s->fleet, name);
+    const char *refused =
+        s->out.n_peer_replies ? s->out.peer_replies[s->out.n_peer_replies - 1].refused : NULL;
     cr_assert_not_null(a, "agent %s not made (refused: %s)", name, refused ? refused : "-");
     cr_assert(a->connected, "agent %s not connected after registering (refused: %s)", name,
               refused ? refused : "-");
@@ -205,10 +208,39 @@ static inline void h_exit(sched_t *s, task_t *t, int code)
  * trusting the task's own flag). */
 static inline bool h_in_ready_queue(const sched_t *s, const task_t *t)
 {
-    for (const task_t *q = s->ready_head; q; q = q->ready_next)
+    for (const task_t *q = s->dag.ready_head; q; q = q->ready_next)
         if (q == t)
             return true;
     return false;
+}
+
+/* The fixture every scheduler suite shares: h_dir, a fresh state dir, and
+ * s, a droverd on it, made before each test and closed and removed after:
+ *   TestSuite(name, .init = h_sched_setup, .fini = h_sched_teardown);
+ * Tests use s and h_dir directly. */
+static char *h_dir;
+static sched_t *s;
+
+static inline void h_sched_setup(void)
+{
+    h_dir = h_tmpdir();
+    s = h_sched_open(h_dir);
+}
+
+static inline void h_sched_teardown(void)
+{
+    h_sched_close(&s);
+    util_rm_rf(h_dir);
+    free(h_dir);
+    h_dir = NULL;
+}
+
+/* A droverd restart: close s (sched_destroy commits what is pending) and
+ * open the same state dir again. */
+static inline void h_sched_restart(void)
+{
+    h_sched_close(&s);
+    s = h_sched_open(h_dir);
 }
 
 #endif /* DROVER_TEST_SCHED */

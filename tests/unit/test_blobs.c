@@ -2,7 +2,7 @@
  * counts, run deletion and the hourly sweep (scheduler/blobs.c).
  *
  * A real droverd on a temp state dir. Blob files are created by the test
- * under STATE/blobs/AB/hex and recorded with an OP_NEW op, as an upload
+ * under STATE/blobs/AB/hex and recorded with a BLOB_OP_NEW op, as an upload
  * would; tasks take references by reporting outputs through
  * dag_task_exited. Changes are applied by the group commit, which the
  * tests trigger by running the loop once (its prepare watcher places,
@@ -22,26 +22,8 @@
 #include "digest.h"
 
 #define WAIT_MS 10000
-#define OP_NEW  0
-#define OP_REF  1
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(blobs, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(blobs, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 #define ST(x) DROVER__TASK_STATUS__TASK_##x
 #define RS(x) DROVER__RUN_STATUS__RUN_##x
@@ -74,7 +56,7 @@ static void commit(void)
 {
     ev_run(s->loop, EVRUN_NOWAIT);
     cr_assert_eq(s->fatal, 0, "commit failed");
-    cr_assert_eq(s->n_blob_ops, 0, "blob ops left after the commit");
+    cr_assert_eq(s->journal.n_blob_ops, 0, "blob ops left after the commit");
     cr_assert(pump_until(worker_idle, NULL), "worker still busy");
 }
 
@@ -87,7 +69,7 @@ typedef struct {
 
 static bool file_exists(const uint8_t d[DIGEST_LEN])
 {
-    char *p = blobs_path(s, d);
+    char *p = blobstore_path(s, d);
     struct stat st;
     bool ok = stat(p, &st) == 0;
     free(p);
@@ -101,7 +83,7 @@ static blob_t make_blob(const char *content)
     blob_t b;
     b.size = strlen(content);
     digest_buffer(content, b.size, b.d);
-    char *p = blobs_path(s, b.d);
+    char *p = blobstore_path(s, b.d);
     char *slash = strrchr(p, '/');
     *slash = '\0';
     cr_assert_eq(util_mkdir_p(p, 0750), 0);
@@ -111,7 +93,7 @@ static blob_t make_blob(const char *content)
     cr_assert_eq(fwrite(content, 1, b.size, f), b.size);
     fclose(f);
     free(p);
-    blobs_queue_op(s, OP_NEW, b.d, 0, b.size);
+    blobstore_queue_op(s, BLOB_OP_NEW, b.d, 0, b.size);
     return b;
 }
 
@@ -238,11 +220,11 @@ Test(blobs, references_follow_outputs_and_are_applied_at_commit)
 {
     h_register(s, "a1", 8000, 8ull << 30, 0, NULL);
     blob_t x = make_blob("model weights"), y = make_blob("rows\n"), z = make_blob("zz");
-    cr_assert_not(blobs_exists(s, x.d), "recorded before the commit");
+    cr_assert_not(blobstore_exists(s, x.d), "recorded before the commit");
     commit();
     expect_refs(&x, 0);
     expect_refs(&y, 0);
-    cr_assert(blobs_exists(s, x.d));
+    cr_assert(blobstore_exists(s, x.d));
 
     produce(&x, &y, &z);
     /* nothing is durable before the group commit */
@@ -255,27 +237,26 @@ Test(blobs, references_follow_outputs_and_are_applied_at_commit)
 
     /* direct reference changes through the op queue */
     Drover__Artifact *a = file_art("m", &z);
-    blobs_ref_artifact(s, a, +1);
-    blobs_ref_artifact(s, a, +1);
+    blobstore_ref_artifact(s, a, +1);
+    blobstore_ref_artifact(s, a, +1);
     commit();
     expect_refs(&z, 3);
-    blobs_ref_artifact(s, a, -1);
+    blobstore_ref_artifact(s, a, -1);
     commit();
     expect_refs(&z, 2);
     drover__artifact__free_unpacked(a, NULL);
-    blobs_queue_op(s, OP_REF, y.d, +5, y.size);
-    blobs_queue_op(s, OP_REF, y.d, -3, y.size);
+    blobstore_queue_op(s, BLOB_OP_REF, y.d, +5, y.size);
+    blobstore_queue_op(s, BLOB_OP_REF, y.d, -3, y.size);
     commit();
     expect_refs(&y, 4);
 
     /* an upload of a blob that already exists keeps its references */
-    blobs_queue_op(s, OP_NEW, x.d, 0, x.size);
+    blobstore_queue_op(s, BLOB_OP_NEW, x.d, 0, x.size);
     commit();
     expect_refs(&x, 1);
 
     /* and counts survive a restart */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     expect_refs(&x, 1);
     expect_refs(&y, 4);
     expect_refs(&z, 2);
@@ -328,7 +309,7 @@ Test(blobs, deleting_a_run_drops_its_references_and_unlinks_unshared_blobs)
     cr_assert_null(dag_find_run(s, id1), "a deleted run is no longer found");
     cr_assert(file_exists(x.d), "files stay until the deletion is committed");
     commit();
-    cr_assert_eq(s->n_runs, 1);
+    cr_assert_eq(s->dag.n_runs, 1);
     cr_assert_eq(refs(&x), -1, "x had only r1's reference");
     cr_assert_eq(refs(&z), -1);
     expect_refs(&y, 1); /* r2 still uses it */
@@ -339,8 +320,7 @@ Test(blobs, deleting_a_run_drops_its_references_and_unlinks_unshared_blobs)
     cr_assert(file_exists(w.d));
 
     /* the deletion is durable; r2 is untouched */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     cr_assert_null(dag_find_run(s, id1), "the deleted run came back after a restart");
     run_t *back = dag_find_run(s, id2);
     cr_assert_not_null(back);
@@ -356,7 +336,7 @@ Test(blobs, deleting_a_run_drops_its_references_and_unlinks_unshared_blobs)
     cr_assert_eq(refs(&w), -1);
     cr_assert(pump_until(file_gone, y.d));
     cr_assert(pump_until(file_gone, w.d));
-    cr_assert_eq(s->n_runs, 0);
+    cr_assert_eq(s->dag.n_runs, 0);
     free(id1);
     free(id2);
 }
@@ -424,7 +404,7 @@ static void raw_put_blob(const blob_t *b, uint64_t nrefs, int64_t created_ms)
     MDB_dbi dbi;
     cr_assert_eq(mdb_env_create(&env), 0);
     cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
-    int rc = mdb_env_open(env, dir, MDB_NOTLS, 0640);
+    int rc = mdb_env_open(env, h_dir, MDB_NOTLS, 0640);
     cr_assert_eq(rc, 0, "mdb_env_open: %s", mdb_strerror(rc));
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
     cr_assert_eq(mdb_dbi_open(txn, "blobs", 0, &dbi), 0);
@@ -451,11 +431,11 @@ Test(blobs, sweep_removes_only_unreferenced_blobs_older_than_an_hour)
     raw_put_blob(&old0, 0, now - 2 * 3600 * 1000);
     raw_put_blob(&old1, 1, now - 2 * 3600 * 1000);
     raw_put_blob(&edge, 0, now - 59 * 60 * 1000);
-    s = h_sched_open(dir);
+    s = h_sched_open(h_dir);
     expect_refs(&old0, 0);
     expect_refs(&old1, 1);
 
-    blobs_sweep(s);
+    blobstore_sweep(s);
     commit();
     cr_assert_eq(refs(&old0), -1, "an old unreferenced blob survived the sweep");
     cr_assert(pump_until(file_gone, old0.d), "its file was not removed");
@@ -467,7 +447,7 @@ Test(blobs, sweep_removes_only_unreferenced_blobs_older_than_an_hour)
     cr_assert(file_exists(fresh.d));
 
     /* a second sweep finds nothing more */
-    blobs_sweep(s);
+    blobstore_sweep(s);
     commit();
     expect_refs(&old1, 1);
     expect_refs(&edge, 0);
@@ -480,7 +460,7 @@ Test(blobs, sweep_spares_a_blob_referenced_before_the_commit)
     commit();
     h_sched_close(&s);
     raw_put_blob(&old0, 0, util_now_ms() - 2 * 3600 * 1000);
-    s = h_sched_open(dir);
+    s = h_sched_open(h_dir);
     h_register(s, "a1", 8000, 8ull << 30, 0, NULL);
 
     /* The hourly sweep and a task reporting this blob as its output land
@@ -488,7 +468,7 @@ Test(blobs, sweep_spares_a_blob_referenced_before_the_commit)
      * the content, so it did not upload it again). */
     run_t *r = h_submit(s, OTHER);
     placer_place(s);
-    blobs_sweep(s);
+    blobstore_sweep(s);
     const char *paths[] = {"f"};
     const blob_t *bs[] = {&old0};
     Drover__Artifact *arts[] = {dir_art("out", paths, bs, 1)};

@@ -1,6 +1,6 @@
 /* test_dag — the task state machine of DESIGN.md on a real droverd.
  *
- * Each test opens a scheduler (sched_new on a temp state dir, ipc://
+ * Each test opens a scheduler (sched_new on a temp state h_dir, ipc://
  * endpoints there; the loop is never run), submits specs through the spec
  * parser, registers agents through the agents protocol, and drives tasks
  * with placer_place / dag_task_started / dag_task_exited / dag_task_lost /
@@ -18,23 +18,7 @@
 #include <inttypes.h>
 #include <math.h>
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(dag, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(dag, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 #define ST(x) DROVER__TASK_STATUS__TASK_##x
 #define RS(x) DROVER__RUN_STATUS__RUN_##x
@@ -94,7 +78,7 @@ Test(dag, diamond_readiness_follows_dependencies)
     expect_ready(right, false);
     expect_ready(join, false);
     expect_status(left, ST(WAITING));
-    cr_assert_eq(s->n_ready, 1);
+    cr_assert_eq(s->dag.n_ready, 1);
 
     /* No agent: nothing moves. */
     placer_place(s);
@@ -104,13 +88,13 @@ Test(dag, diamond_readiness_follows_dependencies)
     placer_place(s);
     expect_status(root, ST(ASSIGNED));
     expect_ready(root, false);
-    cr_assert_eq(s->n_ready, 0);
+    cr_assert_eq(s->dag.n_ready, 0);
     cr_assert_eq(root->n_attempts, 1);
     Drover__AttemptRecord *at = dag_current_attempt(root);
     cr_assert_eq(at->number, 1);
     cr_assert_str_eq(at->agent, "a1");
     cr_assert_eq(root->agent, a);
-    cr_assert_eq(idmap_get(s->attempts, at->id), root);
+    cr_assert_eq(idmap_get(s->dag.attempts, at->id), root);
     cr_assert_eq(a->out.n_assigns, 1, "the assignment is queued for the agent");
     cr_assert_eq(a->out.assigns[0]->attempt_id, at->id);
     cr_assert_str_eq(a->out.assigns[0]->task, "root");
@@ -122,7 +106,7 @@ Test(dag, diamond_readiness_follows_dependencies)
     expect_status(root, ST(SUCCEEDED));
     cr_assert_eq(at->status, ST(SUCCEEDED));
     cr_assert_gt(at->finished_ms, 0);
-    cr_assert_null(idmap_get(s->attempts, at->id), "a finished attempt is no longer current");
+    cr_assert_null(idmap_get(s->dag.attempts, at->id), "a finished attempt is no longer current");
     cr_assert_eq(a->used.cpu_milli, 0, "resources released");
     expect_ready(left, true);
     expect_ready(right, true);
@@ -148,7 +132,7 @@ Test(dag, diamond_readiness_follows_dependencies)
     expect_run(r, RS(SUCCEEDED));
     cr_assert_gt(r->rec->finished_ms, 0);
     cr_assert_eq(r->unfinished, 0);
-    cr_assert_eq(s->n_ready, 0);
+    cr_assert_eq(s->dag.n_ready, 0);
 }
 
 Test(dag, stale_and_duplicate_exit_reports_are_ignored)
@@ -174,7 +158,7 @@ Test(dag, stale_and_duplicate_exit_reports_are_ignored)
     expect_status(root, ST(SUCCEEDED));
     cr_assert_eq(root->n_attempts, 1);
     cr_assert_eq(dag_current_attempt(root)->exit_code, 0);
-    agent_t *a = agents_find(s, "a1");
+    agent_t *a = fleet_find(&s->fleet, "a1");
     cr_assert_eq(a->out.n_acks, 1, "the report is still acknowledged");
     cr_assert_eq(a->out.acks[0], 41);
     cr_assert_eq(a->out.n_kills, 0, "an EXITED report needs no kill");
@@ -368,7 +352,7 @@ Test(dag, lost_attempts_requeue_without_spending_retries)
         cr_assert_eq(t->attempts[n - 1]->status, ST(LOST));
         cr_assert_str_eq(t->attempts[n - 1]->reason, "agent stopped answering");
         cr_assert_gt(t->attempts[n - 1]->finished_ms, 0);
-        cr_assert_null(idmap_get(s->attempts, id));
+        cr_assert_null(idmap_get(s->dag.attempts, id));
         cr_assert_null(t->agent);
         cr_assert_eq(a->n_tasks, 0);
         cr_assert_eq(a->used.cpu_milli, 0);
@@ -458,8 +442,7 @@ Test(dag, system_errors_move_the_task_without_spending_retries)
     expect_run(r, RS(FAILED));
 
     /* Durable: the count and which attempts were system errors. */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     run_t *again = dag_find_run(s, "r000001");
     cr_assert_not_null(again);
     t = h_task(again, "write");
@@ -560,8 +543,8 @@ Test(dag, cancel_marks_unfinished_tasks_and_the_run)
     for (size_t i = 0; i < r->n_tasks; i++)
         cr_assert(dag_task_final(r->tasks[i]), "task %s not final", r->tasks[i]->name);
     cr_assert_str_eq(waiting->reason, "run cancelled");
-    cr_assert_eq(s->n_ready, 0);
-    cr_assert_null(s->ready_head);
+    cr_assert_eq(s->dag.n_ready, 0);
+    cr_assert_null(s->dag.ready_head);
 
     /* The running attempt is killed on its agent and its resources freed. */
     cr_assert_eq(a->out.n_kills, kills_before + 1);
@@ -644,7 +627,7 @@ Test(dag, run_with_independent_steps_succeeds_when_all_do)
                            "  - {name: c, command: [true]}\n");
     big_agent("a1");
     placer_place(s);
-    cr_assert_eq(s->n_ready, 0);
+    cr_assert_eq(s->dag.n_ready, 0);
     h_exit(s, h_task(r, "b"), 0);
     h_exit(s, h_task(r, "a"), 0);
     expect_run(r, RS(RUNNING));
@@ -692,13 +675,12 @@ Test(dag, state_survives_restart)
     uint64_t left_id = dag_current_attempt(left)->id;
     uint64_t right_id = dag_current_attempt(right)->id;
     expect_status(right, ST(ASSIGNED));
-    uint64_t next_attempt = s->next_attempt;
+    uint64_t next_attempt = s->dag.next_attempt;
 
     /* Restart: sched_destroy commits what is pending; reopen the dir. */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
 
-    cr_assert_eq(s->n_runs, 1);
+    cr_assert_eq(s->dag.n_runs, 1);
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     expect_run(r, RS(RUNNING));
@@ -717,7 +699,7 @@ Test(dag, state_survives_restart)
     cr_assert_str_eq(root->attempts[0]->agent, "a1");
     cr_assert_gt(root->attempts[0]->finished_ms, 0);
 
-    agent_t *a1 = agents_find(s, "a1");
+    agent_t *a1 = fleet_find(&s->fleet, "a1");
     cr_assert_not_null(a1, "the agent record was restored");
     cr_assert_not(a1->connected, "an agent is disconnected until it registers again");
     cr_assert_eq(a1->capacity.cpu_milli, 8000);
@@ -731,8 +713,8 @@ Test(dag, state_survives_restart)
     cr_assert_eq(right->agent, a1);
     cr_assert_eq(a1->n_tasks, 2);
     cr_assert_eq(a1->used.cpu_milli, 2000);
-    cr_assert_eq(idmap_get(s->attempts, left_id), left);
-    cr_assert_eq(idmap_get(s->attempts, right_id), right);
+    cr_assert_eq(idmap_get(s->dag.attempts, left_id), left);
+    cr_assert_eq(idmap_get(s->dag.attempts, right_id), right);
     cr_assert(left->assign_acked, "a RUNNING attempt was acknowledged");
     cr_assert_not(right->assign_acked, "an ASSIGNED one must be re-sent");
     cr_assert_gt(left->attempts[0]->started_ms, 0);
@@ -748,7 +730,7 @@ Test(dag, state_survives_restart)
     cr_assert_not(dag_task_final(flaky));
 
     expect_ready(parked, true);
-    cr_assert_eq(s->n_ready, 1);
+    cr_assert_eq(s->dag.n_ready, 1);
 
     /* The pending retry is remembered. */
     dag_retry_due(s, retry_at - 1);
@@ -757,7 +739,7 @@ Test(dag, state_survives_restart)
     expect_ready(flaky, true);
 
     /* Ids continue where they were. */
-    cr_assert_eq(s->next_attempt, next_attempt);
+    cr_assert_eq(s->dag.next_attempt, next_attempt);
     run_t *r2 = h_submit(s, "name: more\nsteps:\n  - {name: a, command: [true]}\n");
     cr_assert_str_eq(r2->rec->id, "r000002");
 
@@ -792,8 +774,7 @@ Test(dag, restart_loses_attempts_on_an_agent_that_comes_back_without_them)
     placer_place(s);
     task_t *root = h_task(r, "root");
     dag_task_started(s, root, 0);
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     root = h_task(r, "root");
     expect_status(root, ST(RUNNING));
@@ -879,8 +860,7 @@ Test(dag, a_task_transition_writes_the_task_not_the_run)
     cr_assert_lt(w, 2048, "the run's end stored %" PRIu64 " bytes", w);
 
     /* Reloaded, the run has every step and its outcome. */
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     expect_run(r, RS(SUCCEEDED));
@@ -911,10 +891,10 @@ Test(dag, schema_1_state_dir_loads_and_its_runs_carry_on)
     uint64_t left_id = dag_current_attempt(h_task(r, "left"))->id;
     uint64_t right_id = dag_current_attempt(h_task(r, "right"))->id;
     h_sched_close(&s);
-    cr_assert_eq(h_state_to_schema1(dir), 2);
+    cr_assert_eq(h_state_to_schema1(h_dir), 2);
 
-    s = h_sched_open(dir);
-    cr_assert_eq(s->n_runs, 2);
+    s = h_sched_open(h_dir);
+    cr_assert_eq(s->dag.n_runs, 2);
     r = dag_find_run(s, "r000001");
     done = dag_find_run(s, "r000002");
     cr_assert_not_null(r);
@@ -951,9 +931,8 @@ Test(dag, schema_1_state_dir_loads_and_its_runs_carry_on)
     /* The finished run of the old layout is deleted like any other. */
     cr_assert_eq(dag_delete_run(s, done), 0);
     flush_bytes();
-    h_sched_close(&s);
-    s = h_sched_open(dir);
-    cr_assert_eq(s->n_runs, 1);
+    h_sched_restart();
+    cr_assert_eq(s->dag.n_runs, 1);
     cr_assert_null(dag_find_run(s, "r000002"));
     expect_run(dag_find_run(s, "r000001"), RS(SUCCEEDED));
 }

@@ -1,6 +1,6 @@
 /* test_decoder — droverd's message handling under hostile input.
  *
- * A real droverd (temp state dir, ipc:// endpoints, loop not run) is fed,
+ * A real droverd (temp state h_dir, ipc:// endpoints, loop not run) is fed,
  * through agents_handle() and api_handle() exactly as its sockets would,
  * every truncated prefix and thousands of bit-flipped copies of valid
  * AgentMessage and ApiRequest frames, and thousands of seeded random byte
@@ -13,23 +13,7 @@
 #define DROVER_TEST_SCHED
 #include "helpers.h"
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(decoder, .init = setup, .fini = teardown, .timeout = 240);
+TestSuite(decoder, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 240);
 
 static const char *SPEC = "name: fuzzed\n"
                           "steps:\n"
@@ -42,7 +26,7 @@ static const char *SPEC = "name: fuzzed\n"
 static size_t count_replies(void)
 {
     size_t n = 0;
-    for (api_reply_t *r = s->replies; r; r = r->next)
+    for (api_reply_t *r = s->replies.head; r; r = r->next)
         n++;
     return n;
 }
@@ -51,7 +35,7 @@ static size_t count_replies(void)
  * connected: ZMQ refuses them and they are freed). */
 static void drain_replies(void)
 {
-    for (api_reply_t *r = s->replies; r; r = r->next) {
+    for (api_reply_t *r = s->replies.head; r; r = r->next) {
         Drover__ApiResponse *resp = drover__api_response__unpack(NULL, r->len, r->data);
         cr_assert_not_null(resp, "a reply of %zu bytes does not decode", r->len);
         drover__api_response__free_unpacked(resp, NULL);
@@ -73,7 +57,7 @@ static void api_call(const uint8_t *data, size_t len)
 /* The newest queued reply, decoded (caller frees). */
 static Drover__ApiResponse *last_reply(void)
 {
-    api_reply_t *last = s->replies;
+    api_reply_t *last = s->replies.head;
     cr_assert_not_null(last, "no reply queued");
     while (last->next)
         last = last->next;
@@ -301,7 +285,7 @@ static void expect_still_serving(void)
               "task a is %s", util_task_status_name(a->status));
     /* The model is consistent: every agent's bound tasks point back at it
      * and its used resources add up. */
-    for (agent_t *ag = zhashx_first(s->agents); ag; ag = zhashx_next(s->agents)) {
+    for (agent_t *ag = zhashx_first(s->fleet.agents); ag; ag = zhashx_next(s->fleet.agents)) {
         uint64_t cpu = 0;
         for (size_t i = 0; i < ag->n_tasks; i++) {
             cr_assert_eq(ag->tasks[i]->agent, ag);
@@ -312,11 +296,11 @@ static void expect_still_serving(void)
                      ag->used.cpu_milli, (unsigned long)cpu);
     }
     size_t n = 0;
-    for (task_t *t = s->ready_head; t; t = t->ready_next) {
+    for (task_t *t = s->dag.ready_head; t; t = t->ready_next) {
         cr_assert_eq(t->status, DROVER__TASK_STATUS__TASK_READY);
         n++;
     }
-    cr_assert_eq(n, s->n_ready);
+    cr_assert_eq(n, s->dag.n_ready);
 }
 
 /* ------------------------------------------------------------ tests */
@@ -408,10 +392,11 @@ Test(decoder, invalid_agent_names_are_refused)
         blob_t f = register_frame(bad[i]);
         agent_frame("conn", f.data, f.len);
         free(f.data);
-        cr_assert_null(agents_find(s, bad[i]), "an agent was made for the name '%s'", bad[i]);
+        cr_assert_null(fleet_find(&s->fleet, bad[i]), "an agent was made for the name '%s'",
+                       bad[i]);
     }
-    cr_assert_eq(zhashx_size(s->agents), 0);
-    cr_assert_eq(s->n_peer_replies, sizeof bad / sizeof *bad, "each refusal is answered");
+    cr_assert_eq(zhashx_size(s->fleet.agents), 0);
+    cr_assert_eq(s->out.n_peer_replies, sizeof bad / sizeof *bad, "each refusal is answered");
 }
 
 Test(decoder, a_connection_speaks_only_for_the_agent_it_registered)
@@ -420,20 +405,20 @@ Test(decoder, a_connection_speaks_only_for_the_agent_it_registered)
      * registered as, and nothing else it says can act for another. */
     uint64_t id1, id2;
     populate(&id1, &id2); /* a1 registered on connection "a1" */
-    agent_t *a1 = agents_find(s, "a1");
+    agent_t *a1 = fleet_find(&s->fleet, "a1");
     size_t held = a1->n_tasks;
     cr_assert_gt(held, 0);
     blob_t f = register_frame("a2");
     agent_frame("a1", f.data, f.len); /* a1's connection claims to be a2 */
     free(f.data);
-    cr_assert_null(agents_find(s, "a2"), "a connection registered as a second agent");
+    cr_assert_null(fleet_find(&s->fleet, "a2"), "a connection registered as a second agent");
     /* A heartbeat on a connection no agent registered: "register first". */
-    size_t before = s->n_peer_replies;
+    size_t before = s->out.n_peer_replies;
     blob_t frames[8];
     size_t nf = valid_agent_frames(frames, id1, id2);
     agent_frame("stranger", frames[1].data, frames[1].len);
-    cr_assert_eq(s->n_peer_replies, before + 1);
-    cr_assert_null(s->peer_replies[before].refused, "the stranger is asked to register");
+    cr_assert_eq(s->out.n_peer_replies, before + 1);
+    cr_assert_null(s->out.peer_replies[before].refused, "the stranger is asked to register");
     for (size_t i = 0; i < nf; i++)
         free(frames[i].data);
     /* a1 was refused for its bad registration: no longer in service. */
@@ -517,7 +502,7 @@ Test(decoder, undecodable_request_gets_an_error_reply)
     resp = last_reply();
     cr_assert(strstr(resp->error, "fuzzed.yaml:") != NULL, "spec errors name the file: %s",
               resp->error);
-    cr_assert_eq(s->n_runs, 0, "nothing is stored for a bad spec");
+    cr_assert_eq(s->dag.n_runs, 0, "nothing is stored for a bad spec");
     drover__api_response__free_unpacked(resp, NULL);
     drain_replies();
 }
@@ -555,12 +540,12 @@ static void send_register(const char *identity, const char *name, size_t n_label
  * agent of that name is in service. */
 static void expect_refused(const char *identity)
 {
-    cr_assert_gt(s->n_peer_replies, 0, "registration of %s was not answered", identity);
-    const peer_reply_t *p = &s->peer_replies[s->n_peer_replies - 1];
+    cr_assert_gt(s->out.n_peer_replies, 0, "registration of %s was not answered", identity);
+    const peer_reply_t *p = &s->out.peer_replies[s->out.n_peer_replies - 1];
     cr_assert(zframe_streq(p->conn, identity), "the refusal went to another connection");
     cr_assert_not_null(p->refused, "registration of %s was not refused", identity);
     cr_assert_neq(p->refused[0], '\0');
-    agent_t *a = agents_find(s, identity);
+    agent_t *a = fleet_find(&s->fleet, identity);
     cr_assert(!a || !a->connected, "refused agent %s is connected", identity);
     cr_assert(!a || !a->out.registered);
 }
@@ -579,7 +564,7 @@ Test(decoder, register_without_a_name_is_refused)
 {
     send_register("node-3", "", 0, 0, 0);
     expect_refused("node-3");
-    cr_assert_eq(zhashx_size(s->agents), 0);
+    cr_assert_eq(zhashx_size(s->fleet.agents), 0);
 }
 
 Test(decoder, register_with_too_many_labels_is_refused)
@@ -587,10 +572,10 @@ Test(decoder, register_with_too_many_labels_is_refused)
     /* --max-labels (64) plus the two the agent adds itself (spot, gpu.model) */
     send_register("node-1", "node-1", 67, 4, 4);
     expect_refused("node-1");
-    cr_assert_null(agents_find(s, "node-1"), "a refused agent was recorded");
+    cr_assert_null(fleet_find(&s->fleet, "node-1"), "a refused agent was recorded");
     expect_no_work_for("node-1");
     send_register("node-2", "node-2", 66, 4, 4);
-    agent_t *ok = agents_find(s, "node-2");
+    agent_t *ok = fleet_find(&s->fleet, "node-2");
     cr_assert(ok && ok->connected, "66 labels refused");
     cr_assert_eq(ok->n_labels, 66);
 }
@@ -610,7 +595,7 @@ Test(decoder, refused_reregistration_disconnects_the_agent)
 {
     agent_t *a = h_register(s, "node-1", 4000, 0, 0, NULL);
     cr_assert(a->connected);
-    sched_agent_out(s, a)->registered = false; /* the first reply was sent */
+    outbound_batch(&s->out, a)->registered = false; /* the first reply was sent */
     send_register("node-1", "node-1", 67, 4, 4);
     expect_refused("node-1");
     expect_no_work_for("node-1");
@@ -625,10 +610,11 @@ Test(decoder, messages_before_registration_ask_to_register)
     h.n_running = 1;
     m.heartbeat = &h;
     h_agent_send(s, "early", &m);
-    cr_assert_null(agents_find(s, "early"), "no agent record for a peer that never registered");
-    cr_assert_eq(s->n_peer_replies, 1);
-    cr_assert(zframe_streq(s->peer_replies[0].conn, "early"));
-    cr_assert_null(s->peer_replies[0].refused, "the peer is told to register first");
+    cr_assert_null(fleet_find(&s->fleet, "early"),
+                   "no agent record for a peer that never registered");
+    cr_assert_eq(s->out.n_peer_replies, 1);
+    cr_assert(zframe_streq(s->out.peer_replies[0].conn, "early"));
+    cr_assert_null(s->out.peer_replies[0].refused, "the peer is told to register first");
     expect_no_work_for("early");
 }
 
@@ -652,7 +638,7 @@ Test(decoder, huge_heartbeat_is_handled_promptly)
     h_agent_send(s, "a1", &m);
     int64_t took = util_mono_ms() - t0;
     free(ids);
-    agent_t *a = agents_find(s, "a1");
+    agent_t *a = fleet_find(&s->fleet, "a1");
     cr_assert_eq(a->out.n_kills, N, "each unknown attempt is killed once");
     cr_assert(a->out.heartbeat_ack);
     cr_assert_lt(took, 1000, "a %d-attempt heartbeat blocked droverd for %ld ms", N, (long)took);

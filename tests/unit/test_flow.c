@@ -28,23 +28,7 @@
 
 #include "digest.h"
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(flow, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(flow, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 #define ST(x) DROVER__TASK_STATUS__TASK_##x
 #define RS(x) DROVER__RUN_STATUS__RUN_##x
@@ -71,7 +55,7 @@ static void expect_reason(const task_t *t, const char *part)
 
 static agent_t *agent(void)
 {
-    agent_t *a = agents_find(s, "a1");
+    agent_t *a = fleet_find(&s->fleet, "a1");
     return a && a->connected ? a : h_register(s, "a1", 1000000, 1ull << 40, 0, NULL);
 }
 
@@ -102,7 +86,7 @@ static run_t *submit_with(const char *yaml, int no_cache, ...)
 /* The latest assignment for t in the agent's outbound batch, or NULL. */
 static const Drover__Assignment *assignment(const task_t *t)
 {
-    agent_t *a = agents_find(s, "a1");
+    agent_t *a = fleet_find(&s->fleet, "a1");
     if (!a)
         return NULL;
     for (size_t i = a->out.n_assigns; i-- > 0;)
@@ -861,9 +845,9 @@ static void make_blobs(cache_blobs_t *b)
     digest_buffer("dataset", 7, b->data);
     digest_buffer("model-1", 7, b->model);
     digest_buffer("model-2", 7, b->model2);
-    blobs_queue_op(s, 0, b->data, 0, 7);
-    blobs_queue_op(s, 0, b->model, 0, 7);
-    blobs_queue_op(s, 0, b->model2, 0, 7);
+    blobstore_queue_op(s, BLOB_OP_NEW, b->data, 0, 7);
+    blobstore_queue_op(s, BLOB_OP_NEW, b->model, 0, 7);
+    blobstore_queue_op(s, BLOB_OP_NEW, b->model2, 0, 7);
     commit();
 }
 
@@ -943,8 +927,7 @@ Test(flow, an_identical_run_is_served_from_the_cache)
 
     /* durable: also after a restart */
     commit();
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     run_t *r3 = h_submit(s, CACHED);
     task_t *t3 = h_task(r3, "train");
     expect_cached(t3);
@@ -1100,7 +1083,7 @@ Test(flow, entries_of_deleted_runs_leave_the_cache)
     cr_assert_eq(dag_delete_run(s, r1), 0);
     commit();
     cr_assert_eq(cache_entries(), n, "kept until the sweep");
-    s->prune_cache = true; /* what the hourly sweep sets */
+    s->journal.prune_cache = true; /* what the hourly sweep sets */
     commit();
     cr_assert_eq(cache_entries(), 0);
     run_t *r2 = h_submit(s, CACHED);
@@ -1171,8 +1154,7 @@ Test(flow, a_half_done_fan_out_survives_a_restart)
     uint64_t id1 = dag_current_attempt(i1)->id;
     uint64_t id2 = dag_current_attempt(item(r, "shard", 2))->id;
 
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     expect_run(r, RS(RUNNING));
@@ -1237,8 +1219,7 @@ Test(flow, a_fan_out_group_restored_with_items_still_to_release)
                            "    command: [w, \"{{item}}\"]\n");
     finish(item(r, "shard", 0));
     expect_status(item(r, "shard", 1), ST(READY));
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     task_t *g = h_task(r, "shard");
     expect_status(item(r, "shard", 1), ST(READY));
@@ -1267,8 +1248,7 @@ Test(flow, a_range_survives_a_restart_and_its_items_are_cached)
     run_t *r = h_submit(s, spec);
     cr_assert_eq(r->n_tasks, 2, "no items before the group is decided");
     commit();
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     finish(h_task(r, "first"));
@@ -1309,8 +1289,7 @@ Test(flow, items_never_assigned_are_made_again_after_a_restart)
                            "  - {name: after, needs: [shard], command: [a]}\n");
     cr_assert_eq(r->n_tasks, 5);
     commit();
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     cr_assert_eq(r->n_tasks, 5, "both steps and all three items");
@@ -1347,7 +1326,7 @@ Test(flow, fan_in_of_artifacts_is_one_directory_with_a_dir_per_item)
     const char *content[] = {"part zero", "part one", "part two"};
     for (int i = 0; i < 3; i++) {
         digest_buffer(content[i], strlen(content[i]), d[i]);
-        blobs_queue_op(s, 0, d[i], 0, strlen(content[i]));
+        blobstore_queue_op(s, BLOB_OP_NEW, d[i], 0, strlen(content[i]));
     }
     commit();
     run_t *r = h_submit(s, "name: parts\n"
@@ -1542,8 +1521,7 @@ Test(flow, a_run_stored_without_when_scope_decides_it_at_load)
     cr_assert(r->steps_unwritten, "the steps are stored at the next commit");
     r->steps->steps[1]->when_scope = DROVER__WHEN_SCOPE__WHEN_SCOPE_UNSET;
     r->steps->steps[0]->when_scope = DROVER__WHEN_SCOPE__WHEN_SCOPE_UNSET;
-    h_sched_close(&s);
-    s = h_sched_open(dir);
+    h_sched_restart();
     r = dag_find_run(s, "r000001");
     cr_assert_not_null(r);
     task_t *g = h_task(r, "shard");

@@ -1,6 +1,6 @@
 /* test_placer — which READY task goes to which agent.
  *
- * On a real droverd (temp state dir, loop not run), agents register
+ * On a real droverd (temp state h_dir, loop not run), agents register
  * through the agents protocol and runs come from specs; placer_place() is
  * called directly. Checked: cpu, memory and GPU requests against what is
  * free (capacity minus what droverd has bound there), labels (all must
@@ -12,23 +12,7 @@
 #define DROVER_TEST_SCHED
 #include "helpers.h"
 
-static char *dir;
-static sched_t *s;
-
-static void setup(void)
-{
-    dir = h_tmpdir();
-    s = h_sched_open(dir);
-}
-
-static void teardown(void)
-{
-    h_sched_close(&s);
-    util_rm_rf(dir);
-    free(dir);
-}
-
-TestSuite(placer, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(placer, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 #define ST(x) DROVER__TASK_STATUS__TASK_##x
 #define GiB   (1ull << 30)
@@ -204,8 +188,8 @@ Test(placer, drained_and_disconnected_agents_get_no_work)
     cap.cpu_milli = 64000;
     rec.name = "offline";
     rec.capacity = &cap;
-    agents_load(s, &rec);
-    agent_t *offline = agents_find(s, "offline");
+    fleet_load(&s->fleet, &rec);
+    agent_t *offline = fleet_find(&s->fleet, "offline");
     cr_assert_not_null(offline);
     cr_assert_not(offline->connected);
 
@@ -329,7 +313,7 @@ Test(placer, many_tasks_fill_agents_exactly)
     cr_assert_eq(ag[0]->n_tasks, 8);
     cr_assert_eq(ag[1]->n_tasks, 8);
     cr_assert_eq(ag[2]->n_tasks, 4);
-    cr_assert_eq(s->n_ready, 20);
+    cr_assert_eq(s->dag.n_ready, 20);
     for (int round = 0; round < 10; round++) {
         for (size_t i = 0; i < r->n_tasks; i++) {
             task_t *t = r->tasks[i];
@@ -385,6 +369,39 @@ Test(placer, spot_policies_rank_spot_and_on_demand_agents)
     expect_on(req, spot);
     expect_on(any, spot); /* most free cpu */
     expect_on(fb, od);
+}
+
+/* issue 14: spot: require with fallback_after (a run stored before such
+ * specs were refused, or a step built that way): the fallback does not
+ * apply to require, so preempted often enough it still goes to the spot
+ * agent (before, spot agents ranked -1 and on-demand never suits: it
+ * waited for good). With no spot agent in service it waits, saying why,
+ * and the reason goes once it is placed. */
+Test(placer, spot_require_ignores_fallback_and_says_why_it_waits)
+{
+    run_t *r = h_submit(s, "name: rq\n"
+                           "steps:\n"
+                           "  - {name: req, command: [x], placement: {spot: require}}\n");
+    task_t *req = h_task(r, "req");
+    req->step->fallback_after = 1; /* as a stored run may have it */
+    req->preemptions = 1;
+    agent_t *od = h_register(s, "od", 8000, 64 * GiB, 0, NULL);
+    agent_t *spot = h_register(s, "spot", 8000, 64 * GiB, 0, NULL);
+    spot->spot = true;
+    cr_assert_eq(placer_rank(spot, req, true), 0, "require: the fallback does not apply");
+    spot->drained = true;
+    placer_place(s);
+    expect_waiting_for_room(req);
+    cr_assert_not_null(req->reason);
+    cr_assert(strstr(req->reason, "waiting: spot: require and no spot agent in service") ==
+                  req->reason,
+              "reason: %s", req->reason);
+    cr_assert(req->dirty, "the reason is written with the next commit");
+    spot->drained = false;
+    placer_place(s);
+    expect_on(req, spot);
+    cr_assert_null(req->reason, "placed: it waits no longer");
+    (void)od;
 }
 
 Test(placer, preempting_and_at_risk_agents)
@@ -455,10 +472,10 @@ Test(placer, a_big_backlog_goes_out_in_bounded_passes)
         ag[i] = h_register(s, name, 1000000, 0, 0, NULL);
     }
     cr_assert(placer_place(s), "the first pass stops at its bound");
-    cr_assert_eq(s->n_ready, 20000 - 8192);
+    cr_assert_eq(s->dag.n_ready, 20000 - 8192);
     cr_assert(placer_place(s));
     cr_assert_not(placer_place(s), "the third pass places the rest");
-    cr_assert_eq(s->n_ready, 0);
+    cr_assert_eq(s->dag.n_ready, 0);
     size_t total = 0;
     for (int i = 0; i < 400; i++) {
         cr_assert_eq(ag[i]->n_tasks, 50, "%s has %zu tasks: work is spread", ag[i]->name,

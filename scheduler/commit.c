@@ -1,0 +1,97 @@
+/* commit — the loop's commit phase: the journal into the store.
+ *
+ * Called by the loop (scheduler.c) once per iteration, after placement
+ * and before anything is sent, and once at shutdown. Everything the
+ * journal holds goes into ONE LMDB write transaction: dirty runs (and a
+ * new run's steps, once), dirty tasks, cache changes, blob references,
+ * run deletions, forgotten agents, dirty agents, log chunks and the id
+ * counters. Only after the commit succeeded is the journal emptied, the
+ * files of dropped blobs unlinked and deleted runs freed; on failure the
+ * transaction is aborted and the loop stops without sending anything.
+ * Records of runs being deleted are skipped (their deletion is in the
+ * same transaction).
+ */
+#include "sched_internal.h"
+
+#include <inttypes.h>
+
+#include "log.h"
+
+/* store_cache_prune: whether an entry's run is still there. */
+static bool run_alive(const char *run_id, void *arg)
+{
+    return dag_find_run(arg, run_id) != NULL;
+}
+
+static int write_journal(sched_t *s)
+{
+    journal_t *j = &s->journal;
+    int rc = 0;
+    for (run_t *r = j->dirty_runs; r && rc == 0; r = r->dirty_next) {
+        if (r->deleting)
+            continue;
+        rc = store_put_run(s->store, r->rec);
+        if (rc == 0 && r->steps_unwritten) /* once, at submit */
+            rc = store_put_steps(s->store, r->rec->id, r->steps);
+    }
+    for (task_t *t = j->dirty_tasks; t && rc == 0; t = t->dirty_next) {
+        Drover__TaskRecord rec;
+        if (t->run->deleting)
+            continue;
+        dag_task_record(t, &rec);
+        rc = store_put_task(s->store, t->run->rec->id, &rec);
+    }
+    if (rc == 0 && j->prune_cache && !j->clear_cache) {
+        uint64_t n;
+        rc = store_cache_prune(s->store, run_alive, s, &n);
+        if (rc == 0 && n)
+            log_info("step cache: %" PRIu64 " entries of deleted runs removed", n);
+    }
+    if (rc == 0 && j->clear_cache) {
+        uint64_t n;
+        rc = store_cache_clear(s->store, &n);
+    }
+    for (size_t i = 0; i < j->n_cache_puts && rc == 0; i++) {
+        task_t *t = j->cache_puts[i];
+        if (!t->run->deleting)
+            rc = store_cache_put(s->store, t->cache_key, t->run->rec->id, t->index);
+    }
+    if (rc == 0)
+        rc = blobstore_commit(s);
+    if (rc == 0)
+        rc = dag_commit_deletions(s);
+    for (size_t i = 0; i < j->n_forgotten_agents && rc == 0; i++)
+        rc = store_delete_agent(s->store, j->forgotten_agents[i]); /* before any re-register */
+    for (agent_t *a = j->dirty_agents; a && rc == 0; a = a->dirty_next) {
+        Drover__AgentRecord rec;
+        fleet_record(a, &rec);
+        rc = store_put_agent(s->store, &rec);
+    }
+    for (log_write_t *w = j->log_writes; w && rc == 0; w = w->next)
+        rc = store_put_log(s->store, w->run_id, w->task, w->attempt, w->offset, w->data, w->len);
+    if (rc == 0 && j->counters_dirty) {
+        rc = store_put_counter(s->store, "next_run", s->dag.next_run);
+        if (rc == 0)
+            rc = store_put_counter(s->store, "next_attempt", s->dag.next_attempt);
+    }
+    return rc;
+}
+
+int commit_journal(sched_t *s)
+{
+    if (journal_empty(&s->journal))
+        return 0;
+    int rc = store_begin(s->store);
+    if (rc == 0)
+        rc = write_journal(s);
+    if (rc == 0)
+        rc = store_commit(s->store);
+    else
+        store_abort(s->store);
+    if (rc < 0)
+        return rc;
+    journal_reset(&s->journal); /* touches tasks: before deleted runs are freed */
+    blobstore_after_commit(s);
+    dag_free_deleted(s);
+    return 0;
+}
