@@ -102,6 +102,22 @@ int util_mkdir_p(const char *path, unsigned mode)
     return mkdir(path, mode) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
+char *util_abs_path(const char *path)
+{
+    if (path[0] == '/')
+        return xstrdup(path);
+    char *cwd = getcwd(NULL, 0);
+    if (!cwd)
+        return NULL;
+    while (path[0] == '.' && path[1] == '/') /* "./w1" → "w1" */
+        path += 2;
+    char *abs = strcmp(path, ".") == 0 || !path[0]
+                    ? xstrdup(cwd)
+                    : xasprintf("%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", path);
+    free(cwd);
+    return abs;
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     return remove(path) < 0 && errno != ENOENT ? -1 : 0;
@@ -121,7 +137,7 @@ int util_disk_free(const char *path, uint64_t *bytes, uint64_t *inodes)
 
 bool util_disk_full(const char *path, const char *what, char *note, size_t len)
 {
-    uint64_t bytes, inodes;
+    uint64_t bytes = 0, inodes = 0; /* -O3 cannot see util_disk_free set both */
     if (util_disk_free(path, &bytes, &inodes) < 0 || (bytes >= UTIL_DISK_LOW && inodes > 0))
         return false;
     snprintf(note, len, "no space left on device (%s %s: %" PRIu64 " bytes free%s)", what, path,

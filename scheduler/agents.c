@@ -1,5 +1,5 @@
-/* agents — droverd's side of the agents protocol (DESIGN.md "Messages and
- * reliability").
+/* agents — droverd's side of the agents protocol (docs/architecture.md,
+ * "Agents protocol").
  *
  * Identity: a connection's routing id is droverd's own (agents set none),
  * so no peer can choose, claim or displace another's. A Register binds its

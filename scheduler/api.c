@@ -1,7 +1,7 @@
 /* api — droverd's answers to the CLI (ApiRequest → ApiResponse).
  *
  * Each request is handled at once on the loop thread and its reply queued;
- * sched.c sends it after the iteration's commit, so "submitted" means
+ * scheduler.c sends it after the iteration's commit, so "submitted" means
  * stored. Views point into the live model (no copies); the reply is packed
  * before anything can change it.
  */

@@ -1,4 +1,5 @@
-/* dag — runs and tasks: the task state machine of DESIGN.md.
+/* dag — runs and tasks: the task state machine (docs/architecture.md,
+ * "Task lifecycle").
  *
  * Readiness is incremental: each task counts its needs that have not yet
  * SUCCEEDED (unfinished_deps) and lists its children; a success decrements

@@ -11,7 +11,7 @@
  *   api.c     the CLI's requests;
  *   replies.c API replies on their way out, bounded in bytes per client;
  *   scheduler.c the loop, sockets, group commit and the outbound batches.
- * Any change to a record sets its dirty flag (sched_mark_*); sched.c writes
+ * Any change to a record sets its dirty flag (sched_mark_*); scheduler.c writes
  * all dirty records in one transaction per loop iteration.
  */
 #ifndef DROVER_SCHED_INTERNAL_H
