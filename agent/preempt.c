@@ -43,6 +43,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define DEFAULT_POLL_MS     1000
@@ -85,8 +86,8 @@ typedef struct {
     CURL *easy; /* non-NULL while set up / in flight */
     struct curl_slist *hdrs;
     char *post;          /* request body (owned), or NULL */
-    char *body;          /* answer, NUL-terminated, or NULL when empty */
-    size_t len;          /* of body */
+    strbuf_t answer;     /* the answer as it arrives */
+    char *body;          /* the whole answer once it succeeded (never NULL then) */
     bool too_big;        /* the answer exceeded PREEMPT_MAX_BODY */
     bool google;         /* the answer carried Metadata-Flavor: Google */
     char etag[ETAG_MAX]; /* the answer's ETag ("" when none or unusable) */
@@ -279,14 +280,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     if (n == 0)
         return 0;
-    if (x->len + n > PREEMPT_MAX_BODY) {
+    if (x->answer.len + n > PREEMPT_MAX_BODY) {
         x->too_big = true;
         return 0; /* aborts the transfer */
     }
-    x->body = xrealloc(x->body, x->len + n + 1);
-    memcpy(x->body + x->len, data, n);
-    x->len += n;
-    x->body[x->len] = '\0';
+    sb_add(&x->answer, data, n);
     return n;
 }
 
@@ -386,13 +384,14 @@ static int xfer_result(xfer_t *x, CURLcode rc, long *status, char *why, size_t w
         snprintf(why, whylen, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
         return -EIO;
     }
-    if (x->body && strlen(x->body) != x->len) { /* no metadata answer holds one */
+    if (x->answer.len &&
+        strlen(x->answer.buf) != x->answer.len) { /* no metadata answer holds one */
         snprintf(why, whylen, "answer holds a NUL byte");
         return -EIO;
     }
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, status);
-    if (!x->body)
-        x->body = xstrdup("");
+    free(x->body);
+    x->body = sb_take(&x->answer);
     return 0;
 }
 
@@ -402,6 +401,7 @@ static void xfer_free(xfer_t *x)
         curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->hdrs);
     free(x->post);
+    sb_free(&x->answer);
     free(x->body);
     memset(x, 0, sizeof *x);
 }

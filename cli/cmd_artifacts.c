@@ -34,6 +34,8 @@
 #include "fmt.h"
 #include "json.h"
 #include "log.h"
+#include "path.h"
+#include "strbuf.h"
 #include "table.h"
 #include "util.h"
 
@@ -256,21 +258,6 @@ static int parse_get_args(cli_t *cli, int argc, char **argv, get_args_t *g)
     return 0;
 }
 
-/* Whether p is a relative path without empty, "." or ".." components. */
-static bool safe_relative(const char *p)
-{
-    if (!*p || *p == '/')
-        return false;
-    for (const char *seg = p; seg;) {
-        const char *end = strchr(seg, '/');
-        size_t n = end ? (size_t)(end - seg) : strlen(seg);
-        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return false;
-        seg = end ? end + 1 : NULL;
-    }
-    return true;
-}
-
 /* Find g->name among the step's artifacts; the error (naming the ones
  * there are) is printed here. */
 static const Drover__Artifact *find_artifact(const Drover__ApiResponse *resp, const get_args_t *g)
@@ -280,17 +267,13 @@ static const Drover__Artifact *find_artifact(const Drover__ApiResponse *resp, co
         if (a && strcmp(resp->artifacts[i]->task, g->step) == 0 && strcmp(a->name, g->name) == 0)
             return a;
     }
-    char *names = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&names, &len);
-    if (!m)
-        abort();
+    strbuf_t b = {0};
     for (size_t i = 0, k = 0; i < resp->n_artifacts; i++) {
         const Drover__Artifact *a = resp->artifacts[i]->artifact;
         if (a)
-            fprintf(m, "%s%s", k++ ? ", " : "", a->name);
+            sb_printf(&b, "%s%s", k++ ? ", " : "", a->name);
     }
-    fclose(m);
+    char *names = sb_take(&b);
     char *shown = fmt_clean(names, 0), *name = fmt_clean(g->name, 0);
     if (*shown)
         log_error("step %s of run %s has no artifact '%s'; its artifacts: %s", g->step, g->run,
@@ -315,7 +298,7 @@ static int check_artifact(const Drover__Artifact *a)
     }
     for (size_t i = 0; i < a->n_files; i++) {
         const Drover__FileEntry *f = a->files[i];
-        if (a->is_dir && !safe_relative(f->path)) {
+        if (a->is_dir && !path_is_safe_relative(f->path)) {
             char *shown = fmt_clean(f->path, 0);
             log_error("artifact '%s' has a file at '%s', which is not a plain relative path "
                       "(absolute, or with an empty, '.' or '..' component); refusing it",
