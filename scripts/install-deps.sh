@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang-format python3 clang libclang-rt-14-dev
 libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
 libev-dev libssl-dev libcriterion-dev libsodium-dev libyaml-dev
-libcurl4-openssl-dev libsystemd-dev
+libcurl4-openssl-dev libsystemd-dev libjansson-dev
 runc podman busybox-static
 debhelper help2man lintian debootstrap"
 
