@@ -32,7 +32,7 @@
 #include "cli.h"
 #include "digest.h"
 #include "fmt.h"
-#include "json.h"
+#include "doc.h"
 #include "log.h"
 #include "path.h"
 #include "strbuf.h"
@@ -124,17 +124,17 @@ static void print_list_table(const Drover__ApiResponse *resp, bool wide)
     table_destroy(&t);
 }
 
-static void json_file(json_t *j, const Drover__FileEntry *f)
+static void json_file(doc_t *j, const Drover__FileEntry *f)
 {
     char mode[16], hex[DIGEST_HEX_LEN + 1];
     snprintf(mode, sizeof mode, "%04" PRIo32, f->mode & 07777);
     hex_or_empty(&f->digest, hex);
-    json_object_begin(j);
-    json_field_str(j, "path", f->path);
-    json_field_str(j, "mode", mode);
-    json_field_uint(j, "size", f->size);
-    json_field_str(j, "digest", hex);
-    json_object_end(j);
+    doc_object_begin(j);
+    doc_field_str(j, "path", f->path);
+    doc_field_str(j, "mode", mode);
+    doc_field_uint(j, "size", f->size);
+    doc_field_str(j, "digest", hex);
+    doc_object_end(j);
 }
 
 /* "STEP NAME" per artifact: the words `drover artifact get RUN` takes. */
@@ -152,29 +152,29 @@ static void print_list_names(const Drover__ApiResponse *resp)
 static void print_list_doc(const Drover__ApiResponse *resp, cli_output_t o)
 {
     char hex[DIGEST_HEX_LEN + 1];
-    json_t *j = cli_doc_writer(o);
-    json_array_begin(j);
+    doc_t *j = cli_doc_writer(o);
+    doc_array_begin(j);
     for (size_t i = 0; i < resp->n_artifacts; i++) {
         const Drover__ArtifactView *v = resp->artifacts[i];
         const Drover__Artifact *a = v->artifact;
         if (!a)
             continue;
         hex_or_empty(&a->digest, hex);
-        json_object_begin(j);
-        json_field_str(j, "step", v->task);
-        json_field_str(j, "name", a->name);
-        json_field_str(j, "kind", a->is_dir ? "dir" : "file");
-        json_field_uint(j, "size", a->size);
-        json_field_str(j, "digest", hex);
-        json_key(j, "files");
-        json_array_begin(j);
+        doc_object_begin(j);
+        doc_field_str(j, "step", v->task);
+        doc_field_str(j, "name", a->name);
+        doc_field_str(j, "kind", a->is_dir ? "dir" : "file");
+        doc_field_uint(j, "size", a->size);
+        doc_field_str(j, "digest", hex);
+        doc_key(j, "files");
+        doc_array_begin(j);
         for (size_t k = 0; k < a->n_files; k++)
             json_file(j, a->files[k]);
-        json_array_end(j);
-        json_object_end(j);
+        doc_array_end(j);
+        doc_object_end(j);
     }
-    json_array_end(j);
-    json_finish(&j);
+    doc_array_end(j);
+    doc_finish(&j);
 }
 
 int cmd_artifacts(cli_t *cli, int argc, char **argv)

@@ -1,6 +1,18 @@
 /* json — a small, strict, bounded JSON reader and writer for lists of
  * values (for_each fan-out lists, items of a fan-out).
  *
+ * Why it is kept beside jansson (which builds the tree-shaped documents:
+ * the OCI config in agent/rt_oci.c, the CLI's -o json/yaml in cli/doc.c):
+ * its users want a list or one member as text, from input they do not
+ * trust, on paths that run per task: the spec compiler (for_each lists,
+ * common/spec.c), droverd's fan-out and item references (scheduler/flow.c
+ * and dag.c, once per item), progress lines ($DROVER_PROGRESS, common/
+ * progress.c, per line a step writes) and the cloud metadata answers
+ * (agent/preempt.c). It builds no tree (memory bounded by the input),
+ * bounds nesting, never reads past len, gives byte offsets in its errors,
+ * and is fuzzed through fuzz_spec and fuzz_progress; jansson would parse
+ * the whole text into a tree and print it back for each value.
+ *
  * Reading follows RFC 8259 strictly: one value, whitespace only as space,
  * tab, LF and CR, no comments, no trailing commas, no leading zeros, no
  * NaN or Infinity, strings of valid UTF-8 without raw control characters,
@@ -19,8 +31,8 @@
  * Nothing here keeps state: every function is reentrant. Allocation
  * failure aborts the process (util.h x* functions).
  *
- * (cli/json.h is the CLI's unrelated streaming pretty-printer; the names
- * here do not clash with it.)
+ * (cli/doc.h is the CLI's document writer, on jansson, whose json_t is
+ * not included here.)
  */
 #ifndef DROVER_COMMON_JSON_H
 #define DROVER_COMMON_JSON_H
