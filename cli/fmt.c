@@ -152,7 +152,9 @@ char *fmt_task_status(const Drover__TaskView *t, int64_t now_ms, char *buf)
         snprintf(buf, FMT_BUF, "%s (retry in %" PRId64 "s)", name, secs);
     } else if (t->status == DROVER__TASK_STATUS__TASK_RUNNING && t->progress >= 0) {
         char bar[FMT_BUF];
-        snprintf(buf, FMT_BUF, "%s %s", name, fmt_progress(t->progress, bar));
+        /* "[##########] 100%" is 17 bytes: the precision tells -O3's
+         * truncation check that it fits after a status name. */
+        snprintf(buf, FMT_BUF, "%s %.20s", name, fmt_progress(t->progress, bar));
     } else {
         snprintf(buf, FMT_BUF, "%s", name);
     }
