@@ -148,11 +148,10 @@ static void yaml_node(FILE *out, const json_t *v, int depth, bool inline_first)
         fputs(depth > 0 ? (obj ? " {}" : " []") : (obj ? "{}" : "[]"), out);
         return;
     }
-    size_t i = 0;
     const char *key;
     const json_t *member;
     void *it = obj ? json_object_iter((json_t *)v) : NULL;
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i == 0 && inline_first)
             fputc(' ', out);
         else if (i > 0 || depth > 0) {
@@ -198,8 +197,6 @@ static void put(doc_t *j, json_t *v)
     if (!v)
         abort(); /* out of memory */
     if (j->depth == 0) {
-        if (j->key)
-            misuse("key at the top level");
         emit(j, v);
         return;
     }
@@ -220,7 +217,7 @@ static void begin(doc_t *j, json_t *c)
     if (j->depth == DOC_MAX_DEPTH)
         misuse("nesting too deep");
     if (j->depth > 0)
-        put(j, json_incref(c)); /* the parent holds it; open[] borrows */
+        put(j, json_incref(c)); /* the parent's reference; open[] keeps this one */
     j->open[j->depth++] = c;
 }
 
@@ -255,15 +252,6 @@ void doc_array_end(doc_t *j)
     end(j, false);
 }
 
-void doc_key(doc_t *j, const char *key)
-{
-    if (j->depth == 0 || !json_is_object(j->open[j->depth - 1]))
-        misuse("key outside an object");
-    if (j->key)
-        misuse("key after key");
-    j->key = xstrdup(key);
-}
-
 /* A string value for s[0..n): bytes that are not valid UTF-8 become
  * U+FFFD (JSON text is UTF-8; jansson takes nothing else). */
 static json_t *jstring(const char *s, size_t n)
@@ -289,6 +277,17 @@ static json_t *jstring(const char *s, size_t n)
     v = json_stringn(b.buf ? b.buf : "", b.len);
     sb_free(&b);
     return v;
+}
+
+void doc_key(doc_t *j, const char *key)
+{
+    if (j->depth == 0 || !json_is_object(j->open[j->depth - 1]))
+        misuse("key outside an object");
+    if (j->key)
+        misuse("key after key");
+    json_t *k = jstring(key, strlen(key)); /* valid UTF-8, as jansson wants keys */
+    j->key = xstrdup(json_string_value(k));
+    json_decref(k);
 }
 
 void doc_strn(doc_t *j, const char *s, size_t n)

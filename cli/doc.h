@@ -6,7 +6,8 @@
  * a newline after it. Strings are escaped per RFC 8259 (quote, backslash,
  * control characters: short escapes where JSON has them, else \u00XX);
  * other UTF-8 passes through readable, and bytes that are not UTF-8 become
- * U+FFFD. Misuse (a value where a key is due, nesting deeper than
+ * U+FFFD. A key written twice in one object keeps its first place and its
+ * last value. Misuse (a value where a key is due, nesting deeper than
  * DOC_MAX_DEPTH) is a programming error and aborts.
  */
 #ifndef DROVER_CLI_DOC_H
