@@ -2,7 +2,9 @@
  * state, so they are safe on any thread. */
 #include "path.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -24,4 +26,20 @@ bool path_is_component(const char *s, size_t max, const char *extra)
 {
     return s && strcmp(s, ".") != 0 && strcmp(s, "..") != 0 &&
            util_valid_name(s, strlen(s), max, extra) && (!extra || !strchr(extra, '/'));
+}
+
+char *path_absolute(const char *path)
+{
+    if (path[0] == '/')
+        return xstrdup(path);
+    char *cwd = getcwd(NULL, 0);
+    if (!cwd)
+        return NULL;
+    while (path[0] == '.' && path[1] == '/') /* "./w1" is "w1" */
+        path += 2;
+    char *abs = strcmp(path, ".") == 0 || !path[0]
+                    ? xstrdup(cwd)
+                    : xasprintf("%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", path);
+    free(cwd);
+    return abs;
 }

@@ -102,22 +102,6 @@ int util_mkdir_p(const char *path, unsigned mode)
     return mkdir(path, mode) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
-char *util_abs_path(const char *path)
-{
-    if (path[0] == '/')
-        return xstrdup(path);
-    char *cwd = getcwd(NULL, 0);
-    if (!cwd)
-        return NULL;
-    while (path[0] == '.' && path[1] == '/') /* "./w1" → "w1" */
-        path += 2;
-    char *abs = strcmp(path, ".") == 0 || !path[0]
-                    ? xstrdup(cwd)
-                    : xasprintf("%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", path);
-    free(cwd);
-    return abs;
-}
-
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     return remove(path) < 0 && errno != ENOENT ? -1 : 0;

@@ -27,14 +27,6 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* mkdir -p with the given mode for created directories. 0 or -errno. */
 int util_mkdir_p(const char *path, unsigned mode);
 
-/* path made absolute against the current directory, for path options
- * read at start (a daemon's later chdir, or a child's, must not change
- * what they name): a new string (caller frees), path itself (copied) when
- * it is absolute already; the path need not exist, and is not
- * canonicalized ("a/../b" stays). NULL with errno set when the current
- * directory cannot be read. */
-char *util_abs_path(const char *path);
-
 /* rm -rf. 0 or -errno (a missing path is not an error). */
 int util_rm_rf(const char *path);
 

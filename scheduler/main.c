@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "path.h"
 #include "scheduler.h"
 #include "spec.h"
 #include "util.h"
@@ -67,7 +68,7 @@ static int absolute(options_t *o, const char **field)
 {
     if (!*field || (*field)[0] == '/')
         return 0;
-    char *abs = util_abs_path(*field);
+    char *abs = path_absolute(*field);
     if (!abs) {
         fprintf(stderr, "droverd: cannot resolve the relative path '%s': %s\n", *field,
                 strerror(errno));
