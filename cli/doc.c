@@ -67,7 +67,7 @@ void doc_destroy(doc_t **j)
 
 static void misuse(const char *what)
 {
-    log_error("json writer misuse: %s", what);
+    log_error("document writer misuse: %s", what);
     abort();
 }
 
