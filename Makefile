@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: all deps build build-asan demo test unit format format-check clean
+.PHONY: all deps build build-asan build-variants demo test unit format format-check clean
 
 all: build
 
@@ -19,14 +19,27 @@ build-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDROVER_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+# The builds packagers make, -Werror kept: CMake's Release and Debian's
+# dpkg-buildflags (hardening on, CMAKE_BUILD_TYPE None, as dh does). Only
+# the three programs, no tests: it checks that they compile (-O2/-O3 warn
+# about more than the developer build does), in about a minute.
+VARIANT_JOBS ?= 2
+build-variants: deps
+	@cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DDROVER_TESTS=OFF >/dev/null
+	@cmake --build build-release -j $(VARIANT_JOBS) --target droverd drover-agent drover
+	@eval "$$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)" && \
+		cmake -S . -B build-dpkg -DCMAKE_BUILD_TYPE=None -DDROVER_TESTS=OFF >/dev/null && \
+		cmake --build build-dpkg -j $(VARIANT_JOBS) --target droverd drover-agent drover
+
 # CONTAINERS=1 runs the demo's steps in OCI containers.
 demo: build
 	@CONTAINERS=$(CONTAINERS) ./scripts/demo.sh $(BUILD)
 
-# Everything CI runs: formatting, the normal build's tests, then the same
-# tests again on the ASan/UBSan build, the fuzzing smoke run and the
-# package test (about 2.5 minutes: it fits CI's 20-minute budget).
-test: format-check build build-asan
+# Everything CI runs: formatting, the Release and dpkg-buildflags builds,
+# the normal build's tests, then the same tests again on the ASan/UBSan
+# build, the fuzzing smoke run and the package test (about 2.5 minutes: it
+# fits CI's 20-minute budget).
+test: format-check build-variants build build-asan
 	@ctest --test-dir $(BUILD) --output-on-failure -j 2
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir $(ASAN_BUILD) --output-on-failure -j 2
@@ -40,7 +53,7 @@ format-check: deps
 	@./scripts/check-format.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-pkgtest
+	rm -rf $(BUILD) $(ASAN_BUILD) build-pkgtest build-release build-dpkg
 
 # --- fuzzing (fuzz/README.md): libFuzzer targets built with clang, ASan and
 # UBSan in their own CMake project. `make fuzz` runs each target for

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "path.h"
 #include "sdnotify.h"
 #include "util.h"
 
@@ -367,8 +368,7 @@ static void free_attempt(attempt_t *at)
 /* A run id or task name ("step" or "step[3]") is a path component: no "..", no '/'. */
 static bool safe_component(const char *s)
 {
-    return strcmp(s, ".") != 0 && strcmp(s, "..") != 0 &&
-           util_valid_name(s, strlen(s), NAME_COMPONENT_MAX, "[]");
+    return path_is_component(s, NAME_COMPONENT_MAX, "[]");
 }
 
 static char **build_env(const agent_t *a, const Drover__Assignment *as, const attempt_t *at);
@@ -407,13 +407,6 @@ static char **build_env(const agent_t *a, const Drover__Assignment *as, const at
     }
     env[n] = NULL;
     return env;
-}
-
-static void free_strv(char **v)
-{
-    for (char **p = v; p && *p; p++)
-        free(*p);
-    free(v);
 }
 
 /* Report an attempt that could not start as exited with code 127.
@@ -517,7 +510,7 @@ static void spawn(attempt_t *at)
     at->proc = runtime_start(a->rt, a->loop, &spec, err, sizeof err);
     int start_errno = errno;
     free(argv);
-    free_strv(envp);
+    rt_strv_free(envp);
     free(id);
     if (!at->proc) {
         /* A missing or unrunnable command is the step's failure; no

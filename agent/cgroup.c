@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "path.h"
 #include "util.h"
 
 #define MAX_HIER      32
@@ -393,7 +394,7 @@ cgroup_t *cgroup_new(const char *rel, const cgroup_limits_t *lim, char *err, siz
         snprintf(err, errlen, "%s", why);
         return NULL;
     }
-    if (!rel[0] || rel[0] == '/' || strstr(rel, "..")) {
+    if (!path_is_safe_relative(rel)) {
         snprintf(err, errlen, "bad cgroup name '%s'", rel);
         return NULL;
     }
@@ -571,7 +572,7 @@ static int remove_tree(const char *dir, bool kill_procs, int depth)
 int cgroup_remove(const char *rel, bool kill)
 {
     scan_mounts();
-    if (!rel[0] || rel[0] == '/' || strstr(rel, ".."))
+    if (!path_is_safe_relative(rel))
         return -EINVAL;
     int rc = 0;
     for (size_t i = 0; i < n_hiers; i++) {

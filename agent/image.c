@@ -67,17 +67,9 @@ static void one_line(char *s)
 
 /* ------------------------------------------------------------ JSON */
 
-/* A member of object j, or NULL (also when j is not an object). Through
- * json_object_getn: common/json.h has a json_object_get of its own, and in
- * a static link that one would be called. */
-static json_t *jget(const json_t *j, const char *key)
-{
-    return json_object_getn(j, key, strlen(key));
-}
-
 static const char *jstr(const json_t *j, const char *key)
 {
-    return json_string_value(jget(j, key));
+    return json_string_value(json_object_get(j, key));
 }
 
 /* A JSON array of strings as a NULL-terminated vector (NULL if absent or
@@ -499,16 +491,16 @@ static const char *host_arch(void)
 
 static void load_config(image_t *img, const json_t *cfgdoc)
 {
-    const json_t *c = jget(cfgdoc, "config");
+    const json_t *c = json_object_get(cfgdoc, "config");
     if (!json_is_object(c))
         return;
-    char **env = jstrv(jget(c, "Env"));
+    char **env = jstrv(json_object_get(c, "Env"));
     if (env) {
         rt_strv_free(img->cfg.env);
         img->cfg.env = env;
     }
-    img->cfg.entrypoint = jstrv(jget(c, "Entrypoint"));
-    img->cfg.cmd = jstrv(jget(c, "Cmd"));
+    img->cfg.entrypoint = jstrv(json_object_get(c, "Entrypoint"));
+    img->cfg.cmd = jstrv(json_object_get(c, "Cmd"));
     const char *wd = jstr(c, "WorkingDir"), *user = jstr(c, "User");
     if (wd && *wd)
         img->cfg.workdir = xstrdup(wd);
@@ -542,7 +534,7 @@ static int add_layer(image_t *img, const source_t *src, const char *digest, cons
 /* Pick the manifest for this machine out of an index's manifests. */
 static const json_t *pick_manifest(const json_t *index, char *err, size_t errlen)
 {
-    const json_t *ms = jget(index, "manifests"), *m;
+    const json_t *ms = json_object_get(index, "manifests"), *m;
     size_t i;
     if (json_array_size(ms) == 0) {
         snprintf(err, errlen, "index lists no manifests");
@@ -553,7 +545,7 @@ static const json_t *pick_manifest(const json_t *index, char *err, size_t errlen
     const char *arch = host_arch();
     json_array_foreach(ms, i, m)
     {
-        const json_t *pf = jget(m, "platform");
+        const json_t *pf = json_object_get(m, "platform");
         const char *os = jstr(pf, "os"), *a = jstr(pf, "architecture");
         if (os && a && strcmp(os, "linux") == 0 && strcmp(a, arch) == 0)
             return m;
@@ -562,7 +554,7 @@ static const json_t *pick_manifest(const json_t *index, char *err, size_t errlen
      * first one. */
     json_array_foreach(ms, i, m)
     {
-        if (!jget(m, "platform"))
+        if (!json_object_get(m, "platform"))
             return m;
     }
     snprintf(err, errlen, "no manifest for linux/%s", arch);
@@ -601,7 +593,7 @@ static int open_oci(image_t *img, const source_t *src, char *err, size_t errlen)
             goto cleanup;
         }
         bool is_index = (mt && strstr(mt, "index")) || (mt && strstr(mt, "manifest.list")) ||
-                        jget(next, "manifests");
+                        json_object_get(next, "manifests");
         if (!is_index) {
             manifest = next;
             break;
@@ -614,8 +606,8 @@ static int open_oci(image_t *img, const source_t *src, char *err, size_t errlen)
             goto cleanup;
         }
     }
-    const json_t *layers = jget(manifest, "layers"), *layer;
-    const char *cfg_digest = jstr(jget(manifest, "config"), "digest");
+    const json_t *layers = json_object_get(manifest, "layers"), *layer;
+    const char *cfg_digest = jstr(json_object_get(manifest, "config"), "digest");
     size_t i;
     if (!json_is_array(layers)) {
         snprintf(err, errlen, "manifest has no layers");
@@ -661,7 +653,7 @@ static int open_docker(image_t *img, const source_t *src, char *err, size_t errl
      * one tag). */
     const json_t *entry = json_array_get(mf, 0);
     const char *config = jstr(entry, "Config");
-    const json_t *layers = jget(entry, "Layers");
+    const json_t *layers = json_object_get(entry, "Layers");
     if (!config || !json_is_array(layers)) {
         snprintf(err, errlen, "manifest.json entry has no Config or Layers");
         goto cleanup;
@@ -670,7 +662,7 @@ static int open_docker(image_t *img, const source_t *src, char *err, size_t errl
     if (!cfg)
         goto cleanup;
     load_config(img, cfg);
-    const json_t *diff_ids = jget(jget(cfg, "rootfs"), "diff_ids");
+    const json_t *diff_ids = json_object_get(json_object_get(cfg, "rootfs"), "diff_ids");
     if (!json_is_array(diff_ids) || json_array_size(diff_ids) != json_array_size(layers)) {
         snprintf(err, errlen, "config %s: rootfs.diff_ids does not match the %zu layers", config,
                  json_array_size(layers));

@@ -10,7 +10,8 @@
 #include "config.h"
 #include "gpu.h"
 #include "log.h"
-#include "spec.h"
+#include "path.h"
+#include "units.h"
 #include "util.h"
 
 static void usage(FILE *f)
@@ -63,6 +64,8 @@ typedef struct {
     agent_config_t cfg;
     char *owned[32];
     int n_owned;
+    char *resolved[4]; /* the absolute paths of resolve_paths */
+    int n_resolved;
 } options_t;
 
 static const char *keep(options_t *o, const char *v)
@@ -84,6 +87,42 @@ static int metadata_url(options_t *o, const char **field, const char *value, con
         strcmp(value, "on") != 0)
         return -EINVAL;
     *field = strcmp(value, "on") == 0 ? dflt : keep(o, value);
+    return 0;
+}
+
+/* *field made absolute (owned by o) when it is a relative path: the steps
+ * run in directories of their own, and runc runs from the bundle. */
+static int absolute(options_t *o, const char **field)
+{
+    if (!*field || (*field)[0] == '/')
+        return 0;
+    char *abs = path_absolute(*field);
+    if (!abs) {
+        fprintf(stderr, "drover-agent: cannot resolve the relative path '%s': %s\n", *field,
+                strerror(errno));
+        return -1;
+    }
+    *field = o->resolved[o->n_resolved++] = abs; /* at most 4: resolve_paths */
+    return 0;
+}
+
+/* Every path option made absolute at start: a relative --work-dir would
+ * register and then fail every step ("the attempt dir must be an absolute
+ * path"). The runtime's NAME:PATH has its PATH resolved the same way. */
+static int resolve_paths(options_t *o)
+{
+    agent_config_t *c = &o->cfg;
+    if (absolute(o, &c->work_dir) < 0 || absolute(o, &c->key) < 0 ||
+        absolute(o, &c->scheduler_key) < 0)
+        return -1;
+    const char *colon = c->runtime ? strchr(c->runtime, ':') : NULL;
+    if (colon && colon[1] && colon[1] != '/') {
+        const char *bin = colon + 1;
+        if (absolute(o, &bin) < 0)
+            return -1;
+        c->runtime = o->resolved[o->n_resolved++] =
+            xasprintf("%.*s:%s", (int)(colon - c->runtime), c->runtime, bin);
+    }
     return 0;
 }
 
@@ -199,7 +238,7 @@ int main(int argc, char **argv)
     int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
     if (status >= 0)
         return status;
-    agent_t *a = agent_new(&o.cfg);
+    agent_t *a = resolve_paths(&o) == 0 ? agent_new(&o.cfg) : NULL;
     if (a) {
         rc = agent_run(a);
         agent_destroy(&a);
@@ -207,5 +246,7 @@ int main(int argc, char **argv)
     util_free_kvs(o.cfg.labels, o.cfg.n_labels);
     for (int i = 0; i < o.n_owned; i++)
         free(o.owned[i]);
+    for (int i = 0; i < o.n_resolved; i++)
+        free(o.resolved[i]);
     return rc;
 }

@@ -43,6 +43,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define DEFAULT_POLL_MS     1000
@@ -85,8 +86,8 @@ typedef struct {
     CURL *easy; /* non-NULL while set up / in flight */
     struct curl_slist *hdrs;
     char *post;          /* request body (owned), or NULL */
-    char *body;          /* answer, NUL-terminated, or NULL when empty */
-    size_t len;          /* of body */
+    strbuf_t answer;     /* the answer as it arrives */
+    char *body;          /* the whole answer once it succeeded (never NULL then) */
     bool too_big;        /* the answer exceeded PREEMPT_MAX_BODY */
     bool google;         /* the answer carried Metadata-Flavor: Google */
     char etag[ETAG_MAX]; /* the answer's ETag ("" when none or unusable) */
@@ -279,14 +280,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     if (n == 0)
         return 0;
-    if (x->len + n > PREEMPT_MAX_BODY) {
+    if (x->answer.len + n > PREEMPT_MAX_BODY) {
         x->too_big = true;
         return 0; /* aborts the transfer */
     }
-    x->body = xrealloc(x->body, x->len + n + 1);
-    memcpy(x->body + x->len, data, n);
-    x->len += n;
-    x->body[x->len] = '\0';
+    sb_add(&x->answer, data, n);
     return n;
 }
 
@@ -386,13 +384,14 @@ static int xfer_result(xfer_t *x, CURLcode rc, long *status, char *why, size_t w
         snprintf(why, whylen, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
         return -EIO;
     }
-    if (x->body && strlen(x->body) != x->len) { /* no metadata answer holds one */
+    if (x->answer.len &&
+        strlen(x->answer.buf) != x->answer.len) { /* no metadata answer holds one */
         snprintf(why, whylen, "answer holds a NUL byte");
         return -EIO;
     }
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, status);
-    if (!x->body)
-        x->body = xstrdup("");
+    free(x->body);
+    x->body = sb_take(&x->answer);
     return 0;
 }
 
@@ -402,6 +401,7 @@ static void xfer_free(xfer_t *x)
         curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->hdrs);
     free(x->post);
+    sb_free(&x->answer);
     free(x->body);
     memset(x, 0, sizeof *x);
 }
@@ -581,8 +581,8 @@ static int aws_action(preempt_watch_t *w, chan_t *c)
 {
     char *action = NULL, *when = NULL;
     int rc = -EINVAL;
-    if (json_object_get(c->x.body, "action", &action) != 0 ||
-        json_object_get(c->x.body, "time", &when) != 0)
+    if (json_text_member(c->x.body, "action", &action) != 0 ||
+        json_text_member(c->x.body, "time", &when) != 0)
         goto cleanup;
     if (strcmp(action, "terminate") != 0 && strcmp(action, "stop") != 0 &&
         strcmp(action, "hibernate") != 0)
@@ -614,7 +614,7 @@ cleanup:
 static int aws_rebalance(preempt_watch_t *w, chan_t *c)
 {
     char *when = NULL;
-    if (json_object_get(c->x.body, "noticeTime", &when) != 0)
+    if (json_text_member(c->x.body, "noticeTime", &when) != 0)
         return -EINVAL;
     if (same(when, c->last)) {
         free(when);
@@ -805,7 +805,7 @@ static bool az_mine(preempt_watch_t *w, const char *res, size_t *others)
     bool mine = false;
     *others = 0;
     if (res[0] != '[' ||
-        json_parse_list(res, strlen(res), AZ_RESOURCES_MAX, &items, &n, NULL, 0) != 0)
+        json_text_list(res, strlen(res), AZ_RESOURCES_MAX, &items, &n, NULL, 0) != 0)
         return false;
     for (size_t i = 0; i < n; i++) {
         if (strcasecmp(items[i], w->az_vm) == 0) /* Azure names ignore case */
@@ -813,7 +813,7 @@ static bool az_mine(preempt_watch_t *w, const char *res, size_t *others)
         else
             (*others)++;
     }
-    json_free_list(items, n);
+    json_text_list_free(items, n);
     return mine;
 }
 
@@ -822,8 +822,9 @@ static void az_event(preempt_watch_t *w, const char *ev)
 {
     char *id = NULL, *type = NULL, *res = NULL, *nb = NULL;
     size_t others = 0;
-    if (json_object_get(ev, "EventId", &id) != 0 || json_object_get(ev, "EventType", &type) != 0 ||
-        json_object_get(ev, "Resources", &res) != 0) {
+    if (json_text_member(ev, "EventId", &id) != 0 ||
+        json_text_member(ev, "EventType", &type) != 0 ||
+        json_text_member(ev, "Resources", &res) != 0) {
         log_debug("preempt: azure: skipping an event without EventId/EventType/Resources");
         goto cleanup;
     }
@@ -838,7 +839,8 @@ static void az_event(preempt_watch_t *w, const char *ev)
         goto cleanup;
     }
     int64_t deadline = 0;
-    if (json_object_get(ev, "NotBefore", &nb) == 0 && *nb && preempt_parse_rfc1123(nb, &deadline)) {
+    if (json_text_member(ev, "NotBefore", &nb) == 0 && *nb &&
+        preempt_parse_rfc1123(nb, &deadline)) {
         char safe[65];
         copy_printable(safe, sizeof safe, nb);
         log_warn("preempt: azure: event %s: cannot parse NotBefore \"%s\": no deadline", safe_id,
@@ -875,8 +877,8 @@ static void az_events_done(preempt_watch_t *w, chan_t *c, int r, long status, co
         chan_error(c, "HTTP %ld", status);
         goto cleanup;
     }
-    if (json_object_get(c->x.body, "Events", &events) != 0 || events[0] != '[' ||
-        json_parse_list(events, strlen(events), AZ_EVENTS_MAX, &items, &n, perr, sizeof perr)) {
+    if (json_text_member(c->x.body, "Events", &events) != 0 || events[0] != '[' ||
+        json_text_list(events, strlen(events), AZ_EVENTS_MAX, &items, &n, perr, sizeof perr)) {
         chan_error(c, "malformed answer%s%s", perr[0] ? ": " : "", perr);
         goto cleanup;
     }
@@ -886,7 +888,7 @@ static void az_events_done(preempt_watch_t *w, chan_t *c, int r, long status, co
         az_event(w, items[i]);
 cleanup:
     free(events);
-    json_free_list(items, n);
+    json_text_list_free(items, n);
 }
 
 /* The acknowledgement channel's next start: the earliest due event
@@ -939,7 +941,7 @@ static void az_ack_start(preempt_watch_t *w, chan_t *c)
         az_ack_schedule(w);
         return;
     }
-    char *q = json_quote(next->id);
+    char *q = json_text_quote(next->id);
     const char *hdrs[] = {"Metadata: true", "Content-Type: application/json"};
     next->in_ack = true;
     chan_start(w, c, "POST", xasprintf("%s/metadata/scheduledevents?" AZ_API, w->azure), hdrs, 2,

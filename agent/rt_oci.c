@@ -46,6 +46,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "log.h"
 #include "util.h"
 
@@ -53,88 +55,58 @@
 #define CMD_TIMEOUT_MS   60000
 #define SHM_DEFAULT      (1ULL << 30)
 
-/* ------------------------------------------------------------ JSON text */
+/* ------------------------------------------------------------ JSON (jansson) */
 
-typedef struct {
-    char *s;
-    size_t len, cap;
-} sb_t;
-
-static void sb_add(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sb_t *b, const char *fmt, ...)
+/* A JSON array of the strings of v (NULL-terminated; NULL = empty), or
+ * NULL when one is not valid UTF-8 (jansson refuses it; JSON cannot hold
+ * it). */
+static json_t *json_strv(char *const *v)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->len + (size_t)n + 1 > b->cap) {
-        b->cap = (b->len + (size_t)n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-/* A JSON string literal. */
-static void sb_str(sb_t *b, const char *s)
-{
-    sb_add(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            sb_add(b, "\\%c", *p);
-        else if (*p < 0x20)
-            sb_add(b, "\\u%04x", *p);
-        else
-            sb_add(b, "%c", *p);
-    }
-    sb_add(b, "\"");
-}
-
-static void sb_strv(sb_t *b, char *const *v)
-{
-    sb_add(b, "[");
+    json_t *a = json_array();
     for (size_t i = 0; v && v[i]; i++) {
-        if (i)
-            sb_add(b, ",");
-        sb_str(b, v[i]);
+        if (json_array_append_new(a, json_string(v[i])) < 0) {
+            json_decref(a);
+            return NULL;
+        }
     }
-    sb_add(b, "]");
+    return a;
 }
 
-static void sb_mount(sb_t *b, bool *first, const char *dst, const char *type, const char *src,
+/* Append one mount to the array mounts; opts is comma-separated. 0, or -1
+ * when a string is not valid UTF-8. */
+static int add_mount(json_t *mounts, const char *dst, const char *type, const char *src,
                      const char *opts)
 {
-    sb_add(b, "%s{\"destination\":", *first ? "" : ",");
-    *first = false;
-    sb_str(b, dst);
-    sb_add(b, ",\"type\":");
-    sb_str(b, type);
-    sb_add(b, ",\"source\":");
-    sb_str(b, src);
-    sb_add(b, ",\"options\":[");
-    char *o = xstrdup(opts), *save = NULL;
-    bool f = true;
-    for (char *tok = strtok_r(o, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        sb_add(b, "%s", f ? "" : ",");
-        f = false;
-        sb_str(b, tok);
-    }
-    free(o);
-    sb_add(b, "]}");
+    json_t *o = json_array();
+    char *copy = xstrdup(opts), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        json_array_append_new(o, json_string(tok));
+    free(copy);
+    return json_array_append_new(mounts, json_pack("{s:s, s:s, s:s, s:o}", "destination", dst,
+                                                   "type", type, "source", src, "options", o));
 }
 
-static int write_text(const char *path, const char *text, size_t len)
+/* Write root (compact, keys in the order built, a final newline) to path,
+ * mode 0600. 0 or -errno. */
+static int write_json(const char *path, const json_t *root)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    ssize_t n = write(fd, text, len);
-    int rc = n == (ssize_t)len ? 0 : -EIO;
+    int rc =
+        json_dumpfd(root, fd, JSON_COMPACT | JSON_PRESERVE_ORDER) == 0 && write(fd, "\n", 1) == 1
+            ? 0
+            : -EIO;
     if (close(fd) < 0 && rc == 0)
         rc = -errno;
     return rc;
+}
+
+/* An rlimit for JSON (whose integers are int64): RLIM_INFINITY and beyond
+ * are INT64_MAX. */
+static json_int_t rlim_json(rlim_t v)
+{
+    return (uint64_t)v > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX : (json_int_t)v;
 }
 
 /* ------------------------------------------------------------ driver data */
@@ -217,132 +189,136 @@ static void runc_log_msg(const char *logfile, char *out, size_t outlen)
 
 /* ------------------------------------------------------------ config.json */
 
-static void add_process(sb_t *b, rt_task_t *t, const image_config_t *cfg, unsigned uid,
-                        unsigned gid)
+/* The OCI default capabilities, in bounding, effective and permitted. */
+static json_t *default_caps(void)
+{
+    return json_pack("[s, s, s]", "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE");
+}
+
+/* "process": args, env, cwd, user, capabilities, RLIMIT_NOFILE. NULL when
+ * an argument or variable is not valid UTF-8. */
+static json_t *oci_process(rt_task_t *t, const image_config_t *cfg, unsigned uid, unsigned gid)
 {
     runtime_t *rt = t->rt;
-    static const char *const caps = "[\"CAP_AUDIT_WRITE\",\"CAP_KILL\",\"CAP_NET_BIND_SERVICE\"]";
     char **argv = rt_container_argv(t, cfg);
     char **env = rt_container_env(t, cfg, true);
     char *cwd = rt_map_path(t, t->cwd);
-    sb_add(b, "\"process\":{\"terminal\":false,\"user\":{\"uid\":%u,\"gid\":%u},\"args\":", uid,
-           gid);
-    sb_strv(b, argv);
-    sb_add(b, ",\"env\":");
-    sb_strv(b, env);
-    sb_add(b, ",\"cwd\":");
-    sb_str(b, cwd);
-    sb_add(b,
-           ",\"capabilities\":{\"bounding\":%s,\"effective\":%s,\"permitted\":%s},"
-           "\"rlimits\":[{\"type\":\"RLIMIT_NOFILE\",\"hard\":%" PRIu64 ",\"soft\":%" PRIu64 "}],"
-           "\"noNewPrivileges\":true}",
-           caps, caps, caps, (uint64_t)rt->nofile.rlim_max, (uint64_t)rt->nofile.rlim_cur);
+    json_t *p =
+        json_pack("{s:b, s:{s:I, s:I}, s:o, s:o, s:s, s:{s:o, s:o, s:o}, s:[{s:s, s:I, s:I}], s:b}",
+                  "terminal", 0, "user", "uid", (json_int_t)uid, "gid", (json_int_t)gid, "args",
+                  json_strv(argv), "env", json_strv(env), "cwd", cwd, "capabilities", "bounding",
+                  default_caps(), "effective", default_caps(), "permitted", default_caps(),
+                  "rlimits", "type", "RLIMIT_NOFILE", "hard", rlim_json(rt->nofile.rlim_max),
+                  "soft", rlim_json(rt->nofile.rlim_cur), "noNewPrivileges", 1);
     rt_strv_free(argv);
     rt_strv_free(env);
     free(cwd);
+    return p;
 }
 
-static void add_mounts(sb_t *b, rt_task_t *t)
+/* "mounts", in the order the runtime mounts them. NULL when a path is not
+ * valid UTF-8. */
+static json_t *oci_mounts(rt_task_t *t)
 {
-    bool first = true;
+    json_t *m = json_array();
     char opts[128], *inputs = xasprintf("%s/inputs", t->attempt_dir);
     uint64_t shm = t->spec.memory_bytes ? t->spec.memory_bytes : SHM_DEFAULT;
-    sb_add(b, "\"mounts\":[");
-    sb_mount(b, &first, "/proc", "proc", "proc", "nosuid,noexec,nodev");
-    sb_mount(b, &first, "/dev", "tmpfs", "tmpfs", "nosuid,strictatime,mode=755,size=65536k");
-    sb_mount(b, &first, "/dev/pts", "devpts", "devpts",
-             "nosuid,noexec,newinstance,ptmxmode=0666,mode=0620");
+    int bad = 0;
+    bad |= add_mount(m, "/proc", "proc", "proc", "nosuid,noexec,nodev");
+    bad |= add_mount(m, "/dev", "tmpfs", "tmpfs", "nosuid,strictatime,mode=755,size=65536k");
+    bad |= add_mount(m, "/dev/pts", "devpts", "devpts",
+                     "nosuid,noexec,newinstance,ptmxmode=0666,mode=0620");
     snprintf(opts, sizeof opts, "nosuid,noexec,nodev,mode=1777,size=%" PRIu64 "k", shm / 1024);
-    sb_mount(b, &first, "/dev/shm", "tmpfs", "shm", opts);
-    sb_mount(b, &first, "/dev/mqueue", "mqueue", "mqueue", "nosuid,noexec,nodev");
-    sb_mount(b, &first, "/sys", "sysfs", "sysfs", "nosuid,noexec,nodev,ro");
-    sb_mount(b, &first, "/sys/fs/cgroup", "cgroup", "cgroup", "nosuid,noexec,nodev,relatime,ro");
-    sb_mount(b, &first, "/tmp", "tmpfs", "tmpfs", "nosuid,nodev,mode=1777");
-    sb_mount(b, &first, RT_CONTAINER_ROOT, "bind", t->attempt_dir, "rbind,rw");
+    bad |= add_mount(m, "/dev/shm", "tmpfs", "shm", opts);
+    bad |= add_mount(m, "/dev/mqueue", "mqueue", "mqueue", "nosuid,noexec,nodev");
+    bad |= add_mount(m, "/sys", "sysfs", "sysfs", "nosuid,noexec,nodev,ro");
+    bad |= add_mount(m, "/sys/fs/cgroup", "cgroup", "cgroup", "nosuid,noexec,nodev,relatime,ro");
+    bad |= add_mount(m, "/tmp", "tmpfs", "tmpfs", "nosuid,nodev,mode=1777");
+    bad |= add_mount(m, RT_CONTAINER_ROOT, "bind", t->attempt_dir, "rbind,rw");
     if (access(inputs, F_OK) == 0)
-        sb_mount(b, &first, RT_CONTAINER_ROOT "/inputs", "bind", inputs, "rbind,ro");
+        bad |= add_mount(m, RT_CONTAINER_ROOT "/inputs", "bind", inputs, "rbind,ro");
     if (access("/etc/resolv.conf", F_OK) == 0)
-        sb_mount(b, &first, "/etc/resolv.conf", "bind", "/etc/resolv.conf", "rbind,ro");
+        bad |= add_mount(m, "/etc/resolv.conf", "bind", "/etc/resolv.conf", "rbind,ro");
     if (access("/etc/hosts", F_OK) == 0)
-        sb_mount(b, &first, "/etc/hosts", "bind", "/etc/hosts", "rbind,ro");
-    sb_add(b, "]");
+        bad |= add_mount(m, "/etc/hosts", "bind", "/etc/hosts", "rbind,ro");
     free(inputs);
+    if (bad) {
+        json_decref(m);
+        return NULL;
+    }
+    return m;
 }
 
-static void add_linux(sb_t *b, rt_task_t *t)
+/* "linux": the cgroup and its limits, the step's GPU device nodes (allowed
+ * in the device cgroup and created in /dev), namespaces, masked and
+ * read-only paths. */
+static json_t *oci_linux(rt_task_t *t)
 {
     uint32_t pids = t->spec.pids_max ? t->spec.pids_max : RT_DEFAULT_PIDS;
     char **devs = rt_gpu_devices(t);
-    sb_add(b, "\"linux\":{\"cgroupsPath\":");
-    char *cgpath = xasprintf("/%s", t->cg_rel);
-    sb_str(b, cgpath);
-    free(cgpath);
-    sb_add(b, ",\"resources\":{\"devices\":[{\"allow\":false,\"access\":\"rwm\"}");
+    json_t *allow = json_array(), *nodes = json_array();
+    json_array_append_new(allow, json_pack("{s:b, s:s}", "allow", 0, "access", "rwm"));
     struct stat st;
-    for (size_t i = 0; devs[i]; i++)
-        if (stat(devs[i], &st) == 0 && S_ISCHR(st.st_mode))
-            sb_add(b,
-                   ",{\"allow\":true,\"type\":\"c\",\"major\":%u,\"minor\":%u,\"access\":\"rwm\"}",
-                   major(st.st_rdev), minor(st.st_rdev));
-    sb_add(b, "]");
+    for (size_t i = 0; devs[i]; i++) {
+        if (stat(devs[i], &st) < 0 || !S_ISCHR(st.st_mode))
+            continue;
+        json_int_t maj = major(st.st_rdev), min = minor(st.st_rdev);
+        json_array_append_new(allow, json_pack("{s:b, s:s, s:I, s:I, s:s}", "allow", 1, "type", "c",
+                                               "major", maj, "minor", min, "access", "rwm"));
+        json_array_append_new(nodes, json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:i}", "path",
+                                               devs[i], "type", "c", "major", maj, "minor", min,
+                                               "fileMode", 0666, "uid", 0, "gid", 0));
+    }
+    rt_strv_free(devs);
+    json_t *res = json_pack("{s:o}", "devices", allow);
     if (t->spec.memory_bytes) {
         /* swap = memory + swap in OCI; equal means none. Only where the
          * kernel accounts swap (v1 memsw), or runc refuses. */
         bool swap = access("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", F_OK) == 0 ||
                     cgroup_unified_only();
-        sb_add(b, ",\"memory\":{\"limit\":%" PRIu64, t->spec.memory_bytes);
+        json_t *mem = json_pack("{s:I}", "limit", (json_int_t)t->spec.memory_bytes);
         if (swap)
-            sb_add(b, ",\"swap\":%" PRIu64, t->spec.memory_bytes);
-        sb_add(b, "}");
+            json_object_set_new(mem, "swap", json_integer((json_int_t)t->spec.memory_bytes));
+        json_object_set_new(res, "memory", mem);
     }
     if (t->spec.cpu_milli) {
         uint64_t quota = (uint64_t)t->spec.cpu_milli * 100;
-        sb_add(b, ",\"cpu\":{\"quota\":%" PRIu64 ",\"period\":100000}",
-               quota < 1000 ? 1000 : quota);
+        json_object_set_new(res, "cpu",
+                            json_pack("{s:I, s:I}", "quota",
+                                      (json_int_t)(quota < 1000 ? 1000 : quota), "period",
+                                      (json_int_t)100000));
     }
-    sb_add(b, ",\"pids\":{\"limit\":%u}}", pids);
-    sb_add(b, ",\"devices\":[");
-    bool first = true;
-    for (size_t i = 0; devs[i]; i++) {
-        if (stat(devs[i], &st) < 0 || !S_ISCHR(st.st_mode))
-            continue;
-        sb_add(b, "%s{\"path\":", first ? "" : ",");
-        first = false;
-        sb_str(b, devs[i]);
-        sb_add(b, ",\"type\":\"c\",\"major\":%u,\"minor\":%u,\"fileMode\":438,\"uid\":0,\"gid\":0}",
-               major(st.st_rdev), minor(st.st_rdev));
-    }
-    sb_add(b, "]");
-    sb_add(b, ",\"namespaces\":[{\"type\":\"pid\"},{\"type\":\"ipc\"},{\"type\":\"uts\"},"
-              "{\"type\":\"mount\"}]");
-    sb_add(b, ",\"maskedPaths\":[\"/proc/acpi\",\"/proc/asound\",\"/proc/kcore\",\"/proc/keys\","
-              "\"/proc/latency_stats\",\"/proc/timer_list\",\"/proc/timer_stats\","
-              "\"/proc/sched_debug\",\"/sys/firmware\",\"/proc/scsi\"]");
-    sb_add(b, ",\"readonlyPaths\":[\"/proc/bus\",\"/proc/fs\",\"/proc/irq\",\"/proc/sys\","
-              "\"/proc/sysrq-trigger\"]}");
-    rt_strv_free(devs);
+    json_object_set_new(res, "pids", json_pack("{s:I}", "limit", (json_int_t)pids));
+    char *cgpath = xasprintf("/%s", t->cg_rel);
+    json_t *l = json_pack(
+        "{s:s, s:o, s:o, s:[{s:s}, {s:s}, {s:s}, {s:s}], s:[s, s, s, s, s, s, s, s, s, s], "
+        "s:[s, s, s, s, s]}",
+        "cgroupsPath", cgpath, "resources", res, "devices", nodes, "namespaces", "type", "pid",
+        "type", "ipc", "type", "uts", "type", "mount", "maskedPaths", "/proc/acpi", "/proc/asound",
+        "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+        "/proc/sched_debug", "/sys/firmware", "/proc/scsi", "readonlyPaths", "/proc/bus",
+        "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger");
+    free(cgpath);
+    return l;
 }
 
-/* config.json for t (written by the shim, after the user is known). */
+/* config.json for t (written by the shim, after the user is known). 0,
+ * -EILSEQ when an argument, variable or path is not valid UTF-8 (JSON
+ * cannot carry it), or -errno from writing. */
 static int write_config(rt_task_t *t, unsigned uid, unsigned gid)
 {
     oci_t *o = t->drv_data;
-    sb_t b = {0};
     const image_config_t *cfg = image_config(t->image);
     char host[64];
     snprintf(host, sizeof host, "%.63s", t->name);
-    sb_add(&b, "{\"ociVersion\":\"1.0.2\",");
-    add_process(&b, t, cfg, uid, gid);
-    sb_add(&b, ",\"root\":{\"path\":\"rootfs\",\"readonly\":%s},\"hostname\":",
-           t->spec.writable_rootfs ? "false" : "true");
-    sb_str(&b, host);
-    sb_add(&b, ",");
-    add_mounts(&b, t);
-    sb_add(&b, ",");
-    add_linux(&b, t);
-    sb_add(&b, "}\n");
-    int rc = write_text(o->config, b.s, b.len);
-    free(b.s);
+    json_t *root = json_pack("{s:s, s:o, s:{s:s, s:b}, s:s, s:o, s:o}", "ociVersion", "1.0.2",
+                             "process", oci_process(t, cfg, uid, gid), "root", "path", "rootfs",
+                             "readonly", !t->spec.writable_rootfs, "hostname", host, "mounts",
+                             oci_mounts(t), "linux", oci_linux(t));
+    if (!root)
+        return -EILSEQ;
+    int rc = write_json(o->config, root);
+    json_decref(root);
     return rc;
 }
 
@@ -355,17 +331,15 @@ static int try_runtime(runtime_t *rt, const char *bin, char *why, size_t whylen)
     char *rootfs = xasprintf("%s/rootfs", dir), *root = xasprintf("%s/state", dir);
     char *name = xasprintf("drover-probe-%d", (int)getpid());
     char *cg = xasprintf("/%s/%s", rt->cg_parent, name);
-    sb_t b = {0};
+    json_t *mounts = json_pack("[{s:s, s:s, s:s}]", "destination", "/proc", "type", "proc",
+                               "source", "proc"),
+           *doc = NULL;
     int rc = -1;
     util_rm_rf(dir);
     if (util_mkdir_p(rootfs, 0755) < 0 || util_mkdir_p(root, 0700) < 0) {
         snprintf(why, whylen, "mkdir %s: %s", rootfs, strerror(errno));
         goto cleanup;
     }
-    sb_add(&b, "{\"ociVersion\":\"1.0.2\",\"process\":{\"terminal\":false,\"user\":{\"uid\":0,"
-               "\"gid\":0},\"args\":[\"/bin/true\"],\"env\":[\"PATH=/usr/bin:/bin\"],\"cwd\":\"/\","
-               "\"noNewPrivileges\":true},\"root\":{\"path\":\"rootfs\",\"readonly\":true},"
-               "\"mounts\":[{\"destination\":\"/proc\",\"type\":\"proc\",\"source\":\"proc\"}");
     static const char *const top[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr"};
     for (size_t i = 0; i < sizeof top / sizeof *top; i++) {
         char host[64], link[256];
@@ -383,19 +357,24 @@ static int try_runtime(runtime_t *rt, const char *bin, char *why, size_t whylen)
             }
         } else if (S_ISDIR(st.st_mode)) {
             mkdir(in, 0755);
-            sb_add(&b,
-                   ",{\"destination\":\"%s\",\"type\":\"bind\",\"source\":\"%s\","
-                   "\"options\":[\"rbind\",\"ro\"]}",
-                   host, host);
+            add_mount(mounts, host, "bind", host, "rbind,ro");
         }
         free(in);
     }
-    sb_add(&b, "],\"linux\":{\"cgroupsPath\":");
-    sb_str(&b, cg);
-    sb_add(&b, ",\"resources\":{\"memory\":{\"limit\":67108864}},\"namespaces\":[{\"type\":"
-               "\"pid\"},{\"type\":\"mount\"},{\"type\":\"ipc\"},{\"type\":\"uts\"}]}}\n");
+    doc = json_pack("{s:s, s:{s:b, s:{s:i, s:i}, s:[s], s:[s], s:s, s:b}, s:{s:s, s:b}, s:O, "
+                    "s:{s:s, s:{s:{s:I}}, s:[{s:s}, {s:s}, {s:s}, {s:s}]}}",
+                    "ociVersion", "1.0.2", "process", "terminal", 0, "user", "uid", 0, "gid", 0,
+                    "args", "/bin/true", "env", "PATH=/usr/bin:/bin", "cwd", "/", "noNewPrivileges",
+                    1, "root", "path", "rootfs", "readonly", 1, "mounts", mounts, "linux",
+                    "cgroupsPath", cg, "resources", "memory", "limit", (json_int_t)67108864,
+                    "namespaces", "type", "pid", "type", "mount", "type", "ipc", "type", "uts");
+    if (!doc) {
+        snprintf(why, whylen, "%s: path is not valid UTF-8", rt->base);
+        rc = -1;
+        goto cleanup;
+    }
     char *config = xasprintf("%s/config.json", dir);
-    rc = write_text(config, b.s, b.len);
+    rc = write_json(config, doc);
     free(config);
     if (rc < 0) {
         snprintf(why, whylen, "write %s/config.json: %s", dir, strerror(-rc));
@@ -418,7 +397,8 @@ static int try_runtime(runtime_t *rt, const char *bin, char *why, size_t whylen)
 cleanup:
     cgroup_remove_wait(cg + 1, 1000);
     util_rm_rf(dir);
-    free(b.s);
+    json_decref(mounts);
+    json_decref(doc);
     free(dir);
     free(rootfs);
     free(root);

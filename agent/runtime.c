@@ -21,7 +21,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -34,7 +33,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "log.h"
+#include "path.h"
 #include "util.h"
 
 #define HARD_KILL_S  10.0 /* after SIGKILL: how long a shim may take to clean up */
@@ -141,8 +142,7 @@ void rt_format_bytes(uint64_t n, char *buf, size_t len)
 
 static bool valid_id(const char *id)
 {
-    return id && util_valid_name(id, strlen(id), RT_ID_MAX, NULL) && strcmp(id, ".") != 0 &&
-           strcmp(id, "..") != 0;
+    return path_is_component(id, RT_ID_MAX, NULL);
 }
 
 /* ------------------------------------------------------------ runtime */
@@ -153,13 +153,11 @@ static const rt_driver_t *const drivers[] = {&rt_process_driver, &rt_oci_driver,
 /* A short hash of the state dir: scopes names to this agent. */
 static char *owner_of(const char *state_dir)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    EVP_Digest(state_dir, strlen(state_dir), md, &mdlen, EVP_sha256(), NULL);
-    char hex[13];
-    for (int i = 0; i < 6; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return xstrdup(hex);
+    uint8_t md[DIGEST_LEN];
+    char hex[DIGEST_HEX_LEN + 1];
+    digest_buffer(state_dir, strlen(state_dir), md);
+    digest_hex(md, hex);
+    return xstrndup(hex, 12);
 }
 
 static runtime_t *runtime_alloc(const rt_driver_t *drv, const char *state_dir)

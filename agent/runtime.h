@@ -170,6 +170,15 @@ void rt_task_destroy(rt_task_t **t);
  * drover/<owner> goes too when empty. Accepts NULL; NULLs the pointer. */
 void runtime_destroy(runtime_t **rt);
 
+/* NULL-terminated string vectors (argv, envp), the agent's one set of
+ * helpers for them: a deep copy (empty for NULL), the count, free (each
+ * string, then the vector; accepts NULL), and append (takes s; *v stays
+ * NULL-terminated, *n its count). */
+char **rt_strv_dup(char *const *v);
+size_t rt_strv_len(char *const *v);
+void rt_strv_free(char **v);
+void rt_strv_push(char ***v, size_t *n, char *s);
+
 #ifdef RT_DRIVER_INTERNAL
 /* ------------------------------------------------------------------------
  * Driver interface: for runtime.c and rt_*.c only.
@@ -322,14 +331,9 @@ char *rt_which(const char *name);
 /* "64Mi", "1Gi", "1500000" (bytes). */
 void rt_format_bytes(uint64_t n, char *buf, size_t len);
 
-char **rt_strv_dup(char *const *v);
-
 /* The environment for the container tools and shims the agent runs: its
  * own without NOTIFY_SOCKET / WATCHDOG_* (those are for the agent only). */
 char **rt_tool_env(void);
-size_t rt_strv_len(char *const *v);
-void rt_strv_free(char **v);
-void rt_strv_push(char ***v, size_t *n, char *s); /* takes s */
 
 #endif /* RT_DRIVER_INTERNAL */
 

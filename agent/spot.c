@@ -1,5 +1,5 @@
 /* spot — progress, checkpoints and preemption on the agent side
- * (DESIGN.md "What a task sees", "Preemption").
+ * (docs/architecture.md, "Checkpoints and preemption").
  *
  * Progress: every PROGRESS_POLL_S the agent reads what each running task
  * appended to $DROVER_PROGRESS and parses it line by line (common/

@@ -26,6 +26,7 @@
 
 #include "digest.h"
 #include "log.h"
+#include "path.h"
 #include "util.h"
 
 #define CHUNK    (256 * 1024)
@@ -58,21 +59,6 @@ static ProtobufCBinaryData dup_digest(const uint8_t *d)
 static bool same_digest(ProtobufCBinaryData b, const uint8_t *d)
 {
     return b.len == DIGEST_LEN && memcmp(b.data, d, DIGEST_LEN) == 0;
-}
-
-/* A relative path inside a task dir: no "..", no absolute, no empty parts. */
-static bool safe_relative(const char *p)
-{
-    if (!*p || *p == '/')
-        return false;
-    for (const char *seg = p; seg;) {
-        const char *end = strchr(seg, '/');
-        size_t n = end ? (size_t)(end - seg) : strlen(seg);
-        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return false;
-        seg = end ? end + 1 : NULL;
-    }
-    return true;
 }
 
 /* ------------------------------------------------------------ cache */
@@ -696,8 +682,7 @@ static void in_materialize_work(void *arg)
     for (size_t i = 0; i < x->n_inputs && !j->error[0]; i++) {
         const Drover__InputArtifact *in = x->inputs[i];
         const Drover__Artifact *a = in->artifact;
-        if (!a || !util_valid_name(in->local, strlen(in->local), 63, NULL) ||
-            strcmp(in->local, "..") == 0 || strcmp(in->local, ".") == 0) {
+        if (!a || !path_is_component(in->local, 63, NULL)) {
             snprintf(j->error, sizeof j->error, "input '%s': bad name", in->local);
             break;
         }
@@ -706,7 +691,7 @@ static void in_materialize_work(void *arg)
             util_mkdir_p(base, 0755);
         for (size_t k = 0; k < a->n_files && !j->error[0]; k++) {
             const Drover__FileEntry *f = a->files[k];
-            if (a->is_dir && !safe_relative(f->path)) {
+            if (a->is_dir && !path_is_safe_relative(f->path)) {
                 snprintf(j->error, sizeof j->error,
                          "input '%s': path '%.80s' escapes the task dir; refused", in->local,
                          f->path);
@@ -1128,7 +1113,7 @@ static xfer_out_t *out_start(const xfer_host_t *h, uint64_t attempt_id, const ch
      * leave it (the scan then reports the error). */
     for (size_t i = 0; i < n_artifacts + n_params && !x->error[0]; i++) {
         const char *n = i < n_artifacts ? artifacts[i] : params[i - n_artifacts];
-        if (!util_valid_name(n, strlen(n), 63, NULL) || strcmp(n, "..") == 0 || strcmp(n, ".") == 0)
+        if (!path_is_component(n, 63, NULL))
             snprintf(x->error, sizeof x->error, "bad output name '%.80s'", n);
     }
     out_job_t *j = xcalloc(1, sizeof *j);

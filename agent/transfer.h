@@ -4,7 +4,8 @@
  * agent's cache lacks (droverd streams them in chunks; the agent acks each
  * chunk once written, which is droverd's credit to send more), verifies
  * each digest, and materializes the inputs under $DROVER_INPUTS by
- * hard-linking from the cache. After a step exits 0, xfer_out scans the
+ * copying them from the cache (a copy, not a link: a step that writes to
+ * an input cannot change the cached blob). After a step exits 0, xfer_out scans the
  * declared outputs (files, or directories as manifests of files), reads
  * the output params, offers the digests to droverd, uploads only the blobs
  * droverd lacks (at most WINDOW chunks unacknowledged), and hands back the

@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "api.h"
-#include "json.h"
+#include "doc.h"
 #include "util.h"
 
 enum {
@@ -260,9 +260,9 @@ int cli_parse_output(const char *usage, const char *s, cli_output_t *out)
     return -EINVAL;
 }
 
-struct json *cli_doc_writer(cli_output_t o)
+struct doc *cli_doc_writer(cli_output_t o)
 {
-    return o == CLI_OUT_YAML ? json_new_yaml(stdout) : json_new(stdout);
+    return o == CLI_OUT_YAML ? doc_new_yaml(stdout) : doc_new(stdout);
 }
 
 int cli_parse_u32(const char *s, uint32_t *out)

@@ -124,11 +124,11 @@ static inline bool cli_output_doc(cli_output_t o)
     return o == CLI_OUT_JSON || o == CLI_OUT_YAML;
 }
 
-struct json;
+struct doc;
 
 /* A writer on stdout for a document format: JSON or YAML. The caller ends
- * it with json_finish. */
-struct json *cli_doc_writer(cli_output_t o);
+ * it with doc_finish. */
+struct doc *cli_doc_writer(cli_output_t o);
 
 /* Parse a decimal number in [0, UINT32_MAX]. 0 or -EINVAL. */
 int cli_parse_u32(const char *s, uint32_t *out);

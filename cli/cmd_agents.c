@@ -9,7 +9,7 @@
 #include "api.h"
 #include "cli.h"
 #include "fmt.h"
-#include "json.h"
+#include "doc.h"
 #include "units.h"
 #include "table.h"
 #include "util.h"
@@ -128,41 +128,41 @@ static void print_agents_table(const Drover__ApiResponse *resp, bool wide, const
     table_destroy(&t);
 }
 
-static void json_agent(json_t *j, const Drover__AgentView *a)
+static void json_agent(doc_t *j, const Drover__AgentView *a)
 {
     const Drover__Resources *cap = res_or_zero(a->capacity), *used = res_or_zero(a->used);
-    json_object_begin(j);
-    json_field_str(j, "name", a->name);
-    json_field_bool(j, "connected", a->connected);
-    json_field_bool(j, "drained", a->drained);
-    json_key(j, "labels");
-    json_object_begin(j);
+    doc_object_begin(j);
+    doc_field_str(j, "name", a->name);
+    doc_field_bool(j, "connected", a->connected);
+    doc_field_bool(j, "drained", a->drained);
+    doc_key(j, "labels");
+    doc_object_begin(j);
     for (size_t i = 0; i < a->n_labels; i++)
-        json_field_str(j, a->labels[i]->key, a->labels[i]->value);
-    json_object_end(j);
-    json_field_uint(j, "cpu_milli", cap->cpu_milli);
-    json_field_uint(j, "memory_bytes", cap->memory_bytes);
-    json_field_uint(j, "gpus", cap->gpus);
-    json_field_uint(j, "used_cpu_milli", used->cpu_milli);
-    json_field_uint(j, "used_memory_bytes", used->memory_bytes);
-    json_field_uint(j, "used_gpus", used->gpus);
-    json_field_uint(j, "running", a->running);
-    json_field_str(j, "runtime", a->runtime);
-    json_field_bool(j, "images", a->images);
-    json_field_bool(j, "spot", a->spot);
-    json_field_double(j, "price", a->price);
-    json_key(j, "preemption");
+        doc_field_str(j, a->labels[i]->key, a->labels[i]->value);
+    doc_object_end(j);
+    doc_field_uint(j, "cpu_milli", cap->cpu_milli);
+    doc_field_uint(j, "memory_bytes", cap->memory_bytes);
+    doc_field_uint(j, "gpus", cap->gpus);
+    doc_field_uint(j, "used_cpu_milli", used->cpu_milli);
+    doc_field_uint(j, "used_memory_bytes", used->memory_bytes);
+    doc_field_uint(j, "used_gpus", used->gpus);
+    doc_field_uint(j, "running", a->running);
+    doc_field_str(j, "runtime", a->runtime);
+    doc_field_bool(j, "images", a->images);
+    doc_field_bool(j, "spot", a->spot);
+    doc_field_double(j, "price", a->price);
+    doc_key(j, "preemption");
     if (a->preempt) {
-        json_object_begin(j);
-        json_field_bool(j, "terminate", a->preempt->terminate);
-        json_field_int(j, "deadline_ms", a->preempt->deadline_ms);
-        json_field_str(j, "reason", a->preempt->reason);
-        json_object_end(j);
+        doc_object_begin(j);
+        doc_field_bool(j, "terminate", a->preempt->terminate);
+        doc_field_int(j, "deadline_ms", a->preempt->deadline_ms);
+        doc_field_str(j, "reason", a->preempt->reason);
+        doc_object_end(j);
     } else {
-        json_null(j);
+        doc_null(j);
     }
-    json_field_time(j, "last_seen", a->last_seen_ms);
-    json_object_end(j);
+    doc_field_time(j, "last_seen", a->last_seen_ms);
+    doc_object_end(j);
 }
 
 static void print_agents(const Drover__ApiResponse *resp, cli_output_t o, const bool *show,
@@ -178,13 +178,13 @@ static void print_agents(const Drover__ApiResponse *resp, cli_output_t o, const 
                 printf("%s\n", resp->agents[i]->name);
         return;
     }
-    json_t *j = cli_doc_writer(o);
-    json_array_begin(j);
+    doc_t *j = cli_doc_writer(o);
+    doc_array_begin(j);
     for (size_t i = 0; i < resp->n_agents; i++)
         if (!show || show[i])
             json_agent(j, resp->agents[i]);
-    json_array_end(j);
-    json_finish(&j);
+    doc_array_end(j);
+    doc_finish(&j);
 }
 
 typedef struct {

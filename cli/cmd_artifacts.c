@@ -32,8 +32,10 @@
 #include "cli.h"
 #include "digest.h"
 #include "fmt.h"
-#include "json.h"
+#include "doc.h"
 #include "log.h"
+#include "path.h"
+#include "strbuf.h"
 #include "table.h"
 #include "util.h"
 
@@ -122,17 +124,17 @@ static void print_list_table(const Drover__ApiResponse *resp, bool wide)
     table_destroy(&t);
 }
 
-static void json_file(json_t *j, const Drover__FileEntry *f)
+static void json_file(doc_t *j, const Drover__FileEntry *f)
 {
     char mode[16], hex[DIGEST_HEX_LEN + 1];
     snprintf(mode, sizeof mode, "%04" PRIo32, f->mode & 07777);
     hex_or_empty(&f->digest, hex);
-    json_object_begin(j);
-    json_field_str(j, "path", f->path);
-    json_field_str(j, "mode", mode);
-    json_field_uint(j, "size", f->size);
-    json_field_str(j, "digest", hex);
-    json_object_end(j);
+    doc_object_begin(j);
+    doc_field_str(j, "path", f->path);
+    doc_field_str(j, "mode", mode);
+    doc_field_uint(j, "size", f->size);
+    doc_field_str(j, "digest", hex);
+    doc_object_end(j);
 }
 
 /* "STEP NAME" per artifact: the words `drover artifact get RUN` takes. */
@@ -150,29 +152,29 @@ static void print_list_names(const Drover__ApiResponse *resp)
 static void print_list_doc(const Drover__ApiResponse *resp, cli_output_t o)
 {
     char hex[DIGEST_HEX_LEN + 1];
-    json_t *j = cli_doc_writer(o);
-    json_array_begin(j);
+    doc_t *j = cli_doc_writer(o);
+    doc_array_begin(j);
     for (size_t i = 0; i < resp->n_artifacts; i++) {
         const Drover__ArtifactView *v = resp->artifacts[i];
         const Drover__Artifact *a = v->artifact;
         if (!a)
             continue;
         hex_or_empty(&a->digest, hex);
-        json_object_begin(j);
-        json_field_str(j, "step", v->task);
-        json_field_str(j, "name", a->name);
-        json_field_str(j, "kind", a->is_dir ? "dir" : "file");
-        json_field_uint(j, "size", a->size);
-        json_field_str(j, "digest", hex);
-        json_key(j, "files");
-        json_array_begin(j);
+        doc_object_begin(j);
+        doc_field_str(j, "step", v->task);
+        doc_field_str(j, "name", a->name);
+        doc_field_str(j, "kind", a->is_dir ? "dir" : "file");
+        doc_field_uint(j, "size", a->size);
+        doc_field_str(j, "digest", hex);
+        doc_key(j, "files");
+        doc_array_begin(j);
         for (size_t k = 0; k < a->n_files; k++)
             json_file(j, a->files[k]);
-        json_array_end(j);
-        json_object_end(j);
+        doc_array_end(j);
+        doc_object_end(j);
     }
-    json_array_end(j);
-    json_finish(&j);
+    doc_array_end(j);
+    doc_finish(&j);
 }
 
 int cmd_artifacts(cli_t *cli, int argc, char **argv)
@@ -256,21 +258,6 @@ static int parse_get_args(cli_t *cli, int argc, char **argv, get_args_t *g)
     return 0;
 }
 
-/* Whether p is a relative path without empty, "." or ".." components. */
-static bool safe_relative(const char *p)
-{
-    if (!*p || *p == '/')
-        return false;
-    for (const char *seg = p; seg;) {
-        const char *end = strchr(seg, '/');
-        size_t n = end ? (size_t)(end - seg) : strlen(seg);
-        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-            return false;
-        seg = end ? end + 1 : NULL;
-    }
-    return true;
-}
-
 /* Find g->name among the step's artifacts; the error (naming the ones
  * there are) is printed here. */
 static const Drover__Artifact *find_artifact(const Drover__ApiResponse *resp, const get_args_t *g)
@@ -280,17 +267,13 @@ static const Drover__Artifact *find_artifact(const Drover__ApiResponse *resp, co
         if (a && strcmp(resp->artifacts[i]->task, g->step) == 0 && strcmp(a->name, g->name) == 0)
             return a;
     }
-    char *names = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&names, &len);
-    if (!m)
-        abort();
+    strbuf_t b = {0};
     for (size_t i = 0, k = 0; i < resp->n_artifacts; i++) {
         const Drover__Artifact *a = resp->artifacts[i]->artifact;
         if (a)
-            fprintf(m, "%s%s", k++ ? ", " : "", a->name);
+            sb_printf(&b, "%s%s", k++ ? ", " : "", a->name);
     }
-    fclose(m);
+    char *names = sb_take(&b);
     char *shown = fmt_clean(names, 0), *name = fmt_clean(g->name, 0);
     if (*shown)
         log_error("step %s of run %s has no artifact '%s'; its artifacts: %s", g->step, g->run,
@@ -315,7 +298,7 @@ static int check_artifact(const Drover__Artifact *a)
     }
     for (size_t i = 0; i < a->n_files; i++) {
         const Drover__FileEntry *f = a->files[i];
-        if (a->is_dir && !safe_relative(f->path)) {
+        if (a->is_dir && !path_is_safe_relative(f->path)) {
             char *shown = fmt_clean(f->path, 0);
             log_error("artifact '%s' has a file at '%s', which is not a plain relative path "
                       "(absolute, or with an empty, '.' or '..' component); refusing it",

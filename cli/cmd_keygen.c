@@ -13,7 +13,7 @@
     "Write a key pair: DIR/NAME.key (public: give it to droverd's authorized-keys\n"               \
     "directory for an agent, or api-keys for a CLI user) and DIR/NAME.key_secret\n"                \
     "(keep it on its machine). Both are mode 0600; existing files are not replaced.\n"             \
-    "  --dir DIR    where to write them [.]\n"                                                     \
+    "  --dir DIR    where to write them, made (0700) if missing [.]\n"                             \
     "  --role ROLE  for API users: admin (everything), submit (submit, watch, logs,\n"             \
     "               cancel own runs) or read (get, list, logs)\n"
 
@@ -50,6 +50,11 @@ int cmd_keygen(cli_t *cli, int argc, char **argv)
         return cli_usage_error(KEYGEN_USAGE, "--role must be admin, submit or read, not '%s'",
                                role);
     char err[512];
+    int rc = util_mkdir_p(dir, 0700); /* a new directory of keys: private */
+    if (rc < 0) {
+        fprintf(stderr, "drover: error: cannot create key directory %s: %s\n", dir, strerror(-rc));
+        return CLI_EXIT_ERROR;
+    }
     if (keys_generate(dir, name, role, err, sizeof err) < 0) {
         fprintf(stderr, "drover: error: %s\n", err);
         return CLI_EXIT_ERROR;

@@ -9,7 +9,7 @@
 #include "api.h"
 #include "cli.h"
 #include "fmt.h"
-#include "json.h"
+#include "doc.h"
 #include "runview.h"
 #include "units.h"
 #include "table.h"
@@ -65,12 +65,12 @@ static const cli_opt_t runs_opts[] = {
 
 static void print_runs_doc(Drover__ApiResponse *resp, cli_output_t o)
 {
-    json_t *j = cli_doc_writer(o);
-    json_array_begin(j);
+    doc_t *j = cli_doc_writer(o);
+    doc_array_begin(j);
     for (size_t i = 0; i < resp->n_runs; i++)
         runview_json_summary(j, resp->runs[i]);
-    json_array_end(j);
-    json_finish(&j);
+    doc_array_end(j);
+    doc_finish(&j);
 }
 
 /* The table of runs (or the rows of those with show[i] set, when show is
@@ -337,9 +337,9 @@ int cmd_run_get(cli_t *cli, int argc, char **argv)
     if (get_run(cli, id, &resp) < 0)
         return CLI_EXIT_ERROR;
     if (cli_output_doc(out)) {
-        json_t *j = cli_doc_writer(out);
+        doc_t *j = cli_doc_writer(out);
         runview_json_run(j, resp->run);
-        json_finish(&j);
+        doc_finish(&j);
     } else if (out == CLI_OUT_NAME) {
         printf("%s\n", resp->run->id);
     } else {

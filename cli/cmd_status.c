@@ -6,7 +6,7 @@
 
 #include "api.h"
 #include "cli.h"
-#include "json.h"
+#include "doc.h"
 
 #define STATUS_USAGE "drover status [-o table|json|yaml]"
 #define STATUS_HELP                                                                                \
@@ -18,15 +18,15 @@
 
 enum { OPT_OUTPUT = 1 };
 
-static void print_kvs_json(json_t *j, const char *key, Drover__KeyValue **kvs, size_t n)
+static void print_kvs_json(doc_t *j, const char *key, Drover__KeyValue **kvs, size_t n)
 {
-    json_key(j, key);
-    json_object_begin(j);
+    doc_key(j, key);
+    doc_object_begin(j);
     for (size_t i = 0; i < n; i++) {
-        json_key(j, kvs[i]->key);
-        json_uint(j, strtoull(kvs[i]->value, NULL, 10));
+        doc_key(j, kvs[i]->key);
+        doc_uint(j, strtoull(kvs[i]->value, NULL, 10));
     }
-    json_object_end(j);
+    doc_object_end(j);
 }
 
 int cmd_status(cli_t *cli, int argc, char **argv)
@@ -63,19 +63,19 @@ int cmd_status(cli_t *cli, int argc, char **argv)
         return CLI_EXIT_ERROR;
     }
     if (cli_output_doc(out)) {
-        json_t *j = cli_doc_writer(out);
-        json_object_begin(j);
-        json_field_str(j, "version", v->version);
-        json_field_str(j, "cli_version", DROVER_VERSION);
-        json_field_bool(j, "curve", v->curve);
-        json_field_bool(j, "api_curve", v->api_curve);
-        json_field_uint(j, "agent_keys", v->agent_keys);
-        json_field_uint(j, "api_keys", v->api_keys);
-        json_field_str(j, "caller", v->caller);
+        doc_t *j = cli_doc_writer(out);
+        doc_object_begin(j);
+        doc_field_str(j, "version", v->version);
+        doc_field_str(j, "cli_version", DROVER_VERSION);
+        doc_field_bool(j, "curve", v->curve);
+        doc_field_bool(j, "api_curve", v->api_curve);
+        doc_field_uint(j, "agent_keys", v->agent_keys);
+        doc_field_uint(j, "api_keys", v->api_keys);
+        doc_field_str(j, "caller", v->caller);
         print_kvs_json(j, "limits", v->limits, v->n_limits);
         print_kvs_json(j, "counters", v->counters, v->n_counters);
-        json_object_end(j);
-        json_finish(&j);
+        doc_object_end(j);
+        doc_finish(&j);
     } else {
         printf("droverd %s, drover (this CLI) %s; you are %s\n", v->version, DROVER_VERSION,
                v->caller);

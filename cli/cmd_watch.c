@@ -25,6 +25,7 @@
 #include "cli.h"
 #include "fmt.h"
 #include "runview.h"
+#include "strbuf.h"
 #include "table.h"
 #include "util.h"
 
@@ -198,29 +199,25 @@ static bool reason_applies(Drover__TaskStatus s)
 static void print_change(const Drover__TaskView *t, int64_t when, int64_t now)
 {
     char clock[FMT_BUF], ex[FMT_BUF];
-    char *line = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&line, &len);
-    if (!m)
-        return; /* out of memory: skip a line rather than die */
-    fprintf(m, "%s %s %s", fmt_clock(when, clock), t->name, util_task_status_name(t->status));
+    strbuf_t m = {0};
+    sb_printf(&m, "%s %s %s", fmt_clock(when, clock), t->name, util_task_status_name(t->status));
     if (*t->agent && t->status != DROVER__TASK_STATUS__TASK_READY)
-        fprintf(m, " on %s", t->agent);
+        sb_printf(&m, " on %s", t->agent);
     if (t->attempts) {
-        fprintf(m, " (attempt %u", t->attempts);
+        sb_printf(&m, " (attempt %u", t->attempts);
         if (t->term_signal)
-            fprintf(m, ", %s", fmt_task_exit(t, ex));
+            sb_printf(&m, ", %s", fmt_task_exit(t, ex));
         else if (t->has_exit)
-            fprintf(m, ", exit %s", fmt_task_exit(t, ex));
-        fputc(')', m);
+            sb_printf(&m, ", exit %s", fmt_task_exit(t, ex));
+        sb_putc(&m, ')');
     }
     if (*t->reason && reason_applies(t->status))
-        fprintf(m, ": %s", t->reason);
+        sb_printf(&m, ": %s", t->reason);
     if (t->status == DROVER__TASK_STATUS__TASK_FAILED && t->retry_at_ms > now)
-        fprintf(m, "; retry in %llds", (long long)(t->retry_at_ms - now + 999) / 1000);
+        sb_printf(&m, "; retry in %llds", (long long)(t->retry_at_ms - now + 999) / 1000);
     if (t->status == DROVER__TASK_STATUS__TASK_RUNNING && t->progress >= 0)
-        fprintf(m, " %s", fmt_progress(t->progress, ex));
-    fclose(m);
+        sb_printf(&m, " %s", fmt_progress(t->progress, ex));
+    char *line = sb_take(&m);
     fmt_put_clean(stdout, line);
     putchar('\n');
     free(line);

@@ -30,7 +30,7 @@
 
 #include "cli.h"
 #include "config.h"
-#include "json.h"
+#include "doc.h"
 #include "log.h"
 #include "table.h"
 #include "util.h"
@@ -316,13 +316,13 @@ int cmd_context_add(cli_t *cli, int argc, char **argv)
     FILE *m = open_memstream(&text, &len);
     if (!m)
         return CLI_EXIT_ERROR;
-    json_t *j = json_new_yaml(m);
-    json_object_begin(j);
-    json_field_str(j, "api", api);
-    json_field_str(j, "key", key_abs);
-    json_field_str(j, "server-key", server_abs);
-    json_object_end(j);
-    json_finish(&j);
+    doc_t *j = doc_new_yaml(m);
+    doc_object_begin(j);
+    doc_field_str(j, "api", api);
+    doc_field_str(j, "key", key_abs);
+    doc_field_str(j, "server-key", server_abs);
+    doc_object_end(j);
+    doc_finish(&j);
     fclose(m);
     snprintf(file, sizeof file, "contexts/%s.yaml", name);
     int rc = write_file(dir, file, text, len);
@@ -440,9 +440,9 @@ int cmd_context_list(cli_t *cli, int argc, char **argv)
 
     static const char *const headers[] = {"CURRENT", "NAME", "API", "KEY", "SERVER KEY"};
     table_t *t = out == CLI_OUT_TABLE || out == CLI_OUT_WIDE ? table_new(5, headers) : NULL;
-    json_t *j = cli_output_doc(out) ? cli_doc_writer(out) : NULL;
+    doc_t *j = cli_output_doc(out) ? cli_doc_writer(out) : NULL;
     if (j)
-        json_array_begin(j);
+        doc_array_begin(j);
     for (size_t i = 0; i < n; i++) {
         context_t c;
         bool cur = strcmp(names[i], current) == 0;
@@ -455,21 +455,21 @@ int cmd_context_list(cli_t *cli, int argc, char **argv)
             table_add(t, c.key, NULL);
             table_add(t, c.server_key, NULL);
         } else if (j) {
-            json_object_begin(j);
-            json_field_str(j, "name", names[i]);
-            json_field_bool(j, "current", cur);
-            json_field_str(j, "api", c.api ? c.api : "");
-            json_field_str(j, "key", c.key ? c.key : "");
-            json_field_str(j, "server_key", c.server_key ? c.server_key : "");
-            json_object_end(j);
+            doc_object_begin(j);
+            doc_field_str(j, "name", names[i]);
+            doc_field_bool(j, "current", cur);
+            doc_field_str(j, "api", c.api ? c.api : "");
+            doc_field_str(j, "key", c.key ? c.key : "");
+            doc_field_str(j, "server_key", c.server_key ? c.server_key : "");
+            doc_object_end(j);
         } else {
             printf("%s\n", names[i]);
         }
         context_free(&c);
     }
     if (j) {
-        json_array_end(j);
-        json_finish(&j);
+        doc_array_end(j);
+        doc_finish(&j);
     }
     if (t) {
         table_print(t, stdout, 0, 0, false);

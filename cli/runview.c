@@ -105,150 +105,150 @@ void runview_print_outputs(FILE *out, const Drover__RunView *run)
 }
 
 /* A string, or null when it is empty. */
-static void json_str_or_null(json_t *j, const char *key, const char *s)
+static void json_str_or_null(doc_t *j, const char *key, const char *s)
 {
-    json_key(j, key);
+    doc_key(j, key);
     if (s && *s)
-        json_str(j, s);
+        doc_str(j, s);
     else
-        json_null(j);
+        doc_null(j);
 }
 
-static void json_params(json_t *j, Drover__KeyValue *const *kvs, size_t n)
+static void json_params(doc_t *j, Drover__KeyValue *const *kvs, size_t n)
 {
-    json_object_begin(j);
+    doc_object_begin(j);
     for (size_t i = 0; i < n; i++)
-        json_field_str(j, kvs[i]->key, kvs[i]->value);
-    json_object_end(j);
+        doc_field_str(j, kvs[i]->key, kvs[i]->value);
+    doc_object_end(j);
 }
 
-static void json_attempt(json_t *j, const Drover__AttemptRecord *a)
+static void json_attempt(doc_t *j, const Drover__AttemptRecord *a)
 {
     bool exited =
         a->finished_ms != 0 && a->status != DROVER__TASK_STATUS__TASK_LOST && a->term_signal == 0;
-    json_object_begin(j);
-    json_field_uint(j, "attempt", a->number);
-    json_field_uint(j, "id", a->id);
-    json_field_str(j, "agent", a->agent);
-    json_field_str(j, "status", util_task_status_name(a->status));
-    json_key(j, "exit_code");
+    doc_object_begin(j);
+    doc_field_uint(j, "attempt", a->number);
+    doc_field_uint(j, "id", a->id);
+    doc_field_str(j, "agent", a->agent);
+    doc_field_str(j, "status", util_task_status_name(a->status));
+    doc_key(j, "exit_code");
     if (exited)
-        json_int(j, a->exit_code);
+        doc_int(j, a->exit_code);
     else
-        json_null(j);
-    json_key(j, "signal");
+        doc_null(j);
+    doc_key(j, "signal");
     if (a->term_signal)
-        json_int(j, a->term_signal);
+        doc_int(j, a->term_signal);
     else
-        json_null(j);
-    json_field_time(j, "started", a->started_ms);
-    json_field_time(j, "finished", a->finished_ms);
-    json_field_str(j, "reason", a->reason);
-    json_field_uint(j, "log_bytes", a->log_bytes);
-    json_field_bool(j, "log_truncated", a->log_truncated);
-    json_field_bool(j, "spot", a->spot);
-    json_field_double(j, "price", a->price);
-    json_field_int(j, "lost_ms", a->lost_ms);
-    json_field_uint(j, "checkpoints", a->checkpoints);
-    json_field_bool(j, "system_error", a->system_error);
-    json_key(j, "resumed_step");
+        doc_null(j);
+    doc_field_time(j, "started", a->started_ms);
+    doc_field_time(j, "finished", a->finished_ms);
+    doc_field_str(j, "reason", a->reason);
+    doc_field_uint(j, "log_bytes", a->log_bytes);
+    doc_field_bool(j, "log_truncated", a->log_truncated);
+    doc_field_bool(j, "spot", a->spot);
+    doc_field_double(j, "price", a->price);
+    doc_field_int(j, "lost_ms", a->lost_ms);
+    doc_field_uint(j, "checkpoints", a->checkpoints);
+    doc_field_bool(j, "system_error", a->system_error);
+    doc_key(j, "resumed_step");
     if (a->resumed)
-        json_uint(j, a->resumed_step);
+        doc_uint(j, a->resumed_step);
     else
-        json_null(j);
-    json_object_end(j);
+        doc_null(j);
+    doc_object_end(j);
 }
 
-static void json_task(json_t *j, const Drover__TaskView *t)
+static void json_task(doc_t *j, const Drover__TaskView *t)
 {
-    json_object_begin(j);
-    json_field_str(j, "name", t->name);
-    json_field_str(j, "status", util_task_status_name(t->status));
-    json_field_uint(j, "attempts", t->attempts);
-    json_field_str(j, "agent", t->agent);
-    json_key(j, "exit_code");
+    doc_object_begin(j);
+    doc_field_str(j, "name", t->name);
+    doc_field_str(j, "status", util_task_status_name(t->status));
+    doc_field_uint(j, "attempts", t->attempts);
+    doc_field_str(j, "agent", t->agent);
+    doc_key(j, "exit_code");
     if (t->has_exit && t->term_signal == 0)
-        json_int(j, t->exit_code);
+        doc_int(j, t->exit_code);
     else
-        json_null(j);
-    json_key(j, "signal");
+        doc_null(j);
+    doc_key(j, "signal");
     if (t->term_signal)
-        json_int(j, t->term_signal);
+        doc_int(j, t->term_signal);
     else
-        json_null(j);
-    json_field_str(j, "reason", t->reason);
-    json_field_uint(j, "retries_used", t->retries_used);
-    json_field_uint(j, "preemptions", t->preemptions);
-    json_field_uint(j, "system_errors", t->system_errors);
-    json_key(j, "progress");
+        doc_null(j);
+    doc_field_str(j, "reason", t->reason);
+    doc_field_uint(j, "retries_used", t->retries_used);
+    doc_field_uint(j, "preemptions", t->preemptions);
+    doc_field_uint(j, "system_errors", t->system_errors);
+    doc_key(j, "progress");
     if (t->progress >= 0)
-        json_double(j, t->progress);
+        doc_double(j, t->progress);
     else
-        json_null(j);
-    json_key(j, "checkpoint");
+        doc_null(j);
+    doc_key(j, "checkpoint");
     if (t->checkpoint_ms) {
-        json_object_begin(j);
-        json_field_uint(j, "step", t->checkpoint_step);
-        json_field_int(j, "time_ms", t->checkpoint_ms);
-        json_field_uint(j, "kept", t->checkpoints);
-        json_object_end(j);
+        doc_object_begin(j);
+        doc_field_uint(j, "step", t->checkpoint_step);
+        doc_field_int(j, "time_ms", t->checkpoint_ms);
+        doc_field_uint(j, "kept", t->checkpoints);
+        doc_object_end(j);
     } else {
-        json_null(j);
+        doc_null(j);
     }
-    json_field_int(j, "spot_ms", t->spot_ms);
-    json_field_int(j, "ondemand_ms", t->ondemand_ms);
-    json_field_int(j, "lost_ms", t->lost_ms);
-    json_field_double(j, "cost", t->cost);
-    json_field_time(j, "retry_at", t->retry_at_ms);
-    json_field_time(j, "started", t->started_ms);
-    json_field_time(j, "finished", t->finished_ms);
-    json_key(j, "outputs");
-    json_object_begin(j);
-    json_key(j, "params");
+    doc_field_int(j, "spot_ms", t->spot_ms);
+    doc_field_int(j, "ondemand_ms", t->ondemand_ms);
+    doc_field_int(j, "lost_ms", t->lost_ms);
+    doc_field_double(j, "cost", t->cost);
+    doc_field_time(j, "retry_at", t->retry_at_ms);
+    doc_field_time(j, "started", t->started_ms);
+    doc_field_time(j, "finished", t->finished_ms);
+    doc_key(j, "outputs");
+    doc_object_begin(j);
+    doc_key(j, "params");
     json_params(j, t->out_params, t->n_out_params);
-    json_object_end(j);
+    doc_object_end(j);
     json_str_or_null(j, "cached_from", t->cached_from);
     json_str_or_null(j, "item", t->item_value);
-    json_key(j, "history");
-    json_array_begin(j);
+    doc_key(j, "history");
+    doc_array_begin(j);
     for (size_t i = 0; i < t->n_history; i++)
         json_attempt(j, t->history[i]);
-    json_array_end(j);
-    json_object_end(j);
+    doc_array_end(j);
+    doc_object_end(j);
 }
 
-void runview_json_run(json_t *j, const Drover__RunView *run)
+void runview_json_run(doc_t *j, const Drover__RunView *run)
 {
-    json_object_begin(j);
-    json_field_str(j, "id", run->id);
-    json_field_str(j, "name", run->name);
-    json_field_str(j, "status", util_run_status_name(run->status));
-    json_key(j, "params");
+    doc_object_begin(j);
+    doc_field_str(j, "id", run->id);
+    doc_field_str(j, "name", run->name);
+    doc_field_str(j, "status", util_run_status_name(run->status));
+    doc_key(j, "params");
     json_params(j, run->params, run->n_params);
-    json_field_time(j, "created", run->created_ms);
-    json_field_time(j, "finished", run->finished_ms);
-    json_field_uint(j, "task_count", run->task_count);
-    json_field_uint(j, "tasks_done", run->tasks_done);
-    json_key(j, "tasks");
-    json_array_begin(j);
+    doc_field_time(j, "created", run->created_ms);
+    doc_field_time(j, "finished", run->finished_ms);
+    doc_field_uint(j, "task_count", run->task_count);
+    doc_field_uint(j, "tasks_done", run->tasks_done);
+    doc_key(j, "tasks");
+    doc_array_begin(j);
     for (size_t i = 0; i < run->n_tasks; i++)
         json_task(j, run->tasks[i]);
-    json_array_end(j);
-    json_object_end(j);
+    doc_array_end(j);
+    doc_object_end(j);
 }
 
-void runview_json_summary(json_t *j, const Drover__RunView *run)
+void runview_json_summary(doc_t *j, const Drover__RunView *run)
 {
-    json_object_begin(j);
-    json_field_str(j, "id", run->id);
-    json_field_str(j, "name", run->name);
-    json_field_str(j, "status", util_run_status_name(run->status));
-    json_field_time(j, "created", run->created_ms);
-    json_field_time(j, "finished", run->finished_ms);
-    json_field_uint(j, "tasks", run->task_count);
-    json_field_uint(j, "done", run->tasks_done);
-    json_field_str(j, "owner", run->owner);
-    json_object_end(j);
+    doc_object_begin(j);
+    doc_field_str(j, "id", run->id);
+    doc_field_str(j, "name", run->name);
+    doc_field_str(j, "status", util_run_status_name(run->status));
+    doc_field_time(j, "created", run->created_ms);
+    doc_field_time(j, "finished", run->finished_ms);
+    doc_field_uint(j, "tasks", run->task_count);
+    doc_field_uint(j, "done", run->tasks_done);
+    doc_field_str(j, "owner", run->owner);
+    doc_object_end(j);
 }
 
 bool runview_run_final(Drover__RunStatus s)

@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "drover.pb-c.h"
-#include "json.h"
+#include "doc.h"
 #include "table.h"
 
 /* The step table of a run (STEP STATUS ATTEMPTS AGENT EXIT REASON), with
@@ -35,11 +35,11 @@ void runview_print_spot(FILE *out, const Drover__RunView *run, bool color);
 /* A run as one JSON object: id, name, status, params, created_ms,
  * finished_ms, task_count, tasks_done and tasks[] (each with history[],
  * outputs {"params": {...}}, cached_from and item, null when unset). */
-void runview_json_run(json_t *j, const Drover__RunView *run);
+void runview_json_run(doc_t *j, const Drover__RunView *run);
 
 /* A run in a listing: {"id","name","status","created_ms","finished_ms",
  * "tasks","done"}. */
-void runview_json_summary(json_t *j, const Drover__RunView *run);
+void runview_json_summary(doc_t *j, const Drover__RunView *run);
 
 /* Whether a run status is final (SUCCEEDED, FAILED, CANCELLED). */
 bool runview_run_final(Drover__RunStatus s);

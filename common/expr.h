@@ -1,7 +1,7 @@
 /* expr — the `when:` condition language of pipeline steps, and {{ }}
  * template expansion.
  *
- * Grammar (DESIGN.md "Pipeline spec"):
+ * Grammar (README.md, "Pipeline spec"):
  *   or      := and ('||' and)*
  *   and     := unary ('&&' unary)*
  *   unary   := '!' unary | primary

@@ -5,11 +5,11 @@
  * another invalid character. Each value is written while it is read into a
  * growing buffer, either "unescaped" (a top-level string becomes its raw
  * UTF-8 value) or "compact" (whitespace dropped, strings re-quoted the way
- * json_quote quotes, numbers and literals copied as written). Nothing is
+ * json_text_quote quotes, numbers and literals copied as written). Nothing is
  * built as a tree: the output of one element is at most as long as its
  * input (an escape never decodes to more bytes than it took), so memory is
  * bounded by len plus the item array, and recursion by JSON_READ_MAX_DEPTH.
- * json_object_get reuses the same reader, validating the whole object.
+ * json_text_member reuses the same reader, validating the whole object.
  */
 #include "json.h"
 
@@ -84,7 +84,7 @@ static void put_utf8(strbuf_t *b, uint32_t cp)
     sb_add(b, u, n);
 }
 
-/* One ASCII character as json_quote writes it inside a string literal. */
+/* One ASCII character as json_text_quote writes it inside a string literal. */
 static void put_quoted_ascii(strbuf_t *b, unsigned char c)
 {
     if (c == '"' || c == '\\') {
@@ -395,8 +395,8 @@ static int read_value(jp_t *p, strbuf_t *out, bool unescape)
 }
 
 /* Parse a JSON list into strings (contract in json.h). */
-int json_parse_list(const char *text, size_t len, size_t max_items, char ***items, size_t *count,
-                    char *err, size_t errlen)
+int json_text_list(const char *text, size_t len, size_t max_items, char ***items, size_t *count,
+                   char *err, size_t errlen)
 {
     jp_t p = {.s = text, .len = text ? len : 0, .err = err, .errlen = errlen};
     char **v = NULL;
@@ -462,12 +462,12 @@ int json_parse_list(const char *text, size_t len, size_t max_items, char ***item
     v = NULL;
     n = 0;
 cleanup:
-    json_free_list(v, n);
+    json_text_list_free(v, n);
     sb_free(&b);
     return rc;
 }
 
-void json_free_list(char **items, size_t count)
+void json_text_list_free(char **items, size_t count)
 {
     if (!items)
         return;
@@ -478,7 +478,7 @@ void json_free_list(char **items, size_t count)
 
 /* One member of an object, validating the whole object (contract in
  * json.h). */
-int json_object_get(const char *obj, const char *key, char **out)
+int json_text_member(const char *obj, const char *key, char **out)
 {
     jp_t p = {.s = obj};
     strbuf_t k = {0}, val = {0}, scratch = {0};
@@ -558,7 +558,7 @@ cleanup:
 }
 
 /* Quote s as a JSON string literal (contract in json.h). */
-char *json_quote(const char *s)
+char *json_text_quote(const char *s)
 {
     strbuf_t b = {0};
     if (!s)
@@ -586,7 +586,7 @@ char *json_quote(const char *s)
 }
 
 /* Build "[...]" from values (contract in json.h). */
-char *json_list_of(char **values, size_t n, bool raw)
+char *json_text_list_of(char **values, size_t n, bool raw)
 {
     strbuf_t b = {0};
     sb_putc(&b, '[');
@@ -599,7 +599,7 @@ char *json_list_of(char **values, size_t n, bool raw)
         } else if (raw) {
             sb_add(&b, v, strlen(v));
         } else {
-            char *q = json_quote(v);
+            char *q = json_text_quote(v);
             sb_add(&b, q, strlen(q));
             free(q);
         }

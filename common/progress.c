@@ -1,6 +1,6 @@
 /* progress — see progress.h.
  *
- * Members are read with json_object_get, which validates the whole object
+ * Members are read with json_text_member, which validates the whole object
  * each time; lines are short (bounded) and few, so simplicity wins.
  */
 #include "progress.h"
@@ -16,7 +16,7 @@
 /* Read member key: 0 and *val (caller frees), 1 when absent, -1 bad. */
 static int member(const char *obj, const char *key, char **val)
 {
-    int rc = json_object_get(obj, key, val);
+    int rc = json_text_member(obj, key, val);
     if (rc == -ENOENT)
         return 1;
     return rc < 0 ? -1 : 0;

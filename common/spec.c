@@ -50,7 +50,7 @@
  * list as compact JSON, where plain YAML numbers, booleans and nulls keep
  * their JSON type and every other scalar is a string); a string is either
  * one {{steps...}} template (items_from) or JSON text read with
- * json_parse_list. Run-time templates cannot appear inside items: nothing
+ * json_text_list. Run-time templates cannot appear inside items: nothing
  * would expand them. A map {range: END | [START, END] | [START, END, STEP]}
  * is a range, as Python's range(): int64 numbers (a plain integer, or a
  * string of {{params.NAME}} that makes one), stored as three numbers, not

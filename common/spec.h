@@ -1,7 +1,7 @@
 /* spec — pipeline YAML → validated, params-substituted steps, as the
  * StepSpec messages droverd stores (one step schema: proto/drover.proto).
  *
- * spec_parse() reads a pipeline spec (DESIGN.md "Pipeline spec") with
+ * spec_parse() reads a pipeline spec (README.md "Pipeline spec") with
  * libyaml, keeping each node's line and column so every error names
  * file:line:col and a reason. It checks the whole document (unknown keys,
  * duplicate step names, unknown or cyclic needs, bad quantities and

@@ -188,7 +188,7 @@ static int parse_inputs(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_au
 
 static void buf_add_quoted(strbuf_t *b, const char *s)
 {
-    char *q = json_quote(s);
+    char *q = json_text_quote(s);
     sb_puts(b, q);
     free(q);
 }
@@ -453,8 +453,8 @@ static int parse_for_each(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_
                   "{{steps.STEP.outputs.params.NAME}}");
         goto cleanup;
     }
-    rc = json_parse_list(text, strlen(text), c->lim.max_items, &st->items, &st->n_items, jerr,
-                         sizeof jerr);
+    rc = json_text_list(text, strlen(text), c->lim.max_items, &st->items, &st->n_items, jerr,
+                        sizeof jerr);
     if (rc == -E2BIG) {
         rc = fail_limit(c, v, "too many for_each items (more than %zu)", c->lim.max_items);
         goto cleanup;

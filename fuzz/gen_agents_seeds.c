@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "digest.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define MAX_ATTEMPTS 4096
@@ -30,8 +31,7 @@
 /* ------------------------------------------------------------ recording */
 
 static fz_t *f;
-static uint8_t *conv;
-static size_t conv_len, conv_cap;
+static strbuf_t conv; /* the conversation: records */
 
 static void record(uint8_t sel, const uint8_t *body, size_t len)
 {
@@ -39,15 +39,10 @@ static void record(uint8_t sel, const uint8_t *body, size_t len)
         fprintf(stderr, "gen: a %zu-byte message does not fit a record\n", len);
         exit(1);
     }
-    if (conv_len + 3 + len > conv_cap) {
-        conv_cap = (conv_len + 3 + len) * 2;
-        conv = xrealloc(conv, conv_cap);
-    }
-    conv[conv_len++] = sel;
-    conv[conv_len++] = (uint8_t)(len & 0xff);
-    conv[conv_len++] = (uint8_t)(len >> 8);
-    memcpy(conv + conv_len, body, len);
-    conv_len += len;
+    sb_putc(&conv, (char)sel);
+    sb_putc(&conv, (char)(len & 0xff));
+    sb_putc(&conv, (char)(len >> 8));
+    sb_add(&conv, (const char *)body, len);
     fz_deliver(f, sel, body, len);
 }
 
@@ -57,20 +52,11 @@ static void record(uint8_t sel, const uint8_t *body, size_t len)
  * generator builds against any version of drover.proto: where a field
  * does not exist, droverd's decoder skips it as unknown. */
 
-typedef struct {
-    uint8_t *b;
-    size_t n, cap;
-} pb_t;
+typedef strbuf_t pb_t; /* bytes, in strbuf's growable buffer */
 
 static void pb_raw(pb_t *p, const void *data, size_t len)
 {
-    if (p->n + len > p->cap) {
-        p->cap = (p->n + len) * 2 + 64;
-        p->b = xrealloc(p->b, p->cap);
-    }
-    if (len)
-        memcpy(p->b + p->n, data, len);
-    p->n += len;
+    sb_add(p, data, len);
 }
 
 static void pb_varint(pb_t *p, uint64_t v)
@@ -99,19 +85,18 @@ static void pb_bytes(pb_t *p, unsigned field, const void *data, size_t len)
 
 static void pb_free(pb_t *p)
 {
-    free(p->b);
-    memset(p, 0, sizeof *p);
+    sb_free(p);
 }
 
 /* Pack m, append the hand-written fields in extra, record. */
 static void send_agent_extra(uint8_t sel, const Drover__AgentMessage *m, const pb_t *extra)
 {
     size_t n = drover__agent_message__get_packed_size(m);
-    uint8_t *buf = xmalloc(n + (extra ? extra->n : 0) + 1);
+    uint8_t *buf = xmalloc(n + (extra ? extra->len : 0) + 1);
     drover__agent_message__pack(m, buf);
-    if (extra && extra->n)
-        memcpy(buf + n, extra->b, extra->n);
-    record(sel, buf, n + (extra ? extra->n : 0));
+    if (extra && extra->len)
+        memcpy(buf + n, extra->buf, extra->len);
+    record(sel, buf, n + (extra ? extra->len : 0));
     free(buf);
 }
 
@@ -253,10 +238,10 @@ static void checkpoint_msg(pb_t *out, const task_t *t, const Drover__AttemptReco
 static void raw_report(pb_t *extra, const Drover__Report *r, const pb_t *tail)
 {
     size_t len = drover__report__get_packed_size(r);
-    uint8_t *buf = xmalloc(len + tail->n + 1);
+    uint8_t *buf = xmalloc(len + tail->len + 1);
     drover__report__pack(r, buf);
-    memcpy(buf + len, tail->b, tail->n);
-    pb_bytes(extra, 3, buf, len + tail->n);
+    memcpy(buf + len, tail->buf, tail->len);
+    pb_bytes(extra, 3, buf, len + tail->len);
     free(buf);
 }
 
@@ -409,7 +394,7 @@ static bool fleet_round(const seed_fleet_t *fl)
                 Drover__Report *r = report(who, at->id, (Drover__ReportKind)3);
                 pb_t ck = {0}, tail = {0};
                 checkpoint_msg(&ck, t, at);
-                pb_bytes(&tail, 14, ck.b, ck.n);
+                pb_bytes(&tail, 14, ck.buf, ck.len);
                 raw_report(&extra, r, &tail);
                 pb_free(&ck);
                 pb_free(&tail);
@@ -431,7 +416,7 @@ static bool fleet_round(const seed_fleet_t *fl)
                     pb_t ck = {0}, tail = {0};
                     checkpoint_msg(&ck, t, at);
                     pb_uint(&tail, 13, 1);
-                    pb_bytes(&tail, 14, ck.b, ck.n);
+                    pb_bytes(&tail, 14, ck.buf, ck.len);
                     raw_report(&extra, r, &tail);
                     pb_free(&ck);
                     pb_free(&tail);
@@ -485,13 +470,13 @@ static bool fleet_round(const seed_fleet_t *fl)
         /* Heartbeat (field 2): running (1, packed), progress (2, packed
          * floats), preemption notice (3). */
         pb_t hb = {0};
-        if (running.n) {
-            pb_bytes(&hb, 1, running.b, running.n);
-            pb_bytes(&hb, 2, progress.b, progress.n);
+        if (running.len) {
+            pb_bytes(&hb, 1, running.buf, running.len);
+            pb_bytes(&hb, 2, progress.buf, progress.len);
         }
-        if (notice.n)
-            pb_bytes(&hb, 3, notice.b, notice.n);
-        pb_bytes(&extra, 2, hb.b, hb.n);
+        if (notice.len)
+            pb_bytes(&hb, 3, notice.buf, notice.len);
+        pb_bytes(&extra, 2, hb.buf, hb.len);
         send_agent_extra((uint8_t)who, &m, &extra);
         pb_free(&hb);
         pb_free(&extra);
@@ -635,7 +620,7 @@ static void api_misc(void)
 static void begin(void)
 {
     f = fz_open();
-    conv_len = 0;
+    sb_free(&conv);
     memset(stage, 0, sizeof stage);
     memset(seq, 0, sizeof seq);
 }
@@ -657,11 +642,11 @@ static void end(const char *dir, const char *name)
     fz_close(&f);
     char *path = xasprintf("%s/%s", dir, name);
     FILE *out = fopen(path, "wb");
-    if (!out || fwrite(conv, 1, conv_len, out) != conv_len || fclose(out) != 0) {
+    if (!out || fwrite(conv.buf, 1, conv.len, out) != conv.len || fclose(out) != 0) {
         fprintf(stderr, "gen: writing %s: %s\n", path, strerror(errno));
         exit(1);
     }
-    printf("%-24s %zu bytes\n", "", conv_len);
+    printf("%-24s %zu bytes\n", "", conv.len);
     free(path);
 }
 

@@ -1,5 +1,5 @@
-/* auth — who may talk to droverd (DESIGN.md; issue "a fleet that lets no
- * one in").
+/* auth — who may talk to droverd (docs/architecture.md,
+ * "Security"; issue "a fleet that lets no one in").
  *
  * With a key pair (--key), the agents socket is a CURVE server: traffic is
  * encrypted and every peer proves a public key. droverd answers the ZAP

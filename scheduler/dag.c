@@ -1,4 +1,5 @@
-/* dag — runs and tasks: the task state machine of DESIGN.md.
+/* dag — runs and tasks: the task state machine (docs/architecture.md,
+ * "Task lifecycle").
  *
  * Readiness is incremental: each task counts its needs that have not yet
  * SUCCEEDED (unfinished_deps) and lists its children; a success decrements
@@ -444,7 +445,7 @@ static void expand_fan_out(sched_t *s, task_t *g)
          * one small record, and its items go to disk in placement-sized
          * transactions. */
     }
-    json_free_list(items, n);
+    json_text_list_free(items, n);
     g->status = DROVER__TASK_STATUS__TASK_RUNNING;
     journal_mark_task(&s->journal, g);
     if (n == 0) {
@@ -1062,7 +1063,7 @@ static void rebuild_items(sched_t *s, task_t *g)
         item_label(it, g->name, k, k < n_values ? values[k] : "");
         it->status = DROVER__TASK_STATUS__TASK_WAITING;
     }
-    json_free_list(values, n_values);
+    json_text_list_free(values, n_values);
 }
 
 /* After records are loaded: recompute counters, queues and bindings. */

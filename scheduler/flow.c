@@ -72,7 +72,7 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
             *value = t->item_value;
             return 0;
         }
-        if (json_object_get(t->item_value, rf.a, &c->scratch) < 0) {
+        if (json_text_member(t->item_value, rf.a, &c->scratch) < 0) {
             snprintf(err, errlen, "{{%s}}: item %s has no key '%s'", ref, t->item_value, rf.a);
             return -EINVAL;
         }
@@ -175,7 +175,7 @@ int flow_items(sched_t *s, task_t *t, char ***items, size_t *n, char *err, size_
     int rc = expand(s, t, st->items_from, &text, err, errlen);
     if (rc == 0) {
         char jerr[256];
-        rc = json_parse_list(text, strlen(text), s->cfg.max_items, items, n, jerr, sizeof jerr);
+        rc = json_text_list(text, strlen(text), s->cfg.max_items, items, n, jerr, sizeof jerr);
         if (rc == -E2BIG) {
             s->counters.over_limits++;
             snprintf(err, errlen, "for_each %s has more than %zu items (droverd's --max-items)",
@@ -372,7 +372,7 @@ void flow_collect_items(sched_t *s, task_t *g)
             const char *v = kv_find(it->out_params, it->n_out_params, st->out_params[p]);
             values[i] = (char *)(v ? v : "");
         }
-        char *list = json_list_of(values, g->n_items, false);
+        char *list = json_text_list_of(values, g->n_items, false);
         params[p] = util_kv_new(st->out_params[p], list);
         free(list);
     }

@@ -8,8 +8,9 @@
 
 #include "config.h"
 #include "log.h"
+#include "path.h"
 #include "scheduler.h"
-#include "spec.h"
+#include "units.h"
 #include "util.h"
 
 static void usage(FILE *f)
@@ -51,6 +52,8 @@ typedef struct {
     sched_config_t cfg;
     char *owned[16]; /* strings from the config file */
     int n_owned;
+    char *resolved[4]; /* the absolute paths of resolve_paths */
+    int n_resolved;
 } options_t;
 
 static const char *keep(options_t *o, const char *v)
@@ -58,6 +61,33 @@ static const char *keep(options_t *o, const char *v)
     if (o->n_owned == 16)
         return v;
     return o->owned[o->n_owned++] = xstrdup(v);
+}
+
+/* *field made absolute (owned by o) when it is a relative path. */
+static int absolute(options_t *o, const char **field)
+{
+    if (!*field || (*field)[0] == '/')
+        return 0;
+    char *abs = path_absolute(*field);
+    if (!abs) {
+        fprintf(stderr, "droverd: cannot resolve the relative path '%s': %s\n", *field,
+                strerror(errno));
+        return -1;
+    }
+    *field = o->resolved[o->n_resolved++] = abs; /* at most 4: resolve_paths */
+    return 0;
+}
+
+/* Every path option made absolute at start, as drover-agent does, so what
+ * the log and the API's socket name is where the files are whatever the
+ * daemon's (or a reload's) current directory. */
+static int resolve_paths(options_t *o)
+{
+    sched_config_t *c = &o->cfg;
+    return absolute(o, &c->state_dir) < 0 || absolute(o, &c->key) < 0 ||
+                   absolute(o, &c->authorized_keys) < 0 || absolute(o, &c->api_keys) < 0
+               ? -1
+               : 0;
 }
 
 /* Apply one setting; shared by flags and the config file. */
@@ -164,12 +194,14 @@ int main(int argc, char **argv)
     int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
     if (status >= 0)
         return status;
-    sched_t *s = sched_new(&o.cfg);
+    sched_t *s = resolve_paths(&o) == 0 ? sched_new(&o.cfg) : NULL;
     if (s) {
         rc = sched_run(s) < 0 ? 1 : 0;
         sched_destroy(&s);
     }
     for (int i = 0; i < o.n_owned; i++)
         free(o.owned[i]);
+    for (int i = 0; i < o.n_resolved; i++)
+        free(o.resolved[i]);
     return rc;
 }

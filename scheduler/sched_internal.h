@@ -352,7 +352,7 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec);
 /* --- flow.c */
 /* Evaluate t's `when`. 0 or -EINVAL with the reason in err. */
 int flow_when(sched_t *s, task_t *t, bool *result, char *err, size_t errlen);
-/* t's fan-out list (caller frees with json_free_list). 0 or -errno + err. */
+/* t's fan-out list (caller frees with json_text_list_free). 0 or -errno + err. */
 int flow_items(sched_t *s, task_t *t, char ***items, size_t *n, char *err, size_t errlen);
 /* Free what dag_prepare expanded. */
 void flow_unprepare(task_t *t);

@@ -275,6 +275,26 @@ class ForgetAgentTest(harness.DroverTestCase):
         self.assertIn("agent w1 forgotten", c.droverd.log_text())
 
 
+class KeygenDirTest(harness.DroverTestCase):
+    def test_keygen_makes_a_missing_directory_private(self):
+        """`drover keygen droverd --dir keys` where keys/ does not exist yet
+        (relative to the working directory, nested too): it is made, mode
+        0700, and holds both files; a --dir that is a file says so."""
+        c = self.c
+        for d in ("keys", os.path.join("deep", "er", "keys")):
+            r = c.cli("keygen", "droverd", "--dir", d, api=False)
+            self.assertEqual(r.rc, 0, r)
+            full = c.path(d)
+            self.assertEqual(os.stat(full).st_mode & 0o777, 0o700, d)
+            self.assertEqual(sorted(os.listdir(full)), ["droverd.key", "droverd.key_secret"])
+            self.assertEqual(r.out, "%s/droverd.key\n%s/droverd.key_secret\n" % (d, d))
+        with open(c.path("afile"), "w") as f:
+            f.write("x")
+        r = c.cli("keygen", "a1", "--dir", os.path.join("afile", "keys"), api=False)
+        self.assertEqual(r.rc, ERROR, r)
+        self.assertIn("afile/keys", r.err)
+
+
 class ContextTest(harness.DroverTestCase):
     def test_contexts_choose_the_cluster(self):
         c = self.c

@@ -117,5 +117,24 @@ class WorkdirsTest(harness.DroverTestCase):
         self.assertEqual(os.listdir(os.path.join(work, "spare")), [])
 
 
+class RelativePathsTest(harness.DroverTestCase):
+    def test_relative_work_and_state_dirs(self):
+        """`drover-agent --work-dir w1` and `droverd --state-dir st` (relative
+        to where they were started): steps run under the resolved dirs
+        (before, every step failed with exit 127, "the attempt dir must be
+        an absolute path"), and droverd keeps its state where it says."""
+        c = self.c
+        c.start_droverd(extra=["--state-dir", "st"])
+        c.start_agent("a1", extra=["--work-dir", "w1"])
+        rid = c.submit({"name": "rel", "steps": [{"name": "s", "script": "pwd -P",
+                                                  "resources": {"cpu": "100m"}}]})
+        self.assertRunSucceeded(harness.wait_final(c, rid))
+        w1 = os.path.realpath(c.path("w1"))
+        self.assertIn("spare", os.listdir(w1))
+        self.assertTrue(os.path.isfile(c.path("st", "data.mdb")))
+        log = c.agents["a1"].log_text()
+        self.assertIn("work dir %s" % c.path("w1"), log)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -8,6 +8,10 @@
  * agents and the CLI do: submit a spec, register an agent, report an exit;
  * and the one fixture of the scheduler suites (h_sched_setup/teardown: a
  * droverd s on a fresh state dir h_dir; h_sched_restart reopens it).
+ * With DROVER_TEST_AGENT defined: the agent-side fixture (the default
+ * libev loop, a temporary directory, a worker thread when asked), a loop
+ * pump that runs until a condition holds or a deadline passes, and the
+ * collector of a process's output and exit (runner and runtime callbacks).
  * Include this header first: sched_internal.h brings czmq, whose prelude
  * must come before system headers.
  */
@@ -244,5 +248,104 @@ static inline void h_sched_restart(void)
 }
 
 #endif /* DROVER_TEST_SCHED */
+
+#ifdef DROVER_TEST_AGENT
+/* ------------------------------------------------------------------------
+ * The agent's modules on a real loop (test_runner, test_runtime,
+ * test_preempt, test_transfer, test_workdirs). */
+#include <ev.h>
+
+#include "runner.h"
+#include "worker.h"
+
+/* What a test of the agent's modules runs on. The loop is libev's default
+ * one (child watchers need it); dir is a new directory under /tmp, removed
+ * with what it holds by h_agent_fini; worker is NULL unless asked for. */
+typedef struct {
+    struct ev_loop *loop;
+    char *dir;
+    worker_t *worker;
+} h_agent_t;
+
+static inline void h_agent_init(h_agent_t *fx, bool with_worker)
+{
+    fx->loop = EV_DEFAULT;
+    fx->dir = h_tmpdir();
+    fx->worker = NULL;
+    if (with_worker) {
+        fx->worker = worker_new(fx->loop);
+        cr_assert_not_null(fx->worker);
+    }
+}
+
+/* Stop the worker (its jobs finished first), remove the directory. */
+static inline void h_agent_fini(h_agent_t *fx)
+{
+    worker_destroy(&fx->worker);
+    if (fx->dir) {
+        util_rm_rf(fx->dir);
+        free(fx->dir);
+        fx->dir = NULL;
+    }
+}
+
+static inline void h_tick_cb(struct ev_loop *l, ev_timer *t, int revents)
+{
+    (void)l;
+    (void)t;
+    (void)revents;
+}
+
+/* Run loop until cond(arg) holds or ms milliseconds pass (a 10 ms tick
+ * wakes the loop to look again); returns cond's last answer. */
+static inline bool h_pump_until(struct ev_loop *loop, bool (*cond)(void *), void *arg, int64_t ms)
+{
+    ev_timer tick;
+    ev_timer_init(&tick, h_tick_cb, 0.01, 0.01);
+    ev_timer_start(loop, &tick);
+    int64_t deadline = util_mono_ms() + ms;
+    bool ok;
+    while (!(ok = cond(arg)) && util_mono_ms() < deadline)
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &tick);
+    return ok;
+}
+
+/* A process's output (NUL-terminated, len bytes; free out) and its exit,
+ * as the runner and the runtime report them: pass h_proc_output and
+ * h_proc_exit as the callbacks with a zeroed h_proc_t as their arg. */
+typedef struct {
+    char *out;
+    size_t len;
+    int exits; /* how many times on_exit came: exactly 1 once it ended */
+    runner_exit_t ex;
+    int64_t start_ms, exit_ms; /* util_mono_ms() (start_ms: set by the test) */
+} h_proc_t;
+
+static inline void h_proc_output(void *arg, const uint8_t *data, size_t len)
+{
+    h_proc_t *r = arg;
+    cr_assert_eq(r->exits, 0, "output after on_exit");
+    r->out = xrealloc(r->out, r->len + len + 1);
+    memcpy(r->out + r->len, data, len);
+    r->len += len;
+    r->out[r->len] = '\0';
+}
+
+static inline void h_proc_exit(void *arg, const runner_exit_t *ex)
+{
+    h_proc_t *r = arg;
+    r->exits++;
+    r->ex = *ex;
+    r->exit_ms = util_mono_ms();
+}
+
+/* A condition for h_pump_until: the h_proc_t at arg has exited. */
+static inline bool h_proc_exited(void *arg)
+{
+    return ((h_proc_t *)arg)->exits > 0;
+}
+
+#endif /* DROVER_TEST_AGENT */
 
 #endif

@@ -1,4 +1,5 @@
-/* test_dag — the task state machine of DESIGN.md on a real droverd.
+/* test_dag — the task state machine (docs/architecture.md,
+ * "Task lifecycle") on a real droverd.
  *
  * Each test opens a scheduler (sched_new on a temp state h_dir, ipc://
  * endpoints there; the loop is never run), submits specs through the spec

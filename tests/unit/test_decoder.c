@@ -582,7 +582,7 @@ Test(decoder, register_with_too_many_labels_is_refused)
 
 Test(decoder, register_with_oversized_label_is_refused)
 {
-    /* DESIGN.md: every input from the network is bounded and validated.
+    /* docs/architecture.md ("Bounds"): every input from the network is bounded and validated.
      * Label keys are at most 63 bytes and values 255 elsewhere (util.h). */
     send_register("node-k", "node-k", 1, 100000, 4);
     expect_refused("node-k");

@@ -1,9 +1,9 @@
-/* test_json — the strict JSON list reader, json_object_get and the writer.
+/* test_json — the strict JSON list reader, json_text_member and the writer.
  *
  * Tables of good lists with the exact strings each element becomes
  * (unescaped strings, literal numbers, compact containers), tables of bad
  * texts with the byte offset and reason of each error, the depth and item
- * limits, round trips through json_quote/json_list_of, then a seeded fuzz:
+ * limits, round trips through json_text_quote/json_text_list_of, then a seeded fuzz:
  * every prefix of valid texts, mutations, and 3,000 random strings give 0
  * or a negative errno with a one-line message, never a crash (run it under
  * ASan/UBSan too).
@@ -39,7 +39,7 @@ static const good_t GOOD[] = {
     {"[\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"]", 1, {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"}},
     {"[{\"a\": 1, \"b\" : [true, {\"c\":\"d\"}]}]", 1, {"{\"a\":1,\"b\":[true,{\"c\":\"d\"}]}"}},
     {"[[], {}, [ ], { }]", 4, {"[]", "{}", "[]", "{}"}},
-    /* containers are re-serialized: escapes normalized as json_quote does */
+    /* containers are re-serialized: escapes normalized as json_text_quote does */
     {"[[\"x\\u0041\\n\\/\"]]", 1, {"[\"xA\\u000a/\"]"}},
     {"[[\"\\u0000\"]]", 1, {"[\"\\u0000\"]"}},
     {"[{\"k\\u00e9\": \"\\\"q\\\"\"}]", 1, {"{\"k\xc3\xa9\":\"\\\"q\\\"\"}"}},
@@ -117,14 +117,14 @@ static void check_good(const good_t *g)
 {
     char **items = (char **)0x1;
     size_t n = 99;
-    int rc = json_parse_list(g->text, strlen(g->text), 100, &items, &n, err, sizeof err);
+    int rc = json_text_list(g->text, strlen(g->text), 100, &items, &n, err, sizeof err);
     cr_assert_eq(rc, 0, "'%s' refused: %s", g->text, err);
     cr_assert_eq(n, g->n, "'%s': %zu items", g->text, n);
     if (n == 0)
         cr_assert_null(items);
     for (size_t i = 0; i < n; i++)
         cr_assert_str_eq(items[i], g->items[i], "'%s' item %zu", g->text, i);
-    json_free_list(items, n);
+    json_text_list_free(items, n);
 }
 
 Test(json, good_lists)
@@ -139,7 +139,7 @@ Test(json, bad_lists)
         char **items = (char **)0x1;
         size_t n = 99;
         const bad_t *b = &BAD[i];
-        int rc = json_parse_list(b->text, strlen(b->text), 100, &items, &n, err, sizeof err);
+        int rc = json_text_list(b->text, strlen(b->text), 100, &items, &n, err, sizeof err);
         cr_assert_eq(rc, -EINVAL, "case %zu '%s' accepted", i, b->text);
         cr_assert_null(items);
         cr_assert_eq(n, 0);
@@ -156,7 +156,7 @@ Test(json, exact_message)
     char **items;
     size_t n;
     const char *t = "[\"a\", \"b\", \"c\" \"d\"]";
-    cr_assert_eq(json_parse_list(t, strlen(t), 10, &items, &n, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list(t, strlen(t), 10, &items, &n, err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "offset 15: expected ',' or ']', found '\"'");
 }
 
@@ -165,21 +165,21 @@ Test(json, length_not_nul)
     /* text need not be NUL-terminated; a NUL inside len is an error */
     char **items;
     size_t n;
-    cr_assert_eq(json_parse_list("[1,2]garbage", 5, 10, &items, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(json_text_list("[1,2]garbage", 5, 10, &items, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 2);
-    json_free_list(items, n);
+    json_text_list_free(items, n);
     static const char nul[] = "[1,\0 2]";
-    cr_assert_eq(json_parse_list(nul, sizeof nul - 1, 10, &items, &n, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list(nul, sizeof nul - 1, 10, &items, &n, err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "offset 3: expected a value, found byte 0x00");
     static const char nul_str[] = "[\"a\0b\"]";
-    cr_assert_eq(json_parse_list(nul_str, sizeof nul_str - 1, 10, &items, &n, err, sizeof err),
+    cr_assert_eq(json_text_list(nul_str, sizeof nul_str - 1, 10, &items, &n, err, sizeof err),
                  -EINVAL);
     cr_assert_str_eq(err, "offset 3: control character 0x00 in a string (escape it)");
     /* the text stops at len even inside a string */
-    cr_assert_eq(json_parse_list("[\"abc\"]", 4, 10, &items, &n, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list("[\"abc\"]", 4, 10, &items, &n, err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "offset 1: unterminated string");
     /* NULL text with len 0 is empty text */
-    cr_assert_eq(json_parse_list(NULL, 0, 10, &items, &n, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list(NULL, 0, 10, &items, &n, err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "offset 0: expected '[' (a JSON list), found end of text");
 }
 
@@ -187,20 +187,20 @@ Test(json, bad_arguments_and_small_err)
 {
     size_t n = 5;
     char **items = (char **)0x1;
-    cr_assert_eq(json_parse_list("[]", 2, 1, NULL, &n, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list("[]", 2, 1, NULL, &n, err, sizeof err), -EINVAL);
     cr_assert_eq(n, 0);
-    cr_assert_eq(json_parse_list("[]", 2, 1, &items, NULL, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list("[]", 2, 1, &items, NULL, err, sizeof err), -EINVAL);
     cr_assert_null(items);
     /* err may be NULL, and a short buffer is never overrun */
-    cr_assert_eq(json_parse_list("[x]", 3, 1, &items, &n, NULL, 0), -EINVAL);
+    cr_assert_eq(json_text_list("[x]", 3, 1, &items, &n, NULL, 0), -EINVAL);
     char small[10];
     memset(small, 'Z', sizeof small);
-    cr_assert_eq(json_parse_list("[x]", 3, 1, &items, &n, small, 6), -EINVAL);
+    cr_assert_eq(json_text_list("[x]", 3, 1, &items, &n, small, 6), -EINVAL);
     cr_assert_str_eq(small, "offse");
     cr_assert_eq(small[6], 'Z');
-    cr_assert_eq(json_parse_list("[1,2]", 5, 1, &items, &n, small, 6), -E2BIG);
+    cr_assert_eq(json_text_list("[1,2]", 5, 1, &items, &n, small, 6), -E2BIG);
     cr_assert_str_eq(small, "more ");
-    json_free_list(NULL, 3);
+    json_text_list_free(NULL, 3);
 }
 
 Test(json, depth_limit)
@@ -212,14 +212,14 @@ Test(json, depth_limit)
     size_t d = JSON_READ_MAX_DEPTH;
     memset(buf, '[', d);
     memset(buf + d, ']', d);
-    cr_assert_eq(json_parse_list(buf, 2 * d, 1, &items, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(json_text_list(buf, 2 * d, 1, &items, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 1);
     cr_assert_eq(strlen(items[0]), 2 * (d - 1));
-    json_free_list(items, n);
+    json_text_list_free(items, n);
     d++;
     memset(buf, '[', d);
     memset(buf + d, ']', d);
-    cr_assert_eq(json_parse_list(buf, 2 * d, 1, &items, &n, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list(buf, 2 * d, 1, &items, &n, err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "offset 64: nesting deeper than 64 levels");
     /* objects count too */
     char obj[1024];
@@ -227,7 +227,7 @@ Test(json, depth_limit)
     obj[o++] = '[';
     for (int i = 0; i < JSON_READ_MAX_DEPTH; i++)
         o += (size_t)snprintf(obj + o, sizeof obj - o, "{\"k\":");
-    cr_assert_eq(json_parse_list(obj, o, 1, &items, &n, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list(obj, o, 1, &items, &n, err, sizeof err), -EINVAL);
     cr_assert(strstr(err, "nesting deeper than 64 levels"), "%s", err);
 }
 
@@ -235,21 +235,21 @@ Test(json, item_limit)
 {
     char **items;
     size_t n;
-    cr_assert_eq(json_parse_list("[1,2,3]", 7, 3, &items, &n, err, sizeof err), 0);
+    cr_assert_eq(json_text_list("[1,2,3]", 7, 3, &items, &n, err, sizeof err), 0);
     cr_assert_eq(n, 3);
-    json_free_list(items, n);
-    cr_assert_eq(json_parse_list("[1,2,3]", 7, 2, &items, &n, err, sizeof err), -E2BIG);
+    json_text_list_free(items, n);
+    cr_assert_eq(json_text_list("[1,2,3]", 7, 2, &items, &n, err, sizeof err), -E2BIG);
     cr_assert_str_eq(err, "more than 2 items");
     cr_assert_null(items);
     cr_assert_eq(n, 0);
-    cr_assert_eq(json_parse_list("[]", 2, 0, &items, &n, err, sizeof err), 0);
-    cr_assert_eq(json_parse_list("[[1,2,3]]", 9, 1, &items, &n, err, sizeof err), 0,
+    cr_assert_eq(json_text_list("[]", 2, 0, &items, &n, err, sizeof err), 0);
+    cr_assert_eq(json_text_list("[[1,2,3]]", 9, 1, &items, &n, err, sizeof err), 0,
                  "only the outer list counts");
-    json_free_list(items, n);
-    cr_assert_eq(json_parse_list("[1]", 3, 0, &items, &n, err, sizeof err), -E2BIG);
+    json_text_list_free(items, n);
+    cr_assert_eq(json_text_list("[1]", 3, 0, &items, &n, err, sizeof err), -E2BIG);
     cr_assert_str_eq(err, "more than 0 items");
     /* an earlier syntax error wins over the limit */
-    cr_assert_eq(json_parse_list("[1 x, 2, 3]", 11, 1, &items, &n, err, sizeof err), -EINVAL);
+    cr_assert_eq(json_text_list("[1 x, 2, 3]", 11, 1, &items, &n, err, sizeof err), -EINVAL);
 
     /* 100,000 items */
     size_t cap = 100001 * 4 + 8, o = 0;
@@ -258,11 +258,11 @@ Test(json, item_limit)
     for (int i = 0; i < 100000; i++)
         o += (size_t)snprintf(big + o, cap - o, "%s%d", i ? "," : "", i % 10);
     big[o++] = ']';
-    cr_assert_eq(json_parse_list(big, o, 100000, &items, &n, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(json_text_list(big, o, 100000, &items, &n, err, sizeof err), 0, "%s", err);
     cr_assert_eq(n, 100000);
     cr_assert_str_eq(items[99999], "9");
-    json_free_list(items, n);
-    cr_assert_eq(json_parse_list(big, o, 99999, &items, &n, err, sizeof err), -E2BIG);
+    json_text_list_free(items, n);
+    cr_assert_eq(json_text_list(big, o, 99999, &items, &n, err, sizeof err), -E2BIG);
     free(big);
 }
 
@@ -285,11 +285,11 @@ Test(json, quote)
         {"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *q = json_quote(cases[i].in);
+        char *q = json_text_quote(cases[i].in);
         cr_assert_str_eq(q, cases[i].out, "case %zu", i);
         free(q);
     }
-    char *q = json_quote(NULL);
+    char *q = json_text_quote(NULL);
     cr_assert_str_eq(q, "null");
     free(q);
 }
@@ -297,13 +297,13 @@ Test(json, quote)
 Test(json, list_of)
 {
     char *vals[] = {"a", "b\"c", NULL, "{\"x\":1}"};
-    char *s = json_list_of(vals, 4, false);
+    char *s = json_text_list_of(vals, 4, false);
     cr_assert_str_eq(s, "[\"a\",\"b\\\"c\",null,\"{\\\"x\\\":1}\"]");
     free(s);
-    s = json_list_of(vals + 3, 1, true);
+    s = json_text_list_of(vals + 3, 1, true);
     cr_assert_str_eq(s, "[{\"x\":1}]");
     free(s);
-    s = json_list_of(NULL, 0, false);
+    s = json_text_list_of(NULL, 0, false);
     cr_assert_str_eq(s, "[]");
     free(s);
 }
@@ -324,35 +324,35 @@ Test(json, round_trips)
                     "null",
                     "/"};
     size_t ns = sizeof strs / sizeof strs[0];
-    char *text = json_list_of(strs, ns, false);
+    char *text = json_text_list_of(strs, ns, false);
     char **items;
     size_t n;
-    cr_assert_eq(json_parse_list(text, strlen(text), 100, &items, &n, err, sizeof err), 0, "%s",
+    cr_assert_eq(json_text_list(text, strlen(text), 100, &items, &n, err, sizeof err), 0, "%s",
                  err);
     cr_assert_eq(n, ns);
     for (size_t i = 0; i < n; i++)
         cr_assert_str_eq(items[i], strs[i]);
     /* and writing them again gives the same text */
-    char *again = json_list_of(items, n, false);
+    char *again = json_text_list_of(items, n, false);
     cr_assert_str_eq(again, text);
     free(again);
-    json_free_list(items, n);
+    json_text_list_free(items, n);
     free(text);
 
     /* raw: compact containers and literals come back as they went */
     const char *in =
         " [ {\"a\" : [1, 2.5e3, \"x\\ty\"]} , [ ] , 7 , true , {\"b\":{\"c\":null}} ] ";
-    cr_assert_eq(json_parse_list(in, strlen(in), 100, &items, &n, err, sizeof err), 0, "%s", err);
-    text = json_list_of(items, n, true);
+    cr_assert_eq(json_text_list(in, strlen(in), 100, &items, &n, err, sizeof err), 0, "%s", err);
+    text = json_text_list_of(items, n, true);
     cr_assert_str_eq(text, "[{\"a\":[1,2.5e3,\"x\\u0009y\"]},[],7,true,{\"b\":{\"c\":null}}]");
     char **items2;
     size_t n2;
-    cr_assert_eq(json_parse_list(text, strlen(text), 100, &items2, &n2, err, sizeof err), 0);
+    cr_assert_eq(json_text_list(text, strlen(text), 100, &items2, &n2, err, sizeof err), 0);
     cr_assert_eq(n2, n);
     for (size_t i = 0; i < n; i++)
         cr_assert_str_eq(items2[i], items[i]);
-    json_free_list(items, n);
-    json_free_list(items2, n2);
+    json_text_list_free(items, n);
+    json_text_list_free(items2, n2);
     free(text);
 
     /* random valid UTF-8 strings */
@@ -381,12 +381,12 @@ Test(json, round_trips)
         }
         s[o] = '\0';
         char *one[] = {s};
-        text = json_list_of(one, 1, false);
-        cr_assert_eq(json_parse_list(text, strlen(text), 1, &items, &n, err, sizeof err), 0,
+        text = json_text_list_of(one, 1, false);
+        cr_assert_eq(json_text_list(text, strlen(text), 1, &items, &n, err, sizeof err), 0,
                      "%s: %s", text, err);
         cr_assert_eq(n, 1);
         cr_assert_str_eq(items[0], s);
-        json_free_list(items, n);
+        json_text_list_free(items, n);
         free(text);
     }
 }
@@ -401,22 +401,22 @@ Test(json, object_get)
                 {"f", "true"}, {"k\xc3\xa9", "v"}, {"", "5"},      {"s", "A"}};
     for (size_t i = 0; i < sizeof hits / sizeof hits[0]; i++) {
         char *v = (char *)0x1;
-        cr_assert_eq(json_object_get(obj, hits[i].key, &v), 0, "key '%s'", hits[i].key);
+        cr_assert_eq(json_text_member(obj, hits[i].key, &v), 0, "key '%s'", hits[i].key);
         cr_assert_str_eq(v, hits[i].value);
         free(v);
     }
     char *v = (char *)0x1;
-    cr_assert_eq(json_object_get(obj, "zz", &v), -ENOENT);
+    cr_assert_eq(json_text_member(obj, "zz", &v), -ENOENT);
     cr_assert_null(v);
-    cr_assert_eq(json_object_get(obj, "n", &v), -EINVAL, "NUL in the value");
+    cr_assert_eq(json_text_member(obj, "n", &v), -EINVAL, "NUL in the value");
     cr_assert_null(v);
-    cr_assert_eq(json_object_get("{}", "a", &v), -ENOENT);
-    cr_assert_eq(json_object_get(" { \"a\" : 1 } ", "a", &v), 0);
+    cr_assert_eq(json_text_member("{}", "a", &v), -ENOENT);
+    cr_assert_eq(json_text_member(" { \"a\" : 1 } ", "a", &v), 0);
     cr_assert_str_eq(v, "1");
     free(v);
     /* a duplicate of the key asked for is ambiguous; of another is fine */
-    cr_assert_eq(json_object_get("{\"a\":1,\"a\":2}", "a", &v), -EINVAL);
-    cr_assert_eq(json_object_get("{\"a\":1,\"a\":2,\"b\":3}", "b", &v), 0);
+    cr_assert_eq(json_text_member("{\"a\":1,\"a\":2}", "a", &v), -EINVAL);
+    cr_assert_eq(json_text_member("{\"a\":1,\"a\":2,\"b\":3}", "b", &v), 0);
     free(v);
 
     static const char *not_objects[] = {"",
@@ -435,12 +435,12 @@ Test(json, object_get)
                                         "{\"a\":\"\xff\"}"};
     for (size_t i = 0; i < sizeof not_objects / sizeof not_objects[0]; i++) {
         v = (char *)0x1;
-        cr_assert_eq(json_object_get(not_objects[i], "a", &v), -EINVAL, "'%s'", not_objects[i]);
+        cr_assert_eq(json_text_member(not_objects[i], "a", &v), -EINVAL, "'%s'", not_objects[i]);
         cr_assert_null(v);
     }
-    cr_assert_eq(json_object_get(NULL, "a", &v), -EINVAL);
-    cr_assert_eq(json_object_get("{}", NULL, &v), -EINVAL);
-    cr_assert_eq(json_object_get("{}", "a", NULL), -EINVAL);
+    cr_assert_eq(json_text_member(NULL, "a", &v), -EINVAL);
+    cr_assert_eq(json_text_member("{}", NULL, &v), -EINVAL);
+    cr_assert_eq(json_text_member("{}", "a", NULL), -EINVAL);
 }
 
 Test(json, object_get_of_list_items)
@@ -449,15 +449,15 @@ Test(json, object_get_of_list_items)
     const char *t = "[{\"shard\": \"a\", \"rows\": 10}, {\"shard\": \"b\\u00e9\", \"rows\": 20}]";
     char **items;
     size_t n;
-    cr_assert_eq(json_parse_list(t, strlen(t), 10, &items, &n, err, sizeof err), 0);
+    cr_assert_eq(json_text_list(t, strlen(t), 10, &items, &n, err, sizeof err), 0);
     char *v;
-    cr_assert_eq(json_object_get(items[1], "shard", &v), 0);
+    cr_assert_eq(json_text_member(items[1], "shard", &v), 0);
     cr_assert_str_eq(v, "b\xc3\xa9");
     free(v);
-    cr_assert_eq(json_object_get(items[0], "rows", &v), 0);
+    cr_assert_eq(json_text_member(items[0], "rows", &v), 0);
     cr_assert_str_eq(v, "10");
     free(v);
-    json_free_list(items, n);
+    json_text_list_free(items, n);
 }
 
 /* ---- fuzz-style robustness ---- */
@@ -468,13 +468,13 @@ static void fuzz_one(const char *buf, size_t len)
     size_t n = 77;
     char e[128];
     memset(e, 0, sizeof e);
-    int rc = json_parse_list(buf, len, 50, &items, &n, e, sizeof e);
+    int rc = json_text_list(buf, len, 50, &items, &n, e, sizeof e);
     cr_assert(rc == 0 || rc == -EINVAL || rc == -E2BIG, "rc %d", rc);
     if (rc == 0) {
         for (size_t i = 0; i < n; i++)
             cr_assert_not_null(items[i]);
         /* what came back re-reads: containers and literals as raw JSON */
-        json_free_list(items, n);
+        json_text_list_free(items, n);
     } else {
         cr_assert_null(items);
         cr_assert_eq(n, 0);
@@ -487,7 +487,7 @@ static void fuzz_one(const char *buf, size_t len)
     memcpy(z, buf, len);
     z[len] = '\0';
     char *v = (char *)0x1;
-    rc = json_object_get(z, "a", &v);
+    rc = json_text_member(z, "a", &v);
     cr_assert(rc == 0 || rc == -EINVAL || rc == -ENOENT, "rc %d", rc);
     if (rc == 0)
         free(v);
@@ -511,9 +511,9 @@ Test(json, fuzz, .timeout = 120)
     /* the full list is valid, and only it among its prefixes */
     char **items;
     size_t n;
-    cr_assert_eq(json_parse_list(bases[0], strlen(bases[0]), 50, &items, &n, err, sizeof err), 0,
+    cr_assert_eq(json_text_list(bases[0], strlen(bases[0]), 50, &items, &n, err, sizeof err), 0,
                  "%s", err);
-    json_free_list(items, n);
+    json_text_list_free(items, n);
 
     static const char *tokens[] = {
         "[",    "]",       "{",    "}",    ",",    ":",    "\"",      "\"a\"", "1",    "-",

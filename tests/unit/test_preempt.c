@@ -9,6 +9,7 @@
  * several more polls, never after a fixed sleep. Destroying a watcher must
  * take well under a second, also with requests hanging.
  */
+#define DROVER_TEST_AGENT
 #include "helpers.h"
 
 #include <curl/curl.h>
@@ -35,8 +36,7 @@
 
 extern char **environ;
 
-static struct ev_loop *loop;
-static char *tmp;
+static h_agent_t fx;
 static pid_t meta_pid;
 static char meta_url[64];
 static preempt_watch_t *watch;
@@ -48,11 +48,10 @@ static bool destroy_in_callback;
 
 static void setup(void)
 {
-    loop = EV_DEFAULT;
     n_notices = 0;
     destroy_in_callback = false;
     cr_assert_eq(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
-    tmp = h_tmpdir();
+    h_agent_init(&fx, false);
     /* ctest sets DROVER_SOURCE_DIR; run by hand, this file's path tells */
     const char *src = getenv("DROVER_SOURCE_DIR");
     char *script = src && *src ? xasprintf("%s/tests/integration/fakemeta.py", src)
@@ -60,7 +59,7 @@ static void setup(void)
                                            (int)(strrchr(__FILE__, '/') - __FILE__), __FILE__);
     cr_assert_eq(access(script, R_OK), 0, "%s: %s (set DROVER_SOURCE_DIR)", script,
                  strerror(errno));
-    char *port_file = xasprintf("%s/port", tmp);
+    char *port_file = xasprintf("%s/port", fx.dir);
     char *argv[] = {"python3", script, "--port-file", port_file, NULL};
     int rc = posix_spawnp(&meta_pid, "python3", NULL, NULL, argv, environ);
     cr_assert_eq(rc, 0, "posix_spawnp python3: %s", strerror(rc));
@@ -88,11 +87,7 @@ static void teardown(void)
         waitpid(meta_pid, NULL, 0);
         meta_pid = 0;
     }
-    if (tmp) {
-        util_rm_rf(tmp);
-        free(tmp);
-        tmp = NULL;
-    }
+    h_agent_fini(&fx);
     curl_global_cleanup();
 }
 
@@ -137,13 +132,13 @@ static void meta_set(const char *json)
     free(meta_http("/_control", json));
 }
 
-/* The requests the server saw (JSON object texts; free with json_free_list). */
+/* The requests the server saw (JSON object texts; free with json_text_list_free). */
 static char **meta_requests(size_t *n)
 {
     char *body = meta_http("/_requests", NULL);
     char **items = NULL;
     char err[128];
-    cr_assert_eq(json_parse_list(body, strlen(body), 100000, &items, n, err, sizeof err), 0,
+    cr_assert_eq(json_text_list(body, strlen(body), 100000, &items, n, err, sizeof err), 0,
                  "/_requests: %s", err);
     free(body);
     return items;
@@ -155,11 +150,11 @@ static char *field(const char *obj, const char *key, bool hdr)
 {
     char *out = NULL, *hdrs = NULL;
     if (hdr) {
-        if (json_object_get(obj, "headers", &hdrs) != 0)
+        if (json_text_member(obj, "headers", &hdrs) != 0)
             return NULL;
         obj = hdrs;
     }
-    json_object_get(obj, key, &out);
+    json_text_member(obj, key, &out);
     free(hdrs);
     return out;
 }
@@ -180,7 +175,7 @@ static size_t count_requests(const char *method, const char *path_prefix)
     char **reqs = meta_requests(&n);
     for (size_t i = 0; i < n; i++)
         hits += req_is(reqs[i], method, path_prefix);
-    json_free_list(reqs, n);
+    json_text_list_free(reqs, n);
     return hits;
 }
 
@@ -194,26 +189,10 @@ static void on_notice(void *arg, const preempt_notice_t *n)
         preempt_watch_destroy(&watch);
 }
 
-static void tick_cb(struct ev_loop *l, ev_timer *t, int revents) {}
-
-/* Run the loop until cond(arg) holds or ms pass; returns cond. */
-static bool pump_until(bool (*cond)(void *), void *arg, int64_t ms)
-{
-    ev_timer tick;
-    ev_timer_init(&tick, tick_cb, 0.02, 0.02);
-    ev_timer_start(loop, &tick);
-    int64_t deadline = util_mono_ms() + ms;
-    bool ok;
-    while (!(ok = cond(arg)) && util_mono_ms() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tick);
-    return ok;
-}
-
 /* Deliver what the watcher has queued already. */
 static void drain(void)
 {
-    ev_run(loop, EVRUN_NOWAIT);
+    ev_run(fx.loop, EVRUN_NOWAIT);
 }
 
 static bool have_notices(void *arg)
@@ -223,7 +202,7 @@ static bool have_notices(void *arg)
 
 static void wait_notices(size_t n)
 {
-    cr_assert(pump_until(have_notices, (void *)(uintptr_t)n, WAIT_MS),
+    cr_assert(h_pump_until(fx.loop, have_notices, (void *)(uintptr_t)n, WAIT_MS),
               "expected %zu notice(s), got %zu", n, n_notices);
 }
 
@@ -242,8 +221,9 @@ static bool have_requests(void *arg)
 static void wait_total(const char *method, const char *path, size_t n)
 {
     reqs_t r = {method, path, n};
-    cr_assert(pump_until(have_requests, &r, WAIT_MS), "expected %zu %s %s requests, saw %zu", n,
-              method, path, count_requests(method, path));
+    cr_assert(h_pump_until(fx.loop, have_requests, &r, WAIT_MS),
+              "expected %zu %s %s requests, saw %zu", n, method, path,
+              count_requests(method, path));
 }
 
 /* Run the loop until the server has seen `more` further requests like that. */
@@ -259,7 +239,7 @@ static void start(const char *aws, const char *gcp, const char *azure, uint32_t 
                             .azure_url = azure,
                             .poll_ms = POLL_MS,
                             .timeout_ms = timeout_ms};
-    watch = preempt_watch_new(loop, &cfg, on_notice, NULL);
+    watch = preempt_watch_new(fx.loop, &cfg, on_notice, NULL);
     cr_assert_not_null(watch);
 }
 
@@ -313,7 +293,7 @@ Test(preempt, aws_instance_action_once_with_deadline_and_token)
             gets++;
         }
     }
-    json_free_list(reqs, n);
+    json_text_list_free(reqs, n);
     cr_assert_eq(puts, 1, "one token serves every poll, saw %zu PUTs", puts);
     cr_assert_geq(gets, 6);
 
@@ -366,7 +346,7 @@ Test(preempt, destroy_from_the_callback)
     wait_notices(1);
     cr_assert_null(watch);
     /* nothing is delivered after destroy, even if both were queued together */
-    ev_run(loop, EVRUN_NOWAIT);
+    ev_run(fx.loop, EVRUN_NOWAIT);
     cr_assert_eq(n_notices, 1);
 }
 
@@ -496,7 +476,7 @@ Test(preempt, azure_preempt_for_this_vm_and_acknowledgement)
         if (req_is(reqs[i], "POST", AZ_PATH_EVENTS)) {
             post = xstrdup(reqs[i]);
         }
-    json_free_list(reqs, n);
+    json_text_list_free(reqs, n);
     char *body = field(post, "body", false), *md = field(post, "metadata", true),
          *ct = field(post, "content-type", true), *path = field(post, "path", false);
     cr_assert_str_eq(md ? md : "(none)", "true");
@@ -505,13 +485,13 @@ Test(preempt, azure_preempt_for_this_vm_and_acknowledgement)
     /* exactly {"StartRequests":[{"EventId":"<ours>"}]} */
     char *list = NULL, **items = NULL, *id = NULL;
     size_t n_items = 0;
-    cr_assert_eq(json_object_get(body, "StartRequests", &list), 0, "%s", body);
-    cr_assert_eq(json_parse_list(list, strlen(list), 16, &items, &n_items, NULL, 0), 0);
+    cr_assert_eq(json_text_member(body, "StartRequests", &list), 0, "%s", body);
+    cr_assert_eq(json_text_list(list, strlen(list), 16, &items, &n_items, NULL, 0), 0);
     cr_assert_eq(n_items, 1, "%s", body);
-    cr_assert_eq(json_object_get(items[0], "EventId", &id), 0);
+    cr_assert_eq(json_text_member(items[0], "EventId", &id), 0);
     cr_assert_str_eq(id, AZ_EVENT_ID);
     free(id);
-    json_free_list(items, n_items);
+    json_text_list_free(items, n_items);
     free(list);
     free(body);
     free(md);
@@ -542,20 +522,20 @@ static size_t az_posts(const char *id, long status, size_t *several)
         char *body = field(reqs[i], "body", false), *st = field(reqs[i], "status", false);
         char *list = NULL, **items = NULL, *eid = NULL;
         size_t n_items = 0;
-        cr_assert_eq(json_object_get(body, "StartRequests", &list), 0, "%s", body);
-        cr_assert_eq(json_parse_list(list, strlen(list), 64, &items, &n_items, NULL, 0), 0);
+        cr_assert_eq(json_text_member(body, "StartRequests", &list), 0, "%s", body);
+        cr_assert_eq(json_text_list(list, strlen(list), 64, &items, &n_items, NULL, 0), 0);
         if (n_items > 1 && several)
             (*several)++;
-        if (n_items == 1 && json_object_get(items[0], "EventId", &eid) == 0 && id &&
+        if (n_items == 1 && json_text_member(items[0], "EventId", &eid) == 0 && id &&
             strcmp(eid, id) == 0 && (!status || (st && atol(st) == status)))
             hits++;
         free(eid);
-        json_free_list(items, n_items);
+        json_text_list_free(items, n_items);
         free(list);
         free(body);
         free(st);
     }
-    json_free_list(reqs, n);
+    json_text_list_free(reqs, n);
     return id ? hits : total;
 }
 
@@ -584,7 +564,8 @@ Test(preempt, azure_event_naming_other_vms_too_is_not_acknowledged)
         cr_assert_eq(notices[i].deadline_ms, AZ_NB_MS);
     }
     preempt_watch_ack(watch);
-    cr_assert(pump_until(have_ack, "ours", WAIT_MS), "this VM's own event was not acknowledged");
+    cr_assert(h_pump_until(fx.loop, have_ack, "ours", WAIT_MS),
+              "this VM's own event was not acknowledged");
     /* several polls later: the shared event was never acknowledged */
     wait_more("GET", AZ_PATH_EVENTS, 3);
     size_t several = 0;
@@ -610,8 +591,8 @@ Test(preempt, azure_acknowledgements_go_one_event_per_request)
         "e3", "Terminate", "[\"vm1\"]") "]}");
     wait_more("GET", AZ_PATH_EVENTS, 1);
     preempt_watch_ack(watch);
-    cr_assert(pump_until(have_ack, "e1", WAIT_MS), "e1 was not acknowledged");
-    cr_assert(pump_until(have_ack, "e3", WAIT_MS), "e3 was not acknowledged");
+    cr_assert(h_pump_until(fx.loop, have_ack, "e1", WAIT_MS), "e1 was not acknowledged");
+    cr_assert(h_pump_until(fx.loop, have_ack, "e3", WAIT_MS), "e3 was not acknowledged");
     /* e2 is tried (and rejected) a few times, never with the others */
     size_t several = 0;
     az_posts(NULL, 0, &several);
@@ -655,7 +636,7 @@ static char *log_path;
 static void capture_stderr(void)
 {
     fflush(stderr);
-    log_path = xasprintf("%s/stderr", tmp);
+    log_path = xasprintf("%s/stderr", fx.dir);
     int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     cr_assert_geq(fd, 0);
     saved_stderr = dup(2);
@@ -800,7 +781,7 @@ Test(preempt, connection_refused)
     int64_t deadline = util_mono_ms() + WAIT_MS;
     char *text = NULL;
     for (;;) {
-        ev_run(loop, EVRUN_NOWAIT);
+        ev_run(fx.loop, EVRUN_NOWAIT);
         size_t len = 0;
         free(text);
         text = NULL;
@@ -900,8 +881,8 @@ Test(preempt, nothing_configured)
     bool spot = true;
     char err[128];
     preempt_config_t none = {.aws_url = NULL, .gcp_url = "", .azure_url = NULL};
-    cr_assert_null(preempt_watch_new(loop, &none, on_notice, NULL));
-    cr_assert_null(preempt_watch_new(loop, NULL, on_notice, NULL));
+    cr_assert_null(preempt_watch_new(fx.loop, &none, on_notice, NULL));
+    cr_assert_null(preempt_watch_new(fx.loop, NULL, on_notice, NULL));
     cr_assert_eq(preempt_detect_spot(&none, &spot, err, sizeof err), -ENOENT);
     cr_assert(err[0]);
     cr_assert_eq(preempt_detect_spot(NULL, &spot, NULL, 0), -ENOENT);

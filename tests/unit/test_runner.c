@@ -1,13 +1,15 @@
 /* test_runner — step attempts as real local processes.
  *
  * Each test runs real programs (/bin/sh, sleep, env, pwd) on the default
- * libev loop and waits for on_exit by running the loop, with a watchdog
- * timer so a broken runner fails the test instead of hanging it. Checked:
+ * libev loop and waits for on_exit by running the loop up to a deadline
+ * (helpers.h's agent fixture) so a broken runner fails the test instead of
+ * hanging it. Checked:
  * exit codes and signals, combined stdout+stderr in order, failure to
  * start (errno: the step's or the machine's), timeout (SIGTERM), runner_kill escalating to SIGKILL
  * after the grace period, leftovers of the step killed with it, its own process group, cwd and
  * exact environment.
  */
+#define DROVER_TEST_AGENT
 #include "helpers.h"
 
 #include <ev.h>
@@ -21,98 +23,45 @@
 
 #include "runner.h"
 
-static char *dir;
-static struct ev_loop *loop;
-
-typedef struct {
-    uint8_t *out;
-    size_t out_len;
-    int exits;
-    runner_exit_t ex;
-    int64_t exit_mono;
-} result_t;
+static h_agent_t fx;
 
 static void setup(void)
 {
-    dir = h_tmpdir();
-    loop = EV_DEFAULT;
+    h_agent_init(&fx, false);
 }
 
 static void teardown(void)
 {
-    util_rm_rf(dir);
-    free(dir);
+    h_agent_fini(&fx);
 }
 
 TestSuite(runner, .init = setup, .fini = teardown, .timeout = 60);
 
-static void on_output(void *arg, const uint8_t *data, size_t len)
-{
-    result_t *r = arg;
-    cr_assert_eq(r->exits, 0, "output after on_exit");
-    r->out = xrealloc(r->out, r->out_len + len + 1);
-    memcpy(r->out + r->out_len, data, len);
-    r->out_len += len;
-    r->out[r->out_len] = '\0';
-}
-
-static void on_exit_cb(void *arg, const runner_exit_t *ex)
-{
-    result_t *r = arg;
-    r->exits++;
-    r->ex = *ex;
-    r->exit_mono = util_mono_ms();
-}
-
-static bool watchdog_fired;
-
-static void on_watchdog(struct ev_loop *l, ev_timer *w, int revents)
-{
-    watchdog_fired = true;
-}
-
-/* Run the loop until cond(arg) holds or timeout_s passes. */
-static bool run_until(bool (*cond)(void *), void *arg, double timeout_s)
-{
-    ev_timer wd;
-    watchdog_fired = false;
-    ev_timer_init(&wd, on_watchdog, timeout_s, 0.);
-    ev_timer_start(loop, &wd);
-    while (!cond(arg) && !watchdog_fired)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &wd);
-    return cond(arg);
-}
-
-static bool exited(void *arg)
-{
-    return ((result_t *)arg)->exits > 0;
-}
-
 static char *default_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
 
-static runner_t *start(char *const *argv, result_t *res, uint64_t timeout_ms, uint64_t grace_ms)
+static runner_t *start(char *const *argv, h_proc_t *res, uint64_t timeout_ms, uint64_t grace_ms)
 {
     char errbuf[256] = "";
     runner_spec_t spec = {.argv = argv,
                           .envp = default_env,
-                          .cwd = dir,
+                          .cwd = fx.dir,
                           .timeout_ms = timeout_ms,
                           .kill_grace_ms = grace_ms,
-                          .on_output = on_output,
-                          .on_exit = on_exit_cb,
+                          .on_output = h_proc_output,
+                          .on_exit = h_proc_exit,
                           .arg = res};
-    runner_t *r = runner_start(loop, &spec, errbuf, sizeof errbuf);
+    runner_t *r = runner_start(fx.loop, &spec, errbuf, sizeof errbuf);
     cr_assert_not_null(r, "runner_start(%s): %s", argv[0], errbuf);
     cr_assert_gt(runner_pid(r), 0);
     return r;
 }
 
 /* Run argv to completion (20 s at most) and return the result. */
-static void run_to_end(char *const *argv, result_t *res, uint64_t timeout_ms, uint64_t grace_ms)
+static void run_to_end(char *const *argv, h_proc_t *res, uint64_t timeout_ms, uint64_t grace_ms)
 {
     runner_t *r = start(argv, res, timeout_ms, grace_ms);
-    cr_assert(run_until(exited, res, 20.0), "%s did not finish within 20 s", argv[0]);
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, res, 20000), "%s did not finish within 20 s",
+              argv[0]);
     cr_assert_eq(res->exits, 1);
     runner_destroy(&r);
     cr_assert_null(r);
@@ -155,7 +104,7 @@ static pid_t read_pidfile(const char *path)
         free(text);
         text = NULL;
         cr_assert_lt(util_mono_ms(), end, "no pid written to %s", path);
-        ev_run(loop, EVRUN_NOWAIT);
+        ev_run(fx.loop, EVRUN_NOWAIT);
         usleep(10000);
     }
     pid_t pid = (pid_t)atoi(text);
@@ -166,7 +115,7 @@ static pid_t read_pidfile(const char *path)
 
 Test(runner, exit_code_is_captured)
 {
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sh", "-c", "exit 7", NULL};
     run_to_end(argv, &res, 0, 1000);
     cr_assert_eq(res.ex.exit_code, 7);
@@ -176,17 +125,17 @@ Test(runner, exit_code_is_captured)
     cr_assert_str_eq(res.ex.reason, "");
     free(res.out);
 
-    result_t ok = {0};
+    h_proc_t ok = {0};
     char *argv2[] = {"true", NULL};
     run_to_end(argv2, &ok, 0, 1000);
     cr_assert_eq(ok.ex.exit_code, 0);
-    cr_assert_eq(ok.out_len, 0);
+    cr_assert_eq(ok.len, 0);
     free(ok.out);
 }
 
 Test(runner, signal_death_is_captured)
 {
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sh", "-c", "kill -USR1 $$", NULL};
     run_to_end(argv, &res, 0, 1000);
     cr_assert_eq(res.ex.term_signal, SIGUSR1);
@@ -196,7 +145,7 @@ Test(runner, signal_death_is_captured)
 
 Test(runner, stdout_and_stderr_arrive_in_order)
 {
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sh", "-c",
                     "echo one; echo two >&2; printf three; echo ' four' >&2; "
                     "read x || echo 'stdin is empty'",
@@ -210,7 +159,7 @@ Test(runner, stdout_and_stderr_arrive_in_order)
 Test(runner, large_output_is_complete)
 {
     /* ~1 MiB, more than any pipe buffer: the runner must keep reading. */
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sh", "-c",
                     "i=0; while [ $i -lt 16384 ]; do "
                     "echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789a"
@@ -218,8 +167,8 @@ Test(runner, large_output_is_complete)
                     NULL};
     run_to_end(argv, &res, 0, 1000);
     cr_assert_eq(res.ex.exit_code, 0);
-    cr_assert_eq(res.out_len, 16384 * 64);
-    for (size_t i = 0; i < res.out_len; i += 64)
+    cr_assert_eq(res.len, 16384 * 64);
+    for (size_t i = 0; i < res.len; i += 64)
         cr_assert_eq(res.out[i + 63], '\n', "line %zu is damaged", i / 64);
     free(res.out);
 }
@@ -227,16 +176,16 @@ Test(runner, large_output_is_complete)
 Test(runner, missing_binary_is_refused_at_start)
 {
     char errbuf[256] = "";
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"drover-no-such-program", "x", NULL};
     runner_spec_t spec = {.argv = argv,
                           .envp = default_env,
-                          .cwd = dir,
+                          .cwd = fx.dir,
                           .kill_grace_ms = 100,
-                          .on_output = on_output,
-                          .on_exit = on_exit_cb,
+                          .on_output = h_proc_output,
+                          .on_exit = h_proc_exit,
                           .arg = &res};
-    runner_t *r = runner_start(loop, &spec, errbuf, sizeof errbuf);
+    runner_t *r = runner_start(fx.loop, &spec, errbuf, sizeof errbuf);
     cr_assert_null(r);
     cr_assert(strstr(errbuf, "cannot run") != NULL, "err: %s", errbuf);
     cr_assert(strstr(errbuf, "drover-no-such-program") != NULL, "names the program: %s", errbuf);
@@ -244,7 +193,7 @@ Test(runner, missing_binary_is_refused_at_start)
     cr_assert_eq(errno, ENOENT, "errno says why: %s", strerror(errno));
     cr_assert_not(util_errno_is_system(errno), "a missing command is the step's failure");
     /* No callbacks for a failed start. */
-    ev_run(loop, EVRUN_NOWAIT);
+    ev_run(fx.loop, EVRUN_NOWAIT);
     cr_assert_eq(res.exits, 0);
 }
 
@@ -261,14 +210,14 @@ static int join_nothing(void *arg)
 Test(runner, no_descriptors_left_is_a_system_error)
 {
     char errbuf[256] = "";
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"true", NULL};
     runner_spec_t spec = {.argv = argv,
                           .envp = default_env,
-                          .cwd = dir,
+                          .cwd = fx.dir,
                           .kill_grace_ms = 100,
-                          .on_output = on_output,
-                          .on_exit = on_exit_cb,
+                          .on_output = h_proc_output,
+                          .on_exit = h_proc_exit,
                           .arg = &res};
     /* open() takes the lowest free descriptor: with the limit at it, none
      * is left. */
@@ -280,22 +229,22 @@ Test(runner, no_descriptors_left_is_a_system_error)
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0, "setrlimit: %s", strerror(errno));
     for (int fork_path = 0; fork_path < 2; fork_path++) {
         spec.child_fn = fork_path ? join_nothing : NULL;
-        runner_t *r = runner_start(loop, &spec, errbuf, sizeof errbuf);
+        runner_t *r = runner_start(fx.loop, &spec, errbuf, sizeof errbuf);
         cr_assert_null(r, "started with no descriptor left");
         cr_assert_eq(errno, EMFILE, "errno %s (%s)", strerror(errno), errbuf);
         cr_assert(util_errno_is_system(errno), "EMFILE is the machine's trouble: %s", errbuf);
     }
-    ev_run(loop, EVRUN_NOWAIT);
+    ev_run(fx.loop, EVRUN_NOWAIT);
     cr_assert_eq(res.exits, 0);
 }
 
 Test(runner, timeout_terminates_the_step)
 {
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sleep", "30", NULL};
     int64_t t0 = util_mono_ms();
     run_to_end(argv, &res, 200, 5000);
-    int64_t took = res.exit_mono - t0;
+    int64_t took = res.exit_ms - t0;
     cr_assert(res.ex.timed_out);
     cr_assert_not(res.ex.killed);
     cr_assert_eq(res.ex.term_signal, SIGTERM, "SIGTERM first (got signal %d)", res.ex.term_signal);
@@ -307,8 +256,8 @@ Test(runner, timeout_terminates_the_step)
 
 Test(runner, kill_escalates_to_sigkill_after_grace)
 {
-    result_t res = {0};
-    char *pidfile = xasprintf("%s/ready", dir);
+    h_proc_t res = {0};
+    char *pidfile = xasprintf("%s/ready", fx.dir);
     char *script = xasprintf("trap '' TERM; echo $$ > %s; sleep 30", pidfile);
     char *argv[] = {"sh", "-c", script, NULL};
     runner_t *r = start(argv, &res, 0, 300);
@@ -316,8 +265,8 @@ Test(runner, kill_escalates_to_sigkill_after_grace)
     int64_t t0 = util_mono_ms();
     runner_kill(r, "run cancelled");
     runner_kill(r, "second reason is ignored"); /* idempotent */
-    cr_assert(run_until(exited, &res, 20.0), "not dead 20 s after runner_kill");
-    int64_t took = res.exit_mono - t0;
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 20000), "not dead 20 s after runner_kill");
+    int64_t took = res.exit_ms - t0;
     cr_assert_eq(res.exits, 1);
     cr_assert(res.ex.killed);
     cr_assert_not(res.ex.timed_out);
@@ -334,11 +283,11 @@ Test(runner, kill_escalates_to_sigkill_after_grace)
 
 Test(runner, kill_of_a_cooperative_step_needs_no_sigkill)
 {
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sleep", "30", NULL};
     runner_t *r = start(argv, &res, 0, 10000);
     runner_kill(r, "preempted");
-    cr_assert(run_until(exited, &res, 5.0), "SIGTERM alone should end sleep");
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 5000), "SIGTERM alone should end sleep");
     cr_assert_eq(res.ex.term_signal, SIGTERM);
     cr_assert(res.ex.killed);
     runner_destroy(&r);
@@ -347,8 +296,8 @@ Test(runner, kill_of_a_cooperative_step_needs_no_sigkill)
 
 Test(runner, leftovers_of_the_step_die_with_it)
 {
-    result_t res = {0};
-    char *pidfile = xasprintf("%s/bg.pid", dir);
+    h_proc_t res = {0};
+    char *pidfile = xasprintf("%s/bg.pid", fx.dir);
     char *script = xasprintf("sleep 30 & echo $! > %s; echo started", pidfile);
     char *argv[] = {"sh", "-c", script, NULL};
     run_to_end(argv, &res, 0, 1000);
@@ -364,7 +313,7 @@ Test(runner, leftovers_of_the_step_die_with_it)
 Test(runner, on_exit_waits_for_output_of_the_last_moment)
 {
     /* The step's last words come right before it exits. */
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sh", "-c", "echo last words; exit 3", NULL};
     run_to_end(argv, &res, 0, 1000);
     cr_assert_eq(res.ex.exit_code, 3);
@@ -374,8 +323,8 @@ Test(runner, on_exit_waits_for_output_of_the_last_moment)
 
 Test(runner, own_process_group_and_cwd)
 {
-    result_t res = {0};
-    char *pidfile = xasprintf("%s/pg.pid", dir);
+    h_proc_t res = {0};
+    char *pidfile = xasprintf("%s/pg.pid", fx.dir);
     char *script = xasprintf("pwd -P; echo $$ > %s; sleep 30", pidfile);
     char *argv[] = {"sh", "-c", script, NULL};
     runner_t *r = start(argv, &res, 0, 1000);
@@ -384,9 +333,9 @@ Test(runner, own_process_group_and_cwd)
     cr_assert_eq(getpgid(pid), pid, "the step leads its own process group");
     cr_assert_neq(getpgid(pid), getpgrp(), "not in the test's group");
     runner_kill(r, "done");
-    cr_assert(run_until(exited, &res, 10.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 10000));
     char real[4096];
-    cr_assert_not_null(realpath(dir, real));
+    cr_assert_not_null(realpath(fx.dir, real));
     char *want = xasprintf("%s\n", real);
     cr_assert_str_eq((char *)res.out, want, "cwd is the spec's directory");
     runner_destroy(&r);
@@ -398,21 +347,21 @@ Test(runner, own_process_group_and_cwd)
 
 Test(runner, environment_is_exactly_envp)
 {
-    result_t res = {0};
+    h_proc_t res = {0};
     char *env[] = {"A=1", "B=two words", "EMPTY=", NULL};
     char *argv[] = {"env", NULL};
     char errbuf[256] = "";
     runner_spec_t spec = {.argv = argv,
                           .envp = env,
-                          .cwd = dir,
+                          .cwd = fx.dir,
                           .kill_grace_ms = 100,
-                          .on_output = on_output,
-                          .on_exit = on_exit_cb,
+                          .on_output = h_proc_output,
+                          .on_exit = h_proc_exit,
                           .arg = &res};
     setenv("DROVER_TEST_LEAK", "must-not-show", 1);
-    runner_t *r = runner_start(loop, &spec, errbuf, sizeof errbuf);
+    runner_t *r = runner_start(fx.loop, &spec, errbuf, sizeof errbuf);
     cr_assert_not_null(r, "%s", errbuf);
-    cr_assert(run_until(exited, &res, 20.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 20000));
     cr_assert_eq(res.ex.exit_code, 0);
     cr_assert_str_eq((char *)res.out, "A=1\nB=two words\nEMPTY=\n");
     runner_destroy(&r);
@@ -426,7 +375,7 @@ Test(runner, step_does_not_inherit_ignored_signals)
      * signals 32 and 33 ignored in a spawned child; those are not ours). */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sh", "-c", "grep '^SigIgn:' /proc/self/status", NULL};
     run_to_end(argv, &res, 0, 1000);
     cr_assert_not_null(res.out);
@@ -438,7 +387,7 @@ Test(runner, step_does_not_inherit_ignored_signals)
 
 Test(runner, destroy_kills_a_running_step)
 {
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"sleep", "30", NULL};
     runner_t *r = start(argv, &res, 0, 1000);
     pid_t pid = runner_pid(r);
@@ -467,7 +416,7 @@ Test(runner, destroy_kills_a_running_step)
 Test(runner, many_steps_at_once)
 {
     enum { N = 20 };
-    result_t res[N];
+    h_proc_t res[N];
     runner_t *r[N];
     char *scripts[N];
     memset(res, 0, sizeof res);
@@ -477,7 +426,8 @@ Test(runner, many_steps_at_once)
         r[i] = start(argv, &res[i], 0, 1000);
     }
     for (int i = 0; i < N; i++) {
-        cr_assert(run_until(exited, &res[i], 20.0), "step %d did not finish", i);
+        cr_assert(h_pump_until(fx.loop, h_proc_exited, &res[i], 20000), "step %d did not finish",
+                  i);
         cr_assert_eq(res[i].ex.exit_code, i);
         char *want = xasprintf("step %d\n", i);
         cr_assert_str_eq((char *)res[i].out, want);
@@ -497,8 +447,8 @@ Test(runner, step_that_exits_before_its_timeout_is_not_timed_out)
      * process group; it keeps the output pipe open) and exits 0 at once,
      * long before its 500 ms timeout. The runner waits up to its drain
      * fallback for EOF; the step still exited by itself, on time. */
-    result_t res = {0};
-    char *pidfile = xasprintf("%s/daemon.pid", dir);
+    h_proc_t res = {0};
+    char *pidfile = xasprintf("%s/daemon.pid", fx.dir);
     char *script = xasprintf("setsid sh -c 'echo $$ > %s.tmp; mv %s.tmp %s; exec sleep 5' & "
                              "while [ ! -s %s ]; do :; done; exit 0",
                              pidfile, pidfile, pidfile, pidfile);
@@ -510,7 +460,7 @@ Test(runner, step_that_exits_before_its_timeout_is_not_timed_out)
     free(script);
     free(pidfile);
     runner_exit_t ex = res.ex;
-    int64_t took = res.exit_mono - t0;
+    int64_t took = res.exit_ms - t0;
     free(res.out);
     cr_assert_eq(ex.exit_code, 0);
     cr_assert_eq(ex.term_signal, 0);
@@ -525,16 +475,16 @@ Test(runner, step_that_exits_before_its_timeout_is_not_timed_out)
  * that starts a step and is then killed. */
 Test(runner, a_step_dies_with_its_agent)
 {
-    char *pidfile = xasprintf("%s/step.pid", dir);
+    char *pidfile = xasprintf("%s/step.pid", fx.dir);
     char *script = xasprintf("echo $$ > %s; exec sleep 60", pidfile);
     pid_t agent = fork();
     cr_assert_geq(agent, 0);
     if (agent == 0) {
-        ev_loop_fork(loop); /* the default loop: child watchers need it */
+        ev_loop_fork(fx.loop); /* the default loop: child watchers need it */
         char *argv[] = {"sh", "-c", script, NULL};
-        result_t res = {0};
+        h_proc_t res = {0};
         start(argv, &res, 0, 1000);
-        ev_run(loop, 0);
+        ev_run(fx.loop, 0);
         _exit(0);
     }
     pid_t step = read_pidfile(pidfile);

@@ -3,7 +3,8 @@
  * Containers run busybox-static images from scripts/make-test-image.sh
  * (rootfs dir, OCI layout, OCI tar, docker-save tar) with the oci driver
  * (runc or crun, whichever works here) and, where it works, podman. Each
- * test runs the default libev loop until on_exit, under a watchdog.
+ * test runs the default libev loop until on_exit, up to a deadline
+ * (helpers.h's agent fixture).
  * Checked: output and exit codes, signals, the environment and mounts a
  * container sees (outputs written inside appear on the host, inputs are
  * read-only), a read-only root, memory limits reported as OOMKilled (for
@@ -13,6 +14,7 @@
  * Tests that need root, runc or podman skip with the reason when those are
  * truly unavailable.
  */
+#define DROVER_TEST_AGENT
 #include "helpers.h"
 
 #include <dirent.h>
@@ -29,17 +31,9 @@
 
 #define IMAGES "/tmp/drover-test-images"
 
-static char *dir, *state, *adir;
-static struct ev_loop *loop;
+static h_agent_t fx;
+static char *state, *adir;
 static int seq;
-
-typedef struct {
-    char *out;
-    size_t len;
-    int exits;
-    runner_exit_t ex;
-    int64_t start_ms, exit_ms;
-} result_t;
 
 static void build_images(void)
 {
@@ -54,7 +48,7 @@ static void build_images(void)
 /* A fresh attempt dir: work/ inputs/ outputs/ checkpoint/. */
 static char *make_attempt(const char *name)
 {
-    char *a = xasprintf("%s/runs/%s", dir, name);
+    char *a = xasprintf("%s/runs/%s", fx.dir, name);
     static const char *const subs[] = {"work", "inputs", "outputs", "checkpoint"};
     for (int i = 0; i < 4; i++) {
         char *d = xasprintf("%s/%s", a, subs[i]);
@@ -66,60 +60,21 @@ static char *make_attempt(const char *name)
 
 static void setup(void)
 {
-    dir = h_tmpdir();
-    chmod(dir, 0755);
-    state = xasprintf("%s/state", dir);
+    h_agent_init(&fx, false);
+    chmod(fx.dir, 0755);
+    state = xasprintf("%s/state", fx.dir);
     adir = make_attempt("a");
-    loop = EV_DEFAULT;
     build_images();
 }
 
 static void teardown(void)
 {
-    util_rm_rf(dir);
-    free(dir);
+    h_agent_fini(&fx);
     free(state);
     free(adir);
 }
 
 TestSuite(runtime, .init = setup, .fini = teardown, .timeout = 120);
-
-static void on_output(void *arg, const uint8_t *data, size_t len)
-{
-    result_t *r = arg;
-    cr_assert_eq(r->exits, 0, "output after on_exit");
-    r->out = xrealloc(r->out, r->len + len + 1);
-    memcpy(r->out + r->len, data, len);
-    r->len += len;
-    r->out[r->len] = '\0';
-}
-
-static void on_exit_cb(void *arg, const runner_exit_t *ex)
-{
-    result_t *r = arg;
-    r->exits++;
-    r->ex = *ex;
-    r->exit_ms = util_mono_ms();
-}
-
-static bool watchdog_fired;
-
-static void on_watchdog(struct ev_loop *l, ev_timer *w, int revents)
-{
-    watchdog_fired = true;
-}
-
-static bool wait_exit(result_t *r, double timeout_s)
-{
-    ev_timer wd;
-    watchdog_fired = false;
-    ev_timer_init(&wd, on_watchdog, timeout_s, 0.);
-    ev_timer_start(loop, &wd);
-    while (r->exits == 0 && !watchdog_fired)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &wd);
-    return r->exits > 0;
-}
 
 static runtime_t *need_runtime(const char *driver)
 {
@@ -150,7 +105,7 @@ static char *next_id(void)
     return xasprintf("t%d-%d", (int)getpid(), ++seq);
 }
 
-static rt_task_t *start(runtime_t *rt, const opts_t *o, result_t *res, char **id_out)
+static rt_task_t *start(runtime_t *rt, const opts_t *o, h_proc_t *res, char **id_out)
 {
     char err[1024] = "";
     char *id = next_id();
@@ -171,11 +126,11 @@ static rt_task_t *start(runtime_t *rt, const opts_t *o, result_t *res, char **id
                       .writable_rootfs = o->writable,
                       .timeout_ms = o->timeout_ms,
                       .kill_grace_ms = o->grace_ms ? o->grace_ms : 2000,
-                      .on_output = on_output,
-                      .on_exit = on_exit_cb,
+                      .on_output = h_proc_output,
+                      .on_exit = h_proc_exit,
                       .arg = res};
     res->start_ms = util_mono_ms();
-    rt_task_t *t = runtime_start(rt, loop, &spec, err, sizeof err);
+    rt_task_t *t = runtime_start(rt, fx.loop, &spec, err, sizeof err);
     cr_assert_not_null(t, "runtime_start: %s", err);
     free(e_in);
     free(e_out);
@@ -189,12 +144,12 @@ static rt_task_t *start(runtime_t *rt, const opts_t *o, result_t *res, char **id
 }
 
 /* Start, run to the end, destroy. Returns the id (caller frees). */
-static char *run(runtime_t *rt, const opts_t *o, result_t *res)
+static char *run(runtime_t *rt, const opts_t *o, h_proc_t *res)
 {
     char *id;
     rt_task_t *t = start(rt, o, res, &id);
-    cr_assert(wait_exit(res, 60.0), "step %s did not finish (output so far: %s)", id,
-              res->out ? res->out : "");
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, res, 60000),
+              "step %s did not finish (output so far: %s)", id, res->out ? res->out : "");
     cr_assert_eq(res->exits, 1);
     rt_task_destroy(&t);
     cr_assert_null(t);
@@ -292,18 +247,18 @@ Test(runtime, process_runtime_cannot_run_images)
                       .argv = argv,
                       .envp = envp,
                       .attempt_dir = adir,
-                      .on_output = on_output,
-                      .on_exit = on_exit_cb};
-    cr_assert_null(runtime_start(rt, loop, &spec, err, sizeof err));
+                      .on_output = h_proc_output,
+                      .on_exit = h_proc_exit};
+    cr_assert_null(runtime_start(rt, fx.loop, &spec, err, sizeof err));
     cr_assert(strstr(err, "runtime 'process' cannot run images"), "%s", err);
     spec.image = NULL;
     spec.id = "../x";
-    cr_assert_null(runtime_start(rt, loop, &spec, err, sizeof err));
+    cr_assert_null(runtime_start(rt, fx.loop, &spec, err, sizeof err));
     cr_assert(strstr(err, "bad attempt id"), "%s", err);
     spec.id = "ok";
     char *missing[] = {"/nonexistent/program", NULL};
     spec.argv = missing;
-    cr_assert_null(runtime_start(rt, loop, &spec, err, sizeof err));
+    cr_assert_null(runtime_start(rt, fx.loop, &spec, err, sizeof err));
     cr_assert(strstr(err, "cannot run '/nonexistent/program'"), "%s", err);
     runtime_destroy(&rt);
     cr_assert_null(rt);
@@ -318,33 +273,33 @@ Test(runtime, bad_images_fail_the_step_not_the_agent)
                       .argv = argv,
                       .envp = envp,
                       .attempt_dir = adir,
-                      .on_output = on_output,
-                      .on_exit = on_exit_cb};
+                      .on_output = h_proc_output,
+                      .on_exit = h_proc_exit};
     spec.image = "/nonexistent/image.tar";
-    cr_assert_null(runtime_start(rt, loop, &spec, err, sizeof err));
+    cr_assert_null(runtime_start(rt, fx.loop, &spec, err, sizeof err));
     cr_assert_str_eq(err, "image /nonexistent/image.tar: No such file or directory");
 
-    char *junk = xasprintf("%s/corrupt.tar", dir);
+    char *junk = xasprintf("%s/corrupt.tar", fx.dir);
     char *cmd = xasprintf("head -c 300000 %s/docker.tar > %s", IMAGES, junk);
     cr_assert_eq(system(cmd), 0);
     spec.image = junk;
-    cr_assert_null(runtime_start(rt, loop, &spec, err, sizeof err));
+    cr_assert_null(runtime_start(rt, fx.loop, &spec, err, sizeof err));
     cr_assert(strstr(err, "truncated tar archive"), "%s", err);
     cr_log_info("corrupt tar: %s", err);
 
-    char *plain = xasprintf("%s/plain.tar", dir);
+    char *plain = xasprintf("%s/plain.tar", fx.dir);
     free(cmd);
     cmd = xasprintf("tar -C %s/rootfs -cf %s etc", IMAGES, plain);
     cr_assert_eq(system(cmd), 0);
     spec.image = plain;
-    cr_assert_null(runtime_start(rt, loop, &spec, err, sizeof err));
+    cr_assert_null(runtime_start(rt, fx.loop, &spec, err, sizeof err));
     char *want = xasprintf("image %s: not an OCI layout or docker-save archive (no index.json or "
                            "manifest.json)",
                            plain);
     cr_assert_str_eq(err, want);
 
     /* The runtime still works afterwards. */
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {.image = IMAGES "/rootfs", .script = "echo still fine"};
     char *id = run(rt, &o, &res);
     cr_assert_str_eq(res.out, "still fine\n");
@@ -364,7 +319,7 @@ Test(runtime, oci_output_and_exit_code)
     runtime_t *rt = need_runtime("oci");
     cr_assert(runtime_can_run_images(rt));
     cr_assert_str_eq(runtime_name(rt), "oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {.image = IMAGES "/rootfs", .script = "echo hi; echo oops >&2; exit 3"};
     char *id = run(rt, &o, &res);
     cr_assert_str_eq(res.out, "hi\noops\n");
@@ -385,7 +340,7 @@ Test(runtime, oci_env_mounts_and_cwd)
     runtime_t *rt = need_runtime("oci");
     char *in = xasprintf("%s/inputs/data.txt", adir);
     write_host(in, "input-data\n");
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {.image = IMAGES "/oci",
                 .script = "cat $DROVER_INPUTS/data.txt; echo result > $DROVER_OUTPUTS/x; pwd; "
                           "echo $DROVER_OUTPUTS $DROVER_WORK_DIR $IMAGE_VAR $STEP_VAR; "
@@ -414,14 +369,14 @@ Test(runtime, oci_env_mounts_and_cwd)
 Test(runtime, oci_user_and_entrypoint_from_image)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {NULL};
     opts_t o = {.image = IMAGES "/oci.tar", .argv = argv}; /* the image's Cmd */
     char *id = run(rt, &o, &res);
     cr_assert_str_eq(res.out, "default-cmd\n");
     free(id);
     free(res.out);
-    result_t r2 = {0};
+    h_proc_t r2 = {0};
     opts_t o2 = {.image = IMAGES "/oci.tar",
                  .script = "id -u; id -g; echo mine > $DROVER_OUTPUTS/by-step && echo wrote",
                  .user = "step"};
@@ -429,7 +384,7 @@ Test(runtime, oci_user_and_entrypoint_from_image)
     cr_assert_str_eq(r2.out, "1000\n1000\nwrote\n");
     free(id);
     free(r2.out);
-    result_t r3 = {0};
+    h_proc_t r3 = {0};
     opts_t o3 = {.image = IMAGES "/oci.tar", .script = "true", .user = "ghost"};
     id = run(rt, &o3, &r3);
     cr_assert_eq(r3.ex.exit_code, 127);
@@ -443,14 +398,14 @@ Test(runtime, oci_user_and_entrypoint_from_image)
 Test(runtime, oci_root_is_read_only_by_default)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {.image = IMAGES "/rootfs",
                 .script = "(echo x > /written) 2>&1 | sed 's/.*: //'; echo tmp > /tmp/t && cat "
                           "/tmp/t"};
     char *id = run(rt, &o, &res);
     cr_assert_str_eq(res.out, "Read-only file system\ntmp\n");
     free(id);
-    result_t w = {0};
+    h_proc_t w = {0};
     opts_t ow = {
         .image = IMAGES "/rootfs", .script = "echo x > /written && cat /written", .writable = true};
     id = run(rt, &ow, &w);
@@ -468,7 +423,7 @@ Test(runtime, oci_image_formats_and_layers)
     runtime_t *rt = need_runtime("oci");
     const char *images[] = {IMAGES "/oci", IMAGES "/oci.tar", IMAGES "/docker.tar"};
     for (int i = 0; i < 3; i++) {
-        result_t res = {0};
+        h_proc_t res = {0};
         opts_t o = {.image = images[i],
                     .script = "cat /etc/layer2; ls /opq; test -e /etc/removed-by-layer2 && echo "
                               "present || echo whited-out"};
@@ -499,7 +454,7 @@ Test(runtime, oci_artifact_passes_between_two_container_steps)
 {
     runtime_t *rt = need_runtime("oci");
     char *a1 = make_attempt("produce"), *a2 = make_attempt("consume");
-    result_t r1 = {0}, r2 = {0};
+    h_proc_t r1 = {0}, r2 = {0};
     opts_t o1 = {
         .image = IMAGES "/oci", .attempt = a1, .script = "echo weights-v1 > $DROVER_OUTPUTS/model"};
     char *id = run(rt, &o1, &r1);
@@ -535,7 +490,7 @@ Test(runtime, oci_artifact_passes_between_two_container_steps)
 Test(runtime, oci_memory_limit_reports_oomkilled)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {.image = IMAGES "/rootfs", .script = HOG, .memory = 32 << 20};
     char *id = run(rt, &o, &res);
     cr_assert(res.ex.oom_killed, "not OOMKilled: code %d signal %d reason '%s' out '%s'",
@@ -551,13 +506,13 @@ Test(runtime, oci_memory_limit_reports_oomkilled)
 Test(runtime, oci_kill_leaves_nothing_behind)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     char *id;
     /* sh as the container's pid 1 ignores SIGTERM: SIGKILL follows. */
     opts_t o = {.image = IMAGES "/rootfs", .script = "echo up; sleep 30", .grace_ms = 300};
     rt_task_t *t = start(rt, &o, &res, &id);
     while (!res.out && res.exits == 0)
-        ev_run(loop, EVRUN_ONCE);
+        ev_run(fx.loop, EVRUN_ONCE);
     cr_assert_gt(rt_task_pid(t), 1);
     char *name = xasprintf("drover-%s", id);
     cr_assert_str_eq(rt_task_name(t), name);
@@ -566,7 +521,7 @@ Test(runtime, oci_kill_leaves_nothing_behind)
     cr_assert(strstr(list, name), "running container listed: %s", list);
     int64_t t0 = util_mono_ms();
     rt_task_kill(t, "cancelled by test");
-    cr_assert(wait_exit(&res, 20.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 20000));
     cr_assert(res.ex.killed);
     cr_assert_eq(res.ex.term_signal, SIGKILL);
     cr_assert_str_eq(res.ex.reason, "cancelled by test");
@@ -588,12 +543,12 @@ Test(runtime, oci_kill_before_the_container_starts)
     /* A fresh layer cache: the shim is still unpacking when the kill
      * comes, and must stop there (or, if it was quicker, the container is
      * stopped): either way one on_exit, killed, and nothing left. */
-    result_t res = {0};
+    h_proc_t res = {0};
     char *id;
     opts_t o = {.image = IMAGES "/oci.tar", .script = "echo ran; sleep 30", .grace_ms = 500};
     rt_task_t *t = start(rt, &o, &res, &id);
     rt_task_kill(t, "cancelled early");
-    cr_assert(wait_exit(&res, 20.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 20000));
     cr_assert(res.ex.killed);
     cr_assert_str_eq(res.ex.reason, "cancelled early");
     cr_assert(res.ex.term_signal == SIGTERM || res.ex.term_signal == SIGKILL, "signal %d code %d",
@@ -616,19 +571,19 @@ Test(runtime, oci_kill_before_the_container_starts)
 Test(runtime, oci_signals_are_delivered_and_exit_codes_kept)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     char *id;
     opts_t o = {.image = IMAGES "/rootfs",
                 .script = "trap 'echo got USR1' USR1; trap 'echo got TERM; exit 7' TERM; "
                           "echo ready; while :; do sleep 0.05; done"};
     rt_task_t *t = start(rt, &o, &res, &id);
     while (!(res.out && strstr(res.out, "ready")) && res.exits == 0)
-        ev_run(loop, EVRUN_ONCE);
+        ev_run(fx.loop, EVRUN_ONCE);
     cr_assert_eq(rt_task_signal(t, SIGUSR1), 0);
     while (!strstr(res.out, "got USR1") && res.exits == 0)
-        ev_run(loop, EVRUN_ONCE);
+        ev_run(fx.loop, EVRUN_ONCE);
     rt_task_kill(t, "stop");
-    cr_assert(wait_exit(&res, 20.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 20000));
     cr_assert_eq(res.ex.exit_code, 7, "out: %s", res.out);
     cr_assert_eq(res.ex.term_signal, 0);
     cr_assert(res.ex.killed);
@@ -643,7 +598,7 @@ Test(runtime, oci_signals_are_delivered_and_exit_codes_kept)
 Test(runtime, oci_timeout)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {
         .image = IMAGES "/rootfs", .script = "sleep 30", .timeout_ms = 500, .grace_ms = 200};
     char *id = run(rt, &o, &res);
@@ -663,7 +618,7 @@ Test(runtime, oci_timeout)
 Test(runtime, oci_missing_executable_is_a_clear_failure)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"no-such-program", NULL};
     opts_t o = {.image = IMAGES "/rootfs", .argv = argv};
     char *id = run(rt, &o, &res);
@@ -692,15 +647,15 @@ static void crash_agent_with_running_step(const char *driver, const char *image,
         if (!rt)
             _exit(2);
         char *argv[] = {"sh", "-c", "echo up; sleep 60", NULL}, *envp[] = {NULL};
-        result_t res = {0};
+        h_proc_t res = {0};
         rt_spec_t spec = {.id = id,
                           .image = image,
                           .argv = argv,
                           .envp = envp,
                           .attempt_dir = adir,
                           .kill_grace_ms = 1000,
-                          .on_output = on_output,
-                          .on_exit = on_exit_cb,
+                          .on_output = h_proc_output,
+                          .on_exit = h_proc_exit,
                           .arg = &res};
         rt_task_t *t = runtime_start(rt, EV_DEFAULT, &spec, err, sizeof err);
         if (!t)
@@ -801,7 +756,7 @@ Test(runtime, oci_binary_is_chosen_by_trying_it)
 Test(runtime, oci_limits_and_gpu_variables_inside)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     char *id = next_id();
     char *e_out = xasprintf("DROVER_OUTPUTS=%s/outputs", adir);
     char *envp[] = {e_out, NULL};
@@ -824,13 +779,13 @@ Test(runtime, oci_limits_and_gpu_variables_inside)
                       .gpus = gpus,
                       .n_gpus = 1,
                       .kill_grace_ms = 1000,
-                      .on_output = on_output,
-                      .on_exit = on_exit_cb,
+                      .on_output = h_proc_output,
+                      .on_exit = h_proc_exit,
                       .arg = &res};
     char err[512];
-    rt_task_t *t = runtime_start(rt, loop, &spec, err, sizeof err);
+    rt_task_t *t = runtime_start(rt, fx.loop, &spec, err, sizeof err);
     cr_assert_not_null(t, "%s", err);
-    cr_assert(wait_exit(&res, 30.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 30000));
     cr_assert_eq(res.ex.exit_code, 0, "%s %s", res.out, res.ex.reason);
     cr_assert(strstr(res.out, "50000\n64\n100663296\n") ||
                   strstr(res.out, "50000 100000\n64\n100663296\n"),
@@ -847,12 +802,12 @@ Test(runtime, oci_limits_and_gpu_variables_inside)
 Test(runtime, oci_destroy_while_running_cleans_up_in_the_background)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     char *id;
     opts_t o = {.image = IMAGES "/rootfs", .script = "echo up; sleep 30"};
     rt_task_t *t = start(rt, &o, &res, &id);
     while (!res.out && res.exits == 0)
-        ev_run(loop, EVRUN_ONCE);
+        ev_run(fx.loop, EVRUN_ONCE);
     /* Agent shutdown: SIGKILL now, then free without waiting for on_exit. */
     rt_task_kill_now(t);
     rt_task_destroy(&t);
@@ -861,7 +816,7 @@ Test(runtime, oci_destroy_while_running_cleans_up_in_the_background)
     char *name = xasprintf("drover-%s", id);
     bool gone = false;
     for (int i = 0; i < 100 && !gone; i++) {
-        ev_run(loop, EVRUN_NOWAIT); /* reap the cleanup child */
+        ev_run(fx.loop, EVRUN_NOWAIT); /* reap the cleanup child */
         char *list = capture(cmd);
         char *bundle = xasprintf("%s/runtime/bundles/%s", state, name);
         gone = !strstr(list, name) && access(bundle, F_OK) != 0;
@@ -886,7 +841,7 @@ Test(runtime, process_memory_limit_reports_oomkilled)
     runtime_t *rt = need_runtime("process");
     if (!runtime_has_limits(rt))
         cr_skip_test("no cgroups for process limits: %s", runtime_describe(rt));
-    result_t res = {0};
+    h_proc_t res = {0};
     char *envp[] = {"PATH=/usr/bin:/bin", NULL};
     opts_t o = {.script = HOG, .memory = 32 << 20, .env = envp};
     char *id = run(rt, &o, &res);
@@ -898,7 +853,7 @@ Test(runtime, process_memory_limit_reports_oomkilled)
     free(res.out);
 
     /* Within the limit, and without limits, nothing changes. */
-    result_t ok = {0};
+    h_proc_t ok = {0};
     opts_t o2 = {.script = "x=$(head -c 1000000 /dev/zero | tr '\\0' a); echo ${#x}; exit 4",
                  .memory = 64 << 20,
                  .env = envp};
@@ -917,12 +872,12 @@ Test(runtime, process_leftovers_die_with_the_step)
     runtime_t *rt = need_runtime("process");
     if (!runtime_has_limits(rt))
         cr_skip_test("no cgroups for process limits: %s", runtime_describe(rt));
-    char *pidfile = xasprintf("%s/daemon.pid", dir);
+    char *pidfile = xasprintf("%s/daemon.pid", fx.dir);
     char *script = xasprintf(
         "setsid sh -c 'echo $$ > %s; exec sleep 60' >/dev/null 2>&1 & sleep 0.2; echo done",
         pidfile);
     char *envp[] = {"PATH=/usr/bin:/bin", NULL};
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {.script = script, .memory = 256 << 20, .env = envp};
     char *id = run(rt, &o, &res);
     cr_assert_str_eq(res.out, "done\n");
@@ -953,7 +908,7 @@ Test(runtime, process_leftovers_die_with_the_step)
 Test(runtime, container_runtime_runs_plain_steps_as_processes)
 {
     runtime_t *rt = need_runtime("oci");
-    result_t res = {0};
+    h_proc_t res = {0};
     char *envp[] = {"PATH=/usr/bin:/bin", NULL};
     opts_t o = {.script = "echo host $(pwd)", .env = envp};
     char *id = run(rt, &o, &res);
@@ -979,7 +934,7 @@ Test(runtime, podman_output_env_mounts)
     runtime_t *rt = need_podman();
     char *in = xasprintf("%s/inputs/data.txt", adir);
     write_host(in, "input-data\n");
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {.image = IMAGES "/oci.tar",
                 .script = "cat $DROVER_INPUTS/data.txt; echo result > $DROVER_OUTPUTS/x; pwd; "
                           "echo $IMAGE_VAR $STEP_VAR; cat /etc/layer2; "
@@ -1006,7 +961,7 @@ Test(runtime, podman_artifact_and_rootfs_dir)
 {
     runtime_t *rt = need_podman();
     char *a1 = make_attempt("p1"), *a2 = make_attempt("p2");
-    result_t r1 = {0}, r2 = {0};
+    h_proc_t r1 = {0}, r2 = {0};
     opts_t o1 = {.image = IMAGES "/rootfs",
                  .attempt = a1,
                  .script = "echo weights-v2 > $DROVER_OUTPUTS/model"};
@@ -1037,7 +992,7 @@ Test(runtime, podman_artifact_and_rootfs_dir)
 Test(runtime, podman_memory_limit_reports_oomkilled)
 {
     runtime_t *rt = need_podman();
-    result_t res = {0};
+    h_proc_t res = {0};
     opts_t o = {.image = IMAGES "/oci.tar", .script = HOG, .memory = 32 << 20};
     char *id = run(rt, &o, &res);
     cr_assert(res.ex.oom_killed, "not OOMKilled: code %d signal %d reason '%s' out '%s'",
@@ -1053,7 +1008,7 @@ Test(runtime, podman_memory_limit_reports_oomkilled)
 Test(runtime, podman_kill_and_bad_image)
 {
     runtime_t *rt = need_podman();
-    result_t res = {0};
+    h_proc_t res = {0};
     char *id;
     opts_t o = {.image = IMAGES "/oci.tar",
                 .script = "trap 'echo got TERM; exit 9' TERM; echo up; "
@@ -1061,9 +1016,9 @@ Test(runtime, podman_kill_and_bad_image)
                 .grace_ms = 3000};
     rt_task_t *t = start(rt, &o, &res, &id);
     while (!res.out && res.exits == 0)
-        ev_run(loop, EVRUN_ONCE);
+        ev_run(fx.loop, EVRUN_ONCE);
     rt_task_kill(t, "cancelled by test");
-    cr_assert(wait_exit(&res, 30.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 30000));
     cr_assert(res.ex.killed);
     cr_assert_eq(res.ex.exit_code, 9, "out %s, signal %d", res.out, res.ex.term_signal);
     cr_assert(strstr(res.out, "got TERM"));
@@ -1073,13 +1028,13 @@ Test(runtime, podman_kill_and_bad_image)
     free(res.out);
 
     /* SIGKILL after the grace period: reported as the signal. */
-    result_t r2 = {0};
+    h_proc_t r2 = {0};
     opts_t o2 = {.image = IMAGES "/oci.tar", .script = "echo up; sleep 30", .grace_ms = 300};
     t = start(rt, &o2, &r2, &id);
     while (!r2.out && r2.exits == 0)
-        ev_run(loop, EVRUN_ONCE);
+        ev_run(fx.loop, EVRUN_ONCE);
     rt_task_kill(t, "stop");
-    cr_assert(wait_exit(&r2, 30.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &r2, 30000));
     cr_assert_eq(r2.ex.term_signal, SIGKILL, "code %d", r2.ex.exit_code);
     rt_task_destroy(&t);
     assert_gone_podman(id);
@@ -1087,7 +1042,7 @@ Test(runtime, podman_kill_and_bad_image)
     free(r2.out);
 
     /* An image podman cannot find: the step fails with podman's message. */
-    result_t r3 = {0};
+    h_proc_t r3 = {0};
     opts_t o3 = {.image = "localhost/drover-no-such-image:1", .script = "true"};
     id = run(rt, &o3, &r3);
     cr_assert_eq(r3.ex.exit_code, 127);
@@ -1107,7 +1062,7 @@ Test(runtime, podman_never_removes_another_agents_container)
                           "oci-archive:%s/oci.tar true >/dev/null 2>&1",
                           id, IMAGES);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    result_t res = {0};
+    h_proc_t res = {0};
     char *argv[] = {"true", NULL}, *envp[] = {NULL}, err[512];
     rt_spec_t spec = {.id = id,
                       .image = IMAGES "/oci.tar",
@@ -1115,12 +1070,12 @@ Test(runtime, podman_never_removes_another_agents_container)
                       .envp = envp,
                       .attempt_dir = adir,
                       .kill_grace_ms = 1000,
-                      .on_output = on_output,
-                      .on_exit = on_exit_cb,
+                      .on_output = h_proc_output,
+                      .on_exit = h_proc_exit,
                       .arg = &res};
-    rt_task_t *t = runtime_start(rt, loop, &spec, err, sizeof err);
+    rt_task_t *t = runtime_start(rt, fx.loop, &spec, err, sizeof err);
     cr_assert_not_null(t, "%s", err);
-    cr_assert(wait_exit(&res, 60.0));
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, &res, 60000));
     cr_assert_eq(res.ex.exit_code, 127);
     cr_assert(strstr(res.ex.reason, "is taken by a container this agent does not own"), "%s",
               res.ex.reason);

@@ -1084,7 +1084,7 @@ Test(spec, real_errors_beat_not_implemented)
 
 Test(spec, design_doc_example)
 {
-    /* DESIGN.md's example without image, checkpoint, preemption.signal,
+    /* README.md's example without image, checkpoint, preemption.signal,
      * preemption.grace and placement.spot (later releases) */
     const char *doc = "name: train-classifier\n"
                       "params:\n"

@@ -18,6 +18,7 @@
  * the transfer; a manifest path that would leave the inputs dir is
  * refused; blobs already cached are not fetched again.
  */
+#define DROVER_TEST_AGENT
 #include "helpers.h"
 
 #include <errno.h>
@@ -36,9 +37,8 @@
 #define WINDOW  8
 #define WAIT_MS 10000
 
-static struct ev_loop *loop;
-static worker_t *w;
-static char *root, *outdir, *cachedir, *indir, *srcdir;
+static h_agent_t fx; /* with a worker */
+static char *outdir, *cachedir, *indir, *srcdir;
 
 /* ------------------------------------------------------------ fake droverd */
 
@@ -101,7 +101,7 @@ static void fake_free(void)
 
 static xfer_host_t host(void)
 {
-    return (xfer_host_t){.worker = w,
+    return (xfer_host_t){.worker = fx.worker,
                          .cache_dir = cachedir,
                          .send_offer = host_offer,
                          .send_chunk = host_chunk,
@@ -174,14 +174,11 @@ static void in_done(void *arg, const char *error)
 
 static void setup(void)
 {
-    loop = EV_DEFAULT;
-    w = worker_new(loop);
-    cr_assert_not_null(w);
-    root = h_tmpdir();
-    outdir = xasprintf("%s/outputs", root);
-    cachedir = xasprintf("%s/cache", root);
-    indir = xasprintf("%s/task/inputs", root);
-    srcdir = xasprintf("%s/src", root);
+    h_agent_init(&fx, true);
+    outdir = xasprintf("%s/outputs", fx.dir);
+    cachedir = xasprintf("%s/cache", fx.dir);
+    indir = xasprintf("%s/task/inputs", fx.dir);
+    srcdir = xasprintf("%s/src", fx.dir);
     cr_assert_eq(util_mkdir_p(outdir, 0755), 0);
     cr_assert_eq(util_mkdir_p(cachedir, 0755), 0);
     cr_assert_eq(util_mkdir_p(srcdir, 0755), 0);
@@ -191,11 +188,10 @@ static void setup(void)
 
 static void teardown(void)
 {
-    worker_destroy(&w);
+    worker_destroy(&fx.worker); /* first: its last jobs may still touch res */
     fake_free();
     result_free();
-    util_rm_rf(root);
-    free(root);
+    h_agent_fini(&fx);
     free(outdir);
     free(cachedir);
     free(indir);
@@ -204,24 +200,9 @@ static void teardown(void)
 
 TestSuite(transfer, .init = setup, .fini = teardown, .timeout = 120);
 
-static void tick_cb(struct ev_loop *l, ev_timer *t, int revents) {}
-
-static bool pump_until(bool (*cond)(void *), void *arg)
-{
-    ev_timer tick;
-    ev_timer_init(&tick, tick_cb, 0.01, 0.01);
-    ev_timer_start(loop, &tick);
-    int64_t deadline = util_mono_ms() + WAIT_MS;
-    bool ok;
-    while (!(ok = cond(arg)) && util_mono_ms() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tick);
-    return ok;
-}
-
 static bool idle(void *arg)
 {
-    return worker_pending(w) == 0;
+    return worker_pending(fx.worker) == 0;
 }
 
 static bool finished(void *arg)
@@ -242,12 +223,13 @@ static bool have_offer(void *arg)
 /* Let every queued worker job come back. */
 static void settle(void)
 {
-    cr_assert(pump_until(idle, NULL), "worker still busy: %u jobs", worker_pending(w));
+    cr_assert(h_pump_until(fx.loop, idle, NULL, WAIT_MS), "worker still busy: %u jobs",
+              worker_pending(fx.worker));
 }
 
 static void wait_done(void)
 {
-    cr_assert(pump_until(finished, NULL), "done() was never called");
+    cr_assert(h_pump_until(fx.loop, finished, NULL, WAIT_MS), "done() was never called");
     settle();
     cr_assert_eq(res.calls, 1, "done() called %d times", res.calls);
 }
@@ -522,7 +504,7 @@ Test(transfer, outputs_offered_uploaded_on_demand_and_reported)
     uint64_t attempt = 77;
     xfer_out_t *x = xfer_out_start(&h, attempt, outdir, OUT_ARTS, 2, OUT_PARAMS, 3, out_done, &res);
     cr_assert_not_null(x);
-    cr_assert(pump_until(have_offer, NULL), "no offer");
+    cr_assert(h_pump_until(fx.loop, have_offer, NULL, WAIT_MS), "no offer");
     cr_assert_eq(res.calls, 0, "done before the upload: %s", res.error ? res.error : "-");
     cr_assert_eq(fake.n_offers, 1);
     settle();
@@ -654,8 +636,8 @@ static void checkpoint_scan(xfer_memo_t *memo, uint8_t a_digest[DIGEST_LEN],
     xfer_host_t h = host();
     result_free();
     fake_free();
-    xfer_out_t *x = xfer_checkpoint_start(&h, 9, root, memo, out_done, &res);
-    cr_assert(pump_until(have_offer, NULL));
+    xfer_out_t *x = xfer_checkpoint_start(&h, 9, fx.dir, memo, out_done, &res);
+    cr_assert(h_pump_until(fx.loop, have_offer, NULL, WAIT_MS));
     want(x, 9, NULL, 0);
     wait_done();
     cr_assert_null(res.error, "%s", res.error);
@@ -673,7 +655,7 @@ static void checkpoint_scan(xfer_memo_t *memo, uint8_t a_digest[DIGEST_LEN],
  * again at every checkpoint. */
 Test(transfer, checkpoints_hash_only_what_changed)
 {
-    char *ckdir = xasprintf("%s/checkpoint", root);
+    char *ckdir = xasprintf("%s/checkpoint", fx.dir);
     cr_assert_eq(util_mkdir_p(ckdir, 0755), 0);
     char *a = xasprintf("%s/a.bin", ckdir), *b = xasprintf("%s/b.bin", ckdir);
     write_file(a, "model weights", 13, 0644);
@@ -722,7 +704,7 @@ Test(transfer, nothing_wanted_means_done_without_uploading)
     make_outputs();
     xfer_host_t h = host();
     xfer_out_t *x = xfer_out_start(&h, 5, outdir, OUT_ARTS, 2, OUT_PARAMS, 3, out_done, &res);
-    cr_assert(pump_until(have_offer, NULL));
+    cr_assert(h_pump_until(fx.loop, have_offer, NULL, WAIT_MS));
     cr_assert_eq(fake.n_offers, 1);
     want(x, 5, NULL, 0);
     wait_done();
@@ -755,7 +737,7 @@ Test(transfer, failed_blob_fails_the_upload)
     make_outputs();
     xfer_host_t h = host();
     xfer_out_t *x = xfer_out_start(&h, 8, outdir, OUT_ARTS, 2, OUT_PARAMS, 3, out_done, &res);
-    cr_assert(pump_until(have_offer, NULL));
+    cr_assert(h_pump_until(fx.loop, have_offer, NULL, WAIT_MS));
     const out_file_t *wanted[] = {out_file("model"), out_file("data/sub/b.bin")};
     want(x, 8, wanted, 2);
     settle();
@@ -787,7 +769,7 @@ Test(transfer, blob_droverd_could_not_store_is_offered_again)
     make_outputs();
     xfer_host_t h = host();
     xfer_out_t *x = xfer_out_start(&h, 9, outdir, OUT_ARTS, 2, OUT_PARAMS, 3, out_done, &res);
-    cr_assert(pump_until(have_offer, NULL));
+    cr_assert(h_pump_until(fx.loop, have_offer, NULL, WAIT_MS));
     cr_assert_eq(fake.n_offers, 1);
     const out_file_t *wanted[] = {out_file("model")};
     want(x, 9, wanted, 1);
@@ -912,7 +894,7 @@ Test(transfer, output_param_of_exactly_64_KiB_is_accepted)
 
 Test(transfer, output_names_cannot_leave_the_outputs_dir)
 {
-    char *outside = xasprintf("%s/secret", root);
+    char *outside = xasprintf("%s/secret", fx.dir);
     write_file(outside, "s3cret", 6, 0644);
     free(outside);
     char *arts[] = {"../secret"};
@@ -929,7 +911,7 @@ Test(transfer, restart_offers_again_and_uploads_from_the_start)
     make_outputs();
     xfer_host_t h = host();
     xfer_out_t *x = xfer_out_start(&h, 12, outdir, OUT_ARTS, 2, OUT_PARAMS, 3, out_done, &res);
-    cr_assert(pump_until(have_offer, NULL));
+    cr_assert(h_pump_until(fx.loop, have_offer, NULL, WAIT_MS));
     const out_file_t *wanted[] = {out_file("data/sub/b.bin")};
     want(x, 12, wanted, 1);
     settle();
@@ -1072,8 +1054,8 @@ static void serve_fetches(xfer_in_t *x, uint64_t attempt, int corrupt, served_t 
     int cur = -1;
     uint64_t sent = 0, acked = 0;
     ev_timer tick;
-    ev_timer_init(&tick, tick_cb, 0.01, 0.01);
-    ev_timer_start(loop, &tick);
+    ev_timer_init(&tick, h_tick_cb, 0.01, 0.01);
+    ev_timer_start(fx.loop, &tick);
     int64_t deadline = util_mono_ms() + WAIT_MS;
     while (res.calls == 0) {
         cr_assert_lt(util_mono_ms(), deadline, "input transfer stalled");
@@ -1118,9 +1100,9 @@ static void serve_fetches(xfer_in_t *x, uint64_t attempt, int corrupt, served_t 
             if (sent - acked > sv->max_unacked_bytes)
                 sv->max_unacked_bytes = sent - acked;
         }
-        ev_run(loop, EVRUN_ONCE);
+        ev_run(fx.loop, EVRUN_ONCE);
     }
-    ev_timer_stop(loop, &tick);
+    ev_timer_stop(fx.loop, &tick);
     settle();
 }
 
@@ -1196,7 +1178,7 @@ Test(transfer, inputs_are_fetched_verified_cached_and_materialized)
     cr_assert_null(x);
 
     /* a second attempt with the same inputs fetches nothing */
-    char *indir2 = xasprintf("%s/task2/inputs", root);
+    char *indir2 = xasprintf("%s/task2/inputs", fx.dir);
     n = make_inputs(ins);
     size_t fetches_before = fake.n_fetches;
     x = xfer_in_start(&h, 32, ins, n, indir2, in_done, &res);
@@ -1273,8 +1255,8 @@ Test(transfer, manifest_paths_cannot_leave_the_inputs_dir)
     make_blobs();
     cache_put(B_SH);
     const char *bad[] = {"../evil", "x/../../evil", "/evil", "x/./../../evil", "", "x//evil"};
-    char *outside1 = xasprintf("%s/task/evil", root);
-    char *outside2 = xasprintf("%s/evil", root);
+    char *outside1 = xasprintf("%s/task/evil", fx.dir);
+    char *outside2 = xasprintf("%s/evil", fx.dir);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         Drover__FileEntry *files[] = {entry(bad[i], 0755, B_SH)};
         Drover__InputArtifact *in = input("data", "ds", true, files, 1);
@@ -1304,7 +1286,7 @@ Test(transfer, manifest_paths_cannot_leave_the_inputs_dir)
         xfer_in_cancel(&x);
         result_free();
     }
-    char *model_outside = xasprintf("%s/task/model", root);
+    char *model_outside = xasprintf("%s/task/model", fx.dir);
     cr_assert_not(exists(model_outside), "a bad local name wrote outside the inputs dir");
     free(model_outside);
     free(outside1);
@@ -1320,7 +1302,7 @@ Test(transfer, missing_blob_on_the_scheduler_fails_the_fetch)
     xfer_host_t h = host();
     xfer_in_t *x = xfer_in_start(&h, 60, ins, n, indir, in_done, &res);
     inputs_free(ins, n);
-    cr_assert(pump_until(have_fetch, NULL));
+    cr_assert(h_pump_until(fx.loop, have_fetch, NULL, WAIT_MS));
     Drover__BlobDone d = DROVER__BLOB_DONE__INIT;
     d.attempt_id = 60;
     d.digest = fake.fetches[0]->digest;
@@ -1350,7 +1332,7 @@ static void assert_content(const char *path, const char *text)
  * files of the save idiom and dot-files are not part of it. */
 Test(transfer, snapshot_is_the_checkpoint_as_it_was)
 {
-    char *ck = xasprintf("%s/ck", root), *sub = xasprintf("%s/ck/sub", root);
+    char *ck = xasprintf("%s/ck", fx.dir), *sub = xasprintf("%s/ck/sub", fx.dir);
     cr_assert_eq(util_mkdir_p(sub, 0755), 0);
     char *last = xasprintf("%s/last.pt", ck), *tmp = xasprintf("%s/last.pt.tmp", ck);
     char *hidden = xasprintf("%s/.lock", ck), *opt = xasprintf("%s/opt.bin", sub);
@@ -1360,7 +1342,7 @@ Test(transfer, snapshot_is_the_checkpoint_as_it_was)
     write_file(hidden, "x", 1, 0644);
     write_file(opt, "adam 1", 6, 0644);
     write_file(subtmp, "y", 1, 0644);
-    char *snap = xasprintf("%s/snap", root), err[512];
+    char *snap = xasprintf("%s/snap", fx.dir), err[512];
     cr_assert_eq(xfer_snapshot(ck, snap, err, sizeof err), 0, "%s", err);
 
     write_file(tmp, "epoch 2", 7, 0644); /* the next save lands */
@@ -1385,7 +1367,7 @@ Test(transfer, snapshot_is_the_checkpoint_as_it_was)
     }
 
     /* A link could point outside the task dir: refused, nothing left. */
-    char *lnk = xasprintf("%s/escape", ck), *snap2 = xasprintf("%s/snap2", root);
+    char *lnk = xasprintf("%s/escape", ck), *snap2 = xasprintf("%s/snap2", fx.dir);
     cr_assert_eq(symlink("/etc/passwd", lnk), 0);
     cr_assert_lt(xfer_snapshot(ck, snap2, err, sizeof err), 0);
     cr_assert(strstr(err, "symbolic link 'escape'"), "%s", err);
@@ -1426,7 +1408,7 @@ static size_t cache_files(const char *c)
  * first, and what goes is counted. */
 Test(transfer, cache_evicts_least_recently_used)
 {
-    char *c = xasprintf("%s/lru", root);
+    char *c = xasprintf("%s/lru", fx.dir);
     lru_put(c, 'a', 1000, 300); /* oldest */
     lru_put(c, 'b', 1000, 200);
     lru_put(c, 'c', 1000, 100);

@@ -8,6 +8,7 @@
  * uses is never moved. Each test drives the module with a real worker on
  * the default loop, in a temp work dir.
  */
+#define DROVER_TEST_AGENT
 #include "helpers.h"
 
 #include <dirent.h>
@@ -24,52 +25,44 @@
 
 static const char *const subs[] = {"work", "inputs", "outputs", "checkpoint"};
 
-static struct ev_loop *loop;
-static worker_t *wk;
+static h_agent_t fx; /* with a worker */
 static workdirs_t *wd;
-static char *tmp, *work;
+static char *work;
 
 static void setup(void)
 {
-    loop = EV_DEFAULT;
-    tmp = h_tmpdir();
-    work = xasprintf("%s/agent", tmp);
+    h_agent_init(&fx, true);
+    work = xasprintf("%s/agent", fx.dir);
     cr_assert_eq(mkdir(work, 0755), 0);
-    wk = worker_new(loop);
-    cr_assert_not_null(wk);
 }
 
 static void teardown(void)
 {
     if (wd)
         workdirs_close(wd);
-    worker_destroy(&wk);
+    worker_destroy(&fx.worker);
     workdirs_destroy(&wd);
-    util_rm_rf(tmp);
+    h_agent_fini(&fx);
     free(work);
-    free(tmp);
 }
 
 TestSuite(workdirs, .init = setup, .fini = teardown, .timeout = 60);
 
-static void tick_cb(struct ev_loop *l, ev_timer *t, int revents) {}
+static bool idle(void *arg)
+{
+    return workdirs_busy(wd) == 0;
+}
 
 /* Run the loop until the module's jobs are done. */
 static void settle(void)
 {
-    ev_timer tick;
-    ev_timer_init(&tick, tick_cb, 0.01, 0.01);
-    ev_timer_start(loop, &tick);
-    int64_t deadline = util_mono_ms() + WAIT_MS;
-    while (workdirs_busy(wd) > 0 && util_mono_ms() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tick);
-    cr_assert_eq(workdirs_busy(wd), 0, "jobs still running after %d ms", WAIT_MS);
+    cr_assert(h_pump_until(fx.loop, idle, NULL, WAIT_MS), "jobs still running after %d ms",
+              WAIT_MS);
 }
 
 static void open_pool(size_t cap)
 {
-    wd = workdirs_new(work, wk, cap, false);
+    wd = workdirs_new(work, fx.worker, cap, false);
     cr_assert_not_null(wd);
 }
 
@@ -211,7 +204,7 @@ static void dirty(const char *dir, const char *outside)
 /* A directory outside the work dir, with a file, that no cleanup may touch. */
 static char *outside_dir(void)
 {
-    char *o = xasprintf("%s/outside", tmp);
+    char *o = xasprintf("%s/outside", fx.dir);
     mkdir(o, 0755);
     write_file(o, "keep.txt", "untouched");
     return o;
@@ -454,7 +447,7 @@ Test(workdirs, attempt_made_during_cleaning_keeps_its_dir)
     /* Jobs run in order: once the marker ran, the cleaning job's work is
      * over, and its done callback waits for the loop. */
     atomic_store(&marker_ran, false);
-    worker_submit(wk, marker_work, NULL, NULL);
+    worker_submit(fx.worker, marker_work, NULL, NULL);
     int64_t deadline = util_mono_ms() + WAIT_MS;
     while (!atomic_load(&marker_ran) && util_mono_ms() < deadline)
         usleep(1000);
@@ -544,7 +537,7 @@ Test(workdirs, pool_is_capped)
 
 Test(workdirs, keep_work_dirs)
 {
-    wd = workdirs_new(work, wk, 8, true);
+    wd = workdirs_new(work, fx.worker, 8, true);
     cr_assert_not_null(wd);
     char *dir = make_attempt("r", "t", 1);
     write_file(dir, "work/result", "kept");
