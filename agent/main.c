@@ -94,16 +94,7 @@ static int metadata_url(options_t *o, const char **field, const char *value, con
  * run in directories of their own, and runc runs from the bundle. */
 static int absolute(options_t *o, const char **field)
 {
-    if (!*field || (*field)[0] == '/')
-        return 0;
-    char *abs = path_absolute(*field);
-    if (!abs) {
-        fprintf(stderr, "drover-agent: cannot resolve the relative path '%s': %s\n", *field,
-                strerror(errno));
-        return -1;
-    }
-    *field = o->resolved[o->n_resolved++] = abs; /* at most 4: resolve_paths */
-    return 0;
+    return path_option_absolute("drover-agent", field, o->resolved, &o->n_resolved);
 }
 
 /* Every path option made absolute at start: a relative --work-dir would

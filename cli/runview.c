@@ -122,6 +122,22 @@ static void json_params(doc_t *j, Drover__KeyValue *const *kvs, size_t n)
     doc_object_end(j);
 }
 
+/* "exit_code" (null unless the process exited) and "signal" (null
+ * unless a signal ended it). */
+static void json_exit(doc_t *j, bool exited, int32_t code, int32_t sig)
+{
+    doc_key(j, "exit_code");
+    if (exited)
+        doc_int(j, code);
+    else
+        doc_null(j);
+    doc_key(j, "signal");
+    if (sig)
+        doc_int(j, sig);
+    else
+        doc_null(j);
+}
+
 static void json_attempt(doc_t *j, const Drover__AttemptRecord *a)
 {
     bool exited =
@@ -131,16 +147,7 @@ static void json_attempt(doc_t *j, const Drover__AttemptRecord *a)
     doc_field_uint(j, "id", a->id);
     doc_field_str(j, "agent", a->agent);
     doc_field_str(j, "status", util_task_status_name(a->status));
-    doc_key(j, "exit_code");
-    if (exited)
-        doc_int(j, a->exit_code);
-    else
-        doc_null(j);
-    doc_key(j, "signal");
-    if (a->term_signal)
-        doc_int(j, a->term_signal);
-    else
-        doc_null(j);
+    json_exit(j, exited, a->exit_code, a->term_signal);
     doc_field_time(j, "started", a->started_ms);
     doc_field_time(j, "finished", a->finished_ms);
     doc_field_str(j, "reason", a->reason);
@@ -166,16 +173,7 @@ static void json_task(doc_t *j, const Drover__TaskView *t)
     doc_field_str(j, "status", util_task_status_name(t->status));
     doc_field_uint(j, "attempts", t->attempts);
     doc_field_str(j, "agent", t->agent);
-    doc_key(j, "exit_code");
-    if (t->has_exit && t->term_signal == 0)
-        doc_int(j, t->exit_code);
-    else
-        doc_null(j);
-    doc_key(j, "signal");
-    if (t->term_signal)
-        doc_int(j, t->term_signal);
-    else
-        doc_null(j);
+    json_exit(j, t->has_exit && t->term_signal == 0, t->exit_code, t->term_signal);
     doc_field_str(j, "reason", t->reason);
     doc_field_uint(j, "retries_used", t->retries_used);
     doc_field_uint(j, "preemptions", t->preemptions);

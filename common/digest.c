@@ -88,12 +88,7 @@ int digest_file(const char *path, uint8_t out[DIGEST_LEN], uint64_t *size)
 
 void digest_hex(const uint8_t d[DIGEST_LEN], char out[DIGEST_HEX_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < DIGEST_LEN; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[DIGEST_HEX_LEN] = '\0';
+    util_hex(d, DIGEST_LEN, out);
 }
 
 static int hexval(char ch)

@@ -2,6 +2,8 @@
  * state, so they are safe on any thread. */
 #include "path.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,4 +44,18 @@ char *path_absolute(const char *path)
                     : xasprintf("%s%s%s", cwd, strcmp(cwd, "/") ? "/" : "", path);
     free(cwd);
     return abs;
+}
+
+int path_option_absolute(const char *prog, const char **field, char **owned, int *n)
+{
+    if (!*field || (*field)[0] == '/')
+        return 0;
+    char *abs = path_absolute(*field);
+    if (!abs) {
+        fprintf(stderr, "%s: cannot resolve the relative path '%s': %s\n", prog, *field,
+                strerror(errno));
+        return -1;
+    }
+    *field = owned[(*n)++] = abs;
+    return 0;
 }

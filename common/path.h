@@ -34,4 +34,10 @@ bool path_is_component(const char *s, size_t max, const char *extra);
  * directory cannot be read. */
 char *path_absolute(const char *path);
 
+/* A daemon's path option *field made absolute at start (path_absolute)
+ * when it is relative: *field then points at the new string, which is
+ * also stored at owned[(*n)++] for the caller to free. One that cannot be
+ * resolved is reported on stderr, naming prog. 0 or -1. */
+int path_option_absolute(const char *prog, const char **field, char **owned, int *n);
+
 #endif

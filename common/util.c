@@ -79,6 +79,17 @@ char *xasprintf(const char *fmt, ...)
 /* Try the directory itself first and walk up only on ENOENT: creating
  * WORK/runs/R/T/N/outputs costs one mkdir when its parent exists, not one
  * per path component. */
+char *util_hex(const uint8_t *d, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[d[i] >> 4];
+        out[2 * i + 1] = digits[d[i] & 15];
+    }
+    out[2 * n] = '\0';
+    return out;
+}
+
 int util_mkdir_p(const char *path, unsigned mode)
 {
     if (mkdir(path, mode) == 0 || errno == EEXIST)

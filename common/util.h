@@ -24,6 +24,10 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Lowercase hex of the n bytes at d into out, which holds 2n+1 bytes
+ * (NUL-terminated). Returns out. */
+char *util_hex(const uint8_t *d, size_t n, char *out);
+
 /* mkdir -p with the given mode for created directories. 0 or -errno. */
 int util_mkdir_p(const char *path, unsigned mode);
 

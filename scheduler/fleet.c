@@ -110,15 +110,8 @@ void fleet_free(fleet_t *f)
  * binary). Returns hex. */
 static char *conn_hex(zframe_t *conn, char hex[CONN_HEX_MAX])
 {
-    static const char digits[] = "0123456789abcdef";
     size_t n = zframe_size(conn) < 255 ? zframe_size(conn) : 255;
-    const uint8_t *d = zframe_data(conn);
-    for (size_t i = 0; i < n; i++) {
-        hex[2 * i] = digits[d[i] >> 4];
-        hex[2 * i + 1] = digits[d[i] & 15];
-    }
-    hex[2 * n] = '\0';
-    return hex;
+    return util_hex(zframe_data(conn), n, hex);
 }
 
 agent_t *fleet_by_conn(fleet_t *f, zframe_t *conn)

@@ -66,16 +66,7 @@ static const char *keep(options_t *o, const char *v)
 /* *field made absolute (owned by o) when it is a relative path. */
 static int absolute(options_t *o, const char **field)
 {
-    if (!*field || (*field)[0] == '/')
-        return 0;
-    char *abs = path_absolute(*field);
-    if (!abs) {
-        fprintf(stderr, "droverd: cannot resolve the relative path '%s': %s\n", *field,
-                strerror(errno));
-        return -1;
-    }
-    *field = o->resolved[o->n_resolved++] = abs; /* at most 4: resolve_paths */
-    return 0;
+    return path_option_absolute("droverd", field, o->resolved, &o->n_resolved);
 }
 
 /* Every path option made absolute at start, as drover-agent does, so what

@@ -252,7 +252,7 @@ static inline void h_sched_restart(void)
 #ifdef DROVER_TEST_AGENT
 /* ------------------------------------------------------------------------
  * The agent's modules on a real loop (test_runner, test_runtime,
- * test_preempt, test_transfer, test_workdirs). */
+ * test_preempt, test_transfer, test_workdirs, test_worker). */
 #include <ev.h>
 
 #include "runner.h"

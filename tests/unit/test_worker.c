@@ -8,6 +8,7 @@
  * EVRUN_ONCE until a condition holds (a repeating timer bounds each wait,
  * and a deadline bounds the whole).
  */
+#define DROVER_TEST_AGENT
 #include "helpers.h"
 
 #include <pthread.h>
@@ -62,20 +63,10 @@ static void teardown(void)
 
 TestSuite(worker, .init = setup, .fini = teardown, .timeout = 60);
 
-static void tick_cb(struct ev_loop *l, ev_timer *t, int revents) {}
-
 /* Run the loop until cond(arg) holds or WAIT_MS pass; returns cond. */
 static bool pump_until(bool (*cond)(void *), void *arg)
 {
-    ev_timer tick;
-    ev_timer_init(&tick, tick_cb, 0.01, 0.01);
-    ev_timer_start(loop, &tick);
-    int64_t deadline = util_mono_ms() + WAIT_MS;
-    bool ok;
-    while (!(ok = cond(arg)) && util_mono_ms() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    ev_timer_stop(loop, &tick);
-    return ok;
+    return h_pump_until(loop, cond, arg, WAIT_MS);
 }
 
 /* ------------------------------------------------------------ jobs */
