@@ -103,6 +103,7 @@ static void send_register(agent_t *a)
     reg.version = DROVER_VERSION;
     reg.spot = a->cfg.spot == 1;
     reg.price = a->cfg.price;
+    reg.incarnation = a->incarnation;
     Drover__PreemptNotice notice;
     reg.preempt = spot_notice_message(a, &notice);
     /* Held attempts: running ones, and finished ones whose exit report has
@@ -1022,6 +1023,7 @@ agent_t *agent_new(const agent_config_t *cfg)
 {
     agent_t *a = xcalloc(1, sizeof *a);
     a->cfg = *cfg;
+    util_random_id(a->incarnation);
     a->outbox = outbox_new();
     a->attempts = idmap_new();
     a->finished = idmap_new();

@@ -89,6 +89,7 @@ struct agent {
     int64_t refused_until_mono; /* droverd refused us: next try after this */
     int64_t refused_backoff_ms;
     int64_t last_rx_mono;
+    char incarnation[33]; /* this process's Register.incarnation (random) */
     /* Connection: CURVE keys (NULL without), when this socket was made, and
      * the back-off of the "droverd does not answer" warning. */
     zcert_t *cert, *scheduler_cert;

@@ -82,6 +82,7 @@ typedef struct sim_agent sim_agent_t;
 struct sim_agent {
     sim_t *sim;
     char name[64];
+    char incarnation[33]; /* Register.incarnation: random, per simagent run */
     void *sock;
     ev_io io;
     sim_agent_t *ready_next;
@@ -320,6 +321,9 @@ static void send_register(sim_agent_t *a)
     reg.n_labels = s->cfg.n_labels;
     reg.capacity = &cap;
     reg.version = DROVER_VERSION "-" SIM_VERSION_TAG;
+    if (!a->incarnation[0])
+        util_random_id(a->incarnation);
+    reg.incarnation = a->incarnation;
     /* Held: running attempts, and finished ones whose EXITED is unacked. */
     id_list_t held = {xcalloc(idmap_size(a->running) + a->out_unacked + 1, sizeof(uint64_t)), 0};
     idmap_each(a->running, collect_running, &held);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -88,6 +89,20 @@ char *util_hex(const uint8_t *d, size_t n, char *out)
     }
     out[2 * n] = '\0';
     return out;
+}
+
+char *util_random_id(char out[33])
+{
+    uint8_t b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+        else if (errno != EINTR)
+            abort(); /* cannot happen on Linux >= 3.17 once booted */
+    }
+    return util_hex(b, sizeof b, out);
 }
 
 int util_mkdir_p(const char *path, unsigned mode)

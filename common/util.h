@@ -28,6 +28,10 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * (NUL-terminated). Returns out. */
 char *util_hex(const uint8_t *d, size_t n, char *out);
 
+/* A new random identifier: 32 lowercase hex digits from the kernel's
+ * random source (getrandom), into out[33]. Returns out. */
+char *util_random_id(char out[33]);
+
 /* mkdir -p with the given mode for created directories. 0 or -errno. */
 int util_mkdir_p(const char *path, unsigned mode);
 

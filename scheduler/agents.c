@@ -14,7 +14,9 @@
  * An agent registers with its labels, capacity and the attempts it holds;
  * droverd reconciles both ways: an attempt droverd thinks is RUNNING or
  * ASSIGNED there but the agent does not hold is LOST (rerun as a new
- * attempt: one that may have started is never sent again under its id),
+ * attempt: one that may have started is never sent again under its id)
+ * unless it was assigned to the same agent process (Register.incarnation):
+ * that one never arrived and is sent again under its id,
  * and one the agent runs that is not current is killed (fencing). Every report carries a sequence
  * number and is acknowledged only after the transition it causes is committed; reports are applied
  * idempotently by attempt id, so re-sent ones are harmless. A message from an agent not registered
@@ -159,6 +161,9 @@ static void handle_register(sched_t *s, agent_t *bound, zframe_t *conn, const ke
     a->images = reg->images;
     a->spot = reg->spot;
     a->price = reg->price;
+    /* bounded: an incarnation is 32 hex digits; anything else is none */
+    a->incarnation = journal_intern(
+        &s->journal, reg->incarnation && strlen(reg->incarnation) <= 64 ? reg->incarnation : "");
     set_notice(s, a, reg->preempt);
     a->connected = true;
     a->last_seen_mono = util_mono_ms();
@@ -174,8 +179,16 @@ static void handle_register(sched_t *s, agent_t *bound, zframe_t *conn, const ke
             idmap_put(held_ids, reg->attempts[j], held_ids);
     for (size_t i = a->n_tasks; i-- > 0;) {
         task_t *t = a->tasks[i];
-        if (idmap_get(held_ids, dag_current_attempt(t)->id))
+        Drover__AttemptRecord *at = dag_current_attempt(t);
+        if (idmap_get(held_ids, at->id))
             fleet_acked(t);
+        else if (t->status == DROVER__TASK_STATUS__TASK_ASSIGNED && *a->incarnation &&
+                 at->agent_incarnation == a->incarnation)
+            /* Assigned to this very agent process, which neither runs it
+             * nor has a report of it: it never arrived (droverd died
+             * between its commit and its send, or the connection dropped
+             * it). Nothing can have started: send it again, same id. */
+            placer_send_assignment(s, t);
         else if (t->status == DROVER__TASK_STATUS__TASK_ASSIGNED)
             /* Fencing: it may have started there before the agent (or
              * droverd, whose RUNNING write is lazy) restarted, in that

@@ -97,6 +97,7 @@ void dag_add_attempt(task_t *t, Drover__AttemptRecord *a)
 void dag_attempt_free(Drover__AttemptRecord *a)
 {
     a->agent = NULL; /* interned */
+    a->agent_incarnation = NULL;
     drover__attempt_record__free_unpacked(a, NULL);
 }
 
@@ -1001,10 +1002,13 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->reason = rec->reason && *rec->reason ? xstrdup(rec->reason) : NULL;
     for (size_t i = 0; i < rec->n_attempts; i++) {
         Drover__AttemptRecord *a = util_pb_copy(rec->attempts[i]);
-        char *own = a->agent;
+        char *own = a->agent, *inc = a->agent_incarnation;
         a->agent = journal_intern(&s->journal, own ? own : "");
+        a->agent_incarnation = journal_intern(&s->journal, inc ? inc : "");
         if (own != protobuf_c_empty_string)
             free(own);
+        if (inc != protobuf_c_empty_string)
+            free(inc);
         dag_add_attempt(t, a);
     }
     t->is_item = rec->is_item;

@@ -167,6 +167,7 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
     journal_mark_counters(&s->journal);
     at->number = (uint32_t)t->n_attempts + 1;
     at->agent = journal_intern(&s->journal, a->name);
+    at->agent_incarnation = a->incarnation ? a->incarnation : (char *)protobuf_c_empty_string;
     at->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
     at->spot = a->spot;
     at->price = a->price;

@@ -147,9 +147,10 @@ struct agent {
     Drover__KeyValue **labels;
     size_t n_labels;
     Drover__Resources capacity, used;
-    char *runtime;  /* the agent's step runtime ("process", "oci", ...) */
-    bool images;    /* it can run steps with an image */
-    bool connected; /* registered in this droverd session and not lost */
+    char *runtime;     /* the agent's step runtime ("process", "oci", ...) */
+    char *incarnation; /* its process's, from Register (interned; "" if none) */
+    bool images;       /* it can run steps with an image */
+    bool connected;    /* registered in this droverd session and not lost */
     bool drained;
     bool spot;    /* a spot/preemptible node */
     double price; /* per hour, for cost estimates */

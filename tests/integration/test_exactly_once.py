@@ -9,6 +9,7 @@ step that ran to its end must not run again.
 """
 import os
 import signal
+import subprocess
 import time
 
 from harness import (DroverTestCase, holds_for, main, pid_alive, read_lines, task, wait_final,
@@ -110,6 +111,35 @@ class ExactlyOnceTest(DroverTestCase):
         self.assertEqual(len(starts(m)), 1, read_lines(m))
         self.assertEqual(len(task(run, "s")["history"]), 1)
         self.assertIn("exit reports go to droverd now", c.agents["a1"].log_text())
+
+    def test_assignment_that_never_arrived_is_sent_again_under_its_id(self):
+        """droverd commits an assignment and dies before the agent gets it
+        (here the loopback drops droverd's packets meanwhile). The agent
+        process never changed (Register.incarnation), holds nothing and has
+        no report: the attempt cannot have started, so the restarted
+        droverd sends it again under its id: one attempt, nothing LOST."""
+        c = self.c
+        c.start_droverd(extra=["--agent-timeout", "60s"])
+        c.start_agent("a1", cpus=2)
+        c.wait_agent_connected("a1")
+        m = c.path("marker")
+        rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", str(c.port), "-j", "DROP"]
+        subprocess.run(["iptables", "-I"] + rule, check=True)
+        try:
+            rid = c.submit({"name": "unsent", "steps": [marker_step("s", m, 0.2)]})
+            wait_until(lambda: task(c.get_run(rid), "s")["status"] == "ASSIGNED", 30,
+                       what="the assignment committed")
+            c.kill_droverd()
+        finally:
+            subprocess.run(["iptables", "-D"] + rule, check=True)
+        self.assertEqual(starts(m), [], "the agent never got the assignment")
+        c.start_droverd()
+        run = wait_final(c, rid)
+        self.assertRunSucceeded(run)
+        t = task(run, "s")
+        self.assertEqual([h["status"] for h in t["history"]], ["SUCCEEDED"],
+                         "one attempt, sent again under its id: %s" % t["history"])
+        self.assertEqual([x[1] for x in starts(m)], ["1"])
 
     def test_agent_reconnects_on_a_new_connection_after_silence(self):
         """Defect 1's other half: an agent that hears nothing makes a new
