@@ -461,6 +461,10 @@ bool placer_place(sched_t *s)
             return true;
         }
         next = t->ready_next;
+        if (limits_run_full(t->run)) { /* its run's parallelism: later */
+            misses++;
+            continue;
+        }
         agent_t *best = NULL;
         int best_rank = 0, best_class = 0;
         size_t aside_from[N_CLASSES], n_aside = 0;

@@ -113,6 +113,7 @@ struct run {
     bool dirty;
     bool steps_unwritten; /* just created: the steps go with the next commit */
     run_t *dirty_next;
+    uint32_t active; /* tasks bound to an agent (fleet_bind_task): run parallelism */
 };
 
 typedef struct {
@@ -222,6 +223,8 @@ typedef struct {
     task_t **retrying; /* FAILED tasks waiting out their backoff */
     size_t n_retrying, cap_retrying;
     uint64_t next_run, next_attempt; /* id counters (journal_mark_counters) */
+    run_t **timed;                   /* unfinished runs with a timeout (limits.c) */
+    size_t n_timed, cap_timed;
 } dag_state_t;
 
 /* replies.c: API replies on their way out. */
@@ -348,6 +351,30 @@ void dag_retention(sched_t *s, int64_t now_ms);
 int dag_prepare(sched_t *s, task_t *t);
 /* A task record as stored (points into t; valid until t changes). */
 void dag_task_record(const task_t *t, Drover__TaskRecord *rec);
+
+/* Stop run r (its timeout passed): every unfinished task but the exit
+ * handlers is CANCELLED with reason (running attempts killed), the exit
+ * handlers still run, and the run ends FAILED with rec->reason = reason. */
+void dag_stop_run(sched_t *s, run_t *r, const char *reason);
+
+/* --- limits.c: retry rules, run parallelism and timeout */
+/* Whether a failed attempt a of t may be retried at retry_at_ms: within
+ * retries.max_duration of the first attempt's start, and retries.when
+ * true over a. false with why (whylen bytes) when not. */
+bool limits_may_retry(const task_t *t, const Drover__AttemptRecord *a, int64_t retry_at_ms,
+                      char *why, size_t whylen);
+/* Whether the EXITED report ends t SKIPPED (skip_on_exit_code). */
+bool limits_skip_code(const task_t *t, const Drover__Report *rep);
+/* Whether r has as many tasks ASSIGNED/RUNNING as its parallelism. */
+bool limits_run_full(const run_t *r);
+/* A new run: its limits into its record (from the spec); a load: its
+ * deadline tracked again, a stopped run's failure remembered. */
+void limits_run_created(sched_t *s, run_t *r, const spec_t *spec);
+void limits_run_loaded(sched_t *s, run_t *r);
+/* r reached a final state: its deadline is forgotten. */
+void limits_run_ended(sched_t *s, run_t *r);
+/* Stop the runs whose timeout has passed (the 100 ms tick, and at load). */
+void limits_tick(sched_t *s, int64_t now_ms);
 
 /* --- flow.c */
 /* Evaluate t's `when`. 0 or -EINVAL with the reason in err. */
