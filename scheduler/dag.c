@@ -109,8 +109,9 @@ Drover__AttemptRecord *dag_current_attempt(const task_t *t)
 
 void dag_ready_push(sched_t *s, task_t *t)
 {
-    if (t->in_ready)
+    if (t->in_ready || t->held)
         return;
+    t->run->queued++;
     t->ready_next = NULL;
     t->ready_prev = s->dag.ready_tail;
     if (s->dag.ready_tail)
@@ -124,8 +125,11 @@ void dag_ready_push(sched_t *s, task_t *t)
 
 void dag_ready_remove(sched_t *s, task_t *t)
 {
+    if (t->held)
+        limits_unhold(s, t);
     if (!t->in_ready)
         return;
+    t->run->queued--;
     if (t->ready_prev)
         t->ready_prev->ready_next = t->ready_next;
     else
@@ -1276,6 +1280,9 @@ void dag_free_all(sched_t *s)
     free(s->dag.timed);
     s->dag.timed = NULL;
     s->dag.n_timed = s->dag.cap_timed = 0;
+    free(s->dag.holding);
+    s->dag.holding = NULL;
+    s->dag.n_holding = s->dag.cap_holding = 0;
     s->dag.runs = NULL;
     s->dag.n_runs = s->dag.cap_runs = 0;
     s->journal.deleting = NULL;

@@ -18,8 +18,12 @@
  *
  * Run parallelism: run_t.active counts the run's tasks bound to an agent
  * (ASSIGNED or RUNNING: fleet_bind_task / fleet_unbind_task keep it, so a
- * restart rebuilds it as it re-binds them); the placer passes over a
- * run's READY tasks while it is at its bound: one compare per task.
+ * restart rebuilds it as it re-binds them). A READY task the placer meets
+ * while its run is at its bound leaves the ready queue for the run's held
+ * list (O(1), so a blocked run costs later runs nothing); before each pass
+ * limits_release puts back as many as the run has room for (bound minus
+ * bound tasks minus its tasks already queued). Held is runtime only: a
+ * restart queues every READY task again and the placer sorts them anew.
  *
  * Run timeout: the deadline is the run's created_ms + timeout_ms, both in
  * its record, so a restarted droverd finds it again (dag_load calls
@@ -133,6 +137,74 @@ bool limits_skip_code(const task_t *t, const Drover__Report *rep)
 bool limits_run_full(const run_t *r)
 {
     return r->rec->parallelism && r->active >= r->rec->parallelism;
+}
+
+/* Runs with held tasks are in dag.holding (few: those at their bound). */
+static void holding_remove(sched_t *s, run_t *r)
+{
+    dag_state_t *d = &s->dag;
+    for (size_t i = 0; i < d->n_holding; i++) {
+        if (d->holding[i] == r) {
+            d->holding[i] = d->holding[--d->n_holding];
+            return;
+        }
+    }
+}
+
+void limits_hold(sched_t *s, task_t *t)
+{
+    run_t *r = t->run;
+    dag_ready_remove(s, t);
+    t->held = true;
+    t->ready_next = NULL;
+    t->ready_prev = r->held_tail;
+    if (r->held_tail) {
+        r->held_tail->ready_next = t;
+    } else {
+        r->held_head = t;
+        dag_state_t *d = &s->dag;
+        if (d->n_holding == d->cap_holding) {
+            d->cap_holding = d->cap_holding ? d->cap_holding * 2 : 8;
+            d->holding = xrealloc(d->holding, d->cap_holding * sizeof *d->holding);
+        }
+        d->holding[d->n_holding++] = r;
+    }
+    r->held_tail = t;
+}
+
+void limits_unhold(sched_t *s, task_t *t)
+{
+    run_t *r = t->run;
+    if (!t->held)
+        return;
+    if (t->ready_prev)
+        t->ready_prev->ready_next = t->ready_next;
+    else
+        r->held_head = t->ready_next;
+    if (t->ready_next)
+        t->ready_next->ready_prev = t->ready_prev;
+    else
+        r->held_tail = t->ready_prev;
+    t->ready_prev = t->ready_next = NULL;
+    t->held = false;
+    if (!r->held_head)
+        holding_remove(s, r);
+}
+
+void limits_release(sched_t *s)
+{
+    for (size_t i = 0; i < s->dag.n_holding;) {
+        run_t *r = s->dag.holding[i];
+        uint64_t busy = (uint64_t)r->active + r->queued;
+        uint64_t room = r->rec->parallelism > busy ? r->rec->parallelism - busy : 0;
+        for (; room && r->held_head; room--) {
+            task_t *t = r->held_head;
+            limits_unhold(s, t); /* may take r out of holding */
+            dag_ready_push(s, t);
+        }
+        if (i < s->dag.n_holding && s->dag.holding[i] == r)
+            i++;
+    }
 }
 
 /* ------------------------------------------------------------ timeout */

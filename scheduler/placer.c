@@ -434,6 +434,7 @@ static agent_t *heap_find(heap_t *h, const task_t *t, agent_t **set_aside, size_
 
 bool placer_place(sched_t *s)
 {
+    limits_release(s);
     if (!s->dag.ready_head)
         return false;
     size_t n = zhashx_size(s->fleet.agents), counts[N_CLASSES] = {0};
@@ -461,8 +462,8 @@ bool placer_place(sched_t *s)
             return true;
         }
         next = t->ready_next;
-        if (limits_run_full(t->run)) { /* its run's parallelism: later */
-            misses++;
+        if (limits_run_full(t->run)) { /* its run's parallelism: held until room */
+            limits_hold(s, t);
             continue;
         }
         agent_t *best = NULL;

@@ -94,6 +94,7 @@ struct task {
     uint8_t resends; /* of the current assignment, for the backoff */
     bool dirty;
     bool in_ready;
+    bool held; /* READY, on its run's held list, not the ready queue (limits.c) */
 };
 
 struct run {
@@ -114,6 +115,10 @@ struct run {
     bool steps_unwritten; /* just created: the steps go with the next commit */
     run_t *dirty_next;
     uint32_t active; /* tasks bound to an agent (fleet_bind_task): run parallelism */
+    uint32_t queued; /* tasks in the ready queue */
+    /* READY tasks the placer held back while the run was at its
+     * parallelism (linked through ready_prev/ready_next; runtime only). */
+    task_t *held_head, *held_tail;
 };
 
 typedef struct {
@@ -225,6 +230,8 @@ typedef struct {
     uint64_t next_run, next_attempt; /* id counters (journal_mark_counters) */
     run_t **timed;                   /* unfinished runs with a timeout (limits.c) */
     size_t n_timed, cap_timed;
+    run_t **holding; /* runs with held tasks (limits.c) */
+    size_t n_holding, cap_holding;
 } dag_state_t;
 
 /* replies.c: API replies on their way out. */
@@ -367,6 +374,13 @@ bool limits_may_retry(const task_t *t, const Drover__AttemptRecord *a, int64_t r
 bool limits_skip_code(const task_t *t, const Drover__Report *rep);
 /* Whether r has as many tasks ASSIGNED/RUNNING as its parallelism. */
 bool limits_run_full(const run_t *r);
+/* The placer met READY t while its run was full: off the ready queue,
+ * onto the run's held list (O(1)); dag_ready_remove takes it off that. */
+void limits_hold(sched_t *s, task_t *t);
+void limits_unhold(sched_t *s, task_t *t);
+/* Before a placer pass: back into the ready queue, for each run holding
+ * tasks, as many as it has room for (parallelism - bound - queued). */
+void limits_release(sched_t *s);
 /* A new run: its limits into its record (from the spec); a load: its
  * deadline tracked again, a stopped run's failure remembered. */
 void limits_run_created(sched_t *s, run_t *r, const spec_t *spec);

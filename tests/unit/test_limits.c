@@ -324,7 +324,17 @@ Test(limits, run_parallelism_bounds_assigned_and_running_tasks)
     for (size_t i = 0; i < r->n_tasks; i++)
         bound += r->tasks[i]->agent != NULL;
     cr_assert_eq(bound, 2);
-    cr_assert_eq(s->dag.n_ready, 4, "the others wait READY");
+    size_t held = 0;
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        task_t *t = r->tasks[i];
+        if (t->status == ST(READY)) {
+            cr_assert(t->held, "READY task %s beyond the bound is held", t->name);
+            held++;
+        }
+    }
+    cr_assert_eq(held, 4, "the others wait READY");
+    cr_assert_eq(s->dag.n_ready, 0, "held tasks are not in the ready queue");
+    cr_assert_eq(s->dag.n_holding, 1);
 
     /* a restart rebuilds the counter from the bound tasks */
     h_sched_restart();
@@ -347,6 +357,41 @@ Test(limits, run_parallelism_bounds_assigned_and_running_tasks)
     cr_assert_eq(done, 6);
     cr_assert_eq(r->rec->status, RS(SUCCEEDED));
     cr_assert_eq(r->active, 0);
+}
+
+Test(limits, a_run_at_its_bound_does_not_block_later_runs)
+{
+    /* 3000 READY items of a run at parallelism 1 ahead of another run's
+     * task: the placer holds them (once each), not walks them every pass */
+    run_t *big = h_submit(s, "name: big\nparallelism: 1\nsteps:\n  - name: f\n"
+                             "    for_each: {range: 3000}\n    command: [x, '{{item}}']\n");
+    h_register(s, "a1", 64000, 64ull << 30, 0, NULL);
+    placer_place(s); /* the fan-out's items become READY */
+    placer_place(s);
+    run_t *later = h_submit(s, "name: later\nsteps:\n  - {name: x, command: [x]}\n");
+    placer_place(s);
+    cr_assert_eq(big->active, 1);
+    expect_status(h_task(later, "x"), ST(ASSIGNED));
+    cr_assert_eq(s->dag.n_ready, 0);
+    /* one ends: the next item goes, in order, and only one */
+    task_t *first = NULL;
+    for (size_t i = 0; i < big->n_tasks && !first; i++)
+        if (big->tasks[i]->agent)
+            first = big->tasks[i];
+    cr_assert_not_null(first);
+    uint32_t item = first->item;
+    exit_with(first, 0, 0, false, NULL);
+    placer_place(s);
+    cr_assert_eq(big->active, 1);
+    task_t *second = NULL;
+    for (size_t i = 0; i < big->n_tasks && !second; i++)
+        if (big->tasks[i]->agent)
+            second = big->tasks[i];
+    cr_assert_eq(second->item, item + 1);
+    /* a cancel takes held tasks off their list */
+    dag_cancel_run(s, big);
+    cr_assert_eq(s->dag.n_holding, 0);
+    cr_assert_null(big->held_head);
 }
 
 static const char *TIMED = "name: p\n"
