@@ -96,8 +96,6 @@ bool limits_may_retry(const task_t *t, const Drover__AttemptRecord *a, int64_t r
     if (!p)
         return true;
     const Drover__AttemptRecord *first = t->n_attempts ? t->attempts[0] : NULL;
-    if (t->n_attempts == 1)
-        first = t->first_attempt ? t->first_attempt : first;
     if (p->max_duration_ms && first && first->started_ms &&
         retry_at_ms > first->started_ms + (int64_t)p->max_duration_ms) {
         snprintf(why, whylen, "retries.max_duration %.6gs passed since the first attempt started",

@@ -146,6 +146,9 @@ class RetryRulesTest(harness.DroverTestCase):
             self.assertEqual(t["reason"], "run timeout 3s", t)
         self.assertEqual(task(run, "cleanup")["status"], "SUCCEEDED", run)
         self.assertEqual(harness.read_text(fin).strip(), "failed")
+        shown = c.cli("run", "get", rid)
+        self.assertEqual(shown.rc, 0, shown)
+        self.assertIn("reason:    run timeout 3s", shown.out)
         pid = int(harness.read_text(pidf))
 
         def gone():
