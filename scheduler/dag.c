@@ -1221,6 +1221,7 @@ int dag_delete_run(sched_t *s, run_t *r)
         return -EBUSY;
     if (r->deleting)
         return 0;
+    limits_run_ended(s, r); /* whatever ended it, no list keeps it */
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
         for (size_t k = 0; k < t->n_outputs; k++)

@@ -31,7 +31,8 @@
  * while droverd was down stops the run before anything is placed). Runs
  * with a deadline pending are in dag_state_t.timed (few; checked by the
  * 100 ms tick); a run leaves it when it ends (limits_run_ended) or is
- * stopped. Stopping (dag_stop_run) cancels every unfinished main task,
+ * stopped, or once its main steps have all ended (its exit handlers are
+ * not timed). Stopping (dag_stop_run) cancels every unfinished main task,
  * killing running attempts, lets the exit handlers run, and ends the run
  * FAILED with its record's reason "run timeout 2h".
  */
@@ -249,7 +250,8 @@ void limits_tick(sched_t *s, int64_t now_ms)
     dag_state_t *d = &s->dag;
     for (size_t i = 0; i < d->n_timed;) {
         run_t *r = d->timed[i];
-        if (dag_run_final(r)) {
+        if (dag_run_final(r) || r->finally_started) {
+            /* over, or only its exit handlers left: they are not stopped */
             d->timed[i] = d->timed[--d->n_timed];
             continue;
         }

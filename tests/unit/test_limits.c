@@ -467,3 +467,22 @@ Test(limits, run_timeout_deadline_survives_a_restart)
     limits_tick(s, r->rec->created_ms + 90000);
     expect_stopped(r);
 }
+
+Test(limits, run_timeout_spares_the_exit_handlers)
+{
+    run_t *r = h_submit(s, TIMED);
+    h_register(s, "a1", 64000, 64ull << 30, 0, NULL);
+    placer_place(s);
+    exit_with(h_task(r, "long"), 0, 0, false, NULL);
+    placer_place(s);
+    exit_with(h_task(r, "next"), 0, 0, false, NULL);
+    placer_place(s);
+    task_t *fin = h_task(r, "fin");
+    expect_status(fin, ST(ASSIGNED));
+    limits_tick(s, r->rec->created_ms + 90000);
+    expect_status(fin, ST(ASSIGNED));
+    cr_assert_str_eq(r->rec->reason, "");
+    cr_assert_eq(s->dag.n_timed, 0);
+    exit_with(fin, 0, 0, false, NULL);
+    cr_assert_eq(r->rec->status, RS(SUCCEEDED));
+}
