@@ -313,6 +313,11 @@ static void print_run_header(const Drover__RunView *run, bool color)
         printf("finished:  %s (took %s)\n", fmt_local_time(run->finished_ms, a),
                fmt_duration(run->finished_ms - run->created_ms, b));
     printf("steps:     %u/%u done\n", run->tasks_done, run->task_count);
+    if (run->reason && *run->reason) { /* why it was stopped (a run timeout) */
+        fputs("reason:    ", stdout);
+        fmt_put_clean(stdout, run->reason);
+        putchar('\n');
+    }
     free(params);
 }
 

@@ -227,6 +227,7 @@ void runview_json_run(doc_t *j, const Drover__RunView *run)
     doc_field_time(j, "finished", run->finished_ms);
     doc_field_uint(j, "task_count", run->task_count);
     doc_field_uint(j, "tasks_done", run->tasks_done);
+    json_str_or_null(j, "reason", run->reason); /* why it was stopped (run timeout) */
     doc_key(j, "tasks");
     doc_array_begin(j);
     for (size_t i = 0; i < run->n_tasks; i++)

@@ -282,6 +282,11 @@ expr_ref_t expr_ref_parse(const char *in, size_t n)
         }
     } else if (has_prefix_word(in, n, "inputs")) {
         r.kind = EXPR_REF_INPUTS;
+    } else if (span_is(in, n, "exit_code") || span_is(in, n, "reason") ||
+               span_is(in, n, "signal") || span_is(in, n, "attempt")) {
+        r.kind = EXPR_REF_RETRY; /* where it may stand is the reader's to say */
+        r.a = in;
+        r.alen = n;
     }
     return r;
 }

@@ -50,6 +50,8 @@
  *                                first ".outputs.params."
  *   item | item.KEY              KEY: [A-Za-z0-9_.-]+
  *   run.id | run.name | run.status
+ *   exit_code | reason | signal | attempt
+ *                                the failed attempt: only in retries.when
  *   inputs...                    a later release
  * Anything else is a bad reference, with the forms to use in `why`.
  */
@@ -113,6 +115,7 @@ typedef enum {
     EXPR_REF_RUN,    /* run.id, run.name */
     EXPR_REF_STATUS, /* run.status */
     EXPR_REF_INPUTS, /* inputs...: a later release */
+    EXPR_REF_RETRY,  /* exit_code, reason, signal, attempt: retries.when only */
 } expr_ref_kind_t;
 
 /* A parsed reference. a and b are borrowed: they point into the text it
@@ -122,7 +125,8 @@ typedef enum {
  * NUL-terminated too. */
 typedef struct {
     expr_ref_kind_t kind;
-    const char *a; /* params: NAME; steps: S; item: KEY (alen 0: the whole item); run: the word */
+    const char *a; /* params: NAME; steps: S; item: KEY (alen 0: the whole item); run: the
+                    * word; retry: the whole reference */
     size_t alen;
     const char *b; /* steps: P */
     size_t blen;

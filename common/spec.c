@@ -346,7 +346,10 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
             steps = v;
         else if (!strcmp(k->str, "finally"))
             fin = v;
-        else {
+        else if (parse_run_limit(c, k, v, s, &rc)) {
+            if (rc < 0)
+                goto cleanup;
+        } else {
             rc = fail(c, k, "unknown key '%s'", show(c, k->str));
             goto cleanup;
         }

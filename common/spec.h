@@ -54,6 +54,9 @@ typedef struct {
     Drover__StepSpec **steps;
     spec_pos_t *pos; /* parallel to steps: where each starts in the file */
     size_t step_count;
+    /* Run limits (top-level parallelism, timeout): 0 = none. */
+    uint32_t parallelism;
+    uint64_t timeout_ms;
 } spec_t;
 
 /* Defaults applied when neither the step nor `defaults:` says otherwise. */

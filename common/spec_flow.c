@@ -222,6 +222,12 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
     case EXPR_REF_RUN:
         rc = 0;
         break;
+    case EXPR_REF_RETRY:
+        snprintf(why, whylen,
+                 "%s is only known in retries.when (the failed attempt's exit code, reason, "
+                 "signal, attempt)",
+                 lb);
+        break;
     }
     free(label);
     free(a);

@@ -148,6 +148,8 @@ enum {
     HAS_SIGNAL = 1 << 12,
     HAS_GRACE = 1 << 13,
     HAS_FALLBACK = 1 << 14,
+    HAS_RWHEN = 1 << 28, /* retries.when (settings_t.retry_when) */
+    HAS_RMAXD = 1 << 29, /* retries.max_duration */
 };
 
 typedef struct {
@@ -174,6 +176,7 @@ typedef struct {
     char *image;                 /* NULL = not set here */
     const node_t *spot_node;     /* placement.spot's value, when HAS_SPOT */
     const node_t *fallback_node; /* preemption.fallback_after's value, when HAS_FALLBACK */
+    char *retry_when;            /* retries.when, params substituted (owned), when HAS_RWHEN */
 } settings_t;
 
 /* ---- the YAML tree (spec_yaml.c) ---- */
@@ -236,6 +239,19 @@ void names_add(ctx_t *c, size_t idx);
  * *kept (may be NULL) counts those kept. expand: EXP_ALL. */
 int expand_mode(ctx_t *c, const node_t *v, exp_mode_t mode, char **out, size_t *kept);
 int expand(ctx_t *c, const node_t *v, char **out);
+
+/* ---- retry rules and run limits (spec_limits.c) ---- */
+
+/* retries.when in scalar x: params substituted into *out (caller frees),
+ * a valid `when` expression whose references are all retry-context ones
+ * ({{exit_code}} {{reason}} {{signal}} {{attempt}}). 0 or -EINVAL. */
+int parse_retry_when(ctx_t *c, const node_t *x, char **out);
+/* A step's skip_on_exit_code (one code or a list, each 1-255) into st.
+ * 0 or -EINVAL. */
+int parse_skip_codes(ctx_t *c, const node_t *v, Drover__StepSpec *st);
+/* Whether k is a top-level run limit (parallelism, timeout); if so it is
+ * parsed into s and *rc says how (0 or -EINVAL). */
+bool parse_run_limit(ctx_t *c, const node_t *k, const node_t *v, spec_t *s, int *rc);
 
 /* ---- inheritable settings (spec_settings.c) ---- */
 

@@ -88,6 +88,7 @@ void settings_free(settings_t *s)
     free(s->env_nodes);
     kvs_free(s->labels, s->label_count);
     free(s->image);
+    free(s->retry_when);
     memset(s, 0, sizeof *s);
 }
 
@@ -145,7 +146,7 @@ static int parse_retries(ctx_t *c, const node_t *v, settings_t *s)
     if (v->type != N_MAP)
         return fail(c, v,
                     "'retries' must be a number or a map (limit, backoff, factor, "
-                    "max_backoff)");
+                    "max_backoff, when, max_duration)");
     for (size_t i = 0; i < map_len(v); i++) {
         const node_t *k = map_key(v, i), *x = map_val(v, i);
         if (!strcmp(k->str, "limit")) {
@@ -165,8 +166,22 @@ static int parse_retries(ctx_t *c, const node_t *v, settings_t *s)
             if (want_duration(c, x, "retries.max_backoff", &s->retries.max_backoff_ms) < 0)
                 return -EINVAL;
             s->has |= HAS_MAXB;
+        } else if (!strcmp(k->str, "when")) {
+            free(s->retry_when);
+            s->retry_when = NULL;
+            if (parse_retry_when(c, x, &s->retry_when) < 0)
+                return -EINVAL;
+            s->has |= HAS_RWHEN;
+        } else if (!strcmp(k->str, "max_duration")) {
+            if (want_duration(c, x, "retries.max_duration", &s->retries.max_duration_ms) < 0)
+                return -EINVAL;
+            if (!s->retries.max_duration_ms)
+                return fail(c, x, "'retries.max_duration' must be more than 0");
+            s->has |= HAS_RMAXD;
         } else {
-            return fail(c, k, "unknown key '%s' in retries (limit, backoff, factor, max_backoff)",
+            return fail(c, k,
+                        "unknown key '%s' in retries (limit, backoff, factor, max_backoff, when, "
+                        "max_duration)",
                         show(c, k->str));
         }
     }

@@ -651,6 +651,9 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
                 goto cleanup;
             st->parallelism = (uint32_t)u;
             par_key = k;
+        } else if (!strcmp(key, "skip_on_exit_code")) {
+            if ((rc = parse_skip_codes(c, v, st)) < 0)
+                goto cleanup;
         } else {
             rc = fail(c, k, "unknown key '%s' in step '%s'", show(c, key), show(c, st->name));
             goto cleanup;
@@ -700,6 +703,9 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
     st->retries->factor = PICK(HAS_FACTOR, retries.factor, SPEC_DEFAULT_FACTOR);
     st->retries->max_backoff_ms =
         PICK(HAS_MAXB, retries.max_backoff_ms, SPEC_DEFAULT_MAX_BACKOFF_MS);
+    st->retries->max_duration_ms = PICK(HAS_RMAXD, retries.max_duration_ms, 0);
+    if (PICK(HAS_RWHEN, retry_when, NULL))
+        st->retries->when = xstrdup(PICK(HAS_RWHEN, retry_when, NULL));
     st->timeout_ms = PICK(HAS_TIMEOUT, timeout_ms, 0);
     st->max_preemptions = PICK(HAS_MAXP, max_preemptions, SPEC_DEFAULT_MAX_PREEMPTIONS);
     st->cache = PICK(HAS_CACHE, cache, true);

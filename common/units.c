@@ -10,6 +10,7 @@
 #include "units.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Decimal digits only, at most max. */
@@ -174,4 +175,28 @@ int spec_parse_duration(const char *s, uint64_t *out_ms)
     }
     *out_ms = total;
     return 0;
+}
+
+void units_format_duration(uint64_t ms, char *buf, size_t len)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+    size_t at = 0;
+    if (!len)
+        return;
+    buf[0] = '\0';
+    if (!ms) {
+        snprintf(buf, len, "0s");
+        return;
+    }
+    for (size_t i = 0; i < 4 && at < len; i++) {
+        uint64_t n = ms / units[i].ms;
+        ms %= units[i].ms;
+        if (n) {
+            int w = snprintf(buf + at, len - at, "%llu%s", (unsigned long long)n, units[i].unit);
+            at = w < 0 ? len : at + (size_t)w;
+        }
+    }
 }

@@ -8,6 +8,7 @@
 #ifndef DROVER_UNITS_H
 #define DROVER_UNITS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Each returns 0, or -EINVAL on anything but the exact forms listed, with
@@ -18,6 +19,10 @@
 int spec_parse_memory(const char *s, uint64_t *out);
 int spec_parse_cpu(const char *s, uint32_t *out_milli);
 int spec_parse_duration(const char *s, uint64_t *out_ms);
+/* ms written as spec_parse_duration reads it, largest unit first and zero
+ * units left out ("2h", "1h30m", "1m30s500ms", "0s"), into buf (always
+ * NUL-terminated; 64 bytes hold any value). */
+void units_format_duration(uint64_t ms, char *buf, size_t len);
 
 /* Decimal digits only (no sign, no spaces), at most max, into *out. 0 or
  * -EINVAL with *out untouched. */

@@ -113,6 +113,7 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     v->n_params = r->rec->n_params;
     v->params = r->rec->params;
     v->owner = r->rec->owner;
+    v->reason = r->rec->reason;
     if (!with_tasks)
         return;
     v->n_tasks = r->n_tasks;

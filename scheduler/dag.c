@@ -110,8 +110,9 @@ Drover__AttemptRecord *dag_current_attempt(const task_t *t)
 
 void dag_ready_push(sched_t *s, task_t *t)
 {
-    if (t->in_ready)
+    if (t->in_ready || t->held)
         return;
+    t->run->queued++;
     t->ready_next = NULL;
     t->ready_prev = s->dag.ready_tail;
     if (s->dag.ready_tail)
@@ -125,8 +126,11 @@ void dag_ready_push(sched_t *s, task_t *t)
 
 void dag_ready_remove(sched_t *s, task_t *t)
 {
+    if (t->held)
+        limits_unhold(s, t);
     if (!t->in_ready)
         return;
+    t->run->queued--;
     if (t->ready_prev)
         t->ready_prev->ready_next = t->ready_next;
     else
@@ -246,6 +250,7 @@ static void task_finished(sched_t *s, task_t *t)
                          : r->failed  ? DROVER__RUN_STATUS__RUN_FAILED
                                       : DROVER__RUN_STATUS__RUN_SUCCEEDED;
         r->rec->finished_ms = util_now_ms();
+        limits_run_ended(s, r);
         log_info("run %s %s", r->rec->id, util_run_status_name(r->rec->status));
         journal_mark_run(&s->journal, r); /* the run's record changes only here */
     }
@@ -336,13 +341,22 @@ static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status)
 static void task_failed(sched_t *s, task_t *t, const char *reason)
 {
     const Drover__RetryPolicy *p = t->step->retries;
-    if (p && t->retries_used < p->limit) {
+    char why[384];
+    int64_t at = p ? util_now_ms() + (int64_t)dag_backoff_ms(p, t->retries_used + 1) : 0;
+    if (p && t->retries_used < p->limit &&
+        limits_may_retry(t, dag_current_attempt(t), at, why, sizeof why)) {
         set_reason(t, reason);
         t->status = DROVER__TASK_STATUS__TASK_FAILED;
         t->retries_used++;
-        t->retry_at_ms = util_now_ms() + (int64_t)dag_backoff_ms(p, t->retries_used);
+        t->retry_at_ms = at;
         retry_push(s, t);
         journal_mark_task(&s->journal, t);
+        return;
+    }
+    if (p && t->retries_used < p->limit) {
+        char *full = xasprintf("%s; not retried: %s", reason, why);
+        fail_for_good(s, t, full);
+        free(full);
         return;
     }
     fail_for_good(s, t, reason);
@@ -702,6 +716,13 @@ void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
         system_error(s, t, rep->reason && *rep->reason ? rep->reason : "system error on its agent");
         return;
     }
+    if (limits_skip_code(t, rep)) {
+        char *why = xasprintf("exit code %d (skip_on_exit_code)", rep->exit_code);
+        close_attempt(s, t, DROVER__TASK_STATUS__TASK_SKIPPED, why);
+        skip(s, t, why);
+        free(why);
+        return;
+    }
     bool clean = rep->exit_code == 0 && rep->term_signal == 0 && !rep->timed_out &&
                  (!rep->reason || !*rep->reason);
     if (clean && flow_check_outputs(s, t, rep, err, sizeof err) == 0) {
@@ -735,16 +756,33 @@ void dag_task_lost(sched_t *s, task_t *t, const char *reason)
     requeue(s, t, DROVER__TASK_STATUS__TASK_LOST, reason);
 }
 
-static void cancel_task(sched_t *s, task_t *t)
+static void cancel_task_why(sched_t *s, task_t *t, const char *why)
 {
     Drover__AttemptRecord *a = current_open_attempt(t);
     if (t->agent && a)
         outbound_kill(&s->out, t->agent, a->id);
-    close_attempt(s, t, DROVER__TASK_STATUS__TASK_CANCELLED, "run cancelled");
+    close_attempt(s, t, DROVER__TASK_STATUS__TASK_CANCELLED, why);
     t->status = DROVER__TASK_STATUS__TASK_CANCELLED;
     t->retry_at_ms = 0;
-    set_reason(t, "run cancelled");
+    set_reason(t, why);
     task_finished(s, t);
+}
+
+static void cancel_task(sched_t *s, task_t *t)
+{
+    cancel_task_why(s, t, "run cancelled");
+}
+
+void dag_stop_run(sched_t *s, run_t *r, const char *reason)
+{
+    util_pb_set_str(&r->rec->reason, reason);
+    r->failed = true;
+    journal_mark_run(&s->journal, r);
+    for (size_t i = r->n_tasks; i-- > 0;) { /* items first, as for a cancel */
+        task_t *t = r->tasks[i];
+        if (!dag_task_final(t) && !t->step->is_finally)
+            cancel_task_why(s, t, reason);
+    }
 }
 
 void dag_cancel_run(sched_t *s, run_t *r)
@@ -879,6 +917,7 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     r->unfinished = r->n_tasks;
     r->main_unfinished = count_main(r);
     add_run(s, r);
+    limits_run_created(s, r, spec);
     journal_mark_run(&s->journal, r);
     log_info("run %s (%s) submitted: %zu steps", rec->id, rec->name, r->n_tasks);
     for (size_t i = 0; i < r->n_tasks; i++) {
@@ -1157,10 +1196,12 @@ int dag_load(sched_t *s)
     s->dag.next_attempt = store_get_counter(s->store, "next_attempt");
     size_t active = 0;
     for (size_t i = 0; i < s->dag.n_runs; i++) {
+        limits_run_loaded(s, s->dag.runs[i]);
         rebuild_run(s, s->dag.runs[i]);
         if (s->dag.runs[i]->unfinished)
             active++;
     }
+    limits_tick(s, util_now_ms()); /* deadlines that passed while droverd was down */
     log_info("loaded %zu runs (%zu active), %zu agents", s->dag.n_runs, active,
              zhashx_size(s->fleet.agents));
     return 0;
@@ -1184,6 +1225,7 @@ int dag_delete_run(sched_t *s, run_t *r)
         return -EBUSY;
     if (r->deleting)
         return 0;
+    limits_run_ended(s, r); /* whatever ended it, no list keeps it */
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
         for (size_t k = 0; k < t->n_outputs; k++)
@@ -1240,6 +1282,12 @@ void dag_free_all(sched_t *s)
     free(s->dag.runs);
     free(s->dag.retrying);
     s->dag.retrying = NULL;
+    free(s->dag.timed);
+    s->dag.timed = NULL;
+    s->dag.n_timed = s->dag.cap_timed = 0;
+    free(s->dag.holding);
+    s->dag.holding = NULL;
+    s->dag.n_holding = s->dag.cap_holding = 0;
     s->dag.runs = NULL;
     s->dag.n_runs = s->dag.cap_runs = 0;
     s->journal.deleting = NULL;

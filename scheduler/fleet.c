@@ -162,6 +162,7 @@ void fleet_bind_task(agent_t *a, task_t *t)
     t->agent_slot = a->n_tasks;
     a->tasks[a->n_tasks++] = t;
     a->unacked += !t->assign_acked;
+    t->run->active++; /* run parallelism (limits.c) */
     if (want) {
         a->used.cpu_milli += want->cpu_milli;
         a->used.memory_bytes += want->memory_bytes;
@@ -177,6 +178,7 @@ void fleet_unbind_task(task_t *t)
         return;
     /* swap-remove from the agent's task list */
     a->unacked -= !t->assign_acked;
+    t->run->active--;
     task_t *last = a->tasks[--a->n_tasks];
     a->tasks[t->agent_slot] = last;
     last->agent_slot = t->agent_slot;

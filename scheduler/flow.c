@@ -110,6 +110,7 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
     case EXPR_REF_BAD:
     case EXPR_REF_PARAM:
     case EXPR_REF_INPUTS:
+    case EXPR_REF_RETRY: /* retries.when only: limits.c resolves those */
         break;
     }
     snprintf(err, errlen, "{{%s}}: unknown reference", ref);

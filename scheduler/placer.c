@@ -435,6 +435,7 @@ static agent_t *heap_find(heap_t *h, const task_t *t, agent_t **set_aside, size_
 
 bool placer_place(sched_t *s)
 {
+    limits_release(s);
     if (!s->dag.ready_head)
         return false;
     size_t n = zhashx_size(s->fleet.agents), counts[N_CLASSES] = {0};
@@ -462,6 +463,10 @@ bool placer_place(sched_t *s)
             return true;
         }
         next = t->ready_next;
+        if (limits_run_full(t->run)) { /* its run's parallelism: held until room */
+            limits_hold(s, t);
+            continue;
+        }
         agent_t *best = NULL;
         int best_rank = 0, best_class = 0;
         size_t aside_from[N_CLASSES], n_aside = 0;

@@ -94,6 +94,7 @@ struct task {
     uint8_t resends; /* of the current assignment, for the backoff */
     bool dirty;
     bool in_ready;
+    bool held; /* READY, on its run's held list, not the ready queue (limits.c) */
 };
 
 struct run {
@@ -113,6 +114,11 @@ struct run {
     bool dirty;
     bool steps_unwritten; /* just created: the steps go with the next commit */
     run_t *dirty_next;
+    uint32_t active; /* tasks bound to an agent (fleet_bind_task): run parallelism */
+    uint32_t queued; /* tasks in the ready queue */
+    /* READY tasks the placer held back while the run was at its
+     * parallelism (linked through ready_prev/ready_next; runtime only). */
+    task_t *held_head, *held_tail;
 };
 
 typedef struct {
@@ -223,6 +229,10 @@ typedef struct {
     task_t **retrying; /* FAILED tasks waiting out their backoff */
     size_t n_retrying, cap_retrying;
     uint64_t next_run, next_attempt; /* id counters (journal_mark_counters) */
+    run_t **timed;                   /* unfinished runs with a timeout (limits.c) */
+    size_t n_timed, cap_timed;
+    run_t **holding; /* runs with held tasks (limits.c) */
+    size_t n_holding, cap_holding;
 } dag_state_t;
 
 /* replies.c: API replies on their way out. */
@@ -349,6 +359,37 @@ void dag_retention(sched_t *s, int64_t now_ms);
 int dag_prepare(sched_t *s, task_t *t);
 /* A task record as stored (points into t; valid until t changes). */
 void dag_task_record(const task_t *t, Drover__TaskRecord *rec);
+
+/* Stop run r (its timeout passed): every unfinished task but the exit
+ * handlers is CANCELLED with reason (running attempts killed), the exit
+ * handlers still run, and the run ends FAILED with rec->reason = reason. */
+void dag_stop_run(sched_t *s, run_t *r, const char *reason);
+
+/* --- limits.c: retry rules, run parallelism and timeout */
+/* Whether a failed attempt a of t may be retried at retry_at_ms: within
+ * retries.max_duration of the first attempt's start, and retries.when
+ * true over a. false with why (whylen bytes) when not. */
+bool limits_may_retry(const task_t *t, const Drover__AttemptRecord *a, int64_t retry_at_ms,
+                      char *why, size_t whylen);
+/* Whether the EXITED report ends t SKIPPED (skip_on_exit_code). */
+bool limits_skip_code(const task_t *t, const Drover__Report *rep);
+/* Whether r has as many tasks ASSIGNED/RUNNING as its parallelism. */
+bool limits_run_full(const run_t *r);
+/* The placer met READY t while its run was full: off the ready queue,
+ * onto the run's held list (O(1)); dag_ready_remove takes it off that. */
+void limits_hold(sched_t *s, task_t *t);
+void limits_unhold(sched_t *s, task_t *t);
+/* Before a placer pass: back into the ready queue, for each run holding
+ * tasks, as many as it has room for (parallelism - bound - queued). */
+void limits_release(sched_t *s);
+/* A new run: its limits into its record (from the spec); a load: its
+ * deadline tracked again, a stopped run's failure remembered. */
+void limits_run_created(sched_t *s, run_t *r, const spec_t *spec);
+void limits_run_loaded(sched_t *s, run_t *r);
+/* r reached a final state: its deadline is forgotten. */
+void limits_run_ended(sched_t *s, run_t *r);
+/* Stop the runs whose timeout has passed (the 100 ms tick, and at load). */
+void limits_tick(sched_t *s, int64_t now_ms);
 
 /* --- flow.c */
 /* Evaluate t's `when`. 0 or -EINVAL with the reason in err. */
