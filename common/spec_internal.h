@@ -14,6 +14,7 @@
  *   spec_step.c      one step: its own keys, outputs, inputs, for_each, and
  *                    the merge step > defaults > built-ins
  *   spec_template.c  {{ ... }} references: classify, substitute params
+ *   spec_trigger.c   trigger, depends, continue_on (depends adds needs)
  *   spec_flow.c      needs (indexes, cycles) and the data-flow check
  * The quantity parsers (memory, cpu, durations) are in units.c, apart, so
  * that programs parsing "5s" do not link the spec compiler or libyaml.

@@ -449,3 +449,30 @@ Test(trigger_dag, decisions_after_restart_are_the_same)
     h_exit(s, b, 0);
     expect_status(any, ST(READY));
 }
+
+/* A need on a fan-out step sees the group's status: FAILED once an item
+ * failed (tolerated here: continue_on covers its items too). */
+Test(trigger_dag, a_fan_out_need_is_the_group)
+{
+    run_t *r = h_submit(s, "name: fan\nsteps:\n"
+                           "  - name: shard\n    for_each: [1, 2]\n    continue_on: failed\n"
+                           "    command: [w, \"{{item}}\"]\n"
+                           "  - name: merge\n    needs: [shard]\n    command: [true]\n"
+                           "  - name: report\n    needs: [shard]\n    trigger: all_done\n"
+                           "    command: [true]\n"
+                           "  - name: triage\n    depends: shard.failed\n    command: [true]\n");
+    agent();
+    placer_place(s);
+    h_exit(s, h_task(r, "shard[0]"), 0);
+    expect_status(h_task(r, "report"), ST(WAITING));
+    h_exit(s, h_task(r, "shard[1]"), 3);
+    expect_status(h_task(r, "shard"), ST(FAILED));
+    expect_status(h_task(r, "merge"), ST(SKIPPED));
+    expect_reason(h_task(r, "merge"), "trigger all_success: 'shard' failed");
+    expect_status(h_task(r, "report"), ST(READY));
+    expect_status(h_task(r, "triage"), ST(READY));
+    placer_place(s);
+    h_exit(s, h_task(r, "report"), 0);
+    h_exit(s, h_task(r, "triage"), 0);
+    expect_run(r, RS(SUCCEEDED));
+}
