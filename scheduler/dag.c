@@ -407,6 +407,24 @@ static char *broken_reason(const task_t *t)
     return sb.buf;
 }
 
+/* A rule other than all_success may let a step run while a need it takes
+ * an input artifact from has not succeeded: say which (caller frees), or
+ * NULL when every input is there. */
+static char *inputs_missing(const task_t *t)
+{
+    for (size_t i = 0; i < t->step->n_inputs; i++) {
+        const Drover__InputSpec *in = t->step->inputs[i];
+        const task_t *src = in->step < t->run->steps->n_steps ? t->run->tasks[in->step] : NULL;
+        if (src && !succeeded(src))
+            return xasprintf("input '%s' comes from step '%s', which %s (its trigger %s let "
+                             "this step run without it)",
+                             in->local, src->name,
+                             dag_task_final(src) ? outcome_word(src) : "has not ended",
+                             trigger_rule_name(t->step->trigger));
+    }
+    return NULL;
+}
+
 /* Decide WAITING step task t by its rule over its needs' outcomes so far:
  * activate it, skip it, or leave it waiting. */
 static void decide(sched_t *s, task_t *t)
@@ -417,9 +435,16 @@ static void decide(sched_t *s, task_t *t)
     if (t->run->cancelled && !t->step->is_finally)
         return; /* dag_cancel_run ends it */
     switch (verdict(t, &by_failure)) {
-    case TRIGGER_HOLDS:
+    case TRIGGER_HOLDS: {
+        char *why = inputs_missing(t);
+        if (why) {
+            fail_for_good(s, t, why);
+            free(why);
+            break;
+        }
         activate(s, t);
         break;
+    }
     case TRIGGER_BROKEN: {
         char *why = broken_reason(t);
         t->status = DROVER__TASK_STATUS__TASK_SKIPPED;

@@ -476,3 +476,21 @@ Test(trigger_dag, a_fan_out_need_is_the_group)
     h_exit(s, h_task(r, "triage"), 0);
     expect_run(r, RS(SUCCEEDED));
 }
+
+/* A rule that lets a step run without a need it takes an input from fails
+ * the step with a reason, instead of running it with the input missing. */
+Test(trigger_dag, an_input_from_a_need_that_did_not_succeed_fails_the_step)
+{
+    run_t *r = h_submit(s, "name: in\nsteps:\n"
+                           "  - name: make\n    command: [false]\n"
+                           "    outputs: {artifacts: [data]}\n"
+                           "  - name: use\n    needs: [make]\n    trigger: all_done\n"
+                           "    inputs: {artifacts: {d: make.data}}\n    command: [true]\n");
+    agent();
+    placer_place(s);
+    h_exit(s, h_task(r, "make"), 1);
+    task_t *use = h_task(r, "use");
+    expect_status(use, ST(FAILED));
+    expect_reason(use, "input 'd' comes from step 'make', which failed (its trigger all_done");
+    expect_run(r, RS(FAILED));
+}
