@@ -178,7 +178,7 @@ static int suffix_of(const char *s, size_t n)
 
 static bool atom_value(int outcome, int suf)
 {
-    int o = outcome & ~TRIG_TOLERATED;
+    int o = outcome & ~(TRIG_TOLERATED | TRIG_UPSTREAM_FAILED);
     bool ok = o == TRIG_SUCCEEDED || o == TRIG_CACHED;
     switch (suf) {
     case SUF_SUCCEEDED:
@@ -194,7 +194,8 @@ static bool atom_value(int outcome, int suf)
     case SUF_CANCELLED:
         return o == TRIG_CANCELLED;
     default: /* Argo's bare name */
-        return ok || o == TRIG_SKIPPED || (o == TRIG_FAILED && (outcome & TRIG_TOLERATED));
+        return ok || (o == TRIG_SKIPPED && !(outcome & TRIG_UPSTREAM_FAILED)) ||
+               (o == TRIG_FAILED && (outcome & TRIG_TOLERATED));
     }
 }
 

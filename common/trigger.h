@@ -22,8 +22,9 @@
  *            'cancelled')  |  STEP
  * STEP is [A-Za-z0-9_.-]+ (the suffix is the part after the last '.' and is
  * matched in any case, so Argo's `.Succeeded` reads too). A bare STEP is
- * Argo's: succeeded or skipped, or failed when that step has continue_on
- * failed. Errors: -EINVAL with "col N: reason" (1-based byte offset).
+ * Argo's: succeeded or skipped (not skipped because of a failure upstream),
+ * or failed when that step has continue_on failed. Errors: -EINVAL with "col N: reason" (1-based
+ * byte offset).
  */
 #ifndef DROVER_TRIGGER_H
 #define DROVER_TRIGGER_H
@@ -35,7 +36,9 @@
 #include "drover.pb-c.h"
 
 /* What one need ended as (TRIG_PENDING: not ended yet). TRIG_TOLERATED
- * may be or-ed into TRIG_FAILED: the need has continue_on failed. */
+ * may be or-ed into TRIG_FAILED: the need has continue_on failed;
+ * TRIG_UPSTREAM_FAILED into TRIG_SKIPPED: a failure upstream skipped it
+ * (Argo's omitted: .skipped holds, a bare name does not). */
 typedef enum {
     TRIG_PENDING = 0,
     TRIG_SUCCEEDED,
@@ -44,6 +47,7 @@ typedef enum {
     TRIG_SKIPPED,
     TRIG_CANCELLED,
     TRIG_TOLERATED = 0x10,
+    TRIG_UPSTREAM_FAILED = 0x20,
 } trigger_outcome_t;
 
 /* A step's needs by outcome: failed includes upstream-failed skips,

@@ -16,11 +16,12 @@
  * group of item tasks, released under its parallelism cap), the cache (a hit → CACHED, no agent),
  * else READY for the placer.
  *
- * With the default rule (all_success) a task that fails for good, or is
- * skipped, so skips its WAITING descendants. A failed step with
- * continue_on: failed does not fail the run. Exit handlers (finally steps) wait until every main
- * task has ended and then run whatever happened, with {{run.status}}. A run ends when its last task
- * does: CANCELLED if cancelled, FAILED if any task failed, else SUCCEEDED.
+ * With the default rule a task that fails for good, or is skipped, skips its WAITING
+ * descendants. Exit handlers (finally steps) wait until every main task has
+ * ended and then run whatever happened, with {{run.status}}. A run ends
+ * when its last task does: CANCELLED if cancelled, FAILED if any task
+ * failed, else SUCCEEDED. A failed step with continue_on: failed does not
+ * fail the run (its dependants' rules still see it failed).
  *
  * LOST (the agent vanished) and PREEMPTED requeue the task without using a
  * retry; they count against the step's max_preemptions instead. A system
@@ -301,7 +302,7 @@ static int depends_lookup(const char *name, size_t len, void *arg)
         if (strlen(p->name) == len && !memcmp(p->name, name, len)) {
             int o = outcome_of(p);
             return p->status == DROVER__TASK_STATUS__TASK_SKIPPED && o == TRIG_FAILED
-                       ? TRIG_SKIPPED /* .skipped in depends, whatever skipped it */
+                       ? TRIG_SKIPPED | TRIG_UPSTREAM_FAILED /* .skipped, not a bare name */
                        : o;
         }
     }
@@ -324,6 +325,7 @@ static trigger_verdict_t verdict(const task_t *t, bool *by_failure)
     char err[256];
     if (trigger_depends_eval(t->step->depends, depends_lookup, (void *)t, &ok, err, sizeof err) < 0)
         log_warn("%s/%s: depends: %s", t->run->rec->id, t->name, err); /* checked at submit */
+    *by_failure = !ok && t->deps_failed > 0; /* omitted after a failure, as Argo's */
     return ok ? TRIGGER_HOLDS : TRIGGER_BROKEN;
 }
 

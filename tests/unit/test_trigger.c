@@ -101,6 +101,7 @@ static const named_t OUTCOMES[] = {
     {"gone", TRIG_CANCELLED},
     {"a.b-c", TRIG_SUCCEEDED},
     {"soft", TRIG_FAILED | TRIG_TOLERATED},
+    {"omitted", TRIG_SKIPPED | TRIG_UPSTREAM_FAILED},
 };
 
 static int lookup(const char *name, size_t len, void *arg)
@@ -135,6 +136,8 @@ Test(trigger, depends_expressions_read_each_outcome)
     cr_assert(eval("train && probe && soft"));
     cr_assert_not(eval("fallback"));
     cr_assert(eval("soft.failed"));
+    cr_assert_not(eval("omitted"), "skipped by a failure upstream: Argo's omitted");
+    cr_assert(eval("omitted.skipped && !omitted.failed"));
     cr_assert(eval("a.b-c.succeeded || fallback.succeeded && train.failed"),
               "&& binds tighter than ||");
 }
