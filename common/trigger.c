@@ -152,6 +152,16 @@ static int dp_fail(dp_t *d, const char *at, const char *fmt, const char *what)
     return -EINVAL;
 }
 
+/* ch as it may appear in a one-line message: itself, or \xNN. */
+static void show_char(char ch, char out[8])
+{
+    unsigned char u = (unsigned char)ch;
+    if (u >= 0x20 && u < 0x7f)
+        snprintf(out, 8, "%c", ch);
+    else
+        snprintf(out, 8, "\\x%02x", u);
+}
+
 static void dp_space(dp_t *d)
 {
     while (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r')
@@ -245,7 +255,8 @@ static int dp_unary(dp_t *d, bool *v)
     } else if (*d->p == '\0') {
         rc = dp_fail(d, at, "%s", "expression ends where a step was expected");
     } else {
-        char ch[2] = {*d->p, 0};
+        char ch[8];
+        show_char(*d->p, ch);
         rc = dp_fail(d, at, "unexpected '%s' (write STEP.succeeded, &&, ||, !, parentheses)", ch);
     }
     d->depth--;
@@ -293,7 +304,8 @@ static int dp_run(dp_t *d, bool *v)
         return -EINVAL;
     dp_space(d);
     if (*d->p) {
-        char ch[2] = {*d->p, 0};
+        char ch[8];
+        show_char(*d->p, ch);
         return dp_fail(d, d->p, "unexpected '%s' (join terms with && or ||)", ch);
     }
     return 0;

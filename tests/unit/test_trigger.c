@@ -155,6 +155,7 @@ Test(trigger, depends_syntax_errors_name_the_column)
         {"a.succeeded & b", "col 13: unexpected '&'"},
         {"{{steps.a.status}}", "col 1: unexpected '{'"},
         {".failed", "col 1: a step name is missing"},
+        {"a.failed \x01", "col 10: unexpected '\\x01'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cr_assert_eq(trigger_depends_check(bad[i].text, NULL, NULL, err, sizeof err), -EINVAL,
