@@ -498,3 +498,20 @@ Test(trigger_dag, an_input_from_a_need_that_did_not_succeed_fails_the_step)
     expect_reason(use, "input 'd' comes from step 'make', which failed (its trigger all_done");
     expect_run(r, RS(FAILED));
 }
+
+/* A cancel ends waiting steps CANCELLED: the needs it cancels do not make
+ * an all_done step run. */
+Test(trigger_dag, cancel_does_not_start_an_all_done_step)
+{
+    run_t *r = h_submit(s, "name: cx\nsteps:\n"
+                           "  - name: a\n    command: [sleep, 60]\n"
+                           "  - name: b\n    needs: [a]\n    trigger: all_done\n"
+                           "    command: [true]\n");
+    agent();
+    placer_place(s);
+    dag_cancel_run(s, r);
+    expect_status(h_task(r, "a"), ST(CANCELLED));
+    expect_status(h_task(r, "b"), ST(CANCELLED));
+    cr_assert_eq(s->dag.n_ready, 0);
+    expect_run(r, RS(CANCELLED));
+}
