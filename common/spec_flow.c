@@ -35,7 +35,10 @@ static int dfs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t u, unsi
             for (size_t i = from; i <= depth + 1; i++)
                 sb_printf(&msg, "%s%s", i > from ? " -> " : "",
                           all[i <= depth ? path[i] : w]->name);
-            int rc = fail(c, aux[u].needs_node->kids[j], "cycle: %s", msg.buf);
+            const node_t *at = aux[u].needs_node && j < aux[u].needs_node->nkids
+                                   ? aux[u].needs_node->kids[j]
+                                   : aux[u].depends_node; /* a need its depends added */
+            int rc = fail(c, at, "cycle: %s", msg.buf);
             sb_free(&msg);
             return rc;
         }
@@ -89,6 +92,10 @@ int resolve_needs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
             seen[w] = i + 1;
             all[i]->needs[all[i]->n_needs++] = (uint32_t)w;
         }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = depends_needs(c, all, aux, i)) < 0)
+            goto cleanup;
     }
     for (size_t i = 0; i < n; i++) {
         if (color[i] == 0 && (rc = dfs(c, all, aux, i, color, path, 0)) < 0)

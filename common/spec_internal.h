@@ -14,6 +14,7 @@
  *   spec_step.c      one step: its own keys, outputs, inputs, for_each, and
  *                    the merge step > defaults > built-ins
  *   spec_template.c  {{ ... }} references: classify, substitute params
+ *   spec_trigger.c   trigger, depends, continue_on (depends adds needs)
  *   spec_flow.c      needs (indexes, cycles) and the data-flow check
  * The quantity parsers (memory, cpu, durations) are in units.c, apart, so
  * that programs parsing "5s" do not link the spec compiler or libyaml.
@@ -100,6 +101,8 @@ typedef struct {
     const node_t **input_src;   /* parallel to inputs: each source scalar */
     char **arts_sorted;         /* out_artifacts, sorted (pointers into the step) */
     char **params_sorted;       /* out_params, sorted */
+    const node_t *trigger_node; /* the trigger value, or NULL */
+    const node_t *depends_node; /* the depends value, or NULL */
 } step_aux_t;
 
 typedef struct {
@@ -280,6 +283,18 @@ bool is_step_only_key(const char *k);
 /* Fill all[idx] (and aux[idx]) from step map m over defaults d. */
 int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec **all, size_t idx,
                step_aux_t *aux);
+
+/* ---- trigger, depends, continue_on (spec_trigger.c) ---- */
+
+/* k is one of the step keys spec_trigger.c reads. */
+bool is_trigger_key(const char *k);
+/* One of those keys (k: v) into step st. */
+int parse_trigger_key(ctx_t *c, const node_t *k, const node_t *v, Drover__StepSpec *st,
+                      step_aux_t *a);
+/* Called by resolve_needs for step i once every needs list is resolved,
+ * before the cycle check: add the steps its depends names that its needs
+ * do not list, checked as needs are; refuse a trigger without needs. */
+int depends_needs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t i);
 
 /* ---- needs and data flow (spec_flow.c) ---- */
 

@@ -512,7 +512,7 @@ bool is_step_only_key(const char *k)
         if (!strcmp(k, keys[i]))
             return true;
     }
-    return false;
+    return is_trigger_key(k);
 }
 
 /* A step with spot: require (written at spot, inherited from defaults when
@@ -645,6 +645,9 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
             a->when = v;
         } else if (!strcmp(key, "for_each")) {
             if ((rc = parse_for_each(c, v, st, a)) < 0)
+                goto cleanup;
+        } else if (is_trigger_key(key)) {
+            if ((rc = parse_trigger_key(c, k, v, st, a)) < 0)
                 goto cleanup;
         } else if (!strcmp(key, "parallelism")) {
             if ((rc = want_uint(c, v, "parallelism", 1, SPEC_MAX_PARALLEL, &u)) < 0)

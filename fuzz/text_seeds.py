@@ -145,6 +145,25 @@ SPACED_SPECS = [
     b"finally:\n  - {name: f, command: [x, \"{{ run.status }}\"]}\n\0n=2\n",
     b"name: sp\nsteps:\n  - {name: a, command: [x, \"{{ }}\", \"{{ item }}\"]}\n",
 ]
+# Trigger rules, depends expressions and tolerated failures (issue 15).
+TRIGGER_SPECS = [
+    b"name: tr\nsteps:\n  - {name: a, command: [a]}\n  - {name: b, command: [b], when: \"1 == 2\"}\n"
+    b"  - name: j\n    needs: [a, b]\n    trigger: none_failed_min_one_success\n    command: [j]\n"
+    b"  - {name: k, needs: [a, b], trigger: one_failed, command: [k]}\n",
+    b"name: tr\nsteps:\n  - {name: A, command: [a]}\n"
+    b"  - {name: B, depends: A, continue_on: failed, command: [b]}\n"
+    b"  - {name: C, depends: A, command: [c]}\n"
+    b"  - name: D\n    depends: \"B && C || (A.failed && !C.skipped) || B.Succeeded\"\n"
+    b"    command: [d]\n",
+    b"name: tr\nsteps:\n  - {name: a.b-c, command: [a]}\n"
+    b"  - {name: z, depends: \"a.b-c.done && !a.b-c.cancelled || a.b-c.cached\", command: [z]}\n"
+    b"finally:\n  - {name: f, command: [f]}\n  - {name: g, depends: \"f.failed\", command: [g]}\n",
+    b"name: tr\nsteps:\n  - {name: a, depends: \"b.failed\", command: [a]}\n"
+    b"  - {name: b, needs: [a], trigger: all_done, depends: a, command: [b]}\n",
+    b"name: tr\nsteps:\n  - {name: a, command: [a]}\n"
+    b"  - {name: b, needs: [a], trigger: nope, continue_on: error, command: [b]}\n"
+    b"  - {name: c, depends: \"((a.succeeded)\", command: [c]}\n",
+]
 SPACED_EXPRS = [
     b"{{ item }} != 4",
     b"{{\titem\n}} != 4 && '{{ item.k }}' == a",
@@ -166,6 +185,7 @@ def main():
 
     specs = [open(os.path.join(ROOT, "examples/ml/pipeline.yaml"), "rb").read()]
     specs += SPACED_SPECS
+    specs += TRIGGER_SPECS
     integ = os.path.join(ROOT, "tests", "integration")
     for f in sorted(os.listdir(integ)):
         if f.startswith("test_") and f.endswith(".py"):

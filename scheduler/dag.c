@@ -2,19 +2,26 @@
  * "Task lifecycle").
  *
  * Readiness is incremental: each task counts its needs that have not yet
- * SUCCEEDED (unfinished_deps) and lists its children; a success decrements
- * the children's counts and activates those that reach zero, so no event
- * scans a whole run. Activation decides a step: its `when` (false →
+ * ended (unfinished_deps) and those that ended succeeded, failed or
+ * skipped (deps_*), and lists its children; a need that ends updates its
+ * WAITING children's counts and decides each by its trigger rule
+ * (common/trigger.h: O(1) from the counts; a `depends` expression once
+ * every need has ended): the rule holds → activate, it can no longer hold →
+ * SKIPPED with a reason naming the rule and the needs that broke it (and,
+ * when a failure broke it, upstream_failed: it counts as failed for its
+ * own dependants, as Airflow's upstream_failed), else wait. No event scans
+ * a whole run. Activation decides a step: its `when` (false →
  * SKIPPED; for a for_each step whose `when` refers to the item, decided
  * per item instead: StepSpec.when_scope, fixed at submit), its fan-out (a for_each step becomes a
  * group of item tasks, released under its parallelism cap), the cache (a hit → CACHED, no agent),
  * else READY for the placer.
  *
- * A task that fails for good, or is skipped, skips its WAITING
+ * With the default rule a task that fails for good, or is skipped, skips its WAITING
  * descendants. Exit handlers (finally steps) wait until every main task has
  * ended and then run whatever happened, with {{run.status}}. A run ends
  * when its last task does: CANCELLED if cancelled, FAILED if any task
- * failed, else SUCCEEDED.
+ * failed, else SUCCEEDED. A failed step with continue_on: failed does not
+ * fail the run (its dependants' rules still see it failed).
  *
  * LOST (the agent vanished) and PREEMPTED requeue the task without using a
  * retry; they count against the step's max_preemptions instead. A system
@@ -36,6 +43,8 @@
 #include "expr.h"
 #include "json.h"
 #include "log.h"
+#include "strbuf.h"
+#include "trigger.h"
 #include "util.h"
 
 static void activate(sched_t *s, task_t *t);
@@ -239,7 +248,7 @@ static void task_finished(sched_t *s, task_t *t)
         r->unfinished--;
     if (!t->step->is_finally && r->main_unfinished > 0)
         r->main_unfinished--;
-    if (t->status == DROVER__TASK_STATUS__TASK_FAILED)
+    if (t->status == DROVER__TASK_STATUS__TASK_FAILED && !t->step->continue_on_failed)
         r->failed = true; /* the run fails, but only once every branch has ended */
     if (t->is_item)
         group_item_done(s, t);
@@ -256,20 +265,220 @@ static void task_finished(sched_t *s, task_t *t)
     }
 }
 
-/* Skip every WAITING descendant of t. */
-static void skip_descendants(sched_t *s, task_t *t, const char *why)
+/* ------------------------------------------------------------ readiness */
+
+static void need_ended(sched_t *s, task_t *t);
+
+/* What need p ended as, for its dependants' rules (TRIG_PENDING: not yet). */
+static int outcome_of(const task_t *p)
+{
+    if (!dag_task_final(p))
+        return TRIG_PENDING;
+    switch (p->status) {
+    case DROVER__TASK_STATUS__TASK_SUCCEEDED:
+        return TRIG_SUCCEEDED;
+    case DROVER__TASK_STATUS__TASK_CACHED:
+        return TRIG_CACHED;
+    case DROVER__TASK_STATUS__TASK_FAILED:
+        return TRIG_FAILED | (p->step->continue_on_failed ? TRIG_TOLERATED : 0);
+    case DROVER__TASK_STATUS__TASK_SKIPPED:
+        return p->upstream_failed ? TRIG_FAILED : TRIG_SKIPPED;
+    default:
+        return TRIG_CANCELLED;
+    }
+}
+
+/* Account for need p's ending in c's counts. */
+static void count_need(task_t *c, const task_t *p)
+{
+    int o = outcome_of(p) & ~TRIG_TOLERATED;
+    if (c->unfinished_deps > 0)
+        c->unfinished_deps--;
+    c->deps_ok += o == TRIG_SUCCEEDED || o == TRIG_CACHED;
+    c->deps_failed += o == TRIG_FAILED;
+    c->deps_skipped += o == TRIG_SKIPPED;
+}
+
+/* The outcome of need name[0..len) of the task in arg, for depends. */
+static int depends_lookup(const char *name, size_t len, void *arg)
+{
+    const task_t *t = arg;
+    for (size_t j = 0; j < t->step->n_needs; j++) {
+        const task_t *p = t->run->tasks[t->step->needs[j]];
+        if (strlen(p->name) == len && !memcmp(p->name, name, len)) {
+            int o = outcome_of(p);
+            return p->status == DROVER__TASK_STATUS__TASK_SKIPPED && o == TRIG_FAILED
+                       ? TRIG_SKIPPED | TRIG_UPSTREAM_FAILED /* .skipped, not a bare name */
+                       : o;
+        }
+    }
+    return TRIG_PENDING; /* the spec compiler made every name a need */
+}
+
+static trigger_verdict_t verdict(const task_t *t, bool *by_failure)
+{
+    trigger_counts_t c = {.total = (uint32_t)t->step->n_needs,
+                          .ended = (uint32_t)t->step->n_needs - t->unfinished_deps,
+                          .ok = t->deps_ok,
+                          .failed = t->deps_failed,
+                          .skipped = t->deps_skipped};
+    *by_failure = false;
+    if (t->step->trigger != DROVER__TRIGGER_RULE__TRIGGER_RULE_DEPENDS)
+        return trigger_rule_decide(t->step->trigger, &c, by_failure);
+    if (c.ended < c.total)
+        return TRIGGER_UNDECIDED; /* as Argo: once every need has ended */
+    bool ok = false;
+    char err[256];
+    if (trigger_depends_eval(t->step->depends, depends_lookup, (void *)t, &ok, err, sizeof err) < 0)
+        log_warn("%s/%s: depends: %s", t->run->rec->id, t->name, err); /* checked at submit */
+    *by_failure = !ok && t->deps_failed > 0; /* omitted after a failure, as Argo's */
+    return ok ? TRIGGER_HOLDS : TRIGGER_BROKEN;
+}
+
+static const char *outcome_word(const task_t *p)
+{
+    switch (outcome_of(p) & ~TRIG_TOLERATED) {
+    case TRIG_SUCCEEDED:
+        return "succeeded";
+    case TRIG_CACHED:
+        return "cached";
+    case TRIG_FAILED:
+        return p->status == DROVER__TASK_STATUS__TASK_SKIPPED ? "upstream_failed" : "failed";
+    case TRIG_SKIPPED:
+        return "skipped";
+    case TRIG_CANCELLED:
+        return "cancelled";
+    default:
+        return "not ended";
+    }
+}
+
+/* Why t's rule can no longer hold: the rule and the needs' outcomes that
+ * broke it ("trigger all_success: 'train' failed"); caller frees. */
+static char *broken_reason(const task_t *t)
+{
+    Drover__TriggerRule rule = t->step->trigger;
+    strbuf_t sb = {0};
+    unsigned bad = 0; /* bits: 1 ok, 2 failed, 4 skipped, 8 cancelled */
+    switch (rule) {
+    case DROVER__TRIGGER_RULE__TRIGGER_RULE_ALL_SUCCESS:
+        bad = 2 | 4 | 8;
+        break;
+    case DROVER__TRIGGER_RULE__TRIGGER_RULE_ALL_FAILED:
+        bad = 1 | 4 | 8;
+        break;
+    case DROVER__TRIGGER_RULE__TRIGGER_RULE_NONE_FAILED:
+        bad = 2 | 8;
+        break;
+    case DROVER__TRIGGER_RULE__TRIGGER_RULE_NONE_FAILED_MIN_ONE_SUCCESS:
+        bad = t->deps_failed || t->deps_ok + t->deps_failed + t->deps_skipped <
+                                    t->step->n_needs - t->unfinished_deps
+                  ? 2 | 8
+                  : 4;
+        break;
+    case DROVER__TRIGGER_RULE__TRIGGER_RULE_NONE_SKIPPED:
+        bad = 4;
+        break;
+    default: /* one_success, one_failed, depends: every need's outcome */
+        bad = 1 | 2 | 4 | 8;
+        break;
+    }
+    if (rule == DROVER__TRIGGER_RULE__TRIGGER_RULE_DEPENDS)
+        sb_printf(&sb, "depends: %s was false:", t->step->depends);
+    else
+        sb_printf(&sb, "trigger %s:", trigger_rule_name(rule));
+    if (rule == DROVER__TRIGGER_RULE__TRIGGER_RULE_ONE_SUCCESS ||
+        (rule == DROVER__TRIGGER_RULE__TRIGGER_RULE_NONE_FAILED_MIN_ONE_SUCCESS && bad == 4))
+        sb_printf(&sb, " no need succeeded;");
+    else if (rule == DROVER__TRIGGER_RULE__TRIGGER_RULE_ONE_FAILED)
+        sb_printf(&sb, " no need failed;");
+    size_t listed = 0, more = 0;
+    for (size_t j = 0; j < t->step->n_needs; j++) {
+        const task_t *p = t->run->tasks[t->step->needs[j]];
+        int o = outcome_of(p) & ~TRIG_TOLERATED;
+        unsigned bit = o == TRIG_SUCCEEDED || o == TRIG_CACHED ? 1
+                       : o == TRIG_FAILED                      ? 2
+                       : o == TRIG_SKIPPED                     ? 4
+                       : o == TRIG_CANCELLED                   ? 8
+                                                               : 0;
+        if (!(bit & bad))
+            continue;
+        if (listed == 8) {
+            more++;
+            continue;
+        }
+        sb_printf(&sb, "%s '%s' %s", listed ? "," : "", p->name, outcome_word(p));
+        listed++;
+    }
+    if (more)
+        sb_printf(&sb, " and %zu more", more);
+    return sb.buf;
+}
+
+/* A rule other than all_success may let a step run while a need it takes
+ * an input artifact from has not succeeded: say which (caller frees), or
+ * NULL when every input is there. */
+static char *inputs_missing(const task_t *t)
+{
+    for (size_t i = 0; i < t->step->n_inputs; i++) {
+        const Drover__InputSpec *in = t->step->inputs[i];
+        const task_t *src = in->step < t->run->steps->n_steps ? t->run->tasks[in->step] : NULL;
+        if (src && !succeeded(src))
+            return xasprintf("input '%s' comes from step '%s', which %s (its trigger %s let "
+                             "this step run without it)",
+                             in->local, src->name,
+                             dag_task_final(src) ? outcome_word(src) : "has not ended",
+                             trigger_rule_name(t->step->trigger));
+    }
+    return NULL;
+}
+
+/* Decide WAITING step task t by its rule over its needs' outcomes so far:
+ * activate it, skip it, or leave it waiting. */
+static void decide(sched_t *s, task_t *t)
+{
+    bool by_failure;
+    if (t->status != DROVER__TASK_STATUS__TASK_WAITING || t->is_item)
+        return;
+    if (t->run->cancelled && !t->step->is_finally)
+        return; /* dag_cancel_run ends it */
+    switch (verdict(t, &by_failure)) {
+    case TRIGGER_HOLDS: {
+        char *why = inputs_missing(t);
+        if (why) {
+            fail_for_good(s, t, why);
+            free(why);
+            break;
+        }
+        activate(s, t);
+        break;
+    }
+    case TRIGGER_BROKEN: {
+        char *why = broken_reason(t);
+        t->status = DROVER__TASK_STATUS__TASK_SKIPPED;
+        t->upstream_failed = by_failure;
+        set_reason(t, why);
+        free(why);
+        journal_mark_task(&s->journal, t);
+        task_finished(s, t);
+        need_ended(s, t);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* t reached a final state: count it in its WAITING children and decide
+ * them (those already activated early, by one_success say, are left). */
+static void need_ended(sched_t *s, task_t *t)
 {
     for (size_t i = 0; i < t->n_children; i++) {
         task_t *c = t->run->tasks[t->children[i]];
         if (c->status != DROVER__TASK_STATUS__TASK_WAITING)
             continue;
-        c->status = DROVER__TASK_STATUS__TASK_SKIPPED;
-        char *reason = xasprintf("upstream %s %s", t->name, why);
-        set_reason(c, reason);
-        free(reason);
-        journal_mark_task(&s->journal, c);
-        task_finished(s, c);
-        skip_descendants(s, c, "skipped");
+        count_need(c, t);
+        decide(s, c);
     }
 }
 
@@ -279,7 +488,7 @@ static void skip(sched_t *s, task_t *t, const char *reason)
     set_reason(t, reason);
     journal_mark_task(&s->journal, t);
     task_finished(s, t);
-    skip_descendants(s, t, "skipped");
+    need_ended(s, t);
 }
 
 static void fail_for_good(sched_t *s, task_t *t, const char *reason)
@@ -289,7 +498,7 @@ static void fail_for_good(sched_t *s, task_t *t, const char *reason)
     set_reason(t, reason);
     journal_mark_task(&s->journal, t);
     task_finished(s, t);
-    skip_descendants(s, t, "failed");
+    need_ended(s, t);
 }
 
 /* Whether t's result may be stored in the cache: a run submitted with
@@ -330,12 +539,7 @@ static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status)
         set_reason(t, NULL); /* a failed expansion leaves one: it succeeded, uncached */
     }
     task_finished(s, t);
-    for (size_t i = 0; i < t->n_children; i++) {
-        task_t *c = t->run->tasks[t->children[i]];
-        if (c->unfinished_deps > 0 && --c->unfinished_deps == 0 &&
-            c->status == DROVER__TASK_STATUS__TASK_WAITING)
-            activate(s, c);
-    }
+    need_ended(s, t);
 }
 
 static void task_failed(sched_t *s, task_t *t, const char *reason)
@@ -544,9 +748,8 @@ static void start_finally(sched_t *s, run_t *r)
     r->finally_started = true;
     for (size_t i = 0; i < r->steps->n_steps; i++) {
         task_t *t = r->tasks[i];
-        if (t->step->is_finally && t->status == DROVER__TASK_STATUS__TASK_WAITING &&
-            t->unfinished_deps == 0)
-            activate(s, t);
+        if (t->step->is_finally)
+            decide(s, t); /* its rule over the finally steps it needs */
     }
 }
 
@@ -997,6 +1200,7 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
     rec->n_checkpoints = t->n_checkpoints;
     rec->checkpoints = t->checkpoints;
     rec->avoid_agent = t->avoid_agent ? t->avoid_agent : (char *)"";
+    rec->upstream_failed = t->upstream_failed;
 }
 
 static void load_run(const Drover__RunRecord *rec, const Drover__RunSteps *steps, void *arg)
@@ -1072,6 +1276,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
             t->checkpoints[t->n_checkpoints++] = util_pb_copy(rec->checkpoints[i]);
     }
     t->avoid_agent = rec->avoid_agent && *rec->avoid_agent ? xstrdup(rec->avoid_agent) : NULL;
+    t->upstream_failed = rec->upstream_failed;
 }
 
 static void load_agent(const Drover__AgentRecord *rec, void *arg)
@@ -1123,16 +1328,17 @@ static void rebuild_run(sched_t *s, run_t *r)
         if (!dag_task_final(t)) {
             r->unfinished++;
             r->main_unfinished += !t->step->is_finally;
-        } else if (t->status == DROVER__TASK_STATUS__TASK_FAILED) {
+        } else if (t->status == DROVER__TASK_STATUS__TASK_FAILED && !t->step->continue_on_failed) {
             r->failed = true;
         }
         if (t->is_item)
             continue;
-        t->unfinished_deps = 0;
+        t->unfinished_deps = (uint32_t)t->step->n_needs;
+        t->deps_ok = t->deps_failed = t->deps_skipped = 0;
         for (size_t j = 0; j < t->step->n_needs; j++) {
             uint32_t p = t->step->needs[j];
-            if (p < r->steps->n_steps && !succeeded(r->tasks[p]))
-                t->unfinished_deps++;
+            if (p < r->steps->n_steps && dag_task_final(r->tasks[p]))
+                count_need(t, r->tasks[p]);
         }
         for (size_t k = 0; k < t->n_items; k++) {
             const task_t *it = t->items[k] < r->n_tasks ? r->tasks[t->items[k]] : NULL;
@@ -1159,8 +1365,7 @@ static void rebuild_run(sched_t *s, run_t *r)
         case DROVER__TASK_STATUS__TASK_WAITING:
             /* Decisions are made in the same transaction as the event that
              * enables them; this only catches what a crash could leave. */
-            if (!t->is_item && t->unfinished_deps == 0)
-                activate(s, t);
+            decide(s, t);
             break;
         case DROVER__TASK_STATUS__TASK_RUNNING:
             if (t->step->fan_out && !t->is_item) {

@@ -53,7 +53,7 @@ struct task {
     Drover__TaskStatus status;
     uint32_t retries_used, preemptions;
     uint32_t system_errors;   /* attempts ended by system errors (--max-system-errors) */
-    uint32_t unfinished_deps; /* needs not yet SUCCEEDED */
+    uint32_t unfinished_deps; /* needs not yet ended */
     float progress;           /* latest from the agent's heartbeat; -1 = none */
     int64_t retry_at_ms;      /* FAILED with a retry pending: when it becomes READY */
     char *reason;
@@ -95,6 +95,11 @@ struct task {
     bool dirty;
     bool in_ready;
     bool held; /* READY, on its run's held list, not the ready queue (limits.c) */
+    /* Readiness by trigger rule (dag.c): needs ended so, beside
+     * unfinished_deps (runtime, recomputed on load); upstream_failed is
+     * stored: SKIPPED because a failure broke its rule. */
+    uint32_t deps_ok, deps_failed, deps_skipped;
+    bool upstream_failed;
 };
 
 struct run {
