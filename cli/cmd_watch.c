@@ -211,7 +211,7 @@ static void print_change(const Drover__TaskView *t, int64_t when, int64_t now)
             sb_printf(&m, ", exit %s", fmt_task_exit(t, ex));
         sb_putc(&m, ')');
     }
-    if (*t->reason && reason_applies(t->status))
+    if (*t->reason && (reason_applies(t->status) || t->gate_at_ms)) /* a gate: who, or timeout */
         sb_printf(&m, ": %s", t->reason);
     if (t->status == DROVER__TASK_STATUS__TASK_FAILED && t->retry_at_ms > now)
         sb_printf(&m, "; retry in %llds", (long long)(t->retry_at_ms - now + 999) / 1000);
