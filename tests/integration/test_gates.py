@@ -59,9 +59,21 @@ class GatesTest(harness.DroverTestCase):
         self.assertEqual(r.rc, REFUSED, r)
         self.assertIn("does not declare output param 'nope'", r.err)
         self.assertEqual(task(c.get_run(rid), "gate")["status"], "SUSPENDED")
-        r = c.cli("run", "resume", rid, "gate", "-p", "approved_by=alice")
-        self.assertEqual(r.rc, 0, r)
-        self.assertEqual(r.out.strip(), "resumed %s gate" % rid)
+        watch = c.popen_cli("run", "watch", rid)  # piped: one line per change
+        try:
+            data, ok = harness.read_with_timeout(
+                watch, rb"gate SUSPENDED: waiting for drover run resume\n")
+            self.assertTrue(ok, data)
+            r = c.cli("run", "resume", rid, "gate", "-p", "approved_by=alice")
+            self.assertEqual(r.rc, 0, r)
+            self.assertEqual(r.out.strip(), "resumed %s gate" % rid)
+            data, ok = harness.read_with_timeout(watch, rb"gate SUCCEEDED: approved by local\n")
+            self.assertTrue(ok, data)
+            self.assertEqual(watch.wait(timeout=60), 0)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+            watch.communicate()
         run = c.wait_run_final(rid)
         self.assertEqual(run["status"], "SUCCEEDED", run)
         self.assertEqual(harness.read_text(marker), "alice")
