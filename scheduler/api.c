@@ -159,6 +159,16 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     }
 }
 
+/* name, or a stand-in when it holds control bytes (it is echoed in an
+ * error the CLI prints on a terminal). */
+static const char *shown_name(const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return "(a name with control characters)";
+    return name;
+}
+
 /* `drover run resume`: end an approval gate (gates.c). */
 static void do_resume(sched_t *s, const api_caller_t *caller, const Drover__ResumeRequest *req,
                       Drover__ApiResponse *resp, char **err_owned)
@@ -167,13 +177,13 @@ static void do_resume(sched_t *s, const api_caller_t *caller, const Drover__Resu
     run_t *r = dag_find_run(s, req->run_id);
     if (!r) {
         set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%.128s'",
-                  req->run_id);
+                  shown_name(req->run_id));
         return;
     }
     task_t *t = dag_find_task(r, req->step);
     if (!t) {
         set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
-                  "run %s has no step '%.128s'", r->rec->id, req->step);
+                  "run %s has no step '%.128s'", r->rec->id, shown_name(req->step));
         return;
     }
     int code = gate_resume(s, t, caller->name, req->reject, req->params, req->n_params,

@@ -1263,6 +1263,8 @@ void dag_free_all(sched_t *s)
     free(s->dag.runs);
     free(s->dag.retrying);
     free(s->dag.gates);
+    s->dag.gates = NULL;
+    s->dag.n_gates = s->dag.cap_gates = 0;
     s->dag.retrying = NULL;
     s->dag.runs = NULL;
     s->dag.n_runs = s->dag.cap_runs = 0;

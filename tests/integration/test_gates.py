@@ -170,7 +170,8 @@ class GatesTest(harness.DroverTestCase):
         self.assertIn("no run 'r999999'", r.err)
         r = c.cli("run", "resume", rid, "nosuch\x1b[2J" + "x" * 5000)
         self.assertEqual(r.rc, NOT_FOUND, r)
-        self.assertIn("has no step", r.err)
+        self.assertIn("has no step '(a name with control characters)'", r.err)
+        self.assertNotIn("\x1b", r.err)
         self.assertLess(len(r.err), 1000, "the echoed name is bounded")
         # a step that is no gate
         r = c.cli("run", "resume", rid, "build")
