@@ -102,6 +102,11 @@ static void print_summary(const watch_t *w, const Drover__RunView *run, int64_t 
     printf("  %u/%u done, %zu running", run->tasks_done, run->task_count, running);
     if (failed)
         printf(", %zu failed", failed);
+    size_t gates = 0; /* approval gates waiting for drover run resume */
+    for (size_t i = 0; i < run->n_tasks; i++)
+        gates += run->tasks[i]->status == DROVER__TASK_STATUS__TASK_SUSPENDED;
+    if (gates)
+        printf(", %zu awaiting approval", gates);
     printf("  %s\n", run->created_ms ? fmt_duration(end - run->created_ms, buf) : "");
 }
 

@@ -7,7 +7,10 @@ status by kind and change nothing."""
 import datetime
 import json
 import os
+import pty
+import select
 import shutil
+import subprocess
 import sys
 import time
 
@@ -90,6 +93,33 @@ class GatesTest(harness.DroverTestCase):
         r = c.cli("run", "resume", rid, "gate")
         self.assertEqual(r.rc, REFUSED, r)
         self.assertIn("is not suspended: it is SUCCEEDED (approved by local)", r.err)
+
+    def test_watch_on_a_terminal_shows_the_gate_waiting(self):
+        c = self.c
+        rid = c.submit(gate_spec(c.path("m"), {"timeout": "2h"}))
+        c.wait_task_status(rid, "gate", "SUSPENDED")
+        master, slave = pty.openpty()
+        argv = [harness.bin_path("drover"), "--api", c.api, "run", "watch", rid]
+        env = dict(c.env, TERM="xterm", COLUMNS="200", LINES="40", NO_COLOR="1")
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                             env=env, cwd=c.tmp)
+        os.close(slave)
+        data = b""
+        try:
+            deadline = time.monotonic() + 30 * harness.SCALE
+            while b"awaiting approval" not in data and time.monotonic() < deadline:
+                r, _, _ = select.select([master], [], [], 0.5)
+                if r:
+                    try:
+                        data += os.read(master, 65536)
+                    except OSError:
+                        break
+            self.assertIn(b"1 awaiting approval", data, data)
+            self.assertRegex(data, rb"gate +SUSPENDED \(timeout in 1h59m")
+        finally:
+            p.kill()
+            p.wait()
+            os.close(master)
 
     def test_reject_fails_the_gate_and_skips_dependants(self):
         c = self.c
