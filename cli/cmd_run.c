@@ -1,5 +1,6 @@
-/* cmd_run — `drover runs`, `drover run get`, `drover run cancel` and
- * `drover run delete`: one request each, printed as a table or as JSON. */
+/* cmd_run — `drover runs`, `drover run get`, `drover run cancel`,
+ * `drover run delete` and `drover run resume` (an approval gate): one
+ * request each, printed as a table or as JSON. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +356,7 @@ int cmd_run_get(cli_t *cli, int argc, char **argv)
         table_print(t, stdout, 0, 0, color);
         table_destroy(&t);
         runview_print_spot(stdout, resp->run, color);
+        runview_print_gates(stdout, resp->run, color);
         runview_print_outputs(stdout, resp->run);
     }
     drover__api_response__free_unpacked(resp, NULL);
@@ -396,4 +398,78 @@ int cmd_run_delete(cli_t *cli, int argc, char **argv)
 {
     return run_op(cli, argc, argv, DELETE_USAGE, DELETE_HELP, DROVER__API_REQUEST__OP_DELETE_RUN,
                   "deleted");
+}
+
+/* ---------------------------------------------------------------- resume */
+
+enum { OPT_REJECT = 100, OPT_PARAM };
+
+#define RESUME_USAGE "drover run resume RUN STEP [--reject] [-p KEY=VALUE]..."
+#define RESUME_HELP                                                                                \
+    "End an approval gate (a step with suspend:) that is SUSPENDED: it SUCCEEDS and\n"             \
+    "the steps after it go on. Allowed to admin keys, and to the run's owner with\n"               \
+    "role submit.\n"                                                                               \
+    "      --reject           fail the gate instead (reason \"rejected by YOU\"): its\n"           \
+    "                         dependants are skipped and the run fails\n"                          \
+    "  -p, --param KEY=VALUE  set an output param the gate declares (outputs:\n"                   \
+    "                         {params: [KEY]}); later steps read it as\n"                          \
+    "                         {{steps.STEP.outputs.params.KEY}} (repeatable; a declared\n"         \
+    "                         param not given is \"\")\n"
+
+int cmd_run_resume(cli_t *cli, int argc, char **argv)
+{
+    static const cli_opt_t opts[] = {
+        {"reject", 0, false, OPT_REJECT}, {"param", 'p', true, OPT_PARAM}, {NULL, 0, false, 0}};
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__ResumeRequest rr = DROVER__RESUME_REQUEST__INIT;
+    Drover__ApiResponse *resp = NULL;
+    const char *pos[2] = {NULL, NULL};
+    size_t n_pos = 0;
+    int rc = 0, opt;
+    args_t a;
+    args_init(&a, cli, argc, argv, opts, RESUME_USAGE);
+    while (rc == 0 && (opt = args_next(&a)) != ARGS_END) {
+        if (opt == ARGS_ERROR) {
+            rc = CLI_EXIT_USAGE;
+        } else if (opt == ARGS_HELP) {
+            cli_help(RESUME_USAGE, RESUME_HELP);
+            rc = CLI_STOP;
+        } else if (opt == ARGS_POSITIONAL) {
+            if (n_pos == 2)
+                rc = cli_usage_error(RESUME_USAGE, "unexpected argument '%s'", a.value);
+            else
+                pos[n_pos++] = a.value;
+        } else if (opt == OPT_REJECT) {
+            rr.reject = true;
+        } else if (opt == OPT_PARAM) {
+            const char *eq = strchr(a.value, '=');
+            if (!eq || eq == a.value) {
+                rc = cli_usage_error(RESUME_USAGE, "-p expects KEY=VALUE, got '%s'", a.value);
+                break;
+            }
+            char *key = xstrndup(a.value, (size_t)(eq - a.value));
+            rr.params = xrealloc(rr.params, (rr.n_params + 1) * sizeof *rr.params);
+            rr.params[rr.n_params++] = util_kv_new(key, eq + 1);
+            free(key);
+        }
+    }
+    if (rc == 0 && n_pos < 2)
+        rc = cli_usage_error(RESUME_USAGE, n_pos ? "missing STEP" : "missing RUN and STEP");
+    if (rc == 0 && rr.reject && rr.n_params)
+        rc = cli_usage_error(RESUME_USAGE, "--reject takes no -p");
+    if (rc != 0) {
+        util_free_kvs(rr.params, rr.n_params);
+        return cli_status(rc);
+    }
+    rr.run_id = (char *)pos[0];
+    rr.step = (char *)pos[1];
+    req.op_case = DROVER__API_REQUEST__OP_RESUME;
+    req.resume = &rr;
+    rc = api_call_once(cli->api, &req, &resp);
+    util_free_kvs(rr.params, rr.n_params);
+    if (rc < 0)
+        return CLI_EXIT_ERROR;
+    printf("%s %s %s\n", rr.reject ? "rejected" : "resumed", resp->run_id, pos[1]);
+    drover__api_response__free_unpacked(resp, NULL);
+    return CLI_EXIT_OK;
 }

@@ -102,6 +102,11 @@ static void print_summary(const watch_t *w, const Drover__RunView *run, int64_t 
     printf("  %u/%u done, %zu running", run->tasks_done, run->task_count, running);
     if (failed)
         printf(", %zu failed", failed);
+    size_t gates = 0; /* approval gates waiting for drover run resume */
+    for (size_t i = 0; i < run->n_tasks; i++)
+        gates += run->tasks[i]->status == DROVER__TASK_STATUS__TASK_SUSPENDED;
+    if (gates)
+        printf(", %zu awaiting approval", gates);
     printf("  %s\n", run->created_ms ? fmt_duration(end - run->created_ms, buf) : "");
 }
 
@@ -211,7 +216,7 @@ static void print_change(const Drover__TaskView *t, int64_t when, int64_t now)
             sb_printf(&m, ", exit %s", fmt_task_exit(t, ex));
         sb_putc(&m, ')');
     }
-    if (*t->reason && reason_applies(t->status))
+    if (*t->reason && (reason_applies(t->status) || t->gate_at_ms)) /* a gate: who, or timeout */
         sb_printf(&m, ": %s", t->reason);
     if (t->status == DROVER__TASK_STATUS__TASK_FAILED && t->retry_at_ms > now)
         sb_printf(&m, "; retry in %llds", (long long)(t->retry_at_ms - now + 999) / 1000);

@@ -44,6 +44,8 @@ static const command_t commands[] = {
      "-o=fmt --output=fmt"},
     {"run", "watch", cmd_run_watch, "ID", "follow a run until it ends", "run", ""},
     {"run", "cancel", cmd_run_cancel, "ID", "cancel a run", "run", ""},
+    {"run", "resume", cmd_run_resume, "RUN STEP [--reject] [-p KEY=VALUE]...",
+     "approve (or --reject) a suspended approval gate", "run step", "--reject -p= --param="},
     {"run", "delete", cmd_run_delete, "ID", "delete an ended run, its logs and artifacts", "run",
      ""},
     {NULL, "logs", cmd_logs, "ID STEP [--attempt N] [-f]", "print a step's output", "run step",

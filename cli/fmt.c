@@ -150,6 +150,10 @@ char *fmt_task_status(const Drover__TaskView *t, int64_t now_ms, char *buf)
     if (t->status == DROVER__TASK_STATUS__TASK_FAILED && t->retry_at_ms > now_ms) {
         int64_t secs = (t->retry_at_ms - now_ms + 999) / 1000;
         snprintf(buf, FMT_BUF, "%s (retry in %" PRId64 "s)", name, secs);
+    } else if (t->status == DROVER__TASK_STATUS__TASK_SUSPENDED && t->suspend_deadline_ms) {
+        char left[FMT_BUF];
+        int64_t ms = t->suspend_deadline_ms > now_ms ? t->suspend_deadline_ms - now_ms : 0;
+        snprintf(buf, FMT_BUF, "%s (timeout in %.24s)", name, fmt_duration(ms, left));
     } else if (t->status == DROVER__TASK_STATUS__TASK_RUNNING && t->progress >= 0) {
         char bar[FMT_BUF];
         /* the bar is "[##########] 100%": a bound gcc -O3 can see */
@@ -171,6 +175,8 @@ const char *fmt_task_color(Drover__TaskStatus s)
         return "31";
     case DROVER__TASK_STATUS__TASK_RUNNING:
         return "33";
+    case DROVER__TASK_STATUS__TASK_SUSPENDED:
+        return "35";
     case DROVER__TASK_STATUS__TASK_SKIPPED:
     case DROVER__TASK_STATUS__TASK_CANCELLED:
         return "2";

@@ -84,6 +84,37 @@ void runview_print_spot(FILE *out, const Drover__RunView *run, bool color)
     fprintf(out, "estimated cost: $%.4f\n", total);
 }
 
+void runview_print_gates(FILE *out, const Drover__RunView *run, bool color)
+{
+    static const char *const headers[] = {"GATE", "STATUS", "SINCE", "TIMEOUT", "BY", "AT"};
+    table_t *tab = NULL;
+    char buf[FMT_BUF];
+    for (size_t i = 0; i < run->n_tasks; i++) {
+        const Drover__TaskView *t = run->tasks[i];
+        if (!t->suspended_ms && !t->gate_at_ms)
+            continue;
+        if (!tab)
+            tab = table_new(6, headers);
+        table_add(tab, t->name, NULL);
+        table_add(tab, util_task_status_name(t->status), fmt_task_color(t->status));
+        table_add(tab, fmt_local_time(t->suspended_ms, buf), NULL);
+        if (t->suspend_deadline_ms)
+            table_add(tab, fmt_local_time(t->suspend_deadline_ms, buf), NULL);
+        else
+            table_add(tab, "none", NULL);
+        if (*t->gate_by)
+            table_addf(tab, "%s %s", t->gate_rejected ? "rejected by" : "approved by", t->gate_by);
+        else
+            table_add(tab, t->gate_at_ms ? "timeout" : "-", NULL);
+        table_add(tab, t->gate_at_ms ? fmt_local_time(t->gate_at_ms, buf) : "-", NULL);
+    }
+    if (!tab)
+        return;
+    fputs("\nGATES\n", out);
+    table_print(tab, out, 0, 0, color);
+    table_destroy(&tab);
+}
+
 void runview_print_outputs(FILE *out, const Drover__RunView *run)
 {
     bool any = false;
@@ -207,6 +238,18 @@ static void json_task(doc_t *j, const Drover__TaskView *t)
     doc_object_end(j);
     json_str_or_null(j, "cached_from", t->cached_from);
     json_str_or_null(j, "item", t->item_value);
+    doc_key(j, "gate"); /* an approval gate (suspend:) once activated, else null */
+    if (t->suspended_ms || t->gate_at_ms) {
+        doc_object_begin(j);
+        doc_field_time(j, "suspended", t->suspended_ms);
+        doc_field_time(j, "timeout_at", t->suspend_deadline_ms);
+        json_str_or_null(j, "by", t->gate_by);
+        doc_field_time(j, "at", t->gate_at_ms);
+        doc_field_bool(j, "rejected", t->gate_rejected);
+        doc_object_end(j);
+    } else {
+        doc_null(j);
+    }
     doc_key(j, "history");
     doc_array_begin(j);
     for (size_t i = 0; i < t->n_history; i++)

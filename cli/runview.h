@@ -25,6 +25,10 @@ table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_
  * when no step has output params. */
 #define RUNVIEW_MAX_VALUE 60
 void runview_print_outputs(FILE *out, const Drover__RunView *run);
+/* The approval gates of the run (steps with suspend:, once activated):
+ * since when, the timeout, who approved or rejected and when; nothing
+ * when the run has none. */
+void runview_print_gates(FILE *out, const Drover__RunView *run, bool color);
 
 /* Per step, when any ran on spot nodes, was preempted or checkpointed:
  * preemptions, retries, latest checkpoint, time on spot and on-demand

@@ -22,6 +22,68 @@
 
 /* ---- steps ---- */
 
+/* suspend: true | {} | {timeout: DUR, on_timeout: fail | continue}: an
+ * approval gate (README "Approval gates"). false / null: not a gate. */
+static int parse_suspend(ctx_t *c, const node_t *v, Drover__StepSpec *st)
+{
+    static const char *const what =
+        "'suspend' must be true or a map (timeout, on_timeout: fail | continue)";
+    bool on = true;
+    if (v->type == N_SCALAR && !is_null(v)) {
+        if (parse_bool(v->str, &on) < 0)
+            return fail(c, v, "%s", what);
+        st->suspend = on;
+        return 0;
+    }
+    st->suspend = true;
+    if (is_null(v))
+        return 0;
+    if (v->type != N_MAP)
+        return fail(c, v, "%s", what);
+    for (size_t i = 0; i < map_len(v); i++) {
+        const node_t *k = map_key(v, i), *x = map_val(v, i);
+        if (!strcmp(k->str, "timeout")) {
+            if (want_duration(c, x, "suspend.timeout", &st->suspend_timeout_ms) < 0)
+                return -EINVAL;
+            if (st->suspend_timeout_ms == 0)
+                return fail(c, x,
+                            "'suspend.timeout' must be more than 0 (leave it out to wait "
+                            "until resumed)");
+        } else if (!strcmp(k->str, "on_timeout")) {
+            if (x->type != N_SCALAR || (strcmp(x->str, "fail") && strcmp(x->str, "continue")))
+                return fail(c, x, "'suspend.on_timeout' must be fail or continue, not '%s'",
+                            x->type == N_SCALAR ? show(c, x->str) : "(not a string)");
+            st->suspend_continue = !strcmp(x->str, "continue");
+        } else {
+            return fail(c, k, "unknown key '%s' in suspend (timeout, on_timeout)", show(c, k->str));
+        }
+    }
+    return 0;
+}
+
+/* A gate runs nothing: the keys of a step that runs something are refused
+ * at the key (m: the step's map). */
+static int check_gate(ctx_t *c, const node_t *m, const Drover__StepSpec *st)
+{
+    static const char *const refused[] = {"command", "script", "image", "for_each", "inputs"};
+    for (size_t i = 0; i < map_len(m); i++) {
+        const node_t *k = map_key(m, i);
+        for (size_t j = 0; j < sizeof refused / sizeof refused[0]; j++) {
+            if (!strcmp(k->str, refused[j]))
+                return fail(c, k,
+                            "step '%s' has 'suspend' and '%s': an approval gate runs nothing "
+                            "(it waits for `drover run resume`)",
+                            show(c, st->name), refused[j]);
+        }
+    }
+    if (st->n_out_artifacts)
+        return fail(c, m,
+                    "step '%s' has 'suspend' and output artifacts: a gate's outputs are params "
+                    "given with `drover run resume -p`",
+                    show(c, st->name));
+    return 0;
+}
+
 /* Output and input names become file names under $DROVER_OUTPUTS and
  * $DROVER_INPUTS: [A-Za-z0-9_.-], 1-63 bytes, not ".", no "..". */
 static bool valid_file_name(const char *s)
@@ -506,8 +568,8 @@ static Drover__KeyValue **kv_msgs(spec_kv_t *kv, size_t n)
 /* Keys only a step may have, besides the inheritable ones. */
 bool is_step_only_key(const char *k)
 {
-    static const char *keys[] = {"name",    "command", "script",   "needs",      "inputs",
-                                 "outputs", "when",    "for_each", "parallelism"};
+    static const char *keys[] = {"name",    "command", "script",   "needs",       "inputs",
+                                 "outputs", "when",    "for_each", "parallelism", "suspend"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (!strcmp(k, keys[i]))
             return true;
@@ -657,12 +719,17 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
         } else if (!strcmp(key, "skip_on_exit_code")) {
             if ((rc = parse_skip_codes(c, v, st)) < 0)
                 goto cleanup;
+        } else if (!strcmp(key, "suspend")) {
+            if ((rc = parse_suspend(c, v, st)) < 0)
+                goto cleanup;
         } else {
             rc = fail(c, k, "unknown key '%s' in step '%s'", show(c, key), show(c, st->name));
             goto cleanup;
         }
     }
-    if (!cmd && !script) {
+    if (st->suspend && (rc = check_gate(c, m, st)) < 0)
+        goto cleanup;
+    if (!cmd && !script && !st->suspend) {
         rc = fail(c, m, "step '%s' needs a 'command' (an argv list) or a 'script'",
                   show(c, st->name));
         goto cleanup;
@@ -685,7 +752,7 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
                 (rc = charge(c, cmd->kids[j], strlen(st->argv[j]) + 1)) < 0)
                 goto cleanup;
         }
-    } else {
+    } else if (script) {
         st->n_argv = 3;
         st->argv = xcalloc(3, sizeof *st->argv);
         st->argv[0] = xstrdup("/bin/sh");
@@ -729,8 +796,10 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
                             !(own.has & HAS_FALLBACK))) < 0)
         goto cleanup;
 #undef PICK
+    if (st->suspend)
+        st->cache = false; /* a decision, never a result to reuse */
     const char *image = own.image ? own.image : d->image;
-    if (image && *image) /* "" (e.g. an empty param) means: run as a process */
+    if (image && *image && !st->suspend) /* "" (e.g. an empty param) means: run as a process */
         st->image = xstrdup(image);
     /* env and labels: defaults first, the step's own keys replace theirs;
      * each env value remembers its source scalar for check_flow */

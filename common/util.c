@@ -246,6 +246,8 @@ const char *util_task_status_name(Drover__TaskStatus s)
         return "CANCELLED";
     case DROVER__TASK_STATUS__TASK_CACHED:
         return "CACHED";
+    case DROVER__TASK_STATUS__TASK_SUSPENDED:
+        return "SUSPENDED";
     default:
         return "UNKNOWN";
     }

@@ -80,9 +80,16 @@ static void check_spec(const spec_t *s)
         fz_fail("steps missing");
     for (size_t i = 0; i < s->step_count; i++) {
         const Drover__StepSpec *st = s->steps[i];
-        if (!st || !*st->name || !st->n_argv || !st->when || !st->items_from || !st->image ||
-            !st->resources || !st->retries)
+        if (!st || !*st->name || (!st->n_argv && !st->suspend) || !st->when || !st->items_from ||
+            !st->image || !st->resources || !st->retries)
             fz_fail("step %zu: no name, no argv, a NULL string or no resources/retries", i);
+        /* an approval gate runs nothing and is never cached */
+        if (st->suspend && (st->n_argv || *st->image || st->fan_out || st->n_inputs ||
+                            st->n_out_artifacts || st->cache))
+            fz_fail("step %s: a gate with argv, image, for_each, inputs, artifacts or cache",
+                    st->name);
+        if (!st->suspend && (st->suspend_timeout_ms || st->suspend_continue))
+            fz_fail("step %s: suspend settings without suspend", st->name);
         check_strv(st->argv, st->n_argv, "argv");
         check_kv_msgs(st->env, st->n_env, "env");
         check_kv_msgs(st->labels, st->n_labels, "labels");

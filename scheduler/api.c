@@ -133,6 +133,13 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
         tv->retry_at_ms = t->retry_at_ms;
         tv->retries_used = t->retries_used;
         tv->system_errors = t->system_errors;
+        if (t->gate) {
+            tv->suspended_ms = t->gate->suspended_ms;
+            tv->suspend_deadline_ms = t->gate->deadline_ms;
+            tv->gate_by = t->gate->by ? t->gate->by : (char *)"";
+            tv->gate_at_ms = t->gate->at_ms;
+            tv->gate_rejected = t->gate->rejected;
+        }
         tv->preemptions = t->preemptions;
         tv->n_history = t->n_attempts;
         tv->history = t->attempts;
@@ -151,6 +158,42 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
         }
         v->tasks[i] = tv;
     }
+}
+
+/* name, or a stand-in when it holds control bytes (it is echoed in an
+ * error the CLI prints on a terminal). */
+static const char *shown_name(const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return "(a name with control characters)";
+    return name;
+}
+
+/* `drover run resume`: end an approval gate (gates.c). */
+static void do_resume(sched_t *s, const api_caller_t *caller, const Drover__ResumeRequest *req,
+                      Drover__ApiResponse *resp, char **err_owned)
+{
+    char err[512];
+    run_t *r = dag_find_run(s, req->run_id);
+    if (!r) {
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%.128s'",
+                  shown_name(req->run_id));
+        return;
+    }
+    task_t *t = dag_find_task(r, req->step);
+    if (!t) {
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "run %s has no step '%.128s'", r->rec->id, shown_name(req->step));
+        return;
+    }
+    int code = gate_resume(s, t, caller->name, req->reject, req->params, req->n_params,
+                           s->cfg.spec_limits.max_param_bytes, err, sizeof err);
+    if (code) {
+        set_error(resp, err_owned, (Drover__ApiErrorCode)code, "%s", err);
+        return;
+    }
+    resp->run_id = r->rec->id;
 }
 
 static void free_run_view_tasks(Drover__RunView *v)
@@ -324,6 +367,7 @@ static api_role_t role_needed(Drover__ApiRequest__OpCase op)
         return API_ROLE_READ;
     case DROVER__API_REQUEST__OP_SUBMIT:
     case DROVER__API_REQUEST__OP_CANCEL_RUN:
+    case DROVER__API_REQUEST__OP_RESUME:
         return API_ROLE_SUBMIT;
     default:
         return API_ROLE_ADMIN;
@@ -342,12 +386,15 @@ static char *forbidden(sched_t *s, const api_caller_t *c, const Drover__ApiReque
     if (c->role < need)
         return xasprintf("permission denied: key '%s' has role %s; this needs %s", c->name,
                          role_name(c->role), role_name(need));
-    if (c->role == API_ROLE_SUBMIT && req->op_case == DROVER__API_REQUEST__OP_CANCEL_RUN) {
-        const run_t *r = dag_find_run(s, req->cancel_run->id);
+    bool resume = req->op_case == DROVER__API_REQUEST__OP_RESUME;
+    if (c->role == API_ROLE_SUBMIT &&
+        (req->op_case == DROVER__API_REQUEST__OP_CANCEL_RUN || resume)) {
+        const run_t *r = dag_find_run(s, resume ? req->resume->run_id : req->cancel_run->id);
         if (r && strcmp(r->rec->owner, c->name) != 0)
             return xasprintf("permission denied: run %s was submitted by '%s'; role submit may "
-                             "cancel only its own runs",
-                             r->rec->id, *r->rec->owner ? r->rec->owner : "someone else");
+                             "%s only its own runs",
+                             r->rec->id, *r->rec->owner ? r->rec->owner : "someone else",
+                             resume ? "resume gates of" : "cancel");
     }
     return NULL;
 }
@@ -520,6 +567,9 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         resp.run_id = req->delete_run->id;
         break;
     }
+    case DROVER__API_REQUEST__OP_RESUME:
+        do_resume(s, caller, req->resume, &resp, &err);
+        break;
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */
         log_info("step cache cleared");

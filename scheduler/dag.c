@@ -16,6 +16,9 @@
  * group of item tasks, released under its parallelism cap), the cache (a hit → CACHED, no agent),
  * else READY for the placer.
  *
+ * An approval gate (suspend:) is not made READY: activation makes it
+ * SUSPENDED (gates.c) until resumed, rejected, timed out or cancelled.
+ *
  * With the default rule a task that fails for good, or is skipped, skips its WAITING
  * descendants. Exit handlers (finally steps) wait until every main task has
  * ended and then run whatever happened, with {{run.status}}. A run ends
@@ -213,6 +216,7 @@ static void task_free(task_t *t)
     free(t->cached_from);
     free(t->cache_key);
     free(t->avoid_agent);
+    gate_free(t);
     for (size_t k = 0; k < t->n_checkpoints; k++)
         drover__checkpoint__free_unpacked(t->checkpoints[k], NULL);
     free(t->checkpoints);
@@ -244,6 +248,8 @@ static void task_finished(sched_t *s, task_t *t)
     run_t *r = t->run;
     dag_ready_remove(s, t);
     flow_unprepare(t);
+    if (t->gate)
+        gates_untrack(s, t);
     if (r->unfinished > 0)
         r->unfinished--;
     if (!t->step->is_finally && r->main_unfinished > 0)
@@ -734,11 +740,27 @@ static void activate(sched_t *s, task_t *t)
             return;
         }
     }
+    if (t->step->suspend && !t->is_item) {
+        gate_suspend(s, t); /* an approval gate runs nothing */
+        return;
+    }
     if (t->step->fan_out && !t->is_item) {
         expand_fan_out(s, t);
         return;
     }
     make_ready(s, t);
+}
+
+void dag_gate_end(sched_t *s, task_t *t, bool ok, const char *reason)
+{
+    if (!ok) {
+        fail_for_good(s, t, reason);
+        return;
+    }
+    char *why = xstrdup(reason); /* task_succeeded clears the reason */
+    task_succeeded(s, t, DROVER__TASK_STATUS__TASK_SUCCEEDED);
+    set_reason(t, why);
+    free(why);
 }
 
 static void start_finally(sched_t *s, run_t *r)
@@ -1201,6 +1223,7 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
     rec->checkpoints = t->checkpoints;
     rec->avoid_agent = t->avoid_agent ? t->avoid_agent : (char *)"";
     rec->upstream_failed = t->upstream_failed;
+    gate_record(t, rec);
 }
 
 static void load_run(const Drover__RunRecord *rec, const Drover__RunSteps *steps, void *arg)
@@ -1277,6 +1300,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     }
     t->avoid_agent = rec->avoid_agent && *rec->avoid_agent ? xstrdup(rec->avoid_agent) : NULL;
     t->upstream_failed = rec->upstream_failed;
+    gate_load(t, rec);
 }
 
 static void load_agent(const Drover__AgentRecord *rec, void *arg)
@@ -1361,6 +1385,9 @@ static void rebuild_run(sched_t *s, run_t *r)
         case DROVER__TASK_STATUS__TASK_FAILED:
             if (t->retry_at_ms)
                 retry_push(s, t);
+            break;
+        case DROVER__TASK_STATUS__TASK_SUSPENDED:
+            gates_track(s, t); /* a timeout passed while droverd was down fires at the tick */
             break;
         case DROVER__TASK_STATUS__TASK_WAITING:
             /* Decisions are made in the same transaction as the event that
@@ -1486,6 +1513,9 @@ void dag_free_all(sched_t *s)
         run_free(s->dag.runs[i]);
     free(s->dag.runs);
     free(s->dag.retrying);
+    free(s->dag.gates);
+    s->dag.gates = NULL;
+    s->dag.n_gates = s->dag.cap_gates = 0;
     s->dag.retrying = NULL;
     free(s->dag.timed);
     s->dag.timed = NULL;

@@ -42,6 +42,16 @@ typedef struct run run_t;
 typedef struct task task_t;
 typedef struct agent agent_t;
 
+/* An approval gate's own state (gates.c), on the task of a suspend: step
+ * once it has been activated; NULL on every other task. */
+typedef struct {
+    int64_t suspended_ms; /* when it began waiting */
+    int64_t deadline_ms;  /* when its timeout fires; 0 = none */
+    int64_t at_ms;        /* when it was resumed or rejected; 0 = not (yet) */
+    char *by;             /* who did (owned), or NULL */
+    bool rejected;
+} gate_t;
+
 struct task {
     run_t *run;
     Drover__StepSpec *step; /* owned by run->steps */
@@ -82,6 +92,7 @@ struct task {
     uint32_t n_env;
     uint32_t agent_slot; /* runtime: position in agent->tasks */
     char *avoid_agent;   /* the node it was last preempted on, or hit a system error on */
+    gate_t *gate;        /* an approval gate's state (owned), or NULL */
 
     /* Runtime only (rebuilt on load). */
     agent_t *agent; /* where the current attempt is, while ASSIGNED/RUNNING */
@@ -238,6 +249,8 @@ typedef struct {
     size_t n_timed, cap_timed;
     run_t **holding; /* runs with held tasks (limits.c) */
     size_t n_holding, cap_holding;
+    task_t **gates;                  /* SUSPENDED approval gates (gates.c), in no order */
+    size_t n_gates, cap_gates;
 } dag_state_t;
 
 /* replies.c: API replies on their way out. */
@@ -395,6 +408,36 @@ void limits_run_loaded(sched_t *s, run_t *r);
 void limits_run_ended(sched_t *s, run_t *r);
 /* Stop the runs whose timeout has passed (the 100 ms tick, and at load). */
 void limits_tick(sched_t *s, int64_t now_ms);
+/* End approval gate t (SUSPENDED): ok → SUCCEEDED (its children go on),
+ * else FAILED for good (its dependants SKIPPED); reason is kept on the task
+ * either way (copied). */
+void dag_gate_end(sched_t *s, task_t *t, bool ok, const char *reason);
+
+/* --- gates.c: approval gates (suspend:), README "Approval gates" */
+/* t (a suspend: step, activated) starts waiting: SUSPENDED, its timeout
+ * deadline set, tracked for gates_due. */
+void gate_suspend(sched_t *s, task_t *t);
+/* Track t (SUSPENDED, loaded from the store) for its timeout. */
+void gates_track(sched_t *s, task_t *t);
+/* Forget t (it reached a final state; called from task_finished). */
+void gates_untrack(sched_t *s, task_t *t);
+/* End the gates whose timeout has passed (from the tick): on_timeout fail
+ * → FAILED, continue → SUCCEEDED, each with a reason saying so. */
+void gates_due(sched_t *s, int64_t now_ms);
+/* `drover run resume`: end gate t of run r as who (the caller's name)
+ * approving (or rejecting) it, with output params params[0..n) (each a
+ * declared output param of the step; bounded by max_value bytes). Returns
+ * 0, or the ApiErrorCode of the refusal with the message in err (nothing
+ * changed then). */
+int gate_resume(sched_t *s, task_t *t, const char *who, bool reject,
+                Drover__KeyValue *const *params, size_t n, size_t max_value, char *err,
+                size_t errlen);
+/* A gate's record fields from t->gate (into rec, pointing into t). */
+void gate_record(const task_t *t, Drover__TaskRecord *rec);
+/* t->gate from a loaded record (when it has gate fields). */
+void gate_load(task_t *t, const Drover__TaskRecord *rec);
+/* Free t->gate. */
+void gate_free(task_t *t);
 
 /* --- flow.c */
 /* Evaluate t's `when`. 0 or -EINVAL with the reason in err. */

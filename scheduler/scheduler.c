@@ -161,6 +161,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     int64_t now = util_now_ms();
     dag_retry_due(s, now);
     limits_tick(s, now);
+    gates_due(s, now);
     agents_tick(s);
     replies_sweep(s);
     if (now - s->last_gc_ms > GC_INTERVAL_MS) {

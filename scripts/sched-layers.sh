@@ -20,7 +20,7 @@ for o in "$objs"/*.c.o; do
         sort -u | tr '\n' ' ')
     [ -n "$to" ] && printf '%-9s -> %s\n' "$f" "$to"
     case "$f" in
-    dag | flow | placer | journal | outbound | fleet | blobstore | replies | store)
+    dag | flow | gates | placer | journal | outbound | fleet | blobstore | replies | store)
         for up in scheduler commit agents api blobs auth; do
             case " $to" in *" $up "*)
                 echo "sched-layers: $f calls up into $up" >&2
