@@ -49,9 +49,11 @@ struct attempt {
     char *system_error;
     uint8_t *logbuf;
     size_t loglen;
-    result_t result_out; /* as->capture_result: the step's stdout, bounded (result.h) */
-    char *captured;      /* ... once it exited: the result for the EXITED report (owned) */
-    uint64_t log_start;  /* stream offset of logbuf[0] */
+    uint64_t log_start; /* stream offset of logbuf[0] */
+    /* as->capture_result: the step's stdout, bounded (result.h), and once
+     * it exited the result for the EXITED report (owned). */
+    result_t result_out;
+    char *captured;
     bool exited;
     bool queued;   /* accepted, waiting in the start queue */
     bool dir_made; /* workdirs_make called: workdirs_release follows */
