@@ -1741,3 +1741,32 @@ Test(flow, a_cached_step_reuses_its_result)
     placer_place(s);
     cr_assert_str_eq(h_task(r2, "b")->argv[1], "v1", "a cached step's result is reused");
 }
+
+Test(flow, a_failed_steps_result_and_reason_reach_the_exit_handler)
+{
+    run_t *r =
+        h_submit(s, "name: h\n"
+                    "steps:\n"
+                    "  - {name: bad, command: [b]}\n"
+                    "finally:\n"
+                    "  - name: notify\n"
+                    "    command: [n, \"{{steps.bad.outputs.result}}\", \"{{run.failures}}\"]\n");
+    task_t *bad = h_task(r, "bad");
+    ensure_assigned(bad);
+    Drover__Report rep = DROVER__REPORT__INIT;
+    rep.attempt_id = dag_current_attempt(bad)->id;
+    rep.kind = DROVER__REPORT_KIND__REPORT_EXITED;
+    rep.exit_code = 0;
+    rep.reason = "standard output is 70000 bytes, \"over\"";
+    rep.has_result = true;
+    rep.result = "partial";
+    dag_task_exited(s, bad, &rep);
+    expect_status(bad, ST(FAILED));
+    task_t *notify = h_task(r, "notify");
+    expect_status(notify, ST(READY));
+    cr_assert_str_eq(notify->argv[1], "partial", "a failure's output is data too");
+    cr_assert_str_eq(notify->argv[2],
+                     "[{\"name\":\"bad\",\"exit_code\":0,\"reason\":\"standard output is 70000 "
+                     "bytes, \\\"over\\\"\"}]",
+                     "%s", notify->argv[2]);
+}
