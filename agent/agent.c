@@ -177,6 +177,12 @@ static void flush_log(attempt_t *at)
     agent_queue_report(at->agent, r);
 }
 
+static void on_stdout(void *arg, const uint8_t *data, size_t len)
+{
+    attempt_t *at = arg;
+    result_add(&at->result_out, data, len);
+}
+
 static void on_output(void *arg, const uint8_t *data, size_t len)
 {
     attempt_t *at = arg;
@@ -286,6 +292,11 @@ static void report_exit(attempt_t *at, Drover__Artifact **arts, size_t n_arts,
     r->out_params = xcalloc(n_params, sizeof *r->out_params);
     for (size_t i = 0; i < n_params; i++)
         r->out_params[r->n_out_params++] = util_kv_new(params[i]->key, params[i]->value);
+    if (at->captured) { /* the journal (exits.c) keeps it with the rest of the report */
+        r->has_result = true;
+        r->result = at->captured;
+        at->captured = NULL;
+    }
     agent_queue_report(a, r);
     log_info("attempt %" PRIu64 " (%s/%s #%u) exited: code %d signal %d%s%s", at->id, at->run_id,
              at->task, at->number, ex->exit_code, ex->term_signal, ex->reason[0] ? ", " : "",
@@ -314,6 +325,14 @@ static void on_exit_cb(void *arg, const runner_exit_t *ex)
         return;
     }
     flush_log(at);
+    if (at->as->capture_result && !at->preempted) {
+        char why[256];
+        /* Too much output fails a step that would have succeeded; a
+         * failure keeps its own reason. */
+        if (result_take(&at->result_out, &at->captured, why, sizeof why) < 0 &&
+            !at->result.reason[0])
+            snprintf(at->result.reason, sizeof at->result.reason, "%s", why);
+    }
     spot_read_progress(at); /* a checkpoint line written just before the end */
     agent_finish_attempt(at);
 }
@@ -357,6 +376,8 @@ static void free_attempt(attempt_t *at)
     }
     rt_task_destroy(&at->proc);
     free(at->logbuf);
+    result_free(&at->result_out);
+    free(at->captured);
     free(at->system_error);
     free(at->run_id);
     free(at->task);
@@ -506,6 +527,7 @@ static void spawn(attempt_t *at)
                       .timeout_ms = as->timeout_ms,
                       .kill_grace_ms = a->cfg.kill_grace_ms,
                       .on_output = on_output,
+                      .on_stdout = as->capture_result ? on_stdout : NULL,
                       .on_exit = on_exit_cb,
                       .arg = at};
     at->proc = runtime_start(a->rt, a->loop, &spec, err, sizeof err);

@@ -21,6 +21,7 @@
 #include "outbox.h"
 #include "preempt.h"
 #include "progress.h"
+#include "result.h"
 #include "runtime.h"
 #include "transfer.h"
 #include "workdirs.h"
@@ -49,6 +50,10 @@ struct attempt {
     uint8_t *logbuf;
     size_t loglen;
     uint64_t log_start; /* stream offset of logbuf[0] */
+    /* as->capture_result: the step's stdout, bounded (result.h), and once
+     * it exited the result for the EXITED report (owned). */
+    result_t result_out;
+    char *captured;
     bool exited;
     bool queued;   /* accepted, waiting in the start queue */
     bool dir_made; /* workdirs_make called: workdirs_release follows */

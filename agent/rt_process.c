@@ -106,6 +106,12 @@ static void on_output(void *arg, const uint8_t *data, size_t len)
     t->spec.on_output(t->spec.arg, data, len);
 }
 
+static void on_stdout(void *arg, const uint8_t *data, size_t len)
+{
+    rt_task_t *t = arg;
+    t->spec.on_stdout(t->spec.arg, data, len);
+}
+
 int rt_process_start(rt_task_t *t, char *err, size_t errlen)
 {
     runtime_t *rt = t->rt;
@@ -137,6 +143,7 @@ int rt_process_start(rt_task_t *t, char *err, size_t errlen)
                         .timeout_ms = t->spec.timeout_ms,
                         .kill_grace_ms = t->spec.kill_grace_ms,
                         .on_output = on_output,
+                        .on_stdout = t->spec.on_stdout ? on_stdout : NULL,
                         .on_exit = on_exit_cb,
                         .arg = t,
                         .child_fn = t->cg ? join_cgroup : NULL,

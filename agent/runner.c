@@ -39,8 +39,8 @@ struct runner {
     struct ev_loop *loop;
     runner_spec_t spec;
     pid_t pid;
-    int out_fd;
-    ev_io out_w;
+    int out_fd, so_fd; /* so_fd: stdout's own pipe (on_stdout), else -1 */
+    ev_io out_w, so_w;
     ev_child child_w;
     ev_timer timeout_w, grace_w, drain_w;
     bool exited, reported, signalled;
@@ -54,6 +54,7 @@ static void finish(runner_t *r)
         return;
     r->reported = true;
     ev_io_stop(r->loop, &r->out_w);
+    ev_io_stop(r->loop, &r->so_w);
     ev_timer_stop(r->loop, &r->timeout_w);
     ev_timer_stop(r->loop, &r->grace_w);
     ev_timer_stop(r->loop, &r->drain_w);
@@ -61,25 +62,40 @@ static void finish(runner_t *r)
         close(r->out_fd);
         r->out_fd = -1;
     }
+    if (r->so_fd >= 0) {
+        close(r->so_fd);
+        r->so_fd = -1;
+    }
     r->spec.on_exit(r->spec.arg, &r->result);
 }
 
+/* Whether a pipe is still open (output may still come). */
+static bool reading(const runner_t *r)
+{
+    return ev_is_active(&r->out_w) || ev_is_active(&r->so_w);
+}
+
+/* Either pipe is readable: w is out_w (combined, or stderr alone) or so_w
+ * (stdout alone, also handed to on_stdout). */
 static void on_output(struct ev_loop *loop, ev_io *w, int revents)
 {
     runner_t *r = w->data;
+    bool is_stdout = w == &r->so_w;
     for (int i = 0; i < 16; i++) {
-        ssize_t n = read(r->out_fd, r->buf, READ_CHUNK);
+        ssize_t n = read(w->fd, r->buf, READ_CHUNK);
         if (n > 0) {
             r->spec.on_output(r->spec.arg, r->buf, (size_t)n);
+            if (is_stdout)
+                r->spec.on_stdout(r->spec.arg, r->buf, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
             return;
-        /* EOF (or a read error): no more output. */
+        /* EOF (or a read error): no more output on this pipe. */
         ev_io_stop(loop, w);
-        if (r->exited)
+        if (r->exited && !reading(r))
             finish(r);
         return;
     }
@@ -102,7 +118,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
     else
         r->result.exit_code = WEXITSTATUS(w->rstatus);
     signal_group(r, SIGKILL); /* leftovers of the step die with it */
-    if (!ev_is_active(&r->out_w)) {
+    if (!reading(r)) {
         finish(r);
         return;
     }
@@ -165,7 +181,7 @@ pid_t runner_pid(const runner_t *r)
  * child_fn and exec. Failures go to errfd as {stage, errno}. Only
  * async-signal-safe calls: with argv it runs in the agent's memory (vfork),
  * on its own stack. */
-static void child_main(const runner_spec_t *spec, int outfd, int errfd, pid_t agent)
+static void child_main(const runner_spec_t *spec, int outfd, int sofd, int errfd, pid_t agent)
 {
     int stage = 0, e = 0;
     sigset_t none;
@@ -174,7 +190,8 @@ static void child_main(const runner_spec_t *spec, int outfd, int errfd, pid_t ag
     if (spec->argv && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent))
         _exit(127);
     int devnull = open("/dev/null", O_RDONLY);
-    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(outfd, 1) < 0 || dup2(outfd, 2) < 0) {
+    if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(sofd >= 0 ? sofd : outfd, 1) < 0 ||
+        dup2(outfd, 2) < 0) {
         e = errno;
         goto fail;
     }
@@ -213,20 +230,21 @@ fail:
 
 typedef struct {
     const runner_spec_t *spec;
-    int outfd, errfd;
+    int outfd, sofd, errfd;
     pid_t agent;
 } child_args_t;
 
 static int vfork_main(void *arg)
 {
     child_args_t *c = arg;
-    child_main(c->spec, c->outfd, c->errfd, c->agent);
+    child_main(c->spec, c->outfd, c->sofd, c->errfd, c->agent);
     return 127; /* not reached */
 }
 
 /* Start the child; with argv, wait (like posix_spawn does) until it has
  * exec'd or failed. */
-static int start_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *err, size_t errlen)
+static int start_child(const runner_spec_t *spec, int outfd, int sofd, pid_t *pid, char *err,
+                       size_t errlen)
 {
     /* The vfork child's stack: the loop is one thread and CLONE_VFORK holds
      * it until the child has exec'd or exited, so one buffer serves all.
@@ -242,7 +260,7 @@ static int start_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *e
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
-    child_args_t args = {spec, outfd, ep[1], getpid()};
+    child_args_t args = {spec, outfd, sofd, ep[1], getpid()};
     if (spec->argv) {
         /* ep[0] is O_CLOEXEC: the exec closes it in the child. */
         *pid = clone(vfork_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
@@ -251,7 +269,7 @@ static int start_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *e
         if (*pid == 0) {
             if (ep[0] >= 0)
                 close(ep[0]);
-            child_main(spec, outfd, ep[1], args.agent);
+            child_main(spec, outfd, sofd, ep[1], args.agent);
         }
     }
     int fork_errno = errno;
@@ -294,38 +312,53 @@ static int start_child(const runner_spec_t *spec, int outfd, pid_t *pid, char *e
 
 runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *err, size_t errlen)
 {
-    int pipefd[2] = {-1, -1};
+    int pipefd[2] = {-1, -1}, sofd[2] = {-1, -1};
     runner_t *r = NULL;
     pid_t pid;
 
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    if (pipe2(pipefd, O_CLOEXEC) < 0 || (spec->on_stdout && pipe2(sofd, O_CLOEXEC) < 0)) {
         int e = errno;
         snprintf(err, errlen, "pipe2: %s", strerror(e));
+        if (pipefd[0] >= 0) {
+            close(pipefd[0]);
+            close(pipefd[1]);
+        }
         errno = e;
         return NULL;
     }
-    int rc = start_child(spec, pipefd[1], &pid, err, errlen);
+    int rc = start_child(spec, pipefd[1], sofd[1], &pid, err, errlen);
     close(pipefd[1]);
+    if (sofd[1] >= 0)
+        close(sofd[1]);
     if (rc < 0) {
         close(pipefd[0]);
+        if (sofd[0] >= 0)
+            close(sofd[0]);
         errno = -rc;
         return NULL;
     }
     fcntl(pipefd[0], F_SETFL, fcntl(pipefd[0], F_GETFL) | O_NONBLOCK);
+    if (sofd[0] >= 0)
+        fcntl(sofd[0], F_SETFL, fcntl(sofd[0], F_GETFL) | O_NONBLOCK);
 
     r = xcalloc(1, sizeof *r);
     r->loop = loop;
     r->spec = *spec;
     r->pid = pid;
     r->out_fd = pipefd[0];
+    r->so_fd = sofd[0];
     r->buf = xmalloc(READ_CHUNK);
     ev_io_init(&r->out_w, on_output, r->out_fd, EV_READ);
+    ev_io_init(&r->so_w, on_output, r->so_fd, EV_READ);
     ev_child_init(&r->child_w, on_child, pid, 0);
     ev_timer_init(&r->timeout_w, on_timeout, (double)spec->timeout_ms / 1000.0, 0.);
     ev_timer_init(&r->grace_w, on_grace, (double)spec->kill_grace_ms / 1000.0, 0.);
     ev_timer_init(&r->drain_w, on_drain_timeout, DRAIN_FALLBACK_S, 0.);
-    r->out_w.data = r->child_w.data = r->timeout_w.data = r->grace_w.data = r->drain_w.data = r;
+    r->so_w.data = r->out_w.data = r->child_w.data = r->timeout_w.data = r->grace_w.data =
+        r->drain_w.data = r;
     ev_io_start(loop, &r->out_w);
+    if (r->so_fd >= 0)
+        ev_io_start(loop, &r->so_w);
     ev_child_start(loop, &r->child_w);
     if (spec->timeout_ms)
         ev_timer_start(loop, &r->timeout_w);
@@ -340,12 +373,15 @@ void runner_destroy(runner_t **rp)
     if (!r->exited)
         signal_group(r, SIGKILL);
     ev_io_stop(r->loop, &r->out_w);
+    ev_io_stop(r->loop, &r->so_w);
     ev_child_stop(r->loop, &r->child_w);
     ev_timer_stop(r->loop, &r->timeout_w);
     ev_timer_stop(r->loop, &r->grace_w);
     ev_timer_stop(r->loop, &r->drain_w);
     if (r->out_fd >= 0)
         close(r->out_fd);
+    if (r->so_fd >= 0)
+        close(r->so_fd);
     free(r->buf);
     free(r);
     *rp = NULL;

@@ -2,11 +2,12 @@
  *
  * runner_start() spawns argv (as posix_spawnp would, without copying the
  * agent's memory) in a new process group, in the given working directory,
- * with stdin from /dev/null and stdout+stderr on one pipe, without
+ * with stdin from /dev/null and stdout+stderr on one pipe (or stdout on a
+ * second one, with on_stdout), without
  * blocking the loop; the process is SIGKILLed should the agent die. Output is delivered as it is
  * read (on_output); exit is detected with ev_child. When the main process exits the rest of its
- * process group is killed, the pipe is drained, and then on_exit is called exactly once. A timeout
- * or runner_kill() sends SIGTERM to the group and SIGKILL after the grace period.
+ * process group is killed, the pipes are drained, and then on_exit is called exactly once. A
+ * timeout or runner_kill() sends SIGTERM to the group and SIGKILL after the grace period.
  */
 #ifndef DROVER_RUNNER_H
 #define DROVER_RUNNER_H
@@ -36,6 +37,11 @@ typedef struct {
     uint64_t timeout_ms;    /* 0 = none */
     uint64_t kill_grace_ms; /* SIGTERM → SIGKILL delay */
     void (*on_output)(void *arg, const uint8_t *data, size_t len);
+    /* Optional: standard output on a pipe of its own, each read handed to
+     * on_stdout as well as to on_output (stderr stays on on_output's pipe,
+     * so the log's interleaving of the two is then as the reads came).
+     * NULL: stdout and stderr share one pipe. */
+    void (*on_stdout)(void *arg, const uint8_t *data, size_t len);
     void (*on_exit)(void *arg, const runner_exit_t *exit);
     void *arg;
     /* Optional, for runtime drivers (runtime.h); NULL for a plain spawn.

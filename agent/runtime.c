@@ -857,6 +857,12 @@ static void on_output(void *arg, const uint8_t *data, size_t len)
     t->spec.on_output(t->spec.arg, data, len);
 }
 
+static void on_stdout(void *arg, const uint8_t *data, size_t len)
+{
+    rt_task_t *t = arg;
+    t->spec.on_stdout(t->spec.arg, data, len);
+}
+
 /* Send sig to a container task, whatever stage it is in. */
 static void deliver(rt_task_t *t, int sig)
 {
@@ -946,6 +952,7 @@ static int start_container(rt_task_t *t, char *err, size_t errlen)
                         .envp = rt_tool_env(),
                         .cwd = t->bundle,
                         .on_output = on_output,
+                        .on_stdout = t->spec.on_stdout ? on_stdout : NULL,
                         .on_exit = on_shim_exit,
                         .arg = t,
                         .child_fn = rt->drv->shim,

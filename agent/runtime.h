@@ -85,6 +85,10 @@ typedef struct {
     uint64_t timeout_ms;    /* 0 = none */
     uint64_t kill_grace_ms; /* SIGTERM → SIGKILL delay */
     void (*on_output)(void *arg, const uint8_t *data, size_t len);
+    /* Optional: the step's standard output alone, as read (also passed to
+     * on_output): runner.h's on_stdout. A container's is what its runtime
+     * writes to its own stdout (the container's, for runc/crun/podman). */
+    void (*on_stdout)(void *arg, const uint8_t *data, size_t len);
     /* Exactly once per started task. exit->oom_killed is set (and reason is
      * "OOMKilled: memory limit 64Mi exceeded") when the memory limit killed
      * the step; exit_code 127 with a reason when it could not start (bad

@@ -234,13 +234,40 @@ static bool span_is(const char *in, size_t n, const char *word)
     return n == strlen(word) && !memcmp(in, word, n);
 }
 
+/* steps.S.FIELD without ".outputs.params.": s..end is "S.FIELD". FIELD is
+ * the longest matching suffix of status, exit_code, outputs.result; S is
+ * what precedes it (name characters). Sets r's kind, a (S) and b (FIELD). */
+static void step_outcome(expr_ref_t *r, const char *s, const char *end)
+{
+    static const struct {
+        const char *suffix;
+        expr_ref_kind_t kind;
+    } forms[] = {{".outputs.result", EXPR_REF_STEP_RESULT},
+                 {".status", EXPR_REF_STEP_STATUS},
+                 {".exit_code", EXPR_REF_STEP_EXIT}};
+    size_t n = (size_t)(end - s);
+    for (size_t k = 0; k < sizeof forms / sizeof forms[0]; k++) {
+        size_t sl = strlen(forms[k].suffix);
+        if (n > sl && !memcmp(end - sl, forms[k].suffix, sl) && name_chars(s, n - sl)) {
+            r->kind = forms[k].kind;
+            r->a = s;
+            r->alen = n - sl;
+            r->b = end - sl + 1;
+            r->blen = sl - 1;
+            return;
+        }
+    }
+}
+
 expr_ref_t expr_ref_parse(const char *in, size_t n)
 {
     static const char mid[] = ".outputs.params.";
     const size_t mlen = sizeof mid - 1;
     expr_ref_t r = {.kind = EXPR_REF_BAD,
-                    .why = "use {{params.NAME}}, {{steps.STEP.outputs.params.NAME}}, {{item}}, "
-                           "{{item.KEY}}, {{run.id}}, {{run.name}} or {{run.status}}"};
+                    .why = "use {{params.NAME}}, {{steps.STEP.outputs.params.NAME}}, "
+                           "{{steps.STEP.outputs.result}}, {{steps.STEP.status}}, "
+                           "{{steps.STEP.exit_code}}, {{item}}, {{item.KEY}}, {{run.id}}, "
+                           "{{run.name}}, {{run.status}}, {{run.failures}} or {{run.duration}}"};
     if (!in)
         return r;
     if (n > 7 && !memcmp(in, "params.", 7)) {
@@ -248,7 +275,8 @@ expr_ref_t expr_ref_parse(const char *in, size_t n)
         r.a = in + 7;
         r.alen = n - 7;
     } else if (has_prefix_word(in, n, "steps")) {
-        r.why = "use {{steps.STEP.outputs.params.NAME}}";
+        r.why = "use {{steps.STEP.outputs.params.NAME}}, {{steps.STEP.outputs.result}}, "
+                "{{steps.STEP.status}} or {{steps.STEP.exit_code}}";
         const char *s = in + (n > 6 ? 6 : n), *end = in + n, *m = NULL;
         for (const char *p = s; p + mlen <= end; p++) {
             if (!memcmp(p, mid, mlen)) {
@@ -262,6 +290,8 @@ expr_ref_t expr_ref_parse(const char *in, size_t n)
             r.alen = (size_t)(m - s);
             r.b = m + mlen;
             r.blen = (size_t)(end - r.b);
+        } else if (!m) {
+            step_outcome(&r, s, end);
         }
     } else if (has_prefix_word(in, n, "item")) {
         r.why = "use {{item}} or {{item.KEY}}";
@@ -271,11 +301,14 @@ expr_ref_t expr_ref_parse(const char *in, size_t n)
             r.alen = n > 4 ? n - 5 : 0;
         }
     } else if (has_prefix_word(in, n, "run")) {
-        r.why = "use {{run.id}}, {{run.name}} or {{run.status}}";
+        r.why = "use {{run.id}}, {{run.name}}, {{run.status}}, {{run.failures}} or "
+                "{{run.duration}}";
         if (span_is(in, n, "run.id") || span_is(in, n, "run.name"))
             r.kind = EXPR_REF_RUN;
         else if (span_is(in, n, "run.status"))
             r.kind = EXPR_REF_STATUS;
+        else if (span_is(in, n, "run.failures") || span_is(in, n, "run.duration"))
+            r.kind = EXPR_REF_FINAL;
         if (r.kind != EXPR_REF_BAD) {
             r.a = in + 4;
             r.alen = n - 4;

@@ -48,10 +48,14 @@
  *   params.NAME                  NAME: any bytes (the spec says which exist)
  *   steps.S.outputs.params.P     S and P: [A-Za-z0-9_.-]+; S ends at the
  *                                first ".outputs.params."
+ *   steps.S.outputs.result       S's standard output (captured)
+ *   steps.S.status               succeeded|failed|skipped|cached|cancelled
+ *   steps.S.exit_code            S: [A-Za-z0-9_.-]+, before the suffix
  *   item | item.KEY              KEY: [A-Za-z0-9_.-]+
  *   run.id | run.name | run.status
  *   exit_code | reason | signal | attempt
  *                                the failed attempt: only in retries.when
+ *   run.failures | run.duration  exit handlers only
  *   inputs...                    a later release
  * Anything else is a bad reference, with the forms to use in `why`.
  */
@@ -116,6 +120,12 @@ typedef enum {
     EXPR_REF_STATUS, /* run.status */
     EXPR_REF_INPUTS, /* inputs...: a later release */
     EXPR_REF_RETRY,  /* exit_code, reason, signal, attempt: retries.when only */
+    /* A step's outcome: a is S, b the field ("status", "exit_code",
+     * "outputs.result"). */
+    EXPR_REF_STEP_STATUS, /* steps.S.status */
+    EXPR_REF_STEP_EXIT,   /* steps.S.exit_code */
+    EXPR_REF_STEP_RESULT, /* steps.S.outputs.result */
+    EXPR_REF_FINAL,       /* run.failures, run.duration: a is the word (exit handlers) */
 } expr_ref_kind_t;
 
 /* A parsed reference. a and b are borrowed: they point into the text it

@@ -174,6 +174,34 @@ static bool may_use(flow_t *f, size_t i, size_t s, const char *what, char *why, 
     return true;
 }
 
+/* An outcome reference r ({{steps.S.status}}, .exit_code, .outputs.result)
+ * used by step i, labelled lb: S must exist and be upstream of i (needs,
+ * or any main step for an exit handler). .outputs.result marks S to
+ * capture its standard output (StepSpec.capture_result); a for_each step
+ * has no single output, so it is refused there. 0, or -EINVAL with why. */
+static int check_outcome_ref(flow_t *f, size_t i, const expr_ref_t *r, const char *lb, char *why,
+                             size_t whylen)
+{
+    size_t s;
+    char *a = xstrndup(r->a, r->alen);
+    int rc = -EINVAL;
+    if (!names_find(f->c, r->a, r->alen, &s))
+        snprintf(why, whylen, "%s: no step named '%s'", lb, show(f->c, a));
+    else if (!may_use(f, i, s, lb, why, whylen))
+        ;
+    else if (r->kind == EXPR_REF_STEP_RESULT && f->all[s]->fan_out)
+        snprintf(why, whylen,
+                 "%s: step '%s' is a for_each step, whose items' standard outputs are not "
+                 "collected (declare an output param instead)",
+                 lb, show(f->c, a));
+    else
+        rc = 0;
+    if (rc == 0 && r->kind == EXPR_REF_STEP_RESULT)
+        f->all[s]->capture_result = true;
+    free(a);
+    return rc;
+}
+
 /* Check the reference in[0..n) (trimmed text inside {{ }}) used by step i.
  * in_when: it comes from a params-substituted `when`, so params and bad
  * forms can only come from a param's value. 0, or -EINVAL with why. */
@@ -234,6 +262,17 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
                  "%s is only known in retries.when (the failed attempt's exit code, reason, "
                  "signal, attempt)",
                  lb);
+        break;
+    case EXPR_REF_STEP_STATUS:
+    case EXPR_REF_STEP_EXIT:
+    case EXPR_REF_STEP_RESULT:
+        rc = check_outcome_ref(f, i, &r, lb, why, whylen);
+        break;
+    case EXPR_REF_FINAL:
+        if (!f->aux[i].is_finally)
+            snprintf(why, whylen, "%s is only known in finally steps (exit handlers)", lb);
+        else
+            rc = 0;
         break;
     }
     free(label);

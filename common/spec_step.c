@@ -498,9 +498,10 @@ static int parse_for_each(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_
     expr_piece_t p;
     expr_tmpl_init(&it, tmpl);
     if (expr_tmpl_next(&it, &p) > 0 && p.is_ref && p.len == tlen) { /* one reference */
-        if (p.ref.kind != EXPR_REF_STEP) {
+        if (p.ref.kind != EXPR_REF_STEP && p.ref.kind != EXPR_REF_STEP_RESULT) {
             rc = fail(c, v,
-                      "'for_each' template must be {{steps.STEP.outputs.params.NAME}}, not '%s'",
+                      "'for_each' template must be {{steps.STEP.outputs.params.NAME}} or "
+                      "{{steps.STEP.outputs.result}}, not '%s'",
                       show(c, tmpl));
             free(tmpl);
             goto cleanup;

@@ -107,6 +107,21 @@ static bool ws(char ch)
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v';
 }
 
+/* An outcome reference (issue 15) is "steps." S "." FIELD: S is not
+ * empty and FIELD is the word its kind names, right after S. */
+static void check_outcome(const expr_ref_t *r, size_t off)
+{
+    const char *want = r->kind == EXPR_REF_STEP_STATUS   ? "status"
+                       : r->kind == EXPR_REF_STEP_EXIT   ? "exit_code"
+                       : r->kind == EXPR_REF_STEP_RESULT ? "outputs.result"
+                                                         : NULL;
+    if (!want)
+        return;
+    if (!r->alen || r->b != r->a + r->alen + 1 || r->b[-1] != '.' || r->blen != strlen(want) ||
+        memcmp(r->b, want, r->blen) != 0)
+        fz_fail("outcome reference at %zu split wrong", off);
+}
+
 /* The template's pieces: contiguous from 0, each reference "{{ in }}"
  * with in trimmed and parsed; 0 at the end of the text, or -EINVAL at a
  * "{{" with no "}}" after it. */
@@ -133,6 +148,7 @@ static int check_pieces(const char *text)
                 fz_fail("reference at %zu parsed differently", p.off);
             if (r.kind == EXPR_REF_BAD && !r.why)
                 fz_fail("bad reference at %zu without why", p.off);
+            check_outcome(&r, p.off);
         } else {
             for (size_t j = 0; j + 1 < p.len; j++)
                 if (s[j] == '{' && s[j + 1] == '{')

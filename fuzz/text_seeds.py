@@ -175,6 +175,25 @@ SPACED_EXPRS = [
 ]
 
 
+# Outcomes as data (issue 15): step status, exit code and result, and the
+# exit handlers' run.failures and run.duration.
+OUTCOME_EXPRS = [
+    b"{{steps.flip.outputs.result}} == heads",
+    b"'{{ steps.t.status }}' == failed && {{steps.t.exit_code}} != 2",
+    b"{{steps.a.b.status}} == skipped || '{{run.failures}}' != '[]'",
+    b"{{run.duration}} > 60",
+]
+OUTCOME_SPECS = [
+    b"name: coin\nsteps:\n  - {name: flip, script: echo tails}\n  - name: heads\n"
+    b"    needs: [flip]\n    when: '{{steps.flip.outputs.result}} == heads'\n"
+    b"    env: {S: '{{steps.flip.status}}/{{steps.flip.exit_code}}'}\n"
+    b"    script: echo {{steps.flip.outputs.result}}\n"
+    b"  - {name: each, needs: [flip], for_each: '{{steps.flip.outputs.result}}', "
+    b"command: [x, '{{item}}']}\n"
+    b"finally:\n  - {name: f, command: [n, '{{run.failures}}', '{{run.duration}}']}\n",
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fuzz"))
@@ -186,6 +205,7 @@ def main():
     specs = [open(os.path.join(ROOT, "examples/ml/pipeline.yaml"), "rb").read()]
     specs += SPACED_SPECS
     specs += TRIGGER_SPECS
+    specs += OUTCOME_SPECS
     integ = os.path.join(ROOT, "tests", "integration")
     for f in sorted(os.listdir(integ)):
         if f.startswith("test_") and f.endswith(".py"):
@@ -205,7 +225,7 @@ def main():
     ]
     write(os.path.join(args.out, "spec"), specs, 140)
 
-    exprs = list(SPACED_EXPRS)
+    exprs = list(SPACED_EXPRS) + OUTCOME_EXPRS
     for s in specs:
         for m in re.finditer(rb"when: *(\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\n]+)", s):
             w = m.group(1)

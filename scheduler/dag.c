@@ -214,6 +214,7 @@ static void task_free(task_t *t)
     free(t->reason);
     free(t->name); /* an item's value shares its block (item_label) */
     free(t->cached_from);
+    free(t->result);
     free(t->cache_key);
     free(t->avoid_agent);
     gate_free(t);
@@ -593,7 +594,11 @@ static bool try_cache(sched_t *s, task_t *t)
     task_t *src = src_run->tasks[index];
     if (src == t || !succeeded(src))
         return false;
+    if (t->step->capture_result && !src->result)
+        return false; /* it ran without capturing: run again to capture */
     flow_set_outputs(s, t, src->outputs, src->n_outputs, src->out_params, src->n_out_params);
+    free(t->result);
+    t->result = src->result ? xstrdup(src->result) : NULL;
     /* Name the task that really ran the step, even when src reused it. */
     free(t->cached_from);
     t->cached_from = src->cached_from ? xstrdup(src->cached_from)
@@ -734,7 +739,9 @@ static void activate(sched_t *s, task_t *t)
             return;
         }
         if (!ok) {
-            char *why = xasprintf("when: %s was false", t->step->when);
+            char *shown = flow_when_shown(s, t);
+            char *why = xasprintf("when: %s was false", shown);
+            free(shown);
             skip(s, t, why);
             free(why);
             return;
@@ -940,6 +947,10 @@ void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep)
     if (rep->system_error) {
         system_error(s, t, rep->reason && *rep->reason ? rep->reason : "system error on its agent");
         return;
+    }
+    if (t->step->capture_result) { /* kept whatever the outcome: a failure's output is data */
+        free(t->result);
+        t->result = rep->has_result ? xstrdup(rep->result ? rep->result : "") : NULL;
     }
     if (limits_skip_code(t, rep)) {
         char *why = xasprintf("exit code %d (skip_on_exit_code)", rep->exit_code);
@@ -1219,6 +1230,8 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
     rec->n_outputs = t->n_outputs;
     rec->outputs = t->outputs;
     rec->cached_from = t->cached_from ? t->cached_from : (char *)"";
+    rec->has_result = t->result != NULL;
+    rec->result = t->result ? t->result : (char *)"";
     rec->n_checkpoints = t->n_checkpoints;
     rec->checkpoints = t->checkpoints;
     rec->avoid_agent = t->avoid_agent ? t->avoid_agent : (char *)"";
@@ -1293,6 +1306,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
         t->outputs[i] = util_pb_copy(rec->outputs[i]);
     t->n_outputs = rec->n_outputs;
     t->cached_from = rec->cached_from && *rec->cached_from ? xstrdup(rec->cached_from) : NULL;
+    t->result = rec->has_result ? xstrdup(rec->result ? rec->result : "") : NULL;
     t->checkpoints = xcalloc(rec->n_checkpoints, sizeof *t->checkpoints);
     for (size_t i = 0; i < rec->n_checkpoints; i++) {
         if (rec->checkpoints[i]->artifact)

@@ -50,6 +50,97 @@ static const char *kv_find(Drover__KeyValue **kvs, size_t n, const char *key)
     return NULL;
 }
 
+/* {{steps.S.status}}'s word for a task's status: succeeded, failed,
+ * skipped, cached, cancelled once it is final; the lower-case state name
+ * (e.g. "running") before (only an exit handler can see that). */
+static const char *status_word(Drover__TaskStatus st, char *buf, size_t len)
+{
+    const char *name = util_task_status_name(st);
+    size_t i = 0;
+    for (; name[i] && i + 1 < len; i++)
+        buf[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] + 32) : name[i];
+    buf[i] = '\0';
+    return buf;
+}
+
+/* {{steps.S.exit_code}}: the last attempt's exit code; 128+N when signal
+ * N ended it; "0" for a CACHED task (an earlier run's success); "" when
+ * the step ran no process (skipped, cancelled before it started, or a
+ * for_each step, whose items ran). Owned by the caller. */
+static char *exit_code_text(const task_t *t)
+{
+    if (t->status == DROVER__TASK_STATUS__TASK_CACHED)
+        return xstrdup("0");
+    if (t->n_items || !t->n_attempts)
+        return xstrdup("");
+    const Drover__AttemptRecord *a = t->attempts[t->n_attempts - 1];
+    if (a->status != DROVER__TASK_STATUS__TASK_FAILED &&
+        a->status != DROVER__TASK_STATUS__TASK_SUCCEEDED)
+        return xstrdup(""); /* still running, or ended without an exit (lost, cancelled) */
+    if (a->term_signal)
+        return xasprintf("%d", 128 + a->term_signal);
+    return xasprintf("%d", a->exit_code);
+}
+
+/* Step outcomes: {{steps.S.status}}, {{steps.S.exit_code}},
+ * {{steps.S.outputs.result}}. The spec compiler checked S is upstream;
+ * they resolve whatever S's outcome (a step run after a failed or skipped
+ * one by its trigger rule reads it too). A result is "" when S captured
+ * none (it did not run, or was killed before it ended). */
+static int resolve_outcome(resolve_ctx_t *c, const expr_ref_t *rf, const char *ref,
+                           const char **value, char *err, size_t errlen)
+{
+    char *step = xstrndup(rf->a, rf->alen), word[32];
+    task_t *src = dag_find_task(c->t->run, step);
+    free(step);
+    if (!src || src->is_item) {
+        snprintf(err, errlen, "{{%s}}: no such step", ref);
+        return -EINVAL;
+    }
+    if (rf->kind == EXPR_REF_STEP_STATUS) {
+        c->scratch = xstrdup(status_word(src->status, word, sizeof word));
+    } else if (rf->kind == EXPR_REF_STEP_EXIT) {
+        c->scratch = exit_code_text(src);
+    } else {
+        c->scratch = xstrdup(src->result ? src->result : "");
+    }
+    *value = c->scratch;
+    return 0;
+}
+
+/* {{run.duration}}: seconds since the run was submitted, e.g. "12.345". */
+static char *run_duration(const run_t *r)
+{
+    int64_t ms = util_now_ms() - r->rec->created_ms;
+    if (ms < 0)
+        ms = 0;
+    return xasprintf("%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+}
+
+char *flow_run_failures(const run_t *r)
+{
+    char **objs = xcalloc(r->n_tasks + 1, sizeof *objs);
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        const task_t *t = r->tasks[i];
+        if (t->status != DROVER__TASK_STATUS__TASK_FAILED || t->is_item || t->step->is_finally)
+            continue;
+        char *code = exit_code_text(t);
+        char *name = json_text_quote(t->name);
+        char *reason = json_text_quote(t->reason ? t->reason : "");
+        objs[n++] = xasprintf("{\"name\":%s,\"exit_code\":%s,\"reason\":%s}", name,
+                              *code ? code : "null", reason);
+        free(code);
+        free(name);
+        free(reason);
+    }
+    char *out = json_text_list_of(objs, n, true);
+    for (size_t i = 0; i < n; i++)
+        free(objs[i]);
+    free(objs);
+    return out;
+}
+
 static int resolve(const char *ref, const char **value, void *arg, char *err, size_t errlen)
 {
     resolve_ctx_t *c = arg;
@@ -107,6 +198,14 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
         *value = v;
         return 0;
     }
+    case EXPR_REF_STEP_STATUS:
+    case EXPR_REF_STEP_EXIT:
+    case EXPR_REF_STEP_RESULT:
+        return resolve_outcome(c, &rf, ref, value, err, errlen);
+    case EXPR_REF_FINAL:
+        c->scratch = rf.a[0] == 'f' ? flow_run_failures(r) : run_duration(r);
+        *value = c->scratch;
+        return 0;
     case EXPR_REF_BAD:
     case EXPR_REF_PARAM:
     case EXPR_REF_INPUTS:
@@ -131,6 +230,38 @@ int flow_when(sched_t *s, task_t *t, bool *result, char *err, size_t errlen)
     int rc = expr_eval(t->step->when, resolve, &c, result, err, errlen);
     free(c.scratch);
     return rc;
+}
+
+#define SHOWN_VALUE 80 /* bytes of one value shown in a skip reason */
+
+typedef struct {
+    resolve_ctx_t rc;
+    char *shown; /* the last value, cut to SHOWN_VALUE (owned) */
+} shown_ctx_t;
+
+/* resolve(), with long values cut for display. */
+static int resolve_shown(const char *ref, const char **value, void *arg, char *err, size_t errlen)
+{
+    shown_ctx_t *c = arg;
+    int rc = resolve(ref, value, &c->rc, err, errlen);
+    free(c->shown);
+    c->shown = NULL;
+    if (rc == 0 && strlen(*value) > SHOWN_VALUE) {
+        c->shown = xasprintf("%.*s...", SHOWN_VALUE, *value);
+        *value = c->shown;
+    }
+    return rc;
+}
+
+char *flow_when_shown(sched_t *s, task_t *t)
+{
+    shown_ctx_t c = {.rc = {.s = s, .t = t}};
+    char err[256], *out = NULL;
+    if (expr_expand(t->step->when, resolve_shown, &c, MAX_EXPANDED, &out, err, sizeof err) < 0)
+        out = xstrdup(t->step->when); /* a branch not taken may not resolve: the template */
+    free(c.rc.scratch);
+    free(c.shown);
+    return out;
 }
 
 /* A range's items: the decimal strings of range_start, + range_step, ...

@@ -128,6 +128,7 @@ void placer_send_assignment(sched_t *s, task_t *t)
     m->checkpoint_min_interval_ms = t->step->checkpoint_min_interval_ms;
     m->preempt_signal = t->step->preempt_signal;
     m->preempt_grace_ms = t->step->preempt_grace_ms;
+    m->capture_result = t->step->capture_result;
     const Drover__Checkpoint *ck = dag_latest_checkpoint(t);
     if (ck) { /* a shallow copy: its artifact stays the task's */
         m->resume_from = xmalloc(sizeof *m->resume_from);

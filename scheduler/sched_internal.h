@@ -82,6 +82,9 @@ struct task {
     uint32_t n_out_params, n_outputs;
     uint8_t *cache_key; /* 32 bytes (owned) from success until its entry is stored */
     char *cached_from;
+    /* {{steps.S.outputs.result}}: the last attempt's captured standard
+     * output (owned; NULL: none captured). TaskRecord.result. */
+    char *result;
     /* Committed checkpoints, oldest first (owned; blobs referenced). */
     Drover__Checkpoint **checkpoints;
     uint32_t n_checkpoints;
@@ -442,6 +445,13 @@ void gate_free(task_t *t);
 /* --- flow.c */
 /* Evaluate t's `when`. 0 or -EINVAL with the reason in err. */
 int flow_when(sched_t *s, task_t *t, bool *result, char *err, size_t errlen);
+/* t's `when` with each reference replaced by its value (cut to 80 bytes),
+ * for a skip reason: "tails == heads"; the text as written when a
+ * reference cannot be resolved. Caller frees. */
+char *flow_when_shown(sched_t *s, task_t *t);
+/* {{run.failures}}: a JSON list of r's failed main steps, in order, each
+ * {"name": ..., "exit_code": N or null, "reason": ...}. Caller frees. */
+char *flow_run_failures(const run_t *r);
 /* t's fan-out list (caller frees with json_text_list_free). 0 or -errno + err. */
 int flow_items(sched_t *s, task_t *t, char ***items, size_t *n, char *err, size_t errlen);
 /* Free what dag_prepare expanded. */

@@ -169,3 +169,21 @@ Test(exits, the_journal_stays_small)
     cr_assert_eq(exits_load(ex, collect, &l), 2, "the two unacknowledged reports");
     free_loaded(&l);
 }
+
+/* issue 15: {{steps.S.outputs.result}} travels in the EXITED report, so
+ * the journal keeps it across an agent restart. */
+Test(exits, a_captured_result_comes_back)
+{
+    Drover__Report r = DROVER__REPORT__INIT;
+    r.kind = DROVER__REPORT_KIND__REPORT_EXITED;
+    r.attempt_id = 7;
+    r.has_result = true;
+    r.result = "tails";
+    exits_save(ex, &r);
+    settle();
+    loaded_t l = {0};
+    cr_assert_eq(exits_load(ex, collect, &l), 1);
+    cr_assert(l.got[0]->has_result);
+    cr_assert_str_eq(l.got[0]->result, "tails");
+    free_loaded(&l);
+}

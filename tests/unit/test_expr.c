@@ -909,3 +909,71 @@ Test(expr, fuzz_random)
     /* the generator reaches valid expressions of both outcomes */
     cr_assert(valid > 0 && trues > 0 && trues < valid, "%d valid, %d true", valid, trues);
 }
+
+/* --- issue 15: outcomes as data */
+
+Test(expr, ref_outcome_forms)
+{
+    ref_is("steps.flip.status", EXPR_REF_STEP_STATUS, "flip", "status");
+    ref_is("steps.flip.exit_code", EXPR_REF_STEP_EXIT, "flip", "exit_code");
+    ref_is("steps.flip.outputs.result", EXPR_REF_STEP_RESULT, "flip", "outputs.result");
+    ref_is("steps.a.b.status", EXPR_REF_STEP_STATUS, "a.b", "status"); /* S holds dots */
+    ref_is("steps.a.outputs.status", EXPR_REF_STEP_STATUS, "a.outputs", "status");
+    /* ".outputs.params." comes first: a param named "status" is a param */
+    ref_is("steps.a.outputs.params.status", EXPR_REF_STEP, "a", "status");
+    ref_is("steps.a.outputs.params.outputs.result", EXPR_REF_STEP, "a", "outputs.result");
+    ref_is("run.failures", EXPR_REF_FINAL, "failures", NULL);
+    ref_is("run.duration", EXPR_REF_FINAL, "duration", NULL);
+    const char *bad[] = {"steps.status",
+                         "steps..status",
+                         "steps.a b.status",
+                         "steps.a.result",
+                         "steps.a.outputs.result.",
+                         "steps.a.exit_code.x",
+                         "steps.a.Status",
+                         "run.failure",
+                         "run.failures.x",
+                         "steps.a.outputs",
+                         "steps..outputs.result"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ref_is(bad[i], EXPR_REF_BAD, NULL, NULL);
+    /* the forms to use name the new ones */
+    cr_assert(strstr(expr_ref_parse("steps.a.result", 14).why, "{{steps.STEP.outputs.result}}"));
+    cr_assert(strstr(expr_ref_parse("run.x", 5).why, "{{run.failures}}"));
+    /* the length bounds the parse */
+    cr_assert_eq(expr_ref_parse("steps.a.statusXYZ", 14).kind, EXPR_REF_STEP_STATUS);
+}
+
+static int outcome_resolve(const char *ref, const char **value, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    (void)err;
+    (void)errlen;
+    expr_ref_t r = expr_ref_parse(ref, strlen(ref));
+    if (r.kind == EXPR_REF_STEP_RESULT)
+        *value = "tails";
+    else if (r.kind == EXPR_REF_STEP_STATUS)
+        *value = "failed";
+    else if (r.kind == EXPR_REF_STEP_EXIT)
+        *value = "3";
+    else
+        return -EINVAL;
+    return 0;
+}
+
+Test(expr, outcomes_in_conditions)
+{
+    char err[256];
+    bool res = true;
+    cr_assert_eq(expr_eval("{{steps.flip.outputs.result}} == heads", outcome_resolve, NULL, &res,
+                           err, sizeof err),
+                 0, "%s", err);
+    cr_assert(!res);
+    cr_assert_eq(expr_eval("{{ steps.t.status }} == failed && {{steps.t.exit_code}} > 2",
+                           outcome_resolve, NULL, &res, err, sizeof err),
+                 0, "%s", err);
+    cr_assert(res);
+    cr_assert_eq(expr_check("{{steps.t.exit_code}} != 2 || '{{steps.t.status}}' == ok", NULL, NULL,
+                            err, sizeof err),
+                 0, "%s", err);
+}

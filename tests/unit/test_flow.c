@@ -1618,3 +1618,155 @@ Test(flow, a_large_fan_out_served_entirely_from_the_cache)
     expect_cached_from(item(r2, "shard", n - 1), r1);
     expect_run(r2, RS(SUCCEEDED));
 }
+
+/* ------------------------------------------------------------ outcomes (issue 15) */
+
+/* The agent running t reports EXITED with code and the captured result. */
+static void finish_result(task_t *t, int code, const char *result)
+{
+    ensure_assigned(t);
+    Drover__Report rep = DROVER__REPORT__INIT;
+    rep.attempt_id = dag_current_attempt(t)->id;
+    rep.kind = DROVER__REPORT_KIND__REPORT_EXITED;
+    rep.exit_code = code;
+    rep.has_result = true;
+    rep.result = (char *)result;
+    dag_task_exited(s, t, &rep);
+}
+
+static const char *COINFLIP = "name: coin\n"
+                              "steps:\n"
+                              "  - {name: flip, command: [flip]}\n"
+                              "  - name: heads\n"
+                              "    needs: [flip]\n"
+                              "    when: \"{{steps.flip.outputs.result}} == heads\"\n"
+                              "    command: [h]\n"
+                              "  - name: tails\n"
+                              "    needs: [flip]\n"
+                              "    when: \"'{{steps.flip.outputs.result}}' == tails\"\n"
+                              "    command: [t, \"{{steps.flip.outputs.result}}\", "
+                              "\"{{steps.flip.status}}:{{steps.flip.exit_code}}\"]\n";
+
+Test(flow, a_result_is_captured_and_read_by_when_and_argv)
+{
+    run_t *r = h_submit(s, COINFLIP);
+    task_t *flip = h_task(r, "flip"), *heads = h_task(r, "heads"), *tails = h_task(r, "tails");
+    cr_assert(flip->step->capture_result, "a step whose result is read captures it");
+    cr_assert_not(heads->step->capture_result);
+    ensure_assigned(flip);
+    cr_assert(assignment(flip)->capture_result, "the agent is asked to capture");
+    finish_result(flip, 0, "tails");
+    expect_status(heads, ST(SKIPPED));
+    cr_assert_str_eq(heads->reason, "when: tails == heads was false");
+    expect_status(tails, ST(READY));
+    placer_place(s);
+    cr_assert_str_eq(tails->argv[1], "tails");
+    cr_assert_str_eq(tails->argv[2], "succeeded:0");
+}
+
+Test(flow, a_result_survives_a_restart)
+{
+    run_t *r = h_submit(s, COINFLIP);
+    char id[64];
+    snprintf(id, sizeof id, "%s", r->rec->id);
+    finish_result(h_task(r, "flip"), 0, "heads");
+    commit();
+    h_sched_restart();
+    r = dag_find_run(s, id);
+    cr_assert_not_null(r);
+    cr_assert_str_eq(h_task(r, "flip")->result, "heads");
+    expect_status(h_task(r, "tails"), ST(SKIPPED));
+    cr_assert_str_eq(h_task(r, "tails")->reason, "when: 'heads' == tails was false");
+    ensure_assigned(h_task(r, "heads"));
+    cr_assert_str_eq(h_task(r, "heads")->argv[0], "h");
+}
+
+Test(flow, exit_handlers_read_failures_status_and_exit_codes)
+{
+    run_t *r = h_submit(s, "name: h\n"
+                           "steps:\n"
+                           "  - {name: ok, command: [a]}\n"
+                           "  - {name: bad, command: [b]}\n"
+                           "  - {name: after, needs: [bad], command: [c]}\n"
+                           "finally:\n"
+                           "  - name: notify\n"
+                           "    command: [n, \"{{run.failures}}\", "
+                           "\"{{steps.bad.status}}/{{steps.bad.exit_code}}\", "
+                           "\"{{steps.after.status}}/{{steps.after.exit_code}}\", "
+                           "\"{{run.status}}\", \"{{run.duration}}\"]\n");
+    finish(h_task(r, "ok"));
+    fail(h_task(r, "bad"), 3);
+    task_t *notify = h_task(r, "notify");
+    expect_status(notify, ST(READY));
+    cr_assert_str_eq(notify->argv[1],
+                     "[{\"name\":\"bad\",\"exit_code\":3,\"reason\":\"exit code 3\"}]", "%s",
+                     notify->argv[1]);
+    cr_assert_str_eq(notify->argv[2], "failed/3");
+    cr_assert_str_eq(notify->argv[3], "skipped/", "a skipped step has no exit code");
+    cr_assert_str_eq(notify->argv[4], "failed");
+    double secs = -1;
+    cr_assert_eq(sscanf(notify->argv[5], "%lf", &secs), 1, "%s", notify->argv[5]);
+    cr_assert_geq(secs, 0);
+}
+
+Test(flow, run_failures_is_an_empty_list_when_nothing_failed)
+{
+    run_t *r = h_submit(s, "name: h\n"
+                           "steps:\n"
+                           "  - {name: ok, command: [a]}\n"
+                           "finally:\n"
+                           "  - {name: notify, command: [n, \"{{run.failures}}\"]}\n");
+    finish(h_task(r, "ok"));
+    task_t *notify = h_task(r, "notify");
+    expect_status(notify, ST(READY));
+    cr_assert_str_eq(notify->argv[1], "[]");
+}
+
+Test(flow, a_cached_step_reuses_its_result)
+{
+    const char *yaml = "name: c\n"
+                       "steps:\n"
+                       "  - {name: a, command: [a], cache: true}\n"
+                       "  - {name: b, needs: [a], cache: false, command: [b, "
+                       "\"{{steps.a.outputs.result}}\"]}\n";
+    run_t *r = h_submit(s, yaml);
+    finish_result(h_task(r, "a"), 0, "v1");
+    placer_place(s);
+    cr_assert_str_eq(h_task(r, "b")->argv[1], "v1");
+    finish(h_task(r, "b"));
+    commit();
+    run_t *r2 = h_submit(s, yaml);
+    expect_status(h_task(r2, "a"), ST(CACHED));
+    expect_status(h_task(r2, "b"), ST(READY));
+    placer_place(s);
+    cr_assert_str_eq(h_task(r2, "b")->argv[1], "v1", "a cached step's result is reused");
+}
+
+Test(flow, a_failed_steps_result_and_reason_reach_the_exit_handler)
+{
+    run_t *r =
+        h_submit(s, "name: h\n"
+                    "steps:\n"
+                    "  - {name: bad, command: [b]}\n"
+                    "finally:\n"
+                    "  - name: notify\n"
+                    "    command: [n, \"{{steps.bad.outputs.result}}\", \"{{run.failures}}\"]\n");
+    task_t *bad = h_task(r, "bad");
+    ensure_assigned(bad);
+    Drover__Report rep = DROVER__REPORT__INIT;
+    rep.attempt_id = dag_current_attempt(bad)->id;
+    rep.kind = DROVER__REPORT_KIND__REPORT_EXITED;
+    rep.exit_code = 0;
+    rep.reason = "standard output is 70000 bytes, \"over\"";
+    rep.has_result = true;
+    rep.result = "partial";
+    dag_task_exited(s, bad, &rep);
+    expect_status(bad, ST(FAILED));
+    task_t *notify = h_task(r, "notify");
+    expect_status(notify, ST(READY));
+    cr_assert_str_eq(notify->argv[1], "partial", "a failure's output is data too");
+    cr_assert_str_eq(notify->argv[2],
+                     "[{\"name\":\"bad\",\"exit_code\":0,\"reason\":\"standard output is 70000 "
+                     "bytes, \\\"over\\\"\"}]",
+                     "%s", notify->argv[2]);
+}

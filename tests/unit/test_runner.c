@@ -7,7 +7,7 @@
  * exit codes and signals, combined stdout+stderr in order, failure to
  * start (errno: the step's or the machine's), timeout (SIGTERM), runner_kill escalating to SIGKILL
  * after the grace period, leftovers of the step killed with it, its own process group, cwd and
- * exact environment.
+ * exact environment; stdout captured on a pipe of its own (on_stdout, result.h).
  */
 #define DROVER_TEST_AGENT
 #include "helpers.h"
@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "result.h"
 #include "runner.h"
 
 static h_agent_t fx;
@@ -494,4 +495,100 @@ Test(runner, a_step_dies_with_its_agent)
     cr_assert(wait_dead(step, 5000), "step %d outlived its agent", (int)step);
     free(script);
     free(pidfile);
+}
+
+/* ---- issue 15: a step's standard output captured (on_stdout + result.h) */
+
+static result_t captured;
+
+static void on_stdout_capture(void *arg, const uint8_t *data, size_t len)
+{
+    (void)arg;
+    result_add(&captured, data, len);
+}
+
+/* Run argv with stdout on its own pipe into `captured`. */
+static void run_capturing(char *const *argv, h_proc_t *res)
+{
+    char errbuf[256] = "";
+    result_free(&captured);
+    runner_spec_t spec = {.argv = argv,
+                          .envp = default_env,
+                          .cwd = fx.dir,
+                          .kill_grace_ms = 1000,
+                          .on_output = h_proc_output,
+                          .on_stdout = on_stdout_capture,
+                          .on_exit = h_proc_exit,
+                          .arg = res};
+    runner_t *r = runner_start(fx.loop, &spec, errbuf, sizeof errbuf);
+    cr_assert_not_null(r, "runner_start: %s", errbuf);
+    cr_assert(h_pump_until(fx.loop, h_proc_exited, res, 20000), "did not finish within 20 s");
+    cr_assert_eq(res->exits, 1);
+    runner_destroy(&r);
+}
+
+Test(runner, stdout_is_captured_apart_from_stderr_and_still_logged)
+{
+    h_proc_t res = {0};
+    /* the last line comes from a grandchild after the leader's own output:
+     * on_exit waits for both pipes to be drained */
+    char *argv[] = {"sh", "-c",
+                    "echo tails; echo noise >&2; (sleep 0.2; printf 'more\\n\\n') & wait; exit 3",
+                    NULL};
+    run_capturing(argv, &res);
+    cr_assert_eq(res.ex.exit_code, 3);
+    cr_assert(strstr(res.out, "tails\n") && strstr(res.out, "noise\n") && strstr(res.out, "more"),
+              "the log has both streams: %s", res.out);
+    char *text = NULL, why[256];
+    cr_assert_eq(result_take(&captured, &text, why, sizeof why), 0, "%s", why);
+    cr_assert_str_eq(text, "tails\nmore\n", "only stdout, one trailing newline dropped");
+    free(text);
+    free(res.out);
+}
+
+Test(runner, output_over_64k_is_refused_and_memory_stays_bounded)
+{
+    h_proc_t res = {0};
+    char *argv[] = {"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x", NULL};
+    run_capturing(argv, &res);
+    cr_assert_eq(res.ex.exit_code, 0);
+    cr_assert_leq(captured.buf.len, RESULT_MAX + 2, "kept %zu bytes", captured.buf.len);
+    char *text = (char *)0x1, why[256];
+    cr_assert_eq(result_take(&captured, &text, why, sizeof why), -E2BIG);
+    cr_assert_null(text);
+    cr_assert(strstr(why, "standard output is 1000000 bytes, over the 65536 bytes (64 KiB)"), "%s",
+              why);
+    free(res.out);
+}
+
+Test(runner, result_limits_exactly)
+{
+    char *text = NULL, why[256];
+    static uint8_t big[RESULT_MAX + 2];
+    memset(big, 'y', sizeof big);
+    /* 64 KiB and a newline: fits */
+    result_t r = {0};
+    big[RESULT_MAX] = '\n';
+    result_add(&r, big, RESULT_MAX / 2);
+    result_add(&r, big + RESULT_MAX / 2, RESULT_MAX / 2 + 1);
+    cr_assert_eq(result_take(&r, &text, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(strlen(text), RESULT_MAX);
+    free(text);
+    /* one byte more: refused */
+    big[RESULT_MAX] = 'y';
+    result_add(&r, big, RESULT_MAX + 1);
+    cr_assert_eq(result_take(&r, &text, why, sizeof why), -E2BIG);
+    /* a NUL byte: refused, the result is text */
+    result_add(&r, (const uint8_t *)"a\0b", 3);
+    cr_assert_eq(result_take(&r, &text, why, sizeof why), -EINVAL);
+    cr_assert(strstr(why, "NUL byte"), "%s", why);
+    /* nothing written: "" */
+    cr_assert_eq(result_take(&r, &text, why, sizeof why), 0);
+    cr_assert_str_eq(text, "");
+    free(text);
+    /* only a newline: "" too; two: one kept */
+    result_add(&r, (const uint8_t *)"\n\n", 2);
+    cr_assert_eq(result_take(&r, &text, why, sizeof why), 0);
+    cr_assert_str_eq(text, "\n");
+    free(text);
 }

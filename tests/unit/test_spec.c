@@ -1362,12 +1362,15 @@ Test(spec, runtime_ref_errors)
               "\"{{steps.a.outputs.params.n}}\"}\n",
               "step 'a' cannot use its own outputs");
     /* malformed forms are refused where they are written */
-    parse_bad_at(REF_HEAD "  - {name: b, script: \"echo {{steps.a.acc}}\"}\n", 5, 23,
-                 "bad template '{{steps.a.acc}}' (use {{steps.STEP.outputs.params.NAME}})");
+    parse_bad_at(
+        REF_HEAD "  - {name: b, script: \"echo {{steps.a.acc}}\"}\n", 5, 23,
+        "bad template '{{steps.a.acc}}' (use {{steps.STEP.outputs.params.NAME}}, "
+        "{{steps.STEP.outputs.result}}, {{steps.STEP.status}} or {{steps.STEP.exit_code}})");
     parse_bad(REF_HEAD "  - {name: b, script: \"{{steps}}\"}\n", "bad template '{{steps}}'");
     parse_bad(REF_HEAD "  - {name: b, script: \"{{steps.a.outputs.params.}}\"}\n", "bad template");
     parse_bad(REF_HEAD "  - {name: b, script: \"{{run.date}}\"}\n",
-              "bad template '{{run.date}}' (use {{run.id}}, {{run.name}} or {{run.status}})");
+              "bad template '{{run.date}}' (use {{run.id}}, {{run.name}}, {{run.status}}, "
+              "{{run.failures}} or {{run.duration}})");
     parse_bad(REF_HEAD "  - {name: b, script: \"{{item[0]}}\"}\n",
               "bad template '{{item[0]}}' (use {{item}} or {{item.KEY}})");
     parse_bad(REF_HEAD "  - {name: b, script: \"{{item.a b}}\"}\n", "bad template '{{item.a b}}'");
@@ -1427,9 +1430,9 @@ Test(spec, spaced_references)
     parse_bad(REF_HEAD "  - {name: b, script: \"{{ }}\"}\n", "bad template '{{ }}'");
     parse_bad(REF_HEAD "  - {name: b, script: \"{{ params.nope }}\"}\n",
               "unknown param 'nope' in template");
-    parse_bad_at(
-        "name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{ item }}\"}\n", 3, 39,
-        "'for_each' template must be {{steps.STEP.outputs.params.NAME}}, not '{{ item }}'");
+    parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{ item }}\"}\n", 3, 39,
+                 "'for_each' template must be {{steps.STEP.outputs.params.NAME}} or "
+                 "{{steps.STEP.outputs.result}}, not '{{ item }}'");
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: [\"{{ item }}\"]}\n",
               "'{{ item }}' cannot be used in a for_each item");
 }
@@ -1617,7 +1620,8 @@ Test(spec, for_each_errors)
               "\"{{params.s}}\"}\n",
               "offset 3: expected a value, found ']'");
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{item}}\"}\n",
-              "'for_each' template must be {{steps.STEP.outputs.params.NAME}}, not '{{item}}'");
+              "'for_each' template must be {{steps.STEP.outputs.params.NAME}} or "
+              "{{steps.STEP.outputs.result}}, not '{{item}}'");
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: \"{{run.id}}\"}\n",
               "'for_each' template must be");
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], outputs: {params: [l]}}\n  - {name: "
@@ -2323,4 +2327,76 @@ Test(spec, fuzz, .timeout = 240)
         }
         fuzz_one(rnd, n, ov, 1);
     }
+}
+
+/* ---- issue 15: outcomes as data */
+
+Test(spec, outcome_references_mark_capture_and_pass)
+{
+    spec_t *s =
+        parse_ok("name: p\n"
+                 "steps:\n"
+                 "  - {name: flip, command: [x]}\n"
+                 "  - {name: list, script: \"echo '[1]'\"}\n"
+                 "  - name: heads\n"
+                 "    needs: [flip]\n"
+                 "    when: \"{{steps.flip.outputs.result}} == heads && "
+                 "{{steps.flip.status}} == succeeded\"\n"
+                 "    env: {CODE: \"{{steps.flip.exit_code}}\"}\n"
+                 "    script: echo {{ steps.flip.outputs.result }}\n"
+                 "  - {name: each, needs: [list], for_each: \"{{steps.list.outputs.result}}\", "
+                 "command: [x, \"{{item}}\"]}\n"
+                 "finally:\n"
+                 "  - {name: f, command: [n, \"{{run.failures}}\", \"{{run.duration}}\", "
+                 "\"{{steps.heads.status}}\"]}\n");
+    cr_assert(step(s, "flip")->capture_result);
+    cr_assert(step(s, "list")->capture_result);
+    cr_assert_not(step(s, "heads")->capture_result, "status and exit_code need no capture");
+    cr_assert_not(step(s, "each")->capture_result);
+    cr_assert_str_eq(step(s, "each")->items_from, "{{steps.list.outputs.result}}");
+    spec_destroy(&s);
+}
+
+Test(spec, outcome_of_a_step_not_upstream)
+{
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - {name: a, command: [x]}\n"
+                 "  - name: b\n"
+                 "    command: [x, \"{{steps.a.status}}\"]\n",
+                 5, 18, "step 'b' does not need 'a' (add it to needs)");
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - {name: a, command: [x]}\n"
+                 "  - name: b\n"
+                 "    when: \"{{steps.zz.exit_code}} == 0\"\n"
+                 "    command: [x]\n",
+                 5, 11, "no step named 'zz'");
+    parse_bad("name: p\n"
+              "steps:\n"
+              "  - {name: a, command: [x, \"{{steps.a.outputs.result}}\"]}\n",
+              "cannot use its own outputs");
+}
+
+Test(spec, outcome_forms_refused_where_they_cannot_be)
+{
+    parse_bad_at("name: p\n"
+                 "steps:\n"
+                 "  - {name: a, command: [x, \"{{run.failures}}\"]}\n",
+                 3, 28, "{{run.failures}} is only known in finally steps");
+    parse_bad("name: p\n"
+              "steps:\n"
+              "  - {name: a, command: [x]}\n"
+              "  - {name: b, needs: [a], command: [x, \"{{steps.a.result}}\"]}\n",
+              "{{steps.STEP.outputs.result}}");
+    parse_bad("name: p\n"
+              "steps:\n"
+              "  - {name: a, for_each: '[1, 2]', command: [x]}\n"
+              "  - {name: b, needs: [a], command: [x, \"{{steps.a.outputs.result}}\"]}\n",
+              "step 'a' is a for_each step");
+    parse_bad("name: p\n"
+              "steps:\n"
+              "  - {name: a, command: [x]}\n"
+              "  - {name: b, needs: [a], for_each: \"{{steps.a.status}}\", command: [x]}\n",
+              "{{steps.STEP.outputs.result}}, not");
 }
