@@ -44,12 +44,17 @@ typedef struct agent agent_t;
 
 struct task {
     run_t *run;
-    Drover__StepSpec *step; /* owned by run->steps */
-    char *name;             /* step name, or "step[i]" for an item */
-    char *item_value;       /* {{item}}; inside name's allocation */
-    uint32_t index;         /* position in run->tasks (steps first, then items) */
-    uint32_t step_index;    /* the step it runs */
-    uint32_t item;          /* position in the fan-out list */
+    Drover__StepSpec *step; /* owned by run->steps, or own_step */
+    /* A step with templated settings: from the moment the task is made
+     * READY, a shallow copy of its step with timeout, image, resources and
+     * retries expanded for this task, which step then points to (owned:
+     * flow_settings_free; its other fields are the step's). */
+    Drover__StepSpec *own_step;
+    char *name;          /* step name, or "step[i]" for an item */
+    char *item_value;    /* {{item}}; inside name's allocation */
+    uint32_t index;      /* position in run->tasks (steps first, then items) */
+    uint32_t step_index; /* the step it runs */
+    uint32_t item;       /* position in the fan-out list */
     Drover__TaskStatus status;
     uint32_t retries_used, preemptions;
     uint32_t system_errors;   /* attempts ended by system errors (--max-system-errors) */
@@ -370,6 +375,15 @@ int flow_check_outputs(sched_t *s, const task_t *t, const Drover__Report *rep, c
                        size_t errlen);
 /* A fan-out step's outputs from its items'. */
 void flow_collect_items(sched_t *s, task_t *g);
+/* Expand t's templated settings (timeout, image, resources, retries.limit;
+ * README "Templated settings") into t->own_step and point t->step at it;
+ * 0 (also when the step has none, or t is a fan-out group, or it was done
+ * already), or -EINVAL with a reason naming the key and the value in err.
+ * Called when t is made READY (and again on reload), so the placer only
+ * reads numbers. */
+int flow_settings(sched_t *s, task_t *t, char *err, size_t errlen);
+/* Free t->own_step; t->step is its run's step again. */
+void flow_settings_free(task_t *t);
 
 /* --- placer.c */
 /* Whether agent a can take task t now (labels, resources, state). */
