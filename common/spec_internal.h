@@ -93,15 +93,17 @@ typedef struct {
     node_t *name_node;  /* the step's name value */
     node_t *needs_node; /* the step's needs list, or NULL */
     bool is_finally;
-    const node_t *cmd, *script;           /* sources of argv */
-    env_src_t *env_src;                   /* parallel to the step's env */
-    const node_t *when;                   /* the when value, or NULL */
-    const node_t *for_each;               /* the for_each value, or NULL */
-    const node_t **input_src;             /* parallel to inputs: each source scalar */
-    char **arts_sorted;                   /* out_artifacts, sorted (pointers into the step) */
-    char **params_sorted;                 /* out_params, sorted */
-    const node_t *tmpl_node[SPEC_TMPL_N]; /* templated settings' scalars */
-    bool tmpl_inherited[SPEC_TMPL_N];     /* ... from defaults: */
+    const node_t *cmd, *script; /* sources of argv */
+    env_src_t *env_src;         /* parallel to the step's env */
+    const node_t *when;         /* the when value, or NULL */
+    const node_t *for_each;     /* the for_each value, or NULL */
+    const node_t **input_src;   /* parallel to inputs: each source scalar */
+    char **arts_sorted;         /* out_artifacts, sorted (pointers into the step) */
+    char **params_sorted;       /* out_params, sorted */
+
+    /* templated settings: each one's scalar, and whether from defaults: */
+    const node_t *tmpl_node[SPEC_TMPL_N];
+    bool tmpl_inherited[SPEC_TMPL_N];
 } step_aux_t;
 
 typedef struct {

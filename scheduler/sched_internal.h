@@ -44,17 +44,12 @@ typedef struct agent agent_t;
 
 struct task {
     run_t *run;
-    Drover__StepSpec *step; /* owned by run->steps, or own_step */
-    /* A step with templated settings: from the moment the task is made
-     * READY, a shallow copy of its step with timeout, image, resources and
-     * retries expanded for this task, which step then points to (owned:
-     * flow_settings_free; its other fields are the step's). */
-    Drover__StepSpec *own_step;
-    char *name;          /* step name, or "step[i]" for an item */
-    char *item_value;    /* {{item}}; inside name's allocation */
-    uint32_t index;      /* position in run->tasks (steps first, then items) */
-    uint32_t step_index; /* the step it runs */
-    uint32_t item;       /* position in the fan-out list */
+    Drover__StepSpec *step; /* owned by run->steps */
+    char *name;             /* step name, or "step[i]" for an item */
+    char *item_value;       /* {{item}}; inside name's allocation */
+    uint32_t index;         /* position in run->tasks (steps first, then items) */
+    uint32_t step_index;    /* the step it runs */
+    uint32_t item;          /* position in the fan-out list */
     Drover__TaskStatus status;
     uint32_t retries_used, preemptions;
     uint32_t system_errors;   /* attempts ended by system errors (--max-system-errors) */
@@ -99,6 +94,13 @@ struct task {
     uint8_t resends; /* of the current assignment, for the backoff */
     bool dirty;
     bool in_ready;
+
+    /* A step with templated settings: from the moment the task is made
+     * READY, a shallow copy of its step with timeout, image, resources and
+     * retries expanded for this task, which step then points to instead of
+     * run->steps' (owned: flow_settings_free; its other fields are the
+     * step's). Rebuilt on load. */
+    Drover__StepSpec *own_step;
 };
 
 struct run {
