@@ -6,7 +6,8 @@
  * file:line:col and a reason. It checks the whole document (unknown keys,
  * duplicate step names, unknown or cyclic needs, bad quantities and
  * durations, template references) and substitutes {{params.x}} in
- * command, script, env values, when, for_each and image. Keys that later
+ * command, script, env values, when, for_each, image and the other
+ * templated settings (timeout, resources, retries.limit). Keys that later
  * releases implement ({{inputs...}} templates, inputs.params) are parsed
  * and shape-checked, then refused with "not implemented yet", so a spec is
  * never half-run. The result owns all its memory. The parts of the

@@ -4,7 +4,10 @@
  * Each parse_* fills a settings_t and sets its HAS_* bit, so parse_step
  * can merge step > defaults > built-ins field by field; env and labels are
  * merged key by key. Where a value was written is kept (env_nodes,
- * spot_node, fallback_node) for later checks and messages.
+ * spot_node, fallback_node) for later checks and messages. timeout,
+ * image, resources.* and retries.limit may be templates: tmpl_setting
+ * (spec_template.c) keeps one that still holds run-time references as
+ * text, and the usual parse then reads a literal's substituted text.
  */
 #include "spec_internal.h"
 

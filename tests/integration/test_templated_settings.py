@@ -55,6 +55,16 @@ class TemplatedSettingsTest(harness.DroverTestCase):
         # "" ran fan[0] as a plain process
         t3 = c.wait_task_status(rid, "fan[3]", "FAILED")
         self.assertIn("image registry/app:1", t3["reason"], t3)
+        # kill -9 droverd: the waiting item is expanded again, to the same
+        # values (it still waits for 3 cpus, and the others keep theirs)
+        c.kill_droverd()
+        c.start_droverd()
+        t2 = c.wait_task(rid, "fan[2]", lambda t: "cpu 3.0" in (t.get("reason") or ""),
+                         what="fan[2] to wait for a bigger agent after the restart")
+        self.assertEqual(t2["status"], "READY", t2)
+        run = c.get_run(rid)
+        self.assertEqual(task(run, "fan[0]")["status"], "SUCCEEDED")
+        self.assertIn("timeout", task(run, "fan[1]")["reason"])
         self.assertEqual(c.cli("run", "cancel", rid).rc, 0)
         run = wait_final(c, rid)
         self.assertEqual(run["status"], "CANCELLED", run)
