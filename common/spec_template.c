@@ -354,11 +354,16 @@ int check_tmpl_items(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t i
             item_ctx_t x = {.item = range ? range[j] : st->items[j]};
             char err[256], want[128], *out = NULL;
             uint64_t num;
+            const char *by = aux[i].tmpl_inherited[k] ? show(c, st->name) : NULL;
             if (expr_expand(text, item_resolve, &x, SPEC_MAX_EXPANDED, &out, err, sizeof err) < 0)
-                rc = fail(c, at, "%s: item %zu (%s): %s", tmpl_names[k], j, show(c, x.item), err);
+                rc = fail(c, at, "%s: item %zu (%s): %s%s%s%s", tmpl_names[k], j, show(c, x.item),
+                          err, by ? " (in defaults, inherited by step '" : "", by ? by : "",
+                          by ? "')" : "");
             else if (spec_tmpl_value((spec_tmpl_key_t)k, out, &num, want, sizeof want) < 0)
-                rc = fail(c, at, "%s: item %zu (%s) gives '%s', not %s", tmpl_names[k], j,
-                          show(c, x.item), show(c, out), want);
+                rc = fail(c, at, "%s: item %zu (%s) gives '%s', not %s%s%s%s", tmpl_names[k], j,
+                          show(c, x.item), show(c, out), want,
+                          by ? " (in defaults, inherited by step '" : "", by ? by : "",
+                          by ? "')" : "");
             free(out);
             free(x.scratch);
         }

@@ -2376,6 +2376,13 @@ Test(spec, templated_settings_from_defaults)
     parse_bad_at("name: p\ndefaults:\n  image: \"{{item}}\"\nsteps:\n  - {name: a, command: [x]}\n",
                  3, 10, "image: {{item}} used outside a for_each step");
     cr_assert(strstr(err, "inherited by step 'a'"), "%s", err);
+    /* and each inheriting step's literal items are checked */
+    parse_bad_at("name: p\ndefaults:\n  resources: {gpu: \"{{item}}\"}\nsteps:\n"
+                 "  - {name: a, command: [x], for_each: [\"1\"]}\n"
+                 "  - {name: b, command: [x], for_each: [\"1\", \"x\"]}\n",
+                 3, 20,
+                 "resources.gpu: item 1 (x) gives 'x', not a whole number of gpus 0-64 (in "
+                 "defaults, inherited by step 'b')");
 }
 
 Test(spec, templated_settings_literal_items_checked)
