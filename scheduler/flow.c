@@ -7,8 +7,8 @@
  * be decided (its `when`, its fan-out list) or dispatched (argv, env). A
  * fan-out step's output param resolves to the JSON list of its items'
  * values, in item order, skipped items left out — that is how a fan-in
- * collects. A for_each range
- * is stored as three numbers and becomes its decimal strings here.
+ * collects. A for_each range is stored as three numbers and becomes its
+ * decimal strings here.
  *
  * The cache key is a SHA-256 over everything that determines a step's
  * result: pipeline and step name, item, expanded argv and env, input

@@ -317,8 +317,6 @@ static void why_waiting(sched_t *s, const task_t *t, wait_shape_t *sh)
                  st->resources->gpus);
 }
 
-/* t was not placed in this pass: show what it waits for, or drop a
- * waiting reason that no longer holds (it waits for room now). */
 /* Whether tasks of steps a and b wait alike: the same step, or copies of
  * one step with templated settings (flow_settings: they share its labels)
  * whose expanded values match, so the items of a templated fan-out share
@@ -333,6 +331,8 @@ static bool same_shape(const Drover__StepSpec *a, const Drover__StepSpec *b)
            ra->gpus == rb->gpus && !strcmp(a->image ? a->image : "", b->image ? b->image : "");
 }
 
+/* t was not placed in this pass: show what it waits for, or drop a
+ * waiting reason that no longer holds (it waits for room now). */
 static void note_waiting(sched_t *s, task_t *t, bool ondemand_fleet, wait_cache_t *c)
 {
     bool fallback = fallback_on(t, ondemand_fleet);
