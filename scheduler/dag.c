@@ -231,6 +231,8 @@ static void task_finished(sched_t *s, task_t *t)
     run_t *r = t->run;
     dag_ready_remove(s, t);
     flow_unprepare(t);
+    if (!t->agent) /* unbound: its resources are released (always, so far) */
+        flow_settings_free(t);
     if (r->unfinished > 0)
         r->unfinished--;
     if (!t->step->is_finally && r->main_unfinished > 0)

@@ -96,10 +96,11 @@ struct task {
     bool in_ready;
 
     /* A step with templated settings: from the moment the task is made
-     * READY, a shallow copy of its step with timeout, image, resources and
-     * retries expanded for this task, which step then points to instead of
-     * run->steps' (owned: flow_settings_free; its other fields are the
-     * step's). Rebuilt on load. */
+     * READY until it ends (about 0.5 KiB), a shallow copy of its step with
+     * timeout, image, resources and retries expanded for this task, which
+     * step then points to instead of run->steps' (owned:
+     * flow_settings_free; its other fields are the step's). Rebuilt on
+     * load. */
     Drover__StepSpec *own_step;
 };
 

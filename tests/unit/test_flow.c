@@ -1673,6 +1673,8 @@ Test(flow, templated_settings_are_expanded_per_item_before_ready)
     }
     cr_assert(dag_task_final(i1));
     cr_assert_eq(i1->retries_used, 2);
+    cr_assert_null(i1->own_step, "its expanded copy goes once it has ended");
+    cr_assert_eq(i1->step, r->steps->steps[1]);
 }
 
 Test(flow, a_bad_templated_value_fails_only_that_step_without_retry)
