@@ -6,7 +6,8 @@
  * file:line:col and a reason. It checks the whole document (unknown keys,
  * duplicate step names, unknown or cyclic needs, bad quantities and
  * durations, template references) and substitutes {{params.x}} in
- * command, script, env values, when, for_each and image. Keys that later
+ * command, script, env values, when, for_each, image and the other
+ * templated settings (timeout, resources, retries.limit). Keys that later
  * releases implement ({{inputs...}} templates, inputs.params) are parsed
  * and shape-checked, then refused with "not implemented yet", so a spec is
  * never half-run. The result owns all its memory. The parts of the
@@ -108,5 +109,34 @@ Drover__StepSpec *spec_step_dup(const Drover__StepSpec *st);
  * step, ... lie before end (after it when step < 0), as Python's
  * range(start, end, step) gives; 0 when step is 0. Never overflows. */
 uint64_t spec_range_count(int64_t start, int64_t end, int64_t step);
+
+/* Templated settings (README "Templated settings"): timeout, image,
+ * resources.cpu/memory/gpu and retries.limit may hold run-time templates
+ * ({{item}}, {{item.KEY}}, {{steps.S.outputs.params.P}}); the step then
+ * keeps the text in its *_tmpl field and droverd expands it when the task
+ * is made READY. */
+typedef enum {
+    SPEC_TMPL_TIMEOUT,
+    SPEC_TMPL_IMAGE,
+    SPEC_TMPL_CPU,
+    SPEC_TMPL_MEMORY,
+    SPEC_TMPL_GPU,
+    SPEC_TMPL_RETRY_LIMIT,
+    SPEC_TMPL_N
+} spec_tmpl_key_t;
+
+/* The key as a user writes it ("resources.cpu"). */
+const char *spec_tmpl_key_name(spec_tmpl_key_t k);
+/* Step st's template text for k, or NULL when the typed field holds the
+ * value (the text is st's). */
+const char *spec_tmpl_text(const Drover__StepSpec *st, spec_tmpl_key_t k);
+/* Whether st has any templated setting. */
+bool spec_has_tmpl(const Drover__StepSpec *st);
+/* Check the expanded value of setting k: 0 with *num set (milli-cpus,
+ * bytes, gpus, ms or a retry count; 0 for image), or -EINVAL with what it
+ * should be in want ("a cpu quantity (e.g. 2, 0.5, 500m)"). The one
+ * check both the spec compiler (literal items) and droverd (dispatch) use. */
+int spec_tmpl_value(spec_tmpl_key_t k, const char *value, uint64_t *num, char *want,
+                    size_t wantlen);
 
 #endif

@@ -281,6 +281,36 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
     return rc;
 }
 
+/* Check the references of templated setting k (scalar v) of step i: only
+ * the item and upstream output params may appear there; a message names
+ * the key and what it allows. */
+static int check_setting(flow_t *f, size_t i, spec_tmpl_key_t k, const node_t *v, bool inherited)
+{
+    static const char allowed[] = "allowed there: {{params.NAME}}, {{item}} and {{item.KEY}} in a "
+                                  "for_each step, {{steps.STEP.outputs.params.NAME}} of a step it "
+                                  "needs";
+    const char *key = spec_tmpl_key_name(k);
+    char why[512];
+    expr_tmpl_t it;
+    expr_piece_t p;
+    int more, rc = 0;
+    expr_tmpl_init(&it, v->str);
+    while (rc == 0 && (more = expr_tmpl_next(&it, &p)) > 0) {
+        if (!p.is_ref || p.ref.kind == EXPR_REF_PARAM)
+            continue; /* substituted */
+        if (p.ref.kind != EXPR_REF_ITEM && p.ref.kind != EXPR_REF_STEP) {
+            char *label = xstrndup(v->str + p.off, p.len);
+            rc = fail(f->c, v, "'%s' cannot be used in %s (%s)", show(f->c, label), key, allowed);
+            free(label);
+        } else if (check_ref(f, i, p.in, p.inlen, false, why, sizeof why) < 0) {
+            rc = fail(f->c, v, "%s: %s (%s)%s%s%s", key, why, allowed,
+                      inherited ? " (in defaults, inherited by step '" : "",
+                      inherited ? show(f->c, f->all[i]->name) : "", inherited ? "')" : "");
+        }
+    }
+    return rc;
+}
+
 /* Check the run-time references written in scalar v, used by step i. */
 static int check_scalar(flow_t *f, size_t i, const node_t *v, bool inherited)
 {
@@ -392,6 +422,13 @@ int check_flow(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
                 check_ref(&f, i, p.in, p.inlen, false, e, sizeof e) < 0)
                 rc = fail(c, a->for_each, "for_each %s", e);
         }
+        for (int k = 0; k < SPEC_TMPL_N && rc == 0; k++) {
+            if (a->tmpl_node[k])
+                rc =
+                    check_setting(&f, i, (spec_tmpl_key_t)k, a->tmpl_node[k], a->tmpl_inherited[k]);
+        }
+        if (rc == 0)
+            rc = check_tmpl_items(c, all, aux, i);
     }
     free(f.anc);
     free(f.anc_done);

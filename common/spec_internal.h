@@ -103,6 +103,10 @@ typedef struct {
     char **params_sorted;       /* out_params, sorted */
     const node_t *trigger_node; /* the trigger value, or NULL */
     const node_t *depends_node; /* the depends value, or NULL */
+
+    /* templated settings: each one's scalar, and whether from defaults: */
+    const node_t *tmpl_node[SPEC_TMPL_N];
+    bool tmpl_inherited[SPEC_TMPL_N];
 } step_aux_t;
 
 typedef struct {
@@ -180,6 +184,12 @@ typedef struct {
     const node_t *spot_node;     /* placement.spot's value, when HAS_SPOT */
     const node_t *fallback_node; /* preemption.fallback_after's value, when HAS_FALLBACK */
     char *retry_when;            /* retries.when, params substituted (owned), when HAS_RWHEN */
+    /* templated settings (spec_template.c): the text with params
+     * substituted when run-time references remain (then the typed field is
+     * unset), the scalar it came from; lit: a literal's substituted text */
+    char *tmpl[SPEC_TMPL_N];
+    const node_t *tmpl_node[SPEC_TMPL_N];
+    char *lit[SPEC_TMPL_N];
 } settings_t;
 
 /* ---- the YAML tree (spec_yaml.c) ---- */
@@ -242,6 +252,15 @@ void names_add(ctx_t *c, size_t idx);
  * *kept (may be NULL) counts those kept. expand: EXP_ALL. */
 int expand_mode(ctx_t *c, const node_t *v, exp_mode_t mode, char **out, size_t *kept);
 int expand(ctx_t *c, const node_t *v, char **out);
+/* Setting k written as scalar v into s: 1 when v still holds run-time
+ * references after params are substituted (s->tmpl[k] keeps the text; the
+ * caller sets only its HAS_* bit), 0 when it is a literal: *lit is v with
+ * the substituted text (owned by s), for the caller's usual parse. */
+int tmpl_setting(ctx_t *c, const node_t *v, spec_tmpl_key_t k, settings_t *s, node_t *lit);
+/* Copy the templated settings of src (the settings a step's value of k
+ * came from) into st and a; NULL src: none. */
+void tmpl_merge(const settings_t *src, spec_tmpl_key_t k, bool inherited, Drover__StepSpec *st,
+                step_aux_t *a);
 
 /* ---- retry rules and run limits (spec_limits.c) ---- */
 
@@ -303,5 +322,9 @@ int resolve_needs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n);
 /* Every input and run-time reference names a step it may read from and
  * an output that step declares. */
 int check_flow(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n);
+/* Step i's templated settings with literal items (a list or a range of
+ * at most SPEC_MAX_ITEMS), each item expanded and its value checked
+ * (spec_template.c; called by check_flow once references are checked). */
+int check_tmpl_items(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t i);
 
 #endif

@@ -4,7 +4,10 @@
  * Each parse_* fills a settings_t and sets its HAS_* bit, so parse_step
  * can merge step > defaults > built-ins field by field; env and labels are
  * merged key by key. Where a value was written is kept (env_nodes,
- * spot_node, fallback_node) for later checks and messages.
+ * spot_node, fallback_node) for later checks and messages. timeout,
+ * image, resources.* and retries.limit may be templates: tmpl_setting
+ * (spec_template.c) keeps one that still holds run-time references as
+ * text, and the usual parse then reads a literal's substituted text.
  */
 #include "spec_internal.h"
 
@@ -89,6 +92,10 @@ void settings_free(settings_t *s)
     kvs_free(s->labels, s->label_count);
     free(s->image);
     free(s->retry_when);
+    for (int k = 0; k < SPEC_TMPL_N; k++) {
+        free(s->tmpl[k]);
+        free(s->lit[k]);
+    }
     memset(s, 0, sizeof *s);
 }
 
@@ -109,8 +116,24 @@ static int parse_resources(ctx_t *c, const node_t *v, settings_t *s)
         return -EINVAL;
     for (size_t i = 0; i < map_len(v); i++) {
         const node_t *k = map_key(v, i), *x = map_val(v, i);
-        const char *txt = x->type == N_SCALAR ? show(c, x->str) : "(not a string)";
         uint64_t u;
+        /* a template: kept as text (spec_template.c), checked later */
+        static const char *const rkeys[] = {"cpu", "memory", "gpu"};
+        static const unsigned rbits[] = {HAS_CPU, HAS_MEM, HAS_GPU};
+        node_t lit;
+        for (int r = 0; r < 3; r++) {
+            if (strcmp(k->str, rkeys[r]))
+                continue;
+            int t = tmpl_setting(c, x, (spec_tmpl_key_t)(SPEC_TMPL_CPU + r), s, &lit);
+            if (t < 0)
+                return -EINVAL;
+            if (t > 0)
+                s->has |= rbits[r];
+            x = t > 0 ? NULL : &lit;
+        }
+        if (!x)
+            continue;
+        const char *txt = x->type == N_SCALAR ? show(c, x->str) : "(not a string)";
         if (!strcmp(k->str, "cpu")) {
             if (x->type != N_SCALAR || spec_parse_cpu(x->str, &s->cpu_milli) < 0)
                 return fail(c, x, "bad quantity '%s' for resources.cpu (e.g. 2, 0.5, 500m)", txt);
@@ -136,7 +159,14 @@ static int parse_resources(ctx_t *c, const node_t *v, settings_t *s)
 static int parse_retries(ctx_t *c, const node_t *v, settings_t *s)
 {
     uint64_t u;
+    node_t lit;
     if (v->type == N_SCALAR && !is_null(v)) {
+        int t = tmpl_setting(c, v, SPEC_TMPL_RETRY_LIMIT, s, &lit);
+        if (t != 0) {
+            s->has |= t > 0 ? HAS_LIMIT : 0;
+            return t < 0 ? -EINVAL : 0;
+        }
+        v = &lit;
         if (want_uint(c, v, "retries", 0, SPEC_MAX_RETRIES, &u) < 0)
             return -EINVAL;
         s->retries.limit = (uint32_t)u;
@@ -150,7 +180,14 @@ static int parse_retries(ctx_t *c, const node_t *v, settings_t *s)
     for (size_t i = 0; i < map_len(v); i++) {
         const node_t *k = map_key(v, i), *x = map_val(v, i);
         if (!strcmp(k->str, "limit")) {
-            if (want_uint(c, x, "retries.limit", 0, SPEC_MAX_RETRIES, &u) < 0)
+            int t = tmpl_setting(c, x, SPEC_TMPL_RETRY_LIMIT, s, &lit);
+            if (t < 0)
+                return -EINVAL;
+            if (t > 0) {
+                s->has |= HAS_LIMIT;
+                continue;
+            }
+            if (want_uint(c, &lit, "retries.limit", 0, SPEC_MAX_RETRIES, &u) < 0)
                 return -EINVAL;
             s->retries.limit = (uint32_t)u;
             s->has |= HAS_LIMIT;
@@ -384,7 +421,9 @@ int parse_setting(ctx_t *c, const node_t *k, const node_t *v, settings_t *s)
     if (!strcmp(key, "retries"))
         return parse_retries(c, v, s);
     if (!strcmp(key, "timeout")) {
-        if (want_duration(c, v, "timeout", &s->timeout_ms) < 0)
+        node_t lit;
+        int t = tmpl_setting(c, v, SPEC_TMPL_TIMEOUT, s, &lit);
+        if (t < 0 || (t == 0 && want_duration(c, &lit, "timeout", &s->timeout_ms) < 0))
             return -EINVAL;
         s->has |= HAS_TIMEOUT;
         return 0;
@@ -400,8 +439,12 @@ int parse_setting(ctx_t *c, const node_t *k, const node_t *v, settings_t *s)
     if (!strcmp(key, "image")) {
         free(s->image);
         s->image = NULL;
-        if (want_str(c, v, "image") < 0 || expand_mode(c, v, EXP_PARAMS, &s->image, NULL) < 0)
+        node_t lit;
+        int t;
+        if (want_str(c, v, "image") < 0 || (t = tmpl_setting(c, v, SPEC_TMPL_IMAGE, s, &lit)) < 0)
             return -EINVAL;
+        /* a literal: params substituted; a template: "" until droverd expands it */
+        s->image = xstrdup(t > 0 ? "" : lit.str);
         return 0;
     }
     /* cache */

@@ -802,6 +802,14 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
     const char *image = own.image ? own.image : d->image;
     if (image && *image && !st->suspend) /* "" (e.g. an empty param) means: run as a process */
         st->image = xstrdup(image);
+    /* templated settings: the text goes with the value PICK chose */
+    static const unsigned tbits[SPEC_TMPL_N] = {HAS_TIMEOUT, 0,       HAS_CPU,
+                                                HAS_MEM,     HAS_GPU, HAS_LIMIT};
+    for (int k = 0; k < SPEC_TMPL_N; k++) {
+        bool mine = k == SPEC_TMPL_IMAGE ? own.image != NULL : (own.has & tbits[k]) != 0;
+        bool dflt = k == SPEC_TMPL_IMAGE ? d->image != NULL : (d->has & tbits[k]) != 0;
+        tmpl_merge(mine ? &own : dflt ? d : NULL, (spec_tmpl_key_t)k, !mine, st, a);
+    }
     /* env and labels: defaults first, the step's own keys replace theirs;
      * each env value remembers its source scalar for check_flow */
     const spec_kv_t *lists[4] = {d->env, own.env, d->labels, own.labels};

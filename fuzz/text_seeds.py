@@ -163,6 +163,31 @@ TRIGGER_SPECS = [
     b"name: tr\nsteps:\n  - {name: a, command: [a]}\n"
     b"  - {name: b, needs: [a], trigger: nope, continue_on: error, command: [b]}\n"
     b"  - {name: c, depends: \"((a.succeeded)\", command: [c]}\n",
+# Templated settings and fan-out skips (issue 15): timeout, image,
+# resources and retries.limit from items and upstream outputs, literal
+# items checked at submit, per-item `when` that skips some or all items.
+TEMPLATED_SPECS = [
+    b"name: ts\nsteps:\n  - {name: up, command: [u], outputs: {params: [n, c]}}\n"
+    b"  - name: f\n    needs: [up]\n"
+    b"    for_each: [{cpu: \"2\", t: 1s, img: a}, {cpu: 500m, t: 1m, img: \"\"}]\n"
+    b"    image: \"{{item.img}}\"\n    timeout: \"{{ item.t }}\"\n"
+    b"    resources: {cpu: \"{{item.cpu}}\", memory: \"{{steps.up.outputs.params.c}}\", "
+    b"gpu: \"{{steps.up.outputs.params.n}}\"}\n"
+    b"    retries: {limit: \"{{steps.up.outputs.params.n}}\", backoff: 1s}\n"
+    b"    command: [w, \"{{item}}\"]\n",
+    b"name: ts\nparams: {t: 5m}\ndefaults:\n  image: \"{{item}}\"\n  retries: \"{{item}}\"\n"
+    b"  timeout: \"{{params.t}}\"\nsteps:\n  - {name: a, command: [x], for_each: [\"1\", \"2\"]}\n"
+    b"\0t=abc\n",
+    b"name: ts\nsteps:\n  - name: a\n    command: [x]\n    for_each: {range: [60, 70]}\n"
+    b"    resources: {gpu: \"{{item}}\", cpu: \"{{item}}m\"}\n",
+    b"name: ts\nsteps:\n  - name: a\n    command: [x]\n    image: \"{{item.image}}\"\n"
+    b"    timeout: \"{{run.status}}\"\n",
+    b"name: ts\nsteps:\n  - name: s\n    for_each: [\"1\", \"2\", \"3\"]\n"
+    b"    when: \"{{item}} != 2\"\n    command: [w]\n    outputs: {params: [r]}\n"
+    b"  - name: g\n    needs: [s]\n    for_each: \"{{steps.s.outputs.params.r}}\"\n"
+    b"    timeout: \"{{item}}\"\n    command: [g, \"{{item}}\"]\n"
+    b"  - name: n\n    for_each: [\"1\"]\n    when: \"{{item}} > 5\"\n    command: [n]\n"
+    b"  - {name: after, needs: [n], command: [a]}\n",
 ]
 SPACED_EXPRS = [
     b"{{ item }} != 4",
@@ -206,6 +231,7 @@ def main():
     specs += SPACED_SPECS
     specs += TRIGGER_SPECS
     specs += OUTCOME_SPECS
+    specs += TEMPLATED_SPECS
     integ = os.path.join(ROOT, "tests", "integration")
     for f in sorted(os.listdir(integ)):
         if f.startswith("test_") and f.endswith(".py"):

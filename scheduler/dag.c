@@ -226,6 +226,7 @@ static void task_free(task_t *t)
         drover__artifact__free_unpacked(t->outputs[k], NULL);
     free(t->outputs);
     flow_unprepare(t);
+    flow_settings_free(t);
     free(t);
 }
 
@@ -251,6 +252,8 @@ static void task_finished(sched_t *s, task_t *t)
     flow_unprepare(t);
     if (t->gate)
         gates_untrack(s, t);
+    if (!t->agent) /* unbound: its resources are released (always, so far) */
+        flow_settings_free(t);
     if (r->unfinished > 0)
         r->unfinished--;
     if (!t->step->is_finally && r->main_unfinished > 0)
@@ -610,7 +613,12 @@ static bool try_cache(sched_t *s, task_t *t)
 
 static void make_ready(sched_t *s, task_t *t)
 {
+    char err[512];
     t->retry_at_ms = 0;
+    if (flow_settings(s, t, err, sizeof err) < 0) {
+        fail_for_good(s, t, err); /* a bad value: no retry would change it */
+        return;
+    }
     if (dag_prepare(s, t) < 0) {
         char *why = xasprintf("cannot expand templates: %s", t->reason);
         fail_for_good(s, t, why);
@@ -703,6 +711,26 @@ static void group_item_done(sched_t *s, task_t *item)
     group_complete(s, g);
 }
 
+/* A fan-out all of whose items were skipped (their per-item `when` was
+ * false) is SKIPPED itself, with the first item's reason; true if so. */
+static bool all_items_skipped(sched_t *s, task_t *g)
+{
+    const task_t *first = NULL;
+    for (uint32_t i = 0; i < g->n_items; i++) {
+        const task_t *it = g->run->tasks[g->items[i]];
+        if (it->status != DROVER__TASK_STATUS__TASK_SKIPPED)
+            return false;
+        first = first ? first : it;
+    }
+    if (!first)
+        return false; /* an empty list: SUCCEEDED with an empty list, as before */
+    char *why = xasprintf("all %u items were skipped (%s: %s)", g->n_items, first->name,
+                          first->reason ? first->reason : "skipped");
+    skip(s, g, why);
+    free(why);
+    return true;
+}
+
 /* Every item of g has ended: the group succeeds or fails as a whole. */
 static void group_complete(sched_t *s, task_t *g)
 {
@@ -719,6 +747,8 @@ static void group_complete(sched_t *s, task_t *g)
         task_finished(s, g);
         return;
     }
+    if (all_items_skipped(s, g))
+        return;
     flow_collect_items(s, g);
     task_succeeded(s, g, DROVER__TASK_STATUS__TASK_SUCCEEDED);
 }
@@ -1392,6 +1422,12 @@ static void rebuild_run(sched_t *s, run_t *r)
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
         Drover__AttemptRecord *a = current_open_attempt(t);
+        char err[512];
+        /* made READY before the crash (or waiting to retry): the same
+         * values again, from the item and upstream outputs (durable) */
+        if (!dag_task_final(t) && t->status != DROVER__TASK_STATUS__TASK_WAITING &&
+            flow_settings(s, t, err, sizeof err) < 0)
+            log_warn("run %s: %s: %s", r->rec->id, t->name, err);
         switch (t->status) {
         case DROVER__TASK_STATUS__TASK_READY:
             dag_ready_push(s, t);

@@ -6,13 +6,22 @@
  * validated at submit time and are expanded here, when a step is about to
  * be decided (its `when`, its fan-out list) or dispatched (argv, env). A
  * fan-out step's output param resolves to the JSON list of its items'
- * values, in item order — that is how a fan-in collects. A for_each range
- * is stored as three numbers and becomes its decimal strings here.
+ * values, in item order, skipped items left out — that is how a fan-in
+ * collects. A for_each range is stored as three numbers and becomes its
+ * decimal strings here.
  *
  * The cache key is a SHA-256 over everything that determines a step's
  * result: pipeline and step name, item, expanded argv and env, input
  * artifact digests and the declared outputs. A SUCCEEDED task's key maps to it in LMDB; a later
  * task with the same key is CACHED and reuses its outputs without any agent.
+ *
+ * Templated settings (timeout, image, resources, retries.limit) are
+ * expanded once, when a task is made READY (flow_settings): the placer and
+ * the retry logic read the task's own copy of its step, numbers only. A
+ * bad value fails that task for good with a reason naming the key and the
+ * value. The expansion depends only on the item and upstream outputs,
+ * which are durable, so a restarted droverd expands the same values again
+ * for tasks that were READY, ASSIGNED, RUNNING or waiting to retry.
  */
 #include "sched_internal.h"
 
@@ -499,12 +508,15 @@ void flow_collect_items(sched_t *s, task_t *g)
     Drover__KeyValue **params = xcalloc(st->n_out_params, sizeof *params);
     char **values = xcalloc(g->n_items + 1, sizeof *values);
     for (size_t p = 0; p < st->n_out_params; p++) {
+        size_t n = 0;
         for (size_t i = 0; i < g->n_items; i++) {
             const task_t *it = r->tasks[g->items[i]];
+            if (it->status == DROVER__TASK_STATUS__TASK_SKIPPED)
+                continue; /* a skipped item adds nothing to the list */
             const char *v = kv_find(it->out_params, it->n_out_params, st->out_params[p]);
-            values[i] = (char *)(v ? v : "");
+            values[n++] = (char *)(v ? v : "");
         }
-        char *list = json_text_list_of(values, g->n_items, false);
+        char *list = json_text_list_of(values, n, false);
         params[p] = util_kv_new(st->out_params[p], list);
         free(list);
     }
@@ -551,4 +563,97 @@ void flow_collect_items(sched_t *s, task_t *g)
         drover__artifact__free_unpacked(arts[a], NULL);
     free(arts);
     util_free_kvs(params, st->n_out_params);
+}
+
+/* ------------------------------------------------------------ templated settings */
+
+int flow_settings(sched_t *s, task_t *t, char *err, size_t errlen)
+{
+    const Drover__StepSpec *st = t->step;
+    if (t->own_step || !spec_has_tmpl(st) || (st->fan_out && !t->is_item))
+        return 0;
+    Drover__StepSpec *o = xmalloc(sizeof *o);
+    *o = *st; /* shallow: only the fields below are o's own */
+    o->resources = xmalloc(sizeof *o->resources);
+    if (st->resources) {
+        *o->resources = *st->resources;
+    } else {
+        drover__resources__init(o->resources);
+    }
+    o->retries = xmalloc(sizeof *o->retries);
+    if (st->retries) {
+        *o->retries = *st->retries;
+    } else {
+        drover__retry_policy__init(o->retries);
+    }
+    o->image = NULL;
+    char *image = NULL;
+    int rc = 0;
+    for (int k = 0; k < SPEC_TMPL_N && rc == 0; k++) {
+        const char *text = spec_tmpl_text(st, (spec_tmpl_key_t)k);
+        char *value = NULL, want[128];
+        uint64_t num = 0;
+        if (!text)
+            continue;
+        if ((rc = expand(s, t, text, &value, err, errlen)) < 0) {
+            char *why = xasprintf("%s: %s", spec_tmpl_key_name((spec_tmpl_key_t)k), err);
+            snprintf(err, errlen, "%s", why);
+            free(why);
+            break;
+        }
+        if ((rc = spec_tmpl_value((spec_tmpl_key_t)k, value, &num, want, sizeof want)) < 0) {
+            snprintf(err, errlen, "%s: %s gave '%.128s', not %s",
+                     spec_tmpl_key_name((spec_tmpl_key_t)k), text, value, want);
+            free(value);
+            break;
+        }
+        switch ((spec_tmpl_key_t)k) {
+        case SPEC_TMPL_TIMEOUT:
+            o->timeout_ms = num;
+            break;
+        case SPEC_TMPL_IMAGE:
+            image = value;
+            value = NULL;
+            break;
+        case SPEC_TMPL_CPU:
+            o->resources->cpu_milli = (uint32_t)num;
+            break;
+        case SPEC_TMPL_MEMORY:
+            o->resources->memory_bytes = num;
+            break;
+        case SPEC_TMPL_GPU:
+            o->resources->gpus = (uint32_t)num;
+            break;
+        case SPEC_TMPL_RETRY_LIMIT:
+            o->retries->limit = (uint32_t)num;
+            break;
+        case SPEC_TMPL_N:
+            break;
+        }
+        free(value);
+    }
+    if (rc < 0) {
+        free(image);
+        free(o->resources);
+        free(o->retries);
+        free(o);
+        return -EINVAL;
+    }
+    o->image = image ? image : xstrdup(st->image ? st->image : ""); /* o's own */
+    t->own_step = o;
+    t->step = o;
+    return 0;
+}
+
+void flow_settings_free(task_t *t)
+{
+    Drover__StepSpec *o = t->own_step;
+    if (!o)
+        return;
+    t->step = t->run->steps->steps[t->step_index];
+    free(o->image);
+    free(o->resources);
+    free(o->retries);
+    free(o);
+    t->own_step = NULL;
 }

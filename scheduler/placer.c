@@ -319,6 +319,20 @@ static void why_waiting(sched_t *s, const task_t *t, wait_shape_t *sh)
                  st->resources->gpus);
 }
 
+/* Whether tasks of steps a and b wait alike: the same step, or copies of
+ * one step with templated settings (flow_settings: they share its labels)
+ * whose expanded values match, so the items of a templated fan-out share
+ * a verdict too. */
+static bool same_shape(const Drover__StepSpec *a, const Drover__StepSpec *b)
+{
+    if (a == b)
+        return true;
+    const Drover__Resources *ra = a->resources, *rb = b->resources;
+    return a->labels == b->labels && a->n_labels == b->n_labels && a->spot == b->spot && ra && rb &&
+           ra->cpu_milli == rb->cpu_milli && ra->memory_bytes == rb->memory_bytes &&
+           ra->gpus == rb->gpus && !strcmp(a->image ? a->image : "", b->image ? b->image : "");
+}
+
 /* t was not placed in this pass: show what it waits for, or drop a
  * waiting reason that no longer holds (it waits for room now). */
 static void note_waiting(sched_t *s, task_t *t, bool ondemand_fleet, wait_cache_t *c)
@@ -326,7 +340,7 @@ static void note_waiting(sched_t *s, task_t *t, bool ondemand_fleet, wait_cache_
     bool fallback = fallback_on(t, ondemand_fleet);
     wait_shape_t *sh = NULL;
     for (size_t i = 0; i < c->n && !sh; i++)
-        if (c->shapes[i].step == t->step && c->shapes[i].fallback == fallback)
+        if (same_shape(c->shapes[i].step, t->step) && c->shapes[i].fallback == fallback)
             sh = &c->shapes[i];
     if (!sh) {
         sh = &c->shapes[c->n < WAIT_SHAPES ? c->n++ : c->next++ % WAIT_SHAPES];

@@ -114,6 +114,14 @@ struct task {
      * stored: SKIPPED because a failure broke its rule. */
     uint32_t deps_ok, deps_failed, deps_skipped;
     bool upstream_failed;
+
+    /* A step with templated settings: from the moment the task is made
+     * READY until it ends (about 0.5 KiB), a shallow copy of its step with
+     * timeout, image, resources and retries expanded for this task, which
+     * step then points to instead of run->steps' (owned:
+     * flow_settings_free; its other fields are the step's). Rebuilt on
+     * load. */
+    Drover__StepSpec *own_step;
 };
 
 struct run {
@@ -470,6 +478,15 @@ int flow_check_outputs(sched_t *s, const task_t *t, const Drover__Report *rep, c
                        size_t errlen);
 /* A fan-out step's outputs from its items'. */
 void flow_collect_items(sched_t *s, task_t *g);
+/* Expand t's templated settings (timeout, image, resources, retries.limit;
+ * README "Templated settings") into t->own_step and point t->step at it;
+ * 0 (also when the step has none, or t is a fan-out group, or it was done
+ * already), or -EINVAL with a reason naming the key and the value in err.
+ * Called when t is made READY (and again on reload), so the placer only
+ * reads numbers. */
+int flow_settings(sched_t *s, task_t *t, char *err, size_t errlen);
+/* Free t->own_step; t->step is its run's step again. */
+void flow_settings_free(task_t *t);
 
 /* --- placer.c */
 /* Whether agent a can take task t now (labels, resources, state). */

@@ -40,10 +40,17 @@ start_daemons() {
     install -d -o drover -g drover -m 0700 /var/lib/drover
     install -d -o drover -g drover -m 0750 /run/drover
     sh -c "$(unit_line droverd ExecStartPre)" || fail "droverd's ExecStartPre"
+    # Ready is the "serving" line of this start (the log is appended to, and
+    # a socket file may be left from the last): systemd's reload below comes
+    # only after Type=notify readiness too, and a SIGHUP before droverd
+    # handles it would end the process.
+    served=$(grep -c 'droverd serving' /tmp/droverd.log 2>/dev/null || true)
     setpriv --reuid drover --regid drover --init-groups \
         sh -c "umask 0077; exec $(unit_line droverd ExecStart)" >>/tmp/droverd.log 2>&1 &
     dpid=$!
-    wait_for 30 "droverd's API socket" test -S /run/drover/api.sock
+    wait_for 30 "droverd to serve" sh -c \
+        "[ \$(grep -c 'droverd serving' /tmp/droverd.log) -gt ${served:-0} ]"
+    test -S /run/drover/api.sock || fail "droverd serves and has no API socket"
     # drover-agent: root, StateDirectory=drover-agent (0700).
     install -d -m 0700 /var/lib/drover-agent
     sh -c "$(unit_line drover-agent ExecStartPre)" || fail "drover-agent's ExecStartPre"

@@ -615,7 +615,7 @@ Test(flow, fan_out_of_a_range)
     cr_assert_str_eq(assignment(item(r, "shard", 3))->argv[1], "1");
     finish(item(r, "shard", 3), "r", "R1");
     expect_status(g, ST(SUCCEEDED));
-    cr_assert_str_eq(param(g, "r"), "[\"R10\",\"R7\",\"\",\"R1\"]");
+    cr_assert_str_eq(param(g, "r"), "[\"R10\",\"R7\",\"R1\"]"); /* the skip left out */
     expect_status(h_task(r, "gather"), ST(READY));
 }
 
@@ -658,7 +658,7 @@ Test(flow, a_range_larger_than_a_literal_list_may_be)
                            "    when: \"{{item}} < 0\"\n"
                            "    command: [w, \"{{item}}\"]\n");
     task_t *g = h_task(r, "shard");
-    expect_status(g, ST(SUCCEEDED));
+    expect_status(g, ST(SKIPPED)); /* every item skipped (issue 15) */
     cr_assert_eq(g->n_items, 150000);
     task_t *last = item(r, "shard", 149999);
     cr_assert_str_eq(last->item_value, "299998");
@@ -1410,7 +1410,8 @@ Test(flow, items_with_an_item_condition_are_skipped_one_by_one)
     expect_status(g, ST(RUNNING));
     finish(item(r, "shard", 3), "r", "rd");
     expect_status(g, ST(SUCCEEDED));
-    cr_assert_str_eq(param(g, "r"), "[\"ra\",\"\",\"\",\"rd\"]");
+    /* issue 15: skipped items are left out of the collected list */
+    cr_assert_str_eq(param(g, "r"), "[\"ra\",\"rd\"]");
 }
 
 /* issue 14: "{{ item }}" (spaced) is the same reference as "{{item}}":
@@ -1440,7 +1441,7 @@ Test(flow, a_spaced_item_condition_is_decided_per_item)
     finish(item(r, "shard", 0), "r", "r1");
     finish(item(r, "shard", 2), "r", "r5");
     expect_status(g, ST(SUCCEEDED));
-    cr_assert_str_eq(param(g, "r"), "[\"r1\",\"\",\"r5\"]");
+    cr_assert_str_eq(param(g, "r"), "[\"r1\",\"r5\"]"); /* the skip left out */
     expect_run(r, RS(SUCCEEDED));
 }
 
@@ -1583,7 +1584,7 @@ Test(flow, a_large_fan_out_whose_items_are_all_skipped)
     run_t *r = h_submit(s, y);
     free(y);
     task_t *g = h_task(r, "shard");
-    expect_status(g, ST(SUCCEEDED));
+    expect_status(g, ST(SKIPPED)); /* issue 15: every item skipped */
     cr_assert_eq(g->n_items, 30000);
     expect_status(item(r, "shard", 29999), ST(SKIPPED));
     expect_run(r, RS(SUCCEEDED));
@@ -1769,4 +1770,153 @@ Test(flow, a_failed_steps_result_and_reason_reach_the_exit_handler)
                      "[{\"name\":\"bad\",\"exit_code\":0,\"reason\":\"standard output is 70000 "
                      "bytes, \\\"over\\\"\"}]",
                      "%s", notify->argv[2]);
+}
+
+/* ------------------------------------------------------------ templated settings */
+
+static const char *TMPL = "name: tmpl\n"
+                          "steps:\n"
+                          "  - {name: up, command: [up], outputs: {params: [n, mem]}}\n"
+                          "  - name: fan\n"
+                          "    needs: [up]\n"
+                          "    for_each: [{cpu: \"2\", t: 10s, img: a}, {cpu: 500m, t: 1m, img: "
+                          "\"\"}]\n"
+                          "    command: [work, \"{{item.cpu}}\"]\n"
+                          "    image: \"{{item.img}}\"\n"
+                          "    timeout: \"{{item.t}}\"\n"
+                          "    resources: {cpu: \"{{item.cpu}}\", memory: "
+                          "\"{{steps.up.outputs.params.mem}}\"}\n"
+                          "    retries: {limit: \"{{steps.up.outputs.params.n}}\", backoff: 1s}\n"
+                          "  - {name: other, needs: [up], command: [other]}\n";
+
+Test(flow, templated_settings_are_expanded_per_item_before_ready)
+{
+    run_t *r = h_submit(s, TMPL);
+    finish(h_task(r, "up"), "n", "2", "mem", "3Gi");
+    task_t *i0 = item(r, "fan", 0), *i1 = item(r, "fan", 1);
+    expect_status(i0, ST(READY));
+    expect_status(i1, ST(READY));
+    /* the placer sees numbers: the task's own copy of its step */
+    cr_assert_eq(i0->step->resources->cpu_milli, 2000);
+    cr_assert_eq(i1->step->resources->cpu_milli, 500);
+    cr_assert_eq(i0->step->resources->memory_bytes, 3ull << 30);
+    cr_assert_eq(i0->step->timeout_ms, 10000);
+    cr_assert_eq(i1->step->timeout_ms, 60000);
+    cr_assert_str_eq(i0->step->image, "a");
+    cr_assert_str_empty(i1->step->image, "an empty image runs as a process");
+    cr_assert_eq(i0->step->retries->limit, 2);
+    cr_assert_eq(i0->step->retries->backoff_ms, 1000, "literal fields are the step's");
+    cr_assert_eq(r->steps->steps[1]->resources->cpu_milli, 0, "the stored step is unchanged");
+    /* the process item is placed with its expanded values */
+    ensure_assigned(i1);
+    const Drover__Assignment *as = assignment(i1);
+    cr_assert_not_null(as);
+    cr_assert_eq(as->timeout_ms, 60000);
+    cr_assert_eq(as->resources->cpu_milli, 500);
+    cr_assert_str_empty(as->image);
+    /* retries.limit from upstream: 2 retries, then FAILED for good */
+    for (int k = 0; k < 3; k++) {
+        fail(i1, 1);
+        if (k < 2) {
+            expect_status(i1, ST(FAILED));
+            cr_assert(!dag_task_final(i1), "retry %d of 2 pending", k + 1);
+            dag_retry_due(s, INT64_MAX);
+        }
+    }
+    cr_assert(dag_task_final(i1));
+    cr_assert_eq(i1->retries_used, 2);
+    cr_assert_null(i1->own_step, "its expanded copy goes once it has ended");
+    cr_assert_eq(i1->step, r->steps->steps[1]);
+}
+
+Test(flow, a_bad_templated_value_fails_only_that_step_without_retry)
+{
+    run_t *r = h_submit(s, TMPL);
+    finish(h_task(r, "up"), "n", "3", "mem", "lots");
+    task_t *i0 = item(r, "fan", 0), *other = h_task(r, "other");
+    expect_status(i0, ST(FAILED));
+    cr_assert(dag_task_final(i0), "a bad value is not retried");
+    cr_assert_eq(i0->n_attempts, 0, "nothing was dispatched");
+    expect_reason(i0, "resources.memory: {{steps.up.outputs.params.mem}} gave 'lots', not a "
+                      "memory quantity (e.g. 512Mi, 2Gi, 1G)");
+    expect_status(other, ST(READY));
+    finish(other);
+    expect_status(h_task(r, "fan"), ST(FAILED));
+    expect_run(r, RS(FAILED));
+    /* a value over the bound is bad too */
+    r = h_submit(s, TMPL);
+    finish(h_task(r, "up"), "n", "101", "mem", "1Gi");
+    expect_reason(item(r, "fan", 1), "retries.limit: {{steps.up.outputs.params.n}} gave '101', "
+                                     "not a whole number of retries 0-100");
+}
+
+Test(flow, templated_settings_are_the_same_after_a_restart)
+{
+    run_t *r = h_submit(s, TMPL);
+    finish(h_task(r, "up"), "n", "1", "mem", "3Gi");
+    task_t *i1 = item(r, "fan", 1);
+    ensure_assigned(i1);
+    fail(i1, 1); /* waiting out its one retry */
+    commit();
+    h_sched_restart();
+    r = dag_find_run(s, "r000001");
+    cr_assert_not_null(r);
+    i1 = item(r, "fan", 1);
+    expect_status(i1, ST(FAILED));
+    cr_assert(!dag_task_final(i1));
+    cr_assert_eq(i1->step->resources->cpu_milli, 500);
+    cr_assert_eq(i1->step->resources->memory_bytes, 3ull << 30);
+    cr_assert_eq(i1->step->retries->limit, 1);
+    dag_retry_due(s, INT64_MAX);
+    expect_status(i1, ST(READY));
+    fail(i1, 1);
+    cr_assert(dag_task_final(i1), "the limit read after the restart is the same");
+}
+
+/* ------------------------------------------------------------ skipped items */
+
+static const char *SKIPS = "name: skips\n"
+                           "steps:\n"
+                           "  - name: shard\n"
+                           "    for_each: [\"1\", \"2\", \"3\", \"4\"]\n"
+                           "    when: \"{{item}} != 2 && {{item}} != 4\"\n"
+                           "    command: [work, \"{{item}}\"]\n"
+                           "    outputs: {params: [r]}\n"
+                           "  - name: again\n"
+                           "    needs: [shard]\n"
+                           "    for_each: \"{{steps.shard.outputs.params.r}}\"\n"
+                           "    command: [again, \"{{item}}\"]\n";
+
+Test(flow, skipped_items_are_left_out_of_the_collected_list)
+{
+    run_t *r = h_submit(s, SKIPS);
+    expect_status(item(r, "shard", 1), ST(SKIPPED));
+    expect_status(item(r, "shard", 3), ST(SKIPPED));
+    finish(item(r, "shard", 0), "r", "R1");
+    finish(item(r, "shard", 2), "r", "R3");
+    task_t *g = h_task(r, "shard");
+    expect_status(g, ST(SUCCEEDED));
+    cr_assert_str_eq(param(g, "r"), "[\"R1\",\"R3\"]", "not [\"R1\",\"\",\"R3\",\"\"]");
+    task_t *again = h_task(r, "again");
+    cr_assert_eq(again->n_items, 2, "no task on an empty string");
+    cr_assert_str_eq(item(r, "again", 0)->item_value, "R1");
+    cr_assert_str_eq(item(r, "again", 1)->item_value, "R3");
+}
+
+Test(flow, a_fan_out_whose_items_are_all_skipped_is_skipped)
+{
+    run_t *r = h_submit(s, "name: none\n"
+                           "steps:\n"
+                           "  - name: shard\n"
+                           "    for_each: [\"1\", \"2\"]\n"
+                           "    when: \"{{item}} > 5\"\n"
+                           "    command: [work, \"{{item}}\"]\n"
+                           "  - {name: after, needs: [shard], command: [after]}\n"
+                           "  - {name: free, command: [free]}\n");
+    task_t *g = h_task(r, "shard");
+    expect_status(g, ST(SKIPPED));
+    expect_reason(g, "all 2 items were skipped (shard[0]: when: ");
+    expect_status(h_task(r, "after"), ST(SKIPPED));
+    finish(h_task(r, "free"));
+    expect_run(r, RS(SUCCEEDED));
 }

@@ -2400,3 +2400,116 @@ Test(spec, outcome_forms_refused_where_they_cannot_be)
               "  - {name: b, needs: [a], for_each: \"{{steps.a.status}}\", command: [x]}\n",
               "{{steps.STEP.outputs.result}}, not");
 }
+
+/* ---- templated settings (issue 15 item 5) ---- */
+
+Test(spec, templated_settings_kept_as_text)
+{
+    spec_t *s = parse_ok("name: p\nparams: {t: 5m}\nsteps:\n"
+                         "  - {name: up, command: [x], outputs: {params: [n]}}\n"
+                         "  - name: fan\n    needs: [up]\n    command: [x]\n"
+                         "    for_each: [{image: a, cpu: \"2\", t: 10s}, {image: b, cpu: 500m, t: "
+                         "1m}]\n"
+                         "    image: \"/img/{{item.image}}\"\n    timeout: \"{{ item.t }}\"\n"
+                         "    resources: {cpu: \"{{item.cpu}}\", memory: 1Gi, gpu: "
+                         "\"{{steps.up.outputs.params.n}}\"}\n"
+                         "    retries: {limit: \"{{steps.up.outputs.params.n}}\", backoff: 1s}\n"
+                         "  - {name: lit, command: [x], timeout: \"{{params.t}}\"}\n");
+    const Drover__StepSpec *f = step(s, "fan"), *l = step(s, "lit");
+    cr_assert_str_eq(f->image_tmpl, "/img/{{item.image}}");
+    cr_assert_str_empty(f->image, "the typed field is unused while templated");
+    cr_assert_str_eq(f->timeout_tmpl, "{{ item.t }}");
+    cr_assert_str_eq(f->cpu_tmpl, "{{item.cpu}}");
+    cr_assert_str_empty(f->memory_tmpl);
+    cr_assert_eq(f->resources->memory_bytes, 1ull << 30, "a literal beside a template");
+    cr_assert_str_eq(f->gpu_tmpl, "{{steps.up.outputs.params.n}}");
+    cr_assert_str_eq(f->retry_limit_tmpl, "{{steps.up.outputs.params.n}}");
+    cr_assert_eq(f->retries->backoff_ms, 1000);
+    cr_assert(spec_has_tmpl(f));
+    /* params are substituted at submit: a literal, no template kept */
+    cr_assert_eq(l->timeout_ms, 300000);
+    cr_assert_str_empty(l->timeout_tmpl);
+    cr_assert(!spec_has_tmpl(l));
+    Drover__StepSpec *dup = spec_step_dup(f);
+    cr_assert_str_eq(dup->cpu_tmpl, "{{item.cpu}}", "stored with the step");
+    drover__step_spec__free_unpacked(dup, NULL);
+    spec_destroy(&s);
+}
+
+Test(spec, templated_settings_from_defaults)
+{
+    spec_t *s = parse_ok("name: p\ndefaults:\n  image: \"{{item}}\"\n  retries: \"{{item}}\"\n"
+                         "steps:\n  - {name: a, command: [x], for_each: [\"1\", \"2\"]}\n"
+                         "  - {name: b, command: [x], for_each: [\"3\"], image: busybox, retries: "
+                         "2}\n");
+    cr_assert_str_eq(step(s, "a")->image_tmpl, "{{item}}");
+    cr_assert_str_eq(step(s, "a")->retry_limit_tmpl, "{{item}}");
+    cr_assert_str_empty(step(s, "b")->image_tmpl, "a step's literal replaces the template");
+    cr_assert_str_eq(step(s, "b")->image, "busybox");
+    cr_assert_eq(step(s, "b")->retries->limit, 2);
+    spec_destroy(&s);
+    /* inherited by a step without for_each: named as inherited */
+    parse_bad_at("name: p\ndefaults:\n  image: \"{{item}}\"\nsteps:\n  - {name: a, command: [x]}\n",
+                 3, 10, "image: {{item}} used outside a for_each step");
+    cr_assert(strstr(err, "inherited by step 'a'"), "%s", err);
+    /* and each inheriting step's literal items are checked */
+    parse_bad_at("name: p\ndefaults:\n  resources: {gpu: \"{{item}}\"}\nsteps:\n"
+                 "  - {name: a, command: [x], for_each: [\"1\"]}\n"
+                 "  - {name: b, command: [x], for_each: [\"1\", \"x\"]}\n",
+                 3, 20,
+                 "resources.gpu: item 1 (x) gives 'x', not a whole number of gpus 0-64 (in "
+                 "defaults, inherited by step 'b')");
+}
+
+Test(spec, templated_settings_literal_items_checked)
+{
+    /* every literal item is expanded at submit; a bad one is named */
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n"
+                 "    for_each: [{cpu: \"2\"}, {cpu: lots}]\n"
+                 "    resources: {cpu: \"{{item.cpu}}\"}\n",
+                 6, 22,
+                 "resources.cpu: item 1 ({\"cpu\":\"lots\"}) gives 'lots', not a cpu quantity "
+                 "(e.g. 2, 0.5, 500m)");
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n"
+                 "    for_each: [{t: 1s}, {x: 1}]\n    timeout: \"{{item.t}}\"\n",
+                 6, 14, "timeout: item 1 ({\"x\":1}): ");
+    cr_assert(strstr(err, "{{item.t}}: the item has no key 't'"), "%s", err);
+    parse_bad("name: p\nsteps:\n  - name: a\n    command: [x]\n    for_each: [\"1\", \"200\"]\n"
+              "    retries: {limit: \"{{item}}\"}\n",
+              "retries.limit: item 1 (200) gives '200', not a whole number of retries 0-100");
+    parse_bad("name: p\nsteps:\n  - name: a\n    command: [x]\n    for_each: [\"a b\"]\n"
+              "    image: \"{{item}}\"\n",
+              "image: item 0 (a b) gives 'a b', not an image reference");
+    /* a range is literal too */
+    parse_bad("name: p\nsteps:\n  - name: a\n    command: [x]\n    for_each: {range: [60, 70]}\n"
+              "    resources: {gpu: \"{{item}}\"}\n",
+              "resources.gpu: item 5 (65) gives '65', not a whole number of gpus 0-64");
+    /* a value from params is checked as a literal */
+    parse_bad_at("name: p\nparams: {t: abc}\nsteps:\n  - name: a\n    command: [x]\n"
+                 "    timeout: \"{{params.t}}\"\n",
+                 6, 14, "bad duration 'abc' for timeout");
+    /* items from an upstream list are checked when the run gets there */
+    spec_t *s = parse_ok("name: p\nsteps:\n  - {name: up, command: [x], outputs: {params: [l]}}\n"
+                         "  - name: a\n    needs: [up]\n    command: [x]\n"
+                         "    for_each: \"{{steps.up.outputs.params.l}}\"\n"
+                         "    resources: {cpu: \"{{item.cpu}}\"}\n");
+    spec_destroy(&s);
+}
+
+Test(spec, template_error_names_its_key)
+{
+    /* issue 15 item 7: was "cannot be used in a for_each item" */
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    image: \"{{item.image}}\"\n",
+                 5, 12, "image: {{item.image}} used outside a for_each step (allowed there:");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], for_each: [\"1\"], image: "
+              "\"{{run.status}}\"}\n",
+              "'{{run.status}}' cannot be used in image (allowed there: {{params.NAME}}, {{item}} "
+              "and {{item.KEY}} in a for_each step, {{steps.STEP.outputs.params.NAME}} of a step "
+              "it needs)");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], timeout: "
+              "\"{{steps.b.outputs.params.t}}\"}\n  - {name: b, command: [x], outputs: {params: "
+              "[t]}}\n",
+              "timeout: {{steps.b.outputs.params.t}}: step 'a' does not need 'b'");
+    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: {memory: \"{{ nope }}\"}}\n",
+              "bad template '{{ nope }}'");
+}
