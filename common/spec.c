@@ -385,8 +385,8 @@ static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t n
             const char **names = xcalloc(s->param_count + 1, sizeof *names);
             for (size_t p = 0; p < s->param_count; p++)
                 names[p] = s->params[p].key;
-            fail(c, v, "unknown param '%s' (-p %s=...): declare it under params:%s",
-                 show(c, key), show(c, key), hint(c, key, strlen(key), names));
+            fail(c, v, "unknown param '%s' (-p %s=...): declare it under params:%s", show(c, key),
+                 show(c, key), hint(c, key, strlen(key), names));
             free(names);
             continue;
         }

@@ -121,17 +121,17 @@ typedef struct {
     char *err;
     size_t errlen;
     spec_limits_t lim;
-    bool failed;       /* some error was recorded */
-    bool over_limit;   /* some error is a limit (fail_limit) */
-    bool fatal;        /* stop the walk: a limit, or nothing after can be trusted */
-    spec_err_t *errs;  /* the errors found, in the order found */
-    size_t nerrs;      /* kept in errs (at most SPEC_MAX_ERRS_KEPT) */
-    size_t nerrs_all;  /* found in all, duplicates by position left out */
-    size_t fail_calls; /* fail*() calls, duplicates included */
+    bool failed;         /* some error was recorded */
+    bool over_limit;     /* some error is a limit (fail_limit) */
+    bool fatal;          /* stop the walk: a limit, or nothing after can be trusted */
+    spec_err_t *errs;    /* the errors found, in the order found */
+    size_t nerrs;        /* kept in errs (at most SPEC_MAX_ERRS_KEPT) */
+    size_t nerrs_all;    /* found in all, duplicates by position left out */
+    size_t fail_calls;   /* fail*() calls, duplicates included */
     bool names_partial;  /* a step has no usable name: "no step named" is not said */
     bool params_partial; /* a param has no usable name: "unknown param" is not said */
     char hint[160];      /* "; did you mean 'X'?" (hint(), step_hint()) */
-    char show[4][112]; /* display copies of user strings for messages */
+    char show[4][112];   /* display copies of user strings for messages */
     int show_i;
     size_t nodes;
     size_t expanded; /* bytes produced by template expansion so far */

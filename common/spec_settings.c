@@ -93,6 +93,7 @@ void settings_free(settings_t *s)
 
 /* The valid keys of each mapping, NULL-terminated (for unknown_key's
  * message and did-you-mean): a new key is one line in its list. */
+/* clang-format off */
 const char *const setting_keys[] = {
     "retries",
     "timeout",
@@ -122,6 +123,7 @@ static const char *const preemption_keys[] = {
     "fallback_after",
     NULL,
 };
+/* clang-format on */
 
 bool is_setting_key(const char *k)
 {

@@ -508,6 +508,7 @@ static Drover__KeyValue **kv_msgs(spec_kv_t *kv, size_t n)
 
 /* The valid keys of each mapping, NULL-terminated (for unknown_key's
  * message and did-you-mean): a new key is one line in its list. */
+/* clang-format off */
 const char *const step_only_keys[] = {
     "name",
     "command",
@@ -520,6 +521,7 @@ const char *const step_only_keys[] = {
     "parallelism",
     NULL,
 };
+/* clang-format on */
 
 /* Keys only a step may have, besides the inheritable ones. */
 bool is_step_only_key(const char *k)

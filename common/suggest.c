@@ -36,7 +36,7 @@ const char *suggest_closest(const char *word, size_t len, const char *const *can
     size_t best_d = len >= 5 ? 2 : 1, n_prefixed = 0;
     for (const char *const *c = candidates; *c; c++) {
         size_t d = suggest_distance(word, len, *c);
-        if (d <= best_d && (!best || d < best_d)) {
+        if (d <= best_d && d < len && (!best || d < best_d)) {
             best = *c;
             best_d = d;
         }

@@ -3,7 +3,8 @@
  *
  * One rule for every caller: the distance is Damerau-Levenshtein (insert,
  * delete, substitute, swap two neighbours); a candidate is offered when it
- * is at most 1 edit away (2 for words of 5 bytes or more), the nearest
+ * is at most 1 edit away (2 for words of 5 bytes or more) and fewer edits
+ * than the word has bytes ('q' is not a typo of 'a'), the nearest
  * first (the earliest candidate on a tie); failing that, the one candidate
  * the word is a prefix of (words of 2 bytes or more). No allocation; words
  * longer than 64 bytes are never close.

@@ -19,9 +19,9 @@ int spec_parse_memory(const char *s, uint64_t *out);
 int spec_parse_cpu(const char *s, uint32_t *out_milli);
 int spec_parse_duration(const char *s, uint64_t *out_ms);
 /* A duration in a pipeline spec: the same, but a bare number ("30") is
- * -EDOM (0 excepted: it is 0 in every unit): specs write the unit (Argo and Airflow users mean seconds,
- * Kubernetes users sometimes milliseconds), so "30" is refused with
- * "write 30s", at submit and at dispatch alike. Flags keep "90" = 90s. */
+ * -EDOM (0 excepted: it is 0 in every unit): specs write the unit (Argo and Airflow users mean
+ * seconds, Kubernetes users sometimes milliseconds), so "30" is refused with "write 30s", at submit
+ * and at dispatch alike. Flags keep "90" = 90s. */
 int spec_parse_duration_unit(const char *s, uint64_t *out_ms);
 
 /* Decimal digits only (no sign, no spaces), at most max, into *out. 0 or

@@ -41,7 +41,7 @@ static void set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorC
 static void do_submit(sched_t *s, const Drover__SubmitRequest *req, const char *owner,
                       Drover__ApiResponse *resp, char **err_owned)
 {
-    char err[1024];
+    char err[8192]; /* up to 20 errors, one a line (spec.h) */
     spec_t *spec = NULL;
     spec_kv_t *overrides = xcalloc(req->n_params, sizeof *overrides);
     for (size_t i = 0; i < req->n_params; i++) {
