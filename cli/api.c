@@ -288,7 +288,12 @@ static int decode(api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
         api->last_error = xstrdup(r->error);
         api->last_code = r->error_code;
         if (!api->quiet_errors) {
-            log_error("%s", r->error);
+            /* one error a line (a spec's errors come all at once) */
+            for (const char *l = r->error; *l;) {
+                size_t n = strcspn(l, "\n");
+                log_error("%.*s", (int)n, l);
+                l += n + (l[n] == '\n');
+            }
             cli_set_failure(exit_status_of(r->error_code));
         }
         drover__api_response__free_unpacked(r, NULL);

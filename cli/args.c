@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "doc.h"
+#include "suggest.h"
 #include "util.h"
 
 enum {
@@ -77,51 +78,6 @@ int cli_help(const char *usage, const char *text)
 void cli_print_version(void)
 {
     printf("drover %s\n", DROVER_VERSION);
-}
-
-/* Edit distance (insert, delete, substitute, swap two neighbours) of a[0..n)
- * and b, both short words; larger than any bound for long ones. */
-static size_t edit_distance(const char *a, size_t n, const char *b)
-{
-    enum { MAX = 64 };
-    size_t m = strlen(b), d[MAX + 1][MAX + 1];
-    if (n > MAX || m > MAX)
-        return SIZE_MAX;
-    for (size_t i = 0; i <= n; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= m; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= n; i++)
-        for (size_t j = 1; j <= m; j++) {
-            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best)
-                best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    return d[n][m];
-}
-
-const char *cli_suggest(const char *word, size_t len, const char *const *candidates)
-{
-    const char *best = NULL, *prefixed = NULL;
-    size_t best_d = len >= 5 ? 2 : 1, n_prefixed = 0;
-    for (const char *const *c = candidates; *c; c++) {
-        size_t d = edit_distance(word, len, *c);
-        if (d <= best_d && (!best || d < best_d)) {
-            best = *c;
-            best_d = d;
-        }
-        if (len >= 2 && strncmp(*c, word, len) == 0) {
-            prefixed = *c;
-            n_prefixed++;
-        }
-    }
-    return best ? best : n_prefixed == 1 ? prefixed : NULL;
 }
 
 static const cli_opt_t *find_long(const cli_opt_t *opts, const char *name, size_t len)
@@ -204,7 +160,7 @@ static int next_long(args_t *a, const char *word)
         for (const cli_opt_t *t = global_opts; t->id != 0; t++)
             names[n++] = t->name;
         names[n] = NULL;
-        if ((hint = cli_suggest(name, len, names)))
+        if ((hint = suggest_closest(name, len, names)))
             cli_usage_error(a->usage, "unknown flag '--%.*s'; did you mean '--%s'?", (int)len, name,
                             hint);
         else

@@ -94,12 +94,6 @@ int args_next(args_t *a);
  * CLI_EXIT_USAGE. */
 int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The candidate closest to word (a mistyped command or flag name): within
- * an edit distance of 1, or 2 for words of 5 characters or more, or one
- * that word is the start of; NULL when none is that close. candidates ends
- * with NULL. */
-const char *cli_suggest(const char *word, size_t len, const char *const *candidates);
-
 /* Print help text (usage line, then text) to stdout; returns CLI_EXIT_OK. */
 int cli_help(const char *usage, const char *text);
 

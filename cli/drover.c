@@ -16,6 +16,7 @@
 #include "api.h"
 #include "cli.h"
 #include "log.h"
+#include "suggest.h"
 
 typedef int (*cmd_fn)(cli_t *cli, int argc, char **argv);
 
@@ -165,7 +166,7 @@ static int unknown_command(const char *usage, const char *group, const char *wor
 {
     const char *words[N_COMMANDS + 2];
     command_words(group, words);
-    const char *hint = cli_suggest(word, strlen(word), words);
+    const char *hint = suggest_closest(word, strlen(word), words);
     if (hint)
         return cli_usage_error(usage, "unknown command '%s%s%s'; did you mean '%s%s%s'?",
                                group ? group : "", group ? " " : "", word, group ? group : "",

@@ -12,10 +12,18 @@
  * needs are resolved and checked for cycles, and last the data flow
  * (inputs and run-time references) is checked against the resolved graph.
  *
- * Errors: the first real error stops the walk and is reported. Keys that
- * later releases implement are shape-checked and their first position is
- * remembered; only when the whole document is otherwise valid is that
- * "not implemented yet" reported, so real mistakes always win.
+ * Errors: each is recorded (fail() adds it to a list on the context) and
+ * the walk goes on with what does not depend on the failed value: the
+ * rest of the mapping, the next step; the data flow of a step that had an
+ * error, or whose needs did, is not checked, references to a step that
+ * had an error are not refused, and "no step named X" is not said when a
+ * step has no usable name, so one mistake never reports a second. YAML
+ * syntax errors and limits stop the walk (c->fatal). They are reported
+ * in file order, at most 20, then "and N more errors", one a line; an
+ * unknown key or step name comes with the closest valid one (suggest.h).
+ * Keys that later releases implement are shape-checked and their first
+ * position is remembered; only when the whole document is otherwise valid
+ * is that "not implemented yet" reported, so real mistakes always win.
  *
  * Merging: a step's settings override `defaults:` field by field
  * (resources.cpu, retries.backoff, ...) and key by key (env, labels);
@@ -82,6 +90,8 @@
 #include "util.h"
 
 #include "strbuf.h"
+#include "suggest.h"
+
 /* A user string made safe for a one-line message: control characters
  * escaped, long strings shortened with "...". Display only. */
 const char *show(ctx_t *c, const char *s)
@@ -105,14 +115,21 @@ const char *show(ctx_t *c, const char *s)
 
 static int vfail_at(ctx_t *c, int line, int col, const char *fmt, va_list ap)
 {
-    if (c->failed)
-        return -EINVAL;
     c->failed = true;
-    if (!c->err || c->errlen == 0)
+    c->fail_calls++;
+    for (size_t i = 0; i < c->nerrs; i++) {
+        if (c->errs[i].line == line && c->errs[i].col == col)
+            return -EINVAL; /* a consequence of the error already there */
+    }
+    c->nerrs_all++;
+    if (c->nerrs == SPEC_MAX_ERRS_KEPT)
         return -EINVAL;
-    int n = snprintf(c->err, c->errlen, "%s:%d:%d: ", c->file, line, col);
-    if (n >= 0 && (size_t)n < c->errlen)
-        vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    char *msg = NULL;
+    if (vasprintf(&msg, fmt, ap) < 0)
+        abort(); /* only out of memory, as xmalloc */
+    if (c->nerrs % 16 == 0)
+        c->errs = xrealloc(c->errs, (c->nerrs + 16) * sizeof *c->errs);
+    c->errs[c->nerrs++] = (spec_err_t){line, col, msg};
     return -EINVAL;
 }
 
@@ -145,10 +162,56 @@ int fail_limit(ctx_t *c, const node_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (!c->failed)
-        c->over_limit = true;
+    c->over_limit = true;
+    c->fatal = true;
     int rc = vfail_at(c, n ? n->line : 1, n ? n->col : 1, fmt, ap);
     va_end(ap);
+    return rc;
+}
+
+const char *hint(ctx_t *c, const char *word, size_t len, const char *const *candidates)
+{
+    const char *best = suggest_closest(word, len, candidates);
+    c->hint[0] = '\0';
+    if (best)
+        snprintf(c->hint, sizeof c->hint, "; did you mean '%s'?", show(c, best));
+    return c->hint;
+}
+
+/* Over the names of the steps parsed so far. Each name is compared, so
+ * only the first few errors get a hint and only in specs of at most 1000
+ * steps: a spec of errors cannot make this quadratic. */
+const char *step_hint(ctx_t *c, const char *word, size_t len)
+{
+    c->hint[0] = '\0';
+    if (c->nerrs_all >= SPEC_MAX_ERRS_SHOWN || c->nsteps > 1000)
+        return c->hint;
+    const char **names = xcalloc(c->nsteps + 1, sizeof *names);
+    size_t n = 0;
+    for (size_t i = 0; i < c->nsteps; i++) {
+        if (c->steps[i] && c->steps[i]->name && *c->steps[i]->name)
+            names[n++] = c->steps[i]->name;
+    }
+    hint(c, word, len, names);
+    free(names);
+    return c->hint;
+}
+
+/* The valid keys are named when list is set and they fit in a message. */
+int unknown_key(ctx_t *c, const node_t *k, const char *where, const char *const *keys, bool list)
+{
+    strbuf_t b = {0};
+    if (list) {
+        for (const char *const *p = keys; *p; p++)
+            sb_printf(&b, "%s%s", p == keys ? " (" : ", ", *p);
+        if (b.len)
+            sb_puts(&b, ")");
+    }
+    char *w = where ? xasprintf(" in %s", where) : xstrdup("");
+    int rc = fail(c, k, "unknown key '%s'%s%s%s", show(c, k->str), w, b.len ? b.buf : "",
+                  hint(c, k->str, k->len, keys));
+    free(w);
+    sb_free(&b);
     return rc;
 }
 
@@ -215,9 +278,18 @@ int want_uint(ctx_t *c, const node_t *v, const char *what, uint64_t min, uint64_
     return 0;
 }
 
+/* Every duration key of a spec comes here: a bare number is refused. */
 int want_duration(ctx_t *c, const node_t *v, const char *what, uint64_t *out)
 {
-    if (v->type != N_SCALAR || spec_parse_duration(v->str, out) < 0)
+    int rc = v->type == N_SCALAR ? spec_parse_duration_unit(v->str, out) : -EINVAL;
+    if (rc == -EDOM) {
+        const char *t = show(c, v->str);
+        return fail(c, v,
+                    "duration '%s' for %s has no unit: write %ss (or %sm, %sh, %sms); a bare "
+                    "number is not taken as seconds",
+                    t, what, t, t, t, t);
+    }
+    if (rc < 0)
         return fail(c, v, "bad duration '%s' for %s (e.g. 90s, 5m, 1h30m, 100ms)",
                     v->type == N_SCALAR ? show(c, v->str) : "(not a string)", what);
     return 0;
@@ -242,6 +314,7 @@ void names_init(ctx_t *c, Drover__StepSpec *const *steps, size_t n)
     while (cap < 2 * n)
         cap *= 2;
     c->steps = steps;
+    c->nsteps = n;
     c->names = xcalloc(cap, sizeof *c->names);
     c->names_cap = cap;
 }
@@ -271,7 +344,9 @@ void names_add(ctx_t *c, size_t idx)
 }
 
 /* params: declared values, then -p overrides; all go to s->params (owned
- * by s, so nothing to undo here on failure). */
+ * by s, so nothing to undo here on failure). Every entry is checked; one
+ * in error is kept with the value "" (so templates naming it add nothing
+ * more), or, when it has no usable name, makes "unknown param" unsaid. */
 static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t nov, spec_t *s)
 {
     if (v && !is_null(v)) {
@@ -282,19 +357,22 @@ static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t n
         s->params = xcalloc(map_len(v), sizeof *s->params);
         for (size_t i = 0; i < map_len(v); i++) {
             const node_t *k = map_key(v, i), *x = map_val(v, i);
-            if (!valid_name(k->str))
-                return fail(c, k,
-                            "bad param name '%s' (letters, digits, '_', '.', '-'; at most %u)",
-                            show(c, k->str), SPEC_MAX_NAME);
+            if (!valid_name(k->str)) {
+                fail(c, k, "bad param name '%s' (letters, digits, '_', '.', '-'; at most %u)",
+                     show(c, k->str), SPEC_MAX_NAME);
+                c->params_partial = true;
+            }
             if (x->type != N_SCALAR)
-                return fail(c, x, "param '%s' must be a single value (a string or number)",
-                            show(c, k->str));
-            if (x->len > c->lim.max_param_bytes)
+                fail(c, x, "param '%s' must be a single value (a string or number)",
+                     show(c, k->str));
+            if (x->type == N_SCALAR && x->len > c->lim.max_param_bytes)
                 return fail_limit(c, x, "param '%s' is longer than %zu bytes", show(c, k->str),
                                   c->lim.max_param_bytes);
             s->params[i].key = xstrdup(k->str);
             /* a null value declares a param that -p must provide */
-            s->params[i].value = is_null(x) ? NULL : xstrdup(x->str);
+            s->params[i].value = x->type != N_SCALAR ? xstrdup("")
+                                 : is_null(x)        ? NULL
+                                                     : xstrdup(x->str);
             s->param_count++;
         }
     }
@@ -303,10 +381,15 @@ static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t n
         size_t i = 0;
         while (i < s->param_count && strcmp(s->params[i].key, key))
             i++;
-        if (i == s->param_count)
-            return fail(c, v,
-                        "unknown param '%s' (-p %s=...): declare it under params:", show(c, key),
-                        show(c, key));
+        if (i == s->param_count) {
+            const char **names = xcalloc(s->param_count + 1, sizeof *names);
+            for (size_t p = 0; p < s->param_count; p++)
+                names[p] = s->params[p].key;
+            fail(c, v, "unknown param '%s' (-p %s=...): declare it under params:%s", show(c, key),
+                 show(c, key), hint(c, key, strlen(key), names));
+            free(names);
+            continue;
+        }
         const char *val = ov[j].value ? ov[j].value : "";
         if (strlen(val) > c->lim.max_param_bytes)
             return fail_limit(c, v, "param '%s' (-p %s=...) is longer than %zu bytes", show(c, key),
@@ -315,24 +398,33 @@ static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t n
         s->params[i].value = xstrdup(val);
     }
     for (size_t i = 0; i < s->param_count; i++) {
-        if (!s->params[i].value)
-            return fail(c, map_key(v, i),
-                        "param '%s' has no value: give one under params: or "
-                        "with -p %s=...",
-                        show(c, s->params[i].key), show(c, s->params[i].key));
+        if (!s->params[i].value) {
+            fail(c, map_key(v, i),
+                 "param '%s' has no value: give one under params: or "
+                 "with -p %s=...",
+                 show(c, s->params[i].key), show(c, s->params[i].key));
+            s->params[i].value = xstrdup("");
+        }
     }
     c->params = s->params;
     c->param_count = s->param_count;
-    return 0;
+    return c->failed ? -EINVAL : 0;
 }
 
-/* The whole document; root is a map. */
+/* The top-level keys, NULL-terminated: a new one is a line here and its
+ * branch in parse_doc. */
+static const char *const doc_keys[] = {"name",    "params",      "defaults", "steps",
+                                       "finally", "parallelism", "timeout",  NULL};
+
+/* The whole document; root is a map. Every key, every step and every key
+ * of a step is checked, whatever failed before it (errors are listed in
+ * c); only what depends on a failed value is skipped. */
 static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t nov, spec_t *s)
 {
     const node_t *name = NULL, *params = NULL, *defaults = NULL, *steps = NULL, *fin = NULL;
     settings_t d = {0};
     step_aux_t *aux = NULL;
-    int rc = 0;
+    int rc = 0, lim_rc;
 
     for (size_t i = 0; i < map_len(root); i++) {
         const node_t *k = map_key(root, i), *v = map_val(root, i);
@@ -346,28 +438,25 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
             steps = v;
         else if (!strcmp(k->str, "finally"))
             fin = v;
-        else if (parse_run_limit(c, k, v, s, &rc)) {
-            if (rc < 0)
-                goto cleanup;
-        } else {
-            rc = fail(c, k, "unknown key '%s'", show(c, k->str));
-            goto cleanup;
-        }
+        else if (parse_run_limit(c, k, v, s, &lim_rc))
+            ; /* parallelism, timeout: an error is in c's list */
+        else
+            unknown_key(c, k, NULL, doc_keys, false);
     }
-    if (!name) {
-        rc = fail(c, root, "missing 'name' (the pipeline's name)");
+    if (!name)
+        fail(c, root, "missing 'name' (the pipeline's name)");
+    else if (name->type != N_SCALAR || !valid_name(name->str))
+        fail(c, name, "bad pipeline name '%s' (letters, digits, '_', '.', '-'; at most %u)",
+             name->type == N_SCALAR ? show(c, name->str) : "(not a string)", SPEC_MAX_NAME);
+    else
+        s->name = xstrdup(name->str);
+    parse_params(c, params, ov, nov, s);
+    if (defaults && !c->fatal)
+        parse_defaults(c, defaults, &d);
+    if (c->fatal) {
+        rc = -EINVAL;
         goto cleanup;
     }
-    if (name->type != N_SCALAR || !valid_name(name->str)) {
-        rc = fail(c, name, "bad pipeline name '%s' (letters, digits, '_', '.', '-'; at most %u)",
-                  name->type == N_SCALAR ? show(c, name->str) : "(not a string)", SPEC_MAX_NAME);
-        goto cleanup;
-    }
-    s->name = xstrdup(name->str);
-    if ((rc = parse_params(c, params, ov, nov, s)) < 0)
-        goto cleanup;
-    if (defaults && (rc = parse_defaults(c, defaults, &d)) < 0)
-        goto cleanup;
     if (!steps) {
         rc = fail(c, root, "missing 'steps' (the list of steps)");
         goto cleanup;
@@ -379,8 +468,9 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
     if (fin && is_null(fin))
         fin = NULL;
     if (fin && fin->type != N_SEQ) {
-        rc = fail(c, fin, "'finally' must be a list of steps");
-        goto cleanup;
+        fail(c, fin, "'finally' must be a list of steps");
+        fin = NULL;
+        c->names_partial = true; /* a step may need one of them */
     }
     size_t nsteps = steps->nkids, nfin = fin ? fin->nkids : 0;
     if (nsteps + nfin > c->lim.max_steps) {
@@ -397,12 +487,17 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
         aux[i].is_finally = i >= nsteps;
         s->pos[i] = (spec_pos_t){m->line, m->col};
         s->step_count = i + 1; /* so spec_destroy frees what parse_step made */
-        if ((rc = parse_step(c, m, &d, s->steps, i, aux)) < 0)
+        if (parse_step(c, m, &d, s->steps, i, aux) < 0)
+            aux[i].failed = true;
+        if (c->fatal) {
+            rc = -EINVAL;
             goto cleanup;
+        }
     }
-    if ((rc = resolve_needs(c, s->steps, aux, nsteps + nfin)) < 0)
-        goto cleanup;
-    rc = check_flow(c, s->steps, aux, nsteps + nfin);
+    /* a cycle leaves no order to check the data flow in */
+    if (resolve_needs(c, s->steps, aux, nsteps + nfin) == 0 && !c->fatal)
+        check_flow(c, s->steps, aux, nsteps + nfin);
+    rc = c->failed ? -EINVAL : 0;
 cleanup:
     settings_free(&d);
     for (size_t i = 0; aux && i < s->step_count; i++) {
@@ -430,6 +525,49 @@ int spec_parse(const char *filename, const char *text, size_t len, const spec_kv
 {
     return spec_parse_limited(filename, text, len, overrides, override_count, NULL, out, err,
                               errlen);
+}
+
+static int cmp_err(const void *a, const void *b)
+{
+    const spec_err_t *x = a, *y = b;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return 0; /* positions are unique (vfail_at) */
+}
+
+/* The errors found, in file order, one "FILE:LINE:COL: reason" a line, at
+ * most SPEC_MAX_ERRS_SHOWN, then "and N more errors"; whole lines only
+ * (the first excepted), as many as fit in c->err. */
+static void write_errors(ctx_t *c)
+{
+    if (!c->err || c->errlen == 0)
+        return;
+    c->err[0] = '\0';
+    qsort(c->errs, c->nerrs, sizeof *c->errs, cmp_err);
+    size_t o = 0, shown = 0;
+    for (size_t i = 0; i < c->nerrs && shown < SPEC_MAX_ERRS_SHOWN; i++) {
+        const spec_err_t *e = &c->errs[i];
+        char *line = xasprintf("%s%s:%d:%d: %s", i ? "\n" : "", c->file, e->line, e->col, e->msg);
+        size_t n = strlen(line), room = c->errlen - o;
+        /* leave room for the "and N more" line after the first */
+        if (i && n + 40 >= room) {
+            free(line);
+            break;
+        }
+        snprintf(c->err + o, room, "%s", line);
+        o += n < room ? n : room - 1;
+        shown++;
+        free(line);
+    }
+    if (c->nerrs_all > shown) {
+        char more[48];
+        int n = snprintf(more, sizeof more, "\nand %zu more error%s", c->nerrs_all - shown,
+                         c->nerrs_all - shown == 1 ? "" : "s");
+        if (n > 0 && (size_t)n < c->errlen - o)
+            memcpy(c->err + o, more, (size_t)n + 1);
+    }
 }
 
 /* Parse and validate a whole spec (contract in spec.h). Order: size and
@@ -497,6 +635,11 @@ int spec_parse_limited(const char *filename, const char *text, size_t len,
     *out = s;
     s = NULL;
 cleanup:
+    if (rc < 0)
+        write_errors(&c);
+    for (size_t i = 0; i < c.nerrs; i++)
+        free(c.errs[i].msg);
+    free(c.errs);
     spec_destroy(&s);
     node_free(root);
     free(c.ni_what);

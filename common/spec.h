@@ -88,7 +88,11 @@ void spec_limits_defaults(spec_limits_t *lim);
  * NUL-terminated). overrides: `-p k=v` values; each key must be declared
  * under params. On success returns 0 and stores a new spec in *out (caller
  * frees with spec_destroy). On failure returns -EINVAL, leaves *out NULL
- * and writes one line "FILE:LINE:COL: reason" (LINE/COL 1-based) to err. */
+ * and writes to err every error found, in file order, one line
+ * "FILE:LINE:COL: reason" each (LINE/COL 1-based, no newline after the
+ * last): at most 20, then a line "and N more errors" when there are more;
+ * whole lines only, as many as fit in errlen (8 KiB holds 20). An unknown
+ * key or step name ends "; did you mean 'X'?" when one is close. */
 int spec_parse(const char *filename, const char *text, size_t len, const spec_kv_t *overrides,
                size_t override_count, spec_t **out, char *err, size_t errlen);
 /* The same within limits (NULL = the built-in ones); -E2BIG (with the

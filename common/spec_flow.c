@@ -51,7 +51,10 @@ static int dfs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t u, unsi
 
 /* Resolve every needs list to indexes and refuse cycles. Main steps may
  * not need finally steps (those run after them), nor finally steps main
- * steps (pointless: they run after every main step anyway). */
+ * steps (pointless: they run after every main step anyway). An entry in
+ * error is reported and left out, and its step marked needs_failed; the
+ * return is -EINVAL only for a cycle (then there is no order to check the
+ * data flow in), 0 otherwise, errors or not. */
 int resolve_needs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
 {
     size_t *seen = xcalloc(n, sizeof *seen); /* i + 1 once step i listed it */
@@ -68,40 +71,49 @@ int resolve_needs(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
             const node_t *x = nl->kids[j];
             size_t w;
             if (!names_find(c, x->str, x->len, &w)) {
-                rc = fail(c, x, "step '%s' needs unknown step '%s'", show(c, all[i]->name),
-                          show(c, x->str));
-                goto cleanup;
+                /* when a step has no usable name, this may be the one meant */
+                if (!c->names_partial)
+                    fail(c, x, "step '%s' needs unknown step '%s'%s", show(c, all[i]->name),
+                         show(c, x->str), step_hint(c, x->str, x->len));
+                aux[i].needs_failed = true;
+                continue;
             }
             if (aux[w].is_finally && !aux[i].is_finally) {
-                rc = fail(c, x, "step '%s' cannot need '%s', a finally step", show(c, all[i]->name),
-                          show(c, x->str));
-                goto cleanup;
+                fail(c, x, "step '%s' cannot need '%s', a finally step", show(c, all[i]->name),
+                     show(c, x->str));
+                aux[i].needs_failed = true;
+                continue;
             }
             if (aux[i].is_finally && !aux[w].is_finally) {
-                rc = fail(c, x,
-                          "finally step '%s' cannot need main step '%s': exit handlers run after "
-                          "every main step anyway",
-                          show(c, all[i]->name), show(c, x->str));
-                goto cleanup;
+                fail(c, x,
+                     "finally step '%s' cannot need main step '%s': exit handlers run after "
+                     "every main step anyway",
+                     show(c, all[i]->name), show(c, x->str));
+                aux[i].needs_failed = true;
+                continue;
             }
             if (seen[w] == i + 1) {
-                rc = fail(c, x, "step '%s' lists '%s' twice in needs", show(c, all[i]->name),
-                          show(c, x->str));
-                goto cleanup;
+                fail(c, x, "step '%s' lists '%s' twice in needs", show(c, all[i]->name),
+                     show(c, x->str));
+                continue; /* the first is kept: the ancestors are right */
             }
             seen[w] = i + 1;
             all[i]->needs[all[i]->n_needs++] = (uint32_t)w;
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if ((rc = depends_needs(c, all, aux, i)) < 0)
-            goto cleanup;
+        if (depends_needs(c, all, aux, i) < 0) { /* recorded; the rest is still checked */
+            aux[i].needs_failed = true;
+            rc = -EINVAL;
+        }
     }
     for (size_t i = 0; i < n; i++) {
-        if (color[i] == 0 && (rc = dfs(c, all, aux, i, color, path, 0)) < 0)
-            goto cleanup;
+        int cyc;
+        if (color[i] == 0 && (cyc = dfs(c, all, aux, i, color, path, 0)) < 0) {
+            rc = cyc;
+            break;
+        }
     }
-cleanup:
     free(seen);
     free(color);
     free(path);
@@ -230,10 +242,16 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
     case EXPR_REF_STEP:
         a = xstrndup(r.a, r.alen);
         b = xstrndup(r.b, r.blen);
-        if (!names_find(c, r.a, r.alen, &s))
-            snprintf(why, whylen, "%s: no step named '%s'", lb, show(c, a));
-        else if (!may_use(f, i, s, lb, why, whylen))
+        if (!names_find(c, r.a, r.alen, &s)) {
+            if (c->names_partial)
+                rc = 0; /* it may be the step whose name was in error */
+            else
+                snprintf(why, whylen, "%s: no step named '%s'%s", lb, show(c, a),
+                         step_hint(c, r.a, r.alen));
+        } else if (!may_use(f, i, s, lb, why, whylen))
             ;
+        else if (f->aux[s].failed)
+            rc = 0; /* its outputs may be what was in error */
         else if (!sorted_has(f->aux[s].params_sorted, f->all[s]->n_out_params, r.b, r.blen))
             snprintf(why, whylen,
                      "%s: step '%s' declares no output param '%s' (add it to its "
@@ -371,6 +389,8 @@ static int resolve_input(flow_t *f, size_t i, size_t k)
     if (matches > 1)
         return fail(c, src, "%s: '%s' is ambiguous: more than one STEP.ARTIFACT split matches",
                     what, show(c, t));
+    if (first == SIZE_MAX && c->names_partial)
+        return 0; /* it may be the step whose name was in error */
     if (first == SIZE_MAX) {
         char *nm = xstrndup(t, (size_t)(strchr(t, '.') - t));
         int rc = fail(c, src, "%s: no step named '%s' (write STEP.ARTIFACT)", what, show(c, nm));
@@ -383,6 +403,8 @@ static int resolve_input(flow_t *f, size_t i, size_t k)
     }
     if (!may_use(f, i, best, what, why, sizeof why))
         return fail(c, src, "%s", why);
+    if (matches == 0 && f->aux[best].failed)
+        return 0; /* its outputs may be what was in error */
     if (matches == 0)
         return fail(c, src, "%s: step '%s' declares no output artifact '%s'", what,
                     show(c, f->all[best]->name), show(c, art));
@@ -391,36 +413,57 @@ static int resolve_input(flow_t *f, size_t i, size_t k)
     return 0;
 }
 
+/* Whether the ancestors of step i are unknown: its needs, or those of a
+ * step it needs (directly or not), had an error. bad[i]: 0 not known
+ * yet, 1 no, 2 yes. */
+static bool anc_unknown(const Drover__StepSpec *const *all, const step_aux_t *aux, size_t i,
+                        unsigned char *bad)
+{
+    if (!bad[i]) {
+        bad[i] = aux[i].needs_failed ? 2 : 1;
+        for (size_t j = 0; j < all[i]->n_needs && bad[i] == 1; j++) {
+            if (anc_unknown(all, aux, all[i]->needs[j], bad))
+                bad[i] = 2;
+        }
+    }
+    return bad[i] == 2;
+}
+
 /* Once needs are resolved: every input and run-time reference of every
- * step names a step it may read from, and an output that step declares. */
+ * step names a step it may read from, and an output that step declares.
+ * Each step's every reference is checked, except in a step that had an
+ * error or whose ancestors are unknown (what it may read is not known). */
 int check_flow(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
 {
     flow_t f = {.c = c, .all = all, .aux = aux, .n = n};
+    unsigned char *bad = xcalloc(n ? n : 1, 1);
     char e[512];
     int rc = 0;
 
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; i < n; i++) {
         const step_aux_t *a = &aux[i];
-        for (size_t k = 0; k < all[i]->n_inputs && rc == 0; k++)
-            rc = resolve_input(&f, i, k);
-        for (size_t k = 0; a->cmd && k < a->cmd->nkids && rc == 0; k++)
-            rc = check_scalar(&f, i, a->cmd->kids[k], false);
-        if (a->script && rc == 0)
-            rc = check_scalar(&f, i, a->script, false);
-        for (size_t k = 0; k < all[i]->n_env && rc == 0; k++)
-            rc = check_scalar(&f, i, a->env_src[k].node, a->env_src[k].inherited);
-        if (a->when && rc == 0) {
+        if (a->failed || anc_unknown((const Drover__StepSpec *const *)all, aux, i, bad))
+            continue;
+        for (size_t k = 0; k < all[i]->n_inputs; k++)
+            rc |= resolve_input(&f, i, k);
+        for (size_t k = 0; a->cmd && k < a->cmd->nkids; k++)
+            rc |= check_scalar(&f, i, a->cmd->kids[k], false);
+        if (a->script)
+            rc |= check_scalar(&f, i, a->script, false);
+        for (size_t k = 0; k < all[i]->n_env; k++)
+            rc |= check_scalar(&f, i, a->env_src[k].node, a->env_src[k].inherited);
+        if (a->when) {
             f.cur = i;
             if (expr_check(all[i]->when, when_visit, &f, e, sizeof e) < 0)
-                rc = fail(c, a->when, "bad when expression: %s", e);
+                rc |= fail(c, a->when, "bad when expression: %s", e);
         }
-        if (*all[i]->items_from && rc == 0) {
+        if (*all[i]->items_from) {
             expr_tmpl_t it;
             expr_piece_t p;
             expr_tmpl_init(&it, all[i]->items_from); /* one reference, parse_for_each saw */
             if (expr_tmpl_next(&it, &p) > 0 &&
                 check_ref(&f, i, p.in, p.inlen, false, e, sizeof e) < 0)
-                rc = fail(c, a->for_each, "for_each %s", e);
+                rc |= fail(c, a->for_each, "for_each %s", e);
         }
         for (int k = 0; k < SPEC_TMPL_N && rc == 0; k++) {
             if (a->tmpl_node[k])
@@ -430,7 +473,8 @@ int check_flow(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
         if (rc == 0)
             rc = check_tmpl_items(c, all, aux, i);
     }
+    free(bad);
     free(f.anc);
     free(f.anc_done);
-    return rc;
+    return rc < 0 ? -EINVAL : 0;
 }

@@ -99,6 +99,11 @@ typedef struct {
     const node_t *when;         /* the when value, or NULL */
     const node_t *for_each;     /* the for_each value, or NULL */
     const node_t **input_src;   /* parallel to inputs: each source scalar */
+    bool failed;                /* some key of the step had an error: its data flow is
+                                   not checked, and references to its outputs are not
+                                   refused (no cascades) */
+    bool needs_failed;          /* some entry of needs was refused: the step's
+                                   ancestors are unknown, its data flow is not checked */
     char **arts_sorted;         /* out_artifacts, sorted (pointers into the step) */
     char **params_sorted;       /* out_params, sorted */
     const node_t *trigger_node; /* the trigger value, or NULL */
@@ -109,14 +114,31 @@ typedef struct {
     bool tmpl_inherited[SPEC_TMPL_N];
 } step_aux_t;
 
+/* One error found in a spec (its message without the FILE:LINE:COL). */
+typedef struct {
+    int line, col;
+    char *msg;
+} spec_err_t;
+
+#define SPEC_MAX_ERRS_SHOWN 20u   /* errors written to err; then "and N more" */
+#define SPEC_MAX_ERRS_KEPT  1000u /* errors kept (and deduplicated); more are counted */
+
 typedef struct {
     const char *file;
     char *err;
     size_t errlen;
     spec_limits_t lim;
-    bool failed;
-    bool over_limit;   /* the failure is a limit (fail_limit) */
-    char show[4][112]; /* display copies of user strings for messages */
+    bool failed;         /* some error was recorded */
+    bool over_limit;     /* some error is a limit (fail_limit) */
+    bool fatal;          /* stop the walk: a limit, or nothing after can be trusted */
+    spec_err_t *errs;    /* the errors found, in the order found */
+    size_t nerrs;        /* kept in errs (at most SPEC_MAX_ERRS_KEPT) */
+    size_t nerrs_all;    /* found in all, duplicates by position left out */
+    size_t fail_calls;   /* fail*() calls, duplicates included */
+    bool names_partial;  /* a step has no usable name: "no step named" is not said */
+    bool params_partial; /* a param has no usable name: "unknown param" is not said */
+    char hint[160];      /* "; did you mean 'X'?" (hint(), step_hint()) */
+    char show[4][112];   /* display copies of user strings for messages */
     int show_i;
     size_t nodes;
     size_t expanded; /* bytes produced by template expansion so far */
@@ -125,6 +147,7 @@ typedef struct {
     size_t param_count;
     /* step names: open addressing, slot = index + 1, 0 = empty */
     Drover__StepSpec *const *steps;
+    size_t nsteps; /* of steps (names_init's n) */
     size_t *names;
     size_t names_cap; /* a power of two, at least twice the step count */
     /* the first not-yet-implemented feature seen, reported at the end */
@@ -213,14 +236,26 @@ int load_tree(ctx_t *c, const char *text, size_t len, node_t **root);
 /* A user string made safe for a one-line message (one of four rotating
  * buffers in c: valid until four more calls). */
 const char *show(ctx_t *c, const char *s);
-/* Record the first error as "FILE:LINE:COL: reason" (at n, or 1:1 when n
- * is NULL); always -EINVAL. fail_limit: the same, and spec_parse_limited
- * returns -E2BIG (a droverd limit). */
+/* Record an error "FILE:LINE:COL: reason" (at n, or 1:1 when n is NULL)
+ * in c's list and return -EINVAL; the caller goes on with what does not
+ * depend on the failed value. A second error at the same position is
+ * dropped (it is a consequence of the first). fail_limit: the same, and
+ * the walk stops (c->fatal) and spec_parse_limited returns -E2BIG (a
+ * droverd limit). */
 int fail_at(ctx_t *c, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 int fail(ctx_t *c, const node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int fail_limit(ctx_t *c, const node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* "; did you mean 'X'?" for word[0..len) among candidates
+ * (NULL-terminated; suggest.h's rule), or "": c->hint, valid until the
+ * next call. step_hint: the same over the step names. */
+const char *hint(ctx_t *c, const char *word, size_t len, const char *const *candidates);
+const char *step_hint(ctx_t *c, const char *word, size_t len);
+/* "unknown key 'K' in WHERE (a, b, c); did you mean 'b'?" at key k, over
+ * the valid keys (NULL-terminated); always -EINVAL. list: whether to
+ * name the valid keys. */
+int unknown_key(ctx_t *c, const node_t *k, const char *where, const char *const *keys, bool list);
 /* Remember a not-yet-implemented feature at n; the earliest in the file
  * is reported once the spec is otherwise valid. */
 void not_impl(ctx_t *c, const node_t *n, const char *what, const char *feature);
@@ -281,6 +316,9 @@ bool parse_run_limit(ctx_t *c, const node_t *k, const node_t *v, spec_t *s, int 
 void kvs_free(spec_kv_t *kv, size_t n);
 /* Free what s owns and zero it. */
 void settings_free(settings_t *s);
+/* The keys defaults: may set (and a step may override), NULL-terminated:
+ * a new inheritable key is one line here and its parser in parse_setting. */
+extern const char *const setting_keys[];
 /* k is a key defaults: may set (and a step may override). */
 bool is_setting_key(const char *k);
 /* One inheritable key k: v into s (the caller checked is_setting_key). */
@@ -297,6 +335,9 @@ int charge(ctx_t *c, const node_t *at, size_t n);
 
 /* Whether s[0..len) is among the sorted names sorted[0..n). */
 bool sorted_has(char *const *sorted, size_t n, const char *s, size_t len);
+/* Keys only a step may have, besides the inheritable ones, NULL-terminated:
+ * a new step key is one line here and its branch in parse_step. */
+extern const char *const step_only_keys[];
 /* Keys only a step may have, besides the inheritable ones. */
 bool is_step_only_key(const char *k);
 /* Fill all[idx] (and aux[idx]) from step map m over defaults d. */

@@ -99,12 +99,46 @@ void settings_free(settings_t *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The valid keys of each mapping, NULL-terminated (for unknown_key's
+ * message and did-you-mean): a new key is one line in its list. */
+/* clang-format off */
+const char *const setting_keys[] = {
+    "retries",
+    "timeout",
+    "resources",
+    "placement",
+    "env",
+    "checkpoint",
+    "preemption",
+    "cache",
+    "image",
+    NULL,
+};
+static const char *const resources_keys[] = {"cpu", "memory", "gpu", NULL};
+static const char *const retries_keys[] = {
+    "limit",
+    "backoff",
+    "factor",
+    "max_backoff",
+    "when",
+    "max_duration",
+    NULL,
+};
+static const char *const placement_keys[] = {"labels", "spot", NULL};
+static const char *const checkpoint_keys[] = {"min_interval", "keep", NULL};
+static const char *const preemption_keys[] = {
+    "signal",
+    "grace",
+    "max_preemptions",
+    "fallback_after",
+    NULL,
+};
+/* clang-format on */
+
 bool is_setting_key(const char *k)
 {
-    static const char *keys[] = {"retries",    "timeout",    "resources", "placement", "env",
-                                 "checkpoint", "preemption", "cache",     "image"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (!strcmp(k, keys[i]))
+    for (size_t i = 0; setting_keys[i]; i++) {
+        if (!strcmp(k, setting_keys[i]))
             return true;
     }
     return false;
@@ -150,7 +184,7 @@ static int parse_resources(ctx_t *c, const node_t *v, settings_t *s)
             s->gpus = (uint32_t)u;
             s->has |= HAS_GPU;
         } else {
-            return fail(c, k, "unknown key '%s' in resources (cpu, memory, gpu)", show(c, k->str));
+            return unknown_key(c, k, "resources", resources_keys, true);
         }
     }
     return 0;
@@ -216,10 +250,7 @@ static int parse_retries(ctx_t *c, const node_t *v, settings_t *s)
                 return fail(c, x, "'retries.max_duration' must be more than 0");
             s->has |= HAS_RMAXD;
         } else {
-            return fail(c, k,
-                        "unknown key '%s' in retries (limit, backoff, factor, max_backoff, when, "
-                        "max_duration)",
-                        show(c, k->str));
+            return unknown_key(c, k, "retries", retries_keys, true);
         }
     }
     return 0;
@@ -253,11 +284,13 @@ size_t kv_set(spec_kv_t **kv, size_t *search, size_t *n, char *key, char *value)
 /* Count n more bytes against the size of the whole result. */
 int charge(ctx_t *c, const node_t *at, size_t n)
 {
-    if (n > SPEC_MAX_RESULT - c->result)
+    if (n > SPEC_MAX_RESULT - c->result) {
+        c->fatal = true; /* each later string would say it again */
         return fail(c, at,
                     "spec is too large: commands, env and labels of all steps exceed %u "
                     "MiB",
                     SPEC_MAX_RESULT / (1024u * 1024u));
+    }
     c->result += n;
     return 0;
 }
@@ -326,7 +359,7 @@ static int parse_placement(ctx_t *c, const node_t *v, settings_t *s)
             s->spot_node = x;
             s->has |= HAS_SPOT;
         } else {
-            return fail(c, k, "unknown key '%s' in placement (labels, spot)", show(c, k->str));
+            return unknown_key(c, k, "placement", placement_keys, true);
         }
     }
     return 0;
@@ -360,8 +393,7 @@ static int parse_checkpoint(ctx_t *c, const node_t *v, settings_t *s)
                 return -EINVAL;
             s->checkpoint_keep = (uint32_t)u;
         } else {
-            return fail(c, ck, "unknown key '%s' in checkpoint (min_interval, keep)",
-                        show(c, ck->str));
+            return unknown_key(c, ck, "checkpoint", checkpoint_keys, true);
         }
     }
     return 0;
@@ -403,10 +435,7 @@ static int parse_preemption(ctx_t *c, const node_t *v, settings_t *s)
             s->fallback_node = x;
             s->has |= HAS_FALLBACK;
         } else {
-            return fail(c, k,
-                        "unknown key '%s' in preemption (signal, grace, max_preemptions, "
-                        "fallback_after)",
-                        show(c, k->str));
+            return unknown_key(c, k, "preemption", preemption_keys, true);
         }
     }
     return 0;
@@ -454,8 +483,10 @@ int parse_setting(ctx_t *c, const node_t *k, const node_t *v, settings_t *s)
     return 0;
 }
 
+/* Every key is checked, whatever failed before it. */
 int parse_defaults(ctx_t *c, const node_t *v, settings_t *d)
 {
+    int rc = 0;
     if (is_null(v))
         return 0;
     if (v->type != N_MAP)
@@ -466,12 +497,12 @@ int parse_defaults(ctx_t *c, const node_t *v, settings_t *d)
         const node_t *k = map_key(v, i);
         if (is_setting_key(k->str)) {
             if (parse_setting(c, k, map_val(v, i), d) < 0)
-                return -EINVAL;
+                rc = -EINVAL;
         } else if (is_step_only_key(k->str)) {
-            return fail(c, k, "'%s' cannot be set under defaults", k->str);
+            rc = fail(c, k, "'%s' cannot be set under defaults", k->str);
         } else {
-            return fail(c, k, "unknown key '%s' in defaults", show(c, k->str));
+            rc = unknown_key(c, k, "defaults", setting_keys, false);
         }
     }
-    return 0;
+    return rc;
 }

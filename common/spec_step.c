@@ -91,6 +91,9 @@ static bool valid_file_name(const char *s)
     return valid_name(s) && strcmp(s, ".") && !strstr(s, "..");
 }
 
+static const char *const outputs_keys[] = {"artifacts", "params", NULL};
+static const char *const inputs_keys[] = {"artifacts", "params", NULL};
+
 #define FILE_NAME_RULE "names are 1-63 characters of [A-Za-z0-9_.-] (not '.', no '..')"
 
 static int cmp_str(const void *a, const void *b)
@@ -143,7 +146,7 @@ static int parse_outputs(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_a
         const node_t *k = map_key(v, i), *x = map_val(v, i);
         int which = !strcmp(k->str, "artifacts") ? 0 : !strcmp(k->str, "params") ? 1 : -1;
         if (which < 0)
-            return fail(c, k, "unknown key '%s' in outputs (artifacts, params)", show(c, k->str));
+            return unknown_key(c, k, "outputs", outputs_keys, true);
         if (x->type != N_SEQ)
             return fail(c, x, "'outputs.%s' must be a list of names", k->str);
         for (size_t j = 0; j < x->nkids; j++) {
@@ -209,7 +212,7 @@ static int parse_inputs(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_au
     for (size_t i = 0; i < map_len(v); i++) {
         const node_t *k = map_key(v, i), *x = map_val(v, i);
         if (strcmp(k->str, "artifacts") && strcmp(k->str, "params"))
-            return fail(c, k, "unknown key '%s' in inputs (artifacts, params)", show(c, k->str));
+            return unknown_key(c, k, "inputs", inputs_keys, true);
         if (!strcmp(k->str, "params")) {
             if (x->type != N_MAP)
                 return fail(c, x, "'inputs.params' must be a map of name: value");
@@ -566,16 +569,52 @@ static Drover__KeyValue **kv_msgs(spec_kv_t *kv, size_t n)
     return out;
 }
 
+/* The valid keys of each mapping, NULL-terminated (for unknown_key's
+ * message and did-you-mean): a new key is one line in its list. */
+/* clang-format off */
+const char *const step_only_keys[] = {
+    "name",
+    "command",
+    "script",
+    "needs",
+    "inputs",
+    "outputs",
+    "when",
+    "for_each",
+    "parallelism",
+    "skip_on_exit_code",
+    "suspend",
+    "trigger",
+    "depends",
+    "continue_on",
+    NULL,
+};
+/* clang-format on */
+
 /* Keys only a step may have, besides the inheritable ones. */
 bool is_step_only_key(const char *k)
 {
-    static const char *keys[] = {"name",    "command", "script",   "needs",       "inputs",
-                                 "outputs", "when",    "for_each", "parallelism", "suspend"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        if (!strcmp(k, keys[i]))
+    for (size_t i = 0; step_only_keys[i]; i++) {
+        if (!strcmp(k, step_only_keys[i]))
             return true;
     }
-    return is_trigger_key(k);
+    return false;
+}
+
+/* An unknown key k in the step named name: did-you-mean over both lists. */
+static int unknown_step_key(ctx_t *c, const node_t *k, const char *name)
+{
+    const char *all[128];
+    size_t n = 0;
+    for (size_t i = 0; step_only_keys[i] && n < 127; i++)
+        all[n++] = step_only_keys[i];
+    for (size_t i = 0; setting_keys[i] && n < 127; i++)
+        all[n++] = setting_keys[i];
+    all[n] = NULL;
+    char *where = xasprintf("step '%s'", show(c, name));
+    int rc = unknown_key(c, k, where, all, false);
+    free(where);
+    return rc;
 }
 
 /* A step with spot: require (written at spot, inherited from defaults when
@@ -603,8 +642,20 @@ static int spot_fallback(ctx_t *c, Drover__StepSpec *st, const node_t *spot, con
                 st->fallback_after, whose, spot->line, spot->col, spot_dflt ? ", in defaults" : "");
 }
 
+/* Whether step map m has a command or script key (maybe in error). */
+static bool has_argv_key(const node_t *m)
+{
+    for (size_t i = 0; i < map_len(m); i++) {
+        if (!strcmp(map_key(m, i)->str, "command") || !strcmp(map_key(m, i)->str, "script"))
+            return true;
+    }
+    return false;
+}
+
 /* Fill st from step map m: its own keys over defaults d over SPEC_DEFAULT_*.
- * all[idx] is made first, so callers can free it whatever happens. */
+ * all[idx] is made first, so callers can free it whatever happens. Every
+ * key is checked whatever failed before it (the errors are in c); -EINVAL
+ * when any did. A step without a usable name is not read further. */
 int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec **all, size_t idx,
                step_aux_t *aux)
 {
@@ -614,10 +665,12 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
     spec_kv_t *kvs[2] = {NULL, NULL}; /* env and labels, merged */
     size_t nkv[2] = {0, 0};
     const node_t *cmd = NULL, *script = NULL, *name = NULL, *par_key = NULL;
+    size_t fails = c->fail_calls; /* errors of this step: c->fail_calls - fails */
     int rc = 0;
 
     if (m->type != N_MAP) {
         rc = fail(c, m, "each step must be a map (name, command or script, needs, ...)");
+        c->names_partial = true;
         goto cleanup;
     }
     st->is_finally = a->is_finally;
@@ -625,23 +678,27 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
         if (!strcmp(map_key(m, i)->str, "name"))
             name = map_val(m, i);
     }
-    if (!name) {
-        rc = fail(c, m, "step has no 'name'");
+    if (!name || name->type != N_SCALAR || is_null(name)) {
+        rc = name ? fail(c, name, "bad step name '%s' (letters, digits, '_', '.', '-'; at most %u)",
+                         name->type == N_SCALAR ? show(c, name->str) : "(not a string)",
+                         SPEC_MAX_NAME)
+                  : fail(c, m, "step has no 'name'");
+        c->names_partial = true; /* steps may need it by the name meant */
         goto cleanup;
     }
-    if (name->type != N_SCALAR || !valid_name(name->str)) {
+    /* a bad or duplicate name is reported and the step read on under it:
+     * what refers to it finds it (no "unknown step" after the error) */
+    if (!valid_name(name->str))
         rc = fail(c, name, "bad step name '%s' (letters, digits, '_', '.', '-'; at most %u)",
-                  name->type == N_SCALAR ? show(c, name->str) : "(not a string)", SPEC_MAX_NAME);
-        goto cleanup;
-    }
+                  show(c, name->str), SPEC_MAX_NAME);
     size_t first;
-    if (names_find(c, name->str, name->len, &first)) {
+    bool dup = names_find(c, name->str, name->len, &first);
+    if (dup)
         rc = fail(c, name, "duplicate step name '%s' (first defined at %d:%d)", show(c, name->str),
                   aux[first].name_node->line, aux[first].name_node->col);
-        goto cleanup;
-    }
     st->name = xstrdup(name->str);
-    names_add(c, idx);
+    if (!dup)
+        names_add(c, idx);
     a->name_node = (node_t *)name;
 
     for (size_t i = 0; i < map_len(m); i++) {
@@ -653,29 +710,30 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
         } else if (!strcmp(key, "command")) {
             if (v->type != N_SEQ || v->nkids == 0) {
                 rc = fail(c, v, "'command' must be a non-empty list of strings (an argv)");
-                goto cleanup;
+                continue;
             }
-            for (size_t j = 0; j < v->nkids; j++) {
-                if (v->kids[j]->type != N_SCALAR || is_null(v->kids[j])) {
-                    rc = fail(c, v->kids[j], "'command' items must be strings");
-                    goto cleanup;
-                }
+            bool strs = true;
+            for (size_t j = 0; j < v->nkids && strs; j++) {
+                if (v->kids[j]->type != N_SCALAR || is_null(v->kids[j]))
+                    strs = !(rc = fail(c, v->kids[j], "'command' items must be strings"));
             }
+            if (!strs)
+                continue;
             if (script) {
                 rc = fail(c, k, "step '%s' has both 'command' and 'script'; use one",
                           show(c, st->name));
-                goto cleanup;
+                continue;
             }
             cmd = v;
         } else if (!strcmp(key, "script")) {
             if (want_str(c, v, "script") < 0) {
                 rc = -EINVAL;
-                goto cleanup;
+                continue;
             }
             if (cmd) {
                 rc = fail(c, k, "step '%s' has both 'command' and 'script'; use one",
                           show(c, st->name));
-                goto cleanup;
+                continue;
             }
             script = v;
         } else if (!strcmp(key, "needs")) {
@@ -684,63 +742,67 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
                 ok = v->kids[j]->type == N_SCALAR && !is_null(v->kids[j]);
             if (!ok) {
                 rc = fail(c, v, "'needs' must be a list of step names");
-                goto cleanup;
+                a->needs_failed = true; /* its ancestors are unknown */
+                continue;
             }
             a->needs_node = (node_t *)v;
         } else if (is_setting_key(key)) {
-            if ((rc = parse_setting(c, k, v, &own)) < 0)
-                goto cleanup;
+            if (parse_setting(c, k, v, &own) < 0)
+                rc = -EINVAL;
         } else if (!strcmp(key, "inputs")) {
-            if ((rc = parse_inputs(c, v, st, a)) < 0)
-                goto cleanup;
+            if (parse_inputs(c, v, st, a) < 0)
+                rc = -EINVAL;
         } else if (!strcmp(key, "outputs")) {
-            if ((rc = parse_outputs(c, v, st, a)) < 0)
-                goto cleanup;
+            if (parse_outputs(c, v, st, a) < 0)
+                rc = -EINVAL;
         } else if (!strcmp(key, "when")) {
             char e[256];
-            if ((rc = want_str(c, v, "when")) < 0 || (rc = expand(c, v, &st->when)) < 0)
-                goto cleanup;
+            if (want_str(c, v, "when") < 0 || expand(c, v, &st->when) < 0) {
+                rc = -EINVAL;
+                continue;
+            }
             /* syntax now, in file order; references once all steps are known */
             if (expr_check(st->when, NULL, NULL, e, sizeof e) < 0) {
                 rc = fail(c, v, "bad when expression: %s", e);
-                goto cleanup;
+                continue;
             }
             a->when = v;
         } else if (!strcmp(key, "for_each")) {
-            if ((rc = parse_for_each(c, v, st, a)) < 0)
-                goto cleanup;
+            if (parse_for_each(c, v, st, a) < 0)
+                rc = -EINVAL;
         } else if (is_trigger_key(key)) {
-            if ((rc = parse_trigger_key(c, k, v, st, a)) < 0)
-                goto cleanup;
+            if (parse_trigger_key(c, k, v, st, a) < 0)
+                rc = -EINVAL;
         } else if (!strcmp(key, "parallelism")) {
-            if ((rc = want_uint(c, v, "parallelism", 1, SPEC_MAX_PARALLEL, &u)) < 0)
-                goto cleanup;
+            if (want_uint(c, v, "parallelism", 1, SPEC_MAX_PARALLEL, &u) < 0) {
+                rc = -EINVAL;
+                continue;
+            }
             st->parallelism = (uint32_t)u;
             par_key = k;
         } else if (!strcmp(key, "skip_on_exit_code")) {
-            if ((rc = parse_skip_codes(c, v, st)) < 0)
-                goto cleanup;
+            if (parse_skip_codes(c, v, st) < 0)
+                rc = -EINVAL;
         } else if (!strcmp(key, "suspend")) {
-            if ((rc = parse_suspend(c, v, st)) < 0)
-                goto cleanup;
+            if (parse_suspend(c, v, st) < 0)
+                rc = -EINVAL;
         } else {
-            rc = fail(c, k, "unknown key '%s' in step '%s'", show(c, key), show(c, st->name));
-            goto cleanup;
+            rc = unknown_step_key(c, k, st->name);
         }
     }
-    if (st->suspend && (rc = check_gate(c, m, st)) < 0)
-        goto cleanup;
-    if (!cmd && !script && !st->suspend) {
+    if (st->suspend && check_gate(c, m, st) < 0)
+        rc = -EINVAL;
+    if (!cmd && !script && !st->suspend && !has_argv_key(m)) {
         rc = fail(c, m, "step '%s' needs a 'command' (an argv list) or a 'script'",
                   show(c, st->name));
         goto cleanup;
     }
-    if (par_key && !st->fan_out) {
+    if (par_key && !st->fan_out && !a->for_each)
         rc = fail(c, par_key,
                   "parallelism without for_each (it bounds how many items of a fan-out run at "
                   "once)");
-        goto cleanup;
-    }
+    if (!cmd && !script)
+        goto cleanup; /* its command or script was in error */
     a->cmd = cmd;
     a->script = script;
 
@@ -840,5 +902,5 @@ cleanup:
     kvs_free(kvs[0], nkv[0]);
     kvs_free(kvs[1], nkv[1]);
     settings_free(&own);
-    return rc;
+    return rc < 0 || c->fail_calls != fails ? -EINVAL : 0;
 }

@@ -51,6 +51,10 @@ static int resolve_template(ctx_t *c, const node_t *v, const expr_piece_t *p, ex
     *value = NULL;
     if (r->kind == EXPR_REF_PARAM) {
         const spec_kv_t *kv = find_param(c, r->a, r->alen);
+        if (!kv && c->params_partial) {
+            *value = ""; /* it may be the param whose name was in error */
+            goto cleanup;
+        }
         if (!kv) {
             name = xstrndup(r->a, r->alen);
             rc = fail(c, v, "unknown param '%s' in template", show(c, name));
@@ -109,6 +113,7 @@ int expand_mode(ctx_t *c, const node_t *v, exp_mode_t mode, char **out, size_t *
             goto cleanup;
         }
         if (c->expanded + plen + vlen > SPEC_MAX_EXPAND_ALL) {
+            c->fatal = true; /* each later string would say it again */
             rc = fail(c, v, "templates expand to more than %u bytes in all", SPEC_MAX_EXPAND_ALL);
             goto cleanup;
         }

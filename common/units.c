@@ -200,3 +200,11 @@ void units_format_duration(uint64_t ms, char *buf, size_t len)
         }
     }
 }
+
+int spec_parse_duration_unit(const char *s, uint64_t *out_ms)
+{
+    uint64_t v;
+    if (s && spec_parse_uint(s, UINT64_MAX, &v) == 0 && v != 0)
+        return -EDOM;
+    return spec_parse_duration(s, out_ms);
+}

@@ -23,6 +23,11 @@ int spec_parse_duration(const char *s, uint64_t *out_ms);
  * units left out ("2h", "1h30m", "1m30s500ms", "0s"), into buf (always
  * NUL-terminated; 64 bytes hold any value). */
 void units_format_duration(uint64_t ms, char *buf, size_t len);
+/* A duration in a pipeline spec: the same, but a bare number ("30") is
+ * -EDOM (0 excepted: it is 0 in every unit): specs write the unit (Argo and Airflow users mean
+ * seconds, Kubernetes users sometimes milliseconds), so "30" is refused with "write 30s", at submit
+ * and at dispatch alike. Flags keep "90" = 90s. */
+int spec_parse_duration_unit(const char *s, uint64_t *out_ms);
 
 /* Decimal digits only (no sign, no spaces), at most max, into *out. 0 or
  * -EINVAL with *out untouched. */

@@ -4,8 +4,9 @@
  * overrides, one "key=value" per line. spec_parse must return 0 with a
  * spec whose indexes all point inside it (needs, inputs), whose argv are
  * NULL-terminated, whose needs have no cycle and whose `when` is valid
- * syntax; or fail with *out NULL and one "fuzz.yaml:LINE:COL: reason"
- * line. The quantity parsers get the first line of the input too.
+ * syntax; or fail with *out NULL and its errors, one
+ * "fuzz.yaml:LINE:COL: reason" a line (at most 20, each with a position),
+ * maybe then "and N more errors". The quantity parsers get the first line of the input too.
  *
  * An accepted spec is then submitted, as `drover run submit` would, to a
  * fresh scheduler with three agents (agents_harness.h), and those agents
@@ -69,6 +70,34 @@ static bool has_cycle(const spec_t *s, size_t i, uint8_t *mark)
             return true;
     mark[i] = 2;
     return false;
+}
+
+/* The errors of a refused spec: NUL-terminated in err, one a line, each
+ * "fuzz.yaml:LINE:COL: reason" (the first may be cut short by a small
+ * buffer), at most 20, then maybe "and N more error(s)". */
+static void check_errors(int rc, const char *err, size_t errlen)
+{
+    size_t n = strnlen(err, errlen), lines = 0;
+    if (n == errlen || n == 0)
+        fz_fail("spec_parse = %d: reason empty or not NUL-terminated", rc);
+    for (const char *l = err; l; lines++) {
+        const char *nl = strchr(l, '\n');
+        size_t len = nl ? (size_t)(nl - l) : strlen(l);
+        int line = 0, col = 0, used = 0;
+        if (lines > 0 && !nl && !strncmp(l, "and ", 4) && strstr(l, " more error"))
+            break;
+        if (lines == 0 && n == errlen - 1 && !nl) { /* cut short */
+            if (strncmp(l, "fuzz.yaml", len < 9 ? len : 9))
+                fz_fail("spec_parse = %d: reason '%s' does not name the file", rc, l);
+        } else if (sscanf(l, "fuzz.yaml:%d:%d: %n", &line, &col, &used) != 2 || used == 0 ||
+                   line < 1 || col < 1 || (size_t)used >= len) {
+            fz_fail("spec_parse = %d: error %zu '%.*s' has no position or reason", rc, lines,
+                    (int)len, l);
+        }
+        l = nl ? nl + 1 : NULL;
+    }
+    if (lines > 20)
+        fz_fail("spec_parse = %d: %zu lines of errors (at most 20 and 'and N more')", rc, lines);
 }
 
 static void check_spec(const spec_t *s)
@@ -204,10 +233,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fz_fail("spec_parse = %d", rc);
         if (spec)
             fz_fail("spec_parse = %d left *out set", rc);
-        if (!fz_one_line(err, errlen))
-            fz_fail("spec_parse = %d: reason not one NUL-terminated line", rc);
-        if (strncmp(err, "fuzz.yaml", errlen - 1 < 9 ? errlen - 1 : 9) != 0)
-            fz_fail("spec_parse = %d: reason '%s' does not name the file", rc, err);
+        check_errors(rc, err, errlen);
     }
     quantities(data, size);
     free(err);

@@ -38,10 +38,47 @@ static void set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorC
     resp->error = *owned ? *owned : (char *)"out of memory";
 }
 
+/* The errors of a refused spec, err's "FILE:LINE:COL: reason" lines, as
+ * resp->spec_errors (each and its strings malloc'd: spec_errors_free). A
+ * line that is not one (the "and N more" line) is left out. */
+static void spec_errors_set(Drover__ApiResponse *resp, const char *file, const char *err)
+{
+    size_t flen = strlen(file), n = 0;
+    for (const char *l = err; *l;) {
+        size_t len = strcspn(l, "\n");
+        unsigned line, col;
+        int used = 0;
+        if (len > flen && !strncmp(l, file, flen) && l[flen] == ':' &&
+            sscanf(l + flen, ":%u:%u: %n", &line, &col, &used) == 2 && used > 0 &&
+            flen + (size_t)used <= len) {
+            resp->spec_errors = xrealloc(resp->spec_errors, (n + 1) * sizeof *resp->spec_errors);
+            Drover__SpecError *e = xmalloc(sizeof *e);
+            drover__spec_error__init(e);
+            e->file = xstrdup(file);
+            e->line = line;
+            e->col = col;
+            e->message = xstrndup(l + flen + (size_t)used, len - flen - (size_t)used);
+            resp->spec_errors[n++] = e;
+        }
+        l += len + (l[len] == '\n');
+    }
+    resp->n_spec_errors = n;
+}
+
+static void spec_errors_free(Drover__ApiResponse *resp)
+{
+    for (size_t i = 0; i < resp->n_spec_errors; i++) {
+        free(resp->spec_errors[i]->file);
+        free(resp->spec_errors[i]->message);
+        free(resp->spec_errors[i]);
+    }
+    free(resp->spec_errors);
+}
+
 static void do_submit(sched_t *s, const Drover__SubmitRequest *req, const char *owner,
                       Drover__ApiResponse *resp, char **err_owned)
 {
-    char err[1024];
+    char err[8192]; /* up to 20 errors, one a line (spec.h) */
     spec_t *spec = NULL;
     spec_kv_t *overrides = xcalloc(req->n_params, sizeof *overrides);
     for (size_t i = 0; i < req->n_params; i++) {
@@ -57,6 +94,7 @@ static void do_submit(sched_t *s, const Drover__SubmitRequest *req, const char *
             log_warn("api: spec refused (%s): %s", owner, err);
         }
         set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_INVALID, "%s", err);
+        spec_errors_set(resp, file, err);
         goto cleanup;
     }
     run_t *r = dag_create_run(s, spec, file, req->no_cache);
@@ -585,6 +623,7 @@ reply:;
     drover__api_response__pack(&resp, buf);
     sched_queue_reply(s, identity, buf, n);
 done:
+    spec_errors_free(&resp);
     if (resp.status)
         drover__status_view__free_unpacked(resp.status, NULL);
     for (size_t i = 0; i < resp.n_artifacts; i++)

@@ -643,3 +643,38 @@ Test(decoder, huge_heartbeat_is_handled_promptly)
     cr_assert(a->out.heartbeat_ack);
     cr_assert_lt(took, 1000, "a %d-attempt heartbeat blocked droverd for %ld ms", N, (long)took);
 }
+
+/* Issue 15, item 8: a refused submit carries every spec error, as lines
+ * in error and as spec_errors {file, line, col, message}. */
+Test(decoder, refused_submit_lists_every_spec_error)
+{
+    size_t len;
+    uint8_t *b = pack_submit("name: p\n"
+                             "steps:\n"
+                             "  - name: a\n"
+                             "    command: [x]\n"
+                             "    timeout: 30\n"
+                             "  - name: b\n"
+                             "    command: [x]\n"
+                             "    need: [a]\n",
+                             &len);
+    api_call(b, len);
+    free(b);
+    Drover__ApiResponse *resp = last_reply();
+    cr_assert_eq(resp->error_code, DROVER__API_ERROR_CODE__API_ERROR_INVALID);
+    cr_assert_str_eq(resp->error,
+                     "fuzzed.yaml:5:14: duration '30' for timeout has no unit: write 30s (or 30m, "
+                     "30h, 30ms); a bare number is not taken as seconds\n"
+                     "fuzzed.yaml:8:5: unknown key 'need' in step 'b'; did you mean 'needs'?");
+    cr_assert_eq(resp->n_spec_errors, 2);
+    cr_assert_str_eq(resp->spec_errors[0]->file, "fuzzed.yaml");
+    cr_assert_eq(resp->spec_errors[0]->line, 5);
+    cr_assert_eq(resp->spec_errors[0]->col, 14);
+    cr_assert(!strncmp(resp->spec_errors[0]->message, "duration '30' for timeout", 25));
+    cr_assert_eq(resp->spec_errors[1]->line, 8);
+    cr_assert_eq(resp->spec_errors[1]->col, 5);
+    cr_assert_str_eq(resp->spec_errors[1]->message,
+                     "unknown key 'need' in step 'b'; did you mean 'needs'?");
+    cr_assert_eq(s->dag.n_runs, 0, "a refused spec was stored");
+    drover__api_response__free_unpacked(resp, NULL);
+}

@@ -2166,7 +2166,14 @@ static int fuzz_one(const char *buf, size_t len, const spec_kv_t *ov, size_t nov
         cr_assert_null(s);
         cr_assert(strncmp(e, "fuzz.yaml:", 10) == 0, "bad message '%s'", e);
         cr_assert_gt(strlen(e), 14);
-        cr_assert_null(strchr(e, '\n'), "message spans lines: %s", e);
+        /* one error a line, each with its position; maybe "and N more" last */
+        for (const char *l = e; l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+            int line = 0, col = 0;
+            if (l != e && !strchr(l, '\n') && !strncmp(l, "and ", 4))
+                break;
+            cr_assert(sscanf(l, "fuzz.yaml:%d:%d: ", &line, &col) == 2 && line > 0 && col > 0,
+                      "error without a position: '%s'", l);
+        }
     }
     return rc;
 }
@@ -2512,4 +2519,294 @@ Test(spec, template_error_names_its_key)
               "timeout: {{steps.b.outputs.params.t}}: step 'a' does not need 'b'");
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], resources: {memory: \"{{ nope }}\"}}\n",
               "bad template '{{ nope }}'");
+}
+
+/* ---- issue 15 item 8: every error at once, did-you-mean, durations ---- */
+
+#include "suggest.h"
+
+/* Parse must fail; err (a big buffer) holds its errors, one a line. */
+static char errs_buf[16384];
+
+static int parse_errs(const char *yaml)
+{
+    spec_t *s = (spec_t *)0x1;
+    memset(errs_buf, 0, sizeof errs_buf);
+    int rc = spec_parse("t.yaml", yaml, strlen(yaml), NULL, 0, &s, errs_buf, sizeof errs_buf);
+    cr_assert_eq(rc, -EINVAL, "expected -EINVAL for:\n%s\n(err: %s)", yaml, errs_buf);
+    cr_assert_null(s);
+    return rc;
+}
+
+/* The number of lines of errs_buf, and line i (0-based) into out. */
+static size_t err_lines(void)
+{
+    size_t n = 1;
+    for (const char *p = errs_buf; *p; p++)
+        n += *p == '\n';
+    return n;
+}
+
+static const char *err_line(size_t i, char *out, size_t outlen)
+{
+    const char *l = errs_buf;
+    for (size_t k = 0; k < i && l; k++)
+        l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL;
+    cr_assert_not_null(l, "no error line %zu in:\n%s", i, errs_buf);
+    size_t n = strcspn(l, "\n");
+    snprintf(out, outlen, "%.*s", (int)n, l);
+    return out;
+}
+
+static void want_line(size_t i, const char *prefix, const char *needle)
+{
+    char l[1024];
+    err_line(i, l, sizeof l);
+    cr_assert(strncmp(l, prefix, strlen(prefix)) == 0, "line %zu: want '%s...', got '%s'\nall:\n%s",
+              i, prefix, l, errs_buf);
+    cr_assert(strstr(l, needle), "line %zu: '%s' lacks '%s'", i, l, needle);
+}
+
+Test(spec_errors, three_independent_errors_all_reported_in_file_order)
+{
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - name: a\n"
+               "    command: [x]\n"
+               "    timeout: soon\n" /* 5:14 */
+               "  - name: b\n"
+               "    command: [x]\n"
+               "    needs: [a, nope]\n" /* 8:16 */
+               "  - name: c\n"
+               "    command: [x]\n"
+               "    resources: {gpus: 1}\n"); /* 11:17 */
+    cr_assert_eq(err_lines(), 3, "want 3 errors, got:\n%s", errs_buf);
+    want_line(0, "t.yaml:5:14: ", "bad duration 'soon' for timeout");
+    want_line(1, "t.yaml:8:16: ", "step 'b' needs unknown step 'nope'");
+    want_line(2, "t.yaml:11:17: ",
+              "unknown key 'gpus' in resources (cpu, memory, gpu); did you "
+              "mean 'gpu'?");
+}
+
+Test(spec_errors, flow_errors_sorted_into_file_order)
+{
+    /* the data-flow error of step a is found after step b's key error,
+     * and reported before it */
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - name: a\n"
+               "    command: [echo, '{{steps.zz.outputs.params.x}}']\n" /* 4:21 */
+               "  - name: b\n"
+               "    command: [x]\n"
+               "    cach: true\n"); /* 7:5 */
+    cr_assert_eq(err_lines(), 2, "%s", errs_buf);
+    want_line(0, "t.yaml:4:21: ", "no step named 'zz'");
+    want_line(1, "t.yaml:7:5: ", "unknown key 'cach' in step 'b'; did you mean 'cache'?");
+}
+
+Test(spec_errors, more_than_twenty_reports_twenty_and_the_count)
+{
+    char yaml[8192];
+    size_t o = (size_t)snprintf(yaml, sizeof yaml, "name: p\nsteps:\n");
+    for (int i = 0; i < 25; i++)
+        o += (size_t)snprintf(yaml + o, sizeof yaml - o,
+                              "  - name: s%d\n    command: [x]\n    bogus%d: 1\n", i, i);
+    parse_errs(yaml);
+    cr_assert_eq(err_lines(), 21, "want 20 errors and a count, got:\n%s", errs_buf);
+    for (int i = 0; i < 20; i++) {
+        char prefix[32], needle[64];
+        snprintf(prefix, sizeof prefix, "t.yaml:%d:5: ", 5 + 3 * i);
+        snprintf(needle, sizeof needle, "unknown key 'bogus%d' in step 's%d'", i, i);
+        want_line((size_t)i, prefix, needle);
+    }
+    char l[128];
+    cr_assert_str_eq(err_line(20, l, sizeof l), "and 5 more errors");
+}
+
+Test(spec_errors, small_buffer_gets_whole_lines)
+{
+    const char *yaml = "name: p\nsteps:\n  - name: a\n    command: [x]\n    b1: 1\n    b2: 2\n"
+                       "    b3: 3\n";
+    char small[120];
+    spec_t *s = NULL;
+    cr_assert_eq(spec_parse("t.yaml", yaml, strlen(yaml), NULL, 0, &s, small, sizeof small),
+                 -EINVAL);
+    /* the first line whole, then whatever whole lines fit, then the count */
+    cr_assert(strncmp(small, "t.yaml:5:5: unknown key 'b1' in step 'a'", 40) == 0, "%s", small);
+    cr_assert(strstr(small, "more error"), "%s", small);
+    cr_assert_lt(strlen(small), sizeof small);
+}
+
+Test(spec_errors, no_cascades)
+{
+    /* an unknown step in needs: not also "b does not need nope" */
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - name: b\n"
+               "    command: [echo, '{{steps.nope.outputs.params.x}}']\n"
+               "    needs: [nope]\n");
+    cr_assert_eq(err_lines(), 1, "%s", errs_buf);
+    want_line(0, "t.yaml:5:13: ", "needs unknown step 'nope'");
+
+    /* a step whose outputs are in error: a reference to them is not refused */
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - name: a\n"
+               "    command: [x]\n"
+               "    outputs: {params: [n], extra: [m]}\n"
+               "  - name: b\n"
+               "    needs: [a]\n"
+               "    command: [echo, '{{steps.a.outputs.params.m}}']\n");
+    cr_assert_eq(err_lines(), 1, "%s", errs_buf);
+    want_line(0, "t.yaml:5:28: ", "unknown key 'extra' in outputs");
+
+    /* a step with a bad name: needing it by that name adds nothing */
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - name: 'a b'\n"
+               "    command: [x]\n"
+               "  - name: c\n"
+               "    needs: ['a b']\n"
+               "    command: [x]\n");
+    cr_assert_eq(err_lines(), 1, "%s", errs_buf);
+    want_line(0, "t.yaml:3:11: ", "bad step name 'a b'");
+
+    /* a step without a name: an unknown step in needs may be it */
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - command: [x]\n"
+               "  - name: c\n"
+               "    needs: [a]\n"
+               "    command: [x]\n");
+    cr_assert_eq(err_lines(), 1, "%s", errs_buf);
+    want_line(0, "t.yaml:3:5: ", "step has no 'name'");
+
+    /* the ancestors of a step are unknown when a need failed: its data flow
+     * and its dependants' are not checked */
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - name: a\n"
+               "    command: [x]\n"
+               "    outputs: {params: [n]}\n"
+               "  - name: b\n"
+               "    needs: a\n"
+               "    command: [x]\n"
+               "  - name: c\n"
+               "    needs: [b]\n"
+               "    command: [echo, '{{steps.a.outputs.params.n}}']\n");
+    cr_assert_eq(err_lines(), 1, "%s", errs_buf);
+    want_line(0, "t.yaml:7:12: ", "'needs' must be a list");
+
+    /* a bad param name: templates naming params add nothing */
+    parse_errs("name: p\n"
+               "params: {'a b': 1}\n"
+               "steps:\n"
+               "  - name: a\n"
+               "    command: [echo, '{{params.ab}}']\n");
+    cr_assert_eq(err_lines(), 1, "%s", errs_buf);
+
+    /* a bad value in defaults, inherited by every step: said once */
+    parse_errs("name: p\n"
+               "defaults:\n"
+               "  env: {X: '{{steps.q.outputs.params.n}}'}\n"
+               "steps:\n"
+               "  - name: a\n"
+               "    command: [x]\n"
+               "  - name: b\n"
+               "    command: [x]\n");
+    cr_assert_eq(err_lines(), 1, "%s", errs_buf);
+    want_line(0, "t.yaml:3:12: ", "no step named 'q' (in defaults");
+}
+
+Test(spec_errors, did_you_mean_keys_and_step_names)
+{
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - name: A\n"
+               "    command: [x]\n"
+               "  - name: B\n"
+               "    command: [x]\n"
+               "    need: [A]\n");
+    cr_assert_str_eq(errs_buf, "t.yaml:7:5: unknown key 'need' in step 'B'; did you mean 'needs'?");
+
+    parse_errs("name: p\n"
+               "steps:\n"
+               "  - name: train\n"
+               "    command: [x]\n"
+               "  - name: eval\n"
+               "    command: [x]\n"
+               "    needs: [trian]\n");
+    cr_assert_str_eq(errs_buf, "t.yaml:7:13: step 'eval' needs unknown step 'trian'; did you "
+                               "mean 'train'?");
+
+    parse_errs("name: p\nstep:\n  - name: a\n    command: [x]\n");
+    cr_assert(strstr(errs_buf, "t.yaml:2:1: unknown key 'step'; did you mean 'steps'?"), "%s",
+              errs_buf);
+
+    parse_errs("name: p\ndefaults: {retires: 2}\nsteps:\n  - name: a\n    command: [x]\n");
+    cr_assert_str_eq(errs_buf,
+                     "t.yaml:2:12: unknown key 'retires' in defaults; did you mean 'retries'?");
+
+    parse_errs("name: p\nsteps:\n  - name: a\n    command: [x]\n"
+               "    retries: {limit: 2, backof: 5s}\n");
+    cr_assert_str_eq(errs_buf, "t.yaml:5:25: unknown key 'backof' in retries (limit, backoff, "
+                               "factor, max_backoff, when, max_duration); did you mean 'backoff'?");
+
+    /* nothing close: no suggestion */
+    parse_errs("name: p\nsteps:\n  - name: a\n    command: [x]\n    zzzzzz: 1\n");
+    cr_assert_str_eq(errs_buf, "t.yaml:5:5: unknown key 'zzzzzz' in step 'a'");
+}
+
+Test(spec_errors, suggest_is_the_cli_rule)
+{
+    /* the CLI's commands and flags use the same function (cli/args.c,
+     * cli/drover.c): its threshold, transpositions and prefixes */
+    const char *cmds[] = {"runs", "run", "agents", "status", "logs", "submit", NULL};
+    cr_assert_str_eq(suggest_closest("rnus", 4, cmds), "runs");
+    cr_assert_str_eq(suggest_closest("agnets", 6, cmds), "agents");
+    cr_assert_str_eq(suggest_closest("stat", 4, cmds), "status");
+    cr_assert_null(suggest_closest("xyz", 3, cmds));
+    const char *one[] = {"a", NULL};
+    cr_assert_null(suggest_closest("q", 1, one), "a one-letter word is no typo of another");
+    cr_assert_eq(suggest_distance("ab", 2, "ba"), 1);
+    cr_assert_eq(suggest_distance("need", 4, "needs"), 1);
+    char big[100];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    cr_assert_eq(suggest_distance(big, strlen(big), "a"), SIZE_MAX);
+}
+
+Test(spec_errors, bare_number_durations_are_refused)
+{
+    static const struct {
+        const char *yaml;
+        int line, col;
+        const char *what;
+    } cases[] = {
+        {"    timeout: 30\n", 5, 14, "duration '30' for timeout has no unit: write 30s"},
+        {"    retries: {limit: 1, backoff: 5}\n", 5, 34, "for retries.backoff has no unit"},
+        {"    retries: {max_backoff: 60}\n", 5, 28, "for retries.max_backoff has no unit"},
+        {"    checkpoint: {min_interval: 10}\n", 5, 32, "for checkpoint.min_interval has no unit"},
+        {"    preemption: {grace: 90}\n", 5, 25, "for preemption.grace has no unit: write 90s"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof yaml, "name: p\nsteps:\n  - name: a\n    command: [x]\n%s",
+                 cases[i].yaml);
+        parse_bad_at(yaml, cases[i].line, cases[i].col, cases[i].what);
+    }
+    /* in defaults too */
+    parse_bad_at("name: p\ndefaults: {timeout: 5}\nsteps:\n  - name: a\n    command: [x]\n", 2, 21,
+                 "write 5s");
+    /* with a unit, and 0 (the same in every unit), they are fine */
+    spec_t *s = parse_ok("name: p\nsteps:\n  - name: a\n    command: [x]\n    timeout: 30s\n"
+                         "    retries: {backoff: 0}\n");
+    cr_assert_eq(s->steps[0]->timeout_ms, 30000);
+    cr_assert_eq(s->steps[0]->retries->backoff_ms, 0);
+    spec_destroy(&s);
+    /* flags and config files keep "90" = 90 s (units.h) */
+    uint64_t ms = 0;
+    cr_assert_eq(spec_parse_duration("90", &ms), 0);
+    cr_assert_eq(ms, 90000);
+    cr_assert_eq(spec_parse_duration_unit("90", &ms), -EDOM);
 }
