@@ -171,7 +171,10 @@ CASES = {
         "argo-parallelism-limit.yaml", dict({"sleep[%d]" % i: S for i in range(4)}, sleep=S), S, part=[5],
         check=overlap_at_most(2, "sleep")),
     "argo_timeouts_workflow": case(
-        "argo-timeouts-workflow.yaml", {"sleep": (F, X), "after": X, "notify": S}, F, part=[5],
+        "argo-timeouts-workflow.yaml",
+        dict({"sleep-one-day[%d]" % i: (F, X) for i in range(3)},
+             **{"unschedulable[%d]" % i: X for i in range(3)},
+             **{"sleep-one-day": (F, X), "unschedulable": (X, F), "notify": S}), F, part=[5],
         outputs={"notify": {"status": "failed"}}, check=timed_out_quickly),
     # ---- Kubeflow Pipelines
     "kfp_condition_heads": case(
@@ -185,12 +188,12 @@ CASES = {
     "kfp_if_elif_else_oneof": case(
         "kfp-if-elif-else-oneof.yaml",
         {"flip-three-sided-coin": S, "print-heads": K, "print-tails": K, "print-draw": S,
-         "oneof": S}, S, part=[1, 3], outputs={"oneof": {"value": "draw"}}),
+         "announce-result": S}, S, part=[1, 3], outputs={"announce-result": {"oneof": "Draw!"}}),
     "kfp_if_elif_else_oneof_tails": case(
         "kfp-if-elif-else-oneof.yaml",
         {"flip-three-sided-coin": S, "print-heads": K, "print-tails": S, "print-draw": K,
-         "oneof": S}, S, part=[1, 3], params={"flip": "tails"},
-        outputs={"oneof": {"value": "tails"}}),
+         "announce-result": S}, S, part=[1, 3], params={"flip": "tails"},
+        outputs={"announce-result": {"oneof": "Got tails!"}}),
     "kfp_exit_handler": case(
         "kfp-exit-handler.yaml", {"print-op": S, "fail-op": F, "exit-task": S}, F,
         outputs={"exit-task": {"said": "Exit handler has worked!"}}),
@@ -198,9 +201,12 @@ CASES = {
         "kfp-retry.yaml", {"random-failure-op": S, "random-failure-op-2": S}, S,
         check=attempts({"random-failure-op": (3, 0), "random-failure-op-2": (2, 0)})),
     "kfp_parallel_for": case(
-        "kfp-parallel-for.yaml", {"concat-op": S, "concat-op[0]": S, "concat-op[1]": S, "print-op": S}, S,
-        outputs={"concat-op[0]": {"out": "12"}, "concat-op[1]": {"out": "1020"}},
-        check=collected_json("print-op", "all", ["12", "1020"])),
+        "kfp-parallel-for.yaml",
+        {"print-op": S, "concat-op": S, "concat-op[0]": S, "concat-op[1]": S, "print-op-2": S,
+         "print-op-2[0]": S, "print-op-2[1]": S}, S,
+        outputs={"concat-op[0]": {"out": "12"}, "concat-op[1]": {"out": "1020"},
+                 "print-op-2[0]": {"text": "12"}, "print-op-2[1]": {"text": "1020"}},
+        check=collected_json("print-op-2", "text", ["12", "1020"])),
     # ---- Airflow
     "airflow_branch_operator": case(
         "airflow-branch-operator.yaml",
@@ -230,7 +236,7 @@ CASES = {
         "airflow-bash-operator.yaml",
         {"runme": S, "runme[0]": S, "runme[1]": S, "runme[2]": S, "run_after_loop": S, "also_run_this": S,
          "this_will_skip": K, "run_this_last": K}, S, part=[4],
-        check=attempts({"this_will_skip": (1, 99)})),
+        reasons={"this_will_skip": ["99"], "run_this_last": ["this_will_skip"]}),
     "airflow_latest_only_with_trigger": case(
         "airflow-latest-only-with-trigger.yaml",
         {"latest_only": K, "task1": K, "task2": S, "task3": K, "task4": S}, S, part=[1, 4]),
@@ -240,12 +246,12 @@ CASES = {
         params={"is_latest": "true"}),
     "airflow_setup_teardown": case(
         "airflow-setup-teardown.yaml",
-        {"root_setup": S, "normal": S, "root_teardown": S, "section_1_my_setup": S,
-         "section_1_hello": S, "section_1_my_teardown": S}, S, part=[1, 2]),
+        {"root_setup": S, "normal": S, "root_teardown": S, "section_1_taskgroup_setup": S,
+         "section_1_normal": S, "section_1_taskgroup_teardown": S}, S, part=[1, 2]),
     "airflow_setup_teardown_failing_work": case(
         "airflow-setup-teardown.yaml",
-        {"root_setup": S, "normal": F, "root_teardown": S, "section_1_my_setup": K,
-         "section_1_hello": K, "section_1_my_teardown": K}, F, part=[1, 2],
+        {"root_setup": S, "normal": F, "root_teardown": S, "section_1_taskgroup_setup": K,
+         "section_1_normal": K, "section_1_taskgroup_teardown": K}, F, part=[1, 2],
         params={"fail_normal": "true"}),
 }
 
