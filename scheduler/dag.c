@@ -740,9 +740,17 @@ static void group_complete(sched_t *s, task_t *g)
         free(why);
         return;
     }
-    if (g->run->cancelled) {
+    /* Items cancelled (the run cancelled, or stopped by its timeout): so
+     * is the group, with their reason. */
+    const task_t *cancelled = NULL;
+    for (uint32_t i = 0; i < g->n_items && !cancelled; i++) {
+        const task_t *it = g->run->tasks[g->items[i]];
+        if (it->status == DROVER__TASK_STATUS__TASK_CANCELLED)
+            cancelled = it;
+    }
+    if (g->run->cancelled || cancelled) {
         g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
-        set_reason(g, "run cancelled");
+        set_reason(g, cancelled && cancelled->reason ? cancelled->reason : "run cancelled");
         journal_mark_task(&s->journal, g);
         task_finished(s, g);
         return;

@@ -433,6 +433,24 @@ Test(limits, run_timeout_stops_the_run)
     cr_assert_eq(s->dag.n_timed, 0);
 }
 
+/* A fan-out stopped by the run's timeout is CANCELLED with its items, not
+ * SUCCEEDED once its last item ends (found by argo-timeouts-workflow). */
+Test(limits, run_timeout_cancels_a_fan_out_with_its_items)
+{
+    run_t *r = h_submit(s, "name: p\n"
+                           "timeout: 2s\n"
+                           "steps:\n"
+                           "  - {name: fan, for_each: ['1', '2'], command: [x, '{{item}}']}\n");
+    h_register(s, "a1", 64000, 64ull << 30, 0, NULL);
+    placer_place(s);
+    limits_tick(s, r->rec->created_ms + 2000);
+    task_t *g = h_task(r, "fan");
+    expect_status(h_task(r, "fan[0]"), ST(CANCELLED));
+    expect_status(g, ST(CANCELLED));
+    cr_assert_str_eq(g->reason, "run timeout 2s");
+    cr_assert_eq(r->rec->status, RS(FAILED));
+}
+
 Test(limits, run_timeout_passed_while_droverd_was_down)
 {
     run_t *r = h_submit(s, TIMED);
