@@ -260,7 +260,7 @@ typedef struct {
     size_t n_timed, cap_timed;
     run_t **holding; /* runs with held tasks (limits.c) */
     size_t n_holding, cap_holding;
-    task_t **gates;                  /* SUSPENDED approval gates (gates.c), in no order */
+    task_t **gates; /* SUSPENDED approval gates (gates.c), in no order */
     size_t n_gates, cap_gates;
 } dag_state_t;
 
