@@ -218,6 +218,29 @@ static inline bool h_in_ready_queue(const sched_t *s, const task_t *t)
     return false;
 }
 
+#define ST(x) DROVER__TASK_STATUS__TASK_##x
+#define RS(x) DROVER__RUN_STATUS__RUN_##x
+
+/* Assertions on the model, naming the task and its reason on failure. */
+static inline void expect_status(const task_t *t, Drover__TaskStatus want)
+{
+    cr_assert_eq(t->status, want, "task %s is %s, want %s (reason: %s)", t->name,
+                 util_task_status_name(t->status), util_task_status_name(want),
+                 t->reason ? t->reason : "-");
+}
+
+static inline void expect_run(const run_t *r, Drover__RunStatus want)
+{
+    cr_assert_eq(r->rec->status, want, "run %s is %s, want %s", r->rec->id,
+                 util_run_status_name(r->rec->status), util_run_status_name(want));
+}
+
+static inline void expect_reason(const task_t *t, const char *part)
+{
+    cr_assert(t->reason && strstr(t->reason, part), "task %s: reason '%s' lacks '%s'", t->name,
+              t->reason ? t->reason : "(none)", part);
+}
+
 /* The fixture every scheduler suite shares: h_dir, a fresh state dir, and
  * s, a droverd on it, made before each test and closed and removed after:
  *   TestSuite(name, .init = h_sched_setup, .fini = h_sched_teardown);

@@ -25,9 +25,6 @@
 
 TestSuite(blobs, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
-#define ST(x) DROVER__TASK_STATUS__TASK_##x
-#define RS(x) DROVER__RUN_STATUS__RUN_##x
-
 /* ------------------------------------------------------------ loop */
 
 static void tick_cb(struct ev_loop *l, ev_timer *t, int revents) {}

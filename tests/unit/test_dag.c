@@ -21,21 +21,6 @@
 
 TestSuite(dag, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
-#define ST(x) DROVER__TASK_STATUS__TASK_##x
-#define RS(x) DROVER__RUN_STATUS__RUN_##x
-
-static void expect_status(const task_t *t, Drover__TaskStatus want)
-{
-    cr_assert_eq(t->status, want, "task %s is %s, want %s", t->step->name,
-                 util_task_status_name(t->status), util_task_status_name(want));
-}
-
-static void expect_run(const run_t *r, Drover__RunStatus want)
-{
-    cr_assert_eq(r->rec->status, want, "run %s is %s, want %s", r->rec->id,
-                 util_run_status_name(r->rec->status), util_run_status_name(want));
-}
-
 /* READY and in the queue, or not READY and not in it. */
 static void expect_ready(const task_t *t, bool ready)
 {

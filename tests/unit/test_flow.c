@@ -30,29 +30,6 @@
 
 TestSuite(flow, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
-#define ST(x) DROVER__TASK_STATUS__TASK_##x
-#define RS(x) DROVER__RUN_STATUS__RUN_##x
-
-static void expect_status(const task_t *t, Drover__TaskStatus want)
-{
-    cr_assert_eq(t->status, want, "task %s is %s, want %s (reason: %s)", t->name,
-                 util_task_status_name(t->status), util_task_status_name(want),
-                 t->reason ? t->reason : "-");
-}
-
-static void expect_run(const run_t *r, Drover__RunStatus want)
-{
-    cr_assert_eq(r->rec->status, want, "run %s is %s, want %s", r->rec->id,
-                 util_run_status_name(r->rec->status), util_run_status_name(want));
-}
-
-static void expect_reason(const task_t *t, const char *part)
-{
-    cr_assert_not_null(t->reason, "task %s has no reason", t->name);
-    cr_assert(strstr(t->reason, part) != NULL, "task %s: reason '%s' lacks '%s'", t->name,
-              t->reason, part);
-}
-
 static agent_t *agent(void)
 {
     agent_t *a = fleet_find(&s->fleet, "a1");

@@ -12,9 +12,7 @@
 
 TestSuite(gates, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
-#define ST(x) DROVER__TASK_STATUS__TASK_##x
-#define RS(x) DROVER__RUN_STATUS__RUN_##x
-#define E(x)  DROVER__API_ERROR_CODE__API_ERROR_##x
+#define E(x) DROVER__API_ERROR_CODE__API_ERROR_##x
 
 static char err[1024];
 

@@ -15,9 +15,6 @@
 #include "expr.h"
 #include "units.h"
 
-#define ST(x) DROVER__TASK_STATUS__TASK_##x
-#define RS(x) DROVER__RUN_STATUS__RUN_##x
-
 /* ------------------------------------------------------------ the spec */
 
 static spec_t *parse_ok(const char *yaml)
@@ -159,13 +156,6 @@ Test(limits_spec, durations_format_as_they_parse)
 /* ------------------------------------------------------------ droverd */
 
 TestSuite(limits, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
-
-static void expect_status(const task_t *t, Drover__TaskStatus want)
-{
-    cr_assert_eq(t->status, want, "task %s is %s, want %s (%s)", t->name,
-                 util_task_status_name(t->status), util_task_status_name(want),
-                 t->reason ? t->reason : "-");
-}
 
 /* The agent reports t's attempt EXITED: code, signal, timed out, reason. */
 static void exit_with(task_t *t, int code, int sig, bool timed_out, const char *reason)

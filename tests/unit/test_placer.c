@@ -14,14 +14,7 @@
 
 TestSuite(placer, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
-#define ST(x) DROVER__TASK_STATUS__TASK_##x
-#define GiB   (1ull << 30)
-
-static void expect_status(const task_t *t, Drover__TaskStatus want)
-{
-    cr_assert_eq(t->status, want, "task %s is %s, want %s", t->step->name,
-                 util_task_status_name(t->status), util_task_status_name(want));
-}
+#define GiB (1ull << 30)
 
 static void expect_on(const task_t *t, const agent_t *a)
 {

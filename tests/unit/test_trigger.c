@@ -19,8 +19,6 @@
 TestSuite(trigger, .timeout = 60);
 TestSuite(trigger_dag, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
-#define ST(x) DROVER__TASK_STATUS__TASK_##x
-#define RS(x) DROVER__RUN_STATUS__RUN_##x
 #define TR(x) DROVER__TRIGGER_RULE__TRIGGER_RULE_##x
 
 /* ------------------------------------------------------------ rules */
@@ -241,25 +239,6 @@ Test(trigger, depends_implies_needs)
 }
 
 /* ------------------------------------------------------------ readiness */
-
-static void expect_status(const task_t *t, Drover__TaskStatus want)
-{
-    cr_assert_eq(t->status, want, "task %s is %s, want %s (%s)", t->name,
-                 util_task_status_name(t->status), util_task_status_name(want),
-                 t->reason ? t->reason : "");
-}
-
-static void expect_run(const run_t *r, Drover__RunStatus want)
-{
-    cr_assert_eq(r->rec->status, want, "run %s is %s, want %s", r->rec->id,
-                 util_run_status_name(r->rec->status), util_run_status_name(want));
-}
-
-static void expect_reason(const task_t *t, const char *want)
-{
-    cr_assert(t->reason && strstr(t->reason, want), "%s's reason '%s' lacks '%s'", t->name,
-              t->reason ? t->reason : "", want);
-}
 
 static agent_t *agent(void)
 {
