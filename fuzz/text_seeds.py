@@ -163,6 +163,7 @@ TRIGGER_SPECS = [
     b"name: tr\nsteps:\n  - {name: a, command: [a]}\n"
     b"  - {name: b, needs: [a], trigger: nope, continue_on: error, command: [b]}\n"
     b"  - {name: c, depends: \"((a.succeeded)\", command: [c]}\n",
+]
 # Templated settings and fan-out skips (issue 15): timeout, image,
 # resources and retries.limit from items and upstream outputs, literal
 # items checked at submit, per-item `when` that skips some or all items.
