@@ -37,6 +37,18 @@ class SpecErrorsTest(harness.DroverTestCase):
                 rest.append(line)
         return errors, rest, r
 
+    def test_the_readme_reference_spec_is_accepted(self):
+        """The annotated spec under README "Pipeline spec" is what users
+        copy: it must be a valid spec (it had a key written twice)."""
+        readme = open(os.path.join(os.environ.get("DROVER_SOURCE_DIR", os.path.join(
+            os.path.dirname(__file__), "..", "..")), "README.md")).read()
+        at = readme.index("## Pipeline spec")
+        start = readme.index("```yaml\n", at) + len("```yaml\n")
+        text = readme[start:readme.index("```", start)]
+        c = self.c
+        r = c.cli("submit", c.write_spec(text, "readme.yaml"), "-p", "env=prod")
+        self.assertEqual(r.rc, 0, "README's spec refused: %r" % r)
+
     def test_every_error_is_printed_with_its_position(self):
         errors, rest, r = self.refused(
             "name: many\n"
