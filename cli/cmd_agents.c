@@ -136,10 +136,7 @@ static void json_agent(doc_t *j, const Drover__AgentView *a)
     doc_field_bool(j, "connected", a->connected);
     doc_field_bool(j, "drained", a->drained);
     doc_key(j, "labels");
-    doc_object_begin(j);
-    for (size_t i = 0; i < a->n_labels; i++)
-        doc_field_str(j, a->labels[i]->key, a->labels[i]->value);
-    doc_object_end(j);
+    doc_kv_object(j, a->labels, a->n_labels);
     doc_field_uint(j, "cpu_milli", cap->cpu_milli);
     doc_field_uint(j, "memory_bytes", cap->memory_bytes);
     doc_field_uint(j, "gpus", cap->gpus);

@@ -346,6 +346,14 @@ void doc_field_str(doc_t *j, const char *key, const char *s)
     doc_str(j, s);
 }
 
+void doc_kv_object(doc_t *j, Drover__KeyValue *const *kvs, size_t n)
+{
+    doc_object_begin(j);
+    for (size_t i = 0; i < n; i++)
+        doc_field_str(j, kvs[i]->key, kvs[i]->value);
+    doc_object_end(j);
+}
+
 void doc_field_int(doc_t *j, const char *key, int64_t v)
 {
     doc_key(j, key);

@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "drover.pb-c.h"
+
 #define DOC_MAX_DEPTH 32
 
 typedef struct doc doc_t;
@@ -53,6 +55,8 @@ void doc_null(doc_t *j);
 
 /* key + value in one call, for the common case inside an object. */
 void doc_field_str(doc_t *j, const char *key, const char *s);
+/* An object of string members from key/value pairs (params, labels). */
+void doc_kv_object(doc_t *j, Drover__KeyValue *const *kvs, size_t n);
 void doc_field_int(doc_t *j, const char *key, int64_t v);
 void doc_field_uint(doc_t *j, const char *key, uint64_t v);
 void doc_field_bool(doc_t *j, const char *key, bool v);

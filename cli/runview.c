@@ -145,14 +145,6 @@ static void json_str_or_null(doc_t *j, const char *key, const char *s)
         doc_null(j);
 }
 
-static void json_params(doc_t *j, Drover__KeyValue *const *kvs, size_t n)
-{
-    doc_object_begin(j);
-    for (size_t i = 0; i < n; i++)
-        doc_field_str(j, kvs[i]->key, kvs[i]->value);
-    doc_object_end(j);
-}
-
 /* "exit_code" (null unless the process exited) and "signal" (null
  * unless a signal ended it). */
 static void json_exit(doc_t *j, bool exited, int32_t code, int32_t sig)
@@ -234,7 +226,7 @@ static void json_task(doc_t *j, const Drover__TaskView *t)
     doc_key(j, "outputs");
     doc_object_begin(j);
     doc_key(j, "params");
-    json_params(j, t->out_params, t->n_out_params);
+    doc_kv_object(j, t->out_params, t->n_out_params);
     doc_object_end(j);
     json_str_or_null(j, "cached_from", t->cached_from);
     json_str_or_null(j, "item", t->item_value);
@@ -265,7 +257,7 @@ void runview_json_run(doc_t *j, const Drover__RunView *run)
     doc_field_str(j, "name", run->name);
     doc_field_str(j, "status", util_run_status_name(run->status));
     doc_key(j, "params");
-    json_params(j, run->params, run->n_params);
+    doc_kv_object(j, run->params, run->n_params);
     doc_field_time(j, "created", run->created_ms);
     doc_field_time(j, "finished", run->finished_ms);
     doc_field_uint(j, "task_count", run->task_count);
