@@ -314,7 +314,12 @@ expr_ref_t expr_ref_parse(const char *in, size_t n)
             r.alen = n - 4;
         }
     } else if (has_prefix_word(in, n, "inputs")) {
-        r.kind = EXPR_REF_INPUTS;
+        r.why = "use {{inputs.params.NAME}} (input artifacts are files under $DROVER_INPUTS)";
+        if (n > 14 && !memcmp(in, "inputs.params.", 14) && name_chars(in + 14, n - 14)) {
+            r.kind = EXPR_REF_INPUTS;
+            r.a = in + 14;
+            r.alen = n - 14;
+        }
     } else if (span_is(in, n, "exit_code") || span_is(in, n, "reason") ||
                span_is(in, n, "signal") || span_is(in, n, "attempt")) {
         r.kind = EXPR_REF_RETRY; /* where it may stand is the reader's to say */

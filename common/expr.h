@@ -56,7 +56,8 @@
  *   exit_code | reason | signal | attempt
  *                                the failed attempt: only in retries.when
  *   run.failures | run.duration  exit handlers only
- *   inputs...                    a later release
+ *   inputs.params.NAME           a DAG template's input (its steps, its
+ *                                outputs, a using step's `with`)
  * Anything else is a bad reference, with the forms to use in `why`.
  */
 #ifndef DROVER_EXPR_H
@@ -118,7 +119,7 @@ typedef enum {
     EXPR_REF_ITEM,   /* item, item.KEY */
     EXPR_REF_RUN,    /* run.id, run.name */
     EXPR_REF_STATUS, /* run.status */
-    EXPR_REF_INPUTS, /* inputs...: a later release */
+    EXPR_REF_INPUTS, /* inputs.params.NAME: a is NAME */
     EXPR_REF_RETRY,  /* exit_code, reason, signal, attempt: retries.when only */
     /* A step's outcome: a is S, b the field ("status", "exit_code",
      * "outputs.result"). */
@@ -135,8 +136,8 @@ typedef enum {
  * NUL-terminated too. */
 typedef struct {
     expr_ref_kind_t kind;
-    const char *a; /* params: NAME; steps: S; item: KEY (alen 0: the whole item); run: the
-                    * word; retry: the whole reference */
+    const char *a; /* params, inputs: NAME; steps: S; item: KEY (alen 0: the whole item);
+                    * run: the word; retry: the whole reference */
     size_t alen;
     const char *b; /* steps: P */
     size_t blen;

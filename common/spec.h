@@ -58,7 +58,27 @@ typedef struct {
     /* Run limits (top-level parallelism, timeout): 0 = none. */
     uint32_t parallelism;
     uint64_t timeout_ms;
+    /* Reuse (README "Templates"). steps[0, root_count) are the pipeline's
+     * own steps (main, then finally); the rest are the bodies of the DAG
+     * templates the run uses, each contiguous and compiled once
+     * (bodies[k] describes them; StepSpec.uses_body = k + 1 on a step
+     * that instantiates it, StepSpec.in_body = k + 1 on each of its
+     * steps). Step templates leave no trace but StepSpec.template: their
+     * body is compiled into each using step. */
+    size_t root_count;
+    Drover__TemplateBody **bodies; /* owned, like steps */
+    size_t body_count;
+    uint32_t max_depth; /* top-level max_depth: 0 = droverd's --max-depth */
 } spec_t;
+
+/* A file a spec imports (imports:), as `drover submit` sends it: path is
+ * relative to the main spec's directory, normalized ('/' separated, no
+ * "." or empty components, ".." only leading). */
+typedef struct {
+    const char *path;
+    const char *text;
+    size_t len;
+} spec_import_t;
 
 /* Defaults applied when neither the step nor `defaults:` says otherwise. */
 #define SPEC_DEFAULT_CPU_MILLI       1000u
@@ -100,6 +120,25 @@ int spec_parse(const char *filename, const char *text, size_t len, const spec_kv
 int spec_parse_limited(const char *filename, const char *text, size_t len,
                        const spec_kv_t *overrides, size_t override_count,
                        const spec_limits_t *limits, spec_t **out, char *err, size_t errlen);
+
+/* spec_parse_limited over a spec and the files it imports (all of them,
+ * transitively: the compiler reads nothing from disk). An `imports:`
+ * entry of file F names F's directory joined with its path, normalized as
+ * spec_import_t says; one missing from imports is an error at the entry.
+ * Errors in an imported file name that file (its path as given here). */
+int spec_parse_files(const char *filename, const char *text, size_t len,
+                     const spec_import_t *imports, size_t import_count,
+                     const spec_kv_t *overrides, size_t override_count,
+                     const spec_limits_t *limits, spec_t **out, char *err, size_t errlen);
+
+/* The files text (the spec or an imported file, named filename) imports,
+ * in order: each entry's path joined to filename's directory and
+ * normalized as spec_import_t says, into *paths (caller frees each and
+ * the array; *n of them). For `drover submit`, which reads them (and
+ * theirs) and sends them along. 0, or -EINVAL with "FILE:LINE:COL:
+ * reason" in err (not YAML, a bad imports entry). */
+int spec_imports(const char *filename, const char *text, size_t len, char ***paths, size_t *n,
+                 char *err, size_t errlen);
 
 /* Free a spec and NULL the pointer; accepts NULL. */
 void spec_destroy(spec_t **spec);
