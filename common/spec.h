@@ -80,6 +80,9 @@ typedef struct {
     size_t len;
 } spec_import_t;
 
+/* Files one spec may import, transitively (drover submit and droverd). */
+#define SPEC_MAX_IMPORTS 100u
+
 /* Defaults applied when neither the step nor `defaults:` says otherwise. */
 #define SPEC_DEFAULT_CPU_MILLI       1000u
 #define SPEC_DEFAULT_BACKOFF_MS      1000u
@@ -127,9 +130,9 @@ int spec_parse_limited(const char *filename, const char *text, size_t len,
  * spec_import_t says; one missing from imports is an error at the entry.
  * Errors in an imported file name that file (its path as given here). */
 int spec_parse_files(const char *filename, const char *text, size_t len,
-                     const spec_import_t *imports, size_t import_count,
-                     const spec_kv_t *overrides, size_t override_count,
-                     const spec_limits_t *limits, spec_t **out, char *err, size_t errlen);
+                     const spec_import_t *imports, size_t import_count, const spec_kv_t *overrides,
+                     size_t override_count, const spec_limits_t *limits, spec_t **out, char *err,
+                     size_t errlen);
 
 /* The files text (the spec or an imported file, named filename) imports,
  * in order: each entry's path joined to filename's directory and
