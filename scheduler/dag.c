@@ -326,6 +326,16 @@ static bool finally_started(const task_t *t)
     return t->scope ? t->scope->grp && t->scope->grp->finally_started : t->run->finally_started;
 }
 
+/* Whether t runs as an exit handler: its step is a finally step, or it
+ * is a member (at any depth) of a group that is. A cancel leaves those. */
+static bool in_finally(const task_t *t)
+{
+    for (; t; t = t->scope)
+        if (t->step->is_finally)
+            return true;
+    return false;
+}
+
 static void group_free(task_t *t)
 {
     if (!t->grp)
@@ -556,7 +566,7 @@ static void decide(sched_t *s, task_t *t)
     bool by_failure;
     if (t->status != DROVER__TASK_STATUS__TASK_WAITING || t->is_item)
         return;
-    if (t->run->cancelled && !t->step->is_finally)
+    if (t->run->cancelled && !in_finally(t))
         return; /* dag_cancel_run ends it */
     switch (verdict(t, &by_failure)) {
     case TRIGGER_HOLDS: {
@@ -1340,7 +1350,7 @@ void dag_stop_run(sched_t *s, run_t *r, const char *reason)
     journal_mark_run(&s->journal, r);
     for (size_t i = r->n_tasks; i-- > 0;) { /* items first, as for a cancel */
         task_t *t = r->tasks[i];
-        if (!dag_task_final(t) && !t->step->is_finally && !t->grp) /* an instance: its members */
+        if (!dag_task_final(t) && !in_finally(t) && !t->grp) /* an instance: its members */
             cancel_task_why(s, t, reason);
     }
 }
@@ -1354,7 +1364,7 @@ void dag_cancel_run(sched_t *s, run_t *r)
     for (size_t i = r->n_tasks; i-- > 0;) {
         task_t *t = r->tasks[i];
         /* an instance ends with its members (its exit handlers may still run) */
-        if (!dag_task_final(t) && (!t->step->is_finally || again) && !t->grp)
+        if (!dag_task_final(t) && (!in_finally(t) || again) && !t->grp)
             cancel_task(s, t);
     }
     journal_mark_run(&s->journal, r);

@@ -514,6 +514,33 @@ Test(groups, cancel_ends_members_then_groups_and_their_finally_still_runs)
     expect_run(r, RS(CANCELLED));
 }
 
+Test(groups, members_are_cached_one_by_one_in_their_groups)
+{
+    run_t *r = submit_pairs();
+    finish(h_task(r, "prep"));
+    for (int i = 0; i < 3; i++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "fan[%d].a", i);
+        snprintf(b, sizeof b, "fan[%d].b", i);
+        finish(h_task(r, a), "v", "v");
+        finish(h_task(r, b), "best", "B");
+    }
+    finish(h_task(r, "after"));
+    expect_run(r, RS(SUCCEEDED));
+    commit();
+    /* the same run again: every member is served from the cache, each
+     * with the outputs of the member of the same group and item */
+    run_t *again = submit_pairs();
+    expect_status(h_task(again, "prep"), ST(CACHED));
+    task_t *b2 = h_task(again, "fan[2].b");
+    expect_status(h_task(again, "fan[0].a"), ST(CACHED));
+    expect_status(b2, ST(CACHED));
+    cr_assert(b2->cached_from && strstr(b2->cached_from, "/fan[2].b"), "cached from %s",
+              b2->cached_from ? b2->cached_from : "-");
+    expect_status(h_task(again, "fan"), ST(SUCCEEDED));
+    cr_assert_str_eq(param(h_task(again, "fan"), "best"), "[\"B\",\"B\",\"B\"]");
+}
+
 Test(groups, names_resolve_only_to_what_exists)
 {
     run_t *r = submit_pairs();
