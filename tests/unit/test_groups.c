@@ -16,6 +16,8 @@
 
 #include <stdarg.h>
 
+#include "strbuf.h"
+
 TestSuite(groups, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 static agent_t *agent(void)
@@ -255,6 +257,24 @@ static const char *SCOPED_FLAT = "name: scoped\n"
                                  "  - name: cleanup\n"
                                  "    command: [echo, \"{{run.status}}\"]\n";
 
+/* A template that uses itself unconditionally: a recursion bomb. */
+static const char *BOMB_FLAT = "name: bomb\n"
+                               "steps:\n"
+                               "  - name: go\n"
+                               "    command: [x]\n"
+                               "  - name: again\n"
+                               "    command: [x]\n"
+                               "  - name: work\n"
+                               "    needs: [again]\n"
+                               "    trigger: all_done\n"
+                               "    command: [work]\n";
+
+static run_t *submit_bomb(void)
+{
+    shape_t sh = {.root = 1, .first = 1, .n = 2, .name = "bomb", .groups = "0,1"};
+    return submit_shaped(BOMB_FLAT, &sh);
+}
+
 static run_t *submit_scoped(void)
 {
     shape_t sh = {.root = 2, .first = 2, .n = 2, .name = "work", .groups = "0"};
@@ -443,6 +463,41 @@ Test(groups, recursion_deeper_than_max_depth_fails_that_step)
     expect_status(h_task(r, "play.tails"), ST(FAILED));
     expect_status(h_task(r, "play"), ST(FAILED));
     expect_run(r, RS(FAILED));
+}
+
+Test(groups, an_unbounded_recursion_stops_at_max_depth_whatever_it_is)
+{
+    s->cfg.max_depth = 1000; /* the most droverd allows: made synchronously, 1000 deep */
+    run_t *r = submit_bomb();
+    expect_status(h_task(r, "go"), ST(RUNNING));
+    strbuf_t deepest = {0};
+    sb_printf(&deepest, "go");
+    for (int i = 0; i < 1000; i++)
+        sb_printf(&deepest, ".again");
+    task_t *d = h_task(r, deepest.buf);
+    expect_status(d, ST(FAILED));
+    expect_reason(d, "max_depth 1000");
+    cr_assert_eq(dag_depth(d), 1000);
+    sb_free(&deepest);
+    /* each level's `work` (trigger all_done) still runs, innermost first */
+    size_t ready = 0;
+    for (const task_t *q = s->dag.ready_head; q; q = q->ready_next)
+        ready++;
+    cr_assert_eq(ready, 1, "only the innermost work is READY, %zu are", ready);
+}
+
+Test(groups, a_run_beyond_max_tasks_fails_the_step_that_would_grow_it)
+{
+    s->cfg.max_run_tasks = 50;
+    run_t *r = submit_bomb();
+    size_t n = r->n_tasks;
+    cr_assert_leq(n, 50, "the run has %zu tasks", n);
+    bool found = false;
+    for (size_t i = 0; i < r->n_tasks; i++)
+        if (r->tasks[i]->reason && strstr(r->tasks[i]->reason, "--max-tasks 50"))
+            found = true;
+    cr_assert(found, "no step says it went over --max-tasks");
+    cr_assert_gt(s->counters.over_limits, 0);
 }
 
 Test(groups, a_restart_in_the_middle_of_a_recursion)
