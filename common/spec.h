@@ -143,6 +143,14 @@ int spec_parse_files(const char *filename, const char *text, size_t len,
 int spec_imports(const char *filename, const char *text, size_t len, char ***paths, size_t *n,
                  char *err, size_t errlen);
 
+/* Check value against a template input's declared type ("" or "string":
+ * any text; "integer": a whole decimal number; "number": a finite decimal
+ * number; "boolean": true/false, yes/no, on/off in any case; "json": one
+ * JSON value). 0, or -EINVAL with what it should be in want ("an integer
+ * (e.g. 3, -1)"). The one check the compiler runs on literal `with`
+ * values and droverd on templated ones when a group is instantiated. */
+int spec_input_check(const char *type, const char *value, char *want, size_t wantlen);
+
 /* Free a spec and NULL the pointer; accepts NULL. */
 void spec_destroy(spec_t **spec);
 
