@@ -281,27 +281,17 @@ static bool run_matches(const run_t *r, const Drover__ListRunsRequest *lr)
 
 /* ---- groups in run views (reuse) ---- */
 
-/* The group instance t is a member of, or NULL: a step of the run itself,
- * or an item of one (an item's group is its step's). Until the runtime
- * keeps it on the task (task_t.scope), every task is at the top. */
-static const task_t *task_scope(const task_t *t)
-{
-    (void)t;
-    return NULL;
-}
-
 /* The order a run's tasks are listed in (run get, watch): its tree. Each
  * step of the run itself in step order, each followed by its fan-out
- * items and, for a group instance, its members in body order, each of
- * them followed by its own, recursively. order[i] is a task index; depth
- * and scope (by task index: how many groups enclose it, the innermost)
- * are NULL when the run has no group member (all at the top). O(tasks):
- * one pass lists each instance's members, one walk with an explicit
- * stack; a task the walk does not reach (none should be) ends the list. */
+ * items and, for a group instance (task_t.grp), its members in body
+ * order, each of them followed by its own, recursively. order[i] is a
+ * task index; depth (by task index: how many groups enclose it, as
+ * dag_depth says, without its walk up per task) is NULL when no task is
+ * a member (all at the top). O(tasks): one walk with an explicit stack; a
+ * task the walk does not reach (none should be) ends the list. */
 typedef struct {
     uint32_t *order;
     uint32_t *depth;
-    const task_t **scope;
 } view_tree_t;
 
 static void view_tree(const run_t *r, view_tree_t *vt)
@@ -309,37 +299,13 @@ static void view_tree(const run_t *r, view_tree_t *vt)
     size_t n = r->n_tasks, done = 0, top = 0;
     bool groups = false;
     for (size_t i = 0; i < n && !groups; i++)
-        groups = task_scope(r->tasks[i]) != NULL;
+        groups = r->tasks[i]->scope != NULL;
     vt->order = xmalloc((n ? n : 1) * sizeof *vt->order);
-    vt->depth = NULL;
-    vt->scope = NULL;
-    uint32_t *first = NULL, *members = NULL; /* instance k: members[first[k], first[k + 1]) */
-    if (groups) {
-        uint32_t *fill = xcalloc(n + 1, sizeof *fill);
-        vt->depth = xcalloc(n, sizeof *vt->depth);
-        vt->scope = xcalloc(n, sizeof *vt->scope);
-        first = xcalloc(n + 1, sizeof *first);
-        members = xmalloc(n * sizeof *members);
-        for (size_t i = 0; i < n; i++) {
-            const task_t *sc = task_scope(r->tasks[i]);
-            if (sc && !r->tasks[i]->is_item)
-                first[sc->index + 1]++;
-        }
-        for (size_t k = 0; k < n; k++) {
-            first[k + 1] += first[k];
-            fill[k] = first[k]; /* where instance k's next member goes */
-        }
-        for (size_t i = 0; i < n; i++) {
-            const task_t *sc = task_scope(r->tasks[i]);
-            if (sc && !r->tasks[i]->is_item)
-                members[fill[sc->index]++] = (uint32_t)i;
-        }
-        free(fill);
-    }
+    vt->depth = groups ? xcalloc(n, sizeof *vt->depth) : NULL;
     uint8_t *seen = xcalloc(n ? n : 1, 1);
     uint32_t *stack = xmalloc((n ? n : 1) * sizeof *stack);
     for (size_t i = n; i-- > 0;) /* popped in step order */
-        if (!r->tasks[i]->is_item && !task_scope(r->tasks[i]))
+        if (!r->tasks[i]->is_item && !r->tasks[i]->scope)
             stack[top++] = (uint32_t)i;
     while (top) {
         uint32_t k = stack[--top];
@@ -348,19 +314,21 @@ static void view_tree(const run_t *r, view_tree_t *vt)
         seen[k] = 1;
         vt->order[done++] = k;
         const task_t *t = r->tasks[k];
-        for (size_t j = groups ? first[k + 1] : 0; groups && j-- > first[k] && top < n;) {
-            vt->depth[members[j]] = vt->depth[k] + 1;
-            vt->scope[members[j]] = t;
-            stack[top++] = members[j];
+        /* pushed first, popped last: members after the items */
+        for (uint32_t j = t->grp ? t->grp->n_members : 0; j-- > 0 && top < n;) {
+            uint32_t m = t->grp->first_member + j;
+            if (m >= n || seen[m])
+                continue;
+            if (vt->depth)
+                vt->depth[m] = vt->depth[k] + 1;
+            stack[top++] = m;
         }
-        for (size_t j = t->n_items; j-- > 0 && top < n;) {
+        for (uint32_t j = t->n_items; j-- > 0 && top < n;) {
             uint32_t it = t->items[j];
             if (it >= n || seen[it])
                 continue;
-            if (groups) {
+            if (vt->depth)
                 vt->depth[it] = vt->depth[k];
-                vt->scope[it] = vt->scope[k];
-            }
             stack[top++] = it;
         }
     }
@@ -369,8 +337,6 @@ static void view_tree(const run_t *r, view_tree_t *vt)
             vt->order[done++] = (uint32_t)i;
     free(stack);
     free(seen);
-    free(first);
-    free(members);
 }
 
 static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
@@ -395,11 +361,10 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     v->tasks = xcalloc(r->n_tasks, sizeof *v->tasks);
     for (size_t i = 0; i < r->n_tasks; i++) {
         const task_t *t = r->tasks[vt.order[i]];
-        const task_t *group = vt.scope ? vt.scope[t->index] : NULL;
         Drover__TaskView *tv = xmalloc(sizeof *tv);
         drover__task_view__init(tv);
         tv->name = t->name;
-        tv->group = group ? group->name : (char *)"";
+        tv->group = t->scope ? t->scope->name : (char *)"";
         tv->depth = vt.depth ? vt.depth[t->index] : 0;
         tv->is_group = t->step->uses_body != 0;
         tv->template_ = t->step->template_;
@@ -440,7 +405,6 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     }
     free(vt.order);
     free(vt.depth);
-    free(vt.scope);
 }
 
 /* name, or a stand-in when it holds control bytes (it is echoed in an

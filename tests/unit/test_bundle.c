@@ -464,3 +464,50 @@ Test(spec_api, tasks_listed_as_a_tree)
     }
     drover__api_response__free_unpacked(resp, NULL);
 }
+
+Test(spec_api, group_members_listed_under_their_group)
+{
+    /* needs the spec compiler's templates (issue 16's spec part) */
+    const char *yaml = "name: t\n"
+                       "templates:\n"
+                       "  pair:\n"
+                       "    inputs: {params: {x: null}}\n"
+                       "    steps:\n"
+                       "      - {name: a, command: [echo, '{{inputs.params.x}}']}\n"
+                       "      - {name: b, needs: [a], command: ['true']}\n"
+                       "steps:\n"
+                       "  - {name: g, uses: pair, for_each: [p, q], with: {x: '{{item}}'}}\n"
+                       "  - {name: s, needs: [g], command: ['true']}\n";
+    char err[2048] = "";
+    spec_t *spec = NULL;
+    if (spec_parse("t.yaml", yaml, strlen(yaml), NULL, 0, &spec, err, sizeof err) < 0 &&
+        strstr(err, "templates"))
+        cr_skip_test("the spec compiler does not know templates yet: %s", err);
+    cr_assert_not_null(spec, "%s", err);
+    run_t *r = dag_create_run(s, spec, "t.yaml", false);
+    spec_destroy(&spec);
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
+    rr.id = r->rec->id;
+    req.op_case = DROVER__API_REQUEST__OP_GET_RUN;
+    req.get_run = &rr;
+    Drover__ApiResponse *resp = call_as(API_ROLE_READ, &req);
+    cr_assert_not_null(resp->run);
+    static const struct {
+        const char *name, *group;
+        uint32_t depth;
+        bool is_group;
+    } want[] = {{"g", "", 0, true},           {"g[0]", "", 0, true}, {"g[0].a", "g[0]", 1, false},
+                {"g[0].b", "g[0]", 1, false}, {"g[1]", "", 0, true}, {"g[1].a", "g[1]", 1, false},
+                {"g[1].b", "g[1]", 1, false}, {"s", "", 0, false}};
+    cr_assert_eq(resp->run->n_tasks, 8);
+    for (size_t i = 0; i < 8; i++) {
+        const Drover__TaskView *tv = resp->run->tasks[i];
+        cr_expect_str_eq(tv->name, want[i].name);
+        cr_expect_str_eq(tv->group, want[i].group, "%s", tv->name);
+        cr_expect_eq(tv->depth, want[i].depth, "%s", tv->name);
+        cr_expect_eq(tv->is_group, want[i].is_group, "%s", tv->name);
+        cr_expect_str_eq(tv->template_, want[i].is_group ? "pair" : "", "%s", tv->name);
+    }
+    drover__api_response__free_unpacked(resp, NULL);
+}
