@@ -181,6 +181,27 @@ Test(bundle, collect_sends_a_file_it_cannot_scan)
     free(d);
 }
 
+Test(bundle, collect_from_standard_input_is_relative_to_the_current_directory)
+{
+    char *d = h_tmpdir(), err[1024] = "";
+    put(d, "lib/a.yaml", "templates: {}\n");
+    const char *text = "name: m\nimports: [lib/a.yaml, lib/none.yaml]\nsteps: []\n";
+    cr_assert_eq(chdir(d), 0);
+    Drover__SpecFile **files = NULL;
+    size_t n = 0;
+    cr_assert_eq(bundle_collect(NULL, text, strlen(text), &files, &n, err, sizeof err), -ENOENT);
+    const char *want = "<stdin>:2:23: cannot read imported file 'lib/none.yaml' (lib/none.yaml)";
+    cr_expect(strncmp(err, want, strlen(want)) == 0, "%s", err);
+    text = "name: m\nimports: [lib/a.yaml]\nsteps: []\n";
+    cr_assert_eq(bundle_collect(NULL, text, strlen(text), &files, &n, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(n, 1);
+    cr_expect_str_eq(files[0]->path, "lib/a.yaml");
+    bundle_free(files, n);
+    util_rm_rf(d);
+    free(d);
+}
+
 Test(bundle, import_paths)
 {
     const char *ok[] = {"a.yaml", "lib/a.yaml", "../a.yaml", "../../lib/x:1.yaml", NULL};
