@@ -7,10 +7,10 @@
  * duplicate step names, unknown or cyclic needs, bad quantities and
  * durations, template references) and substitutes {{params.x}} in
  * command, script, env values, when, for_each, image and the other
- * templated settings (timeout, resources, retries.limit). Keys that later
- * releases implement ({{inputs...}} templates, inputs.params) are parsed
- * and shape-checked, then refused with "not implemented yet", so a spec is
- * never half-run. The result owns all its memory. The parts of the
+ * templated settings (timeout, resources, retries.limit). Templates
+ * (templates:, uses:, with:) and imports: are compiled too: a step
+ * template into each step that uses it, a DAG template once into a body
+ * (spec_t.bodies). The result owns all its memory. The parts of the
  * compiler are listed in spec_internal.h; the quantity parsers are in
  * units.h (included here for the callers that used to find them here).
  */
@@ -127,9 +127,9 @@ int spec_parse_limited(const char *filename, const char *text, size_t len,
  * spec_import_t says; one missing from imports is an error at the entry.
  * Errors in an imported file name that file (its path as given here). */
 int spec_parse_files(const char *filename, const char *text, size_t len,
-                     const spec_import_t *imports, size_t import_count,
-                     const spec_kv_t *overrides, size_t override_count,
-                     const spec_limits_t *limits, spec_t **out, char *err, size_t errlen);
+                     const spec_import_t *imports, size_t import_count, const spec_kv_t *overrides,
+                     size_t override_count, const spec_limits_t *limits, spec_t **out, char *err,
+                     size_t errlen);
 
 /* The files text (the spec or an imported file, named filename) imports,
  * in order: each entry's path joined to filename's directory and
@@ -139,6 +139,13 @@ int spec_parse_files(const char *filename, const char *text, size_t len,
  * reason" in err (not YAML, a bad imports entry). */
 int spec_imports(const char *filename, const char *text, size_t len, char ***paths, size_t *n,
                  char *err, size_t errlen);
+
+/* Whether value suits a template input param of type type ("" or
+ * "string": any text; "integer", "number", "boolean": true or false,
+ * "json": one JSON value): 0, or -EINVAL with what it should be in want
+ * ("an integer"). The compiler checks literal with: values and defaults;
+ * droverd the expanded ones when it instantiates a group. */
+int spec_input_check(const char *type, const char *value, char *want, size_t wantlen);
 
 /* Free a spec and NULL the pointer; accepts NULL. */
 void spec_destroy(spec_t **spec);
