@@ -969,7 +969,7 @@ static void group_end(sched_t *s, task_t *g)
                               failed->reason ? failed->reason : "failed");
         fail_for_good(s, g, why);
         free(why);
-    } else if (r->cancelled || cancelled) {
+    } else if (cancelled || (r->cancelled && !in_finally(g))) {
         g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
         set_reason(g, cancelled && cancelled->reason ? cancelled->reason : "run cancelled");
         journal_mark_task(&s->journal, g);
