@@ -9,9 +9,9 @@ read) or the imported file's own path (an error inside it). What a client
 sends is bounded again by droverd: too many imports, too many bytes, paths
 that are not relative, all refused with a reason.
 
-Tests that need the spec compiler's templates (the "spec" part of issue 16)
-or the group runtime say so in their docstrings; those that need templates
-are skipped while the compiler refuses `templates:`."""
+Templates come from the spec compiler (common/spec_reuse.c, spec_import.c)
+and groups from the runtime (scheduler/dag.c): here only what the command
+line and droverd's API make of them."""
 import os
 import re
 import shutil
@@ -218,17 +218,6 @@ class ReuseCliTest(harness.DroverTestCase):
     def run_ids(self):
         return [r["id"] for r in self.c.runs()]
 
-    def templates_compiled(self):
-        """Whether the spec compiler knows templates (the spec part of
-        issue 16): a one-template spec is accepted."""
-        c = self.c
-        path = c.write_spec("name: probe\ntemplates:\n  t: {command: ['true']}\n"
-                            "steps:\n  - {name: s, uses: t}\n", "probe.yaml")
-        r = c.cli("submit", path)
-        if r.rc == 0:
-            c.wait_run_final(r.out.strip())
-        return r.rc == 0
-
     # ---- submit sends the imports; run spec prints them
 
     def test_submit_sends_imports_and_run_spec_prints_them(self):
@@ -286,13 +275,10 @@ class ReuseCliTest(harness.DroverTestCase):
         self.assertEqual(a, b)
 
     def test_templates_from_imports_run_and_rerun_from_the_output_dir(self):
-        """Needs the spec compiler's templates (issue 16, spec part): a
-        step uses a template of an imported file (under its `as` prefix),
+        """A step uses a template of an imported file (under its `as` prefix),
         which itself uses a sibling of its own file; written out with -o
         and the originals gone, the spec submits and runs the same."""
         c = self.c
-        if not self.templates_compiled():
-            self.skipTest("the spec compiler does not know templates yet (issue 16, spec part)")
         out_file = c.path("fit.out")
         root = c.path("tpl")
         self.write_tree(root, {
@@ -380,9 +366,8 @@ class ReuseCliTest(harness.DroverTestCase):
         self.assertEqual(self.run_ids(), before, "a refused submit stored a run")
 
     def test_error_inside_an_imported_file_names_it(self):
-        """Needs the spec compiler (spec part of issue 16): a template may
-        not have `needs` (its using step has them), refused at that key of
-        the imported file, named by its path."""
+        """A template may not have `needs` (its using step has them):
+        refused at that key of the imported file, named by its path."""
         c = self.c
         root = c.path("bad")
         self.write_tree(root, {
@@ -391,7 +376,7 @@ class ReuseCliTest(harness.DroverTestCase):
             "lib/bad.yaml": "templates:\n"
                             "  broken:\n"
                             "    command: ['true']\n"
-                            "    needs: [x]   # BROKEN: a template has no needs\n"})
+                            "    needs: [x]\n"})
         r = c.cli("submit", os.path.join(root, "main.yaml"))
         self.assertEqual(r.rc, REFUSED, r)
         lines = [m.groups() for m in re.finditer(
@@ -544,12 +529,9 @@ class ReuseCliTest(harness.DroverTestCase):
         self.assertEqual(rows, ["fan", "fan[0]", "fan[1]", "after"], r.out)
 
     def test_group_members_indented_under_their_group(self):
-        """Needs the spec compiler's templates and the group runtime (issue
-        16's spec and lead parts): a for_each over a DAG template lists
-        each item's members after it, one level deeper, in body order."""
+        """A for_each over a DAG template lists each item's members after
+        it, one level deeper, in body order."""
         c = self.c
-        if not self.templates_compiled():
-            self.skipTest("the spec compiler does not know templates yet (issue 16, spec part)")
         rid = c.submit("name: groups\n"
                        "templates:\n"
                        "  pair:\n"
