@@ -1160,6 +1160,14 @@ static int compile_body(ctx_t *c, spec_t *s, const settings_t *d, size_t k)
     const node_t *steps = map_get(t->def, "steps"), *fin = map_get(t->def, "finally");
     int rc = 0;
     t->checked = true;
+    /* bodies[k] exists whatever happens below (an empty one on an error) */
+    Drover__TemplateBody *b = xmalloc(sizeof *b);
+    drover__template_body__init(b);
+    b->name = xstrdup(t->name);
+    b->first_step = (uint32_t)s->step_count;
+    s->bodies = xrealloc(s->bodies, (k + 1) * sizeof *s->bodies);
+    s->bodies[k] = b;
+    s->body_count = k + 1;
     if (steps->type != N_SEQ || steps->nkids == 0)
         return fail(c, steps, "DAG template '%s': 'steps' must be a non-empty list of steps",
                     show(c, t->name));
@@ -1194,8 +1202,6 @@ static int compile_body(ctx_t *c, spec_t *s, const settings_t *d, size_t k)
         if (parse_step(c, m, d, loc, i, aux) < 0)
             aux[i].failed = true;
     }
-    Drover__TemplateBody *b = xmalloc(sizeof *b);
-    drover__template_body__init(b);
     if (!c->fatal && made == n) {
         if (resolve_needs(c, loc, aux, n) == 0 && !c->fatal)
             check_flow(c, loc, aux, n);
@@ -1224,8 +1230,6 @@ static int compile_body(ctx_t *c, spec_t *s, const settings_t *d, size_t k)
         if (!b->out_artifacts[i]->from_group_input)
             b->out_artifacts[i]->step += (uint32_t)off;
     }
-    b->name = xstrdup(t->name);
-    b->first_step = (uint32_t)off;
     b->n_steps = (uint32_t)made;
     b->n_in_params = t->nparams;
     b->in_params = t->nparams ? xcalloc(t->nparams, sizeof *b->in_params) : NULL;
@@ -1242,9 +1246,6 @@ static int compile_body(ctx_t *c, spec_t *s, const settings_t *d, size_t k)
     }
     b->in_artifacts = strv_dup(t->arts, t->narts);
     b->n_in_artifacts = t->narts;
-    s->bodies = xrealloc(s->bodies, (k + 1) * sizeof *s->bodies);
-    s->bodies[k] = b;
-    s->body_count = k + 1;
     for (size_t i = 0; i < made; i++)
         aux_free(&aux[i]);
     free(aux);

@@ -708,6 +708,22 @@ Test(spec_reuse, import_entry_errors)
     spec_destroy(&s);
 }
 
+/* The main spec's imports may be given joined to its file name's
+ * directory (as spec_imports makes them) or relative to it. */
+Test(spec_reuse, import_paths_relative_to_the_spec)
+{
+    const char *yaml = "name: p\nimports: [lib/m.yaml]\nsteps:\n  - {name: a, uses: m.inc}\n";
+    for (int i = 0; i < 2; i++) {
+        spec_import_t im[] = {{i ? "dir/lib/m.yaml" : "lib/m.yaml", core_yaml, strlen(core_yaml)}};
+        spec_t *s = NULL;
+        cr_assert_eq(spec_parse_files("dir/p.yaml", yaml, strlen(yaml), im, 1, NULL, 0, NULL, &s,
+                                      err, sizeof err),
+                     0, "%d: %s", i, err);
+        cr_assert_str_eq(s->steps[0]->argv[0], "inc");
+        spec_destroy(&s);
+    }
+}
+
 Test(spec_reuse, import_cycles_and_depth)
 {
     const char *a = "imports: [b.yaml]\ntemplates: {x: {command: [x]}}\n";
@@ -744,4 +760,14 @@ Test(spec_reuse, import_cycles_and_depth)
         {"l.yaml", l, strlen(l)}, {"r.yaml", r, strlen(r)}, {"c.yaml", cc, strlen(cc)}};
     bad_files("name: p\nimports: [l.yaml, r.yaml]\nsteps:\n  - {name: s, uses: l.x}\n", dia, 3,
               "l.yaml:2:17: ", "template 'l.x' cannot have 'uses'");
+}
+
+/* A body in error before any of its steps (steps: not a list) still
+ * takes its place: the next body is compiled after it and all are freed
+ * (found by fuzz_spec: the next body left a hole in spec_t.bodies). */
+Test(spec_reuse, body_in_error_keeps_its_place)
+{
+    bad("name: p\ntemplates:\n  a: {steps: 3}\n  b:\n    steps: [{name: x, command: [x]}]\n"
+        "steps:\n  - {name: p, uses: a}\n  - {name: q, uses: b}\n",
+        "t.yaml:3:14: ", "DAG template 'a': 'steps' must be a non-empty list of steps");
 }
