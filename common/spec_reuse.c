@@ -56,6 +56,7 @@
 #include "util.h"
 
 #define MAX_TEMPLATES 10000u
+#define MAX_COMPILED  (10u * SPEC_MAX_NODES) /* step templates' nodes, times their uses */
 
 /* The keys a template may not have: the using step's. */
 static const char *const using_keys[] = {"name", "needs",    "depends",     "trigger",
@@ -957,6 +958,16 @@ static int use_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__Step
         size_t cap = 0;
         collect(t->def, &t->own, &t->nown, &cap);
         qsort(t->own, t->nown, sizeof *t->own, cmp_ptr);
+    }
+    /* each use compiles the template again: bound the sum, as the YAML's
+     * own nodes are bounded (a big template used by every step) */
+    r->compiled += t->nown;
+    if (r->compiled > MAX_COMPILED) {
+        fail_limit(c, uses,
+                   "step templates compiled into their steps come to more than %u YAML nodes in "
+                   "all (template '%s' is used too often for its size)",
+                   MAX_COMPILED, show(c, t->name));
+        return use_failed(c, m, d, all, idx, aux);
     }
     step_aux_t *a = &aux[idx];
     if (check_only) {

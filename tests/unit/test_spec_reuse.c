@@ -437,6 +437,10 @@ Test(spec_reuse, errors_at_the_using_step)
     bad_use("  - {name: s, uses: group, with: {lr: x}, inputs: {artifacts: {data: prep.d}}}\n"
             "  - {name: r, needs: [s], command: [\"{{steps.s.outputs.params.worst}}\"]}\n",
             "t.yaml:16:37: ", "step 's' declares no output param 'worst'");
+    /* a group has no standard output of its own */
+    bad_use("  - {name: s, uses: group, with: {lr: x}, inputs: {artifacts: {data: prep.d}}}\n"
+            "  - {name: r, needs: [s], command: [\"{{steps.s.outputs.result}}\"]}\n",
+            "t.yaml:16:37: ", "step 's' is a group (it uses DAG template 'group')");
     /* with values are read in the using step's scope */
     bad_use("  - {name: s, uses: group, with: {lr: \"{{item}}\"}, inputs: {artifacts: {data: "
             "prep.d}}}\n",
@@ -770,4 +774,27 @@ Test(spec_reuse, body_in_error_keeps_its_place)
     bad("name: p\ntemplates:\n  a: {steps: 3}\n  b:\n    steps: [{name: x, command: [x]}]\n"
         "steps:\n  - {name: p, uses: a}\n  - {name: q, uses: b}\n",
         "t.yaml:3:14: ", "DAG template 'a': 'steps' must be a non-empty list of steps");
+}
+
+/* A big step template used by every step would multiply the spec's
+ * nodes: the sum over uses is bounded (a droverd limit: -E2BIG). */
+Test(spec_reuse, attacker_big_template_used_often)
+{
+    char *y = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&y, &len);
+    fprintf(f, "name: p\ntemplates:\n  t:\n    inputs: {params: {x: a}}\n    command: [");
+    for (int i = 0; i < 1000; i++)
+        fprintf(f, "%s\"{{inputs.params.x}}\"", i ? ", " : "");
+    fprintf(f, "]\nsteps:\n");
+    for (int i = 0; i < 2100; i++)
+        fprintf(f, "  - {name: s%d, uses: t}\n", i);
+    fclose(f);
+    spec_t *s = (spec_t *)0x1;
+    cr_assert_eq(parse_files(y, NULL, 0, &s), -E2BIG, "%s", err);
+    cr_assert_null(s);
+    cr_assert(strstr(err, "step templates compiled into their steps come to more than 2000000 "
+                          "YAML nodes in all (template 't' is used too often for its size)"),
+              "%s", err);
+    free(y);
 }
