@@ -564,7 +564,7 @@ int reuse_input_ref(ctx_t *c, const node_t *v, const expr_ref_t *r, const char *
         if (owns(sc->t, v)) {
             long i = param_index(sc->t, r->a, r->alen);
             if (i >= 0) {
-                *value = sc->values[i];
+                *value = sc->values[i]; /* NULL (the unused check): kept */
                 return 0;
             }
             char *nm = xstrndup(r->a, r->alen);
@@ -972,8 +972,8 @@ static int use_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__Step
     step_aux_t *a = &aux[idx];
     if (check_only) {
         vals = xcalloc(t->nparams ? t->nparams : 1, sizeof *vals);
-        for (size_t p = 0; p < t->nparams; p++)
-            vals[p] = xstrdup(t->params[p]->default_ ? t->params[p]->default_ : "");
+        for (size_t p = 0; p < t->nparams; p++) /* required: kept as written */
+            vals[p] = t->params[p]->required ? NULL : xstrdup(t->params[p]->default_);
     } else if (with_values(c, with, uses, t, sname, a, &vals) < 0) {
         rc = -EINVAL;
     }

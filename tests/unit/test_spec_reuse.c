@@ -525,6 +525,11 @@ Test(spec_reuse, unused_templates_checked)
                    "  t:\n    inputs: {params: {q: null}}\n    command: [\"{{inputs.params.q}}\"]\n"
                    "steps:\n  - {name: s, command: [x]}\n");
     cr_assert_eq(s->body_count, 0, "an unused template leaves no body");
+    spec_destroy(&s);
+    /* a required param is not "" there: a setting holding it stays a
+     * template (no "bad duration ''") */
+    s = ok("name: p\ntemplates:\n  t:\n    inputs: {params: {to: null}}\n    command: [x]\n"
+           "    timeout: \"{{inputs.params.to}}\"\nsteps:\n  - {name: s, command: [x]}\n");
     cr_assert_eq(s->step_count, 1);
     cr_assert_eq(s->root_count, 1);
     spec_destroy(&s);
