@@ -145,12 +145,13 @@ def nested():
 def exit_handlers(fail=None):
     steps = {}
     for node in "ABCD":
+        if node == "D" and fail in ("B", "C"):
+            steps[node] = K  # never instantiated: no members
+            continue
         bad = node == fail
         steps[node] = F if bad else S
         steps[node + ".echo"] = F if bad else S
         steps[node + ".exit"] = S
-    if fail in ("B", "C"):
-        steps["D"] = K
     return steps
 
 
@@ -188,7 +189,7 @@ def train_until_good(levels):
             steps[g + "." + member] = S
         outputs[g + ".xgboost-train-on-csv"] = {"iterations": str(150 + 50 * k)}
         mse[(g + ".calculate-regression-metrics-from-csv", "mean_squared_error")] = \
-            0.5 ** (2 * (150 + 50 * k) / 100)
+            0.5 ** (2 * ((150 + 50 * k) / 100 + 0.5))
         g += ".train-until-low-error"
     steps[g] = K
     return steps, outputs, mse
@@ -213,7 +214,7 @@ def collected():
 
 
 COIN_TTH, COIN_TTH_END = coinflip(["tails", "tails", "heads"])
-TRAIN_STEPS, TRAIN_OUTPUTS, TRAIN_MSE = train_until_good(5)
+TRAIN_STEPS, TRAIN_OUTPUTS, TRAIN_MSE = train_until_good(4)
 COLLECTED_STEPS, COLLECTED_OUTPUTS = collected()
 
 CASES = {
@@ -269,6 +270,7 @@ CASES = {
         "argo-exit-handler-dag-level.yaml", exit_handlers(fail="C"), F, part=[2],
         params={"fail": "C"},
         outputs={"A.exit": {"status": "succeeded"}, "C.exit": {"status": "failed"}},
+        reasons={"C": ["C.echo"], "D": ["C"]},
         check=ran_after(("C.exit", "C.echo"))),
     # ---- Kubeflow Pipelines
     "kfp_pipeline_in_pipeline": case(
@@ -568,18 +570,19 @@ class ReuseRuntimeTest(DroverTestCase):
     def test_droverd_max_depth_caps_recursion(self):
         c = self.c
         self.start(extra=["--max-depth", "3"])
-        rid = c.submit(os.path.join(PEERS, "argo-recursive-for-loop.yaml"))
+        rid = c.submit(os.path.join(PEERS, "argo-coinflip-recursive.yaml"),
+                       params={"coins": "tails tails tails tails tails heads"})
         run = wait_final(c, rid)
         st = statuses(run)
         self.assertEqual(run["status"], F, st)
-        ok = "recurse.continue.continue"
-        for name in ("recurse", "recurse.continue", ok):  # a member failed
+        ok = "tails.tails.tails"
+        self.assertEqual(st.get(ok + ".flip-coin"), S, st)
+        for name in ("tails", "tails.tails", ok):  # a member failed
             self.assertEqual(st.get(name), F, st)
-        self.assertEqual(st.get(ok + ".iterate-counter"), S, st)
-        deep = task(run, ok + ".continue")
+        deep = task(run, ok + ".tails")
         self.assertEqual(deep["status"], F, st)
         self.assertIn("max_depth 3", deep["reason"] or "", deep)
-        self.assertNotIn(ok + ".continue.iterate-counter", st)
+        self.assertNotIn(ok + ".tails.flip-coin", st)
 
     def test_member_names_in_logs_artifacts_and_resume(self):
         """logs, artifacts, artifact get and run resume take the names of
