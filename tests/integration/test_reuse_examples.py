@@ -242,7 +242,7 @@ CASES = {
         params={"coins": "heads"}, outputs={"heads": {"said": "it was heads"}}),
     "argo_recursive_for_loop": case(
         "argo-recursive-for-loop.yaml", recursive_loop(10), S, part=[1, 2, 4],
-        reasons={"recurse" + ".continue" * 10: ["10"]},
+        reasons={"recurse" + ".continue" * 10: ["10 > 10"]},
         check=logs_are({"recurse.iterate-counter": "1",
                         "recurse" + ".continue" * 4 + ".iterate-counter": "5",
                         "recurse" + ".continue" * 9 + ".iterate-counter": "10"})),
@@ -675,6 +675,30 @@ class ReuseRuntimeTest(DroverTestCase):
         r = c.cli("submit", main_spec)
         self.assertEqual(r.rc, 6, r)
         self.assertRegex(r.err, r"workflow-template-print-message\.yaml:\d+:\d+: .*outptus", r)
+
+    def test_when_with_two_run_time_references(self):
+        """Argo's recursive-for-loop compares two run-time values
+        ({{steps.iterate-counter.outputs.result}} < {{inputs.params.limit}}):
+        the first value must still be there when the second is read
+        (droverd used to free it first: 1 < 10 was false, and a
+        heap-use-after-free under ASan)."""
+        c = self.c
+        self.start()
+        rid = c.submit(
+            "name: when-two\n"
+            "steps:\n"
+            "  - {name: a, command: [echo, '1']}\n"
+            "  - {name: b, command: [echo, '10']}\n"
+            "  - name: lt\n"
+            "    needs: [a, b]\n"
+            "    when: \"{{steps.a.outputs.result}} < {{steps.b.outputs.result}}\"\n"
+            "    command: ['true']\n"
+            "  - name: gt\n"
+            "    needs: [a, b]\n"
+            "    when: \"{{steps.a.outputs.result}} > {{steps.b.outputs.result}}\"\n"
+            "    command: ['true']\n")
+        run = wait_final(c, rid)
+        self.assertEqual(statuses(run), {"a": S, "b": S, "lt": S, "gt": K}, run)
 
     def test_the_readme_worked_example_runs(self):
         """README "Templates, groups and imports": its library and sweep
