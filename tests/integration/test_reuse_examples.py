@@ -584,6 +584,25 @@ class ReuseRuntimeTest(DroverTestCase):
         self.assertIn("max_depth 3", deep["reason"] or "", deep)
         self.assertNotIn(ok + ".tails.flip-coin", st)
 
+    def test_recursion_deeper_than_long_names(self):
+        """A recursion well within max_depth runs however long its task
+        names grow: 25 tails then heads makes names of 160 bytes
+        (tails.tails....flip-coin), which the agent once refused as a path
+        component ("invalid assignment: bad run id, task name ...")."""
+        c = self.c
+        self.start()
+        flips = ["tails"] * 25 + ["heads"]
+        rid = c.submit(os.path.join(PEERS, "argo-coinflip-recursive.yaml"),
+                       params={"coins": " ".join(flips)})
+        run = wait_final(c, rid, timeout=180)
+        want, end = coinflip(flips)
+        bad = ["%s: %s, %s" % (t["name"], t["status"], t.get("reason")) for t in run["tasks"]
+               if t.get("attempts") and want.get(t["name"]) != t["status"]]
+        self.assertEqual(bad, [], "steps that ran not as the coin says")
+        self.assertEqual(statuses(run), want)
+        self.assertEqual(run["status"], S)
+        self.assertEqual(task(run, end)["outputs"]["params"]["said"], "it was heads")
+
     def test_member_names_in_logs_artifacts_and_resume(self):
         """logs, artifacts, artifact get and run resume take the names of
         tasks inside for_each groups (sweep[2].make)."""
