@@ -18,15 +18,17 @@ before what comes after the group; max_depth (the spec's and droverd's
 --max-depth) fails the step that nests too deep, with a reason; `logs`,
 `artifacts`, `artifact get` and `run resume` take `STEP[2].CHILD` names;
 steps inside groups are cached per task; imports are kept with the run;
-and kill -9 of droverd in the middle of a recursive run loses nothing and
+kill -9 of droverd in the middle of a recursive run loses nothing and
 starts no task twice (each step appends its starts and ends to a marker
-file outside drover, as in test_exactly_once.py).
+file outside drover, as in test_exactly_once.py); a recursion whose task
+names grow past 128 bytes still runs; a `when` comparing two run-time
+values (as Argo's recursive-for-loop does) sees both; and the README's
+worked example runs as written.
 """
 import json
 import os
 import shutil
 import sys
-import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +37,7 @@ import harness  # noqa: E402
 import test_peer_examples as peers  # noqa: E402
 from harness import DroverTestCase, read_lines, task, wait_final, wait_until  # noqa: E402
 
-S, F, K, X = "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"
+S, F, K = "SUCCEEDED", "FAILED", "SKIPPED"
 case = peers.case
 PEERS = peers.PEERS
 
