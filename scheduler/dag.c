@@ -771,6 +771,21 @@ static void release_items(sched_t *s, task_t *g)
         group_complete(s, g);
 }
 
+/* Whether making n more tasks for g would take its run over --max-tasks
+ * (a fan-out of recursive templates multiplies): g then fails, saying so. */
+static bool too_many_tasks(sched_t *s, task_t *g, size_t n)
+{
+    size_t have = g->run->n_tasks;
+    if (n <= s->cfg.max_run_tasks && have <= s->cfg.max_run_tasks - n)
+        return false;
+    s->counters.over_limits++;
+    char *why = xasprintf("would make the run %zu tasks, more than droverd's --max-tasks %zu",
+                          have + n, s->cfg.max_run_tasks);
+    fail_for_good(s, g, why);
+    free(why);
+    return true;
+}
+
 static void expand_fan_out(sched_t *s, task_t *g)
 {
     char err[512], **items = NULL;
@@ -780,6 +795,10 @@ static void expand_fan_out(sched_t *s, task_t *g)
         return;
     }
     run_t *r = g->run;
+    if (too_many_tasks(s, g, n)) {
+        json_text_list_free(items, n);
+        return;
+    }
     free(g->items); /* an empty list when reloaded before it expanded */
     g->items = xcalloc(n, sizeof *g->items);
     g->n_items = n;
@@ -950,7 +969,7 @@ static void group_end(sched_t *s, task_t *g)
                               failed->reason ? failed->reason : "failed");
         fail_for_good(s, g, why);
         free(why);
-    } else if (r->cancelled || cancelled) {
+    } else if (cancelled || (r->cancelled && !in_finally(g))) {
         g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
         set_reason(g, cancelled && cancelled->reason ? cancelled->reason : "run cancelled");
         journal_mark_task(&s->journal, g);
@@ -1016,6 +1035,8 @@ static void instantiate(sched_t *s, task_t *g)
         free(why);
         return;
     }
+    if (too_many_tasks(s, g, b->n_steps))
+        return;
     Drover__KeyValue **in = NULL;
     size_t n_in = 0;
     if (flow_group_inputs(s, g, &in, &n_in, err, sizeof err) < 0) {
