@@ -761,6 +761,22 @@ Test(spec_reuse, import_cycles_and_depth)
         free(paths[i]);
         free(texts[i]);
     }
+    /* all the files together within the spec's size limit */
+    spec_limits_t lim;
+    spec_limits_defaults(&lim);
+    lim.max_bytes = 200;
+    const char *pad =
+        "templates:\n  a: {command: [aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]}\n"
+        "  b: {command: [bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb]}\n";
+    spec_import_t two[] = {{"x.yaml", pad, strlen(pad)}, {"y.yaml", pad, strlen(pad)}};
+    const char *both = "name: p\nimports: [x.yaml, y.yaml]\nsteps: [{name: s, uses: x.a}]\n";
+    s = (spec_t *)0x1;
+    rc = spec_parse_files("t.yaml", both, strlen(both), two, 2, NULL, 0, &lim, &s, err, sizeof err);
+    cr_assert_eq(rc, -E2BIG, "%s", err);
+    cr_assert(strstr(err, "t.yaml:2:19: imported files are larger than the limit of 200 bytes in "
+                          "all"),
+              "%s", err);
+    cr_assert_null(s);
     /* a diamond is no cycle: the shared file is loaded once */
     const char *l = "imports: [c.yaml]\ntemplates: {x: {uses: c.z}}\n";
     const char *r = "imports: [c.yaml]\n";
