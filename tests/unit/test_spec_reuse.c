@@ -504,6 +504,12 @@ Test(spec_reuse, errors_in_bodies)
          "t.yaml:7:27: ", "cannot be used in a template's outputs"},
         {"      - {name: a, command: [x]}\n    finally: 3\n",
          "t.yaml:7:14: ", "'finally' must be a list of steps"},
+        /* names are unique within a body */
+        {"      - {name: a, command: [x]}\n      - {name: a, command: [y]}\n",
+         "t.yaml:7:16: ", "duplicate step name 'a' (first defined at 6:16)"},
+        /* a group inside a body: its with is read in the body's scope */
+        {"      - {name: a, uses: g, with: {lr: \"{{inputs.params.lrr}}\"}}\n",
+         "t.yaml:6:39: ", "template 'g' declares no input param 'lrr'; did you mean 'lr'?"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char yaml[2048];
@@ -818,4 +824,38 @@ Test(spec_reuse, attacker_big_template_used_often)
                           "YAML nodes in all (template 't' is used too often for its size)"),
               "%s", err);
     free(y);
+}
+
+/* Inside a DAG template, {{inputs.params.X}} is kept for droverd
+ * wherever a run-time template may stand: when, env, templated
+ * settings, a nested group's with. */
+Test(spec_reuse, inputs_kept_in_bodies)
+{
+    spec_t *s = ok("name: p\n"
+                   "templates:\n"
+                   "  loop:\n"
+                   "    inputs: {params: {i: {default: \"0\", type: integer}, to: 1m}}\n"
+                   "    steps:\n"
+                   "      - name: inc\n"
+                   "        when: \"{{inputs.params.i}} < 10\"\n"
+                   "        env: {I: \"{{inputs.params.i}}\"}\n"
+                   "        timeout: \"{{inputs.params.to}}\"\n"
+                   "        script: echo next=$((I + 1)) > $DROVER_OUTPUTS/next\n"
+                   "        outputs: {params: [next]}\n"
+                   "      - name: again\n"
+                   "        needs: [inc]\n"
+                   "        uses: loop\n"
+                   "        with: {i: \"{{steps.inc.outputs.params.next}}\", to: "
+                   "\"{{inputs.params.to}}\"}\n"
+                   "steps:\n"
+                   "  - {name: go, uses: loop}\n");
+    const Drover__StepSpec *inc = s->steps[1], *again = s->steps[2];
+    cr_assert_str_eq(inc->when, "{{inputs.params.i}} < 10");
+    cr_assert_str_eq(kv(inc->env, inc->n_env, "I"), "{{inputs.params.i}}");
+    cr_assert_str_eq(inc->timeout_tmpl, "{{inputs.params.to}}");
+    cr_assert_str_eq(kv(again->with, 2, "i"), "{{steps.inc.outputs.params.next}}");
+    cr_assert_str_eq(kv(again->with, 2, "to"), "{{inputs.params.to}}");
+    cr_assert_str_eq(kv(s->steps[0]->with, 2, "i"), "0");
+    cr_assert_str_eq(kv(s->steps[0]->with, 2, "to"), "1m");
+    spec_destroy(&s);
 }
