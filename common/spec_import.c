@@ -47,6 +47,7 @@ char *import_join(const char *dir, const char *rel, const char **why)
         *why = "an absolute path (imports are relative to the importing file)";
         return NULL;
     }
+    bool abs = dir && dir[0] == '/'; /* the spec was named by an absolute path */
     char *all = xasprintf("%s/%s", dir ? dir : "", rel);
     size_t n = 0, cap = 8;
     char **parts = xcalloc(cap, sizeof *parts);
@@ -57,6 +58,8 @@ char *import_join(const char *dir, const char *rel, const char **why)
             n--;
             continue;
         }
+        if (!strcmp(p, "..") && abs)
+            continue; /* "/.." is "/" */
         if (n == cap) {
             cap *= 2;
             parts = xrealloc(parts, cap * sizeof *parts);
@@ -65,10 +68,11 @@ char *import_join(const char *dir, const char *rel, const char **why)
     }
     strbuf_t b = {0};
     for (size_t i = 0; i < n; i++)
-        sb_printf(&b, "%s%s", i ? "/" : "", parts[i]);
+        sb_printf(&b, "%s%s", i || abs ? "/" : "", parts[i]);
+    bool file = n && strcmp(parts[n - 1], ".."); /* a name, not a directory */
     free(parts);
     free(all);
-    if (!b.len || !strcmp(b.buf + (b.len >= 2 ? b.len - 2 : 0), "..")) {
+    if (!file) {
         sb_free(&b);
         *why = "not a file";
         return NULL;

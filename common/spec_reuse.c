@@ -38,6 +38,15 @@
  * Template names are [A-Za-z0-9_-] (no '.'): "p.NAME" is NAME in the file
  * imported under prefix p, unambiguously. Bare names are looked up in
  * the file the using step was written in (reuse.cur_file).
+ *
+ * Limits: 10,000 templates; the steps of all bodies count against the
+ * spec's step limit; a step template's nodes times its uses at most
+ * MAX_COMPILED (each use compiles it again); with: values within the
+ * param size limit.
+ *
+ * Ownership: struct reuse (ctx_t.reuse, one spec_parse call) owns the
+ * templates' headers and the imported files' trees (reuse_free); what
+ * goes into a step or a TemplateBody belongs to the spec (spec_destroy).
  */
 #include "spec_internal.h"
 
@@ -51,8 +60,6 @@
 
 #include "expr.h"
 #include "json.h"
-#include "strbuf.h"
-#include "suggest.h"
 #include "util.h"
 
 #define MAX_TEMPLATES 10000u

@@ -658,6 +658,15 @@ Test(spec_reuse, imports_prefixes_and_nested)
     cr_assert_str_eq(paths[0], "base/core.yml");
     free(paths[0]);
     free(paths);
+    /* a spec named by an absolute path: its imports' paths are too */
+    cr_assert_eq(
+        spec_imports("/home/u/p.yaml", main_yaml, strlen(main_yaml), &paths, &n, err, sizeof err),
+        0, "%s", err);
+    cr_assert_str_eq(paths[0], "/home/u/lib/math.yaml");
+    cr_assert_str_eq(paths[1], "/home/x.yaml");
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
     cr_assert_eq(spec_imports("p.yaml", "imports: 3\n", 11, &paths, &n, err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "p.yaml:1:10: 'imports' must be a list of paths (or {path: FILE, as: "
                           "PREFIX})");
