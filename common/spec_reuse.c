@@ -1094,11 +1094,12 @@ static int body_outputs(ctx_t *c, const tmpl_t *t, Drover__StepSpec **loc, step_
                 } else if (aux[s].failed) {
                     ; /* its outputs may be what was in error */
                 } else if (p.ref.kind == EXPR_REF_STEP_RESULT) {
-                    if (loc[s]->fan_out)
+                    if (loc[s]->fan_out || loc[s]->uses_body)
                         rc = fail(c, v,
-                                  "output '%s': %s: step '%s' is a for_each step, whose items' "
-                                  "standard outputs are not collected",
-                                  show(c, k->str), show(c, label), show(c, loc[s]->name));
+                                  "output '%s': %s: step '%s' is a %s, whose standard output is "
+                                  "not collected (declare an output param)",
+                                  show(c, k->str), show(c, label), show(c, loc[s]->name),
+                                  loc[s]->uses_body ? "group" : "for_each step");
                     else
                         loc[s]->capture_result = true;
                 } else if (!sorted_has(aux[s].params_sorted, loc[s]->n_out_params, p.ref.b,

@@ -504,6 +504,9 @@ Test(spec_reuse, errors_in_bodies)
          "t.yaml:7:27: ", "cannot be used in a template's outputs"},
         {"      - {name: a, command: [x]}\n    finally: 3\n",
          "t.yaml:7:14: ", "'finally' must be a list of steps"},
+        {"      - {name: a, uses: g, with: {lr: x}, inputs: {artifacts: {data: "
+         "inputs.artifacts.data}}}\n    outputs: {params: {o: \"{{steps.a.outputs.result}}\"}}\n",
+         "t.yaml:7:27: ", "step 'a' is a group, whose standard output is not collected"},
         /* names are unique within a body */
         {"      - {name: a, command: [x]}\n      - {name: a, command: [y]}\n",
          "t.yaml:7:16: ", "duplicate step name 'a' (first defined at 6:16)"},
