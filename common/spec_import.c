@@ -47,6 +47,7 @@ char *import_join(const char *dir, const char *rel, const char **why)
         *why = "an absolute path (imports are relative to the importing file)";
         return NULL;
     }
+    bool abs = dir && dir[0] == '/'; /* the spec was named by an absolute path */
     char *all = xasprintf("%s/%s", dir ? dir : "", rel);
     size_t n = 0, cap = 8;
     char **parts = xcalloc(cap, sizeof *parts);
@@ -57,6 +58,8 @@ char *import_join(const char *dir, const char *rel, const char **why)
             n--;
             continue;
         }
+        if (!strcmp(p, "..") && abs)
+            continue; /* "/.." is "/" */
         if (n == cap) {
             cap *= 2;
             parts = xrealloc(parts, cap * sizeof *parts);
@@ -65,10 +68,11 @@ char *import_join(const char *dir, const char *rel, const char **why)
     }
     strbuf_t b = {0};
     for (size_t i = 0; i < n; i++)
-        sb_printf(&b, "%s%s", i ? "/" : "", parts[i]);
+        sb_printf(&b, "%s%s", i || abs ? "/" : "", parts[i]);
+    bool file = n && strcmp(parts[n - 1], ".."); /* a name, not a directory */
     free(parts);
     free(all);
-    if (!b.len || !strcmp(b.buf + (b.len >= 2 ? b.len - 2 : 0), "..")) {
+    if (!file) {
         sb_free(&b);
         *why = "not a file";
         return NULL;
@@ -150,9 +154,10 @@ static long given(const ctx_t *c, const char *path)
 /* The top-level keys an imported file may have. */
 static const char *const file_keys[] = {"templates", "imports", "name", "description", NULL};
 
-/* Load import j (c->imports[j]) as file fi's import: a new rfile. Its own
- * imports and templates are registered. The new file's index, or -1. */
-static long load_file(ctx_t *c, size_t j, const char *label)
+/* Load import j (c->imports[j]), named by the imports: entry at, as a new
+ * rfile; its own imports and templates are registered. The new file's
+ * index, or -1 (the error recorded). */
+static long load_file(ctx_t *c, size_t j, const char *label, const node_t *at)
 {
     struct reuse *r = c->reuse;
     const spec_import_t *im = &c->imports[j];
@@ -163,10 +168,8 @@ static long load_file(ctx_t *c, size_t j, const char *label)
     if (!im->text && im->len)
         return -1;
     if (im->len > c->lim.max_bytes - (r->bytes < c->lim.max_bytes ? r->bytes : c->lim.max_bytes)) {
-        c->over_limit = true;
-        c->fatal = true;
-        fail_at(c, 1, 1, "imported files are larger than the limit of %zu bytes in all",
-                c->lim.max_bytes);
+        fail_limit(c, at, "imported files are larger than the limit of %zu bytes in all",
+                   c->lim.max_bytes);
         return -1;
     }
     r->bytes += im->len;
@@ -296,7 +299,7 @@ int import_files(ctx_t *c, size_t fi, const node_t *v)
             }
             if (to < 0) {
                 char *label = xasprintf("%s%s.", r->f[fi].label, prefix);
-                to = load_file(c, (size_t)j, label);
+                to = load_file(c, (size_t)j, label, at);
                 free(label);
                 if (to < 0) {
                     rc = -EINVAL;

@@ -38,6 +38,15 @@
  * Template names are [A-Za-z0-9_-] (no '.'): "p.NAME" is NAME in the file
  * imported under prefix p, unambiguously. Bare names are looked up in
  * the file the using step was written in (reuse.cur_file).
+ *
+ * Limits: 10,000 templates; the steps of all bodies count against the
+ * spec's step limit; a step template's nodes times its uses at most
+ * MAX_COMPILED (each use compiles it again); with: values within the
+ * param size limit.
+ *
+ * Ownership: struct reuse (ctx_t.reuse, one spec_parse call) owns the
+ * templates' headers and the imported files' trees (reuse_free); what
+ * goes into a step or a TemplateBody belongs to the spec (spec_destroy).
  */
 #include "spec_internal.h"
 
@@ -51,8 +60,6 @@
 
 #include "expr.h"
 #include "json.h"
-#include "strbuf.h"
-#include "suggest.h"
 #include "util.h"
 
 #define MAX_TEMPLATES 10000u
@@ -1041,11 +1048,12 @@ static int body_outputs(ctx_t *c, const tmpl_t *t, Drover__StepSpec **loc, step_
                 } else if (aux[s].failed) {
                     ; /* its outputs may be what was in error */
                 } else if (p.ref.kind == EXPR_REF_STEP_RESULT) {
-                    if (loc[s]->fan_out)
+                    if (loc[s]->fan_out || loc[s]->uses_body)
                         rc = fail(c, v,
-                                  "output '%s': %s: step '%s' is a for_each step, whose items' "
-                                  "standard outputs are not collected",
-                                  show(c, k->str), show(c, label), show(c, loc[s]->name));
+                                  "output '%s': %s: step '%s' is a %s, whose standard output is "
+                                  "not collected (declare an output param)",
+                                  show(c, k->str), show(c, label), show(c, loc[s]->name),
+                                  loc[s]->uses_body ? "group" : "for_each step");
                     else
                         loc[s]->capture_result = true;
                 } else if (!sorted_has(aux[s].params_sorted, loc[s]->n_out_params, p.ref.b,

@@ -504,6 +504,15 @@ Test(spec_reuse, errors_in_bodies)
          "t.yaml:7:27: ", "cannot be used in a template's outputs"},
         {"      - {name: a, command: [x]}\n    finally: 3\n",
          "t.yaml:7:14: ", "'finally' must be a list of steps"},
+        {"      - {name: a, uses: g, with: {lr: x}, inputs: {artifacts: {data: "
+         "inputs.artifacts.data}}}\n    outputs: {params: {o: \"{{steps.a.outputs.result}}\"}}\n",
+         "t.yaml:7:27: ", "step 'a' is a group, whose standard output is not collected"},
+        /* names are unique within a body */
+        {"      - {name: a, command: [x]}\n      - {name: a, command: [y]}\n",
+         "t.yaml:7:16: ", "duplicate step name 'a' (first defined at 6:16)"},
+        /* a group inside a body: its with is read in the body's scope */
+        {"      - {name: a, uses: g, with: {lr: \"{{inputs.params.lrr}}\"}}\n",
+         "t.yaml:6:39: ", "template 'g' declares no input param 'lrr'; did you mean 'lr'?"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char yaml[2048];
@@ -652,6 +661,15 @@ Test(spec_reuse, imports_prefixes_and_nested)
     cr_assert_str_eq(paths[0], "base/core.yml");
     free(paths[0]);
     free(paths);
+    /* a spec named by an absolute path: its imports' paths are too */
+    cr_assert_eq(
+        spec_imports("/home/u/p.yaml", main_yaml, strlen(main_yaml), &paths, &n, err, sizeof err),
+        0, "%s", err);
+    cr_assert_str_eq(paths[0], "/home/u/lib/math.yaml");
+    cr_assert_str_eq(paths[1], "/home/x.yaml");
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
     cr_assert_eq(spec_imports("p.yaml", "imports: 3\n", 11, &paths, &n, err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "p.yaml:1:10: 'imports' must be a list of paths (or {path: FILE, as: "
                           "PREFIX})");
@@ -761,6 +779,22 @@ Test(spec_reuse, import_cycles_and_depth)
         free(paths[i]);
         free(texts[i]);
     }
+    /* all the files together within the spec's size limit */
+    spec_limits_t lim;
+    spec_limits_defaults(&lim);
+    lim.max_bytes = 200;
+    const char *pad =
+        "templates:\n  a: {command: [aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]}\n"
+        "  b: {command: [bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb]}\n";
+    spec_import_t two[] = {{"x.yaml", pad, strlen(pad)}, {"y.yaml", pad, strlen(pad)}};
+    const char *both = "name: p\nimports: [x.yaml, y.yaml]\nsteps: [{name: s, uses: x.a}]\n";
+    s = (spec_t *)0x1;
+    rc = spec_parse_files("t.yaml", both, strlen(both), two, 2, NULL, 0, &lim, &s, err, sizeof err);
+    cr_assert_eq(rc, -E2BIG, "%s", err);
+    cr_assert(strstr(err, "t.yaml:2:19: imported files are larger than the limit of 200 bytes in "
+                          "all"),
+              "%s", err);
+    cr_assert_null(s);
     /* a diamond is no cycle: the shared file is loaded once */
     const char *l = "imports: [c.yaml]\ntemplates: {x: {uses: c.z}}\n";
     const char *r = "imports: [c.yaml]\n";
@@ -802,4 +836,38 @@ Test(spec_reuse, attacker_big_template_used_often)
                           "YAML nodes in all (template 't' is used too often for its size)"),
               "%s", err);
     free(y);
+}
+
+/* Inside a DAG template, {{inputs.params.X}} is kept for droverd
+ * wherever a run-time template may stand: when, env, templated
+ * settings, a nested group's with. */
+Test(spec_reuse, inputs_kept_in_bodies)
+{
+    spec_t *s = ok("name: p\n"
+                   "templates:\n"
+                   "  loop:\n"
+                   "    inputs: {params: {i: {default: \"0\", type: integer}, to: 1m}}\n"
+                   "    steps:\n"
+                   "      - name: inc\n"
+                   "        when: \"{{inputs.params.i}} < 10\"\n"
+                   "        env: {I: \"{{inputs.params.i}}\"}\n"
+                   "        timeout: \"{{inputs.params.to}}\"\n"
+                   "        script: echo next=$((I + 1)) > $DROVER_OUTPUTS/next\n"
+                   "        outputs: {params: [next]}\n"
+                   "      - name: again\n"
+                   "        needs: [inc]\n"
+                   "        uses: loop\n"
+                   "        with: {i: \"{{steps.inc.outputs.params.next}}\", to: "
+                   "\"{{inputs.params.to}}\"}\n"
+                   "steps:\n"
+                   "  - {name: go, uses: loop}\n");
+    const Drover__StepSpec *inc = s->steps[1], *again = s->steps[2];
+    cr_assert_str_eq(inc->when, "{{inputs.params.i}} < 10");
+    cr_assert_str_eq(kv(inc->env, inc->n_env, "I"), "{{inputs.params.i}}");
+    cr_assert_str_eq(inc->timeout_tmpl, "{{inputs.params.to}}");
+    cr_assert_str_eq(kv(again->with, 2, "i"), "{{steps.inc.outputs.params.next}}");
+    cr_assert_str_eq(kv(again->with, 2, "to"), "{{inputs.params.to}}");
+    cr_assert_str_eq(kv(s->steps[0]->with, 2, "i"), "0");
+    cr_assert_str_eq(kv(s->steps[0]->with, 2, "to"), "1m");
+    spec_destroy(&s);
 }
