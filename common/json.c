@@ -394,6 +394,21 @@ static int read_value(jp_t *p, strbuf_t *out, bool unescape)
     return expected(p, "a value");
 }
 
+int json_text_valid(const char *text, size_t len, char *err, size_t errlen)
+{
+    jp_t p = {.s = text, .len = text ? len : 0, .err = err, .errlen = errlen};
+    strbuf_t b = {0};
+    if (err && errlen)
+        err[0] = '\0';
+    skip_ws(&p);
+    int rc = read_value(&p, &b, false);
+    sb_free(&b);
+    if (rc < 0)
+        return rc;
+    skip_ws(&p);
+    return p.pos == p.len ? 0 : expected(&p, "end of text after the value");
+}
+
 /* Parse a JSON list into strings (contract in json.h). */
 int json_text_list(const char *text, size_t len, size_t max_items, char ***items, size_t *count,
                    char *err, size_t errlen)

@@ -54,6 +54,11 @@
 int json_text_list(const char *text, size_t len, size_t max_items, char ***items, size_t *count,
                    char *err, size_t errlen);
 
+/* Whether text[0..len) is exactly one JSON value (any type) with optional
+ * whitespace around it, nested at most JSON_READ_MAX_DEPTH deep: 0, or
+ * -EINVAL with "offset N: reason" in err. */
+int json_text_valid(const char *text, size_t len, char *err, size_t errlen);
+
 /* Free what json_text_list returned. Accepts NULL. */
 void json_text_list_free(char **items, size_t count);
 

@@ -127,9 +127,9 @@ int spec_parse_limited(const char *filename, const char *text, size_t len,
  * spec_import_t says; one missing from imports is an error at the entry.
  * Errors in an imported file name that file (its path as given here). */
 int spec_parse_files(const char *filename, const char *text, size_t len,
-                     const spec_import_t *imports, size_t import_count,
-                     const spec_kv_t *overrides, size_t override_count,
-                     const spec_limits_t *limits, spec_t **out, char *err, size_t errlen);
+                     const spec_import_t *imports, size_t import_count, const spec_kv_t *overrides,
+                     size_t override_count, const spec_limits_t *limits, spec_t **out, char *err,
+                     size_t errlen);
 
 /* The files text (the spec or an imported file, named filename) imports,
  * in order: each entry's path joined to filename's directory and
@@ -139,6 +139,14 @@ int spec_parse_files(const char *filename, const char *text, size_t len,
  * reason" in err (not YAML, a bad imports entry). */
 int spec_imports(const char *filename, const char *text, size_t len, char ***paths, size_t *n,
                  char *err, size_t errlen);
+
+/* Check value against a template input's declared type ("" or "string":
+ * any text; "integer": a whole decimal number; "number": a finite decimal
+ * number; "boolean": true/false, yes/no, on/off in any case; "json": one
+ * JSON value). 0, or -EINVAL with what it should be in want ("an integer
+ * (e.g. 3, -1)"). The one check the compiler runs on literal `with`
+ * values and droverd on templated ones when a group is instantiated. */
+int spec_input_check(const char *type, const char *value, char *want, size_t wantlen);
 
 /* Free a spec and NULL the pointer; accepts NULL. */
 void spec_destroy(spec_t **spec);

@@ -26,6 +26,23 @@
  * failed, else SUCCEEDED. A failed step with continue_on: failed does not
  * fail the run (its dependants' rules still see it failed).
  *
+ * Groups (README "Templates"): a step that uses a DAG template (or each
+ * item of such a for_each step) is an instance. Activated, it expands its
+ * `with` values and instantiates the template's body: one member task
+ * per body step, appended to the run's tasks, named INSTANCE.STEP, whose
+ * needs are among its fellow members (dag_member maps a body step to the
+ * instance's member). The body is compiled once per template, so
+ * recursion is an instance whose body holds a step using the same
+ * template: expanded only when that step is activated, at most max_depth
+ * deep. An instance is RUNNING while its members run; its body's finally
+ * members run once its other members have ended; when the last member
+ * ends, the instance ends as a run would (failed, cancelled, all skipped,
+ * else succeeded with its declared outputs) and its dependants are
+ * decided as for any step. Only the run's own steps (and their items)
+ * count in the run's finally and failure; a member counts in its
+ * instance's. Members are stored like items: not until something is
+ * decided about them (a reload makes the rest again from the instance).
+ *
  * LOST (the agent vanished) and PREEMPTED requeue the task without using a
  * retry; they count against the step's max_preemptions instead. A system
  * error (the agent's disk was full, it could not fetch the inputs or make
@@ -51,6 +68,7 @@
 #include "util.h"
 
 static void activate(sched_t *s, task_t *t);
+static void group_free(task_t *t);
 
 bool dag_task_final(const task_t *t)
 {
@@ -218,6 +236,7 @@ static void task_free(task_t *t)
     free(t->cache_key);
     free(t->avoid_agent);
     gate_free(t);
+    group_free(t);
     for (size_t k = 0; k < t->n_checkpoints; k++)
         drover__checkpoint__free_unpacked(t->checkpoints[k], NULL);
     free(t->checkpoints);
@@ -230,9 +249,90 @@ static void task_free(task_t *t)
     free(t);
 }
 
+/* ------------------------------------------------------------ groups */
+
+/* The template body group instance g instantiates, or NULL. */
+static const Drover__TemplateBody *body_of(const task_t *g)
+{
+    const Drover__RunSteps *st = g->run->steps;
+    uint32_t k = g->step->uses_body;
+    return k && k <= st->n_bodies ? st->bodies[k - 1] : NULL;
+}
+
+task_t *dag_member(const run_t *r, const task_t *scope, uint32_t step)
+{
+    if (!scope)
+        return step < r->n_root && step < r->n_tasks ? r->tasks[step] : NULL;
+    const Drover__TemplateBody *b = scope->grp ? body_of(scope) : NULL;
+    if (!b || step < b->first_step || step - b->first_step >= scope->grp->n_members)
+        return NULL;
+    uint32_t i = scope->grp->first_member + (step - b->first_step);
+    return i < r->n_tasks ? r->tasks[i] : NULL;
+}
+
+/* The steps of scope's body (NULL: the run's own): [*from, *from + *n). */
+static bool scope_steps(const run_t *r, const task_t *scope, uint32_t *from, uint32_t *n)
+{
+    if (!scope) {
+        *from = 0;
+        *n = r->n_root;
+        return true;
+    }
+    const Drover__TemplateBody *b = scope->grp ? body_of(scope) : NULL;
+    if (!b)
+        return false;
+    *from = b->first_step;
+    *n = scope->grp->n_members;
+    return true;
+}
+
+task_t *dag_scope_find(const run_t *r, const task_t *scope, const char *name, size_t len)
+{
+    uint32_t from, n;
+    if (!scope_steps(r, scope, &from, &n))
+        return NULL;
+    for (uint32_t j = from; j < from + n && j < r->steps->n_steps; j++) {
+        const char *sn = r->steps->steps[j]->name;
+        if (strlen(sn) == len && !memcmp(sn, name, len))
+            return dag_member(r, scope, j);
+    }
+    return NULL;
+}
+
+uint32_t dag_depth(const task_t *t)
+{
+    uint32_t d = 0;
+    for (const task_t *sc = t->scope; sc; sc = sc->scope)
+        d++;
+    return d;
+}
+
+/* The task of t's j-th need. */
+static task_t *need_task(const task_t *t, size_t j)
+{
+    return dag_member(t->run, t->scope, t->step->needs[j]);
+}
+
+/* The for_each step task an item belongs to. */
 static task_t *group_of(const task_t *item)
 {
-    return item->run->tasks[item->step_index];
+    return dag_member(item->run, item->scope, item->step_index);
+}
+
+/* Whether t's exit handlers' turn has come: its instance's main members
+ * (or the run's main steps) have all ended. */
+static bool finally_started(const task_t *t)
+{
+    return t->scope ? t->scope->grp && t->scope->grp->finally_started : t->run->finally_started;
+}
+
+static void group_free(task_t *t)
+{
+    if (!t->grp)
+        return;
+    util_free_kvs(t->grp->in_params, t->grp->n_in_params);
+    free(t->grp);
+    t->grp = NULL;
 }
 
 /* ------------------------------------------------------------ endings */
@@ -243,6 +343,7 @@ static void fail_for_good(sched_t *s, task_t *t, const char *reason);
 
 static void group_item_done(sched_t *s, task_t *item);
 static void group_complete(sched_t *s, task_t *g);
+static void member_done(sched_t *s, task_t *m);
 
 /* A task reached a final state: account for it in its run. */
 static void task_finished(sched_t *s, task_t *t)
@@ -256,12 +357,15 @@ static void task_finished(sched_t *s, task_t *t)
         flow_settings_free(t);
     if (r->unfinished > 0)
         r->unfinished--;
-    if (!t->step->is_finally && r->main_unfinished > 0)
+    /* A member counts in its instance's accounts (member_done), not the run's. */
+    if (!t->scope && !t->step->is_finally && r->main_unfinished > 0)
         r->main_unfinished--;
-    if (t->status == DROVER__TASK_STATUS__TASK_FAILED && !t->step->continue_on_failed)
+    if (!t->scope && t->status == DROVER__TASK_STATUS__TASK_FAILED && !t->step->continue_on_failed)
         r->failed = true; /* the run fails, but only once every branch has ended */
     if (t->is_item)
         group_item_done(s, t);
+    else if (t->scope)
+        member_done(s, t);
     if (r->main_unfinished == 0)
         start_finally(s, r);
     if (r->unfinished == 0 && !dag_run_final(r)) {
@@ -314,8 +418,8 @@ static int depends_lookup(const char *name, size_t len, void *arg)
 {
     const task_t *t = arg;
     for (size_t j = 0; j < t->step->n_needs; j++) {
-        const task_t *p = t->run->tasks[t->step->needs[j]];
-        if (strlen(p->name) == len && !memcmp(p->name, name, len)) {
+        const task_t *p = need_task(t, j);
+        if (p && strlen(p->step->name) == len && !memcmp(p->step->name, name, len)) {
             int o = outcome_of(p);
             return p->status == DROVER__TASK_STATUS__TASK_SKIPPED && o == TRIG_FAILED
                        ? TRIG_SKIPPED | TRIG_UPSTREAM_FAILED /* .skipped, not a bare name */
@@ -404,7 +508,9 @@ static char *broken_reason(const task_t *t)
         sb_printf(&sb, " no need failed;");
     size_t listed = 0, more = 0;
     for (size_t j = 0; j < t->step->n_needs; j++) {
-        const task_t *p = t->run->tasks[t->step->needs[j]];
+        const task_t *p = need_task(t, j);
+        if (!p)
+            continue;
         int o = outcome_of(p) & ~TRIG_TOLERATED;
         unsigned bit = o == TRIG_SUCCEEDED || o == TRIG_CACHED ? 1
                        : o == TRIG_FAILED                      ? 2
@@ -432,7 +538,7 @@ static char *inputs_missing(const task_t *t)
 {
     for (size_t i = 0; i < t->step->n_inputs; i++) {
         const Drover__InputSpec *in = t->step->inputs[i];
-        const task_t *src = in->step < t->run->steps->n_steps ? t->run->tasks[in->step] : NULL;
+        const task_t *src = in->from_group_input ? NULL : dag_member(t->run, t->scope, in->step);
         if (src && !succeeded(src))
             return xasprintf("input '%s' comes from step '%s', which %s (its trigger %s let "
                              "this step run without it)",
@@ -515,7 +621,7 @@ static void fail_for_good(sched_t *s, task_t *t, const char *reason)
  * --no-cache still refreshes it (it only refuses to read it). */
 static bool cacheable(const task_t *t)
 {
-    return t->step->cache && !(t->step->fan_out && !t->is_item);
+    return t->step->cache && !(t->step->fan_out && !t->is_item) && !t->step->uses_body;
 }
 
 /* Keep the newest `keep` checkpoints of t; release the others' blobs. */
@@ -627,12 +733,12 @@ static void make_ready(sched_t *s, task_t *t)
     }
     if (t->n_attempts == 0 && try_cache(s, t))
         return;
-    if (t->is_item)
+    if (t->is_item || t->scope)
         flow_unprepare(t); /* checked; expanded again when it is assigned */
     t->status = DROVER__TASK_STATUS__TASK_READY;
     dag_ready_push(s, t);
-    if (!t->is_item || t->n_attempts)
-        journal_mark_task(&s->journal, t); /* a fresh item is written once it is assigned */
+    if ((!t->is_item && !t->scope) || t->n_attempts)
+        journal_mark_task(&s->journal, t); /* a fresh item or member: once it is assigned */
 }
 
 /* Release WAITING items of a fan-out group up to its parallelism. Items
@@ -670,12 +776,13 @@ static void expand_fan_out(sched_t *s, task_t *g)
     for (size_t i = 0; i < n; i++) {
         task_t *it = task_new(r, g->step_index);
         it->is_item = true;
+        it->scope = g->scope;
         it->item = (uint32_t)i;
         item_label(it, g->name, (uint32_t)i, items[i]);
         it->status = DROVER__TASK_STATUS__TASK_WAITING;
         g->items[i] = it->index;
         r->unfinished++;
-        if (!g->step->is_finally)
+        if (!g->scope && !g->step->is_finally)
             r->main_unfinished++;
         /* Not written: a fresh item is WAITING or READY, which a reload
          * derives from its group (rebuild_items); it is stored from its
@@ -761,10 +868,185 @@ static void group_complete(sched_t *s, task_t *g)
     task_succeeded(s, g, DROVER__TASK_STATUS__TASK_SUCCEEDED);
 }
 
+/* Make the children lists of instance g's members (their needs are
+ * fellow members). */
+static void link_members(run_t *r, task_t *g)
+{
+    const group_t *grp = g->grp;
+    for (uint32_t j = 0; j < grp->n_members; j++) {
+        task_t *m = r->tasks[grp->first_member + j];
+        for (size_t k = 0; k < m->step->n_needs; k++) {
+            task_t *p = need_task(m, k);
+            if (p)
+                p->n_children++;
+        }
+    }
+    for (uint32_t j = 0; j < grp->n_members; j++) {
+        task_t *p = r->tasks[grp->first_member + j];
+        free(p->children);
+        p->children = xcalloc(p->n_children, sizeof *p->children);
+        p->n_children = 0;
+    }
+    for (uint32_t j = 0; j < grp->n_members; j++) {
+        task_t *m = r->tasks[grp->first_member + j];
+        for (size_t k = 0; k < m->step->n_needs; k++) {
+            task_t *p = need_task(m, k);
+            if (p)
+                p->children[p->n_children++] = m->index;
+        }
+    }
+}
+
+/* A member of group instance g, made (again) at position j of its body. */
+static void member_init(task_t *m, task_t *g)
+{
+    m->scope = g;
+    free(m->name);
+    m->name = xasprintf("%s.%s", g->name, m->step->name);
+    m->status = DROVER__TASK_STATUS__TASK_WAITING;
+}
+
+static void start_group_finally(sched_t *s, task_t *g)
+{
+    group_t *grp = g->grp;
+    if (grp->finally_started)
+        return;
+    grp->finally_started = true;
+    for (uint32_t j = 0; j < grp->n_members; j++) {
+        task_t *m = g->run->tasks[grp->first_member + j];
+        if (m->step->is_finally)
+            decide(s, m); /* its rule over the finally members it needs */
+    }
+}
+
+/* Every member of instance g has ended: g ends as a run would. */
+static void group_end(sched_t *s, task_t *g)
+{
+    run_t *r = g->run;
+    const group_t *grp = g->grp;
+    const task_t *failed = NULL, *cancelled = NULL;
+    uint32_t skipped = 0;
+    for (uint32_t j = 0; j < grp->n_members; j++) {
+        const task_t *m = r->tasks[grp->first_member + j];
+        if (!failed && m->status == DROVER__TASK_STATUS__TASK_FAILED &&
+            !m->step->continue_on_failed)
+            failed = m;
+        if (!cancelled && m->status == DROVER__TASK_STATUS__TASK_CANCELLED)
+            cancelled = m;
+        skipped += m->status == DROVER__TASK_STATUS__TASK_SKIPPED;
+    }
+    if (failed) {
+        char *why = xasprintf("step '%s' failed: %s", failed->name,
+                              failed->reason ? failed->reason : "failed");
+        fail_for_good(s, g, why);
+        free(why);
+    } else if (r->cancelled || cancelled) {
+        g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+        set_reason(g, cancelled && cancelled->reason ? cancelled->reason : "run cancelled");
+        journal_mark_task(&s->journal, g);
+        task_finished(s, g);
+    } else if (grp->n_members && skipped == grp->n_members) {
+        char *why = xasprintf("all %u steps of template '%s' were skipped", grp->n_members,
+                              body_of(g)->name);
+        skip(s, g, why);
+        free(why);
+    } else {
+        flow_group_outputs(s, g);
+        task_succeeded(s, g, DROVER__TASK_STATUS__TASK_SUCCEEDED);
+    }
+}
+
+/* Member m of an instance ended: count it; start the body's exit handlers
+ * once its main members have ended, end the instance once all have. */
+static void member_done(sched_t *s, task_t *m)
+{
+    task_t *g = m->scope;
+    group_t *grp = g->grp;
+    if (!grp)
+        return;
+    grp->done++;
+    if (!m->step->is_finally && grp->main_left > 0)
+        grp->main_left--;
+    if (m->status == DROVER__TASK_STATUS__TASK_FAILED && !m->step->continue_on_failed)
+        grp->failed++;
+    if (dag_task_final(g))
+        return;
+    if (grp->main_left == 0)
+        start_group_finally(s, g);
+    if (grp->done == grp->n_members && !dag_task_final(g))
+        group_end(s, g);
+}
+
+/* The deepest a group may nest in run r. */
+static uint32_t max_depth(const sched_t *s, const run_t *r)
+{
+    uint32_t max = s->cfg.max_depth ? s->cfg.max_depth : 100;
+    return r->rec->max_depth && r->rec->max_depth < max ? r->rec->max_depth : max;
+}
+
+/* Activated instance g (a step using a DAG template, or an item of such a
+ * for_each step): expand its inputs, make its members and activate those
+ * that need nothing. Members of a recursive template are made only here,
+ * so a recursion goes as deep as its `when`s let it (bounded by
+ * max_depth). */
+static void instantiate(sched_t *s, task_t *g)
+{
+    run_t *r = g->run;
+    const Drover__TemplateBody *b = body_of(g);
+    uint32_t depth = dag_depth(g) + 1, max = max_depth(s, r);
+    char err[512];
+    if (!b) {
+        fail_for_good(s, g, "its template's body is missing from the run");
+        return;
+    }
+    if (depth > max) {
+        char *why = xasprintf("template '%s' would nest %u groups deep, more than max_depth %u",
+                              b->name, depth, max);
+        fail_for_good(s, g, why);
+        free(why);
+        return;
+    }
+    Drover__KeyValue **in = NULL;
+    size_t n_in = 0;
+    if (flow_group_inputs(s, g, &in, &n_in, err, sizeof err) < 0) {
+        fail_for_good(s, g, err);
+        return;
+    }
+    group_t *grp = xcalloc(1, sizeof *grp);
+    grp->in_params = in;
+    grp->n_in_params = (uint32_t)n_in;
+    grp->first_member = (uint32_t)r->n_tasks;
+    grp->n_members = b->n_steps;
+    g->grp = grp;
+    for (uint32_t j = 0; j < b->n_steps; j++) {
+        task_t *m = task_new(r, b->first_step + j);
+        member_init(m, g);
+        m->unfinished_deps = (uint32_t)m->step->n_needs;
+        grp->main_left += !m->step->is_finally;
+        r->unfinished++;
+    }
+    link_members(r, g);
+    g->status = DROVER__TASK_STATUS__TASK_RUNNING;
+    journal_mark_task(&s->journal, g); /* its members are stored once decided (make_ready) */
+    log_debug("%s/%s: template '%s' instantiated (%u steps, depth %u)", r->rec->id, g->name,
+              b->name, b->n_steps, depth);
+    if (grp->n_members == 0) {
+        group_end(s, g);
+        return;
+    }
+    if (grp->main_left == 0)
+        start_group_finally(s, g);
+    for (uint32_t j = 0; j < grp->n_members; j++) {
+        task_t *m = r->tasks[grp->first_member + j];
+        if (m->unfinished_deps == 0 && m->status == DROVER__TASK_STATUS__TASK_WAITING)
+            activate(s, m);
+    }
+}
+
 /* All needs done: decide the step (condition, fan-out, cache) or queue it. */
 static void activate(sched_t *s, task_t *t)
 {
-    if (t->step->is_finally && !t->run->finally_started)
+    if (t->step->is_finally && !finally_started(t))
         return; /* exit handlers wait for every main step */
     bool item_when = t->step->when_scope == DROVER__WHEN_SCOPE__WHEN_SCOPE_ITEM;
     if (t->step->when && *t->step->when && item_when == t->is_item) {
@@ -793,6 +1075,10 @@ static void activate(sched_t *s, task_t *t)
         expand_fan_out(s, t);
         return;
     }
+    if (t->step->uses_body) {
+        instantiate(s, t); /* a group, or an item of a for_each group */
+        return;
+    }
     make_ready(s, t);
 }
 
@@ -813,7 +1099,7 @@ static void start_finally(sched_t *s, run_t *r)
     if (r->finally_started)
         return;
     r->finally_started = true;
-    for (size_t i = 0; i < r->steps->n_steps; i++) {
+    for (size_t i = 0; i < r->n_root; i++) {
         task_t *t = r->tasks[i];
         if (t->step->is_finally)
             decide(s, t); /* its rule over the finally steps it needs */
@@ -1054,7 +1340,7 @@ void dag_stop_run(sched_t *s, run_t *r, const char *reason)
     journal_mark_run(&s->journal, r);
     for (size_t i = r->n_tasks; i-- > 0;) { /* items first, as for a cancel */
         task_t *t = r->tasks[i];
-        if (!dag_task_final(t) && !t->step->is_finally)
+        if (!dag_task_final(t) && !t->step->is_finally && !t->grp) /* an instance: its members */
             cancel_task_why(s, t, reason);
     }
 }
@@ -1067,7 +1353,8 @@ void dag_cancel_run(sched_t *s, run_t *r)
     /* Items first, so their groups end after them. */
     for (size_t i = r->n_tasks; i-- > 0;) {
         task_t *t = r->tasks[i];
-        if (!dag_task_final(t) && (!t->step->is_finally || again))
+        /* an instance ends with its members (its exit handlers may still run) */
+        if (!dag_task_final(t) && (!t->step->is_finally || again) && !t->grp)
             cancel_task(s, t);
     }
     journal_mark_run(&s->journal, r);
@@ -1116,10 +1403,19 @@ static void decide_when_scope(Drover__StepSpec *st)
                              : DROVER__WHEN_SCOPE__WHEN_SCOPE_STEP;
 }
 
-/* Create the step tasks of r and their children lists. */
+/* The run's own steps: the first root_steps (all, in a run stored before
+ * templates). */
+static uint32_t root_count(const Drover__RunSteps *st)
+{
+    return st->root_steps && st->root_steps <= st->n_steps ? st->root_steps : (uint32_t)st->n_steps;
+}
+
+/* Create the tasks of r's own steps and their children lists (a group's
+ * members are made when it is instantiated: link_members). */
 static void build_step_tasks(run_t *r)
 {
-    size_t n = r->steps->n_steps;
+    r->n_root = root_count(r->steps);
+    size_t n = r->n_root;
     size_t *child_counts = xcalloc(n, sizeof *child_counts);
     for (size_t i = 0; i < n; i++) {
         task_t *t = task_new(r, (uint32_t)i);
@@ -1156,7 +1452,7 @@ static void add_run(sched_t *s, run_t *r)
 static size_t count_main(const run_t *r)
 {
     size_t n = 0;
-    for (size_t i = 0; i < r->steps->n_steps; i++)
+    for (size_t i = 0; i < r->n_root; i++)
         n += !r->steps->steps[i]->is_finally;
     return n;
 }
@@ -1174,6 +1470,7 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     rec->n_params = spec->param_count;
     rec->params = copy_spec_kvs(spec->params, spec->param_count);
     rec->no_cache = no_cache;
+    rec->max_depth = spec->max_depth;
     Drover__RunSteps *steps = xmalloc(sizeof *steps);
     drover__run_steps__init(steps);
     steps->n_steps = spec->step_count;
@@ -1182,6 +1479,11 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
         steps->steps[i] = spec_step_dup(spec->steps[i]); /* the parser's message */
         decide_when_scope(steps->steps[i]);
     }
+    steps->root_steps = (uint32_t)(spec->root_count ? spec->root_count : spec->step_count);
+    steps->n_bodies = spec->body_count;
+    steps->bodies = spec->body_count ? xcalloc(spec->body_count, sizeof *steps->bodies) : NULL;
+    for (size_t i = 0; i < spec->body_count; i++)
+        steps->bodies[i] = util_pb_copy(spec->bodies[i]);
 
     run_t *r = xcalloc(1, sizeof *r);
     r->rec = rec;
@@ -1193,7 +1495,8 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     add_run(s, r);
     limits_run_created(s, r, spec);
     journal_mark_run(&s->journal, r);
-    log_info("run %s (%s) submitted: %zu steps", rec->id, rec->name, r->n_tasks);
+    log_info("run %s (%s) submitted: %zu steps, %zu templates", rec->id, rec->name, r->n_tasks,
+             spec->body_count);
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
         t->unfinished_deps = (uint32_t)t->step->n_needs;
@@ -1202,7 +1505,7 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
     }
     if (r->main_unfinished == 0)
         start_finally(s, r);
-    for (size_t i = 0; i < r->steps->n_steps; i++) {
+    for (size_t i = 0; i < r->n_root; i++) {
         task_t *t = r->tasks[i];
         if (t->unfinished_deps == 0 && t->status == DROVER__TASK_STATUS__TASK_WAITING)
             activate(s, t);
@@ -1222,25 +1525,45 @@ run_t *dag_find_run(sched_t *s, const char *id)
     return r && !r->deleting ? r : NULL;
 }
 
-/* By name: "step" scans the steps only; "step[i]" goes through the
- * step's item list — never a scan of a (possibly huge) fan-out. */
-task_t *dag_find_task(run_t *r, const char *name)
+/* path among the steps of scope (NULL: the run's own): a step name, then
+ * "[i]" for an item, then ".REST" within that instance. Names may hold
+ * dots, so every step whose name is a prefix of path at a boundary is
+ * tried. Scans a body's steps, never a fan-out's items. */
+static task_t *find_in_scope(run_t *r, task_t *scope, const char *path)
 {
-    const char *open = strchr(name, '[');
-    size_t base = open ? (size_t)(open - name) : strlen(name);
-    for (size_t i = 0; i < r->steps->n_steps; i++) {
-        task_t *t = r->tasks[i];
-        if (strncmp(t->name, name, base) != 0 || t->name[base] != '\0')
+    uint32_t from, n;
+    if (!scope_steps(r, scope, &from, &n))
+        return NULL;
+    for (uint32_t j = from; j < from + n && j < r->steps->n_steps; j++) {
+        const char *sn = r->steps->steps[j]->name;
+        size_t len = strlen(sn);
+        const char *rest = path + len;
+        if (strncmp(path, sn, len) != 0 || (*rest && *rest != '[' && *rest != '.'))
             continue;
-        if (!open)
+        task_t *t = dag_member(r, scope, j);
+        if (!t)
+            continue;
+        if (*rest == '[') {
+            char *end;
+            unsigned long k = strtoul(rest + 1, &end, 10);
+            if (rest[1] < '0' || rest[1] > '9' || *end != ']' || k >= t->n_items ||
+                t->items[k] >= r->n_tasks)
+                continue;
+            t = r->tasks[t->items[k]];
+            rest = end + 1;
+        }
+        if (!*rest)
             return t;
-        char *end;
-        unsigned long k = strtoul(open + 1, &end, 10);
-        if (end == open + 1 || strcmp(end, "]") != 0 || k >= t->n_items)
-            return NULL;
-        return r->tasks[t->items[k]];
+        task_t *found = *rest == '.' && t->grp ? find_in_scope(r, t, rest + 1) : NULL;
+        if (found)
+            return found;
     }
     return NULL;
+}
+
+task_t *dag_find_task(run_t *r, const char *name)
+{
+    return find_in_scope(r, NULL, name);
 }
 
 /* ------------------------------------------------------------ records */
@@ -1274,6 +1597,12 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec)
     rec->checkpoints = t->checkpoints;
     rec->avoid_agent = t->avoid_agent ? t->avoid_agent : (char *)"";
     rec->upstream_failed = t->upstream_failed;
+    rec->scope = t->scope ? t->scope->index + 1 : 0;
+    if (t->grp) {
+        rec->first_member = t->grp->first_member;
+        rec->n_in_params = t->grp->n_in_params;
+        rec->in_params = t->grp->in_params;
+    }
     gate_record(t, rec);
 }
 
@@ -1330,8 +1659,22 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     }
     t->is_item = rec->is_item;
     t->item = rec->item;
+    if (rec->scope && rec->scope <= rec->index) /* its instance: an earlier task */
+        t->scope = r->tasks[rec->scope - 1];
     if (t->is_item) {
-        item_label(t, t->step->name, rec->item, rec->item_value ? rec->item_value : "");
+        const task_t *g = group_of(t);
+        item_label(t, g && g->name ? g->name : t->step->name, rec->item,
+                   rec->item_value ? rec->item_value : "");
+    } else if (t->scope && t->scope->name) {
+        t->name = xasprintf("%s.%s", t->scope->name, t->step->name);
+    }
+    if (rec->first_member > rec->index) {
+        t->grp = xcalloc(1, sizeof *t->grp);
+        t->grp->first_member = rec->first_member;
+        const Drover__TemplateBody *b = body_of(t);
+        t->grp->n_members = b ? b->n_steps : 0;
+        t->grp->in_params = copy_kvs(rec->in_params, rec->n_in_params);
+        t->grp->n_in_params = (uint32_t)rec->n_in_params;
     }
     t->n_items = rec->n_items;
     t->items = xcalloc(rec->n_items, sizeof *t->items);
@@ -1381,8 +1724,9 @@ static void rebuild_items(sched_t *s, task_t *g)
                      err);
         listed = true;
         it->step_index = g->step_index;
-        it->step = g->step;
+        it->step = r->steps->steps[g->step_index];
         it->is_item = true;
+        it->scope = g->scope;
         it->item = k;
         item_label(it, g->name, k, k < n_values ? values[k] : "");
         it->status = DROVER__TASK_STATUS__TASK_WAITING;
@@ -1390,31 +1734,72 @@ static void rebuild_items(sched_t *s, task_t *g)
     json_text_list_free(values, n_values);
 }
 
+/* Recreate the members of instance g that have no record (WAITING, or
+ * READY and never assigned), and its members' children lists. */
+static void rebuild_members(task_t *g)
+{
+    run_t *r = g->run;
+    group_t *grp = g->grp;
+    const Drover__TemplateBody *b = body_of(g);
+    if (!b || grp->first_member > 100000000u || grp->n_members > 100000000u) {
+        grp->n_members = 0;
+        return;
+    }
+    while (r->n_tasks < (size_t)grp->first_member + grp->n_members)
+        task_new(r, b->first_step)->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+    for (uint32_t j = 0; j < grp->n_members; j++) {
+        task_t *m = r->tasks[grp->first_member + j];
+        if (m->name)
+            continue; /* it has its record */
+        m->step_index = b->first_step + j;
+        m->step = r->steps->steps[m->step_index];
+        member_init(m, g);
+    }
+    link_members(r, g);
+}
+
 /* After records are loaded: recompute counters, queues and bindings. */
 static void rebuild_run(sched_t *s, run_t *r)
 {
-    for (size_t i = 0; i < r->steps->n_steps && i < r->n_tasks; i++)
+    /* In task order, which grows: an instance or a fan-out comes before
+     * its members or items, which may be instances or fan-outs too. */
+    for (size_t i = 0; i < r->n_tasks; i++) {
         if (r->tasks[i]->n_items)
             rebuild_items(s, r->tasks[i]);
+        if (r->tasks[i]->grp)
+            rebuild_members(r->tasks[i]);
+    }
     r->unfinished = r->main_unfinished = 0;
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
         if (!t->name)
             t->name = xasprintf("%s[%u]", t->step->name, t->item);
+        bool member = t->scope && !t->is_item && t->scope->grp;
         if (!dag_task_final(t)) {
             r->unfinished++;
-            r->main_unfinished += !t->step->is_finally;
-        } else if (t->status == DROVER__TASK_STATUS__TASK_FAILED && !t->step->continue_on_failed) {
+            r->main_unfinished += !t->scope && !t->step->is_finally;
+        } else if (!t->scope && t->status == DROVER__TASK_STATUS__TASK_FAILED &&
+                   !t->step->continue_on_failed) {
             r->failed = true;
+        }
+        if (member) {
+            group_t *grp = t->scope->grp;
+            if (dag_task_final(t)) {
+                grp->done++;
+                grp->failed +=
+                    t->status == DROVER__TASK_STATUS__TASK_FAILED && !t->step->continue_on_failed;
+            } else {
+                grp->main_left += !t->step->is_finally;
+            }
         }
         if (t->is_item)
             continue;
         t->unfinished_deps = (uint32_t)t->step->n_needs;
         t->deps_ok = t->deps_failed = t->deps_skipped = 0;
         for (size_t j = 0; j < t->step->n_needs; j++) {
-            uint32_t p = t->step->needs[j];
-            if (p < r->steps->n_steps && dag_task_final(r->tasks[p]))
-                count_need(t, r->tasks[p]);
+            task_t *p = need_task(t, j);
+            if (p && dag_task_final(p))
+                count_need(t, p);
         }
         for (size_t k = 0; k < t->n_items; k++) {
             const task_t *it = t->items[k] < r->n_tasks ? r->tasks[t->items[k]] : NULL;
@@ -1427,7 +1812,11 @@ static void rebuild_run(sched_t *s, run_t *r)
         }
     }
     r->finally_started = r->main_unfinished == 0;
-    for (size_t i = 0; i < r->n_tasks; i++) {
+    for (size_t i = 0; i < r->n_tasks; i++)
+        if (r->tasks[i]->grp)
+            r->tasks[i]->grp->finally_started = r->tasks[i]->grp->main_left == 0;
+    size_t n_tasks = r->n_tasks; /* decisions below may instantiate more */
+    for (size_t i = 0; i < n_tasks; i++) {
         task_t *t = r->tasks[i];
         Drover__AttemptRecord *a = current_open_attempt(t);
         char err[512];
@@ -1455,6 +1844,13 @@ static void rebuild_run(sched_t *s, run_t *r)
         case DROVER__TASK_STATUS__TASK_RUNNING:
             if (t->step->fan_out && !t->is_item) {
                 release_items(s, t);
+                break;
+            }
+            if (t->grp) { /* an instance: it ends with its members */
+                if (t->grp->main_left == 0)
+                    start_group_finally(s, t);
+                if (t->grp->done == t->grp->n_members && !dag_task_final(t))
+                    group_end(s, t);
                 break;
             }
             /* fall through */

@@ -38,16 +38,28 @@
 
 #define MAX_EXPANDED (1 << 20)
 
+/* What a reference is resolved for: t's item, t's exit-handler leniency,
+ * and the steps and inputs of scope (the group instance whose members are
+ * t's fellows; NULL: the run's own steps). Usually scope is t->scope; a
+ * group's `with` is resolved in the group's own scope, its outputs in the
+ * scope of its members. */
 typedef struct {
     sched_t *s;
     task_t *t;
+    task_t *scope;
     char *scratch; /* last value built for the resolver (owned) */
 } resolve_ctx_t;
 
-static const char *main_status_word(const run_t *r)
+#define CTX(S, T) ((resolve_ctx_t){.s = (S), .t = (T), .scope = (T)->scope})
+
+/* {{run.status}} in an exit handler: how the steps it guards went, the
+ * run's own or, in a template's finally, its group's members. */
+static const char *main_status_word(const run_t *r, const task_t *scope)
 {
     if (r->cancelled)
         return "cancelled";
+    if (scope && scope->grp)
+        return scope->grp->failed ? "failed" : "succeeded";
     return r->failed ? "failed" : "succeeded";
 }
 
@@ -99,9 +111,8 @@ static char *exit_code_text(const task_t *t)
 static int resolve_outcome(resolve_ctx_t *c, const expr_ref_t *rf, const char *ref,
                            const char **value, char *err, size_t errlen)
 {
-    char *step = xstrndup(rf->a, rf->alen), word[32];
-    task_t *src = dag_find_task(c->t->run, step);
-    free(step);
+    char word[32];
+    task_t *src = dag_scope_find(c->t->run, c->scope, rf->a, rf->alen);
     if (!src || src->is_item) {
         snprintf(err, errlen, "{{%s}}: no such step", ref);
         return -EINVAL;
@@ -163,8 +174,21 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
         *value = rf.a[0] == 'i' ? r->rec->id : r->rec->name;
         return 0;
     case EXPR_REF_STATUS:
-        *value = main_status_word(r);
+        *value = main_status_word(r, c->scope);
         return 0;
+    case EXPR_REF_INPUTS: {
+        const group_t *grp = c->scope ? c->scope->grp : NULL;
+        for (uint32_t i = 0; grp && i < grp->n_in_params; i++) {
+            const char *k = grp->in_params[i]->key;
+            if (strlen(k) == rf.alen && !memcmp(k, rf.a, rf.alen)) {
+                *value = grp->in_params[i]->value;
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "{{%s}}: %s", ref,
+                 grp ? "no such input of the template" : "not inside a template");
+        return -EINVAL;
+    }
     case EXPR_REF_ITEM:
         if (!t->item_value)
             break;
@@ -181,7 +205,7 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
     case EXPR_REF_STEP: {
         char *step = xstrndup(rf.a, rf.alen);
         const char *param = rf.b; /* the rest of ref */
-        task_t *src = dag_find_task(r, step);
+        task_t *src = dag_scope_find(r, c->scope, rf.a, rf.alen);
         int rc = 0;
         const char *v = NULL;
         if (!src || src->is_item)
@@ -217,7 +241,6 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
         return 0;
     case EXPR_REF_BAD:
     case EXPR_REF_PARAM:
-    case EXPR_REF_INPUTS:
     case EXPR_REF_RETRY: /* retries.when only: limits.c resolves those */
         break;
     }
@@ -225,17 +248,23 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
     return -EINVAL;
 }
 
+static int expand_in(resolve_ctx_t *c, const char *text, char **out, char *err, size_t errlen)
+{
+    int rc = expr_expand(text, resolve, c, MAX_EXPANDED, out, err, errlen);
+    free(c->scratch);
+    c->scratch = NULL;
+    return rc;
+}
+
 static int expand(sched_t *s, task_t *t, const char *text, char **out, char *err, size_t errlen)
 {
-    resolve_ctx_t c = {.s = s, .t = t};
-    int rc = expr_expand(text, resolve, &c, MAX_EXPANDED, out, err, errlen);
-    free(c.scratch);
-    return rc;
+    resolve_ctx_t c = CTX(s, t);
+    return expand_in(&c, text, out, err, errlen);
 }
 
 int flow_when(sched_t *s, task_t *t, bool *result, char *err, size_t errlen)
 {
-    resolve_ctx_t c = {.s = s, .t = t};
+    resolve_ctx_t c = CTX(s, t);
     int rc = expr_eval(t->step->when, resolve, &c, result, err, errlen);
     free(c.scratch);
     return rc;
@@ -264,7 +293,7 @@ static int resolve_shown(const char *ref, const char **value, void *arg, char *e
 
 char *flow_when_shown(sched_t *s, task_t *t)
 {
-    shown_ctx_t c = {.rc = {.s = s, .t = t}};
+    shown_ctx_t c = {.rc = CTX(s, t)};
     char err[256], *out = NULL;
     if (expr_expand(t->step->when, resolve_shown, &c, MAX_EXPANDED, &out, err, sizeof err) < 0)
         out = xstrdup(t->step->when); /* a branch not taken may not resolve: the template */
@@ -379,17 +408,29 @@ void flow_unprepare(task_t *t)
 
 /* ------------------------------------------------------------ artifacts */
 
-/* The upstream artifact an input names, or NULL. */
-const Drover__Artifact *flow_input_artifact(const task_t *t, const Drover__InputSpec *in)
+/* The artifact in names among the steps and inputs of scope (NULL: the
+ * run's own steps): a step's output, or (from_group_input) the group's
+ * input of that name, which its using step took from its own scope. */
+static const Drover__Artifact *scope_artifact(const run_t *r, const task_t *scope,
+                                              const Drover__InputSpec *in)
 {
-    run_t *r = t->run;
-    if (in->step >= r->steps->n_steps)
+    if (in->from_group_input) {
+        for (size_t k = 0; scope && k < scope->step->n_inputs; k++)
+            if (!strcmp(scope->step->inputs[k]->local, in->artifact))
+                return scope_artifact(r, scope->scope, scope->step->inputs[k]);
         return NULL;
-    const task_t *src = r->tasks[in->step];
-    for (size_t i = 0; i < src->n_outputs; i++)
+    }
+    const task_t *src = dag_member(r, scope, in->step);
+    for (size_t i = 0; src && i < src->n_outputs; i++)
         if (strcmp(src->outputs[i]->name, in->artifact) == 0)
             return src->outputs[i];
     return NULL;
+}
+
+/* The upstream artifact an input names, or NULL. */
+const Drover__Artifact *flow_input_artifact(const task_t *t, const Drover__InputSpec *in)
+{
+    return scope_artifact(t->run, t->scope, in);
 }
 
 static void hash_str(digest_ctx_t *c, const char *s)
@@ -408,6 +449,12 @@ void flow_cache_key(const task_t *t, uint8_t key[DIGEST_LEN])
     hash_str(c, t->run->rec->name);
     hash_str(c, t->step->name);
     hash_str(c, t->item_value ? t->item_value : "");
+    /* inside groups: which group (and item) it ran in, outermost last */
+    for (const task_t *sc = t->scope; sc; sc = sc->scope) {
+        hash_str(c, "group");
+        hash_str(c, sc->step->name);
+        hash_str(c, sc->item_value ? sc->item_value : "");
+    }
     hash_str(c, t->step->image ? t->step->image : "");
     for (size_t i = 0; i < t->argc; i++)
         hash_str(c, t->argv[i]);
@@ -656,4 +703,90 @@ void flow_settings_free(task_t *t)
     free(o->retries);
     free(o);
     t->own_step = NULL;
+}
+
+/* ------------------------------------------------------------ groups */
+
+static const Drover__TemplateBody *group_body(const task_t *g)
+{
+    const Drover__RunSteps *st = g->run->steps;
+    uint32_t k = g->step->uses_body;
+    return k && k <= st->n_bodies ? st->bodies[k - 1] : NULL;
+}
+
+int flow_group_inputs(sched_t *s, task_t *g, Drover__KeyValue ***out, size_t *n, char *err,
+                      size_t errlen)
+{
+    const Drover__TemplateBody *b = group_body(g);
+    const Drover__StepSpec *st = g->step;
+    resolve_ctx_t c = CTX(s, g); /* {{item}} is g's, steps and inputs its scope's */
+    Drover__KeyValue **kvs = xcalloc(st->n_with + 1, sizeof *kvs);
+    size_t k = 0;
+    int rc = 0;
+    *out = NULL;
+    *n = 0;
+    for (; k < st->n_with && rc == 0; k++) {
+        const Drover__KeyValue *w = st->with[k];
+        char *value = NULL, e[384], want[96];
+        if (expand_in(&c, w->value, &value, e, sizeof e) < 0) {
+            snprintf(err, errlen, "input '%s': %s", w->key, e);
+            rc = -EINVAL;
+            break;
+        }
+        const char *type = "";
+        for (size_t i = 0; b && i < b->n_in_params; i++)
+            if (!strcmp(b->in_params[i]->name, w->key))
+                type = b->in_params[i]->type;
+        if (spec_input_check(type, value, want, sizeof want) < 0) {
+            snprintf(err, errlen, "input '%s' of template '%s': %s gave '%.80s', not %s", w->key,
+                     b ? b->name : "?", w->value, value, want);
+            free(value);
+            rc = -EINVAL;
+            break;
+        }
+        kvs[k] = util_kv_new(w->key, value);
+        free(value);
+    }
+    if (rc < 0) {
+        util_free_kvs(kvs, k);
+        return rc;
+    }
+    *out = kvs;
+    *n = k;
+    return 0;
+}
+
+void flow_group_outputs(sched_t *s, task_t *g)
+{
+    const Drover__TemplateBody *b = group_body(g);
+    if (!b)
+        return;
+    resolve_ctx_t c = {.s = s, .t = g, .scope = g}; /* the members' scope */
+    Drover__KeyValue **params = xcalloc(b->n_out_params + 1, sizeof *params);
+    Drover__Artifact **arts = xcalloc(b->n_out_artifacts + 1, sizeof *arts);
+    size_t np = 0, na = 0;
+    for (size_t i = 0; i < b->n_out_params; i++) {
+        char *value = NULL, e[256];
+        if (expand_in(&c, b->out_params[i]->value, &value, e, sizeof e) < 0) {
+            log_debug("%s/%s: output param '%s' left out: %s", g->run->rec->id, g->name,
+                      b->out_params[i]->key, e);
+            continue; /* its source did not succeed: a reader gets "no such output" */
+        }
+        params[np++] = util_kv_new(b->out_params[i]->key, value);
+        free(value);
+    }
+    for (size_t i = 0; i < b->n_out_artifacts; i++) {
+        const Drover__Artifact *a = scope_artifact(g->run, g, b->out_artifacts[i]);
+        if (!a)
+            continue;
+        Drover__Artifact *copy = util_pb_copy(a);
+        free(copy->name);
+        copy->name = xstrdup(b->out_artifacts[i]->local);
+        arts[na++] = copy;
+    }
+    flow_set_outputs(s, g, arts, na, params, np);
+    for (size_t i = 0; i < na; i++)
+        drover__artifact__free_unpacked(arts[i], NULL);
+    free(arts);
+    util_free_kvs(params, np);
 }

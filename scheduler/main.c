@@ -30,6 +30,8 @@ static void usage(FILE *f)
                "limits (each violation is refused with a reason and counted; drover status):\n"
                "  --max-items N          items of one fan-out [1000000 at run time and in\n"
                "                         a for_each range, 100000 in a literal list]\n"
+               "  --max-depth N          how deep groups (DAG templates) may nest, recursion\n"
+               "                         included; a spec's max_depth may only lower it [100]\n"
                "  --max-spec BYTES       size of a submitted spec [1Mi]\n"
                "  --max-steps N          steps of one run [10000]\n"
                "  --max-param BYTES      one param value [64Ki]\n"
@@ -123,6 +125,12 @@ static int apply(const char *key, const char *value, void *arg)
         if (spec_parse_memory(value, &n) < 0 || n < (64u << 10) || n > (1ull << 40))
             return -EINVAL;
         c->api_peer_queue = (size_t)n;
+    } else if (strcmp(key, "max-depth") == 0) {
+        char *end;
+        unsigned long n = strtoul(value, &end, 10);
+        if (!*value || *end || n == 0 || n > 1000)
+            return -EINVAL;
+        c->max_depth = (uint32_t)n;
     } else if (strcmp(key, "max-system-errors") == 0) {
         char *end;
         unsigned long n = strtoul(value, &end, 10);
@@ -167,6 +175,7 @@ int main(int argc, char **argv)
                                              {"max-message", required_argument, 0, 0},
                                              {"api-peer-queue", required_argument, 0, 0},
                                              {"max-system-errors", required_argument, 0, 0},
+                                             {"max-depth", required_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"authorized-keys", required_argument, 0, 0},
                                              {"api-keys", required_argument, 0, 0},

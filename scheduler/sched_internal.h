@@ -52,6 +52,20 @@ typedef struct {
     bool rejected;
 } gate_t;
 
+/* A group instance's own state (dag.c, "Groups"): on a task whose step
+ * uses a DAG template (or an item of such a for_each step) once it has
+ * been instantiated; NULL on every other task. Its members are the tasks
+ * [first_member, first_member + n_members) of its run, in body order. */
+typedef struct {
+    uint32_t first_member, n_members;
+    uint32_t done;      /* members ended */
+    uint32_t main_left; /* members not in the body's finally, not ended */
+    uint32_t failed;    /* members FAILED for good (continue_on: failed aside) */
+    bool finally_started;
+    Drover__KeyValue **in_params; /* its inputs' values, expanded (owned) */
+    uint32_t n_in_params;
+} group_t;
+
 struct task {
     run_t *run;
     Drover__StepSpec *step; /* owned by run->steps */
@@ -96,6 +110,8 @@ struct task {
     uint32_t agent_slot; /* runtime: position in agent->tasks */
     char *avoid_agent;   /* the node it was last preempted on, or hit a system error on */
     gate_t *gate;        /* an approval gate's state (owned), or NULL */
+    task_t *scope;       /* the group instance it is a member of; NULL: the run's own */
+    group_t *grp;        /* a group instance's state (owned), or NULL */
 
     /* Runtime only (rebuilt on load). */
     agent_t *agent; /* where the current attempt is, while ASSIGNED/RUNNING */
@@ -127,7 +143,9 @@ struct task {
 struct run {
     Drover__RunRecord *rec;  /* owned: protobuf_c_message_free_unpacked */
     Drover__RunSteps *steps; /* owned, likewise: the compiled steps, never changed */
-    task_t **tasks;          /* steps (index = step index), then fan-out items */
+    task_t **tasks;          /* root steps (index = step index), then fan-out items
+                              * and group members, in the order they were made */
+    uint32_t n_root;         /* the pipeline's own steps: steps[0, n_root) */
     size_t n_tasks, cap_tasks;
     size_t unfinished;      /* tasks not in a final state */
     size_t main_unfinished; /* of those, not exit handlers (finally) */
@@ -351,7 +369,18 @@ void dag_free_deleted(sched_t *s);
 /* Rebuild the in-memory model from the store at startup. 0 or -errno. */
 int dag_load(sched_t *s);
 run_t *dag_find_run(sched_t *s, const char *id);
+/* By full name: "step", "step[i]", "group.step", "group[i].step",
+ * nested ("a.b[2].c"); NULL when there is none. */
 task_t *dag_find_task(run_t *r, const char *name);
+/* The task of step index step in group instance scope (NULL: the run's
+ * own steps), or NULL when scope has no such member. */
+task_t *dag_member(const run_t *r, const task_t *scope, uint32_t step);
+/* The task of the step named name[0..len) among the steps of group
+ * instance scope (NULL: the run's own), or NULL: how {{steps.S...}}
+ * references find S (scope: the referring task's). */
+task_t *dag_scope_find(const run_t *r, const task_t *scope, const char *name, size_t len);
+/* How many groups t is nested in (0: one of the run's own steps). */
+uint32_t dag_depth(const task_t *t);
 /* Transitions driven by agents. */
 void dag_task_started(sched_t *s, task_t *t, int64_t time_ms);
 void dag_task_exited(sched_t *s, task_t *t, const Drover__Report *rep);
@@ -487,6 +516,17 @@ void flow_collect_items(sched_t *s, task_t *g);
 int flow_settings(sched_t *s, task_t *t, char *err, size_t errlen);
 /* Free t->own_step; t->step is its run's step again. */
 void flow_settings_free(task_t *t);
+/* Group instance g's input params (its step's `with`), expanded in g's
+ * scope ({{item}} is g's, {{steps.S}} its siblings', {{inputs.params.X}}
+ * its enclosing group's) and checked against the template's declared
+ * types, into *out (caller frees with util_free_kvs). 0, or -EINVAL with
+ * a reason naming the input in err. */
+int flow_group_inputs(sched_t *s, task_t *g, Drover__KeyValue ***out, size_t *n, char *err,
+                      size_t errlen);
+/* Group instance g ended well: its declared outputs from its members
+ * (a param whose source did not succeed is left out, so a reader of it
+ * gets "no such output"), recorded on g. */
+void flow_group_outputs(sched_t *s, task_t *g);
 
 /* --- placer.c */
 /* Whether agent a can take task t now (labels, resources, state). */

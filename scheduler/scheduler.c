@@ -45,6 +45,7 @@ void sched_config_defaults(sched_config_t *cfg)
     cfg->max_message = MAX_MESSAGE;
     cfg->api_peer_queue = API_PEER_QUEUE;
     cfg->max_system_errors = 3;
+    cfg->max_depth = 100;
 }
 
 /* An idle watcher only makes the loop poll without blocking, so that

@@ -29,6 +29,7 @@ typedef struct {
     size_t max_message;         /* bytes of one message on either socket */
     size_t api_peer_queue;      /* reply bytes droverd holds for one API peer */
     uint32_t max_system_errors; /* system errors (not the step's) before a task fails */
+    uint32_t max_depth;         /* groups (DAG templates) nest at most this deep */
     /* Security (auth.c). */
     const char *key;             /* droverd's secret key file: CURVE on */
     const char *authorized_keys; /* dir of agents' public keys */

@@ -629,8 +629,12 @@ Test(expr, ref_forms)
     ref_is("run.id", EXPR_REF_RUN, "id", NULL);
     ref_is("run.name", EXPR_REF_RUN, "name", NULL);
     ref_is("run.status", EXPR_REF_STATUS, "status", NULL);
-    ref_is("inputs.x", EXPR_REF_INPUTS, NULL, NULL);
-    ref_is("inputs", EXPR_REF_INPUTS, NULL, NULL);
+    ref_is("inputs.params.lr", EXPR_REF_INPUTS, "lr", NULL);
+    ref_is("inputs.params.a.b-c", EXPR_REF_INPUTS, "a.b-c", NULL);
+    ref_is("inputs.x", EXPR_REF_BAD, NULL, NULL); /* artifacts are files, not references */
+    ref_is("inputs.params.", EXPR_REF_BAD, NULL, NULL);
+    ref_is("inputs.params.a b", EXPR_REF_BAD, NULL, NULL);
+    ref_is("inputs", EXPR_REF_BAD, NULL, NULL);
     const char *bad[] = {"",
                          "params.",
                          "params",

@@ -989,8 +989,8 @@ typedef struct {
 Test(spec, not_implemented_keys)
 {
     static const ni_case_t cases[] = {
-        {"env: {X: \"{{inputs.artifacts.data}}\"}", "'{{inputs.artifacts.data}}'", 14},
-        {"script: echo {{ inputs.x }}", "'{{ inputs.x }}'", 13},
+        {"env: {X: \"{{inputs.params.data}}\"}", "'{{inputs.params.data}}'", 14},
+        {"script: echo {{ inputs.params.x }}", "'{{ inputs.params.x }}'", 13},
         {"inputs: {params: {n: \"1\"}}", "'inputs.params'", 14},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1040,16 +1040,18 @@ Test(spec, image_with_params)
 
 Test(spec, not_implemented_in_defaults_and_finally)
 {
-    parse_bad_at("name: p\ndefaults:\n  env: {X: \"{{inputs.y}}\"}\nsteps:\n  - {name: a, command: "
-                 "[x]}\n",
-                 3, 12, "'{{inputs.y}}' (inputs in templates) is not implemented");
+    parse_bad_at(
+        "name: p\ndefaults:\n  env: {X: \"{{inputs.params.y}}\"}\nsteps:\n  - {name: a, command: "
+        "[x]}\n",
+        3, 12, "'{{inputs.params.y}}' (inputs in templates) is not implemented");
     parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - name: n\n    "
                  "script: x\n    inputs: {params: {n: \"1\"}}\n",
                  7, 14, "'inputs.params' (input params");
     /* an {{inputs...}} reference reaching `when` through a param is noted too */
-    parse_bad_at("name: p\nparams: {c: \"{{inputs.x}}\"}\nsteps:\n  - name: a\n    command: [x]\n"
-                 "    when: \"{{params.c}} == 1\"\n",
-                 6, 11, "'{{inputs.x}}' (inputs in templates) is not implemented");
+    parse_bad_at(
+        "name: p\nparams: {c: \"{{inputs.params.x}}\"}\nsteps:\n  - name: a\n    command: [x]\n"
+        "    when: \"{{params.c}} == 1\"\n",
+        6, 11, "'{{inputs.params.x}}' (inputs in templates) is not implemented");
 }
 
 Test(spec, real_errors_beat_not_implemented)
@@ -1070,7 +1072,7 @@ Test(spec, real_errors_beat_not_implemented)
               "{artifacts: {d: b.x}}}\n  - {name: b, command: [x]}\n",
               "input 'd': step 'a' does not need 'b'");
     /* ... and an unknown param in a template */
-    parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{inputs.x}} {{params.zz}}\"}\n",
+    parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{inputs.params.x}} {{params.zz}}\"}\n",
               "unknown param 'zz'");
     /* ... and a bad shape of a not-implemented key */
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], inputs: {params: 3}}\n",
@@ -1078,7 +1080,7 @@ Test(spec, real_errors_beat_not_implemented)
     /* the earliest not-implemented key is named */
     parse_bad_at(
         "name: p\nsteps:\n  - name: a\n    command: [x]\n    inputs: {params: {n: \"1\"}}\n"
-        "    env: {X: \"{{inputs.x}}\"}\n",
+        "    env: {X: \"{{inputs.params.x}}\"}\n",
         5, 14, "'inputs.params' (input params");
 }
 
