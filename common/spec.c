@@ -21,6 +21,8 @@
  * syntax errors and limits stop the walk (c->fatal). They are reported
  * in file order, at most 20, then "and N more errors", one a line; an
  * unknown key or step name comes with the closest valid one (suggest.h).
+ * Each node remembers its file (node_t.file): an error in an imported
+ * file names that file, and those come after the spec's own.
  * Keys that later releases implement are shape-checked and their first
  * position is remembered; only when the whole document is otherwise valid
  * is that "not implemented yet" reported, so real mistakes always win.
@@ -113,12 +115,12 @@ const char *show(ctx_t *c, const char *s)
     return b;
 }
 
-static int vfail_at(ctx_t *c, int line, int col, const char *fmt, va_list ap)
+static int vfail_at(ctx_t *c, const char *file, int line, int col, const char *fmt, va_list ap)
 {
     c->failed = true;
     c->fail_calls++;
     for (size_t i = 0; i < c->nerrs; i++) {
-        if (c->errs[i].line == line && c->errs[i].col == col)
+        if (c->errs[i].line == line && c->errs[i].col == col && c->errs[i].file == file)
             return -EINVAL; /* a consequence of the error already there */
     }
     c->nerrs_all++;
@@ -129,7 +131,7 @@ static int vfail_at(ctx_t *c, int line, int col, const char *fmt, va_list ap)
         abort(); /* only out of memory, as xmalloc */
     if (c->nerrs % 16 == 0)
         c->errs = xrealloc(c->errs, (c->nerrs + 16) * sizeof *c->errs);
-    c->errs[c->nerrs++] = (spec_err_t){line, col, msg};
+    c->errs[c->nerrs++] = (spec_err_t){file, line, col, msg, 0};
     return -EINVAL;
 }
 
@@ -139,7 +141,7 @@ int fail_at(ctx_t *c, int line, int col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int rc = vfail_at(c, line, col, fmt, ap);
+    int rc = vfail_at(c, c->file, line, col, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -149,7 +151,8 @@ int fail(ctx_t *c, const node_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int rc = vfail_at(c, n ? n->line : 1, n ? n->col : 1, fmt, ap);
+    int rc =
+        vfail_at(c, n && n->file ? n->file : c->file, n ? n->line : 1, n ? n->col : 1, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -164,7 +167,8 @@ int fail_limit(ctx_t *c, const node_t *n, const char *fmt, ...)
     va_start(ap, fmt);
     c->over_limit = true;
     c->fatal = true;
-    int rc = vfail_at(c, n ? n->line : 1, n ? n->col : 1, fmt, ap);
+    int rc =
+        vfail_at(c, n && n->file ? n->file : c->file, n ? n->line : 1, n ? n->col : 1, fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -411,10 +415,20 @@ static int parse_params(ctx_t *c, const node_t *v, const spec_kv_t *ov, size_t n
     return c->failed ? -EINVAL : 0;
 }
 
+void aux_free(step_aux_t *a)
+{
+    free(a->env_src);
+    free(a->input_src);
+    free(a->arts_sorted);
+    free(a->params_sorted);
+    free(a->with_src);
+}
+
 /* The top-level keys, NULL-terminated: a new one is a line here and its
  * branch in parse_doc. */
-static const char *const doc_keys[] = {"name",    "params",      "defaults", "steps",
-                                       "finally", "parallelism", "timeout",  NULL};
+static const char *const doc_keys[] = {"name",        "params",    "defaults", "steps",
+                                       "finally",     "templates", "imports",  "max_depth",
+                                       "parallelism", "timeout",   NULL};
 
 /* The whole document; root is a map. Every key, every step and every key
  * of a step is checked, whatever failed before it (errors are listed in
@@ -422,8 +436,10 @@ static const char *const doc_keys[] = {"name",    "params",      "defaults", "st
 static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t nov, spec_t *s)
 {
     const node_t *name = NULL, *params = NULL, *defaults = NULL, *steps = NULL, *fin = NULL;
+    const node_t *templates = NULL, *imports = NULL;
     settings_t d = {0};
     step_aux_t *aux = NULL;
+    size_t nsteps = 0, nfin = 0, made = 0;
     int rc = 0, lim_rc;
 
     for (size_t i = 0; i < map_len(root); i++) {
@@ -438,7 +454,15 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
             steps = v;
         else if (!strcmp(k->str, "finally"))
             fin = v;
-        else if (parse_run_limit(c, k, v, s, &lim_rc))
+        else if (!strcmp(k->str, "templates"))
+            templates = v;
+        else if (!strcmp(k->str, "imports"))
+            imports = v;
+        else if (!strcmp(k->str, "max_depth")) {
+            uint64_t u;
+            if (want_uint(c, v, "max_depth", 1, 1000, &u) == 0)
+                s->max_depth = (uint32_t)u;
+        } else if (parse_run_limit(c, k, v, s, &lim_rc))
             ; /* parallelism, timeout: an error is in c's list */
         else
             unknown_key(c, k, NULL, doc_keys, false);
@@ -453,6 +477,8 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
     parse_params(c, params, ov, nov, s);
     if (defaults && !c->fatal)
         parse_defaults(c, defaults, &d);
+    if ((templates || imports) && !c->fatal)
+        reuse_begin(c, templates, imports, s);
     if (c->fatal) {
         rc = -EINVAL;
         goto cleanup;
@@ -472,7 +498,8 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
         fin = NULL;
         c->names_partial = true; /* a step may need one of them */
     }
-    size_t nsteps = steps->nkids, nfin = fin ? fin->nkids : 0;
+    nsteps = steps->nkids;
+    nfin = fin ? fin->nkids : 0;
     if (nsteps + nfin > c->lim.max_steps) {
         rc = fail_limit(c, steps, "too many steps (%zu; at most %zu)", nsteps + nfin,
                         c->lim.max_steps);
@@ -486,7 +513,7 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
         const node_t *m = i < nsteps ? steps->kids[i] : fin->kids[i - nsteps];
         aux[i].is_finally = i >= nsteps;
         s->pos[i] = (spec_pos_t){m->line, m->col};
-        s->step_count = i + 1; /* so spec_destroy frees what parse_step made */
+        s->step_count = made = i + 1; /* so spec_destroy frees what parse_step made */
         if (parse_step(c, m, &d, s->steps, i, aux) < 0)
             aux[i].failed = true;
         if (c->fatal) {
@@ -497,15 +524,14 @@ static int parse_doc(ctx_t *c, const node_t *root, const spec_kv_t *ov, size_t n
     /* a cycle leaves no order to check the data flow in */
     if (resolve_needs(c, s->steps, aux, nsteps + nfin) == 0 && !c->fatal)
         check_flow(c, s->steps, aux, nsteps + nfin);
+    s->root_count = s->step_count;
+    if (c->reuse && !c->fatal)
+        reuse_finish(c, s, &d); /* the bodies of the DAG templates used */
     rc = c->failed ? -EINVAL : 0;
 cleanup:
     settings_free(&d);
-    for (size_t i = 0; aux && i < s->step_count; i++) {
-        free(aux[i].env_src);
-        free(aux[i].input_src);
-        free(aux[i].arts_sorted);
-        free(aux[i].params_sorted);
-    }
+    for (size_t i = 0; aux && i < made; i++)
+        aux_free(&aux[i]);
     free(aux);
     return rc;
 }
@@ -527,9 +553,17 @@ int spec_parse(const char *filename, const char *text, size_t len, const spec_kv
                               errlen);
 }
 
+/* The spec's own file first (rank 0), then the imported ones by path. */
 static int cmp_err(const void *a, const void *b)
 {
     const spec_err_t *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
+    if (x->file != y->file) {
+        int r = strcmp(x->file, y->file);
+        if (r)
+            return r;
+    }
     if (x->line != y->line)
         return x->line < y->line ? -1 : 1;
     if (x->col != y->col)
@@ -540,16 +574,18 @@ static int cmp_err(const void *a, const void *b)
 /* The errors found, in file order, one "FILE:LINE:COL: reason" a line, at
  * most SPEC_MAX_ERRS_SHOWN, then "and N more errors"; whole lines only
  * (the first excepted), as many as fit in c->err. */
-static void write_errors(ctx_t *c)
+void write_errors(ctx_t *c)
 {
     if (!c->err || c->errlen == 0)
         return;
     c->err[0] = '\0';
+    for (size_t i = 0; i < c->nerrs; i++)
+        c->errs[i].rank = c->errs[i].file != c->file;
     qsort(c->errs, c->nerrs, sizeof *c->errs, cmp_err);
     size_t o = 0, shown = 0;
     for (size_t i = 0; i < c->nerrs && shown < SPEC_MAX_ERRS_SHOWN; i++) {
         const spec_err_t *e = &c->errs[i];
-        char *line = xasprintf("%s%s:%d:%d: %s", i ? "\n" : "", c->file, e->line, e->col, e->msg);
+        char *line = xasprintf("%s%s:%d:%d: %s", i ? "\n" : "", e->file, e->line, e->col, e->msg);
         size_t n = strlen(line), room = c->errlen - o;
         /* leave room for the "and N more" line after the first */
         if (i && n + 40 >= room) {
@@ -578,7 +614,22 @@ int spec_parse_limited(const char *filename, const char *text, size_t len,
                        const spec_kv_t *overrides, size_t override_count,
                        const spec_limits_t *limits, spec_t **out, char *err, size_t errlen)
 {
-    ctx_t c = {.file = filename ? filename : "<spec>", .err = err, .errlen = errlen};
+    return spec_parse_files(filename, text, len, NULL, 0, overrides, override_count, limits, out,
+                            err, errlen);
+}
+
+/* spec_parse_limited with the imported files at hand (contract in
+ * spec.h): the one entry point all the others come to. */
+int spec_parse_files(const char *filename, const char *text, size_t len,
+                     const spec_import_t *imports, size_t import_count, const spec_kv_t *overrides,
+                     size_t override_count, const spec_limits_t *limits, spec_t **out, char *err,
+                     size_t errlen)
+{
+    ctx_t c = {.file = filename ? filename : "<spec>",
+               .err = err,
+               .errlen = errlen,
+               .imports = imports,
+               .import_count = imports ? import_count : 0};
     if (limits)
         c.lim = *limits;
     else
@@ -644,6 +695,7 @@ cleanup:
     node_free(root);
     free(c.ni_what);
     free(c.names);
+    reuse_free(&c);
     return rc < 0 && c.over_limit ? -E2BIG : rc;
 }
 
@@ -662,6 +714,11 @@ void spec_destroy(spec_t **spec)
     }
     free(s->steps);
     free(s->pos);
+    for (size_t i = 0; i < s->body_count; i++) {
+        if (s->bodies[i])
+            drover__template_body__free_unpacked(s->bodies[i], NULL);
+    }
+    free(s->bodies);
     free(s);
     *spec = NULL;
 }

@@ -7,10 +7,10 @@
  * duplicate step names, unknown or cyclic needs, bad quantities and
  * durations, template references) and substitutes {{params.x}} in
  * command, script, env values, when, for_each, image and the other
- * templated settings (timeout, resources, retries.limit). Keys that later
- * releases implement ({{inputs...}} templates, inputs.params) are parsed
- * and shape-checked, then refused with "not implemented yet", so a spec is
- * never half-run. The result owns all its memory. The parts of the
+ * templated settings (timeout, resources, retries.limit). Templates
+ * (templates:, uses:, with:) and imports: are compiled too: a step
+ * template into each step that uses it, a DAG template once into a body
+ * (spec_t.bodies). The result owns all its memory. The parts of the
  * compiler are listed in spec_internal.h; the quantity parsers are in
  * units.h (included here for the callers that used to find them here).
  */
@@ -80,6 +80,9 @@ typedef struct {
     size_t len;
 } spec_import_t;
 
+/* Files one spec may import, transitively (drover submit and droverd). */
+#define SPEC_MAX_IMPORTS 100u
+
 /* Defaults applied when neither the step nor `defaults:` says otherwise. */
 #define SPEC_DEFAULT_CPU_MILLI       1000u
 #define SPEC_DEFAULT_BACKOFF_MS      1000u
@@ -142,7 +145,7 @@ int spec_imports(const char *filename, const char *text, size_t len, char ***pat
 
 /* Check value against a template input's declared type ("" or "string":
  * any text; "integer": a whole decimal number; "number": a finite decimal
- * number; "boolean": true/false, yes/no, on/off in any case; "json": one
+ * number; "boolean": true or false in any case; "json": one
  * JSON value). 0, or -EINVAL with what it should be in want ("an integer
  * (e.g. 3, -1)"). The one check the compiler runs on literal `with`
  * values and droverd on templated ones when a group is instantiated. */

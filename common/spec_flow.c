@@ -201,6 +201,11 @@ static int check_outcome_ref(flow_t *f, size_t i, const expr_ref_t *r, const cha
         snprintf(why, whylen, "%s: no step named '%s'", lb, show(f->c, a));
     else if (!may_use(f, i, s, lb, why, whylen))
         ;
+    else if (r->kind == EXPR_REF_STEP_RESULT && f->all[s]->uses_body)
+        snprintf(why, whylen,
+                 "%s: step '%s' is a group (it uses DAG template '%s'), which has no standard "
+                 "output of its own (read its declared outputs)",
+                 lb, show(f->c, a), show(f->c, f->all[s]->template_));
     else if (r->kind == EXPR_REF_STEP_RESULT && f->all[s]->fan_out)
         snprintf(why, whylen,
                  "%s: step '%s' is a for_each step, whose items' standard outputs are not "
@@ -235,9 +240,7 @@ static int check_ref(flow_t *f, size_t i, const char *in, size_t n, bool in_when
         snprintf(why, whylen, "bad template '%s' (%s)", lb, r.why);
         break;
     case EXPR_REF_INPUTS:
-        if (in_when)
-            not_impl(c, f->aux[i].when, label, "inputs in templates");
-        rc = 0;
+        rc = 0; /* checked where it was read (reuse_input_ref) */
         break;
     case EXPR_REF_STEP:
         a = xstrndup(r.a, r.alen);
@@ -314,8 +317,8 @@ static int check_setting(flow_t *f, size_t i, spec_tmpl_key_t k, const node_t *v
     int more, rc = 0;
     expr_tmpl_init(&it, v->str);
     while (rc == 0 && (more = expr_tmpl_next(&it, &p)) > 0) {
-        if (!p.is_ref || p.ref.kind == EXPR_REF_PARAM)
-            continue; /* substituted */
+        if (!p.is_ref || p.ref.kind == EXPR_REF_PARAM || p.ref.kind == EXPR_REF_INPUTS)
+            continue; /* substituted, or a template's input (checked when read) */
         if (p.ref.kind != EXPR_REF_ITEM && p.ref.kind != EXPR_REF_STEP) {
             char *label = xstrndup(v->str + p.off, p.len);
             rc = fail(f->c, v, "'%s' cannot be used in %s (%s)", show(f->c, label), key, allowed);
@@ -339,7 +342,7 @@ static int check_scalar(flow_t *f, size_t i, const node_t *v, bool inherited)
     expr_tmpl_init(&it, v->str);
     while ((more = expr_tmpl_next(&it, &p)) > 0) {
         if (!p.is_ref || p.ref.kind == EXPR_REF_PARAM || p.ref.kind == EXPR_REF_INPUTS)
-            continue; /* substituted, or noted as not implemented */
+            continue; /* substituted, or a template's input (checked when read) */
         if (check_ref(f, i, p.in, p.inlen, false, why, sizeof why) < 0) {
             if (inherited)
                 return fail(f->c, v, "%s (in defaults, inherited by step '%s')", why,
@@ -370,6 +373,9 @@ static int resolve_input(flow_t *f, size_t i, size_t k)
     size_t best = SIZE_MAX, first = SIZE_MAX, matches = 0, s;
     char what[160], why[512];
 
+    int grp = reuse_group_input(c, src, in); /* inputs.artifacts.NAME */
+    if (grp)
+        return grp < 0 ? -EINVAL : 0;
     for (size_t p = 1; p + 1 < src->len; p++) {
         if (t[p] != '.' || !names_find(c, t, p, &s))
             continue;
@@ -450,6 +456,8 @@ int check_flow(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n)
             rc |= check_scalar(&f, i, a->cmd->kids[k], false);
         if (a->script)
             rc |= check_scalar(&f, i, a->script, false);
+        for (size_t k = 0; k < a->n_with; k++)
+            rc |= check_scalar(&f, i, a->with_src[k], false);
         for (size_t k = 0; k < all[i]->n_env; k++)
             rc |= check_scalar(&f, i, a->env_src[k].node, a->env_src[k].inherited);
         if (a->when) {

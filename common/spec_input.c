@@ -47,7 +47,7 @@ static bool decimal(const char *s, bool whole)
 
 int spec_input_check(const char *type, const char *value, char *want, size_t wantlen)
 {
-    static const char *const bools[] = {"true", "false", "yes", "no", "on", "off"};
+    static const char *const bools[] = {"true", "false"};
     const char *what = NULL;
     if (!type || !*type || !strcmp(type, "string"))
         return 0;
@@ -63,7 +63,7 @@ int spec_input_check(const char *type, const char *value, char *want, size_t wan
         for (size_t i = 0; i < sizeof bools / sizeof *bools; i++)
             if (!strcasecmp(value, bools[i]))
                 return 0;
-        what = "a boolean (true or false)";
+        what = "a boolean (true or false, in any case)";
     } else if (!strcmp(type, "json")) {
         if (json_text_valid(value, strlen(value), NULL, 0) == 0)
             return 0;

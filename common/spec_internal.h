@@ -16,6 +16,9 @@
  *   spec_template.c  {{ ... }} references: classify, substitute params
  *   spec_trigger.c   trigger, depends, continue_on (depends adds needs)
  *   spec_flow.c      needs (indexes, cycles) and the data-flow check
+ *   spec_reuse.c     templates: step templates merged into their using
+ *                    steps, DAG templates' bodies (compiled once each)
+ *   spec_import.c    imports: other files' templates under a prefix
  * The quantity parsers (memory, cpu, durations) are in units.c, apart, so
  * that programs parsing "5s" do not link the spec compiler or libyaml.
  *
@@ -30,7 +33,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "expr.h"
 #include "spec.h"
 
 #define SPEC_MAX_TEXT       (1024u * 1024u) /* bytes of YAML */
@@ -66,6 +71,7 @@ typedef struct node {
     size_t len;         /* scalar: length of str */
     struct node **kids; /* seq: items; map: key, value, key, value... */
     size_t nkids, cap;
+    const char *file; /* the file it was read from (messages; outlives the parse) */
 } node_t;
 
 static inline size_t map_len(const node_t *m)
@@ -81,6 +87,16 @@ static inline node_t *map_key(const node_t *m, size_t i)
 static inline node_t *map_val(const node_t *m, size_t i)
 {
     return m->kids[2 * i + 1];
+}
+
+/* The value of key in map m, or NULL. */
+static inline node_t *map_get(const node_t *m, const char *key)
+{
+    for (size_t i = 0; m && m->type == N_MAP && i < map_len(m); i++) {
+        if (!strcmp(map_key(m, i)->str, key))
+            return map_val(m, i);
+    }
+    return NULL;
 }
 
 /* Where an env value of a step came from (for rescanning its templates). */
@@ -112,12 +128,20 @@ typedef struct {
     /* templated settings: each one's scalar, and whether from defaults: */
     const node_t *tmpl_node[SPEC_TMPL_N];
     bool tmpl_inherited[SPEC_TMPL_N];
+
+    /* reuse (spec_reuse.c) */
+    bool group;              /* uses a DAG template: no argv of its own */
+    const node_t **with_src; /* with: values, their run-time references checked
+                                in the step's scope by check_flow */
+    size_t n_with;
 } step_aux_t;
 
 /* One error found in a spec (its message without the FILE:LINE:COL). */
 typedef struct {
+    const char *file; /* the spec, or an imported file */
     int line, col;
     char *msg;
+    int rank; /* write_errors' order: 0 the spec's own file, 1 imported */
 } spec_err_t;
 
 #define SPEC_MAX_ERRS_SHOWN 20u   /* errors written to err; then "and N more" */
@@ -154,12 +178,19 @@ typedef struct {
     bool ni_set;
     int ni_line, ni_col;
     char *ni_what;
+    /* reuse (spec_reuse.c, spec_import.c) */
+    const spec_import_t *imports; /* the files the caller gave (spec_parse_files) */
+    size_t import_count;
+    struct reuse *reuse;       /* templates, files, the bodies' queue; NULL: none */
+    const struct scope *scope; /* where {{inputs.params.X}} is read: NULL = the
+                                  pipeline's own steps (spec_reuse.c) */
 } ctx_t;
 
 typedef enum {
-    EXP_ALL,    /* run-time templates are kept as written */
-    EXP_PARAMS, /* only {{params.NAME}} may appear (for_each items) */
-    EXP_RANGE,  /* the same, in the numbers of a for_each range */
+    EXP_ALL,     /* run-time templates are kept as written */
+    EXP_PARAMS,  /* only {{params.NAME}} may appear (for_each items) */
+    EXP_RANGE,   /* the same, in the numbers of a for_each range */
+    EXP_DEFAULT, /* the same, in a template input param's default */
 } exp_mode_t;
 
 enum {
@@ -280,6 +311,11 @@ void names_init(ctx_t *c, Drover__StepSpec *const *steps, size_t n);
 bool names_find(const ctx_t *c, const char *s, size_t n, size_t *idx);
 void names_add(ctx_t *c, size_t idx);
 
+/* Write c's errors into c->err (spec_parse's format). */
+void write_errors(ctx_t *c);
+/* Free what a step's aux owns (not the aux itself). */
+void aux_free(step_aux_t *a);
+
 /* ---- templates (spec_template.c) ---- */
 
 /* Substitute {{params.NAME}} in scalar v into *out (caller frees); other
@@ -333,6 +369,9 @@ int charge(ctx_t *c, const node_t *at, size_t n);
 
 /* ---- steps (spec_step.c) ---- */
 
+/* An output or input name (a file name under $DROVER_OUTPUTS or
+ * $DROVER_INPUTS): valid_name, not ".", no "..". */
+bool valid_file_name(const char *s);
 /* Whether s[0..len) is among the sorted names sorted[0..n). */
 bool sorted_has(char *const *sorted, size_t n, const char *s, size_t len);
 /* Keys only a step may have, besides the inheritable ones, NULL-terminated:
@@ -367,5 +406,103 @@ int check_flow(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t n);
  * at most SPEC_MAX_ITEMS), each item expanded and its value checked
  * (spec_template.c; called by check_flow once references are checked). */
 int check_tmpl_items(ctx_t *c, Drover__StepSpec **all, step_aux_t *aux, size_t i);
+
+/* ---- reuse: templates, bodies, imports (spec_reuse.c, spec_import.c) ---- */
+
+/* A template (templates: NAME: ...) of the spec or of an imported file. */
+typedef struct {
+    char *name;         /* as shown and stored: "fit", or "t.fit" when imported */
+    const node_t *key;  /* its name under templates: (where it is declared) */
+    const node_t *def;  /* its map */
+    size_t file;        /* in reuse.f */
+    bool is_dag;        /* has steps: */
+    bool prepared, bad; /* its header (inputs, outputs) read; bad: in error */
+    bool checked;       /* compiled at least once (a use, or the unused check) */
+    Drover__TemplateInput **params;
+    const node_t **param_at; /* parallel to params: each one's key */
+    size_t nparams;
+    char **arts; /* declared input artifacts */
+    size_t narts;
+    char **out_params, **out_arts; /* a DAG template's declared outputs' names */
+    size_t n_out_params, n_out_arts;
+    const node_t **own; /* a step template's nodes, sorted by address (scope_t) */
+    size_t nown;
+    uint32_t body; /* k + 1 once its body is queued (bodies[k]) */
+} tmpl_t;
+
+/* An imports: entry of a file: templates of file `file` under prefix. */
+typedef struct {
+    char *prefix;
+    size_t file;
+    const node_t *at;
+} rimport_t;
+
+/* A file templates come from: [0] the spec itself, then the imported. */
+typedef struct {
+    const char *path; /* c->file, or the path in c->imports */
+    char *dir;        /* its directory: imports: paths are relative to it */
+    node_t *root;     /* an imported file's tree (owned); NULL for the spec's */
+    char *label;      /* prefix of its templates' names: "" or "t." */
+    rimport_t *imp;
+    size_t nimp;
+    size_t *by_name; /* its templates (reuse.t indexes), sorted by bare name */
+    size_t ntmpl;
+    int state; /* 1 while its imports are being loaded (cycles), 2 loaded */
+} rfile_t;
+
+struct reuse {
+    tmpl_t *t;
+    size_t nt;
+    rfile_t *f;
+    size_t nf;
+    size_t *queue; /* body k is template queue[k]'s */
+    size_t nqueue;
+    size_t bytes;    /* of imported text, all files */
+    size_t compiled; /* step templates' nodes compiled, all uses together */
+    size_t cur_file; /* the file whose steps are being read: bare names are its */
+};
+
+/* Where {{inputs.params.X}} is being read: a DAG template's body (kept
+ * for droverd) or a step template compiled into a using step (subst: the
+ * template's own nodes get the using step's values; others are read in
+ * the scope up, the using step's). */
+typedef struct scope {
+    const tmpl_t *t;
+    bool subst;
+    char **values; /* subst: parallel to t->params */
+    const struct scope *up;
+} scope_t;
+
+/* The top-level templates: (and imports:, through spec_import.c) of the
+ * spec: registered before any step is parsed. 0 or -EINVAL (recorded). */
+int reuse_begin(ctx_t *c, const node_t *templates, const node_t *imports, spec_t *s);
+/* Step map m has `uses:`: compile it into all[idx] (a step template's body
+ * merged in, or a group of a DAG template, its body queued). */
+int parse_uses(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec **all, size_t idx,
+               step_aux_t *aux);
+/* After the pipeline's own steps: compile the queued bodies into s (and
+ * check the unused templates of the spec's own file). */
+int reuse_finish(ctx_t *c, spec_t *s, const settings_t *d);
+/* Free what reuse_begin made; NULL-safe. */
+void reuse_free(ctx_t *c);
+/* {{inputs.params.NAME}} (r) in scalar v: *value is the value to put in
+ * its place (a step template's), or NULL to keep it (a DAG template's,
+ * declared). 0 or -EINVAL (recorded). */
+int reuse_input_ref(ctx_t *c, const node_t *v, const expr_ref_t *r, const char **value);
+/* An input artifact's source "inputs.artifacts.NAME" (src) of in: 1 when
+ * it is one (resolved into in, or an error recorded), 0 when not. */
+int reuse_group_input(ctx_t *c, const node_t *src, Drover__InputSpec *in);
+/* The imports: (node v, maybe NULL) of file fi: each file loaded from
+ * c->imports (once), its own imports and templates registered. 0 or
+ * -EINVAL (recorded). */
+int import_files(ctx_t *c, size_t fi, const node_t *v);
+/* Register the templates: map v of file fi. */
+int reuse_templates(ctx_t *c, size_t fi, const node_t *v);
+/* The path an imports: entry names: dir (of the importing file; "" for
+ * none) joined with rel, normalized (spec_import_t). NULL with *why set
+ * when it cannot be (absolute, empty). */
+char *import_join(const char *dir, const char *rel, const char **why);
+/* The directory part of path ("" for none), new. */
+char *import_dir(const char *path);
 
 #endif

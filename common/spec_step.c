@@ -86,7 +86,7 @@ static int check_gate(ctx_t *c, const node_t *m, const Drover__StepSpec *st)
 
 /* Output and input names become file names under $DROVER_OUTPUTS and
  * $DROVER_INPUTS: [A-Za-z0-9_.-], 1-63 bytes, not ".", no "..". */
-static bool valid_file_name(const char *s)
+bool valid_file_name(const char *s)
 {
     return valid_name(s) && strcmp(s, ".") && !strstr(s, "..");
 }
@@ -203,8 +203,9 @@ cleanup:
 }
 
 /* inputs: {artifacts: {local: STEP.ARTIFACT}}; the sources are resolved
- * in check_flow, once every step is known. inputs.params is a later
- * release's (shape-checked, noted). */
+ * in check_flow, once every step is known (inside a DAG template, also
+ * inputs.artifacts.NAME: the group's input). inputs.params is refused:
+ * input params are a template's, given with `with:`. */
 static int parse_inputs(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_aux_t *a)
 {
     if (want_map(c, v, "inputs", "artifacts, params") < 0)
@@ -213,19 +214,12 @@ static int parse_inputs(ctx_t *c, const node_t *v, Drover__StepSpec *st, step_au
         const node_t *k = map_key(v, i), *x = map_val(v, i);
         if (strcmp(k->str, "artifacts") && strcmp(k->str, "params"))
             return unknown_key(c, k, "inputs", inputs_keys, true);
-        if (!strcmp(k->str, "params")) {
-            if (x->type != N_MAP)
-                return fail(c, x, "'inputs.params' must be a map of name: value");
-            for (size_t j = 0; j < map_len(x); j++) {
-                if (!valid_name(map_key(x, j)->str))
-                    return fail(c, map_key(x, j), "bad name '%s' in 'inputs.params'",
-                                show(c, map_key(x, j)->str));
-                if (want_str(c, map_val(x, j), "inputs.params value") < 0)
-                    return -EINVAL;
-            }
-            not_impl(c, k, "inputs.params", "input params; use {{steps.STEP.outputs.params.NAME}}");
-            continue;
-        }
+        if (!strcmp(k->str, "params"))
+            return fail(c, k,
+                        "'inputs.params' is not a step key: a template declares its input "
+                        "params (templates: NAME: inputs: params:) and a step that uses it "
+                        "gives them with 'with:'; a step reads another's output with "
+                        "{{steps.STEP.outputs.params.NAME}}");
         if (x->type != N_MAP)
             return fail(c, x, "'inputs.artifacts' must be a map of name: STEP.ARTIFACT");
         size_t n = map_len(x);
@@ -587,6 +581,8 @@ const char *const step_only_keys[] = {
     "trigger",
     "depends",
     "continue_on",
+    "uses",
+    "with",
     NULL,
 };
 /* clang-format on */
@@ -659,6 +655,8 @@ static bool has_argv_key(const node_t *m)
 int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec **all, size_t idx,
                step_aux_t *aux)
 {
+    if (m->type == N_MAP && map_get(m, "uses"))
+        return parse_uses(c, m, d, all, idx, aux); /* spec_reuse.c */
     Drover__StepSpec *st = all[idx] = step_new();
     step_aux_t *a = &aux[idx];
     settings_t own = {0};
@@ -786,13 +784,18 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
         } else if (!strcmp(key, "suspend")) {
             if (parse_suspend(c, v, st) < 0)
                 rc = -EINVAL;
+        } else if (!strcmp(key, "with")) {
+            rc = fail(c, k,
+                      "step '%s' has 'with' but no 'uses' ('with' gives a template's "
+                      "input params)",
+                      show(c, st->name));
         } else {
             rc = unknown_step_key(c, k, st->name);
         }
     }
     if (st->suspend && check_gate(c, m, st) < 0)
         rc = -EINVAL;
-    if (!cmd && !script && !st->suspend && !has_argv_key(m)) {
+    if (!cmd && !script && !st->suspend && !has_argv_key(m) && !a->group) {
         rc = fail(c, m, "step '%s' needs a 'command' (an argv list) or a 'script'",
                   show(c, st->name));
         goto cleanup;
@@ -801,7 +804,7 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
         rc = fail(c, par_key,
                   "parallelism without for_each (it bounds how many items of a fan-out run at "
                   "once)");
-    if (!cmd && !script && !st->suspend)
+    if (!cmd && !script && !st->suspend && !a->group)
         goto cleanup; /* its command or script was in error */
     a->cmd = cmd;
     a->script = script;

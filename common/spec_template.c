@@ -73,8 +73,13 @@ static int resolve_template(ctx_t *c, const node_t *v, const expr_piece_t *p, ex
                   "'%s' cannot be used in a for_each range (only {{params.NAME}}: a range is "
                   "fixed when the run is submitted)",
                   show(c, label));
+    } else if (mode == EXP_DEFAULT) {
+        rc = fail(c, v,
+                  "'%s' cannot be used in an input param's default (only {{params.NAME}}: a "
+                  "default is fixed text)",
+                  show(c, label));
     } else if (r->kind == EXPR_REF_INPUTS) {
-        not_impl(c, v, label, "inputs in templates");
+        rc = reuse_input_ref(c, v, r, value); /* a step template's value, or kept */
     }
 cleanup:
     free(label);
@@ -104,6 +109,10 @@ int expand_mode(ctx_t *c, const node_t *v, exp_mode_t mode, char **out, size_t *
             if (value)
                 plen = 0;
             else if (kept)
+                (*kept)++;
+            /* a step template's input whose value (the using step's text)
+             * holds run-time references: they stay for droverd */
+            if (value && kept && p.ref.kind == EXPR_REF_INPUTS && strstr(value, "{{"))
                 (*kept)++;
         }
         size_t vlen = value ? strlen(value) : 0;

@@ -172,6 +172,7 @@ int load_tree(ctx_t *c, const char *text, size_t len, node_t **root)
             n = xcalloc(1, sizeof *n);
             n->line = line;
             n->col = col;
+            n->file = c->file;
             if (ev.type == YAML_SCALAR_EVENT) {
                 n->type = N_SCALAR;
                 n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;

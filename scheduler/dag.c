@@ -326,6 +326,16 @@ static bool finally_started(const task_t *t)
     return t->scope ? t->scope->grp && t->scope->grp->finally_started : t->run->finally_started;
 }
 
+/* Whether t runs as an exit handler: its step is a finally step, or it
+ * is a member (at any depth) of a group that is. A cancel leaves those. */
+static bool in_finally(const task_t *t)
+{
+    for (; t; t = t->scope)
+        if (t->step->is_finally)
+            return true;
+    return false;
+}
+
 static void group_free(task_t *t)
 {
     if (!t->grp)
@@ -556,7 +566,7 @@ static void decide(sched_t *s, task_t *t)
     bool by_failure;
     if (t->status != DROVER__TASK_STATUS__TASK_WAITING || t->is_item)
         return;
-    if (t->run->cancelled && !t->step->is_finally)
+    if (t->run->cancelled && !in_finally(t))
         return; /* dag_cancel_run ends it */
     switch (verdict(t, &by_failure)) {
     case TRIGGER_HOLDS: {
@@ -761,6 +771,21 @@ static void release_items(sched_t *s, task_t *g)
         group_complete(s, g);
 }
 
+/* Whether making n more tasks for g would take its run over --max-tasks
+ * (a fan-out of recursive templates multiplies): g then fails, saying so. */
+static bool too_many_tasks(sched_t *s, task_t *g, size_t n)
+{
+    size_t have = g->run->n_tasks;
+    if (n <= s->cfg.max_run_tasks && have <= s->cfg.max_run_tasks - n)
+        return false;
+    s->counters.over_limits++;
+    char *why = xasprintf("would make the run %zu tasks, more than droverd's --max-tasks %zu",
+                          have + n, s->cfg.max_run_tasks);
+    fail_for_good(s, g, why);
+    free(why);
+    return true;
+}
+
 static void expand_fan_out(sched_t *s, task_t *g)
 {
     char err[512], **items = NULL;
@@ -770,6 +795,10 @@ static void expand_fan_out(sched_t *s, task_t *g)
         return;
     }
     run_t *r = g->run;
+    if (too_many_tasks(s, g, n)) {
+        json_text_list_free(items, n);
+        return;
+    }
     free(g->items); /* an empty list when reloaded before it expanded */
     g->items = xcalloc(n, sizeof *g->items);
     g->n_items = n;
@@ -940,7 +969,7 @@ static void group_end(sched_t *s, task_t *g)
                               failed->reason ? failed->reason : "failed");
         fail_for_good(s, g, why);
         free(why);
-    } else if (r->cancelled || cancelled) {
+    } else if (cancelled || (r->cancelled && !in_finally(g))) {
         g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
         set_reason(g, cancelled && cancelled->reason ? cancelled->reason : "run cancelled");
         journal_mark_task(&s->journal, g);
@@ -1006,6 +1035,8 @@ static void instantiate(sched_t *s, task_t *g)
         free(why);
         return;
     }
+    if (too_many_tasks(s, g, b->n_steps))
+        return;
     Drover__KeyValue **in = NULL;
     size_t n_in = 0;
     if (flow_group_inputs(s, g, &in, &n_in, err, sizeof err) < 0) {
@@ -1340,7 +1371,7 @@ void dag_stop_run(sched_t *s, run_t *r, const char *reason)
     journal_mark_run(&s->journal, r);
     for (size_t i = r->n_tasks; i-- > 0;) { /* items first, as for a cancel */
         task_t *t = r->tasks[i];
-        if (!dag_task_final(t) && !t->step->is_finally && !t->grp) /* an instance: its members */
+        if (!dag_task_final(t) && !in_finally(t) && !t->grp) /* an instance: its members */
             cancel_task_why(s, t, reason);
     }
 }
@@ -1354,7 +1385,7 @@ void dag_cancel_run(sched_t *s, run_t *r)
     for (size_t i = r->n_tasks; i-- > 0;) {
         task_t *t = r->tasks[i];
         /* an instance ends with its members (its exit handlers may still run) */
-        if (!dag_task_final(t) && (!t->step->is_finally || again) && !t->grp)
+        if (!dag_task_final(t) && (!in_finally(t) || again) && !t->grp)
             cancel_task(s, t);
     }
     journal_mark_run(&s->journal, r);

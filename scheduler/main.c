@@ -32,6 +32,8 @@ static void usage(FILE *f)
                "                         a for_each range, 100000 in a literal list]\n"
                "  --max-depth N          how deep groups (DAG templates) may nest, recursion\n"
                "                         included; a spec's max_depth may only lower it [100]\n"
+               "  --max-tasks N          tasks one run may have, items and groups' steps\n"
+               "                         included; a fan-out or group beyond fails [10000000]\n"
                "  --max-spec BYTES       size of a submitted spec [1Mi]\n"
                "  --max-steps N          steps of one run [10000]\n"
                "  --max-param BYTES      one param value [64Ki]\n"
@@ -125,6 +127,12 @@ static int apply(const char *key, const char *value, void *arg)
         if (spec_parse_memory(value, &n) < 0 || n < (64u << 10) || n > (1ull << 40))
             return -EINVAL;
         c->api_peer_queue = (size_t)n;
+    } else if (strcmp(key, "max-tasks") == 0) {
+        char *end;
+        unsigned long long n = strtoull(value, &end, 10);
+        if (!*value || *end || n == 0 || n > 1000000000ULL)
+            return -EINVAL;
+        c->max_run_tasks = (size_t)n;
     } else if (strcmp(key, "max-depth") == 0) {
         char *end;
         unsigned long n = strtoul(value, &end, 10);
@@ -176,6 +184,7 @@ int main(int argc, char **argv)
                                              {"api-peer-queue", required_argument, 0, 0},
                                              {"max-system-errors", required_argument, 0, 0},
                                              {"max-depth", required_argument, 0, 0},
+                                             {"max-tasks", required_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"authorized-keys", required_argument, 0, 0},
                                              {"api-keys", required_argument, 0, 0},

@@ -16,6 +16,8 @@
 
 #include <stdarg.h>
 
+#include "strbuf.h"
+
 TestSuite(groups, .init = h_sched_setup, .fini = h_sched_teardown, .timeout = 60);
 
 static agent_t *agent(void)
@@ -110,190 +112,38 @@ static run_t *find_run(const char *id)
 
 /* ------------------------------------------------------------ specs */
 
-/* TEMPORARY (until the compiler knows templates): a spec whose steps are
- * written flat, then shaped into root steps and one body the way the
- * compiler lays them out. INPUT_x in an argv becomes {{inputs.params.x}}. */
-typedef struct {
-    size_t root;               /* root steps: [0, root) */
-    size_t first, n;           /* the body's steps */
-    const char *name;          /* the template */
-    const char *out_key, *out; /* one declared output param */
-    const char *groups;        /* indexes of steps using the body, e.g. "1" or "1,4" */
-    const char *with_key, *with_val;
-    const char *with2_key, *with2_val;
-} shape_t;
-
-static void fix_inputs(char **pstr)
-{
-    char *p = strstr(*pstr, "INPUT_");
-    if (!p)
-        return;
-    char *v = xasprintf("%.*s{{inputs.params.%s}}", (int)(p - *pstr), *pstr, p + 6);
-    free(*pstr);
-    *pstr = v;
-}
-
-static run_t *submit_shaped(const char *yaml, const shape_t *sh)
-{
-    char err[2048] = "";
-    spec_t *spec = NULL;
-    int rc = spec_parse("t.yaml", yaml, strlen(yaml), NULL, 0, &spec, err, sizeof err);
-    cr_assert_eq(rc, 0, "spec_parse: %s", err);
-    spec->root_count = sh->root;
-    spec->body_count = 1;
-    spec->bodies = xcalloc(1, sizeof *spec->bodies);
-    Drover__TemplateBody *b = xmalloc(sizeof *b);
-    drover__template_body__init(b);
-    b->name = xstrdup(sh->name);
-    b->first_step = (uint32_t)sh->first;
-    b->n_steps = (uint32_t)sh->n;
-    if (sh->out_key) {
-        b->n_out_params = 1;
-        b->out_params = xcalloc(1, sizeof *b->out_params);
-        b->out_params[0] = util_kv_new(sh->out_key, sh->out);
-    }
-    spec->bodies[0] = b;
-    for (size_t i = sh->first; i < sh->first + sh->n; i++) {
-        spec->steps[i]->in_body = 1;
-        for (size_t k = 0; k < spec->steps[i]->n_argv; k++)
-            fix_inputs(&spec->steps[i]->argv[k]);
-    }
-    for (const char *g = sh->groups; *g;) {
-        char *end;
-        size_t i = strtoul(g, &end, 10);
-        Drover__StepSpec *st = spec->steps[i];
-        for (size_t k = 0; k < st->n_argv; k++)
-            free(st->argv[k]);
-        st->n_argv = 0;
-        st->uses_body = 1;
-        if (sh->with_key) {
-            st->with = xcalloc(2, sizeof *st->with);
-            st->with[st->n_with++] = util_kv_new(sh->with_key, sh->with_val);
-            if (sh->with2_key)
-                st->with[st->n_with++] = util_kv_new(sh->with2_key, sh->with2_val);
-        }
-        g = *end == ',' ? end + 1 : end;
-    }
-    run_t *r = dag_create_run(s, spec, "t.yaml", false);
-    spec_destroy(&spec);
-    cr_assert_not_null(r);
-    return r;
-}
-
-static const char *PAIRS_FLAT =
-    "name: pairs\n"
-    "steps:\n"
-    "  - name: prep\n"
-    "    command: [echo, prep]\n"
-    "  - name: fan\n"
-    "    needs: [prep]\n"
-    "    command: [x]\n"
-    "    for_each: [\"x0\", \"x1\", \"x2\"]\n"
-    "    parallelism: 2\n"
-    "    outputs: {params: [best]}\n"
-    "  - name: after\n"
-    "    needs: [fan]\n"
-    "    command: [echo, \"{{steps.fan.outputs.params.best}}\"]\n"
-    "  - name: a\n"
-    "    command: [echo, \"INPUT_x\"]\n"
-    "    outputs: {params: [v]}\n"
-    "  - name: b\n"
-    "    needs: [a]\n"
-    "    command: [echo, \"{{steps.a.outputs.params.v}}\", \"INPUT_tag\"]\n"
-    "    outputs: {params: [best]}\n";
-
-static run_t *submit_pairs(void)
-{
-    shape_t sh = {.root = 3,
-                  .first = 3,
-                  .n = 2,
-                  .name = "pair",
-                  .out_key = "best",
-                  .out = "{{steps.b.outputs.params.best}}",
-                  .groups = "1",
-                  .with_key = "x",
-                  .with_val = "{{item}}",
-                  .with2_key = "tag",
-                  .with2_val = "t"};
-    return submit_shaped(PAIRS_FLAT, &sh);
-}
-
-static const char *COIN_FLAT = "name: coinflip\n"
-                               "steps:\n"
-                               "  - name: play\n"
-                               "    command: [x]\n"
-                               "  - name: flip\n"
-                               "    command: [flip]\n"
-                               "    outputs: {params: [side]}\n"
-                               "  - name: heads\n"
-                               "    needs: [flip]\n"
-                               "    when: \"{{steps.flip.outputs.params.side}} == heads\"\n"
-                               "    command: [echo, heads]\n"
-                               "  - name: tails\n"
-                               "    needs: [flip]\n"
-                               "    when: \"{{steps.flip.outputs.params.side}} == tails\"\n"
-                               "    command: [x]\n";
-
-static run_t *submit_coin(void)
-{
-    shape_t sh = {.root = 1, .first = 1, .n = 3, .name = "coinflip", .groups = "0,3"};
-    return submit_shaped(COIN_FLAT, &sh);
-}
-
-static const char *SCOPED_FLAT = "name: scoped\n"
-                                 "steps:\n"
-                                 "  - name: g\n"
-                                 "    command: [x]\n"
-                                 "    continue_on: failed\n"
-                                 "  - name: next\n"
-                                 "    needs: [g]\n"
-                                 "    trigger: all_done\n"
-                                 "    command: [next]\n"
-                                 "  - name: run\n"
-                                 "    command: [work]\n"
-                                 "finally:\n"
-                                 "  - name: cleanup\n"
-                                 "    command: [echo, \"{{run.status}}\"]\n";
-
-static run_t *submit_scoped(void)
-{
-    shape_t sh = {.root = 2, .first = 2, .n = 2, .name = "work", .groups = "0"};
-    return submit_shaped(SCOPED_FLAT, &sh);
-}
-
 /* A two-step chained body (a, then b reading a's output) under for_each. */
-__attribute__((unused)) static const char *PAIRS =
-    "name: pairs\n"
-    "templates:\n"
-    "  pair:\n"
-    "    inputs: {params: {x: null, tag: \"t\"}}\n"
-    "    steps:\n"
-    "      - name: a\n"
-    "        command: [echo, \"{{inputs.params.x}}\"]\n"
-    "        outputs: {params: [v]}\n"
-    "      - name: b\n"
-    "        needs: [a]\n"
-    "        command: [echo, \"{{steps.a.outputs.params.v}}\", "
-    "\"{{inputs.params.tag}}\"]\n"
-    "        outputs: {params: [best]}\n"
-    "    outputs:\n"
-    "      params: {best: \"{{steps.b.outputs.params.best}}\"}\n"
-    "steps:\n"
-    "  - name: prep\n"
-    "    command: [echo, prep]\n"
-    "  - name: fan\n"
-    "    needs: [prep]\n"
-    "    uses: pair\n"
-    "    for_each: [\"x0\", \"x1\", \"x2\"]\n"
-    "    parallelism: 2\n"
-    "    with: {x: \"{{item}}\"}\n"
-    "  - name: after\n"
-    "    needs: [fan]\n"
-    "    command: [echo, \"{{steps.fan.outputs.params.best}}\"]\n";
+static const char *PAIRS = "name: pairs\n"
+                           "templates:\n"
+                           "  pair:\n"
+                           "    inputs: {params: {x: null, tag: \"t\"}}\n"
+                           "    steps:\n"
+                           "      - name: a\n"
+                           "        command: [echo, \"{{inputs.params.x}}\"]\n"
+                           "        outputs: {params: [v]}\n"
+                           "      - name: b\n"
+                           "        needs: [a]\n"
+                           "        command: [echo, \"{{steps.a.outputs.params.v}}\", "
+                           "\"{{inputs.params.tag}}\"]\n"
+                           "        outputs: {params: [best]}\n"
+                           "    outputs:\n"
+                           "      params: {best: \"{{steps.b.outputs.params.best}}\"}\n"
+                           "steps:\n"
+                           "  - name: prep\n"
+                           "    command: [echo, prep]\n"
+                           "  - name: fan\n"
+                           "    needs: [prep]\n"
+                           "    uses: pair\n"
+                           "    for_each: [\"x0\", \"x1\", \"x2\"]\n"
+                           "    parallelism: 2\n"
+                           "    with: {x: \"{{item}}\"}\n"
+                           "  - name: after\n"
+                           "    needs: [fan]\n"
+                           "    command: [echo, \"{{steps.fan.outputs.params.best}}\"]\n";
 
 Test(groups, a_for_each_of_sub_dags_runs_each_items_chain_on_its_own)
 {
-    run_t *r = submit_pairs();
+    run_t *r = h_submit(s, PAIRS);
     task_t *fan = h_task(r, "fan");
     expect_status(fan, ST(WAITING));
     finish(h_task(r, "prep"));
@@ -337,7 +187,7 @@ Test(groups, a_for_each_of_sub_dags_runs_each_items_chain_on_its_own)
 
 Test(groups, a_failed_member_fails_its_group_and_the_run_after_the_rest)
 {
-    run_t *r = submit_pairs();
+    run_t *r = h_submit(s, PAIRS);
     finish(h_task(r, "prep"));
     finish_code(h_task(r, "fan[0].a"), 3, NULL);
     task_t *g0 = h_task(r, "fan[0]");
@@ -356,7 +206,7 @@ Test(groups, a_failed_member_fails_its_group_and_the_run_after_the_rest)
 
 Test(groups, a_restart_keeps_members_and_remakes_those_never_assigned)
 {
-    run_t *r = submit_pairs();
+    run_t *r = h_submit(s, PAIRS);
     char id[32];
     snprintf(id, sizeof id, "%s", r->rec->id);
     finish(h_task(r, "prep"));
@@ -391,29 +241,39 @@ Test(groups, a_restart_keeps_members_and_remakes_those_never_assigned)
 }
 
 /* Argo's coinflip-recursive: flip until heads. */
-__attribute__((unused)) static const char *COIN =
-    "name: coinflip\n"
+static const char *COIN = "name: coinflip\n"
+                          "templates:\n"
+                          "  coinflip:\n"
+                          "    steps:\n"
+                          "      - name: flip\n"
+                          "        command: [flip]\n"
+                          "        outputs: {params: [side]}\n"
+                          "      - name: heads\n"
+                          "        needs: [flip]\n"
+                          "        when: \"{{steps.flip.outputs.params.side}} == heads\"\n"
+                          "        command: [echo, heads]\n"
+                          "      - name: tails\n"
+                          "        needs: [flip]\n"
+                          "        when: \"{{steps.flip.outputs.params.side}} == tails\"\n"
+                          "        uses: coinflip\n"
+                          "steps:\n"
+                          "  - name: play\n"
+                          "    uses: coinflip\n";
+
+/* A template that uses itself unconditionally: a recursion bomb. */
+static const char *BOMB =
+    "name: bomb\n"
     "templates:\n"
-    "  coinflip:\n"
+    "  bomb:\n"
     "    steps:\n"
-    "      - name: flip\n"
-    "        command: [flip]\n"
-    "        outputs: {params: [side]}\n"
-    "      - name: heads\n"
-    "        needs: [flip]\n"
-    "        when: \"{{steps.flip.outputs.params.side}} == heads\"\n"
-    "        command: [echo, heads]\n"
-    "      - name: tails\n"
-    "        needs: [flip]\n"
-    "        when: \"{{steps.flip.outputs.params.side}} == tails\"\n"
-    "        uses: coinflip\n"
+    "      - {name: again, uses: bomb}\n"
+    "      - {name: work, needs: [again], trigger: all_done, command: [work]}\n"
     "steps:\n"
-    "  - name: play\n"
-    "    uses: coinflip\n";
+    "  - {name: go, uses: bomb}\n";
 
 Test(groups, recursion_expands_only_while_its_when_holds)
 {
-    run_t *r = submit_coin();
+    run_t *r = h_submit(s, COIN);
     finish(h_task(r, "play.flip"), "side", "tails");
     expect_status(h_task(r, "play.heads"), ST(SKIPPED));
     expect_status(h_task(r, "play.tails"), ST(RUNNING));
@@ -434,7 +294,7 @@ Test(groups, recursion_expands_only_while_its_when_holds)
 Test(groups, recursion_deeper_than_max_depth_fails_that_step)
 {
     s->cfg.max_depth = 2;
-    run_t *r = submit_coin();
+    run_t *r = h_submit(s, COIN);
     finish(h_task(r, "play.flip"), "side", "tails");
     finish(h_task(r, "play.tails.flip"), "side", "tails");
     task_t *deep = h_task(r, "play.tails.tails");
@@ -445,9 +305,44 @@ Test(groups, recursion_deeper_than_max_depth_fails_that_step)
     expect_run(r, RS(FAILED));
 }
 
+Test(groups, an_unbounded_recursion_stops_at_max_depth_whatever_it_is)
+{
+    s->cfg.max_depth = 1000; /* the most droverd allows: made synchronously, 1000 deep */
+    run_t *r = h_submit(s, BOMB);
+    expect_status(h_task(r, "go"), ST(RUNNING));
+    strbuf_t deepest = {0};
+    sb_printf(&deepest, "go");
+    for (int i = 0; i < 1000; i++)
+        sb_printf(&deepest, ".again");
+    task_t *d = h_task(r, deepest.buf);
+    expect_status(d, ST(FAILED));
+    expect_reason(d, "max_depth 1000");
+    cr_assert_eq(dag_depth(d), 1000);
+    sb_free(&deepest);
+    /* each level's `work` (trigger all_done) still runs, innermost first */
+    size_t ready = 0;
+    for (const task_t *q = s->dag.ready_head; q; q = q->ready_next)
+        ready++;
+    cr_assert_eq(ready, 1, "only the innermost work is READY, %zu are", ready);
+}
+
+Test(groups, a_run_beyond_max_tasks_fails_the_step_that_would_grow_it)
+{
+    s->cfg.max_run_tasks = 50;
+    run_t *r = h_submit(s, BOMB);
+    size_t n = r->n_tasks;
+    cr_assert_leq(n, 50, "the run has %zu tasks", n);
+    bool found = false;
+    for (size_t i = 0; i < r->n_tasks; i++)
+        if (r->tasks[i]->reason && strstr(r->tasks[i]->reason, "--max-tasks 50"))
+            found = true;
+    cr_assert(found, "no step says it went over --max-tasks");
+    cr_assert_gt(s->counters.over_limits, 0);
+}
+
 Test(groups, a_restart_in_the_middle_of_a_recursion)
 {
-    run_t *r = submit_coin();
+    run_t *r = h_submit(s, COIN);
     char id[32];
     snprintf(id, sizeof id, "%s", r->rec->id);
     finish(h_task(r, "play.flip"), "side", "tails");
@@ -465,27 +360,27 @@ Test(groups, a_restart_in_the_middle_of_a_recursion)
 }
 
 /* A group's finally runs when the group ends, before what follows it. */
-__attribute__((unused)) static const char *SCOPED = "name: scoped\n"
-                                                    "templates:\n"
-                                                    "  work:\n"
-                                                    "    steps:\n"
-                                                    "      - name: run\n"
-                                                    "        command: [work]\n"
-                                                    "    finally:\n"
-                                                    "      - name: cleanup\n"
-                                                    "        command: [echo, \"{{run.status}}\"]\n"
-                                                    "steps:\n"
-                                                    "  - name: g\n"
-                                                    "    uses: work\n"
-                                                    "    continue_on: failed\n"
-                                                    "  - name: next\n"
-                                                    "    needs: [g]\n"
-                                                    "    trigger: all_done\n"
-                                                    "    command: [next]\n";
+static const char *SCOPED = "name: scoped\n"
+                            "templates:\n"
+                            "  work:\n"
+                            "    steps:\n"
+                            "      - name: run\n"
+                            "        command: [work]\n"
+                            "    finally:\n"
+                            "      - name: cleanup\n"
+                            "        command: [echo, \"{{run.status}}\"]\n"
+                            "steps:\n"
+                            "  - name: g\n"
+                            "    uses: work\n"
+                            "    continue_on: failed\n"
+                            "  - name: next\n"
+                            "    needs: [g]\n"
+                            "    trigger: all_done\n"
+                            "    command: [next]\n";
 
 Test(groups, a_groups_finally_runs_when_the_group_ends)
 {
-    run_t *r = submit_scoped();
+    run_t *r = h_submit(s, SCOPED);
     task_t *cleanup = h_task(r, "g.cleanup");
     expect_status(cleanup, ST(WAITING));
     finish_code(h_task(r, "g.run"), 1, NULL);
@@ -501,7 +396,7 @@ Test(groups, a_groups_finally_runs_when_the_group_ends)
 
 Test(groups, cancel_ends_members_then_groups_and_their_finally_still_runs)
 {
-    run_t *r = submit_scoped();
+    run_t *r = h_submit(s, SCOPED);
     ensure_assigned(h_task(r, "g.run"));
     dag_cancel_run(s, r);
     expect_status(h_task(r, "g.run"), ST(CANCELLED));
@@ -514,9 +409,59 @@ Test(groups, cancel_ends_members_then_groups_and_their_finally_still_runs)
     expect_run(r, RS(CANCELLED));
 }
 
+Test(groups, a_group_in_the_runs_finally_runs_whole_after_a_cancel)
+{
+    run_t *r = h_submit(s, "name: fin\n"
+                           "templates:\n"
+                           "  cleanup:\n"
+                           "    steps:\n"
+                           "      - {name: one, command: [one]}\n"
+                           "      - {name: two, needs: [one], command: [two]}\n"
+                           "steps:\n"
+                           "  - {name: main, command: [main]}\n"
+                           "finally:\n"
+                           "  - {name: tidy, uses: cleanup}\n");
+    ensure_assigned(h_task(r, "main"));
+    dag_cancel_run(s, r);
+    expect_status(h_task(r, "main"), ST(CANCELLED));
+    finish(h_task(r, "tidy.one"));
+    task_t *two = h_task(r, "tidy.two");
+    expect_status(two, ST(READY)); /* not left WAITING by the cancel */
+    finish(two);
+    expect_status(h_task(r, "tidy"), ST(SUCCEEDED));
+    expect_run(r, RS(CANCELLED));
+}
+
+Test(groups, members_are_cached_one_by_one_in_their_groups)
+{
+    run_t *r = h_submit(s, PAIRS);
+    finish(h_task(r, "prep"));
+    for (int i = 0; i < 3; i++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "fan[%d].a", i);
+        snprintf(b, sizeof b, "fan[%d].b", i);
+        finish(h_task(r, a), "v", "v");
+        finish(h_task(r, b), "best", "B");
+    }
+    finish(h_task(r, "after"));
+    expect_run(r, RS(SUCCEEDED));
+    commit();
+    /* the same run again: every member is served from the cache, each
+     * with the outputs of the member of the same group and item */
+    run_t *again = h_submit(s, PAIRS);
+    expect_status(h_task(again, "prep"), ST(CACHED));
+    task_t *b2 = h_task(again, "fan[2].b");
+    expect_status(h_task(again, "fan[0].a"), ST(CACHED));
+    expect_status(b2, ST(CACHED));
+    cr_assert(b2->cached_from && strstr(b2->cached_from, "/fan[2].b"), "cached from %s",
+              b2->cached_from ? b2->cached_from : "-");
+    expect_status(h_task(again, "fan"), ST(SUCCEEDED));
+    cr_assert_str_eq(param(h_task(again, "fan"), "best"), "[\"B\",\"B\",\"B\"]");
+}
+
 Test(groups, names_resolve_only_to_what_exists)
 {
-    run_t *r = submit_pairs();
+    run_t *r = h_submit(s, PAIRS);
     finish(h_task(r, "prep"));
     cr_assert_not_null(dag_find_task(r, "fan[1].b"));
     cr_assert_null(dag_find_task(r, "fan[1].c"));

@@ -978,47 +978,26 @@ Test(spec, bad_checkpoint_settings)
               "bad duration 'soon' for preemption.grace");
 }
 
-/* ---- not implemented yet ---- */
+/* ---- {{inputs...}} and inputs.params outside templates ---- */
 
-typedef struct {
-    const char *extra; /* line 5 of the step, indented 4 */
-    const char *key;   /* as named in the message */
-    int col;
-} ni_case_t;
-
-Test(spec, not_implemented_keys)
+/* Input params are a template's (test_spec_reuse.c): a plain step that
+ * writes them is refused at the reference, naming what to write. */
+Test(spec, inputs_outside_templates)
 {
-    static const ni_case_t cases[] = {
-        {"env: {X: \"{{inputs.params.data}}\"}", "'{{inputs.params.data}}'", 14},
-        {"script: echo {{ inputs.params.x }}", "'{{ inputs.params.x }}'", 13},
-        {"inputs: {params: {n: \"1\"}}", "'inputs.params'", 14},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char yaml[512];
-        const char *cmd = strncmp(cases[i].extra, "script", 6) ? "command: [x]" : "env: {}";
-        snprintf(yaml, sizeof yaml, "name: p\nsteps:\n  - name: s\n    %s\n    %s\n", cmd,
-                 cases[i].extra);
-        spec_t *s = (spec_t *)0x1;
-        int rc = parse_ov(yaml, NULL, 0, &s);
-        cr_assert_eq(rc, -EINVAL, "case %zu (%s): %s", i, cases[i].extra, err);
-        cr_assert_null(s);
-        char want[512];
-        snprintf(want, sizeof want, "t.yaml:5:%d: %s", cases[i].col, cases[i].key);
-        cr_assert(strncmp(err, want, strlen(want)) == 0, "case %zu: want '%s...' got '%s'", i, want,
-                  err);
-        cr_assert(strstr(err, "is not implemented yet in this version of drover; remove it to "
-                              "run this pipeline"),
-                  "case %zu: %s", i, err);
-    }
-}
-
-Test(spec, not_implemented_exact_message)
-{
-    parse_ov("name: p\nsteps:\n  - name: s\n    command: [x]\n    inputs: {params: {n: \"1\"}}\n",
-             NULL, 0, &(spec_t *){NULL});
-    cr_assert_str_eq(err, "t.yaml:5:14: 'inputs.params' (input params; use "
-                          "{{steps.STEP.outputs.params.NAME}}) is not implemented yet in this "
-                          "version of drover; remove it to run this pipeline");
+    parse_bad_at("name: p\nsteps:\n  - name: s\n    command: [x]\n    env: {X: "
+                 "\"{{inputs.params.data}}\"}\n",
+                 5, 14, "{{inputs.params.data}} is only known inside a template");
+    parse_bad_at("name: p\nsteps:\n  - name: s\n    script: echo {{ inputs.x }}\n", 4, 13,
+                 "bad template '{{ inputs.x }}' (use {{inputs.params.NAME}}");
+    parse_bad_at("name: p\nsteps:\n  - name: s\n    command: [x]\n    inputs: {params: {n: "
+                 "\"1\"}}\n",
+                 5, 14, "'inputs.params' is not a step key");
+    parse_bad_at("name: p\ndefaults:\n  env: {X: \"{{inputs.params.y}}\"}\nsteps:\n  - {name: a, "
+                 "command: [x]}\n",
+                 3, 12, "only known inside a template");
+    parse_bad_at("name: p\nsteps:\n  - name: a\n    command: [x]\n    inputs: {artifacts: {d: "
+                 "inputs.artifacts.d}}\n",
+                 5, 29, "only known inside a DAG template");
 }
 
 Test(spec, image_with_params)
@@ -1038,23 +1017,7 @@ Test(spec, image_with_params)
         "{{steps.b.outputs.params.i}}");
 }
 
-Test(spec, not_implemented_in_defaults_and_finally)
-{
-    parse_bad_at(
-        "name: p\ndefaults:\n  env: {X: \"{{inputs.params.y}}\"}\nsteps:\n  - {name: a, command: "
-        "[x]}\n",
-        3, 12, "'{{inputs.params.y}}' (inputs in templates) is not implemented");
-    parse_bad_at("name: p\nsteps:\n  - {name: a, command: [x]}\nfinally:\n  - name: n\n    "
-                 "script: x\n    inputs: {params: {n: \"1\"}}\n",
-                 7, 14, "'inputs.params' (input params");
-    /* an {{inputs...}} reference reaching `when` through a param is noted too */
-    parse_bad_at(
-        "name: p\nparams: {c: \"{{inputs.params.x}}\"}\nsteps:\n  - name: a\n    command: [x]\n"
-        "    when: \"{{params.c}} == 1\"\n",
-        6, 11, "'{{inputs.params.x}}' (inputs in templates) is not implemented");
-}
-
-Test(spec, real_errors_beat_not_implemented)
+Test(spec, every_error_reported)
 {
     /* image comes first, but the unknown key later is the real error */
     parse_bad("name: p\nsteps:\n  - name: a\n    image: x\n    command: [x]\n  - name: b\n    "
@@ -1064,24 +1027,11 @@ Test(spec, real_errors_beat_not_implemented)
     parse_bad("name: p\nsteps:\n  - {name: a, command: [x], image: i, needs: [b]}\n  - {name: "
               "b, command: [x], needs: [a]}\n",
               "cycle: a -> b -> a");
-    /* ... and a data-flow error, found after needs are resolved */
-    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], image: i}\n  - {name: b, script: "
-              "\"{{steps.a.outputs.params.x}}\"}\n",
-              "step 'b' does not need 'a'");
-    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], checkpoint: {keep: 1}, inputs: "
-              "{artifacts: {d: b.x}}}\n  - {name: b, command: [x]}\n",
-              "input 'd': step 'a' does not need 'b'");
-    /* ... and an unknown param in a template */
-    parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{inputs.params.x}} {{params.zz}}\"}\n",
-              "unknown param 'zz'");
-    /* ... and a bad shape of a not-implemented key */
-    parse_bad("name: p\nsteps:\n  - {name: a, command: [x], inputs: {params: 3}}\n",
-              "'inputs.params'");
-    /* the earliest not-implemented key is named */
-    parse_bad_at(
-        "name: p\nsteps:\n  - name: a\n    command: [x]\n    inputs: {params: {n: \"1\"}}\n"
-        "    env: {X: \"{{inputs.params.x}}\"}\n",
-        5, 14, "'inputs.params' (input params");
+    /* both errors of one step, each at its scalar */
+    parse_bad("name: p\nsteps:\n  - {name: a, script: \"{{inputs.params.x}}\", env: {A: "
+              "\"{{params.zz}}\"}}\n",
+              "t.yaml:3:23: {{inputs.params.x}} is only known inside a template");
+    cr_assert(strstr(err, "\nt.yaml:3:55: unknown param 'zz'"), "%s", err);
 }
 
 Test(spec, design_doc_example)

@@ -1,0 +1,87 @@
+/* cadence — see cadence.h. Pure functions of their arguments: no clock,
+ * no storage (the caller passes "now" and keeps last_s durable). */
+#include "cadence.h"
+
+#include <errno.h>
+
+int cadence_next(const cadence_t *c, int64_t after_s, int64_t *next_s)
+{
+    int64_t t;
+    if (c->start_s && after_s < c->start_s - 1)
+        after_s = c->start_s - 1; /* nothing fires before the start */
+    if (!c->cron) {
+        if (c->every_s <= 0)
+            return -ENOENT;
+        int64_t base = c->start_s ? c->start_s : 0;
+        int64_t k = after_s < base ? 0 : (after_s - base) / c->every_s + 1;
+        t = base + k * c->every_s;
+    } else if (cron_next(c->cron, c->tz, after_s, &t) < 0) {
+        return -ENOENT;
+    }
+    if (c->end_s && t > c->end_s)
+        return -ENOENT;
+    *next_s = t;
+    return 0;
+}
+
+int64_t cadence_prev(const cadence_t *c, int64_t t)
+{
+    if (!c->cron)
+        return t - c->every_s;
+    /* widen a window back from t until a fire is in it, then walk its
+     * fires forward to the last before t (a few: the window is at most
+     * twice the gap) */
+    for (int64_t span = 60; span <= 367 * 86400; span *= 2) {
+        int64_t f, next;
+        if (cron_next(c->cron, c->tz, t - span - 1, &f) < 0 || f >= t)
+            continue;
+        while (cron_next(c->cron, c->tz, f, &next) == 0 && next < t)
+            f = next;
+        return f;
+    }
+    return t - 86400;
+}
+
+void cadence_due(const cadence_t *c, int64_t last_s, int64_t created_s, int64_t now_s,
+                 cadence_catchup_t catchup, size_t max, int64_t *due, size_t *n, int64_t *handled_s)
+{
+    int64_t after = last_s ? last_s : created_s - 1, t;
+    *n = 0;
+    *handled_s = last_s;
+    if (catchup == CATCHUP_ALL) {
+        while (*n < max && cadence_next(c, after, &t) == 0 && t <= now_s) {
+            due[(*n)++] = t;
+            after = *handled_s = t;
+        }
+        return;
+    }
+    /* latest or none: find the last fire at or before now */
+    int64_t latest = 0, before = 0;
+    while (cadence_next(c, after, &t) == 0 && t <= now_s) {
+        before = latest;
+        latest = t;
+        after = t;
+    }
+    if (!latest)
+        return;
+    *handled_s = latest;
+    /* none: a fire met within a grace after its time (a minute, or half
+     * the gap from the fire before when shorter) is on time, not missed */
+    int64_t gap = latest - (before ? before : cadence_prev(c, latest));
+    int64_t grace = gap / 2 < 60 ? gap / 2 : 60;
+    if (max > 0 && (catchup == CATCHUP_LATEST || now_s - latest < grace))
+        due[(*n)++] = latest;
+}
+
+cadence_admit_t cadence_admit(cadence_policy_t policy, uint32_t active, uint32_t max_active)
+{
+    switch (policy) {
+    case CONCURRENCY_FORBID:
+        return active ? ADMIT_SKIP : ADMIT_START;
+    case CONCURRENCY_REPLACE:
+        return active ? ADMIT_REPLACE : ADMIT_START;
+    case CONCURRENCY_ALLOW:
+    default:
+        return max_active && active >= max_active ? ADMIT_WAIT : ADMIT_START;
+    }
+}
