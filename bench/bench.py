@@ -902,17 +902,22 @@ def sim_fanout_memory(bench, sz, shape):
 
 def sim_subdag(bench, sz):
     """The sub-DAG fan-out against the flat fan-out of the same number of
-    tasks, each in its own droverd: {"flat": ..., "subdag": ...}, either
-    {"na": reason} when drover refuses it (a drover without templates)."""
-    out = {}
-    for shape in ("subdag", "flat"):
-        try:
-            out[shape] = sim_fanout_memory(bench, sz, shape)
-        except NA as e:
-            if shape == "subdag":  # say what was refused, not only the spec's complaint
-                e = NA("this drover refuses a fan-out of sub-DAGs: %s" % e)
-            log("fan-out %s: n/a (%s)", shape, e)
-            out[shape] = {"na": str(e)}
+    tasks, each run in its own droverd, the two shapes alternating for
+    sz["reps"] repetitions (so a load that comes and goes hits both):
+    {"flat": {"runs": [...]}, "subdag": {"runs": [...]}}; a shape drover
+    refuses (a drover without templates) is {"na": reason}."""
+    out = {"flat": {"runs": []}, "subdag": {"runs": []}}
+    for _ in range(sz["reps"]):
+        for shape in ("subdag", "flat"):
+            if "na" in out[shape]:
+                continue
+            try:
+                out[shape]["runs"].append(sim_fanout_memory(bench, sz, shape))
+            except NA as e:
+                if shape == "subdag":  # say what was refused, not only the spec's complaint
+                    e = NA("this drover refuses a fan-out of sub-DAGs: %s" % e)
+                log("fan-out %s: n/a (%s)", shape, e)
+                out[shape] = {"na": str(e)}
     return out
 
 
@@ -1344,7 +1349,8 @@ def build_rows(res, sz):
 
 def subdag_rows(sub, sz):
     """The sub-DAG fan-out workload's rows: memory per task and throughput of
-    the flat and the sub-DAG fan-out, and the ratio of their memory."""
+    the flat and the sub-DAG fan-out, and the ratio of their memory (per
+    repetition: each sub-DAG run against the flat run that followed it)."""
     items = sz["subdag_items"]
     shapes = (("flat", "subdag_flat", "flat fan-out (%s tasks)" % "{:,}".format(2 * items)),
               ("subdag", "subdag", "sub-DAG fan-out (%s items × 2 chained steps = %s tasks)" % (
@@ -1355,19 +1361,21 @@ def subdag_rows(sub, sz):
     rows = []
     for shape, key, title in shapes:
         d = sub.get(shape) or {"na": "not run"}
-        if "na" in d:
+        if "na" in d or not d.get("runs"):
             rows.append(Row(key + "_mem", title + ": droverd memory per task", "bytes", "lower",
-                            na=d["na"]))
+                            na=d.get("na", "not run")))
             continue
         rows.append(Row(key + "_mem", title + ": droverd memory per task (peak RSS growth / "
-                        "tasks)", "bytes", "lower", values=[d["bytes_per_task"]]))
+                        "tasks)", "bytes", "lower", values=[r["bytes_per_task"] for r in d["runs"]]))
         rows.append(Row(key + "_rate", title + ": throughput", "tasks/s", "higher",
-                        values=[d["rate"]]))
-    f, g = sub.get("flat") or {}, sub.get("subdag") or {}
-    if f.get("bytes_per_task") and "bytes_per_task" in g:
+                        values=[r["rate"] for r in d["runs"]]))
+    f = (sub.get("flat") or {}).get("runs") or []
+    g = (sub.get("subdag") or {}).get("runs") or []
+    ratios = [y["bytes_per_task"] / x["bytes_per_task"] for x, y in zip(f, g)
+              if x["bytes_per_task"] > 0]
+    if ratios:
         rows.append(Row("subdag_mem_ratio", "sub-DAG vs flat fan-out: memory per task", "×",
-                        "lower", values=[g["bytes_per_task"] / f["bytes_per_task"]],
-                        target=TARGETS["subdag_mem_ratio"]))
+                        "lower", values=ratios, target=TARGETS["subdag_mem_ratio"]))
     return rows
 
 
@@ -1577,17 +1585,23 @@ def details_md(res, sz):
     sub = sim.get("subdag")
     if isinstance(sub, dict) and "na" not in sub:
         for shape in ("flat", "subdag"):
-            d = sub.get(shape) or {}
-            if "na" in d or not d:
+            runs = (sub.get(shape) or {}).get("runs")
+            if not runs:
                 continue
-            out.append("- %s fan-out, %s tasks: droverd's RSS %.0f MiB before the submit, peak "
-                       "%.0f MiB; heap growth %.0f bytes per task; at the end %.0f MiB heap and "
-                       "%.0f MiB of mapped state; state dir %.0f MiB; submit %.2f s, makespan "
-                       "%.1f s; tasks run twice: %s; longest `drover runs` wait %.1f s" % (
-                           "sub-DAG" if shape == "subdag" else "flat", "{:,}".format(d["tasks"]),
-                           d["rss0_mb"], d["rss_mb"], d["heap_bytes_per_task"],
-                           d["rss_anon_mb"], d["rss_file_mb"], d["state_mb"], d["submit_s"],
-                           d["makespan_s"], d["dup"], d["api_stall_s"]))
+
+            def each(fmt, key):
+                return ", ".join(fmt % r[key] for r in runs)
+            out.append("- %s fan-out, %s tasks: droverd's RSS %s MiB before the submit, peak %s "
+                       "MiB; heap growth %s bytes per task; at the end %s MiB heap and %s MiB of "
+                       "mapped state; state dir %s MiB; submit %s s, makespan %s s; tasks run "
+                       "twice: %s; longest `drover runs` wait %s s" % (
+                           "sub-DAG" if shape == "subdag" else "flat",
+                           "{:,}".format(runs[0]["tasks"]), each("%.0f", "rss0_mb"),
+                           each("%.0f", "rss_mb"), each("%.0f", "heap_bytes_per_task"),
+                           each("%.0f", "rss_anon_mb"), each("%.0f", "rss_file_mb"),
+                           each("%.0f", "state_mb"), each("%.2f", "submit_s"),
+                           each("%.1f", "makespan_s"), each("%d", "dup"),
+                           each("%.1f", "api_stall_s")))
     return "\n".join(out)
 
 
