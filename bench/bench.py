@@ -1366,7 +1366,8 @@ def subdag_rows(sub, sz):
                             na=d.get("na", "not run")))
             continue
         rows.append(Row(key + "_mem", title + ": droverd memory per task (peak RSS growth / "
-                        "tasks)", "bytes", "lower", values=[r["bytes_per_task"] for r in d["runs"]]))
+                        "tasks)", "bytes", "lower",
+                        values=[r["bytes_per_task"] for r in d["runs"]]))
         rows.append(Row(key + "_rate", title + ": throughput", "tasks/s", "higher",
                         values=[r["rate"] for r in d["runs"]]))
     f = (sub.get("flat") or {}).get("runs") or []
