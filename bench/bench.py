@@ -47,7 +47,8 @@ SIZES = {
         cap_agents=1000, cap_cpus="16", cap_tasks=100000,
         hb_agents=5000, hb_window=10,
         rec_agents=1000, rec_slots=10, rec_tasks=30000,
-        big_agents=1000, big_tasks=1000000),
+        big_agents=1000, big_tasks=1000000,
+        subdag_items=100000),
     "quick": dict(
         reps=1, throughput=500, distinct=500, chain=50, chain_long=1000, literal=2000,
         wide=1000,
@@ -55,18 +56,20 @@ SIZES = {
         cap_agents=100, cap_cpus="16", cap_tasks=10000,
         hb_agents=500, hb_window=3,
         rec_agents=100, rec_slots=10, rec_tasks=3000,
-        big_agents=100, big_tasks=50000),
+        big_agents=100, big_tasks=50000,
+        subdag_items=10000),
     "smoke": dict(
         reps=1, throughput=40, distinct=40, chain=10, chain_long=20, literal=60, wide=50,
         slurm_chain=5, slurm_wide_reps=1,
         cap_agents=10, cap_cpus="4", cap_tasks=400,
         hb_agents=50, hb_window=1,
         rec_agents=10, rec_slots=4, rec_tasks=120,
-        big_agents=10, big_tasks=2000),
+        big_agents=10, big_tasks=2000,
+        subdag_items=200),
 }
 
 WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide", "capacity",
-             "heartbeat", "recovery", "big")
+             "heartbeat", "recovery", "big", "subdag")
 # Workloads on droverd + real drover-agents (the rest use drover-simagent).
 REAL_WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide")
 SYSTEMS = ("drover", "slurm", "dask")
@@ -88,6 +91,9 @@ TARGETS = {
     "big_submit": ("<=", 10.0),
     "big_makespan": (None, None),
     "big_rss": ("<=", 1024.0),
+    # issue #16: a fan-out of sub-DAGs stays within a flat fan-out's memory
+    # per task (droverd's peak RSS growth over the run / tasks), 20% slack.
+    "subdag_mem_ratio": ("<=", 1.2),
 }
 
 
@@ -345,6 +351,27 @@ def spec_packed(name, n, cpu=None, per_step=100000):
                   "    for_each: '[%s]'" % ",".join("0" * m)]
         n -= m
         k += 1
+    return "\n".join(lines) + "\n"
+
+
+def spec_subdag(name, items, cpu=None):
+    """A fan-out of sub-DAGs (issue #16): one step using a DAG template of
+    two chained `true` steps (a, then b needing a) for each of range(items),
+    so 2 x items tasks, named fan[i].a and fan[i].b. The template's input
+    param x gets the item, as a real loop body's would."""
+    res = ", resources: {cpu: %s}" % cpu if cpu else ""
+    lines = ["name: %s" % name,
+             "templates:",
+             "  pair:",
+             "    inputs: {params: {x: null}}",
+             "    steps:",
+             '      - {name: a, command: ["true"]%s}' % res,
+             '      - {name: b, needs: [a], command: ["true"]%s}' % res,
+             "steps:",
+             "  - name: fan",
+             "    uses: pair",
+             "    for_each: {range: %d}" % items,
+             '    with: {x: "{{item}}"}']
     return "\n".join(lines) + "\n"
 
 
@@ -824,6 +851,76 @@ def sim_big(bench, sz):
         return res
 
 
+def sim_fanout_memory(bench, sz, shape):
+    """One run of 2 x subdag_items tasks on big_agents simulated agents of
+    64 cpus (each task asks 10m: every task has a slot at once, as in the
+    big run), in a fresh droverd: shape "flat" is one fan-out step of that
+    many items (today's cheapest shape), "subdag" a fan-out of subdag_items
+    sub-DAGs of two chained steps (spec_subdag). Measures droverd's memory
+    per task: its peak RSS (VmHWM) at the end minus its RSS (VmRSS) just
+    before the submit, over the tasks; and the same for its heap alone
+    (RssAnon at the end minus before: without the LMDB pages it mapped).
+    Throughput: tasks / (the run's finished_ms - just before the submit)."""
+    items = sz["subdag_items"]
+    n = 2 * items
+    with SimBed(bench, "fanout-%s" % shape) as bed:
+        d = bed.d
+        sim = bed.agents(sz["big_agents"], ["--cpus", "64"])
+        sim.wait_registered()
+        rss0 = proc_status_kb(d.proc.pid, "VmRSS")
+        anon0 = proc_status_kb(d.proc.pid, "RssAnon")
+        spec = spec_range("flat", n, cpu="10m") if shape == "flat" else \
+            spec_subdag("subdag", items, cpu="10m")
+        t0 = time.time()
+        rid, err = d.submit(spec)
+        submit_s = time.time() - t0
+        if not rid:
+            raise NA(short_reason(err))
+        d.max_api_s = 0.0
+        r = d.wait_runs([rid], 1200, interval=0.5)[rid]
+        hwm = proc_status_kb(d.proc.pid, "VmHWM")
+        anon1 = proc_status_kb(d.proc.pid, "RssAnon")
+        file1 = proc_status_kb(d.proc.pid, "RssFile")
+        final = bed.stop_agents()
+        secs = r["finished_ms"] / 1000.0 - t0
+        res = {"tasks": n, "items": items if shape == "subdag" else n, "submit_s": submit_s,
+               "makespan_s": secs, "rate": n / secs,
+               "rss0_mb": rss0 / 1024.0, "rss_mb": hwm / 1024.0,
+               "rss_anon_mb": anon1 / 1024.0, "rss_file_mb": file1 / 1024.0,
+               "bytes_per_task": (hwm - rss0) * 1024.0 / n,
+               "heap_bytes_per_task": (anon1 - anon0) * 1024.0 / n,
+               "state_mb": dir_size(d.state) / 2**20, "api_stall_s": d.max_api_s,
+               "dup": final.get("duplicate_tasks", 0), "seen": final.get("tasks", 0)}
+        if res["seen"] != n:
+            raise RuntimeError("the simulated agents saw %d of %d tasks" % (res["seen"], n))
+        log("fan-out %s: %d tasks, submit %.2fs, makespan %.1fs (%.0f tasks/s); droverd RSS "
+            "%.0f -> peak %.0f MiB: %.0f bytes per task (heap %.0f bytes per task), state %.0f "
+            "MiB", shape, n, submit_s, secs, res["rate"], res["rss0_mb"], res["rss_mb"],
+            res["bytes_per_task"], res["heap_bytes_per_task"], res["state_mb"])
+        return res
+
+
+def sim_subdag(bench, sz):
+    """The sub-DAG fan-out against the flat fan-out of the same number of
+    tasks, each run in its own droverd, the two shapes alternating for
+    sz["reps"] repetitions (so a load that comes and goes hits both):
+    {"flat": {"runs": [...]}, "subdag": {"runs": [...]}}; a shape drover
+    refuses (a drover without templates) is {"na": reason}."""
+    out = {"flat": {"runs": []}, "subdag": {"runs": []}}
+    for _ in range(sz["reps"]):
+        for shape in ("subdag", "flat"):
+            if "na" in out[shape]:
+                continue
+            try:
+                out[shape]["runs"].append(sim_fanout_memory(bench, sz, shape))
+            except NA as e:
+                if shape == "subdag":  # say what was refused, not only the spec's complaint
+                    e = NA("this drover refuses a fan-out of sub-DAGs: %s" % e)
+                log("fan-out %s: n/a (%s)", shape, e)
+                out[shape] = {"na": str(e)}
+    return out
+
+
 def drover_sim(bench, sz):
     out = {}
 
@@ -845,6 +942,8 @@ def drover_sim(bench, sz):
         guarded("recovery", lambda: [sim_recovery(bench, sz, i) for i in range(sz["reps"])])
     if "big" in bench.workloads:
         guarded("big", lambda: sim_big(bench, sz))
+    if "subdag" in bench.workloads:
+        guarded("subdag", lambda: sim_subdag(bench, sz))
     return out
 
 
@@ -1242,6 +1341,42 @@ def build_rows(res, sz):
                             values=[big["state_mb"]]))
             rows.append(Row("big_rss", "big run: droverd peak RSS", "MiB", "lower",
                             values=[big["rss_mb"]], target=TARGETS["big_rss"] if full else None))
+    sub = sim.get("subdag")
+    if sub is not None:
+        rows += subdag_rows(sub, sz)
+    return rows
+
+
+def subdag_rows(sub, sz):
+    """The sub-DAG fan-out workload's rows: memory per task and throughput of
+    the flat and the sub-DAG fan-out, and the ratio of their memory (per
+    repetition: each sub-DAG run against the flat run that followed it)."""
+    items = sz["subdag_items"]
+    shapes = (("flat", "subdag_flat", "flat fan-out (%s tasks)" % "{:,}".format(2 * items)),
+              ("subdag", "subdag", "sub-DAG fan-out (%s items × 2 chained steps = %s tasks)" % (
+                  "{:,}".format(items), "{:,}".format(2 * items))))
+    if "na" in sub:
+        return [Row("subdag_mem", shapes[1][2] + ": droverd memory per task", "bytes", "lower",
+                    na=sub["na"])]
+    rows = []
+    for shape, key, title in shapes:
+        d = sub.get(shape) or {"na": "not run"}
+        if "na" in d or not d.get("runs"):
+            rows.append(Row(key + "_mem", title + ": droverd memory per task", "bytes", "lower",
+                            na=d.get("na", "not run")))
+            continue
+        rows.append(Row(key + "_mem", title + ": droverd memory per task (peak RSS growth / "
+                        "tasks)", "bytes", "lower",
+                        values=[r["bytes_per_task"] for r in d["runs"]]))
+        rows.append(Row(key + "_rate", title + ": throughput", "tasks/s", "higher",
+                        values=[r["rate"] for r in d["runs"]]))
+    f = (sub.get("flat") or {}).get("runs") or []
+    g = (sub.get("subdag") or {}).get("runs") or []
+    ratios = [y["bytes_per_task"] / x["bytes_per_task"] for x, y in zip(f, g)
+              if x["bytes_per_task"] > 0]
+    if ratios:
+        rows.append(Row("subdag_mem_ratio", "sub-DAG vs flat fan-out: memory per task", "×",
+                        "lower", values=ratios, target=TARGETS["subdag_mem_ratio"]))
     return rows
 
 
@@ -1251,7 +1386,7 @@ def target_text(row):
     op, v = row.target
     sym = "≥" if op == ">=" else "≤"
     unit = {"% of a core": "%", "tasks/s": "/s", "steps/s": "/s", "ms/step": " ms", "s": " s",
-            "MiB": " MiB", "tasks": ""}.get(row.unit, "")
+            "MiB": " MiB", "tasks": "", "×": "×"}.get(row.unit, "")
     met = row.met()
     mark = "" if met is None else (" ✅" if met else " ❌")
     return "%s %s%s%s" % (sym, fmt_num(v, row.unit) if row.unit != "tasks" else "%d" % v, unit, mark)
@@ -1356,7 +1491,8 @@ def write_chart(rows, res, png, data_dir):
                 continue
             label = {"capacity": "capacity", "heartbeat": "heartbeat CPU", "recovery": "recovery",
                      "big_submit": "1M submit", "big_rss": "1M RSS", "distinct": "distinct steps",
-                     "chain_long": "long chain"}.get(r.key, r.key)
+                     "chain_long": "long chain",
+                     "subdag_mem_ratio": "sub-DAG mem/task"}.get(r.key, r.key)
             if r.values:
                 m = r.median()
                 x = (m / r.target[1]) if r.target[0] == ">=" else (r.target[1] / max(m, 1e-9))
@@ -1447,6 +1583,26 @@ def details_md(res, sz):
                    "%.0f MiB heap and %.0f MiB of mapped state (LMDB pages it touched)" % (
                        big.get("dup"), big.get("api_stall_s", 0), big["submit_s"],
                        big.get("rss_anon_mb", 0), big.get("rss_file_mb", 0)))
+    sub = sim.get("subdag")
+    if isinstance(sub, dict) and "na" not in sub:
+        for shape in ("flat", "subdag"):
+            runs = (sub.get(shape) or {}).get("runs")
+            if not runs:
+                continue
+
+            def each(fmt, key):
+                return ", ".join(fmt % r[key] for r in runs)
+            out.append("- %s fan-out, %s tasks: droverd's RSS %s MiB before the submit, peak %s "
+                       "MiB; heap growth %s bytes per task; at the end %s MiB heap and %s MiB of "
+                       "mapped state; state dir %s MiB; submit %s s, makespan %s s; tasks run "
+                       "twice: %s; longest `drover runs` wait %s s" % (
+                           "sub-DAG" if shape == "subdag" else "flat",
+                           "{:,}".format(runs[0]["tasks"]), each("%.0f", "rss0_mb"),
+                           each("%.0f", "rss_mb"), each("%.0f", "heap_bytes_per_task"),
+                           each("%.0f", "rss_anon_mb"), each("%.0f", "rss_file_mb"),
+                           each("%.0f", "state_mb"), each("%.2f", "submit_s"),
+                           each("%.1f", "makespan_s"), each("%d", "dup"),
+                           each("%.1f", "api_stall_s")))
     return "\n".join(out)
 
 
@@ -1622,7 +1778,8 @@ def main():
             phase("build", lambda: run(["make", "-C", SOURCE_DIR, "build"], timeout=1800))
         binaries_ok(b.bindir)
         real = [w for w in REAL_WORKLOADS if w in b.workloads]
-        simw = [w for w in ("capacity", "heartbeat", "recovery", "big") if w in b.workloads]
+        simw = [w for w in ("capacity", "heartbeat", "recovery", "big", "subdag")
+                if w in b.workloads]
         if "drover" in b.systems and real:
             phase("drover", lambda: drover_real(b, sz))
         if "drover" in b.systems and simw:

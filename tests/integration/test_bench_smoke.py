@@ -8,7 +8,8 @@ benchmark itself stays out of `make test`.
   it; the run finishes with no task lost and none run twice, and droverd
   dispatches again after the restart;
 - bench/bench.py --smoke on drover alone (tiny sizes): it runs end to end and
-  writes its table, with the bytes droverd wrote per task.
+  writes its table, with the bytes droverd wrote per task and the memory
+  per task of a fan-out of sub-DAGs against a flat fan-out.
 
 drover-simagent is looked for next to droverd in DROVER_BIN_DIR (where
 bench/CMakeLists.txt puts it), then in DROVER_BIN_DIR/bench.
@@ -159,7 +160,7 @@ class BenchDriverTest(DroverTestCase):
             os.symlink(simagent_path(), os.path.join(bindir, "drover-simagent"))
         argv = [sys.executable, os.path.join(SOURCE_DIR, "bench", "bench.py"), "--smoke",
                 "--systems", "drover", "--no-install", "--keep", "--bin-dir", bindir, "--out", out,
-                "--workloads", "throughput,distinct,chain,capacity,heartbeat,recovery"]
+                "--workloads", "throughput,distinct,chain,capacity,heartbeat,recovery,subdag"]
         env = dict(self.c.env)
         env.pop("BENCH_QUICK", None)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -202,6 +203,17 @@ class BenchDriverTest(DroverTestCase):
         self.assertIsInstance(rec, list, rec)
         self.assertEqual((rec[0]["lost"], rec[0]["dup"]), (0, 0), rec)
         self.assertGreater(rec[0]["seconds"], 0, rec)
+        # the fan-out of sub-DAGs (200 items x a 2-step body) and the flat
+        # fan-out of as many tasks: every task run once, memory per task
+        # and the ratio in the table
+        sub = sim["subdag"]
+        for shape in ("flat", "subdag"):
+            self.assertNotIn("na", sub[shape], sub)
+            d = sub[shape]["runs"][0]
+            self.assertEqual((d["tasks"], d["seen"], d["dup"]), (400, 400, 0), d)
+            self.assertGreater(d["rate"], 0, d)
+            self.assertGreaterEqual(d["bytes_per_task"], 0, d)
+        self.assertIn("sub-DAG vs flat fan-out: memory per task", md)
 
 
 if __name__ == "__main__":
