@@ -171,6 +171,8 @@ fz_t *fz_open_fleet(bool with_run)
     cfg->assign_resend_ms = 30 * 1000;
     cfg->log_limit = 4096; /* small: log truncation is reachable */
     cfg->max_items = 64;
+    cfg->max_depth = 8;        /* a recursion of templates: a few levels are enough */
+    cfg->max_run_tasks = 4096; /* and a fan-out of them stays small */
     f->s = sched_new(cfg);
     if (!f->s)
         die("sched_new failed (DROVER_FUZZ_LOG=1 shows why)");

@@ -1656,6 +1656,8 @@ static void load_run(const Drover__RunRecord *rec, const Drover__RunSteps *steps
 
 static Drover__KeyValue **copy_kvs(Drover__KeyValue **kvs, size_t n)
 {
+    if (!n)
+        return NULL;
     Drover__KeyValue **out = xcalloc(n, sizeof *out);
     for (size_t i = 0; i < n; i++)
         out[i] = util_kv_new(kvs[i]->key, kvs[i]->value);
@@ -1717,7 +1719,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
         memcpy(t->items, rec->items, rec->n_items * sizeof *t->items);
     t->out_params = copy_kvs(rec->out_params, rec->n_out_params);
     t->n_out_params = rec->n_out_params;
-    t->outputs = xcalloc(rec->n_outputs, sizeof *t->outputs);
+    t->outputs = rec->n_outputs ? xcalloc(rec->n_outputs, sizeof *t->outputs) : NULL;
     for (size_t i = 0; i < rec->n_outputs; i++)
         t->outputs[i] = util_pb_copy(rec->outputs[i]);
     t->n_outputs = rec->n_outputs;

@@ -493,13 +493,13 @@ void flow_set_outputs(sched_t *s, task_t *t, Drover__Artifact **arts, size_t n_a
     }
     free(t->outputs);
     util_free_kvs(t->out_params, t->n_out_params);
-    t->outputs = xcalloc(n_arts, sizeof *t->outputs);
+    t->outputs = n_arts ? xcalloc(n_arts, sizeof *t->outputs) : NULL; /* most have none */
     for (size_t i = 0; i < n_arts; i++) {
         t->outputs[i] = util_pb_copy(arts[i]);
         blobstore_ref_artifact(s, t->outputs[i], +1);
     }
     t->n_outputs = n_arts;
-    t->out_params = xcalloc(n_params, sizeof *t->out_params);
+    t->out_params = n_params ? xcalloc(n_params, sizeof *t->out_params) : NULL;
     for (size_t i = 0; i < n_params; i++)
         t->out_params[i] = util_kv_new(params[i]->key, params[i]->value);
     t->n_out_params = n_params;
