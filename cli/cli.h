@@ -138,6 +138,7 @@ int cmd_run_watch(cli_t *cli, int argc, char **argv);
 int cmd_run_cancel(cli_t *cli, int argc, char **argv);
 int cmd_run_delete(cli_t *cli, int argc, char **argv);
 int cmd_run_resume(cli_t *cli, int argc, char **argv);
+int cmd_run_spec(cli_t *cli, int argc, char **argv);
 int cmd_logs(cli_t *cli, int argc, char **argv);
 int cmd_artifacts(cli_t *cli, int argc, char **argv);
 int cmd_artifact_get(cli_t *cli, int argc, char **argv);

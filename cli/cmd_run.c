@@ -1,6 +1,7 @@
 /* cmd_run — `drover runs`, `drover run get`, `drover run cancel`,
- * `drover run delete` and `drover run resume` (an approval gate): one
- * request each, printed as a table or as JSON. */
+ * `drover run delete`, `drover run resume` (an approval gate) and `drover
+ * run spec` (what a run was submitted from): one request each, printed as
+ * a table or as JSON (run spec: as text, or written to files). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +9,11 @@
 #include <strings.h>
 
 #include "api.h"
+#include "bundle.h"
 #include "cli.h"
 #include "fmt.h"
 #include "doc.h"
+#include "log.h"
 #include "runview.h"
 #include "units.h"
 #include "table.h"
@@ -472,4 +475,113 @@ int cmd_run_resume(cli_t *cli, int argc, char **argv)
     printf("%s %s %s\n", rr.reject ? "rejected" : "resumed", resp->run_id, pos[1]);
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- spec */
+
+#define SPEC_USAGE "drover run spec ID [-o DIR]"
+#define SPEC_HELP                                                                                  \
+    "Print what a run was submitted from, as droverd stored it with the run: the\n"                \
+    "spec file, then each file it imports as its own YAML document, after \"---\"\n"               \
+    "and a line \"# import: PATH\" (PATH relative to the spec's directory).\n"                     \
+    "  -o, --output DIR  write them instead: the spec as DIR/NAME (its file name)\n"               \
+    "                    and each import at DIR/PATH, so that `drover submit\n"                    \
+    "                    DIR/NAME` submits it again (files there are replaced; an\n"               \
+    "                    import outside the spec's directory ('..') is refused)\n"                 \
+    "The -p values it was submitted with, if any, are named on standard error.\n"
+
+/* The file name `run spec -o` gives the main spec: the base name it was
+ * submitted as, "spec.yaml" for standard input. */
+static const char *spec_main_name(const char *file)
+{
+    const char *slash = strrchr(file, '/');
+    const char *base = slash ? slash + 1 : file;
+    return !*base || *base == '<' ? "spec.yaml" : base;
+}
+
+/* text, then a newline unless it ends with one (or is empty). */
+static void put_text(const ProtobufCBinaryData *text)
+{
+    fwrite(text->data, 1, text->len, stdout);
+    if (text->len && text->data[text->len - 1] != '\n')
+        putchar('\n');
+}
+
+/* "note: run ID was submitted with -p K=V ...", on stderr, when it was. */
+static void note_params(const char *id, const Drover__RunSpecRecord *rec)
+{
+    if (!rec->n_params)
+        return;
+    fprintf(stderr, "note: run %s was submitted with", id);
+    for (size_t i = 0; i < rec->n_params; i++) {
+        char *kv = xasprintf("%s=%s", rec->params[i]->key, rec->params[i]->value);
+        char *shown = fmt_clean(kv, RUNVIEW_MAX_VALUE);
+        fprintf(stderr, " -p %s", shown);
+        free(shown);
+        free(kv);
+    }
+    fputc('\n', stderr);
+}
+
+int cmd_run_spec(cli_t *cli, int argc, char **argv)
+{
+    static const cli_opt_t opts[] = {{"output", 'o', true, OPT_OUTPUT}, {NULL, 0, false, 0}};
+    const char *id = NULL, *dir = NULL;
+    int opt;
+    args_t a;
+    args_init(&a, cli, argc, argv, opts, SPEC_USAGE);
+    while ((opt = args_next(&a)) != ARGS_END) {
+        if (opt == ARGS_ERROR)
+            return CLI_EXIT_USAGE;
+        if (opt == ARGS_HELP)
+            return cli_help(SPEC_USAGE, SPEC_HELP);
+        if (opt == ARGS_POSITIONAL && id)
+            return cli_usage_error(SPEC_USAGE, "unexpected argument '%s'", a.value);
+        if (opt == ARGS_POSITIONAL)
+            id = a.value;
+        if (opt == OPT_OUTPUT && !*a.value)
+            return cli_usage_error(SPEC_USAGE, "-o expects a directory");
+        if (opt == OPT_OUTPUT)
+            dir = a.value;
+    }
+    if (!id)
+        return cli_usage_error(SPEC_USAGE, "missing run ID");
+
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
+    Drover__ApiResponse *resp = NULL;
+    rr.id = (char *)id;
+    req.op_case = DROVER__API_REQUEST__OP_GET_SPEC;
+    req.get_spec = &rr;
+    if (api_call_once(cli->api, &req, &resp) < 0)
+        return CLI_EXIT_ERROR;
+    const Drover__RunSpecRecord *rec = resp->spec;
+    int rc = CLI_EXIT_OK;
+    if (!rec) {
+        log_error("droverd sent no spec for run %s", id);
+        rc = CLI_EXIT_ERROR;
+    } else if (dir) {
+        char err[1024];
+        const char *name = spec_main_name(rec->file);
+        if (bundle_write(dir, name, rec->text.data, rec->text.len, rec->imports, rec->n_imports,
+                         err, sizeof err) < 0) {
+            log_error("%s", err);
+            rc = CLI_EXIT_ERROR;
+        } else {
+            printf("%s/%s\n", dir, name);
+            for (size_t i = 0; i < rec->n_imports; i++)
+                if (strcmp(rec->imports[i]->path, name) != 0)
+                    printf("%s/%s\n", dir, rec->imports[i]->path);
+        }
+    } else {
+        put_text(&rec->text);
+        for (size_t i = 0; i < rec->n_imports; i++) {
+            printf("---\n# import: %s\n", rec->imports[i]->path);
+            put_text(&rec->imports[i]->text);
+        }
+    }
+    if (rc == CLI_EXIT_OK)
+        note_params(id, rec);
+    drover__api_response__free_unpacked(resp, NULL);
+    return rc;
 }

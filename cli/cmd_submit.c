@@ -1,21 +1,26 @@
 /* cmd_submit — `drover submit FILE [-p KEY=VALUE]... [--watch] [--no-cache]`:
  * send a pipeline spec to droverd, which parses and validates it (errors
  * come back naming FILE:LINE:COL), print the new run's id, optionally
- * follow it. The spec travels as bytes; the CLI does not parse YAML.
- * --no-cache asks droverd to run every step even where an identical one
- * already succeeded (SubmitRequest.no_cache). */
+ * follow it. The spec travels as bytes, with the files it imports
+ * (`imports:`, transitively), read here (bundle.h: the compiler's
+ * spec_imports finds the entries; droverd compiles from what is sent and
+ * reads nothing from disk). An import that cannot be read is an error
+ * naming the importing file and the entry's line, exit status 6 as for an
+ * invalid spec. --no-cache asks droverd to run every step even where an
+ * identical one already succeeded (SubmitRequest.no_cache). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "bundle.h"
 #include "cli.h"
 #include "log.h"
 #include "util.h"
 
 /* Largest spec file accepted. */
-#define SUBMIT_MAX_SPEC (1u << 20)
+#define SUBMIT_MAX_SPEC BUNDLE_MAX_FILE
 
 enum { OPT_PARAM = 1, OPT_WATCH, OPT_NO_CACHE };
 
@@ -29,7 +34,9 @@ static const cli_opt_t submit_opts[] = {
 #define SUBMIT_USAGE "drover submit FILE [-p KEY=VALUE]... [--watch] [--no-cache]"
 #define SUBMIT_HELP                                                                                \
     "Submit a pipeline spec (YAML) as a new run and print the run's id.\n"                         \
-    "FILE may be - for standard input.\n"                                                          \
+    "FILE may be - for standard input. The files it imports (imports:) are read and\n"             \
+    "sent with it (at most 100, 1 MiB each); droverd keeps them with the run\n"                    \
+    "(`drover run spec ID`).\n"                                                                    \
     "  -p, --param KEY=VALUE  override a parameter declared under params: (repeatable)\n"          \
     "  -w, --watch            then follow the run as `drover run watch` does; the exit\n"          \
     "                         status is 0 only if the run succeeds\n"                              \
@@ -103,8 +110,24 @@ static int read_spec(const char *file, char **text, size_t *len)
     return rc;
 }
 
+/* The files the spec imports (bundle_collect); errors printed, the exit
+ * status that of an invalid spec. */
+static int read_imports(const char *file, const char *text, size_t len, Drover__SpecFile ***files,
+                        size_t *n)
+{
+    char err[1024];
+    int rc =
+        bundle_collect(strcmp(file, "-") == 0 ? NULL : file, text, len, files, n, err, sizeof err);
+    if (rc < 0) {
+        log_error("%s", err);
+        cli_set_failure(CLI_EXIT_REFUSED);
+    }
+    return rc;
+}
+
 /* Send the submit request; on success *run_id is the new id (caller frees). */
-static int submit(cli_t *cli, const submit_args_t *s, const char *text, size_t len, char **run_id)
+static int submit(cli_t *cli, const submit_args_t *s, const char *text, size_t len,
+                  Drover__SpecFile **imports, size_t n_imports, char **run_id)
 {
     Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
     Drover__SubmitRequest sub = DROVER__SUBMIT_REQUEST__INIT;
@@ -115,6 +138,8 @@ static int submit(cli_t *cli, const submit_args_t *s, const char *text, size_t l
     sub.params = s->params;
     sub.n_params = s->n_params;
     sub.no_cache = s->no_cache;
+    sub.imports = imports;
+    sub.n_imports = n_imports;
     req.op_case = DROVER__API_REQUEST__OP_SUBMIT;
     req.submit = &sub;
     if (api_call_once(cli->api, &req, &resp) < 0)
@@ -133,18 +158,22 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
 {
     submit_args_t s = {0};
     char *text = NULL, *run_id = NULL;
-    size_t len = 0;
+    Drover__SpecFile **imports = NULL;
+    size_t len = 0, n_imports = 0;
     int rc = parse_submit_args(cli, argc, argv, &s);
     if (rc != 0)
         goto cleanup;
     rc = CLI_EXIT_ERROR;
-    if (read_spec(s.file, &text, &len) < 0 || submit(cli, &s, text, len, &run_id) < 0)
+    if (read_spec(s.file, &text, &len) < 0 ||
+        read_imports(s.file, text, len, &imports, &n_imports) < 0 ||
+        submit(cli, &s, text, len, imports, n_imports, &run_id) < 0)
         goto cleanup;
     printf("%s\n", run_id);
     fflush(stdout);
     rc = s.watch ? run_watch(cli, run_id) : CLI_EXIT_OK;
 cleanup:
     free(run_id);
+    bundle_free(imports, n_imports);
     free(text);
     submit_args_free(&s);
     return cli_status(rc);

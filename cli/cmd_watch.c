@@ -15,6 +15,7 @@
  * retried for up to WATCH_PATIENCE_MS (api_set_patience); on a terminal the
  * next drawing starts below the notes that were printed meanwhile.
  */
+#include <czmq.h> /* first: it includes the system headers its own way */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,10 +54,12 @@ typedef struct {
     size_t lines_drawn; /* tty mode: lines of the previous drawing */
     shown_t *shown;     /* line mode: one per step seen */
     size_t n_shown;
+    zhashx_t *by_name; /* name -> index in shown + 1 */
 } watch_t;
 
 static void watch_free(watch_t *w)
 {
+    zhashx_destroy(&w->by_name);
     for (size_t i = 0; i < w->n_shown; i++)
         free(w->shown[i].name);
     free(w->shown);
@@ -180,15 +183,29 @@ static void redraw(watch_t *w, const Drover__RunView *run, int64_t now)
 /* ---------------------------------------------------------------- lines */
 
 /* The record for step name, which usually sits at index hint (droverd
- * lists steps in a fixed order), so big fan-outs stay linear. */
+ * lists steps in a fixed order, but new items and group members come in
+ * the middle of it: then the name's index), so big fan-outs stay linear. */
 static shown_t *find_shown(watch_t *w, const char *name, size_t hint)
 {
     if (hint < w->n_shown && strcmp(w->shown[hint].name, name) == 0)
         return &w->shown[hint];
-    for (size_t i = 0; i < w->n_shown; i++)
-        if (strcmp(w->shown[i].name, name) == 0)
-            return &w->shown[i];
-    return NULL;
+    uintptr_t at = w->by_name ? (uintptr_t)zhashx_lookup(w->by_name, name) : 0;
+    return at ? &w->shown[at - 1] : NULL;
+}
+
+/* A new record for step name (its status as never seen). */
+static shown_t *add_shown(watch_t *w, const char *name)
+{
+    if (!w->by_name)
+        w->by_name = zhashx_new();
+    w->shown = xrealloc(w->shown, (w->n_shown + 1) * sizeof *w->shown);
+    shown_t *s = &w->shown[w->n_shown++];
+    s->name = xstrdup(name);
+    s->status = DROVER__TASK_STATUS__TASK_WAITING;
+    s->attempts = 0;
+    s->tenth = -1;
+    zhashx_update(w->by_name, name, (void *)(uintptr_t)w->n_shown);
+    return s;
 }
 
 /* Whether a task's reason explains this status (it is also left over
@@ -279,14 +296,8 @@ static void print_changes(watch_t *w, const Drover__RunView *run, int64_t now)
     for (size_t i = 0; i < run->n_tasks; i++) {
         const Drover__TaskView *t = run->tasks[i];
         shown_t *s = find_shown(w, t->name, i);
-        if (!s) {
-            w->shown = xrealloc(w->shown, (w->n_shown + 1) * sizeof *w->shown);
-            s = &w->shown[w->n_shown++];
-            s->name = xstrdup(t->name);
-            s->status = DROVER__TASK_STATUS__TASK_WAITING;
-            s->attempts = 0;
-            s->tenth = -1;
-        }
+        if (!s)
+            s = add_shown(w, t->name);
         /* progress: a line per tenth done */
         int tenth = t->status == DROVER__TASK_STATUS__TASK_RUNNING && t->progress >= 0
                         ? (int)(t->progress * 10.0f)

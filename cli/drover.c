@@ -1,5 +1,5 @@
 /* drover — the command line users type: `drover submit`, `runs`, `run get`,
- * `run watch`, `run cancel`, `run delete`, `logs`, `artifacts`, `artifact
+ * `run watch`, `run cancel`, `run delete`, `run spec`, `logs`, `artifacts`, `artifact
  * get`, `cache clear`, `agents`, `agent drain`, `agent undrain`.
  *
  * main() reads the global flags and the command words ("run get" is a
@@ -49,6 +49,9 @@ static const command_t commands[] = {
      "approve (or --reject) a suspended approval gate", "run step", "--reject -p= --param="},
     {"run", "delete", cmd_run_delete, "ID", "delete an ended run, its logs and artifacts", "run",
      ""},
+    {"run", "spec", cmd_run_spec, "ID [-o DIR]",
+     "print (or write to DIR) the spec and imports a run was submitted from", "run",
+     "-o=file --output=file"},
     {NULL, "logs", cmd_logs, "ID STEP [--attempt N] [-f]", "print a step's output", "run step",
      "--attempt= -f --follow"},
     {NULL, "artifacts", cmd_artifacts, "RUN [STEP] [-o FORMAT]",

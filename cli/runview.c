@@ -3,7 +3,8 @@
  * there is none, since 0 is a real exit code: exit_code is null unless the
  * process exited by itself (has_exit, no signal), signal null unless it was
  * killed by one. cached_from and item are null rather than "" when a task
- * has none. */
+ * has none; so are group and template. Tasks come in droverd's order, the
+ * run's tree (a group's members after it, items after their step). */
 #include "runview.h"
 
 #include <inttypes.h>
@@ -21,7 +22,12 @@ table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_
         n = run->n_tasks;
     for (size_t i = 0; i < n; i++) {
         const Drover__TaskView *task = run->tasks[idx ? idx[i] : i];
-        table_add(t, task->name, NULL);
+        if (task->depth) { /* a group's member, under it */
+            uint32_t d = task->depth > RUNVIEW_MAX_INDENT ? RUNVIEW_MAX_INDENT : task->depth;
+            table_addf(t, "%*s%s", (int)d * 2, "", task->name);
+        } else {
+            table_add(t, task->name, NULL);
+        }
         table_add(t, fmt_task_status(task, now_ms, buf), fmt_task_color(task->status));
         table_addf(t, "%u", task->attempts);
         table_add(t, task->agent, NULL);
@@ -230,6 +236,10 @@ static void json_task(doc_t *j, const Drover__TaskView *t)
     doc_object_end(j);
     json_str_or_null(j, "cached_from", t->cached_from);
     json_str_or_null(j, "item", t->item_value);
+    json_str_or_null(j, "group", t->group); /* the enclosing group instance */
+    doc_field_uint(j, "depth", t->depth);
+    doc_field_bool(j, "is_group", t->is_group);
+    json_str_or_null(j, "template", t->template_);
     doc_key(j, "gate"); /* an approval gate (suspend:) once activated, else null */
     if (t->suspended_ms || t->gate_at_ms) {
         doc_object_begin(j);

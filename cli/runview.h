@@ -14,8 +14,11 @@
 
 /* The step table of a run (STEP STATUS ATTEMPTS AGENT EXIT REASON), with
  * statuses as at now_ms: the n steps run->tasks[idx[i]], or every step
- * when idx is NULL. A CACHED step's reason is "reused RUN/STEP". The
- * caller frees it with table_destroy. */
+ * when idx is NULL. A CACHED step's reason is "reused RUN/STEP". A
+ * group's member is indented two spaces per depth (at most
+ * RUNVIEW_MAX_INDENT levels) under its group, whose status is the
+ * group's. The caller frees it with table_destroy. */
+#define RUNVIEW_MAX_INDENT 32
 table_t *runview_task_table(const Drover__RunView *run, const size_t *idx, size_t n,
                             int64_t now_ms);
 
@@ -38,7 +41,9 @@ void runview_print_spot(FILE *out, const Drover__RunView *run, bool color);
 
 /* A run as one JSON object: id, name, status, params, created_ms,
  * finished_ms, task_count, tasks_done and tasks[] (each with history[],
- * outputs {"params": {...}}, cached_from and item, null when unset). */
+ * outputs {"params": {...}}, cached_from and item, null when unset, and
+ * group (the enclosing instance, null at the top), depth, is_group and
+ * template (null when none)). */
 void runview_json_run(doc_t *j, const Drover__RunView *run);
 
 /* A run in a listing: {"id","name","status","created_ms","finished_ms",

@@ -80,6 +80,9 @@ typedef struct {
     size_t len;
 } spec_import_t;
 
+/* Files one spec may import, transitively (drover submit and droverd). */
+#define SPEC_MAX_IMPORTS 100u
+
 /* Defaults applied when neither the step nor `defaults:` says otherwise. */
 #define SPEC_DEFAULT_CPU_MILLI       1000u
 #define SPEC_DEFAULT_BACKOFF_MS      1000u

@@ -201,6 +201,11 @@ static int check_outcome_ref(flow_t *f, size_t i, const expr_ref_t *r, const cha
         snprintf(why, whylen, "%s: no step named '%s'", lb, show(f->c, a));
     else if (!may_use(f, i, s, lb, why, whylen))
         ;
+    else if (r->kind == EXPR_REF_STEP_RESULT && f->all[s]->uses_body)
+        snprintf(why, whylen,
+                 "%s: step '%s' is a group (it uses DAG template '%s'), which has no standard "
+                 "output of its own (read its declared outputs)",
+                 lb, show(f->c, a), show(f->c, f->all[s]->template_));
     else if (r->kind == EXPR_REF_STEP_RESULT && f->all[s]->fan_out)
         snprintf(why, whylen,
                  "%s: step '%s' is a for_each step, whose items' standard outputs are not "

@@ -288,7 +288,7 @@ int import_files(ctx_t *c, size_t fi, const node_t *v)
                 if (r->f[q].path == c->imports[j].path)
                     to = (long)q; /* loaded under the other spelling */
             }
-            if (to < 0 && r->nf >= MAX_IMPORT_FILES) {
+            if (to < 0 && r->nf > MAX_IMPORT_FILES) { /* [0] is the spec */
                 rc = fail_limit(c, at, "too many imported files (at most %u)", MAX_IMPORT_FILES);
                 free(path);
                 free(prefix);

@@ -458,6 +458,7 @@ struct reuse {
     size_t *queue; /* body k is template queue[k]'s */
     size_t nqueue;
     size_t bytes;    /* of imported text, all files */
+    size_t compiled; /* step templates' nodes compiled, all uses together */
     size_t cur_file; /* the file whose steps are being read: bare names are its */
 };
 

@@ -56,6 +56,7 @@
 #include "util.h"
 
 #define MAX_TEMPLATES 10000u
+#define MAX_COMPILED  (10u * SPEC_MAX_NODES) /* step templates' nodes, times their uses */
 
 /* The keys a template may not have: the using step's. */
 static const char *const using_keys[] = {"name", "needs",    "depends",     "trigger",
@@ -517,7 +518,7 @@ int reuse_input_ref(ctx_t *c, const node_t *v, const expr_ref_t *r, const char *
         if (owns(sc->t, v)) {
             long i = param_index(sc->t, r->a, r->alen);
             if (i >= 0) {
-                *value = sc->values[i];
+                *value = sc->values[i]; /* NULL (the unused check): kept */
                 return 0;
             }
             char *nm = xstrndup(r->a, r->alen);
@@ -912,11 +913,21 @@ static int use_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__Step
         collect(t->def, &t->own, &t->nown, &cap);
         qsort(t->own, t->nown, sizeof *t->own, cmp_ptr);
     }
+    /* each use compiles the template again: bound the sum, as the YAML's
+     * own nodes are bounded (a big template used by every step) */
+    r->compiled += t->nown;
+    if (r->compiled > MAX_COMPILED) {
+        fail_limit(c, uses,
+                   "step templates compiled into their steps come to more than %u YAML nodes in "
+                   "all (template '%s' is used too often for its size)",
+                   MAX_COMPILED, show(c, t->name));
+        return use_failed(c, m, d, all, idx, aux);
+    }
     step_aux_t *a = &aux[idx];
     if (check_only) {
         vals = xcalloc(t->nparams ? t->nparams : 1, sizeof *vals);
-        for (size_t p = 0; p < t->nparams; p++)
-            vals[p] = xstrdup(t->params[p]->default_ ? t->params[p]->default_ : "");
+        for (size_t p = 0; p < t->nparams; p++) /* required: kept as written */
+            vals[p] = t->params[p]->required ? NULL : xstrdup(t->params[p]->default_);
     } else if (with_values(c, with, uses, t, sname, a, &vals) < 0) {
         rc = -EINVAL;
     }
@@ -1114,6 +1125,14 @@ static int compile_body(ctx_t *c, spec_t *s, const settings_t *d, size_t k)
     const node_t *steps = map_get(t->def, "steps"), *fin = map_get(t->def, "finally");
     int rc = 0;
     t->checked = true;
+    /* bodies[k] exists whatever happens below (an empty one on an error) */
+    Drover__TemplateBody *b = xmalloc(sizeof *b);
+    drover__template_body__init(b);
+    b->name = xstrdup(t->name);
+    b->first_step = (uint32_t)s->step_count;
+    s->bodies = xrealloc(s->bodies, (k + 1) * sizeof *s->bodies);
+    s->bodies[k] = b;
+    s->body_count = k + 1;
     if (steps->type != N_SEQ || steps->nkids == 0)
         return fail(c, steps, "DAG template '%s': 'steps' must be a non-empty list of steps",
                     show(c, t->name));
@@ -1148,8 +1167,6 @@ static int compile_body(ctx_t *c, spec_t *s, const settings_t *d, size_t k)
         if (parse_step(c, m, d, loc, i, aux) < 0)
             aux[i].failed = true;
     }
-    Drover__TemplateBody *b = xmalloc(sizeof *b);
-    drover__template_body__init(b);
     if (!c->fatal && made == n) {
         if (resolve_needs(c, loc, aux, n) == 0 && !c->fatal)
             check_flow(c, loc, aux, n);
@@ -1178,8 +1195,6 @@ static int compile_body(ctx_t *c, spec_t *s, const settings_t *d, size_t k)
         if (!b->out_artifacts[i]->from_group_input)
             b->out_artifacts[i]->step += (uint32_t)off;
     }
-    b->name = xstrdup(t->name);
-    b->first_step = (uint32_t)off;
     b->n_steps = (uint32_t)made;
     b->n_in_params = t->nparams;
     b->in_params = t->nparams ? xcalloc(t->nparams, sizeof *b->in_params) : NULL;
@@ -1196,9 +1211,6 @@ static int compile_body(ctx_t *c, spec_t *s, const settings_t *d, size_t k)
     }
     b->in_artifacts = strv_dup(t->arts, t->narts);
     b->n_in_artifacts = t->narts;
-    s->bodies = xrealloc(s->bodies, (k + 1) * sizeof *s->bodies);
-    s->bodies[k] = b;
-    s->body_count = k + 1;
     for (size_t i = 0; i < made; i++)
         aux_free(&aux[i]);
     free(aux);

@@ -804,7 +804,7 @@ int parse_step(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepSpec 
         rc = fail(c, par_key,
                   "parallelism without for_each (it bounds how many items of a fan-out run at "
                   "once)");
-    if (!cmd && !script && !st->suspend)
+    if (!cmd && !script && !st->suspend && !a->group)
         goto cleanup; /* its command or script was in error */
     a->cmd = cmd;
     a->script = script;

@@ -8,6 +8,13 @@
  * "fuzz.yaml:LINE:COL: reason" a line (at most 20, each with a position),
  * maybe then "and N more errors". The quantity parsers get the first line of the input too.
  *
+ * Imports: the YAML part may be a bundle, cut at lines "---8<--- PATH":
+ * the text before the first such line is the spec, each later part the
+ * file PATH it imports (spec_parse_files); error lines may then name any
+ * of those paths. An accepted spec's bodies (DAG templates) must lie
+ * after its own steps, contiguous, their needs and inputs inside
+ * themselves.
+ *
  * An accepted spec is then submitted, as `drover run submit` would, to a
  * fresh scheduler with three agents (agents_harness.h), and those agents
  * run whatever is placed on them for a few rounds (fz_drive): so what the
@@ -29,6 +36,11 @@
 #include "spec.h"
 
 #define MAX_OVERRIDES 16
+#define MAX_FILES     16
+#define CUT           "---8<--- "
+
+static spec_import_t files[MAX_FILES];
+static size_t n_files;
 
 static void check_kvs(const spec_kv_t *kv, size_t n, const char *what)
 {
@@ -86,11 +98,27 @@ static void check_errors(int rc, const char *err, size_t errlen)
         int line = 0, col = 0, used = 0;
         if (lines > 0 && !nl && !strncmp(l, "and ", 4) && strstr(l, " more error"))
             break;
-        if (lines == 0 && n == errlen - 1 && !nl) { /* cut short */
-            if (strncmp(l, "fuzz.yaml", len < 9 ? len : 9))
+        /* the file it names: the spec, or one of the imported */
+        const char *file = "fuzz.yaml";
+        size_t best = 0;
+        for (size_t i = 0; i < n_files; i++) {
+            size_t fl = strlen(files[i].path);
+            if (len > fl && !strncmp(l, files[i].path, fl) && l[fl] == ':' && fl > best) {
+                file = files[i].path;
+                best = fl;
+            }
+        }
+        size_t flen = strlen(file);
+        if (lines == 0 && n == errlen - 1 && !nl) { /* cut short: the start of a name */
+            bool named = !strncmp(l, "fuzz.yaml", len < 9 ? len : 9);
+            for (size_t i = 0; i < n_files && !named; i++)
+                named = !strncmp(l, files[i].path,
+                                 len < strlen(files[i].path) ? len : strlen(files[i].path));
+            if (!named)
                 fz_fail("spec_parse = %d: reason '%s' does not name the file", rc, l);
-        } else if (sscanf(l, "fuzz.yaml:%d:%d: %n", &line, &col, &used) != 2 || used == 0 ||
-                   line < 1 || col < 1 || (size_t)used >= len) {
+        } else if (strncmp(l, file, flen) || l[flen] != ':' ||
+                   sscanf(l + flen, ":%d:%d: %n", &line, &col, &used) != 2 || used == 0 ||
+                   line < 1 || col < 1 || flen + (size_t)used >= len) {
             fz_fail("spec_parse = %d: error %zu '%.*s' has no position or reason", rc, lines,
                     (int)len, l);
         }
@@ -109,9 +137,32 @@ static void check_spec(const spec_t *s)
         fz_fail("steps missing");
     for (size_t i = 0; i < s->step_count; i++) {
         const Drover__StepSpec *st = s->steps[i];
-        if (!st || !*st->name || (!st->n_argv && !st->suspend) || !st->when || !st->items_from ||
-            !st->image || !st->resources || !st->retries)
+        if (!st || !*st->name || (!st->n_argv && !st->suspend && !st->uses_body) || !st->when ||
+            !st->items_from || !st->image || !st->resources || !st->retries)
             fz_fail("step %zu: no name, no argv, a NULL string or no resources/retries", i);
+        /* a group runs nothing itself; its body exists */
+        if (st->uses_body && (st->n_argv || st->uses_body > s->body_count))
+            fz_fail("step %s: a group with argv, or of body %u of %zu", st->name, st->uses_body,
+                    s->body_count);
+        /* steps stay in their body: needs and inputs index the same one */
+        size_t lo = 0, hi = s->root_count;
+        if (st->in_body) {
+            if (st->in_body > s->body_count)
+                fz_fail("step %s: in body %u of %zu", st->name, st->in_body, s->body_count);
+            lo = s->bodies[st->in_body - 1]->first_step;
+            hi = lo + s->bodies[st->in_body - 1]->n_steps;
+        }
+        if (i < lo || i >= hi)
+            fz_fail("step %s (%zu) outside its body [%zu, %zu)", st->name, i, lo, hi);
+        for (size_t j = 0; j < st->n_needs; j++)
+            if (st->needs[j] < lo || st->needs[j] >= hi)
+                fz_fail("step %s: need %u outside its body", st->name, st->needs[j]);
+        for (size_t j = 0; j < st->n_inputs; j++)
+            if (!st->inputs[j]->from_group_input &&
+                (st->inputs[j]->step < lo || st->inputs[j]->step >= hi))
+                fz_fail("step %s: input %zu from outside its body", st->name, j);
+        if (st->n_with && !st->uses_body)
+            fz_fail("step %s: with: without a DAG template", st->name);
         /* an approval gate runs nothing and is never cached */
         if (st->suspend && (st->n_argv || *st->image || st->fan_out || st->n_inputs ||
                             st->n_out_artifacts || st->cache))
@@ -145,6 +196,25 @@ static void check_spec(const spec_t *s)
         if (*st->when && expr_check(st->when, NULL, NULL, NULL, 0) != 0)
             fz_fail("step %s: accepted a `when` whose syntax is bad: %s", st->name, st->when);
     }
+    if (s->root_count > s->step_count || (!s->body_count && s->root_count != s->step_count))
+        fz_fail("root_count %zu of %zu steps", s->root_count, s->step_count);
+    size_t next = s->root_count;
+    for (size_t k = 0; k < s->body_count; k++) {
+        const Drover__TemplateBody *b = s->bodies[k];
+        if (!b || !*b->name || b->first_step != next || b->n_steps == 0)
+            fz_fail("body %zu: no name, or not right after the previous one", k);
+        next += b->n_steps;
+        for (size_t i = b->first_step; i < next && i < s->step_count; i++)
+            if (s->steps[i]->in_body != k + 1)
+                fz_fail("step %zu of body %zu says body %u", i, k, s->steps[i]->in_body);
+        for (size_t j = 0; j < b->n_out_artifacts; j++)
+            if (!b->out_artifacts[j]->from_group_input &&
+                (b->out_artifacts[j]->step < b->first_step || b->out_artifacts[j]->step >= next))
+                fz_fail("body %zu: output artifact %zu from outside it", k, j);
+        check_kv_msgs(b->out_params, b->n_out_params, "body out_params");
+    }
+    if (next != s->step_count)
+        fz_fail("bodies end at %zu of %zu steps", next, s->step_count);
     uint8_t *mark = calloc(s->step_count + 1, 1);
     for (size_t i = 0; i < s->step_count; i++)
         if (has_cycle(s, i, mark))
@@ -214,16 +284,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         n_ov++;
     }
 
+    /* a bundle: the spec, then "---8<--- PATH" lines, each file's text */
+    size_t main_len = ylen;
+    n_files = 0;
+    for (size_t o = 0; o + sizeof CUT - 1 <= ylen && n_files < MAX_FILES;) {
+        const char *line = yaml + o, *nl = memchr(line, '\n', ylen - o);
+        size_t llen = nl ? (size_t)(nl - line) : ylen - o;
+        /* no ':' in a path: the messages' FILE:LINE:COL would be ambiguous */
+        if (llen > sizeof CUT - 1 && !memcmp(line, CUT, sizeof CUT - 1) &&
+            !memchr(line, ':', llen)) {
+            if (!n_files)
+                main_len = o;
+            else
+                files[n_files - 1].len = (size_t)(line - files[n_files - 1].text);
+            char *path =
+                fz_strndup((const uint8_t *)line + sizeof CUT - 1, llen - (sizeof CUT - 1));
+            files[n_files].path = path;
+            files[n_files].text = nl ? nl + 1 : yaml + ylen;
+            files[n_files].len = yaml + ylen - files[n_files].text;
+            n_files++;
+        }
+        if (!nl)
+            break;
+        o = (size_t)(nl - yaml) + 1;
+    }
+
     size_t errlen = size % 17 == 4 ? 9 : 512;
     char *err = malloc(errlen);
     err[0] = '\0';
     spec_t *spec = (spec_t *)1;
-    int rc = spec_parse("fuzz.yaml", yaml, ylen, ov, n_ov, &spec, err, errlen);
+    int rc = spec_parse_files("fuzz.yaml", yaml, main_len, files, n_files, ov, n_ov, NULL, &spec,
+                              err, errlen);
     if (rc == 0) {
         if (!spec)
             fz_fail("spec_parse = 0 without a spec");
         check_spec(spec);
-        if (submit)
+        /* groups run once droverd instantiates them (dag.c, issue 16's
+         * runtime); until then a spec with bodies is checked, not run */
+        if (submit && !spec->body_count)
             run_spec(spec);
         spec_destroy(&spec);
         if (spec)
@@ -236,6 +334,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_errors(rc, err, errlen);
     }
     quantities(data, size);
+    for (size_t i = 0; i < n_files; i++)
+        free((char *)files[i].path);
+    n_files = 0;
     free(err);
     free(rest);
     free(yaml);

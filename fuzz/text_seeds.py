@@ -220,6 +220,70 @@ OUTCOME_SPECS = [
 ]
 
 
+# Templates, groups, recursion and imports (issue 16). A bundle is the
+# spec, then each imported file after a line "---8<--- PATH" (fuzz_spec.c).
+REUSE_SPECS = [
+    b"name: r\ntemplates:\n  fit:\n    inputs:\n      params: {lr: \"0.1\", n: {default: \"2\", "
+    b"type: integer}}\n      artifacts: [data]\n    command: [fit, \"{{inputs.params.lr}}\", "
+    b"\"{{inputs.params.n}}\"]\n    outputs: {params: [score], artifacts: [model]}\n"
+    b"    retries: 1\n    timeout: \"{{inputs.params.n}}m\"\n"
+    b"steps:\n  - {name: prep, command: [p], outputs: {artifacts: [d]}}\n"
+    b"  - name: one\n    uses: fit\n    needs: [prep]\n    with: {lr: \"{{item}}\"}\n"
+    b"    for_each: [\"0.1\", \"0.2\"]\n    inputs: {artifacts: {data: prep.d}}\n",
+    b"name: r\nparams: {lrs: '[\"0.1\",\"0.01\"]'}\ntemplates:\n  fit:\n"
+    b"    inputs: {params: {lr: null}, artifacts: [data]}\n    command: [f, \"{{inputs.params.lr}}\"]\n"
+    b"    outputs: {params: [score], artifacts: [model]}\n"
+    b"  te:\n    inputs: {params: {lr: null}, artifacts: [data]}\n    steps:\n"
+    b"      - {name: train, uses: fit, with: {lr: \"{{inputs.params.lr}}\"}, inputs: {artifacts: "
+    b"{data: inputs.artifacts.data}}}\n"
+    b"      - {name: eval, needs: [train], command: [e, \"{{steps.train.outputs.params.score}}\"], "
+    b"outputs: {params: [best]}, inputs: {artifacts: {m: train.model}}}\n"
+    b"    finally:\n      - {name: c, command: [echo, \"{{run.status}}\"]}\n"
+    b"    outputs:\n      params: {best: \"{{steps.eval.outputs.params.best}}\"}\n"
+    b"      artifacts: {model: train.model, raw: inputs.artifacts.data}\n"
+    b"steps:\n  - {name: prep, command: [p], outputs: {artifacts: [d]}}\n"
+    b"  - {name: sweep, uses: te, needs: [prep], for_each: \"{{params.lrs}}\", parallelism: 2, "
+    b"with: {lr: \"{{item}}\"}, inputs: {artifacts: {data: prep.d}}}\n"
+    b"  - {name: report, needs: [sweep], command: [r, \"{{steps.sweep.outputs.params.best}}\"]}\n",
+    # recursion: coinflip until heads, and a cycle of two templates
+    b"name: flip\nmax_depth: 20\ntemplates:\n  flip:\n    steps:\n"
+    b"      - {name: toss, command: [toss], outputs: {params: [side]}}\n"
+    b"      - name: again\n        needs: [toss]\n"
+    b"        when: \"'{{steps.toss.outputs.params.side}}' == tails\"\n        uses: flip\n"
+    b"steps:\n  - {name: start, uses: flip}\n",
+    b"name: cyc\ntemplates:\n  a:\n    inputs: {params: {n: \"3\"}}\n    steps:\n"
+    b"      - {name: x, command: [\"{{inputs.params.n}}\"], outputs: {params: [m]}}\n"
+    b"      - {name: y, uses: b, needs: [x], when: \"{{steps.x.outputs.params.m}} > 0\", "
+    b"with: {m: \"{{steps.x.outputs.params.m}}\"}}\n"
+    b"  b:\n    inputs: {params: {m: {type: integer}}}\n    steps:\n"
+    b"      - {name: z, uses: a, with: {n: \"{{inputs.params.m}}\"}}\n"
+    b"steps:\n  - {name: go, uses: a, with: {n: 5}}\n",
+    # imports: bundles
+    b"name: imp\nimports:\n  - lib/math.yaml\n  - {path: lib/train.yaml, as: t}\n"
+    b"steps:\n  - {name: a, uses: math.add, with: {a: \"1\"}}\n"
+    b"  - {name: b, uses: t.fit, needs: [a], with: {x: \"{{steps.a.outputs.params.sum}}\"}}\n"
+    b"---8<--- lib/math.yaml\nname: math\nimports: [../base/core.yaml]\ntemplates:\n"
+    b"  add:\n    inputs: {params: {a: null, b: \"2\"}}\n"
+    b"    command: [add, \"{{inputs.params.a}}\", \"{{inputs.params.b}}\"]\n"
+    b"    outputs: {params: [sum]}\n"
+    b"  twice:\n    steps:\n      - {name: one, uses: add, with: {a: \"1\"}}\n"
+    b"      - {name: two, uses: core.inc, needs: [one]}\n"
+    b"---8<--- base/core.yaml\ntemplates:\n  inc: {command: [inc]}\n"
+    b"---8<--- lib/train.yaml\ntemplates:\n  fit:\n    inputs: {params: {x: null}}\n"
+    b"    script: echo {{inputs.params.x}}\n",
+    b"name: imp\nimports: [a.yaml]\nsteps:\n  - {name: s, uses: a.x}\n"
+    b"---8<--- a.yaml\nimports: [b.yaml]\ntemplates: {x: {command: [x]}}\n"
+    b"---8<--- b.yaml\nimports: [a.yaml]\n",
+    b"name: imp\nimports: [{path: ../up/m.yaml, as: m}, m.yaml]\nsteps:\n  - {name: s, uses: m.y}\n"
+    b"---8<--- ../up/m.yaml\ntemplates:\n  y:\n    command: [\"{{inputs.params.q}}\"]\n    colour: red\n"
+    b"---8<--- m.yaml\nsteps: []\n",
+    b"name: imp\nimports: [lib/m.yaml]\nsteps:\n  - {name: s, uses: m.g, with: {n: x}}\n"
+    b"---8<--- lib/m.yaml\ntemplates:\n  g:\n    inputs: {params: {n: {type: number}}}\n"
+    b"    steps:\n      - {name: a, command: [\"{{inputs.params.n}}\"]}\n"
+    b"    outputs: {params: {o: \"{{steps.a.outputs.result}}\"}}\n",
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fuzz"))
@@ -233,6 +297,7 @@ def main():
     specs += TRIGGER_SPECS
     specs += OUTCOME_SPECS
     specs += TEMPLATED_SPECS
+    specs += REUSE_SPECS
     integ = os.path.join(ROOT, "tests", "integration")
     for f in sorted(os.listdir(integ)):
         if f.startswith("test_") and f.endswith(".py"):
@@ -240,6 +305,8 @@ def main():
     unit = [s for s in c_strings(os.path.join(ROOT, "tests/unit/test_spec.c"))
             if b"steps:" in s or b"name:" in s]
     specs += unit[:80]
+    specs += [s for s in c_strings(os.path.join(ROOT, "tests/unit/test_spec_reuse.c"))
+              if b"steps:" in s or b"templates:" in s][:40]
     # -p overrides after a NUL byte
     specs += [
         b"name: p\nparams:\n  n: \"1\"\n  msg: hi\nsteps:\n  - name: a\n"
@@ -250,7 +317,7 @@ def main():
         b"    for_each: {range: [\"{{params.n}}\", -4, -2]}\n"
         b"    command: [echo, \"{{item}}\"]\n\0n=9\n",
     ]
-    write(os.path.join(args.out, "spec"), specs, 140)
+    write(os.path.join(args.out, "spec"), specs, 220)
 
     exprs = list(SPACED_EXPRS) + OUTCOME_EXPRS
     for s in specs:

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bundle.h"
 #include "log.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define API_MAX_LIST     10000
@@ -36,31 +38,71 @@ void api_set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode
     resp->error = *owned ? *owned : (char *)"out of memory";
 }
 
-/* The errors of a refused spec, err's "FILE:LINE:COL: reason" lines, as
- * resp->spec_errors (each and its strings malloc'd: spec_errors_free). A
- * line that is not one (the "and N more" line) is left out. */
-static void spec_errors_set(Drover__ApiResponse *resp, const char *file, const char *err)
+/* The file name a line of err begins with: the longest of names[0..n)
+ * followed by ":LINE:COL: " (a name may itself hold ':'), else the text
+ * before the first ":LINE:COL: " (a name the compiler wrote otherwise).
+ * Sets *line, *col and *msg (where the reason starts); 0 when the line is
+ * not one ("and N more errors"), else the name's length. */
+static size_t error_file(const char *l, size_t len, const char *const *names, size_t n,
+                         unsigned *line, unsigned *col, size_t *msg)
 {
-    size_t flen = strlen(file), n = 0;
+    size_t best = 0;
+    for (size_t pass = 0; pass < 2 && !best; pass++) {
+        for (size_t k = 0; pass == 0 ? k < n : k < len; k++) {
+            size_t flen = pass == 0 ? strlen(names[k]) : k;
+            unsigned a, b;
+            int used = 0;
+            char tail[32];
+            if (flen <= best || flen >= len || (pass == 0 && strncmp(l, names[k], flen) != 0) ||
+                l[flen] != ':')
+                continue;
+            /* sscanf must not run past the line: copy what it may read */
+            size_t t = len - flen < sizeof tail - 1 ? len - flen : sizeof tail - 1;
+            memcpy(tail, l + flen, t);
+            tail[t] = '\0';
+            if (sscanf(tail, ":%u:%u: %n", &a, &b, &used) == 2 && used > 0 && a > 0) {
+                best = flen;
+                *line = a;
+                *col = b;
+                *msg = flen + (size_t)used;
+                if (pass == 1)
+                    break; /* the first one */
+            }
+        }
+    }
+    return best;
+}
+
+/* The errors of a refused spec, err's "FILE:LINE:COL: reason" lines, as
+ * resp->spec_errors (each and its strings malloc'd: spec_errors_free),
+ * FILE the spec's own name or an imported file's path. A line that is not
+ * one (the "and N more" line) is left out. */
+static void spec_errors_set(Drover__ApiResponse *resp, const char *file,
+                            const Drover__SubmitRequest *req, const char *err)
+{
+    size_t n = 0, n_names = 1 + req->n_imports;
+    const char **names = xcalloc(n_names, sizeof *names);
+    names[0] = file;
+    for (size_t i = 0; i < req->n_imports; i++)
+        names[i + 1] = req->imports[i]->path;
     for (const char *l = err; *l;) {
-        size_t len = strcspn(l, "\n");
-        unsigned line, col;
-        int used = 0;
-        if (len > flen && !strncmp(l, file, flen) && l[flen] == ':' &&
-            sscanf(l + flen, ":%u:%u: %n", &line, &col, &used) == 2 && used > 0 &&
-            flen + (size_t)used <= len) {
+        size_t len = strcspn(l, "\n"), msg = 0;
+        unsigned line = 0, col = 0;
+        size_t flen = error_file(l, len, names, n_names, &line, &col, &msg);
+        if (flen) {
             resp->spec_errors = xrealloc(resp->spec_errors, (n + 1) * sizeof *resp->spec_errors);
             Drover__SpecError *e = xmalloc(sizeof *e);
             drover__spec_error__init(e);
-            e->file = xstrdup(file);
+            e->file = xstrndup(l, flen);
             e->line = line;
             e->col = col;
-            e->message = xstrndup(l + flen + (size_t)used, len - flen - (size_t)used);
+            e->message = xstrndup(l + msg, len - msg);
             resp->spec_errors[n++] = e;
         }
         l += len + (l[len] == '\n');
     }
     resp->n_spec_errors = n;
+    free(names);
 }
 
 static void spec_errors_free(Drover__ApiResponse *resp)
@@ -73,32 +115,131 @@ static void spec_errors_free(Drover__ApiResponse *resp)
     free(resp->spec_errors);
 }
 
+static const char *shown_name(const char *name);
+
+/* Why the files a submit imports are refused, or NULL: more than
+ * SPEC_MAX_IMPORTS, a path that is not one (bundle_path_ok) or twice, or
+ * all the texts together beyond --max-spec (droverd trusts no client:
+ * `drover submit` keeps to these too). The reason is formatted in buf. */
+static const char *imports_refused(const sched_t *s, const Drover__SubmitRequest *req, char *buf,
+                                   size_t len)
+{
+    size_t total = req->spec.len, max = s->cfg.spec_limits.max_bytes;
+    if (req->n_imports > SPEC_MAX_IMPORTS) {
+        snprintf(buf, len,
+                 "the spec imports %zu files; the limit is %u (counting the files they "
+                 "import)",
+                 req->n_imports, SPEC_MAX_IMPORTS);
+        return buf;
+    }
+    for (size_t i = 0; i < req->n_imports; i++) {
+        const char *p = req->imports[i]->path;
+        if (!bundle_path_ok(p) || strlen(p) > 1024) {
+            snprintf(buf, len,
+                     "imported file %zu has the path '%.64s%s', which is not a relative path "
+                     "('/' separated, '..' only leading, no control characters, at most 1024 "
+                     "bytes)",
+                     i + 1, shown_name(p), strlen(p) > 64 ? "..." : "");
+            return buf;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(req->imports[k]->path, p) == 0) {
+                snprintf(buf, len, "imported file '%.128s' is sent twice", p);
+                return buf;
+            }
+        total += req->imports[i]->text.len;
+    }
+    if (req->n_imports && total > max) {
+        snprintf(buf, len,
+                 "the spec and the %zu files it imports are %zu bytes together; the "
+                 "limit is %zu (droverd's --max-spec)",
+                 req->n_imports, total, max);
+        return buf;
+    }
+    return NULL;
+}
+
+/* err's lines that begin "base:LINE" with name instead of base (a new
+ * string, the caller frees): see do_submit. */
+static char *errors_named(const char *err, const char *base, const char *name)
+{
+    strbuf_t b = {0};
+    size_t blen = strlen(base);
+    for (const char *l = err; *l;) {
+        size_t len = strcspn(l, "\n");
+        bool mine = len > blen + 1 && strncmp(l, base, blen) == 0 && l[blen] == ':' &&
+                    l[blen + 1] >= '0' && l[blen + 1] <= '9';
+        if (mine)
+            sb_puts(&b, name);
+        sb_add(&b, l + (mine ? blen : 0), len - (mine ? blen : 0) + (l[len] == '\n'));
+        l += len + (l[len] == '\n');
+    }
+    return sb_take(&b);
+}
+
+/* What a run is submitted from, to keep with it (run_t.source): a copy of
+ * the request's spec, imports and -p values (caller owns it). */
+static Drover__RunSpecRecord *spec_source(const Drover__SubmitRequest *req, const char *file)
+{
+    Drover__RunSpecRecord rec = DROVER__RUN_SPEC_RECORD__INIT;
+    rec.file = (char *)file;
+    rec.text = req->spec;
+    rec.n_imports = req->n_imports;
+    rec.imports = req->imports;
+    rec.n_params = req->n_params;
+    rec.params = req->params;
+    return util_pb_copy(&rec);
+}
+
 static void do_submit(sched_t *s, const Drover__SubmitRequest *req, const char *owner,
                       Drover__ApiResponse *resp, char **err_owned)
 {
     char err[8192]; /* up to 20 errors, one a line (spec.h) */
     spec_t *spec = NULL;
     spec_kv_t *overrides = xcalloc(req->n_params, sizeof *overrides);
+    spec_import_t *imports = xcalloc(req->n_imports, sizeof *imports);
     for (size_t i = 0; i < req->n_params; i++) {
         overrides[i].key = req->params[i]->key;
         overrides[i].value = req->params[i]->value;
     }
     const char *file = req->file && *req->file ? req->file : "<spec>";
-    int rc = spec_parse_limited(file, (const char *)req->spec.data, req->spec.len, overrides,
-                                req->n_params, &s->cfg.spec_limits, &spec, err, sizeof err);
+    if (imports_refused(s, req, err, sizeof err)) {
+        s->counters.over_limits++;
+        log_warn("api: spec refused (%s): %s", owner, err);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_INVALID, "%s: %s", file, err);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < req->n_imports; i++) {
+        imports[i].path = req->imports[i]->path;
+        const uint8_t *data = req->imports[i]->text.data;
+        imports[i].text = data ? (const char *)data : ""; /* never NULL, even empty */
+        imports[i].len = req->imports[i]->text.len;
+    }
+    /* The imports' paths are relative to the main spec's directory: the
+     * compiler gets its base name (so that its directory is theirs,
+     * however it joins), its messages the name given back. */
+    const char *slash = strrchr(file, '/');
+    const char *base = slash && slash[1] ? slash + 1 : file;
+    const char *text = req->spec.data ? (const char *)req->spec.data : "";
+    int rc = spec_parse_files(base, text, req->spec.len, imports, req->n_imports, overrides,
+                              req->n_params, &s->cfg.spec_limits, &spec, err, sizeof err);
     if (rc < 0) {
+        char *named = base != file ? errors_named(err, base, file) : xstrdup(err);
         if (rc == -E2BIG) {
             s->counters.over_limits++;
-            log_warn("api: spec refused (%s): %s", owner, err);
+            log_warn("api: spec refused (%s): %s", owner, named);
         }
-        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_INVALID, "%s", err);
-        spec_errors_set(resp, file, err);
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_INVALID, "%s", named);
+        spec_errors_set(resp, file, req, named);
+        free(named);
         goto cleanup;
     }
     run_t *r = dag_create_run(s, spec, file, req->no_cache);
     util_pb_set_str(&r->rec->owner, owner); /* committed with the run */
+    r->source = spec_source(req, file);     /* likewise; freed once stored */
     resp->run_id = r->rec->id;
 cleanup:
+    free(imports);
     free(overrides);
     spec_destroy(&spec);
 }
@@ -138,6 +279,66 @@ static bool run_matches(const run_t *r, const Drover__ListRunsRequest *lr)
             (r->rec->schedule && strcmp(r->rec->schedule, lr->schedule) == 0));
 }
 
+/* ---- groups in run views (reuse) ---- */
+
+/* The order a run's tasks are listed in (run get, watch): its tree. Each
+ * step of the run itself in step order, each followed by its fan-out
+ * items and, for a group instance (task_t.grp), its members in body
+ * order, each of them followed by its own, recursively. order[i] is a
+ * task index; depth (by task index: how many groups enclose it, as
+ * dag_depth says, without its walk up per task) is NULL when no task is
+ * a member (all at the top). O(tasks): one walk with an explicit stack; a
+ * task the walk does not reach (none should be) ends the list. */
+typedef struct {
+    uint32_t *order;
+    uint32_t *depth;
+} view_tree_t;
+
+static void view_tree(const run_t *r, view_tree_t *vt)
+{
+    size_t n = r->n_tasks, done = 0, top = 0;
+    bool groups = false;
+    for (size_t i = 0; i < n && !groups; i++)
+        groups = r->tasks[i]->scope != NULL;
+    vt->order = xmalloc((n ? n : 1) * sizeof *vt->order);
+    vt->depth = groups ? xcalloc(n, sizeof *vt->depth) : NULL;
+    uint8_t *seen = xcalloc(n ? n : 1, 1);
+    uint32_t *stack = xmalloc((n ? n : 1) * sizeof *stack);
+    for (size_t i = n; i-- > 0;) /* popped in step order */
+        if (!r->tasks[i]->is_item && !r->tasks[i]->scope)
+            stack[top++] = (uint32_t)i;
+    while (top) {
+        uint32_t k = stack[--top];
+        if (seen[k])
+            continue;
+        seen[k] = 1;
+        vt->order[done++] = k;
+        const task_t *t = r->tasks[k];
+        /* pushed first, popped last: members after the items */
+        for (uint32_t j = t->grp ? t->grp->n_members : 0; j-- > 0 && top < n;) {
+            uint32_t m = t->grp->first_member + j;
+            if (m >= n || seen[m])
+                continue;
+            if (vt->depth)
+                vt->depth[m] = vt->depth[k] + 1;
+            stack[top++] = m;
+        }
+        for (uint32_t j = t->n_items; j-- > 0 && top < n;) {
+            uint32_t it = t->items[j];
+            if (it >= n || seen[it])
+                continue;
+            if (vt->depth)
+                vt->depth[it] = vt->depth[k];
+            stack[top++] = it;
+        }
+    }
+    for (size_t i = 0; i < n && done < n; i++)
+        if (!seen[i])
+            vt->order[done++] = (uint32_t)i;
+    free(stack);
+    free(seen);
+}
+
 static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
 {
     drover__run_view__init(v);
@@ -159,13 +360,19 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     v->trigger_run_id = r->rec->trigger_run_id;
     if (!with_tasks)
         return;
+    view_tree_t vt;
+    view_tree(r, &vt);
     v->n_tasks = r->n_tasks;
     v->tasks = xcalloc(r->n_tasks, sizeof *v->tasks);
     for (size_t i = 0; i < r->n_tasks; i++) {
-        const task_t *t = r->tasks[i];
+        const task_t *t = r->tasks[vt.order[i]];
         Drover__TaskView *tv = xmalloc(sizeof *tv);
         drover__task_view__init(tv);
         tv->name = t->name;
+        tv->group = t->scope ? t->scope->name : (char *)"";
+        tv->depth = vt.depth ? vt.depth[t->index] : 0;
+        tv->is_group = t->step->uses_body != 0;
+        tv->template_ = t->step->template_;
         tv->n_out_params = t->n_out_params;
         tv->out_params = t->out_params;
         tv->cached_from = t->cached_from ? t->cached_from : (char *)"";
@@ -201,6 +408,8 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
         }
         v->tasks[i] = tv;
     }
+    free(vt.order);
+    free(vt.depth);
 }
 
 /* name, or a stand-in when it holds control bytes (it is echoed in an
@@ -211,6 +420,34 @@ static const char *shown_name(const char *name)
         if (*p < 0x20 || *p == 0x7f)
             return "(a name with control characters)";
     return name;
+}
+
+/* `drover run spec`: what run req->id was submitted from: kept on the run
+ * until the commit creating it, then in the store (*loaded, which the
+ * caller frees after the reply). */
+static void do_get_spec(sched_t *s, const Drover__RunRequest *req, Drover__ApiResponse *resp,
+                        Drover__RunSpecRecord **loaded, char **err_owned)
+{
+    run_t *r = dag_find_run(s, req->id);
+    if (!r) {
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND, "no run '%.128s'",
+                  shown_name(req->id));
+        return;
+    }
+    if (r->source) {
+        resp->spec = r->source;
+        return;
+    }
+    int rc = store_get_spec(s->store, r->rec->id, loaded);
+    if (rc == -ENOENT)
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "run %s has no stored spec: it was submitted before droverd kept them",
+                  r->rec->id);
+    else if (rc < 0)
+        set_error(resp, err_owned, DROVER__API_ERROR_CODE__API_ERROR_OTHER,
+                  "reading the spec of run %s: %s", r->rec->id, strerror(-rc));
+    else
+        resp->spec = *loaded;
 }
 
 /* `drover run resume`: end an approval gate (gates.c). */
@@ -409,6 +646,7 @@ static api_role_t role_needed(Drover__ApiRequest__OpCase op)
     case DROVER__API_REQUEST__OP_ARTIFACTS:
     case DROVER__API_REQUEST__OP_READ_BLOB:
     case DROVER__API_REQUEST__OP_STATUS:
+    case DROVER__API_REQUEST__OP_GET_SPEC:
         return API_ROLE_READ;
     case DROVER__API_REQUEST__OP_SUBMIT:
     case DROVER__API_REQUEST__OP_CANCEL_RUN:
@@ -460,6 +698,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     Drover__RunView **runs = NULL;
     Drover__AgentView **agents = NULL;
     Drover__LogsView logs;
+    Drover__RunSpecRecord *spec_loaded = NULL; /* get_spec's, read from the store */
     char *err = NULL;
     Drover__ApiRequest *req = drover__api_request__unpack(NULL, len, data);
 
@@ -620,6 +859,9 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_SCHEDULE:
         api_schedule(s, caller, req->schedule, &resp, &err);
         break;
+    case DROVER__API_REQUEST__OP_GET_SPEC:
+        do_get_spec(s, req->get_spec, &resp, &spec_loaded, &err);
+        break;
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */
         log_info("step cache cleared");
@@ -637,6 +879,8 @@ reply:;
 done:
     spec_errors_free(&resp);
     api_schedule_done(&resp);
+    if (spec_loaded)
+        drover__run_spec_record__free_unpacked(spec_loaded, NULL);
     if (resp.status)
         drover__status_view__free_unpacked(resp.status, NULL);
     for (size_t i = 0; i < resp.n_artifacts; i++)

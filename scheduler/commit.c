@@ -3,13 +3,14 @@
  * Called by the loop (scheduler.c) once per iteration, after placement
  * and before anything is sent, and once at shutdown. Everything the
  * journal holds goes into ONE LMDB write transaction: dirty runs (and a
- * new run's steps, once), dirty tasks, cache changes, blob references,
- * run deletions, forgotten agents, dirty agents, log chunks and the id
- * counters. Only after the commit succeeded is the journal emptied, the
- * files of dropped blobs unlinked and deleted runs freed; on failure the
- * transaction is aborted and the loop stops without sending anything.
- * Records of runs being deleted are skipped (their deletion is in the
- * same transaction).
+ * new run's steps and what it was submitted from, once), dirty tasks,
+ * cache changes, blob references, run deletions, forgotten agents, dirty
+ * agents, log chunks and the id counters. Only after the commit succeeded
+ * is the journal emptied, the files of dropped blobs unlinked and
+ * deleted runs freed; on failure the transaction is aborted and the loop
+ * stops without sending anything. Either way a new run's spec texts
+ * (run_t.source) are freed. Records of runs being deleted are skipped
+ * (their deletion is in the same transaction).
  */
 #include "sched_internal.h"
 
@@ -33,6 +34,8 @@ static int write_journal(sched_t *s)
         rc = store_put_run(s->store, r->rec);
         if (rc == 0 && r->steps_unwritten) /* once, at submit */
             rc = store_put_steps(s->store, r->rec->id, r->steps);
+        if (rc == 0 && r->steps_unwritten && r->source) /* likewise */
+            rc = store_put_spec(s->store, r->rec->id, r->source);
     }
     for (task_t *t = j->dirty_tasks; t && rc == 0; t = t->dirty_next) {
         Drover__TaskRecord rec;
@@ -90,6 +93,13 @@ int commit_journal(sched_t *s)
         rc = store_commit(s->store);
     else
         store_abort(s->store);
+    /* New runs' specs: stored (`drover run spec` reads them from there),
+     * or never to be (the loop stops on a failed commit) */
+    for (run_t *r = s->journal.dirty_runs; r; r = r->dirty_next)
+        if (r->source) {
+            drover__run_spec_record__free_unpacked(r->source, NULL);
+            r->source = NULL;
+        }
     if (rc < 0)
         return rc;
     journal_reset(&s->journal); /* touches tasks: before deleted runs are freed */

@@ -159,6 +159,12 @@ struct run {
      * the run's own state marks it, never a task's transition. */
     bool dirty;
     bool steps_unwritten; /* just created: the steps go with the next commit */
+    /* What it was submitted from (the spec and its imports' texts, -p
+     * values), owned, from its creation (api.c) until the commit that
+     * creates it writes it to the store (commit.c frees it then, or
+     * after a failed one); NULL after, and for a run loaded at start:
+     * `drover run spec` reads the store. */
+    Drover__RunSpecRecord *source;
     run_t *dirty_next;
     uint32_t active; /* tasks bound to an agent (fleet_bind_task): run parallelism */
     uint32_t queued; /* tasks in the ready queue */

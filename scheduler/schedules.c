@@ -243,6 +243,14 @@ static run_t *fire(sched_t *s, schedule_t *sc, const fire_t *f)
     }
     run_t *r = dag_new_run(s, spec, sc->rec->spec_file, false);
     Drover__RunRecord *rec = r->rec;
+    Drover__RunSpecRecord src = DROVER__RUN_SPEC_RECORD__INIT; /* `drover run spec ID` */
+    src.file = sc->rec->spec_file;
+    src.text = sc->rec->spec;
+    src.n_imports = sc->rec->n_imports;
+    src.imports = sc->rec->imports;
+    src.n_params = sc->rec->n_params;
+    src.params = sc->rec->params;
+    r->source = util_pb_copy(&src); /* written with the run, then freed (commit.c) */
     util_pb_set_str(&rec->owner, sc->rec->owner && *sc->rec->owner ? sc->rec->owner : "local");
     util_pb_set_str(&rec->schedule, sc->rec->name);
     util_pb_set_str(&rec->timezone, sc->rec->timezone ? sc->rec->timezone : "");

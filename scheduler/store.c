@@ -1,6 +1,6 @@
 /* store — see store.h.
  *
- * One LMDB environment, eight named databases. The environment is opened
+ * One LMDB environment, nine named databases. The environment is opened
  * with default (fully durable) sync settings: a commit returns only once
  * the data is on disk. The map is sized generously up front (it is sparse)
  * and MDB_MAP_FULL surfaces as -ENOSPC.
@@ -36,7 +36,7 @@ struct store {
     char *dir;   /* the state dir */
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
-    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, schedules;
+    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs, schedules;
     MDB_txn *txn;                  /* the open write transaction, or NULL */
     uint64_t txn_bytes, bytes_put; /* value bytes put: in txn, by committed ones */
 };
@@ -222,6 +222,7 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "logs", MDB_CREATE, &s->logs)) ||
         (rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &s->blobs)) ||
         (rc = mdb_dbi_open(txn, "cache", MDB_CREATE, &s->cache)) ||
+        (rc = mdb_dbi_open(txn, "specs", MDB_CREATE, &s->specs)) ||
         (rc = mdb_dbi_open(txn, "schedules", MDB_CREATE, &s->schedules))) {
         snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
         goto fail;
@@ -373,6 +374,28 @@ int store_put_run(store_t *s, const Drover__RunRecord *run)
 int store_put_steps(store_t *s, const char *run_id, const Drover__RunSteps *steps)
 {
     return put_message(s, s->steps, run_id, strlen(run_id), &steps->base);
+}
+
+int store_put_spec(store_t *s, const char *run_id, const Drover__RunSpecRecord *spec)
+{
+    return put_message(s, s->specs, run_id, strlen(run_id), &spec->base);
+}
+
+int store_get_spec(store_t *s, const char *run_id, Drover__RunSpecRecord **out)
+{
+    MDB_txn *txn;
+    *out = NULL;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    MDB_val key = {.mv_size = strlen(run_id), .mv_data = (void *)run_id}, val;
+    rc = mdb_get(txn, s->specs, &key, &val);
+    if (rc == 0 && !(*out = drover__run_spec_record__unpack(NULL, val.mv_size, val.mv_data))) {
+        log_error("store: run %s has an undecodable spec record", run_id);
+        rc = MDB_CORRUPTED;
+    }
+    mdb_txn_abort(txn);
+    return rc == MDB_NOTFOUND ? -ENOENT : rc ? lmdb_errno(rc) : 0;
 }
 
 int store_put_task(store_t *s, const char *run_id, const Drover__TaskRecord *task)
@@ -776,8 +799,8 @@ int store_delete_run(store_t *s, const char *run_id)
     int rc = delete_prefix(s, s->tasks, prefix, n);
     if (rc == 0)
         rc = delete_prefix(s, s->logs, prefix, n);
-    MDB_dbi records[] = {s->steps, s->runs};
-    for (size_t i = 0; i < 2 && rc == 0; i++) {
+    MDB_dbi records[] = {s->steps, s->specs, s->runs};
+    for (size_t i = 0; i < 3 && rc == 0; i++) {
         MDB_val key = {.mv_size = n - 1, .mv_data = (void *)run_id};
         int r = mdb_del(s->txn, records[i], &key, NULL);
         rc = r && r != MDB_NOTFOUND ? lmdb_errno(r) : 0;

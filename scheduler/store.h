@@ -5,7 +5,10 @@
  * compiled steps, written once at submit), tasks (run id + index →
  * TaskRecord), agents (name → AgentRecord), logs (run id + task + attempt
  * + byte offset → chunk), blobs (digest → BlobRecord: size, references),
- * cache (step cache key → CacheRecord).
+ * cache (step cache key → CacheRecord), specs (run id → RunSpecRecord:
+ * what the run was submitted from, the spec and its imports' texts,
+ * written once with the run; a state dir from before it gets the
+ * database, empty, when opened: not a schema change).
  * Values are protobuf-encoded (proto/drover.proto). A run's record and
  * its steps are apart so that what changes often (the run's status) does
  * not rewrite what never changes (its steps): a task's transition costs
@@ -63,6 +66,8 @@ const char *store_strerror(const store_t *s, int err, char *buf, size_t len);
 int store_put_run(store_t *s, const Drover__RunRecord *run);
 /* A run's compiled steps: once, when it is created. */
 int store_put_steps(store_t *s, const char *run_id, const Drover__RunSteps *steps);
+/* What a run was submitted from: once, in the transaction creating it. */
+int store_put_spec(store_t *s, const char *run_id, const Drover__RunSpecRecord *spec);
 int store_put_task(store_t *s, const char *run_id, const Drover__TaskRecord *task);
 int store_put_agent(store_t *s, const Drover__AgentRecord *agent);
 /* A schedule's record (database "schedules", key = its name), and its
@@ -121,8 +126,14 @@ int store_cache_clear(store_t *s, uint64_t *count);
 int store_cache_prune(store_t *s, bool (*keep)(const char *run_id, void *arg), void *arg,
                       uint64_t *count);
 
-/* Delete a run: its record, its steps, every task record and every log
- * chunk (inside the write transaction). 0 or -errno. */
+/* What run_id was submitted from, read in its own read transaction: a new
+ * record in *out (caller frees with drover__run_spec_record__free_unpacked).
+ * 0, -ENOENT (none: the run is unknown, or from before droverd kept
+ * them), or -errno. */
+int store_get_spec(store_t *s, const char *run_id, Drover__RunSpecRecord **out);
+
+/* Delete a run: its record, its steps, its spec, every task record and
+ * every log chunk (inside the write transaction). 0 or -errno. */
 int store_delete_run(store_t *s, const char *run_id);
 
 /* Delete agent name's record in the open transaction (absent: fine). 0 or

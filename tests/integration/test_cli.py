@@ -258,7 +258,7 @@ class CliTest(harness.DroverTestCase):
         self.assertIn("undeclared", r.err)
         self.assertEqual(self.run_ids(), before)
 
-    def test_unimplemented_key_is_refused(self):
+    def test_inputs_params_on_a_step_is_refused(self):
         c = self.c
         before = self.run_ids()
         path = c.write_spec(
@@ -269,7 +269,7 @@ class CliTest(harness.DroverTestCase):
             "    command: [tool]\n", "ckpt.yaml")
         r = c.cli("submit", path)
         self.assertNotEqual(r.rc, 0, r)
-        self.assertIn("not implemented", r.err, r)
+        self.assertIn("'inputs.params' is not a step key", r.err, r)
         self.assertRegex(r.err, POSITION_RE, r)
         self.assertEqual(self.run_ids(), before)
 

@@ -437,6 +437,10 @@ Test(spec_reuse, errors_at_the_using_step)
     bad_use("  - {name: s, uses: group, with: {lr: x}, inputs: {artifacts: {data: prep.d}}}\n"
             "  - {name: r, needs: [s], command: [\"{{steps.s.outputs.params.worst}}\"]}\n",
             "t.yaml:16:37: ", "step 's' declares no output param 'worst'");
+    /* a group has no standard output of its own */
+    bad_use("  - {name: s, uses: group, with: {lr: x}, inputs: {artifacts: {data: prep.d}}}\n"
+            "  - {name: r, needs: [s], command: [\"{{steps.s.outputs.result}}\"]}\n",
+            "t.yaml:16:37: ", "step 's' is a group (it uses DAG template 'group')");
     /* with values are read in the using step's scope */
     bad_use("  - {name: s, uses: group, with: {lr: \"{{item}}\"}, inputs: {artifacts: {data: "
             "prep.d}}}\n",
@@ -521,6 +525,11 @@ Test(spec_reuse, unused_templates_checked)
                    "  t:\n    inputs: {params: {q: null}}\n    command: [\"{{inputs.params.q}}\"]\n"
                    "steps:\n  - {name: s, command: [x]}\n");
     cr_assert_eq(s->body_count, 0, "an unused template leaves no body");
+    spec_destroy(&s);
+    /* a required param is not "" there: a setting holding it stays a
+     * template (no "bad duration ''") */
+    s = ok("name: p\ntemplates:\n  t:\n    inputs: {params: {to: null}}\n    command: [x]\n"
+           "    timeout: \"{{inputs.params.to}}\"\nsteps:\n  - {name: s, command: [x]}\n");
     cr_assert_eq(s->step_count, 1);
     cr_assert_eq(s->root_count, 1);
     spec_destroy(&s);
@@ -708,6 +717,22 @@ Test(spec_reuse, import_entry_errors)
     spec_destroy(&s);
 }
 
+/* The main spec's imports may be given joined to its file name's
+ * directory (as spec_imports makes them) or relative to it. */
+Test(spec_reuse, import_paths_relative_to_the_spec)
+{
+    const char *yaml = "name: p\nimports: [lib/m.yaml]\nsteps:\n  - {name: a, uses: m.inc}\n";
+    for (int i = 0; i < 2; i++) {
+        spec_import_t im[] = {{i ? "dir/lib/m.yaml" : "lib/m.yaml", core_yaml, strlen(core_yaml)}};
+        spec_t *s = NULL;
+        cr_assert_eq(spec_parse_files("dir/p.yaml", yaml, strlen(yaml), im, 1, NULL, 0, NULL, &s,
+                                      err, sizeof err),
+                     0, "%d: %s", i, err);
+        cr_assert_str_eq(s->steps[0]->argv[0], "inc");
+        spec_destroy(&s);
+    }
+}
+
 Test(spec_reuse, import_cycles_and_depth)
 {
     const char *a = "imports: [b.yaml]\ntemplates: {x: {command: [x]}}\n";
@@ -744,4 +769,37 @@ Test(spec_reuse, import_cycles_and_depth)
         {"l.yaml", l, strlen(l)}, {"r.yaml", r, strlen(r)}, {"c.yaml", cc, strlen(cc)}};
     bad_files("name: p\nimports: [l.yaml, r.yaml]\nsteps:\n  - {name: s, uses: l.x}\n", dia, 3,
               "l.yaml:2:17: ", "template 'l.x' cannot have 'uses'");
+}
+
+/* A body in error before any of its steps (steps: not a list) still
+ * takes its place: the next body is compiled after it and all are freed
+ * (found by fuzz_spec: the next body left a hole in spec_t.bodies). */
+Test(spec_reuse, body_in_error_keeps_its_place)
+{
+    bad("name: p\ntemplates:\n  a: {steps: 3}\n  b:\n    steps: [{name: x, command: [x]}]\n"
+        "steps:\n  - {name: p, uses: a}\n  - {name: q, uses: b}\n",
+        "t.yaml:3:14: ", "DAG template 'a': 'steps' must be a non-empty list of steps");
+}
+
+/* A big step template used by every step would multiply the spec's
+ * nodes: the sum over uses is bounded (a droverd limit: -E2BIG). */
+Test(spec_reuse, attacker_big_template_used_often)
+{
+    char *y = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&y, &len);
+    fprintf(f, "name: p\ntemplates:\n  t:\n    inputs: {params: {x: a}}\n    command: [");
+    for (int i = 0; i < 1000; i++)
+        fprintf(f, "%s\"{{inputs.params.x}}\"", i ? ", " : "");
+    fprintf(f, "]\nsteps:\n");
+    for (int i = 0; i < 2100; i++)
+        fprintf(f, "  - {name: s%d, uses: t}\n", i);
+    fclose(f);
+    spec_t *s = (spec_t *)0x1;
+    cr_assert_eq(parse_files(y, NULL, 0, &s), -E2BIG, "%s", err);
+    cr_assert_null(s);
+    cr_assert(strstr(err, "step templates compiled into their steps come to more than 2000000 "
+                          "YAML nodes in all (template 't' is used too often for its size)"),
+              "%s", err);
+    free(y);
 }
