@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "log.h"
 #include "path.h"
 #include "sdnotify.h"
@@ -387,10 +388,29 @@ static void free_attempt(attempt_t *at)
 
 /* ------------------------------------------------------------ assignments */
 
-/* A run id or task name ("step" or "step[3]") is a path component: no "..", no '/'. */
-static bool safe_component(const char *s)
+/* A run id or task name ("step", "step[3]", "group[2].step") is a path
+ * component: no "..", no '/'. Task names inside deep groups grow with
+ * the depth (a recursion 100 deep: thousands of bytes), so a name is
+ * accepted up to TASK_NAME_MAX and its directory is task_dir_name's. */
+#define TASK_NAME_MAX (256 * 1024)
+static bool safe_component(const char *s, size_t max)
 {
-    return path_is_component(s, NAME_COMPONENT_MAX, "[]");
+    return path_is_component(s, max, "[]");
+}
+
+/* The directory component of task name t (caller frees): t itself when
+ * it fits a file name comfortably, else its first bytes and a digest of
+ * the whole ("a.b.b.b...~3f2a9c0e11d4b7a2"), distinct per name. */
+static char *task_dir_name(const char *t)
+{
+    size_t len = strlen(t);
+    if (len <= NAME_COMPONENT_MAX)
+        return xstrdup(t);
+    uint8_t d[DIGEST_LEN];
+    char hex[2 * DIGEST_LEN + 1];
+    digest_buffer(t, len, d);
+    util_hex(d, 8, hex);
+    return xasprintf("%.96s~%s", t, hex);
 }
 
 static char **build_env(const agent_t *a, const Drover__Assignment *as, const attempt_t *at);
@@ -562,12 +582,15 @@ static void start_attempt(agent_t *a, const Drover__Assignment *as)
     at->number = as->attempt;
     at->progress_fd = -1;
     at->progress = -1;
-    if (!safe_component(as->run_id) || !safe_component(as->task) || as->n_argv == 0) {
+    if (!safe_component(as->run_id, NAME_COMPONENT_MAX) ||
+        !safe_component(as->task, TASK_NAME_MAX) || as->n_argv == 0) {
         report_start_failure(a, at, "invalid assignment: bad run id, task name or empty command",
                              false);
         return;
     }
-    at->dir = xasprintf("%s/runs/%s/%s/%u", a->cfg.work_dir, at->run_id, at->task, at->number);
+    char *task_dir = task_dir_name(at->task);
+    at->dir = xasprintf("%s/runs/%s/%s/%u", a->cfg.work_dir, at->run_id, task_dir, at->number);
+    free(task_dir);
     at->as = util_pb_copy(as);
     idmap_put(a->attempts, at->id, at);
     at->queued = true;

@@ -966,8 +966,12 @@ static void group_end(sched_t *s, task_t *g)
         skipped += m->status == DROVER__TASK_STATUS__TASK_SKIPPED;
     }
     if (failed) {
-        char *why = xasprintf("step '%s' failed: %s", failed->name,
-                              failed->reason ? failed->reason : "failed");
+        /* a failed group names the step that failed inside it already:
+         * pass that on, so a deep recursion's reason stays one step's */
+        char *why = failed->grp && failed->reason
+                        ? xstrdup(failed->reason)
+                        : xasprintf("step '%s' failed: %s", failed->name,
+                                    failed->reason ? failed->reason : "failed");
         fail_for_good(s, g, why);
         free(why);
     } else if (cancelled || (r->cancelled && !in_finally(g))) {

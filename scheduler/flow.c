@@ -48,8 +48,28 @@ typedef struct {
     sched_t *s;
     task_t *t;
     task_t *scope;
-    char *scratch; /* last value built for the resolver (owned) */
+    /* values built for the resolver (owned), kept until the whole
+     * expansion or evaluation ends: `a < b` holds both at once */
+    char **kept;
+    size_t n_kept;
 } resolve_ctx_t;
+
+/* Keep v (owned) until ctx_done; returns it. */
+static const char *keep(resolve_ctx_t *c, char *v)
+{
+    c->kept = xrealloc(c->kept, (c->n_kept + 1) * sizeof *c->kept);
+    c->kept[c->n_kept++] = v;
+    return v;
+}
+
+static void ctx_done(resolve_ctx_t *c)
+{
+    for (size_t i = 0; i < c->n_kept; i++)
+        free(c->kept[i]);
+    free(c->kept);
+    c->kept = NULL;
+    c->n_kept = 0;
+}
 
 #define CTX(S, T) ((resolve_ctx_t){.s = (S), .t = (T), .scope = (T)->scope})
 
@@ -118,14 +138,12 @@ static int resolve_outcome(resolve_ctx_t *c, const expr_ref_t *rf, const char *r
         snprintf(err, errlen, "{{%s}}: no such step", ref);
         return -EINVAL;
     }
-    if (rf->kind == EXPR_REF_STEP_STATUS) {
-        c->scratch = xstrdup(status_word(src->status, word, sizeof word));
-    } else if (rf->kind == EXPR_REF_STEP_EXIT) {
-        c->scratch = exit_code_text(src);
-    } else {
-        c->scratch = xstrdup(src->result ? src->result : "");
-    }
-    *value = c->scratch;
+    if (rf->kind == EXPR_REF_STEP_STATUS)
+        *value = keep(c, xstrdup(status_word(src->status, word, sizeof word)));
+    else if (rf->kind == EXPR_REF_STEP_EXIT)
+        *value = keep(c, exit_code_text(src));
+    else
+        *value = keep(c, xstrdup(src->result ? src->result : ""));
     return 0;
 }
 
@@ -214,8 +232,6 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
     task_t *t = c->t;
     run_t *r = t->run;
     expr_ref_t rf = expr_ref_parse(ref, strlen(ref));
-    free(c->scratch);
-    c->scratch = NULL;
     switch (rf.kind) {
     case EXPR_REF_RUN:
         return run_fact(c, r, rf.a, ref, value, err, errlen);
@@ -242,11 +258,12 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
             *value = t->item_value;
             return 0;
         }
-        if (json_text_member(t->item_value, rf.a, &c->scratch) < 0) {
+        char *member = NULL;
+        if (json_text_member(t->item_value, rf.a, &member) < 0) {
             snprintf(err, errlen, "{{%s}}: item %s has no key '%s'", ref, t->item_value, rf.a);
             return -EINVAL;
         }
-        *value = c->scratch;
+        *value = keep(c, member);
         return 0;
     case EXPR_REF_STEP: {
         char *step = xstrndup(rf.a, rf.alen);
@@ -282,8 +299,7 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
     case EXPR_REF_STEP_RESULT:
         return resolve_outcome(c, &rf, ref, value, err, errlen);
     case EXPR_REF_FINAL:
-        c->scratch = rf.a[0] == 'f' ? flow_run_failures(r) : run_duration(r);
-        *value = c->scratch;
+        *value = keep(c, rf.a[0] == 'f' ? flow_run_failures(r) : run_duration(r));
         return 0;
     case EXPR_REF_BAD:
     case EXPR_REF_PARAM:
@@ -297,8 +313,7 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
 static int expand_in(resolve_ctx_t *c, const char *text, char **out, char *err, size_t errlen)
 {
     int rc = expr_expand(text, resolve, c, MAX_EXPANDED, out, err, errlen);
-    free(c->scratch);
-    c->scratch = NULL;
+    ctx_done(c);
     return rc;
 }
 
@@ -312,39 +327,29 @@ int flow_when(sched_t *s, task_t *t, bool *result, char *err, size_t errlen)
 {
     resolve_ctx_t c = CTX(s, t);
     int rc = expr_eval(t->step->when, resolve, &c, result, err, errlen);
-    free(c.scratch);
+    ctx_done(&c);
     return rc;
 }
 
 #define SHOWN_VALUE 80 /* bytes of one value shown in a skip reason */
 
-typedef struct {
-    resolve_ctx_t rc;
-    char *shown; /* the last value, cut to SHOWN_VALUE (owned) */
-} shown_ctx_t;
-
 /* resolve(), with long values cut for display. */
 static int resolve_shown(const char *ref, const char **value, void *arg, char *err, size_t errlen)
 {
-    shown_ctx_t *c = arg;
-    int rc = resolve(ref, value, &c->rc, err, errlen);
-    free(c->shown);
-    c->shown = NULL;
-    if (rc == 0 && strlen(*value) > SHOWN_VALUE) {
-        c->shown = xasprintf("%.*s...", SHOWN_VALUE, *value);
-        *value = c->shown;
-    }
+    resolve_ctx_t *c = arg;
+    int rc = resolve(ref, value, c, err, errlen);
+    if (rc == 0 && strlen(*value) > SHOWN_VALUE)
+        *value = keep(c, xasprintf("%.*s...", SHOWN_VALUE, *value));
     return rc;
 }
 
 char *flow_when_shown(sched_t *s, task_t *t)
 {
-    shown_ctx_t c = {.rc = CTX(s, t)};
+    resolve_ctx_t c = CTX(s, t);
     char err[256], *out = NULL;
     if (expr_expand(t->step->when, resolve_shown, &c, MAX_EXPANDED, &out, err, sizeof err) < 0)
         out = xstrdup(t->step->when); /* a branch not taken may not resolve: the template */
-    free(c.rc.scratch);
-    free(c.shown);
+    ctx_done(&c);
     return out;
 }
 

@@ -258,9 +258,13 @@ CASES = {
 WAIT_S = 120  # for every run together (times harness.SCALE)
 
 
-class PeerExamplesTest(unittest.TestCase):
+class SharedClusterCases(unittest.TestCase):
+    """Runs the table cls.CASES on one cluster (setUpClass) and checks one
+    case per test method (add_case_tests). Subclasses set CASES, PARTS (the
+    issue's items, by number) and ISSUE; test_reuse_examples.py is another."""
     maxDiff = None
     cluster = None
+    CASES, PARTS, ISSUE = {}, {}, ""
     outcome = {}  # case name -> {"rid", "submit_error", "run", "resume"}
 
     @classmethod
@@ -275,6 +279,7 @@ class PeerExamplesTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="drover-it-", dir=base)
         cls.cluster = c = harness.Cluster(cls.tmp)
         cls.failed_any = False
+        cls.outcome = {}
         try:
             c.start_droverd()
             c.start_agent("w1", cpus=4)
@@ -287,7 +292,7 @@ class PeerExamplesTest(unittest.TestCase):
     @classmethod
     def _run_all(cls):
         c = cls.cluster
-        for name, cs in CASES.items():
+        for name, cs in cls.CASES.items():
             args = ["submit", os.path.join(PEERS, cs["file"]), "--no-cache"]
             for k, v in cs["params"].items():
                 args += ["-p", "%s=%s" % (k, v)]
@@ -305,7 +310,7 @@ class PeerExamplesTest(unittest.TestCase):
             # that finished or has a gate to open
             status = {r["id"]: r["status"] for r in c.runs()}
             for name in list(pending):
-                o, cs = cls.outcome[name], CASES[name]
+                o, cs = cls.outcome[name], cls.CASES[name]
                 gate = cs["resume"] and o["resume"] is None
                 if status.get(o["rid"]) not in harness.FINAL_RUN and not gate:
                     continue
@@ -352,9 +357,9 @@ class PeerExamplesTest(unittest.TestCase):
     # ---- the check of one case
 
     def check_case(self, name):
-        cs, o = CASES[name], self.outcome[name]
-        waits = "; ".join(PARTS[p] for p in cs["part"]) or "nothing (works today)"
-        head = "%s (examples/peers/%s; uses issue 15: %s)" % (name, cs["file"], waits)
+        cs, o = self.CASES[name], self.outcome[name]
+        waits = "; ".join(self.PARTS[p] for p in cs["part"]) or "nothing (works today)"
+        head = "%s (examples/peers/%s; uses issue %s: %s)" % (name, cs["file"], self.ISSUE, waits)
         if o["submit_error"] is not None:
             self.fail("%s: droverd refused the spec: %s" % (head, o["submit_error"]))
         run = o["run"]
@@ -387,16 +392,21 @@ class PeerExamplesTest(unittest.TestCase):
             cs["check"](self, run)
 
 
-def _make(name):
-    def test(self):
-        self.check_case(name)
-    test.__name__ = "test_" + name
-    test.__doc__ = "%s: %s" % (name, CASES[name]["file"])
-    return test
+def add_case_tests(cls):
+    """One test method per case of cls.CASES."""
+    for name in cls.CASES:
+        def test(self, name=name):
+            self.check_case(name)
+        test.__name__ = "test_" + name
+        test.__doc__ = "%s: %s" % (name, cls.CASES[name]["file"])
+        setattr(cls, test.__name__, test)
 
 
-for _name in CASES:
-    setattr(PeerExamplesTest, "test_" + _name, _make(_name))
+class PeerExamplesTest(SharedClusterCases):
+    CASES, PARTS, ISSUE = CASES, PARTS, "15"
+
+
+add_case_tests(PeerExamplesTest)
 
 
 if __name__ == "__main__":

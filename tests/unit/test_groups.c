@@ -459,6 +459,37 @@ Test(groups, members_are_cached_one_by_one_in_their_groups)
     cr_assert_str_eq(param(h_task(again, "fan"), "best"), "[\"B\",\"B\",\"B\"]");
 }
 
+Test(groups, a_when_with_two_run_time_values_holds_both)
+{
+    /* each reference's value lives until the whole expression is decided
+     * (it was freed at the next reference: "1 < 10" came out false) */
+    run_t *r = h_submit(s, "name: two\n"
+                           "steps:\n"
+                           "  - {name: a, command: [a]}\n"
+                           "  - {name: b, command: [b]}\n"
+                           "  - name: c\n"
+                           "    needs: [a, b]\n"
+                           "    when: \"{{steps.a.exit_code}} < {{steps.b.exit_code}} && "
+                           "{{steps.a.status}} == {{steps.b.status}}\"\n"
+                           "    trigger: all_done\n"
+                           "    command: [c]\n");
+    finish(h_task(r, "a"));
+    finish_code(h_task(r, "b"), 10, NULL);
+    expect_status(h_task(r, "c"), ST(SKIPPED)); /* failed != succeeded */
+    run_t *r2 = h_submit(s, "name: two2\n"
+                            "steps:\n"
+                            "  - {name: a, command: [a], skip_on_exit_code: 3}\n"
+                            "  - {name: b, command: [b], skip_on_exit_code: 3}\n"
+                            "  - name: c\n"
+                            "    needs: [a, b]\n"
+                            "    when: \"{{steps.a.status}} == {{steps.b.status}}\"\n"
+                            "    trigger: all_done\n"
+                            "    command: [c]\n");
+    finish_code(h_task(r2, "a"), 3, NULL);
+    finish_code(h_task(r2, "b"), 3, NULL);
+    expect_status(h_task(r2, "c"), ST(READY)); /* skipped == skipped */
+}
+
 Test(groups, names_resolve_only_to_what_exists)
 {
     run_t *r = h_submit(s, PAIRS);
