@@ -156,8 +156,7 @@ static const char *run_instant(resolve_ctx_t *c, const run_t *r, int64_t ms)
         return "";
     if (cron_format(ms / 1000, r->rec->timezone, buf, sizeof buf) < 0)
         buf[0] = '\0';
-    c->scratch = xstrdup(buf);
-    return c->scratch;
+    return keep(c, xstrdup(buf));
 }
 
 /* A fact of the run itself (EXPR_REF_RUN; word: after "run." for run.*,
