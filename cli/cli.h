@@ -127,12 +127,36 @@ struct doc *cli_doc_writer(cli_output_t o);
 /* Parse a decimal number in [0, UINT32_MAX]. 0 or -EINVAL. */
 int cli_parse_u32(const char *s, uint32_t *out);
 
+/* "-p KEY=VALUE" (split at the first '=') appended to *params (*n of them;
+ * the caller frees with util_free_kvs). 0, or the usage error printed and
+ * CLI_EXIT_USAGE. */
+
+struct Drover__KeyValue;
+int cli_param(const char *usage, const char *kv, struct Drover__KeyValue ***params, size_t *n);
+
+/* A spec FILE ("-": standard input) and the files it imports, as `drover
+ * submit` sends them (cmd_submit.c): *text (caller frees), and *imports
+ * (bundle_free). 0, or -errno with the error printed and the exit status
+ * recorded (cli_failure). */
+
+struct Drover__SpecFile;
+int cli_read_spec(const char *file, char **text, size_t *len, struct Drover__SpecFile ***imports,
+                  size_t *n_imports);
+
 /* Sleep for ms milliseconds (restarting after signals). */
 void cli_sleep_ms(int64_t ms);
 
 /* The subcommands (see each file for details). */
 int cmd_submit(cli_t *cli, int argc, char **argv);
 int cmd_runs(cli_t *cli, int argc, char **argv);
+int cmd_schedules(cli_t *cli, int argc, char **argv);
+int cmd_schedule_create(cli_t *cli, int argc, char **argv);
+int cmd_schedule_update(cli_t *cli, int argc, char **argv);
+int cmd_schedule_pause(cli_t *cli, int argc, char **argv);
+int cmd_schedule_resume(cli_t *cli, int argc, char **argv);
+int cmd_schedule_delete(cli_t *cli, int argc, char **argv);
+int cmd_schedule_trigger(cli_t *cli, int argc, char **argv);
+int cmd_schedule_backfill(cli_t *cli, int argc, char **argv);
 int cmd_run_get(cli_t *cli, int argc, char **argv);
 int cmd_run_watch(cli_t *cli, int argc, char **argv);
 int cmd_run_cancel(cli_t *cli, int argc, char **argv);

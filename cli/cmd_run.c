@@ -19,7 +19,16 @@
 #include "table.h"
 #include "util.h"
 
-enum { OPT_OUTPUT = 1, OPT_LIMIT, OPT_STATUS, OPT_NAME, OPT_SINCE, OPT_OWNER, OPT_WATCH };
+enum {
+    OPT_OUTPUT = 1,
+    OPT_LIMIT,
+    OPT_STATUS,
+    OPT_NAME,
+    OPT_SINCE,
+    OPT_OWNER,
+    OPT_WATCH,
+    OPT_SCHEDULE
+};
 
 /* What `runs` asks for without --limit. */
 #define RUNS_DEFAULT_LIMIT 50
@@ -33,15 +42,20 @@ static const cli_opt_t output_opts[] = {
 };
 
 static const cli_opt_t runs_opts[] = {
-    {"output", 'o', true, OPT_OUTPUT}, {"limit", 0, true, OPT_LIMIT},
-    {"status", 0, true, OPT_STATUS},   {"name", 0, true, OPT_NAME},
-    {"since", 0, true, OPT_SINCE},     {"owner", 0, true, OPT_OWNER},
-    {"watch", 'w', false, OPT_WATCH},  {NULL, 0, false, 0},
+    {"output", 'o', true, OPT_OUTPUT},
+    {"limit", 0, true, OPT_LIMIT},
+    {"status", 0, true, OPT_STATUS},
+    {"name", 0, true, OPT_NAME},
+    {"since", 0, true, OPT_SINCE},
+    {"owner", 0, true, OPT_OWNER},
+    {"watch", 'w', false, OPT_WATCH},
+    {"schedule", 0, true, OPT_SCHEDULE},
+    {NULL, 0, false, 0},
 };
 
 #define RUNS_USAGE                                                                                 \
     "drover runs [-o " CLI_OUTPUTS "] [--limit N] [--status S[,S]...] [--name NAME]\n"             \
-    "            [--since DUR] [--owner WHO] [-w]"
+    "            [--since DUR] [--owner WHO] [--schedule NAME] [-w]"
 #define RUNS_HELP                                                                                  \
     "List the most recent runs, newest first: AGE since created, DURATION (so far,\n"              \
     "while running); -o wide adds the owner and the created time with its zone.\n" CLI_OUTPUT_HELP \
@@ -52,6 +66,7 @@ static const cli_opt_t runs_opts[] = {
     "      --since DUR      only runs created in the last DUR (30m, 2h, 7d = 168h)\n"              \
     "      --owner WHO      only runs submitted by WHO (an API key's name; local\n"                \
     "                       for the ipc socket)\n"                                                 \
+    "      --schedule NAME  only runs a schedule started (drover schedules)\n"                     \
     "  -w, --watch          keep going: print a run's row again whenever it changes\n"             \
     "                       (table, wide or name output; Ctrl-C stops)\n"
 #define GET_USAGE "drover run get ID [-o table|json|yaml|name]"
@@ -186,6 +201,8 @@ static int parse_runs_args(cli_t *cli, int argc, char **argv, runs_args_t *out)
             out->list.name = (char *)a.value;
         if (opt == OPT_OWNER)
             out->list.owner = (char *)a.value;
+        if (opt == OPT_SCHEDULE)
+            out->list.schedule = (char *)a.value;
         if (opt == OPT_SINCE && (spec_parse_duration(a.value, &since) < 0 || since == 0))
             return cli_usage_error(
                 RUNS_USAGE, "--since expects a duration such as 30m or 2h, got '%s'", a.value);
@@ -317,6 +334,14 @@ static void print_run_header(const Drover__RunView *run, bool color)
         printf("finished:  %s (took %s)\n", fmt_local_time(run->finished_ms, a),
                fmt_duration(run->finished_ms - run->created_ms, b));
     printf("steps:     %u/%u done\n", run->tasks_done, run->task_count);
+    if (run->schedule && *run->schedule) { /* a scheduled run and the time it stands for */
+        fputs("schedule:  ", stdout);
+        fmt_put_clean(stdout, run->schedule);
+        printf(" for %s", fmt_rfc3339(run->scheduled_ms, a));
+        if (run->trigger_run_id && *run->trigger_run_id)
+            printf(" (after run %s)", run->trigger_run_id);
+        putchar('\n');
+    }
     if (run->reason && *run->reason) { /* why it was stopped (a run timeout) */
         fputs("reason:    ", stdout);
         fmt_put_clean(stdout, run->reason);
@@ -444,16 +469,9 @@ int cmd_run_resume(cli_t *cli, int argc, char **argv)
                 pos[n_pos++] = a.value;
         } else if (opt == OPT_REJECT) {
             rr.reject = true;
-        } else if (opt == OPT_PARAM) {
-            const char *eq = strchr(a.value, '=');
-            if (!eq || eq == a.value) {
-                rc = cli_usage_error(RESUME_USAGE, "-p expects KEY=VALUE, got '%s'", a.value);
-                break;
-            }
-            char *key = xstrndup(a.value, (size_t)(eq - a.value));
-            rr.params = xrealloc(rr.params, (rr.n_params + 1) * sizeof *rr.params);
-            rr.params[rr.n_params++] = util_kv_new(key, eq + 1);
-            free(key);
+        } else if (opt == OPT_PARAM &&
+                   (rc = cli_param(RESUME_USAGE, a.value, &rr.params, &rr.n_params)) != 0) {
+            break;
         }
     }
     if (rc == 0 && n_pos < 2)

@@ -58,15 +58,14 @@ static void submit_args_free(submit_args_t *s)
     s->n_params = 0;
 }
 
-/* "-p KEY=VALUE": split at the first '='. */
-static int add_param(submit_args_t *s, const char *kv)
+int cli_param(const char *usage, const char *kv, Drover__KeyValue ***params, size_t *n)
 {
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv)
-        return cli_usage_error(SUBMIT_USAGE, "-p expects KEY=VALUE, got '%s'", kv);
+        return cli_usage_error(usage, "-p expects KEY=VALUE, got '%s'", kv);
     char *key = xstrndup(kv, (size_t)(eq - kv));
-    s->params = xrealloc(s->params, (s->n_params + 1) * sizeof *s->params);
-    s->params[s->n_params++] = util_kv_new(key, eq + 1);
+    *params = xrealloc(*params, (*n + 1) * sizeof **params);
+    (*params)[(*n)++] = util_kv_new(key, eq + 1);
     free(key);
     return 0;
 }
@@ -85,8 +84,8 @@ static int parse_submit_args(cli_t *cli, int argc, char **argv, submit_args_t *s
             return cli_usage_error(SUBMIT_USAGE, "unexpected argument '%s'", a.value);
         if (opt == ARGS_POSITIONAL)
             s->file = a.value;
-        if (opt == OPT_PARAM && add_param(s, a.value) != 0)
-            return CLI_EXIT_ERROR;
+        if (opt == OPT_PARAM && cli_param(SUBMIT_USAGE, a.value, &s->params, &s->n_params) != 0)
+            return CLI_EXIT_USAGE;
         if (opt == OPT_WATCH)
             s->watch = true;
         if (opt == OPT_NO_CACHE)
@@ -121,6 +120,17 @@ static int read_imports(const char *file, const char *text, size_t len, Drover__
     if (rc < 0) {
         log_error("%s", err);
         cli_set_failure(CLI_EXIT_REFUSED);
+    }
+    return rc;
+}
+
+int cli_read_spec(const char *file, char **text, size_t *len, Drover__SpecFile ***imports,
+                  size_t *n_imports)
+{
+    int rc = read_spec(file, text, len);
+    if (rc == 0 && (rc = read_imports(file, *text, *len, imports, n_imports)) < 0) {
+        free(*text);
+        *text = NULL;
     }
     return rc;
 }
@@ -164,8 +174,7 @@ int cmd_submit(cli_t *cli, int argc, char **argv)
     if (rc != 0)
         goto cleanup;
     rc = CLI_EXIT_ERROR;
-    if (read_spec(s.file, &text, &len) < 0 ||
-        read_imports(s.file, text, len, &imports, &n_imports) < 0 ||
+    if (cli_read_spec(s.file, &text, &len, &imports, &n_imports) < 0 ||
         submit(cli, &s, text, len, imports, n_imports, &run_id) < 0)
         goto cleanup;
     printf("%s\n", run_id);

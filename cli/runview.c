@@ -273,12 +273,27 @@ void runview_json_run(doc_t *j, const Drover__RunView *run)
     doc_field_uint(j, "task_count", run->task_count);
     doc_field_uint(j, "tasks_done", run->tasks_done);
     json_str_or_null(j, "reason", run->reason); /* why it was stopped (run timeout) */
+    runview_json_schedule(j, run);
     doc_key(j, "tasks");
     doc_array_begin(j);
     for (size_t i = 0; i < run->n_tasks; i++)
         json_task(j, run->tasks[i]);
     doc_array_end(j);
     doc_object_end(j);
+}
+
+void runview_json_schedule(doc_t *j, const Drover__RunView *run)
+{
+    if (!run->schedule || !*run->schedule) {
+        doc_key(j, "schedule");
+        doc_null(j);
+        return;
+    }
+    doc_field_str(j, "schedule", run->schedule);
+    doc_field_time(j, "scheduled", run->scheduled_ms);
+    doc_field_time(j, "interval_start", run->interval_start_ms);
+    doc_field_str(j, "timezone", run->timezone);
+    doc_field_str(j, "trigger_run", run->trigger_run_id);
 }
 
 void runview_json_summary(doc_t *j, const Drover__RunView *run)
@@ -292,6 +307,7 @@ void runview_json_summary(doc_t *j, const Drover__RunView *run)
     doc_field_uint(j, "tasks", run->task_count);
     doc_field_uint(j, "done", run->tasks_done);
     doc_field_str(j, "owner", run->owner);
+    runview_json_schedule(j, run);
     doc_object_end(j);
 }
 

@@ -48,6 +48,8 @@ void runview_json_run(doc_t *j, const Drover__RunView *run);
 
 /* A run in a listing: {"id","name","status","created_ms","finished_ms",
  * "tasks","done"}. */
+/* A run's schedule fields (schedule: null for a run submitted by hand). */
+void runview_json_schedule(doc_t *j, const Drover__RunView *run);
 void runview_json_summary(doc_t *j, const Drover__RunView *run);
 
 /* Whether a run status is final (SUCCEEDED, FAILED, CANCELLED). */

@@ -301,9 +301,12 @@ expr_ref_t expr_ref_parse(const char *in, size_t n)
             r.alen = n > 4 ? n - 5 : 0;
         }
     } else if (has_prefix_word(in, n, "run")) {
-        r.why = "use {{run.id}}, {{run.name}}, {{run.status}}, {{run.failures}} or "
-                "{{run.duration}}";
-        if (span_is(in, n, "run.id") || span_is(in, n, "run.name"))
+        r.why = "use {{run.id}}, {{run.name}}, {{run.status}}, {{run.failures}}, "
+                "{{run.duration}}, {{run.scheduled_at}}, {{run.interval_start}} or "
+                "{{run.interval_end}}";
+        if (span_is(in, n, "run.id") || span_is(in, n, "run.name") ||
+            span_is(in, n, "run.scheduled_at") || span_is(in, n, "run.interval_start") ||
+            span_is(in, n, "run.interval_end"))
             r.kind = EXPR_REF_RUN;
         else if (span_is(in, n, "run.status"))
             r.kind = EXPR_REF_STATUS;
@@ -312,6 +315,22 @@ expr_ref_t expr_ref_parse(const char *in, size_t n)
         if (r.kind != EXPR_REF_BAD) {
             r.a = in + 4;
             r.alen = n - 4;
+        }
+    } else if (has_prefix_word(in, n, "schedule")) {
+        r.why = "use {{schedule.name}}";
+        if (span_is(in, n, "schedule.name")) {
+            r.kind = EXPR_REF_RUN; /* a fact of the run, known when it is made */
+            r.a = in;
+            r.alen = n;
+        }
+    } else if (has_prefix_word(in, n, "trigger")) {
+        r.why = "use {{trigger.run_id}} or {{trigger.outputs.STEP.PARAM}}";
+        if (span_is(in, n, "trigger.run_id") ||
+            (n > 16 && !memcmp(in, "trigger.outputs.", 16) && name_chars(in + 16, n - 16) &&
+             memchr(in + 16, '.', n - 16))) {
+            r.kind = EXPR_REF_RUN;
+            r.a = in;
+            r.alen = n;
         }
     } else if (has_prefix_word(in, n, "inputs")) {
         r.why = "use {{inputs.params.NAME}} (input artifacts are files under $DROVER_INPUTS)";

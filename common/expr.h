@@ -53,6 +53,10 @@
  *   steps.S.exit_code            S: [A-Za-z0-9_.-]+, before the suffix
  *   item | item.KEY              KEY: [A-Za-z0-9_.-]+
  *   run.id | run.name | run.status
+ *   run.scheduled_at | run.interval_start | run.interval_end
+ *   schedule.name | trigger.run_id | trigger.outputs.STEP.PARAM
+ *                                facts of a scheduled or triggered run
+ *                                (EXPR_REF_RUN; "" in a run submitted by hand)
  *   exit_code | reason | signal | attempt
  *                                the failed attempt: only in retries.when
  *   run.failures | run.duration  exit handlers only
@@ -117,7 +121,8 @@ typedef enum {
     EXPR_REF_PARAM,  /* params.NAME */
     EXPR_REF_STEP,   /* steps.S.outputs.params.P */
     EXPR_REF_ITEM,   /* item, item.KEY */
-    EXPR_REF_RUN,    /* run.id, run.name */
+    EXPR_REF_RUN,    /* run.id, run.name, the schedule's and trigger's facts (a: after "run."
+                      * for run.*, else the whole reference) */
     EXPR_REF_STATUS, /* run.status */
     EXPR_REF_INPUTS, /* inputs.params.NAME: a is NAME */
     EXPR_REF_RETRY,  /* exit_code, reason, signal, attempt: retries.when only */

@@ -23,13 +23,11 @@
 #define API_DEFAULT_LIST 100
 #define API_MAX_LOG      (4u << 20)
 
-/* Set resp's error (formatted into *owned, which the caller frees) and its
- * kind. */
-static void set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode code,
-                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* resp's error and kind (sched_internal.h); its short name here */
+#define set_error api_set_error
 
-static void set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode code,
-                      const char *fmt, ...)
+void api_set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode code,
+                   const char *fmt, ...)
 {
     resp->error_code = code;
     va_list ap;
@@ -276,7 +274,9 @@ static bool run_matches(const run_t *r, const Drover__ListRunsRequest *lr)
         status_ok |= r->rec->status == lr->status[i];
     return status_ok && (!*lr->name || strcmp(r->rec->name, lr->name) == 0) &&
            r->rec->created_ms >= lr->since_ms &&
-           (!*lr->owner || strcmp(r->rec->owner, lr->owner) == 0);
+           (!*lr->owner || strcmp(r->rec->owner, lr->owner) == 0) &&
+           (!lr->schedule || !*lr->schedule ||
+            (r->rec->schedule && strcmp(r->rec->schedule, lr->schedule) == 0));
 }
 
 /* ---- groups in run views (reuse) ---- */
@@ -353,6 +353,11 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
     v->params = r->rec->params;
     v->owner = r->rec->owner;
     v->reason = r->rec->reason;
+    v->schedule = r->rec->schedule;
+    v->scheduled_ms = r->rec->scheduled_ms;
+    v->interval_start_ms = r->rec->interval_start_ms;
+    v->timezone = r->rec->timezone;
+    v->trigger_run_id = r->rec->trigger_run_id;
     if (!with_tasks)
         return;
     view_tree_t vt;
@@ -660,7 +665,9 @@ static const char *role_name(api_role_t r)
 /* Why caller may not do req, or NULL. */
 static char *forbidden(sched_t *s, const api_caller_t *c, const Drover__ApiRequest *req)
 {
-    api_role_t need = role_needed(req->op_case);
+    api_role_t need = req->op_case == DROVER__API_REQUEST__OP_SCHEDULE
+                          ? api_schedule_role(req->schedule)
+                          : role_needed(req->op_case);
     if (c->role < need)
         return xasprintf("permission denied: key '%s' has role %s; this needs %s", c->name,
                          role_name(c->role), role_name(need));
@@ -849,6 +856,9 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_RESUME:
         do_resume(s, caller, req->resume, &resp, &err);
         break;
+    case DROVER__API_REQUEST__OP_SCHEDULE:
+        api_schedule(s, caller, req->schedule, &resp, &err);
+        break;
     case DROVER__API_REQUEST__OP_GET_SPEC:
         do_get_spec(s, req->get_spec, &resp, &spec_loaded, &err);
         break;
@@ -868,6 +878,7 @@ reply:;
     sched_queue_reply(s, identity, buf, n);
 done:
     spec_errors_free(&resp);
+    api_schedule_done(&resp);
     if (spec_loaded)
         drover__run_spec_record__free_unpacked(spec_loaded, NULL);
     if (resp.status)

@@ -72,6 +72,8 @@ static int write_journal(sched_t *s)
     }
     for (log_write_t *w = j->log_writes; w && rc == 0; w = w->next)
         rc = store_put_log(s->store, w->run_id, w->task, w->attempt, w->offset, w->data, w->len);
+    if (rc == 0)
+        rc = schedules_commit(s);
     if (rc == 0 && j->counters_dirty) {
         rc = store_put_counter(s->store, "next_run", s->dag.next_run);
         if (rc == 0)
@@ -101,6 +103,7 @@ int commit_journal(sched_t *s)
     if (rc < 0)
         return rc;
     journal_reset(&s->journal); /* touches tasks: before deleted runs are freed */
+    schedules_after_commit(s);
     blobstore_after_commit(s);
     dag_free_deleted(s);
     return 0;

@@ -386,6 +386,7 @@ static void task_finished(sched_t *s, task_t *t)
         limits_run_ended(s, r);
         log_info("run %s %s", r->rec->id, util_run_status_name(r->rec->status));
         journal_mark_run(&s->journal, r); /* the run's record changes only here */
+        schedules_run_ended(s, r);
     }
 }
 
@@ -1494,6 +1495,13 @@ static size_t count_main(const run_t *r)
 
 run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_cache)
 {
+    run_t *r = dag_new_run(s, spec, file, no_cache);
+    dag_start_run(s, r);
+    return r;
+}
+
+run_t *dag_new_run(sched_t *s, const spec_t *spec, const char *file, bool no_cache)
+{
     Drover__RunRecord *rec = xmalloc(sizeof *rec);
     drover__run_record__init(rec);
     rec->id = xasprintf("r%06" PRIu64, ++s->dag.next_run);
@@ -1538,6 +1546,12 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
         t->status = DROVER__TASK_STATUS__TASK_WAITING;
         journal_mark_task(&s->journal, t);
     }
+    return r;
+}
+
+void dag_start_run(sched_t *s, run_t *r)
+{
+    Drover__RunRecord *rec = r->rec;
     if (r->main_unfinished == 0)
         start_finally(s, r);
     for (size_t i = 0; i < r->n_root; i++) {
@@ -1549,7 +1563,6 @@ run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_
         rec->status = DROVER__RUN_STATUS__RUN_SUCCEEDED;
         rec->finished_ms = rec->created_ms;
     }
-    return r;
 }
 
 /* ------------------------------------------------------------ lookup */
@@ -1735,6 +1748,11 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     gate_load(t, rec);
 }
 
+static void load_schedule(const Drover__ScheduleRecord *rec, void *arg)
+{
+    schedules_load(arg, rec);
+}
+
 static void load_agent(const Drover__AgentRecord *rec, void *arg)
 {
     fleet_load(&((sched_t *)arg)->fleet, rec);
@@ -1911,7 +1929,11 @@ static void rebuild_run(sched_t *s, run_t *r)
 
 int dag_load(sched_t *s)
 {
-    store_loader_t loader = {.run = load_run, .task = load_task, .agent = load_agent, .arg = s};
+    store_loader_t loader = {.run = load_run,
+                             .task = load_task,
+                             .agent = load_agent,
+                             .schedule = load_schedule,
+                             .arg = s};
     int rc = store_load(s->store, &loader);
     if (rc < 0)
         return rc;
@@ -1925,6 +1947,7 @@ int dag_load(sched_t *s)
             active++;
     }
     limits_tick(s, util_now_ms()); /* deadlines that passed while droverd was down */
+    schedules_loaded(s);
     log_info("loaded %zu runs (%zu active), %zu agents", s->dag.n_runs, active,
              zhashx_size(s->fleet.agents));
     return 0;

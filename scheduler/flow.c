@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cron.h"
 #include "digest.h"
 #include "expr.h"
 #include "json.h"
@@ -146,6 +147,51 @@ static int resolve_outcome(resolve_ctx_t *c, const expr_ref_t *rf, const char *r
     return 0;
 }
 
+/* An instant of a scheduled run as RFC 3339 in its schedule's zone; ""
+ * when it has none (a run submitted by hand). */
+static const char *run_instant(resolve_ctx_t *c, const run_t *r, int64_t ms)
+{
+    char buf[64];
+    if (!ms)
+        return "";
+    if (cron_format(ms / 1000, r->rec->timezone, buf, sizeof buf) < 0)
+        buf[0] = '\0';
+    return keep(c, xstrdup(buf));
+}
+
+/* A fact of the run itself (EXPR_REF_RUN; word: after "run." for run.*,
+ * else the whole reference): its id and name, and what a schedule or a
+ * triggering run gave it (README "Schedules"). */
+static int run_fact(resolve_ctx_t *c, const run_t *r, const char *word, const char *ref,
+                    const char **value, char *err, size_t errlen)
+{
+    const Drover__RunRecord *rec = r->rec;
+    if (!strcmp(word, "id"))
+        *value = rec->id;
+    else if (!strcmp(word, "name"))
+        *value = rec->name;
+    else if (!strcmp(word, "scheduled_at") || !strcmp(word, "interval_end"))
+        *value = run_instant(c, r, rec->scheduled_ms);
+    else if (!strcmp(word, "interval_start"))
+        *value = run_instant(c, r, rec->interval_start_ms);
+    else if (!strcmp(word, "schedule.name"))
+        *value = rec->schedule ? rec->schedule : "";
+    else if (!strcmp(word, "trigger.run_id"))
+        *value = rec->trigger_run_id ? rec->trigger_run_id : "";
+    else if (!strncmp(word, "trigger.outputs.", 16)) {
+        const char *v = kv_find(rec->trigger_outputs, rec->n_trigger_outputs, word + 16);
+        if (!v && rec->trigger_run_id && *rec->trigger_run_id) {
+            snprintf(err, errlen, "{{%s}}: run %s has no such output", ref, rec->trigger_run_id);
+            return -EINVAL;
+        }
+        *value = v ? v : ""; /* not started by a trigger */
+    } else {
+        snprintf(err, errlen, "{{%s}}: unknown reference", ref);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* {{run.duration}}: seconds since the run was submitted, e.g. "12.345". */
 static char *run_duration(const run_t *r)
 {
@@ -187,8 +233,7 @@ static int resolve(const char *ref, const char **value, void *arg, char *err, si
     expr_ref_t rf = expr_ref_parse(ref, strlen(ref));
     switch (rf.kind) {
     case EXPR_REF_RUN:
-        *value = rf.a[0] == 'i' ? r->rec->id : r->rec->name;
-        return 0;
+        return run_fact(c, r, rf.a, ref, value, err, errlen);
     case EXPR_REF_STATUS:
         *value = main_status_word(r, c->scope);
         return 0;

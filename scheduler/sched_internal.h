@@ -41,6 +41,7 @@
 typedef struct run run_t;
 typedef struct task task_t;
 typedef struct agent agent_t;
+typedef struct schedule schedule_t;
 
 /* An approval gate's own state (gates.c), on the task of a suspend: step
  * once it has been activated; NULL on every other task. */
@@ -332,6 +333,12 @@ struct sched {
     struct {
         zhashx_t *xfers; /* blob transfers in progress */
     } blobs;
+    struct {
+        zhashx_t *by_name; /* name → schedule_t (owned) */
+        schedule_t *dirty; /* changed since the last commit */
+        char **deleted;    /* names whose records the next commit deletes */
+        size_t n_deleted;
+    } schedules;
 };
 
 /* --- commit.c: the loop's commit phase */
@@ -364,8 +371,14 @@ void replies_shutdown(sched_t *s);
 bool dag_task_final(const task_t *t);
 /* Backoff before retry number n (1 = first retry), per the policy. */
 uint64_t dag_backoff_ms(const Drover__RetryPolicy *p, uint32_t n);
-/* Create a run from a parsed spec; returns the new run (owned by s). */
+/* Create a run from a parsed spec; returns the new run (owned by s).
+ * dag_new_run + dag_start_run. */
 run_t *dag_create_run(sched_t *s, const spec_t *spec, const char *file, bool no_cache);
+/* The halves of dag_create_run: make the run, its record and tasks, none
+ * activated (a caller may set facts on r->rec that templates read, as a
+ * schedule's logical time); then activate what needs nothing. */
+run_t *dag_new_run(sched_t *s, const spec_t *spec, const char *file, bool no_cache);
+void dag_start_run(sched_t *s, run_t *r);
 /* Whether the run has reached SUCCEEDED, FAILED or CANCELLED. */
 bool dag_run_final(const run_t *r);
 /* Commit-time halves of dag_delete_run: delete records (in the
@@ -428,6 +441,45 @@ void dag_task_record(const task_t *t, Drover__TaskRecord *rec);
  * handlers is CANCELLED with reason (running attempts killed), the exit
  * handlers still run, and the run ends FAILED with rec->reason = reason. */
 void dag_stop_run(sched_t *s, run_t *r, const char *reason);
+
+/* --- schedules.c: recurring runs (README "Schedules") */
+/* An empty table; free it all. */
+void schedules_init(sched_t *s);
+void schedules_free(sched_t *s);
+/* Load one stored schedule (store_load's callback); after every run is
+ * loaded, count each schedule's runs still going. */
+void schedules_load(sched_t *s, const Drover__ScheduleRecord *rec);
+void schedules_loaded(sched_t *s);
+/* Fire what is due at now_ms (the tick). */
+void schedules_tick(sched_t *s, int64_t now_ms);
+/* Run r ended: its schedule has room again; schedules `after` it fire. */
+void schedules_run_ended(sched_t *s, run_t *r);
+/* The commit phase's part: write changed schedules and delete removed
+ * ones (in the open transaction); then forget what was written. */
+int schedules_commit(sched_t *s);
+void schedules_after_commit(sched_t *s);
+/* Create (update: replace the spec and settings of) a schedule from in
+ * (copied): its cron, zone and spec are checked (the spec compiled with
+ * its imports and -p values), a loop of --after triggers refused. 0, or
+ * -EINVAL / -ENOENT / -EEXIST with the reason in err. */
+int schedules_put(sched_t *s, const Drover__ScheduleRecord *in, bool update, const char *owner,
+                  char *err, size_t errlen);
+/* Delete, pause or resume the schedule named name: 0 or -ENOENT. */
+int schedules_delete(sched_t *s, const char *name);
+int schedules_pause(sched_t *s, const char *name, bool paused);
+/* A run of the named schedule now (its logical time now); NULL when there
+ * is no such schedule or its spec no longer compiles (recorded). */
+run_t *schedules_trigger(sched_t *s, const char *name);
+/* Queue runs for the schedule's fires in [from_ms, to_ms] (at most 1000),
+ * leaving out those with a successful run unless rerun; they start as
+ * max-active allows, oldest first. 0 or -errno + err. */
+int schedules_backfill(sched_t *s, const char *name, int64_t from_ms, int64_t to_ms, bool rerun,
+                       size_t *queued, size_t *skipped, char *err, size_t errlen);
+schedule_t *schedules_find(sched_t *s, const char *name);
+/* A view of sc (pointing into it; valid until sc changes). */
+void schedules_view(sched_t *s, const schedule_t *sc, Drover__ScheduleView *v);
+/* Iterate the schedules (first: start over); NULL at the end. */
+const schedule_t *schedules_each(sched_t *s, bool first);
 
 /* --- limits.c: retry rules, run parallelism and timeout */
 /* Whether a failed attempt a of t may be retried at retry_at_ms: within
@@ -587,6 +639,17 @@ void blobs_api_read(sched_t *s, zframe_t *identity, const uint8_t digest[32], ui
 /* --- api.c */
 /* Handle one API request frame from an admin; queues exactly one reply. */
 void api_handle(sched_t *s, zframe_t *identity, const uint8_t *data, size_t len);
+/* Set resp's error (formatted into *owned, which the caller frees) and its kind. */
+void api_set_error(Drover__ApiResponse *resp, char **owned, Drover__ApiErrorCode code,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* --- api_schedules.c: the schedule requests */
+/* The role a schedule request needs (list: read; else submit). */
+api_role_t api_schedule_role(const Drover__ScheduleRequest *req);
+/* Handle req for caller into resp (*err: an error message it owns, freed
+ * by the caller); api_schedule_done frees what it added to resp. */
+void api_schedule(sched_t *s, const api_caller_t *caller, const Drover__ScheduleRequest *req,
+                  Drover__ApiResponse *resp, char **err);
+void api_schedule_done(Drover__ApiResponse *resp);
 /* The same for a caller whose role limits what it may do. */
 void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, const uint8_t *data,
                    size_t len);

@@ -164,6 +164,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     dag_retry_due(s, now);
     limits_tick(s, now);
     gates_due(s, now);
+    schedules_tick(s, now);
     agents_tick(s);
     replies_sweep(s);
     if (now - s->last_gc_ms > GC_INTERVAL_MS) {
@@ -224,6 +225,7 @@ sched_t *sched_new(const sched_config_t *cfg)
     journal_init(&s->journal);
     fleet_init(&s->fleet);
     replies_init(s);
+    schedules_init(s);
     s->api_endpoint = cfg->api ? xstrdup(cfg->api) : xasprintf("ipc://%s/api.sock", cfg->state_dir);
     s->dag.runs_by_id = zhashx_new();
     s->dag.attempts = idmap_new();
@@ -319,6 +321,7 @@ void sched_destroy(sched_t **sp)
     journal_reset(&s->journal); /* what a failed commit left (touches tasks: before they go) */
     dag_free_deleted(s);
     dag_free_all(s);
+    schedules_free(s);
     fleet_free(&s->fleet);
     journal_free(&s->journal); /* after the attempt records that name interned agents */
     zhashx_destroy(&s->dag.runs_by_id);

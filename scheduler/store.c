@@ -36,7 +36,7 @@ struct store {
     char *dir;   /* the state dir */
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
-    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs;
+    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs, schedules;
     MDB_txn *txn;                  /* the open write transaction, or NULL */
     uint64_t txn_bytes, bytes_put; /* value bytes put: in txn, by committed ones */
 };
@@ -222,7 +222,8 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "logs", MDB_CREATE, &s->logs)) ||
         (rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &s->blobs)) ||
         (rc = mdb_dbi_open(txn, "cache", MDB_CREATE, &s->cache)) ||
-        (rc = mdb_dbi_open(txn, "specs", MDB_CREATE, &s->specs))) {
+        (rc = mdb_dbi_open(txn, "specs", MDB_CREATE, &s->specs)) ||
+        (rc = mdb_dbi_open(txn, "schedules", MDB_CREATE, &s->schedules))) {
         snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
         goto fail;
     }
@@ -409,6 +410,20 @@ int store_put_agent(store_t *s, const Drover__AgentRecord *agent)
     return put_message(s, s->agents, agent->name, strlen(agent->name), &agent->base);
 }
 
+int store_put_schedule(store_t *s, const Drover__ScheduleRecord *sc)
+{
+    return put_message(s, s->schedules, sc->name, strlen(sc->name), &sc->base);
+}
+
+int store_delete_schedule(store_t *s, const char *name)
+{
+    if (!s->txn)
+        return -EINVAL;
+    MDB_val key = {.mv_size = strlen(name), .mv_data = (void *)name};
+    int rc = mdb_del(s->txn, s->schedules, &key, NULL);
+    return rc && rc != MDB_NOTFOUND ? lmdb_errno(rc) : 0;
+}
+
 int store_put_counter(store_t *s, const char *name, uint64_t value)
 {
     if (!s->txn)
@@ -504,6 +519,13 @@ static void load_task(const MDB_val *key, const ProtobufCMessage *msg, void *arg
     l->task(run_id, (const Drover__TaskRecord *)msg, l->arg);
 }
 
+static void load_schedule(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
+{
+    (void)key;
+    const store_loader_t *l = arg;
+    l->schedule((const Drover__ScheduleRecord *)msg, l->arg);
+}
+
 static void load_agent(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
 {
     const store_loader_t *l = arg;
@@ -519,8 +541,10 @@ int store_load(store_t *s, const store_loader_t *loader)
     store_loader_t *l = (store_loader_t *)loader;
     run_loader_t rl = {.s = s, .txn = txn, .l = loader};
     if ((rc = load_db(s, txn, s->runs, &drover__run_record__descriptor, load_run, &rl)) == 0 &&
-        (rc = load_db(s, txn, s->tasks, &drover__task_record__descriptor, load_task, l)) == 0)
-        rc = load_db(s, txn, s->agents, &drover__agent_record__descriptor, load_agent, l);
+        (rc = load_db(s, txn, s->tasks, &drover__task_record__descriptor, load_task, l)) == 0 &&
+        (rc = load_db(s, txn, s->agents, &drover__agent_record__descriptor, load_agent, l)) == 0 &&
+        loader->schedule)
+        rc = load_db(s, txn, s->schedules, &drover__schedule_record__descriptor, load_schedule, l);
     mdb_txn_abort(txn);
     return rc;
 }

@@ -70,6 +70,10 @@ int store_put_steps(store_t *s, const char *run_id, const Drover__RunSteps *step
 int store_put_spec(store_t *s, const char *run_id, const Drover__RunSpecRecord *spec);
 int store_put_task(store_t *s, const char *run_id, const Drover__TaskRecord *task);
 int store_put_agent(store_t *s, const Drover__AgentRecord *agent);
+/* A schedule's record (database "schedules", key = its name), and its
+ * deletion (absent: fine); inside the write transaction. 0 or -errno. */
+int store_put_schedule(store_t *s, const Drover__ScheduleRecord *sc);
+int store_delete_schedule(store_t *s, const char *name);
 int store_put_counter(store_t *s, const char *name, uint64_t value);
 int store_put_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,
                   const uint8_t *data, size_t len);
@@ -91,6 +95,7 @@ typedef struct {
     void (*run)(const Drover__RunRecord *run, const Drover__RunSteps *steps, void *arg);
     void (*task)(const char *run_id, const Drover__TaskRecord *task, void *arg);
     void (*agent)(const Drover__AgentRecord *agent, void *arg);
+    void (*schedule)(const Drover__ScheduleRecord *sc, void *arg); /* may be NULL; after agents */
     void *arg;
 } store_loader_t;
 int store_load(store_t *s, const store_loader_t *loader);

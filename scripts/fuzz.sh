@@ -24,6 +24,7 @@ if [ "${1:-}" = one ]; then
     expr) max_len=6000 ;;
     progress) max_len=12000 ;;
     image) max_len=65536 ;;
+    cron) max_len=400 ;;
     *) echo "fuzz: unknown target $t" >&2; exit 2 ;;
     esac
     if [ "$mode" = smoke ]; then

@@ -1322,7 +1322,16 @@ Test(spec, runtime_ref_errors)
     parse_bad(REF_HEAD "  - {name: b, script: \"{{steps.a.outputs.params.}}\"}\n", "bad template");
     parse_bad(REF_HEAD "  - {name: b, script: \"{{run.date}}\"}\n",
               "bad template '{{run.date}}' (use {{run.id}}, {{run.name}}, {{run.status}}, "
-              "{{run.failures}} or {{run.duration}})");
+              "{{run.failures}}, {{run.duration}}, {{run.scheduled_at}}, {{run.interval_start}} "
+              "or {{run.interval_end}})");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{schedule.id}}\"}\n",
+              "bad template '{{schedule.id}}' (use {{schedule.name}})");
+    parse_bad(REF_HEAD "  - {name: b, script: \"{{trigger.outputs.x}}\"}\n",
+              "use {{trigger.run_id}} or {{trigger.outputs.STEP.PARAM}}");
+    spec_t *facts = parse_ok(REF_HEAD "  - {name: b, script: \"{{run.scheduled_at}} "
+                                      "{{schedule.name}} {{trigger.run_id}} "
+                                      "{{trigger.outputs.a.x}}\"}\n");
+    spec_destroy(&facts);
     parse_bad(REF_HEAD "  - {name: b, script: \"{{item[0]}}\"}\n",
               "bad template '{{item[0]}}' (use {{item}} or {{item.KEY}})");
     parse_bad(REF_HEAD "  - {name: b, script: \"{{item.a b}}\"}\n", "bad template '{{item.a b}}'");
