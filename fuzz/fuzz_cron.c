@@ -18,8 +18,8 @@
 #include "cron.h"
 #include "fuzz_common.h"
 
-static const char *const zones[] = {"", "UTC", "Europe/Berlin", "America/New_York",
-                                    "Australia/Sydney", "Asia/Kolkata"};
+static const char *const zones[] = {
+    "", "UTC", "Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
