@@ -1377,6 +1377,11 @@ def subdag_rows(sub, sz):
     if ratios:
         rows.append(Row("subdag_mem_ratio", "sub-DAG vs flat fan-out: memory per task", "×",
                         "lower", values=ratios, target=TARGETS["subdag_mem_ratio"]))
+        # the same memory over every task the run lists: each item's group
+        # is a task too (fan[i], with its status and outputs), 3 per item
+        rows.append(Row("subdag_mem_ratio_all", "sub-DAG vs flat fan-out: memory per task, "
+                        "each item's group counted as a task", "×", "lower",
+                        values=[r * 2 / 3 for r in ratios]))
     return rows
 
 
@@ -1492,7 +1497,8 @@ def write_chart(rows, res, png, data_dir):
             label = {"capacity": "capacity", "heartbeat": "heartbeat CPU", "recovery": "recovery",
                      "big_submit": "1M submit", "big_rss": "1M RSS", "distinct": "distinct steps",
                      "chain_long": "long chain",
-                     "subdag_mem_ratio": "sub-DAG mem/task"}.get(r.key, r.key)
+                     "subdag_mem_ratio": "sub-DAG mem/task",
+                     "subdag_mem_ratio_all": "sub-DAG mem/task (groups counted)"}.get(r.key, r.key)
             if r.values:
                 m = r.median()
                 x = (m / r.target[1]) if r.target[0] == ">=" else (r.target[1] / max(m, 1e-9))
