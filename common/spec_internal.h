@@ -372,6 +372,9 @@ int charge(ctx_t *c, const node_t *at, size_t n);
 /* An output or input name (a file name under $DROVER_OUTPUTS or
  * $DROVER_INPUTS): valid_name, not ".", no "..". */
 bool valid_file_name(const char *s);
+/* A sorted array of the pointers names[0..n) (the caller frees the array,
+ * not the names; NULL when n is 0). */
+char **sorted_copy(char **names, size_t n);
 /* Whether s[0..len) is among the sorted names sorted[0..n). */
 bool sorted_has(char *const *sorted, size_t n, const char *s, size_t len);
 /* Keys only a step may have, besides the inheritable ones, NULL-terminated:

@@ -97,21 +97,6 @@ static bool tmpl_name_ok(const char *s)
     return true;
 }
 
-static int cmp_strp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static char **sorted_names(char **names, size_t n)
-{
-    if (n == 0)
-        return NULL;
-    char **s = xmalloc(n * sizeof *s);
-    memcpy(s, names, n * sizeof *s);
-    qsort(s, n, sizeof *s, cmp_strp);
-    return s;
-}
-
 static char **strv_dup(char *const *v, size_t n)
 {
     if (n == 0)
@@ -896,8 +881,8 @@ static int use_dag(ctx_t *c, const node_t *m, const settings_t *d, Drover__StepS
     st->n_out_params = t->n_out_params;
     st->out_artifacts = strv_dup(t->out_arts, t->n_out_arts);
     st->n_out_artifacts = t->n_out_arts;
-    a->params_sorted = sorted_names(st->out_params, st->n_out_params);
-    a->arts_sorted = sorted_names(st->out_artifacts, st->n_out_artifacts);
+    a->params_sorted = sorted_copy(st->out_params, st->n_out_params);
+    a->arts_sorted = sorted_copy(st->out_artifacts, st->n_out_artifacts);
     return rc;
 }
 

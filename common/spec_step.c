@@ -101,8 +101,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A sorted array of the pointers names[0..n) (NULL when n is 0). */
-static char **sorted_copy(char **names, size_t n)
+char **sorted_copy(char **names, size_t n)
 {
     if (n == 0)
         return NULL;

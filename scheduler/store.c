@@ -415,13 +415,19 @@ int store_put_schedule(store_t *s, const Drover__ScheduleRecord *sc)
     return put_message(s, s->schedules, sc->name, strlen(sc->name), &sc->base);
 }
 
-int store_delete_schedule(store_t *s, const char *name)
+/* Delete dbi's record named name in the open transaction (absent: fine). */
+static int delete_named(store_t *s, MDB_dbi dbi, const char *name)
 {
     if (!s->txn)
         return -EINVAL;
     MDB_val key = {.mv_size = strlen(name), .mv_data = (void *)name};
-    int rc = mdb_del(s->txn, s->schedules, &key, NULL);
+    int rc = mdb_del(s->txn, dbi, &key, NULL);
     return rc && rc != MDB_NOTFOUND ? lmdb_errno(rc) : 0;
+}
+
+int store_delete_schedule(store_t *s, const char *name)
+{
+    return delete_named(s, s->schedules, name);
 }
 
 int store_put_counter(store_t *s, const char *name, uint64_t value)
@@ -781,11 +787,7 @@ static int delete_prefix(store_t *s, MDB_dbi dbi, const uint8_t *prefix, size_t 
 
 int store_delete_agent(store_t *s, const char *name)
 {
-    if (!s->txn)
-        return -EINVAL;
-    MDB_val key = {.mv_size = strlen(name), .mv_data = (void *)name};
-    int rc = mdb_del(s->txn, s->agents, &key, NULL);
-    return rc && rc != MDB_NOTFOUND ? lmdb_errno(rc) : 0;
+    return delete_named(s, s->agents, name);
 }
 
 int store_delete_run(store_t *s, const char *run_id)
