@@ -58,7 +58,8 @@ static const cli_opt_t runs_opts[] = {
     "            [--since DUR] [--owner WHO] [--schedule NAME] [-w]"
 #define RUNS_HELP                                                                                  \
     "List the most recent runs, newest first: AGE since created, DURATION (so far,\n"              \
-    "while running); -o wide adds the owner and the created time with its zone.\n" CLI_OUTPUT_HELP \
+    "while running); -o wide adds the owner, the created time with its zone, and\n"                \
+    "a scheduled run's schedule and logical time.\n" CLI_OUTPUT_HELP                               \
     "      --limit N        show at most N runs that match (default 50)\n"                         \
     "      --status S,...   only runs in one of these statuses (pending, running,\n"               \
     "                       succeeded, failed, cancelled)\n"                                       \
@@ -96,9 +97,9 @@ static void print_runs_doc(Drover__ApiResponse *resp, cli_output_t o)
  * not NULL), with the header unless header is false. */
 static void print_runs_table(Drover__ApiResponse *resp, bool wide, const bool *show, bool header)
 {
-    static const char *const headers[] = {"ID",  "NAME",     "STATUS", "TASKS",
-                                          "AGE", "DURATION", "OWNER",  "CREATED"};
-    table_t *t = table_new(wide ? 8 : 6, headers);
+    static const char *const headers[] = {"ID",       "NAME",  "STATUS",  "TASKS",   "AGE",
+                                          "DURATION", "OWNER", "CREATED", "SCHEDULE"};
+    table_t *t = table_new(wide ? 9 : 6, headers);
     char buf[FMT_BUF];
     int64_t now = util_now_ms();
     for (size_t i = 0; i < resp->n_runs; i++) {
@@ -118,6 +119,10 @@ static void print_runs_table(Drover__ApiResponse *resp, bool wide, const bool *s
         if (wide) {
             table_add(t, r->owner, NULL);
             table_add(t, fmt_local_time(r->created_ms, buf), NULL);
+            if (r->schedule && *r->schedule) /* the schedule and the time the run stands for */
+                table_addf(t, "%s %s", r->schedule, fmt_local_time(r->scheduled_ms, buf));
+            else
+                table_add(t, "-", NULL);
         }
     }
     if (!header)

@@ -301,3 +301,77 @@ Test(schedules, what_is_refused_at_creation)
     cr_assert_eq(schedules_put(s, &upd, true, "alice", err, sizeof err), -EINVAL);
     cr_assert(strstr(err, "triggers would loop"), "%s", err);
 }
+
+/* One schedule request from a caller (name, role); the reply (caller frees). */
+static Drover__ApiResponse *call_as(const char *name, api_role_t role, Drover__ScheduleRequest *sr)
+{
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    req.op_case = DROVER__API_REQUEST__OP_SCHEDULE;
+    req.schedule = sr;
+    api_caller_t who = {.role = role};
+    snprintf(who.name, sizeof who.name, "%s", name);
+    size_t len = drover__api_request__get_packed_size(&req);
+    uint8_t *buf = xmalloc(len ? len : 1);
+    drover__api_request__pack(&req, buf);
+    api_handle_as(s, &who, zframe_new("cli-1", 5), buf, len);
+    free(buf);
+    api_reply_t *last = s->replies.head;
+    cr_assert_not_null(last, "no reply queued");
+    while (last->next)
+        last = last->next;
+    Drover__ApiResponse *resp = drover__api_response__unpack(NULL, last->len, last->data);
+    cr_assert_not_null(resp);
+    return resp;
+}
+
+Test(schedules, roles_decide_who_may_list_create_and_change)
+{
+    Drover__ScheduleRecord rec = DROVER__SCHEDULE_RECORD__INIT;
+    Drover__ScheduleRequest sr = DROVER__SCHEDULE_REQUEST__INIT;
+    rec.name = "n";
+    rec.spec_file = "n.yaml";
+    rec.spec.data = (uint8_t *)NIGHTLY;
+    rec.spec.len = strlen(NIGHTLY);
+    rec.every_ms = 3600000;
+    sr.op = DROVER__SCHEDULE_REQUEST__OP__CREATE;
+    sr.schedule = &rec;
+    Drover__ApiResponse *r = call_as("reader", API_ROLE_READ, &sr);
+    cr_assert_eq(r->error_code, DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED, "%s",
+                 r->error);
+    drover__api_response__free_unpacked(r, NULL);
+    cr_assert_null(schedules_find(s, "n"));
+    r = call_as("alice", API_ROLE_SUBMIT, &sr);
+    cr_assert_str_empty(r->error, "%s", r->error);
+    cr_assert_eq(r->n_schedules, 1);
+    cr_assert_eq(r->schedules[0]->schedule->spec.len, 0, "a view carries no spec");
+    drover__api_response__free_unpacked(r, NULL);
+    /* bob (submit) may list, not change alice's */
+    Drover__ScheduleRequest op = DROVER__SCHEDULE_REQUEST__INIT;
+    op.op = DROVER__SCHEDULE_REQUEST__OP__LIST;
+    r = call_as("bob", API_ROLE_READ, &op);
+    cr_assert_eq(r->n_schedules, 1);
+    drover__api_response__free_unpacked(r, NULL);
+    op.op = DROVER__SCHEDULE_REQUEST__OP__DELETE;
+    op.name = "n";
+    r = call_as("bob", API_ROLE_SUBMIT, &op);
+    cr_assert_eq(r->error_code, DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED, "%s",
+                 r->error);
+    cr_assert(strstr(r->error, "created by 'alice'"), "%s", r->error);
+    drover__api_response__free_unpacked(r, NULL);
+    op.op = DROVER__SCHEDULE_REQUEST__OP__TRIGGER;
+    r = call_as("bob", API_ROLE_SUBMIT, &op);
+    cr_assert_eq(r->error_code, DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED);
+    drover__api_response__free_unpacked(r, NULL);
+    cr_assert_eq(s->dag.n_runs, 0, "bob triggered a run");
+    /* an admin may; a malformed name is refused before anything */
+    op.op = DROVER__SCHEDULE_REQUEST__OP__PAUSE;
+    op.name = "../etc";
+    r = call_as("root", API_ROLE_ADMIN, &op);
+    cr_assert_eq(r->error_code, DROVER__API_ERROR_CODE__API_ERROR_INVALID);
+    drover__api_response__free_unpacked(r, NULL);
+    op.name = "n";
+    r = call_as("root", API_ROLE_ADMIN, &op);
+    cr_assert_str_empty(r->error, "%s", r->error);
+    cr_assert(r->schedules[0]->schedule->paused);
+    drover__api_response__free_unpacked(r, NULL);
+}
