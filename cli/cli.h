@@ -191,6 +191,7 @@ void complete_runs(cli_t *cli, const char *prefix);
 void complete_steps(cli_t *cli, const char *run, const char *prefix);
 void complete_artifacts(cli_t *cli, const char *run, const char *step, const char *prefix);
 void complete_agents(cli_t *cli, const char *prefix);
+void complete_schedules(cli_t *cli, const char *prefix);
 void complete_contexts(const char *prefix);
 
 /* A setting of the context in use ("api", "key" or "server-key"), or NULL

@@ -1,6 +1,6 @@
 /* complete — the names `drover __complete` offers that only droverd or the
  * config directory knows: run ids, a run's step names, a step's artifact
- * names, agent names and context names. Each prints the ones that start
+ * names, agent names, schedule names and context names. Each prints the ones that start
  * with prefix, one per line; any failure (no droverd, no such run) prints
  * nothing, as a shell completion must never complain. The engine that
  * decides which to call is in drover.c, next to the command table. */
@@ -80,6 +80,20 @@ void complete_agents(cli_t *cli, const char *prefix)
     Drover__ApiResponse *resp = ask(cli, &req);
     for (size_t i = 0; resp && i < resp->n_agents; i++)
         offer(resp->agents[i]->name, prefix);
+    if (resp)
+        drover__api_response__free_unpacked(resp, NULL);
+}
+
+void complete_schedules(cli_t *cli, const char *prefix)
+{
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__ScheduleRequest sr = DROVER__SCHEDULE_REQUEST__INIT;
+    sr.op = DROVER__SCHEDULE_REQUEST__OP__LIST;
+    req.op_case = DROVER__API_REQUEST__OP_SCHEDULE;
+    req.schedule = &sr;
+    Drover__ApiResponse *resp = ask(cli, &req);
+    for (size_t i = 0; resp && i < resp->n_schedules; i++)
+        offer(resp->schedules[i]->schedule->name, prefix);
     if (resp)
         drover__api_response__free_unpacked(resp, NULL);
 }

@@ -332,6 +332,8 @@ static void offer_kind(cli_t *cli, const char *kind, const char *const *pos, siz
         complete_artifacts(cli, pos[0], pos[1], prefix);
     else if (strcmp(kind, "agent") == 0)
         complete_agents(cli, prefix);
+    else if (strcmp(kind, "schedule") == 0)
+        complete_schedules(cli, prefix);
     else if (strcmp(kind, "context") == 0)
         complete_contexts(prefix);
 }
