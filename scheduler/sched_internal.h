@@ -5,14 +5,17 @@
  *   loop      scheduler.c: sockets, timers, and the order of the phases
  *             in each iteration: handlers mark → placer_place → commit →
  *             outbound_send + replies_flush. commit.c is its commit phase.
- *   handlers  agents.c (the agents protocol), api.c (the CLI's requests),
- *             blobs.c (blob transfers), auth.c (keys): they decode, check
- *             and call the model.
+ *   handlers  agents.c (the agents protocol), api.c (the CLI's requests;
+ *             api_schedules.c its schedule requests), blobs.c (blob
+ *             transfers), auth.c (keys): they decode, check and call the
+ *             model.
  *   model     dag.c (runs and tasks: creation, reload, the state machine,
- *             readiness, retries, completion, cancel), flow.c (templates,
- *             when, fan-out lists, outputs, cache keys), placer.c (READY
- *             tasks onto agents). It records what it changed in the
- *             journal and what to send in the outbound queue.
+ *             readiness, retries, completion, cancel, groups), flow.c
+ *             (templates, when, fan-out lists, outputs, cache keys),
+ *             placer.c (READY tasks onto agents), schedules.c (recurring
+ *             runs). It records what it changed in the journal (schedules:
+ *             their own dirty list, written by the commit phase) and what
+ *             to send in the outbound queue.
  *   below     journal.h (what changed, interned names, cache puts),
  *             outbound.h (agent batches, kills, peer replies), replies.c
  *             (API replies), fleet.h (the agents table, records, bound
