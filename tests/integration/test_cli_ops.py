@@ -539,8 +539,9 @@ class ListingTest(harness.DroverTestCase):
         head = res["table"].out.splitlines()[0].split()
         self.assertEqual(head, ["ID", "NAME", "STATUS", "TASKS", "AGE", "DURATION"])
         self.assertEqual(res["wide"].out.splitlines()[0].split(),
-                         head + ["OWNER", "CREATED"])
+                         head + ["OWNER", "CREATED", "SCHEDULE"])
         row = res["wide"].out.splitlines()[1]
+        self.assertTrue(row.rstrip().endswith(" -"), "a run by hand has no schedule: %r" % row)
         self.assertIn("local", row)
         self.assertRegex(row, r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z]+",
                          "the created time carries its zone")
