@@ -157,6 +157,7 @@ class LocalProvider(DroverTestCase):
         self.assertEqual(rc, 1, err)
         self.assertIn("cpu-c1", err)
         self.assertIn("exited at start", err)
+        self.assertIn("unknown runtime 'bogus'", err)  # the agent's own reason
         self.assertEqual(self.ok("list", {"pool": "cpu"}), {"nodes": []})
 
     def test_bad_requests_are_refused_with_a_message_and_change_nothing(self):
