@@ -20,14 +20,15 @@ on stderr and a non-zero exit on failure).
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import unittest
 
-from harness import (SCALE, SOURCE_DIR, DroverTestCase, bin_path, free_port, main, pid_alive,
-                     wait_until)
+from harness import (SCALE, SOURCE_DIR, DroverTestCase, bin_path, check_sanitizer_text,
+                     free_port, main, pid_alive, wait_until)
 
 PROVIDERS = os.path.join(SOURCE_DIR, "providers")
 FAKES = os.path.join(SOURCE_DIR, "tests", "integration", "fakes")
@@ -71,7 +72,19 @@ class LocalProvider(DroverTestCase):
         # the agents inherit DROVER_IT_TOKEN: the harness kills any left over
         return run_provider("local", verb, req, args, env=self.c.env, raw=raw)
 
+    def check_agent_logs(self):
+        """Sanitizer reports in the logs of the agents the provider started
+        fail the test (read before a delete removes them)."""
+        if os.path.isdir(self.state):
+            for name in os.listdir(self.state):
+                log = os.path.join(self.state, name, "agent.log")
+                if os.path.exists(log):
+                    with open(log, errors="replace") as f:
+                        check_sanitizer_text(f.read(), "agent %s" % name)
+
     def ok(self, verb, req, **kw):
+        if verb == "delete":
+            self.check_agent_logs()
         rc, out, err = self.local(verb, req, **kw)
         self.assertEqual(rc, 0, "local %s failed: %s" % (verb, err))
         return out
@@ -149,6 +162,32 @@ class LocalProvider(DroverTestCase):
                    what="the restarted cpu-b1 to register")
         self.ok("delete", {"pool": "cpu", "names": ["cpu-b1"]})
         self.assertFalse(pid_alive(new))
+
+    def test_with_curve_on_a_node_connects_with_its_own_key(self):
+        c = self.c
+        keys, auth = c.path("keys"), c.path("authorized-keys")
+        os.makedirs(auth)
+        for name in ("droverd", "cpu-k1"):
+            r = c.cli("keygen", name, "--dir", keys, api=False)
+            self.assertEqual(r.rc, 0, r)
+        shutil.copy(os.path.join(keys, "cpu-k1.key"), auth)
+        c.start_droverd(extra=["--key", os.path.join(keys, "droverd.key_secret"),
+                               "--authorized-keys", auth])
+        with open(os.path.join(keys, "droverd.key")) as f:
+            pub = re.search(r'public-key = "(.{40})"', f.read()).group(1)
+        req = create_req("cpu", ["cpu-k1"], endpoint=c.agents_endpoint, public_key=pub)
+        pid = self.pids(self.ok("create", req, extra=["--key-dir", keys]))["cpu-k1"]
+        c.wait_agent_connected("cpu-k1")  # the key file written from public_key loads
+        rid = c.submit({"name": "curve", "steps": [
+            {"name": "s", "command": ["true"], "placement": {"labels": {"pool": "cpu"}}}]})
+        self.assertRunSucceeded(c.wait_run_final(rid))
+        # no token and no key for the node: refused before anything starts
+        rc, _, err = self.local("create", dict(req, names=["cpu-k2"]), extra=["--key-dir", keys])
+        self.assertEqual(rc, 2, err)
+        self.assertIn("cpu-k2.key_secret", err)
+        self.assertNotIn("cpu-k2", json.dumps(self.ok("list", {"pool": "cpu"})))
+        self.ok("delete", {"pool": "cpu", "names": ["cpu-k1"]})
+        self.assertFalse(pid_alive(pid))
 
     def test_an_agent_that_refuses_its_settings_is_a_create_error(self):
         self.c.port = free_port()  # no droverd: this agent exits before connecting
