@@ -90,6 +90,16 @@ dpkg-query -W -f='${Conffiles}\n' drover-agent | grep -q ' /etc/drover/agent.yam
 for f in /usr/share/bash-completion/completions/drover /usr/share/zsh/vendor-completions/_drover; do
     [ -s $f ] || fail "no shell completion $f"
 done
+for p in local aws gcp azure; do
+    [ -x /usr/lib/drover/providers/$p ] || fail "provider $p is not installed (executable)"
+done
+[ -s /usr/lib/drover/providers/cloud-init.yaml.in ] || fail "no providers/cloud-init.yaml.in"
+[ "$(echo '{"pool": "p"}' | DROVER_PROVIDER_STATE=/tmp/prov /usr/lib/drover/providers/local list)" = '{"nodes": []}' ] ||
+    fail "the local provider does not answer list"
+echo '{"pool": "p"}' | PATH=/usr/bin:/bin /usr/lib/drover/providers/aws list --launch-template lt-1 2>/tmp/prov.err &&
+    fail "the aws provider answered without the aws CLI"
+grep -q '^aws: aws: command not found' /tmp/prov.err || fail "aws provider: $(cat /tmp/prov.err)"
+[ ! -e /usr/lib/drover/providers/__pycache__ ] || fail "a provider wrote __pycache__ under /usr/lib"
 getent passwd drover >/dev/null || fail "no user drover"
 [ "$(getent passwd drover | cut -d: -f6)" = /var/lib/drover ] && [ -d /var/lib/drover ] ||
     fail "drover's home /var/lib/drover does not exist"
@@ -168,7 +178,7 @@ fi
 
 step "nothing left"
 left=""
-for f in /etc/drover /var/lib/drover /var/lib/drover-agent /run/drover /usr/libexec/drover \
+for f in /etc/drover /var/lib/drover /var/lib/drover-agent /run/drover /usr/libexec/drover /usr/lib/drover \
     /etc/systemd/system/multi-user.target.wants/droverd.service \
     /etc/systemd/system/multi-user.target.wants/drover-agent.service; do
     [ ! -e "$f" ] && [ ! -L "$f" ] || left="$left $f"
