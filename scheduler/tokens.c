@@ -405,7 +405,8 @@ void tokens_join(sched_t *s, zframe_t *conn, zframe_t *body)
     ad.key = (char *)user;
     ad.at_ms = util_now_ms();
     Drover__TokenAdmit **all = xcalloc(r.n_admitted + 1, sizeof *all);
-    memcpy(all, r.admitted, r.n_admitted * sizeof *all);
+    if (r.n_admitted)
+        memcpy(all, r.admitted, r.n_admitted * sizeof *all);
     all[r.n_admitted] = &ad;
     r.admitted = all;
     r.n_admitted++;
