@@ -11,7 +11,8 @@
  * Joining: an agent with --join-token sends Join{token, name, key} beside
  * its Register. Its key is unknown, so auth_agent_key hands the message
  * here instead of refusing it (only while at least one token record
- * exists: otherwise unknown keys stay undecoded, as before). A message of
+ * exists, and only up to 64 KiB: otherwise unknown keys stay undecoded,
+ * as before). A message of
  * an unknown key that is not a Join (or a Join with anything but a
  * Register) is refused as an unknown key's always was. The token is
  * checked (known id, the secret's hash compared in constant time, not
@@ -44,6 +45,8 @@
 
 #define NAME_MAX_LEN 63
 #define POOL_MAX_LEN 63
+/* The most bytes of an unknown key's message that are decoded as a Join. */
+#define JOIN_MAX_BYTES 65536
 
 static void token_free(void **item)
 {
@@ -134,8 +137,8 @@ int tokens_parse(const char *text, char id[9], uint8_t secret[32])
     const char *p = text + 5;
     if (strlen(p) != 8 + 1 + 64 || p[8] != '.')
         return -EINVAL;
-    for (int i = 0; i < 8; i++)
-        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+    for (int i = 0; i < 8 + 1 + 64; i++) /* lowercase hex only: one form per token */
+        if (i != 8 && !((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
             return -EINVAL;
     memcpy(id, p, 8);
     id[8] = '\0';
@@ -358,8 +361,12 @@ void tokens_join(sched_t *s, zframe_t *conn, zframe_t *body)
 {
     const char *user = zframe_meta(body, "User-Id");
     char why[256];
+    /* A Join and a fresh node's Register are small: a larger message of an
+     * unknown key is not even decoded. */
     Drover__AgentMessage *msg =
-        drover__agent_message__unpack(NULL, zframe_size(body), zframe_data(body));
+        zframe_size(body) > JOIN_MAX_BYTES
+            ? NULL
+            : drover__agent_message__unpack(NULL, zframe_size(body), zframe_data(body));
     if (!msg || !msg->join || !user) {
         /* Not a join: an unknown key, refused as always. */
         auth_unknown_key(s, user, why, sizeof why);

@@ -93,6 +93,12 @@ class JoinTokenTest(DroverTestCase):
         c.kill_droverd()
         c.start_droverd(extra=["--key", self.server_sec, "--authorized-keys", self.auth])
         c.wait_agent_connected("n1")
+        # A SIGHUP reloads authorized-keys: the joined key is kept.
+        c.droverd.note("SIGHUP")
+        os.kill(c.droverd.pid, signal.SIGHUP)
+        wait_until(lambda: "SIGHUP: reloaded 1 agent keys" in c.droverd.log_text(), 30,
+                   what="the reload")
+        self.assertTrue(holds_for(lambda: c.agent("n1")["connected"], 1.5))
         rid = c.submit({"name": "p2", "steps": [{"name": "s", "command": ["true"]}]})
         self.assertRunSucceeded(c.wait_run_final(rid))
 
