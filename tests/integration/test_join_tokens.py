@@ -12,9 +12,10 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 
-from harness import DroverTestCase, holds_for, main, task, wait_until
+from harness import DroverTestCase, free_port, holds_for, main, task, wait_until
 
 
 class JoinTokenTest(DroverTestCase):
@@ -180,6 +181,35 @@ class JoinTokenTest(DroverTestCase):
         r = c.cli("token", "revoke", "deadbeef")
         self.assertEqual(r.rc, 3, r)
         self.assertIn("no join token 'deadbeef'", r.err)
+
+    def test_token_commands_need_role_admin(self):
+        c = self.c
+        api = "tcp://127.0.0.1:%d" % free_port()
+        api_keys = c.path("api-keys")
+        os.makedirs(api_keys)
+        for name, role in (("root", "admin"), ("sam", "submit"), ("rita", "read")):
+            r = c.cli("keygen", name, "--role", role, "--dir", self.keys, api=False)
+            self.assertEqual(r.rc, 0, r)
+            shutil.copy(os.path.join(self.keys, name + ".key"), api_keys)
+        c.kill_droverd()
+        d = c.start_droverd(extra=["--key", self.server_sec, "--authorized-keys", self.auth,
+                                   "--api", api, "--api-keys", api_keys], wait=False)
+
+        def cli(user, *args):
+            return c.cli("--api", api, "--key", os.path.join(self.keys, user + ".key_secret"),
+                         "--server-key", self.server_pub, *args, api=False)
+
+        wait_until(lambda: cli("root", "tokens").rc == 0 or not d.alive(), 30,
+                   what="the TCP API to answer")
+        for user in ("sam", "rita"):
+            for args in (("token", "create", "--pool", "a", "--ttl", "1h"), ("tokens",),
+                         ("token", "revoke", "00000000")):
+                r = cli(user, *args)
+                self.assertEqual(r.rc, 5, r)
+                self.assertIn("this needs admin", r.err)
+        r = cli("root", "token", "create", "--pool", "a", "--ttl", "1h")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(len(json.loads(cli("root", "tokens", "-o", "json").out)), 1)
 
 
 if __name__ == "__main__":
