@@ -94,6 +94,13 @@ class JoinTokenTest(DroverTestCase):
         c.kill_droverd()
         c.start_droverd(extra=["--key", self.server_sec, "--authorized-keys", self.auth])
         c.wait_agent_connected("n1")
+        # The agent restarted with the same token: its key is known, the
+        # token is not checked again (it is used up) and nothing is refused.
+        refused = self.refused_joins()
+        c.kill_agent("n1")
+        wait_until(lambda: not c.agent("n1")["connected"], 30, what="n1 lost")
+        self.join_agent("n1", tok)
+        self.assertEqual(self.refused_joins(), refused)
         # A SIGHUP reloads authorized-keys: the joined key is kept.
         c.droverd.note("SIGHUP")
         os.kill(c.droverd.pid, signal.SIGHUP)
