@@ -63,7 +63,7 @@ clean:
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 30
-FUZZ_TARGETS ?= agents spec expr progress image cron
+FUZZ_TARGETS ?= agents spec expr progress image cron token
 
 .PHONY: build-fuzz fuzz fuzz-smoke
 build-fuzz: deps

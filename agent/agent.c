@@ -87,6 +87,38 @@ static void collect_exit(uint64_t id, void *arg)
     reg->attempts[reg->n_attempts++] = id;
 }
 
+/* --join-token: the key pair is made here, never copied. --key must name
+ * NAME.key_secret; an existing one is used as it is. 0, or -1 logged. */
+static int make_join_key(const agent_config_t *cfg)
+{
+    if (access(cfg->key, F_OK) == 0)
+        return 0;
+    const char *suffix = ".key_secret";
+    size_t n = strlen(cfg->key), sl = strlen(suffix);
+    const char *slash = strrchr(cfg->key, '/');
+    if (n <= sl || strcmp(cfg->key + n - sl, suffix) != 0 || !slash) {
+        log_error("--key %s: with --join-token the key is made here and its file must be "
+                  "DIR/NAME.key_secret",
+                  cfg->key);
+        return -1;
+    }
+    char *dir = xstrndup(cfg->key, (size_t)(slash - cfg->key));
+    char *base = xstrndup(slash + 1, n - sl - (size_t)(slash + 1 - cfg->key));
+    char err[512];
+    int rc = util_mkdir_p(dir, 0700);
+    if (rc < 0)
+        snprintf(err, sizeof err, "mkdir %s: %s", dir, strerror(-rc));
+    else
+        rc = keys_generate(dir, base, NULL, err, sizeof err);
+    if (rc < 0)
+        log_error("making this agent's key pair for --join-token: %s", err);
+    else
+        log_info("made this agent's key pair %s (to join with a token)", cfg->key);
+    free(dir);
+    free(base);
+    return rc < 0 ? -1 : 0;
+}
+
 static void send_register(agent_t *a)
 {
     Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
@@ -114,6 +146,14 @@ static void send_register(agent_t *a)
     idmap_each(a->attempts, collect_held, &reg);
     outbox_each_exit(a->outbox, collect_exit, &reg);
     m.register_ = &reg;
+    Drover__Join join = DROVER__JOIN__INIT;
+    if (a->cfg.join_token && a->cert && !a->joined) {
+        /* droverd checks it only while our key is unknown to it */
+        join.token = (char *)a->cfg.join_token;
+        join.name = (char *)a->cfg.name;
+        join.public_key = (char *)zcert_public_txt(a->cert);
+        m.join = &join;
+    }
     send_message(a, &m);
     free(reg.attempts);
 }
@@ -775,6 +815,7 @@ static void handle_message(agent_t *a, const Drover__SchedulerMessage *m)
     if (m->registered && !a->registered) {
         log_info("registered with droverd at %s", a->cfg.scheduler);
         a->registered = true;
+        a->joined = true;
         a->refused_backoff_ms = 0;
         a->silence_warn_ms = a->silence_warn_mono = 0;
         outbox_mark_unsent(a->outbox); /* droverd may have lost any of them */
@@ -1105,6 +1146,11 @@ agent_t *agent_new(const agent_config_t *cfg)
         log_info("removed %d containers/cgroups left by a previous agent", orphans);
     if ((cfg->key != NULL) != (cfg->scheduler_key != NULL)) {
         log_error("--key and --scheduler-key go together (CURVE needs both)");
+        goto fail;
+    }
+    if (cfg->join_token && (!cfg->key || make_join_key(cfg) < 0)) {
+        if (!cfg->key)
+            log_error("--join-token needs --key FILE (made here if absent) and --scheduler-key");
         goto fail;
     }
     if (cfg->key) {

@@ -52,6 +52,9 @@ typedef struct {
     /* CURVE (both or neither). */
     const char *key;           /* this agent's secret key file */
     const char *scheduler_key; /* droverd's public key file */
+    /* A join token (README "Join tokens"): key made if absent, sent in a
+     * Join beside the Register until droverd accepts a registration. */
+    const char *join_token;
 } agent_config_t;
 
 typedef struct agent agent_t;

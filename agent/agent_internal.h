@@ -90,6 +90,7 @@ struct agent {
     ev_timer heartbeat_w, logflush_w, stop_w, watchdog_w;
     ev_signal sigint_w, sigterm_w;
     bool registered, stopping, want_send;
+    bool joined;                /* registered once with the join token: no more Join */
     bool forced;                /* a second stop signal: no more draining */
     int64_t refused_until_mono; /* droverd refused us: next try after this */
     int64_t refused_backoff_ms;

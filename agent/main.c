@@ -54,6 +54,9 @@ static void usage(FILE *f)
                "security:\n"
                "  --key FILE             this agent's secret key (drover keygen NAME)\n"
                "  --scheduler-key FILE   droverd's public key (droverd.key)\n"
+               "  --join-token TOKEN     join with a token (drover token create): --key FILE\n"
+               "                         (NAME.key_secret) is made here if it does not exist,\n"
+               "                         and droverd authorizes it for --name\n"
                "  --config FILE          YAML file of the same settings (key: value)\n"
                "  --debug                verbose logging\n"
                "  -V, --version          print the version and exit\n"
@@ -182,6 +185,8 @@ static int apply(const char *key, const char *value, void *arg)
         c->key = keep(o, value);
     else if (strcmp(key, "scheduler-key") == 0)
         c->scheduler_key = keep(o, value);
+    else if (strcmp(key, "join-token") == 0)
+        c->join_token = keep(o, value);
     else if (strcmp(key, "debug") == 0)
         log_set_debug(parse_bool(value));
     else
@@ -217,6 +222,7 @@ int main(int argc, char **argv)
                                              {"cache-size", required_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"scheduler-key", required_argument, 0, 0},
+                                             {"join-token", required_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},
                                              {"version", no_argument, 0, 'V'},
                                              {0, 0, 0, 0}};

@@ -11,8 +11,8 @@
 #define STATUS_USAGE "drover status [-o table|json|yaml]"
 #define STATUS_HELP                                                                                \
     "Show this CLI's and droverd's versions, whether keys are required on the agents and API\n"    \
-    "sockets, its limits, and counters of what it refused (unknown keys, roles,\n"                 \
-    "specs over a limit, undecodable messages) or dropped (API clients not reading\n"              \
+    "sockets, its limits, and counters of what it refused (unknown keys, roles, join\n"            \
+    "tokens, specs over a limit, undecodable messages) or dropped (API clients not reading\n"      \
     "their replies).\n"                                                                            \
     "  -o, --output FORMAT  table (default), json or yaml\n"
 

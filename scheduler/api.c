@@ -631,6 +631,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->counters, &v->n_counters, "bad_requests", k->bad_requests);
     add_kv(&v->counters, &v->n_counters, "truncated_logs", k->truncated_logs);
     add_kv(&v->counters, &v->n_counters, "dropped_api_peers", k->dropped_api_peers);
+    add_kv(&v->counters, &v->n_counters, "refused_joins", k->refused_joins);
     return v;
 }
 
@@ -806,6 +807,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
             break;
         }
         log_info("agent %s forgotten", a->name);
+        tokens_forget_node(s, a->name);
         agents_forget(s, a);
         break;
     }
@@ -862,6 +864,9 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_GET_SPEC:
         do_get_spec(s, req->get_spec, &resp, &spec_loaded, &err);
         break;
+    case DROVER__API_REQUEST__OP_TOKEN:
+        tokens_api(s, caller, req->token, &resp, &err);
+        break;
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */
         log_info("step cache cleared");
@@ -879,6 +884,7 @@ reply:;
 done:
     spec_errors_free(&resp);
     api_schedule_done(&resp);
+    tokens_api_done(&resp);
     if (spec_loaded)
         drover__run_spec_record__free_unpacked(spec_loaded, NULL);
     if (resp.status)

@@ -94,6 +94,7 @@ static int load_dirs(sched_t *s, char *err, size_t errlen)
             snprintf(k->role, sizeof k->role, "read");
         }
     }
+    tokens_add_keys(s, agents); /* keys that joined with a token */
     zhashx_destroy(&s->auth.agent_keys);
     zhashx_destroy(&s->auth.api_keys);
     s->auth.agent_keys = agents;
@@ -268,12 +269,19 @@ int auth_agent_key(sched_t *s, zframe_t *body, const keys_entry_t **key, char *b
     *key = user ? zhashx_lookup(s->auth.agent_keys, user) : NULL;
     if (*key)
         return 0;
+    if (user && tokens_any(s))
+        return -EAGAIN; /* perhaps a Join: tokens_join decides */
+    auth_unknown_key(s, user, buf, len);
+    return -EPERM;
+}
+
+void auth_unknown_key(sched_t *s, const char *user, char *buf, size_t len)
+{
     snprintf(buf, len,
              "unknown key %s: add its public key file to droverd's authorized-keys "
-             "directory and send droverd SIGHUP",
+             "directory and send droverd SIGHUP (or start the agent with --join-token)",
              user ? user : "(none)");
     s->counters.refused_agents++;
-    return -EPERM;
 }
 
 void auth_handshake_failed(sched_t *s, int event, int value, const char *address)

@@ -259,6 +259,7 @@ typedef struct {
     uint64_t failed_handshakes; /* CURVE handshakes that failed (no or wrong keys) */
     uint64_t revoked_agents;    /* connected agents dropped when their key was revoked */
     uint64_t dropped_api_peers; /* API peers over --api-peer-queue (not reading) */
+    uint64_t refused_joins;     /* Join messages refused (tokens.c) */
 } sched_counters_t;
 struct api_reply {
     zframe_t *identity; /* NULL once sent */
@@ -310,6 +311,12 @@ typedef struct {
     zev_t *monitor_zev;
 } auth_state_t;
 
+/* tokens.c: a join token (its record owned: free_unpacked frees it). */
+typedef struct {
+    Drover__TokenRecord *rec;
+    bool dirty; /* written by the next commit */
+} token_t;
+
 struct sched {
     /* the loop (scheduler.c) */
     sched_config_t cfg;
@@ -342,6 +349,9 @@ struct sched {
         char **deleted;    /* names whose records the next commit deletes */
         size_t n_deleted;
     } schedules;
+    struct {
+        zhashx_t *by_id; /* id → token_t (owned) */
+    } tokens;
 };
 
 /* --- commit.c: the loop's commit phase */
@@ -671,12 +681,56 @@ void auth_after_bind(const char *endpoint);
 void auth_reload(sched_t *s);
 /* The authorized key a message on the agents socket was sent with: *key
  * (NULL without CURVE) and 0, or -EPERM with why in buf (unknown key;
- * counted). */
+ * counted), or -EAGAIN (not counted) for an unknown key while join tokens
+ * exist: the message may be a Join, for tokens_join. */
 int auth_agent_key(sched_t *s, zframe_t *body, const keys_entry_t **key, char *buf, size_t len);
+/* The refusal of a message from unknown key user (may be NULL) into buf,
+ * counted in refused_agents. */
+void auth_unknown_key(sched_t *s, const char *user, char *buf, size_t len);
 /* Count and log a failed CURVE handshake on the agents socket. */
 void auth_handshake_failed(sched_t *s, int event, int value, const char *address);
 /* Who sent an API request: 0, or -EPERM for an unknown key (why says so). */
 int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why, size_t len);
 void auth_shutdown(sched_t *s);
+
+/* --- tokens.c: join tokens (README "Join tokens") */
+/* Load every token record from the store (before auth_init). 0 or -errno. */
+int tokens_init(sched_t *s);
+void tokens_free(sched_t *s);
+/* Whether any token record exists (then unknown keys may try a Join). */
+bool tokens_any(const sched_t *s);
+/* Commit phase: write the tokens changed since the last commit. 0 or -errno. */
+int tokens_commit(sched_t *s);
+/* Mint a one-use token bound to node_name for pool (the pool manager, for
+ * a node it creates): 0 and *token_out (the token's text, shown to no
+ * one else; caller frees), or -EINVAL with why in err. Durable at the
+ * next commit, before anything is sent. */
+int tokens_mint(sched_t *s, const char *pool, const char *node_name, uint64_t ttl_ms,
+                char **token_out, char *err, size_t errlen);
+/* "drv1.<8 hex>.<64 hex>" → id and the secret's bytes: 0 or -EINVAL. */
+int tokens_parse(const char *text, char id[9], uint8_t secret[32]);
+/* Why r does not admit name with secret at now_ms (a reason for the
+ * agent, possibly formatted into buf), or NULL: it does. The hash is
+ * compared in constant time. */
+const char *tokens_refusal(const Drover__TokenRecord *r, const uint8_t secret[32], const char *name,
+                           int64_t now_ms, char *buf, size_t len);
+/* valid, expired, used or revoked (a static string). */
+const char *tokens_state(const Drover__TokenRecord *r, int64_t now_ms);
+/* A message on the agents socket from an unknown key (auth_agent_key said
+ * -EAGAIN): a Join is checked and, admitted, its key authorized for its
+ * name and the message handled by agents_handle; anything else refused. */
+void tokens_join(sched_t *s, zframe_t *conn, zframe_t *body);
+/* Add the keys of every live token's admissions to keys (Z85 →
+ * keys_entry_t; a key already there stays as it is). */
+void tokens_add_keys(sched_t *s, zhashx_t *keys);
+/* `drover agent forget NAME`: the keys tokens admitted for name are
+ * revoked (the admissions dropped, in the next commit). */
+void tokens_forget_node(sched_t *s, const char *name);
+/* A TokenRequest (admin) into resp: create (resp->token: the token, once),
+ * revoke, list (resp->tokens). *err: an error message it owns. */
+void tokens_api(sched_t *s, const api_caller_t *caller, const Drover__TokenRequest *req,
+                Drover__ApiResponse *resp, char **err);
+/* Free what tokens_api added to resp. */
+void tokens_api_done(Drover__ApiResponse *resp);
 
 #endif

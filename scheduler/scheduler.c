@@ -85,8 +85,13 @@ static void receive_agent_message(sched_t *s, zframe_t *conn, zframe_t *body)
 {
     const keys_entry_t *key;
     char why[256];
-    if (auth_agent_key(s, body, &key, why, sizeof why) == 0) {
+    int rc = auth_agent_key(s, body, &key, why, sizeof why);
+    if (rc == 0) {
         agents_handle(s, conn, key, zframe_data(body), zframe_size(body));
+        return;
+    }
+    if (rc == -EAGAIN) { /* an unknown key while join tokens exist */
+        tokens_join(s, conn, body);
         return;
     }
     /* Logged for the first hundred and then every thousandth. */
@@ -247,6 +252,10 @@ sched_t *sched_new(const sched_config_t *cfg)
         log_error("loading state from %s: %s", cfg->state_dir, strerror(-rc));
         goto fail;
     }
+    if ((rc = tokens_init(s)) < 0) {
+        log_error("loading join tokens from %s: %s", cfg->state_dir, strerror(-rc));
+        goto fail;
+    }
     if (auth_init(s, err, sizeof err) < 0) {
         log_error("%s", err);
         goto fail;
@@ -316,6 +325,7 @@ void sched_destroy(sched_t **sp)
     zsock_destroy(&s->agents_sock);
     zsock_destroy(&s->api_sock);
     auth_shutdown(s);
+    tokens_free(s);
     outbound_free(&s->out);
     replies_shutdown(s);
     journal_reset(&s->journal); /* what a failed commit left (touches tasks: before they go) */

@@ -36,7 +36,7 @@ struct store {
     char *dir;   /* the state dir */
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
-    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs, schedules;
+    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs, schedules, tokens;
     MDB_txn *txn;                  /* the open write transaction, or NULL */
     uint64_t txn_bytes, bytes_put; /* value bytes put: in txn, by committed ones */
 };
@@ -223,7 +223,8 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &s->blobs)) ||
         (rc = mdb_dbi_open(txn, "cache", MDB_CREATE, &s->cache)) ||
         (rc = mdb_dbi_open(txn, "specs", MDB_CREATE, &s->specs)) ||
-        (rc = mdb_dbi_open(txn, "schedules", MDB_CREATE, &s->schedules))) {
+        (rc = mdb_dbi_open(txn, "schedules", MDB_CREATE, &s->schedules)) ||
+        (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &s->tokens))) {
         snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
         goto fail;
     }
@@ -415,6 +416,11 @@ int store_put_schedule(store_t *s, const Drover__ScheduleRecord *sc)
     return put_message(s, s->schedules, sc->name, strlen(sc->name), &sc->base);
 }
 
+int store_put_token(store_t *s, const Drover__TokenRecord *tok)
+{
+    return put_message(s, s->tokens, tok->id, strlen(tok->id), &tok->base);
+}
+
 /* Delete dbi's record named name in the open transaction (absent: fine). */
 static int delete_named(store_t *s, MDB_dbi dbi, const char *name)
 {
@@ -530,6 +536,30 @@ static void load_schedule(const MDB_val *key, const ProtobufCMessage *msg, void 
     (void)key;
     const store_loader_t *l = arg;
     l->schedule((const Drover__ScheduleRecord *)msg, l->arg);
+}
+
+typedef struct {
+    void (*fn)(const Drover__TokenRecord *tok, void *arg);
+    void *arg;
+} token_loader_t;
+
+static void load_token(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
+{
+    (void)key;
+    const token_loader_t *l = arg;
+    l->fn((const Drover__TokenRecord *)msg, l->arg);
+}
+
+int store_load_tokens(store_t *s, void (*fn)(const Drover__TokenRecord *tok, void *arg), void *arg)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    token_loader_t l = {fn, arg};
+    rc = load_db(s, txn, s->tokens, &drover__token_record__descriptor, load_token, &l);
+    mdb_txn_abort(txn);
+    return rc;
 }
 
 static void load_agent(const MDB_val *key, const ProtobufCMessage *msg, void *arg)

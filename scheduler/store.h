@@ -8,7 +8,9 @@
  * cache (step cache key → CacheRecord), specs (run id → RunSpecRecord:
  * what the run was submitted from, the spec and its imports' texts,
  * written once with the run; a state dir from before it gets the
- * database, empty, when opened: not a schema change).
+ * database, empty, when opened: not a schema change), tokens (join token
+ * id → TokenRecord: the secret's SHA-256, never the secret; likewise
+ * created empty in an older state dir).
  * Values are protobuf-encoded (proto/drover.proto). A run's record and
  * its steps are apart so that what changes often (the run's status) does
  * not rewrite what never changes (its steps): a task's transition costs
@@ -74,6 +76,9 @@ int store_put_agent(store_t *s, const Drover__AgentRecord *agent);
  * deletion (absent: fine); inside the write transaction. 0 or -errno. */
 int store_put_schedule(store_t *s, const Drover__ScheduleRecord *sc);
 int store_delete_schedule(store_t *s, const char *name);
+/* A join token's record (database "tokens", key = its id; the secret's
+ * hash, never the secret), inside the write transaction. 0 or -errno. */
+int store_put_token(store_t *s, const Drover__TokenRecord *tok);
 int store_put_counter(store_t *s, const char *name, uint64_t value);
 int store_put_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,
                   const uint8_t *data, size_t len);
@@ -99,6 +104,9 @@ typedef struct {
     void *arg;
 } store_loader_t;
 int store_load(store_t *s, const store_loader_t *loader);
+/* Every join token record, in id order (unpacked and freed by the store
+ * after fn returns). 0 or -errno. */
+int store_load_tokens(store_t *s, void (*fn)(const Drover__TokenRecord *tok, void *arg), void *arg);
 
 /* Blobs (content-addressed artifact files; the files themselves live in
  * STATE_DIR/blobs, see blobs.c). */

@@ -25,6 +25,7 @@ if [ "${1:-}" = one ]; then
     progress) max_len=12000 ;;
     image) max_len=65536 ;;
     cron) max_len=400 ;;
+    token) max_len=200 ;;
     *) echo "fuzz: unknown target $t" >&2; exit 2 ;;
     esac
     if [ "$mode" = smoke ]; then
