@@ -630,12 +630,14 @@ int schedules_backfill(sched_t *s, const char *name, int64_t from_ms, int64_t to
         add = xrealloc(add, (n + 1) * sizeof *add);
         add[n++] = next * 1000;
     }
+    *queued = n;
+    if (!n)
+        return 0; /* every interval already succeeded */
     Drover__ScheduleRecord *r = sc->rec;
-    r->queued_ms = xrealloc(r->queued_ms, (r->n_queued_ms + n + 1) * sizeof *r->queued_ms);
+    r->queued_ms = xrealloc(r->queued_ms, (r->n_queued_ms + n) * sizeof *r->queued_ms);
     memcpy(r->queued_ms + r->n_queued_ms, add, n * sizeof *add);
     r->n_queued_ms += n;
     free(add);
-    *queued = n;
     mark(s, sc);
     run_queued(s, sc);
     return 0;

@@ -236,6 +236,12 @@ Test(schedules, backfill_is_ordered_bounded_and_skips_what_succeeded)
                  0);
     cr_assert_eq(queued, 1);
     cr_assert_eq(done, 1);
+    cr_assert_eq(schedules_backfill(s, "daily", at("2026-11-01T00:00:00Z"),
+                                    at("2026-11-01T00:00:00Z"), false, &queued, &done, err,
+                                    sizeof err),
+                 0);
+    cr_assert_eq(queued, 0, "nothing to queue: every interval succeeded");
+    cr_assert_eq(done, 1);
     cr_assert_eq(schedules_backfill(s, "daily", at("2023-01-01T00:00:00Z"),
                                     at("2026-01-01T00:00:00Z"), true, &queued, &done, err,
                                     sizeof err),
