@@ -42,6 +42,25 @@ int64_t cadence_prev(const cadence_t *c, int64_t t)
     return t - 86400;
 }
 
+/* The latest fire at or before t (0: none). */
+static int64_t last_fire_at_or_before(const cadence_t *c, int64_t t)
+{
+    if (c->end_s && t > c->end_s)
+        t = c->end_s;
+    int64_t f, check;
+    if (!c->cron) {
+        int64_t base = c->start_s;
+        if (c->every_s <= 0 || t < base)
+            return 0;
+        f = base + (t - base) / c->every_s * c->every_s;
+    } else {
+        f = cadence_prev(c, t + 1); /* a fire, or a stand-in when none in a year */
+        if (cron_next(c->cron, c->tz, f - 1, &check) < 0 || check != f)
+            return 0;
+    }
+    return c->start_s && f < c->start_s ? 0 : f;
+}
+
 void cadence_due(const cadence_t *c, int64_t last_s, int64_t created_s, int64_t now_s,
                  cadence_catchup_t catchup, size_t max, int64_t *due, size_t *n, int64_t *handled_s)
 {
@@ -55,19 +74,16 @@ void cadence_due(const cadence_t *c, int64_t last_s, int64_t created_s, int64_t 
         }
         return;
     }
-    /* latest or none: find the last fire at or before now */
-    int64_t latest = 0, before = 0;
-    while (cadence_next(c, after, &t) == 0 && t <= now_s) {
-        before = latest;
-        latest = t;
-        after = t;
-    }
-    if (!latest)
+    /* latest or none: the last fire at or before now, found directly (a
+     * walk from the cursor would take a year of minutes after a long
+     * downtime), if it is after the cursor */
+    int64_t latest = last_fire_at_or_before(c, now_s);
+    if (latest <= after || cadence_next(c, after, &t) != 0 || t > now_s)
         return;
     *handled_s = latest;
     /* none: a fire met within a grace after its time (a minute, or half
      * the gap from the fire before when shorter) is on time, not missed */
-    int64_t gap = latest - (before ? before : cadence_prev(c, latest));
+    int64_t gap = latest - cadence_prev(c, latest);
     int64_t grace = gap / 2 < 60 ? gap / 2 : 60;
     if (max > 0 && (catchup == CATCHUP_LATEST || now_s - latest < grace))
         due[(*n)++] = latest;

@@ -502,6 +502,23 @@ int schedules_put(sched_t *s, const Drover__ScheduleRecord *in, bool update, con
         return -EEXIST;
     }
     Drover__ScheduleRecord *rec = util_pb_copy(in);
+    /* what droverd keeps for itself is never a client's to say: a create
+     * starts it afresh, an update carries it over from the old record */
+    rec->created_ms = rec->last_fire_ms = 0;
+    rec->skipped = 0;
+    rec->paused = false;
+    util_pb_set_str(&rec->last_run_id, "");
+    util_pb_set_str(&rec->last_skip, "");
+    util_pb_set_str(&rec->last_error, "");
+    util_pb_set_str(&rec->owner, "");
+    free(rec->queued_ms);
+    rec->queued_ms = NULL;
+    rec->n_queued_ms = 0;
+    for (size_t i = 0; i < rec->n_pending_after; i++)
+        free(rec->pending_after[i]);
+    free(rec->pending_after);
+    rec->pending_after = NULL;
+    rec->n_pending_after = 0;
     schedule_t probe = {.rec = rec};
     int rc = 0;
     spec_t *spec = NULL;
@@ -531,6 +548,15 @@ int schedules_put(sched_t *s, const Drover__ScheduleRecord *in, bool update, con
         util_pb_set_str(&rec->last_skip, old->rec->last_skip);
         util_pb_set_str(&rec->owner, old->rec->owner);
         rec->paused = old->rec->paused;
+        /* what it still owes: backfilled fires and runs waiting to trigger it */
+        rec->queued_ms = old->rec->queued_ms;
+        rec->n_queued_ms = old->rec->n_queued_ms;
+        old->rec->queued_ms = NULL;
+        old->rec->n_queued_ms = 0;
+        rec->pending_after = old->rec->pending_after;
+        rec->n_pending_after = old->rec->n_pending_after;
+        old->rec->pending_after = NULL;
+        old->rec->n_pending_after = 0;
     } else {
         rec->created_ms = now;
         rec->last_fire_ms = 0;

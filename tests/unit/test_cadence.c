@@ -99,3 +99,25 @@ Test(cadence, concurrency_policies)
     cr_assert_eq(cadence_admit(CONCURRENCY_REPLACE, 0, 1), ADMIT_START);
     cr_assert_eq(cadence_admit(CONCURRENCY_REPLACE, 1, 1), ADMIT_REPLACE);
 }
+
+Test(cadence, latest_after_a_year_down_is_found_without_walking_the_year)
+{
+    cron_t *cr = NULL;
+    char err[128];
+    cr_assert_eq(cron_parse("* * * * *", &cr, err, sizeof err), 0);
+    cadence_t c = {.cron = cr, .tz = "Europe/Berlin"};
+    int64_t due[4], handled, now = at("2026-12-07T10:05:30Z");
+    size_t n;
+    /* 525,600 missed minutes: one cron_next each would take minutes */
+    cadence_due(&c, now - 365 * 86400, 0, now, CATCHUP_LATEST, 4, due, &n, &handled);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(due[0], at("2026-12-07T10:05:00Z"));
+    cadence_due(&c, now - 365 * 86400, 0, now, CATCHUP_NONE, 4, due, &n, &handled);
+    cr_assert_eq(n, 0, "30 s late on a 60 s gap: missed");
+    cr_assert_eq(handled, at("2026-12-07T10:05:00Z"));
+    cron_destroy(&cr);
+    cadence_t every = {.every_s = 7, .start_s = at("2026-12-07T10:00:00Z")};
+    cadence_due(&every, at("2025-01-01T00:00:00Z"), 0, now, CATCHUP_LATEST, 4, due, &n, &handled);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(due[0], at("2026-12-07T10:00:00Z") + (330 / 7) * 7, "on the interval's grid");
+}

@@ -295,6 +295,24 @@ Test(schedules, what_is_refused_at_creation)
     cr_assert_eq(schedules_put(s, &rec, false, "alice", err, sizeof err), -EINVAL);
     cr_assert(strstr(err, "x.yaml:2:"), "spec errors name the file: %s", err);
     cr_assert_null(schedules_find(s, "bad"));
+    /* a client does not say what droverd keeps: no fires queued, no cursor */
+    int64_t forged[3] = {1, 2, 3};
+    rec.name = "forged";
+    rec.spec.data = (uint8_t *)NIGHTLY;
+    rec.spec.len = strlen(NIGHTLY);
+    rec.cron = "";
+    rec.every_ms = 3600000;
+    rec.queued_ms = forged;
+    rec.n_queued_ms = 3;
+    rec.last_fire_ms = INT64_MAX / 2;
+    rec.owner = "root";
+    cr_assert_eq(schedules_put(s, &rec, false, "mallory", err, sizeof err), 0, "%s", err);
+    Drover__ScheduleView fv;
+    schedules_view(s, schedules_find(s, "forged"), &fv);
+    cr_assert_eq(fv.schedule->n_queued_ms, 0);
+    cr_assert_eq(fv.schedule->last_fire_ms, 0);
+    cr_assert_str_eq(fv.schedule->owner, "mallory");
+    cr_assert_eq(s->dag.n_runs, 0);
     /* a loop of triggers: a after b, b after a */
     opts_t a = {.every_ms = 60000, .after = ""};
     put("a", &a, 1);
