@@ -216,6 +216,27 @@ int cli_parse_output(const char *usage, const char *s, cli_output_t *out)
     return -EINVAL;
 }
 
+int cli_output_only_args(cli_t *cli, int argc, char **argv, const char *usage, const char *help,
+                         cli_output_t *out)
+{
+    static const cli_opt_t opts[] = {{"output", 'o', true, 1}, {NULL, 0, false, 0}};
+    args_t a;
+    int opt;
+    *out = CLI_OUT_TABLE;
+    args_init(&a, cli, argc, argv, opts, usage);
+    while ((opt = args_next(&a)) != ARGS_END) {
+        if (opt == ARGS_ERROR)
+            return CLI_EXIT_USAGE;
+        if (opt == ARGS_HELP)
+            return cli_help(usage, help), CLI_STOP;
+        if (opt == ARGS_POSITIONAL)
+            return cli_usage_error(usage, "unexpected argument '%s'", a.value);
+        if (cli_parse_output(usage, a.value, out) < 0)
+            return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
 struct doc *cli_doc_writer(cli_output_t o)
 {
     return o == CLI_OUT_YAML ? doc_new_yaml(stdout) : doc_new(stdout);

@@ -112,6 +112,12 @@ typedef enum { CLI_OUT_TABLE, CLI_OUT_WIDE, CLI_OUT_JSON, CLI_OUT_YAML, CLI_OUT_
 /* Parse an -o value into *out. 0, or -EINVAL with the usage error printed. */
 int cli_parse_output(const char *usage, const char *s, cli_output_t *out);
 
+/* The command line of a listing that takes only `-o FORMAT` (schedules,
+ * tokens, context list) into *out: 0 to go on, CLI_STOP after --help, or
+ * CLI_EXIT_USAGE with the error printed. Callers return cli_status(rc). */
+int cli_output_only_args(cli_t *cli, int argc, char **argv, const char *usage, const char *help,
+                         cli_output_t *out);
+
 /* Whether o is a document format (json or yaml). */
 static inline bool cli_output_doc(cli_output_t o)
 {

@@ -208,23 +208,10 @@ static void doc_token(doc_t *j, const Drover__TokenView *v)
 
 int cmd_tokens(cli_t *cli, int argc, char **argv)
 {
-    static const cli_opt_t opts[] = {{"output", 'o', true, OPT_OUTPUT}, {NULL, 0, false, 0}};
-    cli_output_t out = CLI_OUT_TABLE;
-    args_t a;
-    int opt;
-    args_init(&a, cli, argc, argv, opts, LIST_USAGE);
-    while ((opt = args_next(&a)) != ARGS_END) {
-        if (opt == ARGS_ERROR)
-            return CLI_EXIT_USAGE;
-        if (opt == ARGS_HELP)
-            return cli_help(LIST_USAGE, LIST_HELP);
-        if (opt == OPT_OUTPUT) {
-            if (cli_parse_output(LIST_USAGE, a.value, &out) < 0)
-                return CLI_EXIT_USAGE;
-            continue;
-        }
-        return cli_usage_error(LIST_USAGE, "unexpected argument '%s'", a.value);
-    }
+    cli_output_t out;
+    int rc = cli_output_only_args(cli, argc, argv, LIST_USAGE, LIST_HELP, &out);
+    if (rc != 0)
+        return cli_status(rc);
     Drover__TokenRequest tr = DROVER__TOKEN_REQUEST__INIT;
     tr.op = DROVER__TOKEN_OP__TOKEN_LIST;
     Drover__ApiResponse *resp = NULL;

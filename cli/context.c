@@ -417,24 +417,13 @@ size_t context_names(char ***out)
 
 int cmd_context_list(cli_t *cli, int argc, char **argv)
 {
-    static const cli_opt_t opts[] = {{"output", 'o', true, OPT_OUTPUT}, {NULL, 0, false, 0}};
-    cli_output_t out = CLI_OUT_TABLE;
+    cli_output_t out;
     char current[128];
     char **names = NULL;
     size_t n = 0;
-    args_t a;
-    int opt;
-    args_init(&a, cli, argc, argv, opts, LIST_USAGE);
-    while ((opt = args_next(&a)) != ARGS_END) {
-        if (opt == ARGS_ERROR)
-            return CLI_EXIT_USAGE;
-        if (opt == ARGS_HELP)
-            return cli_help(LIST_USAGE, LIST_HELP);
-        if (opt == ARGS_POSITIONAL)
-            return cli_usage_error(LIST_USAGE, "unexpected argument '%s'", a.value);
-        if (opt == OPT_OUTPUT && cli_parse_output(LIST_USAGE, a.value, &out) < 0)
-            return CLI_EXIT_USAGE;
-    }
+    int rc = cli_output_only_args(cli, argc, argv, LIST_USAGE, LIST_HELP, &out);
+    if (rc != 0)
+        return cli_status(rc);
     read_current(current, sizeof current);
     n = context_names(&names);
 
