@@ -616,6 +616,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->limits, &v->n_limits, "max-items", c->max_items);
     add_kv(&v->limits, &v->n_limits, "max-depth", c->max_depth);
     add_kv(&v->limits, &v->n_limits, "max-tasks", c->max_run_tasks);
+    add_kv(&v->limits, &v->n_limits, "max-schedules", c->max_schedules);
     add_kv(&v->limits, &v->n_limits, "max-param", c->spec_limits.max_param_bytes);
     add_kv(&v->limits, &v->n_limits, "max-labels", c->spec_limits.max_labels);
     add_kv(&v->limits, &v->n_limits, "log-limit", c->log_limit);

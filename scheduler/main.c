@@ -34,6 +34,7 @@ static void usage(FILE *f)
                "                         included; a spec's max_depth may only lower it [100]\n"
                "  --max-tasks N          tasks one run may have, items and groups' steps\n"
                "                         included; a fan-out or group beyond fails [10000000]\n"
+               "  --max-schedules N      schedules droverd keeps; one more is refused [1000]\n"
                "  --max-spec BYTES       size of a submitted spec [1Mi]\n"
                "  --max-steps N          steps of one run [10000]\n"
                "  --max-param BYTES      one param value [64Ki]\n"
@@ -127,12 +128,12 @@ static int apply(const char *key, const char *value, void *arg)
         if (spec_parse_memory(value, &n) < 0 || n < (64u << 10) || n > (1ull << 40))
             return -EINVAL;
         c->api_peer_queue = (size_t)n;
-    } else if (strcmp(key, "max-tasks") == 0) {
+    } else if (strcmp(key, "max-tasks") == 0 || strcmp(key, "max-schedules") == 0) {
         char *end;
         unsigned long long n = strtoull(value, &end, 10);
         if (!*value || *end || n == 0 || n > 1000000000ULL)
             return -EINVAL;
-        c->max_run_tasks = (size_t)n;
+        *(key[4] == 't' ? &c->max_run_tasks : &c->max_schedules) = (size_t)n;
     } else if (strcmp(key, "max-depth") == 0) {
         char *end;
         unsigned long n = strtoul(value, &end, 10);
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
                                              {"max-system-errors", required_argument, 0, 0},
                                              {"max-depth", required_argument, 0, 0},
                                              {"max-tasks", required_argument, 0, 0},
+                                             {"max-schedules", required_argument, 0, 0},
                                              {"key", required_argument, 0, 0},
                                              {"authorized-keys", required_argument, 0, 0},
                                              {"api-keys", required_argument, 0, 0},

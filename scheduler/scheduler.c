@@ -42,6 +42,7 @@ void sched_config_defaults(sched_config_t *cfg)
     cfg->retention_ms = 30ULL * 24 * 3600 * 1000;
     cfg->max_items = 1000000;
     cfg->max_run_tasks = 10000000;
+    cfg->max_schedules = 1000;
     spec_limits_defaults(&cfg->spec_limits);
     cfg->max_message = MAX_MESSAGE;
     cfg->api_peer_queue = API_PEER_QUEUE;

@@ -26,6 +26,7 @@ typedef struct {
     uint64_t retention_ms;      /* delete finished runs older than this; 0 = keep */
     size_t max_items;           /* items one fan-out may produce (run time) */
     size_t max_run_tasks;       /* tasks one run may have (fan-outs, groups) */
+    size_t max_schedules;       /* schedules droverd keeps */
     spec_limits_t spec_limits;  /* what a submitted spec may be */
     size_t max_message;         /* bytes of one message on either socket */
     size_t api_peer_queue;      /* reply bytes droverd holds for one API peer */

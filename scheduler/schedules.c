@@ -364,8 +364,10 @@ static void tick_one(sched_t *s, schedule_t *sc, int64_t now_ms)
         mark(s, sc);
     }
     int64_t next;
-    if (waiting || n == MAX_DUE_PER_TICK)
-        sc->next_ms = 0; /* look again at the next tick (or when a run ends) */
+    if (waiting)
+        sc->next_ms = INT64_MAX; /* at max-active: look again when one of its runs ends */
+    else if (n == MAX_DUE_PER_TICK)
+        sc->next_ms = 0; /* more to catch up: at the next tick */
     else
         sc->next_ms = cadence_next(&c, cursor / 1000, &next) == 0 ? next * 1000 : INT64_MAX;
 }
@@ -500,6 +502,12 @@ int schedules_put(sched_t *s, const Drover__ScheduleRecord *in, bool update, con
         snprintf(err, errlen, "a schedule named '%s' exists (drover schedule update changes it)",
                  in->name);
         return -EEXIST;
+    }
+    if (!update && zhashx_size(s->schedules.by_name) >= s->cfg.max_schedules) {
+        s->counters.over_limits++;
+        snprintf(err, errlen, "droverd holds %zu schedules, its --max-schedules",
+                 s->cfg.max_schedules);
+        return -E2BIG;
     }
     Drover__ScheduleRecord *rec = util_pb_copy(in);
     /* what droverd keeps for itself is never a client's to say: a create

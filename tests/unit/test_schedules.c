@@ -399,3 +399,23 @@ Test(schedules, roles_decide_who_may_list_create_and_change)
     cr_assert(r->schedules[0]->schedule->paused);
     drover__api_response__free_unpacked(r, NULL);
 }
+
+Test(schedules, droverd_keeps_at_most_max_schedules)
+{
+    s->cfg.max_schedules = 2;
+    opts_t o = {.every_ms = 3600000};
+    put("one", &o, 1);
+    put("two", &o, 1);
+    Drover__ScheduleRecord rec = DROVER__SCHEDULE_RECORD__INIT;
+    char err[256];
+    rec.name = "three";
+    rec.spec_file = "n.yaml";
+    rec.spec.data = (uint8_t *)NIGHTLY;
+    rec.spec.len = strlen(NIGHTLY);
+    rec.every_ms = 3600000;
+    cr_assert_eq(schedules_put(s, &rec, false, "alice", err, sizeof err), -E2BIG);
+    cr_assert(strstr(err, "--max-schedules"), "%s", err);
+    cr_assert_null(schedules_find(s, "three"));
+    rec.name = "two"; /* an update is no new schedule */
+    cr_assert_eq(schedules_put(s, &rec, true, "alice", err, sizeof err), 0, "%s", err);
+}
