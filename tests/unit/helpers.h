@@ -196,8 +196,9 @@ static inline agent_t *h_register(sched_t *s, const char *name, uint32_t cpu_mil
     return a;
 }
 
-/* The agent running t reports its current attempt EXITED with code. */
-static inline void h_exit(sched_t *s, task_t *t, int code)
+/* The agent running t reports its current attempt EXITED with code and
+ * output params kvs[0..n) (not taken). */
+static inline void h_exit_params(sched_t *s, task_t *t, int code, Drover__KeyValue **kvs, size_t n)
 {
     Drover__Report rep = DROVER__REPORT__INIT;
     Drover__AttemptRecord *a = dag_current_attempt(t);
@@ -205,7 +206,15 @@ static inline void h_exit(sched_t *s, task_t *t, int code)
     rep.attempt_id = a->id;
     rep.kind = DROVER__REPORT_KIND__REPORT_EXITED;
     rep.exit_code = code;
+    rep.out_params = kvs;
+    rep.n_out_params = n;
     dag_task_exited(s, t, &rep);
+}
+
+/* The agent running t reports its current attempt EXITED with code. */
+static inline void h_exit(sched_t *s, task_t *t, int code)
+{
+    h_exit_params(s, t, code, NULL, 0);
 }
 
 /* Whether t sits in the scheduler's ready queue (walking the queue, not

@@ -41,7 +41,6 @@ static void ensure_assigned(task_t *t)
 static void finish_code(task_t *t, int code, ...)
 {
     ensure_assigned(t);
-    Drover__Report rep = DROVER__REPORT__INIT;
     Drover__KeyValue *kvs[8];
     size_t n = 0;
     va_list ap;
@@ -51,12 +50,7 @@ static void finish_code(task_t *t, int code, ...)
         kvs[n++] = util_kv_new(k, va_arg(ap, const char *));
     }
     va_end(ap);
-    rep.attempt_id = dag_current_attempt(t)->id;
-    rep.kind = DROVER__REPORT_KIND__REPORT_EXITED;
-    rep.exit_code = code;
-    rep.out_params = kvs;
-    rep.n_out_params = n;
-    dag_task_exited(s, t, &rep);
+    h_exit_params(s, t, code, kvs, n);
     for (size_t i = 0; i < n; i++)
         drover__key_value__free_unpacked(kvs[i], NULL);
 }

@@ -95,14 +95,8 @@ static void finish_run(run_t *r, int code)
     agent();
     if (t->status == ST(READY))
         placer_place(s);
-    Drover__Report rep = DROVER__REPORT__INIT;
     Drover__KeyValue *kv = util_kv_new("score", "0.9");
-    rep.attempt_id = dag_current_attempt(t)->id;
-    rep.kind = DROVER__REPORT_KIND__REPORT_EXITED;
-    rep.exit_code = code;
-    rep.out_params = &kv;
-    rep.n_out_params = code == 0;
-    dag_task_exited(s, t, &rep);
+    h_exit_params(s, t, code, &kv, code == 0);
     drover__key_value__free_unpacked(kv, NULL);
 }
 
