@@ -693,6 +693,15 @@ void auth_handshake_failed(sched_t *s, int event, int value, const char *address
 int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why, size_t len);
 void auth_shutdown(sched_t *s);
 
+/* --- pools.c: node pools (README "Autoscaling node pools") */
+/* What a READY task of t's shape that no agent in service can take waits
+ * for in the node pools, in words ("waiting for pool gpu-spot: 2 nodes
+ * booting", "pool gpu-spot at its max (20 nodes)", ...), written into buf
+ * without the "waiting: " prefix. fallback: t's spot fallback to on-demand
+ * is on. false (buf untouched) when no pool could ever hold such a task.
+ * O(pools): call it once per shape, not per task. */
+bool pools_explain(sched_t *s, const task_t *t, bool fallback, char *buf, size_t len);
+
 /* --- tokens.c: join tokens (README "Join tokens") */
 /* Load every token record from the store (before auth_init). 0 or -errno. */
 int tokens_init(sched_t *s);
