@@ -181,6 +181,9 @@ int cmd_agent_forget(cli_t *cli, int argc, char **argv);
 int cmd_tokens(cli_t *cli, int argc, char **argv);
 int cmd_token_create(cli_t *cli, int argc, char **argv);
 int cmd_token_revoke(cli_t *cli, int argc, char **argv);
+int cmd_pools(cli_t *cli, int argc, char **argv);
+int cmd_pool_scale(cli_t *cli, int argc, char **argv);
+int cmd_pool_drain(cli_t *cli, int argc, char **argv);
 int cmd_context_add(cli_t *cli, int argc, char **argv);
 int cmd_context_use(cli_t *cli, int argc, char **argv);
 int cmd_context_list(cli_t *cli, int argc, char **argv);
@@ -201,6 +204,7 @@ void complete_steps(cli_t *cli, const char *run, const char *prefix);
 void complete_artifacts(cli_t *cli, const char *run, const char *step, const char *prefix);
 void complete_agents(cli_t *cli, const char *prefix);
 void complete_schedules(cli_t *cli, const char *prefix);
+void complete_pools(cli_t *cli, const char *prefix);
 void complete_contexts(const char *prefix);
 
 /* A setting of the context in use ("api", "key" or "server-key"), or NULL

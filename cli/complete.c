@@ -1,6 +1,6 @@
 /* complete — the names `drover __complete` offers that only droverd or the
  * config directory knows: run ids, a run's step names, a step's artifact
- * names, agent names, schedule names and context names. Each prints the ones that start
+ * names, agent names, schedule names, pool names and context names. Each prints the ones that start
  * with prefix, one per line; any failure (no droverd, no such run) prints
  * nothing, as a shell completion must never complain. The engine that
  * decides which to call is in drover.c, next to the command table. */
@@ -94,6 +94,19 @@ void complete_schedules(cli_t *cli, const char *prefix)
     Drover__ApiResponse *resp = ask(cli, &req);
     for (size_t i = 0; resp && i < resp->n_schedules; i++)
         offer(resp->schedules[i]->schedule->name, prefix);
+    if (resp)
+        drover__api_response__free_unpacked(resp, NULL);
+}
+
+void complete_pools(cli_t *cli, const char *prefix)
+{
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__PoolRequest pr = DROVER__POOL_REQUEST__INIT;
+    req.op_case = DROVER__API_REQUEST__OP_POOL;
+    req.pool = &pr;
+    Drover__ApiResponse *resp = ask(cli, &req);
+    for (size_t i = 0; resp && i < resp->n_pools; i++)
+        offer(resp->pools[i]->name, prefix);
     if (resp)
         drover__api_response__free_unpacked(resp, NULL);
 }

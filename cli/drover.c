@@ -98,6 +98,12 @@ static const command_t commands[] = {
      "--pool= --ttl= --uses= --name-prefix= --node="},
     {"token", "revoke", cmd_token_revoke, "ID", "revoke a join token and the keys it admitted", "",
      ""},
+    {NULL, "pools", cmd_pools, "[-o FORMAT]",
+     "list node pools: nodes by state, demand, cost, provider errors", "", "-o=fmt --output=fmt"},
+    {"pool", "scale", cmd_pool_scale, "NAME N",
+     "keep N nodes in a pool: grow now, drain the surplus (admin)", "pool", ""},
+    {"pool", "drain", cmd_pool_drain, "NAME",
+     "no new nodes; drain and remove a pool's nodes (admin)", "pool", ""},
     {"context", "add", cmd_context_add, "NAME --api ENDPOINT [--key F] [--server-key F]",
      "save a cluster's endpoint and keys as a context", "",
      "--api= --key=file --server-key=file --use"},
@@ -342,6 +348,8 @@ static void offer_kind(cli_t *cli, const char *kind, const char *const *pos, siz
         complete_agents(cli, prefix);
     else if (strcmp(kind, "schedule") == 0)
         complete_schedules(cli, prefix);
+    else if (strcmp(kind, "pool") == 0)
+        complete_pools(cli, prefix);
     else if (strcmp(kind, "context") == 0)
         complete_contexts(prefix);
 }

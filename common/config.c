@@ -1,18 +1,111 @@
-/* config — see config.h. Uses libyaml's event parser: a mapping of
- * scalars is all we accept, so anything nested is an error at its line. */
+/* config — see config.h. Uses libyaml's event parser: a mapping whose
+ * values are scalars, except that a value may be a nested sequence or
+ * mapping, which is handed to the setting as JSON text (every scalar a
+ * JSON string): the one setting that takes a structure (droverd's
+ * `pools:`) reads it with jansson, and its flag takes the same JSON. */
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <yaml.h>
 
 #include "log.h"
 #include "util.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
+
+/* Why the last apply refused its value (config_explain), or "". */
+static char config_why[256];
+
+void config_explain(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(config_why, sizeof config_why, fmt, ap);
+    va_end(ap);
+}
+
+/* apply(key, value, arg) with config_why cleared first. */
+static int apply_one(int (*apply)(const char *, const char *, void *), const char *key,
+                     const char *value, void *arg)
+{
+    config_why[0] = '\0';
+    return apply(key, value, arg);
+}
+
+/* Nested values are bounded: deeper than this is an error at its line. */
+#define CONFIG_MAX_DEPTH 16
+
+/* The nested value that starts with event first (a sequence or mapping
+ * start), read up to its end, as a JSON tree; NULL with err set. */
+static json_t *read_nested(yaml_parser_t *p, const yaml_event_t *first, const char *path, int depth,
+                           char *err, size_t errlen)
+{
+    bool map = first->type == YAML_MAPPING_START_EVENT;
+    json_t *out = map ? json_object() : json_array();
+    char *key = NULL;
+    if (depth > CONFIG_MAX_DEPTH) {
+        snprintf(err, errlen, "%s:%zu:%zu: nested more than %d deep", path,
+                 first->start_mark.line + 1, first->start_mark.column + 1, CONFIG_MAX_DEPTH);
+        json_decref(out);
+        return NULL;
+    }
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(p, &ev)) {
+            snprintf(err, errlen, "%s:%zu:%zu: not YAML: %s", path, p->problem_mark.line + 1,
+                     p->problem_mark.column + 1, p->problem ? p->problem : "?");
+            break;
+        }
+        json_t *v = NULL;
+        size_t line = ev.start_mark.line + 1, col = ev.start_mark.column + 1;
+        if (ev.type == YAML_MAPPING_END_EVENT || ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            free(key);
+            return out;
+        } else if (ev.type == YAML_SCALAR_EVENT) {
+            const char *text = (const char *)ev.data.scalar.value;
+            if (map && !key) {
+                key = xstrdup(text);
+                yaml_event_delete(&ev);
+                continue;
+            }
+            v = json_string(text);
+            if (!v)
+                snprintf(err, errlen, "%s:%zu:%zu: not UTF-8", path, line, col);
+        } else if (ev.type == YAML_MAPPING_START_EVENT || ev.type == YAML_SEQUENCE_START_EVENT) {
+            if (map && !key)
+                snprintf(err, errlen, "%s:%zu:%zu: a key must be a plain value", path, line, col);
+            else
+                v = read_nested(p, &ev, path, depth + 1, err, errlen);
+        } else {
+            snprintf(err, errlen, "%s:%zu:%zu: aliases are not allowed here", path, line, col);
+        }
+        yaml_event_delete(&ev);
+        if (!v)
+            break;
+        if (map) {
+            if (json_object_get(out, key)) {
+                snprintf(err, errlen, "%s:%zu:%zu: '%s' given twice", path, line, col, key);
+                json_decref(v);
+                break;
+            }
+            json_object_set_new(out, key, v);
+            free(key);
+            key = NULL;
+        } else {
+            json_array_append_new(out, v);
+        }
+    }
+    free(key);
+    json_decref(out);
+    return NULL;
+}
 
 int config_load(const char *path, int (*apply)(const char *key, const char *value, void *arg),
                 void *arg, char *err, size_t errlen)
@@ -43,7 +136,22 @@ int config_load(const char *path, int (*apply)(const char *key, const char *valu
             yaml_event_delete(&ev);
             break;
         }
-        if (type == YAML_MAPPING_START_EVENT) {
+        if ((type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT) && depth == 1 &&
+            key) {
+            json_t *tree = read_nested(&parser, &ev, path, 1, err, errlen);
+            char *json = tree ? json_dumps(tree, JSON_COMPACT) : NULL;
+            json_decref(tree);
+            rc = json ? apply_one(apply, key, json, arg) : -EINVAL;
+            if (rc == -ENOENT)
+                snprintf(err, errlen, "%s:%zu:%zu: unknown setting '%s'", path, key_line, key_col,
+                         key);
+            else if (rc < 0 && json)
+                snprintf(err, errlen, "%s:%zu:%zu: bad value for '%s'%s%s", path, line, col, key,
+                         config_why[0] ? ": " : "", config_why);
+            free(json);
+            free(key);
+            key = NULL;
+        } else if (type == YAML_MAPPING_START_EVENT) {
             if (++depth > 1) {
                 snprintf(err, errlen, "%s:%zu:%zu: nested values are not allowed here", path, line,
                          col);
@@ -67,13 +175,13 @@ int config_load(const char *path, int (*apply)(const char *key, const char *valu
                     if (*p == '_')
                         *p = '-';
             } else {
-                rc = apply(key, v, arg);
+                rc = apply_one(apply, key, v, arg);
                 if (rc == -ENOENT)
                     snprintf(err, errlen, "%s:%zu:%zu: unknown setting '%s'", path, key_line,
                              key_col, key);
                 else if (rc < 0)
-                    snprintf(err, errlen, "%s:%zu:%zu: bad value '%s' for '%s'", path, line, col, v,
-                             key);
+                    snprintf(err, errlen, "%s:%zu:%zu: bad value '%s' for '%s'%s%s", path, line,
+                             col, v, key, config_why[0] ? ": " : "", config_why);
                 free(key);
                 key = NULL;
             }
@@ -113,8 +221,9 @@ int config_parse_args(int argc, char **argv, const struct option *longopts,
                 log_error("config: %s", err);
                 return 2;
             }
-        } else if (apply(name, optarg ? optarg : "true", arg) < 0) {
-            log_error("bad value '%s' for --%s", optarg ? optarg : "", name);
+        } else if (apply_one(apply, name, optarg ? optarg : "true", arg) < 0) {
+            log_error("bad value '%s' for --%s%s%s", optarg ? optarg : "", name,
+                      config_why[0] ? ": " : "", config_why);
             return 2;
         }
     }

@@ -6,7 +6,9 @@
  *     listen: tcp://0.0.0.0:7070
  * Each pair is handed to the same function that handles the flag, so a
  * config file can say exactly what the command line can; flags given on
- * the command line after --config win.
+ * the command line after --config win. A value may be a nested sequence or
+ * mapping (droverd's `pools:`): the setting then gets it as JSON text,
+ * every scalar a JSON string, as its flag would take it.
  */
 #ifndef DROVER_CONFIG_H
 #define DROVER_CONFIG_H
@@ -20,6 +22,11 @@
  * Returns 0, or -errno with "FILE:LINE:COL: reason" in err. */
 int config_load(const char *path, int (*apply)(const char *key, const char *value, void *arg),
                 void *arg, char *err, size_t errlen);
+
+/* For an apply function refusing a value: why (printf-style), added to
+ * the "bad value" error config_load or config_parse_args reports. One
+ * static buffer: daemons parse their settings on one thread at start. */
+void config_explain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 struct option;
 

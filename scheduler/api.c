@@ -669,7 +669,8 @@ static char *forbidden(sched_t *s, const api_caller_t *c, const Drover__ApiReque
 {
     api_role_t need = req->op_case == DROVER__API_REQUEST__OP_SCHEDULE
                           ? api_schedule_role(req->schedule)
-                          : role_needed(req->op_case);
+                      : req->op_case == DROVER__API_REQUEST__OP_POOL ? pools_api_role(req->pool)
+                                                                     : role_needed(req->op_case);
     if (c->role < need)
         return xasprintf("permission denied: key '%s' has role %s; this needs %s", c->name,
                          role_name(c->role), role_name(need));
@@ -868,6 +869,9 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_TOKEN:
         tokens_api(s, caller, req->token, &resp, &err);
         break;
+    case DROVER__API_REQUEST__OP_POOL:
+        pools_api(s, caller, req->pool, &resp, &err);
+        break;
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */
         log_info("step cache cleared");
@@ -886,6 +890,7 @@ done:
     spec_errors_free(&resp);
     api_schedule_done(&resp);
     tokens_api_done(&resp);
+    pools_api_done(&resp);
     if (spec_loaded)
         drover__run_spec_record__free_unpacked(spec_loaded, NULL);
     if (resp.status)

@@ -5,7 +5,7 @@
  * journal holds goes into ONE LMDB write transaction: dirty runs (and a
  * new run's steps and what it was submitted from, once), dirty tasks,
  * cache changes, blob references, run deletions, forgotten agents, dirty
- * agents, log chunks, join tokens and the id counters. Only after the commit succeeded
+ * agents, log chunks, join tokens, pool nodes and the id counters. Only after the commit succeeded
  * is the journal emptied, the files of dropped blobs unlinked and
  * deleted runs freed; on failure the transaction is aborted and the loop
  * stops without sending anything. Either way a new run's spec texts
@@ -76,6 +76,8 @@ static int write_journal(sched_t *s)
         rc = schedules_commit(s);
     if (rc == 0)
         rc = tokens_commit(s);
+    if (rc == 0)
+        rc = pools_commit(s);
     if (rc == 0 && j->counters_dirty) {
         rc = store_put_counter(s->store, "next_run", s->dag.next_run);
         if (rc == 0)
@@ -106,6 +108,7 @@ int commit_journal(sched_t *s)
         return rc;
     journal_reset(&s->journal); /* touches tasks: before deleted runs are freed */
     schedules_after_commit(s);
+    pools_after_commit(s);
     blobstore_after_commit(s);
     dag_free_deleted(s);
     return 0;

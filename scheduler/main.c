@@ -48,6 +48,10 @@ static void usage(FILE *f)
                "  --authorized-keys DIR  agents' public keys, one file each (SIGHUP reloads)\n"
                "  --api-keys DIR         CLI users' public keys with roles admin, submit, read\n"
                "  --insecure             allow non-loopback endpoints without keys (warned)\n"
+               "node pools (README: Autoscaling node pools):\n"
+               "  --pools JSON           the pools (in the config file: a YAML list `pools:`)\n"
+               "  --advertise ENDPOINT   the agents endpoint new nodes connect to [--listen,\n"
+               "                         with 0.0.0.0 or * read as 127.0.0.1]\n"
                "  --debug                verbose logging\n"
                "  -V, --version          print the version and exit\n"
                "  -h, --help             print this help and exit\n");
@@ -59,6 +63,7 @@ typedef struct {
     int n_owned;
     char *resolved[4]; /* the absolute paths of resolve_paths */
     int n_resolved;
+    pool_config_t *pools; /* the last --pools (cfg.pools) */
 } options_t;
 
 static const char *keep(options_t *o, const char *v)
@@ -160,7 +165,20 @@ static int apply(const char *key, const char *value, void *arg)
         c->api_keys = keep(o, value);
     else if (strcmp(key, "insecure") == 0)
         c->insecure = strcmp(value, "true") == 0 || strcmp(value, "1") == 0;
-    else if (strcmp(key, "debug") == 0)
+    else if (strcmp(key, "advertise") == 0)
+        c->advertise = keep(o, value);
+    else if (strcmp(key, "pools") == 0) {
+        pool_config_t *pools;
+        size_t n;
+        char err[512];
+        if (pools_config_parse(value, &pools, &n, err, sizeof err) < 0) {
+            config_explain("%s", err);
+            return -EINVAL;
+        }
+        pools_config_free(o->pools, c->n_pools);
+        c->pools = o->pools = pools;
+        c->n_pools = n;
+    } else if (strcmp(key, "debug") == 0)
         log_set_debug(strcmp(value, "true") == 0 || strcmp(value, "1") == 0);
     else
         return -ENOENT;
@@ -191,6 +209,8 @@ int main(int argc, char **argv)
                                              {"authorized-keys", required_argument, 0, 0},
                                              {"api-keys", required_argument, 0, 0},
                                              {"insecure", no_argument, 0, 0},
+                                             {"pools", required_argument, 0, 0},
+                                             {"advertise", required_argument, 0, 0},
                                              {"debug", no_argument, 0, 0},
                                              {"help", no_argument, 0, 'h'},
                                              {"version", no_argument, 0, 'V'},
@@ -203,8 +223,10 @@ int main(int argc, char **argv)
     sched_config_defaults(&o.cfg);
     o.cfg.state_dir = "/var/lib/drover";
     int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
-    if (status >= 0)
+    if (status >= 0) {
+        pools_config_free(o.pools, o.cfg.n_pools);
         return status;
+    }
     sched_t *s = resolve_paths(&o) == 0 ? sched_new(&o.cfg) : NULL;
     if (s) {
         rc = sched_run(s) < 0 ? 1 : 0;
@@ -214,5 +236,6 @@ int main(int argc, char **argv)
         free(o.owned[i]);
     for (int i = 0; i < o.n_resolved; i++)
         free(o.resolved[i]);
+    pools_config_free(o.pools, o.cfg.n_pools);
     return rc;
 }

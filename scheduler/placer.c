@@ -53,8 +53,7 @@ static bool placeable(const agent_t *a)
     return a->connected && !a->drained && !a->terminating && a->unacked < PLACER_MAX_UNACKED;
 }
 
-/* What of a fit does not change while t waits: spot only, images, labels. */
-static bool suits(const agent_t *a, const task_t *t)
+bool placer_suits(const agent_t *a, const task_t *t)
 {
     if (t->step->spot == DROVER__SPOT_POLICY__SPOT_REQUIRE && !a->spot)
         return false;
@@ -84,7 +83,7 @@ bool placer_fits(const agent_t *a, const task_t *t)
         if ((uint64_t)a->used.gpus + want->gpus > a->capacity.gpus)
             return false;
     }
-    return suits(a, t);
+    return placer_suits(a, t);
 }
 
 /* Whether an agent in service other than the one t avoids could ever take
@@ -95,7 +94,7 @@ static bool another_could_run(sched_t *s, const task_t *t)
     const Drover__Resources *want = t->step->resources;
     for (agent_t *a = zhashx_first(s->fleet.agents); a; a = zhashx_next(s->fleet.agents)) {
         if (!a->connected || a->drained || a->terminating || strcmp(a->name, t->avoid_agent) == 0 ||
-            !suits(a, t))
+            !placer_suits(a, t))
             continue;
         if (want && (want->cpu_milli > a->capacity.cpu_milli ||
                      (want->memory_bytes && want->memory_bytes > a->capacity.memory_bytes) ||

@@ -352,6 +352,7 @@ struct sched {
     struct {
         zhashx_t *by_id; /* id → token_t (owned) */
     } tokens;
+    struct pools *pools; /* pools.c (opaque) */
 };
 
 /* --- commit.c: the loop's commit phase */
@@ -602,6 +603,9 @@ void flow_group_outputs(sched_t *s, task_t *g);
 /* --- placer.c */
 /* Whether agent a can take task t now (labels, resources, state). */
 bool placer_fits(const agent_t *a, const task_t *t);
+/* What of that does not change while t waits: spot: require, images,
+ * labels. */
+bool placer_suits(const agent_t *a, const task_t *t);
 /* How much t would rather not run on a (0 = best), -1 = not at all: its
  * spot policy, then nodes at risk last. ondemand_fleet: an on-demand
  * agent is in service (the fallback to on-demand needs one). */
@@ -694,13 +698,31 @@ int auth_api_caller(sched_t *s, zframe_t *body, api_caller_t *caller, char *why,
 void auth_shutdown(sched_t *s);
 
 /* --- pools.c: node pools (README "Autoscaling node pools") */
+/* The pools of s->cfg.pools and what the store knows of their nodes
+ * (after tokens_init). 0 or -errno. */
+int pools_init(sched_t *s);
+void pools_free(sched_t *s);
+/* Watch the nodes, work out demand, grow and shrink, call providers (the
+ * 100 ms tick; demand every 500 ms). */
+void pools_tick(sched_t *s, int64_t now_ms);
+/* The commit phase: changed node records and holds; then mark them
+ * durable (a provider is called only about durable decisions). */
+int pools_commit(sched_t *s);
+void pools_after_commit(sched_t *s);
 /* What a READY task of t's shape that no agent in service can take waits
  * for in the node pools, in words ("waiting for pool gpu-spot: 2 nodes
- * booting", "pool gpu-spot at its max (20 nodes)", ...), written into buf
- * without the "waiting: " prefix. fallback: t's spot fallback to on-demand
- * is on. false (buf untouched) when no pool could ever hold such a task.
- * O(pools): call it once per shape, not per task. */
+ * booting", "pool gpu-spot is at its max (20 nodes)", ...), written into
+ * buf without the "waiting: " prefix. fallback: t's spot fallback to
+ * on-demand is on. false (buf untouched) when no pool could ever hold
+ * such a task. O(pools): call it once per shape, not per task. */
 bool pools_explain(sched_t *s, const task_t *t, bool fallback, char *buf, size_t len);
+/* `drover pools`, `drover pool scale|drain`: the role a request needs,
+ * its handling into resp (*err: an error it owns), and freeing what it
+ * added to resp. */
+api_role_t pools_api_role(const Drover__PoolRequest *req);
+void pools_api(sched_t *s, const api_caller_t *caller, const Drover__PoolRequest *req,
+               Drover__ApiResponse *resp, char **err);
+void pools_api_done(Drover__ApiResponse *resp);
 
 /* --- tokens.c: join tokens (README "Join tokens") */
 /* Load every token record from the store (before auth_init). 0 or -errno. */

@@ -172,6 +172,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     gates_due(s, now);
     schedules_tick(s, now);
     agents_tick(s);
+    pools_tick(s, now);
     replies_sweep(s);
     if (now - s->last_gc_ms > GC_INTERVAL_MS) {
         s->last_gc_ms = now;
@@ -261,6 +262,10 @@ sched_t *sched_new(const sched_config_t *cfg)
         log_error("%s", err);
         goto fail;
     }
+    if ((rc = pools_init(s)) < 0) {
+        log_error("loading node pools from %s: %s", cfg->state_dir, strerror(-rc));
+        goto fail;
+    }
     s->agents_sock = bind_router(s, cfg->listen, false);
     s->api_sock = bind_router(s, s->api_endpoint, true);
     if (!s->agents_sock || !s->api_sock)
@@ -326,6 +331,7 @@ void sched_destroy(sched_t **sp)
     zsock_destroy(&s->agents_sock);
     zsock_destroy(&s->api_sock);
     auth_shutdown(s);
+    pools_free(s); /* before tokens: kills provider calls still running */
     tokens_free(s);
     outbound_free(&s->out);
     replies_shutdown(s);

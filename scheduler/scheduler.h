@@ -16,6 +16,28 @@
 
 #include "spec.h"
 
+/* A node pool (README "Autoscaling node pools"): nodes of one shape that
+ * droverd asks a provider program to make when steps wait, and to remove
+ * when they idle. Parsed from `pools:` by pools_config_parse. */
+typedef struct {
+    char *name;
+    uint32_t cpu_milli; /* each node's size */
+    uint64_t memory_bytes;
+    uint32_t gpus;
+    char **label_keys, **label_values; /* each node's labels */
+    size_t n_labels;
+    bool spot;
+    double price; /* per node-hour */
+    uint32_t min, max;
+    uint64_t idle_ms;         /* an idle node above min is drained and removed after */
+    uint64_t boot_timeout_ms; /* a node not registered by then is given up */
+    char *fallback;           /* pool that takes this one's demand while it backs off */
+    char *command;            /* the provider program (absolute path) */
+    char **args;              /* provider.args */
+    size_t n_args;
+    uint64_t call_timeout_ms; /* a provider call is killed after */
+} pool_config_t;
+
 typedef struct {
     const char *state_dir;
     const char *listen;         /* agents endpoint */
@@ -37,9 +59,20 @@ typedef struct {
     const char *authorized_keys; /* dir of agents' public keys */
     const char *api_keys;        /* dir of CLI users' public keys (with roles) */
     bool insecure;               /* allow non-loopback endpoints without keys */
+    /* Node pools (pools.c), owned by whoever parsed them. */
+    const pool_config_t *pools;
+    size_t n_pools;
+    const char *advertise; /* the agents endpoint pool nodes connect to; NULL: from listen */
 } sched_config_t;
 
 typedef struct sched sched_t;
+
+/* Parse `pools:` (JSON text: an array of pool objects, as config_load
+ * hands a nested value over, or as --pools takes it): 0 with *out (an
+ * array of *n; pools_config_free frees it), or -EINVAL with what is wrong
+ * and where ("pools[2] (gpu-spot): max: ...") in err. */
+int pools_config_parse(const char *json, pool_config_t **out, size_t *n, char *err, size_t errlen);
+void pools_config_free(pool_config_t *pools, size_t n);
 
 /* Default configuration values (state_dir left NULL). */
 void sched_config_defaults(sched_config_t *cfg);

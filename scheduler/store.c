@@ -36,7 +36,8 @@ struct store {
     char *dir;   /* the state dir */
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
-    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs, schedules, tokens;
+    MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs, schedules, tokens, pools,
+        pool_nodes;
     MDB_txn *txn;                  /* the open write transaction, or NULL */
     uint64_t txn_bytes, bytes_put; /* value bytes put: in txn, by committed ones */
 };
@@ -224,7 +225,9 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "cache", MDB_CREATE, &s->cache)) ||
         (rc = mdb_dbi_open(txn, "specs", MDB_CREATE, &s->specs)) ||
         (rc = mdb_dbi_open(txn, "schedules", MDB_CREATE, &s->schedules)) ||
-        (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &s->tokens))) {
+        (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &s->tokens)) ||
+        (rc = mdb_dbi_open(txn, "pools", MDB_CREATE, &s->pools)) ||
+        (rc = mdb_dbi_open(txn, "pool_nodes", MDB_CREATE, &s->pool_nodes))) {
         snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
         goto fail;
     }
@@ -436,6 +439,21 @@ int store_delete_schedule(store_t *s, const char *name)
     return delete_named(s, s->schedules, name);
 }
 
+int store_put_pool(store_t *s, const Drover__PoolRecord *p)
+{
+    return put_message(s, s->pools, p->name, strlen(p->name), &p->base);
+}
+
+int store_put_pool_node(store_t *s, const Drover__PoolNodeRecord *n)
+{
+    return put_message(s, s->pool_nodes, n->name, strlen(n->name), &n->base);
+}
+
+int store_delete_pool_node(store_t *s, const char *name)
+{
+    return delete_named(s, s->pool_nodes, name);
+}
+
 int store_put_counter(store_t *s, const char *name, uint64_t value)
 {
     if (!s->txn)
@@ -558,6 +576,42 @@ int store_load_tokens(store_t *s, void (*fn)(const Drover__TokenRecord *tok, voi
         return lmdb_errno(rc);
     token_loader_t l = {fn, arg};
     rc = load_db(s, txn, s->tokens, &drover__token_record__descriptor, load_token, &l);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+typedef struct {
+    void (*pool)(const Drover__PoolRecord *p, void *arg);
+    void (*node)(const Drover__PoolNodeRecord *n, void *arg);
+    void *arg;
+} pools_loader_t;
+
+static void load_pool(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
+{
+    (void)key;
+    const pools_loader_t *l = arg;
+    l->pool((const Drover__PoolRecord *)msg, l->arg);
+}
+
+static void load_pool_node(const MDB_val *key, const ProtobufCMessage *msg, void *arg)
+{
+    (void)key;
+    const pools_loader_t *l = arg;
+    l->node((const Drover__PoolNodeRecord *)msg, l->arg);
+}
+
+int store_load_pools(store_t *s, void (*pool)(const Drover__PoolRecord *p, void *arg),
+                     void (*node)(const Drover__PoolNodeRecord *n, void *arg), void *arg)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    pools_loader_t l = {pool, node, arg};
+    rc = load_db(s, txn, s->pools, &drover__pool_record__descriptor, load_pool, &l);
+    if (rc == 0)
+        rc = load_db(s, txn, s->pool_nodes, &drover__pool_node_record__descriptor, load_pool_node,
+                     &l);
     mdb_txn_abort(txn);
     return rc;
 }

@@ -9,8 +9,10 @@
  * what the run was submitted from, the spec and its imports' texts,
  * written once with the run; a state dir from before it gets the
  * database, empty, when opened: not a schema change), tokens (join token
- * id → TokenRecord: the secret's SHA-256, never the secret; likewise
- * created empty in an older state dir).
+ * id → TokenRecord: the secret's SHA-256, never the secret), pools
+ * (pool name → PoolRecord: an operator's scale or drain) and pool_nodes
+ * (node name → PoolNodeRecord: each node a pool has, by state); each
+ * created empty in an older state dir.
  * Values are protobuf-encoded (proto/drover.proto). A run's record and
  * its steps are apart so that what changes often (the run's status) does
  * not rewrite what never changes (its steps): a task's transition costs
@@ -79,6 +81,12 @@ int store_delete_schedule(store_t *s, const char *name);
 /* A join token's record (database "tokens", key = its id; the secret's
  * hash, never the secret), inside the write transaction. 0 or -errno. */
 int store_put_token(store_t *s, const Drover__TokenRecord *tok);
+/* Node pools: an operator's hold on a pool (database "pools", key = pool
+ * name) and each node a pool has (database "pool_nodes", key = node name;
+ * deleted when the node is forgotten), inside the write transaction. */
+int store_put_pool(store_t *s, const Drover__PoolRecord *p);
+int store_put_pool_node(store_t *s, const Drover__PoolNodeRecord *n);
+int store_delete_pool_node(store_t *s, const char *name);
 int store_put_counter(store_t *s, const char *name, uint64_t value);
 int store_put_log(store_t *s, const char *run_id, uint32_t task, uint32_t attempt, uint64_t offset,
                   const uint8_t *data, size_t len);
@@ -107,6 +115,10 @@ int store_load(store_t *s, const store_loader_t *loader);
 /* Every join token record, in id order (unpacked and freed by the store
  * after fn returns). 0 or -errno. */
 int store_load_tokens(store_t *s, void (*fn)(const Drover__TokenRecord *tok, void *arg), void *arg);
+/* Every pool hold, then every pool node, in name order (records freed by
+ * the store after the callback returns). 0 or -errno. */
+int store_load_pools(store_t *s, void (*pool)(const Drover__PoolRecord *p, void *arg),
+                     void (*node)(const Drover__PoolNodeRecord *n, void *arg), void *arg);
 
 /* Blobs (content-addressed artifact files; the files themselves live in
  * STATE_DIR/blobs, see blobs.c). */
