@@ -556,7 +556,10 @@ static void call_done(void *arg, int status, const char *out, const char *errlin
             if (a) {
                 json_t *id = json_object_get(a, "id");
                 set_str(&n->provider_id, json_is_string(id) ? json_string_value(id) : NULL);
-                set_state(n, DROVER__POOL_NODE_STATE__POOL_NODE_BOOTING, NULL, now);
+                if (n->state == DROVER__POOL_NODE_STATE__POOL_NODE_REQUESTED)
+                    set_state(n, DROVER__POOL_NODE_STATE__POOL_NODE_BOOTING, NULL, now);
+                else
+                    n->dirty = true; /* registered before the answer came: keep its state */
             } else {
                 /* not made, or made in part: deleted (idempotent) to be sure */
                 set_state(n, DROVER__POOL_NODE_STATE__POOL_NODE_DELETING,
