@@ -232,7 +232,7 @@ int main(int argc, char **argv)
     log_init("drover-agent");
     log_daemon_timestamps();
     agent_config_defaults(&o.cfg);
-    int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
+    int status = config_parse_args(argc, argv, longopts, apply, &o, NULL, usage);
     if (status >= 0)
         return status;
     agent_t *a = resolve_paths(&o) == 0 ? agent_new(&o.cfg) : NULL;

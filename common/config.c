@@ -107,8 +107,24 @@ static json_t *read_nested(yaml_parser_t *p, const yaml_event_t *first, const ch
     return NULL;
 }
 
+/* Whether key is one of nested (NULL-terminated; NULL: none). */
+static bool takes_nested(const char *key, const char *const *nested)
+{
+    for (size_t i = 0; nested && nested[i]; i++)
+        if (!strcmp(nested[i], key))
+            return true;
+    return false;
+}
+
 int config_load(const char *path, int (*apply)(const char *key, const char *value, void *arg),
                 void *arg, char *err, size_t errlen)
+{
+    return config_load_nested(path, apply, arg, NULL, err, errlen);
+}
+
+int config_load_nested(const char *path,
+                       int (*apply)(const char *key, const char *value, void *arg), void *arg,
+                       const char *const *nested, char *err, size_t errlen)
 {
     char *text = NULL, *key = NULL;
     size_t key_line = 0, key_col = 0;
@@ -137,7 +153,7 @@ int config_load(const char *path, int (*apply)(const char *key, const char *valu
             break;
         }
         if ((type == YAML_MAPPING_START_EVENT || type == YAML_SEQUENCE_START_EVENT) && depth == 1 &&
-            key) {
+            key && takes_nested(key, nested)) {
             json_t *tree = read_nested(&parser, &ev, path, 1, err, errlen);
             char *json = tree ? json_dumps(tree, JSON_COMPACT) : NULL;
             json_decref(tree);
@@ -198,7 +214,7 @@ int config_load(const char *path, int (*apply)(const char *key, const char *valu
 
 int config_parse_args(int argc, char **argv, const struct option *longopts,
                       int (*apply)(const char *key, const char *value, void *arg), void *arg,
-                      void (*usage)(FILE *stream))
+                      const char *const *nested, void (*usage)(FILE *stream))
 {
     char err[512];
     int idx, c;
@@ -217,7 +233,7 @@ int config_parse_args(int argc, char **argv, const struct option *longopts,
         }
         const char *name = longopts[idx].name;
         if (strcmp(name, "config") == 0) {
-            if (config_load(optarg, apply, arg, err, sizeof err) < 0) {
+            if (config_load_nested(optarg, apply, arg, nested, err, sizeof err) < 0) {
                 log_error("config: %s", err);
                 return 2;
             }

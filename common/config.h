@@ -6,9 +6,10 @@
  *     listen: tcp://0.0.0.0:7070
  * Each pair is handed to the same function that handles the flag, so a
  * config file can say exactly what the command line can; flags given on
- * the command line after --config win. A value may be a nested sequence or
- * mapping (droverd's `pools:`): the setting then gets it as JSON text,
- * every scalar a JSON string, as its flag would take it.
+ * the command line after --config win. The settings a daemon names as
+ * nested (droverd's `pools:`) may have a sequence or mapping for value:
+ * the setting gets it as JSON text, every scalar a JSON string, as its
+ * flag would take it; any other nested value is an error at its line.
  */
 #ifndef DROVER_CONFIG_H
 #define DROVER_CONFIG_H
@@ -22,6 +23,11 @@
  * Returns 0, or -errno with "FILE:LINE:COL: reason" in err. */
 int config_load(const char *path, int (*apply)(const char *key, const char *value, void *arg),
                 void *arg, char *err, size_t errlen);
+/* The same, where the keys in nested (NULL-terminated; NULL: none) may
+ * have nested values, handed to apply as JSON text. */
+int config_load_nested(const char *path,
+                       int (*apply)(const char *key, const char *value, void *arg), void *arg,
+                       const char *const *nested, char *err, size_t errlen);
 
 /* For an apply function refusing a value: why (printf-style), added to
  * the "bad value" error config_load or config_parse_args reports. One
@@ -33,12 +39,12 @@ struct option;
 /* Parse a daemon's command line: every long option (all take their value
  * as --name VALUE, or none for a flag, which then gets "true") goes through
  * apply, and --config FILE through config_load with the same apply.
- * usage(stream) prints the help; -V/--version (which longopts must list with
- * val 'V') prints "PROGRAM VERSION" (log_init's name). Returns -1 to go on,
- * or the exit status to return from main (0 after --help or --version, 2
- * after an error, which is logged). */
+ * nested: as for config_load_nested. usage(stream) prints the help; -V/--version (which longopts
+ * must list with val 'V') prints "PROGRAM VERSION" (log_init's name). Returns -1 to go on, or the
+ * exit status to return from main (0 after --help or --version, 2 after an error, which is logged).
+ */
 int config_parse_args(int argc, char **argv, const struct option *longopts,
                       int (*apply)(const char *key, const char *value, void *arg), void *arg,
-                      void (*usage)(FILE *stream));
+                      const char *const *nested, void (*usage)(FILE *stream));
 
 #endif

@@ -222,7 +222,8 @@ int main(int argc, char **argv)
     log_daemon_timestamps();
     sched_config_defaults(&o.cfg);
     o.cfg.state_dir = "/var/lib/drover";
-    int status = config_parse_args(argc, argv, longopts, apply, &o, usage);
+    static const char *const nested[] = {"pools", NULL}; /* a YAML list in the config file */
+    int status = config_parse_args(argc, argv, longopts, apply, &o, nested, usage);
     if (status >= 0) {
         pools_config_free(o.pools, o.cfg.n_pools);
         return status;

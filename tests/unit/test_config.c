@@ -230,3 +230,94 @@ Test(config, directory_instead_of_file_is_an_error)
     cr_assert_lt(rc, 0);
     cr_assert(strstr(err, dir) != NULL, "message names the path: %s", err);
 }
+
+/* ---- nested values for the settings that take them (droverd's pools:) */
+
+static int apply_nested(const char *key, const char *value, void *arg)
+{
+    seen_t *s = arg;
+    if (strcmp(key, "pools") != 0 && strcmp(key, "listen") != 0)
+        return -ENOENT;
+    if (strstr(value, "\"bad\"")) {
+        config_explain("pools[0]: max: not a number");
+        return -EINVAL;
+    }
+    cr_assert_lt(s->n, 16);
+    s->keys[s->n] = xstrdup(key);
+    s->values[s->n] = xstrdup(value);
+    s->n++;
+    return 0;
+}
+
+static const char *const NESTED[] = {"pools", NULL};
+
+Test(config, a_nested_setting_gets_its_value_as_json)
+{
+    char *path = write_file("pools.yaml", "listen: x\n"
+                                          "pools:\n"
+                                          "  - name: gpu\n"
+                                          "    node: {cpu: 8, labels: {pool: train}}\n"
+                                          "    provider:\n"
+                                          "      args: [--a, \"b c\"]\n"
+                                          "  - name: cpu\n");
+    seen_t s = {0};
+    int rc = config_load_nested(path, apply_nested, &s, NESTED, err, sizeof err);
+    free(path);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(s.n, 2);
+    cr_assert_str_eq(s.keys[1], "pools");
+    cr_assert_str_eq(s.values[1], "[{\"name\":\"gpu\",\"node\":{\"cpu\":\"8\",\"labels\":{\"pool\":"
+                                  "\"train\"}},\"provider\":{\"args\":[\"--a\",\"b c\"]}},"
+                                  "{\"name\":\"cpu\"}]");
+    seen_free(&s);
+}
+
+Test(config, a_nested_value_elsewhere_is_still_refused)
+{
+    char *path = write_file("n.yaml", "listen: {a: b}\n");
+    seen_t s = {0};
+    cr_assert_eq(config_load_nested(path, apply_nested, &s, NESTED, err, sizeof err), -EINVAL);
+    free(path);
+    cr_assert(strstr(err, "nested") != NULL, "%s", err);
+    cr_assert_eq(s.n, 0);
+}
+
+Test(config, a_refused_nested_value_says_why_and_where)
+{
+    char *path = write_file("n.yaml", "listen: x\npools:\n  - max: bad\n");
+    seen_t s = {0};
+    int rc = config_load_nested(path, apply_nested, &s, NESTED, err, sizeof err);
+    char *want = xasprintf("%s:3:", path);
+    free(path);
+    seen_free(&s);
+    cr_assert_eq(rc, -EINVAL);
+    cr_assert(strncmp(err, want, strlen(want)) == 0, "%s", err);
+    free(want);
+    cr_assert(strstr(err, "bad value for 'pools': pools[0]: max: not a number") != NULL, "%s", err);
+}
+
+Test(config, nested_values_are_bounded_and_plain)
+{
+    char deep[256] = "pools: ";
+    for (int i = 0; i < 20; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 20; i++)
+        strcat(deep, "]");
+    strcat(deep, "\n");
+    const struct {
+        const char *text;
+        const char *want;
+    } cases[] = {{deep, "nested more than 16 deep"},
+                 {"pools: [{a: 1, a: 2}]\n", "'a' given twice"},
+                 {"listen: &y 1\npools: [*y]\n", "alias"},
+                 {"pools: [{[a]: 1}]\n", "a key must be a plain value"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *path = write_file("n.yaml", cases[i].text);
+        seen_t s = {0};
+        int rc = config_load_nested(path, apply_nested, &s, NESTED, err, sizeof err);
+        free(path);
+        seen_free(&s);
+        cr_assert_lt(rc, 0, "case %zu", i);
+        cr_assert(strstr(err, cases[i].want) != NULL, "case %zu: %s", i, err);
+    }
+}
