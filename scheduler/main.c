@@ -224,15 +224,13 @@ int main(int argc, char **argv)
     o.cfg.state_dir = "/var/lib/drover";
     static const char *const nested[] = {"pools", NULL}; /* a YAML list in the config file */
     int status = config_parse_args(argc, argv, longopts, apply, &o, nested, usage);
-    if (status >= 0) {
-        pools_config_free(o.pools, o.cfg.n_pools);
-        return status;
-    }
-    sched_t *s = resolve_paths(&o) == 0 ? sched_new(&o.cfg) : NULL;
+    sched_t *s = status < 0 && resolve_paths(&o) == 0 ? sched_new(&o.cfg) : NULL;
     if (s) {
         rc = sched_run(s) < 0 ? 1 : 0;
         sched_destroy(&s);
     }
+    if (status >= 0) /* --help, --version, or a bad setting */
+        rc = status;
     for (int i = 0; i < o.n_owned; i++)
         free(o.owned[i]);
     for (int i = 0; i < o.n_resolved; i++)

@@ -405,27 +405,48 @@ static void endpoint_of(const sched_t *s, char *buf, size_t len)
         snprintf(buf, len, "%s", e);
 }
 
+/* A join token for node n (one use, its name only, outliving its boot a
+ * little): n->token (its text, until the create is answered) and
+ * n->token_id, both durable with the node's record at the next commit. */
+static void mint_token(pool_t *p, pnode_t *n)
+{
+    char err[256];
+    free(n->token);
+    n->token = NULL;
+    if (tokens_mint(p->s, p->cfg->name, n->name, p->cfg->boot_timeout_ms + TOKEN_MARGIN_MS,
+                    &n->token, err, sizeof err) < 0) {
+        log_warn("pool %s: node %s: no join token: %s", p->cfg->name, n->name, err);
+        return;
+    }
+    char id[16] = ""; /* "drv1.ID.SECRET" */
+    sscanf(n->token, "drv1.%15[0-9a-f]", id);
+    set_str(&n->token_id, id);
+    n->dirty = true;
+    n->committed = false;
+}
+
 static void call_create(pool_t *p, int64_t now)
 {
     sched_t *s = p->s;
     const pool_config_t *c = p->cfg;
+    bool minted = false;
+    for (size_t i = 0; i < p->n_nodes && s->auth.agents_curve; i++) {
+        pnode_t *n = p->nodes[i];
+        if (n->state != DROVER__POOL_NODE_STATE__POOL_NODE_REQUESTED || !n->committed || n->token)
+            continue;
+        /* decided before a restart: its first token's secret is gone (a
+         * provider that made the node keeps that one; both are for this
+         * node only, one use, short-lived) */
+        mint_token(p, n);
+        minted = true;
+    }
+    if (minted)
+        return; /* the new tokens are durable at the next commit: called after it */
     json_t *names = json_array(), *tokens = json_object(), *labels = json_object();
     for (size_t i = 0; i < p->n_nodes; i++) {
         pnode_t *n = p->nodes[i];
         if (n->state != DROVER__POOL_NODE_STATE__POOL_NODE_REQUESTED || !n->committed)
             continue;
-        if (s->auth.agents_curve && !n->token) {
-            /* made before a restart: its first token's secret is gone (a
-             * provider that made the node keeps it; both are for this node
-             * only, one use, short-lived) */
-            char err[256];
-            if (tokens_mint(s, c->name, n->name, c->boot_timeout_ms + TOKEN_MARGIN_MS, &n->token,
-                            err, sizeof err) < 0) {
-                log_warn("pool %s: node %s: no join token: %s", c->name, n->name, err);
-                continue;
-            }
-            return; /* the new token is durable at the next commit: called after it */
-        }
         json_array_append_new(names, json_string(n->name));
         if (n->token)
             json_object_set_new(tokens, n->name, json_string(n->token));
@@ -824,18 +845,10 @@ static void new_node(pool_t *p, int64_t now)
     pnode_t *n = node_add(p, name);
     n->created_ms = now;
     n->idle_since_ms = now;
-    if (s->auth.agents_curve) {
-        char err[256];
-        if (tokens_mint(s, p->cfg->name, name, p->cfg->boot_timeout_ms + TOKEN_MARGIN_MS, &n->token,
-                        err, sizeof err) < 0)
-            log_warn("pool %s: node %s: no join token: %s", p->cfg->name, name, err);
-        else
-            set_str(&n->token_id, n->token + 5); /* "drv1.ID.SECRET" */
-        if (n->token_id && strchr(n->token_id, '.'))
-            *strchr(n->token_id, '.') = '\0';
-    }
     n->state = DROVER__POOL_NODE_STATE__POOL_NODE_REQUESTED;
     set_state(n, DROVER__POOL_NODE_STATE__POOL_NODE_REQUESTED, NULL, now);
+    if (s->auth.agents_curve)
+        mint_token(p, n);
 }
 
 /* Whether nothing is bound to the node's agent (nothing runs there, and
