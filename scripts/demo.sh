@@ -2,7 +2,9 @@
 # make demo: a local droverd and two agents on an embedded state dir
 # (.demo/), then the example ML pipeline (examples/ml) run to the end,
 # then a training step on the spot agent (examples/spot) preempted midway
-# by a drill and resumed on the on-demand agent from its checkpoint.
+# by a drill and resumed on the on-demand agent from its checkpoint, then
+# a burst of steps (examples/pools) for which an autoscaling node pool
+# grows from no node to three and shrinks back once they are done.
 # Daemon logs are in .demo/*.log; everything stops when the demo ends.
 # CONTAINERS=1 runs every step in an OCI container (runc) whose image is
 # this machine's own root filesystem, mounted read-only.
@@ -23,7 +25,15 @@ if [ "${CONTAINERS:-0}" = 1 ]; then
     image=/
 fi
 
-"$bin/droverd" --state-dir "$demo/state" --listen "tcp://127.0.0.1:$port" 2>"$demo/droverd.log" &
+# The pool "burst": 2-cpu nodes made by the local provider (agents on this
+# machine, in $demo/pool), from none up to 3, removed after 3 s idle.
+pools='[{"name": "burst", "node": {"cpu": 2, "memory": "1Gi", "labels": {"pool": "burst"}},
+  "price": 0.12, "min": 0, "max": 3, "idle": "3s", "boot-timeout": "60s",
+  "provider": {"command": "'$root'/providers/local",
+    "args": ["--state-dir", "'$demo'/pool", "--agent", "'$bin'/drover-agent", "--",
+             "--heartbeat", "500ms", "--runtime", "'$runtime'"]}}]'
+"$bin/droverd" --state-dir "$demo/state" --listen "tcp://127.0.0.1:$port" --pools "$pools" \
+    2>"$demo/droverd.log" &
 pids=$!
 # agent-1 plays a spot node, agent-2 an on-demand one (prices per hour)
 for i in 1 2; do
@@ -34,7 +44,18 @@ for i in 1 2; do
         --runtime "$runtime" 2>"$demo/agent-$i.log" &
     pids="$pids $!"
 done
-trap 'kill $pids 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+# The pool's agents run in their own sessions (as on their own machines):
+# stopped from the provider's record.
+stop_pool() {
+    [ -f "$demo/pool/nodes.json" ] && python3 -c 'import json, os, signal, sys
+for n in json.load(open(sys.argv[1]))["nodes"].values():
+    try:
+        os.killpg(n["pid"], signal.SIGKILL)
+    except OSError:
+        pass' "$demo/pool/nodes.json"
+    return 0
+}
+trap 'kill $pids 2>/dev/null; stop_pool; wait 2>/dev/null' EXIT INT TERM
 
 echo "== droverd on tcp://127.0.0.1:$port, API $DROVER_API"
 tries=0
@@ -97,4 +118,34 @@ echo "== drover logs $spot train --attempt 1  (on the spot agent, until the noti
 drover logs "$spot" train --attempt 1 | tail -n 3
 echo "== drover logs $spot train  (resumed on the on-demand agent)"
 drover logs "$spot" train | head -n 3
+[ $status = 0 ] || exit $status
+
+# Autoscaling: nothing in the fleet has label pool=burst; the pool makes it.
+echo
+echo "== drover pools  (pool burst: no node yet)"
+drover pools
+echo
+echo "== drover submit examples/pools/burst.yaml --watch  (12 one-cpu steps for pool burst)"
+burst=$(drover submit "$root/examples/pools/burst.yaml")
+echo "$burst"
+drover run watch "$burst" || status=$?
+echo
+echo "== drover pools  (grown for the burst)"
+drover pools
+pool_nodes() {
+    drover pools -o json | python3 -c 'import json, sys
+print(sum(n["state"] != "removed" for p in json.load(sys.stdin) for n in p["nodes"]))'
+}
+tries=0
+until [ "$(pool_nodes)" -eq 0 ]; do
+    tries=$((tries + 1))
+    if [ $tries -gt 300 ]; then
+        echo "demo: the pool did not shrink; see $demo/droverd.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+echo
+echo "== drover pools  (idle 3 s: every node drained and removed)"
+drover pools
 exit $status
