@@ -26,6 +26,7 @@ if [ "${1:-}" = one ]; then
     image) max_len=65536 ;;
     cron) max_len=400 ;;
     token) max_len=200 ;;
+    pools) max_len=4096 ;;
     *) echo "fuzz: unknown target $t" >&2; exit 2 ;;
     esac
     if [ "$mode" = smoke ]; then
