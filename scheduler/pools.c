@@ -748,6 +748,7 @@ static void demand_pass(sched_t *s, int64_t now)
     abin_t *ab = xcalloc(n_agents + 1, sizeof *ab);
     nbin_t *nb = xcalloc(cap_nb, sizeof *nb);
     uint32_t *planned = xcalloc(ps->n, sizeof *planned); /* new nodes per pool */
+    uint32_t *existing = xcalloc(ps->n, sizeof *existing);
     for (agent_t *a = zhashx_first(s->fleet.agents); a; a = zhashx_next(s->fleet.agents)) {
         if (!a->connected || a->drained || a->terminating)
             continue;
@@ -765,6 +766,7 @@ static void demand_pass(sched_t *s, int64_t now)
     for (size_t i = 0; i < ps->n; i++) {
         pool_t *p = &ps->pool[i];
         p->demand = p->waiting = 0;
+        existing[i] = count(p, exists);
         for (size_t j = 0; j < p->n_nodes; j++) {
             pnode_t *n = p->nodes[j];
             if (n->state != DROVER__POOL_NODE_STATE__POOL_NODE_REQUESTED &&
@@ -812,7 +814,7 @@ static void demand_pass(sched_t *s, int64_t now)
             if (placed)
                 break;
             size_t pi = (size_t)(p - ps->pool);
-            if (count(p, exists) + planned[pi] >= p->cfg->max)
+            if (existing[pi] + planned[pi] >= p->cfg->max)
                 continue;
             if (n_nb == cap_nb)
                 nb = xrealloc(nb, (cap_nb *= 2) * sizeof *nb);
@@ -826,6 +828,7 @@ static void demand_pass(sched_t *s, int64_t now)
     for (size_t i = 0; i < ps->n; i++)
         ps->pool[i].demand = planned[i];
     free(planned);
+    free(existing);
     free(nb);
     free(ab);
 }

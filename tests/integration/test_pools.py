@@ -269,6 +269,43 @@ class PoolsTest(DroverTestCase):
                             and n["state"] == "removed"] or None, 60,
                    what="the preempted node removed")
 
+    def test_hostile_providers_are_contained(self):
+        """A provider that answers garbage, floods its output, or hangs past
+        its timeout: each call ends with the reason in `drover pools`, the
+        pool backs off, droverd keeps serving, and a node it never made is
+        deleted (idempotent) rather than left booting."""
+        c = self.c
+        garbage = script(c.path("garbage"), "#!/bin/sh\ncat >/dev/null\necho 'not json {'\n")
+        flood = script(c.path("flood"), "#!/bin/sh\ncat >/dev/null\n"
+                       "head -c 8000000 /dev/zero | tr '\\0' x\n")
+        hang = script(c.path("hang"), "#!/bin/sh\nsleep 600\n")
+        stranger = script(c.path("stranger"), "#!/bin/sh\ncat >/dev/null\necho "
+                          "'{\"nodes\": [{\"name\": \"someone-else\", \"state\": \"booting\"}]}'\n")
+        pools = [self.pool(name, max=1, provider={"command": cmd, "timeout": "2s"})
+                 for name, cmd in (("garbage", garbage), ("flood", flood), ("hang", hang),
+                                   ("stranger", stranger))]
+        self.start(pools)
+        steps = [{"name": name, "command": ["true"], "placement": {"labels": {"pool": name}}}
+                 for name in ("garbage", "flood", "hang", "stranger")]
+        c.submit({"name": "hostile", "steps": steps})
+        want = {"garbage": "its answer is not a JSON object",
+                "flood": "its answer is not a JSON object",
+                "hang": "killed",
+                "stranger": "the provider's answer left it out"}
+
+        def all_failed():
+            p = self.pools()
+            return all(p[n]["last_error"] or (p[n]["nodes"] and p[n]["nodes"][0]["why"])
+                       for n in want) and p
+        p = wait_until(all_failed, 60, what="every hostile provider's call to end")
+        for name, text in want.items():
+            seen = p[name]["last_error"] + " ".join(n["why"] for n in p[name]["nodes"])
+            self.assertIn(text, seen, p[name])
+            self.assertTrue(p[name]["backoff_until"] or name == "stranger", p[name])
+            self.assertEqual([n["state"] for n in p[name]["nodes"]], ["deleting"], p[name])
+        self.assertEqual(c.cli("status").rc, 0, "droverd serves on")
+        self.assertNotIn("someone-else", json.dumps(self.pools()), "a node it never asked for")
+
     def test_bad_pool_configs_are_refused_with_where_and_what(self):
         c = self.c
         cases = [
