@@ -56,7 +56,8 @@
 #define LIST_EVERY_MS    5000 /* while a pool has nodes booting */
 #define BACKOFF_FIRST_MS (30 * 1000)
 #define BACKOFF_MAX_MS   (10 * 60 * 1000)
-#define REMOVED_KEPT     10 /* removed nodes shown per pool */
+#define RETRY_MS         (10 * 1000) /* a failed delete or list */
+#define REMOVED_KEPT     10          /* removed nodes shown per pool */
 #define TOKEN_MARGIN_MS  (5 * 60 * 1000)
 
 typedef struct pool pool_t;
@@ -89,7 +90,7 @@ struct pool {
     int64_t backoff_until_ms;
     char last_error[512];
     int64_t last_error_ms;
-    int64_t next_list_ms;
+    int64_t next_list_ms, next_delete_ms;
     uint32_t demand, waiting; /* from the last demand pass */
 };
 
@@ -234,6 +235,9 @@ static bool may_grow(const pool_t *p, int64_t now)
     return !backing_off(p, now) && !(p->hold.name && p->hold.drained);
 }
 
+/* The pool could not get capacity (a create failed, a node missed its
+ * boot-timeout): no create for a cool-down that doubles with each failure
+ * in a row; its demand goes to its fallback meanwhile. */
 static void provider_failed(pool_t *p, const char *what, int64_t now)
 {
     p->failures++;
@@ -243,11 +247,22 @@ static void provider_failed(pool_t *p, const char *what, int64_t now)
     if (wait > BACKOFF_MAX_MS)
         wait = BACKOFF_MAX_MS;
     p->backoff_until_ms = now + (int64_t)wait;
-    snprintf(p->last_error, sizeof p->last_error, "%s", what);
+    snprintf(p->last_error, sizeof p->last_error, "%.500s", what);
     p->last_error_ms = now;
     log_warn("pool %s: %s; backing off for %" PRIu64 " s%s%s", p->cfg->name, what, wait / 1000,
              p->cfg->fallback ? ", its demand goes to " : "",
              p->cfg->fallback ? p->cfg->fallback : "");
+}
+
+/* A delete or list failed: shown and logged; a delete is tried again after
+ * RETRY_MS (deleting is what stops the cost: it does not wait out the
+ * back-off, nor does its failure lengthen it). */
+static void call_failed(pool_t *p, const char *what, int64_t now)
+{
+    snprintf(p->last_error, sizeof p->last_error, "%.500s", what);
+    p->last_error_ms = now;
+    p->next_delete_ms = now + RETRY_MS;
+    log_warn("pool %s: %s; trying again in %d s", p->cfg->name, what, RETRY_MS / 1000);
 }
 
 /* ------------------------------------------------------------ load, commit */
@@ -553,8 +568,10 @@ static void call_done(void *arg, int status, const char *out, const char *errlin
     if (reply && json_is_object(reply) && !ok)
         snprintf(what, sizeof what, "provider %s: its answer has no \"%s\" list", verb,
                  kind == CALL_DELETE ? "deleted" : "nodes");
-    if (!ok)
+    if (!ok && kind == CALL_CREATE)
         provider_failed(p, what, now);
+    else if (!ok)
+        call_failed(p, what, now);
 
     for (size_t i = 0; i < p->n_nodes; i++) {
         pnode_t *n = p->nodes[i];
@@ -591,13 +608,12 @@ static void call_done(void *arg, int status, const char *out, const char *errlin
             free(n->token);
             n->token = NULL;
         } else if (ok) {
-            size_t j;
-            json_t *v;
-            json_array_foreach(deleted, j,
-                               v) if (json_is_string(v) && !strcmp(json_string_value(v), n->name))
-            {
-                node_removed(p, n, now);
-                break;
+            for (size_t j = 0; j < json_array_size(deleted); j++) {
+                json_t *v = json_array_get(deleted, j);
+                if (json_is_string(v) && !strcmp(json_string_value(v), n->name)) {
+                    node_removed(p, n, now);
+                    break;
+                }
             }
         }
     }
@@ -992,7 +1008,7 @@ void pools_tick(sched_t *s, int64_t now)
             for (uint32_t k = 0; k < want; k++)
                 new_node(p, now);
         }
-        if (p->call || backing_off(p, now))
+        if (p->call)
             continue;
         bool creates = false, deletes = false, booting = false;
         for (size_t j = 0; j < p->n_nodes; j++) {
@@ -1002,9 +1018,9 @@ void pools_tick(sched_t *s, int64_t now)
                       (n->state == DROVER__POOL_NODE_STATE__POOL_NODE_DELETING && n->committed);
             booting = booting || n->state == DROVER__POOL_NODE_STATE__POOL_NODE_BOOTING;
         }
-        if (deletes)
+        if (deletes && now >= p->next_delete_ms)
             call_delete(p);
-        else if (creates)
+        else if (creates && !backing_off(p, now))
             call_create(p, now);
         else if (booting && now >= p->next_list_ms) {
             p->next_list_ms = now + LIST_EVERY_MS;

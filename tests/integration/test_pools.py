@@ -181,7 +181,8 @@ class PoolsTest(DroverTestCase):
         self.assertTrue(p["gpu-spot"]["backoff_until"], p["gpu-spot"])
         self.assertEqual(p["gpu-spot"]["failures"], 1, "backed off: not called again at once")
         self.assertEqual([n["state"] for n in p["gpu-spot"]["nodes"]], ["deleting"],
-                         "the failed node is deleted (idempotent) once the back-off ends")
+                         "the node the failed create may have half made is deleted (idempotent; "
+                         "this provider refuses that too, so it stays deleting)")
         run = c.get_run(rid)
         self.assertTrue(task(run, "s")["history"][0]["agent"].startswith("gpu-od-"), run)
         self.assertIn("backing off", c.cli("pools").out)
