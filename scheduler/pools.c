@@ -959,8 +959,10 @@ static void watch_nodes(pool_t *p, int64_t now)
             break;
         }
         case DROVER__POOL_NODE_STATE__POOL_NODE_DELETING:
+            drain_agent(s, a); /* going: if it still answers, it gets nothing new */
             break;
         case DROVER__POOL_NODE_STATE__POOL_NODE_REMOVED:
+            drain_agent(s, a);
             if (a && !a->connected && !a->n_tasks)
                 agents_forget(s, a); /* the node is gone for good */
             break;
