@@ -733,11 +733,16 @@ static size_t candidates(struct pools *ps, const task_t *t, int64_t now, pool_t 
     return n;
 }
 
+/* A shape of task in one demand pass, with where its search may start:
+ * a bin (an agent's room, a node's) that could not take one task of the
+ * shape will not take the next either (rooms only shrink during a pass),
+ * so each shape walks each list of bins once per pass, not once per task. */
 typedef struct {
     const Drover__StepSpec *step;
     bool ondemand;
-    bool agents_full; /* no agent in service has room for it any more */
+    size_t agent_from;
     pool_t *pools[8];
+    size_t from[8]; /* per candidate pool: its first bin worth trying */
     size_t n_pools;
 } dshape_t;
 
@@ -746,10 +751,19 @@ typedef struct {
     room_t room;
 } abin_t;
 
+/* A pool's bins in one demand pass: the nodes coming, then new ones. */
 typedef struct {
-    pool_t *pool;
-    room_t room;
-} nbin_t;
+    room_t *room;
+    size_t n, cap;
+    uint32_t existing, planned; /* nodes it has (not removed); new nodes this pass */
+} pbins_t;
+
+static void bin_add(pbins_t *b, room_t r)
+{
+    if (b->n == b->cap)
+        b->room = xrealloc(b->room, (b->cap = b->cap ? 2 * b->cap : 16) * sizeof *b->room);
+    b->room[b->n++] = r;
+}
 
 /* Whether agent a would take a task of t's shape (placer's own tests). */
 static bool agent_suits(const agent_t *a, const task_t *t)
@@ -757,14 +771,45 @@ static bool agent_suits(const agent_t *a, const task_t *t)
     return placer_rank(a, t, true) >= 0 && placer_suits(a, t);
 }
 
+/* Where t goes in this pass: the room of an agent in service, a node
+ * coming, or a new node of the best pool that may grow; false if none. */
+static bool pack(struct pools *ps, dshape_t *sh, const task_t *t, abin_t *ab, size_t n_ab,
+                 pbins_t *bins)
+{
+    const Drover__Resources *want = t->step->resources;
+    for (; sh->agent_from < n_ab; sh->agent_from++) {
+        abin_t *x = &ab[sh->agent_from];
+        if (room_takes(&x->room, want) && agent_suits(x->a, t)) {
+            room_take(&x->room, want);
+            return true;
+        }
+    }
+    for (size_t k = 0; k < sh->n_pools; k++) {
+        pool_t *p = sh->pools[k];
+        pbins_t *b = &bins[p - ps->pool];
+        for (; sh->from[k] < b->n; sh->from[k]++)
+            if (room_takes(&b->room[sh->from[k]], want)) {
+                room_take(&b->room[sh->from[k]], want);
+                p->waiting++;
+                return true;
+            }
+        if (b->existing + b->planned >= p->cfg->max)
+            continue;
+        bin_add(b, node_room(p->cfg));
+        room_take(&b->room[b->n - 1], want);
+        b->planned++;
+        p->waiting++;
+        return true;
+    }
+    return false;
+}
+
 static void demand_pass(sched_t *s, int64_t now)
 {
     struct pools *ps = s->pools;
-    size_t n_agents = zhashx_size(s->fleet.agents), n_ab = 0, n_nb = 0, cap_nb = 64;
-    abin_t *ab = xcalloc(n_agents + 1, sizeof *ab);
-    nbin_t *nb = xcalloc(cap_nb, sizeof *nb);
-    uint32_t *planned = xcalloc(ps->n, sizeof *planned); /* new nodes per pool */
-    uint32_t *existing = xcalloc(ps->n, sizeof *existing);
+    size_t n_ab = 0;
+    abin_t *ab = xcalloc(zhashx_size(s->fleet.agents) + 1, sizeof *ab);
+    pbins_t *bins = xcalloc(ps->n, sizeof *bins);
     for (agent_t *a = zhashx_first(s->fleet.agents); a; a = zhashx_next(s->fleet.agents)) {
         if (!a->connected || a->drained || a->terminating)
             continue;
@@ -782,16 +827,11 @@ static void demand_pass(sched_t *s, int64_t now)
     for (size_t i = 0; i < ps->n; i++) {
         pool_t *p = &ps->pool[i];
         p->demand = p->waiting = 0;
-        existing[i] = count(p, exists);
-        for (size_t j = 0; j < p->n_nodes; j++) {
-            pnode_t *n = p->nodes[j];
-            if (n->state != DROVER__POOL_NODE_STATE__POOL_NODE_REQUESTED &&
-                n->state != DROVER__POOL_NODE_STATE__POOL_NODE_BOOTING)
-                continue;
-            if (n_nb == cap_nb)
-                nb = xrealloc(nb, (cap_nb *= 2) * sizeof *nb);
-            nb[n_nb++] = (nbin_t){p, node_room(p->cfg)};
-        }
+        bins[i].existing = count(p, exists);
+        for (size_t j = 0; j < p->n_nodes; j++)
+            if (p->nodes[j]->state == DROVER__POOL_NODE_STATE__POOL_NODE_REQUESTED ||
+                p->nodes[j]->state == DROVER__POOL_NODE_STATE__POOL_NODE_BOOTING)
+                bin_add(&bins[i], node_room(p->cfg));
     }
     dshape_t shapes[DEMAND_SHAPES];
     size_t n_shapes = 0, next_shape = 0, scanned = 0;
@@ -803,49 +843,19 @@ static void demand_pass(sched_t *s, int64_t now)
                 sh = &shapes[i];
         if (!sh) {
             sh = &shapes[n_shapes < DEMAND_SHAPES ? n_shapes++ : next_shape++ % DEMAND_SHAPES];
+            memset(sh, 0, sizeof *sh);
             sh->step = t->step;
             sh->ondemand = ondemand;
-            sh->agents_full = false;
             pool_t *first;
             sh->n_pools = candidates(ps, t, now, sh->pools, 8, &first);
         }
-        const Drover__Resources *want = t->step->resources;
-        bool placed = false;
-        for (size_t i = 0; i < n_ab && !sh->agents_full && !placed; i++)
-            if (room_takes(&ab[i].room, want) && agent_suits(ab[i].a, t)) {
-                room_take(&ab[i].room, want);
-                placed = true;
-            }
-        if (!placed)
-            sh->agents_full = true;
-        /* the nodes coming, then new ones, in the shape's pool order */
-        for (size_t k = 0; k < sh->n_pools && !placed; k++) {
-            pool_t *p = sh->pools[k];
-            for (size_t i = 0; i < n_nb && !placed; i++)
-                if (nb[i].pool == p && room_takes(&nb[i].room, want)) {
-                    room_take(&nb[i].room, want);
-                    p->waiting++;
-                    placed = true;
-                }
-            if (placed)
-                break;
-            size_t pi = (size_t)(p - ps->pool);
-            if (existing[pi] + planned[pi] >= p->cfg->max)
-                continue;
-            if (n_nb == cap_nb)
-                nb = xrealloc(nb, (cap_nb *= 2) * sizeof *nb);
-            nb[n_nb] = (nbin_t){p, node_room(p->cfg)};
-            room_take(&nb[n_nb++].room, want);
-            planned[pi]++;
-            p->waiting++;
-            placed = true;
-        }
+        pack(ps, sh, t, ab, n_ab, bins);
     }
-    for (size_t i = 0; i < ps->n; i++)
-        ps->pool[i].demand = planned[i];
-    free(planned);
-    free(existing);
-    free(nb);
+    for (size_t i = 0; i < ps->n; i++) {
+        ps->pool[i].demand = bins[i].planned;
+        free(bins[i].room);
+    }
+    free(bins);
     free(ab);
 }
 
