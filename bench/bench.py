@@ -49,7 +49,8 @@ SIZES = {
         rec_agents=1000, rec_slots=10, rec_tasks=30000,
         big_agents=1000, big_tasks=1000000,
         subdag_items=100000,
-        pools_tasks=10000, pools_agents=100, pools_max=100, ptp_agents=200, ptp_tasks=50000),
+        pools_tasks=10000, pools_agents=100, pools_max=100, pools_window=3,
+        ptp_agents=200, ptp_tasks=50000),
     "quick": dict(
         reps=1, throughput=500, distinct=500, chain=50, chain_long=1000, literal=2000,
         wide=1000,
@@ -59,7 +60,8 @@ SIZES = {
         rec_agents=100, rec_slots=10, rec_tasks=3000,
         big_agents=100, big_tasks=50000,
         subdag_items=10000,
-        pools_tasks=2000, pools_agents=50, pools_max=20, ptp_agents=100, ptp_tasks=10000),
+        pools_tasks=2000, pools_agents=50, pools_max=20, pools_window=2,
+        ptp_agents=100, ptp_tasks=10000),
     "smoke": dict(
         reps=1, throughput=40, distinct=40, chain=10, chain_long=20, literal=60, wide=50,
         slurm_chain=5, slurm_wide_reps=1,
@@ -68,7 +70,8 @@ SIZES = {
         rec_agents=10, rec_slots=4, rec_tasks=120,
         big_agents=10, big_tasks=2000,
         subdag_items=200,
-        pools_tasks=200, pools_agents=5, pools_max=3, ptp_agents=10, ptp_tasks=0),
+        pools_tasks=200, pools_agents=5, pools_max=3, pools_window=0.5,
+        ptp_agents=10, ptp_tasks=0),
 }
 
 WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide", "capacity",
@@ -1046,19 +1049,26 @@ def sim_pools_decision(bench, sz, rep):
                   for x in names}
         create = {x: first_create[x] - t0 for x in names}
         nodes = {x: len(pools[x]["nodes"]) for x in names}
+        # then droverd's CPU while the run waits for the nodes it asked
+        # for (they never come): a demand pass every 500 ms over the
+        # waiting tasks and the nodes coming, and a list call every 5 s
+        c0, w0 = d.cpu(), time.monotonic()
+        time.sleep(sz["pools_window"])
+        wait_cpu = (d.cpu() - c0) / (time.monotonic() - w0) * 100.0
         res = {"tasks": n, "submit_s": submit_s, "decide": decide, "create": create,
                "nodes": nodes, "decide_first_s": min(decide.values()),
                "decide_last_s": max(decide.values()), "create_first_s": min(create.values()),
                "create_last_s": max(create.values()), "agents": sz["pools_agents"],
-               "seen": seen, "seen_last_s": max(seen.values()),
+               "seen": seen, "seen_last_s": max(seen.values()), "wait_cpu": wait_cpu,
                "sim_tasks": sim.stats().get("tasks", 0)}
         if res["sim_tasks"]:
             raise RuntimeError("the simulated agents ran %d tasks: they should fit none"
                                % res["sim_tasks"])
         log("pools rep %d: %d tasks submitted in %.2fs; scale-up decided after %.3f s (first "
-            "pool) .. %.3f s (last), first create call %.3f .. %.3f s; %d nodes asked", rep + 1,
-            n, submit_s, res["decide_first_s"], res["decide_last_s"], res["create_first_s"],
-            res["create_last_s"], sum(nodes.values()))
+            "pool) .. %.3f s (last), first create call %.3f .. %.3f s; %d nodes asked; then "
+            "droverd used %.1f%% of a core while the tasks waited", rep + 1, n, submit_s,
+            res["decide_first_s"], res["decide_last_s"], res["create_first_s"],
+            res["create_last_s"], sum(nodes.values()), wait_cpu)
         return res
 
 
@@ -1564,7 +1574,11 @@ def pools_rows(pools, sz):
                  Row("pools_create_first", "node pools: submit → first provider create call: "
                      "first pool", "s", "lower", values=[r["create_first_s"] for r in dec]),
                  Row("pools_create_last", "node pools: submit → first provider create call: "
-                     "last pool", "s", "lower", values=[r["create_last_s"] for r in dec])]
+                     "last pool", "s", "lower", values=[r["create_last_s"] for r in dec]),
+                 Row("pools_wait_cpu", "node pools: droverd CPU while the %s tasks wait for the "
+                     "%s nodes asked" % ("{:,}".format(sz["pools_tasks"]),
+                                         "{:,}".format(sum(dec[0]["nodes"].values()))),
+                     "% of a core", "lower", values=[r["wait_cpu"] for r in dec])]
     pl = pools.get("placement") or {}
     w, wo = pl.get("with") or [], pl.get("without") or []
     what = "placement: %s tasks on %s simulated agents" % ("{:,}".format(sz["ptp_tasks"]),
@@ -1854,7 +1868,8 @@ def details_md(res, sz):
                    "before the submit); %s simulated agents of 2 cpus that fit none of them; "
                    "nodes asked per run: %s (max %d per pool); each pool's decision, median over "
                    "runs: %s" % (
-                       "{:,}".format(dec[0]["tasks"]), ", ".join("%.2f" % r["submit_s"] for r in dec),
+                       "{:,}".format(dec[0]["tasks"]),
+                       ", ".join("%.2f" % r["submit_s"] for r in dec),
                        dec[0]["agents"], ", ".join(str(sum(r["nodes"].values())) for r in dec),
                        sz["pools_max"], ", ".join(
                            "%s %.3f s" % (p, statistics.median(r["decide"][p] for r in dec))
