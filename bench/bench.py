@@ -1076,9 +1076,10 @@ def sim_pools_placement(bench, sz, rep, with_pools):
     """Placement throughput of ptp_tasks one-cpu `true` tasks (one fan-out)
     on ptp_agents simulated agents of 16 cpus, as the capacity workload
     measures it, in a droverd with or without the 10 pools. With them the
-    backlog is more than the agents hold, so every pool whose nodes fit a
-    task (all ten) grows to its max while the agents work: the demand pass
-    and the provider calls run beside the placer."""
+    backlog is more than the agents hold, so the pools grow to their max
+    while the agents work (8 of the 10: a task is offered at most 8 pools,
+    cheapest first): the demand pass and the provider calls run beside the
+    placer."""
     n = sz["ptp_tasks"]
     prov = os.path.join(bench.work, "pools-tp-provider-%d-%s" % (rep, with_pools))
     extra = ["--pools", pools_config(prov, sz["pools_max"])] if with_pools else []
