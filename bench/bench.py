@@ -48,7 +48,9 @@ SIZES = {
         hb_agents=5000, hb_window=10,
         rec_agents=1000, rec_slots=10, rec_tasks=30000,
         big_agents=1000, big_tasks=1000000,
-        subdag_items=100000),
+        subdag_items=100000,
+        pools_tasks=10000, pools_agents=100, pools_max=100, pools_window=3,
+        ptp_agents=200, ptp_tasks=50000),
     "quick": dict(
         reps=1, throughput=500, distinct=500, chain=50, chain_long=1000, literal=2000,
         wide=1000,
@@ -57,7 +59,9 @@ SIZES = {
         hb_agents=500, hb_window=3,
         rec_agents=100, rec_slots=10, rec_tasks=3000,
         big_agents=100, big_tasks=50000,
-        subdag_items=10000),
+        subdag_items=10000,
+        pools_tasks=2000, pools_agents=50, pools_max=20, pools_window=2,
+        ptp_agents=100, ptp_tasks=10000),
     "smoke": dict(
         reps=1, throughput=40, distinct=40, chain=10, chain_long=20, literal=60, wide=50,
         slurm_chain=5, slurm_wide_reps=1,
@@ -65,11 +69,13 @@ SIZES = {
         hb_agents=50, hb_window=1,
         rec_agents=10, rec_slots=4, rec_tasks=120,
         big_agents=10, big_tasks=2000,
-        subdag_items=200),
+        subdag_items=200,
+        pools_tasks=200, pools_agents=5, pools_max=3, pools_window=0.5,
+        ptp_agents=10, ptp_tasks=0),
 }
 
 WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide", "capacity",
-             "heartbeat", "recovery", "big", "subdag")
+             "heartbeat", "recovery", "big", "subdag", "pools")
 # Workloads on droverd + real drover-agents (the rest use drover-simagent).
 REAL_WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide")
 SYSTEMS = ("drover", "slurm", "dask")
@@ -407,6 +413,7 @@ class Drover:
         self.nspec = 0
         self.agents = []
         self.max_api_s = 0.0  # longest `runs` answer seen (a busy loop answers late)
+        self.extra = []  # more droverd arguments (the pools workload's --pools)
         # droverd answers nothing while one loop iteration runs: wait, and
         # measure it, rather than fail after the CLI's default 10 s.
         self.env = dict(os.environ, DROVER_API_TIMEOUT_MS="600000")
@@ -416,7 +423,7 @@ class Drover:
 
     def start(self, wait=True):
         argv = [self.bin("droverd"), "--state-dir", self.state, "--listen", self.endpoint,
-                "--api", self.api]
+                "--api", self.api] + list(self.extra)
         self.proc = procs.start("droverd", argv, os.path.join(self.root, "droverd.log"))
         if wait:
             self.wait_api()
@@ -573,8 +580,9 @@ class SimBed:
     drover-simagent for it: a with-block stops both and removes the dir,
     whatever happened."""
 
-    def __init__(self, bench, name):
+    def __init__(self, bench, name, extra=()):
         self.d = Drover(bench.bindir, os.path.join(bench.work, name))
+        self.d.extra = list(extra)
         self.sim = None
 
     def __enter__(self):
@@ -921,6 +929,199 @@ def sim_subdag(bench, sz):
     return out
 
 
+# ------------------------------------------------------------------ node pools
+
+# The pools workload's 10 pools (issue #18): (name, node, spot, price, the
+# resources and spot policy of the step that should grow it). Pools come in
+# families (a `family` label); within a family the step's spot policy picks
+# the pool: the default (avoid) takes the on-demand one, prefer/require the
+# spot one. So each step has exactly one best pool, and every pool grows.
+POOL_SHAPES = (
+    ("cpu4", {"cpu": 4, "memory": "16Gi", "labels": {"family": "cpu4"}}, False, 0.17,
+     {"cpu": 2, "memory": "4Gi"}, None),
+    ("cpu4-spot", {"cpu": 4, "memory": "16Gi", "labels": {"family": "cpu4"}}, True, 0.05,
+     {"cpu": 2, "memory": "4Gi"}, "require"),
+    ("cpu16", {"cpu": 16, "memory": "64Gi", "labels": {"family": "cpu16"}}, False, 0.68,
+     {"cpu": 8, "memory": "16Gi"}, None),
+    ("cpu16-spot", {"cpu": 16, "memory": "64Gi", "labels": {"family": "cpu16"}}, True, 0.20,
+     {"cpu": 8, "memory": "16Gi"}, "prefer"),
+    ("highmem", {"cpu": 8, "memory": "256Gi", "labels": {"family": "highmem"}}, False, 1.0,
+     {"cpu": 4, "memory": "120Gi"}, None),
+    ("gpu1", {"cpu": 8, "memory": "60Gi", "gpu": 1, "labels": {"family": "gpu"}}, False, 0.9,
+     {"cpu": 4, "memory": "30Gi", "gpu": 1}, None),
+    ("gpu1-spot", {"cpu": 8, "memory": "60Gi", "gpu": 1, "labels": {"family": "gpu"}}, True, 0.35,
+     {"cpu": 4, "memory": "30Gi", "gpu": 1}, "require"),
+    ("gpu8", {"cpu": 96, "memory": "1100Gi", "gpu": 8, "labels": {"family": "gpu8"}}, False, 24.0,
+     {"cpu": 24, "memory": "200Gi", "gpu": 4}, None),
+    ("arm", {"cpu": 16, "memory": "32Gi", "labels": {"family": "arm", "arch": "arm64"}}, False,
+     0.5, {"cpu": 1}, None),
+    ("nvme", {"cpu": 8, "memory": "32Gi", "labels": {"family": "nvme", "disk": "nvme"}}, False,
+     0.6, {"cpu": 2}, None),
+)
+
+
+def pools_config(state_dir, max_nodes):
+    """`droverd --pools` JSON: the 10 pools of POOL_SHAPES, each with at
+    most max_nodes nodes and bench/simprovider as its provider (which
+    answers without making anything: no node ever registers)."""
+    prov = {"command": os.path.join(HERE, "simprovider"), "args": ["--state-dir", state_dir],
+            "timeout": "60s"}
+    return json.dumps([{"name": name, "node": node, "spot": spot, "price": price, "min": 0,
+                        "max": max_nodes, "idle": "10m", "boot-timeout": "10m",
+                        "provider": prov}
+                       for name, node, spot, price, _, _ in POOL_SHAPES])
+
+
+def spec_pools(name, n):
+    """n `true` tasks over one fan-out step per pool of POOL_SHAPES, each
+    with that pool's shape: resources, its family label, its spot policy."""
+    lines = ["name: %s" % name, "steps:"]
+    k = len(POOL_SHAPES)
+    for i, (pool, node, _, _, res, spot) in enumerate(POOL_SHAPES):
+        m = n // k + (1 if i < n % k else 0)
+        place = "labels: {family: %s}" % node["labels"]["family"]
+        if spot:
+            place += ", spot: %s" % spot
+        lines += ["  - name: %s" % pool, '    command: ["true"]',
+                  "    for_each: {range: %d}" % m,
+                  "    resources: {%s}" % ", ".join("%s: %s" % kv for kv in res.items()),
+                  "    placement: {%s}" % place]
+    return "\n".join(lines) + "\n"
+
+
+def provider_calls(state_dir):
+    """bench/simprovider's call log: [(wall clock s, verb, pool, names)]."""
+    out = []
+    try:
+        with open(os.path.join(state_dir, "calls.log")) as f:
+            for line in f:
+                w = line.split()
+                if len(w) == 4:
+                    out.append((float(w[0]), w[1], w[2], int(w[3])))
+    except OSError:
+        pass
+    return out
+
+
+def sim_pools_decision(bench, sz, rep):
+    """One repetition: a fresh droverd with the 10 pools and pools_agents
+    simulated agents of 2 cpus and no labels (busy with nothing, but no
+    task of the run fits them), then one run of pools_tasks tasks over the
+    10 shapes. Measured from just before the submit command starts: each
+    pool's scale-up decision (the created_ms droverd stamps on the nodes it
+    decided, from `drover pools -o json`) and each pool's first create call
+    (the provider's own call log, stamped as the call starts); and when
+    `drover pools`, polled every 10 ms, first listed each pool's nodes."""
+    n, names = sz["pools_tasks"], [p[0] for p in POOL_SHAPES]
+    prov = os.path.join(bench.work, "pools-provider-%d" % rep)
+    with SimBed(bench, "pools-%d" % rep,
+                extra=["--pools", pools_config(prov, sz["pools_max"])]) as bed:
+        d = bed.d
+        sim = bed.agents(sz["pools_agents"], ["--cpus", "2", "--memory", "4Gi"])
+        sim.wait_registered()
+        t0 = time.time()
+        rid, err = d.submit(spec_pools("pools", n))
+        submit_s = time.time() - t0
+        if not rid:
+            raise NA(short_reason(err))
+
+        seen = {}  # pool → when a `drover pools` answer first listed its nodes
+
+        def decided():
+            if d.proc.poll() is not None:
+                raise RuntimeError("droverd exited (rc %s)" % d.proc.returncode)
+            pools = {p["name"]: p for p in json.loads(d.cli("pools", "-o", "json").stdout)}
+            now = time.time() - t0
+            for x in names:
+                if x not in seen and pools.get(x, {}).get("nodes"):
+                    seen[x] = now
+            creates = {c[2]: c for c in provider_calls(prov) if c[1] == "create"}
+            if all(pools.get(x, {}).get("nodes") for x in names) and \
+                    all(x in creates for x in names):
+                return pools
+            return None
+        pools = wait_for(decided, 120, 0.01, "every pool to decide and call create")
+        first_create = {}
+        for t, verb, pool, _ in provider_calls(prov):
+            if verb == "create" and pool not in first_create:
+                first_create[pool] = t
+        decide = {x: min(nd["created_ms"] for nd in pools[x]["nodes"]) / 1000.0 - t0
+                  for x in names}
+        create = {x: first_create[x] - t0 for x in names}
+        nodes = {x: len(pools[x]["nodes"]) for x in names}
+        # then droverd's CPU while the run waits for the nodes it asked
+        # for (they never come): a demand pass every 500 ms over the
+        # waiting tasks and the nodes coming, and a list call every 5 s
+        c0, w0 = d.cpu(), time.monotonic()
+        time.sleep(sz["pools_window"])
+        wait_cpu = (d.cpu() - c0) / (time.monotonic() - w0) * 100.0
+        res = {"tasks": n, "submit_s": submit_s, "decide": decide, "create": create,
+               "nodes": nodes, "decide_first_s": min(decide.values()),
+               "decide_last_s": max(decide.values()), "create_first_s": min(create.values()),
+               "create_last_s": max(create.values()), "agents": sz["pools_agents"],
+               "seen": seen, "seen_last_s": max(seen.values()), "wait_cpu": wait_cpu,
+               "sim_tasks": sim.stats().get("tasks", 0)}
+        if res["sim_tasks"]:
+            raise RuntimeError("the simulated agents ran %d tasks: they should fit none"
+                               % res["sim_tasks"])
+        log("pools rep %d: %d tasks submitted in %.2fs; scale-up decided after %.3f s (first "
+            "pool) .. %.3f s (last), first create call %.3f .. %.3f s; %d nodes asked; then "
+            "droverd used %.1f%% of a core while the tasks waited", rep + 1, n, submit_s,
+            res["decide_first_s"], res["decide_last_s"], res["create_first_s"],
+            res["create_last_s"], sum(nodes.values()), wait_cpu)
+        return res
+
+
+def sim_pools_placement(bench, sz, rep, with_pools):
+    """Placement throughput of ptp_tasks one-cpu `true` tasks (one fan-out)
+    on ptp_agents simulated agents of 16 cpus, as the capacity workload
+    measures it, in a droverd with or without the 10 pools. With them the
+    backlog is more than the agents hold, so the pools grow to their max
+    while the agents work (8 of the 10: a task is offered at most 8 pools,
+    cheapest first): the demand pass and the provider calls run beside the
+    placer."""
+    n = sz["ptp_tasks"]
+    prov = os.path.join(bench.work, "pools-tp-provider-%d-%s" % (rep, with_pools))
+    extra = ["--pools", pools_config(prov, sz["pools_max"])] if with_pools else []
+    with SimBed(bench, "pools-tp-%d-%s" % (rep, "with" if with_pools else "without"),
+                extra=extra) as bed:
+        d = bed.d
+        sim = bed.agents(sz["ptp_agents"], ["--cpus", "16"])
+        sim.wait_registered()
+        cpu0 = d.cpu()
+        rid, err = d.submit(spec_fanout("placement", n))
+        if not rid:
+            raise NA(short_reason(err))
+        r = d.wait_runs([rid], 900, interval=0.2)[rid]
+        cpu = d.cpu() - cpu0
+        st = bed.stop_agents()
+        first = st.get("first_assign_ms") or 0
+        if not first:
+            raise RuntimeError("drover-simagent saw no assignment")
+        rate = n / (max(r["finished_ms"] - first, 1) / 1000.0)
+        asked = sum(c[3] for c in provider_calls(prov) if c[1] == "create")
+        log("pools placement rep %d %s pools: %.0f tasks/s, droverd %.1f us CPU per task (%d "
+            "nodes asked of the provider)", rep + 1, "with" if with_pools else "without", rate,
+            cpu / n * 1e6, asked)
+        return {"rate": rate, "cpu_us_per_task": cpu / n * 1e6, "nodes_asked": asked,
+                "dup": st.get("duplicate_tasks", 0)}
+
+
+def sim_pools(bench, sz):
+    """The node pools workload: {"decision": [per rep], "placement": {"with":
+    [...], "without": [...]}}; placement with and without pools alternate
+    (so a load that comes and goes hits both). ptp_tasks 0 (the smoke
+    size): no placement runs."""
+    out = {"decision": [], "placement": {"with": [], "without": []}}
+    for rep in range(sz["reps"]):
+        out["decision"].append(sim_pools_decision(bench, sz, rep))
+    for rep in range(sz["reps"] if sz["ptp_tasks"] else 0):
+        for with_pools in (True, False):
+            out["placement"]["with" if with_pools else "without"].append(
+                sim_pools_placement(bench, sz, rep, with_pools))
+    return out
+
+
 def drover_sim(bench, sz):
     out = {}
 
@@ -944,6 +1145,8 @@ def drover_sim(bench, sz):
         guarded("big", lambda: sim_big(bench, sz))
     if "subdag" in bench.workloads:
         guarded("subdag", lambda: sim_subdag(bench, sz))
+    if "pools" in bench.workloads:
+        guarded("pools", lambda: sim_pools(bench, sz))
     return out
 
 
@@ -1344,6 +1547,56 @@ def build_rows(res, sz):
     sub = sim.get("subdag")
     if sub is not None:
         rows += subdag_rows(sub, sz)
+    pools = sim.get("pools")
+    if pools is not None:
+        rows += pools_rows(pools, sz)
+    return rows
+
+
+def pools_rows(pools, sz):
+    """The node pools workload's rows (issue #18): submit → scale-up decision
+    of the first and of the last of the 10 pools, and → their first provider
+    create call; placement throughput with and without the pools. The issue
+    gives no target for these: the table shows what was measured."""
+    title = "node pools: %s-task submit (10 shapes) → scale-up decision, 10 pools" % (
+        "{:,}".format(sz["pools_tasks"]))
+    if "na" in pools:
+        return [Row("pools_decide_last", title, "s", "lower", na=pools["na"])]
+    rows = []
+    dec = pools.get("decision") or []
+    if dec:
+        rows += [Row("pools_decide_first", title + ": first pool", "s", "lower",
+                     values=[r["decide_first_s"] for r in dec]),
+                 Row("pools_decide_last", title + ": last pool", "s", "lower",
+                     values=[r["decide_last_s"] for r in dec]),
+                 Row("pools_seen_last", "node pools: submit → every pool's new nodes listed by "
+                     "`drover pools` (polled every 10 ms)", "s", "lower",
+                     values=[r["seen_last_s"] for r in dec]),
+                 Row("pools_create_first", "node pools: submit → first provider create call: "
+                     "first pool", "s", "lower", values=[r["create_first_s"] for r in dec]),
+                 Row("pools_create_last", "node pools: submit → first provider create call: "
+                     "last pool", "s", "lower", values=[r["create_last_s"] for r in dec]),
+                 Row("pools_wait_cpu", "node pools: droverd CPU while the %s tasks wait for the "
+                     "%s nodes asked" % ("{:,}".format(sz["pools_tasks"]),
+                                         "{:,}".format(sum(dec[0]["nodes"].values()))),
+                     "% of a core", "lower", values=[r["wait_cpu"] for r in dec])]
+    pl = pools.get("placement") or {}
+    w, wo = pl.get("with") or [], pl.get("without") or []
+    what = "placement: %s tasks on %s simulated agents" % ("{:,}".format(sz["ptp_tasks"]),
+                                                           "{:,}".format(sz["ptp_agents"]))
+    if w:
+        rows.append(Row("pools_tp_with", what + ", 10 pools growing", "tasks/s", "higher",
+                        values=[r["rate"] for r in w]))
+    if wo:
+        rows.append(Row("pools_tp_without", what + ", no pools", "tasks/s", "higher",
+                        values=[r["rate"] for r in wo]))
+    if w and wo:
+        rows.append(Row("pools_tp_ratio", "placement with pools / without", "×", "higher",
+                        values=[x["rate"] / y["rate"] for x, y in zip(w, wo) if y["rate"] > 0]))
+    for key, runs, how in (("with", w, "10 pools growing"), ("without", wo, "no pools")):
+        if runs:
+            rows.append(Row("pools_cpu_" + key, "placement, %s: droverd CPU per task" % how, "µs",
+                            "lower", values=[r["cpu_us_per_task"] for r in runs]))
     return rows
 
 
@@ -1609,6 +1862,25 @@ def details_md(res, sz):
                            each("%.0f", "state_mb"), each("%.2f", "submit_s"),
                            each("%.1f", "makespan_s"), each("%d", "dup"),
                            each("%.1f", "api_stall_s")))
+    pools = sim.get("pools")
+    if isinstance(pools, dict) and pools.get("decision"):
+        dec = pools["decision"]
+        out.append("- node pools: %s tasks submitted in %s s (the times above count from just "
+                   "before the submit); %s simulated agents of 2 cpus that fit none of them; "
+                   "nodes asked per run: %s (max %d per pool); each pool's decision, median over "
+                   "runs: %s" % (
+                       "{:,}".format(dec[0]["tasks"]),
+                       ", ".join("%.2f" % r["submit_s"] for r in dec),
+                       dec[0]["agents"], ", ".join(str(sum(r["nodes"].values())) for r in dec),
+                       sz["pools_max"], ", ".join(
+                           "%s %.3f s" % (p, statistics.median(r["decide"][p] for r in dec))
+                           for p in sorted(dec[0]["decide"], key=lambda p: dec[0]["decide"][p]))))
+        w = (pools.get("placement") or {}).get("with") or []
+        if w:
+            out.append("- node pools, placement with pools: nodes asked of the provider while "
+                       "the agents worked: %s; tasks run twice: %s" % (
+                           ", ".join(str(r["nodes_asked"]) for r in w),
+                           ", ".join(str(r["dup"]) for r in w)))
     return "\n".join(out)
 
 
@@ -1784,7 +2056,7 @@ def main():
             phase("build", lambda: run(["make", "-C", SOURCE_DIR, "build"], timeout=1800))
         binaries_ok(b.bindir)
         real = [w for w in REAL_WORKLOADS if w in b.workloads]
-        simw = [w for w in ("capacity", "heartbeat", "recovery", "big", "subdag")
+        simw = [w for w in ("capacity", "heartbeat", "recovery", "big", "subdag", "pools")
                 if w in b.workloads]
         if "drover" in b.systems and real:
             phase("drover", lambda: drover_real(b, sz))

@@ -9,7 +9,9 @@ benchmark itself stays out of `make test`.
   dispatches again after the restart;
 - bench/bench.py --smoke on drover alone (tiny sizes): it runs end to end and
   writes its table, with the bytes droverd wrote per task and the memory
-  per task of a fan-out of sub-DAGs against a flat fan-out.
+  per task of a fan-out of sub-DAGs against a flat fan-out, and the node
+  pools workload's decision part (10 pools with bench/simprovider: every
+  pool decides and is asked to create nodes).
 
 drover-simagent is looked for next to droverd in DROVER_BIN_DIR (where
 bench/CMakeLists.txt puts it), then in DROVER_BIN_DIR/bench.
@@ -160,7 +162,8 @@ class BenchDriverTest(DroverTestCase):
             os.symlink(simagent_path(), os.path.join(bindir, "drover-simagent"))
         argv = [sys.executable, os.path.join(SOURCE_DIR, "bench", "bench.py"), "--smoke",
                 "--systems", "drover", "--no-install", "--keep", "--bin-dir", bindir, "--out", out,
-                "--workloads", "throughput,distinct,chain,capacity,heartbeat,recovery,subdag"]
+                "--workloads",
+                "throughput,distinct,chain,capacity,heartbeat,recovery,subdag,pools"]
         env = dict(self.c.env)
         env.pop("BENCH_QUICK", None)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -214,6 +217,20 @@ class BenchDriverTest(DroverTestCase):
             self.assertGreater(d["rate"], 0, d)
             self.assertGreaterEqual(d["bytes_per_task"], 0, d)
         self.assertIn("sub-DAG vs flat fan-out: memory per task", md)
+        # node pools: 200 tasks over 10 shapes that fit none of the simulated
+        # agents; each of the 10 pools decides nodes (at most 3 each; arm's
+        # 20 one-cpu tasks fit 2 nodes of 16 cpus) and its provider is asked
+        # to create them, after the submit started
+        pools = sim["pools"]
+        self.assertNotIn("na", pools, pools)
+        dec = pools["decision"][0]
+        self.assertEqual(dec["sim_tasks"], 0, dec)
+        self.assertEqual(len(dec["nodes"]), 10, dec)
+        self.assertEqual(dec["nodes"], dict({p: 3 for p in dec["nodes"]}, arm=2), dec)
+        self.assertEqual(set(dec["create"]), set(dec["nodes"]), dec)
+        self.assertGreater(dec["decide_first_s"], 0, dec)
+        self.assertGreaterEqual(dec["create_first_s"], dec["decide_first_s"], dec)
+        self.assertIn("node pools: submit → first provider create call: last pool", md)
 
 
 if __name__ == "__main__":
