@@ -140,7 +140,7 @@ Drover__AttemptRecord *dag_current_attempt(const task_t *t)
 
 void dag_ready_push(sched_t *s, task_t *t)
 {
-    if (t->in_ready || t->held)
+    if (t->in_ready || t->held || t->park)
         return;
     t->run->queued++;
     t->ready_next = NULL;
@@ -158,6 +158,8 @@ void dag_ready_remove(sched_t *s, task_t *t)
 {
     if (t->held)
         limits_unhold(s, t);
+    if (t->park)
+        placer_unpark(s, t);
     if (!t->in_ready)
         return;
     t->run->queued--;
@@ -2023,6 +2025,7 @@ void dag_retention(sched_t *s, int64_t now_ms)
 
 void dag_free_all(sched_t *s)
 {
+    placer_parks_free(s);
     for (size_t i = 0; i < s->dag.n_runs; i++)
         run_free(s->dag.runs[i]);
     free(s->dag.runs);
