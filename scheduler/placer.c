@@ -626,7 +626,7 @@ static void check_parks(sched_t *s, placer_why_t *c)
         placer_shape_t *sh = shape_of(s, g->head, c, false);
         if (sh->fallback == g->fallback && !sh->busy)
             continue;
-        while (g->n) { /* the last one frees g */
+        for (size_t left = g->n; left > 0; left--) { /* the last one frees g */
             task_t *t = g->head;
             placer_unpark(s, t);
             dag_ready_push(s, t);
