@@ -397,8 +397,6 @@ static void why_waiting(sched_t *s, const task_t *t, placer_shape_t *sh, bool te
                          : k == 1 ? want->memory_bytes
                                   : want->gpus);
             sb_puts(&b, " wanted)");
-        } else if (t->avoid_agent) {
-            sb_printf(&b, " (it avoids %s, where it was last preempted or failed)", t->avoid_agent);
         }
         if (pools_explain(s, t, sh->fallback, pool, sizeof pool))
             sb_printf(&b, "; %s", pool);

@@ -661,8 +661,8 @@ void placer_why_init(sched_t *s, placer_why_t *c);
 /* Why READY t is not running, in words a user acts on, starting with
  * "waiting: " ("waiting: no agent in service offers gpus: 1 (the largest
  * has 0; 2 agents)", "waiting: run parallelism 4 reached (4 running)",
- * "waiting: all 3 agents that fit are busy (the most free cpu is 0.5 of
- * 1)", a pool's words from pools_explain). The text is c's (valid until the
+ * "waiting: all 3 agents that fit are busy (the most free cpu is 0.5, 1
+ * wanted)", a pool's words from pools_explain). The text is c's (valid until the
  * next call with c), at most PLACER_WHY_LEN - 1 bytes (truncated). O(1) for
  * a shape c knows, else O(agents + pools). */
 const char *placer_why(sched_t *s, const task_t *t, placer_why_t *c);
