@@ -1893,11 +1893,20 @@ static void rebuild_run(sched_t *s, run_t *r)
         case DROVER__TASK_STATUS__TASK_SUSPENDED:
             gates_track(s, t); /* a timeout passed while droverd was down fires at the tick */
             break;
-        case DROVER__TASK_STATUS__TASK_WAITING:
+        case DROVER__TASK_STATUS__TASK_WAITING: {
+            /* A fresh item made READY is written only once assigned: one
+             * released before the crash (below its group's released
+             * mark, which a later item set) is READY again. */
+            const task_t *g = t->is_item ? group_of(t) : NULL;
+            if (g && !r->cancelled && t->item < g->items_released) {
+                activate(s, t);
+                break;
+            }
             /* Decisions are made in the same transaction as the event that
              * enables them; this only catches what a crash could leave. */
             decide(s, t);
             break;
+        }
         case DROVER__TASK_STATUS__TASK_RUNNING:
             if (t->step->fan_out && !t->is_item) {
                 release_items(s, t);

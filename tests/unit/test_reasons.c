@@ -261,3 +261,35 @@ Test(reasons, reason_is_bounded_whatever_the_step_asks)
     cr_assert(strstr(w, "no agent in service offers cpu: 4.29497e+06 (the largest has 8") == w + 9,
               "%s", w);
 }
+
+/* A fan-out item made READY is written only once assigned, and its
+ * reason is not stored: after a restart an item that waited (3 cpus on a
+ * 2-cpu agent) while a later item ran must be READY again, with its
+ * reason (before, the later item's record marked it released and it
+ * stayed WAITING for good). */
+Test(reasons, waiting_item_is_ready_again_after_a_restart)
+{
+    run_t *r = h_submit(s, "name: f\n"
+                           "steps:\n"
+                           "  - name: fan\n"
+                           "    for_each: ['1', '3', '1']\n"
+                           "    resources: {cpu: '{{item}}'}\n"
+                           "    command: [x]\n");
+    h_register(s, "a", 2000, 16 * GiB, 0, NULL);
+    placer_place(s);
+    expect_status(h_task(r, "fan[0]"), ST(ASSIGNED));
+    expect_status(h_task(r, "fan[2]"), ST(ASSIGNED));
+    expect_why(h_task(r, "fan[1]"),
+               "waiting: no agent in service offers cpu: 3 (the largest has 2; 1 agent)");
+    char id[32];
+    snprintf(id, sizeof id, "%s", r->rec->id);
+    h_sched_restart();
+    r = dag_find_run(s, id);
+    cr_assert_not_null(r);
+    task_t *t = h_task(r, "fan[1]");
+    expect_status(t, ST(READY));
+    cr_assert(h_in_ready_queue(s, t));
+    h_register(s, "a", 2000, 16 * GiB, 0, NULL);
+    placer_place(s);
+    expect_why(t, "waiting: no agent in service offers cpu: 3 (the largest has 2; 1 agent)");
+}
