@@ -880,7 +880,7 @@ bool placer_place(sched_t *s)
             next = t;
         } else {
             placer_shape_t *sh = shape_of(s, t, &waiting, false);
-            if (!s->dag.parks) /* the fleet these verdicts are for */
+            if (!sh->busy && !s->dag.parks) /* the fleet these verdicts are for */
                 s->dag.park_fleet = fleet_print(s);
             if (!sh->busy && park(s, t, sh->fallback))
                 parked++; /* no agent could ever hold it: out of the way */
