@@ -13,9 +13,13 @@
  * nodes at risk (a rebalance notice) come last; within a rank the one
  * with the most free cpu wins, which spreads work. The ready queue is
  * walked in FIFO order; a task that fits nowhere stays queued and the walk
- * goes on, up to a bound per pass so a long blocked queue costs little.
- * Agents are found through an index (below), not a scan per task; a pass
- * assigns at most PLACER_MAX_PER_PASS tasks.
+ * goes on, up to a bound per pass so a long blocked queue costs little,
+ * except a task no agent in service could ever hold: that one is parked
+ * off the queue until the fleet changes ("waiting reasons" below), so a
+ * backlog of such tasks costs nothing. Agents are found through an index
+ * (below), not a scan per task; a pass assigns at most
+ * PLACER_MAX_PER_PASS tasks. Why each READY task waits is worked out when
+ * it is shown (placer_why), never stored.
  */
 #include "sched_internal.h"
 
