@@ -50,7 +50,8 @@ SIZES = {
         big_agents=1000, big_tasks=1000000,
         subdag_items=100000,
         pools_tasks=10000, pools_agents=100, pools_max=100, pools_window=3,
-        ptp_agents=200, ptp_tasks=50000),
+        ptp_agents=200, ptp_tasks=50000,
+        bl_agents=1000, bl_tasks=100000, bl_backlog=1000000),
     "quick": dict(
         reps=1, throughput=500, distinct=500, chain=50, chain_long=1000, literal=2000,
         wide=1000,
@@ -61,7 +62,8 @@ SIZES = {
         big_agents=100, big_tasks=50000,
         subdag_items=10000,
         pools_tasks=2000, pools_agents=50, pools_max=20, pools_window=2,
-        ptp_agents=100, ptp_tasks=10000),
+        ptp_agents=100, ptp_tasks=10000,
+        bl_agents=100, bl_tasks=100000, bl_backlog=1000000),
     "smoke": dict(
         reps=1, throughput=40, distinct=40, chain=10, chain_long=20, literal=60, wide=50,
         slurm_chain=5, slurm_wide_reps=1,
@@ -71,11 +73,13 @@ SIZES = {
         big_agents=10, big_tasks=2000,
         subdag_items=200,
         pools_tasks=200, pools_agents=5, pools_max=3, pools_window=0.5,
-        ptp_agents=10, ptp_tasks=0),
+        ptp_agents=10, ptp_tasks=0,
+        bl_agents=10, bl_tasks=400, bl_backlog=2000),
 }
 
 WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide", "capacity",
-             "heartbeat", "recovery", "big", "subdag", "pools")
+             "heartbeat", "recovery", "big", "subdag", "pools",
+             "backlog")
 # Workloads on droverd + real drover-agents (the rest use drover-simagent).
 REAL_WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide")
 SYSTEMS = ("drover", "slurm", "dask")
@@ -100,6 +104,9 @@ TARGETS = {
     # issue #16: a fan-out of sub-DAGs stays within a flat fan-out's memory
     # per task (droverd's peak RSS growth over the run / tasks), 20% slack.
     "subdag_mem_ratio": ("<=", 1.2),
+    # issue #18: placement throughput with a backlog no agent can hold
+    # READY, within 10% of the same workload without it.
+    "backlog_ratio": (">=", 0.9),
 }
 
 
@@ -732,6 +739,73 @@ def sim_capacity(bench, sz, rep):
         return res
 
 
+def spec_backlog(name, n):
+    """A fan-out of n `true` items that no agent can hold: they ask for a
+    label none has (pool=none), so they stay READY for good."""
+    lines = spec_head(name, None)
+    lines += ["  - name: t", '    command: ["true"]', "    placement: {labels: {pool: none}}",
+              "    for_each: {range: %d}" % n]
+    return "\n".join(lines) + "\n"
+
+
+def sim_backlog_once(bench, sz, rep, backlog):
+    """Placement throughput (tasks placed and completed per second, as
+    capacity) of a bl_tasks fan-out on bl_agents simulated agents, with
+    `backlog` READY tasks that no agent can hold queued before it (0: none).
+    Also how long `drover status` (which counts READY tasks by reason)
+    takes with the backlog there."""
+    n, agents = sz["bl_tasks"], sz["bl_agents"]
+    with SimBed(bench, "backlog-%d-%d" % (backlog, rep)) as bed:
+        d = bed.d
+        res = {"backlog": backlog}
+        if backlog:
+            t0 = time.time()
+            rid, err = d.submit(spec_backlog("backlog", backlog))
+            if not rid:
+                raise NA(short_reason(err))
+
+            def all_ready():
+                st = json.loads(d.cli("status", "-o", "json").stdout)
+                return st.get("waiting_total", 0) >= backlog
+            wait_for(all_ready, 900, 0.5, "the backlog's %d tasks to be READY" % backlog)
+            res["backlog_submit_s"] = time.time() - t0
+        sim = bed.agents(agents, ["--cpus", sz["cap_cpus"]])
+        sim.wait_registered()
+        times = []
+        for _ in range(3):
+            t = time.monotonic()
+            st = json.loads(d.cli("status", "-o", "json").stdout)
+            times.append(time.monotonic() - t)
+        res["status_ms"] = min(times) * 1000.0
+        res["waiting"] = st.get("waiting")
+        cpu0 = d.cpu()
+        rid, err = d.submit(spec_fanout("placed", n))
+        if not rid:
+            raise NA(short_reason(err))
+        rs = d.wait_runs([rid], 900, interval=0.2)
+        cpu = d.cpu() - cpu0
+        st = bed.stop_agents()
+        first = st.get("first_assign_ms") or 0
+        if not first:
+            raise RuntimeError("drover-simagent saw no assignment")
+        secs = max(rs[rid]["finished_ms"] - first, 1) / 1000.0
+        res.update(rate=n / secs, cpu_us_per_task=cpu / n * 1e6, rss_mb=d.rss_peak_mb())
+        log("backlog %s rep %d: %.0f tasks/s, droverd %.1f us CPU/task, status %.0f ms, peak "
+            "RSS %.0f MiB", "{:,}".format(backlog), rep + 1, res["rate"], res["cpu_us_per_task"],
+            res["status_ms"], res["rss_mb"])
+        return res
+
+
+def sim_backlog(bench, sz):
+    """sim_backlog_once without, then with the backlog, reps times,
+    alternating so that a change in the machine's load hits both alike."""
+    out = {"none": [], "backlog": []}
+    for rep in range(sz["reps"]):
+        out["none"].append(sim_backlog_once(bench, sz, rep, 0))
+        out["backlog"].append(sim_backlog_once(bench, sz, rep, sz["bl_backlog"]))
+    return out
+
+
 def sim_heartbeat(bench, sz):
     agents, window = sz["hb_agents"], sz["hb_window"]
     with SimBed(bench, "heartbeat") as bed:
@@ -1147,6 +1221,8 @@ def drover_sim(bench, sz):
         guarded("subdag", lambda: sim_subdag(bench, sz))
     if "pools" in bench.workloads:
         guarded("pools", lambda: sim_pools(bench, sz))
+    if "backlog" in bench.workloads:
+        guarded("backlog", lambda: sim_backlog(bench, sz))
     return out
 
 
@@ -1547,6 +1623,9 @@ def build_rows(res, sz):
     sub = sim.get("subdag")
     if sub is not None:
         rows += subdag_rows(sub, sz)
+    bl = sim.get("backlog")
+    if bl is not None:
+        rows += backlog_rows(bl, sz)
     pools = sim.get("pools")
     if pools is not None:
         rows += pools_rows(pools, sz)
@@ -1598,6 +1677,34 @@ def pools_rows(pools, sz):
             rows.append(Row("pools_cpu_" + key, "placement, %s: droverd CPU per task" % how, "µs",
                             "lower", values=[r["cpu_us_per_task"] for r in runs]))
     return rows
+
+
+def backlog_rows(bl, sz):
+    """Rows of the backlog workload: placement throughput without and with
+    the backlog, their ratio (the target), `drover status` with it."""
+    title = "placement: %s tasks on %s agents" % ("{:,}".format(sz["bl_tasks"]),
+                                                  "{:,}".format(sz["bl_agents"]))
+    with_title = title + ", %s unplaceable READY tasks queued before" % "{:,}".format(
+        sz["bl_backlog"])
+    if "na" in bl:
+        return [Row("backlog_ratio", with_title, "×", "higher", na=bl["na"],
+                    target=TARGETS["backlog_ratio"])]
+    none, back = bl["none"], bl["backlog"]
+    return [Row("backlog_none", title + ", no backlog", "tasks/s", "higher",
+                values=[r["rate"] for r in none]),
+            Row("backlog", with_title, "tasks/s", "higher", values=[r["rate"] for r in back]),
+            # the medians' ratio: one pair's ratio is mostly the machine's
+            # load while each ran (seconds each, alternating)
+            Row("backlog_ratio", "placement with / without the backlog (medians)", "×", "higher",
+                values=[statistics.median(r["rate"] for r in back) /
+                        statistics.median(r["rate"] for r in none)],
+                target=TARGETS["backlog_ratio"]),
+            Row("backlog_cpu_none", "placement, no backlog: droverd CPU per task", "µs", "lower",
+                values=[r["cpu_us_per_task"] for r in none]),
+            Row("backlog_cpu", "placement with the backlog: droverd CPU per task", "µs", "lower",
+                values=[r["cpu_us_per_task"] for r in back]),
+            Row("backlog_status", "`drover status` (READY tasks by reason) with the backlog",
+                "ms", "lower", values=[r["status_ms"] for r in back])]
 
 
 def subdag_rows(sub, sz):
@@ -1751,6 +1858,7 @@ def write_chart(rows, res, png, data_dir):
                      "big_submit": "1M submit", "big_rss": "1M RSS", "distinct": "distinct steps",
                      "chain_long": "long chain",
                      "subdag_mem_ratio": "sub-DAG mem/task",
+                     "backlog_ratio": "placement with 1M backlog",
                      "subdag_mem_ratio_all": "sub-DAG mem/task (groups counted)"}.get(r.key, r.key)
             if r.values:
                 m = r.median()
@@ -2056,7 +2164,7 @@ def main():
             phase("build", lambda: run(["make", "-C", SOURCE_DIR, "build"], timeout=1800))
         binaries_ok(b.bindir)
         real = [w for w in REAL_WORKLOADS if w in b.workloads]
-        simw = [w for w in ("capacity", "heartbeat", "recovery", "big", "subdag", "pools")
+        simw = [w for w in ("capacity", "heartbeat", "recovery", "big", "subdag", "pools", "backlog")
                 if w in b.workloads]
         if "drover" in b.systems and real:
             phase("drover", lambda: drover_real(b, sz))

@@ -1,19 +1,21 @@
 /* cmd_status — `drover status`: droverd's security settings (CURVE,
- * keys loaded), its limits, and what it refused or dropped since it
- * started. */
+ * keys loaded), its limits, what it refused or dropped since it started,
+ * and its READY tasks counted by why they wait. */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "api.h"
 #include "cli.h"
 #include "doc.h"
+#include "fmt.h"
 
 #define STATUS_USAGE "drover status [-o table|json|yaml]"
 #define STATUS_HELP                                                                                \
     "Show this CLI's and droverd's versions, whether keys are required on the agents and API\n"    \
     "sockets, its limits, and counters of what it refused (unknown keys, roles, join\n"            \
     "tokens, specs over a limit, undecodable messages) or dropped (API clients not reading\n"      \
-    "their replies).\n"                                                                            \
+    "their replies), and the READY tasks counted by why they wait (no agent offers what\n"         \
+    "they ask for, a pool is growing, their run's parallelism, all agents that fit busy).\n"       \
     "  -o, --output FORMAT  table (default), json or yaml\n"
 
 enum { OPT_OUTPUT = 1 };
@@ -74,6 +76,16 @@ int cmd_status(cli_t *cli, int argc, char **argv)
         doc_field_str(j, "caller", v->caller);
         print_kvs_json(j, "limits", v->limits, v->n_limits);
         print_kvs_json(j, "counters", v->counters, v->n_counters);
+        doc_field_uint(j, "waiting_total", v->waiting_total);
+        doc_key(j, "waiting");
+        doc_array_begin(j);
+        for (size_t i = 0; i < v->n_waiting; i++) {
+            doc_object_begin(j);
+            doc_field_str(j, "reason", v->waiting[i]->reason);
+            doc_field_uint(j, "count", v->waiting[i]->count);
+            doc_object_end(j);
+        }
+        doc_array_end(j);
         doc_object_end(j);
         doc_finish(&j);
     } else {
@@ -88,6 +100,14 @@ int cmd_status(cli_t *cli, int argc, char **argv)
         printf("\nREFUSED OR DROPPED SINCE START\n");
         for (size_t i = 0; i < v->n_counters; i++)
             printf("  %-18s %s\n", v->counters[i]->key, v->counters[i]->value);
+        char n[FMT_BUF];
+        printf("\nWAITING: %s READY task%s\n", fmt_count(v->waiting_total, n),
+               v->waiting_total == 1 ? "" : "s");
+        for (size_t i = 0; i < v->n_waiting; i++) {
+            printf("  %12s  ", fmt_count(v->waiting[i]->count, n));
+            fmt_put_clean(stdout, v->waiting[i]->reason);
+            putchar('\n');
+        }
     }
     drover__api_response__free_unpacked(resp, NULL);
     return CLI_EXIT_OK;

@@ -11,6 +11,11 @@
  * things happened even when several changed between two polls. Either way it ends with "run ID
  * STATUS in 4.2s" and exits 0 only if the run SUCCEEDED.
  *
+ * READY steps are counted by their reason (droverd says why each waits):
+ * a line per distinct reason, "3 waiting: no agent in service offers
+ * gpus: 1 (...)", under the summary on a terminal (at most
+ * WATCH_REASONS), and in line mode again whenever the counts change.
+ *
  * A droverd restart does not end the watch: polls that get no answer are
  * retried for up to WATCH_PATIENCE_MS (api_set_patience); on a terminal the
  * next drawing starts below the notes that were printed meanwhile.
@@ -32,6 +37,7 @@
 
 #define WATCH_POLL_MS     300
 #define WATCH_PATIENCE_MS 60000
+#define WATCH_REASONS     5
 
 #define WATCH_USAGE "drover run watch ID"
 #define WATCH_HELP                                                                                 \
@@ -39,7 +45,8 @@
     "succeeded, 1 if it failed or was cancelled. If droverd stops answering (a\n"                  \
     "restart), keeps trying for up to 60s before giving up (exit status 4).\n"                     \
     "Piped to a file, it prints a line per change, in the order they happened,\n"                  \
-    "with millisecond times.\n"
+    "with millisecond times. Steps ready to run but waiting are counted by why\n"                  \
+    "they wait (\"3 waiting: no agent in service offers gpus: 1 ...\").\n"
 
 /* What was last shown for a step (line mode). */
 typedef struct {
@@ -55,7 +62,46 @@ typedef struct {
     shown_t *shown;     /* line mode: one per step seen */
     size_t n_shown;
     zhashx_t *by_name; /* name -> index in shown + 1 */
+    char *waiting;     /* line mode: the reason counts last printed (owned) */
 } watch_t;
+
+/* The READY steps of run counted by reason (without "waiting: "), in
+ * order of first appearance: "3 waiting: REASON" lines, each ending in
+ * '\n', at most max of them (then "N more reasons"). Caller frees. */
+static char *waiting_lines(const Drover__RunView *run, size_t max)
+{
+    const char **why = NULL;
+    size_t *count = NULL, n = 0, last = 0;
+    for (size_t i = 0; i < run->n_tasks; i++) {
+        const Drover__TaskView *t = run->tasks[i];
+        if (t->status != DROVER__TASK_STATUS__TASK_READY)
+            continue;
+        const char *r = t->reason;
+        if (!strncmp(r, "waiting: ", 9))
+            r += 9;
+        if (n && !strcmp(why[last], r)) { /* a fan-out's items: one reason */
+            count[last]++;
+            continue;
+        }
+        for (last = 0; last < n && strcmp(why[last], r); last++)
+            ;
+        if (last == n) {
+            why = xrealloc(why, (n + 1) * sizeof *why);
+            count = xrealloc(count, (n + 1) * sizeof *count);
+            why[n] = r;
+            count[n++] = 0;
+        }
+        count[last]++;
+    }
+    strbuf_t b = {0};
+    for (size_t i = 0; i < n && i < max; i++)
+        sb_printf(&b, "%zu waiting: %s\n", count[i], *why[i] ? why[i] : "(no reason given)");
+    if (n > max)
+        sb_printf(&b, "... %zu more reasons\n", n - max);
+    free(why);
+    free(count);
+    return sb_take(&b);
+}
 
 static void watch_free(watch_t *w)
 {
@@ -63,6 +109,7 @@ static void watch_free(watch_t *w)
     for (size_t i = 0; i < w->n_shown; i++)
         free(w->shown[i].name);
     free(w->shown);
+    free(w->waiting);
 }
 
 /* ---------------------------------------------------------------- terminal */
@@ -153,8 +200,12 @@ static void redraw(watch_t *w, const Drover__RunView *run, int64_t now)
 {
     size_t cols, rows, lines = 0;
     term_size(&cols, &rows);
+    char *waiting = waiting_lines(run, WATCH_REASONS);
+    size_t n_waiting = 0;
+    for (const char *p = waiting; *p; p++)
+        n_waiting += *p == '\n';
     /* title + table header + summary + "more" line + the final line */
-    size_t max_rows = rows > 6 ? rows - 5 : 1;
+    size_t max_rows = rows > 6 + n_waiting ? rows - 5 - n_waiting : 1;
     size_t *idx = xcalloc(run->n_tasks, sizeof *idx);
     size_t shown = pick_rows(run, max_rows, idx);
     table_t *t = runview_task_table(run, idx, shown, now);
@@ -173,6 +224,16 @@ static void redraw(watch_t *w, const Drover__RunView *run, int64_t now)
     }
     print_summary(w, run, now);
     lines++;
+    for (char *line = waiting, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = 0;
+        char *row = xasprintf("  %s", line);
+        table_clip(row, cols - 1);
+        fmt_put_clean(stdout, row);
+        putchar('\n');
+        free(row);
+        lines++;
+    }
+    free(waiting);
     fflush(stdout);
     w->lines_drawn = lines;
     free(title);
@@ -326,6 +387,22 @@ static void print_changes(watch_t *w, const Drover__RunView *run, int64_t now)
     for (size_t i = 0; i < n; i++)
         print_change(&ev[i].view, ev[i].when, now);
     free(ev);
+    char *waiting = waiting_lines(run, WATCH_REASONS);
+    if (!w->waiting || strcmp(w->waiting, waiting) != 0) {
+        char clock[FMT_BUF];
+        fmt_clock(now, clock);
+        for (char *line = waiting, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+            printf("%s ", clock);
+            *nl = 0;
+            fmt_put_clean(stdout, line); /* the reasons hold label values */
+            *nl = '\n';
+            putchar('\n');
+        }
+        free(w->waiting);
+        w->waiting = waiting;
+    } else {
+        free(waiting);
+    }
     fflush(stdout);
 }
 

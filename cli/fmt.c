@@ -111,6 +111,19 @@ char *fmt_size(uint64_t bytes, char *buf)
     return buf;
 }
 
+char *fmt_count(uint64_t n, char *buf)
+{
+    char digits[24];
+    int len = snprintf(digits, sizeof digits, "%" PRIu64, n), o = 0;
+    for (int i = 0; i < len; i++) {
+        if (i && (len - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 char *fmt_cpu(uint32_t milli, char *buf)
 {
     uint32_t tenths = (milli + 50) / 100;

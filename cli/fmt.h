@@ -37,6 +37,9 @@ char *fmt_bytes(uint64_t bytes, char *buf);
 /* A file size: "0B", "812B", "3.9KiB", "1.5GiB". */
 char *fmt_size(uint64_t bytes, char *buf);
 
+/* A count with thousands separators: 1000000 → "1,000,000". */
+char *fmt_count(uint64_t n, char *buf);
+
 /* CPU cores from millicores, one decimal: 1500 → "1.5". */
 char *fmt_cpu(uint32_t milli, char *buf);
 

@@ -339,7 +339,28 @@ static void view_tree(const run_t *r, view_tree_t *vt)
     free(seen);
 }
 
-static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
+/* The reasons of READY tasks shown in a run's view (placer_why): each
+ * distinct text once (owned; freed with the view), as the tasks of a
+ * fan-out share one. */
+typedef struct {
+    char **texts;
+    size_t n;
+    placer_why_t memo;
+} view_whys_t;
+
+static char *view_why(sched_t *s, view_whys_t *w, const task_t *t)
+{
+    const char *why = placer_why(s, t, &w->memo);
+    for (size_t i = w->n; i-- > 0;) /* the latest first: usually it */
+        if (!strcmp(w->texts[i], why))
+            return w->texts[i];
+    w->texts = xrealloc(w->texts, (w->n + 1) * sizeof *w->texts);
+    return w->texts[w->n++] = xstrdup(why);
+}
+
+/* whys: where the reasons of READY tasks go (with_tasks only). */
+static void run_view(sched_t *s, const run_t *r, Drover__RunView *v, bool with_tasks,
+                     view_whys_t *whys)
 {
     drover__run_view__init(v);
     v->id = r->rec->id;
@@ -362,6 +383,7 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
         return;
     view_tree_t vt;
     view_tree(r, &vt);
+    placer_why_init(s, &whys->memo);
     v->n_tasks = r->n_tasks;
     v->tasks = xcalloc(r->n_tasks, sizeof *v->tasks);
     for (size_t i = 0; i < r->n_tasks; i++) {
@@ -380,6 +402,8 @@ static void run_view(const run_t *r, Drover__RunView *v, bool with_tasks)
         tv->status = t->status;
         tv->attempts = (uint32_t)t->n_attempts;
         tv->reason = t->reason ? t->reason : (char *)"";
+        if (t->status == DROVER__TASK_STATUS__TASK_READY)
+            tv->reason = view_why(s, whys, t); /* why it is not running yet */
         tv->retry_at_ms = t->retry_at_ms;
         tv->retries_used = t->retries_used;
         tv->system_errors = t->system_errors;
@@ -594,7 +618,30 @@ static void add_kv(Drover__KeyValue ***list, size_t *n, const char *key, uint64_
     (*list)[(*n)++] = util_kv_new(key, buf);
 }
 
-/* Security settings, limits and refusal counters (freed with the reply). */
+/* READY tasks by why they wait (placer_waiting_counts), at most
+ * API_WAITING_REASONS lines, into v (owned by it). */
+#define API_WAITING_REASONS 20
+static void waiting_counts(sched_t *s, Drover__StatusView *v)
+{
+    char **reasons;
+    uint64_t *counts, total;
+    size_t n = placer_waiting_counts(s, API_WAITING_REASONS, &reasons, &counts, &total);
+    v->waiting_total = total;
+    v->n_waiting = n;
+    v->waiting = n ? xcalloc(n, sizeof *v->waiting) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        Drover__WaitingCount *w = xmalloc(sizeof *w);
+        drover__waiting_count__init(w);
+        w->reason = reasons[i]; /* handed to w */
+        w->count = counts[i];
+        v->waiting[i] = w;
+    }
+    free(reasons);
+    free(counts);
+}
+
+/* Security settings, limits, refusal counters and READY tasks by reason
+ * (freed with the reply). */
 static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
 {
     Drover__StatusView *v = xmalloc(sizeof *v);
@@ -633,6 +680,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->counters, &v->n_counters, "truncated_logs", k->truncated_logs);
     add_kv(&v->counters, &v->n_counters, "dropped_api_peers", k->dropped_api_peers);
     add_kv(&v->counters, &v->n_counters, "refused_joins", k->refused_joins);
+    waiting_counts(s, v);
     return v;
 }
 
@@ -701,6 +749,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     Drover__RunView **runs = NULL;
     Drover__AgentView **agents = NULL;
     Drover__LogsView logs;
+    view_whys_t whys = {.n = 0, .texts = NULL};
     Drover__RunSpecRecord *spec_loaded = NULL; /* get_spec's, read from the store */
     char *err = NULL;
     Drover__ApiRequest *req = drover__api_request__unpack(NULL, len, data);
@@ -732,7 +781,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
             if (!run_matches(s->dag.runs[i], lr))
                 continue;
             runs[n] = xmalloc(sizeof **runs);
-            run_view(s->dag.runs[i], runs[n++], false);
+            run_view(s, s->dag.runs[i], runs[n++], false, NULL);
         }
         resp.n_runs = n;
         resp.runs = runs;
@@ -758,7 +807,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
             resp.run_id = r->rec->id;
             break;
         }
-        run_view(r, &run, true);
+        run_view(s, r, &run, true, &whys);
         resp.run = &run;
         break;
     }
@@ -902,6 +951,9 @@ done:
     if (resp.logs)
         free(resp.logs->data.data);
     free_run_view_tasks(&run);
+    for (size_t i = 0; i < whys.n; i++)
+        free(whys.texts[i]);
+    free(whys.texts);
     for (size_t i = 0; i < resp.n_runs; i++)
         free(runs[i]);
     free(runs);

@@ -140,7 +140,7 @@ Drover__AttemptRecord *dag_current_attempt(const task_t *t)
 
 void dag_ready_push(sched_t *s, task_t *t)
 {
-    if (t->in_ready || t->held)
+    if (t->in_ready || t->held || t->park)
         return;
     t->run->queued++;
     t->ready_next = NULL;
@@ -158,6 +158,8 @@ void dag_ready_remove(sched_t *s, task_t *t)
 {
     if (t->held)
         limits_unhold(s, t);
+    if (t->park)
+        placer_unpark(s, t);
     if (!t->in_ready)
         return;
     t->run->queued--;
@@ -1891,11 +1893,20 @@ static void rebuild_run(sched_t *s, run_t *r)
         case DROVER__TASK_STATUS__TASK_SUSPENDED:
             gates_track(s, t); /* a timeout passed while droverd was down fires at the tick */
             break;
-        case DROVER__TASK_STATUS__TASK_WAITING:
+        case DROVER__TASK_STATUS__TASK_WAITING: {
+            /* A fresh item made READY is written only once assigned: one
+             * released before the crash (below its group's released
+             * mark, which a later item set) is READY again. */
+            const task_t *g = t->is_item ? group_of(t) : NULL;
+            if (g && !r->cancelled && t->item < g->items_released) {
+                activate(s, t);
+                break;
+            }
             /* Decisions are made in the same transaction as the event that
              * enables them; this only catches what a crash could leave. */
             decide(s, t);
             break;
+        }
         case DROVER__TASK_STATUS__TASK_RUNNING:
             if (t->step->fan_out && !t->is_item) {
                 release_items(s, t);
@@ -2023,6 +2034,7 @@ void dag_retention(sched_t *s, int64_t now_ms)
 
 void dag_free_all(sched_t *s)
 {
+    placer_parks_free(s);
     for (size_t i = 0; i < s->dag.n_runs; i++)
         run_free(s->dag.runs[i]);
     free(s->dag.runs);

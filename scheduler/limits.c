@@ -24,6 +24,8 @@
  * limits_release puts back as many as the run has room for (bound minus
  * bound tasks minus its tasks already queued). Held is runtime only: a
  * restart queues every READY task again and the placer sorts them anew.
+ * A held task's reason (`drover run get`, placer_why) is limits_why_held;
+ * r->n_held counts the list, so `drover status` counts them per run.
  *
  * Run timeout: the deadline is the run's created_ms + timeout_ms, both in
  * its record, so a restarted droverd finds it again (dag_load calls
@@ -169,6 +171,7 @@ void limits_hold(sched_t *s, task_t *t)
         d->holding[d->n_holding++] = r;
     }
     r->held_tail = t;
+    r->n_held++;
 }
 
 void limits_unhold(sched_t *s, task_t *t)
@@ -186,6 +189,7 @@ void limits_unhold(sched_t *s, task_t *t)
         r->held_tail = t->ready_prev;
     t->ready_prev = t->ready_next = NULL;
     t->held = false;
+    r->n_held--;
     if (!r->held_head)
         holding_remove(s, r);
 }
@@ -204,6 +208,17 @@ void limits_release(sched_t *s)
         if (i < s->dag.n_holding && s->dag.holding[i] == r)
             i++;
     }
+}
+
+void limits_why_held(const run_t *r, char *buf, size_t len)
+{
+    if (r->active >= r->rec->parallelism)
+        snprintf(buf, len, "waiting: run parallelism %u reached (%u running)", r->rec->parallelism,
+                 r->active);
+    else /* its room is taken by tasks of the run queued ahead of it */
+        snprintf(buf, len,
+                 "waiting: run parallelism %u reached (%u running, %u queued ahead of it)",
+                 r->rec->parallelism, r->active, r->queued);
 }
 
 /* ------------------------------------------------------------ timeout */

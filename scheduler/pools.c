@@ -13,8 +13,10 @@
  * restart neither loses nor doubles a node. One call at a time per pool.
  *
  * Demand (every DEMAND_EVERY_MS): the READY tasks at the head of the
- * queue (at most DEMAND_SCAN of them: a pool cannot grow past max, so the
- * head decides) are packed first into the room of the agents in service,
+ * queue and in the placer's parks (tasks no agent in service could ever
+ * hold, set aside by shape: the ones new nodes are for; at most
+ * DEMAND_SCAN in all: a pool cannot grow past max, so the head decides)
+ * are packed first into the room of the agents in service,
  * then into the nodes already coming (REQUESTED, BOOTING), then into new
  * nodes of the best pool that fits each task's shape: resources, labels,
  * spot policy (require: spot pools only; fallback_after reached: on-demand
@@ -804,6 +806,24 @@ static bool pack(struct pools *ps, dshape_t *sh, const task_t *t, abin_t *ab, si
     return false;
 }
 
+/* t's shape in the pass's cache (the last DEMAND_SHAPES), made when new. */
+static dshape_t *shape_for(struct pools *ps, dshape_t *shapes, size_t *n_shapes, size_t *next_shape,
+                           const task_t *t, int64_t now)
+{
+    bool ondemand = wants_ondemand(t);
+    for (size_t i = 0; i < *n_shapes; i++)
+        if (shapes[i].step == t->step && shapes[i].ondemand == ondemand)
+            return &shapes[i];
+    dshape_t *sh =
+        &shapes[*n_shapes < DEMAND_SHAPES ? (*n_shapes)++ : (*next_shape)++ % DEMAND_SHAPES];
+    memset(sh, 0, sizeof *sh);
+    sh->step = t->step;
+    sh->ondemand = ondemand;
+    pool_t *first;
+    sh->n_pools = candidates(ps, t, now, sh->pools, 8, &first);
+    return sh;
+}
+
 static void demand_pass(sched_t *s, int64_t now)
 {
     struct pools *ps = s->pools;
@@ -835,22 +855,21 @@ static void demand_pass(sched_t *s, int64_t now)
     }
     dshape_t shapes[DEMAND_SHAPES];
     size_t n_shapes = 0, next_shape = 0, scanned = 0;
-    for (task_t *t = s->dag.ready_head; t && scanned < DEMAND_SCAN; t = t->ready_next, scanned++) {
-        bool ondemand = wants_ondemand(t);
-        dshape_t *sh = NULL;
-        for (size_t i = 0; i < n_shapes && !sh; i++)
-            if (shapes[i].step == t->step && shapes[i].ondemand == ondemand)
-                sh = &shapes[i];
-        if (!sh) {
-            sh = &shapes[n_shapes < DEMAND_SHAPES ? n_shapes++ : next_shape++ % DEMAND_SHAPES];
-            memset(sh, 0, sizeof *sh);
-            sh->step = t->step;
-            sh->ondemand = ondemand;
-            pool_t *first;
-            sh->n_pools = candidates(ps, t, now, sh->pools, 8, &first);
-        }
-        pack(ps, sh, t, ab, n_ab, bins);
+    /* the placer's parks first: tasks of one shape no agent in service
+     * could ever hold, n of them each, the very ones new nodes are for */
+    for (park_t *k = s->dag.parks; k && scanned < DEMAND_SCAN; k = k->next) {
+        if (!k->head)
+            continue;
+        dshape_t *sh = shape_for(ps, shapes, &n_shapes, &next_shape, k->head, now);
+        for (size_t i = 0; i < k->n && scanned < DEMAND_SCAN; i++, scanned++)
+            if (!pack(ps, sh, k->head, ab, n_ab, bins))
+                break; /* no pool takes one more of this shape */
     }
+    /* then the ready queue's head (tasks some agent could hold once free),
+     * with a budget of its own */
+    scanned = 0;
+    for (task_t *t = s->dag.ready_head; t && scanned < DEMAND_SCAN; t = t->ready_next, scanned++)
+        pack(ps, shape_for(ps, shapes, &n_shapes, &next_shape, t, now), t, ab, n_ab, bins);
     for (size_t i = 0; i < ps->n; i++) {
         ps->pool[i].demand = bins[i].planned;
         free(bins[i].room);
@@ -1073,12 +1092,12 @@ bool pools_explain(sched_t *s, const task_t *t, bool fallback, char *buf, size_t
         coming += p->nodes[i]->state <= DROVER__POOL_NODE_STATE__POOL_NODE_BOOTING;
     char what[200];
     if (coming)
-        snprintf(what, sizeof what, "waiting for pool %s: %u node%s booting", p->cfg->name, coming,
+        snprintf(what, sizeof what, "pool %s is growing: %u node%s booting", p->cfg->name, coming,
                  coming == 1 ? "" : "s");
     else if (count(p, exists) >= p->cfg->max)
         snprintf(what, sizeof what, "pool %s is at its max (%u nodes)", p->cfg->name, p->cfg->max);
     else
-        snprintf(what, sizeof what, "waiting for pool %s to grow", p->cfg->name);
+        snprintf(what, sizeof what, "pool %s is to grow for it", p->cfg->name);
     snprintf(buf, len, "%s%s%s", lead, *lead ? "; " : "", what);
     return true;
 }

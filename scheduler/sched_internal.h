@@ -44,6 +44,7 @@
 typedef struct run run_t;
 typedef struct task task_t;
 typedef struct agent agent_t;
+typedef struct park park_t;
 typedef struct schedule schedule_t;
 
 /* An approval gate's own state (gates.c), on the task of a suspend: step
@@ -128,7 +129,8 @@ struct task {
     uint8_t resends; /* of the current assignment, for the backoff */
     bool dirty;
     bool in_ready;
-    bool held; /* READY, on its run's held list, not the ready queue (limits.c) */
+    bool held;    /* READY, on its run's held list, not the ready queue (limits.c) */
+    park_t *park; /* READY, parked by the placer off the ready queue (placer.c) */
     /* Readiness by trigger rule (dag.c): needs ended so, beside
      * unfinished_deps (runtime, recomputed on load); upstream_failed is
      * stored: SKIPPED because a failure broke its rule. */
@@ -174,6 +176,7 @@ struct run {
     /* READY tasks the placer held back while the run was at its
      * parallelism (linked through ready_prev/ready_next; runtime only). */
     task_t *held_head, *held_tail;
+    uint32_t n_held; /* tasks on that list */
 };
 
 typedef struct {
@@ -241,6 +244,38 @@ struct log_write {
 typedef struct api_reply api_reply_t;
 typedef struct api_peer api_peer_t;
 
+/* placer.c: READY tasks of one shape (placer_why) that no agent in service
+ * could ever hold, parked off the ready queue (linked through
+ * ready_prev/ready_next, FIFO) until the fleet changes, so a backlog that
+ * cannot be placed costs a placement pass nothing. A parked task counts in
+ * its run's queued; dag_ready_remove takes it out. Runtime only. */
+struct park {
+    task_t *head, *tail;
+    size_t n;
+    bool fallback; /* its tasks' spot fallback (placer.c fallback_on) */
+    park_t *next;
+};
+
+/* placer_why's memo: the verdict and words for the last few task shapes
+ * (a step, or copies of one with equal templated settings, and whether
+ * the spot fallback is on), so a walk over many tasks of few shapes works
+ * each out once. Valid while the fleet does not change (one request or
+ * one pass); placer_why_init before use. */
+#define PLACER_WHY_SHAPES 8
+#define PLACER_WHY_LEN    256
+typedef struct {
+    const Drover__StepSpec *step;
+    bool fallback;
+    bool busy; /* an agent in service suits it: it waits for room */
+    char why[PLACER_WHY_LEN];
+} placer_shape_t;
+typedef struct {
+    placer_shape_t shapes[PLACER_WHY_SHAPES];
+    size_t n, next, last;
+    bool ondemand_fleet;
+    char held[PLACER_WHY_LEN]; /* for a task held by its run's parallelism */
+} placer_why_t;
+
 typedef enum { API_ROLE_READ = 0, API_ROLE_SUBMIT = 1, API_ROLE_ADMIN = 2 } api_role_t;
 typedef struct {
     api_role_t role;
@@ -291,6 +326,9 @@ typedef struct {
     size_t n_holding, cap_holding;
     task_t **gates; /* SUSPENDED approval gates (gates.c), in no order */
     size_t n_gates, cap_gates;
+    park_t *parks;       /* parked READY tasks by shape (placer.c) */
+    size_t n_parks;      /* groups in parks */
+    uint64_t park_fleet; /* the fleet's fingerprint when they were checked */
 } dag_state_t;
 
 /* replies.c: API replies on their way out. */
@@ -512,6 +550,9 @@ void limits_unhold(sched_t *s, task_t *t);
 /* Before a placer pass: back into the ready queue, for each run holding
  * tasks, as many as it has room for (parallelism - bound - queued). */
 void limits_release(sched_t *s);
+/* Why a task r holds (limits_hold) waits, in words, with "waiting: "
+ * ("waiting: run parallelism 4 reached (4 running)"), into buf. */
+void limits_why_held(const run_t *r, char *buf, size_t len);
 /* A new run: its limits into its record (from the spec); a load: its
  * deadline tracked again, a stopped run's failure remembered. */
 void limits_run_created(sched_t *s, run_t *r, const spec_t *spec);
@@ -616,6 +657,26 @@ int placer_rank(const agent_t *a, const task_t *t, bool ondemand_fleet);
 bool placer_place(sched_t *s);
 /* Queue the assignment message for t's current attempt to its agent. */
 void placer_send_assignment(sched_t *s, task_t *t);
+/* Take parked t out of its park (dag_ready_remove does it). */
+void placer_unpark(sched_t *s, task_t *t);
+/* Free every park (shutdown; the tasks are freed by their runs). */
+void placer_parks_free(sched_t *s);
+void placer_why_init(sched_t *s, placer_why_t *c);
+/* Why READY t is not running, in words a user acts on, starting with
+ * "waiting: " ("waiting: no agent in service offers gpus: 1 (the largest
+ * has 0; 2 agents)", "waiting: run parallelism 4 reached (4 running)",
+ * "waiting: all 3 agents that fit are busy (the most free cpu is 0.5, 1
+ * wanted)", a pool's words from pools_explain). The text is c's (valid until the
+ * next call with c), at most PLACER_WHY_LEN - 1 bytes (truncated). O(1) for
+ * a shape c knows, else O(agents + pools). */
+const char *placer_why(sched_t *s, const task_t *t, placer_why_t *c);
+/* Every READY task counted by reason (placer_why without "waiting: "),
+ * most first, at most max reasons (the rest under "other reasons"):
+ * reasons[i] (caller frees each and the array) with counts[i]. Returns how
+ * many; *total: READY tasks. O(1) per parked shape and per held run,
+ * O(tasks) for the ready queue itself (what no pass parked). */
+size_t placer_waiting_counts(sched_t *s, size_t max, char ***reasons, uint64_t **counts,
+                             uint64_t *total);
 
 /* --- agents.c */
 /* Handle one frame that arrived on connection conn (its routing id).
@@ -710,7 +771,7 @@ void pools_tick(sched_t *s, int64_t now_ms);
 int pools_commit(sched_t *s);
 void pools_after_commit(sched_t *s);
 /* What a READY task of t's shape that no agent in service can take waits
- * for in the node pools, in words ("waiting for pool gpu-spot: 2 nodes
+ * for in the node pools, in words ("pool gpu-spot is growing: 2 nodes
  * booting", "pool gpu-spot is at its max (20 nodes)", ...), written into
  * buf without the "waiting: " prefix. fallback: t's spot fallback to
  * on-demand is on. false (buf untouched) when no pool could ever hold

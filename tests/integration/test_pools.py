@@ -197,7 +197,7 @@ class PoolsTest(DroverTestCase):
         rid = c.submit({"name": "one", "steps": [{"name": "s", "command": ["echo", "hi"],
                                                    "placement": {"labels": {"pool": "cpu"}}}]})
         first = self.wait_nodes("cpu", 1, "booting")[0]["name"]
-        t = c.wait_task(rid, "s", lambda t: "waiting for pool cpu: 1 node booting"
+        t = c.wait_task(rid, "s", lambda t: "pool cpu is growing: 1 node booting"
                         in (t.get("reason") or ""), timeout=30, what="the booting reason")
         os.kill(self.provider_nodes()[first]["pid"], signal.SIGKILL)
         # the provider lists it as gone: deleted, and another made in its place

@@ -47,9 +47,9 @@ class TemplatedSettingsTest(harness.DroverTestCase):
         self.assertIn("timeout", t1["reason"], t1)
         # the placer saw the expanded values: 3 cpus is more than any agent
         # has
-        t2 = c.wait_task(rid, "fan[2]", lambda t: "big enough" in (t.get("reason") or ""),
-                         what="fan[2] to wait for a bigger agent")
-        self.assertIn("cpu 3.0", t2["reason"], t2)
+        t2 = c.wait_task(rid, "fan[2]", lambda t: "no agent in service offers cpu: 3 "
+                         in (t.get("reason") or ""), what="fan[2] to wait for a bigger agent")
+        self.assertIn("(the largest has 2; 1 agent)", t2["reason"], t2)
         self.assertEqual(t2["status"], "READY", t2)
         # the agent got the item's own image (one that is not there), while
         # "" ran fan[0] as a plain process
@@ -59,7 +59,7 @@ class TemplatedSettingsTest(harness.DroverTestCase):
         # values (it still waits for 3 cpus, and the others keep theirs)
         c.kill_droverd()
         c.start_droverd()
-        t2 = c.wait_task(rid, "fan[2]", lambda t: "cpu 3.0" in (t.get("reason") or ""),
+        t2 = c.wait_task(rid, "fan[2]", lambda t: "offers cpu: 3 " in (t.get("reason") or ""),
                          what="fan[2] to wait for a bigger agent after the restart")
         self.assertEqual(t2["status"], "READY", t2)
         run = c.get_run(rid)

@@ -7,6 +7,11 @@ take carries a reason naming what it waits for ("waiting: spot: require and
 no spot agent in service"), the reason goes once it can run again, and an
 explicit `spot: require` never runs on the on-demand agent. Real droverd,
 real agents, a real drill.
+
+issue 18: every READY task says why it waits, with numbers (GPUs wanted
+against the largest agent, how many agents lack which label, the run's
+parallelism, all agents that fit busy); `drover status` counts them by
+reason and `drover run watch` prints a line per reason.
 """
 import os
 import sys
@@ -76,6 +81,82 @@ class WaitingReasonTest(harness.DroverTestCase):
         run = c.wait_run_final(rid, timeout=60)
         self.assertRunSucceeded(run)
         self.assertFalse(task(run, "s").get("reason"), task(run, "s"))
+        check_daemons(c)
+
+    def test_every_waiting_step_says_why_and_status_counts_them(self):
+        """issue 18: a gpu step on a cpu fleet, a label no agent has, a run
+        at its parallelism and a step waiting for room each say why (run
+        get, JSON and table); `drover status` counts the READY tasks by
+        reason; `run watch` prints a line per reason with its count; after
+        kill -9 of droverd the reasons and counts are the same."""
+        c = self.c
+        c.start_droverd()
+        c.start_agent("cpu1", cpus=2, gpus=0, memory="1Gi")
+        gpu = c.submit({"name": "gpu", "steps": [
+            {"name": "train", "command": ["true"], "resources": {"cpu": 1, "gpu": 1}}]})
+        lab = c.submit({"name": "lab", "steps": [
+            {"name": "t", "command": ["true"], "placement": {"labels": {"pool": "train"}}}]})
+        par = c.submit({"name": "par", "parallelism": 1, "steps": [
+            {"name": "s", "command": ["sleep", "600"], "resources": {"cpu": 1},
+             "for_each": "[1, 2, 3]"}]})
+        c.wait_task_status(par, "s[0]", "RUNNING")
+        big = c.submit({"name": "big", "steps": [
+            {"name": "b", "command": ["true"], "resources": {"cpu": 2}}]})
+        want = {
+            (gpu, "train"): "waiting: no agent in service offers gpus: 1 (the largest has 0; "
+                            "1 agent)",
+            (lab, "t"): "waiting: no agent in service has the labels the step asks for: "
+                        "1 of 1 agent lacks pool=train",
+            (par, "s[1]"): "waiting: run parallelism 1 reached (1 running)",
+            (par, "s[2]"): "waiting: run parallelism 1 reached (1 running)",
+            (big, "b"): "waiting: the one agent that fits is busy (the most free cpu is 1, "
+                        "2 wanted)",
+        }
+
+        def reasons_right():
+            for (rid, name), reason in want.items():
+                t = task(c.get_run(rid), name)
+                if t["status"] != "READY" or t.get("reason") != reason:
+                    return None
+            return True
+
+        def counts_right():
+            st = c.cli_json("status")
+            got = {w["reason"]: w["count"] for w in st["waiting"]}
+            return st if st["waiting_total"] == 5 and got == {
+                want[(gpu, "train")][9:]: 1, want[(lab, "t")][9:]: 1,
+                want[(par, "s[1]")][9:]: 2, want[(big, "b")][9:]: 1} else None
+
+        for attempt in ("before", "after kill -9 of droverd"):
+            wait_until(reasons_right, 30, what="every waiting step to say why (%s): %r" % (
+                attempt, [(n, task(c.get_run(r), n).get("reason")) for r, n in want]))
+            wait_until(counts_right, 30, what="status to count them (%s): %r" % (
+                attempt, c.cli_json("status").get("waiting")))
+            table = c.cli("status").out
+            self.assertIn("WAITING: 5 READY tasks", table)
+            self.assertRegex(table, r"\n +2  run parallelism 1 reached \(1 running\)\n")
+            out = c.cli("run", "get", gpu).out
+            self.assertIn("no agent in service offers gpus: 1", out)
+            if attempt == "before":
+                c.restart_droverd()
+                c.wait_agent_connected("cpu1")
+
+        # run watch (piped: line mode): a line per reason with its count.
+        p = c.popen_cli("run", "watch", par)
+        try:
+            data, ok = harness.read_with_timeout(
+                p, rb"\d\d:\d\d:\d\d\.\d{3} 2 waiting: run parallelism 1 reached "
+                   rb"\(1 running\)\n", timeout=30)
+            self.assertTrue(ok, data)
+        finally:
+            p.kill()
+            p.communicate()
+        for rid in (big, gpu, lab, par):  # big first: it would run once par's room is free
+            self.assertEqual(c.cli("run", "cancel", rid).rc, 0)
+        for rid in (gpu, lab, par, big):
+            c.wait_run_final(rid, timeout=60)
+        wait_until(lambda: c.cli_json("status")["waiting_total"] == 0, 30,
+                   what="no READY task left to count")
         check_daemons(c)
 
 

@@ -219,11 +219,17 @@ static inline void h_exit(sched_t *s, task_t *t, int code)
 
 /* Whether t sits in the scheduler's ready queue (walking the queue, not
  * trusting the task's own flag). */
+/* Whether t waits to be placed: in the ready queue, or parked there by
+ * the placer (no agent in service could hold it: placer.c). */
 static inline bool h_in_ready_queue(const sched_t *s, const task_t *t)
 {
     for (const task_t *q = s->dag.ready_head; q; q = q->ready_next)
         if (q == t)
             return true;
+    for (const park_t *g = s->dag.parks; g; g = g->next)
+        for (const task_t *q = g->head; q; q = q->ready_next)
+            if (q == t)
+                return q->park == g;
     return false;
 }
 
