@@ -17,7 +17,8 @@ ASan build, or DROVER_TEST_TIMEOUT_SCALE).
 
 Environment: DROVER_BIN_DIR (droverd, drover-agent, drover), DROVER_SOURCE_DIR,
 DROVER_TEST_KEEP=1 keeps the temp dir of a failed test,
-DROVER_TEST_VERBOSE=1 prints the daemon logs of passing tests too.
+DROVER_TEST_VERBOSE=1 prints the daemon logs of passing tests too,
+DROVER_TEST_SHARD=K/N runs only every Nth test case from the Kth (main()).
 """
 import json
 import os
@@ -704,12 +705,45 @@ def read_with_timeout(proc, pattern, timeout=30):
     return data, True
 
 
+def _flatten(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from _flatten(t)
+        else:
+            yield t
+
+
+def shard_suite(suite, shard):
+    """The test cases of shard "K/N" (1 <= K <= N): every Nth case of the
+    file in unittest's order (by class, then method name), starting with
+    the Kth, so that the N shards together run each case exactly once."""
+    m = re.match(r"^(\d+)/(\d+)$", shard)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise SystemExit("DROVER_TEST_SHARD=%r: expected K/N with 1 <= K <= N" % shard)
+    k, n = int(m.group(1)), int(m.group(2))
+    cases = list(_flatten(suite))
+    return unittest.TestSuite(t for i, t in enumerate(cases) if i % n == k - 1)
+
+
 def main():
-    prog = unittest.main(module="__main__", exit=False, verbosity=2)
-    r = prog.result
+    """Run the calling file's test cases (or those named on the command
+    line). DROVER_TEST_SHARD=K/N runs only shard K of N (shard_suite): CMake
+    splits a long file into N ctest entries this way so that ctest -j can
+    spread it over its slots (CMakeLists.txt, INTEGRATION_SHARDS)."""
+    shard = os.environ.get("DROVER_TEST_SHARD")
+    name = os.path.basename(sys.argv[0])
+    if shard:
+        loader = unittest.TestLoader()
+        module = sys.modules["__main__"]
+        suite = (loader.loadTestsFromNames(sys.argv[1:], module) if sys.argv[1:]
+                 else loader.loadTestsFromModule(module))
+        r = unittest.TextTestRunner(verbosity=2).run(shard_suite(suite, shard))
+        name += " shard " + shard
+    else:
+        r = unittest.main(module="__main__", exit=False, verbosity=2).result
     ok = r.wasSuccessful()
     print("SUMMARY %s: %d run, %d failed, %d errors, %d skipped -> %s"
-          % (os.path.basename(sys.argv[0]), r.testsRun, len(r.failures), len(r.errors),
+          % (name, r.testsRun, len(r.failures), len(r.errors),
              len(r.skipped), "OK" if ok else "FAIL"), flush=True)
     sys.exit(0 if ok else 1)
 

@@ -16,8 +16,8 @@ import tempfile
 import time
 import unittest
 
-from harness import (SOURCE_DIR, DroverTestCase, check_daemons, main, task, wait_final,
-                     wait_until)
+from harness import (SOURCE_DIR, DroverTestCase, bin_path, check_daemons, main, task,
+                     wait_final, wait_until)
 from fakemeta import FakeMeta
 
 TRAIN = os.path.join(SOURCE_DIR, "examples", "spot", "train_sgd.py")
@@ -611,11 +611,14 @@ class SpotTest(DroverTestCase):
 
     def test_agent_cache_bounded_across_resumes(self):
         """20 resumes of a 10 MiB checkpoint, each a new one restored
-        through the cache (200 MiB unbounded): it stays under 30 MiB."""
+        through the cache (200 MiB unbounded): it stays under 30 MiB.
+        Each attempt fails once droverd shows its checkpoint committed, so
+        each resumes from the one before: 21 attempts in all."""
         c = self.c
         c.start_droverd()
         c.start_agent("a1", cpus=1, extra=["--cache-size", "30Mi"])
-        step = {"name": "train", "command": ["python3", "-c", RESUMER, "20"],
+        step = {"name": "train",
+                "command": ["python3", "-c", RESUMER, "20", bin_path("drover"), c.api],
                 "checkpoint": {"keep": 1, "min_interval": "0s"},
                 "retries": {"limit": 60, "backoff": "100ms", "factor": 1}}
         rid = c.submit({"name": "resumes", "steps": [step]})
@@ -623,6 +626,7 @@ class SpotTest(DroverTestCase):
         self.assertRunSucceeded(run)
         t = task(run, "train")
         self.assertEqual(t["history"][-1]["resumed_step"], 20, t)
+        self.assertEqual((t["attempts"], t["retries_used"]), (21, 20), t)
         cache = os.path.join(c.agent_work_dir("a1"), "cache")
         total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache)
                     for f in fs)
@@ -710,8 +714,9 @@ for step in range(1, 1000):
 """
 
 RESUMER = r"""
-import json, os, sys, time
+import json, os, subprocess, sys, time
 ck, prog = os.environ["DROVER_CHECKPOINT_DIR"], os.environ["DROVER_PROGRESS"]
+drover, api = sys.argv[2], sys.argv[3]
 path = os.path.join(ck, "last.pt")
 start = int(os.environ.get("DROVER_CHECKPOINT_STEP", "0"))
 if start:
@@ -725,7 +730,20 @@ with open(path + ".tmp", "wb") as f:
 os.replace(path + ".tmp", path)
 with open(prog, "a") as f:
     f.write(json.dumps({"checkpoint": True, "step": start + 1}) + "\n")
-time.sleep(1.5)  # committed meanwhile; then fail, to be retried from it
+def committed():
+    p = subprocess.run([drover, "--api", api, "run", "get", os.environ["DROVER_RUN_ID"],
+                        "-o", "json"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return False
+    for t in json.loads(p.stdout)["tasks"]:
+        if t["name"] == os.environ["DROVER_TASK"]:
+            return (t.get("checkpoint") or {}).get("step") == start + 1
+end = time.monotonic() + 120
+while not committed():  # then fail, to be retried from it
+    if time.monotonic() > end:
+        print("checkpoint of step %d not committed in 120 s" % (start + 1), flush=True)
+        break
+    time.sleep(0.05)
 sys.exit(1)
 """
 
