@@ -93,6 +93,7 @@ struct pool {
     char last_error[512];
     int64_t last_error_ms;
     int64_t next_list_ms, next_delete_ms;
+    bool shed;                /* an operator's scale: drain the surplus (shed) */
     uint32_t demand, waiting; /* from the last demand pass */
 };
 
@@ -914,6 +915,36 @@ static void drain_agent(sched_t *s, agent_t *a)
     }
 }
 
+/* Right after an operator's `pool scale` (once: the floor does not stop
+ * demand growing the pool later), and while a `pool drain` holds: the
+ * nodes up beyond the floor are drained at once, idle ones
+ * first, then busy ones (they get nothing new, and go once their steps
+ * end: scale-down never removes a node with a step running). up: the
+ * nodes up or coming. */
+static void shed(pool_t *p, uint32_t up, int64_t now)
+{
+    bool drained = p->hold.name && p->hold.drained;
+    if (!drained && !p->shed)
+        return;
+    p->shed = false; /* a scale sheds once; later nodes go by idle */
+    uint32_t floor = floor_of(p);
+    char why[64];
+    if (drained)
+        snprintf(why, sizeof why, "pool drained");
+    else
+        snprintf(why, sizeof why, "pool scaled to %u", floor);
+    for (int busy = 0; busy < 2 && up > floor; busy++)
+        for (size_t i = 0; i < p->n_nodes && up > floor; i++) {
+            pnode_t *n = p->nodes[i];
+            agent_t *a = fleet_find(&p->s->fleet, n->name);
+            if (n->state != DROVER__POOL_NODE_STATE__POOL_NODE_UP || unbound(a) == (bool)busy)
+                continue;
+            set_state(n, DROVER__POOL_NODE_STATE__POOL_NODE_DRAINING, why, now);
+            drain_agent(p->s, a);
+            up--;
+        }
+}
+
 /* Move each node along by what the fleet shows. */
 static void watch_nodes(pool_t *p, int64_t now)
 {
@@ -969,18 +1000,10 @@ static void watch_nodes(pool_t *p, int64_t now)
                 n->idle_since_ms = now;
                 break;
             }
-            bool drained_pool = p->hold.name && p->hold.drained;
-            bool surplus = up_or_coming > floor && p->waiting == 0;
-            bool idle = now - n->idle_since_ms >= (int64_t)p->cfg->idle_ms;
-            bool scaled_down = p->hold.name && p->hold.scaled && up_or_coming > floor;
-            if (drained_pool || (surplus && (idle || scaled_down))) {
-                char why[96];
-                if (drained_pool)
-                    snprintf(why, sizeof why, "pool drained");
-                else if (idle)
-                    snprintf(why, sizeof why, "idle for %" PRIu64 " s", p->cfg->idle_ms / 1000);
-                else
-                    snprintf(why, sizeof why, "pool scaled to %u", floor);
+            if (up_or_coming > floor && p->waiting == 0 &&
+                now - n->idle_since_ms >= (int64_t)p->cfg->idle_ms) {
+                char why[64];
+                snprintf(why, sizeof why, "idle for %" PRIu64 " s", p->cfg->idle_ms / 1000);
                 set_state(n, DROVER__POOL_NODE_STATE__POOL_NODE_DRAINING, why, now);
                 drain_agent(s, a);
                 up_or_coming--;
@@ -999,6 +1022,7 @@ static void watch_nodes(pool_t *p, int64_t now)
             break;
         }
     }
+    shed(p, up_or_coming, now);
     /* removed nodes beyond the few shown are forgotten */
     size_t kept = 0;
     for (size_t i = p->n_nodes; i-- > 0;) {
@@ -1183,9 +1207,10 @@ void pools_api(sched_t *s, const api_caller_t *caller, const Drover__PoolRequest
         snprintf(only->hold_by, sizeof only->hold_by, "%s", caller->name);
         only->hold.by = only->hold_by;
         only->hold_dirty = true;
-        if (scale) { /* an operator asks: the cool-down ends */
+        if (scale) { /* an operator asks: the cool-down ends, the surplus goes */
             only->backoff_until_ms = 0;
             only->failures = 0;
+            only->shed = true;
         }
         s->journal.must_commit = true;
         ps->last_demand_ms = 0; /* act at the next tick */

@@ -161,6 +161,27 @@ class PoolsTest(DroverTestCase):
         self.assertEqual(c.cli("pool", "scale", "cpu", "0").rc, 0)
         self.assertRunSucceeded(c.wait_run_final(rid, timeout=90))
 
+    def test_a_node_with_a_running_step_is_never_removed_by_scale_down(self):
+        c = self.c
+        self.start([self.pool("cpu", cpu=2, max=1, idle="1h")])
+        gate = c.path("go")
+        rid = c.submit(self.barrier_fanout(1, gate))
+        t = c.wait_task_status(rid, "work[0]", "RUNNING", timeout=60)
+        node = t["history"][-1]["agent"]
+        self.assertEqual(c.cli("pool", "scale", "cpu", "0").rc, 0)
+        # drained (nothing new goes there), not deleted: its step runs on
+        self.wait_nodes("cpu", 1, "draining")
+        holds_for(lambda: [n["state"] for n in self.nodes("cpu")] == ["draining"]
+                  and node in self.provider_nodes()
+                  and task(c.get_run(rid), "work[0]")["status"] == "RUNNING", 3.0,
+                  interval=0.3, what="the busy node to stay, draining, with its step running")
+        self.assertTrue(c.agent(node)["drained"], c.agent(node))
+        open(gate, "w").close()
+        self.assertRunSucceeded(c.wait_run_final(rid, timeout=60))
+        self.wait_nodes("cpu", 1, "removed")
+        self.assertEqual(self.nodes("cpu")[0]["why"], "pool scaled to 0")
+        wait_until(lambda: self.provider_nodes() == {} or None, 30, what="the node deleted")
+
     def test_a_failing_provider_backs_off_and_its_demand_goes_to_the_fallback(self):
         c = self.c
         broken = script(c.path("broken-provider"), "#!/bin/sh\ncat >/dev/null\n"
