@@ -1121,7 +1121,7 @@ bool pools_explain(sched_t *s, const task_t *t, bool fallback, char *buf, size_t
     else if (count(p, exists) >= p->cfg->max)
         snprintf(what, sizeof what, "pool %s is at its max (%u nodes)", p->cfg->name, p->cfg->max);
     else
-        snprintf(what, sizeof what, "pool %s is to grow for it", p->cfg->name);
+        snprintf(what, sizeof what, "pool %s is about to grow", p->cfg->name);
     snprintf(buf, len, "%s%s%s", lead, *lead ? "; " : "", what);
     return true;
 }

@@ -57,16 +57,23 @@ for n in json.load(open(sys.argv[1]))["nodes"].values():
 }
 trap 'kill $pids 2>/dev/null; stop_pool; wait 2>/dev/null' EXIT INT TERM
 
+# wait_for CONDITION TRIES WHAT: until the shell condition holds, every
+# 0.1 s, at most TRIES times; else the demo fails saying WHAT.
+wait_for() {
+    tries=0
+    until eval "$1"; do
+        tries=$((tries + 1))
+        if [ $tries -gt "$2" ]; then
+            echo "demo: $3; see $demo/*.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
 echo "== droverd on tcp://127.0.0.1:$port, API $DROVER_API"
-tries=0
-until [ "$(drover agents -o json 2>/dev/null | grep -c '"connected": true')" -ge 2 ]; do
-    tries=$((tries + 1))
-    if [ $tries -gt 100 ]; then
-        echo "demo: agents did not register; see $demo/*.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
+connected() { drover agents -o json 2>/dev/null | grep -c '"connected": true'; }
+wait_for "[ \$(connected) -ge 2 ]" 100 "agents did not register"
 drover agents
 echo
 echo "== drover submit examples/ml/pipeline.yaml --watch"
@@ -98,15 +105,7 @@ checkpoint_step() {
 t = [t for t in json.load(sys.stdin)["tasks"] if t["name"] == "train"][0]
 print((t["checkpoint"] or {}).get("step", 0))'
 }
-tries=0
-until [ "$(checkpoint_step)" -ge 8 ]; do
-    tries=$((tries + 1))
-    if [ $tries -gt 600 ]; then
-        echo "demo: no checkpoint from the training step; see $demo/*.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
+wait_for "[ \$(checkpoint_step) -ge 8 ]" 600 "no checkpoint from the training step"
 echo
 echo "== drover agent preempt agent-1 --deadline 30s  (a drill: the same path as a cloud's notice)"
 drover agent preempt agent-1 --deadline 30s
@@ -136,15 +135,7 @@ pool_nodes() {
     drover pools -o json | python3 -c 'import json, sys
 print(sum(n["state"] != "removed" for p in json.load(sys.stdin) for n in p["nodes"]))'
 }
-tries=0
-until [ "$(pool_nodes)" -eq 0 ]; do
-    tries=$((tries + 1))
-    if [ $tries -gt 300 ]; then
-        echo "demo: the pool did not shrink; see $demo/droverd.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
+wait_for "[ \$(pool_nodes) -eq 0 ]" 300 "the pool did not shrink"
 echo
 echo "== drover pools  (idle 3 s: every node drained and removed)"
 drover pools
