@@ -443,7 +443,7 @@ static void mint_token(pool_t *p, pnode_t *n)
     n->committed = false;
 }
 
-static void call_create(pool_t *p, int64_t now)
+static void call_create(pool_t *p)
 {
     sched_t *s = p->s;
     const pool_config_t *c = p->cfg;
@@ -491,7 +491,6 @@ static void call_create(pool_t *p, int64_t now)
                             "endpoint", endpoint, "public_key", public_key, "user_data", "");
     log_info("pool %s: asking %s to create %zu node%s", c->name, c->command, json_array_size(names),
              json_array_size(names) == 1 ? "" : "s");
-    (void)now;
     call_start(p, CALL_CREATE, "create", req);
 }
 
@@ -1076,7 +1075,7 @@ void pools_tick(sched_t *s, int64_t now)
         if (deletes && now >= p->next_delete_ms)
             call_delete(p);
         else if (creates && !backing_off(p, now))
-            call_create(p, now);
+            call_create(p);
         else if (booting && now >= p->next_list_ms) {
             p->next_list_ms = now + LIST_EVERY_MS;
             call_list(p);
