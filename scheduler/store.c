@@ -37,7 +37,7 @@ struct store {
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
     MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs, schedules, tokens, pools,
-        pool_nodes;
+        pool_nodes, events;
     MDB_txn *txn;                  /* the open write transaction, or NULL */
     uint64_t txn_bytes, bytes_put; /* value bytes put: in txn, by committed ones */
 };
@@ -227,7 +227,8 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "schedules", MDB_CREATE, &s->schedules)) ||
         (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &s->tokens)) ||
         (rc = mdb_dbi_open(txn, "pools", MDB_CREATE, &s->pools)) ||
-        (rc = mdb_dbi_open(txn, "pool_nodes", MDB_CREATE, &s->pool_nodes))) {
+        (rc = mdb_dbi_open(txn, "pool_nodes", MDB_CREATE, &s->pool_nodes)) ||
+        (rc = mdb_dbi_open(txn, "events", MDB_CREATE, &s->events))) {
         snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
         goto fail;
     }
@@ -892,4 +893,109 @@ int store_delete_run(store_t *s, const char *run_id)
         rc = r && r != MDB_NOTFOUND ? lmdb_errno(r) : 0;
     }
     return rc;
+}
+
+/* ------------------------------------------------------------ events */
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--)
+        p[7 - i] = (uint8_t)(v >> (i * 8));
+}
+
+int store_put_event(store_t *s, const Drover__EventRecord *ev)
+{
+    uint8_t key[8];
+    put_be64(key, ev->seq);
+    return put_message(s, s->events, key, sizeof key, &ev->base);
+}
+
+int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max,
+                      Drover__EventRecord ***out, size_t *n, uint64_t *first_seq)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    uint8_t kbuf[8];
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    *first_seq = 0;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    MDB_val key, val;
+    if ((rc = mdb_cursor_open(txn, s->events, &cur)) == 0 &&
+        (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST)) == 0 && key.mv_size == 8)
+        *first_seq = be64(key.mv_data);
+    put_be64(kbuf, since == UINT64_MAX ? since : since + 1);
+    key.mv_size = sizeof kbuf;
+    key.mv_data = kbuf;
+    for (rc = rc ? rc : mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && *n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        Drover__EventRecord *ev = drover__event_record__unpack(NULL, val.mv_size, val.mv_data);
+        if (!ev) {
+            log_warn("store: an undecodable event record skipped");
+            continue;
+        }
+        if (run_id && *run_id && strcmp(ev->run_id, run_id) != 0) {
+            drover__event_record__free_unpacked(ev, NULL);
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = xrealloc(*out, cap * sizeof **out);
+        }
+        (*out)[(*n)++] = ev;
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
+}
+
+void store_events_free(Drover__EventRecord **evs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        drover__event_record__free_unpacked(evs[i], NULL);
+    free(evs);
+}
+
+int store_prune_events(store_t *s, uint64_t max_count, int64_t before_ms, size_t limit,
+                       uint64_t *pruned, bool *more)
+{
+    MDB_cursor *cur;
+    MDB_stat st;
+    MDB_val key, val;
+    *pruned = 0;
+    *more = false;
+    if (!s->txn)
+        return -EINVAL;
+    int rc = mdb_stat(s->txn, s->events, &st);
+    if (rc == 0)
+        rc = mdb_cursor_open(s->txn, s->events, &cur);
+    if (rc)
+        return lmdb_errno(rc);
+    uint64_t left = st.ms_entries;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        bool old = left > max_count;
+        if (!old) { /* by age: only the time, not the whole record */
+            Drover__EventRecord *ev = drover__event_record__unpack(NULL, val.mv_size, val.mv_data);
+            old = !ev || ev->time_ms < before_ms;
+            if (ev)
+                drover__event_record__free_unpacked(ev, NULL);
+        }
+        if (!old)
+            break;
+        if (*pruned == limit) {
+            *more = true;
+            break;
+        }
+        if ((rc = mdb_cursor_del(cur, 0)))
+            break;
+        (*pruned)++;
+        left--;
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
 }
