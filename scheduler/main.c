@@ -30,7 +30,7 @@ static void usage(FILE *f)
                "  --events-max N         the event log (drover events) keeps at most this many\n"
                "                         events, pruned hourly from the oldest; 0: no bound\n"
                "                         [1000000]\n"
-               "  --events-max-age DUR   and none older than this; 0: no bound [7d]\n"
+               "  --events-max-age DUR   and none older than this; 0: no bound [168h]\n"
                "limits (each violation is refused with a reason and counted; drover status):\n"
                "  --max-items N          items of one fan-out [1000000 at run time and in\n"
                "                         a for_each range, 100000 in a literal list]\n"

@@ -52,18 +52,24 @@ static int lmdb_errno(int rc)
 /* Pack msg and put it under key in dbi of txn (MDB_RESERVE: packed
  * straight into the page, no intermediate buffer). *bytes += its size.
  * 0 or an LMDB error. */
-static int put_packed(MDB_txn *txn, MDB_dbi dbi, const void *kdata, size_t klen,
-                      const ProtobufCMessage *msg, uint64_t *bytes)
+static int put_packed_flags(MDB_txn *txn, MDB_dbi dbi, const void *kdata, size_t klen,
+                            const ProtobufCMessage *msg, uint64_t *bytes, unsigned flags)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
     MDB_val key = {.mv_size = klen, .mv_data = (void *)kdata};
     MDB_val val = {.mv_size = n, .mv_data = NULL};
-    int rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
+    int rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE | flags);
     if (rc)
         return rc;
     protobuf_c_message_pack(msg, val.mv_data);
     *bytes += n;
     return 0;
+}
+
+static int put_packed(MDB_txn *txn, MDB_dbi dbi, const void *kdata, size_t klen,
+                      const ProtobufCMessage *msg, uint64_t *bytes)
+{
+    return put_packed_flags(txn, dbi, kdata, klen, msg, bytes, 0);
 }
 
 /* Schema 1 → 2 inside txn: move each run's compiled steps out of its
@@ -906,8 +912,18 @@ static void put_be64(uint8_t *p, uint64_t v)
 int store_put_event(store_t *s, const Drover__EventRecord *ev)
 {
     uint8_t key[8];
+    if (!s->txn)
+        return -EINVAL;
     put_be64(key, ev->seq);
-    return put_message(s, s->events, key, sizeof key, &ev->base);
+    /* seq only grows: appended at the B-tree's end, no search, pages
+     * filled full (a seq not above the last is MDB_KEYEXIST: refused) */
+    int rc =
+        put_packed_flags(s->txn, s->events, key, sizeof key, &ev->base, &s->txn_bytes, MDB_APPEND);
+    if (rc) {
+        log_error("mdb_put (events): %s", mdb_strerror(rc));
+        return lmdb_errno(rc);
+    }
+    return 0;
 }
 
 int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max,

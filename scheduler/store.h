@@ -160,7 +160,8 @@ int store_delete_run(store_t *s, const char *run_id);
 
 /* The event log (database "events", key = seq as 8 bytes big-endian;
  * README "Events"). store_put_event: one event, inside the write
- * transaction. 0 or -errno. */
+ * transaction; its seq must be above every one stored (appended). 0 or
+ * -errno. */
 int store_put_event(store_t *s, const Drover__EventRecord *ev);
 /* In its own read transaction: the events with seq > since (of run_id
  * only, when non-empty), oldest first, at most max, into *out (an array
