@@ -133,6 +133,31 @@ class EventsTest(harness.DroverTestCase):
         r = c.cli("events", "--since", str(evs[0]["seq"] - 1))
         self.assertNotIn("pruned", r.err)
 
+    def test_follow_prints_events_as_they_commit(self):
+        c = self.c
+        c.start_droverd()
+        c.start_agent("w1", cpus=2)
+        rid = c.submit({"name": "one", "steps": [{"name": "a", "script": "true"}]})
+        c.wait_run_final(rid)
+        last = events(c)[-1]["seq"]
+        p = c.popen_cli("events", "-f", "--since", str(last))
+        try:
+            # nothing new yet: -f waits instead of exiting
+            out, matched = harness.read_with_timeout(p, rb"run +r000002", timeout=1)
+            self.assertFalse(matched, out)
+            self.assertIsNone(p.poll(), "drover events -f exited")
+            rid2 = c.submit({"name": "two", "steps": [{"name": "b", "script": "true"}]})
+            self.assertEqual(rid2, "r000002")
+            out2, matched = harness.read_with_timeout(
+                p, rb"run +r000002 +- +RUNNING\xe2\x86\x92SUCCEEDED", timeout=60)
+            out += out2
+            self.assertTrue(matched, out)
+            self.assertNotIn(b"r000001", out, "-f --since printed older events")
+            self.assertIn(b"%d " % (last + 1), out)
+        finally:
+            p.kill()
+            p.wait()
+
     def test_bad_requests(self):
         c = self.c
         c.start_droverd()
