@@ -11,13 +11,19 @@
  * into one event (ASSIGNED then SUCCEEDED before a commit: one
  * ASSIGNED→SUCCEEDED), as the store only ever saw those.
  *
+ * Storage: the events of one commit are queued (s->events.batch, their
+ * strings borrowed from the records being written) and put as ONE
+ * EventBatch value at the end of the commit's writes (events_commit):
+ * one LMDB put a commit, not one an event (bench/README.md: the cost).
+ *
  * Invariants: seq counts from 1 without gaps; s->events.next_seq is the
  * next seq to give (meta "next_event", written in the transaction that
- * puts events); s->events.pending counts the events put in the open
- * transaction, added to next_seq only once it committed. Pruning (the
- * hourly pass: --events-max, --events-max-age) deletes from the lowest
- * seq, at most EVENTS_PRUNE_BATCH per commit; it continues in the next
- * commits while more is due.
+ * puts events); s->events.pending counts the events queued in the open
+ * transaction, added to next_seq only once it committed. Pruning (at
+ * start and hourly: --events-max, --events-max-age) deletes whole batches
+ * from the lowest seq (so at least --events-max are kept), at most
+ * EVENTS_PRUNE_BATCH batches per commit; it continues in the next commits
+ * while more is due.
  */
 #include "sched_internal.h"
 
@@ -36,15 +42,19 @@ void events_init(sched_t *s)
     s->events.pending = 0;
 }
 
-/* Put ev (seq and time given here) in the open transaction. */
+/* Queue ev (a copy; its strings borrowed from the records being written,
+ * alive until the commit ends) with its seq and time, for events_commit's
+ * one put. */
 static int put(sched_t *s, Drover__EventRecord *ev)
 {
     ev->seq = s->events.next_seq + s->events.pending;
-    ev->time_ms = util_now_ms();
-    int rc = store_put_event(s->store, ev);
-    if (rc == 0)
-        s->events.pending++;
-    return rc;
+    ev->time_ms = s->events.now_ms ? s->events.now_ms : (s->events.now_ms = util_now_ms());
+    if (s->events.pending == s->events.cap_batch) {
+        s->events.cap_batch = s->events.cap_batch ? s->events.cap_batch * 2 : 64;
+        s->events.batch = xrealloc(s->events.batch, s->events.cap_batch * sizeof *s->events.batch);
+    }
+    s->events.batch[s->events.pending++] = *ev;
+    return 0;
 }
 
 static const char *task_status(uint8_t committed)
@@ -142,7 +152,7 @@ static int events_agent(sched_t *s, agent_t *a)
         rc = agent_event(s, a, a->drained ? "in service" : "drained",
                          a->drained ? "drained" : "in service", NULL);
     if (rc == 0 && (diff & AGENT_EV_NOTICED))
-        rc = agent_event(s, a, a->noticed ? "" : "preempt notice",
+        rc = agent_event(s, a, a->noticed ? "no notice" : "preempt notice",
                          a->noticed ? "preempt notice" : "notice withdrawn",
                          a->noticed ? a->notice_reason : NULL);
     if (rc == 0)
@@ -191,6 +201,9 @@ int events_derive(sched_t *s)
 
 void events_free(sched_t *s)
 {
+    free(s->events.batch);
+    s->events.batch = NULL;
+    s->events.cap_batch = 0;
     free(s->events.order);
     s->events.order = NULL;
     s->events.cap = 0;
@@ -216,20 +229,31 @@ int events_commit(sched_t *s)
         uint64_t n = 0;
         int64_t age = (int64_t)s->cfg.events_max_age_ms;
         int64_t before = age ? util_now_ms() - age : INT64_MIN;
-        uint64_t max = s->cfg.events_max ? s->cfg.events_max : UINT64_MAX;
-        rc = store_prune_events(s->store, max, before, EVENTS_PRUNE_BATCH, &n,
-                                &s->events.prune_more);
+        /* keep the newest events_max of those committed and these */
+        uint64_t next = s->events.next_seq + s->events.pending, max = s->cfg.events_max;
+        uint64_t keep_from = max && next > max ? next - max : 0;
+        rc = store_prune_events(s->store, keep_from, s->events.next_seq, before, EVENTS_PRUNE_BATCH,
+                                &n, &s->events.prune_more);
         if (rc == 0 && n)
             log_info("event log: %" PRIu64 " events pruned%s", n,
                      s->events.prune_more ? " (more next commit)" : "");
     }
-    if (rc == 0 && s->events.pending)
-        rc = store_put_counter(s->store, "next_event", s->events.next_seq + s->events.pending);
+    if (rc == 0 && s->events.pending) {
+        size_t n = s->events.pending;
+        Drover__EventRecord **ptrs = xmalloc(n * sizeof *ptrs);
+        for (size_t i = 0; i < n; i++)
+            ptrs[i] = &s->events.batch[i];
+        rc = store_put_events(s->store, ptrs, n);
+        free(ptrs);
+        if (rc == 0)
+            rc = store_put_counter(s->store, "next_event", s->events.next_seq + n);
+    }
     return rc;
 }
 
 void events_after_commit(sched_t *s, bool committed)
 {
+    s->events.now_ms = 0;
     if (committed)
         s->events.next_seq += s->events.pending;
     s->events.pending = 0;

@@ -403,6 +403,9 @@ struct sched {
         bool prune_more;   /* the last prune stopped at its batch */
         void **order;      /* events_derive's scratch: dirty records (owned) */
         size_t cap;
+        Drover__EventRecord *batch; /* the open commit's events (owned array; strings borrowed) */
+        size_t cap_batch;
+        int64_t now_ms; /* the open commit's events' time */
     } events;
 };
 

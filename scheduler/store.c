@@ -909,21 +909,36 @@ static void put_be64(uint8_t *p, uint64_t v)
         p[7 - i] = (uint8_t)(v >> (i * 8));
 }
 
-int store_put_event(store_t *s, const Drover__EventRecord *ev)
+int store_put_events(store_t *s, Drover__EventRecord **evs, size_t n)
 {
     uint8_t key[8];
     if (!s->txn)
         return -EINVAL;
-    put_be64(key, ev->seq);
+    if (!n)
+        return 0;
+    Drover__EventBatch batch = DROVER__EVENT_BATCH__INIT;
+    batch.n_events = n;
+    batch.events = evs;
+    put_be64(key, evs[0]->seq);
     /* seq only grows: appended at the B-tree's end, no search, pages
      * filled full (a seq not above the last is MDB_KEYEXIST: refused) */
-    int rc =
-        put_packed_flags(s->txn, s->events, key, sizeof key, &ev->base, &s->txn_bytes, MDB_APPEND);
+    int rc = put_packed_flags(s->txn, s->events, key, sizeof key, &batch.base, &s->txn_bytes,
+                              MDB_APPEND);
     if (rc) {
         log_error("mdb_put (events): %s", mdb_strerror(rc));
         return lmdb_errno(rc);
     }
     return 0;
+}
+
+/* Unpack the batch in val (NULL, logged, when undecodable). */
+static Drover__EventBatch *unpack_batch(const MDB_val *key, const MDB_val *val)
+{
+    Drover__EventBatch *b = drover__event_batch__unpack(NULL, val->mv_size, val->mv_data);
+    if (!b)
+        log_warn("store: the undecodable event batch at %" PRIu64 " skipped",
+                 key->mv_size == 8 ? be64(key->mv_data) : 0);
+    return b;
 }
 
 int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max,
@@ -943,25 +958,40 @@ int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max
     if ((rc = mdb_cursor_open(txn, s->events, &cur)) == 0 &&
         (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST)) == 0 && key.mv_size == 8)
         *first_seq = be64(key.mv_data);
-    put_be64(kbuf, since == UINT64_MAX ? since : since + 1);
+    uint64_t want = since == UINT64_MAX ? since : since + 1;
+    put_be64(kbuf, want);
     key.mv_size = sizeof kbuf;
     key.mv_data = kbuf;
-    for (rc = rc ? rc : mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && *n < max;
-         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        Drover__EventRecord *ev = drover__event_record__unpack(NULL, val.mv_size, val.mv_data);
-        if (!ev) {
-            log_warn("store: an undecodable event record skipped");
-            continue;
+    /* the batch holding want starts at or before it */
+    if (rc == 0) {
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        if (rc == 0 && key.mv_size == 8 && be64(key.mv_data) > want &&
+            mdb_cursor_get(cur, &key, &val, MDB_PREV) == MDB_NOTFOUND)
+            rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); /* want was pruned */
+        else if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+    }
+    for (; rc == 0 && *n < max; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        Drover__EventBatch *b = unpack_batch(&key, &val);
+        for (size_t i = 0; b && i < b->n_events; i++) {
+            Drover__EventRecord *ev = b->events[i];
+            if (ev->seq < want || *n == max ||
+                (run_id && *run_id && strcmp(ev->run_id, run_id) != 0)) {
+                drover__event_record__free_unpacked(ev, NULL);
+                continue;
+            }
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                *out = xrealloc(*out, cap * sizeof **out);
+            }
+            (*out)[(*n)++] = ev; /* taken out of the batch */
         }
-        if (run_id && *run_id && strcmp(ev->run_id, run_id) != 0) {
-            drover__event_record__free_unpacked(ev, NULL);
-            continue;
+        if (b) {
+            free(b->events); /* every event was taken or freed */
+            b->events = NULL;
+            b->n_events = 0;
+            drover__event_batch__free_unpacked(b, NULL);
         }
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            *out = xrealloc(*out, cap * sizeof **out);
-        }
-        (*out)[(*n)++] = ev;
     }
     if (cur)
         mdb_cursor_close(cur);
@@ -976,41 +1006,53 @@ void store_events_free(Drover__EventRecord **evs, size_t n)
     free(evs);
 }
 
-int store_prune_events(store_t *s, uint64_t max_count, int64_t before_ms, size_t limit,
-                       uint64_t *pruned, bool *more)
+int store_prune_events(store_t *s, uint64_t keep_from, uint64_t end_seq, int64_t before_ms,
+                       size_t limit, uint64_t *pruned, bool *more)
 {
     MDB_cursor *cur;
-    MDB_stat st;
-    MDB_val key, val;
+    MDB_val key, val, nkey, nval;
+    size_t batches = 0;
     *pruned = 0;
     *more = false;
     if (!s->txn)
         return -EINVAL;
-    int rc = mdb_stat(s->txn, s->events, &st);
-    if (rc == 0)
-        rc = mdb_cursor_open(s->txn, s->events, &cur);
+    int rc = mdb_cursor_open(s->txn, s->events, &cur);
     if (rc)
         return lmdb_errno(rc);
-    uint64_t left = st.ms_entries;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        bool old = left > max_count;
-        if (!old) { /* by age: only the time, not the whole record */
-            Drover__EventRecord *ev = drover__event_record__unpack(NULL, val.mv_size, val.mv_data);
-            old = !ev || ev->time_ms < before_ms;
-            if (ev)
-                drover__event_record__free_unpacked(ev, NULL);
+        /* a batch goes whole: when the next one (end_seq after the last)
+         * starts at or before keep_from (so all of this one is below it),
+         * or its newest event is older than before_ms */
+        if (key.mv_size != 8)
+            break;
+        uint8_t kb[8];
+        memcpy(kb, key.mv_data, 8);
+        uint64_t first = be64(kb);
+        nkey = key;
+        bool last = mdb_cursor_get(cur, &nkey, &nval, MDB_NEXT) != 0;
+        uint64_t next = !last && nkey.mv_size == 8 ? be64(nkey.mv_data) : end_seq;
+        key.mv_size = 8;
+        key.mv_data = kb;
+        if ((rc = mdb_cursor_get(cur, &key, &val, MDB_SET_KEY)))
+            break;
+        bool old = next <= keep_from;
+        if (!old) {
+            Drover__EventBatch *b = unpack_batch(&key, &val);
+            old = !b || !b->n_events || b->events[b->n_events - 1]->time_ms < before_ms;
+            if (b)
+                drover__event_batch__free_unpacked(b, NULL);
         }
         if (!old)
             break;
-        if (*pruned == limit) {
+        if (batches == limit) {
             *more = true;
             break;
         }
         if ((rc = mdb_cursor_del(cur, 0)))
             break;
-        (*pruned)++;
-        left--;
+        batches++;
+        *pruned += next > first ? next - first : 1;
     }
     mdb_cursor_close(cur);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);

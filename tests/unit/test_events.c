@@ -83,6 +83,43 @@ Test(events, transitions_make_exactly_their_events_in_order)
     store_events_free(later, n);
 }
 
+Test(events, agent_drain_notice_and_loss)
+{
+    agent_t *a = h_register(s, "a1", 4000, 1 << 30, 0, NULL);
+    cr_assert_eq(commit_journal(s), 0);
+    a->drained = true; /* as drover agent drain does */
+    journal_mark_agent(&s->journal, a);
+    cr_assert_eq(commit_journal(s), 0);
+    /* a preemption notice in a heartbeat */
+    Drover__AgentMessage m = DROVER__AGENT_MESSAGE__INIT;
+    Drover__Heartbeat hb = DROVER__HEARTBEAT__INIT;
+    Drover__PreemptNotice pn = DROVER__PREEMPT_NOTICE__INIT;
+    pn.terminate = true;
+    pn.reason = "spot reclaim";
+    hb.preempt = &pn;
+    m.heartbeat = &hb;
+    h_agent_send(s, "a1", &m);
+    cr_assert(a->noticed);
+    cr_assert_eq(commit_journal(s), 0);
+    size_t n;
+    uint64_t first;
+    Drover__EventRecord **e = read_all(0, &n, &first);
+    cr_assert_eq(n, 3, "%zu events", n);
+    expect_event(e[0], DROVER__EVENT_KIND__EVENT_AGENT, NULL, "disconnected", "connected");
+    expect_event(e[1], DROVER__EVENT_KIND__EVENT_AGENT, NULL, "in service", "drained");
+    expect_event(e[2], DROVER__EVENT_KIND__EVENT_AGENT, NULL, "no notice", "preempt notice");
+    cr_assert_str_eq(e[2]->reason, "spot reclaim");
+    cr_assert_str_eq(e[2]->agent, "a1");
+    store_events_free(e, n);
+    /* a restart: the agent comes back drained, disconnected; no event
+     * until it changes */
+    h_sched_restart();
+    cr_assert_eq(commit_journal(s), 0);
+    e = read_all(0, &n, &first);
+    store_events_free(e, n);
+    cr_assert_eq(n, 3, "a restart made events");
+}
+
 Test(events, an_aborted_transaction_leaves_none_and_a_restart_counts_on)
 {
     h_register(s, "a1", 4000, 1 << 30, 0, NULL);
@@ -90,11 +127,11 @@ Test(events, an_aborted_transaction_leaves_none_and_a_restart_counts_on)
     uint64_t next = s->events.next_seq;
     cr_assert_eq(next, 2);
     /* put in a transaction that is then aborted: nothing stays */
-    Drover__EventRecord ev = DROVER__EVENT_RECORD__INIT;
+    Drover__EventRecord ev = DROVER__EVENT_RECORD__INIT, *evp = &ev;
     ev.seq = next;
     ev.to = "x";
     cr_assert_eq(store_begin(s->store), 0);
-    cr_assert_eq(store_put_event(s->store, &ev), 0);
+    cr_assert_eq(store_put_events(s->store, &evp, 1), 0);
     store_abort(s->store);
     size_t n;
     uint64_t first;
@@ -135,11 +172,12 @@ Test(events, pruned_by_count_then_by_age_from_the_lowest)
     s->cfg.events_max_age_ms = 0;
     s->journal.prune_events = true;
     cr_assert_eq(commit_journal(s), 0);
+    /* whole commits go: [35, 36] holds the 25th newest, so it stays */
     e = read_all(0, &n, &first);
-    cr_assert_eq(n, 25);
-    cr_assert_eq(first, 36);
-    cr_assert_eq(e[0]->seq, 36);
-    cr_assert_eq(e[24]->seq, 60);
+    cr_assert_eq(n, 26);
+    cr_assert_eq(first, 35);
+    cr_assert_eq(e[0]->seq, 35);
+    cr_assert_eq(e[25]->seq, 60);
     store_events_free(e, n);
 
     /* by age: every event is older than now + 1 h ago... none is older
@@ -149,7 +187,7 @@ Test(events, pruned_by_count_then_by_age_from_the_lowest)
     s->journal.prune_events = true;
     cr_assert_eq(commit_journal(s), 0);
     e = read_all(0, &n, &first);
-    cr_assert_eq(n, 25);
+    cr_assert_eq(n, 26);
     store_events_free(e, n);
     uint64_t before_ms;
     e = read_all(0, &n, &first);
@@ -185,15 +223,17 @@ Test(events, pruned_by_count_then_by_age_from_the_lowest)
 
 Test(events, pruning_is_bounded_per_commit_and_goes_on)
 {
-    /* 25,000 events in one transaction, then a bound of 1: two commits */
+    /* a bound of 1: 20,000 batches a commit, so two commits */
+    /* 25,000 batches of one event (commits of one change each) */
     cr_assert_eq(store_begin(s->store), 0);
     for (uint64_t i = 1; i <= 25000; i++) {
-        Drover__EventRecord ev = DROVER__EVENT_RECORD__INIT;
+        Drover__EventRecord ev = DROVER__EVENT_RECORD__INIT, *evp = &ev;
         ev.seq = i;
         ev.time_ms = util_now_ms();
-        cr_assert_eq(store_put_event(s->store, &ev), 0);
+        cr_assert_eq(store_put_events(s->store, &evp, 1), 0);
     }
     cr_assert_eq(store_commit(s->store), 0);
+    s->events.next_seq = 25001; /* as droverd would have it */
     s->cfg.events_max = 1;
     s->journal.prune_events = true;
     cr_assert_eq(commit_journal(s), 0);
