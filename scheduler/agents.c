@@ -80,8 +80,10 @@ static void set_notice(sched_t *s, agent_t *a, const Drover__PreemptNotice *n)
 {
     bool terminating = n && n->terminate;
     if (!n) {
-        if (a->noticed)
+        if (a->noticed) {
             log_info("agent %s: preemption notice withdrawn", a->name);
+            journal_mark_agent(&s->journal, a); /* an event (events.c) */
+        }
         a->noticed = a->terminating = false;
         return;
     }
@@ -95,6 +97,8 @@ static void set_notice(sched_t *s, agent_t *a, const Drover__PreemptNotice *n)
                              : "at risk: placed last",
                  when, n->reason ? n->reason : "");
     }
+    if (!a->noticed)
+        journal_mark_agent(&s->journal, a); /* an event (events.c) */
     a->noticed = true;
     a->terminating = terminating;
     a->notice_deadline_ms = n->deadline_ms;

@@ -697,6 +697,7 @@ static api_role_t role_needed(Drover__ApiRequest__OpCase op)
     case DROVER__API_REQUEST__OP_READ_BLOB:
     case DROVER__API_REQUEST__OP_STATUS:
     case DROVER__API_REQUEST__OP_GET_SPEC:
+    case DROVER__API_REQUEST__OP_EVENTS:
         return API_ROLE_READ;
     case DROVER__API_REQUEST__OP_SUBMIT:
     case DROVER__API_REQUEST__OP_CANCEL_RUN:
@@ -921,6 +922,9 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_POOL:
         pools_api(s, caller, req->pool, &resp, &err);
         break;
+    case DROVER__API_REQUEST__OP_EVENTS:
+        events_api(s, req->events, &resp, &err);
+        break;
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */
         log_info("step cache cleared");
@@ -940,6 +944,7 @@ done:
     api_schedule_done(&resp);
     tokens_api_done(&resp);
     pools_api_done(&resp);
+    events_api_done(&resp);
     if (spec_loaded)
         drover__run_spec_record__free_unpacked(spec_loaded, NULL);
     if (resp.status)

@@ -5,7 +5,9 @@
  * journal holds goes into ONE LMDB write transaction: dirty runs (and a
  * new run's steps and what it was submitted from, once), dirty tasks,
  * cache changes, blob references, run deletions, forgotten agents, dirty
- * agents, log chunks, join tokens, pool nodes and the id counters. Only after the commit succeeded
+ * agents, log chunks, join tokens, pool nodes and the id counters, and
+ * with each run, task, agent and pool node written the events its change
+ * makes (events.c: the event log). Only after the commit succeeded
  * is the journal emptied, the files of dropped blobs unlinked and
  * deleted runs freed; on failure the transaction is aborted and the loop
  * stops without sending anything. Either way a new run's spec texts
@@ -83,6 +85,10 @@ static int write_journal(sched_t *s)
         if (rc == 0)
             rc = store_put_counter(s->store, "next_attempt", s->dag.next_attempt);
     }
+    if (rc == 0)
+        rc = events_derive(s); /* the events of what was written above */
+    if (rc == 0)
+        rc = events_commit(s); /* pruning, the event counter */
     return rc;
 }
 
@@ -104,11 +110,14 @@ int commit_journal(sched_t *s)
             drover__run_spec_record__free_unpacked(r->source, NULL);
             r->source = NULL;
         }
-    if (rc < 0)
+    if (rc < 0) {
+        events_after_commit(s, false);
         return rc;
+    }
     journal_reset(&s->journal); /* touches tasks: before deleted runs are freed */
     schedules_after_commit(s);
     pools_after_commit(s);
+    events_after_commit(s, true); /* after journal_reset: a prune may go on */
     blobstore_after_commit(s);
     dag_free_deleted(s);
     return 0;

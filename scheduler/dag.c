@@ -1665,6 +1665,7 @@ static void load_run(const Drover__RunRecord *rec, const Drover__RunSteps *steps
     for (size_t i = 0; i < r->steps->n_steps; i++)
         decide_when_scope(r->steps->steps[i]);
     r->cancelled = r->rec->cancelled;
+    r->committed_status = (uint8_t)(r->rec->status + 1); /* the event log */
     build_step_tasks(r);
     add_run(s, r);
 }
@@ -1693,6 +1694,7 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
     t->step_index = rec->step;
     t->step = r->steps->steps[rec->step];
     t->status = rec->status;
+    t->committed_status = (uint8_t)(rec->status + 1); /* the event log */
     t->retries_used = rec->retries_used;
     t->system_errors = rec->system_errors;
     t->preemptions = rec->preemptions;
@@ -1745,6 +1747,8 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
         if (rec->checkpoints[i]->artifact)
             t->checkpoints[t->n_checkpoints++] = util_pb_copy(rec->checkpoints[i]);
     }
+    if (t->n_checkpoints) /* the event log: written already */
+        t->committed_checkpoint_ms = t->checkpoints[t->n_checkpoints - 1]->time_ms;
     t->avoid_agent = rec->avoid_agent && *rec->avoid_agent ? xstrdup(rec->avoid_agent) : NULL;
     t->upstream_failed = rec->upstream_failed;
     gate_load(t, rec);

@@ -56,6 +56,7 @@ void fleet_load(fleet_t *f, const Drover__AgentRecord *rec)
         a->capacity.gpus = rec->capacity->gpus;
     }
     a->drained = rec->drained;
+    a->committed_state = AGENT_EV_WRITTEN | (rec->drained ? AGENT_EV_DRAINED : 0); /* events */
     a->last_seen_ms = rec->last_seen_ms;
     a->runtime = xstrdup(rec->runtime);
     a->images = rec->images;

@@ -97,7 +97,7 @@ bool journal_empty(const journal_t *j)
 {
     return !j->must_commit && !j->dirty_runs && !j->dirty_agents && !j->log_writes &&
            !j->counters_dirty && !j->n_cache_puts && !j->clear_cache && !j->prune_cache &&
-           !j->n_blob_ops && !j->deleting;
+           !j->prune_events && !j->n_blob_ops && !j->deleting;
 }
 
 void journal_reset(journal_t *j)
@@ -132,6 +132,7 @@ void journal_reset(journal_t *j)
     j->n_cache_puts = 0;
     j->clear_cache = false;
     j->prune_cache = false;
+    j->prune_events = false;
     j->dirty_runs = NULL;
     j->dirty_tasks = NULL;
     j->dirty_agents = NULL;

@@ -39,6 +39,7 @@ typedef struct {
     bool counters_dirty; /* next_run / next_attempt moved */
     bool clear_cache;    /* drop every cache entry at the next commit */
     bool prune_cache;    /* drop the entries of deleted runs at the next commit */
+    bool prune_events;   /* prune the event log at the next commit (events.c) */
     run_t *dirty_runs;
     task_t *dirty_tasks;
     agent_t *dirty_agents;

@@ -27,6 +27,10 @@ static void usage(FILE *f)
                "  --max-system-errors N  attempts of a step that may end in system errors (an\n"
                "                         agent's full disk, no process to be had: retried\n"
                "                         elsewhere, not its retries) before it fails [3]\n"
+               "  --events-max N         the event log (drover events) keeps the newest N\n"
+               "                         events (by whole commits), pruned at start and\n"
+               "                         hourly from the oldest; 0: no bound [1000000]\n"
+               "  --events-max-age DUR   and none older than this; 0: no bound [168h]\n"
                "limits (each violation is refused with a reason and counted; drover status):\n"
                "  --max-items N          items of one fan-out [1000000 at run time and in\n"
                "                         a for_each range, 100000 in a literal list]\n"
@@ -106,6 +110,9 @@ static int apply(const char *key, const char *value, void *arg)
         return spec_parse_duration(value, &c->agent_timeout_ms);
     else if (strcmp(key, "log-limit") == 0)
         return spec_parse_memory(value, &c->log_limit);
+    else if (strcmp(key, "events-max-age") == 0)
+        return strcmp(value, "0") == 0 ? (c->events_max_age_ms = 0, 0)
+                                       : spec_parse_duration(value, &c->events_max_age_ms);
     else if (strcmp(key, "retention") == 0)
         return strcmp(value, "0") == 0 ? (c->retention_ms = 0, 0)
                                        : spec_parse_duration(value, &c->retention_ms);
@@ -139,6 +146,12 @@ static int apply(const char *key, const char *value, void *arg)
         if (!*value || *end || n == 0 || n > 1000000000ULL)
             return -EINVAL;
         *(key[4] == 't' ? &c->max_run_tasks : &c->max_schedules) = (size_t)n;
+    } else if (strcmp(key, "events-max") == 0) {
+        char *end;
+        unsigned long long n = strtoull(value, &end, 10);
+        if (!*value || *end || *value == '-' || n > (1ULL << 40))
+            return -EINVAL;
+        c->events_max = n;
     } else if (strcmp(key, "max-depth") == 0) {
         char *end;
         unsigned long n = strtoul(value, &end, 10);
@@ -194,6 +207,8 @@ int main(int argc, char **argv)
                                              {"agent-timeout", required_argument, 0, 0},
                                              {"log-limit", required_argument, 0, 0},
                                              {"retention", required_argument, 0, 0},
+                                             {"events-max", required_argument, 0, 0},
+                                             {"events-max-age", required_argument, 0, 0},
                                              {"max-items", required_argument, 0, 0},
                                              {"max-spec", required_argument, 0, 0},
                                              {"max-steps", required_argument, 0, 0},

@@ -69,10 +69,11 @@ typedef struct {
     Drover__PoolNodeState state;
     int64_t created_ms, state_ms;
     pool_t *pool;
-    char *token;    /* the join token's text until a create is answered (memory only) */
-    bool dirty;     /* written by the next commit */
-    bool committed; /* its state is in the store */
-    bool calling;   /* a provider call is about it */
+    char *token;             /* the join token's text until a create is answered (memory only) */
+    bool dirty;              /* written by the next commit */
+    bool committed;          /* its state is in the store */
+    uint8_t committed_state; /* the state last written + 1, 0: never (the event log) */
+    bool calling;            /* a provider call is about it */
     int64_t idle_since_ms;
 } pnode_t;
 
@@ -301,6 +302,7 @@ static void load_node(const Drover__PoolNodeRecord *r, void *arg)
     }
     pnode_t *n = node_add(p, r->name);
     n->state = r->state;
+    n->committed_state = (uint8_t)(r->state + 1);
     n->created_ms = r->created_ms;
     n->state_ms = r->state_ms;
     set_str(&n->provider_id, r->provider_id);
@@ -363,8 +365,15 @@ int pools_commit(sched_t *s)
             if (!p->nodes[j]->dirty)
                 continue;
             Drover__PoolNodeRecord r;
-            record_of(p->nodes[j], &r);
+            pnode_t *n = p->nodes[j];
+            record_of(n, &r);
             rc = store_put_pool_node(s->store, &r);
+            if (rc == 0 && n->committed_state != n->state + 1) /* the event log */
+                rc = events_pool_node(s, r.pool, r.name,
+                                      n->committed_state ? state_word(n->committed_state - 1) : "",
+                                      state_word(n->state), n->why);
+            if (rc == 0)
+                n->committed_state = (uint8_t)(n->state + 1);
         }
     }
     for (size_t i = 0; i < ps->n_gone && rc == 0; i++)

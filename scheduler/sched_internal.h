@@ -128,6 +128,10 @@ struct task {
     bool assign_acked;
     uint8_t resends; /* of the current assignment, for the backoff */
     bool dirty;
+    /* The event log (events.c): the status last written to the store + 1
+     * (0: never written), and the time of the latest checkpoint written. */
+    uint8_t committed_status;
+    int64_t committed_checkpoint_ms;
     bool in_ready;
     bool held;    /* READY, on its run's held list, not the ready queue (limits.c) */
     park_t *park; /* READY, parked by the placer off the ready queue (placer.c) */
@@ -163,7 +167,8 @@ struct run {
     /* rec changed (status, end, cancel): written at the next commit. Only
      * the run's own state marks it, never a task's transition. */
     bool dirty;
-    bool steps_unwritten; /* just created: the steps go with the next commit */
+    uint8_t committed_status; /* rec->status last written + 1; 0: never (events.c) */
+    bool steps_unwritten;     /* just created: the steps go with the next commit */
     /* What it was submitted from (the spec and its imports' texts, -p
      * values), owned, from its creation (api.c) until the commit that
      * creates it writes it to the store (commit.c frees it then, or
@@ -223,6 +228,7 @@ struct agent {
     int64_t notice_deadline_ms;
     char *notice_reason;
     bool dirty;
+    uint8_t committed_state; /* AGENT_EV_* bits last written (events.c) */
     int64_t last_seen_mono, last_seen_ms;
     task_t **tasks;   /* tasks whose current attempt is on this agent */
     uint32_t unacked; /* of those, assignments it has not acknowledged yet */
@@ -391,6 +397,16 @@ struct sched {
         zhashx_t *by_id; /* id → token_t (owned) */
     } tokens;
     struct pools *pools; /* pools.c (opaque) */
+    struct {
+        uint64_t next_seq; /* the next event's seq (meta "next_event") */
+        uint64_t pending;  /* events put in the open transaction */
+        bool prune_more;   /* the last prune stopped at its batch */
+        void **order;      /* events_derive's scratch: dirty records (owned) */
+        size_t cap;
+        Drover__EventRecord *batch; /* the open commit's events (owned array; strings borrowed) */
+        size_t cap_batch;
+        int64_t now_ms; /* the open commit's events' time */
+    } events;
 };
 
 /* --- commit.c: the loop's commit phase */
@@ -784,6 +800,40 @@ api_role_t pools_api_role(const Drover__PoolRequest *req);
 void pools_api(sched_t *s, const api_caller_t *caller, const Drover__PoolRequest *req,
                Drover__ApiResponse *resp, char **err);
 void pools_api_done(Drover__ApiResponse *resp);
+
+/* --- events.c: the event log (README "Events") */
+/* agent_t.committed_state bits */
+#define AGENT_EV_WRITTEN   0x80
+#define AGENT_EV_CONNECTED 0x01
+#define AGENT_EV_DRAINED   0x02
+#define AGENT_EV_NOTICED   0x04
+/* next_seq from the store (after it is open). */
+void events_init(sched_t *s);
+/* Free events_derive's scratch (sched_destroy). */
+void events_free(sched_t *s);
+/* Commit phase, inside the write transaction, once the dirty records are
+ * written: an event for each difference between what was written now and
+ * what was written last (an agent's connection, drain and notice; a
+ * task's status and latest checkpoint; a run's status), which then
+ * becomes the last written. Agents first, then tasks, then runs, each in
+ * the order they were marked (causes before effects). 0 or -errno. */
+int events_derive(sched_t *s);
+/* A pool node's state changed (pools_commit): from ("" = new) → to. */
+int events_pool_node(sched_t *s, const char *pool, const char *node, const char *from,
+                     const char *to, const char *why);
+/* Commit phase, last: the pruning pass when one is due, and the seq
+ * counter when events were put. 0 or -errno. */
+int events_commit(sched_t *s);
+/* After the commit (committed: it succeeded): the pending events count,
+ * or are forgotten; an unfinished prune asks for the next commit. */
+void events_after_commit(sched_t *s, bool committed);
+/* An EventsRequest (role read) into resp (events, first_seq, truncated);
+ * a bad request (max over 10000, an unknown run) gets resp's error (in
+ * *err, which the caller frees). */
+void events_api(sched_t *s, const Drover__EventsRequest *req, Drover__ApiResponse *resp,
+                char **err);
+/* Free what events_api added to resp. */
+void events_api_done(Drover__ApiResponse *resp);
 
 /* --- tokens.c: join tokens (README "Join tokens") */
 /* Load every token record from the store (before auth_init). 0 or -errno. */

@@ -48,6 +48,8 @@ void sched_config_defaults(sched_config_t *cfg)
     cfg->api_peer_queue = API_PEER_QUEUE;
     cfg->max_system_errors = 3;
     cfg->max_depth = 100;
+    cfg->events_max = 1000000;
+    cfg->events_max_age_ms = 7ULL * 24 * 3600 * 1000;
 }
 
 /* An idle watcher only makes the loop poll without blocking, so that
@@ -179,6 +181,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         dag_retention(s, now);
         blobstore_sweep(s);
         journal_prune_cache(&s->journal); /* entries whose run was deleted, by now or before */
+        s->journal.prune_events = true;   /* --events-max, --events-max-age (events.c) */
     }
 }
 
@@ -249,6 +252,8 @@ sched_t *sched_new(const sched_config_t *cfg)
     if (!s->worker || blobs_init(s) < 0)
         goto fail;
     s->last_gc_ms = util_now_ms() - GC_INTERVAL_MS + 60 * 1000; /* first pass a minute in */
+    events_init(s);
+    s->journal.prune_events = true; /* the event log: pruned at start, then hourly */
     int rc = dag_load(s);
     if (rc < 0) {
         log_error("loading state from %s: %s", cfg->state_dir, strerror(-rc));
@@ -333,6 +338,7 @@ void sched_destroy(sched_t **sp)
     auth_shutdown(s);
     pools_free(s); /* before tokens: kills provider calls still running */
     tokens_free(s);
+    events_free(s);
     outbound_free(&s->out);
     replies_shutdown(s);
     journal_reset(&s->journal); /* what a failed commit left (touches tasks: before they go) */

@@ -54,6 +54,8 @@ typedef struct {
     size_t api_peer_queue;      /* reply bytes droverd holds for one API peer */
     uint32_t max_system_errors; /* system errors (not the step's) before a task fails */
     uint32_t max_depth;         /* groups (DAG templates) nest at most this deep */
+    uint64_t events_max;        /* the event log keeps at most this many; 0 = no bound */
+    uint64_t events_max_age_ms; /* and none older than this; 0 = no bound */
     /* Security (auth.c). */
     const char *key;             /* droverd's secret key file: CURVE on */
     const char *authorized_keys; /* dir of agents' public keys */

@@ -37,7 +37,7 @@ struct store {
     int lock_fd; /* flock'd: one droverd per state dir */
     MDB_env *env;
     MDB_dbi meta, runs, steps, tasks, agents, logs, blobs, cache, specs, schedules, tokens, pools,
-        pool_nodes;
+        pool_nodes, events;
     MDB_txn *txn;                  /* the open write transaction, or NULL */
     uint64_t txn_bytes, bytes_put; /* value bytes put: in txn, by committed ones */
 };
@@ -52,18 +52,24 @@ static int lmdb_errno(int rc)
 /* Pack msg and put it under key in dbi of txn (MDB_RESERVE: packed
  * straight into the page, no intermediate buffer). *bytes += its size.
  * 0 or an LMDB error. */
-static int put_packed(MDB_txn *txn, MDB_dbi dbi, const void *kdata, size_t klen,
-                      const ProtobufCMessage *msg, uint64_t *bytes)
+static int put_packed_flags(MDB_txn *txn, MDB_dbi dbi, const void *kdata, size_t klen,
+                            const ProtobufCMessage *msg, uint64_t *bytes, unsigned flags)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
     MDB_val key = {.mv_size = klen, .mv_data = (void *)kdata};
     MDB_val val = {.mv_size = n, .mv_data = NULL};
-    int rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
+    int rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE | flags);
     if (rc)
         return rc;
     protobuf_c_message_pack(msg, val.mv_data);
     *bytes += n;
     return 0;
+}
+
+static int put_packed(MDB_txn *txn, MDB_dbi dbi, const void *kdata, size_t klen,
+                      const ProtobufCMessage *msg, uint64_t *bytes)
+{
+    return put_packed_flags(txn, dbi, kdata, klen, msg, bytes, 0);
 }
 
 /* Schema 1 → 2 inside txn: move each run's compiled steps out of its
@@ -227,7 +233,8 @@ store_t *store_new(const char *dir, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "schedules", MDB_CREATE, &s->schedules)) ||
         (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &s->tokens)) ||
         (rc = mdb_dbi_open(txn, "pools", MDB_CREATE, &s->pools)) ||
-        (rc = mdb_dbi_open(txn, "pool_nodes", MDB_CREATE, &s->pool_nodes))) {
+        (rc = mdb_dbi_open(txn, "pool_nodes", MDB_CREATE, &s->pool_nodes)) ||
+        (rc = mdb_dbi_open(txn, "events", MDB_CREATE, &s->events))) {
         snprintf(err, errlen, "mdb_dbi_open: %s", mdb_strerror(rc));
         goto fail;
     }
@@ -892,4 +899,161 @@ int store_delete_run(store_t *s, const char *run_id)
         rc = r && r != MDB_NOTFOUND ? lmdb_errno(r) : 0;
     }
     return rc;
+}
+
+/* ------------------------------------------------------------ events */
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--)
+        p[7 - i] = (uint8_t)(v >> (i * 8));
+}
+
+int store_put_events(store_t *s, Drover__EventRecord **evs, size_t n)
+{
+    uint8_t key[8];
+    if (!s->txn)
+        return -EINVAL;
+    if (!n)
+        return 0;
+    Drover__EventBatch batch = DROVER__EVENT_BATCH__INIT;
+    batch.n_events = n;
+    batch.events = evs;
+    put_be64(key, evs[0]->seq);
+    /* seq only grows: appended at the B-tree's end, no search, pages
+     * filled full (a seq not above the last is MDB_KEYEXIST: refused) */
+    int rc = put_packed_flags(s->txn, s->events, key, sizeof key, &batch.base, &s->txn_bytes,
+                              MDB_APPEND);
+    if (rc) {
+        log_error("mdb_put (events): %s", mdb_strerror(rc));
+        return lmdb_errno(rc);
+    }
+    return 0;
+}
+
+/* Unpack the batch in val (NULL, logged, when undecodable). */
+static Drover__EventBatch *unpack_batch(const MDB_val *key, const MDB_val *val)
+{
+    Drover__EventBatch *b = drover__event_batch__unpack(NULL, val->mv_size, val->mv_data);
+    if (!b)
+        log_warn("store: the undecodable event batch at %" PRIu64 " skipped",
+                 key->mv_size == 8 ? be64(key->mv_data) : 0);
+    return b;
+}
+
+int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max,
+                      Drover__EventRecord ***out, size_t *n, uint64_t *first_seq)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    uint8_t kbuf[8];
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    *first_seq = 0;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    MDB_val key, val;
+    if ((rc = mdb_cursor_open(txn, s->events, &cur)) == 0 &&
+        (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST)) == 0 && key.mv_size == 8)
+        *first_seq = be64(key.mv_data);
+    uint64_t want = since == UINT64_MAX ? since : since + 1;
+    put_be64(kbuf, want);
+    key.mv_size = sizeof kbuf;
+    key.mv_data = kbuf;
+    /* the batch holding want starts at or before it */
+    if (rc == 0) {
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        if (rc == 0 && key.mv_size == 8 && be64(key.mv_data) > want &&
+            mdb_cursor_get(cur, &key, &val, MDB_PREV) == MDB_NOTFOUND)
+            rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); /* want was pruned */
+        else if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(cur, &key, &val, MDB_LAST);
+    }
+    for (; rc == 0 && *n < max; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        Drover__EventBatch *b = unpack_batch(&key, &val);
+        for (size_t i = 0; b && i < b->n_events; i++) {
+            Drover__EventRecord *ev = b->events[i];
+            if (ev->seq < want || *n == max ||
+                (run_id && *run_id && strcmp(ev->run_id, run_id) != 0)) {
+                drover__event_record__free_unpacked(ev, NULL);
+                continue;
+            }
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 64;
+                *out = xrealloc(*out, cap * sizeof **out);
+            }
+            (*out)[(*n)++] = ev; /* taken out of the batch */
+        }
+        if (b) {
+            free(b->events); /* every event was taken or freed */
+            b->events = NULL;
+            b->n_events = 0;
+            drover__event_batch__free_unpacked(b, NULL);
+        }
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
+}
+
+void store_events_free(Drover__EventRecord **evs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        drover__event_record__free_unpacked(evs[i], NULL);
+    free(evs);
+}
+
+int store_prune_events(store_t *s, uint64_t keep_from, uint64_t end_seq, int64_t before_ms,
+                       size_t limit, uint64_t *pruned, bool *more)
+{
+    MDB_cursor *cur;
+    MDB_val key, val, nkey, nval;
+    size_t batches = 0;
+    *pruned = 0;
+    *more = false;
+    if (!s->txn)
+        return -EINVAL;
+    int rc = mdb_cursor_open(s->txn, s->events, &cur);
+    if (rc)
+        return lmdb_errno(rc);
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        /* a batch goes whole: when the next one (end_seq after the last)
+         * starts at or before keep_from (so all of this one is below it),
+         * or its newest event is older than before_ms */
+        if (key.mv_size != 8)
+            break;
+        uint8_t kb[8];
+        memcpy(kb, key.mv_data, 8);
+        uint64_t first = be64(kb);
+        nkey = key;
+        bool last = mdb_cursor_get(cur, &nkey, &nval, MDB_NEXT) != 0;
+        uint64_t next = !last && nkey.mv_size == 8 ? be64(nkey.mv_data) : end_seq;
+        key.mv_size = 8;
+        key.mv_data = kb;
+        if ((rc = mdb_cursor_get(cur, &key, &val, MDB_SET_KEY)))
+            break;
+        bool old = next <= keep_from;
+        if (!old) {
+            Drover__EventBatch *b = unpack_batch(&key, &val);
+            old = !b || !b->n_events || b->events[b->n_events - 1]->time_ms < before_ms;
+            if (b)
+                drover__event_batch__free_unpacked(b, NULL);
+        }
+        if (!old)
+            break;
+        if (batches == limit) {
+            *more = true;
+            break;
+        }
+        if ((rc = mdb_cursor_del(cur, 0)))
+            break;
+        batches++;
+        *pruned += next > first ? next - first : 1;
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_errno(rc);
 }

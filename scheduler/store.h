@@ -11,8 +11,10 @@
  * database, empty, when opened: not a schema change), tokens (join token
  * id → TokenRecord: the secret's SHA-256, never the secret), pools
  * (pool name → PoolRecord: an operator's scale or drain) and pool_nodes
- * (node name → PoolNodeRecord: each node a pool has, by state); each
- * created empty in an older state dir.
+ * (node name → PoolNodeRecord: each node a pool has, by state) and
+ * events (first seq → EventBatch: the event log, one batch a commit,
+ * written by the commit phase in the transaction of the changes); each created empty in an
+ * older state dir.
  * Values are protobuf-encoded (proto/drover.proto). A run's record and
  * its steps are apart so that what changes often (the run's status) does
  * not rewrite what never changes (its steps): a task's transition costs
@@ -155,6 +157,26 @@ int store_get_spec(store_t *s, const char *run_id, Drover__RunSpecRecord **out);
 /* Delete a run: its record, its steps, its spec, every task record and
  * every log chunk (inside the write transaction). 0 or -errno. */
 int store_delete_run(store_t *s, const char *run_id);
+
+/* The event log (database "events"; README "Events"): one EventBatch a
+ * commit, key = its first event's seq as 8 bytes big-endian.
+ * store_put_events: the n events evs (seqs contiguous, above every one
+ * stored) as one batch, inside the write transaction. 0 or -errno. */
+int store_put_events(store_t *s, Drover__EventRecord **evs, size_t n);
+/* In its own read transaction: the events with seq > since (of run_id
+ * only, when non-empty), oldest first, at most max, into *out (an array
+ * of *n; free with store_events_free); *first_seq = the lowest seq kept
+ * (0: none is). 0 or -errno. */
+int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max,
+                      Drover__EventRecord ***out, size_t *n, uint64_t *first_seq);
+void store_events_free(Drover__EventRecord **evs, size_t n);
+/* Inside the write transaction: delete whole batches from the lowest up
+ * while every event of the batch is below seq keep_from, or the batch's
+ * newest event is older than before_ms; at most limit batches (*more: it
+ * stopped at limit with more to delete). end_seq: the seq after the last
+ * stored. *pruned = how many events went. 0 or -errno. */
+int store_prune_events(store_t *s, uint64_t keep_from, uint64_t end_seq, int64_t before_ms,
+                       size_t limit, uint64_t *pruned, bool *more);
 
 /* Delete agent name's record in the open transaction (absent: fine). 0 or
  * -errno. */
