@@ -129,6 +129,13 @@ class PoolsTest(DroverTestCase):
         for t in c.cli_json("tokens"):
             self.assertEqual(t["admitted"], [], "the key %s admitted is revoked" % t["id"])
         self.assertEqual({n["why"] for n in self.nodes("cpu")}, {"idle for 2 s"})
+        # each node's life is in droverd's event log, in order
+        events = [e for e in c.cli_json("events") if e["kind"] == "pool-node"]
+        for n in self.nodes("cpu"):
+            path = [e["to"] for e in events if e["node"] == n["name"]]
+            self.assertEqual(path[0], "requested", path)
+            self.assertEqual(path[-1], "removed", path)
+            self.assertLess(path.index("up"), path.index("draining"), path)
 
     def test_min_scale_and_drain(self):
         c = self.c
