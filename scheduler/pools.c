@@ -357,6 +357,8 @@ int pools_commit(sched_t *s)
 {
     struct pools *ps = s->pools;
     int rc = 0;
+    if (!ps)
+        return 0; /* droverd stopping before pools_init */
     for (size_t i = 0; i < ps->n && rc == 0; i++) {
         pool_t *p = &ps->pool[i];
         if (p->hold_dirty && p->hold.name)
@@ -384,6 +386,8 @@ int pools_commit(sched_t *s)
 void pools_after_commit(sched_t *s)
 {
     struct pools *ps = s->pools;
+    if (!ps)
+        return;
     for (size_t i = 0; i < ps->n; i++) {
         pool_t *p = &ps->pool[i];
         p->hold_dirty = false;
