@@ -398,6 +398,7 @@ int cron_next(const cron_t *c, const char *tz, int64_t after_s, int64_t *next_s)
         civil_from_days(day, &y, &m, &d);
         if (d > days_in_month(y, m) || !day_matches(c, day, m, d))
             continue;
+        int best_wall = -1; /* minute of the day of the best so far, in this day */
         for (int h = 0; h < 24; h++) {
             if (!(c->hours >> h & 1))
                 continue;
@@ -407,13 +408,22 @@ int cron_next(const cron_t *c, const char *tz, int64_t after_s, int64_t *next_s)
                 time_t t[2];
                 if (!(c->minutes >> mi & 1))
                     continue;
+                /* a wall clock over an hour past the best is later than it
+                 * (clocks fall back by an hour at most): the day is done,
+                 * which spares a dense cron (every minute) ~1,400 mktime */
+                if (best_wall >= 0 && h * 60 + mi > best_wall + 60)
+                    break;
                 int n = instants(y, m, d, h, mi, t);
                 if (n == 2 && !c->every_hour)
                     n = 1; /* clocks fell back: a fixed hour fires at its first occurrence */
                 for (int i = 0; i < n; i++)
-                    if ((int64_t)t[i] > after_s && (int64_t)t[i] < best)
+                    if ((int64_t)t[i] > after_s && (int64_t)t[i] < best) {
                         best = t[i];
+                        best_wall = best_wall < 0 ? h * 60 + mi : best_wall;
+                    }
             }
+            if (best_wall >= 0 && h * 60 > best_wall + 60)
+                break;
         }
         if (best != INT64_MAX)
             rc = 0;
