@@ -6,7 +6,8 @@ set -eu
 PKGS="build-essential cmake pkg-config clang-format python3 clang libclang-rt-14-dev
 libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
 libev-dev libssl-dev libcriterion-dev libsodium-dev libyaml-dev
-libcurl4-openssl-dev libsystemd-dev libarchive-dev libjansson-dev
+libcurl4-openssl-dev libsystemd-dev libarchive-dev libjansson-dev libmicrohttpd-dev
+prometheus
 runc podman busybox-static iptables
 debhelper help2man lintian debootstrap"
 
