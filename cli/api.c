@@ -38,7 +38,19 @@ struct api {
     Drover__ApiErrorCode last_code;
 };
 
-static const char *key_flag, *server_key_flag;
+static const char *key_flag, *server_key_flag, *token_flag;
+
+void api_set_token_flag(const char *token)
+{
+    token_flag = token;
+}
+
+/* The bearer token to send, or NULL: --token, else $DROVER_TOKEN. */
+static const char *bearer(void)
+{
+    const char *t = token_flag ? token_flag : getenv("DROVER_TOKEN");
+    return t && *t ? t : NULL;
+}
 
 void api_set_key_flag(bool server, const char *path)
 {
@@ -218,9 +230,12 @@ static int open_socket(api_t *api)
 
 static int send_request(api_t *api, const Drover__ApiRequest *req)
 {
-    size_t len = drover__api_request__get_packed_size(req);
+    Drover__ApiRequest with = *req; /* shallow: only bearer differs */
+    if (bearer())
+        with.bearer = (char *)bearer();
+    size_t len = drover__api_request__get_packed_size(&with);
     uint8_t *buf = xmalloc(len);
-    drover__api_request__pack(req, buf);
+    drover__api_request__pack(&with, buf);
     int rc = 0;
     while (zmq_send(api->sock, buf, len, 0) < 0) {
         if (zmq_errno() == EINTR)
@@ -232,6 +247,7 @@ static int send_request(api_t *api, const Drover__ApiRequest *req)
             log_error("zmq_send(%s): %s", api->endpoint, zmq_strerror(-rc));
         break;
     }
+    explicit_bzero(buf, len); /* it may hold the token */
     free(buf);
     return rc;
 }
@@ -266,6 +282,7 @@ static int exit_status_of(Drover__ApiErrorCode code)
     case DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND:
         return CLI_EXIT_NOT_FOUND;
     case DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED:
+    case DROVER__API_ERROR_CODE__API_ERROR_UNAUTHENTICATED: /* the API token refused */
         return CLI_EXIT_DENIED;
     case DROVER__API_ERROR_CODE__API_ERROR_INVALID:
     case DROVER__API_ERROR_CODE__API_ERROR_CONFLICT:

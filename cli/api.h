@@ -85,4 +85,10 @@ int api_call_once(const char *endpoint_flag, const Drover__ApiRequest *req,
  * the flags, $DROVER_KEY and $DROVER_SERVER_KEY, else the context's. */
 void api_set_key_flag(bool server, const char *path);
 
+/* --token TOKEN (global flag): an API token (`drover token create`) sent
+ * as every request's bearer, so droverd runs it as the token (its role and
+ * name). Without the flag, $DROVER_TOKEN if set and not empty; else none
+ * (the connection's own identity). token is not copied: argv's. */
+void api_set_token_flag(const char *token);
+
 #endif

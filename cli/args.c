@@ -21,7 +21,8 @@ enum {
     GLOBAL_KEY = -102,
     GLOBAL_SERVER_KEY = -103,
     GLOBAL_VERSION = -104,
-    GLOBAL_CONTEXT = -105
+    GLOBAL_CONTEXT = -105,
+    GLOBAL_TOKEN = -106
 };
 
 static const cli_opt_t global_opts[] = {
@@ -29,6 +30,7 @@ static const cli_opt_t global_opts[] = {
     {"key", 0, true, GLOBAL_KEY},
     {"server-key", 0, true, GLOBAL_SERVER_KEY},
     {"context", 0, true, GLOBAL_CONTEXT},
+    {"token", 0, true, GLOBAL_TOKEN},
     {"help", 'h', false, GLOBAL_HELP},
     {"version", 'V', false, GLOBAL_VERSION},
     {NULL, 0, false, 0},
@@ -125,6 +127,10 @@ static int handle(args_t *a, const cli_opt_t *o, const char *word, const char *a
     int id = take_value(a, o, word, attached);
     if (id == GLOBAL_KEY || id == GLOBAL_SERVER_KEY) {
         api_set_key_flag(id == GLOBAL_SERVER_KEY, a->value);
+        return args_next(a);
+    }
+    if (id == GLOBAL_TOKEN) {
+        api_set_token_flag(a->value);
         return args_next(a);
     }
     if (id == GLOBAL_CONTEXT) {

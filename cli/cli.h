@@ -4,7 +4,7 @@
  * Each subcommand is `int cmd_x(cli_t *cli, int argc, char **argv)`, given
  * the words after its name, returning the process exit status. Arguments
  * are read with args_next(), which knows the command's own flags and the
- * global ones (--api, --key, --server-key, --context, -h/--help,
+ * global ones (--api, --key, --server-key, --context, --token, -h/--help,
  * -V/--version), so a
  * global flag may sit before or after the subcommand. Options look like "--limit 5", "--limit=5",
  * "-o json" or

@@ -90,14 +90,15 @@ static const command_t commands[] = {
      "forget a disconnected agent with no steps (admin)", "agent", ""},
     {"agent", "preempt", cmd_agent_preempt, "NAME [--deadline DUR]",
      "drill a preemption: the agent hands its steps back", "agent", "--deadline="},
-    {NULL, "tokens", cmd_tokens, "[-o FORMAT]", "list join tokens, without secrets (admin)", "",
-     "-o=fmt --output=fmt"},
+    {NULL, "tokens", cmd_tokens, "[-o FORMAT]", "list join and API tokens, without secrets (admin)",
+     "", "-o=fmt --output=fmt"},
     {"token", "create", cmd_token_create,
-     "--pool NAME --ttl DUR [--uses N] [--name-prefix P | --node NAME]",
-     "make a join token for new nodes; printed once (admin)", "",
-     "--pool= --ttl= --uses= --name-prefix= --node="},
-    {"token", "revoke", cmd_token_revoke, "ID", "revoke a join token and the keys it admitted", "",
-     ""},
+     "--pool NAME --ttl DUR [--uses N] [--name-prefix P | --node NAME] | NAME --role ROLE "
+     "[--ttl DUR]",
+     "make a join token for new nodes, or an API token; printed once (admin)", "",
+     "--pool= --ttl= --uses= --name-prefix= --node= --role=role"},
+    {"token", "revoke", cmd_token_revoke, "ID|NAME",
+     "revoke a join token (and the keys it admitted) or an API token", "", ""},
     {NULL, "pools", cmd_pools, "[-o FORMAT]",
      "list node pools: nodes by state, demand, cost, provider errors", "", "-o=fmt --output=fmt"},
     {"pool", "scale", cmd_pool_scale, "NAME N",
@@ -156,18 +157,22 @@ static int top_help(void)
            "  --server-key FILE  droverd's public key (droverd.key); $DROVER_SERVER_KEY\n"
            "  --context NAME  use context NAME (drover context list); $DROVER_CONTEXT;\n"
            "                  flags and the variables above win over a context\n"
+           "  --token TOKEN   act as API token TOKEN (drover token create): its role and\n"
+           "                  name; $DROVER_TOKEN\n"
            "  -h, --help      show help; `drover COMMAND --help` for one command\n"
            "  -V, --version   print drover's version (`drover status`: droverd's too)\n"
            "\nListings take -o table|wide|json|yaml|name (FORMAT above).\n"
            "\nEnvironment: DROVER_API, DROVER_API_TIMEOUT_MS (default 10000), DROVER_KEY,\n"
-           "DROVER_SERVER_KEY, DROVER_CONTEXT, XDG_CONFIG_HOME (contexts), NO_COLOR.\n"
+           "DROVER_SERVER_KEY, DROVER_CONTEXT, DROVER_TOKEN, XDG_CONFIG_HOME (contexts),\n"
+           "NO_COLOR.\n"
            "\nExit status:\n"
            "  0  success\n"
            "  1  the command worked; the run it watched did not succeed\n"
            "  2  usage error: unknown command or flag, bad or missing value\n"
            "  3  not found: no such run, step, attempt, agent or artifact\n"
            "  4  cannot reach droverd: no socket, no permission on it, no answer\n"
-           "  5  refused by role: your API key's role may not do this\n"
+           "  5  refused by role: your API key's or token's role may not do this, or the\n"
+           "     API token is refused (unknown, revoked, expired)\n"
            "  6  refused by droverd: invalid spec, or not in this state (still running,\n"
            "     already ended)\n"
            "  7  any other error (a local file, a garbled answer)\n");
@@ -298,10 +303,11 @@ static int help_command(cli_t *cli, int argc, char **argv)
 /* ---------------------------------------------------------- completion */
 
 /* Global flags that take a value, for completion's walk over the words. */
-static const char *const global_value_flags[] = {"--api", "--key", "--server-key", "--context",
-                                                 NULL};
-static const char *const global_flags[] = {
-    "--api", "--key", "--server-key", "--context", "--help", "-h", "--version", "-V", NULL};
+static const char *const global_value_flags[] = {"--api",     "--key",   "--server-key",
+                                                 "--context", "--token", NULL};
+static const char *const global_flags[] = {"--api",   "--key",  "--server-key", "--context",
+                                           "--token", "--help", "-h",           "--version",
+                                           "-V",      NULL};
 
 static void offer(const char *word, const char *prefix)
 {
@@ -392,6 +398,8 @@ static int complete(cli_t *cli, int argc, char **argv)
                         cli->api = argv[i + 1];
                     else if (strcmp(w, "--context") == 0)
                         context_set_flag(argv[i + 1]);
+                    else if (strcmp(w, "--token") == 0)
+                        api_set_token_flag(argv[i + 1]);
                     else
                         api_set_key_flag(strcmp(w, "--server-key") == 0, argv[i + 1]);
                     i++;

@@ -653,7 +653,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     v->api_curve = s->auth.api_curve;
     v->agent_keys = s->auth.agent_keys ? (uint32_t)zhashx_size(s->auth.agent_keys) : 0;
     v->api_keys = s->auth.api_keys ? (uint32_t)zhashx_size(s->auth.api_keys) : 0;
-    v->caller = xasprintf("%s (%s)", caller->name,
+    v->caller = xasprintf("%s%s (%s)", caller->token ? "API token " : "", caller->name,
                           caller->role == API_ROLE_ADMIN    ? "admin"
                           : caller->role == API_ROLE_SUBMIT ? "submit"
                                                             : "read");
@@ -680,6 +680,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->counters, &v->n_counters, "truncated_logs", k->truncated_logs);
     add_kv(&v->counters, &v->n_counters, "dropped_api_peers", k->dropped_api_peers);
     add_kv(&v->counters, &v->n_counters, "refused_joins", k->refused_joins);
+    add_kv(&v->counters, &v->n_counters, "refused_tokens", k->refused_tokens);
     waiting_counts(s, v);
     return v;
 }
@@ -721,8 +722,9 @@ static char *forbidden(sched_t *s, const api_caller_t *c, const Drover__ApiReque
                       : req->op_case == DROVER__API_REQUEST__OP_POOL ? pools_api_role(req->pool)
                                                                      : role_needed(req->op_case);
     if (c->role < need)
-        return xasprintf("permission denied: key '%s' has role %s; this needs %s", c->name,
-                         role_name(c->role), role_name(need));
+        return xasprintf("permission denied: %s '%s' has role %s; this needs %s",
+                         c->token ? "API token" : "key", c->name, role_name(c->role),
+                         role_name(need));
     bool resume = req->op_case == DROVER__API_REQUEST__OP_RESUME;
     if (c->role == API_ROLE_SUBMIT &&
         (req->op_case == DROVER__API_REQUEST__OP_CANCEL_RUN || resume)) {
@@ -754,12 +756,23 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     Drover__RunSpecRecord *spec_loaded = NULL; /* get_spec's, read from the store */
     char *err = NULL;
     Drover__ApiRequest *req = drover__api_request__unpack(NULL, len, data);
+    api_caller_t as_token; /* a bearer's: the request runs as the token */
 
     if (!req) {
         s->counters.bad_requests++;
         set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_INVALID,
                   "undecodable request (%zu bytes): is the CLI the same version?", len);
         goto reply;
+    }
+    if (req->bearer && *req->bearer) {
+        char why[256];
+        int rc = apitokens_check(s, req->bearer, util_now_ms(), &as_token, why, sizeof why);
+        explicit_bzero(req->bearer, strlen(req->bearer)); /* the secret, used */
+        if (rc < 0) {
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_UNAUTHENTICATED, "%s", why);
+            goto reply;
+        }
+        caller = &as_token;
     }
     if ((err = forbidden(s, caller, req))) {
         resp.error = err;

@@ -285,7 +285,8 @@ typedef struct {
 typedef enum { API_ROLE_READ = 0, API_ROLE_SUBMIT = 1, API_ROLE_ADMIN = 2 } api_role_t;
 typedef struct {
     api_role_t role;
-    char name[64]; /* the key's name ("local" on the ipc socket) */
+    char name[64]; /* the key's name ("local" on the ipc socket), or the API token's */
+    bool token;    /* the request came with an API token (apitokens.c): it acts as it */
 } api_caller_t;
 
 /* What droverd refused, for `drover status`. */
@@ -301,6 +302,7 @@ typedef struct {
     uint64_t revoked_agents;    /* connected agents dropped when their key was revoked */
     uint64_t dropped_api_peers; /* API peers over --api-peer-queue (not reading) */
     uint64_t refused_joins;     /* Join messages refused (tokens.c) */
+    uint64_t refused_tokens;    /* API requests with a bad bearer token (apitokens.c) */
 } sched_counters_t;
 struct api_reply {
     zframe_t *identity; /* NULL once sent */
@@ -355,10 +357,12 @@ typedef struct {
     zev_t *monitor_zev;
 } auth_state_t;
 
-/* tokens.c: a join token (its record owned: free_unpacked frees it). */
+/* tokens.c: a join token or an API token (its record owned:
+ * free_unpacked frees it). */
 typedef struct {
     Drover__TokenRecord *rec;
-    bool dirty; /* written by the next commit */
+    bool dirty;      /* written by the next commit */
+    int64_t used_ms; /* API token: its last request (rec->last_used_ms: written lazily) */
 } token_t;
 
 struct sched {
@@ -394,7 +398,8 @@ struct sched {
         size_t n_deleted;
     } schedules;
     struct {
-        zhashx_t *by_id; /* id → token_t (owned) */
+        zhashx_t *by_id; /* id → token_t (owned), join and API tokens alike */
+        size_t n_api;    /* how many of them are API tokens */
     } tokens;
     struct pools *pools; /* pools.c (opaque) */
     struct {
@@ -874,5 +879,43 @@ void tokens_api(sched_t *s, const api_caller_t *caller, const Drover__TokenReque
                 Drover__ApiResponse *resp, char **err);
 /* Free what tokens_api added to resp. */
 void tokens_api_done(Drover__ApiResponse *resp);
+/* "<prefix><8 hex>.<64 hex>" → id and the secret's bytes: 0 or -EINVAL
+ * (tokens_parse is it with "drv1.", apitokens_parse with "drva1."). */
+int tokens_parse_as(const char *text, const char *prefix, char id[9], uint8_t secret[32]);
+/* Whether secret's SHA-256 is r's (compared in constant time). */
+bool tokens_secret_matches(const Drover__TokenRecord *r, const uint8_t secret[32]);
+/* Add a new token made of tmpl (copied; its id, hash, created_ms and
+ * expires_ms, ttl_ms after created_ms or 0 when ttl_ms is 0, are set
+ * here) with a fresh random id and secret: *text_out gets
+ * "<prefix><id>.<secret>" (caller frees; shown once), the token is
+ * returned (owned by s->tokens) and written by the next commit. */
+token_t *tokens_new(sched_t *s, const Drover__TokenRecord *tmpl, uint64_t ttl_ms,
+                    const char *prefix, char **text_out);
+/* Replace t's record with a copy of m (which may point into t->rec),
+ * written by the next commit. */
+void tokens_update(sched_t *s, token_t *t, const Drover__TokenRecord *m);
+
+/* --- apitokens.c: bearer API tokens (README "API tokens") */
+/* Whether r is an API token's record (it has a role), not a join token's. */
+bool apitokens_is_api(const Drover__TokenRecord *r);
+/* "drva1.<8 hex>.<64 hex>" → id and the secret's bytes: 0 or -EINVAL. */
+int apitokens_parse(const char *text, char id[9], uint8_t secret[32]);
+/* Authenticate a request's bearer token at now_ms: 0 with *caller set to
+ * act as the token (its role and name, caller->token), or -EACCES with
+ * why the token is refused in buf (unknown, revoked, expired, malformed;
+ * never the secret), counted in refused_tokens. */
+int apitokens_check(sched_t *s, const char *bearer, int64_t now_ms, api_caller_t *caller, char *buf,
+                    size_t len);
+/* Create an API token for req (role, name, ttl_ms) by caller: 0 with
+ * resp->token (the text, once; tokens_api_done frees it) and *made, or
+ * -EINVAL/-EEXIST with why in buf. */
+int apitokens_create(sched_t *s, const api_caller_t *caller, const Drover__TokenRequest *req,
+                     Drover__ApiResponse *resp, token_t **made, char *buf, size_t len);
+/* The API token named name: the valid one, else the newest of that name;
+ * NULL when none. */
+token_t *apitokens_find_name(sched_t *s, const char *name, int64_t now_ms);
+/* Commit phase: whether t's last use is worth writing now (lazily: at most
+ * once a minute a token, and only with a commit that happens anyway). */
+bool apitokens_stale_use(const token_t *t);
 
 #endif

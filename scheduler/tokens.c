@@ -30,6 +30,11 @@
  * Revoking a token (or `drover agent forget NAME`) takes back the keys it
  * admitted: a connected agent holding one is lost at once
  * (agents_keys_changed), and its next message is refused.
+ *
+ * API tokens (`drva1.`, apitokens.c) live in the same map and database:
+ * their records have a role (apitokens_is_api). They never admit a node
+ * (tokens_join treats their ids as unknown) and do not count for
+ * tokens_any; create, revoke (by id or name) and list here serve both.
  */
 #include "sched_internal.h"
 
@@ -76,12 +81,14 @@ static token_t *token_add(sched_t *s, Drover__TokenRecord *rec)
 {
     token_t *t = xcalloc(1, sizeof *t);
     t->rec = rec;
+    t->used_ms = rec->last_used_ms;
+    if (apitokens_is_api(rec))
+        s->tokens.n_api++;
     zhashx_update(s->tokens.by_id, rec->id, t);
     return t;
 }
 
-/* Replace t's record with a copy of m (which may point into t->rec). */
-static void token_set(sched_t *s, token_t *t, const Drover__TokenRecord *m)
+void tokens_update(sched_t *s, token_t *t, const Drover__TokenRecord *m)
 {
     Drover__TokenRecord *r = record_copy(m);
     drover__token_record__free_unpacked(t->rec, NULL);
@@ -114,7 +121,7 @@ void tokens_free(sched_t *s)
 
 bool tokens_any(const sched_t *s)
 {
-    return s->tokens.by_id && zhashx_size(s->tokens.by_id) > 0;
+    return s->tokens.by_id && zhashx_size(s->tokens.by_id) > s->tokens.n_api;
 }
 
 int tokens_commit(sched_t *s)
@@ -122,19 +129,26 @@ int tokens_commit(sched_t *s)
     int rc = 0;
     if (!s->tokens.by_id)
         return 0;
-    for (token_t *t = zhashx_first(s->tokens.by_id); t && rc == 0; t = zhashx_next(s->tokens.by_id))
+    for (token_t *t = zhashx_first(s->tokens.by_id); t && rc == 0;
+         t = zhashx_next(s->tokens.by_id)) {
+        if (apitokens_stale_use(t)) {
+            t->rec->last_used_ms = t->used_ms; /* a scalar: set in place */
+            t->dirty = true;
+        }
         if (t->dirty && (rc = store_put_token(s->store, t->rec)) == 0)
             t->dirty = false; /* a failed commit stops droverd: no retry needed */
+    }
     return rc;
 }
 
 /* ------------------------------------------------------------ the format */
 
-int tokens_parse(const char *text, char id[9], uint8_t secret[32])
+int tokens_parse_as(const char *text, const char *prefix, char id[9], uint8_t secret[32])
 {
-    if (!text || strncmp(text, "drv1.", 5) != 0)
+    size_t n = strlen(prefix);
+    if (!text || strncmp(text, prefix, n) != 0)
         return -EINVAL;
-    const char *p = text + 5;
+    const char *p = text + n;
     if (strlen(p) != 8 + 1 + 64 || p[8] != '.')
         return -EINVAL;
     for (int i = 0; i < 8 + 1 + 64; i++) /* lowercase hex only: one form per token */
@@ -145,6 +159,11 @@ int tokens_parse(const char *text, char id[9], uint8_t secret[32])
     return digest_from_hex(p + 9, secret) == 0 ? 0 : -EINVAL;
 }
 
+int tokens_parse(const char *text, char id[9], uint8_t secret[32])
+{
+    return tokens_parse_as(text, "drv1.", id, secret);
+}
+
 static bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n)
 {
     volatile uint8_t d = 0;
@@ -153,10 +172,21 @@ static bool equal_ct(const uint8_t *a, const uint8_t *b, size_t n)
     return d == 0;
 }
 
+bool tokens_secret_matches(const Drover__TokenRecord *r, const uint8_t secret[32])
+{
+    uint8_t h[DIGEST_LEN];
+    digest_buffer(secret, 32, h);
+    bool ok = r->secret_sha256.len == DIGEST_LEN && equal_ct(h, r->secret_sha256.data, DIGEST_LEN);
+    explicit_bzero(h, sizeof h);
+    return ok;
+}
+
 const char *tokens_state(const Drover__TokenRecord *r, int64_t now_ms)
 {
     if (r->revoked)
         return "revoked";
+    if (apitokens_is_api(r)) /* no uses; expires_ms 0: never */
+        return r->expires_ms && now_ms >= r->expires_ms ? "expired" : "valid";
     if (r->uses_left == 0)
         return "used";
     if (now_ms >= r->expires_ms)
@@ -167,9 +197,7 @@ const char *tokens_state(const Drover__TokenRecord *r, int64_t now_ms)
 const char *tokens_refusal(const Drover__TokenRecord *r, const uint8_t secret[32], const char *name,
                            int64_t now_ms, char *buf, size_t len)
 {
-    uint8_t h[DIGEST_LEN];
-    digest_buffer(secret, 32, h);
-    if (r->secret_sha256.len != DIGEST_LEN || !equal_ct(h, r->secret_sha256.data, DIGEST_LEN))
+    if (apitokens_is_api(r) || !tokens_secret_matches(r, secret))
         return "join token unknown"; /* a forged secret says no more than an unknown id */
     if (r->revoked)
         return "join token revoked";
@@ -229,38 +257,45 @@ static int mint(sched_t *s, const char *pool, uint64_t ttl_ms, uint32_t uses, co
         snprintf(err, errlen, "bad node name '%s': 1-63 characters of [A-Za-z0-9_.-]", bound);
         return -EINVAL;
     }
+    Drover__TokenRecord r = DROVER__TOKEN_RECORD__INIT;
+    r.pool = (char *)pool;
+    r.uses = r.uses_left = uses ? uses : 1;
+    r.created_by = (char *)(by ? by : "");
+    r.name_prefix = (char *)(prefix ? prefix : "");
+    r.bound_name = (char *)(bound ? bound : "");
+    token_t *t = tokens_new(s, &r, ttl_ms, "drv1.", token_out);
+    if (made)
+        *made = t;
+    log_info("join token %s made for pool %s by %s: %u uses, expires in %" PRIu64 " s%s%s",
+             t->rec->id, pool, by ? by : "droverd", r.uses, ttl_ms / 1000,
+             bound ? ", for node " : "", bound ? bound : "");
+    return 0;
+}
+
+token_t *tokens_new(sched_t *s, const Drover__TokenRecord *tmpl, uint64_t ttl_ms,
+                    const char *prefix, char **text_out)
+{
     uint8_t raw[4 + 32], hash[DIGEST_LEN];
     char id[9], secret[65];
     do {
         random_bytes(raw, sizeof raw);
         util_hex(raw, 4, id);
-    } while (zhashx_lookup(s->tokens.by_id, id));
+    } while (zhashx_lookup(s->tokens.by_id, id)); /* one id space for both kinds */
     util_hex(raw + 4, 32, secret);
     digest_buffer(raw + 4, 32, hash);
-    int64_t now = util_now_ms();
-    Drover__TokenRecord r = DROVER__TOKEN_RECORD__INIT;
+    Drover__TokenRecord r = *tmpl;
     r.id = id;
     r.secret_sha256.data = hash;
     r.secret_sha256.len = DIGEST_LEN;
-    r.pool = (char *)pool;
-    r.created_ms = now;
-    r.expires_ms = now + (int64_t)ttl_ms;
-    r.uses = r.uses_left = uses ? uses : 1;
-    r.created_by = (char *)(by ? by : "");
-    r.name_prefix = (char *)(prefix ? prefix : "");
-    r.bound_name = (char *)(bound ? bound : "");
+    r.created_ms = util_now_ms();
+    r.expires_ms = ttl_ms ? r.created_ms + (int64_t)ttl_ms : 0;
     token_t *t = token_add(s, record_copy(&r));
     t->dirty = true;
     s->journal.must_commit = true;
-    *token_out = xasprintf("drv1.%s.%s", id, secret);
+    *text_out = xasprintf("%s%s.%s", prefix, id, secret);
     explicit_bzero(raw, sizeof raw);
     explicit_bzero(secret, sizeof secret);
-    if (made)
-        *made = t;
-    log_info("join token %s made for pool %s by %s: %u uses, expires in %" PRIu64 " s%s%s", id,
-             pool, by ? by : "droverd", r.uses, ttl_ms / 1000, bound ? ", for node " : "",
-             bound ? bound : "");
-    return 0;
+    return t;
 }
 
 int tokens_mint(sched_t *s, const char *pool, const char *node_name, uint64_t ttl_ms,
@@ -321,7 +356,7 @@ static size_t take_back(sched_t *s, token_t *t, const char *name)
     if (gone) {
         r.admitted = kept;
         r.n_admitted = n;
-        token_set(s, t, &r);
+        tokens_update(s, t, &r);
     }
     free(kept);
     return gone;
@@ -418,7 +453,7 @@ void tokens_join(sched_t *s, zframe_t *conn, zframe_t *body)
     r.admitted = all;
     r.n_admitted++;
     r.uses_left--;
-    token_set(s, t, &r);
+    tokens_update(s, t, &r);
     free(all);
     add_key(s->auth.agent_keys, user, name);
     log_info("agent %s joined with token %s (pool %s, %u uses left): key %s authorized for it",
@@ -441,7 +476,10 @@ static Drover__TokenView *view_of(const token_t *t, int64_t now)
     drover__token_view__init(v);
     v->record = record_copy(t->rec);
     v->record->secret_sha256.len = 0; /* the hash stays in droverd */
+    if (t->used_ms > v->record->last_used_ms)
+        v->record->last_used_ms = t->used_ms; /* not yet written */
     v->state = (char *)tokens_state(t->rec, now);
+    v->kind = (char *)(apitokens_is_api(t->rec) ? "api" : "join");
     return v;
 }
 
@@ -462,6 +500,17 @@ void tokens_api(sched_t *s, const api_caller_t *caller, const Drover__TokenReque
     token_t *t = NULL;
     switch (req->op) {
     case DROVER__TOKEN_OP__TOKEN_CREATE:
+        if (req->role && *req->role) { /* an API token */
+            int rc = apitokens_create(s, caller, req, resp, &t, buf, sizeof buf);
+            if (rc < 0) {
+                api_set_error(resp, err,
+                              rc == -EEXIST ? DROVER__API_ERROR_CODE__API_ERROR_CONFLICT
+                                            : DROVER__API_ERROR_CODE__API_ERROR_INVALID,
+                              "%s", buf);
+                return;
+            }
+            break;
+        }
         if (mint(s, req->pool, req->ttl_ms, req->uses, req->name_prefix,
                  req->node && *req->node ? req->node : NULL, caller->name, &resp->token, &t, buf,
                  sizeof buf) < 0) {
@@ -471,15 +520,23 @@ void tokens_api(sched_t *s, const api_caller_t *caller, const Drover__TokenReque
         break;
     case DROVER__TOKEN_OP__TOKEN_REVOKE: {
         t = req->id ? zhashx_lookup(s->tokens.by_id, req->id) : NULL;
+        if (!t && req->id)
+            t = apitokens_find_name(s, req->id, now); /* an API token by its name */
         if (!t) {
             api_set_error(resp, err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
-                          "no join token '%s'", req->id ? req->id : "");
+                          "no join token '%s' (nor an API token of that id or name)",
+                          req->id ? req->id : "");
             return;
         }
-        if (!t->rec->revoked) {
+        if (!t->rec->revoked && apitokens_is_api(t->rec)) {
             Drover__TokenRecord r = *t->rec;
             r.revoked = true;
-            token_set(s, t, &r);
+            tokens_update(s, t, &r); /* its very next request is refused */
+            log_info("API token %s (%s) revoked by %s", t->rec->id, t->rec->name, caller->name);
+        } else if (!t->rec->revoked) {
+            Drover__TokenRecord r = *t->rec;
+            r.revoked = true;
+            tokens_update(s, t, &r);
             size_t gone = take_back(s, t, NULL);
             log_info("join token %s revoked by %s: %zu admitted keys revoked", t->rec->id,
                      caller->name, gone);

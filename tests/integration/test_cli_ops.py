@@ -425,8 +425,8 @@ class CompletionTest(harness.DroverTestCase):
         for w in cmds:
             for words in ([[w, sub] for sub in self.complete(w, "")] if w in groups else [[w]]):
                 flags = [f for f in self.complete(*words, "-")
-                         if f not in ("--api", "--key", "--server-key", "--context", "--help",
-                                      "-h", "--version", "-V")]
+                         if f not in ("--api", "--key", "--server-key", "--context", "--token",
+                                      "--help", "-h", "--version", "-V")]
                 helptext = c.cli(*words, "--help").out
                 checked += len(flags)
                 for f in flags:

@@ -210,3 +210,179 @@ Test(tokens, api_lists_without_the_hash_and_revoke_is_durable)
     free(err);
     tokens_api_done(&nf);
 }
+
+/* ------------------------------------------------------------ API tokens */
+
+Test(tokens, api_token_parse_accepts_only_its_format)
+{
+    char id[9];
+    uint8_t secret[32];
+    char good[128];
+    snprintf(good, sizeof good, "drva1.0a1b2c3d.%064d", 9);
+    cr_assert_eq(apitokens_parse(good, id, secret), 0);
+    cr_assert_str_eq(id, "0a1b2c3d");
+    cr_assert_eq(secret[31], 0x09);
+    cr_assert_eq(secret[0], 0x00);
+    const char *bad[] = {
+        "",
+        "drva1.",
+        "drva1.0a1b2c3d.",
+        "drva1.0a1b2c3d",
+        /* a join token is not an API token, nor the other way round */
+        "drv1.0a1b2c3d.0000000000000000000000000000000000000000000000000000000000000000",
+        "drva2.0a1b2c3d.0000000000000000000000000000000000000000000000000000000000000000",
+        "DRVA1.0a1b2c3d.0000000000000000000000000000000000000000000000000000000000000000",
+        "drva1.0A1B2C3D.0000000000000000000000000000000000000000000000000000000000000000",
+        /* truncated, one too many, not hex, uppercase */
+        "drva1.0a1b2c3d.000000000000000000000000000000000000000000000000000000000000000",
+        "drva1.0a1b2c3d.00000000000000000000000000000000000000000000000000000000000000000",
+        "drva1.0a1b2c3d.000000000000000000000000000000000000000000000000000000000000000z",
+        "drva1.0a1b2c3d.00000000000000000000000000000000000000000000000000000000000000AB",
+        /* the dot misplaced or missing */
+        "drva1.0a1b2c3dx0000000000000000000000000000000000000000000000000000000000000000",
+        "drva1.0a1b2c3.d0000000000000000000000000000000000000000000000000000000000000000",
+        " drva1.0a1b2c3d.0000000000000000000000000000000000000000000000000000000000000000",
+        "drva1.0a1b2c3d.0000000000000000000000000000000000000000000000000000000000000000\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert_eq(apitokens_parse(bad[i], id, secret), -EINVAL, "accepted '%s'", bad[i]);
+    cr_assert_eq(apitokens_parse(NULL, id, secret), -EINVAL);
+    char join[128];
+    snprintf(join, sizeof join, "drv1.0a1b2c3d.%064d", 9);
+    cr_assert_eq(tokens_parse(good, id, secret), -EINVAL, "the join parser refuses drva1.");
+    cr_assert_eq(tokens_parse(join, id, secret), 0);
+}
+
+/* Create an API token through tokens_api as ops; returns its text. */
+static char *api_token(const char *name, const char *role, uint64_t ttl_ms)
+{
+    api_caller_t admin = {.role = API_ROLE_ADMIN, .name = "ops"};
+    Drover__TokenRequest req = DROVER__TOKEN_REQUEST__INIT;
+    Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
+    char *err = NULL;
+    req.op = DROVER__TOKEN_OP__TOKEN_CREATE;
+    req.name = (char *)name;
+    req.role = (char *)role;
+    req.ttl_ms = ttl_ms;
+    tokens_api(s, &admin, &req, &resp, &err);
+    cr_assert_null(err, "%s", err);
+    cr_assert_str_eq(resp.tokens[0]->kind, "api");
+    char *tok = xstrdup(resp.token);
+    tokens_api_done(&resp);
+    return tok;
+}
+
+Test(tokens, api_token_checked_as_its_role_and_name_until_revoked_or_expired)
+{
+    char *tok = api_token("ci", "submit", 60000);
+    char id[9], buf[256];
+    uint8_t secret[32];
+    cr_assert_eq(apitokens_parse(tok, id, secret), 0, "made '%s'", tok);
+    token_t *t = find(id);
+    cr_assert(apitokens_is_api(t->rec));
+    cr_assert_str_eq(t->rec->name, "ci");
+    cr_assert_str_eq(t->rec->created_by, "ops");
+    cr_assert_eq(t->rec->uses_left, 0);
+    cr_assert_not(tokens_any(s), "an API token admits no node");
+    int64_t now = t->rec->created_ms + 1000;
+
+    api_caller_t c;
+    cr_assert_eq(apitokens_check(s, tok, now, &c, buf, sizeof buf), 0, "%s", buf);
+    cr_assert_eq(c.role, API_ROLE_SUBMIT);
+    cr_assert_str_eq(c.name, "ci");
+    cr_assert(c.token);
+    cr_assert_eq(t->used_ms, now);
+    uint64_t before = s->counters.refused_tokens;
+
+    /* a forged secret (one bit off) says no more than an unknown id */
+    char forged[128];
+    snprintf(forged, sizeof forged, "%s", tok);
+    forged[20] = forged[20] == '0' ? '1' : '0';
+    cr_assert_eq(apitokens_check(s, forged, now, &c, buf, sizeof buf), -EACCES);
+    cr_assert(strstr(buf, "unknown"), "%s", buf);
+    cr_assert_null(strstr(buf, forged + 15), "the secret is not echoed: %s", buf);
+    /* the join-token form of the same id and secret */
+    cr_assert_eq(apitokens_check(s, tok + 1, now, &c, buf, sizeof buf), -EACCES);
+    cr_assert(strstr(buf, "malformed"), "%s", buf);
+    /* ... and as a join token it admits no node */
+    char as_join[128];
+    snprintf(as_join, sizeof as_join, "drv1.%s", tok + 6);
+    char jid[9];
+    uint8_t jsecret[32];
+    cr_assert_eq(tokens_parse(as_join, jid, jsecret), 0);
+    cr_assert_str_eq(tokens_refusal(t->rec, jsecret, "n1", now, buf, sizeof buf),
+                     "join token unknown");
+    /* expired */
+    cr_assert_eq(apitokens_check(s, tok, t->rec->expires_ms, &c, buf, sizeof buf), -EACCES);
+    cr_assert(strstr(buf, "API token 'ci'") && strstr(buf, "expired at"), "%s", buf);
+    cr_assert_str_eq(tokens_state(t->rec, t->rec->expires_ms), "expired");
+    cr_assert_eq(s->counters.refused_tokens, before + 3);
+
+    /* a second valid token of the same name is refused; revoke by name */
+    api_caller_t admin = {.role = API_ROLE_ADMIN, .name = "ops"};
+    Drover__TokenRequest req = DROVER__TOKEN_REQUEST__INIT;
+    Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
+    char *err = NULL;
+    req.op = DROVER__TOKEN_OP__TOKEN_CREATE;
+    req.name = "ci";
+    req.role = "read";
+    tokens_api(s, &admin, &req, &resp, &err);
+    cr_assert_eq(resp.error_code, DROVER__API_ERROR_CODE__API_ERROR_CONFLICT);
+    cr_assert(strstr(err, "already exists"), "%s", err);
+    free(err);
+    err = NULL;
+    tokens_api_done(&resp);
+    req = (Drover__TokenRequest)DROVER__TOKEN_REQUEST__INIT;
+    req.op = DROVER__TOKEN_OP__TOKEN_REVOKE;
+    req.id = "ci";
+    Drover__ApiResponse rv = DROVER__API_RESPONSE__INIT;
+    tokens_api(s, &admin, &req, &rv, &err);
+    cr_assert_null(err, "%s", err);
+    cr_assert_str_eq(rv.tokens[0]->state, "revoked");
+    tokens_api_done(&rv);
+    cr_assert_eq(apitokens_check(s, tok, now, &c, buf, sizeof buf), -EACCES);
+    cr_assert(strstr(buf, "was revoked"), "%s", buf);
+
+    /* durable, hashed; the last use written with the commit */
+    cr_assert_eq(commit_journal(s), 0);
+    h_sched_restart();
+    t = find(id);
+    cr_assert(t->rec->revoked);
+    cr_assert_str_eq(t->rec->role, "submit");
+    cr_assert_eq(t->rec->last_used_ms, now);
+    cr_assert_eq(apitokens_check(s, tok, now, &c, buf, sizeof buf), -EACCES);
+    free(tok);
+}
+
+Test(tokens, api_token_create_refuses_bad_input)
+{
+    api_caller_t admin = {.role = API_ROLE_ADMIN, .name = "ops"};
+    struct {
+        const char *name, *role, *pool;
+        uint64_t ttl;
+        const char *why;
+    } cases[] = {
+        {"", "read", "", 0, "bad API token name"},
+        {"a/b", "read", "", 0, "bad API token name"},
+        {"ci", "root", "", 0, "bad role 'root'"},
+        {"ci", "read", "p", 0, "takes no pool"},
+        {"ci", "read", "", 11ULL * 366 * 24 * 3600 * 1000, "at most 10 years"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        Drover__TokenRequest req = DROVER__TOKEN_REQUEST__INIT;
+        Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
+        char *err = NULL;
+        req.op = DROVER__TOKEN_OP__TOKEN_CREATE;
+        req.name = (char *)cases[i].name;
+        req.role = (char *)cases[i].role;
+        req.pool = (char *)cases[i].pool;
+        req.ttl_ms = cases[i].ttl;
+        tokens_api(s, &admin, &req, &resp, &err);
+        cr_assert_not_null(err, "case %zu accepted", i);
+        cr_assert_eq(resp.error_code, DROVER__API_ERROR_CODE__API_ERROR_INVALID);
+        cr_assert(strstr(err, cases[i].why), "case %zu: %s", i, err);
+        free(err);
+        tokens_api_done(&resp);
+    }
+    cr_assert_eq(zhashx_size(s->tokens.by_id), 0);
+}
