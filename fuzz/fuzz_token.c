@@ -5,7 +5,9 @@
  * back to exactly the input (drv1.<8 lowercase hex>.<64 lowercase hex>:
  * nothing else is accepted), and tokens_refusal against a record made
  * from the parsed secret must admit it, and refuse it ("join token
- * unknown") once one bit of the secret is flipped.
+ * unknown") once one bit of the secret is flipped. The same bytes as an
+ * API token's text (apitokens_parse, drva1.): the same rules, and a text
+ * is never both.
  */
 #include "sched_internal.h"
 
@@ -49,6 +51,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         why = tokens_refusal(&r, secret, "n1", 1000, buf, sizeof buf);
         if (!why || strcmp(why, "join token unknown") != 0)
             fz_fail("a forged secret %s", why ? why : "admitted");
+    }
+    char aid[9];
+    uint8_t asecret[32];
+    int arc = apitokens_parse(text, aid, asecret);
+    if (arc != 0 && arc != -EINVAL)
+        fz_fail("apitokens_parse returned %d", arc);
+    if (arc == 0 && rc == 0)
+        fz_fail("'%s' parsed as a join token and an API token", text);
+    if (arc == 0) {
+        char hex[65], back[128];
+        snprintf(back, sizeof back, "drva1.%s.%s", aid, util_hex(asecret, 32, hex));
+        if (strcmp(back, text) != 0)
+            fz_fail("API token '%s' accepted but it reads back as '%s'", text, back);
     }
     free(text);
     return 0;
