@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -159,6 +160,21 @@ void web_stream(web_req_t *r, unsigned status, const char *content_type, uint64_
 
 /* ---- the request ---- */
 
+int web_peer_fd(web_req_t *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+bool web_peer_gone(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    if (fd < 0)
+        return false;
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 const char *web_capture(const web_req_t *r, const char *name)
 {
     for (size_t i = 0; i < r->n_caps; i++)
@@ -241,6 +257,28 @@ json_t *web_body_json(web_req_t *r)
         return NULL;
     }
     return j;
+}
+
+bool web_json_members(web_req_t *r, json_t *obj, const char *const *known)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        size_t i = 0;
+        while (known[i] && strcmp(known[i], key) != 0)
+            i++;
+        if (known[i])
+            continue;
+        strbuf_t list = {0};
+        for (i = 0; known[i]; i++)
+            sb_printf(&list, "%s%s", i ? ", " : "", known[i]);
+        web_error(r, 400, "invalid", "unknown member '%s' (known: %s)", key,
+                  list.buf ? list.buf : "none");
+        sb_free(&list);
+        return false;
+    }
+    return true;
 }
 
 /* ---- droverd, with the request's bearer ---- */
@@ -585,6 +623,7 @@ int web_server_start(const web_config_t *c)
 void web_server_stop(void)
 {
     web_set_stopping();
+    web_client_interrupt();
     if (daemon_)
         MHD_stop_daemon(daemon_);
     daemon_ = NULL;
