@@ -351,5 +351,89 @@ class WebFlowsTest(harness.DroverTestCase):
         self.assertEqual((st, b["code"]), (409, "conflict"), b)
 
 
+class WebBoundsTest(harness.DroverTestCase):
+    """Refusals: rate, body, connections, slow clients, bad settings."""
+
+    def setUp(self):
+        super().setUp()
+        self.c.start_droverd()
+
+    def start(self, settings):
+        path = self.c.path("drover-web.yaml")
+        with open(path, "w") as f:
+            f.write("".join("%s: %s\n" % kv for kv in settings.items()))
+        self.c.start_web(extra=["--config", path])
+        return Http(self.c.web_url, api_token(self.c))
+
+    def test_rate_limit(self):
+        h = self.start({"rate_limit": 2, "rate-burst": 3})
+        got = []
+        for _ in range(20):
+            st, headers, data = h.request("GET", "/api/v1/status")
+            got.append(st)
+            if st == 429:
+                body = json.loads(data)
+                self.assertEqual(body["code"], "rate_limited", body)
+                self.assertGreaterEqual(int(headers["retry-after"]), 1)
+                break
+        # the burst (less what start_web's /healthz took), then refused
+        self.assertEqual(got[0], 200, got)
+        self.assertLessEqual(got.count(200), 4, got)
+        self.assertEqual(got[-1], 429, got)
+
+    def test_body_connections_slow_clients(self):
+        import socket
+        import time
+        h = self.start({"max-body": "1Ki", "max-connections-per-ip": 2, "timeout": "2s",
+                        "rate-limit": 0})
+        st, b = h.json("POST", "/api/v1/runs", "x" * 2048,
+                       headers={"Content-Type": "application/yaml"})
+        self.assertEqual((st, b["code"]), (413, "too_large"), b)
+        # chunked, no Content-Length: refused once it passes the limit
+        conn = http.client.HTTPConnection(h.host, h.port, timeout=30)
+        conn.request("POST", "/api/v1/runs", body=iter([b"y" * 800] * 4), encode_chunked=True,
+                     headers={"Authorization": "Bearer " + h.token,
+                              "Content-Type": "application/yaml"})
+        r = conn.getresponse()
+        self.assertEqual(r.status, 413)
+        self.assertEqual(json.loads(r.read())["code"], "too_large")
+        conn.close()
+        # a head larger than the connection's memory: refused, drover-web stays up
+        st, _, _ = h.request("GET", "/api/v1/status", headers={"X-Big": "z" * (100 << 10)})
+        self.assertIn(st, (413, 431))
+        # two idle connections from this address: a third is refused in JSON
+        idle = [socket.create_connection((h.host, h.port)) for _ in range(2)]
+        try:
+            harness.wait_until(lambda: h.json("GET", "/healthz")[0] == 429,
+                               what="the third connection refused")
+            st, headers, data = h.request("GET", "/healthz")
+            self.assertEqual(st, 429)
+            self.assertEqual(json.loads(data)["code"], "too_many_connections")
+            # a slow client (half a request line) is cut off after --timeout
+            t0 = time.monotonic()
+            idle[0].sendall(b"GET /heal")
+            idle[0].settimeout(30)
+            self.assertEqual(idle[0].recv(100), b"")
+            self.assertLess(time.monotonic() - t0, 20)
+        finally:
+            for s in idle:
+                s.close()
+        harness.wait_until(lambda: h.json("GET", "/healthz")[0] == 200, what="limits freed")
+
+    def test_bad_settings(self):
+        import subprocess
+        path = self.c.path("bad.yaml")
+        with open(path, "w") as f:
+            f.write("listen: 127.0.0.1:1\nrate-limti: 5\n")
+        r = subprocess.run([harness.bin_path("drover-web"), "--config", path],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("bad.yaml:2:1", r.stderr)
+        r = subprocess.run([harness.bin_path("drover-web"), "--max-body", "lots"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("max-body", r.stderr)
+
+
 if __name__ == "__main__":
     harness.main()
