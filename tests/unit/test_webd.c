@@ -131,3 +131,27 @@ Test(sse, framing)
     cr_assert_str_eq(b.buf, ": ping\n\n");
     sb_free(&b);
 }
+
+Test(pbjson, set_field_by_name)
+{
+    Drover__TokenRequest tr = DROVER__TOKEN_REQUEST__INIT;
+    char err[256];
+    json_t *pool = json_string("gpu"), *uses = json_integer(3), *neg = json_integer(-1);
+    json_t *op = json_string("revoke"), *bad = json_string("nope"), *t = json_true();
+    cr_assert_eq(pbjson_set_field(&tr.base, "pool", pool, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(tr.pool, "gpu");
+    cr_assert_eq(pbjson_set_field(&tr.base, "uses", uses, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tr.uses, 3);
+    cr_assert_eq(pbjson_set_field(&tr.base, "uses", neg, err, sizeof err), -1);
+    cr_assert_str_eq(err, "uses: expected a number in range");
+    cr_assert_eq(pbjson_set_field(&tr.base, "pool", uses, err, sizeof err), -1);
+    cr_assert_str_eq(err, "pool: expected a string");
+    cr_assert_eq(pbjson_set_field(&tr.base, "op", op, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tr.op, DROVER__TOKEN_OP__TOKEN_REVOKE);
+    cr_assert_eq(pbjson_set_field(&tr.base, "op", bad, err, sizeof err), -1);
+    cr_assert_str_eq(err, "op: expected one of list, create, revoke");
+    cr_assert_eq(pbjson_set_field(&tr.base, "bogus", t, err, sizeof err), -1);
+    cr_assert_str_eq(err, "unknown member 'bogus'");
+    json_decref(pool), json_decref(uses), json_decref(neg), json_decref(op), json_decref(bad);
+    json_decref(t);
+}
