@@ -53,14 +53,13 @@ class Http:
 
 
 def api_token(c):
-    """An admin API token for drover-web's requests. droverd checks bearer
-    tokens once API tokens exist (`drover token create NAME --role admin`);
-    before that it ignores them and any word will do."""
+    """An admin API token for drover-web's requests (`drover token create
+    NAME --role admin`): droverd checks it on every request."""
     r = c.cli("token", "create", "web-test", "--role", "admin")
     for word in (r.out or "").split():
         if word.startswith("drva1."):
             return word
-    return "test-token"
+    raise AssertionError("no API token made: %s" % r.err)
 
 
 class Sse:
@@ -391,14 +390,12 @@ class WebEventsTest(harness.DroverTestCase):
 class WebTokensTest(harness.DroverTestCase):
     def test_roles_and_revocation(self):
         """droverd decides what a token may do: drover-web passes each
-        caller's token on. Needs droverd's API tokens (`drover token
-        create NAME --role ROLE`)."""
+        caller's token on."""
         c = self.c
         c.start_droverd()
         r = c.cli("token", "create", "reader", "--role", "read")
         reader = [w for w in (r.out or "").split() if w.startswith("drva1.")]
-        if r.rc != 0 or not reader:
-            self.skipTest("this droverd has no API tokens yet")
+        self.assertEqual((r.rc, len(reader)), (0, 1), r.err)
         c.start_web()
         h = Http(c.web_url, reader[0])
         self.assertEqual(h.json("GET", "/api/v1/runs")[0], 200)
