@@ -236,10 +236,15 @@ static int send_request(api_t *api, const Drover__ApiRequest *req)
     return rc;
 }
 
-/* Receive one frame into msg; the error is reported here. */
-static int recv_answer(api_t *api, zmq_msg_t *msg)
+/* Receive one frame into msg, waiting the timeout plus extra_ms (a held
+ * request's wait); the error is reported here. */
+static int recv_answer(api_t *api, zmq_msg_t *msg, int extra_ms)
 {
-    int64_t deadline = util_mono_ms() + api->timeout_ms;
+    int64_t deadline = util_mono_ms() + api->timeout_ms + extra_ms;
+    if (extra_ms) {
+        int t = api->timeout_ms + extra_ms;
+        zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &t, sizeof t);
+    }
     while (zmq_msg_recv(msg, api->sock, 0) < 0) {
         int err = zmq_errno();
         int64_t left = deadline - util_mono_ms();
@@ -353,8 +358,12 @@ static int call_once(api_t *api, const Drover__ApiRequest *req, Drover__ApiRespo
         return rc;
     zmq_msg_init(&msg);
     rc = send_request(api, req);
+    /* an EventsRequest with wait_ms is held by droverd that long */
+    int extra = req->op_case == DROVER__API_REQUEST__OP_EVENTS && req->events
+                    ? (int)req->events->wait_ms
+                    : 0;
     if (rc == 0)
-        rc = recv_answer(api, &msg);
+        rc = recv_answer(api, &msg, extra);
     if (rc == 0)
         rc = decode(api, &msg, resp);
     else

@@ -923,7 +923,10 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         pools_api(s, caller, req->pool, &resp, &err);
         break;
     case DROVER__API_REQUEST__OP_EVENTS:
-        events_api(s, req->events, &resp, &err);
+        if (events_api(s, identity, req->events, &resp, &err)) {
+            identity = NULL; /* held: answered when events commit, or at its wait_ms */
+            goto done;
+        }
         break;
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */

@@ -944,13 +944,23 @@ static Drover__EventBatch *unpack_batch(const MDB_val *key, const MDB_val *val)
 int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max,
                       Drover__EventRecord ***out, size_t *n, uint64_t *first_seq)
 {
+    uint64_t last;
+    return store_scan_events(s, since, run_id, max, SIZE_MAX, out, n, first_seq, &last);
+}
+
+int store_scan_events(store_t *s, uint64_t since, const char *run_id, size_t max, size_t scan_max,
+                      Drover__EventRecord ***out, size_t *n, uint64_t *first_seq,
+                      uint64_t *last_seen)
+{
     MDB_txn *txn;
+    size_t scanned = 0;
     MDB_cursor *cur = NULL;
     uint8_t kbuf[8];
     size_t cap = 0;
     *out = NULL;
     *n = 0;
     *first_seq = 0;
+    *last_seen = 0;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
         return lmdb_errno(rc);
@@ -975,8 +985,12 @@ int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max
         Drover__EventBatch *b = unpack_batch(&key, &val);
         for (size_t i = 0; b && i < b->n_events; i++) {
             Drover__EventRecord *ev = b->events[i];
-            if (ev->seq < want || *n == max ||
-                (run_id && *run_id && strcmp(ev->run_id, run_id) != 0)) {
+            bool look = ev->seq >= want && *n < max;
+            if (look) {
+                *last_seen = ev->seq;
+                scanned++;
+            }
+            if (!look || (run_id && *run_id && strcmp(ev->run_id, run_id) != 0)) {
                 drover__event_record__free_unpacked(ev, NULL);
                 continue;
             }
@@ -992,6 +1006,8 @@ int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max
             b->n_events = 0;
             drover__event_batch__free_unpacked(b, NULL);
         }
+        if (scanned >= scan_max)
+            break; /* the rest is the next request's */
     }
     if (cur)
         mdb_cursor_close(cur);
