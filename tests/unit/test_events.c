@@ -337,7 +337,9 @@ Test(events, held_requests_are_answered_from_the_commit_or_at_their_wait)
     req.wait_ms = 50;
     cr_assert(events_api(s, zframe_new("peer-1", 6), &req, &resp, &err));
     Drover__ApiResponse r2 = DROVER__API_RESPONSE__INIT;
-    cr_assert_not(events_api(s, zframe_new("peer-2", 6), &req, &r2, &err));
+    zframe_t *id2 = zframe_new("peer-2", 6); /* not held: still the caller's */
+    cr_assert_not(events_api(s, id2, &req, &r2, &err));
+    zframe_destroy(&id2);
     cr_assert_eq(r2.n_events, 0);
     cr_assert_eq(r2.next_seq, s->events.next_seq - 1);
     events_api_done(&r2);
@@ -382,13 +384,15 @@ Test(events, a_filtered_scan_is_bounded_and_says_where_it_stopped)
     char *err = NULL;
     req.run_id = "r000001";
     req.wait_ms = 1000; /* stopped at the bound: answered at once, not held */
-    cr_assert_not(events_api(s, zframe_new("p", 1), &req, &resp, &err));
+    zframe_t *id = zframe_new("p", 1);
+    cr_assert_not(events_api(s, id, &req, &resp, &err));
     cr_assert_null(err);
     cr_assert_eq(resp.n_events, 0);
     cr_assert_eq(resp.next_seq, 100000, "stopped at %" PRIu64, resp.next_seq);
     events_api_done(&resp);
     req.since = 100000;
-    cr_assert_not(events_api(s, zframe_new("p", 1), &req, &resp, &err));
+    cr_assert_not(events_api(s, id, &req, &resp, &err));
+    zframe_destroy(&id);
     cr_assert_eq(resp.n_events, 1 + 2 /* the submit's: its task and run */, "%zu", resp.n_events);
     cr_assert_eq(resp.events[0]->seq, 150001);
     cr_assert_eq(resp.next_seq, s->events.next_seq - 1);
