@@ -5,6 +5,7 @@ log told so, bad requests refused with a clear error."""
 import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -330,9 +331,13 @@ class EventsTest(harness.DroverTestCase):
         self.assertEqual(a["first_seq"], first, a)
         raw.close()
         # events -f holds its request; droverd is killed under it and comes
-        # back: the client asks again and prints what commits next
+        # back: the client sees its connection go, asks again at once (not
+        # after its API timeout, made long here) and prints what commits next
         end = events(c)[-1]["seq"]
-        p = c.popen_cli("events", "-f", "--since", str(end))
+        p = subprocess.Popen([harness.bin_path("drover"), "--api", c.api, "events", "-f",
+                              "--since", str(end)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(c.env, DROVER_API_TIMEOUT_MS="300000"), cwd=c.tmp)
         try:
             out, matched = harness.read_with_timeout(p, rb"\d+ +\S+ +run", timeout=1)
             self.assertFalse(matched, out)
@@ -340,7 +345,7 @@ class EventsTest(harness.DroverTestCase):
             c.start_droverd(extra=["--events-max", "5"])
             rid2 = c.submit({"name": "after", "steps": [{"name": "b", "script": "true"}]})
             out2, matched = harness.read_with_timeout(
-                p, rb"run +" + rid2.encode() + rb" +- +RUNNING\xe2\x86\x92SUCCEEDED", timeout=90)
+                p, rb"run +" + rid2.encode() + rb" +- +RUNNING\xe2\x86\x92SUCCEEDED", timeout=60)
             self.assertTrue(matched, out + out2)
             self.assertIsNone(p.poll(), "events -f gave up")
         finally:
