@@ -500,6 +500,8 @@ static apply_t apply_event(Drover__RunView *run, zhashx_t *idx, const Drover__Ev
         t->finished_ms = 0;
     } else if (ended(to)) {
         t->finished_ms = ev->time_ms;
+        if (ev->has_exit && t->started_ms <= 0)
+            t->started_ms = ev->time_ms; /* it ran: started and ended in one commit */
     }
     if (was == DROVER__TASK_STATUS__TASK_SUSPENDED && ended(to))
         t->gate_at_ms = ev->time_ms; /* approved or rejected: the reason says by whom */

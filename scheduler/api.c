@@ -668,6 +668,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->limits, &v->n_limits, "max-labels", c->spec_limits.max_labels);
     add_kv(&v->limits, &v->n_limits, "log-limit", c->log_limit);
     add_kv(&v->limits, &v->n_limits, "api-peer-queue", c->api_peer_queue);
+    add_kv(&v->limits, &v->n_limits, "api-waiters", c->api_waiters);
     add_kv(&v->limits, &v->n_limits, "max-system-errors", c->max_system_errors);
     add_kv(&v->counters, &v->n_counters, "refused_agents", k->refused_agents);
     add_kv(&v->counters, &v->n_counters, "refused_api", k->refused_api);

@@ -3,6 +3,7 @@ run's transitions in order, the --since and --run filters, no event lost or
 duplicated across kill -9 of droverd mid-run, a reader behind the pruned
 log told so, bad requests refused with a clear error."""
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -351,6 +352,46 @@ class EventsTest(harness.DroverTestCase):
         finally:
             p.kill()
             p.communicate()
+
+    def test_watch_on_events_across_kill9_and_a_pruned_log(self):
+        c = self.c
+        c.start_droverd(extra=["--events-max", "3"])
+        c.start_agent("w1", cpus=2)
+        go = c.path("go")
+        rid = c.submit({"name": "watched", "steps": [
+            {"name": "a", "script": "true"},
+            {"name": "b", "needs": ["a"],
+             "script": "while [ ! -e %s ]; do sleep 0.05; done" % go}]})
+        # piped: a line per change; a long API timeout, so only noticing the
+        # lost connection brings it back in time
+        p = subprocess.Popen([harness.bin_path("drover"), "--api", c.api, "run", "watch", rid],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=c.tmp,
+                             env=dict(c.env, DROVER_API_TIMEOUT_MS="300000"))
+        try:
+            out, ok = harness.read_with_timeout(p, rb" b RUNNING", timeout=60)
+            self.assertTrue(ok, out)
+            self.assertIn(b" a SUCCEEDED", out)
+            # the watch stops reading; the log moves on and droverd restarts,
+            # pruning all but the newest commits: the watch is behind the log
+            p.send_signal(signal.SIGSTOP)
+            for i in range(3):
+                c.wait_run_final(c.submit({"name": "other%d" % i,
+                                           "steps": [{"name": "x", "script": "true"}]}))
+            c.kill_droverd()
+            c.start_droverd(extra=["--events-max", "3"])
+            p.send_signal(signal.SIGCONT)
+            open(go, "w").close()
+            out2, ok = harness.read_with_timeout(
+                p, ("run %s SUCCEEDED in " % rid).encode(), timeout=60)
+            self.assertTrue(ok, out + out2)
+            self.assertIn(b" b SUCCEEDED", out2)
+            self.assertEqual(p.wait(timeout=60), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            _, err = p.communicate()
+        harness.check_sanitizer_text(err.decode(errors="replace"), "drover run watch")
 
     def test_bad_requests(self):
         c = self.c
