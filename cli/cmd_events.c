@@ -36,6 +36,7 @@
 
 #define PAGE           1000
 #define FOLLOW_WAIT_MS 2000 /* how long droverd holds one -f request */
+#define OLD_POLL_MS    200  /* a droverd from before wait_ms: polled */
 
 enum { OPT_OUTPUT = 1, OPT_RUN, OPT_SINCE, OPT_FOLLOW };
 
@@ -222,6 +223,7 @@ int cmd_events(cli_t *cli, int argc, char **argv)
             er.since = resp->next_seq; /* a filtered scan: where droverd stopped looking */
         /* without -f: on until droverd has looked at the whole log */
         bool more = n == PAGE || (!follow && er.since > was);
+        bool old = follow && !n && !resp->next_seq; /* a droverd that does not hold */
         drover__api_response__free_unpacked(resp, NULL);
         fflush(stdout);
         if (more)
@@ -229,6 +231,8 @@ int cmd_events(cli_t *cli, int argc, char **argv)
         if (!follow || ferror(stdout))
             break;
         er.wait_ms = FOLLOW_WAIT_MS; /* held until the next event commits */
+        if (old)
+            cli_sleep_ms(OLD_POLL_MS);
     }
     if (j) {
         doc_array_end(j);

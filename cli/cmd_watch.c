@@ -47,6 +47,7 @@
 #include "util.h"
 
 #define WATCH_READ_MS     1000 /* the whole view re-read at most this often */
+#define WATCH_OLD_POLL_MS 300  /* a droverd from before wait_ms: polled */
 #define WATCH_PATIENCE_MS 60000
 #define WATCH_REASONS     5
 
@@ -612,7 +613,10 @@ int run_watch(cli_t *cli, const char *run_id)
         }
         if (resp->next_seq > pos)
             pos = resp->next_seq;
+        bool old = !resp->n_events && !resp->next_seq; /* a droverd that does not hold */
         drover__api_response__free_unpacked(resp, NULL);
+        if (old)
+            cli_sleep_ms(WATCH_OLD_POLL_MS);
         if (changed)
             show(&w, api, view->run);
         if (runview_run_final(view->run->status))
