@@ -28,10 +28,10 @@
     "agent, reason, exit code), agents connected, lost, drained and noticed,\n"                    \
     "checkpoints, pool nodes' states. Each event has a sequence number (SEQ), counting\n"          \
     "up without gaps; --since N shows those after N; --run ID only run ID's.\n"                    \
-    "-f, --follow: go on printing events as they commit (droverd holds each request\n"             \
-    "until the next matching event commits: no polling); table and wide only.\n"                   \
-    "The log is pruned by droverd's\n"                                                             \
-    "--events-max and --events-max-age: a --since below what is kept is warned of.\n"              \
+    "-f, --follow: go on printing events as they commit: droverd holds each request\n"             \
+    "until the next matching event commits (no polling); a droverd restart is ridden\n"            \
+    "out (60 s). Table and wide only. The log is pruned by droverd's --events-max and\n"           \
+    "--events-max-age: a --since below what is kept is warned of.\n"                               \
     "-o name is refused (events have no names).\n" CLI_OUTPUT_HELP
 
 #define PAGE           1000

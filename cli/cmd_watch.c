@@ -53,7 +53,8 @@
 
 #define WATCH_USAGE "drover run watch ID"
 #define WATCH_HELP                                                                                 \
-    "Follow a run until it ends, showing each step's status. Exits 0 if the run\n"                 \
+    "Follow a run until it ends, showing each step's status as its change commits\n"               \
+    "(on droverd's event log: no polling; the end is printed at once). Exits 0 if the run\n"       \
     "succeeded, 1 if it failed or was cancelled. If droverd stops answering (a\n"                  \
     "restart), keeps trying for up to 60s before giving up (exit status 4).\n"                     \
     "Piped to a file, it prints a line per change, in the order they happened,\n"                  \
