@@ -54,12 +54,12 @@
 #define WATCH_USAGE "drover run watch ID"
 #define WATCH_HELP                                                                                 \
     "Follow a run until it ends, showing each step's status as its change commits\n"               \
-    "(on droverd's event log: no polling; the end is printed at once). Exits 0 if the run\n"       \
-    "succeeded, 1 if it failed or was cancelled. If droverd stops answering (a\n"                  \
-    "restart), keeps trying for up to 60s before giving up (exit status 4).\n"                     \
-    "Piped to a file, it prints a line per change, in the order they happened,\n"                  \
-    "with millisecond times. Steps ready to run but waiting are counted by why\n"                  \
-    "they wait (\"3 waiting: no agent in service offers gpus: 1 ...\").\n"
+    "(on droverd's event log: no polling; the end is printed at once). Exits 0 if\n"               \
+    "the run succeeded, 1 if it failed or was cancelled. If droverd stops\n"                       \
+    "answering (a restart), keeps trying for up to 60s before giving up (exit\n"                   \
+    "status 4). Piped to a file, it prints a line per change, in the order they\n"                 \
+    "happened, with millisecond times. Steps ready to run but waiting are counted\n"               \
+    "by why they wait (\"3 waiting: no agent in service offers gpus: 1 ...\").\n"
 
 /* What was last shown for a step (line mode). */
 typedef struct {
