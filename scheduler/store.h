@@ -163,6 +163,10 @@ int store_delete_run(store_t *s, const char *run_id);
  * store_put_events: the n events evs (seqs contiguous, above every one
  * stored) as one batch, inside the write transaction. 0 or -errno. */
 int store_put_events(store_t *s, Drover__EventRecord **evs, size_t n);
+/* The EventBatch of the n events evs as protobuf-c would pack it, into out
+ * (NULL: only the size); lens: room for n sizes (scratch). Returns the
+ * size. (store_put_events' encoder, open for its test.) */
+size_t store_events_encode(Drover__EventRecord **evs, size_t n, uint8_t *out, size_t *lens);
 /* In its own read transaction: the events with seq > since (of run_id
  * only, when non-empty), oldest first, at most max, into *out (an array
  * of *n; free with store_events_free); *first_seq = the lowest seq kept

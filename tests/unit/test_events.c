@@ -403,3 +403,56 @@ Test(events, a_filtered_scan_is_bounded_and_says_where_it_stopped)
     cr_assert(strstr(resp.error, "wait_ms 60001 is over the limit"), "%s", resp.error);
     free(err);
 }
+
+Test(events, the_batch_encoding_is_protobuf_cs_byte_for_byte)
+{
+    static const char *strs[] = {"",         "r000001",   "train",
+                                 "RUNNING",  "a1",        "exit 1: out of memory",
+                                 "gpu-pool", "node-0042", "é→ü"};
+    const size_t nstr = sizeof strs / sizeof *strs;
+    srand(19);
+    for (int round = 0; round < 200; round++) {
+        size_t n = 1 + (size_t)(rand() % 40);
+        Drover__EventRecord *evs = calloc(n, sizeof *evs);
+        Drover__EventRecord **ptrs = calloc(n, sizeof *ptrs);
+        char *big = NULL;
+        for (size_t i = 0; i < n; i++) {
+            Drover__EventRecord ev = DROVER__EVENT_RECORD__INIT;
+            evs[i] = ev;
+            Drover__EventRecord *e = &evs[i];
+            e->seq = rand() % 3 ? (uint64_t)rand() * 977 : 0;
+            e->time_ms = rand() % 4 == 0 ? -(int64_t)rand() : (int64_t)rand() * 1000;
+            e->kind = (Drover__EventKind)(rand() % 5);
+            char **fields[] = {&e->run_id, &e->task,   &e->from, &e->to,
+                               &e->agent,  &e->reason, &e->pool, &e->node};
+            for (size_t f = 0; f < 8; f++)
+                *fields[f] = (char *)strs[(size_t)rand() % nstr];
+            if (i == 0 && round % 10 == 0) { /* a reason over 127 bytes: a 2-byte length */
+                big = calloc(1, 300);
+                memset(big, 'x', 299);
+                e->reason = big;
+            }
+            e->attempt = (uint32_t)(rand() % 3 ? rand() % 300 : 0);
+            e->has_exit = rand() % 2;
+            e->exit_code = rand() % 3 == 0 ? -(rand() % 200) : rand() % 300;
+            e->checkpoint_step = rand() % 2 ? (uint64_t)rand() << 20 : 0;
+            ptrs[i] = e;
+        }
+        Drover__EventBatch b = DROVER__EVENT_BATCH__INIT;
+        b.n_events = n;
+        b.events = ptrs;
+        size_t want = drover__event_batch__get_packed_size(&b);
+        uint8_t *ref = malloc(want), *got = malloc(want + 16);
+        drover__event_batch__pack(&b, ref);
+        size_t *lens = calloc(n, sizeof *lens);
+        cr_assert_eq(store_events_encode(ptrs, n, NULL, lens), want, "round %d", round);
+        cr_assert_eq(store_events_encode(ptrs, n, got, lens), want, "round %d", round);
+        cr_assert_eq(memcmp(ref, got, want), 0, "round %d: the bytes differ", round);
+        free(lens);
+        free(ref);
+        free(got);
+        free(big);
+        free(ptrs);
+        free(evs);
+    }
+}
