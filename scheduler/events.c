@@ -328,6 +328,13 @@ static uint64_t next_after(uint64_t since, uint64_t end)
     return since != UINT64_MAX && since > end ? since : end;
 }
 
+/* Whether events after since were pruned (the oldest kept is first): the
+ * reader missed some. */
+static bool behind(uint64_t since, uint64_t first)
+{
+    return since != UINT64_MAX && since + 1 < first;
+}
+
 /* Pack resp and queue it for the waiter's peer (taking its identity). */
 static void waiter_answer(sched_t *s, struct events_waiter *w, Drover__ApiResponse *resp)
 {
@@ -373,7 +380,7 @@ static void on_wait_timeout(struct ev_loop *loop, ev_timer *t, int revents)
         }
         Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
         resp.first_seq = s->events.first_seq;
-        resp.truncated = w->since + 1 < resp.first_seq;
+        resp.truncated = behind(w->since, resp.first_seq);
         resp.next_seq = next_after(w->since, s->events.next_seq - 1);
         waiter_answer(s, w, &resp);
     }
@@ -402,7 +409,7 @@ void events_wake(sched_t *s)
         resp.events = match;
         resp.n_events = k;
         resp.first_seq = s->events.first_seq + s->events.pruned;
-        resp.truncated = w->since + 1 < resp.first_seq;
+        resp.truncated = behind(w->since, resp.first_seq);
         resp.next_seq = k == w->max ? match[k - 1]->seq : batch[n - 1].seq;
         waiter_answer(s, w, &resp);
     }
@@ -471,7 +478,7 @@ bool events_api(sched_t *s, zframe_t *identity, const Drover__EventsRequest *req
     resp->n_events = n;
     resp->first_seq = first ? first : s->events.next_seq;
     /* events after since were pruned: the reader missed some */
-    resp->truncated = req->since + 1 < resp->first_seq;
+    resp->truncated = behind(req->since, resp->first_seq);
     uint64_t end = s->events.next_seq - 1;
     bool stopped = last && last < end; /* at max, or at the scan bound */
     resp->next_seq = stopped ? last : next_after(req->since, end);

@@ -269,7 +269,8 @@ class EventsTest(harness.DroverTestCase):
         # the log's end: nothing after it, answered at once with next_seq
         probe = RawEvents(c)
         probe.ask(2**64 - 1, 0)
-        self.assertEqual(probe.answer(30)["next_seq"], end)
+        a = probe.answer(30)
+        self.assertEqual((a["next_seq"], a["events"], a["truncated"]), (end, 0, False), a)
         # held: nothing after `end` yet, so no answer (not even empty)
         held, only2 = RawEvents(c), RawEvents(c)
         held.ask(end, 60000)
