@@ -24,6 +24,7 @@ import math
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -51,7 +52,7 @@ SIZES = {
         subdag_items=100000,
         pools_tasks=10000, pools_agents=100, pools_max=100, pools_window=3,
         ptp_agents=200, ptp_tasks=50000,
-        bl_agents=1000, bl_tasks=100000, bl_backlog=1000000),
+        bl_agents=1000, bl_tasks=100000, bl_backlog=1000000, watch_runs=20),
     "quick": dict(
         reps=1, throughput=500, distinct=500, chain=50, chain_long=1000, literal=2000,
         wide=1000,
@@ -63,7 +64,7 @@ SIZES = {
         subdag_items=10000,
         pools_tasks=2000, pools_agents=50, pools_max=20, pools_window=2,
         ptp_agents=100, ptp_tasks=10000,
-        bl_agents=100, bl_tasks=100000, bl_backlog=1000000),
+        bl_agents=100, bl_tasks=100000, bl_backlog=1000000, watch_runs=20),
     "smoke": dict(
         reps=1, throughput=40, distinct=40, chain=10, chain_long=20, literal=60, wide=50,
         slurm_chain=5, slurm_wide_reps=1,
@@ -74,12 +75,12 @@ SIZES = {
         subdag_items=200,
         pools_tasks=200, pools_agents=5, pools_max=3, pools_window=0.5,
         ptp_agents=10, ptp_tasks=0,
-        bl_agents=10, bl_tasks=400, bl_backlog=2000),
+        bl_agents=10, bl_tasks=400, bl_backlog=2000, watch_runs=3),
 }
 
 WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide", "capacity",
              "heartbeat", "recovery", "big", "subdag", "pools",
-             "backlog")
+             "backlog", "watch_lag")
 # Workloads on droverd + real drover-agents (the rest use drover-simagent).
 REAL_WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide")
 SYSTEMS = ("drover", "slurm", "dask")
@@ -107,6 +108,9 @@ TARGETS = {
     # issue #18: placement throughput with a backlog no agent can hold
     # READY, within 10% of the same workload without it.
     "backlog_ratio": (">=", 0.9),
+    # issue #19: `drover run watch` prints a run's end within 50 ms of the
+    # commit of its end event (the p99 over short runs)
+    "watch_lag": ("<=", 50.0),
 }
 
 
@@ -686,9 +690,63 @@ def drover_real(bench, sz):
             except Exception as e:  # noqa: BLE001 - recorded, the suite goes on
                 log("drover %s: error: %s\n%s", wl, e, traceback.format_exc())
                 out[wl] = {"na": "error: %s" % str(e)[:100]}
+        if "watch_lag" in bench.workloads:
+            try:
+                out["watch_lag"] = {"values": watch_lag(d, sz["watch_runs"])}
+            except Exception as e:  # noqa: BLE001 - recorded, the suite goes on
+                log("drover watch_lag: error: %s\n%s", e, traceback.format_exc())
+                out["watch_lag"] = {"na": "error: %s" % str(e)[:100]}
     finally:
         d.stop()
     return out
+
+
+def read_until(p, needle, timeout):
+    """Read p's stdout until needle; returns the time it was read (time.time())."""
+    buf, deadline = b"", time.monotonic() + timeout
+    fd = p.stdout.fileno()
+    while needle not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise RuntimeError("no %r from `drover run watch` in %ds: %r" % (needle, timeout, buf))
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise RuntimeError("`drover run watch` ended without %r: %r" % (needle, buf))
+        buf += chunk
+    return time.time()
+
+
+def watch_lag(d, runs):
+    """`drover run watch`'s end-of-run lag (ms) for each of `runs` one-step
+    runs: when the watch (piped) printed the end, minus the time_ms of the
+    run's end event (set in the commit that wrote it). Each step waits for
+    a file, made once the watch shows it running (so the watch is held on
+    the run's events when the end commits)."""
+    lags = []
+    for i in range(runs):
+        go = os.path.join(d.root, "watch-go-%d" % i)
+        text = "\n".join(spec_head("watch%d" % i, None) + [
+            "  - name: a", "    script: 'while [ ! -e %s ]; do sleep 0.01; done'" % go]) + "\n"
+        rid, err = d.submit(text)
+        if not rid:
+            raise NA(short_reason(err))
+        p = subprocess.Popen([d.bin("drover"), "--api", d.api, "run", "watch", rid],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=d.env)
+        try:
+            read_until(p, b" a RUNNING", 120)
+            open(go, "w").close()
+            printed = read_until(p, ("run %s SUCCEEDED" % rid).encode(), 120)
+            p.wait(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+        evs = json.loads(d.cli("events", "--run", rid, "-o", "json").stdout)
+        end = [e for e in evs if e["kind"] == "run" and e["to"] == "SUCCEEDED"][-1]
+        lags.append(printed * 1000.0 - end["time_ms"])
+        log("watch_lag run %d: %.1f ms", i + 1, lags[-1])
+    return lags
 
 
 # ---- drover workloads on simulated agents
@@ -1559,6 +1617,20 @@ def build_rows(res, sz):
             peers["dask"] = peer("dask", key)
         rows.append(Row(key, title, unit, better, values=d.get("values"), na=d.get("na"),
                         note=d.get("note"), peers=peers, target=TARGETS.get(key)))
+    wlag = real.get("watch_lag")
+    if wlag is not None:
+        vals = sorted(wlag.get("values") or [])
+        title = "`drover run watch` end-of-run lag (end printed − end event's commit), %d runs" % (
+            sz["watch_runs"])
+        if vals:
+            p99 = vals[min(len(vals) - 1, int(round(0.99 * (len(vals) - 1))))]
+            rows.append(Row("watch_lag_median", title + ": median", "ms", "lower",
+                            values=[statistics.median(vals)]))
+            rows.append(Row("watch_lag", title + ": p99", "ms", "lower", values=[p99],
+                            target=TARGETS["watch_lag"]))
+        else:
+            rows.append(Row("watch_lag", title, "ms", "lower", na=wlag.get("na"),
+                            target=TARGETS["watch_lag"]))
     for key, title, _, _ in spec:  # what each task cost droverd in disk writes
         d = real.get(key)
         if d and d.get("io_kib"):
@@ -2166,7 +2238,7 @@ def main():
         real = [w for w in REAL_WORKLOADS if w in b.workloads]
         simw = [w for w in ("capacity", "heartbeat", "recovery", "big", "subdag", "pools", "backlog")
                 if w in b.workloads]
-        if "drover" in b.systems and real:
+        if "drover" in b.systems and (real or "watch_lag" in b.workloads):
             phase("drover", lambda: drover_real(b, sz))
         if "drover" in b.systems and simw:
             phase("drover-sim", lambda: drover_sim(b, sz), key="drover_sim")

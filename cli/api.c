@@ -3,7 +3,11 @@
  * timeouts so a missing droverd is reported instead of waited on forever.
  * For ipc:// endpoints a socket nobody listens on is reported at once
  * rather than after the timeout. With patience, those "no answer" cases
- * are kept quiet and retried; every other failure is final at once. */
+ * are kept quiet and retried; every other failure is final at once.
+ * A request droverd holds (EventsRequest.wait_ms) is waited on with a
+ * monitor of the socket: when the connection goes (droverd killed), the
+ * request went with it, and the wait ends at once as "no answer" instead
+ * of at the timeout. */
 #include "keys.h" /* czmq first */
 
 #include "api.h"
@@ -28,6 +32,8 @@
 struct api {
     void *ctx;
     void *sock; /* NULL until the first call, and after a timeout */
+    void *mon;  /* sock's monitor (PAIR): its disconnections; NULL: none yet */
+    unsigned n_mon;
     char *endpoint;
     int timeout_ms;
     int64_t patience_ms;            /* 0: the first missed answer is an error */
@@ -143,9 +149,56 @@ api_t *api_new(const char *endpoint)
 
 static void close_socket(api_t *api)
 {
+    if (api->mon) {
+        zmq_socket_monitor(api->sock, NULL, 0);
+        zmq_close(api->mon);
+        api->mon = NULL;
+    }
     if (api->sock)
         zmq_close(api->sock);
     api->sock = NULL;
+}
+
+/* Start watching api->sock for disconnections (once per socket); without
+ * a monitor, a held request is waited on to its timeout. */
+static void monitor_open(api_t *api)
+{
+    char ep[64];
+    int linger = 0;
+    if (api->mon)
+        return;
+    snprintf(ep, sizeof ep, "inproc://drover-api-mon-%u", api->n_mon++);
+    if (zmq_socket_monitor(api->sock, ep, ZMQ_EVENT_DISCONNECTED) < 0)
+        return;
+    api->mon = zmq_socket(api->ctx, ZMQ_PAIR);
+    if (api->mon) {
+        zmq_setsockopt(api->mon, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_connect(api->mon, ep) == 0)
+            return;
+        zmq_close(api->mon);
+        api->mon = NULL;
+    }
+    zmq_socket_monitor(api->sock, NULL, 0);
+}
+
+/* Whether the monitor reports a lost connection (reads what it has). */
+static bool monitor_disconnected(api_t *api)
+{
+    bool gone = false;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, api->mon, ZMQ_DONTWAIT) >= 0) {
+        /* an event: [u16 event, u32 value] then the endpoint */
+        if (zmq_msg_size(&m) >= 2) {
+            uint16_t ev;
+            memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+            gone |= ev == ZMQ_EVENT_DISCONNECTED;
+        }
+        while (zmq_msg_more(&m) && zmq_msg_recv(&m, api->mon, ZMQ_DONTWAIT) >= 0)
+            ;
+    }
+    zmq_msg_close(&m);
+    return gone;
 }
 
 void api_destroy(api_t **api)
@@ -255,10 +308,31 @@ static int send_request(api_t *api, const Drover__ApiRequest *req)
     return rc;
 }
 
-/* Receive one frame into msg; the error is reported here. */
-static int recv_answer(api_t *api, zmq_msg_t *msg)
+/* Receive one frame into msg, waiting the timeout plus extra_ms (a held
+ * request's wait); the error is reported here. */
+static int recv_answer(api_t *api, zmq_msg_t *msg, int extra_ms)
 {
-    int64_t deadline = util_mono_ms() + api->timeout_ms;
+    int64_t deadline = util_mono_ms() + api->timeout_ms + extra_ms;
+    if (extra_ms) {
+        int t = api->timeout_ms + extra_ms;
+        zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &t, sizeof t);
+        monitor_open(api);
+    }
+    while (api->mon && extra_ms) { /* held: until the answer, the timeout or a lost connection */
+        zmq_pollitem_t items[2] = {{api->sock, 0, ZMQ_POLLIN, 0}, {api->mon, 0, ZMQ_POLLIN, 0}};
+        int64_t left = deadline - util_mono_ms();
+        if (left <= 0 || (zmq_poll(items, 2, (long)left) < 0 && zmq_errno() != EINTR)) {
+            int t = 0; /* the receive below says it */
+            zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &t, sizeof t);
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            break; /* the answer */
+        if ((items[1].revents & ZMQ_POLLIN) && monitor_disconnected(api)) {
+            report_no_answer(api); /* droverd went, and the request with it */
+            return -ETIMEDOUT;
+        }
+    }
     while (zmq_msg_recv(msg, api->sock, 0) < 0) {
         int err = zmq_errno();
         int64_t left = deadline - util_mono_ms();
@@ -389,9 +463,15 @@ static int call_once(api_t *api, const Drover__ApiRequest *req, Drover__ApiRespo
     if (!api->sock && (rc = open_socket(api)) < 0)
         return rc;
     zmq_msg_init(&msg);
+    if (api->mon)
+        monitor_disconnected(api); /* old news: a connection lost between requests */
     rc = send_request(api, req);
+    /* an EventsRequest with wait_ms is held by droverd that long */
+    int extra = req->op_case == DROVER__API_REQUEST__OP_EVENTS && req->events
+                    ? (int)req->events->wait_ms
+                    : 0;
     if (rc == 0)
-        rc = recv_answer(api, &msg);
+        rc = recv_answer(api, &msg, extra);
     if (rc == 0)
         rc = decode(api, &msg, resp);
     else

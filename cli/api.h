@@ -80,7 +80,8 @@ void api_report_last_error(const api_t *api);
  * errno, *resp NULL and the error printed when droverd does not answer in
  * time (-ETIMEDOUT), cannot be reached, answers garbage (-EPROTO), or
  * answers with a non-empty error (-EREMOTEIO). With patience, "no answer"
- * is only returned once the patience has run out. */
+ * is only returned once the patience has run out. An EventsRequest with
+ * wait_ms is given that much longer than the timeout (droverd holds it). */
 int api_call(api_t *api, const Drover__ApiRequest *req, Drover__ApiResponse **resp);
 
 /* api_call for get_run: on success (*resp)->run is set. */

@@ -3,9 +3,13 @@
  * transition with its attempt, agent and reason, agents connecting,
  * lost, drained or noticed, checkpoints, pool nodes' states. Pages
  * through the log (at most PAGE events a request) from seq --since + 1.
- * -f then keeps polling every FOLLOW_MS for what commits next (pushed
- * delivery comes with the HTTP API). A reader whose --since is below
- * the oldest event kept is told on stderr that it fell behind. Role read.
+ * -f then asks again with wait_ms = FOLLOW_WAIT_MS: droverd holds the
+ * request and answers right after the commit that puts the next matching
+ * event (no polling), or empty at the wait's end; it goes on from the
+ * answer's next_seq. A reader whose --since is below the oldest event
+ * kept is told on stderr that it fell behind. A droverd restart: the held
+ * request is lost with it, and the client asks again (patience). Role
+ * read.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,13 +28,15 @@
     "agent, reason, exit code), agents connected, lost, drained and noticed,\n"                    \
     "checkpoints, pool nodes' states. Each event has a sequence number (SEQ), counting\n"          \
     "up without gaps; --since N shows those after N; --run ID only run ID's.\n"                    \
-    "-f, --follow: go on polling every 200 ms for new events (pushed delivery comes\n"             \
-    "with the HTTP API); table and wide only. The log is pruned by droverd's\n"                    \
-    "--events-max and --events-max-age: a --since below what is kept is warned of.\n"              \
+    "-f, --follow: go on printing events as they commit: droverd holds each request\n"             \
+    "until the next matching event commits (no polling); a droverd restart is ridden\n"            \
+    "out (60 s). Table and wide only. The log is pruned by droverd's --events-max and\n"           \
+    "--events-max-age: a --since below what is kept is warned of.\n"                               \
     "-o name is refused (events have no names).\n" CLI_OUTPUT_HELP
 
-#define PAGE      1000
-#define FOLLOW_MS 200
+#define PAGE           1000
+#define FOLLOW_WAIT_MS 2000 /* how long droverd holds one -f request */
+#define OLD_POLL_MS    200  /* a droverd from before wait_ms: polled */
 
 enum { OPT_OUTPUT = 1, OPT_RUN, OPT_SINCE, OPT_FOLLOW };
 
@@ -210,15 +216,23 @@ int cmd_events(cli_t *cli, int argc, char **argv)
             print_event(resp->events[i], out == CLI_OUT_WIDE);
         }
         size_t n = resp->n_events;
+        uint64_t was = er.since;
         if (n)
             er.since = resp->events[n - 1]->seq;
+        if (resp->next_seq > er.since)
+            er.since = resp->next_seq; /* a filtered scan: where droverd stopped looking */
+        /* without -f: on until droverd has looked at the whole log */
+        bool more = n == PAGE || (!follow && er.since > was);
+        bool old = follow && !n && !resp->next_seq; /* a droverd that does not hold */
         drover__api_response__free_unpacked(resp, NULL);
         fflush(stdout);
-        if (n == PAGE)
+        if (more)
             continue; /* more now */
         if (!follow || ferror(stdout))
             break;
-        cli_sleep_ms(FOLLOW_MS);
+        er.wait_ms = FOLLOW_WAIT_MS; /* held until the next event commits */
+        if (old)
+            cli_sleep_ms(OLD_POLL_MS);
     }
     if (j) {
         doc_array_end(j);

@@ -1,6 +1,17 @@
 /* cmd_watch — `drover run watch ID`: follow a run until it ends.
  *
- * Polls get_run every WATCH_POLL_MS on one API client. On a terminal the
+ * On droverd's event log (README "Events"): the log's end, then the run's
+ * whole view (get_run), then the run's events after that end, each
+ * request held by droverd until one commits (EventsRequest.wait_ms: no
+ * polling). Each event updates the held view (a step's status, attempt,
+ * agent, exit, reason and times; the run's status), which is shown again;
+ * an event the view is already past (it was read after the event
+ * committed) is skipped. The whole view is re-read at most every
+ * WATCH_READ_MS for what events do not carry (waiting reasons, progress,
+ * retry times, new fan-out items) — the held request's wait ends then. The
+ * run's end event ends the watch at once (bench/: the lag). A reader that
+ * fell behind the pruned log (truncated) starts over from a fresh view.
+ * On a terminal the
  * whole view (title, step table, summary) is redrawn in place: the cursor
  * goes back up over the previous drawing and clears to the end of the
  * screen, so every line is clipped to the terminal's width and the table
@@ -35,18 +46,20 @@
 #include "table.h"
 #include "util.h"
 
-#define WATCH_POLL_MS     300
+#define WATCH_READ_MS     1000 /* the whole view re-read at most this often */
+#define WATCH_OLD_POLL_MS 300  /* a droverd from before wait_ms: polled */
 #define WATCH_PATIENCE_MS 60000
 #define WATCH_REASONS     5
 
 #define WATCH_USAGE "drover run watch ID"
 #define WATCH_HELP                                                                                 \
-    "Follow a run until it ends, showing each step's status. Exits 0 if the run\n"                 \
-    "succeeded, 1 if it failed or was cancelled. If droverd stops answering (a\n"                  \
-    "restart), keeps trying for up to 60s before giving up (exit status 4).\n"                     \
-    "Piped to a file, it prints a line per change, in the order they happened,\n"                  \
-    "with millisecond times. Steps ready to run but waiting are counted by why\n"                  \
-    "they wait (\"3 waiting: no agent in service offers gpus: 1 ...\").\n"
+    "Follow a run until it ends, showing each step's status as its change commits\n"               \
+    "(on droverd's event log: no polling; the end is printed at once). Exits 0 if\n"               \
+    "the run succeeded, 1 if it failed or was cancelled. If droverd stops\n"                       \
+    "answering (a restart), keeps trying for up to 60s before giving up (exit\n"                   \
+    "status 4). Piped to a file, it prints a line per change, in the order they\n"                 \
+    "happened, with millisecond times. Steps ready to run but waiting are counted\n"               \
+    "by why they wait (\"3 waiting: no agent in service offers gpus: 1 ...\").\n"
 
 /* What was last shown for a step (line mode). */
 typedef struct {
@@ -406,6 +419,122 @@ static void print_changes(watch_t *w, const Drover__RunView *run, int64_t now)
     fflush(stdout);
 }
 
+/* ---------------------------------------------------------------- events */
+
+/* Replace a string field of an unpacked message with a copy of v (the
+ * message's free_unpacked frees it; the shared empty default is not ours). */
+static void set_str(char **field, const char *v)
+{
+    if (*field && *field != protobuf_c_empty_string)
+        free(*field);
+    *field = xstrdup(v);
+}
+
+static bool task_status_of(const char *name, Drover__TaskStatus *out)
+{
+    for (int v = DROVER__TASK_STATUS__TASK_WAITING; v <= DROVER__TASK_STATUS__TASK_SUSPENDED; v++)
+        if (strcmp(util_task_status_name((Drover__TaskStatus)v), name) == 0) {
+            *out = (Drover__TaskStatus)v;
+            return true;
+        }
+    return false;
+}
+
+static bool run_status_of(const char *name, Drover__RunStatus *out)
+{
+    for (int v = DROVER__RUN_STATUS__RUN_PENDING; v <= DROVER__RUN_STATUS__RUN_CANCELLED; v++)
+        if (strcmp(util_run_status_name((Drover__RunStatus)v), name) == 0) {
+            *out = (Drover__RunStatus)v;
+            return true;
+        }
+    return false;
+}
+
+/* The held view's steps by name (index + 1), built for each view read. */
+static void index_view(zhashx_t **idx, const Drover__RunView *run)
+{
+    zhashx_destroy(idx);
+    *idx = zhashx_new();
+    for (size_t i = 0; i < run->n_tasks; i++)
+        zhashx_update(*idx, run->tasks[i]->name, (void *)(uintptr_t)(i + 1));
+}
+
+typedef enum { APPLY_SKIP, APPLY_DONE, APPLY_UNKNOWN } apply_t;
+
+/* Apply one event of the run to the held view. An event the view is
+ * already past (it was read after the event committed: the step's status
+ * is not the event's `from`, or a later attempt runs) is skipped; a step
+ * the view does not have yet (a fan-out's new items) asks for a re-read. */
+static apply_t apply_event(Drover__RunView *run, zhashx_t *idx, const Drover__EventRecord *ev)
+{
+    if (ev->kind == DROVER__EVENT_KIND__EVENT_RUN) {
+        Drover__RunStatus to;
+        if (!run_status_of(ev->to, &to) || to == run->status)
+            return APPLY_SKIP;
+        run->status = to;
+        if (runview_run_final(to))
+            run->finished_ms = ev->time_ms;
+        return APPLY_DONE;
+    }
+    if (ev->kind != DROVER__EVENT_KIND__EVENT_TASK)
+        return APPLY_SKIP;
+    uintptr_t at = (uintptr_t)zhashx_lookup(idx, ev->task);
+    if (!at)
+        return APPLY_UNKNOWN;
+    Drover__TaskView *t = run->tasks[at - 1];
+    Drover__TaskStatus to;
+    if (!task_status_of(ev->to, &to) || strcmp(ev->from, util_task_status_name(t->status)) != 0 ||
+        ev->attempt < t->attempts)
+        return APPLY_SKIP;
+    Drover__TaskStatus was = t->status;
+    t->status = to;
+    if (ev->attempt)
+        t->attempts = ev->attempt;
+    if (*ev->agent)
+        set_str(&t->agent, ev->agent);
+    set_str(&t->reason, ev->reason);
+    t->has_exit = ev->has_exit;
+    t->exit_code = ev->exit_code;
+    t->term_signal = 0;
+    t->retry_at_ms = 0; /* the next read tells */
+    if (to == DROVER__TASK_STATUS__TASK_ASSIGNED || to == DROVER__TASK_STATUS__TASK_RUNNING) {
+        t->started_ms = ev->time_ms;
+        t->finished_ms = 0;
+    } else if (ended(to)) {
+        t->finished_ms = ev->time_ms;
+        if (ev->has_exit && t->started_ms <= 0)
+            t->started_ms = ev->time_ms; /* it ran: started and ended in one commit */
+    }
+    if (was == DROVER__TASK_STATUS__TASK_SUSPENDED && ended(to))
+        t->gate_at_ms = ev->time_ms; /* approved or rejected: the reason says by whom */
+    if (to == DROVER__TASK_STATUS__TASK_SUSPENDED)
+        t->suspended_ms = ev->time_ms;
+    if (!ended(was) && ended(to))
+        run->tasks_done++;
+    else if (ended(was) && !ended(to) && run->tasks_done)
+        run->tasks_done--;
+    return APPLY_DONE;
+}
+
+/* The event log's end now: where a subscription started after it
+ * begins. 0 or -errno (reported). */
+static int log_end(api_t *api, uint64_t *end)
+{
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__EventsRequest er = DROVER__EVENTS_REQUEST__INIT;
+    Drover__ApiResponse *resp = NULL;
+    er.since = UINT64_MAX; /* nothing after it: next_seq = the end */
+    er.max = 1;
+    req.op_case = DROVER__API_REQUEST__OP_EVENTS;
+    req.events = &er;
+    int rc = api_call(api, &req, &resp);
+    if (rc == 0) {
+        *end = resp->next_seq;
+        drover__api_response__free_unpacked(resp, NULL);
+    }
+    return rc;
+}
+
 /* ---------------------------------------------------------------- loop */
 
 static void print_final(const Drover__RunView *run, int64_t now)
@@ -417,37 +546,89 @@ static void print_final(const Drover__RunView *run, int64_t now)
     fflush(stdout);
 }
 
+static void show(watch_t *w, api_t *api, const Drover__RunView *run)
+{
+    int64_t now = util_now_ms();
+    if (api_take_outage(api))
+        w->lines_drawn = 0; /* notes were printed below the last drawing */
+    if (w->tty)
+        redraw(w, run, now);
+    else
+        print_changes(w, run, now);
+}
+
 int run_watch(cli_t *cli, const char *run_id)
 {
     watch_t w = {.tty = fmt_is_terminal(stdout), .color = fmt_color_ok(stdout)};
     api_t *api = api_new(api_endpoint(cli->api));
+    Drover__ApiResponse *view = NULL;
+    zhashx_t *idx = NULL;
     int rc = CLI_EXIT_ERROR;
+    uint64_t pos = 0;
+    bool reread = true, resync = true;
+    int64_t next_read = 0;
     if (!api)
         goto cleanup;
     api_set_patience(api, WATCH_PATIENCE_MS);
     for (;;) {
-        Drover__ApiResponse *resp = NULL;
-        if (api_get_run(api, run_id, &resp) < 0)
-            goto cleanup;
-        if (api_take_outage(api))
-            w.lines_drawn = 0; /* notes were printed below the last drawing */
-        const Drover__RunView *run = resp->run;
-        int64_t now = util_now_ms();
-        if (w.tty)
-            redraw(&w, run, now);
-        else
-            print_changes(&w, run, now);
-        bool done = runview_run_final(run->status);
-        if (done) {
-            print_final(run, now);
-            rc = run->status == DROVER__RUN_STATUS__RUN_SUCCEEDED ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+        int64_t now = util_mono_ms();
+        if (reread || now >= next_read) {
+            /* the log's end before the view: every later change is an event after pos */
+            if (resync && log_end(api, &pos) < 0)
+                goto cleanup;
+            Drover__ApiResponse *fresh = NULL;
+            if (api_get_run(api, run_id, &fresh) < 0)
+                goto cleanup;
+            if (view)
+                drover__api_response__free_unpacked(view, NULL);
+            view = fresh;
+            index_view(&idx, view->run);
+            show(&w, api, view->run);
+            reread = resync = false;
+            next_read = util_mono_ms() + WATCH_READ_MS;
+            if (runview_run_final(view->run->status))
+                break;
+            continue;
         }
+        /* held by droverd until an event of the run commits, or until the next read */
+        Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+        Drover__EventsRequest er = DROVER__EVENTS_REQUEST__INIT;
+        Drover__ApiResponse *resp = NULL;
+        er.since = pos;
+        er.run_id = (char *)run_id;
+        er.wait_ms = (uint32_t)(next_read - now);
+        req.op_case = DROVER__API_REQUEST__OP_EVENTS;
+        req.events = &er;
+        if (api_call(api, &req, &resp) < 0)
+            goto cleanup;
+        if (resp->truncated) { /* fell behind the log: the view again, from now */
+            drover__api_response__free_unpacked(resp, NULL);
+            reread = resync = true;
+            continue;
+        }
+        bool changed = false;
+        for (size_t i = 0; i < resp->n_events; i++) {
+            /* a step the view lacks (new fan-out items) shows from the next read */
+            changed |= apply_event(view->run, idx, resp->events[i]) == APPLY_DONE;
+            pos = resp->events[i]->seq;
+        }
+        if (resp->next_seq > pos)
+            pos = resp->next_seq;
+        bool old = !resp->n_events && !resp->next_seq; /* a droverd that does not hold */
         drover__api_response__free_unpacked(resp, NULL);
-        if (done)
-            break;
-        cli_sleep_ms(WATCH_POLL_MS);
+        if (old)
+            cli_sleep_ms(WATCH_OLD_POLL_MS);
+        if (changed)
+            show(&w, api, view->run);
+        if (runview_run_final(view->run->status))
+            break; /* its end event: printed at once */
     }
+    print_final(view->run, util_now_ms());
+    rc = view->run->status == DROVER__RUN_STATUS__RUN_SUCCEEDED ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 cleanup:
+    if (view)
+        drover__api_response__free_unpacked(view, NULL);
+    zhashx_destroy(&idx);
     api_destroy(&api);
     watch_free(&w);
     return rc;

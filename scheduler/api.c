@@ -680,6 +680,7 @@ static Drover__StatusView *status_view(sched_t *s, const api_caller_t *caller)
     add_kv(&v->limits, &v->n_limits, "max-labels", c->spec_limits.max_labels);
     add_kv(&v->limits, &v->n_limits, "log-limit", c->log_limit);
     add_kv(&v->limits, &v->n_limits, "api-peer-queue", c->api_peer_queue);
+    add_kv(&v->limits, &v->n_limits, "api-waiters", c->api_waiters);
     add_kv(&v->limits, &v->n_limits, "max-system-errors", c->max_system_errors);
     add_kv(&v->counters, &v->n_counters, "refused_agents", k->refused_agents);
     add_kv(&v->counters, &v->n_counters, "refused_api", k->refused_api);
@@ -954,7 +955,10 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         pools_api(s, caller, req->pool, &resp, &err);
         break;
     case DROVER__API_REQUEST__OP_EVENTS:
-        events_api(s, req->events, &resp, &err);
+        if (events_api(s, identity, req->events, &resp, &err)) {
+            identity = NULL; /* held: answered when events commit, or at its wait_ms */
+            goto done;
+        }
         break;
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */

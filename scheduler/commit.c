@@ -103,6 +103,8 @@ int commit_journal(sched_t *s)
         rc = store_commit(s->store);
     else
         store_abort(s->store);
+    if (rc == 0)
+        events_wake(s); /* held requests, from the batch: its strings are alive yet */
     /* New runs' specs: stored (`drover run spec` reads them from there),
      * or never to be (the loop stops on a failed commit) */
     for (run_t *r = s->journal.dirty_runs; r; r = r->dirty_next)

@@ -46,6 +46,9 @@ static void usage(FILE *f)
                "  --max-message BYTES    one message on the agents or API socket [64Mi]\n"
                "  --api-peer-queue BYTES replies held for one API client; one that does not\n"
                "                         read them is dropped (at least 64Ki) [32Mi]\n"
+               "  --api-waiters N        event requests (drover events -f, run watch) held\n"
+               "                         until an event commits, in all; more are answered at\n"
+               "                         once [1024]\n"
                "security (README: Running on several machines):\n"
                "  --key FILE             droverd's secret key (drover keygen droverd): CURVE on\n"
                "                         the agents socket and a TCP API\n"
@@ -146,6 +149,12 @@ static int apply(const char *key, const char *value, void *arg)
         if (!*value || *end || n == 0 || n > 1000000000ULL)
             return -EINVAL;
         *(key[4] == 't' ? &c->max_run_tasks : &c->max_schedules) = (size_t)n;
+    } else if (strcmp(key, "api-waiters") == 0) {
+        char *end;
+        unsigned long n = strtoul(value, &end, 10);
+        if (!*value || *end || *value == '-' || n > 1000000)
+            return -EINVAL;
+        c->api_waiters = (uint32_t)n;
     } else if (strcmp(key, "events-max") == 0) {
         char *end;
         unsigned long long n = strtoull(value, &end, 10);
@@ -216,6 +225,7 @@ int main(int argc, char **argv)
                                              {"max-labels", required_argument, 0, 0},
                                              {"max-message", required_argument, 0, 0},
                                              {"api-peer-queue", required_argument, 0, 0},
+                                             {"api-waiters", required_argument, 0, 0},
                                              {"max-system-errors", required_argument, 0, 0},
                                              {"max-depth", required_argument, 0, 0},
                                              {"max-tasks", required_argument, 0, 0},

@@ -27,6 +27,10 @@
  *    1 seen on the loop means no reply of the peer is left and its entry
  *    can go. The tick forgets such peers, and gives the freed memory back
  *    to the system (malloc_trim) after one that held a lot.
+ *  - a held request (an EventsRequest waiting for events, events.c) counts
+ *    REPLY_OVERHEAD in its peer's `queued` and holds a reference until it
+ *    is answered; a peer holds at most HOLDS_PER_PEER, and none when that
+ *    would take it over the bound (the request is then answered at once).
  * Not counted: the kernel's socket buffers (not droverd's memory) and, on
  * a CURVE socket, the encrypted copy of the one message a connection is
  * writing (ZMQ frees the plain one when it encrypts it).
@@ -46,6 +50,7 @@
 
 #define REPLY_OVERHEAD 256        /* our api_reply_t, ZMQ's message content and pipe slot */
 #define TRIM_AFTER     (1u << 20) /* give memory back after a peer that held this much */
+#define HOLDS_PER_PEER 16         /* held requests of one peer (a REQ client has one) */
 
 struct api_peer {
     atomic_size_t held; /* bytes ZMQ holds for this peer (with REPLY_OVERHEAD each) */
@@ -53,6 +58,7 @@ struct api_peer {
     size_t queued;      /* bytes of replies waiting for the commit (loop only) */
     size_t peak;        /* the most it had queued and held (loop only) */
     bool dropped;       /* over the bound: replies discarded, requests ignored (loop only) */
+    unsigned holds;     /* requests held for it (replies_hold; loop only) */
 };
 
 static size_t cost(const api_reply_t *r)
@@ -114,13 +120,9 @@ static void drop(sched_t *s, api_peer_t *p, const char *key, size_t bytes)
                  key, bytes, s->cfg.api_peer_queue);
 }
 
-void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len)
+/* The entry of the peer whose routing id is key, made when there is none. */
+static api_peer_t *peer_get(sched_t *s, const char *key)
 {
-    api_reply_t *r = xcalloc(1, sizeof *r);
-    r->identity = identity;
-    r->data = data;
-    r->len = len;
-    char *key = zframe_strhex(identity);
     api_peer_t *p = zhashx_lookup(s->replies.peers, key);
     if (!p) {
         p = xcalloc(1, sizeof *p);
@@ -128,6 +130,17 @@ void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len
         atomic_init(&p->refs, 1);
         zhashx_insert(s->replies.peers, key, p);
     }
+    return p;
+}
+
+void sched_queue_reply(sched_t *s, zframe_t *identity, uint8_t *data, size_t len)
+{
+    api_reply_t *r = xcalloc(1, sizeof *r);
+    r->identity = identity;
+    r->data = data;
+    r->len = len;
+    char *key = zframe_strhex(identity);
+    api_peer_t *p = peer_get(s, key);
     size_t before = atomic_load(&p->held) + p->queued;
     if (!p->dropped && before > 0 && before + cost(r) > s->cfg.api_peer_queue)
         drop(s, p, key, before + cost(r));
@@ -188,6 +201,27 @@ void replies_flush(sched_t *s)
     }
     s->replies.head = NULL;
     s->replies.tail = &s->replies.head;
+}
+
+api_peer_t *replies_hold(sched_t *s, zframe_t *identity)
+{
+    char *key = zframe_strhex(identity);
+    api_peer_t *p = peer_get(s, key);
+    free(key);
+    size_t before = atomic_load(&p->held) + p->queued;
+    if (p->dropped || p->holds >= HOLDS_PER_PEER || before + REPLY_OVERHEAD > s->cfg.api_peer_queue)
+        return NULL; /* the sweep forgets an entry made for nothing */
+    p->holds++;
+    p->queued += REPLY_OVERHEAD;
+    atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+void replies_unhold(api_peer_t *p)
+{
+    p->holds--;
+    p->queued -= REPLY_OVERHEAD;
+    peer_unref(p);
 }
 
 bool replies_peer_dropped(sched_t *s, zframe_t *identity)

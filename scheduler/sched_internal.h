@@ -410,7 +410,12 @@ struct sched {
         size_t cap;
         Drover__EventRecord *batch; /* the open commit's events (owned array; strings borrowed) */
         size_t cap_batch;
-        int64_t now_ms; /* the open commit's events' time */
+        int64_t now_ms;                /* the open commit's events' time */
+        uint64_t first_seq;            /* the oldest event kept (next_seq when none is) */
+        uint64_t pruned;               /* events the open transaction pruned */
+        struct events_waiter *waiters; /* held EventsRequests (owned array) */
+        size_t n_waiters, cap_waiters;
+        ev_timer wait_w; /* the earliest waiter's deadline */
     } events;
 };
 
@@ -434,6 +439,14 @@ void replies_flush(sched_t *s);
 /* Whether the peer with this routing id was dropped and ZMQ has not let go
  * of its replies yet (it neither read them nor left): ignore its requests. */
 bool replies_peer_dropped(sched_t *s, zframe_t *identity);
+/* Hold a request of the peer with this routing id (events.c: an
+ * EventsRequest waiting for events): it counts like a small queued reply
+ * and keeps the peer known until replies_unhold. NULL when the peer may
+ * not hold one more (dropped, HOLDS_PER_PEER held, or at its bound):
+ * answer it at once. */
+api_peer_t *replies_hold(sched_t *s, zframe_t *identity);
+/* The held request is answered (queue its reply after this) or dropped. */
+void replies_unhold(api_peer_t *p);
 /* Forget peers with no reply queued or in ZMQ (from the tick). */
 void replies_sweep(sched_t *s);
 /* Free the queued replies and the table; peers ZMQ still holds replies
@@ -832,11 +845,16 @@ int events_commit(sched_t *s);
 /* After the commit (committed: it succeeded): the pending events count,
  * or are forgotten; an unfinished prune asks for the next commit. */
 void events_after_commit(sched_t *s, bool committed);
-/* An EventsRequest (role read) into resp (events, first_seq, truncated);
- * a bad request (max over 10000, an unknown run) gets resp's error (in
- * *err, which the caller frees). */
-void events_api(sched_t *s, const Drover__EventsRequest *req, Drover__ApiResponse *resp,
-                char **err);
+/* An EventsRequest (role read) into resp (events, first_seq, truncated,
+ * next_seq); a bad request (max over 10000, wait_ms over 60000, an
+ * unknown run) gets resp's error (in *err, which the caller frees).
+ * Returns true when the request is held instead (wait_ms, nothing yet):
+ * it took identity and answers it itself (events_wake, or its timer). */
+bool events_api(sched_t *s, zframe_t *identity, const Drover__EventsRequest *req,
+                Drover__ApiResponse *resp, char **err);
+/* Right after a commit succeeded, before anything it wrote is freed: answer
+ * the held requests that the events it put match, from the batch. */
+void events_wake(sched_t *s);
 /* Free what events_api added to resp. */
 void events_api_done(Drover__ApiResponse *resp);
 

@@ -50,6 +50,7 @@ void sched_config_defaults(sched_config_t *cfg)
     cfg->max_depth = 100;
     cfg->events_max = 1000000;
     cfg->events_max_age_ms = 7ULL * 24 * 3600 * 1000;
+    cfg->api_waiters = 1024;
 }
 
 /* An idle watcher only makes the loop poll without blocking, so that

@@ -56,6 +56,7 @@ typedef struct {
     uint32_t max_depth;         /* groups (DAG templates) nest at most this deep */
     uint64_t events_max;        /* the event log keeps at most this many; 0 = no bound */
     uint64_t events_max_age_ms; /* and none older than this; 0 = no bound */
+    uint32_t api_waiters;       /* EventsRequests held (wait_ms) at most, in all */
     /* Security (auth.c). */
     const char *key;             /* droverd's secret key file: CURVE on */
     const char *authorized_keys; /* dir of agents' public keys */

@@ -909,6 +909,113 @@ static void put_be64(uint8_t *p, uint64_t v)
         p[7 - i] = (uint8_t)(v >> (i * 8));
 }
 
+/* The event batch's encoding, by hand: the bytes protobuf-c's generic
+ * packer writes for an EventBatch (proto3: a field at its default is left
+ * out; fields in number order), without its descriptor walk — the commit
+ * phase puts one batch a commit, and this was most of the log's cost
+ * (bench/README.md). tests/unit/test_events.c checks it byte for byte
+ * against protobuf-c. */
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* The EventRecord's string fields with their numbers, in order. */
+#define EVENT_STRINGS(e)                                                                           \
+    {                                                                                              \
+        {4, (e)->run_id}, {5, (e)->task}, {6, (e)->from}, {7, (e)->to}, {9, (e)->agent},           \
+            {10, (e)->reason}, {11, (e)->pool},                                                    \
+        {                                                                                          \
+            12, (e)->node                                                                          \
+        }                                                                                          \
+    }
+
+typedef struct {
+    unsigned field;
+    const char *s;
+} event_str_t;
+
+/* One scalar field (varint wire type): its tag and value, when not 0. */
+#define SCALAR_LEN(field, v) ((v) ? 1 + varint_len((uint64_t)(v)) : 0)
+#define PUT_SCALAR(p, field, v)                                                                    \
+    do {                                                                                           \
+        if (v) {                                                                                   \
+            *(p)++ = (uint8_t)((field) << 3);                                                      \
+            (p) = put_varint((p), (uint64_t)(v));                                                  \
+        }                                                                                          \
+    } while (0)
+
+/* The encoded size of e's body (without its own tag and length). */
+static size_t event_body_len(const Drover__EventRecord *e)
+{
+    size_t n = SCALAR_LEN(1, e->seq) + SCALAR_LEN(2, e->time_ms) + SCALAR_LEN(3, e->kind) +
+               SCALAR_LEN(8, e->attempt) + SCALAR_LEN(13, e->has_exit) +
+               SCALAR_LEN(14, (int64_t)e->exit_code) + SCALAR_LEN(15, e->checkpoint_step);
+    event_str_t str[] = EVENT_STRINGS(e);
+    for (size_t i = 0; i < sizeof str / sizeof *str; i++) {
+        size_t len = str[i].s ? strlen(str[i].s) : 0;
+        if (len)
+            n += 1 + varint_len(len) + len;
+    }
+    return n;
+}
+
+static uint8_t *put_event_body(uint8_t *p, const Drover__EventRecord *e)
+{
+    event_str_t str[] = EVENT_STRINGS(e);
+    PUT_SCALAR(p, 1, e->seq);
+    PUT_SCALAR(p, 2, e->time_ms);
+    PUT_SCALAR(p, 3, e->kind);
+    for (size_t i = 0; i < sizeof str / sizeof *str; i++) {
+        if (str[i].field == 9)
+            PUT_SCALAR(p, 8, e->attempt); /* number order: 8 between to (7) and agent (9) */
+        size_t len = str[i].s ? strlen(str[i].s) : 0;
+        if (!len)
+            continue;
+        *p++ = (uint8_t)(str[i].field << 3 | 2);
+        p = put_varint(p, len);
+        memcpy(p, str[i].s, len);
+        p += len;
+    }
+    PUT_SCALAR(p, 13, e->has_exit);
+    PUT_SCALAR(p, 14, (int64_t)e->exit_code); /* int32: a negative one sign-extended */
+    PUT_SCALAR(p, 15, e->checkpoint_step);
+    return p;
+}
+
+size_t store_events_encode(Drover__EventRecord **evs, size_t n, uint8_t *out, size_t *lens)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        lens[i] = event_body_len(evs[i]);
+        total += 1 + varint_len(lens[i]) + lens[i];
+    }
+    if (!out)
+        return total;
+    uint8_t *p = out;
+    for (size_t i = 0; i < n; i++) {
+        *p++ = 1 << 3 | 2; /* EventBatch.events */
+        p = put_varint(p, lens[i]);
+        p = put_event_body(p, evs[i]);
+    }
+    return (size_t)(p - out);
+}
+
 int store_put_events(store_t *s, Drover__EventRecord **evs, size_t n)
 {
     uint8_t key[8];
@@ -916,14 +1023,19 @@ int store_put_events(store_t *s, Drover__EventRecord **evs, size_t n)
         return -EINVAL;
     if (!n)
         return 0;
-    Drover__EventBatch batch = DROVER__EVENT_BATCH__INIT;
-    batch.n_events = n;
-    batch.events = evs;
     put_be64(key, evs[0]->seq);
+    size_t *lens = xmalloc(n * sizeof *lens);
+    MDB_val k = {.mv_size = sizeof key, .mv_data = key};
+    MDB_val val = {.mv_size = store_events_encode(evs, n, NULL, lens), .mv_data = NULL};
     /* seq only grows: appended at the B-tree's end, no search, pages
-     * filled full (a seq not above the last is MDB_KEYEXIST: refused) */
-    int rc = put_packed_flags(s->txn, s->events, key, sizeof key, &batch.base, &s->txn_bytes,
-                              MDB_APPEND);
+     * filled full (a seq not above the last is MDB_KEYEXIST: refused);
+     * encoded straight into the reserved value */
+    int rc = mdb_put(s->txn, s->events, &k, &val, MDB_RESERVE | MDB_APPEND);
+    if (rc == 0) {
+        store_events_encode(evs, n, val.mv_data, lens);
+        s->txn_bytes += val.mv_size;
+    }
+    free(lens);
     if (rc) {
         log_error("mdb_put (events): %s", mdb_strerror(rc));
         return lmdb_errno(rc);
@@ -944,13 +1056,23 @@ static Drover__EventBatch *unpack_batch(const MDB_val *key, const MDB_val *val)
 int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max,
                       Drover__EventRecord ***out, size_t *n, uint64_t *first_seq)
 {
+    uint64_t last;
+    return store_scan_events(s, since, run_id, max, SIZE_MAX, out, n, first_seq, &last);
+}
+
+int store_scan_events(store_t *s, uint64_t since, const char *run_id, size_t max, size_t scan_max,
+                      Drover__EventRecord ***out, size_t *n, uint64_t *first_seq,
+                      uint64_t *last_seen)
+{
     MDB_txn *txn;
+    size_t scanned = 0;
     MDB_cursor *cur = NULL;
     uint8_t kbuf[8];
     size_t cap = 0;
     *out = NULL;
     *n = 0;
     *first_seq = 0;
+    *last_seen = 0;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc)
         return lmdb_errno(rc);
@@ -975,8 +1097,12 @@ int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max
         Drover__EventBatch *b = unpack_batch(&key, &val);
         for (size_t i = 0; b && i < b->n_events; i++) {
             Drover__EventRecord *ev = b->events[i];
-            if (ev->seq < want || *n == max ||
-                (run_id && *run_id && strcmp(ev->run_id, run_id) != 0)) {
+            bool look = ev->seq >= want && *n < max;
+            if (look) {
+                *last_seen = ev->seq;
+                scanned++;
+            }
+            if (!look || (run_id && *run_id && strcmp(ev->run_id, run_id) != 0)) {
                 drover__event_record__free_unpacked(ev, NULL);
                 continue;
             }
@@ -992,6 +1118,8 @@ int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max
             b->n_events = 0;
             drover__event_batch__free_unpacked(b, NULL);
         }
+        if (scanned >= scan_max)
+            break; /* the rest is the next request's */
     }
     if (cur)
         mdb_cursor_close(cur);

@@ -163,12 +163,24 @@ int store_delete_run(store_t *s, const char *run_id);
  * store_put_events: the n events evs (seqs contiguous, above every one
  * stored) as one batch, inside the write transaction. 0 or -errno. */
 int store_put_events(store_t *s, Drover__EventRecord **evs, size_t n);
+/* The EventBatch of the n events evs as protobuf-c would pack it, into out
+ * (NULL: only the size); lens: room for n sizes (scratch). Returns the
+ * size. (store_put_events' encoder, open for its test.) */
+size_t store_events_encode(Drover__EventRecord **evs, size_t n, uint8_t *out, size_t *lens);
 /* In its own read transaction: the events with seq > since (of run_id
  * only, when non-empty), oldest first, at most max, into *out (an array
  * of *n; free with store_events_free); *first_seq = the lowest seq kept
  * (0: none is). 0 or -errno. */
 int store_read_events(store_t *s, uint64_t since, const char *run_id, size_t max,
                       Drover__EventRecord ***out, size_t *n, uint64_t *first_seq);
+/* store_read_events that looks at no more than about scan_max events
+ * after since (whole batches: it stops after the batch where it reached
+ * scan_max) and says in *last_seen the highest seq it looked at (0: none;
+ * events after it were not looked at when it stopped at max or scan_max),
+ * so a run-filtered read of a long log costs the loop a bounded time. */
+int store_scan_events(store_t *s, uint64_t since, const char *run_id, size_t max, size_t scan_max,
+                      Drover__EventRecord ***out, size_t *n, uint64_t *first_seq,
+                      uint64_t *last_seen);
 void store_events_free(Drover__EventRecord **evs, size_t n);
 /* Inside the write transaction: delete whole batches from the lowest up
  * while every event of the batch is below seq keep_from, or the batch's

@@ -163,7 +163,7 @@ class BenchDriverTest(DroverTestCase):
         argv = [sys.executable, os.path.join(SOURCE_DIR, "bench", "bench.py"), "--smoke",
                 "--systems", "drover", "--no-install", "--keep", "--bin-dir", bindir, "--out", out,
                 "--workloads",
-                "throughput,distinct,chain,capacity,heartbeat,recovery,subdag,pools"]
+                "throughput,distinct,chain,capacity,heartbeat,recovery,subdag,pools,watch_lag"]
         env = dict(self.c.env)
         env.pop("BENCH_QUICK", None)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -194,6 +194,9 @@ class BenchDriverTest(DroverTestCase):
             self.assertGreater(real[wl]["wchar_kib"][0], 0, real[wl])
             self.assertGreaterEqual(real[wl]["io_kib"][0], 0, real[wl])
         self.assertIn("droverd bytes written per task", md)
+        # run watch's end-of-run lag: measured for each run (3 in smoke)
+        self.assertEqual(len(real["watch_lag"]["values"]), 3, real["watch_lag"])
+        self.assertIn("end-of-run lag", md)
         sim = res["drover_sim"]
         self.assertIsInstance(sim["capacity"], list, sim["capacity"])
         self.assertGreater(sim["capacity"][0]["rate"], 0)

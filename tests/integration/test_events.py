@@ -3,12 +3,18 @@ run's transitions in order, the --since and --run filters, no event lost or
 duplicated across kill -9 of droverd mid-run, a reader behind the pruned
 log told so, bad requests refused with a clear error."""
 import os
+import signal
+import socket
+import struct
+import subprocess
 import sys
+import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+from test_malformed import Zmtp, pb_bytes, pb_int  # noqa: E402
 
 
 def events(c, *args):
@@ -18,6 +24,97 @@ def events(c, *args):
 def task_events(evs, rid, name):
     return [(e["from"], e["to"]) for e in evs
             if e["kind"] == "task" and e["run"] == rid and e["task"] == name]
+
+
+def read_varint(buf, i):
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def parse_response(buf):
+    """The fields of an ApiResponse that an events answer has."""
+    out = {"events": 0, "first_seq": 0, "truncated": False, "next_seq": 0, "error": "",
+           "runs": []}
+    i = 0
+    while i < len(buf):
+        tag, i = read_varint(buf, i)
+        field, wt = tag >> 3, tag & 7
+        if wt == 0:
+            v, i = read_varint(buf, i)
+        elif wt == 2:
+            n, i = read_varint(buf, i)
+            v, i = buf[i:i + n], i + n
+        elif wt == 1:
+            v, i = buf[i:i + 8], i + 8
+        else:
+            v, i = buf[i:i + 4], i + 4
+        if field == 220:
+            out["events"] += 1
+            ev, j = {}, 0
+            while j < len(v):  # EventRecord: seq (1), run_id (4)
+                t, j = read_varint(v, j)
+                if t & 7 == 0:
+                    x, j = read_varint(v, j)
+                    if t >> 3 == 1:
+                        ev["seq"] = x
+                elif t & 7 == 2:
+                    n, j = read_varint(v, j)
+                    if t >> 3 == 4:
+                        ev["run"] = v[j:j + n].decode()
+                    j += n
+                else:
+                    j += 8 if t & 7 == 1 else 4
+            out["runs"].append(ev.get("run", ""))
+        elif field == 221:
+            out["first_seq"] = v
+        elif field == 222:
+            out["truncated"] = bool(v)
+        elif field == 240:
+            out["next_seq"] = v
+        elif field == 1:
+            out["error"] = v.decode()
+    return out
+
+
+class RawEvents:
+    """A DEALER speaking ZMTP to droverd's API socket: sends EventsRequests
+    (with wait_ms) and reads the answers when it chooses to."""
+
+    def __init__(self, c):
+        self.z = Zmtp(socket.AF_UNIX, os.path.join(c.tmp, "api.sock"), timeout=60 * harness.SCALE)
+        self.z.handshake(b"DEALER")
+
+    def ask(self, since, wait_ms, run=None, max_=0):
+        body = pb_int(1, since) + (pb_bytes(2, run) if run else b"") + \
+            (pb_int(3, max_) if max_ else b"") + pb_int(240, wait_ms)
+        self.z.send_msg(b"", pb_bytes(220, body))  # ApiRequest.events
+
+    def answer(self, timeout):
+        """The next answer, or None when none came within timeout seconds."""
+        self.z.s.settimeout(timeout)
+        frames = []
+        try:
+            while True:
+                flags = self.z.recv_exact(1)[0]
+                size = struct.unpack(">Q", self.z.recv_exact(8))[0] if flags & 2 \
+                    else self.z.recv_exact(1)[0]
+                frames.append(self.z.recv_exact(size))
+                if not flags & 1:
+                    break
+        except socket.timeout:
+            if frames:
+                raise
+            return None
+        return parse_response(frames[-1])
+
+    def close(self, reset=False):
+        self.z.close(reset=reset)
 
 
 class EventsTest(harness.DroverTestCase):
@@ -161,6 +258,141 @@ class EventsTest(harness.DroverTestCase):
         finally:
             p.kill()
             p.communicate()
+
+    def test_held_requests_answered_when_events_commit(self):
+        c = self.c
+        c.start_droverd(extra=["--api-waiters", "4"])
+        c.start_agent("w1", cpus=2)
+        rid = c.submit({"name": "one", "steps": [{"name": "a", "script": "true"}]})
+        c.wait_run_final(rid)
+        end = events(c)[-1]["seq"]
+        # the log's end: nothing after it, answered at once with next_seq
+        probe = RawEvents(c)
+        probe.ask(2**64 - 1, 0)
+        a = probe.answer(30)
+        self.assertEqual((a["next_seq"], a["events"], a["truncated"]), (end, 0, False), a)
+        # held: nothing after `end` yet, so no answer (not even empty)
+        held, only2 = RawEvents(c), RawEvents(c)
+        held.ask(end, 60000)
+        only2.ask(end, 60000, run=rid)  # r000001's: a later run's events are not its
+        self.assertIsNone(held.answer(1.0), "answered with nothing to say")
+        # a timeout: answered empty, with where to go on
+        probe.ask(end, 300)
+        t0 = time.monotonic()
+        a = probe.answer(30)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.25, a)
+        self.assertEqual((a["events"], a["next_seq"], a["truncated"]), (0, end, False), a)
+        # the next commit answers it at once, from its batch: long before
+        # its 60 s (a poller would only see it at its next poll)
+        rid2 = c.submit({"name": "two", "steps": [{"name": "b", "script": "true"}]})
+        t0 = time.monotonic()
+        a = held.answer(30)
+        self.assertIsNotNone(a, "a held request not answered by the commit")
+        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertGreater(a["events"], 0, a)
+        self.assertEqual(set(a["runs"]), {rid2}, a)
+        self.assertEqual(a["next_seq"], end + a["events"], a)
+        self.assertIsNone(only2.answer(0.5), "a --run filtered request got another run's events")
+        # beyond --api-waiters (4): answered at once, empty
+        c.wait_run_final(rid2)
+        end = events(c)[-1]["seq"]
+        many = [RawEvents(c) for _ in range(5)]
+        for m in many:
+            m.ask(end, 60000)
+        answered = [a for a in (m.answer(0.5) for m in many) if a is not None]
+        # only2 holds one of the 4: two of the 5 get an empty answer at once
+        self.assertEqual(len(answered), 2, answered)
+        self.assertTrue(all(a["events"] == 0 and a["next_seq"] == end for a in answered), answered)
+        # peers that hold a request and go away: nothing leaks, droverd serves on
+        for m in many:
+            m.close(reset=True)
+        held.close(reset=True)
+        rid3 = c.submit({"name": "three", "steps": [{"name": "x", "script": "true"}]})
+        self.assertRunSucceeded(c.wait_run_final(rid3))
+        self.assertEqual(c.cli("status").rc, 0)
+        harness.check_daemons(c)
+        only2.close()
+        probe.close()
+
+    def test_held_reader_behind_is_truncated_and_follow_survives_kill9(self):
+        c = self.c
+        c.start_droverd(extra=["--events-max", "5"])
+        c.start_agent("w1", cpus=2)
+        rid = c.submit({"name": "many", "steps": [
+            {"name": "s%d" % i, "script": "true"} for i in range(4)]})
+        c.wait_run_final(rid)
+        c.kill_droverd()
+        c.start_droverd(extra=["--events-max", "5"])  # pruned at start
+        first = harness.wait_until(lambda: (lambda e: e[0]["seq"] if e[0]["seq"] > 1 else None)(
+            events(c)), timeout=30, what="the log pruned")
+        raw = RawEvents(c)
+        raw.ask(0, 60000)  # behind the log: answered at once, truncated
+        a = raw.answer(30)
+        self.assertIsNotNone(a)
+        self.assertTrue(a["truncated"], a)
+        self.assertEqual(a["first_seq"], first, a)
+        raw.close()
+        # events -f holds its request; droverd is killed under it and comes
+        # back: the client sees its connection go, asks again at once (not
+        # after its API timeout, made long here) and prints what commits next
+        end = events(c)[-1]["seq"]
+        p = subprocess.Popen([harness.bin_path("drover"), "--api", c.api, "events", "-f",
+                              "--since", str(end)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=dict(c.env, DROVER_API_TIMEOUT_MS="300000"), cwd=c.tmp)
+        try:
+            out, matched = harness.read_with_timeout(p, rb"\d+ +\S+ +run", timeout=1)
+            self.assertFalse(matched, out)
+            c.kill_droverd()
+            c.start_droverd(extra=["--events-max", "5"])
+            rid2 = c.submit({"name": "after", "steps": [{"name": "b", "script": "true"}]})
+            out2, matched = harness.read_with_timeout(
+                p, rb"run +" + rid2.encode() + rb" +- +RUNNING\xe2\x86\x92SUCCEEDED", timeout=60)
+            self.assertTrue(matched, out + out2)
+            self.assertIsNone(p.poll(), "events -f gave up")
+        finally:
+            p.kill()
+            p.communicate()
+
+    def test_watch_on_events_across_kill9_and_a_pruned_log(self):
+        c = self.c
+        c.start_droverd(extra=["--events-max", "3"])
+        c.start_agent("w1", cpus=2)
+        go = c.path("go")
+        rid = c.submit({"name": "watched", "steps": [
+            {"name": "a", "script": "true"},
+            {"name": "b", "needs": ["a"],
+             "script": "while [ ! -e %s ]; do sleep 0.05; done" % go}]})
+        # piped: a line per change; a long API timeout, so only noticing the
+        # lost connection brings it back in time
+        p = subprocess.Popen([harness.bin_path("drover"), "--api", c.api, "run", "watch", rid],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=c.tmp,
+                             env=dict(c.env, DROVER_API_TIMEOUT_MS="300000"))
+        try:
+            out, ok = harness.read_with_timeout(p, rb" b RUNNING", timeout=60)
+            self.assertTrue(ok, out)
+            self.assertIn(b" a SUCCEEDED", out)
+            # the watch stops reading; the log moves on and droverd restarts,
+            # pruning all but the newest commits: the watch is behind the log
+            p.send_signal(signal.SIGSTOP)
+            for i in range(3):
+                c.wait_run_final(c.submit({"name": "other%d" % i,
+                                           "steps": [{"name": "x", "script": "true"}]}))
+            c.kill_droverd()
+            c.start_droverd(extra=["--events-max", "3"])
+            p.send_signal(signal.SIGCONT)
+            open(go, "w").close()
+            out2, ok = harness.read_with_timeout(
+                p, ("run %s SUCCEEDED in " % rid).encode(), timeout=60)
+            self.assertTrue(ok, out + out2)
+            self.assertIn(b" b SUCCEEDED", out2)
+            self.assertEqual(p.wait(timeout=60), 0)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            _, err = p.communicate()
+        harness.check_sanitizer_text(err.decode(errors="replace"), "drover run watch")
 
     def test_bad_requests(self):
         c = self.c

@@ -209,14 +209,14 @@ Test(events, pruned_by_count_then_by_age_from_the_lowest)
     Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
     char *err = NULL;
     req.since = 10;
-    events_api(s, &req, &resp, &err);
+    events_api(s, NULL, &req, &resp, &err);
     cr_assert_null(err);
     cr_assert(resp.truncated);
     cr_assert_eq(resp.first_seq, 61);
     cr_assert_eq(resp.n_events, 2);
     events_api_done(&resp);
     req.since = 60;
-    events_api(s, &req, &resp, &err);
+    events_api(s, NULL, &req, &resp, &err);
     cr_assert_not(resp.truncated);
     events_api_done(&resp);
 }
@@ -256,7 +256,7 @@ Test(events, bad_requests_are_refused)
     Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
     char *err = NULL;
     req.max = 1000000;
-    events_api(s, &req, &resp, &err);
+    events_api(s, NULL, &req, &resp, &err);
     cr_assert_not_null(err);
     cr_assert(strstr(resp.error, "max 1000000 is over the limit"), "%s", resp.error);
     cr_assert_eq(resp.error_code, DROVER__API_ERROR_CODE__API_ERROR_INVALID);
@@ -265,9 +265,194 @@ Test(events, bad_requests_are_refused)
     Drover__ApiResponse r2 = DROVER__API_RESPONSE__INIT;
     req.max = 0;
     req.run_id = "r424242";
-    events_api(s, &req, &r2, &err);
+    events_api(s, NULL, &req, &r2, &err);
     cr_assert_not_null(err);
     cr_assert(strstr(r2.error, "no run r424242"), "%s", r2.error);
     cr_assert_eq(r2.error_code, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND);
     free(err);
+}
+
+/* The replies queued for sending (unpacked, oldest first), then sent. */
+static size_t take_replies(Drover__ApiResponse **out, size_t max)
+{
+    size_t n = 0;
+    for (api_reply_t *r = s->replies.head; r && n < max; r = r->next) {
+        out[n] = drover__api_response__unpack(NULL, r->len, r->data);
+        cr_assert_not_null(out[n]);
+        n++;
+    }
+    replies_flush(s); /* to no one: the ROUTER drops them */
+    return n;
+}
+
+Test(events, held_requests_are_answered_from_the_commit_or_at_their_wait)
+{
+    h_register(s, "a1", 4000, 1 << 30, 0, NULL);
+    cr_assert_eq(commit_journal(s), 0);
+    run_t *r1 = h_submit(s, "name: p\nsteps:\n  - name: a\n    script: 'true'\n");
+    cr_assert_eq(commit_journal(s), 0);
+    uint64_t end = s->events.next_seq - 1;
+    Drover__ApiResponse *got[8];
+    take_replies(got, 0);
+
+    /* nothing after `since`: held, not answered */
+    Drover__EventsRequest req = DROVER__EVENTS_REQUEST__INIT;
+    Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
+    char *err = NULL;
+    req.since = end;
+    req.wait_ms = 30000;
+    cr_assert(events_api(s, zframe_new("peer-all", 8), &req, &resp, &err));
+    req.run_id = r1->rec->id; /* only r1's */
+    cr_assert(events_api(s, zframe_new("peer-r1", 7), &req, &resp, &err));
+    cr_assert_eq(s->events.n_waiters, 2);
+    cr_assert_null(s->replies.head);
+
+    /* a commit of another run's events: the unfiltered one is answered
+     * from the batch, r1's stays held */
+    h_submit(s, "name: q\nsteps:\n  - name: b\n    script: 'true'\n");
+    cr_assert_eq(commit_journal(s), 0);
+    cr_assert_eq(take_replies(got, 8), 1);
+    cr_assert_gt(got[0]->n_events, 0);
+    cr_assert_eq(got[0]->events[0]->seq, end + 1);
+    cr_assert_eq(got[0]->next_seq, s->events.next_seq - 1);
+    for (size_t i = 0; i < got[0]->n_events; i++)
+        cr_assert_str_neq(got[0]->events[i]->run_id, r1->rec->id);
+    drover__api_response__free_unpacked(got[0], NULL);
+    cr_assert_eq(s->events.n_waiters, 1);
+
+    /* r1's next event answers the other */
+    placer_place(s);
+    cr_assert_eq(commit_journal(s), 0);
+    cr_assert_eq(take_replies(got, 8), 1);
+    cr_assert_gt(got[0]->n_events, 0);
+    for (size_t i = 0; i < got[0]->n_events; i++)
+        cr_assert_str_eq(got[0]->events[i]->run_id, r1->rec->id);
+    drover__api_response__free_unpacked(got[0], NULL);
+    cr_assert_eq(s->events.n_waiters, 0);
+
+    /* beyond --api-waiters: answered at once, empty, with where to go on */
+    s->cfg.api_waiters = 1;
+    req.run_id = "";
+    req.since = s->events.next_seq - 1;
+    req.wait_ms = 50;
+    cr_assert(events_api(s, zframe_new("peer-1", 6), &req, &resp, &err));
+    Drover__ApiResponse r2 = DROVER__API_RESPONSE__INIT;
+    zframe_t *id2 = zframe_new("peer-2", 6); /* not held: still the caller's */
+    cr_assert_not(events_api(s, id2, &req, &r2, &err));
+    zframe_destroy(&id2);
+    cr_assert_eq(r2.n_events, 0);
+    cr_assert_eq(r2.next_seq, s->events.next_seq - 1);
+    events_api_done(&r2);
+
+    /* the wait passes: answered empty with next_seq */
+    for (int i = 0; i < 100 && s->events.n_waiters; i++)
+        ev_run(s->loop, EVRUN_ONCE);
+    cr_assert_eq(take_replies(got, 8), 1);
+    cr_assert_eq(got[0]->n_events, 0);
+    cr_assert_eq(got[0]->next_seq, s->events.next_seq - 1);
+    cr_assert_not(got[0]->truncated);
+    drover__api_response__free_unpacked(got[0], NULL);
+    cr_assert_eq(s->events.n_waiters, 0);
+}
+
+Test(events, a_filtered_scan_is_bounded_and_says_where_it_stopped)
+{
+    /* 150,000 events of no run, then one of r000001 */
+    cr_assert_eq(store_begin(s->store), 0);
+    Drover__EventRecord *evs = calloc(150001, sizeof *evs);
+    Drover__EventRecord **ptrs = calloc(150001, sizeof *ptrs);
+    for (uint64_t i = 0; i < 150001; i++) {
+        Drover__EventRecord ev = DROVER__EVENT_RECORD__INIT;
+        evs[i] = ev;
+        evs[i].seq = i + 1;
+        evs[i].time_ms = util_now_ms(); /* not pruned by age */
+        evs[i].run_id = i == 150000 ? "r000001" : "";
+        ptrs[i] = &evs[i];
+    }
+    for (uint64_t i = 0; i < 150001; i += 1000) /* batches of 1000 */
+        cr_assert_eq(store_put_events(s->store, ptrs + i, i + 1000 <= 150001 ? 1000 : 150001 - i),
+                     0);
+    cr_assert_eq(store_commit(s->store), 0);
+    free(evs);
+    free(ptrs);
+    s->events.next_seq = 150002;
+    h_submit(s, "name: p\nsteps:\n  - name: a\n    script: 'true'\n");
+    cr_assert_eq(commit_journal(s), 0);
+
+    Drover__EventsRequest req = DROVER__EVENTS_REQUEST__INIT;
+    Drover__ApiResponse resp = DROVER__API_RESPONSE__INIT;
+    char *err = NULL;
+    req.run_id = "r000001";
+    req.wait_ms = 1000; /* stopped at the bound: answered at once, not held */
+    zframe_t *id = zframe_new("p", 1);
+    cr_assert_not(events_api(s, id, &req, &resp, &err));
+    cr_assert_null(err);
+    cr_assert_eq(resp.n_events, 0);
+    cr_assert_eq(resp.next_seq, 100000, "stopped at %" PRIu64, resp.next_seq);
+    events_api_done(&resp);
+    req.since = 100000;
+    cr_assert_not(events_api(s, id, &req, &resp, &err));
+    zframe_destroy(&id);
+    cr_assert_eq(resp.n_events, 1 + 2 /* the submit's: its task and run */, "%zu", resp.n_events);
+    cr_assert_eq(resp.events[0]->seq, 150001);
+    cr_assert_eq(resp.next_seq, s->events.next_seq - 1);
+    events_api_done(&resp);
+
+    req.wait_ms = 60001;
+    cr_assert_not(events_api(s, NULL, &req, &resp, &err));
+    cr_assert(strstr(resp.error, "wait_ms 60001 is over the limit"), "%s", resp.error);
+    free(err);
+}
+
+Test(events, the_batch_encoding_is_protobuf_cs_byte_for_byte)
+{
+    static const char *strs[] = {"",         "r000001",   "train",
+                                 "RUNNING",  "a1",        "exit 1: out of memory",
+                                 "gpu-pool", "node-0042", "é→ü"};
+    const size_t nstr = sizeof strs / sizeof *strs;
+    srand(19);
+    for (int round = 0; round < 200; round++) {
+        size_t n = 1 + (size_t)(rand() % 40);
+        Drover__EventRecord *evs = calloc(n, sizeof *evs);
+        Drover__EventRecord **ptrs = calloc(n, sizeof *ptrs);
+        char *big = NULL;
+        for (size_t i = 0; i < n; i++) {
+            Drover__EventRecord ev = DROVER__EVENT_RECORD__INIT;
+            evs[i] = ev;
+            Drover__EventRecord *e = &evs[i];
+            e->seq = rand() % 3 ? (uint64_t)rand() * 977 : 0;
+            e->time_ms = rand() % 4 == 0 ? -(int64_t)rand() : (int64_t)rand() * 1000;
+            e->kind = (Drover__EventKind)(rand() % 5);
+            char **fields[] = {&e->run_id, &e->task,   &e->from, &e->to,
+                               &e->agent,  &e->reason, &e->pool, &e->node};
+            for (size_t f = 0; f < 8; f++)
+                *fields[f] = (char *)strs[(size_t)rand() % nstr];
+            if (i == 0 && round % 10 == 0) { /* a reason over 127 bytes: a 2-byte length */
+                big = calloc(1, 300);
+                memset(big, 'x', 299);
+                e->reason = big;
+            }
+            e->attempt = (uint32_t)(rand() % 3 ? rand() % 300 : 0);
+            e->has_exit = rand() % 2;
+            e->exit_code = rand() % 3 == 0 ? -(rand() % 200) : rand() % 300;
+            e->checkpoint_step = rand() % 2 ? (uint64_t)rand() << 20 : 0;
+            ptrs[i] = e;
+        }
+        Drover__EventBatch b = DROVER__EVENT_BATCH__INIT;
+        b.n_events = n;
+        b.events = ptrs;
+        size_t want = drover__event_batch__get_packed_size(&b);
+        uint8_t *ref = malloc(want), *got = malloc(want + 16);
+        drover__event_batch__pack(&b, ref);
+        size_t *lens = calloc(n, sizeof *lens);
+        cr_assert_eq(store_events_encode(ptrs, n, NULL, lens), want, "round %d", round);
+        cr_assert_eq(store_events_encode(ptrs, n, got, lens), want, "round %d", round);
+        cr_assert_eq(memcmp(ref, got, want), 0, "round %d: the bytes differ", round);
+        free(lens);
+        free(ref);
+        free(got);
+        free(big);
+        free(ptrs);
+        free(evs);
+    }
 }
