@@ -12,9 +12,9 @@
  *
  * The stream's producer runs on the connection's own thread (web.h) and
  * blocks in fetch() until there is something to send, a ping is due or
- * drover-web stops. fetch() is the one place that waits for droverd: for
- * now it polls every POLL_MS; once droverd holds a request
- * (EventsRequest.wait_ms), that loop becomes one held request.
+ * drover-web stops. fetch() is the one place that waits for droverd: one
+ * held request (EventsRequest.wait_ms), which droverd answers right after
+ * the commit that writes a matching event, or empty after WAIT_MS.
  */
 #include <stdio.h>
 #include <string.h>
@@ -27,7 +27,6 @@
 #include "web.h"
 
 #define PING_MS  15000
-#define POLL_MS  200
 #define WAIT_MS  1000 /* fetch answers at least this often */
 #define BATCH    256  /* events a request */
 #define PAGE_MAX 1000 /* ?format=json's max */
@@ -42,14 +41,9 @@ typedef struct {
     bool done;            /* out's rest is the last */
 } stream_t;
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-/* Events after since (run_id: only that run's; "" for all), waiting up to
- * WAIT_MS for some: 0 and *resp (maybe with none), or -1 and *err. */
+/* Events after since (run_id: only that run's; "" for all), droverd
+ * holding the request up to WAIT_MS until some commit: 0 and *resp (maybe
+ * with none), or -1 and *err. */
 static int fetch(const char *bearer, uint64_t since, const char *run_id, uint32_t max,
                  Drover__ApiResponse **resp, web_call_error_t *err)
 {
@@ -58,19 +52,10 @@ static int fetch(const char *bearer, uint64_t since, const char *run_id, uint32_
     er.since = since;
     er.run_id = (char *)run_id;
     er.max = max;
+    er.wait_ms = WAIT_MS;
     req.op_case = DROVER__API_REQUEST__OP_EVENTS;
     req.events = &er;
-    int64_t deadline = util_mono_ms() + WAIT_MS;
-    for (;;) {
-        if (web_call(bearer, &req, resp, err) < 0)
-            return -1;
-        if ((*resp)->n_events > 0 || (*resp)->truncated || util_mono_ms() >= deadline ||
-            web_stopping())
-            return 0;
-        drover__api_response__free_unpacked(*resp, NULL);
-        *resp = NULL;
-        sleep_ms(POLL_MS);
-    }
+    return web_call(bearer, &req, resp, err) < 0 ? -1 : 0;
 }
 
 static const char *kind_name(Drover__EventKind k, char *buf, size_t len)
@@ -103,6 +88,8 @@ static void frame_events(stream_t *st, const Drover__ApiResponse *resp)
         if (e->seq > st->since)
             st->since = e->seq;
     }
+    if (resp->next_seq > st->since) /* a run's reader: where droverd stopped looking */
+        st->since = resp->next_seq;
 }
 
 static ssize_t produce(void *arg, uint64_t pos, char *buf, size_t max)
@@ -182,6 +169,8 @@ static void get_page(web_req_t *r, uint64_t since, const char *run_id)
         if (resp->events[i]->seq > next)
             next = resp->events[i]->seq;
     }
+    if (resp->next_seq > next)
+        next = resp->next_seq;
     web_json(r, 200,
              json_pack("{s:o,s:I,s:b}", "events", evs, "next_seq", (json_int_t)next, "truncated",
                        resp->truncated));
