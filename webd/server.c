@@ -61,6 +61,7 @@ struct web_req {
 
 static const web_config_t *cfg;
 static struct MHD_Daemon *daemon_;
+static char *tls_cert, *tls_key; /* PEM texts while serving HTTPS (tls.c) */
 static atomic_bool stopping;
 
 static const web_route_t *const tables[] = {routes_core, routes_runs, routes_files, routes_fleet,
@@ -220,6 +221,13 @@ const char *web_bearer(const web_req_t *r)
 const char *web_client(const web_req_t *r)
 {
     return r->client;
+}
+
+int web_client_fd(const web_req_t *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
 }
 
 json_t *web_body_json(web_req_t *r)
@@ -560,12 +568,26 @@ int web_server_start(const web_config_t *c)
         log_error("--listen %s: expected HOST:PORT or [IPV6]:PORT", c->listen);
         return -1;
     }
+    if (web_tls_load(c, &tls_cert, &tls_key) < 0)
+        return -1;
+    if (tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        log_error("tls-cert: this libmicrohttpd was built without TLS; serve HTTP behind a "
+                  "TLS proxy instead (README \"HTTP API\")");
+        return -1;
+    }
     if (!buckets)
         buckets = xcalloc(RATE_SLOTS, sizeof *buckets);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+    if (tls_cert) {
+        flags |= MHD_USE_TLS;
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key};
+    }
     unsigned timeout_s = (unsigned)((c->timeout_ms + 999) / 1000);
     daemon_ = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
@@ -573,12 +595,13 @@ int web_server_start(const web_config_t *c)
         NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_conns,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_conns_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)c->header_limit, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+        (size_t)c->header_limit, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_END);
     if (!daemon_) {
         log_error("cannot listen on %s (in use? a bad address?)", c->listen);
         return -1;
     }
-    log_info("listening on http://%s", c->listen);
+    log_info("listening on %s://%s", tls_cert ? "https" : "http", c->listen);
     return 0;
 }
 
@@ -590,4 +613,7 @@ void web_server_stop(void)
     daemon_ = NULL;
     free(buckets);
     buckets = NULL;
+    free(tls_cert);
+    free(tls_key);
+    tls_cert = tls_key = NULL;
 }

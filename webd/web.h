@@ -82,6 +82,10 @@ const char *web_bearer(const web_req_t *r);
 /* The client's address as text ("127.0.0.1", "::1"). */
 const char *web_client(const web_req_t *r);
 
+/* The client connection's socket (for a stream to poll whether the client
+ * went away), or -1. Owned by the server: never close it. */
+int web_client_fd(const web_req_t *r);
+
 /* ---- answers ---- */
 
 /* Answer with status and body as JSON (steals body's reference). */

@@ -35,6 +35,12 @@ void web_server_stop(void);
 void web_client_init(const char *endpoint);
 void web_client_shutdown(void);
 
+/* HTTPS: c's tls-cert and tls-key read and checked (tls.c): 0 with *cert
+ * and *key the PEM texts (the caller frees them), or both NULL when
+ * neither is set; -1 with the reason logged (one set without the other, a
+ * file missing or unreadable, not PEM, or a key that is not the cert's). */
+int web_tls_load(const web_config_t *c, char **cert, char **key);
+
 /* The message all refusals of the stopping flag share; set by stop. */
 void web_set_stopping(void);
 
