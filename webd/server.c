@@ -21,6 +21,7 @@
  * not seen takes the slot least recently used among its probe window, so
  * the table never grows and a flood of addresses only forgets old ones.
  */
+#include "guard.h"
 #include "web.h"
 #include "webd.h"
 
@@ -43,6 +44,9 @@
 #define MAX_CAPTURES 8
 #define RATE_SLOTS   4096
 #define RATE_PROBE   8
+/* connections per address MHD allows above --max-connections-per-ip: those
+ * get a 429 from the guard (guard.c) instead of a silent close */
+#define GUARD_IP_SLACK 8
 
 struct web_req {
     struct MHD_Connection *conn;
@@ -401,18 +405,22 @@ static unsigned rate_take(const char *addr)
 
 /* ---- MHD callbacks ---- */
 
-static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+void web_format_address(const struct sockaddr *sa, char *out, size_t len)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, len, "?");
-    if (!ci || !ci->client_addr)
+    if (!sa)
         return;
-    const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    web_format_address(ci ? ci->client_addr : NULL, out, len);
 }
 
 /* The checks of a request's first call; false when an answer is set. */
@@ -479,7 +487,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         client_address(conn, r->client, sizeof r->client);
         *con_cls = r;
+        if (web_guard_over_ip_limit(conn)) {
+            r->dispatched = true;
+            web_guard_request_read(conn);
+            web_error(r, 429, "too_many_connections",
+                      "too many connections from %s (at most %u at once): close some first",
+                      r->client, cfg->max_conns_ip);
+            web_add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+            return queue(r);
+        }
         if (!admit(r, method, url)) {
+            web_guard_request_read(conn);
             r->dispatched = true;
             return queue(r);
         }
@@ -498,6 +516,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     r->dispatched = true;
+    web_guard_request_read(conn);
     if (r->body_over)
         web_error(r, 413, "too_large", "the body is larger than the limit of %llu bytes",
                   (unsigned long long)cfg->max_body);
@@ -510,6 +529,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     web_req_t *r = *con_cls;
+    web_guard_request_done(conn);
     if (!r)
         return;
     if (r->resp)
@@ -593,12 +613,17 @@ int web_server_start(const web_config_t *c)
         flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_conns,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_conns_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)c->header_limit, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_ARRAY, tls,
-        MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_conns_ip + GUARD_IP_SLACK,
+        MHD_OPTION_NOTIFY_CONNECTION, web_guard_notify, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->header_limit,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!daemon_) {
         log_error("cannot listen on %s (in use? a bad address?)", c->listen);
+        return -1;
+    }
+    if (web_guard_start(c) < 0) {
+        MHD_stop_daemon(daemon_);
+        daemon_ = NULL;
         return -1;
     }
     log_info("listening on %s://%s", tls_cert ? "https" : "http", c->listen);
@@ -611,6 +636,7 @@ void web_server_stop(void)
     if (daemon_)
         MHD_stop_daemon(daemon_);
     daemon_ = NULL;
+    web_guard_stop();
     free(buckets);
     buckets = NULL;
     free(tls_cert);
