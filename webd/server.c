@@ -14,7 +14,10 @@
  * queued). Bounds MHD enforces itself: connections in all and per address
  * (beyond them a connection is closed at accept), the idle timeout, and
  * the memory for a request's head (too large a head: MHD answers 431 or
- * 413 itself, not in JSON).
+ * 413 itself, not in JSON). guard.c adds a deadline for each whole request
+ * (a slowloris) and a JSON 429 for the connections an address has past
+ * --max-connections-per-ip (MHD's own limit is GUARD_IP_SLACK above).
+ * Route matching and the bearer header are route.c's (pure functions).
  *
  * Rate limit: a token bucket per client address (rate a second, burst
  * tokens), in a fixed table of RATE_SLOTS entries with a mutex; an address
@@ -67,9 +70,6 @@ static const web_config_t *cfg;
 static struct MHD_Daemon *daemon_;
 static char *tls_cert, *tls_key; /* PEM texts while serving HTTPS (tls.c) */
 static atomic_bool stopping;
-
-static const web_route_t *const tables[] = {routes_core, routes_runs, routes_files, routes_fleet,
-                                            routes_events};
 
 bool web_stopping(void)
 {
@@ -238,20 +238,10 @@ json_t *web_body_json(web_req_t *r)
 {
     size_t len;
     const char *body = web_body(r, &len);
-    json_error_t e;
-    if (len == 0)
-        return json_object();
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
-    if (!j) {
-        web_error(r, 400, "invalid", "the body is not valid JSON: %s (line %d, column %d)", e.text,
-                  e.line, e.column);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        web_error(r, 400, "invalid", "the body must be a JSON object");
-        return NULL;
-    }
+    char why[256];
+    json_t *j = web_json_object_parse(body, len, why, sizeof why);
+    if (!j)
+        web_error(r, 400, "invalid", "%s", why);
     return j;
 }
 
@@ -281,37 +271,6 @@ int web_api(web_req_t *r, Drover__ApiRequest *req, Drover__ApiResponse **resp)
 
 /* ---- routing ---- */
 
-/* Whether path matches pattern; the captures go into r (when r is set). */
-static bool match(const char *pattern, const char *path, web_req_t *r)
-{
-    const char *p = pattern, *u = path;
-    size_t n = 0;
-    while (*p && *u) {
-        if (*p == '{') {
-            const char *close = strchr(p, '}');
-            size_t seg = strcspn(u, "/");
-            if (!close || seg == 0 || n == MAX_CAPTURES)
-                return false;
-            if (r) {
-                r->cap_name[n] = xstrndup(p + 1, (size_t)(close - p - 1));
-                r->cap_val[n] = xstrndup(u, seg);
-            }
-            n++;
-            p = close + 1;
-            u += seg;
-            continue;
-        }
-        if (*p != *u)
-            return false;
-        p++, u++;
-    }
-    if (*p || *u)
-        return false;
-    if (r)
-        r->n_caps = n;
-    return true;
-}
-
 static void free_captures(web_req_t *r)
 {
     for (size_t i = 0; i < r->n_caps; i++) {
@@ -326,22 +285,12 @@ static void free_captures(web_req_t *r)
 static int route(web_req_t *r, const char *method, const char *url)
 {
     strbuf_t allow = {0};
-    for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
-        for (const web_route_t *rt = tables[t]; rt->method; rt++) {
-            if (!match(rt->pattern, url, NULL))
-                continue;
-            if (strcmp(rt->method, method) == 0) {
-                sb_free(&allow);
-                r->route = rt;
-                match(rt->pattern, url, r);
-                return 0;
-            }
-            if (!allow.len || !strstr(allow.buf, rt->method)) {
-                if (allow.len)
-                    sb_puts(&allow, ", ");
-                sb_puts(&allow, rt->method);
-            }
-        }
+    r->route =
+        web_route_lookup(method, url, r->cap_name, r->cap_val, MAX_CAPTURES, &r->n_caps, &allow);
+    if (r->route) {
+        sb_free(&allow);
+        return 0;
+    }
     if (allow.len) {
         web_error(r, 405, "method_not_allowed", "%s is not allowed on this path (allowed: %s)",
                   method, allow.buf);
@@ -438,14 +387,10 @@ static bool admit(web_req_t *r, const char *method, const char *url)
     }
     if (route(r, method, url) < 0)
         return false;
-    const char *auth = web_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        const char *t = auth + 7;
-        while (*t == ' ')
-            t++;
-        if (*t)
-            r->bearer = xstrdup(t);
-    }
+    size_t blen;
+    const char *bearer = web_bearer_parse(web_header(r, MHD_HTTP_HEADER_AUTHORIZATION), &blen);
+    if (bearer)
+        r->bearer = xstrndup(bearer, blen);
     if (!r->bearer && !(r->route->flags & WEB_NO_AUTH)) {
         web_error(r, 401, "unauthenticated",
                   "this request needs an API token: 'Authorization: Bearer TOKEN' (drover "
