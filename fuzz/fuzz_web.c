@@ -22,6 +22,7 @@
 
 #include "fuzz_common.h"
 #include "sse.h"
+#include "util.h"
 #include "web.h"
 #include "webd.h"
 
