@@ -1,21 +1,18 @@
-/* guard — drover-web's bounds on slow and greedy clients that libmicrohttpd
- * does not keep itself:
- *   - a request must arrive whole (head and body) within --timeout of its
- *     first byte's chance (the connection's start, or the end of the
- *     previous request on a kept-alive connection). MHD's own timeout only
- *     closes a connection idle that long, so a slowloris sending a header
- *     byte a second would hold a thread for ever; the guard's thread checks
- *     every GUARD_TICK_MS and shuts down the socket of a request late.
- *   - connections per client address: beyond --max-connections-per-ip, a
- *     new connection's request is answered 429 (code
- *     too_many_connections, Connection: close) instead of MHD's silent
- *     close at accept (MHD keeps a hard limit GUARD_IP_SLACK above it).
+/* guard — drover-web's deadline for slow clients, which libmicrohttpd does
+ * not keep itself: a request must arrive whole (head and body) within
+ * --timeout of its first byte's chance (the connection's start, or the
+ * end of the previous request on a kept-alive connection). MHD's own
+ * timeout only closes a connection idle that long, so a slowloris sending
+ * a header byte a second would hold a thread for ever; the guard's thread
+ * checks every GUARD_TICK_MS and shuts down the socket of a request late.
  *
- * Each connection has a guard_conn_t (MHD's socket context, made at
- * NOTIFY_STARTED, freed at NOTIFY_CLOSED) in one list under a mutex. It
- * holds a dup() of the connection's socket: shutdown() acts on the socket,
- * so the guard never touches a descriptor number MHD may have closed and
- * reused, and closing the dup frees nothing MHD still uses.
+ * Each connection has a guard_conn_t (made when MHD says it started,
+ * freed when it says it closed: server.c's connection callback) in one
+ * list under a mutex, found by its MHD_Connection (a walk of at most the
+ * connections there are, per request). It holds a dup() of the
+ * connection's socket: shutdown() acts on the socket, so the guard never
+ * touches a descriptor number MHD may have closed and reused, and closing
+ * the dup frees nothing MHD still uses.
  */
 
 #include "guard.h"
@@ -38,9 +35,9 @@
 
 typedef struct guard_conn {
     struct guard_conn *prev, *next;
+    const struct MHD_Connection *conn;
     int fd;           /* a dup of the connection's socket, or -1 */
     int64_t since_ms; /* waiting for a request since then; 0 = one is being answered */
-    bool over_ip;     /* more connections from its address than allowed */
     bool cut;
     char addr[INET6_ADDRSTRLEN];
 } guard_conn_t;
@@ -48,7 +45,6 @@ typedef struct guard_conn {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static guard_conn_t *conns;
 static uint64_t limit_ms;
-static uint32_t per_ip;
 static pthread_t thread;
 static atomic_bool running;
 static atomic_uint_fast64_t cut_total;
@@ -77,7 +73,6 @@ static void *watch(void *arg)
 int web_guard_start(const web_config_t *c)
 {
     limit_ms = c->timeout_ms;
-    per_ip = c->max_conns_ip;
     atomic_store(&running, true);
     if (pthread_create(&thread, NULL, watch, NULL) != 0) {
         atomic_store(&running, false);
@@ -94,77 +89,63 @@ void web_guard_stop(void)
     pthread_join(thread, NULL);
 }
 
-void web_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
-                      enum MHD_ConnectionNotificationCode toe)
+void web_guard_connection(struct MHD_Connection *conn, bool started)
 {
-    (void)cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    if (started) {
         guard_conn_t *g = xcalloc(1, sizeof *g);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        g->conn = conn;
         g->fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
         g->since_ms = util_mono_ms();
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         web_format_address(ci ? ci->client_addr : NULL, g->addr, sizeof g->addr);
-        uint32_t same = 0;
         pthread_mutex_lock(&mu);
-        for (guard_conn_t *o = conns; o; o = o->next)
-            same += strcmp(o->addr, g->addr) == 0;
-        g->over_ip = same >= per_ip;
         g->next = conns;
         if (conns)
             conns->prev = g;
         conns = g;
         pthread_mutex_unlock(&mu);
-        *socket_context = g;
         return;
     }
-    guard_conn_t *g = *socket_context;
+    pthread_mutex_lock(&mu);
+    guard_conn_t *g = conns;
+    while (g && g->conn != conn)
+        g = g->next;
+    if (g) {
+        if (g->prev)
+            g->prev->next = g->next;
+        else
+            conns = g->next;
+        if (g->next)
+            g->next->prev = g->prev;
+    }
+    pthread_mutex_unlock(&mu);
     if (!g)
         return;
-    pthread_mutex_lock(&mu);
-    if (g->prev)
-        g->prev->next = g->next;
-    else
-        conns = g->next;
-    if (g->next)
-        g->next->prev = g->prev;
-    pthread_mutex_unlock(&mu);
     if (g->fd >= 0)
         close(g->fd);
     free(g);
-    *socket_context = NULL;
 }
 
-static guard_conn_t *of(struct MHD_Connection *conn)
+/* Set conn's clock: since (0: stopped). */
+static void set_since(struct MHD_Connection *conn, int64_t since)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? ci->socket_context : NULL;
-}
-
-bool web_guard_over_ip_limit(struct MHD_Connection *conn)
-{
-    guard_conn_t *g = of(conn);
-    return g && g->over_ip;
+    pthread_mutex_lock(&mu);
+    for (guard_conn_t *g = conns; g; g = g->next)
+        if (g->conn == conn) {
+            g->since_ms = since;
+            break;
+        }
+    pthread_mutex_unlock(&mu);
 }
 
 void web_guard_request_read(struct MHD_Connection *conn)
 {
-    guard_conn_t *g = of(conn);
-    if (!g)
-        return;
-    pthread_mutex_lock(&mu);
-    g->since_ms = 0;
-    pthread_mutex_unlock(&mu);
+    set_since(conn, 0);
 }
 
 void web_guard_request_done(struct MHD_Connection *conn)
 {
-    guard_conn_t *g = of(conn);
-    if (!g)
-        return;
-    pthread_mutex_lock(&mu);
-    g->since_ms = util_mono_ms();
-    pthread_mutex_unlock(&mu);
+    set_since(conn, util_mono_ms());
 }

@@ -42,7 +42,6 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,28 +61,19 @@
 
 /* ---------------------------------------------------------------- common */
 
-/* Whether the client of fd has closed its side (or the socket failed). */
-static bool peer_gone(int fd)
-{
-    if (fd < 0)
-        return false;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
-}
-
 /* Sleep ms, in steps, unless drover-web stops or the client goes away:
  * false then. */
 static bool nap(int fd, int64_t ms)
 {
     while (ms > 0) {
-        if (web_stopping() || peer_gone(fd))
+        if (web_stopping() || web_peer_gone(fd))
             return false;
         int64_t step = ms < 50 ? ms : 50;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000};
         nanosleep(&ts, NULL);
         ms -= step;
     }
-    return !web_stopping() && !peer_gone(fd);
+    return !web_stopping() && !web_peer_gone(fd);
 }
 
 /* A query argument as a number (absent: def); false after answering 400. */
@@ -317,7 +307,7 @@ static void get_logs(web_req_t *r)
     l->attempt = (uint32_t)attempt;
     l->offset = offset;
     l->follow = follow != 0;
-    l->fd = web_client_fd(r);
+    l->fd = web_peer_fd(r);
     l->last_out_ms = util_mono_ms();
 
     /* the first page here: an unknown run, step or attempt is a 404 */

@@ -40,6 +40,10 @@ void web_server_stop(void);
 void web_client_init(const char *endpoint);
 void web_client_shutdown(void);
 
+/* From any thread: make every droverd call in flight, and later ones, fail
+ * at once (stopping). */
+void web_client_interrupt(void);
+
 /* ---- request handling below MHD (route.c: pure; fuzz/fuzz_web.c) ---- */
 
 /* The route of the tables (web.h) for method and path: its captures
