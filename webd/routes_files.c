@@ -24,6 +24,9 @@
  * again every POLL_MS while nothing comes (a step not started yet too),
  * with a `: ping` comment every PING_MS; `event: end` {"attempt", "exit_code",
  * "truncated"} when droverd says the attempt has ended and all was read.
+ * A step droverd does not know yet (a fan-out item, made when its fan-out
+ * expands) is waited for while the run goes on; a run that ends without
+ * it ends the stream with `event: error` (code not_found).
  * A client that goes away is noticed between polls (POLLRDHUP on its
  * socket), so the thread and its droverd client are released at once.
  *
@@ -229,6 +232,31 @@ static void logs_end_event(logs_t *l)
     json_decref(j);
 }
 
+/* Whether err says the step is not in the run (yet) while the run goes on:
+ * a fan-out item appears when its fan-out expands, so a follower waits for
+ * it (as `drover logs -f` does). Asks droverd for the run. */
+static bool step_not_yet(logs_t *l, const web_call_error_t *err)
+{
+    if (l->offset != 0 || err->api_code != DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND ||
+        !strstr(err->message, "has no step"))
+        return false;
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
+    Drover__ApiResponse *resp;
+    web_call_error_t e;
+    rr.id = l->run_id;
+    req.op_case = DROVER__API_REQUEST__OP_GET_RUN;
+    req.get_run = &rr;
+    if (web_call(l->bearer, &req, &resp, &e) < 0) {
+        web_call_error_free(&e);
+        return false;
+    }
+    bool going = resp->run && (resp->run->status == DROVER__RUN_STATUS__RUN_PENDING ||
+                               resp->run->status == DROVER__RUN_STATUS__RUN_RUNNING);
+    drover__api_response__free_unpacked(resp, NULL);
+    return going;
+}
+
 static ssize_t logs_produce(void *arg, uint64_t pos, char *buf, size_t max)
 {
     logs_t *l = arg;
@@ -248,7 +276,10 @@ static ssize_t logs_produce(void *arg, uint64_t pos, char *buf, size_t max)
         }
         Drover__ApiResponse *resp;
         web_call_error_t err;
-        if (logs_page(l, &resp, &err) < 0) {
+        bool got = false;
+        if (logs_page(l, &resp, &err) < 0 && l->follow && step_not_yet(l, &err)) {
+            web_call_error_free(&err); /* not there yet: asked again below */
+        } else if (!resp) {
             /* the headers are out: a follower is told why, then the end */
             if (!l->follow) {
                 web_call_error_free(&err);
@@ -262,13 +293,14 @@ static ssize_t logs_produce(void *arg, uint64_t pos, char *buf, size_t max)
             web_call_error_free(&err);
             l->ended = true;
             continue;
+        } else {
+            if (resp->logs)
+                logs_take(l, resp->logs);
+            else
+                l->done = true;
+            got = l->pending.len > 0;
+            drover__api_response__free_unpacked(resp, NULL);
         }
-        if (resp->logs)
-            logs_take(l, resp->logs);
-        else
-            l->done = true;
-        bool got = l->pending.len > 0;
-        drover__api_response__free_unpacked(resp, NULL);
         if (got || l->done)
             continue;
         if (!l->follow) /* nothing more now: the log so far is the answer */
@@ -321,15 +353,23 @@ static void get_logs(web_req_t *r)
     lr.max_bytes = PAGE;
     req.op_case = DROVER__API_REQUEST__OP_LOGS;
     req.logs = &lr;
-    if (web_api(r, &req, &resp) < 0) {
-        logs_free(l);
-        return;
+    web_call_error_t err;
+    if (web_call(l->bearer, &req, &resp, &err) < 0) {
+        bool wait = l->follow && step_not_yet(l, &err);
+        if (!wait) {
+            web_error_with(r, err.status, err.code, NULL, err.message);
+            web_call_error_free(&err);
+            logs_free(l);
+            return;
+        }
+        web_call_error_free(&err);
+    } else {
+        if (resp->logs)
+            logs_take(l, resp->logs);
+        else
+            l->done = true;
+        drover__api_response__free_unpacked(resp, NULL);
     }
-    if (resp->logs)
-        logs_take(l, resp->logs);
-    else
-        l->done = true;
-    drover__api_response__free_unpacked(resp, NULL);
     if (l->follow) {
         web_stream(r, 200, "text/event-stream", WEB_SIZE_UNKNOWN, logs_produce, l, logs_free);
         return;

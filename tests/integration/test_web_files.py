@@ -59,6 +59,19 @@ steps:
 """
 
 
+# A fan-out whose items exist only once "first" has finished.
+FAN_SPEC = """\
+name: fan
+steps:
+  - name: first
+    script: while [ ! -f %(go)s ]; do sleep 0.05; done
+  - name: shard
+    needs: [first]
+    for_each: ["a", "b"]
+    script: echo item {{item}}
+"""
+
+
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -198,6 +211,33 @@ class WebFilesTest(harness.DroverTestCase):
         # no token: 401 before anything is read
         st, _, _ = h.request("GET", base, token=False)
         self.assertEqual(st, 401)
+
+    def test_follow_waits_for_a_fan_out_item(self):
+        c = self.c
+        go = c.path("go")
+        rid = c.submit(FAN_SPEC % {"go": go})
+        c.wait_task_status(rid, "first", "RUNNING")
+        # shard[1] does not exist yet: plain reads say so, a follower waits
+        st, body = self.http.json("GET", "/api/v1/runs/%s/logs/shard[1]" % rid)
+        self.assertEqual(st, 404, body)
+        self.assertIn("has no step", body["error"])
+        conn, r = self.open("/api/v1/runs/%s/logs/shard[1]?follow=1" % rid)
+        self.assertEqual(r.status, 200)
+        # so does a follower of a step the run will never have, until it ends
+        conn2, r2 = self.open("/api/v1/runs/%s/logs/nope?follow=1" % rid)
+        self.assertEqual(r2.status, 200)
+        with open(go, "w"):
+            pass
+        sse = Sse(r)
+        self.assertEqual(sse.next()[1:], ("log", "item b\n"))
+        ev = sse.next()
+        self.assertEqual((ev[1], json.loads(ev[2])),
+                         ("end", {"attempt": 1, "exit_code": 0, "truncated": False}))
+        conn.close()
+        ev = Sse(r2).next()
+        self.assertEqual(ev[1], "error", ev)
+        self.assertEqual(json.loads(ev[2])["code"], "not_found")
+        conn2.close()
 
     # ---- artifacts
 
