@@ -1,4 +1,4 @@
-/* fuzz_web — drover-web's request handling below libmicrohttpd (webd/route.c,
+/* fuzz_web — drover-web's request handling below libmicrohttpd (webd/request.c,
  * webd/sse.c, README "HTTP API"), with the real route tables:
  *
  *   byte 0          the method (GET, POST, DELETE, PUT, PATCH by its value)

@@ -1,25 +1,9 @@
-/* route — drover-web's request handling below libmicrohttpd, as pure
- * functions (no connection, no I/O), so that server.c and fuzz/fuzz_web.c
- * run the same code: matching a path against the route tables with its
- * {captures}, the Authorization header's bearer token, and a body read as
- * a JSON object. See webd.h for the contracts.
- */
-#include "web.h"
-#include "webd.h"
+/* route — see route.h. One walk over pattern and path together. */
+#include "route.h"
 
-#include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
-#include "util.h"
-
-static const web_route_t *const tables[] = {routes_core, routes_runs, routes_files, routes_fleet,
-                                            routes_events};
-
-/* Whether path matches pattern; the captures into names/vals (when names
- * is set: then at most max, their count in *n). */
-static bool match(const char *pattern, const char *path, char **names, char **vals, size_t max,
-                  size_t *n_out)
+int web_pattern_match(const char *pattern, const char *path, web_span_t *caps, size_t max)
 {
     const char *p = pattern, *u = path;
     size_t n = 0;
@@ -27,93 +11,16 @@ static bool match(const char *pattern, const char *path, char **names, char **va
         if (*p == '{') {
             const char *close = strchr(p, '}');
             size_t seg = strcspn(u, "/");
-            if (!close || seg == 0 || n == max) {
-                for (size_t i = 0; names && i < n; i++) {
-                    free(names[i]);
-                    free(vals[i]);
-                }
-                return false;
-            }
-            if (names) {
-                names[n] = xstrndup(p + 1, (size_t)(close - p - 1));
-                vals[n] = xstrndup(u, seg);
-            }
-            n++;
+            if (!close || seg == 0 || n == max)
+                return -1;
+            caps[n++] = (web_span_t){p + 1, u, (size_t)(close - p - 1), seg};
             p = close + 1;
             u += seg;
             continue;
         }
         if (*p != *u)
-            break;
+            return -1;
         p++, u++;
     }
-    if (*p || *u) {
-        for (size_t i = 0; names && i < n; i++) {
-            free(names[i]);
-            free(vals[i]);
-        }
-        return false;
-    }
-    if (n_out)
-        *n_out = n;
-    return true;
-}
-
-const web_route_t *web_route_lookup(const char *method, const char *path, char **names, char **vals,
-                                    size_t max, size_t *n, strbuf_t *allow)
-{
-    for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
-        for (const web_route_t *rt = tables[t]; rt->method; rt++) {
-            if (!match(rt->pattern, path, NULL, NULL, max, NULL))
-                continue;
-            if (strcmp(rt->method, method) == 0) {
-                allow->len = 0;
-                if (allow->buf)
-                    allow->buf[0] = '\0';
-                match(rt->pattern, path, names, vals, max, n);
-                return rt;
-            }
-            if (!allow->len || !strstr(allow->buf, rt->method)) {
-                if (allow->len)
-                    sb_puts(allow, ", ");
-                sb_puts(allow, rt->method);
-            }
-        }
-    *n = 0;
-    return NULL;
-}
-
-const char *web_bearer_parse(const char *authorization, size_t *len)
-{
-    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
-        return NULL;
-    const char *t = authorization + 7;
-    while (*t == ' ')
-        t++;
-    size_t n = strlen(t);
-    while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
-        n--;
-    if (n == 0)
-        return NULL;
-    *len = n;
-    return t;
-}
-
-json_t *web_json_object_parse(const char *body, size_t len, char *why, size_t why_len)
-{
-    json_error_t e;
-    if (len == 0)
-        return json_object();
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
-    if (!j) {
-        snprintf(why, why_len, "the body is not valid JSON: %s (line %d, column %d)", e.text,
-                 e.line, e.column);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        snprintf(why, why_len, "the body must be a JSON object");
-        return NULL;
-    }
-    return j;
+    return *p || *u ? -1 : (int)n;
 }

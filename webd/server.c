@@ -16,7 +16,7 @@
  * the memory for a request's head (too large a head: MHD answers 431 or
  * 413 itself, not in JSON). guard.c adds a deadline for each whole request
  * (a slowloris: MHD's timeout is only for idle connections).
- * Route matching and the bearer header are route.c's (pure functions).
+ * The route lookup and the bearer header are request.c's (pure functions).
  *
  * Rate limit: a token bucket per client address (rate a second, burst
  * tokens), in a fixed table of RATE_SLOTS entries with a mutex; an address
@@ -41,6 +41,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "route.h"
 #include "strbuf.h"
 #include "util.h"
 

@@ -44,7 +44,7 @@ void web_client_shutdown(void);
  * at once (stopping). */
 void web_client_interrupt(void);
 
-/* ---- request handling below MHD (route.c: pure; fuzz/fuzz_web.c) ---- */
+/* ---- request handling below MHD (request.c: pure; fuzz/fuzz_web.c) ---- */
 
 /* The route of the tables (web.h) for method and path: its captures
  * (allocated names and values, the caller frees each) into names[i] and

@@ -1,6 +1,7 @@
-/* test_webd — drover-web's JSON of protobuf messages (pbjson.c) and its
- * server-sent events framing (sse.c): the rules README "HTTP API" states,
- * each checked on real drover messages. */
+/* test_webd — drover-web's parts without a server: the JSON of protobuf
+ * messages (pbjson.c), the server-sent events framing (sse.c) and the path
+ * patterns of routes (route.c); the rules README "HTTP API" states, each
+ * checked on real drover messages. */
 #include "helpers.h"
 
 #include <jansson.h>
@@ -8,6 +9,7 @@
 
 #include "drover.pb-c.h"
 #include "pbjson.h"
+#include "route.h"
 #include "sse.h"
 #include "strbuf.h"
 
@@ -130,4 +132,51 @@ Test(sse, framing)
     sse_comment(&b, "ping");
     cr_assert_str_eq(b.buf, ": ping\n\n");
     sb_free(&b);
+}
+
+Test(pbjson, set_field_by_name)
+{
+    Drover__TokenRequest tr = DROVER__TOKEN_REQUEST__INIT;
+    char err[256];
+    json_t *pool = json_string("gpu"), *uses = json_integer(3), *neg = json_integer(-1);
+    json_t *op = json_string("revoke"), *bad = json_string("nope"), *t = json_true();
+    cr_assert_eq(pbjson_set_field(&tr.base, "pool", pool, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(tr.pool, "gpu");
+    cr_assert_eq(pbjson_set_field(&tr.base, "uses", uses, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tr.uses, 3);
+    cr_assert_eq(pbjson_set_field(&tr.base, "uses", neg, err, sizeof err), -1);
+    cr_assert_str_eq(err, "uses: expected a number in range");
+    cr_assert_eq(pbjson_set_field(&tr.base, "pool", uses, err, sizeof err), -1);
+    cr_assert_str_eq(err, "pool: expected a string");
+    cr_assert_eq(pbjson_set_field(&tr.base, "op", op, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(tr.op, DROVER__TOKEN_OP__TOKEN_REVOKE);
+    cr_assert_eq(pbjson_set_field(&tr.base, "op", bad, err, sizeof err), -1);
+    cr_assert_str_eq(err, "op: expected one of list, create, revoke");
+    cr_assert_eq(pbjson_set_field(&tr.base, "bogus", t, err, sizeof err), -1);
+    cr_assert_str_eq(err, "unknown member 'bogus'");
+    json_decref(pool), json_decref(uses), json_decref(neg), json_decref(op), json_decref(bad);
+    json_decref(t);
+}
+
+Test(route, pattern_match)
+{
+    web_span_t c[4];
+    cr_assert_eq(web_pattern_match("/api/v1/runs", "/api/v1/runs", c, 4), 0);
+    cr_assert_eq(
+        web_pattern_match("/api/v1/runs/{id}/tasks/{task}", "/api/v1/runs/r1/tasks/a[0]", c, 4), 2);
+    cr_assert_eq(c[0].name_len, 2);
+    cr_assert(strncmp(c[0].name, "id", 2) == 0);
+    cr_assert_eq(c[0].value_len, 2);
+    cr_assert(strncmp(c[0].value, "r1", 2) == 0);
+    cr_assert(strncmp(c[1].value, "a[0]", c[1].value_len) == 0 && c[1].value_len == 4);
+    /* no match: a missing or empty segment, one more, a trailing slash,
+     * a prefix, too many captures */
+    cr_assert_eq(web_pattern_match("/api/v1/runs/{id}", "/api/v1/runs/", c, 4), -1);
+    cr_assert_eq(web_pattern_match("/api/v1/runs/{id}", "/api/v1/runs", c, 4), -1);
+    cr_assert_eq(web_pattern_match("/api/v1/runs/{id}", "/api/v1/runs/a/b", c, 4), -1);
+    cr_assert_eq(web_pattern_match("/api/v1/runs/{id}/spec", "/api/v1/runs//spec", c, 4), -1);
+    cr_assert_eq(web_pattern_match("/api/v1/runs", "/api/v1/runs/", c, 4), -1);
+    cr_assert_eq(web_pattern_match("/api/v1/runs", "/api/v1/run", c, 4), -1);
+    cr_assert_eq(web_pattern_match("/{a}/{b}", "/x/y", c, 1), -1);
+    cr_assert_eq(web_pattern_match("/{a", "/x", c, 4), -1);
 }
