@@ -65,7 +65,7 @@ clean:
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
-FUZZ_TARGETS ?= agents spec expr progress image cron token pools
+FUZZ_TARGETS ?= agents spec expr progress image cron token pools web
 
 .PHONY: build-fuzz fuzz fuzz-smoke
 build-fuzz: deps

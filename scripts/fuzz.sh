@@ -27,6 +27,7 @@ if [ "${1:-}" = one ]; then
     cron) max_len=400 ;;
     token) max_len=200 ;;
     pools) max_len=4096 ;;
+    web) max_len=16384 ;;
     *) echo "fuzz: unknown target $t" >&2; exit 2 ;;
     esac
     if [ "$mode" = smoke ]; then

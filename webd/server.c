@@ -14,13 +14,16 @@
  * queued). Bounds MHD enforces itself: connections in all and per address
  * (beyond them a connection is closed at accept), the idle timeout, and
  * the memory for a request's head (too large a head: MHD answers 431 or
- * 413 itself, not in JSON).
+ * 413 itself, not in JSON). guard.c adds a deadline for each whole request
+ * (a slowloris: MHD's timeout is only for idle connections).
+ * The route lookup and the bearer header are request.c's (pure functions).
  *
  * Rate limit: a token bucket per client address (rate a second, burst
  * tokens), in a fixed table of RATE_SLOTS entries with a mutex; an address
  * not seen takes the slot least recently used among its probe window, so
  * the table never grows and a flood of addresses only forgets old ones.
  */
+#include "guard.h"
 #include "web.h"
 #include "webd.h"
 
@@ -63,10 +66,8 @@ struct web_req {
 
 static const web_config_t *cfg;
 static struct MHD_Daemon *daemon_;
+static char *tls_cert, *tls_key; /* PEM texts while serving HTTPS (tls.c) */
 static atomic_bool stopping;
-
-static const web_route_t *const tables[] = {routes_core, routes_runs, routes_files, routes_fleet,
-                                            routes_events};
 
 bool web_stopping(void)
 {
@@ -243,20 +244,10 @@ json_t *web_body_json(web_req_t *r)
 {
     size_t len;
     const char *body = web_body(r, &len);
-    json_error_t e;
-    if (len == 0)
-        return json_object();
-    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
-    if (!j) {
-        web_error(r, 400, "invalid", "the body is not valid JSON: %s (line %d, column %d)", e.text,
-                  e.line, e.column);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        web_error(r, 400, "invalid", "the body must be a JSON object");
-        return NULL;
-    }
+    char why[256];
+    json_t *j = web_json_object_parse(body, len, why, sizeof why);
+    if (!j)
+        web_error(r, 400, "invalid", "%s", why);
     return j;
 }
 
@@ -308,23 +299,6 @@ int web_api(web_req_t *r, Drover__ApiRequest *req, Drover__ApiResponse **resp)
 
 /* ---- routing ---- */
 
-/* Whether url matches pattern; the captures go into r (when r is set). */
-static bool match(const char *pattern, const char *url, web_req_t *r)
-{
-    web_span_t caps[MAX_CAPTURES];
-    int n = web_pattern_match(pattern, url, caps, MAX_CAPTURES);
-    if (n < 0)
-        return false;
-    if (r) {
-        for (int i = 0; i < n; i++) {
-            r->cap_name[i] = xstrndup(caps[i].name, caps[i].name_len);
-            r->cap_val[i] = xstrndup(caps[i].value, caps[i].value_len);
-        }
-        r->n_caps = (size_t)n;
-    }
-    return true;
-}
-
 static void free_captures(web_req_t *r)
 {
     for (size_t i = 0; i < r->n_caps; i++) {
@@ -339,22 +313,12 @@ static void free_captures(web_req_t *r)
 static int route(web_req_t *r, const char *method, const char *url)
 {
     strbuf_t allow = {0};
-    for (size_t t = 0; t < sizeof tables / sizeof *tables; t++)
-        for (const web_route_t *rt = tables[t]; rt->method; rt++) {
-            if (!match(rt->pattern, url, NULL))
-                continue;
-            if (strcmp(rt->method, method) == 0) {
-                sb_free(&allow);
-                r->route = rt;
-                match(rt->pattern, url, r);
-                return 0;
-            }
-            if (!allow.len || !strstr(allow.buf, rt->method)) {
-                if (allow.len)
-                    sb_puts(&allow, ", ");
-                sb_puts(&allow, rt->method);
-            }
-        }
+    r->route =
+        web_route_lookup(method, url, r->cap_name, r->cap_val, MAX_CAPTURES, &r->n_caps, &allow);
+    if (r->route) {
+        sb_free(&allow);
+        return 0;
+    }
     if (allow.len) {
         web_error(r, 405, "method_not_allowed", "%s is not allowed on this path (allowed: %s)",
                   method, allow.buf);
@@ -445,6 +409,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode toe)
 {
     conn_slot_t *slot = *socket_context;
+    web_guard_connection(conn, toe == MHD_CONNECTION_NOTIFY_STARTED);
     pthread_mutex_lock(&rate_mu);
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         char addr[INET6_ADDRSTRLEN];
@@ -497,18 +462,22 @@ static bool over_connections(web_req_t *r)
 
 /* ---- MHD callbacks ---- */
 
-static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+void web_format_address(const struct sockaddr *sa, char *out, size_t len)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, len, "?");
-    if (!ci || !ci->client_addr)
+    if (!sa)
         return;
-    const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    web_format_address(ci ? ci->client_addr : NULL, out, len);
 }
 
 /* The checks of a request's first call; false when an answer is set. */
@@ -528,14 +497,10 @@ static bool admit(web_req_t *r, const char *method, const char *url)
     }
     if (route(r, method, url) < 0)
         return false;
-    const char *auth = web_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        const char *t = auth + 7;
-        while (*t == ' ')
-            t++;
-        if (*t)
-            r->bearer = xstrdup(t);
-    }
+    size_t blen;
+    const char *bearer = web_bearer_parse(web_header(r, MHD_HTTP_HEADER_AUTHORIZATION), &blen);
+    if (bearer)
+        r->bearer = xstrndup(bearer, blen);
     if (!r->bearer && !(r->route->flags & WEB_NO_AUTH)) {
         web_error(r, 401, "unauthenticated",
                   "this request needs an API token: 'Authorization: Bearer TOKEN' (drover "
@@ -578,6 +543,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         client_address(conn, r->client, sizeof r->client);
         *con_cls = r;
         if (!admit(r, method, url)) {
+            web_guard_request_read(conn);
             r->dispatched = true;
             return queue(r);
         }
@@ -596,6 +562,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     r->dispatched = true;
+    web_guard_request_read(conn);
     if (r->body_over)
         web_error(r, 413, "too_large", "the body is larger than the limit of %llu bytes",
                   (unsigned long long)cfg->max_body);
@@ -608,6 +575,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     web_req_t *r = *con_cls;
+    web_guard_request_done(conn);
     if (!r)
         return;
     if (r->resp)
@@ -666,6 +634,13 @@ int web_server_start(const web_config_t *c)
         log_error("--listen %s: expected HOST:PORT or [IPV6]:PORT", c->listen);
         return -1;
     }
+    if (web_tls_load(c, &tls_cert, &tls_key) < 0)
+        return -1;
+    if (tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        log_error("tls-cert: this libmicrohttpd was built without TLS; serve HTTP behind a "
+                  "TLS proxy instead (README \"HTTP API\")");
+        return -1;
+    }
     if (!buckets)
         buckets = xcalloc(RATE_SLOTS, sizeof *buckets);
     if (!conn_slots)
@@ -674,6 +649,13 @@ int web_server_start(const web_config_t *c)
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
+    if (tls_cert) {
+        flags |= MHD_USE_TLS;
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key};
+    }
     unsigned timeout_s = (unsigned)((c->timeout_ms + 999) / 1000);
     daemon_ = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
@@ -682,12 +664,17 @@ int web_server_start(const web_config_t *c)
         (unsigned)c->max_conns + 64, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)c->max_conns_ip + 8, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->header_limit,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!daemon_) {
         log_error("cannot listen on %s (in use? a bad address?)", c->listen);
         return -1;
     }
-    log_info("listening on http://%s", c->listen);
+    if (web_guard_start(c) < 0) {
+        MHD_stop_daemon(daemon_);
+        daemon_ = NULL;
+        return -1;
+    }
+    log_info("listening on %s://%s", tls_cert ? "https" : "http", c->listen);
     return 0;
 }
 
@@ -698,8 +685,12 @@ void web_server_stop(void)
     if (daemon_)
         MHD_stop_daemon(daemon_);
     daemon_ = NULL;
+    web_guard_stop();
     free(buckets);
     buckets = NULL;
+    free(tls_cert);
+    free(tls_key);
+    tls_cert = tls_key = NULL;
     free(conn_slots);
     conn_slots = NULL;
 }

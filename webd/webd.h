@@ -3,8 +3,13 @@
 #ifndef DROVER_WEBD_WEBD_H
 #define DROVER_WEBD_WEBD_H
 
+#include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "strbuf.h"
+#include "web.h"
 
 /* Settings (flags and /etc/drover/drover-web.yaml keys: main.c's apply). */
 typedef struct {
@@ -38,6 +43,33 @@ void web_client_shutdown(void);
 /* From any thread: make every droverd call in flight, and later ones, fail
  * at once (stopping). */
 void web_client_interrupt(void);
+
+/* ---- request handling below MHD (request.c: pure; fuzz/fuzz_web.c) ---- */
+
+/* The route of the tables (web.h) for method and path: its captures
+ * (allocated names and values, the caller frees each) into names[i] and
+ * vals[i], at most max, their count in *n. NULL when none matches: then
+ * allow holds the methods the path has (", "-separated), empty when no
+ * pattern matches it (404; else 405). allow is the caller's, reset here. */
+const web_route_t *web_route_lookup(const char *method, const char *path, char **names, char **vals,
+                                    size_t max, size_t *n, strbuf_t *allow);
+
+/* The token of an Authorization header "Bearer TOKEN" (scheme in any case,
+ * spaces around the token dropped): a pointer into authorization and its
+ * length in *len; NULL when the header is absent, of another scheme, or
+ * the token is empty. */
+const char *web_bearer_parse(const char *authorization, size_t *len);
+
+/* body (len bytes, may hold NULs) as a JSON object (new reference; {} when
+ * len is 0), or NULL with why filled (not JSON, duplicate keys, not an
+ * object). */
+json_t *web_json_object_parse(const char *body, size_t len, char *why, size_t why_len);
+
+/* HTTPS: c's tls-cert and tls-key read and checked (tls.c): 0 with *cert
+ * and *key the PEM texts (the caller frees them), or both NULL when
+ * neither is set; -1 with the reason logged (one set without the other, a
+ * file missing or unreadable, not PEM, or a key that is not the cert's). */
+int web_tls_load(const web_config_t *c, char **cert, char **key);
 
 /* The message all refusals of the stopping flag share; set by stop. */
 void web_set_stopping(void);
