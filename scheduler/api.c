@@ -927,8 +927,9 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         events_api(s, req->events, &resp, &err);
         break;
     case DROVER__API_REQUEST__OP_METRICS: { /* metrics.c; its refusals and waiting: status's */
+        int64_t began_us = metrics_now_us();
         Drover__StatusView *st = status_view(s, caller);
-        resp.metrics = metrics_view(s, caller, st);
+        resp.metrics = metrics_view(s, caller, st, began_us);
         drover__status_view__free_unpacked(st, NULL);
         break;
     }

@@ -207,9 +207,8 @@ static void pools(sched_t *s, const api_caller_t *caller, Drover__MetricsView *v
 }
 
 Drover__MetricsView *metrics_view(sched_t *s, const api_caller_t *caller,
-                                  const Drover__StatusView *st)
+                                  const Drover__StatusView *st, int64_t began_us)
 {
-    int64_t began_us = metrics_now_us();
     const sched_metrics_t *m = &s->metrics;
     Drover__MetricsView *v = xmalloc(sizeof *v);
     drover__metrics_view__init(v);

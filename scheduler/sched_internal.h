@@ -442,10 +442,12 @@ struct sched {
  * by reason, agents, pool nodes and demand, the blob store, the event
  * log), as families for metrics_text (common/); the refusal counters and
  * READY tasks by reason are st's (the caller's status view: `drover
- * status` shows the same). Freed with metrics_view_free. O(runs + agents + pool nodes + the ready
+ * status` shows the same); began_us: when the request's handling began
+ * (metrics_now_us), for drover_metrics_duration_seconds. Freed with
+ * metrics_view_free. O(runs + agents + pool nodes + the ready
  * queue's unparked tasks). */
 Drover__MetricsView *metrics_view(sched_t *s, const api_caller_t *caller,
-                                  const Drover__StatusView *st);
+                                  const Drover__StatusView *st, int64_t began_us);
 void metrics_view_free(Drover__MetricsView *v);
 
 /* --- commit.c: the loop's commit phase */
