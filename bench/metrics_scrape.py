@@ -7,7 +7,8 @@ with a long step, then submits one fan-out step of --tasks items (a range)
 each asking 1 cpu: every item is READY and waits in the ready queue ("all
 agents that fit are busy"), the worst case for the READY-by-reason count
 that `drover status` and the metrics share (the placer parks what no agent
-could hold; these it cannot). Then scrapes --scrapes times and prints, per
+could hold; these it cannot). With --parked the items also ask for a GPU,
+which no agent has: parked by shape, they cost that count nothing each. Then scrapes --scrapes times and prints, per
 scrape, droverd's own time to count the metrics
 (drover_metrics_duration_seconds: its loop waits that long) and the whole
 `drover metrics` call (a CLI process, the reply, the text), and the same for
@@ -39,6 +40,8 @@ def main():
     ap.add_argument("--bin-dir", default=os.path.join(os.path.dirname(__file__), "..", "build"))
     ap.add_argument("--tasks", type=int, default=1000000)
     ap.add_argument("--scrapes", type=int, default=5)
+    ap.add_argument("--parked", action="store_true",
+                    help="items ask for a GPU no agent has: the placer parks them (by shape)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     b = lambda n: os.path.join(os.path.abspath(a.bin_dir), n)  # noqa: E731
@@ -46,7 +49,7 @@ def main():
     api = "ipc://%s/api.sock" % tmp
     port = free_port()
     procs = []
-    out = {"tasks": a.tasks}
+    out = {"tasks": a.tasks, "parked": a.parked}
     try:
         log = open(os.path.join(tmp, "droverd.log"), "w")
         procs.append(subprocess.Popen([b("droverd"), "--state-dir", os.path.join(tmp, "state"),
@@ -74,7 +77,8 @@ def main():
         hold = write("hold.yaml", "name: hold\nsteps:\n  - name: h\n    command: [sleep, '3600']\n"
                      "    resources: {cpu: 1}\n")
         big = write("big.yaml", "name: big\nsteps:\n  - name: t\n    command: ['true']\n"
-                    "    resources: {cpu: 1}\n    for_each: {range: %d}\n" % a.tasks)
+                    "    resources: {cpu: 1%s}\n    for_each: {range: %d}\n"
+                    % (", gpu: 1" if a.parked else "", a.tasks))
         deadline = time.time() + 30
         while "RUNNING" not in cli("run", "get", cli("submit", hold).stdout.strip()).stdout:
             if time.time() > deadline:
@@ -112,9 +116,9 @@ def main():
             for line in f:
                 if line.startswith("VmRSS:"):
                     out["droverd_rss_mb"] = int(line.split()[1]) / 1024
-        print("%d READY tasks: drover metrics %.1f ms (droverd counting %.1f ms), drover status "
+        print("%d READY tasks%s: drover metrics %.1f ms (droverd counting %.1f ms), drover status "
               "%.1f ms (medians of %d); droverd RSS %.0f MiB"
-              % (a.tasks, out["metrics_call_ms"], out.get("metrics_droverd_ms", 0),
+              % (a.tasks, " (parked)" if a.parked else "", out["metrics_call_ms"], out.get("metrics_droverd_ms", 0),
                  out["status_call_ms"], a.scrapes, out.get("droverd_rss_mb", 0)))
         if a.json:
             print(json.dumps(out))
