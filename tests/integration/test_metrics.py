@@ -11,15 +11,18 @@ agents by state and class during the drill, READY tasks by reason as
 shows it. The alert rules shipped in docs/prometheus/ pass `promtool check
 rules` and their unit tests (`promtool test rules`).
 """
+import json
 import os
 import re
 import shutil
 import subprocess
 import unittest
 
-from harness import SOURCE_DIR, DroverTestCase, main, task, wait_final, wait_until
+from harness import (SOURCE_DIR, DroverTestCase, bin_path, main, task, wait_final,
+                     wait_until)
 
 TRAIN = os.path.join(SOURCE_DIR, "examples", "spot", "train_sgd.py")
+LOCAL = os.path.join(SOURCE_DIR, "providers", "local")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 RULES = os.path.join(SOURCE_DIR, "docs", "prometheus", "drover-alerts.yml")
 RULES_TEST = os.path.join(SOURCE_DIR, "docs", "prometheus", "drover-alerts.test.yml")
@@ -105,7 +108,7 @@ class MetricsTest(DroverTestCase):
         # a checkpointing step on the spot agent, taken away by a drill
         train = c.submit({"name": "train", "steps": [{
             "name": "train",
-            "command": ["python3", TRAIN, "--epochs", "10", "--epoch-seconds", "0.3"],
+            "command": ["python3", TRAIN, "--epochs", "20", "--epoch-seconds", "0.3"],
             "outputs": {"artifacts": ["model"]}, "checkpoint": {"keep": 2},
             "preemption": {"grace": "20s", "max_preemptions": 5},
             "placement": {"spot": "prefer"}}]})
@@ -176,6 +179,54 @@ class MetricsTest(DroverTestCase):
         self.assertEqual(get(m, "drover_preemptions_total"), 0)
         self.assertEqual(get(m, "drover_blob_bytes"), get(before, "drover_blob_bytes"))
         self.assertEqual(get(m, "drover_blobs"), get(before, "drover_blobs"))
+
+    def test_pool_nodes_and_demand(self):
+        """A pool grown by waiting steps (the real `local` provider starts
+        real agents): its nodes by state, demand and waiting tasks in the
+        metrics are what `drover pools` shows, and go when the nodes do."""
+        c = self.c
+        pool = {"name": "cpu", "node": {"cpu": 1, "memory": "1Gi", "labels": {"pool": "cpu"}},
+                "min": 0, "max": 2, "idle": "1s", "boot-timeout": "60s", "price": 0.5,
+                "provider": {"command": LOCAL,
+                             "args": ["--state-dir", c.path("provider-state"), "--agent",
+                                      bin_path("drover-agent"), "--", "--heartbeat", "200ms"]}}
+        c.start_droverd(extra=["--pools", json.dumps([pool])])
+        gate = c.path("go")
+        rid = c.submit({"name": "fan", "steps": [{
+            "name": "work", "for_each": {"range": 4}, "resources": {"cpu": 1},
+            "placement": {"labels": {"pool": "cpu"}},
+            "command": ["sh", "-c", "while [ ! -e %s ]; do sleep 0.1; done" % gate]}]})
+
+        last = []
+
+        def same():
+            m = self.scrape()
+            p = c.cli_json("pools")[0]
+            states = {}
+            for n in p["nodes"]:
+                states[n["state"]] = states.get(n["state"], 0) + 1
+            got = {dict(k)["state"]: int(v) for k, v in family(m, "drover_pool_nodes").items()
+                   if v and dict(k)["pool"] == "cpu"}
+            if (got != states or get(m, "drover_pool_demand_nodes", pool="cpu") != p["demand"]
+                    or get(m, "drover_pool_waiting_tasks", pool="cpu") != p["waiting"]):
+                return None
+            last[:] = [states, got, p["demand"], p["waiting"],
+                       get(m, "drover_tasks", status="ready")]
+            # 2 nodes up running 2 steps, 2 READY (the pool at its max: no
+            # demand, and its nodes would take none of them)
+            return m if (states.get("up") == 2 and get(m, "drover_tasks", status="ready") == 2
+                         ) else None
+        try:
+            m = wait_until(same, timeout=90, what="2 nodes up, the metrics as drover pools")
+        except AssertionError as e:
+            raise AssertionError("%s (last: nodes, their metrics, demand, waiting, READY: %r)"
+                                 % (e, last)) from None
+        self.assertEqual(get(m, "drover_pool_cost_per_hour", pool="cpu"), 1.0)
+        self.assertEqual(get(m, "drover_agents", state="connected", **{"class": "on_demand"}), 2)
+        open(gate, "w").close()
+        self.assertRunSucceeded(wait_final(c, rid, timeout=120))
+        wait_until(lambda: get(self.scrape(), "drover_pool_nodes", pool="cpu", state="up") == 0
+                   or None, timeout=60, what="the idle nodes to go")
 
     def test_usage_and_an_empty_droverd(self):
         """A droverd with nothing yet: every family there, zeros, valid."""
