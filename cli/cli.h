@@ -183,6 +183,7 @@ int cmd_token_create(cli_t *cli, int argc, char **argv);
 int cmd_token_revoke(cli_t *cli, int argc, char **argv);
 int cmd_pools(cli_t *cli, int argc, char **argv);
 int cmd_events(cli_t *cli, int argc, char **argv);
+int cmd_metrics(cli_t *cli, int argc, char **argv);
 int cmd_pool_scale(cli_t *cli, int argc, char **argv);
 int cmd_pool_drain(cli_t *cli, int argc, char **argv);
 int cmd_context_add(cli_t *cli, int argc, char **argv);

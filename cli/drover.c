@@ -108,6 +108,8 @@ static const command_t commands[] = {
     {NULL, "events", cmd_events, "[-f] [--run ID] [--since N] [-o FORMAT]",
      "droverd's event log: transitions, agents, checkpoints, pool nodes", "",
      "-f --follow --run=run --since= -o=fmt --output=fmt"},
+    {NULL, "metrics", cmd_metrics, "",
+     "droverd's metrics in the Prometheus text format (as drover-web's /metrics)", "", ""},
     {"context", "add", cmd_context_add, "NAME --api ENDPOINT [--key F] [--server-key F]",
      "save a cluster's endpoint and keys as a context", "",
      "--api= --key=file --server-key=file --use"},

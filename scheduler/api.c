@@ -712,6 +712,7 @@ static api_role_t role_needed(Drover__ApiRequest__OpCase op)
     case DROVER__API_REQUEST__OP_STATUS:
     case DROVER__API_REQUEST__OP_GET_SPEC:
     case DROVER__API_REQUEST__OP_EVENTS:
+    case DROVER__API_REQUEST__OP_METRICS:
         return API_ROLE_READ;
     case DROVER__API_REQUEST__OP_SUBMIT:
     case DROVER__API_REQUEST__OP_CANCEL_RUN:
@@ -960,6 +961,13 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
             goto done;
         }
         break;
+    case DROVER__API_REQUEST__OP_METRICS: { /* metrics.c; its refusals and waiting: status's */
+        int64_t began_us = metrics_now_us();
+        Drover__StatusView *st = status_view(s, caller);
+        resp.metrics = metrics_view(s, caller, st, began_us);
+        drover__status_view__free_unpacked(st, NULL);
+        break;
+    }
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */
         log_info("step cache cleared");
@@ -984,6 +992,7 @@ done:
         drover__run_spec_record__free_unpacked(spec_loaded, NULL);
     if (resp.status)
         drover__status_view__free_unpacked(resp.status, NULL);
+    metrics_view_free(resp.metrics);
     for (size_t i = 0; i < resp.n_artifacts; i++)
         free(resp.artifacts[i]);
     free(resp.artifacts);

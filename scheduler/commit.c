@@ -96,6 +96,7 @@ int commit_journal(sched_t *s)
 {
     if (journal_empty(&s->journal))
         return 0;
+    int64_t began_us = metrics_now_us();
     int rc = store_begin(s->store);
     if (rc == 0)
         rc = write_journal(s);
@@ -103,8 +104,10 @@ int commit_journal(sched_t *s)
         rc = store_commit(s->store);
     else
         store_abort(s->store);
-    if (rc == 0)
+    if (rc == 0) { /* the metrics' commit latency: writes and sync */
+        metrics_observe_commit(&s->metrics, (double)(metrics_now_us() - began_us) / 1e6);
         events_wake(s); /* held requests, from the batch: its strings are alive yet */
+    }
     /* New runs' specs: stored (`drover run spec` reads them from there),
      * or never to be (the loop stops on a failed commit) */
     for (run_t *r = s->journal.dirty_runs; r; r = r->dirty_next)

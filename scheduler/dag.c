@@ -220,6 +220,7 @@ static task_t *task_new(run_t *r, uint32_t step_index)
     t->step = r->steps->steps[step_index];
     t->progress = -1;
     r->tasks[r->n_tasks++] = t;
+    r->n_status[DROVER__TASK_STATUS__TASK_WAITING]++; /* calloc's status */
     return t;
 }
 
@@ -584,7 +585,7 @@ static void decide(sched_t *s, task_t *t)
     }
     case TRIGGER_BROKEN: {
         char *why = broken_reason(t);
-        t->status = DROVER__TASK_STATUS__TASK_SKIPPED;
+        task_set_status(t, DROVER__TASK_STATUS__TASK_SKIPPED);
         t->upstream_failed = by_failure;
         set_reason(t, why);
         free(why);
@@ -613,7 +614,7 @@ static void need_ended(sched_t *s, task_t *t)
 
 static void skip(sched_t *s, task_t *t, const char *reason)
 {
-    t->status = DROVER__TASK_STATUS__TASK_SKIPPED;
+    task_set_status(t, DROVER__TASK_STATUS__TASK_SKIPPED);
     set_reason(t, reason);
     journal_mark_task(&s->journal, t);
     task_finished(s, t);
@@ -622,7 +623,7 @@ static void skip(sched_t *s, task_t *t, const char *reason)
 
 static void fail_for_good(sched_t *s, task_t *t, const char *reason)
 {
-    t->status = DROVER__TASK_STATUS__TASK_FAILED;
+    task_set_status(t, DROVER__TASK_STATUS__TASK_FAILED);
     t->retry_at_ms = 0;
     set_reason(t, reason);
     journal_mark_task(&s->journal, t);
@@ -655,7 +656,7 @@ static void trim_checkpoints(sched_t *s, task_t *t, size_t keep)
 /* t ended well (status SUCCEEDED or CACHED): release its children. */
 static void task_succeeded(sched_t *s, task_t *t, Drover__TaskStatus status)
 {
-    t->status = status;
+    task_set_status(t, status);
     set_reason(t, NULL);
     trim_checkpoints(s, t, 0); /* a finished step never resumes */
     journal_mark_task(&s->journal, t);
@@ -679,7 +680,7 @@ static void task_failed(sched_t *s, task_t *t, const char *reason)
     if (p && t->retries_used < p->limit &&
         limits_may_retry(t, dag_current_attempt(t), at, why, sizeof why)) {
         set_reason(t, reason);
-        t->status = DROVER__TASK_STATUS__TASK_FAILED;
+        task_set_status(t, DROVER__TASK_STATUS__TASK_FAILED);
         t->retries_used++;
         t->retry_at_ms = at;
         retry_push(s, t);
@@ -748,7 +749,7 @@ static void make_ready(sched_t *s, task_t *t)
         return;
     if (t->is_item || t->scope)
         flow_unprepare(t); /* checked; expanded again when it is assigned */
-    t->status = DROVER__TASK_STATUS__TASK_READY;
+    task_set_status(t, DROVER__TASK_STATUS__TASK_READY);
     dag_ready_push(s, t);
     if ((!t->is_item && !t->scope) || t->n_attempts)
         journal_mark_task(&s->journal, t); /* a fresh item or member: once it is assigned */
@@ -811,7 +812,7 @@ static void expand_fan_out(sched_t *s, task_t *g)
         it->scope = g->scope;
         it->item = (uint32_t)i;
         item_label(it, g->name, (uint32_t)i, items[i]);
-        it->status = DROVER__TASK_STATUS__TASK_WAITING;
+        task_set_status(it, DROVER__TASK_STATUS__TASK_WAITING);
         g->items[i] = it->index;
         r->unfinished++;
         if (!g->scope && !g->step->is_finally)
@@ -823,7 +824,7 @@ static void expand_fan_out(sched_t *s, task_t *g)
          * transactions. */
     }
     json_text_list_free(items, n);
-    g->status = DROVER__TASK_STATUS__TASK_RUNNING;
+    task_set_status(g, DROVER__TASK_STATUS__TASK_RUNNING);
     journal_mark_task(&s->journal, g);
     if (n == 0) {
         flow_collect_items(s, g);
@@ -888,7 +889,7 @@ static void group_complete(sched_t *s, task_t *g)
             cancelled = it;
     }
     if (g->run->cancelled || cancelled) {
-        g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+        task_set_status(g, DROVER__TASK_STATUS__TASK_CANCELLED);
         set_reason(g, cancelled && cancelled->reason ? cancelled->reason : "run cancelled");
         journal_mark_task(&s->journal, g);
         task_finished(s, g);
@@ -935,7 +936,7 @@ static void member_init(task_t *m, task_t *g)
     m->scope = g;
     free(m->name);
     m->name = xasprintf("%s.%s", g->name, m->step->name);
-    m->status = DROVER__TASK_STATUS__TASK_WAITING;
+    task_set_status(m, DROVER__TASK_STATUS__TASK_WAITING);
 }
 
 static void start_group_finally(sched_t *s, task_t *g)
@@ -977,7 +978,7 @@ static void group_end(sched_t *s, task_t *g)
         fail_for_good(s, g, why);
         free(why);
     } else if (cancelled || (r->cancelled && !in_finally(g))) {
-        g->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+        task_set_status(g, DROVER__TASK_STATUS__TASK_CANCELLED);
         set_reason(g, cancelled && cancelled->reason ? cancelled->reason : "run cancelled");
         journal_mark_task(&s->journal, g);
         task_finished(s, g);
@@ -1064,7 +1065,7 @@ static void instantiate(sched_t *s, task_t *g)
         r->unfinished++;
     }
     link_members(r, g);
-    g->status = DROVER__TASK_STATUS__TASK_RUNNING;
+    task_set_status(g, DROVER__TASK_STATUS__TASK_RUNNING);
     journal_mark_task(&s->journal, g); /* its members are stored once decided (make_ready) */
     log_debug("%s/%s: template '%s' instantiated (%u steps, depth %u)", r->rec->id, g->name,
               b->name, b->n_steps, depth);
@@ -1159,9 +1160,11 @@ void dag_task_started(sched_t *s, task_t *t, int64_t time_ms)
     Drover__AttemptRecord *a = current_open_attempt(t);
     if (!a || t->status != DROVER__TASK_STATUS__TASK_ASSIGNED)
         return;
-    t->status = DROVER__TASK_STATUS__TASK_RUNNING;
+    task_set_status(t, DROVER__TASK_STATUS__TASK_RUNNING);
     a->status = DROVER__TASK_STATUS__TASK_RUNNING;
     a->started_ms = time_ms ? time_ms : util_now_ms();
+    if (t->ready_us) /* READY since droverd started: the dispatch latency */
+        metrics_observe_dispatch(&s->metrics, (double)(metrics_now_us() - t->ready_us) / 1e6);
     /* Written with the next commit, but not worth one of its own: nothing
      * is sent because of it, and if it is lost in a crash the task is still
      * ASSIGNED to the agent that re-registers holding it, and its EXITED
@@ -1217,6 +1220,8 @@ void dag_task_checkpoint(sched_t *s, task_t *t, const Drover__Checkpoint *ck)
     t->checkpoints[t->n_checkpoints++] = copy;
     trim_checkpoints(s, t, t->step->checkpoint_keep ? t->step->checkpoint_keep : 1);
     a->checkpoints++;
+    s->metrics.checkpoints++;
+    s->metrics.checkpoint_bytes += copy->artifact->size;
     journal_mark_task(&s->journal, t);
     log_info("%s/%s: checkpoint at step %" PRIu64 " committed (%zu files, %" PRIu64 " bytes)",
              t->run->rec->id, t->name, copy->step, copy->artifact->n_files, copy->artifact->size);
@@ -1238,7 +1243,7 @@ static void back_to_ready(sched_t *s, task_t *t, const char *reason, bool give_u
         return;
     }
     set_reason(t, reason);
-    t->status = DROVER__TASK_STATUS__TASK_READY;
+    task_set_status(t, DROVER__TASK_STATUS__TASK_READY);
     dag_ready_push(s, t);
     journal_mark_task(&s->journal, t);
 }
@@ -1266,6 +1271,10 @@ static void requeue(sched_t *s, task_t *t, Drover__TaskStatus status, const char
             a->finished_ms = heard;
     }
     t->preemptions++;
+    if (status == DROVER__TASK_STATUS__TASK_PREEMPTED)
+        s->metrics.preemptions++;
+    else
+        s->metrics.lost++;
     back_to_ready(s, t, reason, t->preemptions > t->step->max_preemptions, t->preemptions,
                   "lost/preempted attempts");
 }
@@ -1360,7 +1369,7 @@ static void cancel_task_why(sched_t *s, task_t *t, const char *why)
     if (t->agent && a)
         outbound_kill(&s->out, t->agent, a->id);
     close_attempt(s, t, DROVER__TASK_STATUS__TASK_CANCELLED, why);
-    t->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+    task_set_status(t, DROVER__TASK_STATUS__TASK_CANCELLED);
     t->retry_at_ms = 0;
     set_reason(t, why);
     task_finished(s, t);
@@ -1545,7 +1554,7 @@ run_t *dag_new_run(sched_t *s, const spec_t *spec, const char *file, bool no_cac
     for (size_t i = 0; i < r->n_tasks; i++) {
         task_t *t = r->tasks[i];
         t->unfinished_deps = (uint32_t)t->step->n_needs;
-        t->status = DROVER__TASK_STATUS__TASK_WAITING;
+        task_set_status(t, DROVER__TASK_STATUS__TASK_WAITING);
         journal_mark_task(&s->journal, t);
     }
     return r;
@@ -1689,11 +1698,11 @@ static void load_task(const char *run_id, const Drover__TaskRecord *rec, void *a
         return;
     }
     while (r->n_tasks <= rec->index) /* items: created in order, so no real gaps */
-        task_new(r, rec->step)->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+        task_set_status(task_new(r, rec->step), DROVER__TASK_STATUS__TASK_CANCELLED);
     task_t *t = r->tasks[rec->index];
     t->step_index = rec->step;
     t->step = r->steps->steps[rec->step];
-    t->status = rec->status;
+    task_set_status(t, rec->status);
     t->committed_status = (uint8_t)(rec->status + 1); /* the event log */
     t->retries_used = rec->retries_used;
     t->system_errors = rec->system_errors;
@@ -1776,7 +1785,7 @@ static void rebuild_items(sched_t *s, task_t *g)
             continue;
         run_t *r = g->run;
         while (r->n_tasks <= g->items[k])
-            task_new(r, g->step_index)->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+            task_set_status(task_new(r, g->step_index), DROVER__TASK_STATUS__TASK_CANCELLED);
         task_t *it = r->tasks[g->items[k]];
         if (it->name)
             continue; /* it has its record */
@@ -1790,7 +1799,7 @@ static void rebuild_items(sched_t *s, task_t *g)
         it->scope = g->scope;
         it->item = k;
         item_label(it, g->name, k, k < n_values ? values[k] : "");
-        it->status = DROVER__TASK_STATUS__TASK_WAITING;
+        task_set_status(it, DROVER__TASK_STATUS__TASK_WAITING);
     }
     json_text_list_free(values, n_values);
 }
@@ -1807,7 +1816,7 @@ static void rebuild_members(task_t *g)
         return;
     }
     while (r->n_tasks < (size_t)grp->first_member + grp->n_members)
-        task_new(r, b->first_step)->status = DROVER__TASK_STATUS__TASK_CANCELLED;
+        task_set_status(task_new(r, b->first_step), DROVER__TASK_STATUS__TASK_CANCELLED);
     for (uint32_t j = 0; j < grp->n_members; j++) {
         task_t *m = r->tasks[grp->first_member + j];
         if (m->name)

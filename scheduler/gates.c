@@ -76,7 +76,7 @@ void gate_suspend(sched_t *s, task_t *t)
     t->gate->suspended_ms = now;
     t->gate->deadline_ms =
         t->step->suspend_timeout_ms ? now + (int64_t)t->step->suspend_timeout_ms : 0;
-    t->status = DROVER__TASK_STATUS__TASK_SUSPENDED;
+    task_set_status(t, DROVER__TASK_STATUS__TASK_SUSPENDED);
     free(t->reason);
     if (t->step->suspend_timeout_ms)
         t->reason = xasprintf("waiting for drover run resume (timeout %s, then %s)",

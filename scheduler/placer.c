@@ -185,7 +185,7 @@ static void assign(sched_t *s, agent_t *a, task_t *t)
         free(t->reason); /* it waits no longer (marked below) */
         t->reason = NULL;
     }
-    t->status = DROVER__TASK_STATUS__TASK_ASSIGNED;
+    task_set_status(t, DROVER__TASK_STATUS__TASK_ASSIGNED);
     t->assign_acked = false;
     t->resends = 0;
     dag_ready_remove(s, t);

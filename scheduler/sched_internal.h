@@ -41,6 +41,12 @@
 #include "worker.h"
 #include "zev.h"
 
+#include "metrics.h"
+
+/* run_t.n_status: one slot per TaskStatus (SUSPENDED is the last), one
+ * for a value beyond them. */
+#define TASK_STATUS_SLOTS (DROVER__TASK_STATUS__TASK_SUSPENDED + 2)
+
 typedef struct run run_t;
 typedef struct task task_t;
 typedef struct agent agent_t;
@@ -148,6 +154,9 @@ struct task {
      * flow_settings_free; its other fields are the step's). Rebuilt on
      * load. */
     Drover__StepSpec *own_step;
+    /* Metrics (metrics.h): when it last became READY (metrics_now_us;
+     * 0: not since droverd started), for the dispatch latency. */
+    int64_t ready_us;
 };
 
 struct run {
@@ -182,7 +191,24 @@ struct run {
      * parallelism (linked through ready_prev/ready_next; runtime only). */
     task_t *held_head, *held_tail;
     uint32_t n_held; /* tasks on that list */
+    /* Its tasks by status (index: Drover__TaskStatus; the last slot any
+     * status beyond the known ones), kept by task_set_status: the
+     * metrics' tasks by status cost a sum over runs, not a walk. */
+    uint32_t n_status[TASK_STATUS_SLOTS];
 };
+
+/* Set t's status, keeping its run's n_status (and, becoming READY, the
+ * time for the dispatch latency). Every change of a task's status goes
+ * through here (dag.c, gates.c, placer.c). */
+static inline void task_set_status(task_t *t, Drover__TaskStatus st)
+{
+    unsigned was = (unsigned)t->status, now = (unsigned)st;
+    t->run->n_status[was < TASK_STATUS_SLOTS - 1 ? was : TASK_STATUS_SLOTS - 1]--;
+    t->run->n_status[now < TASK_STATUS_SLOTS - 1 ? now : TASK_STATUS_SLOTS - 1]++;
+    t->status = st;
+    if (st == DROVER__TASK_STATUS__TASK_READY)
+        t->ready_us = metrics_now_us();
+}
 
 typedef struct {
     Drover__Assignment **assigns;
@@ -381,6 +407,7 @@ struct sched {
     int64_t last_gc_ms; /* retention and blob sweep, hourly */
     int fatal;          /* a commit failed: stop */
     sched_counters_t counters;
+    sched_metrics_t metrics; /* metrics.h */
 
     dag_state_t dag;
     journal_t journal;
@@ -418,6 +445,20 @@ struct sched {
         ev_timer wait_w; /* the earliest waiter's deadline */
     } events;
 };
+
+/* --- metrics.c: droverd's metrics (README "Metrics") */
+/* The metrics now (ApiRequest.metrics, role read): what metrics.h
+ * measured and what is counted now (tasks and runs by status, READY tasks
+ * by reason, agents, pool nodes and demand, the blob store, the event
+ * log), as families for metrics_text (common/); the refusal counters and
+ * READY tasks by reason are st's (the caller's status view: `drover
+ * status` shows the same); began_us: when the request's handling began
+ * (metrics_now_us), for drover_metrics_duration_seconds. Freed with
+ * metrics_view_free. O(runs + agents + pool nodes + the ready
+ * queue's unparked tasks). */
+Drover__MetricsView *metrics_view(sched_t *s, const api_caller_t *caller,
+                                  const Drover__StatusView *st, int64_t began_us);
+void metrics_view_free(Drover__MetricsView *v);
 
 /* --- commit.c: the loop's commit phase */
 /* Write everything the journal holds in ONE store transaction and commit

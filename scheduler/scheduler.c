@@ -233,6 +233,7 @@ sched_t *sched_new(const sched_config_t *cfg)
     char err[512];
     sched_t *s = xcalloc(1, sizeof *s);
     s->cfg = *cfg;
+    s->metrics.started_ms = util_now_ms();
     journal_init(&s->journal);
     fleet_init(&s->fleet);
     replies_init(s);
@@ -254,6 +255,8 @@ sched_t *sched_new(const sched_config_t *cfg)
         goto fail;
     s->last_gc_ms = util_now_ms() - GC_INTERVAL_MS + 60 * 1000; /* first pass a minute in */
     events_init(s);
+    uint64_t blobs, blob_bytes; /* the metrics' blob store size: summed once, now */
+    store_blob_totals(s->store, &blobs, &blob_bytes);
     s->journal.prune_events = true; /* the event log: pruned at start, then hourly */
     int rc = dag_load(s);
     if (rc < 0) {

@@ -40,6 +40,11 @@ struct store {
         pool_nodes, events;
     MDB_txn *txn;                  /* the open write transaction, or NULL */
     uint64_t txn_bytes, bytes_put; /* value bytes put: in txn, by committed ones */
+    /* The blob records' sizes summed (store_blob_totals), once known: the
+     * committed total and the open transaction's change. */
+    bool blob_bytes_known;
+    uint64_t blob_bytes;
+    int64_t txn_blob_bytes;
 };
 
 static int lmdb_errno(int rc)
@@ -297,7 +302,10 @@ int store_commit(store_t *s)
     s->txn = NULL;
     if (rc == 0)
         s->bytes_put += s->txn_bytes;
+    if (rc == 0 && s->blob_bytes_known)
+        s->blob_bytes += (uint64_t)s->txn_blob_bytes;
     s->txn_bytes = 0;
+    s->txn_blob_bytes = 0;
     if (rc) {
         log_error("mdb_txn_commit: %s", mdb_strerror(rc));
         return lmdb_errno(rc);
@@ -311,6 +319,7 @@ void store_abort(store_t *s)
         mdb_txn_abort(s->txn);
     s->txn = NULL;
     s->txn_bytes = 0;
+    s->txn_blob_bytes = 0;
 }
 
 uint64_t store_bytes_put(const store_t *s)
@@ -749,13 +758,58 @@ int store_blob_adjust(store_t *s, const uint8_t digest[32], int64_t delta, uint6
     if (existed && *refs == 0 && delta < 0) {
         MDB_val key = {.mv_size = 32, .mv_data = (void *)digest};
         rc = mdb_del(s->txn, s->blobs, &key, NULL);
+        if (rc == 0)
+            s->txn_blob_bytes -= (int64_t)cur_size;
         return rc ? lmdb_errno(rc) : 0;
     }
     Drover__BlobRecord b = DROVER__BLOB_RECORD__INIT;
     b.size = existed ? cur_size : size;
     b.refs = *refs;
     b.created_ms = util_now_ms();
-    return put_message(s, s->blobs, digest, 32, &b.base);
+    rc = put_message(s, s->blobs, digest, 32, &b.base);
+    if (rc == 0 && !existed)
+        s->txn_blob_bytes += (int64_t)size;
+    return rc;
+}
+
+int store_blob_totals(store_t *s, uint64_t *count, uint64_t *bytes)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return lmdb_errno(rc);
+    if ((rc = mdb_stat(txn, s->blobs, &st)) == 0)
+        *count = st.ms_entries;
+    if (rc == 0 && !s->blob_bytes_known && (rc = mdb_cursor_open(txn, s->blobs, &cur)) == 0) {
+        uint64_t sum = 0;
+        for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+            Drover__BlobRecord *b = drover__blob_record__unpack(NULL, val.mv_size, val.mv_data);
+            sum += b ? b->size : 0;
+            drover__blob_record__free_unpacked(b, NULL);
+        }
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND) {
+            rc = 0;
+            s->blob_bytes = sum;
+            s->blob_bytes_known = true;
+        }
+    }
+    mdb_txn_abort(txn);
+    *bytes = s->blob_bytes;
+    return rc ? lmdb_errno(rc) : 0;
+}
+
+uint64_t store_used_bytes(store_t *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st))
+        return 0;
+    return (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
 }
 
 int store_blob_unreferenced(store_t *s, int64_t before_ms,

@@ -132,6 +132,13 @@ int store_blob_get(store_t *s, const uint8_t digest[32], uint64_t *size, uint64_
  * (the caller then removes the file, after the commit). 0 or -errno. */
 int store_blob_adjust(store_t *s, const uint8_t digest[32], int64_t delta, uint64_t size,
                       uint64_t *refs);
+/* How many blob records there are (LMDB's count) and their sizes summed:
+ * the sum is walked once (the first call: droverd makes it at start,
+ * outside any write transaction), then kept as commits create and delete
+ * records. 0 or -errno. */
+int store_blob_totals(store_t *s, uint64_t *count, uint64_t *bytes);
+/* The bytes of the LMDB file in use (its pages up to the last used). */
+uint64_t store_used_bytes(store_t *s);
 /* Call fn for every blob with no references created before before_ms
  * (read transaction). */
 int store_blob_unreferenced(store_t *s, int64_t before_ms,

@@ -3,8 +3,10 @@
  *   GET /healthz              {"ok": true, "droverd": true|false}, no token
  *   GET /api/v1/openapi.json  the OpenAPI document (webd/openapi.json,
  *                             compiled in), no token
- *   GET /metrics              Prometheus text (not yet: 501)
+ *   GET /metrics              droverd's metrics in the Prometheus text
+ *                             format (common/metrics_text.c; role read)
  */
+#include "metrics_text.h"
 #include "pbjson.h"
 #include "web.h"
 
@@ -47,9 +49,24 @@ static void get_openapi(web_req_t *r)
     web_text(r, 200, "application/json", web_openapi_json, web_openapi_json_len);
 }
 
+/* The same text as `drover metrics`: droverd measures and counts (its
+ * MetricsView), metrics_text renders. */
 static void get_metrics(web_req_t *r)
 {
-    web_error(r, 501, "not_implemented", "metrics are not implemented yet");
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__Empty e = DROVER__EMPTY__INIT;
+    Drover__ApiResponse *resp;
+    req.op_case = DROVER__API_REQUEST__OP_METRICS;
+    req.metrics = &e;
+    if (web_api(r, &req, &resp) < 0)
+        return;
+    strbuf_t out = {0};
+    if (!resp->metrics || metrics_text(resp->metrics, &out) < 0)
+        web_error(r, 500, "internal", "droverd's metrics could not be rendered");
+    else
+        web_text(r, 200, METRICS_TEXT_CONTENT_TYPE, out.buf, out.len);
+    sb_free(&out);
+    drover__api_response__free_unpacked(resp, NULL);
 }
 
 const web_route_t routes_core[] = {

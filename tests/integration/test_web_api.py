@@ -411,6 +411,33 @@ class WebTokensTest(harness.DroverTestCase):
         self.assertEqual((st, b["code"]), (401, "unauthenticated"), b)
 
 
+class WebMetricsTest(harness.DroverTestCase):
+    def test_metrics_over_http(self):
+        """/metrics is droverd's metrics in the text format Prometheus
+        scrapes (promtool agrees), for a token with role read; none: 401."""
+        import subprocess
+        c = self.c
+        c.start_droverd()
+        c.start_agent("w1", cpus=2)
+        c.wait_agent_connected("w1")
+        rid = c.submit({"name": "m", "steps": [{"name": "a", "script": "true"}]})
+        self.assertEqual(c.wait_run_final(rid)["status"], "SUCCEEDED")
+        r = c.cli("token", "create", "prom", "--role", "read")
+        self.assertEqual(r.rc, 0, r.err)
+        c.start_web()
+        h = Http(c.web_url, r.out.strip())
+        st, headers, data = h.request("GET", "/metrics")
+        self.assertEqual(st, 200, data)
+        self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"), headers)
+        text = data.decode()
+        self.assertRegex(text, r'(?m)^drover_tasks\{[^}]*status="succeeded"[^}]*\} 1$')
+        check = subprocess.run(["promtool", "check", "metrics"], input=data,
+                               capture_output=True, timeout=60)
+        self.assertEqual(check.returncode, 0, check.stderr.decode() + check.stdout.decode())
+        st, _, data = h.request("GET", "/metrics", token=False)
+        self.assertEqual(st, 401, data)
+
+
 class WebBoundsTest(harness.DroverTestCase):
     """Refusals: rate, body, connections, slow clients, bad settings."""
 
@@ -552,7 +579,7 @@ class WebOpenApiTest(harness.DroverTestCase):
     EXPECT = [
         ("get", "/healthz", 200),
         ("get", "/api/v1/openapi.json", 200),
-        ("get", "/metrics", 501),  # until droverd has metrics (metrics_text)
+        ("get", "/metrics", 200),
         ("get", "/api/v1/status", 200),
         ("get", "/api/v1/runs", 200),
         ("get", "/api/v1/runs/{id}", 200),

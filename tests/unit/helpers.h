@@ -119,12 +119,35 @@ static inline sched_t *h_sched_open(const char *dir)
     return s;
 }
 
+/* Every run's tasks by status (run_t.n_status, kept by task_set_status for
+ * the metrics) are what a walk of its tasks counts: checked whenever a
+ * test closes or restarts its droverd, so every scheduler test checks that
+ * no status changes behind task_set_status's back. */
+static inline void h_check_status_counts(const sched_t *s)
+{
+    for (size_t i = 0; i < s->dag.n_runs; i++) {
+        const run_t *r = s->dag.runs[i];
+        uint32_t n[TASK_STATUS_SLOTS] = {0};
+        for (size_t k = 0; k < r->n_tasks; k++) {
+            unsigned st = (unsigned)r->tasks[k]->status;
+            n[st < TASK_STATUS_SLOTS - 1 ? st : TASK_STATUS_SLOTS - 1]++;
+        }
+        for (size_t k = 0; k < TASK_STATUS_SLOTS; k++)
+            cr_assert_eq(r->n_status[k], n[k], "run %s: n_status[%s] is %u, its tasks %u",
+                         r->rec->id,
+                         k + 1 < TASK_STATUS_SLOTS ? util_task_status_name((Drover__TaskStatus)k)
+                                                   : "unknown",
+                         r->n_status[k], n[k]);
+    }
+}
+
 /* sched_destroy (which commits what is pending) and free the endpoint
  * strings h_sched_open allocated. */
 static inline void h_sched_close(sched_t **s)
 {
     if (!*s)
         return;
+    h_check_status_counts(*s);
     char *listen = (char *)(*s)->cfg.listen;
     char *api = (char *)(*s)->cfg.api;
     sched_destroy(s);
