@@ -13,6 +13,7 @@
 #include "api.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,8 @@
 
 /* Bound on an answer's size; the largest legitimate ones are run views of
  * big fan-outs and 1 MiB log pages. */
-#define API_MAX_ANSWER (256LL << 20)
+#define API_MAX_ANSWER    (256LL << 20)
+#define INTERRUPT_POLL_MS 200 /* how soon a blocked call sees api_interrupt */
 
 struct api {
     void *ctx;
@@ -43,6 +45,7 @@ struct api {
     char *last_error;               /* the last error answer's text (owned) */
     Drover__ApiResponse *last_resp; /* the last error answer (owned; api_take_error_answer) */
     Drover__ApiErrorCode last_code;
+    atomic_bool interrupted; /* api_interrupt: calls fail with -ETERM */
 };
 
 static const char *key_flag, *server_key_flag, *token_flag;
@@ -150,7 +153,15 @@ api_t *api_new(const char *endpoint)
 static void close_socket(api_t *api)
 {
     if (api->mon) {
+        /* stop the monitor, then read what it sent: libzmq does not free
+         * events left in an inproc pipe whose reader closed (LeakSanitizer
+         * found one per closed socket with events unread) */
         zmq_socket_monitor(api->sock, NULL, 0);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        while (zmq_msg_recv(&m, api->mon, ZMQ_DONTWAIT) >= 0)
+            ;
+        zmq_msg_close(&m);
         zmq_close(api->mon);
         api->mon = NULL;
     }
@@ -313,42 +324,36 @@ static int send_request(api_t *api, const Drover__ApiRequest *req)
 static int recv_answer(api_t *api, zmq_msg_t *msg, int extra_ms)
 {
     int64_t deadline = util_mono_ms() + api->timeout_ms + extra_ms;
-    if (extra_ms) {
-        int t = api->timeout_ms + extra_ms;
-        zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &t, sizeof t);
+    if (extra_ms)
         monitor_open(api);
-    }
-    while (api->mon && extra_ms) { /* held: until the answer, the timeout or a lost connection */
+    /* until the answer, the timeout, a lost connection (held requests: the
+     * monitor) or api_interrupt, which is looked at every INTERRUPT_POLL_MS */
+    for (;;) {
         zmq_pollitem_t items[2] = {{api->sock, 0, ZMQ_POLLIN, 0}, {api->mon, 0, ZMQ_POLLIN, 0}};
         int64_t left = deadline - util_mono_ms();
-        if (left <= 0 || (zmq_poll(items, 2, (long)left) < 0 && zmq_errno() != EINTR)) {
-            int t = 0; /* the receive below says it */
-            zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &t, sizeof t);
-            break;
+        if (atomic_load(&api->interrupted))
+            return -ETERM;
+        if (left <= 0) {
+            report_no_answer(api);
+            return -ETIMEDOUT;
         }
-        if (items[0].revents & ZMQ_POLLIN)
+        int n = zmq_poll(items, api->mon ? 2 : 1,
+                         (long)(left < INTERRUPT_POLL_MS ? left : INTERRUPT_POLL_MS));
+        if (n < 0 && zmq_errno() != EINTR) {
+            log_error("zmq_poll(%s): %s", api->endpoint, zmq_strerror(zmq_errno()));
+            return -zmq_errno();
+        }
+        if (n > 0 && (items[0].revents & ZMQ_POLLIN))
             break; /* the answer */
-        if ((items[1].revents & ZMQ_POLLIN) && monitor_disconnected(api)) {
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN) && monitor_disconnected(api)) {
             report_no_answer(api); /* droverd went, and the request with it */
             return -ETIMEDOUT;
         }
     }
-    while (zmq_msg_recv(msg, api->sock, 0) < 0) {
-        int err = zmq_errno();
-        int64_t left = deadline - util_mono_ms();
-        if (err == EINTR && left > 0) {
-            int t = (int)left;
-            zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &t, sizeof t);
-            continue;
-        }
-        if (err == EAGAIN || err == EINTR) {
-            report_no_answer(api);
-            return -ETIMEDOUT;
-        }
-        log_error("zmq_msg_recv(%s): %s", api->endpoint, zmq_strerror(err));
-        return -err;
+    if (zmq_msg_recv(msg, api->sock, ZMQ_DONTWAIT) < 0) {
+        log_error("zmq_msg_recv(%s): %s", api->endpoint, zmq_strerror(zmq_errno()));
+        return -zmq_errno();
     }
-    zmq_setsockopt(api->sock, ZMQ_RCVTIMEO, &api->timeout_ms, sizeof api->timeout_ms);
     return 0;
 }
 
@@ -412,7 +417,7 @@ Drover__ApiErrorCode api_last_error(const api_t *api, const char **text)
 
 void api_interrupt(api_t *api)
 {
-    zmq_ctx_shutdown(api->ctx);
+    atomic_store(&api->interrupted, true);
 }
 
 Drover__ApiResponse *api_take_error_answer(api_t *api)
