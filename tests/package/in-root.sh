@@ -68,25 +68,29 @@ stop_daemons() {
 no_daemons() {
     for e in /proc/[0-9]*/exe; do
         case $(readlink "$e" 2>/dev/null) in
-        */droverd* | */drover-agent*) return 1 ;;
+        */droverd* | */drover-agent* | */drover-web*) return 1 ;;
         esac
     done
 }
 
-step "apt-get install drover droverd drover-agent $v1 (and python3 for the example)"
+step "apt-get install drover droverd drover-agent drover-web $v1 (and python3 for the example)"
 apt_q update
-apt_q install /tmp/debs-1/drover_*.deb /tmp/debs-1/droverd_*.deb /tmp/debs-1/drover-agent_*.deb python3
-for p in drover droverd drover-agent; do
+apt_q install /tmp/debs-1/drover_*.deb /tmp/debs-1/droverd_*.deb /tmp/debs-1/drover-agent_*.deb \
+    /tmp/debs-1/drover-web_*.deb python3
+for p in drover droverd drover-agent drover-web; do
     [ "$(dpkg-query -W -f='${Status} ${Version}' $p)" = "install ok installed $v1" ] ||
         fail "$p is not configured: $(dpkg-query -W -f='${Status}' $p)"
 done
-for b in drover droverd drover-agent; do
+for b in drover droverd drover-agent drover-web; do
     ldd /usr/bin/$b | grep -q 'not found' && fail "$b: $(ldd /usr/bin/$b | grep 'not found')"
 done
 dpkg-query -W -f='${Conffiles}\n' droverd | grep -q ' /etc/drover/droverd.yaml ' ||
     fail "/etc/drover/droverd.yaml is not a conffile of droverd"
 dpkg-query -W -f='${Conffiles}\n' drover-agent | grep -q ' /etc/drover/agent.yaml ' ||
     fail "/etc/drover/agent.yaml is not a conffile of drover-agent"
+dpkg-query -W -f='${Conffiles}\n' drover-web | grep -q ' /etc/drover/drover-web.yaml ' ||
+    fail "/etc/drover/drover-web.yaml is not a conffile of drover-web"
+[ -s /usr/share/drover/openapi.json ] || fail "no /usr/share/drover/openapi.json"
 for f in /usr/share/bash-completion/completions/drover /usr/share/zsh/vendor-completions/_drover; do
     [ -s $f ] || fail "no shell completion $f"
 done
@@ -108,7 +112,7 @@ grep -qi 'warning' /tmp/apt.log && fail "apt/dpkg/adduser warned: $(grep -i warn
     fail "key pairs were made at install time (an image baked now would share them)"
 # Enabled now; (re)started by postinst and stopped by prerm under systemd
 # (not PID 1 here: the scripts' own lines are checked instead).
-for u in droverd drover-agent; do
+for u in droverd drover-agent drover-web; do
     [ -L /etc/systemd/system/multi-user.target.wants/$u.service ] || fail "$u.service is not enabled"
     grep -q "_dh_action=restart" /var/lib/dpkg/info/$u.postinst &&
         grep -q "deb-systemd-invoke \$_dh_action '$u.service'" /var/lib/dpkg/info/$u.postinst ||
@@ -147,10 +151,30 @@ if runuser -u bob -- drover runs >/tmp/bob.log 2>&1; then
     fail "bob (not in group drover) could use the API socket"
 fi
 
+step "drover-web from its unit's command line (a user in group drover), an API token, the run over HTTP"
+# the unit: DynamicUser=yes, SupplementaryGroups=drover
+setpriv --reuid nobody --regid nogroup --groups drover \
+    sh -c "exec $(unit_line drover-web ExecStart)" >>/tmp/web.log 2>&1 &
+wpid=$!
+token=$(runuser -u alice -- drover token create pkgtest --role read) || fail "token create"
+http_get() { # PATH: the body of GET http://127.0.0.1:7080PATH with the token, or fail
+    python3 -c 'import sys, urllib.request as u
+r = u.Request("http://127.0.0.1:7080" + sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]})
+sys.stdout.write(u.urlopen(r, timeout=10).read().decode())' "$1" "$token"
+}
+wait_for 30 "drover-web to answer" http_get /healthz
+http_get "/api/v1/runs/$run" | grep -q '"status": *"succeeded"' ||
+    fail "GET /api/v1/runs/$run: $(http_get "/api/v1/runs/$run" 2>&1 | head -c 300)"
+http_get /metrics | grep -q '^drover_tasks{' || fail "GET /metrics has no drover_tasks"
+python3 -c 'import drover, sys; sys.exit(0 if drover.Client else 1)' ||
+    fail "the Python client (import drover) is not installed"
+kill $wpid && wait $wpid 2>/dev/null
+
 step "upgrade to $v2"
 stop_daemons
-apt_q install /tmp/debs-2/drover_*.deb /tmp/debs-2/droverd_*.deb /tmp/debs-2/drover-agent_*.deb
-for p in drover droverd drover-agent; do
+apt_q install /tmp/debs-2/drover_*.deb /tmp/debs-2/droverd_*.deb /tmp/debs-2/drover-agent_*.deb \
+    /tmp/debs-2/drover-web_*.deb
+for p in drover droverd drover-agent drover-web; do
     [ "$(dpkg-query -W -f='${Status} ${Version}' $p)" = "install ok installed $v2" ] ||
         fail "$p after upgrade: $(dpkg-query -W -f='${Status} ${Version}' $p)"
 done
@@ -165,22 +189,23 @@ stop_daemons
 
 if [ "$round" = docs ]; then
     step "apt-get remove, then apt-get purge"
-    apt_q remove drover droverd drover-agent
+    apt_q remove drover droverd drover-agent drover-web
     [ ! -e /usr/bin/droverd ] || fail "droverd still installed after remove"
     [ -e /etc/drover/droverd.yaml ] || fail "remove deleted the conffile droverd.yaml"
     [ "$(dpkg-query -W -f='${Status}' droverd)" = "deinstall ok config-files" ] ||
         fail "droverd after remove: $(dpkg-query -W -f='${Status}' droverd)"
-    apt_q purge drover droverd drover-agent
+    apt_q purge drover droverd drover-agent drover-web
 else
     step "apt-get purge (directly)"
-    apt_q purge drover droverd drover-agent
+    apt_q purge drover droverd drover-agent drover-web
 fi
 
 step "nothing left"
 left=""
 for f in /etc/drover /var/lib/drover /var/lib/drover-agent /run/drover /usr/libexec/drover /usr/lib/drover \
     /etc/systemd/system/multi-user.target.wants/droverd.service \
-    /etc/systemd/system/multi-user.target.wants/drover-agent.service; do
+    /etc/systemd/system/multi-user.target.wants/drover-agent.service \
+    /etc/systemd/system/multi-user.target.wants/drover-web.service; do
     [ ! -e "$f" ] && [ ! -L "$f" ] || left="$left $f"
 done
 [ -z "$left" ] || fail "left after purge:$left"

@@ -88,7 +88,7 @@ for round in $rounds; do
         echo 'path-exclude /usr/share/doc/*' >"$rootdir/etc/dpkg/dpkg.cfg.d/excludes"
     fi
     mkdir -p "$rootdir/tmp/debs-1" "$rootdir/tmp/debs-2"
-    for p in drover droverd drover-agent; do
+    for p in drover droverd drover-agent drover-web; do
         cp "$work"/deb-1/${p}_*.deb "$rootdir/tmp/debs-1/"
         cp "$work"/deb-2/${p}_*.deb "$rootdir/tmp/debs-2/"
     done
