@@ -19,6 +19,7 @@ Standard library only. The Dask client runs in a separate script
 (bench/dask_bench.py) under the python3 that has the distributed package.
 """
 import argparse
+import http.client
 import json
 import math
 import os
@@ -32,7 +33,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,7 +55,8 @@ SIZES = {
         subdag_items=100000,
         pools_tasks=10000, pools_agents=100, pools_max=100, pools_window=3,
         ptp_agents=200, ptp_tasks=50000,
-        bl_agents=1000, bl_tasks=100000, bl_backlog=1000000, watch_runs=20),
+        bl_agents=1000, bl_tasks=100000, bl_backlog=1000000, watch_runs=20,
+        http_run=1000, http_secs=20),
     "quick": dict(
         reps=1, throughput=500, distinct=500, chain=50, chain_long=1000, literal=2000,
         wide=1000,
@@ -64,7 +68,8 @@ SIZES = {
         subdag_items=10000,
         pools_tasks=2000, pools_agents=50, pools_max=20, pools_window=2,
         ptp_agents=100, ptp_tasks=10000,
-        bl_agents=100, bl_tasks=100000, bl_backlog=1000000, watch_runs=20),
+        bl_agents=100, bl_tasks=100000, bl_backlog=1000000, watch_runs=20,
+        http_run=1000, http_secs=10),
     "smoke": dict(
         reps=1, throughput=40, distinct=40, chain=10, chain_long=20, literal=60, wide=50,
         slurm_chain=5, slurm_wide_reps=1,
@@ -75,17 +80,22 @@ SIZES = {
         subdag_items=200,
         pools_tasks=200, pools_agents=5, pools_max=3, pools_window=0.5,
         ptp_agents=10, ptp_tasks=0,
-        bl_agents=10, bl_tasks=400, bl_backlog=2000, watch_runs=3),
+        bl_agents=10, bl_tasks=400, bl_backlog=2000, watch_runs=3,
+        http_run=100, http_secs=1),
 }
 
 WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide", "capacity",
              "heartbeat", "recovery", "big", "subdag", "pools",
-             "backlog", "watch_lag")
+             "backlog", "watch_lag", "http")
 # Workloads on droverd + real drover-agents (the rest use drover-simagent).
 REAL_WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide")
 SYSTEMS = ("drover", "slurm", "dask")
 APT_PACKAGES = ("slurm-wlm", "munge", "python3-distributed", "gnuplot-nox")
 MAX_STEPS_PER_SPEC = 1000  # what every drover so far accepts in one spec
+# The http workload: requests a second to each endpoint (open loop), over
+# this many keep-alive connections per endpoint.
+HTTP_RATE = 20.0
+HTTP_CONNS = 4
 
 # Targets from the issue: (row key, comparison, value).
 TARGETS = {
@@ -696,6 +706,15 @@ def drover_real(bench, sz):
             except Exception as e:  # noqa: BLE001 - recorded, the suite goes on
                 log("drover watch_lag: error: %s\n%s", e, traceback.format_exc())
                 out["watch_lag"] = {"na": "error: %s" % str(e)[:100]}
+        if "http" in bench.workloads:
+            try:
+                out["http"] = http_api(d, sz)
+            except NA as e:
+                log("drover http: n/a (%s)", e)
+                out["http"] = {"na": str(e)}
+            except Exception as e:  # noqa: BLE001 - recorded, the suite goes on
+                log("drover http: error: %s\n%s", e, traceback.format_exc())
+                out["http"] = {"na": "error: %s" % str(e)[:100]}
     finally:
         d.stop()
     return out
@@ -747,6 +766,165 @@ def watch_lag(d, runs):
         lags.append(printed * 1000.0 - end["time_ms"])
         log("watch_lag run %d: %.1f ms", i + 1, lags[-1])
     return lags
+
+
+class HttpLoad:
+    """Open-loop GET load on drover-web: each path at `rate` requests a
+    second on a fixed schedule (request i due at t0 + i/rate), request i on
+    keep-alive connection i % conns of its path (stdlib http.client, one
+    thread per connection). A request's latency runs from when it was due,
+    not from when its connection got to it (a slow answer delays the next
+    ones on its connection, and that wait is counted: no coordinated
+    omission), to its whole body read. Every request due before the load
+    stops is sent and measured, even when its connection gets to it after
+    (a server that falls behind is not let off). Any answer but 200, and
+    any request that failed (reset, timeout), is counted by kind in errors,
+    never dropped. during(fn) runs fn with the load on; the figures add up
+    over every call."""
+
+    def __init__(self, port, token, paths, rate=HTTP_RATE, conns=HTTP_CONNS):
+        self.port, self.rate, self.conns, self.paths = port, rate, conns, list(paths)
+        self.headers = {"Authorization": "Bearer " + token}
+        self.lat = {p: [] for p in self.paths}  # ms, the 200 answers
+        self.sent = {p: 0 for p in self.paths}
+        self.errors = {p: {} for p in self.paths}  # kind → count
+        self.body = {p: 0 for p in self.paths}  # the last 200 answer's size
+        self.secs = 0.0  # time with the load on, in all (from the first due to the stop)
+        self.stop_at = float("inf")
+        self.lock = threading.Lock()
+
+    def _error(self, path, kind):
+        with self.lock:
+            self.errors[path][kind] = self.errors[path].get(kind, 0) + 1
+
+    def _worker(self, path, k, t0, stop):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        i = k
+        try:
+            while True:
+                due = t0 + i / self.rate
+                stop.wait(max(0.0, due - time.monotonic()))
+                if stop.is_set() and due >= self.stop_at:
+                    return  # due after the end: not sent
+                with self.lock:
+                    self.sent[path] += 1
+                try:
+                    conn.request("GET", path, headers=self.headers)
+                    r = conn.getresponse()
+                    body = r.read()
+                    ms = (time.monotonic() - due) * 1000.0
+                    if r.status == 200:
+                        self.lat[path].append(ms)
+                        self.body[path] = len(body)
+                    else:
+                        self._error(path, "HTTP %d" % r.status)
+                except (OSError, http.client.HTTPException) as e:
+                    self._error(path, type(e).__name__)
+                    conn.close()  # the next request connects again
+                i += self.conns
+        finally:
+            conn.close()
+
+    def during(self, fn):
+        stop = threading.Event()
+        t0 = time.monotonic() + 0.02  # the threads start first
+        threads = [threading.Thread(target=self._worker, args=(p, k, t0, stop), daemon=True)
+                   for p in self.paths for k in range(self.conns)]
+        for t in threads:
+            t.start()
+        try:
+            return fn()
+        finally:
+            self.stop_at = time.monotonic()
+            stop.set()
+            self.secs += self.stop_at - t0
+            for t in threads:
+                t.join(120)
+
+
+def start_web(d, token):
+    """drover-web in front of d's API socket, as tests/integration/harness.py
+    starts it, with no per-client rate limit (every bench request comes from
+    one address); returns (process, port) once /healthz answers with
+    droverd reachable."""
+    if not os.access(d.bin("drover-web"), os.X_OK):
+        raise NA("no drover-web in %s" % d.bindir)
+    port = free_port()
+    web = procs.start("drover-web", [d.bin("drover-web"), "--listen", "127.0.0.1:%d" % port,
+                                     "--api", d.api, "--rate-limit", "0"],
+                      os.path.join(d.root, "drover-web.log"))
+
+    def up():
+        if web.poll() is not None:
+            raise RuntimeError("drover-web exited (rc %s); see %s" % (web.returncode,
+                                                                     web.log_path))
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=5) as r:
+                return r.status == 200 and json.load(r).get("droverd")
+        except OSError:
+            return False
+    wait_for(up, 30, 0.05, "drover-web to answer")
+    return web, port
+
+
+def http_api(d, sz):
+    """The HTTP API under load (issue #19): with drover-web in front of d
+    (a read API token), a fan-out run of sz["http_run"] tasks is run to its
+    end; then throughput runs (the throughput workload's, sz["throughput"]
+    tasks) alternate without and with HttpLoad driving GET of that run
+    (/api/v1/runs/ID) and GET /metrics at HTTP_RATE each, the load on from
+    just before each loaded submit until the bench sees its run finished,
+    until the load has been on sz["http_secs"] and there are at least
+    sz["reps"] pairs. Returns the latencies (every 200 answer), the errors
+    and both throughput figures, with droverd's CPU per task each way and
+    drover-web's CPU while loaded."""
+    token = d.cli("token", "create", "bench-http", "--role", "read").stdout.strip()
+    web, port = start_web(d, token)
+    try:
+        n = sz["http_run"]
+        rid, err = d.submit(spec_fanout("http%d" % n, n, "10m"))
+        if not rid:
+            raise NA(short_reason(err))
+        d.wait_runs([rid], 600)
+        paths = ["/api/v1/runs/" + rid, "/metrics"]
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, paths[0]),
+                                     headers={"Authorization": "Bearer " + token})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            tasks = len(json.load(r).get("tasks") or [])
+        if tasks < n:
+            raise RuntimeError("GET %s lists %d tasks, not %d" % (paths[0], tasks, n))
+        load = HttpLoad(port, token, paths)
+        out = {"run_id": rid, "items": n, "tasks": tasks, "rate": HTTP_RATE, "conns": HTTP_CONNS,
+               "plain": [], "loaded": [], "cpu_plain_us": [], "cpu_loaded_us": []}
+        web_cpu = 0.0
+        while len(out["loaded"]) < max(1, sz["reps"]) or (
+                load.secs < sz["http_secs"] and len(out["loaded"]) < 100):
+            k = len(out["loaded"])
+            c0 = d.cpu()
+            out["plain"].append(drover_real_once(d, "throughput", sz["throughput"], 1000 + k)[0])
+            c1 = d.cpu()
+            w0 = cpu_seconds(web.pid)
+            out["loaded"].append(load.during(
+                lambda: drover_real_once(d, "throughput", sz["throughput"], 2000 + k)[0]))
+            web_cpu += cpu_seconds(web.pid) - w0
+            c2 = d.cpu()
+            out["cpu_plain_us"].append((c1 - c0) / sz["throughput"] * 1e6)
+            out["cpu_loaded_us"].append((c2 - c1) / sz["throughput"] * 1e6)
+            log("drover http pair %d: throughput %.0f steps/s plain, %.0f with the HTTP load",
+                k + 1, out["plain"][-1], out["loaded"][-1])
+        out["load_s"] = load.secs
+        out["web_cpu_pct"] = web_cpu / load.secs * 100.0 if load.secs else 0.0
+        out["endpoints"] = {p: {"ms": load.lat[p], "sent": load.sent[p],
+                                "errors": load.errors[p], "body_bytes": load.body[p]}
+                            for p in paths}
+        for p in paths:
+            e = out["endpoints"][p]
+            log("drover http GET %s: %d sent, %d answered 200, p50 %.1f ms, p99 %.1f ms, "
+                "errors %s", p, e["sent"], len(e["ms"]), percentile(e["ms"], 0.5),
+                percentile(e["ms"], 0.99), e["errors"] or "none")
+        return out
+    finally:
+        procs.stop(web)
 
 
 # ---- drover workloads on simulated agents
@@ -1520,6 +1698,14 @@ def dask_workloads(bench, sz):
 # ------------------------------------------------------------------ report
 
 
+def percentile(vals, q):
+    """The q-quantile (0..1) of vals by nearest rank; NaN when empty."""
+    vals = sorted(vals)
+    if not vals:
+        return float("nan")
+    return vals[min(len(vals) - 1, int(round(q * (len(vals) - 1))))]
+
+
 def stat3(vals):
     return statistics.median(vals), min(vals), max(vals)
 
@@ -1533,7 +1719,7 @@ def fmt_num(v, unit):
         return "{:,.0f}".format(v)
     if unit == "% of a core":
         return "%.1f" % v
-    if unit == "tasks":
+    if unit in ("tasks", "requests"):
         return "%d" % v
     if abs(v) >= 100:
         return "{:,.0f}".format(v)
@@ -1623,7 +1809,7 @@ def build_rows(res, sz):
         title = "`drover run watch` end-of-run lag (end printed − end event's commit), %d runs" % (
             sz["watch_runs"])
         if vals:
-            p99 = vals[min(len(vals) - 1, int(round(0.99 * (len(vals) - 1))))]
+            p99 = percentile(vals, 0.99)
             rows.append(Row("watch_lag_median", title + ": median", "ms", "lower",
                             values=[statistics.median(vals)]))
             rows.append(Row("watch_lag", title + ": p99", "ms", "lower", values=[p99],
@@ -1631,6 +1817,8 @@ def build_rows(res, sz):
         else:
             rows.append(Row("watch_lag", title, "ms", "lower", na=wlag.get("na"),
                             target=TARGETS["watch_lag"]))
+    if real.get("http") is not None:
+        rows += http_rows(real["http"], sz)
     for key, title, _, _ in spec:  # what each task cost droverd in disk writes
         d = real.get(key)
         if d and d.get("io_kib"):
@@ -1701,6 +1889,38 @@ def build_rows(res, sz):
     pools = sim.get("pools")
     if pools is not None:
         rows += pools_rows(pools, sz)
+    return rows
+
+
+def http_rows(h, sz):
+    """The http workload's rows (issue #19): p50 and p99 of each endpoint at
+    the stated rate while throughput runs, the failed requests, and the
+    throughput figure with that load against without it (and their ratio,
+    per pair). The issue gives no target: the table shows what was
+    measured."""
+    n = "{:,}".format(sz["throughput"])
+    title = "HTTP API at %g req/s each, during %s-step throughput runs" % (HTTP_RATE, n)
+    if "na" in h:
+        return [Row("http_run_p99", title, "ms", "lower", na=h["na"])]
+    rows = []
+    names = {"/metrics": ("http_metrics", "GET /metrics")}
+    for path, e in h["endpoints"].items():
+        key, what = names.get(path, ("http_run", "GET /api/v1/runs/{id} of a %s-task run" % (
+            "{:,}".format(h["items"]))))
+        for q, qn in ((0.5, "p50"), (0.99, "p99")):
+            rows.append(Row("%s_%s" % (key, qn), "%s: %s, %s" % (title, what, qn), "ms", "lower",
+                            values=[percentile(e["ms"], q)] if e["ms"] else None,
+                            na=None if e["ms"] else "no request answered 200"))
+    sent = sum(e["sent"] for e in h["endpoints"].values())
+    rows.append(Row("http_errors", "%s: requests failed (not 200, or no answer) of %d sent" % (
+        title, sent), "requests", "lower",
+        values=[sum(sum(e["errors"].values()) for e in h["endpoints"].values())]))
+    rows.append(Row("http_tp_loaded", "throughput: %s `true` steps with that HTTP load" % n,
+                    "steps/s", "higher", values=h["loaded"]))
+    rows.append(Row("http_tp_plain", "throughput: %s `true` steps without it (alternating)" % n,
+                    "steps/s", "higher", values=h["plain"]))
+    rows.append(Row("http_tp_ratio", "throughput with the HTTP load / without", "×", "higher",
+                    values=[y / x for x, y in zip(h["plain"], h["loaded"]) if x > 0]))
     return rows
 
 
@@ -2042,6 +2262,21 @@ def details_md(res, sz):
                            each("%.0f", "state_mb"), each("%.2f", "submit_s"),
                            each("%.1f", "makespan_s"), each("%d", "dup"),
                            each("%.1f", "api_stall_s")))
+    h = res.get("drover", {}).get("http")
+    if isinstance(h, dict) and "na" not in h:
+        out.append("- HTTP API: %d pairs of throughput runs, the load on %.1f s in all, %d "
+                   "keep-alive connections per endpoint; %s; droverd's CPU per task %s µs "
+                   "without the load, %s µs with it; drover-web used %.1f%% of a core while "
+                   "loaded" % (
+                       len(h["loaded"]), h["load_s"], h["conns"], "; ".join(
+                           "GET %s: %d sent, %d answered 200 (%s bytes), %.1f req/s, errors: %s"
+                           % (p, e["sent"], len(e["ms"]), "{:,}".format(e["body_bytes"]),
+                              e["sent"] / h["load_s"] if h["load_s"] else 0,
+                              ", ".join("%s %d" % kv for kv in sorted(e["errors"].items()))
+                              or "none")
+                           for p, e in h["endpoints"].items()),
+                       "%.1f" % statistics.median(h["cpu_plain_us"]),
+                       "%.1f" % statistics.median(h["cpu_loaded_us"]), h["web_cpu_pct"]))
     pools = sim.get("pools")
     if isinstance(pools, dict) and pools.get("decision"):
         dec = pools["decision"]
@@ -2238,7 +2473,8 @@ def main():
         real = [w for w in REAL_WORKLOADS if w in b.workloads]
         simw = [w for w in ("capacity", "heartbeat", "recovery", "big", "subdag", "pools", "backlog")
                 if w in b.workloads]
-        if "drover" in b.systems and (real or "watch_lag" in b.workloads):
+        if "drover" in b.systems and (real or "watch_lag" in b.workloads or
+                                      "http" in b.workloads):
             phase("drover", lambda: drover_real(b, sz))
         if "drover" in b.systems and simw:
             phase("drover-sim", lambda: drover_sim(b, sz), key="drover_sim")

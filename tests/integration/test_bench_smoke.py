@@ -8,7 +8,8 @@ benchmark itself stays out of `make test`.
   it; the run finishes with no task lost and none run twice, and droverd
   dispatches again after the restart;
 - bench/bench.py --smoke on drover alone (tiny sizes): it runs end to end and
-  writes its table, with the bytes droverd wrote per task and the memory
+  writes its table, with the bytes droverd wrote per task, the HTTP API's
+  latencies under load (drover-web, every request answered 200), the memory
   per task of a fan-out of sub-DAGs against a flat fan-out, and the node
   pools workload's decision part (10 pools with bench/simprovider: every
   pool decides and is asked to create nodes).
@@ -157,13 +158,14 @@ class BenchDriverTest(DroverTestCase):
         if bindir != harness.BIN_DIR:  # bench.py wants every program in one dir
             bindir = self.c.path("bin")
             os.makedirs(bindir)
-            for b in ("droverd", "drover-agent", "drover"):
+            for b in ("droverd", "drover-agent", "drover", "drover-web"):
                 os.symlink(harness.bin_path(b), os.path.join(bindir, b))
             os.symlink(simagent_path(), os.path.join(bindir, "drover-simagent"))
         argv = [sys.executable, os.path.join(SOURCE_DIR, "bench", "bench.py"), "--smoke",
                 "--systems", "drover", "--no-install", "--keep", "--bin-dir", bindir, "--out", out,
                 "--workloads",
-                "throughput,distinct,chain,capacity,heartbeat,recovery,subdag,pools,watch_lag"]
+                "throughput,distinct,chain,capacity,heartbeat,recovery,subdag,pools,watch_lag,"
+                "http"]
         env = dict(self.c.env)
         env.pop("BENCH_QUICK", None)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -197,6 +199,23 @@ class BenchDriverTest(DroverTestCase):
         # run watch's end-of-run lag: measured for each run (3 in smoke)
         self.assertEqual(len(real["watch_lag"]["values"]), 3, real["watch_lag"])
         self.assertIn("end-of-run lag", md)
+        # the HTTP API under load: GET of the 100-task run and /metrics
+        # through drover-web while throughput runs; every request answered
+        # 200, latencies and both throughput figures in the table
+        h = real["http"]
+        self.assertNotIn("na", h, h)
+        self.assertEqual(h["items"], 100, h)
+        self.assertGreaterEqual(h["tasks"], 100, h)  # and the fan-out step's own
+        for path, e in h["endpoints"].items():
+            self.assertEqual(e["errors"], {}, (path, e))
+            self.assertGreater(e["sent"], 0, (path, e))
+            self.assertEqual(len(e["ms"]), e["sent"], (path, e))
+            self.assertGreater(min(e["ms"]), 0, (path, e))
+        self.assertEqual(len(h["plain"]), len(h["loaded"]), h)
+        self.assertGreater(min(h["plain"] + h["loaded"]), 0, h)
+        self.assertIn("GET /api/v1/runs/{id} of a 100-task run, p99", md)
+        self.assertIn("GET /metrics, p50", md)
+        self.assertIn("throughput with the HTTP load / without", md)
         sim = res["drover_sim"]
         self.assertIsInstance(sim["capacity"], list, sim["capacity"])
         self.assertGreater(sim["capacity"][0]["rate"], 0)
