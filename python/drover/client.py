@@ -200,7 +200,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         parser = SSEParser()
         if since is not None:
-            parser.last_id = str(since)
+            parser.resume_from(str(since))
         delay = 0.2
         while True:
             q = [("run", run_id)] if run_id else []

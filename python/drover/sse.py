@@ -6,8 +6,9 @@ It follows the spec's rules: lines end with CRLF, LF or CR; a line
 starting with ':' is a comment (drover-web's `: ping` keep-alives);
 `field: value` with one optional space after the colon removed; a line
 without a colon is a field with an empty value; `data` lines are joined
-with "\\n"; `id` sets the last event id (kept across events, ignored when
-it contains NUL); `retry` with digits only sets the reconnection delay; a
+with "\\n"; `id` sets the last event id buffer (kept across events, ignored
+when it contains NUL), which becomes last_id, the id to resume from, only
+at the blank line ending the event; `retry` with digits only sets the reconnection delay; a
 blank line dispatches the event (none when no data line was seen, as the
 spec says, but the id still counts); unknown fields are ignored; a BOM at
 the very start is dropped. An incomplete event at the end of a stream is
@@ -41,7 +42,7 @@ class Event:
 
 class SSEParser:
     """Incremental parser; feed() bytes, get events. State: last_id (for
-    Last-Event-ID on reconnect) and retry_ms (None until the server set it)."""
+    Last-Event-ID on reconnect: set it to start from an id) and retry_ms (None until the server set it)."""
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -51,6 +52,7 @@ class SSEParser:
         self._data: list[str] = []
         self._has_data = False
         self._event = ""
+        self._id_buf = ""
         self.last_id = ""
         self.retry_ms: int | None = None
 
@@ -90,6 +92,7 @@ class SSEParser:
 
     def _line(self, line: str) -> Event | None:
         if line == "":
+            self.last_id = self._id_buf  # the spec: committed at each blank line
             if not self._has_data:
                 self._event = ""
                 return None
@@ -111,16 +114,22 @@ class SSEParser:
             self._event = value
         elif field == "id":
             if "\0" not in value:
-                self.last_id = value
+                self._id_buf = value
         elif field == "retry":
             if value.isdigit() and value.isascii():
                 self.retry_ms = int(value)
         return None
 
+    def resume_from(self, event_id: str) -> None:
+        """Start as if event_id was the last event received (a reader that
+        wants the events after a known seq)."""
+        self.last_id = self._id_buf = event_id
+
     def reset_event(self) -> None:
         """Forget a partly received event (the connection dropped): the
         spec drops it; last_id and retry_ms are kept for the reconnect."""
         self._decoder.reset()
+        self._id_buf = self.last_id
         self._buf = ""
         self._skip_lf = False
         self._data, self._has_data, self._event = [], False, ""

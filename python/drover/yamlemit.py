@@ -43,7 +43,10 @@ _NUMBER_RE = re.compile(
     re.X,
 )
 _INDICATORS = set("-?:,[]{}#&*!|>'\"%@`")
-_FLOW_CHARS = set(",[]{}:")
+_FLOW_CHARS = set(",[]{}:?")  # PyYAML ends a flow plain scalar at "?" too
+# line breaks for a YAML 1.1 reader (1.2 has only CR and LF): never plain,
+# never inside single quotes or a literal block
+_BREAKS = "\n\r\x85\u2028\u2029"
 
 
 class Block(dict):
@@ -92,7 +95,7 @@ def _plain_ok(s: str, flow: bool) -> bool:
             return False
     if ": " in s or " #" in s or "\t" in s:
         return False
-    if any(not _printable(c) or c in "\n\r\x85" for c in s):
+    if any(not _printable(c) or c in _BREAKS for c in s):
         return False
     if flow and any(c in _FLOW_CHARS for c in s):
         return False
@@ -115,7 +118,7 @@ def _double(s: str) -> str:
             out.append("\\r")
         elif c == "\0":
             out.append("\\0")
-        elif _printable(c) and c != "\x85":
+        elif _printable(c) and c not in _BREAKS:
             out.append(c)
         elif o <= 0xFF:
             out.append("\\x%02x" % o)
@@ -128,7 +131,7 @@ def _double(s: str) -> str:
 
 
 def _quoted(s: str) -> str:
-    simple = all(_printable(c) and c not in "\n\r\t\x85" for c in s)
+    simple = all(_printable(c) and c not in _BREAKS and c != "\t" for c in s)
     if simple and "'" not in s and ('"' in s or "\\" in s):
         return "'" + s + "'"
     return _double(s)
@@ -155,7 +158,7 @@ def scalar(v: Any, flow: bool = False) -> str:
 def _literal_ok(s: str) -> bool:
     if "\n" not in s.rstrip("\n") and not s.endswith("\n"):
         return False
-    if not s.strip() or any(not _printable(c) or c in "\r\x85" for c in s):
+    if not s.strip() or any(not _printable(c) or (c in _BREAKS and c != "\n") for c in s):
         return False
     # trailing spaces on a line are kept by a literal block, but a line of
     # only spaces before the end is confusing: use quotes then
@@ -168,7 +171,8 @@ def _literal(s: str, indent: int) -> str:
     body = s.rstrip("\n")
     trailing = len(s) - len(body)
     header = "|"
-    if body[0] == " ":
+    first = next((line for line in body.split("\n") if line), "")
+    if first.startswith(" ") or body.startswith("\n"):
         header += "2"
     header += {0: "-", 1: ""}.get(trailing, "+")
     pad = " " * indent
