@@ -12,6 +12,7 @@ hand-written ones do.
 - templates, for_each over a range, a fan-in reading the fan-out's output
   list, `when` and retries, with needs inferred from outputs, give the
   expected values;
+- the README's "Python client" example runs as written;
 - a mistake droverd refuses is reported at the FILE:LINE:COL of the
   emitted YAML where the key is.
 """
@@ -119,6 +120,28 @@ class PythonAuthoringTest(DroverTestCase):
                          {"sum": "74", "tries": "2"})
         self.assertEqual(task(run, "big")["status"], "SUCCEEDED")
         self.assertEqual(task(run, "small")["status"], "SKIPPED")
+
+    def test_readme_example_runs(self):
+        c = self.c
+        c.start_droverd()
+        c.start_agent("a1", cpus=4)
+        with open(os.path.join(harness.SOURCE_DIR, "README.md")) as f:
+            readme = f.read()
+        section = readme[readme.index("## Python client"):]
+        code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+        self.assertIn("drover.main(p)", code)
+        script = c.path("readme_pipeline.py")
+        with open(script, "w") as f:
+            f.write(code)
+        spec = c.path("readme.yaml")
+        env = dict(os.environ, PYTHONPATH=os.path.join(harness.SOURCE_DIR, "python"))
+        subprocess.run([sys.executable, script, "-o", spec], check=True, env=env)
+        rid = c.submit(spec, params={"src": os.path.join(harness.SOURCE_DIR, "examples", "ml"),
+                                     "rows": "300"})
+        run = wait_final(c, rid, timeout=180)
+        self.assertEqual(run["status"], "SUCCEEDED", run)
+        self.assertEqual(task(run, "evaluate")["status"], "SUCCEEDED")
+        self.assertEqual(task(run, "notify")["status"], "SUCCEEDED")
 
     def test_refused_spec_points_at_the_emitted_line(self):
         c = self.c
