@@ -131,7 +131,7 @@ def error_from_response(status: int, body: bytes, headers: Any = None) -> Drover
         return InvalidSpec(message, status, code or "invalid", parsed, problems)
     cls = _BY_STATUS.get(status)
     if cls is None:
-        cls = Unavailable if status >= 500 and status in (502, 504) else DroverError
+        cls = Unavailable if status in (502, 504) else DroverError
     err = cls(message, status, code, parsed)
     if isinstance(err, RateLimited) and headers is not None:
         try:
