@@ -235,26 +235,37 @@ class Client:
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def wait(self, run_id: str, timeout: float | None = None) -> dict:
+    def wait(self, run_id: str, timeout: float | None = None,
+             reread_every: float = 30.0) -> dict:
         """Block until the run ends; return its final view.
 
         Follows the run's events (SSE) and re-reads the run when a run
-        event arrives, when the stream starts, and after `truncated` (the
-        reader fell behind the retained log). Raises TimeoutError when
-        timeout seconds pass first."""
+        event arrives, when the stream starts, after `truncated` (the
+        reader fell behind the retained log), and at least every
+        reread_every seconds (should an event never come). Raises
+        TimeoutError when timeout seconds pass first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        run = self.run(run_id)
-        if run.get("status") in FINAL_RUN:
-            return run
-        for ev in self.events(run_id=run_id, since=0, timeout=timeout):
-            if ev.event in ("run", "truncated"):
-                run = self.run(run_id)
-                if run.get("status") in FINAL_RUN:
-                    return run
-        run = self.run(run_id)
-        if run.get("status") in FINAL_RUN:
-            return run
-        raise TimeoutError("run %s still %s after %ss" % (run_id, run.get("status"), timeout))
+        since = 0
+        while True:
+            run = self.run(run_id)
+            if run.get("status") in FINAL_RUN:
+                return run
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError("run %s still %s after %ss"
+                                   % (run_id, run.get("status"), timeout))
+            slice_s = reread_every if left is None else min(reread_every, left)
+            for ev in self.events(run_id=run_id, since=since, timeout=slice_s):
+                if ev.id.isdigit():
+                    since = int(ev.id)
+                if ev.event == "truncated":
+                    try:  # continue from the oldest event kept
+                        since = max(since, int(ev.json().get("first_seq", 1)) - 1)
+                    except (ValueError, AttributeError, TypeError):
+                        pass
+                    break
+                if ev.event == "run":
+                    break
 
     # ------------------------------------------------------------ logs
 
