@@ -30,7 +30,7 @@ import urllib.request
 from http.client import HTTPException
 from typing import Any, BinaryIO, Iterator, Mapping
 
-from .errors import DroverError, NotFound, Unavailable, error_from_response
+from .errors import DroverError, Unavailable, error_from_response
 from .sse import Event, SSEParser
 
 __all__ = ["Client", "FINAL_RUN", "safe_extract_tar"]

@@ -195,6 +195,21 @@ class ClientProtocol(unittest.TestCase):
         with self.assertRaises(drover.Unauthenticated):
             drover.Client(self.c.url, token="").status()
 
+    def test_main_submit(self):
+        import contextlib
+        p = drover.Pipeline("x")
+        p.step("a", command=["true"])
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = drover.main(p, ["--submit", "--url", self.c.url, "--token", "tok", "-p", "k=v=w"])
+        self.assertEqual((rc, out.getvalue()), (0, "r7\n"))
+        self.assertEqual(self.srv.posts[-1][1]["params"], {"k": "v=w"})
+        p.step("b", extra={"bad": 1}, command=["true"])
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = drover.main(p, ["--submit", "--url", self.c.url, "--token", "tok"])
+        self.assertEqual(rc, 6)
+        self.assertIn("drover: error: x.yaml:3:5: unknown key 'bad'", err.getvalue())
+
     def test_unreachable(self):
         with self.assertRaises(drover.Unavailable):
             drover.Client("http://127.0.0.1:1", token="tok").status()
