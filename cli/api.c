@@ -30,11 +30,12 @@ struct api {
     void *sock; /* NULL until the first call, and after a timeout */
     char *endpoint;
     int timeout_ms;
-    int64_t patience_ms; /* 0: the first missed answer is an error */
-    bool quiet;          /* retrying: do not report missed answers */
-    bool outage_noted;   /* a note went to stderr (api_take_outage) */
-    bool quiet_errors;   /* api_set_quiet_errors */
-    char *last_error;    /* the last error answer's text (owned) */
+    int64_t patience_ms;            /* 0: the first missed answer is an error */
+    bool quiet;                     /* retrying: do not report missed answers */
+    bool outage_noted;              /* a note went to stderr (api_take_outage) */
+    bool quiet_errors;              /* api_set_quiet_errors */
+    char *last_error;               /* the last error answer's text (owned) */
+    Drover__ApiResponse *last_resp; /* the last error answer (owned; api_take_error_answer) */
     Drover__ApiErrorCode last_code;
 };
 
@@ -143,6 +144,8 @@ void api_destroy(api_t **api)
     zmq_ctx_term((*api)->ctx);
     free((*api)->endpoint);
     free((*api)->last_error);
+    if ((*api)->last_resp)
+        drover__api_response__free_unpacked((*api)->last_resp, NULL);
     free(*api);
     *api = NULL;
 }
@@ -296,7 +299,9 @@ static int decode(api_t *api, zmq_msg_t *msg, Drover__ApiResponse **resp)
             }
             cli_set_failure(exit_status_of(r->error_code));
         }
-        drover__api_response__free_unpacked(r, NULL);
+        if (api->last_resp)
+            drover__api_response__free_unpacked(api->last_resp, NULL);
+        api->last_resp = r;
         return -EREMOTEIO;
     }
     *resp = r;
@@ -312,6 +317,13 @@ Drover__ApiErrorCode api_last_error(const api_t *api, const char **text)
 {
     *text = api->last_error ? api->last_error : "";
     return api->last_error ? api->last_code : DROVER__API_ERROR_CODE__API_ERROR_OTHER;
+}
+
+Drover__ApiResponse *api_take_error_answer(api_t *api)
+{
+    Drover__ApiResponse *r = api->last_resp;
+    api->last_resp = NULL;
+    return r;
 }
 
 void api_report_last_error(const api_t *api)
@@ -349,6 +361,9 @@ static int call_once(api_t *api, const Drover__ApiRequest *req, Drover__ApiRespo
     *resp = NULL;
     free(api->last_error);
     api->last_error = NULL;
+    if (api->last_resp)
+        drover__api_response__free_unpacked(api->last_resp, NULL);
+    api->last_resp = NULL;
     if (!api->sock && (rc = open_socket(api)) < 0)
         return rc;
     zmq_msg_init(&msg);

@@ -60,6 +60,11 @@ void api_set_quiet_errors(api_t *api, bool quiet);
  * DROVER__API_ERROR_CODE__API_ERROR_OTHER and "" when there was none. */
 Drover__ApiErrorCode api_last_error(const api_t *api, const char **text);
 
+/* The last error answer itself (its spec_errors: drover-web lists them),
+ * handed to the caller (free it with drover__api_response__free_unpacked),
+ * or NULL when the last call got none. */
+Drover__ApiResponse *api_take_error_answer(api_t *api);
+
 /* Print the last error answer (quiet mode) as api_call would have, and
  * record its exit status. */
 void api_report_last_error(const api_t *api);

@@ -380,6 +380,44 @@ class Cluster:
                 raise
         raise AssertionError("droverd did not start")
 
+    # ---- drover-web
+
+    def start_web(self, extra=(), wait=True):
+        """Start drover-web on a free local port in front of this cluster's
+        droverd (its API socket) and, with wait, return once /healthz
+        answers. self.web_url is its base URL ("http://127.0.0.1:PORT")."""
+        import urllib.request
+        for tries in range(3):
+            port = free_port()
+            argv = [bin_path("drover-web"), "--listen", "127.0.0.1:%d" % port,
+                    "--api", self.api] + list(extra)
+            d = Daemon("drover-web", "drover-web", argv, self.path("drover-web.log"),
+                       self.env, self.tmp)
+            self.daemons.append(d)
+            self.web = d
+            self.web_url = "http://127.0.0.1:%d" % port
+            if not wait:
+                return d
+
+            def up():
+                if not d.alive():
+                    raise DaemonDied("drover-web exited during start-up (rc %s); log tail:\n%s"
+                                     % (d.p.returncode, tail(d.log_text(), 40)))
+                try:
+                    with urllib.request.urlopen(self.web_url + "/healthz", timeout=5) as r:
+                        return r.status == 200
+                except OSError:
+                    return False
+            try:
+                wait_until(up, timeout=30, interval=0.1, what="drover-web to answer")
+                return d
+            except DaemonDied:
+                if "cannot listen" in d.log_text() and tries < 2:
+                    d.expected_exit = True
+                    continue
+                raise
+        raise AssertionError("drover-web did not start")
+
     def wait_api_ready(self, timeout=30):
         d = self.droverd
 

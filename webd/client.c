@@ -1,0 +1,131 @@
+/* client — drover-web's droverd clients: a pool of cli/api.c clients (one
+ * ZeroMQ REQ socket each). A call takes one from the pool (or makes one),
+ * so each is used by one connection thread at a time, and gives it back
+ * after; the pool keeps at most POOL_KEEP idle ones (the rest are closed),
+ * so it follows the peak of concurrent calls. Errors are kept quiet in
+ * api.c and mapped here to HTTP (web.h). */
+#include "keys.h" /* czmq first */
+
+#include "web.h"
+#include "webd.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "util.h"
+
+#define POOL_KEEP 64
+
+static const char *endpoint;
+static api_t *idle[POOL_KEEP];
+static size_t n_idle;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+void web_client_init(const char *ep)
+{
+    endpoint = ep;
+}
+
+void web_client_shutdown(void)
+{
+    pthread_mutex_lock(&mu);
+    while (n_idle > 0)
+        api_destroy(&idle[--n_idle]);
+    pthread_mutex_unlock(&mu);
+}
+
+static api_t *take(void)
+{
+    api_t *a = NULL;
+    pthread_mutex_lock(&mu);
+    if (n_idle > 0)
+        a = idle[--n_idle];
+    pthread_mutex_unlock(&mu);
+    if (!a && (a = api_new(endpoint)))
+        api_set_quiet_errors(a, true);
+    return a;
+}
+
+static void give_back(api_t *a)
+{
+    pthread_mutex_lock(&mu);
+    if (n_idle < POOL_KEEP) {
+        idle[n_idle++] = a;
+        a = NULL;
+    }
+    pthread_mutex_unlock(&mu);
+    api_destroy(&a);
+}
+
+static void map_code(web_call_error_t *err, Drover__ApiErrorCode code)
+{
+    err->api_code = code;
+    switch (code) {
+    case DROVER__API_ERROR_CODE__API_ERROR_UNAUTHENTICATED:
+        err->status = 401, err->code = "unauthenticated";
+        break;
+    case DROVER__API_ERROR_CODE__API_ERROR_PERMISSION_DENIED:
+        err->status = 403, err->code = "permission_denied";
+        break;
+    case DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND:
+        err->status = 404, err->code = "not_found";
+        break;
+    case DROVER__API_ERROR_CODE__API_ERROR_INVALID:
+        err->status = 400, err->code = "invalid";
+        break;
+    case DROVER__API_ERROR_CODE__API_ERROR_CONFLICT:
+        err->status = 409, err->code = "conflict";
+        break;
+    default:
+        err->status = 500, err->code = "internal";
+        break;
+    }
+}
+
+int web_call(const char *bearer, Drover__ApiRequest *req, Drover__ApiResponse **resp,
+             web_call_error_t *err)
+{
+    memset(err, 0, sizeof *err);
+    *resp = NULL;
+    api_t *a = take();
+    if (!a) {
+        err->status = 500, err->code = "internal";
+        snprintf(err->message, sizeof err->message, "cannot make a droverd client");
+        return -1;
+    }
+    char *saved = req->bearer;
+    req->bearer = (char *)(bearer ? bearer : "");
+    int rc = api_call(a, req, resp);
+    req->bearer = saved;
+    if (rc == 0) {
+        give_back(a);
+        return 0;
+    }
+    if (rc == -EREMOTEIO) {
+        const char *text;
+        map_code(err, api_last_error(a, &text));
+        snprintf(err->message, sizeof err->message, "%s", text);
+        err->resp = api_take_error_answer(a);
+    } else if (rc == -ETIMEDOUT || rc == -ENOENT || rc == -ECONNREFUSED || rc == -EAGAIN ||
+               rc == -EACCES) {
+        err->status = 503, err->code = "unavailable";
+        snprintf(err->message, sizeof err->message, "droverd at %s cannot be reached: %s", endpoint,
+                 rc == -ETIMEDOUT ? "no answer in time" : strerror(-rc));
+    } else {
+        err->status = 500, err->code = "internal";
+        snprintf(err->message, sizeof err->message, "talking to droverd at %s failed: %s", endpoint,
+                 strerror(-rc));
+    }
+    give_back(a);
+    return -1;
+}
+
+void web_call_error_free(web_call_error_t *err)
+{
+    if (err->resp)
+        drover__api_response__free_unpacked(err->resp, NULL);
+    err->resp = NULL;
+}

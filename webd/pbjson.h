@@ -1,0 +1,37 @@
+/* pbjson — protobuf-c messages as JSON, by their descriptors.
+ *
+ * The rules (the HTTP API's, README "HTTP API"): field names as in the
+ * proto (snake_case); an enum as its value's name lowercased with the
+ * enum's common prefix dropped (TASK_SUCCEEDED -> "succeeded",
+ * API_ERROR_NOT_FOUND -> "not_found"); repeated KeyValue as a JSON object;
+ * bytes as lowercase hex; 64-bit integers as JSON numbers; scalars,
+ * strings and enums always present (their defaults included), repeated
+ * fields always present (maybe []), sub-messages omitted when unset; of a
+ * oneof only the member that is set. pbjson_schema describes exactly that
+ * shape as JSON Schema, so webd/openapi.json's components cannot drift
+ * (drover-web --print-schemas).
+ */
+#ifndef DROVER_WEBD_PBJSON_H
+#define DROVER_WEBD_PBJSON_H
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+
+/* m as a new JSON object (the caller owns the reference); NULL m: null. */
+json_t *pbjson_message(const ProtobufCMessage *m);
+
+/* The JSON name of enum value v of d ("succeeded"), written into buf; an
+ * unknown value gives its number as text. Returns buf. */
+const char *pbjson_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, size_t len);
+
+/* The value of d whose JSON name is name; -1 when none is. */
+int pbjson_enum_value(const ProtobufCEnumDescriptor *d, const char *name);
+
+/* Add to schemas (an object: name -> JSON Schema) the schema of message
+ * type d under its proto name ("RunView") and, recursively, of every
+ * message type it contains, referring to them as
+ * "#/components/schemas/NAME". */
+void pbjson_schema(const ProtobufCMessageDescriptor *d, json_t *schemas);
+
+#endif

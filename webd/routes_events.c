@@ -1,0 +1,5 @@
+#include "web.h"
+
+const web_route_t routes_events[] = {
+    {0},
+};
