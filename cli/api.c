@@ -319,6 +319,11 @@ Drover__ApiErrorCode api_last_error(const api_t *api, const char **text)
     return api->last_error ? api->last_code : DROVER__API_ERROR_CODE__API_ERROR_OTHER;
 }
 
+void api_interrupt(api_t *api)
+{
+    zmq_ctx_shutdown(api->ctx);
+}
+
 Drover__ApiResponse *api_take_error_answer(api_t *api)
 {
     Drover__ApiResponse *r = api->last_resp;

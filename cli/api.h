@@ -60,6 +60,11 @@ void api_set_quiet_errors(api_t *api, bool quiet);
  * DROVER__API_ERROR_CODE__API_ERROR_OTHER and "" when there was none. */
 Drover__ApiErrorCode api_last_error(const api_t *api, const char **text);
 
+/* From any thread: make the call api is blocked in, if any, and every
+ * later one fail at once (a daemon stopping: drover-web). Only
+ * api_destroy is left to do with it. */
+void api_interrupt(api_t *api);
+
 /* The last error answer itself (its spec_errors: drover-web lists them),
  * handed to the caller (free it with drover__api_response__free_unpacked),
  * or NULL when the last call got none. */

@@ -265,8 +265,20 @@ static void spot_view(const task_t *t, Drover__TaskView *tv, int64_t now)
     tv->checkpoint_ms = ck ? ck->time_ms : 0;
 }
 
+/* A run id's number ("r000042" -> 42), which orders runs by creation;
+ * 0 when id is not one. */
+static uint64_t run_number(const char *id)
+{
+    char *end;
+    if (!id || id[0] != 'r' || id[1] < '0' || id[1] > '9')
+        return 0;
+    errno = 0;
+    uint64_t n = strtoull(id + 1, &end, 10);
+    return errno || *end ? 0 : n;
+}
+
 /* Whether run r passes the filters of a list_runs request (each one unset
- * passes everything). */
+ * passes everything; `before` is checked by the caller). */
 static bool run_matches(const run_t *r, const Drover__ListRunsRequest *lr)
 {
     bool status_ok = lr->n_status == 0;
@@ -775,11 +787,17 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     case DROVER__API_REQUEST__OP_LIST_RUNS: {
         const Drover__ListRunsRequest *lr = req->list_runs;
         size_t limit = lr->limit ? lr->limit : API_DEFAULT_LIST, n = 0;
+        uint64_t before = lr->before && *lr->before ? run_number(lr->before) : UINT64_MAX;
+        if (before == 0) {
+            set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_INVALID,
+                      "before: '%s' is not a run id", lr->before);
+            break;
+        }
         if (limit > API_MAX_LIST)
             limit = API_MAX_LIST;
         runs = xcalloc(s->dag.n_runs < limit ? s->dag.n_runs : limit, sizeof *runs);
         for (size_t i = s->dag.n_runs; i-- > 0 && n < limit;) { /* newest first */
-            if (!run_matches(s->dag.runs[i], lr))
+            if (!run_matches(s->dag.runs[i], lr) || run_number(s->dag.runs[i]->rec->id) >= before)
                 continue;
             runs[n] = xmalloc(sizeof **runs);
             run_view(s, s->dag.runs[i], runs[n++], false, NULL);

@@ -1,9 +1,10 @@
 #!/bin/sh
-# Check the systemd units: `systemd-analyze verify` on both (against the
+# Check the systemd units: `systemd-analyze verify` on each (against the
 # binaries of BUILD_DIR, substituted for /usr/bin/... in temporary copies,
 # so no install is needed) and `systemd-analyze security --offline=true`
-# on both, printing the exposure scores. Fails if a unit does not verify or
-# droverd.service scores above MAX_EXPOSURE (default 2.0, "OK").
+# on each, printing the exposure scores. Fails if a unit does not verify or
+# droverd.service or drover-web.service scores above MAX_EXPOSURE (default
+# 2.0, "OK").
 # Needs systemd >= 252 (Debian 12) for --offline; nothing is started.
 # Usage: scripts/check-units.sh [BUILD_DIR]    (default: build)
 set -eu
@@ -18,7 +19,7 @@ command -v systemd-analyze >/dev/null || {
     echo "check-units: systemd-analyze not found (apt-get install systemd)" >&2
     exit 2
 }
-for b in droverd drover-agent; do
+for b in droverd drover-agent drover-web; do
     [ -x "$build/$b" ] || {
         echo "check-units: $build/$b not built (cmake --build $build --target $b)" >&2
         exit 2
@@ -32,14 +33,14 @@ fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
-for u in droverd drover-agent; do
+for u in droverd drover-agent drover-web; do
     sed -e "s#/usr/bin/$u #$build/$u #g" -e "s#/usr/bin/$u\$#$build/$u#g" \
         -e "s#/usr/libexec/drover/drover-identity#$root/systemd/drover-identity#g" \
         "$root/systemd/$u.service" >"$tmp/$u.service"
 done
 
 status=0
-for u in droverd drover-agent; do
+for u in droverd drover-agent drover-web; do
     # verify also loads the units the file names (network-online.target...);
     # its output is empty when all is well.
     out=$(cd "$tmp" && systemd-analyze verify "$u.service" 2>&1) || status=1
@@ -57,14 +58,20 @@ score() { # unit -> "1.2 OK"
 }
 d=$(score droverd)
 a=$(score drover-agent)
+w=$(score drover-web)
 echo "droverd.service: exposure $d (systemd-analyze security; 0 = locked down, 10 = exposed)"
 echo "drover-agent.service: exposure $a (runs arbitrary steps as root; see the unit's comments)"
-if [ -z "$d" ]; then
-    echo "check-units: could not read droverd's exposure score" >&2
-    status=1
-elif ! awk -v s="${d% *}" -v m="$max" 'BEGIN { exit !(s <= m) }'; then
-    echo "check-units: droverd.service exposure ${d% *} is above $max" >&2
-    (cd "$tmp" && systemd-analyze security --offline=true --no-pager droverd.service) | grep '✗' >&2
-    status=1
-fi
+echo "drover-web.service: exposure $w"
+for u in droverd drover-web; do
+    s=$d
+    [ "$u" = droverd ] || s=$w
+    if [ -z "$s" ]; then
+        echo "check-units: could not read $u's exposure score" >&2
+        status=1
+    elif ! awk -v s="${s% *}" -v m="$max" 'BEGIN { exit !(s <= m) }'; then
+        echo "check-units: $u.service exposure ${s% *} is above $max" >&2
+        (cd "$tmp" && systemd-analyze security --offline=true --no-pager "$u.service") | grep '✗' >&2
+        status=1
+    fi
+done
 exit $status

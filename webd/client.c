@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
@@ -22,6 +23,9 @@
 static const char *endpoint;
 static api_t *idle[POOL_KEEP];
 static size_t n_idle;
+static api_t **live; /* every client, idle or in use: web_client_interrupt */
+static size_t n_live, cap_live;
+static bool interrupted;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 void web_client_init(const char *ep)
@@ -29,11 +33,39 @@ void web_client_init(const char *ep)
     endpoint = ep;
 }
 
+static void destroy(api_t *a)
+{
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < n_live; i++)
+        if (live[i] == a) {
+            live[i] = live[--n_live];
+            break;
+        }
+    pthread_mutex_unlock(&mu);
+    api_destroy(&a);
+}
+
 void web_client_shutdown(void)
 {
     pthread_mutex_lock(&mu);
-    while (n_idle > 0)
-        api_destroy(&idle[--n_idle]);
+    api_t *list[POOL_KEEP];
+    size_t n = n_idle;
+    memcpy(list, idle, n * sizeof *list);
+    n_idle = 0;
+    pthread_mutex_unlock(&mu);
+    for (size_t i = 0; i < n; i++)
+        destroy(list[i]);
+    free(live);
+    live = NULL;
+    n_live = cap_live = 0;
+}
+
+void web_client_interrupt(void)
+{
+    pthread_mutex_lock(&mu);
+    interrupted = true;
+    for (size_t i = 0; i < n_live; i++)
+        api_interrupt(live[i]);
     pthread_mutex_unlock(&mu);
 }
 
@@ -44,8 +76,18 @@ static api_t *take(void)
     if (n_idle > 0)
         a = idle[--n_idle];
     pthread_mutex_unlock(&mu);
-    if (!a && (a = api_new(endpoint)))
-        api_set_quiet_errors(a, true);
+    if (a || !(a = api_new(endpoint)))
+        return a;
+    api_set_quiet_errors(a, true);
+    pthread_mutex_lock(&mu);
+    if (n_live == cap_live) {
+        cap_live = cap_live ? cap_live * 2 : 16;
+        live = xrealloc(live, cap_live * sizeof *live);
+    }
+    live[n_live++] = a;
+    if (interrupted)
+        api_interrupt(a);
+    pthread_mutex_unlock(&mu);
     return a;
 }
 
@@ -57,7 +99,8 @@ static void give_back(api_t *a)
         a = NULL;
     }
     pthread_mutex_unlock(&mu);
-    api_destroy(&a);
+    if (a)
+        destroy(a);
 }
 
 static void map_code(web_call_error_t *err, Drover__ApiErrorCode code)
@@ -109,6 +152,9 @@ int web_call(const char *bearer, Drover__ApiRequest *req, Drover__ApiResponse **
         map_code(err, api_last_error(a, &text));
         snprintf(err->message, sizeof err->message, "%s", text);
         err->resp = api_take_error_answer(a);
+    } else if (rc == -ETERM) {
+        err->status = 503, err->code = "unavailable";
+        snprintf(err->message, sizeof err->message, "drover-web is stopping");
     } else if (rc == -ETIMEDOUT || rc == -ENOENT || rc == -ECONNREFUSED || rc == -EAGAIN ||
                rc == -EACCES) {
         err->status = 503, err->code = "unavailable";

@@ -180,10 +180,10 @@ int main(int argc, char **argv)
     log_daemon_timestamps();
     web_config_defaults(&o.cfg);
     int status = config_parse_args(argc, argv, longopts, apply, &o, NULL, usage);
-    if (status >= 0)
-        return status;
-    if (o.print_schemas)
-        return print_schemas();
+    if (status >= 0 || o.print_schemas) {
+        rc = status >= 0 ? status : print_schemas();
+        goto out;
+    }
 
     /* signals: handled by sigwait on this thread; MHD's threads inherit
      * the mask, so none of them is interrupted */
@@ -205,6 +205,7 @@ int main(int argc, char **argv)
         rc = 0;
     }
     web_client_shutdown();
+out:
     for (int i = 0; i < o.n_owned; i++)
         free(o.owned[i]);
     return rc;

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -159,6 +160,21 @@ void web_stream(web_req_t *r, unsigned status, const char *content_type, uint64_
 
 /* ---- the request ---- */
 
+int web_peer_fd(web_req_t *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+bool web_peer_gone(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    if (fd < 0)
+        return false;
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 const char *web_capture(const web_req_t *r, const char *name)
 {
     for (size_t i = 0; i < r->n_caps; i++)
@@ -241,6 +257,28 @@ json_t *web_body_json(web_req_t *r)
         return NULL;
     }
     return j;
+}
+
+bool web_json_members(web_req_t *r, json_t *obj, const char *const *known)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        size_t i = 0;
+        while (known[i] && strcmp(known[i], key) != 0)
+            i++;
+        if (known[i])
+            continue;
+        strbuf_t list = {0};
+        for (i = 0; known[i]; i++)
+            sb_printf(&list, "%s%s", i ? ", " : "", known[i]);
+        web_error(r, 400, "invalid", "unknown member '%s' (known: %s)", key,
+                  list.buf ? list.buf : "none");
+        sb_free(&list);
+        return false;
+    }
+    return true;
 }
 
 /* ---- droverd, with the request's bearer ---- */
@@ -350,16 +388,22 @@ typedef struct {
 } bucket_t;
 
 static bucket_t *buckets;
-static pthread_mutex_t rate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t rate_mu = PTHREAD_MUTEX_INITIALIZER; /* also conn_slots */
+
+static size_t addr_hash(const char *addr)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = addr; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (size_t)(h % RATE_SLOTS);
+}
 
 /* Take one token for addr: 0, or the seconds to wait for one (> 0). */
 static unsigned rate_take(const char *addr)
 {
     if (cfg->rate == 0)
         return 0;
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = addr; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    size_t h = addr_hash(addr);
     int64_t now = util_mono_ms();
     unsigned wait = 0;
     pthread_mutex_lock(&rate_mu);
@@ -391,6 +435,79 @@ static unsigned rate_take(const char *addr)
     return wait;
 }
 
+/* ---- connections by address ----
+ * Counted here so that a client over --max-connections-per-ip (or all of
+ * them over --max-connections) gets a JSON refusal (429 / 503, then the
+ * connection closed) rather than a closed socket; MHD's own limits sit a
+ * little above ours, as the hard stop. A slot with connections is never
+ * reused, so a connection keeps a pointer to its slot (its socket
+ * context); an address that finds no slot in its probe window is not
+ * counted (MHD's limit still holds). */
+
+typedef struct {
+    char addr[INET6_ADDRSTRLEN];
+    uint32_t n;
+} conn_slot_t;
+
+static conn_slot_t *conn_slots;
+static uint32_t conns_total;
+
+static void client_address(struct MHD_Connection *conn, char *out, size_t len);
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    conn_slot_t *slot = *socket_context;
+    pthread_mutex_lock(&rate_mu);
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        char addr[INET6_ADDRSTRLEN];
+        client_address(conn, addr, sizeof addr);
+        size_t h = addr_hash(addr);
+        conns_total++;
+        for (size_t i = 0; i < RATE_PROBE && !slot; i++) {
+            conn_slot_t *c = &conn_slots[(h + i) % RATE_SLOTS];
+            if (c->n == 0 || strcmp(c->addr, addr) == 0)
+                slot = c;
+        }
+        if (slot) {
+            if (slot->n++ == 0)
+                snprintf(slot->addr, sizeof slot->addr, "%s", addr);
+        }
+        *socket_context = slot;
+    } else {
+        conns_total--;
+        if (slot)
+            slot->n--;
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock(&rate_mu);
+}
+
+/* Whether r's connection is over a limit: answered (429/503) if so. */
+static bool over_connections(web_req_t *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const conn_slot_t *slot = ci ? ci->socket_context : NULL;
+    uint32_t mine, total;
+    pthread_mutex_lock(&rate_mu);
+    mine = slot ? slot->n : 0;
+    total = conns_total;
+    pthread_mutex_unlock(&rate_mu);
+    if (mine > cfg->max_conns_ip)
+        web_error(r, 429, "too_many_connections",
+                  "too many connections from %s (at most %u at once)", r->client,
+                  cfg->max_conns_ip);
+    else if (total > cfg->max_conns)
+        web_error(r, 503, "too_many_connections",
+                  "drover-web has too many connections (at most %u): retry later", cfg->max_conns);
+    else
+        return false;
+    web_add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    web_add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    return true;
+}
+
 /* ---- MHD callbacks ---- */
 
 static void client_address(struct MHD_Connection *conn, char *out, size_t len)
@@ -410,6 +527,8 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
 /* The checks of a request's first call; false when an answer is set. */
 static bool admit(web_req_t *r, const char *method, const char *url)
 {
+    if (over_connections(r))
+        return false;
     unsigned wait = rate_take(r->client);
     if (wait > 0) {
         char s[16];
@@ -562,6 +681,8 @@ int web_server_start(const web_config_t *c)
     }
     if (!buckets)
         buckets = xcalloc(RATE_SLOTS, sizeof *buckets);
+    if (!conn_slots)
+        conn_slots = xcalloc(RATE_SLOTS, sizeof *conn_slots);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
     if (v6)
@@ -570,10 +691,11 @@ int web_server_start(const web_config_t *c)
     daemon_ = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_conns,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)c->max_conns_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)c->header_limit, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)c->max_conns + 64, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)c->max_conns_ip + 8, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)c->header_limit,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!daemon_) {
         log_error("cannot listen on %s (in use? a bad address?)", c->listen);
         return -1;
@@ -585,9 +707,12 @@ int web_server_start(const web_config_t *c)
 void web_server_stop(void)
 {
     web_set_stopping();
+    web_client_interrupt();
     if (daemon_)
         MHD_stop_daemon(daemon_);
     daemon_ = NULL;
     free(buckets);
     buckets = NULL;
+    free(conn_slots);
+    conn_slots = NULL;
 }

@@ -122,6 +122,16 @@ typedef ssize_t (*web_stream_fn)(void *arg, uint64_t pos, char *buf, size_t max)
 void web_stream(web_req_t *r, unsigned status, const char *content_type, uint64_t size,
                 web_stream_fn fn, void *arg, void (*free_arg)(void *arg));
 
+/* The connection's socket (-1 if unknown), for a stream's producer to
+ * check with web_peer_gone between waits. */
+int web_peer_fd(web_req_t *r);
+
+/* Whether the client behind fd hung up (poll: POLLRDHUP/POLLHUP/POLLERR,
+ * no wait): a producer that would otherwise wait on for a reader that
+ * left ends with WEB_STREAM_ERROR. Safe on a socket MHD owns: it only
+ * polls. */
+bool web_peer_gone(int fd);
+
 /* Whether drover-web is shutting down: long streams end when it says so. */
 bool web_stopping(void);
 
@@ -158,6 +168,10 @@ int web_api(web_req_t *r, Drover__ApiRequest *req, Drover__ApiResponse **resp);
 /* The body parsed as a JSON object; NULL after answering 400 when it is
  * not one (an empty body gives an empty object). The caller decrefs it. */
 json_t *web_body_json(web_req_t *r);
+
+/* Whether every member of obj is one of known (NULL-terminated); false
+ * after answering 400 naming the first unknown one and the known ones. */
+bool web_json_members(web_req_t *r, json_t *obj, const char *const *known);
 
 /* ---- the route tables (one per routes_*.c) ---- */
 extern const web_route_t routes_core[];   /* routes_core.c: status, healthz, openapi, metrics */

@@ -35,6 +35,10 @@ void web_server_stop(void);
 void web_client_init(const char *endpoint);
 void web_client_shutdown(void);
 
+/* From any thread: make every droverd call in flight, and later ones, fail
+ * at once (stopping). */
+void web_client_interrupt(void);
+
 /* The message all refusals of the stopping flag share; set by stop. */
 void web_set_stopping(void);
 
