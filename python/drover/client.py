@@ -196,7 +196,10 @@ class Client:
         """Follow the event stream (SSE), reconnecting with Last-Event-ID
         when the connection drops. Yields sse.Event (event = task, run,
         agent, checkpoint, pool_node or truncated; .json() the record).
-        Ends when timeout seconds have passed (None: never)."""
+        A stream's `event: error` raises the DroverError of its code when a
+        reconnect cannot help (unauthenticated, permission_denied,
+        not_found, invalid), else the stream is reopened. Ends when timeout
+        seconds have passed (None: never)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         parser = SSEParser()
         if since is not None:
@@ -222,7 +225,11 @@ class Client:
                         chunk = r.read1(65536) if hasattr(r, "read1") else r.read(1)
                         if not chunk:
                             break
-                        yield from parser.feed(chunk)
+                        for ev in parser.feed(chunk):
+                            if ev.event == "error":
+                                _raise_stream_error(ev)
+                                break  # droverd unreachable: reconnect
+                            yield ev
             except Unavailable:
                 pass
             except (OSError, HTTPException, socket.timeout):
@@ -356,6 +363,23 @@ class Client:
     def healthz(self) -> dict:
         """drover-web's health answer (no token needed)."""
         return self._json("GET", "/healthz")
+
+
+_FATAL_CODES = {"unauthenticated": 401, "permission_denied": 403, "not_found": 404,
+                "invalid": 400}
+
+
+def _raise_stream_error(ev: Event) -> None:
+    """A stream's `event: error` ({"error", "code"}): raise the DroverError
+    for a code that a reconnect cannot cure (a revoked token, a run that
+    is gone); return for the others (droverd unreachable: reconnect)."""
+    try:
+        body = ev.json()
+    except ValueError:
+        return
+    code = str(body.get("code") or "") if isinstance(body, dict) else ""
+    if code in _FATAL_CODES:
+        raise error_from_response(_FATAL_CODES[code], ev.data.encode())
 
 
 def _log_text(data: str) -> str:

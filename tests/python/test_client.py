@@ -80,6 +80,9 @@ class FakeWeb(BaseHTTPRequestHandler):
             s.run_reads += 1
             status = "succeeded" if s.events_served >= 2 else "running"
             return self.send(200, {"id": "r1", "status": status, "tasks": []})
+        if u.path == "/api/v1/events" and q.get("run") == ["revoked"]:
+            return self.stream(b'event: error\ndata: {"error": "token revoked", '
+                               b'"code": "unauthenticated"}\n\n')
         if u.path == "/api/v1/events":
             s.events_served += 1
             if s.events_served == 1:
@@ -152,6 +155,10 @@ class ClientProtocol(unittest.TestCase):
         run = self.c.wait("r1", timeout=20)
         self.assertEqual(run["status"], "succeeded")
         self.assertEqual(self.srv.resumed_from, ("5", ["5"]))
+
+    def test_stream_error_raised_when_a_reconnect_cannot_help(self):
+        with self.assertRaisesRegex(drover.Unauthenticated, "token revoked"):
+            list(self.c.events(run_id="revoked", timeout=20))
 
     def test_logs_follow_reconnects_at_the_byte_offset(self):
         text = "".join(self.c.logs("r1", "t", follow=True, timeout=20))
