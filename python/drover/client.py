@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import tarfile
 import tempfile
 import time
@@ -30,7 +31,7 @@ import urllib.request
 from http.client import HTTPException
 from typing import Any, BinaryIO, Iterator, Mapping
 
-from .errors import DroverError, Unavailable, error_from_response
+from .errors import DroverError, RateLimited, Unavailable, error_from_response
 from .sse import Event, SSEParser
 
 __all__ = ["Client", "FINAL_RUN", "safe_extract_tar"]
@@ -50,13 +51,19 @@ class Client:
 
     url: drover-web's base URL (default $DROVER_URL, else
     http://127.0.0.1:7080); token: the API token (default $DROVER_TOKEN);
-    timeout: seconds for each plain request."""
+    timeout: seconds for each plain request; cafile: the CA bundle that
+    signed drover-web's certificate (https, when not the system's);
+    retries_429: how often a GET refused with 429 is tried again after its
+    Retry-After (at most 10 s each)."""
 
     def __init__(self, url: str | None = None, token: str | None = None,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, cafile: str | None = None,
+                 retries_429: int = 3) -> None:
         self.url = (url or os.environ.get("DROVER_URL") or DEFAULT_URL).rstrip("/")
         self.token = token if token is not None else os.environ.get("DROVER_TOKEN")
         self.timeout = timeout
+        self.retries_429 = retries_429
+        self._ssl = ssl.create_default_context(cafile=cafile) if cafile else None
 
     # ------------------------------------------------------------ plumbing
 
@@ -75,14 +82,23 @@ class Client:
             req.add_header("Content-Type", content_type)
         for k, v in (headers or {}).items():
             req.add_header(k, v)
-        try:
-            return urllib.request.urlopen(req, timeout=timeout or self.timeout)
-        except urllib.error.HTTPError as e:
-            data = e.read() if e.fp is not None else b""
-            raise error_from_response(e.code, data, e.headers) from None
-        except (urllib.error.URLError, OSError, HTTPException) as e:
-            reason = getattr(e, "reason", e)
-            raise Unavailable("cannot reach drover-web at %s: %s" % (self.url, reason)) from None
+        for attempt in range(self.retries_429 + 1):
+            try:
+                return urllib.request.urlopen(req, timeout=timeout or self.timeout,
+                                              context=self._ssl)
+            except urllib.error.HTTPError as e:
+                data = e.read() if e.fp is not None else b""
+                err = error_from_response(e.code, data, e.headers)
+                if isinstance(err, RateLimited) and method == "GET" \
+                        and attempt < self.retries_429:
+                    time.sleep(min(10.0, err.retry_after or 1.0))
+                    continue
+                raise err from None
+            except (urllib.error.URLError, OSError, HTTPException) as e:
+                reason = getattr(e, "reason", e)
+                raise Unavailable("cannot reach drover-web at %s: %s"
+                                  % (self.url, reason)) from None
+        raise AssertionError("not reached")
 
     def _json(self, method: str, path: str, query: Any = None, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()

@@ -76,6 +76,12 @@ class FakeWeb(BaseHTTPRequestHandler):
         s.requests.append((u.path, q, dict(self.headers)))
         if self.headers.get("Authorization") != "Bearer tok":
             return self.send(401, {"error": "no token", "code": "unauthenticated"})
+        if u.path == "/api/v1/status":
+            s.status_reads += 1
+            if s.status_reads == 1:
+                return self.send(429, {"error": "slow down", "code": "rate_limited"},
+                                 headers=[("Retry-After", "0")])
+            return self.send(200, {"version": "x"})
         if u.path == "/api/v1/runs/r1":
             s.run_reads += 1
             status = "succeeded" if s.events_served >= 2 else "running"
@@ -144,6 +150,7 @@ class ClientProtocol(unittest.TestCase):
         self.srv.daemon_threads = True
         self.srv.requests, self.srv.posts, self.srv.log_offsets = [], [], []
         self.srv.run_reads, self.srv.events_served, self.srv.resumed_from = 0, 0, None
+        self.srv.status_reads = 0
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
         self.addCleanup(self.srv.server_close)
         self.addCleanup(self.srv.shutdown)
@@ -216,6 +223,14 @@ class ClientProtocol(unittest.TestCase):
             rc = drover.main(p, ["--submit", "--url", self.c.url, "--token", "tok"])
         self.assertEqual(rc, 6)
         self.assertIn("drover: error: x.yaml:3:5: unknown key 'bad'", err.getvalue())
+
+    def test_get_refused_429_tried_again(self):
+        self.assertEqual(self.c.status(), {"version": "x"})
+        self.assertEqual(self.srv.status_reads, 2)
+        self.srv.status_reads = 0
+        with self.assertRaises(drover.RateLimited) as cm:
+            drover.Client(self.c.url, token="tok", retries_429=0).status()
+        self.assertEqual(cm.exception.retry_after, 0.0)
 
     def test_unreachable(self):
         with self.assertRaises(drover.Unavailable):
