@@ -4,7 +4,8 @@ real agent and drover-web (harness.start_web), the client over HTTP only.
 Runs written with the authoring layer are submitted with Client.submit and
 followed with Client.wait on drover-web's event stream: an approval gate
 resumed with params (read downstream), a cancel, a delete, a refused spec
-raising InvalidSpec with the FILE:LINE:COL of each error, 401/404 as
+raising InvalidSpec with the FILE:LINE:COL of each error, a spec file
+sent with the files it imports (transitively), 401/404 as
 their DroverError subclasses; `python3 train_pipeline.py --submit --wait`
 (drover.main) with --url and --token runs the ml example to its end.
 Logs and artifacts: pending_python_client_files.py (drover-web's file
@@ -91,6 +92,16 @@ class PythonClientTest(DroverTestCase):
             drover.Client(self.c.web_url, token="").status()
         with self.assertRaises(drover.NotFound):
             cl.run("r999999")
+
+    def test_submit_path_sends_its_imports(self):
+        # the spec imports lib/a.yaml, which imports (as msg) lib/b.yaml:
+        # Client.submit reads and sends both, as `drover submit` does
+        cl = self.client
+        rid = cl.submit(os.path.join(harness.SOURCE_DIR, "examples", "peers",
+                                     "argo-workflow-template-dag.yaml"))
+        run = cl.wait(rid, timeout=60 * harness.SCALE)
+        self.assertEqual(run["status"], "succeeded", run)
+        self.assertTrue(any(t["name"].endswith("inner-D") for t in run["tasks"]), run["tasks"])
 
     def test_main_submit_wait(self):
         env = dict(os.environ, PYTHONPATH=os.path.join(harness.SOURCE_DIR, "python"))
