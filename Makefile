@@ -92,7 +92,7 @@ bench: build
 	@python3 bench/checkpoint.py --bin-dir $(BUILD) $(if $(BENCH_QUICK),--saves 5)
 
 # --- Debian packages (debian/, README "Installing the packages").
-# `make deb` builds drover, droverd and drover-agent into build/deb/;
+# `make deb` builds drover, droverd, drover-agent and drover-web into build/deb/;
 # `make package-test` (tests/package/test-package.sh; part of `make test`;
 # root; 1m42 on 2 cores with its cache in build-pkgtest/, about 3.5 minutes
 # the first time) builds them twice, runs lintian and installs, runs,

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build the Debian packages (debian/: debhelper) from this checkout:
-# drover (CLI, examples, drover-identity), droverd and drover-agent, into
+# drover (CLI, examples, drover-identity), droverd, drover-agent and drover-web, into
 # OUT_DIR (default build/deb), and print their paths. The tracked and
 # untracked-but-not-ignored files are copied to OUT_DIR/src first, so the
 # checkout and its build directories are left alone.

@@ -60,9 +60,11 @@ OWN_SCHEMAS = {
                       required=["step"]),
     "PreemptBody": obj({"deadline_ms": {"type": "integer", "minimum": 0}}, required=[]),
     "ScaleBody": obj({"nodes": {"type": "integer", "minimum": 0}}),
+    # ttl, then any other TokenRequest field by its name (pool, uses, node;
+    # an API token's name and role)
     "TokenCreateBody": obj({"ttl": {"type": ["string", "integer"]}, "pool": STR,
                             "uses": {"type": "integer", "minimum": 0}, "node": STR},
-                           required=[]),
+                           required=[], additional=True),
 }
 
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "util.h"
 
 /* How many leading characters all of d's value names share, cut back to
@@ -265,4 +266,79 @@ void pbjson_schema(const ProtobufCMessageDescriptor *d, json_t *schemas)
         else if (f->label == PROTOBUF_C_LABEL_REPEATED)
             json_array_append_new(required, json_string(f->name));
     }
+}
+
+int pbjson_set_field(ProtobufCMessage *m, const char *name, json_t *v, char *err, size_t errlen)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    char *p;
+    if (!f || f->label == PROTOBUF_C_LABEL_REPEATED || f->type == PROTOBUF_C_TYPE_MESSAGE ||
+        f->type == PROTOBUF_C_TYPE_BYTES || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) {
+        snprintf(err, errlen, "unknown member '%s'", name);
+        return -1;
+    }
+    p = (char *)m + f->offset;
+    json_int_t n = json_is_integer(v) ? json_integer_value(v) : -1;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        if (!json_is_string(v))
+            break;
+        *(const char **)p = json_string_value(v);
+        return 0;
+    case PROTOBUF_C_TYPE_ENUM: {
+        int e = json_is_string(v) ? pbjson_enum_value(f->descriptor, json_string_value(v)) : -1;
+        if (e < 0) {
+            const ProtobufCEnumDescriptor *d = f->descriptor;
+            char one[128];
+            strbuf_t list = {0};
+            for (unsigned i = 0; i < d->n_values; i++)
+                sb_printf(&list, "%s%s", i ? ", " : "",
+                          pbjson_enum_name(d, d->values[i].value, one, sizeof one));
+            snprintf(err, errlen, "%s: expected one of %s", name, list.buf ? list.buf : "");
+            sb_free(&list);
+            return -1;
+        }
+        *(int *)p = e;
+        return 0;
+    }
+    case PROTOBUF_C_TYPE_BOOL:
+        if (!json_is_boolean(v))
+            break;
+        *(protobuf_c_boolean *)p = json_is_true(v);
+        return 0;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        if (n < 0 || n > UINT32_MAX)
+            break;
+        *(uint32_t *)p = (uint32_t)n;
+        return 0;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        if (n < 0)
+            break;
+        *(uint64_t *)p = (uint64_t)n;
+        return 0;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        if (!json_is_integer(v))
+            break;
+        *(int64_t *)p = json_integer_value(v);
+        return 0;
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        if (!json_is_integer(v) || n < INT32_MIN || n > INT32_MAX)
+            break;
+        *(int32_t *)p = (int32_t)n;
+        return 0;
+    default:
+        break;
+    }
+    snprintf(err, errlen, "%s: expected %s", name,
+             f->type == PROTOBUF_C_TYPE_STRING ? "a string"
+             : f->type == PROTOBUF_C_TYPE_BOOL ? "true or false"
+                                               : "a number in range");
+    return -1;
 }

@@ -28,6 +28,13 @@ const char *pbjson_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf,
 /* The value of d whose JSON name is name; -1 when none is. */
 int pbjson_enum_value(const ProtobufCEnumDescriptor *d, const char *name);
 
+/* Set m's scalar field `name` (not repeated, not a message, not in a
+ * oneof) from JSON v: a string field from a string (the pointer is v's:
+ * keep v until m is done with), an enum from its JSON name, numbers from
+ * integers in range, bool from true/false. 0, or -1 with why in err (an
+ * unknown field, a wrong type). */
+int pbjson_set_field(ProtobufCMessage *m, const char *name, json_t *v, char *err, size_t errlen);
+
 /* Add to schemas (an object: name -> JSON Schema) the schema of message
  * type d under its proto name ("RunView") and, recursively, of every
  * message type it contains, referring to them as

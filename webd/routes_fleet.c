@@ -193,43 +193,39 @@ static void get_tokens(web_req_t *r)
     call_list(r, &req, "tokens", 200);
 }
 
-/* {"ttl": "30d" or milliseconds, "pool", "uses", "node"}: the TokenRequest
- * fields droverd has (API tokens' name and role come with them). */
+/* {"ttl": "30d" or milliseconds, ...}: ttl, then any other member is the
+ * TokenRequest field of that name (pbjson_set_field: "pool", "uses",
+ * "node" for join tokens; an API token's "name" and "role" once droverd's
+ * TokenRequest has them), except op and id. */
 static void post_token(web_req_t *r)
 {
-    static const char *const known[] = {"ttl", "pool", "uses", "node", NULL};
     Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
     Drover__TokenRequest tr = DROVER__TOKEN_REQUEST__INIT;
     Drover__ApiResponse *resp;
-    json_t *body = web_body_json(r);
+    json_t *body = web_body_json(r), *v;
+    const char *key;
+    char err[512];
     if (!body)
         return;
-    json_t *ttl = json_object_get(body, "ttl"), *pool = json_object_get(body, "pool"),
-           *uses = json_object_get(body, "uses"), *node = json_object_get(body, "node");
-    if (!web_json_members(r, body, known))
-        goto out;
-    if (json_is_string(ttl)) {
-        if (spec_parse_duration(json_string_value(ttl), &tr.ttl_ms) < 0) {
-            web_error(r, 400, "invalid", "ttl: expected a duration (\"30d\"), got '%s'",
-                      json_string_value(ttl));
+    json_object_foreach(body, key, v)
+    {
+        if (strcmp(key, "ttl") == 0) {
+            if (json_is_string(v) ? spec_parse_duration(json_string_value(v), &tr.ttl_ms) < 0
+                                  : !(json_is_integer(v) && json_integer_value(v) >= 0)) {
+                web_error(r, 400, "invalid", "ttl: expected a duration (\"30d\") or milliseconds");
+                goto out;
+            }
+            if (json_is_integer(v))
+                tr.ttl_ms = (uint64_t)json_integer_value(v);
+        } else if (strcmp(key, "op") == 0 || strcmp(key, "id") == 0 || strcmp(key, "ttl_ms") == 0 ||
+                   pbjson_set_field(&tr.base, key, v, err, sizeof err) < 0) {
+            if (strcmp(key, "op") == 0 || strcmp(key, "id") == 0 || strcmp(key, "ttl_ms") == 0)
+                snprintf(err, sizeof err, "unknown member '%s'", key);
+            web_error(r, 400, "invalid", "%s", err);
             goto out;
         }
-    } else if (json_is_integer(ttl) && json_integer_value(ttl) >= 0)
-        tr.ttl_ms = (uint64_t)json_integer_value(ttl);
-    else if (ttl) {
-        web_error(r, 400, "invalid", "ttl: expected a duration (\"30d\") or milliseconds");
-        goto out;
-    }
-    if ((pool && !json_is_string(pool)) || (node && !json_is_string(node)) ||
-        (uses && (!json_is_integer(uses) || json_integer_value(uses) < 0 ||
-                  json_integer_value(uses) > UINT32_MAX))) {
-        web_error(r, 400, "invalid", "pool and node: strings; uses: a count");
-        goto out;
     }
     tr.op = DROVER__TOKEN_OP__TOKEN_CREATE;
-    tr.pool = (char *)(pool ? json_string_value(pool) : "");
-    tr.node = (char *)(node ? json_string_value(node) : "");
-    tr.uses = uses ? (uint32_t)json_integer_value(uses) : 0;
     req.op_case = DROVER__API_REQUEST__OP_TOKEN;
     req.token = &tr;
     if (web_api(r, &req, &resp) < 0)

@@ -38,6 +38,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "route.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -307,34 +308,20 @@ int web_api(web_req_t *r, Drover__ApiRequest *req, Drover__ApiResponse **resp)
 
 /* ---- routing ---- */
 
-/* Whether path matches pattern; the captures go into r (when r is set). */
-static bool match(const char *pattern, const char *path, web_req_t *r)
+/* Whether url matches pattern; the captures go into r (when r is set). */
+static bool match(const char *pattern, const char *url, web_req_t *r)
 {
-    const char *p = pattern, *u = path;
-    size_t n = 0;
-    while (*p && *u) {
-        if (*p == '{') {
-            const char *close = strchr(p, '}');
-            size_t seg = strcspn(u, "/");
-            if (!close || seg == 0 || n == MAX_CAPTURES)
-                return false;
-            if (r) {
-                r->cap_name[n] = xstrndup(p + 1, (size_t)(close - p - 1));
-                r->cap_val[n] = xstrndup(u, seg);
-            }
-            n++;
-            p = close + 1;
-            u += seg;
-            continue;
-        }
-        if (*p != *u)
-            return false;
-        p++, u++;
-    }
-    if (*p || *u)
+    web_span_t caps[MAX_CAPTURES];
+    int n = web_pattern_match(pattern, url, caps, MAX_CAPTURES);
+    if (n < 0)
         return false;
-    if (r)
-        r->n_caps = n;
+    if (r) {
+        for (int i = 0; i < n; i++) {
+            r->cap_name[i] = xstrndup(caps[i].name, caps[i].name_len);
+            r->cap_val[i] = xstrndup(caps[i].value, caps[i].value_len);
+        }
+        r->n_caps = (size_t)n;
+    }
     return true;
 }
 

@@ -351,6 +351,69 @@ class WebFlowsTest(harness.DroverTestCase):
         self.assertEqual((st, b["code"]), (409, "conflict"), b)
 
 
+class WebEventsTest(harness.DroverTestCase):
+    def test_truncated_then_resumes(self):
+        """A reader behind the pruned log is told (event: truncated with
+        first_seq) and goes on from the oldest event kept."""
+        c = self.c
+        c.start_droverd(extra=["--events-max", "5"])
+        c.start_agent("w1")
+        rid = c.submit({"name": "p", "steps": [{"name": "s%d" % i, "script": "true"}
+                                               for i in range(4)]})
+        c.wait_run_final(rid)
+        c.restart_droverd()  # prunes at start
+        c.start_web()
+        h = Http(c.web_url, api_token(c))
+        st, page = h.json("GET", "/api/v1/events?format=json&since=0")
+        self.assertEqual(st, 200, page)
+        self.assertTrue(page["truncated"], page)
+        first = page["events"][0]["seq"]
+        self.assertGreater(first, 1, page)
+        sse = Sse(h, "/api/v1/events?since=0")
+        try:
+            it = sse.events()
+            eid, kind, data = next(it)
+            self.assertEqual(kind, "truncated")
+            self.assertEqual(json.loads(data), {"first_seq": first})
+            eid, kind, data = next(it)
+            self.assertEqual(int(eid), first)
+        finally:
+            sse.close()
+        # a bad since or Last-Event-ID, an unknown run: 400 / 404, not a stream
+        for path, headers, want in (("/api/v1/events?since=x", None, 400),
+                                    ("/api/v1/events", {"Last-Event-ID": "-1"}, 400),
+                                    ("/api/v1/events?run=r999999", None, 404),
+                                    ("/api/v1/events?format=xml", None, 400)):
+            st, b = h.json("GET", path, headers=headers)
+            self.assertEqual(st, want, (path, b))
+
+
+class WebTokensTest(harness.DroverTestCase):
+    def test_roles_and_revocation(self):
+        """droverd decides what a token may do: drover-web passes each
+        caller's token on. Needs droverd's API tokens (`drover token
+        create NAME --role ROLE`)."""
+        c = self.c
+        c.start_droverd()
+        r = c.cli("token", "create", "reader", "--role", "read")
+        reader = [w for w in (r.out or "").split() if w.startswith("drva1.")]
+        if r.rc != 0 or not reader:
+            self.skipTest("this droverd has no API tokens yet")
+        c.start_web()
+        h = Http(c.web_url, reader[0])
+        self.assertEqual(h.json("GET", "/api/v1/runs")[0], 200)
+        st, b = h.json("POST", "/api/v1/runs", "name: x\nsteps:\n  - name: a\n    script: 'true'\n",
+                       headers={"Content-Type": "application/yaml"})
+        self.assertEqual((st, b["code"]), (403, "permission_denied"), b)
+        self.assertIn("reader", b["error"])
+        bad = Http(c.web_url, "drva1.00000000." + "0" * 64)
+        st, b = bad.json("GET", "/api/v1/runs")
+        self.assertEqual((st, b["code"]), (401, "unauthenticated"), b)
+        self.assertEqual(c.cli("token", "revoke", "reader").rc, 0)
+        st, b = h.json("GET", "/api/v1/runs")
+        self.assertEqual((st, b["code"]), (401, "unauthenticated"), b)
+
+
 class WebBoundsTest(harness.DroverTestCase):
     """Refusals: rate, body, connections, slow clients, bad settings."""
 
@@ -429,6 +492,11 @@ class WebBoundsTest(harness.DroverTestCase):
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r)
         self.assertIn("bad.yaml:2:1", r.stderr)
+        # the packaged example settings are valid
+        r = subprocess.run([harness.bin_path("drover-web"), "--config",
+                            os.path.join(harness.SOURCE_DIR, "systemd", "drover-web.yaml.example"),
+                            "--print-schemas"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r)
         r = subprocess.run([harness.bin_path("drover-web"), "--max-body", "lots"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r)
