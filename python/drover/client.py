@@ -344,8 +344,11 @@ class Client:
     # ------------------------------------------------------------ artifacts
 
     def artifacts(self, run_id: str) -> list[dict]:
-        """Every output artifact of the run (task, name, size, digest, ...)."""
-        return self._json("GET", "/api/v1/runs/%s/artifacts" % _quote(run_id)).get("artifacts") or []
+        """Every output artifact of the run, one flat dict each: task, name,
+        is_dir, size, digest (hex) and, for a directory, files (path, mode,
+        size, digest)."""
+        views = self._json("GET", "/api/v1/runs/%s/artifacts" % _quote(run_id)).get("artifacts")
+        return [dict(v.get("artifact") or {}, task=v.get("task")) for v in views or []]
 
     def artifact(self, run_id: str, step: str, name: str, dest: str) -> str:
         """Download an artifact to dest; return the path written.
