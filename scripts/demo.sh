@@ -4,7 +4,10 @@
 # then a training step on the spot agent (examples/spot) preempted midway
 # by a drill and resumed on the on-demand agent from its checkpoint, then
 # a burst of steps (examples/pools) for which an autoscaling node pool
-# grows from no node to three and shrinks back once they are done.
+# grows from no node to three and shrinks back once they are done, then
+# the HTTP API (drover-web): the same ML pipeline written in Python
+# (examples/python) submitted and followed with an API token, and the
+# Prometheus metrics.
 # Daemon logs are in .demo/*.log; everything stops when the demo ends.
 # CONTAINERS=1 runs every step in an OCI container (runc) whose image is
 # this machine's own root filesystem, mounted read-only.
@@ -139,4 +142,27 @@ wait_for "[ \$(pool_nodes) -eq 0 ]" 300 "the pool did not shrink"
 echo
 echo "== drover pools  (idle 3 s: every node drained and removed)"
 drover pools
+
+# The HTTP API: drover-web in front of droverd's API socket, an API token
+# with role submit, and the Python client (no drover CLI from here on).
+webport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin/drover-web" --listen "127.0.0.1:$webport" --api "$DROVER_API" 2>"$demo/drover-web.log" &
+pids="$pids $!"
+echo
+echo "== drover token create demo --role submit;  drover-web on http://127.0.0.1:$webport"
+DROVER_TOKEN=$(drover token create demo --role submit)
+export DROVER_TOKEN DROVER_URL="http://127.0.0.1:$webport"
+web_up() { python3 -c 'import os, sys, urllib.request as u
+sys.exit(0 if b"\"droverd\":true" in u.urlopen(os.environ["DROVER_URL"] + "/healthz", timeout=2).read() else 1)' 2>/dev/null; }
+wait_for web_up 100 "drover-web did not answer"
+echo "== python3 examples/python/train_pipeline.py --submit --wait  (over HTTP, events pushed)"
+python3 "$root/examples/python/train_pipeline.py" --submit --wait -p rows=500 -p epochs=5 \
+    -p "src=$root/examples/ml" -p "image=$image" || status=$?
+echo
+echo "== GET /metrics  (a few of droverd's Prometheus metrics)"
+python3 -c 'import os, urllib.request as u
+r = u.Request(os.environ["DROVER_URL"] + "/metrics", headers={"Authorization": "Bearer " + os.environ["DROVER_TOKEN"]})
+for line in u.urlopen(r, timeout=10).read().decode().splitlines():
+    if line.startswith(("drover_runs{", "drover_dispatch_latency_seconds_count", "drover_preemptions_total")):
+        print(line)'
 exit $status
