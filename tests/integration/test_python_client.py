@@ -7,12 +7,14 @@ resumed with params (read downstream), a cancel, a delete, a refused spec
 raising InvalidSpec with the FILE:LINE:COL of each error, a spec file
 sent with the files it imports (transitively), 401/404 as
 their DroverError subclasses; `python3 train_pipeline.py --submit --wait`
-(drover.main) with --url and --token runs the ml example to its end.
-Logs and artifacts: pending_python_client_files.py (drover-web's file
-routes answer 501 so far)."""
+(drover.main) with --url and --token runs the ml example to its end; a
+step's log (and followed), a file artifact checked against its digest and
+a directory artifact unpacked from drover-web's tar."""
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,13 +27,12 @@ import drover  # noqa: E402
 
 
 def api_token(c):
-    """An admin API token (`drover token create`), or any word while droverd
-    has no API tokens (it then ignores the bearer)."""
+    """An admin API token (`drover token create`)."""
     r = c.cli("token", "create", "py-client", "--role", "admin")
     for word in (r.out or "").split():
         if word.startswith("drva1."):
             return word
-    return "test-token"
+    raise AssertionError("no API token made: %s" % r.err)
 
 
 def by_name(run):
@@ -116,6 +117,46 @@ class PythonClientTest(DroverTestCase):
         self.assertEqual(r.returncode, 0, r)
         rid = r.stdout.split()[0]
         self.assertIn("run %s succeeded" % rid, r.stdout)
+
+    def test_submit_wait_logs_artifacts(self):
+        cl = self.client
+        p = drover.Pipeline("py-client", params={"n": "3"})
+        make = p.step("make", output_artifacts=["file", "tree"], output_params=["sum"],
+                      env={"N": p.params["n"]},
+                      script='echo "making $N"\n'
+                             'head -c 300000 /dev/urandom > "$DROVER_OUTPUTS/file"\n'
+                             'mkdir -p "$DROVER_OUTPUTS/tree/sub"\n'
+                             'echo a > "$DROVER_OUTPUTS/tree/a.txt"\n'
+                             'echo b > "$DROVER_OUTPUTS/tree/sub/b.txt"\n'
+                             'echo 6 > "$DROVER_OUTPUTS/sum"\n')
+        p.step("use", inputs={"f": make.outputs["file"]}, env={"S": make.outputs["sum"]},
+               script='echo "sum $S"; wc -c < "$DROVER_INPUTS/f"')
+        rid = cl.submit(p, params={"n": "4"})
+        run = cl.wait(rid, timeout=120 * harness.SCALE)
+        self.assertEqual(run["status"], "succeeded", run)
+        tasks = by_name(run)
+        self.assertEqual(tasks["use"]["status"], "succeeded")
+        self.assertIn("making 4", cl.logs(rid, "make"))
+        self.assertIn("sum 6", "".join(cl.logs(rid, "use", follow=True, timeout=60)))
+
+        d = tempfile.mkdtemp(dir=self.tmp)
+        path = cl.artifact(rid, "make", "file", d)
+        work = self.c.agent_work_dir("a1")
+        self.assertEqual(os.path.getsize(path), 300000)
+        arts = {(a.get("task"), a.get("name")): a for a in cl.artifacts(rid)}
+        self.assertIn(("make", "file"), arts)
+        tree = cl.artifact(rid, "make", "tree", os.path.join(d, "tree"))
+        with open(os.path.join(tree, "a.txt")) as f:
+            self.assertEqual(f.read(), "a\n")
+        with open(os.path.join(tree, "sub", "b.txt")) as f:
+            self.assertEqual(f.read(), "b\n")
+        self.assertTrue(work)
+        # the run is listed, and its spec is the YAML submitted
+        self.assertIn(rid, [r["id"] for r in cl.runs(page_size=1)])
+        self.assertEqual(cl.spec(rid), p.to_yaml())
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        self.assertIn(digest, str(arts[("make", "file")]))
 
 
 if __name__ == "__main__":
