@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "log.h"
 #include "route.h"
@@ -175,6 +176,19 @@ bool web_peer_gone(int fd)
     if (fd < 0)
         return false;
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+bool web_nap(int fd, int64_t ms)
+{
+    while (ms > 0) {
+        if (web_stopping() || web_peer_gone(fd))
+            return false;
+        int64_t step = ms < 50 ? ms : 50;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+    return !web_stopping() && !web_peer_gone(fd);
 }
 
 const char *web_capture(const web_req_t *r, const char *name)
