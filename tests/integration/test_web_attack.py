@@ -170,6 +170,18 @@ class WebAttackTest(harness.DroverTestCase):
         for t in toks["tokens"]:
             self.assertIn(t["record"].get("secret_sha256", ""), ("",), t)
 
+    def test_token_named_local_cannot_take_over_local_runs(self):
+        # runs submitted on droverd's local socket (the CLI, schedules) are
+        # owned by "local"; a submit token named "local" would own them too
+        # and so cancel them: such a name is refused at creation
+        st, out = self.http.json("POST", "/api/v1/tokens",
+                                 body={"name": "local", "role": "submit"})
+        self.assertEqual(st, 400, out)
+        self.assertIn("local", out["error"])
+        r = self.c.cli("token", "create", "local", "--role", "submit")
+        self.assertNotEqual(r.rc, 0, r.out)
+        self.assertNotIn("drva1.", r.out or "")
+
 
 class WebWaitersTest(harness.DroverTestCase):
     def setUp(self):
