@@ -146,7 +146,7 @@ static void stream_free(void *arg)
 /* A sequence number from text (?since=, Last-Event-ID); false after 400. */
 static bool parse_seq(web_req_t *r, const char *what, const char *v, uint64_t *out)
 {
-    if (spec_parse_uint(v, UINT64_MAX, out) == 0)
+    if (spec_parse_uint(v, INT64_MAX, out) == 0) /* JSON numbers: int64 */
         return true;
     web_error(r, 400, "invalid", "%s: expected an event sequence number, got '%s'", what, v);
     return false;

@@ -182,6 +182,21 @@ class WebAttackTest(harness.DroverTestCase):
         self.assertNotEqual(r.rc, 0, r.out)
         self.assertNotIn("drva1.", r.out or "")
 
+    def test_event_seq_beyond_json_numbers_refused(self):
+        # a since JSON cannot carry back (next_seq came out as -1, which
+        # the next request then refused): refused with a clear 400
+        for q in ("since=18446744073709551615&format=json",
+                  "since=9223372036854775808&format=json"):
+            st, out = self.http.json("GET", "/api/v1/events?" + q)
+            self.assertEqual(st, 400, out)
+            self.assertIn("since", out["error"])
+        st, out = self.http.json("GET", "/api/v1/events?since=9223372036854775807&format=json")
+        self.assertEqual(st, 200, out)
+        self.assertGreaterEqual(out["next_seq"], 0, out)
+        st, _, _ = self.http.request("GET", "/api/v1/events",
+                                     headers={"Last-Event-ID": "18446744073709551615"})
+        self.assertEqual(st, 400)
+
 
 class WebWaitersTest(harness.DroverTestCase):
     def setUp(self):
