@@ -494,6 +494,15 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
     web_format_address(ci ? ci->client_addr : NULL, out, len);
 }
 
+static enum MHD_Result count_authorization(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    (void)kind, (void)value;
+    if (key && strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+        (*(unsigned *)cls)++;
+    return MHD_YES;
+}
+
 /* The checks of a request's first call; false when an answer is set. */
 static bool admit(web_req_t *r, const char *method, const char *url)
 {
@@ -511,6 +520,13 @@ static bool admit(web_req_t *r, const char *method, const char *url)
     }
     if (route(r, method, url) < 0)
         return false;
+    /* two credentials: which one a proxy in front checked is unknown */
+    unsigned n_auth = 0;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_authorization, &n_auth);
+    if (n_auth > 1) {
+        web_error(r, 400, "invalid", "more than one Authorization header (%u): send one", n_auth);
+        return false;
+    }
     size_t blen;
     const char *bearer = web_bearer_parse(web_header(r, MHD_HTTP_HEADER_AUTHORIZATION), &blen);
     if (bearer)
