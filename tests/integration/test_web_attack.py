@@ -4,6 +4,7 @@ the Authorization header's tricks, a read token trying every mutating
 route, token secrets kept out of answers, logs and streams, and event
 streams beyond droverd's --api-waiters that must not spin on droverd."""
 import os
+import resource
 import socket
 import sys
 import time
@@ -230,6 +231,43 @@ class WebWaitersTest(harness.DroverTestCase):
                 s.close()
         st, out = self.http.json("GET", "/api/v1/status")
         self.assertEqual(st, 200, out)
+
+
+
+class WebOpenFilesTest(harness.DroverTestCase):
+    def test_many_streams_within_the_open_files_limit(self):
+        # started with a soft open-files limit of 1024 (a shell's default):
+        # 150 event streams each held a droverd client (a ZeroMQ context,
+        # ~10 descriptors), libzmq ran out of descriptors and aborted the
+        # process ("Too many open files (src/epoll.cpp:65)")
+        self.c.start_droverd()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+        try:
+            self.c.start_web(extra=["--rate-limit", "0", "--max-connections-per-ip", "200"])
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        admin = make_token(self.c, "boss", "admin")
+        port = int(self.c.web_url.rsplit(":", 1)[1])
+        req = ("GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+               % admin).encode()
+        socks = []
+        try:
+            for _ in range(150):
+                s = socket.create_connection(("127.0.0.1", port), timeout=30)
+                s.sendall(req)
+                socks.append(s)
+            heads = [s.recv(200) for s in socks]
+            self.assertTrue(self.c.web.alive(), "drover-web died")
+            ok = sum(h.startswith(b"HTTP/1.1 200") for h in heads)
+            self.assertEqual(ok, len(socks), [h for h in heads if not h.startswith(
+                b"HTTP/1.1 200")][:3])
+        finally:
+            for s in socks:
+                s.close()
+        st, out = webapi.Http(self.c.web_url, admin).json("GET", "/api/v1/status")
+        self.assertEqual(st, 200, out)
+        self.assertTrue(self.c.web.alive(), "drover-web died")
 
 
 if __name__ == "__main__":
