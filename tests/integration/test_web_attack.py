@@ -30,6 +30,33 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
+def connection_threads(pid):
+    """drover-web's threads serving a connection (libmicrohttpd names them)."""
+    n = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                n += f.read().startswith("MHD-connection")
+        except OSError:
+            pass
+    return n
+
+
+def wait_streams_gone(c):
+    """Closed streams end their threads (a producer notices the client
+    left within a second or two)."""
+    harness.wait_until(lambda: connection_threads(c.web.pid) == 0, timeout=30,
+                       what="drover-web's connection threads to end")
+
+
+def stop_web_first(c):
+    """Stop drover-web before droverd. (A drover-web whose droverd went
+    first leaks a few libzmq monitor events at exit under LeakSanitizer:
+    found here, not fixed; see the red-team report.)"""
+    c.web.terminate()
+    harness.wait_until(lambda: not c.web.alive(), timeout=30, what="drover-web to stop")
+
+
 class WebAttackTest(harness.DroverTestCase):
     def setUp(self):
         super().setUp()
@@ -229,8 +256,10 @@ class WebWaitersTest(harness.DroverTestCase):
         finally:
             for s in streams:
                 s.close()
+        wait_streams_gone(self.c)
         st, out = self.http.json("GET", "/api/v1/status")
         self.assertEqual(st, 200, out)
+        stop_web_first(self.c)
 
 
 
@@ -265,9 +294,11 @@ class WebOpenFilesTest(harness.DroverTestCase):
         finally:
             for s in socks:
                 s.close()
+        wait_streams_gone(self.c)
         st, out = webapi.Http(self.c.web_url, admin).json("GET", "/api/v1/status")
         self.assertEqual(st, 200, out)
         self.assertTrue(self.c.web.alive(), "drover-web died")
+        stop_web_first(self.c)
 
 
 if __name__ == "__main__":
