@@ -617,9 +617,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's messages, at most MHD_LOG_BURST in each MHD_LOG_WINDOW_MS
+ * (it says one per connection closed early: a client opening and dropping
+ * connections would otherwise fill the log), then how many were dropped. */
+#define MHD_LOG_BURST     20
+#define MHD_LOG_WINDOW_MS 10000
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+    static int64_t window_ms;
+    static unsigned in_window, dropped;
     char line[512];
+    int64_t now = util_mono_ms();
+    unsigned was_dropped = 0;
+    bool say;
+    pthread_mutex_lock(&log_mu);
+    if (now - window_ms >= MHD_LOG_WINDOW_MS) {
+        window_ms = now;
+        in_window = 0;
+        was_dropped = dropped;
+        dropped = 0;
+    }
+    say = in_window < MHD_LOG_BURST;
+    if (say)
+        in_window++;
+    else
+        dropped++;
+    pthread_mutex_unlock(&log_mu);
+    if (was_dropped)
+        log_warn("http: %u more messages not logged in the last %ds", was_dropped,
+                 MHD_LOG_WINDOW_MS / 1000);
+    if (!say)
+        return;
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\n")] = '\0';
     log_warn("http: %s", line);

@@ -204,6 +204,18 @@ class WebAttackTest(harness.DroverTestCase):
         for t in toks["tokens"]:
             self.assertIn(t["record"].get("secret_sha256", ""), ("",), t)
 
+    def test_dropped_connections_do_not_flood_the_log(self):
+        # libmicrohttpd says one line per connection closed mid-request:
+        # 400 of them must not become 400 log lines
+        before = self.c.web.log_text().count("drover-web: warn: http:")
+        for _ in range(400):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            s.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n")
+            s.close()
+        self.assertServing()
+        lines = self.c.web.log_text().count("drover-web: warn: http:") - before
+        self.assertLess(lines, 100, "%d log lines for 400 dropped connections" % lines)
+
     def test_token_named_local_cannot_take_over_local_runs(self):
         # runs submitted on droverd's local socket (the CLI, schedules) are
         # owned by "local"; a submit token named "local" would own them too
