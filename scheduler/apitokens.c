@@ -138,6 +138,23 @@ token_t *apitokens_find_name(sched_t *s, const char *name, int64_t now_ms)
     return best;
 }
 
+/* Whether name is a caller's that is no API token: the local socket's
+ * ("local", also the owner of scheduled runs) or an api-keys entry's. Runs
+ * are owned by a caller's name, and role submit may cancel or resume the
+ * runs its name owns, so a token of such a name could act on theirs. */
+static bool owner_name_taken(sched_t *s, const char *name)
+{
+    if (strcmp(name, "local") == 0)
+        return true;
+    if (!s->auth.api_keys)
+        return false;
+    for (const keys_entry_t *k = zhashx_first(s->auth.api_keys); k;
+         k = zhashx_next(s->auth.api_keys))
+        if (strcmp(k->name, name) == 0)
+            return true;
+    return false;
+}
+
 int apitokens_create(sched_t *s, const api_caller_t *caller, const Drover__TokenRequest *req,
                      Drover__ApiResponse *resp, token_t **made, char *buf, size_t len)
 {
@@ -153,6 +170,14 @@ int apitokens_create(sched_t *s, const api_caller_t *caller, const Drover__Token
     }
     if (req->ttl_ms > (uint64_t)TTL_MAX_MS) {
         snprintf(buf, len, "ttl must be at most 10 years (or none: the token does not expire)");
+        return -EINVAL;
+    }
+    if (owner_name_taken(s, name)) {
+        snprintf(buf, len,
+                 "API token name '%s' is taken by a caller that is no token ('local' is droverd's "
+                 "local socket, the others api-keys' names): a token of that name would own, and "
+                 "so could cancel, their runs; pick another name",
+                 name);
         return -EINVAL;
     }
     if ((req->pool && *req->pool) || req->uses || (req->name_prefix && *req->name_prefix) ||

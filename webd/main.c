@@ -194,7 +194,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    web_client_init(o.cfg.api);
+    web_client_init(o.cfg.api, o.cfg.max_conns);
     if (web_server_start(&o.cfg) == 0) {
         int sig = 0;
         sd_notify(0, "READY=1\nSTATUS=serving the HTTP API");

@@ -14,7 +14,10 @@
  * blocks in fetch() until there is something to send, a ping is due or
  * drover-web stops. fetch() is the one place that waits for droverd: one
  * held request (EventsRequest.wait_ms), which droverd answers right after
- * the commit that writes a matching event, or empty after WAIT_MS.
+ * the commit that writes a matching event, or empty after WAIT_MS. When
+ * droverd holds no more requests (--api-waiters reached) it answers an
+ * empty one at once: the producer then naps BUSY_MS before asking again,
+ * so streams beyond that bound poll instead of spinning on droverd's loop.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +33,7 @@
 #define WAIT_MS  1000 /* fetch answers at least this often */
 #define BATCH    256  /* events a request */
 #define PAGE_MAX 1000 /* ?format=json's max */
+#define BUSY_MS  250  /* droverd would not hold the request: asked again after this */
 
 typedef struct {
     char *bearer, *run_id;
@@ -103,6 +107,8 @@ static ssize_t produce(void *arg, uint64_t pos, char *buf, size_t max)
             return WEB_STREAM_ERROR;
         Drover__ApiResponse *resp;
         web_call_error_t err;
+        int64_t asked_ms = util_mono_ms();
+        uint64_t since = st->since;
         if (fetch(st->bearer, st->since, st->run_id, BATCH, &resp, &err) < 0) {
             frame_json(&st->out, NULL, "error",
                        json_pack("{s:s,s:s}", "error", err.message, "code", err.code));
@@ -114,6 +120,10 @@ static ssize_t produce(void *arg, uint64_t pos, char *buf, size_t max)
         drover__api_response__free_unpacked(resp, NULL);
         if (st->out.len == 0 && util_mono_ms() - st->last_send_ms >= PING_MS)
             sse_comment(&st->out, "ping");
+        /* nothing, at once, and no progress: droverd did not hold it */
+        if (st->out.len == 0 && st->since == since && util_mono_ms() - asked_ms < WAIT_MS / 2 &&
+            !web_nap(st->fd, BUSY_MS))
+            return web_stopping() ? WEB_STREAM_END : WEB_STREAM_ERROR;
     }
     size_t n = st->out.len - st->off;
     if (n > max)
@@ -136,7 +146,7 @@ static void stream_free(void *arg)
 /* A sequence number from text (?since=, Last-Event-ID); false after 400. */
 static bool parse_seq(web_req_t *r, const char *what, const char *v, uint64_t *out)
 {
-    if (spec_parse_uint(v, UINT64_MAX, out) == 0)
+    if (spec_parse_uint(v, INT64_MAX, out) == 0) /* JSON numbers: int64 */
         return true;
     web_error(r, 400, "invalid", "%s: expected an event sequence number, got '%s'", what, v);
     return false;

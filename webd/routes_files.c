@@ -64,21 +64,6 @@
 
 /* ---------------------------------------------------------------- common */
 
-/* Sleep ms, in steps, unless drover-web stops or the client goes away:
- * false then. */
-static bool nap(int fd, int64_t ms)
-{
-    while (ms > 0) {
-        if (web_stopping() || web_peer_gone(fd))
-            return false;
-        int64_t step = ms < 50 ? ms : 50;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-    return !web_stopping() && !web_peer_gone(fd);
-}
-
 /* A query argument as a number (absent: def); false after answering 400. */
 static bool query_u64(web_req_t *r, const char *key, uint64_t max, uint64_t def, uint64_t *out)
 {
@@ -309,7 +294,7 @@ static ssize_t logs_produce(void *arg, uint64_t pos, char *buf, size_t max)
             sse_comment(&l->pending, "ping");
             continue;
         }
-        if (!nap(l->fd, POLL_MS))
+        if (!web_nap(l->fd, POLL_MS))
             return WEB_STREAM_ERROR; /* gone, or stopping: the thread is freed */
     }
 }

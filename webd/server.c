@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "log.h"
 #include "route.h"
@@ -175,6 +176,19 @@ bool web_peer_gone(int fd)
     if (fd < 0)
         return false;
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+bool web_nap(int fd, int64_t ms)
+{
+    while (ms > 0) {
+        if (web_stopping() || web_peer_gone(fd))
+            return false;
+        int64_t step = ms < 50 ? ms : 50;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+    return !web_stopping() && !web_peer_gone(fd);
 }
 
 const char *web_capture(const web_req_t *r, const char *name)
@@ -480,6 +494,15 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
     web_format_address(ci ? ci->client_addr : NULL, out, len);
 }
 
+static enum MHD_Result count_authorization(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    (void)kind, (void)value;
+    if (key && strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0)
+        (*(unsigned *)cls)++;
+    return MHD_YES;
+}
+
 /* The checks of a request's first call; false when an answer is set. */
 static bool admit(web_req_t *r, const char *method, const char *url)
 {
@@ -497,6 +520,13 @@ static bool admit(web_req_t *r, const char *method, const char *url)
     }
     if (route(r, method, url) < 0)
         return false;
+    /* two credentials: which one a proxy in front checked is unknown */
+    unsigned n_auth = 0;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_authorization, &n_auth);
+    if (n_auth > 1) {
+        web_error(r, 400, "invalid", "more than one Authorization header (%u): send one", n_auth);
+        return false;
+    }
     size_t blen;
     const char *bearer = web_bearer_parse(web_header(r, MHD_HTTP_HEADER_AUTHORIZATION), &blen);
     if (bearer)
@@ -587,9 +617,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's messages, at most MHD_LOG_BURST in each MHD_LOG_WINDOW_MS
+ * (it says one per connection closed early: a client opening and dropping
+ * connections would otherwise fill the log), then how many were dropped. */
+#define MHD_LOG_BURST     20
+#define MHD_LOG_WINDOW_MS 10000
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+    static int64_t window_ms;
+    static unsigned in_window, dropped;
     char line[512];
+    int64_t now = util_mono_ms();
+    unsigned was_dropped = 0;
+    bool say;
+    pthread_mutex_lock(&log_mu);
+    if (now - window_ms >= MHD_LOG_WINDOW_MS) {
+        window_ms = now;
+        in_window = 0;
+        was_dropped = dropped;
+        dropped = 0;
+    }
+    say = in_window < MHD_LOG_BURST;
+    if (say)
+        in_window++;
+    else
+        dropped++;
+    pthread_mutex_unlock(&log_mu);
+    if (was_dropped)
+        log_warn("http: %u more messages not logged in the last %ds", was_dropped,
+                 MHD_LOG_WINDOW_MS / 1000);
+    if (!say)
+        return;
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\n")] = '\0';
     log_warn("http: %s", line);

@@ -132,6 +132,11 @@ int web_peer_fd(web_req_t *r);
  * polls. */
 bool web_peer_gone(int fd);
 
+/* Sleep ms (in steps of at most 50 ms) unless drover-web stops or the
+ * client behind fd goes away: false then, true after the whole sleep. For
+ * a stream's producer that has nothing to send yet. */
+bool web_nap(int fd, int64_t ms);
+
 /* Whether drover-web is shutting down: long streams end when it says so. */
 bool web_stopping(void);
 

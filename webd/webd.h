@@ -36,8 +36,10 @@ int web_server_start(const web_config_t *c);
 void web_server_stop(void);
 
 /* The droverd client pool: endpoint (not copied: a setting) for every
- * web_call. */
-void web_client_init(const char *endpoint);
+ * web_call. The open-files limit is raised to its hard limit, and the
+ * clients alive at once are bounded so that they and max_conns
+ * connections fit in it (a client is a ZeroMQ context: ~10 descriptors). */
+void web_client_init(const char *endpoint, unsigned max_conns);
 void web_client_shutdown(void);
 
 /* From any thread: make every droverd call in flight, and later ones, fail
