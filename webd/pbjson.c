@@ -467,10 +467,36 @@ static void write_valid_string(strbuf_t *out, const char *s, size_t n)
 
 void pbjson_write_string(strbuf_t *out, const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (!s || !utf8_valid(s, n))
+    size_t n = 0;
+    bool ascii = true;
+    if (!s)
+        s = "";
+    for (; s[n]; n++)
+        ascii &= (unsigned char)s[n] < 0x80;
+    if (!ascii && !utf8_valid(s, n))
         s = "", n = 0;
     write_valid_string(out, s, n);
+}
+
+/* v in decimal at the end of buf[0..24), returning where it starts (what
+ * "%lld" gives, without printf's cost: a run has thousands of numbers). */
+static char *int_text(long long v, char *end)
+{
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    char *p = end;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
+static void write_int(strbuf_t *out, long long v)
+{
+    char buf[24];
+    char *p = int_text(v, buf + sizeof buf);
+    sb_add(out, p, (size_t)(buf + sizeof buf - p));
 }
 
 static void write_real(strbuf_t *out, double v)
@@ -480,6 +506,16 @@ static void write_real(strbuf_t *out, double v)
         return;
     }
     char buf[64];
+    if (fabs(v) < 1e15 && v == (double)(long long)v) {
+        /* a whole number below 1e15: "%.17g" writes its digits (no
+         * exponent below 1e17), then ".0"; -0 keeps its sign */
+        char *end = buf + 30, *p = int_text((long long)v, end);
+        if (v == 0 && signbit(v))
+            *--p = '-';
+        memcpy(end, ".0", 2);
+        sb_add(out, p, (size_t)(end + 2 - p));
+        return;
+    }
     int n = snprintf(buf, sizeof buf, "%.17g", v);
     size_t len = (size_t)n;
     if (!strchr(buf, '.') && !strchr(buf, 'e')) {
@@ -501,13 +537,6 @@ static void write_real(strbuf_t *out, double v)
         }
     }
     sb_add(out, buf, len);
-}
-
-static void write_int(strbuf_t *out, long long v)
-{
-    char buf[24];
-    int n = snprintf(buf, sizeof buf, "%lld", v);
-    sb_add(out, buf, (size_t)n);
 }
 
 /* enum_prefix of d, computed once per descriptor: a small table keyed by
@@ -661,11 +690,20 @@ int pbjson_write(const ProtobufCMessage *m, strbuf_t *out)
             if (f->type == PROTOBUF_C_TYPE_MESSAGE && !*(const void *const *)p)
                 continue;
         }
+        /* ,"name": in one piece (proto names need no escaping) */
+        char key[128];
+        size_t nl = strlen(f->name), kl = 0;
+        if (nl > sizeof key - 4)
+            nl = sizeof key - 4;
         if (!first)
-            sb_putc(out, ',');
+            key[kl++] = ',';
         first = false;
-        write_valid_string(out, f->name, strlen(f->name));
-        sb_putc(out, ':');
+        key[kl++] = '"';
+        memcpy(key + kl, f->name, nl);
+        kl += nl;
+        key[kl++] = '"';
+        key[kl++] = ':';
+        sb_add(out, key, kl);
         if (f->label != PROTOBUF_C_LABEL_REPEATED) {
             write_value(out, f, p);
             continue;

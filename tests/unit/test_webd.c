@@ -237,9 +237,35 @@ Test(pbjson, write_matches_jansson_on_hostile_messages)
     Drover__AttemptRecord *ap[N_HOSTILE];
     Drover__KeyValue kv[N_HOSTILE * 2];
     Drover__KeyValue *kvp[N_HOSTILE * 2];
-    static const double reals[] = {0.1,     1e300,    -0.0,     0.0,      1.0,      -1.5, 1e-5,
-                                   1e21,    1e-300,   4.9e-324, 1e17,     123456.0, 1e16, 2.5e-7,
-                                   DBL_MAX, -DBL_MIN, NAN,      INFINITY, -INFINITY};
+    static const double reals[] = {0.1,
+                                   1e300,
+                                   -0.0,
+                                   0.0,
+                                   1.0,
+                                   -1.5,
+                                   1e-5,
+                                   1e21,
+                                   1e-300,
+                                   4.9e-324,
+                                   1e17,
+                                   123456.0,
+                                   1e16,
+                                   2.5e-7,
+                                   DBL_MAX,
+                                   -DBL_MIN,
+                                   NAN,
+                                   INFINITY,
+                                   -INFINITY,
+                                   999999999999999.0,
+                                   -999999999999999.0,
+                                   1e15,
+                                   -1e15,
+                                   1e16 + 2,
+                                   12345678901234567.0,
+                                   -42.0,
+                                   0.5,
+                                   1e-320,
+                                   1e100};
     static const float freals[] = {-1.0f, 0.1f, 0.0f, -0.0f, 3.4e38f, 1e-45f, NAN, INFINITY};
     for (size_t i = 0; i < N_HOSTILE * 2; i++) {
         drover__key_value__init(&kv[i]);
