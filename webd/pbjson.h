@@ -18,8 +18,21 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 
+#include "strbuf.h"
+
 /* m as a new JSON object (the caller owns the reference); NULL m: null. */
 json_t *pbjson_message(const ProtobufCMessage *m);
+
+/* Append to out the JSON text of m, byte for byte what
+ * json_dumps(pbjson_message(m), JSON_COMPACT | JSON_ENSURE_ASCII) gives,
+ * written straight from the descriptors without building a tree (the heavy
+ * answers: a run with its tasks, the run list, the event stream). NULL m:
+ * "null". Returns 0. Safe from several threads at once. */
+int pbjson_write(const ProtobufCMessage *m, strbuf_t *out);
+
+/* Append s as a JSON string, as jansson's JSON_ENSURE_ASCII writes it; s not
+ * UTF-8 (or NULL): "" (what pbjson_message gives for such a string). */
+void pbjson_write_string(strbuf_t *out, const char *s);
 
 /* The JSON name of enum value v of d ("succeeded"), written into buf; an
  * unknown value gives its number as text. Returns buf. */

@@ -41,6 +41,7 @@ typedef struct {
     uint64_t since;       /* the last event sent (or skipped) */
     int64_t last_send_ms; /* for pings */
     strbuf_t out;         /* framed, not yet handed to MHD */
+    strbuf_t data;        /* one event's JSON (pbjson_write), reused */
     size_t off;           /* of out, handed already */
     bool done;            /* out's rest is the last */
 } stream_t;
@@ -88,7 +89,9 @@ static void frame_events(stream_t *st, const Drover__ApiResponse *resp)
     for (size_t i = 0; i < resp->n_events; i++) {
         const Drover__EventRecord *e = resp->events[i];
         snprintf(id, sizeof id, "%llu", (unsigned long long)e->seq);
-        frame_json(&st->out, id, kind_name(e->kind, kind, sizeof kind), pbjson_message(&e->base));
+        pbjson_write(&e->base, &st->data);
+        sse_event(&st->out, id, kind_name(e->kind, kind, sizeof kind), st->data.buf, st->data.len);
+        st->data.len = 0; /* the buffer is kept for the next event */
         if (e->seq > st->since)
             st->since = e->seq;
     }
@@ -140,6 +143,7 @@ static void stream_free(void *arg)
     free(st->bearer);
     free(st->run_id);
     sb_free(&st->out);
+    sb_free(&st->data);
     free(st);
 }
 
@@ -173,17 +177,20 @@ static void get_page(web_req_t *r, uint64_t since, const char *run_id)
     uint64_t next = since;
     if (resp->truncated && resp->first_seq > 0 && resp->first_seq - 1 > next)
         next = resp->first_seq - 1;
-    json_t *evs = json_array();
+    strbuf_t out = {0};
+    sb_puts(&out, "{\"events\":[");
     for (size_t i = 0; i < resp->n_events; i++) {
-        json_array_append_new(evs, pbjson_message(&resp->events[i]->base));
+        if (i)
+            sb_putc(&out, ',');
+        pbjson_write(&resp->events[i]->base, &out);
         if (resp->events[i]->seq > next)
             next = resp->events[i]->seq;
     }
     if (resp->next_seq > next)
         next = resp->next_seq;
-    web_json(r, 200,
-             json_pack("{s:o,s:I,s:b}", "events", evs, "next_seq", (json_int_t)next, "truncated",
-                       resp->truncated));
+    sb_printf(&out, "],\"next_seq\":%lld,\"truncated\":%s}", (long long)next,
+              resp->truncated ? "true" : "false");
+    web_json_text(r, 200, &out);
     drover__api_response__free_unpacked(resp, NULL);
 }
 

@@ -251,12 +251,21 @@ static void get_runs(web_req_t *r)
     req.list_runs = &lr;
     if (web_api(r, &req, &resp) < 0)
         return;
-    json_t *runs = json_array();
+    strbuf_t out = {0};
     size_t shown = resp->n_runs > limit ? limit : resp->n_runs;
-    for (size_t i = 0; i < shown; i++)
-        json_array_append_new(runs, pbjson_message(&resp->runs[i]->base));
-    json_t *next = resp->n_runs > limit ? json_string(resp->runs[limit - 1]->id) : json_null();
-    web_json(r, 200, json_pack("{s:o,s:o}", "runs", runs, "next", next));
+    sb_puts(&out, "{\"runs\":[");
+    for (size_t i = 0; i < shown; i++) {
+        if (i)
+            sb_putc(&out, ',');
+        pbjson_write(&resp->runs[i]->base, &out);
+    }
+    sb_puts(&out, "],\"next\":");
+    if (resp->n_runs > limit)
+        pbjson_write_string(&out, resp->runs[limit - 1]->id);
+    else
+        sb_puts(&out, "null");
+    sb_putc(&out, '}');
+    web_json_text(r, 200, &out);
     drover__api_response__free_unpacked(resp, NULL);
 }
 
@@ -286,7 +295,9 @@ static void get_run(web_req_t *r)
     Drover__ApiResponse *resp = fetch_run(r);
     if (!resp)
         return;
-    web_json(r, 200, pbjson_message(&resp->run->base));
+    strbuf_t out = {0};
+    pbjson_write(&resp->run->base, &out);
+    web_json_text(r, 200, &out);
     drover__api_response__free_unpacked(resp, NULL);
 }
 
@@ -298,7 +309,9 @@ static void get_task(web_req_t *r)
         return;
     for (size_t i = 0; i < resp->run->n_tasks; i++)
         if (strcmp(resp->run->tasks[i]->name, name) == 0) {
-            web_json(r, 200, pbjson_message(&resp->run->tasks[i]->base));
+            strbuf_t out = {0};
+            pbjson_write(&resp->run->tasks[i]->base, &out);
+            web_json_text(r, 200, &out);
             drover__api_response__free_unpacked(resp, NULL);
             return;
         }

@@ -112,6 +112,15 @@ void web_json(web_req_t *r, unsigned status, json_t *body)
     set_answer(r, status, resp);
 }
 
+void web_json_text(web_req_t *r, unsigned status, strbuf_t *text)
+{
+    size_t len = text->len;
+    char *body = sb_take(text);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    set_answer(r, status, resp);
+}
+
 void web_error_with(web_req_t *r, unsigned status, const char *code, json_t *extra,
                     const char *message)
 {

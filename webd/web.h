@@ -42,6 +42,7 @@
 #include <sys/types.h>
 
 #include "drover.pb-c.h"
+#include "strbuf.h"
 
 typedef struct web_req web_req_t;
 
@@ -86,6 +87,10 @@ const char *web_client(const web_req_t *r);
 
 /* Answer with status and body as JSON (steals body's reference). */
 void web_json(web_req_t *r, unsigned status, json_t *body);
+
+/* Answer with status and text, JSON already written (pbjson_write), with
+ * web_json's content type; takes text's buffer (text is left empty). */
+void web_json_text(web_req_t *r, unsigned status, strbuf_t *text);
 
 /* Answer with status and {"error": MESSAGE, "code": code}. */
 void web_error(web_req_t *r, unsigned status, const char *code, const char *fmt, ...)
