@@ -20,14 +20,14 @@ build-asan: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 # The build packagers make with CMake's Release, -Werror kept (-O3 warns
-# about more than the developer build does): the three programs, no tests.
+# about more than the developer build does): the four programs, no tests.
 # Debian's dpkg-buildflags build (hardening on, as dh does) is the package
 # test's own: `make package-test` builds the .debs with debhelper. The
 # build-dpkg variant that repeated it left to keep CI within 20 minutes.
 VARIANT_JOBS ?= 2
 build-variants: deps
 	@cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DDROVER_TESTS=OFF >/dev/null
-	@cmake --build build-release -j $(VARIANT_JOBS) --target droverd drover-agent drover
+	@cmake --build build-release -j $(VARIANT_JOBS) --target droverd drover-agent drover drover-web
 
 # CONTAINERS=1 runs the demo's steps in OCI containers.
 demo: build
@@ -95,7 +95,8 @@ bench: build
 # `make deb` builds drover, droverd, drover-agent and drover-web into build/deb/;
 # `make package-test` (tests/package/test-package.sh; part of `make test`;
 # root; 1m42 on 2 cores with its cache in build-pkgtest/, about 3.5 minutes
-# the first time) builds them twice, runs lintian and installs, runs,
+# the first time) builds them once (and repacks them one version up for the
+# upgrade), runs lintian and installs, runs,
 # upgrades, removes and purges them in fresh debootstrapped bookworm roots.
 .PHONY: deb package-test
 deb: deps

@@ -395,7 +395,7 @@ static size_t utf8_one(const unsigned char *s, size_t n, uint32_t *cp)
 
 static bool utf8_valid(const char *s, size_t n)
 {
-    uint32_t cp;
+    uint32_t cp = 0;
     for (size_t i = 0; i < n;) {
         size_t k = utf8_one((const unsigned char *)s + i, n - i, &cp);
         if (!k)
@@ -418,7 +418,7 @@ static void write_valid_string(strbuf_t *out, const char *s, size_t n)
             continue;
         }
         sb_add(out, s + run, i - run);
-        uint32_t cp;
+        uint32_t cp = 0; /* s is valid UTF-8: utf8_one sets it */
         size_t k = utf8_one((const unsigned char *)s + i, n - i, &cp);
         char esc[12];
         switch (cp) {
