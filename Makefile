@@ -64,7 +64,7 @@ clean:
 # for FUZZ_SMOKE_SECONDS from the seeds in tests/fuzz. FUZZ_TARGETS picks.
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SMOKE_SECONDS ?= 12
 FUZZ_TARGETS ?= agents spec expr progress image cron token pools web
 
 .PHONY: build-fuzz fuzz fuzz-smoke
