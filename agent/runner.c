@@ -360,8 +360,12 @@ runner_t *runner_start(struct ev_loop *loop, const runner_spec_t *spec, char *er
     if (r->so_fd >= 0)
         ev_io_start(loop, &r->so_w);
     ev_child_start(loop, &r->child_w);
-    if (spec->timeout_ms)
+    if (spec->timeout_ms) {
+        /* The loop's clock is that of its last wake-up, maybe long before
+         * the fork: a timer started on it would end the step early. */
+        ev_now_update(loop);
         ev_timer_start(loop, &r->timeout_w);
+    }
     return r;
 }
 

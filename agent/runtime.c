@@ -818,9 +818,12 @@ static pid_t fork_cleanup(rt_task_t *t, void (*fn)(rt_task_t *t))
     _exit(0);
 }
 
+/* In the cleanup child, after the shim was reaped: its container, and the
+ * layers it was unpacking when it was killed (.tmp-<digest>-<shim pid>). */
 static void driver_cleanup(rt_task_t *t)
 {
     t->rt->drv->cleanup(t);
+    image_cache_clean(t->rt->cache);
 }
 
 static void process_cleanup(rt_task_t *t)

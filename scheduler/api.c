@@ -713,6 +713,7 @@ static api_role_t role_needed(Drover__ApiRequest__OpCase op)
     case DROVER__API_REQUEST__OP_GET_SPEC:
     case DROVER__API_REQUEST__OP_EVENTS:
     case DROVER__API_REQUEST__OP_METRICS:
+    case DROVER__API_REQUEST__OP_WHOAMI:
         return API_ROLE_READ;
     case DROVER__API_REQUEST__OP_SUBMIT:
     case DROVER__API_REQUEST__OP_CANCEL_RUN:
@@ -766,6 +767,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     Drover__RunView **runs = NULL;
     Drover__AgentView **agents = NULL;
     Drover__LogsView logs;
+    Drover__CallerView caller_view;
     view_whys_t whys = {.n = 0, .texts = NULL};
     Drover__RunSpecRecord *spec_loaded = NULL; /* get_spec's, read from the store */
     char *err = NULL;
@@ -968,6 +970,13 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
         drover__status_view__free_unpacked(st, NULL);
         break;
     }
+    case DROVER__API_REQUEST__OP_WHOAMI:
+        drover__caller_view__init(&caller_view);
+        caller_view.name = (char *)caller->name;
+        caller_view.role = (char *)role_name(caller->role);
+        caller_view.token = caller->token;
+        resp.caller = &caller_view;
+        break;
     case DROVER__API_REQUEST__OP_CLEAR_CACHE:
         journal_clear_cache(&s->journal); /* and the puts before it */
         log_info("step cache cleared");

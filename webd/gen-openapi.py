@@ -102,6 +102,8 @@ OPS = [
      {"200": resp("metrics", STR, "text/plain")}),
     ("get", "/api/v1/status", "droverd's settings, counters and waiting tasks", [], None,
      {"200": resp("status", "StatusView")}),
+    ("get", "/api/v1/whoami", "Who the token is: its name and role", [], None,
+     {"200": resp("the caller", "CallerView")}),
     ("post", "/api/v1/runs", "Submit a pipeline",
      [q("param", "KEY=VALUE (with a YAML body)", many=True),
       q("file", "the spec's file name, for errors (YAML body)"),

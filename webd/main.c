@@ -33,28 +33,31 @@ typedef struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: drover-web [--listen HOST:PORT] [--api ENDPOINT] [--config FILE] ...\n"
-               "\n"
-               "The drover HTTP API (REST + server-sent events) in front of droverd's API socket.\n"
-               "Every request but /healthz and /api/v1/openapi.json needs an API token:\n"
-               "'Authorization: Bearer TOKEN' (drover token create NAME --role ROLE).\n"
-               "\n"
-               "  --listen HOST:PORT        where to listen (127.0.0.1:7080)\n"
-               "  --api ENDPOINT            droverd's API socket (ipc:///run/drover/api.sock)\n"
-               "  --key FILE                secret key for a tcp:// API endpoint (CURVE)\n"
-               "  --server-key FILE         droverd's public key for a tcp:// endpoint\n"
-               "  --max-body SIZE           largest request body (4Mi)\n"
-               "  --header-limit SIZE       memory for a request's head (64Ki)\n"
-               "  --max-connections N       connections in all (256)\n"
-               "  --max-connections-per-ip N  connections from one address (32)\n"
-               "  --timeout DURATION        close a connection idle this long (30s)\n"
-               "  --rate-limit N            requests a second per client address (50; 0 = none)\n"
-               "  --rate-burst N            requests at once above the rate (100)\n"
-               "  --tls-cert FILE, --tls-key FILE  serve HTTPS (PEM)\n"
-               "  --config FILE             settings file (keys as the flags)\n"
-               "  --print-schemas           print the API objects' JSON Schemas and exit\n"
-               "  --debug                   debug logging\n"
-               "  -h, --help, -V, --version\n");
+    fprintf(f,
+            "usage: drover-web [--listen HOST:PORT] [--api ENDPOINT] [--config FILE] ...\n"
+            "\n"
+            "The drover HTTP API (REST + server-sent events) in front of droverd's API socket.\n"
+            "Every request but /healthz and /api/v1/openapi.json needs an API token:\n"
+            "'Authorization: Bearer TOKEN' (drover token create NAME --role ROLE).\n"
+            "\n"
+            "  --listen HOST:PORT        where to listen (127.0.0.1:7080)\n"
+            "  --api ENDPOINT            droverd's API socket (ipc:///run/drover/api.sock)\n"
+            "  --key FILE                secret key for a tcp:// API endpoint (CURVE)\n"
+            "  --server-key FILE         droverd's public key for a tcp:// endpoint\n"
+            "  --max-body SIZE           largest request body (4Mi)\n"
+            "  --header-limit SIZE       memory for a request's head (64Ki)\n"
+            "  --max-connections N       connections in all (256)\n"
+            "  --max-connections-per-ip N  connections from one address (32)\n"
+            "  --timeout DURATION        close a connection idle this long (30s)\n"
+            "  --rate-limit N            requests a second per client address (50; 0 = none)\n"
+            "  --rate-burst N            requests at once above the rate (100)\n"
+            "  --tls-cert FILE, --tls-key FILE  serve HTTPS (PEM)\n"
+            "  --assets DIR              the web console's files, served at / (" DROVER_WEB_ASSETS
+            ")\n"
+            "  --config FILE             settings file (keys as the flags)\n"
+            "  --print-schemas           print the API objects' JSON Schemas and exit\n"
+            "  --debug                   debug logging\n"
+            "  -h, --help, -V, --version\n");
 }
 
 void web_config_defaults(web_config_t *c)
@@ -67,7 +70,8 @@ void web_config_defaults(web_config_t *c)
                         .max_conns_ip = 32,
                         .timeout_ms = 30000,
                         .rate = 50,
-                        .burst = 100};
+                        .burst = 100,
+                        .assets = DROVER_WEB_ASSETS};
 }
 
 static const char *keep(options_t *o, const char *v)
@@ -126,6 +130,8 @@ static int apply(const char *key, const char *value, void *arg)
         c->tls_cert = keep(o, value);
     else if (strcmp(key, "tls-key") == 0)
         c->tls_key = keep(o, value);
+    else if (strcmp(key, "assets") == 0)
+        c->assets = keep(o, value);
     else if (strcmp(key, "print-schemas") == 0)
         o->print_schemas = true;
     else if (strcmp(key, "debug") == 0)
@@ -143,7 +149,8 @@ static int print_schemas(void)
         &drover__task_view__descriptor,     &drover__agent_view__descriptor,
         &drover__pool_view__descriptor,     &drover__schedule_view__descriptor,
         &drover__token_view__descriptor,    &drover__event_record__descriptor,
-        &drover__artifact_view__descriptor, &drover__spec_error__descriptor};
+        &drover__artifact_view__descriptor, &drover__spec_error__descriptor,
+        &drover__caller_view__descriptor};
     json_t *schemas = json_object();
     for (size_t i = 0; i < sizeof roots / sizeof *roots; i++)
         pbjson_schema(roots[i], schemas);
@@ -168,6 +175,7 @@ int main(int argc, char **argv)
                                              {"rate-burst", required_argument, 0, 0},
                                              {"tls-cert", required_argument, 0, 0},
                                              {"tls-key", required_argument, 0, 0},
+                                             {"assets", required_argument, 0, 0},
                                              {"config", required_argument, 0, 0},
                                              {"print-schemas", no_argument, 0, 0},
                                              {"debug", no_argument, 0, 0},
@@ -194,6 +202,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    web_console_init(o.cfg.assets);
     web_client_init(o.cfg.api, o.cfg.max_conns);
     if (web_server_start(&o.cfg) == 0) {
         int sig = 0;

@@ -15,8 +15,8 @@
 
 #include "util.h"
 
-static const web_route_t *const tables[] = {routes_core, routes_runs, routes_files, routes_fleet,
-                                            routes_events};
+static const web_route_t *const tables[] = {routes_core,  routes_runs,   routes_files,
+                                            routes_fleet, routes_events, routes_console};
 
 const web_route_t *web_route_lookup(const char *method, const char *path, char **names, char **vals,
                                     size_t max, size_t *n, strbuf_t *allow)

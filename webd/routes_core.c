@@ -1,5 +1,6 @@
 /* routes_core — drover-web's own routes:
  *   GET /api/v1/status        droverd's StatusView (role read)
+ *   GET /api/v1/whoami        the caller's name and role (CallerView)
  *   GET /healthz              {"ok": true, "droverd": true|false}, no token
  *   GET /api/v1/openapi.json  the OpenAPI document (webd/openapi.json,
  *                             compiled in), no token
@@ -23,6 +24,22 @@ static void get_status(web_req_t *r)
     if (web_api(r, &req, &resp) < 0)
         return;
     web_json(r, 200, pbjson_message(&resp->status->base));
+    drover__api_response__free_unpacked(resp, NULL);
+}
+
+static void get_whoami(web_req_t *r)
+{
+    Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
+    Drover__Empty e = DROVER__EMPTY__INIT;
+    Drover__ApiResponse *resp;
+    req.op_case = DROVER__API_REQUEST__OP_WHOAMI;
+    req.whoami = &e;
+    if (web_api(r, &req, &resp) < 0)
+        return;
+    if (!resp->caller)
+        web_error(r, 500, "internal", "droverd did not say who the caller is");
+    else
+        web_json(r, 200, pbjson_message(&resp->caller->base));
     drover__api_response__free_unpacked(resp, NULL);
 }
 
@@ -71,6 +88,7 @@ static void get_metrics(web_req_t *r)
 
 const web_route_t routes_core[] = {
     {"GET", "/api/v1/status", get_status, 0},
+    {"GET", "/api/v1/whoami", get_whoami, 0},
     {"GET", "/healthz", get_healthz, WEB_NO_AUTH},
     {"GET", "/api/v1/openapi.json", get_openapi, WEB_NO_AUTH},
     {"GET", "/metrics", get_metrics, 0},

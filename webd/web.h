@@ -184,11 +184,12 @@ json_t *web_body_json(web_req_t *r);
 bool web_json_members(web_req_t *r, json_t *obj, const char *const *known);
 
 /* ---- the route tables (one per routes_*.c) ---- */
-extern const web_route_t routes_core[];   /* routes_core.c: status, healthz, openapi, metrics */
-extern const web_route_t routes_runs[];   /* routes_runs.c: runs */
-extern const web_route_t routes_files[];  /* routes_files.c: logs, artifacts */
-extern const web_route_t routes_fleet[];  /* routes_fleet.c: agents, pools, schedules, tokens */
-extern const web_route_t routes_events[]; /* routes_events.c: /events */
+extern const web_route_t routes_core[];    /* routes_core.c: status, healthz, openapi, metrics */
+extern const web_route_t routes_runs[];    /* routes_runs.c: runs */
+extern const web_route_t routes_files[];   /* routes_files.c: logs, artifacts */
+extern const web_route_t routes_fleet[];   /* routes_fleet.c: agents, pools, schedules, tokens */
+extern const web_route_t routes_events[];  /* routes_events.c: /events */
+extern const web_route_t routes_console[]; /* routes_console.c: the web console's files */
 /* Each table ends with an entry whose method is NULL. */
 
 #endif

@@ -24,9 +24,14 @@ typedef struct {
     uint32_t burst;        /* bucket size; default 100 */
     const char *tls_cert;  /* PEM file: serve HTTPS (with tls_key) */
     const char *tls_key;
+    const char *assets; /* the web console's files (index.html, assets/); "" = none */
 } web_config_t;
 
 void web_config_defaults(web_config_t *c);
+
+/* The web console's files are served from dir (routes_console.c; not
+ * copied: a setting). NULL or "": GET / answers 404. */
+void web_console_init(const char *dir);
 
 /* Start serving (MHD threads); 0, or -1 with the reason logged. */
 int web_server_start(const web_config_t *c);

@@ -390,7 +390,10 @@ class Cluster:
         for tries in range(3):
             port = free_port()
             argv = [bin_path("drover-web"), "--listen", "127.0.0.1:%d" % port,
-                    "--api", self.api] + list(extra)
+                    "--api", self.api]
+            if os.path.isdir(os.path.join(BIN_DIR, "web")):  # the console (CMake builds it)
+                argv += ["--assets", os.path.join(BIN_DIR, "web")]
+            argv += list(extra)
             d = Daemon("drover-web", "drover-web", argv, self.path("drover-web.log"),
                        self.env, self.tmp)
             self.daemons.append(d)

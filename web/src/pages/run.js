@@ -1,0 +1,6 @@
+// pages/run.js — placeholder until its helper's branch lands.
+import { h, replace } from '../dom.js';
+
+export function mount(root) {
+  replace(root, h('p', { class: 'empty' }, 'The run page is being built.'));
+}
