@@ -52,10 +52,10 @@ class Http:
         return status, data
 
 
-def api_token(c):
-    """An admin API token for drover-web's requests (`drover token create
-    NAME --role admin`): droverd checks it on every request."""
-    r = c.cli("token", "create", "web-test", "--role", "admin")
+def api_token(c, name="web-test", role="admin"):
+    """An API token for drover-web's requests (`drover token create NAME
+    --role ROLE`, admin by default): droverd checks it on every request."""
+    r = c.cli("token", "create", name, "--role", role)
     for word in (r.out or "").split():
         if word.startswith("drva1."):
             return word
@@ -125,6 +125,12 @@ class WebSkeletonTest(harness.DroverTestCase):
         self.assertIsInstance(body["waiting"], list, body)
         st, body = h.json("GET", "/healthz", token=False)
         self.assertEqual((st, body), (200, {"ok": True, "droverd": True}))
+        # whoami: the token's own name and role (the console's buttons)
+        self.assertEqual(h.json("GET", "/api/v1/whoami"),
+                         (200, {"name": "web-test", "role": "admin", "token": True}))
+        reader = Http(self.c.web_url, api_token(self.c, "reader", "read"))
+        self.assertEqual(reader.json("GET", "/api/v1/whoami"),
+                         (200, {"name": "reader", "role": "read", "token": True}))
         # no token: 401, with the scheme named
         st, headers, data = h.request("GET", "/api/v1/status", token=False)
         self.assertEqual(st, 401, data)
@@ -581,6 +587,7 @@ class WebOpenApiTest(harness.DroverTestCase):
         ("get", "/api/v1/openapi.json", 200),
         ("get", "/metrics", 200),
         ("get", "/api/v1/status", 200),
+        ("get", "/api/v1/whoami", 200),
         ("get", "/api/v1/runs", 200),
         ("get", "/api/v1/runs/{id}", 200),
         ("get", "/api/v1/runs/{id}/tasks/{task}", 200),
@@ -680,7 +687,8 @@ class WebOpenApiTest(harness.DroverTestCase):
                 validate({"$ref": "#/components/schemas/Error"}, json.loads(data), doc)
                 self.assertEqual(sorted(headers["allow"].split(", ")),
                                  sorted(m.upper() for m in ops), (method, url))
-        for url in ("/", "/api", "/api/v1", "/api/v1/runs/", "/api/v1/runs/%s/x" % done,
+        # (/ is the web console's page: tests/browser/)
+        for url in ("/index.html", "/api", "/api/v1", "/api/v1/runs/", "/api/v1/runs/%s/x" % done,
                     "/api/v2/status", "/api/v1/runs/%s/tasks" % done):
             st, headers, data = h.request("GET", url)
             self.assertEqual(st, 404, (url, data))
