@@ -14,6 +14,9 @@
  * space at either end. web_json_object_parse gives an object that dumps
  * and parses back equal, or NULL with a reason. sse_event of the body reads
  * back (by the WHATWG rules) as the body with its line breaks as "\n".
+ * web_origin_allowed (the header line as an Origin, the path as the Host)
+ * admits a write only from an http(s) origin, and always from the Host's
+ * own http:// and https:// origins.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -168,6 +171,22 @@ static void check_sse(const char *data, size_t len)
     sb_free(&got);
 }
 
+static void check_origin(const char *method, const char *origin, const char *host)
+{
+    if (web_origin_allowed(method, origin, host) && strcmp(method, "GET") != 0 &&
+        strncasecmp(origin, "http://", 7) != 0 && strncasecmp(origin, "https://", 8) != 0)
+        fz_fail("%s from origin '%s' admitted", method, origin);
+    if (!host[0] || !((host[0] >= 'a' && host[0] <= 'z') || (host[0] >= '0' && host[0] <= '9')) ||
+        strpbrk(host, "/@"))
+        return;
+    for (int https = 0; https < 2; https++) {
+        char *own = xasprintf("%s://%s", https ? "https" : "http", host);
+        if (!web_origin_allowed("POST", own, host))
+            fz_fail("a POST from its own origin '%s' refused", own);
+        free(own);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const methods[] = {"GET", "POST", "DELETE", "PUT", "PATCH"};
@@ -183,8 +202,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nl2)
         *nl2 = '\0';
     check_route(method, text); /* the path ends at the first NUL, as MHD's does */
-    if (nl1)
+    if (nl1) {
         check_bearer(nl1 + 1);
+        check_origin(method, nl1 + 1, text);
+    }
     if (nl2) {
         const char *body = nl2 + 1;
         size_t blen = len - (size_t)(body - text);

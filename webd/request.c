@@ -87,3 +87,37 @@ json_t *web_json_object_parse(const char *body, size_t len, char *why, size_t wh
     }
     return j;
 }
+
+/* The authority of an origin or Host (n bytes at a) without the scheme's
+ * default port: its length. */
+static size_t authority_len(const char *a, size_t n, bool https)
+{
+    const char *port = https ? ":443" : ":80";
+    size_t pn = strlen(port);
+    if (n > pn && strncmp(a + n - pn, port, pn) == 0)
+        return n - pn;
+    return n;
+}
+
+bool web_origin_allowed(const char *method, const char *origin, const char *host)
+{
+    if (!origin || strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+        strcmp(method, "OPTIONS") == 0)
+        return true;
+    if (!host || !*host)
+        return false;
+    bool https;
+    if (strncasecmp(origin, "http://", 7) == 0) {
+        https = false;
+        origin += 7;
+    } else if (strncasecmp(origin, "https://", 8) == 0) {
+        https = true;
+        origin += 8;
+    } else {
+        return false; /* "null" (a sandboxed frame, a file: page), another scheme */
+    }
+    size_t on = authority_len(origin, strlen(origin), https);
+    size_t hn = authority_len(host, strlen(host), https);
+    return on > 0 && on == hn && strncasecmp(origin, host, on) == 0 && !memchr(origin, '/', on) &&
+           !memchr(origin, '@', on);
+}

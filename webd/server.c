@@ -5,6 +5,7 @@
  * A request's life (MHD's access handler, called several times):
  *   1. first call: a web_req_t is made; the route is looked up (404/405),
  *      the rate limit checked (429 + Retry-After), the bearer taken (401),
+ *      a write's Origin checked (403 forbidden_origin: request.c),
  *      Content-Length checked against max-body (413); a refusal is queued
  *      at once and the body, if any, is not read;
  *   2. calls with upload data: the body appended, up to max-body (a chunked
@@ -545,6 +546,16 @@ static bool admit(web_req_t *r, const char *method, const char *url)
                   "this request needs an API token: 'Authorization: Bearer TOKEN' (drover "
                   "token create NAME --role read|submit|admin)");
         web_add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"drover\"");
+        return false;
+    }
+    /* a write from a page of another origin (CSRF; README "Web console") */
+    const char *origin = web_header(r, MHD_HTTP_HEADER_ORIGIN);
+    const char *host = web_header(r, MHD_HTTP_HEADER_HOST);
+    if (!web_origin_allowed(method, origin, host)) {
+        web_error(r, 403, "forbidden_origin",
+                  "%s from origin '%.200s' refused: only pages of drover-web's own origin "
+                  "(http(s)://%.200s) may write",
+                  method, origin, host ? host : "(no Host header)");
         return false;
     }
     const char *cl = web_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);

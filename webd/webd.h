@@ -72,6 +72,16 @@ const char *web_bearer_parse(const char *authorization, size_t *len);
  * object). */
 json_t *web_json_object_parse(const char *body, size_t len, char *why, size_t why_len);
 
+/* Whether a request of method with this Origin header (NULL: none) may
+ * go on, host being its Host header (NULL: none): always for GET, HEAD and
+ * OPTIONS and without an Origin; otherwise only when origin is
+ * http://HOST or https://HOST (scheme and host in any case, the scheme's
+ * default port optional on either side) for the request's own Host: a
+ * page of another origin cannot write (403 forbidden_origin, server.c).
+ * The scheme is not compared with drover-web's own: behind a TLS proxy
+ * the browser's origin is https while drover-web serves http. */
+bool web_origin_allowed(const char *method, const char *origin, const char *host);
+
 /* HTTPS: c's tls-cert and tls-key read and checked (tls.c): 0 with *cert
  * and *key the PEM texts (the caller frees them), or both NULL when
  * neither is set; -1 with the reason logged (one set without the other, a
