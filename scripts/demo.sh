@@ -7,14 +7,31 @@
 # grows from no node to three and shrinks back once they are done, then
 # the HTTP API (drover-web): the same ML pipeline written in Python
 # (examples/python) submitted and followed with an API token, and the
-# Prometheus metrics.
-# Daemon logs are in .demo/*.log; everything stops when the demo ends.
+# Prometheus metrics; last, the web console: its URL and an admin token to
+# log in with.
+# Daemon logs are in .demo/*.log. When the demo succeeds, droverd, its two
+# agents and drover-web keep running for the console (their pids in
+# .demo/daemons.pid; the demo prints how to stop them, and the next demo
+# stops them first); when it fails, everything stops.
 # CONTAINERS=1 runs every step in an OCI container (runc) whose image is
 # this machine's own root filesystem, mounted read-only.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/${1:-build}
 demo=$root/.demo
+# a previous demo's daemons (left running for its console): stopped, if
+# they are still this checkout's programs
+stale=""
+if [ -f "$demo/daemons.pid" ]; then
+    for pid in $(cat "$demo/daemons.pid"); do
+        case $(readlink "/proc/$pid/exe" 2>/dev/null) in
+        "$bin"/drover*) kill "$pid" 2>/dev/null && stale="$stale $pid" ;;
+        esac
+    done
+    for pid in $stale; do
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    done
+fi
 rm -rf "$demo"
 mkdir -p "$demo"
 
@@ -36,7 +53,7 @@ pools='[{"name": "burst", "node": {"cpu": 2, "memory": "1Gi", "labels": {"pool":
     "args": ["--state-dir", "'$demo'/pool", "--agent", "'$bin'/drover-agent", "--",
              "--heartbeat", "500ms", "--runtime", "'$runtime'"]}}]'
 "$bin/droverd" --state-dir "$demo/state" --listen "tcp://127.0.0.1:$port" --pools "$pools" \
-    2>"$demo/droverd.log" &
+    </dev/null >"$demo/droverd.log" 2>&1 &
 pids=$!
 # agent-1 plays a spot node, agent-2 an on-demand one (prices per hour)
 for i in 1 2; do
@@ -44,7 +61,7 @@ for i in 1 2; do
     # shellcheck disable=SC2086
     "$bin/drover-agent" --scheduler "tcp://127.0.0.1:$port" --work-dir "$demo/agent-$i" \
         --name "agent-$i" --cpus 2 --memory 2Gi --labels "node=local-$i" $capacity \
-        --runtime "$runtime" 2>"$demo/agent-$i.log" &
+        --runtime "$runtime" </dev/null >"$demo/agent-$i.log" 2>&1 &
     pids="$pids $!"
 done
 # The pool's agents run in their own sessions (as on their own machines):
@@ -145,8 +162,18 @@ drover pools
 
 # The HTTP API: drover-web in front of droverd's API socket, an API token
 # with role submit, and the Python client (no drover CLI from here on).
-webport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$bin/drover-web" --listen "127.0.0.1:$webport" --api "$DROVER_API" 2>"$demo/drover-web.log" &
+# drover-web's usual port 7080 when it is free, else any free one; the
+# console's files from this build (BUILD/web).
+webport=$(python3 -c 'import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as drover-web does
+try:
+    s.bind(("127.0.0.1", 7080))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
+"$bin/drover-web" --listen "127.0.0.1:$webport" --api "$DROVER_API" --assets "$bin/web" \
+    </dev/null >"$demo/drover-web.log" 2>&1 &
 pids="$pids $!"
 echo
 echo "== drover token create demo --role submit;  drover-web on http://127.0.0.1:$webport"
@@ -165,4 +192,16 @@ r = u.Request(os.environ["DROVER_URL"] + "/metrics", headers={"Authorization": "
 for line in u.urlopen(r, timeout=10).read().decode().splitlines():
     if line.startswith(("drover_runs{", "drover_dispatch_latency_seconds_count", "drover_preemptions_total")):
         print(line)'
-exit $status
+[ $status = 0 ] || exit $status
+
+# The web console: droverd, the agents and drover-web stay up for it.
+console=$(env -u DROVER_TOKEN "$bin/drover" token create console --role admin)
+echo "$pids" >"$demo/daemons.pid"
+trap - EXIT INT TERM
+stop_pool
+echo
+echo "== the web console (left running: droverd, agent-1, agent-2, drover-web)"
+echo "   open  http://127.0.0.1:$webport/#/login"
+echo "   token $console"
+echo "   (an admin API token, made for the console: paste it on the login page)"
+echo "   stop them:  kill \$(cat $demo/daemons.pid)   (the next make demo does too)"

@@ -171,6 +171,17 @@ sys.stdout.write(u.urlopen(r, timeout=10).read().decode())' "$1" "$token"
     http_get "/api/v1/runs/$run" | grep -q '"status": *"succeeded"' ||
         fail "GET /api/v1/runs/$run: $(http_get "/api/v1/runs/$run" 2>&1 | head -c 300)"
     http_get /metrics | grep -q '^drover_tasks{' || fail "GET /metrics has no drover_tasks"
+    # the web console, from /usr/share/drover/web (drover-web's default
+    # --assets): index.html with its Content-Security-Policy, and its script
+    python3 -c 'import sys, urllib.request as u
+r = u.urlopen("http://127.0.0.1:7080/", timeout=10)
+page, csp = r.read().decode(), r.headers.get("Content-Security-Policy", "")
+if "assets/app.js" not in page or "script-src" not in csp or "unsafe" in csp:
+    sys.exit("GET /: %r, CSP %r" % (page[:200], csp))
+js = u.urlopen("http://127.0.0.1:7080/assets/app.js", timeout=10)
+if not js.headers.get("Content-Type", "").startswith("text/javascript") or len(js.read()) < 1000:
+    sys.exit("GET /assets/app.js: not the console script")' >/tmp/console.err 2>&1 ||
+        fail "the web console: $(cat /tmp/console.err)"
     python3 -c 'import drover, sys; sys.exit(0 if drover.Client else 1)' ||
         fail "the Python client (import drover) is not installed"
     kill $wpid && wait $wpid 2>/dev/null
@@ -209,6 +220,7 @@ fi
 step "nothing left"
 left=""
 for f in /etc/drover /var/lib/drover /var/lib/drover-agent /run/drover /usr/libexec/drover /usr/lib/drover \
+    /usr/share/drover/web \
     /etc/systemd/system/multi-user.target.wants/droverd.service \
     /etc/systemd/system/multi-user.target.wants/drover-agent.service \
     /etc/systemd/system/multi-user.target.wants/drover-web.service; do
