@@ -13,15 +13,17 @@
 # Each root runs in its own mount and PID namespace (unshare): the mounts
 # (/proc, /dev, the apt archive cache) and every process started inside
 # vanish when it ends, pass or fail; the root directory is deleted after.
-# The debootstrapped root is cached as build-pkgtest/cache/bookworm.tar and
-# downloaded .debs in build-pkgtest/cache/archives, so a rerun needs the
-# network only for apt-get update. Needs root, debootstrap, lintian,
+# The debootstrapped root is cached as CACHE/bookworm.tar (made again when
+# a month old) and downloaded .debs in CACHE/archives, so a rerun needs the
+# network only for apt-get update. CACHE is $DROVER_PKGTEST_CACHE, by
+# default /var/cache/drover-pkgtest: outside the checkout, so that CI's
+# clean clones share it (debootstrap took about 50 s of each run). Needs root, debootstrap, lintian,
 # debhelper (scripts/install-deps.sh).
 # Usage: tests/package/test-package.sh [ROUNDS]   (default: "docs nodocs")
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$root/build-pkgtest
-cache=$work/cache
+cache=${DROVER_PKGTEST_CACHE:-/var/cache/drover-pkgtest}
 rounds=${1:-docs nodocs}
 start=$(date +%s)
 [ "$(id -u)" -eq 0 ] || {
@@ -74,6 +76,17 @@ if [ -n "$lint" ]; then
 fi
 echo "   no errors, no warnings"
 
+# one package test at a time uses the cache (apt's lock on the archives;
+# the root made once)
+mkdir -p "$cache"
+exec 9>"$cache/lock"
+if ! flock -n 9; then
+    echo "   waiting for another package test using $cache"
+    flock 9
+fi
+if [ -n "$(find "$cache/bookworm.tar" -mtime +30 2>/dev/null)" ]; then
+    rm -f "$cache/bookworm.tar" # a month of point releases: start from the mirror's
+fi
 if [ ! -s "$cache/bookworm.tar" ]; then
     echo "== debootstrap --variant=minbase bookworm ($mirror), cached in $cache"
     mkdir -p "$cache"
