@@ -10,7 +10,9 @@
  * style, no eval, no framing (the policy is what makes an escaping slip
  * harmless: a <script> a step printed would not run even if it reached
  * the page). {file} is one path segment (route.c): names starting with '.'
- * are refused, so nothing outside the directory is reachable.
+ * are refused, so nothing outside the directory is reachable. With it:
+ * nosniff, no framing, no referrer, and same-origin resource and opener
+ * policies (no other site loads the files or holds the window).
  */
 #include <errno.h>
 #include <string.h>
@@ -75,6 +77,9 @@ static void send_file(web_req_t *r, const char *rel)
     web_add_header(r, "X-Content-Type-Options", "nosniff");
     web_add_header(r, "X-Frame-Options", "DENY");
     web_add_header(r, "Referrer-Policy", "no-referrer");
+    /* no other site may load these files or keep a handle on the window */
+    web_add_header(r, "Cross-Origin-Resource-Policy", "same-origin");
+    web_add_header(r, "Cross-Origin-Opener-Policy", "same-origin");
     free(data);
     free(path);
 }

@@ -210,6 +210,9 @@ class WebConsoleAttackTest(harness.DroverTestCase):
             self.assertNotIn("unsafe-eval", csp)
             self.assertNotIn("*", csp)
             self.assertEqual(hdrs.get("x-content-type-options"), "nosniff", path)
+            self.assertEqual(hdrs.get("x-frame-options"), "DENY", path)
+            self.assertEqual(hdrs.get("cross-origin-resource-policy"), "same-origin", path)
+            self.assertEqual(hdrs.get("cross-origin-opener-policy"), "same-origin", path)
             self.assertNotIn("access-control-allow-origin", hdrs)
             if ctype:
                 self.assertTrue(hdrs.get("content-type", "").startswith(ctype), hdrs)
