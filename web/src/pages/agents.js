@@ -179,7 +179,10 @@ export function mount(root, route, ctx) {
             'aria-label': 'nodes to keep' });
           replace(actions, inline(key, 'keep nodes', n, 'scale', (v) => {
             const k = Number(v);
-            if (!Number.isInteger(k) || k < 0) { ctx.flash('nodes: a whole number, 0 or more'); return; }
+            if (!Number.isInteger(k) || k < 0) {
+              ctx.flash('nodes: a whole number, 0 or more');
+              return;
+            }
             act(`pool ${p.name}: keeping ${k} node${k === 1 ? '' : 's'}`, path + '/scale',
               { nodes: k });
           }));

@@ -116,14 +116,15 @@ export function mount(root, route, ctx) {
     const view = lines.map((t, i) => {
       const n = i + 1, bad = byLine.get(n);
       return [h('div', { class: 'spec-line' + (bad ? ' bad' : ''), dataset: { line: n } },
-        h('span', { class: 'spec-ln' }, String(n).padStart(width)), h('span', { class: 'spec-text' },
-          t || ' ')),
+        h('span', { class: 'spec-ln' }, String(n).padStart(width)),
+        h('span', { class: 'spec-text' }, t || ' ')),
       (bad || []).map((e) => h('div', { class: 'spec-msg', dataset: { line: n, col: e.col } },
         h('span', { class: 'spec-ln' }, ' '.repeat(width)),
         h('span', { class: 'spec-text' }, ' '.repeat(Math.max(0, e.col - 1)) + '^ ' + e.message)))];
     });
     replace(errors,
-      h('h2', {}, `Refused: ${list.length} error${list.length === 1 ? '' : 's'} (nothing was stored)`),
+      h('h2', {}, `Refused: ${list.length} error${list.length === 1 ? '' : 's'} ` +
+        '(nothing was stored)'),
       h('ol', { class: 'spec-error-list' }, items),
       byLine.size ? h('div', { id: 'spec-view', class: 'spec-view mono' }, view) : null);
     errors.hidden = false;
