@@ -8,8 +8,9 @@ browser against real daemons (design20.md "The other pages"):
   appears and goes to succeeded without a reload; filters (in the hash,
   so a reload keeps them) narrow the list; pages walk older and back;
 - agents: drain and undrain an agent from its row (droverd agrees), a
-  preemption drill shows the agent preempting; a pool shows its min/max
-  and a scale from the page holds it;
+  preemption drill shows the agent preempting, a spot agent shows its
+  class and price, goes lost live when killed and can be forgotten; a
+  pool shows its min/max and a scale from the page holds it;
 - a read token sees no drain, scale or submit controls and the submit
   page says why.
 
@@ -224,6 +225,15 @@ class ConsolePagesTest(console.ConsoleTestCase):
         b.wait_text('tr.pool[data-name="gpu-spot"]', "held at 0")
         hold = self.api("GET", "/pools")["pools"][0].get("hold") or {}
         self.assertTrue(hold.get("scaled"), hold)
+
+        # A spot agent with its price; lost when it goes, then forgotten.
+        self.c.start_agent("s1", extra=("--spot", "true", "--price", "0.92"))
+        b.wait_text('tr.agent[data-name="s1"][data-state="connected"]', "spot $0.92/h")
+        self.c.kill_agent("s1")
+        self.agent_row("s1", "lost")  # live: no reload, no click
+        self.click('tr.agent[data-name="s1"] .agent-forget')
+        b.wait_gone('tr.agent[data-name="s1"]')
+        self.assertEqual([a["name"] for a in self.api("GET", "/agents")["agents"]], ["a1"])
         self.assertEqual(b.severe_errors(), [])
 
         # A read token: the same tables, no controls, and no submit.
