@@ -152,6 +152,7 @@ class ConsoleTestCase(harness.DroverTestCase):
     """A cluster with drover-web, an admin token and a browser per test."""
 
     agents = ("a1",)
+    droverd_extra = ()  # more droverd flags (--pools JSON, ...)
 
     def setUp(self):
         super().setUp()
@@ -162,7 +163,7 @@ class ConsoleTestCase(harness.DroverTestCase):
         if not os.path.isfile(os.path.join(harness.BIN_DIR, "web", "index.html")):
             self.fail("the console is not built in %s/web (cmake --build: drover-web-assets)"
                       % harness.BIN_DIR)
-        self.c.start_droverd()
+        self.c.start_droverd(extra=self.droverd_extra)
         for name in self.agents:
             self.c.start_agent(name)
         for name in self.agents:
