@@ -1031,11 +1031,11 @@ def runview_rows(rv, sz):
         return [Row("rv_summary_p99", "run page API", "ms", "lower", na=rv["na"])]
     rows = []
     for key, what in (("tasks", "a %s-task run (fan-outs and groups)"),
-                      ("items", "a %s-item fan-out run")):
+                      ("items", "a run of a %s-item fan-out")):
         r = rv.get(key)
         if not r:
             continue
-        title = what % "{:,}".format(r["task_count"])
+        title = what % "{:,}".format(r["task_count"] if key == "tasks" else sz["rv_items"])
         for v in ("full", "summary", "page"):
             if v not in r:
                 continue
