@@ -1,0 +1,356 @@
+"""The run page in a real browser (web/src/pages/run.js, web/src/run/*.js)
+on real daemons: the demo pipeline's graph laid out left to right and
+going green live, its fan-out as one node with counts, an artifact
+downloaded with its digest checked; a step's log following while it
+prints; an approval gate approved; a failed step's reason and exit code
+in the panel; a run re-submitted with a changed param, cancelled and
+deleted; a fan-out of thousands of items whose node's counts move. The
+time a 10,000-task run's graph takes to show is printed, not asserted
+(timing targets live in bench/)."""
+import hashlib
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import console  # noqa: E402
+from console import harness, wait_until, SCALE  # noqa: E402
+
+ML = os.path.join(harness.SOURCE_DIR, "examples", "ml")
+
+NODES_JS = """
+return [...document.querySelectorAll('#dag g.node')].map((g) => {
+  const r = g.querySelector('rect.box').getBoundingClientRect();
+  return {task: g.dataset.task, status: g.dataset.status, kind: g.dataset.kind,
+          x: r.left, y: r.top, w: r.width, h: r.height,
+          title: g.querySelector('title').textContent,
+          sub: (g.querySelector('text.sub') || {}).textContent || ''};
+});"""
+
+EDGES_JS = """
+return [...document.querySelectorAll('#dag path.edge')].map((p) => [p.dataset.from, p.dataset.to]);
+"""
+
+
+class RunPageTest(console.ConsoleTestCase):
+
+    # ---- the API, as the test's own client
+
+    def api(self, method, path, body=None, ctype="application/json", raw=False):
+        data = None
+        headers = {"Authorization": "Bearer " + self.token}
+        if body is not None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            headers["Content-Type"] = ctype
+        req = urllib.request.Request(self.c.web_url + "/api/v1" + path, data=data,
+                                     method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            if raw:
+                return r.read(), dict(r.headers)
+            text = r.read().decode()
+            return json.loads(text) if text else None
+
+    def submit(self, spec, params=None):
+        return self.api("POST", "/runs", {"spec": spec, "params": params or {}})["run_id"]
+
+    def nodes(self):
+        return {n["task"]: n for n in self.browser.js(NODES_JS)}
+
+    def node_status(self, name):
+        return self.nodes().get(name, {}).get("status")
+
+    def open_run(self, rid):
+        b = self.browser
+        b.login(self.token)
+        b.go("/runs/" + rid)
+        b.wait_css("#dag g.node")
+        b.js("window.__samePage = 'yes'")
+
+    def assert_no_reload(self):
+        self.assertEqual(self.browser.js("return window.__samePage"), "yes",
+                         "the page was reloaded")
+
+    def click_node(self, name):
+        b = self.browser
+        b.wait_css('#dag g.node[data-task="%s"]' % name).click()
+        b.wait_css('#step-panel[data-task="%s"]' % name)
+
+    def assert_layout(self, expect_edges):
+        """Nodes left to right along every edge, no two boxes overlapping."""
+        nodes = self.nodes()
+        edges = self.browser.js(EDGES_JS)
+        for e in expect_edges:
+            self.assertIn(list(e), edges, "edge %s -> %s drawn" % e)
+        for a, b in edges:
+            self.assertGreater(nodes[b]["x"], nodes[a]["x"] + nodes[a]["w"] - 0.5,
+                               "%s (needs %s) drawn right of it" % (b, a))
+        boxes = list(nodes.values())
+        for i, p in enumerate(boxes):
+            self.assertGreater(p["w"], 10)
+            for q in boxes[i + 1:]:
+                overlap = (p["x"] < q["x"] + q["w"] and q["x"] < p["x"] + p["w"] and
+                           p["y"] < q["y"] + q["h"] and q["y"] < p["y"] + p["h"])
+                self.assertFalse(overlap, "boxes of %s and %s overlap" % (p["task"], q["task"]))
+
+    # ---- the tests
+
+    def test_demo_pipeline_live_layout_and_artifact(self):
+        b = self.browser
+        # the agent takes no work until the page shows the run waiting
+        self.api("POST", "/agents/a1/drain")
+        with open(os.path.join(ML, "pipeline.yaml")) as f:
+            spec = f.read()
+        rid = self.submit(spec, {"src": ML, "rows": "400", "epochs": "3"})
+        self.open_run(rid)
+        self.assertEqual(b.css("#run").get_attribute("data-status"), "running")
+        self.assertIn("train-classifier", b.css("#run-header").text)
+        first = self.nodes()
+        self.assertEqual(set(first), {"generate", "train", "baseline", "evaluate", "deploy",
+                                      "notify"})
+        self.assertEqual(first["train"]["kind"], "fanout")
+        self.assertNotEqual(first["generate"]["status"], "succeeded")
+        self.assertIn("waiting", first["evaluate"]["status"])
+        self.api("POST", "/agents/a1/undrain")
+        # green live: every node's data-status changes in place
+        seen = {}
+
+        def all_green():
+            for name, n in self.nodes().items():
+                seen.setdefault(name, set()).add(n["status"])
+            return b.css("#run").get_attribute("data-status") == "succeeded" and \
+                all(n["status"] == "succeeded" for n in self.nodes().values())
+        b.wait(all_green, timeout=120 * SCALE, what="every node green")
+        self.assert_no_reload()
+        self.assertGreater(len(seen["evaluate"]), 1, "evaluate changed state on the page")
+        nodes = self.nodes()
+        self.assertIn("3 items", nodes["train"]["sub"])
+        b.wait(lambda: "3 succeeded" in self.nodes()["train"]["sub"], what="fan-out counts")
+        b.wait_text("#run-progress", "/")
+        self.assert_layout([("generate", "train"), ("generate", "baseline"),
+                            ("train", "evaluate"), ("baseline", "evaluate"),
+                            ("evaluate", "deploy")])
+        b.screenshot(self.c.path("run-page.png"))
+        print("screenshot: %s" % self.c.path("run-page.png"))
+
+        # output params of evaluate
+        self.click_node("evaluate")
+        b.wait_text("#step-params", "best_lr")
+        self.assertIn("step=evaluate", b.js("return location.hash"))
+        b.wait_text("#step-attempts", "a1")
+
+        # an artifact downloaded through the bearer, its digest checked in the page
+        self.click_node("generate")
+        btn = b.wait_css('.artifact-download[data-name="dataset"]')
+        btn.click()
+        path = self.wait_download("dataset")
+        status = b.wait_text(".artifact-status", "verified")
+        with open(path, "rb") as f:
+            got = hashlib.sha256(f.read()).hexdigest()
+        listing = self.api("GET", "/runs/%s/artifacts" % rid)["artifacts"]
+        want = [a["artifact"]["digest"] for a in listing
+                if a["task"] == "generate" and a["artifact"]["name"] == "dataset"]
+        self.assertEqual([got], want)
+        _, hd = self.api("GET", "/runs/%s/artifacts/generate/dataset" % rid, raw=True)
+        self.assertEqual(hd.get("X-Drover-Digest"), "sha256:" + got)
+        self.assertEqual(status.get_attribute("data-digest"), got)
+        self.assertEqual(b.severe_errors(), [])
+
+    def test_log_follows_and_gate_approved(self):
+        b = self.browser
+        spec = """
+name: slow-and-gate
+steps:
+  - name: talk
+    script: for i in $(seq 1 24); do echo "line $i"; sleep 0.25; done
+  - name: approve
+    needs: [talk]
+    suspend: true
+  - name: after
+    needs: [approve]
+    script: echo after the gate
+"""
+        rid = self.submit(spec)
+        self.open_run(rid)
+        self.click_node("talk")
+        log = b.wait_css("#step-log")
+        b.wait(lambda: "line 2\n" in log.text + "\n", what="the log's first lines")
+        early = log.text
+        self.assertEqual(log.get_attribute("data-state"), "following")
+        self.assertNotIn("line 24", early)
+        # the same <pre> grows while the step prints: it follows
+        b.wait(lambda: "line 24" in log.text, what="the log to follow to its end")
+        b.wait(lambda: log.get_attribute("data-state") == "ended", what="the log's end")
+        self.assertTrue(log.text.startswith(early.rstrip("\n")))
+        self.assertEqual(log.get_attribute("data-exit-code"), "0")
+
+        b.wait(lambda: self.node_status("approve") == "suspended", what="the gate suspended")
+        self.click_node("approve")
+        b.wait_css("#step-approve").click()
+        b.wait(lambda: self.node_status("after") == "succeeded", what="the gate approved")
+        self.assertEqual(self.node_status("approve"), "succeeded")
+        b.wait(lambda: b.css("#run").get_attribute("data-status") == "succeeded",
+               what="the run done")
+        self.assert_no_reload()
+        self.assertEqual(b.severe_errors(), [])
+
+    def test_failed_step_resubmit_cancel_delete(self):
+        b = self.browser
+        spec = """
+name: fails-then-waits
+params: {code: "3"}
+steps:
+  - name: breaks
+    env: {CODE: "{{params.code}}"}
+    script: echo "about to exit $CODE"; exit $CODE
+  - name: sleeper
+    script: sleep 300
+"""
+        rid = self.submit(spec)
+        self.open_run(rid)
+        b.wait(lambda: self.node_status("breaks") == "failed", what="breaks to fail")
+        title = self.nodes()["breaks"]["title"]
+        self.assertIn("exit code 3", title)
+        self.click_node("breaks")
+        self.assertEqual(b.wait_css("#step-exit-code").text, "3")
+        reason = b.wait_css("#step-reason").text
+        self.assertTrue(reason, "a failed step says why")
+        self.assertIn(reason, title)
+        row = b.wait_css('#step-attempts tr[data-attempt="1"]')
+        self.assertEqual(row.find_element(console.By.CSS_SELECTOR, ".exit-code").text, "3")
+        b.wait_text("#step-log", "about to exit 3")
+
+        # re-submitted with code=0: a new run whose breaks succeeds
+        b.css("#run-resubmit").click()
+        inp = b.wait_css('#resubmit-form input[name="code"]')
+        self.assertEqual(inp.get_attribute("value"), "3")
+        inp.clear()
+        inp.send_keys("0")
+        b.css("#resubmit-go").click()
+        b.wait(lambda: b.js("return location.hash").split("?")[0] not in ("#/runs/" + rid,),
+               what="the new run's page")
+        new = b.js("return location.hash").split("/")[-1].split("?")[0]
+        self.assertNotEqual(new, rid)
+        self.assertEqual(self.api("GET", "/runs/" + new)["params"]["code"], "0")
+        b.wait(lambda: self.node_status("breaks") == "succeeded", what="breaks to succeed now")
+        b.css("#run-cancel").click()
+        b.wait(lambda: b.css("#run").get_attribute("data-status") == "cancelled",
+               what="the new run cancelled")
+
+        # the first run: cancelled, then deleted (admin; a second click confirms)
+        b.go("/runs/" + rid)
+        b.wait(lambda: b.css("#run-header").text.find(rid) >= 0, what="the first run again")
+        b.wait_css("#run-cancel").click()
+        b.wait(lambda: b.css("#run").get_attribute("data-status") == "cancelled",
+               what="the run cancelled")
+        b.wait(lambda: self.node_status("sleeper") == "cancelled", what="sleeper cancelled")
+        self.assertFalse(b.all("#run-cancel"), "no cancel button on an ended run")
+        dl = b.wait_css("#run-delete")
+        b.wait(lambda: dl.is_enabled(), what="delete enabled once ended")
+        dl.click()
+        b.wait_text("#run-delete", "Really")
+        b.css("#run-delete").click()
+        b.wait(lambda: b.js("return location.hash") == "#/runs", what="back to the runs")
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            self.api("GET", "/runs/" + rid)
+        self.assertEqual(cm.exception.code, 404)
+        self.assertEqual(b.severe_errors(), [])
+
+    def test_fanout_of_thousands_counts_move(self):
+        b = self.browser
+        n = 2000
+        spec = """
+name: wide
+params: {items: "[]"}
+steps:
+  - name: first
+    script: "true"
+  - name: wide
+    needs: [first]
+    for_each: "{{params.items}}"
+    resources: {cpu: 0.1}
+    script: "true"
+  - name: last
+    needs: [wide]
+    script: "true"
+"""
+        rid = self.submit(spec, {"items": json.dumps(list(range(n)))})
+        self.open_run(rid)
+        subs = set()
+
+        def done():
+            node = self.nodes().get("wide", {})
+            subs.add(node.get("sub", ""))
+            return node.get("status") == "succeeded" and "%d succeeded" % n in node["sub"]
+        b.wait(done, timeout=180 * SCALE, what="the fan-out's %d items to succeed" % n)
+        moving = [t for t in subs if "items" in t and "%d succeeded" % n not in t]
+        self.assertTrue(moving, "the counts were seen before the end: %r" % sorted(subs))
+        self.assertEqual(self.nodes()["wide"]["kind"], "fanout")
+        self.assertEqual(len(self.nodes()), 3, "items are not nodes")
+        self.assert_no_reload()
+        self.click_node("wide")
+        table = b.wait_css("#fanout-items")
+        self.assertEqual(table.get_attribute("data-total"), str(n))
+        first_rows = [r.get_attribute("data-task") for r in b.all("#fanout-items tr.item")]
+        self.assertEqual(first_rows[0], "wide[0]")
+        b.css("#fanout-next").click()
+        b.wait(lambda: b.css("#fanout-items").get_attribute("data-offset") != "0",
+               what="the next page of items")
+        rows = [r.get_attribute("data-task") for r in b.all("#fanout-items tr.item")]
+        self.assertTrue(rows and rows[0] not in first_rows)
+        self.assertEqual(b.severe_errors(), [])
+
+    def test_ten_thousand_tasks_graph_time(self):
+        """Measured (printed), not asserted: how long a 10,000-task run's
+        page takes to show its graph (fan-outs and groups, all waiting on
+        a drained agent so the run keeps its size)."""
+        b = self.browser
+        self.api("POST", "/agents/a1/drain")
+        spec = """
+name: ten-thousand
+params: {big: "[]", small: "[]"}
+templates:
+  pair:
+    inputs: {params: {x: null}}
+    steps:
+      - name: one
+        script: echo {{inputs.params.x}}
+      - name: two
+        needs: [one]
+        script: "true"
+steps:
+  - name: big
+    for_each: "{{params.big}}"
+    script: "true"
+  - name: groups
+    uses: pair
+    for_each: "{{params.small}}"
+    with: {x: "{{item}}"}
+  - name: after
+    needs: [big, groups]
+    script: "true"
+"""
+        rid = self.submit(spec, {"big": json.dumps(list(range(9000))),
+                                 "small": json.dumps(list(range(334)))})
+        wait_until(lambda: self.api("GET", "/runs/" + rid)["task_count"] >= 9900,
+                   timeout=60 * SCALE, what="the run's tasks made")
+        total = self.api("GET", "/runs/" + rid)["task_count"]
+        b.login(self.token)
+        t0 = time.monotonic()
+        b.go("/runs/" + rid)
+        b.wait_css('#dag g.node[data-task="big"]', timeout=120 * SCALE)
+        shown = time.monotonic() - t0
+        layout = b.css("#dag").get_attribute("data-layout-ms")
+        print("10k graph: a run of %d tasks: graph shown %.0f ms after the route changed "
+              "(layout+draw %s ms, %s nodes)" % (total, shown * 1000, layout,
+                                                 b.css("#dag").get_attribute("data-nodes")),
+              flush=True)
+        self.assertEqual(self.nodes()["big"]["kind"], "fanout")
+
+
+if __name__ == "__main__":
+    console.main()
