@@ -244,7 +244,6 @@ cleanup:
     spec_destroy(&spec);
 }
 
-/* Fill a run view; tasks only when with_tasks (they point into the run). */
 /* Spot accounting of a task from its attempts: time on spot and
  * on-demand nodes, work lost to preemptions, and the estimated cost. */
 static void spot_view(const task_t *t, Drover__TaskView *tv, int64_t now)
@@ -296,17 +295,21 @@ static bool run_matches(const run_t *r, const Drover__ListRunsRequest *lr)
 /* The order a run's tasks are listed in (run get, watch): its tree. Each
  * step of the run itself in step order, each followed by its fan-out
  * items and, for a group instance (task_t.grp), its members in body
- * order, each of them followed by its own, recursively. order[i] is a
- * task index; depth (by task index: how many groups enclose it, as
+ * order, each of them followed by its own, recursively. order[0, n) are
+ * task indexes; depth (by task index: how many groups enclose it, as
  * dag_depth says, without its walk up per task) is NULL when no task is
  * a member (all at the top). O(tasks): one walk with an explicit stack; a
- * task the walk does not reach (none should be) ends the list. */
+ * task the walk does not reach (none should be) ends the list. Without
+ * items (a summary view) the walk leaves out the fan-outs' items and so
+ * everything inside them (the members of item instances), and n is what
+ * it reached. */
 typedef struct {
     uint32_t *order;
     uint32_t *depth;
+    size_t n;
 } view_tree_t;
 
-static void view_tree(const run_t *r, view_tree_t *vt)
+static void view_tree(const run_t *r, view_tree_t *vt, bool items)
 {
     size_t n = r->n_tasks, done = 0, top = 0;
     bool groups = false;
@@ -335,7 +338,7 @@ static void view_tree(const run_t *r, view_tree_t *vt)
                 vt->depth[m] = vt->depth[k] + 1;
             stack[top++] = m;
         }
-        for (uint32_t j = t->n_items; j-- > 0 && top < n;) {
+        for (uint32_t j = items ? t->n_items : 0; j-- > 0 && top < n;) {
             uint32_t it = t->items[j];
             if (it >= n || seen[it])
                 continue;
@@ -344,20 +347,24 @@ static void view_tree(const run_t *r, view_tree_t *vt)
             stack[top++] = it;
         }
     }
-    for (size_t i = 0; i < n && done < n; i++)
+    for (size_t i = 0; i < n && done < n && items; i++)
         if (!seen[i])
             vt->order[done++] = (uint32_t)i;
+    vt->n = done;
     free(stack);
     free(seen);
 }
 
-/* The reasons of READY tasks shown in a run's view (placer_why): each
- * distinct text once (owned; freed with the view), as the tasks of a
- * fan-out share one. */
+/* What a run's view owns beside its TaskViews (freed after the reply):
+ * the reasons of READY tasks shown (placer_why), each distinct text once,
+ * as the tasks of a fan-out share one; and the names of the shown tasks'
+ * needs, one array (needs[0, cap)) the TaskViews' needs are slices of. */
 typedef struct {
     char **texts;
     size_t n;
     placer_why_t memo;
+    char **needs;
+    size_t n_needs, cap_needs;
 } view_whys_t;
 
 static char *view_why(sched_t *s, view_whys_t *w, const task_t *t)
@@ -370,9 +377,129 @@ static char *view_why(sched_t *s, view_whys_t *w, const task_t *t)
     return w->texts[w->n++] = xstrdup(why);
 }
 
-/* whys: where the reasons of READY tasks go (with_tasks only). */
-static void run_view(sched_t *s, const run_t *r, Drover__RunView *v, bool with_tasks,
-                     view_whys_t *whys)
+/* Room in w->needs for the needs of tasks[order[0, n)] (items have none). */
+static void view_needs_reserve(const run_t *r, const uint32_t *order, size_t n, view_whys_t *w)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const task_t *t = r->tasks[order ? order[i] : i];
+        total += t->is_item ? 0 : t->step->n_needs;
+    }
+    w->needs = xmalloc((total ? total : 1) * sizeof *w->needs);
+    w->cap_needs = total;
+    w->n_needs = 0;
+}
+
+/* t's needs' task names into tv (a slice of w->needs: their names, not
+ * copies); a need with no task (never expected) is left out. */
+static void view_needs(const task_t *t, Drover__TaskView *tv, view_whys_t *w)
+{
+    if (t->is_item || !t->step->n_needs || w->n_needs + t->step->n_needs > w->cap_needs)
+        return;
+    tv->needs = w->needs + w->n_needs;
+    for (size_t j = 0; j < t->step->n_needs; j++) {
+        const task_t *d = dag_member(t->run, t->scope, t->step->needs[j]);
+        if (d)
+            tv->needs[tv->n_needs++] = d->name;
+    }
+    w->n_needs += tv->n_needs;
+}
+
+/* A fan-out task's items by status (non-zero only) into tv: one block
+ * holding the pointers and the StatusCounts (freed with tv's item_counts).
+ * O(items): reads each item's status. */
+static void view_item_counts(const task_t *t, Drover__TaskView *tv)
+{
+    uint32_t by[TASK_STATUS_SLOTS] = {0};
+    size_t kinds = 0;
+    const run_t *r = t->run;
+    for (uint32_t j = 0; j < t->n_items; j++) {
+        if (t->items[j] >= r->n_tasks)
+            continue;
+        unsigned st = (unsigned)r->tasks[t->items[j]]->status;
+        by[st < TASK_STATUS_SLOTS - 1 ? st : TASK_STATUS_SLOTS - 1]++;
+    }
+    for (size_t k = 0; k < TASK_STATUS_SLOTS - 1; k++) /* an unknown status: not one */
+        kinds += by[k] != 0;
+    if (!kinds)
+        return;
+    char *blk = xmalloc(kinds * (sizeof *tv->item_counts + sizeof **tv->item_counts));
+    tv->item_counts = (Drover__StatusCount **)blk;
+    Drover__StatusCount *c = (Drover__StatusCount *)(blk + kinds * sizeof *tv->item_counts);
+    for (size_t k = 0; k < TASK_STATUS_SLOTS - 1; k++) {
+        if (!by[k])
+            continue;
+        drover__status_count__init(c);
+        c->status = (Drover__TaskStatus)k;
+        c->count = by[k];
+        tv->item_counts[tv->n_item_counts++] = c++;
+    }
+}
+
+/* One task's view (pointing into t; free_run_view_tasks frees it): its
+ * attempts in history when history. */
+static Drover__TaskView *task_view(sched_t *s, const task_t *t, uint32_t depth, bool history,
+                                   view_whys_t *whys)
+{
+    Drover__TaskView *tv = xmalloc(sizeof *tv);
+    drover__task_view__init(tv);
+    tv->name = t->name;
+    tv->group = t->scope ? t->scope->name : (char *)"";
+    tv->depth = depth;
+    tv->is_group = t->step->uses_body != 0;
+    tv->template_ = t->step->template_;
+    tv->n_out_params = t->n_out_params;
+    tv->out_params = t->out_params;
+    tv->cached_from = t->cached_from ? t->cached_from : (char *)"";
+    tv->item_value = t->item_value ? t->item_value : (char *)"";
+    tv->status = t->status;
+    tv->attempts = (uint32_t)t->n_attempts;
+    tv->reason = t->reason ? t->reason : (char *)"";
+    if (t->status == DROVER__TASK_STATUS__TASK_READY)
+        tv->reason = view_why(s, whys, t); /* why it is not running yet */
+    tv->retry_at_ms = t->retry_at_ms;
+    tv->retries_used = t->retries_used;
+    tv->system_errors = t->system_errors;
+    if (t->gate) {
+        tv->suspended_ms = t->gate->suspended_ms;
+        tv->suspend_deadline_ms = t->gate->deadline_ms;
+        tv->gate_by = t->gate->by ? t->gate->by : (char *)"";
+        tv->gate_at_ms = t->gate->at_ms;
+        tv->gate_rejected = t->gate->rejected;
+    }
+    tv->preemptions = t->preemptions;
+    if (history) {
+        tv->n_history = t->n_attempts;
+        tv->history = t->attempts;
+    }
+    tv->progress = t->status == DROVER__TASK_STATUS__TASK_SUCCEEDED ? 1.0f : t->progress;
+    spot_view(t, tv, util_now_ms());
+    const Drover__AttemptRecord *a = dag_current_attempt(t);
+    if (a) {
+        tv->agent = a->agent;
+        tv->exit_code = a->exit_code;
+        tv->term_signal = a->term_signal;
+        tv->started_ms = a->started_ms;
+        tv->finished_ms = a->finished_ms;
+        tv->has_exit = a->finished_ms && a->term_signal == 0 &&
+                       (a->status == DROVER__TASK_STATUS__TASK_SUCCEEDED ||
+                        a->status == DROVER__TASK_STATUS__TASK_FAILED);
+    }
+    view_needs(t, tv, whys);
+    if (t->is_item) {
+        const task_t *f = dag_member(t->run, t->scope, t->step_index);
+        tv->fan_out_of = f ? f->name : (char *)"";
+        tv->item = t->item;
+    } else if (t->step->fan_out) {
+        tv->fan_out = true;
+        tv->item_total = t->n_items;
+        view_item_counts(t, tv);
+    }
+    return tv;
+}
+
+/* The run's own fields of its view (no tasks). */
+static void run_view_head(sched_t *s, const run_t *r, Drover__RunView *v)
 {
     drover__run_view__init(v);
     v->id = r->rec->id;
@@ -391,61 +518,86 @@ static void run_view(sched_t *s, const run_t *r, Drover__RunView *v, bool with_t
     v->interval_start_ms = r->rec->interval_start_ms;
     v->timezone = r->rec->timezone;
     v->trigger_run_id = r->rec->trigger_run_id;
-    if (!with_tasks)
-        return;
+    v->event_seq = events_last_seq(s);
+}
+
+/* A run's view with its tasks in tree order (view_tree): all of them
+ * with their history, or (summary) all but the fan-outs' items and what is
+ * inside them, without history. whys: what the view owns beside. */
+static void run_view(sched_t *s, const run_t *r, Drover__RunView *v, bool summary,
+                     view_whys_t *whys)
+{
+    run_view_head(s, r, v);
+    v->summary = summary;
     view_tree_t vt;
-    view_tree(r, &vt);
+    view_tree(r, &vt, !summary);
     placer_why_init(s, &whys->memo);
-    v->n_tasks = r->n_tasks;
-    v->tasks = xcalloc(r->n_tasks, sizeof *v->tasks);
-    for (size_t i = 0; i < r->n_tasks; i++) {
+    view_needs_reserve(r, vt.order, vt.n, whys);
+    v->n_tasks = vt.n;
+    v->tasks = xcalloc(vt.n ? vt.n : 1, sizeof *v->tasks);
+    for (size_t i = 0; i < vt.n; i++) {
         const task_t *t = r->tasks[vt.order[i]];
-        Drover__TaskView *tv = xmalloc(sizeof *tv);
-        drover__task_view__init(tv);
-        tv->name = t->name;
-        tv->group = t->scope ? t->scope->name : (char *)"";
-        tv->depth = vt.depth ? vt.depth[t->index] : 0;
-        tv->is_group = t->step->uses_body != 0;
-        tv->template_ = t->step->template_;
-        tv->n_out_params = t->n_out_params;
-        tv->out_params = t->out_params;
-        tv->cached_from = t->cached_from ? t->cached_from : (char *)"";
-        tv->item_value = t->item_value ? t->item_value : (char *)"";
-        tv->status = t->status;
-        tv->attempts = (uint32_t)t->n_attempts;
-        tv->reason = t->reason ? t->reason : (char *)"";
-        if (t->status == DROVER__TASK_STATUS__TASK_READY)
-            tv->reason = view_why(s, whys, t); /* why it is not running yet */
-        tv->retry_at_ms = t->retry_at_ms;
-        tv->retries_used = t->retries_used;
-        tv->system_errors = t->system_errors;
-        if (t->gate) {
-            tv->suspended_ms = t->gate->suspended_ms;
-            tv->suspend_deadline_ms = t->gate->deadline_ms;
-            tv->gate_by = t->gate->by ? t->gate->by : (char *)"";
-            tv->gate_at_ms = t->gate->at_ms;
-            tv->gate_rejected = t->gate->rejected;
-        }
-        tv->preemptions = t->preemptions;
-        tv->n_history = t->n_attempts;
-        tv->history = t->attempts;
-        tv->progress = t->status == DROVER__TASK_STATUS__TASK_SUCCEEDED ? 1.0f : t->progress;
-        spot_view(t, tv, util_now_ms());
-        const Drover__AttemptRecord *a = dag_current_attempt(t);
-        if (a) {
-            tv->agent = a->agent;
-            tv->exit_code = a->exit_code;
-            tv->term_signal = a->term_signal;
-            tv->started_ms = a->started_ms;
-            tv->finished_ms = a->finished_ms;
-            tv->has_exit = a->finished_ms && a->term_signal == 0 &&
-                           (a->status == DROVER__TASK_STATUS__TASK_SUCCEEDED ||
-                            a->status == DROVER__TASK_STATUS__TASK_FAILED);
-        }
-        v->tasks[i] = tv;
+        v->tasks[i] = task_view(s, t, vt.depth ? vt.depth[t->index] : 0, !summary, whys);
     }
     free(vt.order);
     free(vt.depth);
+}
+
+#define API_PAGE_DEFAULT 100
+#define API_PAGE_MAX     1000
+
+/* RunRequest.fanout: a page of fan-out task req->fanout's items in item
+ * order (those in req->status, if any) from req->offset, at most
+ * req->limit, without history; page_total counts the matching items. An
+ * unknown task: NOT_FOUND; one that is not a fan-out or a bad limit:
+ * INVALID. O(limit) unfiltered, O(items) with a status filter. */
+static void items_page(sched_t *s, run_t *r, const Drover__RunRequest *req, Drover__RunView *v,
+                       view_whys_t *whys, Drover__ApiResponse *resp, char **err)
+{
+    const task_t *f = dag_find_task(r, req->fanout);
+    if (!f) {
+        set_error(resp, err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                  "run %s has no step '%.128s'", r->rec->id, shown_name(req->fanout));
+        return;
+    }
+    if (f->is_item || !f->step->fan_out) {
+        set_error(resp, err, DROVER__API_ERROR_CODE__API_ERROR_INVALID,
+                  "task: '%.128s' of run %s is not a fan-out (a for_each step)%s",
+                  shown_name(req->fanout), r->rec->id, f->is_item ? " but one of its items" : "");
+        return;
+    }
+    if (req->limit > API_PAGE_MAX) {
+        set_error(resp, err, DROVER__API_ERROR_CODE__API_ERROR_INVALID,
+                  "limit: expected 1..%d, got %u", API_PAGE_MAX, req->limit);
+        return;
+    }
+    uint32_t limit = req->limit ? req->limit : API_PAGE_DEFAULT, depth = dag_depth(f);
+    run_view_head(s, r, v);
+    placer_why_init(s, &whys->memo);
+    whys->needs = NULL; /* items have none */
+    v->tasks = xcalloc(limit, sizeof *v->tasks);
+    if (!req->n_status) { /* every item matches: straight to the page */
+        for (uint64_t j = req->offset; j < f->n_items && v->n_tasks < limit; j++)
+            if (f->items[j] < r->n_tasks)
+                v->tasks[v->n_tasks++] = task_view(s, r->tasks[f->items[j]], depth, false, whys);
+        v->page_total = f->n_items;
+        return;
+    }
+    uint64_t matched = 0;
+    for (uint32_t j = 0; j < f->n_items; j++) {
+        if (f->items[j] >= r->n_tasks)
+            continue;
+        const task_t *it = r->tasks[f->items[j]];
+        bool in = false;
+        for (size_t k = 0; k < req->n_status && !in; k++)
+            in = it->status == req->status[k];
+        if (!in)
+            continue;
+        if (matched >= req->offset && v->n_tasks < limit)
+            v->tasks[v->n_tasks++] = task_view(s, it, depth, false, whys);
+        matched++;
+    }
+    v->page_total = matched;
 }
 
 /* name, or a stand-in when it holds control bytes (it is echoed in an
@@ -514,8 +666,10 @@ static void do_resume(sched_t *s, const api_caller_t *caller, const Drover__Resu
 
 static void free_run_view_tasks(Drover__RunView *v)
 {
-    for (size_t i = 0; i < v->n_tasks; i++)
+    for (size_t i = 0; i < v->n_tasks; i++) {
+        free(v->tasks[i]->item_counts); /* one block: view_item_counts */
         free(v->tasks[i]);
+    }
     free(v->tasks);
 }
 
@@ -768,7 +922,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
     Drover__AgentView **agents = NULL;
     Drover__LogsView logs;
     Drover__CallerView caller_view;
-    view_whys_t whys = {.n = 0, .texts = NULL};
+    view_whys_t whys = {.n = 0, .texts = NULL, .needs = NULL};
     Drover__RunSpecRecord *spec_loaded = NULL; /* get_spec's, read from the store */
     char *err = NULL;
     Drover__ApiRequest *req = drover__api_request__unpack(NULL, len, data);
@@ -817,7 +971,7 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
             if (!run_matches(s->dag.runs[i], lr) || run_number(s->dag.runs[i]->rec->id) >= before)
                 continue;
             runs[n] = xmalloc(sizeof **runs);
-            run_view(s, s->dag.runs[i], runs[n++], false, NULL);
+            run_view_head(s, s->dag.runs[i], runs[n++]);
         }
         resp.n_runs = n;
         resp.runs = runs;
@@ -843,7 +997,29 @@ void api_handle_as(sched_t *s, const api_caller_t *caller, zframe_t *identity, c
             resp.run_id = r->rec->id;
             break;
         }
-        run_view(s, r, &run, true, &whys);
+        const Drover__RunRequest *rr = req->get_run;
+        if (rr->fanout && *rr->fanout) {
+            items_page(s, r, rr, &run, &whys, &resp, &err);
+            if (!err)
+                resp.run = &run;
+            break;
+        }
+        if (rr->task && *rr->task) {
+            const task_t *t = dag_find_task(r, rr->task);
+            if (!t) {
+                set_error(&resp, &err, DROVER__API_ERROR_CODE__API_ERROR_NOT_FOUND,
+                          "run %s has no step '%.128s'", r->rec->id, shown_name(rr->task));
+                break;
+            }
+            run_view_head(s, r, &run); /* the one task, with its history */
+            placer_why_init(s, &whys.memo);
+            view_needs_reserve(r, &t->index, 1, &whys);
+            run.tasks = xmalloc(sizeof *run.tasks);
+            run.tasks[run.n_tasks++] = task_view(s, t, dag_depth(t), true, &whys);
+            resp.run = &run;
+            break;
+        }
+        run_view(s, r, &run, rr->summary, &whys);
         resp.run = &run;
         break;
     }
@@ -1012,6 +1188,7 @@ done:
     for (size_t i = 0; i < whys.n; i++)
         free(whys.texts[i]);
     free(whys.texts);
+    free(whys.needs);
     for (size_t i = 0; i < resp.n_runs; i++)
         free(runs[i]);
     free(runs);

@@ -495,3 +495,8 @@ void events_api_done(Drover__ApiResponse *resp)
     resp->events = NULL;
     resp->n_events = 0;
 }
+
+uint64_t events_last_seq(const sched_t *s)
+{
+    return s->events.next_seq - 1; /* pending ones are not committed yet */
+}

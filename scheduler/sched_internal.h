@@ -898,6 +898,9 @@ bool events_api(sched_t *s, zframe_t *identity, const Drover__EventsRequest *req
 void events_wake(sched_t *s);
 /* Free what events_api added to resp. */
 void events_api_done(Drover__ApiResponse *resp);
+/* The seq of the last event committed (0: none yet): RunView.event_seq,
+ * where a reader of /events starts to follow what a view showed. */
+uint64_t events_last_seq(const sched_t *s);
 
 /* --- tokens.c: join tokens (README "Join tokens") */
 /* Load every token record from the store (before auth_init). 0 or -errno. */

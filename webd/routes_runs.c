@@ -5,8 +5,15 @@
  *   GET    /api/v1/runs                    {"runs": [RunView], "next": ID|null}: newest first,
  *                                          ?status= (repeated) &name= &owner= &schedule=
  *                                          &limit= (1..1000, 100) &before=ID (the next page)
- *   GET    /api/v1/runs/{id}               RunView with its tasks
+ *   GET    /api/v1/runs/{id}               RunView with its tasks; ?view=summary: all but
+ *                                          the fan-outs' items (and what is inside them),
+ *                                          no history: as small as the spec, whatever the
+ *                                          item counts (the console's run page)
  *   GET    /api/v1/runs/{id}/tasks/{task}  TaskView (history: the attempts)
+ *   GET    /api/v1/runs/{id}/items/{task}  {"run_id", "task", "total", "offset", "items"}:
+ *                                          a page of fan-out {task}'s items in item order,
+ *                                          ?offset= (0) &limit= (1..1000, 100) &status=
+ *                                          (repeated; total counts the matching ones)
  *   GET    /api/v1/runs/{id}/spec          the submitted spec (text/yaml)
  *   POST   /api/v1/runs/{id}/cancel        {"run_id"}
  *   DELETE /api/v1/runs/{id}               {"run_id"}
@@ -25,6 +32,8 @@
 #define LIST_DEFAULT 100
 #define LIST_MAX     1000
 #define MAX_FILTERS  16
+#define PAGE_DEFAULT 100 /* items of a fan-out a page */
+#define PAGE_MAX     1000
 
 /* ---- KeyValue lists (params) ---- */
 
@@ -271,15 +280,15 @@ static void get_runs(web_req_t *r)
 
 /* ---- one run ---- */
 
-/* get_run for the {id} capture; NULL after answering. */
-static Drover__ApiResponse *fetch_run(web_req_t *r)
+/* get_run for the {id} capture, with rr's other fields (the id is set
+ * here); NULL after answering. */
+static Drover__ApiResponse *fetch_run(web_req_t *r, Drover__RunRequest *rr)
 {
     Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
-    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
     Drover__ApiResponse *resp;
-    rr.id = (char *)web_capture(r, "id");
+    rr->id = (char *)web_capture(r, "id");
     req.op_case = DROVER__API_REQUEST__OP_GET_RUN;
-    req.get_run = &rr;
+    req.get_run = rr;
     if (web_api(r, &req, &resp) < 0)
         return NULL;
     if (!resp->run) {
@@ -292,7 +301,14 @@ static Drover__ApiResponse *fetch_run(web_req_t *r)
 
 static void get_run(web_req_t *r)
 {
-    Drover__ApiResponse *resp = fetch_run(r);
+    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
+    const char *view = web_query(r, "view");
+    if (view && strcmp(view, "summary") != 0 && strcmp(view, "full") != 0) {
+        web_error(r, 400, "invalid", "view: expected summary or full, got '%s'", view);
+        return;
+    }
+    rr.summary = view && strcmp(view, "summary") == 0;
+    Drover__ApiResponse *resp = fetch_run(r, &rr);
     if (!resp)
         return;
     strbuf_t out = {0};
@@ -301,13 +317,16 @@ static void get_run(web_req_t *r)
     drover__api_response__free_unpacked(resp, NULL);
 }
 
+/* One task of the run (droverd sends only it, whatever the run's size). */
 static void get_task(web_req_t *r)
 {
-    Drover__ApiResponse *resp = fetch_run(r);
+    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
     const char *name = web_capture(r, "task");
+    rr.task = (char *)name;
+    Drover__ApiResponse *resp = fetch_run(r, &rr);
     if (!resp)
         return;
-    for (size_t i = 0; i < resp->run->n_tasks; i++)
+    for (size_t i = 0; i < resp->run->n_tasks; i++) /* one; all from an older droverd */
         if (strcmp(resp->run->tasks[i]->name, name) == 0) {
             strbuf_t out = {0};
             pbjson_write(&resp->run->tasks[i]->base, &out);
@@ -316,6 +335,65 @@ static void get_task(web_req_t *r)
             return;
         }
     web_error(r, 404, "not_found", "run %s has no step '%s'", resp->run->id, name);
+    drover__api_response__free_unpacked(resp, NULL);
+}
+
+/* A page of a fan-out's items: the query checked here (each refusal names
+ * its parameter), the task by droverd (404 unknown, 400 not a fan-out). */
+static void get_items(web_req_t *r)
+{
+    Drover__RunRequest rr = DROVER__RUN_REQUEST__INIT;
+    Drover__TaskStatus statuses[MAX_FILTERS];
+    const char *st[MAX_FILTERS], *v;
+    uint64_t limit = PAGE_DEFAULT, offset = 0;
+    size_t n = web_query_all(r, "status", st, MAX_FILTERS);
+    if (n > MAX_FILTERS) {
+        web_error(r, 400, "invalid", "too many ?status= (at most %d)", MAX_FILTERS);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int e = pbjson_enum_value(&drover__task_status__descriptor, st[i]);
+        if (e < 0) {
+            web_error(r, 400, "invalid",
+                      "status: no task status '%s' (waiting, ready, assigned, running, "
+                      "succeeded, failed, preempted, lost, skipped, cancelled, cached, "
+                      "suspended)",
+                      st[i]);
+            return;
+        }
+        statuses[i] = (Drover__TaskStatus)e;
+    }
+    if ((v = web_query(r, "limit")) && (spec_parse_uint(v, PAGE_MAX, &limit) < 0 || !limit)) {
+        web_error(r, 400, "invalid", "limit: expected a number in 1..%d, got '%s'", PAGE_MAX, v);
+        return;
+    }
+    if ((v = web_query(r, "offset")) && spec_parse_uint(v, UINT32_MAX, &offset) < 0) {
+        web_error(r, 400, "invalid", "offset: expected a number in 0..%u, got '%s'", UINT32_MAX, v);
+        return;
+    }
+    rr.fanout = (char *)web_capture(r, "task");
+    rr.offset = offset;
+    rr.limit = (uint32_t)limit;
+    rr.n_status = n;
+    rr.status = statuses;
+    Drover__ApiResponse *resp = fetch_run(r, &rr);
+    if (!resp)
+        return;
+    strbuf_t out = {0};
+    sb_puts(&out, "{\"run_id\":");
+    pbjson_write_string(&out, resp->run->id);
+    sb_puts(&out, ",\"task\":");
+    pbjson_write_string(&out, rr.fanout);
+    sb_printf(&out, ",\"total\":%llu,\"offset\":%llu,\"event_seq\":%llu,\"items\":[",
+              (unsigned long long)resp->run->page_total, (unsigned long long)offset,
+              (unsigned long long)resp->run->event_seq);
+    for (size_t i = 0; i < resp->run->n_tasks; i++) {
+        if (i)
+            sb_putc(&out, ',');
+        pbjson_write(&resp->run->tasks[i]->base, &out);
+    }
+    sb_puts(&out, "]}");
+    web_json_text(r, 200, &out);
     drover__api_response__free_unpacked(resp, NULL);
 }
 
@@ -409,6 +487,7 @@ const web_route_t routes_runs[] = {
     {"GET", "/api/v1/runs/{id}", get_run, 0},
     {"DELETE", "/api/v1/runs/{id}", delete_run, 0},
     {"GET", "/api/v1/runs/{id}/tasks/{task}", get_task, 0},
+    {"GET", "/api/v1/runs/{id}/items/{task}", get_items, 0},
     {"GET", "/api/v1/runs/{id}/spec", get_spec, 0},
     {"POST", "/api/v1/runs/{id}/cancel", post_cancel, 0},
     {"POST", "/api/v1/runs/{id}/resume", post_resume, 0},

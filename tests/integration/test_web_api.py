@@ -591,6 +591,7 @@ class WebOpenApiTest(harness.DroverTestCase):
         ("get", "/api/v1/runs", 200),
         ("get", "/api/v1/runs/{id}", 200),
         ("get", "/api/v1/runs/{id}/tasks/{task}", 200),
+        ("get", "/api/v1/runs/{id}/items/{task}", 400),  # step a is not a fan-out
         ("get", "/api/v1/runs/{id}/spec", 200),
         ("get", "/api/v1/runs/{id}/logs/{task}", 200),
         ("get", "/api/v1/runs/{id}/artifacts", 200),

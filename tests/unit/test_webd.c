@@ -340,6 +340,58 @@ Test(pbjson, write_matches_jansson_on_hostile_messages)
     sb_free(&n);
 }
 
+/* The run page's fields (README "HTTP API"): repeated strings (needs, with
+ * hostile names), repeated messages (item_counts, every status and an
+ * unknown one), on a task and in a run view, empty and filled. */
+Test(pbjson, write_matches_jansson_on_run_page_fields)
+{
+    Drover__StatusCount sc[14];
+    Drover__StatusCount *scp[14];
+    for (int i = 0; i < 14; i++) {
+        drover__status_count__init(&sc[i]);
+        sc[i].status = (Drover__TaskStatus)(i - 1); /* -1 and 12: not statuses */
+        sc[i].count = i % 2 ? UINT32_MAX : (uint32_t)i;
+        scp[i] = &sc[i];
+    }
+    Drover__TaskView t[N_HOSTILE];
+    Drover__TaskView *tp[N_HOSTILE];
+    for (size_t i = 0; i < N_HOSTILE; i++) {
+        drover__task_view__init(&t[i]);
+        t[i].name = hostile[i];
+        t[i].needs = (char **)(hostile + i); /* the last: none */
+        t[i].n_needs = N_HOSTILE - i - 1;
+        t[i].fan_out = i % 2;
+        t[i].item_total = i % 3 ? UINT32_MAX : (uint32_t)i;
+        t[i].item_counts = scp;
+        t[i].n_item_counts = i % 15;
+        t[i].fan_out_of = hostile[(i + 2) % N_HOSTILE];
+        t[i].item = (uint32_t)i * 1000003u;
+        tp[i] = &t[i];
+        assert_same_json(&t[i].base);
+    }
+    Drover__RunView v = DROVER__RUN_VIEW__INIT;
+    v.id = "r000002";
+    v.tasks = tp;
+    v.n_tasks = N_HOSTILE;
+    v.summary = true;
+    v.event_seq = UINT64_MAX;
+    v.page_total = (uint64_t)INT64_MAX + 7;
+    assert_same_json(&v.base);
+    /* the names appear as written: needs in order, counts with status names */
+    strbuf_t out = {0};
+    char *needs[] = {"prep", "grp.a"};
+    Drover__TaskView one = DROVER__TASK_VIEW__INIT;
+    one.needs = needs;
+    one.n_needs = 2;
+    one.item_counts = scp + 5; /* status 4: succeeded */
+    one.n_item_counts = 1;
+    pbjson_write(&one.base, &out);
+    cr_assert(strstr(out.buf, "\"needs\":[\"prep\",\"grp.a\"]"), "%s", out.buf);
+    cr_assert(strstr(out.buf, "\"item_counts\":[{\"status\":\"succeeded\",\"count\":4294967295}]"),
+              "%s", out.buf);
+    sb_free(&out);
+}
+
 /* ---- random messages, made from the descriptors ---- */
 
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ULL;
