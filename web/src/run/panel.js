@@ -208,8 +208,14 @@ export function open(el, id, name, ctx, onChange) {
       isFan ? [h('h3', {}, 'Items'), itemsBox = itemsBox || h('div', { class: 'items-box' })]
         : null);
     if (isFan) loadItems();
-    if (!log || (t.attempts > logAttempt && log.el.dataset.state !== 'following'))
+    if (t.is_group || isFan) {
+      // no output of its own: its members' or items' panels have theirs
+      if (!log) replace(logBox, h('p', { class: 'muted' }, t.is_group
+        ? 'A group: open it in the graph for its members and their logs.'
+        : 'A fan-out: its items (above) have the logs.'));
+    } else if (!log || (t.attempts > logAttempt && log.el.dataset.state !== 'following')) {
       startLog(t);
+    }
   }
 
   refresh();
