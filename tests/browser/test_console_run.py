@@ -115,6 +115,12 @@ class RunPageTest(console.ConsoleTestCase):
         self.assertEqual(first["train"]["kind"], "fanout")
         self.assertNotEqual(first["generate"]["status"], "succeeded")
         self.assertIn("waiting", first["evaluate"]["status"])
+        # the reason on every waiting step: a need not ended, or the scheduler's why
+        self.assertIn("waiting for train, baseline", first["evaluate"]["title"])
+        b.wait(lambda: self.node_status("generate") == "ready", what="generate ready")
+        gen = self.nodes()["generate"]["title"].splitlines()
+        self.assertGreater(len(gen), 1, "a ready step says why it waits: %r" % gen)
+        print("generate waits: %r" % gen[1:])
         self.api("POST", "/agents/a1/undrain")
         # green live: every node's data-status changes in place
         seen = {}

@@ -55,6 +55,7 @@ export function mount(root, route, ctx) {
     closePanel: () => setStep(''),
     openStep: (n) => setStep(n),
     isFanout: (n) => !!idx && idx.fanouts.has(n),
+    tasks: () => (idx ? idx.byName : new Map()),
   };
 
   function setStep(name) {
@@ -172,7 +173,9 @@ export function mount(root, route, ctx) {
         h('dt', {}, 'work lost'), h('dd', { id: 'spot-lost' }, duration(lost) || '0s'),
         h('dt', {}, 'cost'), h('dd', { id: 'spot-cost' }, money(cost) || '—')),
       all ? h('span', { class: 'bar spot-bar' }, h('span', { class: 'w' +
-        Math.round((spotMs / all) * 20) })) : null);
+        Math.round((spotMs / all) * 20) })) : null,
+      view.summary && idx.fanouts.size ? h('p', { class: 'muted', id: 'spot-note' },
+        'Sums over the steps shown: the items of fan-outs are not in this view.') : null);
   }
 
   // ---- the graph

@@ -9,7 +9,7 @@
 import dagre from '@dagrejs/dagre';
 import { s, replace } from '../dom.js';
 import { duration, stateClass } from '../format.js';
-import { itemCounts, itemTotal } from './model.js';
+import { itemCounts, itemTotal, why } from './model.js';
 
 const H_TASK = 34, H_FAN = 50, CHAR_W = 7.2;
 
@@ -24,11 +24,13 @@ function size(n) {
     height: n.kind === 'fanout' || n.kind === 'group' ? H_FAN : H_TASK };
 }
 
-/** The tooltip of a task: its name, state and why (a waiting step's
- *  reason, a failed one's reason and exit code). */
-export function tip(t) {
+/** The tooltip of a task: its name, state and why (model.why: a ready
+ *  step's scheduler reason, a waiting one's open needs, a failed one's
+ *  reason and exit code); byName: the run's tasks. */
+export function tip(t, byName) {
   const lines = [t.name + ': ' + t.status];
-  if (t.reason) lines.push(t.reason);
+  const w = why(t, byName);
+  if (w) lines.push(w);
   if (t.status === 'failed' && t.has_exit) lines.push('exit code ' + t.exit_code);
   if (t.started_ms && t.status === 'running') lines.push('running for ' +
     duration(Date.now() - t.started_ms));
@@ -147,12 +149,12 @@ export function paint(drawn, idx, names) {
     const status = t.status;
     const sub = r.sub ? countsText(r.n, idx) : '';
     const f = fraction(r.n, idx);
-    const key = status + '|' + (t.reason || '') + '|' + sub + '|' + f + '|' + t.exit_code;
+    const key = status + '|' + why(t, idx.byName) + '|' + sub + '|' + f + '|' + t.exit_code;
     if (key === r.last) continue;
     r.last = key;
     r.el.dataset.status = status;
     r.rect.setAttribute('class', 'box ' + stateClass(status));
-    r.title.textContent = tip(t);
+    r.title.textContent = tip(t, idx.byName);
     if (r.sub) r.sub.textContent = sub;
     const show = f >= 0;
     r.barBg.setAttribute('visibility', show ? 'visible' : 'hidden');

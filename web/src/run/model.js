@@ -157,6 +157,16 @@ export function graphOf(view, idx, expanded, max) {
   return { nodes, clusters, edges, hidden };
 }
 
+/** Why task t is where it is: its reason, or for a step waiting on its
+ *  needs, which of them have not ended ("waiting for train, baseline");
+ *  byName: the run's tasks by name (statuses of the needs). */
+export function why(t, byName) {
+  if (t.reason) return t.reason;
+  if (norm(t.status) !== 'waiting' || !(t.needs || []).length) return '';
+  const open = t.needs.filter((n) => !FINAL.has(norm(byName.get(n)?.status)));
+  return open.length ? 'waiting for ' + open.join(', ') : 'waiting for its trigger rule';
+}
+
 /** A string that changes when the drawn nodes, clusters or edges do. */
 export function structureKey(g) {
   return g.nodes.map((n) => n.kind[0] + n.name + '@' + n.parent).join('\u0001') + '\u0002' +

@@ -15,7 +15,7 @@ import { json, request, seg } from '../api.js';
 import { h, replace } from '../dom.js';
 import { bytes, duration, money, stateClass, when } from '../format.js';
 import { follow } from './log.js';
-import { FINAL, norm } from './model.js';
+import { FINAL, norm, why } from './model.js';
 
 const ITEMS_PAGE = 50;
 
@@ -81,6 +81,8 @@ function attemptsTable(t) {
  *  page's (can, flash); onChange(): something was done (approved...).
  *  Returns {name, refresh(), close()}. */
 export function open(el, id, name, ctx, onChange) {
+  const approveParams = h('textarea', { id: 'step-approve-params', rows: 2, cols: 30,
+    placeholder: 'output params, K=V a line (optional)' });
   let closed = false;
   let log = null;
   let logAttempt = 0;
@@ -103,7 +105,14 @@ export function open(el, id, name, ctx, onChange) {
 
   async function gate(reject) {
     try {
-      await json(`/runs/${seg(id)}/resume`, { method: 'POST', body: { step: name, reject } });
+      const params = {};
+      for (const line of approveParams.value.split('\n')) {
+        const eq = line.indexOf('=');
+        if (line.trim() && eq <= 0) throw new Error(`"${line}": expected KEY=VALUE`);
+        if (line.trim()) params[line.slice(0, eq).trim()] = line.slice(eq + 1);
+      }
+      await json(`/runs/${seg(id)}/resume`, { method: 'POST', body: { step: name, reject,
+        params } });
       ctx.flash(reject ? `${name} rejected` : `${name} approved`, 'info');
       onChange();
       refresh();
@@ -164,7 +173,8 @@ export function open(el, id, name, ctx, onChange) {
     el.dataset.status = st;
     const facts = [
       ['status', h('span', { class: stateClass(st), id: 'step-status' }, st)],
-      ['reason', t.reason ? h('span', { id: 'step-reason' }, t.reason) : null],
+      ['reason', why(t, ctx.tasks()) ? h('span', { id: 'step-reason' }, why(t, ctx.tasks()))
+        : null],
       ['exit code', t.has_exit ? h('span', { id: 'step-exit-code' }, String(t.exit_code)) : null],
       ['agent', t.agent || null],
       ['started', t.started_ms ? when(t.started_ms) : null],
@@ -182,6 +192,7 @@ export function open(el, id, name, ctx, onChange) {
     const gateBox = st === 'suspended' && ctx.can('submit') ? h('div', { class: 'gate' },
       'This gate waits for approval',
       t.suspend_deadline_ms ? ' (until ' + when(t.suspend_deadline_ms) + ')' : '', ': ',
+      h('div', {}, approveParams),
       h('button', { id: 'step-approve', class: 'primary', onclick: () => gate(false) }, 'Approve'),
       ' ', h('button', { id: 'step-reject', class: 'danger', onclick: () => gate(true) },
         'Reject')) : null;
