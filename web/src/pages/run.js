@@ -34,6 +34,7 @@ export function mount(root, route, ctx) {
   let events = null, panel = null, pollTimer = null, reloadTimer = null;
   let lastLoad = 0, loading = null, again = false, stopped = false;
   let frame = 0;
+  let panelSig = '';
   const dirty = new Set();
   const expanded = new Set();
 
@@ -74,6 +75,9 @@ export function mount(root, route, ctx) {
     for (const el of svg.querySelectorAll('.node.selected')) el.classList.remove('selected');
     if (!name) return;
     panel = openPanel(panelEl, id, name, pctx, () => scheduleReload(0));
+    const t = idx && idx.byName.get(name);
+    panelSig = t ? JSON.stringify([t.status, t.attempts, t.reason, t.progress, t.item_counts,
+      t.out_params]) : '';
     const r = drawn && drawn.nodes.get(name);
     if (r) r.el.classList.add('selected');
   }
@@ -232,7 +236,14 @@ export function mount(root, route, ctx) {
         page.dataset.renderMs = Math.round(performance.now() - t0);
         page.dataset.loaded = String(Number(page.dataset.loaded || 0) + 1);
         if (!events) follow();
-        if (panel) panel.refresh();
+        if (panel) {
+          // the panel re-reads its task when the view says it changed (an
+          // item, not in a summary, always)
+          const t = idx.byName.get(panel.name);
+          const sig = t ? JSON.stringify([t.status, t.attempts, t.reason, t.progress,
+            t.item_counts, t.out_params]) : String(Math.random());
+          if (sig !== panelSig) { panelSig = sig; panel.refresh(); }
+        }
       } catch (e) {
         if (stopped) return;
         if (e instanceof ApiError && e.status === 404 && !view) {

@@ -88,6 +88,7 @@ export function open(el, id, name, ctx, onChange) {
   let logAttempt = 0;
   const logBox = h('div', { class: 'log-box' });
   const body = h('div', { class: 'panel-body' });
+  const artStatus = new Map();  // task/name → its status element, kept across refreshes
   let itemsOffset = 0;
   let itemsBox = null;
   el.dataset.task = name;
@@ -209,7 +210,9 @@ export function open(el, id, name, ctx, onChange) {
         h('tr', {}, h('td', { class: 'empty' }, 'none')))),
       h('h3', {}, 'Artifacts'),
       h('ul', { id: 'step-artifacts' }, list.length ? list.map((a) => {
-        const status = h('span', { class: 'artifact-status muted' });
+        const k = a.task + '/' + a.artifact.name;
+        if (!artStatus.has(k)) artStatus.set(k, h('span', { class: 'artifact-status muted' }));
+        const status = artStatus.get(k);
         return h('li', {}, h('button', { class: 'artifact-download', 'data-name':
           a.artifact.name, onclick: () => download(id, a.task, a.artifact, status) },
         a.artifact.name, a.artifact.is_dir ? '/ (tar)' : ''), ' ',
