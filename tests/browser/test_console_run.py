@@ -243,7 +243,18 @@ steps:
     script: sleep 300
 """
         rid = self.submit(spec)
+        # buttons by role, on a run that goes on (owner: the admin token "console")
+        for name, role, want in (("reader", "read", set()),
+                                 ("bob", "submit", {"run-resubmit"})):
+            b.login(console.make_token(self.c, name, role))
+            b.go("/runs/" + rid)
+            b.wait_css("#run-status")  # the header drawn from the run
+            got = {e.get_attribute("id") for e in b.all("#run-header button")}
+            self.assertEqual(got, want, "the buttons of role %s" % role)
         self.open_run(rid)
+        self.assertEqual({e.get_attribute("id") for e in b.all("#run-header button")},
+                         {"run-cancel", "run-resubmit", "run-delete"})
+        self.assertFalse(b.css("#run-delete").is_enabled(), "no delete while it runs")
         b.wait(lambda: self.node_status("breaks") == "failed", what="breaks to fail")
         title = self.nodes()["breaks"]["title"]
         self.assertIn("exit code 3", title)
