@@ -180,7 +180,9 @@ templates:
         script: echo two
 steps:
   - name: talk
-    script: for i in $(seq 1 24); do echo "line $i"; sleep 0.25; done
+    script: |
+      echo '{"progress": 0.5}' >> "$DROVER_PROGRESS"
+      for i in $(seq 1 32); do echo "line $i"; sleep 0.25; done
   - name: grp
     needs: [talk]
     uses: pair
@@ -198,9 +200,14 @@ steps:
         b.wait(lambda: "line 2\n" in log.text + "\n", what="the log's first lines")
         early = log.text
         self.assertEqual(log.get_attribute("data-state"), "following")
-        self.assertNotIn("line 24", early)
+        self.assertNotIn("line 32", early)
         # the same <pre> grows while the step prints: it follows
-        b.wait(lambda: "line 24" in log.text, what="the log to follow to its end")
+        # $DROVER_PROGRESS: a bar on the running step's node
+        bar = 'return +document.querySelector(\'#dag g.node[data-task="talk"] rect.bar-fg\')' \
+            '.getAttribute("width")'
+        b.wait(lambda: b.js(bar) > 0, what="talk's progress bar")
+        self.assertEqual(self.node_status("talk"), "running")
+        b.wait(lambda: "line 32" in log.text, what="the log to follow to its end")
         b.wait(lambda: log.get_attribute("data-state") == "ended", what="the log's end")
         self.assertTrue(log.text.startswith(early.rstrip("\n")))
         self.assertEqual(log.get_attribute("data-exit-code"), "0")

@@ -57,6 +57,7 @@ export function mount(root, route, ctx) {
     openStep: (n) => setStep(n),
     isFanout: (n) => !!idx && idx.fanouts.has(n),
     tasks: () => (idx ? idx.byName : new Map()),
+    mayAct: () => !!view && canCancel(),
   };
 
   function setStep(name) {
@@ -94,6 +95,8 @@ export function mount(root, route, ctx) {
 
   // ---- header, buttons, spot panel
 
+  /** Whether the token may act on this run (cancel it, resume its gates):
+   *  admin, or its owner with role submit (droverd decides anyway). */
   function canCancel() {
     return ctx.can('admin') || (ctx.can('submit') && view.owner === ctx.who.name);
   }

@@ -83,6 +83,12 @@ function attemptsTable(t) {
 export function open(el, id, name, ctx, onChange) {
   const approveParams = h('textarea', { id: 'step-approve-params', rows: 2, cols: 30,
     placeholder: 'output params, K=V a line (optional)' });
+  // kept across refreshes (a click between two refreshes lands on the same button)
+  const approveBtn = h('button', { id: 'step-approve', class: 'primary', onclick: () =>
+    gate(false) }, 'Approve');
+  const rejectBtn = h('button', { id: 'step-reject', class: 'danger', onclick: () => gate(true) },
+    'Reject');
+  let lastData = '';
   let closed = false;
   let log = null;
   let logAttempt = 0;
@@ -170,6 +176,11 @@ export function open(el, id, name, ctx, onChange) {
       return;
     }
     if (closed) return;
+    // nothing new: leave the panel as it is (no flicker, no lost clicks);
+    // a running step's duration moves on anyway
+    const data = JSON.stringify([t, arts]);
+    if (data === lastData && !(t.started_ms && !t.finished_ms)) return;
+    lastData = data;
     const st = norm(t.status);
     el.dataset.status = st;
     const facts = [
@@ -190,13 +201,10 @@ export function open(el, id, name, ctx, onChange) {
       ['template', t.template || null],
       ['approved by', t.gate_by ? t.gate_by + (t.gate_rejected ? ' (rejected)' : '') : null],
     ].filter(([, v]) => v !== null);
-    const gateBox = st === 'suspended' && ctx.can('submit') ? h('div', { class: 'gate' },
+    const gateBox = st === 'suspended' && ctx.mayAct() ? h('div', { class: 'gate' },
       'This gate waits for approval',
       t.suspend_deadline_ms ? ' (until ' + when(t.suspend_deadline_ms) + ')' : '', ': ',
-      h('div', {}, approveParams),
-      h('button', { id: 'step-approve', class: 'primary', onclick: () => gate(false) }, 'Approve'),
-      ' ', h('button', { id: 'step-reject', class: 'danger', onclick: () => gate(true) },
-        'Reject')) : null;
+      h('div', {}, approveParams), approveBtn, ' ', rejectBtn) : null;
     const params = Object.entries(t.out_params || {});
     const list = (arts && arts.artifacts) || [];
     const isFan = !!(t.fan_out || ctx.isFanout(name));
