@@ -248,6 +248,11 @@ steps:
     script: echo "about to exit $CODE"; exit $CODE
   - name: sleeper
     script: sleep 300
+  - name: __proto__
+    script: "true"
+  - name: constructor
+    needs: [__proto__]
+    script: "true"
 """
         rid = self.submit(spec)
         # buttons by role, on a run that goes on (owner: the admin token "console")
@@ -263,6 +268,8 @@ steps:
                          {"run-cancel", "run-resubmit", "run-delete"})
         self.assertFalse(b.css("#run-delete").is_enabled(), "no delete while it runs")
         b.wait(lambda: self.node_status("breaks") == "failed", what="breaks to fail")
+        # steps named as JavaScript's object keys are drawn like any other
+        self.assert_layout([("__proto__", "constructor")])
         title = self.nodes()["breaks"]["title"]
         self.assertIn("exit code 3", title)
         self.click_node("breaks")

@@ -70,28 +70,34 @@ export function draw(svg, g, idx, open, onClick) {
   const dg = new dagre.graphlib.Graph({ compound: g.clusters.length > 0 });
   dg.setGraph({ rankdir: 'LR', nodesep: 14, ranksep: 46, edgesep: 8, marginx: 12, marginy: 12 });
   dg.setDefaultEdgeLabel(() => ({}));
-  for (const c of g.clusters) dg.setNode(c.id, { paddingTop: 8 });
+  // dagre's ids are ours, never step names: a step may be named
+  // "__proto__" or "constructor", which dagre's maps cannot hold
+  const ids = new Map();
+  g.clusters.forEach((c, i) => ids.set(c.id, 'c' + i));
+  g.nodes.forEach((n, i) => ids.set(n.name, 'n' + i));
+  const id = (name) => ids.get(name);
+  for (const c of g.clusters) dg.setNode(id(c.id), { paddingTop: 8 });
   for (const n of g.nodes) {
     n.open = open.has(n.name);
-    dg.setNode(n.name, size(n));
+    dg.setNode(id(n.name), size(n));
   }
-  for (const c of g.clusters) if (c.parent) dg.setParent(c.id, c.parent);
-  for (const n of g.nodes) if (n.parent) dg.setParent(n.name, n.parent);
-  for (const [a, b] of g.edges) dg.setEdge(a, b);
+  for (const c of g.clusters) if (id(c.parent)) dg.setParent(id(c.id), id(c.parent));
+  for (const n of g.nodes) if (id(n.parent)) dg.setParent(id(n.name), id(n.parent));
+  for (const [a, b] of g.edges) dg.setEdge(id(a), id(b));
   dagre.layout(dg);
 
   const gr = dg.graph();
   const width = Math.ceil(gr.width || 0), height = Math.ceil(gr.height || 0);
   const clusterLayer = s('g', { class: 'clusters' });
   for (const c of g.clusters) {
-    const b = dg.node(c.id);
+    const b = dg.node(id(c.id));
     if (!b || b.width === undefined) continue;
     clusterLayer.appendChild(s('rect', { class: 'cluster', 'data-group': c.group,
       x: b.x - b.width / 2, y: b.y - b.height / 2, width: b.width, height: b.height, rx: 8 }));
   }
   const edgeLayer = s('g', { class: 'edges' });
   for (const [a, b] of g.edges) {
-    const e = dg.edge(a, b);
+    const e = dg.edge(id(a), id(b));
     if (!e || !e.points) continue;
     const d = e.points.map((p, i) => (i ? 'L' : 'M') + p.x.toFixed(1) + ',' + p.y.toFixed(1))
       .join(' ');
@@ -101,7 +107,7 @@ export function draw(svg, g, idx, open, onClick) {
   const nodeLayer = s('g', { class: 'nodes' });
   const refs = new Map();
   for (const n of g.nodes) {
-    const b = dg.node(n.name);
+    const b = dg.node(id(n.name));
     const w = b.width, hgt = b.height;
     const rect = s('rect', { class: 'box', width: w, height: hgt, rx: 5 });
     const title = s('title', {});
