@@ -56,7 +56,8 @@ SIZES = {
         pools_tasks=10000, pools_agents=100, pools_max=100, pools_window=3,
         ptp_agents=200, ptp_tasks=50000,
         bl_agents=1000, bl_tasks=100000, bl_backlog=1000000, watch_runs=20,
-        http_run=1000, http_secs=20),
+        http_run=1000, http_secs=20,
+        rv_tasks=10000, rv_items=1000000, rv_gets=50),
     "quick": dict(
         reps=1, throughput=500, distinct=500, chain=50, chain_long=1000, literal=2000,
         wide=1000,
@@ -69,7 +70,8 @@ SIZES = {
         pools_tasks=2000, pools_agents=50, pools_max=20, pools_window=2,
         ptp_agents=100, ptp_tasks=10000,
         bl_agents=100, bl_tasks=100000, bl_backlog=1000000, watch_runs=20,
-        http_run=1000, http_secs=10),
+        http_run=1000, http_secs=10,
+        rv_tasks=10000, rv_items=1000000, rv_gets=20),
     "smoke": dict(
         reps=1, throughput=40, distinct=40, chain=10, chain_long=20, literal=60, wide=50,
         slurm_chain=5, slurm_wide_reps=1,
@@ -81,12 +83,13 @@ SIZES = {
         pools_tasks=200, pools_agents=5, pools_max=3, pools_window=0.5,
         ptp_agents=10, ptp_tasks=0,
         bl_agents=10, bl_tasks=400, bl_backlog=2000, watch_runs=3,
-        http_run=100, http_secs=1),
+        http_run=100, http_secs=1,
+        rv_tasks=300, rv_items=2000, rv_gets=3),
 }
 
 WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide", "capacity",
              "heartbeat", "recovery", "big", "subdag", "pools",
-             "backlog", "watch_lag", "http")
+             "backlog", "watch_lag", "http", "runview")
 # Workloads on droverd + real drover-agents (the rest use drover-simagent).
 REAL_WORKLOADS = ("throughput", "distinct", "chain", "chain_long", "literal", "wide")
 SYSTEMS = ("drover", "slurm", "dask")
@@ -925,6 +928,126 @@ def http_api(d, sz):
         return out
     finally:
         procs.stop(web)
+
+
+def spec_runview(name, tasks):
+    """A run of about `tasks` tasks of every kind the run page draws: a
+    fan-out of 40% of them, a fan-out of groups (a DAG template of two
+    chained steps) making 45% (15% items, 30% members), a group, and a
+    chain of plain steps for the rest. Returns (the spec's text, how many
+    tasks it makes)."""
+    fan, sweep = tasks * 2 // 5, tasks * 3 // 20
+    rest = max(1, tasks - fan - 3 * sweep - 6)
+    lines = ["name: %s" % name, "templates:", "  pair:", "    steps:",
+             '      - {name: a, command: ["true"]}',
+             '      - {name: b, needs: [a], command: ["true"]}', "steps:",
+             '  - {name: prep, command: ["true"]}',
+             '  - {name: grp, uses: pair}',
+             '  - {name: fan, command: ["true"], for_each: {range: %d}}' % fan,
+             '  - {name: sweep, uses: pair, for_each: {range: %d}}' % sweep]
+    for i in range(rest):
+        lines.append('  - {name: s%d, needs: [%s], command: ["true"]}' % (
+            i, "s%d" % (i - 1) if i else "fan, sweep, grp"))
+    return "\n".join(lines) + "\n", 6 + fan + 3 * sweep + rest
+
+
+def runview(bench, sz):
+    """The web console's run page API (issue #20): droverd + drover-web with
+    no agent (so every task stays as submitted: READY items, a live run's
+    worst case), a run of sz["rv_tasks"] tasks (spec_runview) and one of a
+    sz["rv_items"]-item range fan-out. For each: how long droverd took to
+    make its tasks (submit until the summary shows them all), then
+    sz["rv_gets"] sequential GETs (one keep-alive connection) of
+    /api/v1/runs/ID (full; the big run: not) and ?view=summary, and of a
+    page of 100 items: p50, p99 and the answer's bytes."""
+    d = Drover(bench.bindir, os.path.join(bench.work, "drover-runview"))
+    web = None
+    try:
+        d.start()
+        token = d.cli("token", "create", "bench-rv", "--role", "read").stdout.strip()
+        web, port = start_web(d, token)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        hdr = {"Authorization": "Bearer " + token}
+
+        def get(path):
+            t = time.monotonic()
+            conn.request("GET", path, headers=hdr)
+            r = conn.getresponse()
+            body = r.read()
+            if r.status != 200:
+                raise RuntimeError("GET %s: %d %s" % (path, r.status, body[:200]))
+            return (time.monotonic() - t) * 1000.0, body
+
+        out = {}
+        for key, (text, want) in (
+                ("tasks", spec_runview("rv%d" % sz["rv_tasks"], sz["rv_tasks"])),
+                ("items", (spec_range("rv%d" % sz["rv_items"], sz["rv_items"]),
+                           sz["rv_items"] + 1))):
+            t0 = time.monotonic()
+            rid, err = d.submit(text)
+            if not rid:
+                raise NA(short_reason(err))
+            base = "/api/v1/runs/" + rid
+
+            def made():
+                v = json.loads(get(base + "?view=summary")[1])
+                return v if v["task_count"] >= want else None
+            v = wait_for(made, 900, 0.2, "run %s's tasks to be made" % rid)
+            res = {"run_id": rid, "task_count": v["task_count"],
+                   "make_s": time.monotonic() - t0}
+            paths = {"summary": base + "?view=summary"}
+            if key == "tasks":
+                paths["full"] = base
+            fan = "fan" if key == "tasks" else "t"
+            paths["page"] = base + "/items/%s?offset=%d&limit=100" % (fan, 500)
+            for what, path in paths.items():
+                ms, size = [], 0
+                for _ in range(max(1, sz["rv_gets"])):
+                    t, body = get(path)
+                    ms.append(t)
+                    size = len(body)
+                res[what] = {"ms": ms, "bytes": size, "p50": percentile(ms, 0.5),
+                             "p99": percentile(ms, 0.99)}
+                log("runview %s-task run, GET %s: p50 %.1f ms, p99 %.1f ms, %s bytes",
+                    "{:,}".format(res["task_count"]), what, res[what]["p50"], res[what]["p99"],
+                    "{:,}".format(size))
+            log("runview %s-task run: made in %.1f s", "{:,}".format(res["task_count"]),
+                res["make_s"])
+            out[key] = res
+            d.cli("run", "cancel", rid, check=False)
+        conn.close()
+        out["rss_mb"] = d.rss_peak_mb()
+        return out
+    finally:
+        if web:
+            procs.stop(web)
+        d.stop()
+
+
+def runview_rows(rv, sz):
+    """The runview workload's rows (issue #20): the run page's GETs. The
+    issue's targets are the browser's (bench has none of its own)."""
+    if "na" in rv:
+        return [Row("rv_summary_p99", "run page API", "ms", "lower", na=rv["na"])]
+    rows = []
+    for key, what in (("tasks", "a %s-task run (fan-outs and groups)"),
+                      ("items", "a run of a %s-item fan-out")):
+        r = rv.get(key)
+        if not r:
+            continue
+        title = what % "{:,}".format(r["task_count"] if key == "tasks" else sz["rv_items"])
+        for v in ("full", "summary", "page"):
+            if v not in r:
+                continue
+            label = {"full": "GET /runs/{id}", "summary": "GET /runs/{id}?view=summary",
+                     "page": "GET /runs/{id}/items/{task} (100)"}[v]
+            for q in ("p50", "p99"):
+                rows.append(Row("rv_%s_%s_%s" % (key, v, q), "%s: %s, %s (%s bytes)" % (
+                    title, label, q, "{:,}".format(r[v]["bytes"])), "ms", "lower",
+                    values=[r[v][q]]))
+        rows.append(Row("rv_%s_make" % key, "%s: droverd makes its tasks (submit → summary "
+                        "shows them)" % title, "s", "lower", values=[r["make_s"]]))
+    return rows
 
 
 # ---- drover workloads on simulated agents
@@ -1819,6 +1942,8 @@ def build_rows(res, sz):
                             target=TARGETS["watch_lag"]))
     if real.get("http") is not None:
         rows += http_rows(real["http"], sz)
+    if res.get("runview") is not None:
+        rows += runview_rows(res["runview"], sz)
     for key, title, _, _ in spec:  # what each task cost droverd in disk writes
         d = real.get(key)
         if d and d.get("io_kib"):
@@ -2476,6 +2601,8 @@ def main():
         if "drover" in b.systems and (real or "watch_lag" in b.workloads or
                                       "http" in b.workloads):
             phase("drover", lambda: drover_real(b, sz))
+        if "drover" in b.systems and "runview" in b.workloads:
+            phase("runview", lambda: runview(b, sz))
         if "drover" in b.systems and simw:
             phase("drover-sim", lambda: drover_sim(b, sz), key="drover_sim")
         if "dask" in b.systems and real:

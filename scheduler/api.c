@@ -312,14 +312,15 @@ typedef struct {
 static void view_tree(const run_t *r, view_tree_t *vt, bool items)
 {
     size_t n = r->n_tasks, done = 0, top = 0;
-    bool groups = false;
-    for (size_t i = 0; i < n && !groups; i++)
-        groups = r->tasks[i]->scope != NULL;
+    /* members only where there are DAG templates; the run's own steps are
+     * tasks[0, n_root): neither costs a look at every task (a summary of
+     * a million items looks only at what it shows) */
+    bool groups = r->steps->n_bodies > 0;
     vt->order = xmalloc((n ? n : 1) * sizeof *vt->order);
     vt->depth = groups ? xcalloc(n, sizeof *vt->depth) : NULL;
     uint8_t *seen = xcalloc(n ? n : 1, 1);
     uint32_t *stack = xmalloc((n ? n : 1) * sizeof *stack);
-    for (size_t i = n; i-- > 0;) /* popped in step order */
+    for (size_t i = r->n_root < n ? r->n_root : n; i-- > 0;) /* popped in step order */
         if (!r->tasks[i]->is_item && !r->tasks[i]->scope)
             stack[top++] = (uint32_t)i;
     while (top) {

@@ -160,6 +160,7 @@ static json_t *attempt_exit(logs_t *l)
     web_call_error_t err;
     json_t *out = json_null();
     rr.id = l->run_id;
+    rr.task = l->task; /* only it (an older droverd: all; found by name below) */
     req.op_case = DROVER__API_REQUEST__OP_GET_RUN;
     req.get_run = &rr;
     if (web_call(l->bearer, &req, &resp, &err) < 0) {
@@ -230,6 +231,7 @@ static bool step_not_yet(logs_t *l, const web_call_error_t *err)
     Drover__ApiResponse *resp;
     web_call_error_t e;
     rr.id = l->run_id;
+    rr.summary = true; /* its status: not a million items' views */
     req.op_case = DROVER__API_REQUEST__OP_GET_RUN;
     req.get_run = &rr;
     if (web_call(l->bearer, &req, &resp, &e) < 0) {

@@ -165,7 +165,7 @@ class BenchDriverTest(DroverTestCase):
                 "--systems", "drover", "--no-install", "--keep", "--bin-dir", bindir, "--out", out,
                 "--workloads",
                 "throughput,distinct,chain,capacity,heartbeat,recovery,subdag,pools,watch_lag,"
-                "http"]
+                "http,runview"]
         env = dict(self.c.env)
         env.pop("BENCH_QUICK", None)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -216,6 +216,14 @@ class BenchDriverTest(DroverTestCase):
         self.assertIn("GET /api/v1/runs/{id} of a 100-task run, p99", md)
         self.assertIn("GET /metrics, p50", md)
         self.assertIn("throughput with the HTTP load / without", md)
+        # the run page's GETs (a 300-task run, a 2,000-item fan-out): timed, and the
+        # summary of the fan-out stays three tasks' worth
+        rv = res["runview"]
+        self.assertNotIn("na", rv, rv)
+        self.assertEqual(rv["items"]["task_count"], 2001, rv)
+        self.assertLess(rv["items"]["summary"]["bytes"], 4096, rv)
+        self.assertGreater(rv["tasks"]["full"]["bytes"], rv["tasks"]["summary"]["bytes"], rv)
+        self.assertIn("GET /runs/{id}?view=summary, p99", md)
         sim = res["drover_sim"]
         self.assertIsInstance(sim["capacity"], list, sim["capacity"])
         self.assertGreater(sim["capacity"][0]["rate"], 0)
