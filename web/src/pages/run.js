@@ -44,11 +44,9 @@ export function mount(root, route, ctx) {
   const spot = h('div', { id: 'spot-panel', class: 'card' });
   const panelEl = h('aside', { id: 'step-panel', class: 'card', hidden: true });
   const resub = h('div', { id: 'resubmit-box', hidden: true });
+  const wrap = h('div', { class: 'card dag-wrap', id: 'dag-wrap' }, svg, note);
   const page = h('div', { id: 'run', class: 'run-page' }, header, resub,
-    h('div', { class: 'run-body' },
-      h('div', { class: 'run-main' }, h('div', { class: 'card dag-wrap', id: 'dag-wrap' }, svg,
-        note), spot),
-      panelEl));
+    h('div', { class: 'run-body' }, h('div', { class: 'run-main' }, wrap, spot), panelEl));
   replace(root, page);
 
   const pctx = {
@@ -69,13 +67,24 @@ export function mount(root, route, ctx) {
     showPanel(name);
   }
 
+  /** Scale the drawn graph down to the width it has (not below 60%: a
+   *  wider graph scrolls), again when the panel opens or closes. */
+  function fit() {
+    if (!drawn) return;
+    const avail = wrap.clientWidth - 20;
+    const f = avail > 0 && drawn.width > avail ? Math.max(0.6, avail / drawn.width) : 1;
+    svg.setAttribute('width', Math.max(10, Math.ceil(drawn.width * f)));
+    svg.setAttribute('height', Math.max(10, Math.ceil(drawn.height * f)));
+  }
+
   function showPanel(name) {
     if (panel && panel.name === name) return;
     if (panel) { panel.close(); panel = null; }
     page.classList.toggle('with-panel', !!name);
     for (const el of svg.querySelectorAll('.node.selected')) el.classList.remove('selected');
-    if (!name) return;
+    if (!name) { fit(); return; }
     panel = openPanel(panelEl, id, name, pctx, () => scheduleReload(0));
+    fit();  // the panel now takes its room
     const t = idx && idx.byName.get(name);
     panelSig = t ? JSON.stringify([t.status, t.attempts, t.reason, t.progress, t.item_counts,
       t.out_params]) : '';
@@ -196,6 +205,7 @@ export function mount(root, route, ctx) {
       drawn = draw(svg, g, idx, expanded, clickNode);
       svg.dataset.layoutMs = Math.round(performance.now() - t0);
       svg.dataset.nodes = g.nodes.length;
+      fit();
       replace(note, g.hidden ? `${g.hidden} more steps not drawn (the graph shows at most ` +
         `${MAX_NODES}); open a group or fan-out's panel for its members.` : '');
       if (panel) {
@@ -325,6 +335,7 @@ export function mount(root, route, ctx) {
 
   function stop() {
     stopped = true;
+    window.removeEventListener('resize', fit);
     if (events) events.close();
     if (panel) panel.close();
     clearTimeout(pollTimer);
@@ -333,6 +344,7 @@ export function mount(root, route, ctx) {
     if (frame) cancelAnimationFrame(frame);
   }
 
+  window.addEventListener('resize', fit);
   load().then(() => { if (!stopped && view && route.query.step) showPanel(route.query.step); });
   poll();
   return stop;

@@ -208,10 +208,12 @@ export function open(el, id, name, ctx, onChange) {
     const params = Object.entries(t.out_params || {});
     const list = (arts && arts.artifacts) || [];
     const isFan = !!(t.fan_out || ctx.isFanout(name));
+    const isGate = st === 'suspended' || !!t.suspended_ms || !!t.gate_at_ms;
+    const runsNothing = isFan || t.is_group || isGate;  // no attempts, no log of its own
     replace(body,
       h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
       gateBox,
-      h('h3', {}, 'Attempts'), attemptsTable(t),
+      runsNothing ? null : [h('h3', {}, 'Attempts'), attemptsTable(t)],
       h('h3', {}, 'Output params'),
       h('table', { id: 'step-params' }, h('tbody', {}, params.length ? params.map(([k, v]) =>
         h('tr', { 'data-name': k }, h('th', {}, k), h('td', { class: 'mono' }, v))) :
@@ -230,11 +232,12 @@ export function open(el, id, name, ctx, onChange) {
       isFan ? [h('h3', {}, 'Items'), itemsBox = itemsBox || h('div', { class: 'items-box' })]
         : null);
     if (isFan) loadItems();
-    if (t.is_group || isFan) {
+    if (runsNothing) {
       // no output of its own: its members' or items' panels have theirs
       if (!log) replace(logBox, h('p', { class: 'muted' }, t.is_group
         ? 'A group: open it in the graph for its members and their logs.'
-        : 'A fan-out: its items (above) have the logs.'));
+        : isFan ? 'A fan-out: its items (above) have the logs.'
+          : 'An approval gate runs nothing.'));
     } else if (!log || (t.attempts > logAttempt && log.el.dataset.state !== 'following')) {
       startLog(t);
     }
