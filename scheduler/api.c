@@ -408,13 +408,16 @@ static void view_needs(const task_t *t, Drover__TaskView *tv, view_whys_t *w)
 
 /* A fan-out task's items by status (non-zero only) into tv: one block
  * holding the pointers and the StatusCounts (freed with tv's item_counts).
- * O(items): reads each item's status. */
+ * From the counts task_set_status keeps (task_t.item_status), O(1); a walk
+ * of the items only where there are none (never expected). */
 static void view_item_counts(const task_t *t, Drover__TaskView *tv)
 {
     uint32_t by[TASK_STATUS_SLOTS] = {0};
     size_t kinds = 0;
     const run_t *r = t->run;
-    for (uint32_t j = 0; j < t->n_items; j++) {
+    if (t->item_status)
+        memcpy(by, t->item_status, sizeof by);
+    for (uint32_t j = 0; j < t->n_items && !t->item_status; j++) {
         if (t->items[j] >= r->n_tasks)
             continue;
         unsigned st = (unsigned)r->tasks[t->items[j]]->status;

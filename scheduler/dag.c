@@ -232,6 +232,7 @@ static void task_free(task_t *t)
         free(t->attempts);
     free(t->children);
     free(t->items);
+    free(t->item_status);
     free(t->reason);
     free(t->name); /* an item's value shares its block (item_label) */
     free(t->cached_from);
@@ -320,6 +321,33 @@ static task_t *need_task(const task_t *t, size_t j)
 static task_t *group_of(const task_t *item)
 {
     return dag_member(item->run, item->scope, item->step_index);
+}
+
+static unsigned status_slot(unsigned st)
+{
+    return st < TASK_STATUS_SLOTS - 1 ? st : TASK_STATUS_SLOTS - 1;
+}
+
+void dag_item_moved(task_t *item, unsigned was, unsigned now)
+{
+    task_t *g = group_of(item);
+    if (g && g->item_status) { /* else not counting yet (expanding, loading) */
+        g->item_status[status_slot(was)]--;
+        g->item_status[status_slot(now)]++;
+    }
+}
+
+/* Count fan-out g's items by status into g->item_status, from now on kept
+ * by task_set_status: once its items are all made (expanded, or rebuilt
+ * at load). */
+static void count_items(task_t *g)
+{
+    if (!g->item_status)
+        g->item_status = xmalloc(TASK_STATUS_SLOTS * sizeof *g->item_status);
+    memset(g->item_status, 0, TASK_STATUS_SLOTS * sizeof *g->item_status);
+    for (uint32_t k = 0; k < g->n_items; k++)
+        if (g->items[k] < g->run->n_tasks)
+            g->item_status[status_slot((unsigned)g->run->tasks[g->items[k]]->status)]++;
 }
 
 /* Whether t's exit handlers' turn has come: its instance's main members
@@ -804,6 +832,8 @@ static void expand_fan_out(sched_t *s, task_t *g)
         return;
     }
     free(g->items); /* an empty list when reloaded before it expanded */
+    free(g->item_status);
+    g->item_status = NULL; /* counted once they are all made */
     g->items = xcalloc(n, sizeof *g->items);
     g->n_items = n;
     for (size_t i = 0; i < n; i++) {
@@ -824,6 +854,7 @@ static void expand_fan_out(sched_t *s, task_t *g)
          * transactions. */
     }
     json_text_list_free(items, n);
+    count_items(g);
     task_set_status(g, DROVER__TASK_STATUS__TASK_RUNNING);
     journal_mark_task(&s->journal, g);
     if (n == 0) {
@@ -1834,8 +1865,10 @@ static void rebuild_run(sched_t *s, run_t *r)
     /* In task order, which grows: an instance or a fan-out comes before
      * its members or items, which may be instances or fan-outs too. */
     for (size_t i = 0; i < r->n_tasks; i++) {
-        if (r->tasks[i]->n_items)
+        if (r->tasks[i]->n_items) {
             rebuild_items(s, r->tasks[i]);
+            count_items(r->tasks[i]);
+        }
         if (r->tasks[i]->grp)
             rebuild_members(r->tasks[i]);
     }

@@ -101,6 +101,11 @@ struct task {
      * the next one to release under the parallelism cap. */
     uint32_t *items;
     uint32_t n_items, items_done, items_failed, items_released;
+    /* ...and its items by status (TASK_STATUS_SLOTS, as run_t.n_status;
+     * owned), kept by task_set_status from its expansion (or its reload's
+     * rebuild) on: a run view's item_counts without a walk of the items.
+     * NULL until then, and on every other task. */
+    uint32_t *item_status;
     /* Results (owned). */
     Drover__KeyValue **out_params;
     Drover__Artifact **outputs;
@@ -197,14 +202,21 @@ struct run {
     uint32_t n_status[TASK_STATUS_SLOTS];
 };
 
-/* Set t's status, keeping its run's n_status (and, becoming READY, the
- * time for the dispatch latency). Every change of a task's status goes
- * through here (dag.c, gates.c, placer.c). */
+/* An item's status changed from was to now: its fan-out's item_status
+ * (dag.c). */
+void dag_item_moved(task_t *item, unsigned was, unsigned now);
+
+/* Set t's status, keeping its run's n_status, an item's fan-out's
+ * item_status (and, becoming READY, the time for the dispatch latency).
+ * Every change of a task's status goes through here (dag.c, gates.c,
+ * placer.c). */
 static inline void task_set_status(task_t *t, Drover__TaskStatus st)
 {
     unsigned was = (unsigned)t->status, now = (unsigned)st;
     t->run->n_status[was < TASK_STATUS_SLOTS - 1 ? was : TASK_STATUS_SLOTS - 1]--;
     t->run->n_status[now < TASK_STATUS_SLOTS - 1 ? now : TASK_STATUS_SLOTS - 1]++;
+    if (t->is_item)
+        dag_item_moved(t, was, now);
     t->status = st;
     if (st == DROVER__TASK_STATUS__TASK_READY)
         t->ready_us = metrics_now_us();

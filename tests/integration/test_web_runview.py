@@ -152,6 +152,14 @@ class WebRunViewTest(harness.DroverTestCase):
         st, p = reader.json("GET", base + "/items/fan?limit=1")
         self.assertEqual((st, [x["name"] for x in p["items"]]), (200, ["fan[0]"]))
 
+        # droverd restarted: the counts are made again from what it reloads
+        c.restart_droverd()
+        again = harness.wait_until(
+            lambda: by_name(self.ok(base + "?view=summary"))["fan"], timeout=60,
+            what="the summary after the restart")
+        self.assertEqual(counts(again).get("succeeded"), 3, again)
+        self.assertEqual(sum(counts(again).values()), 6, again)
+
         # follow from a view's event_seq: only later events, the run's end among them
         v = self.ok(base + "?view=summary")
         seq = v["event_seq"]

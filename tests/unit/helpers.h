@@ -138,6 +138,22 @@ static inline void h_check_status_counts(const sched_t *s)
                          k + 1 < TASK_STATUS_SLOTS ? util_task_status_name((Drover__TaskStatus)k)
                                                    : "unknown",
                          r->n_status[k], n[k]);
+        /* and each fan-out's items by status (task_t.item_status, the
+         * run views' item_counts) are what a walk of its items counts */
+        for (size_t k = 0; k < r->n_tasks; k++) {
+            const task_t *g = r->tasks[k];
+            if (!g->item_status)
+                continue;
+            uint32_t m[TASK_STATUS_SLOTS] = {0};
+            for (uint32_t j = 0; j < g->n_items; j++) {
+                unsigned st = (unsigned)r->tasks[g->items[j]]->status;
+                m[st < TASK_STATUS_SLOTS - 1 ? st : TASK_STATUS_SLOTS - 1]++;
+            }
+            for (size_t j = 0; j < TASK_STATUS_SLOTS; j++)
+                cr_assert_eq(g->item_status[j], m[j],
+                             "run %s: %s's item_status[%zu] is %u, its items %u", r->rec->id,
+                             g->name, j, g->item_status[j], m[j]);
+        }
     }
 }
 
