@@ -141,9 +141,9 @@ class RunPageTest(console.ConsoleTestCase):
         b.wait(all_green, timeout=120 * SCALE, what="every node green")
         self.assert_no_reload()
         self.assertGreater(len(seen["evaluate"]), 1, "evaluate changed state on the page")
-        nodes = self.nodes()
-        self.assertIn("3 items", nodes["train"]["sub"])
-        b.wait(lambda: "3 succeeded" in self.nodes()["train"]["sub"], what="fan-out counts")
+        # the counts follow (the view re-read after the events)
+        b.wait(lambda: "3 items: 3 succeeded" in self.nodes()["train"]["sub"],
+               what="fan-out counts")
         b.wait_text("#run-progress", "/")
         self.assert_layout([("generate", "train"), ("generate", "baseline"),
                             ("train", "evaluate"), ("baseline", "evaluate"),
@@ -278,8 +278,9 @@ steps:
         b.wait(lambda: self.node_status("breaks") == "failed", what="breaks to fail")
         # steps named as JavaScript's object keys are drawn like any other
         self.assert_layout([("__proto__", "constructor")])
-        title = self.nodes()["breaks"]["title"]
-        self.assertIn("exit code 3", title)
+        title = b.wait(lambda: next((t for t in [self.nodes()["breaks"]["title"]]
+                                     if "exit code 3" in t), None),
+                       what="the failed node's tooltip")
         self.click_node("breaks")
         self.assertEqual(b.wait_css("#step-exit-code").text, "3")
         reason = b.wait_css("#step-reason").text
