@@ -68,7 +68,9 @@ function fraction(n, idx) {
  *  Returns {nodes: Map name → element refs, width, height} for paint(). */
 export function draw(svg, g, idx, open, onClick) {
   const dg = new dagre.graphlib.Graph({ compound: g.clusters.length > 0 });
-  dg.setGraph({ rankdir: 'LR', nodesep: 14, ranksep: 46, edgesep: 8, marginx: 12, marginy: 12 });
+  // clusters add border ranks of their own: closer ranks keep edges short
+  dg.setGraph({ rankdir: 'LR', nodesep: 14, ranksep: g.clusters.length ? 22 : 46, edgesep: 8,
+    marginx: 12, marginy: 12 });
   dg.setDefaultEdgeLabel(() => ({}));
   // dagre's ids are ours, never step names: a step may be named
   // "__proto__" or "constructor", which dagre's maps cannot hold
