@@ -243,6 +243,36 @@ steps:
         self.assertEqual(self.nodes()["grp.two"]["status"], "succeeded")
         b.css('#dag g.node[data-task="grp"]').click()
         b.wait(lambda: "grp.two" not in self.nodes(), what="the group folded again")
+
+        # a group in a group, opened level by level: edges go through both
+        nested = """
+name: nested
+templates:
+  inner:
+    steps:
+      - {name: x, script: "true"}
+      - {name: y, needs: [x], script: "true"}
+  outer:
+    steps:
+      - {name: a, script: "true"}
+      - {name: sub, needs: [a], uses: inner}
+      - {name: b, needs: [sub], script: "true"}
+steps:
+  - {name: start, script: "true"}
+  - {name: big, needs: [start], uses: outer}
+  - {name: end, needs: [big], script: "true"}
+"""
+        rid2 = self.submit(nested)
+        b.go("/runs/" + rid2)
+        b.wait(lambda: b.css("#run").get_attribute("data-status") == "succeeded" and
+               set(self.nodes()) == {"start", "big", "end"}, what="the nested run folded")
+        self.click_node("big")
+        self.click_node("big.sub")
+        b.wait(lambda: "big.sub.y" in self.nodes(), what="the inner group opened")
+        self.assert_layout([("start", "big"), ("big", "big.a"), ("big.a", "big.sub"),
+                            ("big.sub", "big.sub.x"), ("big.sub.x", "big.sub.y"),
+                            ("big.sub.y", "big.b"), ("big.b", "end")])
+        self.assertEqual(len(b.all("#dag rect.cluster")), 2)
         self.assertEqual(b.severe_errors(), [])
 
     def test_failed_step_resubmit_cancel_delete(self):
