@@ -19,7 +19,10 @@
 //   lays the graph out again only then, never for a status change.
 
 const ITEM_RE = /^(.*)\[(\d+)\]$/;
+/** Task states that never change again (a retry makes a new attempt, not a
+ *  new state of an ended one). */
 export const FINAL = new Set(['succeeded', 'failed', 'skipped', 'cancelled', 'cached']);
+/** Run states that never change again. */
 export const RUN_FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 /** A status name as the page uses it: lowercased, no enum prefix
