@@ -246,18 +246,31 @@ cleanup:
 
 /* Spot accounting of a task from its attempts: time on spot and
  * on-demand nodes, work lost to preemptions, and the estimated cost. */
-static void spot_view(const task_t *t, Drover__TaskView *tv, int64_t now)
+/* Add t's attempts' time on spot and on-demand nodes (a running one: until
+ * now), work lost, cost and preemptions to *sum. */
+static void add_attempts(const task_t *t, int64_t now, run_totals_t *sum)
 {
+    sum->preemptions += t->preemptions; /* preempted or lost */
     for (size_t k = 0; k < t->n_attempts; k++) {
         const Drover__AttemptRecord *a = t->attempts[k];
         if (!a->started_ms)
             continue;
         int64_t end = a->finished_ms ? a->finished_ms : now;
         int64_t ran = end > a->started_ms ? end - a->started_ms : 0;
-        *(a->spot ? &tv->spot_ms : &tv->ondemand_ms) += ran;
-        tv->lost_ms += a->lost_ms;
-        tv->cost += a->price * (double)ran / 3600000.0;
+        *(a->spot ? &sum->spot_ms : &sum->ondemand_ms) += ran;
+        sum->lost_ms += a->lost_ms;
+        sum->cost += a->price * (double)ran / 3600000.0;
     }
+}
+
+static void spot_view(const task_t *t, Drover__TaskView *tv, int64_t now)
+{
+    run_totals_t sum = {0};
+    add_attempts(t, now, &sum);
+    tv->spot_ms = sum.spot_ms;
+    tv->ondemand_ms = sum.ondemand_ms;
+    tv->lost_ms = sum.lost_ms;
+    tv->cost = sum.cost;
     const Drover__Checkpoint *ck = dag_latest_checkpoint(t);
     tv->checkpoints = (uint32_t)t->n_checkpoints;
     tv->checkpoint_step = ck ? ck->step : 0;
@@ -503,6 +516,25 @@ static Drover__TaskView *task_view(sched_t *s, const task_t *t, uint32_t depth, 
 }
 
 /* The run's own fields of its view (no tasks). */
+/* r's totals (run_t.totals), summed again when older than a second and
+ * the run has not ended: a list of runs with a million tasks each costs a
+ * walk of each a second at most. */
+static const run_totals_t *run_totals(run_t *r)
+{
+    int64_t now = util_now_ms();
+    bool fresh = r->unfinished == 0 && r->rec->finished_ms
+                     ? r->totals_ms >= r->rec->finished_ms /* summed after the end: final */
+                     : now - r->totals_ms < 1000;
+    if (r->totals_ms && fresh)
+        return &r->totals;
+    run_totals_t t = {0};
+    for (size_t i = 0; i < r->n_tasks; i++)
+        add_attempts(r->tasks[i], now, &t);
+    r->totals = t;
+    r->totals_ms = now;
+    return &r->totals;
+}
+
 static void run_view_head(sched_t *s, const run_t *r, Drover__RunView *v)
 {
     drover__run_view__init(v);
@@ -523,6 +555,12 @@ static void run_view_head(sched_t *s, const run_t *r, Drover__RunView *v)
     v->timezone = r->rec->timezone;
     v->trigger_run_id = r->rec->trigger_run_id;
     v->event_seq = events_last_seq(s);
+    const run_totals_t *t = run_totals((run_t *)r); /* a cache: the view stays read-only */
+    v->cost = t->cost;
+    v->spot_ms = t->spot_ms;
+    v->ondemand_ms = t->ondemand_ms;
+    v->lost_ms = t->lost_ms;
+    v->preemptions = t->preemptions;
 }
 
 /* A run's view with its tasks in tree order (view_tree): all of them

@@ -164,6 +164,13 @@ struct task {
     int64_t ready_us;
 };
 
+/* A run's sums over its tasks' attempts (RunView's). */
+typedef struct {
+    double cost; /* from the agents' prices */
+    int64_t spot_ms, ondemand_ms, lost_ms;
+    uint32_t preemptions;
+} run_totals_t;
+
 struct run {
     Drover__RunRecord *rec;  /* owned: protobuf_c_message_free_unpacked */
     Drover__RunSteps *steps; /* owned, likewise: the compiled steps, never changed */
@@ -200,6 +207,12 @@ struct run {
      * status beyond the known ones), kept by task_set_status: the
      * metrics' tasks by status cost a sum over runs, not a walk. */
     uint32_t n_status[TASK_STATUS_SLOTS];
+    /* Its attempts' time on spot and on-demand nodes, work lost, cost and
+     * preemptions, summed over every task (api.c run_totals), as of
+     * totals_ms (0: never): a view re-sums at most once a second while the
+     * run goes on, and never again once it has ended. */
+    run_totals_t totals;
+    int64_t totals_ms;
 };
 
 /* An item's status changed from was to now: its fan-out's item_status

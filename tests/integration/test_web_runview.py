@@ -83,7 +83,8 @@ class WebRunViewTest(harness.DroverTestCase):
         seq0 = v["event_seq"]
         self.assertGreater(seq0, 0)  # the run's creation was an event
 
-        c.start_agent("a1", cpus=8)
+        # a spot node at $3.60 an hour: a millionth of a dollar a millisecond
+        c.start_agent("a1", cpus=8, extra=("--spot", "true", "--price", "3.6"))
         c.wait_agent_connected("a1")
 
         def three_done():
@@ -170,6 +171,17 @@ class WebRunViewTest(harness.DroverTestCase):
                 self.ok(base + "?view=summary")), timeout=60, what="the run to end")
         self.assertEqual(final["status"], "succeeded", final)
         self.assertEqual(counts(by_name(final)["fan"]), {"succeeded": 6})
+        # the run's spot totals are its every task's, items and members included
+        every = self.ok(base)["tasks"]
+        spot = sum(x["spot_ms"] for x in every)
+        self.assertEqual((final["spot_ms"], final["ondemand_ms"], final["preemptions"]),
+                         (spot, 0, 0), final)
+        self.assertGreater(spot, sum(x["spot_ms"] for x in final["tasks"]))  # items ran too
+        self.assertAlmostEqual(final["cost"], sum(x["cost"] for x in every), places=9)
+        self.assertAlmostEqual(final["cost"], spot * 1e-6, places=9)
+        listed = [r for r in self.ok("/api/v1/runs")["runs"] if r["id"] == rid]
+        self.assertEqual([(r["spot_ms"], round(r["cost"], 9)) for r in listed],
+                         [(spot, round(final["cost"], 9))])
         st, page = self.get("/api/v1/events?format=json&max=1000&run=%s&since=%d" % (rid, seq))
         self.assertEqual(st, 200, page)
         seqs = [e["seq"] for e in page["events"]]

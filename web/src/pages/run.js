@@ -162,19 +162,13 @@ export function mount(root, route, ctx) {
         v.reason ? [h('dt', {}, 'reason'), h('dd', { id: 'run-reason' }, v.reason)] : null));
   }
 
-  /** The run's spot figures: the sums over its tasks (a group's members
-   *  count, not the group). */
+  /** The run's spot figures: droverd's sums over every task's attempts,
+   *  fan-out items included (RunView cost, spot_ms, ondemand_ms, lost_ms,
+   *  preemptions; re-summed at most once a second while the run goes on). */
   function totals() {
-    const o = { pre: 0, spotMs: 0, odMs: 0, lost: 0, cost: 0 };
-    for (const t of idx.byName.values()) {
-      if (t.is_group) continue;
-      o.pre += Number(t.preemptions || 0);
-      o.spotMs += Number(t.spot_ms || 0);
-      o.odMs += Number(t.ondemand_ms || 0);
-      o.lost += Number(t.lost_ms || 0);
-      o.cost += Number(t.cost || 0);
-    }
-    return o;
+    return { pre: Number(view.preemptions || 0), spotMs: Number(view.spot_ms || 0),
+      odMs: Number(view.ondemand_ms || 0), lost: Number(view.lost_ms || 0),
+      cost: Number(view.cost || 0) };
   }
 
   function renderSpot() {
@@ -189,9 +183,7 @@ export function mount(root, route, ctx) {
         h('dt', {}, 'work lost'), h('dd', { id: 'spot-lost' }, duration(lost) || '0s'),
         h('dt', {}, 'cost'), h('dd', { id: 'spot-cost' }, money(cost) || '—')),
       all ? h('span', { class: 'bar spot-bar' }, h('span', { class: 'w' +
-        Math.round((spotMs / all) * 20) })) : null,
-      view.summary && idx.fanouts.size ? h('p', { class: 'muted', id: 'spot-note' },
-        'Sums over the steps shown: the items of fan-outs are not in this view.') : null);
+        Math.round((spotMs / all) * 20) })) : null);
   }
 
   // ---- the graph

@@ -12,8 +12,9 @@
 // that now fails the filters) re-reads the page, throttled to once a
 // second. Durations of running runs tick every second.
 //
-// Cost: RunView in the list carries no cost (costs are per task, in a
-// run's own view); the column shows only when the views carry a `cost`.
+// Cost: RunView.cost, droverd's sum over the run's attempts (re-summed at
+// most once a second while the run goes on); the column shows when the
+// views carry it (a drover-web older than the console does not).
 //
 // Element contract (tests): #runs table, tr.run data-id data-status,
 // #runs-filter (#f-status, #f-name, #f-owner), #runs-next, #runs-prev,
