@@ -32,6 +32,17 @@ from console import harness  # noqa: E402
 OUT = os.path.join(ROOT, "docs", "img")
 ML = os.path.join(ROOT, "examples", "ml")
 
+BUSY = """
+name: tune-sweep
+steps:
+  - name: trial-a
+    resources: {cpu: 2}
+    script: sleep 120
+  - name: trial-b
+    resources: {cpu: 2}
+    script: sleep 120
+"""
+
 FAILING = """
 name: nightly-etl
 params: {table: events, day: "2026-12-07"}
@@ -88,7 +99,12 @@ def main():
     c = harness.Cluster(tmp)
     b = None
     try:
-        c.start_droverd()
+        # a pool, so the agents page shows one (its provider fails: back-off)
+        c.start_droverd(extra=["--pools", json.dumps([{
+            "name": "gpu-spot", "node": {"cpu": 8, "memory": "16Gi", "gpus": 1,
+                                         "labels": {"pool": "gpu-spot"}},
+            "min": 0, "max": 4, "spot": True, "price": 0.9, "idle": "60s",
+            "provider": {"command": "/bin/false"}}])])
         c.start_agent("spot-1", cpus=4, extra=["--spot", "true", "--price", "0.35"])
         c.start_agent("ondemand-1", cpus=4, extra=["--spot", "false", "--price", "1.10"])
         c.start_web()
@@ -107,12 +123,19 @@ def main():
               os.path.join(OUT, "console-run.png"))
         shoot(b, "/runs/%s?step=validate" % bad, "#step-exit-code",
               os.path.join(OUT, "console-failed-step.png"))
+        # busy agents for the agents page: two steps running, one agent draining
+        busy = api(c, token, "POST", "/runs", {"spec": BUSY, "file": "busy.yaml"})["run_id"]
+        harness.wait_until(lambda: sum(a.get("running", 0) for a in
+                                       api(c, token, "GET", "/agents")["agents"]) == 2,
+                           timeout=60, what="two steps running")
+        api(c, token, "POST", "/agents/ondemand-1/drain", {})
         b.go("/agents")
         b.wait(lambda: b.js("return document.querySelector('#page').textContent.length > 0"),
                what="the agents page")
         b.wait(lambda: b.all("#agents tr.agent") or b.all("#page .empty"), what="agents shown")
         b.screenshot(os.path.join(OUT, "console-agents.png"))
         print("wrote", os.path.relpath(os.path.join(OUT, "console-agents.png"), ROOT))
+        api(c, token, "POST", "/runs/%s/cancel" % busy, {})
     finally:
         if b:
             b.quit()

@@ -83,10 +83,14 @@ class Browser:
         self.d.execute_script("location.hash = arguments[0]", "#" + hash_path)
 
     def login(self, token):
+        """Log in and wait for the page the login goes to: a route set
+        before that would be undone by its redirect."""
         self.open("/login")
         self.wait_css("#token").send_keys(token)
         self.css("#login-submit").click()
         self.wait_css("#logout")
+        self.wait(lambda: self.js("return location.hash") not in ("", "#/login"),
+                  what="the page after the login")
 
     # ---- finding and waiting
 

@@ -64,17 +64,9 @@ class RunPageTest(console.ConsoleTestCase):
     def node_status(self, name):
         return self.nodes().get(name, {}).get("status")
 
-    def login(self, token):
-        """Log in and wait for the page the login goes to (#/runs): a route
-        changed before that would be undone by it."""
-        b = self.browser
-        b.login(token)
-        b.wait(lambda: b.js("return location.hash") not in ("", "#/login"),
-               what="the page after the login")
-
     def open_run(self, rid):
         b = self.browser
-        self.login(self.token)
+        self.browser.login(self.token)
         b.go("/runs/" + rid)
         b.wait_css("#dag g.node")
         b.js("window.__samePage = 'yes'")
@@ -296,7 +288,7 @@ steps:
         # buttons by role, on a run that goes on (owner: the admin token "console")
         for name, role, want in (("reader", "read", set()),
                                  ("bob", "submit", {"run-resubmit"})):
-            self.login(console.make_token(self.c, name, role))
+            self.browser.login(console.make_token(self.c, name, role))
             b.go("/runs/" + rid)
             b.wait_css("#run-status")  # the header drawn from the run
             got = {e.get_attribute("id") for e in b.all("#run-header button")}
@@ -425,7 +417,7 @@ steps:
         wait_until(lambda: self.api("GET", "/runs/" + rid)["task_count"] >= 10000,
                    timeout=60 * SCALE, what="the run's tasks made")
         total = self.api("GET", "/runs/" + rid)["task_count"]
-        self.login(self.token)
+        self.browser.login(self.token)
         t0 = time.monotonic()
         b.go("/runs/" + rid)
         b.wait_css('#dag g.node[data-task="after"]', timeout=120 * SCALE)
@@ -473,7 +465,7 @@ steps:
                           "  - name: last\n    needs: [wide]\n    script: 'true'\n" % n)
         wait_until(lambda: self.api("GET", "/runs/%s?view=summary" % rid)["task_count"] > n,
                    timeout=600, interval=0.5, what="the million items made")
-        self.login(self.token)
+        self.browser.login(self.token)
         t0 = time.monotonic()
         b.go("/runs/" + rid)
         b.wait_css('#dag g.node[data-task="wide"]', timeout=120 * SCALE)
