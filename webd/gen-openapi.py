@@ -40,6 +40,7 @@ OWN_SCHEMAS = {
                  required=["error", "code"]),
     "Health": obj({"ok": {"type": "boolean"}, "droverd": {"type": "boolean"}}),
     "RunId": obj({"run_id": STR}),
+    "Ticket": obj({"url": STR, "expires_ms": {"type": "integer"}}),
     "RunList": obj({"runs": arr(ref("RunView")), "next": {"type": ["string", "null"]}}),
     "AgentName": obj({"agent": STR}),
     "AgentList": obj({"agents": arr(ref("AgentView"))}),
@@ -162,6 +163,16 @@ OPS = [
      {"200": {"description": "the bytes (X-Drover-Digest: sha256:HEX)",
               "content": {"application/octet-stream": {"schema": STR},
                           "application/x-tar": {"schema": STR}}}}),
+    ("post", "/api/v1/runs/{id}/artifacts/{task}/{name}/ticket",
+     "A download ticket: a URL that downloads the artifact once, without a token, "
+     "within 60 s (for a browser's plain download)",
+     [RUN_ID, p("task", "the task's name"), p("name", "the artifact's name")], None,
+     {"201": resp("the ticket", "Ticket")}),
+    ("get", "/api/v1/downloads/{ticket}", "A download ticket's artifact (no token: the "
+     "ticket's; used once)", [p("ticket", "the ticket (64 hex digits)")], None,
+     {"200": {"description": "the bytes, as GET .../artifacts/{task}/{name} answers",
+              "content": {"application/octet-stream": {"schema": STR},
+                          "application/x-tar": {"schema": STR}}}}),
     ("get", "/api/v1/agents", "The agents", [], None, {"200": resp("agents", "AgentList")}),
     ("post", "/api/v1/agents/{name}/drain", "Take no new work on an agent",
      [p("name", "the agent")], None, {"200": resp("drained", "AgentName")}),
@@ -217,7 +228,7 @@ def build(binary):
     for method, path, summary, params, body, responses in OPS:
         op = {"summary": summary, "operationId": method + path.replace("/api/v1", "")
               .replace("/", "_").replace("{", "").replace("}", "").replace(".", "_")}
-        if path not in ("/healthz", "/api/v1/openapi.json"):
+        if path not in ("/healthz", "/api/v1/openapi.json", "/api/v1/downloads/{ticket}"):
             op["security"] = [{"bearer": []}]
         else:
             op["security"] = []

@@ -3,6 +3,17 @@
  *   GET /api/v1/runs/{id}/logs/{task}?follow=1             server-sent events
  *   GET /api/v1/runs/{id}/artifacts                        {"artifacts": [ArtifactView]}
  *   GET /api/v1/runs/{id}/artifacts/{task}/{name}          the bytes (a directory: a tar)
+ *   POST /api/v1/runs/{id}/artifacts/{task}/{name}/ticket  a download ticket: {"url",
+ *                                                          "expires_ms"}
+ *   GET /api/v1/downloads/{ticket}                         the artifact, no token
+ *
+ * Download tickets are for a browser, which cannot send a bearer with a
+ * plain link: the console asks for a ticket (with its token), then lets
+ * the browser fetch the ticket's URL as an ordinary download, streamed to
+ * disk — a checkpoint of gigabytes never sits in the tab's memory. A ticket
+ * is 32 random bytes, used once, good for TICKET_TTL_MS, and carries its
+ * maker's token: the download runs as that token (droverd checks it again,
+ * so a token revoked meanwhile gets 401). At most TICKETS are outstanding.
  *
  * Every answer is streamed (web_stream) from droverd's paged requests
  * (LogsRequest, BlobRequest read_blob), a page at a time, on the
@@ -42,6 +53,9 @@
 #include "web.h"
 
 #include <archive.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <pthread.h>
 #include <archive_entry.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -578,10 +592,12 @@ static bool artifact_ok(web_req_t *r, const Drover__Artifact *a)
     return true;
 }
 
-static void get_artifact(web_req_t *r)
+/* The artifact name of task in run, as r's caller: the listing (droverd
+ * checks the caller may read it), or NULL after answering 404 (naming the
+ * artifacts it has) or droverd's refusal. *listing: the caller frees it. */
+static const Drover__Artifact *find_artifact(web_req_t *r, const char *run, const char *task,
+                                             const char *name, Drover__ApiResponse **listing)
 {
-    const char *run = web_capture(r, "id"), *task = web_capture(r, "task"),
-               *name = web_capture(r, "name");
     Drover__ApiRequest req = DROVER__API_REQUEST__INIT;
     Drover__ArtifactsRequest ar = DROVER__ARTIFACTS_REQUEST__INIT;
     Drover__ApiResponse *resp;
@@ -589,8 +605,9 @@ static void get_artifact(web_req_t *r)
     ar.task = (char *)task;
     req.op_case = DROVER__API_REQUEST__OP_ARTIFACTS;
     req.artifacts = &ar;
+    *listing = NULL;
     if (web_api(r, &req, &resp) < 0)
-        return;
+        return NULL;
     const Drover__Artifact *a = NULL;
     strbuf_t names = {0};
     for (size_t i = 0; i < resp->n_artifacts && !a; i++) {
@@ -610,11 +627,22 @@ static void get_artifact(web_req_t *r)
                                           task, run, name);
         web_error_with(r, 404, "not_found", NULL, msg);
         free(msg);
-        sb_free(&names);
         drover__api_response__free_unpacked(resp, NULL);
-        return;
+        resp = NULL;
     }
     sb_free(&names);
+    *listing = resp;
+    return a;
+}
+
+/* Answer r with artifact name of task in run (the bytes; a directory as a
+ * tar), as r's caller. */
+static void serve_artifact(web_req_t *r, const char *run, const char *task, const char *name)
+{
+    Drover__ApiResponse *resp;
+    const Drover__Artifact *a = find_artifact(r, run, task, name, &resp);
+    if (!a)
+        return;
     if (!artifact_ok(r, a)) {
         drover__api_response__free_unpacked(resp, NULL);
         return;
@@ -656,9 +684,117 @@ static void get_artifact(web_req_t *r)
     free(disposition);
 }
 
+static void get_artifact(web_req_t *r)
+{
+    serve_artifact(r, web_capture(r, "id"), web_capture(r, "task"), web_capture(r, "name"));
+}
+
+/* ---- download tickets (see the top) ---- */
+
+#define TICKETS       256
+#define TICKET_TTL_MS 60000
+#define TICKET_BYTES  32
+
+typedef struct {
+    char id[2 * TICKET_BYTES + 1]; /* hex; "" = a free slot */
+    char *bearer, *run, *task, *name;
+    int64_t expires_ms; /* util_mono_ms */
+} ticket_t;
+
+static ticket_t tickets[TICKETS];
+static pthread_mutex_t tickets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void ticket_clear(ticket_t *t)
+{
+    free(t->bearer);
+    free(t->run);
+    free(t->task);
+    free(t->name);
+    memset(t, 0, sizeof *t);
+}
+
+static void post_ticket(web_req_t *r)
+{
+    const char *run = web_capture(r, "id"), *task = web_capture(r, "task"),
+               *name = web_capture(r, "name");
+    Drover__ApiResponse *listing;
+    if (!find_artifact(r, run, task, name, &listing)) /* no such artifact, or not the caller's */
+        return;
+    drover__api_response__free_unpacked(listing, NULL);
+    unsigned char raw[TICKET_BYTES];
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        web_error(r, 500, "internal", "no random bytes for a download ticket");
+        return;
+    }
+    int64_t now = util_mono_ms();
+    ticket_t *slot = NULL;
+    pthread_mutex_lock(&tickets_lock);
+    for (size_t i = 0; i < TICKETS; i++) {
+        if (tickets[i].id[0] && tickets[i].expires_ms <= now)
+            ticket_clear(&tickets[i]);
+        if (!tickets[i].id[0] && !slot)
+            slot = &tickets[i];
+    }
+    if (slot) {
+        for (size_t i = 0; i < sizeof raw; i++)
+            snprintf(slot->id + 2 * i, 3, "%02x", raw[i]);
+        slot->bearer = xstrdup(web_bearer(r));
+        slot->run = xstrdup(run);
+        slot->task = xstrdup(task);
+        slot->name = xstrdup(name);
+        slot->expires_ms = now + TICKET_TTL_MS;
+    }
+    char *url = slot ? xasprintf("/api/v1/downloads/%s", slot->id) : NULL;
+    pthread_mutex_unlock(&tickets_lock);
+    if (!url) {
+        web_error(r, 503, "unavailable",
+                  "%d download tickets are outstanding: try again within %d s", TICKETS,
+                  TICKET_TTL_MS / 1000);
+        web_add_header(r, "Retry-After", "5");
+        return;
+    }
+    web_json(r, 201,
+             json_pack("{s:s,s:I}", "url", url, "expires_ms",
+                       (json_int_t)(util_now_ms() + TICKET_TTL_MS)));
+    free(url);
+}
+
+static void get_download(web_req_t *r)
+{
+    const char *id = web_capture(r, "ticket");
+    ticket_t got = {0};
+    bool found = false;
+    if (id && strlen(id) == 2 * TICKET_BYTES) {
+        int64_t now = util_mono_ms();
+        pthread_mutex_lock(&tickets_lock);
+        for (size_t i = 0; i < TICKETS; i++) {
+            /* every slot compared in full: the time says nothing of the ids */
+            bool same = CRYPTO_memcmp(tickets[i].id, id, 2 * TICKET_BYTES) == 0;
+            if (same && tickets[i].id[0] && tickets[i].expires_ms > now && !found) {
+                got = tickets[i]; /* taken: used once */
+                memset(&tickets[i], 0, sizeof tickets[i]);
+                found = true;
+            }
+        }
+        pthread_mutex_unlock(&tickets_lock);
+    }
+    if (!found) {
+        web_error(r, 404, "not_found",
+                  "no such download ticket: a ticket is used once and expires %d s after it "
+                  "is made",
+                  TICKET_TTL_MS / 1000);
+        return;
+    }
+    web_act_as(r, got.bearer);
+    serve_artifact(r, got.run, got.task, got.name);
+    ticket_clear(&got);
+}
+
 const web_route_t routes_files[] = {
     {"GET", "/api/v1/runs/{id}/logs/{task}", get_logs, 0},
     {"GET", "/api/v1/runs/{id}/artifacts", get_artifact_list, 0},
     {"GET", "/api/v1/runs/{id}/artifacts/{task}/{name}", get_artifact, 0},
+    {"POST", "/api/v1/runs/{id}/artifacts/{task}/{name}/ticket", post_ticket, 0},
+    {"GET", "/api/v1/downloads/{ticket}", get_download, WEB_NO_AUTH},
     {0},
 };

@@ -259,6 +259,12 @@ const char *web_bearer(const web_req_t *r)
     return r->bearer ? r->bearer : "";
 }
 
+void web_act_as(web_req_t *r, const char *bearer)
+{
+    free(r->bearer);
+    r->bearer = xstrdup(bearer);
+}
+
 const char *web_client(const web_req_t *r)
 {
     return r->client;

@@ -80,6 +80,9 @@ const char *web_body(const web_req_t *r, size_t *len);
 /* The caller's bearer token ("" on a WEB_NO_AUTH route without one). */
 const char *web_bearer(const web_req_t *r);
 
+/* Run the rest of r as bearer (copied): a download ticket's maker. */
+void web_act_as(web_req_t *r, const char *bearer);
+
 /* The client's address as text ("127.0.0.1", "::1"). */
 const char *web_client(const web_req_t *r);
 

@@ -24,7 +24,6 @@ from selenium.common.exceptions import (  # noqa: E402
     NoSuchElementException, StaleElementReferenceException, WebDriverException)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402,F401
 
 CHROMIUM = os.environ.get("DROVER_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("DROVER_CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -8,6 +8,7 @@ deleted; a fan-out of thousands of items whose node's counts move. The
 time a 10,000-task run's graph takes to show is printed, not asserted
 (timing targets live in bench/)."""
 import hashlib
+import tarfile
 import json
 import os
 import sys
@@ -164,6 +165,30 @@ class RunPageTest(console.ConsoleTestCase):
         _, hd = self.api("GET", "/runs/%s/artifacts/generate/dataset" % rid, raw=True)
         self.assertEqual(hd.get("X-Drover-Digest"), "sha256:" + got)
         self.assertEqual(status.get_attribute("data-digest"), got)
+        self.assertEqual(b.severe_errors(), [])
+
+    def test_directory_artifact_saved_by_ticket(self):
+        """A directory (or a big file) is saved by the browser itself from a
+        download ticket's URL, streamed to disk, not through the tab."""
+        b = self.browser
+        rid = self.submit("""
+name: dir-artifact
+steps:
+  - name: make
+    outputs: {artifacts: [out]}
+    script: mkdir -p "$DROVER_OUTPUTS/out/sub" && printf hello > "$DROVER_OUTPUTS/out/a.txt" &&
+      printf deep > "$DROVER_OUTPUTS/out/sub/b.txt"
+""")
+        self.c.wait_run_final(rid)
+        self.open_run(rid)
+        self.click_node("make")
+        b.wait_css('.artifact-download[data-name="out"]').click()
+        path = self.wait_download("out.tar")
+        b.wait(lambda: b.css(".artifact-status").get_attribute("data-ticket") == "1",
+               what="the ticket's download said")
+        with tarfile.open(path) as tar:
+            got = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+        self.assertEqual(got, {"a.txt": b"hello", "sub/b.txt": b"deep"})
         self.assertEqual(b.severe_errors(), [])
 
     def test_log_follows_and_gate_approved(self):

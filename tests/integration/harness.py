@@ -127,6 +127,42 @@ def holds_for(pred, seconds, interval=0.1, what=None):
         time.sleep(interval)
 
 
+def raw_http(port, data, body=b"", timeout=20, read=True):
+    """Send data (a request's head, bytes or text) and body on a new
+    connection to 127.0.0.1:port; return what came back before the server
+    closed or reset it, or timeout passed (nothing, without read). A
+    server that refuses before it has all of it is not an error here: its
+    answer is what the caller looks at."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    try:
+        try:
+            s.sendall(data if isinstance(data, bytes) else data.encode())
+            if body:
+                s.sendall(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        while read:
+            try:
+                chunk = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def http_status(raw):
+    """The status code of a raw HTTP answer (raw_http's), or None when it
+    is not one (nothing came back, or not HTTP)."""
+    line = raw.split(b"\r\n", 1)[0].split()
+    return int(line[1]) if len(line) > 1 and line[0].startswith(b"HTTP/") and \
+        line[1].isdigit() else None
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:

@@ -596,6 +596,8 @@ class WebOpenApiTest(harness.DroverTestCase):
         ("get", "/api/v1/runs/{id}/logs/{task}", 200),
         ("get", "/api/v1/runs/{id}/artifacts", 200),
         ("get", "/api/v1/runs/{id}/artifacts/{task}/{name}", 404),  # step a has no artifact w1
+        ("post", "/api/v1/runs/{id}/artifacts/{task}/{name}/ticket", 404),  # likewise
+        ("get", "/api/v1/downloads/{ticket}", 404),  # no such ticket
         ("get", "/api/v1/events", 200),
         ("get", "/api/v1/agents", 200),
         ("get", "/api/v1/pools", 200),

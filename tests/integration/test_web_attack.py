@@ -61,25 +61,9 @@ class WebAttackTest(harness.DroverTestCase):
         self.http = webapi.Http(self.c.web_url, self.admin)
 
     def raw(self, head, body=b""):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=20)
-        try:
-            s.sendall(head.encode() + body)
-            out = b""
-            while True:
-                try:
-                    chunk = s.recv(65536)
-                except (socket.timeout, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            return out
-        finally:
-            s.close()
+        return harness.raw_http(self.port, head, body)
 
-    def status(self, raw):
-        line = raw.split(b"\r\n", 1)[0].split()
-        return int(line[1]) if len(line) > 1 else None
+    status = staticmethod(harness.http_status)
 
     def test_authorization_header_tricks(self):
         def get(auth_lines):

@@ -15,7 +15,6 @@
   other methods on / get a clear 4xx, and drover-web keeps serving."""
 import json
 import os
-import socket
 import sys
 
 sys.dont_write_bytecode = True
@@ -43,33 +42,9 @@ class WebConsoleAttackTest(harness.DroverTestCase):
     # ---- helpers
 
     def raw(self, head, body=b"", timeout=30):
-        """One request as bytes on a fresh connection: the answer's bytes
-        (what came before the server closed or reset the connection)."""
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        out = b""
-        try:
-            try:
-                s.sendall(head if isinstance(head, bytes) else head.encode())
-                if body:
-                    s.sendall(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # refused before all of it was sent: read the answer
-            while True:
-                try:
-                    chunk = s.recv(65536)
-                except (socket.timeout, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            return out
-        finally:
-            s.close()
+        return harness.raw_http(self.port, head, body, timeout)
 
-    @staticmethod
-    def status(raw):
-        line = raw.split(b"\r\n", 1)[0].split()
-        return int(line[1]) if len(line) > 1 and line[1].isdigit() else None
+    status = staticmethod(harness.http_status)
 
     @staticmethod
     def headers(raw):

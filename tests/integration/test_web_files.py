@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import tarfile
+import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -297,6 +298,50 @@ class WebFilesTest(harness.DroverTestCase):
             self.assertIsInstance(body, dict, (path, body))
         st, body = h.json("GET", "/api/v1/runs/%s/artifacts/prepare/nope" % rid)
         self.assertIn("dataset, model", body["error"])
+
+    def test_download_tickets(self):
+        """A ticket (for a browser's plain download) fetches the artifact once,
+        with no token, as its maker; it names nothing it may not read."""
+        h = self.http
+        rid = self.art_run()
+        base = "/api/v1/runs/%s/artifacts/prepare" % rid
+        st, t = h.json("POST", base + "/dataset/ticket")
+        self.assertEqual(st, 201, t)
+        self.assertRegex(t["url"], r"^/api/v1/downloads/[0-9a-f]{64}$")
+        self.assertGreater(t["expires_ms"], time.time() * 1000)
+        st, headers, data = h.request("GET", t["url"], token=False)
+        self.assertEqual((st, data), (200, DATASET))
+        self.assertEqual(headers["x-drover-digest"], "sha256:" + sha256(DATASET))
+        self.assertEqual(headers["content-disposition"], 'attachment; filename="dataset"')
+        # used once
+        st, body = h.json("GET", t["url"], token=False)
+        self.assertEqual(st, 404, body)
+        self.assertIn("used once", body["error"])
+        # a directory: the tar
+        st, t = h.json("POST", base + "/model/ticket")
+        st, headers, data = h.request("GET", t["url"], token=False)
+        self.assertEqual((st, headers["content-type"]), (200, "application/x-tar"))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            self.assertEqual(sorted(m.name for m in tar.getmembers()), sorted(MODEL))
+        # no ticket for what is not there, nor without a token; a read token may
+        st, body = h.json("POST", base + "/nope/ticket")
+        self.assertEqual(st, 404, body)
+        st, body = h.json("POST", base + "/dataset/ticket", token=False)
+        self.assertEqual(st, 401, body)
+        reader = webapi.Http(self.c.web_url, webapi.api_token(self.c, "reader", "read"))
+        st, t = reader.json("POST", base + "/dataset/ticket")
+        self.assertEqual(st, 201, t)
+        # guessed, malformed or stolen-after-revocation tickets get nothing
+        for bad in ("0" * 64, "g" * 64, "0" * 63, t["url"].rsplit("/", 1)[1] + "0"):
+            st, body = h.json("GET", "/api/v1/downloads/" + bad, token=False)
+            self.assertEqual(st, 404, (bad, body))
+        self.c.cli("token", "revoke", "reader")
+        st, body = h.json("GET", t["url"], token=False)
+        self.assertEqual(st, 401, body)  # the download runs as its maker: revoked
+        # a cross-site page cannot make one with the user's browser
+        st, body = h.json("POST", base + "/dataset/ticket",
+                          headers={"Origin": "http://evil.example"})
+        self.assertEqual((st, body["code"]), (403, "forbidden_origin"))
 
     def test_corrupt_blob_cuts_the_download(self):
         rid = self.art_run()

@@ -6,7 +6,6 @@ NUL bytes, path traversal on artifact names, clients that never read a
 stream or a big artifact, a non-HTTP byte stream. Each gets a clear
 refusal (JSON where drover-web answers) or is cut off, and afterwards
 drover-web still answers /healthz and a normal request."""
-import http.client
 import json
 import os
 import socket
@@ -59,27 +58,9 @@ class WebHostileTest(harness.DroverTestCase):
         self.http = webapi.Http(self.c.web_url, self.token)
 
     def raw(self, data, timeout=10, read=True):
-        """Send data on a new connection; what came back (until close or
-        timeout)."""
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        try:
-            s.sendall(data)
-            out = b""
-            while read:
-                try:
-                    chunk = s.recv(65536)
-                except (socket.timeout, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            return out
-        finally:
-            s.close()
+        return harness.raw_http(self.port, data, timeout=timeout, read=read)
 
-    def status_of(self, raw):
-        line = raw.split(b"\r\n", 1)[0].split()
-        return int(line[1]) if len(line) > 1 and line[0].startswith(b"HTTP/") else None
+    status_of = staticmethod(harness.http_status)
 
     def json_of(self, raw):
         return json.loads(raw.split(b"\r\n\r\n", 1)[1])

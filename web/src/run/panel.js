@@ -7,9 +7,13 @@
 // refresh() re-reads the task (the page calls it, debounced, when an event
 // names it) and rebuilds every section but the log, which keeps following;
 // a new attempt (a retry) starts a new log. Downloads go through fetch with
-// the bearer (a plain link could not send it): the bytes become a blob
-// URL clicked as <a download>; a file's SHA-256 is checked against
-// X-Drover-Digest with crypto.subtle where the page has it.
+// the bearer (a plain link could not send it). A file up to BLOB_MAX is
+// fetched into a blob, its SHA-256 checked against X-Drover-Digest with
+// crypto.subtle where the page has it, and saved from a blob URL; a larger
+// one, or a directory (a tar), is saved by the browser itself from a
+// download ticket's URL (POST .../ticket: used once, no token needed), so
+// gigabytes stream to disk instead of into the tab (drover-web checks the
+// digest before the last byte goes out: a corrupt file is cut short).
 
 import { json, request, seg } from '../api.js';
 import { h, replace } from '../dom.js';
@@ -18,6 +22,7 @@ import { follow } from './log.js';
 import { FINAL, norm, why } from './model.js';
 
 const ITEMS_PAGE = 50;
+const BLOB_MAX = 32 << 20;
 
 function hex(buf) {
   return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
@@ -28,8 +33,21 @@ function hex(buf) {
 async function download(id, task, art, status) {
   replace(status, 'downloading…');
   status.className = 'artifact-status muted';
+  const path = `/runs/${seg(id)}/artifacts/${seg(task)}/${seg(art.name)}`;
   try {
-    const resp = await request(`/runs/${seg(id)}/artifacts/${seg(task)}/${seg(art.name)}`);
+    if (art.is_dir || Number(art.size) > BLOB_MAX) {
+      const ticket = await json(path + '/ticket', { method: 'POST' });
+      const a = h('a', { href: ticket.url, download: art.is_dir ? art.name + '.tar' : art.name });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      status.classList.remove('muted');
+      replace(status, 'saving (', bytes(art.size), art.is_dir ? ', a tar of the directory' : '',
+        '; streamed by the browser, the digest checked by drover-web)');
+      status.dataset.ticket = '1';
+      return;
+    }
+    const resp = await request(path);
     const blob = await resp.blob();
     const want = (resp.headers.get('X-Drover-Digest') || '').replace(/^sha256:/, '');
     let note = bytes(blob.size);
@@ -39,11 +57,8 @@ async function download(id, task, art, status) {
       status.dataset.digest = got;
       note += ', sha256 verified';
       status.classList.add('verified');
-    } else if (art.is_dir) {
-      note += ', a tar of the directory';
     }
-    const a = h('a', { href: URL.createObjectURL(blob), download: art.is_dir ? art.name + '.tar'
-      : art.name });
+    const a = h('a', { href: URL.createObjectURL(blob), download: art.name });
     document.body.appendChild(a);
     a.click();
     a.remove();
